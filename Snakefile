@@ -1,0 +1,31 @@
+# Instance-level image retrieval: from folders of photos to ranked results and Revisited Oxford/Paris metrics.
+#   snakemake --cores all results/demo_global.json
+#   snakemake --cores all results/{dataset}_{method}.json --config data_root=DIR
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/download.smk"
+include: "rules/lists.smk"
+include: "rules/extract.smk"
+include: "rules/merge.smk"
+include: "rules/codebook.smk"
+include: "rules/aggregate.smk"
+include: "rules/whiten.smk"
+include: "rules/knn.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/demo_global.json",

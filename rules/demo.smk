@@ -1,0 +1,23 @@
+# The embedded default dataset: demo (test), demo-val and demo-train, generated from scikit-image's photos.
+
+
+rule demo_data:
+    output:
+        manifest="results/demo_data/{ver}/manifest.json",
+        gnd=[f"results/demo_data/{{ver}}/{s}/gnd.json" for s in DEMO_SPLITS],
+    params:
+        demo=lambda w: (check_version(w, v_demo()), config["demo"])[1],
+        version=lambda w: w.ver,
+        preset=PRESET,
+    log:
+        "logs/demo_data/{ver}.log",
+    benchmark:
+        "benchmarks/demo_data/{ver}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/demo_data.py"

@@ -1,0 +1,23 @@
+# Exact nearest neighbours of the queries among the database global descriptors.
+
+
+rule knn:
+    input:
+        query=lambda w: f"results/global/{w.dataset}/{v_global(w.dataset)}/query.h5",
+        db=lambda w: f"results/global/{w.dataset}/{v_global(w.dataset)}/db.h5",
+    output:
+        "results/knn/{dataset}/{ver}/knn.h5",
+    params:
+        k=lambda w: (check_version(w, v_knn(w.dataset)), config["knn"]["k"])[1],
+    log:
+        "logs/knn/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/knn/{dataset}/{ver}.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/knn.py"

@@ -1,0 +1,30 @@
+# Merge the chunks of one split into a verified HDF5 virtual dataset.
+
+
+rule merge_local:
+    input:
+        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        chunks=lambda w: expand(
+            "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5",
+            dataset=w.dataset,
+            ver=w.ver,
+            split=w.split,
+            chunk=range(config["extract"]["n_chunks"]),
+        ),
+    output:
+        store="results/local/{dataset}/{ver}/{split}/local.h5",
+        manifest="results/local/{dataset}/{ver}/{split}/manifest.json",
+    params:
+        config=lambda w: (check_version(w, v_local(w.dataset)), extract_config())[1],
+        lists_version=lambda w: v_lists(w.dataset),
+        preset=PRESET,
+    log:
+        "logs/merge_local/{dataset}/{ver}/{split}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/merge_local.py"

@@ -1,0 +1,15 @@
+"""Rule aggregate_vlad: VLAD global descriptors over the codebook."""
+from retrieval.runtime import limit_threads, setup_logging
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline import aggregate_vlad  # noqa: E402
+
+aggregate_vlad(
+    local_path=snakemake.input.local,
+    codebook_path=snakemake.input.codebook,
+    out_path=snakemake.output[0],
+    alpha=snakemake.params.alpha,
+    version=snakemake.wildcards.ver,
+)

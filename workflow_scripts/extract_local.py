@@ -1,0 +1,18 @@
+"""Rule extract_local: local descriptors of one chunk of the db or query list."""
+from retrieval.runtime import limit_threads, setup_logging
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline import extract_local_chunk  # noqa: E402
+
+extract_local_chunk(
+    lists_path=snakemake.input.lists,
+    split=snakemake.wildcards.split,
+    chunk=int(snakemake.wildcards.chunk),
+    n_chunks=snakemake.params.n_chunks,
+    out_path=snakemake.output[0],
+    backbone=snakemake.params.backbone,
+    backbone_config=snakemake.params.backbone_config,
+    version=snakemake.wildcards.ver,
+)

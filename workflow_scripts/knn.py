@@ -1,0 +1,15 @@
+"""Rule knn: exact top-k neighbours of every query in the database (faiss, inner product)."""
+from retrieval.runtime import limit_threads, setup_logging
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline import nearest_neighbours  # noqa: E402
+
+nearest_neighbours(
+    query_path=snakemake.input.query,
+    db_path=snakemake.input.db,
+    out_path=snakemake.output[0],
+    k=snakemake.params.k,
+    version=snakemake.wildcards.ver,
+)

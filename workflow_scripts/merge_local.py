@@ -1,0 +1,19 @@
+"""Rule merge_local: a verified HDF5 virtual dataset over the extraction chunks."""
+from retrieval.runtime import limit_threads, setup_logging
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline import merge_local  # noqa: E402
+
+merge_local(
+    chunk_paths=list(snakemake.input.chunks),
+    lists_path=snakemake.input.lists,
+    split=snakemake.wildcards.split,
+    out_path=snakemake.output.store,
+    manifest_path=snakemake.output.manifest,
+    version=snakemake.wildcards.ver,
+    config=snakemake.params.config,
+    preset=snakemake.params.preset,
+    lists_version=snakemake.params.lists_version,
+)

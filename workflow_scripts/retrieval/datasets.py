@@ -1,0 +1,141 @@
+"""Datasets on disk and the image lists built from them.
+
+Accepted layouts under ``{data_root}/{dataset}/``:
+
+* revisitop: ``jpg/{name}.jpg`` + ``gnd_{dataset}.pkl`` (ROxford5k, RParis6k);
+* ``jpg/`` + ``gnd.json`` with the same structure (``landmarks-mini``, the generated ``demo`` splits);
+* a plain folder of images without ground truth: ``image_list.txt``/``query_list.txt`` (paths relative to the
+  folder) when present, otherwise every image under ``jpg/`` (or the folder itself) is both a database image
+  and a query. Such a dataset gets rankings and neighbour lists but no metrics.
+
+When both ``gnd.json`` and ``gnd_{dataset}.pkl`` exist the JSON is used (no unpickling needed).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .gnd import GroundTruth, load_ground_truth
+
+log = logging.getLogger(__name__)
+
+ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def canonical_name(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
+    d = Path(dataset_dir)
+    for candidate in (d / "gnd.json", d / f"gnd_{canonical_name(name)}.pkl"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def image_file(dataset_dir: Path, name: str) -> Path:
+    """revisitop names carry no extension: ``jpg/{name}.jpg``; names that already end in one are kept."""
+    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+        return dataset_dir / "jpg" / name
+    return dataset_dir / "jpg" / f"{name}.jpg"
+
+
+def query_box(bbx: list[float], width: int, height: int) -> list[int]:
+    """The pixel box a query is cropped to.
+
+    Rule: each coordinate is rounded with Python's ``round`` (half to even), exactly as Pillow's
+    ``Image.crop`` does in revisitop's Python example, then clamped to the image (Pillow would pad the part
+    outside with black instead; the two agree whenever the box lies inside the image).
+    """
+    x1, y1, x2, y2 = (int(round(v)) for v in bbx)
+    x1, x2 = min(max(x1, 0), width), min(max(x2, 0), width)
+    y1, y2 = min(max(y1, 0), height), min(max(y2, 0), height)
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"query box {bbx} is empty inside a {width}x{height} image")
+    return [x1, y1, x2, y2]
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header; a missing or unreadable file is an error naming it."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
+
+    if not path.is_file():
+        raise FileNotFoundError(f"image listed but not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{path}: not a readable image ({e})") from e
+
+
+def _read_list(path: Path, root: Path) -> list[Path]:
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return [root / ln.split(",")[0] for ln in lines if ln and not ln.startswith("#")]
+
+
+def _scan_images(root: Path) -> list[Path]:
+    base = root / "jpg" if (root / "jpg").is_dir() else root
+    return sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _check_present(paths: list[Path], what: str) -> None:
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise FileNotFoundError(f"{len(missing)} {what} image(s) listed but not found: {missing[:5]}{more}")
+
+
+def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True) -> tuple[dict[str, Any], GroundTruth | None]:
+    """The ``db`` and ``query`` lists of a dataset (paths, sizes, query boxes) and its ground truth, if any."""
+    root = Path(dataset_dir).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    gpath = ground_truth_path(root, name)
+    gt = load_ground_truth(gpath) if gpath else None
+    if gt is not None:
+        db_paths = [image_file(root, n) for n in gt.imlist]
+        q_paths = [image_file(root, n) for n in gt.qimlist]
+        db_names, q_names = list(gt.imlist), list(gt.qimlist)
+    else:
+        db_paths = _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
+        q_paths = _read_list(root / "query_list.txt", root) if (root / "query_list.txt").is_file() else list(db_paths)
+        if not db_paths:
+            raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
+        db_names = [str(p.relative_to(root)) for p in db_paths]
+        q_names = [str(p.relative_to(root)) for p in q_paths]
+    _check_present(db_paths, "database")
+    _check_present(q_paths, "query")
+
+    db = []
+    for i, (n, p) in enumerate(zip(db_names, db_paths)):
+        w, h = image_size(p)
+        entry: dict[str, Any] = {"name": n, "path": str(p), "width": w, "height": h}
+        if gt is not None and gt.labels is not None:
+            entry["label"] = gt.labels[i]
+        db.append(entry)
+    queries = []
+    n_cropped = 0
+    for i, (n, p) in enumerate(zip(q_names, q_paths)):
+        w, h = image_size(p)
+        bbx = gt.gnd[i]["bbx"] if gt is not None else None
+        crop = query_box(bbx, w, h) if (bbx is not None and crop_queries) else None
+        n_cropped += crop is not None
+        queries.append({"name": n, "path": str(p), "width": w, "height": h, "bbx": bbx, "crop": crop})
+    if gt is not None and gt.n_queries and not crop_queries:
+        log.warning("queries of %s are NOT cropped to their boxes (crop_queries: false); the revisitop "
+                    "protocol crops them, so metrics are not comparable to published numbers", name)
+    log.info("%s: %d database images, %d queries (%d cropped to their box), ground truth: %s",
+             name, len(db), len(queries), n_cropped, gpath or "none")
+    lists = {
+        "dataset": name,
+        "root": str(root),
+        "ground_truth": str(gpath) if gpath else None,
+        "crop_queries": bool(crop_queries),
+        "db": db,
+        "query": queries,
+    }
+    return lists, gt

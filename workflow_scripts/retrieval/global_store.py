@@ -1,0 +1,47 @@
+"""Global descriptors (one vector per image) and neighbour lists, as small HDF5 files with a schema version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from . import SCHEMA_VERSION
+from .runtime import atomic_path
+
+
+def write_global(path: str | Path, x: np.ndarray, **attrs: Any) -> None:
+    x = np.asarray(x, np.float32)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("descriptors", data=x)
+        f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "global", "dim": x.shape[1] if x.ndim == 2 else 0, **attrs})
+
+
+def read_global(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("kind") != "global":
+            raise ValueError(f"{path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+        x = f["descriptors"][:]
+    if not np.isfinite(x).all():
+        raise ValueError(f"{path}: global descriptors contain NaN or infinite values")
+    return x
+
+
+def write_neighbours(path: str | Path, ids: np.ndarray, sims: np.ndarray, **attrs: Any) -> None:
+    if ids.shape != sims.shape:
+        raise ValueError(f"ids {ids.shape} and sims {sims.shape} differ in shape")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("ids", data=np.asarray(ids, np.int32))
+        f.create_dataset("sims", data=np.asarray(sims, np.float32))
+        f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "neighbours", **attrs})
+
+
+def read_neighbours(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("kind") != "neighbours":
+            raise ValueError(f"{path}: not a neighbours file (kind={f.attrs.get('kind')!r})")
+        return f["ids"][:], f["sims"][:], dict(f.attrs)

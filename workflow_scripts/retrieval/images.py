@@ -1,0 +1,26 @@
+"""Strict image decoding: a missing, truncated or non-image file is an error that names it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class BadImageError(ValueError):
+    pass
+
+
+def load_gray(path: str | Path) -> np.ndarray:
+    """Decode an image to uint8 grayscale (H, W) with Pillow, which refuses truncated files (OpenCV pads them)."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadImageError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise BadImageError(f"{path}: cannot decode image ({e})") from e

@@ -1,0 +1,227 @@
+"""The local-descriptor store: one HDF5 schema for chunks and for their merged virtual view.
+
+Datasets (N images, K descriptors per image, strongest first, padding a suffix):
+
+================  ===============  =====================================================
+``descriptors``   (N, K, D) f16    L2-normalised local descriptors, zero rows as padding
+``count``         (N,) int32       valid descriptors per image (masks derive from it)
+``xy``            (N, K, 2) f32    positions in pixels of the full original image
+``scale``         (N, K) f32       SIFT size, or the pyramid scale of a deep feature
+``weight``        (N, K) f32       detector weight (SIFT response), descending
+``orientation``   (N, K) f32       degrees (optional)
+``image_size``    (N, 2) int32     (width, height) of the original image
+================  ===============  =====================================================
+
+Attributes: ``schema_version``, ``kind = "local"``, ``backbone``, ``dim``, ``K``, ``row_start``,
+``row_stop`` (rows of the full list this file holds) and ``n_total``. HDF5 chunks are one image per
+chunk so row reads stay cheap; no heavy compression.
+
+The merged file is a virtual dataset over the chunk files, with sources named relative to its own folder.
+A missing source would silently read as fill values, so ``open_local`` verifies every source first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from . import SCHEMA_VERSION
+from .runtime import atomic_path
+
+ROW_FIELDS = ("descriptors", "count", "xy", "scale", "weight", "orientation", "image_size")
+COUNT_FILL = -1  # a virtual 'count' reading -1 means a source was missing
+
+
+class StoreError(ValueError):
+    pass
+
+
+def _layouts(n: int, k: int, d: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+    return {
+        "descriptors": ((n, k, d), np.float16),
+        "count": ((n,), np.int32),
+        "xy": ((n, k, 2), np.float32),
+        "scale": ((n, k), np.float32),
+        "weight": ((n, k), np.float32),
+        "orientation": ((n, k), np.float32),
+        "image_size": ((n, 2), np.int32),
+    }
+
+
+def write_local_chunk(
+    path: str | Path,
+    rows: Sequence[dict[str, np.ndarray]],
+    *,
+    k: int,
+    dim: int,
+    backbone: str,
+    row_start: int,
+    n_total: int,
+    extra_attrs: dict[str, Any] | None = None,
+) -> None:
+    """Write one chunk atomically. Each row: descriptors (n_i, D), xy (n_i, 2), scale, weight, orientation (n_i,),
+    image_size (2,), with n_i <= K already sorted strongest first."""
+    n = len(rows)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        dsets = {}
+        for name, (shape, dtype) in _layouts(n, k, dim).items():
+            chunks = (1,) + shape[1:] if n and len(shape) > 1 else None
+            dsets[name] = f.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks)
+        for i, r in enumerate(rows):
+            m = int(len(r["descriptors"]))
+            if m > k:
+                raise StoreError(f"{path}: row {i} has {m} descriptors, more than K={k}")
+            desc = np.zeros((k, dim), np.float16)
+            desc[:m] = r["descriptors"]
+            dsets["descriptors"][i] = desc
+            dsets["count"][i] = m
+            for name, width in (("xy", 2), ("scale", 0), ("weight", 0), ("orientation", 0)):
+                buf = np.zeros((k, width) if width else (k,), np.float32)
+                buf[:m] = r[name]
+                dsets[name][i] = buf
+            dsets["image_size"][i] = r["image_size"]
+        f.attrs.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "local",
+                "backbone": backbone,
+                "dim": dim,
+                "K": k,
+                "row_start": row_start,
+                "row_stop": row_start + n,
+                "n_total": n_total,
+                "virtual": False,
+                **(extra_attrs or {}),
+            }
+        )
+
+
+def _check_attrs(f: h5py.File, path: str) -> None:
+    if f.attrs.get("kind") != "local":
+        raise StoreError(f"{path}: not a local-descriptor file (attribute kind={f.attrs.get('kind')!r})")
+    if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema version {f.attrs.get('schema_version')} != {SCHEMA_VERSION}")
+    missing = [n for n in ROW_FIELDS if n not in f]
+    if missing:
+        raise StoreError(f"{path}: missing datasets {missing}")
+    n = f["count"].shape[0]
+    for name in ROW_FIELDS:
+        if f[name].shape[0] != n:
+            raise StoreError(f"{path}: dataset '{name}' has {f[name].shape[0]} rows, 'count' has {n}")
+
+
+def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, n_expected: int) -> dict[str, Any]:
+    """Write a virtual HDF5 over the chunks (in the given order) after checking they tile 0..n_expected."""
+    out_path = Path(out_path)
+    if not chunk_paths:
+        raise StoreError(f"{out_path}: no chunk files to merge")
+    infos = []
+    for p in chunk_paths:
+        p = Path(p)
+        if not p.is_file():
+            raise StoreError(f"chunk file missing: {p}")
+        try:
+            with h5py.File(p, "r") as f:
+                _check_attrs(f, str(p))
+                infos.append({"path": p, **{k: f.attrs[k] for k in ("backbone", "dim", "K", "row_start", "row_stop", "n_total")},
+                              "n": f["count"].shape[0]})
+        except OSError as e:
+            raise StoreError(f"chunk file unreadable (truncated or not HDF5): {p} ({e})") from e
+    first = infos[0]
+    row = 0
+    for info in infos:
+        for key in ("backbone", "dim", "K", "n_total"):
+            if info[key] != first[key]:
+                raise StoreError(f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})")
+        if info["row_start"] != row or info["row_stop"] - info["row_start"] != info["n"]:
+            raise StoreError(f"{info['path']}: holds rows {info['row_start']}..{info['row_stop']} ({info['n']} rows) "
+                             f"but the next expected row is {row}: a chunk is missing, short or out of order")
+        row = int(info["row_stop"])
+    if row != n_expected or int(first["n_total"]) != n_expected:
+        raise StoreError(f"{out_path}: chunks hold {row} rows (n_total={first['n_total']}) but the image list has {n_expected}")
+
+    k, d = int(first["K"]), int(first["dim"])
+    layouts = _layouts(n_expected, k, d)
+    with atomic_path(out_path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for name, (shape, dtype) in layouts.items():
+                layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+                for info in infos:
+                    rel = Path(info["path"]).resolve().relative_to(out_path.parent.resolve()) \
+                        if Path(info["path"]).resolve().is_relative_to(out_path.parent.resolve()) \
+                        else Path(info["path"]).resolve()
+                    src = h5py.VirtualSource(str(rel), name, shape=(info["n"],) + shape[1:])
+                    layout[int(info["row_start"]):int(info["row_stop"])] = src
+                fill = COUNT_FILL if name == "count" else 0
+                f.create_virtual_dataset(name, layout, fillvalue=fill)
+            f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "local", "backbone": first["backbone"],
+                            "dim": d, "K": k, "row_start": 0, "row_stop": n_expected, "n_total": n_expected,
+                            "virtual": True, "n_chunks": len(infos)})
+        # verify through the virtual view before the file gets its final name
+        with h5py.File(tmp, "r") as f:
+            _verify_sources(f, Path(out_path))
+            counts = f["count"][:]
+        if (counts == COUNT_FILL).any():
+            raise StoreError(f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}")
+    return {"n_rows": n_expected, "n_chunks": len(infos), "K": k, "dim": d, "backbone": first["backbone"],
+            "descriptors_total": int(counts.sum())}
+
+
+def _verify_sources(f: h5py.File, path: Path) -> None:
+    """Every source of every virtual dataset exists, is readable and has the rows it is mapped to."""
+    base = path.parent
+    checked: dict[str, int] = {}
+    for name in ROW_FIELDS:
+        dset = f[name]
+        if not dset.is_virtual:
+            continue
+        for vs in dset.virtual_sources():
+            src = Path(vs.file_name)
+            src = src if src.is_absolute() else base / src
+            key = str(src)
+            if key not in checked:
+                if not src.is_file():
+                    raise StoreError(f"{path}: source chunk missing: {src}")
+                try:
+                    with h5py.File(src, "r") as s:
+                        _check_attrs(s, key)
+                        checked[key] = s["count"].shape[0]
+                        # a truncated file can still open: touch the last row of every dataset
+                        for n in ROW_FIELDS:
+                            if s[n].shape[0]:
+                                s[n][-1]
+                except (OSError, KeyError) as e:
+                    raise StoreError(f"{path}: source chunk unreadable (truncated?): {src} ({e})") from e
+            start, stop = vs.vspace.get_select_bounds()
+            n_mapped = int(stop[0]) - int(start[0]) + 1
+            if n_mapped != checked[key]:
+                raise StoreError(f"{path}: source {src} has {checked[key]} rows, {n_mapped} are mapped")
+
+
+def open_local(path: str | Path) -> h5py.File:
+    """Open a chunk or a merged store for reading, after checking its schema and (for virtual files) sources."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"local-descriptor store not found: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise StoreError(f"{path}: not a readable HDF5 file ({e})") from e
+    try:
+        _check_attrs(f, str(path))
+        if f.attrs.get("virtual"):
+            _verify_sources(f, path)
+    except Exception:
+        f.close()
+        raise
+    return f
+
+
+def read_rows(f: h5py.File, rows: np.ndarray | Sequence[int], fields: Sequence[str] = ("descriptors", "count")) -> dict[str, np.ndarray]:
+    """Read rows in sorted order (cheap for HDF5) and return them in the requested order."""
+    rows = np.asarray(rows, dtype=np.int64)
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    return {name: f[name][uniq][inverse] for name in fields}

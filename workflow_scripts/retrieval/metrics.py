@@ -1,0 +1,114 @@
+"""Revisited Oxford/Paris evaluation (Radenović et al., CVPR 2018), as revisitop's ``compute_map`` computes it.
+
+Rankings here are ``(n_queries, n_ranked)`` arrays of database indices, best first (revisitop's own
+``ranks`` is the transpose). Junk images are removed from each ranking before AP; AP is the trapezoidal
+area under the precision-recall curve; mP@k uses revisitop's modified denominator ``min(k, rank of the last
+positive)``; queries without positives under a protocol are excluded from the means.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+PROTOCOLS = ("E", "M", "H")
+
+
+def protocol_labels(g: dict[str, Sequence[int]], protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """(positives, ignored) database indices of one query under protocol E, M or H."""
+    easy = np.asarray(g.get("easy", []), dtype=np.int64)
+    hard = np.asarray(g.get("hard", []), dtype=np.int64)
+    junk = np.asarray(g.get("junk", []), dtype=np.int64)
+    if protocol == "E":
+        return easy, np.union1d(junk, hard)
+    if protocol == "M":
+        return np.union1d(easy, hard), junk
+    if protocol == "H":
+        return hard, np.union1d(junk, easy)
+    raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+
+
+def average_precision(pos_ranks: np.ndarray, n_positives: int) -> float:
+    """Trapezoidal AP from the sorted 0-based ranks of the retrieved positives (junk already removed).
+
+    Positives that were never retrieved (truncated rankings) contribute nothing; ``n_positives`` counts all.
+    """
+    if n_positives <= 0:
+        raise ValueError("average_precision needs at least one positive")
+    pos = np.asarray(pos_ranks, dtype=np.float64)
+    j = np.arange(len(pos), dtype=np.float64)
+    precision_before = np.where(pos == 0, 1.0, j / np.maximum(pos, 1.0))
+    precision_after = (j + 1.0) / (pos + 1.0)
+    return float(np.sum((precision_before + precision_after) / 2.0) / n_positives)
+
+
+def _positions(ranking: np.ndarray, items: np.ndarray, n_db: int) -> np.ndarray:
+    """Sorted 0-based positions of ``items`` in ``ranking`` (items absent from a truncated ranking are skipped)."""
+    where = np.full(n_db, -1, dtype=np.int64)
+    where[ranking] = np.arange(len(ranking))
+    p = where[items]
+    return np.sort(p[p >= 0])
+
+
+def check_orientation(ranks: np.ndarray, n_queries: int, n_db: int) -> None:
+    if ranks.ndim != 2:
+        raise ValueError(f"ranks must be 2-D (n_queries, n_ranked), got shape {ranks.shape}")
+    if ranks.shape[0] != n_queries:
+        hint = ""
+        if ranks.shape[1] == n_queries:
+            hint = " (it looks transposed: revisitop's ranks are (n_db, n_queries), this expects (n_queries, n_db))"
+        raise ValueError(f"ranks has shape {ranks.shape} but there are {n_queries} queries{hint}")
+    if ranks.shape[1] > n_db:
+        raise ValueError(f"ranks has {ranks.shape[1]} columns but the database has only {n_db} images")
+    if ranks.size and (ranks.min() < 0 or ranks.max() >= n_db):
+        raise ValueError(f"ranks holds indices outside 0..{n_db - 1}")
+
+
+def query_metrics(
+    ranking: np.ndarray, positives: np.ndarray, ignored: np.ndarray, n_db: int, ks: Sequence[int]
+) -> tuple[float, list[float]] | None:
+    """AP and modified P@k of one query, or None when it has no positives."""
+    if len(positives) == 0:
+        return None
+    pos = _positions(ranking, positives, n_db)
+    junk = _positions(ranking, ignored, n_db)
+    pos = pos - np.searchsorted(junk, pos, side="left")  # drop junk ranked before each positive
+    ap = average_precision(pos, len(positives))
+    if len(pos) == 0:
+        return ap, [0.0 for _ in ks]
+    pos1 = pos + 1
+    prec = []
+    for k in ks:
+        kq = min(int(pos1.max()), k)
+        prec.append(float(np.sum(pos1 <= kq) / kq))
+    return ap, prec
+
+
+def evaluate_rankings(
+    ranks: np.ndarray, gnd: Sequence[dict[str, Any]], n_db: int, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, Any]:
+    """mAP and mP@k (in percent) for E, M, H, plus per-query AP (fractions; None where a query has no positive)."""
+    ranks = np.asarray(ranks)
+    check_orientation(ranks, len(gnd), n_db)
+    out: dict[str, Any] = {"mAP": {}, **{f"mP@{k}": {} for k in ks}, "per_query_ap": {}, "n_evaluated": {}}
+    for protocol in PROTOCOLS:
+        aps: list[float | None] = []
+        precs = []
+        for i, g in enumerate(gnd):
+            positives, ignored = protocol_labels(g, protocol)
+            r = query_metrics(ranks[i], positives, ignored, n_db, ks)
+            if r is None:
+                aps.append(None)
+                continue
+            aps.append(r[0])
+            precs.append(r[1])
+        valid = [a for a in aps if a is not None]
+        n = len(valid)
+        out["n_evaluated"][protocol] = n
+        out["mAP"][protocol] = round(100.0 * float(np.mean(valid)), 4) if n else None
+        mean_prec = np.mean(np.asarray(precs), axis=0) if n else [None] * len(ks)
+        for j, k in enumerate(ks):
+            out[f"mP@{k}"][protocol] = round(100.0 * float(mean_prec[j]), 4) if n else None
+        out["per_query_ap"][protocol] = aps
+    return out

@@ -1,0 +1,256 @@
+"""The stages of the workflow as plain functions with explicit arguments.
+
+Each reads only the files it is given, writes its outputs atomically and its ``manifest.json`` last.
+The per-rule entry points in ``workflow_scripts/`` call these with values from the ``snakemake`` object;
+they can equally be called by hand or from tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .runtime import Manifest, atomic_path, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+def chunk_rows(n: int, chunk: int, n_chunks: int) -> tuple[int, int]:
+    """Rows [start, stop) of chunk ``chunk`` when n rows are split into n_chunks near-equal contiguous parts."""
+    if not 0 <= chunk < n_chunks:
+        raise ValueError(f"chunk {chunk} outside 0..{n_chunks - 1}")
+    return n * chunk // n_chunks, n * (chunk + 1) // n_chunks
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+
+def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, preset: str) -> None:
+    from .demo import DemoConfig, generate_demo  # noqa: PLC0415
+
+    out_dir = Path(out_dir)
+    m = Manifest("demo_data", version, demo_config, preset)
+    tmp = out_dir.with_name(out_dir.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    summary = generate_demo(tmp, DemoConfig.from_dict(demo_config))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)  # the folder appears complete or not at all
+    m.write(out_dir / "manifest.json", summary=summary)
+
+
+# --------------------------------------------------------------------------------------- image lists
+
+
+def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, out_lists: str | Path,
+                     out_gnd: str | Path, out_manifest: str | Path, version: str, preset: str) -> None:
+    from .datasets import build_image_lists  # noqa: PLC0415
+
+    m = Manifest("image_lists", version, {"dataset": dataset, "crop_queries": crop_queries}, preset)
+    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries)
+    if gt is not None:
+        m.add_input("ground_truth", gt.source)
+    write_json(out_lists, lists)
+    write_json(out_gnd, gt.to_json() if gt is not None else None)
+    m.write(out_manifest, outputs=[out_lists, out_gnd], n_db=len(lists["db"]), n_queries=len(lists["query"]))
+
+
+# ------------------------------------------------------------------------------------------- extract
+
+
+def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks: int, out_path: str | Path,
+                        backbone: str, backbone_config: dict[str, Any], version: str) -> None:
+    """Local features of one contiguous chunk of the ``db`` or ``query`` list."""
+    from . import sift  # noqa: PLC0415
+    from .images import load_gray  # noqa: PLC0415
+    from .local_store import write_local_chunk  # noqa: PLC0415
+
+    if backbone != "sift":
+        raise ValueError(f"extract.backbone: unknown backbone {backbone!r} (available: sift)")
+    lists = read_json(lists_path)
+    entries = lists[split]
+    start, stop = chunk_rows(len(entries), chunk, n_chunks)
+    cfg = sift.SiftConfig(**backbone_config)
+    rows = []
+    t0 = time.time()
+    for i, e in enumerate(entries[start:stop]):
+        crop = e.get("crop") if split == "query" else None
+        rows.append(sift.extract_sift(load_gray(e["path"]), cfg, crop))
+        if (i + 1) % 100 == 0 or i + 1 == stop - start:
+            log.info("%s %s chunk %d: %d/%d images, %.1f img/s", lists["dataset"], split, chunk, i + 1, stop - start,
+                     (i + 1) / (time.time() - t0))
+    write_local_chunk(out_path, rows, k=cfg.k, dim=sift.DIM, backbone=backbone, row_start=start, n_total=len(entries),
+                      extra_attrs={"version": version, "split": split})
+
+
+def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
+                manifest_path: str | Path, version: str, config: dict[str, Any], preset: str, lists_version: str) -> None:
+    from .local_store import merge_local_chunks  # noqa: PLC0415
+
+    m = Manifest("extract", version, config, preset, split=split)
+    m.add_input("lists", lists_path, version=lists_version)
+    n = len(read_json(lists_path)[split])
+    info = merge_local_chunks(chunk_paths, out_path, n)
+    m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info)
+
+
+# ------------------------------------------------------------------------------------ global (VLAD)
+
+
+def fit_codebook(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, k: int, niter: int,
+                 max_descriptors: int, seed: int, version: str, config: dict[str, Any], preset: str,
+                 training_split: str, local_version: str) -> None:
+    from .local_store import open_local  # noqa: PLC0415
+    from .vlad import train_codebook  # noqa: PLC0415
+
+    m = Manifest("codebook", version, config, preset, fitted_on=training_split)
+    m.add_input("local", local_path, version=local_version, checksum=False)
+    rng = np.random.default_rng(seed)
+    with open_local(local_path) as f:
+        counts = f["count"][:]
+        rows = rng.permutation(len(counts))
+        # read whole images in random order until there are enough descriptors
+        take = rows[: int(np.searchsorted(np.cumsum(counts[rows]), max_descriptors)) + 1]
+        take = np.sort(take)
+        desc = f["descriptors"][take]
+        x = np.concatenate([d[:c] for d, c in zip(desc, counts[take])]).astype(np.float32)
+    if len(x) > max_descriptors:
+        x = x[rng.choice(len(x), max_descriptors, replace=False)]
+    log.info("codebook: k-means with k=%d on %d descriptors of %d images of %s", k, len(x), len(take), training_split)
+    centroids = train_codebook(x, k, niter=niter, seed=seed)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, centroids=centroids)
+    m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x))
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def aggregate_vlad(local_path: str | Path, codebook_path: str | Path, out_path: str | Path, alpha: float,
+                   version: str, block: int = 256) -> None:
+    from .global_store import write_global  # noqa: PLC0415
+    from .local_store import open_local  # noqa: PLC0415
+    from .vlad import vlad  # noqa: PLC0415
+
+    centroids = load_npz(codebook_path)["centroids"]
+    with open_local(local_path) as f:
+        n = f["count"].shape[0]
+        out = np.zeros((n, centroids.size), np.float32)
+        for s in range(0, n, block):
+            desc = f["descriptors"][s:s + block]
+            counts = f["count"][s:s + block]
+            for j, (d, c) in enumerate(zip(desc, counts)):
+                out[s + j] = vlad(d[:c].astype(np.float32), centroids, alpha)
+    write_global(out_path, out, method="vlad", version=version)
+
+
+def fit_whitening(vlad_path: str | Path, out_path: str | Path, manifest_path: str | Path, dim: int,
+                  version: str, config: dict[str, Any], preset: str, training_split: str, vlad_version: str) -> None:
+    from .global_store import read_global  # noqa: PLC0415
+    from .vlad import fit_pca_whitening  # noqa: PLC0415
+
+    m = Manifest("whiten", version, config, preset, fitted_on=training_split)
+    m.add_input("vlad", vlad_path, version=vlad_version)
+    x = read_global(vlad_path)
+    w = fit_pca_whitening(x, dim)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **w)
+    m.write(manifest_path, outputs=[out_path], n_training_vectors=len(x))
+
+
+def apply_whitening(vlad_path: str | Path, whiten_path: str | Path, out_path: str | Path, power: float, version: str) -> None:
+    from .global_store import read_global, write_global  # noqa: PLC0415
+    from .vlad import apply_whitening as whiten  # noqa: PLC0415
+
+    x = read_global(vlad_path)
+    w = load_npz(whiten_path)
+    write_global(out_path, whiten(x, w, power) if len(x) else np.zeros((0, len(w["eigenvalues"])), np.float32),
+                 method="vlad+whiten", version=version)
+
+
+# ----------------------------------------------------------------------------------------------- knn
+
+
+def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: str | Path, k: int, version: str) -> None:
+    """k = 0 asks for the full ranking of the database, which the revisitop metrics need."""
+    from .global_store import read_global, write_neighbours  # noqa: PLC0415
+    from .vlad import topk_neighbours  # noqa: PLC0415
+
+    q, x = read_global(query_path), read_global(db_path)
+    k_eff = len(x) if k == 0 else min(k, len(x))
+    t0 = time.time()
+    ids, sims = topk_neighbours(q, x, k_eff)
+    log.info("knn: %d queries x %d database, k=%d in %.3f s", len(q), len(x), k_eff, time.time() - t0)
+    write_neighbours(out_path, ids, sims, k=k_eff, n_db=len(x), version=version)
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+def write_neighbours_csv(path: str | Path, lists: dict[str, Any], ids: np.ndarray, sims: np.ndarray, top: int) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "rank", "image", "score"])
+        for qi, q in enumerate(lists["query"]):
+            for r in range(min(top, ids.shape[1])):
+                w.writerow([q["path"], r + 1, lists["db"][ids[qi, r]]["path"], f"{sims[qi, r]:.6f}"])
+
+
+def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str | Path, out_json: str | Path,
+                    out_ranking: str | Path, out_csv: str | Path, dataset: str, method: str, ks: Sequence[int],
+                    csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
+                    provenance: dict[str, Any]) -> None:
+    import h5py  # noqa: PLC0415
+
+    from .global_store import read_neighbours  # noqa: PLC0415
+    from .metrics import evaluate_rankings  # noqa: PLC0415
+
+    t0 = time.time()
+    ids, sims, _ = read_neighbours(knn_path)
+    lists = read_json(lists_path)
+    gnd = read_json(gnd_path)
+    n_db = len(lists["db"])
+    if ids.shape[0] != len(lists["query"]):
+        raise ValueError(f"{knn_path}: {ids.shape[0]} rows but {len(lists['query'])} queries in {lists_path}")
+    with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("ranks", data=ids.astype(np.int32))
+        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
+    write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
+    result: dict[str, Any] = {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
+                              "n_db": n_db, "crop_queries": lists["crop_queries"]}
+    if gnd is None:
+        log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
+        result["metrics"] = None
+    else:
+        if ids.shape[1] != n_db:
+            raise ValueError(f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
+                             "ranking (set knn.k: 0)")
+        m = evaluate_rankings(ids, gnd["gnd"], n_db, ks)
+        result["metrics"] = {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}
+        result["n_evaluated_queries"] = m["n_evaluated"]
+        result["per_query_ap"] = {p: {"query": [q["name"] for q in lists["query"]], "ap": m["per_query_ap"][p]}
+                                  for p in m["per_query_ap"]}
+        log.info("%s %s: mAP E %.2f M %.2f H %.2f", dataset, method, *(m["mAP"][p] or float("nan") for p in "EMH"))
+    result["hyperparameters"] = hyperparameters
+    result["versions"] = versions
+    result["provenance"] = provenance
+    result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
+                           "lists": str(lists_path)}
+    result["timing"] = {"evaluate_seconds": round(time.time() - t0, 3)}
+    write_json(out_json, result)
+
+
+def publish(src_json: str | Path, out_json: str | Path) -> None:
+    """The top-level ``results/{dataset}_{method}.json``: a copy of the versioned evaluation it names."""
+    result = read_json(src_json)
+    result["artifacts"]["evaluation"] = str(src_json)
+    write_json(out_json, result)

@@ -1,0 +1,192 @@
+"""Process-level helpers shared by every stage: thread limits, atomic writes, hashing, manifests."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def limit_threads(n: int) -> None:
+    """Cap every threaded library at ``n`` threads so parallel Snakemake jobs don't oversubscribe.
+
+    Call this first in an entry point: the environment variables only take effect for libraries not yet
+    imported; libraries already imported are set through their own APIs.
+    """
+    n = max(1, int(n))
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(n)
+    import cv2  # noqa: PLC0415 - imported here so the env vars above are set first
+
+    cv2.setNumThreads(n)
+    import faiss  # noqa: PLC0415
+
+    faiss.omp_set_num_threads(n)
+    if "torch" in sys.modules:  # torch is heavy: honour OMP_NUM_THREADS when imported later, set it if present
+        torch = sys.modules["torch"]
+        torch.set_num_threads(n)
+
+
+def stable_hash(obj: Any, length: int = 8) -> str:
+    """Short hex digest of a JSON-serialisable object, independent of key order."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def file_sha1(path: str | os.PathLike, block: int = 1 << 22) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
+
+    A killed or failing job therefore never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def code_revision() -> str:
+    """Git revision of the workflow code, with '-dirty' when the work tree has changes; 'unknown' outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata  # noqa: PLC0415
+
+    names = ["numpy", "opencv-python-headless", "faiss-cpu", "h5py", "scikit-image", "pillow", "snakemake", "torch"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class Manifest:
+    """Collects what an artifact came from and writes ``manifest.json`` next to it, last.
+
+    Usage::
+
+        m = Manifest("extract", version, config=params, preset=preset)
+        m.add_input("lists", path, version=...)
+        ...  # work
+        m.write(out_dir / "manifest.json", outputs=[...])
+    """
+
+    def __init__(self, stage: str, version: str, config: dict[str, Any], preset: str | None = None, **extra: Any):
+        self.data: dict[str, Any] = {
+            "stage": stage,
+            "version": version,
+            "schema_version": 1,
+            "preset": preset,
+            "config": config,
+            "inputs": {},
+            **extra,
+        }
+        self._t0 = time.time()
+
+    def add_input(self, name: str, path: str | os.PathLike, version: str | None = None, checksum: bool = True) -> None:
+        entry: dict[str, Any] = {"path": str(path)}
+        if version is not None:
+            entry["version"] = version
+        if checksum and Path(path).is_file():
+            entry["sha1"] = file_sha1(path)
+        self.data["inputs"][name] = entry
+
+    def write(self, path: str | os.PathLike, outputs: list[str | os.PathLike] | None = None, **extra: Any) -> None:
+        self.data.update(extra)
+        self.data["outputs"] = {
+            str(p): {"sha1": file_sha1(p), "bytes": Path(p).stat().st_size}
+            for p in (outputs or [])
+            if Path(p).is_file()
+        }
+        self.data["packages"] = package_versions()
+        self.data["code_revision"] = code_revision()
+        self.data["host"] = platform.node()
+        self.data["timing"] = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self._t0)),
+            "seconds": round(time.time() - self._t0, 3),
+        }
+        write_json(path, self.data)
+
+
+def setup_logging(log_path: str | os.PathLike | None) -> None:
+    """Send Python logging (INFO) to the rule's log file and stderr."""
+    import logging  # noqa: PLC0415
+
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", handlers=handlers, force=True
+    )

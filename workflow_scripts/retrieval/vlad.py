@@ -1,0 +1,90 @@
+"""Global descriptors from local ones: k-means codebook, VLAD, and learned PCA-whitening.
+
+VLAD (Jégou et al. 2010) sums the residuals of each descriptor to its nearest codeword; each codeword's block is
+L2-normalised ("intra-normalisation", Arandjelović & Zisserman 2013), then the vector is power-normalised
+(signed power ``alpha``) and L2-normalised. PCA-whitening (learned on a training split, never on the evaluated
+images) projects to ``dim`` components divided by ``eigenvalue ** power`` (0.5 = full whitening), then L2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def l2_normalise(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=axis, keepdims=True) + eps)
+
+
+def train_codebook(x: np.ndarray, k: int, niter: int = 20, seed: int = 0) -> np.ndarray:
+    """k-means centroids (k, D) of the rows of x, with faiss."""
+    import faiss  # noqa: PLC0415
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if len(x) < k:
+        raise ValueError(f"codebook: {len(x)} training descriptors cannot make {k} centroids")
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, max_points_per_centroid=1000)
+    km.train(x)
+    return km.centroids.copy()
+
+
+def vlad(desc: np.ndarray, centroids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """VLAD of one image's descriptors (n, D) over centroids (k, D): intra-, power- and L2-normalised (k*D,)."""
+    k, d = centroids.shape
+    if len(desc) == 0:
+        return np.zeros(k * d, np.float32)
+    x = np.asarray(desc, np.float32)
+    c = np.asarray(centroids, np.float32)
+    dist = (x * x).sum(1, keepdims=True) - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
+    assign = np.argmin(dist, axis=1)
+    v = np.zeros((k, d), np.float32)
+    np.add.at(v, assign, x)
+    v -= np.bincount(assign, minlength=k)[:, None].astype(np.float32) * c
+    v = l2_normalise(v, axis=1) * (np.linalg.norm(v, axis=1, keepdims=True) > 0)
+    v = np.sign(v) * np.abs(v) ** alpha
+    return l2_normalise(v.reshape(-1)).astype(np.float32)
+
+
+def fit_pca_whitening(x: np.ndarray, dim: int) -> dict[str, np.ndarray]:
+    """PCA of the rows of x: mean (D,), projection (dim, D) with orthonormal rows, eigenvalues (dim,) descending."""
+    x = np.asarray(x, np.float64)
+    n, d = x.shape
+    if dim > min(n - 1, d):
+        raise ValueError(f"whitening: dim={dim} needs at least {dim + 1} training vectors of dimension >= {dim}; "
+                         f"got {n} vectors of dimension {d}")
+    mean = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    eig = (s**2) / max(n - 1, 1)
+    # fix each component's sign (largest-magnitude coordinate positive) so the fit is reproducible
+    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
+    vt = vt * signs[:, None]
+    return {"mean": mean.astype(np.float32), "projection": vt[:dim].astype(np.float32), "eigenvalues": eig[:dim].astype(np.float32)}
+
+
+def apply_whitening(x: np.ndarray, w: dict[str, np.ndarray], power: float = 0.5, eps: float = 1e-9) -> np.ndarray:
+    """Project, divide each component by eigenvalue**power, L2-normalise."""
+    y = (np.asarray(x, np.float32) - w["mean"]) @ w["projection"].T
+    y = y / (w["eigenvalues"] + eps) ** power
+    return l2_normalise(y).astype(np.float32)
+
+
+def topk_neighbours(queries: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product search: ids (Nq, k) int32 and sims (Nq, k) float32, best first.
+
+    ``exclude_self`` is for database-vs-database search (training pairs): row i never returns i.
+    """
+    import faiss  # noqa: PLC0415
+
+    q = np.ascontiguousarray(queries, np.float32)
+    x = np.ascontiguousarray(db, np.float32)
+    if q.shape[1] != x.shape[1]:
+        raise ValueError(f"query dimension {q.shape[1]} != database dimension {x.shape[1]}")
+    n_db = len(x)
+    k_eff = min(k + int(exclude_self), n_db)
+    sims, ids = faiss.knn(q, x, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
+    if exclude_self:
+        keep = ids != np.arange(len(q))[:, None]
+        # drop the self match where present, else the last column
+        keep[keep.all(axis=1), -1] = False
+        ids = ids[keep].reshape(len(q), k_eff - 1)
+        sims = sims[keep].reshape(len(q), k_eff - 1)
+    return ids[:, :k].astype(np.int32), sims[:, :k].astype(np.float32)

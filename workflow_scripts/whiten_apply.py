@@ -1,0 +1,15 @@
+"""Rule whiten_apply: whitened, L2-normalised global descriptors of one split."""
+from retrieval.runtime import limit_threads, setup_logging
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline import apply_whitening  # noqa: E402
+
+apply_whitening(
+    vlad_path=snakemake.input.vlad,
+    whiten_path=snakemake.input.whiten,
+    out_path=snakemake.output[0],
+    power=snakemake.params.power,
+    version=snakemake.wildcards.ver,
+)

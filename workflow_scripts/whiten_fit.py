@@ -1,0 +1,19 @@
+"""Rule whiten_fit: PCA-whitening learned on the training split's VLADs."""
+from retrieval.runtime import limit_threads, setup_logging
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline import fit_whitening  # noqa: E402
+
+fit_whitening(
+    vlad_path=snakemake.input.vlad,
+    out_path=snakemake.output.whiten,
+    manifest_path=snakemake.output.manifest,
+    dim=snakemake.params.config["dim"],
+    version=snakemake.wildcards.ver,
+    config=snakemake.params.config,
+    preset=snakemake.params.preset,
+    training_split=snakemake.params.training_split,
+    vlad_version=snakemake.params.vlad_version,
+)
