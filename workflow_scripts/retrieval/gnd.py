@@ -24,6 +24,8 @@ _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("_codecs", "encode"),
+    ("builtins", "bytes"),
+    ("__builtin__", "bytes"),  # protocol-2 pickles name builtins the Python 2 way
 }
 
 

@@ -195,8 +195,8 @@ def _verify_sources(f: h5py.File, path: Path) -> None:
                                 s[n][-1]
                 except (OSError, KeyError) as e:
                     raise StoreError(f"{path}: source chunk unreadable (truncated?): {src} ({e})") from e
-            start, stop = vs.vspace.get_select_bounds()
-            n_mapped = int(stop[0]) - int(start[0]) + 1
+            bounds = vs.vspace.get_select_bounds()  # None for an empty chunk
+            n_mapped = 0 if bounds is None else int(bounds[1][0]) - int(bounds[0][0]) + 1
             if n_mapped != checked[key]:
                 raise StoreError(f"{path}: source {src} has {checked[key]} rows, {n_mapped} are mapped")
 

@@ -1,0 +1,74 @@
+"""Image lists: query boxes, dataset layouts, and errors that name the missing file."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrieval.datasets import build_image_lists, canonical_name, query_box
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "landmarks-mini"
+
+
+def test_query_box_rounds_like_pillow_and_clamps():
+    # Python round() is half-to-even, as Pillow's crop uses: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2
+    assert query_box([0.5, 1.5, 10.5, 20.5], 100, 100) == [0, 2, 10, 20]
+    assert query_box([-3.2, -1, 120.7, 99.6], 100, 80) == [0, 0, 100, 80]
+    with pytest.raises(ValueError, match="empty"):
+        query_box([120, 10, 130, 20], 100, 100)
+
+
+def test_query_box_matches_pillow_crop():
+    im = Image.fromarray(np.arange(60 * 50, dtype=np.uint32).reshape(50, 60).astype(np.uint8))
+    for box in ([3.5, 4.5, 20.49, 30.5], [10.2, 0.7, 59.5, 49.5]):
+        x1, y1, x2, y2 = query_box(box, 60, 50)
+        np.testing.assert_array_equal(np.asarray(im.crop(box)), np.asarray(im)[y1:y2, x1:x2])
+
+
+def test_aliases():
+    assert canonical_name("roxford") == "roxford5k" and canonical_name("rparis") == "rparis6k"
+    assert canonical_name("landmarks-mini") == "landmarks-mini"
+
+
+def _write_dataset(root, names, qnames, gnd=None):
+    (root / "jpg").mkdir(parents=True)
+    for n in names + qnames:
+        Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(root / "jpg" / f"{n}.jpg")
+    if gnd is not None:
+        (root / "gnd.json").write_text(json.dumps({"imlist": names, "qimlist": qnames, "gnd": gnd}))
+
+
+def test_missing_listed_image_is_named(tmp_path):
+    root = tmp_path / "ds"
+    _write_dataset(root, ["a", "b"], ["q"], [{"easy": [0], "hard": [], "junk": [], "bbx": [1, 1, 20, 20]}])
+    (root / "jpg" / "b.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"b\.jpg"):
+        build_image_lists(root, "ds")
+
+
+def test_plain_folder_without_ground_truth(tmp_path):
+    root = tmp_path / "photos"
+    _write_dataset(root, ["x", "y", "z"], [])
+    lists, gt = build_image_lists(root, "photos")
+    assert gt is None
+    assert [e["name"] for e in lists["db"]] == ["jpg/x.jpg", "jpg/y.jpg", "jpg/z.jpg"]
+    assert len(lists["query"]) == 3 and all(q["crop"] is None for q in lists["query"])
+
+
+def test_crop_option(tmp_path):
+    root = tmp_path / "ds"
+    _write_dataset(root, ["a"], ["q"], [{"easy": [0], "hard": [], "junk": [], "bbx": [1.5, 2.5, 20.2, 25.7]}])
+    lists, _ = build_image_lists(root, "ds", crop_queries=True)
+    assert lists["query"][0]["crop"] == [2, 2, 20, 26]
+    lists, _ = build_image_lists(root, "ds", crop_queries=False)
+    assert lists["query"][0]["crop"] is None and lists["query"][0]["bbx"] == [1.5, 2.5, 20.2, 25.7]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets/landmarks-mini is absent")
+def test_landmarks_mini_lists():
+    lists, gt = build_image_lists(SHARED, "landmarks-mini")
+    assert len(lists["db"]) == 85 and len(lists["query"]) == 16
+    q = lists["query"][0]
+    assert q["crop"] == query_box(gt.gnd[0]["bbx"], q["width"], q["height"])

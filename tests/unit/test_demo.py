@@ -1,0 +1,78 @@
+"""The demo generator: label thresholds, visible fractions, determinism, and split separation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from retrieval.demo import (
+    BACKGROUND_PHOTOS, TEST_PHOTOS, TRAIN_PHOTOS, DemoConfig, LabelRule, View, generate_demo, label_view, render,
+)
+
+RULE = LabelRule()
+MILD = {"visible": 0.9, "rotation": 5.0, "tilt": 0.05, "blur": 0.5, "rel_size": 0.5}
+
+
+def test_labels_follow_thresholds():
+    assert label_view(MILD, RULE) == "easy"
+    assert label_view({**MILD, "visible": RULE.junk_below - 0.01}, RULE) == "junk"
+    assert label_view({**MILD, "visible": RULE.junk_below}, RULE) == "hard"
+    assert label_view({**MILD, "visible": RULE.easy_visible - 0.01}, RULE) == "hard"
+    assert label_view({**MILD, "visible": RULE.easy_visible}, RULE) == "easy"
+    assert label_view({**MILD, "rotation": -(RULE.easy_max_rotation + 1)}, RULE) == "hard"
+    assert label_view({**MILD, "tilt": RULE.easy_max_tilt + 0.01}, RULE) == "hard"
+    assert label_view({**MILD, "blur": RULE.easy_max_blur + 0.1}, RULE) == "hard"
+    assert label_view({**MILD, "rel_size": RULE.easy_min_rel_size - 0.01}, RULE) == "hard"
+
+
+def _view(**kw):
+    base = dict(rotation=0.0, tilt=0.0, rel_size=0.4, blur=0.0, truncate=False, occlude=False, gain=1.0, gamma=1.0)
+    return View(**{**base, **kw})
+
+
+def test_visible_fraction_of_an_unoccluded_view_is_one_and_truncation_reduces_it():
+    rng = np.random.default_rng(0)
+    canvas = np.zeros((300, 400, 3), np.uint8)
+    patch = np.full((100, 100, 3), 200, np.uint8)
+    bg = [np.full((64, 64, 3), 50, np.uint8)]
+    _, geom = render(canvas, patch, _view(), bg, rng)
+    assert geom["visible"] == pytest.approx(1.0, abs=0.03)
+    x1, y1, x2, y2 = geom["bbx"]
+    assert (x2 - x1) == pytest.approx(120, abs=2) and (y2 - y1) == pytest.approx(120, abs=2)  # 0.4 * 300
+    fractions = [render(canvas, patch, _view(truncate=True), bg, np.random.default_rng(s))[1]["visible"] for s in range(20)]
+    assert min(fractions) < 0.9 and max(fractions) <= 1.0
+    occluded = [render(canvas, patch, _view(occlude=True), bg, np.random.default_rng(s))[1]["visible"] for s in range(20)]
+    assert np.mean(occluded) < 0.95
+
+
+def test_photo_pools_are_disjoint():
+    assert not set(TEST_PHOTOS) & set(TRAIN_PHOTOS)
+    assert not (set(TEST_PHOTOS) | set(TRAIN_PHOTOS)) & set(BACKGROUND_PHOTOS)
+
+
+TINY = DemoConfig.from_dict({
+    "test": {"instances": 3, "queries": 3, "views": 3, "distractors": 2},
+    "val": {"instances": 2, "queries": 2, "views": 2, "distractors": 1},
+    "train": {"instances": 3, "queries": 0, "views": 2, "distractors": 1},
+})
+
+
+def test_generation_is_deterministic_and_labels_are_consistent(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate_demo(a, TINY)
+    generate_demo(b, TINY)
+    for split in ("demo", "demo-val", "demo-train"):
+        ga = json.loads((a / split / "gnd.json").read_text())
+        assert ga == json.loads((b / split / "gnd.json").read_text())
+        for name in ga["imlist"][:3] + ga["qimlist"][:2]:
+            assert (a / split / "jpg" / f"{name}.jpg").read_bytes() == (b / split / "jpg" / f"{name}.jpg").read_bytes()
+    test = json.loads((a / "demo" / "gnd.json").read_text())
+    train = json.loads((a / "demo-train" / "gnd.json").read_text())
+    assert len(test["qimlist"]) == 3 and len(test["imlist"]) == 3 * 3 + 2
+    assert train["qimlist"] == [] and len(train["labels"]) == len(train["imlist"])
+    # every positive of a query shows that query's instance: images of one instance are labelled together
+    for g in test["gnd"]:
+        assert len(g["easy"]) + len(g["hard"]) + len(g["junk"]) == 3
+    test_photos = {i["photo"] for i in test["instances"]}
+    train_photos = {i["photo"] for i in train["instances"]}
+    assert test_photos <= set(TEST_PHOTOS) and train_photos <= set(TRAIN_PHOTOS)

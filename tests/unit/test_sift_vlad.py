@@ -1,0 +1,76 @@
+"""SIFT extraction (RootSIFT, coordinates in full-image pixels) and the VLAD / whitening / kNN maths."""
+
+import numpy as np
+import pytest
+
+from retrieval.sift import SiftConfig, extract_sift, rootsift
+from retrieval.vlad import apply_whitening, fit_pca_whitening, topk_neighbours, vlad
+
+
+def textured(h, w, seed=0):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    im = cv2.GaussianBlur(rng.integers(0, 256, (h, w)).astype(np.uint8), (0, 0), 2)
+    return cv2.normalize(im, None, 0, 255, cv2.NORM_MINMAX)
+
+
+def test_rootsift_is_unit_norm_and_nonnegative():
+    d = np.random.default_rng(0).uniform(0, 100, (20, 128))
+    r = rootsift(d)
+    np.testing.assert_allclose(np.linalg.norm(r, axis=1), 1.0, atol=1e-5)
+    assert (r >= 0).all()
+
+
+def test_crop_coordinates_are_in_full_image_pixels():
+    patch = textured(120, 160)
+    canvas = np.zeros((300, 400), np.uint8)
+    canvas[50:170, 70:230] = patch
+    cfg = SiftConfig(k=200)
+    alone = extract_sift(patch, cfg)
+    cropped = extract_sift(canvas, cfg, crop=[70, 50, 230, 170])
+    assert len(alone["xy"]) > 20
+    np.testing.assert_allclose(cropped["xy"], alone["xy"] + [70, 50], atol=1e-3)
+    np.testing.assert_array_equal(cropped["image_size"], [400, 300])
+    assert (np.diff(cropped["weight"]) <= 0).all(), "strongest first"
+
+
+def test_downscaling_maps_back_to_original_pixels():
+    im = textured(400, 600, seed=1)
+    out = extract_sift(im, SiftConfig(k=300, max_side=300))
+    assert out["xy"][:, 0].max() > 300  # positions span the original width, not the resized one
+    assert (out["xy"][:, 0] <= 600).all() and (out["xy"][:, 1] <= 400).all()
+
+
+def test_vlad_normalisation():
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(4, 8)).astype(np.float32)
+    x = rng.normal(size=(50, 8)).astype(np.float32)
+    v = vlad(x, c, alpha=0.5)
+    assert v.shape == (32,) and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)
+    assert not vlad(np.zeros((0, 8), np.float32), c).any()
+    # descriptors equal to a centroid contribute zero residual
+    assert not vlad(np.repeat(c[:1], 5, axis=0), c).any()
+
+
+def test_whitening_gives_identity_covariance_on_training_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 20)) @ rng.normal(size=(20, 20)) + 3.0
+    w = fit_pca_whitening(x, 10)
+    y = (x - w["mean"]) @ w["projection"].T / np.sqrt(w["eigenvalues"])
+    np.testing.assert_allclose(np.cov(y.T), np.eye(10), atol=1e-3)
+    np.testing.assert_allclose(w["projection"] @ w["projection"].T, np.eye(10), atol=1e-5)
+    assert np.linalg.norm(apply_whitening(x[:3], w), axis=1) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="dim=600"):
+        fit_pca_whitening(x, 600)
+
+
+def test_topk_neighbours_exact_and_self_excluded():
+    rng = np.random.default_rng(0)
+    db = rng.normal(size=(30, 6)).astype(np.float32)
+    q = rng.normal(size=(4, 6)).astype(np.float32)
+    ids, sims = topk_neighbours(q, db, 30)
+    np.testing.assert_array_equal(ids, np.argsort(-(q @ db.T), axis=1))
+    assert ids.dtype == np.int32 and sims.dtype == np.float32
+    ids, _ = topk_neighbours(db, db, 5, exclude_self=True)
+    assert ids.shape == (30, 5) and not (ids == np.arange(30)[:, None]).any()
