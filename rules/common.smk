@@ -5,6 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
+from retrieval.datasets import ground_truth_path
 from retrieval.runtime import stable_hash
 from retrieval.versions import GENERATOR_VERSION
 
@@ -115,3 +116,50 @@ def local_store(ds, split):
 
 def log_path(stage, suffix=""):
     return f"logs/{stage}/{{dataset}}/{{ver}}{suffix}.log"
+
+
+def dataset_source(wildcards):
+    """The files the lists depend on: the demo generator's output, a downloaded dataset, or the user's folder."""
+    ds = canonical(wildcards.dataset)
+    if ds in DEMO_SPLITS:
+        return [f"results/demo_data/{v_demo()}/{ds}/gnd.json"]
+    d = dataset_dir(ds)
+    gt = ground_truth_path(d, ds)
+    if gt is not None:
+        return [str(gt)]
+    if ds in DOWNLOADABLE:
+        return [os.path.join(d, ".download_complete")]
+    if not os.path.isdir(d):
+        raise WorkflowError(
+            f"dataset '{wildcards.dataset}': folder {d} not found (data_root={config['data_root']}); put the images in "
+            f"{d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config data_root=DIR"
+        )
+    return []
+
+
+def check_evaluable(ds):
+    if canonical(ds) == canonical(TRAIN):
+        raise WorkflowError(
+            f"dataset '{ds}' is the training split (training_split: {TRAIN}); the codebook and whitening were fitted "
+            "on it, so its metrics would be inflated. Evaluate another dataset or change training_split."
+        )
+
+
+def global_hyperparameters():
+    return {
+        "training_split": TRAIN,
+        "crop_queries": config["crop_queries"],
+        "extract": extract_config(),
+        "codebook": config["codebook"],
+        "aggregate": config["aggregate"],
+        "whiten": config["whiten"],
+        "knn": config["knn"],
+        "evaluate": config["evaluate"],
+    }
+
+
+def evaluation_json(wildcards):
+    if wildcards.method not in METHODS:
+        raise WorkflowError(f"unknown method '{wildcards.method}' in {wildcards.dataset}_{wildcards.method}; available: {', '.join(METHODS)}")
+    check_evaluable(wildcards.dataset)
+    return f"results/eval/{wildcards.dataset}/{v_eval(wildcards.dataset)}/{wildcards.method}.json"

@@ -7,7 +7,7 @@ rule download_revisitop:
     wildcard_constraints:
         dataset="|".join(DOWNLOADABLE),
     params:
-        data_root=config["data_root"],
+        data_root=lambda w, output: os.path.dirname(os.path.dirname(output.flag)),
     log:
         "logs/download/{dataset}.log",
     threads: 1

@@ -8,7 +8,7 @@ rule whiten_fit:
         whiten="results/whiten/{ver}/whiten.npz",
         manifest="results/whiten/{ver}/manifest.json",
     params:
-        config=lambda w: (check_version(w, v_whiten()), config["whiten"])[1],
+        config=lambda w: (check_version(w, v_whiten()), {"dim": config["whiten"]["dim"]})[1],
         training_split=TRAIN,
         vlad_version=lambda w: v_vlad(TRAIN),
         preset=PRESET,

@@ -68,13 +68,13 @@ class DemoConfig:
     train_region_side: int = 120  # the same for the training photos, which give the train and val instances
     min_texture: float = 12.0  # std of the Laplacian below which a region is too flat to be an instance
     shared_background: float = 0.4  # fraction of views whose background is reused by another instance (confusers)
-    small_fraction: float = 0.5  # fraction of views where the instance is small in the frame
-    small_size: tuple[float, float] = (0.14, 0.26)  # instance short side / image short side, small views
-    normal_size: tuple[float, float] = (0.3, 0.7)  # the same, other views
-    background_contrast: float = 1.0  # clutter contrast around its mean (1 = as photographed)
+    small_fraction: float = 0.35  # fraction of views where the instance is small in the frame
+    small_size: tuple[float, float] = (0.25, 0.4)  # instance short side / image short side, small views
+    normal_size: tuple[float, float] = (0.45, 0.85)  # the same, other views
+    background_contrast: float = 0.25  # clutter contrast around its mean (1 = as photographed)
     test: SplitSize = field(default_factory=lambda: SplitSize(instances=48, queries=70, views=14, distractors=700))
     val: SplitSize = field(default_factory=lambda: SplitSize(instances=16, queries=20, views=10, distractors=200))
-    train: SplitSize = field(default_factory=lambda: SplitSize(instances=60, queries=0, views=8, distractors=120))
+    train: SplitSize = field(default_factory=lambda: SplitSize(instances=60, queries=0, views=16, distractors=400))
     labels: LabelRule = field(default_factory=LabelRule)
 
     @staticmethod

@@ -1,0 +1,145 @@
+"""Workflow tier: lint, the tiny demo end to end, the results contract, partial re-runs, and input errors."""
+
+import csv
+import re
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO, SHARED, TINY, load_json, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def job_stats(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of `snakemake -n`, without the total."""
+    m = re.search(r"Job stats:\njob\s+count\n[-\s]+\n(.*?)\ntotal", dry_run_output, re.S)
+    if m is None:
+        return {}
+    return {name: int(n) for name, n in (line.split() for line in m.group(1).strip().splitlines())}
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dry_run_plans_the_whole_dag(tmp_path):
+    out = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(TINY)).stdout
+    stats = job_stats(out)
+    # 2 chunks x (demo db, demo query, demo-train db); queries of the training split are never extracted
+    assert stats == {"demo_data": 1, "image_lists": 2, "extract_local": 6, "merge_local": 3, "codebook": 1,
+                     "aggregate_vlad": 3, "whiten_fit": 1, "whiten_apply": 2, "knn": 1, "evaluate_global": 1,
+                     "publish": 1}
+
+
+def test_results_contract(tiny_run):
+    res = load_json(tiny_run / "results" / "demo_global.json")
+    assert res["dataset"] == "demo" and res["method"] == "global" and res["preset"] == "tiny"
+    for metric in ("mAP", "mP@1", "mP@5", "mP@10"):
+        assert set(res["metrics"][metric]) == {"E", "M", "H"}
+        assert all(0.0 <= v <= 100.0 for v in res["metrics"][metric].values())
+    assert res["hyperparameters"]["training_split"] == "demo-train"
+    assert set(res["versions"]) >= {"image_lists", "extract", "codebook", "whiten", "knn", "evaluate"}
+    with h5py.File(tiny_run / res["artifacts"]["ranking"], "r") as f:
+        ranks = f["ranks"][:]
+    assert ranks.dtype == np.int32 and ranks.shape == (res["n_queries"], res["n_db"])
+    assert all(sorted(r) == list(range(res["n_db"])) for r in ranks)  # full rankings
+    # per-query AP agrees with the headline mAP
+    aps = [a for a in res["per_query_ap"]["M"]["ap"] if a is not None]
+    assert 100 * np.mean(aps) == pytest.approx(res["metrics"]["mAP"]["M"], abs=1e-3)
+    with open(tiny_run / res["artifacts"]["neighbours_csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == res["n_queries"] * min(100, res["n_db"]) and Path(rows[0]["image"]).is_file()
+
+
+def test_manifests_name_the_split_that_fed_each_fit(tiny_run):
+    res = load_json(tiny_run / "results" / "demo_global.json")
+    v = res["versions"]
+    cb = load_json(tiny_run / f"results/codebook/{v['codebook']}/manifest.json")
+    wh = load_json(tiny_run / f"results/whiten/{v['whiten']}/manifest.json")
+    assert cb["fitted_on"] == "demo-train" and wh["fitted_on"] == "demo-train"
+    assert cb["preset"] == "tiny" and "numpy" in cb["packages"] and cb["code_revision"]
+    ex = load_json(tiny_run / f"results/local/demo/{v['extract']}/db/manifest.json")
+    assert ex["store"]["n_rows"] == res["n_db"] and ex["inputs"]["lists"]["version"] == v["image_lists"]
+
+
+def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
+    wd = tmp_path / "wd"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    assert "Nothing to be done" in snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY)).stdout
+    override = tmp_path / "power.yaml"
+    override.write_text("whiten:\n  power: 0.25\n")
+    plan = job_stats(snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(override)).stdout)
+    assert plan == {"whiten_apply": 2, "knn": 1, "evaluate_global": 1, "publish": 1}
+    snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(override))
+    changed = load_json(wd / "results" / "demo_global.json")
+    # back to the original configuration: every artifact is found again, only the top-level file is re-pointed
+    plan = job_stats(snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY)).stdout)
+    assert plan == {"publish": 1}
+    snakemake(wd, "results/demo_global.json", "--configfile", str(TINY))
+    assert load_json(wd / "results" / "demo_global.json")["metrics"] == load_json(tiny_run / "results" / "demo_global.json")["metrics"]
+    assert changed["versions"]["global"] != load_json(wd / "results" / "demo_global.json")["versions"]["global"]
+    # an extraction change re-extracts, but leaves the demo data and the image lists alone
+    override.write_text("extract:\n  sift:\n    k: 100\n")
+    plan = job_stats(snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(override)).stdout)
+    assert plan["extract_local"] == 6 and "demo_data" not in plan and "image_lists" not in plan
+
+
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("extarct:\n  n_chunks: 2\n", r"extarct"),
+        ("extract:\n  sift:\n    k: 0\n", r"minimum|k"),
+        ("whiten:\n  powr: 0.5\n", r"powr"),
+    ],
+)
+def test_bad_config_is_rejected_before_any_job(tmp_path, override, pattern):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(override)
+    proc = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(cfg), check=False)
+    assert proc.returncode != 0 and re.search(pattern, proc.stdout + proc.stderr)
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_method_training_split_and_missing_dataset_are_named(tmp_path):
+    proc = snakemake(tmp_path, "-n", "results/demo_nosuch.json", check=False)
+    assert proc.returncode != 0 and "unknown method 'nosuch'" in proc.stdout + proc.stderr
+    proc = snakemake(tmp_path, "-n", "results/demo-train_global.json", check=False)
+    assert proc.returncode != 0 and "training split" in proc.stdout + proc.stderr
+    proc = snakemake(tmp_path, "-n", "results/nowhere_global.json", check=False)
+    assert proc.returncode != 0 and "data/nowhere" in proc.stdout + proc.stderr
+
+
+def test_plain_folder_without_ground_truth_gets_neighbours(tiny_run, tmp_path):
+    """An engineer's folder of photos: rankings and a neighbour CSV by path, no metrics."""
+    wd = tmp_path / "wd"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    photos = tmp_path / "mine" / "photos" / "jpg"
+    photos.mkdir(parents=True)
+    demo_jpg = sorted((tiny_run / "results" / "demo_data").glob("*/demo/jpg/*.jpg"))[:8]
+    for p in demo_jpg:
+        shutil.copy(p, photos / p.name)
+    snakemake(wd, "results/photos_global.json", "--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
+    res = load_json(wd / "results" / "photos_global.json")
+    assert res["metrics"] is None and res["n_queries"] == 8 and res["n_db"] == 8
+    with open(wd / res["artifacts"]["neighbours_csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    # every image is its own best match
+    firsts = [r for r in rows if r["rank"] == "1"]
+    assert all(r["query"] == r["image"] for r in firsts)
+
+
+@pytest.mark.skipif(not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared/datasets/landmarks-mini is absent")
+def test_landmarks_mini_end_to_end(tiny_run):
+    snakemake(tiny_run, "results/landmarks-mini_global.json", "--configfile", str(TINY),
+              "--config", f"data_root={SHARED / 'datasets'}")
+    res = load_json(tiny_run / "results" / "landmarks-mini_global.json")
+    assert res["n_queries"] == 16 and res["n_db"] == 85 and res["crop_queries"] is True
+    assert res["n_evaluated_queries"] == {"E": 15, "M": 16, "H": 12}
+    assert res["hyperparameters"]["training_split"] == "demo-train"
+    # far better than a random ranking (random Medium mAP on this set is about 11%)
+    assert res["metrics"]["mAP"]["M"] > 20
