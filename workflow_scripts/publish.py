@@ -1,6 +1,7 @@
 """Rule publish: results/{dataset}_{method}.json from the versioned evaluation it names."""
-from retrieval.runtime import setup_logging
+from retrieval.runtime import limit_threads, setup_logging
 
+limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
 from retrieval.pipeline import publish  # noqa: E402

@@ -1,0 +1,22 @@
+# Set-up and the two entry points of the README. Everything installs from requirements.txt into .venv.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: generate the demo dataset and evaluate global retrieval on it, offline.
+demo: $(STAMP)
+	$(VENV)/bin/snakemake --cores all results/demo_global.json
+
+# The test suite (unit, workflow, end to end on the tiny demo and on ../shared/datasets/landmarks-mini).
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest tests
