@@ -1,0 +1,126 @@
+"""AMES model: the fast block implementation against the official-style masked one, masks, asymmetric counts,
+checkpoints (ours and the official layout), binarisation."""
+
+import pytest
+import torch
+from torch import nn
+
+from retrieval.ames import AMES, AmesConfig, load_checkpoint, reference_forward, save_checkpoint
+
+torch.manual_seed(0)
+SMALL = AmesConfig(local_dim=32, model_dim=16, nhead=2, num_layers=2, dim_feedforward=32)
+
+
+def batch(b, n_q, n_t, d, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    src, tgt = torch.randn(b, n_q, d, generator=g), torch.randn(b, n_t, d, generator=g)
+    q_len = torch.randint(1, n_q + 1, (b,), generator=g)
+    t_len = torch.randint(1, n_t + 1, (b,), generator=g)
+    src_mask = torch.arange(n_q)[None] >= q_len[:, None]
+    tgt_mask = torch.arange(n_t)[None] >= t_len[:, None]
+    return src, src_mask, tgt, tgt_mask
+
+
+@pytest.mark.parametrize("cfg", [SMALL, AmesConfig(local_dim=128)], ids=["small", "default-size"])
+@pytest.mark.parametrize("n_q, n_t", [(7, 7), (12, 5), (3, 20)])
+def test_fast_equals_reference(cfg, n_q, n_t):
+    model = AMES(cfg).eval()
+    src, sm, tgt, tm = batch(4, n_q, n_t, cfg.local_dim)
+    with torch.no_grad():
+        ref, ref_h = reference_forward(model, src, sm, tgt, tm, return_hidden=True)
+        fast, fast_h = model(src, tgt, sm, tm, return_hidden=True)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast_h, ref_h, atol=1e-5, rtol=1e-5)
+
+
+def test_padded_descriptors_change_nothing():
+    model = AMES(SMALL).eval()
+    src, sm, tgt, tm = batch(3, 6, 8, SMALL.local_dim)
+    src2, tgt2 = src.clone(), tgt.clone()
+    src2[sm] = torch.randn(int(sm.sum()), SMALL.local_dim) * 10
+    tgt2[tm] = torch.randn(int(tm.sum()), SMALL.local_dim) * 10
+    with torch.no_grad():
+        torch.testing.assert_close(model(src, tgt, sm, tm), model(src2, tgt2, sm, tm), atol=1e-6, rtol=0)
+        # and padding is the same as truncating
+        one = model(src[:1, : int((~sm[0]).sum())], tgt[:1, : int((~tm[0]).sum())])
+        torch.testing.assert_close(one, model(src[:1], tgt[:1], sm[:1], tm[:1]), atol=1e-5, rtol=0)
+
+
+def test_asymmetric_counts_and_order_matter():
+    model = AMES(SMALL).eval()
+    src, _, tgt, _ = batch(2, 10, 3, SMALL.local_dim)
+    with torch.no_grad():
+        a = model(src, tgt)
+        b = model(tgt, src)  # roles swapped: a different sequence, generally a different logit
+    assert a.shape == (2,) and not torch.allclose(a, b)
+
+
+def test_database_tokens_are_rounded_through_float16_in_fp_inference():
+    model = AMES(SMALL).eval()
+    x = torch.randn(1, 5, SMALL.local_dim)
+    t = model.project_db(x)
+    assert torch.equal(t, t.half().float())
+    model.train()
+    assert not torch.equal(model.project_db(x), model.project_db(x).half().float())
+
+
+def test_binary_sign_maps_zero_to_plus_one_and_train_relaxation():
+    model = AMES(AmesConfig(**{**SMALL.to_dict(), "binarized": True})).eval()
+    layer = model.remap_local[0]
+    with torch.no_grad():
+        layer.W.zero_()  # every projection is exactly 0 -> +1
+    out = layer(torch.randn(2, 3, SMALL.local_dim))
+    assert torch.equal(out, torch.ones_like(out))
+    layer.train()
+    with torch.no_grad():
+        layer.W.normal_()
+    z = layer(torch.randn(2, 3, SMALL.local_dim))
+    assert z.abs().max() <= 1 and z.requires_grad
+
+
+def test_checkpoint_round_trip(tmp_path):
+    for cfg in (SMALL, AmesConfig(**{**SMALL.to_dict(), "binarized": True})):
+        model = AMES(cfg).eval()
+        save_checkpoint(str(tmp_path / "m.pt"), model, {"trained_on": "demo-train"})
+        loaded, meta = load_checkpoint(str(tmp_path / "m.pt"))
+        assert meta["config"] == cfg.to_dict() and meta["provenance"]["trained_on"] == "demo-train"
+        src, sm, tgt, tm = batch(2, 4, 5, cfg.local_dim)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.eval()(src, tgt, sm, tm), model(src, tgt, sm, tm))
+
+
+class OfficialLayout(nn.Module):
+    """The official module tree (names and shapes as in pavelsuma/ames), written independently of ours."""
+
+    def __init__(self, local_dim, d=128, layers=5, ff=1024, binarized=False):
+        super().__init__()
+        self.mtc_token = nn.Parameter(torch.randn(d) * 0.02)
+        if binarized:
+            bin_layer = nn.Module()
+            bin_layer.W = nn.Parameter(torch.randn(local_dim, d))
+            self.remap_local = nn.Sequential(bin_layer, nn.Linear(d, d), nn.LayerNorm(d))
+        else:
+            self.remap_local = nn.Sequential(nn.Linear(local_dim, d), nn.LayerNorm(d))
+        self.decoder = nn.Module()
+        self.decoder.layers = nn.ModuleList()
+        for _ in range(layers):
+            layer = nn.Module()
+            layer.self_attn = nn.MultiheadAttention(d, 2, batch_first=True)
+            layer.cross_attn = nn.MultiheadAttention(d, 2, batch_first=True)
+            layer.linear1, layer.linear2 = nn.Linear(d, ff), nn.Linear(ff, d)
+            layer.norm1, layer.norm2, layer.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+            self.decoder.layers.append(layer)
+        self.classifier = nn.Linear(d, 1)
+
+
+@pytest.mark.parametrize("binarized", [False, True])
+def test_official_layout_state_dict_loads(tmp_path, binarized):
+    official = OfficialLayout(local_dim=768, binarized=binarized)
+    names = set(official.state_dict())
+    assert "decoder.layers.4.cross_attn.in_proj_weight" in names and "classifier.weight" in names
+    torch.save({"state": official.state_dict(), "optim": {}, "epoch": 15}, tmp_path / "dinov2_ames.pt")
+    model, _ = load_checkpoint(str(tmp_path / "dinov2_ames.pt"))
+    assert model.cfg == AmesConfig(local_dim=768, binarized=binarized)
+    ours = model.state_dict()
+    for k, v in official.state_dict().items():
+        assert torch.equal(ours[k], v), k
