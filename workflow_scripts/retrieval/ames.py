@@ -77,7 +77,7 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
 
     def feed_forward(self, x: Tensor) -> Tensor:
-        return self.linear2(F.relu(self.linear1(x)))
+        return self.linear2(F.relu(self.linear1(x), inplace=True))
 
 
 class Decoder(nn.Module):

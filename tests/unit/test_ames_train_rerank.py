@@ -1,0 +1,153 @@
+"""AMES training pieces (pair sampling, ITQ, distillation, determinism) and re-ranking (fusion, junk mode, cache)."""
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.ames import AMES, AmesConfig
+from retrieval.ames_rerank import (
+    bootstrap_difference, compute_logits, lookup_logits, needed_pairs, protocol_shortlists, rerank,
+)
+from retrieval.ames_train import TrainConfig, fit_itq, sample_triplets, train_ames, valid_anchors
+
+
+def toy_neighbours():
+    labels = np.array([0, 0, 0, 1, 1, 1, -1, -1])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4)) + np.eye(8, 4)[labels.clip(0)] * 2
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    ids = np.argsort(-sims, axis=1)[:, :7]
+    return labels, ids, np.take_along_axis(sims, ids, 1)
+
+
+def test_valid_anchors_and_triplets():
+    labels, ids, sims = toy_neighbours()
+    sims = np.abs(sims)  # all similarities positive
+    anchors = valid_anchors(ids, sims, labels, 7, min_pos=2, min_neg=2)
+    assert set(anchors) == {0, 1, 2, 3, 4, 5}  # distractors (label -1) are never anchors
+    assert len(valid_anchors(ids, sims, labels, 7, min_pos=3, min_neg=2)) == 0  # only 2 same-label neighbours exist
+    t = sample_triplets(anchors, ids, sims, labels, 7, np.random.default_rng(0))
+    assert sorted(t[:, 0]) == sorted(anchors)
+    assert (labels[t[:, 1]] == labels[t[:, 0]]).all() and (labels[t[:, 2]] != labels[t[:, 0]]).all()
+
+
+def test_sampling_ignores_non_positive_similarities_and_favours_high_ones():
+    labels = np.array([0, 0, 0, 1, 1])
+    ids = np.array([[1, 2, 3, 4]] + [[0, 2, 3, 4]] * 4)
+    sims = np.array([[0.9, 0.3, 0.8, -0.5]] + [[0.5, 0.5, 0.5, 0.5]] * 4)
+    draws = np.concatenate([sample_triplets(np.array([0]), ids, sims, labels, 4, np.random.default_rng(s)) for s in range(300)])
+    assert (draws[:, 2] == 3).all()  # 4 has negative similarity: never drawn
+    frac = (draws[:, 1] == 1).mean()
+    assert frac == pytest.approx(0.9**3 / (0.9**3 + 0.3**3), abs=0.05)
+
+
+def test_itq_codes_reduce_quantisation_error_and_centre():
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(size=(2000, 32))) + 1.0  # non-negative like RootSIFT: far from centred
+    itq = fit_itq(x, bits=16, n_iter=30)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    v = (xn - itq["mean"]) @ itq["W"]
+    bits = np.where(v >= 0, 1, -1)
+    assert 0.2 < (bits > 0).mean() < 0.8  # centring keeps bits balanced
+    assert np.abs((bits > 0).mean(0) - 0.5).max() < 0.3
+    np.testing.assert_allclose(itq["W"].T @ itq["W"], np.eye(16), atol=1e-4)  # orthonormal columns
+    pca_only = fit_itq(x, bits=16, n_iter=0)
+    err = lambda w: np.linalg.norm(np.where((xn - w["mean"]) @ w["W"] >= 0, 1, -1) - (xn - w["mean"]) @ w["W"])
+    assert err(itq) < err(pca_only)
+
+
+def tiny_training_data(n_inst=6, per=5, k=12, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    protos = rng.normal(size=(n_inst, k, d))
+    desc, labels = [], []
+    for i in range(n_inst):
+        for _ in range(per):
+            desc.append(protos[i][rng.permutation(k)] + 0.3 * rng.normal(size=(k, d)))
+            labels.append(i)
+    desc = np.stack(desc).astype(np.float16)
+    labels = np.array(labels)
+    g = desc.astype(np.float32).mean(1)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    from retrieval.vlad import topk_neighbours
+
+    ids, sims = topk_neighbours(g, g, 20, exclude_self=True)
+    return desc, np.full(len(desc), k, np.int32), labels, ids, np.abs(sims)
+
+
+CFG = AmesConfig(local_dim=16, model_dim=16, nhead=2, num_layers=2, dim_feedforward=32)
+TCFG = TrainConfig(epochs=3, batch_size=24, lr=1e-3, q_desc=12, db_desc=12, min_desc=4, num_candidates=20,
+                   min_pos=2, min_neg=2, warmup_epochs=0.5)
+
+
+def test_training_is_deterministic_and_learns():
+    data = tiny_training_data()
+    m1, c1 = train_ames(*data, CFG, TCFG)
+    m2, c2 = train_ames(*data, CFG, TCFG)
+    assert c1[-1]["loss"] == c2[-1]["loss"]
+    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert c1[-1]["loss"] < c1[0]["loss"]
+
+
+def test_distillation_uses_the_teacher():
+    data = tiny_training_data()
+    teacher, _ = train_ames(*data, CFG, TCFG)
+    itq = fit_itq(data[0].reshape(-1, 16).astype(np.float32), bits=16, n_iter=5)
+    bcfg = AmesConfig(**{**CFG.to_dict(), "binarized": True})
+    student, curves = train_ames(*data, bcfg, TCFG, teacher=teacher, init_itq=itq)
+    assert all(c["distill_mse"] > 0 for c in curves)
+    no_teacher = TrainConfig(**{**TCFG.to_dict(), "beta": 0.0})
+    _, curves0 = train_ames(*data, bcfg, no_teacher, teacher=teacher, init_itq=itq)
+    assert curves0[0]["loss"] < curves[0]["loss"]  # beta x MSE is part of the loss
+
+
+def test_fusion_hand_example():
+    shortlist = np.array([[5, 3, 9, 1]])
+    g = np.array([[0.9, 0.8, 0.7, 0.6]], np.float32)
+    logits = np.array([[-5.0, 5.0, 0.0, 9.0]], np.float32)
+    # lambda 1: global order kept
+    np.testing.assert_array_equal(rerank(shortlist, g, logits, 1.0, 1.0, 4), shortlist)
+    # lambda 0, top 3 only: sorted by logit within the first 3, the 4th stays last
+    np.testing.assert_array_equal(rerank(shortlist, g, logits, 0.0, 1.0, 3), [[3, 9, 5, 1]])
+    # lambda 0.5, gamma 1: s = 0.45+0.5*sig(-5)=0.453, 0.4+0.5*sig(5)=0.897, 0.35+0.25=0.6, 0.3+0.5*sig(9)=0.8
+    np.testing.assert_array_equal(rerank(shortlist, g, logits, 0.5, 1.0, 4), [[3, 1, 9, 5]])
+
+
+def test_ames_junk_mode_moves_ignored_images_last():
+    ids = np.array([[4, 2, 0, 3, 1]])
+    gnd = [{"easy": [0], "hard": [3], "junk": [2]}]
+    sl = protocol_shortlists(ids, gnd, "ames")
+    np.testing.assert_array_equal(sl["M"], [[4, 0, 3, 1, 2]])
+    np.testing.assert_array_equal(sl["H"], [[4, 3, 1, 2, 0]])
+    np.testing.assert_array_equal(sl["E"], [[4, 0, 1, 2, 3]])
+    assert protocol_shortlists(ids, gnd, "none")["H"] is ids
+    pairs = needed_pairs(sl, 2)
+    assert list(pairs[0]) == [0, 3, 4]  # union of every protocol's top 2
+
+
+def test_logit_cache_matches_direct_scoring():
+    model = AMES(CFG).eval()
+    rng = np.random.default_rng(0)
+    qd, dd = rng.normal(size=(2, 12, 16)).astype(np.float16), rng.normal(size=(6, 12, 16)).astype(np.float16)
+    qc, dc = np.array([12, 7], np.int32), np.array([12, 3, 12, 9, 12, 12], np.int32)
+    pairs = [np.array([0, 2, 5]), np.array([1, 3])]
+    logits = compute_logits(model, qd, qc, lambda r: (dd[r], dc[r]), pairs, 10, 10, batch=2)
+    with torch.no_grad():
+        for i, p in enumerate(pairs):
+            for j, l in zip(p, logits[i]):
+                q = torch.from_numpy(qd[i:i + 1, : min(qc[i], 10)].astype(np.float32))
+                d = torch.from_numpy(dd[j:j + 1, : min(dc[j], 10)].astype(np.float32))
+                assert float(model(q, d)) == pytest.approx(float(l), abs=1e-5)
+    got = lookup_logits(pairs, logits, np.array([[5, 0, 2], [3, 1, 0]]), 2)
+    assert got[0, 0] == logits[0][2] and got[1, 1] == logits[1][0]
+    with pytest.raises(KeyError):
+        lookup_logits(pairs, logits, np.array([[5, 0, 2], [3, 1, 0]]), 3)
+
+
+def test_bootstrap_difference():
+    a = [0.5, 0.5, None, 0.2, 0.4]
+    b = [0.6, 0.7, 0.9, 0.2, 0.5]
+    out = bootstrap_difference(a, b, n=2000)
+    assert out["n_queries"] == 4 and out["mean"] == pytest.approx(10.0)
+    assert out["ci95"][0] <= 10.0 <= out["ci95"][1] and out["improved"] == 3 and out["worse"] == 0

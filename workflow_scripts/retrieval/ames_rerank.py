@@ -1,0 +1,148 @@
+"""Re-ranking a global shortlist with AMES logits: pair selection, logits computed once, score fusion, grid sweep.
+
+Final score of the i-th shortlist entry among the top ``num_rerank``: ``s = lam * g + (1 - lam) * sigmoid(gamma * l)``
+with g the global similarity and l the AMES logit; the top block is re-sorted by s, the rest keeps its global order.
+
+Junk handling: ``none`` (default) re-ranks the global shortlist as it is. ``ames`` reproduces the AMES/DELG
+evaluation: for each protocol, the images it ignores (junk; for Hard also the easy positives; for Easy also the
+hard ones) are moved to the end of the shortlist before the top ``num_rerank`` are re-ranked, giving one ranking
+per protocol. Logits are computed once for the union of the pairs any protocol and grid point needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .metrics import PROTOCOLS, evaluate_rankings, protocol_labels
+
+log = logging.getLogger(__name__)
+JUNK_MODES = ("none", "ames")
+
+
+def protocol_shortlists(ids: np.ndarray, gnd: Sequence[dict[str, Any]] | None, junk_mode: str) -> dict[str, np.ndarray]:
+    """The shortlist each protocol re-ranks: the global one, or (``ames``) with that protocol's ignored images last."""
+    if junk_mode not in JUNK_MODES:
+        raise ValueError(f"junk_mode must be one of {JUNK_MODES}, got {junk_mode!r}")
+    if junk_mode == "none" or gnd is None:
+        return {p: ids for p in PROTOCOLS}
+    out = {}
+    for p in PROTOCOLS:
+        rows = []
+        for i, g in enumerate(gnd):
+            _, ignored = protocol_labels(g, p)
+            last = np.isin(ids[i], ignored)
+            rows.append(np.concatenate([ids[i][~last], ids[i][last]]))
+        out[p] = np.stack(rows)
+    return out
+
+
+def needed_pairs(shortlists: dict[str, np.ndarray], max_k: int) -> list[np.ndarray]:
+    """Per query, the sorted database ids whose logits some protocol's top ``max_k`` needs."""
+    n_q = next(iter(shortlists.values())).shape[0]
+    return [np.unique(np.concatenate([s[i, :max_k] for s in shortlists.values()])) for i in range(n_q)]
+
+
+@torch.no_grad()
+def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pairs: list[np.ndarray], n_q_desc: int,
+                   n_db_desc: int, batch: int = 256, device: str = "cpu") -> list[np.ndarray]:
+    """AMES logits for every (query i, database j in pairs[i]).
+
+    The database side is prepared once per image (projected tokens, rounded through float16 for the full-precision
+    model), reading the shortlisted rows sorted and in blocks; queries are projected once each.
+    ``db_reader(rows) -> (descriptors (n, K, D), counts (n,))`` reads sorted rows.
+    """
+    model.eval().to(device)
+    uniq = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+    slot = {int(j): s for s, j in enumerate(uniq)}
+    db_tok = torch.zeros((len(uniq), n_db_desc, model.cfg.model_dim), dtype=torch.float32)
+    db_mask = torch.ones((len(uniq), n_db_desc), dtype=torch.bool)
+    t0 = time.time()
+    for s in range(0, len(uniq), 512):
+        rows = uniq[s:s + 512]
+        d, c = db_reader(rows)
+        x = torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device)
+        db_tok[s:s + len(rows), :x.shape[1]] = model.project_db(x).float().cpu()
+        db_mask[s:s + len(rows)] = torch.arange(n_db_desc)[None] >= torch.from_numpy(np.minimum(c, n_db_desc))[:, None]
+    q = torch.from_numpy(q_desc[:, :n_q_desc].astype(np.float32)).to(device)
+    q_tok = model.project(q).cpu()
+    q_mask = torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, n_q_desc).astype(np.int64))[:, None]
+    flat_q = np.concatenate([np.full(len(p), i) for i, p in enumerate(pairs)]).astype(np.int64)
+    flat_d = np.array([slot[int(j)] for p in pairs for j in p], np.int64)
+    out = np.zeros(len(flat_q), np.float32)
+    t1 = time.time()
+    for s in range(0, len(flat_q), batch):
+        qi, di = torch.from_numpy(flat_q[s:s + batch]), torch.from_numpy(flat_d[s:s + batch])
+        logits = model.score_tokens(q_tok[qi].to(device), q_mask[qi].to(device), db_tok[di].to(device), db_mask[di].to(device))
+        out[s:s + batch] = logits.float().cpu().numpy()
+    t2 = time.time()
+    log.info("logits: %d pairs (%d queries, %d database images) in %.2f s (+%.2f s preparing), %.0f pairs/s",
+             len(flat_q), len(pairs), len(uniq), t2 - t1, t1 - t0, len(flat_q) / max(t2 - t1, 1e-9))
+    splits = np.cumsum([len(p) for p in pairs])[:-1]
+    return np.split(out, splits)
+
+
+def lookup_logits(pairs: list[np.ndarray], logits: list[np.ndarray], shortlist: np.ndarray, k: int) -> np.ndarray:
+    """Logits (Nq, k) of the first k entries of each query's shortlist."""
+    out = np.zeros((shortlist.shape[0], k), np.float32)
+    for i in range(shortlist.shape[0]):
+        pos = np.searchsorted(pairs[i], shortlist[i, :k])
+        if (pos >= len(pairs[i])).any() or (pairs[i][np.minimum(pos, len(pairs[i]) - 1)] != shortlist[i, :k]).any():
+            raise KeyError(f"query {i}: a shortlisted image has no cached logit (cache made for a smaller num_rerank?)")
+        out[i] = logits[i][pos]
+    return out
+
+
+def rerank(shortlist: np.ndarray, global_sim: np.ndarray, logits: np.ndarray, lam: float, gamma: float, k: int) -> np.ndarray:
+    """Re-sort the first k entries of each row by ``lam * g + (1 - lam) * sigmoid(gamma * logit)``."""
+    k = min(k, shortlist.shape[1], logits.shape[1])
+    s = lam * global_sim[:, :k] + (1.0 - lam) / (1.0 + np.exp(-gamma * logits[:, :k]))
+    order = np.argsort(-s, axis=1, kind="stable")
+    out = shortlist.copy()
+    out[:, :k] = np.take_along_axis(shortlist[:, :k], order, axis=1)
+    return out
+
+
+def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """Global similarities of ``shortlist`` entries (a reordering of ``ids`` rows)."""
+    out = np.zeros(shortlist.shape, np.float32)
+    for i in range(ids.shape[0]):
+        lookup = np.empty(ids.shape[1], np.float32)
+        order = np.argsort(ids[i])
+        pos = np.searchsorted(ids[i][order], shortlist[i])
+        lookup = sims[i][order][pos]
+        out[i] = lookup
+    return out
+
+
+def grid_rankings(shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, lam: float,
+                  gamma: float, k: int) -> dict[str, np.ndarray]:
+    return {p: rerank(shortlists[p], sims[p], lookup_logits(pairs, logits, shortlists[p], k), lam, gamma, k) for p in PROTOCOLS}
+
+
+def evaluate_protocol_rankings(rankings: dict[str, np.ndarray], gnd, n_db: int, ks=(1, 5, 10)) -> dict[str, Any]:
+    """Metrics where each protocol is read from its own ranking (identical rankings when junk_mode is none)."""
+    first = rankings[PROTOCOLS[0]]
+    if all(rankings[p] is first for p in PROTOCOLS):
+        return evaluate_rankings(first, gnd, n_db, ks)
+    per = {p: evaluate_rankings(rankings[p], gnd, n_db, ks) for p in PROTOCOLS}
+    out: dict[str, Any] = {key: {p: per[p][key][p] for p in PROTOCOLS} for key in ("mAP", *[f"mP@{k}" for k in ks], "n_evaluated")}
+    out["per_query_ap"] = {p: per[p]["per_query_ap"][p] for p in PROTOCOLS}
+    return out
+
+
+def bootstrap_difference(a: Sequence[float | None], b: Sequence[float | None], n: int = 10000, seed: int = 0) -> dict[str, Any]:
+    """Mean paired difference b - a (in AP points x 100) over queries defined in both, with a 95% bootstrap CI."""
+    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    if not pairs:
+        return {"mean": None, "ci95": None, "n_queries": 0}
+    d = 100.0 * (np.array([y for _, y in pairs]) - np.array([x for x, _ in pairs]))
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(d.mean()), "ci95": [float(lo), float(hi)], "n_queries": len(d),
+            "improved": int((d > 0).sum()), "worse": int((d < 0).sum())}
