@@ -23,6 +23,7 @@ include: "rules/aggregate.smk"
 include: "rules/whiten.smk"
 include: "rules/knn.smk"
 include: "rules/evaluate.smk"
+include: "rules/ames.smk"
 
 
 rule all:

@@ -12,7 +12,7 @@ from retrieval.versions import GENERATOR_VERSION
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 DOWNLOADABLE = ("roxford5k", "rparis6k")
-METHODS = ("global",)
+METHODS = ("global", "ames", "ames_binary")
 ENV = "../envs/retrieval.yaml"
 PRESET = config["preset"]
 
@@ -162,4 +162,98 @@ def evaluation_json(wildcards):
     if wildcards.method not in METHODS:
         raise WorkflowError(f"unknown method '{wildcards.method}' in {wildcards.dataset}_{wildcards.method}; available: {', '.join(METHODS)}")
     check_evaluable(wildcards.dataset)
-    return f"results/eval/{wildcards.dataset}/{v_eval(wildcards.dataset)}/{wildcards.method}.json"
+    if wildcards.method == "global":
+        return f"results/eval/{wildcards.dataset}/{v_eval(wildcards.dataset)}/global.json"
+    return f"results/eval/{wildcards.dataset}/{v_eval_ames(wildcards.dataset, wildcards.method)}/{wildcards.method}.json"
+
+
+# ------------------------------------------------------------------------------------------ AMES versions
+AMES_METHODS = ("ames", "ames_binary")
+VAL = config["ames"]["validation_split"]
+
+
+def v_knn_train():
+    return stable_hash({"global": v_global(TRAIN), "k": config["ames"]["train"]["num_candidates"]})
+
+
+def v_itq():
+    return stable_hash({"local": v_local(TRAIN), "itq": config["ames"]["itq"]})
+
+
+def v_ames_model():
+    a = config["ames"]
+    return stable_hash({"local": v_local(TRAIN), "knn": v_knn_train(), "model": a["model"], "train": a["train"]})
+
+
+def distill_train_config():
+    return {**config["ames"]["train"], **config["ames"]["distill"]}
+
+
+def v_ames_binary_model():
+    return stable_hash({"teacher": v_ames_model(), "itq": v_itq(), "train": distill_train_config()})
+
+
+def ames_model_path(method):
+    if method == "ames":
+        return f"results/ames_model/{v_ames_model()}/model.pt"
+    return f"results/ames_binary_model/{v_ames_binary_model()}/model.pt"
+
+
+def v_logits(ds, method):
+    a = config["ames"]
+    model = v_ames_model() if method == "ames" else v_ames_binary_model()
+    keys = ("q_desc", "db_desc", "junk_mode")
+    return stable_hash({"model": model, "local": v_local(ds), "knn": v_knn(ds), "lists": v_lists(ds),
+                        "max_rerank": max(a["num_rerank"]), **{k: a[k] for k in keys}})
+
+
+def v_eval_ames(ds, method):
+    a = config["ames"]
+    keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "bootstrap")
+    val = v_logits(VAL, method) if a["select"] == "validation" else None
+    return stable_hash({"logits": v_logits(ds, method), "validation": val, "global": v_eval(ds),
+                        **{k: a[k] for k in keys}, "csv_top": config["evaluate"]["csv_top"]})
+
+
+def evaluate_ames_inputs(wildcards):
+    ds, method = wildcards.dataset, wildcards.method
+    inputs = {
+        "logits": f"results/ames_logits/{ds}/{v_logits(ds, method)}/{method}.h5",
+        "knn": f"results/knn/{ds}/{v_knn(ds)}/knn.h5",
+        "lists": f"{lists_dir(ds)}/lists.json",
+        "gnd": f"{lists_dir(ds)}/gnd.json",
+        "baseline": f"results/eval/{ds}/{v_eval(ds)}/global.json",
+    }
+    if config["ames"]["select"] == "validation":
+        if canonical(VAL) in (canonical(ds), canonical(TRAIN)):
+            raise WorkflowError(
+                f"ames.validation_split '{VAL}' must differ from the evaluated dataset '{ds}' and the training split"
+            )
+        inputs.update({
+            "val_logits": f"results/ames_logits/{VAL}/{v_logits(VAL, method)}/{method}.h5",
+            "val_knn": f"results/knn/{VAL}/{v_knn(VAL)}/knn.h5",
+            "val_lists": f"{lists_dir(VAL)}/lists.json",
+            "val_gnd": f"{lists_dir(VAL)}/gnd.json",
+        })
+    return inputs
+
+
+def ames_versions(ds, method):
+    out = versions(ds)
+    out.update({"knn_train": v_knn_train(), "ames_model": v_ames_model(), "logits": v_logits(ds, method),
+                "evaluate": v_eval_ames(ds, method), "global_evaluate": v_eval(ds)})
+    if method == "ames_binary":
+        out.update({"itq": v_itq(), "ames_binary_model": v_ames_binary_model()})
+    if config["ames"]["select"] == "validation":
+        out["validation_logits"] = v_logits(VAL, method)
+    return out
+
+
+def ames_hyperparameters(method):
+    a = config["ames"]
+    keys = ("q_desc", "db_desc", "num_rerank", "lambda", "gamma", "select", "fixed", "validation_split",
+            "junk_mode", "model", "train")
+    out = {"global": global_hyperparameters(), **{k: a[k] for k in keys}}
+    if method == "ames_binary":
+        out.update({"itq": a["itq"], "distill": a["distill"]})
+    return out

@@ -1,0 +1,173 @@
+# AMES re-ranking: training kNN, ITQ, training, distillation, logits once per (model, dataset), grid evaluation.
+
+
+rule knn_train:
+    input:
+        db=lambda w: f"results/global/{TRAIN}/{v_global(TRAIN)}/db.h5",
+    output:
+        "results/knn_train/{ver}/knn.h5",
+    params:
+        k=lambda w: (check_version(w, v_knn_train()), config["ames"]["train"]["num_candidates"])[1],
+    log:
+        "logs/knn_train/{ver}.log",
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/knn_train.py"
+
+
+rule itq:
+    input:
+        local=lambda w: local_store(TRAIN, "db"),
+    output:
+        itq="results/itq/{ver}/itq.npz",
+        manifest="results/itq/{ver}/manifest.json",
+    params:
+        config=lambda w: (check_version(w, v_itq()), config["ames"]["itq"])[1],
+        training_split=TRAIN,
+        preset=PRESET,
+    log:
+        "logs/itq/{ver}.log",
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/itq.py"
+
+
+rule train_ames:
+    input:
+        local=lambda w: local_store(TRAIN, "db"),
+        lists=lambda w: f"{lists_dir(TRAIN)}/lists.json",
+        knn=lambda w: f"results/knn_train/{v_knn_train()}/knn.h5",
+    output:
+        model="results/ames_model/{ver}/model.pt",
+        curves="results/ames_model/{ver}/curves.json",
+        manifest="results/ames_model/{ver}/manifest.json",
+    params:
+        model=lambda w: (check_version(w, v_ames_model()), config["ames"]["model"])[1],
+        train=config["ames"]["train"],
+        device=config["ames"]["device"],
+        training_split=TRAIN,
+        preset=PRESET,
+    log:
+        "logs/train_ames/{ver}.log",
+    benchmark:
+        "benchmarks/train_ames/{ver}.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/train_ames.py"
+
+
+rule train_ames_binary:
+    input:
+        local=lambda w: local_store(TRAIN, "db"),
+        lists=lambda w: f"{lists_dir(TRAIN)}/lists.json",
+        knn=lambda w: f"results/knn_train/{v_knn_train()}/knn.h5",
+        teacher=lambda w: f"results/ames_model/{v_ames_model()}/model.pt",
+        itq=lambda w: f"results/itq/{v_itq()}/itq.npz",
+    output:
+        model="results/ames_binary_model/{ver}/model.pt",
+        curves="results/ames_binary_model/{ver}/curves.json",
+        manifest="results/ames_binary_model/{ver}/manifest.json",
+    params:
+        model=lambda w: (check_version(w, v_ames_binary_model()), config["ames"]["model"])[1],
+        train=distill_train_config(),
+        device=config["ames"]["device"],
+        training_split=TRAIN,
+        preset=PRESET,
+    log:
+        "logs/train_ames_binary/{ver}.log",
+    benchmark:
+        "benchmarks/train_ames_binary/{ver}.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/train_ames.py"
+
+
+rule ames_logits:
+    input:
+        model=lambda w: ames_model_path(w.method),
+        query=lambda w: local_store(w.dataset, "query"),
+        db=lambda w: local_store(w.dataset, "db"),
+        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
+        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+    output:
+        "results/ames_logits/{dataset}/{ver}/{method}.h5",
+    wildcard_constraints:
+        method="ames|ames_binary",
+    params:
+        q_desc=lambda w: (check_version(w, v_logits(w.dataset, w.method)), config["ames"]["q_desc"])[1],
+        db_desc=config["ames"]["db_desc"],
+        max_rerank=max(config["ames"]["num_rerank"]),
+        junk_mode=config["ames"]["junk_mode"],
+        batch=config["ames"]["batch_pairs"],
+        device=config["ames"]["device"],
+    log:
+        "logs/ames_logits/{dataset}/{ver}/{method}.log",
+    benchmark:
+        "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/ames_logits.py"
+
+
+rule evaluate_ames:
+    input:
+        unpack(evaluate_ames_inputs),
+    output:
+        json="results/eval/{dataset}/{ver}/{method}.json",
+        ranking="results/eval/{dataset}/{ver}/{method}_ranking.h5",
+        csv="results/eval/{dataset}/{ver}/{method}_neighbours.csv",
+        grid="results/eval/{dataset}/{ver}/{method}_grid.csv",
+    wildcard_constraints:
+        method="ames|ames_binary",
+    params:
+        grid=lambda w: (
+            check_version(w, v_eval_ames(w.dataset, w.method)),
+            {k: config["ames"][k] for k in ("num_rerank", "lambda", "gamma")},
+        )[1],
+        select=config["ames"]["select"],
+        fixed=config["ames"]["fixed"],
+        validation_split=config["ames"]["validation_split"],
+        junk_mode=config["ames"]["junk_mode"],
+        n_bootstrap=config["ames"]["bootstrap"],
+        csv_top=config["evaluate"]["csv_top"],
+        versions=lambda w: ames_versions(w.dataset, w.method),
+        hyperparameters=lambda w: ames_hyperparameters(w.method),
+        preset=PRESET,
+    log:
+        "logs/evaluate_ames/{dataset}/{ver}/{method}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/evaluate_ames.py"

@@ -1,0 +1,23 @@
+"""Rule ames_logits: AMES logits for the shortlist pairs of one dataset, computed once for every grid point."""
+from retrieval.runtime import limit_threads, setup_logging
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline_ames import logits_stage  # noqa: E402
+
+logits_stage(
+    model_path=snakemake.input.model,
+    query_local=snakemake.input.query,
+    db_local=snakemake.input.db,
+    knn_path=snakemake.input.knn,
+    gnd_path=snakemake.input.gnd,
+    out_path=snakemake.output[0],
+    q_desc=snakemake.params.q_desc,
+    db_desc=snakemake.params.db_desc,
+    max_rerank=snakemake.params.max_rerank,
+    junk_mode=snakemake.params.junk_mode,
+    batch=snakemake.params.batch,
+    device=snakemake.params.device,
+    version=snakemake.wildcards.ver,
+)

@@ -1,0 +1,242 @@
+"""AMES stages as plain functions: training kNN, ITQ, training / distillation, logits, grid evaluation."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .runtime import Manifest, atomic_path, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    import torch  # noqa: PLC0415
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"ames.device={device!r} but CUDA is not available")
+    return device
+
+
+def training_neighbours(global_path: str | Path, out_path: str | Path, k: int, version: str) -> None:
+    """Database-vs-database neighbours of the training split (self excluded) for pair sampling."""
+    from .global_store import read_global, write_neighbours  # noqa: PLC0415
+    from .vlad import topk_neighbours  # noqa: PLC0415
+
+    x = read_global(global_path)
+    ids, sims = topk_neighbours(x, x, min(k, len(x) - 1), exclude_self=True)
+    write_neighbours(out_path, ids, sims, k=ids.shape[1], n_db=len(x), exclude_self=True, version=version)
+
+
+def _load_local(path: str | Path, max_desc: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    from .local_store import open_local  # noqa: PLC0415
+
+    with open_local(path) as f:
+        desc = f["descriptors"][:, :max_desc] if max_desc else f["descriptors"][:]
+        return desc, f["count"][:]
+
+
+def fit_itq_stage(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, cfg: dict[str, Any],
+                  version: str, preset: str, training_split: str) -> None:
+    from .ames_train import fit_itq  # noqa: PLC0415
+
+    m = Manifest("itq", version, cfg, preset, fitted_on=training_split)
+    desc, counts = _load_local(local_path)
+    rng = np.random.default_rng(cfg["seed"])
+    x = np.concatenate([d[:c] for d, c in zip(desc, counts)]).astype(np.float32)
+    if len(x) > cfg["max_descriptors"]:
+        x = x[rng.choice(len(x), cfg["max_descriptors"], replace=False)]
+    itq = fit_itq(x, bits=cfg["bits"], n_iter=cfg["n_iter"], seed=cfg["seed"])
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **itq)
+    m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x))
+
+
+def train_stage(local_path: str | Path, lists_path: str | Path, knn_path: str | Path, out_model: str | Path,
+                out_curves: str | Path, manifest_path: str | Path, model_cfg: dict[str, Any], train_cfg: dict[str, Any],
+                version: str, preset: str, training_split: str, device: str, teacher_path: str | None = None,
+                itq_path: str | None = None) -> None:
+    from .ames import AmesConfig, load_checkpoint, save_checkpoint  # noqa: PLC0415
+    from .ames_train import TrainConfig, train_ames  # noqa: PLC0415
+    from .global_store import read_neighbours  # noqa: PLC0415
+    from .pipeline import load_npz  # noqa: PLC0415
+
+    device = resolve_device(device)
+    binarized = teacher_path is not None
+    m = Manifest("train_ames_binary" if binarized else "train_ames", version, {"model": model_cfg, "train": train_cfg},
+                 preset, fitted_on=training_split, device=device)
+    tcfg = TrainConfig(**train_cfg)
+    desc, counts = _load_local(local_path, max(tcfg.q_desc, tcfg.db_desc))
+    lists = read_json(lists_path)
+    if any("label" not in e for e in lists["db"]):
+        raise ValueError(f"{lists_path}: training split '{training_split}' has no labels (gnd.json 'labels')")
+    labels = np.array([e["label"] for e in lists["db"]])
+    ids, sims, _ = read_neighbours(knn_path)
+    cfg = AmesConfig(local_dim=int(desc.shape[2]), binarized=binarized, **model_cfg)
+    teacher = load_checkpoint(teacher_path)[0] if teacher_path else None
+    itq = load_npz(itq_path) if itq_path else None
+    model, curves = train_ames(desc, counts, labels, ids, sims, cfg, tcfg, teacher=teacher, init_itq=itq, device=device)
+    save_checkpoint(str(out_model), model.cpu(), {"trained_on": training_split, "version": version,
+                                                  "teacher": teacher_path, "train": train_cfg})
+    write_json(out_curves, curves)
+    m.add_input("knn", knn_path)
+    m.write(manifest_path, outputs=[out_model, out_curves], final=curves[-1] if curves else None)
+
+
+def logits_stage(model_path: str | Path, query_local: str | Path, db_local: str | Path, knn_path: str | Path,
+                 gnd_path: str | Path, out_path: str | Path, q_desc: int, db_desc: int, max_rerank: int, junk_mode: str,
+                 batch: int, device: str, version: str) -> None:
+    """AMES logits for every (query, database) pair some protocol's top ``max_rerank`` needs, computed once."""
+    import h5py  # noqa: PLC0415
+
+    from .ames import load_checkpoint  # noqa: PLC0415
+    from .ames_rerank import compute_logits, needed_pairs, protocol_shortlists  # noqa: PLC0415
+    from .global_store import read_neighbours  # noqa: PLC0415
+    from .local_store import open_local  # noqa: PLC0415
+
+    device = resolve_device(device)
+    model, _ = load_checkpoint(str(model_path))
+    ids, _, _ = read_neighbours(knn_path)
+    gnd = read_json(gnd_path)
+    pairs = needed_pairs(protocol_shortlists(ids, gnd["gnd"] if gnd else None, junk_mode), max_rerank)
+    q_descs, q_counts = _load_local(query_local, q_desc)
+    t0 = time.time()
+    with open_local(db_local) as f:
+        def reader(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return f["descriptors"][rows, :db_desc], f["count"][rows]
+        logits = compute_logits(model, q_descs, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device)
+    seconds = time.time() - t0
+    width = max((len(p) for p in pairs), default=0)
+    pair_db = np.full((len(pairs), width), -1, np.int32)
+    pair_logit = np.full((len(pairs), width), np.nan, np.float32)
+    for i, (p, lg) in enumerate(zip(pairs, logits)):
+        pair_db[i, :len(p)], pair_logit[i, :len(p)] = p, lg
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h:
+        h.create_dataset("pair_db", data=pair_db)
+        h.create_dataset("logits", data=pair_logit)
+        h.attrs.update({"schema_version": 1, "kind": "ames_logits", "version": version, "q_desc": q_desc,
+                        "db_desc": db_desc, "max_rerank": max_rerank, "junk_mode": junk_mode, "device": device,
+                        "n_pairs": int(sum(len(p) for p in pairs)), "seconds": seconds})
+
+
+def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
+    import h5py  # noqa: PLC0415
+
+    with h5py.File(path, "r") as h:
+        if h.attrs.get("kind") != "ames_logits":
+            raise ValueError(f"{path}: not an AMES logits file")
+        pair_db, logit = h["pair_db"][:], h["logits"][:]
+        attrs = dict(h.attrs)
+    keep = pair_db >= 0
+    return [r[k] for r, k in zip(pair_db, keep)], [r[k] for r, k in zip(logit, keep)], attrs
+
+
+def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid):
+    from .ames_rerank import evaluate_protocol_rankings, grid_rankings, protocol_shortlists, similarity_along  # noqa: PLC0415
+    from .metrics import PROTOCOLS  # noqa: PLC0415
+
+    shortlists = protocol_shortlists(ids, gnd, junk_mode)
+    sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
+    rows = []
+    for k in grid["num_rerank"]:
+        for lam in grid["lambda"]:
+            for gamma in grid["gamma"]:
+                m = evaluate_protocol_rankings(grid_rankings(shortlists, sl_sims, pairs, logits, lam, gamma, k), gnd, n_db)
+                rows.append({"num_rerank": k, "lambda": lam, "gamma": gamma, **{f"mAP_{p}": m["mAP"][p] for p in PROTOCOLS}})
+    return rows, shortlists, sl_sims
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Highest Medium mAP; ties go to the first point in grid order (smallest num_rerank, lambda, gamma)."""
+    return max(rows, key=lambda r: (r["mAP_M"] if r["mAP_M"] is not None else -1.0))
+
+
+def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_path: str | Path, gnd_path: str | Path,
+                        baseline_json: str | Path, out_json: str | Path, out_ranking: str | Path, out_csv: str | Path,
+                        out_grid: str | Path, dataset: str, method: str, grid: dict[str, Sequence[float]],
+                        select: str, fixed: dict[str, float], val_paths: dict[str, str] | None, validation_split: str | None,
+                        junk_mode: str, n_bootstrap: int, csv_top: int, versions: dict[str, str],
+                        hyperparameters: dict[str, Any], preset: str) -> None:
+    import h5py  # noqa: PLC0415
+
+    from .ames_rerank import bootstrap_difference, evaluate_protocol_rankings, grid_rankings  # noqa: PLC0415
+    from .global_store import read_neighbours  # noqa: PLC0415
+    from .metrics import PROTOCOLS, evaluate_rankings  # noqa: PLC0415
+
+    t0 = time.time()
+    ids, sims, _ = read_neighbours(knn_path)
+    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    if gnd is None:
+        raise ValueError(f"{dataset}: no ground truth, so AMES parameters cannot be evaluated; use the global ranking")
+    n_db = len(lists["db"])
+    pairs, logits, lattrs = read_logits(logits_path)
+    if max(grid["num_rerank"]) > lattrs["max_rerank"]:
+        raise ValueError(f"{logits_path}: logits cover num_rerank <= {lattrs['max_rerank']}, grid asks {max(grid['num_rerank'])}")
+
+    if select == "validation":
+        v_ids, v_sims, _ = read_neighbours(val_paths["knn"])
+        v_gnd, v_lists = read_json(val_paths["gnd"]), read_json(val_paths["lists"])
+        v_pairs, v_logits, _ = read_logits(val_paths["logits"])
+        v_rows, _, _ = _sweep(v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid)
+        chosen = _best(v_rows)
+        chosen = {"num_rerank": chosen["num_rerank"], "lambda": chosen["lambda"], "gamma": chosen["gamma"],
+                  "selected_on": validation_split, "validation_mAP": {p: chosen[f"mAP_{p}"] for p in PROTOCOLS}}
+    else:
+        chosen = {**fixed, "selected_on": "fixed (configuration)"}
+    t_sel = time.time()
+    rows, shortlists, sl_sims = _sweep(ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid)
+    t_grid = time.time()
+    oracle = _best(rows)
+    rankings = grid_rankings(shortlists, sl_sims, pairs, logits, chosen["lambda"], chosen["gamma"], chosen["num_rerank"])
+    m = evaluate_protocol_rankings(rankings, gnd["gnd"], n_db)
+    base = evaluate_rankings(ids, gnd["gnd"], n_db)
+    t_point = time.time()
+
+    with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
+        for p in PROTOCOLS:
+            if p == "M" or rankings[p] is not rankings["M"]:
+                f.create_dataset("ranks" if p == "M" else f"ranks_{p}", data=rankings[p].astype(np.int32))
+        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)",
+                        "junk_mode": junk_mode, "note": "ranks: the Medium-protocol ranking; ranks_E/H per protocol in junk_mode ames"})
+    with atomic_path(out_grid) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "rank", "image", "global_score"])
+        order = {int(j): s for j, s in zip(ids[0], sims[0])} if len(ids) else {}
+        for qi, q in enumerate(lists["query"]):
+            gs = dict(zip(ids[qi].tolist(), sims[qi].tolist()))
+            for r, j in enumerate(rankings["M"][qi, :csv_top]):
+                w.writerow([q["path"], r + 1, lists["db"][j]["path"], f"{gs[int(j)]:.6f}"])
+        del order
+    names = [q["name"] for q in lists["query"]]
+    result = {
+        "dataset": dataset, "method": method, "preset": preset, "n_queries": len(names), "n_db": n_db,
+        "crop_queries": lists["crop_queries"], "junk_mode": junk_mode,
+        "metrics": {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))},
+        "baseline": {"method": "global", "metrics": {k: v for k, v in base.items() if k.startswith(("mAP", "mP@"))}},
+        "chosen": chosen,
+        "oracle": {"note": "the grid maximum of Medium mAP on the evaluated queries: not a fair result",
+                   **{k: oracle[k] for k in oracle}},
+        "paired_difference": {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap) for p in PROTOCOLS},
+        "per_query_ap": {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]} for p in PROTOCOLS},
+        "grid": rows,
+        "hyperparameters": hyperparameters,
+        "versions": versions,
+        "artifacts": {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "grid_csv": str(out_grid),
+                      "logits": str(logits_path), "knn": str(knn_path), "baseline": str(baseline_json)},
+        "timing": {"logits_seconds": lattrs.get("seconds"), "logit_pairs": lattrs.get("n_pairs"),
+                   "selection_seconds": round(t_sel - t0, 3), "grid_seconds": round(t_grid - t_sel, 3),
+                   "grid_points": len(rows), "single_point_seconds": round(t_point - t_grid, 3)},
+    }
+    log.info("%s %s: mAP M %.2f (global %.2f) at %s", dataset, method, m["mAP"]["M"], base["mAP"]["M"], chosen)
+    write_json(out_json, result)
