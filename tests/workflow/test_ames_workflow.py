@@ -1,0 +1,63 @@
+"""AMES in the workflow (tiny preset): training, distillation, cached logits, grid selection, results contract."""
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import TINY, load_json, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="session")
+def tiny_ames(tiny_run):
+    snakemake(tiny_run, "results/demo_ames.json", "results/demo_ames_binary.json", "--configfile", str(TINY))
+    return tiny_run
+
+
+@pytest.mark.parametrize("method", ["ames", "ames_binary"])
+def test_ames_results_contract(tiny_ames, method):
+    res = load_json(tiny_ames / "results" / f"demo_{method}.json")
+    glob_res = load_json(tiny_ames / "results" / "demo_global.json")
+    assert res["method"] == method and res["baseline"]["metrics"] == glob_res["metrics"]
+    # parameters come from the validation split, and the oracle is labelled as such
+    assert res["chosen"]["selected_on"] == "demo-val"
+    grid = res["grid"]
+    assert len(grid) == 2 * 2 * 2 and res["timing"]["grid_points"] == 8
+    assert res["oracle"]["mAP_M"] == max(r["mAP_M"] for r in grid)
+    point = [r for r in grid if (r["num_rerank"], r["lambda"], r["gamma"]) ==
+             (res["chosen"]["num_rerank"], res["chosen"]["lambda"], res["chosen"]["gamma"])]
+    assert point[0]["mAP_M"] == pytest.approx(res["metrics"]["mAP"]["M"])
+    diff = res["paired_difference"]["M"]
+    ap, base = res["per_query_ap"]["M"]["ap"], res["per_query_ap"]["M"]["baseline_ap"]
+    assert diff["mean"] == pytest.approx(100 * np.mean([a - b for a, b in zip(ap, base) if a is not None]))
+    assert diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
+    with h5py.File(tiny_ames / res["artifacts"]["ranking"], "r") as f:
+        ranks = f["ranks"][:]
+    # only the top num_rerank entries may move; the rest keeps the global order
+    with h5py.File(tiny_ames / glob_res["artifacts"]["ranking"], "r") as f:
+        global_ranks = f["ranks"][:]
+    k = res["chosen"]["num_rerank"]
+    np.testing.assert_array_equal(ranks[:, k:], global_ranks[:, k:])
+    assert all(sorted(r[:k]) == sorted(g[:k]) for r, g in zip(ranks, global_ranks))
+
+
+def test_training_curves_and_manifests(tiny_ames):
+    res = load_json(tiny_ames / "results" / "demo_ames_binary.json")
+    v = res["versions"]
+    curves = load_json(tiny_ames / f"results/ames_model/{v['ames_model']}/curves.json")
+    assert len(curves) == 2 and {"loss", "pair_accuracy", "lr"} <= set(curves[0])
+    student = load_json(tiny_ames / f"results/ames_binary_model/{v['ames_binary_model']}/curves.json")
+    assert all(c["distill_mse"] > 0 for c in student)
+    man = load_json(tiny_ames / f"results/ames_model/{v['ames_model']}/manifest.json")
+    assert man["fitted_on"] == "demo-train" and man["device"] == "cpu"
+
+
+def test_grid_change_reuses_the_logits(tiny_ames, tmp_path):
+    override = tmp_path / "grid.yaml"
+    override.write_text("ames:\n  lambda: [0.0, 0.3, 0.5]\n")
+    out = snakemake(tiny_ames, "-n", "results/demo_ames.json", "--configfile", str(TINY), str(override)).stdout
+    assert "rule evaluate_ames" in out and "rule ames_logits" not in out and "rule train_ames" not in out
+    override.write_text("ames:\n  num_rerank: [5, 20]\n")  # a larger shortlist needs new logits, not a new model
+    out = snakemake(tiny_ames, "-n", "results/demo_ames.json", "--configfile", str(TINY), str(override)).stdout
+    assert "rule ames_logits" in out and "rule train_ames" not in out
