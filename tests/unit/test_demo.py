@@ -76,3 +76,18 @@ def test_generation_is_deterministic_and_labels_are_consistent(tmp_path):
     test_photos = {i["photo"] for i in test["instances"]}
     train_photos = {i["photo"] for i in train["instances"]}
     assert test_photos <= set(TEST_PHOTOS) and train_photos <= set(TRAIN_PHOTOS)
+
+
+def test_test_split_does_not_depend_on_the_training_split(tmp_path):
+    other = DemoConfig.from_dict({**{k: v for k, v in TINY.to_dict().items() if k not in ("labels",)},
+                                  "train": {"instances": 2, "queries": 0, "views": 3, "distractors": 2},
+                                  "train_region_side": 100})
+    generate_demo(tmp_path / "a", TINY)
+    generate_demo(tmp_path / "b", other)
+    ga = json.loads((tmp_path / "a" / "demo" / "gnd.json").read_text())
+    assert ga == json.loads((tmp_path / "b" / "demo" / "gnd.json").read_text())
+    for name in ga["imlist"] + ga["qimlist"]:
+        assert (tmp_path / "a" / "demo" / "jpg" / f"{name}.jpg").read_bytes() == \
+            (tmp_path / "b" / "demo" / "jpg" / f"{name}.jpg").read_bytes()
+    tb = json.loads((tmp_path / "b" / "demo-train" / "gnd.json").read_text())
+    assert len(tb["imlist"]) == 2 * 3 + 2

@@ -411,25 +411,28 @@ def generate_demo(out_root: str | Path, cfg: DemoConfig) -> dict[str, Any]:
     import json  # noqa: PLC0415
 
     out_root = Path(out_root)
-    rng = np.random.default_rng(cfg.seed)
+    # independent streams: the test split depends only on the seed and its own settings, so changing the
+    # training or validation split never changes the test data
+    seeds = np.random.SeedSequence(cfg.seed).spawn(5)
+    test_rng, pool_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
     backgrounds = [load_photo(n) for n in BACKGROUND_PHOTOS]
-    test_inst = cut_instances({n: load_photo(n) for n in TEST_PHOTOS}, cfg.region_side, cfg.min_texture, rng)
-    train_pool = cut_instances({n: load_photo(n) for n in TRAIN_PHOTOS}, cfg.train_region_side, cfg.min_texture, rng)
-    test_inst = [test_inst[i] for i in sorted(rng.permutation(len(test_inst))[: cfg.test.instances])]
-    order = rng.permutation(len(train_pool))
+    test_inst = cut_instances({n: load_photo(n) for n in TEST_PHOTOS}, cfg.region_side, cfg.min_texture, test_rng)
+    test_inst = [test_inst[i] for i in sorted(test_rng.permutation(len(test_inst))[: cfg.test.instances])]
+    train_pool = cut_instances({n: load_photo(n) for n in TRAIN_PHOTOS}, cfg.train_region_side, cfg.min_texture, pool_rng)
+    order = pool_rng.permutation(len(train_pool))
     n_val = min(cfg.val.instances, len(train_pool) // 3)
     val_inst = [train_pool[i] for i in sorted(order[:n_val])]
     train_inst = [train_pool[i] for i in sorted(order[n_val:n_val + cfg.train.instances])]
     for k, inst in enumerate(test_inst + val_inst + train_inst):
         inst.id = k
     summary: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "splits": {}}
-    for name, inst, size, labelled in (
-        ("demo", test_inst, cfg.test, False),
-        ("demo-val", val_inst, cfg.val, False),
-        ("demo-train", train_inst, cfg.train, True),
+    for name, inst, size, labelled, seq in (
+        ("demo", test_inst, cfg.test, False, seeds[2]),
+        ("demo-val", val_inst, cfg.val, False, seeds[3]),
+        ("demo-train", train_inst, cfg.train, True, seeds[4]),
     ):
         gt = generate_split(out_root / name, name.replace("-", "_"), inst, size, backgrounds, cfg,
-                            np.random.default_rng(rng.integers(2**63 - 1)), labelled)
+                            np.random.default_rng(seq), labelled)
         (out_root / name / "gnd.json").write_text(json.dumps(gt))
         counts = {k: sum(len(g[k]) for g in gt["gnd"]) for k in ("easy", "hard", "junk")}
         summary["splits"][name] = {"db": len(gt["imlist"]), "queries": len(gt["qimlist"]), "instances": len(inst),
