@@ -145,6 +145,15 @@ def test_logit_cache_matches_direct_scoring():
         lookup_logits(pairs, logits, np.array([[5, 0, 2], [3, 1, 0]]), 3)
 
 
+def test_num_rerank_larger_than_the_database_is_clamped():
+    shortlist = np.array([[2, 0, 1]])
+    pairs, logits = [np.array([0, 1, 2])], [np.array([0.0, 3.0, -1.0], np.float32)]
+    got = lookup_logits(pairs, logits, shortlist, 100)
+    np.testing.assert_array_equal(got, [[-1.0, 0.0, 3.0]])
+    g = np.array([[0.9, 0.8, 0.7]], np.float32)
+    np.testing.assert_array_equal(rerank(shortlist, g, got, 0.0, 1.0, 100), [[1, 0, 2]])
+
+
 def test_bootstrap_difference():
     a = [0.5, 0.5, None, 0.2, 0.4]
     b = [0.6, 0.7, 0.9, 0.2, 0.5]

@@ -87,7 +87,8 @@ def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pa
 
 
 def lookup_logits(pairs: list[np.ndarray], logits: list[np.ndarray], shortlist: np.ndarray, k: int) -> np.ndarray:
-    """Logits (Nq, k) of the first k entries of each query's shortlist."""
+    """Logits (Nq, k) of the first k entries of each query's shortlist (k is clamped to the shortlist length)."""
+    k = min(k, shortlist.shape[1])
     out = np.zeros((shortlist.shape[0], k), np.float32)
     for i in range(shortlist.shape[0]):
         pos = np.searchsorted(pairs[i], shortlist[i, :k])
