@@ -24,6 +24,7 @@ include: "rules/whiten.smk"
 include: "rules/knn.smk"
 include: "rules/evaluate.smk"
 include: "rules/ames.smk"
+include: "rules/benchmark.smk"
 
 
 rule all:

@@ -61,3 +61,12 @@ def test_grid_change_reuses_the_logits(tiny_ames, tmp_path):
     override.write_text("ames:\n  num_rerank: [5, 20]\n")  # a larger shortlist needs new logits, not a new model
     out = snakemake(tiny_ames, "-n", "results/demo_ames.json", "--configfile", str(TINY), str(override)).stdout
     assert "rule ames_logits" in out and "rule train_ames" not in out
+
+
+def test_benchmark_target_writes_ratios(tiny_run):
+    snakemake(tiny_run, "results/benchmarks/ames_throughput.json", "--configfile", str(TINY))
+    res = load_json(tiny_run / "results" / "benchmarks" / "ames_throughput.json")
+    assert [(r["q_desc"], r["db_desc"]) for r in res["ames"]["sizes"]] == [(16, 16), (24, 8)]
+    for r in res["ames"]["sizes"]:
+        assert r["max_abs_logit_difference"] < 1e-5 and r["speedup"] > 0 and 0 < r["fraction_of_gemm_peak"]
+    assert res["grid"]["points"] == 10 and res["grid"]["grid_over_single_point"] >= 1.0

@@ -1,0 +1,27 @@
+"""Benchmark helpers: the FLOP model of a pair, and a small throughput run that checks the two paths agree."""
+
+import pytest
+
+from retrieval.ames import AmesConfig
+from retrieval.benchmarks import ames_flops, ames_throughput, grid_cost
+
+
+def test_flop_count_by_hand():
+    cfg = AmesConfig(local_dim=8, model_dim=4, nhead=2, num_layers=1, dim_feedforward=8)
+    n_q, n_t = 2, 3
+    length = 6
+    linear = 2 * length * 4 * 12 * 2 + 2 * length * 4 * 4 * 2 + length * 4 * 8 * 4
+    useful = (length + 2 * 3 + 3 * 4) + (length + 2 * 4 + 3 * 3)  # self + cross attention entries
+    assert ames_flops(n_q, n_t, cfg, masked=False) == linear + useful * 16 + 8
+    assert ames_flops(n_q, n_t, cfg, masked=True) == linear + 2 * length * length * 16 + 8
+    big = AmesConfig()
+    # the block form saves about half the attention at 600/600
+    assert ames_flops(600, 600, big, masked=True) / ames_flops(600, 600, big, masked=False) == pytest.approx(1.44, abs=0.02)
+
+
+def test_small_throughput_run_agrees_with_reference():
+    out = ames_throughput([[8, 12]], local_dim=16, batch=2, repeats=1, device="cpu")
+    row = out["sizes"][0]
+    assert row["max_abs_logit_difference"] < 1e-5 and row["fast_pairs_per_s"] > 0 and out["gemm_peak_gflops"] > 0
+    g = grid_cost(4, 30, 10, 10)
+    assert g["points"] == 10 and g["grid_seconds"] > 0
