@@ -160,3 +160,11 @@ def test_bootstrap_difference():
     out = bootstrap_difference(a, b, n=2000)
     assert out["n_queries"] == 4 and out["mean"] == pytest.approx(10.0)
     assert out["ci95"][0] <= 10.0 <= out["ci95"][1] and out["improved"] == 3 and out["worse"] == 0
+
+
+def test_similarity_follows_a_reordered_shortlist():
+    from retrieval.ames_rerank import similarity_along
+
+    ids = np.array([[4, 2, 0, 3, 1]])
+    sims = np.array([[0.9, 0.7, 0.5, 0.3, 0.1]], np.float32)
+    np.testing.assert_allclose(similarity_along(np.array([[4, 0, 3, 1, 2]]), ids, sims), [[0.9, 0.5, 0.3, 0.1, 0.7]], rtol=1e-6)

@@ -112,11 +112,8 @@ def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -
     """Global similarities of ``shortlist`` entries (a reordering of ``ids`` rows)."""
     out = np.zeros(shortlist.shape, np.float32)
     for i in range(ids.shape[0]):
-        lookup = np.empty(ids.shape[1], np.float32)
         order = np.argsort(ids[i])
-        pos = np.searchsorted(ids[i][order], shortlist[i])
-        lookup = sims[i][order][pos]
-        out[i] = lookup
+        out[i] = sims[i][order][np.searchsorted(ids[i][order], shortlist[i])]
     return out
 
 

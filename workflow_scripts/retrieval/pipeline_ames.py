@@ -212,12 +212,10 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["query", "rank", "image", "global_score"])
-        order = {int(j): s for j, s in zip(ids[0], sims[0])} if len(ids) else {}
         for qi, q in enumerate(lists["query"]):
             gs = dict(zip(ids[qi].tolist(), sims[qi].tolist()))
             for r, j in enumerate(rankings["M"][qi, :csv_top]):
                 w.writerow([q["path"], r + 1, lists["db"][j]["path"], f"{gs[int(j)]:.6f}"])
-        del order
     names = [q["name"] for q in lists["query"]]
     result = {
         "dataset": dataset, "method": method, "preset": preset, "n_queries": len(names), "n_db": n_db,
