@@ -143,3 +143,24 @@ def test_landmarks_mini_end_to_end(tiny_run):
     assert res["hyperparameters"]["training_split"] == "demo-train"
     # far better than a random ranking (random Medium mAP on this set is about 11%)
     assert res["metrics"]["mAP"]["M"] > 20
+
+
+def test_revisitop_layout_with_pickle_and_alias(tiny_run, tmp_path):
+    """jpg/ + gnd_roxford5k.pkl (numpy arrays, as revisitop ships it), requested by its alias 'roxford':
+    the same images and labels as the tiny demo must give exactly the demo's metrics."""
+    import pickle
+
+    wd = tmp_path / "wd"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    demo_dir = next((tiny_run / "results" / "demo_data").glob("*/demo"))
+    target = tmp_path / "data" / "roxford5k"
+    shutil.copytree(demo_dir / "jpg", target / "jpg")
+    gnd = load_json(demo_dir / "gnd.json")
+    gnd["gnd"] = [{"easy": np.array(g["easy"]), "hard": np.array(g["hard"]), "junk": np.array(g["junk"]),
+                   "bbx": np.array(g["bbx"])} for g in gnd["gnd"]]
+    (target / "gnd_roxford5k.pkl").write_bytes(pickle.dumps(gnd, protocol=2))
+    snakemake(wd, "results/roxford_global.json", "--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}")
+    res = load_json(wd / "results" / "roxford_global.json")
+    assert res["metrics"] == load_json(tiny_run / "results" / "demo_global.json")["metrics"]
+    proc = snakemake(wd, "-n", "results/nowhere+1m_global.json", check=False)
+    assert proc.returncode != 0 and "data/nowhere+1m" in proc.stdout + proc.stderr
