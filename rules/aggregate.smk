@@ -6,8 +6,10 @@ rule aggregate_vlad:
         local=lambda w: local_store(w.dataset, w.split),
         codebook=lambda w: f"results/codebook/{v_codebook()}/codebook.npz",
     output:
-        "results/vlad/{dataset}/{ver}/{split}.h5",
+        vlad="results/vlad/{dataset}/{ver}/{split}.h5",
+        manifest="results/vlad/{dataset}/{ver}/{split}.manifest.json",
     params:
+        preset=PRESET,
         alpha=lambda w: (check_version(w, v_vlad(w.dataset)), config["aggregate"]["alpha"])[1],
     log:
         "logs/aggregate_vlad/{dataset}/{ver}/{split}.log",

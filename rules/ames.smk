@@ -5,8 +5,10 @@ rule knn_train:
     input:
         db=lambda w: f"results/global/{TRAIN}/{v_global(TRAIN)}/db.h5",
     output:
-        "results/knn_train/{ver}/knn.h5",
+        knn="results/knn_train/{ver}/knn.h5",
+        manifest="results/knn_train/{ver}/manifest.json",
     params:
+        preset=PRESET,
         k=lambda w: (check_version(w, v_knn_train()), config["ames"]["train"]["num_candidates"])[1],
     log:
         "logs/knn_train/{ver}.log",
@@ -112,10 +114,12 @@ rule ames_logits:
         knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
         gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
     output:
-        "results/ames_logits/{dataset}/{ver}/{method}.h5",
+        logits="results/ames_logits/{dataset}/{ver}/{method}.h5",
+        manifest="results/ames_logits/{dataset}/{ver}/{method}.manifest.json",
     wildcard_constraints:
         method="ames|ames_binary",
     params:
+        preset=PRESET,
         q_desc=lambda w: (check_version(w, v_logits(w.dataset, w.method)), config["ames"]["q_desc"])[1],
         db_desc=config["ames"]["db_desc"],
         max_rerank=max(config["ames"]["num_rerank"]),
@@ -145,6 +149,7 @@ rule evaluate_ames:
         ranking="results/eval/{dataset}/{ver}/{method}_ranking.h5",
         csv="results/eval/{dataset}/{ver}/{method}_neighbours.csv",
         grid="results/eval/{dataset}/{ver}/{method}_grid.csv",
+        manifest="results/eval/{dataset}/{ver}/{method}.manifest.json",
     wildcard_constraints:
         method="ames|ames_binary",
     params:

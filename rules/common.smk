@@ -134,7 +134,9 @@ def dataset_source(wildcards):
             f"dataset '{wildcards.dataset}': folder {d} not found (data_root={config['data_root']}); put the images in "
             f"{d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config data_root=DIR"
         )
-    return []
+    # a plain folder: its list files, and the image folder (adding or removing images changes its mtime)
+    listed = [os.path.join(d, f) for f in ("image_list.txt", "query_list.txt") if os.path.isfile(os.path.join(d, f))]
+    return listed or [os.path.join(d, "jpg") if os.path.isdir(os.path.join(d, "jpg")) else d]
 
 
 def check_evaluable(ds):

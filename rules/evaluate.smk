@@ -10,6 +10,7 @@ rule evaluate_global:
         json="results/eval/{dataset}/{ver}/global.json",
         ranking="results/eval/{dataset}/{ver}/global_ranking.h5",
         csv="results/eval/{dataset}/{ver}/global_neighbours.csv",
+        manifest="results/eval/{dataset}/{ver}/global.manifest.json",
     params:
         ks=lambda w: (check_version(w, v_eval(w.dataset)), config["evaluate"]["ks"])[1],
         csv_top=config["evaluate"]["csv_top"],

@@ -6,8 +6,10 @@ rule knn:
         query=lambda w: f"results/global/{w.dataset}/{v_global(w.dataset)}/query.h5",
         db=lambda w: f"results/global/{w.dataset}/{v_global(w.dataset)}/db.h5",
     output:
-        "results/knn/{dataset}/{ver}/knn.h5",
+        knn="results/knn/{dataset}/{ver}/knn.h5",
+        manifest="results/knn/{dataset}/{ver}/manifest.json",
     params:
+        preset=PRESET,
         k=lambda w: (check_version(w, v_knn(w.dataset)), config["knn"]["k"])[1],
     log:
         "logs/knn/{dataset}/{ver}.log",

@@ -29,9 +29,11 @@ rule whiten_apply:
         vlad=lambda w: f"results/vlad/{w.dataset}/{v_vlad(w.dataset)}/{w.split}.h5",
         whiten=lambda w: f"results/whiten/{v_whiten()}/whiten.npz",
     output:
-        "results/global/{dataset}/{ver}/{split}.h5",
+        descriptors="results/global/{dataset}/{ver}/{split}.h5",
+        manifest="results/global/{dataset}/{ver}/{split}.manifest.json",
     params:
         power=lambda w: (check_version(w, v_global(w.dataset)), config["whiten"]["power"])[1],
+        preset=PRESET,
     log:
         "logs/whiten_apply/{dataset}/{ver}/{split}.log",
     threads: 1

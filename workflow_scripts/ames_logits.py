@@ -1,5 +1,5 @@
 """Rule ames_logits: AMES logits for the shortlist pairs of one dataset, computed once for every grid point."""
-from retrieval.runtime import limit_threads, setup_logging
+from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
@@ -12,7 +12,7 @@ logits_stage(
     db_local=snakemake.input.db,
     knn_path=snakemake.input.knn,
     gnd_path=snakemake.input.gnd,
-    out_path=snakemake.output[0],
+    out_path=snakemake.output.logits,
     q_desc=snakemake.params.q_desc,
     db_desc=snakemake.params.db_desc,
     max_rerank=snakemake.params.max_rerank,
@@ -21,3 +21,4 @@ logits_stage(
     device=snakemake.params.device,
     version=snakemake.wildcards.ver,
 )
+write_rule_manifest(snakemake, "ames_logits")

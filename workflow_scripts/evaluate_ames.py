@@ -1,5 +1,5 @@
 """Rule evaluate_ames: sweep lambda x gamma x num_rerank, pick the point (validation split or fixed), evaluate."""
-from retrieval.runtime import limit_threads, setup_logging
+from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
@@ -32,3 +32,4 @@ evaluate_ames_stage(
     hyperparameters=snakemake.params.hyperparameters,
     preset=snakemake.params.preset,
 )
+write_rule_manifest(snakemake, "evaluate_ames")

@@ -1,5 +1,5 @@
 """Rule evaluate_global: revisitop metrics, the full ranking and the neighbour CSV of the global shortlist."""
-from retrieval.runtime import limit_threads, setup_logging
+from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
@@ -22,3 +22,4 @@ evaluate_global(
     preset=snakemake.params.preset,
     provenance=snakemake.params.provenance,
 )
+write_rule_manifest(snakemake, "evaluate_global")

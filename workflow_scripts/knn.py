@@ -1,5 +1,5 @@
 """Rule knn: exact top-k neighbours of every query in the database (faiss, inner product)."""
-from retrieval.runtime import limit_threads, setup_logging
+from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
@@ -9,7 +9,8 @@ from retrieval.pipeline import nearest_neighbours  # noqa: E402
 nearest_neighbours(
     query_path=snakemake.input.query,
     db_path=snakemake.input.db,
-    out_path=snakemake.output[0],
+    out_path=snakemake.output.knn,
     k=snakemake.params.k,
     version=snakemake.wildcards.ver,
 )
+write_rule_manifest(snakemake, "knn")

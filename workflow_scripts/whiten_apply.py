@@ -1,5 +1,5 @@
 """Rule whiten_apply: whitened, L2-normalised global descriptors of one split."""
-from retrieval.runtime import limit_threads, setup_logging
+from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
@@ -9,7 +9,8 @@ from retrieval.pipeline import apply_whitening  # noqa: E402
 apply_whitening(
     vlad_path=snakemake.input.vlad,
     whiten_path=snakemake.input.whiten,
-    out_path=snakemake.output[0],
+    out_path=snakemake.output.descriptors,
     power=snakemake.params.power,
     version=snakemake.wildcards.ver,
 )
+write_rule_manifest(snakemake, "whiten_apply")

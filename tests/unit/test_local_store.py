@@ -51,7 +51,8 @@ def test_virtual_merge_equals_concatenation(tmp_path):
 
 
 def test_merge_survives_moving_the_folder(tmp_path):
-    paths, _ = make_chunks(tmp_path / "a" if (tmp_path / "a").mkdir() is None else None, [2, 2])
+    (tmp_path / "a").mkdir()
+    paths, _ = make_chunks(tmp_path / "a", [2, 2])
     merge_local_chunks(paths, tmp_path / "a" / "local.h5", 4)
     (tmp_path / "a").rename(tmp_path / "b")
     with open_local(tmp_path / "b" / "local.h5") as f:

@@ -65,6 +65,17 @@ def test_manifests_name_the_split_that_fed_each_fit(tiny_run):
     assert cb["preset"] == "tiny" and "numpy" in cb["packages"] and cb["code_revision"]
     ex = load_json(tiny_run / f"results/local/demo/{v['extract']}/db/manifest.json")
     assert ex["store"]["n_rows"] == res["n_db"] and ex["inputs"]["lists"]["version"] == v["image_lists"]
+    # the stages without a fit write theirs from the rule: configuration, input versions and checksums
+    for path, stage, upstream in [
+        (f"results/vlad/demo/{v['aggregate']}/db.manifest.json", "aggregate_vlad", v["codebook"]),
+        (f"results/global/demo/{v['global']}/query.manifest.json", "whiten_apply", v["whiten"]),
+        (f"results/knn/demo/{v['knn']}/manifest.json", "knn", v["global"]),
+        (f"results/eval/demo/{v['evaluate']}/global.manifest.json", "evaluate_global", v["knn"]),
+    ]:
+        man = load_json(tiny_run / path)
+        assert man["stage"] == stage and man["preset"] == "tiny" and man["outputs"]
+        assert upstream in {i.get("version") for i in man["inputs"].values()}
+        assert all("sha1" in i for i in man["inputs"].values())
 
 
 def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
@@ -93,7 +104,7 @@ def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
     "override, pattern",
     [
         ("extarct:\n  n_chunks: 2\n", r"extarct"),
-        ("extract:\n  sift:\n    k: 0\n", r"minimum|k"),
+        ("extract:\n  sift:\n    k: 0\n", r"0 is less than the minimum of 1"),
         ("whiten:\n  powr: 0.5\n", r"powr"),
     ],
 )
@@ -131,6 +142,13 @@ def test_plain_folder_without_ground_truth_gets_neighbours(tiny_run, tmp_path):
     # every image is its own best match
     firsts = [r for r in rows if r["rank"] == "1"]
     assert all(r["query"] == r["image"] for r in firsts)
+    # adding a photo to the folder is noticed: the lists (and what follows) are planned again
+    cfg = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
+    assert "Nothing to be done" in snakemake(wd, "-n", "results/photos_global.json", *cfg).stdout
+    import os, time
+    shutil.copy(demo_jpg[-1], photos / "added.jpg")
+    os.utime(photos, (time.time() + 5, time.time() + 5))
+    assert "image_lists" in job_stats(snakemake(wd, "-n", "results/photos_global.json", *cfg).stdout)
 
 
 @pytest.mark.skipif(not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared/datasets/landmarks-mini is absent")

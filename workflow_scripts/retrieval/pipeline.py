@@ -221,6 +221,9 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
     n_db = len(lists["db"])
     if ids.shape[0] != len(lists["query"]):
         raise ValueError(f"{knn_path}: {ids.shape[0]} rows but {len(lists['query'])} queries in {lists_path}")
+    if gnd is not None and ids.shape[1] != n_db:
+        raise ValueError(f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
+                         "ranking (set knn.k: 0)")
     with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("ranks", data=ids.astype(np.int32))
         f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
@@ -231,9 +234,6 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
         log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
         result["metrics"] = None
     else:
-        if ids.shape[1] != n_db:
-            raise ValueError(f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
-                             "ranking (set knn.k: 0)")
         m = evaluate_rankings(ids, gnd["gnd"], n_db, ks)
         result["metrics"] = {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}
         result["n_evaluated_queries"] = m["n_evaluated"]

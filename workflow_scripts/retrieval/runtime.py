@@ -190,3 +190,18 @@ def setup_logging(log_path: str | os.PathLike | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", handlers=handlers, force=True
     )
+
+
+def write_rule_manifest(smk: Any, stage: str) -> None:
+    """Write ``smk.output.manifest`` for a rule from its Snakemake object: params as configuration, every input
+    with its version (the 8-hex directory in its path) and SHA-1, every other output with its checksum."""
+    import re  # noqa: PLC0415
+
+    params = {k: v for k, v in smk.params.items()}
+    m = Manifest(stage, smk.wildcards.get("ver"), params, params.get("preset"))
+    for name, path in smk.input.items():
+        for i, p in enumerate([path] if isinstance(path, str) else list(path)):
+            found = re.search(r"/([0-9a-f]{8})/", str(p))
+            m.add_input(name if isinstance(path, str) else f"{name}[{i}]", p, version=found.group(1) if found else None)
+    manifest = smk.output.manifest
+    m.write(manifest, outputs=[o for o in smk.output if o != manifest])
