@@ -58,7 +58,6 @@ def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pa
     """
     model.eval().to(device)
     uniq = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
-    slot = {int(j): s for s, j in enumerate(uniq)}
     db_tok = torch.zeros((len(uniq), n_db_desc, model.cfg.model_dim), dtype=torch.float32)
     db_mask = torch.ones((len(uniq), n_db_desc), dtype=torch.bool)
     t0 = time.time()
@@ -72,7 +71,7 @@ def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pa
     q_tok = model.project(q).cpu()
     q_mask = torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, n_q_desc).astype(np.int64))[:, None]
     flat_q = np.concatenate([np.full(len(p), i) for i, p in enumerate(pairs)]).astype(np.int64)
-    flat_d = np.array([slot[int(j)] for p in pairs for j in p], np.int64)
+    flat_d = np.searchsorted(uniq, np.concatenate(pairs)).astype(np.int64) if pairs else np.zeros(0, np.int64)
     out = np.zeros(len(flat_q), np.float32)
     t1 = time.time()
     for s in range(0, len(flat_q), batch):
