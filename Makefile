@@ -19,4 +19,4 @@ demo: $(STAMP)
 
 # The test suite (unit, workflow, end to end on the tiny demo and on ../shared/datasets/landmarks-mini).
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest tests
+	$(VENV)/bin/python -m pytest -rs tests

@@ -12,7 +12,7 @@ rule knn_train:
         k=lambda w: (check_version(w, v_knn_train()), config["ames"]["train"]["num_candidates"])[1],
     log:
         "logs/knn_train/{ver}.log",
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -34,7 +34,7 @@ rule itq:
         preset=PRESET,
     log:
         "logs/itq/{ver}.log",
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -63,7 +63,7 @@ rule train_ames:
         "logs/train_ames/{ver}.log",
     benchmark:
         "benchmarks/train_ames/{ver}.tsv"
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
         mem_mb=8000,
@@ -95,7 +95,7 @@ rule train_ames_binary:
         "logs/train_ames_binary/{ver}.log",
     benchmark:
         "benchmarks/train_ames_binary/{ver}.tsv"
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
         mem_mb=8000,
@@ -130,7 +130,7 @@ rule ames_logits:
         "logs/ames_logits/{dataset}/{ver}/{method}.log",
     benchmark:
         "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
         mem_mb=8000,

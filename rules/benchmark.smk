@@ -8,7 +8,7 @@ rule benchmark_ames:
         config=config["benchmark"]["ames"],
     log:
         "logs/benchmark_ames.log",
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         gpu=1,
         mem_mb=8000,

@@ -16,7 +16,7 @@ rule codebook:
         "logs/codebook/{ver}.log",
     benchmark:
         "benchmarks/codebook/{ver}.tsv"
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=60,

@@ -13,7 +13,7 @@ DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 DOWNLOADABLE = ("roxford5k", "rparis6k")
 METHODS = ("global", "ames", "ames_binary")
-ENV = "../envs/retrieval.yaml"
+ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
 
 

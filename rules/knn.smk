@@ -15,7 +15,7 @@ rule knn:
         "logs/knn/{dataset}/{ver}.log",
     benchmark:
         "benchmarks/knn/{dataset}/{ver}.tsv"
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=30,

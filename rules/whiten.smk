@@ -14,7 +14,7 @@ rule whiten_fit:
         preset=PRESET,
     log:
         "logs/whiten_fit/{ver}.log",
-    threads: workflow.cores
+    threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=30,

@@ -35,6 +35,13 @@ def tiny_run(tmp_path_factory) -> Path:
     return wd
 
 
+@pytest.fixture(scope="session")
+def tiny_ames(tiny_run) -> Path:
+    """The tiny run, with results/demo_ames.json and results/demo_ames_binary.json added."""
+    snakemake(tiny_run, "results/demo_ames.json", "results/demo_ames_binary.json", "--configfile", str(TINY))
+    return tiny_run
+
+
 def load_json(path: Path):
     return json.loads(Path(path).read_text())
 

@@ -9,12 +9,6 @@ from conftest import TINY, load_json, snakemake
 pytestmark = pytest.mark.workflow
 
 
-@pytest.fixture(scope="session")
-def tiny_ames(tiny_run):
-    snakemake(tiny_run, "results/demo_ames.json", "results/demo_ames_binary.json", "--configfile", str(TINY))
-    return tiny_run
-
-
 @pytest.mark.parametrize("method", ["ames", "ames_binary"])
 def test_ames_results_contract(tiny_ames, method):
     res = load_json(tiny_ames / "results" / f"demo_{method}.json")
