@@ -2,11 +2,13 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from retrieval.demo import (
-    BACKGROUND_PHOTOS, TEST_PHOTOS, TRAIN_PHOTOS, DemoConfig, LabelRule, View, generate_demo, label_view, render,
+    BACKGROUND_PHOTOS, TEST_PHOTOS, TRAIN_PHOTOS, VAL_PHOTOS, DemoConfig, LabelRule, View, collage_instances,
+    generate_demo, label_view, load_photo, render, texture,
 )
 
 RULE = LabelRule()
@@ -46,8 +48,20 @@ def test_visible_fraction_of_an_unoccluded_view_is_one_and_truncation_reduces_it
 
 
 def test_photo_pools_are_disjoint():
-    assert not set(TEST_PHOTOS) & set(TRAIN_PHOTOS)
-    assert not (set(TEST_PHOTOS) | set(TRAIN_PHOTOS)) & set(BACKGROUND_PHOTOS)
+    pools = [set(TEST_PHOTOS), set(VAL_PHOTOS), set(TRAIN_PHOTOS), set(BACKGROUND_PHOTOS)]
+    assert sum(len(p) for p in pools) == len(set().union(*pools))
+
+
+def test_collage_instances_are_unique_and_textured():
+    photos = [load_photo(n) for n in TRAIN_PHOTOS[:2]]
+    inst = collage_instances(6, 120, photos, 12.0, np.random.default_rng(0))
+    assert len(inst) == 6 and all(i.photo == "collage" for i in inst)
+    assert all(texture(i.patch) >= 12.0 and 0.7 * 120 <= min(i.patch.shape[:2]) <= 120 for i in inst)
+    # no two instances share their content (an instance is identified by its pixels)
+    small = [cv2.resize(i.patch, (32, 32)).astype(np.float32) for i in inst]
+    assert min(np.abs(a - b).mean() for k, a in enumerate(small) for b in small[k + 1:]) > 10
+    again = collage_instances(6, 120, photos, 12.0, np.random.default_rng(0))
+    assert all(np.array_equal(a.patch, b.patch) for a, b in zip(inst, again))
 
 
 TINY = DemoConfig.from_dict({
@@ -73,9 +87,10 @@ def test_generation_is_deterministic_and_labels_are_consistent(tmp_path):
     # every positive of a query shows that query's instance: images of one instance are labelled together
     for g in test["gnd"]:
         assert len(g["easy"]) + len(g["hard"]) + len(g["junk"]) == 3
-    test_photos = {i["photo"] for i in test["instances"]}
-    train_photos = {i["photo"] for i in train["instances"]}
-    assert test_photos <= set(TEST_PHOTOS) and train_photos <= set(TRAIN_PHOTOS)
+    val = json.loads((a / "demo-val" / "gnd.json").read_text())
+    assert {i["photo"] for i in test["instances"]} <= set(TEST_PHOTOS)
+    assert {i["photo"] for i in val["instances"]} <= set(VAL_PHOTOS)
+    assert {i["photo"] for i in train["instances"]} == {"collage"}
 
 
 def test_test_split_does_not_depend_on_the_training_split(tmp_path):

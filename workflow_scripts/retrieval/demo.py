@@ -7,9 +7,10 @@ Three splits come out of one run, each in the ``jpg/`` + ``gnd.json`` layout:
   inside clutter made from the *background* photos, or no instance at all (distractor). Backgrounds are shared
   by pairs of images that show different instances (confusers). Each query shows one instance in a mild view;
   its box ``bbx`` bounds the instance.
-* ``demo-val``: the same construction on instances cut from the *training* photos, for choosing parameters.
-* ``demo-train``: labelled views (``labels``: instance id, -1 for distractors) of further instances of the
-  training photos, disjoint from the validation instances. No photo is shared between test and train/val.
+* ``demo-val``: the same construction on instances cut from the *validation* photos, for choosing parameters.
+* ``demo-train``: labelled views (``labels``: instance id, -1 for distractors) of collage instances: each one a
+  unique composition of rotated, scaled and recoloured patches of the *training* and background photos, with
+  drawn shapes and text. No photo is shared between the test, validation and training instances.
 
 Labels of an image that shows the query's instance (revisitop semantics, thresholds in ``LabelRule``):
 ``junk`` when less than ``junk_below`` of the instance is visible (out of frame or occluded); ``easy`` when at
@@ -37,7 +38,11 @@ log = logging.getLogger(__name__)
 # Photos are assigned to exactly one pool. motorcycle_right is left out: it shows the same scene as
 # motorcycle_left, so it would leak test instances into any other pool.
 TEST_PHOTOS = ("astronaut", "coffee", "rocket", "motorcycle_left", "camera", "coins")
-TRAIN_PHOTOS = ("chelsea", "hubble_deep_field", "ihc", "retina", "moon", "cell")
+# Validation instances are regions of their own photos, shared with neither test nor train.
+VAL_PHOTOS = ("chelsea", "ihc")
+# Training instances are collages: patches of these photos and of the background photos, rotated, scaled and
+# recoloured, with drawn shapes and text, so each instance is unique and no photo's look can be memorised.
+TRAIN_PHOTOS = ("hubble_deep_field", "retina", "moon", "cell")
 BACKGROUND_PHOTOS = ("brick", "grass", "gravel", "page", "text", "clock_motion")
 
 
@@ -65,7 +70,7 @@ class DemoConfig:
     image_long_side: int = 480
     image_short_side: int = 360
     region_side: int = 170  # target side of an instance region in its source photo (test photos)
-    train_region_side: int = 120  # the same for the training photos, which give the train and val instances
+    train_region_side: int = 120  # the same for the validation photos, and the side of a training collage
     min_texture: float = 12.0  # std of the Laplacian below which a region is too flat to be an instance
     shared_background: float = 0.4  # fraction of views whose background is reused by another instance (confusers)
     small_fraction: float = 0.35  # fraction of views where the instance is small in the frame
@@ -74,7 +79,7 @@ class DemoConfig:
     background_contrast: float = 0.25  # clutter contrast around its mean (1 = as photographed)
     test: SplitSize = field(default_factory=lambda: SplitSize(instances=48, queries=70, views=14, distractors=700))
     val: SplitSize = field(default_factory=lambda: SplitSize(instances=16, queries=20, views=10, distractors=200))
-    train: SplitSize = field(default_factory=lambda: SplitSize(instances=60, queries=0, views=16, distractors=400))
+    train: SplitSize = field(default_factory=lambda: SplitSize(instances=160, queries=0, views=6, distractors=400))
     labels: LabelRule = field(default_factory=LabelRule)
 
     @staticmethod
@@ -142,6 +147,56 @@ def cut_instances(photos: dict[str, np.ndarray], region_side: int, min_texture: 
                 if texture(patch) < min_texture:
                     continue
                 out.append(Instance(-1, name, (x1, y1, x1 + rw, y1 + rh), patch))
+    return out
+
+
+def _rotated_patch(im: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    """A square crop of ``im`` at a random scale, rotated by a random angle (reflected border), recoloured."""
+    crop = _random_crop(im, side, side, rng)
+    m = cv2.getRotationMatrix2D((side / 2, side / 2), float(rng.uniform(0, 360)), 1.0)
+    return _colourise(cv2.warpAffine(crop, m, (side, side), borderMode=cv2.BORDER_REFLECT), rng)
+
+
+def _draw_marks(canvas: np.ndarray, rng: np.random.Generator, n_shapes: int, n_texts: int) -> None:
+    h, w = canvas.shape[:2]
+    for _ in range(n_shapes):
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        kind = rng.integers(4)
+        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        if kind == 0:
+            cv2.line(canvas, p1, (int(rng.integers(0, w)), int(rng.integers(0, h))), colour, int(rng.integers(1, 4)))
+        elif kind == 1:
+            p2 = (p1[0] + int(rng.integers(5, w // 2)), p1[1] + int(rng.integers(5, h // 2)))
+            cv2.rectangle(canvas, p1, p2, colour, int(rng.choice([-1, 1, 2])))
+        elif kind == 2:
+            cv2.circle(canvas, p1, int(rng.integers(3, max(4, w // 5))), colour, int(rng.choice([-1, 1, 2])))
+        else:
+            pts = rng.integers(0, [w, h], size=(int(rng.integers(3, 7)), 2)).astype(np.int32)
+            cv2.fillPoly(canvas, [pts], colour)
+    for _ in range(n_texts):
+        text = "".join(rng.choice(list("ABCDEFGHKMNPRSTWXYZ0123456789&#@%"), size=int(rng.integers(2, 6))))
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        cv2.putText(canvas, text, (int(rng.integers(0, w // 2)), int(rng.integers(h // 4, h))),
+                    int(rng.choice([0, 1, 2, 3, 4, 6, 7])), float(rng.uniform(0.4, 1.2)), colour, int(rng.integers(1, 3)))
+
+
+def collage_instances(n: int, side: int, photos: list[np.ndarray], min_texture: float,
+                      rng: np.random.Generator) -> list[Instance]:
+    """``n`` unique training instances, each a collage of patches of ``photos`` with drawn shapes and text."""
+    out: list[Instance] = []
+    while len(out) < n:
+        f = rng.uniform(0.72, 0.95, size=2)
+        h, w = int(side * f[1]), int(side * f[0])
+        canvas = _colourise(_random_crop(photos[rng.integers(len(photos))], h, w, rng), rng)
+        for _ in range(rng.integers(3, 7)):
+            ps = int(min(h, w) * rng.uniform(0.25, 0.6))
+            patch = _rotated_patch(photos[rng.integers(len(photos))], ps, rng)
+            y, x = rng.integers(0, h - ps + 1), rng.integers(0, w - ps + 1)
+            canvas[y:y + ps, x:x + ps] = patch
+        _draw_marks(canvas, rng, int(rng.integers(1, 5)), int(rng.integers(0, 2)))
+        if texture(canvas) < min_texture:
+            continue
+        out.append(Instance(-1, "collage", (0, 0, w, h), canvas))
     return out
 
 
@@ -413,16 +468,16 @@ def generate_demo(out_root: str | Path, cfg: DemoConfig) -> dict[str, Any]:
     out_root = Path(out_root)
     # independent streams: the test split depends only on the seed and its own settings, so changing the
     # training or validation split never changes the test data
-    seeds = np.random.SeedSequence(cfg.seed).spawn(5)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(6)
     test_rng, pool_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
     backgrounds = [load_photo(n) for n in BACKGROUND_PHOTOS]
     test_inst = cut_instances({n: load_photo(n) for n in TEST_PHOTOS}, cfg.region_side, cfg.min_texture, test_rng)
     test_inst = [test_inst[i] for i in sorted(test_rng.permutation(len(test_inst))[: cfg.test.instances])]
-    train_pool = cut_instances({n: load_photo(n) for n in TRAIN_PHOTOS}, cfg.train_region_side, cfg.min_texture, pool_rng)
-    order = pool_rng.permutation(len(train_pool))
-    n_val = min(cfg.val.instances, len(train_pool) // 3)
-    val_inst = [train_pool[i] for i in sorted(order[:n_val])]
-    train_inst = [train_pool[i] for i in sorted(order[n_val:n_val + cfg.train.instances])]
+    val_pool = cut_instances({n: load_photo(n) for n in VAL_PHOTOS}, cfg.train_region_side, cfg.min_texture, pool_rng)
+    val_inst = [val_pool[i] for i in sorted(pool_rng.permutation(len(val_pool))[: cfg.val.instances])]
+    collage_photos = [load_photo(n) for n in TRAIN_PHOTOS] + backgrounds
+    train_inst = collage_instances(cfg.train.instances, cfg.train_region_side, collage_photos, cfg.min_texture,
+                                   np.random.default_rng(seeds[5]))
     for k, inst in enumerate(test_inst + val_inst + train_inst):
         inst.id = k
     summary: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "splits": {}}

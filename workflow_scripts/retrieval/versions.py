@@ -1,4 +1,4 @@
 """Version constants that enter artifact versions; imported by the Snakefile, so this module stays dependency-free."""
 
 # Bump when the demo generator's output for a given configuration changes.
-GENERATOR_VERSION = "2"  # 2: independent random streams per split
+GENERATOR_VERSION = "3"  # 2: independent random streams per split; 3: held-out validation photos, collage training instances
