@@ -23,8 +23,10 @@ include: "rules/aggregate.smk"
 include: "rules/whiten.smk"
 include: "rules/knn.smk"
 include: "rules/evaluate.smk"
+include: "rules/sv.smk"
 include: "rules/ames.smk"
 include: "rules/benchmark.smk"
+include: "rules/report.smk"
 
 
 rule all:

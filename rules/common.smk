@@ -12,7 +12,7 @@ from retrieval.versions import GENERATOR_VERSION
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 DOWNLOADABLE = ("roxford5k", "rparis6k")
-METHODS = ("global", "ames", "ames_binary")
+METHODS = ("global", "sv", "ames", "ames_binary")
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
 
@@ -160,13 +160,20 @@ def global_hyperparameters():
     }
 
 
+def evaluation_path(ds, method):
+    """The versioned evaluation JSON behind results/{ds}_{method}.json."""
+    if method not in METHODS:
+        raise WorkflowError(f"unknown method '{method}' in {ds}_{method}; available: {', '.join(METHODS)}")
+    check_evaluable(ds)
+    if method == "global":
+        return f"results/eval/{ds}/{v_eval(ds)}/global.json"
+    if method == "sv":
+        return f"results/eval/{ds}/{v_sv(ds)}/sv.json"
+    return f"results/eval/{ds}/{v_eval_ames(ds, method)}/{method}.json"
+
+
 def evaluation_json(wildcards):
-    if wildcards.method not in METHODS:
-        raise WorkflowError(f"unknown method '{wildcards.method}' in {wildcards.dataset}_{wildcards.method}; available: {', '.join(METHODS)}")
-    check_evaluable(wildcards.dataset)
-    if wildcards.method == "global":
-        return f"results/eval/{wildcards.dataset}/{v_eval(wildcards.dataset)}/global.json"
-    return f"results/eval/{wildcards.dataset}/{v_eval_ames(wildcards.dataset, wildcards.method)}/{wildcards.method}.json"
+    return evaluation_path(wildcards.dataset, wildcards.method)
 
 
 # ------------------------------------------------------------------------------------------ AMES versions
@@ -259,3 +266,35 @@ def ames_hyperparameters(method):
     if method == "ames_binary":
         out.update({"itq": a["itq"], "distill": a["distill"]})
     return out
+
+
+# ------------------------------------------------------------------------------ spatial verification, report
+def v_sv(ds):
+    return stable_hash({"local": v_local(ds), "knn": v_knn(ds), "lists": v_lists(ds), "sv": config["sv"],
+                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
+
+
+def report_inputs(wildcards):
+    ds = wildcards.dataset
+    check_evaluable(ds)
+    methods = config["report"]["methods"]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise WorkflowError(f"report.methods: unknown {unknown}; available: {', '.join(METHODS)}")
+    inputs = {"lists": f"{lists_dir(ds)}/lists.json", "gnd": f"{lists_dir(ds)}/gnd.json"}
+    for m in methods:
+        inputs[f"result_{m}"] = f"results/{ds}_{m}.json"
+        inputs[f"ranking_{m}"] = evaluation_path(ds, m).removesuffix(".json") + "_ranking.h5"
+    if "ames" in methods or "ames_binary" in methods:
+        inputs["curves_ames"] = f"results/ames_model/{v_ames_model()}/curves.json"
+        inputs["bench_train_ames"] = f"benchmarks/train_ames/{v_ames_model()}.tsv"
+    if "ames_binary" in methods:
+        inputs["curves_ames_binary"] = f"results/ames_binary_model/{v_ames_binary_model()}/curves.json"
+        inputs["bench_train_ames_binary"] = f"benchmarks/train_ames_binary/{v_ames_binary_model()}.tsv"
+    for m in ("ames", "ames_binary"):
+        if m in methods:
+            inputs[f"bench_logits_{m}"] = f"benchmarks/ames_logits/{ds}/{v_logits(ds, m)}/{m}.tsv"
+    if "sv" in methods:
+        inputs["bench_sv"] = f"benchmarks/evaluate_sv/{ds}/{v_sv(ds)}.tsv"
+    inputs["bench_knn"] = f"benchmarks/knn/{ds}/{v_knn(ds)}.tsv"
+    return inputs

@@ -7,7 +7,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 # pip name -> conda-forge name where they differ; pytest is a test-only requirement
-CONDA_NAME = {"torch": "pytorch", "opencv-python-headless": "py-opencv", "snakemake": "snakemake-minimal"}
+CONDA_NAME = {"torch": "pytorch", "opencv-python-headless": "py-opencv", "snakemake": "snakemake-minimal",
+              "matplotlib": "matplotlib-base"}
 PIP_ONLY = {"pytest"}
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .ames import AMES, AmesConfig
+from .runtime import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -175,4 +176,5 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
                        "distill_mse": tot_mse / n_pairs, "lr": sched.get_last_lr()[0], "seconds": time.time() - t0})
         log.info("epoch %d: loss %.4f, pair accuracy %.3f, mse %.4f, %.1f s", epoch + 1, curves[-1]["loss"],
                  curves[-1]["pair_accuracy"], curves[-1]["distill_mse"], curves[-1]["seconds"])
+        fault_point("train")
     return model.eval(), curves

@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from . import SCHEMA_VERSION
-from .runtime import atomic_path
+from .runtime import atomic_path, fault_point
 
 ROW_FIELDS = ("descriptors", "count", "xy", "scale", "weight", "orientation", "image_size")
 COUNT_FILL = -1  # a virtual 'count' reading -1 means a source was missing
@@ -166,6 +166,7 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
             counts = f["count"][:]
         if (counts == COUNT_FILL).any():
             raise StoreError(f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}")
+        fault_point("merge")  # the merged file is complete under its temporary name
     return {"n_rows": n_expected, "n_chunks": len(infos), "K": k, "dim": d, "backbone": first["backbone"],
             "descriptors_total": int(counts.sum())}
 

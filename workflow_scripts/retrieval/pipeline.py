@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .runtime import Manifest, atomic_path, read_json, write_json
+from .runtime import Manifest, atomic_path, fault_point, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     for i, e in enumerate(entries[start:stop]):
         crop = e.get("crop") if split == "query" else None
         rows.append(sift.extract_sift(load_gray(e["path"]), cfg, crop))
+        if i == (stop - start) // 2:
+            fault_point("extract")
         if (i + 1) % 100 == 0 or i + 1 == stop - start:
             log.info("%s %s chunk %d: %d/%d images, %.1f img/s", lists["dataset"], split, chunk, i + 1, stop - start,
                      (i + 1) / (time.time() - t0))
@@ -227,6 +229,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
     with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("ranks", data=ids.astype(np.int32))
         f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
+    fault_point("evaluate")  # the ranking is in place, the JSON not yet
     write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
     result: dict[str, Any] = {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
                               "n_db": n_db, "crop_queries": lists["crop_queries"]}

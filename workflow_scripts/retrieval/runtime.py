@@ -65,6 +65,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # leftovers of an earlier attempt that was killed (SIGKILL skips the cleanup below); the workflow's lock
+    # guarantees no other writer of this path is running
+    for stale in path.parent.glob(f".{path.name}.*.part"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -74,6 +78,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+FAULT_ENV = "RETRIEVAL_FAULT"
+FAULT_STEPS = ("extract", "merge", "train", "evaluate")
+
+
+def fault_point(step: str) -> None:
+    """Deterministic crash injection for the fault tests: ``RETRIEVAL_FAULT=<step>`` makes the job reaching this
+    point kill itself with SIGKILL (as the OOM killer or a node failure would); ``RETRIEVAL_FAULT=<step>:run``
+    kills the Snakemake process that started it as well. Unset (always, outside the tests): does nothing."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    target, _, scope = spec.partition(":")
+    if target not in FAULT_STEPS or scope not in ("", "run"):
+        raise ValueError(f"{FAULT_ENV}={spec!r}: expected one of {FAULT_STEPS}, optionally with ':run'")
+    if target != step:
+        return
+    import signal  # noqa: PLC0415
+
+    sys.stderr.write(f"{FAULT_ENV}: killing the {step} step{' and its Snakemake run' if scope else ''} (SIGKILL)\n")
+    sys.stderr.flush()
+    if scope == "run":
+        for pid in _snakemake_ancestors():
+            os.kill(pid, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _snakemake_ancestors() -> list[int]:
+    """PIDs of the ancestors of this process whose command line runs snakemake."""
+    out, pid = [], os.getppid()
+    while pid > 1:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        if "snakemake" in cmd:
+            out.append(pid)
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

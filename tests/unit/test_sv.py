@@ -1,0 +1,67 @@
+"""Spatial verification: ratio test, one-to-one matching, RANSAC inliers, the re-sort with global tie-breaks."""
+
+import numpy as np
+import pytest
+
+from retrieval.sv import SVConfig, ransac_inliers, ratio_matches, rerank_by_inliers, verify_pair
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_ratio_test_keeps_distinctive_matches_only():
+    rng = np.random.default_rng(0)
+    d = _unit(rng.normal(size=(50, 128)))
+    q = _unit(d[:10] + 0.05 * rng.normal(size=(10, 128)))  # near copies of db 0..9
+    amb = _unit((d[20] + d[21])[None])[0]  # halfway between two database descriptors: ambiguous
+    qi, di = ratio_matches(np.vstack([q, amb[None]]), d, ratio=0.8)
+    assert sorted(zip(qi.tolist(), di.tolist())) == [(i, i) for i in range(10)]
+    qi, _ = ratio_matches(np.vstack([q, amb[None]]), d, ratio=1.0)  # ratio off: the ambiguous one matches too
+    assert 10 in qi.tolist()
+
+
+def test_one_to_one_stops_a_hub_keypoint_from_collecting_matches():
+    rng = np.random.default_rng(1)
+    d = _unit(rng.normal(size=(30, 128)))
+    # five query descriptors all closest to database descriptor 3 (a "hub"), at increasing distances
+    q = _unit(np.stack([d[3] + s * rng.normal(size=128) for s in (0.02, 0.1, 0.12, 0.14, 0.16)]))
+    qi, di = ratio_matches(q, d, ratio=0.95)
+    assert di.tolist() == [3] and qi.tolist() == [0]  # the closest proposal wins
+
+
+def test_ransac_counts_the_inliers_of_a_known_homography():
+    rng = np.random.default_rng(2)
+    h = np.array([[0.9, 0.1, 30.0], [-0.05, 1.1, -10.0], [1e-4, 2e-4, 1.0]])
+    src = rng.uniform(0, 400, size=(60, 2))
+    p = np.c_[src, np.ones(60)] @ h.T
+    dst = p[:, :2] / p[:, 2:]
+    dst[40:] = rng.uniform(0, 400, size=(20, 2))  # 20 outliers
+    assert ransac_inliers(src, dst, "homography", 3.0, 2000, 0.999) == 40
+    # an affine model approximates the mild projective part: close to the 40 true matches, none of the outliers
+    n_aff = ransac_inliers(src, dst, "affine", 10.0, 2000, 0.999)
+    assert 30 <= n_aff <= 42
+    assert ransac_inliers(src[:2], dst[:2], "affine", 3.0, 100, 0.99) == 0  # too few points
+    with pytest.raises(ValueError, match="sv.model"):
+        ransac_inliers(src, dst, "similarity", 3.0, 100, 0.99)
+
+
+def test_verify_pair_separates_a_true_view_from_an_unrelated_image():
+    rng = np.random.default_rng(3)
+    d_desc = _unit(rng.normal(size=(80, 128)))
+    d_xy = rng.uniform(0, 480, size=(80, 2)).astype(np.float32)
+    # the query sees 40 of the database keypoints, shifted and scaled, plus 20 keypoints of its own
+    q_desc = _unit(np.vstack([d_desc[:40] + 0.05 * rng.normal(size=(40, 128)), rng.normal(size=(20, 128))]))
+    q_xy = np.vstack([(d_xy[:40] - 100) * 0.8, rng.uniform(0, 300, size=(20, 2))]).astype(np.float32)
+    cfg = SVConfig(threshold=5.0)
+    assert verify_pair(q_desc, q_xy, d_desc, d_xy, cfg) >= 38
+    other = _unit(rng.normal(size=(80, 128)))
+    assert verify_pair(q_desc, q_xy, other, d_xy, cfg) <= 3
+
+
+def test_rerank_sorts_by_inliers_then_global_score_and_keeps_the_tail():
+    ids = np.array([[5, 2, 7, 1, 0]])
+    sims = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32)
+    inliers = np.array([[3, 10, 3]])
+    out = rerank_by_inliers(ids, sims, inliers, 3)
+    assert out.tolist() == [[2, 5, 7, 1, 0]]  # 10 inliers first; 5 and 7 tie at 3, global score decides

@@ -1,0 +1,30 @@
+"""The HTML report (tiny preset): every section present, figures embedded, numbers equal to the results JSON."""
+
+import base64
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from conftest import TINY, load_json, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def test_report_page(tiny_ames):
+    snakemake(tiny_ames, "results/report/demo.html", "--configfile", str(TINY))
+    page = (tiny_ames / "results" / "report" / "demo.html").read_text()
+    for section in ("Metrics", "ames: Medium mAP over the grid", "mAP vs num_rerank", "Per-query AP",
+                    "retrieved by", "Training curves", "Per-rule times"):
+        assert section in page, section
+    for method in ("global", "sv", "ames", "ames_binary"):
+        m = load_json(tiny_ames / "results" / f"demo_{method}.json")["metrics"]["mAP"]
+        row = re.search(rf"<tr><td>{method}</td><td>([\d.]+)</td><td>([\d.]+)</td><td>([\d.]+)</td>", page)
+        assert row and [float(x) for x in row.groups()] == [round(m[p], 2) for p in "EMH"], method
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(pngs) >= 6
+    for b in pngs:  # every figure decodes as a real, non-trivial image
+        im = Image.open(io.BytesIO(base64.b64decode(b)))
+        assert im.size[0] > 100 and im.size[1] > 50
+    assert "train_ames" in page and "evaluate_sv" in page

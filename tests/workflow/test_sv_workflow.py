@@ -1,0 +1,38 @@
+"""Spatial verification in the workflow (tiny preset): results contract, only the shortlist moves, re-run plan."""
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import TINY, load_json, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def test_sv_results_contract(tiny_run, tmp_path):
+    snakemake(tiny_run, "results/demo_sv.json", "--configfile", str(TINY))
+    res = load_json(tiny_run / "results" / "demo_sv.json")
+    glob_res = load_json(tiny_run / "results" / "demo_global.json")
+    assert res["method"] == "sv" and res["baseline"]["metrics"] == glob_res["metrics"]
+    assert res["versions"]["knn"] == glob_res["versions"]["knn"]
+    diff = res["paired_difference"]["M"]
+    ap, base = res["per_query_ap"]["M"]["ap"], res["per_query_ap"]["M"]["baseline_ap"]
+    assert diff["mean"] == pytest.approx(100 * np.mean([a - b for a, b in zip(ap, base) if a is not None]))
+    with h5py.File(tiny_run / res["artifacts"]["ranking"], "r") as f:
+        ranks, inliers = f["ranks"][:], f["inliers"][:]
+    with h5py.File(tiny_run / glob_res["artifacts"]["ranking"], "r") as f:
+        global_ranks = f["ranks"][:]
+    k = inliers.shape[1]
+    assert k == min(100, global_ranks.shape[1])
+    np.testing.assert_array_equal(ranks[:, k:], global_ranks[:, k:])
+    for r in range(len(ranks)):
+        # the verified order is by inliers, descending
+        pos = {int(j): c for c, j in enumerate(global_ranks[r, :k])}
+        counts = [inliers[r, pos[int(j)]] for j in ranks[r, :k]]
+        assert counts == sorted(counts, reverse=True)
+    assert res["timing"]["pairs"] == len(ranks) * k
+    # a change of the RANSAC threshold re-runs only the verification
+    override = tmp_path / "sv.yaml"
+    override.write_text("sv:\n  threshold: 8.0\n")
+    out = snakemake(tiny_run, "-n", "results/demo_sv.json", "--configfile", str(TINY), str(override)).stdout
+    assert "rule evaluate_sv" in out and "rule knn" not in out and "rule extract_local" not in out

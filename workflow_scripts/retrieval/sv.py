@@ -1,0 +1,197 @@
+"""Spatial verification (DELG-style): the classical local-feature re-ranker AMES is measured against.
+
+For each query and each of the top ``num_rerank`` images of its global shortlist: ratio-tested nearest-neighbour
+matches of the local descriptors, made one-to-one (a database keypoint serves at most one query keypoint, the
+most similar; without this, "hub" keypoints inflate inlier counts on unrelated images), then RANSAC (OpenCV,
+affine by default or a homography) on the keypoint positions; the shortlist is re-sorted by inlier count, the
+global score breaking ties, and the rest of the ranking keeps the global order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SVConfig:
+    num_rerank: int = 100
+    q_desc: int = 1000  # descriptors per image used (strongest first; capped by what was extracted)
+    db_desc: int = 1000
+    ratio: float = 0.8  # Lowe's ratio on descriptor distances (1.0: off)
+    model: str = "affine"  # affine | homography
+    threshold: float = 20.0  # RANSAC reprojection threshold in pixels of the original image (DELG: 20)
+    max_iters: int = 1000
+    confidence: float = 0.999
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ratio_matches(q: np.ndarray, d: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matches (query index, database index) of L2-normalised descriptors that pass the ratio test.
+
+    Each query descriptor proposes its nearest database descriptor if its distance is below ``ratio`` times the
+    distance to the second nearest; among proposals for the same database descriptor only the closest is kept."""
+    if len(q) == 0 or len(d) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    s = q.astype(np.float32) @ d.astype(np.float32).T
+    dist2 = np.maximum(2.0 - 2.0 * s, 0.0)
+    if d.shape[0] >= 2:
+        two = np.argpartition(dist2, 1, axis=1)[:, :2]
+        d_two = np.take_along_axis(dist2, two, axis=1)
+        order = np.argsort(d_two, axis=1)
+        nn = np.take_along_axis(two, order[:, :1], axis=1)[:, 0]
+        d1, d2 = np.take_along_axis(d_two, order, axis=1).T
+        ok = np.sqrt(d1) < ratio * np.sqrt(d2) if ratio < 1.0 else np.ones(len(q), bool)
+    else:
+        nn, d1 = np.zeros(len(q), np.int64), dist2[:, 0]
+        ok = np.ones(len(q), bool)
+    qi = np.flatnonzero(ok)
+    di, dd = nn[qi], d1[qi]
+    # one-to-one: for each database keypoint keep the query keypoint at the smallest distance
+    order = np.lexsort((dd, di))
+    first = np.ones(len(order), bool)
+    first[1:] = di[order][1:] != di[order][:-1]
+    keep = order[first]
+    return qi[keep], di[keep]
+
+
+def ransac_inliers(src: np.ndarray, dst: np.ndarray, model: str, threshold: float, max_iters: int,
+                   confidence: float) -> int:
+    """Inliers of the best affine transform / homography mapping ``src`` to ``dst`` (0 when too few points)."""
+    src = np.ascontiguousarray(src, np.float32).reshape(-1, 1, 2)
+    dst = np.ascontiguousarray(dst, np.float32).reshape(-1, 1, 2)
+    if model == "affine":
+        if len(src) < 3:
+            return 0
+        _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
+                                       maxIters=max_iters, confidence=confidence)
+    elif model == "homography":
+        if len(src) < 4:
+            return 0
+        _, mask = cv2.findHomography(src, dst, cv2.RANSAC, threshold, maxIters=max_iters, confidence=confidence)
+    else:
+        raise ValueError(f"sv.model must be 'affine' or 'homography', not {model!r}")
+    return 0 if mask is None else int(mask.sum())
+
+
+def verify_pair(qd: np.ndarray, qxy: np.ndarray, dd: np.ndarray, dxy: np.ndarray, cfg: SVConfig) -> int:
+    qi, di = ratio_matches(qd, dd, cfg.ratio)
+    return ransac_inliers(qxy[qi], dxy[di], cfg.model, cfg.threshold, cfg.max_iters, cfg.confidence)
+
+
+def rerank_by_inliers(ids: np.ndarray, sims: np.ndarray, inliers: np.ndarray, k: int) -> np.ndarray:
+    """Re-sort the first ``k`` columns of each row by inliers (descending), global similarity breaking ties."""
+    out = ids.copy()
+    k = min(k, ids.shape[1], inliers.shape[1])
+    for r in range(ids.shape[0]):
+        order = np.lexsort((-sims[r, :k], -inliers[r, :k]))
+        out[r, :k] = ids[r, :k][order]
+    return out
+
+
+def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tuple[np.ndarray, dict[str, float]]:
+    """Inlier counts (Nq, k) for the top ``k = cfg.num_rerank`` of every shortlist.
+
+    ``q_local`` / ``db_local`` are open local stores; database rows are read once each, sorted, in batches."""
+    cv2.setRNGSeed(cfg.seed)
+    k = min(cfg.num_rerank, ids.shape[1])
+    nq = ids.shape[0]
+    t0 = time.time()
+    qk = min(cfg.q_desc, q_local["descriptors"].shape[1])
+    dk = min(cfg.db_desc, db_local["descriptors"].shape[1])
+    q_desc, q_count, q_xy = q_local["descriptors"][:, :qk], q_local["count"][:], q_local["xy"][:, :qk]
+    inliers = np.zeros((nq, k), np.int32)
+    needed = np.unique(ids[:, :k])
+    slots: dict[int, list[tuple[int, int]]] = {}
+    for r in range(nq):
+        for c in range(k):
+            slots.setdefault(int(ids[r, c]), []).append((r, c))
+    batch = 256
+    for s in range(0, len(needed), batch):
+        rows = needed[s:s + batch]  # sorted: contiguous reads
+        d_desc = db_local["descriptors"][rows, :dk]
+        d_count = db_local["count"][rows]
+        d_xy = db_local["xy"][rows, :dk]
+        for j, row in enumerate(rows):
+            dn = int(min(d_count[j], dk))
+            for r, c in slots[int(row)]:
+                qn = int(min(q_count[r], qk))
+                inliers[r, c] = verify_pair(q_desc[r, :qn], q_xy[r, :qn], d_desc[j, :dn], d_xy[j, :dn], cfg)
+    seconds = time.time() - t0
+    log.info("verified %d pairs in %.1f s", nq * k, seconds)
+    return inliers, {"pairs": nq * k, "seconds": round(seconds, 3), "q_desc": qk, "db_desc": dk}
+
+
+def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path: str, gnd_path: str,
+                      baseline_json: str, out_json: str, out_ranking: str, out_csv: str, dataset: str,
+                      cfg: dict[str, Any], n_bootstrap: int, ks, csv_top: int, versions: dict[str, str],
+                      hyperparameters: dict[str, Any], preset: str) -> None:
+    """Re-rank the global shortlist by spatial verification and evaluate it next to the global baseline."""
+    import h5py  # noqa: PLC0415
+
+    from .ames_rerank import bootstrap_difference  # noqa: PLC0415
+    from .global_store import read_neighbours  # noqa: PLC0415
+    from .local_store import open_local  # noqa: PLC0415
+    from .metrics import PROTOCOLS, evaluate_rankings  # noqa: PLC0415
+    from .pipeline import write_neighbours_csv  # noqa: PLC0415
+    from .runtime import atomic_path, read_json, write_json  # noqa: PLC0415
+
+    conf = SVConfig(**cfg)
+    ids, sims, _ = read_neighbours(knn_path)
+    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    n_db = len(lists["db"])
+    if ids.shape[0] != len(lists["query"]):
+        raise ValueError(f"{knn_path}: {ids.shape[0]} rows but {len(lists['query'])} queries in {lists_path}")
+    with open_local(query_local) as fq, open_local(db_local) as fd:
+        if fq["descriptors"].shape[0] != ids.shape[0] or fd["descriptors"].shape[0] != n_db:
+            raise ValueError(f"{query_local} / {db_local}: row counts do not match {lists_path}")
+        inliers, timing = verify_shortlists(fq, fd, ids, conf)
+    ranking = rerank_by_inliers(ids, sims, inliers, conf.num_rerank)
+    with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("ranks", data=ranking.astype(np.int32))
+        f.create_dataset("inliers", data=inliers)
+        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)",
+                        "note": "inliers (n_queries, num_rerank): RANSAC inliers of the global shortlist's top entries"})
+    # the CSV's score column is the global similarity, listed in the verified order
+    write_neighbours_csv(out_csv, lists, ranking, _sims_along(ranking, ids, sims), csv_top)
+    result: dict[str, Any] = {"dataset": dataset, "method": "sv", "preset": preset, "n_queries": len(lists["query"]),
+                              "n_db": n_db, "crop_queries": lists["crop_queries"]}
+    if gnd is None:
+        log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
+        result["metrics"] = None
+    else:
+        m = evaluate_rankings(ranking, gnd["gnd"], n_db, ks)
+        base = evaluate_rankings(ids, gnd["gnd"], n_db, ks)
+        names = [q["name"] for q in lists["query"]]
+        result["metrics"] = {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}
+        result["baseline"] = {"method": "global", "metrics": {k: v for k, v in base.items() if k.startswith(("mAP", "mP@"))}}
+        result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap)
+                                       for p in PROTOCOLS}
+        result["per_query_ap"] = {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}
+                                  for p in PROTOCOLS}
+        log.info("%s sv: mAP M %.2f (global %.2f)", dataset, m["mAP"]["M"], base["mAP"]["M"])
+    result["hyperparameters"] = hyperparameters
+    result["versions"] = versions
+    result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
+                           "baseline": str(baseline_json)}
+    result["timing"] = {**timing, "ms_per_query": round(1000 * timing["seconds"] / max(1, ids.shape[0]), 2)}
+    write_json(out_json, result)
+
+
+def _sims_along(ranking: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """The global similarity of each entry of ``ranking`` (a permutation of each row of ``ids``)."""
+    out = np.empty_like(sims)
+    for r in range(ids.shape[0]):
+        lookup = dict(zip(ids[r].tolist(), sims[r].tolist()))
+        out[r] = [lookup[int(j)] for j in ranking[r]]
+    return out
