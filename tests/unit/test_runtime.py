@@ -22,3 +22,21 @@ def test_failed_block_leaves_neither_the_file_nor_a_temporary(tmp_path):
             tmp.write_text("partial")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_logs_every_tenth_and_the_end_once_each():
+    from retrieval.runtime import Progress
+
+    class Rec:
+        def __init__(self):
+            self.lines = []
+
+        def info(self, fmt, *args):
+            self.lines.append(fmt % args)
+
+    rec = Rec()
+    p = Progress(rec, "logits", 95, "pairs")
+    for done in range(1, 96):
+        p.update(done)
+    assert len(rec.lines) == 11 and rec.lines[-1].startswith("logits: 95/95 pairs (100%)")
+    assert rec.lines[0].startswith("logits: 9/95")

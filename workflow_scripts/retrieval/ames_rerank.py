@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .metrics import PROTOCOLS, evaluate_rankings, protocol_labels
+from .runtime import Progress
 
 log = logging.getLogger(__name__)
 JUNK_MODES = ("none", "ames")
@@ -74,10 +75,12 @@ def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pa
     flat_d = np.searchsorted(uniq, np.concatenate(pairs)).astype(np.int64) if pairs else np.zeros(0, np.int64)
     out = np.zeros(len(flat_q), np.float32)
     t1 = time.time()
+    progress = Progress(log, "logits", len(flat_q), "pairs")
     for s in range(0, len(flat_q), batch):
         qi, di = torch.from_numpy(flat_q[s:s + batch]), torch.from_numpy(flat_d[s:s + batch])
         logits = model.score_tokens(q_tok[qi].to(device), q_mask[qi].to(device), db_tok[di].to(device), db_mask[di].to(device))
         out[s:s + batch] = logits.float().cpu().numpy()
+        progress.update(min(s + batch, len(flat_q)))
     t2 = time.time()
     log.info("logits: %d pairs (%d queries, %d database images) in %.2f s (+%.2f s preparing), %.0f pairs/s",
              len(flat_q), len(pairs), len(uniq), t2 - t1, t1 - t0, len(flat_q) / max(t2 - t1, 1e-9))

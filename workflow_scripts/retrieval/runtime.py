@@ -80,6 +80,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+class Progress:
+    """Progress lines for long loops, into the rule's log: about every tenth of the work (and at the end)."""
+
+    def __init__(self, logger: Any, what: str, total: int, unit: str = "items", steps: int = 10):
+        self.logger, self.what, self.total, self.unit = logger, what, max(int(total), 1), unit
+        self.every = max(self.total // steps, 1)
+        self.t0 = time.time()
+        self.next = self.every
+
+    def update(self, done: int) -> None:
+        if done >= self.next or done >= self.total:
+            dt = time.time() - self.t0
+            rate = done / dt if dt > 0 else float("inf")
+            eta = (self.total - done) / rate if rate > 0 else 0.0
+            self.logger.info("%s: %d/%d %s (%.0f%%), %.1f %s/s, %.0f s left", self.what, done, self.total, self.unit,
+                             100.0 * done / self.total, rate, self.unit, eta)
+            self.next = (done // self.every + 1) * self.every
+
+
 FAULT_ENV = "RETRIEVAL_FAULT"
 FAULT_STEPS = ("extract", "merge", "train", "evaluate")
 

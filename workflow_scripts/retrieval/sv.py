@@ -17,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .runtime import Progress
+
 log = logging.getLogger(__name__)
 
 
@@ -117,6 +119,7 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
         for c in range(k):
             slots.setdefault(int(ids[r, c]), []).append((r, c))
     batch = 256
+    progress = Progress(log, "spatial verification", len(needed), "database images")
     for s in range(0, len(needed), batch):
         rows = needed[s:s + batch]  # sorted: contiguous reads
         d_desc = db_local["descriptors"][rows, :dk]
@@ -127,6 +130,7 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
             for r, c in slots[int(row)]:
                 qn = int(min(q_count[r], qk))
                 inliers[r, c] = verify_pair(q_desc[r, :qn], q_xy[r, :qn], d_desc[j, :dn], d_xy[j, :dn], cfg)
+            progress.update(s + j + 1)
     seconds = time.time() - t0
     log.info("verified %d pairs in %.1f s", nq * k, seconds)
     return inliers, {"pairs": nq * k, "seconds": round(seconds, 3), "q_desc": qk, "db_desc": dk}
