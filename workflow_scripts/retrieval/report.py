@@ -68,7 +68,7 @@ def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]]) -> str:
         ax.set_yticks(range(len(lams)), [f"{lam:g}" for lam in lams])
         ax.set_xlabel("gamma")
         ax.set_ylabel("lambda")
-        ax.set_title(f"{method}: num_rerank {k}")
+        ax.set_title(f"num_rerank {k}")
     fig.colorbar(im, ax=axes[0].tolist(), label="mAP Medium")
     return _img(_png(fig), f"{method} grid")
 
