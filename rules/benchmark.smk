@@ -17,3 +17,37 @@ rule benchmark_ames:
         ENV
     script:
         "../workflow_scripts/benchmark_ames.py"
+
+
+rule descriptor_sweep:
+    input:
+        ames_model=lambda w: ames_model_path("ames"),
+        ames_binary_model=lambda w: ames_model_path("ames_binary"),
+        ames_result="results/{dataset}_ames.json",
+        ames_binary_result="results/{dataset}_ames_binary.json",
+        query=lambda w: local_store(w.dataset, "query"),
+        db=lambda w: local_store(w.dataset, "db"),
+        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
+        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+    output:
+        json="results/benchmarks/{dataset}_descriptors.json",
+        png="results/benchmarks/{dataset}_descriptors.png",
+        md="results/benchmarks/{dataset}_descriptors.md",
+    params:
+        sweep=config["benchmark"]["descriptors"],
+        sv=config["sv"],
+        q_desc=config["ames"]["q_desc"],
+        batch=config["ames"]["batch_pairs"],
+        device=config["ames"]["device"],
+        versions=lambda w: {**versions(w.dataset), "ames_model": v_ames_model(), "ames_binary_model": v_ames_binary_model()},
+    log:
+        "logs/descriptor_sweep/{dataset}.log",
+    threads: config["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/descriptor_sweep.py"

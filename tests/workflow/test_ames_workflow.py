@@ -64,3 +64,17 @@ def test_benchmark_target_writes_ratios(tiny_run):
     for r in res["ames"]["sizes"]:
         assert r["max_abs_logit_difference"] < 1e-5 and r["speedup"] > 0 and 0 < r["fraction_of_gemm_peak"]
     assert res["grid"]["points"] == 10 and res["grid"]["grid_over_single_point"] >= 1.0
+
+
+def test_descriptor_sweep_matches_the_published_points(tiny_ames):
+    snakemake(tiny_ames, "results/benchmarks/demo_descriptors.json", "results/demo_sv.json", "--configfile", str(TINY))
+    res = load_json(tiny_ames / "results" / "benchmarks" / "demo_descriptors.json")
+    got = {(r["method"], r["db_desc"]): r for r in res["rows"]}
+    assert set(got) == {("sv", 8), ("sv", 128), ("ames", 8), ("ames", 32), ("ames_binary", 8), ("ames_binary", 32)}
+    assert got[("ames", 32)]["bytes_per_image"] == 32 * 256 + 4 and got[("ames_binary", 32)]["bytes_per_image"] == 32 * 16 + 4
+    # at the counts the published results use, the sweep reproduces them
+    for method, count in (("ames", 32), ("ames_binary", 32), ("sv", 128)):
+        pub = load_json(tiny_ames / "results" / f"demo_{method}.json")["metrics"]["mAP"]
+        assert [got[(method, count)][f"mAP_{p}"] for p in "EMH"] == pytest.approx([pub[p] for p in "EMH"]), method
+    assert (tiny_ames / "results" / "benchmarks" / "demo_descriptors.png").stat().st_size > 1000
+    assert "| ames_binary | 32 | 516 |" in (tiny_ames / "results" / "benchmarks" / "demo_descriptors.md").read_text()
