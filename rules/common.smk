@@ -52,7 +52,8 @@ def dataset_dir(ds):
 def v_lists(ds):
     ds = canonical(ds)
     source = v_demo() if ds in DEMO_SPLITS else os.path.abspath(dataset_dir(ds))
-    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"]})
+    skip = {"on_bad_image": "skip"} if config["on_bad_image"] == "skip" else {}  # default: earlier versions hold
+    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip})
 
 
 def extract_config():

@@ -10,6 +10,7 @@ rule extract_local:
         n_chunks=lambda w: (check_version(w, v_local(w.dataset)), config["extract"]["n_chunks"])[1],
         backbone=config["extract"]["backbone"],
         backbone_config=config["extract"][config["extract"]["backbone"]],
+        on_bad_image=config["on_bad_image"],
     log:
         "logs/extract_local/{dataset}/{ver}/{split}_{chunk}.log",
     benchmark:

@@ -11,6 +11,7 @@ rule image_lists:
     params:
         dataset_dir=lambda w: (check_version(w, v_lists(w.dataset)), dataset_dir(w.dataset))[1],
         crop_queries=config["crop_queries"],
+        on_bad_image=config["on_bad_image"],
         preset=PRESET,
     log:
         log_path("image_lists"),

@@ -15,4 +15,5 @@ extract_local_chunk(
     backbone=snakemake.params.backbone,
     backbone_config=snakemake.params.backbone_config,
     version=snakemake.wildcards.ver,
+    on_bad_image=snakemake.params.on_bad_image,
 )

@@ -15,4 +15,5 @@ make_image_lists(
     out_manifest=snakemake.output.manifest,
     version=snakemake.wildcards.ver,
     preset=snakemake.params.preset,
+    on_bad_image=snakemake.params.on_bad_image,
 )

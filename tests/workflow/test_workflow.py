@@ -151,6 +151,45 @@ def test_plain_folder_without_ground_truth_gets_neighbours(tiny_run, tmp_path):
     assert "image_lists" in job_stats(snakemake(wd, "-n", "results/photos_global.json", *cfg).stdout)
 
 
+def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_path):
+    """A truncated, a zero-byte, a non-image and a missing file among good photos."""
+    wd = tmp_path / "wd"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    root = tmp_path / "mine" / "bad"
+    (root / "jpg").mkdir(parents=True)
+    good = sorted((tiny_run / "results" / "demo_data").glob("*/demo/jpg/*.jpg"))[:6]
+    for p in good:
+        shutil.copy(p, root / "jpg" / p.name)
+    data = good[0].read_bytes()
+    (root / "jpg" / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (root / "jpg" / "empty.jpg").write_bytes(b"")
+    (root / "jpg" / "notes.jpg").write_text("not an image")
+    names = [f"jpg/{p.name}" for p in good] + ["jpg/truncated.jpg", "jpg/empty.jpg", "jpg/notes.jpg", "jpg/gone.jpg"]
+    (root / "image_list.txt").write_text("\n".join(names) + "\n")
+    cfg = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
+    failed = snakemake(wd, "results/bad_global.json", *cfg, check=False)
+    assert failed.returncode != 0 and "gone.jpg" in failed.stdout + failed.stderr
+    for bad in ("empty.jpg", "notes.jpg", "truncated.jpg"):  # each alone: an error naming it
+        (root / "image_list.txt").write_text("\n".join(names[:6] + [f"jpg/{bad}"]) + "\n")
+        failed = snakemake(wd, "results/bad_global.json", *cfg, check=False)
+        out = failed.stdout + failed.stderr + "".join(p.read_text() for p in (wd / "logs").rglob("*.log"))
+        assert failed.returncode != 0 and f"bad/jpg/{bad}: " in out, bad
+    (root / "image_list.txt").write_text("\n".join(names) + "\n")
+    snakemake(wd, "results/bad_global.json", *cfg, "on_bad_image=skip")
+    res = load_json(wd / "results" / "bad_global.json")
+    assert res["metrics"] is None and res["n_db"] == 10
+    v = res["versions"]
+    lists_man = load_json(wd / "results" / "lists" / "bad" / v["image_lists"] / "manifest.json")
+    db_skipped = [s["name"] for s in lists_man["skipped_images"] if s["split"] == "db"]
+    assert db_skipped == ["jpg/empty.jpg", "jpg/notes.jpg", "jpg/gone.jpg"]
+    extract_man = load_json(wd / "results" / "local" / "bad" / v["extract"] / "db" / "manifest.json")
+    skipped = sorted(Path(s["path"]).name for s in extract_man["skipped_images"])
+    assert skipped == ["empty.jpg", "gone.jpg", "notes.jpg", "truncated.jpg"]
+    with h5py.File(wd / "results" / "local" / "bad" / v["extract"] / "db" / "local.h5", "r") as f:
+        counts = f["count"][:]
+    assert (counts[6:] == 0).all() and (counts[:6] > 0).all()
+
+
 @pytest.mark.skipif(not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared/datasets/landmarks-mini is absent")
 def test_landmarks_mini_end_to_end(tiny_run):
     snakemake(tiny_run, "results/landmarks-mini_global.json", "--configfile", str(TINY),

@@ -89,8 +89,26 @@ def _check_present(paths: list[Path], what: str) -> None:
         raise FileNotFoundError(f"{len(missing)} {what} image(s) listed but not found: {missing[:5]}{more}")
 
 
-def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True) -> tuple[dict[str, Any], GroundTruth | None]:
-    """The ``db`` and ``query`` lists of a dataset (paths, sizes, query boxes) and its ground truth, if any."""
+def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True,
+                      on_bad_image: str = "error") -> tuple[dict[str, Any], GroundTruth | None]:
+    """The ``db`` and ``query`` lists of a dataset (paths, sizes, query boxes) and its ground truth, if any.
+
+    ``on_bad_image="skip"``: a missing or unreadable image stays in the list (so ground-truth indices hold) with
+    size 0 x 0 and no box, is named in ``lists["skipped"]``, and gets no features at extraction."""
+    if on_bad_image not in ("error", "skip"):
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', not {on_bad_image!r}")
+    skipped: list[dict[str, str]] = []
+
+    def size(p: Path, n: str, split: str) -> tuple[int, int]:
+        if on_bad_image == "error":
+            return image_size(p)
+        try:
+            return image_size(p)
+        except (FileNotFoundError, ValueError) as e:
+            log.warning("skipping %s image %s: %s", split, p, e)
+            skipped.append({"split": split, "name": n, "path": str(p), "reason": str(e)})
+            return 0, 0
+
     root = Path(dataset_dir).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
@@ -107,12 +125,13 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
             raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
         db_names = [str(p.relative_to(root)) for p in db_paths]
         q_names = [str(p.relative_to(root)) for p in q_paths]
-    _check_present(db_paths, "database")
-    _check_present(q_paths, "query")
+    if on_bad_image == "error":
+        _check_present(db_paths, "database")
+        _check_present(q_paths, "query")
 
     db = []
     for i, (n, p) in enumerate(zip(db_names, db_paths)):
-        w, h = image_size(p)
+        w, h = size(p, n, "db")
         entry: dict[str, Any] = {"name": n, "path": str(p), "width": w, "height": h}
         if gt is not None and gt.labels is not None:
             entry["label"] = gt.labels[i]
@@ -120,9 +139,9 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
     queries = []
     n_cropped = 0
     for i, (n, p) in enumerate(zip(q_names, q_paths)):
-        w, h = image_size(p)
+        w, h = size(p, n, "query")
         bbx = gt.gnd[i]["bbx"] if gt is not None else None
-        crop = query_box(bbx, w, h) if (bbx is not None and crop_queries) else None
+        crop = query_box(bbx, w, h) if (bbx is not None and crop_queries and w > 0) else None
         n_cropped += crop is not None
         queries.append({"name": n, "path": str(p), "width": w, "height": h, "bbx": bbx, "crop": crop})
     if gt is not None and gt.n_queries and not crop_queries:
@@ -138,4 +157,7 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
         "db": db,
         "query": queries,
     }
+    if on_bad_image == "skip":
+        lists["on_bad_image"] = "skip"
+        lists["skipped"] = skipped
     return lists, gt

@@ -8,6 +8,7 @@ they can equally be called by hand or from tests.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
 import time
@@ -48,26 +49,29 @@ def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, pr
 
 
 def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, out_lists: str | Path,
-                     out_gnd: str | Path, out_manifest: str | Path, version: str, preset: str) -> None:
+                     out_gnd: str | Path, out_manifest: str | Path, version: str, preset: str,
+                     on_bad_image: str = "error") -> None:
     from .datasets import build_image_lists  # noqa: PLC0415
 
-    m = Manifest("image_lists", version, {"dataset": dataset, "crop_queries": crop_queries}, preset)
-    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries)
+    m = Manifest("image_lists", version, {"dataset": dataset, "crop_queries": crop_queries,
+                                          "on_bad_image": on_bad_image}, preset)
+    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
     write_json(out_lists, lists)
     write_json(out_gnd, gt.to_json() if gt is not None else None)
-    m.write(out_manifest, outputs=[out_lists, out_gnd], n_db=len(lists["db"]), n_queries=len(lists["query"]))
+    m.write(out_manifest, outputs=[out_lists, out_gnd], n_db=len(lists["db"]), n_queries=len(lists["query"]),
+            skipped_images=lists.get("skipped", []))
 
 
 # ------------------------------------------------------------------------------------------- extract
 
 
 def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks: int, out_path: str | Path,
-                        backbone: str, backbone_config: dict[str, Any], version: str) -> None:
+                        backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error") -> None:
     """Local features of one contiguous chunk of the ``db`` or ``query`` list."""
     from . import sift  # noqa: PLC0415
-    from .images import load_gray  # noqa: PLC0415
+    from .images import BadImageError, load_gray  # noqa: PLC0415
     from .local_store import write_local_chunk  # noqa: PLC0415
 
     if backbone != "sift":
@@ -77,17 +81,26 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     start, stop = chunk_rows(len(entries), chunk, n_chunks)
     cfg = sift.SiftConfig(**backbone_config)
     rows = []
+    skipped: list[dict[str, str]] = []
     t0 = time.time()
     for i, e in enumerate(entries[start:stop]):
         crop = e.get("crop") if split == "query" else None
-        rows.append(sift.extract_sift(load_gray(e["path"]), cfg, crop))
+        try:
+            gray = load_gray(e["path"])
+        except BadImageError as err:
+            if on_bad_image != "skip":
+                raise
+            log.warning("on_bad_image: skip: %s gets no features (%s)", e["path"], err)
+            skipped.append({"path": e["path"], "reason": str(err)})
+            gray = np.zeros((0, 0), np.uint8)
+        rows.append(sift.extract_sift(gray, cfg, crop) if gray.size else sift.empty_features(cfg, e))
         if i == (stop - start) // 2:
             fault_point("extract")
         if (i + 1) % 100 == 0 or i + 1 == stop - start:
             log.info("%s %s chunk %d: %d/%d images, %.1f img/s", lists["dataset"], split, chunk, i + 1, stop - start,
                      (i + 1) / (time.time() - t0))
     write_local_chunk(out_path, rows, k=cfg.k, dim=sift.DIM, backbone=backbone, row_start=start, n_total=len(entries),
-                      extra_attrs={"version": version, "split": split})
+                      extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped)})
 
 
 def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
@@ -98,7 +111,16 @@ def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split
     m.add_input("lists", lists_path, version=lists_version)
     n = len(read_json(lists_path)[split])
     info = merge_local_chunks(chunk_paths, out_path, n)
-    m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info)
+    import h5py  # noqa: PLC0415
+
+    skipped = []
+    for p in chunk_paths:
+        with h5py.File(p, "r") as f:
+            skipped += json.loads(f.attrs.get("skipped", "[]"))
+    if skipped:
+        log.warning("%d image(s) of %s got no features (on_bad_image: skip): %s", len(skipped), split,
+                    [s["path"] for s in skipped[:5]])
+    m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped)
 
 
 # ------------------------------------------------------------------------------------ global (VLAD)

@@ -29,6 +29,14 @@ def rootsift(desc: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return np.sqrt(np.maximum(desc, 0.0))
 
 
+def empty_features(cfg: SiftConfig, entry: dict) -> dict[str, np.ndarray]:
+    """No features: the row of an image that could not be read (``on_bad_image: skip``)."""
+    empty = np.zeros((0,), np.float32)
+    return {"descriptors": np.zeros((0, DIM), np.float16), "xy": np.zeros((0, 2), np.float32), "scale": empty,
+            "weight": empty, "orientation": empty,
+            "image_size": np.array([entry.get("width", 0), entry.get("height", 0)], np.int32)}
+
+
 def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = None) -> dict[str, np.ndarray]:
     """Local features of one grayscale image (H, W) uint8, optionally cropped to ``crop = [x1, y1, x2, y2]``."""
     full_h, full_w = gray.shape[:2]
