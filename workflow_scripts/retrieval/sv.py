@@ -143,7 +143,7 @@ def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path
     """Re-rank the global shortlist by spatial verification and evaluate it next to the global baseline."""
     import h5py  # noqa: PLC0415
 
-    from .ames_rerank import bootstrap_difference  # noqa: PLC0415
+    from .ames_rerank import bootstrap_difference, similarity_along  # noqa: PLC0415
     from .global_store import read_neighbours  # noqa: PLC0415
     from .local_store import open_local  # noqa: PLC0415
     from .metrics import PROTOCOLS, evaluate_rankings  # noqa: PLC0415
@@ -167,7 +167,7 @@ def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path
         f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)",
                         "note": "inliers (n_queries, num_rerank): RANSAC inliers of the global shortlist's top entries"})
     # the CSV's score column is the global similarity, listed in the verified order
-    write_neighbours_csv(out_csv, lists, ranking, _sims_along(ranking, ids, sims), csv_top)
+    write_neighbours_csv(out_csv, lists, ranking, similarity_along(ranking, ids, sims), csv_top)
     result: dict[str, Any] = {"dataset": dataset, "method": "sv", "preset": preset, "n_queries": len(lists["query"]),
                               "n_db": n_db, "crop_queries": lists["crop_queries"]}
     if gnd is None:
@@ -191,11 +191,3 @@ def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path
     result["timing"] = {**timing, "ms_per_query": round(1000 * timing["seconds"] / max(1, ids.shape[0]), 2)}
     write_json(out_json, result)
 
-
-def _sims_along(ranking: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """The global similarity of each entry of ``ranking`` (a permutation of each row of ``ids``)."""
-    out = np.empty_like(sims)
-    for r in range(ids.shape[0]):
-        lookup = dict(zip(ids[r].tolist(), sims[r].tolist()))
-        out[r] = [lookup[int(j)] for j in ranking[r]]
-    return out
