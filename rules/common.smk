@@ -12,7 +12,7 @@ from retrieval.versions import GENERATOR_VERSION
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 DOWNLOADABLE = ("roxford5k", "rparis6k")
-METHODS = ("global", "sv", "ames", "ames_binary")
+METHODS = ("global", "aqe", "adba", "sv", "ames", "ames_binary")
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
 
@@ -170,6 +170,8 @@ def evaluation_path(ds, method):
         return f"results/eval/{ds}/{v_eval(ds)}/global.json"
     if method == "sv":
         return f"results/eval/{ds}/{v_sv(ds)}/sv.json"
+    if method in ("aqe", "adba"):
+        return f"results/eval/{ds}/{v_qe(ds, method)}/{method}.json"
     return f"results/eval/{ds}/{v_eval_ames(ds, method)}/{method}.json"
 
 
@@ -267,6 +269,12 @@ def ames_hyperparameters(method):
     if method == "ames_binary":
         out.update({"itq": a["itq"], "distill": a["distill"]})
     return out
+
+
+def v_qe(ds, method):
+    dba = config["adba"] if method == "adba" else None
+    return stable_hash({"global": v_global(ds), "knn": v_knn(ds), "lists": v_lists(ds), "aqe": config["aqe"], "adba": dba,
+                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
 
 
 # ------------------------------------------------------------------------------ spatial verification, report

@@ -36,3 +36,15 @@ def test_sv_results_contract(tiny_run, tmp_path):
     override.write_text("sv:\n  threshold: 8.0\n")
     out = snakemake(tiny_run, "-n", "results/demo_sv.json", "--configfile", str(TINY), str(override)).stdout
     assert "rule evaluate_sv" in out and "rule knn" not in out and "rule extract_local" not in out
+
+
+@pytest.mark.parametrize("method", ["aqe", "adba"])
+def test_query_expansion_methods(tiny_run, method):
+    snakemake(tiny_run, f"results/demo_{method}.json", "--configfile", str(TINY))
+    res = load_json(tiny_run / "results" / f"demo_{method}.json")
+    glob_res = load_json(tiny_run / "results" / "demo_global.json")
+    assert res["method"] == method and res["baseline"]["metrics"] == glob_res["metrics"]
+    assert (res["hyperparameters"]["adba"] is None) == (method == "aqe")
+    with h5py.File(tiny_run / res["artifacts"]["ranking"], "r") as f:
+        ranks = f["ranks"][:]
+    assert all(sorted(r) == list(range(res["n_db"])) for r in ranks)  # a full ranking of the database
