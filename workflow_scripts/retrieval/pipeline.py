@@ -229,12 +229,26 @@ def write_neighbours_csv(path: str | Path, lists: dict[str, Any], ids: np.ndarra
                 w.writerow([q["path"], r + 1, lists["db"][ids[qi, r]]["path"], f"{sims[qi, r]:.6f}"])
 
 
+def write_ranking(path: str | Path, ranks: np.ndarray, n_db: int, extra: dict[str, np.ndarray] | None = None) -> None:
+    """The ranking file: ``ranks (n_queries, n_db)`` int32, plus any extra per-query arrays."""
+    import h5py  # noqa: PLC0415
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("ranks", data=ranks.astype(np.int32))
+        for name, arr in (extra or {}).items():
+            f.create_dataset(name, data=arr)
+        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
+
+
+def result_header(dataset: str, method: str, preset: str, lists: dict[str, Any]) -> dict[str, Any]:
+    return {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
+            "n_db": len(lists["db"]), "crop_queries": lists["crop_queries"]}
+
+
 def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str | Path, out_json: str | Path,
                     out_ranking: str | Path, out_csv: str | Path, dataset: str, method: str, ks: Sequence[int],
                     csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
                     provenance: dict[str, Any]) -> None:
-    import h5py  # noqa: PLC0415
-
     from .global_store import read_neighbours  # noqa: PLC0415
     from .metrics import evaluate_rankings  # noqa: PLC0415
 
@@ -248,13 +262,10 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
     if gnd is not None and ids.shape[1] != n_db:
         raise ValueError(f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
                          "ranking (set knn.k: 0)")
-    with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("ranks", data=ids.astype(np.int32))
-        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
+    write_ranking(out_ranking, ids, n_db)
     fault_point("evaluate")  # the ranking is in place, the JSON not yet
     write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
-    result: dict[str, Any] = {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
-                              "n_db": n_db, "crop_queries": lists["crop_queries"]}
+    result = result_header(dataset, method, preset, lists)
     if gnd is None:
         log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
         result["metrics"] = None
@@ -271,6 +282,42 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
     result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
                            "lists": str(lists_path)}
     result["timing"] = {"evaluate_seconds": round(time.time() - t0, 3)}
+    write_json(out_json, result)
+
+
+def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarray, base_ids: np.ndarray,
+                              lists: dict[str, Any], gnd: dict[str, Any] | None, dataset: str, out_json: str,
+                              out_ranking: str, out_csv: str, baseline_json: str, knn_path: str, n_bootstrap: int, ks,
+                              csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
+                              timing: dict[str, Any], extra_datasets: dict[str, np.ndarray] | None = None) -> None:
+    """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking: its metrics
+    next to the global baseline's, the paired per-query difference with a bootstrap interval, per-query AP."""
+    from .ames_rerank import bootstrap_difference  # noqa: PLC0415
+    from .metrics import PROTOCOLS, evaluate_rankings  # noqa: PLC0415
+
+    n_db = len(lists["db"])
+    write_ranking(out_ranking, ranking, n_db, extra_datasets)
+    write_neighbours_csv(out_csv, lists, ranking, scores, csv_top)
+    result = result_header(dataset, method, preset, lists)
+    if gnd is None:
+        log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
+        result["metrics"] = None
+    else:
+        m = evaluate_rankings(ranking, gnd["gnd"], n_db, ks)
+        base = evaluate_rankings(base_ids, gnd["gnd"], n_db, ks)
+        names = [q["name"] for q in lists["query"]]
+        result["metrics"] = {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}
+        result["baseline"] = {"method": "global", "metrics": {k: v for k, v in base.items() if k.startswith(("mAP", "mP@"))}}
+        result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap)
+                                       for p in PROTOCOLS}
+        result["per_query_ap"] = {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}
+                                  for p in PROTOCOLS}
+        log.info("%s %s: mAP M %.2f (global %.2f)", dataset, method, m["mAP"]["M"], base["mAP"]["M"])
+    result["hyperparameters"] = hyperparameters
+    result["versions"] = versions
+    result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
+                           "baseline": str(baseline_json)}
+    result["timing"] = timing
     write_json(out_json, result)
 
 

@@ -41,7 +41,7 @@ def evaluate_qe_stage(query_global: str, db_global: str, knn_path: str, lists_pa
                       versions: dict[str, str], hyperparameters: dict[str, Any], preset: str) -> None:
     from .global_store import read_global, read_neighbours  # noqa: PLC0415
     from .runtime import read_json  # noqa: PLC0415
-    from .sv import write_reranked_evaluation  # noqa: PLC0415
+    from .pipeline import write_reranked_evaluation  # noqa: PLC0415
 
     t0 = time.time()
     q, db = read_global(query_global), read_global(db_global)

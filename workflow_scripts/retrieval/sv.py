@@ -144,6 +144,7 @@ def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path
     from .ames_rerank import similarity_along  # noqa: PLC0415
     from .global_store import read_neighbours  # noqa: PLC0415
     from .local_store import open_local  # noqa: PLC0415
+    from .pipeline import write_reranked_evaluation  # noqa: PLC0415
     from .runtime import read_json  # noqa: PLC0415
 
     conf = SVConfig(**cfg)
@@ -163,48 +164,3 @@ def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path
                               hyperparameters, preset,
                               timing={**timing, "ms_per_query": round(1000 * timing["seconds"] / max(1, ids.shape[0]), 2)},
                               extra_datasets={"inliers": inliers})
-
-
-def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarray, base_ids: np.ndarray,
-                              lists: dict[str, Any], gnd: dict[str, Any] | None, dataset: str, out_json: str,
-                              out_ranking: str, out_csv: str, baseline_json: str, knn_path: str, n_bootstrap: int, ks,
-                              csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
-                              timing: dict[str, Any], extra_datasets: dict[str, np.ndarray] | None = None) -> None:
-    """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking: its metrics
-    next to the global baseline's, the paired per-query difference with a bootstrap interval, per-query AP."""
-    import h5py  # noqa: PLC0415
-
-    from .ames_rerank import bootstrap_difference  # noqa: PLC0415
-    from .metrics import PROTOCOLS, evaluate_rankings  # noqa: PLC0415
-    from .pipeline import write_neighbours_csv  # noqa: PLC0415
-    from .runtime import atomic_path, write_json  # noqa: PLC0415
-
-    n_db = len(lists["db"])
-    with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("ranks", data=ranking.astype(np.int32))
-        for name, arr in (extra_datasets or {}).items():
-            f.create_dataset(name, data=arr)
-        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
-    write_neighbours_csv(out_csv, lists, ranking, scores, csv_top)
-    result: dict[str, Any] = {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
-                              "n_db": n_db, "crop_queries": lists["crop_queries"]}
-    if gnd is None:
-        log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
-        result["metrics"] = None
-    else:
-        m = evaluate_rankings(ranking, gnd["gnd"], n_db, ks)
-        base = evaluate_rankings(base_ids, gnd["gnd"], n_db, ks)
-        names = [q["name"] for q in lists["query"]]
-        result["metrics"] = {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}
-        result["baseline"] = {"method": "global", "metrics": {k: v for k, v in base.items() if k.startswith(("mAP", "mP@"))}}
-        result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap)
-                                       for p in PROTOCOLS}
-        result["per_query_ap"] = {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}
-                                  for p in PROTOCOLS}
-        log.info("%s %s: mAP M %.2f (global %.2f)", dataset, method, m["mAP"]["M"], base["mAP"]["M"])
-    result["hyperparameters"] = hyperparameters
-    result["versions"] = versions
-    result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
-                           "baseline": str(baseline_json)}
-    result["timing"] = timing
-    write_json(out_json, result)

@@ -73,6 +73,7 @@ def descriptor_sweep_stage(model_paths: dict[str, str], ames_results: dict[str, 
             pairs = [ids[i, :k] for i in range(ids.shape[0])]
             for c in ames_counts:
                 if c > stored:
+                    log.warning("%s: %d descriptors asked, %d stored; skipped", method, c, stored)
                     continue
                 t0 = time.time()
 
