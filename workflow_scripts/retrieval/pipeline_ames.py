@@ -106,11 +106,15 @@ def logits_stage(model_path: str | Path, query_local: str | Path, db_local: str 
     ids, _, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)
     pairs = needed_pairs(protocol_shortlists(ids, gnd["gnd"] if gnd else None, junk_mode), max_rerank)
-    q_descs, q_counts = _load_local(query_local, q_desc)
     t0 = time.time()
+    q_descs, q_counts = _load_local(query_local, q_desc)
+    read_seconds = [time.time() - t0]
     with open_local(db_local) as f:
         def reader(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return f["descriptors"][rows, :db_desc], f["count"][rows]
+            tr = time.time()
+            out = f["descriptors"][rows, :db_desc], f["count"][rows]
+            read_seconds.append(time.time() - tr)
+            return out
         logits = compute_logits(model, q_descs, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device)
     seconds = time.time() - t0
     width = max((len(p) for p in pairs), default=0)
@@ -123,7 +127,8 @@ def logits_stage(model_path: str | Path, query_local: str | Path, db_local: str 
         h.create_dataset("logits", data=pair_logit)
         h.attrs.update({"schema_version": 1, "kind": "ames_logits", "version": version, "q_desc": q_desc,
                         "db_desc": db_desc, "max_rerank": max_rerank, "junk_mode": junk_mode, "device": device,
-                        "n_pairs": int(sum(len(p) for p in pairs)), "seconds": seconds})
+                        "n_pairs": int(sum(len(p) for p in pairs)), "seconds": seconds,
+                        "read_seconds": float(sum(read_seconds)), "n_queries": len(pairs)})
 
 
 def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
@@ -156,6 +161,19 @@ def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid):
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Highest Medium mAP; ties go to the first point in grid order (smallest num_rerank, lambda, gamma)."""
     return max(rows, key=lambda r: (r["mAP_M"] if r["mAP_M"] is not None else -1.0))
+
+
+def _ames_timing(lattrs: dict[str, Any], n_queries: int, selection: float, grid: float, grid_points: int,
+                 point: float) -> dict[str, Any]:
+    """Descriptor reads and re-ranking (logits of every shortlisted pair + the final score) per query."""
+    from .pipeline import cost_timing  # noqa: PLC0415
+
+    total, reads = float(lattrs.get("seconds", 0.0)), lattrs.get("read_seconds")
+    reads = float(reads) if reads is not None else 0.0
+    return cost_timing(n_queries, reads=reads, rerank=total - reads + point, logits_seconds=round(total, 3),
+                       logit_pairs=int(lattrs.get("n_pairs", 0)), device=str(lattrs.get("device", "")),
+                       selection_seconds=round(selection, 3), grid_seconds=round(grid, 3), grid_points=grid_points,
+                       single_point_seconds=round(point, 3), reads_measured=lattrs.get("read_seconds") is not None)
 
 
 def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_path: str | Path, gnd_path: str | Path,
@@ -232,9 +250,7 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
         "versions": versions,
         "artifacts": {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "grid_csv": str(out_grid),
                       "logits": str(logits_path), "knn": str(knn_path), "baseline": str(baseline_json)},
-        "timing": {"logits_seconds": lattrs.get("seconds"), "logit_pairs": lattrs.get("n_pairs"),
-                   "selection_seconds": round(t_sel - t0, 3), "grid_seconds": round(t_grid - t_sel, 3),
-                   "grid_points": len(rows), "single_point_seconds": round(t_point - t_grid, 3)},
+        "timing": _ames_timing(lattrs, len(names), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid),
     }
     log.info("%s %s: mAP M %.2f (global %.2f) at %s", dataset, method, m["mAP"]["M"], base["mAP"]["M"], chosen)
     write_json(out_json, result)

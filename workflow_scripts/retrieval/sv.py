@@ -120,11 +120,14 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
             slots.setdefault(int(ids[r, c]), []).append((r, c))
     batch = 256
     progress = Progress(log, "spatial verification", len(needed), "database images")
+    reads = time.time() - t0  # the query side
     for s in range(0, len(needed), batch):
         rows = needed[s:s + batch]  # sorted: contiguous reads
+        tr = time.time()
         d_desc = db_local["descriptors"][rows, :dk]
         d_count = db_local["count"][rows]
         d_xy = db_local["xy"][rows, :dk]
+        reads += time.time() - tr
         for j, row in enumerate(rows):
             dn = int(min(d_count[j], dk))
             for r, c in slots[int(row)]:
@@ -133,7 +136,7 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
             progress.update(s + j + 1)
     seconds = time.time() - t0
     log.info("verified %d pairs in %.1f s", nq * k, seconds)
-    return inliers, {"pairs": nq * k, "seconds": round(seconds, 3), "q_desc": qk, "db_desc": dk}
+    return inliers, {"pairs": nq * k, "seconds": seconds, "reads_seconds": reads, "q_desc": qk, "db_desc": dk}
 
 
 def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path: str, gnd_path: str,
@@ -144,7 +147,7 @@ def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path
     from .ames_rerank import similarity_along  # noqa: PLC0415
     from .global_store import read_neighbours  # noqa: PLC0415
     from .local_store import open_local  # noqa: PLC0415
-    from .pipeline import write_reranked_evaluation  # noqa: PLC0415
+    from .pipeline import cost_timing, write_reranked_evaluation  # noqa: PLC0415
     from .runtime import read_json  # noqa: PLC0415
 
     conf = SVConfig(**cfg)
@@ -162,5 +165,7 @@ def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path
     write_reranked_evaluation("sv", ranking, similarity_along(ranking, ids, sims), ids, lists, gnd, dataset, out_json,
                               out_ranking, out_csv, baseline_json, knn_path, n_bootstrap, ks, csv_top, versions,
                               hyperparameters, preset,
-                              timing={**timing, "ms_per_query": round(1000 * timing["seconds"] / max(1, ids.shape[0]), 2)},
+                              timing=cost_timing(ids.shape[0], reads=timing["reads_seconds"],
+                                                 rerank=timing["seconds"] - timing["reads_seconds"], pairs=timing["pairs"],
+                                                 q_desc=timing["q_desc"], db_desc=timing["db_desc"]),
                               extra_datasets={"inliers": inliers})

@@ -1,0 +1,18 @@
+# Every method on the same global shortlist, in one table: results/{dataset}_compare.md and .json.
+
+
+rule compare:
+    input:
+        unpack(compare_inputs),
+    output:
+        json="results/{dataset}_compare.json",
+        md="results/{dataset}_compare.md",
+    params:
+        methods=config["compare"]["methods"],
+    log:
+        "logs/compare/{dataset}.log",
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/compare.py"

@@ -1,0 +1,82 @@
+"""One table of every method on the same global shortlist: E/M/H mAP, the paired Medium difference to global-only
+with its bootstrap interval, and the cost per query split into the first stage (the global search), descriptor
+reads and re-ranking. Work done once per database (database augmentation, whitening the database) is listed apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .runtime import atomic_path, read_json, write_json
+
+
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else (f"{x:.3g}" if x < 10 else f"{x:.0f}")
+
+
+def compare_rows(results: dict[str, dict[str, Any]], search_seconds: float | None) -> list[dict[str, Any]]:
+    """Rows in the given method order. ``search_seconds``: the first stage for all queries (knn file attribute)."""
+    rows = []
+    for method, r in results.items():
+        n_q = r["n_queries"]
+        t = r.get("timing") or {}
+        per_q = t.get("ms_per_query") or {}
+        first = None if search_seconds is None else 1000 * search_seconds / max(1, n_q)
+        reads, rerank = per_q.get("reads"), per_q.get("rerank")
+        total = None if None in (first, reads, rerank) else first + reads + rerank
+        row = {"method": method, "n_queries": n_q, "n_db": r["n_db"],
+               "mAP": r["metrics"]["mAP"] if r.get("metrics") else None,
+               "difference_M": None, "ms_per_query": {"first_stage": first, "reads": reads, "rerank": rerank, "total": total},
+               "offline_seconds": t.get("offline_seconds"), "device": t.get("device") or "cpu",
+               "evaluation": r.get("artifacts", {}).get("evaluation")}
+        if method != "global" and r.get("paired_difference"):
+            row["difference_M"] = r["paired_difference"]["M"]
+        if "chosen" in r:
+            row["chosen"] = {k: r["chosen"][k] for k in ("lambda", "gamma", "num_rerank", "selected_on") if k in r["chosen"]}
+        rows.append(row)
+    return rows
+
+
+def _check_same_shortlist(results: dict[str, dict[str, Any]]) -> None:
+    knn = {m: r.get("artifacts", {}).get("knn") for m, r in results.items()}
+    distinct = {k for k in knn.values() if k}
+    if len(distinct) > 1:
+        raise ValueError(f"methods were evaluated on different global shortlists: {knn}")
+
+
+def render_markdown(dataset: str, rows: list[dict[str, Any]]) -> str:
+    lines = [f"# {dataset}: methods on the same global shortlist", "",
+             "| method | E | M | H | M − global [95% CI] | first stage | reads | re-rank | total ms/query | once per database |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r["mAP"] or {}
+        d = r["difference_M"]
+        diff = "" if d is None else f"{d['mean']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
+        c = r["ms_per_query"]
+        off = r["offline_seconds"]
+        lines.append(f"| {r['method']} | " + " | ".join(f"{m.get(p, float('nan')):.2f}" for p in "EMH") +
+                     f" | {diff} | {_ms(c['first_stage'])} | {_ms(c['reads'])} | {_ms(c['rerank'])} | {_ms(c['total'])} | "
+                     f"{'' if not off else f'{off:.2f} s'} |")
+    n = rows[0]
+    lines += ["", f"{n['n_queries']} queries, {n['n_db']} database images. Times are milliseconds per query on the machine "
+              "that ran each rule (device: " + ", ".join(sorted({r['device'] for r in rows})) + "); the first stage is "
+              "the exact global search. Parameters of each method: its results JSON."]
+    return "\n".join(lines) + "\n"
+
+
+def compare_stage(result_paths: dict[str, str], knn_path: str | Path, dataset: str, out_json: str | Path,
+                  out_md: str | Path) -> None:
+    import h5py  # noqa: PLC0415
+
+    results = {m: read_json(p) for m, p in result_paths.items()}
+    for m, r in results.items():
+        if r.get("metrics") is None:
+            raise ValueError(f"{result_paths[m]}: no metrics (dataset without ground truth); nothing to compare")
+    _check_same_shortlist(results)
+    with h5py.File(knn_path, "r") as f:
+        search = f.attrs.get("search_seconds")
+    rows = compare_rows(results, None if search is None else float(search))
+    write_json(out_json, {"dataset": dataset, "knn": str(knn_path), "rows": rows})
+    with atomic_path(out_md) as tmp:
+        Path(tmp).write_text(render_markdown(dataset, rows))
