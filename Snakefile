@@ -24,10 +24,12 @@ include: "rules/whiten.smk"
 include: "rules/knn.smk"
 include: "rules/evaluate.smk"
 include: "rules/qe.smk"
+include: "rules/superglobal.smk"
 include: "rules/sv.smk"
 include: "rules/ames.smk"
 include: "rules/benchmark.smk"
 include: "rules/report.smk"
+include: "rules/compare.smk"
 
 
 rule all:

@@ -23,3 +23,26 @@ rule aggregate_vlad:
         ENV
     script:
         "../workflow_scripts/aggregate_vlad.py"
+
+
+# shortlist.source: backbone: the global descriptors the shortlist backbone computed during extraction.
+rule backbone_global:
+    input:
+        local=lambda w: f"results/local/{w.dataset}/{v_local(w.dataset, shortlist_backbone())}/{w.split}/local.h5",
+    output:
+        descriptors="results/global_backbone/{dataset}/{ver}/{split}.h5",
+        manifest="results/global_backbone/{dataset}/{ver}/{split}.manifest.json",
+    params:
+        check=lambda w: check_version(w, v_global(w.dataset)),
+        backbone=lambda w: shortlist_backbone(),
+        preset=PRESET,
+    log:
+        "logs/backbone_global/{dataset}/{ver}/{split}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/backbone_global.py"

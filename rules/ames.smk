@@ -3,7 +3,7 @@
 
 rule knn_train:
     input:
-        db=lambda w: f"results/global/{TRAIN}/{v_global(TRAIN)}/db.h5",
+        db=lambda w: global_path(TRAIN, "db"),
     output:
         knn="results/knn_train/{ver}/knn.h5",
         manifest="results/knn_train/{ver}/manifest.json",

@@ -12,7 +12,7 @@ from retrieval.versions import GENERATOR_VERSION
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 DOWNLOADABLE = ("roxford5k", "rparis6k")
-METHODS = ("global", "aqe", "adba", "sv", "ames", "ames_binary")
+METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary")
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
 
@@ -56,13 +56,36 @@ def v_lists(ds):
     return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip})
 
 
-def extract_config():
+def extract_config(backbone=None):
     cfg = config["extract"]
-    return {"backbone": cfg["backbone"], "n_chunks": cfg["n_chunks"], cfg["backbone"]: cfg[cfg["backbone"]]}
+    backbone = backbone or cfg["backbone"]
+    return {"backbone": backbone, "n_chunks": cfg["n_chunks"], backbone: cfg[backbone]}
 
 
-def v_local(ds):
-    return stable_hash({"lists": v_lists(ds), "extract": extract_config()})
+def v_local(ds, backbone=None):
+    """Local descriptors of ``backbone`` (default: extract.backbone, the one sv and AMES read)."""
+    return stable_hash({"lists": v_lists(ds), "extract": extract_config(backbone)})
+
+
+def shortlist_backbone():
+    """The backbone whose global descriptors make the shortlist (shortlist.source: backbone), else None."""
+    sl = config["shortlist"]
+    if sl["source"] != "backbone":
+        return None
+    b = sl["backbone"] or config["extract"]["backbone"]
+    if b == "sift":
+        raise WorkflowError("shortlist.source: backbone needs a deep backbone (shortlist.backbone or extract.backbone: "
+                            "dinov2 | resnet); sift has no global descriptor, use shortlist.source: vlad")
+    return b
+
+
+def backbone_of(wildcards):
+    """The backbone an extraction path {ver} belongs to: the local one or the shortlist's."""
+    for b in dict.fromkeys([config["extract"]["backbone"], shortlist_backbone()]):
+        if b and v_local(wildcards.dataset, b) == wildcards.ver:
+            return b
+    raise WorkflowError(f"{wildcards.ver} is not the version the current configuration gives for the local descriptors of "
+                        f"{wildcards.dataset}; request the top-level results/{{dataset}}_{{method}}.json targets")
 
 
 TRAIN = config["training_split"]
@@ -81,7 +104,17 @@ def v_whiten():
 
 
 def v_global(ds):
+    b = shortlist_backbone()
+    if b is not None:
+        return stable_hash({"local": v_local(ds, b), "shortlist": "backbone"})
     return stable_hash({"vlad": v_vlad(ds), "whiten": v_whiten(), "power": config["whiten"]["power"]})
+
+
+def global_path(ds, split):
+    """The global descriptors of a split: VLAD + PCA-whitening, or the shortlist backbone's own."""
+    if shortlist_backbone() is not None:
+        return f"results/global_backbone/{ds}/{v_global(ds)}/{split}.h5"
+    return f"results/global/{ds}/{v_global(ds)}/{split}.h5"
 
 
 def v_knn(ds):
@@ -93,6 +126,17 @@ def v_eval(ds):
 
 
 def versions(ds):
+    b = shortlist_backbone()
+    if b is not None:
+        return {
+            "demo_data": v_demo() if canonical(ds) in DEMO_SPLITS or canonical(TRAIN) in DEMO_SPLITS else None,
+            "image_lists": v_lists(ds),
+            "extract": v_local(ds),
+            "extract_shortlist": v_local(ds, b),
+            "global": v_global(ds),
+            "knn": v_knn(ds),
+            "evaluate": v_eval(ds),
+        }
     return {
         "demo_data": v_demo() if canonical(ds) in DEMO_SPLITS or canonical(TRAIN) in DEMO_SPLITS else None,
         "image_lists": v_lists(ds),
@@ -149,9 +193,15 @@ def check_evaluable(ds):
 
 
 def global_hyperparameters():
+    b = shortlist_backbone()
+    if b is not None:
+        return {"training_split": TRAIN, "crop_queries": config["crop_queries"], "extract": extract_config(),
+                "shortlist": {"source": "backbone", "extract": extract_config(b)}, "knn": config["knn"],
+                "evaluate": config["evaluate"]}
     return {
         "training_split": TRAIN,
         "crop_queries": config["crop_queries"],
+        "shortlist": {"source": "vlad"},
         "extract": extract_config(),
         "codebook": config["codebook"],
         "aggregate": config["aggregate"],
@@ -172,6 +222,10 @@ def evaluation_path(ds, method):
         return f"results/eval/{ds}/{v_sv(ds)}/sv.json"
     if method in ("aqe", "adba"):
         return f"results/eval/{ds}/{v_qe(ds, method)}/{method}.json"
+    if method == "superglobal":
+        return f"results/eval/{ds}/{v_superglobal(ds)}/superglobal.json"
+    if method == "whiten":
+        return f"results/eval/{ds}/{v_lw_eval(ds)}/whiten.json"
     return f"results/eval/{ds}/{v_eval_ames(ds, method)}/{method}.json"
 
 
@@ -277,6 +331,20 @@ def v_qe(ds, method):
                         "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
 
 
+def v_superglobal(ds):
+    return stable_hash({"global": v_global(ds), "knn": v_knn(ds), "lists": v_lists(ds), "superglobal": config["superglobal"],
+                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
+
+
+def v_lw():
+    return stable_hash({"global": v_global(TRAIN), "lists": v_lists(TRAIN), "lw": config["lw"]})
+
+
+def v_lw_eval(ds):
+    return stable_hash({"global": v_global(ds), "lw": v_lw(), "knn": v_knn(ds), "lists": v_lists(ds),
+                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
+
+
 # ------------------------------------------------------------------------------ spatial verification, report
 def v_sv(ds):
     return stable_hash({"local": v_local(ds), "knn": v_knn(ds), "lists": v_lists(ds), "sv": config["sv"],
@@ -306,4 +374,15 @@ def report_inputs(wildcards):
     if "sv" in methods:
         inputs["bench_sv"] = f"benchmarks/evaluate_sv/{ds}/{v_sv(ds)}.tsv"
     inputs["bench_knn"] = f"benchmarks/knn/{ds}/{v_knn(ds)}.tsv"
+    return inputs
+
+
+def compare_inputs(wildcards):
+    ds = wildcards.dataset
+    check_evaluable(ds)
+    unknown = [m for m in config["compare"]["methods"] if m not in METHODS]
+    if unknown:
+        raise WorkflowError(f"compare.methods: unknown {unknown}; available: {', '.join(METHODS)}")
+    inputs = {f"result_{m}": f"results/{ds}_{m}.json" for m in config["compare"]["methods"]}
+    inputs["knn"] = f"results/knn/{ds}/{v_knn(ds)}/knn.h5"
     return inputs

@@ -35,6 +35,8 @@ rule publish:
         evaluation_json,
     output:
         "results/{dataset}_{method}.json",
+    wildcard_constraints:
+        method="|".join(METHODS),
     log:
         "logs/publish/{dataset}_{method}.log",
     localrule: True

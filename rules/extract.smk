@@ -1,4 +1,5 @@
-# Local descriptors, scattered over a fixed number of chunks per split (the DAG stays static).
+# Local descriptors (and, for deep backbones, global descriptors), scattered over a fixed number of chunks per split
+# (the DAG stays static). The model rules (dinov2, resnet) ask for a GPU; sift asks for none.
 
 
 rule extract_local:
@@ -7,9 +8,9 @@ rule extract_local:
     output:
         "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5",
     params:
-        n_chunks=lambda w: (check_version(w, v_local(w.dataset)), config["extract"]["n_chunks"])[1],
-        backbone=config["extract"]["backbone"],
-        backbone_config=config["extract"][config["extract"]["backbone"]],
+        n_chunks=config["extract"]["n_chunks"],
+        backbone=backbone_of,
+        backbone_config=lambda w: config["extract"][backbone_of(w)],
         on_bad_image=config["on_bad_image"],
     log:
         "logs/extract_local/{dataset}/{ver}/{split}_{chunk}.log",
@@ -17,7 +18,7 @@ rule extract_local:
         "benchmarks/extract_local/{dataset}/{ver}/{split}_{chunk}.tsv"
     threads: 1
     resources:
-        gpu=0 if config["extract"]["backbone"] == "sift" else 1,
+        gpu=lambda w: 0 if backbone_of(w) == "sift" else 1,
         mem_mb=2000,
         runtime=120,
     conda:

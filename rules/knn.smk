@@ -3,8 +3,8 @@
 
 rule knn:
     input:
-        query=lambda w: f"results/global/{w.dataset}/{v_global(w.dataset)}/query.h5",
-        db=lambda w: f"results/global/{w.dataset}/{v_global(w.dataset)}/db.h5",
+        query=lambda w: global_path(w.dataset, "query"),
+        db=lambda w: global_path(w.dataset, "db"),
     output:
         knn="results/knn/{dataset}/{ver}/knn.h5",
         manifest="results/knn/{dataset}/{ver}/manifest.json",

@@ -15,7 +15,7 @@ rule merge_local:
         store="results/local/{dataset}/{ver}/{split}/local.h5",
         manifest="results/local/{dataset}/{ver}/{split}/manifest.json",
     params:
-        config=lambda w: (check_version(w, v_local(w.dataset)), extract_config())[1],
+        config=lambda w: extract_config(backbone_of(w)),
         lists_version=lambda w: v_lists(w.dataset),
         preset=PRESET,
     log:

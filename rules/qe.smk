@@ -3,8 +3,8 @@
 
 rule evaluate_qe:
     input:
-        query=lambda w: f"results/global/{w.dataset}/{v_global(w.dataset)}/query.h5",
-        db=lambda w: f"results/global/{w.dataset}/{v_global(w.dataset)}/db.h5",
+        query=lambda w: global_path(w.dataset, "query"),
+        db=lambda w: global_path(w.dataset, "db"),
         knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
         lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
         gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",

@@ -24,3 +24,18 @@ def load_gray(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("L"))
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise BadImageError(f"{path}: cannot decode image ({e})") from e
+
+
+def load_bgr(path: str | Path) -> np.ndarray:
+    """Decode an image to uint8 BGR (H, W, 3), as OpenCV would give it, with the same strictness as load_gray."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadImageError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise BadImageError(f"{path}: cannot decode image ({e})") from e

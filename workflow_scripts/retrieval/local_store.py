@@ -10,6 +10,7 @@ Datasets (N images, K descriptors per image, strongest first, padding a suffix):
 ``weight``        (N, K) f32       detector weight (SIFT response), descending
 ``orientation``   (N, K) f32       degrees (optional)
 ``image_size``    (N, 2) int32     (width, height) of the original image
+``global``        (N, G) f32       optional: the backbone's global descriptor (deep backbones)
 ================  ===============  =====================================================
 
 Attributes: ``schema_version``, ``kind = "local"``, ``backbone``, ``dim``, ``K``, ``row_start``,
@@ -61,6 +62,7 @@ def write_local_chunk(
     row_start: int,
     n_total: int,
     extra_attrs: dict[str, Any] | None = None,
+    global_desc: np.ndarray | None = None,
 ) -> None:
     """Write one chunk atomically. Each row: descriptors (n_i, D), xy (n_i, 2), scale, weight, orientation (n_i,),
     image_size (2,), with n_i <= K already sorted strongest first."""
@@ -83,6 +85,11 @@ def write_local_chunk(
                 buf[:m] = r[name]
                 dsets[name][i] = buf
             dsets["image_size"][i] = r["image_size"]
+        if global_desc is not None:
+            g = np.asarray(global_desc, np.float32)
+            if g.ndim != 2 or len(g) != n:
+                raise StoreError(f"{path}: global descriptors {g.shape} do not match {n} rows")
+            f.create_dataset("global", data=g)
         f.attrs.update(
             {
                 "schema_version": SCHEMA_VERSION,
@@ -94,6 +101,7 @@ def write_local_chunk(
                 "row_stop": row_start + n,
                 "n_total": n_total,
                 "virtual": False,
+                "global_dim": 0 if global_desc is None else int(np.asarray(global_desc).shape[1]),
                 **(extra_attrs or {}),
             }
         )
@@ -127,13 +135,13 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
             with h5py.File(p, "r") as f:
                 _check_attrs(f, str(p))
                 infos.append({"path": p, **{k: f.attrs[k] for k in ("backbone", "dim", "K", "row_start", "row_stop", "n_total")},
-                              "n": f["count"].shape[0]})
+                              "global_dim": int(f.attrs.get("global_dim", 0)), "n": f["count"].shape[0]})
         except OSError as e:
             raise StoreError(f"chunk file unreadable (truncated or not HDF5): {p} ({e})") from e
     first = infos[0]
     row = 0
     for info in infos:
-        for key in ("backbone", "dim", "K", "n_total"):
+        for key in ("backbone", "dim", "K", "n_total", "global_dim"):
             if info[key] != first[key]:
                 raise StoreError(f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})")
         if info["row_start"] != row or info["row_stop"] - info["row_start"] != info["n"]:
@@ -143,8 +151,10 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
     if row != n_expected or int(first["n_total"]) != n_expected:
         raise StoreError(f"{out_path}: chunks hold {row} rows (n_total={first['n_total']}) but the image list has {n_expected}")
 
-    k, d = int(first["K"]), int(first["dim"])
+    k, d, gd = int(first["K"]), int(first["dim"]), int(first["global_dim"])
     layouts = _layouts(n_expected, k, d)
+    if gd:
+        layouts["global"] = ((n_expected, gd), np.float32)
     with atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w") as f:
             for name, (shape, dtype) in layouts.items():
@@ -159,7 +169,7 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
                 f.create_virtual_dataset(name, layout, fillvalue=fill)
             f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "local", "backbone": first["backbone"],
                             "dim": d, "K": k, "row_start": 0, "row_stop": n_expected, "n_total": n_expected,
-                            "virtual": True, "n_chunks": len(infos)})
+                            "virtual": True, "n_chunks": len(infos), "global_dim": gd})
         # verify through the virtual view before the file gets its final name
         with h5py.File(tmp, "r") as f:
             _verify_sources(f, Path(out_path))
@@ -167,7 +177,7 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
         if (counts == COUNT_FILL).any():
             raise StoreError(f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}")
         fault_point("merge")  # the merged file is complete under its temporary name
-    return {"n_rows": n_expected, "n_chunks": len(infos), "K": k, "dim": d, "backbone": first["backbone"],
+    return {"n_rows": n_expected, "n_chunks": len(infos), "K": k, "dim": d, "global_dim": gd, "backbone": first["backbone"],
             "descriptors_total": int(counts.sum())}
 
 
@@ -175,7 +185,7 @@ def _verify_sources(f: h5py.File, path: Path) -> None:
     """Every source of every virtual dataset exists, is readable and has the rows it is mapped to."""
     base = path.parent
     checked: dict[str, int] = {}
-    for name in ROW_FIELDS:
+    for name in ROW_FIELDS + (("global",) if "global" in f else ()):
         dset = f[name]
         if not dset.is_virtual:
             continue

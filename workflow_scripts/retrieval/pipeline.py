@@ -69,38 +69,59 @@ def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, 
 
 def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks: int, out_path: str | Path,
                         backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error") -> None:
-    """Local features of one contiguous chunk of the ``db`` or ``query`` list."""
+    """Local features (and, for deep backbones, global descriptors) of one contiguous chunk of the ``db`` or
+    ``query`` list."""
     from . import sift  # noqa: PLC0415
-    from .images import BadImageError, load_gray  # noqa: PLC0415
+    from .images import BadImageError, load_bgr, load_gray  # noqa: PLC0415
     from .local_store import write_local_chunk  # noqa: PLC0415
 
-    if backbone != "sift":
-        raise ValueError(f"extract.backbone: unknown backbone {backbone!r} (available: sift)")
+    if backbone not in ("sift", "dinov2", "resnet"):
+        raise ValueError(f"extract.backbone: unknown backbone {backbone!r} (available: sift, dinov2, resnet)")
     lists = read_json(lists_path)
     entries = lists[split]
     start, stop = chunk_rows(len(entries), chunk, n_chunks)
-    cfg = sift.SiftConfig(**backbone_config)
-    rows = []
+    if backbone == "sift":
+        cfg = sift.SiftConfig(**backbone_config)
+        k, dim, load = cfg.k, sift.DIM, load_gray
+        def run(img, e, crop):
+            return (sift.extract_sift(img, cfg, crop) if img.size else sift.empty_features(cfg, e)), None
+        extra: dict[str, Any] = {}
+    else:
+        from .deep import DeepConfig, DeepExtractor  # noqa: PLC0415
+
+        extractor = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
+        k, dim, load = extractor.cfg.k, extractor.local_dim, load_bgr
+        def run(img, e, crop):
+            return extractor.extract(img, crop) if img.size else extractor.empty(e)
+        extra = {"model": json.dumps(extractor.describe())}
+        log.info("%s: %s", backbone, extractor.describe())
+    rows, globals_ = [], []
     skipped: list[dict[str, str]] = []
     t0 = time.time()
     for i, e in enumerate(entries[start:stop]):
         crop = e.get("crop") if split == "query" else None
         try:
-            gray = load_gray(e["path"])
+            img = load(e["path"])
         except BadImageError as err:
             if on_bad_image != "skip":
                 raise
             log.warning("on_bad_image: skip: %s gets no features (%s)", e["path"], err)
             skipped.append({"path": e["path"], "reason": str(err)})
-            gray = np.zeros((0, 0), np.uint8)
-        rows.append(sift.extract_sift(gray, cfg, crop) if gray.size else sift.empty_features(cfg, e))
+            img = np.zeros((0, 0), np.uint8)
+        row, g = run(img, e, crop)
+        rows.append(row)
+        globals_.append(g)
         if i == (stop - start) // 2:
             fault_point("extract")
         if (i + 1) % 100 == 0 or i + 1 == stop - start:
             log.info("%s %s chunk %d: %d/%d images, %.1f img/s", lists["dataset"], split, chunk, i + 1, stop - start,
                      (i + 1) / (time.time() - t0))
-    write_local_chunk(out_path, rows, k=cfg.k, dim=sift.DIM, backbone=backbone, row_start=start, n_total=len(entries),
-                      extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped)})
+    global_desc = None
+    if backbone != "sift":
+        global_desc = np.stack(globals_) if globals_ else np.zeros((0, extractor.global_dim), np.float32)
+    write_local_chunk(out_path, rows, k=k, dim=dim, backbone=backbone, row_start=start, n_total=len(entries),
+                      extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped), **extra},
+                      global_desc=global_desc)
 
 
 def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
@@ -201,6 +222,18 @@ def apply_whitening(vlad_path: str | Path, whiten_path: str | Path, out_path: st
                  method="vlad+whiten", version=version)
 
 
+def backbone_global(local_path: str | Path, out_path: str | Path, backbone: str, version: str) -> None:
+    """The global descriptors a deep backbone stored next to its local ones."""
+    from .global_store import write_global  # noqa: PLC0415
+    from .local_store import open_local  # noqa: PLC0415
+
+    with open_local(local_path) as f:
+        if "global" not in f:
+            raise ValueError(f"{local_path}: no global descriptors (backbone {f.attrs.get('backbone')!r} computes none)")
+        x = f["global"][:]
+    write_global(out_path, x, method=f"{backbone}-global", version=version)
+
+
 # ----------------------------------------------------------------------------------------------- knn
 
 
@@ -213,8 +246,9 @@ def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: st
     k_eff = len(x) if k == 0 else min(k, len(x))
     t0 = time.time()
     ids, sims = topk_neighbours(q, x, k_eff)
-    log.info("knn: %d queries x %d database, k=%d in %.3f s", len(q), len(x), k_eff, time.time() - t0)
-    write_neighbours(out_path, ids, sims, k=k_eff, n_db=len(x), version=version)
+    seconds = time.time() - t0
+    log.info("knn: %d queries x %d database, k=%d in %.3f s", len(q), len(x), k_eff, seconds)
+    write_neighbours(out_path, ids, sims, k=k_eff, n_db=len(x), version=version, search_seconds=seconds)
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -281,8 +315,17 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
     result["provenance"] = provenance
     result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
                            "lists": str(lists_path)}
-    result["timing"] = {"evaluate_seconds": round(time.time() - t0, 3)}
+    result["timing"] = cost_timing(len(lists["query"]), evaluate_seconds=round(time.time() - t0, 3))
     write_json(out_json, result)
+
+
+def cost_timing(n_queries: int, reads: float = 0.0, rerank: float = 0.0, offline: float = 0.0, **extra: Any) -> dict[str, Any]:
+    """The timing block every method writes: seconds and milliseconds per query of descriptor reads and
+    re-ranking (the first stage is the knn file's search time), and per-database work done once (offline)."""
+    n = max(1, n_queries)
+    return {"n_queries": n_queries, "reads_seconds": round(reads, 4), "rerank_seconds": round(rerank, 4),
+            "offline_seconds": round(offline, 4),
+            "ms_per_query": {"reads": round(1000 * reads / n, 3), "rerank": round(1000 * rerank / n, 3)}, **extra}
 
 
 def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarray, base_ids: np.ndarray,

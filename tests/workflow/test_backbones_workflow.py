@@ -1,0 +1,84 @@
+"""Deep backbones end to end on the tiny demo with tiny random models: a ResNet (SuperGlobal pooling) shortlist
+re-ranked with DINOv2 local descriptors, as AMES's published setting combines them."""
+
+import re
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, TINY, load_json, snakemake
+
+pytestmark = pytest.mark.workflow
+
+DEEP = {
+    "extract": {
+        "backbone": "dinov2",
+        "dinov2": {"checkpoint": "random", "model": {"variant": "vitb14", "registers": 4, "img_size": 56, "embed_dim": 32,
+                                                      "depth": 2, "heads": 2}, "image_size": 112, "k": 64, "device": "cpu"},
+        "resnet": {"checkpoint": "random", "model": {"depth": 50, "width": 4, "head": "fc", "fc_dim": 24},
+                   "image_size": 160, "k": 64, "device": "cpu"},
+    },
+    "shortlist": {"source": "backbone", "backbone": "resnet"},
+}
+TARGETS = ("results/demo_global.json", "results/demo_sv.json", "results/demo_ames.json")
+
+
+@pytest.fixture(scope="module")
+def deep_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("deep_run")
+    cfg = wd / "deep.yaml"
+    cfg.write_text(yaml.safe_dump(DEEP))
+    dry = snakemake(wd, "-n", *TARGETS, "--configfile", str(TINY), str(cfg)).stdout
+    snakemake(wd, *TARGETS, "--configfile", str(TINY), str(cfg))
+    return wd, dry
+
+
+def test_the_plan_extracts_both_backbones_on_gpu_resources_and_skips_vlad(deep_run):
+    _, dry = deep_run
+    blocks = re.split(r"\n(?=\[|rule )", dry)
+    extract = [b for b in blocks if b.startswith("rule extract_local:")]
+    # 2 backbones x (demo db + query, demo-val db + query, demo-train db) x 2 chunks
+    assert len(extract) == 20 and all("gpu=1" in b for b in extract)
+    assert "rule codebook:" not in dry and "rule aggregate_vlad:" not in dry and "rule whiten_fit:" not in dry
+    assert len([b for b in blocks if b.startswith("rule backbone_global:")]) == 5
+
+
+def test_shortlist_and_local_descriptors_come_from_their_backbones(deep_run):
+    wd, _ = deep_run
+    res = load_json(wd / "results" / "demo_global.json")
+    sl = res["hyperparameters"]["shortlist"]
+    assert sl["source"] == "backbone" and sl["extract"]["backbone"] == "resnet"
+    knn = res["artifacts"]["knn"]
+    ver = res["versions"]["global"]
+    with h5py.File(wd / f"results/global_backbone/demo/{ver}/db.h5", "r") as f:
+        g = f["descriptors"][:]
+    assert g.shape[1] == 24 and np.allclose(np.linalg.norm(g, axis=1), 1, atol=1e-5)  # the CVNet-style fc head
+    assert (wd / knn).is_file()
+    local = wd / f"results/local/demo/{res['versions']['extract']}/db/local.h5"
+    with h5py.File(local, "r") as f:
+        assert f.attrs["backbone"] == "dinov2" and f["descriptors"].shape[1:] == (64, 32)
+        assert f["global"].shape[1] == 32
+        counts = f["count"][:]
+    assert (counts == 8 * 6).all()  # 480 x 360 photos at 112 px: 8 x 6 patches, fewer than k = 64
+    manifest = load_json(local.parent / "manifest.json")
+    assert manifest["config"]["backbone"] == "dinov2"
+    for m in ("sv", "ames"):
+        r = load_json(wd / f"results/demo_{m}.json")
+        assert r["artifacts"]["knn"] == knn and r["baseline"]["metrics"] == res["metrics"]
+
+
+def test_extraction_is_identical_across_runs(deep_run):
+    from retrieval.pipeline import extract_local_chunk
+
+    wd, _ = deep_run
+    res = load_json(wd / "results" / "demo_global.json")
+    chunk = wd / f"results/local/demo/{res['versions']['extract']}/query/chunk_1.h5"
+    lists = wd / f"results/lists/demo/{res['versions']['image_lists']}/lists.json"
+    again = wd / "again.h5"
+    extract_local_chunk(lists, "query", 1, 2, again, "dinov2", DEEP["extract"]["dinov2"], "x")
+    with h5py.File(chunk, "r") as a, h5py.File(again, "r") as b:
+        for name in ("descriptors", "xy", "weight", "global"):
+            np.testing.assert_array_equal(a[name][:], b[name][:])
+        assert "random (seed 0)" in a.attrs["model"]

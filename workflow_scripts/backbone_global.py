@@ -1,0 +1,14 @@
+"""Rule backbone_global: the shortlist backbone's global descriptors of one split, from its extraction."""
+from retrieval.runtime import setup_logging, write_rule_manifest
+
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline import backbone_global  # noqa: E402
+
+backbone_global(
+    local_path=snakemake.input.local,
+    out_path=snakemake.output.descriptors,
+    backbone=snakemake.params.backbone,
+    version=snakemake.wildcards.ver,
+)
+write_rule_manifest(snakemake, "backbone_global")

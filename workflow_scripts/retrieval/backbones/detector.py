@@ -1,0 +1,29 @@
+"""The AMES detector (``SpatialAttention2d``): on a feature map, a 1x1 conv + BatchNorm gives the local descriptor
+(L2-normalised) and ReLU -> 1x1 conv -> Softplus its weight. Checkpoints: a dict with key ``state`` holding
+``conv1.*``, ``bn.*``, ``conv2.*`` (``dinov2_detector.pt``, ``cvnet_detector.pt``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Detector(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim, 1)
+        self.bn = nn.BatchNorm2d(dim)
+        self.conv2 = nn.Conv2d(dim, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, D, H, W) -> descriptors (B, D, H, W) L2-normalised, weights (B, 1, H, W)."""
+        x = self.bn(self.conv1(x))
+        desc = F.normalize(x, p=2, dim=1, eps=1e-15)
+        return desc, F.softplus(self.conv2(F.relu(x)), beta=1, threshold=20)
+
+
+def no_detector(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official fallback without a detector: the raw feature, weighted by its L2 norm (stored normalised)."""
+    norm = x.norm(dim=1, keepdim=True)
+    return x / norm.clamp_min(1e-15), norm

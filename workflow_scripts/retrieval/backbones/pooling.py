@@ -1,0 +1,34 @@
+"""Global pooling of a conv feature map: GeM and SuperGlobal's modules (Shao et al., ICCV 2023).
+
+- ``gem``: (mean_u max(x_u, eps)^p)^(1/p) per channel; GeM+ is gem with p = 4.6 (eps 1e-8);
+- ``rgem``: X' = X/2 + R(X)/2 with R the regional p_r-mean over a k x k window (reflection padding, stride 1);
+- ``sgem``: the element-wise max of the L2-normalised per-scale descriptors (p_s -> infinity), re-normalised;
+- ``relup``: ReLU+ = max(x, alpha), replacing the ReLU of residual outputs in stages 1-3.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def gem(x: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C)."""
+    return x.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+
+
+def rgem(x: torch.Tensor, p: float = 2.5, size: int = 5) -> torch.Tensor:
+    """Regional GeM: same shape as x. R is (1/size^2 * sum_window x^p)^(1/p), via an Lp-pool of a scaled input."""
+    pad = size // 2
+    mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"  # reflection needs a map wider than the padding
+    r = F.lp_pool2d(F.pad(x, (pad, pad, pad, pad), mode=mode) / (size * size) ** (1.0 / p), p, size, stride=1)
+    return 0.5 * x + 0.5 * r
+
+
+def sgem(descs: list[torch.Tensor]) -> torch.Tensor:
+    """Scale-GeM with p -> infinity over per-scale descriptors (each (B, C))."""
+    return F.normalize(torch.stack([F.normalize(d, dim=-1) for d in descs]).amax(dim=0), dim=-1)
+
+
+def relup(x: torch.Tensor, alpha: float = 0.014) -> torch.Tensor:
+    return x.clamp(min=alpha)

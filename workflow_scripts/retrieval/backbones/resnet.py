@@ -1,0 +1,120 @@
+"""ResNet-50/101 with torchvision's state-dict names (``conv1``, ``bn1``, ``layer{1..4}.{j}.{conv,bn}{1,2,3}``,
+``layer{i}.0.downsample.{0,1}``, optional ``fc``), returning what retrieval needs:
+
+- ``local``: the output of the last conv4 (``layer3``) block *before* its ReLU (1024-d, stride 16), as CVNet/AMES
+  take it;
+- ``global_map``: the conv5 (``layer4``) output after its ReLU (2048-d), for GeM / SuperGlobal pooling.
+
+CVNet checkpoints (pycls naming, ``encoder_q.`` prefix) load through :func:`cvnet_to_torchvision`:
+
+=========================================  =========================================
+CVNet key (after removing ``encoder_q.``)  torchvision key
+=========================================  =========================================
+``stem.conv`` / ``stem.bn``                ``conv1`` / ``bn1``
+``s{i}.b{j}.f.a`` / ``.f.a_bn``            ``layer{i}.{j-1}.conv1`` / ``.bn1``
+``s{i}.b{j}.f.b`` / ``.f.b_bn``            ``layer{i}.{j-1}.conv2`` / ``.bn2``
+``s{i}.b{j}.f.c`` / ``.f.c_bn``            ``layer{i}.{j-1}.conv3`` / ``.bn3``
+``s{i}.b{j}.proj`` / ``s{i}.b{j}.bn``      ``layer{i}.{j-1}.downsample.0`` / ``.downsample.1``
+``head.fc``                                ``fc`` (the 2048 -> 2048 global head)
+``head.pool.p``                            dropped (GeM+ replaces the learned p)
+=========================================  =========================================
+
+Both layouts put the stride on the 3x3 conv. ``relup``: ReLU+ (max(x, alpha)) on the residual outputs of stages
+1-3, as SuperGlobal does (its stage-1 inner-activation quirk is not reproduced).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+RF = {"stride": 16, "size": 291, "padding": 145}  # the conv4 receptive field (CVNet's values, ResNet-101)
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, w_in: int, w_b: int, stride: int):
+        super().__init__()
+        w_out = 4 * w_b
+        self.conv1, self.bn1 = nn.Conv2d(w_in, w_b, 1, bias=False), nn.BatchNorm2d(w_b)
+        self.conv2, self.bn2 = nn.Conv2d(w_b, w_b, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(w_b)
+        self.conv3, self.bn3 = nn.Conv2d(w_b, w_out, 1, bias=False), nn.BatchNorm2d(w_out)
+        self.downsample = None
+        if stride != 1 or w_in != w_out:
+            self.downsample = nn.Sequential(nn.Conv2d(w_in, w_out, 1, stride=stride, bias=False), nn.BatchNorm2d(w_out))
+
+    def forward_pre(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output before its final activation."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+class ResNet(nn.Module):
+    def __init__(self, depth: int = 101, fc_dim: int | None = None, relup_alpha: float | None = None, width: int = 64):
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ValueError(f"resnet depth {depth}: one of {sorted(DEPTHS)}")
+        self.relup_alpha = relup_alpha
+        self.conv1, self.bn1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width)
+        w_in = width
+        for i, n in enumerate(DEPTHS[depth]):
+            w_b = width * 2**i
+            blocks = [Bottleneck(w_in if j == 0 else 4 * w_b, w_b, (1 if i == 0 else 2) if j == 0 else 1) for j in range(n)]
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+            w_in = 4 * w_b
+        self.local_dim, self.global_dim = w_in // 2, w_in
+        self.fc = nn.Linear(w_in, fc_dim) if fc_dim else None
+
+    def _act(self, x: torch.Tensor, stage: int) -> torch.Tensor:
+        if self.relup_alpha is not None and stage < 4:
+            return x.clamp(min=self.relup_alpha)
+        return F.relu(x)
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
+        local = None
+        for stage in range(1, 5):
+            blocks = getattr(self, f"layer{stage}")
+            for j, blk in enumerate(blocks):
+                pre = blk.forward_pre(x)
+                if stage == 3 and j == len(blocks) - 1:
+                    local = pre
+                x = self._act(pre, stage)
+        return {"local": local, "global_map": x}
+
+
+def cvnet_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a CVNet (pycls) state dict to this module's names; unknown keys are an error naming them."""
+    out, unknown = {}, []
+    for key, v in state.items():
+        k = key.removeprefix("module.").removeprefix("encoder_q.")
+        if k == "head.pool.p" or k.startswith("localmodel.") or k.startswith("encoder_k."):
+            continue
+        m = re.fullmatch(r"s(\d)\.b(\d+)\.(.+)", k)
+        if k.startswith("stem.conv."):
+            out["conv1." + k.split(".", 2)[2]] = v
+        elif k.startswith("stem.bn."):
+            out["bn1." + k.split(".", 2)[2]] = v
+        elif k.startswith("head.fc."):
+            out["fc." + k.split(".", 2)[2]] = v
+        elif m:
+            stage, block, rest = int(m[1]), int(m[2]) - 1, m[3]
+            prefix = f"layer{stage}.{block}."
+            sub = {"f.a.": "conv1.", "f.a_bn.": "bn1.", "f.b.": "conv2.", "f.b_bn.": "bn2.", "f.c.": "conv3.",
+                   "f.c_bn.": "bn3.", "proj.": "downsample.0.", "bn.": "downsample.1."}
+            for a, b in sub.items():
+                if rest.startswith(a):
+                    out[prefix + b + rest[len(a):]] = v
+                    break
+            else:
+                unknown.append(key)
+        else:
+            unknown.append(key)
+    if unknown:
+        raise KeyError(f"CVNet checkpoint: keys without a mapping: {unknown[:8]}")
+    return out
