@@ -46,3 +46,25 @@ rule backbone_global:
         ENV
     script:
         "../workflow_scripts/backbone_global.py"
+
+
+# shortlist.source: import: global descriptors computed elsewhere (npy, HDF5, revisitop .mat), checked and normalised.
+rule import_global:
+    input:
+        src=lambda w: import_file(w.dataset, w.split),
+        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+    output:
+        descriptors="results/global_import/{dataset}/{ver}/{split}.h5",
+        manifest="results/global_import/{dataset}/{ver}/{split}.manifest.json",
+    params:
+        check=lambda w: check_version(w, v_global(w.dataset)),
+    log:
+        "logs/import_global/{dataset}/{ver}/{split}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/import_global.py"

@@ -103,17 +103,35 @@ def v_whiten():
     return stable_hash({"vlad": v_vlad(TRAIN), "whiten": config["whiten"]["dim"]})
 
 
+def import_file(ds, split):
+    """shortlist.source import: the user's file with the global descriptors of one split."""
+    from retrieval.import_global import find_import
+
+    if not config["shortlist"]["import_dir"]:
+        raise WorkflowError("shortlist.source: import needs shortlist.import_dir")
+    try:
+        return str(find_import(config["shortlist"]["import_dir"], canonical(ds), split))
+    except FileNotFoundError as e:
+        raise WorkflowError(str(e)) from e
+
+
 def v_global(ds):
     b = shortlist_backbone()
     if b is not None:
         return stable_hash({"local": v_local(ds, b), "shortlist": "backbone"})
+    if config["shortlist"]["source"] == "import":
+        files = {s: import_file(ds, s) for s in ("db", "query") if s == "db" or canonical(ds) != canonical(TRAIN)}
+        stat = {s: [os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)] for s, p in files.items()}
+        return stable_hash({"lists": v_lists(ds), "import": stat})
     return stable_hash({"vlad": v_vlad(ds), "whiten": v_whiten(), "power": config["whiten"]["power"]})
 
 
 def global_path(ds, split):
-    """The global descriptors of a split: VLAD + PCA-whitening, or the shortlist backbone's own."""
+    """The global descriptors of a split: VLAD + PCA-whitening, the shortlist backbone's own, or imported."""
     if shortlist_backbone() is not None:
         return f"results/global_backbone/{ds}/{v_global(ds)}/{split}.h5"
+    if config["shortlist"]["source"] == "import":
+        return f"results/global_import/{ds}/{v_global(ds)}/{split}.h5"
     return f"results/global/{ds}/{v_global(ds)}/{split}.h5"
 
 
@@ -127,12 +145,12 @@ def v_eval(ds):
 
 def versions(ds):
     b = shortlist_backbone()
-    if b is not None:
+    if b is not None or config["shortlist"]["source"] == "import":
         return {
             "demo_data": v_demo() if canonical(ds) in DEMO_SPLITS or canonical(TRAIN) in DEMO_SPLITS else None,
             "image_lists": v_lists(ds),
             "extract": v_local(ds),
-            "extract_shortlist": v_local(ds, b),
+            "extract_shortlist": v_local(ds, b) if b else None,
             "global": v_global(ds),
             "knn": v_knn(ds),
             "evaluate": v_eval(ds),
@@ -194,10 +212,11 @@ def check_evaluable(ds):
 
 def global_hyperparameters():
     b = shortlist_backbone()
-    if b is not None:
+    if b is not None or config["shortlist"]["source"] == "import":
+        sl = {"source": "backbone", "extract": extract_config(b)} if b else {"source": "import",
+                                                                            "import_dir": config["shortlist"]["import_dir"]}
         return {"training_split": TRAIN, "crop_queries": config["crop_queries"], "extract": extract_config(),
-                "shortlist": {"source": "backbone", "extract": extract_config(b)}, "knn": config["knn"],
-                "evaluate": config["evaluate"]}
+                "shortlist": sl, "knn": config["knn"], "evaluate": config["evaluate"]}
     return {
         "training_split": TRAIN,
         "crop_queries": config["crop_queries"],

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, TINY, load_json, snakemake
+from conftest import REPO, SHARED, TINY, copy_tree, load_json, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -221,3 +221,26 @@ def test_revisitop_layout_with_pickle_and_alias(tiny_run, tmp_path):
     assert res["metrics"] == load_json(tiny_run / "results" / "demo_global.json")["metrics"]
     proc = snakemake(wd, "-n", "results/nowhere+1m_global.json", check=False)
     assert proc.returncode != 0 and "data/nowhere+1m" in proc.stdout + proc.stderr
+
+
+def test_imported_global_descriptors_give_the_same_metrics(tiny_run, tmp_path):
+    """Descriptors computed elsewhere (here: this run's own, exported to .npy and .h5) make the same shortlist."""
+    wd = tmp_path / "wd"
+    copy_tree(tiny_run, wd)
+    res = load_json(tiny_run / "results" / "demo_global.json")
+    imp = tmp_path / "import" / "demo"
+    imp.mkdir(parents=True)
+    with h5py.File(tiny_run / f"results/global/demo/{res['versions']['global']}/db.h5", "r") as f:
+        np.save(imp / "db.npy", f["descriptors"][:] * 3.0)  # any scale: rows are normalised on import
+    shutil.copy(tiny_run / f"results/global/demo/{res['versions']['global']}/query.h5", imp / "query.h5")
+    cfg = tmp_path / "import.yaml"
+    cfg.write_text(f"shortlist: {{source: import, import_dir: {tmp_path / 'import'}}}\n")
+    snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(cfg))
+    got = load_json(wd / "results" / "demo_global.json")
+    assert got["hyperparameters"]["shortlist"]["source"] == "import"
+    for metric, values in res["metrics"].items():
+        assert got["metrics"][metric] == pytest.approx(values, abs=1e-3), metric
+    # a file with the wrong number of rows is refused, naming it
+    np.save(imp / "db.npy", np.ones((3, 4), np.float32))
+    proc = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(cfg), check=False)
+    assert proc.returncode != 0 and "db.npy" in proc.stdout + proc.stderr and "3 db descriptors" in proc.stdout + proc.stderr

@@ -1,0 +1,15 @@
+"""Rule import_global: global descriptors computed elsewhere, checked against the image list and normalised."""
+from retrieval.runtime import setup_logging, write_rule_manifest
+
+setup_logging(snakemake.log[0])
+
+from retrieval.import_global import import_global_stage  # noqa: E402
+
+import_global_stage(
+    src=snakemake.input.src,
+    lists_path=snakemake.input.lists,
+    split=snakemake.wildcards.split,
+    out_path=snakemake.output.descriptors,
+    version=snakemake.wildcards.ver,
+)
+write_rule_manifest(snakemake, "import_global")
