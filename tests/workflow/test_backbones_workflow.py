@@ -21,8 +21,9 @@ DEEP = {
                    "image_size": 160, "k": 64, "device": "cpu"},
     },
     "shortlist": {"source": "backbone", "backbone": "resnet"},
+    "compare": {"methods": ["global", "sv", "ames"]},
 }
-TARGETS = ("results/demo_global.json", "results/demo_sv.json", "results/demo_ames.json")
+TARGETS = ("results/demo_global.json", "results/demo_sv.json", "results/demo_ames.json", "results/demo_compare.md")
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,9 @@ def test_extraction_is_identical_across_runs(deep_run):
         for name in ("descriptors", "xy", "weight", "global"):
             np.testing.assert_array_equal(a[name][:], b[name][:])
         assert "random (seed 0)" in a.attrs["model"]
+
+
+def test_random_weights_are_flagged_in_the_table(deep_run):
+    wd, _ = deep_run
+    assert load_json(wd / "results" / "demo_compare.json")["random_weights"] is True
+    assert "RANDOM WEIGHTS" in (wd / "results" / "demo_compare.md").read_text()

@@ -45,8 +45,18 @@ def _check_same_shortlist(results: dict[str, dict[str, Any]]) -> None:
         raise ValueError(f"methods were evaluated on different global shortlists: {knn}")
 
 
-def render_markdown(dataset: str, rows: list[dict[str, Any]]) -> str:
-    lines = [f"# {dataset}: methods on the same global shortlist", "",
+def uses_random_weights(result: dict[str, Any]) -> bool:
+    """A deep backbone with ``checkpoint: random`` (tests only) fed this result."""
+    import json  # noqa: PLC0415
+
+    return '"checkpoint": "random"' in json.dumps(result.get("hyperparameters", {}))
+
+
+def render_markdown(dataset: str, rows: list[dict[str, Any]], random_weights: bool = False) -> str:
+    lines = [f"# {dataset}: methods on the same global shortlist", ""]
+    if random_weights:
+        lines += ["**RANDOM WEIGHTS (checkpoint: random): a test of the machinery, not a result to report.**", ""]
+    lines += [
              "| method | E | M | H | M − global [95% CI] | first stage | reads | re-rank | total ms/query | once per database |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -77,6 +87,7 @@ def compare_stage(result_paths: dict[str, str], knn_path: str | Path, dataset: s
     with h5py.File(knn_path, "r") as f:
         search = f.attrs.get("search_seconds")
     rows = compare_rows(results, None if search is None else float(search))
-    write_json(out_json, {"dataset": dataset, "knn": str(knn_path), "rows": rows})
+    random_weights = any(uses_random_weights(r) for r in results.values())
+    write_json(out_json, {"dataset": dataset, "knn": str(knn_path), "random_weights": random_weights, "rows": rows})
     with atomic_path(out_md) as tmp:
-        Path(tmp).write_text(render_markdown(dataset, rows))
+        Path(tmp).write_text(render_markdown(dataset, rows, random_weights))

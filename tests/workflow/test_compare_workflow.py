@@ -1,0 +1,47 @@
+"""Every method on the same shortlist in one table, with Lw whitening and SuperGlobal computed by the workflow."""
+
+import pytest
+
+from conftest import TINY, load_json, snakemake
+
+pytestmark = pytest.mark.workflow
+
+METHODS = ["global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary"]
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_ames):
+    snakemake(tiny_ames, "results/demo_compare.md", "--configfile", str(TINY))
+    return tiny_ames
+
+
+def test_compare_table_holds_every_method_on_the_same_shortlist(compared):
+    table = load_json(compared / "results" / "demo_compare.json")
+    rows = {r["method"]: r for r in table["rows"]}
+    assert list(rows) == METHODS and table["random_weights"] is False
+    md = (compared / "results" / "demo_compare.md").read_text()
+    knn = load_json(compared / "results" / "demo_global.json")["artifacts"]["knn"]
+    for m in METHODS:
+        res = load_json(compared / "results" / f"demo_{m}.json")
+        assert rows[m]["mAP"] == res["metrics"]["mAP"]
+        assert res["artifacts"]["knn"] == knn
+        assert f"| {m} | {res['metrics']['mAP']['E']:.2f} | {res['metrics']['mAP']['M']:.2f} |" in md
+        cost = rows[m]["ms_per_query"]
+        assert cost["first_stage"] > 0 and cost["total"] == pytest.approx(cost["first_stage"] + cost["reads"] + cost["rerank"])
+        if m != "global":
+            d = res["paired_difference"]["M"]
+            assert rows[m]["difference_M"] == d and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    for m in ("sv", "ames", "ames_binary"):  # local-descriptor re-rankers read descriptors and do real work
+        assert rows[m]["ms_per_query"]["reads"] > 0 and rows[m]["ms_per_query"]["rerank"] > 0
+    assert rows["global"]["ms_per_query"]["rerank"] == 0
+    assert rows["adba"]["offline_seconds"] > 0 and rows["aqe"]["offline_seconds"] == 0
+
+
+def test_lw_is_fitted_on_the_training_pairs(compared):
+    res = load_json(compared / "results" / "demo_whiten.json")
+    manifest = load_json(compared / f"results/lw/{res['versions']['lw']}/manifest.json")
+    # the tiny training split: 10 instances x 5 views -> 10 * C(5, 2) same-label pairs
+    assert manifest["n_pairs"] == 100 and manifest["fitted_on"] == "demo-train"
+    assert res["hyperparameters"]["lw"]["ridge"] == 1.0
+    sg = load_json(compared / "results" / "demo_superglobal.json")
+    assert sg["hyperparameters"]["superglobal"] == {"m": 400, "k": 9, "beta": 0.15}
