@@ -106,11 +106,40 @@ rule train_ames_binary:
         "../workflow_scripts/train_ames.py"
 
 
+# The database side prepared once per (model, dataset): packed sign bits (binary) or float16 tokens (full precision).
+rule ames_store:
+    input:
+        model=lambda w: ames_model_path(w.method),
+        db=lambda w: local_store(w.dataset, "db"),
+    output:
+        store="results/ames_store/{dataset}/{ver}/{method}.h5",
+        manifest="results/ames_store/{dataset}/{ver}/{method}.manifest.json",
+    wildcard_constraints:
+        method="ames|ames_binary",
+    params:
+        db_desc=lambda w: (check_version(w, v_ames_store(w.dataset, w.method)), config["ames"]["db_desc"])[1],
+        device=config["ames"]["device"],
+        preset=PRESET,
+    log:
+        "logs/ames_store/{dataset}/{ver}/{method}.log",
+    benchmark:
+        "benchmarks/ames_store/{dataset}/{ver}/{method}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/ames_store.py"
+
+
 rule ames_logits:
     input:
         model=lambda w: ames_model_path(w.method),
         query=lambda w: local_store(w.dataset, "query"),
-        db=lambda w: local_store(w.dataset, "db"),
+        db=lambda w: ames_store_path(w.dataset, w.method),
         knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
         gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
     output:

@@ -284,6 +284,15 @@ def ames_model_path(method):
     return f"results/ames_binary_model/{v_ames_binary_model()}/model.pt"
 
 
+def v_ames_store(ds, method):
+    model = v_ames_model() if method == "ames" else v_ames_binary_model()
+    return stable_hash({"model": model, "local": v_local(ds), "db_desc": config["ames"]["db_desc"]})
+
+
+def ames_store_path(ds, method):
+    return f"results/ames_store/{ds}/{v_ames_store(ds, method)}/{method}.h5"
+
+
 def v_logits(ds, method):
     a = config["ames"]
     model = v_ames_model() if method == "ames" else v_ames_binary_model()

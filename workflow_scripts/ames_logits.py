@@ -9,7 +9,7 @@ from retrieval.pipeline_ames import logits_stage  # noqa: E402
 logits_stage(
     model_path=snakemake.input.model,
     query_local=snakemake.input.query,
-    db_local=snakemake.input.db,
+    db_store=snakemake.input.db,
     knn_path=snakemake.input.knn,
     gnd_path=snakemake.input.gnd,
     out_path=snakemake.output.logits,

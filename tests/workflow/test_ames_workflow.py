@@ -78,3 +78,15 @@ def test_descriptor_sweep_matches_the_published_points(tiny_ames):
         assert [got[(method, count)][f"mAP_{p}"] for p in "EMH"] == pytest.approx([pub[p] for p in "EMH"]), method
     assert (tiny_ames / "results" / "benchmarks" / "demo_descriptors.png").stat().st_size > 1000
     assert "| ames_binary | 32 | 516 |" in (tiny_ames / "results" / "benchmarks" / "demo_descriptors.md").read_text()
+
+
+def test_database_side_is_stored_once_as_packed_bits_or_fp16_tokens(tiny_ames):
+    for method, payload, width in (("ames", "tokens", 128), ("ames_binary", "codes", 16)):
+        res = load_json(tiny_ames / "results" / f"demo_{method}.json")
+        logits = tiny_ames / res["artifacts"]["logits"]
+        db_input = load_json(logits.with_name(f"{method}.manifest.json"))["inputs"]["db"]["path"]
+        assert db_input.startswith("results/ames_store/demo/") and db_input.endswith(f"{method}.h5")
+        with h5py.File(tiny_ames / db_input, "r") as f:
+            assert f[payload].shape == (res["n_db"], 32, width)  # tiny preset: db_desc 32; 128 bits = 16 bytes
+            assert f.attrs["bytes_per_image"] == 32 * width * f[payload].dtype.itemsize + 4
+        assert res["timing"]["reads_measured"] is True and res["timing"]["ms_per_query"]["reads"] > 0

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.workflow
 
 SCRIPT = REPO / "tests" / "cluster" / "slurm_local.sh"
 PROFILE = REPO / "config" / "profiles" / "slurm"
-GPU_RULES = {"train_ames", "train_ames_binary", "ames_logits"}
+GPU_RULES = {"train_ames", "train_ames_binary", "ames_store", "ames_logits"}
 CPU_RULES = {"demo_data", "extract_local", "merge_local", "codebook", "knn", "evaluate_global", "evaluate_ames"}
 
 

@@ -50,12 +50,13 @@ def needed_pairs(shortlists: dict[str, np.ndarray], max_k: int) -> list[np.ndarr
 
 @torch.no_grad()
 def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pairs: list[np.ndarray], n_q_desc: int,
-                   n_db_desc: int, batch: int = 256, device: str = "cpu") -> list[np.ndarray]:
+                   n_db_desc: int, batch: int = 256, device: str = "cpu", prepared: bool = False) -> list[np.ndarray]:
     """AMES logits for every (query i, database j in pairs[i]).
 
     The database side is prepared once per image (projected tokens, rounded through float16 for the full-precision
     model), reading the shortlisted rows sorted and in blocks; queries are projected once each.
-    ``db_reader(rows) -> (descriptors (n, K, D), counts (n,))`` reads sorted rows.
+    ``db_reader(rows) -> (descriptors (n, K, D), counts (n,))`` reads sorted rows; with ``prepared`` it returns
+    the database tokens (n, K, 128) already (an AMES database store, see ames_store.py).
     """
     model.eval().to(device)
     uniq = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
@@ -65,8 +66,11 @@ def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pa
     for s in range(0, len(uniq), 512):
         rows = uniq[s:s + 512]
         d, c = db_reader(rows)
-        x = torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device)
-        db_tok[s:s + len(rows), :x.shape[1]] = model.project_db(x).float().cpu()
+        if prepared:
+            tok = d[:, :n_db_desc]
+        else:
+            tok = model.project_db(torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device))
+        db_tok[s:s + len(rows), :tok.shape[1]] = tok.float().cpu()
         db_mask[s:s + len(rows)] = torch.arange(n_db_desc)[None] >= torch.from_numpy(np.minimum(c, n_db_desc))[:, None]
     q = torch.from_numpy(q_desc[:, :n_q_desc].astype(np.float32)).to(device)
     q_tok = model.project(q).cpu()

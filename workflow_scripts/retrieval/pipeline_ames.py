@@ -90,16 +90,36 @@ def train_stage(local_path: str | Path, lists_path: str | Path, knn_path: str | 
     m.write(manifest_path, outputs=[out_model, out_curves], final=curves[-1] if curves else None)
 
 
-def logits_stage(model_path: str | Path, query_local: str | Path, db_local: str | Path, knn_path: str | Path,
+def ames_store_stage(model_path: str | Path, db_local: str | Path, out_path: str | Path, manifest_path: str | Path,
+                     db_desc: int, method: str, device: str, version: str, config: dict[str, Any], preset: str) -> None:
+    """The database side of one dataset prepared once for one model: packed codes (binary) or float16 tokens."""
+    from .ames import load_checkpoint  # noqa: PLC0415
+    from .ames_store import write_store  # noqa: PLC0415
+    from .local_store import open_local  # noqa: PLC0415
+
+    device = resolve_device(device)
+    m = Manifest("ames_store", version, config, preset)
+    m.add_input("model", model_path, checksum=False)
+    model, _ = load_checkpoint(str(model_path))
+    model.eval().to(device)
+    t0 = time.time()
+    with open_local(db_local) as f:
+        info = write_store(out_path, model, f, db_desc, method, device)
+    m.write(manifest_path, outputs=[out_path], store=info, seconds=round(time.time() - t0, 3),
+            file_bytes=Path(out_path).stat().st_size)
+
+
+def logits_stage(model_path: str | Path, query_local: str | Path, db_store: str | Path, knn_path: str | Path,
                  gnd_path: str | Path, out_path: str | Path, q_desc: int, db_desc: int, max_rerank: int, junk_mode: str,
                  batch: int, device: str, version: str) -> None:
-    """AMES logits for every (query, database) pair some protocol's top ``max_rerank`` needs, computed once."""
+    """AMES logits for every (query, database) pair some protocol's top ``max_rerank`` needs, computed once; the
+    database side comes from the prepared store (only shortlisted rows are read)."""
     import h5py  # noqa: PLC0415
 
     from .ames import load_checkpoint  # noqa: PLC0415
     from .ames_rerank import compute_logits, needed_pairs, protocol_shortlists  # noqa: PLC0415
+    from .ames_store import StoreReader, decode  # noqa: PLC0415
     from .global_store import read_neighbours  # noqa: PLC0415
-    from .local_store import open_local  # noqa: PLC0415
 
     device = resolve_device(device)
     model, _ = load_checkpoint(str(model_path))
@@ -109,13 +129,17 @@ def logits_stage(model_path: str | Path, query_local: str | Path, db_local: str 
     t0 = time.time()
     q_descs, q_counts = _load_local(query_local, q_desc)
     read_seconds = [time.time() - t0]
-    with open_local(db_local) as f:
-        def reader(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    store = StoreReader(db_store, model, device)
+    try:
+        def reader(rows: np.ndarray):
             tr = time.time()
-            out = f["descriptors"][rows, :db_desc], f["count"][rows]
+            payload, counts = store.read(rows, db_desc)
             read_seconds.append(time.time() - tr)
-            return out
-        logits = compute_logits(model, q_descs, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device)
+            return decode(model, payload, device), counts
+        logits = compute_logits(model, q_descs, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device,
+                                prepared=True)
+    finally:
+        store.close()
     seconds = time.time() - t0
     width = max((len(p) for p in pairs), default=0)
     pair_db = np.full((len(pairs), width), -1, np.int32)

@@ -1,0 +1,76 @@
+"""The AMES database store: packed binary codes and float16 tokens give the same logits as projecting the
+descriptors on the fly, its size is what it claims, and a store made for another model is refused."""
+
+import h5py
+import numpy as np
+import pytest
+
+from retrieval.ames import AMES, AmesConfig
+from retrieval.ames_rerank import compute_logits
+from retrieval.ames_store import StoreReader, write_store
+from retrieval.local_store import open_local, write_local_chunk
+
+
+def _local(tmp_path, n=7, k=12, d=16):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        m = [12, 3, 12, 9, 0, 12, 5][i]
+        x = rng.normal(size=(m, d)).astype(np.float32)
+        rows.append({"descriptors": (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16),
+                     "xy": np.zeros((m, 2), np.float32), "scale": np.ones(m, np.float32),
+                     "weight": np.arange(m, 0, -1).astype(np.float32), "orientation": np.zeros(m, np.float32),
+                     "image_size": np.array([10, 10], np.int32)})
+    path = tmp_path / "db.h5"
+    write_local_chunk(path, rows, k=k, dim=d, backbone="test", row_start=0, n_total=n)
+    return path
+
+
+@pytest.mark.parametrize("binarized", [False, True])
+def test_store_gives_the_logits_of_on_the_fly_projection(tmp_path, binarized):
+    import torch
+
+    torch.manual_seed(0)
+    model = AMES(AmesConfig(local_dim=16, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64,
+                            binarized=binarized)).eval()
+    if binarized:
+        model.remap_local[0].W.data = torch.randn(16, 32)
+    local = _local(tmp_path)
+    store = tmp_path / "store.h5"
+    with open_local(local) as f:
+        info = write_store(store, model, f, 10, "ames_binary" if binarized else "ames")
+        dd, dc = f["descriptors"][:], f["count"][:]
+    rng = np.random.default_rng(1)
+    qd, qc = rng.normal(size=(2, 12, 16)).astype(np.float16), np.array([12, 6], np.int32)
+    pairs = [np.array([0, 2, 4, 5]), np.array([1, 3, 6])]
+    direct = compute_logits(model, qd, qc, lambda r: (dd[r], dc[r]), pairs, 10, 10, batch=3)
+    reader = StoreReader(store, model)
+    via_store = compute_logits(model, qd, qc, lambda r: reader(r, 10), pairs, 10, 10, batch=3, prepared=True)
+    for a, b in zip(direct, via_store):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with h5py.File(store, "r") as f:
+        if binarized:
+            assert f["codes"].dtype == np.uint8 and f["codes"].shape == (7, 10, 4)  # 32 bits -> 4 bytes
+            assert info["bytes_per_image"] == 10 * 4 + 4
+            assert not f["codes"][1, 3:].any()  # padding stays zero
+        else:
+            assert f["tokens"].dtype == np.float16 and info["bytes_per_image"] == 10 * 32 * 2 + 4
+        np.testing.assert_array_equal(f["count"][:], np.minimum(dc, 10))
+    reader.close()
+    other = AMES(AmesConfig(local_dim=16, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64, binarized=binarized))
+    with pytest.raises(ValueError, match="another model"):
+        StoreReader(store, other)
+
+
+def test_packed_bits_follow_the_sign_convention(tmp_path):
+    import torch
+
+    model = AMES(AmesConfig(local_dim=16, model_dim=8, nhead=2, num_layers=1, dim_feedforward=16, binarized=True)).eval()
+    model.remap_local[0].W.data = torch.eye(16)[:, :8]  # the code is the sign of the first 8 coordinates
+    local = _local(tmp_path)
+    with open_local(local) as f:
+        write_store(tmp_path / "s.h5", model, f, 12, "ames_binary")
+        x = f["descriptors"][0, :12].astype(np.float32)
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        bits = np.unpackbits(f["codes"][0], axis=-1)
+    np.testing.assert_array_equal(bits, (x[:, :8] >= 0).astype(np.uint8))  # x >= 0 -> bit 1
