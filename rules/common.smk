@@ -12,7 +12,7 @@ from retrieval.versions import GENERATOR_VERSION
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 DOWNLOADABLE = ("roxford5k", "rparis6k")
-METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary")
+METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp")
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
 
@@ -67,6 +67,16 @@ def v_local(ds, backbone=None):
     return stable_hash({"lists": v_lists(ds), "extract": extract_config(backbone)})
 
 
+def v_extract(ds, backbone, backbone_config):
+    return stable_hash({"lists": v_lists(ds), "extract": {"backbone": backbone, "n_chunks": config["extract"]["n_chunks"],
+                                                          backbone: backbone_config}})
+
+
+def v_ssp_local(ds):
+    """The light query model's local features (SSP): sift with ssp.query_sift."""
+    return v_extract(ds, "sift", config["ssp"]["query_sift"])
+
+
 def shortlist_backbone():
     """The backbone whose global descriptors make the shortlist (shortlist.source: backbone), else None."""
     sl = config["shortlist"]
@@ -79,11 +89,14 @@ def shortlist_backbone():
     return b
 
 
-def backbone_of(wildcards):
-    """The backbone an extraction path {ver} belongs to: the local one or the shortlist's."""
-    for b in dict.fromkeys([config["extract"]["backbone"], shortlist_backbone()]):
-        if b and v_local(wildcards.dataset, b) == wildcards.ver:
-            return b
+def extraction_of(wildcards):
+    """(backbone, its configuration) of an extraction path {ver}: the local one, the shortlist's or SSP's light one."""
+    candidates = [config["extract"]["backbone"], shortlist_backbone()]
+    for b in dict.fromkeys(c for c in candidates if c):
+        if v_local(wildcards.dataset, b) == wildcards.ver:
+            return b, config["extract"][b]
+    if v_ssp_local(wildcards.dataset) == wildcards.ver:
+        return "sift", config["ssp"]["query_sift"]
     raise WorkflowError(f"{wildcards.ver} is not the version the current configuration gives for the local descriptors of "
                         f"{wildcards.dataset}; request the top-level results/{{dataset}}_{{method}}.json targets")
 
@@ -245,6 +258,8 @@ def evaluation_path(ds, method):
         return f"results/eval/{ds}/{v_superglobal(ds)}/superglobal.json"
     if method == "whiten":
         return f"results/eval/{ds}/{v_lw_eval(ds)}/whiten.json"
+    if method == "ssp":
+        return f"results/eval/{ds}/{v_ssp(ds)}/ssp.json"
     return f"results/eval/{ds}/{v_eval_ames(ds, method)}/{method}.json"
 
 
@@ -414,3 +429,26 @@ def compare_inputs(wildcards):
     inputs = {f"result_{m}": f"results/{ds}_{m}.json" for m in config["compare"]["methods"]}
     inputs["knn"] = f"results/knn/{ds}/{v_knn(ds)}/knn.h5"
     return inputs
+
+
+# ------------------------------------------------------------------------------------------------ SSP
+def ssp_split():
+    return config["ssp"]["anchors"]["split"] or TRAIN
+
+
+def v_anchors():
+    if config["shortlist"]["source"] != "vlad":
+        raise WorkflowError("ssp: the light query model maps into the VLAD gallery space; it needs shortlist.source: vlad")
+    return stable_hash({"global": v_global(ssp_split()), "anchors": config["ssp"]["anchors"]})
+
+
+def v_query_model():
+    return stable_hash({"light": v_ssp_local(ssp_split()), "global": v_global(ssp_split()), "anchors": v_anchors(),
+                        "train": config["ssp"]["train"], "codebook": v_codebook(), "whiten": v_whiten(),
+                        "aggregate": config["aggregate"], "power": config["whiten"]["power"]})
+
+
+def v_ssp(ds):
+    return stable_hash({"model": v_query_model(), "light": v_ssp_local(ds), "global": v_global(ds), "lists": v_lists(ds),
+                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"],
+                        "cost_images": config["ssp"]["cost_images"]})

@@ -9,8 +9,8 @@ rule extract_local:
         "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5",
     params:
         n_chunks=config["extract"]["n_chunks"],
-        backbone=backbone_of,
-        backbone_config=lambda w: config["extract"][backbone_of(w)],
+        backbone=lambda w: extraction_of(w)[0],
+        backbone_config=lambda w: extraction_of(w)[1],
         on_bad_image=config["on_bad_image"],
     log:
         "logs/extract_local/{dataset}/{ver}/{split}_{chunk}.log",
@@ -18,7 +18,7 @@ rule extract_local:
         "benchmarks/extract_local/{dataset}/{ver}/{split}_{chunk}.tsv"
     threads: 1
     resources:
-        gpu=lambda w: 0 if backbone_of(w) == "sift" else 1,
+        gpu=lambda w: 0 if extraction_of(w)[0] == "sift" else 1,
         mem_mb=2000,
         runtime=120,
     conda:

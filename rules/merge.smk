@@ -15,7 +15,8 @@ rule merge_local:
         store="results/local/{dataset}/{ver}/{split}/local.h5",
         manifest="results/local/{dataset}/{ver}/{split}/manifest.json",
     params:
-        config=lambda w: extract_config(backbone_of(w)),
+        config=lambda w: {"backbone": extraction_of(w)[0], "n_chunks": config["extract"]["n_chunks"],
+                          extraction_of(w)[0]: extraction_of(w)[1]},
         lists_version=lambda w: v_lists(w.dataset),
         preset=PRESET,
     log:

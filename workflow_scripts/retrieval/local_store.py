@@ -135,7 +135,8 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
             with h5py.File(p, "r") as f:
                 _check_attrs(f, str(p))
                 infos.append({"path": p, **{k: f.attrs[k] for k in ("backbone", "dim", "K", "row_start", "row_stop", "n_total")},
-                              "global_dim": int(f.attrs.get("global_dim", 0)), "n": f["count"].shape[0]})
+                              "global_dim": int(f.attrs.get("global_dim", 0)), "n": f["count"].shape[0],
+                              "seconds": float(f.attrs.get("seconds", np.nan))})
         except OSError as e:
             raise StoreError(f"chunk file unreadable (truncated or not HDF5): {p} ({e})") from e
     first = infos[0]
@@ -169,7 +170,8 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
                 f.create_virtual_dataset(name, layout, fillvalue=fill)
             f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "local", "backbone": first["backbone"],
                             "dim": d, "K": k, "row_start": 0, "row_stop": n_expected, "n_total": n_expected,
-                            "virtual": True, "n_chunks": len(infos), "global_dim": gd})
+                            "virtual": True, "n_chunks": len(infos), "global_dim": gd,
+                            "extract_seconds": float(sum(i["seconds"] for i in infos))})
         # verify through the virtual view before the file gets its final name
         with h5py.File(tmp, "r") as f:
             _verify_sources(f, Path(out_path))
@@ -178,6 +180,7 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
             raise StoreError(f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}")
         fault_point("merge")  # the merged file is complete under its temporary name
     return {"n_rows": n_expected, "n_chunks": len(infos), "K": k, "dim": d, "global_dim": gd, "backbone": first["backbone"],
+            "extract_seconds": round(float(sum(i["seconds"] for i in infos)), 3),
             "descriptors_total": int(counts.sum())}
 
 

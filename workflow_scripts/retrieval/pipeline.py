@@ -120,7 +120,8 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     if backbone != "sift":
         global_desc = np.stack(globals_) if globals_ else np.zeros((0, extractor.global_dim), np.float32)
     write_local_chunk(out_path, rows, k=k, dim=dim, backbone=backbone, row_start=start, n_total=len(entries),
-                      extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped), **extra},
+                      extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped),
+                                   "seconds": time.time() - t0, **extra},
                       global_desc=global_desc)
 
 

@@ -20,6 +20,7 @@ class SiftConfig:
     max_side: int = 1024  # images (after the query crop) are downscaled so the long side is at most this
     contrast_threshold: float = 0.02
     edge_threshold: float = 10.0
+    scale: float = 1.0  # a further resize factor of every image (SSP's light query model: 0.5)
 
 
 def rootsift(desc: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -46,8 +47,8 @@ def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = Non
         gray = gray[y1:y2, x1:x2]
         x0, y0 = x1, y1
     h, w = gray.shape[:2]
-    s = min(1.0, cfg.max_side / max(h, w))
-    if s < 1.0:
+    s = min(1.0, cfg.max_side / max(h, w)) * cfg.scale
+    if s != 1.0:
         gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     detector = cv2.SIFT_create(contrastThreshold=cfg.contrast_threshold, edgeThreshold=cfg.edge_threshold)
     keypoints, desc = detector.detectAndCompute(gray, None)

@@ -1,0 +1,96 @@
+# SSP: product-quantizer anchors of the gallery space, a light query model trained against them, asymmetric search.
+
+
+rule anchors:
+    input:
+        descriptors=lambda w: global_path(ssp_split(), "db"),
+    output:
+        anchors="results/anchors/{ver}/anchors.npy",
+        manifest="results/anchors/{ver}/manifest.json",
+    params:
+        config=lambda w: (check_version(w, v_anchors()), config["ssp"]["anchors"])[1],
+        fitted_on=lambda w: ssp_split(),
+        preset=PRESET,
+    log:
+        "logs/anchors/{ver}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/anchors.py"
+
+
+rule train_query:
+    input:
+        light=lambda w: f"results/local/{ssp_split()}/{v_ssp_local(ssp_split())}/db/local.h5",
+        codebook=lambda w: f"results/codebook/{v_codebook()}/codebook.npz",
+        whiten=lambda w: f"results/whiten/{v_whiten()}/whiten.npz",
+        gallery=lambda w: global_path(ssp_split(), "db"),
+        anchors=lambda w: f"results/anchors/{v_anchors()}/anchors.npy",
+    output:
+        model="results/query_model/{ver}/adapter.pt",
+        curves="results/query_model/{ver}/curves.json",
+        manifest="results/query_model/{ver}/manifest.json",
+    params:
+        config=lambda w: (check_version(w, v_query_model()), config["ssp"]["train"])[1],
+        alpha=config["aggregate"]["alpha"],
+        power=config["whiten"]["power"],
+        fitted_on=lambda w: ssp_split(),
+        preset=PRESET,
+    log:
+        "logs/train_query/{ver}.log",
+    benchmark:
+        "benchmarks/train_query/{ver}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/train_query.py"
+
+
+rule evaluate_ssp:
+    input:
+        light_query=lambda w: f"results/local/{w.dataset}/{v_ssp_local(w.dataset)}/query/local.h5",
+        codebook=lambda w: f"results/codebook/{v_codebook()}/codebook.npz",
+        whiten=lambda w: f"results/whiten/{v_whiten()}/whiten.npz",
+        adapter=lambda w: f"results/query_model/{v_query_model()}/adapter.pt",
+        query=lambda w: global_path(w.dataset, "query"),
+        db=lambda w: global_path(w.dataset, "db"),
+        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+    output:
+        json="results/eval/{dataset}/{ver}/ssp.json",
+        ranking="results/eval/{dataset}/{ver}/ssp_ranking.h5",
+        csv="results/eval/{dataset}/{ver}/ssp_neighbours.csv",
+        manifest="results/eval/{dataset}/{ver}/ssp.manifest.json",
+    params:
+        check=lambda w: check_version(w, v_ssp(w.dataset)),
+        alpha=config["aggregate"]["alpha"],
+        power=config["whiten"]["power"],
+        light_sift=config["ssp"]["query_sift"],
+        gallery_sift=config["extract"]["sift"],
+        cost_images=config["ssp"]["cost_images"],
+        n_bootstrap=config["ames"]["bootstrap"],
+        ks=config["evaluate"]["ks"],
+        csv_top=config["evaluate"]["csv_top"],
+        versions=lambda w: {**versions(w.dataset), "ssp_local": v_ssp_local(w.dataset), "anchors": v_anchors(),
+                            "query_model": v_query_model(), "evaluate": v_ssp(w.dataset)},
+        hyperparameters=lambda w: {"global": global_hyperparameters(), "ssp": config["ssp"]},
+        preset=PRESET,
+    log:
+        "logs/evaluate_ssp/{dataset}/{ver}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/evaluate_ssp.py"

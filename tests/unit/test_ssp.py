@@ -1,0 +1,62 @@
+"""SSP pieces: PQ anchors, the structure similarity, the KL loss and the adapter's training."""
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.ssp import SSPTrainConfig, fit_pq_anchors, ssp_loss, structure_similarity, train_adapter
+
+
+def test_anchors_shape_and_clear_errors():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    a = fit_pq_anchors(x, m=4, nbits=3, min_points_per_centroid=10)
+    assert a.shape == (4, 8, 4)
+    # each codeword lies in its sub-space's data range: the k-means centres of the sub-vectors
+    assert np.abs(a).max() < np.abs(x).max()
+    with pytest.raises(ValueError, match="must divide"):
+        fit_pq_anchors(x, m=5, nbits=3)
+    with pytest.raises(ValueError, match="lower ssp.anchors.nbits"):
+        fit_pq_anchors(x, m=4, nbits=8, min_points_per_centroid=39, source="demo-train")
+
+
+def test_structure_similarity_against_direct_computation():
+    rng = np.random.default_rng(1)
+    x, a = rng.normal(size=(3, 8)), rng.normal(size=(2, 5, 4))
+    got = structure_similarity(torch.tensor(x), torch.tensor(a), tau=0.1).numpy()
+    for i in range(3):
+        for m in range(2):
+            sub = x[i, 4 * m:4 * m + 4] / np.linalg.norm(x[i, 4 * m:4 * m + 4])
+            cos = np.array([sub @ c / np.linalg.norm(c) for c in a[m]])
+            e = np.exp((cos - cos.max()) / 0.1)
+            np.testing.assert_allclose(got[i, m], e / e.sum(), rtol=1e-6)
+
+
+def test_loss_is_zero_for_identical_structures_and_positive_otherwise():
+    rng = np.random.default_rng(2)
+    g, a = torch.tensor(rng.normal(size=(6, 8))), torch.tensor(rng.normal(size=(2, 5, 4)))
+    assert float(ssp_loss(g, g, a, 0.1)) == pytest.approx(0.0, abs=1e-9)
+    assert float(ssp_loss(torch.tensor(rng.normal(size=(6, 8))), g, a, 0.1)) > 0.1
+
+
+def test_adapter_learns_a_linear_distortion_of_the_gallery_space():
+    rng = np.random.default_rng(3)
+    gallery = rng.normal(size=(600, 16)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    distortion = np.eye(16) + 0.6 * rng.normal(size=(16, 16)) / 4
+    light = gallery @ np.linalg.inv(distortion).T.astype(np.float32)  # the light model sees a linear distortion
+    light = (light / np.linalg.norm(light, axis=1, keepdims=True)).astype(np.float32)
+    anchors = fit_pq_anchors(gallery, m=4, nbits=3, min_points_per_centroid=10)
+    model, curves, best = train_adapter(light, gallery, anchors, SSPTrainConfig(epochs=60, batch_size=32, lr=0.5,
+                                                                               warmup_epochs=2, seed=0))
+    assert curves[best]["val_loss"] < 0.5 * curves[0]["val_loss"]  # the identity start is far worse
+    with torch.no_grad():
+        out = model(torch.from_numpy(light)).numpy()
+    # the adapted query side agrees better with the gallery's own similarities
+    before = np.corrcoef((light @ gallery.T).ravel(), (gallery @ gallery.T).ravel())[0, 1]
+    after = np.corrcoef((out @ gallery.T).ravel(), (gallery @ gallery.T).ravel())[0, 1]
+    assert after > before
+    again, _, _ = train_adapter(light, gallery, anchors, SSPTrainConfig(epochs=60, batch_size=32, lr=0.5,
+                                                                       warmup_epochs=2, seed=0))
+    for k, v in model.state_dict().items():  # deterministic for a seed
+        torch.testing.assert_close(v, again.state_dict()[k])

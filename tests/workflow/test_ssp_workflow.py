@@ -1,0 +1,44 @@
+"""SSP in the workflow (tiny preset): anchors, the light query model, the asymmetric evaluation and its baselines."""
+
+import numpy as np
+import pytest
+
+from conftest import TINY, load_json, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def ssp_run(tiny_run):
+    snakemake(tiny_run, "results/demo_ssp.json", "--configfile", str(TINY))
+    return tiny_run
+
+
+def test_ssp_result_contract(ssp_run):
+    res = load_json(ssp_run / "results" / "demo_ssp.json")
+    glob_res = load_json(ssp_run / "results" / "demo_global.json")
+    assert res["method"] == "ssp" and set(res["alongside"]) == {"light_without_adapter", "symmetric_gallery"}
+    # the symmetric baseline is the gallery model searching itself: the global method's numbers
+    assert res["alongside"]["symmetric_gallery"]["metrics"]["mAP"] == pytest.approx(glob_res["metrics"]["mAP"], abs=1e-3)
+    assert res["baseline"]["method"] == "light_without_adapter"
+    d = res["paired_difference"]["M"]
+    assert d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    cost = res["cost_per_image"]
+    assert cost["images_timed"] == 3 and cost["query_model_extract_ms"] > 0 and cost["gallery_model_extract_ms"] > 0
+    v = res["versions"]
+    anchors = np.load(ssp_run / f"results/anchors/{v['anchors']}/anchors.npy")
+    assert anchors.shape == (8, 8, 4)  # tiny preset: m 8 sub-spaces of the 32-d whitened space, 2^3 codewords
+    manifest = load_json(ssp_run / f"results/query_model/{v['query_model']}/manifest.json")
+    assert manifest["fitted_on"] == "demo-train"
+    curves = load_json(ssp_run / f"results/query_model/{v['query_model']}/curves.json")
+    assert len(curves["curves"]) == 6 and curves["curves"][curves["best_epoch"]]["val_loss"] <= curves["curves"][0]["val_loss"]
+    light = load_json(ssp_run / f"results/local/demo/{v['ssp_local']}/query/manifest.json")
+    assert light["config"]["sift"]["scale"] == 0.5 and light["config"]["sift"]["k"] == 128
+
+
+def test_too_many_codewords_for_the_training_split_is_a_clear_error(ssp_run, tmp_path):
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text("ssp: {anchors: {m: 8, nbits: 8, min_points_per_centroid: 39}}\n")
+    proc = snakemake(ssp_run, "results/demo_ssp.json", "--configfile", str(TINY), str(cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "lower ssp.anchors.nbits" in out and "demo-train" in out
