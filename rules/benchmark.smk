@@ -51,3 +51,31 @@ rule descriptor_sweep:
         ENV
     script:
         "../workflow_scripts/descriptor_sweep.py"
+
+
+# snakemake --cores all results/benchmarks/demo_scale.json: a simulated benchmark.scale.n_db-image database resampled
+# from the dataset's real descriptors; exact streamed search, IVF-PQ recall, binary store size, re-rank time, peak RSS.
+rule benchmark_scale:
+    input:
+        query=lambda w: global_path(w.dataset, "query"),
+        db=lambda w: global_path(w.dataset, "db"),
+        model=lambda w: ames_model_path("ames_binary"),
+        store=lambda w: ames_store_path(w.dataset, "ames_binary"),
+        query_local=lambda w: local_store(w.dataset, "query"),
+    output:
+        "results/benchmarks/{dataset}_scale.json",
+    params:
+        config=config["benchmark"]["scale"],
+        q_desc=config["ames"]["q_desc"],
+        db_desc=config["ames"]["db_desc"],
+        device=config["ames"]["device"],
+    log:
+        "logs/benchmark_scale/{dataset}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/benchmark_scale.py"

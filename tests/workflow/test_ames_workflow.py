@@ -90,3 +90,15 @@ def test_database_side_is_stored_once_as_packed_bits_or_fp16_tokens(tiny_ames):
             assert f[payload].shape == (res["n_db"], 32, width)  # tiny preset: db_desc 32; 128 bits = 16 bytes
             assert f.attrs["bytes_per_image"] == 32 * width * f[payload].dtype.itemsize + 4
         assert res["timing"]["reads_measured"] is True and res["timing"]["ms_per_query"]["reads"] > 0
+
+
+def test_scale_benchmark_on_a_simulated_database(tiny_ames):
+    snakemake(tiny_ames, "results/benchmarks/demo_scale.json", "--configfile", str(TINY))
+    res = load_json(tiny_ames / "results" / "benchmarks" / "demo_scale.json")
+    assert res["n_db"] == 20000 and res["exact"]["search_ms_per_query"] > 0
+    assert 0.0 < res["ivfpq"]["recall@100"] <= 1.0 and res["ivfpq"]["bytes_per_image"] == 8 + 8  # m 8 bytes + id
+    store = res["binary_store"]
+    assert store["payload_bytes_per_image"] == 32 * 16 + 4 and store["bytes_per_image"] < 2 * store["payload_bytes_per_image"]
+    assert store["bytes_per_image_at_600"] == 9604 and res["goals"]["binary_store_at_most_10KB_per_image_at_600"]
+    assert res["rerank"]["ms_per_query"] > 0 and res["peak_rss_mb"] > 0
+    assert not list((tiny_ames / "results" / "benchmarks").glob("demo_scale.json.work/*.h5"))  # work files removed
