@@ -17,7 +17,6 @@ tokens are 256 bytes per descriptor.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +29,9 @@ from .runtime import atomic_path
 
 
 def model_digest(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    from .deep import state_digest  # noqa: PLC0415
+
+    return state_digest(model)
 
 
 @torch.no_grad()

@@ -72,11 +72,13 @@ def simulate(out_global: Path, out_codes: Path | None, real_global: np.ndarray, 
                 x = real_global[src] + noise * rng.standard_normal((e - s, d), dtype=np.float32) / np.sqrt(d)
                 g[s:e] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
                 if fc is not None:
-                    codes = real_codes[src]
-                    flips = np.packbits(rng.random((e - s, k, 8 * w)) < bit_flip, axis=-1)
-                    valid = (np.arange(k)[None, :] < real_counts[src][:, None])[..., None]
-                    c[s:e] = np.where(valid, codes ^ flips, 0)
-                    cnt[s:e] = real_counts[src]
+                    for s2 in range(s, e, 2048):  # bit flips drawn in small pieces: memory stays bounded
+                        e2 = min(e, s2 + 2048)
+                        src2 = np.arange(s2, e2) % n_real
+                        flips = np.packbits(rng.random((e2 - s2, k, 8 * w), dtype=np.float32) < bit_flip, axis=-1)
+                        valid = (np.arange(k)[None, :] < real_counts[src2][:, None])[..., None]
+                        c[s2:e2] = np.where(valid, real_codes[src2] ^ flips, 0)
+                        cnt[s2:e2] = real_counts[src2]
         finally:
             if fc is not None:
                 fc.close()
