@@ -79,3 +79,25 @@ rule benchmark_scale:
         ENV
     script:
         "../workflow_scripts/benchmark_scale.py"
+
+
+# snakemake --cores all results/benchmarks/extract_throughput.json: deep extraction images/s on the demo's photos
+# (benchmark.extract: backbone and its configuration; random weights unless a checkpoint is given).
+rule benchmark_extract:
+    input:
+        lists=lambda w: f"{lists_dir('demo')}/lists.json",
+    output:
+        "results/benchmarks/extract_throughput.json",
+    params:
+        config=config["benchmark"]["extract"],
+    log:
+        "logs/benchmark_extract.log",
+    threads: config["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/benchmark_extract.py"

@@ -3,7 +3,7 @@
 import h5py
 import numpy as np
 
-from retrieval.scale import recall_at_k, simulate, stream_topk
+from retrieval.scale import recall_at_k, simulate, source_recall, stream_topk
 from retrieval.vlad import l2_normalise, topk_neighbours
 
 
@@ -21,6 +21,9 @@ def test_recall_at_k():
     exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     approx = np.array([[4, 3, 9, 9], [5, 6, 7, 8]])
     assert recall_at_k(approx, exact) == (0.5 + 1.0) / 2
+    # with 5 real images, rows 9 and 4 are copies of the same one: the source is found
+    assert source_recall(np.array([[9, 0]]), np.array([[4, 5]]), 5) == 1.0
+    assert source_recall(np.array([[1, 2]]), np.array([[4, 5]]), 5) == 0.0
 
 
 def test_simulated_database_resamples_real_rows(tmp_path):

@@ -89,3 +89,10 @@ def test_random_weights_are_flagged_in_the_table(deep_run):
     wd, _ = deep_run
     assert load_json(wd / "results" / "demo_compare.json")["random_weights"] is True
     assert "RANDOM WEIGHTS" in (wd / "results" / "demo_compare.md").read_text()
+
+
+def test_extraction_throughput_target(tiny_run):
+    snakemake(tiny_run, "results/benchmarks/extract_throughput.json", "--configfile", str(TINY))
+    res = load_json(tiny_run / "results" / "benchmarks" / "extract_throughput.json")
+    assert res["backbone"] == "dinov2" and res["images"] == 3 and res["images_per_second"] > 0
+    assert res["weights"] == "random (seed 0)" and res["device"] == "cpu"
