@@ -77,13 +77,25 @@ def v_ssp_local(ds):
     return v_extract(ds, "sift", config["ssp"]["query_sift"])
 
 
+def ames_release_input(wildcards):
+    """extract.backbone ames_import: the release file a chunk reads (a declared input: replacing it re-runs)."""
+    if extraction_of(wildcards)[0] != "ames_import":
+        return []
+    from retrieval.ames_release import release_file
+
+    cfg = config["extract"]["ames_import"]
+    if not cfg["dir"]:
+        raise WorkflowError("extract.backbone: ames_import needs extract.ames_import.dir")
+    return [str(release_file(cfg["dir"], canonical(wildcards.dataset), cfg["desc"], wildcards.split))]
+
+
 def shortlist_backbone():
     """The backbone whose global descriptors make the shortlist (shortlist.source: backbone), else None."""
     sl = config["shortlist"]
     if sl["source"] != "backbone":
         return None
     b = sl["backbone"] or config["extract"]["backbone"]
-    if b == "sift":
+    if b in ("sift", "ames_import"):
         raise WorkflowError("shortlist.source: backbone needs a deep backbone (shortlist.backbone or extract.backbone: "
                             "dinov2 | resnet); sift has no global descriptor, use shortlist.source: vlad")
     return b

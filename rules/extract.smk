@@ -5,6 +5,7 @@
 rule extract_local:
     input:
         lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        release=ames_release_input,
     output:
         "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5",
     params:
@@ -18,7 +19,7 @@ rule extract_local:
         "benchmarks/extract_local/{dataset}/{ver}/{split}_{chunk}.tsv"
     threads: 1
     resources:
-        gpu=lambda w: 0 if extraction_of(w)[0] == "sift" else 1,
+        gpu=lambda w: 0 if extraction_of(w)[0] in ("sift", "ames_import") else 1,
         mem_mb=2000,
         runtime=120,
     conda:

@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from conftest import REPO, SHARED, TINY, copy_tree, load_json, snakemake
 
@@ -244,3 +245,35 @@ def test_imported_global_descriptors_give_the_same_metrics(tiny_run, tmp_path):
     np.save(imp / "db.npy", np.ones((3, 4), np.float32))
     proc = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(cfg), check=False)
     assert proc.returncode != 0 and "db.npy" in proc.stdout + proc.stderr and "3 db descriptors" in proc.stdout + proc.stderr
+
+
+def test_ames_release_files_import_as_local_descriptors(tiny_run, tmp_path):
+    """This run's own SIFT features, written in the AMES release layout and imported, give the same sv result."""
+    wd = tmp_path / "wd"
+    copy_tree(tiny_run, wd)
+    snakemake(wd, "results/demo_sv.json", "--configfile", str(TINY))
+    want = load_json(wd / "results" / "demo_sv.json")
+    res = load_json(wd / "results" / "demo_global.json")
+    release = tmp_path / "release"
+    for ds, split, ver in (("demo", "db", res["versions"]["extract"]), ("demo", "query", res["versions"]["extract"]),
+                           ("demo-train", "db", res["versions"]["extract_training"])):
+        with h5py.File(wd / f"results/local/{ds}/{ver}/{split}/local.h5", "r") as f:
+            desc, count, xy, weight = f["descriptors"][:], f["count"][:], f["xy"][:], f["weight"][:]
+        n, k, d = desc.shape
+        arr = np.zeros(n, np.dtype([("metadata", np.float32, (k, 5)), ("descriptor", np.float16, (k, d))]))
+        for i in range(n):
+            c = count[i]
+            arr["metadata"][i, :c, :2] = xy[i, :c]
+            arr["metadata"][i, :c, 4] = weight[i, :c]
+            arr["metadata"][i, c:, 3] = 1  # padding
+            arr["descriptor"][i, :c] = desc[i, :c]
+        (release / ds).mkdir(parents=True, exist_ok=True)
+        with h5py.File(release / ds / f"sift_{'gallery' if split == 'db' else 'query'}_local.hdf5", "w") as f:
+            f["features"] = arr
+    cfg = tmp_path / "import.yaml"
+    cfg.write_text(yaml.safe_dump({"extract": {"backbone": "ames_import", "ames_import": {
+        "dir": str(release), "desc": "sift", "k": 128, "positions": "pixels"}}}))
+    snakemake(wd, "results/demo_sv.json", "--configfile", str(TINY), str(cfg))
+    got = load_json(wd / "results" / "demo_sv.json")
+    assert got["hyperparameters"]["global"]["extract"]["backbone"] == "ames_import"
+    assert got["metrics"] == want["metrics"] and got["baseline"]["metrics"] == want["baseline"]["metrics"]

@@ -75,11 +75,14 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     from .images import BadImageError, load_bgr, load_gray  # noqa: PLC0415
     from .local_store import write_local_chunk  # noqa: PLC0415
 
-    if backbone not in ("sift", "dinov2", "resnet"):
-        raise ValueError(f"extract.backbone: unknown backbone {backbone!r} (available: sift, dinov2, resnet)")
+    if backbone not in ("sift", "dinov2", "resnet", "ames_import"):
+        raise ValueError(f"extract.backbone: unknown backbone {backbone!r} (available: sift, dinov2, resnet, ames_import)")
     lists = read_json(lists_path)
     entries = lists[split]
     start, stop = chunk_rows(len(entries), chunk, n_chunks)
+    if backbone == "ames_import":
+        import_ames_chunk(lists, split, start, stop, out_path, backbone_config, version)
+        return
     if backbone == "sift":
         cfg = sift.SiftConfig(**backbone_config)
         k, dim, load = cfg.k, sift.DIM, load_gray
@@ -123,6 +126,27 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
                       extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped),
                                    "seconds": time.time() - t0, **extra},
                       global_desc=global_desc)
+
+
+def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, out_path: str | Path,
+                      cfg: dict[str, Any], version: str) -> None:
+    """Rows [start, stop) of an AMES release file as a local-store chunk (see ames_release.py)."""
+    from .ames_release import convert_rows, n_rows, read_rows, release_file  # noqa: PLC0415
+    from .local_store import write_local_chunk  # noqa: PLC0415
+
+    if not cfg.get("dir"):
+        raise ValueError("extract.ames_import.dir: the folder holding {dataset}/{desc}_{gallery,query}_local.hdf5")
+    path = release_file(cfg["dir"], lists["dataset"], cfg["desc"], split)
+    if not path.is_file():
+        raise FileNotFoundError(f"AMES release file not found: {path}")
+    n, _, dim = n_rows(path)
+    if n != len(lists[split]):
+        raise ValueError(f"{path}: {n} rows but the {split} list of {lists['dataset']} has {len(lists[split])} images")
+    meta, desc, packed = read_rows(path, start, stop)
+    rows = convert_rows(path, meta, desc, lists[split][start:stop], int(cfg["k"]), cfg["positions"], start, packed)
+    write_local_chunk(out_path, rows, k=int(cfg["k"]), dim=dim, backbone="ames_import", row_start=start,
+                      n_total=len(lists[split]), extra_attrs={"version": version, "split": split, "skipped": "[]",
+                                                              "source": str(path)})
 
 
 def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
