@@ -36,7 +36,7 @@ rule publish:
     output:
         "results/{dataset}_{method}.json",
     wildcard_constraints:
-        method="|".join(METHODS),
+        method=r"(?!compare$)[A-Za-z0-9][A-Za-z0-9_+\-]*",  # results/{dataset}_compare.json is the compare rule's
     log:
         "logs/publish/{dataset}_{method}.log",
     localrule: True
