@@ -160,8 +160,17 @@ def global_path(ds, split):
     return f"results/global/{ds}/{v_global(ds)}/{split}.h5"
 
 
+def knn_identity():
+    """What in knn's configuration changes its result: k, and for compressed search its settings (block is only
+    how the exact search streams)."""
+    kc = config["knn"]
+    if kc["search"] == "exact":
+        return {"k": kc["k"]}
+    return {"k": kc["k"], "search": kc["search"], "ivfpq": kc["ivfpq"]}
+
+
 def v_knn(ds):
-    return stable_hash({"global": v_global(ds), "knn": config["knn"]})
+    return stable_hash({"global": v_global(ds), "knn": knn_identity()})
 
 
 def v_eval(ds):

@@ -1,4 +1,5 @@
-# Exact nearest neighbours of the queries among the database global descriptors.
+# Nearest neighbours of the queries among the database global descriptors: exact search streamed in blocks (the
+# default; full rankings for the metrics), or compressed search (IVF-PQ) for a shortlist of a large database.
 
 
 rule knn:
@@ -11,6 +12,9 @@ rule knn:
     params:
         preset=PRESET,
         k=lambda w: (check_version(w, v_knn(w.dataset)), config["knn"]["k"])[1],
+        search=config["knn"]["search"],
+        block=config["knn"]["block"],
+        ivfpq=config["knn"]["ivfpq"],
     log:
         "logs/knn/{dataset}/{ver}.log",
     benchmark:

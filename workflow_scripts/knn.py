@@ -1,4 +1,4 @@
-"""Rule knn: exact top-k neighbours of every query in the database (faiss, inner product)."""
+"""Rule knn: top-k neighbours of every query in the database (faiss, inner product; exact or IVF-PQ)."""
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)
@@ -12,5 +12,8 @@ nearest_neighbours(
     out_path=snakemake.output.knn,
     k=snakemake.params.k,
     version=snakemake.wildcards.ver,
+    search=snakemake.params.search,
+    block=snakemake.params.block,
+    ivfpq=snakemake.params.ivfpq,
 )
 write_rule_manifest(snakemake, "knn")

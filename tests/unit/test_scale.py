@@ -44,3 +44,31 @@ def test_simulated_database_resamples_real_rows(tmp_path):
         assert not got[np.arange(23) % 5 == 3].any() and not got[np.arange(23) % 5 == 1][:, 3:].any()  # padding stays 0
         flipped = np.unpackbits(got[np.arange(23) % 5 == 0] ^ codes[0][None]).mean()
         assert 0.05 < flipped < 0.15  # about bit_flip of the valid bits
+
+
+def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):
+    import pytest
+
+    from retrieval.global_store import read_neighbours, write_global
+    from retrieval.pipeline import nearest_neighbours
+
+    rng = np.random.default_rng(2)
+    db = l2_normalise(rng.normal(size=(3000, 16))).astype(np.float32)
+    q = l2_normalise(db[:8] + 0.3 * rng.normal(size=(8, 16))).astype(np.float32)
+    write_global(tmp_path / "db.h5", db)
+    write_global(tmp_path / "q.h5", q)
+    nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "one.h5", 0, "v", block=10_000)
+    nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "blocks.h5", 0, "v", block=257)
+    a, sa, attrs = read_neighbours(tmp_path / "one.h5")
+    b, sb, _ = read_neighbours(tmp_path / "blocks.h5")
+    np.testing.assert_array_equal(a, b)  # full rankings, identical whatever the block size
+    assert a.shape == (8, 3000) and attrs["search"] == "exact" and attrs["search_seconds"] >= 0
+    cfg = {"nlist": 16, "m": 8, "nbits": 8, "nprobe": 16, "train": 3000}
+    nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "ivf.h5", 20, "v", search="ivfpq", block=1000,
+                       ivfpq=cfg)
+    c, sc, cattrs = read_neighbours(tmp_path / "ivf.h5")
+    assert c.shape == (8, 20) and "ivfpq" in cattrs
+    assert recall_at_k(c[:, :10], a[:, :10]) >= 0.5
+    np.testing.assert_allclose(sc, np.take_along_axis(q @ db.T, c, 1), rtol=1e-5)  # exact scores of the returned ids
+    with pytest.raises(ValueError, match="knn.k > 0"):
+        nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "x.h5", 0, "v", search="ivfpq", ivfpq=cfg)

@@ -277,3 +277,18 @@ def test_ames_release_files_import_as_local_descriptors(tiny_run, tmp_path):
     got = load_json(wd / "results" / "demo_sv.json")
     assert got["hyperparameters"]["global"]["extract"]["backbone"] == "ames_import"
     assert got["metrics"] == want["metrics"] and got["baseline"]["metrics"] == want["baseline"]["metrics"]
+
+
+def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_path):
+    wd = tmp_path / "wd"
+    copy_tree(tiny_run, wd)
+    cfg = tmp_path / "ivf.yaml"
+    cfg.write_text(yaml.safe_dump({"knn": {"k": 10, "search": "ivfpq",
+                                           "ivfpq": {"nlist": 4, "m": 8, "nbits": 4, "nprobe": 4, "train": 42}}}))
+    proc = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "knn.search: exact" in out and "rankings hold 10 of" in out
+    res = load_json(tiny_run / "results" / "demo_global.json")
+    knn = list((wd / "results" / "knn" / "demo").glob("*/knn.h5"))
+    with h5py.File(next(p for p in knn if p.parent.name != res["versions"]["knn"]), "r") as f:
+        assert f["ids"].shape == (res["n_queries"], 10) and f.attrs["search"] == "ivfpq"

@@ -262,18 +262,50 @@ def backbone_global(local_path: str | Path, out_path: str | Path, backbone: str,
 # ----------------------------------------------------------------------------------------------- knn
 
 
-def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: str | Path, k: int, version: str) -> None:
-    """k = 0 asks for the full ranking of the database, which the revisitop metrics need."""
-    from .global_store import read_global, write_neighbours  # noqa: PLC0415
-    from .vlad import topk_neighbours  # noqa: PLC0415
+def _exact_similarities(d, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """q . x for the returned ids (-inf where faiss returned -1), reading each query's rows in sorted order."""
+    sims = np.full(ids.shape, -np.inf, np.float32)
+    for i, row in enumerate(ids):
+        ok = row >= 0
+        rows, inverse = np.unique(row[ok], return_inverse=True)
+        sims[i, ok] = (d[rows].astype(np.float32) @ q[i].astype(np.float32))[inverse]
+    return sims
 
-    q, x = read_global(query_path), read_global(db_path)
-    k_eff = len(x) if k == 0 else min(k, len(x))
-    t0 = time.time()
-    ids, sims = topk_neighbours(q, x, k_eff)
+
+def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: str | Path, k: int, version: str,
+                       search: str = "exact", block: int = 100_000, ivfpq: dict[str, Any] | None = None) -> None:
+    """k = 0 asks for the full ranking of the database, which the revisitop metrics need. The database is read in
+    blocks of ``block`` rows: exact search merges each block's top k; ``ivfpq`` trains a compressed index on a
+    sample, adds the blocks and searches it (a truncated shortlist: k > 0)."""
+    import h5py  # noqa: PLC0415
+
+    from .global_store import read_global, write_neighbours  # noqa: PLC0415
+    from .scale import ivfpq_search, stream_topk  # noqa: PLC0415
+
+    q = read_global(query_path)
+    with h5py.File(db_path, "r") as f:
+        if f.attrs.get("kind") != "global":
+            raise ValueError(f"{db_path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+        d = f["descriptors"]
+        n_db = d.shape[0]
+        k_eff = n_db if k == 0 else min(k, n_db)
+        t0 = time.time()
+        if search == "exact":
+            ids, sims = stream_topk(q, lambda s, e: d[s:e], n_db, k_eff, block)
+            extra: dict[str, Any] = {}
+        elif search == "ivfpq":
+            if k == 0:
+                raise ValueError("knn.search: ivfpq returns a truncated shortlist; set knn.k > 0 (the revisitop "
+                                 "metrics need knn.search: exact with knn.k: 0)")
+            ids, stats = ivfpq_search(q, lambda s, e: d[s:e], n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0)
+            sims = _exact_similarities(d, q, ids)
+            extra = {"ivfpq": json.dumps(stats)}
+        else:
+            raise ValueError(f"knn.search: {search!r} is not one of exact, ivfpq")
     seconds = time.time() - t0
-    log.info("knn: %d queries x %d database, k=%d in %.3f s", len(q), len(x), k_eff, seconds)
-    write_neighbours(out_path, ids, sims, k=k_eff, n_db=len(x), version=version, search_seconds=seconds)
+    log.info("knn (%s): %d queries x %d database, k=%d in %.3f s", search, len(q), n_db, k_eff, seconds)
+    write_neighbours(out_path, ids, sims, k=k_eff, n_db=n_db, version=version, search_seconds=seconds, search=search,
+                     **extra)
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -320,7 +352,8 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
         raise ValueError(f"{knn_path}: {ids.shape[0]} rows but {len(lists['query'])} queries in {lists_path}")
     if gnd is not None and ids.shape[1] != n_db:
         raise ValueError(f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
-                         "ranking (set knn.k: 0)")
+                         "ranking (set knn.k: 0 and knn.search: exact); a truncated shortlist is never scored as if "
+                         "the missing images ranked last")
     write_ranking(out_ranking, ids, n_db)
     fault_point("evaluate")  # the ranking is in place, the JSON not yet
     write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
