@@ -1,5 +1,5 @@
 """Rule evaluate_qe: alpha query expansion, optionally after alpha database augmentation, evaluated."""
-from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
+from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
@@ -10,21 +10,10 @@ evaluate_qe_stage(
     query_global=snakemake.input.query,
     db_global=snakemake.input.db,
     knn_path=snakemake.input.knn,
-    lists_path=snakemake.input.lists,
-    gnd_path=snakemake.input.gnd,
+    **evaluation_io(snakemake),
     baseline_json=snakemake.input.baseline,
-    out_json=snakemake.output.json,
-    out_ranking=snakemake.output.ranking,
-    out_csv=snakemake.output.csv,
-    dataset=snakemake.wildcards.dataset,
     method=snakemake.wildcards.method,
     qe_cfg=snakemake.params.qe,
     dba_cfg=snakemake.params.dba,
-    n_bootstrap=snakemake.params.n_bootstrap,
-    ks=snakemake.params.ks,
-    csv_top=snakemake.params.csv_top,
-    versions=snakemake.params.versions,
-    hyperparameters=snakemake.params.hyperparameters,
-    preset=snakemake.params.preset,
 )
 write_rule_manifest(snakemake, "evaluate_qe")

@@ -1,5 +1,5 @@
 """Rule evaluate_whiten: supervised (Lw) whitening of the global descriptors, searched and evaluated."""
-from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
+from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
@@ -11,18 +11,7 @@ evaluate_lw_stage(
     db_global=snakemake.input.db,
     lw_path=snakemake.input.lw,
     knn_path=snakemake.input.knn,
-    lists_path=snakemake.input.lists,
-    gnd_path=snakemake.input.gnd,
+    **evaluation_io(snakemake),
     baseline_json=snakemake.input.baseline,
-    out_json=snakemake.output.json,
-    out_ranking=snakemake.output.ranking,
-    out_csv=snakemake.output.csv,
-    dataset=snakemake.wildcards.dataset,
-    n_bootstrap=snakemake.params.n_bootstrap,
-    ks=snakemake.params.ks,
-    csv_top=snakemake.params.csv_top,
-    versions=snakemake.params.versions,
-    hyperparameters=snakemake.params.hyperparameters,
-    preset=snakemake.params.preset,
 )
 write_rule_manifest(snakemake, "evaluate_whiten")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, TINY, load_json, snakemake
+from conftest import TINY, load_json, snakemake
 
 pytestmark = pytest.mark.workflow
 

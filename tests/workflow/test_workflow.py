@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, SHARED, TINY, copy_tree, load_json, snakemake
+from conftest import SHARED, TINY, copy_tree, load_json, snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -27,7 +27,7 @@ def fit_lw_stage(global_path: str | Path, lists_path: str | Path, out_path: str 
     m = Manifest("lw_whiten", version, cfg, preset, fitted_on=training_split)
     m.add_input("global", global_path, version=global_version)
     x = read_global(global_path)
-    labels = np.array([e.get("label", -1) if e.get("label") is not None else -1 for e in read_json(lists_path)["db"]])
+    labels = np.array([-1 if e.get("label") is None else e["label"] for e in read_json(lists_path)["db"]])
     if len(labels) != len(x):
         raise ValueError(f"{lists_path}: {len(labels)} database images but {global_path} has {len(x)} rows")
     if (labels >= 0).sum() == 0:

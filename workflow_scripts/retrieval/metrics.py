@@ -112,3 +112,8 @@ def evaluate_rankings(
             out[f"mP@{k}"][protocol] = round(100.0 * float(mean_prec[j]), 4) if n else None
         out["per_query_ap"][protocol] = aps
     return out
+
+
+def headline(m: dict[str, Any]) -> dict[str, Any]:
+    """The metrics a results JSON reports (mAP and mP@k per protocol) from :func:`evaluate_rankings`' output."""
+    return {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}

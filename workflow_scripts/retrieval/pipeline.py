@@ -341,7 +341,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
                     csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
                     provenance: dict[str, Any]) -> None:
     from .global_store import read_neighbours  # noqa: PLC0415
-    from .metrics import evaluate_rankings  # noqa: PLC0415
+    from .metrics import evaluate_rankings, headline  # noqa: PLC0415
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
@@ -363,7 +363,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
         result["metrics"] = None
     else:
         m = evaluate_rankings(ids, gnd["gnd"], n_db, ks)
-        result["metrics"] = {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}
+        result["metrics"] = headline(m)
         result["n_evaluated_queries"] = m["n_evaluated"]
         result["per_query_ap"] = {p: {"query": [q["name"] for q in lists["query"]], "ap": m["per_query_ap"][p]}
                                   for p in m["per_query_ap"]}
@@ -381,8 +381,8 @@ def cost_timing(n_queries: int, reads: float = 0.0, rerank: float = 0.0, offline
     """The timing block every method writes: seconds and milliseconds per query of descriptor reads and
     re-ranking (the first stage is the knn file's search time), and per-database work done once (offline)."""
     n = max(1, n_queries)
-    return {"n_queries": n_queries, "reads_seconds": round(reads, 4), "rerank_seconds": round(rerank, 4),
-            "offline_seconds": round(offline, 4),
+    return {"n_queries": n_queries, "reads_seconds": round(reads, 6), "rerank_seconds": round(rerank, 6),
+            "offline_seconds": round(offline, 6),
             "ms_per_query": {"reads": round(1000 * reads / n, 3), "rerank": round(1000 * rerank / n, 3)}, **extra}
 
 
@@ -394,7 +394,7 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
     """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking: its metrics
     next to the global baseline's, the paired per-query difference with a bootstrap interval, per-query AP."""
     from .ames_rerank import bootstrap_difference  # noqa: PLC0415
-    from .metrics import PROTOCOLS, evaluate_rankings  # noqa: PLC0415
+    from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
 
     n_db = len(lists["db"])
     write_ranking(out_ranking, ranking, n_db, extra_datasets)
@@ -407,8 +407,8 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
         m = evaluate_rankings(ranking, gnd["gnd"], n_db, ks)
         base = evaluate_rankings(base_ids, gnd["gnd"], n_db, ks)
         names = [q["name"] for q in lists["query"]]
-        result["metrics"] = {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}
-        result["baseline"] = {"method": "global", "metrics": {k: v for k, v in base.items() if k.startswith(("mAP", "mP@"))}}
+        result["metrics"] = headline(m)
+        result["baseline"] = {"method": "global", "metrics": headline(base)}
         result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap)
                                        for p in PROTOCOLS}
         result["per_query_ap"] = {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}

@@ -210,7 +210,7 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
 
     from .ames_rerank import bootstrap_difference, evaluate_protocol_rankings, grid_rankings  # noqa: PLC0415
     from .global_store import read_neighbours  # noqa: PLC0415
-    from .metrics import PROTOCOLS, evaluate_rankings  # noqa: PLC0415
+    from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
@@ -262,8 +262,8 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
     result = {
         "dataset": dataset, "method": method, "preset": preset, "n_queries": len(names), "n_db": n_db,
         "crop_queries": lists["crop_queries"], "junk_mode": junk_mode,
-        "metrics": {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))},
-        "baseline": {"method": "global", "metrics": {k: v for k, v in base.items() if k.startswith(("mAP", "mP@"))}},
+        "metrics": headline(m),
+        "baseline": {"method": "global", "metrics": headline(base)},
         "chosen": chosen,
         "oracle": {"note": "the grid maximum of Medium mAP on the evaluated queries: not a fair result",
                    **{k: oracle[k] for k in oracle}},

@@ -48,11 +48,11 @@ def evaluate_qe_stage(query_global: str, db_global: str, knn_path: str, lists_pa
     base_ids, _, _ = read_neighbours(knn_path)
     lists, gnd = read_json(lists_path), read_json(gnd_path)
     t1 = time.time()
-    _, dbn = expand(q, db, None, dba_cfg)  # database side: once per database, not per query
+    dbn = expand(q, db, None, dba_cfg)[1] if dba_cfg is not None else db  # once per database, not per query
     t2 = time.time()
     qn, _ = expand(q, dbn, qe_cfg, None)
     ids, sims = topk_neighbours(qn, dbn, len(dbn))  # the expanded query searches the database again
     t3 = time.time()
     write_reranked_evaluation(method, ids, sims, base_ids, lists, gnd, dataset, out_json, out_ranking, out_csv,
                               baseline_json, knn_path, n_bootstrap, ks, csv_top, versions, hyperparameters, preset,
-                              timing=cost_timing(len(q), reads=t1 - t0, rerank=t3 - t2, offline=t2 - t1))
+                              timing=cost_timing(len(q), reads=t1 - t0, rerank=t3 - t2, offline=t2 - t1 if dba_cfg is not None else 0.0))

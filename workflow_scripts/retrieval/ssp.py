@@ -217,7 +217,7 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
                        hyperparameters: dict[str, Any], preset: str) -> None:
     from .ames_rerank import bootstrap_difference  # noqa: PLC0415
     from .global_store import read_global  # noqa: PLC0415
-    from .metrics import PROTOCOLS, evaluate_rankings  # noqa: PLC0415
+    from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
     from .pipeline import result_header, write_neighbours_csv, write_ranking  # noqa: PLC0415
     from .vlad import topk_neighbours  # noqa: PLC0415
 
@@ -243,9 +243,8 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
         result["metrics"] = None
     else:
         ev = {k: evaluate_rankings(r[0], gnd["gnd"], n_db, ks) for k, r in ranks.items()}
-        keep = ("mAP", "mP@")
-        result["metrics"] = {k: v for k, v in ev["ssp"].items() if k.startswith(keep)}
-        result["alongside"] = {k: {"metrics": {m: v for m, v in ev[k].items() if m.startswith(keep)}}
+        result["metrics"] = headline(ev["ssp"])
+        result["alongside"] = {k: {"metrics": headline(ev[k])}
                                for k in ("light_without_adapter", "symmetric_gallery")}
         result["baseline"] = {"method": "light_without_adapter", "metrics": result["alongside"]["light_without_adapter"]["metrics"]}
         result["paired_difference"] = {p: bootstrap_difference(ev["light_without_adapter"]["per_query_ap"][p],
