@@ -11,7 +11,9 @@ from retrieval.versions import GENERATOR_VERSION
 
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
-DOWNLOADABLE = ("roxford5k", "rparis6k")
+DOWNLOADABLE = ("roxford5k", "rparis6k", "revisitop1m")
+DISTRACTORS = "revisitop1m"  # {dataset}+1m: the dataset's database with these images appended
+PLUS = "+1m"
 METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp")
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
@@ -26,7 +28,21 @@ wildcard_constraints:
 
 
 def canonical(ds):
+    if ds.endswith(PLUS):
+        return canonical(ds[: -len(PLUS)]) + PLUS
     return ALIASES.get(ds, ds)
+
+
+def distractor_base(ds):
+    """The dataset under '{dataset}+1m' (its queries and ground truth, its database first), or None."""
+    ds = canonical(ds)
+    if not ds.endswith(PLUS):
+        return None
+    base = ds[: -len(PLUS)]
+    if base == DISTRACTORS or base.endswith(PLUS):
+        raise WorkflowError(f"dataset '{ds}': '{PLUS}' appends the {DISTRACTORS} distractors to another dataset, "
+                            f"e.g. roxford5k{PLUS}")
+    return base
 
 
 def check_version(wildcards, expected):
@@ -44,6 +60,9 @@ def v_demo():
 
 def dataset_dir(ds):
     ds = canonical(ds)
+    base = distractor_base(ds)
+    if base is not None:
+        return f"{dataset_dir(base)} + {dataset_dir(DISTRACTORS)}"
     if ds in DEMO_SPLITS:
         return f"results/demo_data/{v_demo()}/{ds}"
     return os.path.join(config["data_root"], ds)
@@ -51,6 +70,9 @@ def dataset_dir(ds):
 
 def v_lists(ds):
     ds = canonical(ds)
+    base = distractor_base(ds)
+    if base is not None:
+        return stable_hash({"dataset": ds, "base": v_lists(base), "distractors": v_lists(DISTRACTORS)})
     source = v_demo() if ds in DEMO_SPLITS else os.path.abspath(dataset_dir(ds))
     skip = {"on_bad_image": "skip"} if config["on_bad_image"] == "skip" else {}  # default: earlier versions hold
     return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip})
@@ -216,14 +238,51 @@ def log_path(stage, suffix=""):
 
 
 def dataset_source(wildcards):
-    """The files the lists depend on: the demo generator's output, a downloaded dataset, or the user's folder."""
+    """The files the lists depend on: the demo generator's output, a downloaded dataset, or the user's folder;
+    for '{dataset}+1m' the lists of the dataset and of the distractors."""
     ds = canonical(wildcards.dataset)
+    base = distractor_base(ds)
+    if base is not None:
+        return {"base_lists": f"{lists_dir(base)}/lists.json", "base_gnd": f"{lists_dir(base)}/gnd.json",
+                "distractor_lists": f"{lists_dir(DISTRACTORS)}/lists.json"}
     if ds in DEMO_SPLITS:
-        return [f"results/demo_data/{v_demo()}/{ds}/gnd.json"]
+        return {"source": [f"results/demo_data/{v_demo()}/{ds}/gnd.json"]}
+    return {"source": _folder_source(ds)}
+
+
+def lists_plus(wildcards):
+    """image_lists params: the input versions of a '{dataset}+1m' list, else None."""
+    base = distractor_base(wildcards.dataset)
+    if base is None:
+        return None
+    return {"base": v_lists(base), "distractor": v_lists(DISTRACTORS)}
+
+
+def merge_chunks(wildcards):
+    """The chunk files a split's store stacks: its own, or for '{dataset}+1m' the dataset's then (db) the
+    distractors', extracted once and shared by every '+1m' variant."""
+    n = config["extract"]["n_chunks"]
+    base = distractor_base(wildcards.dataset)
+    if base is None:
+        parts = [(wildcards.dataset, wildcards.ver)]
+    else:
+        b, cfg = extraction_of(wildcards)
+        parts = [(p, v_extract(p, b, cfg)) for p in ([base, DISTRACTORS] if wildcards.split == "db" else [base])]
+    return [f"results/local/{p}/{v}/{wildcards.split}/chunk_{c}.h5" for p, v in parts for c in range(n)]
+
+
+def merge_groups(wildcards):
+    n = config["extract"]["n_chunks"]
+    return [n, n] if distractor_base(wildcards.dataset) is not None and wildcards.split == "db" else [n]
+
+
+def _folder_source(ds):
     d = dataset_dir(ds)
     gt = ground_truth_path(d, ds)
     if gt is not None:
         return [str(gt)]
+    if ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt")):
+        return [os.path.join(d, f"{DISTRACTORS}.txt")]
     if ds in DOWNLOADABLE:
         return [os.path.join(d, ".download_complete")]
     if not os.path.isdir(d):
@@ -237,6 +296,10 @@ def dataset_source(wildcards):
 
 
 def check_evaluable(ds):
+    if canonical(ds) == DISTRACTORS:
+        raise WorkflowError(f"dataset '{ds}' is the distractor set: it has no queries. Evaluate a dataset with them "
+                            f"appended instead, e.g. roxford5k{PLUS}")
+    distractor_base(ds)  # refuses '{DISTRACTORS}+1m' and '+1m+1m'
     if canonical(ds) == canonical(TRAIN):
         raise WorkflowError(
             f"dataset '{ds}' is the training split (training_split: {TRAIN}); the codebook and whitening were fitted "

@@ -1,4 +1,5 @@
-# ROxford5k / RParis6k from the official locations, when they are not already under data_root.
+# ROxford5k / RParis6k / the R1M distractors (revisitop1m) from the official locations, when they are not already under
+# data_root. Resumable: run again after an interruption.
 
 
 rule download_revisitop:
@@ -8,12 +9,13 @@ rule download_revisitop:
         dataset="|".join(DOWNLOADABLE),
     params:
         data_root=lambda w, output: os.path.dirname(os.path.dirname(output.flag)),
+        keep_archives=config["download"]["keep_archives"],
     log:
         "logs/download/{dataset}.log",
     threads: 1
     resources:
         mem_mb=1000,
-        runtime=240,
+        runtime=lambda w: 2880 if w.dataset == "revisitop1m" else 240,
     conda:
         ENV
     script:

@@ -1,9 +1,10 @@
-# Image lists: db and query entries (path, size, query box) and the ground truth as gnd.json.
+# Image lists: db and query entries (path, size, query box) and the ground truth as gnd.json. '{dataset}+1m' stacks
+# the dataset's lists and the revisitop1m distractors' (queries and ground-truth indices unchanged).
 
 
 rule image_lists:
     input:
-        dataset_source,
+        unpack(dataset_source),
     output:
         lists="results/lists/{dataset}/{ver}/lists.json",
         gnd="results/lists/{dataset}/{ver}/gnd.json",
@@ -13,6 +14,7 @@ rule image_lists:
         crop_queries=config["crop_queries"],
         on_bad_image=config["on_bad_image"],
         preset=PRESET,
+        plus=lists_plus,
     log:
         log_path("image_lists"),
     threads: 1

@@ -1,16 +1,11 @@
-# Merge the chunks of one split into a verified HDF5 virtual dataset.
+# Merge the chunks of one split into a verified HDF5 virtual dataset ('{dataset}+1m': the dataset's chunks and the
+# distractors', stacked without copying).
 
 
 rule merge_local:
     input:
         lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
-        chunks=lambda w: expand(
-            "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5",
-            dataset=w.dataset,
-            ver=w.ver,
-            split=w.split,
-            chunk=range(config["extract"]["n_chunks"]),
-        ),
+        chunks=merge_chunks,
     output:
         store="results/local/{dataset}/{ver}/{split}/local.h5",
         manifest="results/local/{dataset}/{ver}/{split}/manifest.json",
@@ -19,6 +14,7 @@ rule merge_local:
                           extraction_of(w)[0]: extraction_of(w)[1]},
         lists_version=lambda w: v_lists(w.dataset),
         preset=PRESET,
+        groups=merge_groups,
     log:
         "logs/merge_local/{dataset}/{ver}/{split}.log",
     threads: 1

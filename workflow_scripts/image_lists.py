@@ -1,19 +1,34 @@
-"""Rule image_lists: database and query lists (paths, sizes, query boxes) and the normalised ground truth."""
+"""Rule image_lists: database and query lists (paths, sizes, query boxes) and the normalised ground truth; for
+``{dataset}+1m`` the dataset's lists with the R1M distractors appended to its database."""
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import make_image_lists  # noqa: E402
+from retrieval.pipeline import make_image_lists, make_lists_with_distractors  # noqa: E402
 
-make_image_lists(
-    dataset_dir=snakemake.params.dataset_dir,
-    dataset=snakemake.wildcards.dataset,
-    crop_queries=snakemake.params.crop_queries,
-    out_lists=snakemake.output.lists,
-    out_gnd=snakemake.output.gnd,
-    out_manifest=snakemake.output.manifest,
-    version=snakemake.wildcards.ver,
-    preset=snakemake.params.preset,
-    on_bad_image=snakemake.params.on_bad_image,
-)
+if snakemake.params.plus is not None:
+    make_lists_with_distractors(
+        base_lists=snakemake.input.base_lists,
+        base_gnd=snakemake.input.base_gnd,
+        distractor_lists=snakemake.input.distractor_lists,
+        dataset=snakemake.wildcards.dataset,
+        out_lists=snakemake.output.lists,
+        out_gnd=snakemake.output.gnd,
+        out_manifest=snakemake.output.manifest,
+        version=snakemake.wildcards.ver,
+        preset=snakemake.params.preset,
+        input_versions=snakemake.params.plus,
+    )
+else:
+    make_image_lists(
+        dataset_dir=snakemake.params.dataset_dir,
+        dataset=snakemake.wildcards.dataset,
+        crop_queries=snakemake.params.crop_queries,
+        out_lists=snakemake.output.lists,
+        out_gnd=snakemake.output.gnd,
+        out_manifest=snakemake.output.manifest,
+        version=snakemake.wildcards.ver,
+        preset=snakemake.params.preset,
+        on_bad_image=snakemake.params.on_bad_image,
+    )

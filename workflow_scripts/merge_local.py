@@ -16,4 +16,5 @@ merge_local(
     config=snakemake.params.config,
     preset=snakemake.params.preset,
     lists_version=snakemake.params.lists_version,
+    groups=snakemake.params.groups,
 )

@@ -72,3 +72,34 @@ def test_landmarks_mini_lists():
     assert len(lists["db"]) == 85 and len(lists["query"]) == 16
     q = lists["query"][0]
     assert q["crop"] == query_box(gt.gnd[0]["bbx"], q["width"], q["height"])
+
+
+def _lists(root, name, crop=True):
+    return build_image_lists(root, name, crop)
+
+
+def test_distractor_list_layout_and_stacking(tmp_path):
+    from retrieval.datasets import with_distractors
+
+    base = tmp_path / "ds"
+    _write_dataset(base, ["a", "b", "c"], ["q"], [{"easy": [0], "hard": [2], "junk": [1], "bbx": [1, 1, 20, 20]}])
+    r1m = tmp_path / "revisitop1m"
+    for n in ("00/d1.jpg", "01/d2.jpg"):
+        (r1m / "jpg" / n).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(r1m / "jpg" / n)
+    (r1m / "revisitop1m.txt").write_text("00/d1.jpg\n01/d2.jpg\n")
+    dlists, dgt = build_image_lists(r1m, "revisitop1m")
+    assert dgt is None and dlists["query"] == [] and [e["name"] for e in dlists["db"]] == ["00/d1.jpg", "01/d2.jpg"]
+    assert dlists["db"][1]["width"] == 12 and dlists["db"][1]["path"].endswith("jpg/01/d2.jpg")
+
+    blists, bgt = build_image_lists(base, "ds")
+    lists, gnd = with_distractors(blists, bgt.to_json(), dlists, "ds+1m")
+    assert lists["dataset"] == "ds+1m" and [e["name"] for e in lists["db"]] == ["a", "b", "c", "00/d1.jpg", "01/d2.jpg"]
+    assert lists["query"] == blists["query"] and lists["parts"][0]["rows"] == 3 and lists["parts"][1]["rows"] == 2
+    # ground-truth indices still point at the dataset's own rows; the distractors are in imlist, never relevant
+    assert gnd["gnd"] == bgt.to_json()["gnd"] and gnd["imlist"][3:] == ["00/d1.jpg", "01/d2.jpg"]
+
+    with pytest.raises(ValueError, match="also database images"):
+        with_distractors(blists, bgt.to_json(), blists | {"query": []}, "ds+1m")
+    with pytest.raises(ValueError, match="has no queries"):
+        with_distractors(blists, bgt.to_json(), blists, "ds+1m")

@@ -134,3 +134,63 @@ def test_offline_fails_at_once_saying_where_to_put_the_files(tmp_path):
     assert time.time() - t0 < 30
     msg = str(e.value)
     assert str(tmp_path / "roxford5k" / "jpg") in msg and "gnd_roxford5k.pkl" in msg and "oxbuild_images" in msg
+
+
+def _tar(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_distractor_download_keeps_folders_resumes_per_archive_and_verifies_the_list(tmp_path, server):
+    names = [f"{i % 2:02d}/{i:06d}.jpg" for i in range(6)]
+    _Handler.files = {
+        "/revisitop1m.txt": ("\n".join(names) + "\n").encode(),
+        "/r1m.1.tar.gz": _tar([(n, _jpeg(i)) for i, n in enumerate(names[:3])]),
+        "/r1m.2.tar.gz": _tar([(n, _jpeg(i + 3)) for i, n in enumerate(names[3:], 0)]),
+    }
+    _Handler.cut_first = {"/r1m.2.tar.gz"}
+    sources = {"revisitop1m": {"archives": [f"{server}/r1m.1.tar.gz", f"{server}/r1m.2.tar.gz"],
+                               "list": f"{server}/revisitop1m.txt", "n_db": 6, "n_queries": 0}}
+    with pytest.raises(Exception):
+        download_revisitop("revisitop1m", tmp_path, sources, keep_archives=False)  # dies in the second archive
+    cache = tmp_path / "revisitop1m" / "_download"
+    assert (cache / "r1m.1.tar.gz.done").is_file() and not (cache / "r1m.1.tar.gz").exists()  # extracted, deleted
+    del _Handler.files["/r1m.1.tar.gz"]  # a done archive is never fetched again
+    summary = download_revisitop("revisitop1m", tmp_path, sources, keep_archives=False)
+    assert summary["db"] == 6 and summary["queries"] == 0
+    assert sorted(str(p.relative_to(tmp_path / "revisitop1m" / "jpg"))
+                  for p in (tmp_path / "revisitop1m" / "jpg").rglob("*.jpg")) == sorted(names)
+    from retrieval.datasets import build_image_lists
+
+    lists, gt = build_image_lists(tmp_path / "revisitop1m", "revisitop1m")
+    assert gt is None and [e["name"] for e in lists["db"]] == names and lists["query"] == []
+    # a listed image lost after extraction fails verification, naming it and the done markers
+    (tmp_path / "revisitop1m" / "jpg" / names[4]).unlink()
+    (tmp_path / "revisitop1m" / ".download_complete").unlink()
+    with pytest.raises(ValueError, match=r"000004\.jpg.*\.done"):
+        download_revisitop("revisitop1m", tmp_path, sources)
+
+
+def test_archive_members_cannot_escape_the_image_folder(tmp_path):
+    from retrieval.download import extract_tree
+
+    archive = tmp_path / "evil.tar.gz"
+    archive.write_bytes(_tar([("ok/a.jpg", _jpeg(0)), ("../../outside.jpg", _jpeg(1))]))
+    with pytest.raises(ValueError, match="outside"):
+        extract_tree(archive, tmp_path / "ds" / "jpg")
+    assert not (tmp_path / "outside.jpg").exists()
+
+
+def test_offline_distractor_message_names_the_list_and_archives(tmp_path):
+    if _online():
+        pytest.skip("online: this test checks the offline message")
+    with pytest.raises(OfflineError) as e:
+        download_revisitop("revisitop1m", tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "revisitop1m" / "revisitop1m.txt") in msg and "revisitop1m.100.tar.gz" in msg
+    assert "100 archives" in msg and len(SOURCES["revisitop1m"]["archives"]) == 100

@@ -86,3 +86,38 @@ def test_chunk_deleted_or_truncated_after_merge_is_detected(tmp_path):
     paths[1].unlink()
     with pytest.raises(StoreError, match="missing"):
         open_local(out)
+
+
+def test_merge_stacks_parts_extracted_from_separate_lists(tmp_path):
+    """'{dataset}+1m': the dataset's chunks (rows 0..5 of its own list) then the distractors' (rows 0..4 of theirs)."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "r1m").mkdir()
+    (tmp_path / "plus").mkdir()
+    base, base_rows = make_chunks(tmp_path / "base", [2, 3], seed=1)
+    dist, dist_rows = make_chunks(tmp_path / "r1m", [4, 0], seed=2)
+    out = tmp_path / "plus" / "local.h5"
+    info = merge_local_chunks(base + dist, out, 9, groups=[2, 2])
+    assert info["parts"] == [5, 4]
+    with open_local(out) as f:
+        assert list(f["count"][:]) == [len(r["descriptors"]) for r in base_rows + dist_rows]
+        for name in ("descriptors", "xy", "image_size"):
+            cat = np.concatenate([h5py.File(p, "r")[name][:] for p in base + dist])
+            np.testing.assert_array_equal(f[name][:], cat)
+    # sources are named relative to the merged file, so the whole results folder can move
+    tmp_path.rename(tmp_path.with_name(tmp_path.name + "_moved"))
+    with open_local(tmp_path.with_name(tmp_path.name + "_moved") / "plus" / "local.h5") as f:
+        assert f["count"].shape == (9,)
+
+
+def test_merge_refuses_parts_that_do_not_tile_their_own_lists(tmp_path):
+    base, _ = make_chunks(tmp_path, [2, 3], seed=1)
+    # without groups the second list's chunk does not belong: its n_total differs
+    (tmp_path / "r").mkdir()
+    dist, _ = make_chunks(tmp_path / "r", [4], seed=2)
+    with pytest.raises(StoreError, match="n_total=4 differs"):
+        merge_local_chunks(base + dist, tmp_path / "x.h5", 9)
+    # a part missing its last chunk
+    with pytest.raises(StoreError, match="hold 2 rows but n_total=5"):
+        merge_local_chunks(base[:1] + dist, tmp_path / "y.h5", 6, groups=[1, 1])
+    with pytest.raises(StoreError, match="parts of"):
+        merge_local_chunks(base + dist, tmp_path / "z.h5", 9, groups=[2, 2])

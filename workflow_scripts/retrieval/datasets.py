@@ -4,6 +4,8 @@ Accepted layouts under ``{data_root}/{dataset}/``:
 
 * revisitop: ``jpg/{name}.jpg`` + ``gnd_{dataset}.pkl`` (ROxford5k, RParis6k);
 * ``jpg/`` + ``gnd.json`` with the same structure (``landmarks-mini``, the generated ``demo`` splits);
+* a distractor set (R1M): ``revisitop1m.txt`` naming each image as a path under ``jpg/``; database only, no
+  queries;
 * a plain folder of images without ground truth: ``image_list.txt``/``query_list.txt`` (paths relative to the
   folder) when present, otherwise every image under ``jpg/`` (or the folder itself) is both a database image
   and a query. Such a dataset gets rankings and neighbour lists but no metrics.
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DISTRACTOR_LIST = "revisitop1m.txt"
 
 
 def canonical_name(name: str) -> str:
@@ -118,6 +121,12 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
         db_paths = [image_file(root, n) for n in gt.imlist]
         q_paths = [image_file(root, n) for n in gt.qimlist]
         db_names, q_names = list(gt.imlist), list(gt.qimlist)
+    elif (root / DISTRACTOR_LIST).is_file():
+        db_names = [ln.strip() for ln in (root / DISTRACTOR_LIST).read_text().splitlines() if ln.strip()]
+        db_paths = [image_file(root, n) for n in db_names]
+        q_paths, q_names = [], []
+        if not db_paths:
+            raise ValueError(f"{root / DISTRACTOR_LIST}: names no images")
     else:
         db_paths = _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
         q_paths = _read_list(root / "query_list.txt", root) if (root / "query_list.txt").is_file() else list(db_paths)
@@ -161,3 +170,35 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
         lists["on_bad_image"] = "skip"
         lists["skipped"] = skipped
     return lists, gt
+
+
+def with_distractors(base_lists: dict[str, Any], base_gnd: dict[str, Any] | None,
+                     distractor_lists: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The lists and ground truth of ``{dataset}+1m``: the dataset's database with the distractors appended.
+
+    Queries, query boxes and ground-truth indices are the dataset's own (the distractors come after its database
+    rows, so ``easy``/``hard``/``junk`` indices are unchanged); ``imlist`` gains the distractor names. Distractors
+    are never relevant: a distractor set with queries or labels is refused."""
+    if distractor_lists["query"]:
+        raise ValueError(f"{distractor_lists['dataset']}: a distractor set has no queries, this one has "
+                         f"{len(distractor_lists['query'])}")
+    dup = {e["path"] for e in base_lists["db"]} & {e["path"] for e in distractor_lists["db"]}
+    if dup:
+        raise ValueError(f"{name}: {len(dup)} distractor image(s) are also database images of "
+                         f"{base_lists['dataset']}, e.g. {sorted(dup)[:3]}")
+    labelled = base_gnd is not None and base_gnd.get("labels") is not None
+    db = list(base_lists["db"]) + [{**{k: v for k, v in e.items() if k != "label"}, **({"label": -1} if labelled else {})}
+                                   for e in distractor_lists["db"]]
+    lists = {**base_lists, "dataset": name, "db": db,
+             "parts": [{"dataset": base_lists["dataset"], "root": base_lists["root"], "rows": len(base_lists["db"])},
+                       {"dataset": distractor_lists["dataset"], "root": distractor_lists["root"],
+                        "rows": len(distractor_lists["db"])}]}
+    skipped = base_lists.get("skipped", []) + distractor_lists.get("skipped", [])
+    if "skipped" in base_lists or "skipped" in distractor_lists:
+        lists["skipped"] = skipped
+    gnd = None
+    if base_gnd is not None:
+        gnd = {**base_gnd, "imlist": list(base_gnd["imlist"]) + [e["name"] for e in distractor_lists["db"]]}
+        if labelled:
+            gnd["labels"] = list(gnd["labels"]) + [-1] * len(distractor_lists["db"])
+    return lists, gnd

@@ -1,9 +1,17 @@
-"""Download of ROxford5k and RParis6k from the official locations (revisitop's ``download.py`` lists them).
+"""Download of ROxford5k, RParis6k and the R1M distractors from the official locations (revisitop's
+``download.py`` lists them).
 
 Resumable: archives are fetched into ``{dataset}/_download/*.part`` with HTTP range requests and renamed when
-complete. Images are extracted flat into ``jpg/`` (only regular ``.jpg`` members, by base name). The result is
-verified against the ground truth: every listed database and query image present and decodable, and the
-expected counts (4993+70, 6322+70). Files that no list names (the corrupt Paris images) are ignored.
+complete; an archive already extracted (a ``.done`` marker) is neither fetched nor extracted again, so the 100
+R1M archives can be fetched over several runs and deleted as they go (``keep_archives: false``).
+
+* ROxford5k / RParis6k: images extracted flat into ``jpg/`` (only regular ``.jpg`` members, by base name),
+  verified against the ground truth: every listed database and query image present and decodable, and the
+  expected counts (4993+70, 6322+70). Files that no list names (the corrupt Paris images) are ignored.
+* revisitop1m: the image list ``revisitop1m.txt`` names every image as a path under ``jpg/`` (extension
+  included); archives are extracted keeping their folders (members outside ``jpg/`` are refused), and every
+  listed image must be present and decodable (1,001,001 images, no queries).
+
 Offline, it fails at once with a message saying where to put the files.
 """
 
@@ -36,6 +44,12 @@ SOURCES: dict[str, dict[str, Any]] = {
         "n_db": 6322,
         "n_queries": 70,
     },
+    "revisitop1m": {
+        "archives": [f"http://ptak.felk.cvut.cz/revisitop/revisitop1m/jpg/revisitop1m.{i}.tar.gz" for i in range(1, 101)],
+        "list": "http://ptak.felk.cvut.cz/revisitop/revisitop1m/revisitop1m.txt",
+        "n_db": 1001001,
+        "n_queries": 0,
+    },
 }
 
 
@@ -44,7 +58,12 @@ class OfflineError(RuntimeError):
 
 
 def _where_to_put(name: str, target: Path, source: dict[str, Any]) -> str:
-    return (f"put the images in {target / 'jpg'}/ (from {', '.join(source['archives'])}) and the ground truth in "
+    archives = source["archives"]
+    shown = ", ".join(archives) if len(archives) <= 3 else f"{archives[0]} ... {archives[-1]} ({len(archives)} archives)"
+    if "list" in source:
+        return (f"put the image list in {target / Path(source['list']).name} (from {source['list']}) and the images, "
+                f"with the folders the list names, under {target / 'jpg'}/ (from {shown}), then run the workflow again")
+    return (f"put the images in {target / 'jpg'}/ (from {shown}) and the ground truth in "
             f"{target / f'gnd_{name}.pkl'} (from {source['gnd']}), then run the workflow again")
 
 
@@ -98,17 +117,49 @@ def extract_jpgs(archive: Path, jpg_dir: Path) -> int:
     return n
 
 
-def verify_dataset(target: Path, name: str, n_db: int, n_queries: int) -> dict[str, int]:
+def extract_tree(archive: Path, jpg_dir: Path) -> int:
+    """Extract the image members of a tar archive under ``jpg_dir`` keeping their folders (R1M's layout).
+
+    Member names that are absolute or climb out with ``..`` are refused: an archive never writes outside ``jpg/``."""
+    from .datasets import IMAGE_SUFFIXES  # noqa: PLC0415
+
+    jpg_dir.mkdir(parents=True, exist_ok=True)
+    root = jpg_dir.resolve()
+    n = 0
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if not member.isfile() or Path(member.name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            rel = Path(member.name)
+            out = (root / rel).resolve()
+            if rel.is_absolute() or not out.is_relative_to(root):
+                raise ValueError(f"{archive}: member {member.name!r} would be written outside {jpg_dir}; refusing it")
+            if out.exists() and out.stat().st_size == member.size:
+                continue
+            src = tar.extractfile(member)
+            if src is None:
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".part")
+            tmp.write_bytes(src.read())
+            tmp.rename(out)
+            n += 1
+    return n
+
+
+def read_image_list(path: Path) -> list[str]:
+    """Entries of an image list such as ``revisitop1m.txt``: one path under ``jpg/`` per line."""
+    names = [ln.strip() for ln in path.read_text().splitlines()]
+    return [n for n in names if n and not n.startswith("#")]
+
+
+def _check_decodable(target: Path, names: list[str]) -> None:
     from PIL import Image  # noqa: PLC0415
 
     from .datasets import image_file  # noqa: PLC0415
-    from .gnd import load_ground_truth  # noqa: PLC0415
 
-    gt = load_ground_truth(target / f"gnd_{name}.pkl")
-    if (gt.n_db, gt.n_queries) != (n_db, n_queries):
-        raise ValueError(f"{target}: ground truth lists {gt.n_db}+{gt.n_queries} images, expected {n_db}+{n_queries}")
     bad = []
-    for n in gt.imlist + gt.qimlist:
+    for n in names:
         p = image_file(target, n)
         try:
             with Image.open(p) as im:
@@ -117,11 +168,33 @@ def verify_dataset(target: Path, name: str, n_db: int, n_queries: int) -> dict[s
             bad.append(f"{p} ({e})")
     if bad:
         raise ValueError(f"{target}: {len(bad)} listed images missing or undecodable, e.g. {bad[:3]}")
+
+
+def verify_listed(target: Path, list_name: str, n_db: int) -> dict[str, int]:
+    """A distractor set: its image list has ``n_db`` entries, each present under ``jpg/`` and decodable."""
+    path = target / list_name
+    if not path.is_file():
+        raise FileNotFoundError(f"image list not found: {path}")
+    names = read_image_list(path)
+    if len(names) != n_db:
+        raise ValueError(f"{path}: lists {len(names)} images, expected {n_db}")
+    _check_decodable(target, names)
+    return {"db": len(names), "queries": 0}
+
+
+def verify_dataset(target: Path, name: str, n_db: int, n_queries: int) -> dict[str, int]:
+    from .gnd import load_ground_truth  # noqa: PLC0415
+
+    gt = load_ground_truth(target / f"gnd_{name}.pkl")
+    if (gt.n_db, gt.n_queries) != (n_db, n_queries):
+        raise ValueError(f"{target}: ground truth lists {gt.n_db}+{gt.n_queries} images, expected {n_db}+{n_queries}")
+    _check_decodable(target, gt.imlist + gt.qimlist)
     return {"db": gt.n_db, "queries": gt.n_queries}
 
 
 def download_revisitop(name: str, data_root: str | Path, sources: dict[str, dict[str, Any]] | None = None,
-                       timeout: float = 30.0) -> dict[str, Any]:
+                       timeout: float = 30.0, keep_archives: bool = True) -> dict[str, Any]:
+    """Fetch, extract and verify one dataset under ``{data_root}/{name}``; ``.download_complete`` is written last."""
     sources = sources or SOURCES
     if name not in sources:
         raise ValueError(f"no download source for dataset {name!r} (known: {sorted(sources)})")
@@ -130,15 +203,38 @@ def download_revisitop(name: str, data_root: str | Path, sources: dict[str, dict
     target.mkdir(parents=True, exist_ok=True)
     cache = target / "_download"
     cache.mkdir(exist_ok=True)
+    probe = src.get("list") or src["gnd"]
     try:
-        urllib.request.urlopen(urllib.request.Request(src["gnd"], method="HEAD"), timeout=min(timeout, 10)).close()
+        urllib.request.urlopen(urllib.request.Request(probe, method="HEAD"), timeout=min(timeout, 10)).close()
     except (urllib.error.URLError, OSError) as e:
-        raise OfflineError(f"cannot reach {src['gnd']} ({e}). Offline? {_where_to_put(name, target, src)}") from e
-    gnd_path = fetch(src["gnd"], target / f"gnd_{name}.pkl", timeout)
-    for url in src["archives"]:
-        archive = fetch(url, cache / Path(url).name, timeout)
-        log.info("%s: extracted %d images", archive.name, extract_jpgs(archive, target / "jpg"))
-    counts = verify_dataset(target, name, src["n_db"], src["n_queries"])
-    summary = {"dataset": name, "ground_truth": str(gnd_path), "archives": src["archives"], **counts}
+        raise OfflineError(f"cannot reach {probe} ({e}). Offline? {_where_to_put(name, target, src)}") from e
+    if "list" in src:
+        meta_path = fetch(src["list"], target / Path(src["list"]).name, timeout)
+        extract = extract_tree
+    else:
+        meta_path = fetch(src["gnd"], target / f"gnd_{name}.pkl", timeout)
+        extract = extract_jpgs
+    for i, url in enumerate(src["archives"]):
+        archive = cache / Path(url).name
+        done = archive.with_name(archive.name + ".done")
+        if done.is_file():
+            continue
+        fetch(url, archive, timeout)
+        n = extract(archive, target / "jpg")
+        done.write_text(f"{n}\n")
+        if not keep_archives:
+            archive.unlink()
+        log.info("%s (%d of %d): extracted %d images", archive.name, i + 1, len(src["archives"]), n)
+    try:
+        if "list" in src:
+            counts = verify_listed(target, meta_path.name, src["n_db"])
+        else:
+            counts = verify_dataset(target, name, src["n_db"], src["n_queries"])
+    except ValueError as e:
+        raise ValueError(f"{e}. Archives already extracted are marked {cache}/*.done: delete the marker of the archive "
+                         "that holds these images (or all of them) and run again") from e
+    meta = {"image_list": str(meta_path), "archives": len(src["archives"])} if "list" in src else \
+        {"ground_truth": str(meta_path), "archives": src["archives"]}
+    summary = {"dataset": name, **meta, **counts}
     write_json(target / ".download_complete", summary)
     return summary

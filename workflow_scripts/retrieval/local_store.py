@@ -23,6 +23,7 @@ A missing source would silently read as fill values, so ``open_local`` verifies 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -121,11 +122,19 @@ def _check_attrs(f: h5py.File, path: str) -> None:
             raise StoreError(f"{path}: dataset '{name}' has {f[name].shape[0]} rows, 'count' has {n}")
 
 
-def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, n_expected: int) -> dict[str, Any]:
-    """Write a virtual HDF5 over the chunks (in the given order) after checking they tile 0..n_expected."""
+def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, n_expected: int,
+                       groups: Sequence[int] | None = None) -> dict[str, Any]:
+    """Write a virtual HDF5 over the chunks (in the given order) after checking they tile 0..n_expected.
+
+    ``groups``: the chunks come in consecutive parts of these many chunks, each part extracted from its own image
+    list (``{dataset}+1m``: the dataset's chunks, then the distractors'); each part tiles its own rows and the
+    parts are stacked in order."""
     out_path = Path(out_path)
     if not chunk_paths:
         raise StoreError(f"{out_path}: no chunk files to merge")
+    groups = list(groups) if groups is not None else [len(chunk_paths)]
+    if sum(groups) != len(chunk_paths):
+        raise StoreError(f"{out_path}: {len(chunk_paths)} chunk files given for parts of {groups} chunks")
     infos = []
     for p in chunk_paths:
         p = Path(p)
@@ -140,17 +149,29 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
         except OSError as e:
             raise StoreError(f"chunk file unreadable (truncated or not HDF5): {p} ({e})") from e
     first = infos[0]
-    row = 0
-    for info in infos:
-        for key in ("backbone", "dim", "K", "n_total", "global_dim"):
-            if info[key] != first[key]:
-                raise StoreError(f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})")
-        if info["row_start"] != row or info["row_stop"] - info["row_start"] != info["n"]:
-            raise StoreError(f"{info['path']}: holds rows {info['row_start']}..{info['row_stop']} ({info['n']} rows) "
-                             f"but the next expected row is {row}: a chunk is missing, short or out of order")
-        row = int(info["row_stop"])
-    if row != n_expected or int(first["n_total"]) != n_expected:
-        raise StoreError(f"{out_path}: chunks hold {row} rows (n_total={first['n_total']}) but the image list has {n_expected}")
+    offset, at = 0, 0
+    part_rows = []
+    for size in groups:
+        part = infos[at:at + size]
+        at += size
+        row = 0
+        for info in part:
+            for key in ("backbone", "dim", "K", "global_dim"):
+                if info[key] != first[key]:
+                    raise StoreError(f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})")
+            if info["n_total"] != part[0]["n_total"]:
+                raise StoreError(f"{info['path']}: n_total={info['n_total']} differs from {part[0]['path']} ({part[0]['n_total']})")
+            if info["row_start"] != row or info["row_stop"] - info["row_start"] != info["n"]:
+                raise StoreError(f"{info['path']}: holds rows {info['row_start']}..{info['row_stop']} ({info['n']} rows) "
+                                 f"but the next expected row is {row}: a chunk is missing, short or out of order")
+            row = int(info["row_stop"])
+            info["offset"] = offset
+        if row != int(part[0]["n_total"]):
+            raise StoreError(f"{out_path}: chunks from {part[0]['path']} on hold {row} rows but n_total={part[0]['n_total']}")
+        part_rows.append(row)
+        offset += row
+    if offset != n_expected:
+        raise StoreError(f"{out_path}: chunks hold {offset} rows (parts {part_rows}) but the image list has {n_expected}")
 
     k, d, gd = int(first["K"]), int(first["dim"]), int(first["global_dim"])
     layouts = _layouts(n_expected, k, d)
@@ -161,11 +182,11 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
             for name, (shape, dtype) in layouts.items():
                 layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
                 for info in infos:
-                    rel = Path(info["path"]).resolve().relative_to(out_path.parent.resolve()) \
-                        if Path(info["path"]).resolve().is_relative_to(out_path.parent.resolve()) \
-                        else Path(info["path"]).resolve()
-                    src = h5py.VirtualSource(str(rel), name, shape=(info["n"],) + shape[1:])
-                    layout[int(info["row_start"]):int(info["row_stop"])] = src
+                    # relative to the merged file (HDF5 looks there first), so the results folder can move
+                    rel = os.path.relpath(Path(info["path"]).resolve(), out_path.parent.resolve())
+                    src = h5py.VirtualSource(rel, name, shape=(info["n"],) + shape[1:])
+                    start = int(info["offset"] + info["row_start"])
+                    layout[start:start + int(info["n"])] = src
                 fill = COUNT_FILL if name == "count" else 0
                 f.create_virtual_dataset(name, layout, fillvalue=fill)
             f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "local", "backbone": first["backbone"],
@@ -179,7 +200,7 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
         if (counts == COUNT_FILL).any():
             raise StoreError(f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}")
         fault_point("merge")  # the merged file is complete under its temporary name
-    return {"n_rows": n_expected, "n_chunks": len(infos), "K": k, "dim": d, "global_dim": gd, "backbone": first["backbone"],
+    return {"n_rows": n_expected, "n_chunks": len(infos), "parts": part_rows, "K": k, "dim": d, "global_dim": gd, "backbone": first["backbone"],
             "extract_seconds": round(float(sum(i["seconds"] for i in infos)), 3),
             "descriptors_total": int(counts.sum())}
 

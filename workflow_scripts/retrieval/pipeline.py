@@ -64,6 +64,24 @@ def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, 
             skipped_images=lists.get("skipped", []))
 
 
+def make_lists_with_distractors(base_lists: str | Path, base_gnd: str | Path, distractor_lists: str | Path, dataset: str,
+                                out_lists: str | Path, out_gnd: str | Path, out_manifest: str | Path, version: str,
+                                preset: str, input_versions: dict[str, str]) -> None:
+    """``{dataset}+1m``: the dataset's lists with the distractor set's database appended (see ``with_distractors``)."""
+    from .datasets import with_distractors  # noqa: PLC0415
+
+    m = Manifest("image_lists", version, {"dataset": dataset, "distractors": read_json(distractor_lists)["dataset"]}, preset)
+    for role, path in (("base_lists", base_lists), ("base_gnd", base_gnd), ("distractor_lists", distractor_lists)):
+        m.add_input(role, path, version=input_versions[role.split("_")[0]])
+    lists, gnd = with_distractors(read_json(base_lists), read_json(base_gnd), read_json(distractor_lists), dataset)
+    write_json(out_lists, lists)
+    write_json(out_gnd, gnd)
+    log.info("%s: %d database images (%s) + %d distractors, %d queries", dataset, lists["parts"][0]["rows"],
+             lists["parts"][0]["dataset"], lists["parts"][1]["rows"], len(lists["query"]))
+    m.write(out_manifest, outputs=[out_lists, out_gnd], n_db=len(lists["db"]), n_queries=len(lists["query"]),
+            parts=lists["parts"], skipped_images=lists.get("skipped", []))
+
+
 # ------------------------------------------------------------------------------------------- extract
 
 
@@ -150,13 +168,20 @@ def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, 
 
 
 def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
-                manifest_path: str | Path, version: str, config: dict[str, Any], preset: str, lists_version: str) -> None:
-    from .local_store import merge_local_chunks  # noqa: PLC0415
+                manifest_path: str | Path, version: str, config: dict[str, Any], preset: str, lists_version: str,
+                groups: Sequence[int] | None = None) -> None:
+    """The virtual store of a split; ``groups`` (chunks per part) when the split stacks several extractions
+    (``{dataset}+1m``: the dataset's database, then the distractors')."""
+    from .local_store import StoreError, merge_local_chunks  # noqa: PLC0415
 
     m = Manifest("extract", version, config, preset, split=split)
     m.add_input("lists", lists_path, version=lists_version)
-    n = len(read_json(lists_path)[split])
-    info = merge_local_chunks(chunk_paths, out_path, n)
+    lists = read_json(lists_path)
+    n = len(lists[split])
+    info = merge_local_chunks(chunk_paths, out_path, n, groups)
+    if split == "db" and "parts" in lists and info["parts"] != [p["rows"] for p in lists["parts"]]:
+        raise StoreError(f"{out_path}: parts of {info['parts']} rows but {lists_path} stacks "
+                         f"{[(p['dataset'], p['rows']) for p in lists['parts']]}")
     import h5py  # noqa: PLC0415
 
     skipped = []
