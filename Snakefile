@@ -31,6 +31,7 @@ include: "rules/ssp.smk"
 include: "rules/benchmark.smk"
 include: "rules/report.smk"
 include: "rules/compare.smk"
+include: "rules/export.smk"
 
 
 rule all:

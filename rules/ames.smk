@@ -79,7 +79,7 @@ rule train_ames_binary:
         local=lambda w: local_store(TRAIN, "db"),
         lists=lambda w: f"{lists_dir(TRAIN)}/lists.json",
         knn=lambda w: f"results/knn_train/{v_knn_train()}/knn.h5",
-        teacher=lambda w: f"results/ames_model/{v_ames_model()}/model.pt",
+        teacher=lambda w: ames_model_path("ames"),
         itq=lambda w: f"results/itq/{v_itq()}/itq.npz",
     output:
         model="results/ames_binary_model/{ver}/model.pt",
@@ -151,7 +151,7 @@ rule ames_logits:
         preset=PRESET,
         q_desc=lambda w: (check_version(w, v_logits(w.dataset, w.method)), config["ames"]["q_desc"])[1],
         db_desc=config["ames"]["db_desc"],
-        max_rerank=max(config["ames"]["num_rerank"]),
+        max_rerank=ames_max_rerank(),
         junk_mode=config["ames"]["junk_mode"],
         batch=config["ames"]["batch_pairs"],
         device=config["ames"]["device"],

@@ -162,7 +162,27 @@ def import_file(ds, split):
         raise WorkflowError(str(e)) from e
 
 
+def nn_import_file(ds):
+    """shortlist.source ames_nn: the AMES shortlist file {import_dir}/{dataset}/{nn_file} (a declared input)."""
+    from retrieval.ames_release import nn_file
+
+    sl = config["shortlist"]
+    if not sl["import_dir"]:
+        raise WorkflowError("shortlist.source: ames_nn needs shortlist.import_dir (the folder holding {dataset}/"
+                            f"{sl['nn_file']})")
+    p = nn_file(sl["import_dir"], canonical(ds), sl["nn_file"])
+    if not p.is_file():
+        raise WorkflowError(f"shortlist.source: ames_nn: {p} not found (shortlist.nn_file names it)")
+    return str(p)
+
+
+def _file_identity(p):
+    return [os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)]
+
+
 def v_global(ds):
+    if config["shortlist"]["source"] == "ames_nn":
+        return stable_hash({"lists": v_lists(ds), "nn": _file_identity(nn_import_file(ds))})
     b = shortlist_backbone()
     if b is not None:
         return stable_hash({"local": v_local(ds, b), "shortlist": "backbone"})
@@ -175,6 +195,10 @@ def v_global(ds):
 
 def global_path(ds, split):
     """The global descriptors of a split: VLAD + PCA-whitening, the shortlist backbone's own, or imported."""
+    if config["shortlist"]["source"] == "ames_nn":
+        raise WorkflowError(f"{ds}: this needs global descriptors, but shortlist.source: ames_nn imports only a shortlist; "
+                            "global, sv, ames and ames_binary (with ames.checkpoint set) work from it, aqe, adba, "
+                            "superglobal, whiten, ssp and AMES training need shortlist.source vlad, backbone or import")
     if shortlist_backbone() is not None:
         return f"results/global_backbone/{ds}/{v_global(ds)}/{split}.h5"
     if config["shortlist"]["source"] == "import":
@@ -201,7 +225,7 @@ def v_eval(ds):
 
 def versions(ds):
     b = shortlist_backbone()
-    if b is not None or config["shortlist"]["source"] == "import":
+    if b is not None or config["shortlist"]["source"] in ("import", "ames_nn"):
         return {
             "demo_data": v_demo() if canonical(ds) in DEMO_SPLITS or canonical(TRAIN) in DEMO_SPLITS else None,
             "image_lists": v_lists(ds),
@@ -223,6 +247,12 @@ def versions(ds):
         "knn": v_knn(ds),
         "evaluate": v_eval(ds),
     }
+
+
+def export_desc():
+    """The descriptor name in exported AMES file names: the backbone's (or the imported release's)."""
+    b = config["extract"]["backbone"]
+    return config["extract"]["ames_import"]["desc"] if b == "ames_import" else b
 
 
 def lists_dir(ds):
@@ -309,6 +339,10 @@ def check_evaluable(ds):
 
 def global_hyperparameters():
     b = shortlist_backbone()
+    if config["shortlist"]["source"] == "ames_nn":
+        return {"crop_queries": config["crop_queries"], "extract": extract_config(),
+                "shortlist": {k: config["shortlist"][k] for k in ("source", "import_dir", "nn_file")},
+                "evaluate": config["evaluate"]}
     if b is not None or config["shortlist"]["source"] == "import":
         sl = {"source": "backbone", "extract": extract_config(b)} if b else {"source": "import",
                                                                             "import_dir": config["shortlist"]["import_dir"]}
@@ -364,8 +398,18 @@ def v_itq():
     return stable_hash({"local": v_local(TRAIN), "itq": config["ames"]["itq"]})
 
 
+def ames_checkpoint(method):
+    """ames.checkpoint.{ames,ames_binary}: a released or earlier-trained model used as it is (no training)."""
+    p = config["ames"]["checkpoint"][method]
+    if p and not os.path.isfile(p):
+        raise WorkflowError(f"ames.checkpoint.{method}: {p} not found")
+    return p
+
+
 def v_ames_model():
     a = config["ames"]
+    if ames_checkpoint("ames"):
+        return stable_hash({"checkpoint": _file_identity(ames_checkpoint("ames"))})
     return stable_hash({"local": v_local(TRAIN), "knn": v_knn_train(), "model": a["model"], "train": a["train"]})
 
 
@@ -374,10 +418,14 @@ def distill_train_config():
 
 
 def v_ames_binary_model():
+    if ames_checkpoint("ames_binary"):
+        return stable_hash({"checkpoint": _file_identity(ames_checkpoint("ames_binary"))})
     return stable_hash({"teacher": v_ames_model(), "itq": v_itq(), "train": distill_train_config()})
 
 
 def ames_model_path(method):
+    if ames_checkpoint(method):
+        return ames_checkpoint(method)
     if method == "ames":
         return f"results/ames_model/{v_ames_model()}/model.pt"
     return f"results/ames_binary_model/{v_ames_binary_model()}/model.pt"
@@ -392,12 +440,18 @@ def ames_store_path(ds, method):
     return f"results/ames_store/{ds}/{v_ames_store(ds, method)}/{method}.h5"
 
 
+def ames_max_rerank():
+    """Logits are cached for the longest shortlist any selection can use: the grid's, or the fixed point's."""
+    a = config["ames"]
+    return max(a["num_rerank"] + ([a["fixed"]["num_rerank"]] if a["select"] == "fixed" else []))
+
+
 def v_logits(ds, method):
     a = config["ames"]
     model = v_ames_model() if method == "ames" else v_ames_binary_model()
     keys = ("q_desc", "db_desc", "junk_mode")
     return stable_hash({"model": model, "local": v_local(ds), "knn": v_knn(ds), "lists": v_lists(ds),
-                        "max_rerank": max(a["num_rerank"]), **{k: a[k] for k in keys}})
+                        "max_rerank": ames_max_rerank(), **{k: a[k] for k in keys}})
 
 
 def v_eval_ames(ds, method):
@@ -433,10 +487,14 @@ def evaluate_ames_inputs(wildcards):
 
 def ames_versions(ds, method):
     out = versions(ds)
-    out.update({"knn_train": v_knn_train(), "ames_model": v_ames_model(), "logits": v_logits(ds, method),
-                "evaluate": v_eval_ames(ds, method), "global_evaluate": v_eval(ds)})
+    out.update({"ames_model": v_ames_model(), "logits": v_logits(ds, method), "evaluate": v_eval_ames(ds, method),
+                "global_evaluate": v_eval(ds)})
+    if not ames_checkpoint(method):
+        out["knn_train"] = v_knn_train()
     if method == "ames_binary":
-        out.update({"itq": v_itq(), "ames_binary_model": v_ames_binary_model()})
+        out["ames_binary_model"] = v_ames_binary_model()
+        if not ames_checkpoint(method):
+            out["itq"] = v_itq()
     if config["ames"]["select"] == "validation":
         out["validation_logits"] = v_logits(VAL, method)
     return out
@@ -447,7 +505,10 @@ def ames_hyperparameters(method):
     keys = ("q_desc", "db_desc", "num_rerank", "lambda", "gamma", "select", "fixed", "validation_split",
             "junk_mode", "model", "train")
     out = {"global": global_hyperparameters(), **{k: a[k] for k in keys}}
-    if method == "ames_binary":
+    if ames_checkpoint(method):
+        out["checkpoint"] = os.path.abspath(ames_checkpoint(method))
+        del out["train"]
+    elif method == "ames_binary":
         out.update({"itq": a["itq"], "distill": a["distill"]})
     return out
 
@@ -489,10 +550,11 @@ def report_inputs(wildcards):
     for m in methods:
         inputs[f"result_{m}"] = f"results/{ds}_{m}.json"
         inputs[f"ranking_{m}"] = evaluation_path(ds, m).removesuffix(".json") + "_ranking.h5"
-    if "ames" in methods or "ames_binary" in methods:
+    if ("ames" in methods and not ames_checkpoint("ames")) or ("ames_binary" in methods and not ames_checkpoint("ames_binary")
+                                                               and not ames_checkpoint("ames")):
         inputs["curves_ames"] = f"results/ames_model/{v_ames_model()}/curves.json"
         inputs["bench_train_ames"] = f"benchmarks/train_ames/{v_ames_model()}.tsv"
-    if "ames_binary" in methods:
+    if "ames_binary" in methods and not ames_checkpoint("ames_binary"):
         inputs["curves_ames_binary"] = f"results/ames_binary_model/{v_ames_binary_model()}/curves.json"
         inputs["bench_train_ames_binary"] = f"benchmarks/train_ames_binary/{v_ames_binary_model()}.tsv"
     for m in ("ames", "ames_binary"):

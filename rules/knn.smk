@@ -1,29 +1,55 @@
 # Nearest neighbours of the queries among the database global descriptors: exact search streamed in blocks (the
 # default; full rankings for the metrics), or compressed search (IVF-PQ) for a shortlist of a large database.
+# shortlist.source: ames_nn imports the shortlist from an AMES nn_*.pkl instead (the same knn.h5).
 
 
-rule knn:
-    input:
-        query=lambda w: global_path(w.dataset, "query"),
-        db=lambda w: global_path(w.dataset, "db"),
-    output:
-        knn="results/knn/{dataset}/{ver}/knn.h5",
-        manifest="results/knn/{dataset}/{ver}/manifest.json",
-    params:
-        preset=PRESET,
-        k=lambda w: (check_version(w, v_knn(w.dataset)), config["knn"]["k"])[1],
-        search=config["knn"]["search"],
-        block=config["knn"]["block"],
-        ivfpq=config["knn"]["ivfpq"],
-    log:
-        "logs/knn/{dataset}/{ver}.log",
-    benchmark:
-        "benchmarks/knn/{dataset}/{ver}.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
-    script:
-        "../workflow_scripts/knn.py"
+if config["shortlist"]["source"] == "ames_nn":
+
+    rule import_nn:
+        input:
+            nn=lambda w: nn_import_file(w.dataset),
+            lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        output:
+            knn="results/knn/{dataset}/{ver}/knn.h5",
+            manifest="results/knn/{dataset}/{ver}/manifest.json",
+        params:
+            check=lambda w: check_version(w, v_knn(w.dataset)),
+        log:
+            "logs/import_nn/{dataset}/{ver}.log",
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/import_nn.py"
+
+
+else:
+
+    rule knn:
+        input:
+            query=lambda w: global_path(w.dataset, "query"),
+            db=lambda w: global_path(w.dataset, "db"),
+        output:
+            knn="results/knn/{dataset}/{ver}/knn.h5",
+            manifest="results/knn/{dataset}/{ver}/manifest.json",
+        params:
+            preset=PRESET,
+            k=lambda w: (check_version(w, v_knn(w.dataset)), config["knn"]["k"])[1],
+            search=config["knn"]["search"],
+            block=config["knn"]["block"],
+            ivfpq=config["knn"]["ivfpq"],
+        log:
+            "logs/knn/{dataset}/{ver}.log",
+        benchmark:
+            "benchmarks/knn/{dataset}/{ver}.tsv"
+        threads: config["threads"]
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        conda:
+            ENV
+        script:
+            "../workflow_scripts/knn.py"

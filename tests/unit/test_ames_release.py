@@ -63,3 +63,62 @@ def test_inverted_masks_are_refused(tmp_path):
     m, x, _ = read_rows(path, 0, 3)
     with pytest.raises(ValueError, match="mask column looks inverted"):
         convert_rows(path, m, x, ENTRIES, 6, "auto", 0)
+
+
+def test_nn_file_round_trip_and_validation(tmp_path):
+    import torch
+
+    from retrieval.ames_release import read_nn, write_nn
+
+    rng = np.random.default_rng(0)
+    sims = -np.sort(-rng.random((3, 5)), axis=1).astype(np.float32)
+    ids = np.stack([rng.permutation(7)[:5] for _ in range(3)])
+    write_nn(tmp_path / "nn.pkl", ids, sims)
+    got_ids, got_sims = read_nn(tmp_path / "nn.pkl", 3, 7)
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_allclose(got_sims, sims)
+    # the released files store float64; ids as floats either way
+    torch.save(torch.from_numpy(np.stack([sims, ids]).astype(np.float64)), tmp_path / "nn64.pkl")
+    np.testing.assert_array_equal(read_nn(tmp_path / "nn64.pkl", 3, 7)[0], ids)
+
+    def bad(arr, match, n_q=3, n_db=7):
+        torch.save(torch.from_numpy(np.asarray(arr)), tmp_path / "bad.pkl")
+        with pytest.raises(ValueError, match=match):
+            read_nn(tmp_path / "bad.pkl", n_q, n_db)
+
+    bad(np.stack([ids, sims]), "swapped")                              # rows in the wrong order
+    bad(np.stack([sims, ids]), "2 queries", n_q=2)                      # another dataset's queries
+    bad(np.stack([sims, ids]), r"outside the database \(0..4\)", n_db=5)
+    dup = ids.copy()
+    dup[1, 2] = dup[1, 0]
+    bad(np.stack([sims, dup]), r"query rows \[1\] list a database image twice")
+    bad(np.stack([sims[:, ::-1], ids]), "descending")
+    bad(sims, r"expected \(2, Nq, K\)")
+    (tmp_path / "evil.pkl").write_bytes(__import__("pickle").dumps({"a": object()}))
+    with pytest.raises(ValueError, match="weights_only"):
+        read_nn(tmp_path / "evil.pkl", 3, 7)
+
+
+def test_release_lists_give_sizes_without_the_images(tmp_path):
+    """A release folder (ground truth + test_*.txt, no photos) builds image lists with the listed sizes."""
+    import json
+
+    from retrieval.ames_release import read_release_list
+    from retrieval.datasets import build_image_lists
+
+    root = tmp_path / "roxford5k"
+    root.mkdir()
+    gnd = {"imlist": ["a", "b"], "qimlist": ["q"], "gnd": [{"easy": [0], "hard": [], "junk": [1], "bbx": [1, 2, 30, 40]}]}
+    (root / "gnd.json").write_text(json.dumps(gnd))
+    (root / "test_gallery.txt").write_text("jpg/a.jpg,640,480\njpg/b.jpg,500,800\n")
+    (root / "test_query.txt").write_text("jpg/q.jpg,1,2,1024,768\n")
+    assert read_release_list(root / "test_query.txt") == [("jpg/q.jpg", 1024, 768)]
+    lists, _ = build_image_lists(root, "roxford5k")
+    assert [(e["width"], e["height"]) for e in lists["db"]] == [(640, 480), (500, 800)]
+    assert lists["query"][0]["crop"] == [1, 2, 30, 40]
+    (root / "test_gallery.txt").write_text("jpg/b.jpg,500,800\njpg/a.jpg,640,480\n")
+    with pytest.raises(ValueError, match="order differs"):
+        build_image_lists(root, "roxford5k")
+    (root / "test_gallery.txt").unlink()  # without sizes, a missing photo is an error naming it
+    with pytest.raises(FileNotFoundError, match=r"a\.jpg"):
+        build_image_lists(root, "roxford5k")

@@ -247,36 +247,50 @@ def test_imported_global_descriptors_give_the_same_metrics(tiny_run, tmp_path):
     assert proc.returncode != 0 and "db.npy" in proc.stdout + proc.stderr and "3 db descriptors" in proc.stdout + proc.stderr
 
 
-def test_ames_release_files_import_as_local_descriptors(tiny_run, tmp_path):
-    """This run's own SIFT features, written in the AMES release layout and imported, give the same sv result."""
+def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tmp_path):
+    """results/export/ames/demo, moved elsewhere and read back (ames_import local descriptors, the ames_nn shortlist,
+    the trained model as ames.checkpoint): global, sv and AMES give the same numbers without any extraction."""
+    import torch
+
+    from retrieval.gnd import load_ground_truth
+
     wd = tmp_path / "wd"
-    copy_tree(tiny_run, wd)
-    snakemake(wd, "results/demo_sv.json", "--configfile", str(TINY))
-    want = load_json(wd / "results" / "demo_sv.json")
-    res = load_json(wd / "results" / "demo_global.json")
+    copy_tree(tiny_ames, wd)
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump({"ames": {"select": "fixed"}}))
+    targets = ["results/demo_global.json", "results/demo_sv.json", "results/demo_ames.json"]
+    snakemake(wd, *targets, "results/export/ames/demo", "--configfile", str(TINY), str(fixed))
+    want = {t: load_json(wd / t) for t in targets}
     release = tmp_path / "release"
-    for ds, split, ver in (("demo", "db", res["versions"]["extract"]), ("demo", "query", res["versions"]["extract"]),
-                           ("demo-train", "db", res["versions"]["extract_training"])):
-        with h5py.File(wd / f"results/local/{ds}/{ver}/{split}/local.h5", "r") as f:
-            desc, count, xy, weight = f["descriptors"][:], f["count"][:], f["xy"][:], f["weight"][:]
-        n, k, d = desc.shape
-        arr = np.zeros(n, np.dtype([("metadata", np.float32, (k, 5)), ("descriptor", np.float16, (k, d))]))
-        for i in range(n):
-            c = count[i]
-            arr["metadata"][i, :c, :2] = xy[i, :c]
-            arr["metadata"][i, :c, 4] = weight[i, :c]
-            arr["metadata"][i, c:, 3] = 1  # padding
-            arr["descriptor"][i, :c] = desc[i, :c]
-        (release / ds).mkdir(parents=True, exist_ok=True)
-        with h5py.File(release / ds / f"sift_{'gallery' if split == 'db' else 'query'}_local.hdf5", "w") as f:
-            f["features"] = arr
+    shutil.copytree(wd / "results" / "export" / "ames", release)
+    folder = release / "demo"
+    n_db, n_q = want["results/demo_global.json"]["n_db"], want["results/demo_global.json"]["n_queries"]
+    nn = torch.load(folder / "nn_sift.pkl", weights_only=True)
+    assert tuple(nn.shape) == (2, n_q, n_db) and bool((nn[0][:, :-1] >= nn[0][:, 1:]).all())
+    with h5py.File(folder / "sift_gallery_local.hdf5") as f:
+        assert f["features"].shape == (n_db,) and f["features"].dtype["descriptor"].base == np.float16
+    assert len((folder / "test_query.txt").read_text().splitlines()) == n_q
+    gt = load_ground_truth(folder / "gnd_demo.pkl")  # the restricted unpickler accepts it
+    assert gt.n_db == n_db and gt.n_queries == n_q
+
+    model = wd / f"results/ames_model/{want['results/demo_ames.json']['versions']['ames_model']}/model.pt"
     cfg = tmp_path / "import.yaml"
-    cfg.write_text(yaml.safe_dump({"extract": {"backbone": "ames_import", "ames_import": {
-        "dir": str(release), "desc": "sift", "k": 128, "positions": "pixels"}}}))
-    snakemake(wd, "results/demo_sv.json", "--configfile", str(TINY), str(cfg))
-    got = load_json(wd / "results" / "demo_sv.json")
-    assert got["hyperparameters"]["global"]["extract"]["backbone"] == "ames_import"
-    assert got["metrics"] == want["metrics"] and got["baseline"]["metrics"] == want["baseline"]["metrics"]
+    cfg.write_text(yaml.safe_dump({
+        "extract": {"backbone": "ames_import", "ames_import": {"dir": str(release), "desc": "sift", "k": 128,
+                                                               "positions": "auto"}},
+        "shortlist": {"source": "ames_nn", "import_dir": str(release), "nn_file": "nn_sift.pkl"},
+        "ames": {"checkpoint": {"ames": str(model)}}}))
+    proc = snakemake(wd, *targets, "--configfile", str(TINY), str(fixed), str(cfg))
+    assert "rule train_ames" not in proc.stdout and "rule knn:" not in proc.stdout
+    for t in targets:
+        got = load_json(wd / t)
+        assert got["metrics"] == want[t]["metrics"], t
+    got = load_json(wd / "results/demo_ames.json")
+    assert got["hyperparameters"]["checkpoint"] == str(model) and "knn_train" not in got["versions"]
+    assert got["hyperparameters"]["global"]["shortlist"]["source"] == "ames_nn"
+    # methods that need global descriptors say so
+    proc = snakemake(wd, "results/demo_aqe.json", "--configfile", str(TINY), str(fixed), str(cfg), check=False)
+    assert proc.returncode != 0 and "imports only a shortlist" in proc.stdout + proc.stderr
 
 
 def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_path):

@@ -86,3 +86,122 @@ def convert_rows(path: str | Path, meta: np.ndarray, desc: np.ndarray, entries: 
                      "scale": m[:, 2].astype(np.float32), "weight": m[:, 4].astype(np.float32),
                      "orientation": np.zeros(len(m), np.float32), "image_size": np.array([w, h], np.int32)})
     return rows
+
+
+# ------------------------------------------------------------------------------------------- nn files
+
+
+def nn_file(directory: str | Path, dataset: str, name: str) -> Path:
+    return Path(directory) / dataset / name
+
+
+def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shortlist of an AMES ``nn_*.pkl``: a pickled torch tensor ``(2, Nq, K)``, ``[0]`` similarities sorted
+    descending, ``[1]`` database indices stored as floats. Read with ``weights_only=True``; validated against the
+    dataset's query and database counts. Returns ids (Nq, K) int64 and similarities (Nq, K) float32."""
+    import pickle  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"nn file not found: {path}")
+    try:
+        t = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{path}: not a tensor that loads with weights_only=True ({e}); AMES nn files are pickled "
+                         "torch tensors of shape (2, Nq, K)") from e
+    if not torch.is_tensor(t):
+        raise ValueError(f"{path}: holds a {type(t).__name__}, expected a torch tensor of shape (2, Nq, K)")
+    arr = t.detach().to(torch.float64).numpy()
+    if arr.ndim != 3 or arr.shape[0] != 2:
+        raise ValueError(f"{path}: shape {tuple(arr.shape)}, expected (2, Nq, K): similarities, then indices")
+    if arr.shape[1] != n_queries:
+        raise ValueError(f"{path}: {arr.shape[1]} query rows but the dataset has {n_queries} queries")
+    sims, raw_ids = arr[0], arr[1]
+    ids = np.rint(raw_ids)
+    if not np.array_equal(ids, raw_ids):
+        raise ValueError(f"{path}: [1] must hold database indices (whole numbers); is [0] / [1] swapped?")
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_db):
+        raise ValueError(f"{path}: indices {int(ids.min())}..{int(ids.max())} outside the database (0..{n_db - 1}); "
+                         "a shortlist of another database (e.g. the +1m one)?")
+    srt = np.sort(ids, axis=1)
+    dup = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1)) if ids.shape[1] > 1 else np.array([], int)
+    if dup.size:
+        raise ValueError(f"{path}: query rows {dup[:5].tolist()} list a database image twice")
+    if ids.shape[1] > 1 and (np.diff(sims, axis=1) > 1e-6).any():
+        bad = np.flatnonzero((np.diff(sims, axis=1) > 1e-6).any(axis=1))
+        raise ValueError(f"{path}: similarities of query rows {bad[:5].tolist()} are not sorted in descending order")
+    return ids, sims.astype(np.float32)
+
+
+def write_nn(path: str | Path, ids: np.ndarray, sims: np.ndarray) -> None:
+    """An AMES ``nn_*.pkl``: torch tensor (2, Nq, K), float32 (float64 when indices exceed float32's exact range)."""
+    import torch  # noqa: PLC0415
+
+    from .runtime import atomic_path  # noqa: PLC0415
+
+    dtype = np.float32 if ids.size == 0 or ids.max() < 2**24 else np.float64
+    t = torch.from_numpy(np.stack([np.asarray(sims, dtype), np.asarray(ids, dtype)]))
+    with atomic_path(path) as tmp:
+        torch.save(t, tmp)
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+
+def write_release_local(store: h5py.File, out_path: str | Path, block: int = 1024) -> dict[str, int]:
+    """Our local store in AMES's structured layout: ``features`` (N,) with ``metadata`` float32 (K, 5) = x, y (pixels),
+    scale, mask (1 = padding), weight, and ``descriptor`` float16 (K, D), padding rows zero."""
+    from .runtime import atomic_path  # noqa: PLC0415
+
+    n, k, d = store["descriptors"].shape
+    dtype = np.dtype([("metadata", np.float32, (k, 5)), ("descriptor", np.float16, (k, d))])
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
+        out = f.create_dataset("features", shape=(n,), dtype=dtype, chunks=(1,))
+        for s in range(0, n, block):
+            e = min(n, s + block)
+            desc = store["descriptors"][s:e]
+            count = store["count"][s:e]
+            rec = np.zeros(e - s, dtype)
+            valid = np.arange(k)[None, :] < count[:, None]
+            rec["descriptor"] = np.where(valid[..., None], desc, 0)
+            meta = rec["metadata"]
+            meta[..., :2] = store["xy"][s:e]
+            meta[..., 2] = store["scale"][s:e]
+            meta[..., 3] = (~valid).astype(np.float32)
+            meta[..., 4] = store["weight"][s:e]
+            meta[~valid] = np.where(np.arange(5) == 3, 1.0, 0.0)
+            out[s:e] = rec
+    return {"n": int(n), "K": int(k), "D": int(d)}
+
+
+def write_release_list(path: str | Path, entries: list[dict[str, Any]], root: str) -> None:
+    """``test_gallery.txt`` / ``test_query.txt``: one image per line, ``relative path,width,height``."""
+    from .runtime import atomic_path  # noqa: PLC0415
+
+    lines = []
+    for e in entries:
+        p = Path(e["path"])
+        rel = p.relative_to(root) if p.is_relative_to(root) else p
+        if "," in str(rel):
+            raise ValueError(f"{e['path']}: a comma in an image path cannot be written to a comma-separated list")
+        lines.append(f"{rel},{int(e['width'])},{int(e['height'])}")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+
+
+def read_release_list(path: str | Path) -> list[tuple[str, int, int]]:
+    """(relative path, width, height) per line of ``test_gallery.txt`` / ``test_query.txt`` (first field the path,
+    last two the size)."""
+    out = []
+    for i, line in enumerate(Path(path).read_text().splitlines()):
+        if not line.strip():
+            continue
+        fields = line.strip().split(",")
+        try:
+            out.append((fields[0], int(float(fields[-2])), int(float(fields[-1]))))
+        except (IndexError, ValueError) as e:
+            raise ValueError(f"{path}: line {i + 1} {line!r}: expected 'path,...,width,height'") from e
+    return out

@@ -6,6 +6,9 @@ Accepted layouts under ``{data_root}/{dataset}/``:
 * ``jpg/`` + ``gnd.json`` with the same structure (``landmarks-mini``, the generated ``demo`` splits);
 * a distractor set (R1M): ``revisitop1m.txt`` naming each image as a path under ``jpg/``; database only, no
   queries;
+* AMES release folders (descriptors without the photos): ground truth plus ``test_gallery.txt`` /
+  ``test_query.txt`` (path, ..., width, height, in list order); a listed image that is not on disk takes its size
+  from them, so ``extract.backbone: ames_import`` runs without the images;
 * a plain folder of images without ground truth: ``image_list.txt``/``query_list.txt`` (paths relative to the
   folder) when present, otherwise every image under ``jpg/`` (or the folder itself) is both a database image
   and a query. Such a dataset gets rankings and neighbour lists but no metrics.
@@ -92,6 +95,23 @@ def _check_present(paths: list[Path], what: str) -> None:
         raise FileNotFoundError(f"{len(missing)} {what} image(s) listed but not found: {missing[:5]}{more}")
 
 
+def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
+    """Image sizes from an AMES ``test_gallery.txt`` / ``test_query.txt`` whose lines follow ``names``; {} if absent."""
+    if not path.is_file():
+        return {}
+    from .ames_release import read_release_list  # noqa: PLC0415
+
+    rows = read_release_list(path)
+    if len(rows) != len(names):
+        raise ValueError(f"{path}: {len(rows)} lines but the ground truth lists {len(names)} images")
+    out = {}
+    for i, (n, (rel, w, h)) in enumerate(zip(names, rows)):
+        if Path(rel).stem != Path(n).stem:
+            raise ValueError(f"{path}: line {i + 1} names {rel!r}, the ground truth's image {i} is {n!r} (order differs)")
+        out[n] = (w, h)
+    return out
+
+
 def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True,
                       on_bad_image: str = "error") -> tuple[dict[str, Any], GroundTruth | None]:
     """The ``db`` and ``query`` lists of a dataset (paths, sizes, query boxes) and its ground truth, if any.
@@ -103,6 +123,8 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
     skipped: list[dict[str, str]] = []
 
     def size(p: Path, n: str, split: str) -> tuple[int, int]:
+        if not p.is_file() and n in release.get(split, {}):
+            return release[split][n]
         if on_bad_image == "error":
             return image_size(p)
         try:
@@ -134,9 +156,11 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
             raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
         db_names = [str(p.relative_to(root)) for p in db_paths]
         q_names = [str(p.relative_to(root)) for p in q_paths]
+    release = {"db": _release_sizes(root / "test_gallery.txt", db_names),
+               "query": _release_sizes(root / "test_query.txt", q_names)} if gt is not None else {}
     if on_bad_image == "error":
-        _check_present(db_paths, "database")
-        _check_present(q_paths, "query")
+        _check_present([p for p, n in zip(db_paths, db_names) if n not in release.get("db", {})], "database")
+        _check_present([p for p, n in zip(q_paths, q_names) if n not in release.get("query", {})], "query")
 
     db = []
     for i, (n, p) in enumerate(zip(db_names, db_paths)):

@@ -333,6 +333,65 @@ def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: st
                      **extra)
 
 
+def import_nn(nn_path: str | Path, lists_path: str | Path, out_path: str | Path, version: str) -> None:
+    """An AMES ``nn_*.pkl`` shortlist as our neighbours file, after checking it against the image lists."""
+    from .ames_release import read_nn  # noqa: PLC0415
+    from .global_store import write_neighbours  # noqa: PLC0415
+
+    lists = read_json(lists_path)
+    n_db = len(lists["db"])
+    ids, sims = read_nn(nn_path, len(lists["query"]), n_db)
+    log.info("imported %s: %d queries x top %d of %d database images%s", nn_path, ids.shape[0], ids.shape[1], n_db,
+             "" if ids.shape[1] == n_db else " (a truncated shortlist: no revisitop mAP from it)")
+    write_neighbours(out_path, ids, sims, k=ids.shape[1], n_db=n_db, version=version, search="imported",
+                     source=str(nn_path), search_seconds=0.0)
+
+
+def export_ames(local_db: str | Path, local_query: str | Path, knn_path: str | Path, lists_path: str | Path,
+                gnd_path: str | Path, out_dir: str | Path, dataset: str, desc: str, version: str,
+                inputs: dict[str, str]) -> None:
+    """This run's artifacts in the AMES release layout, one folder per dataset (``{data_root}/{dataset}/`` for
+    AMES's code): ``{desc}_gallery_local.hdf5`` / ``{desc}_query_local.hdf5`` (structured float16), ``nn_{desc}.pkl``
+    (torch tensor (2, Nq, K)), ``test_gallery.txt`` / ``test_query.txt`` (path, width, height) and, with ground
+    truth, ``gnd_{dataset}.pkl`` (revisitop's dict of lists and numpy arrays)."""
+    import pickle  # noqa: PLC0415
+
+    from .ames_release import write_nn, write_release_list, write_release_local  # noqa: PLC0415
+    from .global_store import read_neighbours  # noqa: PLC0415
+    from .local_store import open_local  # noqa: PLC0415
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lists = read_json(lists_path)
+    if not lists["query"]:
+        raise ValueError(f"{dataset}: no queries to export (the export is of an evaluated dataset: lists, local "
+                         "descriptors and its shortlist)")
+    files = {}
+    for split, name in (("db", "gallery"), ("query", "query")):
+        with open_local(local_db if split == "db" else local_query) as f:
+            shape = write_release_local(f, out / f"{desc}_{name}_local.hdf5")
+        if shape["n"] != len(lists[split]):
+            raise ValueError(f"{dataset} {split}: {shape['n']} local-descriptor rows but {len(lists[split])} images listed")
+        write_release_list(out / f"test_{name}.txt", lists[split], lists["root"])
+        files[f"{desc}_{name}_local.hdf5"] = shape
+    ids, sims, attrs = read_neighbours(knn_path)
+    write_nn(out / f"nn_{desc}.pkl", ids, sims)
+    files[f"nn_{desc}.pkl"] = {"shape": [2, *ids.shape], "full_ranking": bool(ids.shape[1] == len(lists["db"]))}
+    gnd = read_json(gnd_path)
+    if gnd is not None:
+        raw = {"imlist": gnd["imlist"], "qimlist": gnd["qimlist"],
+               "gnd": [{**{k: np.asarray(g[k], np.int64) for k in ("easy", "hard", "junk")},
+                        "bbx": None if g.get("bbx") is None else np.asarray(g["bbx"], np.float64)} for g in gnd["gnd"]]}
+        with atomic_path(out / f"gnd_{dataset}.pkl") as tmp, open(tmp, "wb") as fh:
+            pickle.dump(raw, fh, protocol=4)
+        files[f"gnd_{dataset}.pkl"] = {"queries": len(raw["gnd"])}
+    m = Manifest("export_ames", version, {"dataset": dataset, "desc": desc}, None)
+    for role, path in inputs.items():
+        m.add_input(role, path, checksum=False)
+    m.write(out / "manifest.json", outputs=[out / f for f in files], files=files)
+    log.info("exported %s to %s: %s", dataset, out, ", ".join(files))
+
+
 # ------------------------------------------------------------------------------------------ evaluate
 
 
