@@ -2,7 +2,6 @@
 (``revisitop1m.txt`` naming images in sub-folders of ``jpg/``) appended to the demo database."""
 
 import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -28,10 +27,6 @@ def plus_run(tiny_run):
     proc = snakemake(tiny_run, "results/demo+1m_global.json", "--configfile", str(TINY), "--config",
                      f"data_root={tiny_run / 'r1m_root'}")
     return tiny_run, names, proc.stdout + proc.stderr
-
-
-def _extraction_jobs(log: str) -> list[str]:
-    return [ln for ln in log.splitlines() if "extract_local" in ln and "rule" in ln.lower()]
 
 
 def test_lists_append_the_distractors_and_keep_the_ground_truth(plus_run):

@@ -111,7 +111,7 @@ def _block_attention(attn: nn.MultiheadAttention, x: Tensor, n_q: int, q_keep: T
     q, k, v = qkv[0], qkv[1], qkv[2]
     one = q_keep.new_ones((b, 1))
     k_m, v_m = k[:, :, :1], v[:, :, :1]
-    k_q, v_q, k_d, v_d = k[:, :, 1:1 + n_q], v[:, :, 1:1 + n_q], k[:, :, 1 + n_q:], v[:, :, 1 + n_q:]
+    k_d, v_d = k[:, :, 1 + n_q:], v[:, :, 1 + n_q:]
     keys_q = (torch.cat([k_m, k_d], 2), torch.cat([v_m, v_d], 2), torch.cat([one, d_keep], 1)) if cross \
         else (k[:, :, :1 + n_q], v[:, :, :1 + n_q], torch.cat([one, q_keep], 1))
     keys_d = (k[:, :, :1 + n_q], v[:, :, :1 + n_q], torch.cat([one, q_keep], 1)) if cross \
