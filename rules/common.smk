@@ -317,7 +317,7 @@ def _folder_source(ds):
         return [os.path.join(d, ".download_complete")]
     if not os.path.isdir(d):
         raise WorkflowError(
-            f"dataset '{wildcards.dataset}': folder {d} not found (data_root={config['data_root']}); put the images in "
+            f"dataset '{ds}': folder {d} not found (data_root={config['data_root']}); put the images in "
             f"{d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config data_root=DIR"
         )
     # a plain folder: its list files, and the image folder (adding or removing images changes its mtime)
