@@ -72,3 +72,20 @@ def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):
     np.testing.assert_allclose(sc, np.take_along_axis(q @ db.T, c, 1), rtol=1e-5)  # exact scores of the returned ids
     with pytest.raises(ValueError, match="knn.k > 0"):
         nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "x.h5", 0, "v", search="ivfpq", ivfpq=cfg)
+
+
+def test_full_ranking_is_one_sort_of_every_similarity_whatever_the_block():
+    rng = np.random.default_rng(1)
+    db = l2_normalise(rng.normal(size=(500, 8))).astype(np.float32)
+    db[7] = db[3]  # a tie: database order decides
+    q = l2_normalise(rng.normal(size=(5, 8))).astype(np.float32)
+    want = np.argsort(-(q @ db.T), axis=1, kind="stable")
+    for block in (41, 500, 10_000):
+        ids, sims = stream_topk(q, lambda s, e: db[s:e], len(db), len(db), block)
+        np.testing.assert_array_equal(ids, want)
+        assert (np.diff(sims, axis=1) <= 0).all()
+        pos = np.argsort(ids, axis=1)
+        assert (pos[:, 3] < pos[:, 7]).all()
+    # the top of the full ranking is the shortlist path's answer
+    top, _ = stream_topk(q, lambda s, e: db[s:e], len(db), 20, 97)
+    np.testing.assert_array_equal(top[:, :5], want[:, :5])
