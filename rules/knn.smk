@@ -16,6 +16,8 @@ if config["shortlist"]["source"] == "ames_nn":
             check=lambda w: check_version(w, v_knn(w.dataset)),
         log:
             "logs/import_nn/{dataset}/{ver}.log",
+        benchmark:
+            "benchmarks/knn/{dataset}/{ver}.tsv"
         threads: 1
         resources:
             mem_mb=4000,

@@ -1,6 +1,7 @@
 """'{dataset}+1m' in the workflow (tiny preset): a small stand-in for the R1M distractors in revisitop1m's own layout
 (``revisitop1m.txt`` naming images in sub-folders of ``jpg/``) appended to the demo database."""
 
+import re
 import shutil
 
 import h5py
@@ -79,8 +80,19 @@ def test_a_second_variant_shares_the_distractor_extraction(plus_run):
     proc = snakemake(wd, "results/demo-val+1m_global.json", "--configfile", str(TINY), "--config",
                      f"data_root={wd / 'r1m_root'}", "-n")
     out = proc.stdout
-    # the dry run plans the new variant's lists and its merge, and extracts nothing of the distractors again
+    # the dry run plans the new variant's lists and its merge, and no extraction of the distractors or of a '+1m'
+    # dataset (only, if any, the base dataset's own chunks)
     assert "dataset=demo-val+1m" in out and "merge_local" in out
+    jobs, rule = [], None
+    for line in out.splitlines():
+        m = re.match(r"\s*(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+        elif line.strip().startswith("wildcards:") and rule:
+            jobs.append((rule, line.strip()))
+    assert ("merge_local", "wildcards: dataset=demo-val+1m") in [(r, w.split(",")[0]) for r, w in jobs]
+    extracted = [w for r, w in jobs if r == "extract_local"]
+    assert all("+1m" not in w and "revisitop1m" not in w for w in extracted), extracted
     assert "dataset=revisitop1m" not in out
 
 

@@ -289,6 +289,11 @@ def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tm
     got = load_json(wd / "results/demo_ames.json")
     assert got["hyperparameters"]["checkpoint"] == str(model) and "knn_train" not in got["versions"]
     assert got["hyperparameters"]["global"]["shortlist"]["source"] == "ames_nn"
+    # the report works from an imported shortlist (its knn timing comes from the import)
+    report = tmp_path / "report.yaml"
+    report.write_text(yaml.safe_dump({"report": {"methods": ["global", "sv", "ames"]}}))
+    snakemake(wd, "results/report/demo.html", "--configfile", str(TINY), str(fixed), str(cfg), str(report))
+    assert (wd / "results/report/demo.html").stat().st_size > 0
     # methods that need global descriptors say so
     proc = snakemake(wd, "results/demo_aqe.json", "--configfile", str(TINY), str(fixed), str(cfg), check=False)
     assert proc.returncode != 0 and "imports only a shortlist" in proc.stdout + proc.stderr
