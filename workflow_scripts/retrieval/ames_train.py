@@ -7,6 +7,11 @@ there. Batches are (anchor, positive, negative) triplets; every batch draws the 
 counts at random in [min_desc, q_desc) and [min_desc, db_desc) (the "universal" model). Loss: BCE on the logit,
 plus ``beta`` x MSE between the student's final hidden states and the teacher's when distilling (teacher on the
 full-length sequences, student on the truncated ones). AdamW with a cosine schedule stepped per iteration.
+
+``init: mimetic`` initialises every attention block as Trockman & Kolter (ICML 2023, "Mimetic initialization of
+self-attention layers") do: per head W_q^T W_k ~ alpha Z + beta I and W_o W_v ~ alpha Z - beta I (Z Gaussian with
+variance 1/C). Only the starting point changes (the architecture and checkpoints are the same); with a small
+training set it is what lets the cross-attention find matching descriptors (README, "AMES re-ranking").
 """
 
 from __future__ import annotations
@@ -42,6 +47,18 @@ class TrainConfig:
     beta: float = 10.0  # distillation weight (used only with a teacher)
     warmup_epochs: float = 0.0  # linear learning-rate warmup before the cosine decay (0 as in the paper)
     seed: int = 0
+    init: str = "default"  # default (torch's, as the official code) | mimetic
+    mimetic_qk: tuple[float, float] = (0.7, 0.7)  # (alpha, beta) of W_q^T W_k ~ alpha Z + beta I
+    mimetic_vo: tuple[float, float] = (0.4, 0.4)  # (alpha, beta) of W_o W_v ~ alpha Z - beta I
+
+    def __post_init__(self) -> None:
+        if self.init not in ("default", "mimetic"):
+            raise ValueError(f"ames.train.init: '{self.init}' is not one of default, mimetic")
+        for key in ("mimetic_qk", "mimetic_vo"):
+            value = tuple(float(v) for v in getattr(self, key))
+            if len(value) != 2:
+                raise ValueError(f"ames.train.{key}: expected [alpha, beta], got {list(value)}")
+            object.__setattr__(self, key, value)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +112,32 @@ def fit_itq(x: np.ndarray, bits: int = 128, n_iter: int = 50, seed: int = 0) -> 
     return {"mean": mean.astype(np.float32), "W": (pca @ r).astype(np.float32)}
 
 
+def mimetic_init_(model: AMES, qk: tuple[float, float] = (0.7, 0.7), vo: tuple[float, float] = (0.4, 0.4)) -> None:
+    """Mimetic initialisation of every attention block (self and cross) of ``model``, in place.
+
+    For head h with query/key rows Wq_h, Wk_h (dh x C): Wq_h^T Wk_h is the best rank-dh approximation of
+    M_h = alpha Z_h + beta I (by SVD, split as U sqrt(S) and sqrt(S) V^T), so a token attends to similar tokens
+    from the start. Value and output projections: W_o W_v = alpha Z - beta I (full rank). Z ~ N(0, 1/C).
+    Uses torch's global generator (seeded by the caller)."""
+    with torch.no_grad():
+        for layer in model.decoder.layers:
+            for attn in (layer.self_attn, layer.cross_attn):
+                c, h = attn.embed_dim, attn.num_heads
+                dh = c // h
+                w = attn.in_proj_weight
+                for i in range(h):
+                    m = qk[0] * torch.randn(c, c) / math.sqrt(c) + qk[1] * torch.eye(c)
+                    u, s, vt = torch.linalg.svd(m)
+                    r = s[:dh].sqrt()
+                    w[i * dh:(i + 1) * dh] = (u[:, :dh] * r).T.to(w)
+                    w[c + i * dh:c + (i + 1) * dh] = (r[:, None] * vt[:dh]).to(w)
+                m = vo[0] * torch.randn(c, c) / math.sqrt(c) - vo[1] * torch.eye(c)
+                u, s, vt = torch.linalg.svd(m)
+                r = s.sqrt()
+                w[2 * c:] = (r[:, None] * vt).to(w)
+                attn.out_proj.weight.copy_(u * r)
+
+
 def _gather(desc: np.ndarray, counts: np.ndarray, rows: np.ndarray, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """First ``length`` descriptors of the given images, padded, with masks (True = padding)."""
     x = torch.from_numpy(desc[rows, :length].astype(np.float32))
@@ -109,6 +152,8 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = AMES(model_cfg)
+    if cfg.init == "mimetic":
+        mimetic_init_(model, cfg.mimetic_qk, cfg.mimetic_vo)
     if model_cfg.binarized:
         if init_itq is None:
             raise ValueError("the binary model needs an ITQ initialisation")
