@@ -37,6 +37,31 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
                      "publish": 1}
 
 
+def test_paper_preset_is_valid_and_holds_the_papers_training_values(tmp_path):
+    from dataclasses import fields
+
+    from snakemake.utils import validate
+
+    from retrieval.ames_train import TrainConfig
+
+    repo = TINY.parents[2]
+    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    paper = yaml.safe_load((repo / "config" / "presets" / "paper.yaml").read_text())
+    for key, value in paper["ames"].items():
+        cfg["ames"][key] = {**cfg["ames"][key], **value} if isinstance(value, dict) else value
+    cfg["preset"] = paper["preset"]
+    validate(cfg, str(repo / "config" / "schema.yaml"))
+    # TrainConfig's defaults are the paper's (methods digest); the preset must not drift from them
+    train = TrainConfig(**cfg["ames"]["train"])
+    for f in fields(TrainConfig):
+        if f.name != "beta":  # beta only weighs distillation; the full-precision model has no teacher
+            assert getattr(train, f.name) == f.default, f.name
+    assert (cfg["ames"]["q_desc"], cfg["ames"]["db_desc"], cfg["ames"]["junk_mode"]) == (600, 600, "ames")
+    out = snakemake(tmp_path, "-n", "results/demo_ames_binary.json", "--configfile",
+                    str(repo / "config" / "presets" / "paper.yaml")).stdout
+    assert {"train_ames", "train_ames_binary", "itq", "ames_logits"} <= set(job_stats(out))
+
+
 def test_results_contract(tiny_run):
     res = load_json(tiny_run / "results" / "demo_global.json")
     assert res["dataset"] == "demo" and res["method"] == "global" and res["preset"] == "tiny"
