@@ -13,9 +13,9 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-# The main job: generate the demo dataset and evaluate global retrieval on it, offline.
+# The main job: generate the demo dataset, train AMES on its training split and evaluate re-ranking, offline.
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --cores all results/demo_global.json
+	$(VENV)/bin/snakemake --cores all results/demo_ames.json
 
 # The test suite (unit, workflow, end to end on the tiny demo and on ../shared/datasets/landmarks-mini).
 test: $(STAMP)
