@@ -207,3 +207,31 @@ def test_similarity_follows_a_reordered_shortlist():
     ids = np.array([[4, 2, 0, 3, 1]])
     sims = np.array([[0.9, 0.7, 0.5, 0.3, 0.1]], np.float32)
     np.testing.assert_allclose(similarity_along(np.array([[4, 0, 3, 1, 2]]), ids, sims), [[0.9, 0.5, 0.3, 0.1, 0.7]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("junk_mode", ["none", "ames"])
+def test_grid_sweep_equals_evaluating_each_reranked_ranking(junk_mode):
+    from retrieval.ames_rerank import GridSweep, evaluate_protocol_rankings, grid_rankings, similarity_along
+
+    rng = np.random.default_rng(1)
+    n_q, n_db = 9, 60
+    ids = np.stack([rng.permutation(n_db) for _ in range(n_q)])
+    sims = np.sort(rng.uniform(-0.2, 1, (n_q, n_db)).astype(np.float32), axis=1)[:, ::-1].copy()
+    sims[:, 3:6] = sims[:, 3:4]  # ties in the global score
+    gnd = []
+    for i in range(n_q):
+        pick = rng.permutation(n_db)
+        gnd.append({"easy": pick[:4].tolist(), "hard": pick[4:9].tolist(), "junk": pick[9:12].tolist()})
+    gnd[0] = {"easy": [], "hard": [], "junk": [1]}  # no positives at all: not evaluated
+    gnd[1] = {"easy": ids[1, :3].tolist(), "hard": [], "junk": ids[1, 3:5].tolist()}  # no hard ones: H undefined
+    sl = protocol_shortlists(ids, gnd, junk_mode)
+    sm = {p: (sims if sl[p] is ids else similarity_along(sl[p], ids, sims)) for p in sl}
+    pairs = needed_pairs(sl, 40)
+    logits = [rng.normal(size=len(p)).astype(np.float32) for p in pairs]
+    logits[2][:] = 0.0  # ties in the fused score
+    sweep = GridSweep(sl, sm, pairs, logits, gnd, n_db, ks=(5, 20, 40))
+    for k in (5, 20, 40):
+        for lam in (0.0, 0.3, 1.0):
+            for gamma in (0.1, 2.0):
+                want = evaluate_protocol_rankings(grid_rankings(sl, sm, pairs, logits, lam, gamma, k), gnd, n_db)["mAP"]
+                assert sweep.mean_ap(lam, gamma, k) == pytest.approx(want, abs=1e-4), (k, lam, gamma)

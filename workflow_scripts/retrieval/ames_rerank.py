@@ -139,6 +139,71 @@ def evaluate_protocol_rankings(rankings: dict[str, np.ndarray], gnd, n_db: int, 
     return out
 
 
+class GridSweep:
+    """mAP of many (lambda, gamma, num_rerank) points over cached logits, each point costing one sort of (Nq, k).
+
+    Only the first k shortlist entries move, so everything about the tail is fixed per (query, protocol, k): its
+    positives keep their ranks, and the junk inside the top k is there whatever the order. Built once: per protocol
+    the labels (positive 1, ignored -1, other 0), global similarities and logits of the top ``max(num_rerank)``,
+    and per k the tail's share of each query's AP. A point then sorts the top k by the fused score (stable, as
+    ``rerank``) and adds the top's trapezoids. Equal to ``evaluate_protocol_rankings(grid_rankings(...))``'s mAP
+    (a test checks it, junk modes included)."""
+
+    def __init__(self, shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, gnd,
+                 n_db: int, ks: Sequence[int]):
+        self.protocols: dict[str, dict[str, Any]] = {}
+        for p in PROTOCOLS:
+            sl = shortlists[p]
+            kmax = min(max(ks), sl.shape[1])
+            n_q = sl.shape[0]
+            labels = np.zeros((n_q, kmax), np.int8)
+            npos = np.zeros(n_q, np.int64)
+            tail = {}
+            for k in sorted({min(k, kmax) for k in ks}):
+                tail[k] = np.zeros(n_q)
+            for i, g in enumerate(gnd):
+                positives, ignored = protocol_labels(g, p)
+                npos[i] = len(positives)
+                if not len(positives):
+                    continue
+                where = np.full(n_db, -1, np.int64)
+                where[sl[i]] = np.arange(sl.shape[1])
+                pr, jr = where[positives], where[ignored]
+                pr, jr = np.sort(pr[pr >= 0]), np.sort(jr[jr >= 0])
+                labels[i, pr[pr < kmax]] = 1
+                labels[i, jr[jr < kmax]] = -1
+                adjusted = pr - np.searchsorted(jr, pr, side="left")  # ranks with the ignored images removed
+                for k in tail:
+                    first = int(np.searchsorted(pr, k))  # positives in the top k come first in any order
+                    j = np.arange(first, len(pr), dtype=np.float64)
+                    pos = adjusted[first:].astype(np.float64)
+                    before = np.where(pos == 0, 1.0, j / np.maximum(pos, 1.0))
+                    tail[k][i] = np.sum((before + (j + 1.0) / (pos + 1.0)) / 2.0)
+            self.protocols[p] = {"labels": labels, "npos": npos, "tail": tail, "kmax": kmax, "shortlist_id": id(sl),
+                                 "g": np.asarray(sims[p][:, :kmax], np.float32),
+                                 "logit": lookup_logits(pairs, logits, sl, kmax)}
+
+    def mean_ap(self, lam: float, gamma: float, k: int) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        orders: dict[int, np.ndarray] = {}  # protocols that share a shortlist (junk_mode none) share the sort
+        for p, d in self.protocols.items():
+            k_ = min(k, d["kmax"])
+            order = orders.get(d["shortlist_id"])
+            if order is None:
+                s = lam * d["g"][:, :k_] + (1.0 - lam) / (1.0 + np.exp(-gamma * d["logit"][:, :k_]))  # as rerank
+                order = orders[d["shortlist_id"]] = np.argsort(-s, axis=1, kind="stable")
+            lab = np.take_along_axis(d["labels"][:, :k_], order, axis=1)
+            keep, pos = lab >= 0, lab == 1
+            rank = np.cumsum(keep, axis=1) - keep  # rank among the kept entries (ignored images removed)
+            j = np.cumsum(pos, axis=1) - pos  # positives ranked before
+            before = np.where(rank == 0, 1.0, j / np.maximum(rank, 1))
+            top = np.where(pos, (before + (j + 1.0) / (rank + 1.0)) / 2.0, 0.0).sum(axis=1)
+            valid = d["npos"] > 0
+            ap = (top + d["tail"][k_])[valid] / d["npos"][valid]
+            out[p] = round(100.0 * float(np.mean(ap)), 4) if valid.any() else None
+        return out
+
+
 def bootstrap_difference(a: Sequence[float | None], b: Sequence[float | None], n: int = 10000, seed: int = 0) -> dict[str, Any]:
     """Mean paired difference b - a (in AP points x 100) over queries defined in both, with a 95% bootstrap CI."""
     pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]

@@ -168,17 +168,18 @@ def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], d
 
 
 def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid):
-    from .ames_rerank import evaluate_protocol_rankings, grid_rankings, protocol_shortlists, similarity_along  # noqa: PLC0415
+    from .ames_rerank import GridSweep, protocol_shortlists, similarity_along  # noqa: PLC0415
     from .metrics import PROTOCOLS  # noqa: PLC0415
 
     shortlists = protocol_shortlists(ids, gnd, junk_mode)
     sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
+    sweep = GridSweep(shortlists, sl_sims, pairs, logits, gnd, n_db, grid["num_rerank"])
     rows = []
     for k in grid["num_rerank"]:
         for lam in grid["lambda"]:
             for gamma in grid["gamma"]:
-                m = evaluate_protocol_rankings(grid_rankings(shortlists, sl_sims, pairs, logits, lam, gamma, k), gnd, n_db)
-                rows.append({"num_rerank": k, "lambda": lam, "gamma": gamma, **{f"mAP_{p}": m["mAP"][p] for p in PROTOCOLS}})
+                m = sweep.mean_ap(lam, gamma, k)
+                rows.append({"num_rerank": k, "lambda": lam, "gamma": gamma, **{f"mAP_{p}": m[p] for p in PROTOCOLS}})
     return rows, shortlists, sl_sims
 
 
