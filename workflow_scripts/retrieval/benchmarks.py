@@ -98,10 +98,14 @@ def grid_cost(n_queries: int, n_db: int, k: int, n_points: int, seed: int = 0) -
     sm = {p: sims for p in sl}
     lams = np.linspace(0, 0.9, 10)
     gammas = np.linspace(0.1, 2.0, max(1, n_points // 10))
-    # one point: the re-ranked ranking evaluated in full (what the final result of a fixed point needs)
-    t0 = time.perf_counter()
+    # one point: the re-ranked ranking evaluated in full (what the final result of a fixed point needs); after a
+    # warm-up, the fastest of three
     evaluate_protocol_rankings(grid_rankings(sl, sm, pairs, logits, 0.5, 0.5, k), gnd, n_db)
-    single = time.perf_counter() - t0
+    single = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        evaluate_protocol_rankings(grid_rankings(sl, sm, pairs, logits, 0.5, 0.5, k), gnd, n_db)
+        single = min(single, time.perf_counter() - t0)
     # the grid as evaluate_ames sweeps it: GridSweep set up once, then mAP per point, then the chosen point in full
     t0 = time.perf_counter()
     sweep = GridSweep(sl, sm, pairs, logits, gnd, n_db, [k])
