@@ -144,23 +144,22 @@ class GridSweep:
 
     Only the first k shortlist entries move, so everything about the tail is fixed per (query, protocol, k): its
     positives keep their ranks, and the junk inside the top k is there whatever the order. Built once: per protocol
-    the labels (positive 1, ignored -1, other 0), global similarities and logits of the top ``max(num_rerank)``,
-    and per k the tail's share of each query's AP. A point then sorts the top k by the fused score (stable, as
-    ``rerank``) and adds the top's trapezoids. Equal to ``evaluate_protocol_rankings(grid_rankings(...))``'s mAP
+    the labels (positive 1, ignored -1, other 0), global similarities and logits of the top ``max(ks)``, and per k
+    (once, when first asked) the tail's share of each query's AP. A point then sorts the top k by the fused score
+    (stable, as ``rerank``) and adds the top's trapezoids. Equal to ``evaluate_protocol_rankings(grid_rankings(...))``'s mAP
     (a test checks it, junk modes included)."""
 
     def __init__(self, shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, gnd,
                  n_db: int, ks: Sequence[int]):
         self.protocols: dict[str, dict[str, Any]] = {}
+        self.max_k = max(ks)
         for p in PROTOCOLS:
             sl = shortlists[p]
             kmax = min(max(ks), sl.shape[1])
             n_q = sl.shape[0]
             labels = np.zeros((n_q, kmax), np.int8)
             npos = np.zeros(n_q, np.int64)
-            tail = {}
-            for k in sorted({min(k, kmax) for k in ks}):
-                tail[k] = np.zeros(n_q)
+            ranks: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * n_q
             for i, g in enumerate(gnd):
                 positives, ignored = protocol_labels(g, p)
                 npos[i] = len(positives)
@@ -172,18 +171,29 @@ class GridSweep:
                 pr, jr = np.sort(pr[pr >= 0]), np.sort(jr[jr >= 0])
                 labels[i, pr[pr < kmax]] = 1
                 labels[i, jr[jr < kmax]] = -1
-                adjusted = pr - np.searchsorted(jr, pr, side="left")  # ranks with the ignored images removed
-                for k in tail:
-                    first = int(np.searchsorted(pr, k))  # positives in the top k come first in any order
-                    j = np.arange(first, len(pr), dtype=np.float64)
-                    pos = adjusted[first:].astype(np.float64)
-                    before = np.where(pos == 0, 1.0, j / np.maximum(pos, 1.0))
-                    tail[k][i] = np.sum((before + (j + 1.0) / (pos + 1.0)) / 2.0)
-            self.protocols[p] = {"labels": labels, "npos": npos, "tail": tail, "kmax": kmax, "shortlist_id": id(sl),
+                ranks[i] = (pr, pr - np.searchsorted(jr, pr, side="left"))  # and with the ignored images removed
+            self.protocols[p] = {"labels": labels, "npos": npos, "ranks": ranks, "tail": {}, "kmax": kmax,
+                                 "shortlist_id": id(sl),
                                  "g": np.asarray(sims[p][:, :kmax], np.float32),
                                  "logit": lookup_logits(pairs, logits, sl, kmax)}
 
+    @staticmethod
+    def _tail(d: dict[str, Any], k: int) -> np.ndarray:
+        """Each query's AP share (unnormalised) of the positives ranked at k or beyond, which no point moves."""
+        if k not in d["tail"]:
+            out = np.zeros(len(d["ranks"]))
+            for i, (pr, adjusted) in enumerate(d["ranks"]):
+                first = int(np.searchsorted(pr, k))  # the positives in the top k come first in any order
+                j = np.arange(first, len(pr), dtype=np.float64)
+                pos = adjusted[first:].astype(np.float64)
+                before = np.where(pos == 0, 1.0, j / np.maximum(pos, 1.0))
+                out[i] = np.sum((before + (j + 1.0) / (pos + 1.0)) / 2.0)
+            d["tail"][k] = out
+        return d["tail"][k]
+
     def mean_ap(self, lam: float, gamma: float, k: int) -> dict[str, float | None]:
+        if k > self.max_k:
+            raise ValueError(f"num_rerank {k} is beyond the largest this sweep was built for ({self.max_k})")
         out: dict[str, float | None] = {}
         orders: dict[int, np.ndarray] = {}  # protocols that share a shortlist (junk_mode none) share the sort
         for p, d in self.protocols.items():
@@ -199,7 +209,7 @@ class GridSweep:
             before = np.where(rank == 0, 1.0, j / np.maximum(rank, 1))
             top = np.where(pos, (before + (j + 1.0) / (rank + 1.0)) / 2.0, 0.0).sum(axis=1)
             valid = d["npos"] > 0
-            ap = (top + d["tail"][k_])[valid] / d["npos"][valid]
+            ap = (top + self._tail(d, k_))[valid] / d["npos"][valid]
             out[p] = round(100.0 * float(np.mean(ap)), 4) if valid.any() else None
         return out
 
