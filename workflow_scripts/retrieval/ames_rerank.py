@@ -155,27 +155,29 @@ class GridSweep:
         self.max_k = max(ks)
         for p in PROTOCOLS:
             sl = shortlists[p]
-            kmax = min(max(ks), sl.shape[1])
-            n_q = sl.shape[0]
-            labels = np.zeros((n_q, kmax), np.int8)
-            npos = np.zeros(n_q, np.int64)
-            ranks: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * n_q
-            for i, g in enumerate(gnd):
-                positives, ignored = protocol_labels(g, p)
-                npos[i] = len(positives)
-                if not len(positives):
-                    continue
-                where = np.full(n_db, -1, np.int64)
-                where[sl[i]] = np.arange(sl.shape[1])
-                pr, jr = where[positives], where[ignored]
-                pr, jr = np.sort(pr[pr >= 0]), np.sort(jr[jr >= 0])
-                labels[i, pr[pr < kmax]] = 1
-                labels[i, jr[jr < kmax]] = -1
-                ranks[i] = (pr, pr - np.searchsorted(jr, pr, side="left"))  # and with the ignored images removed
-            self.protocols[p] = {"labels": labels, "npos": npos, "ranks": ranks, "tail": {}, "kmax": kmax,
-                                 "shortlist_id": id(sl),
+            kmax, n_q = min(self.max_k, sl.shape[1]), sl.shape[0]
+            self.protocols[p] = {"labels": np.zeros((n_q, kmax), np.int8), "npos": np.zeros(n_q, np.int64),
+                                 "ranks": [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * n_q, "tail": {},
+                                 "kmax": kmax, "shortlist_id": id(sl),
                                  "g": np.asarray(sims[p][:, :kmax], np.float32),
                                  "logit": lookup_logits(pairs, logits, sl, kmax)}
+        for i, g in enumerate(gnd):
+            inverse: dict[int, np.ndarray] = {}  # rank of every image, once per shortlist (one query at a time)
+            for p, d in self.protocols.items():
+                positives, ignored = protocol_labels(g, p)
+                d["npos"][i] = len(positives)
+                if not len(positives):
+                    continue
+                sl = shortlists[p]
+                where = inverse.get(id(sl))
+                if where is None:
+                    where = inverse[id(sl)] = np.full(n_db, -1, np.int64)
+                    where[sl[i]] = np.arange(sl.shape[1])
+                pr, jr = where[positives], where[ignored]
+                pr, jr = np.sort(pr[pr >= 0]), np.sort(jr[jr >= 0])
+                d["labels"][i, pr[pr < d["kmax"]]] = 1
+                d["labels"][i, jr[jr < d["kmax"]]] = -1
+                d["ranks"][i] = (pr, pr - np.searchsorted(jr, pr, side="left"))  # and with the ignored images removed
 
     @staticmethod
     def _tail(d: dict[str, Any], k: int) -> np.ndarray:
