@@ -1,20 +1,20 @@
-# VLAD global descriptors of one split over the training split's codebook.
+# VLAD global descriptors of one split over the fit split's codebook.
 
 
 rule aggregate_vlad:
     input:
         local=lambda w: local_store(w.dataset, w.split),
-        codebook=lambda w: f"results/codebook/{v_codebook()}/codebook.npz",
+        codebook=lambda w: codebook_path(w.space),
     output:
-        vlad="results/vlad/{dataset}/{ver}/{split}.h5",
-        manifest="results/vlad/{dataset}/{ver}/{split}.manifest.json",
+        vlad="results/vlad/{dataset}/{space}/{ver}/{split}.h5",
+        manifest="results/vlad/{dataset}/{space}/{ver}/{split}.manifest.json",
     params:
         preset=PRESET,
-        alpha=lambda w: (check_version(w, v_vlad(w.dataset)), config["aggregate"]["alpha"])[1],
+        alpha=lambda w: (check_version(w, v_vlad(w.dataset, w.space)), config["aggregate"]["alpha"])[1],
     log:
-        "logs/aggregate_vlad/{dataset}/{ver}/{split}.log",
+        "logs/aggregate_vlad/{dataset}/{space}/{ver}/{split}.log",
     benchmark:
-        "benchmarks/aggregate_vlad/{dataset}/{ver}/{split}.tsv"
+        "benchmarks/aggregate_vlad/{dataset}/{space}/{ver}/{split}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

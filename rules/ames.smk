@@ -193,7 +193,7 @@ rule evaluate_ames:
         n_bootstrap=config["ames"]["bootstrap"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: ames_versions(w.dataset, w.method),
-        hyperparameters=lambda w: ames_hyperparameters(w.method),
+        hyperparameters=lambda w: ames_hyperparameters(w.dataset, w.method),
         preset=PRESET,
     log:
         "logs/evaluate_ames/{dataset}/{ver}/{method}.log",

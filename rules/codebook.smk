@@ -1,21 +1,22 @@
-# Visual codebook for VLAD: faiss k-means on local descriptors of the training split (never the evaluated set).
+# Visual codebook for VLAD: faiss k-means on the local descriptors of the database images of a fit split
+# ({dataset}: the evaluated dataset itself with unsupervised_fit: self, no labels; see fit_split in common.smk).
 
 
 rule codebook:
     input:
-        local=lambda w: local_store(TRAIN, "db"),
+        local=lambda w: local_store(w.dataset, "db"),
     output:
-        codebook="results/codebook/{ver}/codebook.npz",
-        manifest="results/codebook/{ver}/manifest.json",
+        codebook="results/codebook/{dataset}/{ver}/codebook.npz",
+        manifest="results/codebook/{dataset}/{ver}/manifest.json",
     params:
-        config=lambda w: (check_version(w, v_codebook()), config["codebook"])[1],
-        training_split=TRAIN,
-        local_version=lambda w: v_local(TRAIN),
+        config=lambda w: (check_version(w, v_codebook(w.dataset)), config["codebook"])[1],
+        training_split=lambda w: w.dataset,
+        local_version=lambda w: v_local(w.dataset),
         preset=PRESET,
     log:
-        "logs/codebook/{ver}.log",
+        "logs/codebook/{dataset}/{ver}.log",
     benchmark:
-        "benchmarks/codebook/{ver}.tsv"
+        "benchmarks/codebook/{dataset}/{ver}.tsv"
     threads: config["threads"]
     resources:
         mem_mb=4000,

@@ -23,6 +23,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9.+\-]*",
     method=r"[A-Za-z0-9][A-Za-z0-9_+\-]*",
     ver=r"[0-9a-f]{8}",
+    space=r"[A-Za-z0-9][A-Za-z0-9.+\-]*",
     split=r"db|query",
     chunk=r"\d+",
 
@@ -136,18 +137,52 @@ def extraction_of(wildcards):
 
 
 TRAIN = config["training_split"]
+CROSS = {"roxford5k": "rparis6k", "rparis6k": "roxford5k"}  # unsupervised_fit: cross, the field's convention
 
 
-def v_codebook():
-    return stable_hash({"local": v_local(TRAIN), "codebook": config["codebook"]})
+def fit_split(ds):
+    """The dataset whose database images, without labels, fit the VLAD codebook and PCA-whitening used for ``ds``
+    (unsupervised_fit: self, training, cross or a dataset name). '{dataset}+1m' uses its base dataset's."""
+    mode = config["unsupervised_fit"]
+    ds = canonical(ds)
+    ds = distractor_base(ds) or ds
+    if mode == "self":
+        return ds
+    if mode == "training":
+        return canonical(TRAIN)
+    if mode == "cross":
+        return CROSS.get(ds, canonical(TRAIN))
+    return canonical(mode)
 
 
-def v_vlad(ds):
-    return stable_hash({"local": v_local(ds), "codebook": v_codebook(), "aggregate": config["aggregate"]})
+def lw_space():
+    """Lw is learned on the training split's global descriptors, so it is applied in that split's space."""
+    return fit_split(TRAIN)
 
 
-def v_whiten():
-    return stable_hash({"vlad": v_vlad(TRAIN), "whiten": config["whiten"]["dim"]})
+def v_codebook(space):
+    return stable_hash({"local": v_local(space), "codebook": config["codebook"]})
+
+
+def codebook_path(space):
+    return f"results/codebook/{space}/{v_codebook(space)}/codebook.npz"
+
+
+def v_vlad(ds, space=None):
+    return stable_hash({"local": v_local(ds), "codebook": v_codebook(space or fit_split(ds)), "aggregate": config["aggregate"]})
+
+
+def whiten_identity():
+    w = config["whiten"]
+    return {"dim": w["dim"], "min_images_per_dim": w["min_images_per_dim"], "max_images": w["max_images"]}
+
+
+def v_whiten(space):
+    return stable_hash({"vlad": v_vlad(space, space), "whiten": whiten_identity()})
+
+
+def whiten_path(space):
+    return f"results/whiten/{space}/{v_whiten(space)}/whiten.npz"
 
 
 def import_file(ds, split):
@@ -180,7 +215,7 @@ def _file_identity(p):
     return [os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)]
 
 
-def v_global(ds):
+def v_global(ds, space=None):
     if config["shortlist"]["source"] == "ames_nn":
         return stable_hash({"lists": v_lists(ds), "nn": _file_identity(nn_import_file(ds))})
     b = shortlist_backbone()
@@ -190,10 +225,11 @@ def v_global(ds):
         files = {s: import_file(ds, s) for s in ("db", "query") if s == "db" or canonical(ds) != canonical(TRAIN)}
         stat = {s: [os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)] for s, p in files.items()}
         return stable_hash({"lists": v_lists(ds), "import": stat})
-    return stable_hash({"vlad": v_vlad(ds), "whiten": v_whiten(), "power": config["whiten"]["power"]})
+    space = space or fit_split(ds)
+    return stable_hash({"vlad": v_vlad(ds, space), "whiten": v_whiten(space), "power": config["whiten"]["power"]})
 
 
-def global_path(ds, split):
+def global_path(ds, split, space=None):
     """The global descriptors of a split: VLAD + PCA-whitening, the shortlist backbone's own, or imported."""
     if config["shortlist"]["source"] == "ames_nn":
         raise WorkflowError(f"{ds}: this needs global descriptors, but shortlist.source: ames_nn imports only a shortlist; "
@@ -203,7 +239,8 @@ def global_path(ds, split):
         return f"results/global_backbone/{ds}/{v_global(ds)}/{split}.h5"
     if config["shortlist"]["source"] == "import":
         return f"results/global_import/{ds}/{v_global(ds)}/{split}.h5"
-    return f"results/global/{ds}/{v_global(ds)}/{split}.h5"
+    space = space or fit_split(ds)
+    return f"results/global/{ds}/{space}/{v_global(ds, space)}/{split}.h5"
 
 
 def knn_identity():
@@ -239,10 +276,10 @@ def versions(ds):
         "demo_data": v_demo() if canonical(ds) in DEMO_SPLITS or canonical(TRAIN) in DEMO_SPLITS else None,
         "image_lists": v_lists(ds),
         "extract": v_local(ds),
-        "extract_training": v_local(TRAIN),
-        "codebook": v_codebook(),
+        "extract_fit": v_local(fit_split(ds)),
+        "codebook": v_codebook(fit_split(ds)),
         "aggregate": v_vlad(ds),
-        "whiten": v_whiten(),
+        "whiten": v_whiten(fit_split(ds)),
         "global": v_global(ds),
         "knn": v_knn(ds),
         "evaluate": v_eval(ds),
@@ -337,7 +374,28 @@ def check_evaluable(ds):
         )
 
 
-def global_hyperparameters():
+def fitted_on(ds, method="global"):
+    """What each fitted component behind results/{ds}_{method}.json was fitted on (the results JSON's fitted_on)."""
+    out = {}
+    if config["shortlist"]["source"] == "vlad":
+        space = lw_space() if method == "whiten" else fit_split(ds)
+        own = space == canonical(distractor_base(ds) or ds)
+        how = {"split": space, "images": "database, no labels", "evaluated_dataset_itself": own,
+               "unsupervised_fit": config["unsupervised_fit"]}
+        out["codebook"] = how
+        out["whitening"] = {**how, "rule": whiten_identity()}  # publish adds whether it was applied
+    if method == "whiten":
+        out["lw"] = {"split": canonical(TRAIN), "data": "same-label pairs of the training split"}
+    if method in AMES_METHODS:
+        out["ames"] = {"split": canonical(TRAIN), "data": "training split, labels via its global kNN"}
+        if config["ames"]["select"] == "validation":
+            out["ames_selection"] = {"split": canonical(VAL), "data": "validation split's ground truth"}
+    if method == "ssp":
+        out["ssp"] = {"split": ssp_split(), "data": "database images, no labels"}
+    return out
+
+
+def global_hyperparameters(ds=None):
     b = shortlist_backbone()
     if config["shortlist"]["source"] == "ames_nn":
         return {"crop_queries": config["crop_queries"], "extract": extract_config(),
@@ -350,6 +408,8 @@ def global_hyperparameters():
                 "shortlist": sl, "knn": config["knn"], "evaluate": config["evaluate"]}
     return {
         "training_split": TRAIN,
+        "unsupervised_fit": config["unsupervised_fit"],
+        "fit_split": fit_split(ds) if ds else None,
         "crop_queries": config["crop_queries"],
         "shortlist": {"source": "vlad"},
         "extract": extract_config(),
@@ -383,6 +443,15 @@ def evaluation_path(ds, method):
 
 def evaluation_json(wildcards):
     return evaluation_path(wildcards.dataset, wildcards.method)
+
+
+def publish_inputs(wildcards):
+    """The versioned evaluation, and for VLAD global descriptors the whitening file whose decision it records."""
+    inputs = {"evaluation": evaluation_json(wildcards)}
+    if config["shortlist"]["source"] == "vlad":
+        space = lw_space() if wildcards.method == "whiten" else fit_split(wildcards.dataset)
+        inputs["whiten"] = whiten_path(space)
+    return inputs
 
 
 # ------------------------------------------------------------------------------------------ AMES versions
@@ -500,11 +569,11 @@ def ames_versions(ds, method):
     return out
 
 
-def ames_hyperparameters(method):
+def ames_hyperparameters(ds, method):
     a = config["ames"]
     keys = ("q_desc", "db_desc", "num_rerank", "lambda", "gamma", "select", "fixed", "validation_split",
             "junk_mode", "model", "train")
-    out = {"global": global_hyperparameters(), **{k: a[k] for k in keys}}
+    out = {"global": global_hyperparameters(ds), **{k: a[k] for k in keys}}
     if ames_checkpoint(method):
         out["checkpoint"] = os.path.abspath(ames_checkpoint(method))
         del out["train"]
@@ -529,7 +598,7 @@ def v_lw():
 
 
 def v_lw_eval(ds):
-    return stable_hash({"global": v_global(ds), "lw": v_lw(), "knn": v_knn(ds), "lists": v_lists(ds),
+    return stable_hash({"global": v_global(ds, lw_space()), "lw": v_lw(), "knn": v_knn(ds), "lists": v_lists(ds),
                         "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
 
 
@@ -582,19 +651,21 @@ def ssp_split():
     return config["ssp"]["anchors"]["split"] or TRAIN
 
 
-def v_anchors():
+def v_anchors(space):
+    """SSP's anchors in the gallery space ``space`` (the evaluated dataset's fit split): PQ codewords of the
+    ssp split's database descriptors in that space."""
     if config["shortlist"]["source"] != "vlad":
         raise WorkflowError("ssp: the light query model maps into the VLAD gallery space; it needs shortlist.source: vlad")
-    return stable_hash({"global": v_global(ssp_split()), "anchors": config["ssp"]["anchors"]})
+    return stable_hash({"global": v_global(ssp_split(), space), "anchors": config["ssp"]["anchors"]})
 
 
-def v_query_model():
-    return stable_hash({"light": v_ssp_local(ssp_split()), "global": v_global(ssp_split()), "anchors": v_anchors(),
-                        "train": config["ssp"]["train"], "codebook": v_codebook(), "whiten": v_whiten(),
+def v_query_model(space):
+    return stable_hash({"light": v_ssp_local(ssp_split()), "global": v_global(ssp_split(), space), "anchors": v_anchors(space),
+                        "train": config["ssp"]["train"], "codebook": v_codebook(space), "whiten": v_whiten(space),
                         "aggregate": config["aggregate"], "power": config["whiten"]["power"]})
 
 
 def v_ssp(ds):
-    return stable_hash({"model": v_query_model(), "light": v_ssp_local(ds), "global": v_global(ds), "lists": v_lists(ds),
+    return stable_hash({"model": v_query_model(fit_split(ds)), "light": v_ssp_local(ds), "global": v_global(ds), "lists": v_lists(ds),
                         "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"],
                         "cost_images": config["ssp"]["cost_images"]})

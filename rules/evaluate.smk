@@ -15,7 +15,7 @@ rule evaluate_global:
         ks=lambda w: (check_version(w, v_eval(w.dataset)), config["evaluate"]["ks"])[1],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: versions(w.dataset),
-        hyperparameters=global_hyperparameters(),
+        hyperparameters=lambda w: global_hyperparameters(w.dataset),
         provenance=lambda w: {"data": dataset_dir(w.dataset)},
         preset=PRESET,
     log:
@@ -32,11 +32,13 @@ rule evaluate_global:
 
 rule publish:
     input:
-        evaluation_json,
+        unpack(publish_inputs),
     output:
         "results/{dataset}_{method}.json",
     wildcard_constraints:
         method=r"(?!compare$)[A-Za-z0-9][A-Za-z0-9_+\-]*",  # results/{dataset}_compare.json is the compare rule's
+    params:
+        fitted_on=lambda w: fitted_on(w.dataset, w.method),
     log:
         "logs/publish/{dataset}_{method}.log",
     localrule: True

@@ -23,7 +23,7 @@ rule evaluate_qe:
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {**versions(w.dataset), "evaluate": v_qe(w.dataset, w.method), "global_evaluate": v_eval(w.dataset)},
-        hyperparameters=lambda w: {"global": global_hyperparameters(), "aqe": config["aqe"],
+        hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "aqe": config["aqe"],
                                    "adba": config["adba"] if w.method == "adba" else None},
         preset=PRESET,
     log:

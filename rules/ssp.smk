@@ -3,16 +3,16 @@
 
 rule anchors:
     input:
-        descriptors=lambda w: global_path(ssp_split(), "db"),
+        descriptors=lambda w: global_path(ssp_split(), "db", w.space),
     output:
-        anchors="results/anchors/{ver}/anchors.npy",
-        manifest="results/anchors/{ver}/manifest.json",
+        anchors="results/anchors/{space}/{ver}/anchors.npy",
+        manifest="results/anchors/{space}/{ver}/manifest.json",
     params:
-        config=lambda w: (check_version(w, v_anchors()), config["ssp"]["anchors"])[1],
+        config=lambda w: (check_version(w, v_anchors(w.space)), config["ssp"]["anchors"])[1],
         fitted_on=lambda w: ssp_split(),
         preset=PRESET,
     log:
-        "logs/anchors/{ver}.log",
+        "logs/anchors/{space}/{ver}.log",
     threads: config["threads"]
     resources:
         mem_mb=4000,
@@ -26,24 +26,24 @@ rule anchors:
 rule train_query:
     input:
         light=lambda w: f"results/local/{ssp_split()}/{v_ssp_local(ssp_split())}/db/local.h5",
-        codebook=lambda w: f"results/codebook/{v_codebook()}/codebook.npz",
-        whiten=lambda w: f"results/whiten/{v_whiten()}/whiten.npz",
-        gallery=lambda w: global_path(ssp_split(), "db"),
-        anchors=lambda w: f"results/anchors/{v_anchors()}/anchors.npy",
+        codebook=lambda w: codebook_path(w.space),
+        whiten=lambda w: whiten_path(w.space),
+        gallery=lambda w: global_path(ssp_split(), "db", w.space),
+        anchors=lambda w: f"results/anchors/{w.space}/{v_anchors(w.space)}/anchors.npy",
     output:
-        model="results/query_model/{ver}/adapter.pt",
-        curves="results/query_model/{ver}/curves.json",
-        manifest="results/query_model/{ver}/manifest.json",
+        model="results/query_model/{space}/{ver}/adapter.pt",
+        curves="results/query_model/{space}/{ver}/curves.json",
+        manifest="results/query_model/{space}/{ver}/manifest.json",
     params:
-        config=lambda w: (check_version(w, v_query_model()), config["ssp"]["train"])[1],
+        config=lambda w: (check_version(w, v_query_model(w.space)), config["ssp"]["train"])[1],
         alpha=config["aggregate"]["alpha"],
         power=config["whiten"]["power"],
         fitted_on=lambda w: ssp_split(),
         preset=PRESET,
     log:
-        "logs/train_query/{ver}.log",
+        "logs/train_query/{space}/{ver}.log",
     benchmark:
-        "benchmarks/train_query/{ver}.tsv"
+        "benchmarks/train_query/{space}/{ver}.tsv"
     threads: config["threads"]
     resources:
         gpu=1,
@@ -58,9 +58,9 @@ rule train_query:
 rule evaluate_ssp:
     input:
         light_query=lambda w: f"results/local/{w.dataset}/{v_ssp_local(w.dataset)}/query/local.h5",
-        codebook=lambda w: f"results/codebook/{v_codebook()}/codebook.npz",
-        whiten=lambda w: f"results/whiten/{v_whiten()}/whiten.npz",
-        adapter=lambda w: f"results/query_model/{v_query_model()}/adapter.pt",
+        codebook=lambda w: codebook_path(fit_split(w.dataset)),
+        whiten=lambda w: whiten_path(fit_split(w.dataset)),
+        adapter=lambda w: f"results/query_model/{fit_split(w.dataset)}/{v_query_model(fit_split(w.dataset))}/adapter.pt",
         query=lambda w: global_path(w.dataset, "query"),
         db=lambda w: global_path(w.dataset, "db"),
         lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
@@ -80,9 +80,9 @@ rule evaluate_ssp:
         n_bootstrap=config["ames"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
-        versions=lambda w: {**versions(w.dataset), "ssp_local": v_ssp_local(w.dataset), "anchors": v_anchors(),
-                            "query_model": v_query_model(), "evaluate": v_ssp(w.dataset)},
-        hyperparameters=lambda w: {"global": global_hyperparameters(), "ssp": config["ssp"]},
+        versions=lambda w: {**versions(w.dataset), "ssp_local": v_ssp_local(w.dataset), "anchors": v_anchors(fit_split(w.dataset)),
+                            "query_model": v_query_model(fit_split(w.dataset)), "evaluate": v_ssp(w.dataset)},
+        hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "ssp": config["ssp"]},
         preset=PRESET,
     log:
         "logs/evaluate_ssp/{dataset}/{ver}.log",

@@ -20,7 +20,7 @@ rule evaluate_superglobal:
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {**versions(w.dataset), "evaluate": v_superglobal(w.dataset), "global_evaluate": v_eval(w.dataset)},
-        hyperparameters=lambda w: {"global": global_hyperparameters(), "superglobal": config["superglobal"]},
+        hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "superglobal": config["superglobal"]},
         preset=PRESET,
     log:
         "logs/evaluate_superglobal/{dataset}/{ver}.log",

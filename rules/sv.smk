@@ -20,7 +20,7 @@ rule evaluate_sv:
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {**versions(w.dataset), "evaluate": v_sv(w.dataset), "global_evaluate": v_eval(w.dataset)},
-        hyperparameters=lambda w: {"global": global_hyperparameters(), "sv": config["sv"]},
+        hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "sv": config["sv"]},
         preset=PRESET,
     log:
         "logs/evaluate_sv/{dataset}/{ver}.log",

@@ -1,19 +1,20 @@
-# PCA-whitening: learned on the training split's VLADs, applied to any split.
+# PCA-whitening: learned on the fit split's database VLADs (off when too few images: whiten.min_images_per_dim),
+# applied to the splits of the datasets in its space.
 
 
 rule whiten_fit:
     input:
-        vlad=lambda w: f"results/vlad/{TRAIN}/{v_vlad(TRAIN)}/db.h5",
+        vlad=lambda w: f"results/vlad/{w.dataset}/{w.dataset}/{v_vlad(w.dataset, w.dataset)}/db.h5",
     output:
-        whiten="results/whiten/{ver}/whiten.npz",
-        manifest="results/whiten/{ver}/manifest.json",
+        whiten="results/whiten/{dataset}/{ver}/whiten.npz",
+        manifest="results/whiten/{dataset}/{ver}/manifest.json",
     params:
-        config=lambda w: (check_version(w, v_whiten()), {"dim": config["whiten"]["dim"]})[1],
-        training_split=TRAIN,
-        vlad_version=lambda w: v_vlad(TRAIN),
+        config=lambda w: (check_version(w, v_whiten(w.dataset)), whiten_identity())[1],
+        training_split=lambda w: w.dataset,
+        vlad_version=lambda w: v_vlad(w.dataset, w.dataset),
         preset=PRESET,
     log:
-        "logs/whiten_fit/{ver}.log",
+        "logs/whiten_fit/{dataset}/{ver}.log",
     threads: config["threads"]
     resources:
         mem_mb=4000,
@@ -26,16 +27,16 @@ rule whiten_fit:
 
 rule whiten_apply:
     input:
-        vlad=lambda w: f"results/vlad/{w.dataset}/{v_vlad(w.dataset)}/{w.split}.h5",
-        whiten=lambda w: f"results/whiten/{v_whiten()}/whiten.npz",
+        vlad=lambda w: f"results/vlad/{w.dataset}/{w.space}/{v_vlad(w.dataset, w.space)}/{w.split}.h5",
+        whiten=lambda w: whiten_path(w.space),
     output:
-        descriptors="results/global/{dataset}/{ver}/{split}.h5",
-        manifest="results/global/{dataset}/{ver}/{split}.manifest.json",
+        descriptors="results/global/{dataset}/{space}/{ver}/{split}.h5",
+        manifest="results/global/{dataset}/{space}/{ver}/{split}.manifest.json",
     params:
-        power=lambda w: (check_version(w, v_global(w.dataset)), config["whiten"]["power"])[1],
+        power=lambda w: (check_version(w, v_global(w.dataset, w.space)), config["whiten"]["power"])[1],
         preset=PRESET,
     log:
-        "logs/whiten_apply/{dataset}/{ver}/{split}.log",
+        "logs/whiten_apply/{dataset}/{space}/{ver}/{split}.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -73,8 +74,8 @@ rule lw_fit:
 
 rule evaluate_whiten:
     input:
-        query=lambda w: global_path(w.dataset, "query"),
-        db=lambda w: global_path(w.dataset, "db"),
+        query=lambda w: global_path(w.dataset, "query", lw_space()),
+        db=lambda w: global_path(w.dataset, "db", lw_space()),
         lw=lambda w: f"results/lw/{v_lw()}/lw.npz",
         knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
         lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
@@ -92,7 +93,7 @@ rule evaluate_whiten:
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {**versions(w.dataset), "lw": v_lw(), "evaluate": v_lw_eval(w.dataset),
                             "global_evaluate": v_eval(w.dataset)},
-        hyperparameters=lambda w: {"global": global_hyperparameters(), "lw": config["lw"]},
+        hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "lw": config["lw"]},
         preset=PRESET,
     log:
         "logs/evaluate_whiten/{dataset}/{ver}.log",

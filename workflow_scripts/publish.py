@@ -6,4 +6,4 @@ setup_logging(snakemake.log[0])
 
 from retrieval.pipeline import publish  # noqa: E402
 
-publish(snakemake.input[0], snakemake.output[0])
+publish(snakemake.input.evaluation, snakemake.output[0], snakemake.params.fitted_on, snakemake.input.get("whiten"))

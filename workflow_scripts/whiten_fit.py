@@ -11,6 +11,8 @@ fit_whitening(
     out_path=snakemake.output.whiten,
     manifest_path=snakemake.output.manifest,
     dim=snakemake.params.config["dim"],
+    min_images_per_dim=snakemake.params.config["min_images_per_dim"],
+    max_images=snakemake.params.config["max_images"],
     version=snakemake.wildcards.ver,
     config=snakemake.params.config,
     preset=snakemake.params.preset,

@@ -74,3 +74,20 @@ def test_topk_neighbours_exact_and_self_excluded():
     assert ids.dtype == np.int32 and sims.dtype == np.float32
     ids, _ = topk_neighbours(db, db, 5, exclude_self=True)
     assert ids.shape == (30, 5) and not (ids == np.arange(30)[:, None]).any()
+
+
+def test_whitening_is_learned_only_from_enough_images_per_component():
+    from retrieval.vlad import apply_whitening, fit_pca_whitening, identity_whitening, whitening_applies
+
+    assert whitening_applies(320, 32, 10)[0] and not whitening_applies(319, 32, 10)[0]
+    ok, reason = whitening_applies(85, 1024, 10)
+    assert not ok and "85 images < whiten.min_images_per_dim 10 x whiten.dim 1024 = 10240" in reason
+    assert whitening_applies(2, 1024, 0)[0]  # 0: always
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 16)).astype(np.float32) * np.arange(1, 17, dtype=np.float32)
+    ident = identity_whitening(16, reason)
+    y = apply_whitening(x, ident, power=0.5)
+    np.testing.assert_allclose(y, x / np.linalg.norm(x, axis=1, keepdims=True), rtol=1e-5)
+    # a learned one changes the vectors (and their dimension)
+    w = fit_pca_whitening(x, 8)
+    assert apply_whitening(x, w, 0.5).shape == (50, 8)

@@ -26,11 +26,11 @@ def test_ssp_result_contract(ssp_run):
     cost = res["cost_per_image"]
     assert cost["images_timed"] == 3 and cost["query_model_extract_ms"] > 0 and cost["gallery_model_extract_ms"] > 0
     v = res["versions"]
-    anchors = np.load(ssp_run / f"results/anchors/{v['anchors']}/anchors.npy")
+    anchors = np.load(ssp_run / f"results/anchors/demo/{v['anchors']}/anchors.npy")
     assert anchors.shape == (8, 8, 4)  # tiny preset: m 8 sub-spaces of the 32-d whitened space, 2^3 codewords
-    manifest = load_json(ssp_run / f"results/query_model/{v['query_model']}/manifest.json")
+    manifest = load_json(ssp_run / f"results/query_model/demo/{v['query_model']}/manifest.json")
     assert manifest["fitted_on"] == "demo-train"
-    curves = load_json(ssp_run / f"results/query_model/{v['query_model']}/curves.json")
+    curves = load_json(ssp_run / f"results/query_model/demo/{v['query_model']}/curves.json")
     losses = [c["val_loss"] for c in curves["curves"]]
     assert len(losses) == 6 and curves["best_epoch"] == int(np.argmin(losses))  # the held-out minimum is kept
     assert manifest["best_epoch"] == curves["best_epoch"]

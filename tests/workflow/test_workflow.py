@@ -1,6 +1,7 @@
 """Workflow tier: lint, the tiny demo end to end, the results contract, partial re-runs, and input errors."""
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -31,10 +32,16 @@ def test_lint_is_clean(tmp_path):
 def test_dry_run_plans_the_whole_dag(tmp_path):
     out = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(TINY)).stdout
     stats = job_stats(out)
-    # 2 chunks x (demo db, demo query, demo-train db); queries of the training split are never extracted
-    assert stats == {"demo_data": 1, "image_lists": 2, "extract_local": 6, "merge_local": 3, "codebook": 1,
-                     "aggregate_vlad": 3, "whiten_fit": 1, "whiten_apply": 2, "knn": 1, "evaluate_global": 1,
+    # 2 chunks x (demo db, demo query); unsupervised_fit: self fits the codebook and whitening on the demo's own
+    # database images, so the global method needs nothing of the training split
+    assert stats == {"demo_data": 1, "image_lists": 1, "extract_local": 4, "merge_local": 2, "codebook": 1,
+                     "aggregate_vlad": 2, "whiten_fit": 1, "whiten_apply": 2, "knn": 1, "evaluate_global": 1,
                      "publish": 1}
+    # the training split's images fit them with unsupervised_fit: training (its queries are never extracted)
+    out = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(TINY),
+                    "--config", "unsupervised_fit=training").stdout
+    assert job_stats(out)["extract_local"] == 6 and "results/codebook/demo-train/" in out
+    assert "results/codebook/demo/" not in out
 
 
 def test_paper_preset_is_valid_and_holds_the_papers_training_values(tmp_path):
@@ -85,16 +92,21 @@ def test_results_contract(tiny_run):
 def test_manifests_name_the_split_that_fed_each_fit(tiny_run):
     res = load_json(tiny_run / "results" / "demo_global.json")
     v = res["versions"]
-    cb = load_json(tiny_run / f"results/codebook/{v['codebook']}/manifest.json")
-    wh = load_json(tiny_run / f"results/whiten/{v['whiten']}/manifest.json")
-    assert cb["fitted_on"] == "demo-train" and wh["fitted_on"] == "demo-train"
+    cb = load_json(tiny_run / f"results/codebook/demo/{v['codebook']}/manifest.json")
+    wh = load_json(tiny_run / f"results/whiten/demo/{v['whiten']}/manifest.json")
+    # unsupervised_fit: self: the demo's own database images, no labels; the results JSON says so
+    assert cb["fitted_on"] == "demo" and wh["fitted_on"] == "demo"
+    assert res["fitted_on"]["codebook"] == {"split": "demo", "images": "database, no labels",
+                                            "evaluated_dataset_itself": True, "unsupervised_fit": "self"}
+    # 42 database images >= min_images_per_dim 1 x dim 32 (tiny preset): whitening is learned and applied
+    assert res["fitted_on"]["whitening"]["applied"] is True and wh["applied"] is True and wh["n_images"] == res["n_db"]
     assert cb["preset"] == "tiny" and "numpy" in cb["packages"] and cb["code_revision"]
     ex = load_json(tiny_run / f"results/local/demo/{v['extract']}/db/manifest.json")
     assert ex["store"]["n_rows"] == res["n_db"] and ex["inputs"]["lists"]["version"] == v["image_lists"]
     # the stages without a fit write theirs from the rule: configuration, input versions and checksums
     for path, stage, upstream in [
-        (f"results/vlad/demo/{v['aggregate']}/db.manifest.json", "aggregate_vlad", v["codebook"]),
-        (f"results/global/demo/{v['global']}/query.manifest.json", "whiten_apply", v["whiten"]),
+        (f"results/vlad/demo/demo/{v['aggregate']}/db.manifest.json", "aggregate_vlad", v["codebook"]),
+        (f"results/global/demo/demo/{v['global']}/query.manifest.json", "whiten_apply", v["whiten"]),
         (f"results/knn/demo/{v['knn']}/manifest.json", "knn", v["global"]),
         (f"results/eval/demo/{v['evaluate']}/global.manifest.json", "evaluate_global", v["knn"]),
     ]:
@@ -224,6 +236,7 @@ def test_landmarks_mini_end_to_end(tiny_run):
     assert res["n_queries"] == 16 and res["n_db"] == 85 and res["crop_queries"] is True
     assert res["n_evaluated_queries"] == {"E": 15, "M": 16, "H": 12}
     assert res["hyperparameters"]["training_split"] == "demo-train"
+    assert res["fitted_on"]["codebook"]["split"] == "landmarks-mini"  # its own database images (self), no labels
     # far better than a random ranking (random Medium mAP on this set is about 11%)
     assert res["metrics"]["mAP"]["M"] > 20
 
@@ -257,9 +270,9 @@ def test_imported_global_descriptors_give_the_same_metrics(tiny_run, tmp_path):
     res = load_json(tiny_run / "results" / "demo_global.json")
     imp = tmp_path / "import" / "demo"
     imp.mkdir(parents=True)
-    with h5py.File(tiny_run / f"results/global/demo/{res['versions']['global']}/db.h5", "r") as f:
+    with h5py.File(tiny_run / f"results/global/demo/demo/{res['versions']['global']}/db.h5", "r") as f:
         np.save(imp / "db.npy", f["descriptors"][:] * 3.0)  # any scale: rows are normalised on import
-    shutil.copy(tiny_run / f"results/global/demo/{res['versions']['global']}/query.h5", imp / "query.h5")
+    shutil.copy(tiny_run / f"results/global/demo/demo/{res['versions']['global']}/query.h5", imp / "query.h5")
     cfg = tmp_path / "import.yaml"
     cfg.write_text(f"shortlist: {{source: import, import_dir: {tmp_path / 'import'}}}\n")
     snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(cfg))
@@ -337,3 +350,28 @@ def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_pat
     knn = list((wd / "results" / "knn" / "demo").glob("*/knn.h5"))
     with h5py.File(next(p for p in knn if p.parent.name != res["versions"]["knn"]), "r") as f:
         assert f["ids"].shape == (res["n_queries"], 10) and f.attrs["search"] == "ivfpq"
+
+
+def test_whitening_is_off_for_a_split_too_small_to_learn_it(tiny_ames):
+    """demo-val's 18 database images are fewer than min_images_per_dim 1 x dim 32 (tiny preset): no whitening, the
+    L2-normalised VLAD is the global descriptor, and the results JSON records the decision."""
+    snakemake(tiny_ames, "results/demo-val_global.json", "--configfile", str(TINY))
+    res = load_json(tiny_ames / "results" / "demo-val_global.json")
+    w = res["fitted_on"]["whitening"]
+    assert w["applied"] is False and w["decision"].startswith("off: 18 images < ")
+    with h5py.File(tiny_ames / f"results/global/demo-val/demo-val/{res['versions']['global']}/db.h5", "r") as f:
+        x = f["descriptors"][:]
+    assert x.shape == (18, 8 * 128)  # the VLAD's own dimension (8 words x 128), not the 32 PCA components
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+
+
+def test_unsupervised_fit_cross_pairs_oxford_and_paris(tmp_path):
+    """unsupervised_fit: cross is the field's convention: roxford5k's codebook and whitening come from rparis6k."""
+    for name in ("roxford5k", "rparis6k"):
+        (tmp_path / "data" / name / "jpg").mkdir(parents=True)
+        (tmp_path / "data" / name / "gnd.json").write_text(json.dumps({"imlist": ["a"], "qimlist": ["a"], "gnd": [{}]}))
+    out = snakemake(tmp_path, "-n", "results/roxford_global.json", "--configfile", str(TINY), "--config",
+                    f"data_root={tmp_path / 'data'}", "unsupervised_fit=cross").stdout
+    assert "results/codebook/rparis6k/" in out and "results/whiten/rparis6k/" in out
+    assert "results/codebook/roxford5k/" not in out
+    assert "results/global/roxford5k/rparis6k/" in out or "results/global/roxford/rparis6k/" in out

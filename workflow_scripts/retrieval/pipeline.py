@@ -248,18 +248,27 @@ def aggregate_vlad(local_path: str | Path, codebook_path: str | Path, out_path: 
 
 
 def fit_whitening(vlad_path: str | Path, out_path: str | Path, manifest_path: str | Path, dim: int,
-                  version: str, config: dict[str, Any], preset: str, training_split: str, vlad_version: str) -> None:
+                  min_images_per_dim: float, max_images: int, version: str, config: dict[str, Any], preset: str,
+                  training_split: str, vlad_version: str, seed: int = 0) -> None:
+    """PCA-whitening of the fit split's database VLADs, or none when there are too few images
+    (:func:`retrieval.vlad.whitening_applies`); at most ``max_images`` (a seeded subset) are used."""
     from .global_store import read_global  # noqa: PLC0415
-    from .vlad import fit_pca_whitening  # noqa: PLC0415
+    from .vlad import fit_pca_whitening, identity_whitening, whitening_applies  # noqa: PLC0415
 
     m = Manifest("whiten", version, config, preset, fitted_on=training_split)
     m.add_input("vlad", vlad_path, version=vlad_version)
     x = read_global(vlad_path)
-    w = fit_pca_whitening(x, dim)
+    n = len(x)
+    if n > max_images:
+        x = x[np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))]
+    applies, reason = whitening_applies(len(x), dim, min_images_per_dim)
+    log.info("PCA-whitening fitted on %s: %s", training_split, reason)
+    w = {**fit_pca_whitening(x, dim), "applied": np.array(True), "reason": np.array(reason)} if applies else \
+        identity_whitening(x.shape[1], reason)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **w)
-    m.write(manifest_path, outputs=[out_path], n_training_vectors=len(x))
+    m.write(manifest_path, outputs=[out_path], n_training_vectors=len(x), n_images=n, applied=applies, decision=reason)
 
 
 def apply_whitening(vlad_path: str | Path, whiten_path: str | Path, out_path: str | Path, power: float, version: str) -> None:
@@ -268,7 +277,8 @@ def apply_whitening(vlad_path: str | Path, whiten_path: str | Path, out_path: st
 
     x = read_global(vlad_path)
     w = load_npz(whiten_path)
-    write_global(out_path, whiten(x, w, power) if len(x) else np.zeros((0, len(w["eigenvalues"])), np.float32),
+    dim = len(w["eigenvalues"]) if bool(w.get("applied", True)) else w["mean"].shape[0]
+    write_global(out_path, whiten(x, w, power) if len(x) else np.zeros((0, dim), np.float32),
                  method="vlad+whiten", version=version)
 
 
@@ -506,8 +516,16 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
     write_json(out_json, result)
 
 
-def publish(src_json: str | Path, out_json: str | Path) -> None:
-    """The top-level ``results/{dataset}_{method}.json``: a copy of the versioned evaluation it names."""
+def publish(src_json: str | Path, out_json: str | Path, fitted_on: dict[str, Any] | None = None,
+            whiten_path: str | Path | None = None) -> None:
+    """The top-level ``results/{dataset}_{method}.json``: a copy of the versioned evaluation it names, with
+    ``fitted_on`` (what each fitted component was fitted on; whether PCA-whitening was applied, from its file)."""
     result = read_json(src_json)
     result["artifacts"]["evaluation"] = str(src_json)
+    fitted_on = dict(fitted_on or {})
+    if whiten_path and "whitening" in fitted_on:
+        w = load_npz(whiten_path)
+        fitted_on["whitening"] = {**fitted_on["whitening"], "applied": bool(w.get("applied", True)),
+                                  "decision": str(w["reason"]) if "reason" in w else "on"}
+    result["fitted_on"] = fitted_on
     write_json(out_json, result)
