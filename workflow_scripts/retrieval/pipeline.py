@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .images import DEFAULT_MAX_IMAGE_PIXELS
 from .runtime import Manifest, atomic_path, fault_point, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,12 @@ def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, pr
 
 def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, out_lists: str | Path,
                      out_gnd: str | Path, out_manifest: str | Path, version: str, preset: str,
-                     on_bad_image: str = "error") -> None:
+                     on_bad_image: str = "error", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
     from .datasets import build_image_lists  # noqa: PLC0415
 
     m = Manifest("image_lists", version, {"dataset": dataset, "crop_queries": crop_queries,
-                                          "on_bad_image": on_bad_image}, preset)
-    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image)
+                                          "on_bad_image": on_bad_image, "max_image_pixels": max_image_pixels}, preset)
+    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
     write_json(out_lists, lists)
@@ -86,11 +87,14 @@ def make_lists_with_distractors(base_lists: str | Path, base_gnd: str | Path, di
 
 
 def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks: int, out_path: str | Path,
-                        backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error") -> None:
+                        backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error",
+                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
     """Local features (and, for deep backbones, global descriptors) of one contiguous chunk of the ``db`` or
-    ``query`` list."""
+    ``query`` list. Images are decoded as displayed (images.py); query boxes are in displayed coordinates, so the
+    crop is taken on the EXIF-transposed image. A JPEG reduced while decoding (over ``max_image_pixels``) has its
+    box scaled down and its keypoints mapped back to full-image pixels."""
     from . import sift  # noqa: PLC0415
-    from .images import BadImageError, load_bgr, load_gray  # noqa: PLC0415
+    from .images import BadImageError, decode_image  # noqa: PLC0415
     from .local_store import write_local_chunk  # noqa: PLC0415
 
     if backbone not in ("sift", "dinov2", "resnet", "ames_import"):
@@ -103,7 +107,7 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
         return
     if backbone == "sift":
         cfg = sift.SiftConfig(**backbone_config)
-        k, dim, load = cfg.k, sift.DIM, load_gray
+        k, dim, colour = cfg.k, sift.DIM, "gray"
         def run(img, e, crop):
             return (sift.extract_sift(img, cfg, crop) if img.size else sift.empty_features(cfg, e)), None
         extra: dict[str, Any] = {}
@@ -111,7 +115,7 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
         from .deep import DeepConfig, DeepExtractor  # noqa: PLC0415
 
         extractor = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
-        k, dim, load = extractor.cfg.k, extractor.local_dim, load_bgr
+        k, dim, colour = extractor.cfg.k, extractor.local_dim, "bgr"
         def run(img, e, crop):
             return extractor.extract(img, crop) if img.size else extractor.empty(e)
         extra = {"model": json.dumps(extractor.describe())}
@@ -122,14 +126,19 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     for i, e in enumerate(entries[start:stop]):
         crop = e.get("crop") if split == "query" else None
         try:
-            img = load(e["path"])
+            decoded = decode_image(e["path"], colour, max_image_pixels)
         except BadImageError as err:
             if on_bad_image != "skip":
                 raise
             log.warning("on_bad_image: skip: %s gets no features (%s)", e["path"], err)
             skipped.append({"path": e["path"], "reason": str(err)})
-            img = np.zeros((0, 0), np.uint8)
-        row, g = run(img, e, crop)
+            decoded = None
+        if decoded is None:
+            row, g = run(np.zeros((0, 0), np.uint8), e, crop)
+        elif decoded.factor == (1.0, 1.0):
+            row, g = run(decoded.pixels, e, crop)
+        else:
+            row, g = _extract_reduced(run, decoded, e, crop, backbone)
         rows.append(row)
         globals_.append(g)
         if i == (stop - start) // 2:
@@ -144,6 +153,25 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
                       extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped),
                                    "seconds": time.time() - t0, **extra},
                       global_desc=global_desc)
+
+
+def _extract_reduced(run, decoded, entry: dict[str, Any], crop: list[int] | None, backbone: str):
+    """Features of a JPEG reduced while decoding, in full-image pixels: the box is scaled to the reduced pixels,
+    positions (and SIFT sizes, which are in pixels) are scaled back, the stored size is the full displayed size."""
+    fx, fy = decoded.factor
+    log.warning("%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)", entry["path"],
+                decoded.width, decoded.height, decoded.pixels.shape[1], decoded.pixels.shape[0])
+    small = None
+    if crop is not None:
+        x1, y1, x2, y2 = crop
+        small = [int(x1 * fx), int(y1 * fy), max(int(x1 * fx) + 1, round(x2 * fx)), max(int(y1 * fy) + 1, round(y2 * fy))]
+    row, g = run(decoded.pixels, entry, small)
+    row = dict(row)
+    row["xy"] = (row["xy"] / np.array([fx, fy], np.float32)).astype(np.float32)
+    if backbone == "sift":
+        row["scale"] = (row["scale"] / fx).astype(np.float32)
+    row["image_size"] = np.array([decoded.width, decoded.height], np.int32)
+    return row, g
 
 
 def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, out_path: str | Path,
