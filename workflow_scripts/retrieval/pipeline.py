@@ -332,33 +332,50 @@ def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: st
     sample, adds the blocks and searches it (a truncated shortlist: k > 0)."""
     import h5py  # noqa: PLC0415
 
+    from .featureless import NO_MATCH_SCORE, default_order, featureless_rows  # noqa: PLC0415
     from .global_store import read_global, write_neighbours  # noqa: PLC0415
     from .scale import ivfpq_search, stream_topk  # noqa: PLC0415
 
     q = read_global(query_path)
+    q_none = featureless_rows(q) if len(q) else np.zeros(0, bool)
     with h5py.File(db_path, "r") as f:
         if f.attrs.get("kind") != "global":
             raise ValueError(f"{db_path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
         d = f["descriptors"]
         n_db = d.shape[0]
         k_eff = n_db if k == 0 else min(k, n_db)
+        db_none = np.zeros(n_db, bool)
+
+        def read(s: int, e: int) -> np.ndarray:
+            x = d[s:e]
+            db_none[s:e] = featureless_rows(x)  # every block passes here once at least
+            return x
+
         t0 = time.time()
         if search == "exact":
-            ids, sims = stream_topk(q, lambda s, e: d[s:e], n_db, k_eff, block)
+            ids, sims = stream_topk(q, read, n_db, k_eff, block)
             extra: dict[str, Any] = {}
         elif search == "ivfpq":
             if k == 0:
                 raise ValueError("knn.search: ivfpq returns a truncated shortlist; set knn.k > 0 (the revisitop "
                                  "metrics need knn.search: exact with knn.k: 0)")
-            ids, stats = ivfpq_search(q, lambda s, e: d[s:e], n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0)
+            ids, stats = ivfpq_search(q, read, n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0)
             sims = _exact_similarities(d, q, ids)
+            if q_none.any() or db_none.any():  # as in exact search; an id faiss could not fill (-1) stays last
+                sims[(ids >= 0) & db_none[np.maximum(ids, 0)]] = NO_MATCH_SCORE
+                order = np.argsort(-sims, axis=1, kind="stable")
+                ids, sims = np.take_along_axis(ids, order, 1), np.take_along_axis(sims, order, 1)
+                ids[q_none], sims[q_none] = default_order(db_none)[:ids.shape[1]], NO_MATCH_SCORE
             extra = {"ivfpq": json.dumps(stats)}
         else:
             raise ValueError(f"knn.search: {search!r} is not one of exact, ivfpq")
     seconds = time.time() - t0
+    if q_none.any() or db_none.any():
+        log.warning("%d of %d queries and %d of %d database images have no features: they are never a match (ranked "
+                    "last, score -inf)", int(q_none.sum()), len(q_none), int(db_none.sum()), n_db)
     log.info("knn (%s): %d queries x %d database, k=%d in %.3f s", search, len(q), n_db, k_eff, seconds)
     write_neighbours(out_path, ids, sims, k=k_eff, n_db=n_db, version=version, search_seconds=seconds, search=search,
-                     **extra)
+                     featureless=(q_none, db_none), **extra)
 
 
 def import_nn(nn_path: str | Path, lists_path: str | Path, out_path: str | Path, version: str) -> None:
@@ -423,7 +440,24 @@ def export_ames(local_db: str | Path, local_query: str | Path, knn_path: str | P
 # ------------------------------------------------------------------------------------------ evaluate
 
 
+def without_features(knn_path: str | Path, lists: dict[str, Any], ranking: np.ndarray, scores: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every method's final ranking passes here: the images without features that the knn file records rank last
+    with score -inf, a featureless query gets the database order (featureless.py); returns the ranking, the
+    scores and the results-JSON fields ``queries_without_features`` (names) and ``db_images_without_features``."""
+    from .featureless import rank_featureless_last  # noqa: PLC0415
+    from .global_store import read_featureless  # noqa: PLC0415
+
+    q_none, db_none = read_featureless(knn_path, len(lists["query"]), len(lists["db"]))
+    ranking, scores = rank_featureless_last(ranking, scores, q_none, db_none)
+    flags = {"queries_without_features": [q["name"] for q, f in zip(lists["query"], q_none) if f],
+             "db_images_without_features": int(db_none.sum())}
+    return ranking, scores, flags
+
+
 def write_neighbours_csv(path: str | Path, lists: dict[str, Any], ids: np.ndarray, sims: np.ndarray, top: int) -> None:
+    """``query,rank,image,score`` rows of the top ``top`` of each query; an image without features (or any pair of a
+    query without features) has the score ``-inf``: not a match."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["query", "rank", "image", "score"])
@@ -466,6 +500,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
         raise ValueError(f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
                          "ranking (set knn.k: 0 and knn.search: exact); a truncated shortlist is never scored as if "
                          "the missing images ranked last")
+    ids, sims, flags = without_features(knn_path, lists, ids, sims)
     write_ranking(out_ranking, ids, n_db)
     fault_point("evaluate")  # the ranking is in place, the JSON not yet
     write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
@@ -480,6 +515,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
         result["per_query_ap"] = {p: {"query": [q["name"] for q in lists["query"]], "ap": m["per_query_ap"][p]}
                                   for p in m["per_query_ap"]}
         log.info("%s %s: mAP E %.2f M %.2f H %.2f", dataset, method, *(m["mAP"][p] or float("nan") for p in "EMH"))
+    result.update(flags)
     result["hyperparameters"] = hyperparameters
     result["versions"] = versions
     result["provenance"] = provenance
@@ -509,6 +545,7 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
     from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
 
     n_db = len(lists["db"])
+    ranking, scores, flags = without_features(knn_path, lists, ranking, scores)
     write_ranking(out_ranking, ranking, n_db, extra_datasets)
     write_neighbours_csv(out_csv, lists, ranking, scores, csv_top)
     result = result_header(dataset, method, preset, lists)
@@ -526,6 +563,7 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
         result["per_query_ap"] = {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}
                                   for p in PROTOCOLS}
         log.info("%s %s: mAP M %.2f (global %.2f)", dataset, method, m["mAP"]["M"], base["mAP"]["M"])
+    result.update(flags)
     result["hyperparameters"] = hyperparameters
     result["versions"] = versions
     result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
