@@ -7,7 +7,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from retrieval.datasets import ground_truth_path
 from retrieval.runtime import stable_hash
-from retrieval.versions import GENERATOR_VERSION
+from retrieval.versions import DECODER_VERSION, GENERATOR_VERSION
 
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
@@ -76,7 +76,8 @@ def v_lists(ds):
         return stable_hash({"dataset": ds, "base": v_lists(base), "distractors": v_lists(DISTRACTORS)})
     source = v_demo() if ds in DEMO_SPLITS else os.path.abspath(dataset_dir(ds))
     skip = {"on_bad_image": "skip"} if config["on_bad_image"] == "skip" else {}  # default: earlier versions hold
-    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip})
+    decoder = {"decoder": DECODER_VERSION, "max_image_pixels": config["max_image_pixels"]}
+    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip, **decoder})
 
 
 def extract_config(backbone=None):

@@ -13,6 +13,7 @@ rule extract_local:
         backbone=lambda w: extraction_of(w)[0],
         backbone_config=lambda w: extraction_of(w)[1],
         on_bad_image=config["on_bad_image"],
+        max_image_pixels=config["max_image_pixels"],
     log:
         "logs/extract_local/{dataset}/{ver}/{split}_{chunk}.log",
     benchmark:

@@ -31,4 +31,5 @@ else:
         version=snakemake.wildcards.ver,
         preset=snakemake.params.preset,
         on_bad_image=snakemake.params.on_bad_image,
+        max_image_pixels=snakemake.params.max_image_pixels,
     )

@@ -194,3 +194,25 @@ def test_offline_distractor_message_names_the_list_and_archives(tmp_path):
     msg = str(e.value)
     assert str(tmp_path / "revisitop1m" / "revisitop1m.txt") in msg and "revisitop1m.100.tar.gz" in msg
     assert "100 archives" in msg and len(SOURCES["revisitop1m"]["archives"]) == 100
+
+
+def test_verification_names_images_whose_exif_orientation_is_not_1(tmp_path, caplog):
+    """They are now indexed rotated (as displayed), which changes what is indexed: the verification says which."""
+    from retrieval.download import verify_dataset
+
+    root = tmp_path / "toy"
+    (root / "jpg").mkdir(parents=True)
+    names = ["a", "b", "c"]
+    for i, n in enumerate(names):
+        exif = Image.Exif()
+        if n == "b":
+            exif[0x0112] = 6
+        Image.fromarray(np.full((16, 24, 3), 40 * i, np.uint8)).save(root / "jpg" / f"{n}.jpg", exif=exif)
+    gnd = {"imlist": names[:2], "qimlist": names[2:],
+           "gnd": [{"easy": np.array([0]), "hard": np.array([], np.int64), "junk": np.array([], np.int64),
+                    "bbx": np.array([0.0, 0, 5, 5])}]}
+    (root / "gnd_toy.pkl").write_bytes(pickle.dumps(gnd))
+    with caplog.at_level("WARNING"):
+        counts = verify_dataset(root, "toy", 2, 1)
+    assert counts["exif_orientation_not_1"] == ["b (orientation 6)"]
+    assert "b (orientation 6)" in caplog.text

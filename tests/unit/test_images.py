@@ -32,3 +32,303 @@ def test_good_image_decodes_to_gray(tmp_path):
     p.write_bytes(_jpeg_bytes())
     g = load_gray(p)
     assert g.shape == (64, 80) and g.dtype == np.uint8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoding shows what a viewer sees (issue 14, item 1): every kind of file against its upright 8-bit original.
+
+import cv2  # noqa: E402
+
+from retrieval.datasets import build_image_lists  # noqa: E402
+from retrieval.images import DEFAULT_MAX_IMAGE_PIXELS, decode_image, image_header, load_bgr, load_rgb  # noqa: E402
+
+
+def _original(h=48, w=64):
+    """An upright 8-bit RGB photo stand-in: smooth gradients plus texture, no symmetry (every flip is visible)."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([4 * xx, 5 * yy, 2 * xx + 3 * yy], axis=2) % 256
+    return np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _stored_for(upright: np.ndarray, orientation: int) -> np.ndarray:
+    """What a camera stores for ``upright`` with EXIF ``orientation``, from the EXIF 2.3 definitions of the tag (row 0
+    and column 0 of the stored image are the displayed image's ...): written with numpy, not with Pillow's table."""
+    return {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],              # top-right: mirrored left-right
+        3: lambda a: a[::-1, ::-1],           # bottom-right: rotated 180
+        4: lambda a: a[::-1],                 # bottom-left: mirrored top-bottom
+        5: lambda a: a.swapaxes(0, 1),        # left-top: transposed
+        6: lambda a: np.rot90(a, 1),          # right-top: the viewer rotates 90 clockwise
+        7: lambda a: np.rot90(a, 2).swapaxes(0, 1),  # right-bottom: transverse
+        8: lambda a: np.rot90(a, -1),         # left-bottom: the viewer rotates 90 counter-clockwise
+    }[orientation](upright)
+
+
+def _save_with_orientation(path, pixels, orientation, **kw):
+    im = Image.fromarray(np.ascontiguousarray(pixels))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    im.save(path, exif=exif, **kw)
+
+
+def _gray(rgb):
+    return np.asarray(Image.fromarray(rgb).convert("L"))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_before_anything(tmp_path, orientation):
+    up = _original()
+    p = tmp_path / f"o{orientation}.png"
+    _save_with_orientation(p, _stored_for(up, orientation), orientation)
+    assert image_header(p)[:2] == (up.shape[1], up.shape[0])  # the displayed size
+    d = decode_image(p, "rgb")
+    np.testing.assert_array_equal(d.pixels, up)
+    assert (d.width, d.height) == (up.shape[1], up.shape[0])
+    np.testing.assert_array_equal(load_gray(p), _gray(up))
+    np.testing.assert_array_equal(load_bgr(p), up[:, :, ::-1])
+
+
+def test_exif_orientation_of_a_camera_jpeg(tmp_path):
+    up = _original(96, 128)
+    p = tmp_path / "camera.jpg"
+    _save_with_orientation(p, _stored_for(up, 6), 6, quality=98, subsampling=0)
+    rgb = load_rgb(p).astype(int)
+    assert rgb.shape == up.shape
+    err = np.abs(rgb - up).mean()
+    assert err < 5  # JPEG noise only
+    assert np.abs(np.rot90(rgb, 2) - up).mean() > 10 * err  # the wrong way up is far off
+
+
+def _noisy16(u8, rng):
+    """16-bit values that round to ``u8`` under v / 257 but not under Pillow's v >> 8 (its high byte)."""
+    return (u8.astype(np.int64) * 257 + rng.integers(-128, 129, u8.shape)).clip(0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_gray_is_scaled_not_clamped(tmp_path, suffix):
+    g8 = _gray(_original())
+    g16 = _noisy16(g8, np.random.default_rng(2))
+    p = tmp_path / f"g16{suffix}"
+    assert cv2.imwrite(str(p), g16)
+    assert Image.open(p).mode.startswith("I;16")
+    np.testing.assert_array_equal(load_gray(p), g8)
+    np.testing.assert_array_equal(load_rgb(p), np.repeat(g8[:, :, None], 3, 2))
+
+
+def test_32bit_integer_gray_is_read_as_16bit(tmp_path):
+    g8 = _gray(_original())
+    p = tmp_path / "i32.tif"
+    Image.fromarray((g8.astype(np.int32) * 257)).save(p)
+    assert Image.open(p).mode == "I"
+    np.testing.assert_array_equal(load_gray(p), g8)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_rgb_is_scaled_by_257(tmp_path, suffix):
+    up = _original()
+    rng = np.random.default_rng(3)
+    p = tmp_path / f"rgb16{suffix}"
+    assert cv2.imwrite(str(p), _noisy16(up, rng)[:, :, ::-1])
+    np.testing.assert_array_equal(load_rgb(p), up)
+    np.testing.assert_array_equal(load_gray(p), _gray(up))
+    # with an alpha channel (opaque here) and an EXIF orientation
+    q = tmp_path / f"rgba16{suffix}"
+    stored = _stored_for(up, 8)
+    rgba = np.dstack([_noisy16(stored, rng), np.full(stored.shape[:2], 65535, np.uint16)])
+    assert cv2.imwrite(str(q), np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]]))
+    if suffix == ".png":  # Pillow cannot write 16-bit colour: the tag goes into OpenCV's file
+        _add_png_exif(q, 8)
+        np.testing.assert_array_equal(load_rgb(q), up)
+
+
+def _add_png_exif(path, orientation):
+    """Insert an eXIf chunk (the tag only) before IDAT of an existing PNG."""
+    import struct
+    import zlib
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes()
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + payload) & 0xFFFFFFFF)
+    data = path.read_bytes()
+    i = data.index(b"IDAT") - 4
+    path.write_bytes(data[:i] + chunk + data[i:])
+
+
+def test_float_image_maps_0_1_to_0_255(tmp_path):
+    g8 = _gray(_original())
+    p = tmp_path / "f.tif"
+    Image.fromarray((g8 / 255.0).astype(np.float32)).save(p)
+    assert Image.open(p).mode == "F"
+    np.testing.assert_array_equal(load_gray(p), g8)
+
+
+def test_cmyk_jpeg_decodes_to_its_rgb(tmp_path):
+    up = _original(96, 128)
+    p = tmp_path / "cmyk.jpg"
+    Image.fromarray(up).convert("CMYK").save(p, quality=98, subsampling=0)
+    assert Image.open(p).mode == "CMYK"
+    assert np.abs(load_rgb(p).astype(int) - up).mean() < 3
+
+
+def test_palette_with_transparency_and_alpha_are_composited_on_white(tmp_path):
+    up = _original()
+    pal = Image.fromarray(up).quantize(64, dither=Image.Dither.NONE)
+    expected = np.asarray(pal.convert("RGB")).copy()
+    p = tmp_path / "palette.png"
+    pal.save(p)
+    np.testing.assert_array_equal(load_rgb(p), expected)
+    # one palette entry transparent: those pixels show the white page
+    idx = np.asarray(pal)
+    t = int(idx[0, 0])
+    pal.info["transparency"] = t
+    q = tmp_path / "palette_t.png"
+    pal.save(q, transparency=t)
+    expected_t = expected.copy()
+    expected_t[idx == t] = 255
+    np.testing.assert_array_equal(load_rgb(q), expected_t)
+    # RGBA with half alpha, and LA
+    rgba = np.dstack([up, np.full(up.shape[:2], 128, np.uint8)])
+    r = tmp_path / "rgba.png"
+    Image.fromarray(rgba, "RGBA").save(r)
+    blend = np.clip(np.rint(up * (128 / 255) + 255 * (1 - 128 / 255)), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(load_rgb(r), blend)
+    g = _gray(up)
+    la = tmp_path / "la.png"
+    Image.fromarray(np.dstack([g, np.full(g.shape, 255, np.uint8)]), "LA").save(la)
+    np.testing.assert_array_equal(load_gray(la), g)
+
+
+def test_over_the_pixel_cap_jpeg_is_reduced_other_formats_refused(tmp_path):
+    up = _original(96, 128)
+    jpg, png = tmp_path / "big.jpg", tmp_path / "big.png"
+    _save_with_orientation(jpg, _stored_for(up, 6), 6, quality=98)
+    Image.fromarray(up).save(png)
+    cap = 96 * 128 // 3  # forces a reduction by 2 (1/4 of the pixels fits)
+    d = decode_image(jpg, "rgb", max_pixels=cap)
+    assert (d.width, d.height) == (128, 96) and d.pixels.shape == (48, 64, 3) and d.factor == (0.5, 0.5)
+    small = np.asarray(Image.fromarray(up).resize((64, 48), Image.Resampling.BOX))
+    assert np.abs(d.pixels.astype(int) - small).mean() < 4  # DCT-domain reduction of the upright photo
+    assert image_header(jpg, max_pixels=cap)[:2] == (128, 96)
+    with pytest.raises(BadImageError, match=r"big\.png: .*over max_image_pixels"):
+        load_gray(png, max_pixels=cap)
+    with pytest.raises(BadImageError, match=r"big\.png: "):
+        image_header(png, max_pixels=cap)
+    with pytest.raises(BadImageError, match=r"big\.jpg: .*even at 1/8"):
+        load_gray(jpg, max_pixels=10)
+    assert DEFAULT_MAX_IMAGE_PIXELS == 2 * Image.MAX_IMAGE_PIXELS  # Pillow's refusal limit
+    assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's own setting is restored after each decode
+
+
+def test_a_decompression_bomb_is_named_and_skipped_in_the_image_lists(tmp_path, monkeypatch):
+    """Pillow's DecompressionBombError is not an OSError: it used to stop image_lists without naming the file."""
+    root = tmp_path / "ds"
+    (root / "jpg").mkdir(parents=True)
+    up = _original()
+    for n in ("a", "b"):
+        Image.fromarray(up).save(root / "jpg" / f"{n}.jpg")
+    Image.fromarray(up).save(root / "jpg" / "bomb.png")
+    cap = up.shape[0] * up.shape[1] - 1
+    with pytest.raises(ValueError, match=r"bomb\.png: .*over max_image_pixels"):
+        build_image_lists(root, "ds", max_pixels=cap)
+    lists, _ = build_image_lists(root, "ds", on_bad_image="skip", max_pixels=cap)
+    assert [s["name"] for s in lists["skipped"] if s["split"] == "db"] == ["jpg/bomb.png"]
+    assert [(e["width"], e["height"]) for e in lists["db"]] == [(64, 48), (64, 48), (0, 0)]
+    # Pillow's own limit is not what stops it: lowered below the images, ours still decides
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    lists, _ = build_image_lists(root, "ds", on_bad_image="skip")
+    assert lists["skipped"] == [] and load_gray(root / "jpg" / "bomb.png").shape == (48, 64)
+
+
+def test_image_lists_hold_displayed_sizes_and_boxes(tmp_path):
+    """A query stored landscape with orientation 6: its size and box are the portrait picture's."""
+    import json
+
+    root = tmp_path / "ds"
+    (root / "jpg").mkdir(parents=True)
+    up = _original(64, 48)  # portrait as displayed
+    _save_with_orientation(root / "jpg" / "q.png", _stored_for(up, 6), 6)
+    Image.fromarray(up).save(root / "jpg" / "d.png")
+    gnd = {"imlist": ["d.png"], "qimlist": ["q.png"], "gnd": [{"easy": [0], "hard": [], "junk": [], "bbx": [5, 40, 30, 60]}]}
+    (root / "gnd.json").write_text(json.dumps(gnd))
+    lists, _ = build_image_lists(root, "ds")
+    q = lists["query"][0]
+    assert (q["width"], q["height"]) == (48, 64) and q["crop"] == [5, 40, 30, 60]  # inside the portrait, not clamped
+
+
+def _photo(h, w):
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.LANCZOS))
+
+
+def test_query_with_exif_orientation_is_cropped_where_the_viewer_drew_its_box(tmp_path):
+    """Image lists then extraction, as the rules run them: a query stored landscape with orientation 6 and a box drawn
+    on the portrait picture gives exactly the features of an upright copy with the same box."""
+    import json
+
+    import h5py
+
+    from retrieval.pipeline import extract_local_chunk
+
+    root = tmp_path / "ds"
+    (root / "jpg").mkdir(parents=True)
+    up = _photo(240, 180)  # portrait as displayed
+    _save_with_orientation(root / "jpg" / "rotated.png", _stored_for(up, 6), 6)
+    Image.fromarray(up).save(root / "jpg" / "upright.png")
+    Image.fromarray(_photo(120, 160)).save(root / "jpg" / "db.png")
+    box = [20.0, 110.0, 170.0, 235.0]  # lower part of the portrait: outside a 240x180 landscape's height
+    g = {"easy": [0], "hard": [], "junk": [], "bbx": box}
+    (root / "gnd.json").write_text(json.dumps({"imlist": ["db.png"], "qimlist": ["rotated.png", "upright.png"],
+                                               "gnd": [g, g]}))
+    lists, _ = build_image_lists(root, "ds")
+    assert [q["crop"] for q in lists["query"]] == [[20, 110, 170, 235]] * 2
+    lp = tmp_path / "lists.json"
+    lp.write_text(json.dumps(lists))
+    cfg = {"k": 200, "max_side": 1024, "contrast_threshold": 0.02, "edge_threshold": 10.0, "scale": 1.0}
+    extract_local_chunk(lp, "query", 0, 1, tmp_path / "q.h5", "sift", cfg, "test")
+    with h5py.File(tmp_path / "q.h5", "r") as f:
+        count, desc, xy, size = f["count"][:], f["descriptors"][:], f["xy"][:], f["image_size"][:]
+    assert count[0] == count[1] > 20
+    np.testing.assert_array_equal(desc[0], desc[1])
+    np.testing.assert_array_equal(xy[0], xy[1])
+    assert (size == [180, 240]).all()
+    assert (xy[0, :count[0], 1] >= 110).all() and (xy[0, :count[0], 1] <= 235).all()  # inside the box, full-image pixels
+
+
+def test_a_reduced_jpeg_keeps_full_image_coordinates(tmp_path):
+    """A JPEG over max_image_pixels is decoded at 1/2: its box is scaled down, its keypoints mapped back."""
+    import json
+
+    import h5py
+
+    from retrieval.pipeline import extract_local_chunk
+
+    root = tmp_path / "ds"
+    (root / "jpg").mkdir(parents=True)
+    Image.fromarray(_photo(320, 240)).save(root / "jpg" / "q.jpg", quality=95)
+    Image.fromarray(_photo(120, 160)).save(root / "jpg" / "db.jpg")
+    box = [40.0, 60.0, 200.0, 300.0]
+    (root / "gnd.json").write_text(json.dumps({"imlist": ["db.jpg"], "qimlist": ["q.jpg"],
+                                               "gnd": [{"easy": [0], "hard": [], "junk": [], "bbx": box}]}))
+    cap = 320 * 240 // 3
+    lists, _ = build_image_lists(root, "ds", max_pixels=cap)
+    lp = tmp_path / "lists.json"
+    lp.write_text(json.dumps(lists))
+    cfg = {"k": 200, "max_side": 1024, "contrast_threshold": 0.02, "edge_threshold": 10.0, "scale": 1.0}
+    out = {}
+    for name, limit in (("full", DEFAULT_MAX_IMAGE_PIXELS), ("reduced", cap)):
+        extract_local_chunk(lp, "query", 0, 1, tmp_path / f"{name}.h5", "sift", cfg, "test", max_image_pixels=limit)
+        with h5py.File(tmp_path / f"{name}.h5", "r") as f:
+            out[name] = (int(f["count"][0]), f["xy"][0], f["image_size"][0])
+    n, xy, size = out["reduced"]
+    assert n > 10 and (size == [240, 320]).all()
+    assert xy[:n, 0].min() >= 40 - 2 and xy[:n, 0].max() <= 200 + 2 and xy[:n, 1].min() >= 60 - 2
+    assert xy[:n, 1].max() > 200  # full-image pixels, beyond the reduced image's 160 rows
+    # the strongest keypoints of the reduced decode lie where the full decode found keypoints
+    nf, xyf = out["full"][0], out["full"][1][: out["full"][0]]
+    d = np.linalg.norm(xy[:10, None, :] - xyf[None], axis=2).min(axis=1)
+    assert np.median(d) < 3

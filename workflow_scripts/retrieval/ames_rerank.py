@@ -104,10 +104,19 @@ def lookup_logits(pairs: list[np.ndarray], logits: list[np.ndarray], shortlist: 
     return out
 
 
+def fused_score(g: np.ndarray, logit: np.ndarray, lam: float, gamma: float) -> np.ndarray:
+    """AMES's fusion ``lam * g + (1 - lam) * sigmoid(gamma * logit)`` (Suma et al. 2024), elementwise; a global
+    similarity of -inf (an image without features, featureless.py) stays -inf for every lam, 0 included."""
+    g = np.asarray(g)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = lam * g + (1.0 - lam) / (1.0 + np.exp(-gamma * logit))
+    return np.where(np.isneginf(g), -np.inf, s)
+
+
 def rerank(shortlist: np.ndarray, global_sim: np.ndarray, logits: np.ndarray, lam: float, gamma: float, k: int) -> np.ndarray:
-    """Re-sort the first k entries of each row by ``lam * g + (1 - lam) * sigmoid(gamma * logit)``."""
+    """Re-sort the first k entries of each row by ``fused_score``."""
     k = min(k, shortlist.shape[1], logits.shape[1])
-    s = lam * global_sim[:, :k] + (1.0 - lam) / (1.0 + np.exp(-gamma * logits[:, :k]))
+    s = fused_score(global_sim[:, :k], logits[:, :k], lam, gamma)
     order = np.argsort(-s, axis=1, kind="stable")
     out = shortlist.copy()
     out[:, :k] = np.take_along_axis(shortlist[:, :k], order, axis=1)
@@ -202,7 +211,7 @@ class GridSweep:
             k_ = min(k, d["kmax"])
             order = orders.get(d["shortlist_id"])
             if order is None:
-                s = lam * d["g"][:, :k_] + (1.0 - lam) / (1.0 + np.exp(-gamma * d["logit"][:, :k_]))  # as rerank
+                s = fused_score(d["g"][:, :k_], d["logit"][:, :k_], lam, gamma)
                 order = orders[d["shortlist_id"]] = np.argsort(-s, axis=1, kind="stable")
             lab = np.take_along_axis(d["labels"][:, :k_], order, axis=1)
             keep, pos = lab >= 0, lab == 1

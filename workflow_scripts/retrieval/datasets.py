@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .gnd import GroundTruth, load_ground_truth
+from .images import DEFAULT_MAX_IMAGE_PIXELS, image_header
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +66,14 @@ def query_box(bbx: list[float], width: int, height: int) -> list[int]:
     return [x1, y1, x2, y2]
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header; a missing or unreadable file is an error naming it."""
-    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
-
+def image_size(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF orientation applied: query boxes are in these coordinates), from the file
+    header; a missing file is a FileNotFoundError, an unreadable one or a non-JPEG over ``max_pixels`` a ValueError
+    (``BadImageError``), each naming it."""
     if not path.is_file():
         raise FileNotFoundError(f"image listed but not found: {path}")
-    try:
-        with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{path}: not a readable image ({e})") from e
+    w, h, _ = image_header(path, max_pixels)
+    return w, h
 
 
 def _read_list(path: Path, root: Path) -> list[Path]:
@@ -112,9 +110,10 @@ def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
     return out
 
 
-def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True,
-                      on_bad_image: str = "error") -> tuple[dict[str, Any], GroundTruth | None]:
-    """The ``db`` and ``query`` lists of a dataset (paths, sizes, query boxes) and its ground truth, if any.
+def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True, on_bad_image: str = "error",
+                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[dict[str, Any], GroundTruth | None]:
+    """The ``db`` and ``query`` lists of a dataset (paths, displayed sizes, query boxes in displayed coordinates)
+    and its ground truth, if any. A non-JPEG image over ``max_pixels`` is a bad image (see images.py).
 
     ``on_bad_image="skip"``: a missing or unreadable image stays in the list (so ground-truth indices hold) with
     size 0 x 0 and no box, is named in ``lists["skipped"]``, and gets no features at extraction."""
@@ -126,9 +125,9 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
         if not p.is_file() and n in release.get(split, {}):
             return release[split][n]
         if on_bad_image == "error":
-            return image_size(p)
+            return image_size(p, max_pixels)
         try:
-            return image_size(p)
+            return image_size(p, max_pixels)
         except (FileNotFoundError, ValueError) as e:
             log.warning("skipping %s image %s: %s", split, p, e)
             skipped.append({"split": split, "name": n, "path": str(p), "reason": str(e)})

@@ -153,21 +153,32 @@ def read_image_list(path: Path) -> list[str]:
     return [n for n in names if n and not n.startswith("#")]
 
 
-def _check_decodable(target: Path, names: list[str]) -> None:
+def _check_decodable(target: Path, names: list[str]) -> list[str]:
+    """Every listed image present and decodable (Pillow's verify); returns the names whose EXIF orientation is not
+    1, logged as a warning: they are indexed as displayed (rotated or mirrored), which changes what is indexed."""
     from PIL import Image  # noqa: PLC0415
 
     from .datasets import image_file  # noqa: PLC0415
+    from .images import BadImageError, image_header, no_pillow_bomb_check  # noqa: PLC0415
 
-    bad = []
+    bad, rotated = [], []
     for n in names:
         p = image_file(target, n)
         try:
-            with Image.open(p) as im:
+            orientation = image_header(p, max_pixels=2**62)[2]  # no size cap here: that is the workflow's choice
+            with no_pillow_bomb_check(), Image.open(p) as im:
                 im.verify()
-        except (OSError, SyntaxError) as e:
+        except (BadImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
             bad.append(f"{p} ({e})")
+            continue
+        if orientation != 1:
+            rotated.append(f"{n} (orientation {orientation})")
     if bad:
         raise ValueError(f"{target}: {len(bad)} listed images missing or undecodable, e.g. {bad[:3]}")
+    if rotated:
+        log.warning("%s: %d image(s) carry an EXIF orientation other than 1 and are indexed as displayed (rotated or "
+                    "mirrored): %s", target, len(rotated), rotated[:20] + (["..."] if len(rotated) > 20 else []))
+    return rotated
 
 
 def verify_listed(target: Path, list_name: str, n_db: int) -> dict[str, int]:
@@ -178,8 +189,8 @@ def verify_listed(target: Path, list_name: str, n_db: int) -> dict[str, int]:
     names = read_image_list(path)
     if len(names) != n_db:
         raise ValueError(f"{path}: lists {len(names)} images, expected {n_db}")
-    _check_decodable(target, names)
-    return {"db": len(names), "queries": 0}
+    rotated = _check_decodable(target, names)
+    return {"db": len(names), "queries": 0, "exif_orientation_not_1": rotated}
 
 
 def verify_dataset(target: Path, name: str, n_db: int, n_queries: int) -> dict[str, int]:
@@ -188,8 +199,8 @@ def verify_dataset(target: Path, name: str, n_db: int, n_queries: int) -> dict[s
     gt = load_ground_truth(target / f"gnd_{name}.pkl")
     if (gt.n_db, gt.n_queries) != (n_db, n_queries):
         raise ValueError(f"{target}: ground truth lists {gt.n_db}+{gt.n_queries} images, expected {n_db}+{n_queries}")
-    _check_decodable(target, gt.imlist + gt.qimlist)
-    return {"db": gt.n_db, "queries": gt.n_queries}
+    rotated = _check_decodable(target, gt.imlist + gt.qimlist)
+    return {"db": gt.n_db, "queries": gt.n_queries, "exif_orientation_not_1": rotated}
 
 
 def download_revisitop(name: str, data_root: str | Path, sources: dict[str, dict[str, Any]] | None = None,

@@ -30,12 +30,19 @@ def read_global(path: str | Path) -> np.ndarray:
     return x
 
 
-def write_neighbours(path: str | Path, ids: np.ndarray, sims: np.ndarray, **attrs: Any) -> None:
+def write_neighbours(path: str | Path, ids: np.ndarray, sims: np.ndarray,
+                     featureless: tuple[np.ndarray, np.ndarray] | None = None, **attrs: Any) -> None:
+    """``ids (Nq, k)`` int32, ``sims (Nq, k)`` float32 best first (-inf: no match, see featureless.py); optional
+    ``featureless = (query (Nq,) bool, db (n_db,) bool)``: the images without features, stored as
+    ``query_featureless`` / ``db_featureless``."""
     if ids.shape != sims.shape:
         raise ValueError(f"ids {ids.shape} and sims {sims.shape} differ in shape")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("ids", data=np.asarray(ids, np.int32))
         f.create_dataset("sims", data=np.asarray(sims, np.float32))
+        if featureless is not None:
+            f.create_dataset("query_featureless", data=np.asarray(featureless[0], bool))
+            f.create_dataset("db_featureless", data=np.asarray(featureless[1], bool))
         f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "neighbours", **attrs})
 
 
@@ -45,3 +52,17 @@ def read_neighbours(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
         if f.attrs.get("kind") != "neighbours":
             raise ValueError(f"{path}: not a neighbours file (kind={f.attrs.get('kind')!r})")
         return f["ids"][:], f["sims"][:], dict(f.attrs)
+
+
+def read_featureless(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query (Nq,) bool, db (n_db,) bool): the images without features a neighbours file records; none recorded
+    (an imported shortlist, an older file) reads as all False."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if "query_featureless" not in f:
+            return np.zeros(n_queries, bool), np.zeros(n_db, bool)
+        q, d = f["query_featureless"][:].astype(bool), f["db_featureless"][:].astype(bool)
+    if q.shape != (n_queries,) or d.shape != (n_db,):
+        raise ValueError(f"{path}: featureless flags for {q.shape[0]} queries / {d.shape[0]} images, expected "
+                         f"{n_queries} / {n_db}")
+    return q, d

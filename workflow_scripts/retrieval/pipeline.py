@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .images import DEFAULT_MAX_IMAGE_PIXELS
 from .runtime import Manifest, atomic_path, fault_point, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,12 @@ def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, pr
 
 def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, out_lists: str | Path,
                      out_gnd: str | Path, out_manifest: str | Path, version: str, preset: str,
-                     on_bad_image: str = "error") -> None:
+                     on_bad_image: str = "error", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
     from .datasets import build_image_lists  # noqa: PLC0415
 
     m = Manifest("image_lists", version, {"dataset": dataset, "crop_queries": crop_queries,
-                                          "on_bad_image": on_bad_image}, preset)
-    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image)
+                                          "on_bad_image": on_bad_image, "max_image_pixels": max_image_pixels}, preset)
+    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
     write_json(out_lists, lists)
@@ -86,11 +87,14 @@ def make_lists_with_distractors(base_lists: str | Path, base_gnd: str | Path, di
 
 
 def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks: int, out_path: str | Path,
-                        backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error") -> None:
+                        backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error",
+                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
     """Local features (and, for deep backbones, global descriptors) of one contiguous chunk of the ``db`` or
-    ``query`` list."""
+    ``query`` list. Images are decoded as displayed (images.py); query boxes are in displayed coordinates, so the
+    crop is taken on the EXIF-transposed image. A JPEG reduced while decoding (over ``max_image_pixels``) has its
+    box scaled down and its keypoints mapped back to full-image pixels."""
     from . import sift  # noqa: PLC0415
-    from .images import BadImageError, load_bgr, load_gray  # noqa: PLC0415
+    from .images import BadImageError, decode_image  # noqa: PLC0415
     from .local_store import write_local_chunk  # noqa: PLC0415
 
     if backbone not in ("sift", "dinov2", "resnet", "ames_import"):
@@ -103,7 +107,7 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
         return
     if backbone == "sift":
         cfg = sift.SiftConfig(**backbone_config)
-        k, dim, load = cfg.k, sift.DIM, load_gray
+        k, dim, colour = cfg.k, sift.DIM, "gray"
         def run(img, e, crop):
             return (sift.extract_sift(img, cfg, crop) if img.size else sift.empty_features(cfg, e)), None
         extra: dict[str, Any] = {}
@@ -111,7 +115,7 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
         from .deep import DeepConfig, DeepExtractor  # noqa: PLC0415
 
         extractor = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
-        k, dim, load = extractor.cfg.k, extractor.local_dim, load_bgr
+        k, dim, colour = extractor.cfg.k, extractor.local_dim, "bgr"
         def run(img, e, crop):
             return extractor.extract(img, crop) if img.size else extractor.empty(e)
         extra = {"model": json.dumps(extractor.describe())}
@@ -122,14 +126,19 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     for i, e in enumerate(entries[start:stop]):
         crop = e.get("crop") if split == "query" else None
         try:
-            img = load(e["path"])
+            decoded = decode_image(e["path"], colour, max_image_pixels)
         except BadImageError as err:
             if on_bad_image != "skip":
                 raise
             log.warning("on_bad_image: skip: %s gets no features (%s)", e["path"], err)
             skipped.append({"path": e["path"], "reason": str(err)})
-            img = np.zeros((0, 0), np.uint8)
-        row, g = run(img, e, crop)
+            decoded = None
+        if decoded is None:
+            row, g = run(np.zeros((0, 0), np.uint8), e, crop)
+        elif decoded.factor == (1.0, 1.0):
+            row, g = run(decoded.pixels, e, crop)
+        else:
+            row, g = _extract_reduced(run, decoded, e, crop, backbone)
         rows.append(row)
         globals_.append(g)
         if i == (stop - start) // 2:
@@ -144,6 +153,25 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
                       extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped),
                                    "seconds": time.time() - t0, **extra},
                       global_desc=global_desc)
+
+
+def _extract_reduced(run, decoded, entry: dict[str, Any], crop: list[int] | None, backbone: str):
+    """Features of a JPEG reduced while decoding, in full-image pixels: the box is scaled to the reduced pixels,
+    positions (and SIFT sizes, which are in pixels) are scaled back, the stored size is the full displayed size."""
+    fx, fy = decoded.factor
+    log.warning("%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)", entry["path"],
+                decoded.width, decoded.height, decoded.pixels.shape[1], decoded.pixels.shape[0])
+    small = None
+    if crop is not None:
+        x1, y1, x2, y2 = crop
+        small = [int(x1 * fx), int(y1 * fy), max(int(x1 * fx) + 1, round(x2 * fx)), max(int(y1 * fy) + 1, round(y2 * fy))]
+    row, g = run(decoded.pixels, entry, small)
+    row = dict(row)
+    row["xy"] = (row["xy"] / np.array([fx, fy], np.float32)).astype(np.float32)
+    if backbone == "sift":
+        row["scale"] = (row["scale"] / fx).astype(np.float32)
+    row["image_size"] = np.array([decoded.width, decoded.height], np.int32)
+    return row, g
 
 
 def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, out_path: str | Path,
@@ -314,33 +342,50 @@ def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: st
     sample, adds the blocks and searches it (a truncated shortlist: k > 0)."""
     import h5py  # noqa: PLC0415
 
+    from .featureless import NO_MATCH_SCORE, default_order, featureless_rows  # noqa: PLC0415
     from .global_store import read_global, write_neighbours  # noqa: PLC0415
     from .scale import ivfpq_search, stream_topk  # noqa: PLC0415
 
     q = read_global(query_path)
+    q_none = featureless_rows(q) if len(q) else np.zeros(0, bool)
     with h5py.File(db_path, "r") as f:
         if f.attrs.get("kind") != "global":
             raise ValueError(f"{db_path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
         d = f["descriptors"]
         n_db = d.shape[0]
         k_eff = n_db if k == 0 else min(k, n_db)
+        db_none = np.zeros(n_db, bool)
+
+        def read(s: int, e: int) -> np.ndarray:
+            x = d[s:e]
+            db_none[s:e] = featureless_rows(x)  # every block passes here once at least
+            return x
+
         t0 = time.time()
         if search == "exact":
-            ids, sims = stream_topk(q, lambda s, e: d[s:e], n_db, k_eff, block)
+            ids, sims = stream_topk(q, read, n_db, k_eff, block)
             extra: dict[str, Any] = {}
         elif search == "ivfpq":
             if k == 0:
                 raise ValueError("knn.search: ivfpq returns a truncated shortlist; set knn.k > 0 (the revisitop "
                                  "metrics need knn.search: exact with knn.k: 0)")
-            ids, stats = ivfpq_search(q, lambda s, e: d[s:e], n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0)
+            ids, stats = ivfpq_search(q, read, n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0)
             sims = _exact_similarities(d, q, ids)
+            if q_none.any() or db_none.any():  # as in exact search; an id faiss could not fill (-1) stays last
+                sims[(ids >= 0) & db_none[np.maximum(ids, 0)]] = NO_MATCH_SCORE
+                order = np.argsort(-sims, axis=1, kind="stable")
+                ids, sims = np.take_along_axis(ids, order, 1), np.take_along_axis(sims, order, 1)
+                ids[q_none], sims[q_none] = default_order(db_none)[:ids.shape[1]], NO_MATCH_SCORE
             extra = {"ivfpq": json.dumps(stats)}
         else:
             raise ValueError(f"knn.search: {search!r} is not one of exact, ivfpq")
     seconds = time.time() - t0
+    if q_none.any() or db_none.any():
+        log.warning("%d of %d queries and %d of %d database images have no features: they are never a match (ranked "
+                    "last, score -inf)", int(q_none.sum()), len(q_none), int(db_none.sum()), n_db)
     log.info("knn (%s): %d queries x %d database, k=%d in %.3f s", search, len(q), n_db, k_eff, seconds)
     write_neighbours(out_path, ids, sims, k=k_eff, n_db=n_db, version=version, search_seconds=seconds, search=search,
-                     **extra)
+                     featureless=(q_none, db_none), **extra)
 
 
 def import_nn(nn_path: str | Path, lists_path: str | Path, out_path: str | Path, version: str) -> None:
@@ -405,7 +450,24 @@ def export_ames(local_db: str | Path, local_query: str | Path, knn_path: str | P
 # ------------------------------------------------------------------------------------------ evaluate
 
 
+def without_features(knn_path: str | Path, lists: dict[str, Any], ranking: np.ndarray, scores: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every method's final ranking passes here: the images without features that the knn file records rank last
+    with score -inf, a featureless query gets the database order (featureless.py); returns the ranking, the
+    scores and the results-JSON fields ``queries_without_features`` (names) and ``db_images_without_features``."""
+    from .featureless import rank_featureless_last  # noqa: PLC0415
+    from .global_store import read_featureless  # noqa: PLC0415
+
+    q_none, db_none = read_featureless(knn_path, len(lists["query"]), len(lists["db"]))
+    ranking, scores = rank_featureless_last(ranking, scores, q_none, db_none)
+    flags = {"queries_without_features": [q["name"] for q, f in zip(lists["query"], q_none) if f],
+             "db_images_without_features": int(db_none.sum())}
+    return ranking, scores, flags
+
+
 def write_neighbours_csv(path: str | Path, lists: dict[str, Any], ids: np.ndarray, sims: np.ndarray, top: int) -> None:
+    """``query,rank,image,score`` rows of the top ``top`` of each query; an image without features (or any pair of a
+    query without features) has the score ``-inf``: not a match."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["query", "rank", "image", "score"])
@@ -448,6 +510,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
         raise ValueError(f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
                          "ranking (set knn.k: 0 and knn.search: exact); a truncated shortlist is never scored as if "
                          "the missing images ranked last")
+    ids, sims, flags = without_features(knn_path, lists, ids, sims)
     write_ranking(out_ranking, ids, n_db)
     fault_point("evaluate")  # the ranking is in place, the JSON not yet
     write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
@@ -462,6 +525,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
         result["per_query_ap"] = {p: {"query": [q["name"] for q in lists["query"]], "ap": m["per_query_ap"][p]}
                                   for p in m["per_query_ap"]}
         log.info("%s %s: mAP E %.2f M %.2f H %.2f", dataset, method, *(m["mAP"][p] or float("nan") for p in "EMH"))
+    result.update(flags)
     result["hyperparameters"] = hyperparameters
     result["versions"] = versions
     result["provenance"] = provenance
@@ -491,6 +555,7 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
     from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
 
     n_db = len(lists["db"])
+    ranking, scores, flags = without_features(knn_path, lists, ranking, scores)
     write_ranking(out_ranking, ranking, n_db, extra_datasets)
     write_neighbours_csv(out_csv, lists, ranking, scores, csv_top)
     result = result_header(dataset, method, preset, lists)
@@ -508,6 +573,7 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
         result["per_query_ap"] = {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}
                                   for p in PROTOCOLS}
         log.info("%s %s: mAP M %.2f (global %.2f)", dataset, method, m["mAP"]["M"], base["mAP"]["M"])
+    result.update(flags)
     result["hyperparameters"] = hyperparameters
     result["versions"] = versions
     result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),

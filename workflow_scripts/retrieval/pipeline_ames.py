@@ -212,6 +212,7 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
     from .ames_rerank import bootstrap_difference, evaluate_protocol_rankings, grid_rankings  # noqa: PLC0415
     from .global_store import read_neighbours  # noqa: PLC0415
     from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
+    from .pipeline import without_features  # noqa: PLC0415
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
@@ -238,6 +239,11 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
     t_grid = time.time()
     oracle = _best(rows)
     rankings = grid_rankings(shortlists, sl_sims, pairs, logits, chosen["lambda"], chosen["gamma"], chosen["num_rerank"])
+    guarded = {}
+    for p in PROTOCOLS:  # images without features last (the fusion keeps them there already: g = -inf)
+        if p == "M" or rankings[p] is not rankings["M"]:
+            guarded[p], _, flags = without_features(knn_path, lists, rankings[p], np.zeros(rankings[p].shape, np.float32))
+    rankings = {p: guarded.get(p, guarded["M"]) for p in PROTOCOLS}
     m = evaluate_protocol_rankings(rankings, gnd["gnd"], n_db)
     base = evaluate_rankings(ids, gnd["gnd"], n_db)
     t_point = time.time()
@@ -271,6 +277,7 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
         "paired_difference": {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap) for p in PROTOCOLS},
         "per_query_ap": {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]} for p in PROTOCOLS},
         "grid": rows,
+        **flags,
         "hyperparameters": hyperparameters,
         "versions": versions,
         "artifacts": {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "grid_csv": str(out_grid),

@@ -11,18 +11,22 @@ from typing import Any
 
 import numpy as np
 
+from .featureless import featureless_rows
 from .vlad import l2_normalise, topk_neighbours
 
 log = logging.getLogger(__name__)
 
 
 def alpha_expand(x: np.ndarray, pool: np.ndarray, k: int, alpha: float, exclude_self: bool = False) -> np.ndarray:
-    """Each row of ``x`` expanded with its top-``k`` rows of ``pool`` (``exclude_self``: x is pool)."""
+    """Each row of ``x`` expanded with its top-``k`` rows of ``pool`` (``exclude_self``: x is pool). A zero row (an
+    image without features, featureless.py) stays zero: its "neighbours" are the database order, not evidence."""
     if k <= 0:
         return l2_normalise(np.asarray(x, np.float32))
     ids, sims = topk_neighbours(x, pool, k, exclude_self=exclude_self)
-    w = np.maximum(sims, 0.0) ** alpha  # (n, k)
+    w = np.maximum(sims, 0.0) ** alpha  # (n, k); -inf (no match) weighs 0
+    w[~np.isfinite(sims)] = 0.0  # also for alpha = 0, where 0 ** 0 would be 1
     expanded = x + np.einsum("nk,nkd->nd", w, pool[ids])
+    expanded[featureless_rows(x)] = 0.0
     return l2_normalise(expanded / (ids.shape[1] + 1)).astype(np.float32)
 
 

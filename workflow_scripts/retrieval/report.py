@@ -140,12 +140,15 @@ def training_curves(curves: dict[str, list[dict[str, float]]]) -> str:
 def _thumb(path: str, side: int, colour: tuple[int, int, int] | None, box=None) -> np.ndarray:
     from PIL import Image  # noqa: PLC0415
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if box is not None:
-            im = im.crop(tuple(int(round(v)) for v in box))
-        im.thumbnail((side - 8, side - 8))
-        a = np.asarray(im)
+    from .images import decode_image  # noqa: PLC0415
+
+    decoded = decode_image(path, "rgb")  # as displayed: the box is in displayed coordinates
+    im = Image.fromarray(decoded.pixels)
+    if box is not None:
+        fx, fy = decoded.factor
+        im = im.crop((round(box[0] * fx), round(box[1] * fy), round(box[2] * fx), round(box[3] * fy)))
+    im.thumbnail((side - 8, side - 8))
+    a = np.asarray(im)
     out = np.full((side, side, 3), 255, np.uint8)
     if colour is not None:
         out[:] = colour

@@ -31,27 +31,42 @@ def stream_topk(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_d
 
     A full ranking (k >= n_db, what the revisitop metrics need) fills the (Nq, n_db) similarity matrix block by
     block and sorts it once (ties by database order): at 1M images and 70 queries 2x faster than merging per
-    block, and its memory is that matrix. A shortlist (k < n_db) keeps the running top k, merged per block."""
+    block, and its memory is that matrix. A shortlist (k < n_db) keeps the running top k, merged per block.
+
+    All-zero rows are images without features (featureless.py): a database row never outranks a row with
+    features (similarity -inf, last in database order) and a query row gets the database order."""
     import faiss  # noqa: PLC0415
+
+    from .featureless import NO_MATCH_SCORE, featureless_rows, rank_featureless_last  # noqa: PLC0415
 
     q = np.ascontiguousarray(q, np.float32)
     k = min(k, n_db)
+    q_none, db_none = featureless_rows(q), np.zeros(n_db, bool)
     if k == n_db:
         sims_all = np.empty((len(q), n_db), np.float32)
         for s in range(0, n_db, block):
             x = np.ascontiguousarray(read_block(s, min(n_db, s + block)), np.float32)
+            db_none[s:s + len(x)] = featureless_rows(x)
             sims_all[:, s:s + len(x)] = q @ x.T
+        sims_all[:, db_none] = NO_MATCH_SCORE
         order = np.argsort(-sims_all, axis=1, kind="stable")
-        return order.astype(np.int64), np.take_along_axis(sims_all, order, 1)
+        best_i, best_s = order.astype(np.int64), np.take_along_axis(sims_all, order, 1)
+        return rank_featureless_last(best_i, best_s, q_none, db_none, k)
     best_s = np.full((len(q), 0), -np.inf, np.float32)
     best_i = np.zeros((len(q), 0), np.int64)
     for s in range(0, n_db, block):
         x = np.ascontiguousarray(read_block(s, min(n_db, s + block)), np.float32)
-        sims, ids = faiss.knn(q, x, min(k, len(x)), metric=faiss.METRIC_INNER_PRODUCT)
-        cand_s, cand_i = np.concatenate([best_s, sims], 1), np.concatenate([best_i, ids + s], 1)
+        none = featureless_rows(x)
+        db_none[s:s + len(x)] = none
+        rows = np.flatnonzero(~none)  # only images with features compete for the top k
+        if not len(rows):
+            continue
+        xs = x[rows] if none.any() else x
+        sims, ids = faiss.knn(q, xs, min(k, len(rows)), metric=faiss.METRIC_INNER_PRODUCT)
+        cand_s, cand_i = np.concatenate([best_s, sims], 1), np.concatenate([best_i, rows[ids] + s], 1)
         order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
         best_s, best_i = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_i, order, 1)
-    return best_i, best_s
+    return rank_featureless_last(best_i, best_s, q_none, db_none, k)
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:

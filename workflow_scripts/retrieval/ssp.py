@@ -219,6 +219,7 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
     from .global_store import read_global  # noqa: PLC0415
     from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
     from .pipeline import result_header, write_neighbours_csv, write_ranking  # noqa: PLC0415
+    from .featureless import featureless_rows  # noqa: PLC0415
     from .vlad import topk_neighbours  # noqa: PLC0415
 
     lists, gnd = read_json(lists_path), read_json(gnd_path)
@@ -229,6 +230,7 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
     model.load_state_dict(ckpt["state"])
     with torch.no_grad():
         q_ssp = model(torch.from_numpy(light)).numpy()
+    q_ssp[featureless_rows(light)] = 0.0  # a query without features stays one (featureless.py), whatever the adapter
     # cost per image, measured here on the same query images, one after the other, 1 thread
     light_s = extraction_seconds(lists["query"], light_sift, cost_images)
     gallery_s = extraction_seconds(lists["query"], gallery_sift, cost_images)

@@ -129,25 +129,41 @@ def identity_whitening(d: int, reason: str) -> dict[str, np.ndarray]:
 def apply_whitening(x: np.ndarray, w: dict[str, np.ndarray], power: float = 0.5, eps: float = 1e-9) -> np.ndarray:
     """Project, divide each component by eigenvalue**power, L2-normalise (x (N, D) float32 -> (N, dim) float32).
 
-    A whitening stored with ``applied`` False (:func:`identity_whitening`) only L2-normalises (N, D)."""
+    A whitening stored with ``applied`` False (:func:`identity_whitening`) only L2-normalises (N, D). A zero row (an
+    image without features) stays zero: centring would otherwise give every such image the same vector, an exact
+    match of the others."""
+    from .featureless import featureless_rows  # noqa: PLC0415
+
+    x = np.asarray(x, np.float32)
     if "applied" in w and not bool(w["applied"]):
-        return l2_normalise(np.asarray(x, np.float32)).astype(np.float32)
-    y = (np.asarray(x, np.float32) - w["mean"]) @ w["projection"].T
+        return l2_normalise(x).astype(np.float32)
+    y = (x - w["mean"]) @ w["projection"].T
     y = y / (w["eigenvalues"] + eps) ** power
-    return l2_normalise(y).astype(np.float32)
+    y = l2_normalise(y).astype(np.float32)
+    if len(x):
+        y[featureless_rows(x)] = 0.0
+    return y
 
 
 def topk_neighbours(queries: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product search: ids (Nq, k) int32 and sims (Nq, k) float32, best first.
 
-    ``exclude_self`` is for database-vs-database search (training pairs): row i never returns i.
+    ``exclude_self`` is for database-vs-database search (training pairs): row i never returns i. All-zero rows are
+    images without features: never a match (featureless.py), they rank last in database order with similarity -inf.
     """
-    import faiss  # noqa: PLC0415
+    from .featureless import search_featured  # noqa: PLC0415
 
     q = np.ascontiguousarray(queries, np.float32)
     x = np.ascontiguousarray(db, np.float32)
     if q.shape[1] != x.shape[1]:
         raise ValueError(f"query dimension {q.shape[1]} != database dimension {x.shape[1]}")
+    ids, sims = search_featured(q, x, k, lambda a, b, kk: _faiss_topk(a, b, kk, exclude_self), exclude_self)
+    return ids.astype(np.int32), sims.astype(np.float32)
+
+
+def _faiss_topk(q: np.ndarray, x: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    import faiss  # noqa: PLC0415
+
     n_db = len(x)
     k_eff = min(k + int(exclude_self), n_db)
     sims, ids = faiss.knn(q, x, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
