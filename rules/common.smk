@@ -309,6 +309,8 @@ def merge_groups(wildcards):
 def _folder_source(ds):
     d = dataset_dir(ds)
     gt = ground_truth_path(d, ds)
+    if gt is not None and os.path.basename(gt) == "gnd.csv":  # its boxes and database list are inputs too
+        return [str(gt)] + [os.path.join(d, f) for f in ("query_boxes.csv", "image_list.txt") if os.path.isfile(os.path.join(d, f))]
     if gt is not None:
         return [str(gt)]
     if ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt")):

@@ -65,6 +65,7 @@ class GroundTruth:
     gnd: list[dict[str, Any]]
     labels: list[int] | None = None
     source: str = field(default="<memory>")
+    image_dir: str = "jpg"  # names are paths under this subfolder of the dataset folder ("" = the folder itself)
 
     @property
     def n_db(self) -> int:
@@ -78,6 +79,8 @@ class GroundTruth:
         out: dict[str, Any] = {"imlist": self.imlist, "qimlist": self.qimlist, "gnd": self.gnd}
         if self.labels is not None:
             out["labels"] = self.labels
+        if self.image_dir != "jpg":
+            out["image_dir"] = self.image_dir
         return out
 
 
@@ -127,7 +130,10 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
         labels = _as_int_list(labels, f"{source}['labels']")
         if len(labels) != n:
             raise ValueError(f"{source}: 'labels' has {len(labels)} entries but 'imlist' has {n}")
-    return GroundTruth(imlist, qimlist, gnd, labels, source)
+    image_dir = raw.get("image_dir", "jpg")
+    if not isinstance(image_dir, str):
+        raise ValueError(f"{source}: 'image_dir' must be a string, got {image_dir!r}")
+    return GroundTruth(imlist, qimlist, gnd, labels, source, image_dir)
 
 
 def load_ground_truth(path: str | Path) -> GroundTruth:

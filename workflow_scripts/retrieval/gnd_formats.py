@@ -1,0 +1,204 @@
+"""Ground truth in layouts other than revisitop's, converted once to the project's :class:`GroundTruth`.
+
+* ``gnd.csv`` (written by hand): rows ``query,positive[,kind]`` next to the image folders, with an optional
+  ``query_boxes.csv`` (``query,x1,y1,x2,y2``);
+* INSTRE's ``gnd_instre.mat`` in Iscen et al.'s protocol (diffusion, CVPR 2017): ``imlist``, ``qimlist`` (cells
+  of paths relative to the dataset folder) and ``gnd``, a struct per query with ``ok`` (1-based positives into
+  ``imlist``) and ``bbx`` (``[x1, y1, x2, y2]`` in pixels, the box the query is cropped to).
+
+In both, image names are paths relative to the dataset folder (``GroundTruth.image_dir == ""``), not to ``jpg/``.
+Every error names the file and, for CSV files, the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import posixpath
+from pathlib import Path
+from typing import Any, Iterator
+
+from .gnd import GroundTruth
+
+GND_CSV = "gnd.csv"
+BOXES_CSV = "query_boxes.csv"
+INSTRE_MAT = "gnd_instre.mat"
+KINDS = ("easy", "hard", "junk")
+
+
+def relative_name(value: str, where: str) -> str:
+    """A path relative to the dataset folder, normalised (``./a//b.jpg`` -> ``a/b.jpg``); absolute paths and
+    paths leaving the folder are refused with ``where`` (file:line) in the message."""
+    v = value.strip().replace("\\", "/")
+    if not v:
+        raise ValueError(f"{where}: empty image path")
+    if v.startswith("/") or (len(v) > 1 and v[1] == ":"):
+        raise ValueError(f"{where}: {value!r} is absolute; paths are relative to the dataset folder")
+    n = posixpath.normpath(v)
+    if n == ".." or n.startswith("../"):
+        raise ValueError(f"{where}: {value!r} leaves the dataset folder")
+    return n
+
+
+def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV file with a header line; missing or unknown columns are errors naming them."""
+    try:
+        fh = open(path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot be read ({e})") from e
+    with fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file; the first line must be the header {','.join(required + optional)}")
+        header = [h.strip().lower() for h in header]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ValueError(f"{path}:1: header {header} lacks column(s) {missing}; expected "
+                             f"{','.join(required)}[,{','.join(optional)}]")
+        unknown = [c for c in header if c not in required + optional]
+        if unknown:
+            raise ValueError(f"{path}:1: unknown column(s) {unknown}; allowed: {list(required + optional)}")
+        dup = sorted({c for c in header if header.count(c) > 1})
+        if dup:
+            raise ValueError(f"{path}:1: column(s) {dup} appear more than once")
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
+                continue
+            if len(row) > len(header):
+                raise ValueError(f"{path}:{line}: {len(row)} fields but the header has {len(header)}")
+            yield line, {c: (row[i].strip() if i < len(row) else "") for i, c in enumerate(header)}
+
+
+def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[float]]:
+    """``query_boxes.csv``: one box ``[x1, y1, x2, y2]`` per query (pixels of the image as displayed)."""
+    boxes: dict[str, list[float]] = {}
+    first_line: dict[str, int] = {}
+    for line, row in _rows(path, ("query", "x1", "y1", "x2", "y2"), ()):
+        where = f"{path}:{line}"
+        q = relative_name(row["query"], where)
+        if q not in queries:
+            raise ValueError(f"{where}: query {q!r} has no row in {GND_CSV}")
+        if q in boxes:
+            raise ValueError(f"{where}: a second box for query {q!r} (the first is on line {first_line[q]})")
+        try:
+            box = [float(row[c]) for c in ("x1", "y1", "x2", "y2")]
+        except ValueError as e:
+            raise ValueError(f"{where}: box coordinates must be numbers ({e})") from e
+        if not all(math.isfinite(v) for v in box) or not (box[2] > box[0] and box[3] > box[1]):
+            raise ValueError(f"{where}: box {box} must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 (pixels)")
+        boxes[q], first_line[q] = box, line
+    return boxes
+
+
+def read_gnd_csv(path: str | Path, db_names: list[str], root: str | Path | None = None,
+                 check_queries: bool = True) -> GroundTruth:
+    """Convert ``gnd.csv`` (and ``query_boxes.csv`` next to it, if present) to a :class:`GroundTruth`.
+
+    ``db_names``: the database images, paths relative to the dataset folder, in list order. Queries are the
+    distinct ``query`` values in order of first appearance. A query that is itself a database image has that
+    image added to its ``junk`` (the self-match is ignored, as revisitop ignores junk). A row with an empty
+    ``positive`` declares a query without positives (ranked, excluded from the means).
+
+    Raises ValueError naming ``path:line`` for: a missing/unknown column, an unknown ``kind``, a positive that
+    is not a database image, a query listed as its own positive, a (query, positive) pair given twice, a query
+    image that does not exist (``check_queries``), and for the boxes file's errors (:func:`read_query_boxes`).
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    db_index = {n: i for i, n in enumerate(db_names)}
+    queries: dict[str, int] = {}
+    labels: list[dict[str, list[int]]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in _rows(path, ("query", "positive"), ("kind",)):
+        where = f"{path}:{line}"
+        q = relative_name(row["query"], where)
+        if q not in queries:
+            if check_queries and not (root / q).is_file():
+                raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}")
+            queries[q] = len(queries)
+            labels.append({k: [] for k in KINDS})
+        kind = (row.get("kind") or "").lower() or "easy"
+        if not row["positive"]:
+            if row.get("kind"):
+                raise ValueError(f"{where}: a kind ({row['kind']!r}) without a positive")
+            continue
+        if kind not in KINDS:
+            raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
+        p = relative_name(row["positive"], where)
+        if p == q:
+            raise ValueError(f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway)")
+        if p not in db_index:
+            raise ValueError(f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
+                             f"or every image under jpg/; names are paths relative to {root})")
+        if (q, p) in seen:
+            raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
+        seen[q, p] = line
+        labels[queries[q]][kind].append(db_index[p])
+    if not queries:
+        raise ValueError(f"{path}: no rows after the header")
+    boxes_path = path.parent / BOXES_CSV
+    boxes = read_query_boxes(boxes_path, queries) if boxes_path.is_file() else {}
+    gnd = []
+    for q, i in queries.items():
+        g: dict[str, Any] = {k: sorted(labels[i][k]) for k in KINDS}
+        if q in db_index:  # the query is a database image: drop its self-match
+            g["junk"] = sorted(set(g["junk"]) | {db_index[q]})
+        g["bbx"] = boxes.get(q)
+        gnd.append(g)
+    return GroundTruth(list(db_names), list(queries), gnd, None, str(path), image_dir="")
+
+
+def _mat_strings(cell: Any, where: str) -> list[str]:
+    import numpy as np  # noqa: PLC0415
+
+    out = []
+    for i, v in enumerate(np.asarray(cell, dtype=object).ravel()):
+        s = np.asarray(v).ravel()
+        if s.size != 1 or not isinstance(s[0], str):
+            raise ValueError(f"{where}[{i}]: expected a string, got {v!r}")
+        out.append(str(s[0]))
+    return out
+
+
+def read_instre(path: str | Path) -> GroundTruth:
+    """INSTRE ground truth from Iscen et al.'s ``gnd_instre.mat`` (1,250 queries, 27,293 database images).
+
+    Positives (``ok``, 1-based in the file) become ``easy``; INSTRE has no hard or junk images, so the plain mAP
+    is the Easy (= Medium) number and Hard has no evaluated query. ``bbx`` is ``[x1, y1, x2, y2]`` in pixels
+    (OS2D's reader notes the .mat boxes are corners while INSTRE's per-image .txt files are x, y, w, h), the
+    box the query image is cropped to. Raises ValueError naming the file and the query for missing fields,
+    indices outside ``imlist`` or an empty box."""
+    import numpy as np  # noqa: PLC0415
+    from scipy.io import loadmat  # noqa: PLC0415
+
+    path = Path(path)
+    try:
+        mat = loadmat(path, squeeze_me=False, struct_as_record=True)
+    except Exception as e:  # scipy raises several types for a non-.mat or truncated file
+        raise ValueError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from e
+    for key in ("imlist", "qimlist", "gnd"):
+        if key not in mat:
+            raise ValueError(f"{path}: missing variable {key!r} (found {sorted(k for k in mat if not k.startswith('__'))})")
+    imlist = _mat_strings(mat["imlist"], f"{path}: imlist")
+    qimlist = _mat_strings(mat["qimlist"], f"{path}: qimlist")
+    structs = np.asarray(mat["gnd"]).ravel()
+    fields = structs.dtype.names or ()
+    if "ok" not in fields or "bbx" not in fields:
+        raise ValueError(f"{path}: gnd must be a struct array with fields ok and bbx, has {list(fields)}")
+    if len(structs) != len(qimlist):
+        raise ValueError(f"{path}: gnd has {len(structs)} entries but qimlist has {len(qimlist)}")
+    n = len(imlist)
+    gnd = []
+    for i, s in enumerate(structs):
+        where = f"{path}: gnd[{i}] (query {qimlist[i]!r})"
+        ok = np.asarray(s["ok"]).ravel().astype(np.int64)
+        bad = ok[(ok < 1) | (ok > n)]
+        if bad.size:
+            raise ValueError(f"{where}: ok holds {bad[:5].tolist()} outside 1..{n} (1-based indices into imlist)")
+        bbx = [float(v) for v in np.asarray(s["bbx"]).ravel()]
+        if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):
+            raise ValueError(f"{where}: bbx {bbx} is not [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
+        gnd.append({"easy": sorted((ok - 1).tolist()), "hard": [], "junk": [], "bbx": bbx})
+    return GroundTruth(imlist, qimlist, gnd, None, str(path), image_dir="")
