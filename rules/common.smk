@@ -75,7 +75,8 @@ def v_lists(ds):
         return stable_hash({"dataset": ds, "base": v_lists(base), "distractors": v_lists(DISTRACTORS)})
     source = v_demo() if ds in DEMO_SPLITS else os.path.abspath(dataset_dir(ds))
     skip = {"on_bad_image": "skip"} if config["on_bad_image"] == "skip" else {}  # default: earlier versions hold
-    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip})
+    subset = {"present_only": True} if config["gldv2"]["present_only"] else {}  # GLDv2 restricted to the images present
+    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip, **subset})
 
 
 def extract_config(backbone=None):

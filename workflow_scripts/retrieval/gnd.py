@@ -29,6 +29,9 @@ _ALLOWED_GLOBALS = {
 }
 
 
+PROTOCOL_NAMES = ("revisitop", "gldv2")
+
+
 class UnsafePickleError(ValueError):
     pass
 
@@ -66,6 +69,8 @@ class GroundTruth:
     labels: list[int] | None = None
     source: str = field(default="<memory>")
     image_dir: str = "jpg"  # names are paths under this subfolder of the dataset folder ("" = the folder itself)
+    protocol: str = "revisitop"  # which metrics apply: revisitop (E/M/H) or gldv2 (mAP@100 Public/Private)
+    subset: dict[str, Any] | None = None  # set when the ground truth was restricted to the images present
 
     @property
     def n_db(self) -> int:
@@ -81,6 +86,10 @@ class GroundTruth:
             out["labels"] = self.labels
         if self.image_dir != "jpg":
             out["image_dir"] = self.image_dir
+        if self.protocol != "revisitop":
+            out["protocol"] = self.protocol
+        if self.subset is not None:
+            out["subset"] = self.subset
         return out
 
 
@@ -124,6 +133,8 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
             entry["bbx"] = bbx
         else:
             entry["bbx"] = None
+        if "usage" in g:  # GLDv2: the query's Public / Private part of the solution
+            entry["usage"] = str(g["usage"])
         gnd.append(entry)
     labels = raw.get("labels")
     if labels is not None:
@@ -133,7 +144,14 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
     image_dir = raw.get("image_dir", "jpg")
     if not isinstance(image_dir, str):
         raise ValueError(f"{source}: 'image_dir' must be a string, got {image_dir!r}")
-    return GroundTruth(imlist, qimlist, gnd, labels, source, image_dir)
+    protocol = raw.get("protocol", "revisitop")
+    if protocol not in PROTOCOL_NAMES:
+        raise ValueError(f"{source}: 'protocol' is {protocol!r}, expected one of {PROTOCOL_NAMES}")
+    if protocol == "gldv2":
+        bad = [i for i, g in enumerate(gnd) if g.get("usage") not in ("Public", "Private")]
+        if bad:
+            raise ValueError(f"{source}: gnd[{bad[0]}] needs usage Public or Private for the gldv2 protocol")
+    return GroundTruth(imlist, qimlist, gnd, labels, source, image_dir, protocol, raw.get("subset"))
 
 
 def load_ground_truth(path: str | Path) -> GroundTruth:

@@ -2,6 +2,9 @@
 
 * ``gnd.csv`` (written by hand): rows ``query,positive[,kind]`` next to the image folders, with an optional
   ``query_boxes.csv`` (``query,x1,y1,x2,y2``);
+* Google Landmarks v2 retrieval (the official layout): ``index.csv``, ``test.csv`` (column ``id``),
+  ``retrieval_solution_v2.1.csv`` (``id``, ``images``, ``Usage``), images at ``index/{a}/{b}/{c}/{id}.jpg``
+  and ``test/{a}/{b}/{c}/{id}.jpg``; evaluated with the official mAP@100 (``protocol: gldv2``);
 * INSTRE's ``gnd_instre.mat`` in Iscen et al.'s protocol (diffusion, CVPR 2017): ``imlist``, ``qimlist`` (cells
   of paths relative to the dataset folder) and ``gnd``, a struct per query with ``ok`` (1-based positives into
   ``imlist``) and ``bbx`` (``[x1, y1, x2, y2]`` in pixels, the box the query is cropped to).
@@ -40,8 +43,10 @@ def relative_name(value: str, where: str) -> str:
     return n
 
 
-def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV file with a header line; missing or unknown columns are errors naming them."""
+def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
+          extra_columns: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV file with a header line; missing (and unless ``extra_columns``, unknown)
+    columns are errors naming them."""
     try:
         fh = open(path, newline="", encoding="utf-8-sig")
     except OSError as e:
@@ -57,7 +62,7 @@ def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> I
             raise ValueError(f"{path}:1: header {header} lacks column(s) {missing}; expected "
                              f"{','.join(required)}[,{','.join(optional)}]")
         unknown = [c for c in header if c not in required + optional]
-        if unknown:
+        if unknown and not extra_columns:
             raise ValueError(f"{path}:1: unknown column(s) {unknown}; allowed: {list(required + optional)}")
         dup = sorted({c for c in header if header.count(c) > 1})
         if dup:
@@ -202,3 +207,99 @@ def read_instre(path: str | Path) -> GroundTruth:
             raise ValueError(f"{where}: bbx {bbx} is not [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
         gnd.append({"easy": sorted((ok - 1).tolist()), "hard": [], "junk": [], "bbx": bbx})
     return GroundTruth(imlist, qimlist, gnd, None, str(path), image_dir="")
+
+
+# ------------------------------------------------------------------------------------- Google Landmarks v2
+GLDV2_SOLUTION = "retrieval_solution_v2.1.csv"
+GLDV2_USAGE = ("Public", "Private", "Ignored")
+
+
+def gldv2_image(part: str, image_id: str) -> str:
+    """``{part}/{a}/{b}/{c}/{id}.jpg``: GLDv2 stores an image under the first three characters of its id."""
+    return f"{part}/{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg"
+
+
+def _gldv2_ids(path: Path) -> list[str]:
+    """The ``id`` column of ``index.csv`` / ``test.csv`` (other columns, e.g. ``url``, are ignored)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (GLDv2 layout: index.csv, test.csv, {GLDV2_SOLUTION})")
+    ids: dict[str, int] = {}
+    for line, row in _rows(path, ("id",), (), extra_columns=True):
+        i = row["id"]
+        if len(i) < 3 or not i.isalnum():
+            raise ValueError(f"{path}:{line}: id {i!r} is not an image id (letters and digits, at least 3)")
+        if i in ids:
+            raise ValueError(f"{path}:{line}: duplicate id {i!r} (first on line {ids[i]})")
+        ids[i] = line
+    return list(ids)
+
+
+def read_gldv2(root: str | Path, present_only: bool = False) -> GroundTruth:
+    """GLDv2 retrieval ground truth (Weyand et al., CVPR 2020) from the official files in ``root``.
+
+    Database: ``index.csv`` in file order; queries: the ``test.csv`` ids whose ``Usage`` in the solution is
+    Public or Private, in file order (Ignored queries are left out: not listed, not extracted). ``easy`` holds a
+    query's relevant index images, ``usage`` its part. Names are ``index/a/b/c/{id}.jpg`` / ``test/...``
+    relative to ``root``.
+
+    ``present_only``: keep only the index and test images whose files exist (a partial download); relevant lists
+    are restricted to the images kept and queries left without any are dropped; ``subset`` records the counts
+    so results can say so. Raises ValueError naming file and line for missing columns, duplicate ids, unknown
+    test or index ids in the solution, a bad Usage, a Public/Private query without images, and a test id
+    without a solution row."""
+    root = Path(root)
+    index = _gldv2_ids(root / "index.csv")
+    test = _gldv2_ids(root / "test.csv")
+    index_pos = {i: n for n, i in enumerate(index)}
+    test_set = set(test)
+    sol_path = root / GLDV2_SOLUTION
+    if not sol_path.is_file():
+        raise FileNotFoundError(f"{sol_path}: not found (the GLDv2 retrieval solution, from the dataset's page)")
+    solution: dict[str, tuple[str, list[int]]] = {}
+    first: dict[str, int] = {}
+    for line, row in _rows(sol_path, ("id", "images", "usage"), ()):
+        where = f"{sol_path}:{line}"
+        q, usage = row["id"], row["usage"]
+        if q not in test_set:
+            raise ValueError(f"{where}: id {q!r} is not in test.csv")
+        if q in solution:
+            raise ValueError(f"{where}: duplicate id {q!r} (first on line {first[q]})")
+        if usage not in GLDV2_USAGE:
+            raise ValueError(f"{where}: Usage {usage!r} is not one of {list(GLDV2_USAGE)}")
+        images = [] if row["images"] in ("", "None") else row["images"].split()
+        if usage != "Ignored" and not images:
+            raise ValueError(f"{where}: a {usage} query without relevant images")
+        unknown = [i for i in images if i not in index_pos]
+        if unknown:
+            raise ValueError(f"{where}: image id(s) {unknown[:3]} are not in index.csv")
+        solution[q], first[q] = (usage, [index_pos[i] for i in images]), line
+    missing = [q for q in test if q not in solution]
+    if missing:
+        raise ValueError(f"{sol_path}: {len(missing)} test.csv id(s) have no row, e.g. {missing[:3]}")
+
+    imlist = [gldv2_image("index", i) for i in index]
+    keep_db = list(range(len(index)))
+    subset = None
+    if present_only:
+        keep_db = [n for n, name in enumerate(imlist) if (root / name).is_file()]
+    new_pos = {old: new for new, old in enumerate(keep_db)}
+    qimlist, gnd, dropped = [], [], 0
+    for q in test:
+        usage, rel = solution[q]
+        if usage == "Ignored":
+            continue
+        name = gldv2_image("test", q)
+        if present_only:
+            rel = [new_pos[r] for r in rel if r in new_pos]
+            if not rel or not (root / name).is_file():
+                dropped += 1
+                continue
+        qimlist.append(name)
+        gnd.append({"easy": sorted(rel), "hard": [], "junk": [], "bbx": None, "usage": usage})
+    if present_only:
+        n_official = sum(u != "Ignored" for u, _ in solution.values())
+        subset = {"present_only": True, "index_images": len(keep_db), "index_images_official": len(index),
+                  "queries": len(qimlist), "queries_official": n_official, "queries_dropped": dropped,
+                  "note": "ground truth restricted to the images present; not comparable to the official metric"}
+    return GroundTruth([imlist[n] for n in keep_db], qimlist, gnd, None, str(sol_path), image_dir="",
+                       protocol="gldv2", subset=subset)
