@@ -75,8 +75,19 @@ def v_lists(ds):
         return stable_hash({"dataset": ds, "base": v_lists(base), "distractors": v_lists(DISTRACTORS)})
     source = v_demo() if ds in DEMO_SPLITS else os.path.abspath(dataset_dir(ds))
     skip = {"on_bad_image": "skip"} if config["on_bad_image"] == "skip" else {}  # default: earlier versions hold
-    subset = {"present_only": True} if config["gldv2"]["present_only"] else {}  # GLDv2 restricted to the images present
-    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip, **subset})
+    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip,
+                        **gldv2_identity()})
+
+
+def gldv2_identity():
+    """What in the gldv2 configuration changes a dataset's lists (nothing at the defaults: earlier versions hold)."""
+    g = config["gldv2"]
+    out = {k: g[k] for k in ("present_only", "train_list") if g[k] != {"present_only": False, "train_list": "train_clean.csv"}[k]}
+    if g["exclude_landmarks"]:
+        if not os.path.isfile(g["exclude_landmarks"]):
+            raise WorkflowError(f"gldv2.exclude_landmarks: {g['exclude_landmarks']} not found")
+        out["exclude_landmarks"] = _file_identity(g["exclude_landmarks"])
+    return out
 
 
 def extract_config(backbone=None):

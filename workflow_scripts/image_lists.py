@@ -31,5 +31,5 @@ else:
         version=snakemake.wildcards.ver,
         preset=snakemake.params.preset,
         on_bad_image=snakemake.params.on_bad_image,
-        present_only=snakemake.params.present_only,
+        gldv2=snakemake.params.gldv2,
     )

@@ -92,7 +92,7 @@ def test_present_only_restricts_ground_truth_and_says_so(tmp_path):
     root = _gldv2(tmp_path / "gldv2", skip=(INDEX[4], TEST[0]))
     with pytest.raises(FileNotFoundError):
         build_image_lists(root, "gldv2")  # the full solution names files that are absent
-    lists, gt = build_image_lists(root, "gldv2", present_only=True)
+    lists, gt = build_image_lists(root, "gldv2", gldv2={"present_only": True})
     assert len(gt.imlist) == 4 and [Path(q).stem for q in gt.qimlist] == ["b2c3d4e5f6071829"]
     assert gt.gnd[0]["easy"] == [1, 2]  # index 4 dropped, 1 and 2 keep their rows
     assert gt.subset["queries_dropped"] == 2 and gt.subset["queries_official"] == 3
@@ -176,3 +176,61 @@ def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path
     s = read_json(tmp_path / "sv.json")
     assert s["metrics"]["mAP@100"]["Private"] == 100.0 and s["baseline"]["metrics"] == r["metrics"]
     assert s["paired_difference"]["Private"]["improved"] == 1 and set(s["paired_difference"]) == {"Public", "Private"}
+
+
+# ------------------------------------------------------------------------------------ the training split
+TRAIN = {"0a0b0c0d0e0f1011": 7, "0a0b0c0d0e0f1012": 7, "1b0b0c0d0e0f1013": 12, "2c0b0c0d0e0f1014": 12,
+         "3d0b0c0d0e0f1015": 99}
+
+
+def _train(root: Path, files=True, skip=()):
+    root.mkdir(parents=True, exist_ok=True)
+    by_landmark: dict[int, list[str]] = {}
+    for i, lm in TRAIN.items():
+        by_landmark.setdefault(lm, []).append(i)
+    (root / "train_clean.csv").write_text("landmark_id,images\n" + "".join(f"{lm},{' '.join(ids)}\n"
+                                                                         for lm, ids in by_landmark.items()))
+    (root / "train_750k.txt").write_text("".join(f"{gldv2_image('train', i)},{lm},32,24\n" for i, lm in TRAIN.items()))
+    if files:
+        for i in TRAIN:
+            if i not in skip:
+                p = root / gldv2_image("train", i)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(p)
+    return root
+
+
+@pytest.mark.parametrize("train_list", ["train_clean.csv", "train_750k.txt"])
+def test_training_split_labels_exclusion_and_present_only(tmp_path, train_list):
+    root = _train(tmp_path / "gldv2-train", skip=("2c0b0c0d0e0f1014",))
+    (tmp_path / "overlap.txt").write_text("# landmarks also in ROxford/RParis\n99\n")
+    opts = {"train_list": train_list, "exclude_landmarks": str(tmp_path / "overlap.txt"), "present_only": True}
+    lists, gt = build_image_lists(root, "gldv2-train", gldv2=opts)
+    assert gt.qimlist == [] and lists["query"] == []
+    assert [Path(n).stem for n in gt.imlist] == ["0a0b0c0d0e0f1011", "0a0b0c0d0e0f1012", "1b0b0c0d0e0f1013"]
+    assert gt.labels == [7, 7, 12] and [e["label"] for e in lists["db"]] == [7, 7, 12]
+    assert lists["db"][2]["path"] == str((root / "train/1/b/0/1b0b0c0d0e0f1013.jpg").resolve())
+    assert gt.subset == {"present_only": True, "listed": 5, "excluded_by_landmark": 1, "images": 3, "landmarks": 2}
+
+
+def test_training_lists_stream_and_name_bad_lines(tmp_path):
+    from retrieval.gnd_formats import iter_gldv2_train, read_gldv2_train
+
+    root = _train(tmp_path / "t", files=False)
+    rows = iter_gldv2_train(root / "train_clean.csv")
+    assert next(rows) == ("0a0b0c0d0e0f1011", 7)  # a generator: rows are read as they are consumed
+    (root / "train_clean.csv").write_text("landmark_id,images\n7,0a0b0c0d0e0f1011\nx,0a0b0c0d0e0f1012\n")
+    with pytest.raises(ValueError, match=r"train_clean\.csv:3: landmark_id 'x' is not an integer"):
+        read_gldv2_train(root)
+    (root / "train_clean.csv").write_text("landmark_id,images\n7,0a0b0c0d0e0f1011\n8,1b0b0c0d0e0f1013 0a0b0c0d0e0f1011\n")
+    with pytest.raises(ValueError, match=r"train_clean\.csv:3: image '0a0b0c0d0e0f1011' is listed again \(first on line 2\)"):
+        read_gldv2_train(root)
+    (root / "train_clean.csv").write_text("landmark,images\n7,0a0b0c0d0e0f1011\n")
+    with pytest.raises(ValueError, match=r"train_clean\.csv:1: .*lacks column\(s\) \['landmark_id'\]"):
+        read_gldv2_train(root)
+    (root / "train_750k.txt").write_text("train/0/a/0/0a0b0c0d0e0f1011.jpg,7,32,24\ntrain/1/b/1/1b0b0c0d0e0f1013.jpg,3,1,1\n")
+    with pytest.raises(ValueError, match=r"train_750k\.txt:2: 'train/1/b/1/1b0b0c0d0e0f1013\.jpg' is not at train/a/b/c"):
+        read_gldv2_train(root, "train_750k.txt")
+    (tmp_path / "ex.txt").write_text("7\nseven\n")
+    with pytest.raises(ValueError, match=r"ex\.txt:2: 'seven' is not a landmark id"):
+        read_gldv2_train(root, exclude_landmarks=tmp_path / "ex.txt")

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .gnd import GroundTruth, load_ground_truth
-from .gnd_formats import GLDV2_SOLUTION, GND_CSV, INSTRE_MAT, read_gldv2, read_gnd_csv, read_instre
+from .gnd_formats import (GLDV2_SOLUTION, GLDV2_TRAIN_LISTS, GND_CSV, INSTRE_MAT, read_gldv2, read_gldv2_train,
+                          read_gnd_csv, read_instre)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def canonical_name(name: str) -> str:
 def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
     d = Path(dataset_dir)
     for candidate in (d / "gnd.json", d / f"gnd_{canonical_name(name)}.pkl", d / GND_CSV, d / INSTRE_MAT,
-                      d / GLDV2_SOLUTION):
+                      d / GLDV2_SOLUTION, *(d / n for n in GLDV2_TRAIN_LISTS)):
         if candidate.is_file():
             return candidate
     return None
@@ -65,11 +66,19 @@ def database_of_folder(root: Path) -> list[Path]:
     return _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
 
 
-def load_dataset_ground_truth(root: Path, gpath: Path, check_files: bool = True, present_only: bool = False) -> GroundTruth:
+def load_dataset_ground_truth(root: Path, gpath: Path, check_files: bool = True,
+                              gldv2: dict[str, Any] | None = None) -> GroundTruth:
     """The ground truth at ``gpath`` in whichever layout it is (revisitop JSON/pickle, gnd.csv, INSTRE .mat,
-    GLDv2's solution; ``present_only`` restricts GLDv2 to the images on disk)."""
+    GLDv2's retrieval solution or training list). ``gldv2``: the ``gldv2`` configuration (``present_only``,
+    ``train_list``, ``exclude_landmarks``)."""
+    opts = {"present_only": False, "train_list": "train_clean.csv", "exclude_landmarks": None, **(gldv2 or {})}
     if gpath.name == GLDV2_SOLUTION:
-        return read_gldv2(root, present_only)
+        return read_gldv2(root, opts["present_only"])
+    if gpath.name in GLDV2_TRAIN_LISTS:
+        if not (root / opts["train_list"]).is_file():
+            raise FileNotFoundError(f"{root / opts['train_list']}: not found (gldv2.train_list names the training list; "
+                                    f"this folder has {gpath.name})")
+        return read_gldv2_train(root, opts["train_list"], opts["exclude_landmarks"], opts["present_only"])
     if gpath.name == GND_CSV:
         db = database_of_folder(root)
         if not db:
@@ -144,7 +153,7 @@ def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True,
-                      on_bad_image: str = "error", present_only: bool = False) -> tuple[dict[str, Any], GroundTruth | None]:
+                      on_bad_image: str = "error", gldv2: dict[str, Any] | None = None) -> tuple[dict[str, Any], GroundTruth | None]:
     """The ``db`` and ``query`` lists of a dataset (paths, sizes, query boxes) and its ground truth, if any.
 
     ``on_bad_image="skip"``: a missing or unreadable image stays in the list (so ground-truth indices hold) with
@@ -169,7 +178,7 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     gpath = ground_truth_path(root, name)
-    gt = load_dataset_ground_truth(root, gpath, on_bad_image == "error", present_only) if gpath else None
+    gt = load_dataset_ground_truth(root, gpath, on_bad_image == "error", gldv2) if gpath else None
     if gt is not None:
         db_paths = [image_file(root, n, gt.image_dir) for n in gt.imlist]
         q_paths = [image_file(root, n, gt.image_dir) for n in gt.qimlist]

@@ -303,3 +303,109 @@ def read_gldv2(root: str | Path, present_only: bool = False) -> GroundTruth:
                   "note": "ground truth restricted to the images present; not comparable to the official metric"}
     return GroundTruth([imlist[n] for n in keep_db], qimlist, gnd, None, str(sol_path), image_dir="",
                        protocol="gldv2", subset=subset)
+
+
+# ------------------------------------------------------------------------------ GLDv2 as a training split
+GLDV2_TRAIN_LISTS = ("train_clean.csv", "train_750k.txt")
+
+
+def read_landmark_list(path: str | Path) -> set[int]:
+    """Landmark ids, one per line (``#`` comments and blank lines skipped): the exclusion list of a GLDv2
+    training split (e.g. the landmarks that overlap with ROxford/RParis). A non-integer line is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"landmark exclusion list not found: {path}")
+    out = set()
+    for line, text in enumerate(path.read_text().splitlines(), 1):
+        t = text.split("#", 1)[0].strip()
+        if not t:
+            continue
+        try:
+            out.add(int(t))
+        except ValueError as e:
+            raise ValueError(f"{path}:{line}: {t!r} is not a landmark id (an integer per line)") from e
+    return out
+
+
+def iter_gldv2_train(path: str | Path) -> Iterator[tuple[str, int]]:
+    """Stream (image id, landmark id) pairs of a GLDv2 training list, one row at a time.
+
+    ``train_clean.csv``: columns ``landmark_id``, ``images`` (space-separated image ids; one row per landmark,
+    about 81k rows for 1.58M images). ``train_750k.txt`` (AMES's list): lines ``train/a/b/c/{id}.jpg,landmark_id,
+    width,height``. Raises ValueError naming ``path:line`` for a missing column, a non-integer landmark id, a
+    malformed line or an image id given twice (the ids seen are kept, as a set, to find duplicates)."""
+    path = Path(path)
+    seen: dict[str, int] = {}
+
+    def check(image_id: str, where: str, line: int) -> None:
+        if len(image_id) < 3 or not image_id.isalnum():
+            raise ValueError(f"{where}: image id {image_id!r} is not an image id")
+        if image_id in seen:
+            raise ValueError(f"{where}: image {image_id!r} is listed again (first on line {seen[image_id]})")
+        seen[image_id] = line
+
+    if path.name.endswith(".csv"):
+        for line, row in _rows(path, ("landmark_id", "images"), (), extra_columns=True):
+            where = f"{path}:{line}"
+            try:
+                landmark = int(row["landmark_id"])
+            except ValueError as e:
+                raise ValueError(f"{where}: landmark_id {row['landmark_id']!r} is not an integer") from e
+            for image_id in row["images"].split():
+                check(image_id, where, line)
+                yield image_id, landmark
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    with open(path, encoding="utf-8") as fh:
+        for line, text in enumerate(fh, 1):
+            text = text.strip()
+            if not text:
+                continue
+            fields = text.split(",")
+            where = f"{path}:{line}"
+            if len(fields) < 2:
+                raise ValueError(f"{where}: expected 'train/a/b/c/id.jpg,landmark_id[,width,height]', got {text!r}")
+            image_id = Path(fields[0]).stem
+            if relative_name(fields[0], where) != gldv2_image("train", image_id):
+                raise ValueError(f"{where}: {fields[0]!r} is not at train/a/b/c/{{id}}.jpg")
+            try:
+                landmark = int(fields[1])
+            except ValueError as e:
+                raise ValueError(f"{where}: landmark id {fields[1]!r} is not an integer") from e
+            check(image_id, where, line)
+            yield image_id, landmark
+
+
+def read_gldv2_train(root: str | Path, list_name: str = "train_clean.csv", exclude_landmarks: str | Path | None = None,
+                     present_only: bool = False) -> GroundTruth:
+    """A labelled GLDv2 training split: database images ``train/a/b/c/{id}.jpg`` with ``labels`` = landmark ids
+    and no queries, read by streaming ``list_name`` (see :func:`iter_gldv2_train`); one list of names and one of
+    labels are built, nothing else is held. ``exclude_landmarks``: a file of landmark ids to leave out (the
+    "revisited GLDv2-clean" idea: drop the landmarks that overlap with ROxford/RParis). ``present_only``: keep
+    only the images on disk (a partial download); ``subset`` records the counts."""
+    root = Path(root)
+    if list_name not in GLDV2_TRAIN_LISTS:
+        raise ValueError(f"GLDv2 training list {list_name!r}: expected one of {GLDV2_TRAIN_LISTS}")
+    excluded = read_landmark_list(exclude_landmarks) if exclude_landmarks else set()
+    names: list[str] = []
+    labels: list[int] = []
+    n_listed = n_excluded = 0
+    for image_id, landmark in iter_gldv2_train(root / list_name):
+        n_listed += 1
+        if landmark in excluded:
+            n_excluded += 1
+            continue
+        name = gldv2_image("train", image_id)
+        if present_only and not (root / name).is_file():
+            continue
+        names.append(name)
+        labels.append(landmark)
+    if not names:
+        raise ValueError(f"{root / list_name}: no training images left (listed {n_listed}, excluded {n_excluded}"
+                         f"{', present_only' if present_only else ''})")
+    subset = None
+    if present_only or excluded:
+        subset = {"present_only": present_only, "listed": n_listed, "excluded_by_landmark": n_excluded,
+                  "images": len(names), "landmarks": len(set(labels))}
+    return GroundTruth(names, [], [], labels, str(root / list_name), image_dir="", subset=subset)

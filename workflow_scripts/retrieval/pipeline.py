@@ -50,12 +50,12 @@ def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, pr
 
 def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, out_lists: str | Path,
                      out_gnd: str | Path, out_manifest: str | Path, version: str, preset: str,
-                     on_bad_image: str = "error", present_only: bool = False) -> None:
+                     on_bad_image: str = "error", gldv2: dict[str, Any] | None = None) -> None:
     from .datasets import build_image_lists  # noqa: PLC0415
 
     m = Manifest("image_lists", version, {"dataset": dataset, "crop_queries": crop_queries,
-                                          "on_bad_image": on_bad_image, "present_only": present_only}, preset)
-    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, present_only)
+                                          "on_bad_image": on_bad_image, "gldv2": gldv2}, preset)
+    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, gldv2)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
     write_json(out_lists, lists)
