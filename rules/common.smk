@@ -12,6 +12,7 @@ from retrieval.versions import GENERATOR_VERSION
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 DOWNLOADABLE = ("roxford5k", "rparis6k", "revisitop1m")
+GLDV2_DOWNLOADABLE = ("gldv2", "gldv2-train")  # rule download_gldv2
 DISTRACTORS = "revisitop1m"  # {dataset}+1m: the dataset's database with these images appended
 PLUS = "+1m"
 METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp")
@@ -321,6 +322,8 @@ def merge_groups(wildcards):
 def _folder_source(ds):
     d = dataset_dir(ds)
     gt = ground_truth_path(d, ds)
+    if ds in GLDV2_DOWNLOADABLE and (gt is None or os.path.isdir(os.path.join(d, "_download"))):
+        return [os.path.join(d, ".download_complete")]  # absent or begun by the download rule: let it finish
     if gt is not None and os.path.basename(gt) == "gnd.csv":  # its boxes and database list are inputs too
         return [str(gt)] + [os.path.join(d, f) for f in ("query_boxes.csv", "image_list.txt") if os.path.isfile(os.path.join(d, f))]
     if gt is not None:
