@@ -234,3 +234,64 @@ def test_training_lists_stream_and_name_bad_lines(tmp_path):
     (tmp_path / "ex.txt").write_text("7\nseven\n")
     with pytest.raises(ValueError, match=r"ex\.txt:2: 'seven' is not a landmark id"):
         read_gldv2_train(root, exclude_landmarks=tmp_path / "ex.txt")
+
+
+def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
+    import h5py
+
+    from retrieval.global_store import write_neighbours
+    from retrieval.pipeline_ames import evaluate_ames_stage
+    from retrieval.runtime import read_json, write_json
+
+    root = _gldv2(tmp_path / "gldv2")
+    lists, gt = build_image_lists(root, "gldv2")
+    write_json(tmp_path / "lists.json", lists)
+    write_json(tmp_path / "gnd.json", gt.to_json())
+    # relevant: Public q0 {0, 3}; Private q1 {4}, q2 {1, 2, 4}. The global top 4 puts them late; the logits know.
+    ids = np.array([[1, 2, 0, 3], [0, 1, 4, 2], [0, 3, 1, 2]])
+    sims = np.tile(np.array([0.9, 0.8, 0.7, 0.6], np.float32), (3, 1))
+    write_neighbours(tmp_path / "knn.h5", ids, sims)
+    relevant = [{0, 3}, {4}, {1, 2, 4}]
+    pair_db = np.sort(ids, axis=1).astype(np.int32)
+    logit = np.array([[5.0 if j in relevant[i] else -5.0 for j in row] for i, row in enumerate(pair_db)], np.float32)
+    with h5py.File(tmp_path / "logits.h5", "w") as h:
+        h.create_dataset("pair_db", data=pair_db)
+        h.create_dataset("logits", data=logit)
+        h.attrs.update({"kind": "ames_logits", "max_rerank": 4, "seconds": 0.0, "n_pairs": 12})
+    write_json(tmp_path / "global.json", {})
+    grid = {"num_rerank": [4], "lambda": [0.0, 1.0], "gamma": [1.0]}
+    evaluate_ames_stage(tmp_path / "logits.h5", tmp_path / "knn.h5", tmp_path / "lists.json", tmp_path / "gnd.json",
+                        tmp_path / "global.json", tmp_path / "ames.json", tmp_path / "r.h5", tmp_path / "n.csv",
+                        tmp_path / "grid.csv", "gldv2", "ames", grid, "validation", {}, None, "demo-val", "none", 100, 3,
+                        {}, {}, "tiny")
+    r = read_json(tmp_path / "ames.json")
+    assert r["chosen"]["lambda"] == 0.0 and "Public" in r["chosen"]["selected_on"]
+    # re-ranked: q2's relevant image 4 is outside its shortlist, so q2 scores (1/1 + 2/2) / 3 and Private is 83.33
+    assert r["metrics"] == {"mAP@100": {"Public": 100.0, "Private": pytest.approx(100 * (1 + 2 / 3) / 2, abs=1e-3)}}
+    # global order: Public hits at 3, 4 -> (1/3 + 2/4) / 2; Private q1 at 3 -> 1/3, q2 at 3, 4 -> (1/3 + 2/4) / 3
+    assert r["baseline"]["metrics"]["mAP@100"]["Public"] == pytest.approx(100 * (1 / 3 + 2 / 4) / 2, abs=1e-3)
+    assert r["baseline"]["metrics"]["mAP@100"]["Private"] == pytest.approx(100 * (1 / 3 + (1 / 3 + 2 / 4) / 3) / 2,
+                                                                           abs=1e-3)
+    assert [row["mAP@100_Private"] for row in r["grid"]] == [r["metrics"]["mAP@100"]["Private"],
+                                                             r["baseline"]["metrics"]["mAP@100"]["Private"]]
+    assert set(r["paired_difference"]) == {"Public", "Private"}
+
+
+def test_compare_table_uses_the_dataset_metric_set():
+    from retrieval.compare import compare_rows, render_markdown
+
+    def res(method, pub, priv, diff=None):
+        r = {"n_queries": 3, "n_db": 5, "metrics": {"mAP@100": {"Public": pub, "Private": priv}},
+             "timing": {"ms_per_query": {"reads": 0.0, "rerank": 1.0}}}
+        if diff is not None:
+            r["paired_difference"] = {"Public": {"mean": 0.0, "ci95": [0, 0]}, "Private": {"mean": diff, "ci95": [-1.0, 2.0]}}
+        return r
+
+    rows = compare_rows({"global": res("global", 40.0, 38.5), "sv": res("sv", 50.0, 47.25, 8.75)}, 0.003)
+    assert rows[1]["mAP@100"] == {"Public": 50.0, "Private": 47.25} and rows[1]["difference_Private"]["mean"] == 8.75
+    md = render_markdown("gldv2", rows)
+    assert "| method | Public | Private | Private − global [95% CI] |" in md
+    assert "| sv | 50.00 | 47.25 | +8.75 [-1.00, +2.00] |" in md
+    # revisitop results keep their E/M/H table; a part without evaluated queries (INSTRE's Hard) prints '-'
+    r = {"n_queries": 2, "n_db": 9, "metrics": {"mAP": {"E": 60.0, "M": 60.0, "H": None}}, "timing": {}}
+    assert "| global | 60.00 | 60.00 | - |" in render_markdown("instre", compare_rows({"global": r}, None))
