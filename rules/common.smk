@@ -12,6 +12,7 @@ from retrieval.versions import DECODER_VERSION, GENERATOR_VERSION
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 DOWNLOADABLE = ("roxford5k", "rparis6k", "revisitop1m")
+GLDV2_DOWNLOADABLE = ("gldv2", "gldv2-train")  # rule download_gldv2
 DISTRACTORS = "revisitop1m"  # {dataset}+1m: the dataset's database with these images appended
 PLUS = "+1m"
 METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp")
@@ -77,7 +78,19 @@ def v_lists(ds):
     source = v_demo() if ds in DEMO_SPLITS else os.path.abspath(dataset_dir(ds))
     skip = {"on_bad_image": "skip"} if config["on_bad_image"] == "skip" else {}  # default: earlier versions hold
     decoder = {"decoder": DECODER_VERSION, "max_image_pixels": config["max_image_pixels"]}
-    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip, **decoder})
+    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip, **decoder,
+                        **gldv2_identity()})
+
+
+def gldv2_identity():
+    """What in the gldv2 configuration changes a dataset's lists (nothing at the defaults: earlier versions hold)."""
+    g = config["gldv2"]
+    out = {k: g[k] for k in ("present_only", "train_list") if g[k] != {"present_only": False, "train_list": "train_clean.csv"}[k]}
+    if g["exclude_landmarks"]:
+        if not os.path.isfile(g["exclude_landmarks"]):
+            raise WorkflowError(f"gldv2.exclude_landmarks: {g['exclude_landmarks']} not found")
+        out["exclude_landmarks"] = _file_identity(g["exclude_landmarks"])
+    return out
 
 
 def extract_config(backbone=None):
@@ -347,6 +360,10 @@ def merge_groups(wildcards):
 def _folder_source(ds):
     d = dataset_dir(ds)
     gt = ground_truth_path(d, ds)
+    if ds in GLDV2_DOWNLOADABLE and (gt is None or os.path.isdir(os.path.join(d, "_download"))):
+        return [os.path.join(d, ".download_complete")]  # absent or begun by the download rule: let it finish
+    if gt is not None and os.path.basename(gt) == "gnd.csv":  # its boxes and database list are inputs too
+        return [str(gt)] + [os.path.join(d, f) for f in ("query_boxes.csv", "image_list.txt") if os.path.isfile(os.path.join(d, f))]
     if gt is not None:
         return [str(gt)]
     if ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt")):

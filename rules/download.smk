@@ -20,3 +20,26 @@ rule download_revisitop:
         ENV
     script:
         "../workflow_scripts/download.py"
+
+
+# Google Landmarks v2 (gldv2: index + test + retrieval solution; gldv2-train: train_clean.csv + train) from the official
+# locations, MD5-verified per tar part, resumable; gldv2.download_parts fetches only the first N parts of each split.
+rule download_gldv2:
+    output:
+        flag=os.path.join(config["data_root"], "{dataset}", ".download_complete"),
+    wildcard_constraints:
+        dataset="|".join(GLDV2_DOWNLOADABLE),
+    params:
+        data_root=lambda w, output: os.path.dirname(os.path.dirname(output.flag)),
+        keep_archives=config["download"]["keep_archives"],
+        parts=config["gldv2"]["download_parts"],
+    log:
+        "logs/download/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=2880,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/download_gldv2.py"

@@ -32,4 +32,5 @@ else:
         preset=snakemake.params.preset,
         on_bad_image=snakemake.params.on_bad_image,
         max_image_pixels=snakemake.params.max_image_pixels,
+        gldv2=snakemake.params.gldv2,
     )

@@ -4,6 +4,10 @@ Accepted layouts under ``{data_root}/{dataset}/``:
 
 * revisitop: ``jpg/{name}.jpg`` + ``gnd_{dataset}.pkl`` (ROxford5k, RParis6k);
 * ``jpg/`` + ``gnd.json`` with the same structure (``landmarks-mini``, the generated ``demo`` splits);
+* ``gnd.csv`` (``query,positive[,kind]``, optional ``query_boxes.csv``) next to the images: the database is
+  ``image_list.txt`` or every image under ``jpg/``; names are paths relative to the folder (see gnd_formats);
+* INSTRE: ``gnd_instre.mat`` (Iscen et al.'s protocol) with the images at the paths it names, relative to the
+  folder;
 * a distractor set (R1M): ``revisitop1m.txt`` naming each image as a path under ``jpg/``; database only, no
   queries;
 * AMES release folders (descriptors without the photos): ground truth plus ``test_gallery.txt`` /
@@ -13,7 +17,8 @@ Accepted layouts under ``{data_root}/{dataset}/``:
   folder) when present, otherwise every image under ``jpg/`` (or the folder itself) is both a database image
   and a query. Such a dataset gets rankings and neighbour lists but no metrics.
 
-When both ``gnd.json`` and ``gnd_{dataset}.pkl`` exist the JSON is used (no unpickling needed).
+When several ground truths exist the first of ``gnd.json``, ``gnd_{dataset}.pkl``, ``gnd.csv``,
+``gnd_instre.mat`` is used (no unpickling needed when a JSON is there).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .gnd import GroundTruth, load_ground_truth
+from .gnd_formats import (GLDV2_SOLUTION, GLDV2_TRAIN_LISTS, GND_CSV, INSTRE_MAT, read_gldv2, read_gldv2_train,
+                          read_gnd_csv, read_instre)
 from .images import DEFAULT_MAX_IMAGE_PIXELS, image_header
 
 log = logging.getLogger(__name__)
@@ -38,17 +45,50 @@ def canonical_name(name: str) -> str:
 
 def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
     d = Path(dataset_dir)
-    for candidate in (d / "gnd.json", d / f"gnd_{canonical_name(name)}.pkl"):
+    for candidate in (d / "gnd.json", d / f"gnd_{canonical_name(name)}.pkl", d / GND_CSV, d / INSTRE_MAT,
+                      d / GLDV2_SOLUTION, *(d / n for n in GLDV2_TRAIN_LISTS)):
         if candidate.is_file():
             return candidate
     return None
 
 
-def image_file(dataset_dir: Path, name: str) -> Path:
-    """revisitop names carry no extension: ``jpg/{name}.jpg``; names that already end in one are kept."""
+def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:
+    """revisitop names carry no extension: ``jpg/{name}.jpg``; names that already end in one are kept.
+    ``image_dir`` is the subfolder names are relative to ("" for the dataset folder itself)."""
+    base = dataset_dir / image_dir if image_dir else dataset_dir
     if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-        return dataset_dir / "jpg" / name
-    return dataset_dir / "jpg" / f"{name}.jpg"
+        return base / name
+    return base / f"{name}.jpg"
+
+
+def database_of_folder(root: Path) -> list[Path]:
+    """A folder's database images: ``image_list.txt`` (paths relative to the folder) or every image under ``jpg/``
+    (or the folder itself when it has no ``jpg/``)."""
+    return _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
+
+
+def load_dataset_ground_truth(root: Path, gpath: Path, check_files: bool = True,
+                              gldv2: dict[str, Any] | None = None) -> GroundTruth:
+    """The ground truth at ``gpath`` in whichever layout it is (revisitop JSON/pickle, gnd.csv, INSTRE .mat,
+    GLDv2's retrieval solution or training list). ``gldv2``: the ``gldv2`` configuration (``present_only``,
+    ``train_list``, ``exclude_landmarks``)."""
+    opts = {"present_only": False, "train_list": "train_clean.csv", "exclude_landmarks": None, **(gldv2 or {})}
+    if gpath.name == GLDV2_SOLUTION:
+        return read_gldv2(root, opts["present_only"])
+    if gpath.name in GLDV2_TRAIN_LISTS:
+        if not (root / opts["train_list"]).is_file():
+            raise FileNotFoundError(f"{root / opts['train_list']}: not found (gldv2.train_list names the training list; "
+                                    f"this folder has {gpath.name})")
+        return read_gldv2_train(root, opts["train_list"], opts["exclude_landmarks"], opts["present_only"])
+    if gpath.name == GND_CSV:
+        db = database_of_folder(root)
+        if not db:
+            raise FileNotFoundError(f"{gpath}: the database is empty (put images under {root / 'jpg'} or list them "
+                                    "in image_list.txt)")
+        return read_gnd_csv(gpath, [p.relative_to(root).as_posix() for p in db], root, check_queries=check_files)
+    if gpath.name == INSTRE_MAT:
+        return read_instre(gpath)
+    return load_ground_truth(gpath)
 
 
 def query_box(bbx: list[float], width: int, height: int) -> list[int]:
@@ -111,7 +151,8 @@ def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True, on_bad_image: str = "error",
-                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[dict[str, Any], GroundTruth | None]:
+                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                      gldv2: dict[str, Any] | None = None) -> tuple[dict[str, Any], GroundTruth | None]:
     """The ``db`` and ``query`` lists of a dataset (paths, displayed sizes, query boxes in displayed coordinates)
     and its ground truth, if any. A non-JPEG image over ``max_pixels`` is a bad image (see images.py).
 
@@ -137,10 +178,10 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     gpath = ground_truth_path(root, name)
-    gt = load_ground_truth(gpath) if gpath else None
+    gt = load_dataset_ground_truth(root, gpath, on_bad_image == "error", gldv2) if gpath else None
     if gt is not None:
-        db_paths = [image_file(root, n) for n in gt.imlist]
-        q_paths = [image_file(root, n) for n in gt.qimlist]
+        db_paths = [image_file(root, n, gt.image_dir) for n in gt.imlist]
+        q_paths = [image_file(root, n, gt.image_dir) for n in gt.qimlist]
         db_names, q_names = list(gt.imlist), list(gt.qimlist)
     elif (root / DISTRACTOR_LIST).is_file():
         db_names = [ln.strip() for ln in (root / DISTRACTOR_LIST).read_text().splitlines() if ln.strip()]
@@ -149,7 +190,7 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
         if not db_paths:
             raise ValueError(f"{root / DISTRACTOR_LIST}: names no images")
     else:
-        db_paths = _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
+        db_paths = database_of_folder(root)
         q_paths = _read_list(root / "query_list.txt", root) if (root / "query_list.txt").is_file() else list(db_paths)
         if not db_paths:
             raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
@@ -189,6 +230,8 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
         "db": db,
         "query": queries,
     }
+    if gt is not None and gt.subset is not None:
+        lists["subset"] = gt.subset
     if on_bad_image == "skip":
         lists["on_bad_image"] = "skip"
         lists["skipped"] = skipped

@@ -29,6 +29,9 @@ _ALLOWED_GLOBALS = {
 }
 
 
+PROTOCOL_NAMES = ("revisitop", "gldv2")
+
+
 class UnsafePickleError(ValueError):
     pass
 
@@ -65,6 +68,9 @@ class GroundTruth:
     gnd: list[dict[str, Any]]
     labels: list[int] | None = None
     source: str = field(default="<memory>")
+    image_dir: str = "jpg"  # names are paths under this subfolder of the dataset folder ("" = the folder itself)
+    protocol: str = "revisitop"  # which metrics apply: revisitop (E/M/H) or gldv2 (mAP@100 Public/Private)
+    subset: dict[str, Any] | None = None  # set when the ground truth was restricted to the images present
 
     @property
     def n_db(self) -> int:
@@ -78,6 +84,12 @@ class GroundTruth:
         out: dict[str, Any] = {"imlist": self.imlist, "qimlist": self.qimlist, "gnd": self.gnd}
         if self.labels is not None:
             out["labels"] = self.labels
+        if self.image_dir != "jpg":
+            out["image_dir"] = self.image_dir
+        if self.protocol != "revisitop":
+            out["protocol"] = self.protocol
+        if self.subset is not None:
+            out["subset"] = self.subset
         return out
 
 
@@ -121,13 +133,25 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
             entry["bbx"] = bbx
         else:
             entry["bbx"] = None
+        if "usage" in g:  # GLDv2: the query's Public / Private part of the solution
+            entry["usage"] = str(g["usage"])
         gnd.append(entry)
     labels = raw.get("labels")
     if labels is not None:
         labels = _as_int_list(labels, f"{source}['labels']")
         if len(labels) != n:
             raise ValueError(f"{source}: 'labels' has {len(labels)} entries but 'imlist' has {n}")
-    return GroundTruth(imlist, qimlist, gnd, labels, source)
+    image_dir = raw.get("image_dir", "jpg")
+    if not isinstance(image_dir, str):
+        raise ValueError(f"{source}: 'image_dir' must be a string, got {image_dir!r}")
+    protocol = raw.get("protocol", "revisitop")
+    if protocol not in PROTOCOL_NAMES:
+        raise ValueError(f"{source}: 'protocol' is {protocol!r}, expected one of {PROTOCOL_NAMES}")
+    if protocol == "gldv2":
+        bad = [i for i, g in enumerate(gnd) if g.get("usage") not in ("Public", "Private")]
+        if bad:
+            raise ValueError(f"{source}: gnd[{bad[0]}] needs usage Public or Private for the gldv2 protocol")
+    return GroundTruth(imlist, qimlist, gnd, labels, source, image_dir, protocol, raw.get("subset"))
 
 
 def load_ground_truth(path: str | Path) -> GroundTruth:

@@ -117,3 +117,71 @@ def evaluate_rankings(
 def headline(m: dict[str, Any]) -> dict[str, Any]:
     """The metrics a results JSON reports (mAP and mP@k per protocol) from :func:`evaluate_rankings`' output."""
     return {k: v for k, v in m.items() if k.startswith(("mAP", "mP@"))}
+
+
+# ------------------------------------------------------------------------------- Google Landmarks v2
+GLDV2_K = 100
+GLDV2_USAGES = ("Public", "Private")
+
+
+def gldv2_average_precision(prediction: Sequence[int], relevant: set[int], k: int = GLDV2_K) -> float:
+    """AP@k of one GLDv2 retrieval query, as the official metric (DELF's ``google_landmarks_dataset/metrics.py``,
+    ``MeanAveragePrecision``) computes it: over the first ``k`` predictions, each relevant image not predicted
+    before adds ``(relevant hits so far) / (position, 1-based)``; a repeated prediction keeps its position but
+    counts once; the sum is divided by ``min(len(relevant), k)``. No predictions give 0.
+
+    ``prediction``: database indices, best first (any length; only the first k count). ``relevant``: the
+    query's relevant database indices (must not be empty: such queries are not part of the solution)."""
+    if not relevant:
+        raise ValueError("gldv2_average_precision needs at least one relevant image")
+    ap, hits, seen = 0.0, 0, set()
+    for i, p in enumerate(list(prediction)[:k]):
+        p = int(p)
+        if p in seen:
+            continue
+        seen.add(p)
+        if p in relevant:
+            hits += 1
+            ap += hits / (i + 1)
+    return ap / min(len(relevant), k)
+
+
+def evaluate_gldv2(ranks: np.ndarray, gnd: Sequence[dict[str, Any]], n_db: int, k: int = GLDV2_K) -> dict[str, Any]:
+    """The official GLDv2 retrieval metric: mAP@k (percent) over the Public and over the Private queries.
+
+    ``ranks (n_queries, n_ranked)`` database indices, best first; ``n_ranked`` may be anything from 0 (a query
+    without predictions scores 0) to ``n_db``; only the first ``k`` count. ``gnd[i]``: ``easy`` (the relevant
+    index images) and ``usage`` (Public or Private; Ignored queries are not in the lists). Returns the shape of
+    :func:`evaluate_rankings`: ``{"mAP@100": {"Public", "Private"}, "per_query_ap": {usage: [AP or None for the
+    other usage's queries]}, "n_evaluated": {usage: n}}``. A usage without queries has mAP None."""
+    ranks = np.asarray(ranks)
+    check_orientation(ranks, len(gnd), n_db)
+    key = f"mAP@{k}"
+    out: dict[str, Any] = {key: {}, "per_query_ap": {}, "n_evaluated": {}}
+    for usage in GLDV2_USAGES:
+        aps: list[float | None] = []
+        for i, g in enumerate(gnd):
+            if g.get("usage") not in GLDV2_USAGES:
+                raise ValueError(f"gnd[{i}]: usage {g.get('usage')!r} is not one of {GLDV2_USAGES}")
+            aps.append(gldv2_average_precision(ranks[i, :k], set(map(int, g["easy"])), k) if g["usage"] == usage
+                       else None)
+        valid = [a for a in aps if a is not None]
+        out["n_evaluated"][usage] = len(valid)
+        out[key][usage] = round(100.0 * float(np.mean(valid)), 4) if valid else None
+        out["per_query_ap"][usage] = aps
+    return out
+
+
+def evaluate_ground_truth(ranks: np.ndarray, gnd: dict[str, Any], n_db: int, ks: Sequence[int] = (1, 5, 10)) -> dict[str, Any]:
+    """The metrics a dataset's protocol defines, from its ground-truth JSON (``gnd.json`` of the lists stage):
+    ``protocol: gldv2`` -> :func:`evaluate_gldv2` (mAP@100 Public / Private), otherwise revisitop's
+    :func:`evaluate_rankings` (E/M/H). Both return ``per_query_ap`` and ``n_evaluated`` keyed by the protocol's
+    subsets (E/M/H or Public/Private), so result writers iterate over those keys."""
+    if gnd.get("protocol") == "gldv2":
+        return evaluate_gldv2(ranks, gnd["gnd"], n_db)
+    return evaluate_rankings(ranks, gnd["gnd"], n_db, ks)
+
+
+def needs_full_ranking(gnd: dict[str, Any] | None) -> bool:
+    """revisitop's mAP needs every database image ranked; GLDv2's mAP@100 only the top 100."""
+    return gnd is not None and gnd.get("protocol") != "gldv2"

@@ -51,12 +51,14 @@ def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, pr
 
 def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, out_lists: str | Path,
                      out_gnd: str | Path, out_manifest: str | Path, version: str, preset: str,
-                     on_bad_image: str = "error", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+                     on_bad_image: str = "error", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                     gldv2: dict[str, Any] | None = None) -> None:
     from .datasets import build_image_lists  # noqa: PLC0415
 
     m = Manifest("image_lists", version, {"dataset": dataset, "crop_queries": crop_queries,
-                                          "on_bad_image": on_bad_image, "max_image_pixels": max_image_pixels}, preset)
-    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels)
+                                          "on_bad_image": on_bad_image, "max_image_pixels": max_image_pixels,
+                                          "gldv2": gldv2}, preset)
+    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels, gldv2)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
     write_json(out_lists, lists)
@@ -497,7 +499,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
                     csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
                     provenance: dict[str, Any]) -> None:
     from .global_store import read_neighbours  # noqa: PLC0415
-    from .metrics import evaluate_rankings, headline  # noqa: PLC0415
+    from .metrics import evaluate_ground_truth, headline, needs_full_ranking  # noqa: PLC0415
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
@@ -506,7 +508,7 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
     n_db = len(lists["db"])
     if ids.shape[0] != len(lists["query"]):
         raise ValueError(f"{knn_path}: {ids.shape[0]} rows but {len(lists['query'])} queries in {lists_path}")
-    if gnd is not None and ids.shape[1] != n_db:
+    if needs_full_ranking(gnd) and ids.shape[1] != n_db:
         raise ValueError(f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
                          "ranking (set knn.k: 0 and knn.search: exact); a truncated shortlist is never scored as if "
                          "the missing images ranked last")
@@ -519,12 +521,13 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
         log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
         result["metrics"] = None
     else:
-        m = evaluate_rankings(ids, gnd["gnd"], n_db, ks)
+        m = evaluate_ground_truth(ids, gnd, n_db, ks)
         result["metrics"] = headline(m)
         result["n_evaluated_queries"] = m["n_evaluated"]
         result["per_query_ap"] = {p: {"query": [q["name"] for q in lists["query"]], "ap": m["per_query_ap"][p]}
                                   for p in m["per_query_ap"]}
-        log.info("%s %s: mAP E %.2f M %.2f H %.2f", dataset, method, *(m["mAP"][p] or float("nan") for p in "EMH"))
+        add_subset_note(result, gnd)
+        log.info("%s %s: %s", dataset, method, result["metrics"])
     result.update(flags)
     result["hyperparameters"] = hyperparameters
     result["versions"] = versions
@@ -533,6 +536,12 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
                            "lists": str(lists_path)}
     result["timing"] = cost_timing(len(lists["query"]), evaluate_seconds=round(time.time() - t0, 3))
     write_json(out_json, result)
+
+
+def add_subset_note(result: dict[str, Any], gnd: dict[str, Any] | None) -> None:
+    """Results of a ground truth restricted to the images present (GLDv2 ``present_only``) say so."""
+    if gnd is not None and gnd.get("subset"):
+        result["ground_truth_subset"] = gnd["subset"]
 
 
 def cost_timing(n_queries: int, reads: float = 0.0, rerank: float = 0.0, offline: float = 0.0, **extra: Any) -> dict[str, Any]:
@@ -552,7 +561,7 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
     """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking: its metrics
     next to the global baseline's, the paired per-query difference with a bootstrap interval, per-query AP."""
     from .ames_rerank import bootstrap_difference  # noqa: PLC0415
-    from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
+    from .metrics import evaluate_ground_truth, headline  # noqa: PLC0415
 
     n_db = len(lists["db"])
     ranking, scores, flags = without_features(knn_path, lists, ranking, scores)
@@ -563,16 +572,17 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
         log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
         result["metrics"] = None
     else:
-        m = evaluate_rankings(ranking, gnd["gnd"], n_db, ks)
-        base = evaluate_rankings(base_ids, gnd["gnd"], n_db, ks)
+        m = evaluate_ground_truth(ranking, gnd, n_db, ks)
+        base = evaluate_ground_truth(base_ids, gnd, n_db, ks)
         names = [q["name"] for q in lists["query"]]
         result["metrics"] = headline(m)
         result["baseline"] = {"method": "global", "metrics": headline(base)}
         result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap)
-                                       for p in PROTOCOLS}
+                                       for p in m["per_query_ap"]}
         result["per_query_ap"] = {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}
-                                  for p in PROTOCOLS}
-        log.info("%s %s: mAP M %.2f (global %.2f)", dataset, method, m["mAP"]["M"], base["mAP"]["M"])
+                                  for p in m["per_query_ap"]}
+        add_subset_note(result, gnd)
+        log.info("%s %s: %s (global %s)", dataset, method, result["metrics"], result["baseline"]["metrics"])
     result.update(flags)
     result["hyperparameters"] = hyperparameters
     result["versions"] = versions

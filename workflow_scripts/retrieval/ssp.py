@@ -217,9 +217,9 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
                        hyperparameters: dict[str, Any], preset: str) -> None:
     from .ames_rerank import bootstrap_difference  # noqa: PLC0415
     from .global_store import read_global  # noqa: PLC0415
-    from .metrics import PROTOCOLS, evaluate_rankings, headline  # noqa: PLC0415
-    from .pipeline import result_header, write_neighbours_csv, write_ranking  # noqa: PLC0415
     from .featureless import featureless_rows  # noqa: PLC0415
+    from .metrics import GLDV2_K, evaluate_ground_truth, headline, needs_full_ranking  # noqa: PLC0415
+    from .pipeline import add_subset_note, result_header, write_neighbours_csv, write_ranking  # noqa: PLC0415
     from .vlad import topk_neighbours  # noqa: PLC0415
 
     lists, gnd = read_json(lists_path), read_json(gnd_path)
@@ -236,7 +236,8 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
     gallery_s = extraction_seconds(lists["query"], gallery_sift, cost_images)
     n_db = len(lists["db"])
     runs = {"ssp": q_ssp, "light_without_adapter": light, "symmetric_gallery": q_gallery}
-    ranks = {k: topk_neighbours(v, db, n_db) for k, v in runs.items()}
+    top = n_db if gnd is None or needs_full_ranking(gnd) else min(n_db, GLDV2_K)  # GLDv2 keeps the top 100
+    ranks = {k: topk_neighbours(v, db, top) for k, v in runs.items()}
     ids, sims = ranks["ssp"]
     write_ranking(out_ranking, ids, n_db)
     write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
@@ -244,17 +245,19 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
     if gnd is None:
         result["metrics"] = None
     else:
-        ev = {k: evaluate_rankings(r[0], gnd["gnd"], n_db, ks) for k, r in ranks.items()}
+        ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ks) for k, r in ranks.items()}
+        parts = list(ev["ssp"]["per_query_ap"])  # E/M/H, or GLDv2's Public/Private
         result["metrics"] = headline(ev["ssp"])
         result["alongside"] = {k: {"metrics": headline(ev[k])}
                                for k in ("light_without_adapter", "symmetric_gallery")}
         result["baseline"] = {"method": "light_without_adapter", "metrics": result["alongside"]["light_without_adapter"]["metrics"]}
         result["paired_difference"] = {p: bootstrap_difference(ev["light_without_adapter"]["per_query_ap"][p],
-                                                               ev["ssp"]["per_query_ap"][p], n_bootstrap) for p in PROTOCOLS}
+                                                               ev["ssp"]["per_query_ap"][p], n_bootstrap) for p in parts}
         result["per_query_ap"] = {p: {"query": [q["name"] for q in lists["query"]], "ap": ev["ssp"]["per_query_ap"][p],
-                                      "baseline_ap": ev["light_without_adapter"]["per_query_ap"][p]} for p in PROTOCOLS}
-        log.info("%s ssp: M %.2f (light without adapter %.2f, symmetric gallery %.2f)", dataset, ev["ssp"]["mAP"]["M"],
-                 ev["light_without_adapter"]["mAP"]["M"], ev["symmetric_gallery"]["mAP"]["M"])
+                                      "baseline_ap": ev["light_without_adapter"]["per_query_ap"][p]} for p in parts}
+        add_subset_note(result, gnd)
+        log.info("%s ssp: %s (light without adapter %s, symmetric gallery %s)", dataset, result["metrics"],
+                 result["alongside"]["light_without_adapter"]["metrics"], result["alongside"]["symmetric_gallery"]["metrics"])
     result["cost_per_image"] = {"query_model_extract_ms": round(1000 * light_s, 2),
                                 "gallery_model_extract_ms": round(1000 * gallery_s, 2),
                                 "ratio": round(gallery_s / max(light_s, 1e-12), 2),

@@ -1,0 +1,297 @@
+"""Google Landmarks v2 retrieval: the official layout read as a dataset, malformed files named by line, and the
+official mAP@100 against a hand-worked example and an independent transcription of the official loop."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrieval.datasets import build_image_lists
+from retrieval.gnd_formats import gldv2_image, read_gldv2
+from retrieval.metrics import evaluate_ground_truth, evaluate_gldv2, gldv2_average_precision
+
+INDEX = ["0a1b2c3d4e5f6071", "0a1fffffffffffff", "1b2c3d4e5f607182", "2c3d4e5f60718293", "f0e1d2c3b4a59687"]
+TEST = ["9a8b7c6d5e4f3021", "9a8f000000000000", "a1b2c3d4e5f60718", "b2c3d4e5f6071829"]
+SOLUTION = ("id,images,Usage\n"
+            "9a8b7c6d5e4f3021,0a1b2c3d4e5f6071 2c3d4e5f60718293,Public\n"
+            "9a8f000000000000,None,Ignored\n"
+            "a1b2c3d4e5f60718,f0e1d2c3b4a59687,Private\n"
+            "b2c3d4e5f6071829,1b2c3d4e5f607182 0a1fffffffffffff f0e1d2c3b4a59687,Private\n")
+
+
+def _gldv2(root: Path, index=INDEX, test=TEST, solution=SOLUTION, images=True, skip=()) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "index.csv").write_text("id\n" + "".join(f"{i}\n" for i in index))
+    (root / "test.csv").write_text("id,url\n" + "".join(f"{i},http://example.invalid/{i}.jpg\n" for i in test))
+    (root / "retrieval_solution_v2.1.csv").write_text(solution)
+    if images:
+        for part, ids in (("index", index), ("test", test)):
+            for i in ids:
+                if i in skip:
+                    continue
+                p = root / gldv2_image(part, i)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.full((24, 32, 3), 100, np.uint8)).save(p)
+    return root
+
+
+def test_layout_paths_usage_and_ignored_queries(tmp_path):
+    root = _gldv2(tmp_path / "gldv2")
+    lists, gt = build_image_lists(root, "gldv2")
+    assert gldv2_image("index", "0a1b2c3d4e5f6071") == "index/0/a/1/0a1b2c3d4e5f6071.jpg"
+    assert lists["db"][0]["path"] == str((root / "index/0/a/1/0a1b2c3d4e5f6071.jpg").resolve())
+    assert lists["query"][0]["path"] == str((root / "test/9/a/8/9a8b7c6d5e4f3021.jpg").resolve())
+    # the Ignored query is not a query (not listed, so never extracted)
+    assert [Path(q).stem for q in gt.qimlist] == ["9a8b7c6d5e4f3021", "a1b2c3d4e5f60718", "b2c3d4e5f6071829"]
+    assert [g["usage"] for g in gt.gnd] == ["Public", "Private", "Private"]
+    assert [g["easy"] for g in gt.gnd] == [[0, 3], [4], [1, 2, 4]]
+    assert gt.to_json()["protocol"] == "gldv2" and gt.subset is None
+    (tmp_path / "gnd.json").write_text(json.dumps(gt.to_json()))
+    from retrieval.gnd import load_ground_truth
+
+    again = load_ground_truth(tmp_path / "gnd.json")  # what the lists stage writes, read back
+    assert again.protocol == "gldv2" and [g["usage"] for g in again.gnd] == ["Public", "Private", "Private"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"solution": "id,images\n"}, r"retrieval_solution_v2\.1\.csv:1: .*lacks column\(s\) \['usage'\]"),
+    ({"index": INDEX + [INDEX[1]]}, r"index\.csv:7: duplicate id '0a1fffffffffffff' \(first on line 3\)"),
+    ({"test": TEST + [TEST[0]]}, r"test\.csv:6: duplicate id '9a8b7c6d5e4f3021' \(first on line 2\)"),
+    ({"solution": SOLUTION + "ffffffffffffffff,0a1b2c3d4e5f6071,Public\n"},
+     r"retrieval_solution_v2\.1\.csv:6: id 'ffffffffffffffff' is not in test\.csv"),
+    ({"solution": SOLUTION.replace("f0e1d2c3b4a59687,Private", "eeeeeeeeeeeeeeee,Private", 1)},
+     r"retrieval_solution_v2\.1\.csv:4: image id\(s\) \['eeeeeeeeeeeeeeee'\] are not in index\.csv"),
+    ({"solution": SOLUTION + "9a8b7c6d5e4f3021,0a1b2c3d4e5f6071,Public\n"},
+     r"retrieval_solution_v2\.1\.csv:6: duplicate id '9a8b7c6d5e4f3021' \(first on line 2\)"),
+    ({"solution": SOLUTION.replace("Ignored", "Secret")}, r"retrieval_solution_v2\.1\.csv:3: Usage 'Secret'"),
+    ({"solution": SOLUTION.replace("None,Ignored", "None,Public")},
+     r"retrieval_solution_v2\.1\.csv:3: a Public query without relevant images"),
+    ({"solution": "\n".join(SOLUTION.splitlines()[:4]) + "\n"}, r"1 test\.csv id\(s\) have no row"),
+    ({"index": ["0a"]}, r"index\.csv:2: id '0a' is not an image id"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, kwargs, match):
+    root = _gldv2(tmp_path / "gldv2", images=False, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        read_gldv2(root)
+
+
+def test_missing_solution_file_is_named(tmp_path):
+    root = _gldv2(tmp_path / "gldv2", images=False)
+    (root / "retrieval_solution_v2.1.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"retrieval_solution_v2\.1\.csv: not found"):
+        read_gldv2(root)
+    (root / "index.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"index\.csv: not found \(GLDv2 layout"):
+        read_gldv2(root)
+
+
+def test_present_only_restricts_ground_truth_and_says_so(tmp_path):
+    # index image 4 (relevant to both Private queries) and the Public query are not downloaded
+    root = _gldv2(tmp_path / "gldv2", skip=(INDEX[4], TEST[0]))
+    with pytest.raises(FileNotFoundError):
+        build_image_lists(root, "gldv2")  # the full solution names files that are absent
+    lists, gt = build_image_lists(root, "gldv2", gldv2={"present_only": True})
+    assert len(gt.imlist) == 4 and [Path(q).stem for q in gt.qimlist] == ["b2c3d4e5f6071829"]
+    assert gt.gnd[0]["easy"] == [1, 2]  # index 4 dropped, 1 and 2 keep their rows
+    assert gt.subset["queries_dropped"] == 2 and gt.subset["queries_official"] == 3
+    assert lists["subset"]["index_images"] == 4 and "not comparable" in lists["subset"]["note"]
+
+
+# --------------------------------------------------------------------------------------------- mAP@100
+def _official_map(predictions: dict, solution: dict, max_predictions: int = 100) -> float:
+    """An independent transcription of the official loop (DELF google_landmarks_dataset/metrics.py,
+    MeanAveragePrecision), on id strings: kept separate from the implementation under test."""
+    mean_ap = 0.0
+    for key, prediction in predictions.items():
+        if key not in solution:
+            raise ValueError(key)
+        ap, already, correct = 0.0, set(), 0
+        expected = min(len(solution[key]), max_predictions)
+        for i in range(min(len(prediction), max_predictions)):
+            if prediction[i] not in already:
+                if prediction[i] in solution[key]:
+                    correct += 1
+                    ap += correct / (i + 1)
+                already.add(prediction[i])
+        mean_ap += ap / expected
+    return mean_ap / len(solution)
+
+
+def test_map_at_100_hand_worked():
+    # relevant {3, 7, 9}; hits at positions 1, 3 (7), a duplicate of 3 at position 4, and 9 at position 6:
+    # AP = (1/1 + 2/3 + 3/6) / min(3, 100) = (1 + 0.6667 + 0.5) / 3 = 0.7222...
+    assert gldv2_average_precision([3, 0, 7, 3, 1, 9], {3, 7, 9}) == pytest.approx((1 + 2 / 3 + 3 / 6) / 3)
+    # a relevant image at position 101 does not count; 150 relevant images divide by 100, not 150
+    assert gldv2_average_precision(list(range(1, 101)) + [0], {0}) == 0.0
+    assert gldv2_average_precision(list(range(100)), set(range(150))) == pytest.approx(1.0)
+    assert gldv2_average_precision([], {1}) == 0.0  # no predictions: 0
+    with pytest.raises(ValueError):
+        gldv2_average_precision([1], set())
+
+
+def test_map_at_100_equals_the_official_loop_public_private_apart():
+    rng = np.random.default_rng(3)
+    n_db, n_q = 400, 60
+    usage = ["Public" if i % 3 else "Private" for i in range(n_q)]
+    relevant = [set(rng.choice(n_db, size=int(rng.integers(1, 160)), replace=False).tolist()) for _ in range(n_q)]
+    ranks = np.stack([rng.permutation(n_db)[:100] for _ in range(n_q)])
+    ranks[:, 50:] = ranks[:, :50]  # duplicates in the second half: each counts once, at its first position
+    gnd = {"protocol": "gldv2", "imlist": [], "qimlist": [],
+           "gnd": [{"easy": sorted(r), "hard": [], "junk": [], "usage": u} for r, u in zip(relevant, usage)]}
+    m = evaluate_ground_truth(ranks, gnd, n_db)
+    assert set(m["per_query_ap"]) == {"Public", "Private"}
+    for part in ("Public", "Private"):
+        sol = {f"q{i}": {f"d{j}" for j in relevant[i]} for i in range(n_q) if usage[i] == part}
+        pred = {f"q{i}": [f"d{j}" for j in ranks[i]] for i in range(n_q) if usage[i] == part}
+        assert m["mAP@100"][part] == pytest.approx(100 * _official_map(pred, sol), abs=1e-4)
+        assert m["n_evaluated"][part] == len(sol)
+    # a full ranking scores exactly as its top 100 (what the lists store for GLDv2)
+    full = np.concatenate([ranks[:, :50], np.stack([np.setdiff1d(np.arange(n_db), r[:50]) for r in ranks])], axis=1)
+    assert evaluate_gldv2(full, gnd["gnd"], n_db)["mAP@100"] == evaluate_gldv2(full[:, :100], gnd["gnd"], n_db)["mAP@100"]
+
+
+def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path):
+    from retrieval.global_store import write_neighbours
+    from retrieval.pipeline import evaluate_global, write_reranked_evaluation
+    from retrieval.runtime import read_json, write_json
+
+    root = _gldv2(tmp_path / "gldv2")
+    lists, gt = build_image_lists(root, "gldv2")
+    write_json(tmp_path / "lists.json", lists)
+    write_json(tmp_path / "gnd.json", gt.to_json())
+    ids = np.array([[3, 0, 1], [4, 2, 1], [2, 3, 0]])  # top 3 of 5 stored: enough for mAP@100 semantics here
+    write_neighbours(tmp_path / "knn.h5", ids, np.ones(ids.shape, np.float32))
+    evaluate_global(tmp_path / "knn.h5", tmp_path / "lists.json", tmp_path / "gnd.json", tmp_path / "g.json",
+                    tmp_path / "r.h5", tmp_path / "n.csv", "gldv2", "global", [1, 5, 10], 3, {}, {}, "tiny", {})
+    r = read_json(tmp_path / "g.json")
+    # Public: relevant {0, 3} at positions 1, 2 -> 1.0; Private: {4} at 1 -> 1.0 and {1, 2, 4} at 1 -> 1/3
+    assert r["metrics"] == {"mAP@100": {"Public": 100.0, "Private": pytest.approx(100 * (1 + 1 / 3) / 2, abs=1e-3)}}
+    assert r["n_evaluated_queries"] == {"Public": 1, "Private": 2} and "ground_truth_subset" not in r
+    better = np.array([[0, 3, 1], [4, 2, 1], [2, 1, 4]])
+    write_reranked_evaluation("sv", better, np.ones(better.shape), ids, lists, read_json(tmp_path / "gnd.json"), "gldv2",
+                              str(tmp_path / "sv.json"), str(tmp_path / "sv.h5"), str(tmp_path / "sv.csv"),
+                              str(tmp_path / "g.json"), str(tmp_path / "knn.h5"), 100, [1, 5, 10], 3, {}, {}, "tiny", {})
+    s = read_json(tmp_path / "sv.json")
+    assert s["metrics"]["mAP@100"]["Private"] == 100.0 and s["baseline"]["metrics"] == r["metrics"]
+    assert s["paired_difference"]["Private"]["improved"] == 1 and set(s["paired_difference"]) == {"Public", "Private"}
+
+
+# ------------------------------------------------------------------------------------ the training split
+TRAIN = {"0a0b0c0d0e0f1011": 7, "0a0b0c0d0e0f1012": 7, "1b0b0c0d0e0f1013": 12, "2c0b0c0d0e0f1014": 12,
+         "3d0b0c0d0e0f1015": 99}
+
+
+def _train(root: Path, files=True, skip=()):
+    root.mkdir(parents=True, exist_ok=True)
+    by_landmark: dict[int, list[str]] = {}
+    for i, lm in TRAIN.items():
+        by_landmark.setdefault(lm, []).append(i)
+    (root / "train_clean.csv").write_text("landmark_id,images\n" + "".join(f"{lm},{' '.join(ids)}\n"
+                                                                         for lm, ids in by_landmark.items()))
+    (root / "train_750k.txt").write_text("".join(f"{gldv2_image('train', i)},{lm},32,24\n" for i, lm in TRAIN.items()))
+    if files:
+        for i in TRAIN:
+            if i not in skip:
+                p = root / gldv2_image("train", i)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(p)
+    return root
+
+
+@pytest.mark.parametrize("train_list", ["train_clean.csv", "train_750k.txt"])
+def test_training_split_labels_exclusion_and_present_only(tmp_path, train_list):
+    root = _train(tmp_path / "gldv2-train", skip=("2c0b0c0d0e0f1014",))
+    (tmp_path / "overlap.txt").write_text("# landmarks also in ROxford/RParis\n99\n")
+    opts = {"train_list": train_list, "exclude_landmarks": str(tmp_path / "overlap.txt"), "present_only": True}
+    lists, gt = build_image_lists(root, "gldv2-train", gldv2=opts)
+    assert gt.qimlist == [] and lists["query"] == []
+    assert [Path(n).stem for n in gt.imlist] == ["0a0b0c0d0e0f1011", "0a0b0c0d0e0f1012", "1b0b0c0d0e0f1013"]
+    assert gt.labels == [7, 7, 12] and [e["label"] for e in lists["db"]] == [7, 7, 12]
+    assert lists["db"][2]["path"] == str((root / "train/1/b/0/1b0b0c0d0e0f1013.jpg").resolve())
+    assert gt.subset == {"present_only": True, "listed": 5, "excluded_by_landmark": 1, "images": 3, "landmarks": 2}
+
+
+def test_training_lists_stream_and_name_bad_lines(tmp_path):
+    from retrieval.gnd_formats import iter_gldv2_train, read_gldv2_train
+
+    root = _train(tmp_path / "t", files=False)
+    rows = iter_gldv2_train(root / "train_clean.csv")
+    assert next(rows) == ("0a0b0c0d0e0f1011", 7)  # a generator: rows are read as they are consumed
+    (root / "train_clean.csv").write_text("landmark_id,images\n7,0a0b0c0d0e0f1011\nx,0a0b0c0d0e0f1012\n")
+    with pytest.raises(ValueError, match=r"train_clean\.csv:3: landmark_id 'x' is not an integer"):
+        read_gldv2_train(root)
+    (root / "train_clean.csv").write_text("landmark_id,images\n7,0a0b0c0d0e0f1011\n8,1b0b0c0d0e0f1013 0a0b0c0d0e0f1011\n")
+    with pytest.raises(ValueError, match=r"train_clean\.csv:3: image '0a0b0c0d0e0f1011' is listed again \(first on line 2\)"):
+        read_gldv2_train(root)
+    (root / "train_clean.csv").write_text("landmark,images\n7,0a0b0c0d0e0f1011\n")
+    with pytest.raises(ValueError, match=r"train_clean\.csv:1: .*lacks column\(s\) \['landmark_id'\]"):
+        read_gldv2_train(root)
+    (root / "train_750k.txt").write_text("train/0/a/0/0a0b0c0d0e0f1011.jpg,7,32,24\ntrain/1/b/1/1b0b0c0d0e0f1013.jpg,3,1,1\n")
+    with pytest.raises(ValueError, match=r"train_750k\.txt:2: 'train/1/b/1/1b0b0c0d0e0f1013\.jpg' is not at train/a/b/c"):
+        read_gldv2_train(root, "train_750k.txt")
+    (tmp_path / "ex.txt").write_text("7\nseven\n")
+    with pytest.raises(ValueError, match=r"ex\.txt:2: 'seven' is not a landmark id"):
+        read_gldv2_train(root, exclude_landmarks=tmp_path / "ex.txt")
+
+
+def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
+    import h5py
+
+    from retrieval.global_store import write_neighbours
+    from retrieval.pipeline_ames import evaluate_ames_stage
+    from retrieval.runtime import read_json, write_json
+
+    root = _gldv2(tmp_path / "gldv2")
+    lists, gt = build_image_lists(root, "gldv2")
+    write_json(tmp_path / "lists.json", lists)
+    write_json(tmp_path / "gnd.json", gt.to_json())
+    # relevant: Public q0 {0, 3}; Private q1 {4}, q2 {1, 2, 4}. The global top 4 puts them late; the logits know.
+    ids = np.array([[1, 2, 0, 3], [0, 1, 4, 2], [0, 3, 1, 2]])
+    sims = np.tile(np.array([0.9, 0.8, 0.7, 0.6], np.float32), (3, 1))
+    write_neighbours(tmp_path / "knn.h5", ids, sims)
+    relevant = [{0, 3}, {4}, {1, 2, 4}]
+    pair_db = np.sort(ids, axis=1).astype(np.int32)
+    logit = np.array([[5.0 if j in relevant[i] else -5.0 for j in row] for i, row in enumerate(pair_db)], np.float32)
+    with h5py.File(tmp_path / "logits.h5", "w") as h:
+        h.create_dataset("pair_db", data=pair_db)
+        h.create_dataset("logits", data=logit)
+        h.attrs.update({"kind": "ames_logits", "max_rerank": 4, "seconds": 0.0, "n_pairs": 12})
+    write_json(tmp_path / "global.json", {})
+    grid = {"num_rerank": [4], "lambda": [0.0, 1.0], "gamma": [1.0]}
+    evaluate_ames_stage(tmp_path / "logits.h5", tmp_path / "knn.h5", tmp_path / "lists.json", tmp_path / "gnd.json",
+                        tmp_path / "global.json", tmp_path / "ames.json", tmp_path / "r.h5", tmp_path / "n.csv",
+                        tmp_path / "grid.csv", "gldv2", "ames", grid, "validation", {}, None, "demo-val", "none", 100, 3,
+                        {}, {}, "tiny")
+    r = read_json(tmp_path / "ames.json")
+    assert r["chosen"]["lambda"] == 0.0 and "Public" in r["chosen"]["selected_on"]
+    # re-ranked: q2's relevant image 4 is outside its shortlist, so q2 scores (1/1 + 2/2) / 3 and Private is 83.33
+    assert r["metrics"] == {"mAP@100": {"Public": 100.0, "Private": pytest.approx(100 * (1 + 2 / 3) / 2, abs=1e-3)}}
+    # global order: Public hits at 3, 4 -> (1/3 + 2/4) / 2; Private q1 at 3 -> 1/3, q2 at 3, 4 -> (1/3 + 2/4) / 3
+    assert r["baseline"]["metrics"]["mAP@100"]["Public"] == pytest.approx(100 * (1 / 3 + 2 / 4) / 2, abs=1e-3)
+    assert r["baseline"]["metrics"]["mAP@100"]["Private"] == pytest.approx(100 * (1 / 3 + (1 / 3 + 2 / 4) / 3) / 2,
+                                                                           abs=1e-3)
+    assert [row["mAP@100_Private"] for row in r["grid"]] == [r["metrics"]["mAP@100"]["Private"],
+                                                             r["baseline"]["metrics"]["mAP@100"]["Private"]]
+    assert set(r["paired_difference"]) == {"Public", "Private"}
+
+
+def test_compare_table_uses_the_dataset_metric_set():
+    from retrieval.compare import compare_rows, render_markdown
+
+    def res(method, pub, priv, diff=None):
+        r = {"n_queries": 3, "n_db": 5, "metrics": {"mAP@100": {"Public": pub, "Private": priv}},
+             "timing": {"ms_per_query": {"reads": 0.0, "rerank": 1.0}}}
+        if diff is not None:
+            r["paired_difference"] = {"Public": {"mean": 0.0, "ci95": [0, 0]}, "Private": {"mean": diff, "ci95": [-1.0, 2.0]}}
+        return r
+
+    rows = compare_rows({"global": res("global", 40.0, 38.5), "sv": res("sv", 50.0, 47.25, 8.75)}, 0.003)
+    assert rows[1]["mAP@100"] == {"Public": 50.0, "Private": 47.25} and rows[1]["difference_Private"]["mean"] == 8.75
+    md = render_markdown("gldv2", rows)
+    assert "| method | Public | Private | Private − global [95% CI] |" in md
+    assert "| sv | 50.00 | 47.25 | +8.75 [-1.00, +2.00] |" in md
+    # revisitop results keep their E/M/H table; a part without evaluated queries (INSTRE's Hard) prints '-'
+    r = {"n_queries": 2, "n_db": 9, "metrics": {"mAP": {"E": 60.0, "M": 60.0, "H": None}}, "timing": {}}
+    assert "| global | 60.00 | 60.00 | - |" in render_markdown("instre", compare_rows({"global": r}, None))

@@ -1,0 +1,183 @@
+"""Ground truth written as CSV and INSTRE's gnd_instre.mat: conversion, path rules, box convention, and errors
+that name the file and line. Each fixture is generated in exactly the layout the README describes."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrieval.datasets import build_image_lists
+from retrieval.gnd import load_ground_truth
+from retrieval.gnd_formats import read_gnd_csv, read_instre, relative_name
+
+
+def _img(path: Path, w=40, h=30, value=128):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((h, w, 3), value, np.uint8)).save(path)
+
+
+def _csv_dataset(root: Path, rows: str, boxes: str | None = None, db=("a.jpg", "b.jpg", "c.jpg", "sub/d.jpg"),
+                 queries=("queries/q1.jpg", "queries/q2.jpg")) -> Path:
+    for n in db:
+        _img(root / "jpg" / n)
+    for n in queries:
+        _img(root / n, 60, 50)
+    (root / "gnd.csv").write_text(rows)
+    if boxes is not None:
+        (root / "query_boxes.csv").write_text(boxes)
+    return root
+
+
+def test_csv_ground_truth_converts_to_revisitop_structure(tmp_path):
+    root = _csv_dataset(tmp_path / "mine", "query,positive,kind\n"
+                        "queries/q1.jpg,jpg/a.jpg,easy\n"
+                        "queries/q1.jpg,jpg/sub/d.jpg,hard\n"
+                        "queries/q1.jpg,./jpg/c.jpg,junk\n"
+                        "# a comment line\n"
+                        "\n"
+                        "queries/q2.jpg,jpg/b.jpg\n"          # kind omitted: easy
+                        "queries/q2.jpg,jpg/c.jpg,\n",        # kind empty: easy
+                        "query,x1,y1,x2,y2\nqueries/q1.jpg,5.5,4,30,25\n")
+    lists, gt = build_image_lists(root, "mine")
+    assert gt.imlist == ["jpg/a.jpg", "jpg/b.jpg", "jpg/c.jpg", "jpg/sub/d.jpg"]  # sorted scan of jpg/
+    assert gt.qimlist == ["queries/q1.jpg", "queries/q2.jpg"]                    # order of first appearance
+    assert gt.gnd[0] == {"easy": [0], "hard": [3], "junk": [2], "bbx": [5.5, 4.0, 30.0, 25.0]}
+    assert gt.gnd[1] == {"easy": [1, 2], "hard": [], "junk": [], "bbx": None}
+    # paths resolve relative to the dataset folder, not jpg/
+    assert lists["query"][0]["path"] == str((root / "queries/q1.jpg").resolve())
+    assert lists["db"][3]["path"] == str((root / "jpg/sub/d.jpg").resolve())
+    assert lists["query"][0]["crop"] == [6, 4, 30, 25] and lists["query"][1]["crop"] is None
+    # the converted ground truth round-trips through the project's reader (what image_lists writes)
+    (tmp_path / "gnd.json").write_text(json.dumps(gt.to_json()))
+    again = load_ground_truth(tmp_path / "gnd.json")
+    assert again.gnd == gt.gnd and again.image_dir == ""
+
+
+def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_path):
+    root = _csv_dataset(tmp_path / "mine", "query,positive\n"
+                        "jpg/a.jpg,jpg/b.jpg\n"     # the query is itself a database image
+                        "queries/q1.jpg,\n",         # a query without positives
+                        queries=("queries/q1.jpg",))
+    _, gt = build_image_lists(root, "mine")
+    assert gt.gnd[0]["easy"] == [1] and gt.gnd[0]["junk"] == [0]  # its own row is ignored, not a miss
+    assert gt.gnd[1] == {"easy": [], "hard": [], "junk": [], "bbx": None}
+    from retrieval.metrics import evaluate_rankings
+
+    m = evaluate_rankings(np.array([[0, 1, 2, 3], [0, 1, 2, 3]]), gt.gnd, 4)
+    assert m["per_query_ap"]["M"] == [1.0, None] and m["n_evaluated"]["M"] == 1 and m["mAP"]["M"] == 100.0
+
+
+def test_csv_image_list_restricts_the_database(tmp_path):
+    root = _csv_dataset(tmp_path / "mine", "query,positive\nqueries/q1.jpg,jpg/b.jpg\n", queries=("queries/q1.jpg",))
+    (root / "image_list.txt").write_text("jpg/b.jpg\njpg/c.jpg\n")
+    _, gt = build_image_lists(root, "mine")
+    assert gt.imlist == ["jpg/b.jpg", "jpg/c.jpg"] and gt.gnd[0]["easy"] == [0]
+    (root / "gnd.csv").write_text("query,positive\nqueries/q1.jpg,jpg/a.jpg\n")
+    with pytest.raises(ValueError, match=r"gnd\.csv:2: positive 'jpg/a\.jpg' is not a database image"):
+        build_image_lists(root, "mine")
+
+
+@pytest.mark.parametrize("rows, match", [
+    ("query,kind\nqueries/q1.jpg,easy\n", r"gnd\.csv:1: header .* lacks column\(s\) \['positive'\]"),
+    ("query,positive,knid\nqueries/q1.jpg,jpg/a.jpg,easy\n", r"gnd\.csv:1: unknown column\(s\) \['knid'\]"),
+    ("query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q1.jpg,jpg/zz.jpg\n",
+     r"gnd\.csv:3: positive 'jpg/zz\.jpg' is not a database image"),
+    ("query,positive,kind\nqueries/q1.jpg,jpg/a.jpg,medium\n", r"gnd\.csv:2: kind 'medium' is not one of"),
+    ("query,positive\nqueries/q1.jpg,jpg/a.jpg\n\nqueries/q1.jpg,./jpg/a.jpg\n",
+     r"gnd\.csv:4: the pair .* is already on line 2"),
+    ("query,positive\nqueries/nope.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query image 'queries/nope\.jpg' not found"),
+    ("query,positive\njpg/a.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query 'jpg/a\.jpg' is listed as its own positive"),
+    ("query,positive\n../x.jpg,jpg/a.jpg\n", r"gnd\.csv:2: '\.\./x\.jpg' leaves the dataset folder"),
+    ("query,positive\nqueries/q1.jpg,jpg/a.jpg,extra\n", r"gnd\.csv:2: 3 fields but the header has 2"),
+    ("query,positive,kind\nqueries/q1.jpg,,hard\n", r"gnd\.csv:2: a kind \('hard'\) without a positive"),
+    ("query,positive\n", r"gnd\.csv: no rows after the header"),
+    ("", r"gnd\.csv: empty file"),
+])
+def test_csv_malformed_files_name_file_and_line(tmp_path, rows, match):
+    root = _csv_dataset(tmp_path / "mine", rows)
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        build_image_lists(root, "mine")
+
+
+@pytest.mark.parametrize("boxes, match", [
+    ("query,x1,y1,x2\nqueries/q1.jpg,1,2,3\n", r"query_boxes\.csv:1: .*lacks column\(s\) \['y2'\]"),
+    ("query,x1,y1,x2,y2\nqueries/q1.jpg,1,2,30,40\nqueries/q1.jpg,1,2,30,41\n",
+     r"query_boxes\.csv:3: a second box for query 'queries/q1\.jpg' \(the first is on line 2\)"),
+    ("query,x1,y1,x2,y2\nqueries/q9.jpg,1,2,30,40\n", r"query_boxes\.csv:2: query 'queries/q9\.jpg' has no row"),
+    ("query,x1,y1,x2,y2\nqueries/q1.jpg,10,2,5,40\n", r"query_boxes\.csv:2: box .* x2 > x1"),
+    ("query,x1,y1,x2,y2\nqueries/q1.jpg,a,2,5,40\n", r"query_boxes\.csv:2: box coordinates must be numbers"),
+])
+def test_csv_malformed_boxes_name_file_and_line(tmp_path, boxes, match):
+    root = _csv_dataset(tmp_path / "mine", "query,positive\nqueries/q1.jpg,jpg/a.jpg\n", boxes)
+    with pytest.raises(ValueError, match=match):
+        build_image_lists(root, "mine")
+
+
+def test_relative_name_rules():
+    assert relative_name(" ./jpg//a.jpg ", "f:1") == "jpg/a.jpg"
+    assert relative_name("jpg\\sub\\a.jpg", "f:1") == "jpg/sub/a.jpg"
+    with pytest.raises(ValueError, match="f:3: '/abs/a.jpg' is absolute"):
+        relative_name("/abs/a.jpg", "f:3")
+
+
+def test_read_gnd_csv_without_file_checks(tmp_path):
+    (tmp_path / "gnd.csv").write_text("query,positive\nq_missing.jpg,db/x.jpg\n")
+    gt = read_gnd_csv(tmp_path / "gnd.csv", ["db/x.jpg"], tmp_path, check_queries=False)
+    assert gt.qimlist == ["q_missing.jpg"] and gt.gnd[0]["easy"] == [0]
+
+
+# ------------------------------------------------------------------------------------------------ INSTRE
+def _instre(root: Path, ok, bbx, qimlist=None, imlist=None, fields=("ok", "bbx")):
+    from scipy.io import savemat
+
+    imlist = imlist or ["INSTRE-S1/01a_book/001.jpg", "INSTRE-S1/01a_book/002.jpg", "INSTRE-S2/02_cup/001.jpg"]
+    qimlist = qimlist or ["INSTRE-S1/01a_book/q.jpg"]
+    dtype = [(f, object) for f in fields]
+    gnd = np.zeros((1, len(qimlist)), dtype=dtype)
+    for i in range(len(qimlist)):
+        gnd[0, i][fields[0]] = np.asarray(ok[i], np.float64).reshape(1, -1)
+        gnd[0, i][fields[1]] = np.asarray(bbx[i], np.float64).reshape(1, -1)
+    cell = lambda xs: np.array([[np.array([x]) for x in xs]], dtype=object).reshape(1, -1)  # noqa: E731
+    root.mkdir(parents=True, exist_ok=True)
+    savemat(root / "gnd_instre.mat", {"imlist": cell(imlist), "qimlist": cell(qimlist), "gnd": gnd})
+    return imlist, qimlist
+
+
+def test_instre_layout_and_box_convention(tmp_path):
+    root = tmp_path / "instre"
+    imlist, qimlist = _instre(root, ok=[[1, 3]], bbx=[[10, 5, 30, 25]])
+    for n in imlist:
+        _img(root / n)
+    # the query: a white object occupying exactly x 10..29, y 5..24 on black
+    arr = np.zeros((40, 50, 3), np.uint8)
+    arr[5:25, 10:30] = 255
+    (root / qimlist[0]).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(root / qimlist[0], format="PNG")  # lossless, so the crop is exact
+    lists, gt = build_image_lists(root, "instre")
+    assert gt.gnd[0] == {"easy": [0, 2], "hard": [], "junk": [], "bbx": [10.0, 5.0, 30.0, 25.0]}  # 1-based -> 0-based
+    assert lists["db"][2]["path"] == str((root / "INSTRE-S2/02_cup/001.jpg").resolve())
+    x1, y1, x2, y2 = lists["query"][0]["crop"]
+    crop = np.asarray(Image.open(lists["query"][0]["path"]))[y1:y2, x1:x2]
+    assert crop.shape == (20, 20, 3) and crop.min() == 255  # [x1, y1, x2, y2] corners: the crop is the object
+
+
+def test_instre_box_as_xywh_is_refused_when_it_cannot_be_corners(tmp_path):
+    root = tmp_path / "instre"
+    _instre(root, ok=[[1]], bbx=[[10, 5, 8, 6]])  # (x, y, w, h) = a box that is not x2 > x1
+    with pytest.raises(ValueError, match=r"gnd\[0\] .*bbx .* not \[x1, y1, x2, y2\]"):
+        read_instre(root / "gnd_instre.mat")
+
+
+def test_instre_malformed(tmp_path):
+    root = tmp_path / "instre"
+    _instre(root, ok=[[0, 2]], bbx=[[1, 1, 5, 5]])
+    with pytest.raises(ValueError, match=r"gnd_instre\.mat: gnd\[0\] .*ok holds \[0\] outside 1\.\.3"):
+        read_instre(root / "gnd_instre.mat")
+    _instre(root, ok=[[1]], bbx=[[1, 1, 5, 5]], fields=("pos", "box"))
+    with pytest.raises(ValueError, match=r"fields ok and bbx, has \['pos', 'box'\]"):
+        read_instre(root / "gnd_instre.mat")
+    (root / "gnd_instre.mat").write_bytes(b"not a mat file")
+    with pytest.raises(ValueError, match=r"gnd_instre\.mat: not a readable MATLAB file"):
+        read_instre(root / "gnd_instre.mat")
