@@ -13,7 +13,6 @@ rule image_lists:
         dataset_dir=lambda w: (check_version(w, v_lists(w.dataset)), dataset_dir(w.dataset))[1],
         crop_queries=config["crop_queries"],
         on_bad_image=config["on_bad_image"],
-        gldv2=config["gldv2"],
         preset=PRESET,
         plus=lists_plus,
     log:
