@@ -14,7 +14,6 @@ rule image_lists:
         crop_queries=config["crop_queries"],
         on_bad_image=config["on_bad_image"],
         max_image_pixels=config["max_image_pixels"],
-        gldv2=config["gldv2"],
         preset=PRESET,
         plus=lists_plus,
     log:

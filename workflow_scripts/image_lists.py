@@ -32,5 +32,7 @@ else:
         preset=snakemake.params.preset,
         on_bad_image=snakemake.params.on_bad_image,
         max_image_pixels=snakemake.params.max_image_pixels,
-        gldv2=snakemake.params.gldv2,
+        # read from the configuration, not params: the lists' version path already carries the non-default gldv2
+        # settings (common.smk gldv2_identity), and a new param would re-run every existing dataset's lists
+        gldv2=snakemake.config["gldv2"],
     )
