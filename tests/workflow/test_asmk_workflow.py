@@ -72,7 +72,8 @@ def test_sv_reranks_an_asmk_shortlist(asmk_run, tmp_path):
     plan = job_stats(snakemake(wd, "-n", "results/demo_sv.json", "--configfile", str(TINY), str(cfg)).stdout)
     assert plan["asmk_shortlist"] == 1 and "asmk_codebook" not in plan and "asmk_ivf" not in plan  # reused
     assert "knn" not in plan and "extract_local" not in plan
-    snakemake(wd, "results/demo_sv.json", "results/demo_asmk.json", "--configfile", str(TINY), str(cfg))
+    snakemake(wd, "results/demo_sv.json", "results/demo_global.json", "results/demo_asmk.json", "--configfile", str(TINY),
+              str(cfg))
     sv = load_json(wd / "results" / "demo_sv.json")
     glob = load_json(wd / "results" / "demo_global.json")
     asmk = load_json(wd / "results" / "demo_asmk.json")
