@@ -15,7 +15,8 @@ DOWNLOADABLE = ("roxford5k", "rparis6k", "revisitop1m")
 GLDV2_DOWNLOADABLE = ("gldv2", "gldv2-train")  # rule download_gldv2
 DISTRACTORS = "revisitop1m"  # {dataset}+1m: the dataset's database with these images appended
 PLUS = "+1m"
-METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp")
+METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp", "asmk")
+GLOBAL_DESCRIPTOR_METHODS = ("whiten", "aqe", "adba", "superglobal", "ssp")  # read global descriptors at evaluation
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
 
@@ -267,6 +268,8 @@ def knn_identity():
 
 
 def v_knn(ds):
+    if config["shortlist"]["source"] == "asmk":
+        return stable_hash({"asmk": v_asmk_search(ds)})
     return stable_hash({"global": v_global(ds), "knn": knn_identity()})
 
 
@@ -276,6 +279,18 @@ def v_eval(ds):
 
 def versions(ds):
     b = shortlist_backbone()
+    if config["shortlist"]["source"] == "asmk":
+        return {
+            "demo_data": v_demo() if canonical(ds) in DEMO_SPLITS or canonical(TRAIN) in DEMO_SPLITS else None,
+            "image_lists": v_lists(ds),
+            "extract": v_local(ds),
+            "extract_training": v_local(TRAIN),
+            "asmk_codebook": v_asmk_codebook(fit_split(ds)),
+            "asmk_ivf": v_asmk_ivf(ds),
+            "asmk_search": v_asmk_search(ds),
+            "knn": v_knn(ds),
+            "evaluate": v_eval(ds),
+        }
     if b is not None or config["shortlist"]["source"] in ("import", "ames_nn"):
         return {
             "demo_data": v_demo() if canonical(ds) in DEMO_SPLITS or canonical(TRAIN) in DEMO_SPLITS else None,
@@ -395,13 +410,18 @@ def check_evaluable(ds):
 def fitted_on(ds, method="global"):
     """What each fitted component behind results/{ds}_{method}.json was fitted on (the results JSON's fitted_on)."""
     out = {}
-    if config["shortlist"]["source"] == "vlad":
+
+    def how(space):
+        return {"split": space, "images": "database, no labels",
+                "evaluated_dataset_itself": space == canonical(distractor_base(ds) or ds),
+                "unsupervised_fit": config["unsupervised_fit"]}
+
+    if config["shortlist"]["source"] == "vlad" and method != "asmk":
         space = lw_space() if method == "whiten" else fit_split(ds)
-        own = space == canonical(distractor_base(ds) or ds)
-        how = {"split": space, "images": "database, no labels", "evaluated_dataset_itself": own,
-               "unsupervised_fit": config["unsupervised_fit"]}
-        out["codebook"] = how
-        out["whitening"] = {**how, "rule": whiten_identity()}  # publish adds whether it was applied
+        out["codebook"] = how(space)
+        out["whitening"] = {**how(space), "rule": whiten_identity()}  # publish adds whether it was applied
+    if method == "asmk" or config["shortlist"]["source"] == "asmk":
+        out["asmk_codebook"] = how(fit_split(ds))
     if method == "whiten":
         out["lw"] = {"split": canonical(TRAIN), "data": "same-label pairs of the training split"}
     if method in AMES_METHODS:
@@ -415,6 +435,9 @@ def fitted_on(ds, method="global"):
 
 def global_hyperparameters(ds=None):
     b = shortlist_backbone()
+    if config["shortlist"]["source"] == "asmk":
+        return {"training_split": TRAIN, "crop_queries": config["crop_queries"], "shortlist": {"source": "asmk"},
+                "extract": extract_config(), "asmk": config["asmk"], "evaluate": config["evaluate"]}
     if config["shortlist"]["source"] == "ames_nn":
         return {"crop_queries": config["crop_queries"], "extract": extract_config(),
                 "shortlist": {k: config["shortlist"][k] for k in ("source", "import_dir", "nn_file")},
@@ -444,8 +467,14 @@ def evaluation_path(ds, method):
     if method not in METHODS:
         raise WorkflowError(f"unknown method '{method}' in {ds}_{method}; available: {', '.join(METHODS)}")
     check_evaluable(ds)
+    if method in GLOBAL_DESCRIPTOR_METHODS and config["shortlist"]["source"] == "asmk":
+        raise WorkflowError(f"{ds}_{method}: {method} works on global descriptors and their neighbours, but "
+                            "shortlist.source: asmk ranks with local descriptors (no global vectors); global, asmk, sv, "
+                            "ames and ames_binary work from an ASMK shortlist")
     if method == "global":
         return f"results/eval/{ds}/{v_eval(ds)}/global.json"
+    if method == "asmk":
+        return f"results/eval/{ds}/{v_asmk_eval(ds)}/asmk.json"
     if method == "sv":
         return f"results/eval/{ds}/{v_sv(ds)}/sv.json"
     if method in ("aqe", "adba"):
@@ -466,7 +495,7 @@ def evaluation_json(wildcards):
 def publish_inputs(wildcards):
     """The versioned evaluation, and for VLAD global descriptors the whitening file whose decision it records."""
     inputs = {"evaluation": evaluation_json(wildcards)}
-    if config["shortlist"]["source"] == "vlad":
+    if config["shortlist"]["source"] == "vlad" and wildcards.method != "asmk":
         space = lw_space() if wildcards.method == "whiten" else fit_split(wildcards.dataset)
         inputs["whiten"] = whiten_path(space)
     return inputs
@@ -687,3 +716,46 @@ def v_ssp(ds):
     return stable_hash({"model": v_query_model(fit_split(ds)), "light": v_ssp_local(ds), "global": v_global(ds), "lists": v_lists(ds),
                         "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"],
                         "cost_images": config["ssp"]["cost_images"]})
+
+
+# ------------------------------------------------------------------------------------------------ ASMK
+def asmk_kernel_config():
+    """What the inverted file and the search use (the codebook has its own version)."""
+    a = config["asmk"]
+    return {k: a[k] for k in ("binary", "use_idf", "multiple_assignment", "alpha", "similarity_threshold")}
+
+
+def v_asmk_codebook(space):
+    return stable_hash({"local": v_local(space), "asmk_codebook": config["asmk"]["codebook"]})
+
+
+def asmk_codebook_path(space):
+    """ASMK's visual words, fitted like the VLAD codebook on the fit split's database images (unsupervised_fit)."""
+    return f"results/asmk_codebook/{space}/{v_asmk_codebook(space)}/codebook.npz"
+
+
+def v_asmk_ivf(ds):
+    a = config["asmk"]
+    return stable_hash({"local": v_local(ds), "codebook": v_asmk_codebook(fit_split(ds)), "binary": a["binary"],
+                        "db_multiple_assignment": a["multiple_assignment"]["db"]})
+
+
+def v_asmk_search(ds):
+    return stable_hash({"ivf": v_asmk_ivf(ds), "local": v_local(ds), "lists": v_lists(ds), "asmk": asmk_kernel_config()})
+
+
+def asmk_knn_path(ds):
+    """The ASMK ranking of a dataset: the shortlist itself with shortlist.source: asmk, else its own file."""
+    if config["shortlist"]["source"] == "asmk":
+        return f"results/knn/{ds}/{v_knn(ds)}/knn.h5"
+    return f"results/asmk_search/{ds}/{v_asmk_search(ds)}/knn.h5"
+
+
+def v_asmk_eval(ds):
+    return stable_hash({"asmk": v_asmk_search(ds), "global": v_eval(ds), "evaluate": config["evaluate"],
+                        "bootstrap": config["ames"]["bootstrap"]})
+
+
+def asmk_versions(ds):
+    return {**versions(ds), "asmk_codebook": v_asmk_codebook(fit_split(ds)), "asmk_ivf": v_asmk_ivf(ds),
+            "asmk_search": v_asmk_search(ds), "evaluate": v_asmk_eval(ds), "global_evaluate": v_eval(ds)}

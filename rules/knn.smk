@@ -1,6 +1,7 @@
 # Nearest neighbours of the queries among the database global descriptors: exact search streamed in blocks (the
 # default; full rankings for the metrics), or compressed search (IVF-PQ) for a shortlist of a large database.
-# shortlist.source: ames_nn imports the shortlist from an AMES nn_*.pkl instead (the same knn.h5).
+# shortlist.source: ames_nn imports the shortlist from an AMES nn_*.pkl instead (the same knn.h5); asmk ranks the
+# database with ASMK over local descriptors (rules/asmk.smk).
 
 
 if config["shortlist"]["source"] == "ames_nn":
@@ -28,7 +29,7 @@ if config["shortlist"]["source"] == "ames_nn":
             "../workflow_scripts/import_nn.py"
 
 
-else:
+elif config["shortlist"]["source"] != "asmk":  # asmk: rule asmk_shortlist (rules/asmk.smk) writes knn.h5
 
     rule knn:
         input:

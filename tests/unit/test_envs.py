@@ -10,6 +10,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONDA_NAME = {"torch": "pytorch", "opencv-python-headless": "py-opencv", "snakemake": "snakemake-minimal",
               "matplotlib": "matplotlib-base"}
 PIP_ONLY = {"pytest"}
+# not on conda-forge: the environments install these from PyPI in their pip section, with the same pins
+PIP_IN_CONDA = {"asmk", "pyaml"}
 
 
 def pip_pins() -> dict[str, str]:
@@ -27,7 +29,13 @@ def conda_pins(path: Path) -> dict[str, tuple[str, str]]:
     env = yaml.safe_load(path.read_text())
     out = {}
     for dep in env["dependencies"]:
-        assert isinstance(dep, str), f"{path.name}: a pip section would bypass the pins: {dep}"
+        if isinstance(dep, dict):  # the pip section: only packages conda-forge lacks, pinned with ==
+            assert list(dep) == ["pip"], f"{path.name}: unexpected section {dep}"
+            for line in dep["pip"]:
+                name, _, version = line.partition("==")
+                assert name in PIP_IN_CONDA and version, f"{path.name}: pip section entry {line!r}"
+                out[name] = (version, "pip")
+            continue
         name, version, build = (dep.split("=") + ["", ""])[:3]
         out[name] = (version, build)
     return out
@@ -48,6 +56,7 @@ def test_conda_pins_agree_with_requirements(variant):
         cname = CONDA_NAME.get(name, name)
         assert cname in conda, f"{path.name} lacks {cname} (pip: {name}=={version})"
         assert conda[cname][0] == pip_version_to_conda(name, version), (path.name, cname, conda[cname], version)
+        assert (conda[cname][1] == "pip") == (name in PIP_IN_CONDA), (path.name, cname, conda[cname])
     build = conda["pytorch"][1]
     assert build.startswith("cpu" if variant == "cpu" else "cuda"), (variant, build)
 

@@ -6,7 +6,7 @@ from conftest import TINY, load_json, snakemake
 
 pytestmark = pytest.mark.workflow
 
-METHODS = ["global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary"]
+METHODS = ["global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "asmk"]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,8 @@ def test_compare_table_holds_every_method_on_the_same_shortlist(compared):
     for m in METHODS:
         res = load_json(compared / "results" / f"demo_{m}.json")
         assert rows[m]["mAP"] == res["metrics"]["mAP"]
-        assert res["artifacts"]["knn"] == knn
+        # asmk ranks by itself (its own first stage); its baseline is the shared global shortlist
+        assert res["artifacts"].get("baseline_knn", res["artifacts"]["knn"]) == knn
         assert f"| {m} | {res['metrics']['mAP']['E']:.2f} | {res['metrics']['mAP']['M']:.2f} |" in md
         cost = rows[m]["ms_per_query"]
         assert cost["first_stage"] > 0 and cost["total"] == pytest.approx(cost["first_stage"] + cost["reads"] + cost["rerank"])
@@ -34,6 +35,10 @@ def test_compare_table_holds_every_method_on_the_same_shortlist(compared):
     for m in ("sv", "ames", "ames_binary"):  # local-descriptor re-rankers read descriptors and do real work
         assert rows[m]["ms_per_query"]["reads"] > 0 and rows[m]["ms_per_query"]["rerank"] > 0
     assert rows["global"]["ms_per_query"]["rerank"] == 0
+    asmk = load_json(compared / "results" / "demo_asmk.json")
+    assert rows["asmk"]["ms_per_query"]["first_stage"] == asmk["timing"]["ms_per_query"]["first_stage"] != \
+        rows["global"]["ms_per_query"]["first_stage"]
+    assert rows["asmk"]["ms_per_query"]["rerank"] == 0 and rows["asmk"]["offline_seconds"] > 0
     assert rows["adba"]["offline_seconds"] > 0 and rows["aqe"]["offline_seconds"] == 0
 
 

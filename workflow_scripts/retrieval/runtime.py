@@ -185,7 +185,7 @@ def code_revision() -> str:
 def package_versions() -> dict[str, str]:
     from importlib import metadata  # noqa: PLC0415
 
-    names = ["numpy", "opencv-python-headless", "faiss-cpu", "h5py", "scikit-image", "pillow", "snakemake", "torch"]
+    names = ["numpy", "opencv-python-headless", "faiss-cpu", "h5py", "scikit-image", "pillow", "snakemake", "torch", "asmk"]
     out = {"python": platform.python_version()}
     for name in names:
         try:

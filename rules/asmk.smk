@@ -1,0 +1,127 @@
+# ASMK (Tolias et al., ICCV 2013 / IJCV 2016) through the `asmk` package: a first stage over local descriptors.
+# asmk_codebook: visual words on the fit split (unsupervised_fit, as the VLAD codebook); asmk_ivf: the database's inverted file of binarised aggregated
+# residuals; asmk_search: every query's full ranking (a neighbours file); evaluate_asmk: results/{dataset}_asmk.json.
+# With shortlist.source: asmk the same search writes results/knn/{dataset}/{ver}/knn.h5, the shortlist that global,
+# sv and AMES read.
+
+
+rule asmk_codebook:
+    input:
+        local=lambda w: local_store(w.space, "db"),
+    output:
+        codebook="results/asmk_codebook/{space}/{ver}/codebook.npz",
+        manifest="results/asmk_codebook/{space}/{ver}/manifest.json",
+    params:
+        config=lambda w: (check_version(w, v_asmk_codebook(w.space)), config["asmk"]["codebook"])[1],
+        training_split=lambda w: w.space,
+        local_version=lambda w: v_local(w.space),
+        preset=PRESET,
+    log:
+        "logs/asmk_codebook/{space}/{ver}.log",
+    benchmark:
+        "benchmarks/asmk_codebook/{space}/{ver}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/asmk_codebook.py"
+
+
+rule asmk_ivf:
+    input:
+        local=lambda w: local_store(w.dataset, "db"),
+        codebook=lambda w: asmk_codebook_path(fit_split(w.dataset)),
+    output:
+        ivf="results/asmk_ivf/{dataset}/{ver}/ivf.h5",
+        manifest="results/asmk_ivf/{dataset}/{ver}/manifest.json",
+    params:
+        asmk=lambda w: (check_version(w, v_asmk_ivf(w.dataset)), asmk_kernel_config())[1],
+        preset=PRESET,
+    log:
+        "logs/asmk_ivf/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/asmk_ivf/{dataset}/{ver}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/asmk_ivf.py"
+
+
+rule asmk_search:
+    input:
+        query=lambda w: local_store(w.dataset, "query"),
+        ivf=lambda w: f"results/asmk_ivf/{w.dataset}/{v_asmk_ivf(w.dataset)}/ivf.h5",
+        codebook=lambda w: asmk_codebook_path(fit_split(w.dataset)),
+        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+    output:
+        knn="results/asmk_search/{dataset}/{ver}/knn.h5",
+        manifest="results/asmk_search/{dataset}/{ver}/manifest.json",
+    params:
+        asmk=lambda w: (check_version(w, v_asmk_search(w.dataset)), asmk_kernel_config())[1],
+        preset=PRESET,
+    log:
+        "logs/asmk_search/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/asmk_search/{dataset}/{ver}.tsv"
+    threads: 1  # the query side's cost per query is measured on one thread, as sv's
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/asmk_search.py"
+
+
+if config["shortlist"]["source"] == "asmk":
+
+    use rule asmk_search as asmk_shortlist with:
+        output:
+            knn="results/knn/{dataset}/{ver}/knn.h5",
+            manifest="results/knn/{dataset}/{ver}/manifest.json",
+        params:
+            asmk=lambda w: (check_version(w, v_knn(w.dataset)), asmk_kernel_config())[1],
+            preset=PRESET,
+        log:
+            "logs/knn/{dataset}/{ver}.log",
+        benchmark:
+            "benchmarks/knn/{dataset}/{ver}.tsv"
+
+
+rule evaluate_asmk:
+    input:
+        asmk_knn=lambda w: asmk_knn_path(w.dataset),
+        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
+        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+        baseline=lambda w: f"results/eval/{w.dataset}/{v_eval(w.dataset)}/global.json",
+    output:
+        json="results/eval/{dataset}/{ver}/asmk.json",
+        ranking="results/eval/{dataset}/{ver}/asmk_ranking.h5",
+        csv="results/eval/{dataset}/{ver}/asmk_neighbours.csv",
+        manifest="results/eval/{dataset}/{ver}/asmk.manifest.json",
+    params:
+        check=lambda w: check_version(w, v_asmk_eval(w.dataset)),
+        n_bootstrap=config["ames"]["bootstrap"],
+        ks=config["evaluate"]["ks"],
+        csv_top=config["evaluate"]["csv_top"],
+        versions=lambda w: asmk_versions(w.dataset),
+        hyperparameters=lambda w: {"global": global_hyperparameters(), "training_split": TRAIN, "asmk": config["asmk"]},
+        preset=PRESET,
+    log:
+        "logs/evaluate_asmk/{dataset}/{ver}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/evaluate_asmk.py"

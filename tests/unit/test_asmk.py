@@ -1,0 +1,126 @@
+"""ASMK through the asmk package: the selective kernel on hand-worked cases, matching images above unrelated ones,
+and the inverted file kept in our HDF5 scoring exactly as the package's own index."""
+
+import numpy as np
+import pytest
+
+from retrieval.asmk_index import (ASMKConfig, ASMKIndex, aggregate_images, fit_codebook, rank_by_score, read_ivf,
+                                  write_ivf)
+
+D = 32
+
+
+def _centroids(k=4, d=D, scale=10.0):
+    c = np.zeros((k, d), np.float32)
+    for i in range(k):
+        c[i, i] = scale
+    return c
+
+
+def _index(centroids, per_image, cfg, tmp_path=None):
+    desc = np.concatenate(per_image).astype(np.float32)
+    ids = np.repeat(np.arange(len(per_image)), [len(x) for x in per_image])
+    agg = aggregate_images(centroids, desc, ids, cfg)
+    if tmp_path is not None:  # through our file format
+        write_ivf(tmp_path / "ivf.h5", agg, len(per_image), centroids, cfg)
+        agg, _ = read_ivf(tmp_path / "ivf.h5", centroids, cfg)
+    return ASMKIndex(centroids, agg, len(per_image), cfg)
+
+
+def _bits(v):
+    return v > 0
+
+
+def test_single_word_score_is_the_thresholded_cubed_hamming_similarity():
+    """One descriptor per image, all in word 0: S = sigma_alpha(1 - 2 h / D), 0 below tau (ICCV 2013, eq. 7-8)."""
+    rng = np.random.default_rng(0)
+    c = _centroids()
+    q = c[0] + rng.normal(size=D).astype(np.float32)
+    db = [c[0] + rng.normal(size=D).astype(np.float32) for _ in range(12)]
+    db.append(c[0] + (c[0] - q))  # the residual's exact opposite: similarity -1
+    cfg = ASMKConfig(db_multiple_assignment=1, query_multiple_assignment=1)
+    got = _index(c, [x[None] for x in db], cfg).score(q[None])
+    h = np.array([np.sum(_bits(q - c[0]) != _bits(x - c[0])) for x in db])
+    sim = 1 - 2 * h / D
+    expected = np.where(sim >= 0, np.abs(sim) ** 3, 0.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert got[-1] == 0 and (sim < 0).any() and (sim > 0).any()
+    # a higher tau silences the weak matches that tau 0 kept
+    strict = _index(c, [x[None] for x in db], ASMKConfig(db_multiple_assignment=1, query_multiple_assignment=1,
+                                                         similarity_threshold=0.5)).score(q[None])
+    np.testing.assert_allclose(strict, np.where(sim >= 0.5, sim ** 3, 0.0), rtol=1e-6, atol=1e-7)
+    assert (strict < got).any()
+
+
+def test_images_sharing_descriptors_score_above_unrelated_ones():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(64 * 40, D)).astype(np.float32)
+    centroids = fit_codebook(train, 64)
+    scene = rng.normal(size=(60, D)).astype(np.float32)
+    views = [scene + 0.15 * rng.normal(size=scene.shape).astype(np.float32) for _ in range(2)]
+    unrelated = [rng.normal(size=(60, D)).astype(np.float32) for _ in range(5)]
+    index = _index(centroids, [views[0], *unrelated], ASMKConfig())
+    s = index.score(views[1])
+    assert s[0] > 2 * s[1:].max() and s[0] > 0
+    assert np.argmax(s) == 0
+
+
+@pytest.mark.parametrize("use_idf", [False, True])
+@pytest.mark.parametrize("binary", [True, False])
+def test_our_stored_index_scores_exactly_as_the_package_built_one(tmp_path, binary, use_idf):
+    from asmk import ASMKMethod
+    from asmk import codebook as cdb_pkg
+    from asmk import index as idx_pkg
+
+    rng = np.random.default_rng(2)
+    centroids = fit_codebook(rng.normal(size=(32 * 40, D)).astype(np.float32), 32)
+    counts = rng.integers(5, 40, size=15)
+    db = [rng.normal(size=(n, D)).astype(np.float32) for n in counts]
+    queries = [x[: len(x) // 2] + 0.2 * rng.normal(size=(len(x) // 2, D)).astype(np.float32) for x in db[:4]]
+    cfg = ASMKConfig(binary=binary, use_idf=use_idf)
+    ours = _index(centroids, db, cfg, tmp_path)
+
+    params = {"index": {"gpu_id": None},
+              "build_ivf": {"kernel": {"binary": binary}, "ivf": {"use_idf": use_idf},
+                            "quantize": {"multiple_assignment": 1}, "aggregate": {}},
+              "query_ivf": {"quantize": {"multiple_assignment": 5}, "aggregate": {}, "search": {"topk": None},
+                            "similarity": {"similarity_threshold": 0.0, "alpha": 3.0}}}
+    cdb = cdb_pkg.Codebook(idx_pkg.initialize_index(None), size=len(centroids))
+    cdb.index(centroids)
+    method = ASMKMethod(params, {}, codebook=cdb).build_ivf(
+        np.concatenate(db), np.repeat(np.arange(len(db)), counts))
+    _, imids, ranks, scores = method.query_ivf(np.concatenate(queries),
+                                               np.repeat(np.arange(len(queries)), [len(q) for q in queries]))
+    assert list(imids) == list(range(len(queries)))
+    for i, q in enumerate(queries):
+        got = ours.score(q)
+        np.testing.assert_array_equal(got[ranks[i]], scores[i].astype(np.float32))
+        assert got.max() > 0
+
+
+def test_ranking_ties_in_database_order_and_images_without_features_last():
+    scores = np.array([[0.0, 0.5, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]], np.float32)
+    has = np.array([True, True, False, True, True])
+    ids, sims = rank_by_score(scores, has)
+    assert ids.tolist() == [[1, 3, 0, 4, 2], [0, 1, 3, 4, 2]]
+    assert np.isneginf(sims[:, -1]).all() and sims[0, 0] == 0.5
+
+
+def test_a_query_without_descriptors_matches_nothing():
+    c = _centroids()
+    index = _index(c, [c[:1] + 1, c[1:2] + 1], ASMKConfig())
+    assert (index.score(np.zeros((0, D), np.float32)) == 0).all()
+
+
+def test_store_refuses_another_codebook_and_too_few_training_points(tmp_path):
+    rng = np.random.default_rng(3)
+    c = _centroids()
+    cfg = ASMKConfig()
+    agg = aggregate_images(c, c[:2] + 0.5, np.array([0, 1]), cfg)
+    write_ivf(tmp_path / "ivf.h5", agg, 2, c, cfg)
+    with pytest.raises(ValueError, match="another codebook"):
+        read_ivf(tmp_path / "ivf.h5", c * 2, cfg)
+    with pytest.raises(ValueError, match="binary=True"):
+        read_ivf(tmp_path / "ivf.h5", c, ASMKConfig(binary=False))
+    with pytest.raises(ValueError, match="demo-train: 100 descriptors .* at most 2"):
+        fit_codebook(rng.normal(size=(100, D)).astype(np.float32), 8, source="demo-train")

@@ -1,0 +1,22 @@
+"""Rule asmk_codebook: ASMK visual words (the asmk package's faiss k-means) on the training split's descriptors."""
+from retrieval.runtime import limit_threads, setup_logging
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline_asmk import fit_asmk_codebook  # noqa: E402
+
+cfg = snakemake.params.config
+fit_asmk_codebook(
+    local_path=snakemake.input.local,
+    out_path=snakemake.output.codebook,
+    manifest_path=snakemake.output.manifest,
+    k=cfg["k"],
+    max_descriptors=cfg["max_descriptors"],
+    seed=cfg["seed"],
+    version=snakemake.wildcards.ver,
+    config=cfg,
+    preset=snakemake.params.preset,
+    training_split=snakemake.params.training_split,
+    local_version=snakemake.params.local_version,
+)
