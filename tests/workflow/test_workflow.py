@@ -352,14 +352,14 @@ def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_pat
         assert f["ids"].shape == (res["n_queries"], 10) and f.attrs["search"] == "ivfpq"
 
 
-def test_whitening_is_off_for_a_split_too_small_to_learn_it(tiny_ames):
+def test_whitening_is_off_for_a_split_too_small_to_learn_it(tiny_run):
     """demo-val's 18 database images are fewer than min_images_per_dim 1 x dim 32 (tiny preset): no whitening, the
     L2-normalised VLAD is the global descriptor, and the results JSON records the decision."""
-    snakemake(tiny_ames, "results/demo-val_global.json", "--configfile", str(TINY))
-    res = load_json(tiny_ames / "results" / "demo-val_global.json")
+    snakemake(tiny_run, "results/demo-val_global.json", "--configfile", str(TINY))
+    res = load_json(tiny_run / "results" / "demo-val_global.json")
     w = res["fitted_on"]["whitening"]
     assert w["applied"] is False and w["decision"].startswith("off: 18 images < ")
-    with h5py.File(tiny_ames / f"results/global/demo-val/demo-val/{res['versions']['global']}/db.h5", "r") as f:
+    with h5py.File(tiny_run / f"results/global/demo-val/demo-val/{res['versions']['global']}/db.h5", "r") as f:
         x = f["descriptors"][:]
     assert x.shape == (18, 8 * 128)  # the VLAD's own dimension (8 words x 128), not the 32 PCA components
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
