@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ames import AMES, _block_attention
+from .ames import AMES
 
 
 def fast_dtype(device: str | torch.device) -> torch.dtype:
@@ -89,7 +89,7 @@ def prepare_side(model: AMES, tok: Tensor, pad: Tensor) -> PreparedSide:
     """
     layer = model.decoder.layers[0]
     sa, ca = layer.self_attn, layer.cross_attn
-    n, s, c = tok.shape
+    n, _, c = tok.shape
     h = sa.num_heads
     dh = c // h
     tok = tok.float()
@@ -165,7 +165,6 @@ def _first_cross(model: AMES, mtc: Tensor, qs: PreparedSide, ds: PreparedSide, k
     """(B, Q+1+T, C) states after layer 1 (cross attention from the prepared projections, norm2, FFN, norm3)."""
     layer = model.decoder.layers[0]
     ca = layer.cross_attn
-    c = mtc.shape[-1]
     x = torch.cat([qs.x, mtc.to(qs.x.dtype), ds.x], 1)
     mq = F.linear(mtc, ca.in_proj_weight, ca.in_proj_bias).to(qs.cqkv.dtype)  # (B, 1, 3C)
     qkv = torch.cat([qs.cqkv, mq, ds.cqkv], 1)  # the prepared projections, laid out as one sequence
