@@ -78,10 +78,11 @@ def test_batched_matching_equals_the_per_pair_reference():
     for i, n in enumerate(counts):
         d[i, :n] = _unit(base[rng.permutation(40)[:n]] + 0.03 * rng.normal(size=(n, 32))) if n else 0
     for ratio in (0.8, 0.95, 1.0):
-        got = ratio_matches_many(q, d, counts, ratio)
-        for i, n in enumerate(counts):
-            want = ratio_matches(q, d[i, :n], ratio)
-            assert [a.tolist() for a in got[i]] == [a.tolist() for a in want], (ratio, i)
+        for chunk in (1 << 25, 100):  # one product, or one image per product
+            got = ratio_matches_many(q, d, counts, ratio, chunk_entries=chunk)
+            for i, n in enumerate(counts):
+                want = ratio_matches(q, d[i, :n], ratio)
+                assert [a.tolist() for a in got[i]] == [a.tolist() for a in want], (ratio, chunk, i)
     assert sum(len(m[0]) for m in ratio_matches_many(q, d, counts, 0.8)) > 20  # matches exist to compare
 
 
