@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install
+.PHONY: demo test install rule-times
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,3 +20,7 @@ demo: $(STAMP)
 # The test suite (unit, workflow, end to end on the tiny demo and on ../shared/datasets/landmarks-mini).
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -rs tests
+
+# Where the time went: wall and CPU seconds per rule, summed from the Snakemake benchmark files under benchmarks/.
+rule-times: $(STAMP)
+	cd workflow_scripts && ../$(VENV)/bin/python -m retrieval.rule_times ../benchmarks

@@ -2,10 +2,24 @@
 
 
 rule benchmark_ames:
+    input:
+        # spatial verification timed on a dataset's shortlists (benchmark.ames.sv_dataset; "" leaves it out)
+        unpack(
+            lambda w: (
+                {
+                    "sv_query": local_store(d, "query"),
+                    "sv_db": local_store(d, "db"),
+                    "sv_knn": f"results/knn/{d}/{v_knn(d)}/knn.h5",
+                }
+                if (d := config["benchmark"]["ames"]["sv_dataset"])
+                else {}
+            )
+        ),
     output:
         "results/benchmarks/ames_throughput.json",
     params:
         config=config["benchmark"]["ames"],
+        sv=config["sv"],
     log:
         "logs/benchmark_ames.log",
     threads: config["threads"]

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.benchmarks import ames_throughput, grid_cost  # noqa: E402
+from retrieval.benchmarks import ames_throughput, grid_cost, sv_throughput  # noqa: E402
 from retrieval.pipeline_ames import resolve_device  # noqa: E402
 from retrieval.runtime import package_versions, write_json  # noqa: E402
 
@@ -18,4 +18,8 @@ if size:  # the whole cost of a grid vs a single point: logits once (at the meas
     logits_s = pairs / size[0]["fast_pairs_per_s"]
     grid["logits_seconds_estimated"] = logits_s
     grid["grid_over_single_point"] = (logits_s + grid["grid_seconds"]) / (logits_s + grid["single_point_seconds"])
-write_json(snakemake.output[0], {"ames": out, "grid": grid, "config": cfg, "packages": package_versions()})
+result = {"ames": out, "grid": grid}
+if cfg["sv_dataset"]:
+    inp = snakemake.input
+    result["sv"] = {"dataset": cfg["sv_dataset"], **sv_throughput(inp.sv_query, inp.sv_db, inp.sv_knn, snakemake.params.sv)}
+write_json(snakemake.output[0], {**result, "config": cfg, "packages": package_versions()})

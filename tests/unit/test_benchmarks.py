@@ -23,5 +23,8 @@ def test_small_throughput_run_agrees_with_reference():
     out = ames_throughput([[8, 12]], local_dim=16, batch=2, repeats=1, device="cpu")
     row = out["sizes"][0]
     assert row["max_abs_logit_difference"] < 1e-5 and row["fast_pairs_per_s"] > 0 and out["gemm_peak_gflops"] > 0
+    for path in ("block", "prepared"):  # every path is timed against the reference in the same run
+        assert row[f"{path}_max_abs_logit_difference"] < 1e-5 and row[f"{path}_speedup"] > 0
+    assert out["fast_dtype"] in ("float32", "bfloat16") and row["reference_pairs_per_s"] > 0
     g = grid_cost(4, 30, 10, 10)
     assert g["points"] == 10 and g["grid_seconds"] > 0

@@ -65,3 +65,54 @@ def test_rerank_sorts_by_inliers_then_global_score_and_keeps_the_tail():
     inliers = np.array([[3, 10, 3]])
     out = rerank_by_inliers(ids, sims, inliers, 3)
     assert out.tolist() == [[2, 5, 7, 1, 0]]  # 10 inliers first; 5 and 7 tie at 3, global score decides
+
+
+def test_batched_matching_equals_the_per_pair_reference():
+    from retrieval.sv import ratio_matches_many
+
+    rng = np.random.default_rng(4)
+    base = _unit(rng.normal(size=(40, 32)))
+    q = _unit(np.vstack([base[:25] + 0.03 * rng.normal(size=(25, 32)), rng.normal(size=(10, 32))]))
+    counts = np.array([40, 17, 0, 1, 2, 33])
+    d = np.zeros((6, 40, 32), np.float32)
+    for i, n in enumerate(counts):
+        d[i, :n] = _unit(base[rng.permutation(40)[:n]] + 0.03 * rng.normal(size=(n, 32))) if n else 0
+    for ratio in (0.8, 0.95, 1.0):
+        for chunk in (1 << 25, 100):  # one product, or one image per product
+            got = ratio_matches_many(q, d, counts, ratio, chunk_entries=chunk)
+            for i, n in enumerate(counts):
+                want = ratio_matches(q, d[i, :n], ratio)
+                assert [a.tolist() for a in got[i]] == [a.tolist() for a in want], (ratio, chunk, i)
+    assert sum(len(m[0]) for m in ratio_matches_many(q, d, counts, 0.8)) > 20  # matches exist to compare
+
+
+def test_verify_shortlists_gives_the_inliers_of_the_previous_implementation(tmp_path):
+    from retrieval.local_store import open_local, write_local_chunk
+    from retrieval.sv import verify_shortlists, verify_shortlists_reference
+
+    rng = np.random.default_rng(5)
+    scene = _unit(rng.normal(size=(120, 128)))
+    scene_xy = rng.uniform(0, 500, size=(120, 2)).astype(np.float32)
+
+    def rows(n_images, seed):
+        r = np.random.default_rng(seed)
+        out = []
+        for i in range(n_images):
+            m = int(r.integers(0, 60)) if i % 4 else 60
+            pick = r.permutation(120)[:m]
+            desc = _unit(scene[pick] + 0.02 * r.normal(size=(m, 128))) if m else np.zeros((0, 128), np.float32)
+            xy = (scene_xy[pick] * r.uniform(0.7, 1.3) + r.normal(size=(m, 2))).astype(np.float32)
+            out.append({"descriptors": desc.astype(np.float16), "xy": xy, "scale": np.ones(m, np.float32),
+                        "weight": np.arange(m, 0, -1).astype(np.float32), "orientation": np.zeros(m, np.float32),
+                        "image_size": np.array([500, 500], np.int32)})
+        return out
+
+    for name, n, seed in (("q.h5", 3, 6), ("db.h5", 12, 7)):
+        write_local_chunk(tmp_path / name, rows(n, seed), k=60, dim=128, backbone="sift", row_start=0, n_total=n)
+    ids = np.stack([rng.permutation(12) for _ in range(3)])
+    cfg = SVConfig(num_rerank=10, q_desc=50, db_desc=40, threshold=5.0)
+    with open_local(tmp_path / "q.h5") as fq, open_local(tmp_path / "db.h5") as fd:
+        new, info = verify_shortlists(fq, fd, ids, cfg)
+        old, _ = verify_shortlists_reference(fq, fd, ids, cfg)
+    np.testing.assert_array_equal(new, old)
+    assert new.shape == (3, 10) and new.max() >= 10 and info["pairs"] == 30

@@ -64,6 +64,8 @@ def test_benchmark_target_writes_ratios(tiny_run):
     for r in res["ames"]["sizes"]:
         assert r["max_abs_logit_difference"] < 1e-5 and r["speedup"] > 0 and 0 < r["fraction_of_gemm_peak"]
     assert res["grid"]["points"] == 10 and res["grid"]["grid_over_single_point"] >= 1.0
+    sv = res["sv"]  # the demo's shortlists verified by both implementations in the same run
+    assert sv["dataset"] == "demo" and sv["pairs"] > 0 and sv["speedup"] > 0 and sv["identical_inlier_fraction"] == 1.0
 
 
 def test_descriptor_sweep_matches_the_published_points(tiny_ames):

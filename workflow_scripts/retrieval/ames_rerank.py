@@ -50,44 +50,54 @@ def needed_pairs(shortlists: dict[str, np.ndarray], max_k: int) -> list[np.ndarr
 
 @torch.no_grad()
 def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pairs: list[np.ndarray], n_q_desc: int,
-                   n_db_desc: int, batch: int = 256, device: str = "cpu", prepared: bool = False) -> list[np.ndarray]:
-    """AMES logits for every (query i, database j in pairs[i]).
+                   n_db_desc: int, batch: int = 256, device: str = "cpu", prepared: bool = False,
+                   dtype: torch.dtype | None = None, db_block: int = 256) -> list[np.ndarray]:
+    """AMES logits (float32) for every (query i, database j in pairs[i]).
 
-    The database side is prepared once per image (projected tokens, rounded through float16 for the full-precision
-    model), reading the shortlisted rows sorted and in blocks; queries are projected once each.
+    Work is done once where it can be (see ames_infer.py): each query is projected and its layer-1 self attention
+    computed once; each shortlisted database image is read once (sorted rows, blocks of ``db_block``), projected
+    (rounded through float16 for the full-precision model) and its layer-1 self attention computed once, then every
+    pair that needs it is scored, ``batch`` pairs at a time. ``dtype`` None: bfloat16 where the hardware runs it
+    natively, else float32 (``ames_infer.fast_dtype``).
     ``db_reader(rows) -> (descriptors (n, K, D), counts (n,))`` reads sorted rows; with ``prepared`` it returns
     the database tokens (n, K, 128) already (an AMES database store, see ames_store.py).
     """
+    from .ames_infer import fast_dtype, prepare_side, score_prepared  # noqa: PLC0415
+
     model.eval().to(device)
+    dtype = fast_dtype(device) if dtype is None else dtype
     uniq = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
-    db_tok = torch.zeros((len(uniq), n_db_desc, model.cfg.model_dim), dtype=torch.float32)
-    db_mask = torch.ones((len(uniq), n_db_desc), dtype=torch.bool)
     t0 = time.time()
-    for s in range(0, len(uniq), 512):
-        rows = uniq[s:s + 512]
-        d, c = db_reader(rows)
-        if prepared:
-            tok = d[:, :n_db_desc]
-        else:
-            tok = model.project_db(torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device))
-        db_tok[s:s + len(rows), :tok.shape[1]] = tok.float().cpu()
-        db_mask[s:s + len(rows)] = torch.arange(n_db_desc)[None] >= torch.from_numpy(np.minimum(c, n_db_desc))[:, None]
     q = torch.from_numpy(q_desc[:, :n_q_desc].astype(np.float32)).to(device)
-    q_tok = model.project(q).cpu()
-    q_mask = torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, n_q_desc).astype(np.int64))[:, None]
-    flat_q = np.concatenate([np.full(len(p), i) for i, p in enumerate(pairs)]).astype(np.int64)
+    q_pad = (torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, n_q_desc).astype(np.int64))[:, None])
+    q_side = prepare_side(model, model.project(q), q_pad.to(device))
+    flat_q = np.concatenate([np.full(len(p), i) for i, p in enumerate(pairs)]).astype(np.int64) if pairs else \
+        np.zeros(0, np.int64)
     flat_d = np.searchsorted(uniq, np.concatenate(pairs)).astype(np.int64) if pairs else np.zeros(0, np.int64)
+    order = np.argsort(flat_d, kind="stable")  # pairs grouped by database image, so each is prepared once
     out = np.zeros(len(flat_q), np.float32)
-    t1 = time.time()
     progress = Progress(log, "logits", len(flat_q), "pairs")
-    for s in range(0, len(flat_q), batch):
-        qi, di = torch.from_numpy(flat_q[s:s + batch]), torch.from_numpy(flat_d[s:s + batch])
-        logits = model.score_tokens(q_tok[qi].to(device), q_mask[qi].to(device), db_tok[di].to(device), db_mask[di].to(device))
-        out[s:s + batch] = logits.float().cpu().numpy()
-        progress.update(min(s + batch, len(flat_q)))
+    prep, done = 0.0, 0
+    for s in range(0, len(uniq), db_block):
+        tp = time.time()
+        rows = uniq[s:s + db_block]
+        d, c = db_reader(rows)
+        tok = d[:, :n_db_desc] if prepared else model.project_db(torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device))
+        pad = torch.arange(tok.shape[1])[None] >= torch.from_numpy(np.minimum(c, n_db_desc).astype(np.int64))[:, None]
+        d_side = prepare_side(model, tok.to(device), pad.to(device))
+        prep += time.time() - tp
+        lo, hi = np.searchsorted(flat_d[order], [s, s + len(rows)])
+        block = order[lo:hi]
+        for b in range(0, len(block), batch):
+            sel = block[b:b + batch]
+            qi, di = torch.from_numpy(flat_q[sel]).to(device), torch.from_numpy(flat_d[sel] - s).to(device)
+            out[sel] = score_prepared(model, q_side.take(qi), d_side.take(di), dtype).cpu().numpy()
+            done += len(sel)
+            progress.update(done)
     t2 = time.time()
-    log.info("logits: %d pairs (%d queries, %d database images) in %.2f s (+%.2f s preparing), %.0f pairs/s",
-             len(flat_q), len(pairs), len(uniq), t2 - t1, t1 - t0, len(flat_q) / max(t2 - t1, 1e-9))
+    log.info("logits: %d pairs (%d queries, %d database images) in %.2f s (%.2f s of it reading and preparing images), "
+             "%.0f pairs/s, %s", len(flat_q), len(pairs), len(uniq), t2 - t0, prep, len(flat_q) / max(t2 - t0, 1e-9),
+             str(dtype).removeprefix("torch."))
     splits = np.cumsum([len(p) for p in pairs])[:-1]
     return np.split(out, splits)
 

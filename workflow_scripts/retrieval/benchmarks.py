@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .ames import AMES, AmesConfig, reference_forward
 
@@ -44,43 +45,133 @@ def _time(fn: Callable[[], Any], repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def gemm_peak(device: str, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a float32 torch matrix product, the ceiling the model's achieved FLOP/s is compared with."""
-    a, b = torch.randn(2 * n, n, device=device), torch.randn(n, n, device=device)
+def _time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Seconds per call of each function: after one warm-up each, ``repeats`` rounds that call every function once
+    in turn; the fastest round of each. On a shared machine the load then falls on all of them alike."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for fn in fns.values():
+        fn()
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def gemm_peak(device: str, n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of a torch matrix product (float32 by default), the ceiling the model's achieved FLOP/s is compared
+    with."""
+    a, b = torch.randn(2 * n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     return 2 * 2 * n * n * n / _time(lambda: a @ b, repeats)
 
 
 @torch.no_grad()
 def ames_throughput(sizes: list[list[int]], local_dim: int, batch: int, repeats: int, device: str, seed: int = 0) -> dict[str, Any]:
-    """Pairs/s of the pipeline path (tokens prepared once, block attention) and of the reference (projection of both
-    sides per pair and masked attention), with the largest logit difference between them."""
+    """Pairs/s of three implementations of the same logits, timed interleaved in one process:
+
+    * ``reference``: ``reference_forward``, the official computation (projection of both sides per pair, one
+      masked (1+Q+T) sequence through torch's MultiheadAttention); frozen.
+    * ``block``: ``AMES.score_tokens`` on tokens prepared once (the previous pipeline path).
+    * ``prepared``: ``ames_infer`` as ``compute_logits`` runs it for ``batch`` pairs of one query: the query
+      prepared once for the batch and every database image prepared inside the timed call (no sharing of database
+      images between queries is credited), then ``score_prepared`` in float32 and, where ``fast_dtype`` says the
+      hardware runs it natively, in bfloat16 (``prepared_bf16``).
+    Logit differences are against the reference; FLOP/s use the block form's useful FLOPs (``ames_flops``).
+    """
+    from .ames_infer import fast_dtype, prepare_side, score_prepared  # noqa: PLC0415
+
     torch.manual_seed(seed)
+    if torch.cuda.is_available():  # float32 means float32: no TF32 in the reference or the peak
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     cfg = AmesConfig(local_dim=local_dim)
-    model = AMES(cfg).eval().to(device)
+    model = AMES(cfg).eval()
+    with torch.no_grad():  # weights further from the initialisation, so logits vary with the pair and the
+        for p in model.parameters():  # comparison with the reference means something (at init they are near-constant)
+            p.add_(0.05 * torch.randn_like(p))
+    model.to(device)
     peak = gemm_peak(device)
+    fast = fast_dtype(device)
+    peak_bf16 = gemm_peak(device, dtype=torch.bfloat16) if fast == torch.bfloat16 else None
     rows = []
     for n_q, n_t in sizes:
-        src = torch.randn(batch, n_q, local_dim, device=device)
+        src = torch.randn(1, n_q, local_dim, device=device).expand(batch, -1, -1)  # one query, as re-ranking runs
         tgt = torch.randn(batch, n_t, local_dim, device=device)
         sm = torch.zeros(batch, n_q, dtype=torch.bool, device=device)
         tm = torch.zeros(batch, n_t, dtype=torch.bool, device=device)
         q_tok, d_tok = model.project(src), model.project_db(tgt)
-        fast_t = _time(lambda: model.score_tokens(q_tok, sm, d_tok, tm), repeats)
-        ref_t = _time(lambda: reference_forward(model, src, sm, tgt, tm), repeats)
-        diff = float((model.score_tokens(q_tok, sm, d_tok, tm) - reference_forward(model, src, sm, tgt, tm)).abs().max())
+        same = torch.zeros(batch, dtype=torch.long, device=device)
+
+        def prepared(dtype: torch.dtype) -> Tensor:
+            qs = prepare_side(model, q_tok[:1], sm[:1]).take(same)
+            return score_prepared(model, qs, prepare_side(model, d_tok, tm), dtype)
+
+        fns = {"reference": lambda: reference_forward(model, src, sm, tgt, tm),
+               "block": lambda: model.score_tokens(q_tok, sm, d_tok, tm),
+               "prepared": lambda: prepared(torch.float32)}
+        if fast == torch.bfloat16:
+            fns["prepared_bf16"] = lambda: prepared(torch.bfloat16)
+        t = _time_interleaved(fns, repeats)
+        ref = reference_forward(model, src, sm, tgt, tm)
         useful = ames_flops(n_q, n_t, cfg, masked=False)
-        fast_ps = batch / fast_t
-        rows.append({
-            "q_desc": n_q, "db_desc": n_t, "batch": batch,
-            "fast_pairs_per_s": fast_ps, "reference_pairs_per_s": batch / ref_t, "speedup": ref_t / fast_t,
-            "max_abs_logit_difference": diff,
-            "useful_gflop_per_pair": useful / 1e9, "reference_gflop_per_pair": ames_flops(n_q, n_t, cfg, masked=True) / 1e9,
-            "achieved_useful_gflops": useful * fast_ps / 1e9, "fraction_of_gemm_peak": useful * fast_ps / peak,
-        })
-        log.info("%d/%d: fast %.1f pairs/s, reference %.1f pairs/s (x%.2f), %.1f%% of GEMM peak, max diff %.2e",
-                 n_q, n_t, fast_ps, batch / ref_t, ref_t / fast_t, 100 * useful * fast_ps / peak, diff)
-    return {"device": device, "threads": torch.get_num_threads(), "gemm_peak_gflops": peak / 1e9,
-            "local_dim": local_dim, "sizes": rows}
+        row: dict[str, Any] = {"q_desc": n_q, "db_desc": n_t, "batch": batch,
+                               "useful_gflop_per_pair": useful / 1e9,
+                               "reference_gflop_per_pair": ames_flops(n_q, n_t, cfg, masked=True) / 1e9}
+        for name in fns:
+            row[f"{name}_pairs_per_s"] = batch / t[name]
+            if name != "reference":
+                out = fns[name]()
+                row[f"{name}_speedup"] = t["reference"] / t[name]
+                row[f"{name}_max_abs_logit_difference"] = float((out - ref).abs().max())
+                row[f"{name}_max_relative_logit_difference"] = float((out - ref).abs().max() / ref.abs().max())
+                row[f"{name}_fraction_of_gemm_peak"] = useful * batch / t[name] / peak
+        if "prepared_bf16" in fns:
+            row["prepared_bf16_fraction_of_bf16_gemm_peak"] = useful * batch / t["prepared_bf16"] / peak_bf16
+        best = "prepared_bf16" if "prepared_bf16" in fns else "prepared"
+        row.update({"fast_pairs_per_s": row[f"{best}_pairs_per_s"], "speedup": row[f"{best}_speedup"],
+                    "max_abs_logit_difference": row[f"{best}_max_abs_logit_difference"],
+                    "achieved_useful_gflops": useful * row[f"{best}_pairs_per_s"] / 1e9,
+                    "fraction_of_gemm_peak": row[f"{best}_fraction_of_gemm_peak"]})
+        rows.append(row)
+        log.info("%d/%d: %s", n_q, n_t, ", ".join(f"{k} {batch / v:.1f} pairs/s" for k, v in t.items()))
+    return {"device": device, "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
+            "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "fast_dtype": str(fast).removeprefix("torch."), "gemm_peak_gflops": peak / 1e9,
+            "bf16_gemm_peak_gflops": None if peak_bf16 is None else peak_bf16 / 1e9, "local_dim": local_dim,
+            "sizes": rows}
+
+
+def sv_throughput(query_local: str, db_local: str, knn_path: str, sv_cfg: dict[str, Any], repeats: int = 1
+                  ) -> dict[str, Any]:
+    """Spatial verification of a dataset's shortlists, per query: ``verify_shortlists`` against the previous
+    implementation (``verify_shortlists_reference``, frozen), interleaved in one process, with how many inlier
+    counts agree."""
+    from .global_store import read_neighbours  # noqa: PLC0415
+    from .local_store import open_local  # noqa: PLC0415
+    from .sv import SVConfig, verify_shortlists, verify_shortlists_reference  # noqa: PLC0415
+
+    ids, _, _ = read_neighbours(knn_path)
+    cfg = SVConfig(**sv_cfg)
+    out: dict[str, Any] = {}
+    with open_local(query_local) as fq, open_local(db_local) as fd:
+        res = {}
+        t = _time_interleaved({"reference": lambda: res.__setitem__("reference", verify_shortlists_reference(fq, fd, ids, cfg)),
+                               "batched": lambda: res.__setitem__("batched", verify_shortlists(fq, fd, ids, cfg))}, repeats)
+    a, b = res["reference"][0], res["batched"][0]
+    nq = ids.shape[0]
+    out.update({"queries": nq, "pairs": int(a.size), "q_desc": res["batched"][1]["q_desc"],
+                "db_desc": res["batched"][1]["db_desc"], "threads": torch.get_num_threads(),
+                "reference_seconds_per_query": t["reference"] / nq, "batched_seconds_per_query": t["batched"] / nq,
+                "speedup": t["reference"] / t["batched"], "identical_inlier_fraction": float((a == b).mean()),
+                "max_inlier_difference": int(np.abs(a.astype(np.int64) - b).max()) if a.size else 0})
+    log.info("sv: reference %.3f s/query, batched %.3f s/query (x%.2f), identical inliers %.4f",
+             out["reference_seconds_per_query"], out["batched_seconds_per_query"], out["speedup"],
+             out["identical_inlier_fraction"])
+    return out
 
 
 def grid_cost(n_queries: int, n_db: int, k: int, n_points: int, seed: int = 0) -> dict[str, Any]:

@@ -195,6 +195,29 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def hardware() -> dict[str, Any]:
+    """What floating-point results depend on besides the code and configuration: the CPU's vector extensions
+    (float32 kernels of torch, MKL/oneDNN and faiss take other summation orders on AVX-512 than on AVX2, so a seeded
+    training or k-means can end elsewhere), the kernels the loaded libraries chose, and the thread count.
+    Libraries not already imported are not imported for this."""
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    out: dict[str, Any] = {"machine": platform.machine(), "cpu_count": os.cpu_count(),
+                           "cpu_flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"})}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        out["torch_threads"] = torch.get_num_threads()
+    faiss = sys.modules.get("faiss")
+    if faiss is not None and hasattr(faiss, "get_compile_options"):
+        out["faiss_compile_options"] = faiss.get_compile_options()
+    return out
+
+
 class Manifest:
     """Collects what an artifact came from and writes ``manifest.json`` next to it, last.
 
@@ -236,6 +259,7 @@ class Manifest:
         self.data["packages"] = package_versions()
         self.data["code_revision"] = code_revision()
         self.data["host"] = platform.node()
+        self.data["hardware"] = hardware()
         self.data["timing"] = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self._t0)),
             "seconds": round(time.time() - self._t0, 3),
