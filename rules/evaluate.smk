@@ -34,11 +34,12 @@ rule publish:
     input:
         evaluation_json,
     output:
-        "results/{dataset}_{method}.json",
+        "results/{result}.json",
     wildcard_constraints:
-        method=r"(?!compare$)[A-Za-z0-9][A-Za-z0-9_+\-]*",  # results/{dataset}_compare.json is the compare rule's
+        # {dataset}_{method}, split by retrieval/names.py (datasets may hold '_'); {dataset}_compare is compare's
+        result=r"(?![^/]*_compare$)[^/]+_[^/]+",
     log:
-        "logs/publish/{dataset}_{method}.log",
+        "logs/publish/{result}.log",
     localrule: True
     conda:
         ENV

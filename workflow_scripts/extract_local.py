@@ -16,4 +16,5 @@ extract_local_chunk(
     backbone_config=snakemake.params.backbone_config,
     version=snakemake.wildcards.ver,
     on_bad_image=snakemake.params.on_bad_image,
+    db_chunks=list(snakemake.input.db_chunks),
 )
