@@ -23,6 +23,8 @@ PRESET = config["preset"]
 
 wildcard_constraints:
     dataset=DATASET_PATTERN,
+    collection=DATASET_PATTERN,
+    photos=DATASET_PATTERN,
     method=r"[A-Za-z0-9][A-Za-z0-9_+\-]*",
     ver=r"[0-9a-f]{8}",
     split=r"db|query",
@@ -642,3 +644,29 @@ def v_ssp(ds):
     return stable_hash({"model": v_query_model(), "light": v_ssp_local(ds), "global": v_global(ds), "lists": v_lists(ds),
                         "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"],
                         "cost_images": config["ssp"]["cost_images"]})
+
+
+# ------------------------------------------------------------------------------------------ search new photos
+def v_search_knn(collection, photos):
+    return stable_hash({"query": v_global(photos), "db": v_global(collection), "k": config["search"]["k"],
+                        "knn": knn_identity()})
+
+
+def v_search(collection, photos):
+    s = config["search"]
+    sv = {"sv": config["sv"], "local": [v_local(photos), v_local(collection)]} if s["rerank"] == "sv" else {}
+    return stable_hash({"knn": v_search_knn(collection, photos), "lists": [v_lists(photos), v_lists(collection)],
+                        "search": s, **sv})
+
+
+def search_dir(collection, photos):
+    return f"results/search/{collection}/{photos}/{v_search(collection, photos)}"
+
+
+def search_inputs(wildcards):
+    c, p = wildcards.collection, wildcards.photos
+    inputs = {"knn": f"results/search/{c}/{p}/{v_search_knn(c, p)}/knn.h5",
+              "photos_lists": f"{lists_dir(p)}/lists.json", "collection_lists": f"{lists_dir(c)}/lists.json"}
+    if config["search"]["rerank"] == "sv":
+        inputs.update(photos_local=local_store(p, "db"), collection_local=local_store(c, "db"))
+    return inputs

@@ -94,3 +94,21 @@ def test_neighbour_files_hold_only_database_ids(tmp_path):
         f["ids"][0, 1] = -1
     with pytest.raises(ValueError, match=r"a\.h5: neighbour id -1"):
         read_neighbours(tmp_path / "a.h5")
+
+
+def test_ames_reranking_of_a_shortlist_narrower_than_num_rerank():
+    """AMES's pair cache, lookup and fusion clamp num_rerank to the shortlist: 12 ids re-ranked for num_rerank 30."""
+    from retrieval.ames_rerank import lookup_logits, needed_pairs, protocol_shortlists, rerank
+
+    rng = np.random.default_rng(0)
+    ids = np.stack([rng.permutation(40)[:12] for _ in range(3)]).astype(np.int64)
+    sims = -np.sort(-rng.random((3, 12)), axis=1).astype(np.float32)
+    shortlists = protocol_shortlists(ids, None, "none")
+    pairs = needed_pairs(shortlists, 30)
+    assert [len(p) for p in pairs] == [12, 12, 12]
+    logits = [rng.normal(size=len(p)).astype(np.float32) for p in pairs]
+    got = lookup_logits(pairs, logits, ids, 30)
+    assert got.shape == (3, 12)
+    out = rerank(ids, sims, got, 0.0, 1.0, 30)
+    want = np.take_along_axis(ids, np.argsort(-got, axis=1, kind="stable"), 1)
+    np.testing.assert_array_equal(out, want)  # every one of the 12 re-ranked by its logit, none invented
