@@ -33,6 +33,7 @@ include: "rules/benchmark.smk"
 include: "rules/report.smk"
 include: "rules/compare.smk"
 include: "rules/export.smk"
+include: "rules/search.smk"
 
 
 rule all:

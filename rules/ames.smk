@@ -65,7 +65,8 @@ rule train_ames:
         "benchmarks/train_ames/{ver}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
         mem_mb=8000,
         runtime=240,
     conda:
@@ -97,7 +98,8 @@ rule train_ames_binary:
         "benchmarks/train_ames_binary/{ver}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
         mem_mb=8000,
         runtime=240,
     conda:
@@ -126,7 +128,8 @@ rule ames_store:
         "benchmarks/ames_store/{dataset}/{ver}/{method}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
         mem_mb=4000,
         runtime=120,
     conda:
@@ -161,7 +164,8 @@ rule ames_logits:
         "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
         mem_mb=8000,
         runtime=240,
     conda:

@@ -24,7 +24,8 @@ rule benchmark_ames:
         "logs/benchmark_ames.log",
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
         mem_mb=8000,
         runtime=60,
     conda:
@@ -58,7 +59,8 @@ rule descriptor_sweep:
         "logs/descriptor_sweep/{dataset}.log",
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
         mem_mb=8000,
         runtime=120,
     conda:
@@ -108,7 +110,8 @@ rule benchmark_extract:
         "logs/benchmark_extract.log",
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
         mem_mb=8000,
         runtime=60,
     conda:

@@ -6,6 +6,7 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from retrieval.datasets import ground_truth_path
+from retrieval.names import DATASET_PATTERN, split_result_name
 from retrieval.runtime import stable_hash
 from retrieval.versions import DECODER_VERSION, GENERATOR_VERSION
 
@@ -21,13 +22,28 @@ ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
 
 
+
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9][A-Za-z0-9.+\-]*",
+    dataset=DATASET_PATTERN,
+    collection=DATASET_PATTERN,
+    photos=DATASET_PATTERN,
     method=r"[A-Za-z0-9][A-Za-z0-9_+\-]*",
     ver=r"[0-9a-f]{8}",
     space=r"[A-Za-z0-9][A-Za-z0-9.+\-]*",
     split=r"db|query",
     chunk=r"\d+",
+
+
+def gpu_resource(n):
+    """The `gpu` resource for n GPUs: n, or 0 with gpu_request: gres (the slurm plugin sends --gpus for
+    any gpu > 0, so a GRES-only request must leave it at 0)."""
+    return n if config["gpu_request"] == "gpus" else 0
+
+
+def gres_resource(n):
+    """The `gres` resource for n GPUs: "gpu:n" with gpu_request: gres (sent as --gres=gpu:n), else ""
+    (the plugin sends no --gres for an empty value)."""
+    return f"gpu:{n}" if config["gpu_request"] == "gres" and n else ""
 
 
 def canonical(ds):
@@ -137,6 +153,31 @@ def shortlist_backbone():
         raise WorkflowError("shortlist.source: backbone needs a deep backbone (shortlist.backbone or extract.backbone: "
                             "dinov2 | resnet); sift has no global descriptor, use shortlist.source: vlad")
     return b
+
+
+def queries_may_share_db(ds):
+    """Whether the queries of a dataset can be uncropped database images (then a query chunk copies their database
+    rows instead of extracting them again): a folder without ground truth (no boxes), or crop_queries: false."""
+    if not config["crop_queries"]:
+        return True
+    ds = canonical(ds)
+    if distractor_base(ds) is not None or ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds == DISTRACTORS:
+        return False
+    return ground_truth_path(dataset_dir(ds), ds) is None
+
+
+def shared_db_chunks(wildcards):
+    """extract_local input: for a query chunk whose queries may share the database's pixels, the database chunks of
+    the same extraction (its rows are copied from them); otherwise nothing."""
+    if wildcards.split != "query" or not queries_may_share_db(wildcards.dataset):
+        return []
+    n = config["extract"]["n_chunks"]
+    return [f"results/local/{wildcards.dataset}/{wildcards.ver}/db/chunk_{c}.h5" for c in range(n)]
+
+
+def extraction_gpus(wildcards):
+    """GPUs an extraction job needs: none for sift and imported descriptors, one for a deep backbone."""
+    return 0 if extraction_of(wildcards)[0] in ("sift", "ames_import") else 1
 
 
 def extraction_of(wildcards):
@@ -489,16 +530,26 @@ def evaluation_path(ds, method):
 
 
 def evaluation_json(wildcards):
-    return evaluation_path(wildcards.dataset, wildcards.method)
+    """The evaluation behind results/{result}.json, where result is {dataset}_{method} (see retrieval/names.py)."""
+    try:
+        ds, method = split_result_name(wildcards.result, METHODS)
+    except ValueError as e:
+        raise WorkflowError(str(e)) from None
+    return evaluation_path(ds, method)
 
 
 def publish_inputs(wildcards):
     """The versioned evaluation, and for VLAD global descriptors the whitening file whose decision it records."""
     inputs = {"evaluation": evaluation_json(wildcards)}
-    if config["shortlist"]["source"] == "vlad" and wildcards.method != "asmk":
-        space = lw_space() if wildcards.method == "whiten" else fit_split(wildcards.dataset)
+    ds, method = split_result_name(wildcards.result, METHODS)
+    if config["shortlist"]["source"] == "vlad" and method != "asmk":
+        space = lw_space() if method == "whiten" else fit_split(ds)
         inputs["whiten"] = whiten_path(space)
     return inputs
+
+
+def publish_fitted_on(wildcards):
+    return fitted_on(*split_result_name(wildcards.result, METHODS))
 
 
 # ------------------------------------------------------------------------------------------ AMES versions
@@ -759,3 +810,29 @@ def v_asmk_eval(ds):
 def asmk_versions(ds):
     return {**versions(ds), "asmk_codebook": v_asmk_codebook(fit_split(ds)), "asmk_ivf": v_asmk_ivf(ds),
             "asmk_search": v_asmk_search(ds), "evaluate": v_asmk_eval(ds), "global_evaluate": v_eval(ds)}
+
+
+# ------------------------------------------------------------------------------------------ search new photos
+def v_search_knn(collection, photos):
+    return stable_hash({"query": v_global(photos), "db": v_global(collection), "k": config["search"]["k"],
+                        "knn": knn_identity()})
+
+
+def v_search(collection, photos):
+    s = config["search"]
+    sv = {"sv": config["sv"], "local": [v_local(photos), v_local(collection)]} if s["rerank"] == "sv" else {}
+    return stable_hash({"knn": v_search_knn(collection, photos), "lists": [v_lists(photos), v_lists(collection)],
+                        "search": s, **sv})
+
+
+def search_dir(collection, photos):
+    return f"results/search/{collection}/{photos}/{v_search(collection, photos)}"
+
+
+def search_inputs(wildcards):
+    c, p = wildcards.collection, wildcards.photos
+    inputs = {"knn": f"results/search/{c}/{p}/{v_search_knn(c, p)}/knn.h5",
+              "photos_lists": f"{lists_dir(p)}/lists.json", "collection_lists": f"{lists_dir(c)}/lists.json"}
+    if config["search"]["rerank"] == "sv":
+        inputs.update(photos_local=local_store(p, "db"), collection_local=local_store(c, "db"))
+    return inputs

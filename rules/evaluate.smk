@@ -34,13 +34,14 @@ rule publish:
     input:
         unpack(publish_inputs),
     output:
-        "results/{dataset}_{method}.json",
+        "results/{result}.json",
     wildcard_constraints:
-        method=r"(?!compare$)[A-Za-z0-9][A-Za-z0-9_+\-]*",  # results/{dataset}_compare.json is the compare rule's
+        # {dataset}_{method}, split by retrieval/names.py (datasets may hold '_'); {dataset}_compare is compare's
+        result=r"(?![^/]*_compare$)[^/]+_[^/]+",
     params:
-        fitted_on=lambda w: fitted_on(w.dataset, w.method),
+        fitted_on=publish_fitted_on,
     log:
-        "logs/publish/{dataset}_{method}.log",
+        "logs/publish/{result}.log",
     localrule: True
     conda:
         ENV

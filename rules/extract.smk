@@ -1,11 +1,13 @@
 # Local descriptors (and, for deep backbones, global descriptors), scattered over a fixed number of chunks per split
-# (the DAG stays static). The model rules (dinov2, resnet) ask for a GPU; sift asks for none.
+# (the DAG stays static). The model rules (dinov2, resnet) ask for a GPU; sift asks for none. A query chunk whose
+# queries may be uncropped database images reads the database chunks and copies those rows (extracted once).
 
 
 rule extract_local:
     input:
         lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
         release=ames_release_input,
+        db_chunks=shared_db_chunks,
     output:
         "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5",
     params:
@@ -20,7 +22,8 @@ rule extract_local:
         "benchmarks/extract_local/{dataset}/{ver}/{split}_{chunk}.tsv"
     threads: 1
     resources:
-        gpu=lambda w: 0 if extraction_of(w)[0] in ("sift", "ames_import") else 1,
+        gpu=lambda w: gpu_resource(extraction_gpus(w)),
+        gres=lambda w: gres_resource(extraction_gpus(w)),
         mem_mb=2000,
         runtime=120,
     conda:

@@ -46,7 +46,8 @@ rule train_query:
         "benchmarks/train_query/{space}/{ver}.tsv"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
         mem_mb=4000,
         runtime=60,
     conda:

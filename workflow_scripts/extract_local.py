@@ -17,4 +17,5 @@ extract_local_chunk(
     version=snakemake.wildcards.ver,
     on_bad_image=snakemake.params.on_bad_image,
     max_image_pixels=snakemake.params.max_image_pixels,
+    db_chunks=list(snakemake.input.db_chunks),
 )

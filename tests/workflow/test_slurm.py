@@ -113,3 +113,57 @@ def test_demo_through_sbatch_equals_the_local_run(slurm_cluster, tiny_ames, tmp_
         assert remote["versions"] == local["versions"]
         assert remote["metrics"] == local["metrics"] and remote["chosen"] == local["chosen"]
         assert remote["baseline"]["metrics"] == local["baseline"]["metrics"]
+
+
+def _sbatch_calls(output: str) -> dict[str, list[list[str]]]:
+    """The plugin's logged submissions (`sbatch call: ...`, shown with --verbose) by rule, as argument lists without
+    the --wrap command."""
+    import shlex
+
+    calls: dict[str, list[list[str]]] = {}
+    for line in output.splitlines():
+        if "sbatch call: " not in line:
+            continue
+        args = shlex.split(line.split("sbatch call: ", 1)[1].split(" --wrap=", 1)[0])
+        rule = re.match(r"rule_(.+?)(?:_wildcards_.*)?$", args[args.index("--comment") + 1]).group(1)
+        calls.setdefault(rule, []).append(args)
+    return calls
+
+
+def test_gres_only_cluster_gets_only_gres(slurm_cluster, tiny_ames, tmp_path):
+    """gpu_request: gres on the real scheduler: the GPU rules send --gres=gpu:1 and no --gpus (the plugin's logged
+    sbatch arguments and the controller's TRES both say so); the CPU rules send neither; results are unchanged."""
+    from importlib.metadata import version
+
+    pinned = re.search(r"snakemake-executor-plugin-slurm==([\d.]+)", (REPO / "requirements.txt").read_text()).group(1)
+    assert version("snakemake-executor-plugin-slurm") == pinned == "2.8.0"  # the mapping asserted below is 2.8.0's
+    wd = tmp_path / "gres"
+    shutil.copytree(tiny_ames, wd, symlinks=True)
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cmd = ["timeout", "-k", "30", "900", sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(wd), "--profile", str(PROFILE), "--max-threads", "1", "--verbose",
+           "--forcerun", "ames_store", "results/demo_ames.json", "--configfile", str(TINY),
+           "--config", "gpu_request=gres"]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    slurm_cluster["timings"]["gres_run_s"] = round(time.time() - t0, 1)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"GRES run failed ({proc.returncode}):\n{out[-6000:]}"
+    calls = _sbatch_calls(out)
+    assert {"ames_store", "ames_logits", "evaluate_ames"} <= set(calls), sorted(calls)
+    for rule, runs in calls.items():
+        for args in runs:
+            gpu_args = [a for a in args if a.startswith(("--gres", "--gpus", "--gpus-per", "--cpus-per-gpu"))]
+            want = ["--gres=gpu:1"] if rule in GPU_RULES else []
+            assert gpu_args == want, (rule, args)
+    jobs = {j["JobId"]: j for j in _jobs() if j.get("WorkDir") == str(wd)}
+    by_rule = {}
+    for j in jobs.values():
+        by_rule.setdefault(re.match(r"rule_(.+?)(?:_wildcards_.*)?$", j["Comment"]).group(1), []).append(j)
+    for rule in ("ames_store", "ames_logits"):
+        for j in by_rule[rule]:
+            assert "gpu" in j.get("TresPerNode", "") and "gpu" not in j.get("TresPerJob", ""), j
+            assert j["JobState"] == "COMPLETED"
+    assert not any("gpu" in j.get("TresPerNode", "") + j.get("TresPerJob", "") for j in by_rule["evaluate_ames"])
+    remote, local = (load_json(d / "results" / "demo_ames.json") for d in (wd, tiny_ames))
+    assert remote["versions"] == local["versions"] and remote["metrics"] == local["metrics"]

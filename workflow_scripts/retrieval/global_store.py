@@ -30,13 +30,24 @@ def read_global(path: str | Path) -> np.ndarray:
     return x
 
 
+def _check_ids(where: str, ids: np.ndarray, n_db: Any) -> None:
+    """Every neighbour id is a database row: ``0 <= id < n_db`` (no padding sentinel exists in this format)."""
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"{where}: neighbour id {int(ids.min())} is not a database image (ids are rows 0..n_db-1; a "
+                         "shortlist is never padded)")
+    if n_db is not None and ids.size and ids.max() >= int(n_db):
+        raise ValueError(f"{where}: neighbour id {int(ids.max())} is beyond the database's {int(n_db)} images")
+
+
 def write_neighbours(path: str | Path, ids: np.ndarray, sims: np.ndarray,
                      featureless: tuple[np.ndarray, np.ndarray] | None = None, **attrs: Any) -> None:
-    """``ids (Nq, k)`` int32, ``sims (Nq, k)`` float32 best first (-inf: no match, see featureless.py); optional
-    ``featureless = (query (Nq,) bool, db (n_db,) bool)``: the images without features, stored as
-    ``query_featureless`` / ``db_featureless``."""
+    """``ids (Nq, k)`` int32 database rows and ``sims (Nq, k)`` float32, best first (-inf: no match, see
+    featureless.py); every id must lie in ``[0, attrs["n_db"])`` (ValueError otherwise), so every reader can index
+    the database with them. Optional ``featureless = (query (Nq,) bool, db (n_db,) bool)``: the images without
+    features, stored as ``query_featureless`` / ``db_featureless``."""
     if ids.shape != sims.shape:
         raise ValueError(f"ids {ids.shape} and sims {sims.shape} differ in shape")
+    _check_ids(str(path), np.asarray(ids), attrs.get("n_db"))
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("ids", data=np.asarray(ids, np.int32))
         f.create_dataset("sims", data=np.asarray(sims, np.float32))
@@ -51,7 +62,9 @@ def read_neighbours(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
     with h5py.File(path, "r") as f:
         if f.attrs.get("kind") != "neighbours":
             raise ValueError(f"{path}: not a neighbours file (kind={f.attrs.get('kind')!r})")
-        return f["ids"][:], f["sims"][:], dict(f.attrs)
+        ids, sims, attrs = f["ids"][:], f["sims"][:], dict(f.attrs)
+    _check_ids(str(path), ids, attrs.get("n_db"))
+    return ids, sims, attrs
 
 
 def read_featureless(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np.ndarray]:

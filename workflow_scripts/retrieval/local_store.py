@@ -260,3 +260,39 @@ def read_rows(f: h5py.File, rows: np.ndarray | Sequence[int], fields: Sequence[s
     rows = np.asarray(rows, dtype=np.int64)
     uniq, inverse = np.unique(rows, return_inverse=True)
     return {name: f[name][uniq][inverse] for name in fields}
+
+
+def rows_from_chunks(chunk_paths: Sequence[str | Path], rows: Sequence[int]) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+    """Rows of a split's store read back from its chunk files (before any merge), in the order asked, as the row
+    dicts :func:`write_local_chunk` takes (descriptors trimmed to their count) plus the ``global`` rows (None for
+    SIFT). Raises StoreError naming the chunk when a row is held by no chunk or a chunk is unreadable."""
+    infos = []
+    for p in chunk_paths:
+        try:
+            with h5py.File(p, "r") as f:
+                _check_attrs(f, str(p))
+                infos.append((int(f.attrs["row_start"]), int(f.attrs["row_stop"]), str(p)))
+        except OSError as e:
+            raise StoreError(f"chunk file unreadable (truncated or not HDF5): {p} ({e})") from e
+    out: list[dict[str, np.ndarray] | None] = [None] * len(rows)
+    globals_: list[np.ndarray | None] = [None] * len(rows)
+    wanted = np.asarray(rows, np.int64)
+    for start, stop, path in infos:
+        here = np.flatnonzero((wanted >= start) & (wanted < stop))
+        if not len(here):
+            continue
+        with h5py.File(path, "r") as f:
+            has_global = "global" in f
+            for i in here:
+                r = int(wanted[i]) - start
+                m = int(f["count"][r])
+                out[i] = {"descriptors": f["descriptors"][r, :m], "xy": f["xy"][r, :m], "scale": f["scale"][r, :m],
+                          "weight": f["weight"][r, :m], "orientation": f["orientation"][r, :m],
+                          "image_size": f["image_size"][r]}
+                globals_[i] = f["global"][r] if has_global else None
+    missing = [int(wanted[i]) for i, o in enumerate(out) if o is None]
+    if missing:
+        raise StoreError(f"rows {missing[:5]} are in none of the chunks {[str(p) for p in chunk_paths][:3]}...")
+    g = None if any(x is None for x in globals_) else np.stack(globals_) if globals_ else None
+    return out, g
+

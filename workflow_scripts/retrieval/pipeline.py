@@ -88,16 +88,26 @@ def make_lists_with_distractors(base_lists: str | Path, base_gnd: str | Path, di
 # ------------------------------------------------------------------------------------------- extract
 
 
+def shared_query_rows(lists: dict[str, Any]) -> dict[int, int]:
+    """Queries whose pixels are a database image's: ``{query row: db row}`` for every query without a crop box
+    whose file is listed in the database (a plain folder without query lists, or ``crop_queries: false``)."""
+    db_row = {e["path"]: i for i, e in enumerate(lists["db"])}
+    return {i: db_row[q["path"]] for i, q in enumerate(lists["query"]) if q.get("crop") is None and q["path"] in db_row}
+
+
 def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks: int, out_path: str | Path,
                         backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error",
-                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                        db_chunks: Sequence[str | Path] = ()) -> None:
     """Local features (and, for deep backbones, global descriptors) of one contiguous chunk of the ``db`` or
     ``query`` list. Images are decoded as displayed (images.py); query boxes are in displayed coordinates, so the
     crop is taken on the EXIF-transposed image. A JPEG reduced while decoding (over ``max_image_pixels``) has its
-    box scaled down and its keypoints mapped back to full-image pixels."""
+    box scaled down and its keypoints mapped back to full-image pixels. A query chunk given the database's chunks
+    (``db_chunks``, same extraction version) copies the rows of queries that are uncropped database images
+    (:func:`shared_query_rows`) instead of extracting them again; the copied rows are the database rows exactly."""
     from . import sift  # noqa: PLC0415
     from .images import BadImageError, decode_image  # noqa: PLC0415
-    from .local_store import write_local_chunk  # noqa: PLC0415
+    from .local_store import rows_from_chunks, write_local_chunk  # noqa: PLC0415
 
     if backbone not in ("sift", "dinov2", "resnet", "ames_import"):
         raise ValueError(f"extract.backbone: unknown backbone {backbone!r} (available: sift, dinov2, resnet, ames_import)")
@@ -125,7 +135,28 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     rows, globals_ = [], []
     skipped: list[dict[str, str]] = []
     t0 = time.time()
+    shared = {q: d for q, d in shared_query_rows(lists).items() if start <= q < stop} if split == "query" and db_chunks else {}
+    copied: dict[int, tuple[dict[str, np.ndarray], np.ndarray | None]] = {}
+    if shared:
+        order = sorted(shared)
+        got, got_g = rows_from_chunks(db_chunks, [shared[q] for q in order])
+        copied = {q: (r, None if got_g is None else got_g[j]) for j, (q, r) in enumerate(zip(order, got))}
+        import h5py  # noqa: PLC0415
+
+        db_skipped = set()
+        for p in db_chunks:
+            with h5py.File(p, "r") as f:
+                db_skipped |= {x["path"] for x in json.loads(f.attrs.get("skipped", "[]"))}
+        skipped += [{"path": entries[q]["path"], "reason": "no features in the database row it shares"}
+                    for q in order if entries[q]["path"] in db_skipped]
+        log.info("%s query chunk %d: %d of %d queries are uncropped database images: their database rows are "
+                 "copied, not extracted again", lists["dataset"], chunk, len(shared), stop - start)
     for i, e in enumerate(entries[start:stop]):
+        if start + i in copied:
+            row, g = copied[start + i]
+            rows.append(row)
+            globals_.append(g)
+            continue
         crop = e.get("crop") if split == "query" else None
         try:
             decoded = decode_image(e["path"], colour, max_image_pixels)
@@ -328,12 +359,13 @@ def backbone_global(local_path: str | Path, out_path: str | Path, backbone: str,
 
 
 def _exact_similarities(d, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """q . x for the returned ids (-inf where faiss returned -1), reading each query's rows in sorted order."""
-    sims = np.full(ids.shape, -np.inf, np.float32)
+    """q . x for the returned ids (every id a database row), reading each query's rows in sorted order."""
+    if ids.size and (ids.min() < 0 or ids.max() >= d.shape[0]):
+        raise ValueError(f"neighbour ids outside the database's {d.shape[0]} rows")
+    sims = np.empty(ids.shape, np.float32)
     for i, row in enumerate(ids):
-        ok = row >= 0
-        rows, inverse = np.unique(row[ok], return_inverse=True)
-        sims[i, ok] = (d[rows].astype(np.float32) @ q[i].astype(np.float32))[inverse]
+        rows, inverse = np.unique(row, return_inverse=True)
+        sims[i] = (d[rows].astype(np.float32) @ q[i].astype(np.float32))[inverse]
     return sims
 
 
@@ -341,12 +373,15 @@ def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: st
                        search: str = "exact", block: int = 100_000, ivfpq: dict[str, Any] | None = None) -> None:
     """k = 0 asks for the full ranking of the database, which the revisitop metrics need. The database is read in
     blocks of ``block`` rows: exact search merges each block's top k; ``ivfpq`` trains a compressed index on a
-    sample, adds the blocks and searches it (a truncated shortlist: k > 0)."""
+    sample, adds the blocks and searches it (a truncated shortlist: k > 0), planned by ``scale.plan_ivfpq``: with
+    ``nlist: auto`` a database too small to train it gets exact search (logged, and recorded in the file's
+    ``ivfpq_fallback`` attribute); an explicit configuration it cannot train is refused with the numbers. Every
+    stored id is a database row (IVF-PQ's -1 "no result" never reaches the file)."""
     import h5py  # noqa: PLC0415
 
     from .featureless import NO_MATCH_SCORE, default_order, featureless_rows  # noqa: PLC0415
     from .global_store import read_global, write_neighbours  # noqa: PLC0415
-    from .scale import ivfpq_search, stream_topk  # noqa: PLC0415
+    from .scale import ivfpq_search, plan_ivfpq, stream_topk  # noqa: PLC0415
 
     q = read_global(query_path)
     q_none = featureless_rows(q) if len(q) else np.zeros(0, bool)
@@ -364,13 +399,18 @@ def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: st
             return x
 
         t0 = time.time()
-        if search == "exact":
-            ids, sims = stream_topk(q, read, n_db, k_eff, block)
-            extra: dict[str, Any] = {}
-        elif search == "ivfpq":
+        extra: dict[str, Any] = {}
+        if search == "ivfpq":
             if k == 0:
                 raise ValueError("knn.search: ivfpq returns a truncated shortlist; set knn.k > 0 (the revisitop "
                                  "metrics need knn.search: exact with knn.k: 0)")
+            plan = plan_ivfpq(n_db, d.shape[1], ivfpq or {})
+            if "fallback" in plan:
+                log.warning("knn.search: ivfpq with nlist auto: %s", plan["fallback"])
+                search, extra = "exact", {"ivfpq_fallback": plan["fallback"]}
+        if search == "exact":
+            ids, sims = stream_topk(q, read, n_db, k_eff, block)
+        elif search == "ivfpq":
             ids, stats = ivfpq_search(q, read, n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0)
             sims = _exact_similarities(d, q, ids)
             if q_none.any() or db_none.any():  # as in exact search; an id faiss could not fill (-1) stays last

@@ -1,0 +1,73 @@
+# New photos searched against an indexed collection: results/search/{collection}/{photos}.{csv,html,json}.
+# {photos} is a plain folder under data_root: only its database split is extracted and aggregated; the
+# collection's stored database descriptors are reused as they are.
+
+
+rule search_knn:
+    input:
+        query=lambda w: global_path(w.photos, "db"),
+        db=lambda w: global_path(w.collection, "db"),
+    output:
+        knn="results/search/{collection}/{photos}/{ver}/knn.h5",
+        manifest="results/search/{collection}/{photos}/{ver}/knn.manifest.json",
+    params:
+        k=lambda w: (check_version(w, v_search_knn(w.collection, w.photos)), config["search"]["k"])[1],
+        search=config["knn"]["search"],
+        block=config["knn"]["block"],
+        ivfpq=config["knn"]["ivfpq"],
+        preset=PRESET,
+    log:
+        "logs/search_knn/{collection}/{photos}/{ver}.log",
+    benchmark:
+        "benchmarks/search_knn/{collection}/{photos}/{ver}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/search_knn.py"
+
+
+rule search_photos:
+    input:
+        unpack(search_inputs),
+    output:
+        csv="results/search/{collection}/{photos}/{ver}/neighbours.csv",
+        html="results/search/{collection}/{photos}/{ver}/sheet.html",
+        json="results/search/{collection}/{photos}/{ver}/search.json",
+        manifest="results/search/{collection}/{photos}/{ver}/manifest.json",
+    params:
+        search=lambda w: (check_version(w, v_search(w.collection, w.photos)), config["search"])[1],
+        sv=config["sv"],
+    log:
+        "logs/search_photos/{collection}/{photos}/{ver}.log",
+    benchmark:
+        "benchmarks/search_photos/{collection}/{photos}/{ver}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/search_photos.py"
+
+
+rule publish_search:
+    input:
+        csv=lambda w: f"{search_dir(w.collection, w.photos)}/neighbours.csv",
+        html=lambda w: f"{search_dir(w.collection, w.photos)}/sheet.html",
+        json=lambda w: f"{search_dir(w.collection, w.photos)}/search.json",
+    output:
+        csv="results/search/{collection}/{photos}.csv",
+        html="results/search/{collection}/{photos}.html",
+        json="results/search/{collection}/{photos}.json",
+    log:
+        "logs/publish_search/{collection}/{photos}.log",
+    localrule: True
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/publish_search.py"

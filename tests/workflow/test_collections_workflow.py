@@ -1,0 +1,107 @@
+"""Engineers' collections: a folder whose name holds underscores and ends like a method, searched with IVF-PQ
+settings that used to emit faiss's -1 ids (nprobe 1 over few images), re-ranked by every shortlist reader."""
+
+import csv
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from conftest import TINY, copy_tree, load_json, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def _folder(tiny_run, root, name, n):
+    photos = root / name / "jpg"
+    photos.mkdir(parents=True)
+    jpgs = sorted((tiny_run / "results" / "demo_data").glob("*/demo/jpg/*.jpg"))[:n]
+    assert len(jpgs) == n
+    for p in jpgs:
+        shutil.copy(p, photos / p.name)
+    return jpgs
+
+
+def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(tiny_run, tmp_path):
+    """(AMES refuses a dataset without ground truth before re-ranking; its logits on a short shortlist are covered
+    by tests/unit/test_ivfpq_safety.py.)"""
+    wd = copy_tree(tiny_run, tmp_path / "wd")
+    _folder(tiny_run, tmp_path / "mine", "x_ames", 40)
+    cfg = tmp_path / "ivf.yaml"
+    # 40 images in 8 lists, 1 probed: about 5 images per probe for k = 12 (faiss pads with -1 where lists run out);
+    # sv (100) and superglobal (400) ask for more than the 12 the shortlist holds
+    cfg.write_text(yaml.safe_dump({"data_root": str(tmp_path / "mine"),
+                                   "knn": {"k": 12, "search": "ivfpq",
+                                           "ivfpq": {"nlist": 8, "m": 8, "nbits": 4, "nprobe": 1, "train": 40}}}))
+    methods = ("global", "sv", "superglobal", "aqe")
+    targets = [f"results/x_ames_{m}.json" for m in methods]
+    snakemake(wd, *targets, "--configfile", str(TINY), str(cfg), timeout=2400)
+    knn = load_json(wd / "results" / "x_ames_global.json")["artifacts"]["knn"]
+    with h5py.File(wd / knn, "r") as f:
+        ids = f["ids"][:]
+        assert f.attrs["search"] == "ivfpq" and ids.shape == (40, 12)
+        assert ids.min() >= 0 and ids.max() < 40 and all(len(set(r)) == 12 for r in ids)
+    # one extraction per image: every query is an uncropped database image, so the query chunks copied their rows
+    logs = sorted((wd / "logs" / "extract_local" / "x_ames").glob("*/query_*.log"))
+    assert len(logs) == 2 and all("database rows are copied" in p.read_text() for p in logs)
+    db_store, q_store = (next((wd / "results" / "local" / "x_ames").glob(f"*/{s}/local.h5")) for s in ("db", "query"))
+    with h5py.File(db_store, "r") as fd, h5py.File(q_store, "r") as fq:
+        np.testing.assert_array_equal(fd["descriptors"][:], fq["descriptors"][:])
+        np.testing.assert_array_equal(fd["xy"][:], fq["xy"][:])
+    photos = {str(p) for p in (tmp_path / "mine" / "x_ames" / "jpg").iterdir()}
+    for m in methods:
+        res = load_json(wd / "results" / f"x_ames_{m}.json")
+        assert res["dataset"] == "x_ames" and res["method"] == m and res["metrics"] is None
+        with open(wd / res["artifacts"]["neighbours_csv"]) as fh:
+            rows = list(csv.DictReader(fh))
+        # every query keeps its 12 shortlisted images, nothing padded; aqe searches the database again with the
+        # expanded query (a full ranking of the 40)
+        width = 40 if m == "aqe" else 12
+        assert len(rows) == 40 * width, m
+        assert all(r["image"] in photos and np.isfinite(float(r["score"])) for r in rows), m
+        per_query = {}
+        for r in rows:
+            per_query.setdefault(r["query"], []).append(r["image"])
+        assert all(len(set(v)) == width for v in per_query.values()), m
+
+
+def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
+    """results/search/demo/newpics.{csv,html,json}: only the new photos are extracted; each photo that is a copy of
+    a collection image finds it first; with search.rerank: sv the score is the inlier count."""
+    wd = copy_tree(tiny_run, tmp_path / "wd")
+    lists = load_json(next((tiny_run / "results" / "lists" / "demo").glob("*/lists.json")))
+    names = [e["path"] for e in lists["db"]]
+    photos = tmp_path / "mine" / "newpics" / "jpg"
+    photos.mkdir(parents=True)
+    picked = names[:3]  # copies of collection images (paths as the collection lists them), under new names
+    for i, p in enumerate(picked):
+        shutil.copy(wd / p, photos / f"new_{i}.jpg")
+    base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
+    plan = snakemake(wd, "-n", "results/search/demo/newpics.html", *base).stdout
+    planned = [line.split("output: ")[1] for line in plan.splitlines() if "output: results/local/" in line]
+    assert planned and all("/newpics/" in p for p in planned), planned  # the collection is not extracted again
+    assert not any("/query/" in p for p in planned)  # new photos are queries only through their database split
+    snakemake(wd, "results/search/demo/newpics.html", *base, timeout=1800)
+    res = load_json(wd / "results" / "search" / "demo" / "newpics.json")
+    assert res["n_photos"] == 3 and res["n_collection"] == len(names) and res["score"] == "similarity"
+    with open(wd / "results" / "search" / "demo" / "newpics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * min(20, len(names))
+    firsts = {r["photo"].rsplit("/", 1)[1]: r for r in rows if r["rank"] == "1"}
+    for i, p in enumerate(picked):
+        assert firsts[f"new_{i}.jpg"]["image"] == p and float(firsts[f"new_{i}.jpg"]["similarity"]) > 0.99
+    page = (wd / "results" / "search" / "demo" / "newpics.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and picked[0] in page
+    # re-ranked by spatial verification: the copies keep rank 1, now by inlier count
+    sv = tmp_path / "sv.yaml"
+    sv.write_text(yaml.safe_dump({"search": {"k": 10, "rerank": "sv", "sheet_top": 8, "sheet_photos": 50}}))
+    snakemake(wd, "results/search/demo/newpics.csv", "--configfile", str(TINY), str(sv), "--config",
+              f"data_root={tmp_path / 'mine'}", timeout=1800)
+    with open(wd / "results" / "search" / "demo" / "newpics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["photo", "rank", "image", "inliers"] and len(rows) == 30
+    for i, p in enumerate(picked):
+        mine = [r for r in rows if r["photo"].endswith(f"new_{i}.jpg")]
+        assert mine[0]["image"] == p and int(float(mine[0]["inliers"])) == max(int(float(r["inliers"])) for r in mine)

@@ -1,0 +1,19 @@
+"""Rule search_knn: the top search.k collection images of every new photo (faiss inner product, as rule knn)."""
+from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
+
+limit_threads(snakemake.threads)
+setup_logging(snakemake.log[0])
+
+from retrieval.pipeline import nearest_neighbours  # noqa: E402
+
+nearest_neighbours(
+    query_path=snakemake.input.query,
+    db_path=snakemake.input.db,
+    out_path=snakemake.output.knn,
+    k=snakemake.params.k,
+    version=snakemake.wildcards.ver,
+    search=snakemake.params.search,
+    block=snakemake.params.block,
+    ivfpq=snakemake.params.ivfpq,
+)
+write_rule_manifest(snakemake, "search_knn")
