@@ -813,8 +813,14 @@ def asmk_versions(ds):
 
 
 # ------------------------------------------------------------------------------------------ search new photos
+def search_space(collection):
+    """New photos are described in the collection's space (its codebook and whitening), never in their own."""
+    return fit_split(collection) if config["shortlist"]["source"] == "vlad" else None
+
+
 def v_search_knn(collection, photos):
-    return stable_hash({"query": v_global(photos), "db": v_global(collection), "k": config["search"]["k"],
+    space = search_space(collection)
+    return stable_hash({"query": v_global(photos, space), "db": v_global(collection, space), "k": config["search"]["k"],
                         "knn": knn_identity()})
 
 

@@ -5,8 +5,8 @@
 
 rule search_knn:
     input:
-        query=lambda w: global_path(w.photos, "db"),
-        db=lambda w: global_path(w.collection, "db"),
+        query=lambda w: global_path(w.photos, "db", search_space(w.collection)),  # in the collection's space
+        db=lambda w: global_path(w.collection, "db", search_space(w.collection)),
     output:
         knn="results/search/{collection}/{photos}/{ver}/knn.h5",
         manifest="results/search/{collection}/{photos}/{ver}/knn.manifest.json",
