@@ -124,3 +124,14 @@ def test_store_refuses_another_codebook_and_too_few_training_points(tmp_path):
         read_ivf(tmp_path / "ivf.h5", c, ASMKConfig(binary=False))
     with pytest.raises(ValueError, match="demo-train: 100 descriptors .* at most 2"):
         fit_codebook(rng.normal(size=(100, D)).astype(np.float32), 8, source="demo-train")
+
+
+def test_codebook_size_follows_the_descriptors_a_split_has():
+    from retrieval.asmk_index import codebook_size
+
+    assert codebook_size(643_842, 8192) == 8192  # demo-train: 78.6 per word
+    assert codebook_size(85_000, 8192) == 2048  # landmarks-mini's own 85 images x 1000: 2179 words' worth
+    assert codebook_size(272_000, 8192) == 4096
+    assert codebook_size(39 * 2, 8192) == 2
+    with pytest.raises(ValueError, match="at least 39 per word"):
+        codebook_size(50, 8192)

@@ -72,6 +72,19 @@ def _kernel(centroids: np.ndarray, cfg: ASMKConfig):
     return cdb, kern_pkg.ASMKKernel(cdb, binary=cfg.binary)
 
 
+def codebook_size(n_descriptors: int, k_max: int) -> int:
+    """The visual words a fit split supports: ``k_max``, or the largest power of two with at least 39 descriptors
+    per word (faiss's minimum per centroid) when the split is smaller (a small collection fitted on itself:
+    85 images x 1000 descriptors give 2048 words). Raises ValueError below 2 words."""
+    if n_descriptors >= MIN_POINTS_PER_CENTROID * k_max:
+        return int(k_max)
+    k = 1 << int(np.floor(np.log2(max(n_descriptors // MIN_POINTS_PER_CENTROID, 1))))
+    if k < 2:
+        raise ValueError(f"{n_descriptors} descriptors cannot make an ASMK codebook: faiss k-means needs at least "
+                         f"{MIN_POINTS_PER_CENTROID} per word and ASMK at least 2 words")
+    return k
+
+
 def fit_codebook(x: np.ndarray, k: int, source: str = "training descriptors") -> np.ndarray:
     """Visual words by the package's faiss k-means (``Codebook.train``: 10 iterations, faiss's seed).
 

@@ -29,9 +29,10 @@ def _read_descriptors(f, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def fit_asmk_codebook(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, k: int,
                       max_descriptors: int, seed: int, version: str, config: dict[str, Any], preset: str,
                       training_split: str, local_version: str) -> None:
-    """ASMK visual words from the training split's database descriptors (whole images in a seeded random order
-    until ``max_descriptors``), saved as ``centroids (k, D)`` float32 in ``.npz``."""
-    from .asmk_index import fit_codebook  # noqa: PLC0415
+    """ASMK visual words from the fit split's database descriptors (whole images in a seeded random order until
+    ``max_descriptors``), saved as ``centroids (k, D)`` float32 in ``.npz``; ``k`` is the most words, fewer
+    (:func:`retrieval.asmk_index.codebook_size`) when the split has too few descriptors for it."""
+    from .asmk_index import codebook_size, fit_codebook  # noqa: PLC0415
     from .local_store import open_local  # noqa: PLC0415
 
     m = Manifest("asmk_codebook", version, config, preset, fitted_on=training_split)
@@ -45,6 +46,10 @@ def fit_asmk_codebook(local_path: str | Path, out_path: str | Path, manifest_pat
     n_available = int(counts.sum())
     if len(x) > max_descriptors:
         x = x[np.sort(rng.choice(len(x), max_descriptors, replace=False))]
+    k_requested, k = k, codebook_size(len(x), k)
+    if k != k_requested:
+        log.warning("asmk codebook: %d descriptors of %s support %d words, not asmk.codebook.k %d (>= 39 per word)",
+                    len(x), training_split, k, k_requested)
     log.info("asmk codebook: k=%d on %d descriptors of %d images of %s (%d available, %.1f per word)", k, len(x),
              len(take), training_split, n_available, len(x) / k)
     t0 = time.time()
@@ -52,7 +57,7 @@ def fit_asmk_codebook(local_path: str | Path, out_path: str | Path, manifest_pat
     with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, centroids=centroids)
     m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x), n_available_descriptors=n_available,
-            n_training_images=len(take), points_per_word=round(len(x) / k, 1), fit_seconds=round(time.time() - t0, 3))
+            n_training_images=len(take), k_requested=k_requested, k=k, points_per_word=round(len(x) / k, 1), fit_seconds=round(time.time() - t0, 3))
 
 
 def load_centroids(path: str | Path) -> np.ndarray:
