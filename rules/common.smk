@@ -29,7 +29,7 @@ wildcard_constraints:
     photos=DATASET_PATTERN,
     method=r"[A-Za-z0-9][A-Za-z0-9_+\-]*",
     ver=r"[0-9a-f]{8}",
-    space=r"[A-Za-z0-9][A-Za-z0-9.+\-]*",
+    space=DATASET_PATTERN,
     split=r"db|query",
     chunk=r"\d+",
 
