@@ -66,7 +66,7 @@ def slurm_cluster(tmp_path_factory):
 
 
 def _jobs() -> list[dict[str, str]]:
-    """Every job the controller remembers (MinJobAge=300 keeps finished ones), as key=value dicts."""
+    """Every job the controller remembers (MinJobAge=3600 keeps finished ones for an hour, longer than any run here), as key=value dicts."""
     out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, timeout=60).stdout
     return [dict(kv.split("=", 1) for kv in line.split() if "=" in kv) for line in out.splitlines() if line.strip()]
 
