@@ -105,7 +105,7 @@ def state_digest(module: torch.nn.Module) -> str:
 
 class DeepExtractor:
     def __init__(self, cfg: DeepConfig):
-        from .pipeline_ames import resolve_device  # noqa: PLC0415
+        from .runtime import resolve_device  # noqa: PLC0415
 
         if cfg.backbone not in BACKBONES:
             raise ValueError(f"extract.backbone {cfg.backbone!r}: one of sift, {', '.join(BACKBONES)}")

@@ -10,19 +10,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .runtime import Manifest, atomic_path, read_json, write_json
+from .runtime import Manifest, atomic_path, read_json, resolve_device, write_json  # noqa: F401 (resolve_device re-exported)
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    import torch  # noqa: PLC0415
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"ames.device={device!r} but CUDA is not available")
-    return device
 
 
 def training_neighbours(global_path: str | Path, out_path: str | Path, k: int, version: str) -> None:

@@ -302,3 +302,15 @@ def write_rule_manifest(smk: Any, stage: str) -> None:
             m.add_input(name if isinstance(path, str) else f"{name}[{i}]", p, version=found.group(1) if found else None)
     manifest = smk.output.manifest
     m.write(manifest, outputs=[o for o in smk.output if o != manifest])
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; an explicit ``cuda[:N]`` without CUDA raises
+    RuntimeError. Lives here (the bottom layer) so extraction and AMES stages share it without importing each other."""
+    import torch  # noqa: PLC0415
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"ames.device={device!r} but CUDA is not available")
+    return device

@@ -35,7 +35,7 @@ def descriptor_sweep_stage(model_paths: dict[str, str], ames_results: dict[str, 
     from .global_store import read_neighbours  # noqa: PLC0415
     from .local_store import open_local  # noqa: PLC0415
     from .metrics import evaluate_rankings  # noqa: PLC0415
-    from .pipeline_ames import resolve_device  # noqa: PLC0415
+    from .runtime import resolve_device  # noqa: PLC0415
     from .sv import SVConfig, rerank_by_inliers, verify_shortlists  # noqa: PLC0415
 
     ids, sims, _ = read_neighbours(knn_path)
