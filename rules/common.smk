@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
-from retrieval.datasets import ground_truth_path
+from retrieval.data.datasets import ground_truth_path
 from retrieval.names import DATASET_PATTERN, split_result_name
 from retrieval.runtime import stable_hash
 from retrieval.versions import DECODER_VERSION, GENERATOR_VERSION
@@ -135,7 +135,7 @@ def ames_release_input(wildcards):
     """extract.backbone ames_import: the release file a chunk reads (a declared input: replacing it re-runs)."""
     if extraction_of(wildcards)[0] != "ames_import":
         return []
-    from retrieval.ames_release import release_file
+    from retrieval.stores.ames_release import release_file
 
     cfg = config["extract"]["ames_import"]
     if not cfg["dir"]:
@@ -243,7 +243,7 @@ def whiten_path(space):
 
 def import_file(ds, split):
     """shortlist.source import: the user's file with the global descriptors of one split."""
-    from retrieval.import_global import find_import
+    from retrieval.stores.imports import find_import
 
     if not config["shortlist"]["import_dir"]:
         raise WorkflowError("shortlist.source: import needs shortlist.import_dir")
@@ -255,7 +255,7 @@ def import_file(ds, split):
 
 def nn_import_file(ds):
     """shortlist.source ames_nn: the AMES shortlist file {import_dir}/{dataset}/{nn_file} (a declared input)."""
-    from retrieval.ames_release import nn_file
+    from retrieval.stores.ames_release import nn_file
 
     sl = config["shortlist"]
     if not sl["import_dir"]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from retrieval.ames import AMES, AmesConfig, load_checkpoint, reference_forward, save_checkpoint
+from retrieval.methods.ames.model import AMES, AmesConfig, load_checkpoint, reference_forward, save_checkpoint
 
 torch.manual_seed(0)
 SMALL = AmesConfig(local_dim=32, model_dim=16, nhead=2, num_layers=2, dim_feedforward=32)

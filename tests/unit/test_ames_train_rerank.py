@@ -4,11 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.ames import AMES, AmesConfig
-from retrieval.ames_rerank import (
-    bootstrap_difference, compute_logits, lookup_logits, needed_pairs, protocol_shortlists, rerank,
+from retrieval.evaluation.metrics import bootstrap_difference
+from retrieval.methods.ames.model import AMES, AmesConfig
+from retrieval.methods.ames.rerank import (
+    GridSweep,
+    compute_logits,
+    evaluate_protocol_rankings,
+    grid_rankings,
+    lookup_logits,
+    needed_pairs,
+    protocol_shortlists,
+    rerank,
+    similarity_along,
 )
-from retrieval.ames_train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
+from retrieval.methods.ames.train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
+from retrieval.search.exact import topk_neighbours
 
 
 def toy_neighbours():
@@ -69,7 +79,6 @@ def tiny_training_data(n_inst=6, per=5, k=12, d=16, seed=0):
     labels = np.array(labels)
     g = desc.astype(np.float32).mean(1)
     g /= np.linalg.norm(g, axis=1, keepdims=True)
-    from retrieval.vlad import topk_neighbours
 
     ids, sims = topk_neighbours(g, g, 20, exclude_self=True)
     return desc, np.full(len(desc), k, np.int32), labels, ids, np.abs(sims)
@@ -202,7 +211,6 @@ def test_bootstrap_difference():
 
 
 def test_similarity_follows_a_reordered_shortlist():
-    from retrieval.ames_rerank import similarity_along
 
     ids = np.array([[4, 2, 0, 3, 1]])
     sims = np.array([[0.9, 0.7, 0.5, 0.3, 0.1]], np.float32)
@@ -211,7 +219,6 @@ def test_similarity_follows_a_reordered_shortlist():
 
 @pytest.mark.parametrize("junk_mode", ["none", "ames"])
 def test_grid_sweep_equals_evaluating_each_reranked_ranking(junk_mode):
-    from retrieval.ames_rerank import GridSweep, evaluate_protocol_rankings, grid_rankings, similarity_along
 
     rng = np.random.default_rng(1)
     n_q, n_db = 9, 60
