@@ -16,10 +16,12 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # only for annotations: importing this module never loads torch
+    import torch
 
 THREAD_ENV_VARS = (
     "OMP_NUM_THREADS",
@@ -321,6 +323,7 @@ def resolve_device(device: str) -> str:
 
 
 def state_digest(module: torch.nn.Module) -> str:
+    """First 16 hex digits of the SHA-256 of a module's state dict (names and float bytes, in sorted order)."""
     h = hashlib.sha256()
     for k, v in sorted(module.state_dict().items()):
         h.update(k.encode())
@@ -329,5 +332,6 @@ def state_digest(module: torch.nn.Module) -> str:
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read eagerly (no pickles)."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}

@@ -37,10 +37,16 @@ def average_precision(pos_ranks: np.ndarray, n_positives: int) -> float:
     if n_positives <= 0:
         raise ValueError("average_precision needs at least one positive")
     pos = np.asarray(pos_ranks, dtype=np.float64)
-    j = np.arange(len(pos), dtype=np.float64)
-    precision_before = np.where(pos == 0, 1.0, j / np.maximum(pos, 1.0))
-    precision_after = (j + 1.0) / (pos + 1.0)
-    return float(np.sum((precision_before + precision_after) / 2.0) / n_positives)
+    return float(np.sum(ap_terms(np.arange(len(pos), dtype=np.float64), pos)) / n_positives)
+
+
+def ap_terms(j: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Each retrieved positive's trapezoid in revisitop's AP (``compute_ap``): the mean of the precision just
+    before it (``j / rank``, 1 at rank 0) and at it (``(j + 1) / (rank + 1)``), where ``j`` is the number of
+    positives ranked before it and ``rank`` its 0-based rank with the junk removed. Elementwise, any shape;
+    float64. AP is the sum of the terms over the positives divided by their number (retrieved or not)."""
+    before = np.where(rank == 0, 1.0, j / np.maximum(rank, 1.0))
+    return (before + (j + 1.0) / (rank + 1.0)) / 2.0
 
 
 def _positions(ranking: np.ndarray, items: np.ndarray, n_db: int) -> np.ndarray:

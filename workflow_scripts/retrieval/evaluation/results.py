@@ -53,17 +53,6 @@ def write_ranking(path: str | Path, ranks: np.ndarray, n_db: int, extra: dict[st
         f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
 
 
-def result_header(dataset: str, method: str, preset: str, lists: dict[str, Any]) -> dict[str, Any]:
-    return {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
-            "n_db": len(lists["db"]), "crop_queries": lists["crop_queries"]}
-
-
-def add_subset_note(result: dict[str, Any], gnd: dict[str, Any] | None) -> None:
-    """Results of a ground truth restricted to the images present (GLDv2 ``present_only``) say so."""
-    if gnd is not None and gnd.get("subset"):
-        result["ground_truth_subset"] = gnd["subset"]
-
-
 def cost_timing(n_queries: int, reads: float = 0.0, rerank: float = 0.0, offline: float = 0.0, **extra: Any) -> dict[str, Any]:
     """The timing block every method writes: seconds and milliseconds per query of descriptor reads and
     re-ranking (the first stage is the knn file's search time), and per-database work done once (offline)."""
@@ -73,38 +62,76 @@ def cost_timing(n_queries: int, reads: float = 0.0, rerank: float = 0.0, offline
             "ms_per_query": {"reads": round(1000 * reads / n, 3), "rerank": round(1000 * rerank / n, 3)}, **extra}
 
 
+def write_results(out_json: str | Path, *, dataset: str, method: str, preset: str, lists: dict[str, Any],
+                  gnd: dict[str, Any] | None, evaluation: dict[str, Any] | None, hyperparameters: dict[str, Any],
+                  versions: dict[str, str], artifacts: dict[str, str], timing: dict[str, Any],
+                  baseline: tuple[str, dict[str, Any]] | None = None, n_bootstrap: int = 10000,
+                  flags: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the results JSON of any method (the README's "Results" contract) and return it.
+
+    ``evaluation``: this method's metrics as :func:`retrieval.evaluation.metrics.evaluate_ground_truth` returns
+    them (revisitop E/M/H or GLDv2's Public/Private; ``None`` without ground truth: ``metrics`` is then null).
+    ``baseline``: ``(name, evaluation)`` of the ranking this method starts from: adds ``baseline``,
+    ``paired_difference`` (mean per-query AP difference x 100 with a 95% bootstrap interval of ``n_bootstrap``
+    resamples, better / worse counts) and ``baseline_ap`` next to each query's AP. ``flags``: the images-without-
+    features fields of :func:`without_features`. ``extra``: method-specific keys (AMES's ``chosen`` and ``grid``,
+    SSP's ``alongside``, ...), which may not replace a contract key."""
+    result: dict[str, Any] = {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
+                              "n_db": len(lists["db"]), "crop_queries": lists["crop_queries"]}
+    if gnd is None or evaluation is None:
+        log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
+        result["metrics"] = None
+    else:
+        names = [q["name"] for q in lists["query"]]
+        subsets = list(evaluation["per_query_ap"])  # E/M/H, or GLDv2's Public/Private
+        result["metrics"] = headline(evaluation)
+        result["n_evaluated_queries"] = evaluation["n_evaluated"]
+        result["per_query_ap"] = {p: {"query": names, "ap": evaluation["per_query_ap"][p]} for p in subsets}
+        if baseline is not None:
+            name, base = baseline
+            result["baseline"] = {"method": name, "metrics": headline(base)}
+            result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], evaluation["per_query_ap"][p],
+                                                                   n_bootstrap) for p in subsets}
+            for p in subsets:
+                result["per_query_ap"][p]["baseline_ap"] = base["per_query_ap"][p]
+        if gnd.get("subset"):  # a ground truth restricted to the images present (GLDv2 ``present_only``)
+            result["ground_truth_subset"] = gnd["subset"]
+        log.info("%s %s: %s%s", dataset, method, result["metrics"],
+                 f" ({baseline[0]} {result['baseline']['metrics']})" if baseline is not None else "")
+    clash = set(extra or {}) & (set(result) | {"hyperparameters", "versions", "artifacts", "timing"})
+    if clash:
+        raise ValueError(f"results of {method}: extra keys {sorted(clash)} would replace the contract's")
+    result.update(extra or {})
+    result.update(flags or {})
+    result["hyperparameters"] = hyperparameters
+    result["versions"] = versions
+    result["artifacts"] = artifacts
+    result["timing"] = timing
+    write_json(out_json, result)
+    return result
+
+
 def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarray, base_ids: np.ndarray,
                               lists: dict[str, Any], gnd: dict[str, Any] | None, dataset: str, out_json: str,
                               out_ranking: str, out_csv: str, baseline_json: str, knn_path: str, n_bootstrap: int, ks,
                               csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
-                              timing: dict[str, Any], extra_datasets: dict[str, np.ndarray] | None = None) -> None:
-    """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking: its metrics
-    next to the global baseline's, the paired per-query difference with a bootstrap interval, per-query AP."""
-
+                              timing: dict[str, Any], extra_datasets: dict[str, np.ndarray] | None = None,
+                              extra: dict[str, Any] | None = None, artifacts: dict[str, str] | None = None,
+                              flags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking (or, for
+    ``asmk``, replaces it): its metrics next to the global baseline's (:func:`write_results`). ``flags`` replace
+    the images-without-features fields computed from ``knn_path``."""
     n_db = len(lists["db"])
-    ranking, scores, flags = without_features(knn_path, lists, ranking, scores)
+    ranking, scores, computed = without_features(knn_path, lists, ranking, scores)
     write_ranking(out_ranking, ranking, n_db, extra_datasets)
     write_neighbours_csv(out_csv, lists, ranking, scores, csv_top)
-    result = result_header(dataset, method, preset, lists)
-    if gnd is None:
-        log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
-        result["metrics"] = None
-    else:
-        m = evaluate_ground_truth(ranking, gnd, n_db, ks)
-        base = evaluate_ground_truth(base_ids, gnd, n_db, ks)
-        names = [q["name"] for q in lists["query"]]
-        result["metrics"] = headline(m)
-        result["baseline"] = {"method": "global", "metrics": headline(base)}
-        result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap)
-                                       for p in m["per_query_ap"]}
-        result["per_query_ap"] = {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}
-                                  for p in m["per_query_ap"]}
-        add_subset_note(result, gnd)
-        log.info("%s %s: %s (global %s)", dataset, method, result["metrics"], result["baseline"]["metrics"])
-    result.update(flags)
-    result["hyperparameters"] = hyperparameters
-    result["versions"] = versions
-    result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
-                           "baseline": str(baseline_json)}
-    result["timing"] = timing
-    write_json(out_json, result)
+    evaluation = baseline = None
+    if gnd is not None:
+        evaluation = evaluate_ground_truth(ranking, gnd, n_db, ks)
+        baseline = ("global", evaluate_ground_truth(base_ids, gnd, n_db, ks))
+    return write_results(out_json, dataset=dataset, method=method, preset=preset, lists=lists, gnd=gnd,
+                         evaluation=evaluation, baseline=baseline, n_bootstrap=n_bootstrap,
+                         flags={**computed, **(flags or {})}, extra=extra, hyperparameters=hyperparameters,
+                         versions=versions, timing=timing,
+                         artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
+                                    "baseline": str(baseline_json), **(artifacts or {})})

@@ -14,12 +14,10 @@ import numpy as np
 from retrieval.evaluation.metrics import (
     GLDV2_USAGES,
     PROTOCOLS,
-    bootstrap_difference,
     evaluate_gldv2,
     evaluate_ground_truth,
-    headline,
 )
-from retrieval.evaluation.results import add_subset_note, cost_timing, without_features
+from retrieval.evaluation.results import cost_timing, without_features, write_results
 from retrieval.methods.ames.model import AmesConfig, load_checkpoint, save_checkpoint
 from retrieval.methods.ames.rerank import (
     GridSweep,
@@ -284,29 +282,14 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
             gs = dict(zip(ids[qi].tolist(), sims[qi].tolist()))
             for r, j in enumerate(rankings["M"][qi, :csv_top]):
                 w.writerow([q["path"], r + 1, lists["db"][j]["path"], f"{gs[int(j)]:.6f}"])
-    names = [q["name"] for q in lists["query"]]
-    result = {
-        "dataset": dataset, "method": method, "preset": preset, "n_queries": len(names), "n_db": n_db,
-        "crop_queries": lists["crop_queries"], "junk_mode": junk_mode,
-        "metrics": headline(m),
-        "baseline": {"method": "global", "metrics": headline(base)},
-        "chosen": chosen,
-        "oracle": {"note": f"the grid maximum of {'Private mAP@100' if gldv2 else 'Medium mAP'} on the evaluated "
-                           "queries: not a fair result",
-                   **{k: oracle[k] for k in oracle}},
-        "paired_difference": {p: bootstrap_difference(base["per_query_ap"][p], m["per_query_ap"][p], n_bootstrap)
-                              for p in m["per_query_ap"]},
-        "per_query_ap": {p: {"query": names, "ap": m["per_query_ap"][p], "baseline_ap": base["per_query_ap"][p]}
-                         for p in m["per_query_ap"]},
-        "grid": rows,
-        **flags,
-        "hyperparameters": hyperparameters,
-        "versions": versions,
-        "artifacts": {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "grid_csv": str(out_grid),
-                      "logits": str(logits_path), "knn": str(knn_path), "baseline": str(baseline_json)},
-        "timing": _ames_timing(lattrs, len(names), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid),
-    }
-
-    add_subset_note(result, gnd)
-    log.info("%s %s: %s (global %s) at %s", dataset, method, result["metrics"], result["baseline"]["metrics"], chosen)
-    write_json(out_json, result)
+    write_results(out_json, dataset=dataset, method=method, preset=preset, lists=lists, gnd=gnd, evaluation=m,
+                  baseline=("global", base), n_bootstrap=n_bootstrap, flags=flags,
+                  extra={"junk_mode": junk_mode, "chosen": chosen,
+                         "oracle": {"note": f"the grid maximum of {'Private mAP@100' if gldv2 else 'Medium mAP'} on the "
+                                            "evaluated queries: not a fair result", **oracle},
+                         "grid": rows},
+                  hyperparameters=hyperparameters, versions=versions,
+                  artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "grid_csv": str(out_grid),
+                             "logits": str(logits_path), "knn": str(knn_path), "baseline": str(baseline_json)},
+                  timing=_ames_timing(lattrs, len(lists["query"]), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid))
+    log.info("%s %s chosen at %s", dataset, method, chosen)

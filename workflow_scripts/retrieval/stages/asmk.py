@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from retrieval.evaluation.results import cost_timing, write_reranked_evaluation
-from retrieval.runtime import Manifest, atomic_path, read_json, write_json
+from retrieval.runtime import Manifest, atomic_path, read_json
 from retrieval.search.asmk import (
     ASMKConfig,
     ASMKIndex,
@@ -153,9 +153,7 @@ def evaluate_asmk(asmk_knn: str | Path, global_knn: str | Path, lists_path: str 
     empty = [int(i) for i in attrs.get("queries_without_features", [])]
     write_reranked_evaluation("asmk", ids, sims, base_ids, lists, gnd, dataset, str(out_json), str(out_ranking),
                               str(out_csv), str(baseline_json), str(asmk_knn), n_bootstrap, ks, csv_top, versions,
-                              hyperparameters, preset, timing=timing)
-    result = read_json(out_json)
-    result["first_stage"] = {"method": "asmk", "knn": str(asmk_knn)}
-    result["artifacts"]["baseline_knn"] = str(global_knn)
-    result["queries_without_features"] = [lists["query"][i]["name"] for i in empty]
-    write_json(out_json, result)
+                              hyperparameters, preset, timing=timing,
+                              extra={"first_stage": {"method": "asmk", "knn": str(asmk_knn)}},
+                              artifacts={"baseline_knn": str(global_knn)},
+                              flags={"queries_without_features": [lists["query"][i]["name"] for i in empty]})

@@ -7,14 +7,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from retrieval.evaluation.metrics import evaluate_ground_truth, headline, needs_full_ranking
+from retrieval.evaluation.metrics import evaluate_ground_truth, needs_full_ranking
 from retrieval.evaluation.results import (
-    add_subset_note,
     cost_timing,
-    result_header,
     without_features,
     write_neighbours_csv,
     write_ranking,
+    write_results,
 )
 from retrieval.runtime import fault_point, load_npz, read_json, write_json
 from retrieval.stores.global_store import read_neighbours
@@ -42,26 +41,12 @@ def evaluate_global(knn_path: str | Path, lists_path: str | Path, gnd_path: str 
     write_ranking(out_ranking, ids, n_db)
     fault_point("evaluate")  # the ranking is in place, the JSON not yet
     write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
-    result = result_header(dataset, method, preset, lists)
-    if gnd is None:
-        log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
-        result["metrics"] = None
-    else:
-        m = evaluate_ground_truth(ids, gnd, n_db, ks)
-        result["metrics"] = headline(m)
-        result["n_evaluated_queries"] = m["n_evaluated"]
-        result["per_query_ap"] = {p: {"query": [q["name"] for q in lists["query"]], "ap": m["per_query_ap"][p]}
-                                  for p in m["per_query_ap"]}
-        add_subset_note(result, gnd)
-        log.info("%s %s: %s", dataset, method, result["metrics"])
-    result.update(flags)
-    result["hyperparameters"] = hyperparameters
-    result["versions"] = versions
-    result["provenance"] = provenance
-    result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
-                           "lists": str(lists_path)}
-    result["timing"] = cost_timing(len(lists["query"]), evaluate_seconds=round(time.time() - t0, 3))
-    write_json(out_json, result)
+    write_results(out_json, dataset=dataset, method=method, preset=preset, lists=lists, gnd=gnd,
+                  evaluation=None if gnd is None else evaluate_ground_truth(ids, gnd, n_db, ks), flags=flags,
+                  extra={"provenance": provenance}, hyperparameters=hyperparameters, versions=versions,
+                  artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
+                             "lists": str(lists_path)},
+                  timing=cost_timing(len(lists["query"]), evaluate_seconds=round(time.time() - t0, 3)))
 
 
 def publish(src_json: str | Path, out_json: str | Path, fitted_on: dict[str, Any] | None = None,

@@ -14,12 +14,11 @@ import torch
 from retrieval.data.images import load_gray
 from retrieval.evaluation.metrics import (
     GLDV2_K,
-    bootstrap_difference,
     evaluate_ground_truth,
     headline,
     needs_full_ranking,
 )
-from retrieval.evaluation.results import add_subset_note, result_header, write_neighbours_csv, write_ranking
+from retrieval.evaluation.results import cost_timing, write_neighbours_csv, write_ranking, write_results
 from retrieval.featureless import featureless_rows
 from retrieval.features.sift import SiftConfig, extract_sift
 from retrieval.features.vlad import apply_whitening, vlad
@@ -101,7 +100,7 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
                        dataset: str, alpha: float, power: float, light_sift: dict[str, Any], gallery_sift: dict[str, Any],
                        cost_images: int, n_bootstrap: int, ks, csv_top: int, versions: dict[str, str],
                        hyperparameters: dict[str, Any], preset: str) -> None:
-
+    t0 = time.time()
     lists, gnd = read_json(lists_path), read_json(gnd_path)
     db, q_gallery = read_global(db_global), read_global(query_global)
     light = light_global(light_query_local, codebook, whiten, alpha, power)
@@ -121,30 +120,20 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
     ids, sims = ranks["ssp"]
     write_ranking(out_ranking, ids, n_db)
     write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
-    result = result_header(dataset, "ssp", preset, lists)
-    if gnd is None:
-        result["metrics"] = None
-    else:
+    evaluation = baseline = None
+    alongside = {}
+    if gnd is not None:
         ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ks) for k, r in ranks.items()}
-        parts = list(ev["ssp"]["per_query_ap"])  # E/M/H, or GLDv2's Public/Private
-        result["metrics"] = headline(ev["ssp"])
-        result["alongside"] = {k: {"metrics": headline(ev[k])}
-                               for k in ("light_without_adapter", "symmetric_gallery")}
-        result["baseline"] = {"method": "light_without_adapter", "metrics": result["alongside"]["light_without_adapter"]["metrics"]}
-        result["paired_difference"] = {p: bootstrap_difference(ev["light_without_adapter"]["per_query_ap"][p],
-                                                               ev["ssp"]["per_query_ap"][p], n_bootstrap) for p in parts}
-        result["per_query_ap"] = {p: {"query": [q["name"] for q in lists["query"]], "ap": ev["ssp"]["per_query_ap"][p],
-                                      "baseline_ap": ev["light_without_adapter"]["per_query_ap"][p]} for p in parts}
-        add_subset_note(result, gnd)
-        log.info("%s ssp: %s (light without adapter %s, symmetric gallery %s)", dataset, result["metrics"],
-                 result["alongside"]["light_without_adapter"]["metrics"], result["alongside"]["symmetric_gallery"]["metrics"])
-    result["cost_per_image"] = {"query_model_extract_ms": round(1000 * light_s, 2),
-                                "gallery_model_extract_ms": round(1000 * gallery_s, 2),
-                                "ratio": round(gallery_s / max(light_s, 1e-12), 2),
-                                "images_timed": min(cost_images, len(lists["query"])),
-                                "note": "SIFT extraction of the (cropped) query images, 1 thread, measured in this job; "
-                                        "VLAD, whitening and the adapter are common to both or under a millisecond"}
-    result["hyperparameters"] = hyperparameters
-    result["versions"] = versions
-    result["artifacts"] = {"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "adapter": str(adapter)}
-    write_json(out_json, result)
+        evaluation, baseline = ev["ssp"], ("light_without_adapter", ev["light_without_adapter"])
+        alongside = {"alongside": {k: {"metrics": headline(ev[k])} for k in ("light_without_adapter", "symmetric_gallery")}}
+    cost = {"query_model_extract_ms": round(1000 * light_s, 2), "gallery_model_extract_ms": round(1000 * gallery_s, 2),
+            "ratio": round(gallery_s / max(light_s, 1e-12), 2), "images_timed": min(cost_images, len(lists["query"])),
+            "note": "SIFT extraction of the (cropped) query images, 1 thread, measured in this job; "
+                    "VLAD, whitening and the adapter are common to both or under a millisecond"}
+    write_results(out_json, dataset=dataset, method="ssp", preset=preset, lists=lists, gnd=gnd, evaluation=evaluation,
+                  baseline=baseline, n_bootstrap=n_bootstrap, extra={**alongside, "cost_per_image": cost},
+                  flags={"queries_without_features": [q["name"] for q, f in zip(lists["query"], featureless_rows(light)) if f],
+                         "db_images_without_features": int(featureless_rows(db).sum())},
+                  hyperparameters=hyperparameters, versions=versions,
+                  artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "adapter": str(adapter)},
+                  timing=cost_timing(len(lists["query"]), reads=0.0, rerank=0.0, evaluate_seconds=round(time.time() - t0, 3)))

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from retrieval.evaluation.metrics import PROTOCOLS, evaluate_rankings, protocol_labels
+from retrieval.evaluation.metrics import PROTOCOLS, ap_terms, evaluate_rankings, protocol_labels
 from retrieval.methods.ames.infer import fast_dtype, prepare_side, score_prepared
 from retrieval.runtime import Progress
 
@@ -207,10 +207,7 @@ class GridSweep:
             out = np.zeros(len(d["ranks"]))
             for i, (pr, adjusted) in enumerate(d["ranks"]):
                 first = int(np.searchsorted(pr, k))  # the positives in the top k come first in any order
-                j = np.arange(first, len(pr), dtype=np.float64)
-                pos = adjusted[first:].astype(np.float64)
-                before = np.where(pos == 0, 1.0, j / np.maximum(pos, 1.0))
-                out[i] = np.sum((before + (j + 1.0) / (pos + 1.0)) / 2.0)
+                out[i] = np.sum(ap_terms(np.arange(first, len(pr), dtype=np.float64), adjusted[first:].astype(np.float64)))
             d["tail"][k] = out
         return d["tail"][k]
 
@@ -229,8 +226,7 @@ class GridSweep:
             keep, pos = lab >= 0, lab == 1
             rank = np.cumsum(keep, axis=1) - keep  # rank among the kept entries (ignored images removed)
             j = np.cumsum(pos, axis=1) - pos  # positives ranked before
-            before = np.where(rank == 0, 1.0, j / np.maximum(rank, 1))
-            top = np.where(pos, (before + (j + 1.0) / (rank + 1.0)) / 2.0, 0.0).sum(axis=1)
+            top = np.where(pos, ap_terms(j, rank), 0.0).sum(axis=1)
             valid = d["npos"] > 0
             ap = (top + self._tail(d, k_))[valid] / d["npos"][valid]
             out[p] = round(100.0 * float(np.mean(ap)), 4) if valid.any() else None
