@@ -7,18 +7,15 @@ import pickle
 import re
 import shutil
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import yaml
-from snakemake.utils import validate
 
 from conftest import SHARED, TINY, copy_tree, load_json, snakemake
 from retrieval.data.gnd import load_ground_truth
-from retrieval.methods.ames.train import TrainConfig
 
 pytestmark = pytest.mark.workflow
 
@@ -51,25 +48,11 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     assert "results/codebook/demo/" not in out
 
 
-def test_paper_preset_is_valid_and_holds_the_papers_training_values(tmp_path):
-
-
-
-    repo = TINY.parents[2]
-    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
-    paper = yaml.safe_load((repo / "config" / "presets" / "paper.yaml").read_text())
-    for key, value in paper["ames"].items():
-        cfg["ames"][key] = {**cfg["ames"][key], **value} if isinstance(value, dict) else value
-    cfg["preset"] = paper["preset"]
-    validate(cfg, str(repo / "config" / "schema.yaml"))
-    # TrainConfig's defaults are the paper's (methods digest); the preset must not drift from them
-    train = TrainConfig(**cfg["ames"]["train"])
-    for f in fields(TrainConfig):
-        if f.name != "beta":  # beta only weighs distillation; the full-precision model has no teacher
-            assert getattr(train, f.name) == f.default, f.name
-    assert (cfg["ames"]["q_desc"], cfg["ames"]["db_desc"], cfg["ames"]["junk_mode"]) == (600, 600, "ames")
+def test_paper_preset_plans_the_ames_jobs(tmp_path):
+    # that paper.yaml validates over config.yaml and equals TrainConfig's defaults (the paper's) is checked without
+    # Snakemake in tests/unit/test_config_defaults.py; here Snakemake plans AMES's jobs with it
     out = snakemake(tmp_path, "-n", "results/demo_ames_binary.json", "--configfile",
-                    str(repo / "config" / "presets" / "paper.yaml")).stdout
+                    str(TINY.parents[2] / "config" / "presets" / "paper.yaml")).stdout
     assert {"train_ames", "train_ames_binary", "itq", "ames_logits"} <= set(job_stats(out))
 
 
