@@ -365,11 +365,6 @@ def test_dataclass_defaults_mirror_config_yaml(mirror):
     assert mirror_problems(mirror, BASE) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SiftConfig.k defaults to 512, config.yaml's extract.sift.k is 1000 (DELG's); "
-    "production always passes k. Align SiftConfig.k, then drop this mark",
-)
 def test_sift_dataclass_defaults_mirror_config_yaml():
     mirror = Mirror(
         "retrieval.features.sift:SiftConfig",

@@ -16,7 +16,7 @@ DIM = 128
 
 @dataclass(frozen=True)
 class SiftConfig:
-    k: int = 512  # descriptors kept per image, strongest response first
+    k: int = 1000  # descriptors kept per image, strongest response first (config.yaml extract.sift.k)
     max_side: int = 1024  # images (after the query crop) are downscaled so the long side is at most this
     contrast_threshold: float = 0.02
     edge_threshold: float = 10.0
