@@ -63,7 +63,10 @@ def test_itq_codes_reduce_quantisation_error_and_centre():
     assert np.abs((bits > 0).mean(0) - 0.5).max() < 0.3
     np.testing.assert_allclose(itq["W"].T @ itq["W"], np.eye(16), atol=1e-4)  # orthonormal columns
     pca_only = fit_itq(x, bits=16, n_iter=0)
-    err = lambda w: np.linalg.norm(np.where((xn - w["mean"]) @ w["W"] >= 0, 1, -1) - (xn - w["mean"]) @ w["W"])
+
+    def err(w):
+        return np.linalg.norm(np.where((xn - w["mean"]) @ w["W"] >= 0, 1, -1) - (xn - w["mean"]) @ w["W"])
+
     assert err(itq) < err(pca_only)
 
 
@@ -183,10 +186,10 @@ def test_logit_cache_matches_direct_scoring():
     logits = compute_logits(model, qd, qc, lambda r: (dd[r], dc[r]), pairs, 10, 10, batch=2)
     with torch.no_grad():
         for i, p in enumerate(pairs):
-            for j, l in zip(p, logits[i]):
+            for j, logit in zip(p, logits[i]):
                 q = torch.from_numpy(qd[i:i + 1, : min(qc[i], 10)].astype(np.float32))
                 d = torch.from_numpy(dd[j:j + 1, : min(dc[j], 10)].astype(np.float32))
-                assert float(model(q, d)) == pytest.approx(float(l), abs=1e-5)
+                assert float(model(q, d)) == pytest.approx(float(logit), abs=1e-5)
     got = lookup_logits(pairs, logits, np.array([[5, 0, 2], [3, 1, 0]]), 2)
     assert got[0, 0] == logits[0][2] and got[1, 1] == logits[1][0]
     with pytest.raises(KeyError):

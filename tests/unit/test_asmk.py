@@ -76,9 +76,9 @@ def test_images_sharing_descriptors_score_above_unrelated_ones():
 @pytest.mark.parametrize("use_idf", [False, True])
 @pytest.mark.parametrize("binary", [True, False])
 def test_our_stored_index_scores_exactly_as_the_package_built_one(tmp_path, binary, use_idf):
-    from asmk import ASMKMethod
-    from asmk import codebook as cdb_pkg
-    from asmk import index as idx_pkg
+    from asmk import ASMKMethod  # noqa: PLC0415
+    from asmk import codebook as cdb_pkg  # noqa: PLC0415
+    from asmk import index as idx_pkg  # noqa: PLC0415
 
     rng = np.random.default_rng(2)
     centroids = fit_codebook(rng.normal(size=(32 * 40, D)).astype(np.float32), 32)

@@ -331,6 +331,6 @@ def test_a_reduced_jpeg_keeps_full_image_coordinates(tmp_path):
     assert xy[:n, 0].min() >= 40 - 2 and xy[:n, 0].max() <= 200 + 2 and xy[:n, 1].min() >= 60 - 2
     assert xy[:n, 1].max() > 200  # full-image pixels, beyond the reduced image's 160 rows
     # the strongest keypoints of the reduced decode lie where the full decode found keypoints
-    nf, xyf = out["full"][0], out["full"][1][: out["full"][0]]
+    xyf = out["full"][1][: out["full"][0]]
     d = np.linalg.norm(xy[:10, None, :] - xyf[None], axis=2).min(axis=1)
     assert np.median(d) < 3
