@@ -210,7 +210,24 @@ def test_bootstrap_difference():
     b = [0.6, 0.7, 0.9, 0.2, 0.5]
     out = bootstrap_difference(a, b, n=2000)
     assert out["n_queries"] == 4 and out["mean"] == pytest.approx(10.0)
-    assert out["ci95"][0] <= 10.0 <= out["ci95"][1] and out["improved"] == 3 and out["worse"] == 0
+    assert out["improved"] == 3 and out["worse"] == 0
+    # the interval is the bootstrap of the mean: inside the observed differences, narrower than their range
+    assert 0.0 <= out["ci95"][0] < 10.0 < out["ci95"][1] <= 20.0
+    # identical differences: no uncertainty at all
+    const = bootstrap_difference([0.1] * 30, [0.3] * 30, n=500)
+    assert const["ci95"] == pytest.approx([20.0, 20.0]) and const["mean"] == pytest.approx(20.0)
+    # many queries: the percentile interval matches the normal one, mean +- 1.96 sd / sqrt(n), within 10%
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.2, 0.8, 400)
+    d = rng.normal(0.02, 0.1, 400)
+    big = bootstrap_difference(base.tolist(), (base + d).tolist(), n=4000)
+    half_width = (big["ci95"][1] - big["ci95"][0]) / 2
+    assert half_width == pytest.approx(1.96 * 100 * d.std() / np.sqrt(400), rel=0.1)
+    assert big["ci95"][0] < big["mean"] < big["ci95"][1]
+    # the same seed gives the same interval; a quarter of the queries, a wider one
+    assert bootstrap_difference(base.tolist(), (base + d).tolist(), n=4000) == big
+    small = bootstrap_difference(base[:100].tolist(), (base + d)[:100].tolist(), n=4000)
+    assert small["ci95"][1] - small["ci95"][0] > 1.5 * (big["ci95"][1] - big["ci95"][0])
 
 
 def test_similarity_follows_a_reordered_shortlist():
