@@ -67,37 +67,6 @@ class Binarization(nn.Module):
         return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
 
 
-class DecoderLayer(nn.Module):
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(d_model, nhead, batch_first=True)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-
-    def feed_forward(self, x: Tensor) -> Tensor:
-        return self.linear2(F.relu(self.linear1(x), inplace=True))
-
-
-class Decoder(nn.Module):
-    def __init__(self, cfg: AmesConfig):
-        super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(cfg.model_dim, cfg.nhead, cfg.dim_feedforward) for _ in range(cfg.num_layers))
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-
-
 def _block_attention(attn: nn.MultiheadAttention, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor, cross: bool) -> Tensor:
     """One AMES attention block computed per image block.
 
@@ -123,6 +92,48 @@ def _block_attention(attn: nn.MultiheadAttention, x: Tensor, n_q: int, q_keep: T
     o_d = F.scaled_dot_product_attention(q[:, :, 1 + n_q:], keys_d[0], keys_d[1], attn_mask=keys_d[2][:, None, None, :])
     out = torch.cat([o_m, o_q, o_d], 2).transpose(1, 2).reshape(b, length, c)  # (B, L, C)
     return attn.out_proj(out)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nhead, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(d_model, nhead, batch_first=True)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        return self.linear2(F.relu(self.linear1(x), inplace=True))
+
+    def forward(self, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor) -> Tensor:
+        """One post-norm layer on (B, 1+Q+T, C): self attention, cross attention, feed-forward, each + residual."""
+        x = self.norm1(x + _block_attention(self.self_attn, x, n_q, q_keep, d_keep, cross=False))
+        x = self.norm2(x + _block_attention(self.cross_attn, x, n_q, q_keep, d_keep, cross=True))
+        return self.norm3(x + self.feed_forward(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: AmesConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(cfg.model_dim, cfg.nhead, cfg.dim_feedforward) for _ in range(cfg.num_layers))
+
+    def forward(self, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, n_q, q_keep, d_keep)
+        return x
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
 
 
 class AMES(nn.Module):
@@ -159,10 +170,7 @@ class AMES(nn.Module):
         b, n_q, _ = q_tok.shape
         x = torch.cat([self.mtc_token.expand(b, 1, -1), q_tok, d_tok], 1)
         q_keep, d_keep = ~q_mask.bool(), ~d_mask.bool()
-        for layer in self.decoder.layers:
-            x = layer.norm1(x + _block_attention(layer.self_attn, x, n_q, q_keep, d_keep, cross=False))
-            x = layer.norm2(x + _block_attention(layer.cross_attn, x, n_q, q_keep, d_keep, cross=True))
-            x = layer.norm3(x + layer.feed_forward(x))
+        x = self.decoder(x, n_q, q_keep, d_keep)
         logits = self.classifier(x[:, 0]).view(-1)
         return (logits, x) if return_hidden else logits
 
