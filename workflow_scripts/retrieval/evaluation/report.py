@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from retrieval.data.images import decode_image
-from retrieval.evaluation.metrics import PROTOCOLS
+from retrieval.evaluation.compare import metric_set
 from retrieval.runtime import atomic_path, read_json
 
 log = logging.getLogger(__name__)
@@ -37,32 +37,39 @@ def _img(src: str, alt: str) -> str:
     return f'<img src="{src}" alt="{html.escape(alt)}">'
 
 
+def headline_metric(results: dict[str, dict[str, Any]]) -> tuple[str, tuple[str, ...], str]:
+    """The results' metric set (:func:`retrieval.evaluation.compare.metric_set`): revisitop's ("mAP", E/M/H, "M")
+    or GLDv2's ("mAP@100", Public/Private, "Private")."""
+    return metric_set(next((r["metrics"] for r in results.values() if r.get("metrics")), None))
+
+
 def metrics_table(results: dict[str, dict[str, Any]]) -> str:
-    rows = ["<tr><th>method</th><th>mAP E</th><th>mAP M</th><th>mAP H</th><th>mP@10 M</th>"
-            "<th>paired M difference to global [95% CI]</th><th>parameters</th></tr>"]
+    key, parts, main = headline_metric(results)
+    rows = ["<tr><th>method</th>" + "".join(f"<th>{key} {p}</th>" for p in parts)
+            + f"<th>mP@10 {main}</th><th>paired {main} difference to the baseline [95% CI]</th><th>parameters</th></tr>"]
     for method, r in results.items():
         m = r.get("metrics") or {}
-        mAP = m.get("mAP", {})
-        diff = r.get("paired_difference", {}).get("M")
+        mAP = m.get(key, {})
+        diff = r.get("paired_difference", {}).get(main)
         d = f"{diff['mean']:+.2f} [{diff['ci95'][0]:+.2f}, {diff['ci95'][1]:+.2f}]" if diff else ""
         chosen = r.get("chosen")
         par = (f"k={chosen['num_rerank']}, &lambda;={chosen['lambda']}, &gamma;={chosen['gamma']} "
                f"(chosen on {html.escape(str(chosen['selected_on']))})") if chosen else ""
-        cells = [f"{mAP.get(p, float('nan')):.2f}" if mAP.get(p) is not None else "-" for p in PROTOCOLS]
-        p10 = m.get("mP@10", {}).get("M")
+        cells = [f"{mAP.get(p, float('nan')):.2f}" if mAP.get(p) is not None else "-" for p in parts]
+        p10 = m.get("mP@10", {}).get(main)
         rows.append(f"<tr><td>{html.escape(method)}</td>" + "".join(f"<td>{c}</td>" for c in cells)
                     + f"<td>{'-' if p10 is None else f'{p10:.2f}'}</td><td>{d}</td><td>{par}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
 
 
-def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]]) -> str:
+def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]], column: str = "mAP_M") -> str:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     ks = sorted({g["num_rerank"] for g in grid})
     lams = sorted({g["lambda"] for g in grid})
     gams = sorted({g["gamma"] for g in grid})
     fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks) + 1, 3.2), squeeze=False)
-    lookup = {(g["num_rerank"], g["lambda"], g["gamma"]): g["mAP_M"] for g in grid}
+    lookup = {(g["num_rerank"], g["lambda"], g["gamma"]): g[column] for g in grid}
     vals = np.array([[[lookup.get((k, lam, gam), np.nan) for gam in gams] for lam in lams] for k in ks], float)
     vmin, vmax = np.nanmin(vals), np.nanmax(vals)
     for ax, k, v in zip(axes[0], ks, vals):
@@ -72,31 +79,33 @@ def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]]) -> str:
         ax.set_xlabel("gamma")
         ax.set_ylabel("lambda")
         ax.set_title(f"num_rerank {k}")
-    fig.colorbar(im, ax=axes[0].tolist(), label="mAP Medium")
+    fig.colorbar(im, ax=axes[0].tolist(), label=column)
     return _img(_png(fig), f"{method} grid")
 
 
 def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
+    key, _, main = headline_metric(results)
+    column = f"{key}_{main}"
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for method, r in results.items():
         if "grid" not in r:
             continue
         ks = sorted({g["num_rerank"] for g in r["grid"]})
-        best = [max(g["mAP_M"] for g in r["grid"] if g["num_rerank"] == k) for k in ks]
+        best = [max(g[column] for g in r["grid"] if g["num_rerank"] == k) for k in ks]
         ch = r["chosen"]
-        at = [next((g["mAP_M"] for g in r["grid"] if (g["num_rerank"], g["lambda"], g["gamma"]) == (k, ch["lambda"], ch["gamma"])),
+        at = [next((g[column] for g in r["grid"] if (g["num_rerank"], g["lambda"], g["gamma"]) == (k, ch["lambda"], ch["gamma"])),
                    np.nan) for k in ks]
         ax.plot(ks, at, "o-", label=f"{method} (chosen lambda, gamma)")
         ax.plot(ks, best, "x--", label=f"{method} (grid max, oracle)")
-    base = next(iter(results.values())).get("baseline", {}).get("metrics", {}).get("mAP", {}).get("M")
+    base = next(iter(results.values())).get("baseline", {}).get("metrics", {}).get(key, {}).get(main)
     if base is None and "global" in results:
-        base = results["global"]["metrics"]["mAP"]["M"]
+        base = results["global"]["metrics"][key][main]
     if base is not None:
         ax.axhline(base, color="k", lw=1, ls=":", label="global")
     ax.set_xlabel("num_rerank")
-    ax.set_ylabel("mAP Medium")
+    ax.set_ylabel(f"{key} {main}")
     ax.legend(fontsize=7)
     return _img(_png(fig), "mAP vs num_rerank")
 
@@ -104,19 +113,20 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
 def per_query_scatter(results: dict[str, dict[str, Any]]) -> str:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    methods = [m for m, r in results.items() if "baseline_ap" in r.get("per_query_ap", {}).get("M", {})]
+    _, _, main = headline_metric(results)
+    methods = [m for m, r in results.items() if "baseline_ap" in r.get("per_query_ap", {}).get(main, {})]
     if not methods:
         return ""
     fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.4), squeeze=False)
     for ax, m in zip(axes[0], methods):
-        pq = results[m]["per_query_ap"]["M"]
+        pq = results[m]["per_query_ap"][main]
         pairs = [(b, a) for a, b in zip(pq["ap"], pq["baseline_ap"]) if a is not None and b is not None]
         x, y = np.array(pairs).T if pairs else (np.zeros(0), np.zeros(0))
         ax.scatter(x, y, s=12, c=np.where(y > x, "tab:green", np.where(y < x, "tab:red", "tab:grey")))
         ax.plot([0, 1], [0, 1], "k:", lw=1)
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("AP global (Medium)")
+        ax.set_xlabel(f"AP {results[m].get('baseline', {}).get('method', 'baseline')} ({main})")
         ax.set_ylabel(f"AP {m}")
         ax.set_title(f"{m}: {int((y > x).sum())} better, {int((y < x).sum())} worse")
     return _img(_png(fig), "per-query AP")
@@ -172,7 +182,7 @@ def retrieved_images(ranks: np.ndarray, lists: dict[str, Any], gnd: list[dict[st
         for j in ranks[q, :top]:
             colour = None
             if g is not None:
-                colour = GREEN if j in g["easy"] or j in g["hard"] else GREY if j in g["junk"] else RED
+                colour = GREEN if j in g["easy"] or j in g.get("hard", ()) else GREY if j in g.get("junk", ()) else RED
             row.append(_thumb(lists["db"][int(j)]["path"], side, colour))
         rows.append(np.concatenate(row, 1))
     grid = np.concatenate(rows, 0)
@@ -208,7 +218,8 @@ def write_report(out_html: str | Path, dataset: str, result_paths: dict[str, str
     results = {m: read_json(p) for m, p in result_paths.items()}
     lists, gnd = read_json(lists_path), read_json(gnd_path)
     gnd_list = gnd["gnd"] if gnd else None
-    scored = {m: r["metrics"]["mAP"]["M"] for m, r in results.items() if r.get("metrics")}
+    key, _, main = headline_metric(results)
+    scored = {m: r["metrics"][key][main] for m, r in results.items() if r.get("metrics") and r["metrics"][key][main] is not None}
     show = max(scored, key=scored.get) if scored else next(iter(results))
     with h5py.File(ranking_paths[show], "r") as f:
         ranks = f["ranks"][:]
@@ -219,11 +230,12 @@ def write_report(out_html: str | Path, dataset: str, result_paths: dict[str, str
              "<h2>Metrics</h2>", metrics_table(results) if gnd else "<p>No ground truth: rankings only.</p>"]
     for m, r in results.items():
         if "grid" in r:
-            parts += [f"<h2>{html.escape(m)}: Medium mAP over the grid</h2>", grid_heatmaps(m, r["grid"])]
+            label = "Medium mAP" if key == "mAP" else f"{key} {main}"
+            parts += [f"<h2>{html.escape(m)}: {label} over the grid</h2>", grid_heatmaps(m, r["grid"], f"{key}_{main}")]
     if any("grid" in r for r in results.values()):
-        parts += ["<h2>mAP vs num_rerank</h2>", map_vs_num_rerank(results)]
+        parts += [f"<h2>{key} vs num_rerank</h2>", map_vs_num_rerank(results)]
     if gnd:
-        parts += ["<h2>Per-query AP, global vs re-ranked</h2>", per_query_scatter(results)]
+        parts += ["<h2>Per-query AP, baseline vs re-ranked</h2>", per_query_scatter(results)]
     parts += [f"<h2>Top {top} retrieved by {html.escape(show)} (green: positive, red: negative, grey: junk)</h2>",
               retrieved_images(ranks, lists, gnd_list, queries, top)]
     if curves_paths:
