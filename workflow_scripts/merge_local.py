@@ -1,4 +1,4 @@
-"""Rule merge_local: a verified HDF5 virtual dataset over the extraction chunks."""
+"""Rule merge_local: a verified HDF5 virtual dataset over the extraction chunks, or over feature-cache packs."""
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)
@@ -17,4 +17,5 @@ merge_local(
     preset=snakemake.params.preset,
     lists_version=snakemake.params.lists_version,
     groups=snakemake.params.groups,
+    cache=snakemake.params.cache,
 )
