@@ -18,4 +18,7 @@ merge_local(
     lists_version=snakemake.params.lists_version,
     groups=snakemake.params.groups,
     cache=snakemake.params.cache,
+    # from the configuration, not params (a new param would re-run every existing merge): refuses cached rows of
+    # images that were unreadable under on_bad_image: skip
+    on_bad_image=snakemake.config["on_bad_image"],
 )

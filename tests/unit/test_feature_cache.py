@@ -50,10 +50,10 @@ def _run_plan(cache, lists, n_chunks=2, min_chunk=1):
     return plan, metas
 
 
-def _assemble(cache, lists, split, out):
+def _assemble(cache, lists, split, out, on_bad_image="error"):
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
     assert not plan.new_packs
-    return fc.assemble_store(lists, split, cache, [cache / f"{p}.h5" for p in plan.packs(split)], out, XV)
+    return fc.assemble_store(lists, split, cache, [cache / f"{p}.h5" for p in plan.packs(split)], out, XV, on_bad_image)
 
 
 def _read(path):
@@ -173,7 +173,7 @@ def test_bad_input_names_the_file(tmp_path):
         fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
     meta = fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
     assert meta["rows"]["sha256"][2] == "missing:jpg/p02.png"
-    info = _assemble(cache, lists, "db", tmp_path / "db.h5")
+    info = _assemble(cache, lists, "db", tmp_path / "db.h5", "skip")
     assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p02.png")]
     assert _read(tmp_path / "db.h5")["count"][2] == 0
     # an unreadable sidecar, a truncated pack
@@ -184,4 +184,21 @@ def test_bad_input_names_the_file(tmp_path):
     with open(cache / f"{pack}.h5", "r+b") as f:
         f.truncate(2000)
     with pytest.raises(StoreError, match=f"{pack}.h5"):
-        _assemble(cache, lists, "db", tmp_path / "db2.h5")
+        _assemble(cache, lists, "db", tmp_path / "db2.h5", "skip")
+
+
+def test_a_cached_unreadable_image_is_refused_under_on_bad_image_error(tmp_path):
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(2))
+    (root / "jpg" / "p01.png").write_bytes(b"not an image")
+    lists = _lists(root)
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
+    (pack, items), = plan.new_packs.items()
+    with pytest.raises(ValueError, match="p01.png"):
+        fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    packs = [cache / f"{pack}.h5"]
+    info = fc.assemble_store(lists, "db", cache, packs, tmp_path / "db.h5", XV, on_bad_image="skip")
+    assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p01.png")]
+    with pytest.raises(StoreError, match="p01.png"):
+        fc.assemble_store(lists, "db", cache, packs, tmp_path / "db2.h5", XV, on_bad_image="error")

@@ -359,9 +359,11 @@ def runs(mapping: Sequence[tuple[str, int]]) -> list[tuple[int, str, int, int]]:
 
 
 def assemble_store(lists: dict[str, Any], split: str, pack_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathLike],
-                   out_path: str | os.PathLike, xv: str) -> dict[str, Any]:
+                   out_path: str | os.PathLike, xv: str, on_bad_image: str = "error") -> dict[str, Any]:
     """The split's store: a virtual HDF5 over the packs, rows in list order. Every row must be in ``pack_paths`` (the
-    packs the plan named); an image whose size or mtime is not the cached one is named (it changed after the plan)."""
+    packs the plan named); an image whose size or mtime is not the cached one is named (it changed after the plan).
+    Under ``on_bad_image: error`` a cached row of an unreadable image (extracted earlier under ``skip``) is refused,
+    naming the file, as extracting it would be."""
     import h5py  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
@@ -382,6 +384,11 @@ def assemble_store(lists: dict[str, Any], split: str, pack_dir: str | os.PathLik
                          "after the workflow planned this run (or the cache was edited); run snakemake again")
     mapping = plan.rows[split]
     n = len(mapping)
+    bad = [(lists[split][i]["path"], index.packs[p]["skipped"][str(r)]) for i, (p, r) in enumerate(mapping)
+           if str(r) in index.packs[p].get("skipped", {})]
+    if bad and on_bad_image != "skip":
+        raise StoreError(f"{len(bad)} image(s) of the {split} list have no features (unreadable when extracted under "
+                         f"on_bad_image: skip): {bad[:5]}; fix them or set on_bad_image: skip")
     infos = {}
     for name in sorted({p for p, _ in mapping}):
         path = Path(pack_dir) / f"{name}.h5"

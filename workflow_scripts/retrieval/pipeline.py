@@ -230,7 +230,8 @@ def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, 
 
 def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
                 manifest_path: str | Path, version: str, config: dict[str, Any], preset: str, lists_version: str,
-                groups: Sequence[int] | None = None, cache: dict[str, str] | None = None) -> None:
+                groups: Sequence[int] | None = None, cache: dict[str, str] | None = None,
+                on_bad_image: str = "error") -> None:
     """The virtual store of a split; ``groups`` (chunks per part) when the split stacks several extractions
     (``{dataset}+1m``: the dataset's database, then the distractors'); ``cache`` ({"xv", "dir"}) when the chunks are
     feature-cache packs (feature_cache.py: rows mapped by content, in list order)."""
@@ -243,7 +244,7 @@ def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split
     if cache is not None:
         from .feature_cache import assemble_store  # noqa: PLC0415
 
-        info = assemble_store(lists, split, cache["dir"], chunk_paths, out_path, cache["xv"])
+        info = assemble_store(lists, split, cache["dir"], chunk_paths, out_path, cache["xv"], on_bad_image)
         skipped = info.pop("skipped")
         if skipped:
             log.warning("%d image(s) of %s got no features (on_bad_image: skip): %s", len(skipped), split,
