@@ -202,3 +202,34 @@ def test_a_cached_unreadable_image_is_refused_under_on_bad_image_error(tmp_path)
     assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p01.png")]
     with pytest.raises(StoreError, match="p01.png"):
         fc.assemble_store(lists, "db", cache, packs, tmp_path / "db2.h5", XV, on_bad_image="error")
+
+
+def test_a_copy_keeps_reading_the_pack_made_for_it(tmp_path):
+    """Two folders holding the same photo: each plans against its own pack once made, so its store's inputs stay put
+    (no re-run of the merge when the other folder's older pack holds the same bytes)."""
+    cache = tmp_path / "features"
+    a, b = tmp_path / "a", tmp_path / "b"
+    _folder(a, range(3))
+    _run_plan(cache, _lists(a))
+    (b / "jpg").mkdir(parents=True)
+    shutil.copyfile(a / "jpg" / "p01.png", b / "jpg" / "p01.png")  # same bytes, new mtime
+    plan, metas = _run_plan(cache, _lists(b))
+    assert metas[0]["copied"] == 1 and metas[0]["extracted"] == 0
+    again = fc.plan_extraction(_lists(b), fc.load_index(cache), XV, 2, 1)
+    assert again.n_new == 0 and again.rows["db"] == plan.rows["db"]
+
+
+def test_readers_refuse_a_store_whose_pack_lost_rows(tmp_path):
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(4))
+    plan, _ = _run_plan(cache, _lists(root), n_chunks=1)
+    _assemble(cache, _lists(root), "db", tmp_path / "db.h5")
+    open_local(tmp_path / "db.h5").close()
+    (pack,) = plan.new_packs
+    from retrieval.local_store import write_local_chunk
+    with h5py.File(cache / f"{pack}.h5", "r") as f:
+        row = {k: f[k][0, : int(f["count"][0])] for k in ("descriptors", "xy", "scale", "weight", "orientation")}
+        row["image_size"] = f["image_size"][0]
+    write_local_chunk(cache / f"{pack}.h5", [row], k=64, dim=128, backbone="sift", row_start=0, n_total=1)
+    with pytest.raises(StoreError, match=rf"{pack}.h5 has 1 rows, row 3 is mapped"):
+        open_local(tmp_path / "db.h5")

@@ -93,12 +93,17 @@ class CacheIndex:
     by_key: dict[tuple[str, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
     stat_sha: dict[tuple[str, int, int], str] = field(default_factory=dict)
     packs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (name, size, mtime, box) -> the row made for that very file: preferred over another pack holding the same key
+    # (a copy indexed elsewhere), so a dataset keeps reading the packs it was planned with
+    by_stat: dict[tuple[str, int, int, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
 
     def add(self, pack: str, meta: dict[str, Any]) -> None:
         self.packs[pack] = meta
         rows = meta["rows"]
         for i, (sha, crop) in enumerate(zip(rows["sha256"], rows["crop"])):
             self.by_key.setdefault((sha, _crop(crop)), (pack, i))
+        for i, (name, size, mtime, crop) in enumerate(zip(rows["name"], rows["size"], rows["mtime_ns"], rows["crop"])):
+            self.by_stat.setdefault((name, int(size), int(mtime), _crop(crop)), (pack, i))
         for sha, name, size, mtime in zip(rows["sha256"], rows["name"], rows["size"], rows["mtime_ns"]):
             self.stat_sha.setdefault((name, int(size), int(mtime)), sha)
 
@@ -175,7 +180,9 @@ def plan_extraction(lists: dict[str, Any], index: CacheIndex, xv: str, n_chunks:
             crop = entry_crop(e, split)
             size, mtime = stat_of(e["path"])
             sha = missing_key(e["name"]) if size < 0 else index.stat_sha.get((e["name"], size, mtime))
-            hit = index.by_key.get((sha, crop)) if sha is not None else None
+            hit = index.by_stat.get((e["name"], size, mtime, crop))
+            if hit is None and sha is not None:
+                hit = index.by_key.get((sha, crop))
             if hit is not None:
                 out.append(("hit", hit))
                 continue
