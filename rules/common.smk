@@ -935,6 +935,7 @@ def feature_plan(ds, backbone, backbone_config):
                                           ext["min_chunk_images"])
             for pack, items in plan.new_packs.items():
                 _PACKS[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
+                _write_pack_plan(xv, pack, _PACKS[(xv, pack)])
             n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
             logger.info(f"feature cache {cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
                         f"in {len(plan.new_packs)} job(s)")
@@ -963,17 +964,37 @@ def merge_cache_params(wildcards):
     return None if got is None else {"xv": got[0], "dir": cache_dir(got[0])}
 
 
+def _pack_plan_path(xv, pack):
+    return f"{FEATURES}/{xv}/plans/{pack}.json"
+
+
+def _write_pack_plan(xv, pack, job):
+    """Record what a planned pack extracts (content-addressed: its name hashes it), for a job whose DAG is built again
+    where it runs (a SLURM job re-plans after sibling packs finished, when this pack would no longer be grouped the
+    same way)."""
+    path = _pack_plan_path(xv, pack)
+    if not os.path.isfile(path):
+        from retrieval.runtime import write_json
+
+        write_json(path, job)
+
+
 def planned_pack(wildcards):
-    """What a pack job extracts: from this run's plan, or for a pack that exists, from its sidecar (the same value,
+    """What a pack job extracts: from this run's plan, else from the pack's sidecar when it exists (the same value,
     so Snakemake sees its parameters unchanged; packs are immutable and take no declared inputs: the images they
-    were made from may since have moved)."""
+    were made from may since have moved), else from the plan recorded when it was planned."""
     key = (wildcards.xv, wildcards.pack)
     if key not in _PACKS:
         sidecar = f"{cache_dir(wildcards.xv)}/{wildcards.pack}.json"
-        if not os.path.isfile(sidecar):
+        if os.path.isfile(sidecar):
+            _PACKS[key] = fcache.pack_job(fcache.read_sidecar(sidecar))
+        elif os.path.isfile(_pack_plan_path(*key)):
+            from retrieval.runtime import read_json
+
+            _PACKS[key] = read_json(_pack_plan_path(*key))
+        else:
             raise WorkflowError(f"{cache_dir(wildcards.xv)}/{wildcards.pack}.h5 is not a pack the current configuration "
                                 "plans; request the top-level results/{dataset}_{method}.json targets")
-        _PACKS[key] = fcache.pack_job(fcache.read_sidecar(sidecar))
     return _PACKS[key]
 
 

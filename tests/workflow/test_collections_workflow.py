@@ -137,6 +137,9 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
     stats = _job_stats(out)
     assert stats["extract_pack"] == 1 and "extract_local" not in stats, stats
     assert "coll: 3 of 27 images (and query boxes) to extract, in 1 job(s)" in out
+    # the pack alone, as a job whose DAG is built again where it runs (a SLURM job): found from its recorded plan
+    (planned,) = re.findall(r"output: (results/features/\w+/packs/\w+\.h5)", out)
+    snakemake(wd, planned, *base)
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
     packs = sorted((wd / "results" / "features").glob("*/packs/*.json"), key=lambda p: load_json(p)["created"])
     last = load_json(packs[-1])
