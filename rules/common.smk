@@ -6,9 +6,12 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
-from retrieval.datasets import ground_truth_path
+from snakemake.logging import logger
+
+from retrieval.data.datasets import build_image_lists, ground_truth_path
 from retrieval.names import DATASET_PATTERN, split_result_name
-from retrieval.runtime import stable_hash
+from retrieval.runtime import read_json, stable_hash, write_json
+from retrieval.stores import feature_cache as fcache
 from retrieval.versions import DECODER_VERSION, GENERATOR_VERSION
 
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
@@ -138,7 +141,7 @@ def ames_release_input(wildcards):
     """extract.backbone ames_import: the release file a chunk reads (a declared input: replacing it re-runs)."""
     if extraction_of(wildcards)[0] != "ames_import":
         return []
-    from retrieval.ames_release import release_file
+    from retrieval.stores.ames_release import release_file
 
     cfg = config["extract"]["ames_import"]
     if not cfg["dir"]:
@@ -246,7 +249,7 @@ def whiten_path(space):
 
 def import_file(ds, split):
     """shortlist.source import: the user's file with the global descriptors of one split."""
-    from retrieval.import_global import find_import
+    from retrieval.stores.imports import find_import
 
     if not config["shortlist"]["import_dir"]:
         raise WorkflowError("shortlist.source: import needs shortlist.import_dir")
@@ -258,7 +261,7 @@ def import_file(ds, split):
 
 def nn_import_file(ds):
     """shortlist.source ames_nn: the AMES shortlist file {import_dir}/{dataset}/{nn_file} (a declared input)."""
-    from retrieval.ames_release import nn_file
+    from retrieval.stores.ames_release import nn_file
 
     sl = config["shortlist"]
     if not sl["import_dir"]:
@@ -863,8 +866,6 @@ def search_inputs(wildcards):
 # is made here, at DAG-build time, from the dataset's current lists and the packs on disk, so a dry run shows the
 # extraction of the new or changed photos only. The generated demo splits, '{dataset}+1m', the R1M distractors and
 # imported AMES descriptors keep the positional chunks (extract_local).
-from retrieval import feature_cache as fcache
-from snakemake.logging import logger
 
 FEATURES = "results/features"
 _PLANS = {}
@@ -901,8 +902,6 @@ def current_lists(ds):
     image_lists then fails with its own message)."""
     path = f"{lists_dir(ds)}/lists.json"
     if os.path.isfile(path):
-        from retrieval.runtime import read_json
-
         lists = read_json(path)
         t = os.path.getmtime(path)
         sources = _folder_source(ds) + [e["path"] for s in ("db", "query") for e in lists[s]]
@@ -911,8 +910,6 @@ def current_lists(ds):
                 return lists
         except FileNotFoundError:
             pass
-    from retrieval.datasets import build_image_lists
-
     try:
         lists, _ = build_image_lists(dataset_dir(ds), ds, config["crop_queries"], config["on_bad_image"],
                                      config["max_image_pixels"], config["gldv2"])
@@ -974,8 +971,6 @@ def _write_pack_plan(xv, pack, job):
     same way)."""
     path = _pack_plan_path(xv, pack)
     if not os.path.isfile(path):
-        from retrieval.runtime import write_json
-
         write_json(path, job)
 
 
@@ -989,8 +984,6 @@ def planned_pack(wildcards):
         if os.path.isfile(sidecar):
             _PACKS[key] = fcache.pack_job(fcache.read_sidecar(sidecar))
         elif os.path.isfile(_pack_plan_path(*key)):
-            from retrieval.runtime import read_json
-
             _PACKS[key] = read_json(_pack_plan_path(*key))
         else:
             raise WorkflowError(f"{cache_dir(wildcards.xv)}/{wildcards.pack}.h5 is not a pack the current configuration "

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import aggregate_vlad  # noqa: E402
+from retrieval.stages.aggregate import aggregate_vlad  # noqa: E402
 
 aggregate_vlad(
     local_path=snakemake.input.local,

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline_ames import logits_stage  # noqa: E402
+from retrieval.stages.ames import logits_stage  # noqa: E402
 
 logits_stage(
     model_path=snakemake.input.model,

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline_ames import ames_store_stage  # noqa: E402
+from retrieval.stages.ames import ames_store_stage  # noqa: E402
 
 ames_store_stage(
     model_path=snakemake.input.model,

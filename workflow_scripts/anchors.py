@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.ssp import anchors_stage  # noqa: E402
+from retrieval.stages.ssp import anchors_stage  # noqa: E402
 
 anchors_stage(
     global_path=snakemake.input.descriptors,

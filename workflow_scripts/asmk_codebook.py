@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline_asmk import fit_asmk_codebook  # noqa: E402
+from retrieval.stages.asmk import fit_asmk_codebook  # noqa: E402
 
 cfg = snakemake.params.config
 fit_asmk_codebook(

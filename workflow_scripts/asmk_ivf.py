@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline_asmk import build_asmk_ivf  # noqa: E402
+from retrieval.stages.asmk import build_asmk_ivf  # noqa: E402
 
 build_asmk_ivf(
     local_path=snakemake.input.local,

@@ -3,7 +3,7 @@ from retrieval.runtime import setup_logging, write_rule_manifest
 
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import backbone_global  # noqa: E402
+from retrieval.stages.aggregate import backbone_global  # noqa: E402
 
 backbone_global(
     local_path=snakemake.input.local,

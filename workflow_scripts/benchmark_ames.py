@@ -4,9 +4,12 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.benchmarks import ames_throughput, grid_cost, sv_throughput  # noqa: E402
-from retrieval.pipeline_ames import resolve_device  # noqa: E402
-from retrieval.runtime import package_versions, write_json  # noqa: E402
+from retrieval.benchmarks.throughput import ames_throughput, grid_cost, sv_throughput  # noqa: E402
+from retrieval.runtime import (  # noqa: E402
+    package_versions,
+    resolve_device,  # noqa: E402
+    write_json,
+)
 
 cfg = snakemake.params.config
 device = resolve_device(cfg["device"])

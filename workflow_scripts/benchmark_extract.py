@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, read_json, setup_logging, write_jso
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.benchmarks import extraction_throughput  # noqa: E402
+from retrieval.benchmarks.throughput import extraction_throughput  # noqa: E402
 
 cfg = snakemake.params.config
 paths = [e["path"] for e in read_json(snakemake.input.lists)["db"][: cfg["images"]]]

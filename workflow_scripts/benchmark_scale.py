@@ -4,8 +4,8 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline_ames import resolve_device  # noqa: E402
-from retrieval.scale import scale_benchmark  # noqa: E402
+from retrieval.benchmarks.scale import scale_benchmark  # noqa: E402
+from retrieval.runtime import resolve_device  # noqa: E402
 
 scale_benchmark(
     query_global=snakemake.input.query,

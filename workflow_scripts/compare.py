@@ -3,7 +3,7 @@ from retrieval.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from retrieval.compare import compare_stage  # noqa: E402
+from retrieval.stages.compare import compare_stage  # noqa: E402
 
 compare_stage(
     result_paths={m: snakemake.input[f"result_{m}"] for m in snakemake.params.methods},

@@ -6,6 +6,6 @@ setup_logging(snakemake.log[0])
 
 from pathlib import Path  # noqa: E402
 
-from retrieval.pipeline import make_demo  # noqa: E402
+from retrieval.stages.lists import make_demo  # noqa: E402
 
 make_demo(Path(snakemake.output.manifest).parent, snakemake.params.demo, snakemake.params.version, snakemake.params.preset)

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.sweep import descriptor_sweep_stage  # noqa: E402
+from retrieval.benchmarks.descriptor_sweep import descriptor_sweep_stage  # noqa: E402
 
 inp = snakemake.input
 descriptor_sweep_stage(

@@ -3,7 +3,7 @@ from retrieval.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from retrieval.download_gldv2 import download_gldv2  # noqa: E402
+from retrieval.data.download_gldv2 import download_gldv2  # noqa: E402
 
 download_gldv2(snakemake.wildcards.dataset, snakemake.params.data_root, parts=snakemake.params.parts,
                keep_archives=snakemake.params.keep_archives)

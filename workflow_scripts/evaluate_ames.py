@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline_ames import evaluate_ames_stage  # noqa: E402
+from retrieval.stages.ames import evaluate_ames_stage  # noqa: E402
 
 inp = snakemake.input
 val = {k: inp[f"val_{k}"] for k in ("logits", "knn", "lists", "gnd")} if "val_logits" in inp.keys() else None

@@ -4,7 +4,7 @@ from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline_asmk import evaluate_asmk  # noqa: E402
+from retrieval.stages.asmk import evaluate_asmk  # noqa: E402
 
 evaluate_asmk(
     asmk_knn=snakemake.input.asmk_knn,

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import evaluate_global  # noqa: E402
+from retrieval.stages.evaluate import evaluate_global  # noqa: E402
 
 evaluate_global(
     knn_path=snakemake.input.knn,

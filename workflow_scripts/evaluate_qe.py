@@ -4,7 +4,7 @@ from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.qe import evaluate_qe_stage  # noqa: E402
+from retrieval.stages.qe import evaluate_qe_stage  # noqa: E402
 
 evaluate_qe_stage(
     query_global=snakemake.input.query,

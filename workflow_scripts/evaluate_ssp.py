@@ -4,7 +4,7 @@ from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.ssp import evaluate_ssp_stage  # noqa: E402
+from retrieval.stages.ssp import evaluate_ssp_stage  # noqa: E402
 
 evaluate_ssp_stage(
     light_query_local=snakemake.input.light_query,

@@ -4,7 +4,7 @@ from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.superglobal import evaluate_superglobal_stage  # noqa: E402
+from retrieval.stages.superglobal import evaluate_superglobal_stage  # noqa: E402
 
 evaluate_superglobal_stage(
     query_global=snakemake.input.query,

@@ -4,7 +4,7 @@ from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.sv import evaluate_sv_stage  # noqa: E402
+from retrieval.stages.sv import evaluate_sv_stage  # noqa: E402
 
 evaluate_sv_stage(
     query_local=snakemake.input.query,

@@ -3,7 +3,7 @@ from retrieval.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import export_ames  # noqa: E402
+from retrieval.stages.export import export_ames  # noqa: E402
 
 export_ames(
     local_db=snakemake.input.db,

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import extract_local_chunk  # noqa: E402
+from retrieval.stages.extract import extract_local_chunk  # noqa: E402
 
 extract_local_chunk(
     lists_path=snakemake.input.lists,

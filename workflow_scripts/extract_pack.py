@@ -6,7 +6,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.feature_cache import extract_pack  # noqa: E402
+from retrieval.stages.extract_pack import extract_pack  # noqa: E402
 
 job = json.loads(snakemake.params.pack)
 extract_pack(

@@ -5,7 +5,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import make_image_lists, make_lists_with_distractors  # noqa: E402
+from retrieval.stages.lists import make_image_lists, make_lists_with_distractors  # noqa: E402
 
 if snakemake.params.plus is not None:
     make_lists_with_distractors(

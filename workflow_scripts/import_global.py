@@ -3,7 +3,7 @@ from retrieval.runtime import setup_logging, write_rule_manifest
 
 setup_logging(snakemake.log[0])
 
-from retrieval.import_global import import_global_stage  # noqa: E402
+from retrieval.stages.imports import import_global_stage  # noqa: E402
 
 import_global_stage(
     src=snakemake.input.src,

@@ -3,7 +3,7 @@ from retrieval.runtime import setup_logging, write_rule_manifest
 
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import import_nn  # noqa: E402
+from retrieval.stages.knn import import_nn  # noqa: E402
 
 import_nn(
     nn_path=snakemake.input.nn,

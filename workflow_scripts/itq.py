@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline_ames import fit_itq_stage  # noqa: E402
+from retrieval.stages.ames import fit_itq_stage  # noqa: E402
 
 fit_itq_stage(
     local_path=snakemake.input.local,

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import merge_local  # noqa: E402
+from retrieval.stages.extract import merge_local  # noqa: E402
 
 merge_local(
     chunk_paths=list(snakemake.input.chunks),

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.search import publish_search  # noqa: E402
+from retrieval.stages.search import publish_search  # noqa: E402
 
 publish_search({k: snakemake.input[k] for k in ("csv", "html", "json")},
                {k: snakemake.output[k] for k in ("csv", "html", "json")})

@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.report import write_report  # noqa: E402
+from retrieval.evaluation.report import write_report  # noqa: E402
 
 inp = snakemake.input
 methods = snakemake.params.methods

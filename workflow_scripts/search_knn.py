@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import nearest_neighbours  # noqa: E402
+from retrieval.stages.knn import nearest_neighbours  # noqa: E402
 
 nearest_neighbours(
     query_path=snakemake.input.query,

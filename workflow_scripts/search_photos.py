@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.search import search_stage  # noqa: E402
+from retrieval.stages.search import search_stage  # noqa: E402
 
 cfg = snakemake.params.search
 search_stage(

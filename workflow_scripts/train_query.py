@@ -4,7 +4,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.ssp import train_query_stage  # noqa: E402
+from retrieval.stages.ssp import train_query_stage  # noqa: E402
 
 train_query_stage(
     light_local=snakemake.input.light,

@@ -4,9 +4,9 @@ from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import apply_whitening  # noqa: E402
+from retrieval.stages.whiten import apply_pca_whitening_stage  # noqa: E402
 
-apply_whitening(
+apply_pca_whitening_stage(
     vlad_path=snakemake.input.vlad,
     whiten_path=snakemake.input.whiten,
     out_path=snakemake.output.descriptors,

@@ -4,9 +4,9 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.pipeline import fit_whitening  # noqa: E402
+from retrieval.stages.whiten import fit_pca_whitening_stage  # noqa: E402
 
-fit_whitening(
+fit_pca_whitening_stage(
     vlad_path=snakemake.input.vlad,
     out_path=snakemake.output.whiten,
     manifest_path=snakemake.output.manifest,

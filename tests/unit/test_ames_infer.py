@@ -1,4 +1,4 @@
-"""AMES inference with per-image work hoisted (ames_infer.py): the logits of the official masked computation, with
+"""AMES inference with per-image work hoisted (methods/ames/infer.py): the logits of the official masked computation, with
 padding, empty images, one layer or five, pairs grouped and batched in any way; the bfloat16 path within 2%; the
 precision chosen from the hardware."""
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.ames import AMES, AmesConfig, reference_forward
-from retrieval.ames_infer import fast_dtype, prepare_side, score_prepared
-from retrieval.ames_rerank import compute_logits
+from retrieval.methods.ames.infer import fast_dtype, prepare_side, score_prepared
+from retrieval.methods.ames.model import AMES, AmesConfig, reference_forward
+from retrieval.methods.ames.rerank import compute_logits
 
 
 def _pairs(cfg, b, n_q, n_t, seed=0):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from retrieval.ames import AMES, AmesConfig, load_checkpoint, reference_forward, save_checkpoint
+from retrieval.methods.ames.model import AMES, AmesConfig, load_checkpoint, reference_forward, save_checkpoint
 
 torch.manual_seed(0)
 SMALL = AmesConfig(local_dim=32, model_dim=16, nhead=2, num_layers=2, dim_feedforward=32)
@@ -46,13 +46,22 @@ def test_padded_descriptors_change_nothing():
         torch.testing.assert_close(one, model(src[:1], tgt[:1], sm[:1], tm[:1]), atol=1e-5, rtol=0)
 
 
-def test_asymmetric_counts_and_order_matter():
-    model = AMES(SMALL).eval()
-    src, _, tgt, _ = batch(2, 10, 3, SMALL.local_dim)
+def test_roles_are_symmetric_and_counts_matter():
+    """AMES has no positional encoding and shares every weight between the two images, so swapping the query and
+    the database image gives the same logit whatever their (asymmetric) counts; in inference the only asymmetry is
+    the database side's float16 rounding (as stored). Fewer descriptors give another logit."""
+    model = AMES(SMALL).train()  # train mode: no float16 rounding of the database tokens
+    src, sm, tgt, tm = batch(3, 10, 3, SMALL.local_dim)
     with torch.no_grad():
-        a = model(src, tgt)
-        b = model(tgt, src)  # roles swapped: a different sequence, generally a different logit
-    assert a.shape == (2,) and not torch.allclose(a, b)
+        a, b = model(src, tgt, sm, tm), model(tgt, src, tm, sm)
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        fewer = model(src[:, :2], tgt, torch.zeros_like(sm[:, :2]), tm)  # the first 2 query descriptors only
+        full = model(src, tgt, torch.zeros_like(sm), tm)
+        assert (fewer - full).abs().min() > 1e-4
+        model.eval()
+        a_e, b_e = model(src, tgt, sm, tm), model(tgt, src, tm, sm)
+    rounding = (a_e - b_e).abs().max()
+    assert 0 < rounding < 1e-3 and (a_e - a).abs().max() < 1e-3
 
 
 def test_database_tokens_are_rounded_through_float16_in_fp_inference():

@@ -1,10 +1,13 @@
 """AMES release files (flat, structured float16, structured packed bits) read into local-store rows."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
 
-from retrieval.ames_release import convert_rows, n_rows, read_rows
+from retrieval.data.datasets import build_image_lists
+from retrieval.stores.ames_release import convert_rows, n_rows, read_nn, read_release_list, read_rows, write_nn
 
 
 def _release(rng, n=3, k=6, d=16):
@@ -66,9 +69,8 @@ def test_inverted_masks_are_refused(tmp_path):
 
 
 def test_nn_file_round_trip_and_validation(tmp_path):
-    import torch
+    import torch  # noqa: PLC0415
 
-    from retrieval.ames_release import read_nn, write_nn
 
     rng = np.random.default_rng(0)
     sims = -np.sort(-rng.random((3, 5)), axis=1).astype(np.float32)
@@ -101,10 +103,7 @@ def test_nn_file_round_trip_and_validation(tmp_path):
 
 def test_release_lists_give_sizes_without_the_images(tmp_path):
     """A release folder (ground truth + test_*.txt, no photos) builds image lists with the listed sizes."""
-    import json
 
-    from retrieval.ames_release import read_release_list
-    from retrieval.datasets import build_image_lists
 
     root = tmp_path / "roxford5k"
     root.mkdir()

@@ -5,10 +5,10 @@ import h5py
 import numpy as np
 import pytest
 
-from retrieval.ames import AMES, AmesConfig
-from retrieval.ames_rerank import compute_logits
-from retrieval.ames_store import StoreReader, write_store
-from retrieval.local_store import open_local, write_local_chunk
+from retrieval.methods.ames.model import AMES, AmesConfig
+from retrieval.methods.ames.rerank import compute_logits
+from retrieval.methods.ames.store import StoreReader, write_store
+from retrieval.stores.local_store import open_local, write_local_chunk
 
 
 def _local(tmp_path, n=7, k=12, d=16):
@@ -28,7 +28,7 @@ def _local(tmp_path, n=7, k=12, d=16):
 
 @pytest.mark.parametrize("binarized", [False, True])
 def test_store_gives_the_logits_of_on_the_fly_projection(tmp_path, binarized):
-    import torch
+    import torch  # noqa: PLC0415
 
     torch.manual_seed(0)
     model = AMES(AmesConfig(local_dim=16, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64,
@@ -63,7 +63,7 @@ def test_store_gives_the_logits_of_on_the_fly_projection(tmp_path, binarized):
 
 
 def test_packed_bits_follow_the_sign_convention(tmp_path):
-    import torch
+    import torch  # noqa: PLC0415
 
     model = AMES(AmesConfig(local_dim=16, model_dim=8, nhead=2, num_layers=1, dim_feedforward=16, binarized=True)).eval()
     model.remap_local[0].W.data = torch.eye(16)[:, :8]  # the code is the sign of the first 8 coordinates

@@ -4,11 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.ames import AMES, AmesConfig
-from retrieval.ames_rerank import (
-    bootstrap_difference, compute_logits, lookup_logits, needed_pairs, protocol_shortlists, rerank,
+from retrieval.evaluation.metrics import bootstrap_difference
+from retrieval.methods.ames.model import AMES, AmesConfig
+from retrieval.methods.ames.rerank import (
+    GridSweep,
+    compute_logits,
+    evaluate_protocol_rankings,
+    grid_rankings,
+    lookup_logits,
+    needed_pairs,
+    protocol_shortlists,
+    rerank,
+    similarity_along,
 )
-from retrieval.ames_train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
+from retrieval.methods.ames.train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
+from retrieval.search.exact import topk_neighbours
 
 
 def toy_neighbours():
@@ -53,7 +63,10 @@ def test_itq_codes_reduce_quantisation_error_and_centre():
     assert np.abs((bits > 0).mean(0) - 0.5).max() < 0.3
     np.testing.assert_allclose(itq["W"].T @ itq["W"], np.eye(16), atol=1e-4)  # orthonormal columns
     pca_only = fit_itq(x, bits=16, n_iter=0)
-    err = lambda w: np.linalg.norm(np.where((xn - w["mean"]) @ w["W"] >= 0, 1, -1) - (xn - w["mean"]) @ w["W"])
+
+    def err(w):
+        return np.linalg.norm(np.where((xn - w["mean"]) @ w["W"] >= 0, 1, -1) - (xn - w["mean"]) @ w["W"])
+
     assert err(itq) < err(pca_only)
 
 
@@ -69,7 +82,6 @@ def tiny_training_data(n_inst=6, per=5, k=12, d=16, seed=0):
     labels = np.array(labels)
     g = desc.astype(np.float32).mean(1)
     g /= np.linalg.norm(g, axis=1, keepdims=True)
-    from retrieval.vlad import topk_neighbours
 
     ids, sims = topk_neighbours(g, g, 20, exclude_self=True)
     return desc, np.full(len(desc), k, np.int32), labels, ids, np.abs(sims)
@@ -174,10 +186,10 @@ def test_logit_cache_matches_direct_scoring():
     logits = compute_logits(model, qd, qc, lambda r: (dd[r], dc[r]), pairs, 10, 10, batch=2)
     with torch.no_grad():
         for i, p in enumerate(pairs):
-            for j, l in zip(p, logits[i]):
+            for j, logit in zip(p, logits[i]):
                 q = torch.from_numpy(qd[i:i + 1, : min(qc[i], 10)].astype(np.float32))
                 d = torch.from_numpy(dd[j:j + 1, : min(dc[j], 10)].astype(np.float32))
-                assert float(model(q, d)) == pytest.approx(float(l), abs=1e-5)
+                assert float(model(q, d)) == pytest.approx(float(logit), abs=1e-5)
     got = lookup_logits(pairs, logits, np.array([[5, 0, 2], [3, 1, 0]]), 2)
     assert got[0, 0] == logits[0][2] and got[1, 1] == logits[1][0]
     with pytest.raises(KeyError):
@@ -198,11 +210,27 @@ def test_bootstrap_difference():
     b = [0.6, 0.7, 0.9, 0.2, 0.5]
     out = bootstrap_difference(a, b, n=2000)
     assert out["n_queries"] == 4 and out["mean"] == pytest.approx(10.0)
-    assert out["ci95"][0] <= 10.0 <= out["ci95"][1] and out["improved"] == 3 and out["worse"] == 0
+    assert out["improved"] == 3 and out["worse"] == 0
+    # the interval is the bootstrap of the mean: inside the observed differences, narrower than their range
+    assert 0.0 <= out["ci95"][0] < 10.0 < out["ci95"][1] <= 20.0
+    # identical differences: no uncertainty at all
+    const = bootstrap_difference([0.1] * 30, [0.3] * 30, n=500)
+    assert const["ci95"] == pytest.approx([20.0, 20.0]) and const["mean"] == pytest.approx(20.0)
+    # many queries: the percentile interval matches the normal one, mean +- 1.96 sd / sqrt(n), within 10%
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.2, 0.8, 400)
+    d = rng.normal(0.02, 0.1, 400)
+    big = bootstrap_difference(base.tolist(), (base + d).tolist(), n=4000)
+    half_width = (big["ci95"][1] - big["ci95"][0]) / 2
+    assert half_width == pytest.approx(1.96 * 100 * d.std() / np.sqrt(400), rel=0.1)
+    assert big["ci95"][0] < big["mean"] < big["ci95"][1]
+    # the same seed gives the same interval; a quarter of the queries, a wider one
+    assert bootstrap_difference(base.tolist(), (base + d).tolist(), n=4000) == big
+    small = bootstrap_difference(base[:100].tolist(), (base + d)[:100].tolist(), n=4000)
+    assert small["ci95"][1] - small["ci95"][0] > 1.5 * (big["ci95"][1] - big["ci95"][0])
 
 
 def test_similarity_follows_a_reordered_shortlist():
-    from retrieval.ames_rerank import similarity_along
 
     ids = np.array([[4, 2, 0, 3, 1]])
     sims = np.array([[0.9, 0.7, 0.5, 0.3, 0.1]], np.float32)
@@ -211,7 +239,6 @@ def test_similarity_follows_a_reordered_shortlist():
 
 @pytest.mark.parametrize("junk_mode", ["none", "ames"])
 def test_grid_sweep_equals_evaluating_each_reranked_ranking(junk_mode):
-    from retrieval.ames_rerank import GridSweep, evaluate_protocol_rankings, grid_rankings, similarity_along
 
     rng = np.random.default_rng(1)
     n_q, n_db = 9, 60

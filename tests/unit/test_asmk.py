@@ -4,8 +4,16 @@ and the inverted file kept in our HDF5 scoring exactly as the package's own inde
 import numpy as np
 import pytest
 
-from retrieval.asmk_index import (ASMKConfig, ASMKIndex, aggregate_images, fit_codebook, rank_by_score, read_ivf,
-                                  write_ivf)
+from retrieval.search.asmk import (
+    ASMKConfig,
+    ASMKIndex,
+    aggregate_images,
+    codebook_size,
+    fit_codebook,
+    rank_by_score,
+    read_ivf,
+    write_ivf,
+)
 
 D = 32
 
@@ -68,9 +76,9 @@ def test_images_sharing_descriptors_score_above_unrelated_ones():
 @pytest.mark.parametrize("use_idf", [False, True])
 @pytest.mark.parametrize("binary", [True, False])
 def test_our_stored_index_scores_exactly_as_the_package_built_one(tmp_path, binary, use_idf):
-    from asmk import ASMKMethod
-    from asmk import codebook as cdb_pkg
-    from asmk import index as idx_pkg
+    from asmk import ASMKMethod  # noqa: PLC0415
+    from asmk import codebook as cdb_pkg  # noqa: PLC0415
+    from asmk import index as idx_pkg  # noqa: PLC0415
 
     rng = np.random.default_rng(2)
     centroids = fit_codebook(rng.normal(size=(32 * 40, D)).astype(np.float32), 32)
@@ -127,7 +135,6 @@ def test_store_refuses_another_codebook_and_too_few_training_points(tmp_path):
 
 
 def test_codebook_size_follows_the_descriptors_a_split_has():
-    from retrieval.asmk_index import codebook_size
 
     assert codebook_size(643_842, 8192) == 8192  # demo-train: 78.6 per word
     assert codebook_size(85_000, 8192) == 2048  # landmarks-mini's own 85 images x 1000: 2179 words' worth

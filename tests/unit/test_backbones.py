@@ -1,16 +1,18 @@
 """Deep backbones on tiny random models: official state-dict layouts, position-embedding interpolation, pooling
 modules against direct computations, the detector, and deterministic extraction."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from retrieval.backbones.detector import Detector, no_detector
-from retrieval.backbones.pooling import gem, relup, rgem, sgem
-from retrieval.backbones.resnet import ResNet, cvnet_to_torchvision
-from retrieval.backbones.vit import DinoV2, ViTConfig
-from retrieval.deep import DeepConfig, DeepExtractor
+from retrieval.features.backbones.detector import Detector, no_detector
+from retrieval.features.backbones.pooling import gem, relup, rgem, sgem
+from retrieval.features.backbones.resnet import ResNet, cvnet_to_torchvision
+from retrieval.features.backbones.vit import DinoV2, ViTConfig
+from retrieval.features.deep import DeepConfig, DeepExtractor
 
 TINY_VIT = {"variant": "vitb14", "registers": 4, "img_size": 56, "embed_dim": 32, "depth": 2, "heads": 2}
 
@@ -107,7 +109,6 @@ def test_detector_outputs_and_fallback():
 
 def _cvnet_names(state):
     """Our (torchvision) names -> CVNet's pycls names with the encoder_q. prefix (the inverse of the documented map)."""
-    import re
 
     inv = {"conv1.": "f.a.", "bn1.": "f.a_bn.", "conv2.": "f.b.", "bn2.": "f.b_bn.", "conv3.": "f.c.", "bn3.": "f.c_bn.",
            "downsample.0.": "proj.", "downsample.1.": "bn."}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from retrieval.ames import AmesConfig
-from retrieval.benchmarks import ames_flops, ames_throughput, grid_cost
+from retrieval.benchmarks.throughput import ames_flops, ames_throughput, grid_cost
+from retrieval.methods.ames.model import AmesConfig
 
 
 def test_flop_count_by_hand():

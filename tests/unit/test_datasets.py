@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.datasets import build_image_lists, canonical_name, query_box
+from retrieval.data.datasets import build_image_lists, canonical_name, query_box, with_distractors
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "landmarks-mini"
 
@@ -79,7 +79,6 @@ def _lists(root, name, crop=True):
 
 
 def test_distractor_list_layout_and_stacking(tmp_path):
-    from retrieval.datasets import with_distractors
 
     base = tmp_path / "ds"
     _write_dataset(base, ["a", "b", "c"], ["q"], [{"easy": [0], "hard": [2], "junk": [1], "bbx": [1, 1, 20, 20]}])

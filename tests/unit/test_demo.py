@@ -6,9 +6,20 @@ import cv2
 import numpy as np
 import pytest
 
-from retrieval.demo import (
-    BACKGROUND_PHOTOS, TEST_PHOTOS, TRAIN_PHOTOS, VAL_PHOTOS, DemoConfig, LabelRule, View, collage_instances,
-    generate_demo, label_view, load_photo, render, texture,
+from retrieval.data.demo import (
+    BACKGROUND_PHOTOS,
+    TEST_PHOTOS,
+    TRAIN_PHOTOS,
+    VAL_PHOTOS,
+    DemoConfig,
+    LabelRule,
+    View,
+    collage_instances,
+    generate_demo,
+    label_view,
+    load_photo,
+    render,
+    texture,
 )
 
 RULE = LabelRule()

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.download import SOURCES, OfflineError, download_revisitop, fetch
+from retrieval.data.datasets import build_image_lists
+from retrieval.data.download import SOURCES, OfflineError, download_revisitop, extract_tree, fetch, verify_dataset
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -111,7 +112,6 @@ def test_download_extracts_flat_and_verifies_against_ground_truth(tmp_path, serv
     (tmp_path / "toy" / "jpg" / "balliol_000003.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "toy" / "_download" / "imgs.tgz").unlink()
     _Handler.files["/imgs.tgz"] = tar_buf.getvalue()
-    from retrieval.download import verify_dataset
 
     with pytest.raises(ValueError, match="balliol_000003"):
         verify_dataset(tmp_path / "toy", "toy", 3, 1)
@@ -165,7 +165,6 @@ def test_distractor_download_keeps_folders_resumes_per_archive_and_verifies_the_
     assert summary["db"] == 6 and summary["queries"] == 0
     assert sorted(str(p.relative_to(tmp_path / "revisitop1m" / "jpg"))
                   for p in (tmp_path / "revisitop1m" / "jpg").rglob("*.jpg")) == sorted(names)
-    from retrieval.datasets import build_image_lists
 
     lists, gt = build_image_lists(tmp_path / "revisitop1m", "revisitop1m")
     assert gt is None and [e["name"] for e in lists["db"]] == names and lists["query"] == []
@@ -177,7 +176,6 @@ def test_distractor_download_keeps_folders_resumes_per_archive_and_verifies_the_
 
 
 def test_archive_members_cannot_escape_the_image_folder(tmp_path):
-    from retrieval.download import extract_tree
 
     archive = tmp_path / "evil.tar.gz"
     archive.write_bytes(_tar([("ok/a.jpg", _jpeg(0)), ("../../outside.jpg", _jpeg(1))]))
@@ -198,7 +196,6 @@ def test_offline_distractor_message_names_the_list_and_archives(tmp_path):
 
 def test_verification_names_images_whose_exif_orientation_is_not_1(tmp_path, caplog):
     """They are now indexed rotated (as displayed), which changes what is indexed: the verification says which."""
-    from retrieval.download import verify_dataset
 
     root = tmp_path / "toy"
     (root / "jpg").mkdir(parents=True)

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from test_download import _Handler, server  # noqa: F401 - the local HTTP server fixture
 
-from retrieval.datasets import build_image_lists
-from retrieval.download import OfflineError
-from retrieval.download_gldv2 import download_gldv2
+from retrieval.data import download_gldv2 as mod
+from retrieval.data.datasets import build_image_lists
+from retrieval.data.download import OfflineError
+from retrieval.data.download_gldv2 import download_gldv2
 
 INDEX = ["0a1b2c3d4e5f6071", "1b2c3d4e5f607182", "2c3d4e5f60718293"]
 TEST = ["9a8b7c6d5e4f3021", "a1b2c3d4e5f60718"]
@@ -53,7 +54,6 @@ def _host(n_index_parts=2):
 
 @pytest.fixture()
 def two_part_sources(monkeypatch):
-    from retrieval import download_gldv2 as mod
 
     monkeypatch.setitem(mod.GLDV2_PARTS, "gldv2", {**mod.GLDV2_PARTS["gldv2"], "splits": {"index": 2, "test": 1}})
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval import feature_cache as fc
-from retrieval.local_store import StoreError, open_local
-from retrieval.pipeline import extract_local_chunk
+from retrieval.stages.extract import extract_local_chunk
+from retrieval.stages.extract_pack import extract_pack
+from retrieval.stores import feature_cache as fc
+from retrieval.stores.local_store import StoreError, open_local, write_local_chunk
 
 SIFT = {"k": 64}
 XV = fc.extraction_key("sift", SIFT, "2", 10**8)
@@ -45,7 +46,7 @@ def _lists(root, query_crops=None):
 def _run_plan(cache, lists, n_chunks=2, min_chunk=1):
     """Plan, extract the new packs, return the plan and what the jobs reported."""
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, n_chunks, min_chunk)
-    metas = [fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    metas = [extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
              for pack, items in plan.new_packs.items()]
     return plan, metas
 
@@ -163,15 +164,15 @@ def test_bad_input_names_the_file(tmp_path):
     _photo(root / "jpg" / "p01.png", 50)
     os.utime(root / "jpg" / "p01.png", ns=(1, 1))
     with pytest.raises(fc.CacheError, match="p01.png changed while the workflow ran"):
-        fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
     assert not (cache / f"{pack}.json").exists()  # no sidecar: the pack is not part of the cache
     # a listed photo that is missing: an error naming it, or under on_bad_image: skip an empty row
     (root / "jpg" / "p02.png").unlink()
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
     (pack, items), = plan.new_packs.items()
     with pytest.raises(FileNotFoundError, match="p02.png"):
-        fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
-    meta = fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
     assert meta["rows"]["sha256"][2] == "missing:jpg/p02.png"
     info = _assemble(cache, lists, "db", tmp_path / "db.h5", "skip")
     assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p02.png")]
@@ -195,8 +196,8 @@ def test_a_cached_unreadable_image_is_refused_under_on_bad_image_error(tmp_path)
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
     (pack, items), = plan.new_packs.items()
     with pytest.raises(ValueError, match="p01.png"):
-        fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
-    fc.extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
     packs = [cache / f"{pack}.h5"]
     info = fc.assemble_store(lists, "db", cache, packs, tmp_path / "db.h5", XV, on_bad_image="skip")
     assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p01.png")]
@@ -226,7 +227,6 @@ def test_readers_refuse_a_store_whose_pack_lost_rows(tmp_path):
     _assemble(cache, _lists(root), "db", tmp_path / "db.h5")
     open_local(tmp_path / "db.h5").close()
     (pack,) = plan.new_packs
-    from retrieval.local_store import write_local_chunk
     with h5py.File(cache / f"{pack}.h5", "r") as f:
         row = {k: f[k][0, : int(f["count"][0])] for k in ("descriptors", "xy", "scale", "weight", "orientation")}
         row["image_size"] = f["image_size"][0]

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from retrieval.ames_rerank import fused_score, rerank
 from retrieval.featureless import featureless_rows, rank_featureless_last, search_featured
-from retrieval.qe import alpha_expand
-from retrieval.scale import stream_topk
-from retrieval.vlad import apply_whitening, fit_pca_whitening, l2_normalise, topk_neighbours, vlad
+from retrieval.features.vlad import apply_whitening, fit_pca_whitening, l2_normalise, vlad
+from retrieval.methods.ames.rerank import fused_score, rerank
+from retrieval.methods.qe import alpha_expand
+from retrieval.search.exact import stream_topk, topk_neighbours
 
 
 def _data(seed=0, n_db=40, n_q=6, d=16):

@@ -4,13 +4,21 @@ official mAP@100 against a hand-worked example and an independent transcription 
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.datasets import build_image_lists
-from retrieval.gnd_formats import gldv2_image, read_gldv2
-from retrieval.metrics import evaluate_ground_truth, evaluate_gldv2, gldv2_average_precision
+from retrieval.data.datasets import build_image_lists
+from retrieval.data.gnd import load_ground_truth
+from retrieval.data.gnd_formats import gldv2_image, iter_gldv2_train, read_gldv2, read_gldv2_train
+from retrieval.evaluation.compare import compare_rows, render_markdown
+from retrieval.evaluation.metrics import evaluate_gldv2, evaluate_ground_truth, gldv2_average_precision
+from retrieval.evaluation.results import write_reranked_evaluation
+from retrieval.runtime import read_json, write_json
+from retrieval.stages.ames import evaluate_ames_stage
+from retrieval.stages.evaluate import evaluate_global
+from retrieval.stores.global_store import write_neighbours
 
 INDEX = ["0a1b2c3d4e5f6071", "0a1fffffffffffff", "1b2c3d4e5f607182", "2c3d4e5f60718293", "f0e1d2c3b4a59687"]
 TEST = ["9a8b7c6d5e4f3021", "9a8f000000000000", "a1b2c3d4e5f60718", "b2c3d4e5f6071829"]
@@ -49,7 +57,6 @@ def test_layout_paths_usage_and_ignored_queries(tmp_path):
     assert [g["easy"] for g in gt.gnd] == [[0, 3], [4], [1, 2, 4]]
     assert gt.to_json()["protocol"] == "gldv2" and gt.subset is None
     (tmp_path / "gnd.json").write_text(json.dumps(gt.to_json()))
-    from retrieval.gnd import load_ground_truth
 
     again = load_ground_truth(tmp_path / "gnd.json")  # what the lists stage writes, read back
     assert again.protocol == "gldv2" and [g["usage"] for g in again.gnd] == ["Public", "Private", "Private"]
@@ -153,9 +160,6 @@ def test_map_at_100_equals_the_official_loop_public_private_apart():
 
 
 def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path):
-    from retrieval.global_store import write_neighbours
-    from retrieval.pipeline import evaluate_global, write_reranked_evaluation
-    from retrieval.runtime import read_json, write_json
 
     root = _gldv2(tmp_path / "gldv2")
     lists, gt = build_image_lists(root, "gldv2")
@@ -214,7 +218,6 @@ def test_training_split_labels_exclusion_and_present_only(tmp_path, train_list):
 
 
 def test_training_lists_stream_and_name_bad_lines(tmp_path):
-    from retrieval.gnd_formats import iter_gldv2_train, read_gldv2_train
 
     root = _train(tmp_path / "t", files=False)
     rows = iter_gldv2_train(root / "train_clean.csv")
@@ -237,11 +240,7 @@ def test_training_lists_stream_and_name_bad_lines(tmp_path):
 
 
 def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
-    import h5py
 
-    from retrieval.global_store import write_neighbours
-    from retrieval.pipeline_ames import evaluate_ames_stage
-    from retrieval.runtime import read_json, write_json
 
     root = _gldv2(tmp_path / "gldv2")
     lists, gt = build_image_lists(root, "gldv2")
@@ -278,7 +277,6 @@ def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
 
 
 def test_compare_table_uses_the_dataset_metric_set():
-    from retrieval.compare import compare_rows, render_markdown
 
     def res(method, pub, priv, diff=None):
         r = {"n_queries": 3, "n_db": 5, "metrics": {"mAP@100": {"Public": pub, "Private": priv}},

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from retrieval.superglobal import SuperGlobalConfig, refine_database, superglobal_rerank
-from retrieval.vlad import apply_whitening, fit_lw_whitening, fit_pca_whitening, l2_normalise, positive_pairs
+from retrieval.features.vlad import apply_whitening, fit_pca_whitening, l2_normalise
+from retrieval.methods.lw import fit_lw_whitening, positive_pairs
+from retrieval.methods.superglobal import SuperGlobalConfig, refine_database, superglobal_rerank
 
 
 def test_refinement_hand_example():

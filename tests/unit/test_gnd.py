@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.gnd import UnsafePickleError, load_ground_truth, restricted_pickle_load
+from retrieval.data.gnd import UnsafePickleError, load_ground_truth, restricted_pickle_load
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "landmarks-mini"
 

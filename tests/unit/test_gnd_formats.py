@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.datasets import build_image_lists
-from retrieval.gnd import load_ground_truth
-from retrieval.gnd_formats import read_gnd_csv, read_instre, relative_name
+from retrieval.data.datasets import build_image_lists
+from retrieval.data.gnd import load_ground_truth
+from retrieval.data.gnd_formats import read_gnd_csv, read_instre, relative_name
+from retrieval.evaluation.metrics import evaluate_rankings
 
 
 def _img(path: Path, w=40, h=30, value=128):
@@ -63,7 +64,6 @@ def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_
     _, gt = build_image_lists(root, "mine")
     assert gt.gnd[0]["easy"] == [1] and gt.gnd[0]["junk"] == [0]  # its own row is ignored, not a miss
     assert gt.gnd[1] == {"easy": [], "hard": [], "junk": [], "bbx": None}
-    from retrieval.metrics import evaluate_rankings
 
     m = evaluate_rankings(np.array([[0, 1, 2, 3], [0, 1, 2, 3]]), gt.gnd, 4)
     assert m["per_query_ap"]["M"] == [1.0, None] and m["n_evaluated"]["M"] == 1 and m["mAP"]["M"] == 100.0
@@ -130,7 +130,7 @@ def test_read_gnd_csv_without_file_checks(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ INSTRE
 def _instre(root: Path, ok, bbx, qimlist=None, imlist=None, fields=("ok", "bbx")):
-    from scipy.io import savemat
+    from scipy.io import savemat  # noqa: PLC0415
 
     imlist = imlist or ["INSTRE-S1/01a_book/001.jpg", "INSTRE-S1/01a_book/002.jpg", "INSTRE-S2/02_cup/001.jpg"]
     qimlist = qimlist or ["INSTRE-S1/01a_book/q.jpg"]

@@ -1,12 +1,27 @@
 """Bad image files get an error that names them (OpenCV alone would pad a truncated JPEG silently)."""
 
 import io
+import json
+import struct
+import zlib
 
+import cv2
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.images import BadImageError, load_gray
+from retrieval.data.datasets import build_image_lists
+from retrieval.data.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    BadImageError,
+    decode_image,
+    image_header,
+    load_bgr,
+    load_gray,
+    load_rgb,
+)
+from retrieval.stages.extract import extract_local_chunk
 
 
 def _jpeg_bytes():
@@ -37,10 +52,6 @@ def test_good_image_decodes_to_gray(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Decoding shows what a viewer sees (issue 14, item 1): every kind of file against its upright 8-bit original.
 
-import cv2  # noqa: E402
-
-from retrieval.datasets import build_image_lists  # noqa: E402
-from retrieval.images import DEFAULT_MAX_IMAGE_PIXELS, decode_image, image_header, load_bgr, load_rgb  # noqa: E402
 
 
 def _original(h=48, w=64):
@@ -145,8 +156,6 @@ def test_16bit_rgb_is_scaled_by_257(tmp_path, suffix):
 
 def _add_png_exif(path, orientation):
     """Insert an eXIf chunk (the tag only) before IDAT of an existing PNG."""
-    import struct
-    import zlib
 
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -245,7 +254,6 @@ def test_a_decompression_bomb_is_named_and_skipped_in_the_image_lists(tmp_path, 
 
 def test_image_lists_hold_displayed_sizes_and_boxes(tmp_path):
     """A query stored landscape with orientation 6: its size and box are the portrait picture's."""
-    import json
 
     root = tmp_path / "ds"
     (root / "jpg").mkdir(parents=True)
@@ -260,7 +268,7 @@ def test_image_lists_hold_displayed_sizes_and_boxes(tmp_path):
 
 
 def _photo(h, w):
-    from skimage import data
+    from skimage import data  # noqa: PLC0415
 
     return np.asarray(Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.LANCZOS))
 
@@ -268,11 +276,8 @@ def _photo(h, w):
 def test_query_with_exif_orientation_is_cropped_where_the_viewer_drew_its_box(tmp_path):
     """Image lists then extraction, as the rules run them: a query stored landscape with orientation 6 and a box drawn
     on the portrait picture gives exactly the features of an upright copy with the same box."""
-    import json
 
-    import h5py
 
-    from retrieval.pipeline import extract_local_chunk
 
     root = tmp_path / "ds"
     (root / "jpg").mkdir(parents=True)
@@ -301,11 +306,8 @@ def test_query_with_exif_orientation_is_cropped_where_the_viewer_drew_its_box(tm
 
 def test_a_reduced_jpeg_keeps_full_image_coordinates(tmp_path):
     """A JPEG over max_image_pixels is decoded at 1/2: its box is scaled down, its keypoints mapped back."""
-    import json
 
-    import h5py
 
-    from retrieval.pipeline import extract_local_chunk
 
     root = tmp_path / "ds"
     (root / "jpg").mkdir(parents=True)
@@ -329,6 +331,6 @@ def test_a_reduced_jpeg_keeps_full_image_coordinates(tmp_path):
     assert xy[:n, 0].min() >= 40 - 2 and xy[:n, 0].max() <= 200 + 2 and xy[:n, 1].min() >= 60 - 2
     assert xy[:n, 1].max() > 200  # full-image pixels, beyond the reduced image's 160 rows
     # the strongest keypoints of the reduced decode lie where the full decode found keypoints
-    nf, xyf = out["full"][0], out["full"][1][: out["full"][0]]
+    xyf = out["full"][1][: out["full"][0]]
     d = np.linalg.norm(xy[:10, None, :] - xyf[None], axis=2).min(axis=1)
     assert np.median(d) < 3

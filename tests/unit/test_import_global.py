@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from retrieval.import_global import find_import, read_import
+from retrieval.stores.imports import find_import, read_import
 
 
 def test_formats_read_the_same_normalised_rows(tmp_path):

@@ -2,16 +2,18 @@
 size, a database too small to train it falls back to exact search (logged), an impossible explicit setting is
 refused with its numbers, and the neighbours format refuses ids outside the database."""
 
+import json
 import logging
 
 import h5py
 import numpy as np
 import pytest
 
-from retrieval.global_store import read_neighbours, write_global, write_neighbours
-from retrieval.pipeline import nearest_neighbours
-from retrieval.scale import ivfpq_search, plan_ivfpq
-from retrieval.vlad import l2_normalise
+from retrieval.features.vlad import l2_normalise
+from retrieval.methods.ames.rerank import lookup_logits, needed_pairs, protocol_shortlists, rerank
+from retrieval.search.ivfpq import ivfpq_search, plan_ivfpq
+from retrieval.stages.knn import nearest_neighbours
+from retrieval.stores.global_store import read_neighbours, write_global, write_neighbours
 
 AUTO = {"nlist": "auto", "m": 8, "nbits": 8, "nprobe": 16, "train": 50000}
 
@@ -36,7 +38,6 @@ def test_issue_case_400_images_nlist_64_nprobe_1_gives_only_database_ids(tmp_pat
     assert all(len(np.unique(r)) == 100 for r in ids)  # 100 distinct database images per query
     np.testing.assert_allclose(sims, np.take_along_axis(q @ db.T, ids, 1), rtol=1e-5)
     assert np.isfinite(sims).all()
-    import json
     stats = json.loads(attrs["ivfpq"])
     assert stats["widened_queries"] == 6 and stats["max_nprobe"] > 1
 
@@ -64,7 +65,6 @@ def test_auto_nlist_trains_on_a_large_enough_database(tmp_path):
     cfg = {"nlist": "auto", "m": 4, "nbits": 6, "nprobe": 4, "train": 1000}
     nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "ivf.h5", 30, "v", search="ivfpq", ivfpq=cfg)
     ids, _, attrs = read_neighbours(tmp_path / "ivf.h5")
-    import json
     stats = json.loads(attrs["ivfpq"])
     assert attrs["search"] == "ivfpq" and stats["nlist"] == 645 and stats["n_train"] == 39 * 645
     assert ids.min() >= 0 and ids.max() < len(db)
@@ -98,7 +98,6 @@ def test_neighbour_files_hold_only_database_ids(tmp_path):
 
 def test_ames_reranking_of_a_shortlist_narrower_than_num_rerank():
     """AMES's pair cache, lookup and fusion clamp num_rerank to the shortlist: 12 ids re-ranked for num_rerank 30."""
-    from retrieval.ames_rerank import lookup_logits, needed_pairs, protocol_shortlists, rerank
 
     rng = np.random.default_rng(0)
     ids = np.stack([rng.permutation(40)[:12] for _ in range(3)]).astype(np.int64)

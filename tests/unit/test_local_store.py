@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from retrieval.local_store import StoreError, merge_local_chunks, open_local, read_rows, write_local_chunk
+from retrieval.stores.local_store import StoreError, merge_local_chunks, open_local, read_rows, write_local_chunk
 
 K, D = 6, 4
 

@@ -5,7 +5,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from retrieval.metrics import average_precision, evaluate_rankings, protocol_labels, query_metrics
+from retrieval.data.gnd import load_ground_truth
+from retrieval.evaluation.metrics import average_precision, evaluate_rankings, protocol_labels, query_metrics
 
 
 def revisitop_reference(ranks_db_by_q, gnd_ok, gnd_junk, kappas):
@@ -119,9 +120,8 @@ def test_published_roxford_gem_example(tmp_path):
     """revisitop's example: ROxford5k R-GeM features give mAP E/M/H 84.81/64.67/38.47."""
     if not _online(f"{REVISITOP}/datasets/roxford5k/gnd_roxford5k.pkl"):
         pytest.skip("offline: the revisitop example features and ground truth cannot be downloaded here")
-    import scipy.io
+    import scipy.io  # noqa: PLC0415
 
-    from retrieval.gnd import load_ground_truth
 
     gnd_path, feat_path = tmp_path / "gnd_roxford5k.pkl", tmp_path / "feats.mat"
     urllib.request.urlretrieve(f"{REVISITOP}/datasets/roxford5k/gnd_roxford5k.pkl", gnd_path)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from retrieval.qe import alpha_expand, expand
+from retrieval.methods.qe import alpha_expand, expand
 
 
 def test_alpha_qe_hand_example():

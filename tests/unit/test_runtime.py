@@ -1,8 +1,12 @@
 """Atomic writes: nothing under the final name until complete, and leftovers of a killed attempt removed."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 
-from retrieval.runtime import atomic_path, write_json
+from retrieval.runtime import Manifest, Progress, atomic_path, write_json
 
 
 def test_atomic_write_removes_a_killed_attempts_leftover(tmp_path):
@@ -25,7 +29,6 @@ def test_failed_block_leaves_neither_the_file_nor_a_temporary(tmp_path):
 
 
 def test_progress_logs_every_tenth_and_the_end_once_each():
-    from retrieval.runtime import Progress
 
     class Rec:
         def __init__(self):
@@ -43,11 +46,7 @@ def test_progress_logs_every_tenth_and_the_end_once_each():
 
 
 def test_manifest_records_the_hardware_results_depend_on(tmp_path):
-    import json
-    import subprocess
-    import sys
 
-    from retrieval.runtime import Manifest
 
     m = Manifest("x", "v1", {"a": 1}, "tiny")
     m.write(tmp_path / "manifest.json")

@@ -2,9 +2,13 @@
 
 import h5py
 import numpy as np
+import pytest
 
-from retrieval.scale import recall_at_k, simulate, source_recall, stream_topk
-from retrieval.vlad import l2_normalise, topk_neighbours
+from retrieval.benchmarks.scale import recall_at_k, simulate, source_recall
+from retrieval.features.vlad import l2_normalise
+from retrieval.search.exact import stream_topk, topk_neighbours
+from retrieval.stages.knn import nearest_neighbours
+from retrieval.stores.global_store import read_neighbours, write_global
 
 
 def test_streamed_search_equals_one_shot_search():
@@ -47,10 +51,7 @@ def test_simulated_database_resamples_real_rows(tmp_path):
 
 
 def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):
-    import pytest
 
-    from retrieval.global_store import read_neighbours, write_global
-    from retrieval.pipeline import nearest_neighbours
 
     rng = np.random.default_rng(2)
     db = l2_normalise(rng.normal(size=(3000, 16))).astype(np.float32)

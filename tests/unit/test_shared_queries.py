@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.local_store import rows_from_chunks
-from retrieval.pipeline import extract_local_chunk, shared_query_rows
+from retrieval.stages.extract import extract_local_chunk, shared_query_rows
+from retrieval.stores.local_store import StoreError, rows_from_chunks
 
 SIFT = {"k": 64}
 
@@ -67,6 +67,5 @@ def test_rows_outside_every_chunk_are_named(tmp_path):
     lp = tmp_path / "lists.json"
     lp.write_text(json.dumps({"dataset": "mine", "db": [_entry(p) for p in paths], "query": []}))
     extract_local_chunk(lp, "db", 0, 2, tmp_path / "db_0.h5", "sift", SIFT, "v")
-    from retrieval.local_store import StoreError
     with pytest.raises(StoreError, match=r"rows \[1\] are in none of the chunks"):
         rows_from_chunks([tmp_path / "db_0.h5"], [1])

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from retrieval.sift import SiftConfig, extract_sift, rootsift
-from retrieval.vlad import apply_whitening, fit_pca_whitening, topk_neighbours, vlad
+from retrieval.features.sift import SiftConfig, extract_sift, rootsift
+from retrieval.features.vlad import apply_whitening, fit_pca_whitening, identity_whitening, vlad, whitening_applies
+from retrieval.search.exact import topk_neighbours
 
 
 def textured(h, w, seed=0):
-    import cv2
+    import cv2  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     im = cv2.GaussianBlur(rng.integers(0, 256, (h, w)).astype(np.uint8), (0, 0), 2)
@@ -77,7 +78,6 @@ def test_topk_neighbours_exact_and_self_excluded():
 
 
 def test_whitening_is_learned_only_from_enough_images_per_component():
-    from retrieval.vlad import apply_whitening, fit_pca_whitening, identity_whitening, whitening_applies
 
     assert whitening_applies(320, 32, 10)[0] and not whitening_applies(319, 32, 10)[0]
     ok, reason = whitening_applies(85, 1024, 10)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.ssp import SSPTrainConfig, fit_pq_anchors, ssp_loss, structure_similarity, train_adapter
+from retrieval.methods.ssp import SSPTrainConfig, fit_pq_anchors, ssp_loss, structure_similarity, train_adapter
 
 
 def test_anchors_shape_and_clear_errors():

@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from retrieval.sv import SVConfig, ransac_inliers, ratio_matches, rerank_by_inliers, verify_pair
+from retrieval.methods.sv import (
+    SVConfig,
+    ransac_inliers,
+    ratio_matches,
+    ratio_matches_many,
+    rerank_by_inliers,
+    verify_pair,
+    verify_shortlists,
+    verify_shortlists_reference,
+)
+from retrieval.stores.local_store import open_local, write_local_chunk
 
 
 def _unit(x):
@@ -68,7 +78,6 @@ def test_rerank_sorts_by_inliers_then_global_score_and_keeps_the_tail():
 
 
 def test_batched_matching_equals_the_per_pair_reference():
-    from retrieval.sv import ratio_matches_many
 
     rng = np.random.default_rng(4)
     base = _unit(rng.normal(size=(40, 32)))
@@ -87,8 +96,6 @@ def test_batched_matching_equals_the_per_pair_reference():
 
 
 def test_verify_shortlists_gives_the_inliers_of_the_previous_implementation(tmp_path):
-    from retrieval.local_store import open_local, write_local_chunk
-    from retrieval.sv import verify_shortlists, verify_shortlists_reference
 
     rng = np.random.default_rng(5)
     scene = _unit(rng.normal(size=(120, 128)))

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import TINY, load_json, snakemake
+from retrieval.stages.extract import extract_local_chunk
 
 pytestmark = pytest.mark.workflow
 
@@ -71,7 +72,6 @@ def test_shortlist_and_local_descriptors_come_from_their_backbones(deep_run):
 
 
 def test_extraction_is_identical_across_runs(deep_run):
-    from retrieval.pipeline import extract_local_chunk
 
     wd, _ = deep_run
     res = load_json(wd / "results" / "demo_global.json")

@@ -50,3 +50,21 @@ def test_lw_is_fitted_on_the_training_pairs(compared):
     assert res["hyperparameters"]["lw"]["ridge"] == 1.0
     sg = load_json(compared / "results" / "demo_superglobal.json")
     assert sg["hyperparameters"]["superglobal"] == {"m": 400, "k": 9, "beta": 0.15}
+
+
+CONTRACT = {"dataset", "method", "preset", "n_queries", "n_db", "crop_queries", "metrics", "n_evaluated_queries",
+            "per_query_ap", "hyperparameters", "versions", "artifacts", "timing", "queries_without_features",
+            "db_images_without_features", "fitted_on"}
+
+
+def test_every_method_writes_the_same_results_contract(compared):
+    """One results writer: every method's JSON has the README's keys, and the counts agree with the per-query APs."""
+    for m in METHODS:
+        res = load_json(compared / "results" / f"demo_{m}.json")
+        assert CONTRACT <= set(res), (m, sorted(CONTRACT - set(res)))
+        for p, n in res["n_evaluated_queries"].items():
+            assert n == sum(a is not None for a in res["per_query_ap"][p]["ap"]) > 0, (m, p)
+        assert {"reads_seconds", "rerank_seconds", "offline_seconds", "ms_per_query"} <= set(res["timing"]), m
+        if m != "global":
+            assert {"baseline", "paired_difference"} <= set(res), m
+            assert res["baseline"]["metrics"]["mAP"] == load_json(compared / "results" / "demo_global.json")["metrics"]["mAP"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -118,7 +120,6 @@ def test_demo_through_sbatch_equals_the_local_run(slurm_cluster, tiny_ames, tmp_
 def _sbatch_calls(output: str) -> dict[str, list[list[str]]]:
     """The plugin's logged submissions (`sbatch call: ...`, shown with --verbose) by rule, as argument lists without
     the --wrap command."""
-    import shlex
 
     calls: dict[str, list[list[str]]] = {}
     for line in output.splitlines():
@@ -133,7 +134,6 @@ def _sbatch_calls(output: str) -> dict[str, list[list[str]]]:
 def test_gres_only_cluster_gets_only_gres(slurm_cluster, tiny_ames, tmp_path):
     """gpu_request: gres on the real scheduler: the GPU rules send --gres=gpu:1 and no --gpus (the plugin's logged
     sbatch arguments and the controller's TRES both say so); the CPU rules send neither; results are unchanged."""
-    from importlib.metadata import version
 
     pinned = re.search(r"snakemake-executor-plugin-slurm==([\d.]+)", (REPO / "requirements.txt").read_text()).group(1)
     assert version("snakemake-executor-plugin-slurm") == pinned == "2.8.0"  # the mapping asserted below is 2.8.0's

@@ -18,6 +18,9 @@ def test_ssp_result_contract(ssp_run):
     res = load_json(ssp_run / "results" / "demo_ssp.json")
     glob_res = load_json(ssp_run / "results" / "demo_global.json")
     assert res["method"] == "ssp" and set(res["alongside"]) == {"light_without_adapter", "symmetric_gallery"}
+    # the same results writer as every other method: the same contract keys
+    assert set(glob_res) - {"provenance"} <= set(res), sorted(set(glob_res) - set(res))
+    assert res["n_evaluated_queries"] == glob_res["n_evaluated_queries"] and res["queries_without_features"] == []
     # the symmetric baseline is the gallery model searching itself: the global method's numbers
     assert res["alongside"]["symmetric_gallery"]["metrics"]["mAP"] == pytest.approx(glob_res["metrics"]["mAP"], abs=1e-3)
     assert res["baseline"]["method"] == "light_without_adapter"

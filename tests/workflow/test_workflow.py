@@ -2,8 +2,11 @@
 
 import csv
 import json
+import os
+import pickle
 import re
 import shutil
+import time
 from pathlib import Path
 
 import h5py
@@ -12,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import SHARED, TINY, copy_tree, load_json, snakemake
+from retrieval.data.gnd import load_ground_truth
 
 pytestmark = pytest.mark.workflow
 
@@ -44,28 +48,11 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     assert "results/codebook/demo/" not in out
 
 
-def test_paper_preset_is_valid_and_holds_the_papers_training_values(tmp_path):
-    from dataclasses import fields
-
-    from snakemake.utils import validate
-
-    from retrieval.ames_train import TrainConfig
-
-    repo = TINY.parents[2]
-    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
-    paper = yaml.safe_load((repo / "config" / "presets" / "paper.yaml").read_text())
-    for key, value in paper["ames"].items():
-        cfg["ames"][key] = {**cfg["ames"][key], **value} if isinstance(value, dict) else value
-    cfg["preset"] = paper["preset"]
-    validate(cfg, str(repo / "config" / "schema.yaml"))
-    # TrainConfig's defaults are the paper's (methods digest); the preset must not drift from them
-    train = TrainConfig(**cfg["ames"]["train"])
-    for f in fields(TrainConfig):
-        if f.name != "beta":  # beta only weighs distillation; the full-precision model has no teacher
-            assert getattr(train, f.name) == f.default, f.name
-    assert (cfg["ames"]["q_desc"], cfg["ames"]["db_desc"], cfg["ames"]["junk_mode"]) == (600, 600, "ames")
+def test_paper_preset_plans_the_ames_jobs(tmp_path):
+    # that paper.yaml validates over config.yaml and equals TrainConfig's defaults (the paper's) is checked without
+    # Snakemake in tests/unit/test_config_defaults.py; here Snakemake plans AMES's jobs with it
     out = snakemake(tmp_path, "-n", "results/demo_ames_binary.json", "--configfile",
-                    str(repo / "config" / "presets" / "paper.yaml")).stdout
+                    str(TINY.parents[2] / "config" / "presets" / "paper.yaml")).stdout
     assert {"train_ames", "train_ames_binary", "itq", "ames_logits"} <= set(job_stats(out))
 
 
@@ -184,7 +171,6 @@ def test_plain_folder_without_ground_truth_gets_neighbours(tiny_run, tmp_path):
     # adding a photo to the folder is noticed: the lists (and what follows) are planned again
     cfg = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
     assert "Nothing to be done" in snakemake(wd, "-n", "results/photos_global.json", *cfg).stdout
-    import os, time
     shutil.copy(demo_jpg[-1], photos / "added.jpg")
     os.utime(photos, (time.time() + 5, time.time() + 5))
     assert "image_lists" in job_stats(snakemake(wd, "-n", "results/photos_global.json", *cfg).stdout)
@@ -245,7 +231,6 @@ def test_landmarks_mini_end_to_end(tiny_run):
 def test_revisitop_layout_with_pickle_and_alias(tiny_run, tmp_path):
     """jpg/ + gnd_roxford5k.pkl (numpy arrays, as revisitop ships it), requested by its alias 'roxford':
     the same images and labels as the tiny demo must give exactly the demo's metrics."""
-    import pickle
 
     wd = tmp_path / "wd"
     shutil.copytree(tiny_run, wd, symlinks=True)
@@ -290,9 +275,8 @@ def test_imported_global_descriptors_give_the_same_metrics(tiny_run, tmp_path):
 def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tmp_path):
     """results/export/ames/demo, moved elsewhere and read back (ames_import local descriptors, the ames_nn shortlist,
     the trained model as ames.checkpoint): global, sv and AMES give the same numbers without any extraction."""
-    import torch
+    import torch  # noqa: PLC0415
 
-    from retrieval.gnd import load_ground_truth
 
     wd = tmp_path / "wd"
     copy_tree(tiny_ames, wd)

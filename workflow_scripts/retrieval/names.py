@@ -11,6 +11,8 @@ from typing import Sequence
 # letter or a digit. Spaces, quotes, '/', '{', '}' and the like are refused: Snakemake wildcards, log paths and
 # shell-free scripts carry these characters safely on every file system and through SLURM job names.
 DATASET_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+\-]*"
+
+
 ALLOWED_CHARACTERS = "letters, digits, '.', '_', '+' and '-', starting with a letter or a digit"
 
 

@@ -5,14 +5,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
+import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:  # only for annotations: importing this module never loads torch
+    import torch
 
 THREAD_ENV_VARS = (
     "OMP_NUM_THREADS",
@@ -100,6 +109,8 @@ class Progress:
 
 
 FAULT_ENV = "RETRIEVAL_FAULT"
+
+
 FAULT_STEPS = ("extract", "merge", "train", "evaluate")
 
 
@@ -115,7 +126,6 @@ def fault_point(step: str) -> None:
         raise ValueError(f"{FAULT_ENV}={spec!r}: expected one of {FAULT_STEPS}, optionally with ':run'")
     if target != step:
         return
-    import signal  # noqa: PLC0415
 
     sys.stderr.write(f"{FAULT_ENV}: killing the {step} step{' and its Snakemake run' if scope else ''} (SIGKILL)\n")
     sys.stderr.flush()
@@ -146,7 +156,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def _json_default(o: Any) -> Any:
-    import numpy as np  # noqa: PLC0415
 
     if isinstance(o, np.integer):
         return int(o)
@@ -183,7 +192,6 @@ def code_revision() -> str:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib import metadata  # noqa: PLC0415
 
     names = ["numpy", "opencv-python-headless", "faiss-cpu", "h5py", "scikit-image", "pillow", "snakemake", "torch", "asmk"]
     out = {"python": platform.python_version()}
@@ -269,7 +277,6 @@ class Manifest:
 
 def setup_logging(log_path: str | os.PathLike | None) -> None:
     """Send Python logging (INFO) to the rule's log file and stderr."""
-    import logging  # noqa: PLC0415
 
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
@@ -292,7 +299,6 @@ def evaluation_io(smk: Any) -> dict[str, Any]:
 def write_rule_manifest(smk: Any, stage: str) -> None:
     """Write ``smk.output.manifest`` for a rule from its Snakemake object: params as configuration, every input
     with its version (the 8-hex directory in its path) and SHA-1, every other output with its checksum."""
-    import re  # noqa: PLC0415
 
     params = {k: v for k, v in smk.params.items()}
     m = Manifest(stage, smk.wildcards.get("ver"), params, params.get("preset"))
@@ -314,3 +320,18 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"ames.device={device!r} but CUDA is not available")
     return device
+
+
+def state_digest(module: torch.nn.Module) -> str:
+    """First 16 hex digits of the SHA-256 of a module's state dict (names and float bytes, in sorted order)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read eagerly (no pickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

@@ -1,7 +1,10 @@
 """Version constants that enter artifact versions; imported by the Snakefile, so this module stays dependency-free."""
 
+from __future__ import annotations
+
 # Bump when the demo generator's output for a given configuration changes.
 GENERATOR_VERSION = "3"  # 2: independent random streams per split; 3: held-out validation photos, collage training instances
+
 
 # Bump when decoding gives other pixels or sizes for the same file (enters every image list's version).
 DECODER_VERSION = "2"  # 2: EXIF orientation applied, 16-bit/float scaled to 8 bits, alpha on white, pixel cap

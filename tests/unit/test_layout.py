@@ -1,0 +1,169 @@
+"""The package's architecture, checked: imports point only down the layers, no cycles, function-level imports only
+for the heavy optional libraries, and the README's Layout section names every module."""
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = ROOT / "workflow_scripts" / "retrieval"
+
+# Bottom to top. A module may import from its own layer or any layer below, never from above.
+LAYERS = [
+    ("runtime", "versions", "names", "featureless"),
+    ("stores",),
+    ("data",),
+    ("features",),
+    ("search",),
+    ("evaluation",),
+    ("methods",),
+    ("stages",),
+    ("benchmarks",),
+]
+HEAVY = {"torch", "faiss", "cv2", "matplotlib", "asmk", "skimage", "scipy"}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for py in sorted(PKG.rglob("*.py")):
+        parts = py.relative_to(PKG.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = py
+    return out
+
+
+def layer(module: str) -> int:
+    head = module.split(".")[1] if "." in module else ""
+    for i, names in enumerate(LAYERS):
+        if head in names:
+            return i
+    raise AssertionError(f"{module}: not in any layer of LAYERS")
+
+
+def imports(path: Path, name: str) -> list[tuple[str, int, bool]]:
+    """(imported module, line, at module level) for every import of our package in the file."""
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    out = []
+    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[:len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] == "retrieval":
+                out.append((mod, node.lineno, id(node) in top))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, node.lineno, id(node) in top) for a in node.names if a.name.startswith("retrieval")]
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    g = {m: set() for m in mods}
+    for m, path in mods.items():
+        for target, _, _ in imports(path, m):
+            while target not in mods and "." in target:
+                target = target.rpartition(".")[0]
+            if target != m and target != "retrieval":
+                g[m].add(target)
+    return g
+
+
+def test_every_module_is_in_a_layer_and_imports_point_down():
+    bad = []
+    for m, path in modules().items():
+        if m == "retrieval":
+            continue
+        for target, line, _ in imports(path, m):
+            if target != "retrieval" and layer(target) > layer(m):
+                bad.append(f"{path.relative_to(ROOT)}:{line}: {m} (layer {layer(m)}) imports {target} (layer {layer(target)})")
+    assert not bad, "imports pointing up:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles():
+    g = graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(g[m]):
+            if state.get(n) == 1:
+                cycles.append(" -> ".join(stack[stack.index(n):] + [n]))
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(g):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_cycle_detection_finds_a_planted_cycle(monkeypatch):
+    """The cycle test would fail on a cycle: plant one in the graph it walks."""
+    g = graph()
+    a, b = "retrieval.evaluation.metrics", "retrieval.stages.evaluate"
+    g[a] = g[a] | {b}
+    monkeypatch.setattr(__import__(__name__), "graph", lambda: g)
+    try:
+        test_no_import_cycles()
+    except AssertionError as e:
+        assert a in str(e) and b in str(e)
+    else:
+        raise AssertionError("a planted cycle went unnoticed")
+
+
+def test_function_level_imports_only_for_heavy_libraries():
+    bad = []
+    for m, path in modules().items():
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    name = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                    if getattr(node, "level", 0) or (name or "").split(".")[0] not in HEAVY:
+                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    assert not bad, "function-level imports of light or internal modules:\n" + "\n".join(bad)
+
+
+def map_lines() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Layout"):]
+    block = section.split("```")[1]
+    return block.splitlines()
+
+
+def on_map(rel: Path, lines: list[str]) -> bool:
+    """``rel`` (a path under retrieval/) is named on the map: its file name appears in the lines nested under its
+    folder's line (indented deeper), folder by folder from ``retrieval/`` down."""
+    start, end, indent = 0, len(lines), -1
+    for folder in ("retrieval", *rel.parts[:-1]):
+        for i in range(start, end):
+            line = lines[i]
+            if re.match(rf"\s*{re.escape(folder)}/(\s|$)", line) and len(line) - len(line.lstrip()) > indent:
+                indent = len(line) - len(line.lstrip())
+                start = i + 1
+                end = next((j for j in range(start, len(lines))
+                            if lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) <= indent), len(lines))
+                break
+        else:
+            return False
+    return any(re.search(rf"\b{re.escape(rel.name)}\b", lines[i]) for i in range(start - 1, end))
+
+
+def test_readme_layout_names_every_module():
+    lines = map_lines()
+    missing = [str(p.relative_to(PKG)) for p in sorted(PKG.rglob("*.py"))
+               if p.name != "__init__.py" and not on_map(p.relative_to(PKG), lines)]
+    assert not missing, "modules missing from the README's Layout section: " + ", ".join(missing)
+    # the check itself: a module under the wrong folder is not on the map
+    assert not on_map(Path("stores/metrics.py"), lines) and on_map(Path("evaluation/metrics.py"), lines)

@@ -1,0 +1,57 @@
+"""Where the workflow's time goes: a per-rule table from Snakemake's ``benchmark:`` files.
+
+Every slow rule declares ``benchmark: "benchmarks/{rule}/..."`` (see rules/*.smk); Snakemake writes there a TSV with
+a header (``s``, ``h:m:s``, ``max_rss``, ..., ``cpu_time``) and one row per run. This module sums them per rule.
+
+    python -m retrieval.benchmarks.rule_times benchmarks/         (from workflow_scripts/; or `make rule-times`)
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def rule_times(root: str | Path) -> list[dict[str, Any]]:
+    """Per rule (the first folder under ``root``): jobs, wall seconds summed and the longest job, CPU seconds,
+    peak RSS (MB); sorted by wall seconds, largest first. Raises ValueError naming a file without an ``s`` column."""
+    root = Path(root)
+    rows: dict[str, dict[str, Any]] = {}
+    for path in sorted(root.rglob("*.tsv")):
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            if reader.fieldnames is None or "s" not in reader.fieldnames:
+                raise ValueError(f"{path}: not a Snakemake benchmark file (no 's' column)")
+            for line, rec in enumerate(reader, start=2):
+                try:
+                    s = float(rec["s"])
+                    cpu = float(rec.get("cpu_time") or 0.0)
+                    rss = float(rec.get("max_rss") or 0.0) if rec.get("max_rss") not in ("-", "NA") else 0.0
+                except ValueError as e:
+                    raise ValueError(f"{path}, line {line}: {e}") from None
+                rule = path.relative_to(root).parts[0].removesuffix(".tsv")
+                r = rows.setdefault(rule, {"rule": rule, "jobs": 0, "seconds": 0.0, "longest_job_seconds": 0.0,
+                                           "cpu_seconds": 0.0, "max_rss_mb": 0.0})
+                r["jobs"] += 1
+                r["seconds"] += s
+                r["longest_job_seconds"] = max(r["longest_job_seconds"], s)
+                r["cpu_seconds"] += cpu
+                r["max_rss_mb"] = max(r["max_rss_mb"], rss)
+    return sorted(rows.values(), key=lambda r: -r["seconds"])
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    total = sum(r["seconds"] for r in rows)
+    out = ["| rule | jobs | wall s (sum) | share | longest job s | CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['rule']} | {r['jobs']} | {r['seconds']:.1f} | {100 * r['seconds'] / max(total, 1e-9):.0f}% | "
+                   f"{r['longest_job_seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['max_rss_mb']:.0f} |")
+    out.append(f"| total | {sum(r['jobs'] for r in rows)} | {total:.1f} | 100% | | "
+               f"{sum(r['cpu_seconds'] for r in rows):.1f} | |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(rule_times(sys.argv[1] if len(sys.argv) > 1 else "benchmarks")), end="")

@@ -1,0 +1,283 @@
+"""Datasets on disk and the image lists built from them.
+
+Accepted layouts under ``{data_root}/{dataset}/``:
+
+* revisitop: ``jpg/{name}.jpg`` + ``gnd_{dataset}.pkl`` (ROxford5k, RParis6k);
+* ``jpg/`` + ``gnd.json`` with the same structure (``landmarks-mini``, the generated ``demo`` splits);
+* ``gnd.csv`` (``query,positive[,kind]``, optional ``query_boxes.csv``) next to the images: the database is
+  ``image_list.txt`` or every image under ``jpg/``; names are paths relative to the folder (see gnd_formats);
+* INSTRE: ``gnd_instre.mat`` (Iscen et al.'s protocol) with the images at the paths it names, relative to the
+  folder;
+* a distractor set (R1M): ``revisitop1m.txt`` naming each image as a path under ``jpg/``; database only, no
+  queries;
+* AMES release folders (descriptors without the photos): ground truth plus ``test_gallery.txt`` /
+  ``test_query.txt`` (path, ..., width, height, in list order); a listed image that is not on disk takes its size
+  from them, so ``extract.backbone: ames_import`` runs without the images;
+* a plain folder of images without ground truth: ``image_list.txt``/``query_list.txt`` (paths relative to the
+  folder) when present, otherwise every image under ``jpg/`` (or the folder itself) is both a database image
+  and a query. Such a dataset gets rankings and neighbour lists but no metrics.
+
+When several ground truths exist the first of ``gnd.json``, ``gnd_{dataset}.pkl``, ``gnd.csv``,
+``gnd_instre.mat`` is used (no unpickling needed when a JSON is there).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from retrieval.data.gnd import GroundTruth, load_ground_truth
+from retrieval.data.gnd_formats import (
+    GLDV2_SOLUTION,
+    GLDV2_TRAIN_LISTS,
+    GND_CSV,
+    INSTRE_MAT,
+    read_gldv2,
+    read_gldv2_train,
+    read_gnd_csv,
+    read_instre,
+)
+from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, image_header
+from retrieval.stores.ames_release import read_release_list
+
+log = logging.getLogger(__name__)
+
+
+ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+DISTRACTOR_LIST = "revisitop1m.txt"
+
+
+def canonical_name(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
+    d = Path(dataset_dir)
+    for candidate in (d / "gnd.json", d / f"gnd_{canonical_name(name)}.pkl", d / GND_CSV, d / INSTRE_MAT,
+                      d / GLDV2_SOLUTION, *(d / n for n in GLDV2_TRAIN_LISTS)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:
+    """revisitop names carry no extension: ``jpg/{name}.jpg``; names that already end in one are kept.
+    ``image_dir`` is the subfolder names are relative to ("" for the dataset folder itself)."""
+    base = dataset_dir / image_dir if image_dir else dataset_dir
+    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+        return base / name
+    return base / f"{name}.jpg"
+
+
+def database_of_folder(root: Path) -> list[Path]:
+    """A folder's database images: ``image_list.txt`` (paths relative to the folder) or every image under ``jpg/``
+    (or the folder itself when it has no ``jpg/``)."""
+    return _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
+
+
+def load_dataset_ground_truth(root: Path, gpath: Path, check_files: bool = True,
+                              gldv2: dict[str, Any] | None = None) -> GroundTruth:
+    """The ground truth at ``gpath`` in whichever layout it is (revisitop JSON/pickle, gnd.csv, INSTRE .mat,
+    GLDv2's retrieval solution or training list). ``gldv2``: the ``gldv2`` configuration (``present_only``,
+    ``train_list``, ``exclude_landmarks``)."""
+    opts = {"present_only": False, "train_list": "train_clean.csv", "exclude_landmarks": None, **(gldv2 or {})}
+    if gpath.name == GLDV2_SOLUTION:
+        return read_gldv2(root, opts["present_only"])
+    if gpath.name in GLDV2_TRAIN_LISTS:
+        if not (root / opts["train_list"]).is_file():
+            raise FileNotFoundError(f"{root / opts['train_list']}: not found (gldv2.train_list names the training list; "
+                                    f"this folder has {gpath.name})")
+        return read_gldv2_train(root, opts["train_list"], opts["exclude_landmarks"], opts["present_only"])
+    if gpath.name == GND_CSV:
+        db = database_of_folder(root)
+        if not db:
+            raise FileNotFoundError(f"{gpath}: the database is empty (put images under {root / 'jpg'} or list them "
+                                    "in image_list.txt)")
+        return read_gnd_csv(gpath, [p.relative_to(root).as_posix() for p in db], root, check_queries=check_files)
+    if gpath.name == INSTRE_MAT:
+        return read_instre(gpath)
+    return load_ground_truth(gpath)
+
+
+def query_box(bbx: list[float], width: int, height: int) -> list[int]:
+    """The pixel box a query is cropped to.
+
+    Rule: each coordinate is rounded with Python's ``round`` (half to even), exactly as Pillow's
+    ``Image.crop`` does in revisitop's Python example, then clamped to the image (Pillow would pad the part
+    outside with black instead; the two agree whenever the box lies inside the image).
+    """
+    x1, y1, x2, y2 = (int(round(v)) for v in bbx)
+    x1, x2 = min(max(x1, 0), width), min(max(x2, 0), width)
+    y1, y2 = min(max(y1, 0), height), min(max(y2, 0), height)
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"query box {bbx} is empty inside a {width}x{height} image")
+    return [x1, y1, x2, y2]
+
+
+def image_size(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF orientation applied: query boxes are in these coordinates), from the file
+    header; a missing file is a FileNotFoundError, an unreadable one or a non-JPEG over ``max_pixels`` a ValueError
+    (``BadImageError``), each naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image listed but not found: {path}")
+    w, h, _ = image_header(path, max_pixels)
+    return w, h
+
+
+def _read_list(path: Path, root: Path) -> list[Path]:
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return [root / ln.split(",")[0] for ln in lines if ln and not ln.startswith("#")]
+
+
+def _scan_images(root: Path) -> list[Path]:
+    base = root / "jpg" if (root / "jpg").is_dir() else root
+    return sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _check_present(paths: list[Path], what: str) -> None:
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise FileNotFoundError(f"{len(missing)} {what} image(s) listed but not found: {missing[:5]}{more}")
+
+
+def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
+    """Image sizes from an AMES ``test_gallery.txt`` / ``test_query.txt`` whose lines follow ``names``; {} if absent."""
+    if not path.is_file():
+        return {}
+
+    rows = read_release_list(path)
+    if len(rows) != len(names):
+        raise ValueError(f"{path}: {len(rows)} lines but the ground truth lists {len(names)} images")
+    out = {}
+    for i, (n, (rel, w, h)) in enumerate(zip(names, rows)):
+        if Path(rel).stem != Path(n).stem:
+            raise ValueError(f"{path}: line {i + 1} names {rel!r}, the ground truth's image {i} is {n!r} (order differs)")
+        out[n] = (w, h)
+    return out
+
+
+def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True, on_bad_image: str = "error",
+                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                      gldv2: dict[str, Any] | None = None) -> tuple[dict[str, Any], GroundTruth | None]:
+    """The ``db`` and ``query`` lists of a dataset (paths, displayed sizes, query boxes in displayed coordinates)
+    and its ground truth, if any. A non-JPEG image over ``max_pixels`` is a bad image (see images.py).
+
+    ``on_bad_image="skip"``: a missing or unreadable image stays in the list (so ground-truth indices hold) with
+    size 0 x 0 and no box, is named in ``lists["skipped"]``, and gets no features at extraction."""
+    if on_bad_image not in ("error", "skip"):
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', not {on_bad_image!r}")
+    skipped: list[dict[str, str]] = []
+
+    def size(p: Path, n: str, split: str) -> tuple[int, int]:
+        if not p.is_file() and n in release.get(split, {}):
+            return release[split][n]
+        if on_bad_image == "error":
+            return image_size(p, max_pixels)
+        try:
+            return image_size(p, max_pixels)
+        except (FileNotFoundError, ValueError) as e:
+            log.warning("skipping %s image %s: %s", split, p, e)
+            skipped.append({"split": split, "name": n, "path": str(p), "reason": str(e)})
+            return 0, 0
+
+    root = Path(dataset_dir).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    gpath = ground_truth_path(root, name)
+    gt = load_dataset_ground_truth(root, gpath, on_bad_image == "error", gldv2) if gpath else None
+    if gt is not None:
+        db_paths = [image_file(root, n, gt.image_dir) for n in gt.imlist]
+        q_paths = [image_file(root, n, gt.image_dir) for n in gt.qimlist]
+        db_names, q_names = list(gt.imlist), list(gt.qimlist)
+    elif (root / DISTRACTOR_LIST).is_file():
+        db_names = [ln.strip() for ln in (root / DISTRACTOR_LIST).read_text().splitlines() if ln.strip()]
+        db_paths = [image_file(root, n) for n in db_names]
+        q_paths, q_names = [], []
+        if not db_paths:
+            raise ValueError(f"{root / DISTRACTOR_LIST}: names no images")
+    else:
+        db_paths = database_of_folder(root)
+        q_paths = _read_list(root / "query_list.txt", root) if (root / "query_list.txt").is_file() else list(db_paths)
+        if not db_paths:
+            raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
+        db_names = [str(p.relative_to(root)) for p in db_paths]
+        q_names = [str(p.relative_to(root)) for p in q_paths]
+    release = {"db": _release_sizes(root / "test_gallery.txt", db_names),
+               "query": _release_sizes(root / "test_query.txt", q_names)} if gt is not None else {}
+    if on_bad_image == "error":
+        _check_present([p for p, n in zip(db_paths, db_names) if n not in release.get("db", {})], "database")
+        _check_present([p for p, n in zip(q_paths, q_names) if n not in release.get("query", {})], "query")
+
+    db = []
+    for i, (n, p) in enumerate(zip(db_names, db_paths)):
+        w, h = size(p, n, "db")
+        entry: dict[str, Any] = {"name": n, "path": str(p), "width": w, "height": h}
+        if gt is not None and gt.labels is not None:
+            entry["label"] = gt.labels[i]
+        db.append(entry)
+    queries = []
+    n_cropped = 0
+    for i, (n, p) in enumerate(zip(q_names, q_paths)):
+        w, h = size(p, n, "query")
+        bbx = gt.gnd[i]["bbx"] if gt is not None else None
+        crop = query_box(bbx, w, h) if (bbx is not None and crop_queries and w > 0) else None
+        n_cropped += crop is not None
+        queries.append({"name": n, "path": str(p), "width": w, "height": h, "bbx": bbx, "crop": crop})
+    if gt is not None and gt.n_queries and not crop_queries:
+        log.warning("queries of %s are NOT cropped to their boxes (crop_queries: false); the revisitop "
+                    "protocol crops them, so metrics are not comparable to published numbers", name)
+    log.info("%s: %d database images, %d queries (%d cropped to their box), ground truth: %s",
+             name, len(db), len(queries), n_cropped, gpath or "none")
+    lists = {
+        "dataset": name,
+        "root": str(root),
+        "ground_truth": str(gpath) if gpath else None,
+        "crop_queries": bool(crop_queries),
+        "db": db,
+        "query": queries,
+    }
+    if gt is not None and gt.subset is not None:
+        lists["subset"] = gt.subset
+    if on_bad_image == "skip":
+        lists["on_bad_image"] = "skip"
+        lists["skipped"] = skipped
+    return lists, gt
+
+
+def with_distractors(base_lists: dict[str, Any], base_gnd: dict[str, Any] | None,
+                     distractor_lists: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The lists and ground truth of ``{dataset}+1m``: the dataset's database with the distractors appended.
+
+    Queries, query boxes and ground-truth indices are the dataset's own (the distractors come after its database
+    rows, so ``easy``/``hard``/``junk`` indices are unchanged); ``imlist`` gains the distractor names. Distractors
+    are never relevant: a distractor set with queries or labels is refused."""
+    if distractor_lists["query"]:
+        raise ValueError(f"{distractor_lists['dataset']}: a distractor set has no queries, this one has "
+                         f"{len(distractor_lists['query'])}")
+    dup = {e["path"] for e in base_lists["db"]} & {e["path"] for e in distractor_lists["db"]}
+    if dup:
+        raise ValueError(f"{name}: {len(dup)} distractor image(s) are also database images of "
+                         f"{base_lists['dataset']}, e.g. {sorted(dup)[:3]}")
+    labelled = base_gnd is not None and base_gnd.get("labels") is not None
+    db = list(base_lists["db"]) + [{**{k: v for k, v in e.items() if k != "label"}, **({"label": -1} if labelled else {})}
+                                   for e in distractor_lists["db"]]
+    lists = {**base_lists, "dataset": name, "db": db,
+             "parts": [{"dataset": base_lists["dataset"], "root": base_lists["root"], "rows": len(base_lists["db"])},
+                       {"dataset": distractor_lists["dataset"], "root": distractor_lists["root"],
+                        "rows": len(distractor_lists["db"])}]}
+    skipped = base_lists.get("skipped", []) + distractor_lists.get("skipped", [])
+    if "skipped" in base_lists or "skipped" in distractor_lists:
+        lists["skipped"] = skipped
+    gnd = None
+    if base_gnd is not None:
+        gnd = {**base_gnd, "imlist": list(base_gnd["imlist"]) + [e["name"] for e in distractor_lists["db"]]}
+        if labelled:
+            gnd["labels"] = list(gnd["labels"]) + [-1] * len(distractor_lists["db"])
+    return lists, gnd

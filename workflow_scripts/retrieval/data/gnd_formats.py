@@ -1,0 +1,417 @@
+"""Ground truth in layouts other than revisitop's, converted once to the project's :class:`GroundTruth`.
+
+* ``gnd.csv`` (written by hand): rows ``query,positive[,kind]`` next to the image folders, with an optional
+  ``query_boxes.csv`` (``query,x1,y1,x2,y2``);
+* Google Landmarks v2 retrieval (the official layout): ``index.csv``, ``test.csv`` (column ``id``),
+  ``retrieval_solution_v2.1.csv`` (``id``, ``images``, ``Usage``), images at ``index/{a}/{b}/{c}/{id}.jpg``
+  and ``test/{a}/{b}/{c}/{id}.jpg``; evaluated with the official mAP@100 (``protocol: gldv2``);
+* INSTRE's ``gnd_instre.mat`` in Iscen et al.'s protocol (diffusion, CVPR 2017): ``imlist``, ``qimlist`` (cells
+  of paths relative to the dataset folder) and ``gnd``, a struct per query with ``ok`` (1-based positives into
+  ``imlist``) and ``bbx`` (``[x1, y1, x2, y2]`` in pixels, the box the query is cropped to).
+
+In both, image names are paths relative to the dataset folder (``GroundTruth.image_dir == ""``), not to ``jpg/``.
+Every error names the file and, for CSV files, the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import posixpath
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from retrieval.data.gnd import GroundTruth
+
+GND_CSV = "gnd.csv"
+
+
+BOXES_CSV = "query_boxes.csv"
+
+
+INSTRE_MAT = "gnd_instre.mat"
+
+
+KINDS = ("easy", "hard", "junk")
+
+
+def relative_name(value: str, where: str) -> str:
+    """A path relative to the dataset folder, normalised (``./a//b.jpg`` -> ``a/b.jpg``); absolute paths and
+    paths leaving the folder are refused with ``where`` (file:line) in the message."""
+    v = value.strip().replace("\\", "/")
+    if not v:
+        raise ValueError(f"{where}: empty image path")
+    if v.startswith("/") or (len(v) > 1 and v[1] == ":"):
+        raise ValueError(f"{where}: {value!r} is absolute; paths are relative to the dataset folder")
+    n = posixpath.normpath(v)
+    if n == ".." or n.startswith("../"):
+        raise ValueError(f"{where}: {value!r} leaves the dataset folder")
+    return n
+
+
+def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
+          extra_columns: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV file with a header line; missing (and unless ``extra_columns``, unknown)
+    columns are errors naming them."""
+    try:
+        fh = open(path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot be read ({e})") from e
+    with fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file; the first line must be the header {','.join(required + optional)}")
+        header = [h.strip().lower() for h in header]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ValueError(f"{path}:1: header {header} lacks column(s) {missing}; expected "
+                             f"{','.join(required)}[,{','.join(optional)}]")
+        unknown = [c for c in header if c not in required + optional]
+        if unknown and not extra_columns:
+            raise ValueError(f"{path}:1: unknown column(s) {unknown}; allowed: {list(required + optional)}")
+        dup = sorted({c for c in header if header.count(c) > 1})
+        if dup:
+            raise ValueError(f"{path}:1: column(s) {dup} appear more than once")
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
+                continue
+            if len(row) > len(header):
+                raise ValueError(f"{path}:{line}: {len(row)} fields but the header has {len(header)}")
+            yield line, {c: (row[i].strip() if i < len(row) else "") for i, c in enumerate(header)}
+
+
+def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[float]]:
+    """``query_boxes.csv``: one box ``[x1, y1, x2, y2]`` per query (pixels of the image as displayed)."""
+    boxes: dict[str, list[float]] = {}
+    first_line: dict[str, int] = {}
+    for line, row in _rows(path, ("query", "x1", "y1", "x2", "y2"), ()):
+        where = f"{path}:{line}"
+        q = relative_name(row["query"], where)
+        if q not in queries:
+            raise ValueError(f"{where}: query {q!r} has no row in {GND_CSV}")
+        if q in boxes:
+            raise ValueError(f"{where}: a second box for query {q!r} (the first is on line {first_line[q]})")
+        try:
+            box = [float(row[c]) for c in ("x1", "y1", "x2", "y2")]
+        except ValueError as e:
+            raise ValueError(f"{where}: box coordinates must be numbers ({e})") from e
+        if not all(math.isfinite(v) for v in box) or not (box[2] > box[0] and box[3] > box[1]):
+            raise ValueError(f"{where}: box {box} must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 (pixels)")
+        boxes[q], first_line[q] = box, line
+    return boxes
+
+
+def read_gnd_csv(path: str | Path, db_names: list[str], root: str | Path | None = None,
+                 check_queries: bool = True) -> GroundTruth:
+    """Convert ``gnd.csv`` (and ``query_boxes.csv`` next to it, if present) to a :class:`GroundTruth`.
+
+    ``db_names``: the database images, paths relative to the dataset folder, in list order. Queries are the
+    distinct ``query`` values in order of first appearance. A query that is itself a database image has that
+    image added to its ``junk`` (the self-match is ignored, as revisitop ignores junk). A row with an empty
+    ``positive`` declares a query without positives (ranked, excluded from the means).
+
+    Raises ValueError naming ``path:line`` for: a missing/unknown column, an unknown ``kind``, a positive that
+    is not a database image, a query listed as its own positive, a (query, positive) pair given twice, a query
+    image that does not exist (``check_queries``), and for the boxes file's errors (:func:`read_query_boxes`).
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    db_index = {n: i for i, n in enumerate(db_names)}
+    queries: dict[str, int] = {}
+    labels: list[dict[str, list[int]]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in _rows(path, ("query", "positive"), ("kind",)):
+        where = f"{path}:{line}"
+        q = relative_name(row["query"], where)
+        if q not in queries:
+            if check_queries and not (root / q).is_file():
+                raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}")
+            queries[q] = len(queries)
+            labels.append({k: [] for k in KINDS})
+        kind = (row.get("kind") or "").lower() or "easy"
+        if not row["positive"]:
+            if row.get("kind"):
+                raise ValueError(f"{where}: a kind ({row['kind']!r}) without a positive")
+            continue
+        if kind not in KINDS:
+            raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
+        p = relative_name(row["positive"], where)
+        if p == q:
+            raise ValueError(f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway)")
+        if p not in db_index:
+            raise ValueError(f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
+                             f"or every image under jpg/; names are paths relative to {root})")
+        if (q, p) in seen:
+            raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
+        seen[q, p] = line
+        labels[queries[q]][kind].append(db_index[p])
+    if not queries:
+        raise ValueError(f"{path}: no rows after the header")
+    boxes_path = path.parent / BOXES_CSV
+    boxes = read_query_boxes(boxes_path, queries) if boxes_path.is_file() else {}
+    gnd = []
+    for q, i in queries.items():
+        g: dict[str, Any] = {k: sorted(labels[i][k]) for k in KINDS}
+        if q in db_index:  # the query is a database image: drop its self-match
+            g["junk"] = sorted(set(g["junk"]) | {db_index[q]})
+        g["bbx"] = boxes.get(q)
+        gnd.append(g)
+    return GroundTruth(list(db_names), list(queries), gnd, None, str(path), image_dir="")
+
+
+def _mat_strings(cell: Any, where: str) -> list[str]:
+
+    out = []
+    for i, v in enumerate(np.asarray(cell, dtype=object).ravel()):
+        s = np.asarray(v).ravel()
+        if s.size != 1 or not isinstance(s[0], str):
+            raise ValueError(f"{where}[{i}]: expected a string, got {v!r}")
+        out.append(str(s[0]))
+    return out
+
+
+def read_instre(path: str | Path) -> GroundTruth:
+    """INSTRE ground truth from Iscen et al.'s ``gnd_instre.mat`` (1,250 queries, 27,293 database images).
+
+    Positives (``ok``, 1-based in the file) become ``easy``; INSTRE has no hard or junk images, so the plain mAP
+    is the Easy (= Medium) number and Hard has no evaluated query. ``bbx`` is ``[x1, y1, x2, y2]`` in pixels
+    (OS2D's reader notes the .mat boxes are corners while INSTRE's per-image .txt files are x, y, w, h), the
+    box the query image is cropped to. Raises ValueError naming the file and the query for missing fields,
+    indices outside ``imlist`` or an empty box."""
+    from scipy.io import loadmat  # noqa: PLC0415
+
+    path = Path(path)
+    try:
+        mat = loadmat(path, squeeze_me=False, struct_as_record=True)
+    except Exception as e:  # scipy raises several types for a non-.mat or truncated file
+        raise ValueError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from e
+    for key in ("imlist", "qimlist", "gnd"):
+        if key not in mat:
+            raise ValueError(f"{path}: missing variable {key!r} (found {sorted(k for k in mat if not k.startswith('__'))})")
+    imlist = _mat_strings(mat["imlist"], f"{path}: imlist")
+    qimlist = _mat_strings(mat["qimlist"], f"{path}: qimlist")
+    structs = np.asarray(mat["gnd"]).ravel()
+    fields = structs.dtype.names or ()
+    if "ok" not in fields or "bbx" not in fields:
+        raise ValueError(f"{path}: gnd must be a struct array with fields ok and bbx, has {list(fields)}")
+    if len(structs) != len(qimlist):
+        raise ValueError(f"{path}: gnd has {len(structs)} entries but qimlist has {len(qimlist)}")
+    n = len(imlist)
+    gnd = []
+    for i, s in enumerate(structs):
+        where = f"{path}: gnd[{i}] (query {qimlist[i]!r})"
+        ok = np.asarray(s["ok"]).ravel().astype(np.int64)
+        bad = ok[(ok < 1) | (ok > n)]
+        if bad.size:
+            raise ValueError(f"{where}: ok holds {bad[:5].tolist()} outside 1..{n} (1-based indices into imlist)")
+        bbx = [float(v) for v in np.asarray(s["bbx"]).ravel()]
+        if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):
+            raise ValueError(f"{where}: bbx {bbx} is not [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
+        gnd.append({"easy": sorted((ok - 1).tolist()), "hard": [], "junk": [], "bbx": bbx})
+    return GroundTruth(imlist, qimlist, gnd, None, str(path), image_dir="")
+
+
+GLDV2_SOLUTION = "retrieval_solution_v2.1.csv"
+
+
+GLDV2_USAGE = ("Public", "Private", "Ignored")
+
+
+def gldv2_image(part: str, image_id: str) -> str:
+    """``{part}/{a}/{b}/{c}/{id}.jpg``: GLDv2 stores an image under the first three characters of its id."""
+    return f"{part}/{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg"
+
+
+def _gldv2_ids(path: Path) -> list[str]:
+    """The ``id`` column of ``index.csv`` / ``test.csv`` (other columns, e.g. ``url``, are ignored)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (GLDv2 layout: index.csv, test.csv, {GLDV2_SOLUTION})")
+    ids: dict[str, int] = {}
+    for line, row in _rows(path, ("id",), (), extra_columns=True):
+        i = row["id"]
+        if len(i) < 3 or not i.isalnum():
+            raise ValueError(f"{path}:{line}: id {i!r} is not an image id (letters and digits, at least 3)")
+        if i in ids:
+            raise ValueError(f"{path}:{line}: duplicate id {i!r} (first on line {ids[i]})")
+        ids[i] = line
+    return list(ids)
+
+
+def read_gldv2(root: str | Path, present_only: bool = False) -> GroundTruth:
+    """GLDv2 retrieval ground truth (Weyand et al., CVPR 2020) from the official files in ``root``.
+
+    Database: ``index.csv`` in file order; queries: the ``test.csv`` ids whose ``Usage`` in the solution is
+    Public or Private, in file order (Ignored queries are left out: not listed, not extracted). ``easy`` holds a
+    query's relevant index images, ``usage`` its part. Names are ``index/a/b/c/{id}.jpg`` / ``test/...``
+    relative to ``root``.
+
+    ``present_only``: keep only the index and test images whose files exist (a partial download); relevant lists
+    are restricted to the images kept and queries left without any are dropped; ``subset`` records the counts
+    so results can say so. Raises ValueError naming file and line for missing columns, duplicate ids, unknown
+    test or index ids in the solution, a bad Usage, a Public/Private query without images, and a test id
+    without a solution row."""
+    root = Path(root)
+    index = _gldv2_ids(root / "index.csv")
+    test = _gldv2_ids(root / "test.csv")
+    index_pos = {i: n for n, i in enumerate(index)}
+    test_set = set(test)
+    sol_path = root / GLDV2_SOLUTION
+    if not sol_path.is_file():
+        raise FileNotFoundError(f"{sol_path}: not found (the GLDv2 retrieval solution, from the dataset's page)")
+    solution: dict[str, tuple[str, list[int]]] = {}
+    first: dict[str, int] = {}
+    for line, row in _rows(sol_path, ("id", "images", "usage"), ()):
+        where = f"{sol_path}:{line}"
+        q, usage = row["id"], row["usage"]
+        if q not in test_set:
+            raise ValueError(f"{where}: id {q!r} is not in test.csv")
+        if q in solution:
+            raise ValueError(f"{where}: duplicate id {q!r} (first on line {first[q]})")
+        if usage not in GLDV2_USAGE:
+            raise ValueError(f"{where}: Usage {usage!r} is not one of {list(GLDV2_USAGE)}")
+        images = [] if row["images"] in ("", "None") else row["images"].split()
+        if usage != "Ignored" and not images:
+            raise ValueError(f"{where}: a {usage} query without relevant images")
+        unknown = [i for i in images if i not in index_pos]
+        if unknown:
+            raise ValueError(f"{where}: image id(s) {unknown[:3]} are not in index.csv")
+        solution[q], first[q] = (usage, [index_pos[i] for i in images]), line
+    missing = [q for q in test if q not in solution]
+    if missing:
+        raise ValueError(f"{sol_path}: {len(missing)} test.csv id(s) have no row, e.g. {missing[:3]}")
+
+    imlist = [gldv2_image("index", i) for i in index]
+    keep_db = list(range(len(index)))
+    subset = None
+    if present_only:
+        keep_db = [n for n, name in enumerate(imlist) if (root / name).is_file()]
+    new_pos = {old: new for new, old in enumerate(keep_db)}
+    qimlist, gnd, dropped = [], [], 0
+    for q in test:
+        usage, rel = solution[q]
+        if usage == "Ignored":
+            continue
+        name = gldv2_image("test", q)
+        if present_only:
+            rel = [new_pos[r] for r in rel if r in new_pos]
+            if not rel or not (root / name).is_file():
+                dropped += 1
+                continue
+        qimlist.append(name)
+        gnd.append({"easy": sorted(rel), "hard": [], "junk": [], "bbx": None, "usage": usage})
+    if present_only:
+        n_official = sum(u != "Ignored" for u, _ in solution.values())
+        subset = {"present_only": True, "index_images": len(keep_db), "index_images_official": len(index),
+                  "queries": len(qimlist), "queries_official": n_official, "queries_dropped": dropped,
+                  "note": "ground truth restricted to the images present; not comparable to the official metric"}
+    return GroundTruth([imlist[n] for n in keep_db], qimlist, gnd, None, str(sol_path), image_dir="",
+                       protocol="gldv2", subset=subset)
+
+
+GLDV2_TRAIN_LISTS = ("train_clean.csv", "train_750k.txt")
+
+
+def read_landmark_list(path: str | Path) -> set[int]:
+    """Landmark ids, one per line (``#`` comments and blank lines skipped): the exclusion list of a GLDv2
+    training split (e.g. the landmarks that overlap with ROxford/RParis). A non-integer line is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"landmark exclusion list not found: {path}")
+    out = set()
+    for line, text in enumerate(path.read_text().splitlines(), 1):
+        t = text.split("#", 1)[0].strip()
+        if not t:
+            continue
+        try:
+            out.add(int(t))
+        except ValueError as e:
+            raise ValueError(f"{path}:{line}: {t!r} is not a landmark id (an integer per line)") from e
+    return out
+
+
+def iter_gldv2_train(path: str | Path) -> Iterator[tuple[str, int]]:
+    """Stream (image id, landmark id) pairs of a GLDv2 training list, one row at a time.
+
+    ``train_clean.csv``: columns ``landmark_id``, ``images`` (space-separated image ids; one row per landmark,
+    about 81k rows for 1.58M images). ``train_750k.txt`` (AMES's list): lines ``train/a/b/c/{id}.jpg,landmark_id,
+    width,height``. Raises ValueError naming ``path:line`` for a missing column, a non-integer landmark id, a
+    malformed line or an image id given twice (the ids seen are kept, as a set, to find duplicates)."""
+    path = Path(path)
+    seen: dict[str, int] = {}
+
+    def check(image_id: str, where: str, line: int) -> None:
+        if len(image_id) < 3 or not image_id.isalnum():
+            raise ValueError(f"{where}: image id {image_id!r} is not an image id")
+        if image_id in seen:
+            raise ValueError(f"{where}: image {image_id!r} is listed again (first on line {seen[image_id]})")
+        seen[image_id] = line
+
+    if path.name.endswith(".csv"):
+        for line, row in _rows(path, ("landmark_id", "images"), (), extra_columns=True):
+            where = f"{path}:{line}"
+            try:
+                landmark = int(row["landmark_id"])
+            except ValueError as e:
+                raise ValueError(f"{where}: landmark_id {row['landmark_id']!r} is not an integer") from e
+            for image_id in row["images"].split():
+                check(image_id, where, line)
+                yield image_id, landmark
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    with open(path, encoding="utf-8") as fh:
+        for line, text in enumerate(fh, 1):
+            text = text.strip()
+            if not text:
+                continue
+            fields = text.split(",")
+            where = f"{path}:{line}"
+            if len(fields) < 2:
+                raise ValueError(f"{where}: expected 'train/a/b/c/id.jpg,landmark_id[,width,height]', got {text!r}")
+            image_id = Path(fields[0]).stem
+            if relative_name(fields[0], where) != gldv2_image("train", image_id):
+                raise ValueError(f"{where}: {fields[0]!r} is not at train/a/b/c/{{id}}.jpg")
+            try:
+                landmark = int(fields[1])
+            except ValueError as e:
+                raise ValueError(f"{where}: landmark id {fields[1]!r} is not an integer") from e
+            check(image_id, where, line)
+            yield image_id, landmark
+
+
+def read_gldv2_train(root: str | Path, list_name: str = "train_clean.csv", exclude_landmarks: str | Path | None = None,
+                     present_only: bool = False) -> GroundTruth:
+    """A labelled GLDv2 training split: database images ``train/a/b/c/{id}.jpg`` with ``labels`` = landmark ids
+    and no queries, read by streaming ``list_name`` (see :func:`iter_gldv2_train`); one list of names and one of
+    labels are built, nothing else is held. ``exclude_landmarks``: a file of landmark ids to leave out (the
+    "revisited GLDv2-clean" idea: drop the landmarks that overlap with ROxford/RParis). ``present_only``: keep
+    only the images on disk (a partial download); ``subset`` records the counts."""
+    root = Path(root)
+    if list_name not in GLDV2_TRAIN_LISTS:
+        raise ValueError(f"GLDv2 training list {list_name!r}: expected one of {GLDV2_TRAIN_LISTS}")
+    excluded = read_landmark_list(exclude_landmarks) if exclude_landmarks else set()
+    names: list[str] = []
+    labels: list[int] = []
+    n_listed = n_excluded = 0
+    for image_id, landmark in iter_gldv2_train(root / list_name):
+        n_listed += 1
+        if landmark in excluded:
+            n_excluded += 1
+            continue
+        name = gldv2_image("train", image_id)
+        if present_only and not (root / name).is_file():
+            continue
+        names.append(name)
+        labels.append(landmark)
+    if not names:
+        raise ValueError(f"{root / list_name}: no training images left (listed {n_listed}, excluded {n_excluded}"
+                         f"{', present_only' if present_only else ''})")
+    subset = None
+    if present_only or excluded:
+        subset = {"present_only": present_only, "listed": n_listed, "excluded_by_landmark": n_excluded,
+                  "images": len(names), "landmarks": len(set(labels))}
+    return GroundTruth(names, [], [], labels, str(root / list_name), image_dir="", subset=subset)

@@ -1,0 +1,250 @@
+"""Image decoding as a viewer sees it; every image the project reads goes through here.
+
+Rules (issue 14, item 1):
+
+* **EXIF orientation first.** The tag (0x0112) is applied before anything else, as ``PIL.ImageOps.exif_transpose``
+  does, so pixels, sizes and query boxes are all in the displayed orientation. Image sizes in the image lists are
+  displayed sizes (width and height swapped for orientations 5-8).
+* **8 bits from the type's full range, never clamped.** 16-bit gray (Pillow modes ``I;16*``, and ``I``, read as
+  16-bit) and 16-bit RGB(A) are divided by 257 and rounded (65535 -> 255); float images (mode ``F``) map
+  [0, 1] to [0, 255] (rounded, outside values clipped, NaN -> 0). Pillow itself would clamp 16-bit gray to 255
+  (a 16-bit photo becomes white) and keep only the high byte of 16-bit RGB, so 16-bit RGB(A) PNG/TIFF pixels are
+  read by OpenCV (``IMREAD_UNCHANGED``) instead.
+* **Transparency is composited on white** (palette images with a transparent colour, ``LA``, ``RGBA``, ``PA``):
+  what a browser or photo viewer shows on a white page. CMYK, YCbCr, LAB and bilevel images convert with Pillow.
+* **Size caps.** Pillow's decompression-bomb check is replaced by the project's cap ``max_pixels``
+  (``max_image_pixels`` in the configuration; default 178,956,970, the size at which Pillow 13 refuses an image):
+  a JPEG above it is reduced while decoding (libjpeg's DCT scaling via ``Image.draft``, by 2, 4 or 8, the
+  smallest that fits), any other format above it is refused with ``BadImageError`` naming the file.
+* Every failure (missing, empty, truncated, not an image, over the cap) is a ``BadImageError`` (a ``ValueError``)
+  whose message starts with the file's path; callers honour ``on_bad_image`` with it.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Pillow 13 refuses images above 2 x Image.MAX_IMAGE_PIXELS (89,478,485): the same limit, now applied by us, so an
+# image Pillow could decode before still decodes, and one it refused gets a named error (JPEG: reduced instead).
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+
+
+ORIENTATION_TAG = 0x0112
+
+
+_DRAFT_REDUCTIONS = (2, 4, 8)  # the DCT scalings libjpeg offers
+
+
+_WHITE = 255
+
+
+class BadImageError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels of an image as displayed: ``pixels`` uint8, (H, W) gray or (H, W, 3) in the requested channel order.
+
+    ``width`` / ``height`` are the displayed size of the full image in pixels; the pixels are smaller only when a
+    JPEG over the pixel cap was reduced while decoding (``factor`` = pixels' width / width, 1/2, 1/4 or 1/8)."""
+
+    pixels: np.ndarray
+    width: int
+    height: int
+
+    @property
+    def factor(self) -> tuple[float, float]:
+        """(x, y) scale from full-image pixels to ``pixels``: 1.0 unless the JPEG was reduced."""
+        return self.pixels.shape[1] / self.width, self.pixels.shape[0] / self.height
+
+
+def _transpose_methods():
+
+    t = Image.Transpose
+    # the mapping of PIL.ImageOps.exif_transpose (EXIF 2.3, tag 0x0112)
+    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
+            7: t.TRANSVERSE, 8: t.ROTATE_90}
+
+
+@contextmanager
+def no_pillow_bomb_check() -> Iterator[None]:
+    """Pillow's own check raises DecompressionBombError (not an OSError) at open; our cap replaces it."""
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+
+
+    return (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+def _orientation(im) -> int:
+    """The EXIF orientation tag (1-8); 1 when absent or not a valid value."""
+    try:
+        o = int(im.getexif().get(ORIENTATION_TAG, 1))
+    except (TypeError, ValueError):
+        return 1
+    return o if 1 <= o <= 8 else 1
+
+
+def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    w, h = size
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _check_cap(path: Path, im, max_pixels: int) -> int:
+    """The JPEG draft reduction (1, 2, 4 or 8) that brings ``im`` under ``max_pixels``; other formats over it refused."""
+    w, h = im.size
+    if w * h <= max_pixels:
+        return 1
+    if im.format == "JPEG":
+        for r in _DRAFT_REDUCTIONS:
+            if math.ceil(w / r) * math.ceil(h / r) <= max_pixels:
+                return r
+    raise BadImageError(f"{path}: {w}x{h} = {w * h:,} pixels is over max_image_pixels = {max_pixels:,}"
+                        + (" even at 1/8 scale" if im.format == "JPEG" else f" ({im.format}; only JPEGs can be reduced "
+                                                                              "while decoding)"))
+
+
+def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int, int]:
+    """(width, height, orientation) as displayed, from the file header (a PNG whose EXIF follows the pixel data is
+    decoded to find it). Raises ``BadImageError`` naming the file when it is missing, not an image, or a non-JPEG
+    over ``max_pixels``."""
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadImageError(f"{path}: image not found")
+    try:
+        with no_pillow_bomb_check(), Image.open(path) as im:
+            _check_cap(path, im, max_pixels)
+            o = _orientation(im)
+            w, h = _displayed(im.size, o)
+            return w, h, o
+    except BadImageError:
+        raise
+    except _decode_errors() as e:
+        raise BadImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+
+
+def _rawmode(im) -> str:
+    args = im.tile[0].args if im.tile else ""
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _is_16bit_colour(im) -> bool:
+    raw = _rawmode(im)
+    return im.mode in ("RGB", "RGBA") and ";16" in raw
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) float in [0, 255] -> (H, W, 3) float: alpha-blended on a white background."""
+    a = rgba[:, :, 3:4] / 255.0
+    return rgba[:, :, :3] * a + _WHITE * (1.0 - a)
+
+
+def _read_16bit_colour(path: Path) -> np.ndarray:
+    """16-bit RGB(A) PNG/TIFF as (H, W, 3) float RGB in [0, 255] (v / 257; alpha composited on white), stored
+    orientation."""
+    import cv2  # noqa: PLC0415
+
+    a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None or a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise BadImageError(f"{path}: cannot decode 16-bit colour image (OpenCV read "
+                            f"{None if a is None else (a.dtype, a.shape)})")
+    x = a.astype(np.float64) / 257.0
+    x = x[:, :, [2, 1, 0, 3][: x.shape[2]]]  # BGR(A) -> RGB(A)
+    return _composite_on_white(x) if x.shape[2] == 4 else x
+
+
+def _to_8bit_rgb_or_gray(im) -> np.ndarray:
+    """A loaded Pillow image -> uint8 (H, W) for single-channel modes, else (H, W, 3) RGB."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        x = np.asarray(im).astype(np.float64) / 257.0
+    elif mode == "F":
+        x = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0) * 255.0
+    elif mode in ("1", "L"):
+        return np.asarray(im.convert("L"))
+    elif mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
+        x = _composite_on_white(np.asarray(im.convert("RGBA")).astype(np.float64))
+        if mode in ("LA", "La"):
+            x = x[:, :, 0]
+    else:  # RGB, CMYK, P, YCbCr, LAB, HSV, RGBX
+        return np.asarray(im.convert("RGB"))
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> DecodedImage:
+    """Decode ``path`` as a viewer shows it (see the module docstring) to uint8 ``colour``: ``gray`` (H, W),
+    ``rgb`` or ``bgr`` (H, W, 3). Gray from colour uses Pillow's ITU-R 601-2 luma (``convert("L")``).
+
+    Raises ``BadImageError`` naming the file: missing, empty, truncated (Pillow refuses what OpenCV would pad),
+    not an image, or over ``max_pixels`` and not a JPEG."""
+
+    if colour not in ("gray", "rgb", "bgr"):
+        raise ValueError(f"colour must be gray, rgb or bgr, not {colour!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise BadImageError(f"{path}: image not found")
+    try:
+        with no_pillow_bomb_check(), Image.open(path) as im:
+            reduction = _check_cap(path, im, max_pixels)
+            colour16 = _is_16bit_colour(im)  # before getexif, which decodes a PNG and drops its tile list
+            orientation = _orientation(im)
+            width, height = _displayed(im.size, orientation)
+            if reduction > 1:
+                im.draft(im.mode, (math.ceil(im.size[0] / reduction), math.ceil(im.size[1] / reduction)))
+            if colour16:
+                im.load()  # Pillow's full decode: refuses a truncated file, as for every other image
+                rgb = np.clip(np.rint(_read_16bit_colour(path)), 0, 255).astype(np.uint8)
+                if rgb.shape[:2] != im.size[::-1]:
+                    raise BadImageError(f"{path}: OpenCV and Pillow disagree on the size ({rgb.shape}, {im.size})")
+                pixels = rgb
+            else:
+                im.load()
+                pixels = _to_8bit_rgb_or_gray(im)
+    except BadImageError:
+        raise
+    except _decode_errors() as e:
+        raise BadImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+    if orientation != 1:  # on the 8-bit pixels: the same transpose for every path
+        pixels = np.asarray(Image.fromarray(pixels).transpose(_transpose_methods()[orientation]))
+    if colour == "gray":
+        if pixels.ndim == 3:
+            pixels = np.asarray(Image.fromarray(pixels, "RGB").convert("L"))
+    else:
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+        if colour == "bgr":
+            pixels = pixels[:, :, ::-1]
+    return DecodedImage(np.ascontiguousarray(pixels), width, height)
+
+
+def load_gray(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode an image to uint8 grayscale (H, W), as displayed (see ``decode_image``)."""
+    return decode_image(path, "gray", max_pixels).pixels
+
+
+def load_bgr(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode an image to uint8 BGR (H, W, 3), as OpenCV would give it, as displayed (see ``decode_image``)."""
+    return decode_image(path, "bgr", max_pixels).pixels
+
+
+def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode an image to uint8 RGB (H, W, 3), as displayed (see ``decode_image``)."""
+    return decode_image(path, "rgb", max_pixels).pixels

@@ -1,0 +1,239 @@
+"""The HTML report of one dataset: metrics of every method, the AMES grid, per-query AP, retrieved images,
+training curves and per-rule times. One self-contained file (figures embedded as PNG)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from retrieval.data.images import decode_image
+from retrieval.evaluation.metrics import PROTOCOLS
+from retrieval.runtime import atomic_path, read_json
+
+log = logging.getLogger(__name__)
+
+GREEN, RED, GREY = (40, 170, 60), (210, 40, 40), (150, 150, 150)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _img(src: str, alt: str) -> str:
+    return f'<img src="{src}" alt="{html.escape(alt)}">'
+
+
+def metrics_table(results: dict[str, dict[str, Any]]) -> str:
+    rows = ["<tr><th>method</th><th>mAP E</th><th>mAP M</th><th>mAP H</th><th>mP@10 M</th>"
+            "<th>paired M difference to global [95% CI]</th><th>parameters</th></tr>"]
+    for method, r in results.items():
+        m = r.get("metrics") or {}
+        mAP = m.get("mAP", {})
+        diff = r.get("paired_difference", {}).get("M")
+        d = f"{diff['mean']:+.2f} [{diff['ci95'][0]:+.2f}, {diff['ci95'][1]:+.2f}]" if diff else ""
+        chosen = r.get("chosen")
+        par = (f"k={chosen['num_rerank']}, &lambda;={chosen['lambda']}, &gamma;={chosen['gamma']} "
+               f"(chosen on {html.escape(str(chosen['selected_on']))})") if chosen else ""
+        cells = [f"{mAP.get(p, float('nan')):.2f}" if mAP.get(p) is not None else "-" for p in PROTOCOLS]
+        p10 = m.get("mP@10", {}).get("M")
+        rows.append(f"<tr><td>{html.escape(method)}</td>" + "".join(f"<td>{c}</td>" for c in cells)
+                    + f"<td>{'-' if p10 is None else f'{p10:.2f}'}</td><td>{d}</td><td>{par}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]]) -> str:
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    ks = sorted({g["num_rerank"] for g in grid})
+    lams = sorted({g["lambda"] for g in grid})
+    gams = sorted({g["gamma"] for g in grid})
+    fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks) + 1, 3.2), squeeze=False)
+    lookup = {(g["num_rerank"], g["lambda"], g["gamma"]): g["mAP_M"] for g in grid}
+    vals = np.array([[[lookup.get((k, lam, gam), np.nan) for gam in gams] for lam in lams] for k in ks], float)
+    vmin, vmax = np.nanmin(vals), np.nanmax(vals)
+    for ax, k, v in zip(axes[0], ks, vals):
+        im = ax.imshow(v, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set_xticks(range(len(gams)), [f"{g:g}" for g in gams])
+        ax.set_yticks(range(len(lams)), [f"{lam:g}" for lam in lams])
+        ax.set_xlabel("gamma")
+        ax.set_ylabel("lambda")
+        ax.set_title(f"num_rerank {k}")
+    fig.colorbar(im, ax=axes[0].tolist(), label="mAP Medium")
+    return _img(_png(fig), f"{method} grid")
+
+
+def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for method, r in results.items():
+        if "grid" not in r:
+            continue
+        ks = sorted({g["num_rerank"] for g in r["grid"]})
+        best = [max(g["mAP_M"] for g in r["grid"] if g["num_rerank"] == k) for k in ks]
+        ch = r["chosen"]
+        at = [next((g["mAP_M"] for g in r["grid"] if (g["num_rerank"], g["lambda"], g["gamma"]) == (k, ch["lambda"], ch["gamma"])),
+                   np.nan) for k in ks]
+        ax.plot(ks, at, "o-", label=f"{method} (chosen lambda, gamma)")
+        ax.plot(ks, best, "x--", label=f"{method} (grid max, oracle)")
+    base = next(iter(results.values())).get("baseline", {}).get("metrics", {}).get("mAP", {}).get("M")
+    if base is None and "global" in results:
+        base = results["global"]["metrics"]["mAP"]["M"]
+    if base is not None:
+        ax.axhline(base, color="k", lw=1, ls=":", label="global")
+    ax.set_xlabel("num_rerank")
+    ax.set_ylabel("mAP Medium")
+    ax.legend(fontsize=7)
+    return _img(_png(fig), "mAP vs num_rerank")
+
+
+def per_query_scatter(results: dict[str, dict[str, Any]]) -> str:
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    methods = [m for m, r in results.items() if "baseline_ap" in r.get("per_query_ap", {}).get("M", {})]
+    if not methods:
+        return ""
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        pq = results[m]["per_query_ap"]["M"]
+        pairs = [(b, a) for a, b in zip(pq["ap"], pq["baseline_ap"]) if a is not None and b is not None]
+        x, y = np.array(pairs).T if pairs else (np.zeros(0), np.zeros(0))
+        ax.scatter(x, y, s=12, c=np.where(y > x, "tab:green", np.where(y < x, "tab:red", "tab:grey")))
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("AP global (Medium)")
+        ax.set_ylabel(f"AP {m}")
+        ax.set_title(f"{m}: {int((y > x).sum())} better, {int((y < x).sum())} worse")
+    return _img(_png(fig), "per-query AP")
+
+
+def training_curves(curves: dict[str, list[dict[str, float]]]) -> str:
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    if not curves:
+        return ""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    for name, c in curves.items():
+        ep = [e["epoch"] for e in c]
+        a1.plot(ep, [e["loss"] for e in c], "o-", label=name)
+        a2.plot(ep, [e["pair_accuracy"] for e in c], "o-", label=name)
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("training loss")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("pair accuracy")
+    a1.legend(fontsize=7)
+    return _img(_png(fig), "training curves")
+
+
+def _thumb(path: str, side: int, colour: tuple[int, int, int] | None, box=None) -> np.ndarray:
+
+
+    decoded = decode_image(path, "rgb")  # as displayed: the box is in displayed coordinates
+    im = Image.fromarray(decoded.pixels)
+    if box is not None:
+        fx, fy = decoded.factor
+        im = im.crop((round(box[0] * fx), round(box[1] * fy), round(box[2] * fx), round(box[3] * fy)))
+    im.thumbnail((side - 8, side - 8))
+    a = np.asarray(im)
+    out = np.full((side, side, 3), 255, np.uint8)
+    if colour is not None:
+        out[:] = colour
+        out[4:-4, 4:-4] = 255
+    y, x = (side - a.shape[0]) // 2, (side - a.shape[1]) // 2
+    out[y:y + a.shape[0], x:x + a.shape[1]] = a
+    return out
+
+
+def retrieved_images(ranks: np.ndarray, lists: dict[str, Any], gnd: list[dict[str, Any]] | None, queries: Sequence[int],
+                     top: int, side: int = 110) -> str:
+    """Query (cropped to its box) then its top images: green a positive (easy or hard), red a negative, grey junk."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    rows = []
+    for q in queries:
+        qe = lists["query"][q]
+        row = [_thumb(qe["path"], side, None, qe.get("crop"))]
+        g = gnd[q] if gnd else None
+        for j in ranks[q, :top]:
+            colour = None
+            if g is not None:
+                colour = GREEN if j in g["easy"] or j in g["hard"] else GREY if j in g["junk"] else RED
+            row.append(_thumb(lists["db"][int(j)]["path"], side, colour))
+        rows.append(np.concatenate(row, 1))
+    grid = np.concatenate(rows, 0)
+    fig, ax = plt.subplots(figsize=(grid.shape[1] / 90, grid.shape[0] / 90))
+    ax.imshow(grid)
+    ax.axis("off")
+    return _img(_png(fig), "retrieved images")
+
+
+def benchmark_table(paths: Sequence[str]) -> str:
+    rows = ["<tr><th>rule</th><th>jobs</th><th>wall s (sum)</th><th>CPU s (sum)</th><th>max RSS MB</th></tr>"]
+    agg: dict[str, list[float]] = {}
+    for p in paths:
+        rule = Path(p).parts[1]  # benchmarks/<rule>/...
+        with open(p) as fh:
+            rec = next(csv.DictReader(fh, delimiter="\t"))
+        a = agg.setdefault(rule, [0, 0.0, 0.0, 0.0])
+        a[0] += 1
+        a[1] += float(rec["s"])
+        a[2] += float(rec.get("cpu_time") or 0)
+        a[3] = max(a[3], float(rec.get("max_rss") or 0))
+    for rule, (n, s, cpu, rss) in agg.items():
+        rows.append(f"<tr><td>{html.escape(rule)}</td><td>{n}</td><td>{s:.1f}</td><td>{cpu:.1f}</td><td>{rss:.0f}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def write_report(out_html: str | Path, dataset: str, result_paths: dict[str, str], ranking_paths: dict[str, str],
+                 curves_paths: dict[str, str],
+                 benchmark_paths: Sequence[str], lists_path: str, gnd_path: str, n_queries: int, top: int) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    results = {m: read_json(p) for m, p in result_paths.items()}
+    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    gnd_list = gnd["gnd"] if gnd else None
+    scored = {m: r["metrics"]["mAP"]["M"] for m, r in results.items() if r.get("metrics")}
+    show = max(scored, key=scored.get) if scored else next(iter(results))
+    with h5py.File(ranking_paths[show], "r") as f:
+        ranks = f["ranks"][:]
+    queries = list(range(min(n_queries, len(lists["query"]))))
+    parts = [f"<h1>Retrieval report: {html.escape(dataset)}</h1>",
+             f"<p>{len(lists['query'])} queries, {len(lists['db'])} database images; preset "
+             f"{html.escape(str(next(iter(results.values())).get('preset')))}.</p>",
+             "<h2>Metrics</h2>", metrics_table(results) if gnd else "<p>No ground truth: rankings only.</p>"]
+    for m, r in results.items():
+        if "grid" in r:
+            parts += [f"<h2>{html.escape(m)}: Medium mAP over the grid</h2>", grid_heatmaps(m, r["grid"])]
+    if any("grid" in r for r in results.values()):
+        parts += ["<h2>mAP vs num_rerank</h2>", map_vs_num_rerank(results)]
+    if gnd:
+        parts += ["<h2>Per-query AP, global vs re-ranked</h2>", per_query_scatter(results)]
+    parts += [f"<h2>Top {top} retrieved by {html.escape(show)} (green: positive, red: negative, grey: junk)</h2>",
+              retrieved_images(ranks, lists, gnd_list, queries, top)]
+    if curves_paths:
+        parts += ["<h2>Training curves</h2>", training_curves({k: read_json(v) for k, v in curves_paths.items()})]
+    if benchmark_paths:
+        parts += ["<h2>Per-rule times (Snakemake benchmark files)</h2>", benchmark_table(benchmark_paths)]
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(dataset) + " report</title>"
+            "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
+            "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(page)
+    log.info("report for %s: %s (%d methods)", dataset, out_html, len(results))

@@ -1,0 +1,137 @@
+"""The results writer every method uses: ranking file, neighbour CSV and results JSON (the README's
+contract), images without features ranked last."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from retrieval.evaluation.metrics import bootstrap_difference, evaluate_ground_truth, headline
+from retrieval.featureless import rank_featureless_last
+from retrieval.runtime import atomic_path, write_json
+from retrieval.stores.global_store import read_featureless
+
+log = logging.getLogger(__name__)
+
+
+def without_features(knn_path: str | Path, lists: dict[str, Any], ranking: np.ndarray, scores: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every method's final ranking passes here: the images without features that the knn file records rank last
+    with score -inf, a featureless query gets the database order (featureless.py); returns the ranking, the
+    scores and the results-JSON fields ``queries_without_features`` (names) and ``db_images_without_features``."""
+
+    q_none, db_none = read_featureless(knn_path, len(lists["query"]), len(lists["db"]))
+    ranking, scores = rank_featureless_last(ranking, scores, q_none, db_none)
+    flags = {"queries_without_features": [q["name"] for q, f in zip(lists["query"], q_none) if f],
+             "db_images_without_features": int(db_none.sum())}
+    return ranking, scores, flags
+
+
+def write_neighbours_csv(path: str | Path, lists: dict[str, Any], ids: np.ndarray, sims: np.ndarray, top: int) -> None:
+    """``query,rank,image,score`` rows of the top ``top`` of each query; an image without features (or any pair of a
+    query without features) has the score ``-inf``: not a match."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "rank", "image", "score"])
+        for qi, q in enumerate(lists["query"]):
+            for r in range(min(top, ids.shape[1])):
+                w.writerow([q["path"], r + 1, lists["db"][ids[qi, r]]["path"], f"{sims[qi, r]:.6f}"])
+
+
+def write_ranking(path: str | Path, ranks: np.ndarray, n_db: int, extra: dict[str, np.ndarray] | None = None) -> None:
+    """The ranking file: ``ranks (n_queries, n_db)`` int32, plus any extra per-query arrays."""
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("ranks", data=ranks.astype(np.int32))
+        for name, arr in (extra or {}).items():
+            f.create_dataset(name, data=arr)
+        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
+
+
+def cost_timing(n_queries: int, reads: float = 0.0, rerank: float = 0.0, offline: float = 0.0, **extra: Any) -> dict[str, Any]:
+    """The timing block every method writes: seconds and milliseconds per query of descriptor reads and
+    re-ranking (the first stage is the knn file's search time), and per-database work done once (offline)."""
+    n = max(1, n_queries)
+    return {"n_queries": n_queries, "reads_seconds": round(reads, 6), "rerank_seconds": round(rerank, 6),
+            "offline_seconds": round(offline, 6),
+            "ms_per_query": {"reads": round(1000 * reads / n, 3), "rerank": round(1000 * rerank / n, 3)}, **extra}
+
+
+def write_results(out_json: str | Path, *, dataset: str, method: str, preset: str, lists: dict[str, Any],
+                  gnd: dict[str, Any] | None, evaluation: dict[str, Any] | None, hyperparameters: dict[str, Any],
+                  versions: dict[str, str], artifacts: dict[str, str], timing: dict[str, Any],
+                  baseline: tuple[str, dict[str, Any]] | None = None, n_bootstrap: int = 10000,
+                  flags: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the results JSON of any method (the README's "Results" contract) and return it.
+
+    ``evaluation``: this method's metrics as :func:`retrieval.evaluation.metrics.evaluate_ground_truth` returns
+    them (revisitop E/M/H or GLDv2's Public/Private; ``None`` without ground truth: ``metrics`` is then null).
+    ``baseline``: ``(name, evaluation)`` of the ranking this method starts from: adds ``baseline``,
+    ``paired_difference`` (mean per-query AP difference x 100 with a 95% bootstrap interval of ``n_bootstrap``
+    resamples, better / worse counts) and ``baseline_ap`` next to each query's AP. ``flags``: the images-without-
+    features fields of :func:`without_features`. ``extra``: method-specific keys (AMES's ``chosen`` and ``grid``,
+    SSP's ``alongside``, ...), which may not replace a contract key."""
+    result: dict[str, Any] = {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
+                              "n_db": len(lists["db"]), "crop_queries": lists["crop_queries"]}
+    if gnd is None or evaluation is None:
+        log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
+        result["metrics"] = None
+    else:
+        names = [q["name"] for q in lists["query"]]
+        subsets = list(evaluation["per_query_ap"])  # E/M/H, or GLDv2's Public/Private
+        result["metrics"] = headline(evaluation)
+        result["n_evaluated_queries"] = evaluation["n_evaluated"]
+        result["per_query_ap"] = {p: {"query": names, "ap": evaluation["per_query_ap"][p]} for p in subsets}
+        if baseline is not None:
+            name, base = baseline
+            result["baseline"] = {"method": name, "metrics": headline(base)}
+            result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], evaluation["per_query_ap"][p],
+                                                                   n_bootstrap) for p in subsets}
+            for p in subsets:
+                result["per_query_ap"][p]["baseline_ap"] = base["per_query_ap"][p]
+        if gnd.get("subset"):  # a ground truth restricted to the images present (GLDv2 ``present_only``)
+            result["ground_truth_subset"] = gnd["subset"]
+        log.info("%s %s: %s%s", dataset, method, result["metrics"],
+                 f" ({baseline[0]} {result['baseline']['metrics']})" if baseline is not None else "")
+    clash = set(extra or {}) & (set(result) | {"hyperparameters", "versions", "artifacts", "timing"})
+    if clash:
+        raise ValueError(f"results of {method}: extra keys {sorted(clash)} would replace the contract's")
+    result.update(extra or {})
+    result.update(flags or {})
+    result["hyperparameters"] = hyperparameters
+    result["versions"] = versions
+    result["artifacts"] = artifacts
+    result["timing"] = timing
+    write_json(out_json, result)
+    return result
+
+
+def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarray, base_ids: np.ndarray,
+                              lists: dict[str, Any], gnd: dict[str, Any] | None, dataset: str, out_json: str,
+                              out_ranking: str, out_csv: str, baseline_json: str, knn_path: str, n_bootstrap: int, ks,
+                              csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
+                              timing: dict[str, Any], extra_datasets: dict[str, np.ndarray] | None = None,
+                              extra: dict[str, Any] | None = None, artifacts: dict[str, str] | None = None,
+                              flags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking (or, for
+    ``asmk``, replaces it): its metrics next to the global baseline's (:func:`write_results`). ``flags`` replace
+    the images-without-features fields computed from ``knn_path``."""
+    n_db = len(lists["db"])
+    ranking, scores, computed = without_features(knn_path, lists, ranking, scores)
+    write_ranking(out_ranking, ranking, n_db, extra_datasets)
+    write_neighbours_csv(out_csv, lists, ranking, scores, csv_top)
+    evaluation = baseline = None
+    if gnd is not None:
+        evaluation = evaluate_ground_truth(ranking, gnd, n_db, ks)
+        baseline = ("global", evaluate_ground_truth(base_ids, gnd, n_db, ks))
+    return write_results(out_json, dataset=dataset, method=method, preset=preset, lists=lists, gnd=gnd,
+                         evaluation=evaluation, baseline=baseline, n_bootstrap=n_bootstrap,
+                         flags={**computed, **(flags or {})}, extra=extra, hyperparameters=hyperparameters,
+                         versions=versions, timing=timing,
+                         artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
+                                    "baseline": str(baseline_json), **(artifacts or {})})

@@ -1,0 +1,233 @@
+"""Extraction with the deep backbones (``dinov2``, ``resnet``): local descriptors through the AMES detector, the
+strongest K by weight over all scales, and a global descriptor per image, both from one forward pass per scale.
+
+Pre-processing as AMES/CVNet: OpenCV-order BGR in [0, 1], mean (0.406, 0.456, 0.485) and std (0.225, 0.224, 0.229)
+in BGR order (DINOv2 takes the channels flipped to RGB); the image (after the query crop) is resized so that its
+long side is ``image_size`` times the scale, INTER_AREA when shrinking and INTER_LINEAR when enlarging; for the ViT
+each side becomes 14 * round(side / 14) (at least one patch). Positions are stored in pixels of the full original
+image (patch or receptive-field centres mapped back through the resize and the crop).
+
+Global descriptors: ``dinov2`` the L2-normalised CLS token averaged over scales and re-normalised; ``resnet`` GeM
+(p 3) or SuperGlobal's modules, each a switch with the paper's constant: ``gemp`` (GeM+ p 4.6), ``rgem`` (regional
+GeM p 2.5, 5x5), ``sgem`` (max over scales instead of the mean), ``relup`` (ReLU+ 0.014); each scale's pooled vector
+is L2-normalised and passed through the 2048 -> 2048 head of CVNet checkpoints (``model.head: fc``).
+
+Weights: ``checkpoint`` is a state-dict file (the official layout, or a dict with key ``state``/``model``/
+``state_dict``), ``random`` (seeded random initialisation: tests only, never reported), or, for ``dinov2`` only,
+null: the torch hub cache (downloaded there when online). Every checkpoint loads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from retrieval.features.backbones.detector import Detector, no_detector
+from retrieval.features.backbones.pooling import gem, rgem, sgem
+from retrieval.features.backbones.resnet import RF, ResNet, cvnet_to_torchvision
+from retrieval.features.backbones.vit import PATCH, DinoV2, ViTConfig
+from retrieval.runtime import resolve_device, state_digest
+
+log = logging.getLogger(__name__)
+
+
+MEAN_BGR = np.array([0.406, 0.456, 0.485], np.float32)
+
+
+STD_BGR = np.array([0.225, 0.224, 0.229], np.float32)
+
+
+BACKBONES = ("dinov2", "resnet")
+
+
+@dataclass(frozen=True)
+class DeepConfig:
+    backbone: str
+    checkpoint: str | None = None
+    detector: str | None = None
+    image_size: int = 518
+    scales: tuple[float, ...] = (1.0,)
+    k: int = 700
+    device: str = "auto"
+    seed: int = 0  # only for checkpoint: random
+    model: dict[str, Any] = field(default_factory=dict)  # variant / registers (dinov2), depth / head (resnet), tiny sizes
+    pooling: dict[str, Any] = field(default_factory=dict)  # resnet switches: gemp, rgem, sgem, relup
+
+    @classmethod
+    def from_dict(cls, backbone: str, d: dict[str, Any]) -> "DeepConfig":
+        d = dict(d)
+        d["scales"] = tuple(float(s) for s in d.get("scales", (1.0,)))
+        return cls(backbone=backbone, **d)
+
+
+def _read_state(path: str, what: str) -> dict[str, torch.Tensor]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} checkpoint not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report the file whatever the unpickling error
+        raise ValueError(f"{p}: not a loadable {what} state dict ({e})") from e
+    for key in ("state", "model", "state_dict"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{p}: expected a state dict of tensors (optionally under 'state', 'model' or 'state_dict')")
+    return obj
+
+
+def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise KeyError(f"{source}: state dict does not match the {type(module).__name__} configuration; "
+                       f"missing {missing[:6]}, unexpected {unexpected[:6]}")
+
+
+def _random_init(module: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim > 1 or "token" in name or "pos_embed" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            elif name.endswith("gamma"):
+                p.fill_(1.0)
+
+
+class DeepExtractor:
+    def __init__(self, cfg: DeepConfig):
+
+        if cfg.backbone not in BACKBONES:
+            raise ValueError(f"extract.backbone {cfg.backbone!r}: one of sift, {', '.join(BACKBONES)}")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        if cfg.backbone == "dinov2":
+            vc = ViTConfig(**cfg.model)
+            self.net = DinoV2(vc)
+            if cfg.checkpoint is None:
+                try:
+                    state = torch.hub.load_state_dict_from_url(vc.hub_url, map_location="cpu", weights_only=True)
+                except Exception as e:  # noqa: BLE001
+                    raise RuntimeError(f"extract.dinov2.checkpoint is null and {vc.hub_url} is neither in the torch hub "
+                                       f"cache ({torch.hub.get_dir()}) nor downloadable ({e}); set extract.dinov2.checkpoint "
+                                       "to the .pth file") from e
+                self.source = vc.hub_url
+            local_dim = self.net.embed_dim
+        else:
+            m = dict(cfg.model)
+            head = m.pop("head", "none")
+            self.net = ResNet(depth=int(m.pop("depth", 101)), fc_dim=None if head == "none" else int(m.pop("fc_dim", 2048)),
+                              relup_alpha=0.014 if cfg.pooling.get("relup") else None, width=int(m.pop("width", 64)))
+            if cfg.checkpoint is None:
+                raise ValueError("extract.resnet.checkpoint: give a torchvision or CVNet state-dict file (or 'random' for tests)")
+            local_dim = self.net.local_dim
+        if cfg.checkpoint == "random":
+            _random_init(self.net, cfg.seed)
+            self.source = f"random (seed {cfg.seed})"
+            log.warning("%s: RANDOM weights (checkpoint: random) - for tests only, never a reported number", cfg.backbone)
+        elif cfg.checkpoint is not None:
+            state = _read_state(cfg.checkpoint, cfg.backbone)
+            if cfg.backbone == "resnet" and any(k.startswith(("encoder_q.", "stem.", "s1.")) for k in state):
+                state = cvnet_to_torchvision(state)
+            self.source = str(cfg.checkpoint)
+        if cfg.checkpoint != "random":
+            if cfg.backbone == "resnet" and self.net.fc is None:
+                state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # a classifier head is not used
+            _load(self.net, state, self.source)
+        self.detector = None
+        if cfg.detector:
+            self.detector = Detector(local_dim)
+            _load(self.detector, _read_state(cfg.detector, "detector"), cfg.detector)
+        self.local_dim = local_dim
+        self.global_dim = self.net.embed_dim if cfg.backbone == "dinov2" else (
+            self.net.fc.out_features if self.net.fc is not None else self.net.global_dim)
+        self.net.eval().to(self.device)
+        if self.detector is not None:
+            self.detector.eval().to(self.device)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backbone": self.cfg.backbone, "weights": self.source, "weights_digest": state_digest(self.net),
+                "detector": self.cfg.detector, "local_dim": self.local_dim, "global_dim": self.global_dim,
+                "device": self.device}
+
+    # ------------------------------------------------------------------------------------------ one image
+    def _resize(self, img: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+        h, w = img.shape[:2]
+        s = scale * self.cfg.image_size / max(h, w)
+        if self.cfg.backbone == "dinov2":
+            nh, nw = max(1, round(h * s / PATCH)) * PATCH, max(1, round(w * s / PATCH)) * PATCH
+        else:
+            nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        interp = cv2.INTER_AREA if nh * nw < h * w else cv2.INTER_LINEAR
+        return cv2.resize(img, (nw, nh), interpolation=interp), nw / w, nh / h
+
+    def _tensor(self, img: np.ndarray) -> torch.Tensor:
+        x = (img.astype(np.float32) / 255.0 - MEAN_BGR) / STD_BGR
+        if self.cfg.backbone == "dinov2":
+            x = x[:, :, ::-1]  # RGB
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
+
+    @torch.no_grad()
+    def extract(self, bgr: np.ndarray, crop: list[int] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        full_h, full_w = bgr.shape[:2]
+        x0 = y0 = 0
+        if crop is not None:
+            x1, y1, x2, y2 = crop
+            bgr, x0, y0 = bgr[y1:y2, x1:x2], x1, y1
+        descs, weights, xys, scales, globals_ = [], [], [], [], []
+        for scale in self.cfg.scales:
+            img, sx, sy = self._resize(bgr, scale)
+            out = self.net.forward_features(self._tensor(img))
+            fmap = out["patch"] if self.cfg.backbone == "dinov2" else out["local"]
+            d, wgt = self.detector(fmap) if self.detector is not None else no_detector(fmap)
+            _, c, h, w = d.shape
+            descs.append(d[0].reshape(c, -1).T.float().cpu())
+            weights.append(wgt[0, 0].reshape(-1).float().cpu())
+            ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+            if self.cfg.backbone == "dinov2":
+                cx, cy = PATCH * jj + PATCH / 2, PATCH * ii + PATCH / 2
+            else:
+                off = (RF["size"] - 1) / 2 - RF["padding"]
+                cx, cy = RF["stride"] * jj + off, RF["stride"] * ii + off
+            xys.append(np.stack([cx.ravel() / sx, cy.ravel() / sy], axis=1))
+            scales.append(np.full(h * w, scale, np.float32))
+            globals_.append(self._global(out))
+        desc, weight = torch.cat(descs).numpy(), torch.cat(weights).numpy()
+        xy, scl = np.concatenate(xys).astype(np.float32), np.concatenate(scales)
+        order = np.lexsort((np.arange(len(weight)), -weight))[: self.cfg.k]  # strongest first, stable
+        row = {"descriptors": desc[order].astype(np.float16), "xy": xy[order] + np.array([x0, y0], np.float32),
+               "scale": scl[order], "weight": weight[order].astype(np.float32),
+               "orientation": np.zeros(len(order), np.float32), "image_size": np.array([full_w, full_h], np.int32)}
+        return row, self._combine(globals_)
+
+    def _global(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.cfg.backbone == "dinov2":
+            return F.normalize(out["cls"].float(), dim=-1)[0].cpu()
+        p = self.cfg.pooling
+        x = out["global_map"]
+        if p.get("rgem"):
+            x = rgem(x, 2.5, 5)
+        g = F.normalize(gem(x, 4.6, 1e-8) if p.get("gemp") else gem(x, 3.0, 1e-6), dim=-1)
+        if self.net.fc is not None:
+            g = self.net.fc(g)
+        return F.normalize(g.float(), dim=-1)[0].cpu()
+
+    def _combine(self, per_scale: list[torch.Tensor]) -> np.ndarray:
+        if self.cfg.backbone == "resnet" and self.cfg.pooling.get("sgem"):
+            g = sgem([v[None] for v in per_scale])[0]
+        else:
+            g = F.normalize(torch.stack(per_scale).mean(0), dim=-1)
+        return g.numpy().astype(np.float32)
+
+    def empty(self, entry: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        e = np.zeros((0,), np.float32)
+        return ({"descriptors": np.zeros((0, self.local_dim), np.float16), "xy": np.zeros((0, 2), np.float32), "scale": e,
+                 "weight": e, "orientation": e, "image_size": np.array([entry.get("width", 0), entry.get("height", 0)], np.int32)},
+                np.zeros(self.global_dim, np.float32))

@@ -1,0 +1,72 @@
+"""The ``sift`` backbone: OpenCV SIFT keypoints with RootSIFT descriptors, the strongest K by response.
+
+Positions and scales are returned in pixels of the full original image: a query cropped to its box gets the
+box offset added back, and any resize is undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+DIM = 128
+
+
+@dataclass(frozen=True)
+class SiftConfig:
+    k: int = 1000  # descriptors kept per image, strongest response first (config.yaml extract.sift.k)
+    max_side: int = 1024  # images (after the query crop) are downscaled so the long side is at most this
+    contrast_threshold: float = 0.02
+    edge_threshold: float = 10.0
+    scale: float = 1.0  # a further resize factor of every image (SSP's light query model: 0.5)
+
+
+def rootsift(desc: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """RootSIFT (Arandjelović & Zisserman 2012): L1-normalise, then element-wise square root (unit L2 norm)."""
+    desc = np.asarray(desc, dtype=np.float32)
+    desc = desc / (np.abs(desc).sum(axis=1, keepdims=True) + eps)
+    return np.sqrt(np.maximum(desc, 0.0))
+
+
+def empty_features(cfg: SiftConfig, entry: dict) -> dict[str, np.ndarray]:
+    """No features: the row of an image that could not be read (``on_bad_image: skip``)."""
+    empty = np.zeros((0,), np.float32)
+    return {"descriptors": np.zeros((0, DIM), np.float16), "xy": np.zeros((0, 2), np.float32), "scale": empty,
+            "weight": empty, "orientation": empty,
+            "image_size": np.array([entry.get("width", 0), entry.get("height", 0)], np.int32)}
+
+
+def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = None) -> dict[str, np.ndarray]:
+    """Local features of one grayscale image (H, W) uint8, optionally cropped to ``crop = [x1, y1, x2, y2]``."""
+    full_h, full_w = gray.shape[:2]
+    x0 = y0 = 0
+    if crop is not None:
+        x1, y1, x2, y2 = crop
+        gray = gray[y1:y2, x1:x2]
+        x0, y0 = x1, y1
+    h, w = gray.shape[:2]
+    s = min(1.0, cfg.max_side / max(h, w)) * cfg.scale
+    if s != 1.0:
+        gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    detector = cv2.SIFT_create(contrastThreshold=cfg.contrast_threshold, edgeThreshold=cfg.edge_threshold)
+    keypoints, desc = detector.detectAndCompute(gray, None)
+    n = len(keypoints)
+    if n == 0 or desc is None:
+        empty = np.zeros((0,), np.float32)
+        return {"descriptors": np.zeros((0, DIM), np.float16), "xy": np.zeros((0, 2), np.float32), "scale": empty,
+                "weight": empty, "orientation": empty, "image_size": np.array([full_w, full_h], np.int32)}
+    response = np.array([kp.response for kp in keypoints], np.float32)
+    # strongest first; ties broken by position so the order is reproducible
+    pts = np.array([kp.pt for kp in keypoints], np.float32)
+    order = np.lexsort((pts[:, 0], pts[:, 1], -response))[: cfg.k]
+    xy = pts[order] / s + np.array([x0, y0], np.float32)
+    return {
+        "descriptors": rootsift(desc[order]).astype(np.float16),
+        "xy": xy.astype(np.float32),
+        "scale": (np.array([keypoints[i].size for i in order], np.float32) / s),
+        "weight": response[order],
+        "orientation": np.array([keypoints[i].angle for i in order], np.float32),
+        "image_size": np.array([full_w, full_h], np.int32),
+    }

@@ -1,0 +1,206 @@
+"""AMES inference with the work that does not depend on the pair hoisted out of the per-pair loop.
+
+The same weights and the same function as ``AMES.score_tokens`` / ``reference_forward`` (Suma et al., ECCV 2024;
+``src/models/ames.py`` of the official code: post-norm layers of "self", "cross" attention and a ReLU FFN, the
+matching token (MTC) attending to everything, padded descriptors masked as keys), reorganised for re-ranking,
+where one query meets many database images and one database image meets several queries:
+
+* Layer 1's self attention of a local token sees only its own image's tokens and the initial MTC (a constant), so
+  its output, and that layer's cross-attention projections (Q, K, V) of the result, are computed once per image
+  (``prepare_side``): once per database image and once per query, not once per pair. The MTC row of that self
+  attention sees both images: it is combined per pair from per-image softmax partials (running maximum, sum of
+  exponentials, weighted sum of values; the log-sum-exp split of Milakov & Gimelshein 2018), which is exact.
+* Layer 5 (the last): only the MTC's final state reaches the classifier, so its cross attention, FFN and norms are
+  computed for the MTC row alone (the self attention still runs for every token: its output feeds the MTC's keys).
+* Layers 2-4 run per pair, block by block as in ``AMES.score_tokens``.
+
+Precision: float32, or bfloat16 matrix products (``torch.autocast``) where the hardware executes them natively
+(``fast_dtype``: AVX-512 BF16 / AMX on the CPU, bf16-capable GPUs); the logits agree with float32 to about 1e-6
+on the float32 path and to about 1% on the bfloat16 path (tests/unit/test_ames_infer.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from retrieval.methods.ames.model import AMES
+
+
+def fast_dtype(device: str | torch.device) -> torch.dtype:
+    """bfloat16 where matrix products in it run natively (CPU with AVX-512 BF16 or AMX, detected at run time; a GPU
+    of compute capability >= 8.0), float32 elsewhere (emulated bfloat16 is slower than float32)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    cap = torch.backends.cpu.get_cpu_capability()
+    native = torch.cpu._is_avx512_bf16_supported() or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return torch.bfloat16 if native and cap.startswith("AVX512") else torch.float32
+
+
+@dataclass
+class PreparedSide:
+    """Per-image state after layer 1's self attention, for N images of S tokens (model dim C, h heads of dh).
+
+    x: (N, S, C) token states after layer 1's norm1; keep: (N, S) bool, True for real descriptors;
+    cqkv: (N, S, 3C) layer 1's cross-attention projections (Q, K, V) of ``x``;
+    m_max, m_sum: (N, h) and m_acc: (N, h, dh): the initial MTC's self-attention softmax partials over this
+    image's keys (maximum score, sum of exp(score - max), sum of exp(score - max) * value), float32.
+    """
+
+    x: Tensor
+    keep: Tensor
+    cqkv: Tensor
+    m_max: Tensor
+    m_sum: Tensor
+    m_acc: Tensor
+
+    def take(self, idx: Tensor) -> PreparedSide:
+        return PreparedSide(*(t[idx] for t in (self.x, self.keep, self.cqkv, self.m_max, self.m_sum, self.m_acc)))
+
+
+def _heads(x: Tensor, h: int) -> Tensor:
+    """(N, S, C) -> (N, h, S, C // h)."""
+    n, s, c = x.shape
+    return x.view(n, s, h, c // h).transpose(1, 2)
+
+
+def _merge(x: Tensor) -> Tensor:
+    """(N, h, S, dh) -> (N, S, h * dh)."""
+    n, h, s, dh = x.shape
+    return x.transpose(1, 2).reshape(n, s, h * dh)
+
+
+def _mask(keep: Tensor) -> Tensor | None:
+    """SDPA boolean mask (N, 1, 1, S) from key validity, or None when nothing is padded (the faster kernel)."""
+    return None if bool(keep.all()) else keep[:, None, None, :]
+
+
+@torch.no_grad()
+def prepare_side(model: AMES, tok: Tensor, pad: Tensor) -> PreparedSide:
+    """Layer 1's self attention and cross-attention projections of N images' tokens, in float32.
+
+    tok: (N, S, C) projected tokens (``model.project`` / ``project_db``, or an AMES database store's tokens);
+    pad: (N, S) bool, True for padding (as in the official code). Independent of the other image of any pair.
+    """
+    layer = model.decoder.layers[0]
+    sa, ca = layer.self_attn, layer.cross_attn
+    n, _, c = tok.shape
+    h = sa.num_heads
+    dh = c // h
+    tok = tok.float()
+    keep = ~pad.bool()
+    mtc = model.mtc_token.view(1, 1, c).expand(n, 1, c)
+    qkv = F.linear(torch.cat([mtc, tok], 1), sa.in_proj_weight, sa.in_proj_bias)  # (N, 1+S, 3C)
+    q, k, v = (_heads(t, h) for t in qkv.split(c, -1))  # (N, h, 1+S, dh)
+    keys_keep = torch.cat([keep.new_ones((n, 1)), keep], 1)
+    o = F.scaled_dot_product_attention(q[:, :, 1:], k, v, attn_mask=_mask(keys_keep))  # tokens: [MTC, own image]
+    x = layer.norm1(tok + sa.out_proj(_merge(o)))
+    # the initial MTC's scores against this image's keys, as softmax partials
+    score = (q[:, :, :1] @ k[:, :, 1:].transpose(-1, -2)).squeeze(2) / math.sqrt(dh)  # (N, h, S)
+    score = score.masked_fill(~keep[:, None, :], float("-inf"))
+    m_max = score.amax(-1)
+    m_max = torch.where(torch.isfinite(m_max), m_max, torch.zeros_like(m_max))  # an image with no descriptors
+    e = torch.exp(score - m_max[..., None])
+    cqkv = F.linear(x, ca.in_proj_weight, ca.in_proj_bias)
+    return PreparedSide(x, keep, cqkv, m_max, e.sum(-1), (e[..., None] * v[:, :, 1:]).sum(-2))
+
+
+class _Keys:
+    """Key masks of a batch of pairs in the layout [query tokens, MTC, database tokens] (each key set a slice)."""
+
+    def __init__(self, q_keep: Tensor, d_keep: Tensor):
+        one = q_keep.new_ones((q_keep.shape[0], 1))
+        self.n_q = q_keep.shape[1]
+        self.q_mtc = _mask(torch.cat([q_keep, one], 1))  # keys [query, MTC]
+        self.mtc_d = _mask(torch.cat([one, d_keep], 1))  # keys [MTC, database]
+        self.all = _mask(torch.cat([q_keep, one, d_keep], 1))
+
+
+def _attention(attn: torch.nn.MultiheadAttention, x: Tensor, keys: _Keys, cross: bool, qkv: Tensor | None = None) -> Tensor:
+    """One AMES attention block (B, L, C) -> (B, L, C) on x laid out as [query tokens, MTC, database tokens].
+
+    In this order every row's key set is one contiguous slice, so no key is copied: self attention, query rows see
+    [query, MTC], database rows [MTC, database]; cross attention the other slice; the MTC row sees everything.
+    """
+    b, length, c = x.shape
+    h = attn.num_heads
+    n_q = keys.n_q
+    if qkv is None:
+        qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)  # (B, L, 3C)
+    q, k, v = (t.view(b, length, h, c // h).transpose(1, 2) for t in qkv.split(c, -1))  # (B, h, L, dh), strided
+    sdpa = F.scaled_dot_product_attention
+    lo, hi = (slice(0, n_q + 1), keys.q_mtc), (slice(n_q, length), keys.mtc_d)
+    kq, kd = (hi, lo) if cross else (lo, hi)
+    o_q = sdpa(q[:, :, :n_q], k[:, :, kq[0]], v[:, :, kq[0]], attn_mask=kq[1])
+    o_m = sdpa(q[:, :, n_q:n_q + 1], k, v, attn_mask=keys.all)
+    o_d = sdpa(q[:, :, n_q + 1:], k[:, :, kd[0]], v[:, :, kd[0]], attn_mask=kd[1])
+    # the CPU and CUDA kernels return (B, h, S, dh) views of (B, S, h, dh) memory: transposing back is free
+    out = torch.cat([o_q.transpose(1, 2), o_m.transpose(1, 2), o_d.transpose(1, 2)], 1).reshape(b, length, c)
+    return attn.out_proj(out)
+
+
+def _first_mtc(model: AMES, qs: PreparedSide, ds: PreparedSide) -> Tensor:
+    """(B, 1, C) MTC state after layer 1's self attention (and norm1), from both sides' softmax partials."""
+    layer = model.decoder.layers[0]
+    sa = layer.self_attn
+    c = model.mtc_token.shape[0]
+    h = sa.num_heads
+    dh = c // h
+    qkv = F.linear(model.mtc_token, sa.in_proj_weight, sa.in_proj_bias)
+    q0, k0, v0 = (t.view(h, dh) for t in qkv.split(c))
+    s0 = (q0 * k0).sum(-1) / math.sqrt(dh)  # (h,) the MTC's score against its own key
+    top = torch.maximum(torch.maximum(qs.m_max, ds.m_max), s0)  # (B, h)
+    w0, wq, wd = torch.exp(s0 - top), torch.exp(qs.m_max - top), torch.exp(ds.m_max - top)
+    total = w0 + wq * qs.m_sum + wd * ds.m_sum
+    o = (w0[..., None] * v0 + wq[..., None] * qs.m_acc + wd[..., None] * ds.m_acc) / total[..., None]  # (B, h, dh)
+    return layer.norm1(model.mtc_token + sa.out_proj(o.reshape(-1, 1, c)))
+
+
+def _first_cross(model: AMES, mtc: Tensor, qs: PreparedSide, ds: PreparedSide, keys: _Keys) -> Tensor:
+    """(B, Q+1+T, C) states after layer 1 (cross attention from the prepared projections, norm2, FFN, norm3)."""
+    layer = model.decoder.layers[0]
+    ca = layer.cross_attn
+    x = torch.cat([qs.x, mtc.to(qs.x.dtype), ds.x], 1)
+    mq = F.linear(mtc, ca.in_proj_weight, ca.in_proj_bias).to(qs.cqkv.dtype)  # (B, 1, 3C)
+    qkv = torch.cat([qs.cqkv, mq, ds.cqkv], 1)  # the prepared projections, laid out as one sequence
+    x = layer.norm2(x + _attention(ca, x, keys, cross=True, qkv=qkv))
+    return layer.norm3(x + layer.feed_forward(x))
+
+
+def _last_layer_mtc(model: AMES, x: Tensor, keys: _Keys) -> Tensor:
+    """(B, C) final MTC state: the last layer's self attention for every token, the rest for the MTC row only."""
+    layer = model.decoder.layers[-1]
+    x = layer.norm1(x + _attention(layer.self_attn, x, keys, cross=False))
+    ca = layer.cross_attn
+    b, length, c = x.shape
+    h = ca.num_heads
+    n_q = keys.n_q
+    w, bias = ca.in_proj_weight, ca.in_proj_bias
+    mtc = x[:, n_q:n_q + 1]
+    q = F.linear(mtc, w[:c], bias[:c]).view(b, 1, h, c // h).transpose(1, 2)  # (B, h, 1, dh)
+    k, v = (t.view(b, length, h, c // h).transpose(1, 2) for t in F.linear(x, w[c:], bias[c:]).split(c, -1))
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys.all)
+    m = layer.norm2(mtc + ca.out_proj(o.transpose(1, 2).reshape(b, 1, c)))
+    return layer.norm3(m + layer.feed_forward(m))[:, 0]
+
+
+@torch.no_grad()
+def score_prepared(model: AMES, qs: PreparedSide, ds: PreparedSide, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Logits (B,) float32 of B pairs (row b of ``qs`` with row b of ``ds``); the same function as
+    ``AMES.score_tokens`` on the unprepared tokens. ``dtype`` bfloat16 runs the per-pair matrix products in it."""
+    layers = model.decoder.layers
+    keys = _Keys(qs.keep, ds.keep)
+    n_q = keys.n_q
+    with torch.autocast(qs.x.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        x = _first_cross(model, _first_mtc(model, qs, ds), qs, ds, keys)
+        for layer in layers[1:-1]:
+            x = layer.norm1(x + _attention(layer.self_attn, x, keys, cross=False))
+            x = layer.norm2(x + _attention(layer.cross_attn, x, keys, cross=True))
+            x = layer.norm3(x + layer.feed_forward(x))
+        m = _last_layer_mtc(model, x, keys) if len(layers) > 1 else x[:, n_q]
+        return model.classifier(m).float().view(-1)

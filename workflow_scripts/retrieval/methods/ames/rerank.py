@@ -1,0 +1,233 @@
+"""Re-ranking a global shortlist with AMES logits: pair selection, logits computed once, score fusion, grid sweep.
+
+Final score of the i-th shortlist entry among the top ``num_rerank``: ``s = lam * g + (1 - lam) * sigmoid(gamma * l)``
+with g the global similarity and l the AMES logit; the top block is re-sorted by s, the rest keeps its global order.
+
+Junk handling: ``none`` (default) re-ranks the global shortlist as it is. ``ames`` reproduces the AMES/DELG
+evaluation: for each protocol, the images it ignores (junk; for Hard also the easy positives; for Easy also the
+hard ones) are moved to the end of the shortlist before the top ``num_rerank`` are re-ranked, giving one ranking
+per protocol. Logits are computed once for the union of the pairs any protocol and grid point needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from retrieval.evaluation.metrics import PROTOCOLS, ap_terms, evaluate_rankings, protocol_labels
+from retrieval.methods.ames.infer import fast_dtype, prepare_side, score_prepared
+from retrieval.runtime import Progress
+
+log = logging.getLogger(__name__)
+
+
+JUNK_MODES = ("none", "ames")
+
+
+def protocol_shortlists(ids: np.ndarray, gnd: Sequence[dict[str, Any]] | None, junk_mode: str) -> dict[str, np.ndarray]:
+    """The shortlist each protocol re-ranks: the global one, or (``ames``) with that protocol's ignored images last."""
+    if junk_mode not in JUNK_MODES:
+        raise ValueError(f"junk_mode must be one of {JUNK_MODES}, got {junk_mode!r}")
+    if junk_mode == "none" or gnd is None:
+        return {p: ids for p in PROTOCOLS}
+    out = {}
+    for p in PROTOCOLS:
+        rows = []
+        for i, g in enumerate(gnd):
+            _, ignored = protocol_labels(g, p)
+            last = np.isin(ids[i], ignored)
+            rows.append(np.concatenate([ids[i][~last], ids[i][last]]))
+        out[p] = np.stack(rows)
+    return out
+
+
+def needed_pairs(shortlists: dict[str, np.ndarray], max_k: int) -> list[np.ndarray]:
+    """Per query, the sorted database ids whose logits some protocol's top ``max_k`` needs."""
+    n_q = next(iter(shortlists.values())).shape[0]
+    return [np.unique(np.concatenate([s[i, :max_k] for s in shortlists.values()])) for i in range(n_q)]
+
+
+@torch.no_grad()
+def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pairs: list[np.ndarray], n_q_desc: int,
+                   n_db_desc: int, batch: int = 256, device: str = "cpu", prepared: bool = False,
+                   dtype: torch.dtype | None = None, db_block: int = 256) -> list[np.ndarray]:
+    """AMES logits (float32) for every (query i, database j in pairs[i]).
+
+    Work is done once where it can be (see infer.py): each query is projected and its layer-1 self attention
+    computed once; each shortlisted database image is read once (sorted rows, blocks of ``db_block``), projected
+    (rounded through float16 for the full-precision model) and its layer-1 self attention computed once, then every
+    pair that needs it is scored, ``batch`` pairs at a time. ``dtype`` None: bfloat16 where the hardware runs it
+    natively, else float32 (``ames_infer.fast_dtype``).
+    ``db_reader(rows) -> (descriptors (n, K, D), counts (n,))`` reads sorted rows; with ``prepared`` it returns
+    the database tokens (n, K, 128) already (an AMES database store, see store.py).
+    """
+
+    model.eval().to(device)
+    dtype = fast_dtype(device) if dtype is None else dtype
+    uniq = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+    t0 = time.time()
+    q = torch.from_numpy(q_desc[:, :n_q_desc].astype(np.float32)).to(device)
+    q_pad = (torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, n_q_desc).astype(np.int64))[:, None])
+    q_side = prepare_side(model, model.project(q), q_pad.to(device))
+    flat_q = np.concatenate([np.full(len(p), i) for i, p in enumerate(pairs)]).astype(np.int64) if pairs else \
+        np.zeros(0, np.int64)
+    flat_d = np.searchsorted(uniq, np.concatenate(pairs)).astype(np.int64) if pairs else np.zeros(0, np.int64)
+    order = np.argsort(flat_d, kind="stable")  # pairs grouped by database image, so each is prepared once
+    out = np.zeros(len(flat_q), np.float32)
+    progress = Progress(log, "logits", len(flat_q), "pairs")
+    prep, done = 0.0, 0
+    for s in range(0, len(uniq), db_block):
+        tp = time.time()
+        rows = uniq[s:s + db_block]
+        d, c = db_reader(rows)
+        tok = d[:, :n_db_desc] if prepared else model.project_db(torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device))
+        pad = torch.arange(tok.shape[1])[None] >= torch.from_numpy(np.minimum(c, n_db_desc).astype(np.int64))[:, None]
+        d_side = prepare_side(model, tok.to(device), pad.to(device))
+        prep += time.time() - tp
+        lo, hi = np.searchsorted(flat_d[order], [s, s + len(rows)])
+        block = order[lo:hi]
+        for b in range(0, len(block), batch):
+            sel = block[b:b + batch]
+            qi, di = torch.from_numpy(flat_q[sel]).to(device), torch.from_numpy(flat_d[sel] - s).to(device)
+            out[sel] = score_prepared(model, q_side.take(qi), d_side.take(di), dtype).cpu().numpy()
+            done += len(sel)
+            progress.update(done)
+    t2 = time.time()
+    log.info("logits: %d pairs (%d queries, %d database images) in %.2f s (%.2f s of it reading and preparing images), "
+             "%.0f pairs/s, %s", len(flat_q), len(pairs), len(uniq), t2 - t0, prep, len(flat_q) / max(t2 - t0, 1e-9),
+             str(dtype).removeprefix("torch."))
+    splits = np.cumsum([len(p) for p in pairs])[:-1]
+    return np.split(out, splits)
+
+
+def lookup_logits(pairs: list[np.ndarray], logits: list[np.ndarray], shortlist: np.ndarray, k: int) -> np.ndarray:
+    """Logits (Nq, k) of the first k entries of each query's shortlist (k is clamped to the shortlist length)."""
+    k = min(k, shortlist.shape[1])
+    out = np.zeros((shortlist.shape[0], k), np.float32)
+    for i in range(shortlist.shape[0]):
+        pos = np.searchsorted(pairs[i], shortlist[i, :k])
+        if (pos >= len(pairs[i])).any() or (pairs[i][np.minimum(pos, len(pairs[i]) - 1)] != shortlist[i, :k]).any():
+            raise KeyError(f"query {i}: a shortlisted image has no cached logit (cache made for a smaller num_rerank?)")
+        out[i] = logits[i][pos]
+    return out
+
+
+def fused_score(g: np.ndarray, logit: np.ndarray, lam: float, gamma: float) -> np.ndarray:
+    """AMES's fusion ``lam * g + (1 - lam) * sigmoid(gamma * logit)`` (Suma et al. 2024), elementwise; a global
+    similarity of -inf (an image without features, featureless.py) stays -inf for every lam, 0 included."""
+    g = np.asarray(g)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = lam * g + (1.0 - lam) / (1.0 + np.exp(-gamma * logit))
+    return np.where(np.isneginf(g), -np.inf, s)
+
+
+def rerank(shortlist: np.ndarray, global_sim: np.ndarray, logits: np.ndarray, lam: float, gamma: float, k: int) -> np.ndarray:
+    """Re-sort the first k entries of each row by ``fused_score``."""
+    k = min(k, shortlist.shape[1], logits.shape[1])
+    s = fused_score(global_sim[:, :k], logits[:, :k], lam, gamma)
+    order = np.argsort(-s, axis=1, kind="stable")
+    out = shortlist.copy()
+    out[:, :k] = np.take_along_axis(shortlist[:, :k], order, axis=1)
+    return out
+
+
+def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """Global similarities of ``shortlist`` entries (a reordering of ``ids`` rows)."""
+    out = np.zeros(shortlist.shape, np.float32)
+    for i in range(ids.shape[0]):
+        order = np.argsort(ids[i])
+        out[i] = sims[i][order][np.searchsorted(ids[i][order], shortlist[i])]
+    return out
+
+
+def grid_rankings(shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, lam: float,
+                  gamma: float, k: int) -> dict[str, np.ndarray]:
+    return {p: rerank(shortlists[p], sims[p], lookup_logits(pairs, logits, shortlists[p], k), lam, gamma, k) for p in PROTOCOLS}
+
+
+def evaluate_protocol_rankings(rankings: dict[str, np.ndarray], gnd, n_db: int, ks=(1, 5, 10)) -> dict[str, Any]:
+    """Metrics where each protocol is read from its own ranking (identical rankings when junk_mode is none)."""
+    first = rankings[PROTOCOLS[0]]
+    if all(rankings[p] is first for p in PROTOCOLS):
+        return evaluate_rankings(first, gnd, n_db, ks)
+    per = {p: evaluate_rankings(rankings[p], gnd, n_db, ks) for p in PROTOCOLS}
+    out: dict[str, Any] = {key: {p: per[p][key][p] for p in PROTOCOLS} for key in ("mAP", *[f"mP@{k}" for k in ks], "n_evaluated")}
+    out["per_query_ap"] = {p: per[p]["per_query_ap"][p] for p in PROTOCOLS}
+    return out
+
+
+class GridSweep:
+    """mAP of many (lambda, gamma, num_rerank) points over cached logits, each point costing one sort of (Nq, k).
+
+    Only the first k shortlist entries move, so everything about the tail is fixed per (query, protocol, k): its
+    positives keep their ranks, and the junk inside the top k is there whatever the order. Built once: per protocol
+    the labels (positive 1, ignored -1, other 0), global similarities and logits of the top ``max(ks)``, and per k
+    (once, when first asked) the tail's share of each query's AP. A point then sorts the top k by the fused score
+    (stable, as ``rerank``) and adds the top's trapezoids. Equal to ``evaluate_protocol_rankings(grid_rankings(...))``'s mAP
+    (a test checks it, junk modes included)."""
+
+    def __init__(self, shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, gnd,
+                 n_db: int, ks: Sequence[int]):
+        self.protocols: dict[str, dict[str, Any]] = {}
+        self.max_k = max(ks)
+        for p in PROTOCOLS:
+            sl = shortlists[p]
+            kmax, n_q = min(self.max_k, sl.shape[1]), sl.shape[0]
+            self.protocols[p] = {"labels": np.zeros((n_q, kmax), np.int8), "npos": np.zeros(n_q, np.int64),
+                                 "ranks": [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * n_q, "tail": {},
+                                 "kmax": kmax, "shortlist_id": id(sl),
+                                 "g": np.asarray(sims[p][:, :kmax], np.float32),
+                                 "logit": lookup_logits(pairs, logits, sl, kmax)}
+        for i, g in enumerate(gnd):
+            inverse: dict[int, np.ndarray] = {}  # rank of every image, once per shortlist (one query at a time)
+            for p, d in self.protocols.items():
+                positives, ignored = protocol_labels(g, p)
+                d["npos"][i] = len(positives)
+                if not len(positives):
+                    continue
+                sl = shortlists[p]
+                where = inverse.get(id(sl))
+                if where is None:
+                    where = inverse[id(sl)] = np.full(n_db, -1, np.int64)
+                    where[sl[i]] = np.arange(sl.shape[1])
+                pr, jr = where[positives], where[ignored]
+                pr, jr = np.sort(pr[pr >= 0]), np.sort(jr[jr >= 0])
+                d["labels"][i, pr[pr < d["kmax"]]] = 1
+                d["labels"][i, jr[jr < d["kmax"]]] = -1
+                d["ranks"][i] = (pr, pr - np.searchsorted(jr, pr, side="left"))  # and with the ignored images removed
+
+    @staticmethod
+    def _tail(d: dict[str, Any], k: int) -> np.ndarray:
+        """Each query's AP share (unnormalised) of the positives ranked at k or beyond, which no point moves."""
+        if k not in d["tail"]:
+            out = np.zeros(len(d["ranks"]))
+            for i, (pr, adjusted) in enumerate(d["ranks"]):
+                first = int(np.searchsorted(pr, k))  # the positives in the top k come first in any order
+                out[i] = np.sum(ap_terms(np.arange(first, len(pr), dtype=np.float64), adjusted[first:].astype(np.float64)))
+            d["tail"][k] = out
+        return d["tail"][k]
+
+    def mean_ap(self, lam: float, gamma: float, k: int) -> dict[str, float | None]:
+        if k > self.max_k:
+            raise ValueError(f"num_rerank {k} is beyond the largest this sweep was built for ({self.max_k})")
+        out: dict[str, float | None] = {}
+        orders: dict[int, np.ndarray] = {}  # protocols that share a shortlist (junk_mode none) share the sort
+        for p, d in self.protocols.items():
+            k_ = min(k, d["kmax"])
+            order = orders.get(d["shortlist_id"])
+            if order is None:
+                s = fused_score(d["g"][:, :k_], d["logit"][:, :k_], lam, gamma)
+                order = orders[d["shortlist_id"]] = np.argsort(-s, axis=1, kind="stable")
+            lab = np.take_along_axis(d["labels"][:, :k_], order, axis=1)
+            keep, pos = lab >= 0, lab == 1
+            rank = np.cumsum(keep, axis=1) - keep  # rank among the kept entries (ignored images removed)
+            j = np.cumsum(pos, axis=1) - pos  # positives ranked before
+            top = np.where(pos, ap_terms(j, rank), 0.0).sum(axis=1)
+            valid = d["npos"] > 0
+            ap = (top + self._tail(d, k_))[valid] / d["npos"][valid]
+            out[p] = round(100.0 * float(np.mean(ap)), 4) if valid.any() else None
+        return out

@@ -1,0 +1,36 @@
+"""Alpha query expansion and alpha database augmentation on global descriptors (deep-image-retrieval's
+``--aqe k alpha`` / ``--adba k alpha``): a vector is replaced by the L2-normalised mean of itself (weight 1)
+and its top-k neighbours weighted by similarity**alpha, similarities clamped at 0. Database augmentation
+searches the database against itself without the self match and comes before query expansion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from retrieval.featureless import featureless_rows
+from retrieval.features.vlad import l2_normalise
+from retrieval.search.exact import topk_neighbours
+
+
+def alpha_expand(x: np.ndarray, pool: np.ndarray, k: int, alpha: float, exclude_self: bool = False) -> np.ndarray:
+    """Each row of ``x`` expanded with its top-``k`` rows of ``pool`` (``exclude_self``: x is pool). A zero row (an
+    image without features, featureless.py) stays zero: its "neighbours" are the database order, not evidence."""
+    if k <= 0:
+        return l2_normalise(np.asarray(x, np.float32))
+    ids, sims = topk_neighbours(x, pool, k, exclude_self=exclude_self)
+    w = np.maximum(sims, 0.0) ** alpha  # (n, k); -inf (no match) weighs 0
+    w[~np.isfinite(sims)] = 0.0  # also for alpha = 0, where 0 ** 0 would be 1
+    expanded = x + np.einsum("nk,nkd->nd", w, pool[ids])
+    expanded[featureless_rows(x)] = 0.0
+    return l2_normalise(expanded / (ids.shape[1] + 1)).astype(np.float32)
+
+
+def expand(q: np.ndarray, db: np.ndarray, qe: dict[str, Any] | None, dba: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Database augmentation (if given), then query expansion against the augmented database."""
+    if dba is not None:
+        db = alpha_expand(db, db, int(dba["k"]), float(dba["alpha"]), exclude_self=True)
+    if qe is not None:
+        q = alpha_expand(q, db, int(qe["k"]), float(qe["alpha"]))
+    return q, db

@@ -1,0 +1,127 @@
+"""SSP (Wu et al., 2024): asymmetric retrieval with product-quantizer anchors.
+
+A heavy gallery model embeds the database; a light query model is trained so that its similarity structure to
+fixed anchors matches the gallery model's on the same (unlabelled) images:
+
+- anchors: a faiss product quantizer fitted on gallery global descriptors; its codewords (M, 2^nbits, dsub);
+- per sub-space m: S_m = softmax_k(cos(x_m, c_mk) / tau), sub-vectors and codewords L2-normalised, tau 0.1;
+- loss: mean over images and sub-spaces of KL(S^gallery_m || S^query_m), summed over the codewords.
+
+Here the gallery model is the workflow's global pipeline (its extraction, VLAD over the training codebook, PCA-
+whitening) and the light query model is a cheaper extraction (fewer local features from a smaller image,
+``ssp.query_sift``) through the same VLAD and whitening, followed by a small adapter (Linear D -> D with bias,
+initialised to the identity, L2-normalised output) trained with the SSP loss. Without the adapter the light model
+is the naive baseline: same pipeline, cheaper features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def fit_pq_anchors(x: np.ndarray, m: int, nbits: int, niter: int = 10, nredo: int = 2, seed: int = 0,
+                   min_points_per_centroid: int = 39, source: str = "training data") -> np.ndarray:
+    """Codewords (m, 2^nbits, d/m) of a faiss product quantizer trained on the rows of x."""
+    import faiss  # noqa: PLC0415
+
+    x = np.ascontiguousarray(x, np.float32)
+    n, d = x.shape
+    if d % m:
+        raise ValueError(f"ssp.anchors.m = {m} must divide the descriptor dimension {d} of {source}")
+    need = min_points_per_centroid * 2**nbits
+    if n < need:
+        raise ValueError(f"ssp.anchors: {n} descriptors of {source} are too few for 2^{nbits} = {2**nbits} codewords per "
+                         f"sub-space (min_points_per_centroid {min_points_per_centroid} -> {need}); lower ssp.anchors.nbits "
+                         f"(the CPU preset uses 5) or train on a larger split")
+    pq = faiss.ProductQuantizer(d, m, nbits)
+    pq.cp.niter, pq.cp.nredo, pq.cp.seed = niter, nredo, seed
+    pq.cp.min_points_per_centroid = 1  # checked above; faiss would only warn
+    pq.train(x)
+    return faiss.vector_to_array(pq.centroids).reshape(m, 2**nbits, d // m).copy()
+
+
+def structure_similarity(x: torch.Tensor, anchors: torch.Tensor, tau: float, log_prob: bool = False) -> torch.Tensor:
+    """(n, D) vectors, (M, K, dsub) anchors -> (n, M, K) softmax over codewords of cos(x_m, c_mk) / tau."""
+    n = x.shape[0]
+    m, _, dsub = anchors.shape
+    xs = F.normalize(x.reshape(n, m, dsub), dim=-1)
+    cos = torch.einsum("nmd,mkd->nmk", xs, F.normalize(anchors, dim=-1))
+    return F.log_softmax(cos / tau, dim=-1) if log_prob else F.softmax(cos / tau, dim=-1)
+
+
+def ssp_loss(query: torch.Tensor, gallery: torch.Tensor, anchors: torch.Tensor, tau: float) -> torch.Tensor:
+    """Mean over images and sub-spaces of KL(S^gallery || S^query), summed over codewords."""
+    target = structure_similarity(gallery, anchors, tau)
+    log_q = structure_similarity(query, anchors, tau, log_prob=True)
+    kl = (target * (torch.log(target.clamp_min(1e-12)) - log_q)).sum(-1)
+    return kl.mean()
+
+
+class Adapter(torch.nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.fc = torch.nn.Linear(dim, dim)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(dim))
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.fc(x), dim=-1)
+
+
+@dataclass(frozen=True)
+class SSPTrainConfig:
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    warmup_epochs: int = 5
+    tau: float = 0.1
+    val_fraction: float = 0.1
+    seed: int = 11
+
+
+def train_adapter(light: np.ndarray, gallery: np.ndarray, anchors: np.ndarray, cfg: SSPTrainConfig
+                  ) -> tuple[Adapter, list[dict[str, float]], int]:
+    """SGD (Nesterov) with a linear warmup and cosine decay, lr scaled by batch/256 as SSP; the epoch with the lowest
+    loss on a held-out fraction of the (unlabelled) training images is kept."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    n, d = light.shape
+    perm = torch.randperm(n, generator=g)
+    n_val = max(1, int(round(cfg.val_fraction * n)))
+    val, tr = perm[:n_val], perm[n_val:]
+    xl, xg, a = torch.from_numpy(light).float(), torch.from_numpy(gallery).float(), torch.from_numpy(anchors).float()
+    model = Adapter(d)
+    lr = cfg.lr * cfg.batch_size / 256
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, -(-len(tr) // cfg.batch_size))
+    total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
+                                              0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm))))
+    with torch.no_grad():
+        best = (float(ssp_loss(model(xl[val]), xg[val], a, cfg.tau)), 0, {k: v.clone() for k, v in model.state_dict().items()})
+    curves = [{"epoch": 0, "train_loss": None, "val_loss": best[0]}]
+    for epoch in range(1, cfg.epochs + 1):
+        order = tr[torch.randperm(len(tr), generator=g)]
+        losses = []
+        for s in range(0, len(order), cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            loss = ssp_loss(model(xl[idx]), xg[idx], a, cfg.tau)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        with torch.no_grad():
+            v = float(ssp_loss(model(xl[val]), xg[val], a, cfg.tau))
+        curves.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": v})
+        if v < best[0]:
+            best = (v, epoch, {k: t.clone() for k, t in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    return model, curves, best[1]

@@ -1,0 +1,83 @@
+"""Exact first-stage search: the streamed top k of inner products over a database read in blocks,
+and faiss's flat top k for in-memory arrays; images without features rank last (featureless.py)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from retrieval.featureless import NO_MATCH_SCORE, featureless_rows, rank_featureless_last, search_featured
+
+
+def topk_neighbours(queries: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product search: ids (Nq, k) int32 and sims (Nq, k) float32, best first.
+
+    ``exclude_self`` is for database-vs-database search (training pairs): row i never returns i. All-zero rows are
+    images without features: never a match (featureless.py), they rank last in database order with similarity -inf.
+    """
+
+    q = np.ascontiguousarray(queries, np.float32)
+    x = np.ascontiguousarray(db, np.float32)
+    if q.shape[1] != x.shape[1]:
+        raise ValueError(f"query dimension {q.shape[1]} != database dimension {x.shape[1]}")
+    ids, sims = search_featured(q, x, k, lambda a, b, kk: _faiss_topk(a, b, kk, exclude_self), exclude_self)
+    return ids.astype(np.int32), sims.astype(np.float32)
+
+
+def _faiss_topk(q: np.ndarray, x: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    import faiss  # noqa: PLC0415
+
+    n_db = len(x)
+    k_eff = min(k + int(exclude_self), n_db)
+    sims, ids = faiss.knn(q, x, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
+    if exclude_self:
+        keep = ids != np.arange(len(q))[:, None]
+        # drop the self match where present, else the last column
+        keep[keep.all(axis=1), -1] = False
+        ids = ids[keep].reshape(len(q), k_eff - 1)
+        sims = sims[keep].reshape(len(q), k_eff - 1)
+    return ids[:, :k].astype(np.int32), sims[:, :k].astype(np.float32)
+
+
+def stream_topk(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_db: int, k: int, block: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k of queries q (Nq, D) over a database read in blocks ``read_block(start, stop)``.
+
+    A full ranking (k >= n_db, what the revisitop metrics need) fills the (Nq, n_db) similarity matrix block by
+    block and sorts it once (ties by database order): at 1M images and 70 queries 2x faster than merging per
+    block, and its memory is that matrix. A shortlist (k < n_db) keeps the running top k, merged per block.
+
+    All-zero rows are images without features (featureless.py): a database row never outranks a row with
+    features (similarity -inf, last in database order) and a query row gets the database order."""
+    import faiss  # noqa: PLC0415
+
+
+    q = np.ascontiguousarray(q, np.float32)
+    k = min(k, n_db)
+    q_none, db_none = featureless_rows(q), np.zeros(n_db, bool)
+    if k == n_db:
+        sims_all = np.empty((len(q), n_db), np.float32)
+        for s in range(0, n_db, block):
+            x = np.ascontiguousarray(read_block(s, min(n_db, s + block)), np.float32)
+            db_none[s:s + len(x)] = featureless_rows(x)
+            sims_all[:, s:s + len(x)] = q @ x.T
+        sims_all[:, db_none] = NO_MATCH_SCORE
+        order = np.argsort(-sims_all, axis=1, kind="stable")
+        best_i, best_s = order.astype(np.int64), np.take_along_axis(sims_all, order, 1)
+        return rank_featureless_last(best_i, best_s, q_none, db_none, k)
+    best_s = np.full((len(q), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(q), 0), np.int64)
+    for s in range(0, n_db, block):
+        x = np.ascontiguousarray(read_block(s, min(n_db, s + block)), np.float32)
+        none = featureless_rows(x)
+        db_none[s:s + len(x)] = none
+        rows = np.flatnonzero(~none)  # only images with features compete for the top k
+        if not len(rows):
+            continue
+        xs = x[rows] if none.any() else x
+        sims, ids = faiss.knn(q, xs, min(k, len(rows)), metric=faiss.METRIC_INNER_PRODUCT)
+        cand_s, cand_i = np.concatenate([best_s, sims], 1), np.concatenate([best_i, rows[ids] + s], 1)
+        order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_i, order, 1)
+    return rank_featureless_last(best_i, best_s, q_none, db_none, k)

@@ -1,0 +1,66 @@
+"""The ``codebook``, ``aggregate_vlad`` and ``backbone_global`` stages: the global descriptors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.features.vlad import train_codebook, vlad
+from retrieval.runtime import Manifest, atomic_path, load_npz
+from retrieval.stores.global_store import write_global
+from retrieval.stores.local_store import open_local
+
+log = logging.getLogger(__name__)
+
+
+def fit_codebook(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, k: int, niter: int,
+                 max_descriptors: int, seed: int, version: str, config: dict[str, Any], preset: str,
+                 training_split: str, local_version: str) -> None:
+
+    m = Manifest("codebook", version, config, preset, fitted_on=training_split)
+    m.add_input("local", local_path, version=local_version, checksum=False)
+    rng = np.random.default_rng(seed)
+    with open_local(local_path) as f:
+        counts = f["count"][:]
+        rows = rng.permutation(len(counts))
+        # read whole images in random order until there are enough descriptors
+        take = rows[: int(np.searchsorted(np.cumsum(counts[rows]), max_descriptors)) + 1]
+        take = np.sort(take)
+        desc = f["descriptors"][take]
+        x = np.concatenate([d[:c] for d, c in zip(desc, counts[take])]).astype(np.float32)
+    if len(x) > max_descriptors:
+        x = x[rng.choice(len(x), max_descriptors, replace=False)]
+    log.info("codebook: k-means with k=%d on %d descriptors of %d images of %s", k, len(x), len(take), training_split)
+    centroids = train_codebook(x, k, niter=niter, seed=seed)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, centroids=centroids)
+    m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x))
+
+
+def aggregate_vlad(local_path: str | Path, codebook_path: str | Path, out_path: str | Path, alpha: float,
+                   version: str, block: int = 256) -> None:
+
+    centroids = load_npz(codebook_path)["centroids"]
+    with open_local(local_path) as f:
+        n = f["count"].shape[0]
+        out = np.zeros((n, centroids.size), np.float32)
+        for s in range(0, n, block):
+            desc = f["descriptors"][s:s + block]
+            counts = f["count"][s:s + block]
+            for j, (d, c) in enumerate(zip(desc, counts)):
+                out[s + j] = vlad(d[:c].astype(np.float32), centroids, alpha)
+    write_global(out_path, out, method="vlad", version=version)
+
+
+def backbone_global(local_path: str | Path, out_path: str | Path, backbone: str, version: str) -> None:
+    """The global descriptors a deep backbone stored next to its local ones."""
+
+    with open_local(local_path) as f:
+        if "global" not in f:
+            raise ValueError(f"{local_path}: no global descriptors (backbone {f.attrs.get('backbone')!r} computes none)")
+        x = f["global"][:]
+    write_global(out_path, x, method=f"{backbone}-global", version=version)

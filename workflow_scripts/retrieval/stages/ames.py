@@ -1,0 +1,295 @@
+"""AMES stages as plain functions: training kNN, ITQ, training / distillation, logits, grid evaluation."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from retrieval.evaluation.metrics import (
+    GLDV2_USAGES,
+    PROTOCOLS,
+    evaluate_gldv2,
+    evaluate_ground_truth,
+)
+from retrieval.evaluation.results import cost_timing, without_features, write_results
+from retrieval.methods.ames.model import AmesConfig, load_checkpoint, save_checkpoint
+from retrieval.methods.ames.rerank import (
+    GridSweep,
+    compute_logits,
+    evaluate_protocol_rankings,
+    grid_rankings,
+    lookup_logits,
+    needed_pairs,
+    protocol_shortlists,
+    rerank,
+    similarity_along,
+)
+from retrieval.methods.ames.store import StoreReader, decode, write_store
+from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames
+from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, resolve_device, write_json
+from retrieval.search.exact import topk_neighbours
+from retrieval.stores.global_store import read_global, read_neighbours, write_neighbours
+from retrieval.stores.local_store import open_local
+
+log = logging.getLogger(__name__)
+
+
+def training_neighbours(global_path: str | Path, out_path: str | Path, k: int, version: str) -> None:
+    """Database-vs-database neighbours of the training split (self excluded) for pair sampling."""
+
+    x = read_global(global_path)
+    ids, sims = topk_neighbours(x, x, min(k, len(x) - 1), exclude_self=True)
+    write_neighbours(out_path, ids, sims, k=ids.shape[1], n_db=len(x), exclude_self=True, version=version)
+
+
+def _load_local(path: str | Path, max_desc: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+
+    with open_local(path) as f:
+        desc = f["descriptors"][:, :max_desc] if max_desc else f["descriptors"][:]
+        return desc, f["count"][:]
+
+
+def fit_itq_stage(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, cfg: dict[str, Any],
+                  version: str, preset: str, training_split: str) -> None:
+
+    m = Manifest("itq", version, cfg, preset, fitted_on=training_split)
+    desc, counts = _load_local(local_path)
+    rng = np.random.default_rng(cfg["seed"])
+    x = np.concatenate([d[:c] for d, c in zip(desc, counts)]).astype(np.float32)
+    if len(x) > cfg["max_descriptors"]:
+        x = x[rng.choice(len(x), cfg["max_descriptors"], replace=False)]
+    itq = fit_itq(x, bits=cfg["bits"], n_iter=cfg["n_iter"], seed=cfg["seed"])
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **itq)
+    m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x))
+
+
+def train_stage(local_path: str | Path, lists_path: str | Path, knn_path: str | Path, out_model: str | Path,
+                out_curves: str | Path, manifest_path: str | Path, model_cfg: dict[str, Any], train_cfg: dict[str, Any],
+                version: str, preset: str, training_split: str, device: str, teacher_path: str | None = None,
+                itq_path: str | None = None) -> None:
+
+    device = resolve_device(device)
+    binarized = teacher_path is not None
+    m = Manifest("train_ames_binary" if binarized else "train_ames", version, {"model": model_cfg, "train": train_cfg},
+                 preset, fitted_on=training_split, device=device)
+    tcfg = TrainConfig(**train_cfg)
+    desc, counts = _load_local(local_path, max(tcfg.q_desc, tcfg.db_desc))
+    lists = read_json(lists_path)
+    if any("label" not in e for e in lists["db"]):
+        raise ValueError(f"{lists_path}: training split '{training_split}' has no labels (gnd.json 'labels')")
+    labels = np.array([e["label"] for e in lists["db"]])
+    ids, sims, _ = read_neighbours(knn_path)
+    cfg = AmesConfig(local_dim=int(desc.shape[2]), binarized=binarized, **model_cfg)
+    teacher = load_checkpoint(teacher_path)[0] if teacher_path else None
+    itq = load_npz(itq_path) if itq_path else None
+    model, curves = train_ames(desc, counts, labels, ids, sims, cfg, tcfg, teacher=teacher, init_itq=itq, device=device)
+    save_checkpoint(str(out_model), model.cpu(), {"trained_on": training_split, "version": version,
+                                                  "teacher": teacher_path, "train": train_cfg})
+    write_json(out_curves, curves)
+    m.add_input("knn", knn_path)
+    m.write(manifest_path, outputs=[out_model, out_curves], final=curves[-1] if curves else None)
+
+
+def ames_store_stage(model_path: str | Path, db_local: str | Path, out_path: str | Path, manifest_path: str | Path,
+                     db_desc: int, method: str, device: str, version: str, config: dict[str, Any], preset: str) -> None:
+    """The database side of one dataset prepared once for one model: packed codes (binary) or float16 tokens."""
+
+    device = resolve_device(device)
+    m = Manifest("ames_store", version, config, preset)
+    m.add_input("model", model_path, checksum=False)
+    model, _ = load_checkpoint(str(model_path))
+    model.eval().to(device)
+    t0 = time.time()
+    with open_local(db_local) as f:
+        info = write_store(out_path, model, f, db_desc, method, device)
+    m.write(manifest_path, outputs=[out_path], store=info, seconds=round(time.time() - t0, 3),
+            file_bytes=Path(out_path).stat().st_size)
+
+
+def logits_stage(model_path: str | Path, query_local: str | Path, db_store: str | Path, knn_path: str | Path,
+                 gnd_path: str | Path, out_path: str | Path, q_desc: int, db_desc: int, max_rerank: int, junk_mode: str,
+                 batch: int, device: str, version: str) -> None:
+    """AMES logits for every (query, database) pair some protocol's top ``max_rerank`` needs, computed once; the
+    database side comes from the prepared store (only shortlisted rows are read)."""
+
+
+    device = resolve_device(device)
+    model, _ = load_checkpoint(str(model_path))
+    ids, _, _ = read_neighbours(knn_path)
+    gnd = read_json(gnd_path)
+    pairs = needed_pairs(protocol_shortlists(ids, gnd["gnd"] if gnd else None, junk_mode), max_rerank)
+    t0 = time.time()
+    q_descs, q_counts = _load_local(query_local, q_desc)
+    read_seconds = [time.time() - t0]
+    store = StoreReader(db_store, model, device)
+    try:
+        def reader(rows: np.ndarray):
+            tr = time.time()
+            payload, counts = store.read(rows, db_desc)
+            read_seconds.append(time.time() - tr)
+            return decode(model, payload, device), counts
+        logits = compute_logits(model, q_descs, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device,
+                                prepared=True)
+    finally:
+        store.close()
+    seconds = time.time() - t0
+    width = max((len(p) for p in pairs), default=0)
+    pair_db = np.full((len(pairs), width), -1, np.int32)
+    pair_logit = np.full((len(pairs), width), np.nan, np.float32)
+    for i, (p, lg) in enumerate(zip(pairs, logits)):
+        pair_db[i, :len(p)], pair_logit[i, :len(p)] = p, lg
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h:
+        h.create_dataset("pair_db", data=pair_db)
+        h.create_dataset("logits", data=pair_logit)
+        h.attrs.update({"schema_version": 1, "kind": "ames_logits", "version": version, "q_desc": q_desc,
+                        "db_desc": db_desc, "max_rerank": max_rerank, "junk_mode": junk_mode, "device": device,
+                        "n_pairs": int(sum(len(p) for p in pairs)), "seconds": seconds,
+                        "read_seconds": float(sum(read_seconds)), "n_queries": len(pairs)})
+
+
+def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
+
+    with h5py.File(path, "r") as h:
+        if h.attrs.get("kind") != "ames_logits":
+            raise ValueError(f"{path}: not an AMES logits file")
+        pair_db, logit = h["pair_db"][:], h["logits"][:]
+        attrs = dict(h.attrs)
+    keep = pair_db >= 0
+    return [r[k] for r, k in zip(pair_db, keep)], [r[k] for r, k in zip(logit, keep)], attrs
+
+
+def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid):
+
+    shortlists = protocol_shortlists(ids, gnd, junk_mode)
+    sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
+    sweep = GridSweep(shortlists, sl_sims, pairs, logits, gnd, n_db, grid["num_rerank"])
+    rows = []
+    for k in grid["num_rerank"]:
+        for lam in grid["lambda"]:
+            for gamma in grid["gamma"]:
+                m = sweep.mean_ap(lam, gamma, k)
+                rows.append({"num_rerank": k, "lambda": lam, "gamma": gamma, **{f"mAP_{p}": m[p] for p in PROTOCOLS}})
+    return rows, shortlists, sl_sims
+
+
+def _best(rows: list[dict[str, Any]], key: str = "mAP_M") -> dict[str, Any]:
+    """Highest ``key`` (Medium mAP; for GLDv2 mAP@100 of a part); ties go to the first point in grid order
+    (smallest num_rerank, lambda, gamma)."""
+    return max(rows, key=lambda r: (r[key] if r[key] is not None else -1.0))
+
+
+def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid):
+    """The grid for GLDv2: each point re-ranks the shortlist and scores mAP@100 on the Public and the Private
+    queries (the official metric has no junk, so one ranking serves both)."""
+
+    rows = []
+    for k in grid["num_rerank"]:
+        lk = lookup_logits(pairs, logits, ids, k)
+        for lam in grid["lambda"]:
+            for gamma in grid["gamma"]:
+                m = evaluate_gldv2(rerank(ids, sims, lk, lam, gamma, k), gnd, n_db)["mAP@100"]
+                rows.append({"num_rerank": k, "lambda": lam, "gamma": gamma,
+                             **{f"mAP@100_{u}": m[u] for u in GLDV2_USAGES}})
+    return rows
+
+
+def _ames_timing(lattrs: dict[str, Any], n_queries: int, selection: float, grid: float, grid_points: int,
+                 point: float) -> dict[str, Any]:
+    """Descriptor reads and re-ranking (logits of every shortlisted pair + the final score) per query."""
+
+    total, reads = float(lattrs.get("seconds", 0.0)), lattrs.get("read_seconds")
+    reads = float(reads) if reads is not None else 0.0
+    return cost_timing(n_queries, reads=reads, rerank=total - reads + point, logits_seconds=round(total, 3),
+                       logit_pairs=int(lattrs.get("n_pairs", 0)), device=str(lattrs.get("device", "")),
+                       selection_seconds=round(selection, 3), grid_seconds=round(grid, 3), grid_points=grid_points,
+                       single_point_seconds=round(point, 3), reads_measured=lattrs.get("read_seconds") is not None)
+
+
+def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_path: str | Path, gnd_path: str | Path,
+                        baseline_json: str | Path, out_json: str | Path, out_ranking: str | Path, out_csv: str | Path,
+                        out_grid: str | Path, dataset: str, method: str, grid: dict[str, Sequence[float]],
+                        select: str, fixed: dict[str, float], val_paths: dict[str, str] | None, validation_split: str | None,
+                        junk_mode: str, n_bootstrap: int, csv_top: int, versions: dict[str, str],
+                        hyperparameters: dict[str, Any], preset: str) -> None:
+
+
+    t0 = time.time()
+    ids, sims, _ = read_neighbours(knn_path)
+    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    if gnd is None:
+        raise ValueError(f"{dataset}: no ground truth, so AMES parameters cannot be evaluated; use the global ranking")
+    n_db = len(lists["db"])
+    pairs, logits, lattrs = read_logits(logits_path)
+    if max(grid["num_rerank"]) > lattrs["max_rerank"]:
+        raise ValueError(f"{logits_path}: logits cover num_rerank <= {lattrs['max_rerank']}, grid asks {max(grid['num_rerank'])}")
+
+    gldv2 = gnd.get("protocol") == "gldv2"
+    gldv2_rows = _sweep_gldv2(ids, sims, gnd["gnd"], pairs, logits, n_db, grid) if gldv2 else None
+    if gldv2 and select == "validation":  # AMES's practice on GLDv2: choose on the Public queries, report Private
+        chosen = _best(gldv2_rows, "mAP@100_Public")
+        chosen = {"num_rerank": chosen["num_rerank"], "lambda": chosen["lambda"], "gamma": chosen["gamma"],
+                  "selected_on": f"{dataset} Public queries (report Private)",
+                  "validation_mAP@100": {"Public": chosen["mAP@100_Public"]}}
+    elif select == "validation":
+        v_ids, v_sims, _ = read_neighbours(val_paths["knn"])
+        v_gnd, v_lists = read_json(val_paths["gnd"]), read_json(val_paths["lists"])
+        v_pairs, v_logits, _ = read_logits(val_paths["logits"])
+        v_rows, _, _ = _sweep(v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid)
+        chosen = _best(v_rows)
+        chosen = {"num_rerank": chosen["num_rerank"], "lambda": chosen["lambda"], "gamma": chosen["gamma"],
+                  "selected_on": validation_split, "validation_mAP": {p: chosen[f"mAP_{p}"] for p in PROTOCOLS}}
+    else:
+        chosen = {**fixed, "selected_on": "fixed (configuration)"}
+    t_sel = time.time()
+    if gldv2:
+        rows = gldv2_rows
+        shortlists, sl_sims = {p: ids for p in PROTOCOLS}, {p: sims for p in PROTOCOLS}
+    else:
+        rows, shortlists, sl_sims = _sweep(ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid)
+    t_grid = time.time()
+    oracle = _best(rows, "mAP@100_Private" if gldv2 else "mAP_M")
+    rankings = grid_rankings(shortlists, sl_sims, pairs, logits, chosen["lambda"], chosen["gamma"], chosen["num_rerank"])
+    guarded = {}
+    for p in PROTOCOLS:  # images without features last (the fusion keeps them there already: g = -inf)
+        if p == "M" or rankings[p] is not rankings["M"]:
+            guarded[p], _, flags = without_features(knn_path, lists, rankings[p], np.zeros(rankings[p].shape, np.float32))
+    rankings = {p: guarded.get(p, guarded["M"]) for p in PROTOCOLS}
+    m = evaluate_ground_truth(rankings["M"], gnd, n_db) if gldv2 else evaluate_protocol_rankings(rankings, gnd["gnd"], n_db)
+    base = evaluate_ground_truth(ids, gnd, n_db)
+    t_point = time.time()
+
+    with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
+        for p in PROTOCOLS:
+            if p == "M" or rankings[p] is not rankings["M"]:
+                f.create_dataset("ranks" if p == "M" else f"ranks_{p}", data=rankings[p].astype(np.int32))
+        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)",
+                        "junk_mode": junk_mode, "note": "ranks: the Medium-protocol ranking; ranks_E/H per protocol in junk_mode ames"})
+    with atomic_path(out_grid) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["query", "rank", "image", "global_score"])
+        for qi, q in enumerate(lists["query"]):
+            gs = dict(zip(ids[qi].tolist(), sims[qi].tolist()))
+            for r, j in enumerate(rankings["M"][qi, :csv_top]):
+                w.writerow([q["path"], r + 1, lists["db"][j]["path"], f"{gs[int(j)]:.6f}"])
+    write_results(out_json, dataset=dataset, method=method, preset=preset, lists=lists, gnd=gnd, evaluation=m,
+                  baseline=("global", base), n_bootstrap=n_bootstrap, flags=flags,
+                  extra={"junk_mode": junk_mode, "chosen": chosen,
+                         "oracle": {"note": f"the grid maximum of {'Private mAP@100' if gldv2 else 'Medium mAP'} on the "
+                                            "evaluated queries: not a fair result", **oracle},
+                         "grid": rows},
+                  hyperparameters=hyperparameters, versions=versions,
+                  artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "grid_csv": str(out_grid),
+                             "logits": str(logits_path), "knn": str(knn_path), "baseline": str(baseline_json)},
+                  timing=_ames_timing(lattrs, len(lists["query"]), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid))
+    log.info("%s %s chosen at %s", dataset, method, chosen)

@@ -1,0 +1,27 @@
+"""The ``compare`` stage: every method's results on one shortlist, as JSON and Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from retrieval.evaluation.compare import _check_same_shortlist, compare_rows, render_markdown, uses_random_weights
+from retrieval.runtime import atomic_path, read_json, write_json
+
+
+def compare_stage(result_paths: dict[str, str], knn_path: str | Path, dataset: str, out_json: str | Path,
+                  out_md: str | Path) -> None:
+
+    results = {m: read_json(p) for m, p in result_paths.items()}
+    for m, r in results.items():
+        if r.get("metrics") is None:
+            raise ValueError(f"{result_paths[m]}: no metrics (dataset without ground truth); nothing to compare")
+    _check_same_shortlist(results)
+    with h5py.File(knn_path, "r") as f:
+        search = f.attrs.get("search_seconds")
+    rows = compare_rows(results, None if search is None else float(search))
+    random_weights = any(uses_random_weights(r) for r in results.values())
+    write_json(out_json, {"dataset": dataset, "knn": str(knn_path), "random_weights": random_weights, "rows": rows})
+    with atomic_path(out_md) as tmp:
+        Path(tmp).write_text(render_markdown(dataset, rows, random_weights))

@@ -1,0 +1,200 @@
+"""The ``extract_local`` and ``merge_local`` stages: local features per chunk of images, and the
+verified virtual merge of the chunks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
+from retrieval.features import sift
+from retrieval.features.deep import DeepConfig, DeepExtractor
+from retrieval.runtime import Manifest, fault_point, read_json
+from retrieval.stores.ames_release import convert_rows, n_rows, read_rows, release_file
+from retrieval.stores.feature_cache import assemble_store
+from retrieval.stores.local_store import StoreError, merge_local_chunks, rows_from_chunks, write_local_chunk
+
+log = logging.getLogger(__name__)
+
+
+def chunk_rows(n: int, chunk: int, n_chunks: int) -> tuple[int, int]:
+    """Rows [start, stop) of chunk ``chunk`` when n rows are split into n_chunks near-equal contiguous parts."""
+    if not 0 <= chunk < n_chunks:
+        raise ValueError(f"chunk {chunk} outside 0..{n_chunks - 1}")
+    return n * chunk // n_chunks, n * (chunk + 1) // n_chunks
+
+
+def shared_query_rows(lists: dict[str, Any]) -> dict[int, int]:
+    """Queries whose pixels are a database image's: ``{query row: db row}`` for every query without a crop box
+    whose file is listed in the database (a plain folder without query lists, or ``crop_queries: false``)."""
+    db_row = {e["path"]: i for i, e in enumerate(lists["db"])}
+    return {i: db_row[q["path"]] for i, q in enumerate(lists["query"]) if q.get("crop") is None and q["path"] in db_row}
+
+
+def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks: int, out_path: str | Path,
+                        backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error",
+                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                        db_chunks: Sequence[str | Path] = ()) -> None:
+    """Local features (and, for deep backbones, global descriptors) of one contiguous chunk of the ``db`` or
+    ``query`` list. Images are decoded as displayed (data/images.py); query boxes are in displayed coordinates, so the
+    crop is taken on the EXIF-transposed image. A JPEG reduced while decoding (over ``max_image_pixels``) has its
+    box scaled down and its keypoints mapped back to full-image pixels. A query chunk given the database's chunks
+    (``db_chunks``, same extraction version) copies the rows of queries that are uncropped database images
+    (:func:`shared_query_rows`) instead of extracting them again; the copied rows are the database rows exactly."""
+
+    if backbone not in ("sift", "dinov2", "resnet", "ames_import"):
+        raise ValueError(f"extract.backbone: unknown backbone {backbone!r} (available: sift, dinov2, resnet, ames_import)")
+    lists = read_json(lists_path)
+    entries = lists[split]
+    start, stop = chunk_rows(len(entries), chunk, n_chunks)
+    if backbone == "ames_import":
+        import_ames_chunk(lists, split, start, stop, out_path, backbone_config, version)
+        return
+    if backbone == "sift":
+        cfg = sift.SiftConfig(**backbone_config)
+        k, dim, colour = cfg.k, sift.DIM, "gray"
+        def run(img, e, crop):
+            return (sift.extract_sift(img, cfg, crop) if img.size else sift.empty_features(cfg, e)), None
+        extra: dict[str, Any] = {}
+    else:
+
+        extractor = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
+        k, dim, colour = extractor.cfg.k, extractor.local_dim, "bgr"
+        def run(img, e, crop):
+            return extractor.extract(img, crop) if img.size else extractor.empty(e)
+        extra = {"model": json.dumps(extractor.describe())}
+        log.info("%s: %s", backbone, extractor.describe())
+    rows, globals_ = [], []
+    skipped: list[dict[str, str]] = []
+    t0 = time.time()
+    shared = {q: d for q, d in shared_query_rows(lists).items() if start <= q < stop} if split == "query" and db_chunks else {}
+    copied: dict[int, tuple[dict[str, np.ndarray], np.ndarray | None]] = {}
+    if shared:
+        order = sorted(shared)
+        got, got_g = rows_from_chunks(db_chunks, [shared[q] for q in order])
+        copied = {q: (r, None if got_g is None else got_g[j]) for j, (q, r) in enumerate(zip(order, got))}
+
+        db_skipped = set()
+        for p in db_chunks:
+            with h5py.File(p, "r") as f:
+                db_skipped |= {x["path"] for x in json.loads(f.attrs.get("skipped", "[]"))}
+        skipped += [{"path": entries[q]["path"], "reason": "no features in the database row it shares"}
+                    for q in order if entries[q]["path"] in db_skipped]
+        log.info("%s query chunk %d: %d of %d queries are uncropped database images: their database rows are "
+                 "copied, not extracted again", lists["dataset"], chunk, len(shared), stop - start)
+    for i, e in enumerate(entries[start:stop]):
+        if start + i in copied:
+            row, g = copied[start + i]
+            rows.append(row)
+            globals_.append(g)
+            continue
+        crop = e.get("crop") if split == "query" else None
+        try:
+            decoded = decode_image(e["path"], colour, max_image_pixels)
+        except BadImageError as err:
+            if on_bad_image != "skip":
+                raise
+            log.warning("on_bad_image: skip: %s gets no features (%s)", e["path"], err)
+            skipped.append({"path": e["path"], "reason": str(err)})
+            decoded = None
+        if decoded is None:
+            row, g = run(np.zeros((0, 0), np.uint8), e, crop)
+        elif decoded.factor == (1.0, 1.0):
+            row, g = run(decoded.pixels, e, crop)
+        else:
+            row, g = _extract_reduced(run, decoded, e, crop, backbone)
+        rows.append(row)
+        globals_.append(g)
+        if i == (stop - start) // 2:
+            fault_point("extract")
+        if (i + 1) % 100 == 0 or i + 1 == stop - start:
+            log.info("%s %s chunk %d: %d/%d images, %.1f img/s", lists["dataset"], split, chunk, i + 1, stop - start,
+                     (i + 1) / (time.time() - t0))
+    global_desc = None
+    if backbone != "sift":
+        global_desc = np.stack(globals_) if globals_ else np.zeros((0, extractor.global_dim), np.float32)
+    write_local_chunk(out_path, rows, k=k, dim=dim, backbone=backbone, row_start=start, n_total=len(entries),
+                      extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped),
+                                   "seconds": time.time() - t0, **extra},
+                      global_desc=global_desc)
+
+
+def _extract_reduced(run, decoded, entry: dict[str, Any], crop: list[int] | None, backbone: str):
+    """Features of a JPEG reduced while decoding, in full-image pixels: the box is scaled to the reduced pixels,
+    positions (and SIFT sizes, which are in pixels) are scaled back, the stored size is the full displayed size."""
+    fx, fy = decoded.factor
+    log.warning("%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)", entry["path"],
+                decoded.width, decoded.height, decoded.pixels.shape[1], decoded.pixels.shape[0])
+    small = None
+    if crop is not None:
+        x1, y1, x2, y2 = crop
+        small = [int(x1 * fx), int(y1 * fy), max(int(x1 * fx) + 1, round(x2 * fx)), max(int(y1 * fy) + 1, round(y2 * fy))]
+    row, g = run(decoded.pixels, entry, small)
+    row = dict(row)
+    row["xy"] = (row["xy"] / np.array([fx, fy], np.float32)).astype(np.float32)
+    if backbone == "sift":
+        row["scale"] = (row["scale"] / fx).astype(np.float32)
+    row["image_size"] = np.array([decoded.width, decoded.height], np.int32)
+    return row, g
+
+
+def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, out_path: str | Path,
+                      cfg: dict[str, Any], version: str) -> None:
+    """Rows [start, stop) of an AMES release file as a local-store chunk (see stores/ames_release.py)."""
+
+    if not cfg.get("dir"):
+        raise ValueError("extract.ames_import.dir: the folder holding {dataset}/{desc}_{gallery,query}_local.hdf5")
+    path = release_file(cfg["dir"], lists["dataset"], cfg["desc"], split)
+    if not path.is_file():
+        raise FileNotFoundError(f"AMES release file not found: {path}")
+    n, _, dim = n_rows(path)
+    if n != len(lists[split]):
+        raise ValueError(f"{path}: {n} rows but the {split} list of {lists['dataset']} has {len(lists[split])} images")
+    meta, desc, packed = read_rows(path, start, stop)
+    rows = convert_rows(path, meta, desc, lists[split][start:stop], int(cfg["k"]), cfg["positions"], start, packed)
+    write_local_chunk(out_path, rows, k=int(cfg["k"]), dim=dim, backbone="ames_import", row_start=start,
+                      n_total=len(lists[split]), extra_attrs={"version": version, "split": split, "skipped": "[]",
+                                                              "source": str(path)})
+
+
+def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
+                manifest_path: str | Path, version: str, config: dict[str, Any], preset: str, lists_version: str,
+                groups: Sequence[int] | None = None, cache: dict[str, str] | None = None,
+                on_bad_image: str = "error") -> None:
+    """The virtual store of a split; ``groups`` (chunks per part) when the split stacks several extractions
+    (``{dataset}+1m``: the dataset's database, then the distractors'); ``cache`` ({"xv", "dir"}) when the chunks are
+    feature-cache packs (stores/feature_cache.py: rows mapped by content, in list order)."""
+
+    m = Manifest("extract", version, config, preset, split=split)
+    m.add_input("lists", lists_path, version=lists_version)
+    lists = read_json(lists_path)
+    n = len(lists[split])
+    if cache is not None:
+        info = assemble_store(lists, split, cache["dir"], chunk_paths, out_path, cache["xv"], on_bad_image)
+        skipped = info.pop("skipped")
+        if skipped:
+            log.warning("%d image(s) of %s got no features (on_bad_image: skip): %s", len(skipped), split,
+                        [s["path"] for s in skipped[:5]])
+        log.info("%s %s: %d rows from %d feature-cache pack(s) in %d contiguous run(s)", lists["dataset"], split, n,
+                 info["n_chunks"], info["n_runs"])
+        m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped)
+        return
+    info = merge_local_chunks(chunk_paths, out_path, n, groups)
+    if split == "db" and "parts" in lists and info["parts"] != [p["rows"] for p in lists["parts"]]:
+        raise StoreError(f"{out_path}: parts of {info['parts']} rows but {lists_path} stacks "
+                         f"{[(p['dataset'], p['rows']) for p in lists['parts']]}")
+
+    skipped = []
+    for p in chunk_paths:
+        with h5py.File(p, "r") as f:
+            skipped += json.loads(f.attrs.get("skipped", "[]"))
+    if skipped:
+        log.warning("%d image(s) of %s got no features (on_bad_image: skip): %s", len(skipped), split,
+                    [s["path"] for s in skipped[:5]])
+    m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped)

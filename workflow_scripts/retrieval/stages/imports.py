@@ -1,0 +1,18 @@
+"""The ``import_global`` stage: global descriptors computed elsewhere, checked against the image lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from retrieval.runtime import read_json
+from retrieval.stores.global_store import write_global
+from retrieval.stores.imports import read_import
+
+
+def import_global_stage(src: str | Path, lists_path: str | Path, split: str, out_path: str | Path, version: str) -> None:
+
+    x = read_import(src, split)
+    n = len(read_json(lists_path)[split])
+    if len(x) != n:
+        raise ValueError(f"{src}: {len(x)} {split} descriptors but the image list {lists_path} has {n} images")
+    write_global(out_path, x, method="imported", source=str(src), version=version)

@@ -1,0 +1,139 @@
+"""The SSP stages (``anchors``, ``train_query``, ``evaluate_ssp``): a light query model mapped into the
+database's descriptor space (asymmetric retrieval)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from retrieval.data.images import load_gray
+from retrieval.evaluation.metrics import (
+    GLDV2_K,
+    evaluate_ground_truth,
+    headline,
+    needs_full_ranking,
+)
+from retrieval.evaluation.results import cost_timing, write_neighbours_csv, write_ranking, write_results
+from retrieval.featureless import featureless_rows
+from retrieval.features.sift import SiftConfig, extract_sift
+from retrieval.features.vlad import apply_whitening, vlad
+from retrieval.methods.ssp import Adapter, SSPTrainConfig, fit_pq_anchors, train_adapter
+from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, write_json
+from retrieval.search.exact import topk_neighbours
+from retrieval.stores.global_store import read_global
+from retrieval.stores.local_store import open_local
+
+log = logging.getLogger(__name__)
+
+
+def light_global(local_path: str | Path, codebook_path: str | Path, whiten_path: str | Path, alpha: float,
+                 power: float) -> np.ndarray:
+    """The light model's global descriptors before the adapter: VLAD over the gallery codebook, gallery whitening."""
+
+    centroids = load_npz(codebook_path)["centroids"]
+    w = load_npz(whiten_path)
+    with open_local(local_path) as f:
+        desc, counts = f["descriptors"][:], f["count"][:]
+    v = np.stack([vlad(d[:c].astype(np.float32), centroids, alpha) for d, c in zip(desc, counts)]) if len(counts) else \
+        np.zeros((0, centroids.size), np.float32)
+    return apply_whitening(v, w, power)
+
+
+def extraction_seconds(entries: list[dict[str, Any]], sift_config: dict[str, Any], n: int) -> float:
+    """Seconds per image of SIFT extraction (decode, crop, resize, detect, describe) on the first n entries."""
+
+    cfg = SiftConfig(**sift_config)
+    sample = entries[:n]
+    t0 = time.perf_counter()
+    for e in sample:
+        extract_sift(load_gray(e["path"]), cfg, e.get("crop"))
+    return (time.perf_counter() - t0) / max(1, len(sample))
+
+
+def anchors_stage(global_path: str | Path, out_path: str | Path, manifest_path: str | Path, cfg: dict[str, Any],
+                  version: str, preset: str, fitted_on: str) -> None:
+
+    m = Manifest("anchors", version, cfg, preset, fitted_on=fitted_on)
+    m.add_input("gallery_global", global_path)
+    x = read_global(global_path)
+    t0 = time.time()
+    c = fit_pq_anchors(x, int(cfg["m"]), int(cfg["nbits"]), int(cfg["niter"]), int(cfg["nredo"]), int(cfg["seed"]),
+                       int(cfg["min_points_per_centroid"]), source=f"{global_path} ({fitted_on})")
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, c)
+    m.write(manifest_path, outputs=[out_path], shape=list(c.shape), n_training_vectors=len(x),
+            seconds=round(time.time() - t0, 3))
+
+
+def train_query_stage(light_local: str, codebook: str, whiten: str, gallery_global: str, anchors: str, out_model: str,
+                      out_curves: str, manifest_path: str, alpha: float, power: float, cfg: dict[str, Any], version: str,
+                      preset: str, fitted_on: str) -> None:
+
+    m = Manifest("train_query", version, cfg, preset, fitted_on=fitted_on)
+    for name, p in (("light_local", light_local), ("gallery_global", gallery_global), ("anchors", anchors)):
+        m.add_input(name, p, checksum=False)
+    light = light_global(light_local, codebook, whiten, alpha, power)
+    gallery = read_global(gallery_global)
+    a = np.load(anchors, allow_pickle=False)
+    if light.shape != gallery.shape:
+        raise ValueError(f"{light_local} gives {light.shape} light descriptors, {gallery_global} holds {gallery.shape}")
+    if a.shape[0] * a.shape[2] != gallery.shape[1]:
+        raise ValueError(f"{anchors}: anchors {a.shape} do not split the {gallery.shape[1]}-d gallery space")
+    t0 = time.time()
+    model, curves, best = train_adapter(light, gallery, a, SSPTrainConfig(**cfg))
+    log.info("SSP adapter: best held-out loss %.4f at epoch %d (identity start %.4f) in %.1f s",
+             curves[best]["val_loss"], best, curves[0]["val_loss"], time.time() - t0)
+    with atomic_path(out_model) as tmp:
+        torch.save({"state": model.state_dict(), "dim": light.shape[1], "best_epoch": best, "config": cfg}, tmp)
+    write_json(out_curves, {"curves": curves, "best_epoch": best})
+    m.write(manifest_path, outputs=[out_model, out_curves], n_training_images=len(light), best_epoch=best,
+            seconds=round(time.time() - t0, 3))
+
+
+def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapter: str, query_global: str,
+                       db_global: str, lists_path: str, gnd_path: str, out_json: str, out_ranking: str, out_csv: str,
+                       dataset: str, alpha: float, power: float, light_sift: dict[str, Any], gallery_sift: dict[str, Any],
+                       cost_images: int, n_bootstrap: int, ks, csv_top: int, versions: dict[str, str],
+                       hyperparameters: dict[str, Any], preset: str) -> None:
+    t0 = time.time()
+    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    db, q_gallery = read_global(db_global), read_global(query_global)
+    light = light_global(light_query_local, codebook, whiten, alpha, power)
+    ckpt = torch.load(adapter, map_location="cpu", weights_only=True)
+    model = Adapter(int(ckpt["dim"]))
+    model.load_state_dict(ckpt["state"])
+    with torch.no_grad():
+        q_ssp = model(torch.from_numpy(light)).numpy()
+    q_ssp[featureless_rows(light)] = 0.0  # a query without features stays one (featureless.py), whatever the adapter
+    # cost per image, measured here on the same query images, one after the other, 1 thread
+    light_s = extraction_seconds(lists["query"], light_sift, cost_images)
+    gallery_s = extraction_seconds(lists["query"], gallery_sift, cost_images)
+    n_db = len(lists["db"])
+    runs = {"ssp": q_ssp, "light_without_adapter": light, "symmetric_gallery": q_gallery}
+    top = n_db if gnd is None or needs_full_ranking(gnd) else min(n_db, GLDV2_K)  # GLDv2 keeps the top 100
+    ranks = {k: topk_neighbours(v, db, top) for k, v in runs.items()}
+    ids, sims = ranks["ssp"]
+    write_ranking(out_ranking, ids, n_db)
+    write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
+    evaluation = baseline = None
+    alongside = {}
+    if gnd is not None:
+        ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ks) for k, r in ranks.items()}
+        evaluation, baseline = ev["ssp"], ("light_without_adapter", ev["light_without_adapter"])
+        alongside = {"alongside": {k: {"metrics": headline(ev[k])} for k in ("light_without_adapter", "symmetric_gallery")}}
+    cost = {"query_model_extract_ms": round(1000 * light_s, 2), "gallery_model_extract_ms": round(1000 * gallery_s, 2),
+            "ratio": round(gallery_s / max(light_s, 1e-12), 2), "images_timed": min(cost_images, len(lists["query"])),
+            "note": "SIFT extraction of the (cropped) query images, 1 thread, measured in this job; "
+                    "VLAD, whitening and the adapter are common to both or under a millisecond"}
+    write_results(out_json, dataset=dataset, method="ssp", preset=preset, lists=lists, gnd=gnd, evaluation=evaluation,
+                  baseline=baseline, n_bootstrap=n_bootstrap, extra={**alongside, "cost_per_image": cost},
+                  flags={"queries_without_features": [q["name"] for q, f in zip(lists["query"], featureless_rows(light)) if f],
+                         "db_images_without_features": int(featureless_rows(db).sum())},
+                  hyperparameters=hyperparameters, versions=versions,
+                  artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "adapter": str(adapter)},
+                  timing=cost_timing(len(lists["query"]), reads=0.0, rerank=0.0, evaluate_seconds=round(time.time() - t0, 3)))

@@ -1,0 +1,200 @@
+"""Local descriptors from the AMES release files, as the ``ames_import`` extraction backbone.
+
+``{dir}/{dataset}/{desc}_gallery_local.hdf5`` (database) and ``{desc}_query_local.hdf5`` (queries), dataset
+``features``, in any of the three layouts the AMES loader accepts:
+
+1. flat ``(N, K, 5 + D)`` float32/float16: five metadata columns, then the descriptor;
+2. structured ``(N,)`` with fields ``metadata (K, 5)`` float32 and ``descriptor (K, D)`` float16 (the released files);
+3. the same with ``descriptor (K, D/8)`` uint8: packed sign bits, unpacked to -1/+1.
+
+Metadata columns: x, y (DINOv2: patch centre as a fraction of the image size; CVNet: pixels), scale index,
+mask (1 = padding, the only column the model reads), detector weight. Rows are in the order of the dataset's image
+lists (``test_gallery.txt`` / ``test_query.txt``, the order of revisitop's ``imlist`` / ``qimlist``). Padded rows
+must have zero-norm descriptors: a file whose padding carries descriptors has its mask column inverted or is
+corrupt, and is refused. Positions become pixels of the full image (``positions: auto`` treats values within
+[0, 1] as fractions), so ``sv`` can use them too; valid descriptors are kept strongest weight first.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from retrieval.runtime import atomic_path
+
+SPLIT_FILES = {"db": "gallery", "query": "query"}
+
+
+def release_file(directory: str | Path, dataset: str, desc: str, split: str) -> Path:
+    return Path(directory) / dataset / f"{desc}_{SPLIT_FILES[split]}_local.hdf5"
+
+
+def read_rows(path: str | Path, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Metadata (n, K, 5) float32 and descriptors (n, K, D) float32 of rows [start, stop), and whether they were
+    packed bits (whose zero padding unpacks to -1s, so it cannot be checked for zero norm)."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if "features" not in f:
+            raise KeyError(f"{path}: no dataset 'features' (AMES local-descriptor files hold one)")
+        d = f["features"]
+        block = d[start:stop]
+    if block.dtype.names:
+        if not {"metadata", "descriptor"} <= set(block.dtype.names):
+            raise KeyError(f"{path}: structured 'features' needs fields metadata and descriptor, has {block.dtype.names}")
+        meta = block["metadata"].astype(np.float32)
+        desc = block["descriptor"]
+        if desc.dtype == np.uint8:
+            return meta, np.unpackbits(desc, axis=-1).astype(np.float32) * 2.0 - 1.0, True
+        return meta, desc.astype(np.float32), False
+    if block.ndim != 3 or block.shape[2] <= 5:
+        raise ValueError(f"{path}: flat 'features' must be (N, K, 5 + D), got {block.shape}")
+    return block[..., :5].astype(np.float32), block[..., 5:].astype(np.float32), False
+
+
+def n_rows(path: str | Path) -> tuple[int, int, int]:
+    """(N, K, D) of a release file."""
+    with h5py.File(path, "r") as f:
+        d = f["features"]
+        if d.dtype.names:
+            k, dim = d.dtype["descriptor"].shape
+            return d.shape[0], k, dim * 8 if d.dtype["descriptor"].base == np.uint8 else dim
+        return d.shape[0], d.shape[1], d.shape[2] - 5
+
+
+def convert_rows(path: str | Path, meta: np.ndarray, desc: np.ndarray, entries: list[dict[str, Any]], k: int,
+                 positions: str, row_start: int, packed: bool = False) -> list[dict[str, np.ndarray]]:
+    """Rows of the local store from release rows (entries: the image-list entries of the same images)."""
+    rows = []
+    for i, (m, x, e) in enumerate(zip(meta, desc, entries)):
+        valid = m[:, 3] == 0
+        if not packed and (np.linalg.norm(x[~valid], axis=1) > 1e-6).any():
+            raise ValueError(f"{path}: row {row_start + i} ({e['path']}): padded entries (mask 1) carry descriptors; "
+                             "the mask column looks inverted or the file is corrupt")
+        m, x = m[valid], x[valid]
+        order = np.argsort(-m[:, 4], kind="stable")[:k]
+        m, x = m[order], x[order]
+        xy = m[:, :2].copy()
+        w, h = e.get("width", 0), e.get("height", 0)
+        fractions = positions == "normalised" or (positions == "auto" and len(xy) and np.abs(xy).max() <= 1.0)
+        if fractions:
+            xy *= np.array([w, h], np.float32)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        if not (np.abs(norms - 1) < 1e-3).all():  # already unit norm (detector output): kept exactly as released
+            x = x / np.maximum(norms, 1e-12)
+        rows.append({"descriptors": x.astype(np.float16), "xy": xy.astype(np.float32),
+                     "scale": m[:, 2].astype(np.float32), "weight": m[:, 4].astype(np.float32),
+                     "orientation": np.zeros(len(m), np.float32), "image_size": np.array([w, h], np.int32)})
+    return rows
+
+
+def nn_file(directory: str | Path, dataset: str, name: str) -> Path:
+    return Path(directory) / dataset / name
+
+
+def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shortlist of an AMES ``nn_*.pkl``: a pickled torch tensor ``(2, Nq, K)``, ``[0]`` similarities sorted
+    descending, ``[1]`` database indices stored as floats. Read with ``weights_only=True``; validated against the
+    dataset's query and database counts. Returns ids (Nq, K) int64 and similarities (Nq, K) float32."""
+
+    import torch  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"nn file not found: {path}")
+    try:
+        t = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{path}: not a tensor that loads with weights_only=True ({e}); AMES nn files are pickled "
+                         "torch tensors of shape (2, Nq, K)") from e
+    if not torch.is_tensor(t):
+        raise ValueError(f"{path}: holds a {type(t).__name__}, expected a torch tensor of shape (2, Nq, K)")
+    arr = t.detach().to(torch.float64).numpy()
+    if arr.ndim != 3 or arr.shape[0] != 2:
+        raise ValueError(f"{path}: shape {tuple(arr.shape)}, expected (2, Nq, K): similarities, then indices")
+    if arr.shape[1] != n_queries:
+        raise ValueError(f"{path}: {arr.shape[1]} query rows but the dataset has {n_queries} queries")
+    sims, raw_ids = arr[0], arr[1]
+    ids = np.rint(raw_ids)
+    if not np.array_equal(ids, raw_ids):
+        raise ValueError(f"{path}: [1] must hold database indices (whole numbers); is [0] / [1] swapped?")
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_db):
+        raise ValueError(f"{path}: indices {int(ids.min())}..{int(ids.max())} outside the database (0..{n_db - 1}); "
+                         "a shortlist of another database (e.g. the +1m one)?")
+    srt = np.sort(ids, axis=1)
+    dup = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1)) if ids.shape[1] > 1 else np.array([], int)
+    if dup.size:
+        raise ValueError(f"{path}: query rows {dup[:5].tolist()} list a database image twice")
+    if ids.shape[1] > 1 and (np.diff(sims, axis=1) > 1e-6).any():
+        bad = np.flatnonzero((np.diff(sims, axis=1) > 1e-6).any(axis=1))
+        raise ValueError(f"{path}: similarities of query rows {bad[:5].tolist()} are not sorted in descending order")
+    return ids, sims.astype(np.float32)
+
+
+def write_nn(path: str | Path, ids: np.ndarray, sims: np.ndarray) -> None:
+    """An AMES ``nn_*.pkl``: torch tensor (2, Nq, K), float32 (float64 when indices exceed float32's exact range)."""
+    import torch  # noqa: PLC0415
+
+
+    dtype = np.float32 if ids.size == 0 or ids.max() < 2**24 else np.float64
+    t = torch.from_numpy(np.stack([np.asarray(sims, dtype), np.asarray(ids, dtype)]))
+    with atomic_path(path) as tmp:
+        torch.save(t, tmp)
+
+
+def write_release_local(store: h5py.File, out_path: str | Path, block: int = 1024) -> dict[str, int]:
+    """Our local store in AMES's structured layout: ``features`` (N,) with ``metadata`` float32 (K, 5) = x, y (pixels),
+    scale, mask (1 = padding), weight, and ``descriptor`` float16 (K, D), padding rows zero."""
+
+    n, k, d = store["descriptors"].shape
+    dtype = np.dtype([("metadata", np.float32, (k, 5)), ("descriptor", np.float16, (k, d))])
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
+        out = f.create_dataset("features", shape=(n,), dtype=dtype, chunks=(1,))
+        for s in range(0, n, block):
+            e = min(n, s + block)
+            desc = store["descriptors"][s:e]
+            count = store["count"][s:e]
+            rec = np.zeros(e - s, dtype)
+            valid = np.arange(k)[None, :] < count[:, None]
+            rec["descriptor"] = np.where(valid[..., None], desc, 0)
+            meta = rec["metadata"]
+            meta[..., :2] = store["xy"][s:e]
+            meta[..., 2] = store["scale"][s:e]
+            meta[..., 3] = (~valid).astype(np.float32)
+            meta[..., 4] = store["weight"][s:e]
+            meta[~valid] = np.where(np.arange(5) == 3, 1.0, 0.0)
+            out[s:e] = rec
+    return {"n": int(n), "K": int(k), "D": int(d)}
+
+
+def write_release_list(path: str | Path, entries: list[dict[str, Any]], root: str) -> None:
+    """``test_gallery.txt`` / ``test_query.txt``: one image per line, ``relative path,width,height``."""
+
+    lines = []
+    for e in entries:
+        p = Path(e["path"])
+        rel = p.relative_to(root) if p.is_relative_to(root) else p
+        if "," in str(rel):
+            raise ValueError(f"{e['path']}: a comma in an image path cannot be written to a comma-separated list")
+        lines.append(f"{rel},{int(e['width'])},{int(e['height'])}")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+
+
+def read_release_list(path: str | Path) -> list[tuple[str, int, int]]:
+    """(relative path, width, height) per line of ``test_gallery.txt`` / ``test_query.txt`` (first field the path,
+    last two the size)."""
+    out = []
+    for i, line in enumerate(Path(path).read_text().splitlines()):
+        if not line.strip():
+            continue
+        fields = line.strip().split(",")
+        try:
+            out.append((fields[0], int(float(fields[-2])), int(float(fields[-1]))))
+        except (IndexError, ValueError) as e:
+            raise ValueError(f"{path}: line {i + 1} {line!r}: expected 'path,...,width,height'") from e
+    return out

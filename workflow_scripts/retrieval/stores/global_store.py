@@ -1,0 +1,81 @@
+"""Global descriptors (one vector per image) and neighbour lists, as small HDF5 files with a schema version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from retrieval import SCHEMA_VERSION
+from retrieval.runtime import atomic_path
+
+
+def write_global(path: str | Path, x: np.ndarray, **attrs: Any) -> None:
+    x = np.asarray(x, np.float32)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("descriptors", data=x)
+        f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "global", "dim": x.shape[1] if x.ndim == 2 else 0, **attrs})
+
+
+def read_global(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("kind") != "global":
+            raise ValueError(f"{path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+        x = f["descriptors"][:]
+    if not np.isfinite(x).all():
+        raise ValueError(f"{path}: global descriptors contain NaN or infinite values")
+    return x
+
+
+def _check_ids(where: str, ids: np.ndarray, n_db: Any) -> None:
+    """Every neighbour id is a database row: ``0 <= id < n_db`` (no padding sentinel exists in this format)."""
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"{where}: neighbour id {int(ids.min())} is not a database image (ids are rows 0..n_db-1; a "
+                         "shortlist is never padded)")
+    if n_db is not None and ids.size and ids.max() >= int(n_db):
+        raise ValueError(f"{where}: neighbour id {int(ids.max())} is beyond the database's {int(n_db)} images")
+
+
+def write_neighbours(path: str | Path, ids: np.ndarray, sims: np.ndarray,
+                     featureless: tuple[np.ndarray, np.ndarray] | None = None, **attrs: Any) -> None:
+    """``ids (Nq, k)`` int32 database rows and ``sims (Nq, k)`` float32, best first (-inf: no match, see
+    featureless.py); every id must lie in ``[0, attrs["n_db"])`` (ValueError otherwise), so every reader can index
+    the database with them. Optional ``featureless = (query (Nq,) bool, db (n_db,) bool)``: the images without
+    features, stored as ``query_featureless`` / ``db_featureless``."""
+    if ids.shape != sims.shape:
+        raise ValueError(f"ids {ids.shape} and sims {sims.shape} differ in shape")
+    _check_ids(str(path), np.asarray(ids), attrs.get("n_db"))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("ids", data=np.asarray(ids, np.int32))
+        f.create_dataset("sims", data=np.asarray(sims, np.float32))
+        if featureless is not None:
+            f.create_dataset("query_featureless", data=np.asarray(featureless[0], bool))
+            f.create_dataset("db_featureless", data=np.asarray(featureless[1], bool))
+        f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "neighbours", **attrs})
+
+
+def read_neighbours(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("kind") != "neighbours":
+            raise ValueError(f"{path}: not a neighbours file (kind={f.attrs.get('kind')!r})")
+        ids, sims, attrs = f["ids"][:], f["sims"][:], dict(f.attrs)
+    _check_ids(str(path), ids, attrs.get("n_db"))
+    return ids, sims, attrs
+
+
+def read_featureless(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query (Nq,) bool, db (n_db,) bool): the images without features a neighbours file records; none recorded
+    (an imported shortlist, an older file) reads as all False."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if "query_featureless" not in f:
+            return np.zeros(n_queries, bool), np.zeros(n_db, bool)
+        q, d = f["query_featureless"][:].astype(bool), f["db_featureless"][:].astype(bool)
+    if q.shape != (n_queries,) or d.shape != (n_db,):
+        raise ValueError(f"{path}: featureless flags for {q.shape[0]} queries / {d.shape[0]} images, expected "
+                         f"{n_queries} / {n_db}")
+    return q, d

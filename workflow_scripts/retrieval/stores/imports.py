@@ -1,0 +1,73 @@
+"""Global descriptors computed elsewhere, imported as the shortlist's (shortlist.source: import).
+
+Accepted files, looked up in ``{import_dir}/{dataset}/``:
+
+- ``{split}.npy``: (N, D) float array, one row per image of the split's list (``db`` or ``query``), in list order;
+- ``{split}.h5`` / ``{split}.hdf5``: the same array as dataset ``descriptors``, ``global`` or ``features``;
+- ``{dataset}.mat`` (revisitop's feature files): ``X`` (D, N_db) and ``Q`` (D, N_query), columns in the order of
+  the dataset's ``gnd`` image lists.
+
+Rows are L2-normalised on import (the shortlist is an inner-product search); the row count must equal the list's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+SUFFIXES = (".npy", ".h5", ".hdf5")
+
+
+def find_import(import_dir: str | Path, dataset: str, split: str) -> Path:
+    """The file holding ``split`` of ``dataset`` under ``import_dir``; a clear error lists what was looked for."""
+    d = Path(import_dir) / dataset
+    tried = [d / f"{split}{s}" for s in SUFFIXES] + [d / f"{dataset}.mat"]
+    for p in tried:
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"shortlist.source import: no global descriptors for {dataset} {split}; looked for "
+                            + ", ".join(str(p) for p in tried))
+
+
+def read_import(path: str | Path, split: str) -> np.ndarray:
+    path = Path(path)
+    if path.suffix == ".npy":
+        x = np.load(path, allow_pickle=False)
+    elif path.suffix in (".h5", ".hdf5"):
+
+        with h5py.File(path, "r") as f:
+            name = next((n for n in ("descriptors", "global", "features") if n in f), None)
+            if name is None:
+                raise KeyError(f"{path}: no dataset named descriptors, global or features (found {list(f)})")
+            x = f[name][:]
+    elif path.suffix == ".mat":
+        from scipy.io import loadmat  # noqa: PLC0415
+
+        key = "Q" if split == "query" else "X"
+        try:
+            m = loadmat(path)
+        except NotImplementedError:  # MATLAB v7.3 files are HDF5, stored transposed
+
+            with h5py.File(path, "r") as f:
+                if key not in f:
+                    raise KeyError(f"{path}: no variable {key!r} (revisitop files hold X: database, Q: queries)") from None
+                x = f[key][:]
+            return _check(x, path)
+        if key not in m:
+            raise KeyError(f"{path}: no variable {key!r} (revisitop files hold X: database, Q: queries)")
+        x = m[key].T  # revisitop stores one image per column
+    else:
+        raise ValueError(f"{path}: unsupported global-descriptor file (use .npy, .h5 or revisitop .mat)")
+    return _check(x, path)
+
+
+def _check(x: np.ndarray, path: Path) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D array of descriptors, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{path}: descriptors contain NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(norms > 0, x / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
