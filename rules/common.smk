@@ -1,13 +1,17 @@
 # Shared helpers: dataset resolution, artifact versions and wildcard constraints.
 # A stage's version hashes its own configuration and the versions of its inputs, so changing one stage's
 # configuration creates new paths for it and everything downstream; earlier versions stay on disk.
+import json
 import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
-from retrieval.data.datasets import ground_truth_path
+from snakemake.logging import logger
+
+from retrieval.data.datasets import build_image_lists, ground_truth_path
 from retrieval.names import DATASET_PATTERN, split_result_name
-from retrieval.runtime import stable_hash
+from retrieval.runtime import read_json, stable_hash, write_json
+from retrieval.stores import feature_cache as fcache
 from retrieval.versions import DECODER_VERSION, GENERATOR_VERSION
 
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
@@ -32,6 +36,8 @@ wildcard_constraints:
     space=DATASET_PATTERN,
     split=r"db|query",
     chunk=r"\d+",
+    xv=r"[0-9a-f]{8}",
+    pack=r"[0-9a-f]{16}",
 
 
 def gpu_resource(n):
@@ -384,6 +390,12 @@ def dataset_source(wildcards):
                 "distractor_lists": f"{lists_dir(DISTRACTORS)}/lists.json"}
     if ds in DEMO_SPLITS:
         return {"source": [f"results/demo_data/{v_demo()}/{ds}/gnd.json"]}
+    if uses_feature_cache(ds, config["extract"]["backbone"]):
+        # the listed images too: a photo replaced in place (the folder's mtime unchanged) gets its new size
+        lists = current_lists(ds)
+        images = [] if lists is None else sorted({e["path"] for s in ("db", "query") for e in lists[s]
+                                                  if os.path.exists(e["path"])})
+        return {"source": _folder_source(ds), "images": images}
     return {"source": _folder_source(ds)}
 
 
@@ -397,7 +409,12 @@ def lists_plus(wildcards):
 
 def merge_chunks(wildcards):
     """The chunk files a split's store stacks: its own, or for '{dataset}+1m' the dataset's then (db) the
-    distractors', extracted once and shared by every '+1m' variant."""
+    distractors', extracted once and shared by every '+1m' variant; with the feature cache, the packs its rows are in
+    (existing and planned)."""
+    got = cached_merge(wildcards)
+    if got is not None:
+        xv, plan, _ = got
+        return [] if plan is None else [f"{cache_dir(xv)}/{p}.h5" for p in plan.packs(wildcards.split)]
     n = config["extract"]["n_chunks"]
     base = distractor_base(wildcards.dataset)
     if base is None:
@@ -842,3 +859,141 @@ def search_inputs(wildcards):
     if config["search"]["rerank"] == "sv":
         inputs.update(photos_local=local_store(p, "db"), collection_local=local_store(c, "db"))
     return inputs
+
+
+# ------------------------------------------------------------------------------ feature cache (incremental extraction)
+# Folder datasets take their local descriptors from a content-addressed cache (retrieval/feature_cache.py): the plan
+# is made here, at DAG-build time, from the dataset's current lists and the packs on disk, so a dry run shows the
+# extraction of the new or changed photos only. The generated demo splits, '{dataset}+1m', the R1M distractors and
+# imported AMES descriptors keep the positional chunks (extract_local).
+
+FEATURES = "results/features"
+_PLANS = {}
+_PACKS = {}  # (xv, pack) -> {"items", "backbone", "config"}: what a planned pack job extracts
+
+
+def uses_feature_cache(ds, backbone):
+    """Whether a dataset's extraction with ``backbone`` comes from the feature cache: images on disk in a folder."""
+    ds = canonical(ds)
+    if not config["extract"]["cache"] or backbone == "ames_import":
+        return False
+    if ds in DEMO_SPLITS or ds == DISTRACTORS or distractor_base(ds) is not None:
+        return False
+    d = dataset_dir(ds)
+    if not os.path.isdir(d):
+        return False
+    try:
+        return all(os.path.exists(p) for p in _folder_source(ds))  # not waiting for a download
+    except WorkflowError:
+        return False
+
+
+def cache_key(backbone, backbone_config):
+    return fcache.extraction_key(backbone, backbone_config, DECODER_VERSION, config["max_image_pixels"])
+
+
+def cache_dir(xv):
+    return f"{FEATURES}/{xv}/packs"
+
+
+def current_lists(ds):
+    """The dataset's lists as image_lists will write them: its lists.json when newer than every source and listed
+    image, else built here (the same function; header reads only). None when they cannot be built (bad input:
+    image_lists then fails with its own message)."""
+    path = f"{lists_dir(ds)}/lists.json"
+    if os.path.isfile(path):
+        lists = read_json(path)
+        t = os.path.getmtime(path)
+        sources = _folder_source(ds) + [e["path"] for s in ("db", "query") for e in lists[s]]
+        try:
+            if all(os.path.getmtime(p) <= t for p in sources):
+                return lists
+        except FileNotFoundError:
+            pass
+    try:
+        lists, _ = build_image_lists(dataset_dir(ds), ds, config["crop_queries"], config["on_bad_image"],
+                                     config["max_image_pixels"], config["gldv2"])
+    except (OSError, ValueError) as e:
+        logger.warning(f"{ds}: the feature cache cannot plan the extraction before image_lists runs ({e})")
+        return None
+    return lists
+
+
+def feature_plan(ds, backbone, backbone_config):
+    """(xv, plan or None) of a dataset's extraction from the cache, made once per DAG build."""
+    xv = cache_key(backbone, backbone_config)
+    key = (canonical(ds), xv)
+    if key not in _PLANS:
+        lists = current_lists(ds)
+        plan = None
+        if lists is not None:
+            ext = config["extract"]
+            plan = fcache.plan_extraction(lists, fcache.load_index(cache_dir(xv)), xv, ext["n_chunks"],
+                                          ext["min_chunk_images"])
+            for pack, items in plan.new_packs.items():
+                _PACKS[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
+                _write_pack_plan(xv, pack, _PACKS[(xv, pack)])
+            n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
+            logger.info(f"feature cache {cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
+                        f"in {len(plan.new_packs)} job(s)")
+        _PLANS[key] = (xv, plan, lists)
+    return _PLANS[key]
+
+
+def cached_merge(wildcards):
+    """(xv, plan, lists) when the split's store is assembled from the feature cache, else None."""
+    b, cfg = extraction_of(wildcards)
+    if not uses_feature_cache(wildcards.dataset, b):
+        return None
+    return feature_plan(wildcards.dataset, b, cfg)
+
+
+def merge_images(wildcards):
+    """merge_local input: the split's image files (a photo replaced in place re-plans), with the feature cache."""
+    got = cached_merge(wildcards)
+    if got is None or got[2] is None:
+        return []
+    return sorted({e["path"] for e in got[2][wildcards.split] if os.path.exists(e["path"])})
+
+
+def merge_cache_params(wildcards):
+    got = cached_merge(wildcards)
+    return None if got is None else {"xv": got[0], "dir": cache_dir(got[0])}
+
+
+def _pack_plan_path(xv, pack):
+    return f"{FEATURES}/{xv}/plans/{pack}.json"
+
+
+def _write_pack_plan(xv, pack, job):
+    """Record what a planned pack extracts (content-addressed: its name hashes it), for a job whose DAG is built again
+    where it runs (a SLURM job re-plans after sibling packs finished, when this pack would no longer be grouped the
+    same way)."""
+    path = _pack_plan_path(xv, pack)
+    if not os.path.isfile(path):
+        write_json(path, job)
+
+
+def planned_pack(wildcards):
+    """What a pack job extracts: from this run's plan, else from the pack's sidecar when it exists (the same value,
+    so Snakemake sees its parameters unchanged; packs are immutable and take no declared inputs: the images they
+    were made from may since have moved), else from the plan recorded when it was planned."""
+    key = (wildcards.xv, wildcards.pack)
+    if key not in _PACKS:
+        sidecar = f"{cache_dir(wildcards.xv)}/{wildcards.pack}.json"
+        if os.path.isfile(sidecar):
+            _PACKS[key] = fcache.pack_job(fcache.read_sidecar(sidecar))
+        elif os.path.isfile(_pack_plan_path(*key)):
+            _PACKS[key] = read_json(_pack_plan_path(*key))
+        else:
+            raise WorkflowError(f"{cache_dir(wildcards.xv)}/{wildcards.pack}.h5 is not a pack the current configuration "
+                                "plans; request the top-level results/{dataset}_{method}.json targets")
+    return _PACKS[key]
+
+
+def pack_param(wildcards):
+    return json.dumps(planned_pack(wildcards), sort_keys=True)
+
+
+def pack_gpus(wildcards):
+    return 0 if planned_pack(wildcards)["backbone"] == "sift" else 1

@@ -30,3 +30,28 @@ rule extract_local:
         ENV
     script:
         "../workflow_scripts/extract_local.py"
+
+
+# Folder datasets: the photos not yet in the feature cache (new, replaced, or never extracted with this configuration),
+# planned at DAG-build time (common.smk feature_plan) into at most extract.n_chunks packs of at least
+# extract.min_chunk_images photos each.
+rule extract_pack:
+    output:
+        h5="results/features/{xv}/packs/{pack}.h5",
+        index="results/features/{xv}/packs/{pack}.json",
+    params:
+        pack=pack_param,
+    log:
+        "logs/extract_pack/{xv}/{pack}.log",
+    benchmark:
+        "benchmarks/extract_pack/{xv}/{pack}.tsv"
+    threads: 1
+    resources:
+        gpu=lambda w: gpu_resource(pack_gpus(w)),
+        gres=lambda w: gres_resource(pack_gpus(w)),
+        mem_mb=2000,
+        runtime=120,
+    conda:
+        ENV
+    script:
+        "../workflow_scripts/extract_pack.py"

@@ -1,11 +1,13 @@
 # Merge the chunks of one split into a verified HDF5 virtual dataset ('{dataset}+1m': the dataset's chunks and the
-# distractors', stacked without copying).
+# distractors', stacked without copying). With the feature cache (folder datasets), the store maps the split's rows,
+# in list order, to the packs that hold them.
 
 
 rule merge_local:
     input:
         lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
         chunks=merge_chunks,
+        images=merge_images,
     output:
         store="results/local/{dataset}/{ver}/{split}/local.h5",
         manifest="results/local/{dataset}/{ver}/{split}/manifest.json",
@@ -15,8 +17,11 @@ rule merge_local:
         lists_version=lambda w: v_lists(w.dataset),
         preset=PRESET,
         groups=merge_groups,
+        cache=merge_cache_params,
     log:
         "logs/merge_local/{dataset}/{ver}/{split}.log",
+    benchmark:
+        "benchmarks/merge_local/{dataset}/{ver}/{split}.tsv"
     threads: 1
     resources:
         mem_mb=1000,

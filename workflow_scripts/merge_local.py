@@ -1,4 +1,4 @@
-"""Rule merge_local: a verified HDF5 virtual dataset over the extraction chunks."""
+"""Rule merge_local: a verified HDF5 virtual dataset over the extraction chunks, or over feature-cache packs."""
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)
@@ -17,4 +17,8 @@ merge_local(
     preset=snakemake.params.preset,
     lists_version=snakemake.params.lists_version,
     groups=snakemake.params.groups,
+    cache=snakemake.params.cache,
+    # from the configuration, not params (a new param would re-run every existing merge): refuses cached rows of
+    # images that were unreadable under on_bad_image: skip
+    on_bad_image=snakemake.config["on_bad_image"],
 )

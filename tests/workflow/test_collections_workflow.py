@@ -2,6 +2,7 @@
 settings that used to emit faiss's -1 ids (nprobe 1 over few images), re-ranked by every shortlist reader."""
 
 import csv
+import re
 import shutil
 
 import h5py
@@ -43,9 +44,11 @@ def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(ti
         ids = f["ids"][:]
         assert f.attrs["search"] == "ivfpq" and ids.shape == (40, 12)
         assert ids.min() >= 0 and ids.max() < 40 and all(len(set(r)) == 12 for r in ids)
-    # one extraction per image: every query is an uncropped database image, so the query chunks copied their rows
-    logs = sorted((wd / "logs" / "extract_local" / "x_ames").glob("*/query_*.log"))
-    assert len(logs) == 2 and all("database rows are copied" in p.read_text() for p in logs)
+    # one extraction per image: every query is an uncropped database image, so the feature cache holds each once and
+    # the query store maps the database's pack rows
+    assert not (wd / "logs" / "extract_local" / "x_ames").exists()
+    packs = [load_json(p) for p in (wd / "results" / "features").glob("*/packs/*.json")]
+    assert sum(len(m["rows"]["sha256"]) for m in packs) == 40 and sum(m["extracted"] for m in packs) == 40
     db_store, q_store = (next((wd / "results" / "local" / "x_ames").glob(f"*/{s}/local.h5")) for s in ("db", "query"))
     with h5py.File(db_store, "r") as fd, h5py.File(q_store, "r") as fq:
         np.testing.assert_array_equal(fd["descriptors"][:], fq["descriptors"][:])
@@ -105,3 +108,61 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     for i, p in enumerate(picked):
         mine = [r for r in rows if r["photo"].endswith(f"new_{i}.jpg")]
         assert mine[0]["image"] == p and int(float(mine[0]["inliers"])) == max(int(float(r["inliers"])) for r in mine)
+
+
+def _job_stats(out):
+    m = re.search(r"Job stats:\njob\s+count\n[-\s]+\n(.*?)\ntotal", out, re.S)
+    return {} if m is None else {name: int(n) for name, n in (line.split() for line in m.group(1).strip().splitlines())}
+
+
+def _store(wd, ds, split):
+    with h5py.File(next((wd / "results" / "local" / ds).glob(f"*/{split}/local.h5")), "r") as f:
+        return {k: f[k][:] for k in ("descriptors", "count", "xy", "image_size")}
+
+
+def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny_run, tmp_path):
+    """A folder of 24 photos is indexed; 3 are added: the dry run plans one extraction job for those 3 only (hashing
+    nothing else), the re-run's stores and results equal a from-scratch run's; renaming the folder extracts nothing."""
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    jpgs = _folder(tiny_run, tmp_path / "data", "coll", 27)
+    new = jpgs[3::9]  # three photos spread through the list order
+    for p in new:
+        (tmp_path / "data" / "coll" / "jpg" / p.name).unlink()
+    base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}")
+    snakemake(wd, "results/coll_global.json", *base, timeout=1800)
+    for p in new:
+        shutil.copy(p, tmp_path / "data" / "coll" / "jpg" / p.name)
+    out = snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+    stats = _job_stats(out)
+    assert stats["extract_pack"] == 1 and "extract_local" not in stats, stats
+    assert "coll: 3 of 27 images (and query boxes) to extract, in 1 job(s)" in out
+    # the pack alone, as a job whose DAG is built again where it runs (a SLURM job): found from its recorded plan
+    (planned,) = re.findall(r"output: (results/features/\w+/packs/\w+\.h5)", out)
+    snakemake(wd, planned, *base)
+    snakemake(wd, "results/coll_global.json", *base, timeout=1800)
+    packs = sorted((wd / "results" / "features").glob("*/packs/*.json"), key=lambda p: load_json(p)["created"])
+    last = load_json(packs[-1])
+    assert sorted(last["rows"]["name"]) == sorted(f"jpg/{p.name}" for p in new) and last["extracted"] == 3
+    assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+
+    # from scratch (a fresh working directory and cache) on the grown folder: the same stores and results
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    snakemake(fresh, "results/coll_global.json", *base, timeout=1800)
+    for split in ("db", "query"):
+        a, b = _store(wd, "coll", split), _store(fresh, "coll", split)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{split} {k}")
+    ra, rb = load_json(wd / "results" / "coll_global.json"), load_json(fresh / "results" / "coll_global.json")
+    assert ra["versions"] == rb["versions"]
+    with h5py.File(wd / ra["artifacts"]["ranking"], "r") as fa, h5py.File(fresh / rb["artifacts"]["ranking"], "r") as fb:
+        for k in fa:
+            np.testing.assert_array_equal(fa[k][:], fb[k][:], err_msg=k)
+    assert (wd / ra["artifacts"]["neighbours_csv"]).read_text() == (fresh / rb["artifacts"]["neighbours_csv"]).read_text()
+
+    # rename the data folder: a new lists version, but every photo is found in the cache
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    out = snakemake(wd, "-n", "results/coll_global.json", "--configfile", str(TINY), "--config",
+                    f"data_root={tmp_path / 'moved'}").stdout
+    assert "coll: 0 of 27 images" in out and "extract_pack" not in _job_stats(out) and _job_stats(out)["merge_local"] == 2

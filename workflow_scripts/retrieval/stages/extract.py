@@ -17,6 +17,7 @@ from retrieval.features import sift
 from retrieval.features.deep import DeepConfig, DeepExtractor
 from retrieval.runtime import Manifest, fault_point, read_json
 from retrieval.stores.ames_release import convert_rows, n_rows, read_rows, release_file
+from retrieval.stores.feature_cache import assemble_store
 from retrieval.stores.local_store import StoreError, merge_local_chunks, rows_from_chunks, write_local_chunk
 
 log = logging.getLogger(__name__)
@@ -164,14 +165,26 @@ def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, 
 
 def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
                 manifest_path: str | Path, version: str, config: dict[str, Any], preset: str, lists_version: str,
-                groups: Sequence[int] | None = None) -> None:
+                groups: Sequence[int] | None = None, cache: dict[str, str] | None = None,
+                on_bad_image: str = "error") -> None:
     """The virtual store of a split; ``groups`` (chunks per part) when the split stacks several extractions
-    (``{dataset}+1m``: the dataset's database, then the distractors')."""
+    (``{dataset}+1m``: the dataset's database, then the distractors'); ``cache`` ({"xv", "dir"}) when the chunks are
+    feature-cache packs (stores/feature_cache.py: rows mapped by content, in list order)."""
 
     m = Manifest("extract", version, config, preset, split=split)
     m.add_input("lists", lists_path, version=lists_version)
     lists = read_json(lists_path)
     n = len(lists[split])
+    if cache is not None:
+        info = assemble_store(lists, split, cache["dir"], chunk_paths, out_path, cache["xv"], on_bad_image)
+        skipped = info.pop("skipped")
+        if skipped:
+            log.warning("%d image(s) of %s got no features (on_bad_image: skip): %s", len(skipped), split,
+                        [s["path"] for s in skipped[:5]])
+        log.info("%s %s: %d rows from %d feature-cache pack(s) in %d contiguous run(s)", lists["dataset"], split, n,
+                 info["n_chunks"], info["n_runs"])
+        m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped)
+        return
     info = merge_local_chunks(chunk_paths, out_path, n, groups)
     if split == "db" and "parts" in lists and info["parts"] != [p["rows"] for p in lists["parts"]]:
         raise StoreError(f"{out_path}: parts of {info['parts']} rows but {lists_path} stacks "

@@ -1,0 +1,235 @@
+"""The content-addressed feature cache (retrieval/feature_cache.py): keying, planning, pack extraction and the
+assembled store, checked against a fresh positional extraction."""
+
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrieval.stages.extract import extract_local_chunk
+from retrieval.stages.extract_pack import extract_pack
+from retrieval.stores import feature_cache as fc
+from retrieval.stores.local_store import StoreError, open_local, write_local_chunk
+
+SIFT = {"k": 64}
+XV = fc.extraction_key("sift", SIFT, "2", 10**8)
+FIELDS = ("descriptors", "count", "xy", "scale", "weight", "orientation", "image_size")
+
+
+def _photo(path, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((96, 128)) * 255).astype(np.uint8)
+    Image.fromarray(np.kron(x[::8, ::8], np.ones((8, 8), np.uint8))).save(path)  # blocky: SIFT finds keypoints
+
+
+def _folder(root, seeds):
+    (root / "jpg").mkdir(parents=True, exist_ok=True)
+    for s in seeds:
+        _photo(root / "jpg" / f"p{s:02d}.png", s)
+
+
+def _lists(root, query_crops=None):
+    """A plain folder's lists as image_lists writes them: every image a database image and an uncropped query,
+    plus optional cropped queries {name: box}."""
+    db = [{"name": f"jpg/{p.name}", "path": str(p), "width": 128, "height": 96}
+          for p in sorted((root / "jpg").iterdir())]
+    q = [{**e, "bbx": None, "crop": None} for e in db]
+    for name, box in (query_crops or {}).items():
+        q.append({"name": name, "path": str(root / name), "width": 128, "height": 96, "bbx": box, "crop": box})
+    return {"dataset": "mine", "root": str(root), "db": db, "query": q}
+
+
+def _run_plan(cache, lists, n_chunks=2, min_chunk=1):
+    """Plan, extract the new packs, return the plan and what the jobs reported."""
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, n_chunks, min_chunk)
+    metas = [extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+             for pack, items in plan.new_packs.items()]
+    return plan, metas
+
+
+def _assemble(cache, lists, split, out, on_bad_image="error"):
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
+    assert not plan.new_packs
+    return fc.assemble_store(lists, split, cache, [cache / f"{p}.h5" for p in plan.packs(split)], out, XV, on_bad_image)
+
+
+def _read(path):
+    with open_local(path) as f:
+        return {k: f[k][:] for k in FIELDS}
+
+
+def test_extraction_key_is_the_configuration_only():
+    assert fc.extraction_key("sift", {"k": 64}, "2", 100) == fc.extraction_key("sift", {"k": 64}, "2", 100)
+    others = {fc.extraction_key("sift", {"k": 65}, "2", 100), fc.extraction_key("sift", {"k": 64}, "3", 100),
+              fc.extraction_key("sift", {"k": 64}, "2", 101), fc.extraction_key("dinov2", {"k": 64}, "2", 100)}
+    assert fc.extraction_key("sift", {"k": 64}, "2", 100) not in others and len(others) == 4
+
+
+def test_runs_are_maximal_contiguous_pack_rows():
+    m = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("a", 3), ("a", 5), ("a", 6)]
+    assert fc.runs(m) == [(0, "a", 0, 3), (3, "b", 0, 1), (4, "a", 3, 1), (5, "a", 5, 2)]
+
+
+def test_first_plan_groups_new_images_and_shares_uncropped_queries(tmp_path):
+    root = tmp_path / "mine"
+    _folder(root, range(10))
+    lists = _lists(root, {"jpg/p03.png": [0, 0, 64, 48]})
+    plan = fc.plan_extraction(lists, fc.load_index(tmp_path / "cache"), XV, n_chunks=4, min_chunk_images=3)
+    # 10 database images + 1 cropped query = 11 items; at least 3 per job -> 3 jobs (not n_chunks=4)
+    assert plan.n_new == 11 and len(plan.new_packs) == 3
+    assert plan.rows["query"][:10] == plan.rows["db"]  # the uncropped queries are the database items
+    assert plan.rows["query"][10] not in plan.rows["db"]
+    # pack names depend on what they extract, not on when: planning again gives the same names
+    again = fc.plan_extraction(lists, fc.load_index(tmp_path / "cache"), XV, 4, 3)
+    assert again.new_packs.keys() == plan.new_packs.keys()
+    few = fc.plan_extraction(lists, fc.load_index(tmp_path / "cache"), XV, 4, 100)
+    assert len(few.new_packs) == 1
+
+
+def test_adding_removing_replacing_and_moving_photos(tmp_path):
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(8))
+    plan, metas = _run_plan(cache, _lists(root))
+    assert sum(m["extracted"] for m in metas) == 8 and len(plan.new_packs) == 2
+    assert all(len(s) == 64 for m in metas for s in m["rows"]["sha256"])  # SHA-256 of the bytes
+
+    # nothing changed: nothing to extract, and no file is read to know it (the stat memo)
+    assert fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1).n_new == 0
+
+    # add two photos: exactly those are planned
+    _folder(root, [20, 21])
+    plan, metas = _run_plan(cache, _lists(root))
+    assert [it["name"] for v in plan.new_packs.values() for it in v] == ["jpg/p20.png", "jpg/p21.png"]
+    assert sum(m["extracted"] for m in metas) == 2
+
+    # remove one: nothing to extract, the remaining rows still resolve
+    (root / "jpg" / "p02.png").unlink()
+    assert fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1).n_new == 0
+
+    # replace one in place (other pixels, same name): that one only
+    _photo(root / "jpg" / "p05.png", 99)
+    plan = fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1)
+    assert [it["name"] for v in plan.new_packs.values() for it in v] == ["jpg/p05.png"]
+    _run_plan(cache, _lists(root))
+
+    # move (rename) the folder: names, sizes and mtimes are kept, nothing is extracted again
+    moved = tmp_path / "renamed" / "mine2"
+    moved.parent.mkdir()
+    shutil.move(root, moved)
+    lists = _lists(moved)
+    assert fc.plan_extraction(lists, fc.load_index(cache), XV, 2, 1).n_new == 0
+    out = _assemble(cache, lists, "db", tmp_path / "db.h5")
+    assert out["n_rows"] == 9 and not out["skipped"]
+
+    # a copy under a new name (new mtime: the memo does not know it) is planned, then found by its hash and copied
+    shutil.copyfile(moved / "jpg" / "p00.png", moved / "jpg" / "q00.png")
+    plan, metas = _run_plan(cache, _lists(moved))
+    assert plan.n_new == 1 and metas[0]["extracted"] == 0 and metas[0]["copied"] == 1
+
+
+def test_assembled_store_equals_a_fresh_positional_extraction(tmp_path):
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(7))
+    _run_plan(cache, _lists(root), n_chunks=3)
+    _folder(root, [30, 31, 4 + 40])  # new photos interleave with cached ones in list order
+    crops = {"jpg/p01.png": [8, 8, 100, 80], "jpg/p31.png": [0, 0, 64, 64]}
+    lists = _lists(root, crops)
+    _run_plan(cache, lists, n_chunks=2)
+    lp = tmp_path / "lists.json"
+    lp.write_text(json.dumps(lists))
+    for split in ("db", "query"):
+        info = _assemble(cache, lists, split, tmp_path / f"{split}.h5")
+        extract_local_chunk(lp, split, 0, 1, tmp_path / f"fresh_{split}.h5", "sift", SIFT, "v")
+        with h5py.File(tmp_path / f"fresh_{split}.h5", "r") as f:
+            fresh = {k: f[k][:] for k in FIELDS}
+        got = _read(tmp_path / f"{split}.h5")
+        for k in FIELDS:
+            np.testing.assert_array_equal(got[k], fresh[k], err_msg=f"{split} {k}")
+        assert info["n_runs"] >= 2 and (got["count"] > 0).all()
+    with h5py.File(tmp_path / "db.h5", "r") as f:
+        assert f.attrs["layout"] == "cache" and f["descriptors"].is_virtual
+
+
+def test_bad_input_names_the_file(tmp_path):
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(3))
+    lists = _lists(root)
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
+    (pack, items), = plan.new_packs.items()
+    # a photo changed between the plan and the job
+    _photo(root / "jpg" / "p01.png", 50)
+    os.utime(root / "jpg" / "p01.png", ns=(1, 1))
+    with pytest.raises(fc.CacheError, match="p01.png changed while the workflow ran"):
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    assert not (cache / f"{pack}.json").exists()  # no sidecar: the pack is not part of the cache
+    # a listed photo that is missing: an error naming it, or under on_bad_image: skip an empty row
+    (root / "jpg" / "p02.png").unlink()
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
+    (pack, items), = plan.new_packs.items()
+    with pytest.raises(FileNotFoundError, match="p02.png"):
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    assert meta["rows"]["sha256"][2] == "missing:jpg/p02.png"
+    info = _assemble(cache, lists, "db", tmp_path / "db.h5", "skip")
+    assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p02.png")]
+    assert _read(tmp_path / "db.h5")["count"][2] == 0
+    # an unreadable sidecar, a truncated pack
+    (cache / "0123456789abcdef.json").write_text("{not json")
+    with pytest.raises(fc.CacheError, match="0123456789abcdef.json"):
+        fc.load_index(cache)
+    (cache / "0123456789abcdef.json").unlink()
+    with open(cache / f"{pack}.h5", "r+b") as f:
+        f.truncate(2000)
+    with pytest.raises(StoreError, match=f"{pack}.h5"):
+        _assemble(cache, lists, "db", tmp_path / "db2.h5", "skip")
+
+
+def test_a_cached_unreadable_image_is_refused_under_on_bad_image_error(tmp_path):
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(2))
+    (root / "jpg" / "p01.png").write_bytes(b"not an image")
+    lists = _lists(root)
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
+    (pack, items), = plan.new_packs.items()
+    with pytest.raises(ValueError, match="p01.png"):
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    packs = [cache / f"{pack}.h5"]
+    info = fc.assemble_store(lists, "db", cache, packs, tmp_path / "db.h5", XV, on_bad_image="skip")
+    assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p01.png")]
+    with pytest.raises(StoreError, match="p01.png"):
+        fc.assemble_store(lists, "db", cache, packs, tmp_path / "db2.h5", XV, on_bad_image="error")
+
+
+def test_a_copy_keeps_reading_the_pack_made_for_it(tmp_path):
+    """Two folders holding the same photo: each plans against its own pack once made, so its store's inputs stay put
+    (no re-run of the merge when the other folder's older pack holds the same bytes)."""
+    cache = tmp_path / "features"
+    a, b = tmp_path / "a", tmp_path / "b"
+    _folder(a, range(3))
+    _run_plan(cache, _lists(a))
+    (b / "jpg").mkdir(parents=True)
+    shutil.copyfile(a / "jpg" / "p01.png", b / "jpg" / "p01.png")  # same bytes, new mtime
+    plan, metas = _run_plan(cache, _lists(b))
+    assert metas[0]["copied"] == 1 and metas[0]["extracted"] == 0
+    again = fc.plan_extraction(_lists(b), fc.load_index(cache), XV, 2, 1)
+    assert again.n_new == 0 and again.rows["db"] == plan.rows["db"]
+
+
+def test_readers_refuse_a_store_whose_pack_lost_rows(tmp_path):
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(4))
+    plan, _ = _run_plan(cache, _lists(root), n_chunks=1)
+    _assemble(cache, _lists(root), "db", tmp_path / "db.h5")
+    open_local(tmp_path / "db.h5").close()
+    (pack,) = plan.new_packs
+    with h5py.File(cache / f"{pack}.h5", "r") as f:
+        row = {k: f[k][0, : int(f["count"][0])] for k in ("descriptors", "xy", "scale", "weight", "orientation")}
+        row["image_size"] = f["image_size"][0]
+    write_local_chunk(cache / f"{pack}.h5", [row], k=64, dim=128, backbone="sift", row_start=0, n_total=1)
+    with pytest.raises(StoreError, match=rf"{pack}.h5 has 1 rows, row 3 is mapped"):
+        open_local(tmp_path / "db.h5")

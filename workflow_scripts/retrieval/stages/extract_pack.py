@@ -1,0 +1,132 @@
+"""Rule extract_pack: hash and extract the photos of one feature-cache pack (see stores/feature_cache.py), in order; a
+key already in the cache (the same bytes and box under another name) has its row copied instead of extracted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
+from retrieval.features import sift
+from retrieval.features.deep import DeepConfig, DeepExtractor
+from retrieval.runtime import fault_point, write_json
+from retrieval.stages.extract import _extract_reduced
+from retrieval.stores.feature_cache import (
+    CacheError,
+    crop_key,
+    file_sha256,
+    load_index,
+    missing_key,
+    pack_sidecar,
+    read_pack_row,
+    stat_of,
+)
+from retrieval.stores.local_store import write_local_chunk
+
+log = logging.getLogger(__name__)
+
+
+
+def _runner(backbone: str, backbone_config: dict[str, Any]):
+    """(run(pixels, entry, crop) -> (row, global or None), K, dim, colour, extra attributes, global dim)."""
+    if backbone == "sift":
+        cfg = sift.SiftConfig(**backbone_config)
+
+        def run(img, e, crop):
+            return (sift.extract_sift(img, cfg, crop) if img.size else sift.empty_features(cfg, e)), None
+
+        return run, cfg.k, sift.DIM, "gray", {}, 0
+    if backbone in ("dinov2", "resnet"):
+        extractor = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
+
+        def run(img, e, crop):
+            return extractor.extract(img, crop) if img.size else extractor.empty(e)
+
+        log.info("%s: %s", backbone, extractor.describe())
+        return (run, extractor.cfg.k, extractor.local_dim, "bgr", {"model": json.dumps(extractor.describe())},
+                extractor.global_dim)
+    raise ValueError(f"feature cache: backbone {backbone!r} is not extracted from images (sift, dinov2, resnet)")
+
+
+def extract_pack(items: Sequence[dict[str, Any]], out_h5: str | os.PathLike, out_index: str | os.PathLike, xv: str,
+                 backbone: str, backbone_config: dict[str, Any], on_bad_image: str = "error",
+                 max_image_pixels: int | None = None) -> dict[str, Any]:
+    """Hash and extract the items of one pack (in order); a key already in the cache (the same bytes and box under
+    another name) has its row copied instead. Writes the .h5, then the sidecar. Returns counts and timings."""
+    max_image_pixels = max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
+    out_h5, out_index = Path(out_h5), Path(out_index)
+    t0 = time.time()
+    index = load_index(out_h5.parent)
+    run, k, dim, colour, extra, global_dim = _runner(backbone, backbone_config)
+    rows, globals_, shas, skipped = [], [], [], {}
+    n_copied = n_extracted = 0
+    t_hash = 0.0
+    for i, it in enumerate(items):
+        crop = crop_key(it["crop"])
+        if it["size"] < 0:
+            if on_bad_image != "skip":
+                raise FileNotFoundError(f"image listed but not found: {it['path']}")
+            sha = missing_key(it["name"])
+        else:
+            th = time.time()
+            try:
+                sha = file_sha256(it["path"])
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"image listed but not found: {it['path']} (removed while the workflow ran?)") from e
+            t_hash += time.time() - th
+            now = stat_of(it["path"])
+            if now != (it["size"], it["mtime_ns"]):
+                raise CacheError(f"{it['path']} changed while the workflow ran (size, mtime {now}, planned "
+                                 f"{(it['size'], it['mtime_ns'])}); run snakemake again")
+        shas.append(sha)
+        hit = index.by_key.get((sha, crop))
+        if hit is not None:
+            row, g = read_pack_row(out_h5.parent / f"{hit[0]}.h5", hit[1])
+            n_copied += 1
+        else:
+            decoded = None
+            if it["size"] >= 0:
+                try:
+                    decoded = decode_image(it["path"], colour, max_image_pixels)
+                except BadImageError as err:
+                    if on_bad_image != "skip":
+                        raise
+                    log.warning("on_bad_image: skip: %s gets no features (%s)", it["path"], err)
+                    skipped[str(i)] = str(err)
+            else:
+                skipped[str(i)] = "image listed but not found"
+            entry = {"path": it["path"], "width": it.get("width", 0), "height": it.get("height", 0)}
+            if decoded is None:
+                row, g = run(np.zeros((0, 0), np.uint8), entry, None if crop is None else list(crop))
+            elif decoded.factor == (1.0, 1.0):
+                row, g = run(decoded.pixels, entry, None if crop is None else list(crop))
+            else:
+                row, g = _extract_reduced(run, decoded, entry, None if crop is None else list(crop), backbone)
+            n_extracted += 1
+        rows.append(row)
+        globals_.append(g)
+        if i == len(items) // 2:
+            fault_point("extract")
+        if (i + 1) % 100 == 0 or i + 1 == len(items):
+            log.info("pack %s: %d/%d images, %.1f img/s", out_h5.stem, i + 1, len(items), (i + 1) / (time.time() - t0))
+    global_desc = None
+    if backbone != "sift":
+        global_desc = np.stack(globals_) if globals_ else np.zeros((0, global_dim), np.float32)
+    seconds = time.time() - t0
+    write_local_chunk(out_h5, rows, k=k, dim=dim, backbone=backbone, row_start=0, n_total=len(rows),
+                      extra_attrs={"version": xv, "pack": out_h5.stem, "skipped": json.dumps(
+                          [{"path": items[int(i)]["path"], "reason": r} for i, r in skipped.items()]),
+                          "seconds": seconds, **extra},
+                      global_desc=global_desc)
+    meta = pack_sidecar(items, shas, xv, out_h5.stem, backbone, backbone_config, skipped, extracted=n_extracted,
+                        copied=n_copied, seconds=round(seconds, 3), hash_seconds=round(t_hash, 3))
+    write_json(out_index, meta)
+    log.info("pack %s: %d images, %d extracted, %d found in the cache under another name; %.1f s (hashing %.2f s)",
+             out_h5.stem, len(items), n_extracted, n_copied, seconds, t_hash)
+    return meta

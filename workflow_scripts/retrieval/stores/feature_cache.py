@@ -1,0 +1,345 @@
+"""Content-addressed feature cache: local descriptors keyed by what the image is, not where it sits in a list.
+
+A cache holds the features of one extraction configuration (backbone, its settings, the decoder: the
+``extraction_key``) under ``results/features/{key}/packs/``. A *pack* is a local-store chunk file
+(``{pack}.h5``, the schema of local_store.py) written by one extraction job, with a sidecar ``{pack}.json`` written
+after it (a pack without its sidecar is not part of the cache). Each row of a pack is identified by
+
+* the SHA-256 of the image file's bytes, and the query box the image was cropped to (``None`` for a database image
+  or an uncropped query): the row's **key**. A database image and an uncropped query of the same pixels share a
+  key, so they are extracted once; the same photo in another folder or dataset is found again.
+* the file's name in its dataset (relative to the dataset folder), size and modification time: its **stat key**, a
+  memo of the hash (as git's index and rsync use one): a file whose stat key is known is not read again to plan.
+  Moving or renaming the dataset folder keeps names, sizes and mtimes, so nothing is extracted again.
+
+Planning (:func:`plan_extraction`) maps every row of a dataset's lists to a cached ``(pack, row)`` or to a new
+item; new items are split into at most ``n_chunks`` packs (never smaller than ``min_chunk_images``), named by a hash
+of the items (path, size, mtime, box), so a plan made at DAG-build time names the same packs a job later writes.
+A pack job (``stages/extract_pack.py``) hashes its files and extracts only keys not in the cache (a key already there, a
+copied photo for instance, has its row copied). The split's store (:func:`assemble_store`) is an HDF5 virtual
+dataset mapping list rows to pack rows in list order, in contiguous runs; it is verified like the chunk merge.
+
+A missing image (only listed under ``on_bad_image: skip``) has the key ``missing:{name}`` and an empty row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import h5py
+import numpy as np
+
+from retrieval import SCHEMA_VERSION
+from retrieval.runtime import atomic_path, fault_point
+from retrieval.stores.local_store import COUNT_FILL, StoreError, _check_attrs, _layouts, _verify_sources
+
+log = logging.getLogger(__name__)
+
+PACK_FORMAT = 1
+HASH_BLOCK = 1 << 20
+
+
+class CacheError(ValueError):
+    pass
+
+
+def _stable_hash(obj: Any, length: int) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
+def extraction_key(backbone: str, backbone_config: dict[str, Any], decoder: str, max_image_pixels: int) -> str:
+    """The cache of one extraction configuration: what changes the features of a given file (not the lists, the
+    dataset, the chunking or on_bad_image: a bad file gets an empty row whatever the mode that let it through)."""
+    return _stable_hash({"backbone": backbone, backbone: backbone_config, "decoder": decoder,
+                         "max_image_pixels": max_image_pixels}, 8)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(HASH_BLOCK)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def crop_key(c: Any) -> tuple[int, ...] | None:
+    return None if c is None else tuple(int(v) for v in c)
+
+
+def stat_of(path: str | os.PathLike) -> tuple[int, int]:
+    """(size, mtime_ns) of a file; (-1, -1) when it is missing."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return -1, -1
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
+def missing_key(name: str) -> str:
+    return f"missing:{name}"
+
+
+# ------------------------------------------------------------------------------------------------ index
+
+
+@dataclass
+class CacheIndex:
+    """What the sidecars of a cache folder say: key -> (pack, row), stat key -> SHA-256, and each pack's sidecar."""
+
+    by_key: dict[tuple[str, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
+    stat_sha: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    packs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (name, size, mtime, box) -> the row made for that very file: preferred over another pack holding the same key
+    # (a copy indexed elsewhere), so a dataset keeps reading the packs it was planned with
+    by_stat: dict[tuple[str, int, int, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
+
+    def add(self, pack: str, meta: dict[str, Any]) -> None:
+        self.packs[pack] = meta
+        rows = meta["rows"]
+        for i, (sha, crop) in enumerate(zip(rows["sha256"], rows["crop"])):
+            self.by_key.setdefault((sha, crop_key(crop)), (pack, i))
+        for i, (name, size, mtime, crop) in enumerate(zip(rows["name"], rows["size"], rows["mtime_ns"], rows["crop"])):
+            self.by_stat.setdefault((name, int(size), int(mtime), crop_key(crop)), (pack, i))
+        for sha, name, size, mtime in zip(rows["sha256"], rows["name"], rows["size"], rows["mtime_ns"]):
+            self.stat_sha.setdefault((name, int(size), int(mtime)), sha)
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        meta = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CacheError(f"feature cache: unreadable pack index {path} ({e}); delete it and its .h5 to extract "
+                         "those images again") from e
+    if meta.get("format") != PACK_FORMAT or "rows" not in meta:
+        raise CacheError(f"feature cache: {path} is not a pack index of format {PACK_FORMAT}")
+    n = {k: len(v) for k, v in meta["rows"].items() if isinstance(v, list)}
+    if len(set(n.values())) != 1:
+        raise CacheError(f"feature cache: {path}: columns of different lengths {n}")
+    return meta
+
+
+def load_index(pack_dir: str | os.PathLike, only: Iterable[str] | None = None) -> CacheIndex:
+    """The index of every complete pack in ``pack_dir`` (those with a sidecar), oldest first so that a key held by
+    several packs always resolves to the same one; ``only``: restrict the key lookup to these packs (the stat
+    memo still comes from all)."""
+    pack_dir = Path(pack_dir)
+    metas = []
+    if pack_dir.is_dir():
+        for p in pack_dir.glob("*.json"):
+            if p.name.startswith("."):
+                continue
+            metas.append((p.stem, read_sidecar(p)))
+    metas.sort(key=lambda x: (x[1]["created"], x[0]))
+    idx = CacheIndex()
+    keep = None if only is None else set(only)
+    for pack, meta in metas:
+        if keep is None or pack in keep:
+            idx.add(pack, meta)
+        else:
+            rows = meta["rows"]
+            for sha, name, size, mtime in zip(rows["sha256"], rows["name"], rows["size"], rows["mtime_ns"]):
+                idx.stat_sha.setdefault((name, int(size), int(mtime)), sha)
+    return idx
+
+
+# ----------------------------------------------------------------------------------------------- planning
+
+
+@dataclass
+class Plan:
+    """``rows[split][i]``: (pack, row) of list row i; ``new_packs``: pack id -> the items it extracts."""
+
+    rows: dict[str, list[tuple[str, int]]]
+    new_packs: dict[str, list[dict[str, Any]]]
+
+    def packs(self, split: str) -> list[str]:
+        return sorted({p for p, _ in self.rows[split]})
+
+    @property
+    def n_new(self) -> int:
+        return sum(len(v) for v in self.new_packs.values())
+
+
+def entry_crop(entry: dict[str, Any], split: str) -> tuple[int, ...] | None:
+    return crop_key(entry.get("crop")) if split == "query" else None
+
+
+def plan_extraction(lists: dict[str, Any], index: CacheIndex, xv: str, n_chunks: int, min_chunk_images: int,
+                    splits: Sequence[str] = ("db", "query")) -> Plan:
+    """Map every row of ``lists[split]`` to a cached (pack, row), or to a new pack. Database and query sides are
+    planned together: an uncropped query that is a database image is one item."""
+    todo: dict[tuple[str, tuple[int, ...] | None], dict[str, Any]] = {}
+    pending: dict[str, list[Any]] = {}
+    for split in splits:
+        out: list[Any] = []
+        for e in lists[split]:
+            crop = entry_crop(e, split)
+            size, mtime = stat_of(e["path"])
+            sha = missing_key(e["name"]) if size < 0 else index.stat_sha.get((e["name"], size, mtime))
+            hit = index.by_stat.get((e["name"], size, mtime, crop))
+            if hit is None and sha is not None:
+                hit = index.by_key.get((sha, crop))
+            if hit is not None:
+                out.append(("hit", hit))
+                continue
+            k = (e["path"], crop)
+            if k not in todo:
+                todo[k] = {"path": e["path"], "name": e["name"], "crop": None if crop is None else list(crop),
+                           "size": size, "mtime_ns": mtime, "width": int(e.get("width", 0)),
+                           "height": int(e.get("height", 0))}
+            out.append(("new", k))
+        pending[split] = out
+    items = list(todo.values())
+    new_packs: dict[str, list[dict[str, Any]]] = {}
+    where: dict[tuple[str, Any], tuple[str, int]] = {}
+    if items:
+        groups = max(1, min(n_chunks, len(items) // max(1, min_chunk_images)))
+        for g in range(groups):
+            part = items[len(items) * g // groups: len(items) * (g + 1) // groups]
+            pack = pack_id(xv, part)
+            new_packs[pack] = part
+            for r, it in enumerate(part):
+                where[(it["path"], crop_key(it["crop"]))] = (pack, r)
+    rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
+    return Plan(rows=rows, new_packs=new_packs)
+
+
+def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a pack's job was given (its items, backbone and configuration), rebuilt from its sidecar: the same value
+    the plan gave it, so Snakemake sees unchanged parameters for a pack that exists."""
+    r = meta["rows"]
+    items = [{"path": p, "name": n, "crop": c, "size": s, "mtime_ns": m, "width": w, "height": h}
+             for p, n, c, s, m, w, h in zip(r["path"], r["name"], r["crop"], r["size"], r["mtime_ns"], r["width"], r["height"])]
+    return {"items": items, "backbone": meta["backbone"], "config": meta["backbone_config"]}
+
+
+def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
+    return _stable_hash({"extraction": xv, "items": [[i["path"], i["size"], i["mtime_ns"], i["crop"]] for i in items]}, 16)
+
+
+# ------------------------------------------------------------------------------------------- pack rows
+
+
+def read_pack_row(path: Path, r: int) -> tuple[dict[str, Any], Any]:
+    """Row ``r`` of a pack as the row dict write_local_chunk takes (descriptors trimmed to their count), and its
+    global descriptor (None for SIFT)."""
+    with h5py.File(path, "r") as f:
+        m = int(f["count"][r])
+        row = {"descriptors": f["descriptors"][r, :m], "xy": f["xy"][r, :m], "scale": f["scale"][r, :m],
+               "weight": f["weight"][r, :m], "orientation": f["orientation"][r, :m], "image_size": f["image_size"][r]}
+        g = f["global"][r] if "global" in f else None
+    return row, g
+
+
+def pack_sidecar(items: Sequence[dict[str, Any]], shas: Sequence[str], xv: str, pack: str, backbone: str,
+                 backbone_config: dict[str, Any], skipped: dict[str, str], **extra: Any) -> dict[str, Any]:
+    """The index written next to a pack, last: one column per item field, the SHA-256s, the skipped rows."""
+    return {"format": PACK_FORMAT, "extraction": xv, "pack": pack, "created": time.time(), "backbone": backbone,
+            "rows": {"sha256": list(shas), "crop": [it["crop"] for it in items], "name": [it["name"] for it in items],
+                     "size": [it["size"] for it in items], "mtime_ns": [it["mtime_ns"] for it in items],
+                     "path": [it["path"] for it in items], "width": [it["width"] for it in items],
+                     "height": [it["height"] for it in items]},
+            "backbone_config": backbone_config, "skipped": skipped, **extra}
+
+
+# -------------------------------------------------------------------------------------------- assembly
+
+
+def runs(mapping: Sequence[tuple[str, int]]) -> list[tuple[int, str, int, int]]:
+    """Contiguous runs (list row, pack, pack row, length) of a row -> (pack, row) mapping."""
+    out: list[list[Any]] = []
+    for i, (pack, r) in enumerate(mapping):
+        if out and out[-1][1] == pack and out[-1][2] + out[-1][3] == r and out[-1][0] + out[-1][3] == i:
+            out[-1][3] += 1
+        else:
+            out.append([i, pack, r, 1])
+    return [tuple(x) for x in out]
+
+
+def assemble_store(lists: dict[str, Any], split: str, pack_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathLike],
+                   out_path: str | os.PathLike, xv: str, on_bad_image: str = "error") -> dict[str, Any]:
+    """The split's store: a virtual HDF5 over the packs, rows in list order. Every row must be in ``pack_paths`` (the
+    packs the plan named); an image whose size or mtime is not the cached one is named (it changed after the plan).
+    Under ``on_bad_image: error`` a cached row of an unreadable image (extracted earlier under ``skip``) is refused,
+    naming the file, as extracting it would be."""
+    out_path = Path(out_path)
+    names = [Path(p).stem for p in pack_paths]
+    index = load_index(pack_dir, only=names)
+    missing_packs = [n for n in names if n not in index.packs]
+    if missing_packs:
+        raise StoreError(f"{out_path}: pack(s) without their index in {pack_dir}: {missing_packs[:5]}")
+    plan = plan_extraction(lists, index, xv, 1, 1, splits=(split,))
+    if plan.new_packs:
+        todo = [it["path"] for v in plan.new_packs.values() for it in v]
+        raise StoreError(f"{out_path}: {len(todo)} image(s) are in no extracted pack, e.g. {todo[:5]}: they changed "
+                         "after the workflow planned this run (or the cache was edited); run snakemake again")
+    mapping = plan.rows[split]
+    n = len(mapping)
+    bad = [(lists[split][i]["path"], index.packs[p]["skipped"][str(r)]) for i, (p, r) in enumerate(mapping)
+           if str(r) in index.packs[p].get("skipped", {})]
+    if bad and on_bad_image != "skip":
+        raise StoreError(f"{len(bad)} image(s) of the {split} list have no features (unreadable when extracted under "
+                         f"on_bad_image: skip): {bad[:5]}; fix them or set on_bad_image: skip")
+    infos = {}
+    for name in sorted({p for p, _ in mapping}):
+        path = Path(pack_dir) / f"{name}.h5"
+        try:
+            with h5py.File(path, "r") as f:
+                _check_attrs(f, str(path))
+                infos[name] = {"path": path, **{k: f.attrs[k] for k in ("backbone", "dim", "K")},
+                               "global_dim": int(f.attrs.get("global_dim", 0)), "n": f["count"].shape[0],
+                               "skipped": json.loads(f.attrs.get("skipped", "[]"))}
+        except OSError as e:
+            raise StoreError(f"pack unreadable (truncated or not HDF5): {path} ({e})") from e
+        if infos[name]["n"] != len(index.packs[name]["rows"]["sha256"]):
+            raise StoreError(f"{path}: {infos[name]['n']} rows but its index lists {len(index.packs[name]['rows']['sha256'])}")
+    if not infos:
+        raise StoreError(f"{out_path}: the {split} list is empty")
+    first = next(iter(infos.values()))
+    for info in infos.values():
+        for key in ("backbone", "dim", "K", "global_dim"):
+            if info[key] != first[key]:
+                raise StoreError(f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})")
+    k, d, gd = int(first["K"]), int(first["dim"]), int(first["global_dim"])
+    layouts = _layouts(n, k, d)
+    if gd:
+        layouts["global"] = ((n, gd), np.float32)
+    segs = runs(mapping)
+    with atomic_path(out_path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for field_name, (shape, dtype) in layouts.items():
+                layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+                for start, pack, r, length in segs:
+                    info = infos[pack]
+                    rel = os.path.relpath(Path(info["path"]).resolve(), out_path.parent.resolve())
+                    src = h5py.VirtualSource(rel, field_name, shape=(info["n"],) + shape[1:])
+                    layout[start:start + length] = src[r:r + length]
+                f.create_virtual_dataset(field_name, layout, fillvalue=COUNT_FILL if field_name == "count" else 0)
+            f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "local", "backbone": first["backbone"], "dim": d,
+                            "K": k, "row_start": 0, "row_stop": n, "n_total": n, "virtual": True, "layout": "cache",
+                            "feature_cache": xv, "n_chunks": len(infos), "n_runs": len(segs), "global_dim": gd})
+        with h5py.File(tmp, "r") as f:
+            _verify_sources(f, out_path)
+            counts = f["count"][:]
+        if (counts == COUNT_FILL).any():
+            raise StoreError(f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}")
+        fault_point("merge")
+    entries = lists[split]
+    skipped = []
+    for i, (pack, r) in enumerate(mapping):
+        reason = index.packs[pack].get("skipped", {}).get(str(r))
+        if reason is not None:
+            skipped.append({"path": entries[i]["path"], "reason": reason})
+    return {"n_rows": n, "n_chunks": len(infos), "n_runs": len(segs), "parts": [n], "K": k, "dim": d, "global_dim": gd,
+            "backbone": first["backbone"], "feature_cache": xv, "packs": sorted(infos),
+            "descriptors_total": int(counts.sum()), "skipped": skipped}
