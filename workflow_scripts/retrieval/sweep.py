@@ -31,7 +31,7 @@ def descriptor_sweep_stage(model_paths: dict[str, str], ames_results: dict[str, 
                            sv_counts: Sequence[int], q_desc: int, batch: int, device: str, out_json: str, out_png: str,
                            out_md: str, versions: dict[str, Any]) -> None:
     from .ames import load_checkpoint  # noqa: PLC0415
-    from .ames_rerank import compute_logits, rerank  # noqa: PLC0415
+    from .ames_rerank import compute_logits, fusion_logits, rerank  # noqa: PLC0415
     from .global_store import read_neighbours  # noqa: PLC0415
     from .local_store import open_local  # noqa: PLC0415
     from .metrics import evaluate_rankings  # noqa: PLC0415
@@ -80,8 +80,9 @@ def descriptor_sweep_stage(model_paths: dict[str, str], ames_results: dict[str, 
                 def reader(rows_: np.ndarray, c=c) -> tuple[np.ndarray, np.ndarray]:
                     return fd["descriptors"][rows_, :c], fd["count"][rows_]
 
-                logits = np.stack(compute_logits(model, q_all, q_count, reader, pairs, q_all.shape[1], int(c),
-                                                 batch=batch, device=device))
+                logits = np.stack(fusion_logits(compute_logits(model, q_all, q_count, reader, pairs, q_all.shape[1],
+                                                               int(c), batch=batch, device=device),
+                                                chosen.get("fusion", "sigmoid")))
                 add(method, c, rerank(ids, sims, logits, lam, gamma, k), time.time() - t0, dim)
 
     result = {"dataset": dataset, "global_mAP": base, "q_desc": {"ames": q_desc, "sv": sv_cfg["q_desc"]},
