@@ -56,7 +56,7 @@ rule train_ames:
         manifest="results/ames_model/{ver}/manifest.json",
     params:
         model=lambda w: (check_version(w, v_ames_model()), config["ames"]["model"])[1],
-        train={k: v for k, v in config["ames"]["train"].items() if k != "validation_rerank"},
+        train=config["ames"]["train"],
         validation=lambda w: train_validation(),
         device=config["ames"]["device"],
         training_split=TRAIN,

@@ -608,10 +608,7 @@ def v_ames_model():
 def distill_train_config():
     """The student's schedule: the teacher's, with ames.distill's overrides; no early stopping (it distils for
     ames.distill.epochs)."""
-    cfg = {**config["ames"]["train"], **config["ames"]["distill"]}
-    cfg.pop("validation_rerank", None)
-    cfg["patience"] = 0
-    return cfg
+    return {**config["ames"]["train"], **config["ames"]["distill"], "patience": 0}
 
 
 def v_ames_binary_model():

@@ -56,10 +56,13 @@ class TrainConfig:
     # score by more than ``min_delta``, and the best epoch's weights are returned. 0: no validation, all epochs.
     patience: int = 0
     min_delta: float = 0.0
+    validation_rerank: int = 25  # the shortlist length re-ranked on the validation split (read by the caller)
 
     def __post_init__(self) -> None:
         if self.patience < 0:
             raise ValueError(f"ames.train.patience: expected >= 0, got {self.patience}")
+        if self.validation_rerank < 1:
+            raise ValueError(f"ames.train.validation_rerank: expected >= 1, got {self.validation_rerank}")
         if self.init not in ("default", "mimetic"):
             raise ValueError(f"ames.train.init: '{self.init}' is not one of default, mimetic")
         for key in ("mimetic_qk", "mimetic_vo"):
