@@ -46,6 +46,7 @@ rule itq:
 
 rule train_ames:
     input:
+        unpack(train_validation_inputs),
         local=lambda w: local_store(TRAIN, "db"),
         lists=lambda w: f"{lists_dir(TRAIN)}/lists.json",
         knn=lambda w: f"results/knn_train/{v_knn_train()}/knn.h5",
@@ -56,6 +57,7 @@ rule train_ames:
     params:
         model=lambda w: (check_version(w, v_ames_model()), config["ames"]["model"])[1],
         train=config["ames"]["train"],
+        validation=lambda w: train_validation(),
         device=config["ames"]["device"],
         training_split=TRAIN,
         preset=PRESET,
@@ -191,6 +193,7 @@ rule evaluate_ames:
             {k: config["ames"][k] for k in ("num_rerank", "lambda", "gamma")},
         )[1],
         select=config["ames"]["select"],
+        fusion=config["ames"]["fusion"],
         fixed=config["ames"]["fixed"],
         validation_split=config["ames"]["validation_split"],
         junk_mode=config["ames"]["junk_mode"],

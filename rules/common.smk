@@ -590,15 +590,42 @@ def ames_checkpoint(method):
     return p
 
 
+def train_validation():
+    """Early stopping of train_ames (ames.train.patience > 0) on ames.validation_split: what its validation reads,
+    or None when training runs all its epochs."""
+    a = config["ames"]
+    if a["train"].get("patience", 0) <= 0:
+        return None
+    if canonical(VAL) == canonical(TRAIN):
+        raise WorkflowError(f"ames.validation_split '{VAL}' must differ from the training split (early stopping)")
+    return {"split": VAL, "q_desc": a["q_desc"], "db_desc": a["db_desc"],
+            "num_rerank": a["train"].get("validation_rerank", 25), "lambdas": a["lambda"], "gammas": a["gamma"],
+            "junk_mode": a["junk_mode"], "fusion": a["fusion"]}
+
+
+def train_validation_inputs(wildcards):
+    if train_validation() is None:
+        return {}
+    return {"val_query": local_store(VAL, "query"), "val_db": local_store(VAL, "db"),
+            "val_knn": f"results/knn/{VAL}/{v_knn(VAL)}/knn.h5", "val_lists": f"{lists_dir(VAL)}/lists.json",
+            "val_gnd": f"{lists_dir(VAL)}/gnd.json"}
+
+
 def v_ames_model():
     a = config["ames"]
     if ames_checkpoint("ames"):
         return stable_hash({"checkpoint": _file_identity(ames_checkpoint("ames"))})
-    return stable_hash({"local": v_local(TRAIN), "knn": v_knn_train(), "model": a["model"], "train": a["train"]})
+    key = {"local": v_local(TRAIN), "knn": v_knn_train(), "model": a["model"], "train": a["train"]}
+    val = train_validation()
+    if val is not None:
+        key["validation"] = {**val, "local": v_local(VAL), "knn": v_knn(VAL), "lists": v_lists(VAL)}
+    return stable_hash(key)
 
 
 def distill_train_config():
-    return {**config["ames"]["train"], **config["ames"]["distill"]}
+    """The student's schedule: the teacher's, with ames.distill's overrides; no early stopping (it distils for
+    ames.distill.epochs)."""
+    return {**config["ames"]["train"], **config["ames"]["distill"], "patience": 0}
 
 
 def v_ames_binary_model():
@@ -640,7 +667,7 @@ def v_logits(ds, method):
 
 def v_eval_ames(ds, method):
     a = config["ames"]
-    keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "bootstrap")
+    keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "bootstrap", "fusion")
     val = v_logits(VAL, method) if a["select"] == "validation" else None
     return stable_hash({"logits": v_logits(ds, method), "validation": val, "global": v_eval(ds),
                         **{k: a[k] for k in keys}, "csv_top": config["evaluate"]["csv_top"]})
@@ -686,7 +713,7 @@ def ames_versions(ds, method):
 
 def ames_hyperparameters(ds, method):
     a = config["ames"]
-    keys = ("q_desc", "db_desc", "num_rerank", "lambda", "gamma", "select", "fixed", "validation_split",
+    keys = ("q_desc", "db_desc", "num_rerank", "lambda", "gamma", "select", "fusion", "fixed", "validation_split",
             "junk_mode", "model", "train")
     out = {"global": global_hyperparameters(ds), **{k: a[k] for k in keys}}
     if ames_checkpoint(method):

@@ -31,5 +31,6 @@ evaluate_ames_stage(
     versions=snakemake.params.versions,
     hyperparameters=snakemake.params.hyperparameters,
     preset=snakemake.params.preset,
+    fusion=snakemake.params.fusion,
 )
 write_rule_manifest(snakemake, "evaluate_ames")

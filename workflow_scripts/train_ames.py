@@ -21,4 +21,9 @@ train_stage(
     device=snakemake.params.device,
     teacher_path=snakemake.input.get("teacher"),
     itq_path=snakemake.input.get("itq"),
+    validation=(
+        {**snakemake.params.validation, "query": snakemake.input.val_query, "db": snakemake.input.val_db,
+         "knn": snakemake.input.val_knn, "gnd": snakemake.input.val_gnd, "lists": snakemake.input.val_lists}
+        if snakemake.params.get("validation") else None
+    ),
 )

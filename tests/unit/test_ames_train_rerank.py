@@ -10,6 +10,7 @@ from retrieval.methods.ames.rerank import (
     GridSweep,
     compute_logits,
     evaluate_protocol_rankings,
+    fusion_logits,
     grid_rankings,
     lookup_logits,
     needed_pairs,
@@ -102,6 +103,38 @@ def test_training_is_deterministic_and_learns():
     assert c1[-1]["loss"] < c1[0]["loss"]
 
 
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
+    data = tiny_training_data()
+    cfg = TrainConfig(**{**TCFG.to_dict(), "epochs": 8, "patience": 2})
+    scores = iter([0.1, 0.5, 0.4, 0.45, 0.9, 0.2])  # best at epoch 2; epochs 3, 4 are worse: stop after epoch 4
+    seen = []
+
+    def validate(model):
+        assert not model.training  # scored as at re-ranking (float16-rounded database tokens)
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    model, curves = train_ames(*data, CFG, cfg, validate=validate)
+    assert [c["epoch"] for c in curves] == [1, 2, 3, 4]
+    assert [c["validation"] for c in curves] == [0.1, 0.5, 0.4, 0.45]
+    assert [c["kept"] for c in curves] == [False, True, False, False]
+    for k, v in model.state_dict().items():  # the weights of epoch 2, not of the last epoch
+        assert torch.equal(v, seen[1][k]), k
+    assert any(not torch.equal(seen[1][k], seen[3][k]) for k in seen[1])
+    # the learning-rate schedule is the one of all 8 epochs (stopping early does not compress it)
+    full, curves_full = train_ames(*data, CFG, TrainConfig(**{**TCFG.to_dict(), "epochs": 8}))
+    assert curves_full[1]["lr"] == curves[1]["lr"] and "validation" not in curves_full[0]
+    # without patience the validation function is never called
+    _, c0 = train_ames(*data, CFG, TCFG, validate=lambda m: pytest.fail("validated without patience"))
+    assert len(c0) == TCFG.epochs
+    # min_delta: an improvement smaller than it does not count
+    scores2 = iter([0.5, 0.52, 0.53])
+    _, c2 = train_ames(*data, CFG, TrainConfig(**{**cfg.to_dict(), "min_delta": 0.05}), validate=lambda m: next(scores2))
+    assert len(c2) == 3 and [c["kept"] for c in c2] == [True, False, False]
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=-1)
+
+
 def test_mimetic_init_sets_the_attention_products():
     torch.manual_seed(0)
     model = AMES(CFG)
@@ -163,6 +196,33 @@ def test_fusion_hand_example():
     np.testing.assert_array_equal(rerank(shortlist, g, logits, 0.0, 1.0, 3), [[3, 9, 5, 1]])
     # lambda 0.5, gamma 1: s = 0.45+0.5*sig(-5)=0.453, 0.4+0.5*sig(5)=0.897, 0.35+0.25=0.6, 0.3+0.5*sig(9)=0.8
     np.testing.assert_array_equal(rerank(shortlist, g, logits, 0.5, 1.0, 4), [[3, 1, 9, 5]])
+
+
+def test_promote_fusion_lifts_matches_and_keeps_the_global_order_of_the_rest():
+    shortlist = np.array([[5, 3, 9, 1, 7]])
+    g = np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32)
+    logits = [np.array([-6.0, -0.5, 2.0, -1.0, 0.5], np.float32)]
+    clipped = fusion_logits(logits, "promote")
+    np.testing.assert_array_equal(clipped[0], [0.0, 0.0, 2.0, 0.0, 0.5])
+    np.testing.assert_array_equal(logits[0], [-6.0, -0.5, 2.0, -1.0, 0.5])  # the cached logits are not modified
+    assert fusion_logits(logits, "sigmoid")[0] is logits[0]
+    # promote, lambda 0: the images with a positive logit first (by logit), then the others in their global order
+    for gamma in (0.1, 2.0):
+        np.testing.assert_array_equal(rerank(shortlist, g, clipped[0][None], 0.0, gamma, 5), [[9, 7, 5, 3, 1]])
+    # promote, lambda 0.5: 0.45+0.25, 0.4+0.25, 0.35+0.5*sig(2)=0.790, 0.3+0.25, 0.25+0.5*sig(0.5)=0.561
+    np.testing.assert_array_equal(rerank(shortlist, g, clipped[0][None], 0.5, 1.0, 5), [[9, 5, 3, 7, 1]])
+    # AMES's rule demotes the confident non-match (5, logit -6) below every other image at lambda 0
+    np.testing.assert_array_equal(rerank(shortlist, g, logits[0][None], 0.0, 1.0, 5), [[9, 7, 3, 1, 5]])
+    # the grid sweep reads the same clipped logits: a query whose positive (5) has a negative logit keeps AP 1
+    gnd = [{"easy": [5], "hard": [], "junk": []}]
+    pairs = [np.sort(shortlist[0])]
+    order = np.argsort(shortlist[0])
+    sw = GridSweep({p: shortlist for p in "EMH"}, {p: g for p in "EMH"}, pairs, [clipped[0][order]], gnd, 10, [5])
+    assert sw.mean_ap(0.9, 1.0, 5)["E"] == pytest.approx(100.0)
+    sw = GridSweep({p: shortlist for p in "EMH"}, {p: g for p in "EMH"}, pairs, [clipped[0][order]], gnd, 10, [5])
+    assert sw.mean_ap(0.0, 1.0, 5)["E"] == pytest.approx(100.0 / 6, abs=1e-4)  # lifted 9 and 7 first: (0 + 1/3) / 2
+    with pytest.raises(ValueError, match="ames.fusion"):
+        fusion_logits(logits, "max")
 
 
 def test_ames_junk_mode_moves_ignored_images_last():

@@ -41,10 +41,16 @@ def test_training_curves_and_manifests(tiny_ames):
     v = res["versions"]
     curves = load_json(tiny_ames / f"results/ames_model/{v['ames_model']}/curves.json")
     assert len(curves) == 2 and {"loss", "pair_accuracy", "lr"} <= set(curves[0])
+    # early stopping scored every epoch on the validation split and kept the best one
+    assert all(0.0 <= c["validation"] <= 100.0 for c in curves) and sum(c["kept"] for c in curves) == 1
+    best = max(curves, key=lambda c: c["validation"])
+    assert next(c for c in curves if c["kept"])["validation"] == best["validation"]
     student = load_json(tiny_ames / f"results/ames_binary_model/{v['ames_binary_model']}/curves.json")
     assert all(c["distill_mse"] > 0 for c in student)
     man = load_json(tiny_ames / f"results/ames_model/{v['ames_model']}/manifest.json")
     assert man["fitted_on"] == "demo-train" and man["device"] == "cpu"
+    assert man["validation_split"] == "demo-val" and man["kept"]["kept"]
+    assert "validation" not in student[0]  # the student distils for its epochs, no early stopping
 
 
 def test_grid_change_reuses_the_logits(tiny_ames, tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 
 from retrieval.evaluation.metrics import evaluate_rankings
 from retrieval.methods.ames.model import load_checkpoint
-from retrieval.methods.ames.rerank import compute_logits, rerank
+from retrieval.methods.ames.rerank import compute_logits, fusion_logits, rerank
 from retrieval.methods.sv import SVConfig, rerank_by_inliers, verify_shortlists
 from retrieval.runtime import atomic_path, read_json, resolve_device, write_json
 from retrieval.stores.global_store import read_neighbours
@@ -79,8 +79,9 @@ def descriptor_sweep_stage(model_paths: dict[str, str], ames_results: dict[str, 
                 def reader(rows_: np.ndarray, c=c) -> tuple[np.ndarray, np.ndarray]:
                     return fd["descriptors"][rows_, :c], fd["count"][rows_]
 
-                logits = np.stack(compute_logits(model, q_all, q_count, reader, pairs, q_all.shape[1], int(c),
-                                                 batch=batch, device=device))
+                logits = np.stack(fusion_logits(compute_logits(model, q_all, q_count, reader, pairs, q_all.shape[1],
+                                                               int(c), batch=batch, device=device),
+                                                chosen.get("fusion", "sigmoid")))
                 add(method, c, rerank(ids, sims, logits, lam, gamma, k), time.time() - t0, dim)
 
     result = {"dataset": dataset, "global_mAP": base, "q_desc": {"ames": q_desc, "sv": sv_cfg["q_desc"]},

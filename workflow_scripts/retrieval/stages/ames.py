@@ -23,6 +23,7 @@ from retrieval.methods.ames.rerank import (
     GridSweep,
     compute_logits,
     evaluate_protocol_rankings,
+    fusion_logits,
     grid_rankings,
     lookup_logits,
     needed_pairs,
@@ -55,6 +56,32 @@ def _load_local(path: str | Path, max_desc: int | None = None) -> tuple[np.ndarr
         return desc, f["count"][:]
 
 
+def make_validator(query_local: str | Path, db_local: str | Path, knn_path: str | Path, gnd_path: str | Path,
+                   lists_path: str | Path, q_desc: int, db_desc: int, num_rerank: int, lambdas: Sequence[float],
+                   gammas: Sequence[float], junk_mode: str = "none", batch: int = 128, device: str = "cpu",
+                   fusion: str = "sigmoid"):
+    """``validate(model) -> float``: the best Medium mAP over the ``lambdas x gammas`` fusion grid at ``num_rerank`` on
+    a validation split (its global shortlist re-ranked with the model's logits), as the evaluation selects a point
+    there. Descriptors and shortlists are read once; each call computes the logits of the shortlisted pairs."""
+    fusion_logits([], fusion)  # an unknown fusion fails before training starts
+    ids, sims, _ = read_neighbours(knn_path)
+    gnd = read_json(gnd_path)["gnd"]
+    n_db = len(read_json(lists_path)["db"])
+    q_descs, q_counts = _load_local(query_local, q_desc)
+    d_descs, d_counts = _load_local(db_local, db_desc)
+    shortlists = protocol_shortlists(ids, gnd, junk_mode)
+    sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
+    pairs = needed_pairs(shortlists, num_rerank)
+
+    def validate(model) -> float:
+        logits = compute_logits(model, q_descs, q_counts, lambda rows: (d_descs[rows], d_counts[rows]), pairs, q_desc,
+                                db_desc, batch=batch, device=device)
+        sweep = GridSweep(shortlists, sl_sims, pairs, fusion_logits(logits, fusion), gnd, n_db, [num_rerank])
+        return max(sweep.mean_ap(lam, gamma, num_rerank)["M"] or 0.0 for lam in lambdas for gamma in gammas)
+
+    return validate
+
+
 def fit_itq_stage(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, cfg: dict[str, Any],
                   version: str, preset: str, training_split: str) -> None:
 
@@ -73,7 +100,10 @@ def fit_itq_stage(local_path: str | Path, out_path: str | Path, manifest_path: s
 def train_stage(local_path: str | Path, lists_path: str | Path, knn_path: str | Path, out_model: str | Path,
                 out_curves: str | Path, manifest_path: str | Path, model_cfg: dict[str, Any], train_cfg: dict[str, Any],
                 version: str, preset: str, training_split: str, device: str, teacher_path: str | None = None,
-                itq_path: str | None = None) -> None:
+                itq_path: str | None = None, validation: dict[str, Any] | None = None) -> None:
+    """``validation``: early stopping on a validation split (``train.patience`` > 0): the paths ``query``, ``db``
+    (local stores), ``knn``, ``gnd``, ``lists`` and the arguments of ``make_validator`` (``q_desc``, ``db_desc``,
+    ``num_rerank``, ``lambdas``, ``gammas``, ``junk_mode``, ``split``)."""
 
     device = resolve_device(device)
     binarized = teacher_path is not None
@@ -89,12 +119,22 @@ def train_stage(local_path: str | Path, lists_path: str | Path, knn_path: str | 
     cfg = AmesConfig(local_dim=int(desc.shape[2]), binarized=binarized, **model_cfg)
     teacher = load_checkpoint(teacher_path)[0] if teacher_path else None
     itq = load_npz(itq_path) if itq_path else None
-    model, curves = train_ames(desc, counts, labels, ids, sims, cfg, tcfg, teacher=teacher, init_itq=itq, device=device)
+    validate = None
+    if validation and tcfg.patience > 0:
+        v = validation
+        validate = make_validator(v["query"], v["db"], v["knn"], v["gnd"], v["lists"], v["q_desc"], v["db_desc"],
+                                  v["num_rerank"], v["lambdas"], v["gammas"], v.get("junk_mode", "none"), device=device,
+                                  fusion=v.get("fusion", "sigmoid"))
+        m.add_input("validation_knn", v["knn"])
+    model, curves = train_ames(desc, counts, labels, ids, sims, cfg, tcfg, teacher=teacher, init_itq=itq, device=device,
+                               validate=validate)
     save_checkpoint(str(out_model), model.cpu(), {"trained_on": training_split, "version": version,
                                                   "teacher": teacher_path, "train": train_cfg})
     write_json(out_curves, curves)
     m.add_input("knn", knn_path)
-    m.write(manifest_path, outputs=[out_model, out_curves], final=curves[-1] if curves else None)
+    kept = next((c for c in curves if c.get("kept")), curves[-1] if curves else None)
+    m.write(manifest_path, outputs=[out_model, out_curves], final=curves[-1] if curves else None, kept=kept,
+            validation_split=(validation or {}).get("split") if validate else None)
 
 
 def ames_store_stage(model_path: str | Path, db_local: str | Path, out_path: str | Path, manifest_path: str | Path,
@@ -217,7 +257,9 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
                         out_grid: str | Path, dataset: str, method: str, grid: dict[str, Sequence[float]],
                         select: str, fixed: dict[str, float], val_paths: dict[str, str] | None, validation_split: str | None,
                         junk_mode: str, n_bootstrap: int, csv_top: int, versions: dict[str, str],
-                        hyperparameters: dict[str, Any], preset: str) -> None:
+                        hyperparameters: dict[str, Any], preset: str, fusion: str = "sigmoid") -> None:
+    """``fusion``: how the logits enter the fused score (``ames_rerank.fusion_logits``), on the validation split and
+    the evaluated dataset alike."""
 
 
     t0 = time.time()
@@ -227,6 +269,7 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
         raise ValueError(f"{dataset}: no ground truth, so AMES parameters cannot be evaluated; use the global ranking")
     n_db = len(lists["db"])
     pairs, logits, lattrs = read_logits(logits_path)
+    logits = fusion_logits(logits, fusion)
     if max(grid["num_rerank"]) > lattrs["max_rerank"]:
         raise ValueError(f"{logits_path}: logits cover num_rerank <= {lattrs['max_rerank']}, grid asks {max(grid['num_rerank'])}")
 
@@ -241,12 +284,14 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
         v_ids, v_sims, _ = read_neighbours(val_paths["knn"])
         v_gnd, v_lists = read_json(val_paths["gnd"]), read_json(val_paths["lists"])
         v_pairs, v_logits, _ = read_logits(val_paths["logits"])
+        v_logits = fusion_logits(v_logits, fusion)
         v_rows, _, _ = _sweep(v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid)
         chosen = _best(v_rows)
         chosen = {"num_rerank": chosen["num_rerank"], "lambda": chosen["lambda"], "gamma": chosen["gamma"],
                   "selected_on": validation_split, "validation_mAP": {p: chosen[f"mAP_{p}"] for p in PROTOCOLS}}
     else:
         chosen = {**fixed, "selected_on": "fixed (configuration)"}
+    chosen["fusion"] = fusion
     t_sel = time.time()
     if gldv2:
         rows = gldv2_rows

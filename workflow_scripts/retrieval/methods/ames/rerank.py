@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 
 
 JUNK_MODES = ("none", "ames")
+FUSIONS = ("sigmoid", "promote")
+
+
+def fusion_logits(logits: Sequence[np.ndarray], fusion: str) -> list[np.ndarray]:
+    """The logits the fusion reads. ``sigmoid``: as they are (AMES's rule). ``promote``: clipped at 0 (the model's
+    probability of a match clipped at 1/2), so the model can lift an image it finds matching above the others, while
+    the images it finds no match for keep their global order among themselves: no match among a few hundred local
+    descriptors is weak evidence on real photos (other parts of the scene, other scales), a confident match is strong
+    (README, "AMES re-ranking")."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"ames.fusion must be one of {FUSIONS}, got {fusion!r}")
+    if fusion == "sigmoid":
+        return list(logits)
+    return [np.maximum(np.asarray(lg, np.float32), np.float32(0.0)) for lg in logits]
 
 
 def protocol_shortlists(ids: np.ndarray, gnd: Sequence[dict[str, Any]] | None, junk_mode: str) -> dict[str, np.ndarray]:

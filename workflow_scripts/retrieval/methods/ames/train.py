@@ -16,11 +16,12 @@ training set it is what lets the cross-attention find matching descriptors (READ
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -50,8 +51,18 @@ class TrainConfig:
     init: str = "default"  # default (torch's, as the official code) | mimetic
     mimetic_qk: tuple[float, float] = (0.7, 0.7)  # (alpha, beta) of W_q^T W_k ~ alpha Z + beta I
     mimetic_vo: tuple[float, float] = (0.4, 0.4)  # (alpha, beta) of W_o W_v ~ alpha Z - beta I
+    # Early stopping on a validation split (used only when the caller passes a validation function): after every
+    # epoch the model is scored there; training stops once ``patience`` epochs in a row have not beaten the best
+    # score by more than ``min_delta``, and the best epoch's weights are returned. 0: no validation, all epochs.
+    patience: int = 0
+    min_delta: float = 0.0
+    validation_rerank: int = 25  # the shortlist length re-ranked on the validation split (read by the caller)
 
     def __post_init__(self) -> None:
+        if self.patience < 0:
+            raise ValueError(f"ames.train.patience: expected >= 0, got {self.patience}")
+        if self.validation_rerank < 1:
+            raise ValueError(f"ames.train.validation_rerank: expected >= 1, got {self.validation_rerank}")
         if self.init not in ("default", "mimetic"):
             raise ValueError(f"ames.train.init: '{self.init}' is not one of default, mimetic")
         for key in ("mimetic_qk", "mimetic_vo"):
@@ -147,8 +158,13 @@ def _gather(desc: np.ndarray, counts: np.ndarray, rows: np.ndarray, length: int)
 
 def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np.ndarray, sims: np.ndarray,
                model_cfg: AmesConfig, cfg: TrainConfig, teacher: AMES | None = None, init_itq: dict[str, np.ndarray] | None = None,
-               device: str = "cpu") -> tuple[AMES, list[dict[str, float]]]:
-    """Train (or, with ``teacher``, distil) an AMES model; returns the model and per-epoch curves."""
+               device: str = "cpu", validate: Callable[[AMES], float] | None = None) -> tuple[AMES, list[dict[str, float]]]:
+    """Train (or, with ``teacher``, distil) an AMES model; returns the model and per-epoch curves.
+
+    ``validate(model) -> score`` (higher is better; e.g. Medium mAP on a validation split), when given and
+    ``cfg.patience`` > 0, is called after every epoch (the model is put back in training mode after it); the weights
+    of the best epoch are returned and training stops after ``patience`` epochs without an improvement of more than
+    ``cfg.min_delta``. The learning-rate schedule stays the one of ``cfg.epochs``."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = AMES(model_cfg)
@@ -182,6 +198,8 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
     log.info("training on %d valid anchors of %d images: %d epochs x %d steps, %d triplets per step, teacher: %s",
              len(anchors), len(labels), cfg.epochs, steps_per_epoch, per_batch, teacher is not None)
     curves = []
+    use_val = validate is not None and cfg.patience > 0
+    best_score, best_epoch, best_state, since_best = -math.inf, 0, None, 0
     for epoch in range(cfg.epochs):
         t0 = time.time()
         triplets = sample_triplets(anchors, ids, sims, labels, cfg.num_candidates, rng)
@@ -222,4 +240,25 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
         log.info("epoch %d: loss %.4f, pair accuracy %.3f, mse %.4f, %.1f s", epoch + 1, curves[-1]["loss"],
                  curves[-1]["pair_accuracy"], curves[-1]["distill_mse"], curves[-1]["seconds"])
         fault_point("train")
+        if use_val:
+            tv = time.time()
+            model.eval()  # as at re-ranking (database tokens rounded through float16)
+            with torch.no_grad():
+                score = float(validate(model))
+            model.train()
+            curves[-1].update({"validation": score, "validation_seconds": time.time() - tv})
+            if score > best_score + cfg.min_delta:
+                best_score, best_epoch, since_best = score, epoch + 1, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since_best += 1
+            log.info("epoch %d: validation %.4f (best %.4f at epoch %d), %.1f s", epoch + 1, score, best_score,
+                     best_epoch, curves[-1]["validation_seconds"])
+            if since_best >= cfg.patience:
+                log.info("early stop after epoch %d: %d epochs without improvement", epoch + 1, since_best)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        for c in curves:
+            c["kept"] = c["epoch"] == best_epoch
     return model.eval(), curves
