@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install rule-times
+.PHONY: demo test lint format install rule-times
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores all results/demo_ames.json
 
-# The test suite (unit, workflow, end to end on the tiny demo and on ../shared/datasets/landmarks-mini).
-test: $(STAMP)
+# The test suite (lint, then unit, workflow, end to end on the tiny demo and on ../shared/datasets/landmarks-mini).
+test: lint
 	$(VENV)/bin/python -m pytest -rs tests
+
+# Lint and formatting checks (part of `make test`): ruff for the Python, snakefmt for the rules.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/snakefmt --check Snakefile rules
+
+# Apply the formatters (what `make lint` checks).
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/snakefmt Snakefile rules
 
 # Where the time went: wall and CPU seconds per rule, summed from the Snakemake benchmark files under benchmarks/.
 rule-times: $(STAMP)

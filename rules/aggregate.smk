@@ -8,19 +8,19 @@ rule aggregate_vlad:
     output:
         vlad="results/vlad/{dataset}/{space}/{ver}/{split}.h5",
         manifest="results/vlad/{dataset}/{space}/{ver}/{split}.manifest.json",
-    params:
-        preset=PRESET,
-        alpha=lambda w: (check_version(w, v_vlad(w.dataset, w.space)), config["aggregate"]["alpha"])[1],
     log:
         "logs/aggregate_vlad/{dataset}/{space}/{ver}/{split}.log",
     benchmark:
         "benchmarks/aggregate_vlad/{dataset}/{space}/{ver}/{split}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        preset=PRESET,
+        alpha=lambda w: (check_version(w, v_vlad(w.dataset, w.space)), config["aggregate"]["alpha"])[1],
     script:
         "../workflow_scripts/aggregate_vlad.py"
 
@@ -32,18 +32,18 @@ rule backbone_global:
     output:
         descriptors="results/global_backbone/{dataset}/{ver}/{split}.h5",
         manifest="results/global_backbone/{dataset}/{ver}/{split}.manifest.json",
-    params:
-        check=lambda w: check_version(w, v_global(w.dataset)),
-        backbone=lambda w: shortlist_backbone(),
-        preset=PRESET,
     log:
         "logs/backbone_global/{dataset}/{ver}/{split}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        check=lambda w: check_version(w, v_global(w.dataset)),
+        backbone=lambda w: shortlist_backbone(),
+        preset=PRESET,
     script:
         "../workflow_scripts/backbone_global.py"
 
@@ -56,15 +56,15 @@ rule import_global:
     output:
         descriptors="results/global_import/{dataset}/{ver}/{split}.h5",
         manifest="results/global_import/{dataset}/{ver}/{split}.manifest.json",
-    params:
-        check=lambda w: check_version(w, v_global(w.dataset)),
     log:
         "logs/import_global/{dataset}/{ver}/{split}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        check=lambda w: check_version(w, v_global(w.dataset)),
     script:
         "../workflow_scripts/import_global.py"

@@ -7,17 +7,17 @@ rule knn_train:
     output:
         knn="results/knn_train/{ver}/knn.h5",
         manifest="results/knn_train/{ver}/manifest.json",
-    params:
-        preset=PRESET,
-        k=lambda w: (check_version(w, v_knn_train()), config["ames"]["train"]["num_candidates"])[1],
     log:
         "logs/knn_train/{ver}.log",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        preset=PRESET,
+        k=lambda w: (check_version(w, v_knn_train()), config["ames"]["train"]["num_candidates"])[1],
     script:
         "../workflow_scripts/knn_train.py"
 
@@ -28,18 +28,18 @@ rule itq:
     output:
         itq="results/itq/{ver}/itq.npz",
         manifest="results/itq/{ver}/manifest.json",
-    params:
-        config=lambda w: (check_version(w, v_itq()), config["ames"]["itq"])[1],
-        training_split=TRAIN,
-        preset=PRESET,
     log:
         "logs/itq/{ver}.log",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        config=lambda w: (check_version(w, v_itq()), config["ames"]["itq"])[1],
+        training_split=TRAIN,
+        preset=PRESET,
     script:
         "../workflow_scripts/itq.py"
 
@@ -54,6 +54,18 @@ rule train_ames:
         model="results/ames_model/{ver}/model.pt",
         curves="results/ames_model/{ver}/curves.json",
         manifest="results/ames_model/{ver}/manifest.json",
+    log:
+        "logs/train_ames/{ver}.log",
+    benchmark:
+        "benchmarks/train_ames/{ver}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
+        mem_mb=8000,
+        runtime=240,
     params:
         model=lambda w: (check_version(w, v_ames_model()), config["ames"]["model"])[1],
         train=config["ames"]["train"],
@@ -61,18 +73,6 @@ rule train_ames:
         device=config["ames"]["device"],
         training_split=TRAIN,
         preset=PRESET,
-    log:
-        "logs/train_ames/{ver}.log",
-    benchmark:
-        "benchmarks/train_ames/{ver}.tsv"
-    threads: config["threads"]
-    resources:
-        gpu=gpu_resource(1),
-        gres=gres_resource(1),
-        mem_mb=8000,
-        runtime=240,
-    conda:
-        ENV
     script:
         "../workflow_scripts/train_ames.py"
 
@@ -88,24 +88,24 @@ rule train_ames_binary:
         model="results/ames_binary_model/{ver}/model.pt",
         curves="results/ames_binary_model/{ver}/curves.json",
         manifest="results/ames_binary_model/{ver}/manifest.json",
-    params:
-        model=lambda w: (check_version(w, v_ames_binary_model()), config["ames"]["model"])[1],
-        train=distill_train_config(),
-        device=config["ames"]["device"],
-        training_split=TRAIN,
-        preset=PRESET,
     log:
         "logs/train_ames_binary/{ver}.log",
     benchmark:
         "benchmarks/train_ames_binary/{ver}.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         gpu=gpu_resource(1),
         gres=gres_resource(1),
         mem_mb=8000,
         runtime=240,
-    conda:
-        ENV
+    params:
+        model=lambda w: (check_version(w, v_ames_binary_model()), config["ames"]["model"])[1],
+        train=distill_train_config(),
+        device=config["ames"]["device"],
+        training_split=TRAIN,
+        preset=PRESET,
     script:
         "../workflow_scripts/train_ames.py"
 
@@ -118,24 +118,24 @@ rule ames_store:
     output:
         store="results/ames_store/{dataset}/{ver}/{method}.h5",
         manifest="results/ames_store/{dataset}/{ver}/{method}.manifest.json",
-    wildcard_constraints:
-        method="ames|ames_binary",
-    params:
-        db_desc=lambda w: (check_version(w, v_ames_store(w.dataset, w.method)), config["ames"]["db_desc"])[1],
-        device=config["ames"]["device"],
-        preset=PRESET,
     log:
         "logs/ames_store/{dataset}/{ver}/{method}.log",
     benchmark:
         "benchmarks/ames_store/{dataset}/{ver}/{method}.tsv"
+    wildcard_constraints:
+        method="ames|ames_binary",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         gpu=gpu_resource(1),
         gres=gres_resource(1),
         mem_mb=4000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        db_desc=lambda w: (check_version(w, v_ames_store(w.dataset, w.method)), config["ames"]["db_desc"])[1],
+        device=config["ames"]["device"],
+        preset=PRESET,
     script:
         "../workflow_scripts/ames_store.py"
 
@@ -150,8 +150,20 @@ rule ames_logits:
     output:
         logits="results/ames_logits/{dataset}/{ver}/{method}.h5",
         manifest="results/ames_logits/{dataset}/{ver}/{method}.manifest.json",
+    log:
+        "logs/ames_logits/{dataset}/{ver}/{method}.log",
+    benchmark:
+        "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
     wildcard_constraints:
         method="ames|ames_binary",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpu_resource(1),
+        gres=gres_resource(1),
+        mem_mb=8000,
+        runtime=240,
     params:
         preset=PRESET,
         q_desc=lambda w: (check_version(w, v_logits(w.dataset, w.method)), config["ames"]["q_desc"])[1],
@@ -160,18 +172,6 @@ rule ames_logits:
         junk_mode=config["ames"]["junk_mode"],
         batch=config["ames"]["batch_pairs"],
         device=config["ames"]["device"],
-    log:
-        "logs/ames_logits/{dataset}/{ver}/{method}.log",
-    benchmark:
-        "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
-    threads: config["threads"]
-    resources:
-        gpu=gpu_resource(1),
-        gres=gres_resource(1),
-        mem_mb=8000,
-        runtime=240,
-    conda:
-        ENV
     script:
         "../workflow_scripts/ames_logits.py"
 
@@ -185,8 +185,16 @@ rule evaluate_ames:
         csv="results/eval/{dataset}/{ver}/{method}_neighbours.csv",
         grid="results/eval/{dataset}/{ver}/{method}_grid.csv",
         manifest="results/eval/{dataset}/{ver}/{method}.manifest.json",
+    log:
+        "logs/evaluate_ames/{dataset}/{ver}/{method}.log",
     wildcard_constraints:
         method="ames|ames_binary",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         grid=lambda w: (
             check_version(w, v_eval_ames(w.dataset, w.method)),
@@ -202,13 +210,5 @@ rule evaluate_ames:
         versions=lambda w: ames_versions(w.dataset, w.method),
         hyperparameters=lambda w: ames_hyperparameters(w.dataset, w.method),
         preset=PRESET,
-    log:
-        "logs/evaluate_ames/{dataset}/{ver}/{method}.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/evaluate_ames.py"

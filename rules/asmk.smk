@@ -11,21 +11,21 @@ rule asmk_codebook:
     output:
         codebook="results/asmk_codebook/{space}/{ver}/codebook.npz",
         manifest="results/asmk_codebook/{space}/{ver}/manifest.json",
+    log:
+        "logs/asmk_codebook/{space}/{ver}.log",
+    benchmark:
+        "benchmarks/asmk_codebook/{space}/{ver}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
     params:
         config=lambda w: (check_version(w, v_asmk_codebook(w.space)), config["asmk"]["codebook"])[1],
         training_split=lambda w: w.space,
         local_version=lambda w: v_local(w.space),
         preset=PRESET,
-    log:
-        "logs/asmk_codebook/{space}/{ver}.log",
-    benchmark:
-        "benchmarks/asmk_codebook/{space}/{ver}.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        ENV
     script:
         "../workflow_scripts/asmk_codebook.py"
 
@@ -37,19 +37,19 @@ rule asmk_ivf:
     output:
         ivf="results/asmk_ivf/{dataset}/{ver}/ivf.h5",
         manifest="results/asmk_ivf/{dataset}/{ver}/manifest.json",
-    params:
-        asmk=lambda w: (check_version(w, v_asmk_ivf(w.dataset)), asmk_kernel_config())[1],
-        preset=PRESET,
     log:
         "logs/asmk_ivf/{dataset}/{ver}.log",
     benchmark:
         "benchmarks/asmk_ivf/{dataset}/{ver}.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        asmk=lambda w: (check_version(w, v_asmk_ivf(w.dataset)), asmk_kernel_config())[1],
+        preset=PRESET,
     script:
         "../workflow_scripts/asmk_ivf.py"
 
@@ -63,19 +63,19 @@ rule asmk_search:
     output:
         knn="results/asmk_search/{dataset}/{ver}/knn.h5",
         manifest="results/asmk_search/{dataset}/{ver}/manifest.json",
-    params:
-        asmk=lambda w: (check_version(w, v_asmk_search(w.dataset)), asmk_kernel_config())[1],
-        preset=PRESET,
     log:
         "logs/asmk_search/{dataset}/{ver}.log",
     benchmark:
         "benchmarks/asmk_search/{dataset}/{ver}.tsv"
+    conda:
+        ENV
     threads: 1  # the query side's cost per query is measured on one thread, as sv's
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        asmk=lambda w: (check_version(w, v_asmk_search(w.dataset)), asmk_kernel_config())[1],
+        preset=PRESET,
     script:
         "../workflow_scripts/asmk_search.py"
 
@@ -86,13 +86,13 @@ if config["shortlist"]["source"] == "asmk":
         output:
             knn="results/knn/{dataset}/{ver}/knn.h5",
             manifest="results/knn/{dataset}/{ver}/manifest.json",
-        params:
-            asmk=lambda w: (check_version(w, v_knn(w.dataset)), asmk_kernel_config())[1],
-            preset=PRESET,
         log:
             "logs/knn/{dataset}/{ver}.log",
         benchmark:
             "benchmarks/knn/{dataset}/{ver}.tsv"
+        params:
+            asmk=lambda w: (check_version(w, v_knn(w.dataset)), asmk_kernel_config())[1],
+            preset=PRESET,
 
 
 rule evaluate_asmk:
@@ -107,6 +107,14 @@ rule evaluate_asmk:
         ranking="results/eval/{dataset}/{ver}/asmk_ranking.h5",
         csv="results/eval/{dataset}/{ver}/asmk_neighbours.csv",
         manifest="results/eval/{dataset}/{ver}/asmk.manifest.json",
+    log:
+        "logs/evaluate_asmk/{dataset}/{ver}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         check=lambda w: check_version(w, v_asmk_eval(w.dataset)),
         n_bootstrap=config["ames"]["bootstrap"],
@@ -115,13 +123,5 @@ rule evaluate_asmk:
         versions=lambda w: asmk_versions(w.dataset),
         hyperparameters=lambda w: {"global": global_hyperparameters(), "training_split": TRAIN, "asmk": config["asmk"]},
         preset=PRESET,
-    log:
-        "logs/evaluate_asmk/{dataset}/{ver}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/evaluate_asmk.py"

@@ -17,19 +17,19 @@ rule benchmark_ames:
         ),
     output:
         "results/benchmarks/ames_throughput.json",
-    params:
-        config=config["benchmark"]["ames"],
-        sv=config["sv"],
     log:
         "logs/benchmark_ames.log",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         gpu=gpu_resource(1),
         gres=gres_resource(1),
         mem_mb=8000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        config=config["benchmark"]["ames"],
+        sv=config["sv"],
     script:
         "../workflow_scripts/benchmark_ames.py"
 
@@ -48,23 +48,27 @@ rule descriptor_sweep:
         json="results/benchmarks/{dataset}_descriptors.json",
         png="results/benchmarks/{dataset}_descriptors.png",
         md="results/benchmarks/{dataset}_descriptors.md",
-    params:
-        sweep=config["benchmark"]["descriptors"],
-        sv=config["sv"],
-        q_desc=config["ames"]["q_desc"],
-        batch=config["ames"]["batch_pairs"],
-        device=config["ames"]["device"],
-        versions=lambda w: {**versions(w.dataset), "ames_model": v_ames_model(), "ames_binary_model": v_ames_binary_model()},
     log:
         "logs/descriptor_sweep/{dataset}.log",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         gpu=gpu_resource(1),
         gres=gres_resource(1),
         mem_mb=8000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        sweep=config["benchmark"]["descriptors"],
+        sv=config["sv"],
+        q_desc=config["ames"]["q_desc"],
+        batch=config["ames"]["batch_pairs"],
+        device=config["ames"]["device"],
+        versions=lambda w: {
+            **versions(w.dataset),
+            "ames_model": v_ames_model(),
+            "ames_binary_model": v_ames_binary_model(),
+        },
     script:
         "../workflow_scripts/descriptor_sweep.py"
 
@@ -80,19 +84,19 @@ rule benchmark_scale:
         query_local=lambda w: local_store(w.dataset, "query"),
     output:
         "results/benchmarks/{dataset}_scale.json",
+    log:
+        "logs/benchmark_scale/{dataset}.log",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=120,
     params:
         config=config["benchmark"]["scale"],
         q_desc=config["ames"]["q_desc"],
         db_desc=config["ames"]["db_desc"],
         device=config["ames"]["device"],
-    log:
-        "logs/benchmark_scale/{dataset}.log",
-    threads: config["threads"]
-    resources:
-        mem_mb=6000,
-        runtime=120,
-    conda:
-        ENV
     script:
         "../workflow_scripts/benchmark_scale.py"
 
@@ -104,17 +108,17 @@ rule benchmark_extract:
         lists=lambda w: f"{lists_dir('demo')}/lists.json",
     output:
         "results/benchmarks/extract_throughput.json",
-    params:
-        config=config["benchmark"]["extract"],
     log:
         "logs/benchmark_extract.log",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         gpu=gpu_resource(1),
         gres=gres_resource(1),
         mem_mb=8000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        config=config["benchmark"]["extract"],
     script:
         "../workflow_scripts/benchmark_extract.py"

@@ -8,20 +8,20 @@ rule codebook:
     output:
         codebook="results/codebook/{dataset}/{ver}/codebook.npz",
         manifest="results/codebook/{dataset}/{ver}/manifest.json",
+    log:
+        "logs/codebook/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/codebook/{dataset}/{ver}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         config=lambda w: (check_version(w, v_codebook(w.dataset)), config["codebook"])[1],
         training_split=lambda w: w.dataset,
         local_version=lambda w: v_local(w.dataset),
         preset=PRESET,
-    log:
-        "logs/codebook/{dataset}/{ver}.log",
-    benchmark:
-        "benchmarks/codebook/{dataset}/{ver}.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        ENV
     script:
         "../workflow_scripts/codebook.py"

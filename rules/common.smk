@@ -26,7 +26,6 @@ ENV = f"../envs/retrieval-{config['software_env']}.yaml"
 PRESET = config["preset"]
 
 
-
 wildcard_constraints:
     dataset=DATASET_PATTERN,
     collection=DATASET_PATTERN,
@@ -65,8 +64,10 @@ def distractor_base(ds):
         return None
     base = ds[: -len(PLUS)]
     if base == DISTRACTORS or base.endswith(PLUS):
-        raise WorkflowError(f"dataset '{ds}': '{PLUS}' appends the {DISTRACTORS} distractors to another dataset, "
-                            f"e.g. roxford5k{PLUS}")
+        raise WorkflowError(
+            f"dataset '{ds}': '{PLUS}' appends the {DISTRACTORS} distractors to another dataset, "
+            f"e.g. roxford5k{PLUS}"
+        )
     return base
 
 
@@ -101,14 +102,19 @@ def v_lists(ds):
     source = v_demo() if ds in DEMO_SPLITS else os.path.abspath(dataset_dir(ds))
     skip = {"on_bad_image": "skip"} if config["on_bad_image"] == "skip" else {}  # default: earlier versions hold
     decoder = {"decoder": DECODER_VERSION, "max_image_pixels": config["max_image_pixels"]}
-    return stable_hash({"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip, **decoder,
-                        **gldv2_identity()})
+    return stable_hash(
+        {"dataset": ds, "source": source, "crop_queries": config["crop_queries"], **skip, **decoder, **gldv2_identity()}
+    )
 
 
 def gldv2_identity():
     """What in the gldv2 configuration changes a dataset's lists (nothing at the defaults: earlier versions hold)."""
     g = config["gldv2"]
-    out = {k: g[k] for k in ("present_only", "train_list") if g[k] != {"present_only": False, "train_list": "train_clean.csv"}[k]}
+    out = {
+        k: g[k]
+        for k in ("present_only", "train_list")
+        if g[k] != {"present_only": False, "train_list": "train_clean.csv"}[k]
+    }
     if g["exclude_landmarks"]:
         if not os.path.isfile(g["exclude_landmarks"]):
             raise WorkflowError(f"gldv2.exclude_landmarks: {g['exclude_landmarks']} not found")
@@ -128,8 +134,12 @@ def v_local(ds, backbone=None):
 
 
 def v_extract(ds, backbone, backbone_config):
-    return stable_hash({"lists": v_lists(ds), "extract": {"backbone": backbone, "n_chunks": config["extract"]["n_chunks"],
-                                                          backbone: backbone_config}})
+    return stable_hash(
+        {
+            "lists": v_lists(ds),
+            "extract": {"backbone": backbone, "n_chunks": config["extract"]["n_chunks"], backbone: backbone_config},
+        }
+    )
 
 
 def v_ssp_local(ds):
@@ -156,8 +166,10 @@ def shortlist_backbone():
         return None
     b = sl["backbone"] or config["extract"]["backbone"]
     if b in ("sift", "ames_import"):
-        raise WorkflowError("shortlist.source: backbone needs a deep backbone (shortlist.backbone or extract.backbone: "
-                            "dinov2 | resnet); sift has no global descriptor, use shortlist.source: vlad")
+        raise WorkflowError(
+            "shortlist.source: backbone needs a deep backbone (shortlist.backbone or extract.backbone: "
+            "dinov2 | resnet); sift has no global descriptor, use shortlist.source: vlad"
+        )
     return b
 
 
@@ -194,8 +206,10 @@ def extraction_of(wildcards):
             return b, config["extract"][b]
     if v_ssp_local(wildcards.dataset) == wildcards.ver:
         return "sift", config["ssp"]["query_sift"]
-    raise WorkflowError(f"{wildcards.ver} is not the version the current configuration gives for the local descriptors of "
-                        f"{wildcards.dataset}; request the top-level results/{{dataset}}_{{method}}.json targets")
+    raise WorkflowError(
+        f"{wildcards.ver} is not the version the current configuration gives for the local descriptors of "
+        f"{wildcards.dataset}; request the top-level results/{{dataset}}_{{method}}.json targets"
+    )
 
 
 TRAIN = config["training_split"]
@@ -231,7 +245,9 @@ def codebook_path(space):
 
 
 def v_vlad(ds, space=None):
-    return stable_hash({"local": v_local(ds), "codebook": v_codebook(space or fit_split(ds)), "aggregate": config["aggregate"]})
+    return stable_hash(
+        {"local": v_local(ds), "codebook": v_codebook(space or fit_split(ds)), "aggregate": config["aggregate"]}
+    )
 
 
 def whiten_identity():
@@ -265,8 +281,9 @@ def nn_import_file(ds):
 
     sl = config["shortlist"]
     if not sl["import_dir"]:
-        raise WorkflowError("shortlist.source: ames_nn needs shortlist.import_dir (the folder holding {dataset}/"
-                            f"{sl['nn_file']})")
+        raise WorkflowError(
+            "shortlist.source: ames_nn needs shortlist.import_dir (the folder holding {dataset}/" f"{sl['nn_file']})"
+        )
     p = nn_file(sl["import_dir"], canonical(ds), sl["nn_file"])
     if not p.is_file():
         raise WorkflowError(f"shortlist.source: ames_nn: {p} not found (shortlist.nn_file names it)")
@@ -294,9 +311,11 @@ def v_global(ds, space=None):
 def global_path(ds, split, space=None):
     """The global descriptors of a split: VLAD + PCA-whitening, the shortlist backbone's own, or imported."""
     if config["shortlist"]["source"] == "ames_nn":
-        raise WorkflowError(f"{ds}: this needs global descriptors, but shortlist.source: ames_nn imports only a shortlist; "
-                            "global, sv, ames and ames_binary (with ames.checkpoint set) work from it, aqe, adba, "
-                            "superglobal, whiten, ssp and AMES training need shortlist.source vlad, backbone or import")
+        raise WorkflowError(
+            f"{ds}: this needs global descriptors, but shortlist.source: ames_nn imports only a shortlist; "
+            "global, sv, ames and ames_binary (with ames.checkpoint set) work from it, aqe, adba, "
+            "superglobal, whiten, ssp and AMES training need shortlist.source vlad, backbone or import"
+        )
     if shortlist_backbone() is not None:
         return f"results/global_backbone/{ds}/{v_global(ds)}/{split}.h5"
     if config["shortlist"]["source"] == "import":
@@ -386,15 +405,21 @@ def dataset_source(wildcards):
     ds = canonical(wildcards.dataset)
     base = distractor_base(ds)
     if base is not None:
-        return {"base_lists": f"{lists_dir(base)}/lists.json", "base_gnd": f"{lists_dir(base)}/gnd.json",
-                "distractor_lists": f"{lists_dir(DISTRACTORS)}/lists.json"}
+        return {
+            "base_lists": f"{lists_dir(base)}/lists.json",
+            "base_gnd": f"{lists_dir(base)}/gnd.json",
+            "distractor_lists": f"{lists_dir(DISTRACTORS)}/lists.json",
+        }
     if ds in DEMO_SPLITS:
         return {"source": [f"results/demo_data/{v_demo()}/{ds}/gnd.json"]}
     if uses_feature_cache(ds, config["extract"]["backbone"]):
         # the listed images too: a photo replaced in place (the folder's mtime unchanged) gets its new size
         lists = current_lists(ds)
-        images = [] if lists is None else sorted({e["path"] for s in ("db", "query") for e in lists[s]
-                                                  if os.path.exists(e["path"])})
+        images = (
+            []
+            if lists is None
+            else sorted({e["path"] for s in ("db", "query") for e in lists[s] if os.path.exists(e["path"])})
+        )
         return {"source": _folder_source(ds), "images": images}
     return {"source": _folder_source(ds)}
 
@@ -436,7 +461,9 @@ def _folder_source(ds):
     if ds in GLDV2_DOWNLOADABLE and (gt is None or os.path.isdir(os.path.join(d, "_download"))):
         return [os.path.join(d, ".download_complete")]  # absent or begun by the download rule: let it finish
     if gt is not None and os.path.basename(gt) == "gnd.csv":  # its boxes and database list are inputs too
-        return [str(gt)] + [os.path.join(d, f) for f in ("query_boxes.csv", "image_list.txt") if os.path.isfile(os.path.join(d, f))]
+        return [str(gt)] + [
+            os.path.join(d, f) for f in ("query_boxes.csv", "image_list.txt") if os.path.isfile(os.path.join(d, f))
+        ]
     if gt is not None:
         return [str(gt)]
     if ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt")):
@@ -455,8 +482,10 @@ def _folder_source(ds):
 
 def check_evaluable(ds):
     if canonical(ds) == DISTRACTORS:
-        raise WorkflowError(f"dataset '{ds}' is the distractor set: it has no queries. Evaluate a dataset with them "
-                            f"appended instead, e.g. roxford5k{PLUS}")
+        raise WorkflowError(
+            f"dataset '{ds}' is the distractor set: it has no queries. Evaluate a dataset with them "
+            f"appended instead, e.g. roxford5k{PLUS}"
+        )
     distractor_base(ds)  # refuses '{DISTRACTORS}+1m' and '+1m+1m'
     if canonical(ds) == canonical(TRAIN):
         raise WorkflowError(
@@ -470,9 +499,12 @@ def fitted_on(ds, method="global"):
     out = {}
 
     def how(space):
-        return {"split": space, "images": "database, no labels",
-                "evaluated_dataset_itself": space == canonical(distractor_base(ds) or ds),
-                "unsupervised_fit": config["unsupervised_fit"]}
+        return {
+            "split": space,
+            "images": "database, no labels",
+            "evaluated_dataset_itself": space == canonical(distractor_base(ds) or ds),
+            "unsupervised_fit": config["unsupervised_fit"],
+        }
 
     if config["shortlist"]["source"] == "vlad" and method != "asmk":
         space = lw_space() if method == "whiten" else fit_split(ds)
@@ -494,17 +526,35 @@ def fitted_on(ds, method="global"):
 def global_hyperparameters(ds=None):
     b = shortlist_backbone()
     if config["shortlist"]["source"] == "asmk":
-        return {"training_split": TRAIN, "crop_queries": config["crop_queries"], "shortlist": {"source": "asmk"},
-                "extract": extract_config(), "asmk": config["asmk"], "evaluate": config["evaluate"]}
+        return {
+            "training_split": TRAIN,
+            "crop_queries": config["crop_queries"],
+            "shortlist": {"source": "asmk"},
+            "extract": extract_config(),
+            "asmk": config["asmk"],
+            "evaluate": config["evaluate"],
+        }
     if config["shortlist"]["source"] == "ames_nn":
-        return {"crop_queries": config["crop_queries"], "extract": extract_config(),
-                "shortlist": {k: config["shortlist"][k] for k in ("source", "import_dir", "nn_file")},
-                "evaluate": config["evaluate"]}
+        return {
+            "crop_queries": config["crop_queries"],
+            "extract": extract_config(),
+            "shortlist": {k: config["shortlist"][k] for k in ("source", "import_dir", "nn_file")},
+            "evaluate": config["evaluate"],
+        }
     if b is not None or config["shortlist"]["source"] == "import":
-        sl = {"source": "backbone", "extract": extract_config(b)} if b else {"source": "import",
-                                                                            "import_dir": config["shortlist"]["import_dir"]}
-        return {"training_split": TRAIN, "crop_queries": config["crop_queries"], "extract": extract_config(),
-                "shortlist": sl, "knn": config["knn"], "evaluate": config["evaluate"]}
+        sl = (
+            {"source": "backbone", "extract": extract_config(b)}
+            if b
+            else {"source": "import", "import_dir": config["shortlist"]["import_dir"]}
+        )
+        return {
+            "training_split": TRAIN,
+            "crop_queries": config["crop_queries"],
+            "extract": extract_config(),
+            "shortlist": sl,
+            "knn": config["knn"],
+            "evaluate": config["evaluate"],
+        }
     return {
         "training_split": TRAIN,
         "unsupervised_fit": config["unsupervised_fit"],
@@ -526,9 +576,11 @@ def evaluation_path(ds, method):
         raise WorkflowError(f"unknown method '{method}' in {ds}_{method}; available: {', '.join(METHODS)}")
     check_evaluable(ds)
     if method in GLOBAL_DESCRIPTOR_METHODS and config["shortlist"]["source"] == "asmk":
-        raise WorkflowError(f"{ds}_{method}: {method} works on global descriptors and their neighbours, but "
-                            "shortlist.source: asmk ranks with local descriptors (no global vectors); global, asmk, sv, "
-                            "ames and ames_binary work from an ASMK shortlist")
+        raise WorkflowError(
+            f"{ds}_{method}: {method} works on global descriptors and their neighbours, but "
+            "shortlist.source: asmk ranks with local descriptors (no global vectors); global, asmk, sv, "
+            "ames and ames_binary work from an ASMK shortlist"
+        )
     if method == "global":
         return f"results/eval/{ds}/{v_eval(ds)}/global.json"
     if method == "asmk":
@@ -598,17 +650,28 @@ def train_validation():
         return None
     if canonical(VAL) == canonical(TRAIN):
         raise WorkflowError(f"ames.validation_split '{VAL}' must differ from the training split (early stopping)")
-    return {"split": VAL, "q_desc": a["q_desc"], "db_desc": a["db_desc"],
-            "num_rerank": a["train"].get("validation_rerank", 25), "lambdas": a["lambda"], "gammas": a["gamma"],
-            "junk_mode": a["junk_mode"], "fusion": a["fusion"]}
+    return {
+        "split": VAL,
+        "q_desc": a["q_desc"],
+        "db_desc": a["db_desc"],
+        "num_rerank": a["train"].get("validation_rerank", 25),
+        "lambdas": a["lambda"],
+        "gammas": a["gamma"],
+        "junk_mode": a["junk_mode"],
+        "fusion": a["fusion"],
+    }
 
 
 def train_validation_inputs(wildcards):
     if train_validation() is None:
         return {}
-    return {"val_query": local_store(VAL, "query"), "val_db": local_store(VAL, "db"),
-            "val_knn": f"results/knn/{VAL}/{v_knn(VAL)}/knn.h5", "val_lists": f"{lists_dir(VAL)}/lists.json",
-            "val_gnd": f"{lists_dir(VAL)}/gnd.json"}
+    return {
+        "val_query": local_store(VAL, "query"),
+        "val_db": local_store(VAL, "db"),
+        "val_knn": f"results/knn/{VAL}/{v_knn(VAL)}/knn.h5",
+        "val_lists": f"{lists_dir(VAL)}/lists.json",
+        "val_gnd": f"{lists_dir(VAL)}/gnd.json",
+    }
 
 
 def v_ames_model():
@@ -661,16 +724,31 @@ def v_logits(ds, method):
     a = config["ames"]
     model = v_ames_model() if method == "ames" else v_ames_binary_model()
     keys = ("q_desc", "db_desc", "junk_mode")
-    return stable_hash({"model": model, "local": v_local(ds), "knn": v_knn(ds), "lists": v_lists(ds),
-                        "max_rerank": ames_max_rerank(), **{k: a[k] for k in keys}})
+    return stable_hash(
+        {
+            "model": model,
+            "local": v_local(ds),
+            "knn": v_knn(ds),
+            "lists": v_lists(ds),
+            "max_rerank": ames_max_rerank(),
+            **{k: a[k] for k in keys},
+        }
+    )
 
 
 def v_eval_ames(ds, method):
     a = config["ames"]
     keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "bootstrap", "fusion")
     val = v_logits(VAL, method) if a["select"] == "validation" else None
-    return stable_hash({"logits": v_logits(ds, method), "validation": val, "global": v_eval(ds),
-                        **{k: a[k] for k in keys}, "csv_top": config["evaluate"]["csv_top"]})
+    return stable_hash(
+        {
+            "logits": v_logits(ds, method),
+            "validation": val,
+            "global": v_eval(ds),
+            **{k: a[k] for k in keys},
+            "csv_top": config["evaluate"]["csv_top"],
+        }
+    )
 
 
 def evaluate_ames_inputs(wildcards):
@@ -687,19 +765,27 @@ def evaluate_ames_inputs(wildcards):
             raise WorkflowError(
                 f"ames.validation_split '{VAL}' must differ from the evaluated dataset '{ds}' and the training split"
             )
-        inputs.update({
-            "val_logits": f"results/ames_logits/{VAL}/{v_logits(VAL, method)}/{method}.h5",
-            "val_knn": f"results/knn/{VAL}/{v_knn(VAL)}/knn.h5",
-            "val_lists": f"{lists_dir(VAL)}/lists.json",
-            "val_gnd": f"{lists_dir(VAL)}/gnd.json",
-        })
+        inputs.update(
+            {
+                "val_logits": f"results/ames_logits/{VAL}/{v_logits(VAL, method)}/{method}.h5",
+                "val_knn": f"results/knn/{VAL}/{v_knn(VAL)}/knn.h5",
+                "val_lists": f"{lists_dir(VAL)}/lists.json",
+                "val_gnd": f"{lists_dir(VAL)}/gnd.json",
+            }
+        )
     return inputs
 
 
 def ames_versions(ds, method):
     out = versions(ds)
-    out.update({"ames_model": v_ames_model(), "logits": v_logits(ds, method), "evaluate": v_eval_ames(ds, method),
-                "global_evaluate": v_eval(ds)})
+    out.update(
+        {
+            "ames_model": v_ames_model(),
+            "logits": v_logits(ds, method),
+            "evaluate": v_eval_ames(ds, method),
+            "global_evaluate": v_eval(ds),
+        }
+    )
     if not ames_checkpoint(method):
         out["knn_train"] = v_knn_train()
     if method == "ames_binary":
@@ -713,8 +799,20 @@ def ames_versions(ds, method):
 
 def ames_hyperparameters(ds, method):
     a = config["ames"]
-    keys = ("q_desc", "db_desc", "num_rerank", "lambda", "gamma", "select", "fusion", "fixed", "validation_split",
-            "junk_mode", "model", "train")
+    keys = (
+        "q_desc",
+        "db_desc",
+        "num_rerank",
+        "lambda",
+        "gamma",
+        "select",
+        "fusion",
+        "fixed",
+        "validation_split",
+        "junk_mode",
+        "model",
+        "train",
+    )
     out = {"global": global_hyperparameters(ds), **{k: a[k] for k in keys}}
     if ames_checkpoint(method):
         out["checkpoint"] = os.path.abspath(ames_checkpoint(method))
@@ -726,13 +824,30 @@ def ames_hyperparameters(ds, method):
 
 def v_qe(ds, method):
     dba = config["adba"] if method == "adba" else None
-    return stable_hash({"global": v_global(ds), "knn": v_knn(ds), "lists": v_lists(ds), "aqe": config["aqe"], "adba": dba,
-                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
+    return stable_hash(
+        {
+            "global": v_global(ds),
+            "knn": v_knn(ds),
+            "lists": v_lists(ds),
+            "aqe": config["aqe"],
+            "adba": dba,
+            "evaluate": config["evaluate"],
+            "bootstrap": config["ames"]["bootstrap"],
+        }
+    )
 
 
 def v_superglobal(ds):
-    return stable_hash({"global": v_global(ds), "knn": v_knn(ds), "lists": v_lists(ds), "superglobal": config["superglobal"],
-                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
+    return stable_hash(
+        {
+            "global": v_global(ds),
+            "knn": v_knn(ds),
+            "lists": v_lists(ds),
+            "superglobal": config["superglobal"],
+            "evaluate": config["evaluate"],
+            "bootstrap": config["ames"]["bootstrap"],
+        }
+    )
 
 
 def v_lw():
@@ -740,14 +855,30 @@ def v_lw():
 
 
 def v_lw_eval(ds):
-    return stable_hash({"global": v_global(ds, lw_space()), "lw": v_lw(), "knn": v_knn(ds), "lists": v_lists(ds),
-                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
+    return stable_hash(
+        {
+            "global": v_global(ds, lw_space()),
+            "lw": v_lw(),
+            "knn": v_knn(ds),
+            "lists": v_lists(ds),
+            "evaluate": config["evaluate"],
+            "bootstrap": config["ames"]["bootstrap"],
+        }
+    )
 
 
 # ------------------------------------------------------------------------------ spatial verification, report
 def v_sv(ds):
-    return stable_hash({"local": v_local(ds), "knn": v_knn(ds), "lists": v_lists(ds), "sv": config["sv"],
-                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"]})
+    return stable_hash(
+        {
+            "local": v_local(ds),
+            "knn": v_knn(ds),
+            "lists": v_lists(ds),
+            "sv": config["sv"],
+            "evaluate": config["evaluate"],
+            "bootstrap": config["ames"]["bootstrap"],
+        }
+    )
 
 
 def report_inputs(wildcards):
@@ -761,8 +892,9 @@ def report_inputs(wildcards):
     for m in methods:
         inputs[f"result_{m}"] = f"results/{ds}_{m}.json"
         inputs[f"ranking_{m}"] = evaluation_path(ds, m).removesuffix(".json") + "_ranking.h5"
-    if ("ames" in methods and not ames_checkpoint("ames")) or ("ames_binary" in methods and not ames_checkpoint("ames_binary")
-                                                               and not ames_checkpoint("ames")):
+    if ("ames" in methods and not ames_checkpoint("ames")) or (
+        "ames_binary" in methods and not ames_checkpoint("ames_binary") and not ames_checkpoint("ames")
+    ):
         inputs["curves_ames"] = f"results/ames_model/{v_ames_model()}/curves.json"
         inputs["bench_train_ames"] = f"benchmarks/train_ames/{v_ames_model()}.tsv"
     if "ames_binary" in methods and not ames_checkpoint("ames_binary"):
@@ -797,20 +929,39 @@ def v_anchors(space):
     """SSP's anchors in the gallery space ``space`` (the evaluated dataset's fit split): PQ codewords of the
     ssp split's database descriptors in that space."""
     if config["shortlist"]["source"] != "vlad":
-        raise WorkflowError("ssp: the light query model maps into the VLAD gallery space; it needs shortlist.source: vlad")
+        raise WorkflowError(
+            "ssp: the light query model maps into the VLAD gallery space; it needs shortlist.source: vlad"
+        )
     return stable_hash({"global": v_global(ssp_split(), space), "anchors": config["ssp"]["anchors"]})
 
 
 def v_query_model(space):
-    return stable_hash({"light": v_ssp_local(ssp_split()), "global": v_global(ssp_split(), space), "anchors": v_anchors(space),
-                        "train": config["ssp"]["train"], "codebook": v_codebook(space), "whiten": v_whiten(space),
-                        "aggregate": config["aggregate"], "power": config["whiten"]["power"]})
+    return stable_hash(
+        {
+            "light": v_ssp_local(ssp_split()),
+            "global": v_global(ssp_split(), space),
+            "anchors": v_anchors(space),
+            "train": config["ssp"]["train"],
+            "codebook": v_codebook(space),
+            "whiten": v_whiten(space),
+            "aggregate": config["aggregate"],
+            "power": config["whiten"]["power"],
+        }
+    )
 
 
 def v_ssp(ds):
-    return stable_hash({"model": v_query_model(fit_split(ds)), "light": v_ssp_local(ds), "global": v_global(ds), "lists": v_lists(ds),
-                        "evaluate": config["evaluate"], "bootstrap": config["ames"]["bootstrap"],
-                        "cost_images": config["ssp"]["cost_images"]})
+    return stable_hash(
+        {
+            "model": v_query_model(fit_split(ds)),
+            "light": v_ssp_local(ds),
+            "global": v_global(ds),
+            "lists": v_lists(ds),
+            "evaluate": config["evaluate"],
+            "bootstrap": config["ames"]["bootstrap"],
+            "cost_images": config["ssp"]["cost_images"],
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------------ ASMK
@@ -831,12 +982,20 @@ def asmk_codebook_path(space):
 
 def v_asmk_ivf(ds):
     a = config["asmk"]
-    return stable_hash({"local": v_local(ds), "codebook": v_asmk_codebook(fit_split(ds)), "binary": a["binary"],
-                        "db_multiple_assignment": a["multiple_assignment"]["db"]})
+    return stable_hash(
+        {
+            "local": v_local(ds),
+            "codebook": v_asmk_codebook(fit_split(ds)),
+            "binary": a["binary"],
+            "db_multiple_assignment": a["multiple_assignment"]["db"],
+        }
+    )
 
 
 def v_asmk_search(ds):
-    return stable_hash({"ivf": v_asmk_ivf(ds), "local": v_local(ds), "lists": v_lists(ds), "asmk": asmk_kernel_config()})
+    return stable_hash(
+        {"ivf": v_asmk_ivf(ds), "local": v_local(ds), "lists": v_lists(ds), "asmk": asmk_kernel_config()}
+    )
 
 
 def asmk_knn_path(ds):
@@ -847,13 +1006,25 @@ def asmk_knn_path(ds):
 
 
 def v_asmk_eval(ds):
-    return stable_hash({"asmk": v_asmk_search(ds), "global": v_eval(ds), "evaluate": config["evaluate"],
-                        "bootstrap": config["ames"]["bootstrap"]})
+    return stable_hash(
+        {
+            "asmk": v_asmk_search(ds),
+            "global": v_eval(ds),
+            "evaluate": config["evaluate"],
+            "bootstrap": config["ames"]["bootstrap"],
+        }
+    )
 
 
 def asmk_versions(ds):
-    return {**versions(ds), "asmk_codebook": v_asmk_codebook(fit_split(ds)), "asmk_ivf": v_asmk_ivf(ds),
-            "asmk_search": v_asmk_search(ds), "evaluate": v_asmk_eval(ds), "global_evaluate": v_eval(ds)}
+    return {
+        **versions(ds),
+        "asmk_codebook": v_asmk_codebook(fit_split(ds)),
+        "asmk_ivf": v_asmk_ivf(ds),
+        "asmk_search": v_asmk_search(ds),
+        "evaluate": v_asmk_eval(ds),
+        "global_evaluate": v_eval(ds),
+    }
 
 
 # ------------------------------------------------------------------------------------------ search new photos
@@ -864,15 +1035,22 @@ def search_space(collection):
 
 def v_search_knn(collection, photos):
     space = search_space(collection)
-    return stable_hash({"query": v_global(photos, space), "db": v_global(collection, space), "k": config["search"]["k"],
-                        "knn": knn_identity()})
+    return stable_hash(
+        {
+            "query": v_global(photos, space),
+            "db": v_global(collection, space),
+            "k": config["search"]["k"],
+            "knn": knn_identity(),
+        }
+    )
 
 
 def v_search(collection, photos):
     s = config["search"]
     sv = {"sv": config["sv"], "local": [v_local(photos), v_local(collection)]} if s["rerank"] == "sv" else {}
-    return stable_hash({"knn": v_search_knn(collection, photos), "lists": [v_lists(photos), v_lists(collection)],
-                        "search": s, **sv})
+    return stable_hash(
+        {"knn": v_search_knn(collection, photos), "lists": [v_lists(photos), v_lists(collection)], "search": s, **sv}
+    )
 
 
 def search_dir(collection, photos):
@@ -881,8 +1059,11 @@ def search_dir(collection, photos):
 
 def search_inputs(wildcards):
     c, p = wildcards.collection, wildcards.photos
-    inputs = {"knn": f"results/search/{c}/{p}/{v_search_knn(c, p)}/knn.h5",
-              "photos_lists": f"{lists_dir(p)}/lists.json", "collection_lists": f"{lists_dir(c)}/lists.json"}
+    inputs = {
+        "knn": f"results/search/{c}/{p}/{v_search_knn(c, p)}/knn.h5",
+        "photos_lists": f"{lists_dir(p)}/lists.json",
+        "collection_lists": f"{lists_dir(c)}/lists.json",
+    }
     if config["search"]["rerank"] == "sv":
         inputs.update(photos_local=local_store(p, "db"), collection_local=local_store(c, "db"))
     return inputs
@@ -938,8 +1119,14 @@ def current_lists(ds):
         except FileNotFoundError:
             pass
     try:
-        lists, _ = build_image_lists(dataset_dir(ds), ds, config["crop_queries"], config["on_bad_image"],
-                                     config["max_image_pixels"], config["gldv2"])
+        lists, _ = build_image_lists(
+            dataset_dir(ds),
+            ds,
+            config["crop_queries"],
+            config["on_bad_image"],
+            config["max_image_pixels"],
+            config["gldv2"],
+        )
     except (OSError, ValueError) as e:
         logger.warning(f"{ds}: the feature cache cannot plan the extraction before image_lists runs ({e})")
         return None
@@ -955,14 +1142,17 @@ def feature_plan(ds, backbone, backbone_config):
         plan = None
         if lists is not None:
             ext = config["extract"]
-            plan = fcache.plan_extraction(lists, fcache.load_index(cache_dir(xv)), xv, ext["n_chunks"],
-                                          ext["min_chunk_images"])
+            plan = fcache.plan_extraction(
+                lists, fcache.load_index(cache_dir(xv)), xv, ext["n_chunks"], ext["min_chunk_images"]
+            )
             for pack, items in plan.new_packs.items():
                 _PACKS[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
                 _write_pack_plan(xv, pack, _PACKS[(xv, pack)])
             n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
-            logger.info(f"feature cache {cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
-                        f"in {len(plan.new_packs)} job(s)")
+            logger.info(
+                f"feature cache {cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
+                f"in {len(plan.new_packs)} job(s)"
+            )
         _PLANS[key] = (xv, plan, lists)
     return _PLANS[key]
 
@@ -1013,8 +1203,10 @@ def planned_pack(wildcards):
         elif os.path.isfile(_pack_plan_path(*key)):
             _PACKS[key] = read_json(_pack_plan_path(*key))
         else:
-            raise WorkflowError(f"{cache_dir(wildcards.xv)}/{wildcards.pack}.h5 is not a pack the current configuration "
-                                "plans; request the top-level results/{dataset}_{method}.json targets")
+            raise WorkflowError(
+                f"{cache_dir(wildcards.xv)}/{wildcards.pack}.h5 is not a pack the current configuration "
+                "plans; request the top-level results/{dataset}_{method}.json targets"
+            )
     return _PACKS[key]
 
 

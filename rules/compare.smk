@@ -7,12 +7,12 @@ rule compare:
     output:
         json="results/{dataset}_compare.json",
         md="results/{dataset}_compare.md",
-    params:
-        methods=config["compare"]["methods"],
     log:
         "logs/compare/{dataset}.log",
     localrule: True
     conda:
         ENV
+    params:
+        methods=config["compare"]["methods"],
     script:
         "../workflow_scripts/compare.py"

@@ -5,19 +5,19 @@ rule demo_data:
     output:
         manifest="results/demo_data/{ver}/manifest.json",
         gnd=[f"results/demo_data/{{ver}}/{s}/gnd.json" for s in DEMO_SPLITS],
-    params:
-        demo=lambda w: (check_version(w, v_demo()), config["demo"])[1],
-        version=lambda w: w.ver,
-        preset=PRESET,
     log:
         "logs/demo_data/{ver}.log",
     benchmark:
         "benchmarks/demo_data/{ver}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        demo=lambda w: (check_version(w, v_demo()), config["demo"])[1],
+        version=lambda w: w.ver,
+        preset=PRESET,
     script:
         "../workflow_scripts/demo_data.py"

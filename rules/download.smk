@@ -5,19 +5,19 @@
 rule download_revisitop:
     output:
         flag=os.path.join(config["data_root"], "{dataset}", ".download_complete"),
-    wildcard_constraints:
-        dataset="|".join(DOWNLOADABLE),
-    params:
-        data_root=lambda w, output: os.path.dirname(os.path.dirname(output.flag)),
-        keep_archives=config["download"]["keep_archives"],
     log:
         "logs/download/{dataset}.log",
+    wildcard_constraints:
+        dataset="|".join(DOWNLOADABLE),
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=lambda w: 2880 if w.dataset == "revisitop1m" else 240,
-    conda:
-        ENV
+    params:
+        data_root=lambda w, output: os.path.dirname(os.path.dirname(output.flag)),
+        keep_archives=config["download"]["keep_archives"],
     script:
         "../workflow_scripts/download.py"
 
@@ -27,19 +27,19 @@ rule download_revisitop:
 rule download_gldv2:
     output:
         flag=os.path.join(config["data_root"], "{dataset}", ".download_complete"),
-    wildcard_constraints:
-        dataset="|".join(GLDV2_DOWNLOADABLE),
-    params:
-        data_root=lambda w, output: os.path.dirname(os.path.dirname(output.flag)),
-        keep_archives=config["download"]["keep_archives"],
-        parts=config["gldv2"]["download_parts"],
     log:
         "logs/download/{dataset}.log",
+    wildcard_constraints:
+        dataset="|".join(GLDV2_DOWNLOADABLE),
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=2880,
-    conda:
-        ENV
+    params:
+        data_root=lambda w, output: os.path.dirname(os.path.dirname(output.flag)),
+        keep_archives=config["download"]["keep_archives"],
+        parts=config["gldv2"]["download_parts"],
     script:
         "../workflow_scripts/download_gldv2.py"

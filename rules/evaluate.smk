@@ -11,6 +11,14 @@ rule evaluate_global:
         ranking="results/eval/{dataset}/{ver}/global_ranking.h5",
         csv="results/eval/{dataset}/{ver}/global_neighbours.csv",
         manifest="results/eval/{dataset}/{ver}/global.manifest.json",
+    log:
+        "logs/evaluate_global/{dataset}/{ver}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         ks=lambda w: (check_version(w, v_eval(w.dataset)), config["evaluate"]["ks"])[1],
         csv_top=config["evaluate"]["csv_top"],
@@ -18,14 +26,6 @@ rule evaluate_global:
         hyperparameters=lambda w: global_hyperparameters(w.dataset),
         provenance=lambda w: {"data": dataset_dir(w.dataset)},
         preset=PRESET,
-    log:
-        "logs/evaluate_global/{dataset}/{ver}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/evaluate_global.py"
 
@@ -35,15 +35,15 @@ rule publish:
         unpack(publish_inputs),
     output:
         "results/{result}.json",
+    log:
+        "logs/publish/{result}.log",
     wildcard_constraints:
         # {dataset}_{method}, split by retrieval/names.py (datasets may hold '_'); {dataset}_compare is compare's
         result=r"(?![^/]*_compare$)[^/]+_[^/]+",
-    params:
-        fitted_on=publish_fitted_on,
-    log:
-        "logs/publish/{result}.log",
     localrule: True
     conda:
         ENV
+    params:
+        fitted_on=publish_fitted_on,
     script:
         "../workflow_scripts/publish.py"

@@ -13,16 +13,16 @@ rule export_ames:
         gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
     output:
         directory("results/export/ames/{dataset}"),
-    params:
-        desc=export_desc(),
-        version=lambda w: stable_hash({"local": v_local(w.dataset), "knn": v_knn(w.dataset)}),
     log:
         "logs/export_ames/{dataset}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        desc=export_desc(),
+        version=lambda w: stable_hash({"local": v_local(w.dataset), "knn": v_knn(w.dataset)}),
     script:
         "../workflow_scripts/export_ames.py"

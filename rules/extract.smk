@@ -10,24 +10,24 @@ rule extract_local:
         db_chunks=shared_db_chunks,
     output:
         "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5",
-    params:
-        n_chunks=config["extract"]["n_chunks"],
-        backbone=lambda w: extraction_of(w)[0],
-        backbone_config=lambda w: extraction_of(w)[1],
-        on_bad_image=config["on_bad_image"],
-        max_image_pixels=config["max_image_pixels"],
     log:
         "logs/extract_local/{dataset}/{ver}/{split}_{chunk}.log",
     benchmark:
         "benchmarks/extract_local/{dataset}/{ver}/{split}_{chunk}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=lambda w: gpu_resource(extraction_gpus(w)),
         gres=lambda w: gres_resource(extraction_gpus(w)),
         mem_mb=2000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        n_chunks=config["extract"]["n_chunks"],
+        backbone=lambda w: extraction_of(w)[0],
+        backbone_config=lambda w: extraction_of(w)[1],
+        on_bad_image=config["on_bad_image"],
+        max_image_pixels=config["max_image_pixels"],
     script:
         "../workflow_scripts/extract_local.py"
 
@@ -39,19 +39,19 @@ rule extract_pack:
     output:
         h5="results/features/{xv}/packs/{pack}.h5",
         index="results/features/{xv}/packs/{pack}.json",
-    params:
-        pack=pack_param,
     log:
         "logs/extract_pack/{xv}/{pack}.log",
     benchmark:
         "benchmarks/extract_pack/{xv}/{pack}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=lambda w: gpu_resource(pack_gpus(w)),
         gres=lambda w: gres_resource(pack_gpus(w)),
         mem_mb=2000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        pack=pack_param,
     script:
         "../workflow_scripts/extract_pack.py"

@@ -13,21 +13,20 @@ if config["shortlist"]["source"] == "ames_nn":
         output:
             knn="results/knn/{dataset}/{ver}/knn.h5",
             manifest="results/knn/{dataset}/{ver}/manifest.json",
-        params:
-            check=lambda w: check_version(w, v_knn(w.dataset)),
         log:
             "logs/import_nn/{dataset}/{ver}.log",
         benchmark:
             "benchmarks/knn/{dataset}/{ver}.tsv"
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=4000,
             runtime=30,
-        conda:
-            ENV
+        params:
+            check=lambda w: check_version(w, v_knn(w.dataset)),
         script:
             "../workflow_scripts/import_nn.py"
-
 
 elif config["shortlist"]["source"] != "asmk":  # asmk: rule asmk_shortlist (rules/asmk.smk) writes knn.h5
 
@@ -38,21 +37,21 @@ elif config["shortlist"]["source"] != "asmk":  # asmk: rule asmk_shortlist (rule
         output:
             knn="results/knn/{dataset}/{ver}/knn.h5",
             manifest="results/knn/{dataset}/{ver}/manifest.json",
+        log:
+            "logs/knn/{dataset}/{ver}.log",
+        benchmark:
+            "benchmarks/knn/{dataset}/{ver}.tsv"
+        conda:
+            ENV
+        threads: config["threads"]
+        resources:
+            mem_mb=4000,
+            runtime=30,
         params:
             preset=PRESET,
             k=lambda w: (check_version(w, v_knn(w.dataset)), config["knn"]["k"])[1],
             search=config["knn"]["search"],
             block=config["knn"]["block"],
             ivfpq=config["knn"]["ivfpq"],
-        log:
-            "logs/knn/{dataset}/{ver}.log",
-        benchmark:
-            "benchmarks/knn/{dataset}/{ver}.tsv"
-        threads: config["threads"]
-        resources:
-            mem_mb=4000,
-            runtime=30,
-        conda:
-            ENV
         script:
             "../workflow_scripts/knn.py"

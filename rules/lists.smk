@@ -9,6 +9,14 @@ rule image_lists:
         lists="results/lists/{dataset}/{ver}/lists.json",
         gnd="results/lists/{dataset}/{ver}/gnd.json",
         manifest="results/lists/{dataset}/{ver}/manifest.json",
+    log:
+        log_path("image_lists"),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
     params:
         dataset_dir=lambda w: (check_version(w, v_lists(w.dataset)), dataset_dir(w.dataset))[1],
         crop_queries=config["crop_queries"],
@@ -16,13 +24,5 @@ rule image_lists:
         max_image_pixels=config["max_image_pixels"],
         preset=PRESET,
         plus=lists_plus,
-    log:
-        log_path("image_lists"),
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/image_lists.py"

@@ -11,22 +11,25 @@ rule merge_local:
     output:
         store="results/local/{dataset}/{ver}/{split}/local.h5",
         manifest="results/local/{dataset}/{ver}/{split}/manifest.json",
-    params:
-        config=lambda w: {"backbone": extraction_of(w)[0], "n_chunks": config["extract"]["n_chunks"],
-                          extraction_of(w)[0]: extraction_of(w)[1]},
-        lists_version=lambda w: v_lists(w.dataset),
-        preset=PRESET,
-        groups=merge_groups,
-        cache=merge_cache_params,
     log:
         "logs/merge_local/{dataset}/{ver}/{split}.log",
     benchmark:
         "benchmarks/merge_local/{dataset}/{ver}/{split}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        config=lambda w: {
+            "backbone": extraction_of(w)[0],
+            "n_chunks": config["extract"]["n_chunks"],
+            extraction_of(w)[0]: extraction_of(w)[1],
+        },
+        lists_version=lambda w: v_lists(w.dataset),
+        preset=PRESET,
+        groups=merge_groups,
+        cache=merge_cache_params,
     script:
         "../workflow_scripts/merge_local.py"

@@ -14,25 +14,32 @@ rule evaluate_qe:
         ranking="results/eval/{dataset}/{ver}/{method}_ranking.h5",
         csv="results/eval/{dataset}/{ver}/{method}_neighbours.csv",
         manifest="results/eval/{dataset}/{ver}/{method}.manifest.json",
+    log:
+        "logs/evaluate_qe/{dataset}/{ver}/{method}.log",
     wildcard_constraints:
         method="aqe|adba",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         qe=lambda w: (check_version(w, v_qe(w.dataset, w.method)), config["aqe"])[1],
         dba=lambda w: config["adba"] if w.method == "adba" else None,
         n_bootstrap=config["ames"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
-        versions=lambda w: {**versions(w.dataset), "evaluate": v_qe(w.dataset, w.method), "global_evaluate": v_eval(w.dataset)},
-        hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "aqe": config["aqe"],
-                                   "adba": config["adba"] if w.method == "adba" else None},
+        versions=lambda w: {
+            **versions(w.dataset),
+            "evaluate": v_qe(w.dataset, w.method),
+            "global_evaluate": v_eval(w.dataset),
+        },
+        hyperparameters=lambda w: {
+            "global": global_hyperparameters(w.dataset),
+            "aqe": config["aqe"],
+            "adba": config["adba"] if w.method == "adba" else None,
+        },
         preset=PRESET,
-    log:
-        "logs/evaluate_qe/{dataset}/{ver}/{method}.log",
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/evaluate_qe.py"

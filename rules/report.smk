@@ -6,17 +6,17 @@ rule report:
         unpack(report_inputs),
     output:
         html="results/report/{dataset}.html",
-    params:
-        methods=config["report"]["methods"],
-        n_queries=config["report"]["n_queries"],
-        top=config["report"]["top"],
     log:
         "logs/report/{dataset}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        methods=config["report"]["methods"],
+        n_queries=config["report"]["n_queries"],
+        top=config["report"]["top"],
     script:
         "../workflow_scripts/report.py"

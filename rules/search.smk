@@ -10,22 +10,22 @@ rule search_knn:
     output:
         knn="results/search/{collection}/{photos}/{ver}/knn.h5",
         manifest="results/search/{collection}/{photos}/{ver}/knn.manifest.json",
+    log:
+        "logs/search_knn/{collection}/{photos}/{ver}.log",
+    benchmark:
+        "benchmarks/search_knn/{collection}/{photos}/{ver}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         k=lambda w: (check_version(w, v_search_knn(w.collection, w.photos)), config["search"]["k"])[1],
         search=config["knn"]["search"],
         block=config["knn"]["block"],
         ivfpq=config["knn"]["ivfpq"],
         preset=PRESET,
-    log:
-        "logs/search_knn/{collection}/{photos}/{ver}.log",
-    benchmark:
-        "benchmarks/search_knn/{collection}/{photos}/{ver}.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/search_knn.py"
 
@@ -38,19 +38,19 @@ rule search_photos:
         html="results/search/{collection}/{photos}/{ver}/sheet.html",
         json="results/search/{collection}/{photos}/{ver}/search.json",
         manifest="results/search/{collection}/{photos}/{ver}/manifest.json",
-    params:
-        search=lambda w: (check_version(w, v_search(w.collection, w.photos)), config["search"])[1],
-        sv=config["sv"],
     log:
         "logs/search_photos/{collection}/{photos}/{ver}.log",
     benchmark:
         "benchmarks/search_photos/{collection}/{photos}/{ver}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        search=lambda w: (check_version(w, v_search(w.collection, w.photos)), config["search"])[1],
+        sv=config["sv"],
     script:
         "../workflow_scripts/search_photos.py"
 

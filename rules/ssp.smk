@@ -7,18 +7,18 @@ rule anchors:
     output:
         anchors="results/anchors/{space}/{ver}/anchors.npy",
         manifest="results/anchors/{space}/{ver}/manifest.json",
-    params:
-        config=lambda w: (check_version(w, v_anchors(w.space)), config["ssp"]["anchors"])[1],
-        fitted_on=lambda w: ssp_split(),
-        preset=PRESET,
     log:
         "logs/anchors/{space}/{ver}.log",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        config=lambda w: (check_version(w, v_anchors(w.space)), config["ssp"]["anchors"])[1],
+        fitted_on=lambda w: ssp_split(),
+        preset=PRESET,
     script:
         "../workflow_scripts/anchors.py"
 
@@ -34,24 +34,24 @@ rule train_query:
         model="results/query_model/{space}/{ver}/adapter.pt",
         curves="results/query_model/{space}/{ver}/curves.json",
         manifest="results/query_model/{space}/{ver}/manifest.json",
-    params:
-        config=lambda w: (check_version(w, v_query_model(w.space)), config["ssp"]["train"])[1],
-        alpha=config["aggregate"]["alpha"],
-        power=config["whiten"]["power"],
-        fitted_on=lambda w: ssp_split(),
-        preset=PRESET,
     log:
         "logs/train_query/{space}/{ver}.log",
     benchmark:
         "benchmarks/train_query/{space}/{ver}.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         gpu=gpu_resource(1),
         gres=gres_resource(1),
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        config=lambda w: (check_version(w, v_query_model(w.space)), config["ssp"]["train"])[1],
+        alpha=config["aggregate"]["alpha"],
+        power=config["whiten"]["power"],
+        fitted_on=lambda w: ssp_split(),
+        preset=PRESET,
     script:
         "../workflow_scripts/train_query.py"
 
@@ -71,6 +71,14 @@ rule evaluate_ssp:
         ranking="results/eval/{dataset}/{ver}/ssp_ranking.h5",
         csv="results/eval/{dataset}/{ver}/ssp_neighbours.csv",
         manifest="results/eval/{dataset}/{ver}/ssp.manifest.json",
+    log:
+        "logs/evaluate_ssp/{dataset}/{ver}.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         check=lambda w: check_version(w, v_ssp(w.dataset)),
         alpha=config["aggregate"]["alpha"],
@@ -81,17 +89,14 @@ rule evaluate_ssp:
         n_bootstrap=config["ames"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
-        versions=lambda w: {**versions(w.dataset), "ssp_local": v_ssp_local(w.dataset), "anchors": v_anchors(fit_split(w.dataset)),
-                            "query_model": v_query_model(fit_split(w.dataset)), "evaluate": v_ssp(w.dataset)},
+        versions=lambda w: {
+            **versions(w.dataset),
+            "ssp_local": v_ssp_local(w.dataset),
+            "anchors": v_anchors(fit_split(w.dataset)),
+            "query_model": v_query_model(fit_split(w.dataset)),
+            "evaluate": v_ssp(w.dataset),
+        },
         hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "ssp": config["ssp"]},
         preset=PRESET,
-    log:
-        "logs/evaluate_ssp/{dataset}/{ver}.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/evaluate_ssp.py"

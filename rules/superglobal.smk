@@ -14,21 +14,25 @@ rule evaluate_superglobal:
         ranking="results/eval/{dataset}/{ver}/superglobal_ranking.h5",
         csv="results/eval/{dataset}/{ver}/superglobal_neighbours.csv",
         manifest="results/eval/{dataset}/{ver}/superglobal.manifest.json",
+    log:
+        "logs/evaluate_superglobal/{dataset}/{ver}.log",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         superglobal=lambda w: (check_version(w, v_superglobal(w.dataset)), config["superglobal"])[1],
         n_bootstrap=config["ames"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
-        versions=lambda w: {**versions(w.dataset), "evaluate": v_superglobal(w.dataset), "global_evaluate": v_eval(w.dataset)},
+        versions=lambda w: {
+            **versions(w.dataset),
+            "evaluate": v_superglobal(w.dataset),
+            "global_evaluate": v_eval(w.dataset),
+        },
         hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "superglobal": config["superglobal"]},
         preset=PRESET,
-    log:
-        "logs/evaluate_superglobal/{dataset}/{ver}.log",
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/evaluate_superglobal.py"

@@ -14,6 +14,16 @@ rule evaluate_sv:
         ranking="results/eval/{dataset}/{ver}/sv_ranking.h5",
         csv="results/eval/{dataset}/{ver}/sv_neighbours.csv",
         manifest="results/eval/{dataset}/{ver}/sv.manifest.json",
+    log:
+        "logs/evaluate_sv/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/evaluate_sv/{dataset}/{ver}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         sv=lambda w: (check_version(w, v_sv(w.dataset)), config["sv"])[1],
         n_bootstrap=config["ames"]["bootstrap"],
@@ -22,15 +32,5 @@ rule evaluate_sv:
         versions=lambda w: {**versions(w.dataset), "evaluate": v_sv(w.dataset), "global_evaluate": v_eval(w.dataset)},
         hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "sv": config["sv"]},
         preset=PRESET,
-    log:
-        "logs/evaluate_sv/{dataset}/{ver}.log",
-    benchmark:
-        "benchmarks/evaluate_sv/{dataset}/{ver}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        ENV
     script:
         "../workflow_scripts/evaluate_sv.py"

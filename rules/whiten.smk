@@ -8,19 +8,19 @@ rule whiten_fit:
     output:
         whiten="results/whiten/{dataset}/{ver}/whiten.npz",
         manifest="results/whiten/{dataset}/{ver}/manifest.json",
+    log:
+        "logs/whiten_fit/{dataset}/{ver}.log",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         config=lambda w: (check_version(w, v_whiten(w.dataset)), whiten_identity())[1],
         training_split=lambda w: w.dataset,
         vlad_version=lambda w: v_vlad(w.dataset, w.dataset),
         preset=PRESET,
-    log:
-        "logs/whiten_fit/{dataset}/{ver}.log",
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/whiten_fit.py"
 
@@ -32,17 +32,17 @@ rule whiten_apply:
     output:
         descriptors="results/global/{dataset}/{space}/{ver}/{split}.h5",
         manifest="results/global/{dataset}/{space}/{ver}/{split}.manifest.json",
-    params:
-        power=lambda w: (check_version(w, v_global(w.dataset, w.space)), config["whiten"]["power"])[1],
-        preset=PRESET,
     log:
         "logs/whiten_apply/{dataset}/{space}/{ver}/{split}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        power=lambda w: (check_version(w, v_global(w.dataset, w.space)), config["whiten"]["power"])[1],
+        preset=PRESET,
     script:
         "../workflow_scripts/whiten_apply.py"
 
@@ -55,19 +55,19 @@ rule lw_fit:
     output:
         lw="results/lw/{ver}/lw.npz",
         manifest="results/lw/{ver}/manifest.json",
+    log:
+        "logs/lw_fit/{ver}.log",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         config=lambda w: (check_version(w, v_lw()), config["lw"])[1],
         training_split=TRAIN,
         global_version=lambda w: v_global(TRAIN),
         preset=PRESET,
-    log:
-        "logs/lw_fit/{ver}.log",
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/lw_fit.py"
 
@@ -86,22 +86,26 @@ rule evaluate_whiten:
         ranking="results/eval/{dataset}/{ver}/whiten_ranking.h5",
         csv="results/eval/{dataset}/{ver}/whiten_neighbours.csv",
         manifest="results/eval/{dataset}/{ver}/whiten.manifest.json",
+    log:
+        "logs/evaluate_whiten/{dataset}/{ver}.log",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         check=lambda w: check_version(w, v_lw_eval(w.dataset)),
         n_bootstrap=config["ames"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
-        versions=lambda w: {**versions(w.dataset), "lw": v_lw(), "evaluate": v_lw_eval(w.dataset),
-                            "global_evaluate": v_eval(w.dataset)},
+        versions=lambda w: {
+            **versions(w.dataset),
+            "lw": v_lw(),
+            "evaluate": v_lw_eval(w.dataset),
+            "global_evaluate": v_eval(w.dataset),
+        },
         hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "lw": config["lw"]},
         preset=PRESET,
-    log:
-        "logs/evaluate_whiten/{dataset}/{ver}.log",
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        ENV
     script:
         "../workflow_scripts/evaluate_whiten.py"

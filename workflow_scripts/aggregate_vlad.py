@@ -1,4 +1,5 @@
 """Rule aggregate_vlad: VLAD global descriptors over the codebook."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

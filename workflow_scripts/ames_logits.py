@@ -1,4 +1,5 @@
 """Rule ames_logits: AMES logits for the shortlist pairs of one dataset, computed once for every grid point."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

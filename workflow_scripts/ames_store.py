@@ -1,4 +1,5 @@
 """Rule ames_store: the database side of a dataset prepared once for one AMES model (packed bits or fp16 tokens)."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule anchors: SSP anchors, the codewords of a faiss product quantizer on gallery global descriptors."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

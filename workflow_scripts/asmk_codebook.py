@@ -1,4 +1,5 @@
 """Rule asmk_codebook: ASMK visual words (the asmk package's faiss k-means) on the training split's descriptors."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

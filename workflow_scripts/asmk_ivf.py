@@ -1,4 +1,5 @@
 """Rule asmk_ivf: the database's ASMK inverted file (binarised aggregated residuals per image and visual word)."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rules asmk_search / asmk_shortlist: every query scored against the ASMK inverted file, as a full ranking."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

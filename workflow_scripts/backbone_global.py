@@ -1,4 +1,5 @@
 """Rule backbone_global: the shortlist backbone's global descriptors of one split, from its extraction."""
+
 from retrieval.runtime import setup_logging, write_rule_manifest
 
 setup_logging(snakemake.log[0])

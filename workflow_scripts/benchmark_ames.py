@@ -1,4 +1,5 @@
 """Rule benchmark_ames: AMES re-ranking throughput (fast vs reference), FLOP/s against a GEMM peak, grid cost."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)
@@ -24,5 +25,8 @@ if size:  # the whole cost of a grid vs a single point: logits once (at the meas
 result = {"ames": out, "grid": grid}
 if cfg["sv_dataset"]:
     inp = snakemake.input
-    result["sv"] = {"dataset": cfg["sv_dataset"], **sv_throughput(inp.sv_query, inp.sv_db, inp.sv_knn, snakemake.params.sv)}
+    result["sv"] = {
+        "dataset": cfg["sv_dataset"],
+        **sv_throughput(inp.sv_query, inp.sv_db, inp.sv_knn, snakemake.params.sv),
+    }
 write_json(snakemake.output[0], {**result, "config": cfg, "packages": package_versions()})

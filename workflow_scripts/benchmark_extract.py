@@ -1,4 +1,5 @@
 """Rule benchmark_extract: images per second of a deep backbone's extraction on the demo's real-size photos."""
+
 from retrieval.runtime import limit_threads, read_json, setup_logging, write_json
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule benchmark_scale: a simulated large database from real descriptors (search, recall, store size, re-rank, RSS)."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

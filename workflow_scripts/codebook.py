@@ -1,4 +1,5 @@
 """Rule codebook: faiss k-means on local descriptors of the training split."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule compare: one table of every method on the same global shortlist (metrics, paired difference, cost)."""
+
 from retrieval.runtime import setup_logging
 
 setup_logging(snakemake.log[0])

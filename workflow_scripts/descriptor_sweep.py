@@ -1,4 +1,5 @@
 """Rule descriptor_sweep: mAP against database descriptors per image (AMES full precision and binary, sv)."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

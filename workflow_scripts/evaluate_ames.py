@@ -1,4 +1,5 @@
 """Rule evaluate_ames: sweep lambda x gamma x num_rerank, pick the point (validation split or fixed), evaluate."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

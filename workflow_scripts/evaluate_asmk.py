@@ -1,4 +1,5 @@
 """Rule evaluate_asmk: the ASMK ranking in the results contract, next to the global baseline."""
+
 from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule evaluate_global: revisitop metrics, the full ranking and the neighbour CSV of the global shortlist."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

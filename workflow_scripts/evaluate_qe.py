@@ -1,4 +1,5 @@
 """Rule evaluate_qe: alpha query expansion, optionally after alpha database augmentation, evaluated."""
+
 from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

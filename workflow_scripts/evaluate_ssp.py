@@ -1,4 +1,5 @@
 """Rule evaluate_ssp: queries by the light model (with its SSP adapter), database by the gallery model."""
+
 from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule evaluate_superglobal: SuperGlobal re-ranking of the global shortlist, evaluated."""
+
 from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

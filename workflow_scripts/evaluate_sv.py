@@ -1,4 +1,5 @@
 """Rule evaluate_sv: spatial verification (ratio test, one-to-one, RANSAC) of the global shortlist, evaluated."""
+
 from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule evaluate_whiten: supervised (Lw) whitening of the global descriptors, searched and evaluated."""
+
 from retrieval.runtime import evaluation_io, limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule export_ames: this run's local descriptors, shortlist and lists in the AMES release layout."""
+
 from retrieval.runtime import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -1,4 +1,5 @@
 """Rule extract_local: local descriptors of one chunk of the db or query list."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

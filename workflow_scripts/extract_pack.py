@@ -1,4 +1,5 @@
 """Rule extract_pack: hash and extract the photos of one feature-cache pack (retrieval/feature_cache.py)."""
+
 import json
 
 from retrieval.runtime import limit_threads, setup_logging

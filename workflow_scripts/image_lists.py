@@ -1,5 +1,6 @@
 """Rule image_lists: database and query lists (paths, sizes, query boxes) and the normalised ground truth; for
 ``{dataset}+1m`` the dataset's lists with the R1M distractors appended to its database."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule import_global: global descriptors computed elsewhere, checked against the image list and normalised."""
+
 from retrieval.runtime import setup_logging, write_rule_manifest
 
 setup_logging(snakemake.log[0])

@@ -1,4 +1,5 @@
 """Rule import_nn: the shortlist of an AMES nn_*.pkl (shortlist.source: ames_nn), validated, as knn.h5."""
+
 from retrieval.runtime import setup_logging, write_rule_manifest
 
 setup_logging(snakemake.log[0])

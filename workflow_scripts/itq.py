@@ -1,4 +1,5 @@
 """Rule itq: the ITQ projection that initialises the binary AMES model, learned on training descriptors."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule knn: top-k neighbours of every query in the database (faiss, inner product; exact or IVF-PQ)."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

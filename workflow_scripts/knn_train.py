@@ -1,4 +1,5 @@
 """Rule knn_train: neighbours of every training image among the others (pair sampling for AMES)."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule lw_fit: supervised (Lw) whitening learned from the training split's same-label pairs."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

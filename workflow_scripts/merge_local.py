@@ -1,4 +1,5 @@
 """Rule merge_local: a verified HDF5 virtual dataset over the extraction chunks, or over feature-cache packs."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

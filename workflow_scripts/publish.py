@@ -1,4 +1,5 @@
 """Rule publish: results/{dataset}_{method}.json from the versioned evaluation it names."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

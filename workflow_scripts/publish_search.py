@@ -1,4 +1,5 @@
 """Rule publish_search: results/search/{collection}/{photos}.{csv,html,json} from the versioned search."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)
@@ -6,5 +7,6 @@ setup_logging(snakemake.log[0])
 
 from retrieval.stages.search import publish_search  # noqa: E402
 
-publish_search({k: snakemake.input[k] for k in ("csv", "html", "json")},
-               {k: snakemake.output[k] for k in ("csv", "html", "json")})
+publish_search(
+    {k: snakemake.input[k] for k in ("csv", "html", "json")}, {k: snakemake.output[k] for k in ("csv", "html", "json")}
+)

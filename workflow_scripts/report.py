@@ -1,4 +1,5 @@
 """Rule report: one self-contained HTML page per dataset (metrics, grid, per-query AP, images, curves, times)."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule search_knn: the top search.k collection images of every new photo (faiss inner product, as rule knn)."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

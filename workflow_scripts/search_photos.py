@@ -1,4 +1,5 @@
 """Rule search_photos: neighbours CSV, optional re-ranking and the contact sheet of new photos in a collection."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rules train_ames / train_ames_binary: train the AMES re-ranker, or distil its binary student."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)
@@ -22,8 +23,15 @@ train_stage(
     teacher_path=snakemake.input.get("teacher"),
     itq_path=snakemake.input.get("itq"),
     validation=(
-        {**snakemake.params.validation, "query": snakemake.input.val_query, "db": snakemake.input.val_db,
-         "knn": snakemake.input.val_knn, "gnd": snakemake.input.val_gnd, "lists": snakemake.input.val_lists}
-        if snakemake.params.get("validation") else None
+        {
+            **snakemake.params.validation,
+            "query": snakemake.input.val_query,
+            "db": snakemake.input.val_db,
+            "knn": snakemake.input.val_knn,
+            "gnd": snakemake.input.val_gnd,
+            "lists": snakemake.input.val_lists,
+        }
+        if snakemake.params.get("validation")
+        else None
     ),
 )

@@ -1,4 +1,5 @@
 """Rule train_query: the SSP light query model's adapter, trained against the anchors on unlabelled images."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

@@ -1,4 +1,5 @@
 """Rule whiten_apply: whitened, L2-normalised global descriptors of one split."""
+
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
 limit_threads(snakemake.threads)

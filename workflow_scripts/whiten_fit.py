@@ -1,4 +1,5 @@
 """Rule whiten_fit: PCA-whitening learned on the training split's VLADs."""
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)

@@ -22,10 +22,14 @@ def _pairs(cfg, b, n_q, n_t, seed=0):
     return src, sm, tgt, tm
 
 
-@pytest.mark.parametrize("cfg", [AmesConfig(local_dim=24, model_dim=32, nhead=2, num_layers=5, dim_feedforward=64),
-                                 AmesConfig(local_dim=24, model_dim=32, nhead=4, num_layers=1, dim_feedforward=64),
-                                 AmesConfig(local_dim=24, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64,
-                                            binarized=True)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        AmesConfig(local_dim=24, model_dim=32, nhead=2, num_layers=5, dim_feedforward=64),
+        AmesConfig(local_dim=24, model_dim=32, nhead=4, num_layers=1, dim_feedforward=64),
+        AmesConfig(local_dim=24, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64, binarized=True),
+    ],
+)
 def test_prepared_scores_equal_the_official_masked_forward(cfg):
     torch.manual_seed(0)
     model = AMES(cfg).eval()
@@ -34,7 +38,9 @@ def test_prepared_scores_equal_the_official_masked_forward(cfg):
     src, sm, tgt, tm = _pairs(cfg, 6, 9, 13)
     with torch.no_grad():
         ref = reference_forward(model, src, sm, tgt, tm)
-        got = score_prepared(model, prepare_side(model, model.project(src), sm), prepare_side(model, model.project_db(tgt), tm))
+        got = score_prepared(
+            model, prepare_side(model, model.project(src), sm), prepare_side(model, model.project_db(tgt), tm)
+        )
     assert float(ref.max() - ref.min()) > 0.1  # pairs score differently
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
@@ -75,10 +81,11 @@ def test_compute_logits_equals_reference_per_pair(batch, db_block):
     qd, qc = rng.normal(size=(3, 8, 16)).astype(np.float32), np.array([8, 5, 0], np.int32)
     dd, dc = rng.normal(size=(9, 11, 16)).astype(np.float32), np.array([11, 4, 0, 11, 7, 2, 11, 1, 9], np.int32)
     pairs = [np.array([0, 2, 5, 8]), np.array([1, 2, 3]), np.array([4, 6, 7, 8])]
-    got = compute_logits(model, qd, qc, lambda r: (dd[r], dc[r]), pairs, 6, 10, batch=batch, db_block=db_block,
-                         dtype=torch.float32)
+    got = compute_logits(
+        model, qd, qc, lambda r: (dd[r], dc[r]), pairs, 6, 10, batch=batch, db_block=db_block, dtype=torch.float32
+    )
     for i, p in enumerate(pairs):
-        src = torch.from_numpy(qd[i:i + 1, :6]).expand(len(p), -1, -1)
+        src = torch.from_numpy(qd[i : i + 1, :6]).expand(len(p), -1, -1)
         sm = (torch.arange(6) >= min(int(qc[i]), 6))[None].expand(len(p), -1)
         tgt = torch.from_numpy(dd[p, :10])
         tm = torch.arange(10)[None] >= torch.from_numpy(np.minimum(dc[p], 10))[:, None]

@@ -36,8 +36,12 @@ def test_layouts_read_and_convert(tmp_path, layout):
             f["features"] = np.concatenate([meta, desc], axis=2).astype(np.float16)
         else:
             packed = layout == "packed"
-            dt = np.dtype([("metadata", np.float32, (6, 5)),
-                           ("descriptor", np.uint8 if packed else np.float16, (6, 2 if packed else 16))])
+            dt = np.dtype(
+                [
+                    ("metadata", np.float32, (6, 5)),
+                    ("descriptor", np.uint8 if packed else np.float16, (6, 2 if packed else 16)),
+                ]
+            )
             arr = np.zeros(3, dt)
             arr["metadata"] = meta
             arr["descriptor"] = np.packbits(desc >= 0, axis=-1) * (meta[..., 3:4] == 0) if packed else desc
@@ -71,7 +75,6 @@ def test_inverted_masks_are_refused(tmp_path):
 def test_nn_file_round_trip_and_validation(tmp_path):
     import torch  # noqa: PLC0415
 
-
     rng = np.random.default_rng(0)
     sims = -np.sort(-rng.random((3, 5)), axis=1).astype(np.float32)
     ids = np.stack([rng.permutation(7)[:5] for _ in range(3)])
@@ -88,8 +91,8 @@ def test_nn_file_round_trip_and_validation(tmp_path):
         with pytest.raises(ValueError, match=match):
             read_nn(tmp_path / "bad.pkl", n_q, n_db)
 
-    bad(np.stack([ids, sims]), "swapped")                              # rows in the wrong order
-    bad(np.stack([sims, ids]), "2 queries", n_q=2)                      # another dataset's queries
+    bad(np.stack([ids, sims]), "swapped")  # rows in the wrong order
+    bad(np.stack([sims, ids]), "2 queries", n_q=2)  # another dataset's queries
     bad(np.stack([sims, ids]), r"outside the database \(0..4\)", n_db=5)
     dup = ids.copy()
     dup[1, 2] = dup[1, 0]
@@ -104,10 +107,13 @@ def test_nn_file_round_trip_and_validation(tmp_path):
 def test_release_lists_give_sizes_without_the_images(tmp_path):
     """A release folder (ground truth + test_*.txt, no photos) builds image lists with the listed sizes."""
 
-
     root = tmp_path / "roxford5k"
     root.mkdir()
-    gnd = {"imlist": ["a", "b"], "qimlist": ["q"], "gnd": [{"easy": [0], "hard": [], "junk": [1], "bbx": [1, 2, 30, 40]}]}
+    gnd = {
+        "imlist": ["a", "b"],
+        "qimlist": ["q"],
+        "gnd": [{"easy": [0], "hard": [], "junk": [1], "bbx": [1, 2, 30, 40]}],
+    }
     (root / "gnd.json").write_text(json.dumps(gnd))
     (root / "test_gallery.txt").write_text("jpg/a.jpg,640,480\njpg/b.jpg,500,800\n")
     (root / "test_query.txt").write_text("jpg/q.jpg,1,2,1024,768\n")

@@ -17,10 +17,16 @@ def _local(tmp_path, n=7, k=12, d=16):
     for i in range(n):
         m = [12, 3, 12, 9, 0, 12, 5][i]
         x = rng.normal(size=(m, d)).astype(np.float32)
-        rows.append({"descriptors": (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16),
-                     "xy": np.zeros((m, 2), np.float32), "scale": np.ones(m, np.float32),
-                     "weight": np.arange(m, 0, -1).astype(np.float32), "orientation": np.zeros(m, np.float32),
-                     "image_size": np.array([10, 10], np.int32)})
+        rows.append(
+            {
+                "descriptors": (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16),
+                "xy": np.zeros((m, 2), np.float32),
+                "scale": np.ones(m, np.float32),
+                "weight": np.arange(m, 0, -1).astype(np.float32),
+                "orientation": np.zeros(m, np.float32),
+                "image_size": np.array([10, 10], np.int32),
+            }
+        )
     path = tmp_path / "db.h5"
     write_local_chunk(path, rows, k=k, dim=d, backbone="test", row_start=0, n_total=n)
     return path
@@ -31,8 +37,9 @@ def test_store_gives_the_logits_of_on_the_fly_projection(tmp_path, binarized):
     import torch  # noqa: PLC0415
 
     torch.manual_seed(0)
-    model = AMES(AmesConfig(local_dim=16, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64,
-                            binarized=binarized)).eval()
+    model = AMES(
+        AmesConfig(local_dim=16, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64, binarized=binarized)
+    ).eval()
     if binarized:
         model.remap_local[0].W.data = torch.randn(16, 32)
     local = _local(tmp_path)
@@ -65,7 +72,9 @@ def test_store_gives_the_logits_of_on_the_fly_projection(tmp_path, binarized):
 def test_packed_bits_follow_the_sign_convention(tmp_path):
     import torch  # noqa: PLC0415
 
-    model = AMES(AmesConfig(local_dim=16, model_dim=8, nhead=2, num_layers=1, dim_feedforward=16, binarized=True)).eval()
+    model = AMES(
+        AmesConfig(local_dim=16, model_dim=8, nhead=2, num_layers=1, dim_feedforward=16, binarized=True)
+    ).eval()
     model.remap_local[0].W.data = torch.eye(16)[:, :8]  # the code is the sign of the first 8 coordinates
     local = _local(tmp_path)
     with open_local(local) as f:

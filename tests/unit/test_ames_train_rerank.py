@@ -47,7 +47,9 @@ def test_sampling_ignores_non_positive_similarities_and_favours_high_ones():
     labels = np.array([0, 0, 0, 1, 1])
     ids = np.array([[1, 2, 3, 4]] + [[0, 2, 3, 4]] * 4)
     sims = np.array([[0.9, 0.3, 0.8, -0.5]] + [[0.5, 0.5, 0.5, 0.5]] * 4)
-    draws = np.concatenate([sample_triplets(np.array([0]), ids, sims, labels, 4, np.random.default_rng(s)) for s in range(300)])
+    draws = np.concatenate(
+        [sample_triplets(np.array([0]), ids, sims, labels, 4, np.random.default_rng(s)) for s in range(300)]
+    )
     assert (draws[:, 2] == 3).all()  # 4 has negative similarity: never drawn
     frac = (draws[:, 1] == 1).mean()
     assert frac == pytest.approx(0.9**3 / (0.9**3 + 0.3**3), abs=0.05)
@@ -89,8 +91,18 @@ def tiny_training_data(n_inst=6, per=5, k=12, d=16, seed=0):
 
 
 CFG = AmesConfig(local_dim=16, model_dim=16, nhead=2, num_layers=2, dim_feedforward=32)
-TCFG = TrainConfig(epochs=3, batch_size=24, lr=1e-3, q_desc=12, db_desc=12, min_desc=4, num_candidates=20,
-                   min_pos=2, min_neg=2, warmup_epochs=0.5)
+TCFG = TrainConfig(
+    epochs=3,
+    batch_size=24,
+    lr=1e-3,
+    q_desc=12,
+    db_desc=12,
+    min_desc=4,
+    num_candidates=20,
+    min_pos=2,
+    min_neg=2,
+    warmup_epochs=0.5,
+)
 
 
 def test_training_is_deterministic_and_learns():
@@ -129,7 +141,9 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
     assert len(c0) == TCFG.epochs
     # min_delta: an improvement smaller than it does not count
     scores2 = iter([0.5, 0.52, 0.53])
-    _, c2 = train_ames(*data, CFG, TrainConfig(**{**cfg.to_dict(), "min_delta": 0.05}), validate=lambda m: next(scores2))
+    _, c2 = train_ames(
+        *data, CFG, TrainConfig(**{**cfg.to_dict(), "min_delta": 0.05}), validate=lambda m: next(scores2)
+    )
     assert len(c2) == 3 and [c["kept"] for c in c2] == [True, False, False]
     with pytest.raises(ValueError, match="patience"):
         TrainConfig(patience=-1)
@@ -144,12 +158,14 @@ def test_mimetic_init_sets_the_attention_products():
         for attn in (layer.self_attn, layer.cross_attn):
             w = attn.in_proj_weight.detach()
             for h in range(CFG.nhead):
-                qk = w[h * dh:(h + 1) * dh].T @ w[c + h * dh:c + (h + 1) * dh]  # Wq_h^T Wk_h (C x C)
+                qk = w[h * dh : (h + 1) * dh].T @ w[c + h * dh : c + (h + 1) * dh]  # Wq_h^T Wk_h (C x C)
                 torch.testing.assert_close(qk, qk.T, atol=1e-5, rtol=0)  # symmetric, eigenvalues 1.5 (dh times) and 0
                 ev = torch.linalg.eigvalsh(qk)
                 torch.testing.assert_close(ev[-dh:], torch.full((dh,), 1.5), atol=1e-4, rtol=0)
                 torch.testing.assert_close(ev[:-dh], torch.zeros(c - dh), atol=1e-4, rtol=0)
-            torch.testing.assert_close(attn.out_proj.weight.detach() @ w[2 * c:], -0.5 * torch.eye(c), atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                attn.out_proj.weight.detach() @ w[2 * c :], -0.5 * torch.eye(c), atol=1e-5, rtol=0
+            )
     torch.manual_seed(0)
     a = AMES(CFG)
     mimetic_init_(a)
@@ -247,8 +263,8 @@ def test_logit_cache_matches_direct_scoring():
     with torch.no_grad():
         for i, p in enumerate(pairs):
             for j, logit in zip(p, logits[i]):
-                q = torch.from_numpy(qd[i:i + 1, : min(qc[i], 10)].astype(np.float32))
-                d = torch.from_numpy(dd[j:j + 1, : min(dc[j], 10)].astype(np.float32))
+                q = torch.from_numpy(qd[i : i + 1, : min(qc[i], 10)].astype(np.float32))
+                d = torch.from_numpy(dd[j : j + 1, : min(dc[j], 10)].astype(np.float32))
                 assert float(model(q, d)) == pytest.approx(float(logit), abs=1e-5)
     got = lookup_logits(pairs, logits, np.array([[5, 0, 2], [3, 1, 0]]), 2)
     assert got[0, 0] == logits[0][2] and got[1, 1] == logits[1][0]
@@ -294,7 +310,9 @@ def test_similarity_follows_a_reordered_shortlist():
 
     ids = np.array([[4, 2, 0, 3, 1]])
     sims = np.array([[0.9, 0.7, 0.5, 0.3, 0.1]], np.float32)
-    np.testing.assert_allclose(similarity_along(np.array([[4, 0, 3, 1, 2]]), ids, sims), [[0.9, 0.5, 0.3, 0.1, 0.7]], rtol=1e-6)
+    np.testing.assert_allclose(
+        similarity_along(np.array([[4, 0, 3, 1, 2]]), ids, sims), [[0.9, 0.5, 0.3, 0.1, 0.7]], rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("junk_mode", ["none", "ames"])

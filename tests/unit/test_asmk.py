@@ -54,9 +54,12 @@ def test_single_word_score_is_the_thresholded_cubed_hamming_similarity():
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     assert got[-1] == 0 and (sim < 0).any() and (sim > 0).any()
     # a higher tau silences the weak matches that tau 0 kept
-    strict = _index(c, [x[None] for x in db], ASMKConfig(db_multiple_assignment=1, query_multiple_assignment=1,
-                                                         similarity_threshold=0.5)).score(q[None])
-    np.testing.assert_allclose(strict, np.where(sim >= 0.5, sim ** 3, 0.0), rtol=1e-6, atol=1e-7)
+    strict = _index(
+        c,
+        [x[None] for x in db],
+        ASMKConfig(db_multiple_assignment=1, query_multiple_assignment=1, similarity_threshold=0.5),
+    ).score(q[None])
+    np.testing.assert_allclose(strict, np.where(sim >= 0.5, sim**3, 0.0), rtol=1e-6, atol=1e-7)
     assert (strict < got).any()
 
 
@@ -88,17 +91,27 @@ def test_our_stored_index_scores_exactly_as_the_package_built_one(tmp_path, bina
     cfg = ASMKConfig(binary=binary, use_idf=use_idf)
     ours = _index(centroids, db, cfg, tmp_path)
 
-    params = {"index": {"gpu_id": None},
-              "build_ivf": {"kernel": {"binary": binary}, "ivf": {"use_idf": use_idf},
-                            "quantize": {"multiple_assignment": 1}, "aggregate": {}},
-              "query_ivf": {"quantize": {"multiple_assignment": 5}, "aggregate": {}, "search": {"topk": None},
-                            "similarity": {"similarity_threshold": 0.0, "alpha": 3.0}}}
+    params = {
+        "index": {"gpu_id": None},
+        "build_ivf": {
+            "kernel": {"binary": binary},
+            "ivf": {"use_idf": use_idf},
+            "quantize": {"multiple_assignment": 1},
+            "aggregate": {},
+        },
+        "query_ivf": {
+            "quantize": {"multiple_assignment": 5},
+            "aggregate": {},
+            "search": {"topk": None},
+            "similarity": {"similarity_threshold": 0.0, "alpha": 3.0},
+        },
+    }
     cdb = cdb_pkg.Codebook(idx_pkg.initialize_index(None), size=len(centroids))
     cdb.index(centroids)
-    method = ASMKMethod(params, {}, codebook=cdb).build_ivf(
-        np.concatenate(db), np.repeat(np.arange(len(db)), counts))
-    _, imids, ranks, scores = method.query_ivf(np.concatenate(queries),
-                                               np.repeat(np.arange(len(queries)), [len(q) for q in queries]))
+    method = ASMKMethod(params, {}, codebook=cdb).build_ivf(np.concatenate(db), np.repeat(np.arange(len(db)), counts))
+    _, imids, ranks, scores = method.query_ivf(
+        np.concatenate(queries), np.repeat(np.arange(len(queries)), [len(q) for q in queries])
+    )
     assert list(imids) == list(range(len(queries)))
     for i, q in enumerate(queries):
         got = ours.score(q)

@@ -18,8 +18,16 @@ TINY_VIT = {"variant": "vitb14", "registers": 4, "img_size": 56, "embed_dim": 32
 
 
 def official_vit_keys(depth, swiglu):
-    keys = {"cls_token", "pos_embed", "register_tokens", "mask_token", "patch_embed.proj.weight", "patch_embed.proj.bias",
-            "norm.weight", "norm.bias"}
+    keys = {
+        "cls_token",
+        "pos_embed",
+        "register_tokens",
+        "mask_token",
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "norm.weight",
+        "norm.bias",
+    }
     mlp = ("mlp.w12", "mlp.w3") if swiglu else ("mlp.fc1", "mlp.fc2")
     for i in range(depth):
         for m in ("norm1", "attn.qkv", "attn.proj", "norm2", *mlp):
@@ -84,13 +92,17 @@ def test_gem_rgem_sgem_relup_against_direct_computation():
     r = np.zeros_like(x)
     for i in range(6):
         for j in range(7):
-            r[:, :, i, j] = ((pad[:, :, i:i + 5, j:j + 5] ** 2.5).mean(axis=(2, 3))) ** (1 / 2.5)
+            r[:, :, i, j] = ((pad[:, :, i : i + 5, j : j + 5] ** 2.5).mean(axis=(2, 3))) ** (1 / 2.5)
     np.testing.assert_allclose(rgem(t).numpy(), 0.5 * x + 0.5 * r, rtol=1e-4, atol=1e-6)
     a, b = rng.normal(size=(1, 5)), rng.normal(size=(1, 5))
     na, nb = a / np.linalg.norm(a), b / np.linalg.norm(b)
     m = np.maximum(na, nb)
-    np.testing.assert_allclose(sgem([torch.from_numpy(a), torch.from_numpy(b)]).numpy(), m / np.linalg.norm(m), rtol=1e-6)
-    np.testing.assert_array_equal(relup(torch.tensor([-1.0, 0.0, 0.01, 0.5])).numpy(), np.float32([0.014, 0.014, 0.014, 0.5]))
+    np.testing.assert_allclose(
+        sgem([torch.from_numpy(a), torch.from_numpy(b)]).numpy(), m / np.linalg.norm(m), rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        relup(torch.tensor([-1.0, 0.0, 0.01, 0.5])).numpy(), np.float32([0.014, 0.014, 0.014, 0.5])
+    )
 
 
 def test_detector_outputs_and_fallback():
@@ -110,13 +122,21 @@ def test_detector_outputs_and_fallback():
 def _cvnet_names(state):
     """Our (torchvision) names -> CVNet's pycls names with the encoder_q. prefix (the inverse of the documented map)."""
 
-    inv = {"conv1.": "f.a.", "bn1.": "f.a_bn.", "conv2.": "f.b.", "bn2.": "f.b_bn.", "conv3.": "f.c.", "bn3.": "f.c_bn.",
-           "downsample.0.": "proj.", "downsample.1.": "bn."}
+    inv = {
+        "conv1.": "f.a.",
+        "bn1.": "f.a_bn.",
+        "conv2.": "f.b.",
+        "bn2.": "f.b_bn.",
+        "conv3.": "f.c.",
+        "bn3.": "f.c_bn.",
+        "downsample.0.": "proj.",
+        "downsample.1.": "bn.",
+    }
     out = {}
     for k, v in state.items():
         m = re.fullmatch(r"layer(\d)\.(\d+)\.(.+)", k)
         if m:
-            rest = next(b + m[3][len(a):] for a, b in inv.items() if m[3].startswith(a))
+            rest = next(b + m[3][len(a) :] for a, b in inv.items() if m[3].startswith(a))
             out[f"encoder_q.s{m[1]}.b{int(m[2]) + 1}.{rest}"] = v
         elif k.startswith("conv1."):
             out["encoder_q.stem.conv." + k[6:]] = v
@@ -132,8 +152,14 @@ def test_resnet_torchvision_names_and_cvnet_mapping():
     torch.manual_seed(0)
     net = ResNet(depth=50, fc_dim=16, width=4)
     keys = set(net.state_dict())
-    assert {"conv1.weight", "bn1.running_mean", "layer1.0.downsample.0.weight", "layer3.5.bn3.num_batches_tracked",
-            "layer4.2.conv3.weight", "fc.weight"} <= keys
+    assert {
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.downsample.0.weight",
+        "layer3.5.bn3.num_batches_tracked",
+        "layer4.2.conv3.weight",
+        "fc.weight",
+    } <= keys
     assert not any(k.startswith("layer3.6") for k in keys)  # ResNet-50: 6 blocks in conv4
     mapped = cvnet_to_torchvision(_cvnet_names(net.state_dict()))
     assert set(mapped) == keys
@@ -153,11 +179,24 @@ def _image(seed=0, h=90, w=120):
 @pytest.mark.parametrize("backbone", ["dinov2", "resnet"])
 def test_extraction_loads_saved_checkpoints_and_is_deterministic(tmp_path, backbone):
     if backbone == "dinov2":
-        cfg = {"checkpoint": "random", "model": TINY_VIT, "image_size": 70, "scales": [1.0, 0.7], "k": 20, "device": "cpu"}
+        cfg = {
+            "checkpoint": "random",
+            "model": TINY_VIT,
+            "image_size": 70,
+            "scales": [1.0, 0.7],
+            "k": 20,
+            "device": "cpu",
+        }
     else:
-        cfg = {"checkpoint": "random", "model": {"depth": 50, "width": 4, "head": "fc", "fc_dim": 16},
-               "pooling": {"gemp": True, "rgem": True, "sgem": True, "relup": True}, "image_size": 160,
-               "scales": [0.7071, 1.0], "k": 20, "device": "cpu"}
+        cfg = {
+            "checkpoint": "random",
+            "model": {"depth": 50, "width": 4, "head": "fc", "fc_dim": 16},
+            "pooling": {"gemp": True, "rgem": True, "sgem": True, "relup": True},
+            "image_size": 160,
+            "scales": [0.7071, 1.0],
+            "k": 20,
+            "device": "cpu",
+        }
     ex = DeepExtractor(DeepConfig.from_dict(backbone, cfg))
     img = _image()
     row, g = ex.extract(img, crop=[10, 5, 110, 85])
@@ -181,8 +220,9 @@ def test_extraction_loads_saved_checkpoints_and_is_deterministic(tmp_path, backb
     row3, g3 = loaded.extract(img, crop=[10, 5, 110, 85])
     np.testing.assert_array_equal(row["descriptors"], row3["descriptors"])
     np.testing.assert_array_equal(g, g3)
-    with_det = DeepExtractor(DeepConfig.from_dict(backbone, {**cfg, "checkpoint": str(path),
-                                                             "detector": str(tmp_path / "detector.pt")}))
+    with_det = DeepExtractor(
+        DeepConfig.from_dict(backbone, {**cfg, "checkpoint": str(path), "detector": str(tmp_path / "detector.pt")})
+    )
     row4, g4 = with_det.extract(img)
     np.testing.assert_array_equal(g4, loaded.extract(img)[1])  # the detector changes local descriptors only
     assert not np.array_equal(row4["descriptors"], loaded.extract(img)[0]["descriptors"])

@@ -16,7 +16,9 @@ def test_flop_count_by_hand():
     assert ames_flops(n_q, n_t, cfg, masked=True) == linear + 2 * length * length * 16 + 8
     big = AmesConfig()
     # the block form saves about half the attention at 600/600
-    assert ames_flops(600, 600, big, masked=True) / ames_flops(600, 600, big, masked=False) == pytest.approx(1.44, abs=0.02)
+    assert ames_flops(600, 600, big, masked=True) / ames_flops(600, 600, big, masked=False) == pytest.approx(
+        1.44, abs=0.02
+    )
 
 
 def test_small_throughput_run_agrees_with_reference():

@@ -52,9 +52,13 @@ def test_visible_fraction_of_an_unoccluded_view_is_one_and_truncation_reduces_it
     assert geom["visible"] == pytest.approx(1.0, abs=0.03)
     x1, y1, x2, y2 = geom["bbx"]
     assert (x2 - x1) == pytest.approx(120, abs=2) and (y2 - y1) == pytest.approx(120, abs=2)  # 0.4 * 300
-    fractions = [render(canvas, patch, _view(truncate=True), bg, np.random.default_rng(s))[1]["visible"] for s in range(20)]
+    fractions = [
+        render(canvas, patch, _view(truncate=True), bg, np.random.default_rng(s))[1]["visible"] for s in range(20)
+    ]
     assert min(fractions) < 0.9 and max(fractions) <= 1.0
-    occluded = [render(canvas, patch, _view(occlude=True), bg, np.random.default_rng(s))[1]["visible"] for s in range(20)]
+    occluded = [
+        render(canvas, patch, _view(occlude=True), bg, np.random.default_rng(s))[1]["visible"] for s in range(20)
+    ]
     assert np.mean(occluded) < 0.95
 
 
@@ -70,16 +74,18 @@ def test_collage_instances_are_unique_and_textured():
     assert all(texture(i.patch) >= 12.0 and 0.7 * 120 <= min(i.patch.shape[:2]) <= 120 for i in inst)
     # no two instances share their content (an instance is identified by its pixels)
     small = [cv2.resize(i.patch, (32, 32)).astype(np.float32) for i in inst]
-    assert min(np.abs(a - b).mean() for k, a in enumerate(small) for b in small[k + 1:]) > 10
+    assert min(np.abs(a - b).mean() for k, a in enumerate(small) for b in small[k + 1 :]) > 10
     again = collage_instances(6, 120, photos, 12.0, np.random.default_rng(0))
     assert all(np.array_equal(a.patch, b.patch) for a, b in zip(inst, again))
 
 
-TINY = DemoConfig.from_dict({
-    "test": {"instances": 3, "queries": 3, "views": 3, "distractors": 2},
-    "val": {"instances": 2, "queries": 2, "views": 2, "distractors": 1},
-    "train": {"instances": 3, "queries": 0, "views": 2, "distractors": 1},
-})
+TINY = DemoConfig.from_dict(
+    {
+        "test": {"instances": 3, "queries": 3, "views": 3, "distractors": 2},
+        "val": {"instances": 2, "queries": 2, "views": 2, "distractors": 1},
+        "train": {"instances": 3, "queries": 0, "views": 2, "distractors": 1},
+    }
+)
 
 
 def test_generation_is_deterministic_and_labels_are_consistent(tmp_path):
@@ -105,15 +111,20 @@ def test_generation_is_deterministic_and_labels_are_consistent(tmp_path):
 
 
 def test_test_split_does_not_depend_on_the_training_split(tmp_path):
-    other = DemoConfig.from_dict({**{k: v for k, v in TINY.to_dict().items() if k not in ("labels",)},
-                                  "train": {"instances": 2, "queries": 0, "views": 3, "distractors": 2},
-                                  "train_region_side": 100})
+    other = DemoConfig.from_dict(
+        {
+            **{k: v for k, v in TINY.to_dict().items() if k not in ("labels",)},
+            "train": {"instances": 2, "queries": 0, "views": 3, "distractors": 2},
+            "train_region_side": 100,
+        }
+    )
     generate_demo(tmp_path / "a", TINY)
     generate_demo(tmp_path / "b", other)
     ga = json.loads((tmp_path / "a" / "demo" / "gnd.json").read_text())
     assert ga == json.loads((tmp_path / "b" / "demo" / "gnd.json").read_text())
     for name in ga["imlist"] + ga["qimlist"]:
-        assert (tmp_path / "a" / "demo" / "jpg" / f"{name}.jpg").read_bytes() == \
-            (tmp_path / "b" / "demo" / "jpg" / f"{name}.jpg").read_bytes()
+        assert (tmp_path / "a" / "demo" / "jpg" / f"{name}.jpg").read_bytes() == (
+            tmp_path / "b" / "demo" / "jpg" / f"{name}.jpg"
+        ).read_bytes()
     tb = json.loads((tmp_path / "b" / "demo-train" / "gnd.json").read_text())
     assert len(tb["imlist"]) == 2 * 3 + 2

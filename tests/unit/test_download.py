@@ -49,7 +49,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.path in self.cut_first:
             self.cut_first.discard(self.path)
-            self.wfile.write(body[start:start + (len(body) - start) // 2])
+            self.wfile.write(body[start : start + (len(body) - start) // 2])
             self.wfile.flush()
             self.connection.shutdown(2)
             return
@@ -96,8 +96,13 @@ def test_download_extracts_flat_and_verifies_against_ground_truth(tmp_path, serv
         corrupt = tarfile.TarInfo("oxbuild/unlisted_corrupt.jpg")  # like the corrupt Paris files: ignored
         corrupt.size = 5
         tar.addfile(corrupt, io.BytesIO(b"xxxxx"))
-    gnd = {"imlist": names, "qimlist": qnames,
-           "gnd": [{"easy": np.array([0]), "hard": np.array([1]), "junk": np.array([2]), "bbx": np.array([1.0, 1, 10, 10])}]}
+    gnd = {
+        "imlist": names,
+        "qimlist": qnames,
+        "gnd": [
+            {"easy": np.array([0]), "hard": np.array([1]), "junk": np.array([2]), "bbx": np.array([1.0, 1, 10, 10])}
+        ],
+    }
     _Handler.files = {"/imgs.tgz": tar_buf.getvalue(), "/gnd_toy.pkl": pickle.dumps(gnd)}
     _Handler.cut_first = {"/imgs.tgz"}
     sources = {"toy": {"archives": [f"{server}/imgs.tgz"], "gnd": f"{server}/gnd_toy.pkl", "n_db": 3, "n_queries": 1}}
@@ -106,7 +111,9 @@ def test_download_extracts_flat_and_verifies_against_ground_truth(tmp_path, serv
     assert not (tmp_path / "toy" / ".download_complete").exists()
     summary = download_revisitop("toy", tmp_path, sources)  # resumes
     assert summary["db"] == 3 and summary["queries"] == 1
-    assert sorted(p.name for p in (tmp_path / "toy" / "jpg").iterdir())[:4] == sorted(f"{n}.jpg" for n in names + qnames)
+    assert sorted(p.name for p in (tmp_path / "toy" / "jpg").iterdir())[:4] == sorted(
+        f"{n}.jpg" for n in names + qnames
+    )
     assert (tmp_path / "toy" / ".download_complete").is_file()
     # a listed image that cannot be decoded fails verification, naming it
     (tmp_path / "toy" / "jpg" / "balliol_000003.jpg").write_bytes(b"not a jpeg")
@@ -154,8 +161,14 @@ def test_distractor_download_keeps_folders_resumes_per_archive_and_verifies_the_
         "/r1m.2.tar.gz": _tar([(n, _jpeg(i + 3)) for i, n in enumerate(names[3:], 0)]),
     }
     _Handler.cut_first = {"/r1m.2.tar.gz"}
-    sources = {"revisitop1m": {"archives": [f"{server}/r1m.1.tar.gz", f"{server}/r1m.2.tar.gz"],
-                               "list": f"{server}/revisitop1m.txt", "n_db": 6, "n_queries": 0}}
+    sources = {
+        "revisitop1m": {
+            "archives": [f"{server}/r1m.1.tar.gz", f"{server}/r1m.2.tar.gz"],
+            "list": f"{server}/revisitop1m.txt",
+            "n_db": 6,
+            "n_queries": 0,
+        }
+    }
     with pytest.raises(Exception):
         download_revisitop("revisitop1m", tmp_path, sources, keep_archives=False)  # dies in the second archive
     cache = tmp_path / "revisitop1m" / "_download"
@@ -163,8 +176,9 @@ def test_distractor_download_keeps_folders_resumes_per_archive_and_verifies_the_
     del _Handler.files["/r1m.1.tar.gz"]  # a done archive is never fetched again
     summary = download_revisitop("revisitop1m", tmp_path, sources, keep_archives=False)
     assert summary["db"] == 6 and summary["queries"] == 0
-    assert sorted(str(p.relative_to(tmp_path / "revisitop1m" / "jpg"))
-                  for p in (tmp_path / "revisitop1m" / "jpg").rglob("*.jpg")) == sorted(names)
+    assert sorted(
+        str(p.relative_to(tmp_path / "revisitop1m" / "jpg")) for p in (tmp_path / "revisitop1m" / "jpg").rglob("*.jpg")
+    ) == sorted(names)
 
     lists, gt = build_image_lists(tmp_path / "revisitop1m", "revisitop1m")
     assert gt is None and [e["name"] for e in lists["db"]] == names and lists["query"] == []
@@ -205,9 +219,18 @@ def test_verification_names_images_whose_exif_orientation_is_not_1(tmp_path, cap
         if n == "b":
             exif[0x0112] = 6
         Image.fromarray(np.full((16, 24, 3), 40 * i, np.uint8)).save(root / "jpg" / f"{n}.jpg", exif=exif)
-    gnd = {"imlist": names[:2], "qimlist": names[2:],
-           "gnd": [{"easy": np.array([0]), "hard": np.array([], np.int64), "junk": np.array([], np.int64),
-                    "bbx": np.array([0.0, 0, 5, 5])}]}
+    gnd = {
+        "imlist": names[:2],
+        "qimlist": names[2:],
+        "gnd": [
+            {
+                "easy": np.array([0]),
+                "hard": np.array([], np.int64),
+                "junk": np.array([], np.int64),
+                "bbx": np.array([0.0, 0, 5, 5]),
+            }
+        ],
+    }
     (root / "gnd_toy.pkl").write_bytes(pickle.dumps(gnd))
     with caplog.at_level("WARNING"):
         counts = verify_dataset(root, "toy", 2, 1)

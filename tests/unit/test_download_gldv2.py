@@ -39,16 +39,21 @@ def _tar(ids, seed=0):
 
 def _host(n_index_parts=2):
     """The official layout: metadata/, ground_truth/, {split}/images_NNN.tar, md5sum/{split}/md5.images_NNN.txt."""
-    files = {"/metadata/index.csv": ("id\n" + "".join(f"{i}\n" for i in INDEX)).encode(),
-             "/metadata/test.csv": ("id\n" + "".join(f"{i}\n" for i in TEST)).encode(),
-             "/ground_truth/retrieval_solution_v2.1.csv":
-                 (f"id,images,Usage\n{TEST[0]},{INDEX[0]} {INDEX[2]},Public\n{TEST[1]},{INDEX[1]},Private\n").encode()}
+    files = {
+        "/metadata/index.csv": ("id\n" + "".join(f"{i}\n" for i in INDEX)).encode(),
+        "/metadata/test.csv": ("id\n" + "".join(f"{i}\n" for i in TEST)).encode(),
+        "/ground_truth/retrieval_solution_v2.1.csv": (
+            f"id,images,Usage\n{TEST[0]},{INDEX[0]} {INDEX[2]},Public\n{TEST[1]},{INDEX[1]},Private\n"
+        ).encode(),
+    }
     parts = {"index": [INDEX[:2], INDEX[2:]][:n_index_parts], "test": [TEST]}
     for split, chunks in parts.items():
         for n, ids in enumerate(chunks):
             body = _tar(ids, seed=10 * n)
             files[f"/{split}/images_{n:03d}.tar"] = body
-            files[f"/md5sum/{split}/md5.images_{n:03d}.txt"] = f"{hashlib.md5(body).hexdigest()}  images_{n:03d}.tar\n".encode()
+            files[f"/md5sum/{split}/md5.images_{n:03d}.txt"] = (
+                f"{hashlib.md5(body).hexdigest()}  images_{n:03d}.tar\n".encode()
+            )
     return files
 
 

@@ -6,10 +6,14 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-# pip name -> conda-forge name where they differ; pytest is a test-only requirement
-CONDA_NAME = {"torch": "pytorch", "opencv-python-headless": "py-opencv", "snakemake": "snakemake-minimal",
-              "matplotlib": "matplotlib-base"}
-PIP_ONLY = {"pytest"}
+# pip name -> conda-forge name where they differ; pytest, ruff and snakefmt are test-only requirements
+CONDA_NAME = {
+    "torch": "pytorch",
+    "opencv-python-headless": "py-opencv",
+    "snakemake": "snakemake-minimal",
+    "matplotlib": "matplotlib-base",
+}
+PIP_ONLY = {"pytest", "ruff", "snakefmt"}  # test and lint tools: not in the environments the rules run in
 # not on conda-forge: the environments install these from PyPI in their pip section, with the same pins
 PIP_IN_CONDA = {"asmk", "pyaml"}
 

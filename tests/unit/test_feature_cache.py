@@ -35,8 +35,9 @@ def _folder(root, seeds):
 def _lists(root, query_crops=None):
     """A plain folder's lists as image_lists writes them: every image a database image and an uncropped query,
     plus optional cropped queries {name: box}."""
-    db = [{"name": f"jpg/{p.name}", "path": str(p), "width": 128, "height": 96}
-          for p in sorted((root / "jpg").iterdir())]
+    db = [
+        {"name": f"jpg/{p.name}", "path": str(p), "width": 128, "height": 96} for p in sorted((root / "jpg").iterdir())
+    ]
     q = [{**e, "bbx": None, "crop": None} for e in db]
     for name, box in (query_crops or {}).items():
         q.append({"name": name, "path": str(root / name), "width": 128, "height": 96, "bbx": box, "crop": box})
@@ -46,8 +47,10 @@ def _lists(root, query_crops=None):
 def _run_plan(cache, lists, n_chunks=2, min_chunk=1):
     """Plan, extract the new packs, return the plan and what the jobs reported."""
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, n_chunks, min_chunk)
-    metas = [extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
-             for pack, items in plan.new_packs.items()]
+    metas = [
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+        for pack, items in plan.new_packs.items()
+    ]
     return plan, metas
 
 
@@ -64,8 +67,12 @@ def _read(path):
 
 def test_extraction_key_is_the_configuration_only():
     assert fc.extraction_key("sift", {"k": 64}, "2", 100) == fc.extraction_key("sift", {"k": 64}, "2", 100)
-    others = {fc.extraction_key("sift", {"k": 65}, "2", 100), fc.extraction_key("sift", {"k": 64}, "3", 100),
-              fc.extraction_key("sift", {"k": 64}, "2", 101), fc.extraction_key("dinov2", {"k": 64}, "2", 100)}
+    others = {
+        fc.extraction_key("sift", {"k": 65}, "2", 100),
+        fc.extraction_key("sift", {"k": 64}, "3", 100),
+        fc.extraction_key("sift", {"k": 64}, "2", 101),
+        fc.extraction_key("dinov2", {"k": 64}, "2", 100),
+    }
     assert fc.extraction_key("sift", {"k": 64}, "2", 100) not in others and len(others) == 4
 
 
@@ -159,7 +166,7 @@ def test_bad_input_names_the_file(tmp_path):
     _folder(root, range(3))
     lists = _lists(root)
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
-    (pack, items), = plan.new_packs.items()
+    ((pack, items),) = plan.new_packs.items()
     # a photo changed between the plan and the job
     _photo(root / "jpg" / "p01.png", 50)
     os.utime(root / "jpg" / "p01.png", ns=(1, 1))
@@ -169,7 +176,7 @@ def test_bad_input_names_the_file(tmp_path):
     # a listed photo that is missing: an error naming it, or under on_bad_image: skip an empty row
     (root / "jpg" / "p02.png").unlink()
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
-    (pack, items), = plan.new_packs.items()
+    ((pack, items),) = plan.new_packs.items()
     with pytest.raises(FileNotFoundError, match="p02.png"):
         extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
     meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
@@ -194,7 +201,7 @@ def test_a_cached_unreadable_image_is_refused_under_on_bad_image_error(tmp_path)
     (root / "jpg" / "p01.png").write_bytes(b"not an image")
     lists = _lists(root)
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
-    (pack, items), = plan.new_packs.items()
+    ((pack, items),) = plan.new_packs.items()
     with pytest.raises(ValueError, match="p01.png"):
         extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
     extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")

@@ -118,7 +118,11 @@ def test_rank_featureless_last_is_the_final_guard_of_any_ranking():
     scores = np.arange(6, 0, -1, dtype=np.float32)[None].repeat(2, 0)
     out_i, out_s = rank_featureless_last(ids, scores, q_none, db_none)
     assert out_i.tolist() == [[5, 0, 2, 3, 1, 4], [0, 2, 3, 5, 1, 4]]
-    assert out_s[0].tolist()[:4] == [5.0, 3.0, 2.0, 1.0] and np.isneginf(out_s[0, 4:]).all() and np.isneginf(out_s[1]).all()
+    assert (
+        out_s[0].tolist()[:4] == [5.0, 3.0, 2.0, 1.0]
+        and np.isneginf(out_s[0, 4:]).all()
+        and np.isneginf(out_s[1]).all()
+    )
     # a shortlist shorter than the featured images is completed in database order, then the featureless
     i2, _ = search_featured(np.zeros((1, 3), np.float32), np.eye(3, dtype=np.float32), 3, lambda a, b, k: (None, None))
     assert i2.tolist() == [[0, 1, 2]]

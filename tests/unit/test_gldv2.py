@@ -22,11 +22,13 @@ from retrieval.stores.global_store import write_neighbours
 
 INDEX = ["0a1b2c3d4e5f6071", "0a1fffffffffffff", "1b2c3d4e5f607182", "2c3d4e5f60718293", "f0e1d2c3b4a59687"]
 TEST = ["9a8b7c6d5e4f3021", "9a8f000000000000", "a1b2c3d4e5f60718", "b2c3d4e5f6071829"]
-SOLUTION = ("id,images,Usage\n"
-            "9a8b7c6d5e4f3021,0a1b2c3d4e5f6071 2c3d4e5f60718293,Public\n"
-            "9a8f000000000000,None,Ignored\n"
-            "a1b2c3d4e5f60718,f0e1d2c3b4a59687,Private\n"
-            "b2c3d4e5f6071829,1b2c3d4e5f607182 0a1fffffffffffff f0e1d2c3b4a59687,Private\n")
+SOLUTION = (
+    "id,images,Usage\n"
+    "9a8b7c6d5e4f3021,0a1b2c3d4e5f6071 2c3d4e5f60718293,Public\n"
+    "9a8f000000000000,None,Ignored\n"
+    "a1b2c3d4e5f60718,f0e1d2c3b4a59687,Private\n"
+    "b2c3d4e5f6071829,1b2c3d4e5f607182 0a1fffffffffffff f0e1d2c3b4a59687,Private\n"
+)
 
 
 def _gldv2(root: Path, index=INDEX, test=TEST, solution=SOLUTION, images=True, skip=()) -> Path:
@@ -62,22 +64,33 @@ def test_layout_paths_usage_and_ignored_queries(tmp_path):
     assert again.protocol == "gldv2" and [g["usage"] for g in again.gnd] == ["Public", "Private", "Private"]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"solution": "id,images\n"}, r"retrieval_solution_v2\.1\.csv:1: .*lacks column\(s\) \['usage'\]"),
-    ({"index": INDEX + [INDEX[1]]}, r"index\.csv:7: duplicate id '0a1fffffffffffff' \(first on line 3\)"),
-    ({"test": TEST + [TEST[0]]}, r"test\.csv:6: duplicate id '9a8b7c6d5e4f3021' \(first on line 2\)"),
-    ({"solution": SOLUTION + "ffffffffffffffff,0a1b2c3d4e5f6071,Public\n"},
-     r"retrieval_solution_v2\.1\.csv:6: id 'ffffffffffffffff' is not in test\.csv"),
-    ({"solution": SOLUTION.replace("f0e1d2c3b4a59687,Private", "eeeeeeeeeeeeeeee,Private", 1)},
-     r"retrieval_solution_v2\.1\.csv:4: image id\(s\) \['eeeeeeeeeeeeeeee'\] are not in index\.csv"),
-    ({"solution": SOLUTION + "9a8b7c6d5e4f3021,0a1b2c3d4e5f6071,Public\n"},
-     r"retrieval_solution_v2\.1\.csv:6: duplicate id '9a8b7c6d5e4f3021' \(first on line 2\)"),
-    ({"solution": SOLUTION.replace("Ignored", "Secret")}, r"retrieval_solution_v2\.1\.csv:3: Usage 'Secret'"),
-    ({"solution": SOLUTION.replace("None,Ignored", "None,Public")},
-     r"retrieval_solution_v2\.1\.csv:3: a Public query without relevant images"),
-    ({"solution": "\n".join(SOLUTION.splitlines()[:4]) + "\n"}, r"1 test\.csv id\(s\) have no row"),
-    ({"index": ["0a"]}, r"index\.csv:2: id '0a' is not an image id"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"solution": "id,images\n"}, r"retrieval_solution_v2\.1\.csv:1: .*lacks column\(s\) \['usage'\]"),
+        ({"index": INDEX + [INDEX[1]]}, r"index\.csv:7: duplicate id '0a1fffffffffffff' \(first on line 3\)"),
+        ({"test": TEST + [TEST[0]]}, r"test\.csv:6: duplicate id '9a8b7c6d5e4f3021' \(first on line 2\)"),
+        (
+            {"solution": SOLUTION + "ffffffffffffffff,0a1b2c3d4e5f6071,Public\n"},
+            r"retrieval_solution_v2\.1\.csv:6: id 'ffffffffffffffff' is not in test\.csv",
+        ),
+        (
+            {"solution": SOLUTION.replace("f0e1d2c3b4a59687,Private", "eeeeeeeeeeeeeeee,Private", 1)},
+            r"retrieval_solution_v2\.1\.csv:4: image id\(s\) \['eeeeeeeeeeeeeeee'\] are not in index\.csv",
+        ),
+        (
+            {"solution": SOLUTION + "9a8b7c6d5e4f3021,0a1b2c3d4e5f6071,Public\n"},
+            r"retrieval_solution_v2\.1\.csv:6: duplicate id '9a8b7c6d5e4f3021' \(first on line 2\)",
+        ),
+        ({"solution": SOLUTION.replace("Ignored", "Secret")}, r"retrieval_solution_v2\.1\.csv:3: Usage 'Secret'"),
+        (
+            {"solution": SOLUTION.replace("None,Ignored", "None,Public")},
+            r"retrieval_solution_v2\.1\.csv:3: a Public query without relevant images",
+        ),
+        ({"solution": "\n".join(SOLUTION.splitlines()[:4]) + "\n"}, r"1 test\.csv id\(s\) have no row"),
+        ({"index": ["0a"]}, r"index\.csv:2: id '0a' is not an image id"),
+    ],
+)
 def test_malformed_files_name_file_and_line(tmp_path, kwargs, match):
     root = _gldv2(tmp_path / "gldv2", images=False, **kwargs)
     with pytest.raises(ValueError, match=match):
@@ -145,8 +158,12 @@ def test_map_at_100_equals_the_official_loop_public_private_apart():
     relevant = [set(rng.choice(n_db, size=int(rng.integers(1, 160)), replace=False).tolist()) for _ in range(n_q)]
     ranks = np.stack([rng.permutation(n_db)[:100] for _ in range(n_q)])
     ranks[:, 50:] = ranks[:, :50]  # duplicates in the second half: each counts once, at its first position
-    gnd = {"protocol": "gldv2", "imlist": [], "qimlist": [],
-           "gnd": [{"easy": sorted(r), "hard": [], "junk": [], "usage": u} for r, u in zip(relevant, usage)]}
+    gnd = {
+        "protocol": "gldv2",
+        "imlist": [],
+        "qimlist": [],
+        "gnd": [{"easy": sorted(r), "hard": [], "junk": [], "usage": u} for r, u in zip(relevant, usage)],
+    }
     m = evaluate_ground_truth(ranks, gnd, n_db)
     assert set(m["per_query_ap"]) == {"Public", "Private"}
     for part in ("Public", "Private"):
@@ -156,7 +173,9 @@ def test_map_at_100_equals_the_official_loop_public_private_apart():
         assert m["n_evaluated"][part] == len(sol)
     # a full ranking scores exactly as its top 100 (what the lists store for GLDv2)
     full = np.concatenate([ranks[:, :50], np.stack([np.setdiff1d(np.arange(n_db), r[:50]) for r in ranks])], axis=1)
-    assert evaluate_gldv2(full, gnd["gnd"], n_db)["mAP@100"] == evaluate_gldv2(full[:, :100], gnd["gnd"], n_db)["mAP@100"]
+    assert (
+        evaluate_gldv2(full, gnd["gnd"], n_db)["mAP@100"] == evaluate_gldv2(full[:, :100], gnd["gnd"], n_db)["mAP@100"]
+    )
 
 
 def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path):
@@ -167,24 +186,61 @@ def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path
     write_json(tmp_path / "gnd.json", gt.to_json())
     ids = np.array([[3, 0, 1], [4, 2, 1], [2, 3, 0]])  # top 3 of 5 stored: enough for mAP@100 semantics here
     write_neighbours(tmp_path / "knn.h5", ids, np.ones(ids.shape, np.float32))
-    evaluate_global(tmp_path / "knn.h5", tmp_path / "lists.json", tmp_path / "gnd.json", tmp_path / "g.json",
-                    tmp_path / "r.h5", tmp_path / "n.csv", "gldv2", "global", [1, 5, 10], 3, {}, {}, "tiny", {})
+    evaluate_global(
+        tmp_path / "knn.h5",
+        tmp_path / "lists.json",
+        tmp_path / "gnd.json",
+        tmp_path / "g.json",
+        tmp_path / "r.h5",
+        tmp_path / "n.csv",
+        "gldv2",
+        "global",
+        [1, 5, 10],
+        3,
+        {},
+        {},
+        "tiny",
+        {},
+    )
     r = read_json(tmp_path / "g.json")
     # Public: relevant {0, 3} at positions 1, 2 -> 1.0; Private: {4} at 1 -> 1.0 and {1, 2, 4} at 1 -> 1/3
     assert r["metrics"] == {"mAP@100": {"Public": 100.0, "Private": pytest.approx(100 * (1 + 1 / 3) / 2, abs=1e-3)}}
     assert r["n_evaluated_queries"] == {"Public": 1, "Private": 2} and "ground_truth_subset" not in r
     better = np.array([[0, 3, 1], [4, 2, 1], [2, 1, 4]])
-    write_reranked_evaluation("sv", better, np.ones(better.shape), ids, lists, read_json(tmp_path / "gnd.json"), "gldv2",
-                              str(tmp_path / "sv.json"), str(tmp_path / "sv.h5"), str(tmp_path / "sv.csv"),
-                              str(tmp_path / "g.json"), str(tmp_path / "knn.h5"), 100, [1, 5, 10], 3, {}, {}, "tiny", {})
+    write_reranked_evaluation(
+        "sv",
+        better,
+        np.ones(better.shape),
+        ids,
+        lists,
+        read_json(tmp_path / "gnd.json"),
+        "gldv2",
+        str(tmp_path / "sv.json"),
+        str(tmp_path / "sv.h5"),
+        str(tmp_path / "sv.csv"),
+        str(tmp_path / "g.json"),
+        str(tmp_path / "knn.h5"),
+        100,
+        [1, 5, 10],
+        3,
+        {},
+        {},
+        "tiny",
+        {},
+    )
     s = read_json(tmp_path / "sv.json")
     assert s["metrics"]["mAP@100"]["Private"] == 100.0 and s["baseline"]["metrics"] == r["metrics"]
     assert s["paired_difference"]["Private"]["improved"] == 1 and set(s["paired_difference"]) == {"Public", "Private"}
 
 
 # ------------------------------------------------------------------------------------ the training split
-TRAIN = {"0a0b0c0d0e0f1011": 7, "0a0b0c0d0e0f1012": 7, "1b0b0c0d0e0f1013": 12, "2c0b0c0d0e0f1014": 12,
-         "3d0b0c0d0e0f1015": 99}
+TRAIN = {
+    "0a0b0c0d0e0f1011": 7,
+    "0a0b0c0d0e0f1012": 7,
+    "1b0b0c0d0e0f1013": 12,
+    "2c0b0c0d0e0f1014": 12,
+    "3d0b0c0d0e0f1015": 99,
+}
 
 
 def _train(root: Path, files=True, skip=()):
@@ -192,8 +248,9 @@ def _train(root: Path, files=True, skip=()):
     by_landmark: dict[int, list[str]] = {}
     for i, lm in TRAIN.items():
         by_landmark.setdefault(lm, []).append(i)
-    (root / "train_clean.csv").write_text("landmark_id,images\n" + "".join(f"{lm},{' '.join(ids)}\n"
-                                                                         for lm, ids in by_landmark.items()))
+    (root / "train_clean.csv").write_text(
+        "landmark_id,images\n" + "".join(f"{lm},{' '.join(ids)}\n" for lm, ids in by_landmark.items())
+    )
     (root / "train_750k.txt").write_text("".join(f"{gldv2_image('train', i)},{lm},32,24\n" for i, lm in TRAIN.items()))
     if files:
         for i in TRAIN:
@@ -225,14 +282,22 @@ def test_training_lists_stream_and_name_bad_lines(tmp_path):
     (root / "train_clean.csv").write_text("landmark_id,images\n7,0a0b0c0d0e0f1011\nx,0a0b0c0d0e0f1012\n")
     with pytest.raises(ValueError, match=r"train_clean\.csv:3: landmark_id 'x' is not an integer"):
         read_gldv2_train(root)
-    (root / "train_clean.csv").write_text("landmark_id,images\n7,0a0b0c0d0e0f1011\n8,1b0b0c0d0e0f1013 0a0b0c0d0e0f1011\n")
-    with pytest.raises(ValueError, match=r"train_clean\.csv:3: image '0a0b0c0d0e0f1011' is listed again \(first on line 2\)"):
+    (root / "train_clean.csv").write_text(
+        "landmark_id,images\n7,0a0b0c0d0e0f1011\n8,1b0b0c0d0e0f1013 0a0b0c0d0e0f1011\n"
+    )
+    with pytest.raises(
+        ValueError, match=r"train_clean\.csv:3: image '0a0b0c0d0e0f1011' is listed again \(first on line 2\)"
+    ):
         read_gldv2_train(root)
     (root / "train_clean.csv").write_text("landmark,images\n7,0a0b0c0d0e0f1011\n")
     with pytest.raises(ValueError, match=r"train_clean\.csv:1: .*lacks column\(s\) \['landmark_id'\]"):
         read_gldv2_train(root)
-    (root / "train_750k.txt").write_text("train/0/a/0/0a0b0c0d0e0f1011.jpg,7,32,24\ntrain/1/b/1/1b0b0c0d0e0f1013.jpg,3,1,1\n")
-    with pytest.raises(ValueError, match=r"train_750k\.txt:2: 'train/1/b/1/1b0b0c0d0e0f1013\.jpg' is not at train/a/b/c"):
+    (root / "train_750k.txt").write_text(
+        "train/0/a/0/0a0b0c0d0e0f1011.jpg,7,32,24\ntrain/1/b/1/1b0b0c0d0e0f1013.jpg,3,1,1\n"
+    )
+    with pytest.raises(
+        ValueError, match=r"train_750k\.txt:2: 'train/1/b/1/1b0b0c0d0e0f1013\.jpg' is not at train/a/b/c"
+    ):
         read_gldv2_train(root, "train_750k.txt")
     (tmp_path / "ex.txt").write_text("7\nseven\n")
     with pytest.raises(ValueError, match=r"ex\.txt:2: 'seven' is not a landmark id"):
@@ -240,7 +305,6 @@ def test_training_lists_stream_and_name_bad_lines(tmp_path):
 
 
 def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
-
 
     root = _gldv2(tmp_path / "gldv2")
     lists, gt = build_image_lists(root, "gldv2")
@@ -259,30 +323,60 @@ def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
         h.attrs.update({"kind": "ames_logits", "max_rerank": 4, "seconds": 0.0, "n_pairs": 12})
     write_json(tmp_path / "global.json", {})
     grid = {"num_rerank": [4], "lambda": [0.0, 1.0], "gamma": [1.0]}
-    evaluate_ames_stage(tmp_path / "logits.h5", tmp_path / "knn.h5", tmp_path / "lists.json", tmp_path / "gnd.json",
-                        tmp_path / "global.json", tmp_path / "ames.json", tmp_path / "r.h5", tmp_path / "n.csv",
-                        tmp_path / "grid.csv", "gldv2", "ames", grid, "validation", {}, None, "demo-val", "none", 100, 3,
-                        {}, {}, "tiny")
+    evaluate_ames_stage(
+        tmp_path / "logits.h5",
+        tmp_path / "knn.h5",
+        tmp_path / "lists.json",
+        tmp_path / "gnd.json",
+        tmp_path / "global.json",
+        tmp_path / "ames.json",
+        tmp_path / "r.h5",
+        tmp_path / "n.csv",
+        tmp_path / "grid.csv",
+        "gldv2",
+        "ames",
+        grid,
+        "validation",
+        {},
+        None,
+        "demo-val",
+        "none",
+        100,
+        3,
+        {},
+        {},
+        "tiny",
+    )
     r = read_json(tmp_path / "ames.json")
     assert r["chosen"]["lambda"] == 0.0 and "Public" in r["chosen"]["selected_on"]
     # re-ranked: q2's relevant image 4 is outside its shortlist, so q2 scores (1/1 + 2/2) / 3 and Private is 83.33
     assert r["metrics"] == {"mAP@100": {"Public": 100.0, "Private": pytest.approx(100 * (1 + 2 / 3) / 2, abs=1e-3)}}
     # global order: Public hits at 3, 4 -> (1/3 + 2/4) / 2; Private q1 at 3 -> 1/3, q2 at 3, 4 -> (1/3 + 2/4) / 3
     assert r["baseline"]["metrics"]["mAP@100"]["Public"] == pytest.approx(100 * (1 / 3 + 2 / 4) / 2, abs=1e-3)
-    assert r["baseline"]["metrics"]["mAP@100"]["Private"] == pytest.approx(100 * (1 / 3 + (1 / 3 + 2 / 4) / 3) / 2,
-                                                                           abs=1e-3)
-    assert [row["mAP@100_Private"] for row in r["grid"]] == [r["metrics"]["mAP@100"]["Private"],
-                                                             r["baseline"]["metrics"]["mAP@100"]["Private"]]
+    assert r["baseline"]["metrics"]["mAP@100"]["Private"] == pytest.approx(
+        100 * (1 / 3 + (1 / 3 + 2 / 4) / 3) / 2, abs=1e-3
+    )
+    assert [row["mAP@100_Private"] for row in r["grid"]] == [
+        r["metrics"]["mAP@100"]["Private"],
+        r["baseline"]["metrics"]["mAP@100"]["Private"],
+    ]
     assert set(r["paired_difference"]) == {"Public", "Private"}
 
 
 def test_compare_table_uses_the_dataset_metric_set():
 
     def res(method, pub, priv, diff=None):
-        r = {"n_queries": 3, "n_db": 5, "metrics": {"mAP@100": {"Public": pub, "Private": priv}},
-             "timing": {"ms_per_query": {"reads": 0.0, "rerank": 1.0}}}
+        r = {
+            "n_queries": 3,
+            "n_db": 5,
+            "metrics": {"mAP@100": {"Public": pub, "Private": priv}},
+            "timing": {"ms_per_query": {"reads": 0.0, "rerank": 1.0}},
+        }
         if diff is not None:
-            r["paired_difference"] = {"Public": {"mean": 0.0, "ci95": [0, 0]}, "Private": {"mean": diff, "ci95": [-1.0, 2.0]}}
+            r["paired_difference"] = {
+                "Public": {"mean": 0.0, "ci95": [0, 0]},
+                "Private": {"mean": diff, "ci95": [-1.0, 2.0]},
+            }
         return r
 
     rows = compare_rows({"global": res("global", 40.0, 38.5), "sv": res("sv", 50.0, 47.25, 8.75)}, 0.003)

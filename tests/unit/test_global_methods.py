@@ -77,7 +77,11 @@ def test_lw_whitens_the_matching_pair_differences():
     noise = rng.normal(size=(240, 6)) @ np.diag([2.0, 1.0, 0.5, 0.2, 0.1, 0.05])
     x = centres[labels] + noise
     pairs = positive_pairs(labels, 10_000, 0)
-    assert len(pairs) == 60 * 6 and (labels[pairs[:, 0]] == labels[pairs[:, 1]]).all() and (pairs[:, 0] < pairs[:, 1]).all()
+    assert (
+        len(pairs) == 60 * 6
+        and (labels[pairs[:, 0]] == labels[pairs[:, 1]]).all()
+        and (pairs[:, 0] < pairs[:, 1]).all()
+    )
     w = fit_lw_whitening(x, pairs, ridge=0.0)
     df = x[pairs[:, 0]] - x[pairs[:, 1]]
     s = df.T @ df / len(df)
@@ -87,9 +91,11 @@ def test_lw_whitens_the_matching_pair_differences():
     # after Lw, matching pairs are closer relative to non-matching ones than before
     y = apply_whitening(x, w, power=0.0)
     xn = l2_normalise(x)
+
     def margin(z):
         pos = (z[pairs[:, 0]] * z[pairs[:, 1]]).sum(1).mean()
         return pos - (z[::4] @ z[::4].T)[np.triu_indices(60, 1)].mean()
+
     assert margin(y) > margin(xn)
 
 

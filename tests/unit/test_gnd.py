@@ -17,8 +17,14 @@ def revisitop_dict():
     return {
         "imlist": ["a", "b", "c"],
         "qimlist": ["q"],
-        "gnd": [{"easy": np.array([0]), "hard": np.array([2], dtype=np.int64), "junk": np.array([], dtype=np.int64),
-                 "bbx": np.array([1.5, 2.0, 30.0, 40.0])}],
+        "gnd": [
+            {
+                "easy": np.array([0]),
+                "hard": np.array([2], dtype=np.int64),
+                "junk": np.array([], dtype=np.int64),
+                "bbx": np.array([1.5, 2.0, 30.0, 40.0]),
+            }
+        ],
     }
 
 
@@ -52,7 +58,9 @@ def test_indices_outside_imlist_are_named(tmp_path):
     d = revisitop_dict()
     d["gnd"][0]["junk"] = [7]
     p = tmp_path / "gnd.json"
-    p.write_text(json.dumps({**d, "gnd": [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in d["gnd"][0].items()}]}))
+    p.write_text(
+        json.dumps({**d, "gnd": [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in d["gnd"][0].items()}]})
+    )
     with pytest.raises(ValueError, match=r"gnd\[0\].*'junk'.*\[7\]"):
         load_ground_truth(p)
 

@@ -19,8 +19,13 @@ def _img(path: Path, w=40, h=30, value=128):
     Image.fromarray(np.full((h, w, 3), value, np.uint8)).save(path)
 
 
-def _csv_dataset(root: Path, rows: str, boxes: str | None = None, db=("a.jpg", "b.jpg", "c.jpg", "sub/d.jpg"),
-                 queries=("queries/q1.jpg", "queries/q2.jpg")) -> Path:
+def _csv_dataset(
+    root: Path,
+    rows: str,
+    boxes: str | None = None,
+    db=("a.jpg", "b.jpg", "c.jpg", "sub/d.jpg"),
+    queries=("queries/q1.jpg", "queries/q2.jpg"),
+) -> Path:
     for n in db:
         _img(root / "jpg" / n)
     for n in queries:
@@ -32,18 +37,21 @@ def _csv_dataset(root: Path, rows: str, boxes: str | None = None, db=("a.jpg", "
 
 
 def test_csv_ground_truth_converts_to_revisitop_structure(tmp_path):
-    root = _csv_dataset(tmp_path / "mine", "query,positive,kind\n"
-                        "queries/q1.jpg,jpg/a.jpg,easy\n"
-                        "queries/q1.jpg,jpg/sub/d.jpg,hard\n"
-                        "queries/q1.jpg,./jpg/c.jpg,junk\n"
-                        "# a comment line\n"
-                        "\n"
-                        "queries/q2.jpg,jpg/b.jpg\n"          # kind omitted: easy
-                        "queries/q2.jpg,jpg/c.jpg,\n",        # kind empty: easy
-                        "query,x1,y1,x2,y2\nqueries/q1.jpg,5.5,4,30,25\n")
+    root = _csv_dataset(
+        tmp_path / "mine",
+        "query,positive,kind\n"
+        "queries/q1.jpg,jpg/a.jpg,easy\n"
+        "queries/q1.jpg,jpg/sub/d.jpg,hard\n"
+        "queries/q1.jpg,./jpg/c.jpg,junk\n"
+        "# a comment line\n"
+        "\n"
+        "queries/q2.jpg,jpg/b.jpg\n"  # kind omitted: easy
+        "queries/q2.jpg,jpg/c.jpg,\n",  # kind empty: easy
+        "query,x1,y1,x2,y2\nqueries/q1.jpg,5.5,4,30,25\n",
+    )
     lists, gt = build_image_lists(root, "mine")
     assert gt.imlist == ["jpg/a.jpg", "jpg/b.jpg", "jpg/c.jpg", "jpg/sub/d.jpg"]  # sorted scan of jpg/
-    assert gt.qimlist == ["queries/q1.jpg", "queries/q2.jpg"]                    # order of first appearance
+    assert gt.qimlist == ["queries/q1.jpg", "queries/q2.jpg"]  # order of first appearance
     assert gt.gnd[0] == {"easy": [0], "hard": [3], "junk": [2], "bbx": [5.5, 4.0, 30.0, 25.0]}
     assert gt.gnd[1] == {"easy": [1, 2], "hard": [], "junk": [], "bbx": None}
     # paths resolve relative to the dataset folder, not jpg/
@@ -57,10 +65,13 @@ def test_csv_ground_truth_converts_to_revisitop_structure(tmp_path):
 
 
 def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_path):
-    root = _csv_dataset(tmp_path / "mine", "query,positive\n"
-                        "jpg/a.jpg,jpg/b.jpg\n"     # the query is itself a database image
-                        "queries/q1.jpg,\n",         # a query without positives
-                        queries=("queries/q1.jpg",))
+    root = _csv_dataset(
+        tmp_path / "mine",
+        "query,positive\n"
+        "jpg/a.jpg,jpg/b.jpg\n"  # the query is itself a database image
+        "queries/q1.jpg,\n",  # a query without positives
+        queries=("queries/q1.jpg",),
+    )
     _, gt = build_image_lists(root, "mine")
     assert gt.gnd[0]["easy"] == [1] and gt.gnd[0]["junk"] == [0]  # its own row is ignored, not a miss
     assert gt.gnd[1] == {"easy": [], "hard": [], "junk": [], "bbx": None}
@@ -79,36 +90,48 @@ def test_csv_image_list_restricts_the_database(tmp_path):
         build_image_lists(root, "mine")
 
 
-@pytest.mark.parametrize("rows, match", [
-    ("query,kind\nqueries/q1.jpg,easy\n", r"gnd\.csv:1: header .* lacks column\(s\) \['positive'\]"),
-    ("query,positive,knid\nqueries/q1.jpg,jpg/a.jpg,easy\n", r"gnd\.csv:1: unknown column\(s\) \['knid'\]"),
-    ("query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q1.jpg,jpg/zz.jpg\n",
-     r"gnd\.csv:3: positive 'jpg/zz\.jpg' is not a database image"),
-    ("query,positive,kind\nqueries/q1.jpg,jpg/a.jpg,medium\n", r"gnd\.csv:2: kind 'medium' is not one of"),
-    ("query,positive\nqueries/q1.jpg,jpg/a.jpg\n\nqueries/q1.jpg,./jpg/a.jpg\n",
-     r"gnd\.csv:4: the pair .* is already on line 2"),
-    ("query,positive\nqueries/nope.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query image 'queries/nope\.jpg' not found"),
-    ("query,positive\njpg/a.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query 'jpg/a\.jpg' is listed as its own positive"),
-    ("query,positive\n../x.jpg,jpg/a.jpg\n", r"gnd\.csv:2: '\.\./x\.jpg' leaves the dataset folder"),
-    ("query,positive\nqueries/q1.jpg,jpg/a.jpg,extra\n", r"gnd\.csv:2: 3 fields but the header has 2"),
-    ("query,positive,kind\nqueries/q1.jpg,,hard\n", r"gnd\.csv:2: a kind \('hard'\) without a positive"),
-    ("query,positive\n", r"gnd\.csv: no rows after the header"),
-    ("", r"gnd\.csv: empty file"),
-])
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        ("query,kind\nqueries/q1.jpg,easy\n", r"gnd\.csv:1: header .* lacks column\(s\) \['positive'\]"),
+        ("query,positive,knid\nqueries/q1.jpg,jpg/a.jpg,easy\n", r"gnd\.csv:1: unknown column\(s\) \['knid'\]"),
+        (
+            "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q1.jpg,jpg/zz.jpg\n",
+            r"gnd\.csv:3: positive 'jpg/zz\.jpg' is not a database image",
+        ),
+        ("query,positive,kind\nqueries/q1.jpg,jpg/a.jpg,medium\n", r"gnd\.csv:2: kind 'medium' is not one of"),
+        (
+            "query,positive\nqueries/q1.jpg,jpg/a.jpg\n\nqueries/q1.jpg,./jpg/a.jpg\n",
+            r"gnd\.csv:4: the pair .* is already on line 2",
+        ),
+        ("query,positive\nqueries/nope.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query image 'queries/nope\.jpg' not found"),
+        ("query,positive\njpg/a.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query 'jpg/a\.jpg' is listed as its own positive"),
+        ("query,positive\n../x.jpg,jpg/a.jpg\n", r"gnd\.csv:2: '\.\./x\.jpg' leaves the dataset folder"),
+        ("query,positive\nqueries/q1.jpg,jpg/a.jpg,extra\n", r"gnd\.csv:2: 3 fields but the header has 2"),
+        ("query,positive,kind\nqueries/q1.jpg,,hard\n", r"gnd\.csv:2: a kind \('hard'\) without a positive"),
+        ("query,positive\n", r"gnd\.csv: no rows after the header"),
+        ("", r"gnd\.csv: empty file"),
+    ],
+)
 def test_csv_malformed_files_name_file_and_line(tmp_path, rows, match):
     root = _csv_dataset(tmp_path / "mine", rows)
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         build_image_lists(root, "mine")
 
 
-@pytest.mark.parametrize("boxes, match", [
-    ("query,x1,y1,x2\nqueries/q1.jpg,1,2,3\n", r"query_boxes\.csv:1: .*lacks column\(s\) \['y2'\]"),
-    ("query,x1,y1,x2,y2\nqueries/q1.jpg,1,2,30,40\nqueries/q1.jpg,1,2,30,41\n",
-     r"query_boxes\.csv:3: a second box for query 'queries/q1\.jpg' \(the first is on line 2\)"),
-    ("query,x1,y1,x2,y2\nqueries/q9.jpg,1,2,30,40\n", r"query_boxes\.csv:2: query 'queries/q9\.jpg' has no row"),
-    ("query,x1,y1,x2,y2\nqueries/q1.jpg,10,2,5,40\n", r"query_boxes\.csv:2: box .* x2 > x1"),
-    ("query,x1,y1,x2,y2\nqueries/q1.jpg,a,2,5,40\n", r"query_boxes\.csv:2: box coordinates must be numbers"),
-])
+@pytest.mark.parametrize(
+    "boxes, match",
+    [
+        ("query,x1,y1,x2\nqueries/q1.jpg,1,2,3\n", r"query_boxes\.csv:1: .*lacks column\(s\) \['y2'\]"),
+        (
+            "query,x1,y1,x2,y2\nqueries/q1.jpg,1,2,30,40\nqueries/q1.jpg,1,2,30,41\n",
+            r"query_boxes\.csv:3: a second box for query 'queries/q1\.jpg' \(the first is on line 2\)",
+        ),
+        ("query,x1,y1,x2,y2\nqueries/q9.jpg,1,2,30,40\n", r"query_boxes\.csv:2: query 'queries/q9\.jpg' has no row"),
+        ("query,x1,y1,x2,y2\nqueries/q1.jpg,10,2,5,40\n", r"query_boxes\.csv:2: box .* x2 > x1"),
+        ("query,x1,y1,x2,y2\nqueries/q1.jpg,a,2,5,40\n", r"query_boxes\.csv:2: box coordinates must be numbers"),
+    ],
+)
 def test_csv_malformed_boxes_name_file_and_line(tmp_path, boxes, match):
     root = _csv_dataset(tmp_path / "mine", "query,positive\nqueries/q1.jpg,jpg/a.jpg\n", boxes)
     with pytest.raises(ValueError, match=match):

@@ -32,7 +32,12 @@ def _jpeg_bytes():
 
 @pytest.mark.parametrize(
     "name, content",
-    [("truncated.jpg", _jpeg_bytes()[:300]), ("empty.jpg", b""), ("notes.jpg", b"this is text, not an image"), ("missing.jpg", None)],
+    [
+        ("truncated.jpg", _jpeg_bytes()[:300]),
+        ("empty.jpg", b""),
+        ("notes.jpg", b"this is text, not an image"),
+        ("missing.jpg", None),
+    ],
 )
 def test_bad_images_are_named(tmp_path, name, content):
     p = tmp_path / name
@@ -53,7 +58,6 @@ def test_good_image_decodes_to_gray(tmp_path):
 # Decoding shows what a viewer sees (issue 14, item 1): every kind of file against its upright 8-bit original.
 
 
-
 def _original(h=48, w=64):
     """An upright 8-bit RGB photo stand-in: smooth gradients plus texture, no symmetry (every flip is visible)."""
     rng = np.random.default_rng(1)
@@ -67,13 +71,13 @@ def _stored_for(upright: np.ndarray, orientation: int) -> np.ndarray:
     and column 0 of the stored image are the displayed image's ...): written with numpy, not with Pillow's table."""
     return {
         1: lambda a: a,
-        2: lambda a: a[:, ::-1],              # top-right: mirrored left-right
-        3: lambda a: a[::-1, ::-1],           # bottom-right: rotated 180
-        4: lambda a: a[::-1],                 # bottom-left: mirrored top-bottom
-        5: lambda a: a.swapaxes(0, 1),        # left-top: transposed
-        6: lambda a: np.rot90(a, 1),          # right-top: the viewer rotates 90 clockwise
+        2: lambda a: a[:, ::-1],  # top-right: mirrored left-right
+        3: lambda a: a[::-1, ::-1],  # bottom-right: rotated 180
+        4: lambda a: a[::-1],  # bottom-left: mirrored top-bottom
+        5: lambda a: a.swapaxes(0, 1),  # left-top: transposed
+        6: lambda a: np.rot90(a, 1),  # right-top: the viewer rotates 90 clockwise
         7: lambda a: np.rot90(a, 2).swapaxes(0, 1),  # right-bottom: transverse
-        8: lambda a: np.rot90(a, -1),         # left-bottom: the viewer rotates 90 counter-clockwise
+        8: lambda a: np.rot90(a, -1),  # left-bottom: the viewer rotates 90 counter-clockwise
     }[orientation](upright)
 
 
@@ -260,7 +264,11 @@ def test_image_lists_hold_displayed_sizes_and_boxes(tmp_path):
     up = _original(64, 48)  # portrait as displayed
     _save_with_orientation(root / "jpg" / "q.png", _stored_for(up, 6), 6)
     Image.fromarray(up).save(root / "jpg" / "d.png")
-    gnd = {"imlist": ["d.png"], "qimlist": ["q.png"], "gnd": [{"easy": [0], "hard": [], "junk": [], "bbx": [5, 40, 30, 60]}]}
+    gnd = {
+        "imlist": ["d.png"],
+        "qimlist": ["q.png"],
+        "gnd": [{"easy": [0], "hard": [], "junk": [], "bbx": [5, 40, 30, 60]}],
+    }
     (root / "gnd.json").write_text(json.dumps(gnd))
     lists, _ = build_image_lists(root, "ds")
     q = lists["query"][0]
@@ -277,8 +285,6 @@ def test_query_with_exif_orientation_is_cropped_where_the_viewer_drew_its_box(tm
     """Image lists then extraction, as the rules run them: a query stored landscape with orientation 6 and a box drawn
     on the portrait picture gives exactly the features of an upright copy with the same box."""
 
-
-
     root = tmp_path / "ds"
     (root / "jpg").mkdir(parents=True)
     up = _photo(240, 180)  # portrait as displayed
@@ -287,8 +293,9 @@ def test_query_with_exif_orientation_is_cropped_where_the_viewer_drew_its_box(tm
     Image.fromarray(_photo(120, 160)).save(root / "jpg" / "db.png")
     box = [20.0, 110.0, 170.0, 235.0]  # lower part of the portrait: outside a 240x180 landscape's height
     g = {"easy": [0], "hard": [], "junk": [], "bbx": box}
-    (root / "gnd.json").write_text(json.dumps({"imlist": ["db.png"], "qimlist": ["rotated.png", "upright.png"],
-                                               "gnd": [g, g]}))
+    (root / "gnd.json").write_text(
+        json.dumps({"imlist": ["db.png"], "qimlist": ["rotated.png", "upright.png"], "gnd": [g, g]})
+    )
     lists, _ = build_image_lists(root, "ds")
     assert [q["crop"] for q in lists["query"]] == [[20, 110, 170, 235]] * 2
     lp = tmp_path / "lists.json"
@@ -301,21 +308,24 @@ def test_query_with_exif_orientation_is_cropped_where_the_viewer_drew_its_box(tm
     np.testing.assert_array_equal(desc[0], desc[1])
     np.testing.assert_array_equal(xy[0], xy[1])
     assert (size == [180, 240]).all()
-    assert (xy[0, :count[0], 1] >= 110).all() and (xy[0, :count[0], 1] <= 235).all()  # inside the box, full-image pixels
+    assert (xy[0, : count[0], 1] >= 110).all() and (
+        xy[0, : count[0], 1] <= 235
+    ).all()  # inside the box, full-image pixels
 
 
 def test_a_reduced_jpeg_keeps_full_image_coordinates(tmp_path):
     """A JPEG over max_image_pixels is decoded at 1/2: its box is scaled down, its keypoints mapped back."""
-
-
 
     root = tmp_path / "ds"
     (root / "jpg").mkdir(parents=True)
     Image.fromarray(_photo(320, 240)).save(root / "jpg" / "q.jpg", quality=95)
     Image.fromarray(_photo(120, 160)).save(root / "jpg" / "db.jpg")
     box = [40.0, 60.0, 200.0, 300.0]
-    (root / "gnd.json").write_text(json.dumps({"imlist": ["db.jpg"], "qimlist": ["q.jpg"],
-                                               "gnd": [{"easy": [0], "hard": [], "junk": [], "bbx": box}]}))
+    (root / "gnd.json").write_text(
+        json.dumps(
+            {"imlist": ["db.jpg"], "qimlist": ["q.jpg"], "gnd": [{"easy": [0], "hard": [], "junk": [], "bbx": box}]}
+        )
+    )
     cap = 320 * 240 // 3
     lists, _ = build_image_lists(root, "ds", max_pixels=cap)
     lp = tmp_path / "lists.json"

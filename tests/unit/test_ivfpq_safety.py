@@ -43,15 +43,26 @@ def test_issue_case_400_images_nlist_64_nprobe_1_gives_only_database_ids(tmp_pat
 
 
 def test_auto_nlist_follows_the_database_and_falls_back_on_small_ones(tmp_path, caplog):
-    assert plan_ivfpq(1_000_000, 1024, {**AUTO, "m": 32}) == {"nlist": 4000, "m": 32, "nbits": 8, "nprobe": 16,
-                                                               "n_train": 156000}  # 39 x 4000 training vectors
+    assert plan_ivfpq(1_000_000, 1024, {**AUTO, "m": 32}) == {
+        "nlist": 4000,
+        "m": 32,
+        "nbits": 8,
+        "nprobe": 16,
+        "n_train": 156000,
+    }  # 39 x 4000 training vectors
     assert plan_ivfpq(30_000, 16, AUTO)["nlist"] == 693  # 4 x sqrt(30000)
     fb = plan_ivfpq(3_000, 16, AUTO)
-    assert set(fb) == {"fallback"} and "9984 training vectors" in fb["fallback"] and "nlist 219" in fb["fallback"] and "3000" in fb["fallback"]
+    assert (
+        set(fb) == {"fallback"}
+        and "9984 training vectors" in fb["fallback"]
+        and "nlist 219" in fb["fallback"]
+        and "3000" in fb["fallback"]
+    )
     _data(tmp_path, 3000)
     with caplog.at_level(logging.WARNING):
-        nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "nn.h5", 50, "v", search="ivfpq",
-                           ivfpq=AUTO)
+        nearest_neighbours(
+            tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "nn.h5", 50, "v", search="ivfpq", ivfpq=AUTO
+        )
     nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "exact.h5", 50, "v")
     ids, sims, attrs = read_neighbours(tmp_path / "nn.h5")
     want, want_sims, _ = read_neighbours(tmp_path / "exact.h5")
@@ -70,17 +81,26 @@ def test_auto_nlist_trains_on_a_large_enough_database(tmp_path):
     assert ids.min() >= 0 and ids.max() < len(db)
 
 
-@pytest.mark.parametrize("cfg, n_db, d, pattern", [
-    ({"nlist": 1024, "m": 8, "nbits": 8, "nprobe": 16, "train": 50000}, 600, 16, r"nlist 1024 lists .* from 600 training vectors"),
-    ({"nlist": 16, "m": 8, "nbits": 8, "nprobe": 16, "train": 200}, 600, 16, r"256 codewords \(8 bits\) from 200"),
-    ({"nlist": 16, "m": 5, "nbits": 4, "nprobe": 4, "train": 600}, 600, 16, r"m = 5 does not divide .* 16"),
-])
+@pytest.mark.parametrize(
+    "cfg, n_db, d, pattern",
+    [
+        (
+            {"nlist": 1024, "m": 8, "nbits": 8, "nprobe": 16, "train": 50000},
+            600,
+            16,
+            r"nlist 1024 lists .* from 600 training vectors",
+        ),
+        ({"nlist": 16, "m": 8, "nbits": 8, "nprobe": 16, "train": 200}, 600, 16, r"256 codewords \(8 bits\) from 200"),
+        ({"nlist": 16, "m": 5, "nbits": 4, "nprobe": 4, "train": 600}, 600, 16, r"m = 5 does not divide .* 16"),
+    ],
+)
 def test_impossible_explicit_settings_are_refused_with_the_numbers(cfg, n_db, d, pattern):
     with pytest.raises(ValueError, match=pattern):
         plan_ivfpq(n_db, d, cfg)
     with pytest.raises(ValueError, match=pattern):
-        ivfpq_search(np.zeros((1, d), np.float32), lambda s, e: np.zeros((e - s, d), np.float32), n_db, d, cfg, 10,
-                     1000, 0)
+        ivfpq_search(
+            np.zeros((1, d), np.float32), lambda s, e: np.zeros((e - s, d), np.float32), n_db, d, cfg, 10, 1000, 0
+        )
 
 
 def test_neighbour_files_hold_only_database_ids(tmp_path):

@@ -49,7 +49,7 @@ def imports(path: Path, name: str) -> list[tuple[str, int, bool]]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = pkg.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
@@ -79,7 +79,9 @@ def test_every_module_is_in_a_layer_and_imports_point_down():
             continue
         for target, line, _ in imports(path, m):
             if target != "retrieval" and layer(target) > layer(m):
-                bad.append(f"{path.relative_to(ROOT)}:{line}: {m} (layer {layer(m)}) imports {target} (layer {layer(target)})")
+                bad.append(
+                    f"{path.relative_to(ROOT)}:{line}: {m} (layer {layer(m)}) imports {target} (layer {layer(target)})"
+                )
     assert not bad, "imports pointing up:\n" + "\n".join(bad)
 
 
@@ -94,7 +96,7 @@ def test_no_import_cycles():
         stack.append(m)
         for n in sorted(g[m]):
             if state.get(n) == 1:
-                cycles.append(" -> ".join(stack[stack.index(n):] + [n]))
+                cycles.append(" -> ".join(stack[stack.index(n) :] + [n]))
             elif n not in state:
                 visit(n)
         stack.pop()
@@ -137,7 +139,7 @@ def test_function_level_imports_only_for_heavy_libraries():
 
 def map_lines() -> list[str]:
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("\n## Layout"):]
+    section = readme[readme.index("\n## Layout") :]
     block = section.split("```")[1]
     return block.splitlines()
 
@@ -152,8 +154,14 @@ def on_map(rel: Path, lines: list[str]) -> bool:
             if re.match(rf"\s*{re.escape(folder)}/(\s|$)", line) and len(line) - len(line.lstrip()) > indent:
                 indent = len(line) - len(line.lstrip())
                 start = i + 1
-                end = next((j for j in range(start, len(lines))
-                            if lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) <= indent), len(lines))
+                end = next(
+                    (
+                        j
+                        for j in range(start, len(lines))
+                        if lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) <= indent
+                    ),
+                    len(lines),
+                )
                 break
         else:
             return False
@@ -162,8 +170,11 @@ def on_map(rel: Path, lines: list[str]) -> bool:
 
 def test_readme_layout_names_every_module():
     lines = map_lines()
-    missing = [str(p.relative_to(PKG)) for p in sorted(PKG.rglob("*.py"))
-               if p.name != "__init__.py" and not on_map(p.relative_to(PKG), lines)]
+    missing = [
+        str(p.relative_to(PKG))
+        for p in sorted(PKG.rglob("*.py"))
+        if p.name != "__init__.py" and not on_map(p.relative_to(PKG), lines)
+    ]
     assert not missing, "modules missing from the README's Layout section: " + ", ".join(missing)
     # the check itself: a module under the wrong folder is not on the map
     assert not on_map(Path("stores/metrics.py"), lines) and on_map(Path("evaluation/metrics.py"), lines)

@@ -13,9 +13,16 @@ def fake_rows(n, rng):
     rows = []
     for _ in range(n):
         m = int(rng.integers(0, K + 1))
-        rows.append({"descriptors": rng.normal(size=(m, D)).astype(np.float16), "xy": rng.uniform(0, 100, (m, 2)),
-                     "scale": rng.uniform(1, 5, m), "weight": np.sort(rng.uniform(0, 1, m))[::-1],
-                     "orientation": rng.uniform(0, 360, m), "image_size": np.array([640, 480])})
+        rows.append(
+            {
+                "descriptors": rng.normal(size=(m, D)).astype(np.float16),
+                "xy": rng.uniform(0, 100, (m, 2)),
+                "scale": rng.uniform(1, 5, m),
+                "weight": np.sort(rng.uniform(0, 1, m))[::-1],
+                "orientation": rng.uniform(0, 360, m),
+                "image_size": np.array([640, 480]),
+            }
+        )
     return rows
 
 

@@ -85,8 +85,13 @@ def test_matches_revisitop_transcription_on_random_rankings():
     gnd = []
     for _ in range(n_q):
         labels = rng.choice(4, size=n_db, p=[0.8, 0.08, 0.07, 0.05])  # negative, easy, hard, junk
-        gnd.append({"easy": np.flatnonzero(labels == 1).tolist(), "hard": np.flatnonzero(labels == 2).tolist(),
-                    "junk": np.flatnonzero(labels == 3).tolist()})
+        gnd.append(
+            {
+                "easy": np.flatnonzero(labels == 1).tolist(),
+                "hard": np.flatnonzero(labels == 2).tolist(),
+                "junk": np.flatnonzero(labels == 3).tolist(),
+            }
+        )
     ranks = np.stack([rng.permutation(n_db) for _ in range(n_q)])
     out = evaluate_rankings(ranks, gnd, n_db, ks=(1, 5, 10))
     for p in "EMH":
@@ -121,7 +126,6 @@ def test_published_roxford_gem_example(tmp_path):
     if not _online(f"{REVISITOP}/datasets/roxford5k/gnd_roxford5k.pkl"):
         pytest.skip("offline: the revisitop example features and ground truth cannot be downloaded here")
     import scipy.io  # noqa: PLC0415
-
 
     gnd_path, feat_path = tmp_path / "gnd_roxford5k.pkl", tmp_path / "feats.mat"
     urllib.request.urlretrieve(f"{REVISITOP}/datasets/roxford5k/gnd_roxford5k.pkl", gnd_path)

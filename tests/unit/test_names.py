@@ -7,25 +7,31 @@ from retrieval.names import check_dataset_name, split_result_name
 METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp")
 
 
-@pytest.mark.parametrize("name, want", [
-    ("demo_global", ("demo", "global")),
-    ("x_y_global", ("x_y", "global")),
-    ("x_ames_ames_binary", ("x_ames", "ames_binary")),
-    ("x_ames_ames", ("x_ames", "ames")),
-    ("x_ames_binary", ("x", "ames_binary")),
-    ("my.photos-2024_v2+1m_sv", ("my.photos-2024_v2+1m", "sv")),
-    ("demo_nosuch", ("demo", "nosuch")),  # the caller names the unknown method
-])
+@pytest.mark.parametrize(
+    "name, want",
+    [
+        ("demo_global", ("demo", "global")),
+        ("x_y_global", ("x_y", "global")),
+        ("x_ames_ames_binary", ("x_ames", "ames_binary")),
+        ("x_ames_ames", ("x_ames", "ames")),
+        ("x_ames_binary", ("x", "ames_binary")),
+        ("my.photos-2024_v2+1m_sv", ("my.photos-2024_v2+1m", "sv")),
+        ("demo_nosuch", ("demo", "nosuch")),  # the caller names the unknown method
+    ],
+)
 def test_result_names_split_at_the_longest_known_method(name, want):
     assert split_result_name(name, METHODS) == want
 
 
-@pytest.mark.parametrize("name, pattern", [
-    ("my photos_global", r"\[' '\] are not allowed"),
-    ("_x_global", "first character"),
-    ("a'b_sv", "not allowed.*letters, digits"),
-    ("global", r"\{dataset\}_\{method\}"),
-])
+@pytest.mark.parametrize(
+    "name, pattern",
+    [
+        ("my photos_global", r"\[' '\] are not allowed"),
+        ("_x_global", "first character"),
+        ("a'b_sv", "not allowed.*letters, digits"),
+        ("global", r"\{dataset\}_\{method\}"),
+    ],
+)
 def test_unusable_names_are_refused_naming_the_allowed_characters(name, pattern):
     with pytest.raises(ValueError, match=pattern):
         split_result_name(name, METHODS)

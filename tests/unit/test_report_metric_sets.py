@@ -10,18 +10,36 @@ from retrieval.evaluation.report import metrics_table, write_report
 
 
 def gldv2_result(method, public, private, baseline=None):
-    r = {"dataset": "g", "method": method, "preset": "cpu",
-         "metrics": {"mAP@100": {"Public": public, "Private": private}},
-         "per_query_ap": {"Public": {"query": ["q0", "q1", "q2"], "ap": [0.5, None, None]},
-                          "Private": {"query": ["q0", "q1", "q2"], "ap": [None, 0.25, 0.75]}}}
+    r = {
+        "dataset": "g",
+        "method": method,
+        "preset": "cpu",
+        "metrics": {"mAP@100": {"Public": public, "Private": private}},
+        "per_query_ap": {
+            "Public": {"query": ["q0", "q1", "q2"], "ap": [0.5, None, None]},
+            "Private": {"query": ["q0", "q1", "q2"], "ap": [None, 0.25, 0.75]},
+        },
+    }
     if baseline is not None:
         r["baseline"] = {"method": "global", "metrics": baseline["metrics"]}
-        r["paired_difference"] = {"Private": {"mean": 12.5, "ci95": [2.0, 20.0]}, "Public": {"mean": 0.0, "ci95": [0, 0]}}
+        r["paired_difference"] = {
+            "Private": {"mean": 12.5, "ci95": [2.0, 20.0]},
+            "Public": {"mean": 0.0, "ci95": [0, 0]},
+        }
         for p in ("Public", "Private"):
             r["per_query_ap"][p]["baseline_ap"] = baseline["per_query_ap"][p]["ap"]
         r["chosen"] = {"num_rerank": 2, "lambda": 0.5, "gamma": 1.0, "selected_on": "g Public queries"}
-        r["grid"] = [{"num_rerank": k, "lambda": lam, "gamma": 1.0, "mAP@100_Public": 50.0 + k + lam,
-                      "mAP@100_Private": 40.0 + k - lam} for k in (1, 2) for lam in (0.0, 0.5)]
+        r["grid"] = [
+            {
+                "num_rerank": k,
+                "lambda": lam,
+                "gamma": 1.0,
+                "mAP@100_Public": 50.0 + k + lam,
+                "mAP@100_Private": 40.0 + k - lam,
+            }
+            for k in (1, 2)
+            for lam in (0.0, 0.5)
+        ]
     return r
 
 
@@ -44,10 +62,19 @@ def test_write_report_on_gldv2_results(tmp_path):
         p = tmp_path / f"im{i}.jpg"
         Image.new("RGB", (40, 30), colour).save(p)
         paths.append(str(p))
-    lists = {"db": [{"path": paths[0], "name": "d0"}, {"path": paths[1], "name": "d1"}],
-             "query": [{"path": paths[2], "name": f"q{i}", "crop": None} for i in range(3)], "crop_queries": True}
-    gnd = {"protocol": "gldv2", "gnd": [{"easy": [0], "usage": "Public"}, {"easy": [1], "usage": "Private"},
-                                        {"easy": [0, 1], "usage": "Private"}]}
+    lists = {
+        "db": [{"path": paths[0], "name": "d0"}, {"path": paths[1], "name": "d1"}],
+        "query": [{"path": paths[2], "name": f"q{i}", "crop": None} for i in range(3)],
+        "crop_queries": True,
+    }
+    gnd = {
+        "protocol": "gldv2",
+        "gnd": [
+            {"easy": [0], "usage": "Public"},
+            {"easy": [1], "usage": "Private"},
+            {"easy": [0, 1], "usage": "Private"},
+        ],
+    }
     base = gldv2_result("global", 50.0, 41.25)
     results = {"global": base, "ames": gldv2_result("ames", 50.0, 53.75, base)}
     files = {}
@@ -59,8 +86,18 @@ def test_write_report_on_gldv2_results(tmp_path):
     (tmp_path / "lists.json").write_text(json.dumps(lists))
     (tmp_path / "gnd.json").write_text(json.dumps(gnd))
     out = tmp_path / "report.html"
-    write_report(out, "g", {m: f[0] for m, f in files.items()}, {m: f[1] for m, f in files.items()}, {}, [],
-                 str(tmp_path / "lists.json"), str(tmp_path / "gnd.json"), 2, 2)
+    write_report(
+        out,
+        "g",
+        {m: f[0] for m, f in files.items()},
+        {m: f[1] for m, f in files.items()},
+        {},
+        [],
+        str(tmp_path / "lists.json"),
+        str(tmp_path / "gnd.json"),
+        2,
+        2,
+    )
     page = out.read_text()
     assert "mAP@100 Private over the grid" in page and "mAP@100 Private" in page
     assert "Top 2 retrieved by ames" in page  # the best Private mAP@100 is the one shown

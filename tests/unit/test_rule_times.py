@@ -9,15 +9,25 @@ HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load
 
 def test_sums_jobs_per_rule_and_sorts_by_wall_time(tmp_path):
     (tmp_path / "extract_local" / "demo" / "v1").mkdir(parents=True)
-    (tmp_path / "extract_local" / "demo" / "v1" / "db_0.tsv").write_text(HEADER + "10.0\t0:00:10\t100\t1\t1\t1\t0\t0\t50\t9.0\n")
-    (tmp_path / "extract_local" / "demo" / "v1" / "db_1.tsv").write_text(HEADER + "30.0\t0:00:30\t120\t1\t1\t1\t0\t0\t50\t25.0\n")
+    (tmp_path / "extract_local" / "demo" / "v1" / "db_0.tsv").write_text(
+        HEADER + "10.0\t0:00:10\t100\t1\t1\t1\t0\t0\t50\t9.0\n"
+    )
+    (tmp_path / "extract_local" / "demo" / "v1" / "db_1.tsv").write_text(
+        HEADER + "30.0\t0:00:30\t120\t1\t1\t1\t0\t0\t50\t25.0\n"
+    )
     (tmp_path / "train_ames").mkdir()
     (tmp_path / "train_ames" / "abc.tsv").write_text(HEADER + "20.5\t0:00:20\t500\t1\t1\t1\t0\t0\t90\t40.0\n")
     (tmp_path / "knn.tsv").write_text(HEADER + "1.0\t0:00:01\t-\t1\t1\t1\t0\t0\t90\t1.0\n")
     rows = rule_times(tmp_path)
     assert [r["rule"] for r in rows] == ["extract_local", "train_ames", "knn"]
     ex = rows[0]
-    assert (ex["jobs"], ex["seconds"], ex["longest_job_seconds"], ex["cpu_seconds"], ex["max_rss_mb"]) == (2, 40.0, 30.0, 34.0, 120)
+    assert (ex["jobs"], ex["seconds"], ex["longest_job_seconds"], ex["cpu_seconds"], ex["max_rss_mb"]) == (
+        2,
+        40.0,
+        30.0,
+        34.0,
+        120,
+    )
     table = markdown(rows)
     assert "| extract_local | 2 | 40.0 | 65% | 30.0 | 34.0 | 120 |" in table and "| total | 4 | 61.5 |" in table
 

@@ -47,14 +47,24 @@ def test_progress_logs_every_tenth_and_the_end_once_each():
 
 def test_manifest_records_the_hardware_results_depend_on(tmp_path):
 
-
     m = Manifest("x", "v1", {"a": 1}, "tiny")
     m.write(tmp_path / "manifest.json")
     hw = json.loads((tmp_path / "manifest.json").read_text())["hardware"]
-    assert hw["cpu_count"] >= 1 and set(hw["cpu_flags"]) <= {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
-                                                              "amx_bf16"}
+    assert hw["cpu_count"] >= 1 and set(hw["cpu_flags"]) <= {
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_bf16",
+        "avx512_vnni",
+        "amx_bf16",
+    }
     # recording it imports nothing heavy: a job that never loaded torch does not pay for it
     code = "import sys; from retrieval.runtime import hardware; h = hardware(); print('torch' in sys.modules, h.get('torch_threads'))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(__file__).parents[2] / "workflow_scripts")).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(__file__).parents[2] / "workflow_scripts"),
+    ).stdout
     assert out.split() == ["False", "None"]

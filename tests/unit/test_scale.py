@@ -40,7 +40,7 @@ def test_simulated_database_resamples_real_rows(tmp_path):
     simulate(tmp_path / "g.h5", tmp_path / "c.h5", real, codes, counts, 23, noise=0.1, bit_flip=0.1, block=4, seed=0)
     with h5py.File(tmp_path / "g.h5", "r") as g, h5py.File(tmp_path / "c.h5", "r") as c:
         x = g["descriptors"][:].astype(np.float32)
-        sim = (x @ real.T)
+        sim = x @ real.T
         assert (sim.argmax(1) == np.arange(23) % 5).all()  # each row stays nearest to the image it resamples
         np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1, atol=2e-3)
         got = c["codes"][:]
@@ -51,7 +51,6 @@ def test_simulated_database_resamples_real_rows(tmp_path):
 
 
 def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):
-
 
     rng = np.random.default_rng(2)
     db = l2_normalise(rng.normal(size=(3000, 16))).astype(np.float32)
@@ -65,8 +64,9 @@ def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):
     np.testing.assert_array_equal(a, b)  # full rankings, identical whatever the block size
     assert a.shape == (8, 3000) and attrs["search"] == "exact" and attrs["search_seconds"] >= 0
     cfg = {"nlist": 16, "m": 8, "nbits": 8, "nprobe": 16, "train": 3000}
-    nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "ivf.h5", 20, "v", search="ivfpq", block=1000,
-                       ivfpq=cfg)
+    nearest_neighbours(
+        tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "ivf.h5", 20, "v", search="ivfpq", block=1000, ivfpq=cfg
+    )
     c, sc, cattrs = read_neighbours(tmp_path / "ivf.h5")
     assert c.shape == (8, 20) and "ivfpq" in cattrs
     assert recall_at_k(c[:, :10], a[:, :10]) >= 0.5

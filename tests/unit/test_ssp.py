@@ -26,7 +26,7 @@ def test_structure_similarity_against_direct_computation():
     got = structure_similarity(torch.tensor(x), torch.tensor(a), tau=0.1).numpy()
     for i in range(3):
         for m in range(2):
-            sub = x[i, 4 * m:4 * m + 4] / np.linalg.norm(x[i, 4 * m:4 * m + 4])
+            sub = x[i, 4 * m : 4 * m + 4] / np.linalg.norm(x[i, 4 * m : 4 * m + 4])
             cos = np.array([sub @ c / np.linalg.norm(c) for c in a[m]])
             e = np.exp((cos - cos.max()) / 0.1)
             np.testing.assert_allclose(got[i, m], e / e.sum(), rtol=1e-6)
@@ -47,8 +47,9 @@ def test_adapter_learns_a_linear_distortion_of_the_gallery_space():
     light = gallery @ np.linalg.inv(distortion).T.astype(np.float32)  # the light model sees a linear distortion
     light = (light / np.linalg.norm(light, axis=1, keepdims=True)).astype(np.float32)
     anchors = fit_pq_anchors(gallery, m=4, nbits=3, min_points_per_centroid=10)
-    model, curves, best = train_adapter(light, gallery, anchors, SSPTrainConfig(epochs=60, batch_size=32, lr=0.5,
-                                                                               warmup_epochs=2, seed=0))
+    model, curves, best = train_adapter(
+        light, gallery, anchors, SSPTrainConfig(epochs=60, batch_size=32, lr=0.5, warmup_epochs=2, seed=0)
+    )
     assert curves[best]["val_loss"] < 0.5 * curves[0]["val_loss"]  # the identity start is far worse
     with torch.no_grad():
         out = model(torch.from_numpy(light)).numpy()
@@ -56,7 +57,8 @@ def test_adapter_learns_a_linear_distortion_of_the_gallery_space():
     before = np.corrcoef((light @ gallery.T).ravel(), (gallery @ gallery.T).ravel())[0, 1]
     after = np.corrcoef((out @ gallery.T).ravel(), (gallery @ gallery.T).ravel())[0, 1]
     assert after > before
-    again, _, _ = train_adapter(light, gallery, anchors, SSPTrainConfig(epochs=60, batch_size=32, lr=0.5,
-                                                                       warmup_epochs=2, seed=0))
+    again, _, _ = train_adapter(
+        light, gallery, anchors, SSPTrainConfig(epochs=60, batch_size=32, lr=0.5, warmup_epochs=2, seed=0)
+    )
     for k, v in model.state_dict().items():  # deterministic for a seed
         torch.testing.assert_close(v, again.state_dict()[k])

@@ -109,9 +109,16 @@ def test_verify_shortlists_gives_the_inliers_of_the_previous_implementation(tmp_
             pick = r.permutation(120)[:m]
             desc = _unit(scene[pick] + 0.02 * r.normal(size=(m, 128))) if m else np.zeros((0, 128), np.float32)
             xy = (scene_xy[pick] * r.uniform(0.7, 1.3) + r.normal(size=(m, 2))).astype(np.float32)
-            out.append({"descriptors": desc.astype(np.float16), "xy": xy, "scale": np.ones(m, np.float32),
-                        "weight": np.arange(m, 0, -1).astype(np.float32), "orientation": np.zeros(m, np.float32),
-                        "image_size": np.array([500, 500], np.int32)})
+            out.append(
+                {
+                    "descriptors": desc.astype(np.float16),
+                    "xy": xy,
+                    "scale": np.ones(m, np.float32),
+                    "weight": np.arange(m, 0, -1).astype(np.float32),
+                    "orientation": np.zeros(m, np.float32),
+                    "image_size": np.array([500, 500], np.int32),
+                }
+            )
         return out
 
     for name, n, seed in (("q.h5", 3, 6), ("db.h5", 12, 7)):

@@ -19,8 +19,12 @@ def test_ames_results_contract(tiny_ames, method):
     grid = res["grid"]
     assert len(grid) == 2 * 2 * 2 and res["timing"]["grid_points"] == 8
     assert res["oracle"]["mAP_M"] == max(r["mAP_M"] for r in grid)
-    point = [r for r in grid if (r["num_rerank"], r["lambda"], r["gamma"]) ==
-             (res["chosen"]["num_rerank"], res["chosen"]["lambda"], res["chosen"]["gamma"])]
+    point = [
+        r
+        for r in grid
+        if (r["num_rerank"], r["lambda"], r["gamma"])
+        == (res["chosen"]["num_rerank"], res["chosen"]["lambda"], res["chosen"]["gamma"])
+    ]
     assert point[0]["mAP_M"] == pytest.approx(res["metrics"]["mAP"]["M"])
     diff = res["paired_difference"]["M"]
     ap, base = res["per_query_ap"]["M"]["ap"], res["per_query_ap"]["M"]["baseline_ap"]
@@ -79,7 +83,10 @@ def test_descriptor_sweep_matches_the_published_points(tiny_ames):
     res = load_json(tiny_ames / "results" / "benchmarks" / "demo_descriptors.json")
     got = {(r["method"], r["db_desc"]): r for r in res["rows"]}
     assert set(got) == {("sv", 8), ("sv", 128), ("ames", 8), ("ames", 32), ("ames_binary", 8), ("ames_binary", 32)}
-    assert got[("ames", 32)]["bytes_per_image"] == 32 * 256 + 4 and got[("ames_binary", 32)]["bytes_per_image"] == 32 * 16 + 4
+    assert (
+        got[("ames", 32)]["bytes_per_image"] == 32 * 256 + 4
+        and got[("ames_binary", 32)]["bytes_per_image"] == 32 * 16 + 4
+    )
     # at the counts the published results use, the sweep reproduces them
     for method, count in (("ames", 32), ("ames_binary", 32), ("sv", 128)):
         pub = load_json(tiny_ames / "results" / f"demo_{method}.json")["metrics"]["mAP"]
@@ -106,7 +113,10 @@ def test_scale_benchmark_on_a_simulated_database(tiny_ames):
     assert res["n_db"] == 20000 and res["exact"]["search_ms_per_query"] > 0
     assert 0.0 < res["ivfpq"]["recall@100"] <= 1.0 and res["ivfpq"]["bytes_per_image"] == 8 + 8  # m 8 bytes + id
     store = res["binary_store"]
-    assert store["payload_bytes_per_image"] == 32 * 16 + 4 and store["bytes_per_image"] < 2 * store["payload_bytes_per_image"]
+    assert (
+        store["payload_bytes_per_image"] == 32 * 16 + 4
+        and store["bytes_per_image"] < 2 * store["payload_bytes_per_image"]
+    )
     assert store["bytes_per_image_at_600"] == 9604 and res["goals"]["binary_store_at_most_10KB_per_image_at_600"]
     assert res["rerank"]["ms_per_query"] > 0 and res["peak_rss_mb"] > 0
     assert not list((tiny_ames / "results" / "benchmarks").glob("demo_scale.json.work/*.h5"))  # work files removed

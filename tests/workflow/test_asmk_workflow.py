@@ -28,8 +28,17 @@ def test_asmk_results_contract_and_state_in_our_formats(asmk_run):
     res = load_json(asmk_run / "results" / "demo_asmk.json")
     glob = load_json(asmk_run / "results" / "demo_global.json")
     assert res["method"] == "asmk" and res["n_queries"] == glob["n_queries"]
-    for key in ("metrics", "per_query_ap", "baseline", "paired_difference", "hyperparameters", "versions", "artifacts",
-                "timing", "first_stage"):
+    for key in (
+        "metrics",
+        "per_query_ap",
+        "baseline",
+        "paired_difference",
+        "hyperparameters",
+        "versions",
+        "artifacts",
+        "timing",
+        "first_stage",
+    ):
         assert key in res, key
     assert res["baseline"]["metrics"] == glob["metrics"]
     assert res["artifacts"]["baseline_knn"] == glob["artifacts"]["knn"] != res["artifacts"]["knn"]
@@ -74,8 +83,15 @@ def test_sv_reranks_an_asmk_shortlist(asmk_run, tmp_path):
     plan = job_stats(snakemake(wd, "-n", "results/demo_sv.json", "--configfile", str(TINY), str(cfg)).stdout)
     assert plan["asmk_shortlist"] == 1 and "asmk_codebook" not in plan and "asmk_ivf" not in plan  # reused
     assert "knn" not in plan and "extract_local" not in plan
-    snakemake(wd, "results/demo_sv.json", "results/demo_global.json", "results/demo_asmk.json", "--configfile", str(TINY),
-              str(cfg))
+    snakemake(
+        wd,
+        "results/demo_sv.json",
+        "results/demo_global.json",
+        "results/demo_asmk.json",
+        "--configfile",
+        str(TINY),
+        str(cfg),
+    )
     sv = load_json(wd / "results" / "demo_sv.json")
     glob = load_json(wd / "results" / "demo_global.json")
     asmk = load_json(wd / "results" / "demo_asmk.json")

@@ -16,10 +16,20 @@ pytestmark = pytest.mark.workflow
 DEEP = {
     "extract": {
         "backbone": "dinov2",
-        "dinov2": {"checkpoint": "random", "model": {"variant": "vitb14", "registers": 4, "img_size": 56, "embed_dim": 32,
-                                                      "depth": 2, "heads": 2}, "image_size": 112, "k": 64, "device": "cpu"},
-        "resnet": {"checkpoint": "random", "model": {"depth": 50, "width": 4, "head": "fc", "fc_dim": 24},
-                   "image_size": 160, "k": 64, "device": "cpu"},
+        "dinov2": {
+            "checkpoint": "random",
+            "model": {"variant": "vitb14", "registers": 4, "img_size": 56, "embed_dim": 32, "depth": 2, "heads": 2},
+            "image_size": 112,
+            "k": 64,
+            "device": "cpu",
+        },
+        "resnet": {
+            "checkpoint": "random",
+            "model": {"depth": 50, "width": 4, "head": "fc", "fc_dim": 24},
+            "image_size": 160,
+            "k": 64,
+            "device": "cpu",
+        },
     },
     "shortlist": {"source": "backbone", "backbone": "resnet"},
     "compare": {"methods": ["global", "sv", "ames"]},

@@ -33,9 +33,18 @@ def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(ti
     cfg = tmp_path / "ivf.yaml"
     # 40 images in 8 lists, 1 probed: about 5 images per probe for k = 12 (faiss pads with -1 where lists run out);
     # sv (100) and superglobal (400) ask for more than the 12 the shortlist holds
-    cfg.write_text(yaml.safe_dump({"data_root": str(tmp_path / "mine"),
-                                   "knn": {"k": 12, "search": "ivfpq",
-                                           "ivfpq": {"nlist": 8, "m": 8, "nbits": 4, "nprobe": 1, "train": 40}}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data_root": str(tmp_path / "mine"),
+                "knn": {
+                    "k": 12,
+                    "search": "ivfpq",
+                    "ivfpq": {"nlist": 8, "m": 8, "nbits": 4, "nprobe": 1, "train": 40},
+                },
+            }
+        )
+    )
     methods = ("global", "sv", "superglobal", "aqe")
     targets = [f"results/x_ames_{m}.json" for m in methods]
     snakemake(wd, *targets, "--configfile", str(TINY), str(cfg), timeout=2400)
@@ -100,8 +109,16 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     # re-ranked by spatial verification: the copies keep rank 1, now by inlier count
     sv = tmp_path / "sv.yaml"
     sv.write_text(yaml.safe_dump({"search": {"k": 10, "rerank": "sv", "sheet_top": 8, "sheet_photos": 50}}))
-    snakemake(wd, "results/search/demo/newpics.csv", "--configfile", str(TINY), str(sv), "--config",
-              f"data_root={tmp_path / 'mine'}", timeout=1800)
+    snakemake(
+        wd,
+        "results/search/demo/newpics.csv",
+        "--configfile",
+        str(TINY),
+        str(sv),
+        "--config",
+        f"data_root={tmp_path / 'mine'}",
+        timeout=1800,
+    )
     with open(wd / "results" / "search" / "demo" / "newpics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["photo", "rank", "image", "inliers"] and len(rows) == 30
@@ -156,13 +173,21 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{split} {k}")
     ra, rb = load_json(wd / "results" / "coll_global.json"), load_json(fresh / "results" / "coll_global.json")
     assert ra["versions"] == rb["versions"]
-    with h5py.File(wd / ra["artifacts"]["ranking"], "r") as fa, h5py.File(fresh / rb["artifacts"]["ranking"], "r") as fb:
+    with (
+        h5py.File(wd / ra["artifacts"]["ranking"], "r") as fa,
+        h5py.File(fresh / rb["artifacts"]["ranking"], "r") as fb,
+    ):
         for k in fa:
             np.testing.assert_array_equal(fa[k][:], fb[k][:], err_msg=k)
-    assert (wd / ra["artifacts"]["neighbours_csv"]).read_text() == (fresh / rb["artifacts"]["neighbours_csv"]).read_text()
+    assert (wd / ra["artifacts"]["neighbours_csv"]).read_text() == (
+        fresh / rb["artifacts"]["neighbours_csv"]
+    ).read_text()
 
     # rename the data folder: a new lists version, but every photo is found in the cache
     shutil.move(tmp_path / "data", tmp_path / "moved")
-    out = snakemake(wd, "-n", "results/coll_global.json", "--configfile", str(TINY), "--config",
-                    f"data_root={tmp_path / 'moved'}").stdout
-    assert "coll: 0 of 27 images" in out and "extract_pack" not in _job_stats(out) and _job_stats(out)["merge_local"] == 2
+    out = snakemake(
+        wd, "-n", "results/coll_global.json", "--configfile", str(TINY), "--config", f"data_root={tmp_path / 'moved'}"
+    ).stdout
+    assert (
+        "coll: 0 of 27 images" in out and "extract_pack" not in _job_stats(out) and _job_stats(out)["merge_local"] == 2
+    )

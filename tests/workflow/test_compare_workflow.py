@@ -28,7 +28,9 @@ def test_compare_table_holds_every_method_on_the_same_shortlist(compared):
         assert res["artifacts"].get("baseline_knn", res["artifacts"]["knn"]) == knn
         assert f"| {m} | {res['metrics']['mAP']['E']:.2f} | {res['metrics']['mAP']['M']:.2f} |" in md
         cost = rows[m]["ms_per_query"]
-        assert cost["first_stage"] > 0 and cost["total"] == pytest.approx(cost["first_stage"] + cost["reads"] + cost["rerank"])
+        assert cost["first_stage"] > 0 and cost["total"] == pytest.approx(
+            cost["first_stage"] + cost["reads"] + cost["rerank"]
+        )
         if m != "global":
             d = res["paired_difference"]["M"]
             assert rows[m]["difference_M"] == d and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
@@ -36,8 +38,11 @@ def test_compare_table_holds_every_method_on_the_same_shortlist(compared):
         assert rows[m]["ms_per_query"]["reads"] > 0 and rows[m]["ms_per_query"]["rerank"] > 0
     assert rows["global"]["ms_per_query"]["rerank"] == 0
     asmk = load_json(compared / "results" / "demo_asmk.json")
-    assert rows["asmk"]["ms_per_query"]["first_stage"] == asmk["timing"]["ms_per_query"]["first_stage"] != \
-        rows["global"]["ms_per_query"]["first_stage"]
+    assert (
+        rows["asmk"]["ms_per_query"]["first_stage"]
+        == asmk["timing"]["ms_per_query"]["first_stage"]
+        != rows["global"]["ms_per_query"]["first_stage"]
+    )
     assert rows["asmk"]["ms_per_query"]["rerank"] == 0 and rows["asmk"]["offline_seconds"] > 0
     assert rows["adba"]["offline_seconds"] > 0 and rows["aqe"]["offline_seconds"] == 0
 
@@ -52,9 +57,24 @@ def test_lw_is_fitted_on_the_training_pairs(compared):
     assert sg["hyperparameters"]["superglobal"] == {"m": 400, "k": 9, "beta": 0.15}
 
 
-CONTRACT = {"dataset", "method", "preset", "n_queries", "n_db", "crop_queries", "metrics", "n_evaluated_queries",
-            "per_query_ap", "hyperparameters", "versions", "artifacts", "timing", "queries_without_features",
-            "db_images_without_features", "fitted_on"}
+CONTRACT = {
+    "dataset",
+    "method",
+    "preset",
+    "n_queries",
+    "n_db",
+    "crop_queries",
+    "metrics",
+    "n_evaluated_queries",
+    "per_query_ap",
+    "hyperparameters",
+    "versions",
+    "artifacts",
+    "timing",
+    "queries_without_features",
+    "db_images_without_features",
+    "fitted_on",
+}
 
 
 def test_every_method_writes_the_same_results_contract(compared):
@@ -67,4 +87,7 @@ def test_every_method_writes_the_same_results_contract(compared):
         assert {"reads_seconds", "rerank_seconds", "offline_seconds", "ms_per_query"} <= set(res["timing"]), m
         if m != "global":
             assert {"baseline", "paired_difference"} <= set(res), m
-            assert res["baseline"]["metrics"]["mAP"] == load_json(compared / "results" / "demo_global.json")["metrics"]["mAP"]
+            assert (
+                res["baseline"]["metrics"]["mAP"]
+                == load_json(compared / "results" / "demo_global.json")["metrics"]["mAP"]
+            )

@@ -40,7 +40,9 @@ def test_rotated_query_and_images_without_features(tiny_run, tmp_path):
     assert Image.open(root / "jpg" / "rotated_q.png").size == (upright.shape[0], upright.shape[1])  # stored landscape
     # 2. database images without features: blank, tiny, unreadable; and a blank query
     Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(root / "jpg" / "blank.jpg")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (6, 6, 3), dtype=np.uint8)).save(root / "jpg" / "tiny.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (6, 6, 3), dtype=np.uint8)).save(
+        root / "jpg" / "tiny.png"
+    )
     (root / "jpg" / "unreadable.jpg").write_text("not an image")
     Image.fromarray(np.full((200, 300, 3), 200, np.uint8)).save(root / "jpg" / "blank_q.jpg")
     gnd["imlist"] += ["blank.jpg", "tiny.png", "unreadable.jpg"]
@@ -67,7 +69,9 @@ def test_rotated_query_and_images_without_features(tiny_run, tmp_path):
             rows = list(csv.DictReader(fh))
         score = "score" if method != "ames" else "global_score"
         for row in rows:
-            no_match = row["image"].endswith(("blank.jpg", "tiny.png", "unreadable.jpg")) or row["query"].endswith("blank_q.jpg")
+            no_match = row["image"].endswith(("blank.jpg", "tiny.png", "unreadable.jpg")) or row["query"].endswith(
+                "blank_q.jpg"
+            )
             assert (row[score] == "-inf") == no_match, row
     # the rotated query's stored keypoints are those of the upright query (full-image pixels, displayed orientation)
     res = load_json(wd / "results" / "photos_global.json")

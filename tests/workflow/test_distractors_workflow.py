@@ -25,8 +25,14 @@ def plus_run(tiny_run):
         shutil.copy(p, root / "jpg" / name)
         names.append(name)
     (root / "revisitop1m.txt").write_text("\n".join(names) + "\n")
-    proc = snakemake(tiny_run, "results/demo+1m_global.json", "--configfile", str(TINY), "--config",
-                     f"data_root={tiny_run / 'r1m_root'}")
+    proc = snakemake(
+        tiny_run,
+        "results/demo+1m_global.json",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"data_root={tiny_run / 'r1m_root'}",
+    )
     return tiny_run, names, proc.stdout + proc.stderr
 
 
@@ -47,8 +53,10 @@ def test_the_dataset_is_not_extracted_again_and_its_rows_come_first(plus_run):
     res, base = load_json(wd / "results/demo+1m_global.json"), load_json(wd / "results/demo_global.json")
     v = res["versions"]["extract"]
     assert not list((wd / f"results/local/demo+1m/{v}").rglob("chunk_*.h5"))  # a virtual stack, nothing extracted
-    with h5py.File(wd / f"results/local/demo+1m/{v}/db/local.h5") as plus, \
-            h5py.File(wd / f"results/local/demo/{base['versions']['extract']}/db/local.h5") as own:
+    with (
+        h5py.File(wd / f"results/local/demo+1m/{v}/db/local.h5") as plus,
+        h5py.File(wd / f"results/local/demo/{base['versions']['extract']}/db/local.h5") as own,
+    ):
         n = own["count"].shape[0]
         assert plus["count"].shape[0] == n + len(names)
         np.testing.assert_array_equal(plus["descriptors"][:n], own["descriptors"][:])
@@ -77,8 +85,15 @@ def test_distractors_only_push_positives_down(plus_run):
 
 def test_a_second_variant_shares_the_distractor_extraction(plus_run):
     wd, _, _ = plus_run
-    proc = snakemake(wd, "results/demo-val+1m_global.json", "--configfile", str(TINY), "--config",
-                     f"data_root={wd / 'r1m_root'}", "-n")
+    proc = snakemake(
+        wd,
+        "results/demo-val+1m_global.json",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"data_root={wd / 'r1m_root'}",
+        "-n",
+    )
     out = proc.stdout
     # the dry run plans the new variant's lists and its merge, and no extraction of the distractors or of a '+1m'
     # dataset (only, if any, the base dataset's own chunks)
@@ -96,11 +111,16 @@ def test_a_second_variant_shares_the_distractor_extraction(plus_run):
     assert "dataset=revisitop1m" not in out
 
 
-@pytest.mark.parametrize("target, message", [
-    ("results/revisitop1m_global.json", "no queries"),
-    ("results/revisitop1m+1m_global.json", "appends the revisitop1m distractors to another dataset"),
-])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("results/revisitop1m_global.json", "no queries"),
+        ("results/revisitop1m+1m_global.json", "appends the revisitop1m distractors to another dataset"),
+    ],
+)
 def test_bad_distractor_targets_are_refused_clearly(plus_run, target, message):
     wd, _, _ = plus_run
-    proc = snakemake(wd, target, "--configfile", str(TINY), "--config", f"data_root={wd / 'r1m_root'}", "-n", check=False)
+    proc = snakemake(
+        wd, target, "--configfile", str(TINY), "--config", f"data_root={wd / 'r1m_root'}", "-n", check=False
+    )
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr

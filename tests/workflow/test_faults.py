@@ -21,8 +21,18 @@ pytestmark = pytest.mark.workflow
 
 
 def _run(wd, *args, env_extra=None, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
-           "--cores", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--cores",
+        "2",
+        *args,
+    ]
     env = {**os.environ, "PYTHONHASHSEED": "0", **(env_extra or {})}
     # a new session: a fault that kills the Snakemake process never reaches pytest
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, start_new_session=True)
@@ -37,8 +47,12 @@ CASES = [
     ("extract", "extract_local", "results/demo_global.json", ["*"]),
     ("merge", "merge_local", "results/demo_global.json", ["*"]),
     ("evaluate", "evaluate_global", "results/demo_global.json", ["eval", "demo_global.json"]),
-    ("train", "train_ames", "results/demo_ames.json", ["ames_model", "ames_binary_model", "ames_logits", "eval",
-                                                       "demo_ames.json", "demo_ames_binary.json"]),
+    (
+        "train",
+        "train_ames",
+        "results/demo_ames.json",
+        ["ames_model", "ames_binary_model", "ames_logits", "eval", "demo_ames.json", "demo_ames_binary.json"],
+    ),
 ]
 
 
@@ -73,7 +87,9 @@ def test_killed_snakemake_run_then_rerun_incomplete_finishes(tiny_run, tmp_path)
     wd = copy_tree(tiny_run, tmp_path / "wd")
     expected = load_json(tiny_run / "results" / "demo_global.json")["metrics"]
     _remove(wd, ["eval", "demo_global.json"])
-    crashed = _run(wd, "results/demo_global.json", "--configfile", str(TINY), env_extra={"RETRIEVAL_FAULT": "evaluate:run"})
+    crashed = _run(
+        wd, "results/demo_global.json", "--configfile", str(TINY), env_extra={"RETRIEVAL_FAULT": "evaluate:run"}
+    )
     assert crashed.returncode < 0 or crashed.returncode == 137, (crashed.returncode, crashed.stderr[-2000:])
     # Snakemake died without cleaning up: the ranking written before the kill is on disk under its final name,
     # and a plain re-run refuses to trust it
@@ -88,9 +104,13 @@ def test_killed_snakemake_run_then_rerun_incomplete_finishes(tiny_run, tmp_path)
 
 
 def test_fault_variable_is_checked(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "from retrieval.runtime import fault_point; fault_point('merge')"],
-                          capture_output=True, text=True, cwd=REPO / "workflow_scripts",
-                          env={**os.environ, "RETRIEVAL_FAULT": "merg"})
+    proc = subprocess.run(
+        [sys.executable, "-c", "from retrieval.runtime import fault_point; fault_point('merge')"],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "workflow_scripts",
+        env={**os.environ, "RETRIEVAL_FAULT": "merg"},
+    )
     assert proc.returncode == 1 and "RETRIEVAL_FAULT='merg'" in proc.stderr
 
 

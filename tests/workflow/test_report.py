@@ -15,8 +15,15 @@ pytestmark = pytest.mark.workflow
 def test_report_page(tiny_ames):
     snakemake(tiny_ames, "results/report/demo.html", "--configfile", str(TINY))
     page = (tiny_ames / "results" / "report" / "demo.html").read_text()
-    for section in ("Metrics", "ames: Medium mAP over the grid", "mAP vs num_rerank", "Per-query AP",
-                    "retrieved by", "Training curves", "Per-rule times"):
+    for section in (
+        "Metrics",
+        "ames: Medium mAP over the grid",
+        "mAP vs num_rerank",
+        "Per-query AP",
+        "retrieved by",
+        "Training curves",
+        "Per-rule times",
+    ):
         assert section in page, section
     for method in ("global", "sv", "ames", "ames_binary"):
         m = load_json(tiny_ames / "results" / f"demo_{method}.json")["metrics"]["mAP"]

@@ -78,13 +78,33 @@ def test_demo_through_sbatch_equals_the_local_run(slurm_cluster, tiny_ames, tmp_
     wd.mkdir()
     ncpu = os.cpu_count() or 1
     env = {**os.environ, "PYTHONHASHSEED": "0", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    cmd = ["timeout", "-k", "30", "1500", sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(wd), "--profile", str(PROFILE), "--max-threads", str(min(2, ncpu)),
-           "results/demo_ames.json", "results/demo_ames_binary.json", "--configfile", str(TINY)]
+    cmd = [
+        "timeout",
+        "-k",
+        "30",
+        "1500",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--profile",
+        str(PROFILE),
+        "--max-threads",
+        str(min(2, ncpu)),
+        "results/demo_ames.json",
+        "results/demo_ames_binary.json",
+        "--configfile",
+        str(TINY),
+    ]
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     slurm_cluster["timings"]["run_s"] = round(time.time() - t0, 1)
-    assert proc.returncode == 0, f"cluster run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, (
+        f"cluster run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    )
 
     # every job went through sbatch: one SLURM log per job, and the controller knows each job by its rule
     jobs = [j for j in _jobs() if j.get("WorkDir") == str(wd)]
@@ -140,10 +160,31 @@ def test_gres_only_cluster_gets_only_gres(slurm_cluster, tiny_ames, tmp_path):
     wd = tmp_path / "gres"
     shutil.copytree(tiny_ames, wd, symlinks=True)
     env = {**os.environ, "PYTHONHASHSEED": "0", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    cmd = ["timeout", "-k", "30", "900", sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(wd), "--profile", str(PROFILE), "--max-threads", "1", "--verbose",
-           "--forcerun", "ames_store", "results/demo_ames.json", "--configfile", str(TINY),
-           "--config", "gpu_request=gres"]
+    cmd = [
+        "timeout",
+        "-k",
+        "30",
+        "900",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--profile",
+        str(PROFILE),
+        "--max-threads",
+        "1",
+        "--verbose",
+        "--forcerun",
+        "ames_store",
+        "results/demo_ames.json",
+        "--configfile",
+        str(TINY),
+        "--config",
+        "gpu_request=gres",
+    ]
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     slurm_cluster["timings"]["gres_run_s"] = round(time.time() - t0, 1)

@@ -22,7 +22,9 @@ def test_ssp_result_contract(ssp_run):
     assert set(glob_res) - {"provenance"} <= set(res), sorted(set(glob_res) - set(res))
     assert res["n_evaluated_queries"] == glob_res["n_evaluated_queries"] and res["queries_without_features"] == []
     # the symmetric baseline is the gallery model searching itself: the global method's numbers
-    assert res["alongside"]["symmetric_gallery"]["metrics"]["mAP"] == pytest.approx(glob_res["metrics"]["mAP"], abs=1e-3)
+    assert res["alongside"]["symmetric_gallery"]["metrics"]["mAP"] == pytest.approx(
+        glob_res["metrics"]["mAP"], abs=1e-3
+    )
     assert res["baseline"]["method"] == "light_without_adapter"
     d = res["paired_difference"]["M"]
     assert d["ci95"][0] <= d["mean"] <= d["ci95"][1]

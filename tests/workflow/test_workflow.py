@@ -38,12 +38,23 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
     stats = job_stats(out)
     # 2 chunks x (demo db, demo query); unsupervised_fit: self fits the codebook and whitening on the demo's own
     # database images, so the global method needs nothing of the training split
-    assert stats == {"demo_data": 1, "image_lists": 1, "extract_local": 4, "merge_local": 2, "codebook": 1,
-                     "aggregate_vlad": 2, "whiten_fit": 1, "whiten_apply": 2, "knn": 1, "evaluate_global": 1,
-                     "publish": 1}
+    assert stats == {
+        "demo_data": 1,
+        "image_lists": 1,
+        "extract_local": 4,
+        "merge_local": 2,
+        "codebook": 1,
+        "aggregate_vlad": 2,
+        "whiten_fit": 1,
+        "whiten_apply": 2,
+        "knn": 1,
+        "evaluate_global": 1,
+        "publish": 1,
+    }
     # the training split's images fit them with unsupervised_fit: training (its queries are never extracted)
-    out = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(TINY),
-                    "--config", "unsupervised_fit=training").stdout
+    out = snakemake(
+        tmp_path, "-n", "results/demo_global.json", "--configfile", str(TINY), "--config", "unsupervised_fit=training"
+    ).stdout
     assert job_stats(out)["extract_local"] == 6 and "results/codebook/demo-train/" in out
     assert "results/codebook/demo/" not in out
 
@@ -51,8 +62,13 @@ def test_dry_run_plans_the_whole_dag(tmp_path):
 def test_paper_preset_plans_the_ames_jobs(tmp_path):
     # that paper.yaml validates over config.yaml and equals TrainConfig's defaults (the paper's) is checked without
     # Snakemake in tests/unit/test_config_defaults.py; here Snakemake plans AMES's jobs with it
-    out = snakemake(tmp_path, "-n", "results/demo_ames_binary.json", "--configfile",
-                    str(TINY.parents[2] / "config" / "presets" / "paper.yaml")).stdout
+    out = snakemake(
+        tmp_path,
+        "-n",
+        "results/demo_ames_binary.json",
+        "--configfile",
+        str(TINY.parents[2] / "config" / "presets" / "paper.yaml"),
+    ).stdout
     assert {"train_ames", "train_ames_binary", "itq", "ames_logits"} <= set(job_stats(out))
 
 
@@ -83,8 +99,12 @@ def test_manifests_name_the_split_that_fed_each_fit(tiny_run):
     wh = load_json(tiny_run / f"results/whiten/demo/{v['whiten']}/manifest.json")
     # unsupervised_fit: self: the demo's own database images, no labels; the results JSON says so
     assert cb["fitted_on"] == "demo" and wh["fitted_on"] == "demo"
-    assert res["fitted_on"]["codebook"] == {"split": "demo", "images": "database, no labels",
-                                            "evaluated_dataset_itself": True, "unsupervised_fit": "self"}
+    assert res["fitted_on"]["codebook"] == {
+        "split": "demo",
+        "images": "database, no labels",
+        "evaluated_dataset_itself": True,
+        "unsupervised_fit": "self",
+    }
     # 42 database images >= min_images_per_dim 1 x dim 32 (tiny preset): whitening is learned and applied
     assert res["fitted_on"]["whitening"]["applied"] is True and wh["applied"] is True and wh["n_images"] == res["n_db"]
     assert cb["preset"] == "tiny" and "numpy" in cb["packages"] and cb["code_revision"]
@@ -117,7 +137,10 @@ def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
     plan = job_stats(snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY)).stdout)
     assert plan == {"publish": 1}
     snakemake(wd, "results/demo_global.json", "--configfile", str(TINY))
-    assert load_json(wd / "results" / "demo_global.json")["metrics"] == load_json(tiny_run / "results" / "demo_global.json")["metrics"]
+    assert (
+        load_json(wd / "results" / "demo_global.json")["metrics"]
+        == load_json(tiny_run / "results" / "demo_global.json")["metrics"]
+    )
     assert changed["versions"]["global"] != load_json(wd / "results" / "demo_global.json")["versions"]["global"]
     # an extraction change re-extracts (2 chunks x demo db and query; the codebook is the demo's own), but leaves
     # the demo data and the image lists alone
@@ -215,10 +238,18 @@ def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_pa
     assert (counts[6:] == 0).all() and (counts[:6] > 0).all()
 
 
-@pytest.mark.skipif(not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared/datasets/landmarks-mini is absent")
+@pytest.mark.skipif(
+    not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared/datasets/landmarks-mini is absent"
+)
 def test_landmarks_mini_end_to_end(tiny_run):
-    snakemake(tiny_run, "results/landmarks-mini_global.json", "--configfile", str(TINY),
-              "--config", f"data_root={SHARED / 'datasets'}")
+    snakemake(
+        tiny_run,
+        "results/landmarks-mini_global.json",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"data_root={SHARED / 'datasets'}",
+    )
     res = load_json(tiny_run / "results" / "landmarks-mini_global.json")
     assert res["n_queries"] == 16 and res["n_db"] == 85 and res["crop_queries"] is True
     assert res["n_evaluated_queries"] == {"E": 15, "M": 16, "H": 12}
@@ -238,10 +269,19 @@ def test_revisitop_layout_with_pickle_and_alias(tiny_run, tmp_path):
     target = tmp_path / "data" / "roxford5k"
     shutil.copytree(demo_dir / "jpg", target / "jpg")
     gnd = load_json(demo_dir / "gnd.json")
-    gnd["gnd"] = [{"easy": np.array(g["easy"]), "hard": np.array(g["hard"]), "junk": np.array(g["junk"]),
-                   "bbx": np.array(g["bbx"])} for g in gnd["gnd"]]
+    gnd["gnd"] = [
+        {
+            "easy": np.array(g["easy"]),
+            "hard": np.array(g["hard"]),
+            "junk": np.array(g["junk"]),
+            "bbx": np.array(g["bbx"]),
+        }
+        for g in gnd["gnd"]
+    ]
     (target / "gnd_roxford5k.pkl").write_bytes(pickle.dumps(gnd, protocol=2))
-    snakemake(wd, "results/roxford_global.json", "--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}")
+    snakemake(
+        wd, "results/roxford_global.json", "--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}"
+    )
     res = load_json(wd / "results" / "roxford_global.json")
     assert res["metrics"] == load_json(tiny_run / "results" / "demo_global.json")["metrics"]
     # '+1m' names the distractor variant of a dataset: a missing base dataset is named as such
@@ -269,14 +309,17 @@ def test_imported_global_descriptors_give_the_same_metrics(tiny_run, tmp_path):
     # a file with the wrong number of rows is refused, naming it
     np.save(imp / "db.npy", np.ones((3, 4), np.float32))
     proc = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(cfg), check=False)
-    assert proc.returncode != 0 and "db.npy" in proc.stdout + proc.stderr and "3 db descriptors" in proc.stdout + proc.stderr
+    assert (
+        proc.returncode != 0
+        and "db.npy" in proc.stdout + proc.stderr
+        and "3 db descriptors" in proc.stdout + proc.stderr
+    )
 
 
 def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tmp_path):
     """results/export/ames/demo, moved elsewhere and read back (ames_import local descriptors, the ames_nn shortlist,
     the trained model as ames.checkpoint): global, sv and AMES give the same numbers without any extraction."""
     import torch  # noqa: PLC0415
-
 
     wd = tmp_path / "wd"
     copy_tree(tiny_ames, wd)
@@ -299,11 +342,18 @@ def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tm
 
     model = wd / f"results/ames_model/{want['results/demo_ames.json']['versions']['ames_model']}/model.pt"
     cfg = tmp_path / "import.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "extract": {"backbone": "ames_import", "ames_import": {"dir": str(release), "desc": "sift", "k": 128,
-                                                               "positions": "auto"}},
-        "shortlist": {"source": "ames_nn", "import_dir": str(release), "nn_file": "nn_sift.pkl"},
-        "ames": {"checkpoint": {"ames": str(model)}}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "extract": {
+                    "backbone": "ames_import",
+                    "ames_import": {"dir": str(release), "desc": "sift", "k": 128, "positions": "auto"},
+                },
+                "shortlist": {"source": "ames_nn", "import_dir": str(release), "nn_file": "nn_sift.pkl"},
+                "ames": {"checkpoint": {"ames": str(model)}},
+            }
+        )
+    )
     proc = snakemake(wd, *targets, "--configfile", str(TINY), str(fixed), str(cfg))
     assert "rule train_ames" not in proc.stdout and "rule knn:" not in proc.stdout
     for t in targets:
@@ -326,8 +376,11 @@ def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_pat
     wd = tmp_path / "wd"
     copy_tree(tiny_run, wd)
     cfg = tmp_path / "ivf.yaml"
-    cfg.write_text(yaml.safe_dump({"knn": {"k": 10, "search": "ivfpq",
-                                           "ivfpq": {"nlist": 4, "m": 8, "nbits": 4, "nprobe": 4, "train": 42}}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"knn": {"k": 10, "search": "ivfpq", "ivfpq": {"nlist": 4, "m": 8, "nbits": 4, "nprobe": 4, "train": 42}}}
+        )
+    )
     proc = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(cfg), check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "knn.search: exact" in out and "rankings hold 10 of" in out
@@ -355,8 +408,16 @@ def test_unsupervised_fit_cross_pairs_oxford_and_paris(tmp_path):
     for name in ("roxford5k", "rparis6k"):
         (tmp_path / "data" / name / "jpg").mkdir(parents=True)
         (tmp_path / "data" / name / "gnd.json").write_text(json.dumps({"imlist": ["a"], "qimlist": ["a"], "gnd": [{}]}))
-    out = snakemake(tmp_path, "-n", "results/roxford_global.json", "--configfile", str(TINY), "--config",
-                    f"data_root={tmp_path / 'data'}", "unsupervised_fit=cross").stdout
+    out = snakemake(
+        tmp_path,
+        "-n",
+        "results/roxford_global.json",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"data_root={tmp_path / 'data'}",
+        "unsupervised_fit=cross",
+    ).stdout
     assert "results/codebook/rparis6k/" in out and "results/whiten/rparis6k/" in out
     assert "results/codebook/roxford5k/" not in out
     assert "results/global/roxford5k/rparis6k/" in out or "results/global/roxford/rparis6k/" in out

@@ -36,8 +36,9 @@ def default_order(db_featureless: np.ndarray) -> np.ndarray:
     return np.concatenate([np.flatnonzero(~db_featureless), np.flatnonzero(db_featureless)])
 
 
-def rank_featureless_last(ids: np.ndarray, scores: np.ndarray, q_featureless: np.ndarray, db_featureless: np.ndarray,
-                          k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rank_featureless_last(
+    ids: np.ndarray, scores: np.ndarray, q_featureless: np.ndarray, db_featureless: np.ndarray, k: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each row of a ranking with images without features moved last (database order) and scored -inf.
 
     ``ids`` (Nq, m) database indices best first (a ranking or a shortlist whose featured entries came from a
@@ -75,9 +76,13 @@ def rank_featureless_last(ids: np.ndarray, scores: np.ndarray, q_featureless: np
     return out_i, out_s
 
 
-def search_featured(q: np.ndarray, db: np.ndarray, k: int,
-                    search: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]],
-                    exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def search_featured(
+    q: np.ndarray,
+    db: np.ndarray,
+    k: int,
+    search: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    exclude_self: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` of every query by ``search(q_rows, db_rows, k) -> (ids, sims)`` run on the rows with features only,
     completed by ``rank_featureless_last``. ``exclude_self`` (q is db): row i never returns i, also for rows without
     features. Returns (ids int64 (Nq, k'), sims float32 (Nq, k')), k' = min(k, n_db - exclude_self)."""

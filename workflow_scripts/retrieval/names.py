@@ -21,8 +21,10 @@ def check_dataset_name(name: str) -> str:
     if not re.fullmatch(DATASET_PATTERN, name):
         bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9._+\-]", c)})
         why = f"characters {bad!r} are" if bad else "the first character is"
-        raise ValueError(f"dataset name {name!r}: {why} not allowed; a dataset name holds {ALLOWED_CHARACTERS} "
-                         "(rename the folder, or link it under an allowed name)")
+        raise ValueError(
+            f"dataset name {name!r}: {why} not allowed; a dataset name holds {ALLOWED_CHARACTERS} "
+            "(rename the folder, or link it under an allowed name)"
+        )
     return name
 
 

@@ -103,8 +103,17 @@ class Progress:
             dt = time.time() - self.t0
             rate = done / dt if dt > 0 else float("inf")
             eta = (self.total - done) / rate if rate > 0 else 0.0
-            self.logger.info("%s: %d/%d %s (%.0f%%), %.1f %s/s, %.0f s left", self.what, done, self.total, self.unit,
-                             100.0 * done / self.total, rate, self.unit, eta)
+            self.logger.info(
+                "%s: %d/%d %s (%.0f%%), %.1f %s/s, %.0f s left",
+                self.what,
+                done,
+                self.total,
+                self.unit,
+                100.0 * done / self.total,
+                rate,
+                self.unit,
+                eta,
+            )
             self.next = (done // self.every + 1) * self.every
 
 
@@ -184,7 +193,10 @@ def code_revision() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -193,7 +205,17 @@ def code_revision() -> str:
 
 def package_versions() -> dict[str, str]:
 
-    names = ["numpy", "opencv-python-headless", "faiss-cpu", "h5py", "scikit-image", "pillow", "snakemake", "torch", "asmk"]
+    names = [
+        "numpy",
+        "opencv-python-headless",
+        "faiss-cpu",
+        "h5py",
+        "scikit-image",
+        "pillow",
+        "snakemake",
+        "torch",
+        "asmk",
+    ]
     out = {"python": platform.python_version()}
     for name in names:
         try:
@@ -214,8 +236,11 @@ def hardware() -> dict[str, Any]:
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
-    out: dict[str, Any] = {"machine": platform.machine(), "cpu_count": os.cpu_count(),
-                           "cpu_flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"})}
+    out: dict[str, Any] = {
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"}),
+    }
     torch = sys.modules.get("torch")
     if torch is not None:
         out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
@@ -290,10 +315,20 @@ def setup_logging(log_path: str | os.PathLike | None) -> None:
 def evaluation_io(smk: Any) -> dict[str, Any]:
     """The arguments every evaluation stage takes from its rule: lists and ground truth, the three outputs (results
     JSON, ranking, neighbour CSV), the dataset, bootstrap and metric settings, versions, hyperparameters, preset."""
-    return {"lists_path": smk.input.lists, "gnd_path": smk.input.gnd, "out_json": smk.output.json,
-            "out_ranking": smk.output.ranking, "out_csv": smk.output.csv, "dataset": smk.wildcards.dataset,
-            "n_bootstrap": smk.params.n_bootstrap, "ks": smk.params.ks, "csv_top": smk.params.csv_top,
-            "versions": smk.params.versions, "hyperparameters": smk.params.hyperparameters, "preset": smk.params.preset}
+    return {
+        "lists_path": smk.input.lists,
+        "gnd_path": smk.input.gnd,
+        "out_json": smk.output.json,
+        "out_ranking": smk.output.ranking,
+        "out_csv": smk.output.csv,
+        "dataset": smk.wildcards.dataset,
+        "n_bootstrap": smk.params.n_bootstrap,
+        "ks": smk.params.ks,
+        "csv_top": smk.params.csv_top,
+        "versions": smk.params.versions,
+        "hyperparameters": smk.params.hyperparameters,
+        "preset": smk.params.preset,
+    }
 
 
 def write_rule_manifest(smk: Any, stage: str) -> None:

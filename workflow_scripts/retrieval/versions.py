@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 # Bump when the demo generator's output for a given configuration changes.
-GENERATOR_VERSION = "3"  # 2: independent random streams per split; 3: held-out validation photos, collage training instances
+GENERATOR_VERSION = (
+    "3"  # 2: independent random streams per split; 3: held-out validation photos, collage training instances
+)
 
 
 # Bump when decoding gives other pixels or sizes for the same file (enters every image list's version).

@@ -32,10 +32,25 @@ def bytes_per_image(method: str, n_desc: int, dim: int) -> int:
     return n_desc * per + 4
 
 
-def descriptor_sweep_stage(model_paths: dict[str, str], ames_results: dict[str, str], query_local: str, db_local: str,
-                           knn_path: str, gnd_path: str, dataset: str, sv_cfg: dict[str, Any], ames_counts: Sequence[int],
-                           sv_counts: Sequence[int], q_desc: int, batch: int, device: str, out_json: str, out_png: str,
-                           out_md: str, versions: dict[str, Any]) -> None:
+def descriptor_sweep_stage(
+    model_paths: dict[str, str],
+    ames_results: dict[str, str],
+    query_local: str,
+    db_local: str,
+    knn_path: str,
+    gnd_path: str,
+    dataset: str,
+    sv_cfg: dict[str, Any],
+    ames_counts: Sequence[int],
+    sv_counts: Sequence[int],
+    q_desc: int,
+    batch: int,
+    device: str,
+    out_json: str,
+    out_png: str,
+    out_md: str,
+    versions: dict[str, Any],
+) -> None:
 
     ids, sims, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)
@@ -48,8 +63,15 @@ def descriptor_sweep_stage(model_paths: dict[str, str], ames_results: dict[str, 
 
     def add(method: str, count: int, ranking: np.ndarray, seconds: float, dim: int) -> None:
         m = evaluate_rankings(ranking, gnd, n_db)["mAP"]
-        rows.append({"method": method, "db_desc": int(count), "bytes_per_image": bytes_per_image(method, count, dim),
-                     **{f"mAP_{p}": m[p] for p in "EMH"}, "seconds": round(seconds, 2)})
+        rows.append(
+            {
+                "method": method,
+                "db_desc": int(count),
+                "bytes_per_image": bytes_per_image(method, count, dim),
+                **{f"mAP_{p}": m[p] for p in "EMH"},
+                "seconds": round(seconds, 2),
+            }
+        )
         log.info("%s, %d descriptors per image: mAP M %.2f (%.1f s)", method, count, m["M"], seconds)
 
     with open_local(query_local) as fq, open_local(db_local) as fd:
@@ -79,21 +101,40 @@ def descriptor_sweep_stage(model_paths: dict[str, str], ames_results: dict[str, 
                 def reader(rows_: np.ndarray, c=c) -> tuple[np.ndarray, np.ndarray]:
                     return fd["descriptors"][rows_, :c], fd["count"][rows_]
 
-                logits = np.stack(fusion_logits(compute_logits(model, q_all, q_count, reader, pairs, q_all.shape[1],
-                                                               int(c), batch=batch, device=device),
-                                                chosen.get("fusion", "sigmoid")))
+                logits = np.stack(
+                    fusion_logits(
+                        compute_logits(
+                            model, q_all, q_count, reader, pairs, q_all.shape[1], int(c), batch=batch, device=device
+                        ),
+                        chosen.get("fusion", "sigmoid"),
+                    )
+                )
                 add(method, c, rerank(ids, sims, logits, lam, gamma, k), time.time() - t0, dim)
 
-    result = {"dataset": dataset, "global_mAP": base, "q_desc": {"ames": q_desc, "sv": sv_cfg["q_desc"]},
-              "note": "database descriptors per image varied; query side fixed; AMES at the parameters chosen on "
-                      "the validation split", "rows": rows, "versions": versions}
+    result = {
+        "dataset": dataset,
+        "global_mAP": base,
+        "q_desc": {"ames": q_desc, "sv": sv_cfg["q_desc"]},
+        "note": "database descriptors per image varied; query side fixed; AMES at the parameters chosen on "
+        "the validation split",
+        "rows": rows,
+        "versions": versions,
+    }
     write_json(out_json, result)
     _plot(rows, base, dataset, out_png)
-    lines = [f"# mAP vs database descriptors per image: {dataset}", "",
-             f"Global only: E/M/H {base['E']:.2f} / {base['M']:.2f} / {base['H']:.2f}.", "",
-             "| method | descriptors per image | bytes per image | mAP E | mAP M | mAP H | seconds |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['db_desc']} | {r['bytes_per_image']} | {r['mAP_E']:.2f} | {r['mAP_M']:.2f} | "
-              f"{r['mAP_H']:.2f} | {r['seconds']:.1f} |" for r in rows]
+    lines = [
+        f"# mAP vs database descriptors per image: {dataset}",
+        "",
+        f"Global only: E/M/H {base['E']:.2f} / {base['M']:.2f} / {base['H']:.2f}.",
+        "",
+        "| method | descriptors per image | bytes per image | mAP E | mAP M | mAP H | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['method']} | {r['db_desc']} | {r['bytes_per_image']} | {r['mAP_E']:.2f} | {r['mAP_M']:.2f} | "
+        f"{r['mAP_H']:.2f} | {r['seconds']:.1f} |"
+        for r in rows
+    ]
     with atomic_path(out_md) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 

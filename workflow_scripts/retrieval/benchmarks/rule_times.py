@@ -32,8 +32,17 @@ def rule_times(root: str | Path) -> list[dict[str, Any]]:
                 except ValueError as e:
                     raise ValueError(f"{path}, line {line}: {e}") from None
                 rule = path.relative_to(root).parts[0].removesuffix(".tsv")
-                r = rows.setdefault(rule, {"rule": rule, "jobs": 0, "seconds": 0.0, "longest_job_seconds": 0.0,
-                                           "cpu_seconds": 0.0, "max_rss_mb": 0.0})
+                r = rows.setdefault(
+                    rule,
+                    {
+                        "rule": rule,
+                        "jobs": 0,
+                        "seconds": 0.0,
+                        "longest_job_seconds": 0.0,
+                        "cpu_seconds": 0.0,
+                        "max_rss_mb": 0.0,
+                    },
+                )
                 r["jobs"] += 1
                 r["seconds"] += s
                 r["longest_job_seconds"] = max(r["longest_job_seconds"], s)
@@ -44,12 +53,19 @@ def rule_times(root: str | Path) -> list[dict[str, Any]]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     total = sum(r["seconds"] for r in rows)
-    out = ["| rule | jobs | wall s (sum) | share | longest job s | CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+    out = [
+        "| rule | jobs | wall s (sum) | share | longest job s | CPU s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['rule']} | {r['jobs']} | {r['seconds']:.1f} | {100 * r['seconds'] / max(total, 1e-9):.0f}% | "
-                   f"{r['longest_job_seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['max_rss_mb']:.0f} |")
-    out.append(f"| total | {sum(r['jobs'] for r in rows)} | {total:.1f} | 100% | | "
-               f"{sum(r['cpu_seconds'] for r in rows):.1f} | |")
+        out.append(
+            f"| {r['rule']} | {r['jobs']} | {r['seconds']:.1f} | {100 * r['seconds'] / max(total, 1e-9):.0f}% | "
+            f"{r['longest_job_seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['max_rss_mb']:.0f} |"
+        )
+    out.append(
+        f"| total | {sum(r['jobs'] for r in rows)} | {total:.1f} | 100% | | "
+        f"{sum(r['cpu_seconds'] for r in rows):.1f} | |"
+    )
     return "\n".join(out) + "\n"
 
 

@@ -42,16 +42,29 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
 def source_recall(approx: np.ndarray, exact: np.ndarray, n_real: int) -> float:
     """Recall of the real images behind the exact top k (row i resamples real image i mod n_real): the simulated
     database holds noisy copies of each real image, and which copy comes first is noise."""
-    return float(np.mean([len(np.intersect1d(a % n_real, e % n_real)) / len(np.unique(e % n_real))
-                          for a, e in zip(approx, exact)]))
+    return float(
+        np.mean(
+            [len(np.intersect1d(a % n_real, e % n_real)) / len(np.unique(e % n_real)) for a, e in zip(approx, exact)]
+        )
+    )
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
-def simulate(out_global: Path, out_codes: Path | None, real_global: np.ndarray, real_codes: np.ndarray | None,
-             real_counts: np.ndarray | None, n: int, noise: float, bit_flip: float, block: int, seed: int) -> None:
+def simulate(
+    out_global: Path,
+    out_codes: Path | None,
+    real_global: np.ndarray,
+    real_codes: np.ndarray | None,
+    real_counts: np.ndarray | None,
+    n: int,
+    noise: float,
+    bit_flip: float,
+    block: int,
+    seed: int,
+) -> None:
     """Write an N-image global store (float16) and, if codes are given, an AMES binary store, block by block."""
     rng = np.random.default_rng(seed)
     n_real, d = real_global.shape
@@ -82,9 +95,19 @@ def simulate(out_global: Path, out_codes: Path | None, real_global: np.ndarray, 
                 fc.close()
 
 
-def scale_benchmark(query_global: str, db_global: str, binary_model: str | None, binary_store: str | None,
-                    query_local: str | None, out_json: str, work_dir: str, cfg: dict[str, Any], q_desc: int,
-                    db_desc: int, device: str) -> dict[str, Any]:
+def scale_benchmark(
+    query_global: str,
+    db_global: str,
+    binary_model: str | None,
+    binary_store: str | None,
+    query_local: str | None,
+    out_json: str,
+    work_dir: str,
+    cfg: dict[str, Any],
+    q_desc: int,
+    db_desc: int,
+    device: str,
+) -> dict[str, Any]:
 
     n, block, k, seed = int(cfg["n_db"]), int(cfg["block"]), int(cfg["k"]), int(cfg["seed"])
     work = Path(work_dir)
@@ -95,44 +118,75 @@ def scale_benchmark(query_global: str, db_global: str, binary_model: str | None,
         with h5py.File(binary_store, "r") as f:
             real_codes, real_counts = f["codes"][:], f["count"][:]
     gpath, cpath = work / "global.h5", work / "codes.h5"
-    out: dict[str, Any] = {"n_db": n, "n_queries": len(q), "dim": int(real.shape[1]), "block": block, "k": k,
-                           "resampled_from": db_global, "noise": cfg["noise"], "bit_flip": cfg["bit_flip"]}
+    out: dict[str, Any] = {
+        "n_db": n,
+        "n_queries": len(q),
+        "dim": int(real.shape[1]),
+        "block": block,
+        "k": k,
+        "resampled_from": db_global,
+        "noise": cfg["noise"],
+        "bit_flip": cfg["bit_flip"],
+    }
     try:
         t0 = time.perf_counter()
-        simulate(gpath, cpath if real_codes is not None else None, real, real_codes, real_counts, n,
-                 float(cfg["noise"]), float(cfg["bit_flip"]), block, seed)
+        simulate(
+            gpath,
+            cpath if real_codes is not None else None,
+            real,
+            real_codes,
+            real_counts,
+            n,
+            float(cfg["noise"]),
+            float(cfg["bit_flip"]),
+            block,
+            seed,
+        )
         out["simulate_seconds"] = round(time.perf_counter() - t0, 2)
         fg = h5py.File(gpath, "r")
         read = lambda s, e: fg["descriptors"][s:e]  # noqa: E731
         t0 = time.perf_counter()
         exact_ids, _ = stream_topk(q, read, n, k, block)
         t_exact = time.perf_counter() - t0
-        out["exact"] = {"search_ms_per_query": round(1000 * t_exact / len(q), 3), "seconds": round(t_exact, 3),
-                        "global_bytes_per_image": int(real.shape[1] * 2)}
+        out["exact"] = {
+            "search_ms_per_query": round(1000 * t_exact / len(q), 3),
+            "seconds": round(t_exact, 3),
+            "global_bytes_per_image": int(real.shape[1] * 2),
+        }
         log.info("exact search over %d: %.1f ms/query", n, 1000 * t_exact / len(q))
         ivf_ids, ivf = ivfpq_search(q, read, n, real.shape[1], cfg["ivfpq"], k, block, seed)
         n_real = len(real)
-        out["ivfpq"] = {**cfg["ivfpq"], **ivf, f"recall@{k}": round(recall_at_k(ivf_ids, exact_ids), 4),
-                        "recall@10": round(recall_at_k(ivf_ids[:, :10], exact_ids[:, :10]), 4),
-                        f"source_recall@{k}": round(source_recall(ivf_ids, exact_ids, n_real), 4),
-                        "source_recall@10": round(source_recall(ivf_ids[:, :10], exact_ids[:, :10], n_real), 4),
-                        "note": "recall: the exact top-k rows returned; source_recall: the real images behind the exact "
-                                "top-k found through any of their copies (the database resamples real images)"}
+        out["ivfpq"] = {
+            **cfg["ivfpq"],
+            **ivf,
+            f"recall@{k}": round(recall_at_k(ivf_ids, exact_ids), 4),
+            "recall@10": round(recall_at_k(ivf_ids[:, :10], exact_ids[:, :10]), 4),
+            f"source_recall@{k}": round(source_recall(ivf_ids, exact_ids, n_real), 4),
+            "source_recall@10": round(source_recall(ivf_ids[:, :10], exact_ids[:, :10], n_real), 4),
+            "note": "recall: the exact top-k rows returned; source_recall: the real images behind the exact "
+            "top-k found through any of their copies (the database resamples real images)",
+        }
         log.info("IVF-PQ: recall@%d %.3f", k, out["ivfpq"][f"recall@{k}"])
         fg.close()
         if real_codes is not None:
             size = cpath.stat().st_size
-            out["binary_store"] = {"K": int(real_codes.shape[1]), "file_bytes": size,
-                                   "bytes_per_image": round(size / n, 1),
-                                   "payload_bytes_per_image": int(real_codes.shape[1] * real_codes.shape[2] + 4),
-                                   "bytes_per_image_at_600": 600 * real_codes.shape[2] + 4}
+            out["binary_store"] = {
+                "K": int(real_codes.shape[1]),
+                "file_bytes": size,
+                "bytes_per_image": round(size / n, 1),
+                "payload_bytes_per_image": int(real_codes.shape[1] * real_codes.shape[2] + 4),
+                "bytes_per_image_at_600": 600 * real_codes.shape[2] + 4,
+            }
             out["rerank"] = _rerank_timing(binary_model, cpath, query_local, exact_ids, cfg, q_desc, db_desc, device)
     finally:
         for p in (gpath, cpath):
             p.unlink(missing_ok=True)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    out["goals"] = {"peak_rss_below_4GB": out["peak_rss_mb"] < 4096,
-                    "binary_store_at_most_10KB_per_image_at_600": out.get("binary_store", {}).get("bytes_per_image_at_600", 0) <= 10_000}
+    out["goals"] = {
+        "peak_rss_below_4GB": out["peak_rss_mb"] < 4096,
+        "binary_store_at_most_10KB_per_image_at_600": out.get("binary_store", {}).get("bytes_per_image_at_600", 0)
+        <= 10_000,
+    }
     write_json(out_json, out)
     return out
 
@@ -148,13 +202,20 @@ def _rerank_timing(model_path, codes_path, query_local, exact_ids, cfg, q_desc, 
     pairs = [np.unique(r[:kr]) for r in exact_ids[:nq]]
     reads = []
     with h5py.File(codes_path, "r") as f:
+
         def reader(rows):
             t = time.perf_counter()
             payload, counts = f["codes"][rows, :db_desc], f["count"][rows]
             reads.append(time.perf_counter() - t)
             return decode(model, payload, device), counts
+
         t0 = time.perf_counter()
         compute_logits(model, qd, qc, reader, pairs, q_desc, db_desc, batch=128, device=device, prepared=True)
         total = time.perf_counter() - t0
-    return {"queries": nq, "num_rerank": kr, "ms_per_query": round(1000 * total / nq, 1),
-            "read_ms_per_query": round(1000 * sum(reads) / nq, 2), "device": device}
+    return {
+        "queries": nq,
+        "num_rerank": kr,
+        "ms_per_query": round(1000 * total / nq, 1),
+        "read_ms_per_query": round(1000 * sum(reads) / nq, 2),
+        "device": device,
+    }

@@ -77,7 +77,9 @@ def gemm_peak(device: str, n: int = 2048, repeats: int = 5, dtype: torch.dtype =
 
 
 @torch.no_grad()
-def ames_throughput(sizes: list[list[int]], local_dim: int, batch: int, repeats: int, device: str, seed: int = 0) -> dict[str, Any]:
+def ames_throughput(
+    sizes: list[list[int]], local_dim: int, batch: int, repeats: int, device: str, seed: int = 0
+) -> dict[str, Any]:
     """Pairs/s of three implementations of the same logits, timed interleaved in one process:
 
     * ``reference``: ``reference_forward``, the official computation (projection of both sides per pair, one
@@ -116,17 +118,23 @@ def ames_throughput(sizes: list[list[int]], local_dim: int, batch: int, repeats:
             qs = prepare_side(model, q_tok[:1], sm[:1]).take(same)
             return score_prepared(model, qs, prepare_side(model, d_tok, tm), dtype)
 
-        fns = {"reference": lambda: reference_forward(model, src, sm, tgt, tm),
-               "block": lambda: model.score_tokens(q_tok, sm, d_tok, tm),
-               "prepared": lambda: prepared(torch.float32)}
+        fns = {
+            "reference": lambda: reference_forward(model, src, sm, tgt, tm),
+            "block": lambda: model.score_tokens(q_tok, sm, d_tok, tm),
+            "prepared": lambda: prepared(torch.float32),
+        }
         if fast == torch.bfloat16:
             fns["prepared_bf16"] = lambda: prepared(torch.bfloat16)
         t = _time_interleaved(fns, repeats)
         ref = reference_forward(model, src, sm, tgt, tm)
         useful = ames_flops(n_q, n_t, cfg, masked=False)
-        row: dict[str, Any] = {"q_desc": n_q, "db_desc": n_t, "batch": batch,
-                               "useful_gflop_per_pair": useful / 1e9,
-                               "reference_gflop_per_pair": ames_flops(n_q, n_t, cfg, masked=True) / 1e9}
+        row: dict[str, Any] = {
+            "q_desc": n_q,
+            "db_desc": n_t,
+            "batch": batch,
+            "useful_gflop_per_pair": useful / 1e9,
+            "reference_gflop_per_pair": ames_flops(n_q, n_t, cfg, masked=True) / 1e9,
+        }
         for name in fns:
             row[f"{name}_pairs_per_s"] = batch / t[name]
             if name != "reference":
@@ -138,21 +146,33 @@ def ames_throughput(sizes: list[list[int]], local_dim: int, batch: int, repeats:
         if "prepared_bf16" in fns:
             row["prepared_bf16_fraction_of_bf16_gemm_peak"] = useful * batch / t["prepared_bf16"] / peak_bf16
         best = "prepared_bf16" if "prepared_bf16" in fns else "prepared"
-        row.update({"fast_pairs_per_s": row[f"{best}_pairs_per_s"], "speedup": row[f"{best}_speedup"],
-                    "max_abs_logit_difference": row[f"{best}_max_abs_logit_difference"],
-                    "achieved_useful_gflops": useful * row[f"{best}_pairs_per_s"] / 1e9,
-                    "fraction_of_gemm_peak": row[f"{best}_fraction_of_gemm_peak"]})
+        row.update(
+            {
+                "fast_pairs_per_s": row[f"{best}_pairs_per_s"],
+                "speedup": row[f"{best}_speedup"],
+                "max_abs_logit_difference": row[f"{best}_max_abs_logit_difference"],
+                "achieved_useful_gflops": useful * row[f"{best}_pairs_per_s"] / 1e9,
+                "fraction_of_gemm_peak": row[f"{best}_fraction_of_gemm_peak"],
+            }
+        )
         rows.append(row)
         log.info("%d/%d: %s", n_q, n_t, ", ".join(f"{k} {batch / v:.1f} pairs/s" for k, v in t.items()))
-    return {"device": device, "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
-            "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "fast_dtype": str(fast).removeprefix("torch."), "gemm_peak_gflops": peak / 1e9,
-            "bf16_gemm_peak_gflops": None if peak_bf16 is None else peak_bf16 / 1e9, "local_dim": local_dim,
-            "sizes": rows}
+    return {
+        "device": device,
+        "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "fast_dtype": str(fast).removeprefix("torch."),
+        "gemm_peak_gflops": peak / 1e9,
+        "bf16_gemm_peak_gflops": None if peak_bf16 is None else peak_bf16 / 1e9,
+        "local_dim": local_dim,
+        "sizes": rows,
+    }
 
 
-def sv_throughput(query_local: str, db_local: str, knn_path: str, sv_cfg: dict[str, Any], repeats: int = 1
-                  ) -> dict[str, Any]:
+def sv_throughput(
+    query_local: str, db_local: str, knn_path: str, sv_cfg: dict[str, Any], repeats: int = 1
+) -> dict[str, Any]:
     """Spatial verification of a dataset's shortlists, per query: ``verify_shortlists`` against the previous
     implementation (``verify_shortlists_reference``, frozen), interleaved in one process, with how many inlier
     counts agree."""
@@ -162,18 +182,36 @@ def sv_throughput(query_local: str, db_local: str, knn_path: str, sv_cfg: dict[s
     out: dict[str, Any] = {}
     with open_local(query_local) as fq, open_local(db_local) as fd:
         res = {}
-        t = _time_interleaved({"reference": lambda: res.__setitem__("reference", verify_shortlists_reference(fq, fd, ids, cfg)),
-                               "batched": lambda: res.__setitem__("batched", verify_shortlists(fq, fd, ids, cfg))}, repeats)
+        t = _time_interleaved(
+            {
+                "reference": lambda: res.__setitem__("reference", verify_shortlists_reference(fq, fd, ids, cfg)),
+                "batched": lambda: res.__setitem__("batched", verify_shortlists(fq, fd, ids, cfg)),
+            },
+            repeats,
+        )
     a, b = res["reference"][0], res["batched"][0]
     nq = ids.shape[0]
-    out.update({"queries": nq, "pairs": int(a.size), "q_desc": res["batched"][1]["q_desc"],
-                "db_desc": res["batched"][1]["db_desc"], "threads": torch.get_num_threads(),
-                "reference_seconds_per_query": t["reference"] / nq, "batched_seconds_per_query": t["batched"] / nq,
-                "speedup": t["reference"] / t["batched"], "identical_inlier_fraction": float((a == b).mean()),
-                "max_inlier_difference": int(np.abs(a.astype(np.int64) - b).max()) if a.size else 0})
-    log.info("sv: reference %.3f s/query, batched %.3f s/query (x%.2f), identical inliers %.4f",
-             out["reference_seconds_per_query"], out["batched_seconds_per_query"], out["speedup"],
-             out["identical_inlier_fraction"])
+    out.update(
+        {
+            "queries": nq,
+            "pairs": int(a.size),
+            "q_desc": res["batched"][1]["q_desc"],
+            "db_desc": res["batched"][1]["db_desc"],
+            "threads": torch.get_num_threads(),
+            "reference_seconds_per_query": t["reference"] / nq,
+            "batched_seconds_per_query": t["batched"] / nq,
+            "speedup": t["reference"] / t["batched"],
+            "identical_inlier_fraction": float((a == b).mean()),
+            "max_inlier_difference": int(np.abs(a.astype(np.int64) - b).max()) if a.size else 0,
+        }
+    )
+    log.info(
+        "sv: reference %.3f s/query, batched %.3f s/query (x%.2f), identical inliers %.4f",
+        out["reference_seconds_per_query"],
+        out["batched_seconds_per_query"],
+        out["speedup"],
+        out["identical_inlier_fraction"],
+    )
     return out
 
 
@@ -208,12 +246,19 @@ def grid_cost(n_queries: int, n_db: int, k: int, n_points: int, seed: int = 0) -
             sweep.mean_ap(float(lam), float(gamma), k)
             n += 1
     evaluate_protocol_rankings(grid_rankings(sl, sm, pairs, logits, 0.5, 0.5, k), gnd, n_db)
-    return {"queries": n_queries, "db": n_db, "num_rerank": k, "points": n, "single_point_seconds": single,
-            "grid_seconds": time.perf_counter() - t0}
+    return {
+        "queries": n_queries,
+        "db": n_db,
+        "num_rerank": k,
+        "points": n,
+        "single_point_seconds": single,
+        "grid_seconds": time.perf_counter() - t0,
+    }
 
 
-def extraction_throughput(image_paths: list[str], backbone: str, backbone_config: dict[str, Any], repeats: int = 1
-                          ) -> dict[str, Any]:
+def extraction_throughput(
+    image_paths: list[str], backbone: str, backbone_config: dict[str, Any], repeats: int = 1
+) -> dict[str, Any]:
     """Images per second of deep extraction (decode, resize, forward, detector, top-k, global) on real images, one
     image at a time as the extraction rule runs; the first image is a warm-up and not timed."""
 
@@ -228,8 +273,16 @@ def extraction_throughput(image_paths: list[str], backbone: str, backbone_config
     sync()
     seconds = time.perf_counter() - t0
     n = repeats * len(image_paths)
-    return {"backbone": backbone, "model": backbone_config.get("model"), "weights": ex.source,
-            "image_size": backbone_config.get("image_size"), "scales": backbone_config.get("scales"),
-            "device": ex.device, "device_name": torch.cuda.get_device_name(0) if ex.device.startswith("cuda") else "cpu",
-            "threads": torch.get_num_threads(), "images": n, "seconds": round(seconds, 3),
-            "images_per_second": round(n / seconds, 3)}
+    return {
+        "backbone": backbone,
+        "model": backbone_config.get("model"),
+        "weights": ex.source,
+        "image_size": backbone_config.get("image_size"),
+        "scales": backbone_config.get("scales"),
+        "device": ex.device,
+        "device_name": torch.cuda.get_device_name(0) if ex.device.startswith("cuda") else "cpu",
+        "threads": torch.get_num_threads(),
+        "images": n,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(n / seconds, 3),
+    }

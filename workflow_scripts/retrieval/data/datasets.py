@@ -59,8 +59,14 @@ def canonical_name(name: str) -> str:
 
 def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
     d = Path(dataset_dir)
-    for candidate in (d / "gnd.json", d / f"gnd_{canonical_name(name)}.pkl", d / GND_CSV, d / INSTRE_MAT,
-                      d / GLDV2_SOLUTION, *(d / n for n in GLDV2_TRAIN_LISTS)):
+    for candidate in (
+        d / "gnd.json",
+        d / f"gnd_{canonical_name(name)}.pkl",
+        d / GND_CSV,
+        d / INSTRE_MAT,
+        d / GLDV2_SOLUTION,
+        *(d / n for n in GLDV2_TRAIN_LISTS),
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -81,8 +87,9 @@ def database_of_folder(root: Path) -> list[Path]:
     return _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
 
 
-def load_dataset_ground_truth(root: Path, gpath: Path, check_files: bool = True,
-                              gldv2: dict[str, Any] | None = None) -> GroundTruth:
+def load_dataset_ground_truth(
+    root: Path, gpath: Path, check_files: bool = True, gldv2: dict[str, Any] | None = None
+) -> GroundTruth:
     """The ground truth at ``gpath`` in whichever layout it is (revisitop JSON/pickle, gnd.csv, INSTRE .mat,
     GLDv2's retrieval solution or training list). ``gldv2``: the ``gldv2`` configuration (``present_only``,
     ``train_list``, ``exclude_landmarks``)."""
@@ -91,14 +98,17 @@ def load_dataset_ground_truth(root: Path, gpath: Path, check_files: bool = True,
         return read_gldv2(root, opts["present_only"])
     if gpath.name in GLDV2_TRAIN_LISTS:
         if not (root / opts["train_list"]).is_file():
-            raise FileNotFoundError(f"{root / opts['train_list']}: not found (gldv2.train_list names the training list; "
-                                    f"this folder has {gpath.name})")
+            raise FileNotFoundError(
+                f"{root / opts['train_list']}: not found (gldv2.train_list names the training list; "
+                f"this folder has {gpath.name})"
+            )
         return read_gldv2_train(root, opts["train_list"], opts["exclude_landmarks"], opts["present_only"])
     if gpath.name == GND_CSV:
         db = database_of_folder(root)
         if not db:
-            raise FileNotFoundError(f"{gpath}: the database is empty (put images under {root / 'jpg'} or list them "
-                                    "in image_list.txt)")
+            raise FileNotFoundError(
+                f"{gpath}: the database is empty (put images under {root / 'jpg'} or list them in image_list.txt)"
+            )
         return read_gnd_csv(gpath, [p.relative_to(root).as_posix() for p in db], root, check_queries=check_files)
     if gpath.name == INSTRE_MAT:
         return read_instre(gpath)
@@ -158,14 +168,21 @@ def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
     out = {}
     for i, (n, (rel, w, h)) in enumerate(zip(names, rows)):
         if Path(rel).stem != Path(n).stem:
-            raise ValueError(f"{path}: line {i + 1} names {rel!r}, the ground truth's image {i} is {n!r} (order differs)")
+            raise ValueError(
+                f"{path}: line {i + 1} names {rel!r}, the ground truth's image {i} is {n!r} (order differs)"
+            )
         out[n] = (w, h)
     return out
 
 
-def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = True, on_bad_image: str = "error",
-                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                      gldv2: dict[str, Any] | None = None) -> tuple[dict[str, Any], GroundTruth | None]:
+def build_image_lists(
+    dataset_dir: str | Path,
+    name: str,
+    crop_queries: bool = True,
+    on_bad_image: str = "error",
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    gldv2: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], GroundTruth | None]:
     """The ``db`` and ``query`` lists of a dataset (paths, displayed sizes, query boxes in displayed coordinates)
     and its ground truth, if any. A non-JPEG image over ``max_pixels`` is a bad image (see images.py).
 
@@ -209,8 +226,14 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
             raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
         db_names = [str(p.relative_to(root)) for p in db_paths]
         q_names = [str(p.relative_to(root)) for p in q_paths]
-    release = {"db": _release_sizes(root / "test_gallery.txt", db_names),
-               "query": _release_sizes(root / "test_query.txt", q_names)} if gt is not None else {}
+    release = (
+        {
+            "db": _release_sizes(root / "test_gallery.txt", db_names),
+            "query": _release_sizes(root / "test_query.txt", q_names),
+        }
+        if gt is not None
+        else {}
+    )
     if on_bad_image == "error":
         _check_present([p for p, n in zip(db_paths, db_names) if n not in release.get("db", {})], "database")
         _check_present([p for p, n in zip(q_paths, q_names) if n not in release.get("query", {})], "query")
@@ -231,10 +254,19 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
         n_cropped += crop is not None
         queries.append({"name": n, "path": str(p), "width": w, "height": h, "bbx": bbx, "crop": crop})
     if gt is not None and gt.n_queries and not crop_queries:
-        log.warning("queries of %s are NOT cropped to their boxes (crop_queries: false); the revisitop "
-                    "protocol crops them, so metrics are not comparable to published numbers", name)
-    log.info("%s: %d database images, %d queries (%d cropped to their box), ground truth: %s",
-             name, len(db), len(queries), n_cropped, gpath or "none")
+        log.warning(
+            "queries of %s are NOT cropped to their boxes (crop_queries: false); the revisitop "
+            "protocol crops them, so metrics are not comparable to published numbers",
+            name,
+        )
+    log.info(
+        "%s: %d database images, %d queries (%d cropped to their box), ground truth: %s",
+        name,
+        len(db),
+        len(queries),
+        n_cropped,
+        gpath or "none",
+    )
     lists = {
         "dataset": name,
         "root": str(root),
@@ -251,27 +283,43 @@ def build_image_lists(dataset_dir: str | Path, name: str, crop_queries: bool = T
     return lists, gt
 
 
-def with_distractors(base_lists: dict[str, Any], base_gnd: dict[str, Any] | None,
-                     distractor_lists: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def with_distractors(
+    base_lists: dict[str, Any], base_gnd: dict[str, Any] | None, distractor_lists: dict[str, Any], name: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The lists and ground truth of ``{dataset}+1m``: the dataset's database with the distractors appended.
 
     Queries, query boxes and ground-truth indices are the dataset's own (the distractors come after its database
     rows, so ``easy``/``hard``/``junk`` indices are unchanged); ``imlist`` gains the distractor names. Distractors
     are never relevant: a distractor set with queries or labels is refused."""
     if distractor_lists["query"]:
-        raise ValueError(f"{distractor_lists['dataset']}: a distractor set has no queries, this one has "
-                         f"{len(distractor_lists['query'])}")
+        raise ValueError(
+            f"{distractor_lists['dataset']}: a distractor set has no queries, this one has "
+            f"{len(distractor_lists['query'])}"
+        )
     dup = {e["path"] for e in base_lists["db"]} & {e["path"] for e in distractor_lists["db"]}
     if dup:
-        raise ValueError(f"{name}: {len(dup)} distractor image(s) are also database images of "
-                         f"{base_lists['dataset']}, e.g. {sorted(dup)[:3]}")
+        raise ValueError(
+            f"{name}: {len(dup)} distractor image(s) are also database images of "
+            f"{base_lists['dataset']}, e.g. {sorted(dup)[:3]}"
+        )
     labelled = base_gnd is not None and base_gnd.get("labels") is not None
-    db = list(base_lists["db"]) + [{**{k: v for k, v in e.items() if k != "label"}, **({"label": -1} if labelled else {})}
-                                   for e in distractor_lists["db"]]
-    lists = {**base_lists, "dataset": name, "db": db,
-             "parts": [{"dataset": base_lists["dataset"], "root": base_lists["root"], "rows": len(base_lists["db"])},
-                       {"dataset": distractor_lists["dataset"], "root": distractor_lists["root"],
-                        "rows": len(distractor_lists["db"])}]}
+    db = list(base_lists["db"]) + [
+        {**{k: v for k, v in e.items() if k != "label"}, **({"label": -1} if labelled else {})}
+        for e in distractor_lists["db"]
+    ]
+    lists = {
+        **base_lists,
+        "dataset": name,
+        "db": db,
+        "parts": [
+            {"dataset": base_lists["dataset"], "root": base_lists["root"], "rows": len(base_lists["db"])},
+            {
+                "dataset": distractor_lists["dataset"],
+                "root": distractor_lists["root"],
+                "rows": len(distractor_lists["db"]),
+            },
+        ],
+    }
     skipped = base_lists.get("skipped", []) + distractor_lists.get("skipped", [])
     if "skipped" in base_lists or "skipped" in distractor_lists:
         lists["skipped"] = skipped

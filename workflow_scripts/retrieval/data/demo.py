@@ -135,7 +135,9 @@ class Instance:
     patch: np.ndarray
 
 
-def cut_instances(photos: dict[str, np.ndarray], region_side: int, min_texture: float, rng: np.random.Generator) -> list[Instance]:
+def cut_instances(
+    photos: dict[str, np.ndarray], region_side: int, min_texture: float, rng: np.random.Generator
+) -> list[Instance]:
     """Non-overlapping textured regions of the photos: a jittered grid of cells, each shrunk at random."""
     out: list[Instance] = []
     for name, im in photos.items():
@@ -148,7 +150,7 @@ def cut_instances(photos: dict[str, np.ndarray], region_side: int, min_texture: 
                 rw, rh = int(cw * f[0]), int(ch * f[1])
                 x1 = int(gx * cw + rng.uniform(0, cw - rw))
                 y1 = int(gy * ch + rng.uniform(0, ch - rh))
-                patch = im[y1:y1 + rh, x1:x1 + rw]
+                patch = im[y1 : y1 + rh, x1 : x1 + rw]
                 if texture(patch) < min_texture:
                     continue
                 out.append(Instance(-1, name, (x1, y1, x1 + rw, y1 + rh), patch))
@@ -181,12 +183,20 @@ def _draw_marks(canvas: np.ndarray, rng: np.random.Generator, n_shapes: int, n_t
     for _ in range(n_texts):
         text = "".join(rng.choice(list("ABCDEFGHKMNPRSTWXYZ0123456789&#@%"), size=int(rng.integers(2, 6))))
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        cv2.putText(canvas, text, (int(rng.integers(0, w // 2)), int(rng.integers(h // 4, h))),
-                    int(rng.choice([0, 1, 2, 3, 4, 6, 7])), float(rng.uniform(0.4, 1.2)), colour, int(rng.integers(1, 3)))
+        cv2.putText(
+            canvas,
+            text,
+            (int(rng.integers(0, w // 2)), int(rng.integers(h // 4, h))),
+            int(rng.choice([0, 1, 2, 3, 4, 6, 7])),
+            float(rng.uniform(0.4, 1.2)),
+            colour,
+            int(rng.integers(1, 3)),
+        )
 
 
-def collage_instances(n: int, side: int, photos: list[np.ndarray], min_texture: float,
-                      rng: np.random.Generator) -> list[Instance]:
+def collage_instances(
+    n: int, side: int, photos: list[np.ndarray], min_texture: float, rng: np.random.Generator
+) -> list[Instance]:
     """``n`` unique training instances, each a collage of patches of ``photos`` with drawn shapes and text."""
     out: list[Instance] = []
     while len(out) < n:
@@ -197,7 +207,7 @@ def collage_instances(n: int, side: int, photos: list[np.ndarray], min_texture: 
             ps = int(min(h, w) * rng.uniform(0.25, 0.6))
             patch = _rotated_patch(photos[rng.integers(len(photos))], ps, rng)
             y, x = rng.integers(0, h - ps + 1), rng.integers(0, w - ps + 1)
-            canvas[y:y + ps, x:x + ps] = patch
+            canvas[y : y + ps, x : x + ps] = patch
         _draw_marks(canvas, rng, int(rng.integers(1, 5)), int(rng.integers(0, 2)))
         if texture(canvas) < min_texture:
             continue
@@ -218,14 +228,17 @@ def _colourise(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _random_crop(im: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     s = rng.uniform(0.6, 1.6) * max(h / im.shape[0], w / im.shape[1])
-    big = cv2.resize(im, (max(w, int(im.shape[1] * s) + 1), max(h, int(im.shape[0] * s) + 1)), interpolation=cv2.INTER_LINEAR)
+    big = cv2.resize(
+        im, (max(w, int(im.shape[1] * s) + 1), max(h, int(im.shape[0] * s) + 1)), interpolation=cv2.INTER_LINEAR
+    )
     y = rng.integers(0, big.shape[0] - h + 1)
     x = rng.integers(0, big.shape[1] - w + 1)
-    return big[y:y + h, x:x + w].copy()
+    return big[y : y + h, x : x + w].copy()
 
 
-def make_background(shape: tuple[int, int], backgrounds: list[np.ndarray], rng: np.random.Generator,
-                    contrast: float = 1.0) -> np.ndarray:
+def make_background(
+    shape: tuple[int, int], backgrounds: list[np.ndarray], rng: np.random.Generator, contrast: float = 1.0
+) -> np.ndarray:
     """Clutter: a crop of a background photo, pasted patches of others, and random shapes."""
     h, w = shape
     canvas = _colourise(_random_crop(backgrounds[rng.integers(len(backgrounds))], h, w, rng), rng)
@@ -233,7 +246,7 @@ def make_background(shape: tuple[int, int], backgrounds: list[np.ndarray], rng: 
         ph, pw = int(h * rng.uniform(0.2, 0.6)), int(w * rng.uniform(0.2, 0.6))
         patch = _colourise(_random_crop(backgrounds[rng.integers(len(backgrounds))], ph, pw, rng), rng)
         y, x = rng.integers(0, h - ph + 1), rng.integers(0, w - pw + 1)
-        canvas[y:y + ph, x:x + pw] = patch
+        canvas[y : y + ph, x : x + pw] = patch
     for _ in range(rng.integers(4, 14)):
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         kind = rng.integers(3)
@@ -267,9 +280,16 @@ class View:
 
 def sample_view(rng: np.random.Generator, cfg: DemoConfig, query: bool) -> View:
     if query:
-        return View(rotation=float(rng.normal(0, 5)), tilt=float(rng.uniform(0, 0.05)), rel_size=float(rng.uniform(0.5, 0.75)),
-                    blur=float(rng.uniform(0, 0.6)), truncate=False, occlude=False,
-                    gain=float(rng.uniform(0.85, 1.15)), gamma=float(rng.uniform(0.9, 1.1)))
+        return View(
+            rotation=float(rng.normal(0, 5)),
+            tilt=float(rng.uniform(0, 0.05)),
+            rel_size=float(rng.uniform(0.5, 0.75)),
+            blur=float(rng.uniform(0, 0.6)),
+            truncate=False,
+            occlude=False,
+            gain=float(rng.uniform(0.85, 1.15)),
+            gamma=float(rng.uniform(0.9, 1.1)),
+        )
     severity = float(rng.beta(1.2, 1.6))
     small = rng.random() < cfg.small_fraction
     return View(
@@ -318,7 +338,7 @@ def render(
     H = cv2.getPerspectiveTransform(src, quad.astype(np.float32))
 
     lit = patch.astype(np.float32) / 255.0
-    lit = np.clip(view.gain * lit ** view.gamma * rng.uniform(0.85, 1.15, size=3), 0, 1)
+    lit = np.clip(view.gain * lit**view.gamma * rng.uniform(0.85, 1.15, size=3), 0, 1)
     warped = cv2.warpPerspective((lit * 255).astype(np.uint8), H, (w, h), flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.ones((ph, pw), np.uint8), H, (w, h), flags=cv2.INTER_NEAREST).astype(bool)
     out = canvas.copy()
@@ -336,14 +356,14 @@ def render(
             ow, oh = min(ow, w - ox), min(oh, h - oy)
             occ = _colourise(_random_crop(backgrounds[rng.integers(len(backgrounds))], oh, ow, rng), rng)
             if rng.random() < 0.5:
-                out[oy:oy + oh, ox:ox + ow] = occ
-                occluded[oy:oy + oh, ox:ox + ow] = True
+                out[oy : oy + oh, ox : ox + ow] = occ
+                occluded[oy : oy + oh, ox : ox + ow] = True
             else:
                 ell = np.zeros((oh, ow), np.uint8)
                 cv2.ellipse(ell, (ow // 2, oh // 2), (ow // 2, oh // 2), 0, 0, 360, 1, -1)
                 e = ell.astype(bool)
-                out[oy:oy + oh, ox:ox + ow][e] = occ[e]
-                occluded[oy:oy + oh, ox:ox + ow] |= e
+                out[oy : oy + oh, ox : ox + ow][e] = occ[e]
+                occluded[oy : oy + oh, ox : ox + ow] |= e
     if view.blur > 0.3:
         out = cv2.GaussianBlur(out, (0, 0), view.blur)
     noise = rng.normal(0, rng.uniform(0, 4), size=out.shape)
@@ -382,7 +402,9 @@ def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _db_plan(instances: list[Instance], size: SplitSize, cfg: DemoConfig, rng: np.random.Generator) -> list[dict[str, Any]]:
+def _db_plan(
+    instances: list[Instance], size: SplitSize, cfg: DemoConfig, rng: np.random.Generator
+) -> list[dict[str, Any]]:
     """Which instance each database image shows and which images share a background."""
     shows = [inst.id for inst in instances for _ in range(size.views)] + [-1] * size.distractors
     order = rng.permutation(len(shows))
@@ -411,8 +433,14 @@ def _db_plan(instances: list[Instance], size: SplitSize, cfg: DemoConfig, rng: n
 
 
 def generate_split(
-    out_dir: Path, prefix: str, instances: list[Instance], size: SplitSize, backgrounds: list[np.ndarray],
-    cfg: DemoConfig, rng: np.random.Generator, labelled: bool,
+    out_dir: Path,
+    prefix: str,
+    instances: list[Instance],
+    size: SplitSize,
+    backgrounds: list[np.ndarray],
+    cfg: DemoConfig,
+    rng: np.random.Generator,
+    labelled: bool,
 ) -> dict[str, Any]:
     """Render one split into ``out_dir/jpg`` and return its ground truth (revisitop structure)."""
     jpg = out_dir / "jpg"
@@ -474,8 +502,9 @@ def generate_demo(out_root: str | Path, cfg: DemoConfig) -> dict[str, Any]:
     val_pool = cut_instances({n: load_photo(n) for n in VAL_PHOTOS}, cfg.train_region_side, cfg.min_texture, pool_rng)
     val_inst = [val_pool[i] for i in sorted(pool_rng.permutation(len(val_pool))[: cfg.val.instances])]
     collage_photos = [load_photo(n) for n in TRAIN_PHOTOS] + backgrounds
-    train_inst = collage_instances(cfg.train.instances, cfg.train_region_side, collage_photos, cfg.min_texture,
-                                   np.random.default_rng(seeds[5]))
+    train_inst = collage_instances(
+        cfg.train.instances, cfg.train_region_side, collage_photos, cfg.min_texture, np.random.default_rng(seeds[5])
+    )
     for k, inst in enumerate(test_inst + val_inst + train_inst):
         inst.id = k
     summary: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "splits": {}}
@@ -484,11 +513,17 @@ def generate_demo(out_root: str | Path, cfg: DemoConfig) -> dict[str, Any]:
         ("demo-val", val_inst, cfg.val, False, seeds[3]),
         ("demo-train", train_inst, cfg.train, True, seeds[4]),
     ):
-        gt = generate_split(out_root / name, name.replace("-", "_"), inst, size, backgrounds, cfg,
-                            np.random.default_rng(seq), labelled)
+        gt = generate_split(
+            out_root / name, name.replace("-", "_"), inst, size, backgrounds, cfg, np.random.default_rng(seq), labelled
+        )
         (out_root / name / "gnd.json").write_text(json.dumps(gt))
         counts = {k: sum(len(g[k]) for g in gt["gnd"]) for k in ("easy", "hard", "junk")}
-        summary["splits"][name] = {"db": len(gt["imlist"]), "queries": len(gt["qimlist"]), "instances": len(inst),
-                                   "photos": sorted({i.photo for i in inst}), "labels": counts}
+        summary["splits"][name] = {
+            "db": len(gt["imlist"]),
+            "queries": len(gt["qimlist"]),
+            "instances": len(inst),
+            "photos": sorted({i.photo for i in inst}),
+            "labels": counts,
+        }
         log.info("%s: %s", name, summary["splits"][name])
     return summary

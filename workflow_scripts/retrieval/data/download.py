@@ -51,7 +51,9 @@ SOURCES: dict[str, dict[str, Any]] = {
         "n_queries": 70,
     },
     "revisitop1m": {
-        "archives": [f"http://ptak.felk.cvut.cz/revisitop/revisitop1m/jpg/revisitop1m.{i}.tar.gz" for i in range(1, 101)],
+        "archives": [
+            f"http://ptak.felk.cvut.cz/revisitop/revisitop1m/jpg/revisitop1m.{i}.tar.gz" for i in range(1, 101)
+        ],
         "list": "http://ptak.felk.cvut.cz/revisitop/revisitop1m/revisitop1m.txt",
         "n_db": 1001001,
         "n_queries": 0,
@@ -65,12 +67,18 @@ class OfflineError(RuntimeError):
 
 def _where_to_put(name: str, target: Path, source: dict[str, Any]) -> str:
     archives = source["archives"]
-    shown = ", ".join(archives) if len(archives) <= 3 else f"{archives[0]} ... {archives[-1]} ({len(archives)} archives)"
+    shown = (
+        ", ".join(archives) if len(archives) <= 3 else f"{archives[0]} ... {archives[-1]} ({len(archives)} archives)"
+    )
     if "list" in source:
-        return (f"put the image list in {target / Path(source['list']).name} (from {source['list']}) and the images, "
-                f"with the folders the list names, under {target / 'jpg'}/ (from {shown}), then run the workflow again")
-    return (f"put the images in {target / 'jpg'}/ (from {shown}) and the ground truth in "
-            f"{target / f'gnd_{name}.pkl'} (from {source['gnd']}), then run the workflow again")
+        return (
+            f"put the image list in {target / Path(source['list']).name} (from {source['list']}) and the images, "
+            f"with the folders the list names, under {target / 'jpg'}/ (from {shown}), then run the workflow again"
+        )
+    return (
+        f"put the images in {target / 'jpg'}/ (from {shown}) and the ground truth in "
+        f"{target / f'gnd_{name}.pkl'} (from {source['gnd']}), then run the workflow again"
+    )
 
 
 def fetch(url: str, dest: Path, timeout: float = 30.0, block: int = 1 << 20) -> Path:
@@ -97,7 +105,9 @@ def fetch(url: str, dest: Path, timeout: float = 30.0, block: int = 1 << 20) -> 
             while chunk := resp.read(block):
                 fh.write(chunk)
     if total is not None and part.stat().st_size != have + int(total):
-        raise IOError(f"{url}: download incomplete ({part.stat().st_size} of {have + int(total)} bytes); run again to resume")
+        raise IOError(
+            f"{url}: download incomplete ({part.stat().st_size} of {have + int(total)} bytes); run again to resume"
+        )
     part.rename(dest)
     return dest
 
@@ -162,7 +172,6 @@ def _check_decodable(target: Path, names: list[str]) -> list[str]:
     """Every listed image present and decodable (Pillow's verify); returns the names whose EXIF orientation is not
     1, logged as a warning: they are indexed as displayed (rotated or mirrored), which changes what is indexed."""
 
-
     bad, rotated = [], []
     for n in names:
         p = image_file(target, n)
@@ -178,8 +187,13 @@ def _check_decodable(target: Path, names: list[str]) -> list[str]:
     if bad:
         raise ValueError(f"{target}: {len(bad)} listed images missing or undecodable, e.g. {bad[:3]}")
     if rotated:
-        log.warning("%s: %d image(s) carry an EXIF orientation other than 1 and are indexed as displayed (rotated or "
-                    "mirrored): %s", target, len(rotated), rotated[:20] + (["..."] if len(rotated) > 20 else []))
+        log.warning(
+            "%s: %d image(s) carry an EXIF orientation other than 1 and are indexed as displayed (rotated or "
+            "mirrored): %s",
+            target,
+            len(rotated),
+            rotated[:20] + (["..."] if len(rotated) > 20 else []),
+        )
     return rotated
 
 
@@ -204,8 +218,13 @@ def verify_dataset(target: Path, name: str, n_db: int, n_queries: int) -> dict[s
     return {"db": gt.n_db, "queries": gt.n_queries, "exif_orientation_not_1": rotated}
 
 
-def download_revisitop(name: str, data_root: str | Path, sources: dict[str, dict[str, Any]] | None = None,
-                       timeout: float = 30.0, keep_archives: bool = True) -> dict[str, Any]:
+def download_revisitop(
+    name: str,
+    data_root: str | Path,
+    sources: dict[str, dict[str, Any]] | None = None,
+    timeout: float = 30.0,
+    keep_archives: bool = True,
+) -> dict[str, Any]:
     """Fetch, extract and verify one dataset under ``{data_root}/{name}``; ``.download_complete`` is written last."""
     sources = sources or SOURCES
     if name not in sources:
@@ -243,10 +262,15 @@ def download_revisitop(name: str, data_root: str | Path, sources: dict[str, dict
         else:
             counts = verify_dataset(target, name, src["n_db"], src["n_queries"])
     except ValueError as e:
-        raise ValueError(f"{e}. Archives already extracted are marked {cache}/*.done: delete the marker of the archive "
-                         "that holds these images (or all of them) and run again") from e
-    meta = {"image_list": str(meta_path), "archives": len(src["archives"])} if "list" in src else \
-        {"ground_truth": str(meta_path), "archives": src["archives"]}
+        raise ValueError(
+            f"{e}. Archives already extracted are marked {cache}/*.done: delete the marker of the archive "
+            "that holds these images (or all of them) and run again"
+        ) from e
+    meta = (
+        {"image_list": str(meta_path), "archives": len(src["archives"])}
+        if "list" in src
+        else {"ground_truth": str(meta_path), "archives": src["archives"]}
+    )
     summary = {"dataset": name, **meta, **counts}
     write_json(target / ".download_complete", summary)
     return summary

@@ -34,8 +34,10 @@ BASE = "https://s3.amazonaws.com/google-landmark"
 
 
 GLDV2_PARTS: dict[str, dict[str, Any]] = {
-    "gldv2": {"metadata": ["metadata/index.csv", "metadata/test.csv", "ground_truth/retrieval_solution_v2.1.csv"],
-              "splits": {"index": 100, "test": 20}},
+    "gldv2": {
+        "metadata": ["metadata/index.csv", "metadata/test.csv", "ground_truth/retrieval_solution_v2.1.csv"],
+        "splits": {"index": 100, "test": 20},
+    },
     "gldv2-train": {"metadata": ["metadata/train_clean.csv"], "splits": {"train": 500}},
 }
 
@@ -68,14 +70,24 @@ def _expected_md5(path: Path, tar_name: str) -> str:
 def _where_to_put(name: str, target: Path, base: str) -> str:
     spec = GLDV2_PARTS[name]
     meta = ", ".join(str(target / Path(m).name) for m in spec["metadata"])
-    splits = "; ".join(f"{target / s}/a/b/c/{{id}}.jpg (from {tar_url(base, s, 0)} ... {tar_url(base, s, n - 1)})"
-                       for s, n in spec["splits"].items())
-    return (f"put {meta} (from {base}/metadata/ and {base}/ground_truth/) and the images as {splits}, then run the "
-            "workflow again (with gldv2: {present_only: true} if only some parts are there)")
+    splits = "; ".join(
+        f"{target / s}/a/b/c/{{id}}.jpg (from {tar_url(base, s, 0)} ... {tar_url(base, s, n - 1)})"
+        for s, n in spec["splits"].items()
+    )
+    return (
+        f"put {meta} (from {base}/metadata/ and {base}/ground_truth/) and the images as {splits}, then run the "
+        "workflow again (with gldv2: {present_only: true} if only some parts are there)"
+    )
 
 
-def download_gldv2(name: str, data_root: str | Path, parts: int | None = None, base: str = BASE, timeout: float = 30.0,
-                   keep_archives: bool = False) -> dict[str, Any]:
+def download_gldv2(
+    name: str,
+    data_root: str | Path,
+    parts: int | None = None,
+    base: str = BASE,
+    timeout: float = 30.0,
+    keep_archives: bool = False,
+) -> dict[str, Any]:
     """Fetch, verify (MD5) and extract ``gldv2`` or ``gldv2-train`` under ``{data_root}/{name}``; the summary
     ``.download_complete`` is written last. ``parts``: the first N tar parts of each split (None: all).
     Raises OfflineError (naming where to put the files) when the host cannot be reached, ValueError when a part's
@@ -107,15 +119,22 @@ def download_gldv2(name: str, data_root: str | Path, parts: int | None = None, b
             expected, got = _expected_md5(md5_file, f"images_{i:03d}.tar"), file_md5(tar)
             if got != expected:
                 tar.unlink()
-                raise ValueError(f"{tar_url(base, split, i)}: MD5 {got} but the official checksum is {expected}; "
-                                 "the part was deleted, run again to fetch it anew")
+                raise ValueError(
+                    f"{tar_url(base, split, i)}: MD5 {got} but the official checksum is {expected}; "
+                    "the part was deleted, run again to fetch it anew"
+                )
             n_images = extract_tree(tar, target / split)
             done.write_text(f"{n_images}\n")
             if not keep_archives:
                 tar.unlink()
             log.info("%s %s part %d of %d: %d images", name, split, i + 1, n, n_images)
     subset = any(counts[s] < spec["splits"][s] for s in counts)
-    summary = {"dataset": name, "base": base, "parts": counts, "subset": subset,
-               "note": "only some tar parts: evaluate with gldv2: {present_only: true}" if subset else None}
+    summary = {
+        "dataset": name,
+        "base": base,
+        "parts": counts,
+        "subset": subset,
+        "note": "only some tar parts: evaluate with gldv2: {present_only: true}" if subset else None,
+    }
     write_json(target / ".download_complete", summary)
     return summary

@@ -51,8 +51,9 @@ def relative_name(value: str, where: str) -> str:
     return n
 
 
-def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
-          extra_columns: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
+def _rows(
+    path: Path, required: tuple[str, ...], optional: tuple[str, ...], extra_columns: bool = False
+) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV file with a header line; missing (and unless ``extra_columns``, unknown)
     columns are errors naming them."""
     try:
@@ -67,8 +68,10 @@ def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
         header = [h.strip().lower() for h in header]
         missing = [c for c in required if c not in header]
         if missing:
-            raise ValueError(f"{path}:1: header {header} lacks column(s) {missing}; expected "
-                             f"{','.join(required)}[,{','.join(optional)}]")
+            raise ValueError(
+                f"{path}:1: header {header} lacks column(s) {missing}; expected "
+                f"{','.join(required)}[,{','.join(optional)}]"
+            )
         unknown = [c for c in header if c not in required + optional]
         if unknown and not extra_columns:
             raise ValueError(f"{path}:1: unknown column(s) {unknown}; allowed: {list(required + optional)}")
@@ -105,8 +108,9 @@ def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[floa
     return boxes
 
 
-def read_gnd_csv(path: str | Path, db_names: list[str], root: str | Path | None = None,
-                 check_queries: bool = True) -> GroundTruth:
+def read_gnd_csv(
+    path: str | Path, db_names: list[str], root: str | Path | None = None, check_queries: bool = True
+) -> GroundTruth:
     """Convert ``gnd.csv`` (and ``query_boxes.csv`` next to it, if present) to a :class:`GroundTruth`.
 
     ``db_names``: the database images, paths relative to the dataset folder, in list order. Queries are the
@@ -143,8 +147,10 @@ def read_gnd_csv(path: str | Path, db_names: list[str], root: str | Path | None 
         if p == q:
             raise ValueError(f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway)")
         if p not in db_index:
-            raise ValueError(f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
-                             f"or every image under jpg/; names are paths relative to {root})")
+            raise ValueError(
+                f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
+                f"or every image under jpg/; names are paths relative to {root})"
+            )
         if (q, p) in seen:
             raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
         seen[q, p] = line
@@ -191,7 +197,9 @@ def read_instre(path: str | Path) -> GroundTruth:
         raise ValueError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from e
     for key in ("imlist", "qimlist", "gnd"):
         if key not in mat:
-            raise ValueError(f"{path}: missing variable {key!r} (found {sorted(k for k in mat if not k.startswith('__'))})")
+            raise ValueError(
+                f"{path}: missing variable {key!r} (found {sorted(k for k in mat if not k.startswith('__'))})"
+            )
     imlist = _mat_strings(mat["imlist"], f"{path}: imlist")
     qimlist = _mat_strings(mat["qimlist"], f"{path}: qimlist")
     structs = np.asarray(mat["gnd"]).ravel()
@@ -305,11 +313,18 @@ def read_gldv2(root: str | Path, present_only: bool = False) -> GroundTruth:
         gnd.append({"easy": sorted(rel), "hard": [], "junk": [], "bbx": None, "usage": usage})
     if present_only:
         n_official = sum(u != "Ignored" for u, _ in solution.values())
-        subset = {"present_only": True, "index_images": len(keep_db), "index_images_official": len(index),
-                  "queries": len(qimlist), "queries_official": n_official, "queries_dropped": dropped,
-                  "note": "ground truth restricted to the images present; not comparable to the official metric"}
-    return GroundTruth([imlist[n] for n in keep_db], qimlist, gnd, None, str(sol_path), image_dir="",
-                       protocol="gldv2", subset=subset)
+        subset = {
+            "present_only": True,
+            "index_images": len(keep_db),
+            "index_images_official": len(index),
+            "queries": len(qimlist),
+            "queries_official": n_official,
+            "queries_dropped": dropped,
+            "note": "ground truth restricted to the images present; not comparable to the official metric",
+        }
+    return GroundTruth(
+        [imlist[n] for n in keep_db], qimlist, gnd, None, str(sol_path), image_dir="", protocol="gldv2", subset=subset
+    )
 
 
 GLDV2_TRAIN_LISTS = ("train_clean.csv", "train_750k.txt")
@@ -383,8 +398,12 @@ def iter_gldv2_train(path: str | Path) -> Iterator[tuple[str, int]]:
             yield image_id, landmark
 
 
-def read_gldv2_train(root: str | Path, list_name: str = "train_clean.csv", exclude_landmarks: str | Path | None = None,
-                     present_only: bool = False) -> GroundTruth:
+def read_gldv2_train(
+    root: str | Path,
+    list_name: str = "train_clean.csv",
+    exclude_landmarks: str | Path | None = None,
+    present_only: bool = False,
+) -> GroundTruth:
     """A labelled GLDv2 training split: database images ``train/a/b/c/{id}.jpg`` with ``labels`` = landmark ids
     and no queries, read by streaming ``list_name`` (see :func:`iter_gldv2_train`); one list of names and one of
     labels are built, nothing else is held. ``exclude_landmarks``: a file of landmark ids to leave out (the
@@ -408,10 +427,17 @@ def read_gldv2_train(root: str | Path, list_name: str = "train_clean.csv", exclu
         names.append(name)
         labels.append(landmark)
     if not names:
-        raise ValueError(f"{root / list_name}: no training images left (listed {n_listed}, excluded {n_excluded}"
-                         f"{', present_only' if present_only else ''})")
+        raise ValueError(
+            f"{root / list_name}: no training images left (listed {n_listed}, excluded {n_excluded}"
+            f"{', present_only' if present_only else ''})"
+        )
     subset = None
     if present_only or excluded:
-        subset = {"present_only": present_only, "listed": n_listed, "excluded_by_landmark": n_excluded,
-                  "images": len(names), "landmarks": len(set(labels))}
+        subset = {
+            "present_only": present_only,
+            "listed": n_listed,
+            "excluded_by_landmark": n_excluded,
+            "images": len(names),
+            "landmarks": len(set(labels)),
+        }
     return GroundTruth(names, [], [], labels, str(root / list_name), image_dir="", subset=subset)

@@ -71,8 +71,15 @@ def _transpose_methods():
 
     t = Image.Transpose
     # the mapping of PIL.ImageOps.exif_transpose (EXIF 2.3, tag 0x0112)
-    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
-            7: t.TRANSVERSE, 8: t.ROTATE_90}
+    return {
+        2: t.FLIP_LEFT_RIGHT,
+        3: t.ROTATE_180,
+        4: t.FLIP_TOP_BOTTOM,
+        5: t.TRANSPOSE,
+        6: t.ROTATE_270,
+        7: t.TRANSVERSE,
+        8: t.ROTATE_90,
+    }
 
 
 @contextmanager
@@ -89,8 +96,15 @@ def no_pillow_bomb_check() -> Iterator[None]:
 
 def _decode_errors() -> tuple[type[BaseException], ...]:
 
-
-    return (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+    return (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        struct.error,
+        Image.DecompressionBombError,
+    )
 
 
 def _orientation(im) -> int:
@@ -116,9 +130,10 @@ def _check_cap(path: Path, im, max_pixels: int) -> int:
         for r in _DRAFT_REDUCTIONS:
             if math.ceil(w / r) * math.ceil(h / r) <= max_pixels:
                 return r
-    raise BadImageError(f"{path}: {w}x{h} = {w * h:,} pixels is over max_image_pixels = {max_pixels:,}"
-                        + (" even at 1/8 scale" if im.format == "JPEG" else f" ({im.format}; only JPEGs can be reduced "
-                                                                              "while decoding)"))
+    raise BadImageError(
+        f"{path}: {w}x{h} = {w * h:,} pixels is over max_image_pixels = {max_pixels:,}"
+        + (" even at 1/8 scale" if im.format == "JPEG" else f" ({im.format}; only JPEGs can be reduced while decoding)")
+    )
 
 
 def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int, int]:
@@ -164,8 +179,9 @@ def _read_16bit_colour(path: Path) -> np.ndarray:
 
     a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
     if a is None or a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise BadImageError(f"{path}: cannot decode 16-bit colour image (OpenCV read "
-                            f"{None if a is None else (a.dtype, a.shape)})")
+        raise BadImageError(
+            f"{path}: cannot decode 16-bit colour image (OpenCV read {None if a is None else (a.dtype, a.shape)})"
+        )
     x = a.astype(np.float64) / 257.0
     x = x[:, :, [2, 1, 0, 3][: x.shape[2]]]  # BGR(A) -> RGB(A)
     return _composite_on_white(x) if x.shape[2] == 4 else x

@@ -35,22 +35,32 @@ def compare_rows(results: dict[str, dict[str, Any]], search_seconds: float | Non
         reads, rerank = per_q.get("reads"), per_q.get("rerank")
         total = None if None in (first, reads, rerank) else first + reads + rerank
         key, _, main = metric_set(r.get("metrics"))
-        row = {"method": method, "n_queries": n_q, "n_db": r["n_db"],
-               key: r["metrics"][key] if r.get("metrics") else None,
-               f"difference_{main}": None, "ms_per_query": {"first_stage": first, "reads": reads, "rerank": rerank, "total": total},
-               "offline_seconds": t.get("offline_seconds"), "device": t.get("device") or "cpu",
-               "evaluation": r.get("artifacts", {}).get("evaluation")}
+        row = {
+            "method": method,
+            "n_queries": n_q,
+            "n_db": r["n_db"],
+            key: r["metrics"][key] if r.get("metrics") else None,
+            f"difference_{main}": None,
+            "ms_per_query": {"first_stage": first, "reads": reads, "rerank": rerank, "total": total},
+            "offline_seconds": t.get("offline_seconds"),
+            "device": t.get("device") or "cpu",
+            "evaluation": r.get("artifacts", {}).get("evaluation"),
+        }
         if method != "global" and r.get("paired_difference"):
             row[f"difference_{main}"] = r["paired_difference"][main]
         if "chosen" in r:
-            row["chosen"] = {k: r["chosen"][k] for k in ("lambda", "gamma", "num_rerank", "selected_on") if k in r["chosen"]}
+            row["chosen"] = {
+                k: r["chosen"][k] for k in ("lambda", "gamma", "num_rerank", "selected_on") if k in r["chosen"]
+            }
         rows.append(row)
     return rows
 
 
 def _check_same_shortlist(results: dict[str, dict[str, Any]]) -> None:
     # a first-stage method (asmk) ranks by itself; the global baseline it is compared with must be the shared one
-    knn = {m: r.get("artifacts", {}).get("baseline_knn") or r.get("artifacts", {}).get("knn") for m, r in results.items()}
+    knn = {
+        m: r.get("artifacts", {}).get("baseline_knn") or r.get("artifacts", {}).get("knn") for m, r in results.items()
+    }
     distinct = {k for k in knn.values() if k}
     if len(distinct) > 1:
         raise ValueError(f"methods were evaluated on different global shortlists: {knn}")
@@ -71,21 +81,28 @@ def render_markdown(dataset: str, rows: list[dict[str, Any]], random_weights: bo
     if key == "mAP@100":
         lines += ["mAP@100 (the official GLDv2 metric) on the Public and the Private queries.", ""]
     lines += [
-             f"| method | {' | '.join(parts)} | {main} − global [95% CI] | first stage | reads | re-rank | total ms/query "
-             "| once per database |",
-             "|---|" + "---|" * len(parts) + "---|---|---|---|---|---|"]
+        f"| method | {' | '.join(parts)} | {main} − global [95% CI] | first stage | reads | re-rank | total ms/query "
+        "| once per database |",
+        "|---|" + "---|" * len(parts) + "---|---|---|---|---|---|",
+    ]
     for r in rows:
         m = r[key] or {}
         d = r[f"difference_{main}"]
         diff = "" if d is None else f"{d['mean']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
         c = r["ms_per_query"]
         off = r["offline_seconds"]
-        lines.append(f"| {r['method']} | " + " | ".join("-" if m.get(p) is None else f"{m[p]:.2f}" for p in parts) +
-                     f" | {diff} | {_ms(c['first_stage'])} | {_ms(c['reads'])} | {_ms(c['rerank'])} | {_ms(c['total'])} | "
-                     f"{'' if not off else f'{off:.2f} s'} |")
+        lines.append(
+            f"| {r['method']} | "
+            + " | ".join("-" if m.get(p) is None else f"{m[p]:.2f}" for p in parts)
+            + f" | {diff} | {_ms(c['first_stage'])} | {_ms(c['reads'])} | {_ms(c['rerank'])} | {_ms(c['total'])} | "
+            f"{'' if not off else f'{off:.2f} s'} |"
+        )
     n = rows[0]
-    lines += ["", f"{n['n_queries']} queries, {n['n_db']} database images. Times are milliseconds per query on the machine "
-              "that ran each rule (device: " + ", ".join(sorted({r['device'] for r in rows})) + "); the first stage is "
-              "the exact global search (asmk: its own inverted-file search of the query's local descriptors; building "
-              "the inverted file is its work once per database). Parameters of each method: its results JSON."]
+    lines += [
+        "",
+        f"{n['n_queries']} queries, {n['n_db']} database images. Times are milliseconds per query on the machine "
+        "that ran each rule (device: " + ", ".join(sorted({r["device"] for r in rows})) + "); the first stage is "
+        "the exact global search (asmk: its own inverted-file search of the query's local descriptors; building "
+        "the inverted file is its work once per database). Parameters of each method: its results JSON.",
+    ]
     return "\n".join(lines) + "\n"

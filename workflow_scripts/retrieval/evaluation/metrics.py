@@ -170,8 +170,9 @@ def evaluate_gldv2(ranks: np.ndarray, gnd: Sequence[dict[str, Any]], n_db: int, 
         for i, g in enumerate(gnd):
             if g.get("usage") not in GLDV2_USAGES:
                 raise ValueError(f"gnd[{i}]: usage {g.get('usage')!r} is not one of {GLDV2_USAGES}")
-            aps.append(gldv2_average_precision(ranks[i, :k], set(map(int, g["easy"])), k) if g["usage"] == usage
-                       else None)
+            aps.append(
+                gldv2_average_precision(ranks[i, :k], set(map(int, g["easy"])), k) if g["usage"] == usage else None
+            )
         valid = [a for a in aps if a is not None]
         out["n_evaluated"][usage] = len(valid)
         out[key][usage] = round(100.0 * float(np.mean(valid)), 4) if valid else None
@@ -179,7 +180,9 @@ def evaluate_gldv2(ranks: np.ndarray, gnd: Sequence[dict[str, Any]], n_db: int, 
     return out
 
 
-def evaluate_ground_truth(ranks: np.ndarray, gnd: dict[str, Any], n_db: int, ks: Sequence[int] = (1, 5, 10)) -> dict[str, Any]:
+def evaluate_ground_truth(
+    ranks: np.ndarray, gnd: dict[str, Any], n_db: int, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, Any]:
     """The metrics a dataset's protocol defines, from its ground-truth JSON (``gnd.json`` of the lists stage):
     ``protocol: gldv2`` -> :func:`evaluate_gldv2` (mAP@100 Public / Private), otherwise revisitop's
     :func:`evaluate_rankings` (E/M/H). Both return ``per_query_ap`` and ``n_evaluated`` keyed by the protocol's
@@ -194,7 +197,9 @@ def needs_full_ranking(gnd: dict[str, Any] | None) -> bool:
     return gnd is not None and gnd.get("protocol") != "gldv2"
 
 
-def bootstrap_difference(a: Sequence[float | None], b: Sequence[float | None], n: int = 10000, seed: int = 0) -> dict[str, Any]:
+def bootstrap_difference(
+    a: Sequence[float | None], b: Sequence[float | None], n: int = 10000, seed: int = 0
+) -> dict[str, Any]:
     """Mean paired difference b - a (in AP points x 100) over queries defined in both, with a 95% bootstrap CI."""
     pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
     if not pairs:
@@ -203,5 +208,10 @@ def bootstrap_difference(a: Sequence[float | None], b: Sequence[float | None], n
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(d.mean()), "ci95": [float(lo), float(hi)], "n_queries": len(d),
-            "improved": int((d > 0).sum()), "worse": int((d < 0).sum())}
+    return {
+        "mean": float(d.mean()),
+        "ci95": [float(lo), float(hi)],
+        "n_queries": len(d),
+        "improved": int((d > 0).sum()),
+        "worse": int((d < 0).sum()),
+    }

@@ -45,20 +45,32 @@ def headline_metric(results: dict[str, dict[str, Any]]) -> tuple[str, tuple[str,
 
 def metrics_table(results: dict[str, dict[str, Any]]) -> str:
     key, parts, main = headline_metric(results)
-    rows = ["<tr><th>method</th>" + "".join(f"<th>{key} {p}</th>" for p in parts)
-            + f"<th>mP@10 {main}</th><th>paired {main} difference to the baseline [95% CI]</th><th>parameters</th></tr>"]
+    rows = [
+        "<tr><th>method</th>"
+        + "".join(f"<th>{key} {p}</th>" for p in parts)
+        + f"<th>mP@10 {main}</th><th>paired {main} difference to the baseline [95% CI]</th><th>parameters</th></tr>"
+    ]
     for method, r in results.items():
         m = r.get("metrics") or {}
         mAP = m.get(key, {})
         diff = r.get("paired_difference", {}).get(main)
         d = f"{diff['mean']:+.2f} [{diff['ci95'][0]:+.2f}, {diff['ci95'][1]:+.2f}]" if diff else ""
         chosen = r.get("chosen")
-        par = (f"k={chosen['num_rerank']}, &lambda;={chosen['lambda']}, &gamma;={chosen['gamma']} "
-               f"(chosen on {html.escape(str(chosen['selected_on']))})") if chosen else ""
+        par = (
+            (
+                f"k={chosen['num_rerank']}, &lambda;={chosen['lambda']}, &gamma;={chosen['gamma']} "
+                f"(chosen on {html.escape(str(chosen['selected_on']))})"
+            )
+            if chosen
+            else ""
+        )
         cells = [f"{mAP.get(p, float('nan')):.2f}" if mAP.get(p) is not None else "-" for p in parts]
         p10 = m.get("mP@10", {}).get(main)
-        rows.append(f"<tr><td>{html.escape(method)}</td>" + "".join(f"<td>{c}</td>" for c in cells)
-                    + f"<td>{'-' if p10 is None else f'{p10:.2f}'}</td><td>{d}</td><td>{par}</td></tr>")
+        rows.append(
+            f"<tr><td>{html.escape(method)}</td>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + f"<td>{'-' if p10 is None else f'{p10:.2f}'}</td><td>{d}</td><td>{par}</td></tr>"
+        )
     return "<table>" + "".join(rows) + "</table>"
 
 
@@ -95,8 +107,17 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
         ks = sorted({g["num_rerank"] for g in r["grid"]})
         best = [max(g[column] for g in r["grid"] if g["num_rerank"] == k) for k in ks]
         ch = r["chosen"]
-        at = [next((g[column] for g in r["grid"] if (g["num_rerank"], g["lambda"], g["gamma"]) == (k, ch["lambda"], ch["gamma"])),
-                   np.nan) for k in ks]
+        at = [
+            next(
+                (
+                    g[column]
+                    for g in r["grid"]
+                    if (g["num_rerank"], g["lambda"], g["gamma"]) == (k, ch["lambda"], ch["gamma"])
+                ),
+                np.nan,
+            )
+            for k in ks
+        ]
         ax.plot(ks, at, "o-", label=f"{method} (chosen lambda, gamma)")
         ax.plot(ks, best, "x--", label=f"{method} (grid max, oracle)")
     base = next(iter(results.values())).get("baseline", {}).get("metrics", {}).get(key, {}).get(main)
@@ -152,7 +173,6 @@ def training_curves(curves: dict[str, list[dict[str, float]]]) -> str:
 
 def _thumb(path: str, side: int, colour: tuple[int, int, int] | None, box=None) -> np.ndarray:
 
-
     decoded = decode_image(path, "rgb")  # as displayed: the box is in displayed coordinates
     im = Image.fromarray(decoded.pixels)
     if box is not None:
@@ -165,12 +185,18 @@ def _thumb(path: str, side: int, colour: tuple[int, int, int] | None, box=None) 
         out[:] = colour
         out[4:-4, 4:-4] = 255
     y, x = (side - a.shape[0]) // 2, (side - a.shape[1]) // 2
-    out[y:y + a.shape[0], x:x + a.shape[1]] = a
+    out[y : y + a.shape[0], x : x + a.shape[1]] = a
     return out
 
 
-def retrieved_images(ranks: np.ndarray, lists: dict[str, Any], gnd: list[dict[str, Any]] | None, queries: Sequence[int],
-                     top: int, side: int = 110) -> str:
+def retrieved_images(
+    ranks: np.ndarray,
+    lists: dict[str, Any],
+    gnd: list[dict[str, Any]] | None,
+    queries: Sequence[int],
+    top: int,
+    side: int = 110,
+) -> str:
     """Query (cropped to its box) then its top images: green a positive (easy or hard), red a negative, grey junk."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
@@ -205,13 +231,24 @@ def benchmark_table(paths: Sequence[str]) -> str:
         a[2] += float(rec.get("cpu_time") or 0)
         a[3] = max(a[3], float(rec.get("max_rss") or 0))
     for rule, (n, s, cpu, rss) in agg.items():
-        rows.append(f"<tr><td>{html.escape(rule)}</td><td>{n}</td><td>{s:.1f}</td><td>{cpu:.1f}</td><td>{rss:.0f}</td></tr>")
+        rows.append(
+            f"<tr><td>{html.escape(rule)}</td><td>{n}</td><td>{s:.1f}</td><td>{cpu:.1f}</td><td>{rss:.0f}</td></tr>"
+        )
     return "<table>" + "".join(rows) + "</table>"
 
 
-def write_report(out_html: str | Path, dataset: str, result_paths: dict[str, str], ranking_paths: dict[str, str],
-                 curves_paths: dict[str, str],
-                 benchmark_paths: Sequence[str], lists_path: str, gnd_path: str, n_queries: int, top: int) -> None:
+def write_report(
+    out_html: str | Path,
+    dataset: str,
+    result_paths: dict[str, str],
+    ranking_paths: dict[str, str],
+    curves_paths: dict[str, str],
+    benchmark_paths: Sequence[str],
+    lists_path: str,
+    gnd_path: str,
+    n_queries: int,
+    top: int,
+) -> None:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -219,15 +256,22 @@ def write_report(out_html: str | Path, dataset: str, result_paths: dict[str, str
     lists, gnd = read_json(lists_path), read_json(gnd_path)
     gnd_list = gnd["gnd"] if gnd else None
     key, _, main = headline_metric(results)
-    scored = {m: r["metrics"][key][main] for m, r in results.items() if r.get("metrics") and r["metrics"][key][main] is not None}
+    scored = {
+        m: r["metrics"][key][main]
+        for m, r in results.items()
+        if r.get("metrics") and r["metrics"][key][main] is not None
+    }
     show = max(scored, key=scored.get) if scored else next(iter(results))
     with h5py.File(ranking_paths[show], "r") as f:
         ranks = f["ranks"][:]
     queries = list(range(min(n_queries, len(lists["query"]))))
-    parts = [f"<h1>Retrieval report: {html.escape(dataset)}</h1>",
-             f"<p>{len(lists['query'])} queries, {len(lists['db'])} database images; preset "
-             f"{html.escape(str(next(iter(results.values())).get('preset')))}.</p>",
-             "<h2>Metrics</h2>", metrics_table(results) if gnd else "<p>No ground truth: rankings only.</p>"]
+    parts = [
+        f"<h1>Retrieval report: {html.escape(dataset)}</h1>",
+        f"<p>{len(lists['query'])} queries, {len(lists['db'])} database images; preset "
+        f"{html.escape(str(next(iter(results.values())).get('preset')))}.</p>",
+        "<h2>Metrics</h2>",
+        metrics_table(results) if gnd else "<p>No ground truth: rankings only.</p>",
+    ]
     for m, r in results.items():
         if "grid" in r:
             label = "Medium mAP" if key == "mAP" else f"{key} {main}"
@@ -236,16 +280,21 @@ def write_report(out_html: str | Path, dataset: str, result_paths: dict[str, str
         parts += [f"<h2>{key} vs num_rerank</h2>", map_vs_num_rerank(results)]
     if gnd:
         parts += ["<h2>Per-query AP, baseline vs re-ranked</h2>", per_query_scatter(results)]
-    parts += [f"<h2>Top {top} retrieved by {html.escape(show)} (green: positive, red: negative, grey: junk)</h2>",
-              retrieved_images(ranks, lists, gnd_list, queries, top)]
+    parts += [
+        f"<h2>Top {top} retrieved by {html.escape(show)} (green: positive, red: negative, grey: junk)</h2>",
+        retrieved_images(ranks, lists, gnd_list, queries, top),
+    ]
     if curves_paths:
         parts += ["<h2>Training curves</h2>", training_curves({k: read_json(v) for k, v in curves_paths.items()})]
     if benchmark_paths:
         parts += ["<h2>Per-rule times (Snakemake benchmark files)</h2>", benchmark_table(benchmark_paths)]
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(dataset) + " report</title>"
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
-            "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"
-            + "\n".join(parts) + "</body></html>")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(dataset) + " report</title>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
     with atomic_path(out_html) as tmp:
         tmp.write_text(page)
     log.info("report for %s: %s (%d methods)", dataset, out_html, len(results))

@@ -19,16 +19,19 @@ from retrieval.stores.global_store import read_featureless
 log = logging.getLogger(__name__)
 
 
-def without_features(knn_path: str | Path, lists: dict[str, Any], ranking: np.ndarray, scores: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def without_features(
+    knn_path: str | Path, lists: dict[str, Any], ranking: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Every method's final ranking passes here: the images without features that the knn file records rank last
     with score -inf, a featureless query gets the database order (featureless.py); returns the ranking, the
     scores and the results-JSON fields ``queries_without_features`` (names) and ``db_images_without_features``."""
 
     q_none, db_none = read_featureless(knn_path, len(lists["query"]), len(lists["db"]))
     ranking, scores = rank_featureless_last(ranking, scores, q_none, db_none)
-    flags = {"queries_without_features": [q["name"] for q, f in zip(lists["query"], q_none) if f],
-             "db_images_without_features": int(db_none.sum())}
+    flags = {
+        "queries_without_features": [q["name"] for q, f in zip(lists["query"], q_none) if f],
+        "db_images_without_features": int(db_none.sum()),
+    }
     return ranking, scores, flags
 
 
@@ -53,20 +56,40 @@ def write_ranking(path: str | Path, ranks: np.ndarray, n_db: int, extra: dict[st
         f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
 
 
-def cost_timing(n_queries: int, reads: float = 0.0, rerank: float = 0.0, offline: float = 0.0, **extra: Any) -> dict[str, Any]:
+def cost_timing(
+    n_queries: int, reads: float = 0.0, rerank: float = 0.0, offline: float = 0.0, **extra: Any
+) -> dict[str, Any]:
     """The timing block every method writes: seconds and milliseconds per query of descriptor reads and
     re-ranking (the first stage is the knn file's search time), and per-database work done once (offline)."""
     n = max(1, n_queries)
-    return {"n_queries": n_queries, "reads_seconds": round(reads, 6), "rerank_seconds": round(rerank, 6),
-            "offline_seconds": round(offline, 6),
-            "ms_per_query": {"reads": round(1000 * reads / n, 3), "rerank": round(1000 * rerank / n, 3)}, **extra}
+    return {
+        "n_queries": n_queries,
+        "reads_seconds": round(reads, 6),
+        "rerank_seconds": round(rerank, 6),
+        "offline_seconds": round(offline, 6),
+        "ms_per_query": {"reads": round(1000 * reads / n, 3), "rerank": round(1000 * rerank / n, 3)},
+        **extra,
+    }
 
 
-def write_results(out_json: str | Path, *, dataset: str, method: str, preset: str, lists: dict[str, Any],
-                  gnd: dict[str, Any] | None, evaluation: dict[str, Any] | None, hyperparameters: dict[str, Any],
-                  versions: dict[str, str], artifacts: dict[str, str], timing: dict[str, Any],
-                  baseline: tuple[str, dict[str, Any]] | None = None, n_bootstrap: int = 10000,
-                  flags: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_results(
+    out_json: str | Path,
+    *,
+    dataset: str,
+    method: str,
+    preset: str,
+    lists: dict[str, Any],
+    gnd: dict[str, Any] | None,
+    evaluation: dict[str, Any] | None,
+    hyperparameters: dict[str, Any],
+    versions: dict[str, str],
+    artifacts: dict[str, str],
+    timing: dict[str, Any],
+    baseline: tuple[str, dict[str, Any]] | None = None,
+    n_bootstrap: int = 10000,
+    flags: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write the results JSON of any method (the README's "Results" contract) and return it.
 
     ``evaluation``: this method's metrics as :func:`retrieval.evaluation.metrics.evaluate_ground_truth` returns
@@ -76,8 +99,14 @@ def write_results(out_json: str | Path, *, dataset: str, method: str, preset: st
     resamples, better / worse counts) and ``baseline_ap`` next to each query's AP. ``flags``: the images-without-
     features fields of :func:`without_features`. ``extra``: method-specific keys (AMES's ``chosen`` and ``grid``,
     SSP's ``alongside``, ...), which may not replace a contract key."""
-    result: dict[str, Any] = {"dataset": dataset, "method": method, "preset": preset, "n_queries": len(lists["query"]),
-                              "n_db": len(lists["db"]), "crop_queries": lists["crop_queries"]}
+    result: dict[str, Any] = {
+        "dataset": dataset,
+        "method": method,
+        "preset": preset,
+        "n_queries": len(lists["query"]),
+        "n_db": len(lists["db"]),
+        "crop_queries": lists["crop_queries"],
+    }
     if gnd is None or evaluation is None:
         log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
         result["metrics"] = None
@@ -90,14 +119,21 @@ def write_results(out_json: str | Path, *, dataset: str, method: str, preset: st
         if baseline is not None:
             name, base = baseline
             result["baseline"] = {"method": name, "metrics": headline(base)}
-            result["paired_difference"] = {p: bootstrap_difference(base["per_query_ap"][p], evaluation["per_query_ap"][p],
-                                                                   n_bootstrap) for p in subsets}
+            result["paired_difference"] = {
+                p: bootstrap_difference(base["per_query_ap"][p], evaluation["per_query_ap"][p], n_bootstrap)
+                for p in subsets
+            }
             for p in subsets:
                 result["per_query_ap"][p]["baseline_ap"] = base["per_query_ap"][p]
         if gnd.get("subset"):  # a ground truth restricted to the images present (GLDv2 ``present_only``)
             result["ground_truth_subset"] = gnd["subset"]
-        log.info("%s %s: %s%s", dataset, method, result["metrics"],
-                 f" ({baseline[0]} {result['baseline']['metrics']})" if baseline is not None else "")
+        log.info(
+            "%s %s: %s%s",
+            dataset,
+            method,
+            result["metrics"],
+            f" ({baseline[0]} {result['baseline']['metrics']})" if baseline is not None else "",
+        )
     clash = set(extra or {}) & (set(result) | {"hyperparameters", "versions", "artifacts", "timing"})
     if clash:
         raise ValueError(f"results of {method}: extra keys {sorted(clash)} would replace the contract's")
@@ -111,13 +147,31 @@ def write_results(out_json: str | Path, *, dataset: str, method: str, preset: st
     return result
 
 
-def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarray, base_ids: np.ndarray,
-                              lists: dict[str, Any], gnd: dict[str, Any] | None, dataset: str, out_json: str,
-                              out_ranking: str, out_csv: str, baseline_json: str, knn_path: str, n_bootstrap: int, ks,
-                              csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any], preset: str,
-                              timing: dict[str, Any], extra_datasets: dict[str, np.ndarray] | None = None,
-                              extra: dict[str, Any] | None = None, artifacts: dict[str, str] | None = None,
-                              flags: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_reranked_evaluation(
+    method: str,
+    ranking: np.ndarray,
+    scores: np.ndarray,
+    base_ids: np.ndarray,
+    lists: dict[str, Any],
+    gnd: dict[str, Any] | None,
+    dataset: str,
+    out_json: str,
+    out_ranking: str,
+    out_csv: str,
+    baseline_json: str,
+    knn_path: str,
+    n_bootstrap: int,
+    ks,
+    csv_top: int,
+    versions: dict[str, str],
+    hyperparameters: dict[str, Any],
+    preset: str,
+    timing: dict[str, Any],
+    extra_datasets: dict[str, np.ndarray] | None = None,
+    extra: dict[str, Any] | None = None,
+    artifacts: dict[str, str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking (or, for
     ``asmk``, replaces it): its metrics next to the global baseline's (:func:`write_results`). ``flags`` replace
     the images-without-features fields computed from ``knn_path``."""
@@ -129,9 +183,26 @@ def write_reranked_evaluation(method: str, ranking: np.ndarray, scores: np.ndarr
     if gnd is not None:
         evaluation = evaluate_ground_truth(ranking, gnd, n_db, ks)
         baseline = ("global", evaluate_ground_truth(base_ids, gnd, n_db, ks))
-    return write_results(out_json, dataset=dataset, method=method, preset=preset, lists=lists, gnd=gnd,
-                         evaluation=evaluation, baseline=baseline, n_bootstrap=n_bootstrap,
-                         flags={**computed, **(flags or {})}, extra=extra, hyperparameters=hyperparameters,
-                         versions=versions, timing=timing,
-                         artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "knn": str(knn_path),
-                                    "baseline": str(baseline_json), **(artifacts or {})})
+    return write_results(
+        out_json,
+        dataset=dataset,
+        method=method,
+        preset=preset,
+        lists=lists,
+        gnd=gnd,
+        evaluation=evaluation,
+        baseline=baseline,
+        n_bootstrap=n_bootstrap,
+        flags={**computed, **(flags or {})},
+        extra=extra,
+        hyperparameters=hyperparameters,
+        versions=versions,
+        timing=timing,
+        artifacts={
+            "ranking": str(out_ranking),
+            "neighbours_csv": str(out_csv),
+            "knn": str(knn_path),
+            "baseline": str(baseline_json),
+            **(artifacts or {}),
+        },
+    )

@@ -57,7 +57,9 @@ class DeepConfig:
     k: int = 700
     device: str = "auto"
     seed: int = 0  # only for checkpoint: random
-    model: dict[str, Any] = field(default_factory=dict)  # variant / registers (dinov2), depth / head (resnet), tiny sizes
+    model: dict[str, Any] = field(
+        default_factory=dict
+    )  # variant / registers (dinov2), depth / head (resnet), tiny sizes
     pooling: dict[str, Any] = field(default_factory=dict)  # resnet switches: gemp, rgem, sgem, relup
 
     @classmethod
@@ -86,8 +88,10 @@ def _read_state(path: str, what: str) -> dict[str, torch.Tensor]:
 def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise KeyError(f"{source}: state dict does not match the {type(module).__name__} configuration; "
-                       f"missing {missing[:6]}, unexpected {unexpected[:6]}")
+        raise KeyError(
+            f"{source}: state dict does not match the {type(module).__name__} configuration; "
+            f"missing {missing[:6]}, unexpected {unexpected[:6]}"
+        )
 
 
 def _random_init(module: torch.nn.Module, seed: int) -> None:
@@ -115,23 +119,33 @@ class DeepExtractor:
                 try:
                     state = torch.hub.load_state_dict_from_url(vc.hub_url, map_location="cpu", weights_only=True)
                 except Exception as e:  # noqa: BLE001
-                    raise RuntimeError(f"extract.dinov2.checkpoint is null and {vc.hub_url} is neither in the torch hub "
-                                       f"cache ({torch.hub.get_dir()}) nor downloadable ({e}); set extract.dinov2.checkpoint "
-                                       "to the .pth file") from e
+                    raise RuntimeError(
+                        f"extract.dinov2.checkpoint is null and {vc.hub_url} is neither in the torch hub "
+                        f"cache ({torch.hub.get_dir()}) nor downloadable ({e}); set extract.dinov2.checkpoint "
+                        "to the .pth file"
+                    ) from e
                 self.source = vc.hub_url
             local_dim = self.net.embed_dim
         else:
             m = dict(cfg.model)
             head = m.pop("head", "none")
-            self.net = ResNet(depth=int(m.pop("depth", 101)), fc_dim=None if head == "none" else int(m.pop("fc_dim", 2048)),
-                              relup_alpha=0.014 if cfg.pooling.get("relup") else None, width=int(m.pop("width", 64)))
+            self.net = ResNet(
+                depth=int(m.pop("depth", 101)),
+                fc_dim=None if head == "none" else int(m.pop("fc_dim", 2048)),
+                relup_alpha=0.014 if cfg.pooling.get("relup") else None,
+                width=int(m.pop("width", 64)),
+            )
             if cfg.checkpoint is None:
-                raise ValueError("extract.resnet.checkpoint: give a torchvision or CVNet state-dict file (or 'random' for tests)")
+                raise ValueError(
+                    "extract.resnet.checkpoint: give a torchvision or CVNet state-dict file (or 'random' for tests)"
+                )
             local_dim = self.net.local_dim
         if cfg.checkpoint == "random":
             _random_init(self.net, cfg.seed)
             self.source = f"random (seed {cfg.seed})"
-            log.warning("%s: RANDOM weights (checkpoint: random) - for tests only, never a reported number", cfg.backbone)
+            log.warning(
+                "%s: RANDOM weights (checkpoint: random) - for tests only, never a reported number", cfg.backbone
+            )
         elif cfg.checkpoint is not None:
             state = _read_state(cfg.checkpoint, cfg.backbone)
             if cfg.backbone == "resnet" and any(k.startswith(("encoder_q.", "stem.", "s1.")) for k in state):
@@ -146,16 +160,25 @@ class DeepExtractor:
             self.detector = Detector(local_dim)
             _load(self.detector, _read_state(cfg.detector, "detector"), cfg.detector)
         self.local_dim = local_dim
-        self.global_dim = self.net.embed_dim if cfg.backbone == "dinov2" else (
-            self.net.fc.out_features if self.net.fc is not None else self.net.global_dim)
+        self.global_dim = (
+            self.net.embed_dim
+            if cfg.backbone == "dinov2"
+            else (self.net.fc.out_features if self.net.fc is not None else self.net.global_dim)
+        )
         self.net.eval().to(self.device)
         if self.detector is not None:
             self.detector.eval().to(self.device)
 
     def describe(self) -> dict[str, Any]:
-        return {"backbone": self.cfg.backbone, "weights": self.source, "weights_digest": state_digest(self.net),
-                "detector": self.cfg.detector, "local_dim": self.local_dim, "global_dim": self.global_dim,
-                "device": self.device}
+        return {
+            "backbone": self.cfg.backbone,
+            "weights": self.source,
+            "weights_digest": state_digest(self.net),
+            "detector": self.cfg.detector,
+            "local_dim": self.local_dim,
+            "global_dim": self.global_dim,
+            "device": self.device,
+        }
 
     # ------------------------------------------------------------------------------------------ one image
     def _resize(self, img: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
@@ -202,9 +225,14 @@ class DeepExtractor:
         desc, weight = torch.cat(descs).numpy(), torch.cat(weights).numpy()
         xy, scl = np.concatenate(xys).astype(np.float32), np.concatenate(scales)
         order = np.lexsort((np.arange(len(weight)), -weight))[: self.cfg.k]  # strongest first, stable
-        row = {"descriptors": desc[order].astype(np.float16), "xy": xy[order] + np.array([x0, y0], np.float32),
-               "scale": scl[order], "weight": weight[order].astype(np.float32),
-               "orientation": np.zeros(len(order), np.float32), "image_size": np.array([full_w, full_h], np.int32)}
+        row = {
+            "descriptors": desc[order].astype(np.float16),
+            "xy": xy[order] + np.array([x0, y0], np.float32),
+            "scale": scl[order],
+            "weight": weight[order].astype(np.float32),
+            "orientation": np.zeros(len(order), np.float32),
+            "image_size": np.array([full_w, full_h], np.int32),
+        }
         return row, self._combine(globals_)
 
     def _global(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -228,6 +256,14 @@ class DeepExtractor:
 
     def empty(self, entry: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         e = np.zeros((0,), np.float32)
-        return ({"descriptors": np.zeros((0, self.local_dim), np.float16), "xy": np.zeros((0, 2), np.float32), "scale": e,
-                 "weight": e, "orientation": e, "image_size": np.array([entry.get("width", 0), entry.get("height", 0)], np.int32)},
-                np.zeros(self.global_dim, np.float32))
+        return (
+            {
+                "descriptors": np.zeros((0, self.local_dim), np.float16),
+                "xy": np.zeros((0, 2), np.float32),
+                "scale": e,
+                "weight": e,
+                "orientation": e,
+                "image_size": np.array([entry.get("width", 0), entry.get("height", 0)], np.int32),
+            },
+            np.zeros(self.global_dim, np.float32),
+        )

@@ -33,9 +33,14 @@ def rootsift(desc: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 def empty_features(cfg: SiftConfig, entry: dict) -> dict[str, np.ndarray]:
     """No features: the row of an image that could not be read (``on_bad_image: skip``)."""
     empty = np.zeros((0,), np.float32)
-    return {"descriptors": np.zeros((0, DIM), np.float16), "xy": np.zeros((0, 2), np.float32), "scale": empty,
-            "weight": empty, "orientation": empty,
-            "image_size": np.array([entry.get("width", 0), entry.get("height", 0)], np.int32)}
+    return {
+        "descriptors": np.zeros((0, DIM), np.float16),
+        "xy": np.zeros((0, 2), np.float32),
+        "scale": empty,
+        "weight": empty,
+        "orientation": empty,
+        "image_size": np.array([entry.get("width", 0), entry.get("height", 0)], np.int32),
+    }
 
 
 def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = None) -> dict[str, np.ndarray]:
@@ -55,8 +60,14 @@ def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = Non
     n = len(keypoints)
     if n == 0 or desc is None:
         empty = np.zeros((0,), np.float32)
-        return {"descriptors": np.zeros((0, DIM), np.float16), "xy": np.zeros((0, 2), np.float32), "scale": empty,
-                "weight": empty, "orientation": empty, "image_size": np.array([full_w, full_h], np.int32)}
+        return {
+            "descriptors": np.zeros((0, DIM), np.float16),
+            "xy": np.zeros((0, 2), np.float32),
+            "scale": empty,
+            "weight": empty,
+            "orientation": empty,
+            "image_size": np.array([full_w, full_h], np.int32),
+        }
     response = np.array([kp.response for kp in keypoints], np.float32)
     # strongest first; ties broken by position so the order is reproducible
     pts = np.array([kp.pt for kp in keypoints], np.float32)

@@ -51,15 +51,21 @@ def fit_pca_whitening(x: np.ndarray, dim: int) -> dict[str, np.ndarray]:
     x = np.asarray(x, np.float64)
     n, d = x.shape
     if dim > min(n - 1, d):
-        raise ValueError(f"whitening: dim={dim} needs at least {dim + 1} training vectors of dimension >= {dim}; "
-                         f"got {n} vectors of dimension {d}")
+        raise ValueError(
+            f"whitening: dim={dim} needs at least {dim + 1} training vectors of dimension >= {dim}; "
+            f"got {n} vectors of dimension {d}"
+        )
     mean = x.mean(axis=0)
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
     eig = (s**2) / max(n - 1, 1)
     # fix each component's sign (largest-magnitude coordinate positive) so the fit is reproducible
     signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
     vt = vt * signs[:, None]
-    return {"mean": mean.astype(np.float32), "projection": vt[:dim].astype(np.float32), "eigenvalues": eig[:dim].astype(np.float32)}
+    return {
+        "mean": mean.astype(np.float32),
+        "projection": vt[:dim].astype(np.float32),
+        "eigenvalues": eig[:dim].astype(np.float32),
+    }
 
 
 def whitening_applies(n_images: int, dim: int, min_images_per_dim: float) -> tuple[bool, str]:
@@ -73,15 +79,22 @@ def whitening_applies(n_images: int, dim: int, min_images_per_dim: float) -> tup
     images per output dimension (0: always)."""
     need = int(np.ceil(dim * min_images_per_dim))
     if n_images < need:
-        return False, (f"off: {n_images} images < whiten.min_images_per_dim {min_images_per_dim} x whiten.dim {dim} = "
-                       f"{need}; the L2-normalised VLAD is used as it is")
+        return False, (
+            f"off: {n_images} images < whiten.min_images_per_dim {min_images_per_dim} x whiten.dim {dim} = "
+            f"{need}; the L2-normalised VLAD is used as it is"
+        )
     return True, f"on: {n_images} images >= {need} (whiten.min_images_per_dim x whiten.dim)"
 
 
 def identity_whitening(d: int, reason: str) -> dict[str, np.ndarray]:
     """The 'whitening' of a split too small to learn one: no projection, :func:`apply_whitening` only L2-normalises."""
-    return {"applied": np.array(False), "reason": np.array(reason), "mean": np.zeros(d, np.float32),
-            "projection": np.zeros((0, d), np.float32), "eigenvalues": np.zeros(0, np.float32)}
+    return {
+        "applied": np.array(False),
+        "reason": np.array(reason),
+        "mean": np.zeros(d, np.float32),
+        "projection": np.zeros((0, d), np.float32),
+        "eigenvalues": np.zeros(0, np.float32),
+    }
 
 
 def apply_whitening(x: np.ndarray, w: dict[str, np.ndarray], power: float = 0.5, eps: float = 1e-9) -> np.ndarray:

@@ -37,13 +37,18 @@ def fit_lw_whitening(x: np.ndarray, pairs: np.ndarray, ridge: float = 0.0) -> di
     try:
         chol = np.linalg.cholesky(s)
     except np.linalg.LinAlgError as e:
-        raise ValueError(f"Lw whitening: the pair-difference covariance ({len(pairs)} pairs, dimension {d}) is singular; "
-                         "raise lw.ridge or use more pairs") from e
+        raise ValueError(
+            f"Lw whitening: the pair-difference covariance ({len(pairs)} pairs, dimension {d}) is singular; "
+            "raise lw.ridge or use more pairs"
+        ) from e
     p = np.linalg.inv(chol)
     y = (x - mean) @ p.T
     eig, v = np.linalg.eigh(y.T @ y / len(y))
     order = np.argsort(-eig)
     eig, v = eig[order], v[:, order]
     v *= np.sign(v[np.abs(v).argmax(axis=0), np.arange(d)])  # reproducible signs
-    return {"mean": mean.astype(np.float32), "projection": (v.T @ p).astype(np.float32),
-            "eigenvalues": np.maximum(eig, 0).astype(np.float32)}
+    return {
+        "mean": mean.astype(np.float32),
+        "projection": (v.T @ p).astype(np.float32),
+        "eigenvalues": np.maximum(eig, 0).astype(np.float32),
+    }

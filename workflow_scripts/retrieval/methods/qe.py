@@ -27,7 +27,9 @@ def alpha_expand(x: np.ndarray, pool: np.ndarray, k: int, alpha: float, exclude_
     return l2_normalise(expanded / (ids.shape[1] + 1)).astype(np.float32)
 
 
-def expand(q: np.ndarray, db: np.ndarray, qe: dict[str, Any] | None, dba: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+def expand(
+    q: np.ndarray, db: np.ndarray, qe: dict[str, Any] | None, dba: dict[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Database augmentation (if given), then query expansion against the augmented database."""
     if dba is not None:
         db = alpha_expand(db, db, int(dba["k"]), float(dba["alpha"]), exclude_self=True)

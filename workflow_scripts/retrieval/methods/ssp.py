@@ -23,8 +23,16 @@ import torch
 import torch.nn.functional as F
 
 
-def fit_pq_anchors(x: np.ndarray, m: int, nbits: int, niter: int = 10, nredo: int = 2, seed: int = 0,
-                   min_points_per_centroid: int = 39, source: str = "training data") -> np.ndarray:
+def fit_pq_anchors(
+    x: np.ndarray,
+    m: int,
+    nbits: int,
+    niter: int = 10,
+    nredo: int = 2,
+    seed: int = 0,
+    min_points_per_centroid: int = 39,
+    source: str = "training data",
+) -> np.ndarray:
     """Codewords (m, 2^nbits, d/m) of a faiss product quantizer trained on the rows of x."""
     import faiss  # noqa: PLC0415
 
@@ -34,9 +42,11 @@ def fit_pq_anchors(x: np.ndarray, m: int, nbits: int, niter: int = 10, nredo: in
         raise ValueError(f"ssp.anchors.m = {m} must divide the descriptor dimension {d} of {source}")
     need = min_points_per_centroid * 2**nbits
     if n < need:
-        raise ValueError(f"ssp.anchors: {n} descriptors of {source} are too few for 2^{nbits} = {2**nbits} codewords per "
-                         f"sub-space (min_points_per_centroid {min_points_per_centroid} -> {need}); lower ssp.anchors.nbits "
-                         f"(the CPU preset uses 5) or train on a larger split")
+        raise ValueError(
+            f"ssp.anchors: {n} descriptors of {source} are too few for 2^{nbits} = {2**nbits} codewords per "
+            f"sub-space (min_points_per_centroid {min_points_per_centroid} -> {need}); lower ssp.anchors.nbits "
+            f"(the CPU preset uses 5) or train on a larger split"
+        )
     pq = faiss.ProductQuantizer(d, m, nbits)
     pq.cp.niter, pq.cp.nredo, pq.cp.seed = niter, nredo, seed
     pq.cp.min_points_per_centroid = 1  # checked above; faiss would only warn
@@ -86,8 +96,9 @@ class SSPTrainConfig:
     seed: int = 11
 
 
-def train_adapter(light: np.ndarray, gallery: np.ndarray, anchors: np.ndarray, cfg: SSPTrainConfig
-                  ) -> tuple[Adapter, list[dict[str, float]], int]:
+def train_adapter(
+    light: np.ndarray, gallery: np.ndarray, anchors: np.ndarray, cfg: SSPTrainConfig
+) -> tuple[Adapter, list[dict[str, float]], int]:
     """SGD (Nesterov) with a linear warmup and cosine decay, lr scaled by batch/256 as SSP; the epoch with the lowest
     loss on a held-out fraction of the (unlabelled) training images is kept."""
     g = torch.Generator().manual_seed(cfg.seed)
@@ -99,19 +110,26 @@ def train_adapter(light: np.ndarray, gallery: np.ndarray, anchors: np.ndarray, c
     xl, xg, a = torch.from_numpy(light).float(), torch.from_numpy(gallery).float(), torch.from_numpy(anchors).float()
     model = Adapter(d)
     lr = cfg.lr * cfg.batch_size / 256
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
+    )
     steps_per_epoch = max(1, -(-len(tr) // cfg.batch_size))
     total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
-                                              0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm)))
+    )
     with torch.no_grad():
-        best = (float(ssp_loss(model(xl[val]), xg[val], a, cfg.tau)), 0, {k: v.clone() for k, v in model.state_dict().items()})
+        best = (
+            float(ssp_loss(model(xl[val]), xg[val], a, cfg.tau)),
+            0,
+            {k: v.clone() for k, v in model.state_dict().items()},
+        )
     curves = [{"epoch": 0, "train_loss": None, "val_loss": best[0]}]
     for epoch in range(1, cfg.epochs + 1):
         order = tr[torch.randperm(len(tr), generator=g)]
         losses = []
         for s in range(0, len(order), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
+            idx = order[s : s + cfg.batch_size]
             loss = ssp_loss(model(xl[idx]), xg[idx], a, cfg.tau)
             opt.zero_grad()
             loss.backward()

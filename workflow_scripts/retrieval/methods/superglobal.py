@@ -51,8 +51,9 @@ def rerank_query(q: np.ndarray, shortlist_x: np.ndarray, cfg: SuperGlobalConfig)
     return order, s[order]
 
 
-def superglobal_rerank(q: np.ndarray, db: np.ndarray, ids: np.ndarray, sims: np.ndarray,
-                       cfg: SuperGlobalConfig) -> tuple[np.ndarray, np.ndarray]:
+def superglobal_rerank(
+    q: np.ndarray, db: np.ndarray, ids: np.ndarray, sims: np.ndarray, cfg: SuperGlobalConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """Re-ranked ids and scores (same shape as ``ids``): the top M re-sorted, the rest in global order."""
     m = min(cfg.m, ids.shape[1])
     out_ids, out_s = ids.copy(), sims.astype(np.float32, copy=True)

@@ -71,8 +71,9 @@ def _one_to_one(qi: np.ndarray, di: np.ndarray, dd: np.ndarray) -> tuple[np.ndar
     return qi[keep], di[keep]
 
 
-def ratio_matches_many(q: np.ndarray, d: np.ndarray, d_count: np.ndarray, ratio: float, chunk_entries: int = 1 << 25
-                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+def ratio_matches_many(
+    q: np.ndarray, d: np.ndarray, d_count: np.ndarray, ratio: float, chunk_entries: int = 1 << 25
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``ratio_matches`` of one query against m database images at once: one matrix product and a top-2 per image.
 
     q: (Qn, D) float32 L2-normalised query descriptors (the real ones only); d: (m, T, D) float32 database
@@ -118,16 +119,18 @@ def ratio_matches_many(q: np.ndarray, d: np.ndarray, d_count: np.ndarray, ratio:
     return out
 
 
-def ransac_inliers(src: np.ndarray, dst: np.ndarray, model: str, threshold: float, max_iters: int,
-                   confidence: float) -> int:
+def ransac_inliers(
+    src: np.ndarray, dst: np.ndarray, model: str, threshold: float, max_iters: int, confidence: float
+) -> int:
     """Inliers of the best affine transform / homography mapping ``src`` to ``dst`` (0 when too few points)."""
     src = np.ascontiguousarray(src, np.float32).reshape(-1, 1, 2)
     dst = np.ascontiguousarray(dst, np.float32).reshape(-1, 1, 2)
     if model == "affine":
         if len(src) < 3:
             return 0
-        _, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold,
-                                       maxIters=max_iters, confidence=confidence)
+        _, mask = cv2.estimateAffine2D(
+            src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=max_iters, confidence=confidence
+        )
     elif model == "homography":
         if len(src) < 4:
             return 0
@@ -174,14 +177,18 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
     nq = ids.shape[0]
     t0 = time.time()
     k, qk, dk, needed, slots = _sv_setup(q_local, db_local, ids, cfg)
-    q_desc, q_count, q_xy = q_local["descriptors"][:, :qk].astype(np.float32), q_local["count"][:], q_local["xy"][:, :qk]
+    q_desc, q_count, q_xy = (
+        q_local["descriptors"][:, :qk].astype(np.float32),
+        q_local["count"][:],
+        q_local["xy"][:, :qk],
+    )
     q_n = np.minimum(q_count, qk).astype(np.int64)
     inliers = np.zeros((nq, k), np.int32)
     batch = 256
     progress = Progress(log, "spatial verification", len(needed), "database images")
     reads = time.time() - t0  # the query side
     for s in range(0, len(needed), batch):
-        rows = needed[s:s + batch]  # sorted: contiguous reads
+        rows = needed[s : s + batch]  # sorted: contiguous reads
         tr = time.time()
         d_desc = db_local["descriptors"][rows, :dk].astype(np.float32)
         d_count = np.minimum(db_local["count"][rows], dk).astype(np.int64)
@@ -194,20 +201,23 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
         matches: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for r, js in by_query.items():
             sel = np.asarray(js)
-            for j, mt in zip(js, ratio_matches_many(q_desc[r, :q_n[r]], d_desc[sel], d_count[sel], cfg.ratio)):
+            for j, mt in zip(js, ratio_matches_many(q_desc[r, : q_n[r]], d_desc[sel], d_count[sel], cfg.ratio)):
                 matches[(r, j)] = mt
         for j, row in enumerate(rows):
             for r, c in slots[int(row)]:
                 qi, di = matches[(r, j)]
-                inliers[r, c] = ransac_inliers(q_xy[r, qi], d_xy[j, di], cfg.model, cfg.threshold, cfg.max_iters,
-                                               cfg.confidence)
+                inliers[r, c] = ransac_inliers(
+                    q_xy[r, qi], d_xy[j, di], cfg.model, cfg.threshold, cfg.max_iters, cfg.confidence
+                )
             progress.update(s + j + 1)
     seconds = time.time() - t0
     log.info("verified %d pairs in %.1f s", nq * k, seconds)
     return inliers, {"pairs": nq * k, "seconds": seconds, "reads_seconds": reads, "q_desc": qk, "db_desc": dk}
 
 
-def verify_shortlists_reference(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tuple[np.ndarray, dict[str, float]]:
+def verify_shortlists_reference(
+    q_local, db_local, ids: np.ndarray, cfg: SVConfig
+) -> tuple[np.ndarray, dict[str, float]]:
     """The previous implementation of ``verify_shortlists`` (one matrix product and ``argpartition`` per pair),
     frozen: the benchmark's reference for the batched one. Same arguments and results."""
     cv2.setRNGSeed(cfg.seed)
@@ -227,7 +237,7 @@ def verify_shortlists_reference(q_local, db_local, ids: np.ndarray, cfg: SVConfi
     progress = Progress(log, "spatial verification", len(needed), "database images")
     reads = time.time() - t0  # the query side
     for s in range(0, len(needed), batch):
-        rows = needed[s:s + batch]  # sorted: contiguous reads
+        rows = needed[s : s + batch]  # sorted: contiguous reads
         tr = time.time()
         d_desc = db_local["descriptors"][rows, :dk]
         d_count = db_local["count"][rows]

@@ -57,9 +57,14 @@ class ASMKConfig:
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ASMKConfig:
         ma = cfg["multiple_assignment"]
-        return cls(binary=cfg["binary"], use_idf=cfg["use_idf"], db_multiple_assignment=ma["db"],
-                   query_multiple_assignment=ma["query"], alpha=cfg["alpha"],
-                   similarity_threshold=cfg["similarity_threshold"])
+        return cls(
+            binary=cfg["binary"],
+            use_idf=cfg["use_idf"],
+            db_multiple_assignment=ma["db"],
+            query_multiple_assignment=ma["query"],
+            alpha=cfg["alpha"],
+            similarity_threshold=cfg["similarity_threshold"],
+        )
 
 
 def _codebook(centroids: np.ndarray):
@@ -88,8 +93,10 @@ def codebook_size(n_descriptors: int, k_max: int) -> int:
         return int(k_max)
     k = 1 << int(np.floor(np.log2(max(n_descriptors // MIN_POINTS_PER_CENTROID, 1))))
     if k < 2:
-        raise ValueError(f"{n_descriptors} descriptors cannot make an ASMK codebook: faiss k-means needs at least "
-                         f"{MIN_POINTS_PER_CENTROID} per word and ASMK at least 2 words")
+        raise ValueError(
+            f"{n_descriptors} descriptors cannot make an ASMK codebook: faiss k-means needs at least "
+            f"{MIN_POINTS_PER_CENTROID} per word and ASMK at least 2 words"
+        )
     return k
 
 
@@ -102,9 +109,11 @@ def fit_codebook(x: np.ndarray, k: int, source: str = "training descriptors") ->
     from asmk import index as idx_pkg  # noqa: PLC0415
 
     if len(x) < MIN_POINTS_PER_CENTROID * k:
-        raise ValueError(f"{source}: {len(x)} descriptors for an ASMK codebook of {k} visual words; faiss k-means needs "
-                         f"at least {MIN_POINTS_PER_CENTROID} per word ({MIN_POINTS_PER_CENTROID * k}): lower asmk.codebook.k "
-                         f"to at most {len(x) // MIN_POINTS_PER_CENTROID} or use a larger training_split")
+        raise ValueError(
+            f"{source}: {len(x)} descriptors for an ASMK codebook of {k} visual words; faiss k-means needs "
+            f"at least {MIN_POINTS_PER_CENTROID} per word ({MIN_POINTS_PER_CENTROID * k}): lower asmk.codebook.k "
+            f"to at most {len(x) // MIN_POINTS_PER_CENTROID} or use a larger training_split"
+        )
     cdb = cdb_pkg.Codebook(idx_pkg.initialize_index(None), size=int(k))
     cdb.train(np.ascontiguousarray(x, np.float32))
     return np.ascontiguousarray(cdb.centroids, np.float32)
@@ -116,8 +125,9 @@ def centroids_digest(centroids: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(centroids, np.float32).tobytes()).hexdigest()
 
 
-def aggregate_images(centroids: np.ndarray, desc: np.ndarray, image_ids: np.ndarray, cfg: ASMKConfig
-                     ) -> dict[str, np.ndarray]:
+def aggregate_images(
+    centroids: np.ndarray, desc: np.ndarray, image_ids: np.ndarray, cfg: ASMKConfig
+) -> dict[str, np.ndarray]:
     """The database side: every image's descriptors assigned to their ``db_multiple_assignment`` nearest words,
     residuals summed per (image, word) and binarised (the package's ``Codebook.quantize`` + ``ASMKKernel.aggregate``).
 
@@ -127,18 +137,23 @@ def aggregate_images(centroids: np.ndarray, desc: np.ndarray, image_ids: np.ndar
     _, kernel = _kernel(centroids, cfg)
     width = (desc.shape[1] + 31) // 32 if cfg.binary else desc.shape[1]
     if len(desc) == 0:
-        return {"codes": np.zeros((0, width), np.uint32 if cfg.binary else np.float32),
-                "words": np.zeros(0, np.int32), "images": np.zeros(0, np.int32)}
+        return {
+            "codes": np.zeros((0, width), np.uint32 if cfg.binary else np.float32),
+            "words": np.zeros(0, np.int32),
+            "images": np.zeros(0, np.int32),
+        }
     if np.any(np.diff(image_ids) < 0):
         raise ValueError("aggregate_images: image_ids must be non-decreasing (descriptors grouped by image)")
-    quantized = kernel.codebook.quantize(np.ascontiguousarray(desc, np.float32), np.asarray(image_ids),
-                                         multiple_assignment=cfg.db_multiple_assignment)
+    quantized = kernel.codebook.quantize(
+        np.ascontiguousarray(desc, np.float32), np.asarray(image_ids), multiple_assignment=cfg.db_multiple_assignment
+    )
     codes, words, images = kernel.aggregate(*quantized)
     return {"codes": np.ascontiguousarray(codes), "words": words.astype(np.int32), "images": images.astype(np.int32)}
 
 
-def build_ivf(codes: np.ndarray, words: np.ndarray, images: np.ndarray, n_images: int, codebook_size: int,
-              use_idf: bool):
+def build_ivf(
+    codes: np.ndarray, words: np.ndarray, images: np.ndarray, n_images: int, codebook_size: int, use_idf: bool
+):
     """The package's ``IVF`` holding the given (image, word) rows, built from its state (what ``IVF.add`` of the
     same rows in image order gives: per word its rows in image order, ``norm_factor`` the number of words of each
     image, or the sum of their idf ``log(n_images / count_c)^2`` with idf on)."""
@@ -149,36 +164,56 @@ def build_ivf(codes: np.ndarray, words: np.ndarray, images: np.ndarray, n_images
     if use_idf:
         seen = counts > 0
         idf[seen] = (np.log(n_images / counts[seen]) ** 2).astype(np.float32)
-    norm_factor = np.bincount(images, weights=idf[words].astype(np.float64) if use_idf else None,
-                              minlength=n_images).astype(np.float64)
+    norm_factor = np.bincount(
+        images, weights=idf[words].astype(np.float64) if use_idf else None, minlength=n_images
+    ).astype(np.float64)
     order = np.argsort(words, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     ivf_vecs: list[np.ndarray | None] = [None] * codebook_size
     ivf_image_ids: list[np.ndarray | None] = [None] * codebook_size
     for w in np.flatnonzero(counts):
-        rows = order[bounds[w]:bounds[w + 1]]
+        rows = order[bounds[w] : bounds[w + 1]]
         ivf_vecs[w] = codes[rows]
         ivf_image_ids[w] = images[rows].astype(np.int64)
-    state = {"type": "IVF", "params": {"use_idf": bool(use_idf)},
-             "state": {"norm_factor": norm_factor, "n_images": int(n_images), "ivf_vecs": ivf_vecs,
-                       "ivf_image_ids": ivf_image_ids, "counts": counts, "idf": idf, "imid_offset": 0}}
+    state = {
+        "type": "IVF",
+        "params": {"use_idf": bool(use_idf)},
+        "state": {
+            "norm_factor": norm_factor,
+            "n_images": int(n_images),
+            "ivf_vecs": ivf_vecs,
+            "ivf_image_ids": ivf_image_ids,
+            "counts": counts,
+            "idf": idf,
+            "imid_offset": 0,
+        },
+    }
     return ivf_pkg.IVF.initialize_from_state(state)
 
 
-def write_ivf(path: str | Path, agg: dict[str, np.ndarray], n_images: int, centroids: np.ndarray, cfg: ASMKConfig,
-              **attrs: Any) -> None:
+def write_ivf(
+    path: str | Path, agg: dict[str, np.ndarray], n_images: int, centroids: np.ndarray, cfg: ASMKConfig, **attrs: Any
+) -> None:
     """The inverted file in the project's HDF5: ``codes``, ``words``, ``images`` as :func:`aggregate_images`
     returns them, ``n_words (n_images,)`` int32; attributes ``kind``, ``schema_version``, ``n_images``,
     ``codebook_size``, ``codebook_sha1``, the kernel configuration and ``attrs``."""
-
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for name in ("codes", "words", "images"):
             f.create_dataset(name, data=agg[name])
         f.create_dataset("n_words", data=np.bincount(agg["images"], minlength=n_images).astype(np.int32))
-        f.attrs.update({"schema_version": IVF_SCHEMA, "kind": IVF_KIND, "n_images": int(n_images),
-                        "codebook_size": int(centroids.shape[0]), "codebook_sha1": centroids_digest(centroids),
-                        "binary": cfg.binary, "db_multiple_assignment": cfg.db_multiple_assignment, **attrs})
+        f.attrs.update(
+            {
+                "schema_version": IVF_SCHEMA,
+                "kind": IVF_KIND,
+                "n_images": int(n_images),
+                "codebook_size": int(centroids.shape[0]),
+                "codebook_sha1": centroids_digest(centroids),
+                "binary": cfg.binary,
+                "db_multiple_assignment": cfg.db_multiple_assignment,
+                **attrs,
+            }
+        )
 
 
 def read_ivf(path: str | Path, centroids: np.ndarray, cfg: ASMKConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -190,21 +225,30 @@ def read_ivf(path: str | Path, centroids: np.ndarray, cfg: ASMKConfig) -> tuple[
     with h5py.File(path, "r") as f:
         a = dict(f.attrs)
         if a.get("kind") != IVF_KIND or a.get("schema_version") != IVF_SCHEMA:
-            raise ValueError(f"{path}: not an ASMK inverted file of schema {IVF_SCHEMA} (kind={a.get('kind')!r}, "
-                             f"schema_version={a.get('schema_version')!r})")
+            raise ValueError(
+                f"{path}: not an ASMK inverted file of schema {IVF_SCHEMA} (kind={a.get('kind')!r}, "
+                f"schema_version={a.get('schema_version')!r})"
+            )
         arrays = {name: f[name][:] for name in ("codes", "words", "images", "n_words")}
     if a["codebook_sha1"] != centroids_digest(centroids):
-        raise ValueError(f"{path}: built with another codebook (sha1 {a['codebook_sha1']}, this one "
-                         f"{centroids_digest(centroids)})")
+        raise ValueError(
+            f"{path}: built with another codebook (sha1 {a['codebook_sha1']}, this one {centroids_digest(centroids)})"
+        )
     if bool(a["binary"]) != cfg.binary or int(a["db_multiple_assignment"]) != cfg.db_multiple_assignment:
-        raise ValueError(f"{path}: built with binary={bool(a['binary'])}, db multiple assignment "
-                         f"{int(a['db_multiple_assignment'])}; asked for {cfg.binary}, {cfg.db_multiple_assignment}")
+        raise ValueError(
+            f"{path}: built with binary={bool(a['binary'])}, db multiple assignment "
+            f"{int(a['db_multiple_assignment'])}; asked for {cfg.binary}, {cfg.db_multiple_assignment}"
+        )
     n, k = int(a["n_images"]), int(a["codebook_size"])
     rows = len(arrays["words"])
     if len(arrays["images"]) != rows or len(arrays["codes"]) != rows:
         raise ValueError(f"{path}: codes, words and images differ in length")
-    if rows and (arrays["words"].min() < 0 or arrays["words"].max() >= k or arrays["images"].min() < 0
-                 or arrays["images"].max() >= n):
+    if rows and (
+        arrays["words"].min() < 0
+        or arrays["words"].max() >= k
+        or arrays["images"].min() < 0
+        or arrays["images"].max() >= n
+    ):
         raise ValueError(f"{path}: a word outside 0..{k - 1} or an image outside 0..{n - 1}")
     return arrays, a
 
@@ -218,8 +262,14 @@ class ASMKIndex:
         self.cfg = cfg
         self.codebook, self.kernel = _kernel(centroids, cfg)
         self.n_images = int(n_images)
-        self.ivf = build_ivf(ivf_arrays["codes"], ivf_arrays["words"], ivf_arrays["images"], self.n_images,
-                             int(centroids.shape[0]), cfg.use_idf)
+        self.ivf = build_ivf(
+            ivf_arrays["codes"],
+            ivf_arrays["words"],
+            ivf_arrays["images"],
+            self.n_images,
+            int(centroids.shape[0]),
+            cfg.use_idf,
+        )
 
     def score(self, desc: np.ndarray) -> np.ndarray:
         """ASMK similarity of one query image's descriptors ``desc (m, D)`` to every database image: (n_images,)
@@ -228,12 +278,15 @@ class ASMKIndex:
         if len(desc) == 0 or self.n_images == 0:
             return scores
         c = self.cfg
-        des, words = self.codebook.quantize(np.ascontiguousarray(desc, np.float32),
-                                            multiple_assignment=c.query_multiple_assignment)
+        des, words = self.codebook.quantize(
+            np.ascontiguousarray(desc, np.float32), multiple_assignment=c.query_multiple_assignment
+        )
         qcodes, qwords = self.kernel.aggregate_image(des, words)
 
         def similarity(qvec, vecs, image_ids):
-            return self.kernel.similarity(qvec, vecs, image_ids, alpha=c.alpha, similarity_threshold=c.similarity_threshold)
+            return self.kernel.similarity(
+                qvec, vecs, image_ids, alpha=c.alpha, similarity_threshold=c.similarity_threshold
+            )
 
         ranks, s = self.ivf.search(qcodes, qwords, similarity_func=similarity, topk=None)
         scores[ranks] = s
@@ -249,8 +302,9 @@ def rank_by_score(scores: np.ndarray, db_has_features: np.ndarray) -> tuple[np.n
     return ids, np.take_along_axis(s, ids, axis=1)
 
 
-def search_queries(index: ASMKIndex, q_local, db_has_features: np.ndarray, block: int = 64
-                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def search_queries(
+    index: ASMKIndex, q_local, db_has_features: np.ndarray, block: int = 64
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Score every query of an open local store ``q_local`` against the index and rank the database.
 
     Returns ids (n_q, n_db) int32, sims (n_q, n_db) float32 and timing: ``reads_seconds`` (query descriptors read
@@ -262,8 +316,8 @@ def search_queries(index: ASMKIndex, q_local, db_has_features: np.ndarray, block
     empty = []
     for s in range(0, n_q, block):
         t0 = time.time()
-        desc = q_local["descriptors"][s:s + block]
-        count = q_local["count"][s:s + block]
+        desc = q_local["descriptors"][s : s + block]
+        count = q_local["count"][s : s + block]
         t1 = time.time()
         reads += t1 - t0
         for j, (d, c) in enumerate(zip(desc, count)):

@@ -10,7 +10,9 @@ import numpy as np
 from retrieval.featureless import NO_MATCH_SCORE, featureless_rows, rank_featureless_last, search_featured
 
 
-def topk_neighbours(queries: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def topk_neighbours(
+    queries: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product search: ids (Nq, k) int32 and sims (Nq, k) float32, best first.
 
     ``exclude_self`` is for database-vs-database search (training pairs): row i never returns i. All-zero rows are
@@ -40,8 +42,9 @@ def _faiss_topk(q: np.ndarray, x: np.ndarray, k: int, exclude_self: bool) -> tup
     return ids[:, :k].astype(np.int32), sims[:, :k].astype(np.float32)
 
 
-def stream_topk(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_db: int, k: int, block: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def stream_topk(
+    q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_db: int, k: int, block: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-k of queries q (Nq, D) over a database read in blocks ``read_block(start, stop)``.
 
     A full ranking (k >= n_db, what the revisitop metrics need) fills the (Nq, n_db) similarity matrix block by
@@ -52,7 +55,6 @@ def stream_topk(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_d
     features (similarity -inf, last in database order) and a query row gets the database order."""
     import faiss  # noqa: PLC0415
 
-
     q = np.ascontiguousarray(q, np.float32)
     k = min(k, n_db)
     q_none, db_none = featureless_rows(q), np.zeros(n_db, bool)
@@ -60,8 +62,8 @@ def stream_topk(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_d
         sims_all = np.empty((len(q), n_db), np.float32)
         for s in range(0, n_db, block):
             x = np.ascontiguousarray(read_block(s, min(n_db, s + block)), np.float32)
-            db_none[s:s + len(x)] = featureless_rows(x)
-            sims_all[:, s:s + len(x)] = q @ x.T
+            db_none[s : s + len(x)] = featureless_rows(x)
+            sims_all[:, s : s + len(x)] = q @ x.T
         sims_all[:, db_none] = NO_MATCH_SCORE
         order = np.argsort(-sims_all, axis=1, kind="stable")
         best_i, best_s = order.astype(np.int64), np.take_along_axis(sims_all, order, 1)
@@ -71,7 +73,7 @@ def stream_topk(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_d
     for s in range(0, n_db, block):
         x = np.ascontiguousarray(read_block(s, min(n_db, s + block)), np.float32)
         none = featureless_rows(x)
-        db_none[s:s + len(x)] = none
+        db_none[s : s + len(x)] = none
         rows = np.flatnonzero(~none)  # only images with features compete for the top k
         if not len(rows):
             continue

@@ -36,34 +36,54 @@ def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any]) -> dict[str, Any]:
     Returns ``{"nlist", "m", "nbits", "nprobe", "n_train"}`` (plain ints) or ``{"fallback": str}``."""
     m, nbits = int(cfg["m"]), int(cfg["nbits"])
     if d % m:
-        raise ValueError(f"knn.ivfpq.m = {m} does not divide the descriptor dimension {d} (PQ splits each vector into "
-                         f"m equal sub-vectors); choose a divisor of {d}")
-    codewords = 2 ** nbits
+        raise ValueError(
+            f"knn.ivfpq.m = {m} does not divide the descriptor dimension {d} (PQ splits each vector into "
+            f"m equal sub-vectors); choose a divisor of {d}"
+        )
+    codewords = 2**nbits
     if cfg["nlist"] == "auto":
         nlist = max(1, round(NLIST_PER_SQRT_N * math.sqrt(n_db)))
         need = MIN_POINTS_PER_CENTROID * max(nlist, codewords)
         if n_db < need:
-            return {"fallback": f"IVF-PQ needs at least {need} training vectors ({MIN_POINTS_PER_CENTROID} per centroid "
-                                f"for nlist {nlist} = {NLIST_PER_SQRT_N} x sqrt({n_db}) lists and {codewords} codewords "
-                                f"of {nbits} bits) but the database holds {n_db}: exact search instead"}
+            return {
+                "fallback": f"IVF-PQ needs at least {need} training vectors ({MIN_POINTS_PER_CENTROID} per centroid "
+                f"for nlist {nlist} = {NLIST_PER_SQRT_N} x sqrt({n_db}) lists and {codewords} codewords "
+                f"of {nbits} bits) but the database holds {n_db}: exact search instead"
+            }
         n_train = min(n_db, max(int(cfg["train"]), need))
     else:
         nlist = int(cfg["nlist"])
         n_train = min(n_db, int(cfg["train"]))
         if nlist > n_db or n_train < nlist or n_train < codewords:
-            raise ValueError(f"knn.ivfpq cannot be trained on this database: nlist {nlist} lists and {codewords} "
-                             f"codewords ({nbits} bits) from {n_train} training vectors (train {cfg['train']}, "
-                             f"database {n_db}); faiss needs at least as many training vectors as lists and as "
-                             f"codewords, and {MIN_POINTS_PER_CENTROID} per centroid to train well. Use nlist: auto "
-                             "(it falls back to exact search on small databases) or knn.search: exact")
+            raise ValueError(
+                f"knn.ivfpq cannot be trained on this database: nlist {nlist} lists and {codewords} "
+                f"codewords ({nbits} bits) from {n_train} training vectors (train {cfg['train']}, "
+                f"database {n_db}); faiss needs at least as many training vectors as lists and as "
+                f"codewords, and {MIN_POINTS_PER_CENTROID} per centroid to train well. Use nlist: auto "
+                "(it falls back to exact search on small databases) or knn.search: exact"
+            )
         if n_train < MIN_POINTS_PER_CENTROID * max(nlist, codewords):
-            log.warning("IVF-PQ: %d training vectors for %d lists and %d codewords is below faiss's %d per centroid; "
-                        "the index will be poorly trained", n_train, nlist, codewords, MIN_POINTS_PER_CENTROID)
+            log.warning(
+                "IVF-PQ: %d training vectors for %d lists and %d codewords is below faiss's %d per centroid; "
+                "the index will be poorly trained",
+                n_train,
+                nlist,
+                codewords,
+                MIN_POINTS_PER_CENTROID,
+            )
     return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(int(cfg["nprobe"]), nlist), "n_train": n_train}
 
 
-def ivfpq_search(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_db: int, d: int, cfg: dict[str, Any],
-                 k: int, block: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+def ivfpq_search(
+    q: np.ndarray,
+    read_block: Callable[[int, int], np.ndarray],
+    n_db: int,
+    d: int,
+    cfg: dict[str, Any],
+    k: int,
+    block: int,
+    seed: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Top-k database ids (Nq, k) int64 of queries q (Nq, d) from a faiss IVF-PQ index (inner product) planned by
     :func:`plan_ivfpq` (a ``{"fallback"}`` plan is the caller's to handle; here it is a ValueError).
 
@@ -84,8 +104,9 @@ def ivfpq_search(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_
     rng = np.random.default_rng(seed)
     n_train = plan["n_train"]
     rows = np.sort(rng.choice(n_db, n_train, replace=False))
-    train = np.concatenate([read_block(s, min(n_db, s + block))[rows[(rows >= s) & (rows < s + block)] - s]
-                            for s in range(0, n_db, block)]).astype(np.float32)
+    train = np.concatenate(
+        [read_block(s, min(n_db, s + block))[rows[(rows >= s) & (rows < s + block)] - s] for s in range(0, n_db, block)]
+    ).astype(np.float32)
     t0 = time.perf_counter()
     index.train(train)
     t1 = time.perf_counter()
@@ -107,10 +128,23 @@ def ivfpq_search(q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_
             raise RuntimeError(f"IVF-PQ returned fewer than {k} of {n_db} vectors with every list probed")
     t3 = time.perf_counter()
     if widened:
-        log.info("IVF-PQ: %d of %d queries found fewer than %d neighbours in %d lists; searched again with up to %d",
-                 widened, len(q), k, plan["nprobe"], nprobe)
+        log.info(
+            "IVF-PQ: %d of %d queries found fewer than %d neighbours in %d lists; searched again with up to %d",
+            widened,
+            len(q),
+            k,
+            plan["nprobe"],
+            nprobe,
+        )
     code_bytes = index.code_size + 8  # PQ code + the 64-bit id in the inverted list
-    return ids, {"train_seconds": round(t1 - t0, 2), "add_seconds": round(t2 - t1, 2),
-                 "search_ms_per_query": round(1000 * (t3 - t2) / len(q), 3), "bytes_per_image": code_bytes,
-                 "n_train": n_train, "nlist": nlist, "nprobe": plan["nprobe"], "widened_queries": int(widened),
-                 "max_nprobe": int(nprobe)}
+    return ids, {
+        "train_seconds": round(t1 - t0, 2),
+        "add_seconds": round(t2 - t1, 2),
+        "search_ms_per_query": round(1000 * (t3 - t2) / len(q), 3),
+        "bytes_per_image": code_bytes,
+        "n_train": n_train,
+        "nlist": nlist,
+        "nprobe": plan["nprobe"],
+        "widened_queries": int(widened),
+        "max_nprobe": int(nprobe),
+    }

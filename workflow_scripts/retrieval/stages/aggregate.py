@@ -16,9 +16,20 @@ from retrieval.stores.local_store import open_local
 log = logging.getLogger(__name__)
 
 
-def fit_codebook(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, k: int, niter: int,
-                 max_descriptors: int, seed: int, version: str, config: dict[str, Any], preset: str,
-                 training_split: str, local_version: str) -> None:
+def fit_codebook(
+    local_path: str | Path,
+    out_path: str | Path,
+    manifest_path: str | Path,
+    k: int,
+    niter: int,
+    max_descriptors: int,
+    seed: int,
+    version: str,
+    config: dict[str, Any],
+    preset: str,
+    training_split: str,
+    local_version: str,
+) -> None:
 
     m = Manifest("codebook", version, config, preset, fitted_on=training_split)
     m.add_input("local", local_path, version=local_version, checksum=False)
@@ -41,16 +52,22 @@ def fit_codebook(local_path: str | Path, out_path: str | Path, manifest_path: st
     m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x))
 
 
-def aggregate_vlad(local_path: str | Path, codebook_path: str | Path, out_path: str | Path, alpha: float,
-                   version: str, block: int = 256) -> None:
+def aggregate_vlad(
+    local_path: str | Path,
+    codebook_path: str | Path,
+    out_path: str | Path,
+    alpha: float,
+    version: str,
+    block: int = 256,
+) -> None:
 
     centroids = load_npz(codebook_path)["centroids"]
     with open_local(local_path) as f:
         n = f["count"].shape[0]
         out = np.zeros((n, centroids.size), np.float32)
         for s in range(0, n, block):
-            desc = f["descriptors"][s:s + block]
-            counts = f["count"][s:s + block]
+            desc = f["descriptors"][s : s + block]
+            counts = f["count"][s : s + block]
             for j, (d, c) in enumerate(zip(desc, counts)):
                 out[s + j] = vlad(d[:c].astype(np.float32), centroids, alpha)
     write_global(out_path, out, method="vlad", version=version)
@@ -61,6 +78,8 @@ def backbone_global(local_path: str | Path, out_path: str | Path, backbone: str,
 
     with open_local(local_path) as f:
         if "global" not in f:
-            raise ValueError(f"{local_path}: no global descriptors (backbone {f.attrs.get('backbone')!r} computes none)")
+            raise ValueError(
+                f"{local_path}: no global descriptors (backbone {f.attrs.get('backbone')!r} computes none)"
+            )
         x = f["global"][:]
     write_global(out_path, x, method=f"{backbone}-global", version=version)

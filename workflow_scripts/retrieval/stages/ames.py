@@ -56,10 +56,22 @@ def _load_local(path: str | Path, max_desc: int | None = None) -> tuple[np.ndarr
         return desc, f["count"][:]
 
 
-def make_validator(query_local: str | Path, db_local: str | Path, knn_path: str | Path, gnd_path: str | Path,
-                   lists_path: str | Path, q_desc: int, db_desc: int, num_rerank: int, lambdas: Sequence[float],
-                   gammas: Sequence[float], junk_mode: str = "none", batch: int = 128, device: str = "cpu",
-                   fusion: str = "sigmoid"):
+def make_validator(
+    query_local: str | Path,
+    db_local: str | Path,
+    knn_path: str | Path,
+    gnd_path: str | Path,
+    lists_path: str | Path,
+    q_desc: int,
+    db_desc: int,
+    num_rerank: int,
+    lambdas: Sequence[float],
+    gammas: Sequence[float],
+    junk_mode: str = "none",
+    batch: int = 128,
+    device: str = "cpu",
+    fusion: str = "sigmoid",
+):
     """``validate(model) -> float``: the best Medium mAP over the ``lambdas x gammas`` fusion grid at ``num_rerank`` on
     a validation split (its global shortlist re-ranked with the model's logits), as the evaluation selects a point
     there. Descriptors and shortlists are read once; each call computes the logits of the shortlisted pairs."""
@@ -74,16 +86,32 @@ def make_validator(query_local: str | Path, db_local: str | Path, knn_path: str 
     pairs = needed_pairs(shortlists, num_rerank)
 
     def validate(model) -> float:
-        logits = compute_logits(model, q_descs, q_counts, lambda rows: (d_descs[rows], d_counts[rows]), pairs, q_desc,
-                                db_desc, batch=batch, device=device)
+        logits = compute_logits(
+            model,
+            q_descs,
+            q_counts,
+            lambda rows: (d_descs[rows], d_counts[rows]),
+            pairs,
+            q_desc,
+            db_desc,
+            batch=batch,
+            device=device,
+        )
         sweep = GridSweep(shortlists, sl_sims, pairs, fusion_logits(logits, fusion), gnd, n_db, [num_rerank])
         return max(sweep.mean_ap(lam, gamma, num_rerank)["M"] or 0.0 for lam in lambdas for gamma in gammas)
 
     return validate
 
 
-def fit_itq_stage(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, cfg: dict[str, Any],
-                  version: str, preset: str, training_split: str) -> None:
+def fit_itq_stage(
+    local_path: str | Path,
+    out_path: str | Path,
+    manifest_path: str | Path,
+    cfg: dict[str, Any],
+    version: str,
+    preset: str,
+    training_split: str,
+) -> None:
 
     m = Manifest("itq", version, cfg, preset, fitted_on=training_split)
     desc, counts = _load_local(local_path)
@@ -97,18 +125,37 @@ def fit_itq_stage(local_path: str | Path, out_path: str | Path, manifest_path: s
     m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x))
 
 
-def train_stage(local_path: str | Path, lists_path: str | Path, knn_path: str | Path, out_model: str | Path,
-                out_curves: str | Path, manifest_path: str | Path, model_cfg: dict[str, Any], train_cfg: dict[str, Any],
-                version: str, preset: str, training_split: str, device: str, teacher_path: str | None = None,
-                itq_path: str | None = None, validation: dict[str, Any] | None = None) -> None:
+def train_stage(
+    local_path: str | Path,
+    lists_path: str | Path,
+    knn_path: str | Path,
+    out_model: str | Path,
+    out_curves: str | Path,
+    manifest_path: str | Path,
+    model_cfg: dict[str, Any],
+    train_cfg: dict[str, Any],
+    version: str,
+    preset: str,
+    training_split: str,
+    device: str,
+    teacher_path: str | None = None,
+    itq_path: str | None = None,
+    validation: dict[str, Any] | None = None,
+) -> None:
     """``validation``: early stopping on a validation split (``train.patience`` > 0): the paths ``query``, ``db``
     (local stores), ``knn``, ``gnd``, ``lists`` and the arguments of ``make_validator`` (``q_desc``, ``db_desc``,
     ``num_rerank``, ``lambdas``, ``gammas``, ``junk_mode``, ``split``)."""
 
     device = resolve_device(device)
     binarized = teacher_path is not None
-    m = Manifest("train_ames_binary" if binarized else "train_ames", version, {"model": model_cfg, "train": train_cfg},
-                 preset, fitted_on=training_split, device=device)
+    m = Manifest(
+        "train_ames_binary" if binarized else "train_ames",
+        version,
+        {"model": model_cfg, "train": train_cfg},
+        preset,
+        fitted_on=training_split,
+        device=device,
+    )
     tcfg = TrainConfig(**train_cfg)
     desc, counts = _load_local(local_path, max(tcfg.q_desc, tcfg.db_desc))
     lists = read_json(lists_path)
@@ -122,23 +169,54 @@ def train_stage(local_path: str | Path, lists_path: str | Path, knn_path: str | 
     validate = None
     if validation and tcfg.patience > 0:
         v = validation
-        validate = make_validator(v["query"], v["db"], v["knn"], v["gnd"], v["lists"], v["q_desc"], v["db_desc"],
-                                  v["num_rerank"], v["lambdas"], v["gammas"], v.get("junk_mode", "none"), device=device,
-                                  fusion=v.get("fusion", "sigmoid"))
+        validate = make_validator(
+            v["query"],
+            v["db"],
+            v["knn"],
+            v["gnd"],
+            v["lists"],
+            v["q_desc"],
+            v["db_desc"],
+            v["num_rerank"],
+            v["lambdas"],
+            v["gammas"],
+            v.get("junk_mode", "none"),
+            device=device,
+            fusion=v.get("fusion", "sigmoid"),
+        )
         m.add_input("validation_knn", v["knn"])
-    model, curves = train_ames(desc, counts, labels, ids, sims, cfg, tcfg, teacher=teacher, init_itq=itq, device=device,
-                               validate=validate)
-    save_checkpoint(str(out_model), model.cpu(), {"trained_on": training_split, "version": version,
-                                                  "teacher": teacher_path, "train": train_cfg})
+    model, curves = train_ames(
+        desc, counts, labels, ids, sims, cfg, tcfg, teacher=teacher, init_itq=itq, device=device, validate=validate
+    )
+    save_checkpoint(
+        str(out_model),
+        model.cpu(),
+        {"trained_on": training_split, "version": version, "teacher": teacher_path, "train": train_cfg},
+    )
     write_json(out_curves, curves)
     m.add_input("knn", knn_path)
     kept = next((c for c in curves if c.get("kept")), curves[-1] if curves else None)
-    m.write(manifest_path, outputs=[out_model, out_curves], final=curves[-1] if curves else None, kept=kept,
-            validation_split=(validation or {}).get("split") if validate else None)
+    m.write(
+        manifest_path,
+        outputs=[out_model, out_curves],
+        final=curves[-1] if curves else None,
+        kept=kept,
+        validation_split=(validation or {}).get("split") if validate else None,
+    )
 
 
-def ames_store_stage(model_path: str | Path, db_local: str | Path, out_path: str | Path, manifest_path: str | Path,
-                     db_desc: int, method: str, device: str, version: str, config: dict[str, Any], preset: str) -> None:
+def ames_store_stage(
+    model_path: str | Path,
+    db_local: str | Path,
+    out_path: str | Path,
+    manifest_path: str | Path,
+    db_desc: int,
+    method: str,
+    device: str,
+    version: str,
+    config: dict[str, Any],
+    preset: str,
+) -> None:
     """The database side of one dataset prepared once for one model: packed codes (binary) or float16 tokens."""
 
     device = resolve_device(device)
@@ -149,16 +227,32 @@ def ames_store_stage(model_path: str | Path, db_local: str | Path, out_path: str
     t0 = time.time()
     with open_local(db_local) as f:
         info = write_store(out_path, model, f, db_desc, method, device)
-    m.write(manifest_path, outputs=[out_path], store=info, seconds=round(time.time() - t0, 3),
-            file_bytes=Path(out_path).stat().st_size)
+    m.write(
+        manifest_path,
+        outputs=[out_path],
+        store=info,
+        seconds=round(time.time() - t0, 3),
+        file_bytes=Path(out_path).stat().st_size,
+    )
 
 
-def logits_stage(model_path: str | Path, query_local: str | Path, db_store: str | Path, knn_path: str | Path,
-                 gnd_path: str | Path, out_path: str | Path, q_desc: int, db_desc: int, max_rerank: int, junk_mode: str,
-                 batch: int, device: str, version: str) -> None:
+def logits_stage(
+    model_path: str | Path,
+    query_local: str | Path,
+    db_store: str | Path,
+    knn_path: str | Path,
+    gnd_path: str | Path,
+    out_path: str | Path,
+    q_desc: int,
+    db_desc: int,
+    max_rerank: int,
+    junk_mode: str,
+    batch: int,
+    device: str,
+    version: str,
+) -> None:
     """AMES logits for every (query, database) pair some protocol's top ``max_rerank`` needs, computed once; the
     database side comes from the prepared store (only shortlisted rows are read)."""
-
 
     device = resolve_device(device)
     model, _ = load_checkpoint(str(model_path))
@@ -170,13 +264,16 @@ def logits_stage(model_path: str | Path, query_local: str | Path, db_store: str 
     read_seconds = [time.time() - t0]
     store = StoreReader(db_store, model, device)
     try:
+
         def reader(rows: np.ndarray):
             tr = time.time()
             payload, counts = store.read(rows, db_desc)
             read_seconds.append(time.time() - tr)
             return decode(model, payload, device), counts
-        logits = compute_logits(model, q_descs, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device,
-                                prepared=True)
+
+        logits = compute_logits(
+            model, q_descs, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device, prepared=True
+        )
     finally:
         store.close()
     seconds = time.time() - t0
@@ -184,14 +281,26 @@ def logits_stage(model_path: str | Path, query_local: str | Path, db_store: str 
     pair_db = np.full((len(pairs), width), -1, np.int32)
     pair_logit = np.full((len(pairs), width), np.nan, np.float32)
     for i, (p, lg) in enumerate(zip(pairs, logits)):
-        pair_db[i, :len(p)], pair_logit[i, :len(p)] = p, lg
+        pair_db[i, : len(p)], pair_logit[i, : len(p)] = p, lg
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h:
         h.create_dataset("pair_db", data=pair_db)
         h.create_dataset("logits", data=pair_logit)
-        h.attrs.update({"schema_version": 1, "kind": "ames_logits", "version": version, "q_desc": q_desc,
-                        "db_desc": db_desc, "max_rerank": max_rerank, "junk_mode": junk_mode, "device": device,
-                        "n_pairs": int(sum(len(p) for p in pairs)), "seconds": seconds,
-                        "read_seconds": float(sum(read_seconds)), "n_queries": len(pairs)})
+        h.attrs.update(
+            {
+                "schema_version": 1,
+                "kind": "ames_logits",
+                "version": version,
+                "q_desc": q_desc,
+                "db_desc": db_desc,
+                "max_rerank": max_rerank,
+                "junk_mode": junk_mode,
+                "device": device,
+                "n_pairs": int(sum(len(p) for p in pairs)),
+                "seconds": seconds,
+                "read_seconds": float(sum(read_seconds)),
+                "n_queries": len(pairs),
+            }
+        )
 
 
 def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
@@ -222,7 +331,7 @@ def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid):
 def _best(rows: list[dict[str, Any]], key: str = "mAP_M") -> dict[str, Any]:
     """Highest ``key`` (Medium mAP; for GLDv2 mAP@100 of a part); ties go to the first point in grid order
     (smallest num_rerank, lambda, gamma)."""
-    return max(rows, key=lambda r: (r[key] if r[key] is not None else -1.0))
+    return max(rows, key=lambda r: r[key] if r[key] is not None else -1.0)
 
 
 def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid):
@@ -235,32 +344,61 @@ def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid):
         for lam in grid["lambda"]:
             for gamma in grid["gamma"]:
                 m = evaluate_gldv2(rerank(ids, sims, lk, lam, gamma, k), gnd, n_db)["mAP@100"]
-                rows.append({"num_rerank": k, "lambda": lam, "gamma": gamma,
-                             **{f"mAP@100_{u}": m[u] for u in GLDV2_USAGES}})
+                rows.append(
+                    {"num_rerank": k, "lambda": lam, "gamma": gamma, **{f"mAP@100_{u}": m[u] for u in GLDV2_USAGES}}
+                )
     return rows
 
 
-def _ames_timing(lattrs: dict[str, Any], n_queries: int, selection: float, grid: float, grid_points: int,
-                 point: float) -> dict[str, Any]:
+def _ames_timing(
+    lattrs: dict[str, Any], n_queries: int, selection: float, grid: float, grid_points: int, point: float
+) -> dict[str, Any]:
     """Descriptor reads and re-ranking (logits of every shortlisted pair + the final score) per query."""
 
     total, reads = float(lattrs.get("seconds", 0.0)), lattrs.get("read_seconds")
     reads = float(reads) if reads is not None else 0.0
-    return cost_timing(n_queries, reads=reads, rerank=total - reads + point, logits_seconds=round(total, 3),
-                       logit_pairs=int(lattrs.get("n_pairs", 0)), device=str(lattrs.get("device", "")),
-                       selection_seconds=round(selection, 3), grid_seconds=round(grid, 3), grid_points=grid_points,
-                       single_point_seconds=round(point, 3), reads_measured=lattrs.get("read_seconds") is not None)
+    return cost_timing(
+        n_queries,
+        reads=reads,
+        rerank=total - reads + point,
+        logits_seconds=round(total, 3),
+        logit_pairs=int(lattrs.get("n_pairs", 0)),
+        device=str(lattrs.get("device", "")),
+        selection_seconds=round(selection, 3),
+        grid_seconds=round(grid, 3),
+        grid_points=grid_points,
+        single_point_seconds=round(point, 3),
+        reads_measured=lattrs.get("read_seconds") is not None,
+    )
 
 
-def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_path: str | Path, gnd_path: str | Path,
-                        baseline_json: str | Path, out_json: str | Path, out_ranking: str | Path, out_csv: str | Path,
-                        out_grid: str | Path, dataset: str, method: str, grid: dict[str, Sequence[float]],
-                        select: str, fixed: dict[str, float], val_paths: dict[str, str] | None, validation_split: str | None,
-                        junk_mode: str, n_bootstrap: int, csv_top: int, versions: dict[str, str],
-                        hyperparameters: dict[str, Any], preset: str, fusion: str = "sigmoid") -> None:
+def evaluate_ames_stage(
+    logits_path: str | Path,
+    knn_path: str | Path,
+    lists_path: str | Path,
+    gnd_path: str | Path,
+    baseline_json: str | Path,
+    out_json: str | Path,
+    out_ranking: str | Path,
+    out_csv: str | Path,
+    out_grid: str | Path,
+    dataset: str,
+    method: str,
+    grid: dict[str, Sequence[float]],
+    select: str,
+    fixed: dict[str, float],
+    val_paths: dict[str, str] | None,
+    validation_split: str | None,
+    junk_mode: str,
+    n_bootstrap: int,
+    csv_top: int,
+    versions: dict[str, str],
+    hyperparameters: dict[str, Any],
+    preset: str,
+    fusion: str = "sigmoid",
+) -> None:
     """``fusion``: how the logits enter the fused score (``ames_rerank.fusion_logits``), on the validation split and
     the evaluated dataset alike."""
-
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
@@ -271,15 +409,21 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
     pairs, logits, lattrs = read_logits(logits_path)
     logits = fusion_logits(logits, fusion)
     if max(grid["num_rerank"]) > lattrs["max_rerank"]:
-        raise ValueError(f"{logits_path}: logits cover num_rerank <= {lattrs['max_rerank']}, grid asks {max(grid['num_rerank'])}")
+        raise ValueError(
+            f"{logits_path}: logits cover num_rerank <= {lattrs['max_rerank']}, grid asks {max(grid['num_rerank'])}"
+        )
 
     gldv2 = gnd.get("protocol") == "gldv2"
     gldv2_rows = _sweep_gldv2(ids, sims, gnd["gnd"], pairs, logits, n_db, grid) if gldv2 else None
     if gldv2 and select == "validation":  # AMES's practice on GLDv2: choose on the Public queries, report Private
         chosen = _best(gldv2_rows, "mAP@100_Public")
-        chosen = {"num_rerank": chosen["num_rerank"], "lambda": chosen["lambda"], "gamma": chosen["gamma"],
-                  "selected_on": f"{dataset} Public queries (report Private)",
-                  "validation_mAP@100": {"Public": chosen["mAP@100_Public"]}}
+        chosen = {
+            "num_rerank": chosen["num_rerank"],
+            "lambda": chosen["lambda"],
+            "gamma": chosen["gamma"],
+            "selected_on": f"{dataset} Public queries (report Private)",
+            "validation_mAP@100": {"Public": chosen["mAP@100_Public"]},
+        }
     elif select == "validation":
         v_ids, v_sims, _ = read_neighbours(val_paths["knn"])
         v_gnd, v_lists = read_json(val_paths["gnd"]), read_json(val_paths["lists"])
@@ -287,8 +431,13 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
         v_logits = fusion_logits(v_logits, fusion)
         v_rows, _, _ = _sweep(v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid)
         chosen = _best(v_rows)
-        chosen = {"num_rerank": chosen["num_rerank"], "lambda": chosen["lambda"], "gamma": chosen["gamma"],
-                  "selected_on": validation_split, "validation_mAP": {p: chosen[f"mAP_{p}"] for p in PROTOCOLS}}
+        chosen = {
+            "num_rerank": chosen["num_rerank"],
+            "lambda": chosen["lambda"],
+            "gamma": chosen["gamma"],
+            "selected_on": validation_split,
+            "validation_mAP": {p: chosen[f"mAP_{p}"] for p in PROTOCOLS},
+        }
     else:
         chosen = {**fixed, "selected_on": "fixed (configuration)"}
     chosen["fusion"] = fusion
@@ -300,13 +449,21 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
         rows, shortlists, sl_sims = _sweep(ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid)
     t_grid = time.time()
     oracle = _best(rows, "mAP@100_Private" if gldv2 else "mAP_M")
-    rankings = grid_rankings(shortlists, sl_sims, pairs, logits, chosen["lambda"], chosen["gamma"], chosen["num_rerank"])
+    rankings = grid_rankings(
+        shortlists, sl_sims, pairs, logits, chosen["lambda"], chosen["gamma"], chosen["num_rerank"]
+    )
     guarded = {}
     for p in PROTOCOLS:  # images without features last (the fusion keeps them there already: g = -inf)
         if p == "M" or rankings[p] is not rankings["M"]:
-            guarded[p], _, flags = without_features(knn_path, lists, rankings[p], np.zeros(rankings[p].shape, np.float32))
+            guarded[p], _, flags = without_features(
+                knn_path, lists, rankings[p], np.zeros(rankings[p].shape, np.float32)
+            )
     rankings = {p: guarded.get(p, guarded["M"]) for p in PROTOCOLS}
-    m = evaluate_ground_truth(rankings["M"], gnd, n_db) if gldv2 else evaluate_protocol_rankings(rankings, gnd["gnd"], n_db)
+    m = (
+        evaluate_ground_truth(rankings["M"], gnd, n_db)
+        if gldv2
+        else evaluate_protocol_rankings(rankings, gnd["gnd"], n_db)
+    )
     base = evaluate_ground_truth(ids, gnd, n_db)
     t_point = time.time()
 
@@ -314,8 +471,16 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
         for p in PROTOCOLS:
             if p == "M" or rankings[p] is not rankings["M"]:
                 f.create_dataset("ranks" if p == "M" else f"ranks_{p}", data=rankings[p].astype(np.int32))
-        f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)",
-                        "junk_mode": junk_mode, "note": "ranks: the Medium-protocol ranking; ranks_E/H per protocol in junk_mode ames"})
+        f.attrs.update(
+            {
+                "schema_version": 1,
+                "kind": "ranking",
+                "n_db": n_db,
+                "layout": "(n_queries, n_db)",
+                "junk_mode": junk_mode,
+                "note": "ranks: the Medium-protocol ranking; ranks_E/H per protocol in junk_mode ames",
+            }
+        )
     with atomic_path(out_grid) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -327,14 +492,37 @@ def evaluate_ames_stage(logits_path: str | Path, knn_path: str | Path, lists_pat
             gs = dict(zip(ids[qi].tolist(), sims[qi].tolist()))
             for r, j in enumerate(rankings["M"][qi, :csv_top]):
                 w.writerow([q["path"], r + 1, lists["db"][j]["path"], f"{gs[int(j)]:.6f}"])
-    write_results(out_json, dataset=dataset, method=method, preset=preset, lists=lists, gnd=gnd, evaluation=m,
-                  baseline=("global", base), n_bootstrap=n_bootstrap, flags=flags,
-                  extra={"junk_mode": junk_mode, "chosen": chosen,
-                         "oracle": {"note": f"the grid maximum of {'Private mAP@100' if gldv2 else 'Medium mAP'} on the "
-                                            "evaluated queries: not a fair result", **oracle},
-                         "grid": rows},
-                  hyperparameters=hyperparameters, versions=versions,
-                  artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "grid_csv": str(out_grid),
-                             "logits": str(logits_path), "knn": str(knn_path), "baseline": str(baseline_json)},
-                  timing=_ames_timing(lattrs, len(lists["query"]), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid))
+    write_results(
+        out_json,
+        dataset=dataset,
+        method=method,
+        preset=preset,
+        lists=lists,
+        gnd=gnd,
+        evaluation=m,
+        baseline=("global", base),
+        n_bootstrap=n_bootstrap,
+        flags=flags,
+        extra={
+            "junk_mode": junk_mode,
+            "chosen": chosen,
+            "oracle": {
+                "note": f"the grid maximum of {'Private mAP@100' if gldv2 else 'Medium mAP'} on the "
+                "evaluated queries: not a fair result",
+                **oracle,
+            },
+            "grid": rows,
+        },
+        hyperparameters=hyperparameters,
+        versions=versions,
+        artifacts={
+            "ranking": str(out_ranking),
+            "neighbours_csv": str(out_csv),
+            "grid_csv": str(out_grid),
+            "logits": str(logits_path),
+            "knn": str(knn_path),
+            "baseline": str(baseline_json),
+        },
+        timing=_ames_timing(lattrs, len(lists["query"]), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid),
+    )
     log.info("%s %s chosen at %s", dataset, method, chosen)

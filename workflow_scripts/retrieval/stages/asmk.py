@@ -39,9 +39,19 @@ def _read_descriptors(f, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, np.repeat(rows, counts)
 
 
-def fit_asmk_codebook(local_path: str | Path, out_path: str | Path, manifest_path: str | Path, k: int,
-                      max_descriptors: int, seed: int, version: str, config: dict[str, Any], preset: str,
-                      training_split: str, local_version: str) -> None:
+def fit_asmk_codebook(
+    local_path: str | Path,
+    out_path: str | Path,
+    manifest_path: str | Path,
+    k: int,
+    max_descriptors: int,
+    seed: int,
+    version: str,
+    config: dict[str, Any],
+    preset: str,
+    training_split: str,
+    local_version: str,
+) -> None:
     """ASMK visual words from the fit split's database descriptors (whole images in a seeded random order until
     ``max_descriptors``), saved as ``centroids (k, D)`` float32 in ``.npz``; ``k`` is the most words, fewer
     (:func:`retrieval.search.asmk.codebook_size`) when the split has too few descriptors for it."""
@@ -59,16 +69,37 @@ def fit_asmk_codebook(local_path: str | Path, out_path: str | Path, manifest_pat
         x = x[np.sort(rng.choice(len(x), max_descriptors, replace=False))]
     k_requested, k = k, codebook_size(len(x), k)
     if k != k_requested:
-        log.warning("asmk codebook: %d descriptors of %s support %d words, not asmk.codebook.k %d (>= 39 per word)",
-                    len(x), training_split, k, k_requested)
-    log.info("asmk codebook: k=%d on %d descriptors of %d images of %s (%d available, %.1f per word)", k, len(x),
-             len(take), training_split, n_available, len(x) / k)
+        log.warning(
+            "asmk codebook: %d descriptors of %s support %d words, not asmk.codebook.k %d (>= 39 per word)",
+            len(x),
+            training_split,
+            k,
+            k_requested,
+        )
+    log.info(
+        "asmk codebook: k=%d on %d descriptors of %d images of %s (%d available, %.1f per word)",
+        k,
+        len(x),
+        len(take),
+        training_split,
+        n_available,
+        len(x) / k,
+    )
     t0 = time.time()
     centroids = fit_codebook(x, k, source=f"{local_path} (training_split {training_split})")
     with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, centroids=centroids)
-    m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x), n_available_descriptors=n_available,
-            n_training_images=len(take), k_requested=k_requested, k=k, points_per_word=round(len(x) / k, 1), fit_seconds=round(time.time() - t0, 3))
+    m.write(
+        manifest_path,
+        outputs=[out_path],
+        n_training_descriptors=len(x),
+        n_available_descriptors=n_available,
+        n_training_images=len(take),
+        k_requested=k_requested,
+        k=k,
+        points_per_word=round(len(x) / k, 1),
+        fit_seconds=round(time.time() - t0, 3),
+    )
 
 
 def load_centroids(path: str | Path) -> np.ndarray:
@@ -78,8 +109,14 @@ def load_centroids(path: str | Path) -> np.ndarray:
         return z["centroids"].astype(np.float32)
 
 
-def build_asmk_ivf(local_path: str | Path, codebook_path: str | Path, out_path: str | Path, cfg: dict[str, Any],
-                   version: str, block: int = 256) -> None:
+def build_asmk_ivf(
+    local_path: str | Path,
+    codebook_path: str | Path,
+    out_path: str | Path,
+    cfg: dict[str, Any],
+    version: str,
+    block: int = 256,
+) -> None:
     """The database's inverted file (see ``asmk_index.write_ivf``), aggregated ``block`` images at a time."""
 
     conf = ASMKConfig.from_config(cfg)
@@ -89,21 +126,40 @@ def build_asmk_ivf(local_path: str | Path, codebook_path: str | Path, out_path: 
     with open_local(local_path) as f:
         n = f["count"].shape[0]
         if n and f["descriptors"].shape[2] != centroids.shape[1]:
-            raise ValueError(f"{local_path}: {f['descriptors'].shape[2]}-d descriptors, codebook {codebook_path} is "
-                             f"{centroids.shape[1]}-d")
+            raise ValueError(
+                f"{local_path}: {f['descriptors'].shape[2]}-d descriptors, codebook {codebook_path} is "
+                f"{centroids.shape[1]}-d"
+            )
         for s in range(0, n, block):
             x, rows = _read_descriptors(f, np.arange(s, min(n, s + block)))
             parts.append(aggregate_images(centroids, x, rows, conf))
-    agg = {k: np.concatenate([p[k] for p in parts]) if parts else aggregate_images(centroids, np.zeros(
-        (0, centroids.shape[1]), np.float32), np.zeros(0, np.int64), conf)[k] for k in ("codes", "words", "images")}
+    agg = {
+        k: np.concatenate([p[k] for p in parts])
+        if parts
+        else aggregate_images(centroids, np.zeros((0, centroids.shape[1]), np.float32), np.zeros(0, np.int64), conf)[k]
+        for k in ("codes", "words", "images")
+    }
     seconds = time.time() - t0
     write_ivf(out_path, agg, n, centroids, conf, version=version, build_seconds=seconds)
-    log.info("asmk ivf: %d images, %d (image, word) rows, %d words used of %d, %.1f s", n, len(agg["words"]),
-             len(np.unique(agg["words"])), centroids.shape[0], seconds)
+    log.info(
+        "asmk ivf: %d images, %d (image, word) rows, %d words used of %d, %.1f s",
+        n,
+        len(agg["words"]),
+        len(np.unique(agg["words"])),
+        centroids.shape[0],
+        seconds,
+    )
 
 
-def asmk_search(query_local: str | Path, ivf_path: str | Path, codebook_path: str | Path, lists_path: str | Path,
-                out_path: str | Path, cfg: dict[str, Any], version: str) -> None:
+def asmk_search(
+    query_local: str | Path,
+    ivf_path: str | Path,
+    codebook_path: str | Path,
+    lists_path: str | Path,
+    out_path: str | Path,
+    cfg: dict[str, Any],
+    version: str,
+) -> None:
     """Every query against the inverted file: the full ranking in the neighbours format (``ids``, ``sims`` = ASMK
     scores, ``-inf`` for database images without descriptors), with ``search_seconds`` (the query side:
     quantisation, aggregation, inverted-file search and ranking), ``reads_seconds`` and ``build_seconds``."""
@@ -118,23 +174,54 @@ def asmk_search(query_local: str | Path, ivf_path: str | Path, codebook_path: st
     index = ASMKIndex(centroids, arrays, n_db, conf)
     with open_local(query_local) as fq:
         if fq["count"].shape[0] != len(lists["query"]):
-            raise ValueError(f"{query_local}: {fq['count'].shape[0]} rows, {lists_path} lists {len(lists['query'])} queries")
+            raise ValueError(
+                f"{query_local}: {fq['count'].shape[0]} rows, {lists_path} lists {len(lists['query'])} queries"
+            )
         ids, sims, t = search_queries(index, fq, arrays["n_words"] > 0)
     if t["queries_without_features"]:
-        log.warning("%d queries have no descriptors: their ranking is the database order (no match)",
-                    len(t["queries_without_features"]))
-    log.info("asmk search: %d queries x %d database images in %.3f s (%.2f ms per query)", len(ids), n_db,
-             t["search_seconds"], 1000 * t["search_seconds"] / max(1, len(ids)))
-    write_neighbours(out_path, ids, sims, k=n_db, n_db=n_db, version=version, search="asmk",
-                     search_seconds=t["search_seconds"], reads_seconds=t["reads_seconds"],
-                     build_seconds=float(attrs["build_seconds"]),
-                     queries_without_features=np.asarray(t["queries_without_features"], np.int64))
+        log.warning(
+            "%d queries have no descriptors: their ranking is the database order (no match)",
+            len(t["queries_without_features"]),
+        )
+    log.info(
+        "asmk search: %d queries x %d database images in %.3f s (%.2f ms per query)",
+        len(ids),
+        n_db,
+        t["search_seconds"],
+        1000 * t["search_seconds"] / max(1, len(ids)),
+    )
+    write_neighbours(
+        out_path,
+        ids,
+        sims,
+        k=n_db,
+        n_db=n_db,
+        version=version,
+        search="asmk",
+        search_seconds=t["search_seconds"],
+        reads_seconds=t["reads_seconds"],
+        build_seconds=float(attrs["build_seconds"]),
+        queries_without_features=np.asarray(t["queries_without_features"], np.int64),
+    )
 
 
-def evaluate_asmk(asmk_knn: str | Path, global_knn: str | Path, lists_path: str | Path, gnd_path: str | Path,
-                  baseline_json: str | Path, out_json: str | Path, out_ranking: str | Path, out_csv: str | Path,
-                  dataset: str, n_bootstrap: int, ks: Sequence[int], csv_top: int, versions: dict[str, str],
-                  hyperparameters: dict[str, Any], preset: str) -> None:
+def evaluate_asmk(
+    asmk_knn: str | Path,
+    global_knn: str | Path,
+    lists_path: str | Path,
+    gnd_path: str | Path,
+    baseline_json: str | Path,
+    out_json: str | Path,
+    out_ranking: str | Path,
+    out_csv: str | Path,
+    dataset: str,
+    n_bootstrap: int,
+    ks: Sequence[int],
+    csv_top: int,
+    versions: dict[str, str],
+    hyperparameters: dict[str, Any],
+    preset: str,
+) -> None:
     """The ASMK ranking in the results contract, next to the global ranking (baseline, paired difference). Its
     first stage is its own search (``timing.ms_per_query.first_stage``); building the inverted file is the work
     done once per database (``offline_seconds``)."""
@@ -147,13 +234,35 @@ def evaluate_asmk(asmk_knn: str | Path, global_knn: str | Path, lists_path: str 
         if arr.shape != (n_q, n_db):
             raise ValueError(f"{path}: shape {arr.shape}, expected the full ranking {(n_q, n_db)} of {lists_path}")
     search = float(attrs["search_seconds"])
-    timing = cost_timing(n_q, reads=float(attrs["reads_seconds"]), offline=float(attrs["build_seconds"]),
-                         first_stage_seconds=round(search, 6))
+    timing = cost_timing(
+        n_q,
+        reads=float(attrs["reads_seconds"]),
+        offline=float(attrs["build_seconds"]),
+        first_stage_seconds=round(search, 6),
+    )
     timing["ms_per_query"]["first_stage"] = round(1000 * search / max(1, n_q), 3)
     empty = [int(i) for i in attrs.get("queries_without_features", [])]
-    write_reranked_evaluation("asmk", ids, sims, base_ids, lists, gnd, dataset, str(out_json), str(out_ranking),
-                              str(out_csv), str(baseline_json), str(asmk_knn), n_bootstrap, ks, csv_top, versions,
-                              hyperparameters, preset, timing=timing,
-                              extra={"first_stage": {"method": "asmk", "knn": str(asmk_knn)}},
-                              artifacts={"baseline_knn": str(global_knn)},
-                              flags={"queries_without_features": [lists["query"][i]["name"] for i in empty]})
+    write_reranked_evaluation(
+        "asmk",
+        ids,
+        sims,
+        base_ids,
+        lists,
+        gnd,
+        dataset,
+        str(out_json),
+        str(out_ranking),
+        str(out_csv),
+        str(baseline_json),
+        str(asmk_knn),
+        n_bootstrap,
+        ks,
+        csv_top,
+        versions,
+        hyperparameters,
+        preset,
+        timing=timing,
+        extra={"first_stage": {"method": "asmk", "knn": str(asmk_knn)}},
+        artifacts={"baseline_knn": str(global_knn)},
+        flags={"queries_without_features": [lists["query"][i]["name"] for i in empty]},
+    )

@@ -10,8 +10,9 @@ from retrieval.evaluation.compare import _check_same_shortlist, compare_rows, re
 from retrieval.runtime import atomic_path, read_json, write_json
 
 
-def compare_stage(result_paths: dict[str, str], knn_path: str | Path, dataset: str, out_json: str | Path,
-                  out_md: str | Path) -> None:
+def compare_stage(
+    result_paths: dict[str, str], knn_path: str | Path, dataset: str, out_json: str | Path, out_md: str | Path
+) -> None:
 
     results = {m: read_json(p) for m, p in result_paths.items()}
     for m, r in results.items():

@@ -16,27 +16,39 @@ from retrieval.stores.local_store import open_local
 log = logging.getLogger(__name__)
 
 
-def export_ames(local_db: str | Path, local_query: str | Path, knn_path: str | Path, lists_path: str | Path,
-                gnd_path: str | Path, out_dir: str | Path, dataset: str, desc: str, version: str,
-                inputs: dict[str, str]) -> None:
+def export_ames(
+    local_db: str | Path,
+    local_query: str | Path,
+    knn_path: str | Path,
+    lists_path: str | Path,
+    gnd_path: str | Path,
+    out_dir: str | Path,
+    dataset: str,
+    desc: str,
+    version: str,
+    inputs: dict[str, str],
+) -> None:
     """This run's artifacts in the AMES release layout, one folder per dataset (``{data_root}/{dataset}/`` for
     AMES's code): ``{desc}_gallery_local.hdf5`` / ``{desc}_query_local.hdf5`` (structured float16), ``nn_{desc}.pkl``
     (torch tensor (2, Nq, K)), ``test_gallery.txt`` / ``test_query.txt`` (path, width, height) and, with ground
     truth, ``gnd_{dataset}.pkl`` (revisitop's dict of lists and numpy arrays)."""
 
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lists = read_json(lists_path)
     if not lists["query"]:
-        raise ValueError(f"{dataset}: no queries to export (the export is of an evaluated dataset: lists, local "
-                         "descriptors and its shortlist)")
+        raise ValueError(
+            f"{dataset}: no queries to export (the export is of an evaluated dataset: lists, local "
+            "descriptors and its shortlist)"
+        )
     files = {}
     for split, name in (("db", "gallery"), ("query", "query")):
         with open_local(local_db if split == "db" else local_query) as f:
             shape = write_release_local(f, out / f"{desc}_{name}_local.hdf5")
         if shape["n"] != len(lists[split]):
-            raise ValueError(f"{dataset} {split}: {shape['n']} local-descriptor rows but {len(lists[split])} images listed")
+            raise ValueError(
+                f"{dataset} {split}: {shape['n']} local-descriptor rows but {len(lists[split])} images listed"
+            )
         write_release_list(out / f"test_{name}.txt", lists[split], lists["root"])
         files[f"{desc}_{name}_local.hdf5"] = shape
     ids, sims, attrs = read_neighbours(knn_path)
@@ -44,9 +56,17 @@ def export_ames(local_db: str | Path, local_query: str | Path, knn_path: str | P
     files[f"nn_{desc}.pkl"] = {"shape": [2, *ids.shape], "full_ranking": bool(ids.shape[1] == len(lists["db"]))}
     gnd = read_json(gnd_path)
     if gnd is not None:
-        raw = {"imlist": gnd["imlist"], "qimlist": gnd["qimlist"],
-               "gnd": [{**{k: np.asarray(g[k], np.int64) for k in ("easy", "hard", "junk")},
-                        "bbx": None if g.get("bbx") is None else np.asarray(g["bbx"], np.float64)} for g in gnd["gnd"]]}
+        raw = {
+            "imlist": gnd["imlist"],
+            "qimlist": gnd["qimlist"],
+            "gnd": [
+                {
+                    **{k: np.asarray(g[k], np.int64) for k in ("easy", "hard", "junk")},
+                    "bbx": None if g.get("bbx") is None else np.asarray(g["bbx"], np.float64),
+                }
+                for g in gnd["gnd"]
+            ],
+        }
         with atomic_path(out / f"gnd_{dataset}.pkl") as tmp, open(tmp, "wb") as fh:
             pickle.dump(raw, fh, protocol=4)
         files[f"gnd_{dataset}.pkl"] = {"queries": len(raw["gnd"])}

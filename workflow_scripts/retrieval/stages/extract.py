@@ -37,10 +37,19 @@ def shared_query_rows(lists: dict[str, Any]) -> dict[int, int]:
     return {i: db_row[q["path"]] for i, q in enumerate(lists["query"]) if q.get("crop") is None and q["path"] in db_row}
 
 
-def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks: int, out_path: str | Path,
-                        backbone: str, backbone_config: dict[str, Any], version: str, on_bad_image: str = "error",
-                        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                        db_chunks: Sequence[str | Path] = ()) -> None:
+def extract_local_chunk(
+    lists_path: str | Path,
+    split: str,
+    chunk: int,
+    n_chunks: int,
+    out_path: str | Path,
+    backbone: str,
+    backbone_config: dict[str, Any],
+    version: str,
+    on_bad_image: str = "error",
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    db_chunks: Sequence[str | Path] = (),
+) -> None:
     """Local features (and, for deep backbones, global descriptors) of one contiguous chunk of the ``db`` or
     ``query`` list. Images are decoded as displayed (data/images.py); query boxes are in displayed coordinates, so the
     crop is taken on the EXIF-transposed image. A JPEG reduced while decoding (over ``max_image_pixels``) has its
@@ -49,7 +58,9 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     (:func:`shared_query_rows`) instead of extracting them again; the copied rows are the database rows exactly."""
 
     if backbone not in ("sift", "dinov2", "resnet", "ames_import"):
-        raise ValueError(f"extract.backbone: unknown backbone {backbone!r} (available: sift, dinov2, resnet, ames_import)")
+        raise ValueError(
+            f"extract.backbone: unknown backbone {backbone!r} (available: sift, dinov2, resnet, ames_import)"
+        )
     lists = read_json(lists_path)
     entries = lists[split]
     start, stop = chunk_rows(len(entries), chunk, n_chunks)
@@ -59,21 +70,28 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
     if backbone == "sift":
         cfg = sift.SiftConfig(**backbone_config)
         k, dim, colour = cfg.k, sift.DIM, "gray"
+
         def run(img, e, crop):
             return (sift.extract_sift(img, cfg, crop) if img.size else sift.empty_features(cfg, e)), None
+
         extra: dict[str, Any] = {}
     else:
-
         extractor = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
         k, dim, colour = extractor.cfg.k, extractor.local_dim, "bgr"
+
         def run(img, e, crop):
             return extractor.extract(img, crop) if img.size else extractor.empty(e)
+
         extra = {"model": json.dumps(extractor.describe())}
         log.info("%s: %s", backbone, extractor.describe())
     rows, globals_ = [], []
     skipped: list[dict[str, str]] = []
     t0 = time.time()
-    shared = {q: d for q, d in shared_query_rows(lists).items() if start <= q < stop} if split == "query" and db_chunks else {}
+    shared = (
+        {q: d for q, d in shared_query_rows(lists).items() if start <= q < stop}
+        if split == "query" and db_chunks
+        else {}
+    )
     copied: dict[int, tuple[dict[str, np.ndarray], np.ndarray | None]] = {}
     if shared:
         order = sorted(shared)
@@ -84,10 +102,19 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
         for p in db_chunks:
             with h5py.File(p, "r") as f:
                 db_skipped |= {x["path"] for x in json.loads(f.attrs.get("skipped", "[]"))}
-        skipped += [{"path": entries[q]["path"], "reason": "no features in the database row it shares"}
-                    for q in order if entries[q]["path"] in db_skipped]
-        log.info("%s query chunk %d: %d of %d queries are uncropped database images: their database rows are "
-                 "copied, not extracted again", lists["dataset"], chunk, len(shared), stop - start)
+        skipped += [
+            {"path": entries[q]["path"], "reason": "no features in the database row it shares"}
+            for q in order
+            if entries[q]["path"] in db_skipped
+        ]
+        log.info(
+            "%s query chunk %d: %d of %d queries are uncropped database images: their database rows are "
+            "copied, not extracted again",
+            lists["dataset"],
+            chunk,
+            len(shared),
+            stop - start,
+        )
     for i, e in enumerate(entries[start:stop]):
         if start + i in copied:
             row, g = copied[start + i]
@@ -114,27 +141,58 @@ def extract_local_chunk(lists_path: str | Path, split: str, chunk: int, n_chunks
         if i == (stop - start) // 2:
             fault_point("extract")
         if (i + 1) % 100 == 0 or i + 1 == stop - start:
-            log.info("%s %s chunk %d: %d/%d images, %.1f img/s", lists["dataset"], split, chunk, i + 1, stop - start,
-                     (i + 1) / (time.time() - t0))
+            log.info(
+                "%s %s chunk %d: %d/%d images, %.1f img/s",
+                lists["dataset"],
+                split,
+                chunk,
+                i + 1,
+                stop - start,
+                (i + 1) / (time.time() - t0),
+            )
     global_desc = None
     if backbone != "sift":
         global_desc = np.stack(globals_) if globals_ else np.zeros((0, extractor.global_dim), np.float32)
-    write_local_chunk(out_path, rows, k=k, dim=dim, backbone=backbone, row_start=start, n_total=len(entries),
-                      extra_attrs={"version": version, "split": split, "skipped": json.dumps(skipped),
-                                   "seconds": time.time() - t0, **extra},
-                      global_desc=global_desc)
+    write_local_chunk(
+        out_path,
+        rows,
+        k=k,
+        dim=dim,
+        backbone=backbone,
+        row_start=start,
+        n_total=len(entries),
+        extra_attrs={
+            "version": version,
+            "split": split,
+            "skipped": json.dumps(skipped),
+            "seconds": time.time() - t0,
+            **extra,
+        },
+        global_desc=global_desc,
+    )
 
 
 def _extract_reduced(run, decoded, entry: dict[str, Any], crop: list[int] | None, backbone: str):
     """Features of a JPEG reduced while decoding, in full-image pixels: the box is scaled to the reduced pixels,
     positions (and SIFT sizes, which are in pixels) are scaled back, the stored size is the full displayed size."""
     fx, fy = decoded.factor
-    log.warning("%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)", entry["path"],
-                decoded.width, decoded.height, decoded.pixels.shape[1], decoded.pixels.shape[0])
+    log.warning(
+        "%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)",
+        entry["path"],
+        decoded.width,
+        decoded.height,
+        decoded.pixels.shape[1],
+        decoded.pixels.shape[0],
+    )
     small = None
     if crop is not None:
         x1, y1, x2, y2 = crop
-        small = [int(x1 * fx), int(y1 * fy), max(int(x1 * fx) + 1, round(x2 * fx)), max(int(y1 * fy) + 1, round(y2 * fy))]
+        small = [
+            int(x1 * fx),
+            int(y1 * fy),
+            max(int(x1 * fx) + 1, round(x2 * fx)),
+            max(int(y1 * fy) + 1, round(y2 * fy)),
+        ]
     row, g = run(decoded.pixels, entry, small)
     row = dict(row)
     row["xy"] = (row["xy"] / np.array([fx, fy], np.float32)).astype(np.float32)
@@ -144,8 +202,9 @@ def _extract_reduced(run, decoded, entry: dict[str, Any], crop: list[int] | None
     return row, g
 
 
-def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, out_path: str | Path,
-                      cfg: dict[str, Any], version: str) -> None:
+def import_ames_chunk(
+    lists: dict[str, Any], split: str, start: int, stop: int, out_path: str | Path, cfg: dict[str, Any], version: str
+) -> None:
     """Rows [start, stop) of an AMES release file as a local-store chunk (see stores/ames_release.py)."""
 
     if not cfg.get("dir"):
@@ -158,15 +217,32 @@ def import_ames_chunk(lists: dict[str, Any], split: str, start: int, stop: int, 
         raise ValueError(f"{path}: {n} rows but the {split} list of {lists['dataset']} has {len(lists[split])} images")
     meta, desc, packed = read_rows(path, start, stop)
     rows = convert_rows(path, meta, desc, lists[split][start:stop], int(cfg["k"]), cfg["positions"], start, packed)
-    write_local_chunk(out_path, rows, k=int(cfg["k"]), dim=dim, backbone="ames_import", row_start=start,
-                      n_total=len(lists[split]), extra_attrs={"version": version, "split": split, "skipped": "[]",
-                                                              "source": str(path)})
+    write_local_chunk(
+        out_path,
+        rows,
+        k=int(cfg["k"]),
+        dim=dim,
+        backbone="ames_import",
+        row_start=start,
+        n_total=len(lists[split]),
+        extra_attrs={"version": version, "split": split, "skipped": "[]", "source": str(path)},
+    )
 
 
-def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split: str, out_path: str | Path,
-                manifest_path: str | Path, version: str, config: dict[str, Any], preset: str, lists_version: str,
-                groups: Sequence[int] | None = None, cache: dict[str, str] | None = None,
-                on_bad_image: str = "error") -> None:
+def merge_local(
+    chunk_paths: Sequence[str | Path],
+    lists_path: str | Path,
+    split: str,
+    out_path: str | Path,
+    manifest_path: str | Path,
+    version: str,
+    config: dict[str, Any],
+    preset: str,
+    lists_version: str,
+    groups: Sequence[int] | None = None,
+    cache: dict[str, str] | None = None,
+    on_bad_image: str = "error",
+) -> None:
     """The virtual store of a split; ``groups`` (chunks per part) when the split stacks several extractions
     (``{dataset}+1m``: the dataset's database, then the distractors'); ``cache`` ({"xv", "dir"}) when the chunks are
     feature-cache packs (stores/feature_cache.py: rows mapped by content, in list order)."""
@@ -179,22 +255,38 @@ def merge_local(chunk_paths: Sequence[str | Path], lists_path: str | Path, split
         info = assemble_store(lists, split, cache["dir"], chunk_paths, out_path, cache["xv"], on_bad_image)
         skipped = info.pop("skipped")
         if skipped:
-            log.warning("%d image(s) of %s got no features (on_bad_image: skip): %s", len(skipped), split,
-                        [s["path"] for s in skipped[:5]])
-        log.info("%s %s: %d rows from %d feature-cache pack(s) in %d contiguous run(s)", lists["dataset"], split, n,
-                 info["n_chunks"], info["n_runs"])
+            log.warning(
+                "%d image(s) of %s got no features (on_bad_image: skip): %s",
+                len(skipped),
+                split,
+                [s["path"] for s in skipped[:5]],
+            )
+        log.info(
+            "%s %s: %d rows from %d feature-cache pack(s) in %d contiguous run(s)",
+            lists["dataset"],
+            split,
+            n,
+            info["n_chunks"],
+            info["n_runs"],
+        )
         m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped)
         return
     info = merge_local_chunks(chunk_paths, out_path, n, groups)
     if split == "db" and "parts" in lists and info["parts"] != [p["rows"] for p in lists["parts"]]:
-        raise StoreError(f"{out_path}: parts of {info['parts']} rows but {lists_path} stacks "
-                         f"{[(p['dataset'], p['rows']) for p in lists['parts']]}")
+        raise StoreError(
+            f"{out_path}: parts of {info['parts']} rows but {lists_path} stacks "
+            f"{[(p['dataset'], p['rows']) for p in lists['parts']]}"
+        )
 
     skipped = []
     for p in chunk_paths:
         with h5py.File(p, "r") as f:
             skipped += json.loads(f.attrs.get("skipped", "[]"))
     if skipped:
-        log.warning("%d image(s) of %s got no features (on_bad_image: skip): %s", len(skipped), split,
-                    [s["path"] for s in skipped[:5]])
+        log.warning(
+            "%d image(s) of %s got no features (on_bad_image: skip): %s",
+            len(skipped),
+            split,
+            [s["path"] for s in skipped[:5]],
+        )
     m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped)

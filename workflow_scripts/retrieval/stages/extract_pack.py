@@ -32,7 +32,6 @@ from retrieval.stores.local_store import write_local_chunk
 log = logging.getLogger(__name__)
 
 
-
 def _runner(backbone: str, backbone_config: dict[str, Any]):
     """(run(pixels, entry, crop) -> (row, global or None), K, dim, colour, extra attributes, global dim)."""
     if backbone == "sift":
@@ -49,14 +48,27 @@ def _runner(backbone: str, backbone_config: dict[str, Any]):
             return extractor.extract(img, crop) if img.size else extractor.empty(e)
 
         log.info("%s: %s", backbone, extractor.describe())
-        return (run, extractor.cfg.k, extractor.local_dim, "bgr", {"model": json.dumps(extractor.describe())},
-                extractor.global_dim)
+        return (
+            run,
+            extractor.cfg.k,
+            extractor.local_dim,
+            "bgr",
+            {"model": json.dumps(extractor.describe())},
+            extractor.global_dim,
+        )
     raise ValueError(f"feature cache: backbone {backbone!r} is not extracted from images (sift, dinov2, resnet)")
 
 
-def extract_pack(items: Sequence[dict[str, Any]], out_h5: str | os.PathLike, out_index: str | os.PathLike, xv: str,
-                 backbone: str, backbone_config: dict[str, Any], on_bad_image: str = "error",
-                 max_image_pixels: int | None = None) -> dict[str, Any]:
+def extract_pack(
+    items: Sequence[dict[str, Any]],
+    out_h5: str | os.PathLike,
+    out_index: str | os.PathLike,
+    xv: str,
+    backbone: str,
+    backbone_config: dict[str, Any],
+    on_bad_image: str = "error",
+    max_image_pixels: int | None = None,
+) -> dict[str, Any]:
     """Hash and extract the items of one pack (in order); a key already in the cache (the same bytes and box under
     another name) has its row copied instead. Writes the .h5, then the sidecar. Returns counts and timings."""
     max_image_pixels = max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
@@ -78,12 +90,16 @@ def extract_pack(items: Sequence[dict[str, Any]], out_h5: str | os.PathLike, out
             try:
                 sha = file_sha256(it["path"])
             except FileNotFoundError as e:
-                raise FileNotFoundError(f"image listed but not found: {it['path']} (removed while the workflow ran?)") from e
+                raise FileNotFoundError(
+                    f"image listed but not found: {it['path']} (removed while the workflow ran?)"
+                ) from e
             t_hash += time.time() - th
             now = stat_of(it["path"])
             if now != (it["size"], it["mtime_ns"]):
-                raise CacheError(f"{it['path']} changed while the workflow ran (size, mtime {now}, planned "
-                                 f"{(it['size'], it['mtime_ns'])}); run snakemake again")
+                raise CacheError(
+                    f"{it['path']} changed while the workflow ran (size, mtime {now}, planned "
+                    f"{(it['size'], it['mtime_ns'])}); run snakemake again"
+                )
         shas.append(sha)
         hit = index.by_key.get((sha, crop))
         if hit is not None:
@@ -119,14 +135,44 @@ def extract_pack(items: Sequence[dict[str, Any]], out_h5: str | os.PathLike, out
     if backbone != "sift":
         global_desc = np.stack(globals_) if globals_ else np.zeros((0, global_dim), np.float32)
     seconds = time.time() - t0
-    write_local_chunk(out_h5, rows, k=k, dim=dim, backbone=backbone, row_start=0, n_total=len(rows),
-                      extra_attrs={"version": xv, "pack": out_h5.stem, "skipped": json.dumps(
-                          [{"path": items[int(i)]["path"], "reason": r} for i, r in skipped.items()]),
-                          "seconds": seconds, **extra},
-                      global_desc=global_desc)
-    meta = pack_sidecar(items, shas, xv, out_h5.stem, backbone, backbone_config, skipped, extracted=n_extracted,
-                        copied=n_copied, seconds=round(seconds, 3), hash_seconds=round(t_hash, 3))
+    write_local_chunk(
+        out_h5,
+        rows,
+        k=k,
+        dim=dim,
+        backbone=backbone,
+        row_start=0,
+        n_total=len(rows),
+        extra_attrs={
+            "version": xv,
+            "pack": out_h5.stem,
+            "skipped": json.dumps([{"path": items[int(i)]["path"], "reason": r} for i, r in skipped.items()]),
+            "seconds": seconds,
+            **extra,
+        },
+        global_desc=global_desc,
+    )
+    meta = pack_sidecar(
+        items,
+        shas,
+        xv,
+        out_h5.stem,
+        backbone,
+        backbone_config,
+        skipped,
+        extracted=n_extracted,
+        copied=n_copied,
+        seconds=round(seconds, 3),
+        hash_seconds=round(t_hash, 3),
+    )
     write_json(out_index, meta)
-    log.info("pack %s: %d images, %d extracted, %d found in the cache under another name; %.1f s (hashing %.2f s)",
-             out_h5.stem, len(items), n_extracted, n_copied, seconds, t_hash)
+    log.info(
+        "pack %s: %d images, %d extracted, %d found in the cache under another name; %.1f s (hashing %.2f s)",
+        out_h5.stem,
+        len(items),
+        n_extracted,
+        n_copied,
+        seconds,
+        t_hash,
+    )
     return meta

@@ -9,7 +9,9 @@ from retrieval.stores.global_store import write_global
 from retrieval.stores.imports import read_import
 
 
-def import_global_stage(src: str | Path, lists_path: str | Path, split: str, out_path: str | Path, version: str) -> None:
+def import_global_stage(
+    src: str | Path, lists_path: str | Path, split: str, out_path: str | Path, version: str
+) -> None:
 
     x = read_import(src, split)
     n = len(read_json(lists_path)[split])

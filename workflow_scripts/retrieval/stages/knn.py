@@ -32,15 +32,22 @@ def _exact_similarities(d, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return sims
 
 
-def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: str | Path, k: int, version: str,
-                       search: str = "exact", block: int = 100_000, ivfpq: dict[str, Any] | None = None) -> None:
+def nearest_neighbours(
+    query_path: str | Path,
+    db_path: str | Path,
+    out_path: str | Path,
+    k: int,
+    version: str,
+    search: str = "exact",
+    block: int = 100_000,
+    ivfpq: dict[str, Any] | None = None,
+) -> None:
     """k = 0 asks for the full ranking of the database, which the revisitop metrics need. The database is read in
     blocks of ``block`` rows: exact search merges each block's top k; ``ivfpq`` trains a compressed index on a
     sample, adds the blocks and searches it (a truncated shortlist: k > 0), planned by ``scale.plan_ivfpq``: with
     ``nlist: auto`` a database too small to train it gets exact search (logged, and recorded in the file's
     ``ivfpq_fallback`` attribute); an explicit configuration it cannot train is refused with the numbers. Every
     stored id is a database row (IVF-PQ's -1 "no result" never reaches the file)."""
-
 
     q = read_global(query_path)
     q_none = featureless_rows(q) if len(q) else np.zeros(0, bool)
@@ -61,8 +68,10 @@ def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: st
         extra: dict[str, Any] = {}
         if search == "ivfpq":
             if k == 0:
-                raise ValueError("knn.search: ivfpq returns a truncated shortlist; set knn.k > 0 (the revisitop "
-                                 "metrics need knn.search: exact with knn.k: 0)")
+                raise ValueError(
+                    "knn.search: ivfpq returns a truncated shortlist; set knn.k > 0 (the revisitop "
+                    "metrics need knn.search: exact with knn.k: 0)"
+                )
             plan = plan_ivfpq(n_db, d.shape[1], ivfpq or {})
             if "fallback" in plan:
                 log.warning("knn.search: ivfpq with nlist auto: %s", plan["fallback"])
@@ -76,17 +85,33 @@ def nearest_neighbours(query_path: str | Path, db_path: str | Path, out_path: st
                 sims[(ids >= 0) & db_none[np.maximum(ids, 0)]] = NO_MATCH_SCORE
                 order = np.argsort(-sims, axis=1, kind="stable")
                 ids, sims = np.take_along_axis(ids, order, 1), np.take_along_axis(sims, order, 1)
-                ids[q_none], sims[q_none] = default_order(db_none)[:ids.shape[1]], NO_MATCH_SCORE
+                ids[q_none], sims[q_none] = default_order(db_none)[: ids.shape[1]], NO_MATCH_SCORE
             extra = {"ivfpq": json.dumps(stats)}
         else:
             raise ValueError(f"knn.search: {search!r} is not one of exact, ivfpq")
     seconds = time.time() - t0
     if q_none.any() or db_none.any():
-        log.warning("%d of %d queries and %d of %d database images have no features: they are never a match (ranked "
-                    "last, score -inf)", int(q_none.sum()), len(q_none), int(db_none.sum()), n_db)
+        log.warning(
+            "%d of %d queries and %d of %d database images have no features: they are never a match (ranked "
+            "last, score -inf)",
+            int(q_none.sum()),
+            len(q_none),
+            int(db_none.sum()),
+            n_db,
+        )
     log.info("knn (%s): %d queries x %d database, k=%d in %.3f s", search, len(q), n_db, k_eff, seconds)
-    write_neighbours(out_path, ids, sims, k=k_eff, n_db=n_db, version=version, search_seconds=seconds, search=search,
-                     featureless=(q_none, db_none), **extra)
+    write_neighbours(
+        out_path,
+        ids,
+        sims,
+        k=k_eff,
+        n_db=n_db,
+        version=version,
+        search_seconds=seconds,
+        search=search,
+        featureless=(q_none, db_none),
+        **extra,
+    )
 
 
 def import_nn(nn_path: str | Path, lists_path: str | Path, out_path: str | Path, version: str) -> None:
@@ -95,7 +120,22 @@ def import_nn(nn_path: str | Path, lists_path: str | Path, out_path: str | Path,
     lists = read_json(lists_path)
     n_db = len(lists["db"])
     ids, sims = read_nn(nn_path, len(lists["query"]), n_db)
-    log.info("imported %s: %d queries x top %d of %d database images%s", nn_path, ids.shape[0], ids.shape[1], n_db,
-             "" if ids.shape[1] == n_db else " (a truncated shortlist: no revisitop mAP from it)")
-    write_neighbours(out_path, ids, sims, k=ids.shape[1], n_db=n_db, version=version, search="imported",
-                     source=str(nn_path), search_seconds=0.0)
+    log.info(
+        "imported %s: %d queries x top %d of %d database images%s",
+        nn_path,
+        ids.shape[0],
+        ids.shape[1],
+        n_db,
+        "" if ids.shape[1] == n_db else " (a truncated shortlist: no revisitop mAP from it)",
+    )
+    write_neighbours(
+        out_path,
+        ids,
+        sims,
+        k=ids.shape[1],
+        n_db=n_db,
+        version=version,
+        search="imported",
+        source=str(nn_path),
+        search_seconds=0.0,
+    )

@@ -27,35 +27,81 @@ def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, pr
     m.write(out_dir / "manifest.json", summary=summary)
 
 
-def make_image_lists(dataset_dir: str | Path, dataset: str, crop_queries: bool, out_lists: str | Path,
-                     out_gnd: str | Path, out_manifest: str | Path, version: str, preset: str,
-                     on_bad_image: str = "error", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                     gldv2: dict[str, Any] | None = None) -> None:
+def make_image_lists(
+    dataset_dir: str | Path,
+    dataset: str,
+    crop_queries: bool,
+    out_lists: str | Path,
+    out_gnd: str | Path,
+    out_manifest: str | Path,
+    version: str,
+    preset: str,
+    on_bad_image: str = "error",
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    gldv2: dict[str, Any] | None = None,
+) -> None:
 
-    m = Manifest("image_lists", version, {"dataset": dataset, "crop_queries": crop_queries,
-                                          "on_bad_image": on_bad_image, "max_image_pixels": max_image_pixels,
-                                          "gldv2": gldv2}, preset)
+    m = Manifest(
+        "image_lists",
+        version,
+        {
+            "dataset": dataset,
+            "crop_queries": crop_queries,
+            "on_bad_image": on_bad_image,
+            "max_image_pixels": max_image_pixels,
+            "gldv2": gldv2,
+        },
+        preset,
+    )
     lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels, gldv2)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
     write_json(out_lists, lists)
     write_json(out_gnd, gt.to_json() if gt is not None else None)
-    m.write(out_manifest, outputs=[out_lists, out_gnd], n_db=len(lists["db"]), n_queries=len(lists["query"]),
-            skipped_images=lists.get("skipped", []))
+    m.write(
+        out_manifest,
+        outputs=[out_lists, out_gnd],
+        n_db=len(lists["db"]),
+        n_queries=len(lists["query"]),
+        skipped_images=lists.get("skipped", []),
+    )
 
 
-def make_lists_with_distractors(base_lists: str | Path, base_gnd: str | Path, distractor_lists: str | Path, dataset: str,
-                                out_lists: str | Path, out_gnd: str | Path, out_manifest: str | Path, version: str,
-                                preset: str, input_versions: dict[str, str]) -> None:
+def make_lists_with_distractors(
+    base_lists: str | Path,
+    base_gnd: str | Path,
+    distractor_lists: str | Path,
+    dataset: str,
+    out_lists: str | Path,
+    out_gnd: str | Path,
+    out_manifest: str | Path,
+    version: str,
+    preset: str,
+    input_versions: dict[str, str],
+) -> None:
     """``{dataset}+1m``: the dataset's lists with the distractor set's database appended (see ``with_distractors``)."""
 
-    m = Manifest("image_lists", version, {"dataset": dataset, "distractors": read_json(distractor_lists)["dataset"]}, preset)
+    m = Manifest(
+        "image_lists", version, {"dataset": dataset, "distractors": read_json(distractor_lists)["dataset"]}, preset
+    )
     for role, path in (("base_lists", base_lists), ("base_gnd", base_gnd), ("distractor_lists", distractor_lists)):
         m.add_input(role, path, version=input_versions[role.split("_")[0]])
     lists, gnd = with_distractors(read_json(base_lists), read_json(base_gnd), read_json(distractor_lists), dataset)
     write_json(out_lists, lists)
     write_json(out_gnd, gnd)
-    log.info("%s: %d database images (%s) + %d distractors, %d queries", dataset, lists["parts"][0]["rows"],
-             lists["parts"][0]["dataset"], lists["parts"][1]["rows"], len(lists["query"]))
-    m.write(out_manifest, outputs=[out_lists, out_gnd], n_db=len(lists["db"]), n_queries=len(lists["query"]),
-            parts=lists["parts"], skipped_images=lists.get("skipped", []))
+    log.info(
+        "%s: %d database images (%s) + %d distractors, %d queries",
+        dataset,
+        lists["parts"][0]["rows"],
+        lists["parts"][0]["dataset"],
+        lists["parts"][1]["rows"],
+        len(lists["query"]),
+    )
+    m.write(
+        out_manifest,
+        outputs=[out_lists, out_gnd],
+        n_db=len(lists["db"]),
+        n_queries=len(lists["query"]),
+        parts=lists["parts"],
+        skipped_images=lists.get("skipped", []),
+    )

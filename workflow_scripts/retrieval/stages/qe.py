@@ -12,10 +12,27 @@ from retrieval.search.exact import topk_neighbours
 from retrieval.stores.global_store import read_global, read_neighbours
 
 
-def evaluate_qe_stage(query_global: str, db_global: str, knn_path: str, lists_path: str, gnd_path: str,
-                      baseline_json: str, out_json: str, out_ranking: str, out_csv: str, dataset: str, method: str,
-                      qe_cfg: dict[str, Any], dba_cfg: dict[str, Any] | None, n_bootstrap: int, ks, csv_top: int,
-                      versions: dict[str, str], hyperparameters: dict[str, Any], preset: str) -> None:
+def evaluate_qe_stage(
+    query_global: str,
+    db_global: str,
+    knn_path: str,
+    lists_path: str,
+    gnd_path: str,
+    baseline_json: str,
+    out_json: str,
+    out_ranking: str,
+    out_csv: str,
+    dataset: str,
+    method: str,
+    qe_cfg: dict[str, Any],
+    dba_cfg: dict[str, Any] | None,
+    n_bootstrap: int,
+    ks,
+    csv_top: int,
+    versions: dict[str, str],
+    hyperparameters: dict[str, Any],
+    preset: str,
+) -> None:
 
     t0 = time.time()
     q, db = read_global(query_global), read_global(db_global)
@@ -27,6 +44,24 @@ def evaluate_qe_stage(query_global: str, db_global: str, knn_path: str, lists_pa
     qn, _ = expand(q, dbn, qe_cfg, None)
     ids, sims = topk_neighbours(qn, dbn, len(dbn))  # the expanded query searches the database again
     t3 = time.time()
-    write_reranked_evaluation(method, ids, sims, base_ids, lists, gnd, dataset, out_json, out_ranking, out_csv,
-                              baseline_json, knn_path, n_bootstrap, ks, csv_top, versions, hyperparameters, preset,
-                              timing=cost_timing(len(q), reads=t1 - t0, rerank=t3 - t2, offline=t2 - t1 if dba_cfg is not None else 0.0))
+    write_reranked_evaluation(
+        method,
+        ids,
+        sims,
+        base_ids,
+        lists,
+        gnd,
+        dataset,
+        out_json,
+        out_ranking,
+        out_csv,
+        baseline_json,
+        knn_path,
+        n_bootstrap,
+        ks,
+        csv_top,
+        versions,
+        hyperparameters,
+        preset,
+        timing=cost_timing(len(q), reads=t1 - t0, rerank=t3 - t2, offline=t2 - t1 if dba_cfg is not None else 0.0),
+    )

@@ -29,8 +29,14 @@ log = logging.getLogger(__name__)
 RERANKERS = ("none", "sv")
 
 
-def write_search_csv(path: str | Path, photos: list[dict[str, Any]], collection: list[dict[str, Any]], ids: np.ndarray,
-                     scores: np.ndarray, score_name: str) -> None:
+def write_search_csv(
+    path: str | Path,
+    photos: list[dict[str, Any]],
+    collection: list[dict[str, Any]],
+    ids: np.ndarray,
+    scores: np.ndarray,
+    score_name: str,
+) -> None:
     """One row per (photo, rank): ``photo, rank, image, score`` plus the global ``similarity`` (paths as listed)."""
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
@@ -41,35 +47,66 @@ def write_search_csv(path: str | Path, photos: list[dict[str, Any]], collection:
                 w.writerow([q["path"], r + 1, collection[int(ids[qi, r])]["path"], f"{scores[qi, r]:.6f}"])
 
 
-def contact_sheet(out_html: str | Path, title: str, photos: list[dict[str, Any]], collection: list[dict[str, Any]],
-                  ids: np.ndarray, scores: np.ndarray, score_name: str, top: int, max_photos: int) -> None:
+def contact_sheet(
+    out_html: str | Path,
+    title: str,
+    photos: list[dict[str, Any]],
+    collection: list[dict[str, Any]],
+    ids: np.ndarray,
+    scores: np.ndarray,
+    score_name: str,
+    top: int,
+    max_photos: int,
+) -> None:
     """A self-contained HTML page: per new photo (the first ``max_photos``), the photo then its top ``top``
     neighbours as the report's thumbnails (``report.retrieved_images``), and a table of their paths and scores."""
 
     shown = list(range(min(max_photos, len(photos))))
     lists = {"query": photos, "db": collection}
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:85%}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             f"<p>{len(photos)} new photos against {len(collection)} collection images; each row: the new photo, then "
-             f"its top {min(top, ids.shape[1])} by {html.escape(score_name)}"
-             + (f" (first {len(shown)} photos shown; the CSV has all)" if len(shown) < len(photos) else "") + ".</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:85%}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{len(photos)} new photos against {len(collection)} collection images; each row: the new photo, then "
+        f"its top {min(top, ids.shape[1])} by {html.escape(score_name)}"
+        + (f" (first {len(shown)} photos shown; the CSV has all)" if len(shown) < len(photos) else "")
+        + ".</p>",
+    ]
     for q in shown:
         parts.append(f"<h3>{html.escape(photos[q]['path'])}</h3>")
         parts.append(retrieved_images(ids, lists, None, [q], top))
-        rows = "".join(f"<tr><td>{r + 1}</td><td>{html.escape(collection[int(ids[q, r])]['path'])}</td>"
-                       f"<td>{scores[q, r]:.4f}</td></tr>" for r in range(min(top, ids.shape[1])))
+        rows = "".join(
+            f"<tr><td>{r + 1}</td><td>{html.escape(collection[int(ids[q, r])]['path'])}</td>"
+            f"<td>{scores[q, r]:.4f}</td></tr>"
+            for r in range(min(top, ids.shape[1]))
+        )
         parts.append(f"<table><tr><th>rank</th><th>image</th><th>{html.escape(score_name)}</th></tr>{rows}</table>")
     parts.append("</body></html>")
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text("\n".join(parts))
 
 
-def search_stage(knn_path: str, photos_lists: str, collection_lists: str, photos_local: str | None,
-                 collection_local: str | None, out_csv: str, out_html: str, out_json: str, manifest_path: str,
-                 collection: str, photos: str, rerank: str, sv_cfg: dict[str, Any], top: int, max_photos: int,
-                 version: str, inputs: dict[str, str], config: dict[str, Any]) -> dict[str, Any]:
+def search_stage(
+    knn_path: str,
+    photos_lists: str,
+    collection_lists: str,
+    photos_local: str | None,
+    collection_local: str | None,
+    out_csv: str,
+    out_html: str,
+    out_json: str,
+    manifest_path: str,
+    collection: str,
+    photos: str,
+    rerank: str,
+    sv_cfg: dict[str, Any],
+    top: int,
+    max_photos: int,
+    version: str,
+    inputs: dict[str, str],
+    config: dict[str, Any],
+) -> dict[str, Any]:
     """The neighbours of every new photo in the collection (the ``knn`` file, queries = the photos' database
     split), re-ranked when ``rerank`` is ``sv`` (``sv.py``: inliers of the top ``sv.num_rerank``, global
     similarity breaking ties; the CSV's score is then the inlier count), written as CSV, HTML sheet and JSON.
@@ -80,39 +117,67 @@ def search_stage(knn_path: str, photos_lists: str, collection_lists: str, photos
     ids, sims, attrs = read_neighbours(knn_path)
     q_list, db_list = read_json(photos_lists)["db"], read_json(collection_lists)["db"]
     if ids.shape[0] != len(q_list) or int(attrs["n_db"]) != len(db_list):
-        raise ValueError(f"{knn_path}: {ids.shape[0]} x {attrs['n_db']} neighbours but {len(q_list)} photos in "
-                         f"{photos_lists} and {len(db_list)} images in {collection_lists}")
+        raise ValueError(
+            f"{knn_path}: {ids.shape[0]} x {attrs['n_db']} neighbours but {len(q_list)} photos in "
+            f"{photos_lists} and {len(db_list)} images in {collection_lists}"
+        )
     t0 = time.time()
     scores, score_name, extra = sims, "similarity", {}
     if rerank == "sv":
-
         conf = SVConfig(**sv_cfg)
         with open_local(photos_local) as fq, open_local(collection_local) as fd:
             inliers, timing = verify_shortlists(fq, fd, ids, conf)
         new = rerank_by_inliers(ids, sims, inliers, conf.num_rerank)
         k = inliers.shape[1]
         pos = {(r, int(j)): c for r in range(ids.shape[0]) for c, j in enumerate(ids[r, :k])}
-        scores = np.array([[inliers[r, pos[(r, int(j))]] if (r, int(j)) in pos else 0 for j in new[r]]
-                           for r in range(ids.shape[0])], np.float32)
+        scores = np.array(
+            [[inliers[r, pos[(r, int(j))]] if (r, int(j)) in pos else 0 for j in new[r]] for r in range(ids.shape[0])],
+            np.float32,
+        )
         ids, score_name, extra = new, "inliers", {"sv": timing}
     seconds = time.time() - t0
     write_search_csv(out_csv, q_list, db_list, ids, scores, score_name)
-    contact_sheet(out_html, f"{photos} searched in {collection}", q_list, db_list, ids, scores, score_name, top,
-                  max_photos)
-    result = {"collection": collection, "photos": photos, "n_photos": len(q_list), "n_collection": len(db_list),
-              "k": int(ids.shape[1]), "rerank": rerank, "score": score_name, "search": attrs.get("search"),
-              "search_seconds": float(attrs.get("search_seconds", 0.0)), "rerank_seconds": round(seconds, 3),
-              "artifacts": {"csv": str(out_csv), "html": str(out_html), "knn": str(knn_path)}, **extra,
-              "neighbours": [{"photo": q["path"], "top": [{"image": db_list[int(j)]["path"], score_name: float(s)}
-                                                           for j, s in zip(ids[i, :top], scores[i, :top])]}
-                             for i, q in enumerate(q_list)]}
+    contact_sheet(
+        out_html, f"{photos} searched in {collection}", q_list, db_list, ids, scores, score_name, top, max_photos
+    )
+    result = {
+        "collection": collection,
+        "photos": photos,
+        "n_photos": len(q_list),
+        "n_collection": len(db_list),
+        "k": int(ids.shape[1]),
+        "rerank": rerank,
+        "score": score_name,
+        "search": attrs.get("search"),
+        "search_seconds": float(attrs.get("search_seconds", 0.0)),
+        "rerank_seconds": round(seconds, 3),
+        "artifacts": {"csv": str(out_csv), "html": str(out_html), "knn": str(knn_path)},
+        **extra,
+        "neighbours": [
+            {
+                "photo": q["path"],
+                "top": [
+                    {"image": db_list[int(j)]["path"], score_name: float(s)}
+                    for j, s in zip(ids[i, :top], scores[i, :top])
+                ],
+            }
+            for i, q in enumerate(q_list)
+        ],
+    }
     write_json(out_json, result)
     m = Manifest("search", version, config, None)
     for role, path in inputs.items():
         m.add_input(role, path, checksum=False)
     m.write(manifest_path, outputs=[out_csv, out_html, out_json])
-    log.info("searched %d photos of %s in %s (%d images): top %d, re-rank %s", len(q_list), photos, collection,
-             len(db_list), ids.shape[1], rerank)
+    log.info(
+        "searched %d photos of %s in %s (%d images): top %d, re-rank %s",
+        len(q_list),
+        photos,
+        collection,
+        len(db_list),
+        ids.shape[1],
+        rerank,
+    )
     return result
 
 

@@ -31,16 +31,20 @@ from retrieval.stores.local_store import open_local
 log = logging.getLogger(__name__)
 
 
-def light_global(local_path: str | Path, codebook_path: str | Path, whiten_path: str | Path, alpha: float,
-                 power: float) -> np.ndarray:
+def light_global(
+    local_path: str | Path, codebook_path: str | Path, whiten_path: str | Path, alpha: float, power: float
+) -> np.ndarray:
     """The light model's global descriptors before the adapter: VLAD over the gallery codebook, gallery whitening."""
 
     centroids = load_npz(codebook_path)["centroids"]
     w = load_npz(whiten_path)
     with open_local(local_path) as f:
         desc, counts = f["descriptors"][:], f["count"][:]
-    v = np.stack([vlad(d[:c].astype(np.float32), centroids, alpha) for d, c in zip(desc, counts)]) if len(counts) else \
-        np.zeros((0, centroids.size), np.float32)
+    v = (
+        np.stack([vlad(d[:c].astype(np.float32), centroids, alpha) for d, c in zip(desc, counts)])
+        if len(counts)
+        else np.zeros((0, centroids.size), np.float32)
+    )
     return apply_whitening(v, w, power)
 
 
@@ -55,24 +59,57 @@ def extraction_seconds(entries: list[dict[str, Any]], sift_config: dict[str, Any
     return (time.perf_counter() - t0) / max(1, len(sample))
 
 
-def anchors_stage(global_path: str | Path, out_path: str | Path, manifest_path: str | Path, cfg: dict[str, Any],
-                  version: str, preset: str, fitted_on: str) -> None:
+def anchors_stage(
+    global_path: str | Path,
+    out_path: str | Path,
+    manifest_path: str | Path,
+    cfg: dict[str, Any],
+    version: str,
+    preset: str,
+    fitted_on: str,
+) -> None:
 
     m = Manifest("anchors", version, cfg, preset, fitted_on=fitted_on)
     m.add_input("gallery_global", global_path)
     x = read_global(global_path)
     t0 = time.time()
-    c = fit_pq_anchors(x, int(cfg["m"]), int(cfg["nbits"]), int(cfg["niter"]), int(cfg["nredo"]), int(cfg["seed"]),
-                       int(cfg["min_points_per_centroid"]), source=f"{global_path} ({fitted_on})")
+    c = fit_pq_anchors(
+        x,
+        int(cfg["m"]),
+        int(cfg["nbits"]),
+        int(cfg["niter"]),
+        int(cfg["nredo"]),
+        int(cfg["seed"]),
+        int(cfg["min_points_per_centroid"]),
+        source=f"{global_path} ({fitted_on})",
+    )
     with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, c)
-    m.write(manifest_path, outputs=[out_path], shape=list(c.shape), n_training_vectors=len(x),
-            seconds=round(time.time() - t0, 3))
+    m.write(
+        manifest_path,
+        outputs=[out_path],
+        shape=list(c.shape),
+        n_training_vectors=len(x),
+        seconds=round(time.time() - t0, 3),
+    )
 
 
-def train_query_stage(light_local: str, codebook: str, whiten: str, gallery_global: str, anchors: str, out_model: str,
-                      out_curves: str, manifest_path: str, alpha: float, power: float, cfg: dict[str, Any], version: str,
-                      preset: str, fitted_on: str) -> None:
+def train_query_stage(
+    light_local: str,
+    codebook: str,
+    whiten: str,
+    gallery_global: str,
+    anchors: str,
+    out_model: str,
+    out_curves: str,
+    manifest_path: str,
+    alpha: float,
+    power: float,
+    cfg: dict[str, Any],
+    version: str,
+    preset: str,
+    fitted_on: str,
+) -> None:
 
     m = Manifest("train_query", version, cfg, preset, fitted_on=fitted_on)
     for name, p in (("light_local", light_local), ("gallery_global", gallery_global), ("anchors", anchors)):
@@ -86,20 +123,50 @@ def train_query_stage(light_local: str, codebook: str, whiten: str, gallery_glob
         raise ValueError(f"{anchors}: anchors {a.shape} do not split the {gallery.shape[1]}-d gallery space")
     t0 = time.time()
     model, curves, best = train_adapter(light, gallery, a, SSPTrainConfig(**cfg))
-    log.info("SSP adapter: best held-out loss %.4f at epoch %d (identity start %.4f) in %.1f s",
-             curves[best]["val_loss"], best, curves[0]["val_loss"], time.time() - t0)
+    log.info(
+        "SSP adapter: best held-out loss %.4f at epoch %d (identity start %.4f) in %.1f s",
+        curves[best]["val_loss"],
+        best,
+        curves[0]["val_loss"],
+        time.time() - t0,
+    )
     with atomic_path(out_model) as tmp:
         torch.save({"state": model.state_dict(), "dim": light.shape[1], "best_epoch": best, "config": cfg}, tmp)
     write_json(out_curves, {"curves": curves, "best_epoch": best})
-    m.write(manifest_path, outputs=[out_model, out_curves], n_training_images=len(light), best_epoch=best,
-            seconds=round(time.time() - t0, 3))
+    m.write(
+        manifest_path,
+        outputs=[out_model, out_curves],
+        n_training_images=len(light),
+        best_epoch=best,
+        seconds=round(time.time() - t0, 3),
+    )
 
 
-def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapter: str, query_global: str,
-                       db_global: str, lists_path: str, gnd_path: str, out_json: str, out_ranking: str, out_csv: str,
-                       dataset: str, alpha: float, power: float, light_sift: dict[str, Any], gallery_sift: dict[str, Any],
-                       cost_images: int, n_bootstrap: int, ks, csv_top: int, versions: dict[str, str],
-                       hyperparameters: dict[str, Any], preset: str) -> None:
+def evaluate_ssp_stage(
+    light_query_local: str,
+    codebook: str,
+    whiten: str,
+    adapter: str,
+    query_global: str,
+    db_global: str,
+    lists_path: str,
+    gnd_path: str,
+    out_json: str,
+    out_ranking: str,
+    out_csv: str,
+    dataset: str,
+    alpha: float,
+    power: float,
+    light_sift: dict[str, Any],
+    gallery_sift: dict[str, Any],
+    cost_images: int,
+    n_bootstrap: int,
+    ks,
+    csv_top: int,
+    versions: dict[str, str],
+    hyperparameters: dict[str, Any],
+    preset: str,
+) -> None:
     t0 = time.time()
     lists, gnd = read_json(lists_path), read_json(gnd_path)
     db, q_gallery = read_global(db_global), read_global(query_global)
@@ -125,15 +192,34 @@ def evaluate_ssp_stage(light_query_local: str, codebook: str, whiten: str, adapt
     if gnd is not None:
         ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ks) for k, r in ranks.items()}
         evaluation, baseline = ev["ssp"], ("light_without_adapter", ev["light_without_adapter"])
-        alongside = {"alongside": {k: {"metrics": headline(ev[k])} for k in ("light_without_adapter", "symmetric_gallery")}}
-    cost = {"query_model_extract_ms": round(1000 * light_s, 2), "gallery_model_extract_ms": round(1000 * gallery_s, 2),
-            "ratio": round(gallery_s / max(light_s, 1e-12), 2), "images_timed": min(cost_images, len(lists["query"])),
-            "note": "SIFT extraction of the (cropped) query images, 1 thread, measured in this job; "
-                    "VLAD, whitening and the adapter are common to both or under a millisecond"}
-    write_results(out_json, dataset=dataset, method="ssp", preset=preset, lists=lists, gnd=gnd, evaluation=evaluation,
-                  baseline=baseline, n_bootstrap=n_bootstrap, extra={**alongside, "cost_per_image": cost},
-                  flags={"queries_without_features": [q["name"] for q, f in zip(lists["query"], featureless_rows(light)) if f],
-                         "db_images_without_features": int(featureless_rows(db).sum())},
-                  hyperparameters=hyperparameters, versions=versions,
-                  artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "adapter": str(adapter)},
-                  timing=cost_timing(len(lists["query"]), reads=0.0, rerank=0.0, evaluate_seconds=round(time.time() - t0, 3)))
+        alongside = {
+            "alongside": {k: {"metrics": headline(ev[k])} for k in ("light_without_adapter", "symmetric_gallery")}
+        }
+    cost = {
+        "query_model_extract_ms": round(1000 * light_s, 2),
+        "gallery_model_extract_ms": round(1000 * gallery_s, 2),
+        "ratio": round(gallery_s / max(light_s, 1e-12), 2),
+        "images_timed": min(cost_images, len(lists["query"])),
+        "note": "SIFT extraction of the (cropped) query images, 1 thread, measured in this job; "
+        "VLAD, whitening and the adapter are common to both or under a millisecond",
+    }
+    write_results(
+        out_json,
+        dataset=dataset,
+        method="ssp",
+        preset=preset,
+        lists=lists,
+        gnd=gnd,
+        evaluation=evaluation,
+        baseline=baseline,
+        n_bootstrap=n_bootstrap,
+        extra={**alongside, "cost_per_image": cost},
+        flags={
+            "queries_without_features": [q["name"] for q, f in zip(lists["query"], featureless_rows(light)) if f],
+            "db_images_without_features": int(featureless_rows(db).sum()),
+        },
+        hyperparameters=hyperparameters,
+        versions=versions,
+        artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "adapter": str(adapter)},
+        timing=cost_timing(len(lists["query"]), reads=0.0, rerank=0.0, evaluate_seconds=round(time.time() - t0, 3)),
+    )

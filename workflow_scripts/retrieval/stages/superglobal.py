@@ -14,10 +14,25 @@ from retrieval.stores.global_store import read_global, read_neighbours
 log = logging.getLogger(__name__)
 
 
-def evaluate_superglobal_stage(query_global: str, db_global: str, knn_path: str, lists_path: str, gnd_path: str,
-                               baseline_json: str, out_json: str, out_ranking: str, out_csv: str, dataset: str,
-                               cfg: dict[str, Any], n_bootstrap: int, ks, csv_top: int, versions: dict[str, str],
-                               hyperparameters: dict[str, Any], preset: str) -> None:
+def evaluate_superglobal_stage(
+    query_global: str,
+    db_global: str,
+    knn_path: str,
+    lists_path: str,
+    gnd_path: str,
+    baseline_json: str,
+    out_json: str,
+    out_ranking: str,
+    out_csv: str,
+    dataset: str,
+    cfg: dict[str, Any],
+    n_bootstrap: int,
+    ks,
+    csv_top: int,
+    versions: dict[str, str],
+    hyperparameters: dict[str, Any],
+    preset: str,
+) -> None:
 
     conf = SuperGlobalConfig(**cfg)
     t0 = time.time()
@@ -30,6 +45,24 @@ def evaluate_superglobal_stage(query_global: str, db_global: str, knn_path: str,
     ranking, scores = superglobal_rerank(q, db, ids, sims, conf)
     t2 = time.time()
     log.info("superglobal: %d queries, M=%d, K=%d in %.2f s", len(q), min(conf.m, ids.shape[1]), conf.k, t2 - t1)
-    write_reranked_evaluation("superglobal", ranking, scores, ids, lists, gnd, dataset, out_json, out_ranking, out_csv,
-                              baseline_json, knn_path, n_bootstrap, ks, csv_top, versions, hyperparameters, preset,
-                              timing=cost_timing(len(q), reads=t1 - t0, rerank=t2 - t1))
+    write_reranked_evaluation(
+        "superglobal",
+        ranking,
+        scores,
+        ids,
+        lists,
+        gnd,
+        dataset,
+        out_json,
+        out_ranking,
+        out_csv,
+        baseline_json,
+        knn_path,
+        n_bootstrap,
+        ks,
+        csv_top,
+        versions,
+        hyperparameters,
+        preset,
+        timing=cost_timing(len(q), reads=t1 - t0, rerank=t2 - t1),
+    )

@@ -12,10 +12,25 @@ from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
 
 
-def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path: str, gnd_path: str,
-                      baseline_json: str, out_json: str, out_ranking: str, out_csv: str, dataset: str,
-                      cfg: dict[str, Any], n_bootstrap: int, ks, csv_top: int, versions: dict[str, str],
-                      hyperparameters: dict[str, Any], preset: str) -> None:
+def evaluate_sv_stage(
+    query_local: str,
+    db_local: str,
+    knn_path: str,
+    lists_path: str,
+    gnd_path: str,
+    baseline_json: str,
+    out_json: str,
+    out_ranking: str,
+    out_csv: str,
+    dataset: str,
+    cfg: dict[str, Any],
+    n_bootstrap: int,
+    ks,
+    csv_top: int,
+    versions: dict[str, str],
+    hyperparameters: dict[str, Any],
+    preset: str,
+) -> None:
     """Re-rank the global shortlist by spatial verification and evaluate it next to the global baseline."""
 
     conf = SVConfig(**cfg)
@@ -30,10 +45,32 @@ def evaluate_sv_stage(query_local: str, db_local: str, knn_path: str, lists_path
         inliers, timing = verify_shortlists(fq, fd, ids, conf)
     ranking = rerank_by_inliers(ids, sims, inliers, conf.num_rerank)
     # the CSV's score column is the global similarity, listed in the verified order
-    write_reranked_evaluation("sv", ranking, similarity_along(ranking, ids, sims), ids, lists, gnd, dataset, out_json,
-                              out_ranking, out_csv, baseline_json, knn_path, n_bootstrap, ks, csv_top, versions,
-                              hyperparameters, preset,
-                              timing=cost_timing(ids.shape[0], reads=timing["reads_seconds"],
-                                                 rerank=timing["seconds"] - timing["reads_seconds"], pairs=timing["pairs"],
-                                                 q_desc=timing["q_desc"], db_desc=timing["db_desc"]),
-                              extra_datasets={"inliers": inliers})
+    write_reranked_evaluation(
+        "sv",
+        ranking,
+        similarity_along(ranking, ids, sims),
+        ids,
+        lists,
+        gnd,
+        dataset,
+        out_json,
+        out_ranking,
+        out_csv,
+        baseline_json,
+        knn_path,
+        n_bootstrap,
+        ks,
+        csv_top,
+        versions,
+        hyperparameters,
+        preset,
+        timing=cost_timing(
+            ids.shape[0],
+            reads=timing["reads_seconds"],
+            rerank=timing["seconds"] - timing["reads_seconds"],
+            pairs=timing["pairs"],
+            q_desc=timing["q_desc"],
+            db_desc=timing["db_desc"],
+        ),
+        extra_datasets={"inliers": inliers},
+    )

@@ -21,8 +21,17 @@ from retrieval.stores.global_store import read_global, read_neighbours, write_gl
 log = logging.getLogger(__name__)
 
 
-def fit_lw_stage(global_path: str | Path, lists_path: str | Path, out_path: str | Path, manifest_path: str | Path,
-                 cfg: dict[str, Any], version: str, preset: str, training_split: str, global_version: str) -> None:
+def fit_lw_stage(
+    global_path: str | Path,
+    lists_path: str | Path,
+    out_path: str | Path,
+    manifest_path: str | Path,
+    cfg: dict[str, Any],
+    version: str,
+    preset: str,
+    training_split: str,
+    global_version: str,
+) -> None:
 
     m = Manifest("lw_whiten", version, cfg, preset, fitted_on=training_split)
     m.add_input("global", global_path, version=global_version)
@@ -31,10 +40,17 @@ def fit_lw_stage(global_path: str | Path, lists_path: str | Path, out_path: str 
     if len(labels) != len(x):
         raise ValueError(f"{lists_path}: {len(labels)} database images but {global_path} has {len(x)} rows")
     if (labels >= 0).sum() == 0:
-        raise ValueError(f"{lists_path}: training split '{training_split}' has no labelled database images "
-                         "(Lw whitening learns from same-label pairs)")
+        raise ValueError(
+            f"{lists_path}: training split '{training_split}' has no labelled database images "
+            "(Lw whitening learns from same-label pairs)"
+        )
     pairs = positive_pairs(labels, int(cfg["max_pairs"]), int(cfg["seed"]))
-    log.info("Lw whitening: %d matching pairs of %d labelled images, dimension %d", len(pairs), (labels >= 0).sum(), x.shape[1])
+    log.info(
+        "Lw whitening: %d matching pairs of %d labelled images, dimension %d",
+        len(pairs),
+        (labels >= 0).sum(),
+        x.shape[1],
+    )
     w = fit_lw_whitening(x, pairs, float(cfg["ridge"]))
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
@@ -42,10 +58,25 @@ def fit_lw_stage(global_path: str | Path, lists_path: str | Path, out_path: str 
     m.write(manifest_path, outputs=[out_path], n_pairs=len(pairs), n_training_vectors=len(x))
 
 
-def evaluate_lw_stage(query_global: str, db_global: str, lw_path: str, knn_path: str, lists_path: str, gnd_path: str,
-                      baseline_json: str, out_json: str, out_ranking: str, out_csv: str, dataset: str,
-                      n_bootstrap: int, ks, csv_top: int, versions: dict[str, str], hyperparameters: dict[str, Any],
-                      preset: str) -> None:
+def evaluate_lw_stage(
+    query_global: str,
+    db_global: str,
+    lw_path: str,
+    knn_path: str,
+    lists_path: str,
+    gnd_path: str,
+    baseline_json: str,
+    out_json: str,
+    out_ranking: str,
+    out_csv: str,
+    dataset: str,
+    n_bootstrap: int,
+    ks,
+    csv_top: int,
+    versions: dict[str, str],
+    hyperparameters: dict[str, Any],
+    preset: str,
+) -> None:
 
     t0 = time.time()
     q, db = read_global(query_global), read_global(db_global)
@@ -58,14 +89,43 @@ def evaluate_lw_stage(query_global: str, db_global: str, lw_path: str, knn_path:
     qw = apply_whitening(q, w, power=0.0)
     ids, sims = topk_neighbours(qw, dbw, len(dbw))
     t3 = time.time()
-    write_reranked_evaluation("whiten", ids, sims, base_ids, lists, gnd, dataset, out_json, out_ranking, out_csv,
-                              baseline_json, knn_path, n_bootstrap, ks, csv_top, versions, hyperparameters, preset,
-                              timing=cost_timing(len(q), reads=t1 - t0, rerank=t3 - t2, offline=t2 - t1))
+    write_reranked_evaluation(
+        "whiten",
+        ids,
+        sims,
+        base_ids,
+        lists,
+        gnd,
+        dataset,
+        out_json,
+        out_ranking,
+        out_csv,
+        baseline_json,
+        knn_path,
+        n_bootstrap,
+        ks,
+        csv_top,
+        versions,
+        hyperparameters,
+        preset,
+        timing=cost_timing(len(q), reads=t1 - t0, rerank=t3 - t2, offline=t2 - t1),
+    )
 
 
-def fit_pca_whitening_stage(vlad_path: str | Path, out_path: str | Path, manifest_path: str | Path, dim: int,
-                  min_images_per_dim: float, max_images: int, version: str, config: dict[str, Any], preset: str,
-                  training_split: str, vlad_version: str, seed: int = 0) -> None:
+def fit_pca_whitening_stage(
+    vlad_path: str | Path,
+    out_path: str | Path,
+    manifest_path: str | Path,
+    dim: int,
+    min_images_per_dim: float,
+    max_images: int,
+    version: str,
+    config: dict[str, Any],
+    preset: str,
+    training_split: str,
+    vlad_version: str,
+    seed: int = 0,
+) -> None:
     """PCA-whitening of the fit split's database VLADs, or none when there are too few images
     (:func:`retrieval.features.vlad.whitening_applies`); at most ``max_images`` (a seeded subset) are used."""
 
@@ -77,18 +137,27 @@ def fit_pca_whitening_stage(vlad_path: str | Path, out_path: str | Path, manifes
         x = x[np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))]
     applies, reason = whitening_applies(len(x), dim, min_images_per_dim)
     log.info("PCA-whitening fitted on %s: %s", training_split, reason)
-    w = {**fit_pca_whitening(x, dim), "applied": np.array(True), "reason": np.array(reason)} if applies else \
-        identity_whitening(x.shape[1], reason)
+    w = (
+        {**fit_pca_whitening(x, dim), "applied": np.array(True), "reason": np.array(reason)}
+        if applies
+        else identity_whitening(x.shape[1], reason)
+    )
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **w)
     m.write(manifest_path, outputs=[out_path], n_training_vectors=len(x), n_images=n, applied=applies, decision=reason)
 
 
-def apply_pca_whitening_stage(vlad_path: str | Path, whiten_path: str | Path, out_path: str | Path, power: float, version: str) -> None:
+def apply_pca_whitening_stage(
+    vlad_path: str | Path, whiten_path: str | Path, out_path: str | Path, power: float, version: str
+) -> None:
 
     x = read_global(vlad_path)
     w = load_npz(whiten_path)
     dim = len(w["eigenvalues"]) if bool(w.get("applied", True)) else w["mean"].shape[0]
-    write_global(out_path, whiten(x, w, power) if len(x) else np.zeros((0, dim), np.float32),
-                 method="vlad+whiten", version=version)
+    write_global(
+        out_path,
+        whiten(x, w, power) if len(x) else np.zeros((0, dim), np.float32),
+        method="vlad+whiten",
+        version=version,
+    )

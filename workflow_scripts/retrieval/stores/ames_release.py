@@ -44,7 +44,9 @@ def read_rows(path: str | Path, start: int, stop: int) -> tuple[np.ndarray, np.n
         block = d[start:stop]
     if block.dtype.names:
         if not {"metadata", "descriptor"} <= set(block.dtype.names):
-            raise KeyError(f"{path}: structured 'features' needs fields metadata and descriptor, has {block.dtype.names}")
+            raise KeyError(
+                f"{path}: structured 'features' needs fields metadata and descriptor, has {block.dtype.names}"
+            )
         meta = block["metadata"].astype(np.float32)
         desc = block["descriptor"]
         if desc.dtype == np.uint8:
@@ -65,15 +67,25 @@ def n_rows(path: str | Path) -> tuple[int, int, int]:
         return d.shape[0], d.shape[1], d.shape[2] - 5
 
 
-def convert_rows(path: str | Path, meta: np.ndarray, desc: np.ndarray, entries: list[dict[str, Any]], k: int,
-                 positions: str, row_start: int, packed: bool = False) -> list[dict[str, np.ndarray]]:
+def convert_rows(
+    path: str | Path,
+    meta: np.ndarray,
+    desc: np.ndarray,
+    entries: list[dict[str, Any]],
+    k: int,
+    positions: str,
+    row_start: int,
+    packed: bool = False,
+) -> list[dict[str, np.ndarray]]:
     """Rows of the local store from release rows (entries: the image-list entries of the same images)."""
     rows = []
     for i, (m, x, e) in enumerate(zip(meta, desc, entries)):
         valid = m[:, 3] == 0
         if not packed and (np.linalg.norm(x[~valid], axis=1) > 1e-6).any():
-            raise ValueError(f"{path}: row {row_start + i} ({e['path']}): padded entries (mask 1) carry descriptors; "
-                             "the mask column looks inverted or the file is corrupt")
+            raise ValueError(
+                f"{path}: row {row_start + i} ({e['path']}): padded entries (mask 1) carry descriptors; "
+                "the mask column looks inverted or the file is corrupt"
+            )
         m, x = m[valid], x[valid]
         order = np.argsort(-m[:, 4], kind="stable")[:k]
         m, x = m[order], x[order]
@@ -85,9 +97,16 @@ def convert_rows(path: str | Path, meta: np.ndarray, desc: np.ndarray, entries: 
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         if not (np.abs(norms - 1) < 1e-3).all():  # already unit norm (detector output): kept exactly as released
             x = x / np.maximum(norms, 1e-12)
-        rows.append({"descriptors": x.astype(np.float16), "xy": xy.astype(np.float32),
-                     "scale": m[:, 2].astype(np.float32), "weight": m[:, 4].astype(np.float32),
-                     "orientation": np.zeros(len(m), np.float32), "image_size": np.array([w, h], np.int32)})
+        rows.append(
+            {
+                "descriptors": x.astype(np.float16),
+                "xy": xy.astype(np.float32),
+                "scale": m[:, 2].astype(np.float32),
+                "weight": m[:, 4].astype(np.float32),
+                "orientation": np.zeros(len(m), np.float32),
+                "image_size": np.array([w, h], np.int32),
+            }
+        )
     return rows
 
 
@@ -108,8 +127,10 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
     try:
         t = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        raise ValueError(f"{path}: not a tensor that loads with weights_only=True ({e}); AMES nn files are pickled "
-                         "torch tensors of shape (2, Nq, K)") from e
+        raise ValueError(
+            f"{path}: not a tensor that loads with weights_only=True ({e}); AMES nn files are pickled "
+            "torch tensors of shape (2, Nq, K)"
+        ) from e
     if not torch.is_tensor(t):
         raise ValueError(f"{path}: holds a {type(t).__name__}, expected a torch tensor of shape (2, Nq, K)")
     arr = t.detach().to(torch.float64).numpy()
@@ -123,8 +144,10 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
         raise ValueError(f"{path}: [1] must hold database indices (whole numbers); is [0] / [1] swapped?")
     ids = ids.astype(np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= n_db):
-        raise ValueError(f"{path}: indices {int(ids.min())}..{int(ids.max())} outside the database (0..{n_db - 1}); "
-                         "a shortlist of another database (e.g. the +1m one)?")
+        raise ValueError(
+            f"{path}: indices {int(ids.min())}..{int(ids.max())} outside the database (0..{n_db - 1}); "
+            "a shortlist of another database (e.g. the +1m one)?"
+        )
     srt = np.sort(ids, axis=1)
     dup = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1)) if ids.shape[1] > 1 else np.array([], int)
     if dup.size:
@@ -138,7 +161,6 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
 def write_nn(path: str | Path, ids: np.ndarray, sims: np.ndarray) -> None:
     """An AMES ``nn_*.pkl``: torch tensor (2, Nq, K), float32 (float64 when indices exceed float32's exact range)."""
     import torch  # noqa: PLC0415
-
 
     dtype = np.float32 if ids.size == 0 or ids.max() < 2**24 else np.float64
     t = torch.from_numpy(np.stack([np.asarray(sims, dtype), np.asarray(ids, dtype)]))

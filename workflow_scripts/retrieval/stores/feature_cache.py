@@ -58,8 +58,9 @@ def _stable_hash(obj: Any, length: int) -> str:
 def extraction_key(backbone: str, backbone_config: dict[str, Any], decoder: str, max_image_pixels: int) -> str:
     """The cache of one extraction configuration: what changes the features of a given file (not the lists, the
     dataset, the chunking or on_bad_image: a bad file gets an empty row whatever the mode that let it through)."""
-    return _stable_hash({"backbone": backbone, backbone: backbone_config, "decoder": decoder,
-                         "max_image_pixels": max_image_pixels}, 8)
+    return _stable_hash(
+        {"backbone": backbone, backbone: backbone_config, "decoder": decoder, "max_image_pixels": max_image_pixels}, 8
+    )
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -118,8 +119,9 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     try:
         meta = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise CacheError(f"feature cache: unreadable pack index {path} ({e}); delete it and its .h5 to extract "
-                         "those images again") from e
+        raise CacheError(
+            f"feature cache: unreadable pack index {path} ({e}); delete it and its .h5 to extract those images again"
+        ) from e
     if meta.get("format") != PACK_FORMAT or "rows" not in meta:
         raise CacheError(f"feature cache: {path} is not a pack index of format {PACK_FORMAT}")
     n = {k: len(v) for k, v in meta["rows"].items() if isinstance(v, list)}
@@ -174,8 +176,14 @@ def entry_crop(entry: dict[str, Any], split: str) -> tuple[int, ...] | None:
     return crop_key(entry.get("crop")) if split == "query" else None
 
 
-def plan_extraction(lists: dict[str, Any], index: CacheIndex, xv: str, n_chunks: int, min_chunk_images: int,
-                    splits: Sequence[str] = ("db", "query")) -> Plan:
+def plan_extraction(
+    lists: dict[str, Any],
+    index: CacheIndex,
+    xv: str,
+    n_chunks: int,
+    min_chunk_images: int,
+    splits: Sequence[str] = ("db", "query"),
+) -> Plan:
     """Map every row of ``lists[split]`` to a cached (pack, row), or to a new pack. Database and query sides are
     planned together: an uncropped query that is a database image is one item."""
     todo: dict[tuple[str, tuple[int, ...] | None], dict[str, Any]] = {}
@@ -194,9 +202,15 @@ def plan_extraction(lists: dict[str, Any], index: CacheIndex, xv: str, n_chunks:
                 continue
             k = (e["path"], crop)
             if k not in todo:
-                todo[k] = {"path": e["path"], "name": e["name"], "crop": None if crop is None else list(crop),
-                           "size": size, "mtime_ns": mtime, "width": int(e.get("width", 0)),
-                           "height": int(e.get("height", 0))}
+                todo[k] = {
+                    "path": e["path"],
+                    "name": e["name"],
+                    "crop": None if crop is None else list(crop),
+                    "size": size,
+                    "mtime_ns": mtime,
+                    "width": int(e.get("width", 0)),
+                    "height": int(e.get("height", 0)),
+                }
             out.append(("new", k))
         pending[split] = out
     items = list(todo.values())
@@ -205,7 +219,7 @@ def plan_extraction(lists: dict[str, Any], index: CacheIndex, xv: str, n_chunks:
     if items:
         groups = max(1, min(n_chunks, len(items) // max(1, min_chunk_images)))
         for g in range(groups):
-            part = items[len(items) * g // groups: len(items) * (g + 1) // groups]
+            part = items[len(items) * g // groups : len(items) * (g + 1) // groups]
             pack = pack_id(xv, part)
             new_packs[pack] = part
             for r, it in enumerate(part):
@@ -218,13 +232,19 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
     """What a pack's job was given (its items, backbone and configuration), rebuilt from its sidecar: the same value
     the plan gave it, so Snakemake sees unchanged parameters for a pack that exists."""
     r = meta["rows"]
-    items = [{"path": p, "name": n, "crop": c, "size": s, "mtime_ns": m, "width": w, "height": h}
-             for p, n, c, s, m, w, h in zip(r["path"], r["name"], r["crop"], r["size"], r["mtime_ns"], r["width"], r["height"])]
+    items = [
+        {"path": p, "name": n, "crop": c, "size": s, "mtime_ns": m, "width": w, "height": h}
+        for p, n, c, s, m, w, h in zip(
+            r["path"], r["name"], r["crop"], r["size"], r["mtime_ns"], r["width"], r["height"]
+        )
+    ]
     return {"items": items, "backbone": meta["backbone"], "config": meta["backbone_config"]}
 
 
 def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
-    return _stable_hash({"extraction": xv, "items": [[i["path"], i["size"], i["mtime_ns"], i["crop"]] for i in items]}, 16)
+    return _stable_hash(
+        {"extraction": xv, "items": [[i["path"], i["size"], i["mtime_ns"], i["crop"]] for i in items]}, 16
+    )
 
 
 # ------------------------------------------------------------------------------------------- pack rows
@@ -235,21 +255,49 @@ def read_pack_row(path: Path, r: int) -> tuple[dict[str, Any], Any]:
     global descriptor (None for SIFT)."""
     with h5py.File(path, "r") as f:
         m = int(f["count"][r])
-        row = {"descriptors": f["descriptors"][r, :m], "xy": f["xy"][r, :m], "scale": f["scale"][r, :m],
-               "weight": f["weight"][r, :m], "orientation": f["orientation"][r, :m], "image_size": f["image_size"][r]}
+        row = {
+            "descriptors": f["descriptors"][r, :m],
+            "xy": f["xy"][r, :m],
+            "scale": f["scale"][r, :m],
+            "weight": f["weight"][r, :m],
+            "orientation": f["orientation"][r, :m],
+            "image_size": f["image_size"][r],
+        }
         g = f["global"][r] if "global" in f else None
     return row, g
 
 
-def pack_sidecar(items: Sequence[dict[str, Any]], shas: Sequence[str], xv: str, pack: str, backbone: str,
-                 backbone_config: dict[str, Any], skipped: dict[str, str], **extra: Any) -> dict[str, Any]:
+def pack_sidecar(
+    items: Sequence[dict[str, Any]],
+    shas: Sequence[str],
+    xv: str,
+    pack: str,
+    backbone: str,
+    backbone_config: dict[str, Any],
+    skipped: dict[str, str],
+    **extra: Any,
+) -> dict[str, Any]:
     """The index written next to a pack, last: one column per item field, the SHA-256s, the skipped rows."""
-    return {"format": PACK_FORMAT, "extraction": xv, "pack": pack, "created": time.time(), "backbone": backbone,
-            "rows": {"sha256": list(shas), "crop": [it["crop"] for it in items], "name": [it["name"] for it in items],
-                     "size": [it["size"] for it in items], "mtime_ns": [it["mtime_ns"] for it in items],
-                     "path": [it["path"] for it in items], "width": [it["width"] for it in items],
-                     "height": [it["height"] for it in items]},
-            "backbone_config": backbone_config, "skipped": skipped, **extra}
+    return {
+        "format": PACK_FORMAT,
+        "extraction": xv,
+        "pack": pack,
+        "created": time.time(),
+        "backbone": backbone,
+        "rows": {
+            "sha256": list(shas),
+            "crop": [it["crop"] for it in items],
+            "name": [it["name"] for it in items],
+            "size": [it["size"] for it in items],
+            "mtime_ns": [it["mtime_ns"] for it in items],
+            "path": [it["path"] for it in items],
+            "width": [it["width"] for it in items],
+            "height": [it["height"] for it in items],
+        },
+        "backbone_config": backbone_config,
+        "skipped": skipped,
+        **extra,
+    }
 
 
 # -------------------------------------------------------------------------------------------- assembly
@@ -266,8 +314,15 @@ def runs(mapping: Sequence[tuple[str, int]]) -> list[tuple[int, str, int, int]]:
     return [tuple(x) for x in out]
 
 
-def assemble_store(lists: dict[str, Any], split: str, pack_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathLike],
-                   out_path: str | os.PathLike, xv: str, on_bad_image: str = "error") -> dict[str, Any]:
+def assemble_store(
+    lists: dict[str, Any],
+    split: str,
+    pack_dir: str | os.PathLike,
+    pack_paths: Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+    xv: str,
+    on_bad_image: str = "error",
+) -> dict[str, Any]:
     """The split's store: a virtual HDF5 over the packs, rows in list order. Every row must be in ``pack_paths`` (the
     packs the plan named); an image whose size or mtime is not the cached one is named (it changed after the plan).
     Under ``on_bad_image: error`` a cached row of an unreadable image (extracted earlier under ``skip``) is refused,
@@ -281,35 +336,50 @@ def assemble_store(lists: dict[str, Any], split: str, pack_dir: str | os.PathLik
     plan = plan_extraction(lists, index, xv, 1, 1, splits=(split,))
     if plan.new_packs:
         todo = [it["path"] for v in plan.new_packs.values() for it in v]
-        raise StoreError(f"{out_path}: {len(todo)} image(s) are in no extracted pack, e.g. {todo[:5]}: they changed "
-                         "after the workflow planned this run (or the cache was edited); run snakemake again")
+        raise StoreError(
+            f"{out_path}: {len(todo)} image(s) are in no extracted pack, e.g. {todo[:5]}: they changed "
+            "after the workflow planned this run (or the cache was edited); run snakemake again"
+        )
     mapping = plan.rows[split]
     n = len(mapping)
-    bad = [(lists[split][i]["path"], index.packs[p]["skipped"][str(r)]) for i, (p, r) in enumerate(mapping)
-           if str(r) in index.packs[p].get("skipped", {})]
+    bad = [
+        (lists[split][i]["path"], index.packs[p]["skipped"][str(r)])
+        for i, (p, r) in enumerate(mapping)
+        if str(r) in index.packs[p].get("skipped", {})
+    ]
     if bad and on_bad_image != "skip":
-        raise StoreError(f"{len(bad)} image(s) of the {split} list have no features (unreadable when extracted under "
-                         f"on_bad_image: skip): {bad[:5]}; fix them or set on_bad_image: skip")
+        raise StoreError(
+            f"{len(bad)} image(s) of the {split} list have no features (unreadable when extracted under "
+            f"on_bad_image: skip): {bad[:5]}; fix them or set on_bad_image: skip"
+        )
     infos = {}
     for name in sorted({p for p, _ in mapping}):
         path = Path(pack_dir) / f"{name}.h5"
         try:
             with h5py.File(path, "r") as f:
                 _check_attrs(f, str(path))
-                infos[name] = {"path": path, **{k: f.attrs[k] for k in ("backbone", "dim", "K")},
-                               "global_dim": int(f.attrs.get("global_dim", 0)), "n": f["count"].shape[0],
-                               "skipped": json.loads(f.attrs.get("skipped", "[]"))}
+                infos[name] = {
+                    "path": path,
+                    **{k: f.attrs[k] for k in ("backbone", "dim", "K")},
+                    "global_dim": int(f.attrs.get("global_dim", 0)),
+                    "n": f["count"].shape[0],
+                    "skipped": json.loads(f.attrs.get("skipped", "[]")),
+                }
         except OSError as e:
             raise StoreError(f"pack unreadable (truncated or not HDF5): {path} ({e})") from e
         if infos[name]["n"] != len(index.packs[name]["rows"]["sha256"]):
-            raise StoreError(f"{path}: {infos[name]['n']} rows but its index lists {len(index.packs[name]['rows']['sha256'])}")
+            raise StoreError(
+                f"{path}: {infos[name]['n']} rows but its index lists {len(index.packs[name]['rows']['sha256'])}"
+            )
     if not infos:
         raise StoreError(f"{out_path}: the {split} list is empty")
     first = next(iter(infos.values()))
     for info in infos.values():
         for key in ("backbone", "dim", "K", "global_dim"):
             if info[key] != first[key]:
-                raise StoreError(f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})")
+                raise StoreError(
+                    f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})"
+                )
     k, d, gd = int(first["K"]), int(first["dim"]), int(first["global_dim"])
     layouts = _layouts(n, k, d)
     if gd:
@@ -323,16 +393,33 @@ def assemble_store(lists: dict[str, Any], split: str, pack_dir: str | os.PathLik
                     info = infos[pack]
                     rel = os.path.relpath(Path(info["path"]).resolve(), out_path.parent.resolve())
                     src = h5py.VirtualSource(rel, field_name, shape=(info["n"],) + shape[1:])
-                    layout[start:start + length] = src[r:r + length]
+                    layout[start : start + length] = src[r : r + length]
                 f.create_virtual_dataset(field_name, layout, fillvalue=COUNT_FILL if field_name == "count" else 0)
-            f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "local", "backbone": first["backbone"], "dim": d,
-                            "K": k, "row_start": 0, "row_stop": n, "n_total": n, "virtual": True, "layout": "cache",
-                            "feature_cache": xv, "n_chunks": len(infos), "n_runs": len(segs), "global_dim": gd})
+            f.attrs.update(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "kind": "local",
+                    "backbone": first["backbone"],
+                    "dim": d,
+                    "K": k,
+                    "row_start": 0,
+                    "row_stop": n,
+                    "n_total": n,
+                    "virtual": True,
+                    "layout": "cache",
+                    "feature_cache": xv,
+                    "n_chunks": len(infos),
+                    "n_runs": len(segs),
+                    "global_dim": gd,
+                }
+            )
         with h5py.File(tmp, "r") as f:
             _verify_sources(f, out_path)
             counts = f["count"][:]
         if (counts == COUNT_FILL).any():
-            raise StoreError(f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}")
+            raise StoreError(
+                f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}"
+            )
         fault_point("merge")
     entries = lists[split]
     skipped = []
@@ -340,6 +427,17 @@ def assemble_store(lists: dict[str, Any], split: str, pack_dir: str | os.PathLik
         reason = index.packs[pack].get("skipped", {}).get(str(r))
         if reason is not None:
             skipped.append({"path": entries[i]["path"], "reason": reason})
-    return {"n_rows": n, "n_chunks": len(infos), "n_runs": len(segs), "parts": [n], "K": k, "dim": d, "global_dim": gd,
-            "backbone": first["backbone"], "feature_cache": xv, "packs": sorted(infos),
-            "descriptors_total": int(counts.sum()), "skipped": skipped}
+    return {
+        "n_rows": n,
+        "n_chunks": len(infos),
+        "n_runs": len(segs),
+        "parts": [n],
+        "K": k,
+        "dim": d,
+        "global_dim": gd,
+        "backbone": first["backbone"],
+        "feature_cache": xv,
+        "packs": sorted(infos),
+        "descriptors_total": int(counts.sum()),
+        "skipped": skipped,
+    }

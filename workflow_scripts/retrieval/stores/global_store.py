@@ -16,7 +16,9 @@ def write_global(path: str | Path, x: np.ndarray, **attrs: Any) -> None:
     x = np.asarray(x, np.float32)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("descriptors", data=x)
-        f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "global", "dim": x.shape[1] if x.ndim == 2 else 0, **attrs})
+        f.attrs.update(
+            {"schema_version": SCHEMA_VERSION, "kind": "global", "dim": x.shape[1] if x.ndim == 2 else 0, **attrs}
+        )
 
 
 def read_global(path: str | Path) -> np.ndarray:
@@ -33,14 +35,21 @@ def read_global(path: str | Path) -> np.ndarray:
 def _check_ids(where: str, ids: np.ndarray, n_db: Any) -> None:
     """Every neighbour id is a database row: ``0 <= id < n_db`` (no padding sentinel exists in this format)."""
     if ids.size and ids.min() < 0:
-        raise ValueError(f"{where}: neighbour id {int(ids.min())} is not a database image (ids are rows 0..n_db-1; a "
-                         "shortlist is never padded)")
+        raise ValueError(
+            f"{where}: neighbour id {int(ids.min())} is not a database image (ids are rows 0..n_db-1; a "
+            "shortlist is never padded)"
+        )
     if n_db is not None and ids.size and ids.max() >= int(n_db):
         raise ValueError(f"{where}: neighbour id {int(ids.max())} is beyond the database's {int(n_db)} images")
 
 
-def write_neighbours(path: str | Path, ids: np.ndarray, sims: np.ndarray,
-                     featureless: tuple[np.ndarray, np.ndarray] | None = None, **attrs: Any) -> None:
+def write_neighbours(
+    path: str | Path,
+    ids: np.ndarray,
+    sims: np.ndarray,
+    featureless: tuple[np.ndarray, np.ndarray] | None = None,
+    **attrs: Any,
+) -> None:
     """``ids (Nq, k)`` int32 database rows and ``sims (Nq, k)`` float32, best first (-inf: no match, see
     featureless.py); every id must lie in ``[0, attrs["n_db"])`` (ValueError otherwise), so every reader can index
     the database with them. Optional ``featureless = (query (Nq,) bool, db (n_db,) bool)``: the images without
@@ -76,6 +85,7 @@ def read_featureless(path: str | Path, n_queries: int, n_db: int) -> tuple[np.nd
             return np.zeros(n_queries, bool), np.zeros(n_db, bool)
         q, d = f["query_featureless"][:].astype(bool), f["db_featureless"][:].astype(bool)
     if q.shape != (n_queries,) or d.shape != (n_db,):
-        raise ValueError(f"{path}: featureless flags for {q.shape[0]} queries / {d.shape[0]} images, expected "
-                         f"{n_queries} / {n_db}")
+        raise ValueError(
+            f"{path}: featureless flags for {q.shape[0]} queries / {d.shape[0]} images, expected {n_queries} / {n_db}"
+        )
     return q, d

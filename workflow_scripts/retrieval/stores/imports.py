@@ -27,8 +27,10 @@ def find_import(import_dir: str | Path, dataset: str, split: str) -> Path:
     for p in tried:
         if p.is_file():
             return p
-    raise FileNotFoundError(f"shortlist.source import: no global descriptors for {dataset} {split}; looked for "
-                            + ", ".join(str(p) for p in tried))
+    raise FileNotFoundError(
+        f"shortlist.source import: no global descriptors for {dataset} {split}; looked for "
+        + ", ".join(str(p) for p in tried)
+    )
 
 
 def read_import(path: str | Path, split: str) -> np.ndarray:
@@ -36,7 +38,6 @@ def read_import(path: str | Path, split: str) -> np.ndarray:
     if path.suffix == ".npy":
         x = np.load(path, allow_pickle=False)
     elif path.suffix in (".h5", ".hdf5"):
-
         with h5py.File(path, "r") as f:
             name = next((n for n in ("descriptors", "global", "features") if n in f), None)
             if name is None:
@@ -49,10 +50,11 @@ def read_import(path: str | Path, split: str) -> np.ndarray:
         try:
             m = loadmat(path)
         except NotImplementedError:  # MATLAB v7.3 files are HDF5, stored transposed
-
             with h5py.File(path, "r") as f:
                 if key not in f:
-                    raise KeyError(f"{path}: no variable {key!r} (revisitop files hold X: database, Q: queries)") from None
+                    raise KeyError(
+                        f"{path}: no variable {key!r} (revisitop files hold X: database, Q: queries)"
+                    ) from None
                 x = f[key][:]
             return _check(x, path)
         if key not in m:

@@ -124,8 +124,9 @@ def _check_attrs(f: h5py.File, path: str) -> None:
             raise StoreError(f"{path}: dataset '{name}' has {f[name].shape[0]} rows, 'count' has {n}")
 
 
-def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, n_expected: int,
-                       groups: Sequence[int] | None = None) -> dict[str, Any]:
+def merge_local_chunks(
+    chunk_paths: Sequence[str | Path], out_path: str | Path, n_expected: int, groups: Sequence[int] | None = None
+) -> dict[str, Any]:
     """Write a virtual HDF5 over the chunks (in the given order) after checking they tile 0..n_expected.
 
     ``groups``: the chunks come in consecutive parts of these many chunks, each part extracted from its own image
@@ -145,35 +146,51 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
         try:
             with h5py.File(p, "r") as f:
                 _check_attrs(f, str(p))
-                infos.append({"path": p, **{k: f.attrs[k] for k in ("backbone", "dim", "K", "row_start", "row_stop", "n_total")},
-                              "global_dim": int(f.attrs.get("global_dim", 0)), "n": f["count"].shape[0],
-                              "seconds": float(f.attrs.get("seconds", np.nan))})
+                infos.append(
+                    {
+                        "path": p,
+                        **{k: f.attrs[k] for k in ("backbone", "dim", "K", "row_start", "row_stop", "n_total")},
+                        "global_dim": int(f.attrs.get("global_dim", 0)),
+                        "n": f["count"].shape[0],
+                        "seconds": float(f.attrs.get("seconds", np.nan)),
+                    }
+                )
         except OSError as e:
             raise StoreError(f"chunk file unreadable (truncated or not HDF5): {p} ({e})") from e
     first = infos[0]
     offset, at = 0, 0
     part_rows = []
     for size in groups:
-        part = infos[at:at + size]
+        part = infos[at : at + size]
         at += size
         row = 0
         for info in part:
             for key in ("backbone", "dim", "K", "global_dim"):
                 if info[key] != first[key]:
-                    raise StoreError(f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})")
+                    raise StoreError(
+                        f"{info['path']}: attribute {key}={info[key]!r} differs from {first['path']} ({first[key]!r})"
+                    )
             if info["n_total"] != part[0]["n_total"]:
-                raise StoreError(f"{info['path']}: n_total={info['n_total']} differs from {part[0]['path']} ({part[0]['n_total']})")
+                raise StoreError(
+                    f"{info['path']}: n_total={info['n_total']} differs from {part[0]['path']} ({part[0]['n_total']})"
+                )
             if info["row_start"] != row or info["row_stop"] - info["row_start"] != info["n"]:
-                raise StoreError(f"{info['path']}: holds rows {info['row_start']}..{info['row_stop']} ({info['n']} rows) "
-                                 f"but the next expected row is {row}: a chunk is missing, short or out of order")
+                raise StoreError(
+                    f"{info['path']}: holds rows {info['row_start']}..{info['row_stop']} ({info['n']} rows) "
+                    f"but the next expected row is {row}: a chunk is missing, short or out of order"
+                )
             row = int(info["row_stop"])
             info["offset"] = offset
         if row != int(part[0]["n_total"]):
-            raise StoreError(f"{out_path}: chunks from {part[0]['path']} on hold {row} rows but n_total={part[0]['n_total']}")
+            raise StoreError(
+                f"{out_path}: chunks from {part[0]['path']} on hold {row} rows but n_total={part[0]['n_total']}"
+            )
         part_rows.append(row)
         offset += row
     if offset != n_expected:
-        raise StoreError(f"{out_path}: chunks hold {offset} rows (parts {part_rows}) but the image list has {n_expected}")
+        raise StoreError(
+            f"{out_path}: chunks hold {offset} rows (parts {part_rows}) but the image list has {n_expected}"
+        )
 
     k, d, gd = int(first["K"]), int(first["dim"]), int(first["global_dim"])
     layouts = _layouts(n_expected, k, d)
@@ -188,23 +205,45 @@ def merge_local_chunks(chunk_paths: Sequence[str | Path], out_path: str | Path, 
                     rel = os.path.relpath(Path(info["path"]).resolve(), out_path.parent.resolve())
                     src = h5py.VirtualSource(rel, name, shape=(info["n"],) + shape[1:])
                     start = int(info["offset"] + info["row_start"])
-                    layout[start:start + int(info["n"])] = src
+                    layout[start : start + int(info["n"])] = src
                 fill = COUNT_FILL if name == "count" else 0
                 f.create_virtual_dataset(name, layout, fillvalue=fill)
-            f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "local", "backbone": first["backbone"],
-                            "dim": d, "K": k, "row_start": 0, "row_stop": n_expected, "n_total": n_expected,
-                            "virtual": True, "n_chunks": len(infos), "global_dim": gd,
-                            "extract_seconds": float(sum(i["seconds"] for i in infos))})
+            f.attrs.update(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "kind": "local",
+                    "backbone": first["backbone"],
+                    "dim": d,
+                    "K": k,
+                    "row_start": 0,
+                    "row_stop": n_expected,
+                    "n_total": n_expected,
+                    "virtual": True,
+                    "n_chunks": len(infos),
+                    "global_dim": gd,
+                    "extract_seconds": float(sum(i["seconds"] for i in infos)),
+                }
+            )
         # verify through the virtual view before the file gets its final name
         with h5py.File(tmp, "r") as f:
             _verify_sources(f, Path(out_path))
             counts = f["count"][:]
         if (counts == COUNT_FILL).any():
-            raise StoreError(f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}")
+            raise StoreError(
+                f"{out_path}: virtual 'count' reads fill values at rows {np.flatnonzero(counts == COUNT_FILL)[:5]}"
+            )
         fault_point("merge")  # the merged file is complete under its temporary name
-    return {"n_rows": n_expected, "n_chunks": len(infos), "parts": part_rows, "K": k, "dim": d, "global_dim": gd, "backbone": first["backbone"],
-            "extract_seconds": round(float(sum(i["seconds"] for i in infos)), 3),
-            "descriptors_total": int(counts.sum())}
+    return {
+        "n_rows": n_expected,
+        "n_chunks": len(infos),
+        "parts": part_rows,
+        "K": k,
+        "dim": d,
+        "global_dim": gd,
+        "backbone": first["backbone"],
+        "extract_seconds": round(float(sum(i["seconds"] for i in infos)), 3),
+        "descriptors_total": int(counts.sum()),
+    }
 
 
 def _verify_sources(f: h5py.File, path: Path) -> None:
@@ -263,14 +302,18 @@ def open_local(path: str | Path) -> h5py.File:
     return f
 
 
-def read_rows(f: h5py.File, rows: np.ndarray | Sequence[int], fields: Sequence[str] = ("descriptors", "count")) -> dict[str, np.ndarray]:
+def read_rows(
+    f: h5py.File, rows: np.ndarray | Sequence[int], fields: Sequence[str] = ("descriptors", "count")
+) -> dict[str, np.ndarray]:
     """Read rows in sorted order (cheap for HDF5) and return them in the requested order."""
     rows = np.asarray(rows, dtype=np.int64)
     uniq, inverse = np.unique(rows, return_inverse=True)
     return {name: f[name][uniq][inverse] for name in fields}
 
 
-def rows_from_chunks(chunk_paths: Sequence[str | Path], rows: Sequence[int]) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+def rows_from_chunks(
+    chunk_paths: Sequence[str | Path], rows: Sequence[int]
+) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
     """Rows of a split's store read back from its chunk files (before any merge), in the order asked, as the row
     dicts :func:`write_local_chunk` takes (descriptors trimmed to their count) plus the ``global`` rows (None for
     SIFT). Raises StoreError naming the chunk when a row is held by no chunk or a chunk is unreadable."""
@@ -294,9 +337,14 @@ def rows_from_chunks(chunk_paths: Sequence[str | Path], rows: Sequence[int]) -> 
             for i in here:
                 r = int(wanted[i]) - start
                 m = int(f["count"][r])
-                out[i] = {"descriptors": f["descriptors"][r, :m], "xy": f["xy"][r, :m], "scale": f["scale"][r, :m],
-                          "weight": f["weight"][r, :m], "orientation": f["orientation"][r, :m],
-                          "image_size": f["image_size"][r]}
+                out[i] = {
+                    "descriptors": f["descriptors"][r, :m],
+                    "xy": f["xy"][r, :m],
+                    "scale": f["scale"][r, :m],
+                    "weight": f["weight"][r, :m],
+                    "orientation": f["orientation"][r, :m],
+                    "image_size": f["image_size"][r],
+                }
                 globals_[i] = f["global"][r] if has_global else None
     missing = [int(wanted[i]) for i, o in enumerate(out) if o is None]
     if missing:

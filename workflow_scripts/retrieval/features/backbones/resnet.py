@@ -64,7 +64,9 @@ class ResNet(nn.Module):
         w_in = width
         for i, n in enumerate(DEPTHS[depth]):
             w_b = width * 2**i
-            blocks = [Bottleneck(w_in if j == 0 else 4 * w_b, w_b, (1 if i == 0 else 2) if j == 0 else 1) for j in range(n)]
+            blocks = [
+                Bottleneck(w_in if j == 0 else 4 * w_b, w_b, (1 if i == 0 else 2) if j == 0 else 1) for j in range(n)
+            ]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             w_in = 4 * w_b
         self.local_dim, self.global_dim = w_in // 2, w_in
@@ -105,11 +107,19 @@ def cvnet_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
         elif m:
             stage, block, rest = int(m[1]), int(m[2]) - 1, m[3]
             prefix = f"layer{stage}.{block}."
-            sub = {"f.a.": "conv1.", "f.a_bn.": "bn1.", "f.b.": "conv2.", "f.b_bn.": "bn2.", "f.c.": "conv3.",
-                   "f.c_bn.": "bn3.", "proj.": "downsample.0.", "bn.": "downsample.1."}
+            sub = {
+                "f.a.": "conv1.",
+                "f.a_bn.": "bn1.",
+                "f.b.": "conv2.",
+                "f.b_bn.": "bn2.",
+                "f.c.": "conv3.",
+                "f.c_bn.": "bn3.",
+                "proj.": "downsample.0.",
+                "bn.": "downsample.1.",
+            }
             for a, b in sub.items():
                 if rest.startswith(a):
-                    out[prefix + b + rest[len(a):]] = v
+                    out[prefix + b + rest[len(a) :]] = v
                     break
             else:
                 unknown.append(key)

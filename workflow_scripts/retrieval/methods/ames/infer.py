@@ -121,7 +121,9 @@ class _Keys:
         self.all = _mask(torch.cat([q_keep, one, d_keep], 1))
 
 
-def _attention(attn: torch.nn.MultiheadAttention, x: Tensor, keys: _Keys, cross: bool, qkv: Tensor | None = None) -> Tensor:
+def _attention(
+    attn: torch.nn.MultiheadAttention, x: Tensor, keys: _Keys, cross: bool, qkv: Tensor | None = None
+) -> Tensor:
     """One AMES attention block (B, L, C) -> (B, L, C) on x laid out as [query tokens, MTC, database tokens].
 
     In this order every row's key set is one contiguous slice, so no key is copied: self attention, query rows see
@@ -137,8 +139,8 @@ def _attention(attn: torch.nn.MultiheadAttention, x: Tensor, keys: _Keys, cross:
     lo, hi = (slice(0, n_q + 1), keys.q_mtc), (slice(n_q, length), keys.mtc_d)
     kq, kd = (hi, lo) if cross else (lo, hi)
     o_q = sdpa(q[:, :, :n_q], k[:, :, kq[0]], v[:, :, kq[0]], attn_mask=kq[1])
-    o_m = sdpa(q[:, :, n_q:n_q + 1], k, v, attn_mask=keys.all)
-    o_d = sdpa(q[:, :, n_q + 1:], k[:, :, kd[0]], v[:, :, kd[0]], attn_mask=kd[1])
+    o_m = sdpa(q[:, :, n_q : n_q + 1], k, v, attn_mask=keys.all)
+    o_d = sdpa(q[:, :, n_q + 1 :], k[:, :, kd[0]], v[:, :, kd[0]], attn_mask=kd[1])
     # the CPU and CUDA kernels return (B, h, S, dh) views of (B, S, h, dh) memory: transposing back is free
     out = torch.cat([o_q.transpose(1, 2), o_m.transpose(1, 2), o_d.transpose(1, 2)], 1).reshape(b, length, c)
     return attn.out_proj(out)
@@ -181,7 +183,7 @@ def _last_layer_mtc(model: AMES, x: Tensor, keys: _Keys) -> Tensor:
     h = ca.num_heads
     n_q = keys.n_q
     w, bias = ca.in_proj_weight, ca.in_proj_bias
-    mtc = x[:, n_q:n_q + 1]
+    mtc = x[:, n_q : n_q + 1]
     q = F.linear(mtc, w[:c], bias[:c]).view(b, 1, h, c // h).transpose(1, 2)  # (B, h, 1, dh)
     k, v = (t.view(b, length, h, c // h).transpose(1, 2) for t in F.linear(x, w[c:], bias[c:]).split(c, -1))
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys.all)

@@ -67,7 +67,9 @@ class Binarization(nn.Module):
         return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
 
 
-def _block_attention(attn: nn.MultiheadAttention, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor, cross: bool) -> Tensor:
+def _block_attention(
+    attn: nn.MultiheadAttention, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor, cross: bool
+) -> Tensor:
     """One AMES attention block computed per image block.
 
     x: (B, 1+Q+T, C); q_keep (B, Q) / d_keep (B, T): True for real (non-padded) descriptors.
@@ -82,14 +84,26 @@ def _block_attention(attn: nn.MultiheadAttention, x: Tensor, n_q: int, q_keep: T
     q, k, v = qkv[0], qkv[1], qkv[2]
     one = q_keep.new_ones((b, 1))
     k_m, v_m = k[:, :, :1], v[:, :, :1]
-    k_d, v_d = k[:, :, 1 + n_q:], v[:, :, 1 + n_q:]
-    keys_q = (torch.cat([k_m, k_d], 2), torch.cat([v_m, v_d], 2), torch.cat([one, d_keep], 1)) if cross \
-        else (k[:, :, :1 + n_q], v[:, :, :1 + n_q], torch.cat([one, q_keep], 1))
-    keys_d = (k[:, :, :1 + n_q], v[:, :, :1 + n_q], torch.cat([one, q_keep], 1)) if cross \
+    k_d, v_d = k[:, :, 1 + n_q :], v[:, :, 1 + n_q :]
+    keys_q = (
+        (torch.cat([k_m, k_d], 2), torch.cat([v_m, v_d], 2), torch.cat([one, d_keep], 1))
+        if cross
+        else (k[:, :, : 1 + n_q], v[:, :, : 1 + n_q], torch.cat([one, q_keep], 1))
+    )
+    keys_d = (
+        (k[:, :, : 1 + n_q], v[:, :, : 1 + n_q], torch.cat([one, q_keep], 1))
+        if cross
         else (torch.cat([k_m, k_d], 2), torch.cat([v_m, v_d], 2), torch.cat([one, d_keep], 1))
-    o_m = F.scaled_dot_product_attention(q[:, :, :1], k, v, attn_mask=torch.cat([one, q_keep, d_keep], 1)[:, None, None, :])
-    o_q = F.scaled_dot_product_attention(q[:, :, 1:1 + n_q], keys_q[0], keys_q[1], attn_mask=keys_q[2][:, None, None, :])
-    o_d = F.scaled_dot_product_attention(q[:, :, 1 + n_q:], keys_d[0], keys_d[1], attn_mask=keys_d[2][:, None, None, :])
+    )
+    o_m = F.scaled_dot_product_attention(
+        q[:, :, :1], k, v, attn_mask=torch.cat([one, q_keep, d_keep], 1)[:, None, None, :]
+    )
+    o_q = F.scaled_dot_product_attention(
+        q[:, :, 1 : 1 + n_q], keys_q[0], keys_q[1], attn_mask=keys_q[2][:, None, None, :]
+    )
+    o_d = F.scaled_dot_product_attention(
+        q[:, :, 1 + n_q :], keys_d[0], keys_d[1], attn_mask=keys_d[2][:, None, None, :]
+    )
     out = torch.cat([o_m, o_q, o_d], 2).transpose(1, 2).reshape(b, length, c)  # (B, L, C)
     return attn.out_proj(out)
 
@@ -118,7 +132,9 @@ class DecoderLayer(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg: AmesConfig):
         super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(cfg.model_dim, cfg.nhead, cfg.dim_feedforward) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(cfg.model_dim, cfg.nhead, cfg.dim_feedforward) for _ in range(cfg.num_layers)
+        )
 
     def forward(self, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor) -> Tensor:
         for layer in self.layers:
@@ -164,8 +180,9 @@ class AMES(nn.Module):
         return t
 
     # -- fast path -----------------------------------------------------------------------------------------
-    def score_tokens(self, q_tok: Tensor, q_mask: Tensor, d_tok: Tensor, d_mask: Tensor,
-                     return_hidden: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def score_tokens(
+        self, q_tok: Tensor, q_mask: Tensor, d_tok: Tensor, d_mask: Tensor, return_hidden: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Logits (B,) from projected tokens; masks are True for padding (as in the official code)."""
         b, n_q, _ = q_tok.shape
         x = torch.cat([self.mtc_token.expand(b, 1, -1), q_tok, d_tok], 1)
@@ -174,8 +191,14 @@ class AMES(nn.Module):
         logits = self.classifier(x[:, 0]).view(-1)
         return (logits, x) if return_hidden else logits
 
-    def forward(self, src_local: Tensor, tgt_local: Tensor, src_mask: Tensor | None = None, tgt_mask: Tensor | None = None,
-                return_hidden: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        src_local: Tensor,
+        tgt_local: Tensor,
+        src_mask: Tensor | None = None,
+        tgt_mask: Tensor | None = None,
+        return_hidden: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         if src_mask is None:
             src_mask = torch.zeros(src_local.shape[:2], dtype=torch.bool, device=src_local.device)
         if tgt_mask is None:
@@ -183,8 +206,9 @@ class AMES(nn.Module):
         return self.score_tokens(self.project(src_local), src_mask, self.project_db(tgt_local), tgt_mask, return_hidden)
 
 
-def reference_forward(model: AMES, src_local: Tensor, src_mask: Tensor, tgt_local: Tensor, tgt_mask: Tensor,
-                      return_hidden: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+def reference_forward(
+    model: AMES, src_local: Tensor, src_mask: Tensor, tgt_local: Tensor, tgt_mask: Tensor, return_hidden: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """The official computation: one (1+Q+T) sequence through torch's MultiheadAttention with boolean masks."""
     q_tok, d_tok = model.project(src_local), model.project_db(tgt_local)
     b, n_q, _ = q_tok.shape
@@ -193,11 +217,11 @@ def reference_forward(model: AMES, src_local: Tensor, src_mask: Tensor, tgt_loca
     pad = torch.cat([src_mask.new_zeros((b, 1)), src_mask, tgt_mask], 1).bool()
     n = 1 + n_q + n_t
     sa_mask = torch.zeros((n, n), dtype=torch.bool, device=x.device)
-    sa_mask[1:n_q + 1, n_q + 1:] = True  # True = may not attend
-    sa_mask[n_q + 1:, 1:n_q + 1] = True
+    sa_mask[1 : n_q + 1, n_q + 1 :] = True  # True = may not attend
+    sa_mask[n_q + 1 :, 1 : n_q + 1] = True
     ca_mask = torch.zeros((n, n), dtype=torch.bool, device=x.device)
-    ca_mask[1:n_q + 1, 1:n_q + 1] = True
-    ca_mask[n_q + 1:, n_q + 1:] = True
+    ca_mask[1 : n_q + 1, 1 : n_q + 1] = True
+    ca_mask[n_q + 1 :, n_q + 1 :] = True
     for layer in model.decoder.layers:
         x = layer.norm1(x + layer.self_attn(x, x, x, attn_mask=sa_mask, key_padding_mask=pad, need_weights=False)[0])
         x = layer.norm2(x + layer.cross_attn(x, x, x, attn_mask=ca_mask, key_padding_mask=pad, need_weights=False)[0])
@@ -232,7 +256,11 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: 
     if not isinstance(ckpt, dict) or "state" not in ckpt:
         raise ValueError(f"{path}: not an AMES checkpoint (expected a dict with key 'state')")
     state = {k.removeprefix("module."): v for k, v in ckpt["state"].items()}
-    cfg = AmesConfig(**ckpt["config"]) if "config" in ckpt else AmesConfig(**{**infer_config(state).to_dict(), "nhead": nhead})
+    cfg = (
+        AmesConfig(**ckpt["config"])
+        if "config" in ckpt
+        else AmesConfig(**{**infer_config(state).to_dict(), "nhead": nhead})
+    )
     model = AMES(cfg)
     if cfg.binarized and "remap_local.0.mean" not in state:
         state["remap_local.0.mean"] = torch.zeros(cfg.local_dim)  # official layer: no centring
@@ -240,5 +268,7 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: 
         state["mtc_token"] = state["mtc_token"].reshape(-1)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: state dict does not match AMES {cfg}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{path}: state dict does not match AMES {cfg}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     return model, {k: v for k, v in ckpt.items() if k != "state"}

@@ -66,9 +66,20 @@ def needed_pairs(shortlists: dict[str, np.ndarray], max_k: int) -> list[np.ndarr
 
 
 @torch.no_grad()
-def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pairs: list[np.ndarray], n_q_desc: int,
-                   n_db_desc: int, batch: int = 256, device: str = "cpu", prepared: bool = False,
-                   dtype: torch.dtype | None = None, db_block: int = 256) -> list[np.ndarray]:
+def compute_logits(
+    model,
+    q_desc: np.ndarray,
+    q_count: np.ndarray,
+    db_reader,
+    pairs: list[np.ndarray],
+    n_q_desc: int,
+    n_db_desc: int,
+    batch: int = 256,
+    device: str = "cpu",
+    prepared: bool = False,
+    dtype: torch.dtype | None = None,
+    db_block: int = 256,
+) -> list[np.ndarray]:
     """AMES logits (float32) for every (query i, database j in pairs[i]).
 
     Work is done once where it can be (see infer.py): each query is projected and its layer-1 self attention
@@ -85,10 +96,13 @@ def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pa
     uniq = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
     t0 = time.time()
     q = torch.from_numpy(q_desc[:, :n_q_desc].astype(np.float32)).to(device)
-    q_pad = (torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, n_q_desc).astype(np.int64))[:, None])
+    q_pad = torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, n_q_desc).astype(np.int64))[:, None]
     q_side = prepare_side(model, model.project(q), q_pad.to(device))
-    flat_q = np.concatenate([np.full(len(p), i) for i, p in enumerate(pairs)]).astype(np.int64) if pairs else \
-        np.zeros(0, np.int64)
+    flat_q = (
+        np.concatenate([np.full(len(p), i) for i, p in enumerate(pairs)]).astype(np.int64)
+        if pairs
+        else np.zeros(0, np.int64)
+    )
     flat_d = np.searchsorted(uniq, np.concatenate(pairs)).astype(np.int64) if pairs else np.zeros(0, np.int64)
     order = np.argsort(flat_d, kind="stable")  # pairs grouped by database image, so each is prepared once
     out = np.zeros(len(flat_q), np.float32)
@@ -96,24 +110,36 @@ def compute_logits(model, q_desc: np.ndarray, q_count: np.ndarray, db_reader, pa
     prep, done = 0.0, 0
     for s in range(0, len(uniq), db_block):
         tp = time.time()
-        rows = uniq[s:s + db_block]
+        rows = uniq[s : s + db_block]
         d, c = db_reader(rows)
-        tok = d[:, :n_db_desc] if prepared else model.project_db(torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device))
+        tok = (
+            d[:, :n_db_desc]
+            if prepared
+            else model.project_db(torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device))
+        )
         pad = torch.arange(tok.shape[1])[None] >= torch.from_numpy(np.minimum(c, n_db_desc).astype(np.int64))[:, None]
         d_side = prepare_side(model, tok.to(device), pad.to(device))
         prep += time.time() - tp
         lo, hi = np.searchsorted(flat_d[order], [s, s + len(rows)])
         block = order[lo:hi]
         for b in range(0, len(block), batch):
-            sel = block[b:b + batch]
+            sel = block[b : b + batch]
             qi, di = torch.from_numpy(flat_q[sel]).to(device), torch.from_numpy(flat_d[sel] - s).to(device)
             out[sel] = score_prepared(model, q_side.take(qi), d_side.take(di), dtype).cpu().numpy()
             done += len(sel)
             progress.update(done)
     t2 = time.time()
-    log.info("logits: %d pairs (%d queries, %d database images) in %.2f s (%.2f s of it reading and preparing images), "
-             "%.0f pairs/s, %s", len(flat_q), len(pairs), len(uniq), t2 - t0, prep, len(flat_q) / max(t2 - t0, 1e-9),
-             str(dtype).removeprefix("torch."))
+    log.info(
+        "logits: %d pairs (%d queries, %d database images) in %.2f s (%.2f s of it reading and preparing images), "
+        "%.0f pairs/s, %s",
+        len(flat_q),
+        len(pairs),
+        len(uniq),
+        t2 - t0,
+        prep,
+        len(flat_q) / max(t2 - t0, 1e-9),
+        str(dtype).removeprefix("torch."),
+    )
     splits = np.cumsum([len(p) for p in pairs])[:-1]
     return np.split(out, splits)
 
@@ -139,7 +165,9 @@ def fused_score(g: np.ndarray, logit: np.ndarray, lam: float, gamma: float) -> n
     return np.where(np.isneginf(g), -np.inf, s)
 
 
-def rerank(shortlist: np.ndarray, global_sim: np.ndarray, logits: np.ndarray, lam: float, gamma: float, k: int) -> np.ndarray:
+def rerank(
+    shortlist: np.ndarray, global_sim: np.ndarray, logits: np.ndarray, lam: float, gamma: float, k: int
+) -> np.ndarray:
     """Re-sort the first k entries of each row by ``fused_score``."""
     k = min(k, shortlist.shape[1], logits.shape[1])
     s = fused_score(global_sim[:, :k], logits[:, :k], lam, gamma)
@@ -158,9 +186,13 @@ def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -
     return out
 
 
-def grid_rankings(shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, lam: float,
-                  gamma: float, k: int) -> dict[str, np.ndarray]:
-    return {p: rerank(shortlists[p], sims[p], lookup_logits(pairs, logits, shortlists[p], k), lam, gamma, k) for p in PROTOCOLS}
+def grid_rankings(
+    shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, lam: float, gamma: float, k: int
+) -> dict[str, np.ndarray]:
+    return {
+        p: rerank(shortlists[p], sims[p], lookup_logits(pairs, logits, shortlists[p], k), lam, gamma, k)
+        for p in PROTOCOLS
+    }
 
 
 def evaluate_protocol_rankings(rankings: dict[str, np.ndarray], gnd, n_db: int, ks=(1, 5, 10)) -> dict[str, Any]:
@@ -169,7 +201,9 @@ def evaluate_protocol_rankings(rankings: dict[str, np.ndarray], gnd, n_db: int, 
     if all(rankings[p] is first for p in PROTOCOLS):
         return evaluate_rankings(first, gnd, n_db, ks)
     per = {p: evaluate_rankings(rankings[p], gnd, n_db, ks) for p in PROTOCOLS}
-    out: dict[str, Any] = {key: {p: per[p][key][p] for p in PROTOCOLS} for key in ("mAP", *[f"mP@{k}" for k in ks], "n_evaluated")}
+    out: dict[str, Any] = {
+        key: {p: per[p][key][p] for p in PROTOCOLS} for key in ("mAP", *[f"mP@{k}" for k in ks], "n_evaluated")
+    }
     out["per_query_ap"] = {p: per[p]["per_query_ap"][p] for p in PROTOCOLS}
     return out
 
@@ -184,18 +218,31 @@ class GridSweep:
     (stable, as ``rerank``) and adds the top's trapezoids. Equal to ``evaluate_protocol_rankings(grid_rankings(...))``'s mAP
     (a test checks it, junk modes included)."""
 
-    def __init__(self, shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, gnd,
-                 n_db: int, ks: Sequence[int]):
+    def __init__(
+        self,
+        shortlists: dict[str, np.ndarray],
+        sims: dict[str, np.ndarray],
+        pairs,
+        logits,
+        gnd,
+        n_db: int,
+        ks: Sequence[int],
+    ):
         self.protocols: dict[str, dict[str, Any]] = {}
         self.max_k = max(ks)
         for p in PROTOCOLS:
             sl = shortlists[p]
             kmax, n_q = min(self.max_k, sl.shape[1]), sl.shape[0]
-            self.protocols[p] = {"labels": np.zeros((n_q, kmax), np.int8), "npos": np.zeros(n_q, np.int64),
-                                 "ranks": [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * n_q, "tail": {},
-                                 "kmax": kmax, "shortlist_id": id(sl),
-                                 "g": np.asarray(sims[p][:, :kmax], np.float32),
-                                 "logit": lookup_logits(pairs, logits, sl, kmax)}
+            self.protocols[p] = {
+                "labels": np.zeros((n_q, kmax), np.int8),
+                "npos": np.zeros(n_q, np.int64),
+                "ranks": [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * n_q,
+                "tail": {},
+                "kmax": kmax,
+                "shortlist_id": id(sl),
+                "g": np.asarray(sims[p][:, :kmax], np.float32),
+                "logit": lookup_logits(pairs, logits, sl, kmax),
+            }
         for i, g in enumerate(gnd):
             inverse: dict[int, np.ndarray] = {}  # rank of every image, once per shortlist (one query at a time)
             for p, d in self.protocols.items():
@@ -221,7 +268,9 @@ class GridSweep:
             out = np.zeros(len(d["ranks"]))
             for i, (pr, adjusted) in enumerate(d["ranks"]):
                 first = int(np.searchsorted(pr, k))  # the positives in the top k come first in any order
-                out[i] = np.sum(ap_terms(np.arange(first, len(pr), dtype=np.float64), adjusted[first:].astype(np.float64)))
+                out[i] = np.sum(
+                    ap_terms(np.arange(first, len(pr), dtype=np.float64), adjusted[first:].astype(np.float64))
+                )
             d["tail"][k] = out
         return d["tail"][k]
 

@@ -54,7 +54,9 @@ def decode(model, payload: np.ndarray, device: str = "cpu") -> torch.Tensor:
     return torch.from_numpy(payload.astype(np.float32)).to(device)
 
 
-def write_store(path: str | Path, model, local, k: int, method: str, device: str = "cpu", block: int = 256) -> dict[str, Any]:
+def write_store(
+    path: str | Path, model, local, k: int, method: str, device: str = "cpu", block: int = 256
+) -> dict[str, Any]:
     """Prepare the database side of an open local store ``local`` (first ``k`` descriptors of every image)."""
     n = local["count"].shape[0]
     k = min(k, local["descriptors"].shape[1])
@@ -66,15 +68,23 @@ def write_store(path: str | Path, model, local, k: int, method: str, device: str
         f.create_dataset("count", data=counts)
         d = f.create_dataset(name, shape=(n, k, width), dtype=dtype, chunks=(1, k, width) if n else None)
         for s in range(0, n, block):
-            desc = local["descriptors"][s:s + block, :k]
+            desc = local["descriptors"][s : s + block, :k]
             payload = encode(model, desc, device)
-            valid = np.arange(k)[None, :] < counts[s:s + block, None]
+            valid = np.arange(k)[None, :] < counts[s : s + block, None]
             payload[~valid] = 0
-            d[s:s + len(desc)] = payload
+            d[s : s + len(desc)] = payload
         per_image = k * width * np.dtype(dtype).itemsize + 4
-        f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "ames_db", "method": method, "K": k,
-                        "bits" if binary else "model_dim": width * 8 if binary else width,
-                        "model_digest": model_digest(model), "bytes_per_image": per_image})
+        f.attrs.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "ames_db",
+                "method": method,
+                "K": k,
+                "bits" if binary else "model_dim": width * 8 if binary else width,
+                "model_digest": model_digest(model),
+                "bytes_per_image": per_image,
+            }
+        )
     return {"n": n, "K": k, "bytes_per_image": per_image, "payload": name}
 
 
@@ -87,15 +97,17 @@ class StoreReader:
         if self.f.attrs.get("kind") != "ames_db":
             raise ValueError(f"{self.path}: not an AMES database store (kind={self.f.attrs.get('kind')!r})")
         if self.f.attrs["model_digest"] != model_digest(model):
-            raise ValueError(f"{self.path}: prepared for another model (digest {self.f.attrs['model_digest']}, "
-                             f"this model {model_digest(model)}); rebuild it")
+            raise ValueError(
+                f"{self.path}: prepared for another model (digest {self.f.attrs['model_digest']}, "
+                f"this model {model_digest(model)}); rebuild it"
+            )
         self.name = "codes" if model.cfg.binarized else "tokens"
         self.model, self.device = model, device
         self.K = int(self.f.attrs["K"])
 
     def read(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Stored payload (first k descriptors) and counts of sorted ``rows``."""
-        return self.f[self.name][rows, :min(k, self.K)], self.f["count"][rows]
+        return self.f[self.name][rows, : min(k, self.K)], self.f["count"][rows]
 
     def __call__(self, rows: np.ndarray, k: int) -> tuple[torch.Tensor, np.ndarray]:
         """Tokens (n, k, 128) and counts of sorted ``rows``."""

@@ -75,8 +75,9 @@ class TrainConfig:
         return asdict(self)
 
 
-def valid_anchors(ids: np.ndarray, sims: np.ndarray, labels: np.ndarray, num_candidates: int, min_pos: int,
-                  min_neg: int) -> np.ndarray:
+def valid_anchors(
+    ids: np.ndarray, sims: np.ndarray, labels: np.ndarray, num_candidates: int, min_pos: int, min_neg: int
+) -> np.ndarray:
     """Anchors with enough same-label and different-label neighbours of positive similarity (labels < 0: none)."""
     ids, sims = ids[:, :num_candidates], sims[:, :num_candidates]
     ok = sims > 0
@@ -85,8 +86,14 @@ def valid_anchors(ids: np.ndarray, sims: np.ndarray, labels: np.ndarray, num_can
     return np.flatnonzero((labels >= 0) & (same.sum(1) >= min_pos) & (diff.sum(1) >= min_neg))
 
 
-def sample_triplets(anchors: np.ndarray, ids: np.ndarray, sims: np.ndarray, labels: np.ndarray, num_candidates: int,
-                    rng: np.random.Generator) -> np.ndarray:
+def sample_triplets(
+    anchors: np.ndarray,
+    ids: np.ndarray,
+    sims: np.ndarray,
+    labels: np.ndarray,
+    num_candidates: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """One epoch: every valid anchor once, in random order, with a positive and a negative drawn by sim^3."""
     out = np.zeros((len(anchors), 3), np.int64)
     for row, a in enumerate(rng.permutation(anchors)):
@@ -140,12 +147,12 @@ def mimetic_init_(model: AMES, qk: tuple[float, float] = (0.7, 0.7), vo: tuple[f
                     m = qk[0] * torch.randn(c, c) / math.sqrt(c) + qk[1] * torch.eye(c)
                     u, s, vt = torch.linalg.svd(m)
                     r = s[:dh].sqrt()
-                    w[i * dh:(i + 1) * dh] = (u[:, :dh] * r).T.to(w)
-                    w[c + i * dh:c + (i + 1) * dh] = (r[:, None] * vt[:dh]).to(w)
+                    w[i * dh : (i + 1) * dh] = (u[:, :dh] * r).T.to(w)
+                    w[c + i * dh : c + (i + 1) * dh] = (r[:, None] * vt[:dh]).to(w)
                 m = vo[0] * torch.randn(c, c) / math.sqrt(c) - vo[1] * torch.eye(c)
                 u, s, vt = torch.linalg.svd(m)
                 r = s.sqrt()
-                w[2 * c:] = (r[:, None] * vt).to(w)
+                w[2 * c :] = (r[:, None] * vt).to(w)
                 attn.out_proj.weight.copy_(u * r)
 
 
@@ -156,9 +163,19 @@ def _gather(desc: np.ndarray, counts: np.ndarray, rows: np.ndarray, length: int)
     return x, mask
 
 
-def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np.ndarray, sims: np.ndarray,
-               model_cfg: AmesConfig, cfg: TrainConfig, teacher: AMES | None = None, init_itq: dict[str, np.ndarray] | None = None,
-               device: str = "cpu", validate: Callable[[AMES], float] | None = None) -> tuple[AMES, list[dict[str, float]]]:
+def train_ames(
+    desc: np.ndarray,
+    counts: np.ndarray,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    sims: np.ndarray,
+    model_cfg: AmesConfig,
+    cfg: TrainConfig,
+    teacher: AMES | None = None,
+    init_itq: dict[str, np.ndarray] | None = None,
+    device: str = "cpu",
+    validate: Callable[[AMES], float] | None = None,
+) -> tuple[AMES, list[dict[str, float]]]:
     """Train (or, with ``teacher``, distil) an AMES model; returns the model and per-epoch curves.
 
     ``validate(model) -> score`` (higher is better; e.g. Medium mAP on a validation split), when given and
@@ -181,8 +198,10 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
         teacher.to(device).eval()
     anchors = valid_anchors(ids, sims, labels, cfg.num_candidates, cfg.min_pos, cfg.min_neg)
     if len(anchors) == 0:
-        raise ValueError("training: no anchor has enough positives and negatives among its neighbours "
-                         f"(num_candidates={cfg.num_candidates}, min_pos={cfg.min_pos}, min_neg={cfg.min_neg})")
+        raise ValueError(
+            "training: no anchor has enough positives and negatives among its neighbours "
+            f"(num_candidates={cfg.num_candidates}, min_pos={cfg.min_pos}, min_neg={cfg.min_neg})"
+        )
     per_batch = max(1, cfg.batch_size // 3)
     steps_per_epoch = math.ceil(len(anchors) / per_batch)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -195,8 +214,15 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
         return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    log.info("training on %d valid anchors of %d images: %d epochs x %d steps, %d triplets per step, teacher: %s",
-             len(anchors), len(labels), cfg.epochs, steps_per_epoch, per_batch, teacher is not None)
+    log.info(
+        "training on %d valid anchors of %d images: %d epochs x %d steps, %d triplets per step, teacher: %s",
+        len(anchors),
+        len(labels),
+        cfg.epochs,
+        steps_per_epoch,
+        per_batch,
+        teacher is not None,
+    )
     curves = []
     use_val = validate is not None and cfg.patience > 0
     best_score, best_epoch, best_state, since_best = -math.inf, 0, None, 0
@@ -205,7 +231,7 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
         triplets = sample_triplets(anchors, ids, sims, labels, cfg.num_candidates, rng)
         tot_loss = tot_acc = tot_mse = n_pairs = 0.0
         for s in range(0, len(triplets), per_batch):
-            t = triplets[s:s + per_batch]
+            t = triplets[s : s + per_batch]
             b = len(t)
             ql = int(rng.integers(cfg.min_desc, cfg.q_desc))
             gl = int(rng.integers(cfg.min_desc, cfg.db_desc))
@@ -224,7 +250,7 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
                     fd, fdm = _gather(desc, counts, rows_d, cfg.db_desc)
                     _, th = teacher(fq.to(device), fd.to(device), fqm.to(device), fdm.to(device), return_hidden=True)
                 n_q_full = fq.shape[1]
-                sel = torch.cat([th[:, :1 + ql], th[:, 1 + n_q_full:1 + n_q_full + gl]], 1)
+                sel = torch.cat([th[:, : 1 + ql], th[:, 1 + n_q_full : 1 + n_q_full + gl]], 1)
                 mse = F.mse_loss(hidden, sel)
                 loss = loss + cfg.beta * mse
             opt.zero_grad(set_to_none=True)
@@ -235,10 +261,24 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
             tot_mse += float(mse.detach()) * 2 * b
             tot_acc += float(((logits > 0).float() == target).float().sum())
             n_pairs += 2 * b
-        curves.append({"epoch": epoch + 1, "loss": tot_loss / n_pairs, "pair_accuracy": tot_acc / n_pairs,
-                       "distill_mse": tot_mse / n_pairs, "lr": sched.get_last_lr()[0], "seconds": time.time() - t0})
-        log.info("epoch %d: loss %.4f, pair accuracy %.3f, mse %.4f, %.1f s", epoch + 1, curves[-1]["loss"],
-                 curves[-1]["pair_accuracy"], curves[-1]["distill_mse"], curves[-1]["seconds"])
+        curves.append(
+            {
+                "epoch": epoch + 1,
+                "loss": tot_loss / n_pairs,
+                "pair_accuracy": tot_acc / n_pairs,
+                "distill_mse": tot_mse / n_pairs,
+                "lr": sched.get_last_lr()[0],
+                "seconds": time.time() - t0,
+            }
+        )
+        log.info(
+            "epoch %d: loss %.4f, pair accuracy %.3f, mse %.4f, %.1f s",
+            epoch + 1,
+            curves[-1]["loss"],
+            curves[-1]["pair_accuracy"],
+            curves[-1]["distill_mse"],
+            curves[-1]["seconds"],
+        )
         fault_point("train")
         if use_val:
             tv = time.time()
@@ -252,8 +292,14 @@ def train_ames(desc: np.ndarray, counts: np.ndarray, labels: np.ndarray, ids: np
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 since_best += 1
-            log.info("epoch %d: validation %.4f (best %.4f at epoch %d), %.1f s", epoch + 1, score, best_score,
-                     best_epoch, curves[-1]["validation_seconds"])
+            log.info(
+                "epoch %d: validation %.4f (best %.4f at epoch %d), %.1f s",
+                epoch + 1,
+                score,
+                best_score,
+                best_epoch,
+                curves[-1]["validation_seconds"],
+            )
             if since_best >= cfg.patience:
                 log.info("early stop after epoch %d: %d epochs without improvement", epoch + 1, since_best)
                 break
