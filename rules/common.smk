@@ -655,8 +655,8 @@ def train_validation():
         "q_desc": a["q_desc"],
         "db_desc": a["db_desc"],
         "num_rerank": a["train"].get("validation_rerank", 25),
-        "lambdas": a["lambda"],
-        "gammas": a["gamma"],
+        "lambdas": a["validation_grid"]["lambda"],
+        "gammas": a["validation_grid"]["gamma"],
         "junk_mode": a["junk_mode"],
         "fusion": a["fusion"],
     }
