@@ -2,6 +2,7 @@
 official mAP@100 against a hand-worked example and an independent transcription of the official loop."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -14,7 +15,7 @@ from retrieval.data.gnd import load_ground_truth
 from retrieval.data.gnd_formats import gldv2_image, iter_gldv2_train, read_gldv2, read_gldv2_train
 from retrieval.evaluation.compare import compare_rows, render_markdown
 from retrieval.evaluation.metrics import evaluate_gldv2, evaluate_ground_truth, gldv2_average_precision
-from retrieval.evaluation.results import write_reranked_evaluation
+from retrieval.evaluation.results import EvaluationContext, write_reranked_evaluation
 from retrieval.runtime import read_json, write_json
 from retrieval.stages.ames import evaluate_ames_stage
 from retrieval.stages.evaluate import evaluate_global
@@ -186,46 +187,42 @@ def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path
     write_json(tmp_path / "gnd.json", gt.to_json())
     ids = np.array([[3, 0, 1], [4, 2, 1], [2, 3, 0]])  # top 3 of 5 stored: enough for mAP@100 semantics here
     write_neighbours(tmp_path / "knn.h5", ids, np.ones(ids.shape, np.float32))
-    evaluate_global(
-        tmp_path / "knn.h5",
-        tmp_path / "lists.json",
-        tmp_path / "gnd.json",
-        tmp_path / "g.json",
-        tmp_path / "r.h5",
-        tmp_path / "n.csv",
-        "gldv2",
-        "global",
-        [1, 5, 10],
-        3,
-        {},
-        {},
-        "tiny",
-        {},
+    ctx = EvaluationContext(
+        dataset="gldv2",
+        lists_path=tmp_path / "lists.json",
+        gnd_path=tmp_path / "gnd.json",
+        out_json=tmp_path / "g.json",
+        out_ranking=tmp_path / "r.h5",
+        out_csv=tmp_path / "n.csv",
+        csv_top=3,
+        versions={},
+        hyperparameters={},
+        preset="tiny",
+        ks=[1, 5, 10],
     )
+    evaluate_global(ctx, tmp_path / "knn.h5", {})
     r = read_json(tmp_path / "g.json")
     # Public: relevant {0, 3} at positions 1, 2 -> 1.0; Private: {4} at 1 -> 1.0 and {1, 2, 4} at 1 -> 1/3
     assert r["metrics"] == {"mAP@100": {"Public": 100.0, "Private": pytest.approx(100 * (1 + 1 / 3) / 2, abs=1e-3)}}
     assert r["n_evaluated_queries"] == {"Public": 1, "Private": 2} and "ground_truth_subset" not in r
     better = np.array([[0, 3, 1], [4, 2, 1], [2, 1, 4]])
+    sv_ctx = replace(
+        ctx,
+        out_json=tmp_path / "sv.json",
+        out_ranking=tmp_path / "sv.h5",
+        out_csv=tmp_path / "sv.csv",
+        baseline_json=tmp_path / "g.json",
+        n_bootstrap=100,
+    )
     write_reranked_evaluation(
+        sv_ctx,
         "sv",
         better,
         np.ones(better.shape),
         ids,
         lists,
         read_json(tmp_path / "gnd.json"),
-        "gldv2",
-        str(tmp_path / "sv.json"),
-        str(tmp_path / "sv.h5"),
-        str(tmp_path / "sv.csv"),
-        str(tmp_path / "g.json"),
-        str(tmp_path / "knn.h5"),
-        100,
-        [1, 5, 10],
-        3,
-        {},
-        {},
-        "tiny",
+        tmp_path / "knn.h5",
         {},
     )
     s = read_json(tmp_path / "sv.json")
@@ -323,17 +320,25 @@ def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
         h.attrs.update({"kind": "ames_logits", "max_rerank": 4, "seconds": 0.0, "n_pairs": 12})
     write_json(tmp_path / "global.json", {})
     grid = {"num_rerank": [4], "lambda": [0.0, 1.0], "gamma": [1.0]}
+    ctx = EvaluationContext(
+        dataset="gldv2",
+        lists_path=tmp_path / "lists.json",
+        gnd_path=tmp_path / "gnd.json",
+        out_json=tmp_path / "ames.json",
+        out_ranking=tmp_path / "r.h5",
+        out_csv=tmp_path / "n.csv",
+        csv_top=3,
+        versions={},
+        hyperparameters={},
+        preset="tiny",
+        n_bootstrap=100,
+        baseline_json=tmp_path / "global.json",
+    )
     evaluate_ames_stage(
+        ctx,
         tmp_path / "logits.h5",
         tmp_path / "knn.h5",
-        tmp_path / "lists.json",
-        tmp_path / "gnd.json",
-        tmp_path / "global.json",
-        tmp_path / "ames.json",
-        tmp_path / "r.h5",
-        tmp_path / "n.csv",
         tmp_path / "grid.csv",
-        "gldv2",
         "ames",
         grid,
         "validation",
@@ -341,11 +346,6 @@ def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
         None,
         "demo-val",
         "none",
-        100,
-        3,
-        {},
-        {},
-        "tiny",
     )
     r = read_json(tmp_path / "ames.json")
     assert r["chosen"]["lambda"] == 0.0 and "Public" in r["chosen"]["selected_on"]

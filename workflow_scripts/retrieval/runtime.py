@@ -312,25 +312,6 @@ def setup_logging(log_path: str | os.PathLike | None) -> None:
     )
 
 
-def evaluation_io(smk: Any) -> dict[str, Any]:
-    """The arguments every evaluation stage takes from its rule: lists and ground truth, the three outputs (results
-    JSON, ranking, neighbour CSV), the dataset, bootstrap and metric settings, versions, hyperparameters, preset."""
-    return {
-        "lists_path": smk.input.lists,
-        "gnd_path": smk.input.gnd,
-        "out_json": smk.output.json,
-        "out_ranking": smk.output.ranking,
-        "out_csv": smk.output.csv,
-        "dataset": smk.wildcards.dataset,
-        "n_bootstrap": smk.params.n_bootstrap,
-        "ks": smk.params.ks,
-        "csv_top": smk.params.csv_top,
-        "versions": smk.params.versions,
-        "hyperparameters": smk.params.hyperparameters,
-        "preset": smk.params.preset,
-    }
-
-
 def write_rule_manifest(smk: Any, stage: str) -> None:
     """Write ``smk.output.manifest`` for a rule from its Snakemake object: params as configuration, every input
     with its version (the 8-hex directory in its path) and SHA-1, every other output with its checksum."""

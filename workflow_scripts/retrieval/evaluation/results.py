@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -17,6 +18,61 @@ from retrieval.runtime import atomic_path, write_json
 from retrieval.stores.global_store import read_featureless
 
 log = logging.getLogger(__name__)
+
+DEFAULT_KS = (1, 5, 10)  # evaluate_ground_truth's, for a rule that sets no evaluate.ks
+DEFAULT_N_BOOTSTRAP = 10000
+
+
+@dataclass(frozen=True)
+class EvaluationContext:
+    """What every evaluation job shares, whatever the method: where its results go and what they are labelled with.
+
+    Built once per job (:meth:`from_snakemake` in the rule's entry point) and handed to the stage and the results
+    writer, so a stage's signature holds only its method's inputs and configuration.
+
+    ``lists_path`` / ``gnd_path``: the lists stage's ``lists.json`` and ``gnd.json`` (``gnd`` null without ground
+    truth). ``out_json``, ``out_ranking``, ``out_csv``: the results JSON, the ranking file (HDF5, ``ranks``
+    ``(n_queries, n_db)`` int32) and the neighbour CSV (top ``csv_top`` per query). ``ks``: the k of mP@k (revisitop
+    datasets). ``n_bootstrap``: resamples of the paired bootstrap against the baseline. ``baseline_json``: the
+    global results JSON the method is compared with (recorded under ``artifacts.baseline``; ``None`` for the global
+    evaluation itself). ``versions``, ``hyperparameters``, ``preset``: copied into the results JSON as they are."""
+
+    dataset: str
+    lists_path: str | Path
+    gnd_path: str | Path
+    out_json: str | Path
+    out_ranking: str | Path
+    out_csv: str | Path
+    csv_top: int
+    versions: dict[str, str]
+    hyperparameters: dict[str, Any]
+    preset: str
+    ks: Sequence[int] = DEFAULT_KS
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP
+    baseline_json: str | Path | None = None
+
+    @classmethod
+    def from_snakemake(cls, smk: Any) -> EvaluationContext:
+        """From an evaluation rule's ``snakemake`` object: inputs ``lists``, ``gnd`` (and ``baseline`` where the
+        rule compares with the global results), outputs ``json``, ``ranking``, ``csv``, the ``dataset`` wildcard,
+        params ``csv_top``, ``versions``, ``hyperparameters``, ``preset`` (and ``ks``, ``n_bootstrap`` where the
+        rule sets them; the defaults otherwise). A missing required name raises AttributeError."""
+        params, inputs = smk.params, smk.input
+        return cls(
+            dataset=smk.wildcards.dataset,
+            lists_path=inputs.lists,
+            gnd_path=inputs.gnd,
+            out_json=smk.output.json,
+            out_ranking=smk.output.ranking,
+            out_csv=smk.output.csv,
+            csv_top=params.csv_top,
+            versions=params.versions,
+            hyperparameters=params.hyperparameters,
+            preset=params.preset,
+            ks=params.get("ks", DEFAULT_KS),
+            n_bootstrap=params.get("n_bootstrap", DEFAULT_N_BOOTSTRAP),
+            baseline_json=inputs.get("baseline"),
+        )
 
 
 def without_features(
@@ -73,36 +129,33 @@ def cost_timing(
 
 
 def write_results(
-    out_json: str | Path,
+    ctx: EvaluationContext,
     *,
-    dataset: str,
     method: str,
-    preset: str,
     lists: dict[str, Any],
     gnd: dict[str, Any] | None,
     evaluation: dict[str, Any] | None,
-    hyperparameters: dict[str, Any],
-    versions: dict[str, str],
     artifacts: dict[str, str],
     timing: dict[str, Any],
     baseline: tuple[str, dict[str, Any]] | None = None,
-    n_bootstrap: int = 10000,
     flags: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the results JSON of any method (the README's "Results" contract) and return it.
+    """Write the results JSON of any method (the README's "Results" contract) to ``ctx.out_json`` and return it;
+    ``dataset``, ``preset``, ``hyperparameters`` and ``versions`` come from ``ctx``.
 
     ``evaluation``: this method's metrics as :func:`retrieval.evaluation.metrics.evaluate_ground_truth` returns
     them (revisitop E/M/H or GLDv2's Public/Private; ``None`` without ground truth: ``metrics`` is then null).
     ``baseline``: ``(name, evaluation)`` of the ranking this method starts from: adds ``baseline``,
-    ``paired_difference`` (mean per-query AP difference x 100 with a 95% bootstrap interval of ``n_bootstrap``
+    ``paired_difference`` (mean per-query AP difference x 100 with a 95% bootstrap interval of ``ctx.n_bootstrap``
     resamples, better / worse counts) and ``baseline_ap`` next to each query's AP. ``flags``: the images-without-
     features fields of :func:`without_features`. ``extra``: method-specific keys (AMES's ``chosen`` and ``grid``,
     SSP's ``alongside``, ...), which may not replace a contract key."""
+    dataset = ctx.dataset
     result: dict[str, Any] = {
         "dataset": dataset,
         "method": method,
-        "preset": preset,
+        "preset": ctx.preset,
         "n_queries": len(lists["query"]),
         "n_db": len(lists["db"]),
         "crop_queries": lists["crop_queries"],
@@ -120,7 +173,7 @@ def write_results(
             name, base = baseline
             result["baseline"] = {"method": name, "metrics": headline(base)}
             result["paired_difference"] = {
-                p: bootstrap_difference(base["per_query_ap"][p], evaluation["per_query_ap"][p], n_bootstrap)
+                p: bootstrap_difference(base["per_query_ap"][p], evaluation["per_query_ap"][p], ctx.n_bootstrap)
                 for p in subsets
             }
             for p in subsets:
@@ -139,33 +192,23 @@ def write_results(
         raise ValueError(f"results of {method}: extra keys {sorted(clash)} would replace the contract's")
     result.update(extra or {})
     result.update(flags or {})
-    result["hyperparameters"] = hyperparameters
-    result["versions"] = versions
+    result["hyperparameters"] = ctx.hyperparameters
+    result["versions"] = ctx.versions
     result["artifacts"] = artifacts
     result["timing"] = timing
-    write_json(out_json, result)
+    write_json(ctx.out_json, result)
     return result
 
 
 def write_reranked_evaluation(
+    ctx: EvaluationContext,
     method: str,
     ranking: np.ndarray,
     scores: np.ndarray,
     base_ids: np.ndarray,
     lists: dict[str, Any],
     gnd: dict[str, Any] | None,
-    dataset: str,
-    out_json: str,
-    out_ranking: str,
-    out_csv: str,
-    baseline_json: str,
-    knn_path: str,
-    n_bootstrap: int,
-    ks,
-    csv_top: int,
-    versions: dict[str, str],
-    hyperparameters: dict[str, Any],
-    preset: str,
+    knn_path: str | Path,
     timing: dict[str, Any],
     extra_datasets: dict[str, np.ndarray] | None = None,
     extra: dict[str, Any] | None = None,
@@ -173,36 +216,38 @@ def write_reranked_evaluation(
     flags: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking (or, for
-    ``asmk``, replaces it): its metrics next to the global baseline's (:func:`write_results`). ``flags`` replace
-    the images-without-features fields computed from ``knn_path``."""
+    ``asmk``, replaces it): its metrics next to the global baseline's (:func:`write_results`).
+
+    ``ranking`` / ``scores``: ``(n_queries, n)`` database indices (int) and their scores, best first; ``base_ids``:
+    the global ranking ``(n_queries, n)`` the baseline metrics come from. ``knn_path``: the neighbours file whose
+    images without features rank last (recorded as ``artifacts.knn``). ``extra_datasets``: more per-query arrays
+    for the ranking file. ``flags`` replace the images-without-features fields computed from ``knn_path``.
+    ``ctx.baseline_json`` must be set (ValueError otherwise)."""
+    if ctx.baseline_json is None:
+        raise ValueError(f"{method}: a re-ranked evaluation records its baseline, but the context has none")
     n_db = len(lists["db"])
     ranking, scores, computed = without_features(knn_path, lists, ranking, scores)
-    write_ranking(out_ranking, ranking, n_db, extra_datasets)
-    write_neighbours_csv(out_csv, lists, ranking, scores, csv_top)
+    write_ranking(ctx.out_ranking, ranking, n_db, extra_datasets)
+    write_neighbours_csv(ctx.out_csv, lists, ranking, scores, ctx.csv_top)
     evaluation = baseline = None
     if gnd is not None:
-        evaluation = evaluate_ground_truth(ranking, gnd, n_db, ks)
-        baseline = ("global", evaluate_ground_truth(base_ids, gnd, n_db, ks))
+        evaluation = evaluate_ground_truth(ranking, gnd, n_db, ctx.ks)
+        baseline = ("global", evaluate_ground_truth(base_ids, gnd, n_db, ctx.ks))
     return write_results(
-        out_json,
-        dataset=dataset,
+        ctx,
         method=method,
-        preset=preset,
         lists=lists,
         gnd=gnd,
         evaluation=evaluation,
         baseline=baseline,
-        n_bootstrap=n_bootstrap,
         flags={**computed, **(flags or {})},
         extra=extra,
-        hyperparameters=hyperparameters,
-        versions=versions,
         timing=timing,
         artifacts={
-            "ranking": str(out_ranking),
-            "neighbours_csv": str(out_csv),
+            "ranking": str(ctx.out_ranking),
+            "neighbours_csv": str(ctx.out_csv),
             "knn": str(knn_path),
-            "baseline": str(baseline_json),
+            "baseline": str(ctx.baseline_json),
             **(artifacts or {}),
         },
     )

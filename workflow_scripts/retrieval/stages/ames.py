@@ -17,7 +17,7 @@ from retrieval.evaluation.metrics import (
     evaluate_gldv2,
     evaluate_ground_truth,
 )
-from retrieval.evaluation.results import cost_timing, without_features, write_results
+from retrieval.evaluation.results import EvaluationContext, cost_timing, without_features, write_results
 from retrieval.methods.ames.model import AmesConfig, load_checkpoint, save_checkpoint
 from retrieval.methods.ames.rerank import (
     GridSweep,
@@ -373,16 +373,10 @@ def _ames_timing(
 
 
 def evaluate_ames_stage(
+    ctx: EvaluationContext,
     logits_path: str | Path,
     knn_path: str | Path,
-    lists_path: str | Path,
-    gnd_path: str | Path,
-    baseline_json: str | Path,
-    out_json: str | Path,
-    out_ranking: str | Path,
-    out_csv: str | Path,
     out_grid: str | Path,
-    dataset: str,
     method: str,
     grid: dict[str, Sequence[float]],
     select: str,
@@ -390,19 +384,21 @@ def evaluate_ames_stage(
     val_paths: dict[str, str] | None,
     validation_split: str | None,
     junk_mode: str,
-    n_bootstrap: int,
-    csv_top: int,
-    versions: dict[str, str],
-    hyperparameters: dict[str, Any],
-    preset: str,
     fusion: str = "sigmoid",
 ) -> None:
-    """``fusion``: how the logits enter the fused score (``ames_rerank.fusion_logits``), on the validation split and
-    the evaluated dataset alike."""
+    """Method ``ames`` / ``ames_binary``: sweep ``grid`` (``num_rerank`` x ``lambda`` x ``gamma``) over the logits
+    of ``logits_path`` on the global shortlist ``knn_path``, choose the point (``select``: ``validation`` on
+    ``val_paths``' logits, knn, lists and gnd, or GLDv2's Public queries; else ``fixed``), and evaluate it next to
+    the global ranking. Writes the grid (``out_grid``, CSV, one row per point) besides the context's outputs; the
+    ranking file holds ``ranks`` (Medium) and, in ``junk_mode`` ``ames``, ``ranks_E`` / ``ranks_H``.
+    ``fusion``: how the logits enter the fused score (``ames_rerank.fusion_logits``), on the validation split and
+    the evaluated dataset alike. ValueError without ground truth, or when the grid asks more ``num_rerank`` than
+    the logits cover."""
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
-    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
+    dataset = ctx.dataset
     if gnd is None:
         raise ValueError(f"{dataset}: no ground truth, so AMES parameters cannot be evaluated; use the global ranking")
     n_db = len(lists["db"])
@@ -460,14 +456,14 @@ def evaluate_ames_stage(
             )
     rankings = {p: guarded.get(p, guarded["M"]) for p in PROTOCOLS}
     m = (
-        evaluate_ground_truth(rankings["M"], gnd, n_db)
+        evaluate_ground_truth(rankings["M"], gnd, n_db, ctx.ks)
         if gldv2
-        else evaluate_protocol_rankings(rankings, gnd["gnd"], n_db)
+        else evaluate_protocol_rankings(rankings, gnd["gnd"], n_db, ctx.ks)
     )
-    base = evaluate_ground_truth(ids, gnd, n_db)
+    base = evaluate_ground_truth(ids, gnd, n_db, ctx.ks)
     t_point = time.time()
 
-    with atomic_path(out_ranking) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(ctx.out_ranking) as tmp, h5py.File(tmp, "w") as f:
         for p in PROTOCOLS:
             if p == "M" or rankings[p] is not rankings["M"]:
                 f.create_dataset("ranks" if p == "M" else f"ranks_{p}", data=rankings[p].astype(np.int32))
@@ -485,23 +481,20 @@ def evaluate_ames_stage(
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_path(ctx.out_csv) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["query", "rank", "image", "global_score"])
         for qi, q in enumerate(lists["query"]):
             gs = dict(zip(ids[qi].tolist(), sims[qi].tolist()))
-            for r, j in enumerate(rankings["M"][qi, :csv_top]):
+            for r, j in enumerate(rankings["M"][qi, : ctx.csv_top]):
                 w.writerow([q["path"], r + 1, lists["db"][j]["path"], f"{gs[int(j)]:.6f}"])
     write_results(
-        out_json,
-        dataset=dataset,
+        ctx,
         method=method,
-        preset=preset,
         lists=lists,
         gnd=gnd,
         evaluation=m,
         baseline=("global", base),
-        n_bootstrap=n_bootstrap,
         flags=flags,
         extra={
             "junk_mode": junk_mode,
@@ -513,15 +506,13 @@ def evaluate_ames_stage(
             },
             "grid": rows,
         },
-        hyperparameters=hyperparameters,
-        versions=versions,
         artifacts={
-            "ranking": str(out_ranking),
-            "neighbours_csv": str(out_csv),
+            "ranking": str(ctx.out_ranking),
+            "neighbours_csv": str(ctx.out_csv),
             "grid_csv": str(out_grid),
             "logits": str(logits_path),
             "knn": str(knn_path),
-            "baseline": str(baseline_json),
+            "baseline": str(ctx.baseline_json),
         },
         timing=_ames_timing(lattrs, len(lists["query"]), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid),
     )

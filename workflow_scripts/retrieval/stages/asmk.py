@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from retrieval.evaluation.results import cost_timing, write_reranked_evaluation
+from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
 from retrieval.runtime import Manifest, atomic_path, read_json
 from retrieval.search.asmk import (
     ASMKConfig,
@@ -205,34 +205,19 @@ def asmk_search(
     )
 
 
-def evaluate_asmk(
-    asmk_knn: str | Path,
-    global_knn: str | Path,
-    lists_path: str | Path,
-    gnd_path: str | Path,
-    baseline_json: str | Path,
-    out_json: str | Path,
-    out_ranking: str | Path,
-    out_csv: str | Path,
-    dataset: str,
-    n_bootstrap: int,
-    ks: Sequence[int],
-    csv_top: int,
-    versions: dict[str, str],
-    hyperparameters: dict[str, Any],
-    preset: str,
-) -> None:
-    """The ASMK ranking in the results contract, next to the global ranking (baseline, paired difference). Its
-    first stage is its own search (``timing.ms_per_query.first_stage``); building the inverted file is the work
-    done once per database (``offline_seconds``)."""
+def evaluate_asmk(ctx: EvaluationContext, asmk_knn: str | Path, global_knn: str | Path) -> None:
+    """The ASMK ranking (``asmk_knn``, of ``asmk_search``) in the results contract, next to the global ranking
+    (``global_knn``: baseline, paired difference); both must be full rankings ``(n_queries, n_db)`` (ValueError
+    otherwise). Its first stage is its own search (``timing.ms_per_query.first_stage``); building the inverted
+    file is the work done once per database (``offline_seconds``)."""
 
     ids, sims, attrs = read_neighbours(asmk_knn)
     base_ids, _, _ = read_neighbours(global_knn)
-    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     n_q, n_db = len(lists["query"]), len(lists["db"])
     for path, arr in ((asmk_knn, ids), (global_knn, base_ids)):
         if arr.shape != (n_q, n_db):
-            raise ValueError(f"{path}: shape {arr.shape}, expected the full ranking {(n_q, n_db)} of {lists_path}")
+            raise ValueError(f"{path}: shape {arr.shape}, expected the full ranking {(n_q, n_db)} of {ctx.lists_path}")
     search = float(attrs["search_seconds"])
     timing = cost_timing(
         n_q,
@@ -243,24 +228,14 @@ def evaluate_asmk(
     timing["ms_per_query"]["first_stage"] = round(1000 * search / max(1, n_q), 3)
     empty = [int(i) for i in attrs.get("queries_without_features", [])]
     write_reranked_evaluation(
+        ctx,
         "asmk",
         ids,
         sims,
         base_ids,
         lists,
         gnd,
-        dataset,
-        str(out_json),
-        str(out_ranking),
-        str(out_csv),
-        str(baseline_json),
-        str(asmk_knn),
-        n_bootstrap,
-        ks,
-        csv_top,
-        versions,
-        hyperparameters,
-        preset,
+        asmk_knn,
         timing=timing,
         extra={"first_stage": {"method": "asmk", "knn": str(asmk_knn)}},
         artifacts={"baseline_knn": str(global_knn)},

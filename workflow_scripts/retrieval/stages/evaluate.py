@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from retrieval.evaluation.metrics import evaluate_ground_truth, needs_full_ranking
 from retrieval.evaluation.results import (
+    EvaluationContext,
     cost_timing,
     without_features,
     write_neighbours_csv,
@@ -21,30 +22,19 @@ from retrieval.stores.global_store import read_neighbours
 log = logging.getLogger(__name__)
 
 
-def evaluate_global(
-    knn_path: str | Path,
-    lists_path: str | Path,
-    gnd_path: str | Path,
-    out_json: str | Path,
-    out_ranking: str | Path,
-    out_csv: str | Path,
-    dataset: str,
-    method: str,
-    ks: Sequence[int],
-    csv_top: int,
-    versions: dict[str, str],
-    hyperparameters: dict[str, Any],
-    preset: str,
-    provenance: dict[str, Any],
-) -> None:
+def evaluate_global(ctx: EvaluationContext, knn_path: str | Path, provenance: dict[str, Any]) -> None:
+    """Method ``global``: the shortlist in ``knn_path`` (``ids (n_queries, k)``, ``sims``) as the ranking, with
+    revisitop or GLDv2 metrics, the ranking file and the neighbour CSV; ``provenance`` (where the data came from)
+    is recorded as is. ValueError when the shortlist's rows do not match the queries, or when revisitop mAP would
+    be computed from a shortlist shorter than the database."""
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
-    lists = read_json(lists_path)
-    gnd = read_json(gnd_path)
+    lists = read_json(ctx.lists_path)
+    gnd = read_json(ctx.gnd_path)
     n_db = len(lists["db"])
     if ids.shape[0] != len(lists["query"]):
-        raise ValueError(f"{knn_path}: {ids.shape[0]} rows but {len(lists['query'])} queries in {lists_path}")
+        raise ValueError(f"{knn_path}: {ids.shape[0]} rows but {len(lists['query'])} queries in {ctx.lists_path}")
     if needs_full_ranking(gnd) and ids.shape[1] != n_db:
         raise ValueError(
             f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
@@ -52,26 +42,22 @@ def evaluate_global(
             "the missing images ranked last"
         )
     ids, sims, flags = without_features(knn_path, lists, ids, sims)
-    write_ranking(out_ranking, ids, n_db)
+    write_ranking(ctx.out_ranking, ids, n_db)
     fault_point("evaluate")  # the ranking is in place, the JSON not yet
-    write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
+    write_neighbours_csv(ctx.out_csv, lists, ids, sims, ctx.csv_top)
     write_results(
-        out_json,
-        dataset=dataset,
-        method=method,
-        preset=preset,
+        ctx,
+        method="global",
         lists=lists,
         gnd=gnd,
-        evaluation=None if gnd is None else evaluate_ground_truth(ids, gnd, n_db, ks),
+        evaluation=None if gnd is None else evaluate_ground_truth(ids, gnd, n_db, ctx.ks),
         flags=flags,
         extra={"provenance": provenance},
-        hyperparameters=hyperparameters,
-        versions=versions,
         artifacts={
-            "ranking": str(out_ranking),
-            "neighbours_csv": str(out_csv),
+            "ranking": str(ctx.out_ranking),
+            "neighbours_csv": str(ctx.out_csv),
             "knn": str(knn_path),
-            "lists": str(lists_path),
+            "lists": str(ctx.lists_path),
         },
         timing=cost_timing(len(lists["query"]), evaluate_seconds=round(time.time() - t0, 3)),
     )

@@ -18,7 +18,13 @@ from retrieval.evaluation.metrics import (
     headline,
     needs_full_ranking,
 )
-from retrieval.evaluation.results import cost_timing, write_neighbours_csv, write_ranking, write_results
+from retrieval.evaluation.results import (
+    EvaluationContext,
+    cost_timing,
+    write_neighbours_csv,
+    write_ranking,
+    write_results,
+)
 from retrieval.featureless import featureless_rows
 from retrieval.features.sift import SiftConfig, extract_sift
 from retrieval.features.vlad import apply_whitening, vlad
@@ -143,32 +149,26 @@ def train_query_stage(
 
 
 def evaluate_ssp_stage(
+    ctx: EvaluationContext,
     light_query_local: str,
     codebook: str,
     whiten: str,
     adapter: str,
     query_global: str,
     db_global: str,
-    lists_path: str,
-    gnd_path: str,
-    out_json: str,
-    out_ranking: str,
-    out_csv: str,
-    dataset: str,
     alpha: float,
     power: float,
     light_sift: dict[str, Any],
     gallery_sift: dict[str, Any],
     cost_images: int,
-    n_bootstrap: int,
-    ks,
-    csv_top: int,
-    versions: dict[str, str],
-    hyperparameters: dict[str, Any],
-    preset: str,
 ) -> None:
+    """Method ``ssp``: the queries' light-model descriptors (``light_query_local``, VLAD over ``codebook``,
+    ``whiten``, then the ``adapter``) search the gallery model's database descriptors ``db_global``; evaluated next
+    to the light model without the adapter (the baseline) and the symmetric gallery model (``query_global``,
+    ``alongside``). ``cost_per_image``: SIFT extraction of the first ``cost_images`` queries with ``light_sift`` and
+    ``gallery_sift``, in milliseconds, timed in this job."""
     t0 = time.time()
-    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     db, q_gallery = read_global(db_global), read_global(query_global)
     light = light_global(light_query_local, codebook, whiten, alpha, power)
     ckpt = torch.load(adapter, map_location="cpu", weights_only=True)
@@ -185,12 +185,12 @@ def evaluate_ssp_stage(
     top = n_db if gnd is None or needs_full_ranking(gnd) else min(n_db, GLDV2_K)  # GLDv2 keeps the top 100
     ranks = {k: topk_neighbours(v, db, top) for k, v in runs.items()}
     ids, sims = ranks["ssp"]
-    write_ranking(out_ranking, ids, n_db)
-    write_neighbours_csv(out_csv, lists, ids, sims, csv_top)
+    write_ranking(ctx.out_ranking, ids, n_db)
+    write_neighbours_csv(ctx.out_csv, lists, ids, sims, ctx.csv_top)
     evaluation = baseline = None
     alongside = {}
     if gnd is not None:
-        ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ks) for k, r in ranks.items()}
+        ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ctx.ks) for k, r in ranks.items()}
         evaluation, baseline = ev["ssp"], ("light_without_adapter", ev["light_without_adapter"])
         alongside = {
             "alongside": {k: {"metrics": headline(ev[k])} for k in ("light_without_adapter", "symmetric_gallery")}
@@ -204,22 +204,17 @@ def evaluate_ssp_stage(
         "VLAD, whitening and the adapter are common to both or under a millisecond",
     }
     write_results(
-        out_json,
-        dataset=dataset,
+        ctx,
         method="ssp",
-        preset=preset,
         lists=lists,
         gnd=gnd,
         evaluation=evaluation,
         baseline=baseline,
-        n_bootstrap=n_bootstrap,
         extra={**alongside, "cost_per_image": cost},
         flags={
             "queries_without_features": [q["name"] for q, f in zip(lists["query"], featureless_rows(light)) if f],
             "db_images_without_features": int(featureless_rows(db).sum()),
         },
-        hyperparameters=hyperparameters,
-        versions=versions,
-        artifacts={"ranking": str(out_ranking), "neighbours_csv": str(out_csv), "adapter": str(adapter)},
+        artifacts={"ranking": str(ctx.out_ranking), "neighbours_csv": str(ctx.out_csv), "adapter": str(adapter)},
         timing=cost_timing(len(lists["query"]), reads=0.0, rerank=0.0, evaluate_seconds=round(time.time() - t0, 3)),
     )

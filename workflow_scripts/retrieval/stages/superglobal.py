@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from retrieval.evaluation.results import cost_timing, write_reranked_evaluation
+from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
 from retrieval.methods.superglobal import SuperGlobalConfig, superglobal_rerank
 from retrieval.runtime import read_json
 from retrieval.stores.global_store import read_global, read_neighbours
@@ -15,30 +15,17 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_superglobal_stage(
-    query_global: str,
-    db_global: str,
-    knn_path: str,
-    lists_path: str,
-    gnd_path: str,
-    baseline_json: str,
-    out_json: str,
-    out_ranking: str,
-    out_csv: str,
-    dataset: str,
-    cfg: dict[str, Any],
-    n_bootstrap: int,
-    ks,
-    csv_top: int,
-    versions: dict[str, str],
-    hyperparameters: dict[str, Any],
-    preset: str,
+    ctx: EvaluationContext, query_global: str, db_global: str, knn_path: str, cfg: dict[str, Any]
 ) -> None:
+    """SuperGlobal's re-ranking (``cfg``: config ``superglobal``) of the global shortlist in ``knn_path``, from the
+    global descriptors ``(n, D)`` float32, evaluated next to it. ValueError when the shortlist's shape does not
+    match the descriptors or the lists."""
 
     conf = SuperGlobalConfig(**cfg)
     t0 = time.time()
     q, db = read_global(query_global), read_global(db_global)
     ids, sims, _ = read_neighbours(knn_path)
-    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     if ids.shape[0] != len(q) or len(db) != len(lists["db"]):
         raise ValueError(f"{knn_path}: shape {ids.shape} does not match {query_global} / {db_global}")
     t1 = time.time()
@@ -46,23 +33,13 @@ def evaluate_superglobal_stage(
     t2 = time.time()
     log.info("superglobal: %d queries, M=%d, K=%d in %.2f s", len(q), min(conf.m, ids.shape[1]), conf.k, t2 - t1)
     write_reranked_evaluation(
+        ctx,
         "superglobal",
         ranking,
         scores,
         ids,
         lists,
         gnd,
-        dataset,
-        out_json,
-        out_ranking,
-        out_csv,
-        baseline_json,
         knn_path,
-        n_bootstrap,
-        ks,
-        csv_top,
-        versions,
-        hyperparameters,
-        preset,
         timing=cost_timing(len(q), reads=t1 - t0, rerank=t2 - t1),
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.evaluation.results import cost_timing, write_reranked_evaluation
+from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
 from retrieval.features.vlad import apply_whitening, fit_pca_whitening, identity_whitening, whitening_applies
 from retrieval.features.vlad import apply_whitening as whiten
 from retrieval.methods.lw import fit_lw_whitening, positive_pairs
@@ -58,31 +58,16 @@ def fit_lw_stage(
     m.write(manifest_path, outputs=[out_path], n_pairs=len(pairs), n_training_vectors=len(x))
 
 
-def evaluate_lw_stage(
-    query_global: str,
-    db_global: str,
-    lw_path: str,
-    knn_path: str,
-    lists_path: str,
-    gnd_path: str,
-    baseline_json: str,
-    out_json: str,
-    out_ranking: str,
-    out_csv: str,
-    dataset: str,
-    n_bootstrap: int,
-    ks,
-    csv_top: int,
-    versions: dict[str, str],
-    hyperparameters: dict[str, Any],
-    preset: str,
-) -> None:
+def evaluate_lw_stage(ctx: EvaluationContext, query_global: str, db_global: str, lw_path: str, knn_path: str) -> None:
+    """Supervised Lw whitening (``lw_path``: the ``.npz`` of ``lw_fit``) of the global descriptors ``(n, D)``
+    float32, searched exhaustively and evaluated next to the global shortlist in ``knn_path`` (method ``whiten``).
+    Whitening the database is the work done once per database (``timing.offline_seconds``)."""
 
     t0 = time.time()
     q, db = read_global(query_global), read_global(db_global)
     w = load_npz(lw_path)
     base_ids, _, _ = read_neighbours(knn_path)
-    lists, gnd = read_json(lists_path), read_json(gnd_path)
+    lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     t1 = time.time()
     dbw = apply_whitening(db, w, power=0.0)  # once per database
     t2 = time.time()
@@ -90,24 +75,14 @@ def evaluate_lw_stage(
     ids, sims = topk_neighbours(qw, dbw, len(dbw))
     t3 = time.time()
     write_reranked_evaluation(
+        ctx,
         "whiten",
         ids,
         sims,
         base_ids,
         lists,
         gnd,
-        dataset,
-        out_json,
-        out_ranking,
-        out_csv,
-        baseline_json,
         knn_path,
-        n_bootstrap,
-        ks,
-        csv_top,
-        versions,
-        hyperparameters,
-        preset,
         timing=cost_timing(len(q), reads=t1 - t0, rerank=t3 - t2, offline=t2 - t1),
     )
 

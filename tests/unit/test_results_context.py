@@ -1,0 +1,69 @@
+"""The evaluation context: built once per job from the rule's snakemake object (what every evaluation stage and
+the results writer share), with the defaults of a rule that sets no ``ks``, ``n_bootstrap`` or ``baseline``."""
+
+from dataclasses import FrozenInstanceError
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from snakemake.iocontainers import InputFiles, OutputFiles, Params, Wildcards
+
+from retrieval.evaluation.results import (
+    DEFAULT_KS,
+    DEFAULT_N_BOOTSTRAP,
+    EvaluationContext,
+    write_reranked_evaluation,
+)
+
+OUTPUTS = {"json": "e/sv.json", "ranking": "e/sv_ranking.h5", "csv": "e/sv_neighbours.csv", "manifest": "e/m.json"}
+PARAMS = {"csv_top": 7, "versions": {"extract": "abcd1234"}, "hyperparameters": {"sv": {}}, "preset": "cpu"}
+
+
+def _smk(inputs: dict, params: dict) -> SimpleNamespace:
+    return SimpleNamespace(
+        input=InputFiles(fromdict=inputs),
+        output=OutputFiles(fromdict=OUTPUTS),
+        params=Params(fromdict=params),
+        wildcards=Wildcards(fromdict={"dataset": "landmarks-mini", "ver": "0123abcd"}),
+    )
+
+
+def test_from_snakemake_maps_a_reranking_rule():
+
+    inputs = {"knn": "k.h5", "lists": "l.json", "gnd": "g.json", "baseline": "global.json", "query": "q.h5"}
+    ctx = EvaluationContext.from_snakemake(_smk(inputs, {**PARAMS, "ks": [1, 5], "n_bootstrap": 50, "sv": {}}))
+    assert ctx == EvaluationContext(
+        dataset="landmarks-mini",
+        lists_path="l.json",
+        gnd_path="g.json",
+        out_json="e/sv.json",
+        out_ranking="e/sv_ranking.h5",
+        out_csv="e/sv_neighbours.csv",
+        csv_top=7,
+        versions={"extract": "abcd1234"},
+        hyperparameters={"sv": {}},
+        preset="cpu",
+        ks=[1, 5],
+        n_bootstrap=50,
+        baseline_json="global.json",
+    )
+    with pytest.raises(FrozenInstanceError):
+        ctx.csv_top = 3
+
+
+def test_from_snakemake_defaults_and_missing_names():
+
+    # evaluate_global: no baseline, no n_bootstrap; evaluate_ames: no ks
+    ctx = EvaluationContext.from_snakemake(_smk({"knn": "k.h5", "lists": "l.json", "gnd": "g.json"}, PARAMS))
+    assert ctx.baseline_json is None and ctx.ks == DEFAULT_KS == (1, 5, 10)
+    assert ctx.n_bootstrap == DEFAULT_N_BOOTSTRAP
+    with pytest.raises(AttributeError):
+        EvaluationContext.from_snakemake(_smk({"lists": "l.json", "gnd": "g.json"}, {"preset": "cpu"}))
+
+
+def test_a_reranked_evaluation_needs_its_baseline(tmp_path):
+
+    ctx = EvaluationContext.from_snakemake(_smk({"lists": "l.json", "gnd": "g.json"}, PARAMS))
+    ids = np.zeros((1, 2), np.int64)
+    with pytest.raises(ValueError, match="sv: a re-ranked evaluation records its baseline"):
+        write_reranked_evaluation(ctx, "sv", ids, np.zeros((1, 2)), ids, {}, None, tmp_path / "k.h5", {})
