@@ -58,15 +58,17 @@ def test_ransac_counts_the_inliers_of_a_known_homography():
 
 def test_verify_pair_separates_a_true_view_from_an_unrelated_image():
     rng = np.random.default_rng(3)
-    d_desc = _unit(rng.normal(size=(80, 128)))
+    d_descriptors = _unit(rng.normal(size=(80, 128)))
     d_xy = rng.uniform(0, 480, size=(80, 2)).astype(np.float32)
     # the query sees 40 of the database keypoints, shifted and scaled, plus 20 keypoints of its own
-    q_desc = _unit(np.vstack([d_desc[:40] + 0.05 * rng.normal(size=(40, 128)), rng.normal(size=(20, 128))]))
+    q_descriptors = _unit(
+        np.vstack([d_descriptors[:40] + 0.05 * rng.normal(size=(40, 128)), rng.normal(size=(20, 128))])
+    )
     q_xy = np.vstack([(d_xy[:40] - 100) * 0.8, rng.uniform(0, 300, size=(20, 2))]).astype(np.float32)
     cfg = SVConfig(threshold=5.0)
-    assert verify_pair(q_desc, q_xy, d_desc, d_xy, cfg) >= 38
+    assert verify_pair(q_descriptors, q_xy, d_descriptors, d_xy, cfg) >= 38
     other = _unit(rng.normal(size=(80, 128)))
-    assert verify_pair(q_desc, q_xy, other, d_xy, cfg) <= 3
+    assert verify_pair(q_descriptors, q_xy, other, d_xy, cfg) <= 3
 
 
 def test_rerank_sorts_by_inliers_then_global_score_and_keeps_the_tail():

@@ -177,7 +177,7 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
     nq = ids.shape[0]
     t0 = time.time()
     k, qk, dk, needed, slots = _sv_setup(q_local, db_local, ids, cfg)
-    q_desc, q_count, q_xy = (
+    q_descriptors, q_count, q_xy = (
         q_local["descriptors"][:, :qk].astype(np.float32),
         q_local["count"][:],
         q_local["xy"][:, :qk],
@@ -190,7 +190,7 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
     for s in range(0, len(needed), batch):
         rows = needed[s : s + batch]  # sorted: contiguous reads
         tr = time.time()
-        d_desc = db_local["descriptors"][rows, :dk].astype(np.float32)
+        d_descriptors = db_local["descriptors"][rows, :dk].astype(np.float32)
         d_count = np.minimum(db_local["count"][rows], dk).astype(np.int64)
         d_xy = db_local["xy"][rows, :dk]
         reads += time.time() - tr
@@ -201,7 +201,9 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
         matches: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for r, js in by_query.items():
             sel = np.asarray(js)
-            for j, mt in zip(js, ratio_matches_many(q_desc[r, : q_n[r]], d_desc[sel], d_count[sel], cfg.ratio)):
+            for j, mt in zip(
+                js, ratio_matches_many(q_descriptors[r, : q_n[r]], d_descriptors[sel], d_count[sel], cfg.ratio)
+            ):
                 matches[(r, j)] = mt
         for j, row in enumerate(rows):
             for r, c in slots[int(row)]:
@@ -226,7 +228,7 @@ def verify_shortlists_reference(
     t0 = time.time()
     qk = min(cfg.q_desc, q_local["descriptors"].shape[1])
     dk = min(cfg.db_desc, db_local["descriptors"].shape[1])
-    q_desc, q_count, q_xy = q_local["descriptors"][:, :qk], q_local["count"][:], q_local["xy"][:, :qk]
+    q_descriptors, q_count, q_xy = q_local["descriptors"][:, :qk], q_local["count"][:], q_local["xy"][:, :qk]
     inliers = np.zeros((nq, k), np.int32)
     needed = np.unique(ids[:, :k])
     slots: dict[int, list[tuple[int, int]]] = {}
@@ -239,7 +241,7 @@ def verify_shortlists_reference(
     for s in range(0, len(needed), batch):
         rows = needed[s : s + batch]  # sorted: contiguous reads
         tr = time.time()
-        d_desc = db_local["descriptors"][rows, :dk]
+        d_descriptors = db_local["descriptors"][rows, :dk]
         d_count = db_local["count"][rows]
         d_xy = db_local["xy"][rows, :dk]
         reads += time.time() - tr
@@ -247,7 +249,9 @@ def verify_shortlists_reference(
             dn = int(min(d_count[j], dk))
             for r, c in slots[int(row)]:
                 qn = int(min(q_count[r], qk))
-                inliers[r, c] = verify_pair(q_desc[r, :qn], q_xy[r, :qn], d_desc[j, :dn], d_xy[j, :dn], cfg)
+                inliers[r, c] = verify_pair(
+                    q_descriptors[r, :qn], q_xy[r, :qn], d_descriptors[j, :dn], d_xy[j, :dn], cfg
+                )
             progress.update(s + j + 1)
     seconds = time.time() - t0
     log.info("verified %d pairs in %.1f s", nq * k, seconds)

@@ -79,8 +79,8 @@ def make_validator(
     ids, sims, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)["gnd"]
     n_db = len(read_json(lists_path)["db"])
-    q_descs, q_counts = _load_local(query_local, q_desc)
-    d_descs, d_counts = _load_local(db_local, db_desc)
+    q_descriptors, q_counts = _load_local(query_local, q_desc)
+    db_descriptors, d_counts = _load_local(db_local, db_desc)
     shortlists = protocol_shortlists(ids, gnd, junk_mode)
     sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
     pairs = needed_pairs(shortlists, num_rerank)
@@ -88,9 +88,9 @@ def make_validator(
     def validate(model) -> float:
         logits = compute_logits(
             model,
-            q_descs,
+            q_descriptors,
             q_counts,
-            lambda rows: (d_descs[rows], d_counts[rows]),
+            lambda rows: (db_descriptors[rows], d_counts[rows]),
             pairs,
             q_desc,
             db_desc,
@@ -260,7 +260,7 @@ def logits_stage(
     gnd = read_json(gnd_path)
     pairs = needed_pairs(protocol_shortlists(ids, gnd["gnd"] if gnd else None, junk_mode), max_rerank)
     t0 = time.time()
-    q_descs, q_counts = _load_local(query_local, q_desc)
+    q_descriptors, q_counts = _load_local(query_local, q_desc)
     read_seconds = [time.time() - t0]
     store = StoreReader(db_store, model, device)
     try:
@@ -272,7 +272,7 @@ def logits_stage(
             return decode(model, payload, device), counts
 
         logits = compute_logits(
-            model, q_descs, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device, prepared=True
+            model, q_descriptors, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device, prepared=True
         )
     finally:
         store.close()

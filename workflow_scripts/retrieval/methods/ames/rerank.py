@@ -68,12 +68,12 @@ def needed_pairs(shortlists: dict[str, np.ndarray], max_k: int) -> list[np.ndarr
 @torch.no_grad()
 def compute_logits(
     model,
-    q_desc: np.ndarray,
+    q_descriptors: np.ndarray,
     q_count: np.ndarray,
     db_reader,
     pairs: list[np.ndarray],
-    n_q_desc: int,
-    n_db_desc: int,
+    q_desc: int,
+    db_desc: int,
     batch: int = 256,
     device: str = "cpu",
     prepared: bool = False,
@@ -81,6 +81,9 @@ def compute_logits(
     db_block: int = 256,
 ) -> list[np.ndarray]:
     """AMES logits (float32) for every (query i, database j in pairs[i]).
+
+    ``q_descriptors (n_queries, K, D)`` with ``q_count (n_queries,)`` real rows each; the first ``q_desc`` (a count)
+    of each query and ``db_desc`` of each database image are used (the strongest first, as stored).
 
     Work is done once where it can be (see infer.py): each query is projected and its layer-1 self attention
     computed once; each shortlisted database image is read once (sorted rows, blocks of ``db_block``), projected
@@ -95,8 +98,8 @@ def compute_logits(
     dtype = fast_dtype(device) if dtype is None else dtype
     uniq = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
     t0 = time.time()
-    q = torch.from_numpy(q_desc[:, :n_q_desc].astype(np.float32)).to(device)
-    q_pad = torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, n_q_desc).astype(np.int64))[:, None]
+    q = torch.from_numpy(q_descriptors[:, :q_desc].astype(np.float32)).to(device)
+    q_pad = torch.arange(q.shape[1])[None] >= torch.from_numpy(np.minimum(q_count, q_desc).astype(np.int64))[:, None]
     q_side = prepare_side(model, model.project(q), q_pad.to(device))
     flat_q = (
         np.concatenate([np.full(len(p), i) for i, p in enumerate(pairs)]).astype(np.int64)
@@ -113,11 +116,11 @@ def compute_logits(
         rows = uniq[s : s + db_block]
         d, c = db_reader(rows)
         tok = (
-            d[:, :n_db_desc]
+            d[:, :db_desc]
             if prepared
-            else model.project_db(torch.from_numpy(d[:, :n_db_desc].astype(np.float32)).to(device))
+            else model.project_db(torch.from_numpy(d[:, :db_desc].astype(np.float32)).to(device))
         )
-        pad = torch.arange(tok.shape[1])[None] >= torch.from_numpy(np.minimum(c, n_db_desc).astype(np.int64))[:, None]
+        pad = torch.arange(tok.shape[1])[None] >= torch.from_numpy(np.minimum(c, db_desc).astype(np.int64))[:, None]
         d_side = prepare_side(model, tok.to(device), pad.to(device))
         prep += time.time() - tp
         lo, hi = np.searchsorted(flat_d[order], [s, s + len(rows)])
