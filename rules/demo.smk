@@ -11,7 +11,7 @@ rule demo_data:
         "benchmarks/demo_data/{ver}.tsv"
     conda:
         ENV
-    threads: 1
+    threads: 3  # one process per split
     resources:
         mem_mb=2000,
         runtime=30,

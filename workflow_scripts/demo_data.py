@@ -2,7 +2,7 @@
 
 from retrieval.runtime import limit_threads, setup_logging
 
-limit_threads(snakemake.threads)
+limit_threads(1)  # the splits are rendered in snakemake.threads processes of one thread each
 setup_logging(snakemake.log[0])
 
 from pathlib import Path  # noqa: E402
@@ -10,5 +10,9 @@ from pathlib import Path  # noqa: E402
 from retrieval.stages.lists import make_demo  # noqa: E402
 
 make_demo(
-    Path(snakemake.output.manifest).parent, snakemake.params.demo, snakemake.params.version, snakemake.params.preset
+    Path(snakemake.output.manifest).parent,
+    snakemake.params.demo,
+    snakemake.params.version,
+    snakemake.params.preset,
+    workers=snakemake.threads,
 )

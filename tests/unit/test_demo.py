@@ -90,13 +90,18 @@ TINY = DemoConfig.from_dict(
 
 def test_generation_is_deterministic_and_labels_are_consistent(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    generate_demo(a, TINY)
-    generate_demo(b, TINY)
+    summary = generate_demo(a, TINY)
+    # the splits rendered in parallel processes: the same summary and byte-identical files
+    assert generate_demo(b, TINY, workers=3) == summary
+    assert list(summary["splits"]) == ["demo", "demo-val", "demo-train"]
     for split in ("demo", "demo-val", "demo-train"):
         ga = json.loads((a / split / "gnd.json").read_text())
         assert ga == json.loads((b / split / "gnd.json").read_text())
-        for name in ga["imlist"][:3] + ga["qimlist"][:2]:
-            assert (a / split / "jpg" / f"{name}.jpg").read_bytes() == (b / split / "jpg" / f"{name}.jpg").read_bytes()
+        files = sorted(p.name for p in (a / split / "jpg").iterdir())
+        assert files == sorted(p.name for p in (b / split / "jpg").iterdir())
+        assert len(files) == len(ga["imlist"]) + len(ga["qimlist"])
+        for name in files:
+            assert (a / split / "jpg" / name).read_bytes() == (b / split / "jpg" / name).read_bytes()
     test = json.loads((a / "demo" / "gnd.json").read_text())
     train = json.loads((a / "demo-train" / "gnd.json").read_text())
     assert len(test["qimlist"]) == 3 and len(test["imlist"]) == 3 * 3 + 2

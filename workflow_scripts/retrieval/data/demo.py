@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -488,8 +490,28 @@ def generate_split(
     return out
 
 
-def generate_demo(out_root: str | Path, cfg: DemoConfig) -> dict[str, Any]:
-    """Write ``demo``, ``demo-val`` and ``demo-train`` under ``out_root``; return a summary for the manifest."""
+def _write_split(args: tuple) -> tuple[str, dict[str, Any]]:
+    """Render one split and write its ``gnd.json`` (a process-pool task: everything it needs is in ``args``)."""
+    out_root, name, inst, size, labelled, seq, backgrounds, cfg = args
+    gt = generate_split(
+        out_root / name, name.replace("-", "_"), inst, size, backgrounds, cfg, np.random.default_rng(seq), labelled
+    )
+    (out_root / name / "gnd.json").write_text(json.dumps(gt))
+    counts = {k: sum(len(g[k]) for g in gt["gnd"]) for k in ("easy", "hard", "junk")}
+    return name, {
+        "db": len(gt["imlist"]),
+        "queries": len(gt["qimlist"]),
+        "instances": len(inst),
+        "photos": sorted({i.photo for i in inst}),
+        "labels": counts,
+    }
+
+
+def generate_demo(out_root: str | Path, cfg: DemoConfig, workers: int = 1) -> dict[str, Any]:
+    """Write ``demo``, ``demo-val`` and ``demo-train`` under ``out_root``; return a summary for the manifest.
+
+    Each split draws from its own random stream, so ``workers`` > 1 renders the splits in parallel processes
+    (at most 3) and writes byte-identical files to a serial run."""
 
     out_root = Path(out_root)
     # independent streams: the test split depends only on the seed and its own settings, so changing the
@@ -507,23 +529,23 @@ def generate_demo(out_root: str | Path, cfg: DemoConfig) -> dict[str, Any]:
     )
     for k, inst in enumerate(test_inst + val_inst + train_inst):
         inst.id = k
-    summary: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "splits": {}}
-    for name, inst, size, labelled, seq in (
-        ("demo", test_inst, cfg.test, False, seeds[2]),
-        ("demo-val", val_inst, cfg.val, False, seeds[3]),
-        ("demo-train", train_inst, cfg.train, True, seeds[4]),
-    ):
-        gt = generate_split(
-            out_root / name, name.replace("-", "_"), inst, size, backgrounds, cfg, np.random.default_rng(seq), labelled
+    tasks = [
+        (out_root, name, inst, size, labelled, seq, backgrounds, cfg)
+        for name, inst, size, labelled, seq in (
+            ("demo", test_inst, cfg.test, False, seeds[2]),
+            ("demo-val", val_inst, cfg.val, False, seeds[3]),
+            ("demo-train", train_inst, cfg.train, True, seeds[4]),
         )
-        (out_root / name / "gnd.json").write_text(json.dumps(gt))
-        counts = {k: sum(len(g[k]) for g in gt["gnd"]) for k in ("easy", "hard", "junk")}
-        summary["splits"][name] = {
-            "db": len(gt["imlist"]),
-            "queries": len(gt["qimlist"]),
-            "instances": len(inst),
-            "photos": sorted({i.photo for i in inst}),
-            "labels": counts,
-        }
-        log.info("%s: %s", name, summary["splits"][name])
+    ]
+    summary: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "splits": {}}
+    if workers > 1:
+        # processes, not threads: rendering is mostly Python and NumPy calls that hold the GIL. fork, not spawn: a
+        # Snakemake script cannot be re-imported as __main__ by a spawned child
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("fork")) as pool:
+            done = dict(pool.map(_write_split, tasks))
+    else:
+        done = dict(map(_write_split, tasks))
+    for _, name, *_ in tasks:
+        summary["splits"][name] = done[name]
+        log.info("%s: %s", name, done[name])
     return summary

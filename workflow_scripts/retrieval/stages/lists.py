@@ -15,13 +15,13 @@ from retrieval.runtime import Manifest, read_json, write_json
 log = logging.getLogger(__name__)
 
 
-def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, preset: str) -> None:
+def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, preset: str, workers: int = 1) -> None:
 
     out_dir = Path(out_dir)
     m = Manifest("demo_data", version, demo_config, preset)
     tmp = out_dir.with_name(out_dir.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
-    summary = generate_demo(tmp, DemoConfig.from_dict(demo_config))
+    summary = generate_demo(tmp, DemoConfig.from_dict(demo_config), workers)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)  # the folder appears complete or not at all
     m.write(out_dir / "manifest.json", summary=summary)
