@@ -34,6 +34,48 @@ AMES_METHODS = ("ames", "ames_binary")
 CROSS = {"roxford5k": "rparis6k", "rparis6k": "roxford5k"}  # unsupervised_fit: cross, the field's convention
 FEATURES = "results/features"
 
+# Artifact paths, each spelled once: the fields are the rules' wildcards, so a rule's output uses the pattern as it
+# is (or with fixed fields filled by ``fill``) and the Plan method that requests the artifact fills the rest.
+DEMO_DATA = "results/demo_data/{ver}"
+LISTS = "results/lists/{dataset}/{ver}/lists.json"
+GND = "results/lists/{dataset}/{ver}/gnd.json"
+CHUNK = "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5"
+LOCAL = "results/local/{dataset}/{ver}/{split}/local.h5"
+CODEBOOK = "results/codebook/{dataset}/{ver}/codebook.npz"
+VLAD = "results/vlad/{dataset}/{space}/{ver}/{split}.h5"
+WHITEN = "results/whiten/{dataset}/{ver}/whiten.npz"
+GLOBAL = "results/global/{dataset}/{space}/{ver}/{split}.h5"
+GLOBAL_BACKBONE = "results/global_backbone/{dataset}/{ver}/{split}.h5"
+GLOBAL_IMPORT = "results/global_import/{dataset}/{ver}/{split}.h5"
+KNN = "results/knn/{dataset}/{ver}/knn.h5"
+EVAL = "results/eval/{dataset}/{ver}/{method}.json"
+KNN_TRAIN = "results/knn_train/{ver}/knn.h5"
+ITQ = "results/itq/{ver}/itq.npz"
+AMES_MODEL = "results/ames_model/{ver}/model.pt"
+AMES_BINARY_MODEL = "results/ames_binary_model/{ver}/model.pt"
+AMES_STORE = "results/ames_store/{dataset}/{ver}/{method}.h5"
+AMES_LOGITS = "results/ames_logits/{dataset}/{ver}/{method}.h5"
+LW = "results/lw/{ver}/lw.npz"
+ANCHORS = "results/anchors/{space}/{ver}/anchors.npy"
+QUERY_MODEL = "results/query_model/{space}/{ver}/adapter.pt"
+ASMK_CODEBOOK = "results/asmk_codebook/{space}/{ver}/codebook.npz"
+ASMK_IVF = "results/asmk_ivf/{dataset}/{ver}/ivf.h5"
+ASMK_SEARCH = "results/asmk_search/{dataset}/{ver}/knn.h5"
+SEARCH = "results/search/{collection}/{photos}/{ver}"
+SEARCH_KNN = SEARCH + "/knn.h5"
+
+
+def fill(pattern: str, **fields: Any) -> str:
+    """The pattern with the given fields filled in, the others left as wildcards: fill(EVAL, method="sv")."""
+    for k, v in fields.items():
+        pattern = pattern.replace("{" + k + "}", str(v))
+    return pattern
+
+
+def beside(pattern: str, name: str) -> str:
+    """A file in the same folder as ``pattern``'s: beside(KNN, "manifest.json")."""
+    return pattern.rpartition("/")[0] + "/" + name
+
 
 class PlanError(ValueError):
     """A configuration or a request the workflow cannot plan (rules/common.smk shows it as a WorkflowError)."""
@@ -74,7 +116,7 @@ class Plan:
         if base is not None:
             return f"{self.dataset_dir(base)} + {self.dataset_dir(DISTRACTORS)}"
         if ds in DEMO_SPLITS:
-            return f"results/demo_data/{self.v_demo()}/{ds}"
+            return f"{fill(DEMO_DATA, ver=self.v_demo())}/{ds}"
         return os.path.join(self.config["data_root"], ds)
 
     def v_lists(self, ds):
@@ -182,7 +224,7 @@ class Plan:
         return stable_hash({"local": self.v_local(space), "codebook": self.config["codebook"]})
 
     def codebook_path(self, space):
-        return f"results/codebook/{space}/{self.v_codebook(space)}/codebook.npz"
+        return fill(CODEBOOK, dataset=space, ver=self.v_codebook(space))
 
     def v_vlad(self, ds, space=None):
         return stable_hash(
@@ -201,7 +243,7 @@ class Plan:
         return stable_hash({"vlad": self.v_vlad(space, space), "whiten": self.whiten_identity()})
 
     def whiten_path(self, space):
-        return f"results/whiten/{space}/{self.v_whiten(space)}/whiten.npz"
+        return fill(WHITEN, dataset=space, ver=self.v_whiten(space))
 
     def import_file(self, ds, split):
         """shortlist.source import: the user's file with the global descriptors of one split."""
@@ -255,11 +297,11 @@ class Plan:
                 "superglobal, whiten, ssp and AMES training need shortlist.source vlad, backbone or import"
             )
         if self.shortlist_backbone() is not None:
-            return f"results/global_backbone/{ds}/{self.v_global(ds)}/{split}.h5"
+            return fill(GLOBAL_BACKBONE, dataset=ds, ver=self.v_global(ds), split=split)
         if self.config["shortlist"]["source"] == "import":
-            return f"results/global_import/{ds}/{self.v_global(ds)}/{split}.h5"
+            return fill(GLOBAL_IMPORT, dataset=ds, ver=self.v_global(ds), split=split)
         space = space or self.fit_split(ds)
-        return f"results/global/{ds}/{space}/{self.v_global(ds, space)}/{split}.h5"
+        return fill(GLOBAL, dataset=ds, space=space, ver=self.v_global(ds, space), split=split)
 
     def knn_identity(self):
         """What in knn's configuration changes its result: k, and for compressed search its settings (block is only
@@ -326,15 +368,37 @@ class Plan:
         return self.config["extract"]["ames_import"]["desc"] if b == "ames_import" else b
 
     def lists_dir(self, ds):
-        return f"results/lists/{ds}/{self.v_lists(ds)}"
+        return self.lists_json(ds).rpartition("/")[0]
 
-    def local_store(self, ds, split):
-        return f"results/local/{ds}/{self.v_local(ds)}/{split}/local.h5"
+    def lists_json(self, ds):
+        return fill(LISTS, dataset=ds, ver=self.v_lists(ds))
+
+    def gnd_json(self, ds):
+        return fill(GND, dataset=ds, ver=self.v_lists(ds))
+
+    def local_store(self, ds, split, ver=None):
+        """A split's merged local descriptors: extract.backbone's, or those of version ``ver`` (another extraction)."""
+        return fill(LOCAL, dataset=ds, ver=ver or self.v_local(ds), split=split)
+
+    def chunk_paths(self, ds, ver, split):
+        return [
+            fill(CHUNK, dataset=ds, ver=ver, split=split, chunk=c) for c in range(self.config["extract"]["n_chunks"])
+        ]
+
+    def knn_path(self, ds):
+        return fill(KNN, dataset=ds, ver=self.v_knn(ds))
+
+    def baseline_path(self, ds):
+        """The global shortlist's evaluation, the baseline every re-ranking is compared with."""
+        return fill(EVAL, dataset=ds, ver=self.v_eval(ds), method="global")
+
+    def vlad_path(self, ds, space, split):
+        return fill(VLAD, dataset=ds, space=space, ver=self.v_vlad(ds, space), split=split)
 
     def log_path(self, stage, suffix=""):
         return f"logs/{stage}/{{dataset}}/{{ver}}{suffix}.log"
 
-    def _folder_source(self, ds):
+    def folder_source(self, ds):
         d = self.dataset_dir(ds)
         gt = ground_truth_path(d, ds)
         if ds in GLDV2_DOWNLOADABLE and (gt is None or os.path.isdir(os.path.join(d, "_download"))):
@@ -459,20 +523,20 @@ class Plan:
                 "ames and ames_binary work from an ASMK shortlist"
             )
         if method == "global":
-            return f"results/eval/{ds}/{self.v_eval(ds)}/global.json"
+            return fill(EVAL, dataset=ds, ver=self.v_eval(ds), method="global")
         if method == "asmk":
-            return f"results/eval/{ds}/{self.v_asmk_eval(ds)}/asmk.json"
+            return fill(EVAL, dataset=ds, ver=self.v_asmk_eval(ds), method="asmk")
         if method == "sv":
-            return f"results/eval/{ds}/{self.v_sv(ds)}/sv.json"
+            return fill(EVAL, dataset=ds, ver=self.v_sv(ds), method="sv")
         if method in ("aqe", "adba"):
-            return f"results/eval/{ds}/{self.v_qe(ds, method)}/{method}.json"
+            return fill(EVAL, dataset=ds, ver=self.v_qe(ds, method), method=method)
         if method == "superglobal":
-            return f"results/eval/{ds}/{self.v_superglobal(ds)}/superglobal.json"
+            return fill(EVAL, dataset=ds, ver=self.v_superglobal(ds), method="superglobal")
         if method == "whiten":
-            return f"results/eval/{ds}/{self.v_lw_eval(ds)}/whiten.json"
+            return fill(EVAL, dataset=ds, ver=self.v_lw_eval(ds), method="whiten")
         if method == "ssp":
-            return f"results/eval/{ds}/{self.v_ssp(ds)}/ssp.json"
-        return f"results/eval/{ds}/{self.v_eval_ames(ds, method)}/{method}.json"
+            return fill(EVAL, dataset=ds, ver=self.v_ssp(ds), method="ssp")
+        return fill(EVAL, dataset=ds, ver=self.v_eval_ames(ds, method), method=method)
 
     def v_knn_train(self):
         return stable_hash({"global": self.v_global(self.train), "k": self.config["ames"]["train"]["num_candidates"]})
@@ -535,15 +599,15 @@ class Plan:
         if self.ames_checkpoint(method):
             return self.ames_checkpoint(method)
         if method == "ames":
-            return f"results/ames_model/{self.v_ames_model()}/model.pt"
-        return f"results/ames_binary_model/{self.v_ames_binary_model()}/model.pt"
+            return fill(AMES_MODEL, ver=self.v_ames_model())
+        return fill(AMES_BINARY_MODEL, ver=self.v_ames_binary_model())
 
     def v_ames_store(self, ds, method):
         model = self.v_ames_model() if method == "ames" else self.v_ames_binary_model()
         return stable_hash({"model": model, "local": self.v_local(ds), "db_desc": self.config["ames"]["db_desc"]})
 
     def ames_store_path(self, ds, method):
-        return f"results/ames_store/{ds}/{self.v_ames_store(ds, method)}/{method}.h5"
+        return fill(AMES_STORE, dataset=ds, ver=self.v_ames_store(ds, method), method=method)
 
     def ames_max_rerank(self):
         """Logits are cached for the longest shortlist any selection can use: the grid's, or the fixed point's."""
@@ -727,7 +791,7 @@ class Plan:
 
     def asmk_codebook_path(self, space):
         """ASMK's visual words, fitted like the VLAD codebook on the fit split's database images (unsupervised_fit)."""
-        return f"results/asmk_codebook/{space}/{self.v_asmk_codebook(space)}/codebook.npz"
+        return fill(ASMK_CODEBOOK, space=space, ver=self.v_asmk_codebook(space))
 
     def v_asmk_ivf(self, ds):
         a = self.config["asmk"]
@@ -753,8 +817,8 @@ class Plan:
     def asmk_knn_path(self, ds):
         """The ASMK ranking of a dataset: the shortlist itself with shortlist.source: asmk, else its own file."""
         if self.config["shortlist"]["source"] == "asmk":
-            return f"results/knn/{ds}/{self.v_knn(ds)}/knn.h5"
-        return f"results/asmk_search/{ds}/{self.v_asmk_search(ds)}/knn.h5"
+            return self.knn_path(ds)
+        return fill(ASMK_SEARCH, dataset=ds, ver=self.v_asmk_search(ds))
 
     def v_asmk_eval(self, ds):
         return stable_hash(
@@ -808,7 +872,7 @@ class Plan:
         )
 
     def search_dir(self, collection, photos):
-        return f"results/search/{collection}/{photos}/{self.v_search(collection, photos)}"
+        return fill(SEARCH, collection=collection, photos=photos, ver=self.v_search(collection, photos))
 
     def uses_feature_cache(self, ds, backbone):
         """Whether a dataset's extraction with ``backbone`` comes from the feature cache: images on disk in a folder."""
@@ -821,7 +885,7 @@ class Plan:
         if not os.path.isdir(d):
             return False
         try:
-            return all(os.path.exists(p) for p in self._folder_source(ds))  # not waiting for a download
+            return all(os.path.exists(p) for p in self.folder_source(ds))  # not waiting for a download
         except PlanError:
             return False
 
@@ -830,3 +894,42 @@ class Plan:
 
     def cache_dir(self, xv):
         return f"{FEATURES}/{xv}/packs"
+
+    # ------------------------------------------------------------------------------ paths of single artifacts
+    def logits_path(self, ds, method):
+        return fill(AMES_LOGITS, dataset=ds, ver=self.v_logits(ds, method), method=method)
+
+    def knn_train_path(self):
+        return fill(KNN_TRAIN, ver=self.v_knn_train())
+
+    def itq_path(self):
+        return fill(ITQ, ver=self.v_itq())
+
+    def lw_path(self):
+        return fill(LW, ver=self.v_lw())
+
+    def anchors_path(self, space):
+        return fill(ANCHORS, space=space, ver=self.v_anchors(space))
+
+    def query_model_path(self, space):
+        return fill(QUERY_MODEL, space=space, ver=self.v_query_model(space))
+
+    def asmk_ivf_path(self, ds):
+        return fill(ASMK_IVF, dataset=ds, ver=self.v_asmk_ivf(ds))
+
+    def search_knn_path(self, collection, photos):
+        return fill(SEARCH_KNN, collection=collection, photos=photos, ver=self.v_search_knn(collection, photos))
+
+    def extraction_of(self, ds, ver):
+        """(backbone, its configuration) of the extraction with version ``ver``: the local one, the shortlist's or
+        SSP's light one."""
+        candidates = [self.config["extract"]["backbone"], self.shortlist_backbone()]
+        for b in dict.fromkeys(c for c in candidates if c):
+            if self.v_local(ds, b) == ver:
+                return b, self.config["extract"][b]
+        if self.v_ssp_local(ds) == ver:
+            return "sift", self.config["ssp"]["query_sift"]
+        raise PlanError(
+            f"{ver} is not the version the current configuration gives for the local descriptors of "
+            f"{ds}; request the top-level results/{{dataset}}_{{method}}.json targets"
+        )
