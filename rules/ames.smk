@@ -57,7 +57,7 @@ rule train_ames:
     log:
         "logs/train_ames/{ver}.log",
     benchmark:
-        "benchmarks/train_ames/{ver}.tsv"
+        BENCH_TRAIN_AMES
     conda:
         ENV
     threads: config["threads"]
@@ -91,7 +91,7 @@ rule train_ames_binary:
     log:
         "logs/train_ames_binary/{ver}.log",
     benchmark:
-        "benchmarks/train_ames_binary/{ver}.tsv"
+        BENCH_TRAIN_AMES_BINARY
     conda:
         ENV
     threads: config["threads"]
@@ -153,7 +153,7 @@ rule ames_logits:
     log:
         "logs/ames_logits/{dataset}/{ver}/{method}.log",
     benchmark:
-        "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
+        BENCH_LOGITS
     wildcard_constraints:
         method="ames|ames_binary",
     conda:

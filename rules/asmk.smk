@@ -89,7 +89,7 @@ if config["shortlist"]["source"] == "asmk":
         log:
             "logs/knn/{dataset}/{ver}.log",
         benchmark:
-            "benchmarks/knn/{dataset}/{ver}.tsv"
+            BENCH_KNN
         params:
             asmk=lambda w: (check_version(w, PLAN.v_knn(w.dataset)), PLAN.asmk_kernel_config())[1],
             preset=PRESET,

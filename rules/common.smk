@@ -22,6 +22,11 @@ from retrieval.plan import (
     ASMK_CODEBOOK,
     ASMK_IVF,
     ASMK_SEARCH,
+    BENCH_KNN,
+    BENCH_LOGITS,
+    BENCH_SV,
+    BENCH_TRAIN_AMES,
+    BENCH_TRAIN_AMES_BINARY,
     CHUNK,
     CODEBOOK,
     DEMO_DATA,
@@ -278,16 +283,16 @@ def report_inputs(wildcards):
         "ames_binary" in methods and not PLAN.ames_checkpoint("ames_binary") and not PLAN.ames_checkpoint("ames")
     ):
         inputs["curves_ames"] = beside(PLAN.ames_model_path("ames"), "curves.json")
-        inputs["bench_train_ames"] = f"benchmarks/train_ames/{PLAN.v_ames_model()}.tsv"
+        inputs["bench_train_ames"] = fill(BENCH_TRAIN_AMES, ver=PLAN.v_ames_model())
     if "ames_binary" in methods and not PLAN.ames_checkpoint("ames_binary"):
         inputs["curves_ames_binary"] = beside(PLAN.ames_model_path("ames_binary"), "curves.json")
-        inputs["bench_train_ames_binary"] = f"benchmarks/train_ames_binary/{PLAN.v_ames_binary_model()}.tsv"
+        inputs["bench_train_ames_binary"] = fill(BENCH_TRAIN_AMES_BINARY, ver=PLAN.v_ames_binary_model())
     for m in ("ames", "ames_binary"):
         if m in methods:
-            inputs[f"bench_logits_{m}"] = f"benchmarks/ames_logits/{ds}/{PLAN.v_logits(ds, m)}/{m}.tsv"
+            inputs[f"bench_logits_{m}"] = fill(BENCH_LOGITS, dataset=ds, ver=PLAN.v_logits(ds, m), method=m)
     if "sv" in methods:
-        inputs["bench_sv"] = f"benchmarks/evaluate_sv/{ds}/{PLAN.v_sv(ds)}.tsv"
-    inputs["bench_knn"] = f"benchmarks/knn/{ds}/{PLAN.v_knn(ds)}.tsv"
+        inputs["bench_sv"] = fill(BENCH_SV, dataset=ds, ver=PLAN.v_sv(ds))
+    inputs["bench_knn"] = fill(BENCH_KNN, dataset=ds, ver=PLAN.v_knn(ds))
     return inputs
 
 

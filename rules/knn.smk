@@ -16,7 +16,7 @@ if config["shortlist"]["source"] == "ames_nn":
         log:
             "logs/import_nn/{dataset}/{ver}.log",
         benchmark:
-            "benchmarks/knn/{dataset}/{ver}.tsv"
+            BENCH_KNN
         conda:
             ENV
         threads: 1
@@ -40,7 +40,7 @@ elif config["shortlist"]["source"] != "asmk":  # asmk: rule asmk_shortlist (rule
         log:
             "logs/knn/{dataset}/{ver}.log",
         benchmark:
-            "benchmarks/knn/{dataset}/{ver}.tsv"
+            BENCH_KNN
         conda:
             ENV
         threads: config["threads"]

@@ -17,7 +17,7 @@ rule evaluate_sv:
     log:
         "logs/evaluate_sv/{dataset}/{ver}.log",
     benchmark:
-        "benchmarks/evaluate_sv/{dataset}/{ver}.tsv"
+        BENCH_SV
     conda:
         ENV
     threads: 1

@@ -63,6 +63,12 @@ ASMK_IVF = "results/asmk_ivf/{dataset}/{ver}/ivf.h5"
 ASMK_SEARCH = "results/asmk_search/{dataset}/{ver}/knn.h5"
 SEARCH = "results/search/{collection}/{photos}/{ver}"
 SEARCH_KNN = SEARCH + "/knn.h5"
+# Snakemake's benchmark files that the report reads (per-job timings)
+BENCH_KNN = "benchmarks/knn/{dataset}/{ver}.tsv"
+BENCH_SV = "benchmarks/evaluate_sv/{dataset}/{ver}.tsv"
+BENCH_TRAIN_AMES = "benchmarks/train_ames/{ver}.tsv"
+BENCH_TRAIN_AMES_BINARY = "benchmarks/train_ames_binary/{ver}.tsv"
+BENCH_LOGITS = "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
 
 
 def fill(pattern: str, **fields: Any) -> str:
