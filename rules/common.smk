@@ -61,8 +61,8 @@ from retrieval.stores import feature_cache as fcache
 
 
 class _Planned:
-    """A Plan whose errors reach Snakemake as WorkflowError (the message, without a traceback), as they did when
-    these functions lived here."""
+    """PLAN's methods, with a PlanError raised as the WorkflowError (same message) these functions raised when they
+    lived here."""
 
     def __init__(self, plan):
         self._plan = plan
