@@ -3,11 +3,11 @@
 
 rule aggregate_vlad:
     input:
-        local=lambda w: local_store(w.dataset, w.split),
-        codebook=lambda w: codebook_path(w.space),
+        local=lambda w: PLAN.local_store(w.dataset, w.split),
+        codebook=lambda w: PLAN.codebook_path(w.space),
     output:
-        vlad="results/vlad/{dataset}/{space}/{ver}/{split}.h5",
-        manifest="results/vlad/{dataset}/{space}/{ver}/{split}.manifest.json",
+        vlad=VLAD,
+        manifest=beside(VLAD, "{split}.manifest.json"),
     log:
         "logs/aggregate_vlad/{dataset}/{space}/{ver}/{split}.log",
     benchmark:
@@ -20,7 +20,7 @@ rule aggregate_vlad:
         runtime=60,
     params:
         preset=PRESET,
-        alpha=lambda w: (check_version(w, v_vlad(w.dataset, w.space)), config["aggregate"]["alpha"])[1],
+        alpha=lambda w: (check_version(w, PLAN.v_vlad(w.dataset, w.space)), config["aggregate"]["alpha"])[1],
     script:
         "../workflow_scripts/aggregate_vlad.py"
 
@@ -28,10 +28,10 @@ rule aggregate_vlad:
 # shortlist.source: backbone: the global descriptors the shortlist backbone computed during extraction.
 rule backbone_global:
     input:
-        local=lambda w: f"results/local/{w.dataset}/{v_local(w.dataset, shortlist_backbone())}/{w.split}/local.h5",
+        local=lambda w: PLAN.local_store(w.dataset, w.split, PLAN.v_local(w.dataset, PLAN.shortlist_backbone())),
     output:
-        descriptors="results/global_backbone/{dataset}/{ver}/{split}.h5",
-        manifest="results/global_backbone/{dataset}/{ver}/{split}.manifest.json",
+        descriptors=GLOBAL_BACKBONE,
+        manifest=beside(GLOBAL_BACKBONE, "{split}.manifest.json"),
     log:
         "logs/backbone_global/{dataset}/{ver}/{split}.log",
     conda:
@@ -41,8 +41,8 @@ rule backbone_global:
         mem_mb=2000,
         runtime=30,
     params:
-        check=lambda w: check_version(w, v_global(w.dataset)),
-        backbone=lambda w: shortlist_backbone(),
+        check=lambda w: check_version(w, PLAN.v_global(w.dataset)),
+        backbone=lambda w: PLAN.shortlist_backbone(),
         preset=PRESET,
     script:
         "../workflow_scripts/backbone_global.py"
@@ -51,11 +51,11 @@ rule backbone_global:
 # shortlist.source: import: global descriptors computed elsewhere (npy, HDF5, revisitop .mat), checked and normalised.
 rule import_global:
     input:
-        src=lambda w: import_file(w.dataset, w.split),
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        src=lambda w: PLAN.import_file(w.dataset, w.split),
+        lists=lambda w: PLAN.lists_json(w.dataset),
     output:
-        descriptors="results/global_import/{dataset}/{ver}/{split}.h5",
-        manifest="results/global_import/{dataset}/{ver}/{split}.manifest.json",
+        descriptors=GLOBAL_IMPORT,
+        manifest=beside(GLOBAL_IMPORT, "{split}.manifest.json"),
     log:
         "logs/import_global/{dataset}/{ver}/{split}.log",
     conda:
@@ -65,6 +65,6 @@ rule import_global:
         mem_mb=2000,
         runtime=30,
     params:
-        check=lambda w: check_version(w, v_global(w.dataset)),
+        check=lambda w: check_version(w, PLAN.v_global(w.dataset)),
     script:
         "../workflow_scripts/import_global.py"

@@ -3,10 +3,10 @@
 
 rule knn_train:
     input:
-        db=lambda w: global_path(TRAIN, "db"),
+        db=lambda w: PLAN.global_path(TRAIN, "db"),
     output:
-        knn="results/knn_train/{ver}/knn.h5",
-        manifest="results/knn_train/{ver}/manifest.json",
+        knn=KNN_TRAIN,
+        manifest=beside(KNN_TRAIN, "manifest.json"),
     log:
         "logs/knn_train/{ver}.log",
     conda:
@@ -17,17 +17,17 @@ rule knn_train:
         runtime=30,
     params:
         preset=PRESET,
-        k=lambda w: (check_version(w, v_knn_train()), config["ames"]["train"]["num_candidates"])[1],
+        k=lambda w: (check_version(w, PLAN.v_knn_train()), config["ames"]["train"]["num_candidates"])[1],
     script:
         "../workflow_scripts/knn_train.py"
 
 
 rule itq:
     input:
-        local=lambda w: local_store(TRAIN, "db"),
+        local=lambda w: PLAN.local_store(TRAIN, "db"),
     output:
-        itq="results/itq/{ver}/itq.npz",
-        manifest="results/itq/{ver}/manifest.json",
+        itq=ITQ,
+        manifest=beside(ITQ, "manifest.json"),
     log:
         "logs/itq/{ver}.log",
     conda:
@@ -37,7 +37,7 @@ rule itq:
         mem_mb=4000,
         runtime=30,
     params:
-        config=lambda w: (check_version(w, v_itq()), config["ames"]["itq"])[1],
+        config=lambda w: (check_version(w, PLAN.v_itq()), config["ames"]["itq"])[1],
         training_split=TRAIN,
         preset=PRESET,
     script:
@@ -47,17 +47,17 @@ rule itq:
 rule train_ames:
     input:
         unpack(train_validation_inputs),
-        local=lambda w: local_store(TRAIN, "db"),
-        lists=lambda w: f"{lists_dir(TRAIN)}/lists.json",
-        knn=lambda w: f"results/knn_train/{v_knn_train()}/knn.h5",
+        local=lambda w: PLAN.local_store(TRAIN, "db"),
+        lists=lambda w: PLAN.lists_json(TRAIN),
+        knn=lambda w: PLAN.knn_train_path(),
     output:
-        model="results/ames_model/{ver}/model.pt",
-        curves="results/ames_model/{ver}/curves.json",
-        manifest="results/ames_model/{ver}/manifest.json",
+        model=AMES_MODEL,
+        curves=beside(AMES_MODEL, "curves.json"),
+        manifest=beside(AMES_MODEL, "manifest.json"),
     log:
         "logs/train_ames/{ver}.log",
     benchmark:
-        "benchmarks/train_ames/{ver}.tsv"
+        BENCH_TRAIN_AMES
     conda:
         ENV
     threads: config["threads"]
@@ -67,9 +67,9 @@ rule train_ames:
         mem_mb=8000,
         runtime=240,
     params:
-        model=lambda w: (check_version(w, v_ames_model()), config["ames"]["model"])[1],
+        model=lambda w: (check_version(w, PLAN.v_ames_model()), config["ames"]["model"])[1],
         train=config["ames"]["train"],
-        validation=lambda w: train_validation(),
+        validation=lambda w: PLAN.train_validation(),
         device=config["ames"]["device"],
         training_split=TRAIN,
         preset=PRESET,
@@ -79,19 +79,19 @@ rule train_ames:
 
 rule train_ames_binary:
     input:
-        local=lambda w: local_store(TRAIN, "db"),
-        lists=lambda w: f"{lists_dir(TRAIN)}/lists.json",
-        knn=lambda w: f"results/knn_train/{v_knn_train()}/knn.h5",
-        teacher=lambda w: ames_model_path("ames"),
-        itq=lambda w: f"results/itq/{v_itq()}/itq.npz",
+        local=lambda w: PLAN.local_store(TRAIN, "db"),
+        lists=lambda w: PLAN.lists_json(TRAIN),
+        knn=lambda w: PLAN.knn_train_path(),
+        teacher=lambda w: PLAN.ames_model_path("ames"),
+        itq=lambda w: PLAN.itq_path(),
     output:
-        model="results/ames_binary_model/{ver}/model.pt",
-        curves="results/ames_binary_model/{ver}/curves.json",
-        manifest="results/ames_binary_model/{ver}/manifest.json",
+        model=AMES_BINARY_MODEL,
+        curves=beside(AMES_BINARY_MODEL, "curves.json"),
+        manifest=beside(AMES_BINARY_MODEL, "manifest.json"),
     log:
         "logs/train_ames_binary/{ver}.log",
     benchmark:
-        "benchmarks/train_ames_binary/{ver}.tsv"
+        BENCH_TRAIN_AMES_BINARY
     conda:
         ENV
     threads: config["threads"]
@@ -101,8 +101,8 @@ rule train_ames_binary:
         mem_mb=8000,
         runtime=240,
     params:
-        model=lambda w: (check_version(w, v_ames_binary_model()), config["ames"]["model"])[1],
-        train=distill_train_config(),
+        model=lambda w: (check_version(w, PLAN.v_ames_binary_model()), config["ames"]["model"])[1],
+        train=PLAN.distill_train_config(),
         device=config["ames"]["device"],
         training_split=TRAIN,
         preset=PRESET,
@@ -113,11 +113,11 @@ rule train_ames_binary:
 # The database side prepared once per (model, dataset): packed sign bits (binary) or float16 tokens (full precision).
 rule ames_store:
     input:
-        model=lambda w: ames_model_path(w.method),
-        db=lambda w: local_store(w.dataset, "db"),
+        model=lambda w: PLAN.ames_model_path(w.method),
+        db=lambda w: PLAN.local_store(w.dataset, "db"),
     output:
-        store="results/ames_store/{dataset}/{ver}/{method}.h5",
-        manifest="results/ames_store/{dataset}/{ver}/{method}.manifest.json",
+        store=AMES_STORE,
+        manifest=beside(AMES_STORE, "{method}.manifest.json"),
     log:
         "logs/ames_store/{dataset}/{ver}/{method}.log",
     benchmark:
@@ -133,7 +133,7 @@ rule ames_store:
         mem_mb=4000,
         runtime=120,
     params:
-        db_desc=lambda w: (check_version(w, v_ames_store(w.dataset, w.method)), config["ames"]["db_desc"])[1],
+        db_desc=lambda w: (check_version(w, PLAN.v_ames_store(w.dataset, w.method)), config["ames"]["db_desc"])[1],
         device=config["ames"]["device"],
         preset=PRESET,
     script:
@@ -142,18 +142,18 @@ rule ames_store:
 
 rule ames_logits:
     input:
-        model=lambda w: ames_model_path(w.method),
-        query=lambda w: local_store(w.dataset, "query"),
-        db=lambda w: ames_store_path(w.dataset, w.method),
-        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
-        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+        model=lambda w: PLAN.ames_model_path(w.method),
+        query=lambda w: PLAN.local_store(w.dataset, "query"),
+        db=lambda w: PLAN.ames_store_path(w.dataset, w.method),
+        knn=lambda w: PLAN.knn_path(w.dataset),
+        gnd=lambda w: PLAN.gnd_json(w.dataset),
     output:
-        logits="results/ames_logits/{dataset}/{ver}/{method}.h5",
-        manifest="results/ames_logits/{dataset}/{ver}/{method}.manifest.json",
+        logits=AMES_LOGITS,
+        manifest=beside(AMES_LOGITS, "{method}.manifest.json"),
     log:
         "logs/ames_logits/{dataset}/{ver}/{method}.log",
     benchmark:
-        "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
+        BENCH_LOGITS
     wildcard_constraints:
         method="ames|ames_binary",
     conda:
@@ -166,9 +166,9 @@ rule ames_logits:
         runtime=240,
     params:
         preset=PRESET,
-        q_desc=lambda w: (check_version(w, v_logits(w.dataset, w.method)), config["ames"]["q_desc"])[1],
+        q_desc=lambda w: (check_version(w, PLAN.v_logits(w.dataset, w.method)), config["ames"]["q_desc"])[1],
         db_desc=config["ames"]["db_desc"],
-        max_rerank=ames_max_rerank(),
+        max_rerank=PLAN.ames_max_rerank(),
         junk_mode=config["ames"]["junk_mode"],
         batch=config["ames"]["batch_pairs"],
         device=config["ames"]["device"],
@@ -180,11 +180,11 @@ rule evaluate_ames:
     input:
         unpack(evaluate_ames_inputs),
     output:
-        json="results/eval/{dataset}/{ver}/{method}.json",
-        ranking="results/eval/{dataset}/{ver}/{method}_ranking.h5",
-        csv="results/eval/{dataset}/{ver}/{method}_neighbours.csv",
-        grid="results/eval/{dataset}/{ver}/{method}_grid.csv",
-        manifest="results/eval/{dataset}/{ver}/{method}.manifest.json",
+        json=EVAL,
+        ranking=beside(EVAL, "{method}_ranking.h5"),
+        csv=beside(EVAL, "{method}_neighbours.csv"),
+        grid=beside(EVAL, "{method}_grid.csv"),
+        manifest=beside(EVAL, "{method}.manifest.json"),
     log:
         "logs/evaluate_ames/{dataset}/{ver}/{method}.log",
     wildcard_constraints:
@@ -197,7 +197,7 @@ rule evaluate_ames:
         runtime=30,
     params:
         grid=lambda w: (
-            check_version(w, v_eval_ames(w.dataset, w.method)),
+            check_version(w, PLAN.v_eval_ames(w.dataset, w.method)),
             {k: config["ames"][k] for k in ("num_rerank", "lambda", "gamma")},
         )[1],
         select=config["ames"]["select"],
@@ -207,8 +207,8 @@ rule evaluate_ames:
         junk_mode=config["ames"]["junk_mode"],
         n_bootstrap=config["ames"]["bootstrap"],
         csv_top=config["evaluate"]["csv_top"],
-        versions=lambda w: ames_versions(w.dataset, w.method),
-        hyperparameters=lambda w: ames_hyperparameters(w.dataset, w.method),
+        versions=lambda w: PLAN.ames_versions(w.dataset, w.method),
+        hyperparameters=lambda w: PLAN.ames_hyperparameters(w.dataset, w.method),
         preset=PRESET,
     script:
         "../workflow_scripts/evaluate_ames.py"

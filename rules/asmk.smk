@@ -7,10 +7,10 @@
 
 rule asmk_codebook:
     input:
-        local=lambda w: local_store(w.space, "db"),
+        local=lambda w: PLAN.local_store(w.space, "db"),
     output:
-        codebook="results/asmk_codebook/{space}/{ver}/codebook.npz",
-        manifest="results/asmk_codebook/{space}/{ver}/manifest.json",
+        codebook=ASMK_CODEBOOK,
+        manifest=beside(ASMK_CODEBOOK, "manifest.json"),
     log:
         "logs/asmk_codebook/{space}/{ver}.log",
     benchmark:
@@ -22,9 +22,9 @@ rule asmk_codebook:
         mem_mb=8000,
         runtime=120,
     params:
-        config=lambda w: (check_version(w, v_asmk_codebook(w.space)), config["asmk"]["codebook"])[1],
+        config=lambda w: (check_version(w, PLAN.v_asmk_codebook(w.space)), config["asmk"]["codebook"])[1],
         training_split=lambda w: w.space,
-        local_version=lambda w: v_local(w.space),
+        local_version=lambda w: PLAN.v_local(w.space),
         preset=PRESET,
     script:
         "../workflow_scripts/asmk_codebook.py"
@@ -32,11 +32,11 @@ rule asmk_codebook:
 
 rule asmk_ivf:
     input:
-        local=lambda w: local_store(w.dataset, "db"),
-        codebook=lambda w: asmk_codebook_path(fit_split(w.dataset)),
+        local=lambda w: PLAN.local_store(w.dataset, "db"),
+        codebook=lambda w: PLAN.asmk_codebook_path(PLAN.fit_split(w.dataset)),
     output:
-        ivf="results/asmk_ivf/{dataset}/{ver}/ivf.h5",
-        manifest="results/asmk_ivf/{dataset}/{ver}/manifest.json",
+        ivf=ASMK_IVF,
+        manifest=beside(ASMK_IVF, "manifest.json"),
     log:
         "logs/asmk_ivf/{dataset}/{ver}.log",
     benchmark:
@@ -48,7 +48,7 @@ rule asmk_ivf:
         mem_mb=8000,
         runtime=120,
     params:
-        asmk=lambda w: (check_version(w, v_asmk_ivf(w.dataset)), asmk_kernel_config())[1],
+        asmk=lambda w: (check_version(w, PLAN.v_asmk_ivf(w.dataset)), PLAN.asmk_kernel_config())[1],
         preset=PRESET,
     script:
         "../workflow_scripts/asmk_ivf.py"
@@ -56,13 +56,13 @@ rule asmk_ivf:
 
 rule asmk_search:
     input:
-        query=lambda w: local_store(w.dataset, "query"),
-        ivf=lambda w: f"results/asmk_ivf/{w.dataset}/{v_asmk_ivf(w.dataset)}/ivf.h5",
-        codebook=lambda w: asmk_codebook_path(fit_split(w.dataset)),
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        query=lambda w: PLAN.local_store(w.dataset, "query"),
+        ivf=lambda w: PLAN.asmk_ivf_path(w.dataset),
+        codebook=lambda w: PLAN.asmk_codebook_path(PLAN.fit_split(w.dataset)),
+        lists=lambda w: PLAN.lists_json(w.dataset),
     output:
-        knn="results/asmk_search/{dataset}/{ver}/knn.h5",
-        manifest="results/asmk_search/{dataset}/{ver}/manifest.json",
+        knn=ASMK_SEARCH,
+        manifest=beside(ASMK_SEARCH, "manifest.json"),
     log:
         "logs/asmk_search/{dataset}/{ver}.log",
     benchmark:
@@ -74,7 +74,7 @@ rule asmk_search:
         mem_mb=4000,
         runtime=60,
     params:
-        asmk=lambda w: (check_version(w, v_asmk_search(w.dataset)), asmk_kernel_config())[1],
+        asmk=lambda w: (check_version(w, PLAN.v_asmk_search(w.dataset)), PLAN.asmk_kernel_config())[1],
         preset=PRESET,
     script:
         "../workflow_scripts/asmk_search.py"
@@ -84,29 +84,29 @@ if config["shortlist"]["source"] == "asmk":
 
     use rule asmk_search as asmk_shortlist with:
         output:
-            knn="results/knn/{dataset}/{ver}/knn.h5",
-            manifest="results/knn/{dataset}/{ver}/manifest.json",
+            knn=KNN,
+            manifest=beside(KNN, "manifest.json"),
         log:
             "logs/knn/{dataset}/{ver}.log",
         benchmark:
-            "benchmarks/knn/{dataset}/{ver}.tsv"
+            BENCH_KNN
         params:
-            asmk=lambda w: (check_version(w, v_knn(w.dataset)), asmk_kernel_config())[1],
+            asmk=lambda w: (check_version(w, PLAN.v_knn(w.dataset)), PLAN.asmk_kernel_config())[1],
             preset=PRESET,
 
 
 rule evaluate_asmk:
     input:
-        asmk_knn=lambda w: asmk_knn_path(w.dataset),
-        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
-        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
-        baseline=lambda w: f"results/eval/{w.dataset}/{v_eval(w.dataset)}/global.json",
+        asmk_knn=lambda w: PLAN.asmk_knn_path(w.dataset),
+        knn=lambda w: PLAN.knn_path(w.dataset),
+        lists=lambda w: PLAN.lists_json(w.dataset),
+        gnd=lambda w: PLAN.gnd_json(w.dataset),
+        baseline=lambda w: PLAN.baseline_path(w.dataset),
     output:
-        json="results/eval/{dataset}/{ver}/asmk.json",
-        ranking="results/eval/{dataset}/{ver}/asmk_ranking.h5",
-        csv="results/eval/{dataset}/{ver}/asmk_neighbours.csv",
-        manifest="results/eval/{dataset}/{ver}/asmk.manifest.json",
+        json=fill(EVAL, method="asmk"),
+        ranking=beside(EVAL, "asmk_ranking.h5"),
+        csv=beside(EVAL, "asmk_neighbours.csv"),
+        manifest=beside(EVAL, "asmk.manifest.json"),
     log:
         "logs/evaluate_asmk/{dataset}/{ver}.log",
     conda:
@@ -116,12 +116,16 @@ rule evaluate_asmk:
         mem_mb=2000,
         runtime=30,
     params:
-        check=lambda w: check_version(w, v_asmk_eval(w.dataset)),
+        check=lambda w: check_version(w, PLAN.v_asmk_eval(w.dataset)),
         n_bootstrap=config["ames"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
-        versions=lambda w: asmk_versions(w.dataset),
-        hyperparameters=lambda w: {"global": global_hyperparameters(), "training_split": TRAIN, "asmk": config["asmk"]},
+        versions=lambda w: PLAN.asmk_versions(w.dataset),
+        hyperparameters=lambda w: {
+            "global": PLAN.global_hyperparameters(),
+            "training_split": TRAIN,
+            "asmk": config["asmk"],
+        },
         preset=PRESET,
     script:
         "../workflow_scripts/evaluate_asmk.py"

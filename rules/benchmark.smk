@@ -7,9 +7,9 @@ rule benchmark_ames:
         unpack(
             lambda w: (
                 {
-                    "sv_query": local_store(d, "query"),
-                    "sv_db": local_store(d, "db"),
-                    "sv_knn": f"results/knn/{d}/{v_knn(d)}/knn.h5",
+                    "sv_query": PLAN.local_store(d, "query"),
+                    "sv_db": PLAN.local_store(d, "db"),
+                    "sv_knn": PLAN.knn_path(d),
                 }
                 if (d := config["benchmark"]["ames"]["sv_dataset"])
                 else {}
@@ -36,14 +36,14 @@ rule benchmark_ames:
 
 rule descriptor_sweep:
     input:
-        ames_model=lambda w: ames_model_path("ames"),
-        ames_binary_model=lambda w: ames_model_path("ames_binary"),
+        ames_model=lambda w: PLAN.ames_model_path("ames"),
+        ames_binary_model=lambda w: PLAN.ames_model_path("ames_binary"),
         ames_result="results/{dataset}_ames.json",
         ames_binary_result="results/{dataset}_ames_binary.json",
-        query=lambda w: local_store(w.dataset, "query"),
-        db=lambda w: local_store(w.dataset, "db"),
-        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
-        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+        query=lambda w: PLAN.local_store(w.dataset, "query"),
+        db=lambda w: PLAN.local_store(w.dataset, "db"),
+        knn=lambda w: PLAN.knn_path(w.dataset),
+        gnd=lambda w: PLAN.gnd_json(w.dataset),
     output:
         json="results/benchmarks/{dataset}_descriptors.json",
         png="results/benchmarks/{dataset}_descriptors.png",
@@ -65,9 +65,9 @@ rule descriptor_sweep:
         batch=config["ames"]["batch_pairs"],
         device=config["ames"]["device"],
         versions=lambda w: {
-            **versions(w.dataset),
-            "ames_model": v_ames_model(),
-            "ames_binary_model": v_ames_binary_model(),
+            **PLAN.versions(w.dataset),
+            "ames_model": PLAN.v_ames_model(),
+            "ames_binary_model": PLAN.v_ames_binary_model(),
         },
     script:
         "../workflow_scripts/descriptor_sweep.py"
@@ -77,11 +77,11 @@ rule descriptor_sweep:
 # from the dataset's real descriptors; exact streamed search, IVF-PQ recall, binary store size, re-rank time, peak RSS.
 rule benchmark_scale:
     input:
-        query=lambda w: global_path(w.dataset, "query"),
-        db=lambda w: global_path(w.dataset, "db"),
-        model=lambda w: ames_model_path("ames_binary"),
-        store=lambda w: ames_store_path(w.dataset, "ames_binary"),
-        query_local=lambda w: local_store(w.dataset, "query"),
+        query=lambda w: PLAN.global_path(w.dataset, "query"),
+        db=lambda w: PLAN.global_path(w.dataset, "db"),
+        model=lambda w: PLAN.ames_model_path("ames_binary"),
+        store=lambda w: PLAN.ames_store_path(w.dataset, "ames_binary"),
+        query_local=lambda w: PLAN.local_store(w.dataset, "query"),
     output:
         "results/benchmarks/{dataset}_scale.json",
     log:
@@ -105,7 +105,7 @@ rule benchmark_scale:
 # (benchmark.extract: backbone and its configuration; random weights unless a checkpoint is given).
 rule benchmark_extract:
     input:
-        lists=lambda w: f"{lists_dir('demo')}/lists.json",
+        lists=lambda w: PLAN.lists_json("demo"),
     output:
         "results/benchmarks/extract_throughput.json",
     log:

@@ -4,10 +4,10 @@
 
 rule codebook:
     input:
-        local=lambda w: local_store(w.dataset, "db"),
+        local=lambda w: PLAN.local_store(w.dataset, "db"),
     output:
-        codebook="results/codebook/{dataset}/{ver}/codebook.npz",
-        manifest="results/codebook/{dataset}/{ver}/manifest.json",
+        codebook=CODEBOOK,
+        manifest=beside(CODEBOOK, "manifest.json"),
     log:
         "logs/codebook/{dataset}/{ver}.log",
     benchmark:
@@ -19,9 +19,9 @@ rule codebook:
         mem_mb=4000,
         runtime=60,
     params:
-        config=lambda w: (check_version(w, v_codebook(w.dataset)), config["codebook"])[1],
+        config=lambda w: (check_version(w, PLAN.v_codebook(w.dataset)), config["codebook"])[1],
         training_split=lambda w: w.dataset,
-        local_version=lambda w: v_local(w.dataset),
+        local_version=lambda w: PLAN.v_local(w.dataset),
         preset=PRESET,
     script:
         "../workflow_scripts/codebook.py"

@@ -3,8 +3,8 @@
 
 rule demo_data:
     output:
-        manifest="results/demo_data/{ver}/manifest.json",
-        gnd=[f"results/demo_data/{{ver}}/{s}/gnd.json" for s in DEMO_SPLITS],
+        manifest=f"{DEMO_DATA}/manifest.json",
+        gnd=[f"{DEMO_DATA}/{s}/gnd.json" for s in DEMO_SPLITS],
     log:
         "logs/demo_data/{ver}.log",
     benchmark:
@@ -16,7 +16,7 @@ rule demo_data:
         mem_mb=2000,
         runtime=30,
     params:
-        demo=lambda w: (check_version(w, v_demo()), config["demo"])[1],
+        demo=lambda w: (check_version(w, PLAN.v_demo()), config["demo"])[1],
         version=lambda w: w.ver,
         preset=PRESET,
     script:

@@ -3,14 +3,14 @@
 
 rule evaluate_global:
     input:
-        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
-        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+        knn=lambda w: PLAN.knn_path(w.dataset),
+        lists=lambda w: PLAN.lists_json(w.dataset),
+        gnd=lambda w: PLAN.gnd_json(w.dataset),
     output:
-        json="results/eval/{dataset}/{ver}/global.json",
-        ranking="results/eval/{dataset}/{ver}/global_ranking.h5",
-        csv="results/eval/{dataset}/{ver}/global_neighbours.csv",
-        manifest="results/eval/{dataset}/{ver}/global.manifest.json",
+        json=fill(EVAL, method="global"),
+        ranking=beside(EVAL, "global_ranking.h5"),
+        csv=beside(EVAL, "global_neighbours.csv"),
+        manifest=beside(EVAL, "global.manifest.json"),
     log:
         "logs/evaluate_global/{dataset}/{ver}.log",
     conda:
@@ -20,11 +20,11 @@ rule evaluate_global:
         mem_mb=2000,
         runtime=30,
     params:
-        ks=lambda w: (check_version(w, v_eval(w.dataset)), config["evaluate"]["ks"])[1],
+        ks=lambda w: (check_version(w, PLAN.v_eval(w.dataset)), config["evaluate"]["ks"])[1],
         csv_top=config["evaluate"]["csv_top"],
-        versions=lambda w: versions(w.dataset),
-        hyperparameters=lambda w: global_hyperparameters(w.dataset),
-        provenance=lambda w: {"data": dataset_dir(w.dataset)},
+        versions=lambda w: PLAN.versions(w.dataset),
+        hyperparameters=lambda w: PLAN.global_hyperparameters(w.dataset),
+        provenance=lambda w: {"data": PLAN.dataset_dir(w.dataset)},
         preset=PRESET,
     script:
         "../workflow_scripts/evaluate_global.py"

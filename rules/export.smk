@@ -6,11 +6,11 @@
 
 rule export_ames:
     input:
-        db=lambda w: local_store(w.dataset, "db"),
-        query=lambda w: local_store(w.dataset, "query"),
-        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
-        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+        db=lambda w: PLAN.local_store(w.dataset, "db"),
+        query=lambda w: PLAN.local_store(w.dataset, "query"),
+        knn=lambda w: PLAN.knn_path(w.dataset),
+        lists=lambda w: PLAN.lists_json(w.dataset),
+        gnd=lambda w: PLAN.gnd_json(w.dataset),
     output:
         directory("results/export/ames/{dataset}"),
     log:
@@ -22,7 +22,7 @@ rule export_ames:
         mem_mb=2000,
         runtime=60,
     params:
-        desc=export_desc(),
-        version=lambda w: stable_hash({"local": v_local(w.dataset), "knn": v_knn(w.dataset)}),
+        desc=PLAN.export_desc(),
+        version=lambda w: stable_hash({"local": PLAN.v_local(w.dataset), "knn": PLAN.v_knn(w.dataset)}),
     script:
         "../workflow_scripts/export_ames.py"

@@ -5,11 +5,11 @@
 
 rule extract_local:
     input:
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        lists=lambda w: PLAN.lists_json(w.dataset),
         release=ames_release_input,
         db_chunks=shared_db_chunks,
     output:
-        "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5",
+        CHUNK,
     log:
         "logs/extract_local/{dataset}/{ver}/{split}_{chunk}.log",
     benchmark:
@@ -37,8 +37,8 @@ rule extract_local:
 # extract.min_chunk_images photos each.
 rule extract_pack:
     output:
-        h5="results/features/{xv}/packs/{pack}.h5",
-        index="results/features/{xv}/packs/{pack}.json",
+        h5=f"{FEATURES}/{{xv}}/packs/{{pack}}.h5",
+        index=f"{FEATURES}/{{xv}}/packs/{{pack}}.json",
     log:
         "logs/extract_pack/{xv}/{pack}.log",
     benchmark:

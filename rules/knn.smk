@@ -8,15 +8,15 @@ if config["shortlist"]["source"] == "ames_nn":
 
     rule import_nn:
         input:
-            nn=lambda w: nn_import_file(w.dataset),
-            lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+            nn=lambda w: PLAN.nn_import_file(w.dataset),
+            lists=lambda w: PLAN.lists_json(w.dataset),
         output:
-            knn="results/knn/{dataset}/{ver}/knn.h5",
-            manifest="results/knn/{dataset}/{ver}/manifest.json",
+            knn=KNN,
+            manifest=beside(KNN, "manifest.json"),
         log:
             "logs/import_nn/{dataset}/{ver}.log",
         benchmark:
-            "benchmarks/knn/{dataset}/{ver}.tsv"
+            BENCH_KNN
         conda:
             ENV
         threads: 1
@@ -24,7 +24,7 @@ if config["shortlist"]["source"] == "ames_nn":
             mem_mb=4000,
             runtime=30,
         params:
-            check=lambda w: check_version(w, v_knn(w.dataset)),
+            check=lambda w: check_version(w, PLAN.v_knn(w.dataset)),
         script:
             "../workflow_scripts/import_nn.py"
 
@@ -32,15 +32,15 @@ elif config["shortlist"]["source"] != "asmk":  # asmk: rule asmk_shortlist (rule
 
     rule knn:
         input:
-            query=lambda w: global_path(w.dataset, "query"),
-            db=lambda w: global_path(w.dataset, "db"),
+            query=lambda w: PLAN.global_path(w.dataset, "query"),
+            db=lambda w: PLAN.global_path(w.dataset, "db"),
         output:
-            knn="results/knn/{dataset}/{ver}/knn.h5",
-            manifest="results/knn/{dataset}/{ver}/manifest.json",
+            knn=KNN,
+            manifest=beside(KNN, "manifest.json"),
         log:
             "logs/knn/{dataset}/{ver}.log",
         benchmark:
-            "benchmarks/knn/{dataset}/{ver}.tsv"
+            BENCH_KNN
         conda:
             ENV
         threads: config["threads"]
@@ -49,7 +49,7 @@ elif config["shortlist"]["source"] != "asmk":  # asmk: rule asmk_shortlist (rule
             runtime=30,
         params:
             preset=PRESET,
-            k=lambda w: (check_version(w, v_knn(w.dataset)), config["knn"]["k"])[1],
+            k=lambda w: (check_version(w, PLAN.v_knn(w.dataset)), config["knn"]["k"])[1],
             search=config["knn"]["search"],
             block=config["knn"]["block"],
             ivfpq=config["knn"]["ivfpq"],

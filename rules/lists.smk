@@ -6,11 +6,11 @@ rule image_lists:
     input:
         unpack(dataset_source),
     output:
-        lists="results/lists/{dataset}/{ver}/lists.json",
-        gnd="results/lists/{dataset}/{ver}/gnd.json",
-        manifest="results/lists/{dataset}/{ver}/manifest.json",
+        lists=LISTS,
+        gnd=GND,
+        manifest=beside(LISTS, "manifest.json"),
     log:
-        log_path("image_lists"),
+        PLAN.log_path("image_lists"),
     conda:
         ENV
     threads: 1
@@ -18,7 +18,7 @@ rule image_lists:
         mem_mb=1000,
         runtime=30,
     params:
-        dataset_dir=lambda w: (check_version(w, v_lists(w.dataset)), dataset_dir(w.dataset))[1],
+        dataset_dir=lambda w: (check_version(w, PLAN.v_lists(w.dataset)), PLAN.dataset_dir(w.dataset))[1],
         crop_queries=config["crop_queries"],
         on_bad_image=config["on_bad_image"],
         max_image_pixels=config["max_image_pixels"],

@@ -5,12 +5,12 @@
 
 rule merge_local:
     input:
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
+        lists=lambda w: PLAN.lists_json(w.dataset),
         chunks=merge_chunks,
         images=merge_images,
     output:
-        store="results/local/{dataset}/{ver}/{split}/local.h5",
-        manifest="results/local/{dataset}/{ver}/{split}/manifest.json",
+        store=LOCAL,
+        manifest=beside(CHUNK, "manifest.json"),
     log:
         "logs/merge_local/{dataset}/{ver}/{split}.log",
     benchmark:
@@ -27,7 +27,7 @@ rule merge_local:
             "n_chunks": config["extract"]["n_chunks"],
             extraction_of(w)[0]: extraction_of(w)[1],
         },
-        lists_version=lambda w: v_lists(w.dataset),
+        lists_version=lambda w: PLAN.v_lists(w.dataset),
         preset=PRESET,
         groups=merge_groups,
         cache=merge_cache_params,

@@ -5,11 +5,11 @@
 
 rule search_knn:
     input:
-        query=lambda w: global_path(w.photos, "db", search_space(w.collection)),  # in the collection's space
-        db=lambda w: global_path(w.collection, "db", search_space(w.collection)),
+        query=lambda w: PLAN.global_path(w.photos, "db", PLAN.search_space(w.collection)),  # in the collection's space
+        db=lambda w: PLAN.global_path(w.collection, "db", PLAN.search_space(w.collection)),
     output:
-        knn="results/search/{collection}/{photos}/{ver}/knn.h5",
-        manifest="results/search/{collection}/{photos}/{ver}/knn.manifest.json",
+        knn=SEARCH_KNN,
+        manifest=beside(SEARCH_KNN, "knn.manifest.json"),
     log:
         "logs/search_knn/{collection}/{photos}/{ver}.log",
     benchmark:
@@ -21,7 +21,7 @@ rule search_knn:
         mem_mb=4000,
         runtime=30,
     params:
-        k=lambda w: (check_version(w, v_search_knn(w.collection, w.photos)), config["search"]["k"])[1],
+        k=lambda w: (check_version(w, PLAN.v_search_knn(w.collection, w.photos)), config["search"]["k"])[1],
         search=config["knn"]["search"],
         block=config["knn"]["block"],
         ivfpq=config["knn"]["ivfpq"],
@@ -34,10 +34,10 @@ rule search_photos:
     input:
         unpack(search_inputs),
     output:
-        csv="results/search/{collection}/{photos}/{ver}/neighbours.csv",
-        html="results/search/{collection}/{photos}/{ver}/sheet.html",
-        json="results/search/{collection}/{photos}/{ver}/search.json",
-        manifest="results/search/{collection}/{photos}/{ver}/manifest.json",
+        csv=beside(SEARCH_KNN, "neighbours.csv"),
+        html=beside(SEARCH_KNN, "sheet.html"),
+        json=beside(SEARCH_KNN, "search.json"),
+        manifest=beside(SEARCH_KNN, "manifest.json"),
     log:
         "logs/search_photos/{collection}/{photos}/{ver}.log",
     benchmark:
@@ -49,7 +49,7 @@ rule search_photos:
         mem_mb=4000,
         runtime=60,
     params:
-        search=lambda w: (check_version(w, v_search(w.collection, w.photos)), config["search"])[1],
+        search=lambda w: (check_version(w, PLAN.v_search(w.collection, w.photos)), config["search"])[1],
         sv=config["sv"],
     script:
         "../workflow_scripts/search_photos.py"
@@ -57,9 +57,9 @@ rule search_photos:
 
 rule publish_search:
     input:
-        csv=lambda w: f"{search_dir(w.collection, w.photos)}/neighbours.csv",
-        html=lambda w: f"{search_dir(w.collection, w.photos)}/sheet.html",
-        json=lambda w: f"{search_dir(w.collection, w.photos)}/search.json",
+        csv=lambda w: f"{PLAN.search_dir(w.collection, w.photos)}/neighbours.csv",
+        html=lambda w: f"{PLAN.search_dir(w.collection, w.photos)}/sheet.html",
+        json=lambda w: f"{PLAN.search_dir(w.collection, w.photos)}/search.json",
     output:
         csv="results/search/{collection}/{photos}.csv",
         html="results/search/{collection}/{photos}.html",

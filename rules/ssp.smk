@@ -3,10 +3,10 @@
 
 rule anchors:
     input:
-        descriptors=lambda w: global_path(ssp_split(), "db", w.space),
+        descriptors=lambda w: PLAN.global_path(PLAN.ssp_split(), "db", w.space),
     output:
-        anchors="results/anchors/{space}/{ver}/anchors.npy",
-        manifest="results/anchors/{space}/{ver}/manifest.json",
+        anchors=ANCHORS,
+        manifest=beside(ANCHORS, "manifest.json"),
     log:
         "logs/anchors/{space}/{ver}.log",
     conda:
@@ -16,8 +16,8 @@ rule anchors:
         mem_mb=4000,
         runtime=30,
     params:
-        config=lambda w: (check_version(w, v_anchors(w.space)), config["ssp"]["anchors"])[1],
-        fitted_on=lambda w: ssp_split(),
+        config=lambda w: (check_version(w, PLAN.v_anchors(w.space)), config["ssp"]["anchors"])[1],
+        fitted_on=lambda w: PLAN.ssp_split(),
         preset=PRESET,
     script:
         "../workflow_scripts/anchors.py"
@@ -25,15 +25,15 @@ rule anchors:
 
 rule train_query:
     input:
-        light=lambda w: f"results/local/{ssp_split()}/{v_ssp_local(ssp_split())}/db/local.h5",
-        codebook=lambda w: codebook_path(w.space),
-        whiten=lambda w: whiten_path(w.space),
-        gallery=lambda w: global_path(ssp_split(), "db", w.space),
-        anchors=lambda w: f"results/anchors/{w.space}/{v_anchors(w.space)}/anchors.npy",
+        light=lambda w: PLAN.local_store(PLAN.ssp_split(), "db", PLAN.v_ssp_local(PLAN.ssp_split())),
+        codebook=lambda w: PLAN.codebook_path(w.space),
+        whiten=lambda w: PLAN.whiten_path(w.space),
+        gallery=lambda w: PLAN.global_path(PLAN.ssp_split(), "db", w.space),
+        anchors=lambda w: PLAN.anchors_path(w.space),
     output:
-        model="results/query_model/{space}/{ver}/adapter.pt",
-        curves="results/query_model/{space}/{ver}/curves.json",
-        manifest="results/query_model/{space}/{ver}/manifest.json",
+        model=QUERY_MODEL,
+        curves=beside(QUERY_MODEL, "curves.json"),
+        manifest=beside(QUERY_MODEL, "manifest.json"),
     log:
         "logs/train_query/{space}/{ver}.log",
     benchmark:
@@ -47,10 +47,10 @@ rule train_query:
         mem_mb=4000,
         runtime=60,
     params:
-        config=lambda w: (check_version(w, v_query_model(w.space)), config["ssp"]["train"])[1],
+        config=lambda w: (check_version(w, PLAN.v_query_model(w.space)), config["ssp"]["train"])[1],
         alpha=config["aggregate"]["alpha"],
         power=config["whiten"]["power"],
-        fitted_on=lambda w: ssp_split(),
+        fitted_on=lambda w: PLAN.ssp_split(),
         preset=PRESET,
     script:
         "../workflow_scripts/train_query.py"
@@ -58,19 +58,19 @@ rule train_query:
 
 rule evaluate_ssp:
     input:
-        light_query=lambda w: f"results/local/{w.dataset}/{v_ssp_local(w.dataset)}/query/local.h5",
-        codebook=lambda w: codebook_path(fit_split(w.dataset)),
-        whiten=lambda w: whiten_path(fit_split(w.dataset)),
-        adapter=lambda w: f"results/query_model/{fit_split(w.dataset)}/{v_query_model(fit_split(w.dataset))}/adapter.pt",
-        query=lambda w: global_path(w.dataset, "query"),
-        db=lambda w: global_path(w.dataset, "db"),
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
-        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
+        light_query=lambda w: PLAN.local_store(w.dataset, "query", PLAN.v_ssp_local(w.dataset)),
+        codebook=lambda w: PLAN.codebook_path(PLAN.fit_split(w.dataset)),
+        whiten=lambda w: PLAN.whiten_path(PLAN.fit_split(w.dataset)),
+        adapter=lambda w: PLAN.query_model_path(PLAN.fit_split(w.dataset)),
+        query=lambda w: PLAN.global_path(w.dataset, "query"),
+        db=lambda w: PLAN.global_path(w.dataset, "db"),
+        lists=lambda w: PLAN.lists_json(w.dataset),
+        gnd=lambda w: PLAN.gnd_json(w.dataset),
     output:
-        json="results/eval/{dataset}/{ver}/ssp.json",
-        ranking="results/eval/{dataset}/{ver}/ssp_ranking.h5",
-        csv="results/eval/{dataset}/{ver}/ssp_neighbours.csv",
-        manifest="results/eval/{dataset}/{ver}/ssp.manifest.json",
+        json=fill(EVAL, method="ssp"),
+        ranking=beside(EVAL, "ssp_ranking.h5"),
+        csv=beside(EVAL, "ssp_neighbours.csv"),
+        manifest=beside(EVAL, "ssp.manifest.json"),
     log:
         "logs/evaluate_ssp/{dataset}/{ver}.log",
     conda:
@@ -80,7 +80,7 @@ rule evaluate_ssp:
         mem_mb=4000,
         runtime=30,
     params:
-        check=lambda w: check_version(w, v_ssp(w.dataset)),
+        check=lambda w: check_version(w, PLAN.v_ssp(w.dataset)),
         alpha=config["aggregate"]["alpha"],
         power=config["whiten"]["power"],
         light_sift=config["ssp"]["query_sift"],
@@ -90,13 +90,13 @@ rule evaluate_ssp:
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {
-            **versions(w.dataset),
-            "ssp_local": v_ssp_local(w.dataset),
-            "anchors": v_anchors(fit_split(w.dataset)),
-            "query_model": v_query_model(fit_split(w.dataset)),
-            "evaluate": v_ssp(w.dataset),
+            **PLAN.versions(w.dataset),
+            "ssp_local": PLAN.v_ssp_local(w.dataset),
+            "anchors": PLAN.v_anchors(PLAN.fit_split(w.dataset)),
+            "query_model": PLAN.v_query_model(PLAN.fit_split(w.dataset)),
+            "evaluate": PLAN.v_ssp(w.dataset),
         },
-        hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "ssp": config["ssp"]},
+        hyperparameters=lambda w: {"global": PLAN.global_hyperparameters(w.dataset), "ssp": config["ssp"]},
         preset=PRESET,
     script:
         "../workflow_scripts/evaluate_ssp.py"

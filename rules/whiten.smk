@@ -4,10 +4,10 @@
 
 rule whiten_fit:
     input:
-        vlad=lambda w: f"results/vlad/{w.dataset}/{w.dataset}/{v_vlad(w.dataset, w.dataset)}/db.h5",
+        vlad=lambda w: PLAN.vlad_path(w.dataset, w.dataset, "db"),
     output:
-        whiten="results/whiten/{dataset}/{ver}/whiten.npz",
-        manifest="results/whiten/{dataset}/{ver}/manifest.json",
+        whiten=WHITEN,
+        manifest=beside(WHITEN, "manifest.json"),
     log:
         "logs/whiten_fit/{dataset}/{ver}.log",
     conda:
@@ -17,9 +17,9 @@ rule whiten_fit:
         mem_mb=4000,
         runtime=30,
     params:
-        config=lambda w: (check_version(w, v_whiten(w.dataset)), whiten_identity())[1],
+        config=lambda w: (check_version(w, PLAN.v_whiten(w.dataset)), PLAN.whiten_identity())[1],
         training_split=lambda w: w.dataset,
-        vlad_version=lambda w: v_vlad(w.dataset, w.dataset),
+        vlad_version=lambda w: PLAN.v_vlad(w.dataset, w.dataset),
         preset=PRESET,
     script:
         "../workflow_scripts/whiten_fit.py"
@@ -27,11 +27,11 @@ rule whiten_fit:
 
 rule whiten_apply:
     input:
-        vlad=lambda w: f"results/vlad/{w.dataset}/{w.space}/{v_vlad(w.dataset, w.space)}/{w.split}.h5",
-        whiten=lambda w: whiten_path(w.space),
+        vlad=lambda w: PLAN.vlad_path(w.dataset, w.space, w.split),
+        whiten=lambda w: PLAN.whiten_path(w.space),
     output:
-        descriptors="results/global/{dataset}/{space}/{ver}/{split}.h5",
-        manifest="results/global/{dataset}/{space}/{ver}/{split}.manifest.json",
+        descriptors=GLOBAL,
+        manifest=beside(GLOBAL, "{split}.manifest.json"),
     log:
         "logs/whiten_apply/{dataset}/{space}/{ver}/{split}.log",
     conda:
@@ -41,7 +41,7 @@ rule whiten_apply:
         mem_mb=2000,
         runtime=30,
     params:
-        power=lambda w: (check_version(w, v_global(w.dataset, w.space)), config["whiten"]["power"])[1],
+        power=lambda w: (check_version(w, PLAN.v_global(w.dataset, w.space)), config["whiten"]["power"])[1],
         preset=PRESET,
     script:
         "../workflow_scripts/whiten_apply.py"
@@ -50,11 +50,11 @@ rule whiten_apply:
 # Supervised (Lw) whitening: learned from the training split's same-label pairs of global descriptors (method whiten).
 rule lw_fit:
     input:
-        descriptors=lambda w: global_path(TRAIN, "db"),
-        lists=lambda w: f"{lists_dir(TRAIN)}/lists.json",
+        descriptors=lambda w: PLAN.global_path(TRAIN, "db"),
+        lists=lambda w: PLAN.lists_json(TRAIN),
     output:
-        lw="results/lw/{ver}/lw.npz",
-        manifest="results/lw/{ver}/manifest.json",
+        lw=LW,
+        manifest=beside(LW, "manifest.json"),
     log:
         "logs/lw_fit/{ver}.log",
     conda:
@@ -64,9 +64,9 @@ rule lw_fit:
         mem_mb=4000,
         runtime=30,
     params:
-        config=lambda w: (check_version(w, v_lw()), config["lw"])[1],
+        config=lambda w: (check_version(w, PLAN.v_lw()), config["lw"])[1],
         training_split=TRAIN,
-        global_version=lambda w: v_global(TRAIN),
+        global_version=lambda w: PLAN.v_global(TRAIN),
         preset=PRESET,
     script:
         "../workflow_scripts/lw_fit.py"
@@ -74,18 +74,18 @@ rule lw_fit:
 
 rule evaluate_whiten:
     input:
-        query=lambda w: global_path(w.dataset, "query", lw_space()),
-        db=lambda w: global_path(w.dataset, "db", lw_space()),
-        lw=lambda w: f"results/lw/{v_lw()}/lw.npz",
-        knn=lambda w: f"results/knn/{w.dataset}/{v_knn(w.dataset)}/knn.h5",
-        lists=lambda w: f"{lists_dir(w.dataset)}/lists.json",
-        gnd=lambda w: f"{lists_dir(w.dataset)}/gnd.json",
-        baseline=lambda w: f"results/eval/{w.dataset}/{v_eval(w.dataset)}/global.json",
+        query=lambda w: PLAN.global_path(w.dataset, "query", PLAN.lw_space()),
+        db=lambda w: PLAN.global_path(w.dataset, "db", PLAN.lw_space()),
+        lw=lambda w: PLAN.lw_path(),
+        knn=lambda w: PLAN.knn_path(w.dataset),
+        lists=lambda w: PLAN.lists_json(w.dataset),
+        gnd=lambda w: PLAN.gnd_json(w.dataset),
+        baseline=lambda w: PLAN.baseline_path(w.dataset),
     output:
-        json="results/eval/{dataset}/{ver}/whiten.json",
-        ranking="results/eval/{dataset}/{ver}/whiten_ranking.h5",
-        csv="results/eval/{dataset}/{ver}/whiten_neighbours.csv",
-        manifest="results/eval/{dataset}/{ver}/whiten.manifest.json",
+        json=fill(EVAL, method="whiten"),
+        ranking=beside(EVAL, "whiten_ranking.h5"),
+        csv=beside(EVAL, "whiten_neighbours.csv"),
+        manifest=beside(EVAL, "whiten.manifest.json"),
     log:
         "logs/evaluate_whiten/{dataset}/{ver}.log",
     conda:
@@ -95,17 +95,17 @@ rule evaluate_whiten:
         mem_mb=4000,
         runtime=30,
     params:
-        check=lambda w: check_version(w, v_lw_eval(w.dataset)),
+        check=lambda w: check_version(w, PLAN.v_lw_eval(w.dataset)),
         n_bootstrap=config["ames"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {
-            **versions(w.dataset),
-            "lw": v_lw(),
-            "evaluate": v_lw_eval(w.dataset),
-            "global_evaluate": v_eval(w.dataset),
+            **PLAN.versions(w.dataset),
+            "lw": PLAN.v_lw(),
+            "evaluate": PLAN.v_lw_eval(w.dataset),
+            "global_evaluate": PLAN.v_eval(w.dataset),
         },
-        hyperparameters=lambda w: {"global": global_hyperparameters(w.dataset), "lw": config["lw"]},
+        hyperparameters=lambda w: {"global": PLAN.global_hyperparameters(w.dataset), "lw": config["lw"]},
         preset=PRESET,
     script:
         "../workflow_scripts/evaluate_whiten.py"

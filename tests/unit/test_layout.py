@@ -17,6 +17,7 @@ LAYERS = [
     ("search",),
     ("evaluation",),
     ("methods",),
+    ("plan",),
     ("stages",),
     ("benchmarks",),
 ]

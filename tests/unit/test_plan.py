@@ -1,0 +1,197 @@
+"""The version graph and artifact paths (retrieval/plan.py), without Snakemake: what a configuration change
+invalidates and what it leaves alone, the fit split of each unsupervised_fit mode, errors naming the key, and a golden
+file recorded from rules/common.smk before the graph moved here (the same version strings and paths)."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from retrieval import plan as p
+from retrieval.plan import Plan, PlanError
+
+GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
+# (name, the configuration overlay): recorded by running rules/common.smk's functions under `snakemake -n` on the
+# default config/config.yaml with this overlay (and validated by the schema), for the demo splits
+GOLDEN_CASES = json.loads(GOLDEN.read_text())
+
+
+def answer(plan: Plan, name: str, args: list):
+    try:
+        return json.loads(json.dumps(getattr(plan, name)(*args), sort_keys=True, default=str))
+    except PlanError as e:
+        return {"__error__": "WorkflowError", "message": str(e)}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_plan_reproduces_common_smk(case):
+    recorded = GOLDEN_CASES[case]
+    plan = Plan(copy.deepcopy(recorded["config"]))
+    wrong = {}
+    for key, want in recorded["values"].items():
+        name, args = json.loads(key)
+        got = answer(plan, name, args)
+        if got != want:
+            wrong[key] = (got, want)
+    assert not wrong, f"{len(wrong)} of {len(recorded['values'])} differ, e.g. {next(iter(wrong.items()))}"
+
+
+# ------------------------------------------------------------------------------ what a change invalidates
+BASE = GOLDEN_CASES["default"]["config"]  # config/config.yaml as the schema validated it
+
+
+def configured(**overrides) -> dict:
+    """The default configuration with dotted keys overridden: configured(**{"codebook.k": 32})."""
+    config = copy.deepcopy(BASE)
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        node = config
+        for k in path:
+            node = node[k]
+        node[last] = value
+    return config
+
+
+def stages(plan: Plan, ds: str = "demo") -> dict[str, str]:
+    fit = plan.fit_split(ds)
+    return {
+        "demo": plan.v_demo(),
+        "lists": plan.v_lists(ds),
+        "local": plan.v_local(ds),
+        "codebook": plan.v_codebook(fit),
+        "vlad": plan.v_vlad(ds),
+        "whiten": plan.v_whiten(fit),
+        "global": plan.v_global(ds),
+        "knn": plan.v_knn(ds),
+        "eval": plan.v_eval(ds),
+        "sv": plan.v_sv(ds),
+        "qe": plan.v_qe(ds, "aqe"),
+        "lw": plan.v_lw(),
+        "asmk_search": plan.v_asmk_search(ds),
+        "ames_model": plan.v_ames_model(),
+        "logits": plan.v_logits(ds, "ames"),
+        "eval_ames": plan.v_eval_ames(ds, "ames"),
+    }
+
+
+def invalidated(**overrides) -> set[str]:
+    before, after = stages(Plan(copy.deepcopy(BASE))), stages(Plan(configured(**overrides)))
+    return {k for k in before if before[k] != after[k]}
+
+
+# the global pipeline's evaluations and what reads the shortlist: the default AMES model validates on demo-val's
+# shortlist (ames.select: validation, early stopping), so it moves with the shortlist too
+AFTER_KNN = {"eval", "sv", "qe", "ames_model", "logits", "eval_ames"}
+
+
+@pytest.mark.parametrize(
+    "overrides, changed",
+    [
+        ({"codebook.k": 32}, {"codebook", "vlad", "whiten", "global", "knn", "lw"} | AFTER_KNN),
+        (
+            {"extract.sift.k": 500},
+            {"local", "codebook", "vlad", "whiten", "global", "knn", "lw", "asmk_search"} | AFTER_KNN,
+        ),
+        ({"whiten.power": 0.25}, {"global", "knn", "lw"} | AFTER_KNN),
+        ({"knn.k": 50}, {"knn"} | AFTER_KNN),
+        ({"evaluate.csv_top": 10}, {"eval", "sv", "qe", "eval_ames"}),
+        ({"sv.ratio": 0.9}, {"sv"}),
+        ({"ames.num_rerank": [10]}, {"logits", "eval_ames"}),
+        ({"ames.lambda": [0.5]}, {"eval_ames"}),
+        ({"ames.train.epochs": 3}, {"ames_model", "logits", "eval_ames"}),
+        ({"demo.seed": 5}, set(stages(Plan(copy.deepcopy(BASE))))),  # the generated images: everything
+    ],
+    ids=[
+        "codebook",
+        "extract",
+        "whiten.power",
+        "knn",
+        "evaluate",
+        "sv",
+        "ames.num_rerank",
+        "ames.lambda",
+        "ames.train",
+        "demo",
+    ],
+)
+def test_a_change_invalidates_its_stage_and_what_follows_only(overrides, changed):
+    assert invalidated(**overrides) == changed
+
+
+def test_unsupervised_fit_picks_the_fit_split():
+    def fit(mode, ds):
+        return Plan(configured(unsupervised_fit=mode)).fit_split(ds)
+
+    assert fit("self", "roxford") == "roxford5k"
+    assert fit("training", "roxford5k") == BASE["training_split"]
+    assert fit("cross", "roxford5k") == "rparis6k" and fit("cross", "rparis") == "roxford5k"
+    assert fit("cross", "demo") == BASE["training_split"]  # no pair: the training split
+    assert fit("demo-val", "demo") == "demo-val"
+    assert fit("roxford", "demo") == "roxford5k"
+    # '{dataset}+1m' is fitted as its dataset: the distractors never fit anything
+    assert fit("self", "roxford5k+1m") == "roxford5k"
+    assert fit("cross", "rparis+1m") == "roxford5k"
+
+
+def test_unsupervised_fit_moves_the_codebook_but_not_the_local_descriptors():
+    self_, training = Plan(configured(unsupervised_fit="self")), Plan(configured(unsupervised_fit="training"))
+    assert self_.v_local("demo") == training.v_local("demo")
+    assert self_.codebook_path(self_.fit_split("demo")) != training.codebook_path(training.fit_split("demo"))
+    assert training.codebook_path(training.fit_split("demo")).startswith("results/codebook/demo-train/")
+    assert self_.global_path("demo", "db").startswith("results/global/demo/demo/")
+    assert training.global_path("demo", "db").startswith("results/global/demo/demo-train/")
+
+
+def test_paths_fill_the_rule_patterns():
+    plan = Plan(copy.deepcopy(BASE))
+    assert plan.knn_path("demo") == p.fill(p.KNN, dataset="demo", ver=plan.v_knn("demo"))
+    assert plan.evaluation_path("demo", "global") == plan.baseline_path("demo")
+    assert plan.evaluation_path("demo", "sv") == p.fill(p.EVAL, dataset="demo", ver=plan.v_sv("demo"), method="sv")
+    assert plan.lists_json("demo") == f"{plan.lists_dir('demo')}/lists.json"
+    assert p.beside(p.KNN, "manifest.json") == "results/knn/{dataset}/{ver}/manifest.json"
+    for path in (
+        plan.local_store("demo", "db"),
+        plan.global_path("demo", "query"),
+        plan.logits_path("demo", "ames"),
+        plan.ames_store_path("demo", "ames_binary"),
+        plan.knn_train_path(),
+        plan.itq_path(),
+        plan.lw_path(),
+        plan.anchors_path("demo"),
+        plan.query_model_path("demo"),
+        plan.asmk_ivf_path("demo"),
+        plan.search_knn_path("demo", "demo-val"),
+        *plan.chunk_paths("demo", plan.v_local("demo"), "query"),
+    ):
+        assert "{" not in path and path.startswith("results/"), path
+
+
+@pytest.mark.parametrize(
+    "call, overrides, named",
+    [
+        (lambda p: p.evaluation_path("demo", "nosuch"), {}, "unknown method 'nosuch'"),
+        (lambda p: p.evaluation_path("demo-train", "global"), {}, "training_split"),
+        (lambda p: p.evaluation_path("revisitop1m", "global"), {}, "distractor set"),
+        (lambda p: p.distractor_base("revisitop1m+1m"), {}, "roxford5k+1m"),
+        (lambda p: p.evaluation_path("demo", "aqe"), {"shortlist.source": "asmk"}, "shortlist.source: asmk"),
+        (lambda p: p.v_global("demo"), {"shortlist.source": "import", "shortlist.import_dir": ""}, "import_dir"),
+        (lambda p: p.v_global("demo"), {"shortlist.source": "ames_nn", "shortlist.import_dir": ""}, "import_dir"),
+        (lambda p: p.global_path("demo", "db"), {"shortlist.source": "ames_nn"}, "ames_nn"),
+        (lambda p: p.shortlist_backbone(), {"shortlist.source": "backbone", "extract.backbone": "sift"}, "backbone"),
+        (lambda p: p.v_anchors("demo"), {"shortlist.source": "asmk"}, "shortlist.source: vlad"),
+        (
+            lambda p: p.ames_model_path("ames"),
+            {"ames.checkpoint.ames": "/nonexistent/model.pt"},
+            "ames.checkpoint.ames",
+        ),
+        (lambda p: p.v_ames_model(), {"ames.validation_split": "demo-train"}, "ames.validation_split"),
+        (lambda p: p.v_lists("demo"), {"gldv2.exclude_landmarks": "/nonexistent.csv"}, "gldv2.exclude_landmarks"),
+        (lambda p: p.extraction_of("demo", "00000000"), {}, "00000000"),
+    ],
+)
+def test_bad_requests_raise_plan_error_naming_the_key(call, overrides, named):
+    with pytest.raises(PlanError) as e:
+        call(Plan(configured(**overrides)))
+    assert named in str(e.value)
+    assert isinstance(e.value, ValueError)

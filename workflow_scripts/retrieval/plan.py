@@ -1,0 +1,941 @@
+"""The version graph and the artifact paths of the workflow, in plain Python (rules/common.smk makes one ``Plan``).
+
+A stage's version (8 hex digits) hashes its own configuration and the versions of its inputs, so changing one stage's
+configuration creates new paths for it and everything downstream; earlier versions stay on disk. ``Plan(config)``
+takes the validated configuration and answers every version, path and provenance question the rules ask; the
+functions that need Snakemake (input functions of ``wildcards``, the feature cache's DAG-time plan, logging) stay in
+rules/common.smk and delegate here. tests/unit/test_plan.py tests it without Snakemake.
+
+Artifact path patterns are spelled once, here: ``{dataset}``/``{ver}``-style fields, used as they are by the rules'
+``output:`` and filled by the ``Plan`` methods that request them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from retrieval.data.datasets import ground_truth_path
+from retrieval.runtime import stable_hash
+from retrieval.stores import feature_cache as fcache
+from retrieval.stores.ames_release import nn_file
+from retrieval.stores.imports import find_import
+from retrieval.versions import DECODER_VERSION, GENERATOR_VERSION
+
+DEMO_SPLITS = ("demo", "demo-val", "demo-train")
+ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
+DOWNLOADABLE = ("roxford5k", "rparis6k", "revisitop1m")
+GLDV2_DOWNLOADABLE = ("gldv2", "gldv2-train")  # rule download_gldv2
+DISTRACTORS = "revisitop1m"  # {dataset}+1m: the dataset's database with these images appended
+PLUS = "+1m"
+METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp", "asmk")
+GLOBAL_DESCRIPTOR_METHODS = ("whiten", "aqe", "adba", "superglobal", "ssp")  # read global descriptors at evaluation
+AMES_METHODS = ("ames", "ames_binary")
+CROSS = {"roxford5k": "rparis6k", "rparis6k": "roxford5k"}  # unsupervised_fit: cross, the field's convention
+FEATURES = "results/features"
+
+# Artifact paths, each spelled once: the fields are the rules' wildcards, so a rule's output uses the pattern as it
+# is (or with fixed fields filled by ``fill``) and the Plan method that requests the artifact fills the rest.
+DEMO_DATA = "results/demo_data/{ver}"
+LISTS = "results/lists/{dataset}/{ver}/lists.json"
+GND = "results/lists/{dataset}/{ver}/gnd.json"
+CHUNK = "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5"
+LOCAL = "results/local/{dataset}/{ver}/{split}/local.h5"
+CODEBOOK = "results/codebook/{dataset}/{ver}/codebook.npz"
+VLAD = "results/vlad/{dataset}/{space}/{ver}/{split}.h5"
+WHITEN = "results/whiten/{dataset}/{ver}/whiten.npz"
+GLOBAL = "results/global/{dataset}/{space}/{ver}/{split}.h5"
+GLOBAL_BACKBONE = "results/global_backbone/{dataset}/{ver}/{split}.h5"
+GLOBAL_IMPORT = "results/global_import/{dataset}/{ver}/{split}.h5"
+KNN = "results/knn/{dataset}/{ver}/knn.h5"
+EVAL = "results/eval/{dataset}/{ver}/{method}.json"
+KNN_TRAIN = "results/knn_train/{ver}/knn.h5"
+ITQ = "results/itq/{ver}/itq.npz"
+AMES_MODEL = "results/ames_model/{ver}/model.pt"
+AMES_BINARY_MODEL = "results/ames_binary_model/{ver}/model.pt"
+AMES_STORE = "results/ames_store/{dataset}/{ver}/{method}.h5"
+AMES_LOGITS = "results/ames_logits/{dataset}/{ver}/{method}.h5"
+LW = "results/lw/{ver}/lw.npz"
+ANCHORS = "results/anchors/{space}/{ver}/anchors.npy"
+QUERY_MODEL = "results/query_model/{space}/{ver}/adapter.pt"
+ASMK_CODEBOOK = "results/asmk_codebook/{space}/{ver}/codebook.npz"
+ASMK_IVF = "results/asmk_ivf/{dataset}/{ver}/ivf.h5"
+ASMK_SEARCH = "results/asmk_search/{dataset}/{ver}/knn.h5"
+SEARCH = "results/search/{collection}/{photos}/{ver}"
+SEARCH_KNN = SEARCH + "/knn.h5"
+# Snakemake's benchmark files that the report reads (per-job timings)
+BENCH_KNN = "benchmarks/knn/{dataset}/{ver}.tsv"
+BENCH_SV = "benchmarks/evaluate_sv/{dataset}/{ver}.tsv"
+BENCH_TRAIN_AMES = "benchmarks/train_ames/{ver}.tsv"
+BENCH_TRAIN_AMES_BINARY = "benchmarks/train_ames_binary/{ver}.tsv"
+BENCH_LOGITS = "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
+
+
+def fill(pattern: str, **fields: Any) -> str:
+    """The pattern with the given fields filled in, the others left as wildcards: fill(EVAL, method="sv")."""
+    for k, v in fields.items():
+        pattern = pattern.replace("{" + k + "}", str(v))
+    return pattern
+
+
+def beside(pattern: str, name: str) -> str:
+    """A file in the same folder as ``pattern``'s: beside(KNN, "manifest.json")."""
+    return pattern.rpartition("/")[0] + "/" + name
+
+
+class PlanError(ValueError):
+    """A configuration or a request the workflow cannot plan (rules/common.smk shows it as a WorkflowError)."""
+
+
+class Plan:
+    """Versions, paths and provenance of every artifact under one validated configuration."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.train = config["training_split"]
+        self.val = config["ames"]["validation_split"]
+
+    def canonical(self, ds):
+        if ds.endswith(PLUS):
+            return self.canonical(ds[: -len(PLUS)]) + PLUS
+        return ALIASES.get(ds, ds)
+
+    def distractor_base(self, ds):
+        """The dataset under '{dataset}+1m' (its queries and ground truth, its database first), or None."""
+        ds = self.canonical(ds)
+        if not ds.endswith(PLUS):
+            return None
+        base = ds[: -len(PLUS)]
+        if base == DISTRACTORS or base.endswith(PLUS):
+            raise PlanError(
+                f"dataset '{ds}': '{PLUS}' appends the {DISTRACTORS} distractors to another dataset, "
+                f"e.g. roxford5k{PLUS}"
+            )
+        return base
+
+    def v_demo(self):
+        return stable_hash({"generator": GENERATOR_VERSION, "demo": self.config["demo"]})
+
+    def dataset_dir(self, ds):
+        ds = self.canonical(ds)
+        base = self.distractor_base(ds)
+        if base is not None:
+            return f"{self.dataset_dir(base)} + {self.dataset_dir(DISTRACTORS)}"
+        if ds in DEMO_SPLITS:
+            return f"{fill(DEMO_DATA, ver=self.v_demo())}/{ds}"
+        return os.path.join(self.config["data_root"], ds)
+
+    def v_lists(self, ds):
+        ds = self.canonical(ds)
+        base = self.distractor_base(ds)
+        if base is not None:
+            return stable_hash({"dataset": ds, "base": self.v_lists(base), "distractors": self.v_lists(DISTRACTORS)})
+        source = self.v_demo() if ds in DEMO_SPLITS else os.path.abspath(self.dataset_dir(ds))
+        skip = (
+            {"on_bad_image": "skip"} if self.config["on_bad_image"] == "skip" else {}
+        )  # default: earlier versions hold
+        decoder = {"decoder": DECODER_VERSION, "max_image_pixels": self.config["max_image_pixels"]}
+        return stable_hash(
+            {
+                "dataset": ds,
+                "source": source,
+                "crop_queries": self.config["crop_queries"],
+                **skip,
+                **decoder,
+                **self.gldv2_identity(),
+            }
+        )
+
+    def gldv2_identity(self):
+        """What in the gldv2 configuration changes a dataset's lists (nothing at the defaults: earlier versions hold)."""
+        g = self.config["gldv2"]
+        out = {
+            k: g[k]
+            for k in ("present_only", "train_list")
+            if g[k] != {"present_only": False, "train_list": "train_clean.csv"}[k]
+        }
+        if g["exclude_landmarks"]:
+            if not os.path.isfile(g["exclude_landmarks"]):
+                raise PlanError(f"gldv2.exclude_landmarks: {g['exclude_landmarks']} not found")
+            out["exclude_landmarks"] = self._file_identity(g["exclude_landmarks"])
+        return out
+
+    def extract_config(self, backbone=None):
+        cfg = self.config["extract"]
+        backbone = backbone or cfg["backbone"]
+        return {"backbone": backbone, "n_chunks": cfg["n_chunks"], backbone: cfg[backbone]}
+
+    def v_local(self, ds, backbone=None):
+        """Local descriptors of ``backbone`` (default: extract.backbone, the one sv and AMES read)."""
+        return stable_hash({"lists": self.v_lists(ds), "extract": self.extract_config(backbone)})
+
+    def v_extract(self, ds, backbone, backbone_config):
+        return stable_hash(
+            {
+                "lists": self.v_lists(ds),
+                "extract": {
+                    "backbone": backbone,
+                    "n_chunks": self.config["extract"]["n_chunks"],
+                    backbone: backbone_config,
+                },
+            }
+        )
+
+    def v_ssp_local(self, ds):
+        """The light query model's local features (SSP): sift with ssp.query_sift."""
+        return self.v_extract(ds, "sift", self.config["ssp"]["query_sift"])
+
+    def shortlist_backbone(self):
+        """The backbone whose global descriptors make the shortlist (shortlist.source: backbone), else None."""
+        sl = self.config["shortlist"]
+        if sl["source"] != "backbone":
+            return None
+        b = sl["backbone"] or self.config["extract"]["backbone"]
+        if b in ("sift", "ames_import"):
+            raise PlanError(
+                "shortlist.source: backbone needs a deep backbone (shortlist.backbone or extract.backbone: "
+                "dinov2 | resnet); sift has no global descriptor, use shortlist.source: vlad"
+            )
+        return b
+
+    def queries_may_share_db(self, ds):
+        """Whether the queries of a dataset can be uncropped database images (then a query chunk copies their database
+        rows instead of extracting them again): a folder without ground truth (no boxes), or crop_queries: false."""
+        if not self.config["crop_queries"]:
+            return True
+        ds = self.canonical(ds)
+        if self.distractor_base(ds) is not None or ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds == DISTRACTORS:
+            return False
+        return ground_truth_path(self.dataset_dir(ds), ds) is None
+
+    def fit_split(self, ds):
+        """The dataset whose database images, without labels, fit the VLAD codebook and PCA-whitening used for ``ds``
+        (unsupervised_fit: self, training, cross or a dataset name). '{dataset}+1m' uses its base dataset's."""
+        mode = self.config["unsupervised_fit"]
+        ds = self.canonical(ds)
+        ds = self.distractor_base(ds) or ds
+        if mode == "self":
+            return ds
+        if mode == "training":
+            return self.canonical(self.train)
+        if mode == "cross":
+            return CROSS.get(ds, self.canonical(self.train))
+        return self.canonical(mode)
+
+    def lw_space(self):
+        """Lw is learned on the training split's global descriptors, so it is applied in that split's space."""
+        return self.fit_split(self.train)
+
+    def v_codebook(self, space):
+        return stable_hash({"local": self.v_local(space), "codebook": self.config["codebook"]})
+
+    def codebook_path(self, space):
+        return fill(CODEBOOK, dataset=space, ver=self.v_codebook(space))
+
+    def v_vlad(self, ds, space=None):
+        return stable_hash(
+            {
+                "local": self.v_local(ds),
+                "codebook": self.v_codebook(space or self.fit_split(ds)),
+                "aggregate": self.config["aggregate"],
+            }
+        )
+
+    def whiten_identity(self):
+        w = self.config["whiten"]
+        return {"dim": w["dim"], "min_images_per_dim": w["min_images_per_dim"], "max_images": w["max_images"]}
+
+    def v_whiten(self, space):
+        return stable_hash({"vlad": self.v_vlad(space, space), "whiten": self.whiten_identity()})
+
+    def whiten_path(self, space):
+        return fill(WHITEN, dataset=space, ver=self.v_whiten(space))
+
+    def import_file(self, ds, split):
+        """shortlist.source import: the user's file with the global descriptors of one split."""
+        if not self.config["shortlist"]["import_dir"]:
+            raise PlanError("shortlist.source: import needs shortlist.import_dir")
+        try:
+            return str(find_import(self.config["shortlist"]["import_dir"], self.canonical(ds), split))
+        except FileNotFoundError as e:
+            raise PlanError(str(e)) from e
+
+    def nn_import_file(self, ds):
+        """shortlist.source ames_nn: the AMES shortlist file {import_dir}/{dataset}/{nn_file} (a declared input)."""
+        sl = self.config["shortlist"]
+        if not sl["import_dir"]:
+            raise PlanError(
+                f"shortlist.source: ames_nn needs shortlist.import_dir (the folder holding {{dataset}}/{sl['nn_file']})"
+            )
+        p = nn_file(sl["import_dir"], self.canonical(ds), sl["nn_file"])
+        if not p.is_file():
+            raise PlanError(f"shortlist.source: ames_nn: {p} not found (shortlist.nn_file names it)")
+        return str(p)
+
+    def _file_identity(self, p):
+        return [os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)]
+
+    def v_global(self, ds, space=None):
+        if self.config["shortlist"]["source"] == "ames_nn":
+            return stable_hash({"lists": self.v_lists(ds), "nn": self._file_identity(self.nn_import_file(ds))})
+        b = self.shortlist_backbone()
+        if b is not None:
+            return stable_hash({"local": self.v_local(ds, b), "shortlist": "backbone"})
+        if self.config["shortlist"]["source"] == "import":
+            files = {
+                s: self.import_file(ds, s)
+                for s in ("db", "query")
+                if s == "db" or self.canonical(ds) != self.canonical(self.train)
+            }
+            stat = {s: [os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)] for s, p in files.items()}
+            return stable_hash({"lists": self.v_lists(ds), "import": stat})
+        space = space or self.fit_split(ds)
+        return stable_hash(
+            {"vlad": self.v_vlad(ds, space), "whiten": self.v_whiten(space), "power": self.config["whiten"]["power"]}
+        )
+
+    def global_path(self, ds, split, space=None):
+        """The global descriptors of a split: VLAD + PCA-whitening, the shortlist backbone's own, or imported."""
+        if self.config["shortlist"]["source"] == "ames_nn":
+            raise PlanError(
+                f"{ds}: this needs global descriptors, but shortlist.source: ames_nn imports only a shortlist; "
+                "global, sv, ames and ames_binary (with ames.checkpoint set) work from it, aqe, adba, "
+                "superglobal, whiten, ssp and AMES training need shortlist.source vlad, backbone or import"
+            )
+        if self.shortlist_backbone() is not None:
+            return fill(GLOBAL_BACKBONE, dataset=ds, ver=self.v_global(ds), split=split)
+        if self.config["shortlist"]["source"] == "import":
+            return fill(GLOBAL_IMPORT, dataset=ds, ver=self.v_global(ds), split=split)
+        space = space or self.fit_split(ds)
+        return fill(GLOBAL, dataset=ds, space=space, ver=self.v_global(ds, space), split=split)
+
+    def knn_identity(self):
+        """What in knn's configuration changes its result: k, and for compressed search its settings (block is only
+        how the exact search streams)."""
+        kc = self.config["knn"]
+        if kc["search"] == "exact":
+            return {"k": kc["k"]}
+        return {"k": kc["k"], "search": kc["search"], "ivfpq": kc["ivfpq"]}
+
+    def v_knn(self, ds):
+        if self.config["shortlist"]["source"] == "asmk":
+            return stable_hash({"asmk": self.v_asmk_search(ds)})
+        return stable_hash({"global": self.v_global(ds), "knn": self.knn_identity()})
+
+    def v_eval(self, ds):
+        return stable_hash({"knn": self.v_knn(ds), "lists": self.v_lists(ds), "evaluate": self.config["evaluate"]})
+
+    def versions(self, ds):
+        b = self.shortlist_backbone()
+        if self.config["shortlist"]["source"] == "asmk":
+            return {
+                "demo_data": self.v_demo()
+                if self.canonical(ds) in DEMO_SPLITS or self.canonical(self.train) in DEMO_SPLITS
+                else None,
+                "image_lists": self.v_lists(ds),
+                "extract": self.v_local(ds),
+                "extract_training": self.v_local(self.train),
+                "asmk_codebook": self.v_asmk_codebook(self.fit_split(ds)),
+                "asmk_ivf": self.v_asmk_ivf(ds),
+                "asmk_search": self.v_asmk_search(ds),
+                "knn": self.v_knn(ds),
+                "evaluate": self.v_eval(ds),
+            }
+        if b is not None or self.config["shortlist"]["source"] in ("import", "ames_nn"):
+            return {
+                "demo_data": self.v_demo()
+                if self.canonical(ds) in DEMO_SPLITS or self.canonical(self.train) in DEMO_SPLITS
+                else None,
+                "image_lists": self.v_lists(ds),
+                "extract": self.v_local(ds),
+                "extract_shortlist": self.v_local(ds, b) if b else None,
+                "global": self.v_global(ds),
+                "knn": self.v_knn(ds),
+                "evaluate": self.v_eval(ds),
+            }
+        return {
+            "demo_data": self.v_demo()
+            if self.canonical(ds) in DEMO_SPLITS or self.canonical(self.train) in DEMO_SPLITS
+            else None,
+            "image_lists": self.v_lists(ds),
+            "extract": self.v_local(ds),
+            "extract_fit": self.v_local(self.fit_split(ds)),
+            "codebook": self.v_codebook(self.fit_split(ds)),
+            "aggregate": self.v_vlad(ds),
+            "whiten": self.v_whiten(self.fit_split(ds)),
+            "global": self.v_global(ds),
+            "knn": self.v_knn(ds),
+            "evaluate": self.v_eval(ds),
+        }
+
+    def export_desc(self):
+        """The descriptor name in exported AMES file names: the backbone's (or the imported release's)."""
+        b = self.config["extract"]["backbone"]
+        return self.config["extract"]["ames_import"]["desc"] if b == "ames_import" else b
+
+    def lists_dir(self, ds):
+        return self.lists_json(ds).rpartition("/")[0]
+
+    def lists_json(self, ds):
+        return fill(LISTS, dataset=ds, ver=self.v_lists(ds))
+
+    def gnd_json(self, ds):
+        return fill(GND, dataset=ds, ver=self.v_lists(ds))
+
+    def local_store(self, ds, split, ver=None):
+        """A split's merged local descriptors: extract.backbone's, or those of version ``ver`` (another extraction)."""
+        return fill(LOCAL, dataset=ds, ver=ver or self.v_local(ds), split=split)
+
+    def chunk_paths(self, ds, ver, split):
+        return [
+            fill(CHUNK, dataset=ds, ver=ver, split=split, chunk=c) for c in range(self.config["extract"]["n_chunks"])
+        ]
+
+    def knn_path(self, ds):
+        return fill(KNN, dataset=ds, ver=self.v_knn(ds))
+
+    def baseline_path(self, ds):
+        """The global shortlist's evaluation, the baseline every re-ranking is compared with."""
+        return fill(EVAL, dataset=ds, ver=self.v_eval(ds), method="global")
+
+    def vlad_path(self, ds, space, split):
+        return fill(VLAD, dataset=ds, space=space, ver=self.v_vlad(ds, space), split=split)
+
+    def log_path(self, stage, suffix=""):
+        return f"logs/{stage}/{{dataset}}/{{ver}}{suffix}.log"
+
+    def folder_source(self, ds):
+        d = self.dataset_dir(ds)
+        gt = ground_truth_path(d, ds)
+        if ds in GLDV2_DOWNLOADABLE and (gt is None or os.path.isdir(os.path.join(d, "_download"))):
+            return [os.path.join(d, ".download_complete")]  # absent or begun by the download rule: let it finish
+        if gt is not None and os.path.basename(gt) == "gnd.csv":  # its boxes and database list are inputs too
+            return [str(gt)] + [
+                os.path.join(d, f) for f in ("query_boxes.csv", "image_list.txt") if os.path.isfile(os.path.join(d, f))
+            ]
+        if gt is not None:
+            return [str(gt)]
+        if ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt")):
+            return [os.path.join(d, f"{DISTRACTORS}.txt")]
+        if ds in DOWNLOADABLE:
+            return [os.path.join(d, ".download_complete")]
+        if not os.path.isdir(d):
+            raise PlanError(
+                f"dataset '{ds}': folder {d} not found (data_root={self.config['data_root']}); put the images in "
+                f"{d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config data_root=DIR"
+            )
+        # a plain folder: its list files, and the image folder (adding or removing images changes its mtime)
+        listed = [
+            os.path.join(d, f) for f in ("image_list.txt", "query_list.txt") if os.path.isfile(os.path.join(d, f))
+        ]
+        return listed or [os.path.join(d, "jpg") if os.path.isdir(os.path.join(d, "jpg")) else d]
+
+    def check_evaluable(self, ds):
+        if self.canonical(ds) == DISTRACTORS:
+            raise PlanError(
+                f"dataset '{ds}' is the distractor set: it has no queries. Evaluate a dataset with them "
+                f"appended instead, e.g. roxford5k{PLUS}"
+            )
+        self.distractor_base(ds)  # refuses '{DISTRACTORS}+1m' and '+1m+1m'
+        if self.canonical(ds) == self.canonical(self.train):
+            raise PlanError(
+                f"dataset '{ds}' is the training split (training_split: {self.train}); the codebook and whitening were fitted "
+                "on it, so its metrics would be inflated. Evaluate another dataset or change training_split."
+            )
+
+    def fitted_on(self, ds, method="global"):
+        """What each fitted component behind results/{ds}_{method}.json was fitted on (the results JSON's fitted_on)."""
+        out = {}
+
+        def how(space):
+            return {
+                "split": space,
+                "images": "database, no labels",
+                "evaluated_dataset_itself": space == self.canonical(self.distractor_base(ds) or ds),
+                "unsupervised_fit": self.config["unsupervised_fit"],
+            }
+
+        if self.config["shortlist"]["source"] == "vlad" and method != "asmk":
+            space = self.lw_space() if method == "whiten" else self.fit_split(ds)
+            out["codebook"] = how(space)
+            out["whitening"] = {**how(space), "rule": self.whiten_identity()}  # publish adds whether it was applied
+        if method == "asmk" or self.config["shortlist"]["source"] == "asmk":
+            out["asmk_codebook"] = how(self.fit_split(ds))
+        if method == "whiten":
+            out["lw"] = {"split": self.canonical(self.train), "data": "same-label pairs of the training split"}
+        if method in AMES_METHODS:
+            out["ames"] = {"split": self.canonical(self.train), "data": "training split, labels via its global kNN"}
+            if self.config["ames"]["select"] == "validation":
+                out["ames_selection"] = {"split": self.canonical(self.val), "data": "validation split's ground truth"}
+        if method == "ssp":
+            out["ssp"] = {"split": self.ssp_split(), "data": "database images, no labels"}
+        return out
+
+    def global_hyperparameters(self, ds=None):
+        b = self.shortlist_backbone()
+        if self.config["shortlist"]["source"] == "asmk":
+            return {
+                "training_split": self.train,
+                "crop_queries": self.config["crop_queries"],
+                "shortlist": {"source": "asmk"},
+                "extract": self.extract_config(),
+                "asmk": self.config["asmk"],
+                "evaluate": self.config["evaluate"],
+            }
+        if self.config["shortlist"]["source"] == "ames_nn":
+            return {
+                "crop_queries": self.config["crop_queries"],
+                "extract": self.extract_config(),
+                "shortlist": {k: self.config["shortlist"][k] for k in ("source", "import_dir", "nn_file")},
+                "evaluate": self.config["evaluate"],
+            }
+        if b is not None or self.config["shortlist"]["source"] == "import":
+            sl = (
+                {"source": "backbone", "extract": self.extract_config(b)}
+                if b
+                else {"source": "import", "import_dir": self.config["shortlist"]["import_dir"]}
+            )
+            return {
+                "training_split": self.train,
+                "crop_queries": self.config["crop_queries"],
+                "extract": self.extract_config(),
+                "shortlist": sl,
+                "knn": self.config["knn"],
+                "evaluate": self.config["evaluate"],
+            }
+        return {
+            "training_split": self.train,
+            "unsupervised_fit": self.config["unsupervised_fit"],
+            "fit_split": self.fit_split(ds) if ds else None,
+            "crop_queries": self.config["crop_queries"],
+            "shortlist": {"source": "vlad"},
+            "extract": self.extract_config(),
+            "codebook": self.config["codebook"],
+            "aggregate": self.config["aggregate"],
+            "whiten": self.config["whiten"],
+            "knn": self.config["knn"],
+            "evaluate": self.config["evaluate"],
+        }
+
+    def evaluation_path(self, ds, method):
+        """The versioned evaluation JSON behind results/{ds}_{method}.json."""
+        if method not in METHODS:
+            raise PlanError(f"unknown method '{method}' in {ds}_{method}; available: {', '.join(METHODS)}")
+        self.check_evaluable(ds)
+        if method in GLOBAL_DESCRIPTOR_METHODS and self.config["shortlist"]["source"] == "asmk":
+            raise PlanError(
+                f"{ds}_{method}: {method} works on global descriptors and their neighbours, but "
+                "shortlist.source: asmk ranks with local descriptors (no global vectors); global, asmk, sv, "
+                "ames and ames_binary work from an ASMK shortlist"
+            )
+        if method == "global":
+            return fill(EVAL, dataset=ds, ver=self.v_eval(ds), method="global")
+        if method == "asmk":
+            return fill(EVAL, dataset=ds, ver=self.v_asmk_eval(ds), method="asmk")
+        if method == "sv":
+            return fill(EVAL, dataset=ds, ver=self.v_sv(ds), method="sv")
+        if method in ("aqe", "adba"):
+            return fill(EVAL, dataset=ds, ver=self.v_qe(ds, method), method=method)
+        if method == "superglobal":
+            return fill(EVAL, dataset=ds, ver=self.v_superglobal(ds), method="superglobal")
+        if method == "whiten":
+            return fill(EVAL, dataset=ds, ver=self.v_lw_eval(ds), method="whiten")
+        if method == "ssp":
+            return fill(EVAL, dataset=ds, ver=self.v_ssp(ds), method="ssp")
+        return fill(EVAL, dataset=ds, ver=self.v_eval_ames(ds, method), method=method)
+
+    def v_knn_train(self):
+        return stable_hash({"global": self.v_global(self.train), "k": self.config["ames"]["train"]["num_candidates"]})
+
+    def v_itq(self):
+        return stable_hash({"local": self.v_local(self.train), "itq": self.config["ames"]["itq"]})
+
+    def ames_checkpoint(self, method):
+        """ames.checkpoint.{ames,ames_binary}: a released or earlier-trained model used as it is (no training)."""
+        p = self.config["ames"]["checkpoint"][method]
+        if p and not os.path.isfile(p):
+            raise PlanError(f"ames.checkpoint.{method}: {p} not found")
+        return p
+
+    def train_validation(self):
+        """Early stopping of train_ames (ames.train.patience > 0) on ames.validation_split: what its validation reads,
+        or None when training runs all its epochs."""
+        a = self.config["ames"]
+        if a["train"].get("patience", 0) <= 0:
+            return None
+        if self.canonical(self.val) == self.canonical(self.train):
+            raise PlanError(f"ames.validation_split '{self.val}' must differ from the training split (early stopping)")
+        return {
+            "split": self.val,
+            "q_desc": a["q_desc"],
+            "db_desc": a["db_desc"],
+            "num_rerank": a["train"].get("validation_rerank", 25),
+            "lambdas": a["validation_grid"]["lambda"],
+            "gammas": a["validation_grid"]["gamma"],
+            "junk_mode": a["junk_mode"],
+            "fusion": a["fusion"],
+        }
+
+    def v_ames_model(self):
+        a = self.config["ames"]
+        if self.ames_checkpoint("ames"):
+            return stable_hash({"checkpoint": self._file_identity(self.ames_checkpoint("ames"))})
+        key = {"local": self.v_local(self.train), "knn": self.v_knn_train(), "model": a["model"], "train": a["train"]}
+        val = self.train_validation()
+        if val is not None:
+            key["validation"] = {
+                **val,
+                "local": self.v_local(self.val),
+                "knn": self.v_knn(self.val),
+                "lists": self.v_lists(self.val),
+            }
+        return stable_hash(key)
+
+    def distill_train_config(self):
+        """The student's schedule: the teacher's, with ames.distill's overrides; no early stopping (it distils for
+        ames.distill.epochs)."""
+        return {**self.config["ames"]["train"], **self.config["ames"]["distill"], "patience": 0}
+
+    def v_ames_binary_model(self):
+        if self.ames_checkpoint("ames_binary"):
+            return stable_hash({"checkpoint": self._file_identity(self.ames_checkpoint("ames_binary"))})
+        return stable_hash({"teacher": self.v_ames_model(), "itq": self.v_itq(), "train": self.distill_train_config()})
+
+    def ames_model_path(self, method):
+        if self.ames_checkpoint(method):
+            return self.ames_checkpoint(method)
+        if method == "ames":
+            return fill(AMES_MODEL, ver=self.v_ames_model())
+        return fill(AMES_BINARY_MODEL, ver=self.v_ames_binary_model())
+
+    def v_ames_store(self, ds, method):
+        model = self.v_ames_model() if method == "ames" else self.v_ames_binary_model()
+        return stable_hash({"model": model, "local": self.v_local(ds), "db_desc": self.config["ames"]["db_desc"]})
+
+    def ames_store_path(self, ds, method):
+        return fill(AMES_STORE, dataset=ds, ver=self.v_ames_store(ds, method), method=method)
+
+    def ames_max_rerank(self):
+        """Logits are cached for the longest shortlist any selection can use: the grid's, or the fixed point's."""
+        a = self.config["ames"]
+        return max(a["num_rerank"] + ([a["fixed"]["num_rerank"]] if a["select"] == "fixed" else []))
+
+    def v_logits(self, ds, method):
+        a = self.config["ames"]
+        model = self.v_ames_model() if method == "ames" else self.v_ames_binary_model()
+        keys = ("q_desc", "db_desc", "junk_mode")
+        return stable_hash(
+            {
+                "model": model,
+                "local": self.v_local(ds),
+                "knn": self.v_knn(ds),
+                "lists": self.v_lists(ds),
+                "max_rerank": self.ames_max_rerank(),
+                **{k: a[k] for k in keys},
+            }
+        )
+
+    def v_eval_ames(self, ds, method):
+        a = self.config["ames"]
+        keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "bootstrap", "fusion")
+        val = self.v_logits(self.val, method) if a["select"] == "validation" else None
+        return stable_hash(
+            {
+                "logits": self.v_logits(ds, method),
+                "validation": val,
+                "global": self.v_eval(ds),
+                **{k: a[k] for k in keys},
+                "csv_top": self.config["evaluate"]["csv_top"],
+            }
+        )
+
+    def ames_versions(self, ds, method):
+        out = self.versions(ds)
+        out.update(
+            {
+                "ames_model": self.v_ames_model(),
+                "logits": self.v_logits(ds, method),
+                "evaluate": self.v_eval_ames(ds, method),
+                "global_evaluate": self.v_eval(ds),
+            }
+        )
+        if not self.ames_checkpoint(method):
+            out["knn_train"] = self.v_knn_train()
+        if method == "ames_binary":
+            out["ames_binary_model"] = self.v_ames_binary_model()
+            if not self.ames_checkpoint(method):
+                out["itq"] = self.v_itq()
+        if self.config["ames"]["select"] == "validation":
+            out["validation_logits"] = self.v_logits(self.val, method)
+        return out
+
+    def ames_hyperparameters(self, ds, method):
+        a = self.config["ames"]
+        keys = (
+            "q_desc",
+            "db_desc",
+            "num_rerank",
+            "lambda",
+            "gamma",
+            "select",
+            "fusion",
+            "fixed",
+            "validation_split",
+            "junk_mode",
+            "model",
+            "train",
+        )
+        out = {"global": self.global_hyperparameters(ds), **{k: a[k] for k in keys}}
+        if self.ames_checkpoint(method):
+            out["checkpoint"] = os.path.abspath(self.ames_checkpoint(method))
+            del out["train"]
+        elif method == "ames_binary":
+            out.update({"itq": a["itq"], "distill": a["distill"]})
+        return out
+
+    def v_qe(self, ds, method):
+        dba = self.config["adba"] if method == "adba" else None
+        return stable_hash(
+            {
+                "global": self.v_global(ds),
+                "knn": self.v_knn(ds),
+                "lists": self.v_lists(ds),
+                "aqe": self.config["aqe"],
+                "adba": dba,
+                "evaluate": self.config["evaluate"],
+                "bootstrap": self.config["ames"]["bootstrap"],
+            }
+        )
+
+    def v_superglobal(self, ds):
+        return stable_hash(
+            {
+                "global": self.v_global(ds),
+                "knn": self.v_knn(ds),
+                "lists": self.v_lists(ds),
+                "superglobal": self.config["superglobal"],
+                "evaluate": self.config["evaluate"],
+                "bootstrap": self.config["ames"]["bootstrap"],
+            }
+        )
+
+    def v_lw(self):
+        return stable_hash(
+            {"global": self.v_global(self.train), "lists": self.v_lists(self.train), "lw": self.config["lw"]}
+        )
+
+    def v_lw_eval(self, ds):
+        return stable_hash(
+            {
+                "global": self.v_global(ds, self.lw_space()),
+                "lw": self.v_lw(),
+                "knn": self.v_knn(ds),
+                "lists": self.v_lists(ds),
+                "evaluate": self.config["evaluate"],
+                "bootstrap": self.config["ames"]["bootstrap"],
+            }
+        )
+
+    def v_sv(self, ds):
+        return stable_hash(
+            {
+                "local": self.v_local(ds),
+                "knn": self.v_knn(ds),
+                "lists": self.v_lists(ds),
+                "sv": self.config["sv"],
+                "evaluate": self.config["evaluate"],
+                "bootstrap": self.config["ames"]["bootstrap"],
+            }
+        )
+
+    def ssp_split(self):
+        return self.config["ssp"]["anchors"]["split"] or self.train
+
+    def v_anchors(self, space):
+        """SSP's anchors in the gallery space ``space`` (the evaluated dataset's fit split): PQ codewords of the
+        ssp split's database descriptors in that space."""
+        if self.config["shortlist"]["source"] != "vlad":
+            raise PlanError(
+                "ssp: the light query model maps into the VLAD gallery space; it needs shortlist.source: vlad"
+            )
+        return stable_hash({"global": self.v_global(self.ssp_split(), space), "anchors": self.config["ssp"]["anchors"]})
+
+    def v_query_model(self, space):
+        return stable_hash(
+            {
+                "light": self.v_ssp_local(self.ssp_split()),
+                "global": self.v_global(self.ssp_split(), space),
+                "anchors": self.v_anchors(space),
+                "train": self.config["ssp"]["train"],
+                "codebook": self.v_codebook(space),
+                "whiten": self.v_whiten(space),
+                "aggregate": self.config["aggregate"],
+                "power": self.config["whiten"]["power"],
+            }
+        )
+
+    def v_ssp(self, ds):
+        return stable_hash(
+            {
+                "model": self.v_query_model(self.fit_split(ds)),
+                "light": self.v_ssp_local(ds),
+                "global": self.v_global(ds),
+                "lists": self.v_lists(ds),
+                "evaluate": self.config["evaluate"],
+                "bootstrap": self.config["ames"]["bootstrap"],
+                "cost_images": self.config["ssp"]["cost_images"],
+            }
+        )
+
+    def asmk_kernel_config(self):
+        """What the inverted file and the search use (the codebook has its own version)."""
+        a = self.config["asmk"]
+        return {k: a[k] for k in ("binary", "use_idf", "multiple_assignment", "alpha", "similarity_threshold")}
+
+    def v_asmk_codebook(self, space):
+        return stable_hash({"local": self.v_local(space), "asmk_codebook": self.config["asmk"]["codebook"]})
+
+    def asmk_codebook_path(self, space):
+        """ASMK's visual words, fitted like the VLAD codebook on the fit split's database images (unsupervised_fit)."""
+        return fill(ASMK_CODEBOOK, space=space, ver=self.v_asmk_codebook(space))
+
+    def v_asmk_ivf(self, ds):
+        a = self.config["asmk"]
+        return stable_hash(
+            {
+                "local": self.v_local(ds),
+                "codebook": self.v_asmk_codebook(self.fit_split(ds)),
+                "binary": a["binary"],
+                "db_multiple_assignment": a["multiple_assignment"]["db"],
+            }
+        )
+
+    def v_asmk_search(self, ds):
+        return stable_hash(
+            {
+                "ivf": self.v_asmk_ivf(ds),
+                "local": self.v_local(ds),
+                "lists": self.v_lists(ds),
+                "asmk": self.asmk_kernel_config(),
+            }
+        )
+
+    def asmk_knn_path(self, ds):
+        """The ASMK ranking of a dataset: the shortlist itself with shortlist.source: asmk, else its own file."""
+        if self.config["shortlist"]["source"] == "asmk":
+            return self.knn_path(ds)
+        return fill(ASMK_SEARCH, dataset=ds, ver=self.v_asmk_search(ds))
+
+    def v_asmk_eval(self, ds):
+        return stable_hash(
+            {
+                "asmk": self.v_asmk_search(ds),
+                "global": self.v_eval(ds),
+                "evaluate": self.config["evaluate"],
+                "bootstrap": self.config["ames"]["bootstrap"],
+            }
+        )
+
+    def asmk_versions(self, ds):
+        return {
+            **self.versions(ds),
+            "asmk_codebook": self.v_asmk_codebook(self.fit_split(ds)),
+            "asmk_ivf": self.v_asmk_ivf(ds),
+            "asmk_search": self.v_asmk_search(ds),
+            "evaluate": self.v_asmk_eval(ds),
+            "global_evaluate": self.v_eval(ds),
+        }
+
+    def search_space(self, collection):
+        """New photos are described in the collection's space (its codebook and whitening), never in their own."""
+        return self.fit_split(collection) if self.config["shortlist"]["source"] == "vlad" else None
+
+    def v_search_knn(self, collection, photos):
+        space = self.search_space(collection)
+        return stable_hash(
+            {
+                "query": self.v_global(photos, space),
+                "db": self.v_global(collection, space),
+                "k": self.config["search"]["k"],
+                "knn": self.knn_identity(),
+            }
+        )
+
+    def v_search(self, collection, photos):
+        s = self.config["search"]
+        sv = (
+            {"sv": self.config["sv"], "local": [self.v_local(photos), self.v_local(collection)]}
+            if s["rerank"] == "sv"
+            else {}
+        )
+        return stable_hash(
+            {
+                "knn": self.v_search_knn(collection, photos),
+                "lists": [self.v_lists(photos), self.v_lists(collection)],
+                "search": s,
+                **sv,
+            }
+        )
+
+    def search_dir(self, collection, photos):
+        return fill(SEARCH, collection=collection, photos=photos, ver=self.v_search(collection, photos))
+
+    def uses_feature_cache(self, ds, backbone):
+        """Whether a dataset's extraction with ``backbone`` comes from the feature cache: images on disk in a folder."""
+        ds = self.canonical(ds)
+        if not self.config["extract"]["cache"] or backbone == "ames_import":
+            return False
+        if ds in DEMO_SPLITS or ds == DISTRACTORS or self.distractor_base(ds) is not None:
+            return False
+        d = self.dataset_dir(ds)
+        if not os.path.isdir(d):
+            return False
+        try:
+            return all(os.path.exists(p) for p in self.folder_source(ds))  # not waiting for a download
+        except PlanError:
+            return False
+
+    def cache_key(self, backbone, backbone_config):
+        return fcache.extraction_key(backbone, backbone_config, DECODER_VERSION, self.config["max_image_pixels"])
+
+    def cache_dir(self, xv):
+        return f"{FEATURES}/{xv}/packs"
+
+    # ------------------------------------------------------------------------------ paths of single artifacts
+    def logits_path(self, ds, method):
+        return fill(AMES_LOGITS, dataset=ds, ver=self.v_logits(ds, method), method=method)
+
+    def knn_train_path(self):
+        return fill(KNN_TRAIN, ver=self.v_knn_train())
+
+    def itq_path(self):
+        return fill(ITQ, ver=self.v_itq())
+
+    def lw_path(self):
+        return fill(LW, ver=self.v_lw())
+
+    def anchors_path(self, space):
+        return fill(ANCHORS, space=space, ver=self.v_anchors(space))
+
+    def query_model_path(self, space):
+        return fill(QUERY_MODEL, space=space, ver=self.v_query_model(space))
+
+    def asmk_ivf_path(self, ds):
+        return fill(ASMK_IVF, dataset=ds, ver=self.v_asmk_ivf(ds))
+
+    def search_knn_path(self, collection, photos):
+        return fill(SEARCH_KNN, collection=collection, photos=photos, ver=self.v_search_knn(collection, photos))
+
+    def extraction_of(self, ds, ver):
+        """(backbone, its configuration) of the extraction with version ``ver``: the local one, the shortlist's or
+        SSP's light one."""
+        candidates = [self.config["extract"]["backbone"], self.shortlist_backbone()]
+        for b in dict.fromkeys(c for c in candidates if c):
+            if self.v_local(ds, b) == ver:
+                return b, self.config["extract"][b]
+        if self.v_ssp_local(ds) == ver:
+            return "sift", self.config["ssp"]["query_sift"]
+        raise PlanError(
+            f"{ver} is not the version the current configuration gives for the local descriptors of "
+            f"{ds}; request the top-level results/{{dataset}}_{{method}}.json targets"
+        )
