@@ -206,6 +206,7 @@ rule evaluate_ames:
         validation_split=config["ames"]["validation_split"],
         junk_mode=config["ames"]["junk_mode"],
         n_bootstrap=config["ames"]["bootstrap"],
+        ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: PLAN.ames_versions(w.dataset, w.method),
         hyperparameters=lambda w: PLAN.ames_hyperparameters(w.dataset, w.method),

@@ -1,7 +1,9 @@
 """The evaluation context: built once per job from the rule's snakemake object (what every evaluation stage and
 the results writer share), with the defaults of a rule that sets no ``ks``, ``n_bootstrap`` or ``baseline``."""
 
+import re
 from dataclasses import FrozenInstanceError
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -67,3 +69,24 @@ def test_a_reranked_evaluation_needs_its_baseline(tmp_path):
     ids = np.zeros((1, 2), np.int64)
     with pytest.raises(ValueError, match="sv: a re-ranked evaluation records its baseline"):
         write_reranked_evaluation(ctx, "sv", ids, np.zeros((1, 2)), ids, {}, None, tmp_path / "k.h5", {})
+
+
+def test_every_evaluation_rule_passes_the_configured_ks():
+    """A rule that leaves out ``ks`` silently reports mP@1/5/10 whatever ``evaluate.ks`` says (evaluate_ames did)."""
+    repo = Path(__file__).resolve().parents[2]
+    scripts = {
+        p.name
+        for p in (repo / "workflow_scripts").glob("evaluate_*.py")
+        if "EvaluationContext.from_snakemake" in p.read_text()
+    }
+    assert len(scripts) >= 8
+    seen = set()
+    for smk in sorted((repo / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule |localrule )", smk.read_text()):
+            script = re.search(r'"\.\./workflow_scripts/(evaluate_\w+\.py)"', block)
+            if script and script.group(1) in scripts:
+                seen.add(script.group(1))
+                name = block.split(":")[0]
+                assert re.search(r'\bks=.*config\["evaluate"\]\["ks"\]', block), f"{smk.name}: {name} passes no ks"
+                assert 'config["evaluate"]["csv_top"]' in block, f"{smk.name}: {name} passes no csv_top"
+    assert seen == scripts
