@@ -30,6 +30,7 @@ from retrieval.plan import (
     CHUNK,
     CODEBOOK,
     DEMO_DATA,
+    DEPRECATED_METHODS,
     DEMO_SPLITS,
     DISTRACTORS,
     DOWNLOADABLE,
@@ -81,6 +82,20 @@ class _Planned:
 
         return call
 
+
+def _renamed_methods(key):
+    """config[key]["methods"] with deprecated method names replaced by their new ones, saying so."""
+    methods = config[key]["methods"]
+    old = [m for m in methods if m in DEPRECATED_METHODS]
+    if old:
+        logger.warning(
+            f"{key}.methods: " + ", ".join(f"'{m}' is now '{DEPRECATED_METHODS[m]}'" for m in old) + " (old name deprecated)"
+        )
+    return [DEPRECATED_METHODS.get(m, m) for m in methods]
+
+
+for _key in ("compare", "report"):
+    config[_key]["methods"] = _renamed_methods(_key)
 
 PLAN = _Planned(Plan(config))
 TRAIN = PLAN.train
@@ -208,27 +223,38 @@ def merge_groups(wildcards):
     return [n, n] if PLAN.distractor_base(wildcards.dataset) is not None and wildcards.split == "db" else [n]
 
 
-def evaluation_json(wildcards):
-    """The evaluation behind results/{result}.json, where result is {dataset}_{method} (see retrieval/names.py)."""
+def result_name(wildcards):
+    """(dataset, method) of results/{result}.json (see retrieval/names.py); a deprecated method name is accepted
+    with a message naming the new one, and published under the name that was asked for."""
     try:
-        ds, method = split_result_name(wildcards.result, METHODS)
+        ds, method = split_result_name(wildcards.result, METHODS + tuple(DEPRECATED_METHODS))
     except ValueError as e:
         raise WorkflowError(str(e)) from None
-    return PLAN.evaluation_path(ds, method)
+    if method in DEPRECATED_METHODS:
+        logger.warning(
+            f"results/{wildcards.result}.json: method '{method}' is deprecated, now '{DEPRECATED_METHODS[method]}' "
+            f"(results/{ds}_{DEPRECATED_METHODS[method]}.json is the same result)"
+        )
+    return ds, DEPRECATED_METHODS.get(method, method)
+
+
+def evaluation_json(wildcards):
+    """The evaluation behind results/{result}.json, where result is {dataset}_{method}."""
+    return PLAN.evaluation_path(*result_name(wildcards))
 
 
 def publish_inputs(wildcards):
     """The versioned evaluation, and for VLAD global descriptors the whitening file whose decision it records."""
-    inputs = {"evaluation": evaluation_json(wildcards)}
-    ds, method = split_result_name(wildcards.result, METHODS)
+    ds, method = result_name(wildcards)
+    inputs = {"evaluation": PLAN.evaluation_path(ds, method)}
     if config["shortlist"]["source"] == "vlad" and method != "asmk":
-        space = PLAN.lw_space() if method == "whiten" else PLAN.fit_split(ds)
+        space = PLAN.lw_space() if method == "lw" else PLAN.fit_split(ds)
         inputs["whiten"] = PLAN.whiten_path(space)
     return inputs
 
 
 def publish_fitted_on(wildcards):
-    return PLAN.fitted_on(*split_result_name(wildcards.result, METHODS))
+    return PLAN.fitted_on(*split_result_name(wildcards.result, METHODS + tuple(DEPRECATED_METHODS)))
 
 
 def train_validation_inputs(wildcards):

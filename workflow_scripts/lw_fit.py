@@ -5,7 +5,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.stages.whiten import fit_lw_stage  # noqa: E402
+from retrieval.stages.lw import fit_lw_stage  # noqa: E402
 
 fit_lw_stage(
     global_path=snakemake.input.descriptors,

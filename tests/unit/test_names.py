@@ -4,7 +4,7 @@ import pytest
 
 from retrieval.names import check_dataset_name, split_result_name
 
-METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp")
+METHODS = ("global", "lw", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp")
 
 
 @pytest.mark.parametrize(

@@ -195,3 +195,11 @@ def test_bad_requests_raise_plan_error_naming_the_key(call, overrides, named):
         call(Plan(configured(**overrides)))
     assert named in str(e.value)
     assert isinstance(e.value, ValueError)
+
+
+def test_the_deprecated_method_whiten_is_lw():
+    plan = Plan(copy.deepcopy(BASE))
+    assert plan.evaluation_path("demo", "whiten") == plan.evaluation_path("demo", "lw")
+    assert plan.evaluation_path("demo", "lw").endswith("/lw.json")
+    assert plan.fitted_on("demo", "whiten") == plan.fitted_on("demo", "lw")
+    assert plan.fitted_on("demo", "lw")["lw"]["split"] == BASE["training_split"]

@@ -6,7 +6,7 @@ from conftest import TINY, load_json, snakemake
 
 pytestmark = pytest.mark.workflow
 
-METHODS = ["global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "asmk"]
+METHODS = ["global", "lw", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "asmk"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def test_compare_table_holds_every_method_on_the_same_shortlist(compared):
 
 
 def test_lw_is_fitted_on_the_training_pairs(compared):
-    res = load_json(compared / "results" / "demo_whiten.json")
+    res = load_json(compared / "results" / "demo_lw.json")
+    assert res["method"] == "lw" and res["fitted_on"]["lw"]["split"] == "demo-train"
     manifest = load_json(compared / f"results/lw/{res['versions']['lw']}/manifest.json")
     # the tiny training split: 10 instances x 5 views -> 10 * C(5, 2) same-label pairs
     assert manifest["n_pairs"] == 100 and manifest["fitted_on"] == "demo-train"
@@ -91,3 +92,22 @@ def test_every_method_writes_the_same_results_contract(compared):
                 res["baseline"]["metrics"]["mAP"]
                 == load_json(compared / "results" / "demo_global.json")["metrics"]["mAP"]
             )
+
+
+def test_the_old_method_name_whiten_is_an_alias_of_lw(compared):
+    """Method `whiten` (supervised Lw) was renamed `lw`: the old name still works, says so, and computes nothing new."""
+    proc = snakemake(compared, "results/demo_whiten.json", "--configfile", str(TINY))
+    assert "method 'whiten' is deprecated, now 'lw'" in proc.stderr
+    assert "evaluate_lw" not in proc.stderr  # the lw evaluation is reused, only published under the old name
+    old, new = load_json(compared / "results" / "demo_whiten.json"), load_json(compared / "results" / "demo_lw.json")
+    assert old == new
+    proc = snakemake(
+        compared,
+        "-n",
+        "results/demo_compare.md",
+        "--configfile",
+        str(TINY),
+        "--config",
+        "compare={'methods': ['global', 'whiten']}",
+    )
+    assert "compare.methods: 'whiten' is now 'lw'" in proc.stderr

@@ -28,8 +28,11 @@ DOWNLOADABLE = ("roxford5k", "rparis6k", "revisitop1m")
 GLDV2_DOWNLOADABLE = ("gldv2", "gldv2-train")  # rule download_gldv2
 DISTRACTORS = "revisitop1m"  # {dataset}+1m: the dataset's database with these images appended
 PLUS = "+1m"
-METHODS = ("global", "whiten", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp", "asmk")
-GLOBAL_DESCRIPTOR_METHODS = ("whiten", "aqe", "adba", "superglobal", "ssp")  # read global descriptors at evaluation
+METHODS = ("global", "lw", "aqe", "adba", "superglobal", "sv", "ames", "ames_binary", "ssp", "asmk")
+# earlier method names still accepted (a deprecation message names the new one): "whiten" was supervised Lw whitening,
+# easily confused with the PCA-whitening of the VLAD (config key whiten, artifact results/whiten/)
+DEPRECATED_METHODS = {"whiten": "lw"}
+GLOBAL_DESCRIPTOR_METHODS = ("lw", "aqe", "adba", "superglobal", "ssp")  # read global descriptors at evaluation
 AMES_METHODS = ("ames", "ames_binary")
 CROSS = {"roxford5k": "rparis6k", "rparis6k": "roxford5k"}  # unsupervised_fit: cross, the field's convention
 FEATURES = "results/features"
@@ -445,6 +448,7 @@ class Plan:
 
     def fitted_on(self, ds, method="global"):
         """What each fitted component behind results/{ds}_{method}.json was fitted on (the results JSON's fitted_on)."""
+        method = DEPRECATED_METHODS.get(method, method)
         out = {}
 
         def how(space):
@@ -456,12 +460,12 @@ class Plan:
             }
 
         if self.config["shortlist"]["source"] == "vlad" and method != "asmk":
-            space = self.lw_space() if method == "whiten" else self.fit_split(ds)
+            space = self.lw_space() if method == "lw" else self.fit_split(ds)
             out["codebook"] = how(space)
             out["whitening"] = {**how(space), "rule": self.whiten_identity()}  # publish adds whether it was applied
         if method == "asmk" or self.config["shortlist"]["source"] == "asmk":
             out["asmk_codebook"] = how(self.fit_split(ds))
-        if method == "whiten":
+        if method == "lw":
             out["lw"] = {"split": self.canonical(self.train), "data": "same-label pairs of the training split"}
         if method in AMES_METHODS:
             out["ames"] = {"split": self.canonical(self.train), "data": "training split, labels via its global kNN"}
@@ -518,7 +522,8 @@ class Plan:
         }
 
     def evaluation_path(self, ds, method):
-        """The versioned evaluation JSON behind results/{ds}_{method}.json."""
+        """The versioned evaluation JSON behind results/{ds}_{method}.json (a deprecated method name: its new one's)."""
+        method = DEPRECATED_METHODS.get(method, method)
         if method not in METHODS:
             raise PlanError(f"unknown method '{method}' in {ds}_{method}; available: {', '.join(METHODS)}")
         self.check_evaluable(ds)
@@ -538,8 +543,8 @@ class Plan:
             return fill(EVAL, dataset=ds, ver=self.v_qe(ds, method), method=method)
         if method == "superglobal":
             return fill(EVAL, dataset=ds, ver=self.v_superglobal(ds), method="superglobal")
-        if method == "whiten":
-            return fill(EVAL, dataset=ds, ver=self.v_lw_eval(ds), method="whiten")
+        if method == "lw":
+            return fill(EVAL, dataset=ds, ver=self.v_lw_eval(ds), method="lw")
         if method == "ssp":
             return fill(EVAL, dataset=ds, ver=self.v_ssp(ds), method="ssp")
         return fill(EVAL, dataset=ds, ver=self.v_eval_ames(ds, method), method=method)
