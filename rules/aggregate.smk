@@ -3,15 +3,15 @@
 
 rule aggregate_vlad:
     input:
-        local=lambda w: PLAN.local_store(w.dataset, w.split),
+        local=lambda w: PLAN.local_store(w.dataset, w.side),
         codebook=lambda w: PLAN.codebook_path(w.space),
     output:
         vlad=VLAD,
-        manifest=beside(VLAD, "{split}.manifest.json"),
+        manifest=beside(VLAD, "{side}.manifest.json"),
     log:
-        "logs/aggregate_vlad/{dataset}/{space}/{ver}/{split}.log",
+        "logs/aggregate_vlad/{dataset}/{space}/{ver}/{side}.log",
     benchmark:
-        "benchmarks/aggregate_vlad/{dataset}/{space}/{ver}/{split}.tsv"
+        "benchmarks/aggregate_vlad/{dataset}/{space}/{ver}/{side}.tsv"
     conda:
         ENV
     threads: 1
@@ -28,12 +28,12 @@ rule aggregate_vlad:
 # shortlist.source: backbone: the global descriptors the shortlist backbone computed during extraction.
 rule backbone_global:
     input:
-        local=lambda w: PLAN.local_store(w.dataset, w.split, PLAN.v_local(w.dataset, PLAN.shortlist_backbone())),
+        local=lambda w: PLAN.local_store(w.dataset, w.side, PLAN.v_local(w.dataset, PLAN.shortlist_backbone())),
     output:
         descriptors=GLOBAL_BACKBONE,
-        manifest=beside(GLOBAL_BACKBONE, "{split}.manifest.json"),
+        manifest=beside(GLOBAL_BACKBONE, "{side}.manifest.json"),
     log:
-        "logs/backbone_global/{dataset}/{ver}/{split}.log",
+        "logs/backbone_global/{dataset}/{ver}/{side}.log",
     conda:
         ENV
     threads: 1
@@ -51,13 +51,13 @@ rule backbone_global:
 # shortlist.source: import: global descriptors computed elsewhere (npy, HDF5, revisitop .mat), checked and normalised.
 rule import_global:
     input:
-        src=lambda w: PLAN.import_file(w.dataset, w.split),
+        src=lambda w: PLAN.import_file(w.dataset, w.side),
         lists=lambda w: PLAN.lists_json(w.dataset),
     output:
         descriptors=GLOBAL_IMPORT,
-        manifest=beside(GLOBAL_IMPORT, "{split}.manifest.json"),
+        manifest=beside(GLOBAL_IMPORT, "{side}.manifest.json"),
     log:
-        "logs/import_global/{dataset}/{ver}/{split}.log",
+        "logs/import_global/{dataset}/{ver}/{side}.log",
     conda:
         ENV
     threads: 1

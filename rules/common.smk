@@ -111,7 +111,7 @@ wildcard_constraints:
     method=r"[A-Za-z0-9][A-Za-z0-9_+\-]*",
     ver=r"[0-9a-f]{8}",
     space=DATASET_PATTERN,
-    split=r"db|query",
+    side=r"db|query",  # one side of a dataset: its database or its queries (not a dataset split)
     chunk=r"\d+",
     xv=r"[0-9a-f]{8}",
     pack=r"[0-9a-f]{16}",
@@ -147,13 +147,13 @@ def ames_release_input(wildcards):
     cfg = config["extract"]["ames_import"]
     if not cfg["dir"]:
         raise WorkflowError("extract.backbone: ames_import needs extract.ames_import.dir")
-    return [str(release_file(cfg["dir"], PLAN.canonical(wildcards.dataset), cfg["desc"], wildcards.split))]
+    return [str(release_file(cfg["dir"], PLAN.canonical(wildcards.dataset), cfg["desc"], wildcards.side))]
 
 
 def shared_db_chunks(wildcards):
     """extract_local input: for a query chunk whose queries may share the database's pixels, the database chunks of
     the same extraction (its rows are copied from them); otherwise nothing."""
-    if wildcards.split != "query" or not PLAN.queries_may_share_db(wildcards.dataset):
+    if wildcards.side != "query" or not PLAN.queries_may_share_db(wildcards.dataset):
         return []
     return PLAN.chunk_paths(wildcards.dataset, wildcards.ver, "db")
 
@@ -208,19 +208,19 @@ def merge_chunks(wildcards):
     got = cached_merge(wildcards)
     if got is not None:
         xv, plan, _ = got
-        return [] if plan is None else [f"{PLAN.cache_dir(xv)}/{p}.h5" for p in plan.packs(wildcards.split)]
+        return [] if plan is None else [f"{PLAN.cache_dir(xv)}/{p}.h5" for p in plan.packs(wildcards.side)]
     base = PLAN.distractor_base(wildcards.dataset)
     if base is None:
         parts = [(wildcards.dataset, wildcards.ver)]
     else:
         b, cfg = extraction_of(wildcards)
-        parts = [(p, PLAN.v_extract(p, b, cfg)) for p in ([base, DISTRACTORS] if wildcards.split == "db" else [base])]
-    return [c for p, v in parts for c in PLAN.chunk_paths(p, v, wildcards.split)]
+        parts = [(p, PLAN.v_extract(p, b, cfg)) for p in ([base, DISTRACTORS] if wildcards.side == "db" else [base])]
+    return [c for p, v in parts for c in PLAN.chunk_paths(p, v, wildcards.side)]
 
 
 def merge_groups(wildcards):
     n = config["extract"]["n_chunks"]
-    return [n, n] if PLAN.distractor_base(wildcards.dataset) is not None and wildcards.split == "db" else [n]
+    return [n, n] if PLAN.distractor_base(wildcards.dataset) is not None and wildcards.side == "db" else [n]
 
 
 def result_name(wildcards):
@@ -421,7 +421,7 @@ def merge_images(wildcards):
     got = cached_merge(wildcards)
     if got is None or got[2] is None:
         return []
-    return sorted({e["path"] for e in got[2][wildcards.split] if os.path.exists(e["path"])})
+    return sorted({e["path"] for e in got[2][wildcards.side] if os.path.exists(e["path"])})
 
 
 def merge_cache_params(wildcards):

@@ -11,9 +11,9 @@ rule extract_local:
     output:
         CHUNK,
     log:
-        "logs/extract_local/{dataset}/{ver}/{split}_{chunk}.log",
+        "logs/extract_local/{dataset}/{ver}/{side}_{chunk}.log",
     benchmark:
-        "benchmarks/extract_local/{dataset}/{ver}/{split}_{chunk}.tsv"
+        "benchmarks/extract_local/{dataset}/{ver}/{side}_{chunk}.tsv"
     conda:
         ENV
     threads: 1

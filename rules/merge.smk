@@ -12,9 +12,9 @@ rule merge_local:
         store=LOCAL,
         manifest=beside(CHUNK, "manifest.json"),
     log:
-        "logs/merge_local/{dataset}/{ver}/{split}.log",
+        "logs/merge_local/{dataset}/{ver}/{side}.log",
     benchmark:
-        "benchmarks/merge_local/{dataset}/{ver}/{split}.tsv"
+        "benchmarks/merge_local/{dataset}/{ver}/{side}.tsv"
     conda:
         ENV
     threads: 1

@@ -27,13 +27,13 @@ rule whiten_fit:
 
 rule whiten_apply:
     input:
-        vlad=lambda w: PLAN.vlad_path(w.dataset, w.space, w.split),
+        vlad=lambda w: PLAN.vlad_path(w.dataset, w.space, w.side),
         whiten=lambda w: PLAN.whiten_path(w.space),
     output:
         descriptors=GLOBAL,
-        manifest=beside(GLOBAL, "{split}.manifest.json"),
+        manifest=beside(GLOBAL, "{side}.manifest.json"),
     log:
-        "logs/whiten_apply/{dataset}/{space}/{ver}/{split}.log",
+        "logs/whiten_apply/{dataset}/{space}/{ver}/{side}.log",
     conda:
         ENV
     threads: 1

@@ -9,7 +9,7 @@ from retrieval.stages.extract import extract_local_chunk  # noqa: E402
 
 extract_local_chunk(
     lists_path=snakemake.input.lists,
-    split=snakemake.wildcards.split,
+    split=snakemake.wildcards.side,
     chunk=int(snakemake.wildcards.chunk),
     n_chunks=snakemake.params.n_chunks,
     out_path=snakemake.output[0],

@@ -9,7 +9,7 @@ from retrieval.stages.imports import import_global_stage  # noqa: E402
 import_global_stage(
     src=snakemake.input.src,
     lists_path=snakemake.input.lists,
-    split=snakemake.wildcards.split,
+    split=snakemake.wildcards.side,
     out_path=snakemake.output.descriptors,
     version=snakemake.wildcards.ver,
 )

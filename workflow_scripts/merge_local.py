@@ -10,7 +10,7 @@ from retrieval.stages.extract import merge_local  # noqa: E402
 merge_local(
     chunk_paths=list(snakemake.input.chunks),
     lists_path=snakemake.input.lists,
-    split=snakemake.wildcards.split,
+    split=snakemake.wildcards.side,
     out_path=snakemake.output.store,
     manifest_path=snakemake.output.manifest,
     version=snakemake.wildcards.ver,

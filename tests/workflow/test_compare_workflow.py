@@ -97,8 +97,10 @@ def test_every_method_writes_the_same_results_contract(compared):
 def test_the_old_method_name_whiten_is_an_alias_of_lw(compared):
     """Method `whiten` (supervised Lw) was renamed `lw`: the old name still works, says so, and computes nothing new."""
     proc = snakemake(compared, "results/demo_whiten.json", "--configfile", str(TINY))
-    assert "method 'whiten' is deprecated, now 'lw'" in proc.stderr
-    assert "evaluate_lw" not in proc.stderr  # the lw evaluation is reused, only published under the old name
+    assert "method 'whiten' is deprecated, now 'lw'" in proc.stdout + proc.stderr
+    assert (
+        "evaluate_lw" not in proc.stdout + proc.stderr
+    )  # the lw evaluation is reused, only published under the old name
     old, new = load_json(compared / "results" / "demo_whiten.json"), load_json(compared / "results" / "demo_lw.json")
     assert old == new
     proc = snakemake(
@@ -110,4 +112,4 @@ def test_the_old_method_name_whiten_is_an_alias_of_lw(compared):
         "--config",
         "compare={'methods': ['global', 'whiten']}",
     )
-    assert "compare.methods: 'whiten' is now 'lw'" in proc.stderr
+    assert "compare.methods: 'whiten' is now 'lw'" in proc.stdout + proc.stderr  # a dry run logs to stdout

@@ -42,14 +42,14 @@ FEATURES = "results/features"
 DEMO_DATA = "results/demo_data/{ver}"
 LISTS = "results/lists/{dataset}/{ver}/lists.json"
 GND = "results/lists/{dataset}/{ver}/gnd.json"
-CHUNK = "results/local/{dataset}/{ver}/{split}/chunk_{chunk}.h5"
-LOCAL = "results/local/{dataset}/{ver}/{split}/local.h5"
+CHUNK = "results/local/{dataset}/{ver}/{side}/chunk_{chunk}.h5"
+LOCAL = "results/local/{dataset}/{ver}/{side}/local.h5"
 CODEBOOK = "results/codebook/{dataset}/{ver}/codebook.npz"
-VLAD = "results/vlad/{dataset}/{space}/{ver}/{split}.h5"
+VLAD = "results/vlad/{dataset}/{space}/{ver}/{side}.h5"
 WHITEN = "results/whiten/{dataset}/{ver}/whiten.npz"
-GLOBAL = "results/global/{dataset}/{space}/{ver}/{split}.h5"
-GLOBAL_BACKBONE = "results/global_backbone/{dataset}/{ver}/{split}.h5"
-GLOBAL_IMPORT = "results/global_import/{dataset}/{ver}/{split}.h5"
+GLOBAL = "results/global/{dataset}/{space}/{ver}/{side}.h5"
+GLOBAL_BACKBONE = "results/global_backbone/{dataset}/{ver}/{side}.h5"
+GLOBAL_IMPORT = "results/global_import/{dataset}/{ver}/{side}.h5"
 KNN = "results/knn/{dataset}/{ver}/knn.h5"
 EVAL = "results/eval/{dataset}/{ver}/{method}.json"
 KNN_TRAIN = "results/knn_train/{ver}/knn.h5"
@@ -254,12 +254,12 @@ class Plan:
     def whiten_path(self, space):
         return fill(WHITEN, dataset=space, ver=self.v_whiten(space))
 
-    def import_file(self, ds, split):
-        """shortlist.source import: the user's file with the global descriptors of one split."""
+    def import_file(self, ds, side):
+        """shortlist.source import: the user's file with the global descriptors of one side (``db`` or ``query``)."""
         if not self.config["shortlist"]["import_dir"]:
             raise PlanError("shortlist.source: import needs shortlist.import_dir")
         try:
-            return str(find_import(self.config["shortlist"]["import_dir"], self.canonical(ds), split))
+            return str(find_import(self.config["shortlist"]["import_dir"], self.canonical(ds), side))
         except FileNotFoundError as e:
             raise PlanError(str(e)) from e
 
@@ -297,8 +297,8 @@ class Plan:
             {"vlad": self.v_vlad(ds, space), "whiten": self.v_whiten(space), "power": self.config["whiten"]["power"]}
         )
 
-    def global_path(self, ds, split, space=None):
-        """The global descriptors of a split: VLAD + PCA-whitening, the shortlist backbone's own, or imported."""
+    def global_path(self, ds, side, space=None):
+        """The global descriptors of one side (``db`` or ``query``) of a dataset: VLAD + PCA-whitening, the shortlist backbone's own, or imported."""
         if self.config["shortlist"]["source"] == "ames_nn":
             raise PlanError(
                 f"{ds}: this needs global descriptors, but shortlist.source: ames_nn imports only a shortlist; "
@@ -306,11 +306,11 @@ class Plan:
                 "superglobal, whiten, ssp and AMES training need shortlist.source vlad, backbone or import"
             )
         if self.shortlist_backbone() is not None:
-            return fill(GLOBAL_BACKBONE, dataset=ds, ver=self.v_global(ds), split=split)
+            return fill(GLOBAL_BACKBONE, dataset=ds, ver=self.v_global(ds), side=side)
         if self.config["shortlist"]["source"] == "import":
-            return fill(GLOBAL_IMPORT, dataset=ds, ver=self.v_global(ds), split=split)
+            return fill(GLOBAL_IMPORT, dataset=ds, ver=self.v_global(ds), side=side)
         space = space or self.fit_split(ds)
-        return fill(GLOBAL, dataset=ds, space=space, ver=self.v_global(ds, space), split=split)
+        return fill(GLOBAL, dataset=ds, space=space, ver=self.v_global(ds, space), side=side)
 
     def knn_identity(self):
         """What in knn's configuration changes its result: k, and for compressed search its settings (block is only
@@ -385,13 +385,13 @@ class Plan:
     def gnd_json(self, ds):
         return fill(GND, dataset=ds, ver=self.v_lists(ds))
 
-    def local_store(self, ds, split, ver=None):
-        """A split's merged local descriptors: extract.backbone's, or those of version ``ver`` (another extraction)."""
-        return fill(LOCAL, dataset=ds, ver=ver or self.v_local(ds), split=split)
+    def local_store(self, ds, side, ver=None):
+        """The merged local descriptors of one side (``db`` or ``query``): extract.backbone's, or those of version ``ver`` (another extraction)."""
+        return fill(LOCAL, dataset=ds, ver=ver or self.v_local(ds), side=side)
 
-    def chunk_paths(self, ds, ver, split):
+    def chunk_paths(self, ds, ver, side):
         return [
-            fill(CHUNK, dataset=ds, ver=ver, split=split, chunk=c) for c in range(self.config["extract"]["n_chunks"])
+            fill(CHUNK, dataset=ds, ver=ver, side=side, chunk=c) for c in range(self.config["extract"]["n_chunks"])
         ]
 
     def knn_path(self, ds):
@@ -401,8 +401,8 @@ class Plan:
         """The global shortlist's evaluation, the baseline every re-ranking is compared with."""
         return fill(EVAL, dataset=ds, ver=self.v_eval(ds), method="global")
 
-    def vlad_path(self, ds, space, split):
-        return fill(VLAD, dataset=ds, space=space, ver=self.v_vlad(ds, space), split=split)
+    def vlad_path(self, ds, space, side):
+        return fill(VLAD, dataset=ds, space=space, ver=self.v_vlad(ds, space), side=side)
 
     def log_path(self, stage, suffix=""):
         return f"logs/{stage}/{{dataset}}/{{ver}}{suffix}.log"
