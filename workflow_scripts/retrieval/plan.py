@@ -390,9 +390,7 @@ class Plan:
         return fill(LOCAL, dataset=ds, ver=ver or self.v_local(ds), side=side)
 
     def chunk_paths(self, ds, ver, side):
-        return [
-            fill(CHUNK, dataset=ds, ver=ver, side=side, chunk=c) for c in range(self.config["extract"]["n_chunks"])
-        ]
+        return [fill(CHUNK, dataset=ds, ver=ver, side=side, chunk=c) for c in range(self.config["extract"]["n_chunks"])]
 
     def knn_path(self, ds):
         return fill(KNN, dataset=ds, ver=self.v_knn(ds))
@@ -698,31 +696,25 @@ class Plan:
             out.update({"itq": a["itq"], "distill": a["distill"]})
         return out
 
-    def v_qe(self, ds, method):
-        dba = self.config["adba"] if method == "adba" else None
+    def _v_reranked(self, ds, **own):
+        """The version of a re-ranker's evaluation of ``ds``: its own inputs and configuration (``own``), the shortlist
+        it re-orders, the lists, and the evaluation settings it reports with."""
         return stable_hash(
             {
-                "global": self.v_global(ds),
+                **own,
                 "knn": self.v_knn(ds),
                 "lists": self.v_lists(ds),
-                "aqe": self.config["aqe"],
-                "adba": dba,
                 "evaluate": self.config["evaluate"],
                 "bootstrap": self.config["ames"]["bootstrap"],
             }
         )
 
+    def v_qe(self, ds, method):
+        dba = self.config["adba"] if method == "adba" else None
+        return self._v_reranked(ds, **{"global": self.v_global(ds), "aqe": self.config["aqe"], "adba": dba})
+
     def v_superglobal(self, ds):
-        return stable_hash(
-            {
-                "global": self.v_global(ds),
-                "knn": self.v_knn(ds),
-                "lists": self.v_lists(ds),
-                "superglobal": self.config["superglobal"],
-                "evaluate": self.config["evaluate"],
-                "bootstrap": self.config["ames"]["bootstrap"],
-            }
-        )
+        return self._v_reranked(ds, **{"global": self.v_global(ds), "superglobal": self.config["superglobal"]})
 
     def v_lw(self):
         return stable_hash(
@@ -730,28 +722,10 @@ class Plan:
         )
 
     def v_lw_eval(self, ds):
-        return stable_hash(
-            {
-                "global": self.v_global(ds, self.lw_space()),
-                "lw": self.v_lw(),
-                "knn": self.v_knn(ds),
-                "lists": self.v_lists(ds),
-                "evaluate": self.config["evaluate"],
-                "bootstrap": self.config["ames"]["bootstrap"],
-            }
-        )
+        return self._v_reranked(ds, **{"global": self.v_global(ds, self.lw_space()), "lw": self.v_lw()})
 
     def v_sv(self, ds):
-        return stable_hash(
-            {
-                "local": self.v_local(ds),
-                "knn": self.v_knn(ds),
-                "lists": self.v_lists(ds),
-                "sv": self.config["sv"],
-                "evaluate": self.config["evaluate"],
-                "bootstrap": self.config["ames"]["bootstrap"],
-            }
-        )
+        return self._v_reranked(ds, local=self.v_local(ds), sv=self.config["sv"])
 
     def ssp_split(self):
         return self.config["ssp"]["anchors"]["split"] or self.train
