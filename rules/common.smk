@@ -89,7 +89,9 @@ def _renamed_methods(key):
     old = [m for m in methods if m in DEPRECATED_METHODS]
     if old:
         logger.warning(
-            f"{key}.methods: " + ", ".join(f"'{m}' is now '{DEPRECATED_METHODS[m]}'" for m in old) + " (old name deprecated)"
+            f"{key}.methods: "
+            + ", ".join(f"'{m}' is now '{DEPRECATED_METHODS[m]}'" for m in old)
+            + " (old name deprecated)"
         )
     return [DEPRECATED_METHODS.get(m, m) for m in methods]
 
