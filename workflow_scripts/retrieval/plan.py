@@ -329,47 +329,38 @@ class Plan:
         return stable_hash({"knn": self.v_knn(ds), "lists": self.v_lists(ds), "evaluate": self.config["evaluate"]})
 
     def versions(self, ds):
+        """The results JSON's ``versions``: every artifact behind ``ds``'s global ranking, first stage to evaluation."""
         b = self.shortlist_backbone()
-        if self.config["shortlist"]["source"] == "asmk":
-            return {
-                "demo_data": self.v_demo()
-                if self.canonical(ds) in DEMO_SPLITS or self.canonical(self.train) in DEMO_SPLITS
-                else None,
-                "image_lists": self.v_lists(ds),
-                "extract": self.v_local(ds),
-                "extract_training": self.v_local(self.train),
-                "asmk_codebook": self.v_asmk_codebook(self.fit_split(ds)),
-                "asmk_ivf": self.v_asmk_ivf(ds),
-                "asmk_search": self.v_asmk_search(ds),
-                "knn": self.v_knn(ds),
-                "evaluate": self.v_eval(ds),
-            }
-        if b is not None or self.config["shortlist"]["source"] in ("import", "ames_nn"):
-            return {
-                "demo_data": self.v_demo()
-                if self.canonical(ds) in DEMO_SPLITS or self.canonical(self.train) in DEMO_SPLITS
-                else None,
-                "image_lists": self.v_lists(ds),
-                "extract": self.v_local(ds),
-                "extract_shortlist": self.v_local(ds, b) if b else None,
-                "global": self.v_global(ds),
-                "knn": self.v_knn(ds),
-                "evaluate": self.v_eval(ds),
-            }
-        return {
-            "demo_data": self.v_demo()
-            if self.canonical(ds) in DEMO_SPLITS or self.canonical(self.train) in DEMO_SPLITS
-            else None,
+        source = self.config["shortlist"]["source"]
+        demo = self.canonical(ds) in DEMO_SPLITS or self.canonical(self.train) in DEMO_SPLITS
+        out = {
+            "demo_data": self.v_demo() if demo else None,
             "image_lists": self.v_lists(ds),
             "extract": self.v_local(ds),
-            "extract_fit": self.v_local(self.fit_split(ds)),
-            "codebook": self.v_codebook(self.fit_split(ds)),
-            "aggregate": self.v_vlad(ds),
-            "whiten": self.v_whiten(self.fit_split(ds)),
-            "global": self.v_global(ds),
-            "knn": self.v_knn(ds),
-            "evaluate": self.v_eval(ds),
         }
+        if source == "asmk":
+            out.update(
+                {
+                    "extract_training": self.v_local(self.train),
+                    "asmk_codebook": self.v_asmk_codebook(self.fit_split(ds)),
+                    "asmk_ivf": self.v_asmk_ivf(ds),
+                    "asmk_search": self.v_asmk_search(ds),
+                }
+            )
+        elif b is not None or source in ("import", "ames_nn"):
+            out.update({"extract_shortlist": self.v_local(ds, b) if b else None, "global": self.v_global(ds)})
+        else:
+            fit = self.fit_split(ds)
+            out.update(
+                {
+                    "extract_fit": self.v_local(fit),
+                    "codebook": self.v_codebook(fit),
+                    "aggregate": self.v_vlad(ds),
+                    "whiten": self.v_whiten(fit),
+                    "global": self.v_global(ds),
+                }
+            )
+        return {**out, "knn": self.v_knn(ds), "evaluate": self.v_eval(ds)}
 
     def export_desc(self):
         """The descriptor name in exported AMES file names: the backbone's (or the imported release's)."""
