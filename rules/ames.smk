@@ -202,6 +202,7 @@ rule evaluate_ames:
         )[1],
         select=config["ames"]["select"],
         fusion=config["ames"]["fusion"],
+        geometry=lambda w: PLAN.ames_geometry(),
         fixed=config["ames"]["fixed"],
         validation_split=config["ames"]["validation_split"],
         junk_mode=config["ames"]["junk_mode"],

@@ -293,6 +293,10 @@ def evaluate_ames_inputs(wildcards):
                 "val_gnd": PLAN.gnd_json(VAL),
             }
         )
+    if PLAN.ames_geometry():  # spatial verification's inliers, fused into the score (README, "AMES and the geometry")
+        inputs.update({f"sv_{k}": v for k, v in PLAN.sv_paths(ds).items()})
+        if config["ames"]["select"] == "validation":
+            inputs.update({f"val_sv_{k}": v for k, v in PLAN.sv_paths(VAL).items()})
     return inputs
 
 

@@ -1,4 +1,4 @@
-"""Rule evaluate_ames: sweep lambda x gamma x num_rerank, pick the point (validation split or fixed), evaluate."""
+"""Rule evaluate_ames: sweep lambda x gamma x num_rerank (x the geometric weight), pick the point (validation split or fixed), evaluate."""
 
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
@@ -9,7 +9,9 @@ from retrieval.evaluation.results import EvaluationContext  # noqa: E402
 from retrieval.stages.ames import evaluate_ames_stage  # noqa: E402
 
 inp = snakemake.input
-val = {k: inp[f"val_{k}"] for k in ("logits", "knn", "lists", "gnd")} if "val_logits" in inp.keys() else None
+keys = ("logits", "knn", "lists", "gnd", "sv_json", "sv_ranking")
+val = {k: inp[f"val_{k}"] for k in keys if f"val_{k}" in inp.keys()} if "val_logits" in inp.keys() else None
+sv = {"json": inp.sv_json, "ranking": inp.sv_ranking} if "sv_json" in inp.keys() else None
 evaluate_ames_stage(
     EvaluationContext.from_snakemake(snakemake),
     logits_path=inp.logits,
@@ -23,5 +25,7 @@ evaluate_ames_stage(
     validation_split=snakemake.params.validation_split,
     junk_mode=snakemake.params.junk_mode,
     fusion=snakemake.params.fusion,
+    geometry=snakemake.params.geometry,
+    sv_paths=sv,
 )
 write_rule_manifest(snakemake, "evaluate_ames")

@@ -10,8 +10,11 @@ from retrieval.methods.ames.rerank import (
     GridSweep,
     compute_logits,
     evaluate_protocol_rankings,
+    fused_score,
     fusion_logits,
+    geometric_evidence,
     grid_rankings,
+    lookup_inliers,
     lookup_logits,
     needed_pairs,
     protocol_shortlists,
@@ -334,11 +337,40 @@ def test_grid_sweep_equals_evaluating_each_reranked_ranking(junk_mode):
     pairs = needed_pairs(sl, 40)
     logits = [rng.normal(size=len(p)).astype(np.float32) for p in pairs]
     logits[2][:] = 0.0  # ties in the fused score
-    sweep = GridSweep(sl, sm, pairs, logits, gnd, n_db, ks=(5, 40))  # 20 is asked for below all the same
+    inliers = rng.integers(0, 40, size=(n_q, 30))  # sv verified the global top 30: the rest has no evidence
+    ev = {p: geometric_evidence(lookup_inliers(ids, inliers, sl[p], 40)[0], 20) for p in sl}
+    sweep = GridSweep(sl, sm, pairs, logits, gnd, n_db, ks=(5, 40), evidence=ev)  # 20 is asked for below all the same
     for k in (5, 20, 40):
         for lam in (0.0, 0.3, 1.0):
             for gamma in (0.1, 2.0):
-                want = evaluate_protocol_rankings(grid_rankings(sl, sm, pairs, logits, lam, gamma, k), gnd, n_db)["mAP"]
-                assert sweep.mean_ap(lam, gamma, k) == pytest.approx(want, abs=1e-4), (k, lam, gamma)
+                for mu in (0.0, 0.3):
+                    ranked = grid_rankings(sl, sm, pairs, logits, lam, gamma, k, mu, ev)
+                    want = evaluate_protocol_rankings(ranked, gnd, n_db)["mAP"]
+                    assert sweep.mean_ap(lam, gamma, k, mu) == pytest.approx(want, abs=1e-4), (k, lam, gamma, mu)
+    assert sweep.mean_ap(0.3, 2.0, 20, 0.3) != sweep.mean_ap(0.3, 2.0, 20, 0.0)  # the evidence is read
     with pytest.raises(ValueError, match="beyond the largest"):
         sweep.mean_ap(0.5, 0.5, 41)
+
+
+def test_geometric_evidence_follows_the_shortlist_and_saturates():
+    ids = np.array([[7, 3, 9, 1, 4]])
+    inliers = np.array([[50, 0, 12, 3]])  # sv verified the top 4 of the global shortlist
+    counts, missing = lookup_inliers(ids, inliers, np.array([[9, 4, 7, 1, 3]]), 5)
+    np.testing.assert_array_equal(counts, [[12, 0, 50, 3, 0]])
+    assert missing == 1  # image 4 was beyond sv's depth: evidence 0, counted
+    np.testing.assert_allclose(geometric_evidence(counts, 20), [[0.6, 0.0, 1.0, 0.15, 0.0]])
+    with pytest.raises(ValueError, match="inliers_cap"):
+        geometric_evidence(counts, 0)
+    # the fused score: AMES's, plus the weighted evidence; no features stays -inf; a weight without evidence fails
+    g, lg = np.array([0.5, -np.inf]), np.array([1.0, 1.0])
+    e = np.array([1.0, 1.0])
+    assert fused_score(g, lg, 0.5, 1.0, 0.3, e)[0] - fused_score(g, lg, 0.5, 1.0)[0] == pytest.approx(0.3)
+    assert np.isneginf(fused_score(g, lg, 0.5, 1.0, 0.3, e)[1])
+    with pytest.raises(ValueError, match="geometric evidence"):
+        fused_score(g, lg, 0.5, 1.0, 0.3)
+    # a confident sv match lifts an image AMES missed above one it lifted: lambda 0, promote-clipped logits
+    shortlist, sims = np.array([[0, 1, 2]]), np.array([[0.9, 0.8, 0.7]], np.float32)
+    logit = np.array([[0.0, 3.0, 0.0]], np.float32)
+    ev = geometric_evidence(np.array([[0, 0, 40]]), 20)
+    np.testing.assert_array_equal(rerank(shortlist, sims, logit, 0.0, 1.0, 3), [[1, 0, 2]])
+    np.testing.assert_array_equal(rerank(shortlist, sims, logit, 0.0, 1.0, 3, 1.0, ev), [[2, 1, 0]])

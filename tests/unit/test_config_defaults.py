@@ -321,6 +321,7 @@ PAPER_PROTOCOL = {
     ("ames", "junk_mode"): "ames",
     ("ames", "batch_pairs"): 300,
     ("ames", "fusion"): "sigmoid",  # AMES's fusion of the raw logit (the CPU preset's promote is for real photos)
+    ("ames", "geometry", "weight"): [0.0],  # AMES alone: no spatial verification fused into its score
 }
 
 

@@ -80,6 +80,28 @@ def invalidated(**overrides) -> set[str]:
     return {k for k in before if before[k] != after[k]}
 
 
+GEOMETRY = {"weight": [0.0, 0.3], "inliers_cap": 20}  # sv's inliers fused into AMES's score
+
+
+def test_geometry_fusion_depends_on_sv_and_is_absent_when_off():
+    off, on = Plan(copy.deepcopy(BASE)), Plan(configured(**{"ames.geometry": GEOMETRY}))
+    zero = Plan(configured(**{"ames.geometry": {"weight": [0.0], "inliers_cap": 20}}))
+    # no key (older configurations) and all-zero weights are the same thing: AMES alone, nothing from sv
+    assert zero.ames_geometry() is None and zero.v_eval_ames("demo", "ames") == off.v_eval_ames("demo", "ames")
+    assert "sv" not in zero.ames_versions("demo", "ames")
+    assert on.v_eval_ames("demo", "ames") != off.v_eval_ames("demo", "ames")
+    assert on.v_logits("demo", "ames") == off.v_logits("demo", "ames")  # the logits are reused
+    versions = on.ames_versions("demo", "ames")
+    assert versions["sv"] == on.v_sv("demo") and versions["validation_sv"] == on.v_sv(BASE["ames"]["validation_split"])
+    assert on.sv_paths("demo")["json"] == on.evaluation_path("demo", "sv")
+    assert on.sv_paths("demo")["ranking"].endswith(f"/{on.v_sv('demo')}/sv_ranking.h5")
+    assert on.ames_hyperparameters("demo", "ames")["geometry"] == GEOMETRY
+    # a change of sv's configuration moves the fused AMES evaluation, not the AMES logits or model
+    moved = Plan(configured(**{"ames.geometry": GEOMETRY, "sv.ratio": 0.9}))
+    assert moved.v_eval_ames("demo", "ames") != on.v_eval_ames("demo", "ames")
+    assert moved.v_logits("demo", "ames") == on.v_logits("demo", "ames")
+
+
 # the global pipeline's evaluations and what reads the shortlist: the default AMES model validates on demo-val's
 # shortlist (ames.select: validation, early stopping), so it moves with the shortlist too
 AFTER_KNN = {"eval", "sv", "qe", "ames_model", "logits", "eval_ames"}
@@ -188,6 +210,12 @@ def test_paths_fill_the_rule_patterns():
         (lambda p: p.v_ames_model(), {"ames.validation_split": "demo-train"}, "ames.validation_split"),
         (lambda p: p.v_lists("demo"), {"gldv2.exclude_landmarks": "/nonexistent.csv"}, "gldv2.exclude_landmarks"),
         (lambda p: p.extraction_of("demo", "00000000"), {}, "00000000"),
+        (lambda p: p.v_eval_ames("demo", "ames"), {"ames.geometry": GEOMETRY, "sv.num_rerank": 50}, "sv.num_rerank"),
+        (
+            lambda p: p.v_eval_ames("demo", "ames"),
+            {"ames.select": "fixed", "ames.fixed.geometry_weight": 0.3},
+            "ames.fixed.geometry_weight",
+        ),
     ],
 )
 def test_bad_requests_raise_plan_error_naming_the_key(call, overrides, named):

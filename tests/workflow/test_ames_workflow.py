@@ -16,15 +16,11 @@ def test_ames_results_contract(tiny_ames, method):
     assert res["method"] == method and res["baseline"]["metrics"] == glob_res["metrics"]
     # parameters come from the validation split, and the oracle is labelled as such
     assert res["chosen"]["selected_on"] == "demo-val"
-    grid = res["grid"]
-    assert len(grid) == 2 * 2 * 2 and res["timing"]["grid_points"] == 8
+    grid = res["grid"]  # num_rerank x lambda x gamma x the geometric weight (tiny: sv's inliers, weights 0 and 0.5)
+    assert len(grid) == 2 * 2 * 2 * 2 and res["timing"]["grid_points"] == 16
     assert res["oracle"]["mAP_M"] == max(r["mAP_M"] for r in grid)
-    point = [
-        r
-        for r in grid
-        if (r["num_rerank"], r["lambda"], r["gamma"])
-        == (res["chosen"]["num_rerank"], res["chosen"]["lambda"], res["chosen"]["gamma"])
-    ]
+    keys = ("num_rerank", "lambda", "gamma", "geometry_weight")
+    point = [r for r in grid if all(r[k] == res["chosen"][k] for k in keys)]
     assert point[0]["mAP_M"] == pytest.approx(res["metrics"]["mAP"]["M"])
     diff = res["paired_difference"]["M"]
     ap, base = res["per_query_ap"]["M"]["ap"], res["per_query_ap"]["M"]["baseline_ap"]
@@ -38,6 +34,12 @@ def test_ames_results_contract(tiny_ames, method):
     k = res["chosen"]["num_rerank"]
     np.testing.assert_array_equal(ranks[:, k:], global_ranks[:, k:])
     assert all(sorted(r[:k]) == sorted(g[:k]) for r, g in zip(ranks, global_ranks))
+    # the geometry came from the sv evaluation of the same shortlist, whose cost is counted in AMES's
+    sv = load_json(tiny_ames / res["artifacts"]["sv"])
+    assert res["geometry"]["source"] == "sv" and res["versions"]["sv"] == sv["versions"]["evaluate"]
+    assert res["artifacts"]["knn"] == sv["artifacts"]["knn"] and res["geometry"]["unverified_pairs"] == 0
+    assert res["timing"]["geometry_seconds"] > 0
+    assert res["timing"]["rerank_seconds"] >= sv["timing"]["rerank_seconds"]
 
 
 def test_training_curves_and_manifests(tiny_ames):
@@ -88,9 +90,16 @@ def test_descriptor_sweep_matches_the_published_points(tiny_ames):
         and got[("ames_binary", 32)]["bytes_per_image"] == 32 * 16 + 4
     )
     # at the counts the published results use, the sweep reproduces them
+    # (AMES alone: the fused results' point with geometric weight 0, whose grid row holds its mAP)
     for method, count in (("ames", 32), ("ames_binary", 32), ("sv", 128)):
-        pub = load_json(tiny_ames / "results" / f"demo_{method}.json")["metrics"]["mAP"]
-        assert [got[(method, count)][f"mAP_{p}"] for p in "EMH"] == pytest.approx([pub[p] for p in "EMH"]), method
+        pub = load_json(tiny_ames / "results" / f"demo_{method}.json")
+        if method == "sv":
+            want = [pub["metrics"]["mAP"][p] for p in "EMH"]
+        else:
+            alone = pub["without_geometry"]
+            assert alone["chosen"]["geometry_weight"] == 0.0
+            want = [alone["metrics"][f"mAP_{p}"] for p in "EMH"]
+        assert [got[(method, count)][f"mAP_{p}"] for p in "EMH"] == pytest.approx(want, abs=1e-3), method
     assert (tiny_ames / "results" / "benchmarks" / "demo_descriptors.png").stat().st_size > 1000
     assert "| ames_binary | 32 | 516 |" in (tiny_ames / "results" / "benchmarks" / "demo_descriptors.md").read_text()
 

@@ -629,10 +629,40 @@ class Plan:
             }
         )
 
+    def ames_geometry(self):
+        """``ames.geometry`` when AMES's score fuses spatial verification's inliers (a non-zero weight in
+        ``ames.geometry.weight``), else None (also for a configuration without the key). PlanError when the fixed
+        point asks for a weight the grid cannot use, or sv verifies a shorter shortlist than AMES re-ranks."""
+        a = self.config["ames"]
+        g = a.get("geometry")
+        used = bool(g) and any(w > 0 for w in g["weight"])
+        if a["select"] == "fixed" and a["fixed"].get("geometry_weight", 0.0) > 0 and not used:
+            raise PlanError("ames.fixed.geometry_weight > 0 needs a non-zero value in ames.geometry.weight")
+        if not used:
+            return None
+        if self.config["sv"]["num_rerank"] < self.ames_max_rerank():
+            raise PlanError(
+                f"sv.num_rerank ({self.config['sv']['num_rerank']}) must be at least the largest AMES shortlist "
+                f"({self.ames_max_rerank()}, ames.num_rerank) when ames.geometry.weight fuses sv's inliers"
+            )
+        return g
+
+    def sv_paths(self, ds):
+        """The evaluate_sv outputs AMES's geometric fusion reads: the results JSON and the ranking with ``inliers``."""
+        path = fill(EVAL, dataset=ds, ver=self.v_sv(ds), method="sv")
+        return {"json": path, "ranking": beside(path, "sv_ranking.h5")}
+
     def v_eval_ames(self, ds, method):
         a = self.config["ames"]
         keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "bootstrap", "fusion")
         val = self.v_logits(self.val, method) if a["select"] == "validation" else None
+        own = {}
+        if self.ames_geometry():  # absent otherwise: the versions of a configuration without geometry are unchanged
+            own = {
+                "geometry": self.ames_geometry(),
+                "sv": self.v_sv(ds),
+                "validation_sv": self.v_sv(self.val) if a["select"] == "validation" else None,
+            }
         return stable_hash(
             {
                 "logits": self.v_logits(ds, method),
@@ -640,6 +670,7 @@ class Plan:
                 "global": self.v_eval(ds),
                 **{k: a[k] for k in keys},
                 "csv_top": self.config["evaluate"]["csv_top"],
+                **own,
             }
         )
 
@@ -661,6 +692,10 @@ class Plan:
                 out["itq"] = self.v_itq()
         if self.config["ames"]["select"] == "validation":
             out["validation_logits"] = self.v_logits(self.val, method)
+        if self.ames_geometry():
+            out["sv"] = self.v_sv(ds)
+            if self.config["ames"]["select"] == "validation":
+                out["validation_sv"] = self.v_sv(self.val)
         return out
 
     def ames_hyperparameters(self, ds, method):
@@ -680,6 +715,8 @@ class Plan:
             "train",
         )
         out = {"global": self.global_hyperparameters(ds), **{k: a[k] for k in keys}}
+        if self.ames_geometry():
+            out.update({"geometry": a["geometry"], "sv": self.config["sv"]})
         if self.ames_checkpoint(method):
             out["checkpoint"] = os.path.abspath(self.ames_checkpoint(method))
             del out["train"]

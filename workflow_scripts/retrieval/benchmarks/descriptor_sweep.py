@@ -2,7 +2,8 @@
 
 For every count in the sweep, the same global shortlist is re-ranked with only that many database descriptors
 (strongest first): AMES full precision and binary at the parameters chosen on the validation split (in their
-results JSON), and spatial verification. Bytes per image are what the database side stores for re-ranking:
+results JSON; AMES alone, the point with geometric weight 0, when the published result fuses sv's inliers), and
+spatial verification. Bytes per image are what the database side stores for re-ranking:
 AMES full precision the 128-d projection in float16 (256 B per descriptor), binary 128 packed bits (16 B),
 sv the raw descriptor in float16 plus its position as two float16 (2 D + 4 B); each plus a 4-byte count.
 """
@@ -88,7 +89,10 @@ def descriptor_sweep_stage(
         q_all, q_count = fq["descriptors"][:, :q_desc], fq["count"][:]
         device = resolve_device(device)
         for method, path in model_paths.items():
-            chosen = read_json(ames_results[method])["chosen"]
+            published = read_json(ames_results[method])
+            # AMES alone (its database side is what the bytes count): with geometric fusion, the point with weight 0
+            # the validation split chose; fusion and the fixed point's lambda and gamma otherwise
+            chosen = {**published["chosen"], **((published.get("without_geometry") or {}).get("chosen") or {})}
             k, lam, gamma = int(chosen["num_rerank"]), float(chosen["lambda"]), float(chosen["gamma"])
             model, _ = load_checkpoint(str(path))
             pairs = [ids[i, :k] for i in range(ids.shape[0])]

@@ -50,7 +50,9 @@ def compare_rows(results: dict[str, dict[str, Any]], search_seconds: float | Non
             row[f"difference_{main}"] = r["paired_difference"][main]
         if "chosen" in r:
             row["chosen"] = {
-                k: r["chosen"][k] for k in ("lambda", "gamma", "num_rerank", "selected_on") if k in r["chosen"]
+                k: r["chosen"][k]
+                for k in ("lambda", "gamma", "geometry_weight", "num_rerank", "selected_on")
+                if k in r["chosen"]
             }
         rows.append(row)
     return rows

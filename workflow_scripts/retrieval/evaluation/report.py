@@ -58,8 +58,9 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
         chosen = r.get("chosen")
         par = (
             (
-                f"k={chosen['num_rerank']}, &lambda;={chosen['lambda']}, &gamma;={chosen['gamma']} "
-                f"(chosen on {html.escape(str(chosen['selected_on']))})"
+                f"k={chosen['num_rerank']}, &lambda;={chosen['lambda']}, &gamma;={chosen['gamma']}"
+                + (f", &mu;={chosen['geometry_weight']} (sv inliers)" if "geometry_weight" in chosen else "")
+                + f" (chosen on {html.escape(str(chosen['selected_on']))})"
             )
             if chosen
             else ""
@@ -113,6 +114,7 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
                     g[column]
                     for g in r["grid"]
                     if (g["num_rerank"], g["lambda"], g["gamma"]) == (k, ch["lambda"], ch["gamma"])
+                    and g.get("geometry_weight") == ch.get("geometry_weight", g.get("geometry_weight"))
                 ),
                 np.nan,
             )

@@ -24,7 +24,9 @@ from retrieval.methods.ames.rerank import (
     compute_logits,
     evaluate_protocol_rankings,
     fusion_logits,
+    geometric_evidence,
     grid_rankings,
+    lookup_inliers,
     lookup_logits,
     needed_pairs,
     protocol_shortlists,
@@ -314,53 +316,127 @@ def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], d
     return [r[k] for r, k in zip(pair_db, keep)], [r[k] for r, k in zip(logit, keep)], attrs
 
 
-def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid):
+def read_sv_inliers(sv: dict[str, str], knn_path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Spatial verification's inlier counts (Nq, k_sv) int32, aligned with the global shortlist ``knn_path``'s
+    ``ids[:, :k_sv]``, from evaluate_sv's outputs ``sv["json"]`` (its results, for the timing) and ``sv["ranking"]``
+    (dataset ``inliers``), and sv's timing block. ValueError, naming the file, when sv verified another shortlist or
+    the file has no inliers."""
+    res = read_json(sv["json"])
+    verified = res.get("artifacts", {}).get("knn")
+    if verified is None or Path(verified).resolve() != Path(knn_path).resolve():
+        raise ValueError(f"{sv['json']}: spatial verification re-ranked {verified}, AMES re-ranks {knn_path}")
+    with h5py.File(sv["ranking"], "r") as f:
+        if "inliers" not in f:
+            raise ValueError(f"{sv['ranking']}: no 'inliers' dataset (not an evaluate_sv ranking)")
+        inliers = f["inliers"][:]
+    return inliers, res.get("timing", {})
 
+
+def _evidence(shortlists, ids, inliers, cap, k) -> tuple[dict[str, np.ndarray], int]:
+    """Per protocol, the geometric evidence (Nq, k) aligned with its shortlist, and how many of those entries sv did
+    not verify (evidence 0)."""
+    out, missing, done = {}, 0, {}
+    for p in PROTOCOLS:
+        key = id(shortlists[p])
+        if key not in done:
+            counts, miss = lookup_inliers(ids, inliers, shortlists[p], k)
+            done[key] = geometric_evidence(counts, cap)
+            missing += miss
+        out[p] = done[key]
+    return out, missing
+
+
+def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None):
+    """Every grid point's mAP (rows), the protocols' shortlists and similarities, the geometric evidence (None without
+    ``geometry``: ``{"inliers", "inliers_cap", "weight"}``) and the count of shortlisted entries sv did not verify."""
     shortlists = protocol_shortlists(ids, gnd, junk_mode)
     sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
-    sweep = GridSweep(shortlists, sl_sims, pairs, logits, gnd, n_db, grid["num_rerank"])
+    evidence, unverified = None, 0
+    if geometry is not None:
+        evidence, unverified = _evidence(
+            shortlists, ids, geometry["inliers"], geometry["inliers_cap"], max(grid["num_rerank"])
+        )
+    sweep = GridSweep(shortlists, sl_sims, pairs, logits, gnd, n_db, grid["num_rerank"], evidence)
     rows = []
     for k in grid["num_rerank"]:
         for lam in grid["lambda"]:
             for gamma in grid["gamma"]:
-                m = sweep.mean_ap(lam, gamma, k)
-                rows.append({"num_rerank": k, "lambda": lam, "gamma": gamma, **{f"mAP_{p}": m[p] for p in PROTOCOLS}})
-    return rows, shortlists, sl_sims
+                for mu in geometry["weight"] if geometry is not None else [None]:
+                    m = sweep.mean_ap(lam, gamma, k, mu or 0.0)
+                    point = {"num_rerank": k, "lambda": lam, "gamma": gamma}
+                    if mu is not None:
+                        point["geometry_weight"] = mu
+                    rows.append({**point, **{f"mAP_{p}": m[p] for p in PROTOCOLS}})
+    return rows, shortlists, sl_sims, evidence, unverified
 
 
 def _best(rows: list[dict[str, Any]], key: str = "mAP_M") -> dict[str, Any]:
     """Highest ``key`` (Medium mAP; for GLDv2 mAP@100 of a part); ties go to the first point in grid order
-    (smallest num_rerank, lambda, gamma)."""
+    (smallest num_rerank, lambda, gamma, geometry weight)."""
     return max(rows, key=lambda r: r[key] if r[key] is not None else -1.0)
 
 
-def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid):
+def _point(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("num_rerank", "lambda", "gamma", "geometry_weight") if k in row}
+
+
+def _without_geometry(selection, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """AMES alone next to the fused result: the point with geometric weight 0 that the same validation choice
+    (``selection``: its rows and key) prefers, and that point's row of the evaluated grid (``rows``). None without a
+    validation choice or without a weight 0 in the grid."""
+    if selection is None:
+        return None
+    zero = [r for r in selection[0] if r.get("geometry_weight") == 0]
+    if not zero:
+        return None
+    point = _point(_best(zero, selection[1]))
+    row = next(r for r in rows if _point(r) == point)
+    return {"chosen": point, "metrics": {k: v for k, v in row.items() if k not in point}}
+
+
+def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid, geometry=None):
     """The grid for GLDv2: each point re-ranks the shortlist and scores mAP@100 on the Public and the Private
     queries (the official metric has no junk, so one ranking serves both)."""
 
     rows = []
     for k in grid["num_rerank"]:
         lk = lookup_logits(pairs, logits, ids, k)
+        ev = None
+        if geometry is not None:
+            ev = geometric_evidence(lookup_inliers(ids, geometry["inliers"], ids, k)[0], geometry["inliers_cap"])
         for lam in grid["lambda"]:
             for gamma in grid["gamma"]:
-                m = evaluate_gldv2(rerank(ids, sims, lk, lam, gamma, k), gnd, n_db)["mAP@100"]
-                rows.append(
-                    {"num_rerank": k, "lambda": lam, "gamma": gamma, **{f"mAP@100_{u}": m[u] for u in GLDV2_USAGES}}
-                )
+                for mu in geometry["weight"] if geometry is not None else [None]:
+                    ranks = rerank(ids, sims, lk, lam, gamma, k, mu or 0.0, ev)
+                    m = evaluate_gldv2(ranks, gnd, n_db)["mAP@100"]
+                    point = {"num_rerank": k, "lambda": lam, "gamma": gamma}
+                    if mu is not None:
+                        point["geometry_weight"] = mu
+                    rows.append({**point, **{f"mAP@100_{u}": m[u] for u in GLDV2_USAGES}})
     return rows
 
 
 def _ames_timing(
-    lattrs: dict[str, Any], n_queries: int, selection: float, grid: float, grid_points: int, point: float
+    lattrs: dict[str, Any],
+    n_queries: int,
+    selection: float,
+    grid: float,
+    grid_points: int,
+    point: float,
+    sv_timing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Descriptor reads and re-ranking (logits of every shortlisted pair + the final score) per query."""
+    """Descriptor reads and re-ranking (logits of every shortlisted pair + the final score; with geometry, also the
+    spatial verification of the same shortlist, whose timing block is ``sv_timing``) per query, in seconds."""
 
     total, reads = float(lattrs.get("seconds", 0.0)), lattrs.get("read_seconds")
     reads = float(reads) if reads is not None else 0.0
+    sv_reads = float((sv_timing or {}).get("reads_seconds", 0.0))
+    sv_rerank = float((sv_timing or {}).get("rerank_seconds", 0.0))
+    geometry = {"geometry_seconds": round(sv_reads + sv_rerank, 3)} if sv_timing is not None else {}
     return cost_timing(
         n_queries,
-        reads=reads,
-        rerank=total - reads + point,
+        reads=reads + sv_reads,
+        rerank=total - reads + point + sv_rerank,
         logits_seconds=round(total, 3),
         logit_pairs=int(lattrs.get("n_pairs", 0)),
         device=str(lattrs.get("device", "")),
@@ -369,6 +445,7 @@ def _ames_timing(
         grid_points=grid_points,
         single_point_seconds=round(point, 3),
         reads_measured=lattrs.get("read_seconds") is not None,
+        **geometry,
     )
 
 
@@ -385,6 +462,8 @@ def evaluate_ames_stage(
     validation_split: str | None,
     junk_mode: str,
     fusion: str = "sigmoid",
+    geometry: dict[str, Any] | None = None,
+    sv_paths: dict[str, str] | None = None,
 ) -> None:
     """Method ``ames`` / ``ames_binary``: sweep ``grid`` (``num_rerank`` x ``lambda`` x ``gamma``) over the logits
     of ``logits_path`` on the global shortlist ``knn_path``, choose the point (``select``: ``validation`` on
@@ -392,8 +471,11 @@ def evaluate_ames_stage(
     the global ranking. Writes the grid (``out_grid``, CSV, one row per point) besides the context's outputs; the
     ranking file holds ``ranks`` (Medium) and, in ``junk_mode`` ``ames``, ``ranks_E`` / ``ranks_H``.
     ``fusion``: how the logits enter the fused score (``ames_rerank.fusion_logits``), on the validation split and
-    the evaluated dataset alike. ValueError without ground truth, or when the grid asks more ``num_rerank`` than
-    the logits cover."""
+    the evaluated dataset alike. ``geometry`` (config ``ames.geometry``, or None): spatial verification's inliers of
+    the same shortlist (``sv_paths``, and ``val_paths["sv_json"]`` / ``["sv_ranking"]``: evaluate_sv's results and
+    ranking) enter the score as ``weight x min(inliers, inliers_cap) / inliers_cap``, the weight one more axis of the
+    grid. ValueError without ground truth, when the grid asks more ``num_rerank`` than the logits cover, or when
+    geometry is asked without sv's outputs."""
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
@@ -409,14 +491,23 @@ def evaluate_ames_stage(
             f"{logits_path}: logits cover num_rerank <= {lattrs['max_rerank']}, grid asks {max(grid['num_rerank'])}"
         )
 
+    geo = v_geo = sv_timing = None
+    if geometry is not None:
+        if sv_paths is None or (select == "validation" and not (val_paths or {}).get("sv_json")):
+            raise ValueError(f"{dataset}: ames.geometry needs spatial verification's inliers (evaluate_sv outputs)")
+        inliers, sv_timing = read_sv_inliers(sv_paths, knn_path)
+        geo = {**geometry, "inliers": inliers}
     gldv2 = gnd.get("protocol") == "gldv2"
-    gldv2_rows = _sweep_gldv2(ids, sims, gnd["gnd"], pairs, logits, n_db, grid) if gldv2 else None
-    if gldv2 and select == "validation":  # AMES's practice on GLDv2: choose on the Public queries, report Private
+    gldv2_rows = _sweep_gldv2(ids, sims, gnd["gnd"], pairs, logits, n_db, grid, geo) if gldv2 else None
+    selection = None  # (the rows a validation choice read, its key): AMES alone is chosen from them too
+    if gldv2 and select == "validation":
+        selection = (
+            gldv2_rows,
+            "mAP@100_Public",
+        )  # AMES's practice on GLDv2: choose on the Public queries, report Private
         chosen = _best(gldv2_rows, "mAP@100_Public")
         chosen = {
-            "num_rerank": chosen["num_rerank"],
-            "lambda": chosen["lambda"],
-            "gamma": chosen["gamma"],
+            **_point(chosen),
             "selected_on": f"{dataset} Public queries (report Private)",
             "validation_mAP@100": {"Public": chosen["mAP@100_Public"]},
         }
@@ -425,28 +516,46 @@ def evaluate_ames_stage(
         v_gnd, v_lists = read_json(val_paths["gnd"]), read_json(val_paths["lists"])
         v_pairs, v_logits, _ = read_logits(val_paths["logits"])
         v_logits = fusion_logits(v_logits, fusion)
-        v_rows, _, _ = _sweep(v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid)
+        if geo is not None:
+            v_sv = {"json": val_paths["sv_json"], "ranking": val_paths["sv_ranking"]}
+            v_geo = {**geometry, "inliers": read_sv_inliers(v_sv, val_paths["knn"])[0]}
+        v_rows = _sweep(v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid, v_geo)[0]
+        selection = (v_rows, "mAP_M")
         chosen = _best(v_rows)
         chosen = {
-            "num_rerank": chosen["num_rerank"],
-            "lambda": chosen["lambda"],
-            "gamma": chosen["gamma"],
+            **_point(chosen),
             "selected_on": validation_split,
             "validation_mAP": {p: chosen[f"mAP_{p}"] for p in PROTOCOLS},
         }
     else:
         chosen = {**fixed, "selected_on": "fixed (configuration)"}
+        if geo is not None:
+            chosen["geometry_weight"] = fixed.get("geometry_weight", 0.0)
     chosen["fusion"] = fusion
     t_sel = time.time()
+    evidence, unverified = None, 0
     if gldv2:
         rows = gldv2_rows
         shortlists, sl_sims = {p: ids for p in PROTOCOLS}, {p: sims for p in PROTOCOLS}
+        if geo is not None:
+            evidence, unverified = _evidence(shortlists, ids, inliers, geometry["inliers_cap"], chosen["num_rerank"])
     else:
-        rows, shortlists, sl_sims = _sweep(ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid)
+        rows, shortlists, sl_sims, evidence, unverified = _sweep(
+            ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid, geo
+        )
     t_grid = time.time()
     oracle = _best(rows, "mAP@100_Private" if gldv2 else "mAP_M")
+    alone = _without_geometry(selection, rows) if geo is not None else None
     rankings = grid_rankings(
-        shortlists, sl_sims, pairs, logits, chosen["lambda"], chosen["gamma"], chosen["num_rerank"]
+        shortlists,
+        sl_sims,
+        pairs,
+        logits,
+        chosen["lambda"],
+        chosen["gamma"],
+        chosen["num_rerank"],
+        chosen.get("geometry_weight", 0.0),
+        evidence,
     )
     guarded = {}
     for p in PROTOCOLS:  # images without features last (the fusion keeps them there already: g = -inf)
@@ -505,6 +614,14 @@ def evaluate_ames_stage(
                 **oracle,
             },
             "grid": rows,
+            **(
+                {
+                    "geometry": {**geometry, "source": "sv", "unverified_pairs": unverified},
+                    "without_geometry": alone,
+                }
+                if geometry is not None
+                else {}
+            ),
         },
         artifacts={
             "ranking": str(ctx.out_ranking),
@@ -513,7 +630,10 @@ def evaluate_ames_stage(
             "logits": str(logits_path),
             "knn": str(knn_path),
             "baseline": str(ctx.baseline_json),
+            **({"sv": str(sv_paths["json"])} if geometry is not None else {}),
         },
-        timing=_ames_timing(lattrs, len(lists["query"]), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid),
+        timing=_ames_timing(
+            lattrs, len(lists["query"]), t_sel - t0, t_grid - t_sel, len(rows), t_point - t_grid, sv_timing
+        ),
     )
     log.info("%s %s chosen at %s", dataset, method, chosen)

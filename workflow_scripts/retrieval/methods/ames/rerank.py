@@ -1,7 +1,9 @@
 """Re-ranking a global shortlist with AMES logits: pair selection, logits computed once, score fusion, grid sweep.
 
 Final score of the i-th shortlist entry among the top ``num_rerank``: ``s = lam * g + (1 - lam) * sigmoid(gamma * l)``
-with g the global similarity and l the AMES logit; the top block is re-sorted by s, the rest keeps its global order.
+with g the global similarity and l the AMES logit, plus ``mu * e`` when geometric evidence is fused (``e`` in [0, 1]
+from spatial verification's inlier counts, ``geometric_evidence``; ``mu`` 0 is AMES alone); the top block is re-sorted
+by s, the rest keeps its global order.
 
 Junk handling: ``none`` (default) re-ranks the global shortlist as it is. ``ames`` reproduces the AMES/DELG
 evaluation: for each protocol, the images it ignores (junk; for Hard also the easy positives; for Easy also the
@@ -159,21 +161,67 @@ def lookup_logits(pairs: list[np.ndarray], logits: list[np.ndarray], shortlist: 
     return out
 
 
-def fused_score(g: np.ndarray, logit: np.ndarray, lam: float, gamma: float) -> np.ndarray:
-    """AMES's fusion ``lam * g + (1 - lam) * sigmoid(gamma * logit)`` (Suma et al. 2024), elementwise; a global
-    similarity of -inf (an image without features, featureless.py) stays -inf for every lam, 0 included."""
+def geometric_evidence(inliers: np.ndarray, cap: int) -> np.ndarray:
+    """Spatial verification's inlier counts (any shape, integers >= 0) as evidence of a match in [0, 1]:
+    ``min(inliers, cap) / cap`` (float32). Saturating, so that past ``cap`` inliers (a verified match) more inliers
+    do not outweigh the rest of the score. ValueError for ``cap`` < 1."""
+    if cap < 1:
+        raise ValueError(f"ames.geometry.inliers_cap must be >= 1, got {cap}")
+    return np.minimum(np.asarray(inliers, np.float32), np.float32(cap)) / np.float32(cap)
+
+
+def lookup_inliers(sv_ids: np.ndarray, inliers: np.ndarray, shortlist: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """Inlier counts (Nq, k) int32 of the first k entries of each ``shortlist`` row, read from spatial verification's
+    ``inliers`` (Nq, k_sv), which are aligned with ``sv_ids[:, :k_sv]`` (the global shortlist it verified). Entries sv
+    did not verify (beyond its ``num_rerank``, or moved into the top k by junk_mode ``ames``) get 0; their number is
+    returned second. ValueError when the row counts differ."""
+    if sv_ids.shape[0] != shortlist.shape[0] or inliers.shape[0] != shortlist.shape[0]:
+        raise ValueError(f"inliers for {inliers.shape[0]} queries, shortlist of {shortlist.shape[0]}")
+    k = min(k, shortlist.shape[1])
+    k_sv = min(inliers.shape[1], sv_ids.shape[1])
+    out = np.zeros((shortlist.shape[0], k), np.int32)
+    missing = 0
+    for i in range(shortlist.shape[0]):
+        order = np.argsort(sv_ids[i, :k_sv], kind="stable")
+        verified = sv_ids[i, :k_sv][order]
+        pos = np.minimum(np.searchsorted(verified, shortlist[i, :k]), max(k_sv - 1, 0))
+        found = (verified[pos] == shortlist[i, :k]) if k_sv else np.zeros(k, bool)
+        out[i, found] = inliers[i, :k_sv][order][pos[found]]
+        missing += int((~found).sum())
+    return out, missing
+
+
+def fused_score(
+    g: np.ndarray, logit: np.ndarray, lam: float, gamma: float, mu: float = 0.0, evidence: np.ndarray | None = None
+) -> np.ndarray:
+    """AMES's fusion ``lam * g + (1 - lam) * sigmoid(gamma * logit)`` (Suma et al. 2024), elementwise, plus
+    ``mu * evidence`` (geometric evidence in [0, 1], same shape; ours, README "AMES and the geometry") when ``mu`` is
+    not 0; a global similarity of -inf (an image without features, featureless.py) stays -inf for every lam, 0
+    included. ValueError when ``mu`` is not 0 and there is no evidence."""
     g = np.asarray(g)
     with np.errstate(invalid="ignore", over="ignore"):
         s = lam * g + (1.0 - lam) / (1.0 + np.exp(-gamma * logit))
+    if mu:
+        if evidence is None:
+            raise ValueError("a geometric weight mu > 0 needs the geometric evidence (spatial verification's inliers)")
+        s = s + mu * evidence
     return np.where(np.isneginf(g), -np.inf, s)
 
 
 def rerank(
-    shortlist: np.ndarray, global_sim: np.ndarray, logits: np.ndarray, lam: float, gamma: float, k: int
+    shortlist: np.ndarray,
+    global_sim: np.ndarray,
+    logits: np.ndarray,
+    lam: float,
+    gamma: float,
+    k: int,
+    mu: float = 0.0,
+    evidence: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Re-sort the first k entries of each row by ``fused_score``."""
+    """Re-sort the first k entries of each row by ``fused_score`` (``evidence`` (Nq, >= k) aligned with
+    ``shortlist``, read when ``mu`` is not 0)."""
     k = min(k, shortlist.shape[1], logits.shape[1])
-    s = fused_score(global_sim[:, :k], logits[:, :k], lam, gamma)
+    s = fused_score(global_sim[:, :k], logits[:, :k], lam, gamma, mu, None if evidence is None else evidence[:, :k])
     order = np.argsort(-s, axis=1, kind="stable")
     out = shortlist.copy()
     out[:, :k] = np.take_along_axis(shortlist[:, :k], order, axis=1)
@@ -190,10 +238,29 @@ def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -
 
 
 def grid_rankings(
-    shortlists: dict[str, np.ndarray], sims: dict[str, np.ndarray], pairs, logits, lam: float, gamma: float, k: int
+    shortlists: dict[str, np.ndarray],
+    sims: dict[str, np.ndarray],
+    pairs,
+    logits,
+    lam: float,
+    gamma: float,
+    k: int,
+    mu: float = 0.0,
+    evidence: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
+    """The re-ranked ranking of each protocol at one grid point (``evidence``: per protocol, aligned with its
+    shortlist)."""
     return {
-        p: rerank(shortlists[p], sims[p], lookup_logits(pairs, logits, shortlists[p], k), lam, gamma, k)
+        p: rerank(
+            shortlists[p],
+            sims[p],
+            lookup_logits(pairs, logits, shortlists[p], k),
+            lam,
+            gamma,
+            k,
+            mu,
+            None if evidence is None else evidence[p],
+        )
         for p in PROTOCOLS
     }
 
@@ -219,7 +286,8 @@ class GridSweep:
     the labels (positive 1, ignored -1, other 0), global similarities and logits of the top ``max(ks)``, and per k
     (once, when first asked) the tail's share of each query's AP. A point then sorts the top k by the fused score
     (stable, as ``rerank``) and adds the top's trapezoids. Equal to ``evaluate_protocol_rankings(grid_rankings(...))``'s mAP
-    (a test checks it, junk modes included)."""
+    (a test checks it, junk modes included). ``evidence``: per protocol, the geometric evidence (Nq, >= max(ks))
+    aligned with its shortlist, which points with a geometric weight ``mu`` > 0 add."""
 
     def __init__(
         self,
@@ -230,6 +298,7 @@ class GridSweep:
         gnd,
         n_db: int,
         ks: Sequence[int],
+        evidence: dict[str, np.ndarray] | None = None,
     ):
         self.protocols: dict[str, dict[str, Any]] = {}
         self.max_k = max(ks)
@@ -245,6 +314,7 @@ class GridSweep:
                 "shortlist_id": id(sl),
                 "g": np.asarray(sims[p][:, :kmax], np.float32),
                 "logit": lookup_logits(pairs, logits, sl, kmax),
+                "evidence": None if evidence is None else np.asarray(evidence[p][:, :kmax], np.float32),
             }
         for i, g in enumerate(gnd):
             inverse: dict[int, np.ndarray] = {}  # rank of every image, once per shortlist (one query at a time)
@@ -277,7 +347,7 @@ class GridSweep:
             d["tail"][k] = out
         return d["tail"][k]
 
-    def mean_ap(self, lam: float, gamma: float, k: int) -> dict[str, float | None]:
+    def mean_ap(self, lam: float, gamma: float, k: int, mu: float = 0.0) -> dict[str, float | None]:
         if k > self.max_k:
             raise ValueError(f"num_rerank {k} is beyond the largest this sweep was built for ({self.max_k})")
         out: dict[str, float | None] = {}
@@ -286,7 +356,8 @@ class GridSweep:
             k_ = min(k, d["kmax"])
             order = orders.get(d["shortlist_id"])
             if order is None:
-                s = fused_score(d["g"][:, :k_], d["logit"][:, :k_], lam, gamma)
+                e = None if d["evidence"] is None else d["evidence"][:, :k_]
+                s = fused_score(d["g"][:, :k_], d["logit"][:, :k_], lam, gamma, mu, e)
                 order = orders[d["shortlist_id"]] = np.argsort(-s, axis=1, kind="stable")
             lab = np.take_along_axis(d["labels"][:, :k_], order, axis=1)
             keep, pos = lab >= 0, lab == 1
