@@ -1,5 +1,8 @@
 """AMES training pieces (pair sampling, ITQ, distillation, determinism) and re-ranking (fusion, junk mode, cache)."""
 
+import json
+
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -23,6 +26,7 @@ from retrieval.methods.ames.rerank import (
 )
 from retrieval.methods.ames.train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
 from retrieval.search.exact import topk_neighbours
+from retrieval.stages.ames import read_sv_inliers
 
 
 def toy_neighbours():
@@ -374,3 +378,22 @@ def test_geometric_evidence_follows_the_shortlist_and_saturates():
     ev = geometric_evidence(np.array([[0, 0, 40]]), 20)
     np.testing.assert_array_equal(rerank(shortlist, sims, logit, 0.0, 1.0, 3), [[1, 0, 2]])
     np.testing.assert_array_equal(rerank(shortlist, sims, logit, 0.0, 1.0, 3, 1.0, ev), [[2, 1, 0]])
+
+
+def test_sv_inliers_must_come_from_the_same_shortlist(tmp_path):
+    knn, other = tmp_path / "knn.h5", tmp_path / "other_knn.h5"
+    ranking = tmp_path / "sv_ranking.h5"
+    with h5py.File(ranking, "w") as f:
+        f.create_dataset("ranks", data=np.zeros((2, 3), np.int32))
+        f.create_dataset("inliers", data=np.array([[9, 0, 4], [1, 2, 3]], np.int32))
+    sv_json = tmp_path / "sv.json"
+    sv_json.write_text(json.dumps({"artifacts": {"knn": str(knn)}, "timing": {"rerank_seconds": 1.5}}))
+    inliers, timing = read_sv_inliers({"json": str(sv_json), "ranking": str(ranking)}, knn)
+    np.testing.assert_array_equal(inliers, [[9, 0, 4], [1, 2, 3]])
+    assert timing["rerank_seconds"] == 1.5
+    with pytest.raises(ValueError, match="sv.json: spatial verification re-ranked"):
+        read_sv_inliers({"json": str(sv_json), "ranking": str(ranking)}, other)
+    with h5py.File(ranking, "w") as f:
+        f.create_dataset("ranks", data=np.zeros((2, 3), np.int32))
+    with pytest.raises(ValueError, match="sv_ranking.h5: no 'inliers'"):
+        read_sv_inliers({"json": str(sv_json), "ranking": str(ranking)}, knn)
