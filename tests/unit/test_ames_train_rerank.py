@@ -397,3 +397,15 @@ def test_sv_inliers_must_come_from_the_same_shortlist(tmp_path):
         f.create_dataset("ranks", data=np.zeros((2, 3), np.int32))
     with pytest.raises(ValueError, match="sv_ranking.h5: no 'inliers'"):
         read_sv_inliers({"json": str(sv_json), "ranking": str(ranking)}, knn)
+
+
+def test_entries_sv_did_not_verify_are_counted_and_warned(caplog):
+    from retrieval.stages import ames as stage  # noqa: PLC0415 (a private helper of the stage)
+
+    ids = np.array([[7, 3, 9, 1, 4, 6]])
+    inliers = np.array([[50, 0, 12, 3]])  # sv verified the global top 4
+    junk_moved = np.array([[7, 9, 1, 4, 6, 3]])  # junk_mode ames moved image 3 out: 4 and 6 move up
+    with caplog.at_level("WARNING"):
+        assert stage._unverified(ids, inliers, junk_moved, 5, "demo") == 2  # images 4 and 6, now in the top 5
+    assert "2 shortlisted entries (top 5, Medium) were not verified" in caplog.text and "sv.num_rerank" in caplog.text
+    assert stage._unverified(ids, inliers, ids, 4, "demo") == 0

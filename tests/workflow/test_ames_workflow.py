@@ -38,6 +38,7 @@ def test_ames_results_contract(tiny_ames, method):
     sv = load_json(tiny_ames / res["artifacts"]["sv"])
     assert res["geometry"]["source"] == "sv" and res["versions"]["sv"] == sv["versions"]["evaluate"]
     assert res["artifacts"]["knn"] == sv["artifacts"]["knn"] and res["geometry"]["unverified_pairs"] == 0
+    assert res["geometry"]["validation_unverified_pairs"] == 0
     assert res["timing"]["geometry_seconds"] > 0
     assert res["timing"]["rerank_seconds"] >= sv["timing"]["rerank_seconds"]
 

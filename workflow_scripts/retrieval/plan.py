@@ -643,7 +643,8 @@ class Plan:
         if self.config["sv"]["num_rerank"] < self.ames_max_rerank():
             raise PlanError(
                 f"sv.num_rerank ({self.config['sv']['num_rerank']}) must be at least the largest AMES shortlist "
-                f"({self.ames_max_rerank()}, ames.num_rerank) when ames.geometry.weight fuses sv's inliers; raise "
+                f"({self.ames_max_rerank()}: ames.num_rerank, or ames.fixed.num_rerank with select: fixed) when "
+                "ames.geometry.weight fuses sv's inliers; raise "
                 "sv.num_rerank, or set ames.geometry.weight: [0.0] for AMES alone"
             )
         return g

@@ -75,9 +75,17 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]], column: str = "mAP_M") -> str:
+def grid_heatmaps(
+    method: str, grid: Sequence[dict[str, Any]], column: str = "mAP_M", geometry_weight: float | None = None
+) -> str:
+    """Heatmaps of ``column`` over lambda x gamma, one per num_rerank; a grid with a geometric axis is shown at
+    ``geometry_weight`` (the chosen one) and says so."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
+    if any("geometry_weight" in g for g in grid):
+        mu = geometry_weight if geometry_weight is not None else min(g["geometry_weight"] for g in grid)
+        grid = [g for g in grid if g["geometry_weight"] == mu]
+        method = f"{method}, geometric weight {mu:g}"
     ks = sorted({g["num_rerank"] for g in grid})
     lams = sorted({g["lambda"] for g in grid})
     gams = sorted({g["gamma"] for g in grid})
@@ -91,7 +99,7 @@ def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]], column: str = "mA
         ax.set_yticks(range(len(lams)), [f"{lam:g}" for lam in lams])
         ax.set_xlabel("gamma")
         ax.set_ylabel("lambda")
-        ax.set_title(f"num_rerank {k}")
+        ax.set_title(f"num_rerank {k}" + (f" (mu {mu:g})" if "geometry" in method else ""))
     fig.colorbar(im, ax=axes[0].tolist(), label=column)
     return _img(_png(fig), f"{method} grid")
 
@@ -114,13 +122,14 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
                     g[column]
                     for g in r["grid"]
                     if (g["num_rerank"], g["lambda"], g["gamma"]) == (k, ch["lambda"], ch["gamma"])
-                    and g.get("geometry_weight") == ch.get("geometry_weight", g.get("geometry_weight"))
+                    and ("geometry_weight" not in g or g["geometry_weight"] == ch.get("geometry_weight"))
                 ),
                 np.nan,
             )
             for k in ks
         ]
-        ax.plot(ks, at, "o-", label=f"{method} (chosen lambda, gamma)")
+        mu = f", mu {ch['geometry_weight']:g}" if "geometry_weight" in ch else ""
+        ax.plot(ks, at, "o-", label=f"{method} (chosen lambda, gamma{mu})")
         ax.plot(ks, best, "x--", label=f"{method} (grid max, oracle)")
     base = next(iter(results.values())).get("baseline", {}).get("metrics", {}).get(key, {}).get(main)
     if base is None and "global" in results:
@@ -277,7 +286,10 @@ def write_report(
     for m, r in results.items():
         if "grid" in r:
             label = "Medium mAP" if key == "mAP" else f"{key} {main}"
-            parts += [f"<h2>{html.escape(m)}: {label} over the grid</h2>", grid_heatmaps(m, r["grid"], f"{key}_{main}")]
+            parts += [
+                f"<h2>{html.escape(m)}: {label} over the grid</h2>",
+                grid_heatmaps(m, r["grid"], f"{key}_{main}", r["chosen"].get("geometry_weight")),
+            ]
     if any("grid" in r for r in results.values()):
         parts += [f"<h2>{key} vs num_rerank</h2>", map_vs_num_rerank(results)]
     if gnd:

@@ -332,30 +332,40 @@ def read_sv_inliers(sv: dict[str, str], knn_path: str | Path) -> tuple[np.ndarra
     return inliers, res.get("timing", {})
 
 
-def _evidence(shortlists, ids, inliers, cap, k) -> tuple[dict[str, np.ndarray], int]:
-    """Per protocol, the geometric evidence (Nq, k) aligned with its shortlist, and how many of those entries sv did
-    not verify (evidence 0)."""
-    out, missing, done = {}, 0, {}
+def _evidence(shortlists, ids, inliers, cap, k) -> dict[str, np.ndarray]:
+    """Per protocol, the geometric evidence (Nq, k) aligned with its shortlist (0 where sv did not verify)."""
+    out, done = {}, {}
     for p in PROTOCOLS:
         key = id(shortlists[p])
         if key not in done:
-            counts, miss = lookup_inliers(ids, inliers, shortlists[p], k)
-            done[key] = geometric_evidence(counts, cap)
-            missing += miss
+            done[key] = geometric_evidence(lookup_inliers(ids, inliers, shortlists[p], k)[0], cap)
         out[p] = done[key]
-    return out, missing
+    return out
+
+
+def _unverified(ids, inliers, shortlist, k, name) -> int:
+    """How many of the top ``k`` entries of the (Medium) ``shortlist`` sv did not verify (they get evidence 0; with
+    junk_mode ames, images from beyond sv's depth move up when junk moves out); logged as a warning when any."""
+    missing = lookup_inliers(ids, inliers, shortlist, k)[1]
+    if missing:
+        log.warning(
+            "%s: %d shortlisted entries (top %d, Medium) were not verified by sv and get no geometric evidence; "
+            "raise sv.num_rerank to cover them",
+            name,
+            missing,
+            k,
+        )
+    return missing
 
 
 def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None):
     """Every grid point's mAP (rows), the protocols' shortlists and similarities, the geometric evidence (None without
-    ``geometry``: ``{"inliers", "inliers_cap", "weight"}``) and the count of shortlisted entries sv did not verify."""
+    ``geometry``: ``{"inliers", "inliers_cap", "weight"}``)."""
     shortlists = protocol_shortlists(ids, gnd, junk_mode)
     sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
-    evidence, unverified = None, 0
+    evidence = None
     if geometry is not None:
-        evidence, unverified = _evidence(
-            shortlists, ids, geometry["inliers"], geometry["inliers_cap"], max(grid["num_rerank"])
-        )
+        evidence = _evidence(shortlists, ids, geometry["inliers"], geometry["inliers_cap"], max(grid["num_rerank"]))
     sweep = GridSweep(shortlists, sl_sims, pairs, logits, gnd, n_db, grid["num_rerank"], evidence)
     rows = []
     for k in grid["num_rerank"]:
@@ -367,7 +377,7 @@ def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None):
                     if mu is not None:
                         point["geometry_weight"] = mu
                     rows.append({**point, **{f"mAP_{p}": m[p] for p in PROTOCOLS}})
-    return rows, shortlists, sl_sims, evidence, unverified
+    return rows, shortlists, sl_sims, evidence
 
 
 def _best(rows: list[dict[str, Any]], key: str = "mAP_M") -> dict[str, Any]:
@@ -491,7 +501,7 @@ def evaluate_ames_stage(
             f"{logits_path}: logits cover num_rerank <= {lattrs['max_rerank']}, grid asks {max(grid['num_rerank'])}"
         )
 
-    geo = v_geo = sv_timing = None
+    geo = v_geo = sv_timing = v_unverified = None
     if geometry is not None:
         if sv_paths is None or (select == "validation" and not (val_paths or {}).get("sv_json")):
             raise ValueError(f"{dataset}: ames.geometry needs spatial verification's inliers (evaluate_sv outputs)")
@@ -519,7 +529,13 @@ def evaluate_ames_stage(
         if geo is not None:
             v_sv = {"json": val_paths["sv_json"], "ranking": val_paths["sv_ranking"]}
             v_geo = {**geometry, "inliers": read_sv_inliers(v_sv, val_paths["knn"])[0]}
-        v_rows = _sweep(v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid, v_geo)[0]
+        v_rows, v_shortlists = _sweep(
+            v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid, v_geo
+        )[:2]
+        if v_geo is not None:
+            v_unverified = _unverified(
+                v_ids, v_geo["inliers"], v_shortlists["M"], max(grid["num_rerank"]), validation_split
+            )
         selection = (v_rows, "mAP_M")
         chosen = _best(v_rows)
         chosen = {
@@ -528,21 +544,23 @@ def evaluate_ames_stage(
             "validation_mAP": {p: chosen[f"mAP_{p}"] for p in PROTOCOLS},
         }
     else:
-        chosen = {**fixed, "selected_on": "fixed (configuration)"}
+        chosen = {k: v for k, v in fixed.items() if k != "geometry_weight"}
+        chosen["selected_on"] = "fixed (configuration)"
         if geo is not None:
             chosen["geometry_weight"] = fixed.get("geometry_weight", 0.0)
     chosen["fusion"] = fusion
     t_sel = time.time()
-    evidence, unverified = None, 0
+    evidence = None
     if gldv2:
         rows = gldv2_rows
         shortlists, sl_sims = {p: ids for p in PROTOCOLS}, {p: sims for p in PROTOCOLS}
         if geo is not None:
-            evidence, unverified = _evidence(shortlists, ids, inliers, geometry["inliers_cap"], chosen["num_rerank"])
+            evidence = _evidence(shortlists, ids, inliers, geometry["inliers_cap"], chosen["num_rerank"])
     else:
-        rows, shortlists, sl_sims, evidence, unverified = _sweep(
-            ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid, geo
-        )
+        rows, shortlists, sl_sims, evidence = _sweep(ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid, geo)
+    unverified = None
+    if geo is not None:
+        unverified = _unverified(ids, inliers, shortlists["M"], chosen["num_rerank"], dataset)
     t_grid = time.time()
     oracle = _best(rows, "mAP@100_Private" if gldv2 else "mAP_M")
     alone = _without_geometry(selection, rows) if geo is not None else None
@@ -616,7 +634,12 @@ def evaluate_ames_stage(
             "grid": rows,
             **(
                 {
-                    "geometry": {**geometry, "source": "sv", "unverified_pairs": unverified},
+                    "geometry": {
+                        **geometry,
+                        "source": "sv",
+                        "unverified_pairs": unverified,
+                        "validation_unverified_pairs": v_unverified,
+                    },
                     "without_geometry": alone,
                 }
                 if geometry is not None
