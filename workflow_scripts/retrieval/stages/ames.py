@@ -510,11 +510,8 @@ def evaluate_ames_stage(
     gldv2 = gnd.get("protocol") == "gldv2"
     gldv2_rows = _sweep_gldv2(ids, sims, gnd["gnd"], pairs, logits, n_db, grid, geo) if gldv2 else None
     selection = None  # (the rows a validation choice read, its key): AMES alone is chosen from them too
-    if gldv2 and select == "validation":
-        selection = (
-            gldv2_rows,
-            "mAP@100_Public",
-        )  # AMES's practice on GLDv2: choose on the Public queries, report Private
+    if gldv2 and select == "validation":  # AMES's practice on GLDv2: choose on the Public queries, report Private
+        selection = (gldv2_rows, "mAP@100_Public")
         chosen = _best(gldv2_rows, "mAP@100_Public")
         chosen = {
             **_point(chosen),
