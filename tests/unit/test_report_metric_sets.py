@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from retrieval.evaluation.report import metrics_table, write_report
+from retrieval.evaluation.report import grid_at, metrics_table, write_report
 
 
 def gldv2_result(method, public, private, baseline=None):
@@ -102,3 +102,16 @@ def test_write_report_on_gldv2_results(tmp_path):
     assert "mAP@100 Private over the grid" in page and "mAP@100 Private" in page
     assert "Top 2 retrieved by ames" in page  # the best Private mAP@100 is the one shown
     assert page.count("<img") >= 4  # grid, mAP vs num_rerank, per-query scatter, thumbnails
+
+
+def test_the_grid_is_read_at_the_chosen_geometric_weight():
+    rows = [
+        {"num_rerank": 5, "lambda": lam, "gamma": 1.0, "geometry_weight": mu, "mAP_M": 10 * lam + mu}
+        for lam in (0.0, 0.5)
+        for mu in (0.0, 0.3, 1.0)
+    ]
+    at, mu = grid_at(rows, {"num_rerank": 5, "lambda": 0.5, "gamma": 1.0, "geometry_weight": 0.3})
+    assert mu == 0.3 and [r["mAP_M"] for r in at] == [0.3, 5.3]  # not the last weight's slice (1.0)
+    assert grid_at(rows, {"num_rerank": 5, "lambda": 0.5, "gamma": 1.0})[1] == 0.0  # no weight chosen: AMES alone
+    plain = [{k: v for k, v in r.items() if k != "geometry_weight"} for r in rows[:2]]
+    assert grid_at(plain, {"geometry_weight": 0.0}) == (plain, None)  # no geometric axis: the grid as it is

@@ -75,17 +75,22 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def grid_heatmaps(
-    method: str, grid: Sequence[dict[str, Any]], column: str = "mAP_M", geometry_weight: float | None = None
-) -> str:
-    """Heatmaps of ``column`` over lambda x gamma, one per num_rerank; a grid with a geometric axis is shown at
-    ``geometry_weight`` (the chosen one) and says so."""
+def grid_at(grid: Sequence[dict[str, Any]], chosen: dict[str, Any]) -> tuple[list[dict[str, Any]], float | None]:
+    """The rows of an AMES grid at the chosen geometric weight (``chosen["geometry_weight"]``; the smallest when the
+    choice has none) and that weight; a grid without a geometric axis as it is, with None."""
+    if not any("geometry_weight" in g for g in grid):
+        return list(grid), None
+    mu = chosen.get("geometry_weight")
+    if mu is None:
+        mu = min(g["geometry_weight"] for g in grid)
+    return [g for g in grid if g["geometry_weight"] == mu], mu
+
+
+def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]], column: str = "mAP_M", mu: float | None = None) -> str:
+    """Heatmaps of ``column`` over lambda x gamma, one per num_rerank, of a grid at one geometric weight ``mu``
+    (``grid_at``; None: no geometric axis), which the titles name."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    if any("geometry_weight" in g for g in grid):
-        mu = geometry_weight if geometry_weight is not None else min(g["geometry_weight"] for g in grid)
-        grid = [g for g in grid if g["geometry_weight"] == mu]
-        method = f"{method}, geometric weight {mu:g}"
     ks = sorted({g["num_rerank"] for g in grid})
     lams = sorted({g["lambda"] for g in grid})
     gams = sorted({g["gamma"] for g in grid})
@@ -99,7 +104,7 @@ def grid_heatmaps(
         ax.set_yticks(range(len(lams)), [f"{lam:g}" for lam in lams])
         ax.set_xlabel("gamma")
         ax.set_ylabel("lambda")
-        ax.set_title(f"num_rerank {k}" + (f" (mu {mu:g})" if "geometry" in method else ""))
+        ax.set_title(f"num_rerank {k}" + (f", geometric weight {mu:g}" if mu is not None else ""))
     fig.colorbar(im, ax=axes[0].tolist(), label=column)
     return _img(_png(fig), f"{method} grid")
 
@@ -116,20 +121,20 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
         ks = sorted({g["num_rerank"] for g in r["grid"]})
         best = [max(g[column] for g in r["grid"] if g["num_rerank"] == k) for k in ks]
         ch = r["chosen"]
+        at_mu, mu = grid_at(r["grid"], ch)
         at = [
             next(
                 (
                     g[column]
-                    for g in r["grid"]
+                    for g in at_mu
                     if (g["num_rerank"], g["lambda"], g["gamma"]) == (k, ch["lambda"], ch["gamma"])
-                    and ("geometry_weight" not in g or g["geometry_weight"] == ch.get("geometry_weight"))
                 ),
                 np.nan,
             )
             for k in ks
         ]
-        mu = f", mu {ch['geometry_weight']:g}" if "geometry_weight" in ch else ""
-        ax.plot(ks, at, "o-", label=f"{method} (chosen lambda, gamma{mu})")
+        label = "chosen lambda, gamma" + (f", geometric weight {mu:g}" if mu is not None else "")
+        ax.plot(ks, at, "o-", label=f"{method} ({label})")
         ax.plot(ks, best, "x--", label=f"{method} (grid max, oracle)")
     base = next(iter(results.values())).get("baseline", {}).get("metrics", {}).get(key, {}).get(main)
     if base is None and "global" in results:
@@ -286,9 +291,10 @@ def write_report(
     for m, r in results.items():
         if "grid" in r:
             label = "Medium mAP" if key == "mAP" else f"{key} {main}"
+            sliced, mu = grid_at(r["grid"], r["chosen"])
             parts += [
                 f"<h2>{html.escape(m)}: {label} over the grid</h2>",
-                grid_heatmaps(m, r["grid"], f"{key}_{main}", r["chosen"].get("geometry_weight")),
+                grid_heatmaps(m, sliced, f"{key}_{main}", mu),
             ]
     if any("grid" in r for r in results.values()):
         parts += [f"<h2>{key} vs num_rerank</h2>", map_vs_num_rerank(results)]
