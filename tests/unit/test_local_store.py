@@ -4,7 +4,14 @@ import h5py
 import numpy as np
 import pytest
 
-from retrieval.stores.local_store import StoreError, merge_local_chunks, open_local, read_rows, write_local_chunk
+from retrieval.stores.local_store import (
+    StoreError,
+    merge_local_chunks,
+    open_local,
+    read_row_runs,
+    read_rows,
+    write_local_chunk,
+)
 
 K, D = 6, 4
 
@@ -55,6 +62,26 @@ def test_virtual_merge_equals_concatenation(tmp_path):
             assert not f["descriptors"][i, m:].any()
         got = read_rows(f, [5, 1, 5])
         np.testing.assert_array_equal(got["count"], f["count"][:][[5, 1, 5]])
+
+
+def test_row_runs_read_what_a_list_index_reads(tmp_path):
+    """read_row_runs (slices over runs of consecutive rows) returns exactly h5py's list-index read, across chunk
+    boundaries of a virtual store, with a column limit, for one row, no rows, and the whole store."""
+    paths, _ = make_chunks(tmp_path, [3, 0, 4, 2])
+    out = tmp_path / "local.h5"
+    merge_local_chunks(paths, out, 9)
+    with open_local(out) as f:
+        d, xy, count = f["descriptors"], f["xy"], f["count"]
+        for rows in ([0, 1, 2, 5, 6, 8], [4], [2, 3], list(range(9)), [0, 8]):
+            np.testing.assert_array_equal(read_row_runs(d, rows), d[rows])
+            np.testing.assert_array_equal(read_row_runs(d, rows, 3), d[rows, :3])
+            np.testing.assert_array_equal(read_row_runs(xy, rows, 2), xy[rows, :2])
+            np.testing.assert_array_equal(read_row_runs(count, rows), count[rows])
+        assert read_row_runs(d, [], 3).shape == (0, 3, d.shape[2])
+        assert read_row_runs(count, np.zeros(0, np.int64)).shape == (0,)
+        for bad in ([3, 1], [2, 2]):
+            with pytest.raises(ValueError, match="sorted and unique"):
+                read_row_runs(d, bad)
 
 
 def test_merge_survives_moving_the_folder(tmp_path):

@@ -89,7 +89,7 @@ def test_batched_matching_equals_the_per_pair_reference():
     for i, n in enumerate(counts):
         d[i, :n] = _unit(base[rng.permutation(40)[:n]] + 0.03 * rng.normal(size=(n, 32))) if n else 0
     for ratio in (0.8, 0.95, 1.0):
-        for chunk in (1 << 25, 100):  # one product, or one image per product
+        for chunk in (1 << 25, 100, 4200):  # one product, one image per product, or three (35 x 40 each)
             got = ratio_matches_many(q, d, counts, ratio, chunk_entries=chunk)
             for i, n in enumerate(counts):
                 want = ratio_matches(q, d[i, :n], ratio)

@@ -23,7 +23,7 @@ from retrieval.methods.ames.rerank import compute_logits, fusion_logits, rerank
 from retrieval.methods.sv import SVConfig, rerank_by_inliers, verify_shortlists
 from retrieval.runtime import atomic_path, read_json, resolve_device, write_json
 from retrieval.stores.global_store import read_neighbours
-from retrieval.stores.local_store import open_local
+from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def descriptor_sweep_stage(
                 t0 = time.time()
 
                 def reader(rows_: np.ndarray, c=c) -> tuple[np.ndarray, np.ndarray]:
-                    return fd["descriptors"][rows_, :c], fd["count"][rows_]
+                    return read_row_runs(fd["descriptors"], rows_, c), read_row_runs(fd["count"], rows_)
 
                 logits = np.stack(
                     fusion_logits(

@@ -29,7 +29,7 @@ from retrieval.runtime import write_json
 from retrieval.search.exact import stream_topk
 from retrieval.search.ivfpq import ivfpq_search
 from retrieval.stores.global_store import read_global
-from retrieval.stores.local_store import open_local
+from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def _rerank_timing(model_path, codes_path, query_local, exact_ids, cfg, q_desc, 
 
         def reader(rows):
             t = time.perf_counter()
-            payload, counts = f["codes"][rows, :db_desc], f["count"][rows]
+            payload, counts = read_row_runs(f["codes"], rows, db_desc), read_row_runs(f["count"], rows)
             reads.append(time.perf_counter() - t)
             return decode(model, payload, device), counts
 

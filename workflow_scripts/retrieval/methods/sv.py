@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from retrieval.runtime import Progress
+from retrieval.stores.local_store import read_row_runs
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,14 @@ def ratio_matches_many(
         return [empty] * m
     qt = torch.from_numpy(np.ascontiguousarray(q, np.float32))
     dt = torch.from_numpy(np.ascontiguousarray(d, np.float32))
-    counts = torch.from_numpy(np.asarray(d_count, np.int64))
+    d_count = np.asarray(d_count, np.int64)
     step = max(1, chunk_entries // max(1, qn * t))  # images per product: bounds its memory
     tops, idxs = [], []
     for a in range(0, m, step):
         b = min(m, a + step)
         s = (qt @ dt[a:b].reshape(-1, dim).T).view(qn, b - a, t)  # (Qn, images, T) similarities
-        if bool((counts[a:b] < t).any()):
-            s.masked_fill_((torch.arange(t)[None, :] >= counts[a:b, None])[None], float("-inf"))
+        for j in np.flatnonzero(d_count[a:b] < t):  # padded descriptors are never a neighbour (only their columns
+            s[:, j, int(d_count[a + j]) :] = float("-inf")  # are written: a whole-block mask cost as much as topk)
         top, idx = torch.topk(s, min(2, t), dim=-1)  # (Qn, images, 2): the nearest two by distance
         tops.append(top)
         idxs.append(idx)
@@ -190,9 +191,9 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
     for s in range(0, len(needed), batch):
         rows = needed[s : s + batch]  # sorted: contiguous reads
         tr = time.time()
-        d_descriptors = db_local["descriptors"][rows, :dk].astype(np.float32)
-        d_count = np.minimum(db_local["count"][rows], dk).astype(np.int64)
-        d_xy = db_local["xy"][rows, :dk]
+        d_descriptors = read_row_runs(db_local["descriptors"], rows, dk).astype(np.float32)
+        d_count = np.minimum(read_row_runs(db_local["count"], rows), dk).astype(np.int64)
+        d_xy = read_row_runs(db_local["xy"], rows, dk)
         reads += time.time() - tr
         by_query: dict[int, list[int]] = {}
         for j, row in enumerate(rows):

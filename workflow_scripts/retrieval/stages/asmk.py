@@ -24,7 +24,7 @@ from retrieval.search.asmk import (
     write_ivf,
 )
 from retrieval.stores.global_store import read_neighbours, write_neighbours
-from retrieval.stores.local_store import open_local
+from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ def _read_descriptors(f, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Descriptors of ``rows`` (sorted) of an open local store, concatenated: (M, D) float32 and their row (M,)."""
     if len(rows) == 0:
         return np.zeros((0, f["descriptors"].shape[2]), np.float32), np.zeros(0, np.int64)
-    desc = f["descriptors"][rows]
-    counts = f["count"][rows]
+    desc = read_row_runs(f["descriptors"], rows)
+    counts = read_row_runs(f["count"], rows)
     x = np.concatenate([d[:c] for d, c in zip(desc, counts)]).astype(np.float32)
     return x, np.repeat(rows, counts)
 

@@ -302,13 +302,34 @@ def open_local(path: str | Path) -> h5py.File:
     return f
 
 
+def read_row_runs(dataset: h5py.Dataset, rows: np.ndarray | Sequence[int], cols: int | None = None) -> np.ndarray:
+    """``dataset[rows]`` (``dataset[rows, :cols]`` with ``cols``) for sorted, unique ``rows``, read as one slice per
+    run of consecutive rows.
+
+    h5py turns a list index into an element selection that costs milliseconds per row on a virtual dataset (a
+    merged store): 256 of 1,330 demo rows took 3.2 s that way and 0.1 s as slices (README, "Speed"). The result
+    is the same array, shape (len(rows), ...) and the dataset's dtype. Raises ValueError when ``rows`` are not
+    sorted and unique."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) > 1 and not bool((np.diff(rows) > 0).all()):
+        raise ValueError("read_row_runs: rows must be sorted and unique")
+    tail = () if cols is None else (slice(0, cols),)
+    if len(rows) == 0:
+        return dataset[(slice(0, 0), *tail)]
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    runs = np.split(rows, breaks)
+    parts = [dataset[(slice(int(r[0]), int(r[-1]) + 1), *tail)] for r in runs]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def read_rows(
     f: h5py.File, rows: np.ndarray | Sequence[int], fields: Sequence[str] = ("descriptors", "count")
 ) -> dict[str, np.ndarray]:
-    """Read rows in sorted order (cheap for HDF5) and return them in the requested order."""
+    """Read rows in sorted order, as runs of consecutive rows (:func:`read_row_runs`), and return them in the
+    requested order (repeats allowed)."""
     rows = np.asarray(rows, dtype=np.int64)
     uniq, inverse = np.unique(rows, return_inverse=True)
-    return {name: f[name][uniq][inverse] for name in fields}
+    return {name: read_row_runs(f[name], uniq)[inverse] for name in fields}
 
 
 def rows_from_chunks(

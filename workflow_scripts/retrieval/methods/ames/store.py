@@ -26,6 +26,7 @@ import torch
 
 from retrieval import SCHEMA_VERSION
 from retrieval.runtime import atomic_path, state_digest
+from retrieval.stores.local_store import read_row_runs
 
 
 def model_digest(model: torch.nn.Module) -> str:
@@ -107,7 +108,7 @@ class StoreReader:
 
     def read(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Stored payload (first k descriptors) and counts of sorted ``rows``."""
-        return self.f[self.name][rows, : min(k, self.K)], self.f["count"][rows]
+        return read_row_runs(self.f[self.name], rows, min(k, self.K)), read_row_runs(self.f["count"], rows)
 
     def __call__(self, rows: np.ndarray, k: int) -> tuple[torch.Tensor, np.ndarray]:
         """Tokens (n, k, 128) and counts of sorted ``rows``."""
