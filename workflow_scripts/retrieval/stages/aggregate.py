@@ -11,7 +11,7 @@ import numpy as np
 from retrieval.features.vlad import train_codebook, vlad
 from retrieval.runtime import Manifest, atomic_path, load_npz
 from retrieval.stores.global_store import write_global
-from retrieval.stores.local_store import open_local
+from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def fit_codebook(
         # read whole images in random order until there are enough descriptors
         take = rows[: int(np.searchsorted(np.cumsum(counts[rows]), max_descriptors)) + 1]
         take = np.sort(take)
-        desc = f["descriptors"][take]
+        desc = read_row_runs(f["descriptors"], take)
         x = np.concatenate([d[:c] for d, c in zip(desc, counts[take])]).astype(np.float32)
     if len(x) > max_descriptors:
         x = x[rng.choice(len(x), max_descriptors, replace=False)]

@@ -14,7 +14,6 @@ import numpy as np
 
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
 from retrieval.features import sift
-from retrieval.features.deep import DeepConfig, DeepExtractor
 from retrieval.runtime import Manifest, fault_point, read_json
 from retrieval.stores.ames_release import convert_rows, n_rows, read_rows, release_file
 from retrieval.stores.feature_cache import assemble_store
@@ -76,6 +75,9 @@ def extract_local_chunk(
 
         extra: dict[str, Any] = {}
     else:
+        # imported here: torch costs 2-3 s per job, and SIFT chunks (most jobs) do not need it
+        from retrieval.features.deep import DeepConfig, DeepExtractor  # noqa: PLC0415
+
         extractor = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
         k, dim, colour = extractor.cfg.k, extractor.local_dim, "bgr"
 

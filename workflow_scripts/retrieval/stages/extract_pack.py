@@ -14,7 +14,6 @@ import numpy as np
 
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
 from retrieval.features import sift
-from retrieval.features.deep import DeepConfig, DeepExtractor
 from retrieval.runtime import fault_point, write_json
 from retrieval.stages.extract import _extract_reduced
 from retrieval.stores.feature_cache import (
@@ -42,6 +41,9 @@ def _runner(backbone: str, backbone_config: dict[str, Any]):
 
         return run, cfg.k, sift.DIM, "gray", {}, 0
     if backbone in ("dinov2", "resnet"):
+        # imported here: torch costs 2-3 s per job, and SIFT chunks (most jobs) do not need it
+        from retrieval.features.deep import DeepConfig, DeepExtractor  # noqa: PLC0415
+
         extractor = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
 
         def run(img, e, crop):
