@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,38 @@ def test_manifest_records_the_hardware_results_depend_on(tmp_path):
         cwd=str(__import__("pathlib").Path(__file__).parents[2] / "workflow_scripts"),
     ).stdout
     assert out.split() == ["False", "None"]
+
+
+SIFT_FAULTS = """
+import resource, sys
+import cv2, numpy as np
+from retrieval.runtime import keep_freed_memory
+from retrieval.features import sift
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+cv2.setNumThreads(1)
+cfg = sift.SiftConfig(k=1000, max_side=1024, contrast_threshold=0.02, edge_threshold=10.0)
+img = cv2.GaussianBlur((np.random.default_rng(0).random((360, 480)) * 255).astype(np.uint8), (0, 0), 2)
+sift.extract_sift(img, cfg)
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    sift.extract_sift(img, cfg)
+print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 5)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_stops_sift_from_faulting_on_every_image():
+    """SIFT's per-image pyramids are freed and allocated again for every image; once keep_freed_memory has set
+    glibc's thresholds they are reused (measured: 138 page faults per 480 x 360 image by default, 3 with it)."""
+    workdir = Path(__file__).resolve().parents[2] / "workflow_scripts"
+
+    def faults(mode):
+        out = subprocess.run(
+            [sys.executable, "-c", SIFT_FAULTS, mode], cwd=workdir, capture_output=True, text=True, check=True
+        )
+        kept, per_image = out.stdout.split()
+        return kept, float(per_image)
+
+    kept, per_image = faults("keep")
+    assert kept == "True"
+    assert per_image < 20
