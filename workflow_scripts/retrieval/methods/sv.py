@@ -99,8 +99,10 @@ def ratio_matches_many(
     for a in range(0, m, step):
         b = min(m, a + step)
         s = (qt @ dt[a:b].reshape(-1, dim).T).view(qn, b - a, t)  # (Qn, images, T) similarities
-        for j in np.flatnonzero(d_count[a:b] < t):  # padded descriptors are never a neighbour (only their columns
-            s[:, j, int(d_count[a + j]) :] = float("-inf")  # are written: a whole-block mask cost as much as topk)
+        # padded descriptors are never a neighbour; only their columns are written (a whole-block mask cost as
+        # much as the top-2)
+        for j in np.flatnonzero(d_count[a:b] < t):
+            s[:, j, int(d_count[a + j]) :] = float("-inf")
         top, idx = torch.topk(s, min(2, t), dim=-1)  # (Qn, images, 2): the nearest two by distance
         tops.append(top)
         idxs.append(idx)
