@@ -123,7 +123,38 @@ def test_cycle_detection_finds_a_planted_cycle(monkeypatch):
         raise AssertionError("a planted cycle went unnoticed")
 
 
+def heavy_on_import() -> dict[str, set[str]]:
+    """The heavy libraries each package module loads when it is imported: its own module-level imports and, through
+    them, those of the package modules it imports at module level (``from retrieval.x import y`` counts module
+    ``retrieval.x.y`` where there is one)."""
+    mods = modules()
+    direct: dict[str, set[str]] = {}
+    deps: dict[str, set[str]] = {}
+    for m, path in mods.items():
+        names: set[str] = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module for a in node.names
+                }
+        direct[m] = {n.split(".")[0] for n in names} & HEAVY
+        deps[m] = {n for n in names if n in mods and n != m}
+    memo: dict[str, set[str]] = {}
+
+    def heavy(m: str) -> set[str]:
+        if m not in memo:
+            memo[m] = set(direct[m]).union(*(heavy(d) for d in deps[m]))
+        return memo[m]
+
+    return {m: heavy(m) for m in mods}
+
+
 def test_function_level_imports_only_for_heavy_libraries():
+    """A function-level import defers a heavy library: one of HEAVY, or a package module that loads one the
+    importing module does not already load (retrieval.features.deep loads torch; SIFT extraction never needs it)."""
+    loads = heavy_on_import()
     bad = []
     for m, path in modules().items():
         tree = ast.parse(path.read_text())
@@ -132,10 +163,22 @@ def test_function_level_imports_only_for_heavy_libraries():
                 continue
             for node in ast.walk(fn):
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
-                    name = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
-                    if getattr(node, "level", 0) or (name or "").split(".")[0] not in HEAVY:
+                    name = (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name) or ""
+                    if getattr(node, "level", 0):
+                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: relative import {name}")
+                    elif name.split(".")[0] == "retrieval":
+                        if not loads.get(name, set()) - loads[m]:
+                            bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name} (defers nothing heavy)")
+                    elif name.split(".")[0] not in HEAVY:
                         bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
     assert not bad, "function-level imports of light or internal modules:\n" + "\n".join(bad)
+
+
+def test_sift_extraction_does_not_load_torch():
+    """The extraction and merge entry points of SIFT chunks (most jobs of a run) import no torch (2-3 s each)."""
+    loads = heavy_on_import()
+    assert "torch" not in loads["retrieval.stages.extract"] | loads["retrieval.stages.extract_pack"]
+    assert "torch" in loads["retrieval.features.deep"]  # what the deferred import saves
 
 
 def map_lines() -> list[str]:

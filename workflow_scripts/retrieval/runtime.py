@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import logging
@@ -46,8 +47,6 @@ def keep_freed_memory() -> bool:
     pages, each fault zeroes 2 MB): a 332-image SIFT chunk spent 12.5 s of its 42.7 s in the kernel and took 28.0 s
     with this; AMES logits of 1,200 demo pairs 32.5-33.2 s, then 23.6-24.7 s (README, "Speed"). A job's resident
     memory stays at its peak until it exits. Returns False (and changes nothing) where the C library is not glibc."""
-    import ctypes  # noqa: PLC0415
-
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
