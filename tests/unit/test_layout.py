@@ -1,5 +1,5 @@
 """The package's architecture, checked: imports point only down the layers, no cycles, function-level imports only
-for the heavy optional libraries, and the README's Layout section names every module."""
+to defer a heavy library, and the README's Layout section names every module."""
 
 import ast
 import re
