@@ -36,6 +36,35 @@ def test_crop_coordinates_are_in_full_image_pixels():
     assert (np.diff(cropped["weight"]) <= 0).all(), "strongest first"
 
 
+@pytest.mark.parametrize("k", [1, 60, 400, 5000])
+def test_k_best_filter_gives_the_selection_over_all_keypoints(k):
+    """OpenCV's nfeatures filter (descriptors computed for the k strongest only) must return the same rows, in the
+    same order, as describing every keypoint and taking the first k by (-response, y, x, angle)."""
+    import cv2  # noqa: PLC0415
+
+    im = textured(240, 320, seed=2)
+    out = extract_sift(im, SiftConfig(k=k))
+    kp, desc = cv2.SIFT_create(contrastThreshold=0.02, edgeThreshold=10.0).detectAndCompute(im, None)
+    assert len(kp) > 400, "the image must have more keypoints than the filter keeps"
+    response = np.array([p.response for p in kp], np.float32)
+    pts = np.array([p.pt for p in kp], np.float32)
+    angle = np.array([p.angle for p in kp], np.float32)
+    # keypoints with several orientations share position and response: the ties the order must settle
+    _, counts = np.unique(np.c_[pts, response], axis=0, return_counts=True)
+    assert (counts > 1).any()
+    order = np.lexsort((angle, pts[:, 0], pts[:, 1], -response))[:k]
+    assert len(out["xy"]) == min(k, len(kp))
+    np.testing.assert_array_equal(out["xy"], pts[order])
+    np.testing.assert_array_equal(out["orientation"], angle[order])
+    np.testing.assert_array_equal(out["weight"], response[order])
+    np.testing.assert_array_equal(out["descriptors"], rootsift(desc[order]).astype(np.float16))
+
+
+def test_k_must_be_positive():
+    with pytest.raises(ValueError, match="k"):
+        SiftConfig(k=0)
+
+
 def test_downscaling_maps_back_to_original_pixels():
     im = textured(400, 600, seed=1)
     out = extract_sift(im, SiftConfig(k=300, max_side=300))
