@@ -81,8 +81,8 @@ def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = Non
     pts = np.array([kp.pt for kp in keypoints], np.float32)
     angle = np.array([kp.angle for kp in keypoints], np.float32)
     # strongest first; ties broken by position, then by orientation (SIFT gives a keypoint with several dominant
-    # orientations one entry per orientation, same position and response), so the order depends neither on the
-    # order OpenCV returns keypoints in (its k-best filter and its threads reorder them) nor on nfeatures
+    # orientations one entry per orientation, same position and response), so the order does not depend on the
+    # order OpenCV returns keypoints in (its k-best filter reorders them)
     order = np.lexsort((angle, pts[:, 0], pts[:, 1], -response))[: cfg.k]
     xy = pts[order] / s + np.array([x0, y0], np.float32)
     return {
