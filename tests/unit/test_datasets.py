@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.data.datasets import build_image_lists, canonical_name, query_box, with_distractors
+from retrieval.data.datasets import build_image_lists, canonical_name, image_folders, query_box, with_distractors
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "landmarks-mini"
 
@@ -55,6 +55,22 @@ def test_plain_folder_without_ground_truth(tmp_path):
     assert gt is None
     assert [e["name"] for e in lists["db"]] == ["jpg/x.jpg", "jpg/y.jpg", "jpg/z.jpg"]
     assert len(lists["query"]) == 3 and all(q["crop"] is None for q in lists["query"])
+
+
+def test_plain_folder_scan_takes_subfolders_and_skips_hidden_names(tmp_path):
+    """Images in subfolders are listed; hidden names (macOS ``._x.jpg`` resource forks, ``.thumbnails/``) are not;
+    every non-hidden folder is a source, so an image added to a subfolder is noticed (its folder's mtime)."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["x", "y"], [])
+    sub = root / "jpg" / "2024" / "may"
+    sub.mkdir(parents=True)
+    (root / "jpg" / "y.jpg").rename(sub / "y.jpg")
+    (root / "jpg" / "._x.jpg").write_bytes(b"\x00\x05\x16\x07 not an image")
+    (root / "jpg" / ".thumbnails").mkdir()
+    (root / "jpg" / ".thumbnails" / "x.jpg").write_bytes((root / "jpg" / "x.jpg").read_bytes())
+    lists, _ = build_image_lists(root, "photos")
+    assert [e["name"] for e in lists["db"]] == ["jpg/2024/may/y.jpg", "jpg/x.jpg"]
+    assert image_folders(root) == [root / "jpg", root / "jpg" / "2024", sub]
 
 
 def test_crop_option(tmp_path):

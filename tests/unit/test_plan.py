@@ -231,3 +231,15 @@ def test_the_deprecated_method_whiten_is_lw():
     assert plan.evaluation_path("demo", "lw").endswith("/lw.json")
     assert plan.fitted_on("demo", "whiten") == plan.fitted_on("demo", "lw")
     assert plan.fitted_on("demo", "lw")["lw"]["split"] == BASE["training_split"]
+
+
+def test_sources_of_a_plain_folder_are_its_folders_or_its_lists(tmp_path):
+    """image_lists depends on every folder of a plain folder dataset (an image added to a subfolder changes only that
+    folder's mtime), hidden ones excluded; on its list files when it has them."""
+    root = tmp_path / "photos" / "jpg"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    plan = Plan(configured(data_root=str(tmp_path)))
+    assert plan.folder_source("photos") == [str(root), str(root / "a"), str(root / "a" / "b")]
+    (tmp_path / "photos" / "image_list.txt").write_text("jpg/x.jpg\n")
+    assert plan.folder_source("photos") == [str(tmp_path / "photos" / "image_list.txt")]

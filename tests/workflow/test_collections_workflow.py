@@ -138,18 +138,28 @@ def _store(wd, ds, split):
 
 
 def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny_run, tmp_path):
-    """A folder of 24 photos is indexed; 3 are added: the dry run plans one extraction job for those 3 only (hashing
-    nothing else), the re-run's stores and results equal a from-scratch run's; renaming the folder extracts nothing."""
+    """A folder of 24 photos is indexed; 3 are added to a subfolder (which changes only that folder's mtime): the dry
+    run plans one extraction job for those 3 only (hashing nothing else), the re-run's stores and results equal a
+    from-scratch run's; renaming the folder extracts nothing. A hidden macOS resource fork (``._*.jpg``, not an
+    image) is never listed."""
     wd = tmp_path / "wd"
     wd.mkdir()
     jpgs = _folder(tiny_run, tmp_path / "data", "coll", 27)
-    new = jpgs[3::9]  # three photos spread through the list order
+    photos = tmp_path / "data" / "coll" / "jpg"
+    sub = photos / "2024"
+    sub.mkdir()
+    for p in jpgs[:9]:
+        (photos / p.name).rename(sub / p.name)
+    (photos / f"._{jpgs[0].name}").write_bytes(b"\x00\x05\x16\x07 Mac OS X resource fork")
+    new = jpgs[1:9:3]  # three photos of the subfolder
     for p in new:
-        (tmp_path / "data" / "coll" / "jpg" / p.name).unlink()
+        (sub / p.name).unlink()
     base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}")
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
+    top_mtime = photos.stat().st_mtime_ns
     for p in new:
-        shutil.copy(p, tmp_path / "data" / "coll" / "jpg" / p.name)
+        shutil.copy(p, sub / p.name)
+    assert photos.stat().st_mtime_ns == top_mtime  # only the subfolder changed
     out = snakemake(wd, "-n", "results/coll_global.json", *base).stdout
     stats = _job_stats(out)
     assert stats["extract_pack"] == 1 and "extract_local" not in stats, stats
@@ -160,7 +170,7 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
     packs = sorted((wd / "results" / "features").glob("*/packs/*.json"), key=lambda p: load_json(p)["created"])
     last = load_json(packs[-1])
-    assert sorted(last["rows"]["name"]) == sorted(f"jpg/{p.name}" for p in new) and last["extracted"] == 3
+    assert sorted(last["rows"]["name"]) == sorted(f"jpg/2024/{p.name}" for p in new) and last["extracted"] == 3
     assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_global.json", *base).stdout
 
     # from scratch (a fresh working directory and cache) on the grown folder: the same stores and results

@@ -13,9 +13,10 @@ Artifact path patterns are spelled once, here: ``{dataset}``/``{ver}``-style fie
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
-from retrieval.data.datasets import ground_truth_path
+from retrieval.data.datasets import ground_truth_path, image_folders
 from retrieval.runtime import stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
@@ -416,11 +417,12 @@ class Plan:
                 f"dataset '{ds}': folder {d} not found (data_root={self.config['data_root']}); put the images in "
                 f"{d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config data_root=DIR"
             )
-        # a plain folder: its list files, and the image folder (adding or removing images changes its mtime)
+        # a plain folder: its list files, else the scanned folder and every folder below it (adding or removing an
+        # image changes the mtime of the folder that holds it)
         listed = [
             os.path.join(d, f) for f in ("image_list.txt", "query_list.txt") if os.path.isfile(os.path.join(d, f))
         ]
-        return listed or [os.path.join(d, "jpg") if os.path.isdir(os.path.join(d, "jpg")) else d]
+        return listed or [str(p) for p in image_folders(Path(d))]
 
     def check_evaluable(self, ds):
         if self.canonical(ds) == DISTRACTORS:

@@ -145,9 +145,29 @@ def _read_list(path: Path, root: Path) -> list[Path]:
     return [root / ln.split(",")[0] for ln in lines if ln and not ln.startswith("#")]
 
 
+def _hidden(path: Path, base: Path) -> bool:
+    """A name under ``base`` starting with '.' (``.thumbnails/``, macOS ``._photo.jpg`` resource forks)."""
+    return any(part.startswith(".") for part in path.relative_to(base).parts)
+
+
+def image_folder(root: Path) -> Path:
+    """Where a plain folder dataset's images are scanned: ``root/jpg`` when it exists, else ``root``."""
+    return root / "jpg" if (root / "jpg").is_dir() else root
+
+
+def image_folders(root: Path) -> list[Path]:
+    """The scanned folder and every folder below it, hidden ones excluded (sorted). Adding or removing an image
+    changes the mtime of the folder that holds it, so these are what tells that a scan is out of date."""
+    base = image_folder(root)
+    return [base] + sorted(p for p in base.rglob("*") if p.is_dir() and not _hidden(p, base))
+
+
 def _scan_images(root: Path) -> list[Path]:
-    base = root / "jpg" if (root / "jpg").is_dir() else root
-    return sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Every image under ``image_folder(root)``, subfolders included, hidden names skipped (sorted)."""
+    base = image_folder(root)
+    return sorted(
+        p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not _hidden(p, base)
+    )
 
 
 def _check_present(paths: list[Path], what: str) -> None:
