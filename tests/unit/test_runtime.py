@@ -1,10 +1,12 @@
 """Atomic writes: nothing under the final name until complete, and leftovers of a killed attempt removed."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 
 from retrieval.runtime import Manifest, Progress, atomic_path, write_json
@@ -18,6 +20,26 @@ def test_atomic_write_removes_a_killed_attempts_leftover(tmp_path):
     other.write_text("half")
     write_json(out, {"a": 1})
     assert out.read_text().strip().startswith("{") and not stale.exists() and other.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path, umask):
+    """Results on a shared disk: mkstemp's 0600 must not reach the final file, whether the writer reopens the
+    temporary (json, h5py, numpy) or not; the umask is honoured and restored."""
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+        with atomic_path(tmp_path / "r.h5") as tmp:
+            with h5py.File(tmp, "w") as f:
+                f["x"] = [1, 2]
+        (tmp_path / "plain").write_text("x")
+        assert os.umask(umask) == umask
+    finally:
+        os.umask(old)
+    want = (tmp_path / "plain").stat().st_mode & 0o777
+    assert want == 0o666 & ~umask
+    for name in ("r.json", "r.h5"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == want, name
 
 
 def test_failed_block_leaves_neither_the_file_nor_a_temporary(tmp_path):

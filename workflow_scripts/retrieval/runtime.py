@@ -91,6 +91,13 @@ def file_sha1(path: str | os.PathLike, block: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and restoring it at once; there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
@@ -104,6 +111,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     for stale in path.parent.glob(f".{path.name}.*.part"):
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    # mkstemp creates the file readable by its owner only (0600), and writers that reopen it keep that mode: give it
+    # the mode a plain open() would (0666 less the umask), so results on a shared disk are readable as usual
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
