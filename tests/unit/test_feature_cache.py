@@ -212,6 +212,48 @@ def test_a_cached_unreadable_image_is_refused_under_on_bad_image_error(tmp_path)
         fc.assemble_store(lists, "db", cache, packs, tmp_path / "db2.h5", XV, on_bad_image="error")
 
 
+def test_a_bad_image_keeps_the_rest_of_its_job_in_the_cache(tmp_path):
+    """Under on_bad_image: error a bad image fails the job after the others are extracted, naming every bad file;
+    the others are a pack of their own, so the next plan (after the user removes or fixes the file) extracts only
+    what is left, and the result equals an uninterrupted extraction."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(5))
+    (root / "jpg" / "p01.png").write_bytes(b"not an image")
+    data = (root / "jpg" / "p03.png").read_bytes()
+    (root / "jpg" / "p03.png").write_bytes(data[: len(data) // 3])  # truncated
+    lists = _lists(root)
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()
+    with pytest.raises(ValueError, match=r"(?s)^\S*p01\.png: .*p03\.png: .*2 bad image\(s\) of 5.*other 3 image"):
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    assert not (cache / f"{pack}.json").exists()  # the job's own pack is not written
+    index = fc.load_index(cache)
+    ((kept, meta),) = index.packs.items()
+    assert meta["rows"]["name"] == ["jpg/p00.png", "jpg/p02.png", "jpg/p04.png"] and meta["extracted"] == 3
+    # the user fixes one file and removes the other: only the fixed one is extracted again
+    _photo(root / "jpg" / "p01.png", 1)
+    (root / "jpg" / "p03.png").unlink()
+    lists = _lists(root)
+    plan, metas = _run_plan(cache, lists)
+    assert [it["name"] for v in plan.new_packs.values() for it in v] == ["jpg/p01.png"]
+    assert [m["extracted"] for m in metas] == [1]
+    _assemble(cache, lists, "db", tmp_path / "db.h5")
+    fresh = tmp_path / "fresh"
+    _run_plan(fresh, lists)
+    _assemble(fresh, lists, "db", tmp_path / "fresh.h5")
+    a, b = _read(tmp_path / "db.h5"), _read(tmp_path / "fresh.h5")
+    for k in FIELDS:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # every image bad: nothing to keep, and the message says so
+    bad_root = tmp_path / "bad"
+    (bad_root / "jpg").mkdir(parents=True)
+    (bad_root / "jpg" / "x.png").write_bytes(b"")
+    plan = fc.plan_extraction(_lists(bad_root), fc.load_index(tmp_path / "c2"), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()
+    with pytest.raises(ValueError, match="no other image of this job was extracted"):
+        extract_pack(items, tmp_path / "c2" / f"{pack}.h5", tmp_path / "c2" / f"{pack}.json", XV, "sift", SIFT)
+
+
 def test_a_copy_keeps_reading_the_pack_made_for_it(tmp_path):
     """Two folders holding the same photo: each plans against its own pack once made, so its store's inputs stay put
     (no re-run of the merge when the other folder's older pack holds the same bytes)."""

@@ -22,6 +22,7 @@ from retrieval.stores.feature_cache import (
     file_sha256,
     load_index,
     missing_key,
+    pack_id,
     pack_sidecar,
     read_pack_row,
     stat_of,
@@ -29,6 +30,7 @@ from retrieval.stores.feature_cache import (
 from retrieval.stores.local_store import write_local_chunk
 
 log = logging.getLogger(__name__)
+_NOT_FOUND = "image listed but not found: "
 
 
 def _runner(backbone: str, backbone_config: dict[str, Any]):
@@ -72,20 +74,29 @@ def extract_pack(
     max_image_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Hash and extract the items of one pack (in order); a key already in the cache (the same bytes and box under
-    another name) has its row copied instead. Writes the .h5, then the sidecar. Returns counts and timings."""
+    another name) has its row copied instead. Writes the .h5, then the sidecar. Returns counts and timings.
+
+    Under ``on_bad_image: error`` a missing or unreadable image does not stop the job at once: the other items are
+    still extracted, written to the cache as a pack of their own (named by a hash of those items, so the next plan
+    finds them and extracts only what is left), and then ``BadImageError`` (a ``ValueError``) is raised, starting
+    with the first bad file's path and naming every bad file of the pack (``FileNotFoundError`` when every bad
+    image is a missing file)."""
     max_image_pixels = max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
     out_h5, out_index = Path(out_h5), Path(out_index)
     t0 = time.time()
     index = load_index(out_h5.parent)
     run, k, dim, colour, extra, global_dim = _runner(backbone, backbone_config)
     rows, globals_, shas, skipped = [], [], [], {}
+    kept: list[int] = []  # items with a row (all of them unless a bad image stops the job)
+    bad: list[str] = []  # under on_bad_image: error, what was wrong with each bad image
     n_copied = n_extracted = 0
     t_hash = 0.0
     for i, it in enumerate(items):
         crop = crop_key(it["crop"])
         if it["size"] < 0:
             if on_bad_image != "skip":
-                raise FileNotFoundError(f"image listed but not found: {it['path']}")
+                bad.append(f"{_NOT_FOUND}{it['path']}")
+                continue
             sha = missing_key(it["name"])
         else:
             th = time.time()
@@ -102,7 +113,6 @@ def extract_pack(
                     f"{it['path']} changed while the workflow ran (size, mtime {now}, planned "
                     f"{(it['size'], it['mtime_ns'])}); run snakemake again"
                 )
-        shas.append(sha)
         hit = index.by_key.get((sha, crop))
         if hit is not None:
             row, g = read_pack_row(out_h5.parent / f"{hit[0]}.h5", hit[1])
@@ -114,7 +124,9 @@ def extract_pack(
                     decoded = decode_image(it["path"], colour, max_image_pixels)
                 except BadImageError as err:
                     if on_bad_image != "skip":
-                        raise
+                        log.error("%s", err)
+                        bad.append(str(err))
+                        continue
                     log.warning("on_bad_image: skip: %s gets no features (%s)", it["path"], err)
                     skipped[str(i)] = str(err)
             else:
@@ -127,6 +139,8 @@ def extract_pack(
             else:
                 row, g = _extract_reduced(run, decoded, entry, None if crop is None else list(crop), backbone)
             n_extracted += 1
+        kept.append(i)
+        shas.append(sha)
         rows.append(row)
         globals_.append(g)
         if i == len(items) // 2:
@@ -137,6 +151,54 @@ def extract_pack(
     if backbone != "sift":
         global_desc = np.stack(globals_) if globals_ else np.zeros((0, global_dim), np.float32)
     seconds = time.time() - t0
+    write = dict(xv=xv, backbone=backbone, backbone_config=backbone_config, k=k, dim=dim, extra=extra)
+    counts = dict(extracted=n_extracted, copied=n_copied, seconds=round(seconds, 3), hash_seconds=round(t_hash, 3))
+    if bad:
+        # keep what was computed: the good items become a pack of their own, which the next plan finds
+        good = [items[i] for i in kept]
+        note = "no other image of this job was extracted"
+        if good:
+            pack = pack_id(xv, good)
+            _write_pack(out_h5.parent / f"{pack}.h5", good, rows, global_desc, shas, {}, counts, **write)
+            note = f"the features of the other {len(good)} image(s) of this job are kept in the feature cache ({pack})"
+        error = FileNotFoundError if all(b.startswith(_NOT_FOUND) for b in bad) else BadImageError
+        raise error(
+            "\n".join(bad)
+            + f"\n({len(bad)} bad image(s) of {len(items)} in this job; {note}: remove or replace the file(s), or set "
+            "on_bad_image: skip, and run again)"
+        )
+    meta = _write_pack(out_h5, items, rows, global_desc, shas, skipped, counts, index_path=out_index, **write)
+    log.info(
+        "pack %s: %d images, %d extracted, %d found in the cache under another name; %.1f s (hashing %.2f s)",
+        out_h5.stem,
+        len(items),
+        n_extracted,
+        n_copied,
+        seconds,
+        t_hash,
+    )
+    return meta
+
+
+def _write_pack(
+    out_h5: Path,
+    items: Sequence[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    global_desc: np.ndarray | None,
+    shas: Sequence[str],
+    skipped: dict[str, str],
+    counts: dict[str, Any],
+    *,
+    xv: str,
+    backbone: str,
+    backbone_config: dict[str, Any],
+    k: int,
+    dim: int,
+    extra: dict[str, Any],
+    index_path: Path | None = None,
+) -> dict[str, Any]:
+    """Write a pack: its .h5 (one row per item), then its sidecar (``index_path``, default ``{pack}.json`` next to
+    it), which makes it part of the cache. Returns the sidecar."""
     write_local_chunk(
         out_h5,
         rows,
@@ -149,32 +211,11 @@ def extract_pack(
             "version": xv,
             "pack": out_h5.stem,
             "skipped": json.dumps([{"path": items[int(i)]["path"], "reason": r} for i, r in skipped.items()]),
-            "seconds": seconds,
+            "seconds": counts["seconds"],
             **extra,
         },
         global_desc=global_desc,
     )
-    meta = pack_sidecar(
-        items,
-        shas,
-        xv,
-        out_h5.stem,
-        backbone,
-        backbone_config,
-        skipped,
-        extracted=n_extracted,
-        copied=n_copied,
-        seconds=round(seconds, 3),
-        hash_seconds=round(t_hash, 3),
-    )
-    write_json(out_index, meta)
-    log.info(
-        "pack %s: %d images, %d extracted, %d found in the cache under another name; %.1f s (hashing %.2f s)",
-        out_h5.stem,
-        len(items),
-        n_extracted,
-        n_copied,
-        seconds,
-        t_hash,
-    )
+    meta = pack_sidecar(items, shas, xv, out_h5.stem, backbone, backbone_config, skipped, **counts)
+    write_json(index_path or out_h5.with_suffix(".json"), meta)
     return meta
