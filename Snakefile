@@ -1,6 +1,7 @@
 # Instance-level image retrieval: from folders of photos to ranked results and Revisited Oxford/Paris metrics.
 #   snakemake --cores all results/demo_global.json
 #   snakemake --cores all results/{dataset}_{method}.json --config data_root=DIR
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -9,7 +10,17 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
-validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+try:
+    validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+except WorkflowError:
+    # Snakemake prints the whole schema and configuration after the first problem: say every problem in a line
+    sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
+    from retrieval.config_errors import describe_errors
+
+    text = describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+    if not text:
+        raise
+    raise WorkflowError(text) from None
 
 
 include: "rules/common.smk"

@@ -162,6 +162,9 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, pattern):
     cfg.write_text(override)
     proc = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(cfg), check=False)
     assert proc.returncode != 0 and re.search(pattern, proc.stdout + proc.stderr)
+    # the problem in a line, not Snakemake's dump of the whole schema and configuration (4,000+ lines)
+    out = proc.stdout + proc.stderr
+    assert "invalid configuration (1 problem(s)" in out and len(out.splitlines()) < 30
     assert not (tmp_path / "results").exists()
 
 

@@ -1,0 +1,69 @@
+"""Configuration errors in a few lines: what is wrong, at which key, and what was probably meant.
+
+Snakemake's ``validate`` reports the first schema violation followed by the whole schema and the whole
+configuration (thousands of lines for a misspelt top-level key). The Snakefile calls :func:`describe_errors` when
+``validate`` fails and raises its text instead. The schema is checked with ``jsonschema`` (the library Snakemake
+itself uses); this module only words the result.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+MAX_VALUE_CHARS = 120
+_NON_STRING_TYPES = {"integer", "number", "boolean", "object", "array", "null"}
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+
+
+def _line(error: jsonschema.ValidationError) -> str:
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        lines = []
+        for name in sorted(set(error.instance) - set(allowed)):
+            where = f"{key}.{name}" if error.absolute_path else name
+            close = difflib.get_close_matches(str(name), allowed, n=2, cutoff=0.75)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            lines.append(f"  {where}: unknown key{hint} (allowed here: {', '.join(allowed)})")
+        return "\n".join(lines)
+    message = error.message
+    if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
+        message = f"{_short(error.instance)} is not valid ({error.validator}: {_short(error.validator_value)})"
+    line = f"  {key}: {message}"
+    wanted = error.validator_value if error.validator == "type" else None
+    wanted = {wanted} if isinstance(wanted, str) else set(wanted or [])
+    if isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
+        line += (
+            " (a value given with --config arrives as text unless it reads as a YAML number or boolean, and the"
+            " values inside a nested --config KEY='{...}' stay text: put nested keys in a YAML file and pass it"
+            " with --configfile)"
+        )
+    return line
+
+
+def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
+    """Every schema violation of ``config``, one line each (an unknown key with the closest allowed names), under
+    a header that says where the configuration comes from; ``""`` when there is none."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if not errors:
+        return ""
+    lines = [_line(e) for e in errors]
+    return (
+        f"invalid configuration ({len(errors)} problem(s); config/config.yaml, then every --configfile, then "
+        f"--config, merged in that order; config/{Path(schema_path).name} describes every key):\n" + "\n".join(lines)
+    )
