@@ -73,6 +73,16 @@ def test_plain_folder_scan_takes_subfolders_and_skips_hidden_names(tmp_path):
     assert image_folders(root) == [root / "jpg", root / "jpg" / "2024", sub]
 
 
+def test_image_list_may_name_absolute_paths_and_paths_outside_the_folder(tmp_path):
+    root = tmp_path / "photos"
+    _write_dataset(root, ["x"], [])
+    _write_dataset(tmp_path / "other", ["y", "z"], [])
+    (root / "image_list.txt").write_text(f"jpg/x.jpg\n../other/jpg/y.jpg\n{tmp_path / 'other' / 'jpg' / 'z.jpg'}\n")
+    lists, _ = build_image_lists(root, "photos")
+    assert [e["name"] for e in lists["db"]] == ["jpg/x.jpg", "../other/jpg/y.jpg", "../other/jpg/z.jpg"]
+    assert all(Path(e["path"]).is_file() for e in lists["db"])
+
+
 def test_crop_option(tmp_path):
     root = tmp_path / "ds"
     _write_dataset(root, ["a"], ["q"], [{"easy": [0], "hard": [], "junk": [], "bbx": [1.5, 2.5, 20.2, 25.7]}])

@@ -24,6 +24,7 @@ When several ground truths exist the first of ``gnd.json``, ``gnd_{dataset}.pkl`
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -244,8 +245,9 @@ def build_image_lists(
         q_paths = _read_list(root / "query_list.txt", root) if (root / "query_list.txt").is_file() else list(db_paths)
         if not db_paths:
             raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
-        db_names = [str(p.relative_to(root)) for p in db_paths]
-        q_names = [str(p.relative_to(root)) for p in q_paths]
+        # names relative to the folder; a list may also give absolute paths or paths outside it (../other/x.jpg)
+        db_names = [os.path.relpath(p, root) for p in db_paths]
+        q_names = [os.path.relpath(p, root) for p in q_paths]
     release = (
         {
             "db": _release_sizes(root / "test_gallery.txt", db_names),
