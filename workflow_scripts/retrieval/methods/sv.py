@@ -95,10 +95,15 @@ def ratio_matches_many(
     dt = torch.from_numpy(np.ascontiguousarray(d, np.float32))
     d_count = np.asarray(d_count, np.int64)
     step = max(1, chunk_entries // max(1, qn * t))  # images per product: bounds its memory
+    # one buffer for every product of the call: a fresh product per group, freed while the (small) matches of
+    # earlier calls stay allocated, fragmented the heap so that memory grew by about 45 MB per call (3.1 GB for
+    # 43 photos; measured on 30 landmarks-mini photos, 1.8 GB before and 0.34 GB after)
+    work = torch.empty(qn * min(step, m) * t)
     tops, idxs = [], []
     for a in range(0, m, step):
         b = min(m, a + step)
-        s = (qt @ dt[a:b].reshape(-1, dim).T).view(qn, b - a, t)  # (Qn, images, T) similarities
+        out = work[: qn * (b - a) * t].view(qn, (b - a) * t)
+        s = torch.mm(qt, dt[a:b].reshape(-1, dim).T, out=out).view(qn, b - a, t)  # (Qn, images, T) similarities
         # padded descriptors are never a neighbour; only their columns are written (a whole-block mask cost as
         # much as the top-2)
         for j in np.flatnonzero(d_count[a:b] < t):
