@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -14,6 +15,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 TINY = REPO / "config" / "presets" / "tiny.yaml"
+
+
+def with_overrides(config: dict, **overrides) -> dict:
+    """A deep copy of ``config`` with dotted keys overridden: with_overrides(c, **{"codebook.k": 32})."""
+    config = copy.deepcopy(config)
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        node = config
+        for k in path:
+            node = node[k]
+        node[last] = value
+    return config
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -1,10 +1,10 @@
 """Configuration errors in a line each (retrieval/config_errors.py), on the real schema and default configuration."""
 
-import copy
 from pathlib import Path
 
 import yaml
 
+from conftest import with_overrides
 from retrieval.config_errors import describe_errors
 
 REPO = Path(__file__).resolve().parents[2]
@@ -13,14 +13,7 @@ DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
 def _with(**changes):
-    config = copy.deepcopy(DEFAULT)
-    for key, value in changes.items():
-        *path, last = key.split(".")
-        node = config
-        for k in path:
-            node = node[k]
-        node[last] = value
-    return config
+    return with_overrides(DEFAULT, **changes)
 
 
 def test_the_default_configuration_has_no_error():

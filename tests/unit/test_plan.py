@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import with_overrides
 from retrieval import plan as p
 from retrieval.plan import Plan, PlanError
 
@@ -43,14 +44,7 @@ BASE = GOLDEN_CASES["default"]["config"]  # config/config.yaml as the schema val
 
 def configured(**overrides) -> dict:
     """The default configuration with dotted keys overridden: configured(**{"codebook.k": 32})."""
-    config = copy.deepcopy(BASE)
-    for key, value in overrides.items():
-        *path, last = key.split(".")
-        node = config
-        for k in path:
-            node = node[k]
-        node[last] = value
-    return config
+    return with_overrides(BASE, **overrides)
 
 
 def stages(plan: Plan, ds: str = "demo") -> dict[str, str]:
