@@ -73,7 +73,12 @@ def _one_to_one(qi: np.ndarray, di: np.ndarray, dd: np.ndarray) -> tuple[np.ndar
 
 
 def ratio_matches_many(
-    q: np.ndarray, d: np.ndarray, d_count: np.ndarray, ratio: float, chunk_entries: int = 1 << 22
+    q: np.ndarray,
+    d: np.ndarray,
+    d_count: np.ndarray,
+    ratio: float,
+    chunk_entries: int = 1 << 22,
+    work: Any = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``ratio_matches`` of one query against m database images at once: one matrix product and a top-2 per image.
 
@@ -83,7 +88,8 @@ def ratio_matches_many(
     (16 MB of float32 by default: 1000 x 1000-descriptor products ran at 100-110 GFLOP/s in groups of 4-8 images and
     at 47-62 in groups of 33, whose 132 MB output is written to fresh memory; README, "Speed"). Distances are computed
     as in ``ratio_matches`` (max(2 - 2 s, 0) from the similarity s), so the same matches come out up to the rounding
-    of the matrix product."""
+    of the matrix product. ``work``: a float32 torch tensor the products are written into (``verify_shortlists``
+    passes one for its whole run); without it, or when too small, one is allocated for the call."""
     import torch  # noqa: PLC0415
 
     m, t, dim = d.shape
@@ -95,10 +101,11 @@ def ratio_matches_many(
     dt = torch.from_numpy(np.ascontiguousarray(d, np.float32))
     d_count = np.asarray(d_count, np.int64)
     step = max(1, chunk_entries // max(1, qn * t))  # images per product: bounds its memory
-    # one buffer for every product of the call: a fresh product per group, freed while the (small) matches of
-    # earlier calls stay allocated, fragmented the heap so that memory grew by about 45 MB per call (3.1 GB for
-    # 43 photos; measured on 30 landmarks-mini photos, 1.8 GB before and 0.34 GB after)
-    work = torch.empty(qn * min(step, m) * t)
+    # the products are written into ``work`` (float32, reused across calls when given, else one per call): a fresh
+    # product per group, freed while the (small) matches of earlier calls stay allocated, fragmented the heap so
+    # that memory grew by about 45 MB per call (3.1 GB for 43 photos; README, "Spatial verification")
+    if work is None or work.numel() < qn * min(step, m) * t:
+        work = torch.empty(qn * min(step, m) * t)
     tops, idxs = [], []
     for a in range(0, m, step):
         b = min(m, a + step)
@@ -194,6 +201,9 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
     )
     q_n = np.minimum(q_count, qk).astype(np.int64)
     inliers = np.zeros((nq, k), np.int32)
+    import torch  # noqa: PLC0415 - as in ratio_matches_many
+
+    work = torch.empty(max(1 << 22, qk * dk))  # every similarity product of the run (ratio_matches_many)
     batch = 256
     progress = Progress(log, "spatial verification", len(needed), "database images")
     reads = time.time() - t0  # the query side
@@ -212,7 +222,8 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
         for r, js in by_query.items():
             sel = np.asarray(js)
             for j, mt in zip(
-                js, ratio_matches_many(q_descriptors[r, : q_n[r]], d_descriptors[sel], d_count[sel], cfg.ratio)
+                js,
+                ratio_matches_many(q_descriptors[r, : q_n[r]], d_descriptors[sel], d_count[sel], cfg.ratio, work=work),
             ):
                 matches[(r, j)] = mt
         for j, row in enumerate(rows):
