@@ -1,5 +1,7 @@
 """Spatial verification in the workflow (tiny preset): results contract, only the shortlist moves, re-run plan."""
 
+import csv
+
 import h5py
 import numpy as np
 import pytest
@@ -31,6 +33,18 @@ def test_sv_results_contract(tiny_run, tmp_path):
         counts = [inliers[r, pos[int(j)]] for j in ranks[r, :k]]
         assert counts == sorted(counts, reverse=True)
     assert res["timing"]["pairs"] == len(ranks) * k
+    # the neighbour CSV lists each verified image's inlier count (empty beyond the verified top k)
+    lists = load_json(tiny_run / res["artifacts"]["lists"])
+    with open(tiny_run / res["artifacts"]["neighbours_csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    index = {d["path"]: j for j, d in enumerate(lists["db"])}
+    qindex = {q["path"]: i for i, q in enumerate(lists["query"])}
+    for row in rows:
+        i, j, rank = qindex[row["query"]], index[row["image"]], int(row["rank"])
+        assert j == ranks[i, rank - 1]
+        pos = {int(x): c for c, x in enumerate(global_ranks[i, :k])}
+        assert row["inliers"] == (str(inliers[i, pos[j]]) if j in pos else "")
+    assert any(row["inliers"] not in ("", "0") for row in rows)
     # a change of the RANSAC threshold re-runs only the verification
     override = tmp_path / "sv.yaml"
     override.write_text("sv:\n  threshold: 8.0\n")

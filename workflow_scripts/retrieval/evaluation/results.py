@@ -91,15 +91,28 @@ def without_features(
     return ranking, scores, flags
 
 
-def write_neighbours_csv(path: str | Path, lists: dict[str, Any], ids: np.ndarray, sims: np.ndarray, top: int) -> None:
+def write_neighbours_csv(
+    path: str | Path,
+    lists: dict[str, Any],
+    ids: np.ndarray,
+    sims: np.ndarray,
+    top: int,
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> None:
     """``query,rank,image,score`` rows of the top ``top`` of each query; an image without features (or any pair of a
-    query without features) has the score ``-inf``: not a match."""
+    query without features) has the score ``-inf``: not a match. ``columns``: more integer columns, each given as
+    ``(pair_ids, values)``, both ``(n_queries, m)``: the value of (query i, database image ``pair_ids[i, c]``);
+    a listed image not among them gets an empty cell (e.g. beyond spatial verification's ``num_rerank``)."""
+    extra = columns or {}
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["query", "rank", "image", "score"])
+        w.writerow(["query", "rank", "image", "score", *extra])
         for qi, q in enumerate(lists["query"]):
+            lookups = [dict(zip(pair_ids[qi].tolist(), values[qi].tolist())) for pair_ids, values in extra.values()]
             for r in range(min(top, ids.shape[1])):
-                w.writerow([q["path"], r + 1, lists["db"][ids[qi, r]]["path"], f"{sims[qi, r]:.6f}"])
+                j = int(ids[qi, r])
+                cells = [lookup.get(j, "") for lookup in lookups]
+                w.writerow([q["path"], r + 1, lists["db"][j]["path"], f"{sims[qi, r]:.6f}", *cells])
 
 
 def write_ranking(path: str | Path, ranks: np.ndarray, n_db: int, extra: dict[str, np.ndarray] | None = None) -> None:
@@ -194,7 +207,7 @@ def write_results(
     result.update(flags or {})
     result["hyperparameters"] = ctx.hyperparameters
     result["versions"] = ctx.versions
-    result["artifacts"] = artifacts
+    result["artifacts"] = {"lists": str(ctx.lists_path), **artifacts}
     result["timing"] = timing
     write_json(ctx.out_json, result)
     return result
@@ -214,6 +227,7 @@ def write_reranked_evaluation(
     extra: dict[str, Any] | None = None,
     artifacts: dict[str, str] | None = None,
     flags: dict[str, Any] | None = None,
+    csv_columns: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Ranking file, neighbour CSV and results JSON of a method that re-orders the global ranking (or, for
     ``asmk``, replaces it): its metrics next to the global baseline's (:func:`write_results`).
@@ -221,14 +235,15 @@ def write_reranked_evaluation(
     ``ranking`` / ``scores``: ``(n_queries, n)`` database indices (int) and their scores, best first; ``base_ids``:
     the global ranking ``(n_queries, n)`` the baseline metrics come from. ``knn_path``: the neighbours file whose
     images without features rank last (recorded as ``artifacts.knn``). ``extra_datasets``: more per-query arrays
-    for the ranking file. ``flags`` replace the images-without-features fields computed from ``knn_path``.
+    for the ranking file. ``csv_columns``: more neighbour-CSV columns, values per (query, database
+    image) pair (see :func:`write_neighbours_csv`). ``flags`` replace the images-without-features fields computed from ``knn_path``.
     ``ctx.baseline_json`` must be set (ValueError otherwise)."""
     if ctx.baseline_json is None:
         raise ValueError(f"{method}: a re-ranked evaluation records its baseline, but the context has none")
     n_db = len(lists["db"])
     ranking, scores, computed = without_features(knn_path, lists, ranking, scores)
     write_ranking(ctx.out_ranking, ranking, n_db, extra_datasets)
-    write_neighbours_csv(ctx.out_csv, lists, ranking, scores, ctx.csv_top)
+    write_neighbours_csv(ctx.out_csv, lists, ranking, scores, ctx.csv_top, csv_columns)
     evaluation = baseline = None
     if gnd is not None:
         evaluation = evaluate_ground_truth(ranking, gnd, n_db, ctx.ks)

@@ -31,7 +31,7 @@ def evaluate_sv_stage(
             raise ValueError(f"{query_local} / {db_local}: row counts do not match {ctx.lists_path}")
         inliers, timing = verify_shortlists(fq, fd, ids, conf)
     ranking = rerank_by_inliers(ids, sims, inliers, conf.num_rerank)
-    # the CSV's score column is the global similarity, listed in the verified order
+    # the CSV's score column is the global similarity, listed in the verified order; inliers next to it
     write_reranked_evaluation(
         ctx,
         "sv",
@@ -50,4 +50,5 @@ def evaluate_sv_stage(
             db_desc=timing["db_desc"],
         ),
         extra_datasets={"inliers": inliers},
+        csv_columns={"inliers": (ids[:, : inliers.shape[1]], inliers)},
     )
