@@ -361,10 +361,20 @@ _PLANS = {}
 _PACKS = {}  # (xv, pack) -> {"items", "backbone", "config"}: what a planned pack job extracts
 
 
+_LISTS = {}  # dataset -> current_lists(dataset), once per DAG build (its inputs and the cache plan both ask)
+
+
 def current_lists(ds):
     """The dataset's lists as image_lists will write them: its lists.json when newer than every source and listed
     image, else built here (the same function; header reads only). None when they cannot be built (bad input:
     image_lists then fails with its own message)."""
+    ds = PLAN.canonical(ds)
+    if ds not in _LISTS:
+        _LISTS[ds] = _read_or_build_lists(ds)
+    return _LISTS[ds]
+
+
+def _read_or_build_lists(ds):
     path = PLAN.lists_json(ds)
     if os.path.isfile(path):
         lists = read_json(path)
