@@ -237,3 +237,21 @@ def test_sources_of_a_plain_folder_are_its_folders_or_its_lists(tmp_path):
     assert plan.folder_source("photos") == [str(root), str(root / "a"), str(root / "a" / "b")]
     (tmp_path / "photos" / "image_list.txt").write_text("jpg/x.jpg\n")
     assert plan.folder_source("photos") == [str(tmp_path / "photos" / "image_list.txt")]
+
+
+def test_sources_of_a_gnd_csv_dataset_include_its_scanned_folders(tmp_path):
+    """A gnd.csv dataset without image_list.txt takes every image under jpg/ as its database: a photo added there
+    (or to a subfolder) must re-plan the lists, so its folders are sources next to gnd.csv and query_boxes.csv."""
+    d = tmp_path / "coll"
+    (d / "jpg" / "sub").mkdir(parents=True)
+    (d / "gnd.csv").write_text("query,positive\n")
+    (d / "query_boxes.csv").write_text("query,x1,y1,x2,y2\n")
+    plan = Plan(configured(data_root=str(tmp_path)))
+    assert plan.folder_source("coll") == [
+        str(d / "gnd.csv"),
+        str(d / "query_boxes.csv"),
+        str(d / "jpg"),
+        str(d / "jpg" / "sub"),
+    ]
+    (d / "image_list.txt").write_text("jpg/x.jpg\n")  # a listed database: the list is the source, not the folders
+    assert plan.folder_source("coll") == [str(d / "gnd.csv"), str(d / "query_boxes.csv"), str(d / "image_list.txt")]

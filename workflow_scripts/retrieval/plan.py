@@ -402,10 +402,14 @@ class Plan:
         gt = ground_truth_path(d, ds)
         if ds in GLDV2_DOWNLOADABLE and (gt is None or os.path.isdir(os.path.join(d, "_download"))):
             return [os.path.join(d, ".download_complete")]  # absent or begun by the download rule: let it finish
-        if gt is not None and os.path.basename(gt) == "gnd.csv":  # its boxes and database list are inputs too
-            return [str(gt)] + [
+        if gt is not None and os.path.basename(gt) == "gnd.csv":
+            # its boxes and database list are inputs too; without a list the database is the scanned folder, whose
+            # folders (every one below it too) say when an image was added
+            listed = [
                 os.path.join(d, f) for f in ("query_boxes.csv", "image_list.txt") if os.path.isfile(os.path.join(d, f))
             ]
+            scanned = [] if os.path.isfile(os.path.join(d, "image_list.txt")) else image_folders(Path(d))
+            return [str(gt)] + listed + [str(p) for p in scanned]
         if gt is not None:
             return [str(gt)]
         if ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt")):
