@@ -48,6 +48,21 @@ def test_missing_listed_image_is_named(tmp_path):
         build_image_lists(root, "ds")
 
 
+def test_every_unreadable_image_is_named_at_once(tmp_path):
+    """Under on_bad_image: error the listing names all unreadable files (fixing them one run at a time was the
+    alternative); under skip they are listed as skipped, with size 0 x 0."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["a", "b"], [])
+    (root / "jpg" / "empty.jpg").write_bytes(b"")
+    (root / "jpg" / "notes.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match=r"2 unreadable image\(s\)") as err:
+        build_image_lists(root, "photos")
+    assert "empty.jpg" in str(err.value) and "notes.jpg" in str(err.value)
+    lists, _ = build_image_lists(root, "photos", on_bad_image="skip")
+    assert sorted({s["name"] for s in lists["skipped"]}) == ["jpg/empty.jpg", "jpg/notes.jpg"]
+    assert [(e["width"], e["height"]) for e in lists["db"]] == [(40, 30), (40, 30), (0, 0), (0, 0)]
+
+
 def test_plain_folder_without_ground_truth(tmp_path):
     root = tmp_path / "photos"
     _write_dataset(root, ["x", "y", "z"], [])

@@ -208,7 +208,9 @@ def build_image_lists(
     and its ground truth, if any. A non-JPEG image over ``max_pixels`` is a bad image (see images.py).
 
     ``on_bad_image="skip"``: a missing or unreadable image stays in the list (so ground-truth indices hold) with
-    size 0 x 0 and no box, is named in ``lists["skipped"]``, and gets no features at extraction."""
+    size 0 x 0 and no box, is named in ``lists["skipped"]``, and gets no features at extraction. ``"error"``:
+    FileNotFoundError naming the missing files, else ValueError naming every unreadable one (all of them, so that
+    one run finds them all)."""
     if on_bad_image not in ("error", "skip"):
         raise ValueError(f"on_bad_image must be 'error' or 'skip', not {on_bad_image!r}")
     skipped: list[dict[str, str]] = []
@@ -216,12 +218,11 @@ def build_image_lists(
     def size(p: Path, n: str, split: str) -> tuple[int, int]:
         if not p.is_file() and n in release.get(split, {}):
             return release[split][n]
-        if on_bad_image == "error":
-            return image_size(p, max_pixels)
         try:
             return image_size(p, max_pixels)
         except (FileNotFoundError, ValueError) as e:
-            log.warning("skipping %s image %s: %s", split, p, e)
+            if on_bad_image == "skip":
+                log.warning("skipping %s image %s: %s", split, p, e)
             skipped.append({"split": split, "name": n, "path": str(p), "reason": str(e)})
             return 0, 0
 
@@ -275,6 +276,14 @@ def build_image_lists(
         crop = query_box(bbx, w, h) if (bbx is not None and crop_queries and w > 0) else None
         n_cropped += crop is not None
         queries.append({"name": n, "path": str(p), "width": w, "height": h, "bbx": bbx, "crop": crop})
+    if skipped and on_bad_image == "error":
+        bad = list({s["path"]: s["reason"] for s in skipped}.values())  # a plain folder's queries are its images
+        shown = "\n".join(f"  {reason}" for reason in bad[:20])
+        more = f"\n  (and {len(bad) - 20} more)" if len(bad) > 20 else ""
+        raise ValueError(
+            f"{len(bad)} unreadable image(s) in {root}:\n{shown}{more}\n"
+            "remove or replace them, or set on_bad_image: skip (they then get no features and never match)"
+        )
     if gt is not None and gt.n_queries and not crop_queries:
         log.warning(
             "queries of %s are NOT cropped to their boxes (crop_queries: false); the revisitop "
