@@ -63,6 +63,22 @@ def test_every_unreadable_image_is_named_at_once(tmp_path):
     assert [(e["width"], e["height"]) for e in lists["db"]] == [(40, 30), (40, 30), (0, 0), (0, 0)]
 
 
+def test_query_box_outside_the_image_names_the_file_and_query(tmp_path, caplog):
+    """A box wholly outside its (40 x 30) query image is an error naming the ground-truth file and the query; one
+    reaching outside is clamped, with a warning that names it."""
+    root = tmp_path / "ds"
+    gnd = [{"easy": [0], "hard": [], "junk": [], "bbx": [50, 40, 60, 50]}]
+    _write_dataset(root, ["a"], ["q"], gnd)
+    with pytest.raises(ValueError, match=r"gnd\.json: query 'q': query box \[50\.0, 40\.0, 60\.0, 50\.0\] is empty"):
+        build_image_lists(root, "ds")
+    gnd[0]["bbx"] = [-5, 2, 90, 20]
+    (root / "gnd.json").write_text(json.dumps({"imlist": ["a"], "qimlist": ["q"], "gnd": gnd}))
+    with caplog.at_level("WARNING"):
+        lists, _ = build_image_lists(root, "ds")
+    assert lists["query"][0]["crop"] == [0, 2, 40, 20]
+    assert "1 query box(es) reach outside their image" in caplog.text and "q [-5.0, 2.0, 90.0, 20.0] -> [0, 2, 40, 20]" in caplog.text
+
+
 def test_plain_folder_without_ground_truth(tmp_path):
     root = tmp_path / "photos"
     _write_dataset(root, ["x", "y", "z"], [])

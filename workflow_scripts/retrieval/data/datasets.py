@@ -270,12 +270,28 @@ def build_image_lists(
         db.append(entry)
     queries = []
     n_cropped = 0
+    clamped = []
+    boxes_from = root / "query_boxes.csv" if gpath is not None and gpath.name == "gnd.csv" else gpath
     for i, (n, p) in enumerate(zip(q_names, q_paths)):
         w, h = size(p, n, "query")
         bbx = gt.gnd[i]["bbx"] if gt is not None else None
-        crop = query_box(bbx, w, h) if (bbx is not None and crop_queries and w > 0) else None
+        crop = None
+        if bbx is not None and crop_queries and w > 0:
+            try:
+                crop = query_box(bbx, w, h)
+            except ValueError as e:
+                raise ValueError(f"{boxes_from}: query {n!r}: {e}") from None
+            if min(bbx[0], bbx[1]) < 0 or bbx[2] > w or bbx[3] > h:
+                clamped.append(f"{n} {list(bbx)} -> {crop}")
         n_cropped += crop is not None
         queries.append({"name": n, "path": str(p), "width": w, "height": h, "bbx": bbx, "crop": crop})
+    if clamped:
+        log.warning(
+            "%s: %d query box(es) reach outside their image and were clamped to it: %s",
+            boxes_from,
+            len(clamped),
+            "; ".join(clamped[:10]) + (f"; ... ({len(clamped) - 10} more)" if len(clamped) > 10 else ""),
+        )
     if skipped and on_bad_image == "error":
         bad = list({s["path"]: s["reason"] for s in skipped}.values())  # a plain folder's queries are its images
         shown = "\n".join(f"  {reason}" for reason in bad[:20])
