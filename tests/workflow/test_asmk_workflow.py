@@ -103,3 +103,13 @@ def test_sv_reranks_an_asmk_shortlist(asmk_run, tmp_path):
     inl = h5py.File(wd / sv["artifacts"]["ranking"], "r")["inliers"][:]
     assert inl.shape == (glob["n_queries"], min(100, glob["n_db"])) and inl.max() > 0
     assert sv["versions"]["asmk_search"] == before["versions"]["asmk_search"]
+
+
+def test_report_lists_asmk(asmk_run, tmp_path):
+    """report.methods may name asmk (its schema refused it): the page has its row, with the results JSON's Medium."""
+    override = tmp_path / "report.yaml"
+    override.write_text("report:\n  methods: [global, asmk]\n")
+    snakemake(asmk_run, "results/report/demo.html", "--configfile", str(TINY), str(override))
+    page = (asmk_run / "results" / "report" / "demo.html").read_text()
+    res = load_json(asmk_run / "results" / "demo_asmk.json")
+    assert "<tr><td>asmk</td>" in page and f"{res['metrics']['mAP']['M']:.2f}" in page
