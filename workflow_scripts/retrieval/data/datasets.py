@@ -163,12 +163,30 @@ def image_folders(root: Path) -> list[Path]:
     return [base] + sorted(p for p in base.rglob("*") if p.is_dir() and not _hidden(p, base))
 
 
+# files a dataset folder holds besides its images: not worth a warning when a scan leaves them out
+_DATASET_FILE_SUFFIXES = (".csv", ".txt", ".json", ".pkl", ".mat", ".md", ".yaml", ".yml", ".h5")
+
+
 def _scan_images(root: Path) -> list[Path]:
-    """Every image under ``image_folder(root)``, subfolders included, hidden names skipped (sorted)."""
+    """Every image (by its suffix, any case: ``IMAGE_SUFFIXES``) under ``image_folder(root)``, subfolders included,
+    hidden names skipped (sorted). Other files (``.heic``, ``.jpe``, raw formats) are left out with one warning
+    naming them."""
     base = image_folder(root)
-    return sorted(
-        p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not _hidden(p, base)
+    files = [p for p in base.rglob("*") if not _hidden(p, base) and p.is_file()]
+    images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
+    other = sorted(
+        str(p.relative_to(base)) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES
     )
+    if other:
+        log.warning(
+            "%s: %d file(s) left out, not an image format read here (%s): %s%s",
+            base,
+            len(other),
+            " ".join(IMAGE_SUFFIXES),
+            ", ".join(other[:10]),
+            f", ... ({len(other) - 10} more)" if len(other) > 10 else "",
+        )
+    return images
 
 
 def _check_present(paths: list[Path], what: str) -> None:
