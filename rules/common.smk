@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 from snakemake.logging import logger
 
 from retrieval.data.datasets import build_image_lists
-from retrieval.names import DATASET_PATTERN, split_result_name
+from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
     AMES_LOGITS,
@@ -337,6 +337,16 @@ def compare_inputs(wildcards):
     inputs = {f"result_{m}": f"results/{ds}_{m}.json" for m in config["compare"]["methods"]}
     inputs["knn"] = PLAN.knn_path(ds)
     return inputs
+
+
+def checked_search_dir(wildcards):
+    """The search's versioned folder; a WorkflowError naming the allowed characters for a refused folder name."""
+    try:
+        check_dataset_name(wildcards.collection)
+        check_dataset_name(wildcards.photos)
+    except ValueError as e:
+        raise WorkflowError(str(e)) from None
+    return PLAN.search_dir(wildcards.collection, wildcards.photos)
 
 
 def search_inputs(wildcards):

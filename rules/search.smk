@@ -57,15 +57,19 @@ rule search_photos:
 
 rule publish_search:
     input:
-        csv=lambda w: f"{PLAN.search_dir(w.collection, w.photos)}/neighbours.csv",
-        html=lambda w: f"{PLAN.search_dir(w.collection, w.photos)}/sheet.html",
-        json=lambda w: f"{PLAN.search_dir(w.collection, w.photos)}/search.json",
+        csv=lambda w: f"{checked_search_dir(w)}/neighbours.csv",
+        html=lambda w: f"{checked_search_dir(w)}/sheet.html",
+        json=lambda w: f"{checked_search_dir(w)}/search.json",
     output:
         csv="results/search/{collection}/{photos}.csv",
         html="results/search/{collection}/{photos}.html",
         json="results/search/{collection}/{photos}.json",
     log:
         "logs/publish_search/{collection}/{photos}.log",
+    wildcard_constraints:
+        # any folder name matches, so that a refused one gets names.py's message instead of "no rule"
+        collection=r"[^/]+",
+        photos=r"[^/]+",
     localrule: True
     conda:
         ENV

@@ -201,3 +201,11 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
     assert (
         "coll: 0 of 27 images" in out and "extract_pack" not in _job_stats(out) and _job_stats(out)["merge_local"] == 2
     )
+
+
+@pytest.mark.parametrize("target", ["results/my photos_global.json", "results/search/demo/new photos.html"])
+def test_refused_folder_names_are_named_for_results_and_searches(tmp_path, target):
+    """A folder name with a space gets names.py's message for a search too (it used to be 'no rule to produce')."""
+    out = snakemake(tmp_path, "-n", target, check=False)
+    assert out.returncode != 0
+    assert "dataset name" in out.stderr + out.stdout and "[' '] are not allowed" in out.stderr + out.stdout
