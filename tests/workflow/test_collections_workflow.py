@@ -101,6 +101,7 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     with open(wd / "results" / "search" / "demo" / "newpics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 * min(20, len(names))
+    global_rows = rows
     firsts = {r["photo"].rsplit("/", 1)[1]: r for r in rows if r["rank"] == "1"}
     for i, p in enumerate(picked):
         assert firsts[f"new_{i}.jpg"]["image"] == p and float(firsts[f"new_{i}.jpg"]["similarity"]) > 0.99
@@ -121,10 +122,14 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     )
     with open(wd / "results" / "search" / "demo" / "newpics.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["photo", "rank", "image", "inliers"] and len(rows) == 30
+    global_similarity = {(r["photo"], r["image"]): r["similarity"] for r in global_rows}
+    assert list(rows[0]) == ["photo", "rank", "image", "similarity", "inliers"] and len(rows) == 30
     for i, p in enumerate(picked):
         mine = [r for r in rows if r["photo"].endswith(f"new_{i}.jpg")]
-        assert mine[0]["image"] == p and int(float(mine[0]["inliers"])) == max(int(float(r["inliers"])) for r in mine)
+        assert mine[0]["image"] == p and int(mine[0]["inliers"]) == max(int(r["inliers"]) for r in mine)
+    for r in rows:  # each listed image keeps its global similarity next to its inlier count
+        if (r["photo"], r["image"]) in global_similarity:
+            assert r["similarity"] == global_similarity[(r["photo"], r["image"])]
 
 
 def _job_stats(out):

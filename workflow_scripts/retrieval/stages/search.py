@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.evaluation.report import retrieved_images
+from retrieval.methods.ames.rerank import similarity_along
 from retrieval.methods.sv import SVConfig, rerank_by_inliers, verify_shortlists
 from retrieval.runtime import Manifest, atomic_path, read_json, write_json
 from retrieval.stores.global_store import read_neighbours
@@ -34,17 +35,20 @@ def write_search_csv(
     photos: list[dict[str, Any]],
     collection: list[dict[str, Any]],
     ids: np.ndarray,
-    scores: np.ndarray,
-    score_name: str,
+    similarity: np.ndarray,
+    inliers: np.ndarray | None = None,
 ) -> None:
-    """One row per (photo, rank): ``photo, rank, image, score`` plus the global ``similarity`` (paths as listed)."""
+    """One row per (photo, rank): ``photo, rank, image, similarity`` (paths as listed; the global similarity), and
+    with spatial verification ``inliers`` (an integer; 0 beyond the verified top). ``ids``, ``similarity`` and
+    ``inliers``: ``(n_photos, k)`` in the listed order."""
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["photo", "rank", "image", score_name])
+        w.writerow(["photo", "rank", "image", "similarity"] + (["inliers"] if inliers is not None else []))
         for qi, q in enumerate(photos):
             for r in range(ids.shape[1]):
-                w.writerow([q["path"], r + 1, collection[int(ids[qi, r])]["path"], f"{scores[qi, r]:.6f}"])
+                row = [q["path"], r + 1, collection[int(ids[qi, r])]["path"], f"{similarity[qi, r]:.6f}"]
+                w.writerow(row + ([int(inliers[qi, r])] if inliers is not None else []))
 
 
 def contact_sheet(
@@ -134,9 +138,10 @@ def search_stage(
             [[inliers[r, pos[(r, int(j))]] if (r, int(j)) in pos else 0 for j in new[r]] for r in range(ids.shape[0])],
             np.float32,
         )
+        sims = similarity_along(new, ids, sims)
         ids, score_name, extra = new, "inliers", {"sv": timing}
     seconds = time.time() - t0
-    write_search_csv(out_csv, q_list, db_list, ids, scores, score_name)
+    write_search_csv(out_csv, q_list, db_list, ids, sims, scores if rerank == "sv" else None)
     contact_sheet(
         out_html, f"{photos} searched in {collection}", q_list, db_list, ids, scores, score_name, top, max_photos
     )
