@@ -76,7 +76,10 @@ def test_query_box_outside_the_image_names_the_file_and_query(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         lists, _ = build_image_lists(root, "ds")
     assert lists["query"][0]["crop"] == [0, 2, 40, 20]
-    assert "1 query box(es) reach outside their image" in caplog.text and "q [-5.0, 2.0, 90.0, 20.0] -> [0, 2, 40, 20]" in caplog.text
+    assert (
+        "1 query box(es) reach outside their image" in caplog.text
+        and "q [-5.0, 2.0, 90.0, 20.0] -> [0, 2, 40, 20]" in caplog.text
+    )
 
 
 def test_files_of_other_formats_are_left_out_with_a_warning(tmp_path, caplog):
