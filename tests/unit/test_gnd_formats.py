@@ -64,7 +64,7 @@ def test_csv_ground_truth_converts_to_revisitop_structure(tmp_path):
     assert again.gnd == gt.gnd and again.image_dir == ""
 
 
-def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_path):
+def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_path, caplog):
     root = _csv_dataset(
         tmp_path / "mine",
         "query,positive\n"
@@ -72,7 +72,9 @@ def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_
         "queries/q1.jpg,\n",  # a query without positives
         queries=("queries/q1.jpg",),
     )
-    _, gt = build_image_lists(root, "mine")
+    with caplog.at_level("INFO"):
+        _, gt = build_image_lists(root, "mine")
+    assert "1 of 2 queries are also database images (their self-matches are junk): jpg/a.jpg" in caplog.text
     assert gt.gnd[0]["easy"] == [1] and gt.gnd[0]["junk"] == [0]  # its own row is ignored, not a miss
     assert gt.gnd[1] == {"easy": [], "hard": [], "junk": [], "bbx": None}
 

@@ -16,6 +16,7 @@ Every error names the file and, for CSV files, the line.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import posixpath
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from retrieval.data.gnd import GroundTruth
+
+log = logging.getLogger(__name__)
 
 GND_CSV = "gnd.csv"
 
@@ -166,6 +169,16 @@ def read_gnd_csv(
             g["junk"] = sorted(set(g["junk"]) | {db_index[q]})
         g["bbx"] = boxes.get(q)
         gnd.append(g)
+    in_db = [q for q in queries if q in db_index]
+    if in_db:
+        log.info(
+            "%s: %d of %d queries are also database images (their self-matches are junk): %s%s",
+            path,
+            len(in_db),
+            len(queries),
+            ", ".join(in_db[:5]),
+            ", ..." if len(in_db) > 5 else "",
+        )
     return GroundTruth(list(db_names), list(queries), gnd, None, str(path), image_dir="")
 
 
