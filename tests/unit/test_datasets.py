@@ -83,16 +83,16 @@ def test_query_box_outside_the_image_names_the_file_and_query(tmp_path, caplog):
 
 
 def test_files_of_other_formats_are_left_out_with_a_warning(tmp_path, caplog):
-    """An iPhone's .HEIC (not read here) is not listed, and the log names it; any case of a known suffix is listed."""
+    """A raw .CR2 (not read here) is not listed, and the log names it; any case of a known suffix is listed."""
     root = tmp_path / "photos"
     _write_dataset(root, ["x"], [])
     (root / "jpg" / "x.jpg").rename(root / "jpg" / "X.JPEG")
-    (root / "jpg" / "IMG_0001.HEIC").write_bytes(b"\0" * 64)
+    (root / "jpg" / "IMG_0001.CR2").write_bytes(b"\0" * 64)
     (root / "jpg" / "notes.txt").write_text("a dataset's own file: no warning")
     with caplog.at_level("WARNING"):
         lists, _ = build_image_lists(root, "photos")
     assert [e["name"] for e in lists["db"]] == ["jpg/X.JPEG"]
-    assert "1 file(s) left out" in caplog.text and "IMG_0001.HEIC" in caplog.text and "notes.txt" not in caplog.text
+    assert "1 file(s) left out" in caplog.text and "IMG_0001.CR2" in caplog.text and "notes.txt" not in caplog.text
 
 
 def test_plain_folder_without_ground_truth(tmp_path):

@@ -14,8 +14,8 @@ CONDA_NAME = {
     "matplotlib": "matplotlib-base",
 }
 PIP_ONLY = {"pytest", "ruff", "snakefmt"}  # test and lint tools: not in the environments the rules run in
-# not on conda-forge: the environments install these from PyPI in their pip section, with the same pins
-PIP_IN_CONDA = {"asmk", "pyaml"}
+# from PyPI in the environments' pip section, with the same pins (not on conda-forge; pillow-heif: its wheel bundles libheif)
+PIP_IN_CONDA = {"asmk", "pyaml", "pillow-heif"}
 
 
 def pip_pins() -> dict[str, str]:

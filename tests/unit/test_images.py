@@ -116,6 +116,32 @@ def test_exif_orientation_of_a_camera_jpeg(tmp_path):
     assert np.abs(np.rot90(rgb, 2) - up).mean() > 10 * err  # the wrong way up is far off
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_heic_as_an_iphone_writes_it_is_rotated_once(tmp_path, orientation):
+    """HEIC through pillow-heif: the file holds the stored pixels, the rotation as HEIF's irot property and the EXIF
+    orientation tag too (as iPhones write it). libheif applies irot; EXIF orientation must not be applied again."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    up = _original(96, 128)
+    p = tmp_path / f"IMG_{orientation}.HEIC"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    # pillow-heif writes the orientation of EXIF bytes as irot / imir and keeps the tag (an Exif object: the tag only)
+    Image.fromarray(np.ascontiguousarray(_stored_for(up, orientation))).save(
+        p, exif=exif.tobytes(), quality=-1, chroma=444
+    )
+    stored = Image.Exif()
+    stored.load(pillow_heif.open_heif(p).info["exif"])
+    assert stored[0x0112] == orientation  # the tag is in the file, as a camera's
+    assert image_header(p)[:2] == (up.shape[1], up.shape[0])  # the displayed size
+    rgb = load_rgb(p).astype(int)
+    assert rgb.shape == up.shape
+    err = np.abs(rgb - up).mean()
+    assert err < 6  # HEVC noise only
+    assert np.abs(np.rot90(rgb, 2) - up).mean() > 5 * err  # the wrong way up is far off
+    lists, _ = build_image_lists(tmp_path, "phone")  # listed as an image, with its displayed size
+    assert [(e["name"], e["width"], e["height"]) for e in lists["db"]] == [(p.name, 128, 96)]
+
+
 def _noisy16(u8, rng):
     """16-bit values that round to ``u8`` under v / 257 but not under Pillow's v >> 8 (its high byte)."""
     return (u8.astype(np.int64) * 257 + rng.integers(-128, 129, u8.shape)).clip(0, 65535).astype(np.uint16)

@@ -255,3 +255,17 @@ def test_sources_of_a_gnd_csv_dataset_include_its_scanned_folders(tmp_path):
     ]
     (d / "image_list.txt").write_text("jpg/x.jpg\n")  # a listed database: the list is the source, not the folders
     assert plan.folder_source("coll") == [str(d / "gnd.csv"), str(d / "query_boxes.csv"), str(d / "image_list.txt")]
+
+
+def test_lists_of_a_scanned_folder_are_versioned_by_the_image_suffixes(tmp_path, monkeypatch):
+    """A folder scan's lists depend on which suffixes count as images (HEIC was added): a longer set makes new lists
+    for a plain folder and a gnd.csv dataset, not for one whose ground truth names its images."""
+    for name, gt in (("plain", None), ("csv", "gnd.csv"), ("named", "gnd.json")):
+        (tmp_path / name / "jpg").mkdir(parents=True)
+        if gt:
+            (tmp_path / name / gt).write_text("query,positive\n" if gt == "gnd.csv" else "{}")
+    plan = Plan(configured(data_root=str(tmp_path)))
+    before = {n: plan.v_lists(n) for n in ("plain", "csv", "named", "demo")}
+    monkeypatch.setattr(p, "IMAGE_SUFFIXES", p.IMAGE_SUFFIXES + (".jxl",))
+    after = {n: Plan(configured(data_root=str(tmp_path))).v_lists(n) for n in before}
+    assert [n for n in before if before[n] != after[n]] == ["plain", "csv"]

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from retrieval.data.datasets import ground_truth_path, image_folders
+from retrieval.data.datasets import IMAGE_SUFFIXES, ground_truth_path, image_folders
 from retrieval.runtime import stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
@@ -139,6 +139,8 @@ class Plan:
             {"on_bad_image": "skip"} if self.config["on_bad_image"] == "skip" else {}
         )  # default: earlier versions hold
         decoder = {"decoder": DECODER_VERSION, "max_image_pixels": self.config["max_image_pixels"]}
+        # a scanned folder lists the files whose suffix is an image format read here (the set grew with HEIC)
+        scanned = {"image_suffixes": list(IMAGE_SUFFIXES)} if self.scans_folder(ds) else {}
         return stable_hash(
             {
                 "dataset": ds,
@@ -146,9 +148,23 @@ class Plan:
                 "crop_queries": self.config["crop_queries"],
                 **skip,
                 **decoder,
+                **scanned,
                 **self.gldv2_identity(),
             }
         )
+
+    def scans_folder(self, ds):
+        """Whether the dataset's database is a scan of its folder (a plain folder, or gnd.csv, without
+        image_list.txt), so which files count as images decides its lists. Not for the demo splits or datasets that
+        a rule downloads (their lists come from their own files)."""
+        ds = self.canonical(ds)
+        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE:
+            return False
+        d = self.dataset_dir(ds)
+        if not os.path.isdir(d) or os.path.isfile(os.path.join(d, "image_list.txt")):
+            return False
+        gt = ground_truth_path(d, ds)
+        return gt is None or os.path.basename(gt) == "gnd.csv"
 
     def gldv2_identity(self):
         """What in the gldv2 configuration changes a dataset's lists (nothing at the defaults: earlier versions hold)."""

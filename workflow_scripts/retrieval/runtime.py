@@ -247,6 +247,7 @@ def package_versions() -> dict[str, str]:
         "h5py",
         "scikit-image",
         "pillow",
+        "pillow-heif",
         "snakemake",
         "torch",
         "asmk",

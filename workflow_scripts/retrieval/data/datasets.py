@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif")
 
 
 DISTRACTOR_LIST = "revisitop1m.txt"

@@ -16,6 +16,10 @@ Rules (issue 14, item 1):
   (``max_image_pixels`` in the configuration; default 178,956,970, the size at which Pillow 13 refuses an image):
   a JPEG above it is reduced while decoding (libjpeg's DCT scaling via ``Image.draft``, by 2, 4 or 8, the
   smallest that fits), any other format above it is refused with ``BadImageError`` naming the file.
+* **HEIC / HEIF** (what iPhones write by default) is read through ``pillow-heif`` (libheif), registered with Pillow
+  here. libheif applies the file's own rotation and mirroring (the ``irot`` / ``imir`` properties, which the HEIF
+  format uses instead of EXIF orientation) and pillow-heif then reports EXIF orientation 1, so the picture is
+  rotated once, as a viewer shows it.
 * Every failure (missing, empty, truncated, not an image, over the cap) is a ``BadImageError`` (a ``ValueError``)
   whose message starts with the file's path; callers honour ``on_bad_image`` with it.
 """
@@ -31,6 +35,9 @@ from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from pillow_heif import register_heif_opener
+
+register_heif_opener()  # HEIC / HEIF through Pillow's own interface (pillow-heif's plugin)
 
 # Pillow 13 refuses images above 2 x Image.MAX_IMAGE_PIXELS (89,478,485): the same limit, now applied by us, so an
 # image Pillow could decode before still decodes, and one it refused gets a named error (JPEG: reduced instead).
