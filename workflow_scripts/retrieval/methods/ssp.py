@@ -16,11 +16,15 @@ is the naive baseline: same pipeline, cheaper features.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
 
 
 def fit_pq_anchors(
@@ -125,6 +129,17 @@ def train_adapter(
             {k: v.clone() for k, v in model.state_dict().items()},
         )
     curves = [{"epoch": 0, "train_loss": None, "val_loss": best[0]}]
+    log.info(
+        "SSP adapter %d x %d on %d images (%d held out): %d epochs x %d steps; held-out loss at the identity %.4f",
+        d,
+        d,
+        len(tr),
+        n_val,
+        cfg.epochs,
+        steps_per_epoch,
+        best[0],
+    )
+    t0 = time.time()
     for epoch in range(1, cfg.epochs + 1):
         order = tr[torch.randperm(len(tr), generator=g)]
         losses = []
@@ -141,5 +156,18 @@ def train_adapter(
         curves.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": v})
         if v < best[0]:
             best = (v, epoch, {k: t.clone() for k, t in model.state_dict().items()})
+        if epoch % 10 == 0 or epoch == cfg.epochs:  # progress about every tenth of the work, as other long steps
+            elapsed = time.time() - t0
+            log.info(
+                "epoch %d/%d: train loss %.4f, held-out %.4f (best %.4f at epoch %d); %.0f s, about %.0f s left",
+                epoch,
+                cfg.epochs,
+                curves[-1]["train_loss"],
+                v,
+                best[0],
+                best[1],
+                elapsed,
+                elapsed / epoch * (cfg.epochs - epoch),
+            )
     model.load_state_dict(best[2])
     return model, curves, best[1]
