@@ -67,3 +67,19 @@ def test_adapter_learns_a_linear_distortion_of_the_gallery_space(caplog):
     )
     for k, v in model.state_dict().items():  # deterministic for a seed
         torch.testing.assert_close(v, again.state_dict()[k])
+
+
+def test_adapter_training_stops_when_the_held_out_loss_stops_falling():
+    """Light descriptors equal to the gallery's: the identity start is already (nearly) optimal, the held-out loss
+    soon stops falling, so training stops ``patience`` epochs after its best epoch, long before the schedule ends,
+    and keeps that epoch; patience 0 runs every epoch."""
+    rng = np.random.default_rng(5)
+    gallery = rng.normal(size=(200, 16)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    anchors = fit_pq_anchors(gallery, m=4, nbits=3, min_points_per_centroid=10)
+    cfg = SSPTrainConfig(epochs=40, batch_size=32, lr=0.5, warmup_epochs=2, seed=0, patience=6)
+    _, curves, best = train_adapter(gallery, gallery, anchors, cfg)
+    assert curves[-1]["epoch"] == best + 6 < 40
+    assert all(c["val_loss"] >= curves[best]["val_loss"] for c in curves[best + 1 :])
+    _, all_curves, _ = train_adapter(gallery, gallery, anchors, SSPTrainConfig(**{**cfg.__dict__, "patience": 0}))
+    assert len(all_curves) == 41 and all_curves[: len(curves)] == curves  # the same run, cut short

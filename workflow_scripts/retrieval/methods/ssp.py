@@ -98,13 +98,18 @@ class SSPTrainConfig:
     tau: float = 0.1
     val_fraction: float = 0.1
     seed: int = 11
+    # stop once this many epochs in a row have not lowered the best held-out loss (the best epoch is kept either
+    # way); 0: every epoch. Longer than the warmup, so the learning rate has peaked before it can stop.
+    patience: int = 10
 
 
 def train_adapter(
     light: np.ndarray, gallery: np.ndarray, anchors: np.ndarray, cfg: SSPTrainConfig
 ) -> tuple[Adapter, list[dict[str, float]], int]:
     """SGD (Nesterov) with a linear warmup and cosine decay, lr scaled by batch/256 as SSP; the epoch with the lowest
-    loss on a held-out fraction of the (unlabelled) training images is kept."""
+    loss on a held-out fraction of the (unlabelled) training images is kept (epoch 0: the identity start). Training
+    stops early after ``cfg.patience`` epochs without a lower held-out loss (the schedule stays that of
+    ``cfg.epochs``). Returns the model, per-epoch curves and the kept epoch."""
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     n, d = light.shape
@@ -156,7 +161,8 @@ def train_adapter(
         curves.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": v})
         if v < best[0]:
             best = (v, epoch, {k: t.clone() for k, t in model.state_dict().items()})
-        if epoch % 10 == 0 or epoch == cfg.epochs:  # progress about every tenth of the work, as other long steps
+        stop = cfg.patience > 0 and epoch - best[1] >= cfg.patience
+        if stop or epoch % 10 == 0 or epoch == cfg.epochs:  # progress about every tenth of the work
             elapsed = time.time() - t0
             log.info(
                 "epoch %d/%d: train loss %.4f, held-out %.4f (best %.4f at epoch %d); %.0f s, about %.0f s left",
@@ -169,5 +175,8 @@ def train_adapter(
                 elapsed,
                 elapsed / epoch * (cfg.epochs - epoch),
             )
+        if stop:
+            log.info("early stop after epoch %d: %d epochs without a lower held-out loss", epoch, cfg.patience)
+            break
     model.load_state_dict(best[2])
     return model, curves, best[1]
