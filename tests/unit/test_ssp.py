@@ -52,7 +52,7 @@ def test_adapter_learns_a_linear_distortion_of_the_gallery_space(caplog):
             light, gallery, anchors, SSPTrainConfig(epochs=60, batch_size=32, lr=0.5, warmup_epochs=2, seed=0)
         )
     assert curves[best]["val_loss"] < 0.5 * curves[0]["val_loss"]  # the identity start is far worse
-    # progress every tenth of the epochs (a real adapter is 8192 x 8192: minutes on a CPU)
+    # progress every 10 epochs (a real adapter is 8192 x 8192: minutes on a CPU)
     assert [r.getMessage().split(":")[0] for r in caplog.records if r.getMessage().startswith("epoch ")] == [
         f"epoch {e}/60" for e in range(10, 61, 10)
     ]

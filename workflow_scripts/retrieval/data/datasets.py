@@ -169,8 +169,8 @@ _DATASET_FILE_SUFFIXES = (".csv", ".txt", ".json", ".pkl", ".mat", ".md", ".yaml
 
 def _scan_images(root: Path) -> list[Path]:
     """Every image (by its suffix, any case: ``IMAGE_SUFFIXES``) under ``image_folder(root)``, subfolders included,
-    hidden names skipped (sorted). Other files (``.heic``, ``.jpe``, raw formats) are left out with one warning
-    naming them."""
+    hidden names skipped (sorted). Other files (raw formats, ``.jpe``) are left out with one warning naming
+    them."""
     base = image_folder(root)
     files = [p for p in base.rglob("*") if not _hidden(p, base) and p.is_file()]
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -162,7 +162,7 @@ def train_adapter(
         if v < best[0]:
             best = (v, epoch, {k: t.clone() for k, t in model.state_dict().items()})
         stop = cfg.patience > 0 and epoch - best[1] >= cfg.patience
-        if stop or epoch % 10 == 0 or epoch == cfg.epochs:  # progress about every tenth of the work
+        if stop or epoch % 10 == 0 or epoch == cfg.epochs:  # progress every 10 epochs (a tenth of the default 100)
             elapsed = time.time() - t0
             log.info(
                 "epoch %d/%d: train loss %.4f, held-out %.4f (best %.4f at epoch %d); %.0f s, about %.0f s left",
