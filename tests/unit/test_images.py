@@ -8,6 +8,7 @@ import zlib
 import cv2
 import h5py
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -120,7 +121,6 @@ def test_exif_orientation_of_a_camera_jpeg(tmp_path):
 def test_heic_as_an_iphone_writes_it_is_rotated_once(tmp_path, orientation):
     """HEIC through pillow-heif: the file holds the stored pixels, the rotation as HEIF's irot property and the EXIF
     orientation tag too (as iPhones write it). libheif applies irot; EXIF orientation must not be applied again."""
-    pillow_heif = pytest.importorskip("pillow_heif")
     up = _original(96, 128)
     p = tmp_path / f"IMG_{orientation}.HEIC"
     exif = Image.Exif()
