@@ -111,6 +111,18 @@ def test_csv_image_list_restricts_the_database(tmp_path):
         ("query,positive\n../x.jpg,jpg/a.jpg\n", r"gnd\.csv:2: '\.\./x\.jpg' leaves the dataset folder"),
         ("query,positive\nqueries/q1.jpg,jpg/a.jpg,extra\n", r"gnd\.csv:2: 3 fields but the header has 2"),
         ("query,positive,kind\nqueries/q1.jpg,,hard\n", r"gnd\.csv:2: a kind \('hard'\) without a positive"),
+        (
+            "query,positive\nqueries/q1.jpg,\nqueries/q2.jpg,jpg/a.jpg\nqueries/q1.jpg,\n",
+            r"gnd\.csv:4: query 'queries/q1\.jpg' is already declared without positives on line 2",
+        ),
+        (
+            "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q1.jpg,\n",
+            r"gnd\.csv:3: a row without a positive for query 'queries/q1\.jpg', which has a positive on line 2",
+        ),
+        (
+            "query,positive\nqueries/q1.jpg,\nqueries/q1.jpg,jpg/b.jpg\n",
+            r"gnd\.csv:3: query 'queries/q1\.jpg' has a positive here but is declared without positives on line 2",
+        ),
         ("query,positive\n", r"gnd\.csv: no rows after the header"),
         ("", r"gnd\.csv: empty file"),
     ],

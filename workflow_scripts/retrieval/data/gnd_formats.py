@@ -123,7 +123,8 @@ def read_gnd_csv(
 
     Raises ValueError naming ``path:line`` for: a missing/unknown column, an unknown ``kind``, a positive that
     is not a database image, a query listed as its own positive, a (query, positive) pair given twice, a query
-    image that does not exist (``check_queries``), and for the boxes file's errors (:func:`read_query_boxes`).
+    image that does not exist (``check_queries``), a query declared without positives twice or with positives
+    too, and for the boxes file's errors (:func:`read_query_boxes`).
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
@@ -131,6 +132,8 @@ def read_gnd_csv(
     queries: dict[str, int] = {}
     labels: list[dict[str, list[int]]] = []
     seen: dict[tuple[str, str], int] = {}
+    first_positive: dict[str, int] = {}  # query -> line of its first positive
+    declared_empty: dict[str, int] = {}  # query -> line of its row without a positive
     for line, row in _rows(path, ("query", "positive"), ("kind",)):
         where = f"{path}:{line}"
         q = relative_name(row["query"], where)
@@ -143,7 +146,22 @@ def read_gnd_csv(
         if not row["positive"]:
             if row.get("kind"):
                 raise ValueError(f"{where}: a kind ({row['kind']!r}) without a positive")
+            if q in declared_empty:
+                raise ValueError(
+                    f"{where}: query {q!r} is already declared without positives on line {declared_empty[q]}"
+                )
+            if q in first_positive:
+                raise ValueError(
+                    f"{where}: a row without a positive for query {q!r}, which has a positive on line "
+                    f"{first_positive[q]}; remove this row"
+                )
+            declared_empty[q] = line
             continue
+        if q in declared_empty:
+            raise ValueError(
+                f"{where}: query {q!r} has a positive here but is declared without positives on line "
+                f"{declared_empty[q]}; remove that row"
+            )
         if kind not in KINDS:
             raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
         p = relative_name(row["positive"], where)
@@ -157,6 +175,7 @@ def read_gnd_csv(
         if (q, p) in seen:
             raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
         seen[q, p] = line
+        first_positive.setdefault(q, line)
         labels[queries[q]][kind].append(db_index[p])
     if not queries:
         raise ValueError(f"{path}: no rows after the header")
