@@ -35,4 +35,4 @@ format: $(STAMP)
 
 # Where the time went: wall and CPU seconds per rule, summed from the Snakemake benchmark files under benchmarks/.
 rule-times: $(STAMP)
-	cd workflow_scripts && ../$(VENV)/bin/python -m retrieval.benchmarks.rule_times ../benchmarks
+	cd workflow_scripts && ../$(VENV)/bin/python -m retrieval.evaluation.rule_times ../benchmarks

@@ -22,6 +22,7 @@ from retrieval.plan import (
     ASMK_CODEBOOK,
     ASMK_IVF,
     ASMK_SEARCH,
+    BENCH_EXTRACT,
     BENCH_KNN,
     BENCH_LOGITS,
     BENCH_SV,
@@ -325,6 +326,7 @@ def report_inputs(wildcards):
     if "sv" in methods:
         inputs["bench_sv"] = fill(BENCH_SV, dataset=ds, ver=PLAN.v_sv(ds))
     inputs["bench_knn"] = fill(BENCH_KNN, dataset=ds, ver=PLAN.v_knn(ds))
+    inputs["bench_extract"] = PLAN.extraction_benchmarks(ds)
     return inputs
 
 

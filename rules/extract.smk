@@ -13,7 +13,7 @@ rule extract_local:
     log:
         "logs/extract_local/{dataset}/{ver}/{side}_{chunk}.log",
     benchmark:
-        "benchmarks/extract_local/{dataset}/{ver}/{side}_{chunk}.tsv"
+        BENCH_EXTRACT
     conda:
         ENV
     threads: 1

@@ -9,13 +9,14 @@ from retrieval.evaluation.report import write_report  # noqa: E402
 
 inp = snakemake.input
 methods = snakemake.params.methods
+bench = [inp[k] for k in inp.keys() if k.startswith("bench_")]  # a file, or a list of them (extraction chunks)
 write_report(
     out_html=snakemake.output.html,
     dataset=snakemake.wildcards.dataset,
     result_paths={m: inp[f"result_{m}"] for m in methods},
     ranking_paths={m: inp[f"ranking_{m}"] for m in methods},
     curves_paths={k.removeprefix("curves_"): inp[k] for k in inp.keys() if k.startswith("curves_")},
-    benchmark_paths=[inp[k] for k in inp.keys() if k.startswith("bench_")],
+    benchmark_paths=[p for b in bench for p in ([b] if isinstance(b, str) else b)],
     lists_path=inp.lists,
     gnd_path=inp.gnd,
     n_queries=snakemake.params.n_queries,

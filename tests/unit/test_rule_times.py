@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.benchmarks.rule_times import markdown, rule_times
+from retrieval.evaluation.rule_times import markdown, rule_times
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 

@@ -5,6 +5,7 @@ import io
 import re
 
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import TINY, load_json, snakemake
@@ -34,4 +35,8 @@ def test_report_page(tiny_ames):
     for b in pngs:  # every figure decodes as a real, non-trivial image
         im = Image.open(io.BytesIO(base64.b64decode(b)))
         assert im.size[0] > 100 and im.size[1] > 50
-    assert "train_ames" in page and "evaluate_sv" in page
+    for rule in ("train_ames", "evaluate_sv", "ames_logits", "knn"):
+        assert f"<tr><td>{rule}</td>" in page, rule
+    # the demo's own extraction: every chunk of both sides
+    n_chunks = yaml.safe_load(TINY.read_text())["extract"]["n_chunks"]
+    assert f"<tr><td>extract_local</td><td>{2 * n_chunks}</td>" in page

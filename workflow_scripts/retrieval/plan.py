@@ -68,6 +68,7 @@ ASMK_SEARCH = "results/asmk_search/{dataset}/{ver}/knn.h5"
 SEARCH = "results/search/{collection}/{photos}/{ver}"
 SEARCH_KNN = SEARCH + "/knn.h5"
 # Snakemake's benchmark files that the report reads (per-job timings)
+BENCH_EXTRACT = "benchmarks/extract_local/{dataset}/{ver}/{side}_{chunk}.tsv"
 BENCH_KNN = "benchmarks/knn/{dataset}/{ver}.tsv"
 BENCH_SV = "benchmarks/evaluate_sv/{dataset}/{ver}.tsv"
 BENCH_TRAIN_AMES = "benchmarks/train_ames/{ver}.tsv"
@@ -399,6 +400,16 @@ class Plan:
 
     def chunk_paths(self, ds, ver, side):
         return [fill(CHUNK, dataset=ds, ver=ver, side=side, chunk=c) for c in range(self.config["extract"]["n_chunks"])]
+
+    def extraction_benchmarks(self, ds):
+        """The benchmark files of a dataset's own extraction chunks (both sides, extract.backbone), for the report;
+        none where the chunks are not its own: feature-cache packs (shared by every folder dataset, extracted
+        whenever a photo is first seen) and '{dataset}+1m' (the dataset's and the distractors' chunks)."""
+        if self.distractor_base(ds) is not None or self.uses_feature_cache(ds, self.config["extract"]["backbone"]):
+            return []
+        ver = self.v_local(ds)
+        n = self.config["extract"]["n_chunks"]
+        return [fill(BENCH_EXTRACT, dataset=ds, ver=ver, side=s, chunk=c) for s in ("db", "query") for c in range(n)]
 
     def knn_path(self, ds):
         return fill(KNN, dataset=ds, ver=self.v_knn(ds))

@@ -4,7 +4,6 @@ training curves and per-rule times. One self-contained file (figures embedded as
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import logging
@@ -17,6 +16,7 @@ from PIL import Image
 
 from retrieval.data.images import decode_image
 from retrieval.evaluation.compare import metric_set
+from retrieval.evaluation.rule_times import summarise
 from retrieval.runtime import atomic_path, read_json
 
 log = logging.getLogger(__name__)
@@ -235,22 +235,20 @@ def retrieved_images(
 
 
 def benchmark_table(paths: Sequence[str]) -> str:
-    rows = ["<tr><th>rule</th><th>jobs</th><th>wall s (sum)</th><th>CPU s (sum)</th><th>max RSS MB</th></tr>"]
-    agg: dict[str, list[float]] = {}
-    for p in paths:
-        rule = Path(p).parts[1]  # benchmarks/<rule>/...
-        with open(p) as fh:
-            rec = next(csv.DictReader(fh, delimiter="\t"))
-        a = agg.setdefault(rule, [0, 0.0, 0.0, 0.0])
-        a[0] += 1
-        a[1] += float(rec["s"])
-        a[2] += float(rec.get("cpu_time") or 0)
-        a[3] = max(a[3], float(rec.get("max_rss") or 0))
-    for rule, (n, s, cpu, rss) in agg.items():
-        rows.append(
-            f"<tr><td>{html.escape(rule)}</td><td>{n}</td><td>{s:.1f}</td><td>{cpu:.1f}</td><td>{rss:.0f}</td></tr>"
+    """The per-rule table (:mod:`retrieval.evaluation.rule_times`) of the given ``benchmarks/<rule>/...`` files."""
+    rows = summarise(paths, "benchmarks")
+    total = sum(r["seconds"] for r in rows)
+    out = [
+        "<tr><th>rule</th><th>jobs</th><th>wall s (sum)</th><th>share</th><th>longest job s</th><th>CPU s (sum)</th>"
+        "<th>peak RSS MB</th></tr>"
+    ]
+    for r in rows:
+        out.append(
+            f"<tr><td>{html.escape(r['rule'])}</td><td>{r['jobs']}</td><td>{r['seconds']:.1f}</td>"
+            f"<td>{100 * r['seconds'] / max(total, 1e-9):.0f}%</td><td>{r['longest_job_seconds']:.1f}</td>"
+            f"<td>{r['cpu_seconds']:.1f}</td><td>{r['max_rss_mb']:.0f}</td></tr>"
         )
-    return "<table>" + "".join(rows) + "</table>"
+    return "<table>" + "".join(out) + "</table>"
 
 
 def write_report(

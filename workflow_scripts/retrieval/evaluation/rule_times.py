@@ -3,7 +3,7 @@
 Every slow rule declares ``benchmark: "benchmarks/{rule}/..."`` (see rules/*.smk); Snakemake writes there a TSV with
 a header (``s``, ``h:m:s``, ``max_rss``, ..., ``cpu_time``) and one row per run. This module sums them per rule.
 
-    python -m retrieval.benchmarks.rule_times benchmarks/         (from workflow_scripts/; or `make rule-times`)
+    python -m retrieval.evaluation.rule_times benchmarks/         (from workflow_scripts/; or `make rule-times`)
 """
 
 from __future__ import annotations
@@ -11,15 +11,20 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
 def rule_times(root: str | Path) -> list[dict[str, Any]]:
     """Per rule (the first folder under ``root``): jobs, wall seconds summed and the longest job, CPU seconds,
     peak RSS (MB); sorted by wall seconds, largest first. Raises ValueError naming a file without an ``s`` column."""
+    return summarise(sorted(Path(root).rglob("*.tsv")), root)
+
+
+def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, Any]]:
+    """:func:`rule_times` over the given benchmark files, each under ``root`` (its first folder names the rule)."""
     root = Path(root)
     rows: dict[str, dict[str, Any]] = {}
-    for path in sorted(root.rglob("*.tsv")):
+    for path in map(Path, paths):
         with open(path, newline="") as f:
             reader = csv.DictReader(f, delimiter="\t")
             if reader.fieldnames is None or "s" not in reader.fieldnames:
