@@ -428,9 +428,15 @@ def feature_plan(ds, backbone, backbone_config):
                 _PACKS[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
                 _write_pack_plan(xv, pack, _PACKS[(xv, pack)])
             n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
+            renamed = (
+                f"; {plan.n_renamed} of them have the size and time of a cached file under another name (renamed or "
+                "moved?): hashed first, they are copied, not extracted, when their content is cached"
+                if plan.n_renamed
+                else ""
+            )
             logger.info(
                 f"feature cache {PLAN.cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
-                f"in {len(plan.new_packs)} job(s)"
+                f"in {len(plan.new_packs)} job(s){renamed}"
             )
         _PLANS[key] = (xv, plan, lists)
     return _PLANS[key]

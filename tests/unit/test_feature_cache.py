@@ -136,6 +136,14 @@ def test_adding_removing_replacing_and_moving_photos(tmp_path):
     shutil.copyfile(moved / "jpg" / "p00.png", moved / "jpg" / "q00.png")
     plan, metas = _run_plan(cache, _lists(moved))
     assert plan.n_new == 1 and metas[0]["extracted"] == 0 and metas[0]["copied"] == 1
+    assert plan.n_renamed == 0  # a copy has a new mtime: the plan cannot tell it from a new photo
+
+    # a photo renamed within the collection (size and mtime kept): planned, counted as probably renamed, copied
+    (moved / "jpg" / "p06.png").rename(moved / "jpg" / "r06.png")
+    _folder(moved, [50])  # and one truly new photo
+    plan, metas = _run_plan(cache, _lists(moved))
+    assert plan.n_new == 2 and plan.n_renamed == 1
+    assert sum(m["extracted"] for m in metas) == 1 and sum(m["copied"] for m in metas) == 1
 
 
 def test_assembled_store_equals_a_fresh_positional_extraction(tmp_path):

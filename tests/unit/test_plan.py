@@ -229,14 +229,18 @@ def test_the_deprecated_method_whiten_is_lw():
 
 def test_sources_of_a_plain_folder_are_its_folders_or_its_lists(tmp_path):
     """image_lists depends on every folder of a plain folder dataset (an image added to a subfolder changes only that
-    folder's mtime), hidden ones excluded; on its list files when it has them."""
+    folder's mtime), hidden ones excluded, unless image_list.txt lists its database; and on its list files."""
     root = tmp_path / "photos" / "jpg"
     (root / "a" / "b").mkdir(parents=True)
     (root / ".cache").mkdir()
     plan = Plan(configured(data_root=str(tmp_path)))
     assert plan.folder_source("photos") == [str(root), str(root / "a"), str(root / "a" / "b")]
+    # a query list alone: the database is still the scanned folder, so its folders stay sources
+    (tmp_path / "photos" / "query_list.txt").write_text("jpg/x.jpg\n")
+    folders = [str(root), str(root / "a"), str(root / "a" / "b")]
+    assert plan.folder_source("photos") == [str(tmp_path / "photos" / "query_list.txt")] + folders
     (tmp_path / "photos" / "image_list.txt").write_text("jpg/x.jpg\n")
-    assert plan.folder_source("photos") == [str(tmp_path / "photos" / "image_list.txt")]
+    assert plan.folder_source("photos") == [str(tmp_path / "photos" / f) for f in ("image_list.txt", "query_list.txt")]
 
 
 def test_sources_of_a_gnd_csv_dataset_include_its_scanned_folders(tmp_path):

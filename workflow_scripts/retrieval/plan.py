@@ -429,31 +429,23 @@ class Plan:
         gt = ground_truth_path(d, ds)
         if ds in GLDV2_DOWNLOADABLE and (gt is None or os.path.isdir(os.path.join(d, "_download"))):
             return [os.path.join(d, ".download_complete")]  # absent or begun by the download rule: let it finish
-        if gt is not None and os.path.basename(gt) == "gnd.csv":
-            # its boxes and database list are inputs too; without a list the database is the scanned folder, whose
-            # folders (every one below it too) say when an image was added
-            listed = [
-                os.path.join(d, f) for f in ("query_boxes.csv", "image_list.txt") if os.path.isfile(os.path.join(d, f))
-            ]
-            scanned = [] if os.path.isfile(os.path.join(d, "image_list.txt")) else image_folders(Path(d))
-            return [str(gt)] + listed + [str(p) for p in scanned]
-        if gt is not None:
+        if gt is not None and os.path.basename(gt) != "gnd.csv":
             return [str(gt)]
-        if ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt")):
+        if gt is None and ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt")):
             return [os.path.join(d, f"{DISTRACTORS}.txt")]
-        if ds in DOWNLOADABLE:
+        if gt is None and ds in DOWNLOADABLE:
             return [os.path.join(d, ".download_complete")]
         if not os.path.isdir(d):
             raise PlanError(
                 f"dataset '{ds}': folder {d} not found (data_root={self.config['data_root']}); put the images in "
                 f"{d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config data_root=DIR"
             )
-        # a plain folder: its list files, else the scanned folder and every folder below it (adding or removing an
-        # image changes the mtime of the folder that holds it)
-        listed = [
-            os.path.join(d, f) for f in ("image_list.txt", "query_list.txt") if os.path.isfile(os.path.join(d, f))
-        ]
-        return listed or [str(p) for p in image_folders(Path(d))]
+        # gnd.csv (with its boxes and database list) or a plain folder (its lists); where the database is a scan of
+        # the folder, every folder below it too: adding or removing an image changes the mtime of the folder holding it
+        lists = ("query_boxes.csv", "image_list.txt") if gt is not None else ("image_list.txt", "query_list.txt")
+        listed = [os.path.join(d, f) for f in lists if os.path.isfile(os.path.join(d, f))]
+        scanned = [str(p) for p in image_folders(Path(d))] if self.scans_folder(ds) else []
+        return ([str(gt)] if gt is not None else []) + listed + scanned
 
     def check_evaluable(self, ds):
         if self.canonical(ds) == DISTRACTORS:

@@ -163,6 +163,9 @@ class Plan:
 
     rows: dict[str, list[tuple[str, int]]]
     new_packs: dict[str, list[dict[str, Any]]]
+    # new items with the size and mtime of a cached file under another name (a photo renamed or moved within the
+    # collection): probably copied by their job once hashed, not extracted; counted for the plan's log line
+    n_renamed: int = 0
 
     def packs(self, split: str) -> list[str]:
         return sorted({p for p, _ in self.rows[split]})
@@ -188,6 +191,7 @@ def plan_extraction(
     planned together: an uncropped query that is a database image is one item."""
     todo: dict[tuple[str, tuple[int, ...] | None], dict[str, Any]] = {}
     pending: dict[str, list[Any]] = {}
+    cached_stats = {(size, mtime) for _, size, mtime in index.stat_sha}
     for split in splits:
         out: list[Any] = []
         for e in lists[split]:
@@ -225,7 +229,8 @@ def plan_extraction(
             for r, it in enumerate(part):
                 where[(it["path"], crop_key(it["crop"]))] = (pack, r)
     rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
-    return Plan(rows=rows, new_packs=new_packs)
+    n_renamed = sum((it["size"], it["mtime_ns"]) in cached_stats for it in items)
+    return Plan(rows=rows, new_packs=new_packs, n_renamed=n_renamed)
 
 
 def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
