@@ -52,7 +52,7 @@ rule backbone_global:
 rule import_global:
     input:
         src=lambda w: PLAN.import_file(w.dataset, w.side),
-        lists=lambda w: PLAN.lists_json(w.dataset),
+        lists=lambda w: PLAN.side_lists_json(w.dataset, w.side),
     output:
         descriptors=GLOBAL_IMPORT,
         manifest=beside(GLOBAL_IMPORT, "{side}.manifest.json"),

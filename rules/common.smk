@@ -30,6 +30,7 @@ from retrieval.plan import (
     BENCH_TRAIN_AMES_BINARY,
     CHUNK,
     CODEBOOK,
+    DB_LIST,
     DEMO_DATA,
     DEPRECATED_METHODS,
     DEMO_SPLITS,
@@ -184,16 +185,35 @@ def dataset_source(wildcards):
         }
     if ds in DEMO_SPLITS:
         return {"source": [f"{PLAN.dataset_dir(ds)}/gnd.json"]}
-    if PLAN.uses_feature_cache(ds, config["extract"]["backbone"]):
-        # the listed images too: a photo replaced in place (the folder's mtime unchanged) gets its new size
-        lists = current_lists(ds)
-        images = (
-            []
-            if lists is None
-            else sorted({e["path"] for s in ("db", "query") for e in lists[s] if os.path.exists(e["path"])})
-        )
-        return {"source": PLAN.folder_source(ds), "images": images}
-    return {"source": PLAN.folder_source(ds)}
+    if PLAN.database_apart(ds):
+        # the database list, its own rule's; the queries' files and the query images that are not database images
+        return {
+            "database": PLAN.database_json(ds),
+            "source": PLAN.query_source(ds),
+            "images": listed_images(ds, "query", exclude="db"),
+        }
+    return {"source": PLAN.folder_source(ds), "images": listed_images(ds, "db", "query")}
+
+
+def database_source(wildcards):
+    """The files a database listed apart depends on: image_list.txt or the scanned folders, and its images."""
+    ds = PLAN.canonical(wildcards.dataset)
+    if not PLAN.database_apart(ds):
+        raise WorkflowError(f"dataset '{ds}': its database is named by its ground truth, not listed apart")
+    return {"source": PLAN.database_source(ds), "images": listed_images(ds, "db")}
+
+
+def listed_images(ds, *sides, exclude=None):
+    """The images of the given sides of a dataset's current lists, when it uses the feature cache (none otherwise): a
+    photo replaced in place (the folder's mtime unchanged) then gets its new size. ``exclude``: leave out the images
+    of that side."""
+    if not PLAN.uses_feature_cache(ds, config["extract"]["backbone"]):
+        return []
+    lists = current_lists(ds)
+    if lists is None:
+        return []
+    skip = {e["path"] for e in lists[exclude]} if exclude else set()
+    return sorted({e["path"] for s in sides for e in lists[s] if e["path"] not in skip and os.path.exists(e["path"])})
 
 
 def lists_plus(wildcards):

@@ -5,7 +5,7 @@
 
 rule extract_local:
     input:
-        lists=lambda w: PLAN.lists_json(w.dataset),
+        lists=lambda w: PLAN.side_lists_json(w.dataset, w.side),
         release=ames_release_input,
         db_chunks=shared_db_chunks,
     output:

@@ -1,5 +1,30 @@
 # Image lists: db and query entries (path, size, query box) and the ground truth as gnd.json. '{dataset}+1m' stacks
-# the dataset's lists and the revisitop1m distractors' (queries and ground-truth indices unchanged).
+# the dataset's lists and the revisitop1m distractors' (queries and ground-truth indices unchanged). A plain folder's
+# or a gnd.csv dataset's database is listed first by its own rule (db.json), so that editing its queries or ground
+# truth re-runs only what reads them.
+
+
+rule database_list:
+    input:
+        unpack(database_source),
+    output:
+        db=DB_LIST,
+        manifest=beside(DB_LIST, "db.manifest.json"),
+    log:
+        PLAN.log_path("database_list"),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    params:
+        dataset_dir=lambda w: (check_version(w, PLAN.v_lists(w.dataset)), PLAN.dataset_dir(w.dataset))[1],
+        on_bad_image=config["on_bad_image"],
+        max_image_pixels=config["max_image_pixels"],
+        preset=PRESET,
+    script:
+        "../workflow_scripts/database_list.py"
 
 
 rule image_lists:

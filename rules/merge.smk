@@ -5,7 +5,7 @@
 
 rule merge_local:
     input:
-        lists=lambda w: PLAN.lists_json(w.dataset),
+        lists=lambda w: PLAN.side_lists_json(w.dataset, w.side),
         chunks=merge_chunks,
         images=merge_images,
     output:

@@ -36,4 +36,5 @@ else:
         # read from the configuration, not params: the lists' version path already carries the non-default gldv2
         # settings (common.smk gldv2_identity), and a new param would re-run every existing dataset's lists
         gldv2=snakemake.config["gldv2"],
+        database=snakemake.input.get("database"),
     )

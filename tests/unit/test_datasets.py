@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.data.datasets import build_image_lists, canonical_name, image_folders, query_box, with_distractors
+from retrieval.data.datasets import (
+    build_database_list,
+    build_image_lists,
+    canonical_name,
+    image_folders,
+    query_box,
+    with_distractors,
+)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "landmarks-mini"
 
@@ -175,3 +182,32 @@ def test_distractor_list_layout_and_stacking(tmp_path):
         with_distractors(blists, bgt.to_json(), blists | {"query": []}, "ds+1m")
     with pytest.raises(ValueError, match="has no queries"):
         with_distractors(blists, bgt.to_json(), blists, "ds+1m")
+
+
+def test_lists_from_a_database_listed_apart_equal_the_lists_built_in_one_piece(tmp_path):
+    """database_list's db.json, read back by image_lists, gives the lists built in one piece (sizes, queries that
+    are database images, skipped images under skip); a db.json of another folder and a dataset whose ground truth
+    names its database are refused, naming them."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["a", "b", "c"], [])
+    (root / "jpg" / "notes.jpg").write_text("not an image")
+    (root / "query_list.txt").write_text("jpg/a.jpg\njpg/notes.jpg\n")
+    for mode in ("skip", "error"):
+        if mode == "error":
+            with pytest.raises(ValueError, match=r"(?s)1 unreadable image\(s\).*notes\.jpg"):
+                build_database_list(root, "photos", on_bad_image=mode)
+            continue
+        db = json.loads(json.dumps(build_database_list(root, "photos", on_bad_image=mode)))
+        assert [e["name"] for e in db["db"]] == ["jpg/a.jpg", "jpg/b.jpg", "jpg/c.jpg", "jpg/notes.jpg"]
+        assert db["db"][0]["width"] == 40 and db["db"][3]["width"] == 0
+        whole, _ = build_image_lists(root, "photos", on_bad_image=mode)
+        apart, _ = build_image_lists(root, "photos", on_bad_image=mode, database=db)
+        assert apart == whole and [s["split"] for s in apart["skipped"]] == ["db", "query"]
+    other = tmp_path / "other"
+    _write_dataset(other, ["x"], [])
+    with pytest.raises(ValueError, match=r"the database list is of .*photos, not of .*other"):
+        build_image_lists(other, "other", database=db)
+    named = tmp_path / "named"
+    _write_dataset(named, ["a"], ["q"], [{"easy": [0], "hard": [], "junk": [], "bbx": None}])
+    with pytest.raises(ValueError, match=r"named by .*gnd\.json, not listed apart"):
+        build_database_list(named, "named")

@@ -261,6 +261,31 @@ def test_sources_of_a_gnd_csv_dataset_include_its_scanned_folders(tmp_path):
     assert plan.folder_source("coll") == [str(d / "gnd.csv"), str(d / "query_boxes.csv"), str(d / "image_list.txt")]
 
 
+def test_a_database_listed_apart_is_read_by_the_database_side_only(tmp_path):
+    """A plain folder's or gnd.csv dataset's database has its own list (db.json), which the database side's stages
+    read; its sources exclude the query-side files. A ground-truth file naming both sides, a demo split and a '+1m'
+    stack keep one list."""
+    for name, gt in (("plain", None), ("csv", "gnd.csv"), ("named", "gnd.json")):
+        (tmp_path / name / "jpg").mkdir(parents=True)
+        if gt:
+            (tmp_path / name / gt).write_text("query,positive\n" if gt == "gnd.csv" else "{}")
+    (tmp_path / "csv" / "query_boxes.csv").write_text("query,x1,y1,x2,y2\n")
+    plan = Plan(configured(data_root=str(tmp_path)))
+    apart = {n: plan.database_apart(n) for n in ("plain", "csv", "named", "demo", "csv+1m")}
+    assert apart == {"plain": True, "csv": True, "named": False, "demo": False, "csv+1m": False}
+    assert plan.side_lists_json("csv", "db") == plan.database_json("csv") != plan.lists_json("csv")
+    assert plan.side_lists_json("csv", "query") == plan.lists_json("csv")
+    assert plan.side_lists_json("named", "db") == plan.lists_json("named")
+    assert plan.database_json("csv").endswith("/db.json")
+    d = tmp_path / "csv"
+    assert plan.database_source("csv") == [str(d / "jpg")]
+    assert plan.query_source("csv") == [str(d / "gnd.csv"), str(d / "query_boxes.csv")]
+    assert plan.query_source("plain") == []
+    (d / "image_list.txt").write_text("jpg/x.jpg\n")
+    assert plan.database_source("csv") == [str(d / "image_list.txt")]
+    assert plan.query_source("csv") == [str(d / "gnd.csv"), str(d / "query_boxes.csv")]
+
+
 def test_lists_of_a_scanned_folder_are_versioned_by_the_image_suffixes(tmp_path, monkeypatch):
     """A folder scan's lists depend on which suffixes count as images (HEIC was added): a longer set makes new lists
     for a plain folder and a gnd.csv dataset, not for one whose ground truth names its images."""

@@ -2,6 +2,7 @@
 settings that used to emit faiss's -1 ids (nprobe 1 over few images), re-ranked by every shortlist reader."""
 
 import csv
+import json
 import re
 import shutil
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import TINY, copy_tree, load_json, snakemake
+from retrieval.data.datasets import build_image_lists
 
 pytestmark = pytest.mark.workflow
 
@@ -206,6 +208,42 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
     assert (
         "coll: 0 of 27 images" in out and "extract_pack" not in _job_stats(out) and _job_stats(out)["merge_local"] == 2
     )
+
+
+def test_a_ground_truth_edit_leaves_the_database_side_alone(tiny_run, tmp_path):
+    """A gnd.csv collection's database is listed by its own rule (db.json): editing gnd.csv (a new query, a changed
+    positive) re-runs the lists and the query side only, the database's list and store stay as they were, and the
+    lists equal those built in one piece; adding a photo re-lists the database."""
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    root = tmp_path / "data" / "marked"
+    jpgs = _folder(tiny_run, tmp_path / "data", "marked", 22)
+    (root / "queries").mkdir()
+    for p in jpgs[20:]:
+        (root / "jpg" / p.name).rename(root / "queries" / p.name)
+    q1, q2 = (f"queries/{p.name}" for p in jpgs[20:])
+    (root / "gnd.csv").write_text(f"query,positive\n{q1},jpg/{jpgs[0].name}\n")
+    base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}")
+    snakemake(wd, "results/marked_global.json", *base, timeout=1800)
+    (db_json,) = (wd / "results" / "lists" / "marked").glob("*/db.json")
+    db_store = next((wd / "results" / "local" / "marked").glob("*/db/local.h5"))
+    before = {p: p.stat().st_mtime_ns for p in (db_json, db_store)}
+
+    (root / "gnd.csv").write_text(f"query,positive\n{q1},jpg/{jpgs[1].name}\n{q2},jpg/{jpgs[2].name}\n")
+    stats = _job_stats(snakemake(wd, "-n", "results/marked_global.json", *base).stdout)
+    assert "database_list" not in stats and stats["image_lists"] == 1 and stats["merge_local"] == 1, stats
+    snakemake(wd, "results/marked_global.json", *base, timeout=1800)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    res = load_json(wd / "results" / "marked_global.json")
+    assert res["n_queries"] == 2 and res["metrics"] is not None
+    lists = load_json(db_json.parent / "lists.json")
+    whole, gt = build_image_lists(root, "marked")
+    assert lists == json.loads(json.dumps(whole)) and load_json(db_json.parent / "gnd.json") == gt.to_json()
+    assert gt.gnd[0]["easy"] == [gt.imlist.index(f"jpg/{jpgs[1].name}")]
+
+    shutil.copy(jpgs[21], root / "jpg" / "added.jpg")
+    stats = _job_stats(snakemake(wd, "-n", "results/marked_global.json", *base).stdout)
+    assert stats["database_list"] == 1 and stats["merge_local"] == 2, stats
 
 
 @pytest.mark.parametrize("target", ["results/my photos_global.json", "results/search/demo/new photos.html"])

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from retrieval.data.datasets import IMAGE_SUFFIXES, ground_truth_path, image_folders
+from retrieval.data.datasets import IMAGE_SUFFIXES, database_apart, ground_truth_path, image_folders
 from retrieval.runtime import stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
@@ -43,6 +43,7 @@ FEATURES = "results/features"
 DEMO_DATA = "results/demo_data/{ver}"
 LISTS = "results/lists/{dataset}/{ver}/lists.json"
 GND = "results/lists/{dataset}/{ver}/gnd.json"
+DB_LIST = "results/lists/{dataset}/{ver}/db.json"  # the database side alone, where it is listed apart
 CHUNK = "results/local/{dataset}/{ver}/{side}/chunk_{chunk}.h5"
 LOCAL = "results/local/{dataset}/{ver}/{side}/local.h5"
 CODEBOOK = "results/codebook/{dataset}/{ver}/codebook.npz"
@@ -153,6 +154,18 @@ class Plan:
                 **self.gldv2_identity(),
             }
         )
+
+    def database_apart(self, ds):
+        """Whether the dataset's database is listed by its own rule (``database_list``, ``db.json``), apart from its
+        queries and ground truth: a plain folder or a gnd.csv dataset (its database is image_list.txt or the scanned
+        folder). Editing gnd.csv, query_boxes.csv or query_list.txt then leaves the database side as it is."""
+        ds = self.canonical(ds)
+        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
+            return False
+        if self.distractor_base(ds) is not None:
+            return False
+        d = self.dataset_dir(ds)
+        return os.path.isdir(d) and database_apart(Path(d), ground_truth_path(d, ds))
 
     def scans_folder(self, ds):
         """Whether the dataset's database is a scan of its folder (a plain folder, or gnd.csv, without
@@ -391,6 +404,14 @@ class Plan:
     def lists_json(self, ds):
         return fill(LISTS, dataset=ds, ver=self.v_lists(ds))
 
+    def database_json(self, ds):
+        return fill(DB_LIST, dataset=ds, ver=self.v_lists(ds))
+
+    def side_lists_json(self, ds, side):
+        """The lists a stage of one side reads: the database list where it is listed apart (so a ground-truth edit
+        does not reach the database side), else the dataset's lists."""
+        return self.database_json(ds) if side == "db" and self.database_apart(ds) else self.lists_json(ds)
+
     def gnd_json(self, ds):
         return fill(GND, dataset=ds, ver=self.v_lists(ds))
 
@@ -446,6 +467,18 @@ class Plan:
         listed = [os.path.join(d, f) for f in lists if os.path.isfile(os.path.join(d, f))]
         scanned = [str(p) for p in image_folders(Path(d))] if self.scans_folder(ds) else []
         return ([str(gt)] if gt is not None else []) + listed + scanned
+
+    def database_source(self, ds):
+        """What a database listed apart depends on: image_list.txt, else the scanned folders."""
+        d = self.dataset_dir(ds)
+        listed = os.path.join(d, "image_list.txt")
+        return [listed] if os.path.isfile(listed) else [str(p) for p in image_folders(Path(d))]
+
+    def query_source(self, ds):
+        """What the queries and ground truth of a dataset whose database is listed apart depend on besides the
+        database list: gnd.csv and query_boxes.csv, or query_list.txt (none for a plain folder without one)."""
+        db = set(self.database_source(ds))
+        return [p for p in self.folder_source(ds) if p not in db]
 
     def check_evaluable(self, ds):
         if self.canonical(ds) == DISTRACTORS:

@@ -88,6 +88,88 @@ def database_of_folder(root: Path) -> list[Path]:
     return _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
 
 
+def database_apart(root: Path, gpath: Path | None) -> bool:
+    """Whether the dataset's database is listed without its queries and ground truth: a plain folder or a ``gnd.csv``
+    dataset, whose database is ``image_list.txt`` or the scanned folder. :func:`build_database_list` then lists it
+    on its own (the ``database_list`` rule), so editing the queries or the ground truth leaves the database side
+    alone. Not for a ground-truth file naming both sides, nor a distractor set."""
+    return (gpath is None or gpath.name == GND_CSV) and not (root / DISTRACTOR_LIST).is_file()
+
+
+def build_database_list(
+    dataset_dir: str | Path, name: str, on_bad_image: str = "error", max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> dict[str, Any]:
+    """The database list of a dataset whose database is listed apart (:func:`database_apart`): ``{"dataset",
+    "root", "db": [{"name", "path", "width", "height"}, ...]}`` (sizes as displayed, from the file headers), plus
+    ``on_bad_image`` and ``skipped`` under ``on_bad_image="skip"``, as in :func:`build_image_lists`.
+
+    Raises FileNotFoundError for a missing folder, an empty database or listed images that are missing, ValueError
+    naming every unreadable image (``on_bad_image="error"``) or for a dataset whose database is not listed apart."""
+    out, skipped = _database_list(dataset_dir, name, on_bad_image, max_pixels)
+    _raise_unreadable(skipped, Path(out["root"]), on_bad_image)
+    return out
+
+
+def _database_list(
+    dataset_dir: str | Path, name: str, on_bad_image: str, max_pixels: int
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """:func:`build_database_list` and its unreadable images, not raised (the caller names them with the queries')."""
+    root = Path(dataset_dir).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    gpath = ground_truth_path(root, name)
+    if not database_apart(root, gpath):
+        raise ValueError(f"{root}: the database is named by {gpath or root / DISTRACTOR_LIST}, not listed apart")
+    paths = database_of_folder(root)
+    if not paths:
+        if gpath is not None:
+            raise FileNotFoundError(
+                f"{gpath}: the database is empty (put images under {root / 'jpg'} or list them in image_list.txt)"
+            )
+        raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
+    if on_bad_image == "error":
+        _check_present(paths, "database")
+    skipped: list[dict[str, str]] = []
+    db = []
+    for p in paths:
+        # names relative to the folder; a list may also give absolute paths or paths outside it (../other/x.jpg)
+        n = Path(os.path.relpath(p, root)).as_posix()
+        w, h = _size_or_skip(p, n, "db", max_pixels, on_bad_image, skipped)
+        db.append({"name": n, "path": str(p), "width": w, "height": h})
+    out: dict[str, Any] = {"dataset": name, "root": str(root), "db": db}
+    if on_bad_image == "skip":
+        out["on_bad_image"] = "skip"
+        out["skipped"] = skipped
+    return out, skipped
+
+
+def _size_or_skip(
+    p: Path, n: str, split: str, max_pixels: int, on_bad_image: str, skipped: list[dict[str, str]]
+) -> tuple[int, int]:
+    """The image's displayed size; (0, 0) for a missing or unreadable one, recorded in ``skipped``."""
+    try:
+        return image_size(p, max_pixels)
+    except (FileNotFoundError, ValueError) as e:
+        if on_bad_image == "skip":
+            log.warning("skipping %s image %s: %s", split, p, e)
+        skipped.append({"split": split, "name": n, "path": str(p), "reason": str(e)})
+        return 0, 0
+
+
+def _raise_unreadable(skipped: list[dict[str, str]], root: Path, on_bad_image: str) -> None:
+    """Under ``on_bad_image="error"``, a ValueError naming every unreadable image at once (so one run finds them
+    all)."""
+    if not skipped or on_bad_image != "error":
+        return
+    bad = list({s["path"]: s["reason"] for s in skipped}.values())  # a plain folder's queries are its images
+    shown = "\n".join(f"  {reason}" for reason in bad[:20])
+    more = f"\n  (and {len(bad) - 20} more)" if len(bad) > 20 else ""
+    raise ValueError(
+        f"{len(bad)} unreadable image(s) in {root}:\n{shown}{more}\n"
+        "remove or replace them, or set on_bad_image: skip (they then get no features and never match)"
+    )
+
+
 def load_dataset_ground_truth(
     root: Path, gpath: Path, check_files: bool = True, gldv2: dict[str, Any] | None = None
 ) -> GroundTruth:
@@ -221,9 +303,14 @@ def build_image_lists(
     on_bad_image: str = "error",
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     gldv2: dict[str, Any] | None = None,
+    database: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], GroundTruth | None]:
     """The ``db`` and ``query`` lists of a dataset (paths, displayed sizes, query boxes in displayed coordinates)
     and its ground truth, if any. A non-JPEG image over ``max_pixels`` is a bad image (see images.py).
+
+    ``database``: for a dataset whose database is listed apart (:func:`database_apart`), its
+    :func:`build_database_list` (the ``database_list`` rule's ``db.json``), used as it is; built here when None.
+    A query that is a database image takes its size from there.
 
     ``on_bad_image="skip"``: a missing or unreadable image stays in the list (so ground-truth indices hold) with
     size 0 x 0 and no box, is named in ``lists["skipped"]``, and gets no features at extraction. ``"error"``:
@@ -231,67 +318,77 @@ def build_image_lists(
     one run finds them all)."""
     if on_bad_image not in ("error", "skip"):
         raise ValueError(f"on_bad_image must be 'error' or 'skip', not {on_bad_image!r}")
-    skipped: list[dict[str, str]] = []
-
-    def size(p: Path, n: str, split: str) -> tuple[int, int]:
-        if not p.is_file() and n in release.get(split, {}):
-            return release[split][n]
-        try:
-            return image_size(p, max_pixels)
-        except (FileNotFoundError, ValueError) as e:
-            if on_bad_image == "skip":
-                log.warning("skipping %s image %s: %s", split, p, e)
-            skipped.append({"split": split, "name": n, "path": str(p), "reason": str(e)})
-            return 0, 0
-
     root = Path(dataset_dir).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     gpath = ground_truth_path(root, name)
-    gt = load_dataset_ground_truth(root, gpath, on_bad_image == "error", gldv2) if gpath else None
-    if gt is not None:
-        db_paths = [image_file(root, n, gt.image_dir) for n in gt.imlist]
-        q_paths = [image_file(root, n, gt.image_dir) for n in gt.qimlist]
-        db_names, q_names = list(gt.imlist), list(gt.qimlist)
-    elif (root / DISTRACTOR_LIST).is_file():
-        db_names = [ln.strip() for ln in (root / DISTRACTOR_LIST).read_text().splitlines() if ln.strip()]
-        db_paths = [image_file(root, n) for n in db_names]
-        q_paths, q_names = [], []
-        if not db_paths:
-            raise ValueError(f"{root / DISTRACTOR_LIST}: names no images")
+    release: dict[str, dict[str, tuple[int, int]]] = {}
+    known: dict[str, tuple[int, int]] = {}  # path -> size of the database images listed apart
+    known_skipped: dict[str, list[dict[str, str]]] = {}
+    if database_apart(root, gpath):
+        if database is None:  # built here: its unreadable images are named with the queries'
+            database, skipped = _database_list(root, name, on_bad_image, max_pixels)
+        elif database["root"] != str(root):
+            raise ValueError(f"the database list is of {database['root']}, not of {root}")
+        else:
+            skipped = list(database.get("skipped", []))
+        db = [dict(e) for e in database["db"]]
+        db_names = [e["name"] for e in db]
+        known = {e["path"]: (e["width"], e["height"]) for e in db}
+        known_skipped = {x["path"]: [x] for x in skipped}
+        if gpath is not None:
+            gt: GroundTruth | None = read_gnd_csv(gpath, db_names, root, check_queries=on_bad_image == "error")
+            q_names = list(gt.qimlist)
+            q_paths = [image_file(root, n, gt.image_dir) for n in q_names]
+        else:
+            gt = None
+            listed = root / "query_list.txt"
+            q_paths = _read_list(listed, root) if listed.is_file() else [Path(e["path"]) for e in db]
+            q_names = [Path(os.path.relpath(p, root)).as_posix() for p in q_paths]
     else:
-        db_paths = database_of_folder(root)
-        q_paths = _read_list(root / "query_list.txt", root) if (root / "query_list.txt").is_file() else list(db_paths)
-        if not db_paths:
-            raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
-        # names relative to the folder; a list may also give absolute paths or paths outside it (../other/x.jpg)
-        db_names = [os.path.relpath(p, root) for p in db_paths]
-        q_names = [os.path.relpath(p, root) for p in q_paths]
-    release = (
-        {
-            "db": _release_sizes(root / "test_gallery.txt", db_names),
-            "query": _release_sizes(root / "test_query.txt", q_names),
-        }
-        if gt is not None
-        else {}
-    )
+        skipped = []
+        gt = load_dataset_ground_truth(root, gpath, on_bad_image == "error", gldv2) if gpath else None
+        if gt is not None:
+            db_paths = [image_file(root, n, gt.image_dir) for n in gt.imlist]
+            q_paths = [image_file(root, n, gt.image_dir) for n in gt.qimlist]
+            db_names, q_names = list(gt.imlist), list(gt.qimlist)
+            release = {
+                "db": _release_sizes(root / "test_gallery.txt", db_names),
+                "query": _release_sizes(root / "test_query.txt", q_names),
+            }
+        else:  # a distractor set
+            db_names = [ln.strip() for ln in (root / DISTRACTOR_LIST).read_text().splitlines() if ln.strip()]
+            db_paths = [image_file(root, n) for n in db_names]
+            q_paths, q_names = [], []
+            if not db_paths:
+                raise ValueError(f"{root / DISTRACTOR_LIST}: names no images")
+        if on_bad_image == "error":
+            _check_present(
+                [p for p, n in zip(db_paths, db_names) if n not in release["db"]] if release else db_paths, "database"
+            )
+        db = []
+        for i, (n, p) in enumerate(zip(db_names, db_paths)):
+            w, h = _size(p, n, "db", release, max_pixels, on_bad_image, skipped)
+            entry: dict[str, Any] = {"name": n, "path": str(p), "width": w, "height": h}
+            if gt is not None and gt.labels is not None:
+                entry["label"] = gt.labels[i]
+            db.append(entry)
     if on_bad_image == "error":
-        _check_present([p for p, n in zip(db_paths, db_names) if n not in release.get("db", {})], "database")
-        _check_present([p for p, n in zip(q_paths, q_names) if n not in release.get("query", {})], "query")
+        _check_present(
+            [p for p, n in zip(q_paths, q_names) if n not in release.get("query", {}) and str(p) not in known],
+            "query",
+        )
 
-    db = []
-    for i, (n, p) in enumerate(zip(db_names, db_paths)):
-        w, h = size(p, n, "db")
-        entry: dict[str, Any] = {"name": n, "path": str(p), "width": w, "height": h}
-        if gt is not None and gt.labels is not None:
-            entry["label"] = gt.labels[i]
-        db.append(entry)
     queries = []
     n_cropped = 0
     clamped = []
     boxes_from = root / "query_boxes.csv" if gpath is not None and gpath.name == "gnd.csv" else gpath
     for i, (n, p) in enumerate(zip(q_names, q_paths)):
-        w, h = size(p, n, "query")
+        if str(p) in known:  # a database image: its size (and under skip, its reason) as the database list has it
+            w, h = known[str(p)]
+            skipped += [{**x, "split": "query", "name": n} for x in known_skipped.get(str(p), [])]
+        else:
+            w, h = _size(p, n, "query", release, max_pixels, on_bad_image, skipped)
         bbx = gt.gnd[i]["bbx"] if gt is not None else None
         crop = None
         if bbx is not None and crop_queries and w > 0:
@@ -310,14 +407,7 @@ def build_image_lists(
             len(clamped),
             "; ".join(clamped[:10]) + (f"; ... ({len(clamped) - 10} more)" if len(clamped) > 10 else ""),
         )
-    if skipped and on_bad_image == "error":
-        bad = list({s["path"]: s["reason"] for s in skipped}.values())  # a plain folder's queries are its images
-        shown = "\n".join(f"  {reason}" for reason in bad[:20])
-        more = f"\n  (and {len(bad) - 20} more)" if len(bad) > 20 else ""
-        raise ValueError(
-            f"{len(bad)} unreadable image(s) in {root}:\n{shown}{more}\n"
-            "remove or replace them, or set on_bad_image: skip (they then get no features and never match)"
-        )
+    _raise_unreadable(skipped, root, on_bad_image)
     if gt is not None and gt.n_queries and not crop_queries:
         log.warning(
             "queries of %s are NOT cropped to their boxes (crop_queries: false); the revisitop "
@@ -346,6 +436,21 @@ def build_image_lists(
         lists["on_bad_image"] = "skip"
         lists["skipped"] = skipped
     return lists, gt
+
+
+def _size(
+    p: Path,
+    n: str,
+    split: str,
+    release: dict[str, dict[str, tuple[int, int]]],
+    max_pixels: int,
+    on_bad_image: str,
+    skipped: list[dict[str, str]],
+) -> tuple[int, int]:
+    """An image's displayed size: from an AMES release list when the image is not on disk, else its header."""
+    if not p.is_file() and n in release.get(split, {}):
+        return release[split][n]
+    return _size_or_skip(p, n, split, max_pixels, on_bad_image, skipped)
 
 
 def with_distractors(

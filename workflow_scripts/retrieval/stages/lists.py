@@ -1,4 +1,5 @@
-"""The ``demo_data``, ``image_lists`` and ``image_lists_1m`` stages: the demo dataset and the image lists."""
+"""The ``demo_data``, ``database_list`` and ``image_lists`` stages (with ``{dataset}+1m``'s): the demo dataset and
+the image lists."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from retrieval.data.datasets import build_image_lists, with_distractors
+from retrieval.data.datasets import build_database_list, build_image_lists, with_distractors
 from retrieval.data.demo import DemoConfig, generate_demo
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from retrieval.runtime import Manifest, read_json, write_json
@@ -27,6 +28,29 @@ def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, pr
     m.write(out_dir / "manifest.json", summary=summary)
 
 
+def make_database_list(
+    dataset_dir: str | Path,
+    dataset: str,
+    out_db: str | Path,
+    out_manifest: str | Path,
+    version: str,
+    preset: str,
+    on_bad_image: str = "error",
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> None:
+    """The database list of a plain folder or a gnd.csv dataset (``db.json``: see ``build_database_list``)."""
+    m = Manifest(
+        "database_list",
+        version,
+        {"dataset": dataset, "on_bad_image": on_bad_image, "max_image_pixels": max_image_pixels},
+        preset,
+    )
+    db = build_database_list(dataset_dir, dataset, on_bad_image, max_image_pixels)
+    log.info("%s: %d database images", dataset, len(db["db"]))
+    write_json(out_db, db)
+    m.write(out_manifest, outputs=[out_db], n_db=len(db["db"]), skipped_images=db.get("skipped", []))
+
+
 def make_image_lists(
     dataset_dir: str | Path,
     dataset: str,
@@ -39,8 +63,10 @@ def make_image_lists(
     on_bad_image: str = "error",
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     gldv2: dict[str, Any] | None = None,
+    database: str | Path | None = None,
 ) -> None:
-
+    """``lists.json`` and ``gnd.json``; ``database``: the ``database_list`` rule's ``db.json`` where the database is
+    listed apart (its entries are used as they are)."""
     m = Manifest(
         "image_lists",
         version,
@@ -53,7 +79,10 @@ def make_image_lists(
         },
         preset,
     )
-    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels, gldv2)
+    if database is not None:
+        m.add_input("database", database)
+    db = read_json(database) if database is not None else None
+    lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels, gldv2, db)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
     write_json(out_lists, lists)
