@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from retrieval.evaluation.report import grid_at, metrics_table, write_report
+from retrieval.evaluation.report import _thumb, grid_at, metrics_table, retrieved_images, write_report
 
 
 def gldv2_result(method, public, private, baseline=None):
@@ -115,3 +115,21 @@ def test_the_grid_is_read_at_the_chosen_geometric_weight():
     assert grid_at(rows, {"num_rerank": 5, "lambda": 0.5, "gamma": 1.0})[1] == 0.0  # no weight chosen: AMES alone
     plain = [{k: v for k, v in r.items() if k != "geometry_weight"} for r in rows[:2]]
     assert grid_at(plain, {"geometry_weight": 0.0}) == (plain, None)  # no geometric axis: the grid as it is
+
+
+def test_an_unreadable_image_is_drawn_crossed_out_in_its_place(tmp_path, caplog):
+    """An image skipped under on_bad_image: skip (truncated, missing) keeps its place in the report's and the
+    search's contact sheets as a crossed-out thumbnail, instead of failing the page."""
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.full((60, 80, 3), (200, 30, 30), np.uint8)).save(good)
+    data = good.read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    paths = [str(good), str(tmp_path / "truncated.jpg"), str(tmp_path / "missing.jpg")]
+    thumbs = [_thumb(p, 40, None) for p in paths]
+    assert thumbs[0][20, 20, 0] > 150 and thumbs[0][20, 20, 1] < 80  # the red photo
+    for t in thumbs[1:]:
+        assert t.shape == (40, 40, 3) and t[20, 20].tolist() == [120, 120, 120] and t[10, 25].tolist() == [225] * 3
+    assert "truncated.jpg" in caplog.text and "missing.jpg" in caplog.text
+    lists = {"query": [{"path": paths[1], "crop": None}], "db": [{"path": p} for p in paths]}
+    page = retrieved_images(np.array([[1, 0, 2]]), lists, None, [0], 3)
+    assert page.startswith("<img") and "base64" in page

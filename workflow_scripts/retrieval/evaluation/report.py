@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from retrieval.data.images import decode_image
+from retrieval.data.images import BadImageError, decode_image
 from retrieval.evaluation.compare import metric_set
 from retrieval.evaluation.rule_times import summarise
 from retrieval.runtime import atomic_path, read_json
@@ -187,15 +187,33 @@ def training_curves(curves: dict[str, list[dict[str, float]]]) -> str:
     return _img(_png(fig), "training curves")
 
 
-def _thumb(path: str, side: int, colour: tuple[int, int, int] | None, box=None) -> np.ndarray:
+def _unreadable(side: int) -> np.ndarray:
+    """The thumbnail of an image that cannot be decoded (one skipped under on_bad_image: skip): grey, crossed."""
+    a = np.full((side, side, 3), 225, np.uint8)
+    i = np.arange(side)
+    for d in (-1, 0, 1):
+        j = np.clip(i + d, 0, side - 1)
+        a[i, j] = a[i, side - 1 - j] = 120
+    return a
 
-    decoded = decode_image(path, "rgb")  # as displayed: the box is in displayed coordinates
-    im = Image.fromarray(decoded.pixels)
-    if box is not None:
-        fx, fy = decoded.factor
-        im = im.crop((round(box[0] * fx), round(box[1] * fy), round(box[2] * fx), round(box[3] * fy)))
-    im.thumbnail((side - 8, side - 8))
-    a = np.asarray(im)
+
+def _thumb(path: str, side: int, colour: tuple[int, int, int] | None, box=None) -> np.ndarray:
+    """A ``(side, side, 3)`` uint8 thumbnail framed in ``colour``; an unreadable image is drawn crossed out (it
+    still takes its place in a ranking)."""
+    try:
+        decoded = decode_image(path, "rgb")  # as displayed: the box is in displayed coordinates
+    except BadImageError as e:
+        log.warning("thumbnail of %s drawn crossed out: %s", path, e)
+        decoded = None
+    if decoded is None:
+        a = _unreadable(side - 8)
+    else:
+        im = Image.fromarray(decoded.pixels)
+        if box is not None:
+            fx, fy = decoded.factor
+            im = im.crop((round(box[0] * fx), round(box[1] * fy), round(box[2] * fx), round(box[3] * fy)))
+        im.thumbnail((side - 8, side - 8))
+        a = np.asarray(im)
     out = np.full((side, side, 3), 255, np.uint8)
     if colour is not None:
         out[:] = colour
