@@ -10,13 +10,16 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
+from retrieval.config_errors import coerce_booleans, describe_errors
+
+# --config KEY=false arrives as text: read boolean keys' text as YAML would
+config.update(coerce_booleans(config, os.path.join(workflow.basedir, "config/schema.yaml")))
+
 try:
     validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 except WorkflowError:
     # Snakemake prints the whole schema and configuration after the first problem: say every problem in a line
-    sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
-    from retrieval.config_errors import describe_errors
-
     text = describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"))
     if not text:
         raise

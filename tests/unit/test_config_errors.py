@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from conftest import with_overrides
-from retrieval.config_errors import describe_errors
+from retrieval.config_errors import coerce_booleans, describe_errors
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -32,8 +32,26 @@ def test_a_misspelt_key_is_named_with_its_path_and_the_closest_allowed_names():
 
 def test_wrong_types_and_ranges_name_the_key_and_text_from_the_command_line_gets_a_hint():
     text = describe_errors(_with(**{"extract.sift.k": "0", "sv.ratio": 7.0}), SCHEMA)
-    assert "extract.sift.k: '0' is not of type 'integer' (a value given with --config arrives as text" in text
+    assert "extract.sift.k: '0' is not of type 'integer' (if it was given with --config: Snakemake reads" in text
     assert "--configfile" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("  sv.ratio"))
     assert "7.0 is greater than the maximum" in line and "--config" not in line
     assert len(text.splitlines()) == 3
+
+
+def test_two_unknown_keys_at_one_level_count_as_two_problems():
+    config = _with(foo=1, bar=2)
+    config["sv"]["thresh"] = 3
+    config["sv"]["ratoi"] = 0.8
+    lines = describe_errors(config, SCHEMA).splitlines()
+    assert lines[0].startswith("invalid configuration (4 problem(s)") and len(lines) == 5
+
+
+def test_boolean_keys_given_as_text_are_read_as_yaml_reads_them():
+    """Snakemake's --config makes only True/False booleans: crop_queries=false arrived as 'false' and was refused."""
+    config = _with(crop_queries="false", **{"extract.cache": "Yes", "sv.ratio": "0.8", "data_root": "true"})
+    got = coerce_booleans(config, SCHEMA)
+    assert got["crop_queries"] is False and got["extract"]["cache"] is True
+    assert got["sv"]["ratio"] == "0.8" and got["data_root"] == "true"  # not boolean keys: left for the schema
+    assert describe_errors(coerce_booleans(_with(crop_queries="FALSE"), SCHEMA), SCHEMA) == ""
+    assert "crop_queries" in describe_errors(coerce_booleans(_with(crop_queries="maybe"), SCHEMA), SCHEMA)

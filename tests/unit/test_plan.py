@@ -298,3 +298,10 @@ def test_lists_of_a_scanned_folder_are_versioned_by_the_image_suffixes(tmp_path,
     monkeypatch.setattr(p, "IMAGE_SUFFIXES", p.IMAGE_SUFFIXES + (".jxl",))
     after = {n: Plan(configured(data_root=str(tmp_path))).v_lists(n) for n in before}
     assert [n for n in before if before[n] != after[n]] == ["plain", "csv"]
+
+
+def test_an_unsupervised_fit_that_names_no_dataset_is_refused_naming_the_key(tmp_path):
+    (tmp_path / "mine" / "jpg").mkdir(parents=True)
+    assert Plan(configured(data_root=str(tmp_path), unsupervised_fit="mine")).fit_split("demo") == "mine"
+    with pytest.raises(PlanError, match=r"unsupervised_fit: 'Self' is not self, training or cross, and no dataset"):
+        Plan(configured(data_root=str(tmp_path), unsupervised_fit="Self")).fit_split("demo")

@@ -47,11 +47,33 @@ def _line(error: jsonschema.ValidationError) -> str:
     wanted = {wanted} if isinstance(wanted, str) else set(wanted or [])
     if isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
         line += (
-            " (a value given with --config arrives as text unless it reads as a YAML number or boolean, and the"
-            " values inside a nested --config KEY='{...}' stay text: put nested keys in a YAML file and pass it"
-            " with --configfile)"
+            " (if it was given with --config: Snakemake reads a value there as a number, as True or False, or else"
+            " as text, and the values inside a nested --config KEY='{...}' stay text: put nested keys in a YAML"
+            " file and pass it with --configfile)"
         )
     return line
+
+
+_YAML_BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def coerce_booleans(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """``config`` with the text values of boolean keys read as YAML reads them (``true``, ``False``, ``yes``,
+    ``off``, any case): Snakemake's ``--config`` turns only ``True`` and ``False`` into booleans, so
+    ``--config crop_queries=false`` arrived as the text ``'false'``. Other values are left for the schema."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+
+    def walk(value: Any, node: dict[str, Any]) -> Any:
+        if isinstance(value, dict):
+            props = node.get("properties", {})
+            return {k: walk(v, props[k]) if k in props else v for k, v in value.items()}
+        types = node.get("type")
+        types = {types} if isinstance(types, str) else set(types or [])
+        if isinstance(value, str) and "boolean" in types and value.strip().lower() in _YAML_BOOLEANS:
+            return _YAML_BOOLEANS[value.strip().lower()]
+        return value
+
+    return walk(config, schema)
 
 
 def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
@@ -62,8 +84,8 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if not errors:
         return ""
-    lines = [_line(e) for e in errors]
+    lines = "\n".join(_line(e) for e in errors).splitlines()  # one line per problem (unknown keys: one each)
     return (
-        f"invalid configuration ({len(errors)} problem(s); config/config.yaml, then every --configfile, then "
+        f"invalid configuration ({len(lines)} problem(s); config/config.yaml, then every --configfile, then "
         f"--config, merged in that order; config/{Path(schema_path).name} describes every key):\n" + "\n".join(lines)
     )

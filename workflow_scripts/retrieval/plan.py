@@ -254,7 +254,14 @@ class Plan:
             return self.canonical(self.train)
         if mode == "cross":
             return CROSS.get(ds, self.canonical(self.train))
-        return self.canonical(mode)
+        named = self.canonical(mode)
+        known = named in DEMO_SPLITS or named in DOWNLOADABLE or named in GLDV2_DOWNLOADABLE
+        if not known and not os.path.isdir(self.dataset_dir(named)):
+            raise PlanError(
+                f"unsupervised_fit: {mode!r} is not self, training or cross, and no dataset folder "
+                f"{self.dataset_dir(named)} exists (data_root={self.config['data_root']})"
+            )
+        return named
 
     def lw_space(self):
         """Lw is learned on the training split's global descriptors, so it is applied in that split's space."""
