@@ -211,3 +211,25 @@ def test_lists_from_a_database_listed_apart_equal_the_lists_built_in_one_piece(t
     _write_dataset(named, ["a"], ["q"], [{"easy": [0], "hard": [], "junk": [], "bbx": None}])
     with pytest.raises(ValueError, match=r"named by .*gnd\.json, not listed apart"):
         build_database_list(named, "named")
+
+
+def test_an_empty_database_and_a_listed_folder_are_named_as_such(tmp_path):
+    root = tmp_path / "photos"
+    (root / "jpg").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"the database is empty: .*photos/jpg holds no images \(files ending"):
+        build_image_lists(root, "photos")
+    (root / "image_list.txt").write_text("# nothing yet\n")
+    with pytest.raises(FileNotFoundError, match=r"the database is empty: .*image_list\.txt lists no images"):
+        build_image_lists(root, "photos")
+    (root / "jpg" / "sub").mkdir()
+    (root / "image_list.txt").write_text("jpg/sub\n")
+    with pytest.raises(ValueError, match=r"1 database path\(s\) listed are folders, not images: .*jpg/sub"):
+        build_image_lists(root, "photos")
+
+
+def test_an_image_listed_twice_is_named_with_both_lines(tmp_path):
+    root = tmp_path / "photos"
+    _write_dataset(root, ["a", "b"], [])
+    (root / "image_list.txt").write_text("jpg/a.jpg\n\njpg/b.jpg\n./jpg/a.jpg\n")
+    with pytest.raises(ValueError, match=r"image_list\.txt:4: '\./jpg/a\.jpg' is already listed on line 1"):
+        build_image_lists(root, "photos")

@@ -144,6 +144,8 @@ def test_csv_malformed_files_name_file_and_line(tmp_path, rows, match):
         ("query,x1,y1,x2,y2\nqueries/q9.jpg,1,2,30,40\n", r"query_boxes\.csv:2: query 'queries/q9\.jpg' has no row"),
         ("query,x1,y1,x2,y2\nqueries/q1.jpg,10,2,5,40\n", r"query_boxes\.csv:2: box .* x2 > x1"),
         ("query,x1,y1,x2,y2\nqueries/q1.jpg,a,2,5,40\n", r"query_boxes\.csv:2: box coordinates must be numbers"),
+        ("query,x1,y1,x2,y2\nqueries/q1.jpg,1,2,5\n", r"query_boxes\.csv:2: no value for y2 \(a box is x1,y1,x2,y2"),
+        ("query,x1,y1\nqueries/q1.jpg,1,2\n", r"lacks column\(s\) \['x2', 'y2'\]; expected query,x1,y1,x2,y2$"),
     ],
 )
 def test_csv_malformed_boxes_name_file_and_line(tmp_path, boxes, match):

@@ -122,11 +122,16 @@ def _database_list(
         raise ValueError(f"{root}: the database is named by {gpath or root / DISTRACTOR_LIST}, not listed apart")
     paths = database_of_folder(root)
     if not paths:
-        if gpath is not None:
-            raise FileNotFoundError(
-                f"{gpath}: the database is empty (put images under {root / 'jpg'} or list them in image_list.txt)"
-            )
-        raise FileNotFoundError(f"{root}: no images found (expected jpg/ or image_list.txt)")
+        listed = root / "image_list.txt"
+        where = (
+            f"{listed} lists no images"
+            if listed.is_file()
+            else f"{image_folder(root)} holds no images (files ending in {', '.join(IMAGE_SUFFIXES)}, any case)"
+        )
+        raise FileNotFoundError(
+            f"{gpath or root}: the database is empty: {where}; put images under {root / 'jpg'} or list them in "
+            "image_list.txt"
+        )
     if on_bad_image == "error":
         _check_present(paths, "database")
     skipped: list[dict[str, str]] = []
@@ -224,8 +229,22 @@ def image_size(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[
 
 
 def _read_list(path: Path, root: Path) -> list[Path]:
-    lines = [ln.strip() for ln in path.read_text().splitlines()]
-    return [root / ln.split(",")[0] for ln in lines if ln and not ln.startswith("#")]
+    """The images of a list file (``image_list.txt``, ``query_list.txt``): one path per line (before any comma),
+    relative to ``root`` or absolute; blank lines and ``#`` comments skipped. An image listed twice is a ValueError
+    naming both lines."""
+    out: list[Path] = []
+    first: dict[str, int] = {}
+    for i, ln in enumerate(path.read_text().splitlines(), start=1):
+        ln = ln.strip()
+        if not ln or ln.startswith("#"):
+            continue
+        p = root / ln.split(",")[0].strip()
+        key = os.path.normpath(p)
+        if key in first:
+            raise ValueError(f"{path}:{i}: {ln.split(',')[0]!r} is already listed on line {first[key]}")
+        first[key] = i
+        out.append(p)
+    return out
 
 
 def _hidden(path: Path, base: Path) -> bool:
@@ -272,6 +291,10 @@ def _scan_images(root: Path) -> list[Path]:
 
 
 def _check_present(paths: list[Path], what: str) -> None:
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        more = f" (and {len(folders) - 5} more)" if len(folders) > 5 else ""
+        raise ValueError(f"{len(folders)} {what} path(s) listed are folders, not images: {folders[:5]}{more}")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""

@@ -73,7 +73,7 @@ def _rows(
         if missing:
             raise ValueError(
                 f"{path}:1: header {header} lacks column(s) {missing}; expected "
-                f"{','.join(required)}[,{','.join(optional)}]"
+                f"{','.join(required)}" + (f"[,{','.join(optional)}]" if optional else "")
             )
         unknown = [c for c in header if c not in required + optional]
         if unknown and not extra_columns:
@@ -101,6 +101,9 @@ def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[floa
             raise ValueError(f"{where}: query {q!r} has no row in {GND_CSV}")
         if q in boxes:
             raise ValueError(f"{where}: a second box for query {q!r} (the first is on line {first_line[q]})")
+        empty = [c for c in ("x1", "y1", "x2", "y2") if not row[c]]
+        if empty:
+            raise ValueError(f"{where}: no value for {', '.join(empty)} (a box is x1,y1,x2,y2 in pixels)")
         try:
             box = [float(row[c]) for c in ("x1", "y1", "x2", "y2")]
         except ValueError as e:
