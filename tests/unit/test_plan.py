@@ -305,3 +305,16 @@ def test_an_unsupervised_fit_that_names_no_dataset_is_refused_naming_the_key(tmp
     assert Plan(configured(data_root=str(tmp_path), unsupervised_fit="mine")).fit_split("demo") == "mine"
     with pytest.raises(PlanError, match=r"unsupervised_fit: 'Self' is not self, training or cross, and no dataset"):
         Plan(configured(data_root=str(tmp_path), unsupervised_fit="Self")).fit_split("demo")
+
+
+def test_a_table_of_metrics_is_refused_for_a_folder_without_ground_truth(tmp_path):
+    """compare needs metrics: a folder without ground truth is refused before any job runs, naming what to add."""
+    for name, gt in (("plain", None), ("csv", "gnd.csv")):
+        (tmp_path / name / "jpg").mkdir(parents=True)
+        if gt:
+            (tmp_path / name / gt).write_text("query,positive\n")
+    plan = Plan(configured(data_root=str(tmp_path)))
+    with pytest.raises(PlanError, match=r"the table needs metrics, and dataset 'plain' has no ground truth .*gnd\.csv"):
+        plan.check_ground_truth("plain", "the table")
+    for ds in ("csv", "demo", "roxford5k"):
+        plan.check_ground_truth(ds, "the table")

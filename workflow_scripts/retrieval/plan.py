@@ -487,6 +487,19 @@ class Plan:
         db = set(self.database_source(ds))
         return [p for p in self.folder_source(ds) if p not in db]
 
+    def check_ground_truth(self, ds, what):
+        """PlanError for a folder dataset without ground truth, which ``what`` (a target needing metrics) cannot use."""
+        c = self.distractor_base(self.canonical(ds)) or self.canonical(ds)
+        if c in DEMO_SPLITS or c in DOWNLOADABLE or c in GLDV2_DOWNLOADABLE:
+            return
+        d = self.dataset_dir(c)
+        if os.path.isdir(d) and ground_truth_path(d, c) is None:
+            raise PlanError(
+                f"{what} needs metrics, and dataset '{ds}' has no ground truth ({d} holds no gnd.json, "
+                f"gnd_{c}.pkl or gnd.csv): its results have rankings and neighbour lists only. Add a gnd.csv (see "
+                "the README, 'Other benchmarks and your own ground truth'), or ask for the results one by one"
+            )
+
     def check_evaluable(self, ds):
         if self.canonical(ds) == DISTRACTORS:
             raise PlanError(
