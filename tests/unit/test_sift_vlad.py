@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from retrieval.features.sift import SiftConfig, extract_sift, rootsift
-from retrieval.features.vlad import apply_whitening, fit_pca_whitening, identity_whitening, vlad, whitening_applies
+from retrieval.features.vlad import (
+    apply_whitening,
+    fit_pca_whitening,
+    identity_whitening,
+    train_codebook,
+    vlad,
+    whitening_applies,
+)
 from retrieval.search.exact import topk_neighbours
 
 
@@ -120,3 +127,19 @@ def test_whitening_is_learned_only_from_enough_images_per_component():
     # a learned one changes the vectors (and their dimension)
     w = fit_pca_whitening(x, 8)
     assert apply_whitening(x, w, 0.5).shape == (50, 8)
+
+
+def test_a_codebook_fitted_on_two_images_makes_their_vlads_opposite():
+    """The reason the codebook stage warns below FEW_FIT_IMAGES: each centroid is the mean of its descriptors, so the
+    images' residual sums cancel per word. Two images are (nearly) exactly opposite; N images about -1/(N-1) apart."""
+    rng = np.random.default_rng(0)
+    two = [rng.normal(size=(400, 16)).astype(np.float32) for _ in range(2)]
+    c = train_codebook(np.concatenate(two), 8, niter=50, seed=0)
+    a, b = (vlad(x, c, alpha=1.0) for x in two)
+    assert float(a @ b) < -0.95
+    many = [rng.normal(size=(150, 16)).astype(np.float32) for _ in range(30)]
+    c = train_codebook(np.concatenate(many), 8, niter=50, seed=0)
+    v = np.stack([vlad(x, c, alpha=1.0) for x in many])
+    s = v @ v.T
+    mean_off = (s.sum() - np.trace(s)) / (30 * 29)
+    assert -0.06 < mean_off < -0.01  # about -1/29

@@ -15,6 +15,9 @@ from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)
 
+# below this many images, a codebook fitted on them biases their VLAD similarities visibly (about -1/(N-1))
+FEW_FIT_IMAGES = 20
+
 
 def fit_codebook(
     local_path: str | Path,
@@ -45,6 +48,15 @@ def fit_codebook(
     if len(x) > max_descriptors:
         x = x[rng.choice(len(x), max_descriptors, replace=False)]
     log.info("codebook: k-means with k=%d on %d descriptors of %d images of %s", k, len(x), len(take), training_split)
+    if len(counts) < FEW_FIT_IMAGES:
+        log.warning(
+            "codebook: %s has only %d images. Each centroid is the mean of the descriptors assigned to it, so the "
+            "images' VLAD residuals cancel: with 2 images they are exactly opposite (similarity -1), with N about "
+            "-1/(N-1) apart on average. Similarities of a collection this small read low; fit on more images "
+            "(unsupervised_fit: training or a larger dataset's name)",
+            training_split,
+            len(counts),
+        )
     centroids = train_codebook(x, k, niter=niter, seed=seed)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
