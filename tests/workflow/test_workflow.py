@@ -287,6 +287,18 @@ def test_revisitop_layout_with_pickle_and_alias(tiny_run, tmp_path):
     )
     res = load_json(wd / "results" / "roxford_global.json")
     assert res["metrics"] == load_json(tiny_run / "results" / "demo_global.json")["metrics"]
+    # the alias asks for the canonical name's artifacts (it used to extract the database twice, once per name)
+    assert sorted(p.name for p in (wd / "results" / "local").iterdir() if p.name.startswith("rox")) == ["roxford5k"]
+    out = snakemake(
+        wd,
+        "-n",
+        "results/roxford5k_global.json",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"data_root={tmp_path / 'data'}",
+    ).stdout
+    assert re.search(r"publish\s+1\ntotal\s+1\n", out), out
     # '+1m' names the distractor variant of a dataset: a missing base dataset is named as such
     proc = snakemake(wd, "-n", "results/nowhere+1m_global.json", check=False)
     assert proc.returncode != 0 and "dataset 'nowhere': folder" in proc.stdout + proc.stderr

@@ -77,9 +77,18 @@ BENCH_TRAIN_AMES_BINARY = "benchmarks/train_ames_binary/{ver}.tsv"
 BENCH_LOGITS = "benchmarks/ames_logits/{dataset}/{ver}/{method}.tsv"
 
 
+def canonical(ds: str) -> str:
+    """A dataset's canonical name: ``roxford`` -> ``roxford5k`` (``ALIASES``), also under ``+1m``."""
+    if ds.endswith(PLUS):
+        return canonical(ds[: -len(PLUS)]) + PLUS
+    return ALIASES.get(ds, ds)
+
+
 def fill(pattern: str, **fields: Any) -> str:
-    """The pattern with the given fields filled in, the others left as wildcards: fill(EVAL, method="sv")."""
+    """The pattern with the given fields filled in, the others left as wildcards: fill(EVAL, method="sv"). Dataset
+    fields (``dataset``, ``space``) take the canonical name, so an alias asks for the same artifacts."""
     for k, v in fields.items():
+        v = canonical(str(v)) if k in ("dataset", "space") else v
         pattern = pattern.replace("{" + k + "}", str(v))
     return pattern
 
@@ -102,9 +111,7 @@ class Plan:
         self.val = config["ames"]["validation_split"]
 
     def canonical(self, ds):
-        if ds.endswith(PLUS):
-            return self.canonical(ds[: -len(PLUS)]) + PLUS
-        return ALIASES.get(ds, ds)
+        return canonical(ds)
 
     def distractor_base(self, ds):
         """The dataset under '{dataset}+1m' (its queries and ground truth, its database first), or None."""
