@@ -233,3 +233,22 @@ def test_an_image_listed_twice_is_named_with_both_lines(tmp_path):
     (root / "image_list.txt").write_text("jpg/a.jpg\n\njpg/b.jpg\n./jpg/a.jpg\n")
     with pytest.raises(ValueError, match=r"image_list\.txt:4: '\./jpg/a\.jpg' is already listed on line 1"):
         build_image_lists(root, "photos")
+
+
+def test_a_scan_follows_linked_folders_once_and_names_broken_links(tmp_path, caplog):
+    """Symbolic links: a linked image and a linked folder's images are database images (a linked folder is watched
+    like a real one); a link back up is not followed twice; a broken link is left out with a warning naming it."""
+    elsewhere = tmp_path / "elsewhere"
+    _write_dataset(elsewhere, ["x", "y"], [])
+    root = tmp_path / "photos"
+    _write_dataset(root, ["a"], [])
+    (root / "jpg" / "linked_dir").symlink_to(elsewhere / "jpg")
+    (root / "jpg" / "link.jpg").symlink_to(elsewhere / "jpg" / "x.jpg")
+    (root / "jpg" / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (elsewhere / "jpg" / "loop").symlink_to(root / "jpg")  # back up: the scan must end
+    with caplog.at_level("WARNING"):
+        lists, _ = build_image_lists(root, "photos")
+    names = [e["name"] for e in lists["db"]]
+    assert names == ["jpg/a.jpg", "jpg/link.jpg", "jpg/linked_dir/x.jpg", "jpg/linked_dir/y.jpg"]
+    assert "1 broken symbolic link(s) left out: broken.jpg" in caplog.text
+    assert image_folders(root) == [root / "jpg", root / "jpg" / "linked_dir"]

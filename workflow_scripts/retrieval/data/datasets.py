@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from retrieval.data.gnd import GroundTruth, load_ground_truth
 from retrieval.data.gnd_formats import (
@@ -247,21 +247,31 @@ def _read_list(path: Path, root: Path) -> list[Path]:
     return out
 
 
-def _hidden(path: Path, base: Path) -> bool:
-    """A name under ``base`` starting with '.' (``.thumbnails/``, macOS ``._photo.jpg`` resource forks)."""
-    return any(part.startswith(".") for part in path.relative_to(base).parts)
-
-
 def image_folder(root: Path) -> Path:
     """Where a plain folder dataset's images are scanned: ``root/jpg`` when it exists, else ``root``."""
     return root / "jpg" if (root / "jpg").is_dir() else root
 
 
 def image_folders(root: Path) -> list[Path]:
-    """The scanned folder and every folder below it, hidden ones excluded (sorted). Adding or removing an image
-    changes the mtime of the folder that holds it, so these are what tells that a scan is out of date."""
+    """The scanned folder and every folder below it, hidden ones excluded, symbolic links to folders followed
+    (sorted). Adding or removing an image changes the mtime of the folder that holds it, so these are what tells
+    that a scan is out of date."""
     base = image_folder(root)
-    return [base] + sorted(p for p in base.rglob("*") if p.is_dir() and not _hidden(p, base))
+    return [base] + sorted(d for d, _ in _walk(base) if d != base)
+
+
+def _walk(base: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """(folder, its non-hidden entries that are not folders) for ``base`` and every non-hidden folder below it,
+    following symbolic links to folders (each real folder once: a link back up is not followed again)."""
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(base, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield Path(top), [Path(top) / f for f in sorted(files) if not f.startswith(".")]
 
 
 # files a dataset folder holds besides its images: not worth a warning when a scan leaves them out
@@ -273,7 +283,17 @@ def _scan_images(root: Path) -> list[Path]:
     hidden names skipped (sorted). Other files (raw formats, ``.jpe``) are left out with one warning naming
     them."""
     base = image_folder(root)
-    files = [p for p in base.rglob("*") if not _hidden(p, base) and p.is_file()]
+    entries = [p for _, names in _walk(base) for p in names]
+    broken = sorted(str(p.relative_to(base)) for p in entries if p.is_symlink() and not p.exists())
+    if broken:
+        log.warning(
+            "%s: %d broken symbolic link(s) left out: %s%s",
+            base,
+            len(broken),
+            ", ".join(broken[:10]),
+            f", ... ({len(broken) - 10} more)" if len(broken) > 10 else "",
+        )
+    files = [p for p in entries if p.is_file()]
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     other = sorted(
         str(p.relative_to(base)) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES
