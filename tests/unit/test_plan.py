@@ -318,3 +318,15 @@ def test_a_table_of_metrics_is_refused_for_a_folder_without_ground_truth(tmp_pat
         plan.check_ground_truth("plain", "the table")
     for ds in ("csv", "demo", "roxford5k"):
         plan.check_ground_truth(ds, "the table")
+
+
+def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
+    elsewhere = tmp_path / "photos" / "2024"
+    (elsewhere / "jpg").mkdir(parents=True)
+    plan = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"mine": str(elsewhere)}))
+    assert plan.dataset_dir("mine") == str(elsewhere) and plan.folder_source("mine") == [str(elsewhere / "jpg")]
+    assert plan.dataset_dir("other") == str(tmp_path / "data" / "other")
+    assert plan.v_lists("mine") != Plan(configured(data_root=str(tmp_path / "photos"))).v_lists("mine")
+    moved = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"mine": str(tmp_path / "nowhere")}))
+    with pytest.raises(PlanError, match=r"folder .*nowhere not found \(dataset_dirs\.mine\)"):
+        moved.folder_source("mine")

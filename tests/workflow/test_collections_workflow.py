@@ -82,17 +82,21 @@ def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(ti
 
 
 def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
-    """results/search/demo/newpics.{csv,html,json}: only the new photos are extracted; each photo that is a copy of
-    a collection image finds it first; with search.rerank: sv the score is the inlier count."""
+    """results/search/demo/newpics.{csv,html,json}: only the new photos are extracted (from a folder outside
+    data_root, named in dataset_dirs); each photo that is a copy of a collection image finds it first; with
+    search.rerank: sv the score is the inlier count."""
     wd = copy_tree(tiny_run, tmp_path / "wd")
     lists = load_json(next((tiny_run / "results" / "lists" / "demo").glob("*/lists.json")))
     names = [e["path"] for e in lists["db"]]
-    photos = tmp_path / "mine" / "newpics" / "jpg"
+    # the new photos are not under data_root: dataset_dirs names their folder
+    photos = tmp_path / "camera" / "DCIM" / "jpg"
     photos.mkdir(parents=True)
     picked = names[:3]  # copies of collection images (paths as the collection lists them), under new names
     for i, p in enumerate(picked):
         shutil.copy(wd / p, photos / f"new_{i}.jpg")
-    base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
+    dirs = tmp_path / "dirs.yaml"
+    dirs.write_text(yaml.safe_dump({"dataset_dirs": {"newpics": str(photos.parent)}}))
+    base = ("--configfile", str(TINY), str(dirs), "--config", f"data_root={tmp_path / 'mine'}")
     plan = snakemake(wd, "-n", "results/search/demo/newpics.html", *base).stdout
     planned = [line.split("output: ")[1] for line in plan.splitlines() if "output: results/local/" in line]
     assert planned and all("/newpics/" in p for p in planned), planned  # the collection is not extracted again
@@ -117,6 +121,7 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
         "results/search/demo/newpics.csv",
         "--configfile",
         str(TINY),
+        str(dirs),
         str(sv),
         "--config",
         f"data_root={tmp_path / 'mine'}",

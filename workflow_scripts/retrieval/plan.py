@@ -136,7 +136,8 @@ class Plan:
             return f"{self.dataset_dir(base)} + {self.dataset_dir(DISTRACTORS)}"
         if ds in DEMO_SPLITS:
             return f"{fill(DEMO_DATA, ver=self.v_demo())}/{ds}"
-        return os.path.join(self.config["data_root"], ds)
+        own = (self.config.get("dataset_dirs") or {}).get(ds)
+        return own if own else os.path.join(self.config["data_root"], ds)
 
     def v_lists(self, ds):
         ds = self.canonical(ds)
@@ -472,8 +473,14 @@ class Plan:
             return [os.path.join(d, ".download_complete")]
         if not os.path.isdir(d):
             raise PlanError(
-                f"dataset '{ds}': folder {d} not found (data_root={self.config['data_root']}); put the images in "
-                f"{d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config data_root=DIR"
+                f"dataset '{ds}': folder {d} not found ("
+                + (
+                    f"dataset_dirs.{ds}"
+                    if (self.config.get("dataset_dirs") or {}).get(ds)
+                    else f"data_root={self.config['data_root']}"
+                )
+                + f"); put the images in {d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config "
+                "data_root=DIR, or name the folder in dataset_dirs"
             )
         # gnd.csv (with its boxes and database list) or a plain folder (its lists); where the database is a scan of
         # the folder, every folder below it too: adding or removing an image changes the mtime of the folder holding it
