@@ -237,7 +237,8 @@ def test_an_image_listed_twice_is_named_with_both_lines(tmp_path):
 
 def test_a_scan_follows_linked_folders_once_and_names_broken_links(tmp_path, caplog):
     """Symbolic links: a linked image and a linked folder's images are database images (a linked folder is watched
-    like a real one); a link back up is not followed twice; a broken link is left out with a warning naming it."""
+    like a real one); a link back up is not followed twice, nor a link to a folder inside (its images keep their
+    real names); a broken link is left out with a warning naming it."""
     elsewhere = tmp_path / "elsewhere"
     _write_dataset(elsewhere, ["x", "y"], [])
     root = tmp_path / "photos"
@@ -246,9 +247,28 @@ def test_a_scan_follows_linked_folders_once_and_names_broken_links(tmp_path, cap
     (root / "jpg" / "link.jpg").symlink_to(elsewhere / "jpg" / "x.jpg")
     (root / "jpg" / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
     (elsewhere / "jpg" / "loop").symlink_to(root / "jpg")  # back up: the scan must end
+    (root / "jpg" / "z_real").mkdir()
+    Image.fromarray(np.full((30, 40, 3), 7, np.uint8)).save(root / "jpg" / "z_real" / "r.jpg")
+    (root / "jpg" / "a_alias").symlink_to(root / "jpg" / "z_real")  # inside: r.jpg keeps its real name
     with caplog.at_level("WARNING"):
         lists, _ = build_image_lists(root, "photos")
     names = [e["name"] for e in lists["db"]]
-    assert names == ["jpg/a.jpg", "jpg/link.jpg", "jpg/linked_dir/x.jpg", "jpg/linked_dir/y.jpg"]
+    assert names == ["jpg/a.jpg", "jpg/link.jpg", "jpg/linked_dir/x.jpg", "jpg/linked_dir/y.jpg", "jpg/z_real/r.jpg"]
     assert "1 broken symbolic link(s) left out: broken.jpg" in caplog.text
-    assert image_folders(root) == [root / "jpg", root / "jpg" / "linked_dir"]
+    assert image_folders(root) == [root / "jpg", root / "jpg" / "linked_dir", root / "jpg" / "z_real"]
+
+
+def test_a_gnd_csv_database_keeps_revisitop_names_and_release_sizes(tmp_path):
+    """gnd.csv's image_list.txt may name images revisitop-style, without a suffix (.jpg is added), and an AMES release
+    folder's test_gallery.txt gives the size of a database image that is not on disk."""
+    root = tmp_path / "mine"
+    _write_dataset(root, ["a", "b"], [])
+    Image.fromarray(np.full((20, 30, 3), 9, np.uint8)).save(root / "q.jpg")
+    (root / "image_list.txt").write_text("jpg/a\njpg/b\njpg/c\n")  # c is not on disk
+    (root / "test_gallery.txt").write_text("jpg/a.jpg,0,40,30\njpg/b.jpg,0,40,30\njpg/c.jpg,0,640,480\n")
+    (root / "gnd.csv").write_text("query,positive\nq.jpg,jpg/a\n")
+    lists, gt = build_image_lists(root, "mine")
+    assert [e["name"] for e in lists["db"]] == ["jpg/a", "jpg/b", "jpg/c"] and gt.gnd[0]["easy"] == [0]
+    assert lists["db"][0]["path"] == str(root.resolve() / "jpg" / "a.jpg")
+    assert [(e["width"], e["height"]) for e in lists["db"]] == [(40, 30), (40, 30), (640, 480)]
+    assert (lists["query"][0]["width"], lists["query"][0]["height"]) == (30, 20)

@@ -18,8 +18,11 @@ def test_sums_jobs_per_rule_and_sorts_by_wall_time(tmp_path):
     (tmp_path / "train_ames").mkdir()
     (tmp_path / "train_ames" / "abc.tsv").write_text(HEADER + "20.5\t0:00:20\t500\t1\t1\t1\t0\t0\t90\t40.0\n")
     (tmp_path / "knn.tsv").write_text(HEADER + "1.0\t0:00:01\t-\t1\t1\t1\t0\t0\t90\t1.0\n")
+    # a job shorter than Snakemake's first sample: NA in every resource column
+    (tmp_path / "publish.tsv").write_text(HEADER + "0.5\t0:00:00\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
     rows = rule_times(tmp_path)
-    assert [r["rule"] for r in rows] == ["extract_local", "train_ames", "knn"]
+    assert [r["rule"] for r in rows] == ["extract_local", "train_ames", "knn", "publish"]
+    assert (rows[3]["cpu_seconds"], rows[3]["max_rss_mb"]) == (0.0, 0.0)
     ex = rows[0]
     assert (ex["jobs"], ex["seconds"], ex["longest_job_seconds"], ex["cpu_seconds"], ex["max_rss_mb"]) == (
         2,
@@ -29,7 +32,7 @@ def test_sums_jobs_per_rule_and_sorts_by_wall_time(tmp_path):
         120,
     )
     table = markdown(rows)
-    assert "| extract_local | 2 | 40.0 | 65% | 30.0 | 34.0 | 120 |" in table and "| total | 4 | 61.5 |" in table
+    assert "| extract_local | 2 | 40.0 | 65% | 30.0 | 34.0 | 120 |" in table and "| total | 5 | 62.0 |" in table
 
 
 def test_a_file_that_is_not_a_benchmark_is_named(tmp_path):

@@ -132,14 +132,20 @@ def _database_list(
             f"{gpath or root}: the database is empty: {where}; put images under {root / 'jpg'} or list them in "
             "image_list.txt"
         )
+    # names relative to the folder; a list may also give absolute paths or paths outside it (../other/x.jpg)
+    names = [Path(os.path.relpath(p, root)).as_posix() for p in paths]
+    release: dict[str, dict[str, tuple[int, int]]] = {}
+    if gpath is not None:
+        # gnd.csv names images as its ground truth does: revisitop-style names without a suffix get .jpg, and an
+        # AMES release list (test_gallery.txt) gives the sizes of images that are not on disk
+        paths = [image_file(root, n, "") for n in names]
+        release = {"db": _release_sizes(root / "test_gallery.txt", names)}
     if on_bad_image == "error":
-        _check_present(paths, "database")
+        _check_present([p for p, n in zip(paths, names) if n not in release.get("db", {})], "database")
     skipped: list[dict[str, str]] = []
     db = []
-    for p in paths:
-        # names relative to the folder; a list may also give absolute paths or paths outside it (../other/x.jpg)
-        n = Path(os.path.relpath(p, root)).as_posix()
-        w, h = _size_or_skip(p, n, "db", max_pixels, on_bad_image, skipped)
+    for n, p in zip(names, paths):
+        w, h = _size(p, n, "db", release, max_pixels, on_bad_image, skipped)
         db.append({"name": n, "path": str(p), "width": w, "height": h})
     out: dict[str, Any] = {"dataset": name, "root": str(root), "db": db}
     if on_bad_image == "skip":
@@ -262,7 +268,9 @@ def image_folders(root: Path) -> list[Path]:
 
 def _walk(base: Path) -> Iterator[tuple[Path, list[Path]]]:
     """(folder, its non-hidden entries that are not folders) for ``base`` and every non-hidden folder below it,
-    following symbolic links to folders (each real folder once: a link back up is not followed again)."""
+    following symbolic links to folders outside ``base`` (each real folder once). A link to a folder inside ``base``
+    is not followed: that folder is scanned under its own name."""
+    inside = os.path.realpath(base)
     seen: set[str] = set()
     for top, dirs, files in os.walk(base, followlinks=True):
         real = os.path.realpath(top)
@@ -270,7 +278,15 @@ def _walk(base: Path) -> Iterator[tuple[Path, list[Path]]]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+
+        def followed(d: str) -> bool:
+            full = os.path.join(top, d)
+            if not os.path.islink(full):
+                return True
+            target = os.path.realpath(full)
+            return os.path.commonpath([target, inside]) != inside
+
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and followed(d))
         yield Path(top), [Path(top) / f for f in sorted(files) if not f.startswith(".")]
 
 
@@ -383,6 +399,7 @@ def build_image_lists(
             gt: GroundTruth | None = read_gnd_csv(gpath, db_names, root, check_queries=on_bad_image == "error")
             q_names = list(gt.qimlist)
             q_paths = [image_file(root, n, gt.image_dir) for n in q_names]
+            release = {"query": _release_sizes(root / "test_query.txt", q_names)}
         else:
             gt = None
             listed = root / "query_list.txt"

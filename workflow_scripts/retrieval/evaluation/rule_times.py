@@ -32,8 +32,8 @@ def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, A
             for line, rec in enumerate(reader, start=2):
                 try:
                     s = float(rec["s"])
-                    cpu = float(rec.get("cpu_time") or 0.0)
-                    rss = float(rec.get("max_rss") or 0.0) if rec.get("max_rss") not in ("-", "NA") else 0.0
+                    # a job that ends before Snakemake's first sample has NA (or -) in every resource column
+                    cpu, rss = (_measured(rec.get(c)) for c in ("cpu_time", "max_rss"))
                 except ValueError as e:
                     raise ValueError(f"{path}, line {line}: {e}") from None
                 rule = path.relative_to(root).parts[0].removesuffix(".tsv")
@@ -54,6 +54,10 @@ def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, A
                 r["cpu_seconds"] += cpu
                 r["max_rss_mb"] = max(r["max_rss_mb"], rss)
     return sorted(rows.values(), key=lambda r: -r["seconds"])
+
+
+def _measured(value: str | None) -> float:
+    return 0.0 if value in (None, "", "-", "NA") else float(value)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
