@@ -326,7 +326,10 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     plan = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"mine": str(elsewhere)}))
     assert plan.dataset_dir("mine") == str(elsewhere) and plan.folder_source("mine") == [str(elsewhere / "jpg")]
     assert plan.dataset_dir("other") == str(tmp_path / "data" / "other")
-    assert plan.v_lists("mine") != Plan(configured(data_root=str(tmp_path / "photos"))).v_lists("mine")
+    aliased = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"roxford": str(elsewhere)}))
+    assert aliased.dataset_dir("roxford5k") == str(elsewhere)  # an alias names the same dataset
+    with pytest.raises(PlanError, match=r"dataset_dirs\.roxford5k: .*holds no ground truth, and downloads go to"):
+        aliased.folder_source("roxford5k")
     moved = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"mine": str(tmp_path / "nowhere")}))
     with pytest.raises(PlanError, match=r"folder .*nowhere not found \(dataset_dirs\.mine\)"):
         moved.folder_source("mine")

@@ -136,7 +136,7 @@ class Plan:
             return f"{self.dataset_dir(base)} + {self.dataset_dir(DISTRACTORS)}"
         if ds in DEMO_SPLITS:
             return f"{fill(DEMO_DATA, ver=self.v_demo())}/{ds}"
-        own = (self.config.get("dataset_dirs") or {}).get(ds)
+        own = {canonical(k): v for k, v in (self.config.get("dataset_dirs") or {}).items()}.get(ds)
         return own if own else os.path.join(self.config["data_root"], ds)
 
     def v_lists(self, ds):
@@ -463,6 +463,13 @@ class Plan:
     def folder_source(self, ds):
         d = self.dataset_dir(ds)
         gt = ground_truth_path(d, ds)
+        moved = d != os.path.join(self.config["data_root"], ds)  # named in dataset_dirs
+        listed_r1m = ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt"))
+        if gt is None and moved and not listed_r1m and (ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE):
+            raise PlanError(
+                f"dataset_dirs.{ds}: {d} holds no ground truth, and downloads go to data_root "
+                f"({self.config['data_root']}): point it at a downloaded copy, or leave {ds} out of dataset_dirs"
+            )
         if ds in GLDV2_DOWNLOADABLE and (gt is None or os.path.isdir(os.path.join(d, "_download"))):
             return [os.path.join(d, ".download_complete")]  # absent or begun by the download rule: let it finish
         if gt is not None and os.path.basename(gt) != "gnd.csv":
@@ -474,11 +481,7 @@ class Plan:
         if not os.path.isdir(d):
             raise PlanError(
                 f"dataset '{ds}': folder {d} not found ("
-                + (
-                    f"dataset_dirs.{ds}"
-                    if (self.config.get("dataset_dirs") or {}).get(ds)
-                    else f"data_root={self.config['data_root']}"
-                )
+                + (f"dataset_dirs.{ds}" if moved else f"data_root={self.config['data_root']}")
                 + f"); put the images in {d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config "
                 "data_root=DIR, or name the folder in dataset_dirs"
             )

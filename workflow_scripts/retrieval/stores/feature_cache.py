@@ -229,7 +229,9 @@ def plan_extraction(
             for r, it in enumerate(part):
                 where[(it["path"], crop_key(it["crop"]))] = (pack, r)
     rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
-    n_renamed = sum((it["size"], it["mtime_ns"]) in cached_stats for it in items)
+    n_renamed = sum(
+        it["crop"] is None and it["size"] >= 0 and (it["size"], it["mtime_ns"]) in cached_stats for it in items
+    )
     return Plan(rows=rows, new_packs=new_packs, n_renamed=n_renamed)
 
 
