@@ -346,7 +346,6 @@ def report_inputs(wildcards):
     if "sv" in methods:
         inputs["bench_sv"] = fill(BENCH_SV, dataset=ds, ver=PLAN.v_sv(ds))
     inputs["bench_knn"] = fill(BENCH_KNN, dataset=ds, ver=PLAN.v_knn(ds))
-    inputs["bench_extract"] = PLAN.extraction_benchmarks(ds)
     return inputs
 
 

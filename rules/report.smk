@@ -18,5 +18,7 @@ rule report:
         methods=config["report"]["methods"],
         n_queries=config["report"]["n_queries"],
         top=config["report"]["top"],
+        # timings only, read when present: as inputs they would make a report extract features it does not use
+        extraction_benchmarks=lambda w: PLAN.extraction_benchmarks(w.dataset),
     script:
         "../workflow_scripts/report.py"

@@ -1,5 +1,7 @@
 """Rule report: one self-contained HTML page per dataset (metrics, grid, per-query AP, images, curves, times)."""
 
+import os
+
 from retrieval.runtime import limit_threads, setup_logging
 
 limit_threads(snakemake.threads)
@@ -9,14 +11,16 @@ from retrieval.evaluation.report import write_report  # noqa: E402
 
 inp = snakemake.input
 methods = snakemake.params.methods
-bench = [inp[k] for k in inp.keys() if k.startswith("bench_")]  # a file, or a list of them (extraction chunks)
+# the declared benchmark files, and the extraction chunks' where they exist (not inputs: see rules/report.smk)
+bench = [inp[k] for k in inp.keys() if k.startswith("bench_")]
+bench += [p for p in snakemake.params.extraction_benchmarks if os.path.isfile(p)]
 write_report(
     out_html=snakemake.output.html,
     dataset=snakemake.wildcards.dataset,
     result_paths={m: inp[f"result_{m}"] for m in methods},
     ranking_paths={m: inp[f"ranking_{m}"] for m in methods},
     curves_paths={k.removeprefix("curves_"): inp[k] for k in inp.keys() if k.startswith("curves_")},
-    benchmark_paths=[p for b in bench for p in ([b] if isinstance(b, str) else b)],
+    benchmark_paths=bench,
     lists_path=inp.lists,
     gnd_path=inp.gnd,
     n_queries=snakemake.params.n_queries,
