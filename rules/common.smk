@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from snakemake.logging import logger
 
-from retrieval.data.datasets import build_image_lists
+from retrieval.data.datasets import build_database_list, build_image_lists
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
@@ -206,10 +206,10 @@ def database_source(wildcards):
 def listed_images(ds, *sides, exclude=None):
     """The images of the given sides of a dataset's current lists, when it uses the feature cache (none otherwise): a
     photo replaced in place (the folder's mtime unchanged) then gets its new size. ``exclude``: leave out the images
-    of that side."""
+    of that side. The database side of a dataset that lists it apart comes from its database list alone."""
     if not PLAN.uses_feature_cache(ds, config["extract"]["backbone"]):
         return []
-    lists = current_lists(ds)
+    lists = planning_lists(ds) if sides == ("db",) else current_lists(ds)
     if lists is None:
         return []
     skip = {e["path"] for e in lists[exclude]} if exclude else set()
@@ -432,12 +432,54 @@ def _read_or_build_lists(ds):
     return lists
 
 
+_DATABASES = {}  # dataset -> current_database(dataset), once per DAG build
+
+
+def current_database(ds):
+    """The database list of a dataset that lists it apart, as database_list will write it: its db.json when newer
+    than every source and listed image, else built here. None when it cannot be built (database_list then fails
+    with its own message). Unlike current_lists, a broken gnd.csv or query list does not reach it, so the database
+    side's inputs stay as they were while the ground truth is being fixed."""
+    ds = PLAN.canonical(ds)
+    if ds not in _DATABASES:
+        _DATABASES[ds] = _read_or_build_database(ds)
+    return _DATABASES[ds]
+
+
+def _read_or_build_database(ds):
+    path = PLAN.database_json(ds)
+    if os.path.isfile(path):
+        db = read_json(path)
+        t = os.path.getmtime(path)
+        try:
+            if all(os.path.getmtime(p) <= t for p in PLAN.database_source(ds) + [e["path"] for e in db["db"]]):
+                return db
+        except FileNotFoundError:
+            pass
+    try:
+        return build_database_list(PLAN.dataset_dir(ds), ds, config["on_bad_image"], config["max_image_pixels"])
+    except (OSError, ValueError) as e:
+        logger.warning(f"{ds}: the feature cache cannot plan the database before database_list runs ({e})")
+        return None
+
+
+def planning_lists(ds):
+    """The lists the feature cache plans from: the dataset's, or where they cannot be built (a broken gnd.csv) but
+    its database is listed apart, that database alone, so the database side keeps its inputs."""
+    lists = current_lists(ds)
+    if lists is None and PLAN.database_apart(ds):
+        db = current_database(ds)
+        if db is not None:
+            return {"db": db["db"], "query": []}
+    return lists
+
+
 def feature_plan(ds, backbone, backbone_config):
     """(xv, plan or None) of a dataset's extraction from the cache, made once per DAG build."""
     xv = PLAN.cache_key(backbone, backbone_config)
     key = (PLAN.canonical(ds), xv)
     if key not in _PLANS:
-        lists = current_lists(ds)
+        lists = planning_lists(ds)
         plan = None
         if lists is not None:
             ext = config["extract"]

@@ -246,6 +246,18 @@ def test_a_ground_truth_edit_leaves_the_database_side_alone(tiny_run, tmp_path):
     assert lists == json.loads(json.dumps(whole)) and load_json(db_json.parent / "gnd.json") == gt.to_json()
     assert gt.gnd[0]["easy"] == [gt.imlist.index(f"jpg/{jpgs[1].name}")]
 
+    # a broken edit (a positive that is not a database image) fails image_lists; the database side is not planned
+    good = (root / "gnd.csv").read_text()
+    (root / "gnd.csv").write_text(good + f"{q1},jpg/not_there.jpg\n")
+    out = snakemake(wd, "-n", "results/marked_global.json", *base).stdout
+    assert "database_list" not in _job_stats(out), _job_stats(out)
+    assert not re.search(r"output: results/local/marked/\w+/db/", out), out
+    failed = snakemake(wd, "results/marked_global.json", *base, check=False)
+    assert failed.returncode != 0 and "not_there.jpg' is not a database image" in failed.stdout + failed.stderr
+    (root / "gnd.csv").write_text(good)
+    snakemake(wd, "results/marked_global.json", *base, timeout=1800)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
     shutil.copy(jpgs[21], root / "jpg" / "added.jpg")
     stats = _job_stats(snakemake(wd, "-n", "results/marked_global.json", *base).stdout)
     assert stats["database_list"] == 1 and stats["merge_local"] == 2, stats
