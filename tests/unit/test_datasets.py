@@ -237,8 +237,8 @@ def test_an_image_listed_twice_is_named_with_both_lines(tmp_path):
 
 def test_a_scan_follows_linked_folders_once_and_names_broken_links(tmp_path, caplog):
     """Symbolic links: a linked image and a linked folder's images are database images (a linked folder is watched
-    like a real one); a link back up is not followed twice, nor a link to a folder inside (its images keep their
-    real names); a broken link is left out with a warning naming it."""
+    like a real one); a link back up is not followed twice, nor a link to a folder or file inside (its images keep
+    their real names, once); a broken link is left out with a warning naming it."""
     elsewhere = tmp_path / "elsewhere"
     _write_dataset(elsewhere, ["x", "y"], [])
     root = tmp_path / "photos"
@@ -250,6 +250,7 @@ def test_a_scan_follows_linked_folders_once_and_names_broken_links(tmp_path, cap
     (root / "jpg" / "z_real").mkdir()
     Image.fromarray(np.full((30, 40, 3), 7, np.uint8)).save(root / "jpg" / "z_real" / "r.jpg")
     (root / "jpg" / "a_alias").symlink_to(root / "jpg" / "z_real")  # inside: r.jpg keeps its real name
+    (root / "jpg" / "b_dupe.jpg").symlink_to(root / "jpg" / "a.jpg")  # a file link inside: listed once, as a.jpg
     with caplog.at_level("WARNING"):
         lists, _ = build_image_lists(root, "photos")
     names = [e["name"] for e in lists["db"]]

@@ -4,6 +4,7 @@ file recorded from rules/common.smk before the graph moved here (the same versio
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -326,6 +327,16 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     plan = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"mine": str(elsewhere)}))
     assert plan.dataset_dir("mine") == str(elsewhere) and plan.folder_source("mine") == [str(elsewhere / "jpg")]
     assert plan.dataset_dir("other") == str(tmp_path / "data" / "other")
+    (elsewhere / "x.jpg").write_bytes(b"")
+    for bad, match in (
+        ({"mine": str(elsewhere / "x.jpg")}, r"dataset_dirs\.mine: .*x\.jpg is a file; name the folder"),
+        ({"demo": str(elsewhere)}, r"dataset_dirs\.demo: the demo splits are generated under results/"),
+    ):
+        with pytest.raises(PlanError, match=match):
+            Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs=bad)).folder_source(next(iter(bad)))
+    home = Plan(configured(dataset_dirs={"mine": "~/photos"}))
+    assert home.dataset_dir("mine") == os.path.expanduser("~/photos")
+    assert plan.search_dir("roxford", "mine") == plan.search_dir("roxford5k", "mine")  # an alias, one search
     aliased = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"roxford": str(elsewhere)}))
     assert aliased.dataset_dir("roxford5k") == str(elsewhere)  # an alias names the same dataset
     with pytest.raises(PlanError, match=r"dataset_dirs\.roxford5k: .*holds no ground truth, and downloads go to"):

@@ -88,7 +88,7 @@ def fill(pattern: str, **fields: Any) -> str:
     """The pattern with the given fields filled in, the others left as wildcards: fill(EVAL, method="sv"). Dataset
     fields (``dataset``, ``space``) take the canonical name, so an alias asks for the same artifacts."""
     for k, v in fields.items():
-        v = canonical(str(v)) if k in ("dataset", "space") else v
+        v = canonical(str(v)) if k in ("dataset", "space", "collection") else v
         pattern = pattern.replace("{" + k + "}", str(v))
     return pattern
 
@@ -135,9 +135,11 @@ class Plan:
         if base is not None:
             return f"{self.dataset_dir(base)} + {self.dataset_dir(DISTRACTORS)}"
         if ds in DEMO_SPLITS:
+            if any(canonical(k) == ds for k in self.config.get("dataset_dirs") or {}):
+                raise PlanError(f"dataset_dirs.{ds}: the demo splits are generated under results/, not read")
             return f"{fill(DEMO_DATA, ver=self.v_demo())}/{ds}"
         own = {canonical(k): v for k, v in (self.config.get("dataset_dirs") or {}).items()}.get(ds)
-        return own if own else os.path.join(self.config["data_root"], ds)
+        return os.path.expanduser(own) if own else os.path.join(self.config["data_root"], ds)
 
     def v_lists(self, ds):
         ds = self.canonical(ds)
@@ -478,12 +480,18 @@ class Plan:
             return [os.path.join(d, f"{DISTRACTORS}.txt")]
         if gt is None and ds in DOWNLOADABLE:
             return [os.path.join(d, ".download_complete")]
+        if moved and os.path.exists(d) and not os.path.isdir(d):
+            raise PlanError(f"dataset_dirs.{ds}: {d} is a file; name the folder that holds the images (or its jpg/)")
         if not os.path.isdir(d):
             raise PlanError(
                 f"dataset '{ds}': folder {d} not found ("
                 + (f"dataset_dirs.{ds}" if moved else f"data_root={self.config['data_root']}")
-                + f"); put the images in {d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics), or set --config "
-                "data_root=DIR, or name the folder in dataset_dirs"
+                + f"); put the images in {d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics)"
+                + (
+                    ", or correct the folder named in dataset_dirs"
+                    if moved
+                    else ", or set --config data_root=DIR, or name the folder in dataset_dirs"
+                )
             )
         # gnd.csv (with its boxes and database list) or a plain folder (its lists); where the database is a scan of
         # the folder, every folder below it too: adding or removing an image changes the mtime of the folder holding it

@@ -266,6 +266,16 @@ def image_folders(root: Path) -> list[Path]:
     return [base] + sorted(d for d, _ in _walk(base) if d != base)
 
 
+def _alias_inside(path: Path, base: Path) -> bool:
+    """A symbolic link to a file that the scan of ``base`` lists under its own name (inside, not hidden)."""
+    if not path.is_symlink():
+        return False
+    inside, real = os.path.realpath(base), os.path.realpath(path)
+    if os.path.commonpath([real, inside]) != inside:
+        return False
+    return not any(part.startswith(".") for part in Path(os.path.relpath(real, inside)).parts)
+
+
 def _walk(base: Path) -> Iterator[tuple[Path, list[Path]]]:
     """(folder, its non-hidden entries that are not folders) for ``base`` and every non-hidden folder below it,
     following symbolic links to folders outside ``base`` (each real folder once). A link to a folder inside ``base``
@@ -309,7 +319,7 @@ def _scan_images(root: Path) -> list[Path]:
             ", ".join(broken[:10]),
             f", ... ({len(broken) - 10} more)" if len(broken) > 10 else "",
         )
-    files = [p for p in entries if p.is_file()]
+    files = [p for p in entries if p.is_file() and not _alias_inside(p, base)]
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     other = sorted(
         str(p.relative_to(base)) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES
