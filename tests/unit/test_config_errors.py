@@ -55,3 +55,10 @@ def test_boolean_keys_given_as_text_are_read_as_yaml_reads_them():
     assert got["sv"]["ratio"] == "0.8" and got["data_root"] == "true"  # not boolean keys: left for the schema
     assert describe_errors(coerce_booleans(_with(crop_queries="FALSE"), SCHEMA), SCHEMA) == ""
     assert "crop_queries" in describe_errors(coerce_booleans(_with(crop_queries="maybe"), SCHEMA), SCHEMA)
+
+
+def test_a_results_json_read_as_a_configuration_file_is_said_so():
+    """`--configfile my.yaml results/x_global.json` reads the target as a second configuration file."""
+    config = _with(dataset="x", method="global", metrics=None, artifacts={})
+    text = describe_errors(config, SCHEMA)
+    assert text.splitlines()[1].startswith("  a results JSON was read as a configuration file: --configfile takes")

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from retrieval.evaluation.report import _thumb, grid_at, metrics_table, retrieved_images, write_report
+from retrieval.stages.search import contact_sheet
 
 
 def gldv2_result(method, public, private, baseline=None):
@@ -133,3 +134,19 @@ def test_an_unreadable_image_is_drawn_crossed_out_in_its_place(tmp_path, caplog)
     lists = {"query": [{"path": paths[1], "crop": None}], "db": [{"path": p} for p in paths]}
     page = retrieved_images(np.array([[1, 0, 2]]), lists, None, [0], 3)
     assert page.startswith("<img") and "base64" in page
+
+
+def test_the_search_sheet_shows_similarity_and_integer_inliers_and_names_featureless_photos(tmp_path):
+    img = tmp_path / "a.jpg"
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(img)
+    photos = [{"path": str(img), "crop": None}, {"path": str(tmp_path / "blank.jpg"), "crop": None}]
+    collection = [{"path": str(img)}, {"path": str(img)}]
+    ids = np.array([[1, 0], [0, 1]])
+    sims = np.array([[0.9, 0.5], [-np.inf, -np.inf]], np.float32)
+    contact_sheet(tmp_path / "sv.html", "t", photos, collection, ids, sims, 2, 10, np.array([[127, 3], [0, 0]]))
+    page = (tmp_path / "sv.html").read_text()
+    assert "<th>similarity</th><th>inliers</th>" in page and "<td>0.9000</td><td>127</td>" in page
+    assert "blank.jpg (no features: unreadable or blank; these are not matches)" in page
+    assert "a.jpg (no features" not in page
+    contact_sheet(tmp_path / "plain.html", "t", photos, collection, ids, sims, 2, 10)
+    assert "<th>inliers</th>" not in (tmp_path / "plain.html").read_text()

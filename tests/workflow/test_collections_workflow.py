@@ -104,6 +104,7 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     snakemake(wd, "results/search/demo/newpics.html", *base, timeout=1800)
     res = load_json(wd / "results" / "search" / "demo" / "newpics.json")
     assert res["n_photos"] == 3 and res["n_collection"] == len(names) and res["score"] == "similarity"
+    assert res["photos_without_features"] == []
     with open(wd / "results" / "search" / "demo" / "newpics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 * min(20, len(names))

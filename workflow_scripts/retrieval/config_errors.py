@@ -85,6 +85,12 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
     if not errors:
         return ""
     lines = "\n".join(_line(e) for e in errors).splitlines()  # one line per problem (unknown keys: one each)
+    if {"artifacts", "metrics", "method"} <= set(config) or {"photos", "collection", "n_photos"} <= set(config):
+        lines.insert(
+            0,
+            "  a results JSON was read as a configuration file: --configfile takes every file after it, so put the "
+            "targets before --configfile, or end its list with --",
+        )
     return (
         f"invalid configuration ({len(lines)} problem(s); config/config.yaml, then every --configfile, then "
         f"--config, merged in that order; config/{Path(schema_path).name} describes every key):\n" + "\n".join(lines)

@@ -57,35 +57,43 @@ def contact_sheet(
     photos: list[dict[str, Any]],
     collection: list[dict[str, Any]],
     ids: np.ndarray,
-    scores: np.ndarray,
-    score_name: str,
+    similarity: np.ndarray,
     top: int,
     max_photos: int,
+    inliers: np.ndarray | None = None,
 ) -> None:
     """A self-contained HTML page: per new photo (the first ``max_photos``), the photo then its top ``top``
-    neighbours as the report's thumbnails (``report.retrieved_images``), and a table of their paths and scores."""
+    neighbours as the report's thumbnails (``report.retrieved_images``), and a table of their paths, global
+    similarities and, re-ranked by spatial verification, inlier counts (``inliers``, aligned with ``ids``). A photo
+    without features (unreadable, or blank) is said to be one: its row is the collection's order, not a match."""
 
     shown = list(range(min(max_photos, len(photos))))
     lists = {"query": photos, "db": collection}
+    by = "inliers (spatial verification)" if inliers is not None else "similarity"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:85%}"
         "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{len(photos)} new photos against {len(collection)} collection images; each row: the new photo, then "
-        f"its top {min(top, ids.shape[1])} by {html.escape(score_name)}"
+        f"its top {min(top, ids.shape[1])} by {by}"
         + (f" (first {len(shown)} photos shown; the CSV has all)" if len(shown) < len(photos) else "")
         + ".</p>",
     ]
+    head = "<tr><th>rank</th><th>image</th><th>similarity</th>" + ("<th>inliers</th>" if inliers is not None else "")
     for q in shown:
-        parts.append(f"<h3>{html.escape(photos[q]['path'])}</h3>")
+        featureless = not np.isfinite(similarity[q]).any()
+        note = " (no features: unreadable or blank; these are not matches)" if featureless else ""
+        parts.append(f"<h3>{html.escape(photos[q]['path'])}{note}</h3>")
         parts.append(retrieved_images(ids, lists, None, [q], top))
         rows = "".join(
             f"<tr><td>{r + 1}</td><td>{html.escape(collection[int(ids[q, r])]['path'])}</td>"
-            f"<td>{scores[q, r]:.4f}</td></tr>"
+            f"<td>{similarity[q, r]:.4f}</td>"
+            + (f"<td>{int(inliers[q, r])}</td>" if inliers is not None else "")
+            + "</tr>"
             for r in range(min(top, ids.shape[1]))
         )
-        parts.append(f"<table><tr><th>rank</th><th>image</th><th>{html.escape(score_name)}</th></tr>{rows}</table>")
+        parts.append(f"<table>{head}</tr>{rows}</table>")
     parts.append("</body></html>")
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text("\n".join(parts))
@@ -143,7 +151,15 @@ def search_stage(
     seconds = time.time() - t0
     write_search_csv(out_csv, q_list, db_list, ids, sims, scores if rerank == "sv" else None)
     contact_sheet(
-        out_html, f"{photos} searched in {collection}", q_list, db_list, ids, scores, score_name, top, max_photos
+        out_html,
+        f"{photos} searched in {collection}",
+        q_list,
+        db_list,
+        ids,
+        sims,
+        top,
+        max_photos,
+        scores if rerank == "sv" else None,
     )
     result = {
         "collection": collection,
@@ -153,6 +169,8 @@ def search_stage(
         "k": int(ids.shape[1]),
         "rerank": rerank,
         "score": score_name,
+        # unreadable (on_bad_image: skip) or blank: their neighbours are the collection's order, not matches
+        "photos_without_features": [q["path"] for i, q in enumerate(q_list) if not np.isfinite(sims[i]).any()],
         "search": attrs.get("search"),
         "search_seconds": float(attrs.get("search_seconds", 0.0)),
         "rerank_seconds": round(seconds, 3),
