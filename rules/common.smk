@@ -352,7 +352,7 @@ def report_inputs(wildcards):
 def compare_inputs(wildcards):
     ds = wildcards.dataset
     PLAN.check_evaluable(ds)
-    PLAN.check_ground_truth(ds, f"results/{ds}_compare.md (the method table)")
+    PLAN.check_ground_truth(ds, f"results/{ds}_compare.md and .json (the method table)")
     unknown = [m for m in config["compare"]["methods"] if m not in METHODS]
     if unknown:
         raise WorkflowError(f"compare.methods: unknown {unknown}; available: {', '.join(METHODS)}")

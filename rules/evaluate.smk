@@ -39,7 +39,7 @@ rule publish:
         "logs/publish/{result}.log",
     wildcard_constraints:
         # {dataset}_{method}, split by retrieval/names.py (datasets may hold '_'); {dataset}_compare is compare's
-        result=r"(?![^/]*_compare$)[^/]+_[^/]+",
+        result=r"(?![^/]*_compare\.json$)[^/]+_[^/]+",
     localrule: True
     conda:
         ENV

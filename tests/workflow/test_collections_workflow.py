@@ -270,3 +270,14 @@ def test_refused_folder_names_are_named_for_results_and_searches(tmp_path, targe
     out = snakemake(tmp_path, "-n", target, check=False)
     assert out.returncode != 0
     assert "dataset name" in out.stderr + out.stdout and "[' '] are not allowed" in out.stderr + out.stdout
+
+
+def test_a_compare_table_of_a_folder_without_ground_truth_is_refused_by_name(tmp_path):
+    """results/{folder}_compare.json (and .md) are compare's: refused naming the missing ground truth, never read as
+    a method called 'compare' (the publish rule's constraint once let the .json through)."""
+    (tmp_path / "data" / "pf" / "jpg").mkdir(parents=True)
+    for target in ("results/pf_compare.json", "results/pf_compare.md"):
+        out = snakemake(tmp_path, "-n", target, "--config", f"data_root={tmp_path / 'data'}", check=False)
+        text = out.stdout + out.stderr
+        assert out.returncode != 0 and "needs metrics, and dataset 'pf' has no ground truth" in text, target
+        assert "unknown method" not in text, target
