@@ -220,3 +220,13 @@ def test_instre_malformed(tmp_path):
     (root / "gnd_instre.mat").write_bytes(b"not a mat file")
     with pytest.raises(ValueError, match=r"gnd_instre\.mat: not a readable MATLAB file"):
         read_instre(root / "gnd_instre.mat")
+
+
+def test_a_box_wholly_outside_its_query_names_the_boxes_file_and_line(tmp_path):
+    root = _csv_dataset(
+        tmp_path / "mine",
+        "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q2.jpg,jpg/b.jpg\n",
+        "query,x1,y1,x2,y2\nqueries/q1.jpg,1,1,20,20\nqueries/q2.jpg,70,60,90,80\n",  # q2 is 60 x 50
+    )
+    with pytest.raises(ValueError, match=r"query_boxes\.csv:3: query 'queries/q2\.jpg': query box .* is empty"):
+        build_image_lists(root, "mine")

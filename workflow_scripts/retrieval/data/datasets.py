@@ -34,6 +34,7 @@ from retrieval.data.gnd_formats import (
     GLDV2_TRAIN_LISTS,
     GND_CSV,
     INSTRE_MAT,
+    box_line,
     read_gldv2,
     read_gldv2_train,
     read_gnd_csv,
@@ -465,7 +466,10 @@ def build_image_lists(
             try:
                 crop = query_box(bbx, w, h)
             except ValueError as e:
-                raise ValueError(f"{boxes_from}: query {n!r}: {e}") from None
+                where = boxes_from
+                if gpath is not None and gpath.name == GND_CSV:
+                    where = f"{boxes_from}:{box_line(boxes_from, n)}"
+                raise ValueError(f"{where}: query {n!r}: {e}") from None
             if min(bbx[0], bbx[1]) < 0 or bbx[2] > w or bbx[3] > h:
                 clamped.append(f"{n} {list(bbx)} -> {crop}")
         n_cropped += crop is not None

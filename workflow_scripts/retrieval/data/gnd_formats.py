@@ -114,6 +114,14 @@ def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[floa
     return boxes
 
 
+def box_line(path: Path, query: str) -> int | None:
+    """The line of ``query``'s box in ``query_boxes.csv`` (for an error found after reading it), or None."""
+    for line, row in _rows(path, ("query", "x1", "y1", "x2", "y2"), ()):
+        if relative_name(row["query"], f"{path}:{line}") == query:
+            return line
+    return None
+
+
 def read_gnd_csv(
     path: str | Path, db_names: list[str], root: str | Path | None = None, check_queries: bool = True
 ) -> GroundTruth:
