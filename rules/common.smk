@@ -406,17 +406,22 @@ def current_lists(ds):
     return _LISTS[ds]
 
 
+def _if_fresh(path, sources_of):
+    """The JSON at ``path`` when it exists and is newer than every file ``sources_of(its content)`` names, else None."""
+    if not os.path.isfile(path):
+        return None
+    content, t = read_json(path), os.path.getmtime(path)
+    try:
+        return content if all(os.path.getmtime(p) <= t for p in sources_of(content)) else None
+    except FileNotFoundError:
+        return None
+
+
 def _read_or_build_lists(ds):
     path = PLAN.lists_json(ds)
-    if os.path.isfile(path):
-        lists = read_json(path)
-        t = os.path.getmtime(path)
-        sources = PLAN.folder_source(ds) + [e["path"] for s in ("db", "query") for e in lists[s]]
-        try:
-            if all(os.path.getmtime(p) <= t for p in sources):
-                return lists
-        except FileNotFoundError:
-            pass
+    lists = _if_fresh(path, lambda x: PLAN.folder_source(ds) + [e["path"] for s in ("db", "query") for e in x[s]])
+    if lists is not None:
+        return lists
     try:
         lists, _ = build_image_lists(
             PLAN.dataset_dir(ds),
@@ -447,15 +452,9 @@ def current_database(ds):
 
 
 def _read_or_build_database(ds):
-    path = PLAN.database_json(ds)
-    if os.path.isfile(path):
-        db = read_json(path)
-        t = os.path.getmtime(path)
-        try:
-            if all(os.path.getmtime(p) <= t for p in PLAN.database_source(ds) + [e["path"] for e in db["db"]]):
-                return db
-        except FileNotFoundError:
-            pass
+    db = _if_fresh(PLAN.database_json(ds), lambda x: PLAN.database_source(ds) + [e["path"] for e in x["db"]])
+    if db is not None:
+        return db
     try:
         return build_database_list(PLAN.dataset_dir(ds), ds, config["on_bad_image"], config["max_image_pixels"])
     except (OSError, ValueError) as e:
