@@ -71,6 +71,7 @@ rule train_ames:
         train=config["ames"]["train"],
         validation=lambda w: PLAN.train_validation(),
         device=config["ames"]["device"],
+        precision=config["ames"]["precision"],
         training_split=TRAIN,
         preset=PRESET,
     script:
@@ -104,6 +105,7 @@ rule train_ames_binary:
         model=lambda w: (check_version(w, PLAN.v_ames_binary_model()), config["ames"]["model"])[1],
         train=PLAN.distill_train_config(),
         device=config["ames"]["device"],
+        precision=config["ames"]["precision"],
         training_split=TRAIN,
         preset=PRESET,
     script:
@@ -172,6 +174,7 @@ rule ames_logits:
         junk_mode=config["ames"]["junk_mode"],
         batch=config["ames"]["batch_pairs"],
         device=config["ames"]["device"],
+        precision=config["ames"]["precision"],
     script:
         "../workflow_scripts/ames_logits.py"
 

@@ -21,5 +21,6 @@ logits_stage(
     batch=snakemake.params.batch,
     device=snakemake.params.device,
     version=snakemake.wildcards.ver,
+    precision=snakemake.params.precision,
 )
 write_rule_manifest(snakemake, "ames_logits")

@@ -20,6 +20,7 @@ train_stage(
     preset=snakemake.params.preset,
     training_split=snakemake.params.training_split,
     device=snakemake.params.device,
+    precision=snakemake.params.precision,
     teacher_path=snakemake.input.get("teacher"),
     itq_path=snakemake.input.get("itq"),
     validation=(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.methods.ames.infer import fast_dtype, prepare_side, score_prepared
+from retrieval.methods.ames import infer
+from retrieval.methods.ames.infer import fast_dtype, prepare_side, resolve_precision, score_prepared
 from retrieval.methods.ames.model import AMES, AmesConfig, reference_forward
 from retrieval.methods.ames.rerank import compute_logits
 
@@ -70,6 +71,44 @@ def test_fast_dtype_follows_the_hardware(monkeypatch):
     assert fast_dtype("cpu") == torch.bfloat16
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert fast_dtype("cpu") == torch.float32
+
+
+def test_precision_names_the_dtype_or_follows_the_hardware(monkeypatch):
+    assert resolve_precision("float32", "cpu") == torch.float32
+    assert resolve_precision("bfloat16", "cpu") == torch.bfloat16
+    monkeypatch.setattr(infer, "fast_dtype", lambda device: torch.bfloat16)
+    assert resolve_precision("auto", "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="ames.precision: 'fp16'"):
+        resolve_precision("fp16", "cpu")
+
+
+def test_training_attention_in_bfloat16_runs_its_kernels_in_float32():
+    """Under bfloat16 autocast with gradients on the CPU the block attention's kernels take float32 inputs (the
+    CPU's bfloat16 flash-attention backward is the slow one); the gradients follow float32's."""
+    torch.manual_seed(4)
+    cfg = AmesConfig(local_dim=16, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64)
+    model = AMES(cfg).train()
+    src, tgt = torch.randn(3, 7, 16), torch.randn(3, 9, 16)
+    sm, tm = torch.arange(7)[None].expand(3, -1) >= 5, torch.arange(9)[None].expand(3, -1) >= 8
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None):
+        seen.append(q.dtype)
+        return sdpa(q, k, v, attn_mask=attn_mask)
+
+    grads = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+                out = model(src, tgt, sm, tm)
+        out.float().sum().backward()
+        grads[dtype] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert seen and set(seen) == {torch.float32}
+    rel = float((grads[torch.bfloat16] - grads[torch.float32]).norm() / grads[torch.float32].norm())
+    assert 0 < rel < 0.05
 
 
 @pytest.mark.parametrize("batch,db_block", [(1, 1), (3, 2), (64, 256)])

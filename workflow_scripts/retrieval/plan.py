@@ -673,11 +673,19 @@ class Plan:
             "fusion": a["fusion"],
         }
 
+    def _precision_key(self):
+        """{"precision": ...} when ames.precision is not auto, else nothing: the versions of a configuration that
+        leaves it at auto are unchanged (auto resolves per machine; the manifests record the hardware and the dtype
+        used). It is part of the models' versions (training's matrix products and its validation) and the logits'."""
+        p = self.config["ames"].get("precision", "auto")
+        return {} if p == "auto" else {"precision": p}
+
     def v_ames_model(self):
         a = self.config["ames"]
         if self.ames_checkpoint("ames"):
             return stable_hash({"checkpoint": self._file_identity(self.ames_checkpoint("ames"))})
         key = {"local": self.v_local(self.train), "knn": self.v_knn_train(), "model": a["model"], "train": a["train"]}
+        key.update(self._precision_key())
         val = self.train_validation()
         if val is not None:
             key["validation"] = {
@@ -696,7 +704,8 @@ class Plan:
     def v_ames_binary_model(self):
         if self.ames_checkpoint("ames_binary"):
             return stable_hash({"checkpoint": self._file_identity(self.ames_checkpoint("ames_binary"))})
-        return stable_hash({"teacher": self.v_ames_model(), "itq": self.v_itq(), "train": self.distill_train_config()})
+        key = {"teacher": self.v_ames_model(), "itq": self.v_itq(), "train": self.distill_train_config()}
+        return stable_hash({**key, **self._precision_key()})
 
     def ames_model_path(self, method):
         if self.ames_checkpoint(method):
@@ -729,6 +738,7 @@ class Plan:
                 "lists": self.v_lists(ds),
                 "max_rerank": self.ames_max_rerank(),
                 **{k: a[k] for k in keys},
+                **self._precision_key(),
             }
         )
 

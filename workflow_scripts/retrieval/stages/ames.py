@@ -18,6 +18,7 @@ from retrieval.evaluation.metrics import (
     evaluate_ground_truth,
 )
 from retrieval.evaluation.results import EvaluationContext, cost_timing, without_features, write_results
+from retrieval.methods.ames.infer import resolve_precision
 from retrieval.methods.ames.model import AmesConfig, load_checkpoint, save_checkpoint
 from retrieval.methods.ames.rerank import (
     GridSweep,
@@ -73,11 +74,14 @@ def make_validator(
     batch: int = 128,
     device: str = "cpu",
     fusion: str = "sigmoid",
+    precision: str = "auto",
 ):
     """``validate(model) -> float``: the best Medium mAP over the ``lambdas x gammas`` fusion grid at ``num_rerank`` on
     a validation split (its global shortlist re-ranked with the model's logits), as the evaluation selects a point
-    there. Descriptors and shortlists are read once; each call computes the logits of the shortlisted pairs."""
+    there. Descriptors and shortlists are read once; each call computes the logits of the shortlisted pairs, in the
+    dtype ``precision`` resolves to (``ames.precision``)."""
     fusion_logits([], fusion)  # an unknown fusion fails before training starts
+    dtype = resolve_precision(precision, device)
     ids, sims, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)["gnd"]
     n_db = len(read_json(lists_path)["db"])
@@ -98,6 +102,7 @@ def make_validator(
             db_desc,
             batch=batch,
             device=device,
+            dtype=dtype,
         )
         sweep = GridSweep(shortlists, sl_sims, pairs, fusion_logits(logits, fusion), gnd, n_db, [num_rerank])
         return max(sweep.mean_ap(lam, gamma, num_rerank)["M"] or 0.0 for lam in lambdas for gamma in gammas)
@@ -143,12 +148,15 @@ def train_stage(
     teacher_path: str | None = None,
     itq_path: str | None = None,
     validation: dict[str, Any] | None = None,
+    precision: str = "auto",
 ) -> None:
     """``validation``: early stopping on a validation split (``train.patience`` > 0): the paths ``query``, ``db``
     (local stores), ``knn``, ``gnd``, ``lists`` and the arguments of ``make_validator`` (``q_desc``, ``db_desc``,
-    ``num_rerank``, ``lambdas``, ``gammas``, ``junk_mode``, ``split``)."""
+    ``num_rerank``, ``lambdas``, ``gammas``, ``junk_mode``, ``split``). ``precision`` (``ames.precision``): the
+    dtype of the matrix products of training and of its validation's logits; the manifest records it (``dtype``)."""
 
     device = resolve_device(device)
+    dtype = resolve_precision(precision, device)
     binarized = teacher_path is not None
     m = Manifest(
         "train_ames_binary" if binarized else "train_ames",
@@ -185,10 +193,22 @@ def train_stage(
             v.get("junk_mode", "none"),
             device=device,
             fusion=v.get("fusion", "sigmoid"),
+            precision=precision,
         )
         m.add_input("validation_knn", v["knn"])
     model, curves = train_ames(
-        desc, counts, labels, ids, sims, cfg, tcfg, teacher=teacher, init_itq=itq, device=device, validate=validate
+        desc,
+        counts,
+        labels,
+        ids,
+        sims,
+        cfg,
+        tcfg,
+        teacher=teacher,
+        init_itq=itq,
+        device=device,
+        validate=validate,
+        dtype=dtype,
     )
     save_checkpoint(
         str(out_model),
@@ -204,6 +224,7 @@ def train_stage(
         final=curves[-1] if curves else None,
         kept=kept,
         validation_split=(validation or {}).get("split") if validate else None,
+        dtype=str(dtype).removeprefix("torch."),
     )
 
 
@@ -252,11 +273,14 @@ def logits_stage(
     batch: int,
     device: str,
     version: str,
+    precision: str = "auto",
 ) -> None:
     """AMES logits for every (query, database) pair some protocol's top ``max_rerank`` needs, computed once; the
-    database side comes from the prepared store (only shortlisted rows are read)."""
+    database side comes from the prepared store (only shortlisted rows are read). ``precision`` (``ames.precision``)
+    sets the dtype of the per-pair matrix products; the one used is stored as the attribute ``dtype``."""
 
     device = resolve_device(device)
+    dtype = resolve_precision(precision, device)
     model, _ = load_checkpoint(str(model_path))
     ids, _, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)
@@ -274,7 +298,17 @@ def logits_stage(
             return decode(model, payload, device), counts
 
         logits = compute_logits(
-            model, q_descriptors, q_counts, reader, pairs, q_desc, db_desc, batch=batch, device=device, prepared=True
+            model,
+            q_descriptors,
+            q_counts,
+            reader,
+            pairs,
+            q_desc,
+            db_desc,
+            batch=batch,
+            device=device,
+            prepared=True,
+            dtype=dtype,
         )
     finally:
         store.close()
@@ -297,6 +331,7 @@ def logits_stage(
                 "max_rerank": max_rerank,
                 "junk_mode": junk_mode,
                 "device": device,
+                "dtype": str(dtype).removeprefix("torch."),
                 "n_pairs": int(sum(len(p) for p in pairs)),
                 "seconds": seconds,
                 "read_seconds": float(sum(read_seconds)),
@@ -450,6 +485,7 @@ def _ames_timing(
         logits_seconds=round(total, 3),
         logit_pairs=int(lattrs.get("n_pairs", 0)),
         device=str(lattrs.get("device", "")),
+        **({"dtype": str(lattrs["dtype"])} if "dtype" in lattrs else {}),  # absent in files written before it
         selection_seconds=round(selection, 3),
         grid_seconds=round(grid, 3),
         grid_points=grid_points,

@@ -42,6 +42,20 @@ def fast_dtype(device: str | torch.device) -> torch.dtype:
     return torch.bfloat16 if native and cap.startswith("AVX512") else torch.float32
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype:
+    """The dtype of the per-pair matrix products for ``ames.precision``: ``auto`` -> :func:`fast_dtype` (bfloat16
+    where the hardware runs it natively, float32 elsewhere), ``float32``, ``bfloat16`` (also where it is emulated:
+    correct but slower than float32). Raises ValueError naming the key for anything else."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"ames.precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return fast_dtype(device)
+    return torch.float32 if precision == "float32" else torch.bfloat16
+
+
 @dataclass
 class PreparedSide:
     """Per-image state after layer 1's self attention, for N images of S tokens (model dim C, h heads of dh).

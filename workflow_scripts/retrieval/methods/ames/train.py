@@ -47,6 +47,7 @@ class TrainConfig:
     min_neg: int = 5
     beta: float = 10.0  # distillation weight (used only with a teacher)
     warmup_epochs: float = 0.0  # linear learning-rate warmup before the cosine decay (0 as in the paper)
+    grad_clip: float = 0.0  # clip the gradient's global L2 norm to this before each step (0: off, as in the paper)
     seed: int = 0
     init: str = "default"  # default (torch's, as the official code) | mimetic
     mimetic_qk: tuple[float, float] = (0.7, 0.7)  # (alpha, beta) of W_q^T W_k ~ alpha Z + beta I
@@ -61,6 +62,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.patience < 0:
             raise ValueError(f"ames.train.patience: expected >= 0, got {self.patience}")
+        if self.grad_clip < 0:
+            raise ValueError(f"ames.train.grad_clip: expected >= 0 (0: off), got {self.grad_clip}")
         if self.validation_rerank < 1:
             raise ValueError(f"ames.train.validation_rerank: expected >= 1, got {self.validation_rerank}")
         if self.init not in ("default", "mimetic"):
@@ -175,13 +178,18 @@ def train_ames(
     init_itq: dict[str, np.ndarray] | None = None,
     device: str = "cpu",
     validate: Callable[[AMES], float] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[AMES, list[dict[str, float]]]:
     """Train (or, with ``teacher``, distil) an AMES model; returns the model and per-epoch curves.
 
     ``validate(model) -> score`` (higher is better; e.g. Medium mAP on a validation split), when given and
     ``cfg.patience`` > 0, is called after every epoch (the model is put back in training mode after it); the weights
     of the best epoch are returned and training stops after ``patience`` epochs without an improvement of more than
-    ``cfg.min_delta``. The learning-rate schedule stays the one of ``cfg.epochs``."""
+    ``cfg.min_delta``. The learning-rate schedule stays the one of ``cfg.epochs``.
+
+    ``dtype`` bfloat16: mixed precision (``torch.autocast``): the matrix products of the forward and backward passes
+    in bfloat16, the weights, optimiser state, loss and (on the CPU) the attention kernels in float32; no loss
+    scaling is needed with bfloat16's float32 exponent range."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = AMES(model_cfg)
@@ -223,6 +231,7 @@ def train_ames(
         per_batch,
         teacher is not None,
     )
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
     curves = []
     use_val = validate is not None and cfg.patience > 0
     best_score, best_epoch, best_state, since_best = -math.inf, 0, None, 0
@@ -230,6 +239,7 @@ def train_ames(
         t0 = time.time()
         triplets = sample_triplets(anchors, ids, sims, labels, cfg.num_candidates, rng)
         tot_loss = tot_acc = tot_mse = n_pairs = 0.0
+        grad_norms = []
         for s in range(0, len(triplets), per_batch):
             t = triplets[s : s + per_batch]
             b = len(t)
@@ -241,20 +251,25 @@ def train_ames(
             q, qm = _gather(desc, counts, rows_q, ql)
             d, dm = _gather(desc, counts, rows_d, gl)
             q, qm, d, dm = q.to(device), qm.to(device), d.to(device), dm.to(device)
-            logits, hidden = model(q, d, qm, dm, return_hidden=True)
+            with autocast:
+                logits, hidden = model(q, d, qm, dm, return_hidden=True)
+            logits, hidden = logits.float(), hidden.float()
             loss = F.binary_cross_entropy_with_logits(logits, target)
             mse = torch.zeros((), device=device)
             if teacher is not None:
-                with torch.no_grad():
+                with torch.no_grad(), autocast:
                     fq, fqm = _gather(desc, counts, rows_q, cfg.q_desc)
                     fd, fdm = _gather(desc, counts, rows_d, cfg.db_desc)
                     _, th = teacher(fq.to(device), fd.to(device), fqm.to(device), fdm.to(device), return_hidden=True)
+                th = th.float()
                 n_q_full = fq.shape[1]
                 sel = torch.cat([th[:, : 1 + ql], th[:, 1 + n_q_full : 1 + n_q_full + gl]], 1)
                 mse = F.mse_loss(hidden, sel)
                 loss = loss + cfg.beta * mse
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            grad_norms.append(float(norm))
             opt.step()
             sched.step()
             tot_loss += float(loss.detach()) * 2 * b
@@ -268,15 +283,19 @@ def train_ames(
                 "pair_accuracy": tot_acc / n_pairs,
                 "distill_mse": tot_mse / n_pairs,
                 "lr": sched.get_last_lr()[0],
+                "grad_norm_median": float(np.median(grad_norms)),
+                "grad_norm_max": float(np.max(grad_norms)),
                 "seconds": time.time() - t0,
             }
         )
         log.info(
-            "epoch %d: loss %.4f, pair accuracy %.3f, mse %.4f, %.1f s",
+            "epoch %d: loss %.4f, pair accuracy %.3f, mse %.4f, gradient norm median %.3g max %.3g, %.1f s",
             epoch + 1,
             curves[-1]["loss"],
             curves[-1]["pair_accuracy"],
             curves[-1]["distill_mse"],
+            curves[-1]["grad_norm_median"],
+            curves[-1]["grad_norm_max"],
             curves[-1]["seconds"],
         )
         fault_point("train")
