@@ -117,6 +117,8 @@ AFTER_KNN = {"eval", "sv", "qe", "ames_model", "logits", "eval_ames"}
         ({"ames.num_rerank": [10]}, {"logits", "eval_ames"}),
         ({"ames.lambda": [0.5]}, {"eval_ames"}),
         ({"ames.train.epochs": 3}, {"ames_model", "logits", "eval_ames"}),
+        ({"ames.train.grad_clip": 0.0}, {"ames_model", "logits", "eval_ames"}),
+        ({"ames.precision": "float32"}, {"ames_model", "logits", "eval_ames"}),  # training, its validation, logits
         ({"demo.seed": 5}, set(stages(Plan(copy.deepcopy(BASE))))),  # the generated images: everything
     ],
     ids=[
@@ -129,11 +131,23 @@ AFTER_KNN = {"eval", "sv", "qe", "ames_model", "logits", "eval_ames"}
         "ames.num_rerank",
         "ames.lambda",
         "ames.train",
+        "ames.train.grad_clip",
+        "ames.precision",
         "demo",
     ],
 )
 def test_a_change_invalidates_its_stage_and_what_follows_only(overrides, changed):
     assert invalidated(**overrides) == changed
+
+
+def test_precision_auto_is_part_of_no_version():
+    """auto resolves per machine (the manifests record the hardware and the dtype): a configuration that leaves it
+    at auto has the versions of one without the key."""
+    without = copy.deepcopy(BASE)
+    without["ames"].pop("precision", None)
+    assert stages(Plan(without)) == stages(Plan(configured(**{"ames.precision": "auto"})))
+    binary = Plan(configured(**{"ames.precision": "bfloat16"})).v_ames_binary_model()
+    assert binary != Plan(copy.deepcopy(BASE)).v_ames_binary_model()
 
 
 def test_unsupervised_fit_picks_the_fit_split():
