@@ -64,6 +64,7 @@ rule descriptor_sweep:
         q_desc=config["ames"]["q_desc"],
         batch=config["ames"]["batch_pairs"],
         device=config["ames"]["device"],
+        precision=config["ames"]["precision"],
         versions=lambda w: {
             **PLAN.versions(w.dataset),
             "ames_model": PLAN.v_ames_model(),
@@ -97,6 +98,7 @@ rule benchmark_scale:
         q_desc=config["ames"]["q_desc"],
         db_desc=config["ames"]["db_desc"],
         device=config["ames"]["device"],
+        precision=config["ames"]["precision"],
     script:
         "../workflow_scripts/benchmark_scale.py"
 

@@ -20,4 +20,5 @@ scale_benchmark(
     q_desc=snakemake.params.q_desc,
     db_desc=snakemake.params.db_desc,
     device=resolve_device(snakemake.params.device),
+    precision=snakemake.params.precision,
 )

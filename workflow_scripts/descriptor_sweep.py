@@ -26,4 +26,5 @@ descriptor_sweep_stage(
     out_png=snakemake.output.png,
     out_md=snakemake.output.md,
     versions=snakemake.params.versions,
+    precision=snakemake.params.precision,
 )

@@ -125,9 +125,8 @@ def test_training_is_deterministic_and_learns():
 
 def test_gradient_clipping_is_applied_and_its_norms_are_recorded():
     data = tiny_training_data()
-    _, free = train_ames(*data, CFG, TCFG)
+    free_model, free = train_ames(*data, CFG, TCFG)
     clipped_model, clipped = train_ames(*data, CFG, dataclasses.replace(TCFG, grad_clip=1e-6))
-    free_model, _ = train_ames(*data, CFG, TCFG)
     assert all(c["grad_norm_max"] >= c["grad_norm_median"] > 0 for c in free + clipped)
     # a gradient clipped far below AdamW's epsilon gives other steps: the clip was applied
     moved = [float((a - b).abs().max()) for a, b in zip(free_model.parameters(), clipped_model.parameters())]

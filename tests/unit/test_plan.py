@@ -117,7 +117,7 @@ AFTER_KNN = {"eval", "sv", "qe", "ames_model", "logits", "eval_ames"}
         ({"ames.num_rerank": [10]}, {"logits", "eval_ames"}),
         ({"ames.lambda": [0.5]}, {"eval_ames"}),
         ({"ames.train.epochs": 3}, {"ames_model", "logits", "eval_ames"}),
-        ({"ames.train.grad_clip": 0.0}, {"ames_model", "logits", "eval_ames"}),
+        ({"ames.train.grad_clip": 0.5}, {"ames_model", "logits", "eval_ames"}),
         ({"ames.precision": "float32"}, {"ames_model", "logits", "eval_ames"}),  # training, its validation, logits
         ({"demo.seed": 5}, set(stages(Plan(copy.deepcopy(BASE))))),  # the generated images: everything
     ],

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, load_json, snakemake
+from retrieval.methods.ames.infer import fast_dtype
 
 pytestmark = pytest.mark.workflow
 
@@ -85,6 +86,7 @@ def test_descriptor_sweep_matches_the_published_points(tiny_ames):
     snakemake(tiny_ames, "results/benchmarks/demo_descriptors.json", "results/demo_sv.json", "--configfile", str(TINY))
     res = load_json(tiny_ames / "results" / "benchmarks" / "demo_descriptors.json")
     got = {(r["method"], r["db_desc"]): r for r in res["rows"]}
+    assert res["precision"] == "auto"  # ames.precision, as the published results' logits
     assert set(got) == {("sv", 8), ("sv", 128), ("ames", 8), ("ames", 32), ("ames_binary", 8), ("ames_binary", 32)}
     assert (
         got[("ames", 32)]["bytes_per_image"] == 32 * 256 + 4
@@ -129,4 +131,5 @@ def test_scale_benchmark_on_a_simulated_database(tiny_ames):
     )
     assert store["bytes_per_image_at_600"] == 9604 and res["goals"]["binary_store_at_most_10KB_per_image_at_600"]
     assert res["rerank"]["ms_per_query"] > 0 and res["peak_rss_mb"] > 0
+    assert res["rerank"]["dtype"] == str(fast_dtype("cpu")).removeprefix("torch.")  # ames.precision: auto
     assert not list((tiny_ames / "results" / "benchmarks").glob("demo_scale.json.work/*.h5"))  # work files removed

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from retrieval.evaluation.metrics import evaluate_rankings
+from retrieval.methods.ames.infer import resolve_precision
 from retrieval.methods.ames.model import load_checkpoint
 from retrieval.methods.ames.rerank import compute_logits, fusion_logits, rerank
 from retrieval.methods.sv import SVConfig, rerank_by_inliers, verify_shortlists
@@ -51,6 +52,7 @@ def descriptor_sweep_stage(
     out_png: str,
     out_md: str,
     versions: dict[str, Any],
+    precision: str = "auto",
 ) -> None:
 
     ids, sims, _ = read_neighbours(knn_path)
@@ -88,6 +90,7 @@ def descriptor_sweep_stage(
             add("sv", c, rerank_by_inliers(ids, sims, inliers, cfg.num_rerank), time.time() - t0, dim)
         q_all, q_count = fq["descriptors"][:, :q_desc], fq["count"][:]
         device = resolve_device(device)
+        dtype = resolve_precision(precision, device)  # ames.precision, as the published results' logits
         for method, path in model_paths.items():
             published = read_json(ames_results[method])
             # AMES alone (its database side is what the bytes count): with geometric fusion, the point with weight 0
@@ -108,7 +111,16 @@ def descriptor_sweep_stage(
                 logits = np.stack(
                     fusion_logits(
                         compute_logits(
-                            model, q_all, q_count, reader, pairs, q_all.shape[1], int(c), batch=batch, device=device
+                            model,
+                            q_all,
+                            q_count,
+                            reader,
+                            pairs,
+                            q_all.shape[1],
+                            int(c),
+                            batch=batch,
+                            device=device,
+                            dtype=dtype,
                         ),
                         chosen.get("fusion", "sigmoid"),
                     )
@@ -122,6 +134,7 @@ def descriptor_sweep_stage(
         "note": "database descriptors per image varied; query side fixed; AMES at the parameters chosen on "
         "the validation split",
         "rows": rows,
+        "precision": precision,
         "versions": versions,
     }
     write_json(out_json, result)

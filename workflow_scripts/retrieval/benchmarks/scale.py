@@ -22,6 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from retrieval.methods.ames.infer import resolve_precision
 from retrieval.methods.ames.model import load_checkpoint
 from retrieval.methods.ames.rerank import compute_logits
 from retrieval.methods.ames.store import decode
@@ -107,6 +108,7 @@ def scale_benchmark(
     q_desc: int,
     db_desc: int,
     device: str,
+    precision: str = "auto",
 ) -> dict[str, Any]:
 
     n, block, k, seed = int(cfg["n_db"]), int(cfg["block"]), int(cfg["k"]), int(cfg["seed"])
@@ -177,7 +179,9 @@ def scale_benchmark(
                 "payload_bytes_per_image": int(real_codes.shape[1] * real_codes.shape[2] + 4),
                 "bytes_per_image_at_600": 600 * real_codes.shape[2] + 4,
             }
-            out["rerank"] = _rerank_timing(binary_model, cpath, query_local, exact_ids, cfg, q_desc, db_desc, device)
+            out["rerank"] = _rerank_timing(
+                binary_model, cpath, query_local, exact_ids, cfg, q_desc, db_desc, device, precision
+            )
     finally:
         for p in (gpath, cpath):
             p.unlink(missing_ok=True)
@@ -191,7 +195,9 @@ def scale_benchmark(
     return out
 
 
-def _rerank_timing(model_path, codes_path, query_local, exact_ids, cfg, q_desc, db_desc, device) -> dict[str, Any]:
+def _rerank_timing(
+    model_path, codes_path, query_local, exact_ids, cfg, q_desc, db_desc, device, precision="auto"
+) -> dict[str, Any]:
     """Binary AMES re-ranking of the top num_rerank of a few queries, reading only shortlisted rows."""
 
     model, _ = load_checkpoint(str(model_path))
@@ -209,8 +215,11 @@ def _rerank_timing(model_path, codes_path, query_local, exact_ids, cfg, q_desc, 
             reads.append(time.perf_counter() - t)
             return decode(model, payload, device), counts
 
+        dtype = resolve_precision(precision, device)
         t0 = time.perf_counter()
-        compute_logits(model, qd, qc, reader, pairs, q_desc, db_desc, batch=128, device=device, prepared=True)
+        compute_logits(
+            model, qd, qc, reader, pairs, q_desc, db_desc, batch=128, device=device, prepared=True, dtype=dtype
+        )
         total = time.perf_counter() - t0
     return {
         "queries": nq,
@@ -218,4 +227,5 @@ def _rerank_timing(model_path, codes_path, query_local, exact_ids, cfg, q_desc, 
         "ms_per_query": round(1000 * total / nq, 1),
         "read_ms_per_query": round(1000 * sum(reads) / nq, 2),
         "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
     }

@@ -36,7 +36,8 @@ def fast_dtype(device: str | torch.device) -> torch.dtype:
     of compute capability >= 8.0), float32 elsewhere (emulated bfloat16 is slower than float32)."""
     dev = torch.device(device)
     if dev.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        # native only (compute capability >= 8): is_bf16_supported() also counts emulation on older GPUs
+        return torch.bfloat16 if torch.cuda.get_device_capability(dev)[0] >= 8 else torch.float32
     cap = torch.backends.cpu.get_cpu_capability()
     native = torch.cpu._is_avx512_bf16_supported() or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     return torch.bfloat16 if native and cap.startswith("AVX512") else torch.float32

@@ -188,7 +188,8 @@ def train_ames(
     ``cfg.min_delta``. The learning-rate schedule stays the one of ``cfg.epochs``.
 
     ``dtype`` bfloat16: mixed precision (``torch.autocast``): the matrix products of the forward and backward passes
-    in bfloat16, the weights, optimiser state, loss and (on the CPU) the attention kernels in float32; no loss
+    in bfloat16, the weights, optimiser state, loss and (on the CPU) the trained model's attention kernels in float32
+    (a distillation teacher, run without gradients, keeps them in bfloat16); no loss
     scaling is needed with bfloat16's float32 exponent range."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
