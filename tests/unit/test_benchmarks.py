@@ -3,6 +3,7 @@
 import pytest
 
 from retrieval.benchmarks.throughput import ames_flops, ames_throughput, grid_cost
+from retrieval.methods.ames.infer import fast_dtype
 from retrieval.methods.ames.model import AmesConfig
 
 
@@ -24,9 +25,15 @@ def test_flop_count_by_hand():
 def test_small_throughput_run_agrees_with_reference():
     out = ames_throughput([[8, 12]], local_dim=16, batch=2, repeats=1, device="cpu")
     row = out["sizes"][0]
-    assert row["max_abs_logit_difference"] < 1e-5 and row["fast_pairs_per_s"] > 0 and out["gemm_peak_gflops"] > 0
-    for path in ("block", "prepared"):  # every path is timed against the reference in the same run
+    assert row["fast_pairs_per_s"] > 0 and out["gemm_peak_gflops"] > 0 and row["reference_pairs_per_s"] > 0
+    for path in ("block", "prepared"):  # every float32 path is timed against the reference in the same run
         assert row[f"{path}_max_abs_logit_difference"] < 1e-5 and row[f"{path}_speedup"] > 0
-    assert out["fast_dtype"] in ("float32", "bfloat16") and row["reference_pairs_per_s"] > 0
+    assert out["fast_dtype"] == str(fast_dtype("cpu")).removeprefix("torch.")
+    if out["fast_dtype"] == "bfloat16":  # native bfloat16: its path is timed too, and it is the one reported
+        assert 0 < row["prepared_bf16_max_relative_logit_difference"] < 0.02 and out["bf16_gemm_peak_gflops"] > 0
+        assert row["speedup"] == row["prepared_bf16_speedup"]
+    else:
+        assert "prepared_bf16_speedup" not in row and row["speedup"] == row["prepared_speedup"]
+        assert row["max_abs_logit_difference"] < 1e-5
     g = grid_cost(4, 30, 10, 10)
     assert g["points"] == 10 and g["grid_seconds"] > 0
