@@ -106,7 +106,7 @@ def _block_attention(
 def _float32_attention(q: Tensor) -> bool:
     """Training in bfloat16 on the CPU: the attention kernels run in float32 (the matrix products around them stay
     bfloat16). Measured with torch 2.13 on an AVX-512 BF16 / AMX CPU: the CPU flash-attention backward in bfloat16
-    took 2.3x the time of float32's (README, "Speed"); the forward alone and CUDA's kernels are not affected."""
+    took 2.3x the time of float32's (README, "Precision" under AMES); the forward alone and CUDA's kernels are not affected."""
     return q.dtype == torch.bfloat16 and q.device.type == "cpu" and torch.is_grad_enabled()
 
 
