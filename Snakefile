@@ -24,6 +24,9 @@ except WorkflowError:
     if not text:
         raise
     raise WorkflowError(text) from None
+# what the schema lets through (NaN and infinities) is refused the same way
+if _problems := describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml")):
+    raise WorkflowError(_problems)
 
 
 include: "rules/common.smk"

@@ -62,3 +62,24 @@ def test_a_results_json_read_as_a_configuration_file_is_said_so():
     config = _with(dataset="x", method="global", metrics=None, artifacts={})
     text = describe_errors(config, SCHEMA)
     assert text.splitlines()[1].startswith("  a results JSON was read as a configuration file: --configfile takes")
+
+
+def test_nan_and_infinities_are_refused_naming_the_key():
+    """JSON Schema's minimum lets NaN through: ames.train.grad_clip: .nan trained unclipped under a new version."""
+    config = yaml.safe_load("ames: {train: {grad_clip: .nan}}\nsv: {ratio: .inf}\n")
+    text = describe_errors(
+        with_overrides(DEFAULT, **{"ames.train.grad_clip": config["ames"]["train"]["grad_clip"]}), SCHEMA
+    )
+    assert text.splitlines()[1] == "  ames.train.grad_clip: nan is not a finite number"
+    text = describe_errors(_with(**{"sv.ratio": config["sv"]["ratio"]}), SCHEMA)
+    assert "  sv.ratio: inf is not a finite number" in text.splitlines()
+
+
+def test_an_exponent_yaml_reads_as_text_gets_its_spelling():
+    value = yaml.safe_load("x: 1e-3")["x"]
+    assert value == "1e-3"  # PyYAML (YAML 1.1) needs 1.0e-3
+    text = describe_errors(_with(**{"ames.train.grad_clip": value, "extract.sift.k": "500"}), SCHEMA)
+    clip = next(ln for ln in text.splitlines() if ln.startswith("  ames.train.grad_clip"))
+    assert "write 1.0e-3" in clip
+    k = next(ln for ln in text.splitlines() if ln.startswith("  extract.sift.k"))
+    assert "write 1.0e-3" not in k and "Snakemake reads" in k

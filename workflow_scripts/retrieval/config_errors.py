@@ -9,6 +9,7 @@ itself uses); this module only words the result.
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,39 @@ def _line(error: jsonschema.ValidationError) -> str:
     line = f"  {key}: {message}"
     wanted = error.validator_value if error.validator == "type" else None
     wanted = {wanted} if isinstance(wanted, str) else set(wanted or [])
-    if isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
+    if isinstance(error.instance, str) and wanted & {"number", "integer"} and _exponent_form(error.instance):
+        line += (
+            " (YAML reads an exponent without a dot in the mantissa or a sign in the exponent as text: write 1.0e-3,"
+            " not 1e-3; given with --config, put it in a YAML file passed with --configfile)"
+        )
+    elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
         line += (
             " (if it was given with --config: Snakemake reads a value there as a number, as True or False, or else"
             " as text, and the values inside a nested --config KEY='{...}' stay text: put nested keys in a YAML"
             " file and pass it with --configfile)"
         )
     return line
+
+
+def _exponent_form(text: str) -> bool:
+    """``1e-3`` and the like: a number to Python, text to YAML 1.1 (PyYAML), which needs ``1.0e-3``."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return "e" in text.lower() and "inf" not in text.lower()
+
+
+def _non_finite(value: Any, path: tuple = ()) -> list[str]:
+    """Lines for every NaN or infinite number in the configuration (YAML's ``.nan``, ``.inf``): JSON Schema's
+    ``minimum`` / ``maximum`` let NaN through, and no key of this workflow means anything with them."""
+    if isinstance(value, dict):
+        return [line for k, v in value.items() for line in _non_finite(v, (*path, k))]
+    if isinstance(value, list):
+        return [line for i, v in enumerate(value) for line in _non_finite(v, (*path, i))]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"  {_key(path)}: {value!r} is not a finite number"]
+    return []
 
 
 _YAML_BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -82,9 +109,10 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    if not errors:
-        return ""
     lines = "\n".join(_line(e) for e in errors).splitlines()  # one line per problem (unknown keys: one each)
+    lines += _non_finite(config)
+    if not lines:
+        return ""
     if {"artifacts", "metrics", "method"} <= set(config) or {"photos", "collection", "n_photos"} <= set(config):
         lines.insert(
             0,

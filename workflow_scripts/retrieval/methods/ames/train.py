@@ -62,7 +62,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.patience < 0:
             raise ValueError(f"ames.train.patience: expected >= 0, got {self.patience}")
-        if self.grad_clip < 0:
+        if not math.isfinite(self.grad_clip) or self.grad_clip < 0:
             raise ValueError(f"ames.train.grad_clip: expected >= 0 (0: off), got {self.grad_clip}")
         if self.validation_rerank < 1:
             raise ValueError(f"ames.train.validation_rerank: expected >= 1, got {self.validation_rerank}")
