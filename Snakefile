@@ -11,7 +11,7 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
-from retrieval.config_errors import coerce_booleans, describe_errors
+from retrieval.config_errors import coerce_booleans, describe_errors, non_finite
 
 # --config KEY=false arrives as text: read boolean keys' text as YAML would
 config.update(coerce_booleans(config, os.path.join(workflow.basedir, "config/schema.yaml")))
@@ -25,8 +25,8 @@ except WorkflowError:
         raise
     raise WorkflowError(text) from None
 # what the schema lets through (NaN and infinities) is refused the same way
-if _problems := describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml")):
-    raise WorkflowError(_problems)
+if non_finite(config):
+    raise WorkflowError(describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml")))
 
 
 include: "rules/common.smk"

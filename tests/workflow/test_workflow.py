@@ -155,6 +155,7 @@ def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
         ("extarct:\n  n_chunks: 2\n", r"extarct"),
         ("extract:\n  sift:\n    k: 0\n", r"0 is less than the minimum of 1"),
         ("whiten:\n  powr: 0.5\n", r"powr"),
+        ("ames:\n  train:\n    grad_clip: .nan\n", r"ames\.train\.grad_clip: nan is not a finite number"),
     ],
 )
 def test_bad_config_is_rejected_before_any_job(tmp_path, override, pattern):

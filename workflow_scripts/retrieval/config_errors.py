@@ -69,13 +69,13 @@ def _exponent_form(text: str) -> bool:
     return "e" in text.lower() and "inf" not in text.lower()
 
 
-def _non_finite(value: Any, path: tuple = ()) -> list[str]:
+def non_finite(value: Any, path: tuple = ()) -> list[str]:
     """Lines for every NaN or infinite number in the configuration (YAML's ``.nan``, ``.inf``): JSON Schema's
     ``minimum`` / ``maximum`` let NaN through, and no key of this workflow means anything with them."""
     if isinstance(value, dict):
-        return [line for k, v in value.items() for line in _non_finite(v, (*path, k))]
+        return [line for k, v in value.items() for line in non_finite(v, (*path, k))]
     if isinstance(value, list):
-        return [line for i, v in enumerate(value) for line in _non_finite(v, (*path, i))]
+        return [line for i, v in enumerate(value) for line in non_finite(v, (*path, i))]
     if isinstance(value, float) and not math.isfinite(value):
         return [f"  {_key(path)}: {value!r} is not a finite number"]
     return []
@@ -110,7 +110,7 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     lines = "\n".join(_line(e) for e in errors).splitlines()  # one line per problem (unknown keys: one each)
-    lines += _non_finite(config)
+    lines += non_finite(config)
     if not lines:
         return ""
     if {"artifacts", "metrics", "method"} <= set(config) or {"photos", "collection", "n_photos"} <= set(config):
