@@ -133,3 +133,32 @@ def test_official_layout_state_dict_loads(tmp_path, binarized):
     ours = model.state_dict()
     for k, v in official.state_dict().items():
         assert torch.equal(ours[k], v), k
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_batches_without_padding_skip_the_mask_with_the_same_result(monkeypatch, dtype):
+    import retrieval.methods.ames.model as ames_model
+
+    keep = torch.ones(2, 5, dtype=torch.bool)
+    assert ames_model.key_mask(keep) is None
+    keep[1, 3] = False
+    assert torch.equal(ames_model.key_mask(keep), keep[:, None, None, :])
+
+    # a training step's forward and backward on a batch with no padding (SDPA without a mask) must give the same
+    # logits and gradients, to the bit, as with the all-True mask that the kernel is spared
+    def step():
+        torch.manual_seed(0)
+        model = AMES(SMALL).train()
+        g = torch.Generator().manual_seed(1)
+        src, tgt = torch.randn(3, 6, 32, generator=g), torch.randn(3, 9, 32, generator=g)
+        no_pad_q, no_pad_t = torch.zeros(3, 6, dtype=torch.bool), torch.zeros(3, 9, dtype=torch.bool)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            logits = model(src, tgt, no_pad_q, no_pad_t)
+        logits.float().sum().backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters()]
+
+    fast, fast_grads = step()
+    monkeypatch.setattr(ames_model, "key_mask", lambda k: k[:, None, None, :])
+    masked, masked_grads = step()
+    assert torch.equal(fast, masked)
+    assert all(torch.equal(a, b) for a, b in zip(fast_grads, masked_grads))

@@ -14,6 +14,8 @@ from retrieval.data.demo import (
     DemoConfig,
     LabelRule,
     View,
+    _colourise,
+    _contrast,
     collage_instances,
     generate_demo,
     label_view,
@@ -133,3 +135,20 @@ def test_test_split_does_not_depend_on_the_training_split(tmp_path):
         ).read_bytes()
     tb = json.loads((tmp_path / "b" / "demo-train" / "gnd.json").read_text())
     assert len(tb["imlist"]) == 2 * 3 + 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_colour_tables_give_the_per_pixel_formulas_bytes(seed):
+    # the generator looks the colour gains and the clutter contrast up in 256-entry tables; the demo's images (and
+    # every number measured on them) must stay those of the per-pixel arithmetic they replaced
+    rng = np.random.default_rng(seed)
+    patch = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    patch[0, :3] = [[0, 0, 0], [255, 255, 255], [128, 7, 250]]
+    gains = np.random.default_rng(seed).uniform(0.5, 1.3, size=3)
+    expected = np.clip(patch.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    assert np.array_equal(_colourise(patch, np.random.default_rng(seed)), expected)
+    for contrast in (0.25, 0.7, 1.6):
+        f = patch.astype(np.float32)
+        mean = f.mean(axis=(0, 1), keepdims=True)
+        expected = np.clip(mean + contrast * (f - mean), 0, 255).astype(np.uint8)
+        assert np.array_equal(_contrast(patch, contrast), expected)
