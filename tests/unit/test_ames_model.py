@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import retrieval.methods.ames.model as ames_model
 from retrieval.methods.ames.model import AMES, AmesConfig, load_checkpoint, reference_forward, save_checkpoint
 
 torch.manual_seed(0)
@@ -137,8 +138,6 @@ def test_official_layout_state_dict_loads(tmp_path, binarized):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_batches_without_padding_skip_the_mask_with_the_same_result(monkeypatch, dtype):
-    import retrieval.methods.ames.model as ames_model
-
     keep = torch.ones(2, 5, dtype=torch.bool)
     assert ames_model.key_mask(keep) is None
     keep[1, 3] = False
