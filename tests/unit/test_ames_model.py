@@ -137,27 +137,51 @@ def test_official_layout_state_dict_loads(tmp_path, binarized):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_batches_without_padding_skip_the_mask_with_the_same_result(monkeypatch, dtype):
-    keep = torch.ones(2, 5, dtype=torch.bool)
-    assert ames_model.key_mask(keep) is None
-    keep[1, 3] = False
-    assert torch.equal(ames_model.key_mask(keep), keep[:, None, None, :])
+def test_batches_without_padding_skip_the_masks_with_the_same_result(monkeypatch, dtype):
+    # a training step on a batch with no padding runs the attention without masks; its logits and gradients must be
+    # those of the masked computation (all-True masks) to the bit, on the CPU, in float32 and bfloat16 autocast
+    seen = []
+    sdpa = ames_model.F.scaled_dot_product_attention
+    monkeypatch.setattr(
+        ames_model.F, "scaled_dot_product_attention", lambda *a, **kw: seen.append(kw["attn_mask"]) or sdpa(*a, **kw)
+    )
 
-    # a training step's forward and backward on a batch with no padding (SDPA without a mask) must give the same
-    # logits and gradients, to the bit, as with the all-True mask that the kernel is spared
-    def step():
+    def step(force_masks):
         torch.manual_seed(0)
-        model = AMES(SMALL).train()
+        model = AMES(AmesConfig(local_dim=32, model_dim=16, nhead=2, num_layers=2, dim_feedforward=32)).train()
         g = torch.Generator().manual_seed(1)
-        src, tgt = torch.randn(3, 6, 32, generator=g), torch.randn(3, 9, 32, generator=g)
-        no_pad_q, no_pad_t = torch.zeros(3, 6, dtype=torch.bool), torch.zeros(3, 9, dtype=torch.bool)
+        src, tgt = torch.randn(3, 40, 32, generator=g), torch.randn(3, 70, 32, generator=g)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            logits = model(src, tgt, no_pad_q, no_pad_t)
+            q_tok, d_tok = model.project(src), model.project_db(tgt)
+            if force_masks:  # the decoder on all-True key masks, as before nothing-padded was detected
+                x = torch.cat([model.mtc_token.expand(3, 1, -1), q_tok, d_tok], 1)
+                keep_q, keep_d = torch.ones(3, 40, dtype=torch.bool), torch.ones(3, 70, dtype=torch.bool)
+                logits = model.classifier(model.decoder(x, 40, keep_q, keep_d)[:, 0]).view(-1)
+            else:
+                logits = model.score_tokens(q_tok, torch.zeros(3, 40), d_tok, torch.zeros(3, 70))
         logits.float().sum().backward()
         return logits.detach(), [p.grad.clone() for p in model.parameters()]
 
-    fast, fast_grads = step()
-    monkeypatch.setattr(ames_model, "key_mask", lambda k: k[:, None, None, :])
-    masked, masked_grads = step()
+    fast, fast_grads = step(False)
+    assert len(seen) == 2 * 2 * 3 and all(m is None for m in seen)  # layers x blocks x (mtc, query, db rows)
+    seen.clear()
+    masked, masked_grads = step(True)
+    assert len(seen) == 12 and all(m is not None and bool(m.all()) for m in seen)
     assert torch.equal(fast, masked)
     assert all(torch.equal(a, b) for a, b in zip(fast_grads, masked_grads))
+
+
+def test_one_padded_descriptor_keeps_the_masks():
+    # padding anywhere in the batch: masks for every block, and the padded key is masked out (its value ignored)
+    model = AMES(SMALL).eval()
+    src, tgt = torch.randn(2, 5, 32), torch.randn(2, 6, 32)
+    pad_q, pad_t = torch.zeros(2, 5, dtype=torch.bool), torch.zeros(2, 6, dtype=torch.bool)
+    pad_t[1, 5] = True
+    with torch.no_grad():
+        ref = reference_forward(model, src, pad_q, tgt, pad_t)
+        out = model(src, tgt, pad_q, pad_t)
+        tgt2 = tgt.clone()
+        tgt2[1, 5] = 100.0
+        moved = model(src, tgt2, pad_q, pad_t)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out, moved)

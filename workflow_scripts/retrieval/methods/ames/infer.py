@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from retrieval.methods.ames.model import AMES, key_mask
+from retrieval.methods.ames.model import AMES
 
 
 def fast_dtype(device: str | torch.device) -> torch.dtype:
@@ -90,6 +90,11 @@ def _merge(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(n, s, h * dh)
 
 
+def _mask(keep: Tensor) -> Tensor | None:
+    """SDPA boolean mask (N, 1, 1, S) from key validity, or None when nothing is padded (the faster kernel)."""
+    return None if bool(keep.all()) else keep[:, None, None, :]
+
+
 @torch.no_grad()
 def prepare_side(model: AMES, tok: Tensor, pad: Tensor) -> PreparedSide:
     """Layer 1's self attention and cross-attention projections of N images' tokens, in float32.
@@ -108,7 +113,7 @@ def prepare_side(model: AMES, tok: Tensor, pad: Tensor) -> PreparedSide:
     qkv = F.linear(torch.cat([mtc, tok], 1), sa.in_proj_weight, sa.in_proj_bias)  # (N, 1+S, 3C)
     q, k, v = (_heads(t, h) for t in qkv.split(c, -1))  # (N, h, 1+S, dh)
     keys_keep = torch.cat([keep.new_ones((n, 1)), keep], 1)
-    o = F.scaled_dot_product_attention(q[:, :, 1:], k, v, attn_mask=key_mask(keys_keep))  # tokens: [MTC, own image]
+    o = F.scaled_dot_product_attention(q[:, :, 1:], k, v, attn_mask=_mask(keys_keep))  # tokens: [MTC, own image]
     x = layer.norm1(tok + sa.out_proj(_merge(o)))
     # the initial MTC's scores against this image's keys, as softmax partials
     score = (q[:, :, :1] @ k[:, :, 1:].transpose(-1, -2)).squeeze(2) / math.sqrt(dh)  # (N, h, S)
@@ -126,9 +131,9 @@ class _Keys:
     def __init__(self, q_keep: Tensor, d_keep: Tensor):
         one = q_keep.new_ones((q_keep.shape[0], 1))
         self.n_q = q_keep.shape[1]
-        self.q_mtc = key_mask(torch.cat([q_keep, one], 1))  # keys [query, MTC]
-        self.mtc_d = key_mask(torch.cat([one, d_keep], 1))  # keys [MTC, database]
-        self.all = key_mask(torch.cat([q_keep, one, d_keep], 1))
+        self.q_mtc = _mask(torch.cat([q_keep, one], 1))  # keys [query, MTC]
+        self.mtc_d = _mask(torch.cat([one, d_keep], 1))  # keys [MTC, database]
+        self.all = _mask(torch.cat([q_keep, one, d_keep], 1))
 
 
 def _attention(

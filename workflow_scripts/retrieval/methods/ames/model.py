@@ -68,11 +68,13 @@ class Binarization(nn.Module):
 
 
 def _block_attention(
-    attn: nn.MultiheadAttention, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor, cross: bool
+    attn: nn.MultiheadAttention, x: Tensor, n_q: int, q_keep: Tensor | None, d_keep: Tensor | None, cross: bool
 ) -> Tensor:
     """One AMES attention block computed per image block.
 
-    x: (B, 1+Q+T, C); q_keep (B, Q) / d_keep (B, T): True for real (non-padded) descriptors.
+    x: (B, 1+Q+T, C); q_keep (B, Q) / d_keep (B, T): True for real (non-padded) descriptors, or both None when no
+    descriptor of the batch is padded: then no attention mask is built (the kernel without one is faster; on the
+    CPU the result is the same to the bit, since the mask only adds zeros to the scores of real keys).
     self (cross=False): query tokens attend to [mtc, query], db tokens to [mtc, db];
     cross (cross=True): query tokens attend to [mtc, db], db tokens to [mtc, query]; mtc attends to all.
     """
@@ -82,32 +84,30 @@ def _block_attention(
     qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)  # (B, L, 3C)
     qkv = qkv.view(b, length, 3, h, dh).permute(2, 0, 3, 1, 4)  # (3, B, h, L, dh)
     q, k, v = qkv[0], qkv[1], qkv[2]
-    one = q_keep.new_ones((b, 1))
     k_m, v_m = k[:, :, :1], v[:, :, :1]
     k_d, v_d = k[:, :, 1 + n_q :], v[:, :, 1 + n_q :]
-    keys_q = (
-        (torch.cat([k_m, k_d], 2), torch.cat([v_m, v_d], 2), torch.cat([one, d_keep], 1))
-        if cross
-        else (k[:, :, : 1 + n_q], v[:, :, : 1 + n_q], torch.cat([one, q_keep], 1))
-    )
-    keys_d = (
-        (k[:, :, : 1 + n_q], v[:, :, : 1 + n_q], torch.cat([one, q_keep], 1))
-        if cross
-        else (torch.cat([k_m, k_d], 2), torch.cat([v_m, v_d], 2), torch.cat([one, d_keep], 1))
-    )
+    # keys and values of the query rows, then of the database rows: built in this order, which fixes the order in
+    # which autograd sums the gradients of k and v (another order changes them in the last bits)
+    if cross:  # query rows see [mtc, db], database rows [mtc, query]
+        keys_q = (torch.cat([k_m, k_d], 2), torch.cat([v_m, v_d], 2))
+        keys_d = (k[:, :, : 1 + n_q], v[:, :, : 1 + n_q])
+    else:  # query rows see [mtc, query], database rows [mtc, db]
+        keys_q = (k[:, :, : 1 + n_q], v[:, :, : 1 + n_q])
+        keys_d = (torch.cat([k_m, k_d], 2), torch.cat([v_m, v_d], 2))
+    if q_keep is None or d_keep is None:
+        mask_m = mask_q = mask_d = None
+    else:  # (B, 1, 1, keys) boolean masks, True = may be attended
+        one = q_keep.new_ones((b, 1))
+        mtc_q, mtc_d = torch.cat([one, q_keep], 1), torch.cat([one, d_keep], 1)
+        mask_m = torch.cat([one, q_keep, d_keep], 1)[:, None, None, :]
+        mask_q = (mtc_d if cross else mtc_q)[:, None, None, :]
+        mask_d = (mtc_q if cross else mtc_d)[:, None, None, :]
     sdpa = _sdpa_float32 if _float32_attention(q) else F.scaled_dot_product_attention
-    o_m = sdpa(q[:, :, :1], k, v, attn_mask=key_mask(torch.cat([one, q_keep, d_keep], 1)))
-    o_q = sdpa(q[:, :, 1 : 1 + n_q], keys_q[0], keys_q[1], attn_mask=key_mask(keys_q[2]))
-    o_d = sdpa(q[:, :, 1 + n_q :], keys_d[0], keys_d[1], attn_mask=key_mask(keys_d[2]))
+    o_m = sdpa(q[:, :, :1], k, v, attn_mask=mask_m)
+    o_q = sdpa(q[:, :, 1 : 1 + n_q], *keys_q, attn_mask=mask_q)
+    o_d = sdpa(q[:, :, 1 + n_q :], *keys_d, attn_mask=mask_d)
     out = torch.cat([o_m, o_q, o_d], 2).transpose(1, 2).reshape(b, length, c)  # (B, L, C)
     return attn.out_proj(out)
-
-
-def key_mask(keep: Tensor) -> Tensor | None:
-    """SDPA boolean mask (B, 1, 1, S) from key validity (B, S), True = may be attended, or None when no key is
-    padded. Without a mask the kernel is faster (a training step on the demo 15% faster, forward and backward) and
-    the result is the same to the bit: the mask only adds zeros to the scores of real keys."""
-    return None if bool(keep.all()) else keep[:, None, None, :]
 
 
 def _float32_attention(q: Tensor) -> bool:
@@ -136,7 +136,7 @@ class DecoderLayer(nn.Module):
     def feed_forward(self, x: Tensor) -> Tensor:
         return self.linear2(F.relu(self.linear1(x), inplace=True))
 
-    def forward(self, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor) -> Tensor:
+    def forward(self, x: Tensor, n_q: int, q_keep: Tensor | None, d_keep: Tensor | None) -> Tensor:
         """One post-norm layer on (B, 1+Q+T, C): self attention, cross attention, feed-forward, each + residual."""
         x = self.norm1(x + _block_attention(self.self_attn, x, n_q, q_keep, d_keep, cross=False))
         x = self.norm2(x + _block_attention(self.cross_attn, x, n_q, q_keep, d_keep, cross=True))
@@ -150,7 +150,7 @@ class Decoder(nn.Module):
             DecoderLayer(cfg.model_dim, cfg.nhead, cfg.dim_feedforward) for _ in range(cfg.num_layers)
         )
 
-    def forward(self, x: Tensor, n_q: int, q_keep: Tensor, d_keep: Tensor) -> Tensor:
+    def forward(self, x: Tensor, n_q: int, q_keep: Tensor | None, d_keep: Tensor | None) -> Tensor:
         for layer in self.layers:
             x = layer(x, n_q, q_keep, d_keep)
         return x
@@ -201,6 +201,8 @@ class AMES(nn.Module):
         b, n_q, _ = q_tok.shape
         x = torch.cat([self.mtc_token.expand(b, 1, -1), q_tok, d_tok], 1)
         q_keep, d_keep = ~q_mask.bool(), ~d_mask.bool()
+        if not (bool(q_mask.any()) or bool(d_mask.any())):  # nothing padded: no attention masks (one check per forward)
+            q_keep = d_keep = None
         x = self.decoder(x, n_q, q_keep, d_keep)
         logits = self.classifier(x[:, 0]).view(-1)
         return (logits, x) if return_hidden else logits
