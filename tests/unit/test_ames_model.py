@@ -185,3 +185,39 @@ def test_one_padded_descriptor_keeps_the_masks():
         moved = model(src, tgt2, pad_q, pad_t)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     assert torch.equal(out, moved)
+
+
+def _graph_nodes(t):
+    seen, stack, names = set(), [t.grad_fn], []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(f for f, _ in node.next_functions)
+    return names
+
+
+def test_training_graph_has_no_full_size_clear_and_copy(monkeypatch):
+    # a training forward must not put an in-place op on a view (autograd then clears and copies the whole
+    # (B, L, dim_feedforward) tensor in backward: CopySlices) nor select q, k, v one by one (three full-size zero
+    # gradients); the gradients are those of the in-place formula, to the bit
+    def step(feed_forward=None):
+        if feed_forward is not None:
+            monkeypatch.setattr(ames_model.DecoderLayer, "feed_forward", feed_forward)
+        torch.manual_seed(0)
+        model = AMES(SMALL).train()
+        src, sm, tgt, tm = batch(3, 9, 11, SMALL.local_dim, seed=2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(src, tgt, sm, tm)
+        nodes = _graph_nodes(logits)
+        logits.float().sum().backward()
+        return nodes, [p.grad.clone() for p in model.parameters()]
+
+    nodes, grads = step()
+    assert "CopySlices" not in nodes and "AsStridedBackward0" not in nodes
+    assert nodes.count("UnbindBackward0") == 2 * SMALL.num_layers  # one per attention block
+    in_place, ref_grads = step(lambda self, x: self.linear2(ames_model.F.relu(self.linear1(x), inplace=True)))
+    assert "CopySlices" in in_place  # the test would see the in-place formula's clear-and-copy
+    assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
