@@ -99,6 +99,15 @@ def test_checkpoint_round_trip(tmp_path):
             torch.testing.assert_close(loaded.eval()(src, tgt, sm, tm), model(src, tgt, sm, tm))
 
 
+def test_the_same_model_saves_to_the_same_bytes(tmp_path):
+    # a checkpoint's sha1 goes into the manifests: saving the same model twice (each through its own temporary
+    # file) must give the same file
+    model = AMES(SMALL)
+    save_checkpoint(str(tmp_path / "a.pt"), model, {"trained_on": "demo-train"})
+    save_checkpoint(str(tmp_path / "b.pt"), model, {"trained_on": "demo-train"})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 class OfficialLayout(nn.Module):
     """The official module tree (names and shapes as in pavelsuma/ames), written independently of ours."""
 

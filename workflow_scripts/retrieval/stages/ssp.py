@@ -136,8 +136,8 @@ def train_query_stage(
         curves[0]["val_loss"],
         time.time() - t0,
     )
-    with atomic_path(out_model) as tmp:
-        torch.save({"state": model.state_dict(), "dim": light.shape[1], "best_epoch": best, "config": cfg}, tmp)
+    with atomic_path(out_model) as tmp, open(tmp, "wb") as fh:  # a handle: the same bytes for the same model
+        torch.save({"state": model.state_dict(), "dim": light.shape[1], "best_epoch": best, "config": cfg}, fh)
     write_json(out_curves, {"curves": curves, "best_epoch": best})
     m.write(
         manifest_path,

@@ -164,8 +164,8 @@ def write_nn(path: str | Path, ids: np.ndarray, sims: np.ndarray) -> None:
 
     dtype = np.float32 if ids.size == 0 or ids.max() < 2**24 else np.float64
     t = torch.from_numpy(np.stack([np.asarray(sims, dtype), np.asarray(ids, dtype)]))
-    with atomic_path(path) as tmp:
-        torch.save(t, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(t, fh)  # through a handle: the archive's records are not named after the temporary file
 
 
 def write_release_local(store: h5py.File, out_path: str | Path, block: int = 1024) -> dict[str, int]:

@@ -264,9 +264,11 @@ def infer_config(state: dict[str, Tensor]) -> AmesConfig:
 
 
 def save_checkpoint(path: str, model: AMES, provenance: dict[str, Any]) -> None:
-
-    with atomic_path(path) as tmp:
-        torch.save({"state": model.state_dict(), "config": model.cfg.to_dict(), "provenance": provenance}, tmp)
+    """Write ``model`` (state dict, config) and ``provenance`` to ``path`` atomically; the same model and provenance
+    give the same bytes (saved through a file handle: given a path, torch names the archive's records after the
+    temporary file, so every run's file, and its sha1 in the manifest, differed)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save({"state": model.state_dict(), "config": model.cfg.to_dict(), "provenance": provenance}, fh)
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: int = 2) -> tuple[AMES, dict[str, Any]]:
