@@ -69,7 +69,7 @@ rule asmk_search:
         "benchmarks/asmk_search/{dataset}/{ver}.tsv"
     conda:
         ENV
-    threads: 1  # the query side's cost per query is measured on one thread, as sv's
+    threads: 1  # the query side's cost per query is measured on one thread
     resources:
         mem_mb=4000,
         runtime=60,

@@ -44,7 +44,7 @@ rule search_photos:
         "benchmarks/search_photos/{collection}/{photos}/{ver}.tsv"
     conda:
         ENV
-    threads: 1
+    threads: config["threads"]  # spatial verification's matching (sv)
     resources:
         mem_mb=4000,
         runtime=60,

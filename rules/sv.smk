@@ -20,7 +20,8 @@ rule evaluate_sv:
         BENCH_SV
     conda:
         ENV
-    threads: 1
+    # the matrix products and top-2 of the matching run on these threads (the same inliers on any number: README, "Speed")
+    threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=60,

@@ -138,6 +138,51 @@ def test_verify_shortlists_gives_the_inliers_of_the_previous_implementation(tmp_
     assert new.shape == (3, 10) and new.max() >= 10 and info["pairs"] == 30
 
 
+def test_verify_shortlists_gives_the_same_inliers_on_one_and_two_threads(tmp_path):
+    """evaluate_sv runs on the rule's threads (config ``threads``): the matching's matrix products and top-2 are
+    split over them, RANSAC's seeded draws stay in one sequence. 1000 x 1000-descriptor products, large enough for
+    torch to split them, must give the same inlier counts on one thread and on two."""
+    import torch  # noqa: PLC0415 - as verify_shortlists imports it
+    rng = np.random.default_rng(11)
+    scene = _unit(rng.normal(size=(1500, 128)))
+    scene_xy = rng.uniform(0, 1000, size=(1500, 2)).astype(np.float32)
+
+    def rows(n_images, seed):
+        r = np.random.default_rng(seed)
+        out = []
+        for _ in range(n_images):
+            pick = r.permutation(1500)[: int(r.integers(400, 1001))]
+            m = len(pick)
+            # half the matches outliers (positions scrambled), the rest within 15 px of a scaled copy
+            xy = np.where(r.random((m, 1)) < 0.5, r.uniform(0, 1000, size=(m, 2)), scene_xy[pick] * r.uniform(0.6, 1.4))
+            out.append(
+                {
+                    "descriptors": _unit(scene[pick] + 0.03 * r.normal(size=(m, 128))).astype(np.float16),
+                    "xy": (xy + r.normal(0, 15, size=(m, 2))).astype(np.float32),
+                    "scale": np.ones(m, np.float32),
+                    "weight": np.arange(m, 0, -1).astype(np.float32),
+                    "orientation": np.zeros(m, np.float32),
+                    "image_size": np.array([1000, 1000], np.int32),
+                }
+            )
+        return out
+
+    for name, n, seed in (("q.h5", 3, 12), ("db.h5", 10, 13)):
+        write_local_chunk(tmp_path / name, rows(n, seed), k=1000, dim=128, backbone="sift", row_start=0, n_total=n)
+    ids = np.stack([rng.permutation(10) for _ in range(3)])
+    before = torch.get_num_threads()
+    got = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with open_local(tmp_path / "q.h5") as fq, open_local(tmp_path / "db.h5") as fd:
+                got[threads], _ = verify_shortlists(fq, fd, ids, SVConfig())
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(got[1], got[2])
+    assert got[1].min() >= 5 and len(np.unique(got[1])) > 5  # real, varied inlier counts to compare
+
+
 MEMORY_SCRIPT = """
 import resource, sys
 from pathlib import Path
