@@ -44,7 +44,8 @@ rule search_photos:
         "benchmarks/search_photos/{collection}/{photos}/{ver}.tsv"
     conda:
         ENV
-    threads: config["threads"]  # spatial verification's matching (sv)
+    # spatial verification's matching runs on threads (search.rerank: sv); without it the job only writes files
+    threads: config["threads"] if config["search"]["rerank"] == "sv" else 1
     resources:
         mem_mb=4000,
         runtime=60,
