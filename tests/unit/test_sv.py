@@ -143,6 +143,7 @@ def test_verify_shortlists_gives_the_same_inliers_on_one_and_two_threads(tmp_pat
     split over them, RANSAC's seeded draws stay in one sequence. 1000 x 1000-descriptor products, large enough for
     torch to split them, must give the same inlier counts on one thread and on two."""
     import torch  # noqa: PLC0415 - as verify_shortlists imports it
+
     rng = np.random.default_rng(11)
     scene = _unit(rng.normal(size=(1500, 128)))
     scene_xy = rng.uniform(0, 1000, size=(1500, 2)).astype(np.float32)

@@ -100,6 +100,8 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     plan = snakemake(wd, "-n", "results/search/demo/newpics.html", *base).stdout
     planned = [line.split("output: ")[1] for line in plan.splitlines() if "output: results/local/" in line]
     assert planned and all("/newpics/" in p for p in planned), planned  # the collection is not extracted again
+    # without re-ranking the search job only writes files: one thread (a dry run lists threads above 1)
+    assert "threads:" not in plan.split("rule search_photos:")[1].split("rule ")[0]
     assert not any("/query/" in p for p in planned)  # new photos are queries only through their database split
     snakemake(wd, "results/search/demo/newpics.html", *base, timeout=1800)
     res = load_json(wd / "results" / "search" / "demo" / "newpics.json")
@@ -117,6 +119,8 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     # re-ranked by spatial verification: the copies keep rank 1, now by inlier count
     sv = tmp_path / "sv.yaml"
     sv.write_text(yaml.safe_dump({"search": {"k": 10, "rerank": "sv", "sheet_top": 8, "sheet_photos": 50}}))
+    plan = snakemake(wd, "-n", "results/search/demo/newpics.csv", *base[:2], str(dirs), str(sv), *base[3:]).stdout
+    assert "threads: 2" in plan.split("rule search_photos:")[1].split("rule ")[0]  # the matching on every core
     snakemake(
         wd,
         "results/search/demo/newpics.csv",
