@@ -101,6 +101,20 @@ def test_batched_matching_equals_the_per_pair_reference():
     assert sum(len(m[0]) for m in ratio_matches_many(q, d, counts, 0.8)) > 20  # matches exist to compare
 
 
+def _local_row(desc, xy, side):
+    """One image's row for ``write_local_chunk``: ``desc`` (m, 128), ``xy`` (m, 2) pixels, a ``side`` x ``side``
+    image, strongest first."""
+    m = len(desc)
+    return {
+        "descriptors": desc.astype(np.float16),
+        "xy": xy.astype(np.float32),
+        "scale": np.ones(m, np.float32),
+        "weight": np.arange(m, 0, -1).astype(np.float32),
+        "orientation": np.zeros(m, np.float32),
+        "image_size": np.array([side, side], np.int32),
+    }
+
+
 def test_verify_shortlists_gives_the_inliers_of_the_previous_implementation(tmp_path):
 
     rng = np.random.default_rng(5)
@@ -114,17 +128,7 @@ def test_verify_shortlists_gives_the_inliers_of_the_previous_implementation(tmp_
             m = int(r.integers(0, 60)) if i % 4 else 60
             pick = r.permutation(120)[:m]
             desc = _unit(scene[pick] + 0.02 * r.normal(size=(m, 128))) if m else np.zeros((0, 128), np.float32)
-            xy = (scene_xy[pick] * r.uniform(0.7, 1.3) + r.normal(size=(m, 2))).astype(np.float32)
-            out.append(
-                {
-                    "descriptors": desc.astype(np.float16),
-                    "xy": xy,
-                    "scale": np.ones(m, np.float32),
-                    "weight": np.arange(m, 0, -1).astype(np.float32),
-                    "orientation": np.zeros(m, np.float32),
-                    "image_size": np.array([500, 500], np.int32),
-                }
-            )
+            out.append(_local_row(desc, scene_xy[pick] * r.uniform(0.7, 1.3) + r.normal(size=(m, 2)), side=500))
         return out
 
     for name, n, seed in (("q.h5", 3, 6), ("db.h5", 12, 7)):
@@ -156,16 +160,8 @@ def test_verify_shortlists_gives_the_same_inliers_on_one_and_two_threads(tmp_pat
             m = len(pick)
             # half the matches outliers (positions scrambled), the rest within 15 px of a scaled copy
             xy = np.where(r.random((m, 1)) < 0.5, r.uniform(0, 1000, size=(m, 2)), scene_xy[pick] * r.uniform(0.6, 1.4))
-            out.append(
-                {
-                    "descriptors": _unit(scene[pick] + 0.03 * r.normal(size=(m, 128))).astype(np.float16),
-                    "xy": (xy + r.normal(0, 15, size=(m, 2))).astype(np.float32),
-                    "scale": np.ones(m, np.float32),
-                    "weight": np.arange(m, 0, -1).astype(np.float32),
-                    "orientation": np.zeros(m, np.float32),
-                    "image_size": np.array([1000, 1000], np.int32),
-                }
-            )
+            desc = _unit(scene[pick] + 0.03 * r.normal(size=(m, 128)))
+            out.append(_local_row(desc, xy + r.normal(0, 15, size=(m, 2)), side=1000))
         return out
 
     for name, n, seed in (("q.h5", 3, 12), ("db.h5", 10, 13)):
