@@ -1,4 +1,5 @@
 # New photos searched against an indexed collection: results/search/{collection}/{photos}.{csv,html,json}.
+# search_knn fetches search.k neighbours per photo, or sv.num_rerank when spatial verification re-ranks more.
 # {photos} is a plain folder under data_root: only its database split is extracted and aggregated; the
 # collection's stored database descriptors are reused as they are.
 
@@ -21,7 +22,7 @@ rule search_knn:
         mem_mb=4000,
         runtime=30,
     params:
-        k=lambda w: (check_version(w, PLAN.v_search_knn(w.collection, w.photos)), config["search"]["k"])[1],
+        k=lambda w: (check_version(w, PLAN.v_search_knn(w.collection, w.photos)), PLAN.search_depth())[1],
         search=config["knn"]["search"],
         block=config["knn"]["block"],
         ivfpq=config["knn"]["ivfpq"],

@@ -1,4 +1,5 @@
-"""Rule search_knn: the top search.k collection images of every new photo (faiss inner product, as rule knn)."""
+"""Rule search_knn: the top collection images of every new photo (faiss inner product, as rule knn): search.k, or
+sv.num_rerank when search.rerank is sv and that is larger."""
 
 from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 

@@ -21,6 +21,7 @@ search_stage(
     collection=snakemake.wildcards.collection,
     photos=snakemake.wildcards.photos,
     rerank=cfg["rerank"],
+    k=cfg["k"],
     sv_cfg=snakemake.params.sv,
     top=cfg["sheet_top"],
     max_photos=cfg["sheet_photos"],

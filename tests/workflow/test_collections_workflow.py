@@ -136,6 +136,10 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
         rows = list(csv.DictReader(fh))
     global_similarity = {(r["photo"], r["image"]): r["similarity"] for r in global_rows}
     assert list(rows[0]) == ["photo", "rank", "image", "similarity", "inliers"] and len(rows) == 30
+    # sv verified its top sv.num_rerank (100, capped at the collection), not only the 10 listed
+    res = load_json(wd / "results" / "search" / "demo" / "newpics.json")
+    assert res["k"] == 10 and res["sv"]["pairs"] == 3 * min(100, len(names)) > 30
+    assert all(isinstance(t["inliers"], int) for n in res["neighbours"] for t in n["top"])
     for i, p in enumerate(picked):
         mine = [r for r in rows if r["photo"].endswith(f"new_{i}.jpg")]
         assert mine[0]["image"] == p and int(mine[0]["inliers"]) == max(int(r["inliers"]) for r in mine)

@@ -972,13 +972,20 @@ class Plan:
         """New photos are described in the collection's space (its codebook and whitening), never in their own."""
         return self.fit_split(collection) if self.config["shortlist"]["source"] == "vlad" else None
 
+    def search_depth(self):
+        """How many neighbours ``search_knn`` fetches per new photo: ``search.k``, or ``sv.num_rerank`` when that is
+        larger and ``search.rerank`` is ``sv`` (spatial verification checks its top ``num_rerank``; the files list
+        the first ``search.k`` of the verified order)."""
+        s = self.config["search"]
+        return max(s["k"], self.config["sv"]["num_rerank"]) if s["rerank"] == "sv" else s["k"]
+
     def v_search_knn(self, collection, photos):
         space = self.search_space(collection)
         return stable_hash(
             {
                 "query": self.v_global(photos, space),
                 "db": self.v_global(collection, space),
-                "k": self.config["search"]["k"],
+                "k": self.search_depth(),
                 "knn": self.knn_identity(),
             }
         )

@@ -112,6 +112,7 @@ def search_stage(
     collection: str,
     photos: str,
     rerank: str,
+    k: int,
     sv_cfg: dict[str, Any],
     top: int,
     max_photos: int,
@@ -120,9 +121,10 @@ def search_stage(
     config: dict[str, Any],
 ) -> dict[str, Any]:
     """The neighbours of every new photo in the collection (the ``knn`` file, queries = the photos' database
-    split), re-ranked when ``rerank`` is ``sv`` (``sv.py``: inliers of the top ``sv.num_rerank``, global
-    similarity breaking ties; the CSV's score is then the inlier count), written as CSV, HTML sheet and JSON.
-    Raises ValueError for an unknown ``rerank`` or row counts that do not match the lists."""
+    split), re-ranked when ``rerank`` is ``sv`` (``sv.py``: inliers of the top ``sv.num_rerank`` of the file, global
+    similarity breaking ties; the CSV's score is then the inlier count); the first ``k`` (``search.k``) are written
+    as CSV, HTML sheet and JSON. Raises ValueError for an unknown ``rerank`` or row counts that do not match the
+    lists."""
 
     if rerank not in RERANKERS:
         raise ValueError(f"search.rerank: {rerank!r} is not one of {', '.join(RERANKERS)}")
@@ -140,8 +142,8 @@ def search_stage(
         with open_local(photos_local) as fq, open_local(collection_local) as fd:
             inliers, timing = verify_shortlists(fq, fd, ids, conf)
         new = rerank_by_inliers(ids, sims, inliers, conf.num_rerank)
-        k = inliers.shape[1]
-        pos = {(r, int(j)): c for r in range(ids.shape[0]) for c, j in enumerate(ids[r, :k])}
+        verified = inliers.shape[1]
+        pos = {(r, int(j)): c for r in range(ids.shape[0]) for c, j in enumerate(ids[r, :verified])}
         scores = np.array(
             [[inliers[r, pos[(r, int(j))]] if (r, int(j)) in pos else 0 for j in new[r]] for r in range(ids.shape[0])],
             np.float32,
@@ -149,6 +151,7 @@ def search_stage(
         sims = similarity_along(new, ids, sims)
         ids, score_name, extra = new, "inliers", {"sv": timing}
     seconds = time.time() - t0
+    ids, sims, scores = ids[:, :k], sims[:, :k], scores[:, :k]  # the file holds more when sv verified more
     write_search_csv(out_csv, q_list, db_list, ids, sims, scores if rerank == "sv" else None)
     contact_sheet(
         out_html,
@@ -180,7 +183,7 @@ def search_stage(
             {
                 "photo": q["path"],
                 "top": [
-                    {"image": db_list[int(j)]["path"], score_name: float(s)}
+                    {"image": db_list[int(j)]["path"], score_name: int(s) if rerank == "sv" else float(s)}
                     for j, s in zip(ids[i, :top], scores[i, :top])
                 ],
             }
