@@ -11,10 +11,10 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
-from retrieval.config_errors import coerce_booleans, describe_errors, non_finite
+from retrieval.config_errors import coerce_scalars, describe_errors, non_finite
 
-# --config KEY=false arrives as text: read boolean keys' text as YAML would
-config.update(coerce_booleans(config, os.path.join(workflow.basedir, "config/schema.yaml")))
+# --config KEY=false arrives as text: read boolean keys' text as YAML would; 5.0 for an integer key is 5
+config.update(coerce_scalars(config, os.path.join(workflow.basedir, "config/schema.yaml")))
 
 try:
     validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from conftest import with_overrides
-from retrieval.config_errors import coerce_booleans, describe_errors
+from retrieval.config_errors import coerce_scalars, describe_errors
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -50,11 +50,33 @@ def test_two_unknown_keys_at_one_level_count_as_two_problems():
 def test_boolean_keys_given_as_text_are_read_as_yaml_reads_them():
     """Snakemake's --config makes only True/False booleans: crop_queries=false arrived as 'false' and was refused."""
     config = _with(crop_queries="false", **{"extract.cache": "Yes", "sv.ratio": "0.8", "data_root": "true"})
-    got = coerce_booleans(config, SCHEMA)
+    got = coerce_scalars(config, SCHEMA)
     assert got["crop_queries"] is False and got["extract"]["cache"] is True
     assert got["sv"]["ratio"] == "0.8" and got["data_root"] == "true"  # not boolean keys: left for the schema
-    assert describe_errors(coerce_booleans(_with(crop_queries="FALSE"), SCHEMA), SCHEMA) == ""
-    assert "crop_queries" in describe_errors(coerce_booleans(_with(crop_queries="maybe"), SCHEMA), SCHEMA)
+    assert describe_errors(coerce_scalars(_with(crop_queries="FALSE"), SCHEMA), SCHEMA) == ""
+    assert "crop_queries" in describe_errors(coerce_scalars(_with(crop_queries="maybe"), SCHEMA), SCHEMA)
+
+
+def test_whole_number_floats_of_integer_keys_are_read_as_integers():
+    """The schema accepts 5.0 as an integer; sv.num_rerank: 5.0 then failed inside evaluate_sv with a TypeError from
+    range() that named no key (a new user's trial). Integer keys, lists of them and integer-or-text keys get ints;
+    number keys keep floats; 5.5 stays for the schema to refuse."""
+    config = _with(**{"sv.num_rerank": 5.0, "search.k": 1e1, "threads": 2.0, "sv.ratio": 1.0, "sv.threshold": 20.0})
+    config["ames"]["num_rerank"] = [25.0, 50, 1e2]
+    config["knn"]["ivfpq"]["nlist"] = 64.0
+    got = coerce_scalars(config, SCHEMA)
+    assert type(got["sv"]["num_rerank"]) is int and got["sv"]["num_rerank"] == 5
+    assert type(got["search"]["k"]) is int and type(got["threads"]) is int
+    assert [type(v) for v in got["ames"]["num_rerank"]] == [int, int, int] and got["ames"]["num_rerank"] == [
+        25,
+        50,
+        100,
+    ]
+    assert type(got["knn"]["ivfpq"]["nlist"]) is int
+    assert type(got["sv"]["ratio"]) is float and type(got["sv"]["threshold"]) is float  # number keys
+    assert describe_errors(got, SCHEMA) == ""
+    bad = coerce_scalars(_with(**{"sv.num_rerank": 5.5}), SCHEMA)
+    assert bad["sv"]["num_rerank"] == 5.5 and "sv.num_rerank" in describe_errors(bad, SCHEMA)
 
 
 def test_a_results_json_read_as_a_configuration_file_is_said_so():

@@ -84,20 +84,40 @@ def non_finite(value: Any, path: tuple = ()) -> list[str]:
 _YAML_BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 
-def coerce_booleans(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
-    """``config`` with the text values of boolean keys read as YAML reads them (``true``, ``False``, ``yes``,
-    ``off``, any case): Snakemake's ``--config`` turns only ``True`` and ``False`` into booleans, so
-    ``--config crop_queries=false`` arrived as the text ``'false'``. Other values are left for the schema."""
+def _types(node: dict[str, Any]) -> set[str]:
+    """The JSON types a schema node allows, its ``oneOf`` / ``anyOf`` alternatives included."""
+    types = node.get("type")
+    out = {types} if isinstance(types, str) else set(types or [])
+    for alt in node.get("oneOf", []) + node.get("anyOf", []):
+        out |= _types(alt)
+    return out
+
+
+def coerce_scalars(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """``config`` with two kinds of values read as what they mean, before validation and before any version is
+    hashed (so ``5.0`` and ``5`` give the same artifacts):
+
+    * the text values of boolean keys as YAML reads them (``true``, ``False``, ``yes``, ``off``, any case):
+      Snakemake's ``--config`` turns only ``True`` and ``False`` into booleans, so ``--config crop_queries=false``
+      arrived as the text ``'false'``;
+    * whole-number floats (``5.0``, ``1e3``) of integer-only keys as ints: the schema accepts them as integers, and
+      the jobs then failed deep inside (``range``, faiss) with a TypeError naming no key, as a user's
+      ``sv.num_rerank: 5.0`` did. Lists of integers (``ames.num_rerank``) are read item by item.
+
+    Other values are left for the schema."""
     schema = yaml.safe_load(Path(schema_path).read_text())
 
     def walk(value: Any, node: dict[str, Any]) -> Any:
         if isinstance(value, dict):
             props = node.get("properties", {})
             return {k: walk(v, props[k]) if k in props else v for k, v in value.items()}
-        types = node.get("type")
-        types = {types} if isinstance(types, str) else set(types or [])
+        if isinstance(value, list) and isinstance(node.get("items"), dict):
+            return [walk(v, node["items"]) for v in value]
+        types = _types(node)
         if isinstance(value, str) and "boolean" in types and value.strip().lower() in _YAML_BOOLEANS:
             return _YAML_BOOLEANS[value.strip().lower()]
+        if isinstance(value, float) and "integer" in types and "number" not in types and value.is_integer():
+            return int(value)
         return value
 
     return walk(config, schema)
