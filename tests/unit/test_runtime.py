@@ -126,3 +126,21 @@ def test_keep_freed_memory_stops_sift_from_faulting_on_every_image():
     kept, per_image = faults("keep")
     assert kept == "True"
     assert per_image < 20
+
+
+def test_an_exception_that_ends_a_job_is_written_to_its_log_file(tmp_path):
+    """A job that failed before logging anything left an empty log, the file Snakemake's message points at (a new
+    user's trial: a TypeError deep in evaluate_sv); the traceback now goes to the log as well as to stderr."""
+    log = tmp_path / "logs" / "job.log"
+    code = f"from retrieval.runtime import setup_logging; setup_logging({str(log)!r}); int('five')"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2] / "workflow_scripts",
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    text = log.read_text()
+    assert "the job failed:" in text and "Traceback" in text
+    assert "ValueError: invalid literal for int() with base 10: 'five'" in text
+    assert out.stderr.count("Traceback") == 1  # stderr keeps Python's own traceback, once

@@ -337,12 +337,27 @@ class Manifest:
 
 
 def setup_logging(log_path: str | os.PathLike | None) -> None:
-    """Send Python logging (INFO) to the rule's log file and stderr."""
+    """Send Python logging (INFO) to the rule's log file and stderr. An exception that ends the job is written to
+    the log file too, with its traceback (stderr gets Python's own): Snakemake's failure message points at that
+    file, which was otherwise empty when a job failed before logging anything."""
 
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        to_file = logging.FileHandler(log_path, mode="w")
+        handlers.append(to_file)
+        default_hook = sys.excepthook
+
+        def log_uncaught(exc_type, exc, tb):
+            if not issubclass(exc_type, KeyboardInterrupt):
+                to_file.handle(
+                    logging.getLogger(__name__).makeRecord(
+                        __name__, logging.ERROR, __file__, 0, "the job failed:", None, (exc_type, exc, tb)
+                    )
+                )
+            default_hook(exc_type, exc, tb)
+
+        sys.excepthook = log_uncaught
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", handlers=handlers, force=True
     )
