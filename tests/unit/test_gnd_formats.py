@@ -75,11 +75,28 @@ def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_
     with caplog.at_level("INFO"):
         _, gt = build_image_lists(root, "mine")
     assert "1 of 2 queries are also database images (their self-matches are junk): jpg/a.jpg" in caplog.text
+    assert "only junk rows" not in caplog.text  # a self-match made junk is not a junk row
     assert gt.gnd[0]["easy"] == [1] and gt.gnd[0]["junk"] == [0]  # its own row is ignored, not a miss
     assert gt.gnd[1] == {"easy": [], "hard": [], "junk": [], "bbx": None}
 
     m = evaluate_rankings(np.array([[0, 1, 2, 3], [0, 1, 2, 3]]), gt.gnd, 4)
     assert m["per_query_ap"]["M"] == [1.0, None] and m["n_evaluated"]["M"] == 1 and m["mAP"]["M"] == 100.0
+
+
+def test_csv_query_with_only_junk_rows_is_named_in_the_log(tmp_path, caplog):
+    """Revisitop's convention: such a query has no positive in any protocol (AP null). A user's trial found it
+    silent; a mistyped kind would hide the same way, so the log names it."""
+    root = _csv_dataset(
+        tmp_path / "mine",
+        "query,positive,kind\nqueries/q1.jpg,jpg/a.jpg,junk\nqueries/q1.jpg,jpg/b.jpg,JUNK\nqueries/q2.jpg,jpg/c.jpg,Hard\n",
+    )
+    with caplog.at_level("WARNING"):
+        _, gt = build_image_lists(root, "mine")
+    assert "1 queries have only junk rows" in caplog.text and "queries/q1.jpg" in caplog.text
+    assert "queries/q2.jpg" not in caplog.text
+    assert gt.gnd[0]["junk"] == [0, 1] and gt.gnd[1]["hard"] == [2]
+    m = evaluate_rankings(np.array([[0, 1, 2, 3], [2, 0, 1, 3]]), gt.gnd, 4)
+    assert m["per_query_ap"]["M"] == [None, 1.0] and m["n_evaluated"]["M"] == 1
 
 
 def test_csv_image_list_restricts_the_database(tmp_path):

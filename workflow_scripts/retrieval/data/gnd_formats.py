@@ -199,6 +199,15 @@ def read_gnd_csv(
             g["junk"] = sorted(set(g["junk"]) | {db_index[q]})
         g["bbx"] = boxes.get(q)
         gnd.append(g)
+    junk_only = [q for q, i in queries.items() if labels[i]["junk"] and not labels[i]["easy"] + labels[i]["hard"]]
+    if junk_only:  # as revisitop would: no positive in any protocol; said, in case a kind was mistyped
+        log.warning(
+            "%s: %d queries have only junk rows, so no positive in any protocol (AP null, left out of the means): %s%s",
+            path,
+            len(junk_only),
+            ", ".join(junk_only[:5]),
+            ", ..." if len(junk_only) > 5 else "",
+        )
     in_db = [q for q in queries if q in db_index]
     if in_db:
         log.info(
