@@ -432,7 +432,8 @@ def _read_or_build_lists(ds):
             config["gldv2"],
         )
     except (OSError, ValueError) as e:
-        logger.warning(f"{ds}: the feature cache cannot plan the extraction before image_lists runs ({e})")
+        # said once, while the DAG is built; the jobs that do not need the lists (the database side) still run
+        logger.warning(f"{ds}: the image lists cannot be built, and image_lists will stop on this: {e}")
         return None
     return lists
 
