@@ -1,6 +1,7 @@
 # Instance-level image retrieval: from folders of photos to ranked results and Revisited Oxford/Paris metrics.
 #   snakemake --cores all results/demo_global.json
 #   snakemake --cores all results/{dataset}_{method}.json --config data_root=DIR
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
@@ -11,10 +12,16 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
-from retrieval.config_errors import coerce_scalars, describe_errors, non_finite
+from retrieval.config_errors import coerce_scalars, describe_errors, in_default_order, non_finite
 
-# --config KEY=false arrives as text: read boolean keys' text as YAML would; 5.0 for an integer key is 5
-config.update(coerce_scalars(config, os.path.join(workflow.basedir, "config/schema.yaml")))
+# --config KEY=false arrives as text: read boolean keys' text as YAML would; 5.0 for an integer key is 5; every
+# section's keys in config.yaml's order, whatever order the --configfile files named them in (else a rule's
+# section-valued params look changed and re-run)
+_read = coerce_scalars(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+with open(os.path.join(workflow.basedir, "config/config.yaml")) as _f:
+    _read = in_default_order(_read, yaml.safe_load(_f))
+config.clear()
+config.update(_read)
 
 try:
     validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))

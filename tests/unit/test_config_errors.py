@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from conftest import with_overrides
-from retrieval.config_errors import coerce_scalars, describe_errors
+from retrieval.config_errors import coerce_scalars, describe_errors, in_default_order
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -105,3 +105,28 @@ def test_an_exponent_yaml_reads_as_text_gets_its_spelling():
     assert "write 1.0e-3" in clip
     k = next(ln for ln in text.splitlines() if ln.startswith("  extract.sift.k"))
     assert "write 1.0e-3" not in k and "Snakemake reads" in k
+
+
+def test_an_exponent_for_an_integer_key_is_told_the_whole_number_to_write():
+    """``search.k: 1e1`` and ``csv_top: 1.0e2`` are text to YAML 1.1; the number-key hint (1.0e-3) did not say what
+    to write for an integer (a new user's trial)."""
+    for text_value, expected in (("1e1", "write 10"), ("1.0e2", "write 100"), ("2.5e0", "write a whole number")):
+        assert yaml.safe_load(f"k: {text_value}")["k"] == text_value
+        text = describe_errors(_with(**{"search.k": text_value}), SCHEMA)
+        line = next(ln for ln in text.splitlines() if ln.startswith("  search.k"))
+        assert expected in line and "1.0e-3" not in line, line
+
+
+def test_sections_come_in_the_default_order_whatever_order_the_configfiles_gave():
+    """Snakemake puts the keys a --configfile names first; a rule given ``config["sv"]`` then saw a changed
+    parameter and re-ran at the same version (a new user's trial restated ``sv: {seed: 0}``)."""
+    config = _with()
+    sv = config.pop("sv")
+    config["sv"] = {"seed": sv["seed"], **{k: v for k, v in sv.items() if k != "seed"}}
+    config["dataset_dirs"] = {"zeta": "/z", "alpha": "/a"}
+    config["unknown"] = {"b": 1, "a": 2}
+    got = in_default_order(config, DEFAULT)
+    assert got == config  # the same values
+    assert list(got["sv"]) == list(DEFAULT["sv"]) and list(got)[: len(DEFAULT)] == list(DEFAULT)
+    assert list(got["dataset_dirs"]) == ["alpha", "zeta"] and list(got["unknown"]) == ["a", "b"]
+    assert list(got["ames"]["train"]) == list(DEFAULT["ames"]["train"])

@@ -46,7 +46,11 @@ def _line(error: jsonschema.ValidationError) -> str:
     line = f"  {key}: {message}"
     wanted = error.validator_value if error.validator == "type" else None
     wanted = {wanted} if isinstance(wanted, str) else set(wanted or [])
-    if isinstance(error.instance, str) and wanted & {"number", "integer"} and _exponent_form(error.instance):
+    if isinstance(error.instance, str) and wanted == {"integer"} and _exponent_form(error.instance):
+        value = float(error.instance)
+        write = f"write {int(value)}" if value.is_integer() else "write a whole number"
+        line += f" (YAML reads an exponent such as {error.instance} as text; {write})"
+    elif isinstance(error.instance, str) and wanted & {"number", "integer"} and _exponent_form(error.instance):
         line += (
             " (YAML reads an exponent without a dot in the mantissa or a sign in the exponent as text: write 1.0e-3,"
             " not 1e-3; given with --config, put it in a YAML file passed with --configfile)"
@@ -121,6 +125,24 @@ def coerce_scalars(config: dict[str, Any], schema_path: str | Path) -> dict[str,
         return value
 
     return walk(config, schema)
+
+
+def in_default_order(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the keys of every mapping in the order of ``defaults`` (config/config.yaml), the keys it
+    lacks after them in sorted order, values unchanged.
+
+    Why: Snakemake merges a ``--configfile`` by putting the keys it names first, and a rule given a whole section as
+    a parameter (``config["sv"]``) then saw the same values in another order as a changed parameter, so restating a
+    default (``sv: {seed: 0}``) re-ran jobs in place at the same version, up to AMES training."""
+
+    def walk(value: Any, ref: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        ref = ref if isinstance(ref, dict) else {}
+        keys = [k for k in ref if k in value] + sorted((k for k in value if k not in ref), key=str)
+        return {k: walk(value[k], ref.get(k)) for k in keys}
+
+    return walk(config, defaults)
 
 
 def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
