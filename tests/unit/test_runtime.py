@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from retrieval.runtime import Manifest, Progress, atomic_path, write_json
+from retrieval.runtime import Manifest, Progress, _runs_snakemake, atomic_path, write_json
 
 
 def test_atomic_write_removes_a_killed_attempts_leftover(tmp_path):
@@ -144,3 +144,14 @@ def test_an_exception_that_ends_a_job_is_written_to_its_log_file(tmp_path):
     assert "the job failed:" in text and "Traceback" in text
     assert "ValueError: invalid literal for int() with base 10: 'five'" in text
     assert out.stderr.count("Traceback") == 1  # stderr keeps Python's own traceback, once
+
+
+def test_only_snakemake_processes_count_as_the_run_a_fault_kills():
+    """RETRIEVAL_FAULT=<step>:run kills the Snakemake ancestors of the job: a command line that merely mentions the
+    word (``pytest -k killed_snakemake``) killed pytest with its test."""
+    assert _runs_snakemake(["/x/.venv/bin/snakemake", "--cores", "2"])
+    assert _runs_snakemake(["/usr/bin/python3", "/x/.venv/bin/snakemake", "results/demo_global.json"])
+    assert _runs_snakemake(["/usr/bin/python3", "-m", "snakemake", "--snakefile", "Snakefile"])
+    assert not _runs_snakemake(["/x/.venv/bin/pytest", "-k", "killed_snakemake", "tests"])
+    assert not _runs_snakemake(["/usr/bin/python3", "/w/.snakemake/scripts/tmp1.evaluate_global.py"])
+    assert not _runs_snakemake(["/bin/sh", "-c", "cd /snakemake-work && python run.py"])

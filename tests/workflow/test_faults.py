@@ -96,7 +96,12 @@ def test_killed_snakemake_run_then_rerun_incomplete_finishes(tiny_run, tmp_path)
     blocked = _run(wd, "results/demo_global.json", "--configfile", str(TINY))
     out = blocked.stdout + blocked.stderr
     assert blocked.returncode != 0 and "incomplete files" in out.lower() and "global_ranking.h5" in out
-    assert _run(wd, "--unlock", "--configfile", str(TINY)).returncode == 0  # harmless when no lock was left
+    # a Snakemake killed with SIGKILL cannot remove its lock: the plain run above stopped at the incomplete file
+    # before locking, but --rerun-incomplete is refused until --unlock (a new user's trial met the two in turn)
+    assert list((wd / ".snakemake" / "locks").glob("*.lock"))
+    locked = _run(wd, "results/demo_global.json", "--rerun-incomplete", "--configfile", str(TINY))
+    assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
+    assert _run(wd, "--unlock", "--configfile", str(TINY)).returncode == 0
     rerun = _run(wd, "results/demo_global.json", "--rerun-incomplete", "--configfile", str(TINY))
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert load_json(wd / "results" / "demo_global.json")["metrics"] == expected

@@ -180,18 +180,27 @@ def fault_point(step: str) -> None:
 
 
 def _snakemake_ancestors() -> list[int]:
-    """PIDs of the ancestors of this process whose command line runs snakemake."""
+    """PIDs of the ancestors of this process that run snakemake: ``snakemake ...``, ``python .../snakemake ...`` or
+    ``python -m snakemake ...`` (not any command line that mentions the word: ``pytest -k killed_snakemake`` was
+    killed with its test)."""
     out, pid = [], os.getppid()
     while pid > 1:
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             break
-        if "snakemake" in cmd:
+        if _runs_snakemake(argv):
             out.append(pid)
         pid = int(stat.rsplit(")", 1)[1].split()[1])
     return out
+
+
+def _runs_snakemake(argv: list[str]) -> bool:
+    """Whether a command line (argv) starts Snakemake: its program or script is named snakemake, or -m snakemake."""
+    if any(Path(a).name == "snakemake" for a in argv[:2]):
+        return True
+    return any(a == "-m" and b == "snakemake" for a, b in zip(argv, argv[1:]))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
