@@ -1,5 +1,9 @@
 """The per-rule time table summed from Snakemake benchmark files."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from retrieval.evaluation.rule_times import markdown, rule_times
@@ -43,3 +47,15 @@ def test_a_file_that_is_not_a_benchmark_is_named(tmp_path):
     (tmp_path / "x" / "bad.tsv").write_text(HEADER + "oops\t0\t0\t0\t0\t0\t0\t0\t0\t0\n")
     with pytest.raises(ValueError, match="bad.tsv, line 2"):
         rule_times(tmp_path)
+
+
+def test_a_missing_folder_is_named_and_help_is_not_read_as_a_folder(tmp_path):
+    """A mistyped path printed an empty table with exit status 0, and --help was read as a folder (a new user)."""
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        rule_times(tmp_path / "nowhere")
+    run = [sys.executable, "-m", "retrieval.evaluation.rule_times"]
+    cwd = Path(__file__).resolve().parents[2] / "workflow_scripts"
+    missing = subprocess.run([*run, str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=cwd)
+    assert missing.returncode == 1 and "nowhere: no such folder" in missing.stderr
+    helped = subprocess.run([*run, "--help"], capture_output=True, text=True, cwd=cwd)
+    assert helped.returncode == 1 and "per-rule table" in helped.stderr

@@ -16,7 +16,10 @@ from typing import Any, Iterable
 
 def rule_times(root: str | Path) -> list[dict[str, Any]]:
     """Per rule (the first folder under ``root``): jobs, wall seconds summed and the longest job, CPU seconds,
-    peak RSS (MB); sorted by wall seconds, largest first. Raises ValueError naming a file without an ``s`` column."""
+    peak RSS (MB); sorted by wall seconds, largest first. Raises ValueError naming a file without an ``s`` column,
+    FileNotFoundError naming ``root`` when it is not a folder (an empty table said nothing of a mistyped path)."""
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: no such folder of benchmark files (Snakemake writes them under benchmarks/)")
     return summarise(sorted(Path(root).rglob("*.tsv")), root)
 
 
@@ -79,4 +82,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown(rule_times(sys.argv[1] if len(sys.argv) > 1 else "benchmarks")), end="")
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1].startswith("-")):
+        sys.exit(__doc__)
+    try:
+        print(markdown(rule_times(sys.argv[1] if len(sys.argv) > 1 else "benchmarks")), end="")
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"rule_times: {e}")
