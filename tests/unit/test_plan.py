@@ -358,3 +358,11 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     moved = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"mine": str(tmp_path / "nowhere")}))
     with pytest.raises(PlanError, match=r"folder .*nowhere not found \(dataset_dirs\.mine\)"):
         moved.folder_source("mine")
+    # a near miss under data_root is suggested (a new user typed landmarks_mini for landmarks-mini)
+    (tmp_path / "data" / "landmarks-mini").mkdir(parents=True)
+    typo = Plan(configured(data_root=str(tmp_path / "data")))
+    with pytest.raises(PlanError, match=r"landmarks_mini not found .*; did you mean 'landmarks-mini'\?$"):
+        typo.folder_source("landmarks_mini")
+    with pytest.raises(PlanError) as far:
+        typo.folder_source("zzz")
+    assert "did you mean" not in str(far.value)

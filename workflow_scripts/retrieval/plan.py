@@ -12,6 +12,7 @@ Artifact path patterns are spelled once, here: ``{dataset}``/``{ver}``-style fie
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -483,6 +484,12 @@ class Plan:
         if moved and os.path.exists(d) and not os.path.isdir(d):
             raise PlanError(f"dataset_dirs.{ds}: {d} is a file; name the folder that holds the images (or its jpg/)")
         if not os.path.isdir(d):
+            root = self.config["data_root"]
+            near = (
+                []
+                if moved or not os.path.isdir(root)
+                else difflib.get_close_matches(ds, sorted(e.name for e in os.scandir(root) if e.is_dir()), n=2)
+            )
             raise PlanError(
                 f"dataset '{ds}': folder {d} not found ("
                 + (f"dataset_dirs.{ds}" if moved else f"data_root={self.config['data_root']}")
@@ -492,6 +499,7 @@ class Plan:
                     if moved
                     else ", or set --config data_root=DIR, or name the folder in dataset_dirs"
                 )
+                + (f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else "")
             )
         # gnd.csv (with its boxes and database list) or a plain folder (its lists); where the database is a scan of
         # the folder, every folder below it too: adding or removing an image changes the mtime of the folder holding it
