@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from retrieval.evaluation.report import _thumb, grid_at, metrics_table, retrieved_images, write_report
+from retrieval.evaluation.report import _thumb, grid_at, metrics_table, precision_key, retrieved_images, write_report
 from retrieval.stages.search import contact_sheet
 
 
@@ -150,3 +150,15 @@ def test_the_search_sheet_shows_similarity_and_integer_inliers_and_names_feature
     assert "a.jpg (no features" not in page
     contact_sheet(tmp_path / "plain.html", "t", photos, collection, ids, sims, 2, 10)
     assert "<th>inliers</th>" not in (tmp_path / "plain.html").read_text()
+
+
+def test_the_precision_column_follows_evaluate_ks():
+    """With evaluate.ks [1, 5, 20] the table said "mP@10" and showed a dash for every method (a new user's trial)."""
+    r = {"metrics": {"mAP": {"E": 90.0, "M": 80.5, "H": 60.0}, "mP@1": {"M": 100.0}, "mP@20": {"M": 42.5}}}
+    html = metrics_table({"global": r})
+    assert "mP@20 M" in html and "<td>42.50</td>" in html and "mP@10" not in html
+    assert precision_key({"global": r}) == "mP@20"
+    r["metrics"]["mP@10"] = {"M": 55.0}
+    assert precision_key({"global": r}) == "mP@10"
+    assert precision_key({"global": {"metrics": None}}) is None
+    assert "mP@" not in metrics_table({"global": {"metrics": {"mAP": {"E": 1.0, "M": 2.0, "H": 3.0}}}})

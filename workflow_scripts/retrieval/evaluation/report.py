@@ -43,12 +43,27 @@ def headline_metric(results: dict[str, dict[str, Any]]) -> tuple[str, tuple[str,
     return metric_set(next((r["metrics"] for r in results.values() if r.get("metrics")), None))
 
 
+def precision_key(results: dict[str, dict[str, Any]]) -> str | None:
+    """The mP@k column of the table: ``mP@10`` when the results have it, else their largest k (``evaluate.ks`` sets
+    which k are computed: with ``[1, 5, 20]`` the column showed "mP@10" and a dash for every method); None without
+    any."""
+    ks = {
+        int(name.removeprefix("mP@"))
+        for r in results.values()
+        for name in (r.get("metrics") or {})
+        if name.startswith("mP@") and name.removeprefix("mP@").isdigit()
+    }
+    return None if not ks else "mP@10" if 10 in ks else f"mP@{max(ks)}"
+
+
 def metrics_table(results: dict[str, dict[str, Any]]) -> str:
     key, parts, main = headline_metric(results)
+    pk = precision_key(results)
     rows = [
         "<tr><th>method</th>"
         + "".join(f"<th>{key} {p}</th>" for p in parts)
-        + f"<th>mP@10 {main}</th><th>paired {main} difference to the baseline [95% CI]</th><th>parameters</th></tr>"
+        + (f"<th>{pk} {main}</th>" if pk else "")
+        + f"<th>paired {main} difference to the baseline [95% CI]</th><th>parameters</th></tr>"
     ]
     for method, r in results.items():
         m = r.get("metrics") or {}
@@ -66,11 +81,12 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
             else ""
         )
         cells = [f"{mAP.get(p, float('nan')):.2f}" if mAP.get(p) is not None else "-" for p in parts]
-        p10 = m.get("mP@10", {}).get(main)
+        pk_value = m.get(pk, {}).get(main) if pk else None
         rows.append(
             f"<tr><td>{html.escape(method)}</td>"
             + "".join(f"<td>{c}</td>" for c in cells)
-            + f"<td>{'-' if p10 is None else f'{p10:.2f}'}</td><td>{d}</td><td>{par}</td></tr>"
+            + (f"<td>{'-' if pk_value is None else f'{pk_value:.2f}'}</td>" if pk else "")
+            + f"<td>{d}</td><td>{par}</td></tr>"
         )
     return "<table>" + "".join(rows) + "</table>"
 
@@ -94,7 +110,8 @@ def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]], column: str = "mA
     ks = sorted({g["num_rerank"] for g in grid})
     lams = sorted({g["lambda"] for g in grid})
     gams = sorted({g["gamma"] for g in grid})
-    fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks) + 1, 3.2), squeeze=False)
+    # constrained layout: titles, labels and the shared colour bar do not run into the next panel
+    fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks) + 1, 3.4), squeeze=False, layout="constrained")
     lookup = {(g["num_rerank"], g["lambda"], g["gamma"]): g[column] for g in grid}
     vals = np.array([[[lookup.get((k, lam, gam), np.nan) for gam in gams] for lam in lams] for k in ks], float)
     vmin, vmax = np.nanmin(vals), np.nanmax(vals)
@@ -104,7 +121,9 @@ def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]], column: str = "mA
         ax.set_yticks(range(len(lams)), [f"{lam:g}" for lam in lams])
         ax.set_xlabel("gamma")
         ax.set_ylabel("lambda")
-        ax.set_title(f"num_rerank {k}" + (f", geometric weight {mu:g}" if mu is not None else ""))
+        ax.set_title(f"num_rerank {k}")
+    if mu is not None:
+        fig.suptitle(f"{method}, geometric weight {mu:g}")
     fig.colorbar(im, ax=axes[0].tolist(), label=column)
     return _img(_png(fig), f"{method} grid")
 
@@ -154,7 +173,7 @@ def per_query_scatter(results: dict[str, dict[str, Any]]) -> str:
     methods = [m for m, r in results.items() if "baseline_ap" in r.get("per_query_ap", {}).get(main, {})]
     if not methods:
         return ""
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.6), squeeze=False, layout="constrained")
     for ax, m in zip(axes[0], methods):
         pq = results[m]["per_query_ap"][main]
         pairs = [(b, a) for a, b in zip(pq["ap"], pq["baseline_ap"]) if a is not None and b is not None]
