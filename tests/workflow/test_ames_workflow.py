@@ -1,5 +1,7 @@
 """AMES in the workflow (tiny preset): training, distillation, cached logits, grid selection, results contract."""
 
+import csv
+
 import h5py
 import numpy as np
 import pytest
@@ -42,6 +44,27 @@ def test_ames_results_contract(tiny_ames, method):
     assert res["geometry"]["validation_unverified_pairs"] == 0
     assert res["timing"]["geometry_seconds"] > 0
     assert res["timing"]["rerank_seconds"] >= sv["timing"]["rerank_seconds"]
+    # the neighbour CSV gives the fused score the top k were sorted by (empty below), the global score, sv's inliers
+    with open(tiny_ames / res["artifacts"]["neighbours_csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    with open(tiny_ames / sv["artifacts"]["neighbours_csv"]) as fh:
+        sv_inliers = {(r["query"], r["image"]): r["inliers"] for r in csv.DictReader(fh)}
+    with open(tiny_ames / glob_res["artifacts"]["neighbours_csv"]) as fh:
+        global_score = {(r["query"], r["image"]): r["score"] for r in csv.DictReader(fh)}
+    assert list(rows[0]) == ["query", "rank", "image", "score", "global_score", "inliers"]
+    lists = load_json(tiny_ames / res["artifacts"]["lists"])
+    index = {d["path"]: j for j, d in enumerate(lists["db"])}
+    by_query = {}
+    for row in rows:
+        by_query.setdefault(row["query"], []).append(row)
+        assert (row["score"] == "") == (int(row["rank"]) > k)
+        assert row["global_score"] == global_score[(row["query"], row["image"])]
+        assert row["inliers"] == ("" if int(row["rank"]) > k else sv_inliers[(row["query"], row["image"])])
+    for i, q in enumerate(lists["query"]):
+        got = by_query[q["path"]]
+        assert [index[r["image"]] for r in got] == ranks[i, : len(got)].tolist()
+        scores = [float(r["score"]) for r in got[:k]]
+        assert scores == sorted(scores, reverse=True)  # the order the fusion gave
 
 
 def test_training_curves_and_manifests(tiny_ames):

@@ -24,6 +24,7 @@ from retrieval.methods.ames.rerank import (
     GridSweep,
     compute_logits,
     evaluate_protocol_rankings,
+    fused_score,
     fusion_logits,
     geometric_evidence,
     grid_rankings,
@@ -495,6 +496,25 @@ def _ames_timing(
     )
 
 
+def _write_neighbours_csv(fh, lists, ranking, ids, sims, top, fused, top_inliers, csv_top: int) -> None:
+    """The neighbour CSV of an AMES evaluation: per query its first ``csv_top`` images of ``ranking`` (Medium) with
+    ``score``, the fused score they were re-ranked by (empty beyond the re-ranked ``top`` (Nq, k), which keeps the
+    global order; ``-inf`` for an image without features), ``global_score``, and with the geometry sv's ``inliers``
+    (``top_inliers`` (Nq, k) aligned with ``top``, 0 where sv did not verify)."""
+    w = csv.writer(fh)
+    w.writerow(["query", "rank", "image", "score", "global_score"] + ([] if top_inliers is None else ["inliers"]))
+    for qi, q in enumerate(lists["query"]):
+        gs = dict(zip(ids[qi].tolist(), sims[qi].tolist()))
+        at = {int(j): c for c, j in enumerate(top[qi])}
+        for r, j in enumerate(ranking[qi, :csv_top]):
+            c = at.get(int(j))
+            row = [q["path"], r + 1, lists["db"][j]["path"], "" if c is None else f"{fused[qi, c]:.6f}"]
+            row.append(f"{gs[int(j)]:.6f}")
+            if top_inliers is not None:
+                row.append("" if c is None else int(top_inliers[qi, c]))
+            w.writerow(row)
+
+
 def evaluate_ames_stage(
     ctx: EvaluationContext,
     logits_path: str | Path,
@@ -641,13 +661,20 @@ def evaluate_ames_stage(
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    # the score each re-ranked image was sorted by (the Medium protocol's shortlist at the chosen point)
+    k = min(chosen["num_rerank"], shortlists["M"].shape[1])
+    top = shortlists["M"][:, :k]
+    fused = fused_score(
+        sl_sims["M"][:, :k],
+        lookup_logits(pairs, logits, shortlists["M"], k),
+        chosen["lambda"],
+        chosen["gamma"],
+        chosen.get("geometry_weight", 0.0),
+        None if evidence is None else evidence["M"][:, :k],
+    )
+    top_inliers = None if geo is None else lookup_inliers(ids, inliers, shortlists["M"], k)[0]
     with atomic_path(ctx.out_csv) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["query", "rank", "image", "global_score"])
-        for qi, q in enumerate(lists["query"]):
-            gs = dict(zip(ids[qi].tolist(), sims[qi].tolist()))
-            for r, j in enumerate(rankings["M"][qi, : ctx.csv_top]):
-                w.writerow([q["path"], r + 1, lists["db"][j]["path"], f"{gs[int(j)]:.6f}"])
+        _write_neighbours_csv(fh, lists, rankings["M"], ids, sims, top, fused, top_inliers, ctx.csv_top)
     write_results(
         ctx,
         method=method,
