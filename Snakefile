@@ -12,14 +12,14 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
-from retrieval.config_errors import coerce_scalars, describe_errors, in_default_order, non_finite
+from retrieval.config_errors import coerce_scalars, describe_errors, in_default_form, non_finite
 
 # --config KEY=false arrives as text: read boolean keys' text as YAML would; 5.0 for an integer key is 5; every
-# section's keys in config.yaml's order, whatever order the --configfile files named them in (else a rule's
-# section-valued params look changed and re-run)
+# section's keys in config.yaml's order and its numbers in config.yaml's type (20 for 20.0), whatever the
+# --configfile files wrote (else restating a default moved versions or re-ran section-valued params)
 _read = coerce_scalars(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 with open(os.path.join(workflow.basedir, "config/config.yaml")) as _f:
-    _read = in_default_order(_read, yaml.safe_load(_f))
+    _read = in_default_form(_read, yaml.safe_load(_f))
 config.clear()
 config.update(_read)
 

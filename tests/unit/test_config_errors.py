@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from conftest import with_overrides
-from retrieval.config_errors import coerce_scalars, describe_errors, in_default_order
+from retrieval.config_errors import coerce_scalars, describe_errors, in_default_form
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -102,9 +102,14 @@ def test_an_exponent_yaml_reads_as_text_gets_its_spelling():
     assert value == "1e-3"  # PyYAML (YAML 1.1) needs 1.0e-3
     text = describe_errors(_with(**{"ames.train.grad_clip": value, "extract.sift.k": "500"}), SCHEMA)
     clip = next(ln for ln in text.splitlines() if ln.startswith("  ames.train.grad_clip"))
-    assert "write 1.0e-3" in clip
+    assert "write 0.001, not 1e-3" in clip
+    # the spelling suggested is one YAML reads as that number
+    for text_value in ("2e1", "1e-7", "3.5e-12", "1e22"):
+        line = describe_errors(_with(**{"sv.threshold": text_value}), SCHEMA).splitlines()[1]
+        spelled = line.split("write ")[1].split(",")[0]
+        assert yaml.safe_load(f"x: {spelled}")["x"] == float(text_value), line
     k = next(ln for ln in text.splitlines() if ln.startswith("  extract.sift.k"))
-    assert "write 1.0e-3" not in k and "Snakemake reads" in k
+    assert "write 0.001" not in k and "Snakemake reads" in k
 
 
 def test_an_exponent_for_an_integer_key_is_told_the_whole_number_to_write():
@@ -125,8 +130,33 @@ def test_sections_come_in_the_default_order_whatever_order_the_configfiles_gave(
     config["sv"] = {"seed": sv["seed"], **{k: v for k, v in sv.items() if k != "seed"}}
     config["dataset_dirs"] = {"zeta": "/z", "alpha": "/a"}
     config["unknown"] = {"b": 1, "a": 2}
-    got = in_default_order(config, DEFAULT)
+    got = in_default_form(config, DEFAULT)
     assert got == config  # the same values
     assert list(got["sv"]) == list(DEFAULT["sv"]) and list(got)[: len(DEFAULT)] == list(DEFAULT)
     assert list(got["dataset_dirs"]) == ["alpha", "zeta"] and list(got["unknown"]) == ["a", "b"]
     assert list(got["ames"]["train"]) == list(DEFAULT["ames"]["train"])
+
+
+def test_numbers_take_the_default_type_so_a_restated_default_keeps_its_versions():
+    """``sv: {threshold: 20}`` (default 20.0) and ``ames: {train: {warmup_epochs: 1}}`` moved the versions, the
+    second re-training AMES (a new user's re-check); whole floats of a key whose default is an int become ints."""
+    config = _with(**{"sv.threshold": 20, "ames.train.warmup_epochs": 1, "whiten.min_images_per_dim": 10.0})
+    config["ames"]["lambda"] = [0, 0.5, 1]
+    config["crop_queries"] = True
+    got = in_default_form(config, DEFAULT)
+    assert type(got["sv"]["threshold"]) is float and got["sv"]["threshold"] == 20.0
+    assert type(got["ames"]["train"]["warmup_epochs"]) is float
+    assert type(got["whiten"]["min_images_per_dim"]) is int and got["whiten"]["min_images_per_dim"] == 10
+    assert [type(v) for v in got["ames"]["lambda"]] == [float, float, float]
+    assert got["crop_queries"] is True and got["ames"]["num_rerank"] == DEFAULT["ames"]["num_rerank"]
+    assert in_default_form(_with(**{"whiten.min_images_per_dim": 2.5}), DEFAULT)["whiten"]["min_images_per_dim"] == 2.5
+    assert in_default_form(DEFAULT, DEFAULT) == DEFAULT
+    assert all(type(a) is type(b) for a, b in zip(_leaves(in_default_form(DEFAULT, DEFAULT)), _leaves(DEFAULT)))
+
+
+def _leaves(x):
+    if isinstance(x, dict):
+        return [v for k in x for v in _leaves(x[k])]
+    if isinstance(x, list):
+        return [v for i in x for v in _leaves(i)]
+    return [x]

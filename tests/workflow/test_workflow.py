@@ -128,9 +128,12 @@ def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
     shutil.copytree(tiny_run, wd, symlinks=True)
     assert "Nothing to be done" in snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY)).stdout
     # restating defaults changes nothing: a --configfile puts the keys it names first, and section-valued params
-    # in another order used to look changed (the codebook's restated seed re-ran every job after extraction)
+    # in another order used to look changed (the codebook's restated seed re-ran every job after extraction); an int
+    # for a float default (edge_threshold 10 for 10.0) moved the extraction's version
     restated = tmp_path / "restated.yaml"
-    restated.write_text("codebook:\n  seed: 0\nevaluate:\n  csv_top: 100\nwhiten:\n  dim: 32\n")
+    restated.write_text(
+        "codebook:\n  seed: 0\nevaluate:\n  csv_top: 100\nwhiten:\n  dim: 32\nextract:\n  sift:\n    edge_threshold: 10\n"
+    )
     got = snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(restated)).stdout
     assert "Nothing to be done" in got, got[-3000:]
     override = tmp_path / "power.yaml"
@@ -372,7 +375,8 @@ def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tm
                     "ames_import": {"dir": str(release), "desc": "sift", "k": 128, "positions": "auto"},
                 },
                 "shortlist": {"source": "ames_nn", "import_dir": str(release), "nn_file": "nn_sift.pkl"},
-                "ames": {"checkpoint": {"ames": str(model)}},
+                # the README's form: relative to the working directory (Snakemake had read it as train_ames's output)
+                "ames": {"checkpoint": {"ames": str(model.relative_to(wd))}},
             }
         )
     )

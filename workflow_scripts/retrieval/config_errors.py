@@ -52,8 +52,9 @@ def _line(error: jsonschema.ValidationError) -> str:
         line += f" (YAML reads an exponent such as {error.instance} as text; {write})"
     elif isinstance(error.instance, str) and wanted & {"number", "integer"} and _exponent_form(error.instance):
         line += (
-            " (YAML reads an exponent without a dot in the mantissa or a sign in the exponent as text: write 1.0e-3,"
-            " not 1e-3; given with --config, put it in a YAML file passed with --configfile)"
+            " (YAML reads an exponent without a dot in the mantissa or a sign in the exponent as text: write"
+            f" {_yaml_number(float(error.instance))}, not {error.instance}; given with --config, put it in a YAML file"
+            " passed with --configfile)"
         )
     elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
         line += (
@@ -62,6 +63,16 @@ def _line(error: jsonschema.ValidationError) -> str:
             " file and pass it with --configfile)"
         )
     return line
+
+
+def _yaml_number(value: float) -> str:
+    """A spelling YAML 1.1 reads as this float: ``0.001``, ``20.0``, ``1.0e-07`` (a dot in the mantissa, a sign in
+    the exponent)."""
+    text = repr(value)
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{'' if exponent[0] in '+-' else '+'}{exponent}"
 
 
 def _exponent_form(text: str) -> bool:
@@ -127,20 +138,34 @@ def coerce_scalars(config: dict[str, Any], schema_path: str | Path) -> dict[str,
     return walk(config, schema)
 
 
-def in_default_order(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with the keys of every mapping in the order of ``defaults`` (config/config.yaml), the keys it
-    lacks after them in sorted order, values unchanged.
+def in_default_form(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``config`` written as ``defaults`` (config/config.yaml) writes it, values unchanged in meaning: the keys of
+    every mapping in the defaults' order (keys they lack after them, sorted), and a number in the defaults' type
+    where the two differ only in it (``20`` for a default ``20.0`` becomes ``20.0``, ``10.0`` for a default ``10``
+    becomes ``10``; list items follow the default list's first item). Booleans and text are left alone.
 
-    Why: Snakemake merges a ``--configfile`` by putting the keys it names first, and a rule given a whole section as
-    a parameter (``config["sv"]``) then saw the same values in another order as a changed parameter, so restating a
-    default (``sv: {seed: 0}``) re-ran jobs in place at the same version, up to AMES training."""
+    Why: the versions hash the values (``20`` and ``20.0`` are two hashes), and Snakemake merges a ``--configfile`` by
+    putting the keys it names first, so a rule given a whole section as a parameter (``config["sv"]``) saw the same
+    values in another order as a changed parameter: restating a default (``sv: {seed: 0}``, ``sv: {threshold: 20}``)
+    re-ran jobs, up to AMES training."""
+
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
 
     def walk(value: Any, ref: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        ref = ref if isinstance(ref, dict) else {}
-        keys = [k for k in ref if k in value] + sorted((k for k in value if k not in ref), key=str)
-        return {k: walk(value[k], ref.get(k)) for k in keys}
+        if isinstance(value, dict):
+            ref = ref if isinstance(ref, dict) else {}
+            keys = [k for k in ref if k in value] + sorted((k for k in value if k not in ref), key=str)
+            return {k: walk(value[k], ref.get(k)) for k in keys}
+        if isinstance(value, list):
+            item = ref[0] if isinstance(ref, list) and ref else None
+            return [walk(v, item) for v in value]
+        if number(value) and number(ref) and type(value) is not type(ref):
+            if isinstance(ref, float):
+                return float(value)
+            if value.is_integer():
+                return int(value)
+        return value
 
     return walk(config, defaults)
 

@@ -656,11 +656,13 @@ class Plan:
         return stable_hash({"local": self.v_local(self.train), "itq": self.config["ames"]["itq"]})
 
     def ames_checkpoint(self, method):
-        """ames.checkpoint.{ames,ames_binary}: a released or earlier-trained model used as it is (no training)."""
+        """ames.checkpoint.{ames,ames_binary}: a released or earlier-trained model used as it is (no training), as an
+        absolute path: a relative ``results/ames_model/{v}/model.pt`` (a model this workflow trained) would otherwise
+        be read by Snakemake as train_ames's output, and refused as not the configuration's version."""
         p = self.config["ames"]["checkpoint"][method]
-        if p and not os.path.isfile(p):
+        if p and not os.path.isfile(os.path.expanduser(p)):
             raise PlanError(f"ames.checkpoint.{method}: {p} not found")
-        return p
+        return os.path.abspath(os.path.expanduser(p)) if p else p
 
     def train_validation(self):
         """Early stopping of train_ames (ames.train.patience > 0) on ames.validation_split: what its validation reads,

@@ -133,7 +133,7 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
 
     key, _, main = headline_metric(results)
     column = f"{key}_{main}"
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
     for method, r in results.items():
         if "grid" not in r:
             continue
@@ -162,7 +162,7 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
         ax.axhline(base, color="k", lw=1, ls=":", label="global")
     ax.set_xlabel("num_rerank")
     ax.set_ylabel(f"{key} {main}")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18))  # below the axes: it covered curves
     return _img(_png(fig), "mAP vs num_rerank")
 
 

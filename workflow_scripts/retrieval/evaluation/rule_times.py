@@ -3,7 +3,7 @@
 Every slow rule declares ``benchmark: "benchmarks/{rule}/..."`` (see rules/*.smk); Snakemake writes there a TSV with
 a header (``s``, ``h:m:s``, ``max_rss``, ..., ``cpu_time``) and one row per run. This module sums them per rule.
 
-    python -m retrieval.evaluation.rule_times benchmarks/         (from workflow_scripts/; or `make rule-times`)
+    python -m retrieval.evaluation.rule_times ../benchmarks       (from workflow_scripts/; or `make rule-times`)
 """
 
 from __future__ import annotations
@@ -82,9 +82,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1].startswith("-")):
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0)
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         sys.exit(__doc__)
     try:
-        print(markdown(rule_times(sys.argv[1] if len(sys.argv) > 1 else "benchmarks")), end="")
+        print(markdown(rule_times(sys.argv[1])), end="")
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"rule_times: {e}")
