@@ -4,6 +4,10 @@ Snakemake's ``validate`` reports the first schema violation followed by the whol
 configuration (thousands of lines for a misspelt top-level key). The Snakefile calls :func:`describe_errors` when
 ``validate`` fails and raises its text instead. The schema is checked with ``jsonschema`` (the library Snakemake
 itself uses); this module only words the result.
+
+Before validation the Snakefile also reads the merged configuration into one form, so that equal settings give
+equal versions and parameters: :func:`coerce_scalars` (text booleans, whole floats of integer keys) and
+:func:`in_default_form` (config.yaml's key order and number types).
 """
 
 from __future__ import annotations
