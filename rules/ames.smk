@@ -70,7 +70,6 @@ rule train_ames:
         model=lambda w: (check_version(w, PLAN.v_ames_model()), config["ames"]["model"])[1],
         train=config["ames"]["train"],
         validation=lambda w: PLAN.train_validation(),
-        device=config["ames"]["device"],
         precision=config["ames"]["precision"],
         training_split=TRAIN,
         preset=PRESET,
@@ -104,7 +103,6 @@ rule train_ames_binary:
     params:
         model=lambda w: (check_version(w, PLAN.v_ames_binary_model()), config["ames"]["model"])[1],
         train=PLAN.distill_train_config(),
-        device=config["ames"]["device"],
         precision=config["ames"]["precision"],
         training_split=TRAIN,
         preset=PRESET,
@@ -136,7 +134,6 @@ rule ames_store:
         runtime=120,
     params:
         db_desc=lambda w: (check_version(w, PLAN.v_ames_store(w.dataset, w.method)), config["ames"]["db_desc"])[1],
-        device=config["ames"]["device"],
         preset=PRESET,
     script:
         "../workflow_scripts/ames_store.py"
@@ -173,7 +170,6 @@ rule ames_logits:
         max_rerank=PLAN.ames_max_rerank(),
         junk_mode=config["ames"]["junk_mode"],
         batch=config["ames"]["batch_pairs"],
-        device=config["ames"]["device"],
         precision=config["ames"]["precision"],
     script:
         "../workflow_scripts/ames_logits.py"

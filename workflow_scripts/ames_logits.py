@@ -19,7 +19,7 @@ logits_stage(
     max_rerank=snakemake.params.max_rerank,
     junk_mode=snakemake.params.junk_mode,
     batch=snakemake.params.batch,
-    device=snakemake.params.device,
+    device=snakemake.config["ames"]["device"],  # not a param: a device change re-runs nothing
     version=snakemake.wildcards.ver,
     precision=snakemake.params.precision,
 )

@@ -14,7 +14,7 @@ ames_store_stage(
     manifest_path=snakemake.output.manifest,
     db_desc=snakemake.params.db_desc,
     method=snakemake.wildcards.method,
-    device=snakemake.params.device,
+    device=snakemake.config["ames"]["device"],  # not a param: a device change re-runs nothing
     version=snakemake.wildcards.ver,
     config={"db_desc": snakemake.params.db_desc, "method": snakemake.wildcards.method},
     preset=snakemake.params.preset,

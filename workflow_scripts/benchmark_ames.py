@@ -13,7 +13,7 @@ from retrieval.runtime import (  # noqa: E402
 )
 
 cfg = snakemake.params.config
-device = resolve_device(cfg["device"])
+device = resolve_device(cfg["device"], "benchmark.ames.device")
 out = ames_throughput(cfg["sizes"], cfg["local_dim"], cfg["batch"], cfg["repeats"], device)
 grid = grid_cost(cfg["grid_queries"], cfg["grid_db"], cfg["grid_num_rerank"], cfg["grid_points"])
 pairs = cfg["grid_queries"] * cfg["grid_num_rerank"]

@@ -19,7 +19,7 @@ train_stage(
     version=snakemake.wildcards.ver,
     preset=snakemake.params.preset,
     training_split=snakemake.params.training_split,
-    device=snakemake.params.device,
+    device=snakemake.config["ames"]["device"],  # not a param: a device change re-runs nothing
     precision=snakemake.params.precision,
     teacher_path=snakemake.input.get("teacher"),
     itq_path=snakemake.input.get("itq"),

@@ -100,8 +100,18 @@ def test_nn_file_round_trip_and_validation(tmp_path):
     bad(np.stack([sims[:, ::-1], ids]), "descending")
     bad(sims, r"expected \(2, Nq, K\)")
     (tmp_path / "evil.pkl").write_bytes(__import__("pickle").dumps({"a": object()}))
-    with pytest.raises(ValueError, match="weights_only"):
+    with pytest.raises(ValueError, match="weights_only.*builtins.object is not allowed"):
         read_nn(tmp_path / "evil.pkl", 3, 7)
+    # the export is a plain pickle, as AMES writes them and reads them (pickle.load; a torch.save zip it cannot)
+    import pickle  # noqa: PLC0415
+
+    with open(tmp_path / "nn.pkl", "rb") as fh:
+        plain = pickle.load(fh)
+    assert torch.is_tensor(plain) and tuple(plain.shape) == (2, 3, 5)
+    np.testing.assert_array_equal(plain[1].numpy(), ids)
+    (tmp_path / "os.pkl").write_bytes(pickle.dumps(__import__("os").getcwd))  # a callable global: refused
+    with pytest.raises(ValueError, match="is not allowed"):
+        read_nn(tmp_path / "os.pkl", 3, 7)
 
 
 def test_release_lists_give_sizes_without_the_images(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from retrieval.runtime import Manifest, Progress, _runs_snakemake, atomic_path, write_json
+from retrieval.runtime import Manifest, Progress, _runs_snakemake, atomic_path, resolve_device, write_json
 
 
 def test_atomic_write_removes_a_killed_attempts_leftover(tmp_path):
@@ -155,3 +155,15 @@ def test_only_snakemake_processes_count_as_the_run_a_fault_kills():
     assert not _runs_snakemake(["/x/.venv/bin/pytest", "-k", "killed_snakemake", "tests"])
     assert not _runs_snakemake(["/usr/bin/python3", "/w/.snakemake/scripts/tmp1.evaluate_global.py"])
     assert not _runs_snakemake(["/bin/sh", "-c", "cd /snakemake-work && python run.py"])
+
+
+def test_a_missing_cuda_device_is_refused_naming_its_key():
+    """``benchmark.ames.device: cuda`` on a machine without a GPU was reported as ``ames.device``."""
+    import torch  # noqa: PLC0415
+
+    assert resolve_device("cpu", "benchmark.ames.device") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: cuda is a valid device here")
+    with pytest.raises(RuntimeError, match=r"^benchmark\.ames\.device: 'cuda:1', but this torch .* sees no CUDA GPU"):
+        resolve_device("cuda:1", "benchmark.ames.device")

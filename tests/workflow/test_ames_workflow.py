@@ -92,6 +92,11 @@ def test_grid_change_reuses_the_logits(tiny_ames, tmp_path):
     override.write_text("ames:\n  num_rerank: [5, 20]\n")  # a larger shortlist needs new logits, not a new model
     out = snakemake(tiny_ames, "-n", "results/demo_ames.json", "--configfile", str(TINY), str(override)).stdout
     assert "rule ames_logits" in out and "rule train_ames" not in out
+    # the device is in no version and no parameter: naming it re-runs nothing (as a parameter it re-ran the training
+    # in place, and on a machine without the GPU asked for the failed job deleted the trained model)
+    override.write_text("ames:\n  device: cpu\n")
+    out = snakemake(tiny_ames, "-n", "results/demo_ames.json", "--configfile", str(TINY), str(override)).stdout
+    assert "Nothing to be done" in out, out[-2000:]
 
 
 def test_benchmark_target_writes_ratios(tiny_run):

@@ -386,15 +386,19 @@ def write_rule_manifest(smk: Any, stage: str) -> None:
     m.write(manifest, outputs=[o for o in smk.output if o != manifest])
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, key: str = "ames.device") -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; an explicit ``cuda[:N]`` without CUDA raises
-    RuntimeError. Lives here (the bottom layer) so extraction and AMES stages share it without importing each other."""
+    RuntimeError naming the configuration ``key`` the device came from. Lives here (the bottom layer) so extraction
+    and AMES stages share it without importing each other."""
     import torch  # noqa: PLC0415
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"ames.device={device!r} but CUDA is not available")
+        raise RuntimeError(
+            f"{key}: {device!r}, but this torch ({torch.__version__}) sees no CUDA GPU on this machine; "
+            f"set {key}: auto (a GPU where there is one, else the CPU) or cpu"
+        )
     return device
 
 

@@ -262,7 +262,7 @@ def extraction_throughput(
     """Images per second of deep extraction (decode, resize, forward, detector, top-k, global) on real images, one
     image at a time as the extraction rule runs; the first image is a warm-up and not timed."""
 
-    ex = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config))
+    ex = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config), f"benchmark.extract.{backbone}.device")
     ex.extract(load_bgr(image_paths[0]))
     sync = torch.cuda.synchronize if ex.device.startswith("cuda") else (lambda: None)
     sync()

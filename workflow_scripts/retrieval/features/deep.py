@@ -105,12 +105,14 @@ def _random_init(module: torch.nn.Module, seed: int) -> None:
 
 
 class DeepExtractor:
-    def __init__(self, cfg: DeepConfig):
+    def __init__(self, cfg: DeepConfig, device_key: str | None = None):
+        """``device_key``: the configuration key of ``cfg.device``, named when that device is missing (default
+        ``extract.{backbone}.device``)."""
 
         if cfg.backbone not in BACKBONES:
             raise ValueError(f"extract.backbone {cfg.backbone!r}: one of sift, {', '.join(BACKBONES)}")
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, device_key or f"extract.{cfg.backbone}.device")
         torch.manual_seed(cfg.seed)
         if cfg.backbone == "dinov2":
             vc = ViTConfig(**cfg.model)

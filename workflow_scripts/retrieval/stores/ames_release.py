@@ -127,10 +127,14 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
     try:
         t = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        raise ValueError(
-            f"{path}: not a tensor that loads with weights_only=True ({e}); AMES nn files are pickled "
-            "torch tensors of shape (2, Nq, K)"
-        ) from e
+        try:  # AMES writes them with pickle.dump and reads them with pickle.load (src/utils/utils.py: pickle_load)
+            with open(path, "rb") as fh:
+                t = _TensorUnpickler(fh).load()
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as e2:
+            raise ValueError(
+                f"{path}: not a torch tensor that loads with weights_only=True ({e}) nor a plainly pickled one "
+                f"({e2}); AMES nn files are pickled torch tensors of shape (2, Nq, K)"
+            ) from e2
     if not torch.is_tensor(t):
         raise ValueError(f"{path}: holds a {type(t).__name__}, expected a torch tensor of shape (2, Nq, K)")
     arr = t.detach().to(torch.float64).numpy()
@@ -158,14 +162,36 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
     return ids, sims.astype(np.float32)
 
 
+class _TensorUnpickler(pickle.Unpickler):
+    """Unpickles a plainly pickled torch tensor (``pickle.dump(tensor)``, as AMES writes its nn files) and nothing
+    else: the only globals allowed are the tensor's rebuild function, its storage's loader (whose bytes are read with
+    ``torch.load(..., weights_only=True)``) and ``OrderedDict`` (its empty backward hooks)."""
+
+    def find_class(self, module: str, name: str):
+        import collections  # noqa: PLC0415
+        import io  # noqa: PLC0415
+
+        import torch  # noqa: PLC0415
+
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return torch._utils._rebuild_tensor_v2
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return lambda b: torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in an nn file")
+
+
 def write_nn(path: str | Path, ids: np.ndarray, sims: np.ndarray) -> None:
-    """An AMES ``nn_*.pkl``: torch tensor (2, Nq, K), float32 (float64 when indices exceed float32's exact range)."""
+    """An AMES ``nn_*.pkl``: torch tensor (2, Nq, K), float32 (float64 when indices exceed float32's exact range),
+    written with ``pickle.dump`` as AMES writes them, so that AMES's ``pickle.load`` reads it (``torch.save``'s zip
+    archive it cannot); :func:`read_nn` reads both."""
     import torch  # noqa: PLC0415
 
     dtype = np.float32 if ids.size == 0 or ids.max() < 2**24 else np.float64
     t = torch.from_numpy(np.stack([np.asarray(sims, dtype), np.asarray(ids, dtype)]))
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(t, fh)  # through a handle: the archive's records are not named after the temporary file
+        pickle.dump(t, fh, protocol=4)
 
 
 def write_release_local(store: h5py.File, out_path: str | Path, block: int = 1024) -> dict[str, int]:
