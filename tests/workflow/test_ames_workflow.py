@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import TINY, load_json, snakemake
+from conftest import TINY, copy_tree, load_json, snakemake
 from retrieval.methods.ames.infer import fast_dtype
 
 pytestmark = pytest.mark.workflow
@@ -115,7 +115,7 @@ def test_benchmark_target_writes_ratios(tiny_run):
     assert sv["dataset"] == "demo" and sv["pairs"] > 0 and sv["speedup"] > 0 and sv["identical_inlier_fraction"] == 1.0
 
 
-def test_descriptor_sweep_matches_the_published_points(tiny_ames):
+def test_descriptor_sweep_matches_the_published_points(tiny_ames, tmp_path):
     snakemake(tiny_ames, "results/benchmarks/demo_descriptors.json", "results/demo_sv.json", "--configfile", str(TINY))
     res = load_json(tiny_ames / "results" / "benchmarks" / "demo_descriptors.json")
     got = {(r["method"], r["db_desc"]): r for r in res["rows"]}
@@ -138,6 +138,16 @@ def test_descriptor_sweep_matches_the_published_points(tiny_ames):
         assert [got[(method, count)][f"mAP_{p}"] for p in "EMH"] == pytest.approx(want, abs=1e-3), method
     assert (tiny_ames / "results" / "benchmarks" / "demo_descriptors.png").stat().st_size > 1000
     assert "| ames_binary | 32 | 516 |" in (tiny_ames / "results" / "benchmarks" / "demo_descriptors.md").read_text()
+    # a count above what extraction stored is refused naming the key (it was skipped with a log line, and a sweep of
+    # only such counts wrote an empty table), before any verification
+    wd = copy_tree(tiny_ames, tmp_path / "wd")
+    override = tmp_path / "sweep.yaml"
+    override.write_text("benchmark:\n  descriptors:\n    sv: [8, 5000]\n")
+    failed = snakemake(
+        wd, "results/benchmarks/demo_descriptors.json", "--configfile", str(TINY), str(override), check=False
+    )
+    log = "".join(f.read_text() for f in (wd / "logs").rglob("*.log") if "descriptor" in str(f))
+    assert failed.returncode != 0 and "benchmark.descriptors.sv: [5000] descriptors per image asked" in log
 
 
 def test_database_side_is_stored_once_as_packed_bits_or_fp16_tokens(tiny_ames):

@@ -80,10 +80,16 @@ def descriptor_sweep_stage(
     with open_local(query_local) as fq, open_local(db_local) as fd:
         dim = int(fd["descriptors"].shape[2])
         stored = int(fd["descriptors"].shape[1])
+        # a count above what extraction stored would time nothing: refused before any work, naming the key (it was
+        # skipped with a log line, and a sweep of only such counts wrote an empty table over the previous one)
+        for key, counts in (("sv", sv_counts), ("ames", ames_counts)):
+            above = [int(c) for c in counts if c > stored]
+            if above:
+                raise ValueError(
+                    f"benchmark.descriptors.{key}: {above} descriptors per image asked, but the database stores "
+                    f"{stored} ({db_local}; extract.sift.k or the backbone's k sets it): ask at most {stored}"
+                )
         for c in sv_counts:
-            if c > stored:
-                log.warning("sv: %d descriptors asked, %d stored; skipped", c, stored)
-                continue
             t0 = time.time()
             cfg = SVConfig(**{**sv_cfg, "db_desc": int(c)})
             inliers, _ = verify_shortlists(fq, fd, ids, cfg)
@@ -100,9 +106,6 @@ def descriptor_sweep_stage(
             model, _ = load_checkpoint(str(path))
             pairs = [ids[i, :k] for i in range(ids.shape[0])]
             for c in ames_counts:
-                if c > stored:
-                    log.warning("%s: %d descriptors asked, %d stored; skipped", method, c, stored)
-                    continue
                 t0 = time.time()
 
                 def reader(rows_: np.ndarray, c=c) -> tuple[np.ndarray, np.ndarray]:
