@@ -101,6 +101,10 @@ def test_impossible_explicit_settings_are_refused_with_the_numbers(cfg, n_db, d,
         ivfpq_search(
             np.zeros((1, d), np.float32), lambda s, e: np.zeros((e - s, d), np.float32), n_db, d, cfg, 10, 1000, 0
         )
+    # the scale benchmark's own keys are named, with advice its schema accepts (it has no nlist: auto)
+    with pytest.raises(ValueError, match=r"^benchmark\.scale\.ivfpq") as err:
+        plan_ivfpq(n_db, d, cfg, "benchmark.scale.ivfpq")
+    assert "knn." not in str(err.value) and "nlist: auto" not in str(err.value)
 
 
 def test_neighbour_files_hold_only_database_ids(tmp_path):

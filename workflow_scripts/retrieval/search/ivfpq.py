@@ -22,7 +22,7 @@ NLIST_PER_SQRT_N = 4
 MIN_POINTS_PER_CENTROID = 39
 
 
-def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any]) -> dict[str, Any]:
+def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any], key: str = "knn.ivfpq") -> dict[str, Any]:
     """The IVF-PQ index a database of ``n_db`` vectors of dimension ``d`` gets from ``cfg`` (keys nlist, m, nbits,
     nprobe, train), or why it gets exact search instead.
 
@@ -33,11 +33,12 @@ def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any]) -> dict[str, Any]:
     An explicit nlist is kept as asked, trained on ``min(train, n_db)`` vectors; what faiss cannot do at all is
     refused with the numbers (ValueError): fewer training vectors than lists or than 2^nbits codewords, more lists
     than database vectors, ``m`` not dividing ``d``. Fewer than 39 per centroid is allowed but logged.
-    Returns ``{"nlist", "m", "nbits", "nprobe", "n_train"}`` (plain ints) or ``{"fallback": str}``."""
+    Returns ``{"nlist", "m", "nbits", "nprobe", "n_train"}`` (plain ints) or ``{"fallback": str}``. ``key``: where
+    ``cfg`` comes from in the configuration, named in the errors (``benchmark.scale.ivfpq`` for the scale benchmark)."""
     m, nbits = int(cfg["m"]), int(cfg["nbits"])
     if d % m:
         raise ValueError(
-            f"knn.ivfpq.m = {m} does not divide the descriptor dimension {d} (PQ splits each vector into "
+            f"{key}.m = {m} does not divide the descriptor dimension {d} (PQ splits each vector into "
             f"m equal sub-vectors); choose a divisor of {d}"
         )
     codewords = 2**nbits
@@ -56,11 +57,15 @@ def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any]) -> dict[str, Any]:
         n_train = min(n_db, int(cfg["train"]))
         if nlist > n_db or n_train < nlist or n_train < codewords:
             raise ValueError(
-                f"knn.ivfpq cannot be trained on this database: nlist {nlist} lists and {codewords} "
+                f"{key} cannot be trained on this database: nlist {nlist} lists and {codewords} "
                 f"codewords ({nbits} bits) from {n_train} training vectors (train {cfg['train']}, "
                 f"database {n_db}); faiss needs at least as many training vectors as lists and as "
-                f"codewords, and {MIN_POINTS_PER_CENTROID} per centroid to train well. Use nlist: auto "
-                "(it falls back to exact search on small databases) or knn.search: exact"
+                f"codewords, and {MIN_POINTS_PER_CENTROID} per centroid to train well. "
+                + (
+                    "Use nlist: auto (it falls back to exact search on small databases) or knn.search: exact"
+                    if key == "knn.ivfpq"
+                    else f"Lower {key}.nlist (at most {min(n_db, n_train)}) or {key}.nbits, or raise {key}.train"
+                )
             )
         if n_train < MIN_POINTS_PER_CENTROID * max(nlist, codewords):
             log.warning(
@@ -83,6 +88,7 @@ def ivfpq_search(
     k: int,
     block: int,
     seed: int,
+    key: str = "knn.ivfpq",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Top-k database ids (Nq, k) int64 of queries q (Nq, d) from a faiss IVF-PQ index (inner product) planned by
     :func:`plan_ivfpq` (a ``{"fallback"}`` plan is the caller's to handle; here it is a ValueError).
@@ -92,9 +98,9 @@ def ivfpq_search(
     fills it). Every returned id is a database row; ``widened_queries`` in the stats counts the re-searched."""
     import faiss  # noqa: PLC0415
 
-    plan = plan_ivfpq(n_db, d, cfg)
+    plan = plan_ivfpq(n_db, d, cfg, key)
     if "fallback" in plan:
-        raise ValueError(plan["fallback"])
+        raise ValueError(f"{key}: {plan['fallback']}")
     if not 1 <= k <= n_db:
         raise ValueError(f"IVF-PQ: k = {k} neighbours asked of a database of {n_db}")
     nlist = plan["nlist"]
