@@ -4,17 +4,7 @@
 rule benchmark_ames:
     input:
         # spatial verification timed on a dataset's shortlists (benchmark.ames.sv_dataset; "" leaves it out)
-        unpack(
-            lambda w: (
-                {
-                    "sv_query": PLAN.local_store(d, "query"),
-                    "sv_db": PLAN.local_store(d, "db"),
-                    "sv_knn": PLAN.knn_path(d),
-                }
-                if (d := config["benchmark"]["ames"]["sv_dataset"])
-                else {}
-            )
-        ),
+        unpack(benchmark_sv_inputs),
     output:
         "results/benchmarks/ames_throughput.json",
     log:

@@ -85,6 +85,20 @@ class _Planned:
         return call
 
 
+def benchmark_sv_inputs(wildcards):
+    """The shortlists benchmark_ames times spatial verification on (benchmark.ames.sv_dataset; "" leaves it out). A
+    dataset that is not there is named with the key (it was reported by image_lists as an unknown dataset)."""
+    d = config["benchmark"]["ames"]["sv_dataset"]
+    if not d:
+        return {}
+    if PLAN.canonical(d) not in DEMO_SPLITS:
+        try:
+            PLAN.folder_source(PLAN.canonical(d))
+        except WorkflowError as e:
+            raise WorkflowError(f"benchmark.ames.sv_dataset: {e}") from None
+    return {"sv_query": PLAN.local_store(d, "query"), "sv_db": PLAN.local_store(d, "db"), "sv_knn": PLAN.knn_path(d)}
+
+
 def _renamed_methods(key):
     """config[key]["methods"] with deprecated method names replaced by their new ones, saying so."""
     methods = config[key]["methods"]

@@ -185,6 +185,11 @@ def test_unknown_method_training_split_and_missing_dataset_are_named(tmp_path):
     assert proc.returncode != 0 and "training split" in proc.stdout + proc.stderr
     proc = snakemake(tmp_path, "-n", "results/nowhere_global.json", check=False)
     assert proc.returncode != 0 and "data/nowhere" in proc.stdout + proc.stderr
+    # a dataset named in a key is named with the key (it read as an unknown dataset of image_lists)
+    cfg = tmp_path / "sv_dataset.yaml"
+    cfg.write_text("benchmark:\n  ames:\n    sv_dataset: nosuch\n")
+    proc = snakemake(tmp_path, "-n", "results/benchmarks/ames_throughput.json", "--configfile", str(cfg), check=False)
+    assert proc.returncode != 0 and "benchmark.ames.sv_dataset: dataset 'nosuch'" in proc.stdout + proc.stderr
 
 
 def test_plain_folder_without_ground_truth_gets_neighbours(tiny_run, tmp_path):
