@@ -17,6 +17,8 @@ corrupt, and is refused. Positions become pixels of the full image (``positions:
 
 from __future__ import annotations
 
+import collections
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -168,9 +170,6 @@ class _TensorUnpickler(pickle.Unpickler):
     ``torch.load(..., weights_only=True)``) and ``OrderedDict`` (its empty backward hooks)."""
 
     def find_class(self, module: str, name: str):
-        import collections  # noqa: PLC0415
-        import io  # noqa: PLC0415
-
         import torch  # noqa: PLC0415
 
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
