@@ -6,7 +6,9 @@ import pytest
 
 from retrieval.benchmarks.scale import recall_at_k, simulate, source_recall
 from retrieval.features.vlad import l2_normalise
-from retrieval.search.exact import stream_topk, topk_neighbours
+from retrieval.search import exact
+from retrieval.search.exact import block_rows, stream_topk, topk_neighbours
+from retrieval.search.ivfpq import ivfpq_search
 from retrieval.stages.knn import nearest_neighbours
 from retrieval.stores.global_store import read_neighbours, write_global
 
@@ -19,6 +21,33 @@ def test_streamed_search_equals_one_shot_search():
     want_ids, want_sims = topk_neighbours(q, db, 25)
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_allclose(sims, want_sims, rtol=1e-6)
+
+
+def test_blocks_are_capped_in_bytes_whatever_the_dimension(monkeypatch):
+    # 100,000 rows of the 8192-d VLAD were 3.3 GB of float32 per block (a new user's scale run peaked at 14.4 GB)
+    assert block_rows(100_000, 1024) == 65_536 and block_rows(100_000, 8192) == 8_192
+    assert block_rows(500, 8192) == 500 and block_rows(100_000, 10**9) == 1
+    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 32 * 100)  # 100 rows of 32 float32 values
+    rng = np.random.default_rng(3)
+    db = l2_normalise(rng.normal(size=(1000, 32))).astype(np.float32)
+    q = l2_normalise(db[:5] + 0.2 * rng.normal(size=(5, 32))).astype(np.float32)
+    sizes = []
+
+    def read(s, e):
+        sizes.append(e - s)
+        return db[s:e]
+
+    for k in (20, len(db)):  # a shortlist and the full ranking
+        sizes.clear()
+        ids, sims = stream_topk(q, read, len(db), k, block=100_000)
+        assert max(sizes) == 100 and sum(sizes) == len(db)
+        want_ids, want_sims = topk_neighbours(q, db, k)
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_allclose(sims, want_sims, rtol=1e-6, atol=1e-6)
+    sizes.clear()
+    cfg = {"nlist": 4, "m": 4, "nbits": 4, "nprobe": 4, "train": 400}
+    ids, _ = ivfpq_search(q, read, len(db), 32, cfg, 10, block=100_000, seed=0)
+    assert max(sizes) == 100 and ids.shape == (5, 10) and (ids >= 0).all()
 
 
 def test_recall_at_k():
@@ -48,6 +77,12 @@ def test_simulated_database_resamples_real_rows(tmp_path):
         assert not got[np.arange(23) % 5 == 3].any() and not got[np.arange(23) % 5 == 1][:, 3:].any()  # padding stays 0
         flipped = np.unpackbits(got[np.arange(23) % 5 == 0] ^ codes[0][None]).mean()
         assert 0.05 < flipped < 0.15  # about bit_flip of the valid bits
+    # the same database whatever the block: the noise and the flips are drawn in order from their own streams
+    simulate(tmp_path / "g2.h5", tmp_path / "c2.h5", real, codes, counts, 23, noise=0.1, bit_flip=0.1, block=7, seed=0)
+    for name in ("g", "c"):
+        with h5py.File(tmp_path / f"{name}.h5", "r") as a, h5py.File(tmp_path / f"{name}2.h5", "r") as b:
+            for key in a:
+                np.testing.assert_array_equal(a[key][:], b[key][:])
 
 
 def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):

@@ -27,7 +27,7 @@ from retrieval.methods.ames.model import load_checkpoint
 from retrieval.methods.ames.rerank import compute_logits
 from retrieval.methods.ames.store import decode
 from retrieval.runtime import write_json
-from retrieval.search.exact import stream_topk
+from retrieval.search.exact import block_rows, stream_topk
 from retrieval.search.ivfpq import ivfpq_search, plan_ivfpq
 from retrieval.stores.global_store import read_global
 from retrieval.stores.local_store import open_local, read_row_runs
@@ -66,9 +66,13 @@ def simulate(
     block: int,
     seed: int,
 ) -> None:
-    """Write an N-image global store (float16) and, if codes are given, an AMES binary store, block by block."""
-    rng = np.random.default_rng(seed)
+    """Write an N-image global store (float16) and, if codes are given, an AMES binary store, in blocks of
+    :func:`block_rows` rows (at most ``block``, at most 256 MiB of float32 globals)."""
+    # the noise and the bit flips come from two streams, each drawn in order, so the database does not depend on
+    # the block size
+    rng_noise, rng_flip = (np.random.default_rng([seed, stream]) for stream in (0, 1))
     n_real, d = real_global.shape
+    block = block_rows(block, d)
     with h5py.File(out_global, "w") as fg:
         g = fg.create_dataset("descriptors", shape=(n, d), dtype=np.float16, chunks=(min(n, 4096), d))
         fc = h5py.File(out_codes, "w") if real_codes is not None else None
@@ -81,13 +85,13 @@ def simulate(
             for s in range(0, n, block):
                 e = min(n, s + block)
                 src = np.arange(s, e) % n_real
-                x = real_global[src] + noise * rng.standard_normal((e - s, d), dtype=np.float32) / np.sqrt(d)
+                x = real_global[src] + noise * rng_noise.standard_normal((e - s, d), dtype=np.float32) / np.sqrt(d)
                 g[s:e] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
                 if fc is not None:
                     for s2 in range(s, e, 2048):  # bit flips drawn in small pieces: memory stays bounded
                         e2 = min(e, s2 + 2048)
                         src2 = np.arange(s2, e2) % n_real
-                        flips = np.packbits(rng.random((e2 - s2, k, 8 * w), dtype=np.float32) < bit_flip, axis=-1)
+                        flips = np.packbits(rng_flip.random((e2 - s2, k, 8 * w), dtype=np.float32) < bit_flip, axis=-1)
                         valid = (np.arange(k)[None, :] < real_counts[src2][:, None])[..., None]
                         c[s2:e2] = np.where(valid, real_codes[src2] ^ flips, 0)
                         cnt[s2:e2] = real_counts[src2]
@@ -131,6 +135,7 @@ def scale_benchmark(
         "n_queries": len(q),
         "dim": int(real.shape[1]),
         "block": block,
+        "block_rows": block_rows(block, int(real.shape[1])),
         "k": k,
         "resampled_from": db_global,
         "noise": cfg["noise"],

@@ -9,6 +9,17 @@ import numpy as np
 
 from retrieval.featureless import NO_MATCH_SCORE, featureless_rows, rank_featureless_last, search_featured
 
+# A block of database rows is held as float32 (the search converts it), so a fixed row count grows with the
+# dimension: 100,000 rows are 400 MB at 1024-d and 3.3 GB at the 8192-d VLAD. Blocks are capped at this many bytes.
+BLOCK_BYTES = 256 * 2**20
+
+
+def block_rows(block: int, dim: int) -> int:
+    """Database rows read at a time: at most ``block`` (``knn.block``, ``benchmark.scale.block``) and at most
+    :data:`BLOCK_BYTES` (256 MiB) of float32 rows of ``dim`` values: 65,536 rows at 1024-d, 8,192 at 8192-d, so
+    memory follows the block at any dimension. Results do not depend on it (exact search's blocks only stream)."""
+    return max(1, min(int(block), BLOCK_BYTES // (4 * max(1, int(dim)))))
+
 
 def topk_neighbours(
     queries: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False
@@ -45,7 +56,8 @@ def _faiss_topk(q: np.ndarray, x: np.ndarray, k: int, exclude_self: bool) -> tup
 def stream_topk(
     q: np.ndarray, read_block: Callable[[int, int], np.ndarray], n_db: int, k: int, block: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k of queries q (Nq, D) over a database read in blocks ``read_block(start, stop)``.
+    """Exact inner-product top-k of queries q (Nq, D) over a database read in blocks ``read_block(start, stop)`` of
+    :func:`block_rows` rows (at most ``block``, at most 256 MiB of float32).
 
     A full ranking (k >= n_db, what the revisitop metrics need) fills the (Nq, n_db) similarity matrix block by
     block and sorts it once (ties by database order): at 1M images and 70 queries 2x faster than merging per
@@ -57,6 +69,7 @@ def stream_topk(
 
     q = np.ascontiguousarray(q, np.float32)
     k = min(k, n_db)
+    block = block_rows(block, q.shape[1])
     q_none, db_none = featureless_rows(q), np.zeros(n_db, bool)
     if k == n_db:
         sims_all = np.empty((len(q), n_db), np.float32)

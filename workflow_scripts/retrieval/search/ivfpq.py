@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from retrieval.search.exact import block_rows
+
 log = logging.getLogger(__name__)
 
 
@@ -104,6 +106,7 @@ def ivfpq_search(
     if not 1 <= k <= n_db:
         raise ValueError(f"IVF-PQ: k = {k} neighbours asked of a database of {n_db}")
     nlist = plan["nlist"]
+    block = block_rows(block, d)
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFPQ(quantizer, d, nlist, plan["m"], plan["nbits"], faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
