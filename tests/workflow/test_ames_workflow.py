@@ -174,5 +174,8 @@ def test_scale_benchmark_on_a_simulated_database(tiny_ames):
     )
     assert store["bytes_per_image_at_600"] == 9604 and res["goals"]["binary_store_at_most_10KB_per_image_at_600"]
     assert res["rerank"]["ms_per_query"] > 0 and res["peak_rss_mb"] > 0
+    after = res["peak_rss_mb_after"]  # the running peak after each phase, in order, up to the job's peak
+    assert list(after) == ["inputs", "simulate", "exact", "ivfpq", "rerank"]
+    assert list(after.values()) == sorted(after.values()) and after["rerank"] <= res["peak_rss_mb"]
     assert res["rerank"]["dtype"] == str(fast_dtype("cpu")).removeprefix("torch.")  # ames.precision: auto
     assert not list((tiny_ames / "results" / "benchmarks").glob("demo_scale.json.work/*.h5"))  # work files removed

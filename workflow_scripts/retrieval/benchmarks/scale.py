@@ -141,6 +141,7 @@ def scale_benchmark(
         "noise": cfg["noise"],
         "bit_flip": cfg["bit_flip"],
     }
+    rss: dict[str, float] = {"inputs": round(peak_rss_mb(), 1)}
     try:
         t0 = time.perf_counter()
         simulate(
@@ -156,6 +157,7 @@ def scale_benchmark(
             seed,
         )
         out["simulate_seconds"] = round(time.perf_counter() - t0, 2)
+        rss["simulate"] = round(peak_rss_mb(), 1)
         fg = h5py.File(gpath, "r")
         read = lambda s, e: fg["descriptors"][s:e]  # noqa: E731
         t0 = time.perf_counter()
@@ -167,6 +169,7 @@ def scale_benchmark(
             "global_bytes_per_image": int(real.shape[1] * 2),
         }
         log.info("exact search over %d: %.1f ms/query", n, 1000 * t_exact / len(q))
+        rss["exact"] = round(peak_rss_mb(), 1)
         ivf_ids, ivf = ivfpq_search(q, read, n, real.shape[1], cfg["ivfpq"], k, block, seed, "benchmark.scale.ivfpq")
         n_real = len(real)
         out["ivfpq"] = {
@@ -180,6 +183,7 @@ def scale_benchmark(
             "top-k found through any of their copies (the database resamples real images)",
         }
         log.info("IVF-PQ: recall@%d %.3f", k, out["ivfpq"][f"recall@{k}"])
+        rss["ivfpq"] = round(peak_rss_mb(), 1)
         fg.close()
         if real_codes is not None:
             size = cpath.stat().st_size
@@ -193,12 +197,14 @@ def scale_benchmark(
             out["rerank"] = _rerank_timing(
                 binary_model, cpath, query_local, exact_ids, cfg, q_desc, db_desc, device, precision
             )
+            rss["rerank"] = round(peak_rss_mb(), 1)
     finally:
         for p in (gpath, cpath):
             p.unlink(missing_ok=True)
         if not any(work.iterdir()):  # the folder too, when nothing else was put there
             work.rmdir()
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out["peak_rss_mb_after"] = rss  # the peak so far after each phase: which one raised it
     out["goals"] = {
         "peak_rss_below_4GB": out["peak_rss_mb"] < 4096,
         "binary_store_at_most_10KB_per_image_at_600": out.get("binary_store", {}).get("bytes_per_image_at_600", 0)
