@@ -1,6 +1,7 @@
 """Workflow tier: lint, the tiny demo end to end, the results contract, partial re-runs, and input errors."""
 
 import csv
+import hashlib
 import json
 import os
 import pickle
@@ -366,6 +367,12 @@ def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tm
     with h5py.File(folder / "sift_gallery_local.hdf5") as f:
         assert f["features"].shape == (n_db,) and f["features"].dtype["descriptor"].base == np.float16
     assert len((folder / "test_query.txt").read_text().splitlines()) == n_q
+    # the manifest hashes every exported file, the image lists included (they had no hash)
+    outputs = {Path(p).name: v for p, v in load_json(folder / "manifest.json")["outputs"].items()}
+    exported = [p.name for p in folder.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")]
+    assert sorted(outputs) == sorted(exported)  # (.snakemake_timestamp: Snakemake's mark on a directory output)
+    for name, entry in outputs.items():
+        assert entry["sha1"] == hashlib.sha1((folder / name).read_bytes()).hexdigest(), name
     gt = load_ground_truth(folder / "gnd_demo.pkl")  # the restricted unpickler accepts it
     assert gt.n_db == n_db and gt.n_queries == n_q
 

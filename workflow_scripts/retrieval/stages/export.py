@@ -51,6 +51,7 @@ def export_ames(
             )
         write_release_list(out / f"test_{name}.txt", lists[split], lists["root"])
         files[f"{desc}_{name}_local.hdf5"] = shape
+        files[f"test_{name}.txt"] = {"images": len(lists[split])}
     ids, sims, attrs = read_neighbours(knn_path)
     write_nn(out / f"nn_{desc}.pkl", ids, sims)
     files[f"nn_{desc}.pkl"] = {"shape": [2, *ids.shape], "full_ranking": bool(ids.shape[1] == len(lists["db"]))}
