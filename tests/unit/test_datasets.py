@@ -216,10 +216,12 @@ def test_lists_from_a_database_listed_apart_equal_the_lists_built_in_one_piece(t
 def test_an_empty_database_and_a_listed_folder_are_named_as_such(tmp_path):
     root = tmp_path / "photos"
     (root / "jpg").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match=r"the database is empty: .*photos/jpg holds no images \(files ending"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no images to index or search: .*photos/jpg holds no images \(files ending"
+    ):
         build_image_lists(root, "photos")
     (root / "image_list.txt").write_text("# nothing yet\n")
-    with pytest.raises(FileNotFoundError, match=r"the database is empty: .*image_list\.txt lists no images"):
+    with pytest.raises(FileNotFoundError, match=r"no images to index or search: .*image_list\.txt lists no images"):
         build_image_lists(root, "photos")
     (root / "jpg" / "sub").mkdir()
     (root / "image_list.txt").write_text("jpg/sub\n")

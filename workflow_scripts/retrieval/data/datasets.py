@@ -130,7 +130,7 @@ def _database_list(
             else f"{image_folder(root)} holds no images (files ending in {', '.join(IMAGE_SUFFIXES)}, any case)"
         )
         raise FileNotFoundError(
-            f"{gpath or root}: the database is empty: {where}; put images under {root / 'jpg'} or list them in "
+            f"{gpath or root}: no images to index or search: {where}; put images under {root / 'jpg'} or list them in "
             "image_list.txt"
         )
     # names relative to the folder; a list may also give absolute paths or paths outside it (../other/x.jpg)
