@@ -10,7 +10,7 @@ import numpy as np
 
 from retrieval.features.vlad import train_codebook, vlad
 from retrieval.runtime import Manifest, atomic_path, load_npz
-from retrieval.stores.global_store import write_global
+from retrieval.stores.global_store import global_writer, write_global
 from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,19 @@ def aggregate_vlad(
     version: str,
     block: int = 256,
 ) -> None:
-
+    """The VLAD of every image of a local store, written ``block`` images at a time: memory follows the block, not
+    the database (a million 8192-d VLADs are 32 GB)."""
     centroids = load_npz(codebook_path)["centroids"]
     with open_local(local_path) as f:
         n = f["count"].shape[0]
-        out = np.zeros((n, centroids.size), np.float32)
-        for s in range(0, n, block):
-            desc = f["descriptors"][s : s + block]
-            counts = f["count"][s : s + block]
-            for j, (d, c) in enumerate(zip(desc, counts)):
-                out[s + j] = vlad(d[:c].astype(np.float32), centroids, alpha)
-    write_global(out_path, out, method="vlad", version=version)
+        with global_writer(out_path, n, centroids.size, method="vlad", version=version) as out:
+            for s in range(0, n, block):
+                desc = f["descriptors"][s : s + block]
+                counts = f["count"][s : s + block]
+                rows = np.zeros((len(counts), centroids.size), np.float32)
+                for j, (d, c) in enumerate(zip(desc, counts)):
+                    rows[j] = vlad(d[:c].astype(np.float32), centroids, alpha)
+                out[s : s + len(rows)] = rows
 
 
 def backbone_global(local_path: str | Path, out_path: str | Path, backbone: str, version: str) -> None:

@@ -7,12 +7,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from retrieval.features.vlad import apply_whitening as whiten
 from retrieval.features.vlad import fit_pca_whitening, identity_whitening, whitening_applies
 from retrieval.runtime import Manifest, atomic_path, load_npz
-from retrieval.stores.global_store import read_global, write_global
+from retrieval.search.exact import block_rows
+from retrieval.stores.global_store import finite_rows, global_writer, read_global
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +58,15 @@ def fit_pca_whitening_stage(
 def apply_pca_whitening_stage(
     vlad_path: str | Path, whiten_path: str | Path, out_path: str | Path, power: float, version: str
 ) -> None:
-
-    x = read_global(vlad_path)
+    """The whitened global descriptors of a VLAD file, in blocks of :func:`block_rows` rows (256 MiB of float32):
+    a million 8192-d VLADs would be 32 GB in memory. Whitening is per row, so the blocks change nothing."""
     w = load_npz(whiten_path)
     dim = len(w["eigenvalues"]) if bool(w.get("applied", True)) else w["mean"].shape[0]
-    write_global(
-        out_path,
-        whiten(x, w, power) if len(x) else np.zeros((0, dim), np.float32),
-        method="vlad+whiten",
-        version=version,
-    )
+    with h5py.File(vlad_path, "r") as f:
+        if f.attrs.get("kind") != "global":
+            raise ValueError(f"{vlad_path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+        x = f["descriptors"]
+        rows = block_rows(len(x), x.shape[1]) if len(x) else 1
+        with global_writer(out_path, len(x), dim, method="vlad+whiten", version=version) as out:
+            for s in range(0, len(x), rows):
+                out[s : s + rows] = whiten(finite_rows(vlad_path, x[s : s + rows]), w, power)

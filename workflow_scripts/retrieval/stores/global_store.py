@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
@@ -21,15 +22,31 @@ def write_global(path: str | Path, x: np.ndarray, **attrs: Any) -> None:
         )
 
 
+@contextmanager
+def global_writer(path: str | Path, n: int, dim: int, **attrs: Any) -> Iterator[h5py.Dataset]:
+    """The ``descriptors`` dataset (n, dim) float32 of a new global-descriptor file, to be written in row blocks
+    (``ds[s:e] = rows``), so memory follows the block, not n (a million 8192-d VLADs are 32 GB). The file is
+    written under a temporary name and renamed into place only when the block succeeds."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("descriptors", shape=(n, dim), dtype=np.float32)
+        f.attrs.update({"schema_version": SCHEMA_VERSION, "kind": "global", "dim": dim, **attrs})
+        yield ds
+
+
+def finite_rows(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """``x`` as read from ``path``; ValueError naming the file if it holds NaN or infinite values."""
+    if not np.isfinite(x).all():
+        raise ValueError(f"{path}: global descriptors contain NaN or infinite values")
+    return x
+
+
 def read_global(path: str | Path) -> np.ndarray:
     path = Path(path)
     with h5py.File(path, "r") as f:
         if f.attrs.get("kind") != "global":
             raise ValueError(f"{path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
         x = f["descriptors"][:]
-    if not np.isfinite(x).all():
-        raise ValueError(f"{path}: global descriptors contain NaN or infinite values")
-    return x
+    return finite_rows(path, x)
 
 
 def _check_ids(where: str, ids: np.ndarray, n_db: Any) -> None:
