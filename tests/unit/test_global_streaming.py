@@ -11,7 +11,7 @@ from retrieval.runtime import load_npz
 from retrieval.search import exact
 from retrieval.stages import whiten as whiten_stage
 from retrieval.stages.aggregate import aggregate_vlad
-from retrieval.stages.whiten import apply_pca_whitening_stage
+from retrieval.stages.whiten import apply_pca_whitening_stage, fit_pca_whitening_stage
 from retrieval.stores.global_store import read_global, write_global
 from retrieval.stores.local_store import write_local_chunk
 
@@ -93,3 +93,26 @@ def test_vlad_memory_follows_the_block_not_the_database(tmp_path):
         tracemalloc.stop()
     assert read_global(tmp_path / "vlad.h5").shape == (3000, 512)
     assert peak < 1_000_000  # the whole array would be 6.1 MB (3000 x 512 float32); a block of 16 is 33 KB
+
+
+def test_whitening_is_fitted_on_the_sampled_rows_read_block_by_block(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(90, 16)).astype(np.float32)
+    write_global(tmp_path / "vlad.h5", x)
+    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 16 * 8)  # 8 rows at a time
+    args = dict(dim=4, min_images_per_dim=0, version="v", config={}, preset="cpu", training_split="s", vlad_version="v")
+    fit_pca_whitening_stage(tmp_path / "vlad.h5", tmp_path / "w.npz", tmp_path / "m.json", max_images=40, **args)
+    sample = x[np.sort(np.random.default_rng(0).choice(90, 40, replace=False))]  # the stage's seeded subset
+    got, want = load_npz(tmp_path / "w.npz"), fit_pca_whitening(sample, 4)
+    for key in ("mean", "projection", "eigenvalues"):
+        np.testing.assert_array_equal(got[key], want[key])
+    # only the sample is held: 100,000 x 64 float32 would be 25.6 MB (the manifest's sha1 reads 4 MB pieces)
+    write_global(tmp_path / "big.h5", rng.normal(size=(100_000, 64)).astype(np.float32))
+    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 64 * 1000)
+    tracemalloc.start()
+    try:
+        fit_pca_whitening_stage(tmp_path / "big.h5", tmp_path / "w2.npz", tmp_path / "m2.json", max_images=40, **args)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12_000_000

@@ -14,7 +14,7 @@ from retrieval.features.vlad import apply_whitening as whiten
 from retrieval.features.vlad import fit_pca_whitening, identity_whitening, whitening_applies
 from retrieval.runtime import Manifest, atomic_path, load_npz
 from retrieval.search.exact import block_rows
-from retrieval.stores.global_store import finite_rows, global_writer, read_global
+from retrieval.stores.global_store import finite_rows, global_writer
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,21 @@ def fit_pca_whitening_stage(
 
     m = Manifest("whiten", version, config, preset, fitted_on=training_split)
     m.add_input("vlad", vlad_path, version=vlad_version)
-    x = read_global(vlad_path)
-    n = len(x)
-    if n > max_images:
-        x = x[np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))]
+    with h5py.File(vlad_path, "r") as f:
+        if f.attrs.get("kind") != "global":
+            raise ValueError(f"{vlad_path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+        d = f["descriptors"]
+        n = len(d)
+        keep = np.arange(n)
+        if n > max_images:
+            keep = np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
+        # only the sampled rows are held, read block by block (a million 8192-d VLADs are 32 GB)
+        x = np.empty((len(keep), d.shape[1]), np.float32)
+        rows = block_rows(n, d.shape[1]) if n else 1
+        for s in range(0, n, rows):
+            lo, hi = np.searchsorted(keep, [s, s + rows])
+            if hi > lo:
+                x[lo:hi] = finite_rows(vlad_path, d[s : s + rows])[keep[lo:hi] - s]
     applies, reason = whitening_applies(len(x), dim, min_images_per_dim)
     log.info("PCA-whitening fitted on %s: %s", training_split, reason)
     w = (
