@@ -116,3 +116,14 @@ def test_whitening_is_fitted_on_the_sampled_rows_read_block_by_block(tmp_path, m
     finally:
         tracemalloc.stop()
     assert peak < 12_000_000
+
+
+def test_a_file_of_another_kind_is_named(tmp_path):
+    with h5py.File(tmp_path / "local.h5", "w") as f:
+        f.attrs["kind"] = "local"
+        f.create_dataset("descriptors", data=np.zeros((3, 4), np.float32))
+    np.savez(tmp_path / "w.npz", applied=np.array(False), mean=np.zeros(4, np.float32), eigenvalues=np.zeros(0))
+    with pytest.raises(ValueError, match=r"local\.h5: not a global-descriptor file \(kind='local'\)"):
+        apply_pca_whitening_stage(tmp_path / "local.h5", tmp_path / "w.npz", tmp_path / "g.h5", 0.5, "v")
+    with pytest.raises(ValueError, match=r"local\.h5: not a global-descriptor file"):
+        read_global(tmp_path / "local.h5")

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from retrieval.featureless import NO_MATCH_SCORE, default_order, featureless_rows
@@ -16,7 +15,7 @@ from retrieval.runtime import read_json
 from retrieval.search.exact import stream_topk
 from retrieval.search.ivfpq import ivfpq_search, plan_ivfpq
 from retrieval.stores.ames_release import read_nn
-from retrieval.stores.global_store import read_global, write_neighbours
+from retrieval.stores.global_store import open_global, read_global, write_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +50,7 @@ def nearest_neighbours(
 
     q = read_global(query_path)
     q_none = featureless_rows(q) if len(q) else np.zeros(0, bool)
-    with h5py.File(db_path, "r") as f:
-        if f.attrs.get("kind") != "global":
-            raise ValueError(f"{db_path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+    with open_global(db_path) as f:
         d = f["descriptors"]
         n_db = d.shape[0]
         k_eff = n_db if k == 0 else min(k, n_db)

@@ -7,14 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from retrieval.features.vlad import apply_whitening as whiten
 from retrieval.features.vlad import fit_pca_whitening, identity_whitening, whitening_applies
 from retrieval.runtime import Manifest, atomic_path, load_npz
 from retrieval.search.exact import block_rows
-from retrieval.stores.global_store import finite_rows, global_writer
+from retrieval.stores.global_store import finite_rows, global_writer, open_global
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +37,7 @@ def fit_pca_whitening_stage(
 
     m = Manifest("whiten", version, config, preset, fitted_on=training_split)
     m.add_input("vlad", vlad_path, version=vlad_version)
-    with h5py.File(vlad_path, "r") as f:
-        if f.attrs.get("kind") != "global":
-            raise ValueError(f"{vlad_path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+    with open_global(vlad_path) as f:
         d = f["descriptors"]
         n = len(d)
         keep = np.arange(n)
@@ -73,9 +70,7 @@ def apply_pca_whitening_stage(
     a million 8192-d VLADs would be 32 GB in memory. Whitening is per row, so the blocks change nothing."""
     w = load_npz(whiten_path)
     dim = len(w["eigenvalues"]) if bool(w.get("applied", True)) else w["mean"].shape[0]
-    with h5py.File(vlad_path, "r") as f:
-        if f.attrs.get("kind") != "global":
-            raise ValueError(f"{vlad_path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+    with open_global(vlad_path) as f:
         x = f["descriptors"]
         rows = block_rows(len(x), x.shape[1]) if len(x) else 1
         with global_writer(out_path, len(x), dim, method="vlad+whiten", version=version) as out:

@@ -40,11 +40,21 @@ def finite_rows(path: str | Path, x: np.ndarray) -> np.ndarray:
     return x
 
 
+def open_global(path: str | Path) -> h5py.File:
+    """A global-descriptor file opened for reading in blocks (``f["descriptors"][s:e]``, (N, D)); ValueError naming
+    the file if it is not one."""
+    f = h5py.File(path, "r")
+    if f.attrs.get("kind") != "global":
+        kind = f.attrs.get("kind")
+        f.close()
+        raise ValueError(f"{path}: not a global-descriptor file (kind={kind!r})")
+    return f
+
+
 def read_global(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("kind") != "global":
-            raise ValueError(f"{path}: not a global-descriptor file (kind={f.attrs.get('kind')!r})")
+    """All global descriptors of a file (N, D) float32; ValueError naming the file for another kind of file or
+    non-finite values."""
+    with open_global(path) as f:
         x = f["descriptors"][:]
     return finite_rows(path, x)
 
