@@ -110,7 +110,13 @@ def test_benchmark_target_writes_ratios(tiny_run):
             assert 0 < r["prepared_bf16_max_relative_logit_difference"] < 0.02
         else:
             assert r["max_abs_logit_difference"] == r["prepared_max_abs_logit_difference"]
-    assert res["grid"]["points"] == 10 and res["grid"]["grid_over_single_point"] >= 1.0
+    grid = res["grid"]
+    assert grid["points"] == 10 and grid["grid_seconds"] > 0 and grid["single_point_seconds"] > 0
+    # a ratio of wall times: on the tiny grid, noise can put the 10-point sweep a hair under one point (0.99995 in a
+    # run sharing its cores with another job), so the ratio is checked against its parts, not against 1
+    logits_s = grid["logits_seconds_estimated"]
+    want = (logits_s + grid["grid_seconds"]) / (logits_s + grid["single_point_seconds"])
+    assert grid["grid_over_single_point"] == pytest.approx(want) and 0.5 < want < 20
     sv = res["sv"]  # the demo's shortlists verified by both implementations in the same run
     assert sv["dataset"] == "demo" and sv["pairs"] > 0 and sv["speedup"] > 0 and sv["identical_inlier_fraction"] == 1.0
 
