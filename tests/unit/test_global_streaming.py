@@ -10,13 +10,13 @@ from retrieval.features.vlad import apply_whitening, fit_pca_whitening, vlad
 from retrieval.runtime import load_npz
 from retrieval.search import exact
 from retrieval.stages import whiten as whiten_stage
-from retrieval.stages.aggregate import aggregate_vlad
+from retrieval.stages.aggregate import aggregate_vlad, backbone_global
 from retrieval.stages.whiten import apply_pca_whitening_stage, fit_pca_whitening_stage
 from retrieval.stores.global_store import read_global, write_global
 from retrieval.stores.local_store import write_local_chunk
 
 
-def _local_store(path, n, k, d, rng):
+def _local_store(path, n, k, d, rng, global_desc=None):
     rows = []
     for i in range(n):
         m = int(rng.integers(0, k + 1)) if i % 5 else 0  # every fifth image has no features
@@ -31,7 +31,7 @@ def _local_store(path, n, k, d, rng):
                 "image_size": np.array([10, 10], np.int32),
             }
         )
-    write_local_chunk(path, rows, k=k, dim=d, backbone="test", row_start=0, n_total=n)
+    write_local_chunk(path, rows, k=k, dim=d, backbone="test", row_start=0, n_total=n, global_desc=global_desc)
     return rows
 
 
@@ -127,3 +127,20 @@ def test_a_file_of_another_kind_is_named(tmp_path):
         apply_pca_whitening_stage(tmp_path / "local.h5", tmp_path / "w.npz", tmp_path / "g.h5", 0.5, "v")
     with pytest.raises(ValueError, match=r"local\.h5: not a global-descriptor file"):
         read_global(tmp_path / "local.h5")
+
+
+def test_a_backbones_global_descriptors_are_copied_in_blocks(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    g = rng.normal(size=(4000, 256)).astype(np.float32)  # 4.1 MB
+    _local_store(tmp_path / "local.h5", 4000, 1, 4, rng, global_desc=g)
+    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 256 * 100)  # 100 rows at a time
+    tracemalloc.start()
+    try:
+        backbone_global(tmp_path / "local.h5", tmp_path / "global.h5", "dinov2", "v")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(read_global(tmp_path / "global.h5"), g)
+    with h5py.File(tmp_path / "global.h5") as f:
+        assert f.attrs["method"] == "dinov2-global" and f.attrs["dim"] == 256 and f.attrs["version"] == "v"
+    assert peak < 1_000_000

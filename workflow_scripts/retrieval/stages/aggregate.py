@@ -10,7 +10,8 @@ import numpy as np
 
 from retrieval.features.vlad import train_codebook, vlad
 from retrieval.runtime import Manifest, atomic_path, load_npz
-from retrieval.stores.global_store import global_writer, write_global
+from retrieval.search.exact import block_rows
+from retrieval.stores.global_store import global_writer
 from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,17 @@ def aggregate_vlad(
 
 
 def backbone_global(local_path: str | Path, out_path: str | Path, backbone: str, version: str) -> None:
-    """The global descriptors a deep backbone stored next to its local ones."""
+    """The global descriptors a deep backbone stored next to its local ones, copied in blocks of
+    :func:`block_rows` rows (at most 256 MiB of float32; a million 768-d descriptors are 3 GB)."""
 
     with open_local(local_path) as f:
         if "global" not in f:
             raise ValueError(
                 f"{local_path}: no global descriptors (backbone {f.attrs.get('backbone')!r} computes none)"
             )
-        x = f["global"][:]
-    write_global(out_path, x, method=f"{backbone}-global", version=version)
+        g = f["global"]
+        n, dim = g.shape
+        rows = block_rows(n, dim) if n else 1
+        with global_writer(out_path, n, dim, method=f"{backbone}-global", version=version) as out:
+            for s in range(0, n, rows):
+                out[s : s + rows] = g[s : s + rows]
