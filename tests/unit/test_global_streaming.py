@@ -8,10 +8,10 @@ import pytest
 
 from retrieval.features.vlad import apply_whitening, fit_pca_whitening, vlad
 from retrieval.runtime import load_npz
-from retrieval.search import exact
 from retrieval.stages import whiten as whiten_stage
 from retrieval.stages.aggregate import aggregate_vlad, backbone_global
 from retrieval.stages.whiten import apply_pca_whitening_stage, fit_pca_whitening_stage
+from retrieval.stores import global_store
 from retrieval.stores.global_store import read_global, write_global
 from retrieval.stores.local_store import write_local_chunk
 
@@ -49,7 +49,7 @@ def test_vlad_and_whitening_are_written_in_blocks_with_the_rows_of_one_pass(tmp_
 
     w = {**fit_pca_whitening(got, 6), "applied": np.array(True), "reason": np.array("test")}
     np.savez(tmp_path / "whiten.npz", **w)
-    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 32 * 10)  # 10 rows of the 32-d VLAD at a time
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 32 * 10)  # 10 rows of the 32-d VLAD at a time
     blocks = []
 
     def whiten(x, *args):
@@ -99,7 +99,7 @@ def test_whitening_is_fitted_on_the_sampled_rows_read_block_by_block(tmp_path, m
     rng = np.random.default_rng(2)
     x = rng.normal(size=(90, 16)).astype(np.float32)
     write_global(tmp_path / "vlad.h5", x)
-    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 16 * 8)  # 8 rows at a time
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 16 * 8)  # 8 rows at a time
     args = dict(dim=4, min_images_per_dim=0, version="v", config={}, preset="cpu", training_split="s", vlad_version="v")
     fit_pca_whitening_stage(tmp_path / "vlad.h5", tmp_path / "w.npz", tmp_path / "m.json", max_images=40, **args)
     sample = x[np.sort(np.random.default_rng(0).choice(90, 40, replace=False))]  # the stage's seeded subset
@@ -108,7 +108,7 @@ def test_whitening_is_fitted_on_the_sampled_rows_read_block_by_block(tmp_path, m
         np.testing.assert_array_equal(got[key], want[key])
     # only the sample is held: 100,000 x 64 float32 would be 25.6 MB (the manifest's sha1 reads 4 MB pieces)
     write_global(tmp_path / "big.h5", rng.normal(size=(100_000, 64)).astype(np.float32))
-    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 64 * 1000)
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 64 * 1000)
     tracemalloc.start()
     try:
         fit_pca_whitening_stage(tmp_path / "big.h5", tmp_path / "w2.npz", tmp_path / "m2.json", max_images=40, **args)
@@ -133,7 +133,7 @@ def test_a_backbones_global_descriptors_are_copied_in_blocks(tmp_path, monkeypat
     rng = np.random.default_rng(4)
     g = rng.normal(size=(4000, 256)).astype(np.float32)  # 4.1 MB
     _local_store(tmp_path / "local.h5", 4000, 1, 4, rng, global_desc=g)
-    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 256 * 100)  # 100 rows at a time
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 256 * 100)  # 100 rows at a time
     tracemalloc.start()
     try:
         backbone_global(tmp_path / "local.h5", tmp_path / "global.h5", "dinov2", "v")

@@ -6,11 +6,11 @@ import pytest
 
 from retrieval.benchmarks.scale import recall_at_k, simulate, source_recall
 from retrieval.features.vlad import l2_normalise
-from retrieval.search import exact
-from retrieval.search.exact import block_rows, stream_topk, topk_neighbours
+from retrieval.search.exact import stream_topk, topk_neighbours
 from retrieval.search.ivfpq import ivfpq_search
 from retrieval.stages.knn import nearest_neighbours
-from retrieval.stores.global_store import read_neighbours, write_global
+from retrieval.stores import global_store
+from retrieval.stores.global_store import block_rows, read_neighbours, write_global
 
 
 def test_streamed_search_equals_one_shot_search():
@@ -27,7 +27,7 @@ def test_blocks_are_capped_in_bytes_whatever_the_dimension(monkeypatch):
     # 100,000 rows of the 8192-d VLAD were 3.3 GB of float32 per block (a new user's scale run peaked at 14.4 GB)
     assert block_rows(100_000, 1024) == 65_536 and block_rows(100_000, 8192) == 8_192
     assert block_rows(500, 8192) == 500 and block_rows(100_000, 10**9) == 1
-    monkeypatch.setattr(exact, "BLOCK_BYTES", 4 * 32 * 100)  # 100 rows of 32 float32 values
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 32 * 100)  # 100 rows of 32 float32 values
     rng = np.random.default_rng(3)
     db = l2_normalise(rng.normal(size=(1000, 32))).astype(np.float32)
     q = l2_normalise(db[:5] + 0.2 * rng.normal(size=(5, 32))).astype(np.float32)

@@ -27,9 +27,9 @@ from retrieval.methods.ames.model import load_checkpoint
 from retrieval.methods.ames.rerank import compute_logits
 from retrieval.methods.ames.store import decode
 from retrieval.runtime import write_json
-from retrieval.search.exact import block_rows, stream_topk
+from retrieval.search.exact import stream_topk
 from retrieval.search.ivfpq import ivfpq_search, plan_ivfpq
-from retrieval.stores.global_store import read_global
+from retrieval.stores.global_store import block_rows, read_global
 from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)

@@ -8,17 +8,7 @@ from typing import Callable
 import numpy as np
 
 from retrieval.featureless import NO_MATCH_SCORE, featureless_rows, rank_featureless_last, search_featured
-
-# A block of database rows is held as float32 (the search converts it), so a fixed row count grows with the
-# dimension: 100,000 rows are 400 MB at 1024-d and 3.3 GB at the 8192-d VLAD. Blocks are capped at this many bytes.
-BLOCK_BYTES = 256 * 2**20
-
-
-def block_rows(block: int, dim: int) -> int:
-    """Database rows read at a time: at most ``block`` (``knn.block``, ``benchmark.scale.block``) and at most
-    :data:`BLOCK_BYTES` (256 MiB) of float32 rows of ``dim`` values: 65,536 rows at 1024-d, 8,192 at 8192-d, so
-    memory follows the block at any dimension. Results do not depend on it (exact search's blocks only stream)."""
-    return max(1, min(int(block), BLOCK_BYTES // (4 * max(1, int(dim)))))
+from retrieval.stores.global_store import block_rows
 
 
 def topk_neighbours(

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from retrieval.search.exact import block_rows
+from retrieval.stores.global_store import block_rows
 
 log = logging.getLogger(__name__)
 

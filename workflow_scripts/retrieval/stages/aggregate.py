@@ -10,8 +10,7 @@ import numpy as np
 
 from retrieval.features.vlad import train_codebook, vlad
 from retrieval.runtime import Manifest, atomic_path, load_npz
-from retrieval.search.exact import block_rows
-from retrieval.stores.global_store import global_writer
+from retrieval.stores.global_store import block_rows, global_writer
 from retrieval.stores.local_store import open_local, read_row_runs
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ def backbone_global(local_path: str | Path, out_path: str | Path, backbone: str,
             )
         g = f["global"]
         n, dim = g.shape
-        rows = block_rows(n, dim) if n else 1
+        rows = block_rows(n, dim)
         with global_writer(out_path, n, dim, method=f"{backbone}-global", version=version) as out:
             for s in range(0, n, rows):
                 out[s : s + rows] = g[s : s + rows]

@@ -12,8 +12,7 @@ import numpy as np
 from retrieval.features.vlad import apply_whitening as whiten
 from retrieval.features.vlad import fit_pca_whitening, identity_whitening, whitening_applies
 from retrieval.runtime import Manifest, atomic_path, load_npz
-from retrieval.search.exact import block_rows
-from retrieval.stores.global_store import finite_rows, global_writer, open_global
+from retrieval.stores.global_store import block_rows, finite_rows, global_writer, open_global
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def fit_pca_whitening_stage(
             keep = np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
         # only the sampled rows are held, read block by block (a million 8192-d VLADs are 32 GB)
         x = np.empty((len(keep), d.shape[1]), np.float32)
-        rows = block_rows(n, d.shape[1]) if n else 1
+        rows = block_rows(n, d.shape[1])
         for s in range(0, n, rows):
             lo, hi = np.searchsorted(keep, [s, s + rows])
             if hi > lo:
@@ -72,7 +71,7 @@ def apply_pca_whitening_stage(
     dim = len(w["eigenvalues"]) if bool(w.get("applied", True)) else w["mean"].shape[0]
     with open_global(vlad_path) as f:
         x = f["descriptors"]
-        rows = block_rows(len(x), x.shape[1]) if len(x) else 1
+        rows = block_rows(len(x), x.shape[1])
         with global_writer(out_path, len(x), dim, method="vlad+whiten", version=version) as out:
             for s in range(0, len(x), rows):
                 out[s : s + rows] = whiten(finite_rows(vlad_path, x[s : s + rows]), w, power)
