@@ -128,6 +128,42 @@ def test_keep_freed_memory_stops_sift_from_faulting_on_every_image():
     assert per_image < 20
 
 
+ONEDNN_SHAPES = """
+import sys, torch
+from retrieval.runtime import limit_threads
+limit_threads(1)  # after torch's import, as in the entry points that import torch through the library
+w = torch.randn(64, 32, dtype=torch.bfloat16)
+for _ in range(2):  # 1100 shapes, more than oneDNN's default 1024 kernels, twice
+    for m in range(1, 1101):
+        torch.nn.functional.linear(torch.ones(m, 32, dtype=torch.bfloat16), w)
+"""
+
+
+def test_limit_threads_keeps_every_shapes_onednn_kernel():
+    """AMES training's matrix products take about 1,900 shapes; with oneDNN's default cache of 1024 kernels they
+    were compiled again and again (2.5-3 ms each). limit_threads raises the cache (unless the environment sets
+    it): 1100 shapes run twice compile 1100 kernels, not 2200."""
+    workdir = Path(__file__).resolve().parents[2] / "workflow_scripts"
+
+    def misses(**env):
+        base = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+        out = subprocess.run(
+            [sys.executable, "-c", ONEDNN_SHAPES],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**base, "ONEDNN_VERBOSE": "2", **env},
+        )
+        return sum("create:cache_miss" in line and ",matmul," in line for line in out.stdout.splitlines())
+
+    kept = misses()
+    if kept == 0:
+        pytest.skip("torch runs bfloat16 matrix products without oneDNN on this CPU")
+    assert 1000 < kept < 1200  # (a few of the smallest shapes take another path)
+    assert misses(ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024") > 2000  # a value the environment sets is kept
+
+
 def test_an_exception_that_ends_a_job_is_written_to_its_log_file(tmp_path):
     """A job that failed before logging anything left an empty log, the file Snakemake's message points at (a new
     user's trial: a TypeError deep in evaluate_sv); the traceback now goes to the log as well as to stderr."""
