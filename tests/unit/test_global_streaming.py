@@ -6,13 +6,20 @@ import h5py
 import numpy as np
 import pytest
 
-from retrieval.features.vlad import apply_whitening, fit_pca_whitening, vlad
+from retrieval.features.vlad import apply_whitening, fit_pca_whitening, l2_normalise, vlad
+from retrieval.methods.qe import alpha_expand
+from retrieval.methods.superglobal import SuperGlobalConfig, superglobal_rerank
 from retrieval.runtime import load_npz
+from retrieval.search.exact import topk_neighbours
 from retrieval.stages import whiten as whiten_stage
 from retrieval.stages.aggregate import aggregate_vlad, backbone_global
+from retrieval.stages.lw import streamed_lw
+from retrieval.stages.qe import streamed_aqe
+from retrieval.stages.ssp import search_file
+from retrieval.stages.superglobal import superglobal_from_file
 from retrieval.stages.whiten import apply_pca_whitening_stage, fit_pca_whitening_stage
 from retrieval.stores import global_store
-from retrieval.stores.global_store import read_global, write_global
+from retrieval.stores.global_store import read_global, read_global_rows, write_global
 from retrieval.stores.local_store import write_local_chunk
 
 
@@ -144,3 +151,98 @@ def test_a_backbones_global_descriptors_are_copied_in_blocks(tmp_path, monkeypat
     with h5py.File(tmp_path / "global.h5") as f:
         assert f.attrs["method"] == "dinov2-global" and f.attrs["dim"] == 256 and f.attrs["version"] == "v"
     assert peak < 1_000_000
+
+
+def _db_file(path, n, d, seed=0):
+    x = l2_normalise(np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32))
+    x[7] = 0.0  # an image without features
+    write_global(path, x)
+    return x
+
+
+def _peak_bytes(fn):
+    fn()  # once before measuring: modules imported on first use are not the data's memory
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_global_rows_are_read_in_the_order_asked_and_checked(tmp_path):
+    x = _db_file(tmp_path / "db.h5", 50, 8)
+    rows = np.array([[9, 3], [3, 49]])
+    np.testing.assert_array_equal(read_global_rows(tmp_path / "db.h5", rows), x[rows])
+    with pytest.raises(ValueError, match=r"db\.h5: row 50 asked of 50"):
+        read_global_rows(tmp_path / "db.h5", [2, 50])
+    bad = x.copy()
+    bad[4, 0] = np.nan
+    write_global(tmp_path / "bad.h5", bad)
+    read_global_rows(tmp_path / "bad.h5", [3, 5])  # the NaN row is not read
+    with pytest.raises(ValueError, match=r"bad\.h5: global descriptors contain NaN"):
+        read_global_rows(tmp_path / "bad.h5", [4])
+
+
+def test_superglobal_reads_only_the_shortlisted_rows(tmp_path):
+    x = _db_file(tmp_path / "db.h5", 4000, 512)  # 8 MB
+    q = l2_normalise(np.random.default_rng(1).normal(size=(5, 512)).astype(np.float32))
+    ids, sims = topk_neighbours(q, x, 50)
+    conf = SuperGlobalConfig(m=20, k=4, beta=0.15)
+    want = superglobal_rerank(q, x, ids, sims, conf)
+    got, peak = _peak_bytes(lambda: superglobal_from_file(q, tmp_path / "db.h5", ids, sims, conf))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert (got[0][:, 20:] == ids[:, 20:]).all()  # beyond M the global order stays
+    assert peak < 1_000_000  # at most 100 rows of 2 KB are read, not the 8 MB database
+
+
+def test_aqe_streamed_over_the_file_equals_the_in_memory_expansion(tmp_path, monkeypatch):
+    x = _db_file(tmp_path / "db.h5", 3000, 256)  # 3 MB
+    q = l2_normalise(np.random.default_rng(1).normal(size=(4, 256)).astype(np.float32))
+    q[2] = 0.0  # a query without features
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 256 * 100)  # 100 rows at a time
+    for k, alpha in ((3, 3.0), (0, 1.0)):
+        qn = alpha_expand(q, x, k, alpha)
+        want_ids, want_sims = topk_neighbours(qn, x, len(x))
+        (ids, sims), peak = _peak_bytes(lambda: streamed_aqe(q, tmp_path / "db.h5", k, alpha))
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_allclose(sims, want_sims, atol=1e-6)
+        assert (ids[2, :-1] == np.delete(np.arange(len(x)), 7)).all()  # a featureless query: the database order
+        assert ids[:, -1].tolist() == [7] * 4  # the featureless database image ranks last
+        assert peak < 1_000_000  # blocks of 100 KB and the (4, 3000) ranking, not the 3 MB database
+
+
+def test_lw_whitens_and_searches_the_database_in_blocks(tmp_path, monkeypatch):
+    x = _db_file(tmp_path / "db.h5", 3000, 256)
+    q = l2_normalise(np.random.default_rng(1).normal(size=(4, 256)).astype(np.float32))
+    rng = np.random.default_rng(2)
+    w = {
+        "mean": rng.normal(size=256).astype(np.float32) * 0.01,
+        "projection": np.linalg.qr(rng.normal(size=(256, 256)))[0].astype(np.float32),
+        "eigenvalues": np.ones(256, np.float32),
+    }
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 256 * 100)
+    want_ids, want_sims = topk_neighbours(apply_whitening(q, w, power=0.0), apply_whitening(x, w, power=0.0), len(x))
+    (ids, sims, seconds), peak = _peak_bytes(lambda: streamed_lw(q, tmp_path / "db.h5", w))
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(sims, want_sims, atol=1e-5)
+    assert seconds > 0
+    assert peak < 1_300_000  # whitened blocks of 100 KB and the (4, 3000) ranking, not the 3 MB database
+
+
+def test_ssp_searches_its_query_sets_in_one_pass_over_the_file(tmp_path, monkeypatch):
+    x = _db_file(tmp_path / "db.h5", 3000, 256)
+    x[11] = 0.0
+    write_global(tmp_path / "db.h5", x)
+    rng = np.random.default_rng(3)
+    runs = {n: l2_normalise(rng.normal(size=(m, 256)).astype(np.float32)) for n, m in (("ssp", 3), ("light", 5))}
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 256 * 100)
+    for top in (len(x), 100):  # a full ranking (revisitop) and GLDv2's top 100
+        (ranks, featureless), peak = _peak_bytes(lambda: search_file(runs, tmp_path / "db.h5", top))
+        assert featureless == 2 and list(ranks) == ["ssp", "light"]
+        for name, q in runs.items():
+            want_ids, want_sims = topk_neighbours(q, x, top)
+            np.testing.assert_array_equal(ranks[name][0], want_ids)
+            np.testing.assert_allclose(ranks[name][1], want_sims, atol=1e-6)
+        assert peak < 1_500_000  # blocks of 100 KB and the (8, 3000) rankings, not the 3 MB database

@@ -20,11 +20,19 @@ def alpha_expand(x: np.ndarray, pool: np.ndarray, k: int, alpha: float, exclude_
     if k <= 0:
         return l2_normalise(np.asarray(x, np.float32))
     ids, sims = topk_neighbours(x, pool, k, exclude_self=exclude_self)
+    return expand_with(x, sims, pool[ids], alpha)
+
+
+def expand_with(x: np.ndarray, sims: np.ndarray, neighbours: np.ndarray, alpha: float) -> np.ndarray:
+    """The alpha expansion of rows ``x`` (n, D) from their neighbours' vectors ``neighbours`` (n, k, D) and
+    similarities ``sims`` (n, k) (-inf: no match, weight 0): L2-normalised (x + sum_j max(s_j, 0)**alpha n_j) /
+    (k + 1), float32; a zero row of ``x`` stays zero. The search that found the neighbours is the caller's (in
+    memory, or streamed over a database file)."""
     w = np.maximum(sims, 0.0) ** alpha  # (n, k); -inf (no match) weighs 0
     w[~np.isfinite(sims)] = 0.0  # also for alpha = 0, where 0 ** 0 would be 1
-    expanded = x + np.einsum("nk,nkd->nd", w, pool[ids])
+    expanded = x + np.einsum("nk,nkd->nd", w, neighbours)
     expanded[featureless_rows(x)] = 0.0
-    return l2_normalise(expanded / (ids.shape[1] + 1)).astype(np.float32)
+    return l2_normalise(expanded / (sims.shape[1] + 1)).astype(np.float32)
 
 
 def expand(

@@ -30,8 +30,8 @@ from retrieval.features.sift import SiftConfig, extract_sift
 from retrieval.features.vlad import apply_whitening, vlad
 from retrieval.methods.ssp import Adapter, SSPTrainConfig, fit_pq_anchors, train_adapter
 from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, write_json
-from retrieval.search.exact import topk_neighbours
-from retrieval.stores.global_store import read_global
+from retrieval.search.exact import stream_topk
+from retrieval.stores.global_store import finite_rows, open_global, read_global
 from retrieval.stores.local_store import open_local
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,27 @@ def train_query_stage(
     )
 
 
+def search_file(
+    runs: dict[str, np.ndarray], db_path: str | Path, top: int
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """Each query set of ``runs`` (name -> (Nq, D) float32) searched in one pass over a global-descriptor file read
+    in blocks of at most 256 MiB (a million 8192-d descriptors are 32 GB): name -> (ids (Nq, top) int64,
+    similarities (Nq, top) float32), best first, and the number of database images without features."""
+    featureless = 0
+    with open_global(db_path) as f:
+        d = f["descriptors"]
+
+        def read(s: int, e: int) -> np.ndarray:
+            nonlocal featureless
+            x = finite_rows(db_path, d[s:e])
+            featureless += int(featureless_rows(x).sum())
+            return x
+
+        ids, sims = stream_topk(np.concatenate(list(runs.values())), read, len(d), top, len(d))
+    bounds = np.cumsum([0] + [len(v) for v in runs.values()])
+    return {k: (ids[a:b], sims[a:b]) for k, a, b in zip(runs, bounds[:-1], bounds[1:])}, featureless
+
+
 def evaluate_ssp_stage(
     ctx: EvaluationContext,
     light_query_local: str,
@@ -169,7 +190,7 @@ def evaluate_ssp_stage(
     ``gallery_sift``, in milliseconds, timed in this job."""
     t0 = time.time()
     lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
-    db, q_gallery = read_global(db_global), read_global(query_global)
+    q_gallery = read_global(query_global)
     light = light_global(light_query_local, codebook, whiten, alpha, power)
     ckpt = torch.load(adapter, map_location="cpu", weights_only=True)
     model = Adapter(int(ckpt["dim"]))
@@ -183,7 +204,7 @@ def evaluate_ssp_stage(
     n_db = len(lists["db"])
     runs = {"ssp": q_ssp, "light_without_adapter": light, "symmetric_gallery": q_gallery}
     top = n_db if gnd is None or needs_full_ranking(gnd) else min(n_db, GLDV2_K)  # GLDv2 keeps the top 100
-    ranks = {k: topk_neighbours(v, db, top) for k, v in runs.items()}
+    ranks, db_without_features = search_file(runs, db_global, top)
     ids, sims = ranks["ssp"]
     write_ranking(ctx.out_ranking, ids, n_db)
     write_neighbours_csv(ctx.out_csv, lists, ids, sims, ctx.csv_top)
@@ -213,7 +234,7 @@ def evaluate_ssp_stage(
         extra={**alongside, "cost_per_image": cost},
         flags={
             "queries_without_features": [q["name"] for q, f in zip(lists["query"], featureless_rows(light)) if f],
-            "db_images_without_features": int(featureless_rows(db).sum()),
+            "db_images_without_features": db_without_features,
         },
         artifacts={"ranking": str(ctx.out_ranking), "neighbours_csv": str(ctx.out_csv), "adapter": str(adapter)},
         timing=cost_timing(len(lists["query"]), reads=0.0, rerank=0.0, evaluate_seconds=round(time.time() - t0, 3)),

@@ -4,32 +4,52 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
 from retrieval.methods.superglobal import SuperGlobalConfig, superglobal_rerank
 from retrieval.runtime import read_json
-from retrieval.stores.global_store import read_global, read_neighbours
+from retrieval.stores.global_store import global_shape, read_global, read_global_rows, read_neighbours
 
 log = logging.getLogger(__name__)
+
+
+def superglobal_from_file(
+    q: np.ndarray, db_path: str | Path, ids: np.ndarray, sims: np.ndarray, conf: SuperGlobalConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """``superglobal_rerank`` of the shortlist ``ids`` / ``sims`` (Nq, K) with the database in a global-descriptor
+    file: only the rows of each query's top M are read (at most Nq x M of them; a million 8192-d descriptors
+    would be 32 GB), the same rows and arithmetic as on the whole database in memory."""
+    m = min(conf.m, ids.shape[1])
+    rows = np.unique(ids[:, :m])
+    x = read_global_rows(db_path, rows)
+    top, top_scores = superglobal_rerank(q, x, np.searchsorted(rows, ids[:, :m]), sims[:, :m], conf)
+    ranking, scores = ids.copy(), sims.astype(np.float32, copy=True)
+    ranking[:, :m], scores[:, :m] = rows[top], top_scores
+    return ranking, scores
 
 
 def evaluate_superglobal_stage(
     ctx: EvaluationContext, query_global: str, db_global: str, knn_path: str, cfg: dict[str, Any]
 ) -> None:
     """SuperGlobal's re-ranking (``cfg``: config ``superglobal``) of the global shortlist in ``knn_path``, from the
-    global descriptors ``(n, D)`` float32, evaluated next to it. ValueError when the shortlist's shape does not
-    match the descriptors or the lists."""
+    global descriptors ``(n, D)`` float32, evaluated next to it. Only the shortlist's top ``m`` rows of the database
+    are read (:func:`superglobal_from_file`). ValueError when the shortlist's shape does not match the descriptors
+    or the lists."""
 
     conf = SuperGlobalConfig(**cfg)
     t0 = time.time()
-    q, db = read_global(query_global), read_global(db_global)
+    q = read_global(query_global)
+    n_db, _ = global_shape(db_global)
     ids, sims, _ = read_neighbours(knn_path)
     lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
-    if ids.shape[0] != len(q) or len(db) != len(lists["db"]):
+    if ids.shape[0] != len(q) or n_db != len(lists["db"]):
         raise ValueError(f"{knn_path}: shape {ids.shape} does not match {query_global} / {db_global}")
     t1 = time.time()
-    ranking, scores = superglobal_rerank(q, db, ids, sims, conf)
+    ranking, scores = superglobal_from_file(q, db_global, ids, sims, conf)
     t2 = time.time()
     log.info("superglobal: %d queries, M=%d, K=%d in %.2f s", len(q), min(conf.m, ids.shape[1]), conf.k, t2 - t1)
     write_reranked_evaluation(

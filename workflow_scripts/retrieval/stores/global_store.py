@@ -11,6 +11,7 @@ import numpy as np
 
 from retrieval import SCHEMA_VERSION
 from retrieval.runtime import atomic_path
+from retrieval.stores.local_store import read_row_runs
 
 # A block of database rows is held as float32 (the search converts it), so a fixed row count grows with the
 # dimension: 100,000 rows are 400 MB at 1024-d and 3.3 GB at the 8192-d VLAD. Blocks are capped at this many bytes.
@@ -68,6 +69,28 @@ def read_global(path: str | Path) -> np.ndarray:
     with open_global(path) as f:
         x = f["descriptors"][:]
     return finite_rows(path, x)
+
+
+def read_global_rows(path: str | Path, rows: np.ndarray) -> np.ndarray:
+    """Global descriptors of the given database rows (len(rows), D) float32, in the order asked (repeats allowed),
+    read as runs of consecutive rows: a re-ranker that needs only its shortlist's rows need not hold a million
+    8192-d descriptors (32 GB). ValueError naming the file for another kind of file, rows beyond it, or
+    non-finite values."""
+    rows = np.asarray(rows, np.int64)
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    with open_global(path) as f:
+        d = f["descriptors"]
+        if len(uniq) and (uniq[0] < 0 or uniq[-1] >= len(d)):
+            raise ValueError(f"{path}: row {int(uniq[-1] if uniq[-1] >= len(d) else uniq[0])} asked of {len(d)}")
+        x = read_row_runs(d, uniq)
+    return finite_rows(path, x)[inverse.reshape(rows.shape)]
+
+
+def global_shape(path: str | Path) -> tuple[int, int]:
+    """(N, D) of a global-descriptor file, without reading it."""
+    with open_global(path) as f:
+        n, d = f["descriptors"].shape
+    return int(n), int(d)
 
 
 def _check_ids(where: str, ids: np.ndarray, n_db: Any) -> None:
