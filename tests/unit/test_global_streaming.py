@@ -173,7 +173,10 @@ def _peak_bytes(fn):
 def test_global_rows_are_read_in_the_order_asked_and_checked(tmp_path):
     x = _db_file(tmp_path / "db.h5", 50, 8)
     rows = np.array([[9, 3], [3, 49]])
-    np.testing.assert_array_equal(read_global_rows(tmp_path / "db.h5", rows), x[rows])
+    got = read_global_rows(tmp_path / "db.h5", rows)
+    assert got.shape == (2, 2, 8)
+    np.testing.assert_array_equal(got, x[rows])
+    np.testing.assert_array_equal(read_global_rows(tmp_path / "db.h5", [1, 4]), x[[1, 4]])
     with pytest.raises(ValueError, match=r"db\.h5: row 50 asked of 50"):
         read_global_rows(tmp_path / "db.h5", [2, 50])
     bad = x.copy()
@@ -191,6 +194,7 @@ def test_superglobal_reads_only_the_shortlisted_rows(tmp_path):
     conf = SuperGlobalConfig(m=20, k=4, beta=0.15)
     want = superglobal_rerank(q, x, ids, sims, conf)
     got, peak = _peak_bytes(lambda: superglobal_from_file(q, tmp_path / "db.h5", ids, sims, conf))
+    assert got[2] > 0  # the seconds spent reading
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
     assert (got[0][:, 20:] == ids[:, 20:]).all()  # beyond M the global order stays
@@ -205,7 +209,7 @@ def test_aqe_streamed_over_the_file_equals_the_in_memory_expansion(tmp_path, mon
     for k, alpha in ((3, 3.0), (0, 1.0)):
         qn = alpha_expand(q, x, k, alpha)
         want_ids, want_sims = topk_neighbours(qn, x, len(x))
-        (ids, sims), peak = _peak_bytes(lambda: streamed_aqe(q, tmp_path / "db.h5", k, alpha))
+        (ids, sims, seconds), peak = _peak_bytes(lambda: streamed_aqe(q, tmp_path / "db.h5", k, alpha))
         np.testing.assert_array_equal(ids, want_ids)
         np.testing.assert_allclose(sims, want_sims, atol=1e-6)
         assert (ids[2, :-1] == np.delete(np.arange(len(x)), 7)).all()  # a featureless query: the database order
@@ -224,10 +228,10 @@ def test_lw_whitens_and_searches_the_database_in_blocks(tmp_path, monkeypatch):
     }
     monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 256 * 100)
     want_ids, want_sims = topk_neighbours(apply_whitening(q, w, power=0.0), apply_whitening(x, w, power=0.0), len(x))
-    (ids, sims, seconds), peak = _peak_bytes(lambda: streamed_lw(q, tmp_path / "db.h5", w))
+    (ids, sims, reading, whitening), peak = _peak_bytes(lambda: streamed_lw(q, tmp_path / "db.h5", w))
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_allclose(sims, want_sims, atol=1e-5)
-    assert seconds > 0
+    assert reading > 0 and whitening > 0
     assert peak < 1_300_000  # whitened blocks of 100 KB and the (4, 3000) ranking, not the 3 MB database
 
 
@@ -246,3 +250,18 @@ def test_ssp_searches_its_query_sets_in_one_pass_over_the_file(tmp_path, monkeyp
             np.testing.assert_array_equal(ranks[name][0], want_ids)
             np.testing.assert_allclose(ranks[name][1], want_sims, atol=1e-6)
         assert peak < 1_500_000  # blocks of 100 KB and the (8, 3000) rankings, not the 3 MB database
+
+
+def test_a_database_of_another_dimension_is_named(tmp_path):
+    _db_file(tmp_path / "db.h5", 30, 16)
+    q = np.ones((2, 8), np.float32)
+    ids, sims = np.tile(np.arange(30), (2, 1)), np.zeros((2, 30), np.float32)
+    calls = (
+        lambda: streamed_aqe(q, tmp_path / "db.h5", 3, 3.0),
+        lambda: streamed_lw(q, tmp_path / "db.h5", {"mean": np.zeros(8, np.float32), "projection": np.eye(8)}),
+        lambda: superglobal_from_file(q, tmp_path / "db.h5", ids, sims, SuperGlobalConfig()),
+        lambda: search_file({"ssp": q}, tmp_path / "db.h5", 30),
+    )
+    for call in calls:
+        with pytest.raises(ValueError, match=r"db\.h5: database descriptors of dimension 16, queries of dimension 8"):
+            call()

@@ -64,14 +64,15 @@ ONEDNN_PRIMITIVE_CACHE_CAPACITY = 8192
 def limit_threads(n: int) -> None:
     """Cap every threaded library at ``n`` threads so parallel Snakemake jobs don't oversubscribe, set up the
     allocator (:func:`keep_freed_memory`) and oneDNN's kernel cache (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 8192
-    kernels unless the environment sets it: :data:`ONEDNN_PRIMITIVE_CACHE_CAPACITY`; oneDNN reads it when it first
+    kernels unless the environment sets it or its older name ``DNNL_PRIMITIVE_CACHE_CAPACITY``: :data:`ONEDNN_PRIMITIVE_CACHE_CAPACITY`; oneDNN reads it when it first
     compiles a kernel, so this works after torch is imported).
 
     Call this first in an entry point: the environment variables only take effect for libraries not yet
     imported; libraries already imported are set through their own APIs.
     """
     keep_freed_memory()
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_PRIMITIVE_CACHE_CAPACITY))
+    if not {"ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"} & set(os.environ):  # oneDNN's names
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(ONEDNN_PRIMITIVE_CACHE_CAPACITY)
     n = max(1, int(n))
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(n)

@@ -31,7 +31,7 @@ from retrieval.features.vlad import apply_whitening, vlad
 from retrieval.methods.ssp import Adapter, SSPTrainConfig, fit_pq_anchors, train_adapter
 from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, write_json
 from retrieval.search.exact import stream_topk
-from retrieval.stores.global_store import finite_rows, open_global, read_global
+from retrieval.stores.global_store import check_dim, finite_rows, open_global, read_global
 from retrieval.stores.local_store import open_local
 
 log = logging.getLogger(__name__)
@@ -153,10 +153,13 @@ def search_file(
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
     """Each query set of ``runs`` (name -> (Nq, D) float32) searched in one pass over a global-descriptor file read
     in blocks of at most 256 MiB (a million 8192-d descriptors are 32 GB): name -> (ids (Nq, top) int64,
-    similarities (Nq, top) float32), best first, and the number of database images without features."""
+    similarities (Nq, top) float32), best first, and the number of database images without features. ValueError
+    naming the file for a dimension that is not the queries'."""
     featureless = 0
     with open_global(db_path) as f:
         d = f["descriptors"]
+        for q in runs.values():
+            check_dim(db_path, d.shape[1], q.shape[1])
 
         def read(s: int, e: int) -> np.ndarray:
             nonlocal featureless

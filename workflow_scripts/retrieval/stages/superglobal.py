@@ -12,24 +12,29 @@ import numpy as np
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
 from retrieval.methods.superglobal import SuperGlobalConfig, superglobal_rerank
 from retrieval.runtime import read_json
-from retrieval.stores.global_store import global_shape, read_global, read_global_rows, read_neighbours
+from retrieval.stores.global_store import check_dim, global_shape, read_global, read_global_rows, read_neighbours
 
 log = logging.getLogger(__name__)
 
 
 def superglobal_from_file(
     q: np.ndarray, db_path: str | Path, ids: np.ndarray, sims: np.ndarray, conf: SuperGlobalConfig
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, float]:
     """``superglobal_rerank`` of the shortlist ``ids`` / ``sims`` (Nq, K) with the database in a global-descriptor
     file: only the rows of each query's top M are read (at most Nq x M of them; a million 8192-d descriptors
-    would be 32 GB), the same rows and arithmetic as on the whole database in memory."""
+    would be 32 GB), the same rows and arithmetic as on the whole database in memory. Returns the re-ranked ids
+    and scores (Nq, K) and the seconds spent reading the file. ValueError naming the file for a dimension that is
+    not the queries'."""
+    check_dim(db_path, global_shape(db_path)[1], q.shape[1])
     m = min(conf.m, ids.shape[1])
+    t0 = time.time()
     rows = np.unique(ids[:, :m])
     x = read_global_rows(db_path, rows)
+    seconds = time.time() - t0
     top, top_scores = superglobal_rerank(q, x, np.searchsorted(rows, ids[:, :m]), sims[:, :m], conf)
     ranking, scores = ids.copy(), sims.astype(np.float32, copy=True)
     ranking[:, :m], scores[:, :m] = rows[top], top_scores
-    return ranking, scores
+    return ranking, scores, seconds
 
 
 def evaluate_superglobal_stage(
@@ -49,7 +54,7 @@ def evaluate_superglobal_stage(
     if ids.shape[0] != len(q) or n_db != len(lists["db"]):
         raise ValueError(f"{knn_path}: shape {ids.shape} does not match {query_global} / {db_global}")
     t1 = time.time()
-    ranking, scores = superglobal_from_file(q, db_global, ids, sims, conf)
+    ranking, scores, db_reads = superglobal_from_file(q, db_global, ids, sims, conf)
     t2 = time.time()
     log.info("superglobal: %d queries, M=%d, K=%d in %.2f s", len(q), min(conf.m, ids.shape[1]), conf.k, t2 - t1)
     write_reranked_evaluation(
@@ -61,5 +66,5 @@ def evaluate_superglobal_stage(
         lists,
         gnd,
         knn_path,
-        timing=cost_timing(len(q), reads=t1 - t0, rerank=t2 - t1),
+        timing=cost_timing(len(q), reads=t1 - t0 + db_reads, rerank=t2 - t1 - db_reads),
     )

@@ -72,18 +72,26 @@ def read_global(path: str | Path) -> np.ndarray:
 
 
 def read_global_rows(path: str | Path, rows: np.ndarray) -> np.ndarray:
-    """Global descriptors of the given database rows (len(rows), D) float32, in the order asked (repeats allowed),
-    read as runs of consecutive rows: a re-ranker that needs only its shortlist's rows need not hold a million
-    8192-d descriptors (32 GB). ValueError naming the file for another kind of file, rows beyond it, or
-    non-finite values."""
+    """Global descriptors of the given database rows, shape ``rows.shape + (D,)`` float32, in the order asked
+    (repeats allowed), read as runs of consecutive rows: a re-ranker that needs only its shortlist's rows need not
+    hold a million 8192-d descriptors (32 GB). Sorted unique rows are returned without a second copy. ValueError
+    naming the file for another kind of file, rows beyond it, or non-finite values."""
     rows = np.asarray(rows, np.int64)
     uniq, inverse = np.unique(rows, return_inverse=True)
     with open_global(path) as f:
         d = f["descriptors"]
         if len(uniq) and (uniq[0] < 0 or uniq[-1] >= len(d)):
             raise ValueError(f"{path}: row {int(uniq[-1] if uniq[-1] >= len(d) else uniq[0])} asked of {len(d)}")
-        x = read_row_runs(d, uniq)
-    return finite_rows(path, x)[inverse.reshape(rows.shape)]
+        x = finite_rows(path, read_row_runs(d, uniq))
+    if rows.ndim == 1 and len(uniq) == len(rows) and bool((uniq == rows).all()):
+        return x
+    return x[inverse.reshape(rows.shape)]
+
+
+def check_dim(path: str | Path, file_dim: int, query_dim: int) -> None:
+    """ValueError naming the database file when the queries' dimension differs from its descriptors'."""
+    if file_dim != query_dim:
+        raise ValueError(f"{path}: database descriptors of dimension {file_dim}, queries of dimension {query_dim}")
 
 
 def global_shape(path: str | Path) -> tuple[int, int]:
