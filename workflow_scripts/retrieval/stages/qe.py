@@ -13,8 +13,14 @@ from retrieval.features.vlad import l2_normalise
 from retrieval.methods.qe import expand, expand_with
 from retrieval.runtime import read_json
 from retrieval.search.exact import stream_topk, topk_neighbours
-from retrieval.stores.global_store import check_dim, finite_rows, open_global, read_global, read_neighbours
-from retrieval.stores.local_store import read_row_runs
+from retrieval.stores.global_store import (
+    check_dim,
+    finite_rows,
+    open_global,
+    read_global,
+    read_global_rows,
+    read_neighbours,
+)
 
 
 def streamed_aqe(q: np.ndarray, db_path: str | Path, k: int, alpha: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -42,8 +48,7 @@ def streamed_aqe(q: np.ndarray, db_path: str | Path, k: int, alpha: float) -> tu
         if k > 0:
             nn, nn_sims = stream_topk(q, read, n_db, k, n_db)
             tr = time.time()
-            rows, inverse = np.unique(nn, return_inverse=True)
-            pool = finite_rows(db_path, read_row_runs(d, rows))[inverse.reshape(nn.shape)]
+            pool = read_global_rows(db_path, nn)  # (Nq, k, D): only the neighbours' rows
             seconds += time.time() - tr
             qn = expand_with(q, nn_sims, pool, alpha)
         ids, sims = stream_topk(qn, read, n_db, n_db, n_db)  # the expanded query searches the database again
