@@ -6,11 +6,16 @@ import h5py
 import numpy as np
 import pytest
 
+from retrieval.evaluation.results import EvaluationContext
+from retrieval.featureless import featureless_rows
 from retrieval.features.vlad import apply_whitening, fit_pca_whitening, l2_normalise, vlad
 from retrieval.methods.qe import alpha_expand
 from retrieval.methods.superglobal import SuperGlobalConfig, superglobal_rerank
-from retrieval.runtime import load_npz
+from retrieval.runtime import load_npz, read_json, write_json
 from retrieval.search.exact import topk_neighbours
+from retrieval.stages import lw as lw_stage
+from retrieval.stages import qe as qe_stage
+from retrieval.stages import superglobal as superglobal_stage
 from retrieval.stages import whiten as whiten_stage
 from retrieval.stages.aggregate import aggregate_vlad, backbone_global
 from retrieval.stages.lw import streamed_lw
@@ -19,7 +24,7 @@ from retrieval.stages.ssp import search_file
 from retrieval.stages.superglobal import superglobal_from_file
 from retrieval.stages.whiten import apply_pca_whitening_stage, fit_pca_whitening_stage
 from retrieval.stores import global_store
-from retrieval.stores.global_store import read_global, read_global_rows, write_global
+from retrieval.stores.global_store import read_global, read_global_rows, write_global, write_neighbours
 from retrieval.stores.local_store import write_local_chunk
 
 
@@ -265,3 +270,73 @@ def test_a_database_of_another_dimension_is_named(tmp_path):
     for call in calls:
         with pytest.raises(ValueError, match=r"db\.h5: database descriptors of dimension 16, queries of dimension 8"):
             call()
+
+
+def _stage_inputs(tmp_path, n_db=400, n_q=3, d=64):
+    """A small dataset's global files, lists (no ground truth) and full global ranking, as the evaluation rules
+    hand them to a stage."""
+    x = _db_file(tmp_path / "db.h5", n_db, d)
+    q = l2_normalise(np.random.default_rng(5).normal(size=(n_q, d)).astype(np.float32))
+    write_global(tmp_path / "query.h5", q)
+    ids, sims = topk_neighbours(q, x, n_db)
+    write_neighbours(tmp_path / "knn.h5", ids, sims, featureless=(featureless_rows(q), featureless_rows(x)))
+    lists = {
+        "query": [{"name": f"q{i}", "path": f"q{i}.jpg"} for i in range(n_q)],
+        "db": [{"name": f"d{i}", "path": f"d{i}.jpg"} for i in range(n_db)],
+        "crop_queries": False,
+    }
+    write_json(tmp_path / "lists.json", lists)
+    write_json(tmp_path / "gnd.json", None)
+    return x, q, ids, sims
+
+
+def _ctx(tmp_path, method):
+    return EvaluationContext(
+        dataset="mine",
+        lists_path=tmp_path / "lists.json",
+        gnd_path=tmp_path / "gnd.json",
+        out_json=tmp_path / f"{method}.json",
+        out_ranking=tmp_path / f"{method}_ranking.h5",
+        out_csv=tmp_path / f"{method}.csv",
+        csv_top=5,
+        versions={},
+        hyperparameters={},
+        preset="cpu",
+        baseline_json=tmp_path / "global.json",
+    )
+
+
+@pytest.mark.parametrize("method", ["aqe", "lw", "superglobal"])
+def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypatch, method):
+    """The stages themselves (not only their helpers) read the database file in blocks or rows: read_global, which
+    loads a whole file, is refused for the database while the stage runs; the ranking is the in-memory one."""
+    x, q, ids, sims = _stage_inputs(tmp_path)
+    db = str(tmp_path / "db.h5")
+    module = {"aqe": qe_stage, "lw": lw_stage, "superglobal": superglobal_stage}[method]
+    real = module.read_global
+
+    def read_global(path):
+        assert str(path) != db, f"{method} loaded the whole database"
+        return real(path)
+
+    monkeypatch.setattr(module, "read_global", read_global)
+    ctx, files = _ctx(tmp_path, method), (str(tmp_path / "query.h5"), db, str(tmp_path / "knn.h5"))
+    if method == "aqe":
+        qe_stage.evaluate_qe_stage(ctx, *files, "aqe", {"k": 3, "alpha": 3.0}, None)
+        want = topk_neighbours(alpha_expand(q, x, 3, 3.0), x, len(x))[0]
+    elif method == "lw":
+        w = {
+            "mean": np.full(64, 0.01, np.float32),
+            "projection": np.eye(64, dtype=np.float32)[::-1].copy(),
+            "eigenvalues": np.ones(64, np.float32),
+        }
+        np.savez(tmp_path / "lw.npz", **w)
+        lw_stage.evaluate_lw_stage(ctx, files[0], db, str(tmp_path / "lw.npz"), files[2])
+        want = topk_neighbours(apply_whitening(q, w, power=0.0), apply_whitening(x, w, power=0.0), len(x))[0]
+    else:
+        superglobal_stage.evaluate_superglobal_stage(ctx, *files, {"m": 20, "k": 4, "beta": 0.15})
+        want = superglobal_rerank(q, x, ids, sims, SuperGlobalConfig(m=20, k=4, beta=0.15))[0]
+    with h5py.File(tmp_path / f"{method}_ranking.h5") as f:
+        np.testing.assert_array_equal(f["ranks"][:], want)
+    result = read_json(tmp_path / f"{method}.json")
+    assert result["timing"]["reads_seconds"] > 0 and result["n_db"] == len(x)
