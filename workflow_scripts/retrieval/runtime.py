@@ -63,9 +63,10 @@ ONEDNN_PRIMITIVE_CACHE_CAPACITY = 8192
 
 def limit_threads(n: int) -> None:
     """Cap every threaded library at ``n`` threads so parallel Snakemake jobs don't oversubscribe, set up the
-    allocator (:func:`keep_freed_memory`) and oneDNN's kernel cache (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 8192
-    kernels unless the environment sets it or its older name ``DNNL_PRIMITIVE_CACHE_CAPACITY``: :data:`ONEDNN_PRIMITIVE_CACHE_CAPACITY`; oneDNN reads it when it first
-    compiles a kernel, so this works after torch is imported).
+    allocator (:func:`keep_freed_memory`) and oneDNN's kernel cache: :data:`ONEDNN_PRIMITIVE_CACHE_CAPACITY`
+    kernels, unless the environment sets ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` or its older name
+    ``DNNL_PRIMITIVE_CACHE_CAPACITY`` (oneDNN reads it when it first compiles a kernel, so this works after torch
+    is imported).
 
     Call this first in an entry point: the environment variables only take effect for libraries not yet
     imported; libraries already imported are set through their own APIs.
