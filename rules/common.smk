@@ -61,6 +61,7 @@ from retrieval.plan import (
 )
 from retrieval.runtime import read_json, stable_hash, write_json
 from retrieval.stores import feature_cache as fcache
+from retrieval.stores.local_store import missing_sources
 
 
 class _Planned:
@@ -238,10 +239,38 @@ def lists_plus(wildcards):
     return {"base": PLAN.v_lists(base), "distractor": PLAN.v_lists(DISTRACTORS)}
 
 
+def drop_broken_store(wildcards):
+    """A merged store is a virtual HDF5 file over its chunks or feature-cache packs: with one of them deleted
+    (`rm -r results/features/{x}`, README) it cannot be read, yet Snakemake keeps an output whose missing inputs it
+    could make again. Such a store (and its manifest) is removed here, so the files are extracted again and the
+    store merged again; a dry run (or --touch) only says so."""
+    store = fill(LOCAL, **dict(wildcards.items()))
+    if not os.path.isfile(store):
+        return
+    try:
+        gone = missing_sources(store)
+    except OSError:
+        return  # not a readable HDF5 file: the readers name it
+    if not gone:
+        return
+    first = os.path.normpath(gone[0])
+    what = f"{store} reads {len(gone)} file(s) that no longer exist ({first}{', ...' if len(gone) > 1 else ''})"
+    if workflow.dryrun or workflow.touch:
+        logger.warning(
+            f"{what}: a run (not a dry run) removes it, so that a job that reads it has them extracted again"
+        )
+        return
+    for path in (store, beside(store, "manifest.json")):
+        if os.path.isfile(path):
+            os.remove(path)
+    logger.warning(f"{what}: removed, so that a job that reads it has them extracted again and the store merged again")
+
+
 def merge_chunks(wildcards):
     """The chunk files a split's store stacks: its own, or for '{dataset}+1m' the dataset's then (db) the
     distractors', extracted once and shared by every '+1m' variant; with the feature cache, the packs its rows are in
-    (existing and planned)."""
+    (existing and planned). A store whose files were deleted is removed first (drop_broken_store)."""
+    drop_broken_store(wildcards)
     got = cached_merge(wildcards)
     if got is not None:
         xv, plan, _ = got

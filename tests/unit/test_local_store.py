@@ -7,6 +7,7 @@ import pytest
 from retrieval.stores.local_store import (
     StoreError,
     merge_local_chunks,
+    missing_sources,
     open_local,
     read_row_runs,
     read_rows,
@@ -120,6 +121,26 @@ def test_chunk_deleted_or_truncated_after_merge_is_detected(tmp_path):
     paths[1].unlink()
     with pytest.raises(StoreError, match="missing"):
         open_local(out)
+
+
+def test_missing_sources_names_the_deleted_chunks_of_a_merged_store(tmp_path):
+    """What the workflow checks before it keeps a merged store (rules/common.smk drop_broken_store): the deleted
+    chunks, sorted and each once although every row field maps it; none for an intact store, a chunk (not virtual)
+    or a store whose folder moved with its chunks."""
+    (tmp_path / "a").mkdir()
+    paths, _ = make_chunks(tmp_path / "a", [2, 3, 2])
+    out = tmp_path / "a" / "local.h5"
+    merge_local_chunks(paths, out, 7)
+    assert missing_sources(out) == [] and missing_sources(paths[0]) == []
+    (tmp_path / "a").rename(tmp_path / "b")
+    out, paths = tmp_path / "b" / "local.h5", [tmp_path / "b" / p.name for p in paths]
+    assert missing_sources(out) == []
+    paths[2].unlink()
+    paths[0].unlink()
+    assert missing_sources(out) == [paths[0], paths[2]]
+    out.write_bytes(b"not HDF5")
+    with pytest.raises(OSError):
+        missing_sources(out)
 
 
 def test_merge_stacks_parts_extracted_from_separate_lists(tmp_path):

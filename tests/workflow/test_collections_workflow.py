@@ -224,6 +224,35 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
     )
 
 
+def test_a_deleted_feature_cache_is_extracted_again_for_a_job_that_reads_its_stores(tiny_run, tmp_path):
+    """`rm -r results/features/{x}` (README: always safe) leaves merged stores that read deleted packs, and Snakemake
+    keeps an output whose missing inputs it could make again: a later job reading the store failed on every run
+    ('source chunk missing'). Now the store is removed when the DAG is built (a dry run only names it), and the
+    job that reads it has the photos extracted and the store merged again, with the same rows as before."""
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    _folder(tiny_run, tmp_path / "data", "coll", 10)
+    base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}")
+    snakemake(wd, "results/coll_global.json", *base, timeout=1800)
+    before = {split: _store(wd, "coll", split) for split in ("db", "query")}
+    shutil.rmtree(wd / "results" / "features")
+
+    dry = snakemake(wd, "-n", "results/coll_sv.json", *base)
+    assert re.search(
+        r"results/local/coll/\w+/db/local\.h5 reads 1 file\(s\) that no longer exist", dry.stdout + dry.stderr
+    )
+    assert next((wd / "results" / "local" / "coll").glob("*/db/local.h5")).exists()  # a dry run removes nothing
+    run = snakemake(wd, "results/coll_sv.json", *base, timeout=1800)
+    stats = _job_stats(run.stderr)  # a run logs to stderr, a dry run to stdout
+    assert stats["extract_pack"] == 1 and stats["merge_local"] == 2 and stats["evaluate_sv"] == 1, stats
+    assert "removed, so that a job that reads it has them extracted again" in run.stdout + run.stderr
+    for split in ("db", "query"):
+        after = _store(wd, "coll", split)
+        for k in before[split]:
+            np.testing.assert_array_equal(after[k], before[split][k], err_msg=f"{split} {k}")
+    assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_sv.json", *base).stdout
+
+
 def test_a_ground_truth_edit_leaves_the_database_side_alone(tiny_run, tmp_path):
     """A gnd.csv collection's database is listed by its own rule (db.json): editing gnd.csv (a new query, a changed
     positive) re-runs the lists and the query side only, the database's list and store stay as they were, and the

@@ -283,6 +283,20 @@ def _verify_sources(f: h5py.File, path: Path) -> None:
                 raise StoreError(f"{path}: source {src} has {checked[key]} rows, {n_mapped} are mapped")
 
 
+def missing_sources(path: str | Path) -> list[Path]:
+    """The files a merged store's virtual datasets read from that no longer exist, sorted (a deleted extraction
+    chunk or feature-cache pack leaves the store unreadable); [] when every source exists or the store is not
+    virtual. Relative source names are resolved against the store's folder, as HDF5 does. Reads only the metadata
+    of ``count`` (every row field maps the same files). Raises OSError when ``path`` is not a readable HDF5 file."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        if "count" not in f or not f["count"].is_virtual:
+            return []
+        names = {vs.file_name for vs in f["count"].virtual_sources()}
+    sources = (Path(n) if Path(n).is_absolute() else path.parent / n for n in names)
+    return sorted(src for src in sources if not src.is_file())
+
+
 def open_local(path: str | Path) -> h5py.File:
     """Open a chunk or a merged store for reading, after checking its schema and (for virtual files) sources."""
     path = Path(path)
