@@ -22,12 +22,15 @@ with open(os.path.join(workflow.basedir, "config/config.yaml")) as _f:
     _read = in_default_form(_read, yaml.safe_load(_f))
 config.clear()
 config.update(_read)
+# data_root: DIR as a shell would read it (dataset_dirs entries are expanded where they are read)
+if isinstance(config.get("data_root"), str):
+    config["data_root"] = os.path.expanduser(config["data_root"])
 
 try:
     validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 except WorkflowError:
     # Snakemake prints the whole schema and configuration after the first problem: say every problem in a line
-    text = describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+    text = describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
     if not text:
         raise
     raise WorkflowError(text) from None

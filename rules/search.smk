@@ -52,7 +52,8 @@ rule search_photos:
         runtime=60,
     params:
         search=lambda w: (check_version(w, PLAN.v_search(w.collection, w.photos)), config["search"])[1],
-        sv=config["sv"],
+        # only when sv re-ranks: another sv setting re-runs nothing when it does not
+        sv=config["sv"] if config["search"]["rerank"] == "sv" else None,
     script:
         "../workflow_scripts/search_photos.py"
 

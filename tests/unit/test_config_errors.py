@@ -79,11 +79,17 @@ def test_whole_number_floats_of_integer_keys_are_read_as_integers():
     assert bad["sv"]["num_rerank"] == 5.5 and "sv.num_rerank" in describe_errors(bad, SCHEMA)
 
 
-def test_a_results_json_read_as_a_configuration_file_is_said_so():
-    """`--configfile my.yaml results/x_global.json` reads the target as a second configuration file."""
+def test_a_results_json_read_as_a_configuration_file_is_said_so(tmp_path):
+    """`--configfile my.yaml results/x_global.json` reads the target as a second configuration file; given the
+    --configfile paths, the message names that file (not the user's own configuration file)."""
     config = _with(dataset="x", method="global", metrics=None, artifacts={})
     text = describe_errors(config, SCHEMA)
-    assert text.splitlines()[1].startswith("  a results JSON was read as a configuration file: --configfile takes")
+    assert text.splitlines()[1].startswith("  a results JSON (one of the --configfile files) was read as a config")
+    mine, result = tmp_path / "my.yaml", tmp_path / "x_global.json"
+    mine.write_text("sv: {threshold: 9.0}\n")
+    result.write_text('{"dataset": "x", "method": "global", "metrics": null, "artifacts": {}}')
+    text = describe_errors(config, SCHEMA, [mine, result, tmp_path / "absent.yaml"])
+    assert text.splitlines()[1].startswith(f"  a results JSON ({result}) was read as a configuration file")
 
 
 def test_nan_and_infinities_are_refused_naming_the_key():

@@ -141,6 +141,10 @@ def test_csv_image_list_restricts_the_database(tmp_path):
             r"gnd\.csv:3: query 'queries/q1\.jpg' has a positive here but is declared without positives on line 2",
         ),
         ("query,positive\n", r"gnd\.csv: no rows after the header"),
+        (
+            "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q2.jpg\n",
+            r"gnd\.csv:3: 1 field\(s\) but 2 columns are required; a query without positives is written with a comma",
+        ),
         ("", r"gnd\.csv: empty file"),
     ],
 )
@@ -247,3 +251,28 @@ def test_a_box_wholly_outside_its_query_names_the_boxes_file_and_line(tmp_path):
     )
     with pytest.raises(ValueError, match=r"query_boxes\.csv:3: query 'queries/q2\.jpg': query box .* is empty"):
         build_image_lists(root, "mine")
+
+
+def test_text_files_in_another_encoding_are_named_by_line_and_a_byte_order_mark_is_dropped(tmp_path):
+    """A gnd.csv or query_boxes.csv saved as Latin-1 (Excel on Windows) failed with a bare UnicodeDecodeError; the
+    error now names the file, line and byte. Files saved as "UTF-8 with BOM" read as UTF-8."""
+    root = _csv_dataset(tmp_path / "latin", "query,positive\nqueries/q1.jpg,jpg/a.jpg\n")
+    (root / "gnd.csv").write_bytes(
+        "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q\xe9.jpg,jpg/b.jpg\n".encode("latin-1")
+    )
+    with pytest.raises(
+        ValueError, match=r"gnd\.csv:3: not UTF-8 text \(byte 0xe9 at column 10\); save the file as UTF-8"
+    ):
+        build_image_lists(root, "latin")
+    root = _csv_dataset(tmp_path / "boxes", "query,positive\nqueries/q1.jpg,jpg/a.jpg\n", "")
+    (root / "query_boxes.csv").write_bytes("query,x1,y1,x2,y2\n# caf\xe9\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"query_boxes\.csv:2: not UTF-8 text \(byte 0xe9 at column 6\)"):
+        build_image_lists(root, "boxes")
+    root = _csv_dataset(tmp_path / "bom", "")
+    (root / "gnd.csv").write_bytes("query,positive\nqueries/q1.jpg,jpg/a.jpg\n".encode("utf-8-sig"))
+    (root / "image_list.txt").write_bytes("jpg/a.jpg\r\njpg/b.jpg\r\n".encode("utf-8-sig"))
+    lists, gt = build_image_lists(root, "bom")
+    assert [e["name"] for e in lists["db"]] == ["jpg/a.jpg", "jpg/b.jpg"] and gt.gnd[0]["easy"] == [0]
+    (root / "image_list.txt").write_bytes("jpg/a.jpg\njpg/caf\xe9.jpg\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"image_list\.txt:2: not UTF-8 text \(byte 0xe9 at column 8\)"):
+        build_image_lists(root, "bom")

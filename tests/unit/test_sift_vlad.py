@@ -13,6 +13,8 @@ from retrieval.features.vlad import (
     whitening_applies,
 )
 from retrieval.search.exact import topk_neighbours
+from retrieval.stages.aggregate import fit_codebook
+from retrieval.stores.local_store import merge_local_chunks, write_local_chunk
 
 
 def textured(h, w, seed=0):
@@ -143,3 +145,48 @@ def test_a_codebook_fitted_on_two_images_makes_their_vlads_opposite():
     s = v @ v.T
     mean_off = (s.sum() - np.trace(s)) / (30 * 29)
     assert -0.06 < mean_off < -0.01  # about -1/29
+
+
+def test_a_codebook_without_enough_descriptors_says_why_and_which_setting(tmp_path):
+    """Blank photos (no feature at all) and a codebook.k above the descriptors there are each get a reason and
+    the setting to change, naming the store (it was '0 training descriptors cannot make 64 centroids')."""
+    rows = [
+        {
+            "descriptors": np.zeros((n, 4), np.float16),
+            "xy": np.zeros((n, 2)),
+            "scale": np.ones(n),
+            "weight": np.ones(n),
+            "orientation": np.zeros(n),
+            "image_size": np.array([8, 8]),
+        }
+        for n in (0, 0, 0)
+    ]
+    chunk = tmp_path / "chunk_0.h5"
+    write_local_chunk(chunk, rows, k=6, dim=4, backbone="test", row_start=0, n_total=3)
+    merge_local_chunks([chunk], tmp_path / "local.h5", 3)
+    args = dict(
+        local_path=tmp_path / "local.h5",
+        out_path=tmp_path / "cb.npz",
+        manifest_path=tmp_path / "m.json",
+        niter=5,
+        max_descriptors=1000,
+        seed=0,
+        version="v",
+        config={},
+        preset="p",
+        training_split="blank",
+        local_version="l",
+    )
+    with pytest.raises(
+        ValueError, match=r"local\.h5 \(blank\): none of its 3 images has a local feature .*codebook\.k"
+    ):
+        fit_codebook(k=4, **args)
+    rows[0]["descriptors"] = np.ones((5, 4), np.float16)
+    for key, shape in (("xy", (5, 2)), ("scale", 5), ("weight", 5), ("orientation", 5)):
+        rows[0][key] = np.ones(shape)
+    write_local_chunk(chunk, rows, k=6, dim=4, backbone="test", row_start=0, n_total=3)
+    (tmp_path / "local.h5").unlink()
+    merge_local_chunks([chunk], tmp_path / "local.h5", 3)
+    with pytest.raises(ValueError, match=r"its 3 images have 5 local features in all, fewer than the codebook's 64"):
+        fit_codebook(k=64, **args)
+    assert not (tmp_path / "cb.npz").exists()

@@ -116,6 +116,11 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
         assert firsts[f"new_{i}.jpg"]["image"] == p and float(firsts[f"new_{i}.jpg"]["similarity"]) > 0.99
     page = (wd / "results" / "search" / "demo" / "newpics.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and picked[0] in page
+    # an sv setting leaves a search that does not verify alone (it used to re-run search_photos)
+    svt = tmp_path / "svt.yaml"
+    svt.write_text(yaml.safe_dump({"sv": {"threshold": 12.0}}))
+    out = snakemake(wd, "-n", "results/search/demo/newpics.html", *base[:3], str(svt), *base[3:]).stdout
+    assert "Nothing to be done" in out, out
     # re-ranked by spatial verification: the copies keep rank 1, now by inlier count
     sv = tmp_path / "sv.yaml"
     sv.write_text(yaml.safe_dump({"search": {"k": 10, "rerank": "sv", "sheet_top": 8, "sheet_photos": 50}}))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jsonschema
 import yaml
@@ -174,9 +174,19 @@ def in_default_form(config: dict[str, Any], defaults: dict[str, Any]) -> dict[st
     return walk(config, defaults)
 
 
-def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
+def _is_results_json(path: str | Path) -> bool:
+    """Whether a --configfile is one of the workflow's results (a method's or a search's JSON)."""
+    try:
+        keys = set(yaml.safe_load(Path(path).read_text()) or {})
+    except (OSError, yaml.YAMLError, TypeError, UnicodeDecodeError):
+        return False
+    return {"artifacts", "metrics", "method"} <= keys or {"photos", "collection", "n_photos"} <= keys
+
+
+def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles: Sequence[str | Path] = ()) -> str:
     """Every schema violation of ``config``, one line each (an unknown key with the closest allowed names), under
-    a header that says where the configuration comes from; ``""`` when there is none."""
+    a header that says where the configuration comes from; ``""`` when there is none. ``configfiles`` (the
+    ``--configfile`` paths) name the file a results JSON read as a configuration came from."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
@@ -185,10 +195,12 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path) -> str:
     if not lines:
         return ""
     if {"artifacts", "metrics", "method"} <= set(config) or {"photos", "collection", "n_photos"} <= set(config):
+        named = [str(f) for f in configfiles if _is_results_json(f)]
         lines.insert(
             0,
-            "  a results JSON was read as a configuration file: --configfile takes every file after it, so put the "
-            "targets before --configfile, or end its list with --",
+            f"  a results JSON ({', '.join(named) or 'one of the --configfile files'}) was read as a configuration "
+            "file: --configfile takes every file after it, so put the targets before --configfile, or end its list "
+            "with --",
         )
     return (
         f"invalid configuration ({len(lines)} problem(s); config/config.yaml, then every --configfile, then "

@@ -239,6 +239,22 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
+def read_utf8(path: str | os.PathLike) -> str:
+    """The text of a file a user writes (image lists, ``gnd.csv``, ``query_boxes.csv``), decoded as UTF-8 with a
+    leading byte-order mark dropped (as Excel and Notepad save "UTF-8"). Raises ValueError naming ``path:line`` and
+    the byte for text in another encoding (a CSV saved as Latin-1 or Windows-1252), FileNotFoundError when the file
+    is missing."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {column}); save the file as UTF-8"
+        ) from None
+
+
 def code_revision() -> str:
     """Git revision of the workflow code, with '-dirty' when the work tree has changes; 'unknown' outside git."""
     root = Path(__file__).resolve().parents[2]

@@ -41,6 +41,7 @@ from retrieval.data.gnd_formats import (
     read_instre,
 )
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, image_header
+from retrieval.runtime import read_utf8
 from retrieval.stores.ames_release import read_release_list
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ def _read_list(path: Path, root: Path) -> list[Path]:
     naming both lines."""
     out: list[Path] = []
     first: dict[str, int] = {}
-    for i, ln in enumerate(path.read_text().splitlines(), start=1):
+    for i, ln in enumerate(read_utf8(path).splitlines(), start=1):
         ln = ln.strip()
         if not ln or ln.startswith("#"):
             continue

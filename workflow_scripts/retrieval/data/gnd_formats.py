@@ -16,6 +16,7 @@ Every error names the file and, for CSV files, the line.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import posixpath
@@ -25,6 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from retrieval.data.gnd import GroundTruth
+from retrieval.runtime import read_utf8
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +57,20 @@ def relative_name(value: str, where: str) -> str:
 
 
 def _rows(
-    path: Path, required: tuple[str, ...], optional: tuple[str, ...], extra_columns: bool = False
+    path: Path,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    extra_columns: bool = False,
+    short: str | None = None,
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV file with a header line; missing (and unless ``extra_columns``, unknown)
-    columns are errors naming them."""
+    """(line number, row) of a CSV file (UTF-8) with a header line; missing (and unless ``extra_columns``, unknown)
+    columns are errors naming them, as is a row with more fields than the header, or (with ``short``, a hint
+    appended to the message) fewer than the required columns."""
     try:
-        fh = open(path, newline="", encoding="utf-8-sig")
+        text = read_utf8(path)
     except OSError as e:
         raise FileNotFoundError(f"{path}: cannot be read ({e})") from e
-    with fh:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -87,6 +94,10 @@ def _rows(
                 continue
             if len(row) > len(header):
                 raise ValueError(f"{path}:{line}: {len(row)} fields but the header has {len(header)}")
+            if short is not None and len(row) < len(required):
+                raise ValueError(
+                    f"{path}:{line}: {len(row)} field(s) but {len(required)} columns are required; {short}"
+                )
             yield line, {c: (row[i].strip() if i < len(row) else "") for i, c in enumerate(header)}
 
 
@@ -133,7 +144,8 @@ def read_gnd_csv(
     ``positive`` declares a query without positives (ranked, excluded from the means).
 
     Raises ValueError naming ``path:line`` for: a missing/unknown column, an unknown ``kind``, a positive that
-    is not a database image, a query listed as its own positive, a (query, positive) pair given twice, a query
+    is not a database image, a query listed as its own positive, a (query, positive) pair given twice, a row of one
+    field (a query without positives is written ``query,``), text that is not UTF-8, a query
     image that does not exist (``check_queries``), a query declared without positives twice or with positives
     too, and for the boxes file's errors (:func:`read_query_boxes`).
     """
@@ -145,7 +157,12 @@ def read_gnd_csv(
     seen: dict[tuple[str, str], int] = {}
     first_positive: dict[str, int] = {}  # query -> line of its first positive
     declared_empty: dict[str, int] = {}  # query -> line of its row without a positive
-    for line, row in _rows(path, ("query", "positive"), ("kind",)):
+    for line, row in _rows(
+        path,
+        ("query", "positive"),
+        ("kind",),
+        short="a query without positives is written with a comma after it ('query,')",
+    ):
         where = f"{path}:{line}"
         q = relative_name(row["query"], where)
         if q not in queries:

@@ -57,6 +57,16 @@ def fit_codebook(
             training_split,
             len(counts),
         )
+    if len(x) < k:
+        why = (
+            f"none of its {len(counts)} images has a local feature (blank or featureless photos?)"
+            if len(x) == 0
+            else f"its {len(counts)} images have {len(x)} local features in all"
+        )
+        raise ValueError(
+            f"codebook: {local_path} ({training_split}): {why}, fewer than the codebook's {k} words: add images, "
+            "fit on a larger dataset (unsupervised_fit: training or a dataset's name) or lower codebook.k"
+        )
     centroids = train_codebook(x, k, niter=niter, seed=seed)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:

@@ -113,7 +113,7 @@ def search_stage(
     photos: str,
     rerank: str,
     k: int,
-    sv_cfg: dict[str, Any],
+    sv_cfg: dict[str, Any] | None,
     top: int,
     max_photos: int,
     version: str,
@@ -123,11 +123,14 @@ def search_stage(
     """The neighbours of every new photo in the collection (the ``knn`` file, queries = the photos' database
     split), re-ranked when ``rerank`` is ``sv`` (``sv.py``: inliers of the top ``sv.num_rerank`` of the file, global
     similarity breaking ties; the CSV's score is then the inlier count); the first ``k`` (``search.k``) are written
-    as CSV, HTML sheet and JSON. Raises ValueError for an unknown ``rerank`` or row counts that do not match the
-    lists."""
+    as CSV, HTML sheet and JSON. ``sv_cfg``: the ``sv`` section, read only when ``rerank`` is ``sv`` (the rule
+    passes None otherwise). Raises ValueError for an unknown ``rerank``, ``sv`` without ``sv_cfg``, or row counts
+    that do not match the lists."""
 
     if rerank not in RERANKERS:
         raise ValueError(f"search.rerank: {rerank!r} is not one of {', '.join(RERANKERS)}")
+    if rerank == "sv" and sv_cfg is None:
+        raise ValueError("search.rerank: sv needs the sv section of the configuration")
     ids, sims, attrs = read_neighbours(knn_path)
     q_list, db_list = read_json(photos_lists)["db"], read_json(collection_lists)["db"]
     if ids.shape[0] != len(q_list) or int(attrs["n_db"]) != len(db_list):
