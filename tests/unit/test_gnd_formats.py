@@ -2,6 +2,7 @@
 that name the file and line. Each fixture is generated in exactly the layout the README describes."""
 
 import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,38 @@ def test_text_files_in_another_encoding_are_named_by_line_and_a_byte_order_mark_
     (root / "image_list.txt").write_bytes("jpg/a.jpg\njpg/caf\xe9.jpg\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"image_list\.txt:2: not UTF-8 text \(byte 0xe9 at column 8\)"):
         build_image_lists(root, "bom")
+
+
+def test_names_whose_accents_are_encoded_otherwise_name_the_files_on_disk(tmp_path):
+    """Files named on macOS (decomposed accents, NFD) and a gnd.csv, query_boxes.csv and image_list.txt typed with
+    composed ones (NFC): the names look the same, and used to fail as 'not a database image'. They now name the
+    files as spelt on disk; a name that matches nothing is still refused."""
+    nfd = unicodedata.normalize("NFD", "café.jpg")
+    nfc = unicodedata.normalize("NFC", "café.jpg")
+    assert nfd != nfc
+    root = _csv_dataset(
+        tmp_path / "mac", "", db=("a.jpg", nfd, f"été/{nfd}"), queries=(f"queries/q{nfd}", "queries/q2.jpg")
+    )
+    (root / "jpg" / unicodedata.normalize("NFD", "été")).mkdir()
+    (root / "jpg" / "été" / nfd).rename(root / "jpg" / unicodedata.normalize("NFD", "été") / nfd)
+    (root / "jpg" / "été").rmdir()
+    (root / "gnd.csv").write_text(
+        f"query,positive\nqueries/q{nfc},jpg/{nfc}\nqueries/q{nfc},jpg/été/{nfc}\nqueries/q2.jpg,jpg/a.jpg\n"
+    )
+    (root / "query_boxes.csv").write_text(f"query,x1,y1,x2,y2\nqueries/q{nfc},1,2,30,40\n")
+    lists, gt = build_image_lists(root, "mac")
+    names = [e["name"] for e in lists["db"]]
+    assert names == sorted(["jpg/a.jpg", f"jpg/{nfd}", unicodedata.normalize("NFD", f"jpg/été/{nfd}")])
+    assert lists["query"][0]["name"] == f"queries/q{nfd}" and Path(lists["query"][0]["path"]).is_file()
+    assert sorted(gt.gnd[0]["easy"]) == [
+        names.index(f"jpg/{nfd}"),
+        names.index(unicodedata.normalize("NFD", f"jpg/été/{nfd}")),
+    ]
+    assert lists["query"][0]["crop"] == [1, 2, 30, 40]
+    (root / "image_list.txt").write_text(f"jpg/a.jpg\njpg/{nfc}\n")
+    (root / "gnd.csv").write_text(f"query,positive\nqueries/q{nfc},jpg/{nfc}\n")
+    lists, _ = build_image_lists(root, "mac")
+    assert [e["name"] for e in lists["db"]] == ["jpg/a.jpg", f"jpg/{nfd}"]
+    (root / "gnd.csv").write_text(f"query,positive\nqueries/q{nfc},jpg/cafe.jpg\n")
+    with pytest.raises(ValueError, match=r"gnd\.csv:2: positive 'jpg/cafe\.jpg' is not a database image"):
+        build_image_lists(root, "mac")

@@ -35,6 +35,7 @@ from retrieval.data.gnd_formats import (
     GND_CSV,
     INSTRE_MAT,
     box_line,
+    on_disk_name,
     read_gldv2,
     read_gldv2_train,
     read_gnd_csv,
@@ -237,16 +238,17 @@ def image_size(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[
 
 
 def _read_list(path: Path, root: Path) -> list[Path]:
-    """The images of a list file (``image_list.txt``, ``query_list.txt``): one path per line (before any comma),
-    relative to ``root`` or absolute; blank lines and ``#`` comments skipped. An image listed twice is a ValueError
-    naming both lines."""
+    """The images of a list file (``image_list.txt``, ``query_list.txt``; UTF-8): one path per line (before any
+    comma), relative to ``root`` (spelt as on disk when only its accents' Unicode normalisation differs) or
+    absolute; blank lines and ``#`` comments skipped. An image listed twice is a ValueError naming both lines."""
     out: list[Path] = []
     first: dict[str, int] = {}
     for i, ln in enumerate(read_utf8(path).splitlines(), start=1):
         ln = ln.strip()
         if not ln or ln.startswith("#"):
             continue
-        p = root / ln.split(",")[0].strip()
+        name = ln.split(",")[0].strip()
+        p = Path(name) if os.path.isabs(name) else root / on_disk_name(root, name)
         key = os.path.normpath(p)
         if key in first:
             raise ValueError(f"{path}:{i}: {ln.split(',')[0]!r} is already listed on line {first[key]}")

@@ -19,7 +19,9 @@ import csv
 import io
 import logging
 import math
+import os
 import posixpath
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -54,6 +56,34 @@ def relative_name(value: str, where: str) -> str:
     if n == ".." or n.startswith("../"):
         raise ValueError(f"{where}: {value!r} leaves the dataset folder")
     return n
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
+def on_disk_name(root: Path, rel: str) -> str:
+    """``rel`` (a path relative to ``root``, ``/``-separated) as it is spelt on disk when it differs only in the
+    Unicode normalisation of its accents: a folder copied from macOS holds decomposed names (``e`` + combining
+    acute), a ``gnd.csv`` typed elsewhere composed ones (``é``), and the two look the same. Each missing component
+    is looked up among its folder's entries by NFC form; ``rel`` unchanged when it exists, or when no entry (or more
+    than one) matches."""
+    if (root / rel).exists():
+        return rel
+    cur, parts = root, []
+    for part in rel.split("/"):
+        name = part
+        if not (cur / part).exists():
+            try:
+                match = [e for e in os.listdir(cur) if _nfc(e) == _nfc(part)]
+            except OSError:
+                return rel
+            if len(match) != 1:
+                return rel
+            name = match[0]
+        parts.append(name)
+        cur = cur / name
+    return "/".join(parts)
 
 
 def _rows(
@@ -105,9 +135,11 @@ def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[floa
     """``query_boxes.csv``: one box ``[x1, y1, x2, y2]`` per query (pixels of the image as displayed)."""
     boxes: dict[str, list[float]] = {}
     first_line: dict[str, int] = {}
+    by_nfc = {_nfc(q): q for q in queries}
     for line, row in _rows(path, ("query", "x1", "y1", "x2", "y2"), ()):
         where = f"{path}:{line}"
         q = relative_name(row["query"], where)
+        q = q if q in queries else by_nfc.get(_nfc(q), q)  # the same name with its accents encoded otherwise
         if q not in queries:
             raise ValueError(f"{where}: query {q!r} has no row in {GND_CSV}")
         if q in boxes:
@@ -128,7 +160,7 @@ def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[floa
 def box_line(path: Path, query: str) -> int | None:
     """The line of ``query``'s box in ``query_boxes.csv`` (for an error found after reading it), or None."""
     for line, row in _rows(path, ("query", "x1", "y1", "x2", "y2"), ()):
-        if relative_name(row["query"], f"{path}:{line}") == query:
+        if _nfc(relative_name(row["query"], f"{path}:{line}")) == _nfc(query):
             return line
     return None
 
@@ -141,7 +173,9 @@ def read_gnd_csv(
     ``db_names``: the database images, paths relative to the dataset folder, in list order. Queries are the
     distinct ``query`` values in order of first appearance. A query that is itself a database image has that
     image added to its ``junk`` (the self-match is ignored, as revisitop ignores junk). A row with an empty
-    ``positive`` declares a query without positives (ranked, excluded from the means).
+    ``positive`` declares a query without positives (ranked, excluded from the means). A name that differs from a
+    database image's or a file's only in the Unicode normalisation of its accents (NFC / NFD) names that image or
+    file (:func:`on_disk_name`).
 
     Raises ValueError naming ``path:line`` for: a missing/unknown column, an unknown ``kind``, a positive that
     is not a database image, a query listed as its own positive, a (query, positive) pair given twice, a row of one
@@ -152,6 +186,10 @@ def read_gnd_csv(
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     db_index = {n: i for i, n in enumerate(db_names)}
+    db_nfc: dict[str, str] = {}
+    spelt: dict[str, str] = {}  # query as typed -> as used
+    for n in db_names:
+        db_nfc.setdefault(_nfc(n), n)
     queries: dict[str, int] = {}
     labels: list[dict[str, list[int]]] = []
     seen: dict[tuple[str, str], int] = {}
@@ -164,7 +202,14 @@ def read_gnd_csv(
         short="a query without positives is written with a comma after it ('query,')",
     ):
         where = f"{path}:{line}"
-        q = relative_name(row["query"], where)
+        typed = relative_name(row["query"], where)
+        if typed not in spelt:  # as on disk (or as the database lists it) when only its accents' encoding differs
+            spelt[typed] = (
+                typed
+                if typed in db_index
+                else db_nfc.get(_nfc(typed)) or (on_disk_name(root, typed) if check_queries else typed)
+            )
+        q = spelt[typed]
         if q not in queries:
             if check_queries and not (root / q).is_file():
                 raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}")
@@ -193,6 +238,7 @@ def read_gnd_csv(
         if kind not in KINDS:
             raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
         p = relative_name(row["positive"], where)
+        p = p if p in db_index else db_nfc.get(_nfc(p), p)
         if p == q:
             raise ValueError(f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway)")
         if p not in db_index:
