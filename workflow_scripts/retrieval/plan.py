@@ -542,8 +542,9 @@ class Plan:
         self.distractor_base(ds)  # refuses '{DISTRACTORS}+1m' and '+1m+1m'
         if self.canonical(ds) == self.canonical(self.train):
             raise PlanError(
-                f"dataset '{ds}' is the training split (training_split: {self.train}); the codebook and whitening were fitted "
-                "on it, so its metrics would be inflated. Evaluate another dataset or change training_split."
+                f"dataset '{ds}' is the training split (training_split: {self.train}): the labelled models (AMES and "
+                "its ITQ, Lw, SSP's query model) are trained on its labels, so its metrics would be inflated. Evaluate "
+                "another dataset or change training_split."
             )
 
     def fitted_on(self, ds, method="global"):
