@@ -242,8 +242,9 @@ def lists_plus(wildcards):
 def drop_broken_store(wildcards):
     """A merged store is a virtual HDF5 file over its chunks or feature-cache packs: with one of them deleted
     (`rm -r results/features/{x}`, README) it cannot be read, yet Snakemake keeps an output whose missing inputs it
-    could make again. Such a store (and its manifest) is removed here, so the files are extracted again and the
-    store merged again; a dry run (or --touch) only says so."""
+    could make again. A run that executes jobs removes such a store (and its manifest), so the next job that reads
+    it has the files extracted again and the store merged again; a dry run, --touch and the informational modes
+    (--summary, --dag, ...) only say so."""
     store = fill(LOCAL, **dict(wildcards.items()))
     if not os.path.isfile(store):
         return
@@ -255,15 +256,18 @@ def drop_broken_store(wildcards):
         return
     first = os.path.normpath(gone[0])
     what = f"{store} reads {len(gone)} file(s) that no longer exist ({first}{', ...' if len(gone) > 1 else ''})"
-    if workflow.dryrun or workflow.touch:
+    if workflow.executor_plugin is None or workflow.dryrun or workflow.touch:
         logger.warning(
-            f"{what}: a run (not a dry run) removes it, so that a job that reads it has them extracted again"
+            f"{what}: a run removes it, and a job that reads it then has them extracted again and the store merged "
+            "again (this job list leaves those jobs out)"
         )
         return
     for path in (store, beside(store, "manifest.json")):
         if os.path.isfile(path):
             os.remove(path)
-    logger.warning(f"{what}: removed, so that a job that reads it has them extracted again and the store merged again")
+    logger.warning(
+        f"{what}: removed (it cannot be read); a job that reads it has them extracted again and the store merged again"
+    )
 
 
 def merge_chunks(wildcards):

@@ -90,6 +90,12 @@ def test_a_results_json_read_as_a_configuration_file_is_said_so(tmp_path):
     result.write_text('{"dataset": "x", "method": "global", "metrics": null, "artifacts": {}}')
     text = describe_errors(config, SCHEMA, [mine, result, tmp_path / "absent.yaml"])
     assert text.splitlines()[1].startswith(f"  a results JSON ({result}) was read as a configuration file")
+    # compare's table (other keys) is named by its place under results/
+    table = tmp_path / "results" / "x_compare.json"
+    table.parent.mkdir()
+    table.write_text('{"dataset": "x", "rows": [], "knn": {}}')
+    text = describe_errors(_with(dataset="x", rows=[], knn={}), SCHEMA, [mine, table])
+    assert text.splitlines()[1].startswith(f"  a results JSON ({table}) was read as a configuration file")
 
 
 def test_nan_and_infinities_are_refused_naming_the_key():

@@ -387,3 +387,8 @@ def test_compare_table_uses_the_dataset_metric_set():
     # revisitop results keep their E/M/H table; a part without evaluated queries (INSTRE's Hard) prints '-'
     r = {"n_queries": 2, "n_db": 9, "metrics": {"mAP": {"E": 60.0, "M": 60.0, "H": None}}, "timing": {}}
     assert "| global | 60.00 | 60.00 | - |" in render_markdown("instre", compare_rows({"global": r}, None))
+    # the footer says how many queries the means score when some have no positive (a gnd.csv query declared without)
+    assert "\n2 queries, 9 database images." in render_markdown("instre", compare_rows({"global": r}, None))
+    r["n_evaluated_queries"] = {"E": 2, "M": 2, "H": 0}
+    md = render_markdown("instre", compare_rows({"global": r}, None))
+    assert "\n2 queries (the means score fewer: H 0), 9 database images." in md

@@ -178,7 +178,8 @@ def test_a_codebook_without_enough_descriptors_says_why_and_which_setting(tmp_pa
         local_version="l",
     )
     with pytest.raises(
-        ValueError, match=r"local\.h5 \(blank\): none of its 3 images has a local feature .*codebook\.k"
+        ValueError,
+        match=r"local\.h5 \(blank\): none of its 3 images has a local feature .*: add images or fit on a larger",
     ):
         fit_codebook(k=4, **args)
     rows[0]["descriptors"] = np.ones((5, 4), np.float16)
@@ -189,4 +190,6 @@ def test_a_codebook_without_enough_descriptors_says_why_and_which_setting(tmp_pa
     merge_local_chunks([chunk], tmp_path / "local.h5", 3)
     with pytest.raises(ValueError, match=r"its 3 images have 5 local features in all, fewer than the codebook's 64"):
         fit_codebook(k=64, **args)
+    with pytest.raises(ValueError, match=r"codebook\.max_descriptors \(3\) is below codebook\.k \(4\): raise it"):
+        fit_codebook(k=4, **{**args, "max_descriptors": 3})
     assert not (tmp_path / "cb.npz").exists()

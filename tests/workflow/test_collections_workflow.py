@@ -246,11 +246,14 @@ def test_a_deleted_feature_cache_is_extracted_again_for_a_job_that_reads_its_sto
     assert re.search(
         r"results/local/coll/\w+/db/local\.h5 reads 1 file\(s\) that no longer exist", dry.stdout + dry.stderr
     )
-    assert next((wd / "results" / "local" / "coll").glob("*/db/local.h5")).exists()  # a dry run removes nothing
+    assert "(this job list leaves those jobs out)" in dry.stdout + dry.stderr
+    summary = snakemake(wd, "--summary", "results/coll_sv.json", *base)
+    assert "reads 1 file(s) that no longer exist" in summary.stdout + summary.stderr
+    assert next((wd / "results" / "local" / "coll").glob("*/db/local.h5")).exists()  # neither removes anything
     run = snakemake(wd, "results/coll_sv.json", *base, timeout=1800)
     stats = _job_stats(run.stderr)  # a run logs to stderr, a dry run to stdout
     assert stats["extract_pack"] == 1 and stats["merge_local"] == 2 and stats["evaluate_sv"] == 1, stats
-    assert "removed, so that a job that reads it has them extracted again" in run.stdout + run.stderr
+    assert "removed (it cannot be read); a job that reads it has them extracted again" in run.stdout + run.stderr
     for split in ("db", "query"):
         after = _store(wd, "coll", split)
         for k in before[split]:

@@ -175,7 +175,10 @@ def in_default_form(config: dict[str, Any], defaults: dict[str, Any]) -> dict[st
 
 
 def _is_results_json(path: str | Path) -> bool:
-    """Whether a --configfile is one of the workflow's results (a method's or a search's JSON)."""
+    """Whether a --configfile is one of the workflow's results: a JSON file under a ``results`` folder, or one with
+    a method's or a search's keys."""
+    if Path(path).suffix == ".json" and "results" in Path(path).parts:
+        return True
     try:
         keys = set(yaml.safe_load(Path(path).read_text()) or {})
     except (OSError, yaml.YAMLError, TypeError, UnicodeDecodeError):
@@ -194,8 +197,12 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
     lines += non_finite(config)
     if not lines:
         return ""
-    if {"artifacts", "metrics", "method"} <= set(config) or {"photos", "collection", "n_photos"} <= set(config):
-        named = [str(f) for f in configfiles if _is_results_json(f)]
+    named = [str(f) for f in configfiles if _is_results_json(f)]
+    if (
+        named
+        or {"artifacts", "metrics", "method"} <= set(config)
+        or {"photos", "collection", "n_photos"} <= set(config)
+    ):
         lines.insert(
             0,
             f"  a results JSON ({', '.join(named) or 'one of the --configfile files'}) was read as a configuration "

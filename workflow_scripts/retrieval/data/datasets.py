@@ -34,8 +34,8 @@ from retrieval.data.gnd_formats import (
     GLDV2_TRAIN_LISTS,
     GND_CSV,
     INSTRE_MAT,
+    DiskNames,
     box_line,
-    on_disk_name,
     read_gldv2,
     read_gldv2_train,
     read_gnd_csv,
@@ -243,12 +243,13 @@ def _read_list(path: Path, root: Path) -> list[Path]:
     absolute; blank lines and ``#`` comments skipped. An image listed twice is a ValueError naming both lines."""
     out: list[Path] = []
     first: dict[str, int] = {}
+    on_disk = DiskNames(root)
     for i, ln in enumerate(read_utf8(path).splitlines(), start=1):
         ln = ln.strip()
         if not ln or ln.startswith("#"):
             continue
         name = ln.split(",")[0].strip()
-        p = Path(name) if os.path.isabs(name) else root / on_disk_name(root, name)
+        p = Path(name) if os.path.isabs(name) else root / on_disk(name)
         key = os.path.normpath(p)
         if key in first:
             raise ValueError(f"{path}:{i}: {ln.split(',')[0]!r} is already listed on line {first[key]}")

@@ -62,28 +62,42 @@ def _nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
-def on_disk_name(root: Path, rel: str) -> str:
-    """``rel`` (a path relative to ``root``, ``/``-separated) as it is spelt on disk when it differs only in the
-    Unicode normalisation of its accents: a folder copied from macOS holds decomposed names (``e`` + combining
-    acute), a ``gnd.csv`` typed elsewhere composed ones (``é``), and the two look the same. Each missing component
-    is looked up among its folder's entries by NFC form; ``rel`` unchanged when it exists, or when no entry (or more
-    than one) matches."""
-    if (root / rel).exists():
-        return rel
-    cur, parts = root, []
-    for part in rel.split("/"):
-        name = part
-        if not (cur / part).exists():
+class DiskNames:
+    """Paths relative to ``root`` as they are spelt on disk when they differ only in the Unicode normalisation of
+    their accents: a folder copied from macOS holds decomposed names (``e`` + combining acute), a ``gnd.csv`` or
+    ``image_list.txt`` typed elsewhere composed ones (``é``), and the two look the same. ``names(rel)``: ``rel``
+    unchanged when it exists or when no entry (or more than one) of a folder matches a missing component by NFC
+    form, else the on-disk spelling. Each folder is listed once (a dict of NFC forms), so N names cost O(N)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._folders: dict[Path, dict[str, list[str]] | None] = {}
+
+    def _entries(self, folder: Path) -> dict[str, list[str]] | None:
+        if folder not in self._folders:
             try:
-                match = [e for e in os.listdir(cur) if _nfc(e) == _nfc(part)]
+                by_nfc: dict[str, list[str]] | None = {}
+                for e in os.listdir(folder):
+                    by_nfc.setdefault(_nfc(e), []).append(e)
             except OSError:
-                return rel
-            if len(match) != 1:
-                return rel
-            name = match[0]
-        parts.append(name)
-        cur = cur / name
-    return "/".join(parts)
+                by_nfc = None
+            self._folders[folder] = by_nfc
+        return self._folders[folder]
+
+    def __call__(self, rel: str) -> str:
+        if (self.root / rel).exists():
+            return rel
+        cur, parts = self.root, []
+        for part in rel.split("/"):
+            name = part
+            if not (cur / part).exists():
+                match = (self._entries(cur) or {}).get(_nfc(part), [])
+                if len(match) != 1:
+                    return rel
+                name = match[0]
+            parts.append(name)
+            cur = cur / name
+        return "/".join(parts)
 
 
 def _rows(
@@ -175,7 +189,7 @@ def read_gnd_csv(
     image added to its ``junk`` (the self-match is ignored, as revisitop ignores junk). A row with an empty
     ``positive`` declares a query without positives (ranked, excluded from the means). A name that differs from a
     database image's or a file's only in the Unicode normalisation of its accents (NFC / NFD) names that image or
-    file (:func:`on_disk_name`).
+    file (:class:`DiskNames`), whatever ``check_queries``.
 
     Raises ValueError naming ``path:line`` for: a missing/unknown column, an unknown ``kind``, a positive that
     is not a database image, a query listed as its own positive, a (query, positive) pair given twice, a row of one
@@ -188,6 +202,7 @@ def read_gnd_csv(
     db_index = {n: i for i, n in enumerate(db_names)}
     db_nfc: dict[str, str] = {}
     spelt: dict[str, str] = {}  # query as typed -> as used
+    on_disk = DiskNames(root)
     for n in db_names:
         db_nfc.setdefault(_nfc(n), n)
     queries: dict[str, int] = {}
@@ -204,11 +219,7 @@ def read_gnd_csv(
         where = f"{path}:{line}"
         typed = relative_name(row["query"], where)
         if typed not in spelt:  # as on disk (or as the database lists it) when only its accents' encoding differs
-            spelt[typed] = (
-                typed
-                if typed in db_index
-                else db_nfc.get(_nfc(typed)) or (on_disk_name(root, typed) if check_queries else typed)
-            )
+            spelt[typed] = typed if typed in db_index else db_nfc.get(_nfc(typed)) or on_disk(typed)
         q = spelt[typed]
         if q not in queries:
             if check_queries and not (root / q).is_file():

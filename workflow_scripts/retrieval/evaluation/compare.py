@@ -38,6 +38,7 @@ def compare_rows(results: dict[str, dict[str, Any]], search_seconds: float | Non
         row = {
             "method": method,
             "n_queries": n_q,
+            "n_evaluated_queries": r.get("n_evaluated_queries"),  # per protocol: queries with a positive there
             "n_db": r["n_db"],
             key: r["metrics"][key] if r.get("metrics") else None,
             f"difference_{main}": None,
@@ -100,9 +101,12 @@ def render_markdown(dataset: str, rows: list[dict[str, Any]], random_weights: bo
             f"{'' if not off else f'{off:.2f} s'} |"
         )
     n = rows[0]
+    scored = n.get("n_evaluated_queries") or {}
+    unscored = {p: c for p, c in scored.items() if c != n["n_queries"]}
+    also = " (the means score fewer: " + ", ".join(f"{p} {c}" for p, c in unscored.items()) + ")" if unscored else ""
     lines += [
         "",
-        f"{n['n_queries']} queries, {n['n_db']} database images. Times are milliseconds per query on the machine "
+        f"{n['n_queries']} queries{also}, {n['n_db']} database images. Times are milliseconds per query on the machine "
         "that ran each rule (device: " + ", ".join(sorted({r["device"] for r in rows})) + "); the first stage is "
         "the exact global search (asmk: its own inverted-file search of the query's local descriptors; building "
         "the inverted file is its work once per database). Parameters of each method: its results JSON.",
