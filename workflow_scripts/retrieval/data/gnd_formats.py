@@ -65,7 +65,7 @@ def _nfc(name: str) -> str:
 class DiskNames:
     """Paths relative to ``root`` as they are spelt on disk when they differ only in the Unicode normalisation of
     their accents: a folder copied from macOS holds decomposed names (``e`` + combining acute), a ``gnd.csv`` or
-    ``image_list.txt`` typed elsewhere composed ones (``é``), and the two look the same. ``names(rel)``: ``rel``
+    ``image_list.txt`` typed elsewhere composed ones (``é``), and the two look the same. Called with ``rel``: ``rel``
     unchanged when it exists or when no entry (or more than one) of a folder matches a missing component by NFC
     form, else the on-disk spelling. Each folder is listed once (a dict of NFC forms), so N names cost O(N)."""
 
