@@ -85,7 +85,7 @@ class DiskNames:
         return self._folders[folder]
 
     def __call__(self, rel: str) -> str:
-        if (self.root / rel).exists():
+        if rel.isascii() or (self.root / rel).exists():  # an ASCII name has one normalisation: no file system call
             return rel
         cur, parts = self.root, []
         for part in rel.split("/"):
