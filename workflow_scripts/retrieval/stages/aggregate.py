@@ -58,18 +58,23 @@ def fit_codebook(
             len(counts),
         )
     if len(x) < k:
-        total = int(counts.sum())
+        total, n, elsewhere = (
+            int(counts.sum()),
+            len(counts),
+            "fit on a larger dataset (unsupervised_fit: training or a dataset's name)",
+        )
         if total == 0:
-            fix = "none of its {n} images has a local feature (blank or featureless photos?): add images or fit on a "
-            fix += "larger dataset (unsupervised_fit: training or a dataset's name)"
+            fix = (
+                f"none of its {n} images has a local feature (blank or featureless photos?): add images or {elsewhere}"
+            )
         elif total < k:
-            fix = f"its {{n}} images have {total} local features in all, fewer than the codebook's {k} words: add "
-            fix += (
-                "images, fit on a larger dataset (unsupervised_fit: training or a dataset's name) or lower codebook.k"
+            fix = (
+                f"its {n} images have {total} local features in all, fewer than the codebook's {k} words: add images, "
+                f"{elsewhere} or lower codebook.k"
             )
         else:
             fix = f"codebook.max_descriptors ({max_descriptors}) is below codebook.k ({k}): raise it"
-        raise ValueError(f"codebook: {local_path} ({training_split}): " + fix.format(n=len(counts)))
+        raise ValueError(f"codebook: {local_path} ({training_split}): {fix}")
     centroids = train_codebook(x, k, niter=niter, seed=seed)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
