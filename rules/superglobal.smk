@@ -1,8 +1,16 @@
 # SuperGlobal's re-ranking of the global shortlist (MDescAug + RerankwMDA): global descriptors only.
 
 
+def superglobal_whitening(wildcards):
+    """For VLAD global descriptors, the PCA-whitening file: whether it was applied decides query_pool auto."""
+    if config["shortlist"]["source"] != "vlad":
+        return {}
+    return {"whiten": PLAN.whiten_path(PLAN.fit_split(wildcards.dataset))}
+
+
 rule evaluate_superglobal:
     input:
+        unpack(superglobal_whitening),
         query=lambda w: PLAN.global_path(w.dataset, "query"),
         db=lambda w: PLAN.global_path(w.dataset, "db"),
         knn=lambda w: PLAN.knn_path(w.dataset),

@@ -14,5 +14,6 @@ evaluate_superglobal_stage(
     db_global=snakemake.input.db,
     knn_path=snakemake.input.knn,
     cfg=snakemake.params.superglobal,
+    whiten_path=snakemake.input.get("whiten"),
 )
 write_rule_manifest(snakemake, "evaluate_superglobal")

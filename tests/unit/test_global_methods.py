@@ -18,8 +18,8 @@ def test_refinement_hand_example():
     np.testing.assert_allclose(r[2], (c + 0.3 * b) / 1.3, atol=1e-6)
 
 
-def _direct(q, db, ids, m, k, beta):
-    """SuperGlobal written out with loops, one query at a time."""
+def _direct(q, db, ids, m, k, beta, pool="max"):
+    """SuperGlobal written out with loops, one query at a time (``pool``: the expanded query's pooling)."""
     out = ids.copy()
     for i in range(len(ids)):
         lst = list(ids[i, :m])
@@ -34,7 +34,7 @@ def _direct(q, db, ids, m, k, beta):
             refined[d] = num / den
         s1 = {d: float(q[i] @ refined[d]) for d in lst}
         top = sorted(lst, key=lambda d: -s1[d])[: k + 1]
-        q_star = np.max([refined[d] for d in top], axis=0)
+        q_star = (np.max if pool == "max" else np.mean)([refined[d] for d in top], axis=0)
         s = {d: (s1[d] + float(q_star @ refined[d])) / 2 for d in lst}
         out[i, :m] = sorted(lst, key=lambda d: -s[d])
     return out
@@ -47,15 +47,33 @@ def test_superglobal_matches_direct_computation_and_keeps_the_tail():
     sims = q @ db.T
     ids = np.argsort(-sims, axis=1).astype(np.int32)
     sims = np.take_along_axis(sims, ids, axis=1)
-    cfg = SuperGlobalConfig(m=12, k=3, beta=0.15)
-    got, scores = superglobal_rerank(q, db, ids, sims, cfg)
-    np.testing.assert_array_equal(got, _direct(q, db, ids, 12, 3, 0.15))
-    np.testing.assert_array_equal(got[:, 12:], ids[:, 12:])  # beyond M: the global order
-    assert (np.diff(scores[:, :12], axis=1) <= 1e-6).all()
-    assert not np.array_equal(got, ids)  # the example does re-order something
-    # M larger than the database is clamped
-    got_all, _ = superglobal_rerank(q, db, ids, sims, SuperGlobalConfig(m=400, k=3, beta=0.15))
-    np.testing.assert_array_equal(got_all, _direct(q, db, ids, 40, 3, 0.15))
+    for pool in ("max", "mean"):
+        cfg = SuperGlobalConfig(m=12, k=3, beta=0.15, query_pool=pool)
+        got, scores = superglobal_rerank(q, db, ids, sims, cfg)
+        np.testing.assert_array_equal(got, _direct(q, db, ids, 12, 3, 0.15, pool))
+        np.testing.assert_array_equal(got[:, 12:], ids[:, 12:])  # beyond M: the global order
+        assert (np.diff(scores[:, :12], axis=1) <= 1e-6).all()
+        assert not np.array_equal(got, ids)  # the example does re-order something
+        # M larger than the database is clamped
+        got_all, _ = superglobal_rerank(q, db, ids, sims, SuperGlobalConfig(m=400, k=3, beta=0.15, query_pool=pool))
+        np.testing.assert_array_equal(got_all, _direct(q, db, ids, 40, 3, 0.15, pool))
+    maxed = superglobal_rerank(q, db, ids, sims, SuperGlobalConfig(m=40, k=3, query_pool="max"))[0]
+    meaned = superglobal_rerank(q, db, ids, sims, SuperGlobalConfig(m=40, k=3, query_pool="mean"))[0]
+    assert not np.array_equal(maxed, meaned)  # the two poolings rank this example differently
+
+
+def test_superglobal_query_pool_auto_is_resolved_from_the_whitening():
+    auto = SuperGlobalConfig()
+    assert auto.query_pool == "auto"
+    assert auto.resolved(unwhitened_vlad=True).query_pool == "mean"
+    assert auto.resolved(unwhitened_vlad=False).query_pool == "max"  # the official code's
+    assert SuperGlobalConfig(query_pool="max").resolved(unwhitened_vlad=True).query_pool == "max"  # a choice is kept
+    assert SuperGlobalConfig(query_pool="mean").resolved(unwhitened_vlad=False).query_pool == "mean"
+    x = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="auto must be resolved"):
+        superglobal_rerank(x[:1], x, np.array([[0, 1, 2]]), np.ones((1, 3), np.float32), auto)
+    with pytest.raises(ValueError, match="superglobal.query_pool: 'median' is not one of auto, max, mean"):
+        SuperGlobalConfig(query_pool="median")
 
 
 def test_pca_whitening_whitens_the_training_data():

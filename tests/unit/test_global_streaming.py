@@ -8,7 +8,7 @@ import pytest
 
 from retrieval.evaluation.results import EvaluationContext
 from retrieval.featureless import featureless_rows
-from retrieval.features.vlad import apply_whitening, fit_pca_whitening, l2_normalise, vlad
+from retrieval.features.vlad import apply_whitening, fit_pca_whitening, identity_whitening, l2_normalise, vlad
 from retrieval.methods.qe import alpha_expand
 from retrieval.methods.superglobal import SuperGlobalConfig, superglobal_rerank
 from retrieval.runtime import load_npz, read_json, write_json
@@ -196,7 +196,7 @@ def test_superglobal_reads_only_the_shortlisted_rows(tmp_path):
     x = _db_file(tmp_path / "db.h5", 4000, 512)  # 8 MB
     q = l2_normalise(np.random.default_rng(1).normal(size=(5, 512)).astype(np.float32))
     ids, sims = topk_neighbours(q, x, 50)
-    conf = SuperGlobalConfig(m=20, k=4, beta=0.15)
+    conf = SuperGlobalConfig(m=20, k=4, beta=0.15, query_pool="max")
     want = superglobal_rerank(q, x, ids, sims, conf)
     got, peak = _peak_bytes(lambda: superglobal_from_file(q, tmp_path / "db.h5", ids, sims, conf))
     assert got[2] > 0  # the seconds spent reading
@@ -333,10 +333,22 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
         np.savez(tmp_path / "lw.npz", **w)
         lw_stage.evaluate_lw_stage(ctx, files[0], db, str(tmp_path / "lw.npz"), files[2])
         want = topk_neighbours(apply_whitening(q, w, power=0.0), apply_whitening(x, w, power=0.0), len(x))[0]
-    else:
-        superglobal_stage.evaluate_superglobal_stage(ctx, *files, {"m": 20, "k": 4, "beta": 0.15})
-        want = superglobal_rerank(q, x, ids, sims, SuperGlobalConfig(m=20, k=4, beta=0.15))[0]
+    else:  # VLAD without PCA-whitening (its file says not applied): query_pool auto takes the mean
+        np.savez(tmp_path / "whiten.npz", **identity_whitening(64, "too few images"))
+        superglobal_stage.evaluate_superglobal_stage(
+            ctx, *files, {"m": 20, "k": 4, "beta": 0.15, "query_pool": "auto"}, str(tmp_path / "whiten.npz")
+        )
+        want = superglobal_rerank(q, x, ids, sims, SuperGlobalConfig(m=20, k=4, beta=0.15, query_pool="mean"))[0]
+        official = superglobal_rerank(q, x, ids, sims, SuperGlobalConfig(m=20, k=4, beta=0.15, query_pool="max"))[0]
+        assert not np.array_equal(want, official)  # the check below tells the poolings apart
     with h5py.File(tmp_path / f"{method}_ranking.h5") as f:
         np.testing.assert_array_equal(f["ranks"][:], want)
     result = read_json(tmp_path / f"{method}.json")
+    if method == "superglobal":
+        assert result["query_pool"] == "mean"
+        # a backbone's or imported descriptors (no whitening file): the official max
+        superglobal_stage.evaluate_superglobal_stage(ctx, *files, {"m": 20, "k": 4, "beta": 0.15, "query_pool": "auto"})
+        with h5py.File(tmp_path / f"{method}_ranking.h5") as f:
+            np.testing.assert_array_equal(f["ranks"][:], official)
+        assert read_json(tmp_path / f"{method}.json")["query_pool"] == "max"
     assert result["timing"]["reads_seconds"] > 0 and result["n_db"] == len(x)

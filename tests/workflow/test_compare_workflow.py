@@ -55,7 +55,9 @@ def test_lw_is_fitted_on_the_training_pairs(compared):
     assert manifest["n_pairs"] == 100 and manifest["fitted_on"] == "demo-train"
     assert res["hyperparameters"]["lw"]["ridge"] == 1.0
     sg = load_json(compared / "results" / "demo_superglobal.json")
-    assert sg["hyperparameters"]["superglobal"] == {"m": 400, "k": 9, "beta": 0.15}
+    assert sg["hyperparameters"]["superglobal"] == {"m": 400, "k": 9, "beta": 0.15, "query_pool": "auto"}
+    # auto: the mean for VLAD that was not PCA-whitened, the official max when it was (read from the whitening file)
+    assert sg["query_pool"] == ("max" if sg["fitted_on"]["whitening"]["applied"] else "mean")
 
 
 CONTRACT = {

@@ -11,7 +11,7 @@ import numpy as np
 
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
 from retrieval.methods.superglobal import SuperGlobalConfig, superglobal_rerank
-from retrieval.runtime import read_json
+from retrieval.runtime import load_npz, read_json
 from retrieval.stores.global_store import check_dim, global_shape, read_global, read_global_rows, read_neighbours
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,22 @@ def superglobal_from_file(
 
 
 def evaluate_superglobal_stage(
-    ctx: EvaluationContext, query_global: str, db_global: str, knn_path: str, cfg: dict[str, Any]
+    ctx: EvaluationContext,
+    query_global: str,
+    db_global: str,
+    knn_path: str,
+    cfg: dict[str, Any],
+    whiten_path: str | None = None,
 ) -> None:
     """SuperGlobal's re-ranking (``cfg``: config ``superglobal``) of the global shortlist in ``knn_path``, from the
     global descriptors ``(n, D)`` float32, evaluated next to it. Only the shortlist's top ``m`` rows of the database
-    are read (:func:`superglobal_from_file`). ValueError when the shortlist's shape does not match the descriptors
-    or the lists."""
+    are read (:func:`superglobal_from_file`). ``whiten_path``: the PCA-whitening file of VLAD global descriptors
+    (None for a backbone's or imported ones); ``query_pool: auto`` takes the mean when it was not applied
+    (:meth:`SuperGlobalConfig.resolved`), and the results JSON records the pooling used (``query_pool``). ValueError
+    when the shortlist's shape does not match the descriptors or the lists."""
 
-    conf = SuperGlobalConfig(**cfg)
+    unwhitened_vlad = whiten_path is not None and not bool(load_npz(whiten_path).get("applied", True))
+    conf = SuperGlobalConfig(**cfg).resolved(unwhitened_vlad)
     t0 = time.time()
     q = read_global(query_global)
     n_db, _ = global_shape(db_global)
@@ -56,7 +64,15 @@ def evaluate_superglobal_stage(
     t1 = time.time()
     ranking, scores, db_reads = superglobal_from_file(q, db_global, ids, sims, conf)
     t2 = time.time()
-    log.info("superglobal: %d queries, M=%d, K=%d in %.2f s", len(q), min(conf.m, ids.shape[1]), conf.k, t2 - t1)
+    log.info(
+        "superglobal: %d queries, M=%d, K=%d, expanded query pooled by its %s (query_pool %s) in %.2f s",
+        len(q),
+        min(conf.m, ids.shape[1]),
+        conf.k,
+        conf.query_pool,
+        cfg.get("query_pool", "auto"),
+        t2 - t1,
+    )
     write_reranked_evaluation(
         ctx,
         "superglobal",
@@ -67,4 +83,5 @@ def evaluate_superglobal_stage(
         gnd,
         knn_path,
         timing=cost_timing(len(q), reads=t1 - t0 + db_reads, rerank=t2 - t1 - db_reads),
+        extra={"query_pool": conf.query_pool},
     )
