@@ -435,3 +435,37 @@ def test_entries_sv_did_not_verify_are_counted_and_warned(caplog):
         assert stage._unverified(ids, inliers, junk_moved, 5, "demo") == 2  # images 4 and 6, now in the top 5
     assert "2 shortlisted entries (top 5, Medium) were not verified" in caplog.text and "sv.num_rerank" in caplog.text
     assert stage._unverified(ids, inliers, ids, 4, "demo") == 0
+
+
+def test_a_tie_on_validation_goes_to_the_interior_of_the_plateau():
+    from retrieval.stages import ames as stage  # noqa: PLC0415 (a private helper of the stage)
+
+    lambdas, gammas, weights = [0.0, 0.1, 0.2, 0.3, 0.4], [0.1, 0.5, 1.0], [0.0, 0.3, 1.0]
+    # the best score (90) holds on a plateau: lambda 0.1-0.4 at weight 1.0 and every gamma, plus one stray point at
+    # its edge in grid order (lambda 0.0, gamma 0.1, weight 0.3); everything else scores lower
+    plateau = {(lam, g, 1.0) for lam in lambdas[1:] for g in gammas} | {(0.0, 0.1, 0.3)}
+    rows = [
+        {
+            "num_rerank": 100,
+            "lambda": lam,
+            "gamma": g,
+            "geometry_weight": w,
+            "mAP_M": 90.0 if (lam, g, w) in plateau else 80.0,
+        }
+        for lam in lambdas
+        for g in gammas
+        for w in weights
+    ]
+    chosen = stage._best(rows)
+    # grid order alone takes the stray edge point; the interior has the most tied neighbours (lambda 0.2-0.3, gamma 0.5)
+    assert max(rows, key=lambda r: r["mAP_M"])["lambda"] == 0.0
+    assert stage._point(chosen) == {"num_rerank": 100, "lambda": 0.2, "gamma": 0.5, "geometry_weight": 1.0}
+    # a single best point is taken as it is, whatever its neighbours
+    rows[0]["mAP_M"] = 95.0
+    assert stage._best(rows) is rows[0]
+    # points without a score (GLDv2 parts without queries) never win, and equal support keeps grid order
+    two = [
+        {"num_rerank": 100, "lambda": lam, "gamma": 0.1, "mAP_M": s}
+        for lam, s in ((0.0, None), (0.1, 70.0), (0.2, 70.0))
+    ]
+    assert stage._best(two)["lambda"] == 0.1
