@@ -437,7 +437,7 @@ def test_entries_sv_did_not_verify_are_counted_and_warned(caplog):
     assert stage._unverified(ids, inliers, ids, 4, "demo") == 0
 
 
-def test_a_tie_on_validation_goes_to_the_interior_of_the_plateau():
+def test_a_tie_on_validation_goes_to_the_middle_of_the_tied_points():
     from retrieval.stages import ames as stage  # noqa: PLC0415 (a private helper of the stage)
 
     lambdas, gammas, weights = [0.0, 0.1, 0.2, 0.3, 0.4], [0.1, 0.5, 1.0], [0.0, 0.3, 1.0]
@@ -456,16 +456,23 @@ def test_a_tie_on_validation_goes_to_the_interior_of_the_plateau():
         for g in gammas
         for w in weights
     ]
-    chosen = stage._best(rows)
-    # grid order alone takes the stray edge point; the interior has the most tied neighbours (lambda 0.2-0.3, gamma 0.5)
+    # grid order alone takes the stray edge point; the tied points' centroid, in grid steps, is (2.31, 0.92, 1.92)
+    # (lambda, gamma, weight), nearest to lambda 0.2, gamma 0.5, weight 1.0
     assert max(rows, key=lambda r: r["mAP_M"])["lambda"] == 0.0
-    assert stage._point(chosen) == {"num_rerank": 100, "lambda": 0.2, "gamma": 0.5, "geometry_weight": 1.0}
-    # a single best point is taken as it is, whatever its neighbours
+    assert stage._point(stage._best(rows)) == {"num_rerank": 100, "lambda": 0.2, "gamma": 0.5, "geometry_weight": 1.0}
+    # a single best point is taken as it is
     rows[0]["mAP_M"] = 95.0
     assert stage._best(rows) is rows[0]
-    # points without a score (GLDv2 parts without queries) never win, and equal support keeps grid order
+    # two tied points mirror each other about their centroid: grid order; points without a score never win
     two = [
         {"num_rerank": 100, "lambda": lam, "gamma": 0.1, "mAP_M": s}
         for lam, s in ((0.0, None), (0.1, 70.0), (0.2, 70.0))
     ]
     assert stage._best(two)["lambda"] == 0.1
+    # no point has a score (a GLDv2 part without queries): the first row, not a tie over every point
+    none = [
+        {"num_rerank": k, "lambda": lam, "gamma": 0.1, "mAP@100_Public": None}
+        for k in (25, 50)
+        for lam in (0.0, 0.5, 1.0)
+    ]
+    assert stage._best(none, "mAP@100_Public") is none[0]
