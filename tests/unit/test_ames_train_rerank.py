@@ -441,16 +441,16 @@ def test_a_tie_on_validation_goes_to_the_middle_of_the_tied_points():
     from retrieval.stages import ames as stage  # noqa: PLC0415 (a private helper of the stage)
 
     lambdas, gammas, weights = [0.0, 0.1, 0.2, 0.3, 0.4], [0.1, 0.5, 1.0], [0.0, 0.3, 1.0]
-    # the best score (90) holds on a plateau: lambda 0.1-0.4 at weight 1.0 and every gamma, plus one stray point at
-    # its edge in grid order (lambda 0.0, gamma 0.1, weight 0.3); everything else scores lower
-    plateau = {(lam, g, 1.0) for lam in lambdas[1:] for g in gammas} | {(0.0, 0.1, 0.3)}
+    # the best score (90) holds on a tied region: lambda 0.1-0.4 at weight 1.0 and every gamma, plus one stray point
+    # at its edge in grid order (lambda 0.0, gamma 0.1, weight 0.3); everything else scores lower
+    tied = {(lam, g, 1.0) for lam in lambdas[1:] for g in gammas} | {(0.0, 0.1, 0.3)}
     rows = [
         {
             "num_rerank": 100,
             "lambda": lam,
             "gamma": g,
             "geometry_weight": w,
-            "mAP_M": 90.0 if (lam, g, w) in plateau else 80.0,
+            "mAP_M": 90.0 if (lam, g, w) in tied else 80.0,
         }
         for lam in lambdas
         for g in gammas
@@ -460,6 +460,10 @@ def test_a_tie_on_validation_goes_to_the_middle_of_the_tied_points():
     # (lambda, gamma, weight), nearest to lambda 0.2, gamma 0.5, weight 1.0
     assert max(rows, key=lambda r: r["mAP_M"])["lambda"] == 0.0
     assert stage._point(stage._best(rows)) == {"num_rerank": 100, "lambda": 0.2, "gamma": 0.5, "geometry_weight": 1.0}
+    # the centroid, not a count of tied neighbours: lambda steps 0-2 and 5-9 tie; a count (2 each for 1 and 6-8)
+    # would take step 1, the centroid (4.75) takes step 5
+    line = [{"num_rerank": 100, "lambda": i / 10, "mAP_M": 90.0 if i not in (3, 4) else 80.0} for i in range(10)]
+    assert stage._best(line)["lambda"] == 0.5
     # a single best point is taken as it is
     rows[0]["mAP_M"] = 95.0
     assert stage._best(rows) is rows[0]

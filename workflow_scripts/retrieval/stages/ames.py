@@ -433,6 +433,7 @@ def _best(rows: list[dict[str, Any]], key: str = "mAP_M") -> dict[str, Any]:
     if len(tied) == 1:
         return tied[0]
     axes = [a for a in POINT_AXES if a in rows[0]]
+    # grid steps: each axis's values (the config's lists, so equal values are equal floats) in sorted order
     index = {a: {v: i for i, v in enumerate(sorted({r[a] for r in rows}))} for a in axes}
     cells = np.array([[index[a][r[a]] for a in axes] for r in tied], dtype=np.float64)
     distance = np.round(np.linalg.norm(cells - cells.mean(axis=0), axis=1), 9)  # mirror-image points stay equal
