@@ -323,6 +323,14 @@ def publish_inputs(wildcards):
     return inputs
 
 
+def superglobal_whitening(wildcards):
+    """evaluate_superglobal's extra input: for VLAD global descriptors, the PCA-whitening file of the dataset's space,
+    whose decision (applied or not) resolves superglobal.query_pool auto."""
+    if config["shortlist"]["source"] != "vlad":
+        return {}
+    return {"whiten": PLAN.whiten_path(PLAN.fit_split(wildcards.dataset))}
+
+
 def publish_fitted_on(wildcards):
     return PLAN.fitted_on(*split_result_name(wildcards.result, METHODS + tuple(DEPRECATED_METHODS)))
 

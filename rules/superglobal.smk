@@ -1,13 +1,6 @@
 # SuperGlobal's re-ranking of the global shortlist (MDescAug + RerankwMDA): global descriptors only.
 
 
-def superglobal_whitening(wildcards):
-    """For VLAD global descriptors, the PCA-whitening file: whether it was applied decides query_pool auto."""
-    if config["shortlist"]["source"] != "vlad":
-        return {}
-    return {"whiten": PLAN.whiten_path(PLAN.fit_split(wildcards.dataset))}
-
-
 rule evaluate_superglobal:
     input:
         unpack(superglobal_whitening),
