@@ -148,9 +148,13 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     for i, p in enumerate(picked):
         mine = [r for r in rows if r["photo"].endswith(f"new_{i}.jpg")]
         assert mine[0]["image"] == p and int(mine[0]["inliers"]) == max(int(r["inliers"]) for r in mine)
-    for r in rows:  # each listed image keeps its global similarity next to its inlier count
+    # each listed image keeps its global similarity next to its inlier count; this search's 100 neighbours are the
+    # whole collection, a full ranking that numpy's BLAS multiplies out, where the first search's top 20 came from
+    # faiss's kernels (stream_topk): on some CPUs (an AMD EPYC with AVX2) the two sum the dot product in another
+    # order, and the printed sixth decimal may differ by one (-0.012725 against -0.012726 seen)
+    for r in rows:
         if (r["photo"], r["image"]) in global_similarity:
-            assert r["similarity"] == global_similarity[(r["photo"], r["image"])]
+            assert abs(float(r["similarity"]) - float(global_similarity[(r["photo"], r["image"])])) <= 1.5e-6, r
 
 
 def _job_stats(out):
