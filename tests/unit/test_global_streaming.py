@@ -210,7 +210,7 @@ def _assert_same_ranking_up_to_rounding(ids, sims, want_ids, want_sims, atol):
     """Full rankings equal but for near-ties: the same similarity at every rank (to ``atol``), each row a permutation
     of the same images, and where the images differ, the one ranked there has the reference's similarity of that rank.
     The streamed search multiplies by numpy's BLAS, the reference by faiss's kernels, whose sums are rounded in
-    another order on some CPUs (two images 1e-8 apart swapped on an AMD EPYC with AVX2; equal on AVX-512)."""
+    another order on some CPUs (two pairs of images 1-2e-8 apart swapped on an AMD EPYC with AVX2; equal on AVX-512)."""
     np.testing.assert_allclose(sims, want_sims, atol=atol)
     for row in range(len(ids)):
         assert sorted(ids[row].tolist()) == sorted(want_ids[row].tolist())
