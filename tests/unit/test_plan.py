@@ -315,6 +315,22 @@ def test_lists_of_a_scanned_folder_are_versioned_by_the_image_suffixes(tmp_path,
     assert [n for n in before if before[n] != after[n]] == ["plain", "csv"]
 
 
+def test_lists_are_versioned_by_the_folder_a_link_reaches(tmp_path):
+    """The same folder reached through a linked data_root, or through a linked dataset folder, has the version of
+    its real path (its artifacts are found again, not made anew); a link re-pointed at another folder gets another."""
+    for name in ("photos", "other"):
+        (tmp_path / "real" / name / "jpg").mkdir(parents=True)
+    os.symlink(tmp_path / "real", tmp_path / "root_link")
+    direct = Plan(configured(data_root=str(tmp_path / "real"))).v_lists("photos")
+    assert Plan(configured(data_root=str(tmp_path / "root_link"))).v_lists("photos") == direct
+    os.symlink(tmp_path / "real" / "photos", tmp_path / "dataset_link")
+    linked = configured(dataset_dirs={"photos": str(tmp_path / "dataset_link")})
+    assert Plan(linked).v_lists("photos") == direct
+    os.remove(tmp_path / "dataset_link")
+    os.symlink(tmp_path / "real" / "other", tmp_path / "dataset_link")
+    assert Plan(linked).v_lists("photos") != direct
+
+
 def test_an_unsupervised_fit_that_names_no_dataset_is_refused_naming_the_key(tmp_path):
     (tmp_path / "mine" / "jpg").mkdir(parents=True)
     assert Plan(configured(data_root=str(tmp_path), unsupervised_fit="mine")).fit_split("demo") == "mine"

@@ -147,7 +147,9 @@ class Plan:
         base = self.distractor_base(ds)
         if base is not None:
             return stable_hash({"dataset": ds, "base": self.v_lists(base), "distractors": self.v_lists(DISTRACTORS)})
-        source = self.v_demo() if ds in DEMO_SPLITS else os.path.abspath(self.dataset_dir(ds))
+        # the real path: one folder reached through two links (a data_root under a linked directory) has one version,
+        # and a link re-pointed at another folder gives a new one beside the earlier folder's
+        source = self.v_demo() if ds in DEMO_SPLITS else os.path.realpath(self.dataset_dir(ds))
         skip = (
             {"on_bad_image": "skip"} if self.config["on_bad_image"] == "skip" else {}
         )  # default: earlier versions hold
@@ -325,7 +327,7 @@ class Plan:
         return str(p)
 
     def _file_identity(self, p):
-        return [os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)]
+        return [os.path.realpath(p), os.path.getsize(p), os.path.getmtime(p)]
 
     def v_global(self, ds, space=None):
         if self.config["shortlist"]["source"] == "ames_nn":
@@ -339,7 +341,7 @@ class Plan:
                 for s in ("db", "query")
                 if s == "db" or self.canonical(ds) != self.canonical(self.train)
             }
-            stat = {s: [os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)] for s, p in files.items()}
+            stat = {s: self._file_identity(p) for s, p in files.items()}
             return stable_hash({"lists": self.v_lists(ds), "import": stat})
         space = space or self.fit_split(ds)
         return stable_hash(
