@@ -19,7 +19,7 @@ from retrieval.stages import superglobal as superglobal_stage
 from retrieval.stages import whiten as whiten_stage
 from retrieval.stages.aggregate import aggregate_vlad, backbone_global
 from retrieval.stages.lw import streamed_lw
-from retrieval.stages.qe import streamed_aqe
+from retrieval.stages.qe import streamed_adba, streamed_aqe
 from retrieval.stages.ssp import search_file
 from retrieval.stages.superglobal import superglobal_from_file
 from retrieval.stages.whiten import apply_pca_whitening_stage, fit_pca_whitening_stage
@@ -234,6 +234,29 @@ def test_aqe_streamed_over_the_file_equals_the_in_memory_expansion(tmp_path, mon
         assert peak < 1_000_000  # blocks of 100 KB and the (4, 3000) ranking, not the 3 MB database
 
 
+def test_adba_augments_the_file_block_by_block_as_in_memory(tmp_path, monkeypatch):
+    """Database augmentation streamed over the file equals ``alpha_expand`` with ``exclude_self`` on the database in
+    memory: an exact duplicate (its self match tied with the copy's), an image without features (stays zero, weighs
+    nothing), k = 0 (normalised only) and a k beyond the database; memory follows the blocks, not the database."""
+    x = _db_file(tmp_path / "db.h5", 3000, 256)  # 3 MB; row 7 without features
+    x[20] = x[10]  # a duplicate: rows 10 and 20 tie at similarity 1 in each other's search
+    write_global(tmp_path / "db.h5", x)
+    monkeypatch.setattr(global_store, "BLOCK_BYTES", 4 * 256 * 100)  # 100 rows at a time
+    for k, alpha in ((3, 3.0), (0, 1.0)):
+        want = alpha_expand(x, x, k, alpha, exclude_self=True)
+        seconds, peak = _peak_bytes(lambda: streamed_adba(tmp_path / "db.h5", tmp_path / "aug.h5", k, alpha))
+        got = read_global(tmp_path / "aug.h5")
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        assert seconds > 0 and not got[7].any()
+        assert peak < 1_000_000  # blocks of 100 KB and their neighbours' rows, not the 3 MB database
+    small = x[:5]
+    write_global(tmp_path / "small.h5", small)
+    streamed_adba(tmp_path / "small.h5", tmp_path / "aug5.h5", 10, 3.0)  # k beyond the database: its 4 others
+    np.testing.assert_allclose(
+        read_global(tmp_path / "aug5.h5"), alpha_expand(small, small, 10, 3.0, exclude_self=True), atol=1e-6
+    )
+
+
 def test_lw_whitens_and_searches_the_database_in_blocks(tmp_path, monkeypatch):
     x = _db_file(tmp_path / "db.h5", 3000, 256)
     q = l2_normalise(np.random.default_rng(1).normal(size=(4, 256)).astype(np.float32))
@@ -318,13 +341,13 @@ def _ctx(tmp_path, method):
     )
 
 
-@pytest.mark.parametrize("method", ["aqe", "lw", "superglobal"])
+@pytest.mark.parametrize("method", ["aqe", "adba", "lw", "superglobal"])
 def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypatch, method):
     """The stages themselves (not only their helpers) read the database file in blocks or rows: read_global, which
     loads a whole file, is refused for the database while the stage runs; the ranking is the in-memory one."""
     x, q, ids, sims = _stage_inputs(tmp_path)
     db = str(tmp_path / "db.h5")
-    module = {"aqe": qe_stage, "lw": lw_stage, "superglobal": superglobal_stage}[method]
+    module = {"aqe": qe_stage, "adba": qe_stage, "lw": lw_stage, "superglobal": superglobal_stage}[method]
     real = module.read_global
 
     def read_global(path):
@@ -336,6 +359,12 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
     if method == "aqe":
         qe_stage.evaluate_qe_stage(ctx, *files, "aqe", {"k": 3, "alpha": 3.0}, None)
         want = topk_neighbours(alpha_expand(q, x, 3, 3.0), x, len(x))[0]
+    elif method == "adba":
+        qe_stage.evaluate_qe_stage(ctx, *files, "adba", {"k": 3, "alpha": 3.0}, {"k": 4, "alpha": 3.0})
+        xa = alpha_expand(x, x, 4, 3.0, exclude_self=True)
+        want = topk_neighbours(alpha_expand(q, xa, 3, 3.0), xa, len(x))[0]
+        assert not list(tmp_path.glob(".adba-*"))  # the augmented database's temporary file is gone
+        assert read_json(tmp_path / "adba.json")["timing"]["offline_seconds"] > 0
     elif method == "lw":
         w = {
             "mean": np.full(64, 0.01, np.float32),
