@@ -360,10 +360,12 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
         qe_stage.evaluate_qe_stage(ctx, *files, "aqe", {"k": 3, "alpha": 3.0}, None)
         want = topk_neighbours(alpha_expand(q, x, 3, 3.0), x, len(x))[0]
     elif method == "adba":
+        stale = tmp_path / ".adba.db_augmented.h5"
+        stale.write_bytes(b"left by a killed attempt")
         qe_stage.evaluate_qe_stage(ctx, *files, "adba", {"k": 3, "alpha": 3.0}, {"k": 4, "alpha": 3.0})
         xa = alpha_expand(x, x, 4, 3.0, exclude_self=True)
         want = topk_neighbours(alpha_expand(q, xa, 3, 3.0), xa, len(x))[0]
-        assert not list(tmp_path.glob(".adba-*"))  # the augmented database's temporary file is gone
+        assert not list(tmp_path.glob(".*"))  # no augmented database (nor the stale one) is left beside the results
         assert read_json(tmp_path / "adba.json")["timing"]["offline_seconds"] > 0
     elif method == "lw":
         w = {

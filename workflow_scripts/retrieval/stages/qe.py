@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -114,9 +113,9 @@ def evaluate_qe_stage(
     database is the work done once per database (``timing.offline_seconds``).
 
     Both stream the database file, so a million 8192-d descriptors (32 GB) are never held: ``aqe`` with
-    :func:`streamed_aqe`; ``adba`` first writes the augmented database (:func:`streamed_adba`) to a temporary file
-    beside ``ctx.out_json`` (the database's size on disk, removed when the stage ends) and expands the queries
-    against it. Reading the database counts as ``reads`` in the timing, except the augmentation's own reads, which
+    :func:`streamed_aqe`; ``adba`` first writes the augmented database (:func:`streamed_adba`) to a hidden file
+    beside ``ctx.out_json`` (``.{stem}.db_augmented.h5``, the database's size on disk, removed when the stage ends,
+    or by the next attempt after a kill) and expands the queries against it. Reading the database counts as ``reads`` in the timing, except the augmentation's own reads, which
     are part of its once-per-database cost (``offline``)."""
 
     t0 = time.time()
@@ -124,12 +123,16 @@ def evaluate_qe_stage(
     base_ids, _, _ = read_neighbours(knn_path)
     lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     if dba_cfg is not None:
-        with tempfile.TemporaryDirectory(dir=Path(ctx.out_json).parent, prefix=".adba-") as tmp:
-            augmented = Path(tmp) / "db_augmented.h5"
+        out = Path(ctx.out_json)
+        augmented = out.parent / f".{out.stem}.db_augmented.h5"
+        augmented.unlink(missing_ok=True)  # a killed attempt's (SIGKILL skips the cleanup; the lock: no other writer)
+        try:
             t1 = time.time()
             streamed_adba(db_global, augmented, int(dba_cfg["k"]), float(dba_cfg["alpha"]))  # once per database
             t2 = time.time()
             ids, sims, q_reads = streamed_aqe(q, augmented, int(qe_cfg["k"]), float(qe_cfg["alpha"]))
+        finally:
+            augmented.unlink(missing_ok=True)
         reads, offline, rerank = t1 - t0 + q_reads, t2 - t1, time.time() - t2 - q_reads
     else:
         t1 = time.time()
