@@ -25,6 +25,26 @@ from retrieval.stores.global_store import (
 )
 
 
+class _TimedReads:
+    """Rows of an open global-descriptor file, checked finite, and the seconds spent reading them: blocks
+    (``reads(s, e)``, what :func:`stream_topk` asks for) and scattered rows (``reads.rows(ids)``)."""
+
+    def __init__(self, path: str | Path, descriptors: Any):
+        self.path, self.descriptors, self.seconds = path, descriptors, 0.0
+
+    def __call__(self, s: int, e: int) -> np.ndarray:
+        tr = time.time()
+        x = finite_rows(self.path, self.descriptors[s:e])
+        self.seconds += time.time() - tr
+        return x
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        tr = time.time()
+        x = read_global_rows(self.path, ids)  # ids.shape + (D,)
+        self.seconds += time.time() - tr
+        return x
+
+
 def streamed_aqe(q: np.ndarray, db_path: str | Path, k: int, alpha: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Alpha query expansion of queries ``q`` (Nq, D) float32 over a global-descriptor file, streamed: the top-k
     search and the full ranking of the expanded queries each read the whole database in blocks of at most
@@ -32,29 +52,18 @@ def streamed_aqe(q: np.ndarray, db_path: str | Path, k: int, alpha: float) -> tu
     ``topk_neighbours`` on the whole database in memory: ids (Nq, N) int64 and similarities (Nq, N) float32, best
     first (a full ranking), and the seconds spent reading the file. ValueError naming the file for a dimension
     that is not the queries'."""
-    seconds = 0.0
     with open_global(db_path) as f:
         d = f["descriptors"]
         n_db = len(d)
         check_dim(db_path, d.shape[1], q.shape[1])
-
-        def read(s: int, e: int) -> np.ndarray:
-            nonlocal seconds
-            tr = time.time()
-            x = finite_rows(db_path, d[s:e])
-            seconds += time.time() - tr
-            return x
-
+        read = _TimedReads(db_path, d)
         k = min(k, n_db)
         qn = l2_normalise(np.asarray(q, np.float32))  # k = 0: as alpha_expand, the query itself
         if k > 0:
             nn, nn_sims = stream_topk(q, read, n_db, k, n_db)
-            tr = time.time()
-            pool = read_global_rows(db_path, nn)  # (Nq, k, D): only the neighbours' rows
-            seconds += time.time() - tr
-            qn = expand_with(q, nn_sims, pool, alpha)
+            qn = expand_with(q, nn_sims, read.rows(nn), alpha)  # (Nq, k, D): only the neighbours' rows
         ids, sims = stream_topk(qn, read, n_db, n_db, n_db)  # the expanded query searches the database again
-    return ids, sims, seconds
+    return ids, sims, read.seconds
 
 
 def streamed_adba(db_path: str | Path, out_path: str | Path, k: int, alpha: float) -> float:
@@ -65,18 +74,10 @@ def streamed_adba(db_path: str | Path, out_path: str | Path, k: int, alpha: floa
     block at a time (at most 256 MiB of float32), each block searching the whole file in blocks and reading only its
     neighbours' rows, so memory is about 1 GB at any N; the cost is N^2 D multiply-adds and N / block passes over the
     file. Returns the seconds spent reading it."""
-    seconds = 0.0
     with open_global(db_path) as f:
         d = f["descriptors"]
         n_db, dim = (int(v) for v in d.shape)
-
-        def read(s: int, e: int) -> np.ndarray:
-            nonlocal seconds
-            tr = time.time()
-            x = finite_rows(db_path, d[s:e])
-            seconds += time.time() - tr
-            return x
-
+        read = _TimedReads(db_path, d)
         k = max(0, min(k, n_db - 1))
         rows = block_rows(n_db, dim)
         gather = max(1, rows // max(k, 1))  # rows whose (gather, k, D) neighbours fit in a block
@@ -91,11 +92,9 @@ def streamed_adba(db_path: str | Path, out_path: str | Path, k: int, alpha: floa
                 keep[keep.all(axis=1), -1] = False  # rows without the self match drop their last column
                 ids, sims = ids[keep].reshape(len(x), k), sims[keep].reshape(len(x), k)
                 for c in range(0, len(x), gather):
-                    tr = time.time()
-                    pool = read_global_rows(db_path, ids[c : c + gather])  # (gather, k, D): the neighbours' rows
-                    seconds += time.time() - tr
+                    pool = read.rows(ids[c : c + gather])  # (gather, k, D): the neighbours' rows
                     out[s + c : s + c + len(pool)] = expand_with(x[c : c + gather], sims[c : c + gather], pool, alpha)
-    return seconds
+    return read.seconds
 
 
 def evaluate_qe_stage(
