@@ -99,6 +99,14 @@ def contact_sheet(
         Path(tmp).write_text("\n".join(parts))
 
 
+def _json_score(s: float, rerank: str) -> int | float | None:
+    """A neighbour's score as JSON has it: the inlier count (``sv``), the similarity, or null for no match (a photo
+    without features scores -inf against everything, and JSON has no infinity: strict parsers refuse it)."""
+    if rerank == "sv":
+        return int(s)
+    return float(s) if np.isfinite(s) else None
+
+
 def search_stage(
     knn_path: str,
     photos_lists: str,
@@ -186,7 +194,7 @@ def search_stage(
             {
                 "photo": q["path"],
                 "top": [
-                    {"image": db_list[int(j)]["path"], score_name: int(s) if rerank == "sv" else float(s)}
+                    {"image": db_list[int(j)]["path"], score_name: _json_score(s, rerank)}
                     for j, s in zip(ids[i, :top], scores[i, :top])
                 ],
             }
