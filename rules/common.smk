@@ -5,6 +5,7 @@
 # new paths for it and everything downstream; earlier versions stay on disk.
 import functools
 import json
+import re
 import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
@@ -218,6 +219,29 @@ def database_source(wildcards):
     return {"source": PLAN.database_source(ds), "images": listed_images(ds, "db")}
 
 
+# Snakemake 9 expands "<name>" in a rule's input paths (pathvars: lower-case letters, digits, _), with no escape: a
+# photo named "Tom <b>bold.jpg" failed every job that watched it (UndefinedPathvarException). Such a photo is listed,
+# extracted and searched like any other; only its file is not declared as an input, so replacing it in place (the
+# same name) is not noticed until the folder or list changes.
+PATHVAR_LIKE = re.compile(r"<[a-z][a-z0-9_]*>")
+
+
+@functools.cache
+def _unwatched_photo(path):
+    logger.warning(f"{path}: its name holds <...>, which Snakemake reads as a path variable: not watched for changes")
+
+
+def watched(paths):
+    """The image paths that can be declared as Snakemake inputs (those whose names hold no "<name>")."""
+    out = []
+    for p in paths:
+        if PATHVAR_LIKE.search(p):
+            _unwatched_photo(p)
+        else:
+            out.append(p)
+    return out
+
+
 def listed_images(ds, *sides, exclude=None):
     """The images of the given sides of a dataset's current lists, when it uses the feature cache (none otherwise): a
     photo replaced in place (the folder's mtime unchanged) then gets its new size. ``exclude``: leave out the images
@@ -228,7 +252,9 @@ def listed_images(ds, *sides, exclude=None):
     if lists is None:
         return []
     skip = {e["path"] for e in lists[exclude]} if exclude else set()
-    return sorted({e["path"] for s in sides for e in lists[s] if e["path"] not in skip and os.path.exists(e["path"])})
+    return watched(
+        sorted({e["path"] for s in sides for e in lists[s] if e["path"] not in skip and os.path.exists(e["path"])})
+    )
 
 
 def lists_plus(wildcards):
@@ -572,7 +598,7 @@ def merge_images(wildcards):
     got = cached_merge(wildcards)
     if got is None or got[2] is None:
         return []
-    return sorted({e["path"] for e in got[2][wildcards.side] if os.path.exists(e["path"])})
+    return watched(sorted({e["path"] for e in got[2][wildcards.side] if os.path.exists(e["path"])}))
 
 
 def merge_cache_params(wildcards):

@@ -55,6 +55,21 @@ def test_missing_listed_image_is_named(tmp_path):
         build_image_lists(root, "ds")
 
 
+def test_a_ground_truth_left_beside_another_is_named_when_it_wins(tmp_path, caplog):
+    """A gnd.json left beside an edited gnd.csv is the one used (the documented order): a warning names both, and
+    an image the JSON lists that is missing is named with the file that listed it."""
+    root = tmp_path / "gt"
+    _write_dataset(root, ["a", "b"], ["q"], [{"easy": [0], "hard": [], "junk": [], "bbx": None}])
+    (root / "gnd.csv").write_text("query,positive\njpg/q.jpg,jpg/b.jpg\n")
+    with caplog.at_level("WARNING"):
+        lists, gt = build_image_lists(root, "gt")
+    assert gt.gnd[0]["easy"] == [0]  # the JSON's positive, not the CSV's
+    assert "several ground truths; gnd.json is used, gnd.csv ignored" in caplog.text
+    (root / "jpg" / "b.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 database image\(s\) listed in .*gt/gnd\.json but not found"):
+        build_image_lists(root, "gt")
+
+
 def test_every_unreadable_image_is_named_at_once(tmp_path):
     """Under on_bad_image: error the listing names all unreadable files (fixing them one run at a time was the
     alternative); under skip they are listed as skipped, with size 0 x 0."""
@@ -225,7 +240,9 @@ def test_an_empty_database_and_a_listed_folder_are_named_as_such(tmp_path):
         build_image_lists(root, "photos")
     (root / "jpg" / "sub").mkdir()
     (root / "image_list.txt").write_text("jpg/sub\n")
-    with pytest.raises(ValueError, match=r"1 database path\(s\) listed are folders, not images: .*jpg/sub"):
+    with pytest.raises(
+        ValueError, match=r"1 database path\(s\) listed in .*image_list\.txt are folders, not images: .*jpg/sub"
+    ):
         build_image_lists(root, "photos")
 
 

@@ -31,7 +31,11 @@ def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(ti
     """(AMES refuses a dataset without ground truth before re-ranking; its logits on a short shortlist are covered
     by tests/unit/test_ivfpq_safety.py.)"""
     wd = copy_tree(tiny_run, tmp_path / "wd")
-    _folder(tiny_run, tmp_path / "mine", "x_ames", 40)
+    first = _folder(tiny_run, tmp_path / "mine", "x_ames", 40)[0].name
+    # a name Snakemake 9 would read as a path variable (<b>) if the photo were declared as an input: it used to fail
+    # merge_local with UndefinedPathvarException
+    odd = tmp_path / "mine" / "x_ames" / "jpg" / "Tom & Jerry <b>bold.jpg"
+    (tmp_path / "mine" / "x_ames" / "jpg" / first).rename(odd)
     cfg = tmp_path / "ivf.yaml"
     # 40 images in 8 lists, 1 probed: about 5 images per probe for k = 12 (faiss pads with -1 where lists run out);
     # sv (100) and superglobal (400) ask for more than the 12 the shortlist holds
@@ -49,7 +53,8 @@ def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(ti
     )
     methods = ("global", "sv", "superglobal", "aqe")
     targets = [f"results/x_ames_{m}.json" for m in methods]
-    snakemake(wd, *targets, "--configfile", str(TINY), str(cfg), timeout=2400)
+    run = snakemake(wd, *targets, "--configfile", str(TINY), str(cfg), timeout=2400)
+    assert f"{odd}: its name holds <...>, which Snakemake reads as a path variable" in run.stderr
     knn = load_json(wd / "results" / "x_ames_global.json")["artifacts"]["knn"]
     with h5py.File(wd / knn, "r") as f:
         ids = f["ids"][:]

@@ -23,6 +23,7 @@ When several ground truths exist the first of ``gnd.json``, ``gnd_{dataset}.pkl`
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -62,18 +63,31 @@ def canonical_name(name: str) -> str:
 
 
 def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
+    """The dataset's ground-truth file: the first of ``gnd.json``, ``gnd_{dataset}.pkl``, ``gnd.csv``,
+    ``gnd_instre.mat``, GLDv2's files that exists, or None (a plain folder). When several exist, a warning names the
+    one used and those ignored (a ``gnd.json`` left beside an edited ``gnd.csv`` wins over it)."""
     d = Path(dataset_dir)
-    for candidate in (
-        d / "gnd.json",
-        d / f"gnd_{canonical_name(name)}.pkl",
-        d / GND_CSV,
-        d / INSTRE_MAT,
-        d / GLDV2_SOLUTION,
-        *(d / n for n in GLDV2_TRAIN_LISTS),
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
+    found = [
+        c
+        for c in (
+            d / "gnd.json",
+            d / f"gnd_{canonical_name(name)}.pkl",
+            d / GND_CSV,
+            d / INSTRE_MAT,
+            d / GLDV2_SOLUTION,
+            *(d / n for n in GLDV2_TRAIN_LISTS),
+        )
+        if c.is_file()
+    ]
+    if len(found) > 1 and not all(c.name in GLDV2_TRAIN_LISTS + (GLDV2_SOLUTION,) for c in found):
+        _warn_several_ground_truths(str(d), found[0].name, tuple(c.name for c in found[1:]))
+    return found[0] if found else None
+
+
+@functools.cache
+def _warn_several_ground_truths(folder: str, used: str, ignored: tuple[str, ...]) -> None:
+    log.warning("%s: several ground truths; %s is used, %s ignored (remove what is not meant)", folder, used,
+                ", ".join(ignored))  # fmt: skip
 
 
 def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:
@@ -124,8 +138,8 @@ def _database_list(
     if not database_apart(root, gpath):
         raise ValueError(f"{root}: the database is named by {gpath or root / DISTRACTOR_LIST}, not listed apart")
     paths = database_of_folder(root)
+    listed = root / "image_list.txt"
     if not paths:
-        listed = root / "image_list.txt"
         where = (
             f"{listed} lists no images"
             if listed.is_file()
@@ -144,7 +158,11 @@ def _database_list(
         paths = [image_file(root, n, "") for n in names]
         release = {"db": _release_sizes(root / "test_gallery.txt", names)}
     if on_bad_image == "error":
-        _check_present([p for p, n in zip(paths, names) if n not in release.get("db", {})], "database")
+        _check_present(
+            [p for p, n in zip(paths, names) if n not in release.get("db", {})],
+            "database",
+            listed if listed.is_file() else None,
+        )
     skipped: list[dict[str, str]] = []
     db = []
     for n, p in zip(names, paths):
@@ -341,15 +359,18 @@ def _scan_images(root: Path) -> list[Path]:
     return images
 
 
-def _check_present(paths: list[Path], what: str) -> None:
+def _check_present(paths: list[Path], what: str, source: Path | None = None) -> None:
+    """ValueError for listed paths that are folders, FileNotFoundError for those that are not files; both name the
+    file that listed them (``source``: the ground truth or a list), when given."""
+    where = f" in {source}" if source is not None else ""
     folders = [str(p) for p in paths if p.is_dir()]
     if folders:
         more = f" (and {len(folders) - 5} more)" if len(folders) > 5 else ""
-        raise ValueError(f"{len(folders)} {what} path(s) listed are folders, not images: {folders[:5]}{more}")
+        raise ValueError(f"{len(folders)} {what} path(s) listed{where} are folders, not images: {folders[:5]}{more}")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise FileNotFoundError(f"{len(missing)} {what} image(s) listed but not found: {missing[:5]}{more}")
+        raise FileNotFoundError(f"{len(missing)} {what} image(s) listed{where} but not found: {missing[:5]}{more}")
 
 
 def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
@@ -439,7 +460,9 @@ def build_image_lists(
                 raise ValueError(f"{root / DISTRACTOR_LIST}: names no images")
         if on_bad_image == "error":
             _check_present(
-                [p for p, n in zip(db_paths, db_names) if n not in release["db"]] if release else db_paths, "database"
+                [p for p, n in zip(db_paths, db_names) if n not in release["db"]] if release else db_paths,
+                "database",
+                gpath or root / DISTRACTOR_LIST,
             )
         db = []
         for i, (n, p) in enumerate(zip(db_names, db_paths)):
@@ -452,6 +475,7 @@ def build_image_lists(
         _check_present(
             [p for p, n in zip(q_paths, q_names) if n not in release.get("query", {}) and str(p) not in known],
             "query",
+            gpath if gt is not None else next((p for p in [root / "query_list.txt"] if p.is_file()), None),
         )
 
     queries = []
