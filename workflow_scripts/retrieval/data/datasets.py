@@ -332,6 +332,20 @@ def _scan_images(root: Path) -> list[Path]:
     hidden names skipped (sorted). Other files (raw formats, ``.jpe``) are left out with one warning naming
     them."""
     base = image_folder(root)
+    if base != root:  # images put beside jpg/ are not scanned: say so rather than index fewer photos in silence
+        beside = sorted(
+            p.name
+            for p in root.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        )
+        if beside:
+            log.warning(
+                "%s: %d image(s) beside jpg/ are not in the database, which is the images under jpg/: %s%s",
+                root,
+                len(beside),
+                ", ".join(beside[:10]),
+                f", ... ({len(beside) - 10} more)" if len(beside) > 10 else "",
+            )
     entries = [p for _, names in _walk(base) for p in names]
     broken = sorted(str(p.relative_to(base)) for p in entries if p.is_symlink() and not p.exists())
     if broken:
