@@ -32,20 +32,35 @@ def _jpeg_bytes():
 
 
 @pytest.mark.parametrize(
-    "name, content",
+    "name, content, why",
     [
-        ("truncated.jpg", _jpeg_bytes()[:300]),
-        ("empty.jpg", b""),
-        ("notes.jpg", b"this is text, not an image"),
-        ("missing.jpg", None),
+        ("truncated.jpg", _jpeg_bytes()[:300], "cannot decode image"),
+        ("empty.jpg", b"", r"empty file \(0 bytes\)"),
+        ("notes.jpg", b"this is text, not an image", "cannot decode image"),
+        ("missing.jpg", None, "image not found"),
     ],
 )
-def test_bad_images_are_named(tmp_path, name, content):
+def test_bad_images_are_named(tmp_path, name, content, why):
     p = tmp_path / name
     if content is not None:
         p.write_bytes(content)
-    with pytest.raises(BadImageError, match=name):
-        load_gray(p)
+    for read in (load_gray, image_header):
+        with pytest.raises(BadImageError, match=rf"{name}: {why}"):
+            read(p)
+
+
+def test_a_corrupt_exif_block_is_logged_with_the_file_name(tmp_path, caplog):
+    """Pillow warns "Corrupt EXIF data" without naming a file; the warning is logged with the photo's path, and the
+    orientation the block still holds is applied."""
+    ifd = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x05" + b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00"
+    p = tmp_path / "phone.jpg"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(
+        p, exif=b"Exif\x00\x00" + ifd + b"\xff" * 10
+    )  # 5 entries, 1 whole
+    with caplog.at_level("WARNING"):
+        assert image_header(p) == (20, 30, 6)
+        assert load_rgb(p).shape == (30, 20, 3)
+    assert caplog.text.count(f"{p}: Corrupt EXIF data") == 2
 
 
 def test_good_image_decodes_to_gray(tmp_path):

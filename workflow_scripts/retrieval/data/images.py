@@ -26,8 +26,10 @@ Rules (issue 14, item 1):
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pillow_heif import register_heif_opener
+
+log = logging.getLogger(__name__)
 
 register_heif_opener()  # HEIC / HEIF through Pillow's own interface (pillow-heif's plugin)
 
@@ -123,6 +127,27 @@ def _orientation(im) -> int:
     return o if 1 <= o <= 8 else 1
 
 
+@contextmanager
+def _warnings_named(path: Path) -> Iterator[None]:
+    """Pillow's warnings while reading ``path`` (``Corrupt EXIF data ...``, which name no file) logged with its name."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                log.warning("%s: %s", path, str(w.message).strip())
+
+
+def _not_empty(path: Path) -> None:
+    """BadImageError for a missing or empty file (Pillow's message for 0 bytes, "cannot identify image file", hides
+    the cause: an interrupted copy or download)."""
+    if not path.is_file():
+        raise BadImageError(f"{path}: image not found")
+    if path.stat().st_size == 0:
+        raise BadImageError(f"{path}: empty file (0 bytes)")
+
+
 def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     w, h = size
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
@@ -149,10 +174,9 @@ def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
     over ``max_pixels``."""
 
     path = Path(path)
-    if not path.is_file():
-        raise BadImageError(f"{path}: image not found")
+    _not_empty(path)
     try:
-        with no_pillow_bomb_check(), Image.open(path) as im:
+        with _warnings_named(path), no_pillow_bomb_check(), Image.open(path) as im:
             _check_cap(path, im, max_pixels)
             o = _orientation(im)
             w, h = _displayed(im.size, o)
@@ -222,10 +246,9 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
     if colour not in ("gray", "rgb", "bgr"):
         raise ValueError(f"colour must be gray, rgb or bgr, not {colour!r}")
     path = Path(path)
-    if not path.is_file():
-        raise BadImageError(f"{path}: image not found")
+    _not_empty(path)
     try:
-        with no_pillow_bomb_check(), Image.open(path) as im:
+        with _warnings_named(path), no_pillow_bomb_check(), Image.open(path) as im:
             reduction = _check_cap(path, im, max_pixels)
             colour16 = _is_16bit_colour(im)  # before getexif, which decodes a PNG and drops its tile list
             orientation = _orientation(im)
