@@ -28,7 +28,8 @@ def test_result_names_split_at_the_longest_known_method(name, want):
     [
         ("my photos_global", r"\[' '\] are not allowed"),
         ("_x_global", "first character"),
-        ("a'b_sv", "not allowed.*letters, digits"),
+        ("a'b_sv", "not allowed.*ASCII letters \\(a-z, A-Z\\), digits"),
+        ("café_global", r"\['é'\] are not allowed; a dataset name holds ASCII letters"),
         ("global", r"\{dataset\}_\{method\}"),
     ],
 )

@@ -336,6 +336,8 @@ def test_an_unsupervised_fit_that_names_no_dataset_is_refused_naming_the_key(tmp
     assert Plan(configured(data_root=str(tmp_path), unsupervised_fit="mine")).fit_split("demo") == "mine"
     with pytest.raises(PlanError, match=r"unsupervised_fit: 'Self' is not self, training or cross, and no dataset"):
         Plan(configured(data_root=str(tmp_path), unsupervised_fit="Self")).fit_split("demo")
+    with pytest.raises(PlanError, match=r"no dataset folder .*selff exists .*; did you mean 'self'\?"):
+        Plan(configured(data_root=str(tmp_path), unsupervised_fit="selff")).fit_split("demo")
 
 
 def test_a_table_of_metrics_is_refused_for_a_folder_without_ground_truth(tmp_path):

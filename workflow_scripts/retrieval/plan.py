@@ -270,9 +270,11 @@ class Plan:
         named = self.canonical(mode)
         known = named in DEMO_SPLITS or named in DOWNLOADABLE or named in GLDV2_DOWNLOADABLE
         if not known and not os.path.isdir(self.dataset_dir(named)):
+            near = difflib.get_close_matches(str(mode).lower(), ["self", "training", "cross"], n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
             raise PlanError(
                 f"unsupervised_fit: {mode!r} is not self, training or cross, and no dataset folder "
-                f"{self.dataset_dir(named)} exists (data_root={self.config['data_root']})"
+                f"{self.dataset_dir(named)} exists (data_root={self.config['data_root']}){hint}"
             )
         return named
 
