@@ -103,6 +103,13 @@ def test_write_report_on_gldv2_results(tmp_path):
     assert "mAP@100 Private over the grid" in page and "mAP@100 Private" in page
     assert "Top 2 retrieved by ames" in page  # the best Private mAP@100 is the one shown
     assert page.count("<img") >= 4  # grid, mAP vs num_rerank, per-query scatter, thumbnails
+    assert "(green: positive, red: negative, grey: junk)" in page
+    # a folder without ground truth: no colour legend for borders that are not drawn
+    (tmp_path / "gnd.json").write_text("null")
+    args = ({m: f[0] for m, f in files.items()}, {m: f[1] for m, f in files.items()}, {}, [])
+    write_report(out, "g", *args, str(tmp_path / "lists.json"), str(tmp_path / "gnd.json"), 2, 2)
+    page = out.read_text()
+    assert "No ground truth: rankings only." in page and "Top 2 retrieved by" in page and "green:" not in page
 
 
 def test_the_grid_is_read_at_the_chosen_geometric_weight():

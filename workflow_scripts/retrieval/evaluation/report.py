@@ -336,7 +336,9 @@ def write_report(
     if gnd:
         parts += ["<h2>Per-query AP, baseline vs re-ranked</h2>", per_query_scatter(results)]
     parts += [
-        f"<h2>Top {top} retrieved by {html.escape(show)} (green: positive, red: negative, grey: junk)</h2>",
+        f"<h2>Top {top} retrieved by {html.escape(show)}"
+        + (" (green: positive, red: negative, grey: junk)" if gnd else "")
+        + "</h2>",
         retrieved_images(ranks, lists, gnd_list, queries, top),
     ]
     if curves_paths:
