@@ -26,7 +26,8 @@ def test_sums_jobs_per_rule_and_sorts_by_wall_time(tmp_path):
     (tmp_path / "publish.tsv").write_text(HEADER + "0.5\t0:00:00\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
     rows = rule_times(tmp_path)
     assert [r["rule"] for r in rows] == ["extract_local", "train_ames", "knn", "publish"]
-    assert (rows[3]["cpu_seconds"], rows[3]["max_rss_mb"]) == (0.0, 0.0)
+    assert (rows[3]["cpu_seconds"], rows[3]["max_rss_mb"]) == (0.0, None)  # never sampled: no peak, not 0 MB
+    assert rows[2]["max_rss_mb"] is None
     ex = rows[0]
     assert (ex["jobs"], ex["seconds"], ex["longest_job_seconds"], ex["cpu_seconds"], ex["max_rss_mb"]) == (
         2,
@@ -37,6 +38,7 @@ def test_sums_jobs_per_rule_and_sorts_by_wall_time(tmp_path):
     )
     table = markdown(rows)
     assert "| extract_local | 2 | 40.0 | 65% | 30.0 | 34.0 | 120 |" in table and "| total | 5 | 62.0 |" in table
+    assert "| publish | 1 | 0.5 | 1% | 0.5 | 0.0 | - |" in table
 
 
 def test_a_file_that_is_not_a_benchmark_is_named(tmp_path):

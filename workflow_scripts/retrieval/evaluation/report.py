@@ -16,7 +16,7 @@ from PIL import Image
 
 from retrieval.data.images import BadImageError, decode_image
 from retrieval.evaluation.compare import metric_set
-from retrieval.evaluation.rule_times import summarise
+from retrieval.evaluation.rule_times import rss_text, summarise
 from retrieval.runtime import atomic_path, read_json
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ def benchmark_table(paths: Sequence[str]) -> str:
         out.append(
             f"<tr><td>{html.escape(r['rule'])}</td><td>{r['jobs']}</td><td>{r['seconds']:.1f}</td>"
             f"<td>{100 * r['seconds'] / max(total, 1e-9):.0f}%</td><td>{r['longest_job_seconds']:.1f}</td>"
-            f"<td>{r['cpu_seconds']:.1f}</td><td>{r['max_rss_mb']:.0f}</td></tr>"
+            f"<td>{r['cpu_seconds']:.1f}</td><td>{rss_text(r['max_rss_mb'])}</td></tr>"
         )
     return "<table>" + "".join(out) + "</table>"
 

@@ -36,7 +36,7 @@ def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, A
                 try:
                     s = float(rec["s"])
                     # a job that ends before Snakemake's first sample has NA (or -) in every resource column
-                    cpu, rss = (_measured(rec.get(c)) for c in ("cpu_time", "max_rss"))
+                    cpu, rss = _measured(rec.get("cpu_time")) or 0.0, _measured(rec.get("max_rss"))
                 except ValueError as e:
                     raise ValueError(f"{path}, line {line}: {e}") from None
                 rule = path.relative_to(root).parts[0].removesuffix(".tsv")
@@ -48,19 +48,26 @@ def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, A
                         "seconds": 0.0,
                         "longest_job_seconds": 0.0,
                         "cpu_seconds": 0.0,
-                        "max_rss_mb": 0.0,
+                        "max_rss_mb": None,  # None: no job of the rule lasted until Snakemake's first sample
                     },
                 )
                 r["jobs"] += 1
                 r["seconds"] += s
                 r["longest_job_seconds"] = max(r["longest_job_seconds"], s)
                 r["cpu_seconds"] += cpu
-                r["max_rss_mb"] = max(r["max_rss_mb"], rss)
+                if rss is not None:
+                    r["max_rss_mb"] = max(r["max_rss_mb"] or 0.0, rss)
     return sorted(rows.values(), key=lambda r: -r["seconds"])
 
 
-def _measured(value: str | None) -> float:
-    return 0.0 if value in (None, "", "-", "NA") else float(value)
+def _measured(value: str | None) -> float | None:
+    return None if value in (None, "", "-", "NA") else float(value)
+
+
+def rss_text(mb: float | None) -> str:
+    """A peak RSS in MB as the tables print it: ``-`` when never sampled (a job shorter than Snakemake's first
+    sample), not 0."""
+    return "-" if mb is None else f"{mb:.0f}"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -72,7 +79,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         out.append(
             f"| {r['rule']} | {r['jobs']} | {r['seconds']:.1f} | {100 * r['seconds'] / max(total, 1e-9):.0f}% | "
-            f"{r['longest_job_seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['max_rss_mb']:.0f} |"
+            f"{r['longest_job_seconds']:.1f} | {r['cpu_seconds']:.1f} | {rss_text(r['max_rss_mb'])} |"
         )
     out.append(
         f"| total | {sum(r['jobs'] for r in rows)} | {total:.1f} | 100% | | "
