@@ -413,21 +413,40 @@ def report_inputs(wildcards):
     for m in methods:
         inputs[f"result_{m}"] = f"results/{ds}_{m}.json"
         inputs[f"ranking_{m}"] = PLAN.evaluation_path(ds, m).removesuffix(".json") + "_ranking.h5"
-    if ("ames" in methods and not PLAN.ames_checkpoint("ames")) or (
-        "ames_binary" in methods and not PLAN.ames_checkpoint("ames_binary") and not PLAN.ames_checkpoint("ames")
-    ):
+    if _trains(methods, "ames"):
         inputs["curves_ames"] = beside(PLAN.ames_model_path("ames"), "curves.json")
-        inputs["bench_train_ames"] = fill(BENCH_TRAIN_AMES, ver=PLAN.v_ames_model())
-    if "ames_binary" in methods and not PLAN.ames_checkpoint("ames_binary"):
+    if _trains(methods, "ames_binary"):
         inputs["curves_ames_binary"] = beside(PLAN.ames_model_path("ames_binary"), "curves.json")
-        inputs["bench_train_ames_binary"] = fill(BENCH_TRAIN_AMES_BINARY, ver=PLAN.v_ames_binary_model())
-    for m in ("ames", "ames_binary"):
-        if m in methods:
-            inputs[f"bench_logits_{m}"] = fill(BENCH_LOGITS, dataset=ds, ver=PLAN.v_logits(ds, m), method=m)
-    if "sv" in methods:
-        inputs["bench_sv"] = fill(BENCH_SV, dataset=ds, ver=PLAN.v_sv(ds))
-    inputs["bench_knn"] = fill(BENCH_KNN, dataset=ds, ver=PLAN.v_knn(ds))
     return inputs
+
+
+def _trains(methods, model):
+    """Whether the report's methods use a model this workflow trains (not one given by ames.checkpoint)."""
+    if model == "ames_binary":
+        return "ames_binary" in methods and not PLAN.ames_checkpoint("ames_binary")
+    return ("ames" in methods and not PLAN.ames_checkpoint("ames")) or (
+        "ames_binary" in methods and not PLAN.ames_checkpoint("ames_binary") and not PLAN.ames_checkpoint("ames")
+    )
+
+
+def report_benchmarks(wildcards):
+    """The benchmark files of the report's timing table (kNN, sv, the AMES logits and training, the dataset's own
+    extraction chunks), read where they exist and not declared as inputs: a missing one (benchmarks/ deleted, or
+    results copied without it) would otherwise re-run its job, up to AMES training, for a table of times."""
+    ds, methods = wildcards.dataset, config["report"]["methods"]
+    paths = [fill(BENCH_KNN, dataset=ds, ver=PLAN.v_knn(ds))]
+    if "sv" in methods:
+        paths.append(fill(BENCH_SV, dataset=ds, ver=PLAN.v_sv(ds)))
+    paths += [
+        fill(BENCH_LOGITS, dataset=ds, ver=PLAN.v_logits(ds, m), method=m)
+        for m in ("ames", "ames_binary")
+        if m in methods
+    ]
+    if _trains(methods, "ames"):
+        paths.append(fill(BENCH_TRAIN_AMES, ver=PLAN.v_ames_model()))
+    if _trains(methods, "ames_binary"):
+        paths.append(fill(BENCH_TRAIN_AMES_BINARY, ver=PLAN.v_ames_binary_model()))
+    return paths + PLAN.extraction_benchmarks(ds)
 
 
 def compare_inputs(wildcards):

@@ -11,9 +11,8 @@ from retrieval.evaluation.report import write_report  # noqa: E402
 
 inp = snakemake.input
 methods = snakemake.params.methods
-# the declared benchmark files, and the extraction chunks' where they exist (not inputs: see rules/report.smk)
-bench = [inp[k] for k in inp.keys() if k.startswith("bench_")]
-bench += [p for p in snakemake.params.extraction_benchmarks if os.path.isfile(p)]
+# the benchmark files of the timing table where they exist (not inputs: see rules/report.smk)
+bench = [p for p in snakemake.params.benchmarks if os.path.isfile(p)]
 write_report(
     out_html=snakemake.output.html,
     dataset=snakemake.wildcards.dataset,

@@ -1,6 +1,7 @@
 """AMES model: the fast block implementation against the official-style masked one, masks, asymmetric counts,
 checkpoints (ours and the official layout), binarisation."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -97,6 +98,21 @@ def test_checkpoint_round_trip(tmp_path):
         src, sm, tgt, tm = batch(2, 4, 5, cfg.local_dim)
         with torch.no_grad():
             torch.testing.assert_close(loaded.eval()(src, tgt, sm, tm), model(src, tgt, sm, tm))
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
+    """torch's own errors name neither the file nor the cause (KeyError: 101 for a text file, an enforce failure of
+    its zip reader for an .npz): a ValueError says the file is not an AMES checkpoint."""
+    (tmp_path / "notes.pt").write_text("not a model\n")
+    np.savez(tmp_path / "arrays.npz", mean=np.zeros(3))
+    (tmp_path / "arrays.npz").rename(tmp_path / "arrays.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "dict.pt")
+    for name, why in (("notes.pt", "torch.load could not read it"), ("arrays.pt", "torch.load could not read it"),
+                      ("dict.pt", "expected a dict with key 'state'")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"{name}: not an AMES checkpoint \(.*{why}"):
+            load_checkpoint(str(tmp_path / name))
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(str(tmp_path / "absent.pt"))
 
 
 def test_the_same_model_saves_to_the_same_bytes(tmp_path):

@@ -5,9 +5,10 @@ import h5py
 import numpy as np
 import pytest
 
-from retrieval.methods.ames.model import AMES, AmesConfig
+from retrieval.methods.ames.model import AMES, AmesConfig, save_checkpoint
 from retrieval.methods.ames.rerank import compute_logits
 from retrieval.methods.ames.store import StoreReader, write_store
+from retrieval.stages.ames import ames_store_stage
 from retrieval.stores.local_store import open_local, write_local_chunk
 
 
@@ -83,3 +84,18 @@ def test_packed_bits_follow_the_sign_convention(tmp_path):
     with h5py.File(tmp_path / "s.h5", "r") as f:
         bits = np.unpackbits(f["codes"][0], axis=-1)
     np.testing.assert_array_equal(bits, (x[:, :8] >= 0).astype(np.uint8))  # x >= 0 -> bit 1
+
+
+@pytest.mark.parametrize("binarized, method", [(True, "ames"), (False, "ames_binary")])
+def test_a_checkpoint_of_the_other_kind_is_refused_naming_the_key(tmp_path, binarized, method):
+    """A binary model given as ames.checkpoint.ames was stored as packed codes and re-ranked under the name of the
+    full-precision method; the store job now refuses it (and the reverse), before reading any descriptor."""
+    model = AMES(AmesConfig(local_dim=16, model_dim=16, nhead=2, num_layers=1, dim_feedforward=32, binarized=binarized))
+    save_checkpoint(str(tmp_path / "model.pt"), model, {})
+    kind = "binary" if binarized else "full-precision"
+    with pytest.raises(ValueError, match=rf"ames\.checkpoint\.{method}: .*model\.pt holds a {kind} AMES model"):
+        ames_store_stage(
+            tmp_path / "model.pt", tmp_path / "absent.h5", tmp_path / "store.h5", tmp_path / "m.json", 8, method,
+            "cpu", "v", {}, "cpu",
+        )  # fmt: skip
+    assert not (tmp_path / "store.h5").exists()

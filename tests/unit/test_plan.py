@@ -331,6 +331,25 @@ def test_lists_are_versioned_by_the_folder_a_link_reaches(tmp_path):
     assert Plan(linked).v_lists("photos") != direct
 
 
+def test_an_ames_checkpoint_is_checked_and_recorded_as_what_was_fitted(tmp_path):
+    """ames.checkpoint: a folder is named as one (it was "not found"); a given model's results say where it came
+    from, not "trained on the training split"; a binary model distilled from a given teacher says so."""
+    (tmp_path / "models").mkdir()
+    with pytest.raises(PlanError, match=r"ames\.checkpoint\.ames: .*models is a folder; name the model file"):
+        Plan(configured(**{"ames.checkpoint.ames": str(tmp_path / "models")})).ames_checkpoint("ames")
+    (tmp_path / "models" / "model.pt").write_bytes(b"")
+    plan = Plan(configured(**{"ames.checkpoint.ames": str(tmp_path / "models" / "model.pt")}))
+    assert plan.fitted_on("demo", "ames")["ames"] == {
+        "checkpoint": str(tmp_path / "models" / "model.pt"),
+        "data": "ames.checkpoint.ames, not trained here",
+    }
+    binary = plan.fitted_on("demo", "ames_binary")["ames"]
+    assert binary["split"] == "demo-train" and "from ames.checkpoint.ames (" in binary["data"]
+    assert Plan(copy.deepcopy(BASE)).fitted_on("demo", "ames")["ames"]["data"] == (
+        "training split, labels via its global kNN"
+    )
+
+
 def test_an_unsupervised_fit_that_names_no_dataset_is_refused_naming_the_key(tmp_path):
     (tmp_path / "mine" / "jpg").mkdir(parents=True)
     assert Plan(configured(data_root=str(tmp_path), unsupervised_fit="mine")).fit_split("demo") == "mine"

@@ -573,7 +573,16 @@ class Plan:
         if method == "lw":
             out["lw"] = {"split": self.canonical(self.train), "data": "same-label pairs of the training split"}
         if method in AMES_METHODS:
-            out["ames"] = {"split": self.canonical(self.train), "data": "training split, labels via its global kNN"}
+            given, teacher = self.ames_checkpoint(method), self.ames_checkpoint("ames")
+            if given:  # a released or earlier model, used as it is
+                out["ames"] = {"checkpoint": given, "data": f"ames.checkpoint.{method}, not trained here"}
+            elif method == "ames_binary" and teacher:
+                out["ames"] = {
+                    "split": self.canonical(self.train),
+                    "data": f"distilled on the training split from ames.checkpoint.ames ({teacher})",
+                }
+            else:
+                out["ames"] = {"split": self.canonical(self.train), "data": "training split, labels via its global kNN"}
             if self.config["ames"]["select"] == "validation":
                 out["ames_selection"] = {"split": self.canonical(self.val), "data": "validation split's ground truth"}
         if method == "ssp":
@@ -665,6 +674,8 @@ class Plan:
         absolute path: a relative ``results/ames_model/{v}/model.pt`` (a model this workflow trained) would otherwise
         be read by Snakemake as train_ames's output, and refused as not the configuration's version."""
         p = self.config["ames"]["checkpoint"][method]
+        if p and os.path.isdir(os.path.expanduser(p)):
+            raise PlanError(f"ames.checkpoint.{method}: {p} is a folder; name the model file in it (model.pt)")
         if p and not os.path.isfile(os.path.expanduser(p)):
             raise PlanError(f"ames.checkpoint.{method}: {p} not found")
         return os.path.abspath(os.path.expanduser(p)) if p else p

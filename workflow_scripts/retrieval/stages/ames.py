@@ -229,6 +229,19 @@ def train_stage(
     )
 
 
+def _model_for(model_path: str | Path, method: str):
+    """The AMES model of ``method`` (``ames``: full precision, ``ames_binary``: the binary student) from its file;
+    ValueError naming ``ames.checkpoint.{method}`` when the file holds the other kind (a binary model given as
+    ``ames`` was re-ranked as if it were the full-precision one, and reported under its name)."""
+    model, _ = load_checkpoint(str(model_path))
+    if model.cfg.binarized != (method == "ames_binary"):
+        kind, want = ("binary", "full-precision") if model.cfg.binarized else ("full-precision", "binary")
+        raise ValueError(
+            f"ames.checkpoint.{method}: {model_path} holds a {kind} AMES model, and {method} needs a {want} one"
+        )
+    return model
+
+
 def ames_store_stage(
     model_path: str | Path,
     db_local: str | Path,
@@ -246,7 +259,7 @@ def ames_store_stage(
     device = resolve_device(device)
     m = Manifest("ames_store", version, config, preset)
     m.add_input("model", model_path, checksum=False)
-    model, _ = load_checkpoint(str(model_path))
+    model = _model_for(model_path, method)
     model.eval().to(device)
     t0 = time.time()
     with open_local(db_local) as f:
@@ -282,7 +295,7 @@ def logits_stage(
 
     device = resolve_device(device)
     dtype = resolve_precision(precision, device)
-    model, _ = load_checkpoint(str(model_path))
+    model, _ = load_checkpoint(str(model_path))  # its kind was checked by ames_store, whose store it reads
     ids, _, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)
     pairs = needed_pairs(protocol_shortlists(ids, gnd["gnd"] if gnd else None, junk_mode), max_rerank)

@@ -25,7 +25,9 @@ which is exactly their computation.
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -273,7 +275,20 @@ def save_checkpoint(path: str, model: AMES, provenance: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: int = 2) -> tuple[AMES, dict[str, Any]]:
     """Load our checkpoints or the official ones (a dict with key ``state``), with ``weights_only=True``."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    # torch's errors name neither the file nor the cause; an unpickling error is also what weights_only gives a file
+    # that would run code (refused, never loaded)
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError, pickle.UnpicklingError) as e:
+        if isinstance(e, OSError) and not Path(path).is_file():
+            raise
+        detail = (
+            "not a torch file, or one holding objects other than tensors and plain containers, refused unread as "
+            "they could run code"
+            if isinstance(e, pickle.UnpicklingError)  # torch's message suggests weights_only=False: not here
+            else f"{type(e).__name__}: {e}"
+        )
+        raise ValueError(f"{path}: not an AMES checkpoint (torch.load could not read it: {detail})") from None
     if not isinstance(ckpt, dict) or "state" not in ckpt:
         raise ValueError(f"{path}: not an AMES checkpoint (expected a dict with key 'state')")
     state = {k.removeprefix("module."): v for k, v in ckpt["state"].items()}
