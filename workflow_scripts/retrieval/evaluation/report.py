@@ -135,7 +135,7 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
     column = f"{key}_{main}"
     fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
     for method, r in results.items():
-        if "grid" not in r:
+        if not r.get("grid"):  # absent, or empty: a dataset without ground truth
             continue
         ks = sorted({g["num_rerank"] for g in r["grid"]})
         best = [max(g[column] for g in r["grid"] if g["num_rerank"] == k) for k in ks]
@@ -324,14 +324,14 @@ def write_report(
         metrics_table(results) if gnd else "<p>No ground truth: rankings only.</p>",
     ]
     for m, r in results.items():
-        if "grid" in r:
+        if r.get("grid"):
             label = "Medium mAP" if key == "mAP" else f"{key} {main}"
             sliced, mu = grid_at(r["grid"], r["chosen"])
             parts += [
                 f"<h2>{html.escape(m)}: {label} over the grid</h2>",
                 grid_heatmaps(m, sliced, f"{key}_{main}", mu),
             ]
-    if any("grid" in r for r in results.values()):
+    if any(r.get("grid") for r in results.values()):
         parts += [f"<h2>{key} vs num_rerank</h2>", map_vs_num_rerank(results)]
     if gnd:
         parts += ["<h2>Per-query AP, baseline vs re-ranked</h2>", per_query_scatter(results)]

@@ -415,8 +415,10 @@ def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None):
     evidence = None
     if geometry is not None:
         evidence = _evidence(shortlists, ids, geometry["inliers"], geometry["inliers_cap"], max(grid["num_rerank"]))
+    rows: list[dict[str, Any]] = []
+    if gnd is None:  # the shortlists and evidence only: no metrics without ground truth
+        return rows, shortlists, sl_sims, evidence
     sweep = GridSweep(shortlists, sl_sims, pairs, logits, gnd, n_db, grid["num_rerank"], evidence)
-    rows = []
     for k in grid["num_rerank"]:
         for lam in grid["lambda"]:
             for gamma in grid["gamma"]:
@@ -467,8 +469,8 @@ def _without_geometry(selection, rows: list[dict[str, Any]]) -> dict[str, Any] |
     if not zero:
         return None
     point = _point(_best(zero, selection[1]))
-    row = next(r for r in rows if _point(r) == point)
-    return {"chosen": point, "metrics": {k: v for k, v in row.items() if k not in point}}
+    row = next((r for r in rows if _point(r) == point), None)  # None: no ground truth, no evaluated grid
+    return {"chosen": point, "metrics": None if row is None else {k: v for k, v in row.items() if k not in point}}
 
 
 def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid, geometry=None):
@@ -571,15 +573,15 @@ def evaluate_ames_stage(
     the evaluated dataset alike. ``geometry`` (config ``ames.geometry``, or None): spatial verification's inliers of
     the same shortlist (``sv_paths``, and ``val_paths["sv_json"]`` / ``["sv_ranking"]``: evaluate_sv's results and
     ranking) enter the score as ``weight x min(inliers, inliers_cap) / inliers_cap``, the weight one more axis of the
-    grid. ValueError without ground truth, when the grid asks more ``num_rerank`` than the logits cover, or when
-    geometry is asked without sv's outputs."""
+    grid. Without ground truth (a collection of photos) the shortlist is re-ranked at the point chosen on the
+    validation split (or the fixed point) and written with ``metrics`` null, an empty evaluated grid and no oracle.
+    ValueError when the grid asks more ``num_rerank`` than the logits cover, when geometry is asked without sv's
+    outputs, or without ground truth and without a validation split to choose on."""
 
     t0 = time.time()
     ids, sims, _ = read_neighbours(knn_path)
     lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     dataset = ctx.dataset
-    if gnd is None:
-        raise ValueError(f"{dataset}: no ground truth, so AMES parameters cannot be evaluated; use the global ranking")
     n_db = len(lists["db"])
     pairs, logits, lattrs = read_logits(logits_path)
     logits = fusion_logits(logits, fusion)
@@ -594,7 +596,9 @@ def evaluate_ames_stage(
             raise ValueError(f"{dataset}: ames.geometry needs spatial verification's inliers (evaluate_sv outputs)")
         inliers, sv_timing = read_sv_inliers(sv_paths, knn_path)
         geo = {**geometry, "inliers": inliers}
-    gldv2 = gnd.get("protocol") == "gldv2"
+    gldv2 = gnd is not None and gnd.get("protocol") == "gldv2"
+    if gnd is None and select == "validation" and not val_paths:
+        raise ValueError(f"{dataset}: no ground truth, and no validation split to choose the AMES point on")
     gldv2_rows = _sweep_gldv2(ids, sims, gnd["gnd"], pairs, logits, n_db, grid, geo) if gldv2 else None
     selection = None  # (the rows a validation choice read, its key): AMES alone is chosen from them too
     if gldv2 and select == "validation":  # AMES's practice on GLDv2: choose on the Public queries, report Private
@@ -640,13 +644,15 @@ def evaluate_ames_stage(
         shortlists, sl_sims = {p: ids for p in PROTOCOLS}, {p: sims for p in PROTOCOLS}
         if geo is not None:
             evidence = _evidence(shortlists, ids, inliers, geometry["inliers_cap"], chosen["num_rerank"])
+    elif gnd is None:  # a collection without ground truth: re-ranked at the point chosen elsewhere, no metrics
+        rows, shortlists, sl_sims, evidence = _sweep(ids, sims, None, pairs, logits, n_db, junk_mode, grid, geo)
     else:
         rows, shortlists, sl_sims, evidence = _sweep(ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid, geo)
     unverified = None
     if geo is not None:
         unverified = _unverified(ids, inliers, shortlists["M"], chosen["num_rerank"], dataset)
     t_grid = time.time()
-    oracle = _best(rows, "mAP@100_Private" if gldv2 else "mAP_M")
+    oracle = _best(rows, "mAP@100_Private" if gldv2 else "mAP_M") if rows else None
     alone = _without_geometry(selection, rows) if geo is not None else None
     rankings = grid_rankings(
         shortlists,
@@ -666,12 +672,13 @@ def evaluate_ames_stage(
                 knn_path, lists, rankings[p], np.zeros(rankings[p].shape, np.float32)
             )
     rankings = {p: guarded.get(p, guarded["M"]) for p in PROTOCOLS}
-    m = (
-        evaluate_ground_truth(rankings["M"], gnd, n_db, ctx.ks)
-        if gldv2
-        else evaluate_protocol_rankings(rankings, gnd["gnd"], n_db, ctx.ks)
-    )
-    base = evaluate_ground_truth(ids, gnd, n_db, ctx.ks)
+    m = base = None
+    if gldv2:
+        m = evaluate_ground_truth(rankings["M"], gnd, n_db, ctx.ks)
+    elif gnd is not None:
+        m = evaluate_protocol_rankings(rankings, gnd["gnd"], n_db, ctx.ks)
+    if gnd is not None:
+        base = evaluate_ground_truth(ids, gnd, n_db, ctx.ks)
     t_point = time.time()
 
     with atomic_path(ctx.out_ranking) as tmp, h5py.File(tmp, "w") as f:
@@ -688,8 +695,10 @@ def evaluate_ames_stage(
                 "note": "ranks: the Medium-protocol ranking; ranks_E/H per protocol in junk_mode ames",
             }
         )
+    # without ground truth the grid has no rows: its columns only
+    columns = list(rows[0]) if rows else [a for a in POINT_AXES if a != "geometry_weight" or geo is not None]
     with atomic_path(out_grid) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
     # the score each re-ranked image was sorted by (the Medium protocol's shortlist at the chosen point)
@@ -712,16 +721,20 @@ def evaluate_ames_stage(
         lists=lists,
         gnd=gnd,
         evaluation=m,
-        baseline=("global", base),
+        baseline=("global", base) if base is not None else None,
         flags=flags,
         extra={
             "junk_mode": junk_mode,
             "chosen": chosen,
-            "oracle": {
-                "note": f"the grid maximum of {'Private mAP@100' if gldv2 else 'Medium mAP'} on the "
-                "evaluated queries: not a fair result",
-                **oracle,
-            },
+            "oracle": (
+                {
+                    "note": f"the grid maximum of {'Private mAP@100' if gldv2 else 'Medium mAP'} on the "
+                    "evaluated queries: not a fair result",
+                    **oracle,
+                }
+                if oracle is not None
+                else None  # no ground truth: nothing to sweep on the evaluated queries
+            ),
             "grid": rows,
             **(
                 {
