@@ -28,8 +28,9 @@ def _folder(tiny_run, root, name, n):
 
 
 def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(tiny_run, tmp_path):
-    """(AMES refuses a dataset without ground truth before re-ranking; its logits on a short shortlist are covered
-    by tests/unit/test_ivfpq_safety.py.)"""
+    """(AMES is not run here: the ivfpq setting changes demo-val's shortlist, which would train it again; its logits
+    on a short shortlist are covered by tests/unit/test_ivfpq_safety.py, a collection without ground truth by
+    tests/unit/test_ames_without_gnd.py.)"""
     wd = copy_tree(tiny_run, tmp_path / "wd")
     first = _folder(tiny_run, tmp_path / "mine", "x_ames", 40)[0].name
     # a name Snakemake 9 would read as a path variable (<b>) if the photo were declared as an input: it used to fail

@@ -1,0 +1,67 @@
+"""AMES on a collection without ground truth (a folder of photos): the shortlist is re-ranked at the point chosen on
+the validation split and written without metrics; it used to fail at the last job, after the logits."""
+
+import csv
+
+import h5py
+import numpy as np
+
+from retrieval.evaluation.results import EvaluationContext
+from retrieval.runtime import read_json, write_json
+from retrieval.stages.ames import evaluate_ames_stage
+from retrieval.stores.global_store import write_neighbours
+
+
+def _dataset(root, ids, relevant, gnd):
+    """lists, gnd, knn and logits of 3 queries x 4 images: the logits say +5 for the relevant images, -5 otherwise;
+    the global order puts them late."""
+    root.mkdir()
+    n_q, n_db = ids.shape
+    write_json(root / "lists.json", {
+        "query": [{"name": f"q{i}", "path": f"q{i}.jpg"} for i in range(n_q)],
+        "db": [{"name": f"d{j}", "path": f"d{j}.jpg"} for j in range(n_db)],
+        "crop_queries": False,
+    })  # fmt: skip
+    write_json(root / "gnd.json", gnd)
+    sims = np.tile(np.linspace(0.9, 0.6, n_db, dtype=np.float32), (n_q, 1))
+    write_neighbours(root / "knn.h5", ids, sims, n_db=n_db)
+    pair_db = np.sort(ids, axis=1).astype(np.int32)
+    logit = np.array([[5.0 if j in relevant[i] else -5.0 for j in row] for i, row in enumerate(pair_db)], np.float32)
+    with h5py.File(root / "logits.h5", "w") as h:
+        h.create_dataset("pair_db", data=pair_db)
+        h.create_dataset("logits", data=logit)
+        h.attrs.update({"kind": "ames_logits", "max_rerank": n_db, "seconds": 0.0, "n_pairs": logit.size})
+
+
+def test_a_collection_without_ground_truth_is_re_ranked_at_the_validation_point(tmp_path):
+    ids = np.array([[1, 2, 0, 3], [0, 1, 3, 2], [3, 2, 1, 0]])
+    relevant = [{0, 3}, {3}, {0}]
+    val_gnd = {"gnd": [{"easy": sorted(r), "hard": [], "junk": []} for r in relevant]}
+    _dataset(tmp_path / "val", ids, relevant, val_gnd)
+    _dataset(tmp_path / "photos", ids, relevant, None)
+    write_json(tmp_path / "global.json", {})
+    p = tmp_path / "photos"
+    ctx = EvaluationContext(
+        dataset="photos", lists_path=p / "lists.json", gnd_path=p / "gnd.json", out_json=p / "ames.json",
+        out_ranking=p / "r.h5", out_csv=p / "n.csv", csv_top=4, versions={}, hyperparameters={}, preset="tiny",
+        baseline_json=tmp_path / "global.json",
+    )  # fmt: skip
+    v = tmp_path / "val"
+    val_paths = {"knn": v / "knn.h5", "gnd": v / "gnd.json", "lists": v / "lists.json", "logits": v / "logits.h5"}
+    grid = {"num_rerank": [4], "lambda": [1.0, 0.0], "gamma": [1.0]}  # lambda 1: the global order; 0: the logits
+    evaluate_ames_stage(
+        ctx, p / "logits.h5", p / "knn.h5", p / "grid.csv", "ames", grid, "validation", {}, val_paths, "val", "none"
+    )
+    r = read_json(p / "ames.json")
+    assert r["metrics"] is None and r["oracle"] is None and r["grid"] == [] and "paired_difference" not in r
+    assert r["chosen"]["lambda"] == 0.0 and r["chosen"]["selected_on"] == "val"  # chosen where the logits win
+    with h5py.File(p / "r.h5") as f:
+        ranks = f["ranks"][:]
+    for i, rel in enumerate(relevant):  # the relevant images first, as the logits say, then the global order
+        assert set(ranks[i, : len(rel)].tolist()) == rel
+        assert [j for j in ranks[i] if j not in rel] == [j for j in ids[i] if j not in rel]
+    with open(p / "n.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12 and rows[0]["image"] == f"d{ranks[0, 0]}.jpg"
+    with open(p / "grid.csv") as fh:
+        assert fh.read().strip() == "num_rerank,lambda,gamma"  # no rows: nothing to evaluate
