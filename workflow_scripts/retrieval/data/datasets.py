@@ -327,10 +327,17 @@ def _walk(base: Path) -> Iterator[tuple[Path, list[Path]]]:
 _DATASET_FILE_SUFFIXES = (".csv", ".txt", ".json", ".pkl", ".mat", ".md", ".yaml", ".yml", ".h5")
 
 
+def _warn_left_out(folder: Path, what: str, names: list[str]) -> None:
+    """One warning naming the files a scan leaves out: ``{folder}: {n} {what}: a, b, ... (k more)``."""
+    if names:
+        more = f", ... ({len(names) - 10} more)" if len(names) > 10 else ""
+        log.warning("%s: %d %s: %s%s", folder, len(names), what, ", ".join(names[:10]), more)
+
+
 def _scan_images(root: Path) -> list[Path]:
     """Every image (by its suffix, any case: ``IMAGE_SUFFIXES``) under ``image_folder(root)``, subfolders included,
-    hidden names skipped (sorted). Other files (raw formats, ``.jpe``) are left out with one warning naming
-    them."""
+    hidden names skipped (sorted). Other files (raw formats, ``.jpe``), broken links and images put beside a
+    ``jpg/`` folder are left out with a warning naming them."""
     base = image_folder(root)
     if base != root:  # images put beside jpg/ are not scanned: say so rather than index fewer photos in silence
         beside = sorted(
@@ -338,38 +345,16 @@ def _scan_images(root: Path) -> list[Path]:
             for p in root.iterdir()
             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
         )
-        if beside:
-            log.warning(
-                "%s: %d image(s) beside jpg/ are not in the database, which is the images under jpg/: %s%s",
-                root,
-                len(beside),
-                ", ".join(beside[:10]),
-                f", ... ({len(beside) - 10} more)" if len(beside) > 10 else "",
-            )
+        _warn_left_out(root, "image(s) beside jpg/ are not in the database, which is the images under jpg/", beside)
     entries = [p for _, names in _walk(base) for p in names]
     broken = sorted(str(p.relative_to(base)) for p in entries if p.is_symlink() and not p.exists())
-    if broken:
-        log.warning(
-            "%s: %d broken symbolic link(s) left out: %s%s",
-            base,
-            len(broken),
-            ", ".join(broken[:10]),
-            f", ... ({len(broken) - 10} more)" if len(broken) > 10 else "",
-        )
+    _warn_left_out(base, "broken symbolic link(s) left out", broken)
     files = [p for p in entries if p.is_file() and not _alias_inside(p, base)]
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     other = sorted(
         str(p.relative_to(base)) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES
     )
-    if other:
-        log.warning(
-            "%s: %d file(s) left out, not an image format read here (%s): %s%s",
-            base,
-            len(other),
-            " ".join(IMAGE_SUFFIXES),
-            ", ".join(other[:10]),
-            f", ... ({len(other) - 10} more)" if len(other) > 10 else "",
-        )
+    _warn_left_out(base, f"file(s) left out, not an image format read here ({' '.join(IMAGE_SUFFIXES)})", other)
     return images
 
 
