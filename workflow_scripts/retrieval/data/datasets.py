@@ -86,8 +86,8 @@ def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
 
 @functools.cache
 def _warn_several_ground_truths(folder: str, used: str, ignored: tuple[str, ...]) -> None:
-    log.warning("%s: several ground truths; %s is used, %s ignored (remove what is not meant)", folder, used,
-                ", ".join(ignored))  # fmt: skip
+    what = "%s: several ground truths; %s is used, %s ignored (remove what is not meant)"
+    log.warning(what, folder, used, ", ".join(ignored))
 
 
 def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:

@@ -644,10 +644,9 @@ def evaluate_ames_stage(
         shortlists, sl_sims = {p: ids for p in PROTOCOLS}, {p: sims for p in PROTOCOLS}
         if geo is not None:
             evidence = _evidence(shortlists, ids, inliers, geometry["inliers_cap"], chosen["num_rerank"])
-    elif gnd is None:  # a collection without ground truth: re-ranked at the point chosen elsewhere, no metrics
-        rows, shortlists, sl_sims, evidence = _sweep(ids, sims, None, pairs, logits, n_db, junk_mode, grid, geo)
-    else:
-        rows, shortlists, sl_sims, evidence = _sweep(ids, sims, gnd["gnd"], pairs, logits, n_db, junk_mode, grid, geo)
+    else:  # without ground truth (a collection of photos): the shortlists only, re-ranked at the point chosen above
+        g = gnd["gnd"] if gnd is not None else None
+        rows, shortlists, sl_sims, evidence = _sweep(ids, sims, g, pairs, logits, n_db, junk_mode, grid, geo)
     unverified = None
     if geo is not None:
         unverified = _unverified(ids, inliers, shortlists["M"], chosen["num_rerank"], dataset)
