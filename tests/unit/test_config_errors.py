@@ -39,6 +39,15 @@ def test_wrong_types_and_ranges_name_the_key_and_text_from_the_command_line_gets
     assert len(text.splitlines()) == 3
 
 
+def test_a_grid_axis_with_a_repeated_value_is_refused_naming_the_key():
+    """A repeated grid value made a repeated grid row (the same point twice, counted twice among tied points)."""
+    changes = {"ames.lambda": [0.5, 0.5], "ames.geometry.weight": [0.0, 1.0, 1.0], "ames.num_rerank": [25, 50]}
+    text = describe_errors(_with(**changes), SCHEMA)
+    assert "  ames.lambda: [0.5, 0.5] has non-unique elements" in text
+    assert "  ames.geometry.weight: [0.0, 1.0, 1.0] has non-unique elements" in text
+    assert len(text.splitlines()) == 3  # num_rerank's distinct values pass
+
+
 def test_two_unknown_keys_at_one_level_count_as_two_problems():
     config = _with(foo=1, bar=2)
     config["sv"]["thresh"] = 3
