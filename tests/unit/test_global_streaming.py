@@ -292,6 +292,26 @@ def test_ssp_searches_its_query_sets_in_one_pass_over_the_file(tmp_path, monkeyp
         assert peak < 1_500_000  # blocks of 100 KB and the (8, 3000) rankings, not the 3 MB database
 
 
+def test_adba_removes_its_augmented_database_when_the_search_fails(tmp_path, monkeypatch):
+    """The augmented copy (the database's size on disk) is removed when the job fails after writing it, and a copy
+    left by a killed attempt is removed before a new one is written."""
+    _stage_inputs(tmp_path)
+    (tmp_path / ".adba.db_augmented.h5").write_bytes(b"left by a killed attempt")
+    written = []
+
+    def failing_search(q, path, k, alpha):
+        written.append(read_global(path).shape)  # the augmented database, written in place of the stale bytes
+        raise RuntimeError("search failed")
+
+    monkeypatch.setattr(qe_stage, "streamed_aqe", failing_search)
+    files = (str(tmp_path / "query.h5"), str(tmp_path / "db.h5"), str(tmp_path / "knn.h5"))
+    with pytest.raises(RuntimeError, match="search failed"):
+        qe_stage.evaluate_qe_stage(
+            _ctx(tmp_path, "adba"), *files, "adba", {"k": 3, "alpha": 3.0}, {"k": 4, "alpha": 3.0}
+        )
+    assert written == [(400, 64)] and not list(tmp_path.glob(".*"))
+
+
 def test_a_database_of_another_dimension_is_named(tmp_path):
     _db_file(tmp_path / "db.h5", 30, 16)
     q = np.ones((2, 8), np.float32)
@@ -360,12 +380,10 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
         qe_stage.evaluate_qe_stage(ctx, *files, "aqe", {"k": 3, "alpha": 3.0}, None)
         want = topk_neighbours(alpha_expand(q, x, 3, 3.0), x, len(x))[0]
     elif method == "adba":
-        stale = tmp_path / ".adba.db_augmented.h5"
-        stale.write_bytes(b"left by a killed attempt")
         qe_stage.evaluate_qe_stage(ctx, *files, "adba", {"k": 3, "alpha": 3.0}, {"k": 4, "alpha": 3.0})
         xa = alpha_expand(x, x, 4, 3.0, exclude_self=True)
         want = topk_neighbours(alpha_expand(q, xa, 3, 3.0), xa, len(x))[0]
-        assert not list(tmp_path.glob(".*"))  # no augmented database (nor the stale one) is left beside the results
+        assert not list(tmp_path.glob(".*"))  # no augmented database is left beside the results
         assert read_json(tmp_path / "adba.json")["timing"]["offline_seconds"] > 0
     elif method == "lw":
         w = {
