@@ -339,9 +339,38 @@ def evaluation_json(wildcards):
     return PLAN.evaluation_path(*result_name(wildcards))
 
 
+def check_full_ranking(ds, method):
+    """Refuse, while the DAG is built, a shortlist shorter than the database (knn.k) where the metrics are
+    revisitop's, which need every database image ranked: evaluate_global would refuse it only after every stage
+    before it (AMES's training included) had run. asmk ranks with its own search; an imported ames_nn shortlist is
+    not knn.k's. Where the lists cannot be built yet, image_lists says why."""
+    k = config["knn"]["k"]
+    if k == 0 or method == "asmk" or config["shortlist"]["source"] in ("asmk", "ames_nn"):
+        return
+    if not PLAN.ranks_every_image(ds):
+        return
+    c = PLAN.canonical(ds)
+    n_db = None  # unknown, at least k + 1
+    if c in DEMO_SPLITS and current_lists(ds) is None:  # not generated yet: its distractors alone are more than k?
+        if k >= config["demo"][{"demo": "test", "demo-val": "val", "demo-train": "train"}[c]]["distractors"]:
+            return
+    elif not PLAN.distractor_base(c):  # '{dataset}+1m': a million distractors and more
+        lists = current_lists(ds)
+        if lists is None or k >= len(lists["db"]):
+            return  # image_lists will say what is wrong; or the top k is the whole database
+        n_db = len(lists["db"])
+    raise WorkflowError(
+        f"results/{ds}_{method}.json: knn.k is {k}, a shortlist of "
+        + (f"{k} of the {n_db} database images" if n_db else f"{k} images, fewer than the database")
+        + f", but {ds}'s revisitop metrics need every database image ranked. Set knn.k: 0 (and knn.search: exact); "
+        "a truncated shortlist is for a dataset without ground truth or with GLDv2's mAP@100"
+    )
+
+
 def publish_inputs(wildcards):
     """The versioned evaluation, and for VLAD global descriptors the whitening file whose decision it records."""
     ds, method = result_name(wildcards)
+    check_full_ranking(ds, method)
     inputs = {"evaluation": PLAN.evaluation_path(ds, method)}
     if config["shortlist"]["source"] == "vlad" and method != "asmk":
         space = PLAN.lw_space() if method == "lw" else PLAN.fit_split(ds)

@@ -410,6 +410,8 @@ def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tm
 
 
 def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_path):
+    """knn.k > 0 is a shortlist: refused while the DAG is built where revisitop metrics need every image ranked
+    (before any job runs), and searched with IVF-PQ for a folder without ground truth."""
     wd = tmp_path / "wd"
     copy_tree(tiny_run, wd)
     cfg = tmp_path / "ivf.yaml"
@@ -418,13 +420,31 @@ def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_pat
             {"knn": {"k": 10, "search": "ivfpq", "ivfpq": {"nlist": 4, "m": 8, "nbits": 4, "nprobe": 4, "train": 42}}}
         )
     )
-    proc = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY), str(cfg), check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "knn.search: exact" in out and "rankings hold 10 of" in out
-    res = load_json(tiny_run / "results" / "demo_global.json")
-    knn = list((wd / "results" / "knn" / "demo").glob("*/knn.h5"))
-    with h5py.File(next(p for p in knn if p.parent.name != res["versions"]["knn"]), "r") as f:
-        assert f["ids"].shape == (res["n_queries"], 10) and f.attrs["search"] == "ivfpq"
+    before = sorted((wd / "results" / "knn").rglob("knn.h5"))
+    for target in ("results/demo_global.json", "results/demo_ames.json"):
+        proc = snakemake(wd, target, "--configfile", str(TINY), str(cfg), check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "knn.k is 10, a shortlist of 10 of the" in out and "knn.k: 0" in out
+    assert sorted((wd / "results" / "knn").rglob("knn.h5")) == before  # nothing ran
+    # a folder without ground truth takes the shortlist: the IVF-PQ search's top 10 of its images
+    photos = tmp_path / "mine" / "photos" / "jpg"
+    photos.mkdir(parents=True)
+    demo_jpg = sorted((tiny_run / "results" / "demo_data").glob("*/demo/jpg/*.jpg"))
+    for p in demo_jpg:
+        shutil.copy(p, photos / p.name)
+    snakemake(
+        wd,
+        "results/photos_global.json",
+        "--configfile",
+        str(TINY),
+        str(cfg),
+        "--config",
+        f"data_root={tmp_path / 'mine'}",
+    )
+    res = load_json(wd / "results" / "photos_global.json")
+    assert res["metrics"] is None and res["n_db"] == len(demo_jpg) > 10
+    with h5py.File(wd / res["artifacts"]["knn"], "r") as f:
+        assert f["ids"].shape == (len(demo_jpg), 10) and f.attrs["search"] == "ivfpq"
 
 
 def test_whitening_is_off_for_a_split_too_small_to_learn_it(tiny_run):

@@ -13,11 +13,19 @@ Artifact path patterns are spelled once, here: ``{dataset}``/``{ver}``-style fie
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from retrieval.data.datasets import IMAGE_SUFFIXES, database_apart, ground_truth_path, image_folders
+from retrieval.data.datasets import (
+    GLDV2_SOLUTION,
+    GLDV2_TRAIN_LISTS,
+    IMAGE_SUFFIXES,
+    database_apart,
+    ground_truth_path,
+    image_folders,
+)
 from retrieval.runtime import stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
@@ -536,6 +544,29 @@ class Plan:
                 f"gnd_{c}.pkl or gnd.csv): its results have rankings and neighbour lists only. Add a gnd.csv (see "
                 "the README, 'Other benchmarks and your own ground truth'), or ask for the results one by one"
             )
+
+    def ranks_every_image(self, ds):
+        """Whether the dataset's metrics are revisitop's, whose mAP needs every database image ranked (the demo
+        splits, roxford5k / rparis6k and their +1m, a folder with gnd.csv, gnd_*.pkl, gnd_instre.mat or a revisitop
+        gnd.json), rather than GLDv2's mAP@100 or none (a folder without ground truth). Read at plan time from the
+        ground-truth file's name; a gnd.json is parsed for its ``protocol`` key. False when the folder is missing
+        (the lists then fail with their own message)."""
+        c = self.distractor_base(self.canonical(ds)) or self.canonical(ds)
+        if c in DEMO_SPLITS or c in DOWNLOADABLE:
+            return True
+        if c in GLDV2_DOWNLOADABLE:
+            return False
+        d = self.dataset_dir(c)
+        gt = ground_truth_path(d, c) if os.path.isdir(d) else None
+        if gt is None or gt.name in (GLDV2_SOLUTION, *GLDV2_TRAIN_LISTS):
+            return False
+        if gt.name == "gnd.json":
+            try:
+                with open(gt, encoding="utf-8") as fh:
+                    return json.load(fh).get("protocol", "revisitop") != "gldv2"
+            except (OSError, ValueError, AttributeError):
+                return True  # image_lists reports what is wrong with it
+        return True
 
     def check_evaluable(self, ds):
         if self.canonical(ds) == DISTRACTORS:
