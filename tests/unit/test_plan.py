@@ -403,3 +403,34 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     with pytest.raises(PlanError) as far:
         typo.folder_source("zzz")
     assert "did you mean" not in str(far.value)
+
+
+def test_ranks_every_image_follows_the_ground_truth_protocol(tmp_path):
+    """Where knn.k > 0 is refused at plan time: revisitop metrics (mAP over every database image) need the full
+    ranking; GLDv2's mAP@100 and a folder without ground truth do not. A gnd.json says which by its protocol."""
+    root = tmp_path / "data"
+    files = {
+        "csv": ("gnd.csv", "query,image,kind\n"),
+        "pkl": ("gnd_pkl.pkl", ""),
+        "json_revisitop": ("gnd.json", json.dumps({"imlist": [], "qimlist": [], "gnd": []})),
+        "json_gldv2": ("gnd.json", json.dumps({"imlist": [], "qimlist": [], "gnd": [], "protocol": "gldv2"})),
+        "gld": ("retrieval_solution_v2.1.csv", "id,images,Usage\n"),
+    }
+    for ds, (name, text) in files.items():
+        (root / ds).mkdir(parents=True)
+        (root / ds / name).write_text(text)
+    (root / "plain" / "jpg").mkdir(parents=True)
+    plan = Plan(configured(data_root=str(root)))
+    got = {ds: plan.ranks_every_image(ds) for ds in (*files, "plain", "demo", "demo-val", "roxford5k+1m", "gldv2")}
+    assert got == {
+        "csv": True,
+        "pkl": True,
+        "json_revisitop": True,
+        "json_gldv2": False,
+        "gld": False,
+        "plain": False,
+        "demo": True,
+        "demo-val": True,
+        "roxford5k+1m": True,
+        "gldv2": False,
+    }
