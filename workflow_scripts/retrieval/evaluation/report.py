@@ -189,21 +189,39 @@ def per_query_scatter(results: dict[str, dict[str, Any]]) -> str:
 
 
 def training_curves(curves: dict[str, list[dict[str, float]]]) -> str:
+    """The training curves as an embedded PNG ("" without curves); see curves_figure."""
+    return _img(_png(curves_figure(curves)), "training curves") if curves else ""
+
+
+def curves_figure(curves: dict[str, list[dict[str, float]]]):
+    """A matplotlib figure of curves.json per model: training loss (log scale: the binary model's loss, distillation included, is about 15x the
+    teacher's, which a shared linear axis flattened), pair accuracy and, where training validated, the validation
+    split's best Medium mAP over the fusion grid, with the epoch kept marked."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    if not curves:
-        return ""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    validated = any("validation" in e for c in curves.values() for e in c)
+    fig, axes = plt.subplots(1, 3 if validated else 2, figsize=(11 if validated else 8, 3.2))
     for name, c in curves.items():
         ep = [e["epoch"] for e in c]
-        a1.plot(ep, [e["loss"] for e in c], "o-", label=name)
-        a2.plot(ep, [e["pair_accuracy"] for e in c], "o-", label=name)
-    a1.set_xlabel("epoch")
-    a1.set_ylabel("training loss")
-    a2.set_xlabel("epoch")
-    a2.set_ylabel("pair accuracy")
-    a1.legend(fontsize=7)
-    return _img(_png(fig), "training curves")
+        axes[0].plot(ep, [e["loss"] for e in c], "o-", label=name)
+        axes[1].plot(ep, [e["pair_accuracy"] for e in c], "o-", label=name)
+        val = [(e["epoch"], e["validation"]) for e in c if e.get("validation") is not None]
+        if validated and val:
+            (line,) = axes[2].plot(*zip(*val), "o-", label=name)
+            kept = [(e["epoch"], e["validation"]) for e in c if e.get("kept")]
+            if kept:
+                axes[2].plot(*zip(*kept), "*", ms=14, color=line.get_color(), label=f"{name}: kept")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("training loss (log)")
+    axes[1].set_ylabel("pair accuracy")
+    if validated:
+        axes[2].set_ylabel("validation mAP Medium")
+        axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def _unreadable(side: int) -> np.ndarray:
