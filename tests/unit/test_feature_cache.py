@@ -220,6 +220,33 @@ def test_a_cached_unreadable_image_is_refused_under_on_bad_image_error(tmp_path)
         fc.assemble_store(lists, "db", cache, packs, tmp_path / "db2.h5", XV, on_bad_image="error")
 
 
+def test_the_same_unreadable_bytes_under_another_name_stay_unreadable(tmp_path):
+    """A file found unreadable under on_bad_image: skip, copied under another name into another folder: its cached
+    row is not copied as if it had features. Under error the pack job refuses it, naming the new path; under skip
+    the new pack records it as skipped, so merge_local and the manifests say it has no features."""
+    cache, first, second = tmp_path / "features", tmp_path / "first", tmp_path / "second"
+    _folder(first, range(2))
+    data = (first / "jpg" / "p01.png").read_bytes()
+    (first / "jpg" / "p01.png").write_bytes(data[: len(data) // 3])  # truncated
+    plan = fc.plan_extraction(_lists(first), fc.load_index(cache), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()
+    extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    _folder(second, [5])
+    shutil.copy(first / "jpg" / "p01.png", second / "jpg" / "bad.png")
+    lists = _lists(second)
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()  # new names: hashed in the job, where the bytes are found cached
+    with pytest.raises(ValueError, match=r"second/jpg/bad\.png: the same bytes were found unreadable before"):
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    assert meta["copied"] == 2 and list(meta["skipped"]) == ["0"]  # p05 was kept by the job that failed
+    packs = [cache / f"{p}.h5" for p in fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1).packs("db")]
+    info = fc.assemble_store(lists, "db", cache, packs, tmp_path / "db.h5", XV, on_bad_image="skip")
+    assert [s["path"] for s in info["skipped"]] == [str(second / "jpg" / "bad.png")]
+    with pytest.raises(StoreError, match="bad.png"):
+        fc.assemble_store(lists, "db", cache, packs, tmp_path / "db2.h5", XV, on_bad_image="error")
+
+
 def test_a_bad_image_keeps_the_rest_of_its_job_in_the_cache(tmp_path):
     """Under on_bad_image: error a bad image fails the job after the others are extracted, naming every bad file;
     the others are a pack of their own, so the next plan (after the user removes or fixes the file) extracts only

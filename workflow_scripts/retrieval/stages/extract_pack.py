@@ -114,8 +114,16 @@ def extract_pack(
                     f"{(it['size'], it['mtime_ns'])}); run snakemake again"
                 )
         hit = index.by_key.get((sha, crop))
+        reason = None if hit is None else index.packs[hit[0]].get("skipped", {}).get(str(hit[1]))
+        if reason is not None and on_bad_image != "skip":  # the same bytes were unreadable under another name
+            err = f"{it['path']}: the same bytes were found unreadable before, under on_bad_image: skip ({reason})"
+            log.error("%s", err)
+            bad.append(err)
+            continue
         if hit is not None:
             row, g = read_pack_row(out_h5.parent / f"{hit[0]}.h5", hit[1])
+            if reason is not None:
+                skipped[str(i)] = reason  # still without features: merge_local and the manifests say so
             n_copied += 1
         else:
             decoded = None
