@@ -205,10 +205,10 @@ def dataset_source(wildcards):
         # the database list, its own rule's; the queries' files and the query images that are not database images
         return {
             "database": PLAN.database_json(ds),
-            "source": PLAN.query_source(ds),
+            "source": watched(PLAN.query_source(ds)),
             "images": listed_images(ds, "query", exclude="db"),
         }
-    return {"source": PLAN.folder_source(ds), "images": listed_images(ds, "db", "query")}
+    return {"source": watched(PLAN.folder_source(ds)), "images": listed_images(ds, "db", "query")}
 
 
 def database_source(wildcards):
@@ -216,27 +216,30 @@ def database_source(wildcards):
     ds = PLAN.canonical(wildcards.dataset)
     if not PLAN.database_apart(ds):
         raise WorkflowError(f"dataset '{ds}': its database is named by its ground truth, not listed apart")
-    return {"source": PLAN.database_source(ds), "images": listed_images(ds, "db")}
+    return {"source": watched(PLAN.database_source(ds)), "images": listed_images(ds, "db")}
 
 
 # Snakemake 9 expands "<name>" in a rule's input paths (pathvars: lower-case letters, digits, _), with no escape: a
-# photo named "Tom <b>bold.jpg" failed every job that watched it (UndefinedPathvarException). Such a photo is listed,
-# extracted and searched like any other; only its file is not declared as an input, so replacing it in place (the
-# same name) is not noticed until the folder or list changes.
+# photo named "Tom <b>bold.jpg" failed every job that watched it (UndefinedPathvarException). A "{" or "}" in a path an
+# input function returns is read as a wildcard, and doubling it does not escape it there (WildcardError, naming no
+# file). Such a photo (or folder) is listed, extracted and searched like any other; only its path is not declared as
+# an input, so replacing it in place (the same name) is not noticed until the folder or list changes.
 PATHVAR_LIKE = re.compile(r"<[a-z][a-z0-9_]*>")
 
 
 @functools.cache
-def _unwatched_photo(path):
-    logger.warning(f"{path}: its name holds <...>, which Snakemake reads as a path variable: not watched for changes")
+def _unwatched(path, why):
+    logger.warning(f"{path}: its name holds {why}: not watched for changes")
 
 
 def watched(paths):
-    """The image paths that can be declared as Snakemake inputs (those whose names hold no "<name>")."""
+    """The paths that can be declared as Snakemake inputs: those without "<name>" (a path variable) or a brace."""
     out = []
     for p in paths:
         if PATHVAR_LIKE.search(p):
-            _unwatched_photo(p)
+            _unwatched(p, "<...>, which Snakemake reads as a path variable")
+        elif "{" in p or "}" in p:
+            _unwatched(p, "{ or }, which Snakemake reads as a wildcard")
         else:
             out.append(p)
     return out

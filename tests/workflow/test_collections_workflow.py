@@ -37,6 +37,12 @@ def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(ti
     # merge_local with UndefinedPathvarException
     odd = tmp_path / "mine" / "x_ames" / "jpg" / "Tom & Jerry <b>bold.jpg"
     (tmp_path / "mine" / "x_ames" / "jpg" / first).rename(odd)
+    # braces, which Snakemake reads as a wildcard in an input function's paths (WildcardError, naming no file), in a
+    # photo's name and a subfolder's
+    second = sorted(p for p in (tmp_path / "mine" / "x_ames" / "jpg").iterdir() if p != odd)[0]
+    braced = tmp_path / "mine" / "x_ames" / "jpg" / "set {1}" / "view{{2}}.jpg"
+    braced.parent.mkdir()
+    second.rename(braced)
     cfg = tmp_path / "ivf.yaml"
     # 40 images in 8 lists, 1 probed: about 5 images per probe for k = 12 (faiss pads with -1 where lists run out);
     # sv (100) and superglobal (400) ask for more than the 12 the shortlist holds
@@ -56,6 +62,8 @@ def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(ti
     targets = [f"results/x_ames_{m}.json" for m in methods]
     run = snakemake(wd, *targets, "--configfile", str(TINY), str(cfg), timeout=2400)
     assert f"{odd}: its name holds <...>, which Snakemake reads as a path variable" in run.stderr
+    assert f"{braced}: its name holds {{ or }}, which Snakemake reads as a wildcard" in run.stderr
+    assert f"{braced.parent}: its name holds {{ or }}" in run.stderr
     knn = load_json(wd / "results" / "x_ames_global.json")["artifacts"]["knn"]
     with h5py.File(wd / knn, "r") as f:
         ids = f["ids"][:]
@@ -70,7 +78,8 @@ def test_underscored_folder_with_a_short_ivfpq_shortlist_through_every_reader(ti
     with h5py.File(db_store, "r") as fd, h5py.File(q_store, "r") as fq:
         np.testing.assert_array_equal(fd["descriptors"][:], fq["descriptors"][:])
         np.testing.assert_array_equal(fd["xy"][:], fq["xy"][:])
-    photos = {str(p) for p in (tmp_path / "mine" / "x_ames" / "jpg").iterdir()}
+    photos = {str(p) for p in (tmp_path / "mine" / "x_ames" / "jpg").rglob("*.jpg")}
+    assert str(braced) in photos and len(photos) == 40
     for m in methods:
         res = load_json(wd / "results" / f"x_ames_{m}.json")
         assert res["dataset"] == "x_ames" and res["method"] == m and res["metrics"] is None
