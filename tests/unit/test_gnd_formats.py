@@ -66,6 +66,19 @@ def test_csv_ground_truth_converts_to_revisitop_structure(tmp_path):
     assert again.gnd == gt.gnd and again.image_dir == ""
 
 
+def test_csv_comments_before_the_header_and_trailing_empty_columns_are_accepted(tmp_path):
+    """What a spreadsheet or a careful user writes: a # comment above the header (the README's "lines starting with
+    # are skipped"), and trailing commas (empty columns) on the header and the rows; the same ground truth."""
+    plain = _csv_dataset(
+        tmp_path / "plain", "query,positive,kind\nqueries/q1.jpg,jpg/a.jpg,easy\nqueries/q2.jpg,jpg/b.jpg,hard\n"
+    )
+    sheet = _csv_dataset(
+        tmp_path / "sheet",
+        "# my landmarks\n\nquery,positive,kind,,\nqueries/q1.jpg,jpg/a.jpg,easy,,\nqueries/q2.jpg,jpg/b.jpg,hard,\n",
+    )
+    assert build_image_lists(sheet, "sheet")[1].gnd == build_image_lists(plain, "plain")[1].gnd
+
+
 def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_path, caplog):
     root = _csv_dataset(
         tmp_path / "mine",
@@ -147,7 +160,13 @@ def test_csv_image_list_restricts_the_database(tmp_path):
             "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q2.jpg\n",
             r"gnd\.csv:3: 1 field\(s\) but 2 columns are required; a query without positives is written with a comma",
         ),
-        ("", r"gnd\.csv: empty file"),
+        ("", r"gnd\.csv: no header line \(the file is empty"),
+        ("# only a comment\n\n", r"gnd\.csv: no header line"),
+        # a spreadsheet saved with semicolons, or tabs: the line number of the header after a comment, and a hint
+        ("# mine\nquery;positive;kind\n", r"gnd\.csv:2: header .* lacks column.*separated by commas, this line by ';'"),
+        ("query\tpositive\n", r"gnd\.csv:1: header .* lacks column.*this line by '\\t'"),
+        # trailing empty columns are ignored, a non-empty extra field is not
+        ("query,positive,,\nqueries/q1.jpg,jpg/a.jpg,,x\n", r"gnd\.csv:2: 4 fields but the header has 2"),
     ],
 )
 def test_csv_malformed_files_name_file_and_line(tmp_path, rows, match):

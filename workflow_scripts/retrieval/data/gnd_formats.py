@@ -100,6 +100,11 @@ class DiskNames:
         return "/".join(parts)
 
 
+def _skipped_row(row: list[str]) -> bool:
+    """A blank line, or a comment (its first field starting with #)."""
+    return not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#")
+
+
 def _rows(
     path: Path,
     required: tuple[str, ...],
@@ -107,36 +112,47 @@ def _rows(
     extra_columns: bool = False,
     short: str | None = None,
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV file (UTF-8) with a header line; missing (and unless ``extra_columns``, unknown)
-    columns are errors naming them, as is a row with more fields than the header, or (with ``short``, a hint
-    appended to the message) fewer than the required columns."""
+    """(line number, row) of a CSV file (UTF-8) with a header line; blank lines and # comments are skipped, before the
+    header too, and so are empty trailing columns (a spreadsheet's trailing commas). Missing (and unless
+    ``extra_columns``, unknown) columns are errors naming them (with a hint when the header is one field holding ; or
+    a tab), as is a row with more non-empty fields than the header, or (with ``short``, a hint appended to the
+    message) fewer than the required columns."""
     try:
         text = read_utf8(path)
     except OSError as e:
         raise FileNotFoundError(f"{path}: cannot be read ({e})") from e
     with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
+        header = next((r for r in reader if not _skipped_row(r)), None)
         if header is None:
-            raise ValueError(f"{path}: empty file; the first line must be the header {','.join(required + optional)}")
+            raise ValueError(
+                f"{path}: no header line (the file is empty, or blank and # lines only); the first line must be the "
+                f"header {','.join(required + optional)}"
+            )
+        at = f"{path}:{reader.line_num}"
         header = [h.strip().lower() for h in header]
+        while header and not header[-1]:  # a spreadsheet's trailing empty columns ("query,positive,kind,,")
+            header.pop()
         missing = [c for c in required if c not in header]
         if missing:
+            seps = [s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]]
             raise ValueError(
-                f"{path}:1: header {header} lacks column(s) {missing}; expected "
-                f"{','.join(required)}" + (f"[,{','.join(optional)}]" if optional else "")
+                f"{at}: header {header} lacks column(s) {missing}; expected "
+                + f"{','.join(required)}"
+                + (f"[,{','.join(optional)}]" if optional else "")
+                + (f" (columns are separated by commas, this line by {seps[0]!r})" if seps else "")
             )
         unknown = [c for c in header if c not in required + optional]
         if unknown and not extra_columns:
-            raise ValueError(f"{path}:1: unknown column(s) {unknown}; allowed: {list(required + optional)}")
+            raise ValueError(f"{at}: unknown column(s) {unknown}; allowed: {list(required + optional)}")
         dup = sorted({c for c in header if header.count(c) > 1})
         if dup:
-            raise ValueError(f"{path}:1: column(s) {dup} appear more than once")
+            raise ValueError(f"{at}: column(s) {dup} appear more than once")
         for row in reader:
             line = reader.line_num
-            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            if _skipped_row(row):
                 continue
-            if len(row) > len(header):
+            if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
                 raise ValueError(f"{path}:{line}: {len(row)} fields but the header has {len(header)}")
             if short is not None and len(row) < len(required):
                 raise ValueError(
