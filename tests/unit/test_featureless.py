@@ -126,3 +126,28 @@ def test_rank_featureless_last_is_the_final_guard_of_any_ranking():
     # a shortlist shorter than the featured images is completed in database order, then the featureless
     i2, _ = search_featured(np.zeros((1, 3), np.float32), np.eye(3, dtype=np.float32), 3, lambda a, b, k: (None, None))
     assert i2.tolist() == [[0, 1, 2]]
+
+
+def test_a_query_without_features_scores_ap_zero_not_by_its_database_order():
+    """A query without features ranks the database in its order (rank_featureless_last); its metrics must not depend
+    on that order: a trial's missing query whose positive happened to sort first scored AP 1.0. It now scores AP 0
+    and P@k 0 wherever it has positives (as GLDv2's metric scores a query without predictions), counted in the means;
+    a query without positives stays None; without the flag nothing changes."""
+    from retrieval.evaluation.metrics import evaluate_gldv2, evaluate_rankings
+    from retrieval.evaluation.results import retrieved_nothing
+
+    n_db = 5
+    ranks = np.tile(np.arange(n_db), (3, 1))  # database order: every query's positive (image 0) first
+    gnd = [{"easy": [0], "hard": [], "junk": []}] * 2 + [{"easy": [], "hard": [], "junk": [0]}]
+    lists = {"query": [{"name": "jpg/a.jpg"}, {"name": "queries/missing.jpg"}, {"name": "jpg/c.jpg"}]}
+    nothing = retrieved_nothing(lists, {"queries_without_features": ["queries/missing.jpg", "jpg/c.jpg"]})
+    assert nothing.tolist() == [False, True, True]
+    assert retrieved_nothing(lists, {"queries_without_features": []}) is None
+    lucky = evaluate_rankings(ranks, gnd, n_db, (1,))
+    fair = evaluate_rankings(ranks, gnd, n_db, (1,), nothing)
+    assert lucky["per_query_ap"]["M"] == [1.0, 1.0, None] and lucky["mAP"]["M"] == 100.0
+    assert fair["per_query_ap"]["M"] == [1.0, 0.0, None] and fair["mAP"]["M"] == 50.0 and fair["mP@1"]["M"] == 50.0
+    assert fair["n_evaluated"]["M"] == 2
+    gld = [{"easy": [0], "usage": "Private"}, {"easy": [0], "usage": "Private"}, {"easy": [1], "usage": "Public"}]
+    g = evaluate_gldv2(ranks, gld, n_db, retrieved_nothing=nothing)
+    assert g["per_query_ap"]["Private"] == [1.0, 0.0, None] and g["per_query_ap"]["Public"] == [None, None, 0.0]

@@ -91,10 +91,26 @@ def query_metrics(
     return ap, prec
 
 
+NOTHING_RETRIEVED = (
+    "retrieved_nothing: (n_queries,) bool, the queries without features (unreadable under on_bad_image: skip, or "
+    "blank): AP 0 (and P@k 0) wherever they have positives, as GLDv2's metric scores a query without predictions; "
+    "their ranking, the database order, would otherwise score by how the files happen to be named"
+)
+
+
+def _nothing(retrieved_nothing: Sequence[bool] | None, i: int) -> bool:
+    return retrieved_nothing is not None and bool(retrieved_nothing[i])
+
+
 def evaluate_rankings(
-    ranks: np.ndarray, gnd: Sequence[dict[str, Any]], n_db: int, ks: Sequence[int] = (1, 5, 10)
+    ranks: np.ndarray,
+    gnd: Sequence[dict[str, Any]],
+    n_db: int,
+    ks: Sequence[int] = (1, 5, 10),
+    retrieved_nothing: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
-    """mAP and mP@k (in percent) for E, M, H, plus per-query AP (fractions; None where a query has no positive)."""
+    """mAP and mP@k (in percent) for E, M, H, plus per-query AP (fractions; None where a query has no positive).
+    See NOTHING_RETRIEVED for ``retrieved_nothing``."""
     ranks = np.asarray(ranks)
     check_orientation(ranks, len(gnd), n_db)
     out: dict[str, Any] = {"mAP": {}, **{f"mP@{k}": {} for k in ks}, "per_query_ap": {}, "n_evaluated": {}}
@@ -107,6 +123,8 @@ def evaluate_rankings(
             if r is None:
                 aps.append(None)
                 continue
+            if _nothing(retrieved_nothing, i):
+                r = (0.0, [0.0] * len(ks))
             aps.append(r[0])
             precs.append(r[1])
         valid = [a for a in aps if a is not None]
@@ -153,14 +171,21 @@ def gldv2_average_precision(prediction: Sequence[int], relevant: set[int], k: in
     return ap / min(len(relevant), k)
 
 
-def evaluate_gldv2(ranks: np.ndarray, gnd: Sequence[dict[str, Any]], n_db: int, k: int = GLDV2_K) -> dict[str, Any]:
+def evaluate_gldv2(
+    ranks: np.ndarray,
+    gnd: Sequence[dict[str, Any]],
+    n_db: int,
+    k: int = GLDV2_K,
+    retrieved_nothing: Sequence[bool] | None = None,
+) -> dict[str, Any]:
     """The official GLDv2 retrieval metric: mAP@k (percent) over the Public and over the Private queries.
 
     ``ranks (n_queries, n_ranked)`` database indices, best first; ``n_ranked`` may be anything from 0 (a query
     without predictions scores 0) to ``n_db``; only the first ``k`` count. ``gnd[i]``: ``easy`` (the relevant
     index images) and ``usage`` (Public or Private; Ignored queries are not in the lists). Returns the shape of
     :func:`evaluate_rankings`: ``{"mAP@100": {"Public", "Private"}, "per_query_ap": {usage: [AP or None for the
-    other usage's queries]}, "n_evaluated": {usage: n}}``. A usage without queries has mAP None."""
+    other usage's queries]}, "n_evaluated": {usage: n}}``. A usage without queries has mAP None. See
+    NOTHING_RETRIEVED for ``retrieved_nothing``."""
     ranks = np.asarray(ranks)
     check_orientation(ranks, len(gnd), n_db)
     key = f"mAP@{k}"
@@ -170,9 +195,11 @@ def evaluate_gldv2(ranks: np.ndarray, gnd: Sequence[dict[str, Any]], n_db: int, 
         for i, g in enumerate(gnd):
             if g.get("usage") not in GLDV2_USAGES:
                 raise ValueError(f"gnd[{i}]: usage {g.get('usage')!r} is not one of {GLDV2_USAGES}")
-            aps.append(
-                gldv2_average_precision(ranks[i, :k], set(map(int, g["easy"])), k) if g["usage"] == usage else None
-            )
+            if g["usage"] != usage:
+                aps.append(None)
+            else:
+                predicted = [] if _nothing(retrieved_nothing, i) else ranks[i, :k]
+                aps.append(gldv2_average_precision(predicted, set(map(int, g["easy"])), k))
         valid = [a for a in aps if a is not None]
         out["n_evaluated"][usage] = len(valid)
         out[key][usage] = round(100.0 * float(np.mean(valid)), 4) if valid else None
@@ -181,15 +208,20 @@ def evaluate_gldv2(ranks: np.ndarray, gnd: Sequence[dict[str, Any]], n_db: int, 
 
 
 def evaluate_ground_truth(
-    ranks: np.ndarray, gnd: dict[str, Any], n_db: int, ks: Sequence[int] = (1, 5, 10)
+    ranks: np.ndarray,
+    gnd: dict[str, Any],
+    n_db: int,
+    ks: Sequence[int] = (1, 5, 10),
+    retrieved_nothing: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
     """The metrics a dataset's protocol defines, from its ground-truth JSON (``gnd.json`` of the lists stage):
     ``protocol: gldv2`` -> :func:`evaluate_gldv2` (mAP@100 Public / Private), otherwise revisitop's
     :func:`evaluate_rankings` (E/M/H). Both return ``per_query_ap`` and ``n_evaluated`` keyed by the protocol's
-    subsets (E/M/H or Public/Private), so result writers iterate over those keys."""
+    subsets (E/M/H or Public/Private), so result writers iterate over those keys. See NOTHING_RETRIEVED for
+    ``retrieved_nothing``."""
     if gnd.get("protocol") == "gldv2":
-        return evaluate_gldv2(ranks, gnd["gnd"], n_db)
-    return evaluate_rankings(ranks, gnd["gnd"], n_db, ks)
+        return evaluate_gldv2(ranks, gnd["gnd"], n_db, retrieved_nothing=retrieved_nothing)
+    return evaluate_rankings(ranks, gnd["gnd"], n_db, ks, retrieved_nothing)
 
 
 def needs_full_ranking(gnd: dict[str, Any] | None) -> bool:

@@ -91,6 +91,13 @@ def without_features(
     return ranking, scores, flags
 
 
+def retrieved_nothing(lists: dict[str, Any], flags: dict[str, Any] | None) -> np.ndarray | None:
+    """``(n_queries,)`` bool: the queries that ``flags["queries_without_features"]`` names (the metrics score them
+    AP 0, see :data:`retrieval.evaluation.metrics.NOTHING_RETRIEVED`); None when there are none."""
+    names = set((flags or {}).get("queries_without_features") or ())
+    return np.array([q["name"] in names for q in lists["query"]]) if names else None
+
+
 def write_neighbours_csv(
     path: str | Path,
     lists: dict[str, Any],
@@ -242,12 +249,14 @@ def write_reranked_evaluation(
         raise ValueError(f"{method}: a re-ranked evaluation records its baseline, but the context has none")
     n_db = len(lists["db"])
     ranking, scores, computed = without_features(knn_path, lists, ranking, scores)
+    flags = {**computed, **(flags or {})}
     write_ranking(ctx.out_ranking, ranking, n_db, extra_datasets)
     write_neighbours_csv(ctx.out_csv, lists, ranking, scores, ctx.csv_top, csv_columns)
     evaluation = baseline = None
     if gnd is not None:
-        evaluation = evaluate_ground_truth(ranking, gnd, n_db, ctx.ks)
-        baseline = ("global", evaluate_ground_truth(base_ids, gnd, n_db, ctx.ks))
+        nothing = retrieved_nothing(lists, flags)
+        evaluation = evaluate_ground_truth(ranking, gnd, n_db, ctx.ks, nothing)
+        baseline = ("global", evaluate_ground_truth(base_ids, gnd, n_db, ctx.ks, nothing))
     return write_results(
         ctx,
         method=method,
@@ -255,7 +264,7 @@ def write_reranked_evaluation(
         gnd=gnd,
         evaluation=evaluation,
         baseline=baseline,
-        flags={**computed, **(flags or {})},
+        flags=flags,
         extra=extra,
         timing=timing,
         artifacts={

@@ -17,7 +17,13 @@ from retrieval.evaluation.metrics import (
     evaluate_gldv2,
     evaluate_ground_truth,
 )
-from retrieval.evaluation.results import EvaluationContext, cost_timing, without_features, write_results
+from retrieval.evaluation.results import (
+    EvaluationContext,
+    cost_timing,
+    retrieved_nothing,
+    without_features,
+    write_results,
+)
 from retrieval.methods.ames.infer import resolve_precision
 from retrieval.methods.ames.model import AmesConfig, load_checkpoint, save_checkpoint
 from retrieval.methods.ames.rerank import (
@@ -672,12 +678,13 @@ def evaluate_ames_stage(
             )
     rankings = {p: guarded.get(p, guarded["M"]) for p in PROTOCOLS}
     m = base = None
+    nothing = retrieved_nothing(lists, flags)
     if gldv2:
-        m = evaluate_ground_truth(rankings["M"], gnd, n_db, ctx.ks)
+        m = evaluate_ground_truth(rankings["M"], gnd, n_db, ctx.ks, nothing)
     elif gnd is not None:
-        m = evaluate_protocol_rankings(rankings, gnd["gnd"], n_db, ctx.ks)
+        m = evaluate_protocol_rankings(rankings, gnd["gnd"], n_db, ctx.ks, nothing)
     if gnd is not None:
-        base = evaluate_ground_truth(ids, gnd, n_db, ctx.ks)
+        base = evaluate_ground_truth(ids, gnd, n_db, ctx.ks, nothing)
     t_point = time.time()
 
     with atomic_path(ctx.out_ranking) as tmp, h5py.File(tmp, "w") as f:

@@ -11,6 +11,7 @@ from retrieval.evaluation.metrics import evaluate_ground_truth, needs_full_ranki
 from retrieval.evaluation.results import (
     EvaluationContext,
     cost_timing,
+    retrieved_nothing,
     without_features,
     write_neighbours_csv,
     write_ranking,
@@ -50,7 +51,9 @@ def evaluate_global(ctx: EvaluationContext, knn_path: str | Path, provenance: di
         method="global",
         lists=lists,
         gnd=gnd,
-        evaluation=None if gnd is None else evaluate_ground_truth(ids, gnd, n_db, ctx.ks),
+        evaluation=None
+        if gnd is None
+        else evaluate_ground_truth(ids, gnd, n_db, ctx.ks, retrieved_nothing(lists, flags)),
         flags=flags,
         extra={"provenance": provenance},
         artifacts={

@@ -21,6 +21,7 @@ from retrieval.evaluation.metrics import (
 from retrieval.evaluation.results import (
     EvaluationContext,
     cost_timing,
+    retrieved_nothing,
     write_neighbours_csv,
     write_ranking,
     write_results,
@@ -213,8 +214,13 @@ def evaluate_ssp_stage(
     write_neighbours_csv(ctx.out_csv, lists, ids, sims, ctx.csv_top)
     evaluation = baseline = None
     alongside = {}
+    flags = {
+        "queries_without_features": [q["name"] for q, f in zip(lists["query"], featureless_rows(light)) if f],
+        "db_images_without_features": db_without_features,
+    }
     if gnd is not None:
-        ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ctx.ks) for k, r in ranks.items()}
+        nothing = retrieved_nothing(lists, flags)
+        ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ctx.ks, nothing) for k, r in ranks.items()}
         evaluation, baseline = ev["ssp"], ("light_without_adapter", ev["light_without_adapter"])
         alongside = {
             "alongside": {k: {"metrics": headline(ev[k])} for k in ("light_without_adapter", "symmetric_gallery")}
@@ -235,10 +241,7 @@ def evaluate_ssp_stage(
         evaluation=evaluation,
         baseline=baseline,
         extra={**alongside, "cost_per_image": cost},
-        flags={
-            "queries_without_features": [q["name"] for q, f in zip(lists["query"], featureless_rows(light)) if f],
-            "db_images_without_features": db_without_features,
-        },
+        flags=flags,
         artifacts={"ranking": str(ctx.out_ranking), "neighbours_csv": str(ctx.out_csv), "adapter": str(adapter)},
         timing=cost_timing(len(lists["query"]), reads=0.0, rerank=0.0, evaluate_seconds=round(time.time() - t0, 3)),
     )

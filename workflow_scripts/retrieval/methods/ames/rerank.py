@@ -265,12 +265,15 @@ def grid_rankings(
     }
 
 
-def evaluate_protocol_rankings(rankings: dict[str, np.ndarray], gnd, n_db: int, ks=(1, 5, 10)) -> dict[str, Any]:
-    """Metrics where each protocol is read from its own ranking (identical rankings when junk_mode is none)."""
+def evaluate_protocol_rankings(
+    rankings: dict[str, np.ndarray], gnd, n_db: int, ks=(1, 5, 10), retrieved_nothing=None
+) -> dict[str, Any]:
+    """Metrics where each protocol is read from its own ranking (identical rankings when junk_mode is none);
+    ``retrieved_nothing`` as in :func:`retrieval.evaluation.metrics.evaluate_rankings`."""
     first = rankings[PROTOCOLS[0]]
     if all(rankings[p] is first for p in PROTOCOLS):
-        return evaluate_rankings(first, gnd, n_db, ks)
-    per = {p: evaluate_rankings(rankings[p], gnd, n_db, ks) for p in PROTOCOLS}
+        return evaluate_rankings(first, gnd, n_db, ks, retrieved_nothing)
+    per = {p: evaluate_rankings(rankings[p], gnd, n_db, ks, retrieved_nothing) for p in PROTOCOLS}
     out: dict[str, Any] = {
         key: {p: per[p][key][p] for p in PROTOCOLS} for key in ("mAP", *[f"mP@{k}" for k in ks], "n_evaluated")
     }
