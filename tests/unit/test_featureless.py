@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from retrieval.evaluation.metrics import evaluate_gldv2, evaluate_rankings
+from retrieval.evaluation.results import retrieved_nothing
 from retrieval.featureless import featureless_rows, rank_featureless_last, search_featured
 from retrieval.features.vlad import apply_whitening, fit_pca_whitening, l2_normalise, vlad
 from retrieval.methods.ames.rerank import fused_score, rerank
@@ -133,9 +135,6 @@ def test_a_query_without_features_scores_ap_zero_not_by_its_database_order():
     on that order: a trial's missing query whose positive happened to sort first scored AP 1.0. It now scores AP 0
     and P@k 0 wherever it has positives (as GLDv2's metric scores a query without predictions), counted in the means;
     a query without positives stays None; without the flag nothing changes."""
-    from retrieval.evaluation.metrics import evaluate_gldv2, evaluate_rankings
-    from retrieval.evaluation.results import retrieved_nothing
-
     n_db = 5
     ranks = np.tile(np.arange(n_db), (3, 1))  # database order: every query's positive (image 0) first
     gnd = [{"easy": [0], "hard": [], "junk": []}] * 2 + [{"easy": [], "hard": [], "junk": [0]}]
