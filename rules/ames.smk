@@ -169,7 +169,6 @@ rule ames_logits:
         db_desc=config["ames"]["db_desc"],
         max_rerank=PLAN.ames_max_rerank(),
         junk_mode=config["ames"]["junk_mode"],
-        batch=config["ames"]["batch_pairs"],
         precision=config["ames"]["precision"],
     script:
         "../workflow_scripts/ames_logits.py"

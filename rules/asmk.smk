@@ -48,7 +48,15 @@ rule asmk_ivf:
         mem_mb=8000,
         runtime=120,
     params:
-        asmk=lambda w: (check_version(w, PLAN.v_asmk_ivf(w.dataset)), PLAN.asmk_kernel_config())[1],
+        # what the inverted file holds depends on (the search's kernel settings are read from the configuration by
+        # the script: changing alpha or the threshold re-runs only the search)
+        ivf=lambda w: (
+            check_version(w, PLAN.v_asmk_ivf(w.dataset)),
+            {
+                "binary": config["asmk"]["binary"],
+                "db_multiple_assignment": config["asmk"]["multiple_assignment"]["db"],
+            },
+        )[1],
         preset=PRESET,
     script:
         "../workflow_scripts/asmk_ivf.py"

@@ -50,8 +50,9 @@ elif config["shortlist"]["source"] != "asmk":  # asmk: rule asmk_shortlist (rule
         params:
             preset=PRESET,
             k=lambda w: (check_version(w, PLAN.v_knn(w.dataset)), config["knn"]["k"])[1],
+            # what changes the result (knn.block, how exact search streams, is read from the configuration: changing it
+            # re-runs nothing; the IVF-PQ settings only with knn.search: ivfpq)
             search=config["knn"]["search"],
-            block=config["knn"]["block"],
-            ivfpq=config["knn"]["ivfpq"],
+            ivfpq=config["knn"]["ivfpq"] if config["knn"]["search"] == "ivfpq" else None,
         script:
             "../workflow_scripts/knn.py"

@@ -23,9 +23,10 @@ rule search_knn:
         runtime=30,
     params:
         k=lambda w: (check_version(w, PLAN.v_search_knn(w.collection, w.photos)), PLAN.search_depth())[1],
+        # what changes the result (knn.block, how exact search streams, is read from the configuration: changing it
+        # re-runs nothing; the IVF-PQ settings only with knn.search: ivfpq)
         search=config["knn"]["search"],
-        block=config["knn"]["block"],
-        ivfpq=config["knn"]["ivfpq"],
+        ivfpq=config["knn"]["ivfpq"] if config["knn"]["search"] == "ivfpq" else None,
         preset=PRESET,
     script:
         "../workflow_scripts/search_knn.py"

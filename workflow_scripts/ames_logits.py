@@ -18,7 +18,7 @@ logits_stage(
     db_desc=snakemake.params.db_desc,
     max_rerank=snakemake.params.max_rerank,
     junk_mode=snakemake.params.junk_mode,
-    batch=snakemake.params.batch,
+    batch=snakemake.config["ames"]["batch_pairs"],  # not a param: pairs per forward pass, changing it re-runs nothing
     device=snakemake.config["ames"]["device"],  # not a param: a device change re-runs nothing
     version=snakemake.wildcards.ver,
     precision=snakemake.params.precision,

@@ -11,7 +11,7 @@ build_asmk_ivf(
     local_path=snakemake.input.local,
     codebook_path=snakemake.input.codebook,
     out_path=snakemake.output.ivf,
-    cfg=snakemake.params.asmk,
+    cfg=snakemake.config["asmk"],  # its binary and database assignment are the params (snakemake.params.ivf)
     version=snakemake.wildcards.ver,
 )
 write_rule_manifest(snakemake, "asmk_ivf")

@@ -15,7 +15,7 @@ nearest_neighbours(
     k=snakemake.params.k,
     version=snakemake.wildcards.ver,
     search=snakemake.params.search,
-    block=snakemake.params.block,
+    block=snakemake.config["knn"]["block"],  # not a param: memory only, changing it re-runs nothing
     ivfpq=snakemake.params.ivfpq,
 )
 write_rule_manifest(snakemake, "search_knn")

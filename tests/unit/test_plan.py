@@ -434,3 +434,16 @@ def test_ranks_every_image_follows_the_ground_truth_protocol(tmp_path):
         "roxford5k+1m": True,
         "gldv2": False,
     }
+
+
+def test_gldv2_keys_version_only_gldv2_lists(tmp_path):
+    """gldv2.present_only (a GLDv2 retrieval key) moved every dataset's list version: the demo's whole chain, AMES's
+    training included, was planned again. It now versions only datasets in GLDv2's format."""
+    root = tmp_path / "data"
+    (root / "gld").mkdir(parents=True)
+    (root / "gld" / "retrieval_solution_v2.1.csv").write_text("id,images,Usage\n")
+    (root / "mine" / "jpg").mkdir(parents=True)
+    base, present = (Plan(configured(data_root=str(root), **o)) for o in ({}, {"gldv2.present_only": True}))
+    for ds in ("demo", "demo-val", "demo-train", "mine", "roxford5k"):
+        assert base.v_lists(ds) == present.v_lists(ds), ds
+    assert base.v_lists("gld") != present.v_lists("gld") and base.v_lists("gldv2") != present.v_lists("gldv2")

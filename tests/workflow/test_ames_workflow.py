@@ -97,6 +97,11 @@ def test_grid_change_reuses_the_logits(tiny_ames, tmp_path):
     override.write_text("ames:\n  device: cpu\n")
     out = snakemake(tiny_ames, "-n", "results/demo_ames.json", "--configfile", str(TINY), str(override)).stdout
     assert "Nothing to be done" in out, out[-2000:]
+    # nor do the pairs per forward pass, or how knn streams the database (each re-ran the logits in place; knn.block
+    # re-ran demo-val's knn and so the training)
+    override.write_text("ames:\n  batch_pairs: 7\nknn:\n  block: 500\n")
+    out = snakemake(tiny_ames, "-n", "results/demo_ames.json", "--configfile", str(TINY), str(override)).stdout
+    assert "Nothing to be done" in out, out[-2000:]
 
 
 def test_benchmark_target_writes_ratios(tiny_run):

@@ -73,6 +73,15 @@ def test_asmk_results_contract_and_state_in_our_formats(asmk_run):
     assert (np.sort(ids, axis=1) == np.arange(glob["n_db"])).all()
 
 
+def test_a_kernel_setting_reruns_the_search_not_the_inverted_file(asmk_run, tmp_path):
+    """alpha and the threshold are the search's selective kernel: the inverted file (binarised residuals per image and
+    word) does not depend on them. It was re-built in place when they changed (the whole kernel was its param)."""
+    cfg = tmp_path / "alpha.yaml"
+    cfg.write_text("asmk:\n  alpha: 2.0\n  similarity_threshold: 0.1\n")
+    plan = job_stats(snakemake(asmk_run, "-n", "results/demo_asmk.json", "--configfile", str(TINY), str(cfg)).stdout)
+    assert plan == {"asmk_search": 1, "evaluate_asmk": 1, "publish": 1}
+
+
 def test_sv_reranks_an_asmk_shortlist(asmk_run, tmp_path):
     wd = copy_tree(asmk_run, tmp_path / "asmk_shortlist")
     cfg = tmp_path / "asmk_shortlist.yaml"

@@ -79,7 +79,10 @@ def test_results_contract(tiny_run):
     for metric in ("mAP", "mP@1", "mP@5", "mP@10"):
         assert set(res["metrics"][metric]) == {"E", "M", "H"}
         assert all(0.0 <= v <= 100.0 for v in res["metrics"][metric].values())
-    assert res["hyperparameters"]["training_split"] == "demo-train"
+    # only what changed the ranking: no training_split (nothing of global is fitted on it) and knn's identity, not
+    # knn.block (either re-ran the evaluation in place, and the re-rankers after it, when it changed)
+    assert "training_split" not in res["hyperparameters"] and res["hyperparameters"]["fit_split"] == "demo"
+    assert res["hyperparameters"]["knn"] == {"k": 0}
     assert set(res["versions"]) >= {"image_lists", "extract", "codebook", "whiten", "knn", "evaluate"}
     with h5py.File(tiny_run / res["artifacts"]["ranking"], "r") as f:
         ranks = f["ranks"][:]
@@ -136,6 +139,13 @@ def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
         "codebook:\n  seed: 0\nevaluate:\n  csv_top: 100\nwhiten:\n  dim: 32\nextract:\n  sift:\n    edge_threshold: 10\n"
     )
     got = snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(restated)).stdout
+    assert "Nothing to be done" in got, got[-3000:]
+    # settings that change no result re-run nothing: how exact search streams (knn.block), the IVF-PQ settings
+    # under exact search, the training split of a global ranking, AMES's pairs per batch (a new user's trial: each
+    # re-ran knn or the evaluation in place, knn.block then AMES's training too)
+    neutral = tmp_path / "neutral.yaml"
+    neutral.write_text("knn:\n  block: 500\n  ivfpq: {nprobe: 8}\ntraining_split: demo-val\names:\n  batch_pairs: 7\n")
+    got = snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(neutral)).stdout
     assert "Nothing to be done" in got, got[-3000:]
     override = tmp_path / "power.yaml"
     override.write_text("whiten:\n  power: 0.25\n")
@@ -272,7 +282,7 @@ def test_landmarks_mini_end_to_end(tiny_run):
     res = load_json(tiny_run / "results" / "landmarks-mini_global.json")
     assert res["n_queries"] == 16 and res["n_db"] == 85 and res["crop_queries"] is True
     assert res["n_evaluated_queries"] == {"E": 15, "M": 16, "H": 12}
-    assert res["hyperparameters"]["training_split"] == "demo-train"
+    assert res["hyperparameters"]["fit_split"] == "landmarks-mini"
     assert res["fitted_on"]["codebook"]["split"] == "landmarks-mini"  # its own database images (self), no labels
     # far better than a random ranking (random Medium mAP on this set is about 11%)
     assert res["metrics"]["mAP"]["M"] > 20

@@ -172,9 +172,21 @@ class Plan:
                 **skip,
                 **decoder,
                 **scanned,
-                **self.gldv2_identity(),
+                **self._gldv2_lists(ds),
             }
         )
+
+    def _gldv2_lists(self, ds):
+        """gldv2_identity for a dataset in GLDv2's format (gldv2, gldv2-train, a folder with its CSV files); nothing
+        for any other, whose lists the gldv2 keys do not change (gldv2.present_only moved the demo's versions)."""
+        identity = self.gldv2_identity()
+        if not identity or ds in GLDV2_DOWNLOADABLE:
+            return identity
+        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds == DISTRACTORS:
+            return {}
+        d = self.dataset_dir(ds)
+        gt = ground_truth_path(d, ds) if os.path.isdir(d) else None
+        return identity if gt is not None and gt.name in (GLDV2_SOLUTION, *GLDV2_TRAIN_LISTS) else {}
 
     def database_apart(self, ds):
         """Whether the dataset's database is listed by its own rule (``database_list``, ``db.json``), apart from its
@@ -645,15 +657,16 @@ class Plan:
                 else {"source": "import", "import_dir": self.config["shortlist"]["import_dir"]}
             )
             return {
-                "training_split": self.train,
                 "crop_queries": self.config["crop_queries"],
                 "extract": self.extract_config(),
                 "shortlist": sl,
-                "knn": self.config["knn"],
+                "knn": self.knn_identity(),
                 "evaluate": self.config["evaluate"],
             }
+        # no training_split (the global ranking fits nothing on it but through fit_split) and knn's identity (not
+        # knn.block): these are evaluate_global's params, and a change to a key that does not change the ranking
+        # re-ran it in place, and after it spatial verification and every re-ranker that reads its baseline
         return {
-            "training_split": self.train,
             "unsupervised_fit": self.config["unsupervised_fit"],
             "fit_split": self.fit_split(ds) if ds else None,
             "crop_queries": self.config["crop_queries"],
@@ -662,7 +675,7 @@ class Plan:
             "codebook": self.config["codebook"],
             "aggregate": self.config["aggregate"],
             "whiten": self.config["whiten"],
-            "knn": self.config["knn"],
+            "knn": self.knn_identity(),
             "evaluate": self.config["evaluate"],
         }
 
