@@ -317,6 +317,16 @@ def merge_chunks(wildcards):
     return [c for p, v in parts for c in PLAN.chunk_paths(p, v, wildcards.side)]
 
 
+def merge_indexes(wildcards):
+    """The pack indexes (sidecars) of merge_chunks' packs: a pack whose index is lost is extracted again (the planner
+    counts its images as new; with only its .h5 as input the job was skipped and merge_local failed)."""
+    got = cached_merge(wildcards)
+    if got is None or got[1] is None:
+        return []
+    xv, plan, _ = got
+    return [f"{PLAN.cache_dir(xv)}/{p}.json" for p in plan.packs(wildcards.side)]
+
+
 def merge_groups(wildcards):
     n = config["extract"]["n_chunks"]
     return [n, n] if PLAN.distractor_base(wildcards.dataset) is not None and wildcards.side == "db" else [n]

@@ -7,6 +7,7 @@ rule merge_local:
     input:
         lists=lambda w: PLAN.side_lists_json(w.dataset, w.side),
         chunks=merge_chunks,
+        indexes=merge_indexes,
         images=merge_images,
     output:
         store=LOCAL,
