@@ -7,9 +7,18 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
-from retrieval.runtime import Manifest, Progress, _runs_snakemake, atomic_path, resolve_device, write_json
+from retrieval.runtime import (
+    Manifest,
+    Progress,
+    _runs_snakemake,
+    atomic_path,
+    open_h5,
+    resolve_device,
+    write_json,
+)
 
 
 def test_atomic_write_removes_a_killed_attempts_leftover(tmp_path):
@@ -204,3 +213,19 @@ def test_a_missing_cuda_device_is_refused_naming_its_key():
         pytest.skip("this machine has a CUDA GPU: cuda is a valid device here")
     with pytest.raises(RuntimeError, match=r"^benchmark\.ames\.device: 'cuda:1', but this torch .* sees no CUDA GPU"):
         resolve_device("cuda:1", "benchmark.ames.device")
+
+
+def test_open_h5_names_a_truncated_file_and_how_to_make_it_again(tmp_path):
+    """h5py's message for a truncated file names no file ("Unable to synchronously open file (truncated file: eof =
+    1000 ...)"): a new user's truncated knn.h5 failed evaluate_global that way."""
+    path = tmp_path / "knn.h5"
+    with h5py.File(path, "w") as f:
+        f["ids"] = np.arange(100000)
+    with open_h5(path) as f:
+        assert f["ids"].shape == (100000,)
+    with open(path, "r+b") as fh:
+        fh.truncate(1000)
+    with pytest.raises(ValueError, match=r"knn\.h5: unreadable HDF5 file \(truncated.*-R <the rule"):
+        open_h5(path)
+    with pytest.raises(FileNotFoundError, match="gone.h5"):
+        open_h5(tmp_path / "gone.h5")

@@ -438,6 +438,23 @@ def state_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def open_h5(path: str | os.PathLike):
+    """An HDF5 file opened read-only (``h5py.File``; use as a context manager). A file that is not there raises
+    FileNotFoundError, and one h5py cannot open (truncated by a full disk or a killed copy, or not HDF5) a ValueError
+    naming it and saying how to make it again: h5py's own message names no file."""
+    import h5py  # noqa: PLC0415
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(
+            f"{path}: unreadable HDF5 file (truncated, or not HDF5: {e}); delete it and run again with "
+            "-R <the rule that writes it> (the job's log names the rule)"
+        ) from e
+
+
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, read eagerly (no pickles)."""
     with np.load(path, allow_pickle=False) as z:

@@ -10,14 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-import h5py
 import numpy as np
 from PIL import Image
 
 from retrieval.data.images import BadImageError, decode_image
 from retrieval.evaluation.compare import metric_set
 from retrieval.evaluation.rule_times import rss_text, summarise
-from retrieval.runtime import atomic_path, read_json
+from retrieval.runtime import atomic_path, open_h5, read_json
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +330,7 @@ def write_report(
         if r.get("metrics") and r["metrics"][key][main] is not None
     }
     show = max(scored, key=scored.get) if scored else next(iter(results))
-    with h5py.File(ranking_paths[show], "r") as f:
+    with open_h5(ranking_paths[show]) as f:
         ranks = f["ranks"][:]
     queries = list(range(min(n_queries, len(lists["query"]))))
     parts = [

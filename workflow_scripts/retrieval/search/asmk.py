@@ -26,7 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from retrieval.runtime import atomic_path
+from retrieval.runtime import atomic_path, open_h5
 
 IVF_KIND = "asmk_ivf"
 
@@ -222,7 +222,7 @@ def read_ivf(path: str | Path, centroids: np.ndarray, cfg: ASMKConfig) -> tuple[
     naming the file."""
 
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         a = dict(f.attrs)
         if a.get("kind") != IVF_KIND or a.get("schema_version") != IVF_SCHEMA:
             raise ValueError(

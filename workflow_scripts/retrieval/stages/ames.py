@@ -43,7 +43,7 @@ from retrieval.methods.ames.rerank import (
 )
 from retrieval.methods.ames.store import StoreReader, decode, write_store
 from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames
-from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, resolve_device, write_json
+from retrieval.runtime import Manifest, atomic_path, load_npz, open_h5, read_json, resolve_device, write_json
 from retrieval.search.exact import topk_neighbours
 from retrieval.stores.global_store import read_global, read_neighbours, write_neighbours
 from retrieval.stores.local_store import open_local
@@ -362,7 +362,7 @@ def logits_stage(
 
 def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
 
-    with h5py.File(path, "r") as h:
+    with open_h5(path) as h:
         if h.attrs.get("kind") != "ames_logits":
             raise ValueError(f"{path}: not an AMES logits file")
         pair_db, logit = h["pair_db"][:], h["logits"][:]
@@ -380,7 +380,7 @@ def read_sv_inliers(sv: dict[str, str], knn_path: str | Path) -> tuple[np.ndarra
     verified = res.get("artifacts", {}).get("knn")
     if verified is None or Path(verified).resolve() != Path(knn_path).resolve():
         raise ValueError(f"{sv['json']}: spatial verification re-ranked {verified}, AMES re-ranks {knn_path}")
-    with h5py.File(sv["ranking"], "r") as f:
+    with open_h5(sv["ranking"]) as f:
         if "inliers" not in f:
             raise ValueError(f"{sv['ranking']}: no 'inliers' dataset (not an evaluate_sv ranking)")
         inliers = f["inliers"][:]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
-
 from retrieval.evaluation.compare import _check_same_shortlist, compare_rows, render_markdown, uses_random_weights
-from retrieval.runtime import atomic_path, read_json, write_json
+from retrieval.runtime import atomic_path, open_h5, read_json, write_json
 
 
 def compare_stage(
@@ -19,7 +17,7 @@ def compare_stage(
         if r.get("metrics") is None:
             raise ValueError(f"{result_paths[m]}: no metrics (dataset without ground truth); nothing to compare")
     _check_same_shortlist(results)
-    with h5py.File(knn_path, "r") as f:
+    with open_h5(knn_path) as f:
         search = f.attrs.get("search_seconds")
     rows = compare_rows(results, None if search is None else float(search))
     random_weights = any(uses_random_weights(r) for r in results.values())

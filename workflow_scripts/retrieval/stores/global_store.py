@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from retrieval import SCHEMA_VERSION
-from retrieval.runtime import atomic_path
+from retrieval.runtime import atomic_path, open_h5
 from retrieval.stores.local_store import read_row_runs
 
 # A block of database rows is held as float32 (the search converts it), so a fixed row count grows with the
@@ -55,7 +55,7 @@ def finite_rows(path: str | Path, x: np.ndarray) -> np.ndarray:
 def open_global(path: str | Path) -> h5py.File:
     """A global-descriptor file opened for reading in blocks (``f["descriptors"][s:e]``, (N, D)); ValueError naming
     the file if it is not one."""
-    f = h5py.File(path, "r")
+    f = open_h5(path)
     if f.attrs.get("kind") != "global":
         kind = f.attrs.get("kind")
         f.close()
@@ -137,7 +137,7 @@ def write_neighbours(
 
 def read_neighbours(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         if f.attrs.get("kind") != "neighbours":
             raise ValueError(f"{path}: not a neighbours file (kind={f.attrs.get('kind')!r})")
         ids, sims, attrs = f["ids"][:], f["sims"][:], dict(f.attrs)
@@ -149,7 +149,7 @@ def read_featureless(path: str | Path, n_queries: int, n_db: int) -> tuple[np.nd
     """(query (Nq,) bool, db (n_db,) bool): the images without features a neighbours file records; none recorded
     (an imported shortlist, an older file) reads as all False."""
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         if "query_featureless" not in f:
             return np.zeros(n_queries, bool), np.zeros(n_db, bool)
         q, d = f["query_featureless"][:].astype(bool), f["db_featureless"][:].astype(bool)

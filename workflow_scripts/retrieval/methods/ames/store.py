@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from retrieval import SCHEMA_VERSION
-from retrieval.runtime import atomic_path, state_digest
+from retrieval.runtime import atomic_path, open_h5, state_digest
 from retrieval.stores.local_store import read_row_runs
 
 
@@ -94,7 +94,7 @@ class StoreReader:
 
     def __init__(self, path: str | Path, model, device: str = "cpu"):
         self.path = Path(path)
-        self.f = h5py.File(self.path, "r")
+        self.f = open_h5(self.path)
         if self.f.attrs.get("kind") != "ames_db":
             raise ValueError(f"{self.path}: not an AMES database store (kind={self.f.attrs.get('kind')!r})")
         if self.f.attrs["model_digest"] != model_digest(model):
