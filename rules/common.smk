@@ -118,6 +118,10 @@ for _key in ("compare", "report"):
     config[_key]["methods"] = _renamed_methods(_key)
 
 PLAN = _Planned(Plan(config))
+# said while the Snakefile is read: planned later, it was ignored where the demo's results were already up to date
+for _name in config.get("dataset_dirs") or {}:
+    if PLAN.canonical(_name) in DEMO_SPLITS:
+        raise WorkflowError(f"dataset_dirs.{_name}: the demo splits are generated under results/, not read")
 TRAIN = PLAN.train
 VAL = PLAN.val
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"

@@ -403,6 +403,10 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     with pytest.raises(PlanError) as far:
         typo.folder_source("zzz")
     assert "did you mean" not in str(far.value)
+    # a misspelt training split names its key, and the demo split it was meant to be
+    split = Plan(configured(data_root=str(tmp_path / "data"), training_split="demo-tran"))
+    with pytest.raises(PlanError, match=r"^training_split: dataset 'demo-tran': .*did you mean 'demo-train'"):
+        split.folder_source("demo-tran")
 
 
 def test_ranks_every_image_follows_the_ground_truth_protocol(tmp_path):

@@ -147,6 +147,11 @@ def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
     neutral.write_text("knn:\n  block: 500\n  ivfpq: {nprobe: 8}\ntraining_split: demo-val\names:\n  batch_pairs: 7\n")
     got = snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(neutral)).stdout
     assert "Nothing to be done" in got, got[-3000:]
+    # a demo split named in dataset_dirs is refused while the Snakefile is read, even with its results up to date
+    # (it was refused only where jobs were planned, and ignored here)
+    neutral.write_text(f"dataset_dirs:\n  demo: {tmp_path}\n")
+    got = snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(neutral), check=False)
+    assert got.returncode != 0 and "dataset_dirs.demo: the demo splits are generated under results/" in got.stderr + got.stdout
     override = tmp_path / "power.yaml"
     override.write_text("whiten:\n  power: 0.25\n")
     plan = job_stats(snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(override)).stdout)

@@ -509,15 +509,15 @@ class Plan:
             raise PlanError(f"dataset_dirs.{ds}: {d} is a file; name the folder that holds the images (or its jpg/)")
         if not os.path.isdir(d):
             root = self.config["data_root"]
-            near = (
-                []
-                if moved or not os.path.isdir(root)
-                else difflib.get_close_matches(ds, sorted(e.name for e in os.scandir(root) if e.is_dir()), n=2)
-            )
+            known = [n for n in (*DEMO_SPLITS, *DOWNLOADABLE, *GLDV2_DOWNLOADABLE) if n != ds]
+            folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
+            near = [] if moved else difflib.get_close_matches(ds, folders + known, n=2)
+            role = {self.canonical(self.train): "training_split", self.canonical(self.val): "ames.validation_split"}
             raise PlanError(
-                f"dataset '{ds}': folder {d} not found ("
+                (f"{role[ds]}: " if ds in role else "")
+                + f"dataset '{ds}': folder {d} not found ("
                 + (f"dataset_dirs.{ds}" if moved else f"data_root={self.config['data_root']}")
-                + f"); put the images in {d}/jpg/ (with gnd.json or gnd_{ds}.pkl for metrics)"
+                + f"); put the images in {d}/jpg/ (with gnd.csv, gnd.json or gnd_{ds}.pkl for metrics)"
                 + (
                     ", or correct the folder named in dataset_dirs"
                     if moved
