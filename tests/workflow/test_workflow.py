@@ -151,7 +151,10 @@ def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
     # (it was refused only where jobs were planned, and ignored here)
     neutral.write_text(f"dataset_dirs:\n  demo: {tmp_path}\n")
     got = snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(neutral), check=False)
-    assert got.returncode != 0 and "dataset_dirs.demo: the demo splits are generated under results/" in got.stderr + got.stdout
+    assert (
+        got.returncode != 0
+        and "dataset_dirs.demo: the demo splits are generated under results/" in got.stderr + got.stdout
+    )
     override = tmp_path / "power.yaml"
     override.write_text("whiten:\n  power: 0.25\n")
     plan = job_stats(snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(override)).stdout)
