@@ -48,6 +48,15 @@ def test_a_grid_axis_with_a_repeated_value_is_refused_naming_the_key():
     assert len(text.splitlines()) == 3  # num_rerank's distinct values pass
 
 
+def test_an_empty_section_or_value_is_named_as_empty_and_method_lists_are_unique():
+    """A new user's "sv:" with nothing under it read "sv: None is not of type 'object'"; --config data_root= the
+    same for a string. A method listed twice in compare or report made a row twice."""
+    text = describe_errors(_with(sv=None, data_root=None, **{"compare.methods": ["global", "sv", "sv"]}), SCHEMA)
+    assert "  sv: None is not of type 'object' (an empty value: a key with nothing after it" in text
+    assert "  data_root: None is not of type 'string' (an empty value" in text
+    assert "  compare.methods: ['global', 'sv', 'sv'] has non-unique elements" in text
+
+
 def test_two_unknown_keys_at_one_level_count_as_two_problems():
     config = _with(foo=1, bar=2)
     config["sv"]["thresh"] = 3
