@@ -139,7 +139,15 @@ def test_csv_image_list_restricts_the_database(tmp_path):
             r"gnd\.csv:4: the pair .* is already on line 2",
         ),
         ("query,positive\nqueries/nope.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query image 'queries/nope\.jpg' not found"),
-        ("query,positive\njpg/a.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query 'jpg/a\.jpg' is listed as its own positive"),
+        (
+            "query,positive\njpg/a.jpg,jpg/a.jpg\n",
+            r"gnd\.csv:2: query 'jpg/a\.jpg' is listed as its own positive.*remove",
+        ),
+        # a typo in a positive's name: the nearest database names
+        (
+            "query,positive\nqueries/q1.jpg,jpg/sub/dd.jpg\n",
+            r"not a database image .*; did you mean 'jpg/sub/d\.jpg'",
+        ),
         ("query,positive\n../x.jpg,jpg/a.jpg\n", r"gnd\.csv:2: '\.\./x\.jpg' leaves the dataset folder"),
         ("query,positive\nqueries/q1.jpg,jpg/a.jpg,extra\n", r"gnd\.csv:2: 3 fields but the header has 2"),
         ("query,positive,kind\nqueries/q1.jpg,,hard\n", r"gnd\.csv:2: a kind \('hard'\) without a positive"),

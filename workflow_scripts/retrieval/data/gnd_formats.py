@@ -16,6 +16,7 @@ Every error names the file and, for CSV files, the line.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import logging
 import math
@@ -267,11 +268,15 @@ def read_gnd_csv(
         p = relative_name(row["positive"], where)
         p = p if p in db_index else db_nfc.get(_nfc(p), p)
         if p == q:
-            raise ValueError(f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway)")
+            raise ValueError(
+                f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway): remove this row"
+            )
         if p not in db_index:
+            close = difflib.get_close_matches(p, list(db_index), n=2, cutoff=0.7)
             raise ValueError(
                 f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
                 f"or every image under jpg/; names are paths relative to {root})"
+                + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
             )
         if (q, p) in seen:
             raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
