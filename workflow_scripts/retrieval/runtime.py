@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+import h5py
 import numpy as np
 
 if TYPE_CHECKING:  # only for annotations: importing this module never loads torch
@@ -442,8 +443,6 @@ def open_h5(path: str | os.PathLike):
     """An HDF5 file opened read-only (``h5py.File``; use as a context manager). A file that is not there raises
     FileNotFoundError, and one h5py cannot open (truncated by a full disk or a killed copy, or not HDF5) a ValueError
     naming it and saying how to make it again: h5py's own message names no file."""
-    import h5py  # noqa: PLC0415
-
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
