@@ -62,7 +62,10 @@ def _line(error: jsonschema.ValidationError) -> str:
         )
     elif error.instance is None and wanted and "null" not in wanted:
         # "sv:" with nothing under it, or --config data_root= (an empty value): YAML reads both as null
-        line += " (an empty value: a key with nothing after it, or nothing indented under it; give the value, or remove the key)"
+        line += (
+            " (an empty value: a key with nothing after it, or nothing indented under it; give the value, or remove"
+            " the key)"
+        )
     elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
         line += (
             " (if it was given with --config: Snakemake reads a value there as a number, as True or False, or else"

@@ -193,9 +193,9 @@ def training_curves(curves: dict[str, list[dict[str, float]]]) -> str:
 
 
 def curves_figure(curves: dict[str, list[dict[str, float]]]):
-    """A matplotlib figure of curves.json per model: training loss (log scale: the binary model's loss, distillation included, is about 15x the
-    teacher's, which a shared linear axis flattened), pair accuracy and, where training validated, the validation
-    split's best Medium mAP over the fusion grid, with the epoch kept marked."""
+    """A matplotlib figure of curves.json per model: training loss (log scale: the binary model's loss, distillation
+    included, is about 15x the teacher's, which a shared linear axis flattened), pair accuracy and, where training
+    validated, the validation split's best Medium mAP over the fusion grid, with the epoch kept marked."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     validated = any("validation" in e for c in curves.values() for e in c)
