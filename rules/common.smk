@@ -122,6 +122,17 @@ PLAN = _Planned(Plan(config))
 for _name in config.get("dataset_dirs") or {}:
     if PLAN.canonical(_name) in DEMO_SPLITS:
         raise WorkflowError(f"dataset_dirs.{_name}: the demo splits are generated under results/, not read")
+# a ResNet without weights fails every extraction job: said before any job (it failed only when extraction ran)
+_deep = {config["extract"]["backbone"]} | (
+    {config["shortlist"]["backbone"] or config["extract"]["backbone"]}
+    if config["shortlist"]["source"] == "backbone"
+    else set()
+)
+if "resnet" in _deep and config["extract"]["resnet"]["checkpoint"] is None:
+    raise WorkflowError(
+        "extract.resnet.checkpoint: required with the resnet backbone (extract.backbone or shortlist.backbone): a "
+        "torchvision or CVNet state-dict file, e.g. CVPR2022_CVNet_R101.pt (or 'random' for tests)"
+    )
 TRAIN = PLAN.train
 VAL = PLAN.val
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"

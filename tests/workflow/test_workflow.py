@@ -197,6 +197,22 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, pattern):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("extract:\n  backbone: resnet\n", r"extract\.resnet\.checkpoint: required with the resnet backbone"),
+        ("shortlist:\n  source: backbone\n  backbone: resnet\n", r"extract\.resnet\.checkpoint: required"),
+    ],
+)
+def test_a_resnet_without_weights_is_refused_before_any_job(tmp_path, override, pattern):
+    """It failed every extraction job, after the demo had been generated and listed."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(override)
+    proc = snakemake(tmp_path, "results/demo_global.json", "--configfile", str(cfg), check=False)
+    assert proc.returncode != 0 and re.search(pattern, proc.stdout + proc.stderr)
+    assert not (tmp_path / "results").exists()
+
+
 def test_unknown_method_training_split_and_missing_dataset_are_named(tmp_path):
     proc = snakemake(tmp_path, "-n", "results/demo_nosuch.json", check=False)
     assert proc.returncode != 0 and "unknown method 'nosuch'" in proc.stdout + proc.stderr
