@@ -36,7 +36,9 @@ except WorkflowError:
     raise WorkflowError(text) from None
 # what the schema lets through (NaN and infinities) is refused the same way
 if non_finite(config):
-    raise WorkflowError(describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml")))
+    raise WorkflowError(
+        describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
+    )
 
 
 include: "rules/common.smk"

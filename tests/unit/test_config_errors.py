@@ -57,6 +57,21 @@ def test_an_empty_section_or_value_is_named_as_empty_and_method_lists_are_unique
     assert "  compare.methods: ['global', 'sv', 'sv'] has non-unique elements" in text
 
 
+def test_the_configfile_that_set_a_bad_key_is_named(tmp_path):
+    """With several --configfile files a user had to search them for the key; the last file that sets it is named."""
+    first, second = tmp_path / "site.yaml", tmp_path / "mine.yaml"
+    first.write_text("sv:\n  ratio: 7.0\nknn:\n  k: 5\n")
+    second.write_text("sv:\n  thresh: 3\nknn:\n  k: -1\n")
+    config = _with(**{"sv.ratio": 7.0, "knn.k": -1})
+    config["sv"]["thresh"] = 3
+    lines = describe_errors(config, SCHEMA, [first, second]).splitlines()[1:]
+    assert any(ln.startswith("  knn.k: -1 is less than") and ln.endswith(f"[in {second}]") for ln in lines), lines
+    assert any(ln.startswith("  sv.ratio: 7.0") and ln.endswith(f"[in {first}]") for ln in lines), lines
+    assert any(ln.startswith("  sv.thresh: unknown key") and ln.endswith(f"[in {second}]") for ln in lines), lines
+    # a value from --config (in no file) is not attributed
+    assert describe_errors(_with(**{"knn.k": -1}), SCHEMA, [first]).splitlines()[1].endswith("minimum of 0")
+
+
 def test_two_unknown_keys_at_one_level_count_as_two_problems():
     config = _with(foo=1, bar=2)
     config["sv"]["thresh"] = 3

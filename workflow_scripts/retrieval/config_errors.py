@@ -180,6 +180,29 @@ def in_default_form(config: dict[str, Any], defaults: dict[str, Any]) -> dict[st
     return walk(config, defaults)
 
 
+_ABSENT = object()
+
+
+def _at(tree: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _ABSENT
+        tree = tree[part]
+    return tree
+
+
+def _holder(line: str, config: dict[str, Any], files: list[tuple[str, Any]]) -> str:
+    """``line`` ("  a.b.c: ...") with the last --configfile that sets ``a.b.c`` to the value in effect named, where
+    one does (a value from --config or config/config.yaml is not named: the header says where those come from)."""
+    key = line.strip().split(":", 1)[0]
+    value = _at(config, key)
+    for name, content in reversed(files):
+        got = _at(content, key)
+        if got is not _ABSENT:
+            return f"{line} [in {name}]" if got == value else line
+    return line
+
+
 def _is_results_json(path: str | Path) -> bool:
     """Whether a --configfile is one of the workflow's results: a JSON file under a ``results`` folder, or one with
     a method's or a search's keys."""
@@ -203,6 +226,13 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
     lines += non_finite(config)
     if not lines:
         return ""
+    files = []
+    for f in configfiles:
+        try:
+            files.append((str(f), yaml.safe_load(Path(f).read_text())))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+    lines = [_holder(ln, config, files) for ln in lines]
     named = [str(f) for f in configfiles if _is_results_json(f)]
     if (
         named
