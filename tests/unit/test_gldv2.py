@@ -228,6 +228,30 @@ def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path
     s = read_json(tmp_path / "sv.json")
     assert s["metrics"]["mAP@100"]["Private"] == 100.0 and s["baseline"]["metrics"] == r["metrics"]
     assert s["paired_difference"]["Private"]["improved"] == 1 and set(s["paired_difference"]) == {"Public", "Private"}
+    # the Public query without features: its ranking becomes the database order (0, 1, 2: AP@100 0.5 by luck); it
+    # scores 0 in global's evaluation, in a re-ranked one and in that one's baseline
+    none = (np.array([True, False, False]), np.zeros(len(lists["db"]), bool))
+    write_neighbours(tmp_path / "knn0.h5", ids, np.ones(ids.shape, np.float32), featureless=none, n_db=len(lists["db"]))
+    evaluate_global(replace(ctx, out_json=tmp_path / "g0.json"), tmp_path / "knn0.h5", {})
+    g0 = read_json(tmp_path / "g0.json")
+    assert g0["queries_without_features"] == [lists["query"][0]["name"]]
+    assert (
+        g0["metrics"]["mAP@100"]["Public"] == 0.0
+        and g0["metrics"]["mAP@100"]["Private"] == r["metrics"]["mAP@100"]["Private"]
+    )
+    write_reranked_evaluation(
+        replace(sv_ctx, out_json=tmp_path / "sv0.json", baseline_json=tmp_path / "g0.json"),
+        "sv",
+        better,
+        np.ones(better.shape),
+        ids,
+        lists,
+        read_json(tmp_path / "gnd.json"),
+        tmp_path / "knn0.h5",
+        {},
+    )
+    s0 = read_json(tmp_path / "sv0.json")
+    assert s0["metrics"]["mAP@100"]["Public"] == 0.0 and s0["baseline"]["metrics"]["mAP@100"]["Public"] == 0.0
 
 
 # ------------------------------------------------------------------------------------ the training split

@@ -279,6 +279,12 @@ def test_a_deleted_feature_cache_is_extracted_again_for_a_job_that_reads_its_sto
         for k in before[split]:
             np.testing.assert_array_equal(after[k], before[split][k], err_msg=f"{split} {k}")
     assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_sv.json", *base).stdout
+    # a pack that lost only its index (.json): the store's merge has it extracted again (with the .h5 alone as the
+    # merge's input, the pack job was skipped and merge_local failed, "pack(s) without their index")
+    (index,) = (wd / "results" / "features").glob("*/packs/*.json")
+    index.unlink()
+    run = snakemake(wd, "results/coll_global.json", *base, "-R", "merge_local", timeout=1800)
+    assert _job_stats(run.stderr)["extract_pack"] == 1 and index.is_file()
 
 
 def test_a_ground_truth_edit_leaves_the_database_side_alone(tiny_run, tmp_path):
