@@ -33,6 +33,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/snakefmt Snakefile rules
 
-# Where the time went: wall and CPU seconds per rule, summed from the Snakemake benchmark files under benchmarks/.
+# Where the time went: wall and CPU seconds per rule, summed from the Snakemake benchmark files under benchmarks/
+# that the last run wrote (make rule-times ALL=1: every file, every run and configuration).
 rule-times: $(STAMP)
-	cd workflow_scripts && ../$(VENV)/bin/python -m retrieval.evaluation.rule_times ../benchmarks
+	cd workflow_scripts && ../$(VENV)/bin/python -m retrieval.evaluation.rule_times ../benchmarks $(if $(ALL),--all)

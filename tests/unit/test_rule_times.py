@@ -1,12 +1,14 @@
 """The per-rule time table summed from Snakemake benchmark files."""
 
+import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from retrieval.evaluation.rule_times import markdown, rule_times
+from retrieval.evaluation.rule_times import last_run_start, markdown, rule_times
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -63,3 +65,45 @@ def test_a_missing_folder_is_named_and_help_is_not_read_as_a_folder(tmp_path):
     assert helped.returncode == 0 and "per-rule table" in helped.stdout and "../benchmarks" in helped.stdout
     bare = subprocess.run(run, capture_output=True, text=True, cwd=cwd)
     assert bare.returncode == 1 and "per-rule table" in bare.stderr  # the folder is required: no silent default
+
+
+def _bench(path: Path, seconds: float, mtime: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + f"{seconds}\t0:00:00\t100\t1\t1\t1\t0\t0\t50\t1.0\n")
+    os.utime(path, (mtime, mtime))
+
+
+def _log(log_dir: Path, start: float) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / f"{datetime.fromtimestamp(start):%Y-%m-%dT%H%M%S.%f}.snakemake.log").write_text("")
+
+
+def test_only_the_last_run_is_summed_unless_all_is_asked(tmp_path):
+    """Each job writes its own file, and other configurations' files stayed beside them: `make rule-times` summed
+    every run ever made in the workdir (two trainings for one main job after a config change and back)."""
+    t0 = 1_800_000_000.0
+    bench, logs = tmp_path / "benchmarks", tmp_path / ".snakemake" / "log"
+    _log(logs, t0)  # an earlier run: another configuration's training
+    _bench(bench / "train_ames" / "old.tsv", 100.0, t0 + 50)
+    _log(logs, t0 + 1000)  # the last run that wrote files
+    _bench(bench / "train_ames" / "new.tsv", 30.0, t0 + 1100)
+    _bench(bench / "knn" / "d" / "v.tsv", 2.0, t0 + 1200)
+    _log(logs, t0 + 5000)  # a later run that had nothing to do
+    (logs / "notes.snakemake.log").write_text("")  # another name: ignored
+    files = sorted(bench.rglob("*.tsv"))
+    assert last_run_start(logs, files) == pytest.approx(t0 + 1000)
+    assert last_run_start(logs, []) is None and last_run_start(tmp_path / "none", files) is None
+    assert [r["jobs"] for r in rule_times(bench, since=t0 + 1000)] == [1, 1]
+    assert rule_times(bench, since=t0 + 1000)[0]["seconds"] == 30.0 and rule_times(bench)[0]["seconds"] == 130.0
+    run = [sys.executable, "-m", "retrieval.evaluation.rule_times", str(bench)]
+    cwd = Path(__file__).resolve().parents[2] / "workflow_scripts"
+    last = subprocess.run(run, capture_output=True, text=True, cwd=cwd)
+    assert last.returncode == 0 and "| train_ames | 1 | 30.0 |" in last.stdout and "| total | 2 | 32.0 |" in last.stdout
+    assert "2 of 3 benchmark files" in last.stderr
+    every = subprocess.run([*run, "--all"], capture_output=True, text=True, cwd=cwd)
+    assert every.returncode == 0 and "| train_ames | 2 | 130.0 |" in every.stdout
+    # no log beside the folder (copied benchmarks): every file, and a line that says so
+    (tmp_path / "copy").mkdir()
+    os.rename(bench, tmp_path / "copy" / "benchmarks")
+    copied = subprocess.run([*run[:-1], str(tmp_path / "copy" / "benchmarks")], capture_output=True, text=True, cwd=cwd)
+    assert "| total | 3 | 132.0 |" in copied.stdout and "summing all of them" in copied.stderr

@@ -3,24 +3,55 @@
 Every slow rule declares ``benchmark: "benchmarks/{rule}/..."`` (see rules/*.smk); Snakemake writes there a TSV with
 a header (``s``, ``h:m:s``, ``max_rss``, ..., ``cpu_time``) and one row per run. This module sums them per rule.
 
-    python -m retrieval.evaluation.rule_times ../benchmarks       (from workflow_scripts/; or `make rule-times`)
+    python -m retrieval.evaluation.rule_times ../benchmarks [--all]     (from workflow_scripts/; or `make rule-times`)
+
+By default only the files of the last Snakemake run that wrote any are summed: each job writes its own file, and the
+files of other configurations (other version folders) and of earlier runs stay beside them. That run is found by
+the start time Snakemake writes in its log's name (``.snakemake/log/2026-12-02T061500.123456.snakemake.log``, local
+time, beside ``benchmarks/``); dry runs write no log. ``--all`` sums every file under the folder.
 """
 
 from __future__ import annotations
 
 import csv
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
 
-def rule_times(root: str | Path) -> list[dict[str, Any]]:
+def rule_times(root: str | Path, since: float | None = None) -> list[dict[str, Any]]:
     """Per rule (the first folder under ``root``): jobs, wall seconds summed and the longest job, CPU seconds,
-    peak RSS (MB); sorted by wall seconds, largest first. Raises ValueError naming a file without an ``s`` column,
-    FileNotFoundError naming ``root`` when it is not a folder (an empty table said nothing of a mistyped path)."""
+    peak RSS (MB); sorted by wall seconds, largest first. ``since`` (seconds since the epoch): only files modified
+    at or after it. Raises ValueError naming a file without an ``s`` column, FileNotFoundError naming ``root`` when
+    it is not a folder (an empty table said nothing of a mistyped path)."""
+    return summarise(benchmark_files(root, since), root)
+
+
+def benchmark_files(root: str | Path, since: float | None = None) -> list[Path]:
+    """The ``*.tsv`` files under ``root``, sorted; with ``since``, those modified at or after it (seconds since the
+    epoch). Raises FileNotFoundError naming ``root`` when it is not a folder."""
     if not Path(root).is_dir():
         raise FileNotFoundError(f"{root}: no such folder of benchmark files (Snakemake writes them under benchmarks/)")
-    return summarise(sorted(Path(root).rglob("*.tsv")), root)
+    paths = sorted(Path(root).rglob("*.tsv"))
+    return paths if since is None else [p for p in paths if p.stat().st_mtime >= since]
+
+
+def last_run_start(log_dir: str | Path, files: Iterable[str | Path]) -> float | None:
+    """The start (seconds since the epoch) of the last Snakemake run that wrote one of ``files``: the latest start
+    among the logs in ``log_dir`` (Snakemake names each ``%Y-%m-%dT%H%M%S.%f.snakemake.log``, local time) that is
+    not after the newest file's modification time. None when ``files`` is empty or no log qualifies (no folder, or
+    every log newer: files copied from elsewhere). Log names in another form are ignored."""
+    newest = max((Path(f).stat().st_mtime for f in files), default=None)
+    if newest is None or not Path(log_dir).is_dir():
+        return None
+    starts = []
+    for log in Path(log_dir).glob("*.snakemake.log"):
+        try:
+            starts.append(datetime.strptime(log.name.removesuffix(".snakemake.log"), "%Y-%m-%dT%H%M%S.%f").timestamp())
+        except ValueError:
+            continue
+    return max((t for t in starts if t <= newest), default=None)
 
 
 def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, Any]]:
@@ -88,13 +119,35 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
-        sys.exit(0)
-    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        return 0
+    every = "--all" in argv
+    args = [a for a in argv if a != "--all"]
+    if len(args) != 1 or args[0].startswith("-"):
         sys.exit(__doc__)
+    root = Path(args[0])
     try:
-        print(markdown(rule_times(sys.argv[1])), end="")
+        files = benchmark_files(root)
+        if not every:
+            logs = root.resolve().parent / ".snakemake" / "log"
+            start = last_run_start(logs, files)
+            if start is None:
+                print(f"rule_times: no Snakemake log in {logs} for these files: summing all of them", file=sys.stderr)
+            else:
+                kept = [p for p in files if p.stat().st_mtime >= start]
+                print(
+                    f"rule_times: the run started {datetime.fromtimestamp(start):%Y-%m-%d %H:%M:%S}: {len(kept)} of "
+                    f"{len(files)} benchmark files (--all: every one)",
+                    file=sys.stderr,
+                )
+                files = kept
+        print(markdown(summarise(files, root)), end="")
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"rule_times: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
