@@ -380,6 +380,18 @@ def test_grid_sweep_equals_evaluating_each_reranked_ranking(junk_mode):
     assert sweep.mean_ap(0.3, 2.0, 20, 0.3) != sweep.mean_ap(0.3, 2.0, 20, 0.0)  # the evidence is read
     with pytest.raises(ValueError, match="beyond the largest"):
         sweep.mean_ap(0.5, 0.5, 41)
+    # queries without features score AP 0 at every point, as the evaluated ranking does (the grid and its oracle
+    # scored them on their ranking, which the evaluation does not)
+    nothing = np.zeros(n_q, bool)
+    nothing[[1, 4]] = True
+    blind = GridSweep(sl, sm, pairs, logits, gnd, n_db, ks=(5, 40), evidence=ev, retrieved_nothing=nothing)
+    for k, lam, gamma, mu in ((5, 0.3, 2.0, 0.0), (40, 1.0, 0.1, 0.3)):
+        ranked = grid_rankings(sl, sm, pairs, logits, lam, gamma, k, mu, ev)
+        want = evaluate_protocol_rankings(ranked, gnd, n_db, retrieved_nothing=nothing)["mAP"]
+        assert blind.mean_ap(lam, gamma, k, mu) == pytest.approx(want, abs=1e-4)
+        assert blind.mean_ap(lam, gamma, k, mu)["M"] < sweep.mean_ap(lam, gamma, k, mu)["M"]
+    with pytest.raises(ValueError, match="2 flags for 9 queries"):
+        GridSweep(sl, sm, pairs, logits, gnd, n_db, ks=(5,), retrieved_nothing=[True, False])
 
 
 def test_geometric_evidence_follows_the_shortlist_and_saturates():

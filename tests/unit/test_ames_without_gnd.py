@@ -65,3 +65,35 @@ def test_a_collection_without_ground_truth_is_re_ranked_at_the_validation_point(
     assert len(rows) == 12 and rows[0]["image"] == f"d{ranks[0, 0]}.jpg"
     with open(p / "grid.csv") as fh:
         assert fh.read().strip() == "num_rerank,lambda,gamma"  # no rows: nothing to evaluate
+
+
+def test_a_query_without_features_scores_zero_in_the_grid_as_in_the_metrics(tmp_path):
+    """The grid and its oracle scored a featureless query on its shortlist (AP 1 here, where its logits found its
+    positives) while the evaluated point scored it AP 0: the grid's row of the chosen point disagreed with
+    `metrics`, and the validation choice could lean on a query that retrieves nothing."""
+    ids = np.array([[1, 2, 0, 3], [0, 1, 3, 2], [3, 2, 1, 0]])
+    relevant = [{0, 3}, {3}, {0}]
+    gnd = {"gnd": [{"easy": sorted(r), "hard": [], "junk": []} for r in relevant]}
+    _dataset(tmp_path / "val", ids, relevant, gnd)
+    _dataset(tmp_path / "set", ids, relevant, gnd)
+    p, v = tmp_path / "set", tmp_path / "val"
+    sims = np.tile(np.linspace(0.9, 0.6, 4, dtype=np.float32), (3, 1))
+    for d in (p, v):  # query 0 has no features in both
+        write_neighbours(d / "knn.h5", ids, sims, featureless=(np.array([True, False, False]), np.zeros(4, bool)))
+    write_json(tmp_path / "global.json", {})
+    ctx = EvaluationContext(
+        dataset="set", lists_path=p / "lists.json", gnd_path=p / "gnd.json", out_json=p / "ames.json",
+        out_ranking=p / "r.h5", out_csv=p / "n.csv", csv_top=4, versions={}, hyperparameters={}, preset="tiny",
+    )  # fmt: skip
+    val_paths = {"knn": v / "knn.h5", "gnd": v / "gnd.json", "lists": v / "lists.json", "logits": v / "logits.h5"}
+    grid = {"num_rerank": [4], "lambda": [1.0, 0.0], "gamma": [1.0]}
+    evaluate_ames_stage(
+        ctx, p / "logits.h5", p / "knn.h5", p / "grid.csv", "ames", grid, "validation", {}, val_paths, "val", "none"
+    )
+    r = read_json(p / "ames.json")
+    assert r["queries_without_features"] == ["q0"] and r["per_query_ap"]["M"]["ap"][0] == 0.0
+    with open(p / "grid.csv") as fh:
+        rows = {float(row["lambda"]): float(row["mAP_M"]) for row in csv.DictReader(fh)}
+    # lambda 0 ranks every query's positives first: 1, 1 and the featureless query's 0
+    assert rows[0.0] == r["metrics"]["mAP"]["M"] == r["oracle"]["mAP_M"] == round(200 / 3, 4)
+    assert r["chosen"]["validation_mAP"]["M"] == round(200 / 3, 4)

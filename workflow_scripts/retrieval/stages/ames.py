@@ -45,7 +45,7 @@ from retrieval.methods.ames.store import StoreReader, decode, write_store
 from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames
 from retrieval.runtime import Manifest, atomic_path, load_npz, open_h5, read_json, resolve_device, write_json
 from retrieval.search.exact import topk_neighbours
-from retrieval.stores.global_store import read_global, read_neighbours, write_neighbours
+from retrieval.stores.global_store import read_featureless, read_global, read_neighbours, write_neighbours
 from retrieval.stores.local_store import open_local
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ def make_validator(
     dtype = resolve_precision(precision, device)
     ids, sims, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)["gnd"]
-    n_db = len(read_json(lists_path)["db"])
+    lists = read_json(lists_path)
+    n_db = len(lists["db"])
+    nothing = _featureless_queries(knn_path, lists)  # AP 0, as the evaluation scores them
     q_descriptors, q_counts = _load_local(query_local, q_desc)
     db_descriptors, d_counts = _load_local(db_local, db_desc)
     shortlists = protocol_shortlists(ids, gnd, junk_mode)
@@ -111,7 +113,9 @@ def make_validator(
             device=device,
             dtype=dtype,
         )
-        sweep = GridSweep(shortlists, sl_sims, pairs, fusion_logits(logits, fusion), gnd, n_db, [num_rerank])
+        sweep = GridSweep(
+            shortlists, sl_sims, pairs, fusion_logits(logits, fusion), gnd, n_db, [num_rerank], None, nothing
+        )
         return max(sweep.mean_ap(lam, gamma, num_rerank)["M"] or 0.0 for lam in lambdas for gamma in gammas)
 
     return validate
@@ -413,9 +417,9 @@ def _unverified(ids, inliers, shortlist, k, name) -> int:
     return missing
 
 
-def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None):
+def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None, nothing=None):
     """Every grid point's mAP (rows), the protocols' shortlists and similarities, the geometric evidence (None without
-    ``geometry``: ``{"inliers", "inliers_cap", "weight"}``)."""
+    ``geometry``: ``{"inliers", "inliers_cap", "weight"}``). ``nothing``: the queries without features (AP 0)."""
     shortlists = protocol_shortlists(ids, gnd, junk_mode)
     sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
     evidence = None
@@ -424,7 +428,7 @@ def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None):
     rows: list[dict[str, Any]] = []
     if gnd is None:  # the shortlists and evidence only: no metrics without ground truth
         return rows, shortlists, sl_sims, evidence
-    sweep = GridSweep(shortlists, sl_sims, pairs, logits, gnd, n_db, grid["num_rerank"], evidence)
+    sweep = GridSweep(shortlists, sl_sims, pairs, logits, gnd, n_db, grid["num_rerank"], evidence, nothing)
     for k in grid["num_rerank"]:
         for lam in grid["lambda"]:
             for gamma in grid["gamma"]:
@@ -438,6 +442,12 @@ def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None):
 
 
 POINT_AXES = ("num_rerank", "lambda", "gamma", "geometry_weight")
+
+
+def _featureless_queries(knn_path: str | Path, lists: dict[str, Any]) -> np.ndarray | None:
+    """(Nq,) bool: the queries the neighbours file records as without features; None when there are none."""
+    q_none = read_featureless(knn_path, len(lists["query"]), len(lists["db"]))[0]
+    return q_none if q_none.any() else None
 
 
 def _best(rows: list[dict[str, Any]], key: str = "mAP_M") -> dict[str, Any]:
@@ -479,9 +489,10 @@ def _without_geometry(selection, rows: list[dict[str, Any]]) -> dict[str, Any] |
     return {"chosen": point, "metrics": None if row is None else {k: v for k, v in row.items() if k not in point}}
 
 
-def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid, geometry=None):
+def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid, geometry=None, nothing=None):
     """The grid for GLDv2: each point re-ranks the shortlist and scores mAP@100 on the Public and the Private
-    queries (the official metric has no junk, so one ranking serves both)."""
+    queries (the official metric has no junk, so one ranking serves both); ``nothing``: the queries without
+    features (no predictions)."""
 
     rows = []
     for k in grid["num_rerank"]:
@@ -493,7 +504,7 @@ def _sweep_gldv2(ids, sims, gnd, pairs, logits, n_db, grid, geometry=None):
             for gamma in grid["gamma"]:
                 for mu in geometry["weight"] if geometry is not None else [None]:
                     ranks = rerank(ids, sims, lk, lam, gamma, k, mu or 0.0, ev)
-                    m = evaluate_gldv2(ranks, gnd, n_db)["mAP@100"]
+                    m = evaluate_gldv2(ranks, gnd, n_db, retrieved_nothing=nothing)["mAP@100"]
                     point = {"num_rerank": k, "lambda": lam, "gamma": gamma}
                     if mu is not None:
                         point["geometry_weight"] = mu
@@ -605,7 +616,8 @@ def evaluate_ames_stage(
     gldv2 = gnd is not None and gnd.get("protocol") == "gldv2"
     if gnd is None and select == "validation" and not val_paths:
         raise ValueError(f"{dataset}: no ground truth, and no validation split to choose the AMES point on")
-    gldv2_rows = _sweep_gldv2(ids, sims, gnd["gnd"], pairs, logits, n_db, grid, geo) if gldv2 else None
+    nothing = _featureless_queries(knn_path, lists)  # AP 0 at every grid point, as in the evaluated metrics
+    gldv2_rows = _sweep_gldv2(ids, sims, gnd["gnd"], pairs, logits, n_db, grid, geo, nothing) if gldv2 else None
     selection = None  # (the rows a validation choice read, its key): AMES alone is chosen from them too
     if gldv2 and select == "validation":  # AMES's practice on GLDv2: choose on the Public queries, report Private
         selection = (gldv2_rows, "mAP@100_Public")
@@ -623,8 +635,9 @@ def evaluate_ames_stage(
         if geo is not None:
             v_sv = {"json": val_paths["sv_json"], "ranking": val_paths["sv_ranking"]}
             v_geo = {**geometry, "inliers": read_sv_inliers(v_sv, val_paths["knn"])[0]}
+        v_nothing = _featureless_queries(val_paths["knn"], v_lists)
         v_rows, v_shortlists = _sweep(
-            v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid, v_geo
+            v_ids, v_sims, v_gnd["gnd"], v_pairs, v_logits, len(v_lists["db"]), junk_mode, grid, v_geo, v_nothing
         )[:2]
         if v_geo is not None:
             v_unverified = _unverified(
@@ -652,7 +665,7 @@ def evaluate_ames_stage(
             evidence = _evidence(shortlists, ids, inliers, geometry["inliers_cap"], chosen["num_rerank"])
     else:  # without ground truth (a collection of photos): the shortlists only, re-ranked at the point chosen above
         g = gnd["gnd"] if gnd is not None else None
-        rows, shortlists, sl_sims, evidence = _sweep(ids, sims, g, pairs, logits, n_db, junk_mode, grid, geo)
+        rows, shortlists, sl_sims, evidence = _sweep(ids, sims, g, pairs, logits, n_db, junk_mode, grid, geo, nothing)
     unverified = None
     if geo is not None:
         unverified = _unverified(ids, inliers, shortlists["M"], chosen["num_rerank"], dataset)

@@ -290,7 +290,10 @@ class GridSweep:
     (once, when first asked) the tail's share of each query's AP. A point then sorts the top k by the fused score
     (stable, as ``rerank``) and adds the top's trapezoids. Equal to ``evaluate_protocol_rankings(grid_rankings(...))``'s mAP
     (a test checks it, junk modes included). ``evidence``: per protocol, the geometric evidence (Nq, >= max(ks))
-    aligned with its shortlist, which points with a geometric weight ``mu`` > 0 add."""
+    aligned with its shortlist, which points with a geometric weight ``mu`` > 0 add. ``retrieved_nothing``: (Nq,)
+    bool, the queries without features, which score AP 0 at every point wherever they have positives, as in
+    :func:`retrieval.evaluation.metrics.evaluate_rankings` (the grid and its oracle agree with the evaluated point).
+    ValueError when its length is not Nq."""
 
     def __init__(
         self,
@@ -302,9 +305,16 @@ class GridSweep:
         n_db: int,
         ks: Sequence[int],
         evidence: dict[str, np.ndarray] | None = None,
+        retrieved_nothing: Sequence[bool] | None = None,
     ):
         self.protocols: dict[str, dict[str, Any]] = {}
         self.max_k = max(ks)
+        n_queries = shortlists[PROTOCOLS[0]].shape[0]
+        self.nothing = np.zeros(n_queries, bool)
+        if retrieved_nothing is not None:
+            self.nothing = np.asarray(retrieved_nothing, bool)
+            if self.nothing.shape != (n_queries,):
+                raise ValueError(f"retrieved_nothing: {self.nothing.shape[0]} flags for {n_queries} queries")
         for p in PROTOCOLS:
             sl = shortlists[p]
             kmax, n_q = min(self.max_k, sl.shape[1]), sl.shape[0]
@@ -368,6 +378,6 @@ class GridSweep:
             j = np.cumsum(pos, axis=1) - pos  # positives ranked before
             top = np.where(pos, ap_terms(j, rank), 0.0).sum(axis=1)
             valid = d["npos"] > 0
-            ap = (top + self._tail(d, k_))[valid] / d["npos"][valid]
+            ap = np.where(self.nothing, 0.0, top + self._tail(d, k_))[valid] / d["npos"][valid]
             out[p] = round(100.0 * float(np.mean(ap)), 4) if valid.any() else None
         return out
