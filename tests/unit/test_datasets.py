@@ -11,6 +11,7 @@ from retrieval.data.datasets import (
     build_database_list,
     build_image_lists,
     canonical_name,
+    ground_truth_path,
     image_folders,
     query_box,
     with_distractors,
@@ -294,3 +295,16 @@ def test_a_gnd_csv_database_keeps_revisitop_names_and_release_sizes(tmp_path):
     assert lists["db"][0]["path"] == str(root.resolve() / "jpg" / "a.jpg")
     assert [(e["width"], e["height"]) for e in lists["db"]] == [(40, 30), (40, 30), (640, 480)]
     assert (lists["query"][0]["width"], lists["query"][0]["height"]) == (30, 20)
+
+
+def test_a_pickle_named_after_another_dataset_is_named_not_ignored(tmp_path):
+    """gnd_roxford5k.pkl in a folder 'oxford' made it a plain folder (metrics null) without naming the pickle."""
+    d = tmp_path / "oxford"
+    (d / "jpg").mkdir(parents=True)
+    (d / "gnd_roxford5k.pkl").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"oxford: holds gnd_roxford5k.pkl, but .* dataset 'oxford' .*gnd_oxford.pkl"):
+        ground_truth_path(d, "oxford")
+    assert ground_truth_path(d, "roxford5k") == d / "gnd_roxford5k.pkl"
+    assert ground_truth_path(d, "roxford") == d / "gnd_roxford5k.pkl"  # the alias reads the canonical name
+    (d / "gnd.csv").write_text("query,positive\n")  # another ground truth there: that one is read
+    assert ground_truth_path(d, "oxford") == d / "gnd.csv"

@@ -78,3 +78,53 @@ def test_landmarks_mini_pickle_and_json_agree():
     b = load_ground_truth(SHARED / "gnd_landmarks-mini.pkl")
     assert a.imlist == b.imlist and a.qimlist == b.qimlist and a.gnd == b.gnd
     assert sum(len(g["easy"]) for g in a.gnd) == 53 and sum(len(g["hard"]) for g in a.gnd) == 36
+
+
+def _with(entry=None, **top):
+    d = revisitop_dict()
+    g = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in d["gnd"][0].items()}
+    return {"imlist": d["imlist"], "qimlist": d["qimlist"], "gnd": [{**g, **(entry or {})}], **top}
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        # a repeat counted twice: AP 1.25 and mP@1 200 for {'easy': [0, 0]} (a new user's trial)
+        (_with({"easy": [0, 0]}), r"gnd\[0\] \(query 'q'\)\['easy'\]: index 0 \('a'\) listed twice"),
+        (_with({"hard": [2, 2]}), r"\['hard'\]: index 2 \('c'\) listed twice"),
+        (_with({"easy": [0], "hard": [0, 2]}), r"index 0 \('a'\) is both 'easy' and 'hard'"),
+        # misspelt keys dropped every positive without a word (metrics null, exit 0)
+        (_with({"hrad": [1]}), r"unknown key 'hrad'; did you mean 'hard'\?"),
+        (_with({"bbox": [0, 0, 5, 5]}), r"unknown key 'bbox'; did you mean 'bbx'\?"),
+        ({"imlist": ["a"], "qimlist": ["q"], "gnd": [{"ok": [0]}]}, r"key 'ok' is not read.*'easy'"),
+        # boxes that are not 4 numbers named no file, query or key
+        (_with({"bbx": "0 0 100 100"}), r"gnd\[0\] \(query 'q'\)\['bbx'\]: expected 4 numbers.*'0 0 100 100'"),
+        (_with({"bbx": {"x1": 0}}), r"\['bbx'\]: expected 4 numbers"),
+        (_with({"bbx": 12.5}), r"\['bbx'\]: expected 4 numbers .*12.5"),
+        (_with({"bbx": [0, 0, "a", 5]}), r"\['bbx'\]: expected 4 numbers"),
+        # a name twice in imlist: an index names one of two images
+        (_with(imlist=["a", "b", "a"]), r"'imlist' lists 'a' twice \(imlist\[0\] and imlist\[2\]\)"),
+    ],
+)
+def test_ground_truth_that_would_score_wrongly_is_refused_naming_query_and_key(tmp_path, raw, message):
+    p = tmp_path / "gnd.json"
+    p.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=message) as e:
+        load_ground_truth(p)
+    assert str(p) in str(e.value)
+
+
+def test_a_query_twice_with_the_same_box_is_refused_and_other_keys_are_not_read(tmp_path, caplog):
+    d = _with()
+    d["qimlist"], d["gnd"] = ["q", "q"], [d["gnd"][0], dict(d["gnd"][0])]
+    p = tmp_path / "gnd.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"query 'q' is listed twice with the same box \(gnd\[0\], gnd\[1\]\)"):
+        load_ground_truth(p)
+    d["gnd"][1] = {**d["gnd"][1], "bbx": [0, 0, 9, 9], "instance": 4}  # another box: another query (two objects)
+    p.write_text(json.dumps(d))
+    assert load_ground_truth(p).gnd[1] == {"easy": [0], "hard": [2], "junk": [], "bbx": [0.0, 0.0, 9.0, 9.0]}
+    p.write_text(json.dumps(_with({"easy": [], "hard": [], "junk": [1]})))  # nothing to score: said
+    with caplog.at_level("WARNING"):
+        load_ground_truth(p)
+    assert "no query has a positive" in caplog.text

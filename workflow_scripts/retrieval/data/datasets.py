@@ -65,7 +65,8 @@ def canonical_name(name: str) -> str:
 def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
     """The dataset's ground-truth file: the first of ``gnd.json``, ``gnd_{dataset}.pkl``, ``gnd.csv``,
     ``gnd_instre.mat``, GLDv2's files that exists, or None (a plain folder). When several exist, a warning names the
-    one used and those ignored (a ``gnd.json`` left beside an edited ``gnd.csv`` wins over it)."""
+    one used and those ignored (a ``gnd.json`` left beside an edited ``gnd.csv`` wins over it). ValueError when
+    none exists but a ``gnd_*.pkl`` of another name does (``gnd_roxford5k.pkl`` in a folder ``oxford``)."""
     d = Path(dataset_dir)
     found = [
         c
@@ -81,6 +82,14 @@ def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
     ]
     if len(found) > 1 and not all(c.name in GLDV2_TRAIN_LISTS + (GLDV2_SOLUTION,) for c in found):
         _warn_several_ground_truths(str(d), found[0].name, tuple(c.name for c in found[1:]))
+    if not found:  # a revisitop pickle named after another dataset made the folder a plain one, without a word
+        other = sorted(p.name for p in d.glob("gnd_*.pkl") if p.is_file())
+        if other:
+            raise ValueError(
+                f"{d}: holds {', '.join(other)}, but the ground truth of dataset '{name}' is read from "
+                f"gnd_{canonical_name(name)}.pkl (revisitop's naming): rename the file, or name the folder after "
+                "it (or give gnd.json or gnd.csv)"
+            )
     return found[0] if found else None
 
 

@@ -7,8 +7,10 @@ Training splits carry ``labels`` (one instance id per ``imlist`` entry, -1 for d
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
+import logging
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,9 @@ _ALLOWED_GLOBALS = {
 
 
 PROTOCOL_NAMES = ("revisitop", "gldv2")
+ENTRY_KEYS = ("easy", "hard", "junk", "bbx", "usage")  # what a gnd[i] entry may hold ("usage": GLDv2's part)
+
+log = logging.getLogger(__name__)
 
 
 class UnsafePickleError(ValueError):
@@ -101,8 +106,51 @@ def _as_int_list(x: Any, where: str) -> list[int]:
     return values
 
 
+def _box(value: Any, where: str) -> list[float]:
+    """``[x1, y1, x2, y2]`` (pixels, float) from a list, tuple or array of 4 numbers; ValueError naming ``where``."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
+        raise ValueError(f"{where}: expected 4 numbers [x1, y1, x2, y2], got {value!r}")
+    try:
+        bbx = [float(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected 4 numbers [x1, y1, x2, y2], got {value!r}") from None
+    if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):
+        raise ValueError(f"{where}: expected [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {bbx}")
+    return bbx
+
+
+def _first_repeat(names: list[str], what: str, source: str) -> None:
+    """ValueError naming the first name listed twice in ``names`` (both positions)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ValueError(f"{source}: '{what}' lists {name!r} twice ({what}[{seen[name]}] and {what}[{i}])")
+        seen[name] = i
+
+
+def _check_entry_keys(g: dict[str, Any], where: str) -> None:
+    """ValueError for a gnd entry key that reads as a misspelt label key, or revisitop's ``ok`` (compute_map's union
+    of easy and hard, not a key of its files): its positives would be dropped without a word. Other keys (the demo's
+    ``instance``, a dataset's own annotations) are not read."""
+    for key in (str(k) for k in g if k not in ENTRY_KEYS):
+        if key == "ok":
+            raise ValueError(
+                f"{where}: key 'ok' is not read; revisitop's files give the positives as 'easy' and 'hard' "
+                "(compute_map's 'ok' is their union): name them 'easy' (and 'hard', with 'junk' for the ignored)"
+            )
+        close = difflib.get_close_matches(key.lower(), ENTRY_KEYS, n=1, cutoff=0.6)
+        if close:
+            raise ValueError(
+                f"{where}: unknown key {key!r}; did you mean {close[0]!r}? (read: {', '.join(ENTRY_KEYS)})"
+            )
+
+
 def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
-    """Normalise and validate a revisitop-structured dict (from JSON or pickle)."""
+    """Normalise and validate a revisitop-structured dict (from JSON or pickle). ValueError naming ``source``, the
+    query and the key for: an index outside ``imlist`` or listed twice in one list, an image both easy and hard, a
+    box that is not 4 numbers with x2 > x1 and y2 > y1, a misspelt entry key (or ``ok``), a name listed twice in
+    ``imlist``, a query listed twice with the same box. Other entry keys are not read (``ENTRY_KEYS`` are). Ground
+    truth where no query has a positive (every metric would be null) is warned about."""
     if not isinstance(raw, dict):
         raise ValueError(f"{source}: expected a dict with keys imlist, qimlist, gnd; got {type(raw).__name__}")
     for key in ("imlist", "qimlist"):
@@ -110,32 +158,45 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
             raise ValueError(f"{source}: missing key '{key}'")
     imlist = [str(x) for x in raw["imlist"]]
     qimlist = [str(x) for x in raw["qimlist"]]
+    _first_repeat(imlist, "imlist", source)  # a positive's index would name one of two images
     gnd_raw = raw.get("gnd", [])
     if len(gnd_raw) != len(qimlist):
         raise ValueError(f"{source}: 'gnd' has {len(gnd_raw)} entries but 'qimlist' has {len(qimlist)}")
     n = len(imlist)
     gnd = []
+    queries: dict[tuple[str, Any], int] = {}
     for i, g in enumerate(gnd_raw):
         where = f"{source}: gnd[{i}] (query '{qimlist[i]}')"
         if not isinstance(g, dict):
             raise ValueError(f"{where}: expected a dict")
+        _check_entry_keys(g, where)
         entry: dict[str, Any] = {}
         for key in ("easy", "hard", "junk"):
             idx = _as_int_list(g.get(key, []), f"{where}['{key}']")
             bad = [v for v in idx if not 0 <= v < n]
             if bad:
                 raise ValueError(f"{where}['{key}']: indices {bad[:5]} outside imlist (0..{n - 1})")
+            if len(set(idx)) < len(idx):  # compute_map counts a repeat twice among the positives: AP off, or > 1
+                twice = next(v for k, v in enumerate(idx) if v in idx[:k])
+                raise ValueError(f"{where}['{key}']: index {twice} ({imlist[twice]!r}) listed twice; list each once")
             entry[key] = idx
-        if "bbx" in g and g["bbx"] is not None:
-            bbx = [float(v) for v in (g["bbx"].tolist() if hasattr(g["bbx"], "tolist") else g["bbx"])]
-            if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):
-                raise ValueError(f"{where}['bbx']: expected [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {bbx}")
-            entry["bbx"] = bbx
-        else:
-            entry["bbx"] = None
+        both = sorted(set(entry["easy"]) & set(entry["hard"]))
+        if both:
+            raise ValueError(
+                f"{where}: index {both[0]} ({imlist[both[0]]!r}) is both 'easy' and 'hard' (one label per image "
+                "and query; revisitop's files never overlap)"
+            )
+        entry["bbx"] = _box(g["bbx"], f"{where}['bbx']") if g.get("bbx") is not None else None
+        first = queries.setdefault((qimlist[i], None if entry["bbx"] is None else tuple(entry["bbx"])), i)
+        if first != i:
+            raise ValueError(
+                f"{source}: query {qimlist[i]!r} is listed twice with the same box (gnd[{first}], gnd[{i}])"
+            )
         if "usage" in g:  # GLDv2: the query's Public / Private part of the solution
             entry["usage"] = str(g["usage"])
         gnd.append(entry)
+    if gnd and not any(g["easy"] or g["hard"] for g in gnd):
+        log.warning("%s: no query has a positive ('easy' or 'hard'): every metric will be null", source)
     labels = raw.get("labels")
     if labels is not None:
         labels = _as_int_list(labels, f"{source}['labels']")
