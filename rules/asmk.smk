@@ -130,8 +130,7 @@ rule evaluate_asmk:
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: PLAN.asmk_versions(w.dataset),
         hyperparameters=lambda w: {
-            "global": PLAN.global_hyperparameters(),
-            "training_split": TRAIN,
+            "global": PLAN.global_hyperparameters(w.dataset),
             "asmk": config["asmk"],
         },
         preset=PRESET,

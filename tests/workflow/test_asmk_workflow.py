@@ -48,7 +48,14 @@ def test_asmk_results_contract_and_state_in_our_formats(asmk_run):
         assert d["ci95"][0] <= d["mean"] <= d["ci95"][1]
     t = res["timing"]["ms_per_query"]
     assert t["first_stage"] > 0 and t["rerank"] == 0 and res["timing"]["offline_seconds"] > 0
-    assert res["hyperparameters"]["asmk"]["alpha"] == 3.0 and res["hyperparameters"]["training_split"] == "demo-train"
+    assert res["hyperparameters"]["asmk"]["alpha"] == 3.0 and res["hyperparameters"]["global"]["fit_split"] == "demo"
+    # nothing of ASMK is fitted on the training split: it is no hyperparameter, and changing it re-ran the
+    # evaluation in place (a new user's trial)
+    assert "training_split" not in res["hyperparameters"]
+    other = snakemake(
+        asmk_run, "-n", "results/demo_asmk.json", "--configfile", str(TINY), "--config", "training_split=demo-val"
+    )
+    assert "Nothing to be done" in other.stdout, other.stdout[-2000:]
     v = res["versions"]
 
     # the codebook: fitted on the training split, enough descriptors per word, a plain npz

@@ -635,8 +635,9 @@ class Plan:
     def global_hyperparameters(self, ds=None):
         b = self.shortlist_backbone()
         if self.config["shortlist"]["source"] == "asmk":
-            return {
-                "training_split": self.train,
+            return {  # nothing is fitted on the training split: ASMK's codebook is fitted on fit_split
+                "unsupervised_fit": self.config["unsupervised_fit"],
+                "fit_split": self.fit_split(ds) if ds else None,
                 "crop_queries": self.config["crop_queries"],
                 "shortlist": {"source": "asmk"},
                 "extract": self.extract_config(),
