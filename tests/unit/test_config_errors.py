@@ -68,6 +68,17 @@ def test_the_configfile_that_set_a_bad_key_is_named(tmp_path):
     assert any(ln.startswith("  knn.k: -1 is less than") and ln.endswith(f"[in {second}]") for ln in lines), lines
     assert any(ln.startswith("  sv.ratio: 7.0") and ln.endswith(f"[in {first}]") for ln in lines), lines
     assert any(ln.startswith("  sv.thresh: unknown key") and ln.endswith(f"[in {second}]") for ln in lines), lines
+    # a list's item and a NaN are named in their file too (a new user's trial found them without it)
+    third = tmp_path / "lists.yaml"
+    third.write_text("evaluate:\n  ks: [0, 5]\nadba:\n  alpha: .nan\n")
+    config = _with(**{"evaluate.ks": [0, 5], "adba.alpha": float("nan")})
+    lines = describe_errors(config, SCHEMA, [first, third]).splitlines()[1:]
+    assert any(ln.startswith("  evaluate.ks.0: 0 is less than") and ln.endswith(f"[in {third}]") for ln in lines), lines
+    assert any(ln.startswith("  adba.alpha: nan") and ln.endswith(f"[in {third}]") for ln in lines), lines
+    # a repeated k made a repeated mP@k key
+    assert "  evaluate.ks: [1, 5, 5] has non-unique elements" in describe_errors(
+        _with(**{"evaluate.ks": [1, 5, 5]}), SCHEMA
+    )
     # a value from --config (in no file) is not attributed
     assert describe_errors(_with(**{"knn.k": -1}), SCHEMA, [first]).splitlines()[1].endswith("minimum of 0")
 

@@ -184,11 +184,20 @@ _ABSENT = object()
 
 
 def _at(tree: Any, key: str) -> Any:
+    """The value at a dotted key (``evaluate.ks.0``: a list's item by its index), or ``_ABSENT``."""
     for part in key.split("."):
-        if not isinstance(tree, dict) or part not in tree:
+        if isinstance(tree, list) and part.isdigit() and int(part) < len(tree):
+            tree = tree[int(part)]
+        elif isinstance(tree, dict) and part in tree:
+            tree = tree[part]
+        else:
             return _ABSENT
-        tree = tree[part]
     return tree
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, a NaN counting as equal to a NaN (``adba.alpha: nan`` is named in its file like any other value)."""
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
 def _holder(line: str, config: dict[str, Any], files: list[tuple[str, Any]]) -> str:
@@ -199,7 +208,7 @@ def _holder(line: str, config: dict[str, Any], files: list[tuple[str, Any]]) -> 
     for name, content in reversed(files):
         got = _at(content, key)
         if got is not _ABSENT:
-            return f"{line} [in {name}]" if got == value else line
+            return f"{line} [in {name}]" if _same(got, value) else line
     return line
 
 
