@@ -74,6 +74,13 @@ def test_vlad_and_whitening_are_written_in_blocks_with_the_rows_of_one_pass(tmp_
     one_pass = apply_whitening(got, load_npz(tmp_path / "whiten.npz"), 0.5)
     np.testing.assert_allclose(read_global(tmp_path / "global.h5"), one_pass, rtol=1e-5, atol=1e-6)
     assert not read_global(tmp_path / "global.h5")[::5].any()  # images without features stay zero
+    with h5py.File(tmp_path / "global.h5") as f:
+        assert f.attrs["method"] == "vlad+whiten"
+    # too few images for PCA-whitening: the identity, and the file says vlad (it said vlad+whiten: a new user's trial)
+    np.savez(tmp_path / "whiten.npz", **identity_whitening(32, "too few images"))
+    apply_pca_whitening_stage(tmp_path / "vlad.h5", tmp_path / "whiten.npz", tmp_path / "plain.h5", 0.5, "v")
+    with h5py.File(tmp_path / "plain.h5") as f:
+        assert f.attrs["method"] == "vlad" and f.attrs["dim"] == 32
 
 
 def test_whitening_names_the_file_with_non_finite_values_and_leaves_no_output(tmp_path):

@@ -68,10 +68,12 @@ def apply_pca_whitening_stage(
     """The whitened global descriptors of a VLAD file, in blocks of :func:`block_rows` rows (256 MiB of float32):
     a million 8192-d VLADs would be 32 GB in memory. Whitening is per row, so the blocks change nothing."""
     w = load_npz(whiten_path)
-    dim = len(w["eigenvalues"]) if bool(w.get("applied", True)) else w["mean"].shape[0]
+    applied = bool(w.get("applied", True))
+    dim = len(w["eigenvalues"]) if applied else w["mean"].shape[0]
+    method = "vlad+whiten" if applied else "vlad"  # an identity whitening (too few images) is not named as one
     with open_global(vlad_path) as f:
         x = f["descriptors"]
         rows = block_rows(len(x), x.shape[1])
-        with global_writer(out_path, len(x), dim, method="vlad+whiten", version=version) as out:
+        with global_writer(out_path, len(x), dim, method=method, version=version) as out:
             for s in range(0, len(x), rows):
                 out[s : s + rows] = whiten(finite_rows(vlad_path, x[s : s + rows]), w, power)
