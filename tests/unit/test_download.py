@@ -141,6 +141,12 @@ def test_offline_fails_at_once_saying_where_to_put_the_files(tmp_path):
     assert time.time() - t0 < 30
     msg = str(e.value)
     assert str(tmp_path / "roxford5k" / "jpg") in msg and "gnd_roxford5k.pkl" in msg and "oxbuild_images" in msg
+    # no chained URLError traceback above it (it buried this message in about 60 lines of the job's output)
+    assert e.value.__cause__ is None and e.value.__suppress_context__
+    # the data placed under the alias's name (a new user's trial): the message says which folder is read
+    (tmp_path / "roxford" / "jpg").mkdir(parents=True)
+    with pytest.raises(OfflineError, match=r"roxford exists, but roxford5k's data is read from .*roxford5k/.*rename"):
+        download_revisitop("roxford5k", tmp_path)
 
 
 def _tar(members):

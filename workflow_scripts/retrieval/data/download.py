@@ -26,7 +26,7 @@ from typing import Any
 
 from PIL import Image
 
-from retrieval.data.datasets import IMAGE_SUFFIXES, image_file
+from retrieval.data.datasets import ALIASES, IMAGE_SUFFIXES, image_file
 from retrieval.data.gnd import load_ground_truth
 from retrieval.data.images import BadImageError, image_header, no_pillow_bomb_check
 from retrieval.runtime import write_json
@@ -66,6 +66,12 @@ class OfflineError(RuntimeError):
 
 
 def _where_to_put(name: str, target: Path, source: dict[str, Any]) -> str:
+    aliased = [target.parent / a for a, c in ALIASES.items() if c == name and (target.parent / a).is_dir()]
+    if aliased:  # the data placed under the alias's name: not where it is read from
+        return (
+            f"{aliased[0]} exists, but {name}'s data is read from {target}/ ('{aliased[0].name}' names the dataset, "
+            f"not its folder): rename {aliased[0]} to {target}, then run the workflow again"
+        )
     archives = source["archives"]
     shown = (
         ", ".join(archives) if len(archives) <= 3 else f"{archives[0]} ... {archives[-1]} ({len(archives)} archives)"
@@ -238,7 +244,8 @@ def download_revisitop(
     try:
         urllib.request.urlopen(urllib.request.Request(probe, method="HEAD"), timeout=min(timeout, 10)).close()
     except (urllib.error.URLError, OSError) as e:
-        raise OfflineError(f"cannot reach {probe} ({e}). Offline? {_where_to_put(name, target, src)}") from e
+        # from None: the message holds the reason; the chained URLError traceback buried it in 60 lines
+        raise OfflineError(f"cannot reach {probe} ({e}). Offline? {_where_to_put(name, target, src)}") from None
     if "list" in src:
         meta_path = fetch(src["list"], target / Path(src["list"]).name, timeout)
         extract = extract_tree

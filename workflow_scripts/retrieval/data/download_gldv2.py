@@ -102,7 +102,7 @@ def download_gldv2(
     try:
         urllib.request.urlopen(urllib.request.Request(probe, method="HEAD"), timeout=min(timeout, 10)).close()
     except (urllib.error.URLError, OSError) as e:
-        raise OfflineError(f"cannot reach {probe} ({e}). Offline? {_where_to_put(name, target, base)}") from e
+        raise OfflineError(f"cannot reach {probe} ({e}). Offline? {_where_to_put(name, target, base)}") from None
     for m in spec["metadata"]:
         fetch(f"{base}/{m}", target / Path(m).name, timeout)
     counts: dict[str, int] = {}
