@@ -308,3 +308,23 @@ def test_a_pickle_named_after_another_dataset_is_named_not_ignored(tmp_path):
     assert ground_truth_path(d, "roxford") == d / "gnd_roxford5k.pkl"  # the alias reads the canonical name
     (d / "gnd.csv").write_text("query,positive\n")  # another ground truth there: that one is read
     assert ground_truth_path(d, "oxford") == d / "gnd.csv"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets/landmarks-mini is absent")
+def test_an_image_list_beside_revisitop_ground_truth_is_said_to_be_unread(tmp_path, caplog):
+    """landmarks-mini ships an image_list.txt equal to its imlist (no warning); a shortened one changed nothing
+    without a word (a new user's trial)."""
+    d = tmp_path / "lm"
+    d.mkdir()
+    (d / "jpg").symlink_to(SHARED / "jpg")
+    (d / "gnd.json").write_text((SHARED / "gnd.json").read_text())
+    lines = (SHARED / "image_list.txt").read_text().splitlines()
+    (d / "image_list.txt").write_text("\n".join(lines) + "\n")
+    with caplog.at_level("WARNING"):
+        lists, _ = build_image_lists(d, "lm")
+    assert "is not read" not in caplog.text and len(lists["db"]) == 85
+    (d / "image_list.txt").write_text("\n".join(lines[:40]) + "\n")
+    with caplog.at_level("WARNING"):
+        lists, _ = build_image_lists(d, "lm")
+    assert f"{d / 'image_list.txt'} is not read: the database is gnd.json's imlist (85 images)" in caplog.text
+    assert len(lists["db"]) == 85

@@ -264,6 +264,26 @@ def image_size(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[
     return w, h
 
 
+def _warn_unread_image_list(root: Path, gpath: Path, db_paths: list[Path]) -> None:
+    """A warning when ``image_list.txt`` lies beside a ground truth that names the database itself (revisitop's
+    ``imlist``) and lists other images: it is not read there (a new user's shortened list changed nothing)."""
+    listed = root / "image_list.txt"
+    if not listed.is_file():
+        return
+    try:
+        names = {os.path.normpath(p) for p in _read_list(listed, root)}
+    except (OSError, ValueError):
+        names = set()
+    if names != {os.path.normpath(p) for p in db_paths}:
+        log.warning(
+            "%s is not read: the database is %s's imlist (%d images); image_list.txt is read only beside gnd.csv or "
+            "in a folder without ground truth",
+            listed,
+            gpath.name,
+            len(db_paths),
+        )
+
+
 def _read_list(path: Path, root: Path) -> list[Path]:
     """The images of a list file (``image_list.txt``, ``query_list.txt``; UTF-8): one path per line (before any
     comma), relative to ``root`` (spelt as on disk when only its accents' Unicode normalisation differs) or
@@ -455,6 +475,7 @@ def build_image_lists(
         if gt is not None:
             db_paths = [image_file(root, n, gt.image_dir) for n in gt.imlist]
             q_paths = [image_file(root, n, gt.image_dir) for n in gt.qimlist]
+            _warn_unread_image_list(root, gpath, db_paths)
             db_names, q_names = list(gt.imlist), list(gt.qimlist)
             release = {
                 "db": _release_sizes(root / "test_gallery.txt", db_names),
