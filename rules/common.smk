@@ -641,7 +641,12 @@ def feature_plan(ds, backbone, backbone_config):
         if lists is not None:
             ext = config["extract"]
             plan = fcache.plan_extraction(
-                lists, fcache.load_index(PLAN.cache_dir(xv)), xv, ext["n_chunks"], ext["min_chunk_images"]
+                lists,
+                fcache.load_index(PLAN.cache_dir(xv)),
+                xv,
+                ext["n_chunks"],
+                ext["min_chunk_images"],
+                max_chunk_images=ext["max_chunk_images"],
             )
             for pack, items in plan.new_packs.items():
                 _PACKS[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
@@ -720,3 +725,49 @@ def pack_param(wildcards):
 
 def pack_gpus(wildcards):
     return 0 if planned_pack(wildcards)["backbone"] == "sift" else 1
+
+
+_WARNED_FULL = set()
+
+
+def ranking_mem_mb(base):
+    """mem_mb of a job that holds a plain folder's or gnd.csv dataset's neighbours: ``base`` plus 32 bytes per
+    (query, column) pair, the peak measured for knn in a new user's trial (6,000 x 6,000: 1,200 MB; ids, similarities
+    and the search's blocks), the columns being the whole database with knn.k 0. A full ranking of such a folder
+    (every photo is a query) grows as N^2: above 10^8 pairs a warning names knn.k where the metrics allow a
+    shortlist (no ground truth; revisitop's mAP needs every image ranked). Other datasets: ``base``."""
+
+    def mem_mb(wildcards):
+        ds = wildcards.dataset
+        if not PLAN.database_apart(ds):
+            return base
+        lists = current_lists(ds)
+        if lists is None:
+            return base
+        n_q, n_db, k = len(lists["query"]), len(lists["db"]), config["knn"]["k"]
+        cols = n_db if k == 0 else min(k, n_db)
+        if n_q * cols > 1e8 and ds not in _WARNED_FULL and not PLAN.ranks_every_image(ds):
+            _WARNED_FULL.add(ds)
+            logger.warning(
+                f"{ds}: the full ranking of {n_q} queries x {n_db} images is {n_q * cols / 1e6:.0f}M pairs (about "
+                f"{32 * n_q * cols / 1e9:.1f} GB in knn); a collection without ground truth needs only its top "
+                "neighbours: set knn: {k: 1000} in a --configfile (or search new photos against it, which ranks "
+                "only them)"
+            )
+        return int(base + 32 * n_q * cols / 1e6)
+
+    return mem_mb
+
+
+def pack_mem_mb(wildcards):
+    """A pack job holds its rows until it writes them: measured about 0.3 MB per SIFT image at k 1000 (2,020 images
+    in one job: 82 to 665 MB), and K x dim x 2 bytes per image for a deep backbone (1.1 MB for DINOv2 at K 700),
+    beside the interpreter (and torch and the model). With extract.max_chunk_images (1000) a SIFT pack asks about
+    2.4 GB; the fixed 2000 MB it asked before was passed at about 6,500 images."""
+    job = planned_pack(wildcards)
+    k = int(job["config"].get("k", 1000))
+    if job["backbone"] == "sift":
+        base, per_image = 2000, 0.35 * k / 1000
+    else:
+        base, per_image = 4000, 2.0 * k / 700
+    return int(base + per_image * len(job["items"]))

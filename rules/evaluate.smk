@@ -17,7 +17,7 @@ rule evaluate_global:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=ranking_mem_mb(2000),
         runtime=30,
     params:
         ks=lambda w: (check_version(w, PLAN.v_eval(w.dataset)), config["evaluate"]["ks"])[1],

@@ -33,8 +33,9 @@ rule extract_local:
 
 
 # Folder datasets: the photos not yet in the feature cache (new, replaced, or never extracted with this configuration),
-# planned at DAG-build time (common.smk feature_plan) into at most extract.n_chunks packs of at least
-# extract.min_chunk_images photos each.
+# planned at DAG-build time (common.smk feature_plan) into extract.n_chunks packs of at least
+# extract.min_chunk_images photos each, and more packs where one would exceed extract.max_chunk_images; a job's
+# memory follows its pack's size (pack_mem_mb).
 rule extract_pack:
     output:
         h5=f"{FEATURES}/{{xv}}/packs/{{pack}}.h5",
@@ -49,7 +50,7 @@ rule extract_pack:
     resources:
         gpu=lambda w: gpu_resource(pack_gpus(w)),
         gres=lambda w: gres_resource(pack_gpus(w)),
-        mem_mb=2000,
+        mem_mb=pack_mem_mb,
         runtime=120,
     params:
         pack=pack_param,

@@ -95,6 +95,13 @@ def test_first_plan_groups_new_images_and_shares_uncropped_queries(tmp_path):
     assert again.new_packs.keys() == plan.new_packs.keys()
     few = fc.plan_extraction(lists, fc.load_index(tmp_path / "cache"), XV, 4, 100)
     assert len(few.new_packs) == 1
+    # a large collection: more jobs than n_chunks, none above max_chunk_images (a job holds its pack in memory;
+    # a fixed 4 jobs put 6,500 photos in one job from a 26,000-photo folder, over the job's 2000 MB)
+    capped = fc.plan_extraction(lists, fc.load_index(tmp_path / "cache"), XV, 2, 1, max_chunk_images=4)
+    sizes = sorted(len(items) for items in capped.new_packs.values())
+    assert sizes == [3, 4, 4] and sum(sizes) == 11
+    assert capped.rows["query"][:10] == capped.rows["db"]
+    assert len(fc.plan_extraction(lists, fc.load_index(tmp_path / "cache"), XV, 2, 1).new_packs) == 2  # no cap
 
 
 def test_adding_removing_replacing_and_moving_photos(tmp_path):

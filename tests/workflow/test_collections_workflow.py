@@ -352,3 +352,38 @@ def test_a_compare_table_of_a_folder_without_ground_truth_is_refused_by_name(tmp
         text = out.stdout + out.stderr
         assert out.returncode != 0 and "needs metrics, and dataset 'pf' has no ground truth" in text, target
         assert "unknown method" not in text, target
+
+
+def test_a_large_folder_gets_bounded_packs_and_memory_by_its_size(tmp_path):
+    """A new user's trial: 4 extraction jobs however large the folder (6,500 photos each from 26,000, over the fixed
+    2000 MB a job asked of SLURM), and a full N x N ranking whose knn (32 bytes a pair) asked a fixed 4000 MB."""
+    from PIL import Image  # noqa: PLC0415
+
+    photos = tmp_path / "data" / "bigf" / "jpg"
+    photos.mkdir(parents=True)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    for i in range(10100):  # the plan reads headers only: a dry run
+        img.save(photos / f"{i:05d}.jpg")
+    got = snakemake(tmp_path / "wd", "-n", "results/bigf_global.json", "--config", f"data_root={tmp_path / 'data'}")
+    out = got.stdout + got.stderr
+    assert "bigf: 10100 of 10100 images (and query boxes) to extract, in 11 job(s)" in out  # max_chunk_images 1000
+    mem = {}
+    for block in re.split(r"\n\[|\n\n", out):  # a job: a timestamp line, its rule, its fields
+        rule, m = re.search(r"^(?:local)?rule (\w+):", block, re.M), re.search(r"mem_mb=(\d+)", block)
+        if rule and m:
+            mem.setdefault(rule.group(1), set()).add(int(m.group(1)))
+    # 918 or 919 photos a pack at 0.35 MB each; 10100^2 pairs at 32 bytes each over the fixed base
+    assert mem["extract_pack"] == {2321} and mem["knn"] == {4000 + 3264} and mem["evaluate_global"] == {2000 + 3264}
+    assert "bigf: the full ranking of 10100 queries x 10100 images is 102M pairs" in out and "knn: {k: 1000}" in out
+    shortlist = tmp_path / "k.yaml"
+    shortlist.write_text("knn:\n  k: 1000\n")
+    got = snakemake(
+        tmp_path / "wd",
+        "-n",
+        "results/bigf_global.json",
+        "--configfile",
+        str(shortlist),
+        "--config",
+        f"data_root={tmp_path / 'data'}",
+    )
+    assert "mem_mb=4323" in got.stdout and "full ranking" not in got.stdout + got.stderr
