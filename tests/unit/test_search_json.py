@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from retrieval.runtime import write_json
-from retrieval.stages.search import search_stage
+from retrieval.stages.search import _json_neighbour, search_stage
 from retrieval.stores.global_store import write_neighbours
 
 
@@ -34,3 +34,15 @@ def test_a_photo_without_features_gets_null_scores_in_strict_json(tmp_path):
     assert [n["image"] for n in first["top"]] == ["coll/jpg/d2.jpg", "coll/jpg/d0.jpg", "coll/jpg/d1.jpg"]
     assert [n["similarity"] for n in first["top"]] == [0.8999999761581421, 0.5, 0.25]
     assert [n["similarity"] for n in blank["top"]] == [None, None, None]
+
+
+def test_a_verified_neighbour_keeps_its_similarity_and_no_match_is_null_for_both():
+    """Under search.rerank: sv the JSON gave {image, inliers} only: the similarity was gone, and a photo without
+    features read {"inliers": 0}, a match with no inliers (a new user's trial)."""
+    assert _json_neighbour("a.jpg", np.float32(0.5), np.float32(12)) == {
+        "image": "a.jpg",
+        "similarity": 0.5,
+        "inliers": 12,
+    }
+    assert _json_neighbour("a.jpg", -np.inf, 0.0) == {"image": "a.jpg", "similarity": None, "inliers": None}
+    assert _json_neighbour("a.jpg", np.float32(0.25), None) == {"image": "a.jpg", "similarity": 0.25}

@@ -161,6 +161,11 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     res = load_json(wd / "results" / "search" / "demo" / "newpics.json")
     assert res["k"] == 10 and res["sv"]["pairs"] == 3 * min(100, len(names)) > 30
     assert all(isinstance(t["inliers"], int) for n in res["neighbours"] for t in n["top"])
+    # the JSON keeps the global similarity beside the inliers, as the CSV does (it held the inliers only)
+    csv_top = {(r["photo"], r["image"]): float(r["similarity"]) for r in rows}
+    for n in res["neighbours"]:
+        for t in n["top"]:
+            assert abs(t["similarity"] - csv_top[(n["photo"], t["image"])]) < 1e-6
     for i, p in enumerate(picked):
         mine = [r for r in rows if r["photo"].endswith(f"new_{i}.jpg")]
         assert mine[0]["image"] == p and int(mine[0]["inliers"]) == max(int(r["inliers"]) for r in mine)

@@ -99,12 +99,16 @@ def contact_sheet(
         Path(tmp).write_text("\n".join(parts))
 
 
-def _json_score(s: float, rerank: str) -> int | float | None:
-    """A neighbour's score as JSON has it: the inlier count (``sv``), the similarity, or null for no match (a photo
-    without features scores -inf against everything, and JSON has no infinity: strict parsers refuse it)."""
-    if rerank == "sv":
-        return int(s)
-    return float(s) if np.isfinite(s) else None
+def _json_neighbour(image: str, similarity: float, inliers: float | None) -> dict[str, Any]:
+    """A neighbour as JSON has it: ``image``, the global ``similarity`` and, re-ranked by spatial verification,
+    ``inliers`` (an integer). No match (a photo without features scores -inf against everything) gives null for
+    both, as JSON has no infinity (strict parsers refuse it); under ``sv`` the entry once held ``inliers: 0`` only,
+    which read as a match with no inliers."""
+    match = bool(np.isfinite(similarity))
+    out: dict[str, Any] = {"image": image, "similarity": float(similarity) if match else None}
+    if inliers is not None:
+        out["inliers"] = int(inliers) if match else None
+    return out
 
 
 def search_stage(
@@ -130,7 +134,8 @@ def search_stage(
 ) -> dict[str, Any]:
     """The neighbours of every new photo in the collection (the ``knn`` file, queries = the photos' database
     split), re-ranked when ``rerank`` is ``sv`` (``sv.py``: inliers of the top ``sv.num_rerank`` of the file, global
-    similarity breaking ties; the CSV's score is then the inlier count); the first ``k`` (``search.k``) are written
+    similarity breaking ties; the CSV, the sheet and the JSON then give the inlier count beside the similarity); the
+    first ``k`` (``search.k``) are written
     as CSV, HTML sheet and JSON. ``sv_cfg``: the ``sv`` section, read only when ``rerank`` is ``sv`` (the rule
     passes None otherwise). Raises ValueError for an unknown ``rerank``, ``sv`` without ``sv_cfg``, or row counts
     that do not match the lists."""
@@ -194,8 +199,8 @@ def search_stage(
             {
                 "photo": q["path"],
                 "top": [
-                    {"image": db_list[int(j)]["path"], score_name: _json_score(s, rerank)}
-                    for j, s in zip(ids[i, :top], scores[i, :top])
+                    _json_neighbour(db_list[int(j)]["path"], g, s if rerank == "sv" else None)
+                    for j, g, s in zip(ids[i, :top], sims[i, :top], scores[i, :top])
                 ],
             }
             for i, q in enumerate(q_list)
