@@ -328,3 +328,17 @@ def test_an_image_list_beside_revisitop_ground_truth_is_said_to_be_unread(tmp_pa
         lists, _ = build_image_lists(d, "lm")
     assert f"{d / 'image_list.txt'} is not read: the database is gnd.json's imlist (85 images)" in caplog.text
     assert len(lists["db"]) == 85
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets/landmarks-mini is absent")
+def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
+    """A listed folder or a missing file named the path only, where a duplicate named its line (a new user's trial)."""
+    d = tmp_path / "c"
+    (d / "jpg").mkdir(parents=True)
+    (d / "jpg" / "barn_01.jpg").write_bytes((SHARED / "jpg" / "barn_01.jpg").read_bytes())
+    (d / "image_list.txt").write_text("# my list\njpg/barn_01.jpg\n\njpg\njpg/nope.jpg\n")
+    with pytest.raises(ValueError, match=r"image_list.txt are folders, not images: \['.*/c/jpg \(line 4\)'\]"):
+        build_database_list(d, "c")
+    (d / "image_list.txt").write_text("# my list\njpg/barn_01.jpg\n\n\njpg/nope.jpg\n")
+    with pytest.raises(FileNotFoundError, match=r"but not found: \['.*/jpg/nope.jpg \(line 5\)'\]"):
+        build_database_list(d, "c")

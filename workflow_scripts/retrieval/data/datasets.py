@@ -288,7 +288,12 @@ def _read_list(path: Path, root: Path) -> list[Path]:
     """The images of a list file (``image_list.txt``, ``query_list.txt``; UTF-8): one path per line (before any
     comma), relative to ``root`` (spelt as on disk when only its accents' Unicode normalisation differs) or
     absolute; blank lines and ``#`` comments skipped. An image listed twice is a ValueError naming both lines."""
-    out: list[Path] = []
+    return [p for p, _ in _read_list_lines(path, root)]
+
+
+def _read_list_lines(path: Path, root: Path) -> list[tuple[Path, int]]:
+    """:func:`_read_list` with each image's line number (1-based)."""
+    out: list[tuple[Path, int]] = []
     first: dict[str, int] = {}
     on_disk = DiskNames(root)
     for i, ln in enumerate(read_utf8(path).splitlines(), start=1):
@@ -301,7 +306,7 @@ def _read_list(path: Path, root: Path) -> list[Path]:
         if key in first:
             raise ValueError(f"{path}:{i}: {ln.split(',')[0]!r} is already listed on line {first[key]}")
         first[key] = i
-        out.append(p)
+        out.append((p, i))
     return out
 
 
@@ -391,14 +396,31 @@ def _check_present(paths: list[Path], what: str, source: Path | None = None) -> 
     """ValueError for listed paths that are folders, FileNotFoundError for those that are not files; both name the
     file that listed them (``source``: the ground truth or a list), when given."""
     where = f" in {source}" if source is not None else ""
-    folders = [str(p) for p in paths if p.is_dir()]
+    lines = _list_lines(source)
+    folders = [_with_line(p, lines) for p in paths if p.is_dir()]
     if folders:
         more = f" (and {len(folders) - 5} more)" if len(folders) > 5 else ""
         raise ValueError(f"{len(folders)} {what} path(s) listed{where} are folders, not images: {folders[:5]}{more}")
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = [_with_line(p, lines) for p in paths if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise FileNotFoundError(f"{len(missing)} {what} image(s) listed{where} but not found: {missing[:5]}{more}")
+
+
+def _list_lines(source: Path | None) -> dict[str, int]:
+    """Each path of a list file (``image_list.txt``, ``query_list.txt``, relative to its folder) and its line
+    number; {} for any other source (a ground truth names images by index, not by line)."""
+    if source is None or source.suffix != ".txt" or not source.is_file():
+        return {}
+    try:
+        return {os.path.normpath(p): i for p, i in _read_list_lines(source, source.parent)}
+    except (OSError, ValueError):
+        return {}
+
+
+def _with_line(path: Path, lines: dict[str, int]) -> str:
+    line = lines.get(os.path.normpath(path))
+    return str(path) if line is None else f"{path} (line {line})"
 
 
 def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
