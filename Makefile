@@ -36,4 +36,4 @@ format: $(STAMP)
 # Where the time went: wall and CPU seconds per rule, summed from the Snakemake benchmark files under benchmarks/
 # that the last run wrote (make rule-times ALL=1: every file, every run and configuration).
 rule-times: $(STAMP)
-	cd workflow_scripts && ../$(VENV)/bin/python -m retrieval.evaluation.rule_times ../benchmarks $(if $(ALL),--all)
+	cd workflow_scripts && ../$(VENV)/bin/python -m retrieval.evaluation.rule_times ../benchmarks $(if $(filter-out 0,$(ALL)),--all)

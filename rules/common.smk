@@ -133,6 +133,12 @@ if "resnet" in _deep and config["extract"]["resnet"]["checkpoint"] is None:
         "extract.resnet.checkpoint: required with the resnet backbone (extract.backbone or shortlist.backbone): a "
         "torchvision or CVNet state-dict file, e.g. CVPR2022_CVNet_R101.pt (or 'random' for tests)"
     )
+# the feature cache's pack bounds: a minimum above the maximum would be overridden without a word
+if config["extract"]["min_chunk_images"] > config["extract"]["max_chunk_images"]:
+    raise WorkflowError(
+        f"extract.min_chunk_images ({config['extract']['min_chunk_images']}) is above extract.max_chunk_images "
+        f"({config['extract']['max_chunk_images']}): a pack cannot hold at least the one and at most the other"
+    )
 TRAIN = PLAN.train
 VAL = PLAN.val
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"
@@ -734,8 +740,9 @@ def ranking_mem_mb(base):
     """mem_mb of a job that holds a plain folder's or gnd.csv dataset's neighbours: ``base`` plus 32 bytes per
     (query, column) pair, the peak measured for knn in a new user's trial (6,000 x 6,000: 1,200 MB; ids, similarities
     and the search's blocks), the columns being the whole database with knn.k 0. A full ranking of such a folder
-    (every photo is a query) grows as N^2: above 10^8 pairs a warning names knn.k where the metrics allow a
-    shortlist (no ground truth; revisitop's mAP needs every image ranked). Other datasets: ``base``."""
+    (every photo is a query) grows as N^2: with knn.k 0, above 10^8 pairs, a warning names knn.k where the metrics
+    allow a shortlist (no ground truth; revisitop's mAP needs every image ranked). Other datasets (GLDv2's lists
+    are not read here: 760k header reads): ``base``."""
 
     def mem_mb(wildcards):
         ds = wildcards.dataset
@@ -746,7 +753,7 @@ def ranking_mem_mb(base):
             return base
         n_q, n_db, k = len(lists["query"]), len(lists["db"]), config["knn"]["k"]
         cols = n_db if k == 0 else min(k, n_db)
-        if n_q * cols > 1e8 and ds not in _WARNED_FULL and not PLAN.ranks_every_image(ds):
+        if k == 0 and n_q * cols > 1e8 and ds not in _WARNED_FULL and not PLAN.ranks_every_image(ds):
             _WARNED_FULL.add(ds)
             logger.warning(
                 f"{ds}: the full ranking of {n_q} queries x {n_db} images is {n_q * cols / 1e6:.0f}M pairs (about "

@@ -145,7 +145,7 @@ def test_offline_fails_at_once_saying_where_to_put_the_files(tmp_path):
     assert e.value.__cause__ is None and e.value.__suppress_context__
     # the data placed under the alias's name (a new user's trial): the message says which folder is read
     (tmp_path / "roxford" / "jpg").mkdir(parents=True)
-    with pytest.raises(OfflineError, match=r"roxford exists, but roxford5k's data is read from .*roxford5k/.*rename"):
+    with pytest.raises(OfflineError, match=r"roxford exists, but roxford5k's data is read from .*roxford5k/.*move"):
         download_revisitop("roxford5k", tmp_path)
 
 

@@ -96,7 +96,8 @@ def _with(entry=None, **top):
         # misspelt keys dropped every positive without a word (metrics null, exit 0)
         (_with({"hrad": [1]}), r"unknown key 'hrad'; did you mean 'hard'\?"),
         (_with({"bbox": [0, 0, 5, 5]}), r"unknown key 'bbox'; did you mean 'bbx'\?"),
-        ({"imlist": ["a"], "qimlist": ["q"], "gnd": [{"ok": [0]}]}, r"key 'ok' is not read.*'easy'"),
+        (_with({"Easy": [1]}), r"unknown key 'Easy'; did you mean 'easy'\?"),
+        (_with({"junks": [1]}), r"unknown key 'junks'; did you mean 'junk'\?"),
         # boxes that are not 4 numbers named no file, query or key
         (_with({"bbx": "0 0 100 100"}), r"gnd\[0\] \(query 'q'\)\['bbx'\]: expected 4 numbers.*'0 0 100 100'"),
         (_with({"bbx": {"x1": 0}}), r"\['bbx'\]: expected 4 numbers"),
@@ -119,11 +120,26 @@ def test_a_query_twice_with_the_same_box_is_refused_and_other_keys_are_not_read(
     d["qimlist"], d["gnd"] = ["q", "q"], [d["gnd"][0], dict(d["gnd"][0])]
     p = tmp_path / "gnd.json"
     p.write_text(json.dumps(d))
-    with pytest.raises(ValueError, match=r"query 'q' is listed twice with the same box \(gnd\[0\], gnd\[1\]\)"):
+    with pytest.raises(
+        ValueError, match=r"query 'q' is listed twice with the same box and labels \(gnd\[0\], gnd\[1\]\)"
+    ):
         load_ground_truth(p)
-    d["gnd"][1] = {**d["gnd"][1], "bbx": [0, 0, 9, 9], "instance": 4}  # another box: another query (two objects)
+    # another box, or other labels (two objects in one uncropped photo): another query; a dataset's own keys, even
+    # near a read one in spelling (image, hardness, q_bbx), are not read
+    d["gnd"][1] = {**d["gnd"][1], "bbx": [0, 0, 9, 9], "instance": 4, "image": "x", "hardness": 2, "q_bbx": [1]}
     p.write_text(json.dumps(d))
     assert load_ground_truth(p).gnd[1] == {"easy": [0], "hard": [2], "junk": [], "bbx": [0.0, 0.0, 9.0, 9.0]}
+    d["gnd"] = [{"easy": [0], "bbx": None}, {"easy": [1], "bbx": None}]
+    p.write_text(json.dumps(d))
+    assert [g["easy"] for g in load_ground_truth(p).gnd] == [[0], [1]]
+    # cirtorch's original Oxford5k / Paris6k files: ok and junk, read as easy (compute_map's positives); beside easy
+    # or hard, ok (their union in compute_map) is not read
+    p.write_text(json.dumps({"imlist": ["a", "b"], "qimlist": ["q"], "gnd": [{"ok": [0], "junk": [1]}]}))
+    assert load_ground_truth(p).gnd[0] == {"easy": [0], "hard": [], "junk": [1], "bbx": None}
+    p.write_text(
+        json.dumps({"imlist": ["a", "b"], "qimlist": ["q"], "gnd": [{"ok": [0, 1], "easy": [0], "hard": [1]}]})
+    )
+    assert load_ground_truth(p).gnd[0] == {"easy": [0], "hard": [1], "junk": [], "bbx": None}
     p.write_text(json.dumps(_with({"easy": [], "hard": [], "junk": [1]})))  # nothing to score: said
     with caplog.at_level("WARNING"):
         load_ground_truth(p)

@@ -90,8 +90,13 @@ def test_only_the_last_run_is_summed_unless_all_is_asked(tmp_path):
     _bench(bench / "knn" / "d" / "v.tsv", 2.0, t0 + 1200)
     _log(logs, t0 + 5000)  # a later run that had nothing to do
     (logs / "notes.snakemake.log").write_text("")  # another name: ignored
+    # Snakemake names a log by datetime.now().isoformat(), which drops the microseconds when they are 0
+    (logs / f"{datetime.fromtimestamp(t0 + 900):%Y-%m-%dT%H%M%S}.snakemake.log").write_text("")
     files = sorted(bench.rglob("*.tsv"))
     assert last_run_start(logs, files) == pytest.approx(t0 + 1000)
+    os.remove(next(logs.glob(f"{datetime.fromtimestamp(t0 + 1000):%Y-%m-%dT%H%M%S}.*.snakemake.log")))
+    assert last_run_start(logs, files) == pytest.approx(t0 + 900)  # the log without microseconds is read
+    _log(logs, t0 + 1000)
     assert last_run_start(logs, []) is None and last_run_start(tmp_path / "none", files) is None
     assert [r["jobs"] for r in rule_times(bench, since=t0 + 1000)] == [1, 1]
     assert rule_times(bench, since=t0 + 1000)[0]["seconds"] == 30.0 and rule_times(bench)[0]["seconds"] == 130.0

@@ -392,3 +392,9 @@ def test_a_large_folder_gets_bounded_packs_and_memory_by_its_size(tmp_path):
         f"data_root={tmp_path / 'data'}",
     )
     assert "mem_mb=4323" in got.stdout and "full ranking" not in got.stdout + got.stderr
+    # bounds that cannot both hold are refused while the Snakefile is read (the maximum won without a word)
+    shortlist.write_text("extract:\n  min_chunk_images: 5\n  max_chunk_images: 2\n")
+    got = snakemake(tmp_path / "wd", "-n", "results/bigf_global.json", "--configfile", str(shortlist), check=False)
+    assert (
+        got.returncode != 0 and "min_chunk_images (5) is above extract.max_chunk_images (2)" in got.stdout + got.stderr
+    )

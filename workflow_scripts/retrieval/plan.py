@@ -23,9 +23,9 @@ from retrieval.data.datasets import (
     GLDV2_TRAIN_LISTS,
     IMAGE_SUFFIXES,
     database_apart,
-    ground_truth_path,
     image_folders,
 )
+from retrieval.data.datasets import ground_truth_path as _ground_truth_path
 from retrieval.runtime import stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
@@ -109,6 +109,15 @@ def beside(pattern: str, name: str) -> str:
 
 class PlanError(ValueError):
     """A configuration or a request the workflow cannot plan (rules/common.smk shows it as a WorkflowError)."""
+
+
+def ground_truth_path(d, ds):
+    """:func:`retrieval.data.datasets.ground_truth_path`, its ValueError (a ``gnd_*.pkl`` of another name) a
+    PlanError: shown as a WorkflowError, not an input function's traceback."""
+    try:
+        return _ground_truth_path(d, ds)
+    except ValueError as e:
+        raise PlanError(str(e)) from None
 
 
 class Plan:

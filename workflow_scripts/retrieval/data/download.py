@@ -70,7 +70,7 @@ def _where_to_put(name: str, target: Path, source: dict[str, Any]) -> str:
     if aliased:  # the data placed under the alias's name: not where it is read from
         return (
             f"{aliased[0]} exists, but {name}'s data is read from {target}/ ('{aliased[0].name}' names the dataset, "
-            f"not its folder): rename {aliased[0]} to {target}, then run the workflow again"
+            f"not its folder): move what it holds (jpg/, gnd_{name}.pkl) into {target}/, then run the workflow again"
         )
     archives = source["archives"]
     shown = (

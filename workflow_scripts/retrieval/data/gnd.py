@@ -7,7 +7,6 @@ Training splits carry ``labels`` (one instance id per ``imlist`` entry, -1 for d
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 import logging
@@ -128,29 +127,38 @@ def _first_repeat(names: list[str], what: str, source: str) -> None:
         seen[name] = i
 
 
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by at most one insertion, deletion, substitution or swap of neighbours."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        swap = len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+        return len(diff) == 1 or swap
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
+
+
 def _check_entry_keys(g: dict[str, Any], where: str) -> None:
-    """ValueError for a gnd entry key that reads as a misspelt label key, or revisitop's ``ok`` (compute_map's union
-    of easy and hard, not a key of its files): its positives would be dropped without a word. Other keys (the demo's
-    ``instance``, a dataset's own annotations) are not read."""
-    for key in (str(k) for k in g if k not in ENTRY_KEYS):
-        if key == "ok":
-            raise ValueError(
-                f"{where}: key 'ok' is not read; revisitop's files give the positives as 'easy' and 'hard' "
-                "(compute_map's 'ok' is their union): name them 'easy' (and 'hard', with 'junk' for the ignored)"
-            )
-        close = difflib.get_close_matches(key.lower(), ENTRY_KEYS, n=1, cutoff=0.6)
-        if close:
-            raise ValueError(
-                f"{where}: unknown key {key!r}; did you mean {close[0]!r}? (read: {', '.join(ENTRY_KEYS)})"
-            )
+    """ValueError for a gnd entry key one edit from a key that is read (``hrad``, ``Easy``, ``bbox``, ``junks``): its
+    positives, or its box, would be dropped without a word. Other keys (the demo's ``instance``, a dataset's own
+    annotations such as ``image`` or ``hardness``) are not read, and neither is ``ok`` beside ``easy``/``hard``."""
+    for key in (str(k) for k in g if k not in ENTRY_KEYS and k != "ok"):
+        near = next((k for k in ENTRY_KEYS if _one_edit(key.lower(), k)), None)
+        if near is not None:
+            raise ValueError(f"{where}: unknown key {key!r}; did you mean {near!r}? (read: {', '.join(ENTRY_KEYS)})")
 
 
 def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
     """Normalise and validate a revisitop-structured dict (from JSON or pickle). ValueError naming ``source``, the
     query and the key for: an index outside ``imlist`` or listed twice in one list, an image both easy and hard, a
-    box that is not 4 numbers with x2 > x1 and y2 > y1, a misspelt entry key (or ``ok``), a name listed twice in
-    ``imlist``, a query listed twice with the same box. Other entry keys are not read (``ENTRY_KEYS`` are). Ground
-    truth where no query has a positive (every metric would be null) is warned about."""
+    box that is not 4 numbers with x2 > x1 and y2 > y1, a key one edit from a read key (``hrad``, ``bbox``), a name
+    listed twice in ``imlist``, a query listed twice with the same box and labels. ``ok`` (cirtorch's original
+    Oxford5k / Paris6k files hold ``ok`` and ``junk``) is read as ``easy`` in an entry without ``easy`` and
+    ``hard``; other keys are not read (``ENTRY_KEYS`` are). Ground truth where no query has a positive (every
+    metric would be null) is warned about."""
     if not isinstance(raw, dict):
         raise ValueError(f"{source}: expected a dict with keys imlist, qimlist, gnd; got {type(raw).__name__}")
     for key in ("imlist", "qimlist"):
@@ -164,15 +172,20 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
         raise ValueError(f"{source}: 'gnd' has {len(gnd_raw)} entries but 'qimlist' has {len(qimlist)}")
     n = len(imlist)
     gnd = []
-    queries: dict[tuple[str, Any], int] = {}
+    queries: dict[tuple[Any, ...], int] = {}
+    read_ok = 0
     for i, g in enumerate(gnd_raw):
         where = f"{source}: gnd[{i}] (query '{qimlist[i]}')"
         if not isinstance(g, dict):
             raise ValueError(f"{where}: expected a dict")
         _check_entry_keys(g, where)
         entry: dict[str, Any] = {}
+        labels = dict(g)
+        if "ok" in g and "easy" not in g and "hard" not in g:  # cirtorch's Oxford5k/Paris6k: ok and junk
+            labels["easy"] = g["ok"]
+            read_ok += 1
         for key in ("easy", "hard", "junk"):
-            idx = _as_int_list(g.get(key, []), f"{where}['{key}']")
+            idx = _as_int_list(labels.get(key, []), f"{where}['{key}']")
             bad = [v for v in idx if not 0 <= v < n]
             if bad:
                 raise ValueError(f"{where}['{key}']: indices {bad[:5]} outside imlist (0..{n - 1})")
@@ -187,14 +200,22 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
                 "and query; revisitop's files never overlap)"
             )
         entry["bbx"] = _box(g["bbx"], f"{where}['bbx']") if g.get("bbx") is not None else None
-        first = queries.setdefault((qimlist[i], None if entry["bbx"] is None else tuple(entry["bbx"])), i)
-        if first != i:
+        box = None if entry["bbx"] is None else tuple(entry["bbx"])
+        first = queries.setdefault((qimlist[i], box, *(tuple(sorted(entry[k])) for k in ("easy", "hard", "junk"))), i)
+        if first != i:  # the same photo with another box or other positives is another query (two objects)
             raise ValueError(
-                f"{source}: query {qimlist[i]!r} is listed twice with the same box (gnd[{first}], gnd[{i}])"
+                f"{source}: query {qimlist[i]!r} is listed twice with the same box and labels (gnd[{first}], gnd[{i}])"
             )
         if "usage" in g:  # GLDv2: the query's Public / Private part of the solution
             entry["usage"] = str(g["usage"])
         gnd.append(entry)
+    if read_ok:
+        log.info(
+            "%s: 'ok' read as the positives ('easy') in %d entries without 'easy' or 'hard', as cirtorch's "
+            "compute_map reads the original Oxford5k/Paris6k ground truth ('hard' is then empty: no Hard protocol)",
+            source,
+            read_ok,
+        )
     if gnd and not any(g["easy"] or g["hard"] for g in gnd):
         log.warning("%s: no query has a positive ('easy' or 'hard'): every metric will be null", source)
     labels = raw.get("labels")

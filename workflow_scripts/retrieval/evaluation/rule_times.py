@@ -14,6 +14,7 @@ time, beside ``benchmarks/``); dry runs write no log. ``--all`` sums every file 
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -47,10 +48,13 @@ def last_run_start(log_dir: str | Path, files: Iterable[str | Path]) -> float | 
         return None
     starts = []
     for log in Path(log_dir).glob("*.snakemake.log"):
-        try:
-            starts.append(datetime.strptime(log.name.removesuffix(".snakemake.log"), "%Y-%m-%dT%H%M%S.%f").timestamp())
-        except ValueError:
-            continue
+        stamp = log.name.removesuffix(".snakemake.log")
+        for form in ("%Y-%m-%dT%H%M%S.%f", "%Y-%m-%dT%H%M%S"):  # isoformat() drops .%f at 0 microseconds
+            try:
+                starts.append(datetime.strptime(stamp, form).timestamp())
+                break
+            except ValueError:
+                continue
     return max((t for t in starts if t <= newest), default=None)
 
 
@@ -120,6 +124,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """The command line (see the module's docstring): the table on stdout, which run on stderr; exit status 1 with
+    a message for a missing folder or a file that is not a benchmark."""
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
@@ -131,7 +137,7 @@ def main(argv: list[str]) -> int:
     try:
         files = benchmark_files(root)
         if not every:
-            logs = root.resolve().parent / ".snakemake" / "log"
+            logs = Path(os.path.abspath(root)).parent / ".snakemake" / "log"  # beside benchmarks/, even a link
             start = last_run_start(logs, files)
             if start is None:
                 print(f"rule_times: no Snakemake log in {logs} for these files: summing all of them", file=sys.stderr)

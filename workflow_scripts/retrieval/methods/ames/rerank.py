@@ -314,7 +314,7 @@ class GridSweep:
         if retrieved_nothing is not None:
             self.nothing = np.asarray(retrieved_nothing, bool)
             if self.nothing.shape != (n_queries,):
-                raise ValueError(f"retrieved_nothing: {self.nothing.shape[0]} flags for {n_queries} queries")
+                raise ValueError(f"retrieved_nothing: {self.nothing.size} flags for {n_queries} queries")
         for p in PROTOCOLS:
             sl = shortlists[p]
             kmax, n_q = min(self.max_k, sl.shape[1]), sl.shape[0]
