@@ -385,7 +385,9 @@ def check_full_ranking(ds, method):
         return
     c = PLAN.canonical(ds)
     n_db = None  # unknown, at least k + 1
-    if c in DEMO_SPLITS and current_lists(ds) is None:  # not generated yet: its distractors alone are more than k?
+    # not generated yet (asked without building: a spurious "lists cannot be built" warning): its distractors
+    # alone are more than k?
+    if c in DEMO_SPLITS and (not os.path.isdir(PLAN.dataset_dir(c)) or current_lists(ds) is None):
         if k >= config["demo"][{"demo": "test", "demo-val": "val", "demo-train": "train"}[c]]["distractors"]:
             return
     elif not PLAN.distractor_base(c):  # '{dataset}+1m': a million distractors and more

@@ -460,6 +460,13 @@ def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_pat
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and "knn.k is 10, a shortlist of 10 of the" in out and "knn.k: 0" in out
     assert sorted((wd / "results" / "knn").rglob("knn.h5")) == before  # nothing ran
+    # before the demo is generated: refused all the same, without a warning that its lists cannot be built (they
+    # were asked for to count the database, and the demo's folder is not there yet)
+    proc = snakemake(
+        tmp_path / "empty", "-n", "results/demo_global.json", "--configfile", str(TINY), str(cfg), check=False
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "knn.k is 10" in out and "cannot be built" not in out
     # a folder without ground truth takes the shortlist: the IVF-PQ search's top 10 of its images
     photos = tmp_path / "mine" / "photos" / "jpg"
     photos.mkdir(parents=True)
