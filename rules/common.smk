@@ -376,11 +376,25 @@ def evaluation_json(wildcards):
 def check_full_ranking(ds, method):
     """Refuse, while the DAG is built, a shortlist shorter than the database (knn.k) where the metrics are
     revisitop's, which need every database image ranked: evaluate_global would refuse it only after every stage
-    before it (AMES's training included) had run. asmk ranks with its own search; an imported ames_nn shortlist is
-    not knn.k's. Where the lists cannot be built yet, image_lists says why."""
+    before it (AMES's training included) had run. For ames and ames_binary the validation split is checked too
+    (the point is chosen, and training stopped early, on its metrics: a new user's trial trained on a truncated
+    demo-val ranking, then failed at its evaluate_global), and it must have ground truth. asmk ranks with its own
+    search; an imported ames_nn shortlist is not knn.k's. Where the lists cannot be built yet, image_lists says why."""
+    target = f"results/{ds}_{method}.json"
+    validated = method in ("ames", "ames_binary") and (
+        config["ames"]["select"] == "validation" or config["ames"]["train"].get("patience", 0) > 0
+    )
+    if validated:
+        PLAN.check_ground_truth(VAL, f"ames.validation_split ('{VAL}', for {target})")
     k = config["knn"]["k"]
     if k == 0 or method == "asmk" or config["shortlist"]["source"] in ("asmk", "ames_nn"):
         return
+    _check_shortlist(target, ds, k)
+    if validated:
+        _check_shortlist(f"{target} (its ames.validation_split)", VAL, k)
+
+
+def _check_shortlist(target, ds, k):
     if not PLAN.ranks_every_image(ds):
         return
     c = PLAN.canonical(ds)
@@ -396,7 +410,7 @@ def check_full_ranking(ds, method):
             return  # image_lists will say what is wrong; or the top k is the whole database
         n_db = len(lists["db"])
     raise WorkflowError(
-        f"results/{ds}_{method}.json: knn.k is {k}, a shortlist of "
+        f"{target}: knn.k is {k}, a shortlist of "
         + (f"{k} of the {n_db} database images" if n_db else f"{k} images, fewer than the database")
         + f", but {ds}'s revisitop metrics need every database image ranked. Set knn.k: 0 (and knn.search: exact); "
         "a truncated shortlist is for a dataset without ground truth or with GLDv2's mAP@100"

@@ -107,8 +107,12 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
     np.savez(tmp_path / "arrays.npz", mean=np.zeros(3))
     (tmp_path / "arrays.npz").rename(tmp_path / "arrays.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "dict.pt")
+    # a state dict of something else: a bare KeyError 'mtc_token' (a new user's trial)
+    torch.save({"state": {"foo": torch.zeros(2)}, "config": {}}, tmp_path / "other.pt")
+    torch.save({"state": torch.zeros(2)}, tmp_path / "tensor_state.pt")
     for name, why in (("notes.pt", "torch.load could not read it"), ("arrays.pt", "torch.load could not read it"),
-                      ("dict.pt", "expected a dict with key 'state'")):  # fmt: skip
+                      ("dict.pt", "expected a dict with key 'state'"), ("other.pt", "no 'mtc_token'.*'foo'"),
+                      ("tensor_state.pt", "'state' is a Tensor")):  # fmt: skip
         with pytest.raises(ValueError, match=rf"{name}: not an AMES checkpoint \(.*{why}"):
             load_checkpoint(str(tmp_path / name))
     with pytest.raises(FileNotFoundError):

@@ -97,3 +97,29 @@ def test_a_query_without_features_scores_zero_in_the_grid_as_in_the_metrics(tmp_
     # lambda 0 ranks every query's positives first: 1, 1 and the featureless query's 0
     assert rows[0.0] == r["metrics"]["mAP"]["M"] == r["oracle"]["mAP_M"] == round(200 / 3, 4)
     assert r["chosen"]["validation_mAP"]["M"] == round(200 / 3, 4)
+
+
+def test_a_fixed_point_deeper_than_the_grid_gets_evidence_that_deep(tmp_path):
+    """select: fixed with num_rerank beyond the grid's largest and a geometric weight: sv's evidence was sized by the
+    grid, and the fused score failed to broadcast (16, 80) against (16, 50) after the logits were computed."""
+    ids = np.array([[1, 2, 0, 3], [0, 1, 3, 2], [3, 2, 1, 0]])
+    relevant = [{0, 3}, {3}, {0}]
+    gnd = {"gnd": [{"easy": sorted(r), "hard": [], "junk": []} for r in relevant]}
+    _dataset(tmp_path / "set", ids, relevant, gnd)
+    p = tmp_path / "set"
+    write_json(p / "sv.json", {"artifacts": {"knn": str(p / "knn.h5")}, "timing": {}})
+    inliers = np.array([[0, 0, 40, 40], [0, 0, 40, 0], [0, 0, 0, 40]], np.int32)  # the relevant images verified
+    with h5py.File(p / "sv_ranking.h5", "w") as h:
+        h.create_dataset("inliers", data=inliers)
+    ctx = EvaluationContext(
+        dataset="set", lists_path=p / "lists.json", gnd_path=p / "gnd.json", out_json=p / "ames.json",
+        out_ranking=p / "r.h5", out_csv=p / "n.csv", csv_top=4, versions={}, hyperparameters={}, preset="tiny",
+    )  # fmt: skip
+    fixed = {"lambda": 1.0, "gamma": 1.0, "num_rerank": 4, "geometry_weight": 1.0}
+    evaluate_ames_stage(
+        ctx, p / "logits.h5", p / "knn.h5", p / "grid.csv", "ames", {"num_rerank": [2], "lambda": [1.0], "gamma": [1.0]},
+        "fixed", fixed, None, None, "none", geometry={"inliers_cap": 20, "weight": [0.0, 1.0]},
+        sv_paths={"json": p / "sv.json", "ranking": p / "sv_ranking.h5"},
+    )  # fmt: skip
+    r = read_json(p / "ames.json")
+    assert r["chosen"]["num_rerank"] == 4 and r["metrics"]["mAP"]["M"] == 100.0  # the inliers lift the positives

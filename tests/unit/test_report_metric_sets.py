@@ -109,7 +109,9 @@ def test_write_report_on_gldv2_results(tmp_path):
     args = ({m: f[0] for m, f in files.items()}, {m: f[1] for m, f in files.items()}, {}, [])
     write_report(out, "g", *args, str(tmp_path / "lists.json"), str(tmp_path / "gnd.json"), 2, 2)
     page = out.read_text()
-    assert "No ground truth: rankings only." in page and "Top 2 retrieved by" in page and "green:" not in page
+    assert "No ground truth: rankings only." in page and "green:" not in page
+    # the last method listed is shown, not global (it hid the re-ranker asked for: a new user's trial)
+    assert "Top 2 retrieved by ames (the last method listed: no metrics to choose by)" in page
 
 
 def test_the_grid_is_read_at_the_chosen_geometric_weight():
@@ -121,6 +123,9 @@ def test_the_grid_is_read_at_the_chosen_geometric_weight():
     at, mu = grid_at(rows, {"num_rerank": 5, "lambda": 0.5, "gamma": 1.0, "geometry_weight": 0.3})
     assert mu == 0.3 and [r["mAP_M"] for r in at] == [0.3, 5.3]  # not the last weight's slice (1.0)
     assert grid_at(rows, {"num_rerank": 5, "lambda": 0.5, "gamma": 1.0})[1] == 0.0  # no weight chosen: AMES alone
+    # a fixed point's weight off the grid (0.2): the nearest weight's slice, not an empty one that failed the report
+    at, mu = grid_at(rows, {"num_rerank": 5, "lambda": 0.5, "gamma": 1.0, "geometry_weight": 0.2})
+    assert mu == 0.3 and len(at) == 2
     plain = [{k: v for k, v in r.items() if k != "geometry_weight"} for r in rows[:2]]
     assert grid_at(plain, {"geometry_weight": 0.0}) == (plain, None)  # no geometric axis: the grid as it is
 

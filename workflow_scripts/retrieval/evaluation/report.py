@@ -92,12 +92,13 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
 
 def grid_at(grid: Sequence[dict[str, Any]], chosen: dict[str, Any]) -> tuple[list[dict[str, Any]], float | None]:
     """The rows of an AMES grid at the chosen geometric weight (``chosen["geometry_weight"]``; the smallest when the
-    choice has none) and that weight; a grid without a geometric axis as it is, with None."""
+    choice has none; the grid's nearest when a fixed point's weight is not on the grid, whose slice was empty and
+    failed the heatmaps) and that weight; a grid without a geometric axis as it is, with None."""
     if not any("geometry_weight" in g for g in grid):
         return list(grid), None
+    weights = sorted({g["geometry_weight"] for g in grid})
     mu = chosen.get("geometry_weight")
-    if mu is None:
-        mu = min(g["geometry_weight"] for g in grid)
+    mu = weights[0] if mu is None else min(weights, key=lambda w: (abs(w - mu), w))
     return [g for g in grid if g["geometry_weight"] == mu], mu
 
 
@@ -329,7 +330,9 @@ def write_report(
         for m, r in results.items()
         if r.get("metrics") and r["metrics"][key][main] is not None
     }
-    show = max(scored, key=scored.get) if scored else next(iter(results))
+    # without metrics none is best: the last method listed (report.methods runs from global to the re-rankers), which
+    # the heading says; the first (global) hid the re-ranker a user asked for
+    show = max(scored, key=scored.get) if scored else list(results)[-1]
     with open_h5(ranking_paths[show]) as f:
         ranks = f["ranks"][:]
     queries = list(range(min(n_queries, len(lists["query"]))))
@@ -354,7 +357,11 @@ def write_report(
         parts += ["<h2>Per-query AP, baseline vs re-ranked</h2>", per_query_scatter(results)]
     parts += [
         f"<h2>Top {top} retrieved by {html.escape(show)}"
-        + (" (green: positive, red: negative, grey: junk)" if gnd else "")
+        + (
+            " (green: positive, red: negative, grey: junk)"
+            if gnd
+            else " (the last method listed: no metrics to choose by)"
+        )
         + "</h2>",
         retrieved_images(ranks, lists, gnd_list, queries, top),
     ]

@@ -417,14 +417,16 @@ def _unverified(ids, inliers, shortlist, k, name) -> int:
     return missing
 
 
-def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None, nothing=None):
+def _sweep(ids, sims, gnd, pairs, logits, n_db, junk_mode, grid, geometry=None, nothing=None, depth=0):
     """Every grid point's mAP (rows), the protocols' shortlists and similarities, the geometric evidence (None without
-    ``geometry``: ``{"inliers", "inliers_cap", "weight"}``). ``nothing``: the queries without features (AP 0)."""
+    ``geometry``: ``{"inliers", "inliers_cap", "weight"}``), as deep as the grid's largest num_rerank or ``depth``
+    (a fixed point's num_rerank beyond the grid). ``nothing``: the queries without features (AP 0)."""
     shortlists = protocol_shortlists(ids, gnd, junk_mode)
     sl_sims = {p: (sims if shortlists[p] is ids else similarity_along(shortlists[p], ids, sims)) for p in PROTOCOLS}
     evidence = None
     if geometry is not None:
-        evidence = _evidence(shortlists, ids, geometry["inliers"], geometry["inliers_cap"], max(grid["num_rerank"]))
+        deepest = max(max(grid["num_rerank"]), depth)
+        evidence = _evidence(shortlists, ids, geometry["inliers"], geometry["inliers_cap"], deepest)
     rows: list[dict[str, Any]] = []
     if gnd is None:  # the shortlists and evidence only: no metrics without ground truth
         return rows, shortlists, sl_sims, evidence
@@ -665,7 +667,9 @@ def evaluate_ames_stage(
             evidence = _evidence(shortlists, ids, inliers, geometry["inliers_cap"], chosen["num_rerank"])
     else:  # without ground truth (a collection of photos): the shortlists only, re-ranked at the point chosen above
         g = gnd["gnd"] if gnd is not None else None
-        rows, shortlists, sl_sims, evidence = _sweep(ids, sims, g, pairs, logits, n_db, junk_mode, grid, geo, nothing)
+        rows, shortlists, sl_sims, evidence = _sweep(
+            ids, sims, g, pairs, logits, n_db, junk_mode, grid, geo, nothing, chosen["num_rerank"]
+        )
     unverified = None
     if geo is not None:
         unverified = _unverified(ids, inliers, shortlists["M"], chosen["num_rerank"], dataset)

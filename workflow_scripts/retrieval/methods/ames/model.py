@@ -291,12 +291,21 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: 
         raise ValueError(f"{path}: not an AMES checkpoint (torch.load could not read it: {detail})") from None
     if not isinstance(ckpt, dict) or "state" not in ckpt:
         raise ValueError(f"{path}: not an AMES checkpoint (expected a dict with key 'state')")
+    if not isinstance(ckpt["state"], dict):
+        raise ValueError(f"{path}: not an AMES checkpoint ('state' is a {type(ckpt['state']).__name__}, not a dict)")
     state = {k.removeprefix("module."): v for k, v in ckpt["state"].items()}
-    cfg = (
-        AmesConfig(**ckpt["config"])
-        if "config" in ckpt
-        else AmesConfig(**{**infer_config(state).to_dict(), "nhead": nhead})
-    )
+    if "mtc_token" not in state:  # read below and by infer_config: a KeyError named neither the file nor the key
+        raise ValueError(
+            f"{path}: not an AMES checkpoint (its state dict has no 'mtc_token'; keys: {sorted(state)[:5]})"
+        )
+    try:
+        cfg = (
+            AmesConfig(**ckpt["config"])
+            if "config" in ckpt
+            else AmesConfig(**{**infer_config(state).to_dict(), "nhead": nhead})
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not an AMES checkpoint (its configuration cannot be read: {e!r})") from None
     model = AMES(cfg)
     if cfg.binarized and "remap_local.0.mean" not in state:
         state["remap_local.0.mean"] = torch.zeros(cfg.local_dim)  # official layer: no centring
