@@ -214,18 +214,14 @@ def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path
         baseline_json=tmp_path / "g.json",
         n_bootstrap=100,
     )
-    write_reranked_evaluation(
-        sv_ctx,
-        "sv",
-        better,
-        np.ones(better.shape),
-        ids,
-        lists,
-        read_json(tmp_path / "gnd.json"),
-        tmp_path / "knn.h5",
-        {},
-    )
-    s = read_json(tmp_path / "sv.json")
+
+    def reranked(sv_context, knn):  # sv's evaluation of the ranking `better` over the shortlist in `knn`
+        write_reranked_evaluation(
+            sv_context, "sv", better, np.ones(better.shape), ids, lists, read_json(tmp_path / "gnd.json"), knn, {}
+        )
+        return read_json(sv_context.out_json)
+
+    s = reranked(sv_ctx, tmp_path / "knn.h5")
     assert s["metrics"]["mAP@100"]["Private"] == 100.0 and s["baseline"]["metrics"] == r["metrics"]
     assert s["paired_difference"]["Private"]["improved"] == 1 and set(s["paired_difference"]) == {"Public", "Private"}
     # the Public query without features: its ranking becomes the database order (0, 1, 2: AP@100 0.5 by luck); it
@@ -239,18 +235,9 @@ def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path
         g0["metrics"]["mAP@100"]["Public"] == 0.0
         and g0["metrics"]["mAP@100"]["Private"] == r["metrics"]["mAP@100"]["Private"]
     )
-    write_reranked_evaluation(
-        replace(sv_ctx, out_json=tmp_path / "sv0.json", baseline_json=tmp_path / "g0.json"),
-        "sv",
-        better,
-        np.ones(better.shape),
-        ids,
-        lists,
-        read_json(tmp_path / "gnd.json"),
-        tmp_path / "knn0.h5",
-        {},
+    s0 = reranked(
+        replace(sv_ctx, out_json=tmp_path / "sv0.json", baseline_json=tmp_path / "g0.json"), tmp_path / "knn0.h5"
     )
-    s0 = read_json(tmp_path / "sv0.json")
     assert s0["metrics"]["mAP@100"]["Public"] == 0.0 and s0["baseline"]["metrics"]["mAP@100"]["Public"] == 0.0
 
 

@@ -180,12 +180,12 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
             raise ValueError(f"{where}: expected a dict")
         _check_entry_keys(g, where)
         entry: dict[str, Any] = {}
-        labels = dict(g)
+        marked = dict(g)  # the entry's index lists by kind
         if "ok" in g and "easy" not in g and "hard" not in g:  # cirtorch's Oxford5k/Paris6k: ok and junk
-            labels["easy"] = g["ok"]
+            marked["easy"] = g["ok"]
             read_ok += 1
         for key in ("easy", "hard", "junk"):
-            idx = _as_int_list(labels.get(key, []), f"{where}['{key}']")
+            idx = _as_int_list(marked.get(key, []), f"{where}['{key}']")
             bad = [v for v in idx if not 0 <= v < n]
             if bad:
                 raise ValueError(f"{where}['{key}']: indices {bad[:5]} outside imlist (0..{n - 1})")
