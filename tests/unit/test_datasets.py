@@ -1,6 +1,7 @@
 """Image lists: query boxes, dataset layouts, and errors that name the missing file."""
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,24 @@ def test_a_ground_truth_left_beside_another_is_named_when_it_wins(tmp_path, capl
     (root / "jpg" / "b.jpg").unlink()
     with pytest.raises(FileNotFoundError, match=r"1 database image\(s\) listed in .*gt/gnd\.json but not found"):
         build_image_lists(root, "gt")
+
+
+def test_a_revisitop_pickle_beside_an_equal_gnd_json_gives_no_warning(tmp_path, caplog):
+    """revisitop-style folders (landmarks-mini) ship gnd.json and gnd_{dataset}.pkl with the same content: no warning
+    on every run; a pickle that differs from the JSON used is still named."""
+    root = tmp_path / "rv"
+    gnd = [{"easy": [0], "hard": [], "junk": [], "bbx": [1.0, 1.0, 20.0, 20.0]}]
+    _write_dataset(root, ["a", "b"], ["q"], gnd)
+    raw = {"imlist": ["a", "b"], "qimlist": ["q"], "gnd": gnd}
+    (root / "gnd_rv.pkl").write_bytes(pickle.dumps(raw))
+    with caplog.at_level("WARNING"):
+        assert ground_truth_path(root, "rv").name == "gnd.json"
+    assert "several ground truths" not in caplog.text
+    raw["gnd"] = [{**gnd[0], "easy": [1]}]
+    (root / "gnd_rv.pkl").write_bytes(pickle.dumps(raw))
+    with caplog.at_level("WARNING"):
+        assert ground_truth_path(root, "rv").name == "gnd.json"
+    assert "several ground truths; gnd.json is used, gnd_rv.pkl ignored" in caplog.text
 
 
 def test_every_unreadable_image_is_named_at_once(tmp_path):

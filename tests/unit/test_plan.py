@@ -341,7 +341,7 @@ def test_an_ames_checkpoint_is_checked_and_recorded_as_what_was_fitted(tmp_path)
     plan = Plan(configured(**{"ames.checkpoint.ames": str(tmp_path / "models" / "model.pt")}))
     assert plan.fitted_on("demo", "ames")["ames"] == {
         "checkpoint": str(tmp_path / "models" / "model.pt"),
-        "data": "ames.checkpoint.ames, not trained here",
+        "data": "ames.checkpoint.ames, used as it is (not trained by this run)",
     }
     binary = plan.fitted_on("demo", "ames_binary")["ames"]
     assert binary["split"] == "demo-train" and "from ames.checkpoint.ames (" in binary["data"]

@@ -627,7 +627,8 @@ class Plan:
         if method in AMES_METHODS:
             given, teacher = self.ames_checkpoint(method), self.ames_checkpoint("ames")
             if given:  # a released or earlier model, used as it is
-                out["ames"] = {"checkpoint": given, "data": f"ames.checkpoint.{method}, not trained here"}
+                data = f"ames.checkpoint.{method}, used as it is (not trained by this run)"
+                out["ames"] = {"checkpoint": given, "data": data}
             elif method == "ames_binary" and teacher:
                 out["ames"] = {
                     "split": self.canonical(self.train),

@@ -18,7 +18,8 @@ Accepted layouts under ``{data_root}/{dataset}/``:
   and a query. Such a dataset gets rankings and neighbour lists but no metrics.
 
 When several ground truths exist the first of ``gnd.json``, ``gnd_{dataset}.pkl``, ``gnd.csv``,
-``gnd_instre.mat`` is used (no unpickling needed when a JSON is there).
+``gnd_instre.mat`` is used; a warning names those ignored, except a revisitop pickle equal to the ``gnd.json``
+beside it (read with the restricted unpickler).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
         if c.is_file()
     ]
     if len(found) > 1 and not all(c.name in GLDV2_TRAIN_LISTS + (GLDV2_SOLUTION,) for c in found):
-        _warn_several_ground_truths(str(d), found[0].name, tuple(c.name for c in found[1:]))
+        states = tuple((c.name, c.stat().st_mtime_ns, c.stat().st_size) for c in found)
+        _warn_several_ground_truths(str(d), states)
     if not found and d.is_dir():  # a revisitop pickle named after another dataset made the folder a plain one
         other = _other_pickles(str(d), d.stat().st_mtime_ns)
         if other:
@@ -101,9 +103,21 @@ def _other_pickles(folder: str, mtime_ns: int) -> tuple[str, ...]:
 
 
 @functools.cache
-def _warn_several_ground_truths(folder: str, used: str, ignored: tuple[str, ...]) -> None:
+def _warn_several_ground_truths(folder: str, states: tuple[tuple[str, int, int], ...]) -> None:
+    """A warning naming the ground truth used and those ignored, once per folder state (name, mtime, size of each);
+    none when they are only ``gnd.json`` and a revisitop pickle holding the same ground truth (revisitop-style
+    folders ship both, landmarks-mini among them)."""
+    names = [n for n, _, _ in states]
+    if len(names) == 2 and names[0] == "gnd.json" and names[1].endswith(".pkl"):
+        try:
+            a, b = (load_ground_truth(Path(folder) / n).to_json() for n in names)
+        except (OSError, ValueError):
+            a, b = None, ()  # an unreadable file is named by the job that reads it; here it is only a difference
+        if a == b:
+            log.debug("%s: %s and %s hold the same ground truth", folder, *names)
+            return
     what = "%s: several ground truths; %s is used, %s ignored (remove what is not meant)"
-    log.warning(what, folder, used, ", ".join(ignored))
+    log.warning(what, folder, names[0], ", ".join(names[1:]))
 
 
 def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:
