@@ -108,11 +108,23 @@ def _gray(rgb):
     return np.asarray(Image.fromarray(rgb).convert("L"))
 
 
+# how each format is written with its orientation: PNG's eXIf chunk, WebP's EXIF chunk, a TIFF's own tag 274
+# (uncompressed: Pillow's decoder; LZW: libtiff's). Pillow's TIFF reader applies the tag itself while loading (and
+# reports the displayed size at open): applied again, the picture was turned twice (a new user's trial).
+ORIENTED_FORMATS = {
+    "png": {},
+    "webp": {"lossless": True},
+    "tif": {},
+    "lzw.tif": {"compression": "tiff_lzw"},
+}
+
+
+@pytest.mark.parametrize("fmt", ORIENTED_FORMATS)
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_is_applied_before_anything(tmp_path, orientation):
+def test_exif_orientation_is_applied_before_anything(tmp_path, orientation, fmt):
     up = _original()
-    p = tmp_path / f"o{orientation}.png"
-    _save_with_orientation(p, _stored_for(up, orientation), orientation)
+    p = tmp_path / f"o{orientation}.{fmt}"
+    _save_with_orientation(p, _stored_for(up, orientation), orientation, **ORIENTED_FORMATS[fmt])
     assert image_header(p)[:2] == (up.shape[1], up.shape[0])  # the displayed size
     d = decode_image(p, "rgb")
     np.testing.assert_array_equal(d.pixels, up)
@@ -197,6 +209,49 @@ def test_16bit_rgb_is_scaled_by_257(tmp_path, suffix):
     if suffix == ".png":  # Pillow cannot write 16-bit colour: the tag goes into OpenCV's file
         _add_png_exif(q, 8)
         np.testing.assert_array_equal(load_rgb(q), up)
+
+
+def _tiff_16bit_rgb(path, rgb16, orientation):
+    """A baseline little-endian TIFF of 16-bit RGB ``rgb16`` (H, W, 3) uint16 with tag 274 (Orientation): Pillow
+    cannot write 16-bit colour and OpenCV writes no orientation, so the file is laid out here (TIFF 6.0, one strip)."""
+    h, w, _ = rgb16.shape
+    data = rgb16.astype("<u2").tobytes()
+    ifd_at = 8 + len(data)
+    n = 11
+    bits_at = ifd_at + 2 + 12 * n + 4
+
+    def entry(tag, typ, value, count=1):
+        packed = struct.pack("<H2x", value) if typ == 3 else struct.pack("<I", value)
+        return struct.pack("<HHI", tag, typ, count) + packed
+
+    entries = [
+        entry(256, 4, w),
+        entry(257, 4, h),
+        entry(258, 4, bits_at, 3)[:4] + struct.pack("<HI", 3, bits_at)[2:],  # 3 SHORTs at an offset
+        entry(259, 3, 1),  # no compression
+        entry(262, 3, 2),  # RGB
+        entry(273, 4, 8),  # the strip right after the header
+        entry(274, 3, orientation),
+        entry(277, 3, 3),
+        entry(278, 4, h),
+        entry(279, 4, len(data)),
+        entry(284, 3, 1),  # chunky
+    ]
+    entries[2] = struct.pack("<HHII", 258, 3, 3, bits_at)
+    ifd = struct.pack("<H", n) + b"".join(entries) + struct.pack("<I", 0)
+    path.write_bytes(b"II" + struct.pack("<HI", 42, ifd_at) + data + ifd + struct.pack("<3H", 16, 16, 16))
+
+
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_16bit_rgb_tiff_with_an_orientation_tag_is_turned_once(tmp_path, orientation):
+    """The 16-bit colour path reads pixels with OpenCV (which ignores the tag) while Pillow's TIFF reader reports the
+    displayed size: the orientation is applied once, and the sizes compared as stored."""
+    up = _original()
+    p = tmp_path / f"rgb16_o{orientation}.tif"
+    _tiff_16bit_rgb(p, _noisy16(_stored_for(up, orientation), np.random.default_rng(4)), orientation)
+    assert Image.open(p).getexif().get(0x0112) == orientation
+    assert image_header(p) == (up.shape[1], up.shape[0], orientation)
+    np.testing.assert_array_equal(load_rgb(p), up)
 
 
 def _add_png_exif(path, orientation):

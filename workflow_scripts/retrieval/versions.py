@@ -9,4 +9,6 @@ GENERATOR_VERSION = (
 
 
 # Bump when decoding gives other pixels or sizes for the same file (enters every image list's version).
-DECODER_VERSION = "2"  # 2: EXIF orientation applied, 16-bit/float scaled to 8 bits, alpha on white, pixel cap
+# 2: EXIF orientation applied, 16-bit/float scaled to 8 bits, alpha on white, pixel cap; 3: a TIFF's orientation
+# applied once (Pillow's TIFF reader and OpenCV turn TIFFs themselves)
+DECODER_VERSION = "3"

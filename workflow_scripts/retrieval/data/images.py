@@ -4,7 +4,9 @@ Rules (issue 14, item 1):
 
 * **EXIF orientation first.** The tag (0x0112) is applied before anything else, as ``PIL.ImageOps.exif_transpose``
   does, so pixels, sizes and query boxes are all in the displayed orientation. Image sizes in the image lists are
-  displayed sizes (width and height swapped for orientations 5-8).
+  displayed sizes (width and height swapped for orientations 5-8). It is applied once: Pillow's TIFF reader turns
+  the pixels itself while loading (and reports the displayed size at open), OpenCV turns 16-bit TIFFs itself, and
+  what each reader left undone is applied here.
 * **8 bits from the type's full range, never clamped.** 16-bit gray (Pillow modes ``I;16*``, and ``I``, read as
   16-bit) and 16-bit RGB(A) are divided by 257 and rounded (65535 -> 255); float images (mode ``F``) map
   [0, 1] to [0, 255] (rounded, outside values clipped, NaN -> 0). Pillow itself would clamp 16-bit gray to 255
@@ -153,6 +155,18 @@ def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
+def _stored_size(im) -> tuple[int, int]:
+    """(width, height) of the pixels as the file stores them. Pillow's TIFF reader reports the displayed size at
+    open (its ImageWidth / ImageLength tags swapped for orientations 5-8) and applies the orientation itself while
+    loading; every other reader reports the stored size and leaves the tag to the caller."""
+    if im.format == "TIFF":
+        try:
+            return int(im.tag_v2[256]), int(im.tag_v2[257])  # ImageWidth, ImageLength
+        except (KeyError, TypeError, ValueError):
+            pass
+    return im.size
+
+
 def _check_cap(path: Path, im, max_pixels: int) -> int:
     """The JPEG draft reduction (1, 2, 4 or 8) that brings ``im`` under ``max_pixels``; other formats over it refused."""
     w, h = im.size
@@ -179,7 +193,7 @@ def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
         with _warnings_named(path), no_pillow_bomb_check(), Image.open(path) as im:
             _check_cap(path, im, max_pixels)
             o = _orientation(im)
-            w, h = _displayed(im.size, o)
+            w, h = _displayed(_stored_size(im), o)
             return w, h, o
     except BadImageError:
         raise
@@ -203,19 +217,51 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
     return rgba[:, :, :3] * a + _WHITE * (1.0 - a)
 
 
-def _read_16bit_colour(path: Path) -> np.ndarray:
-    """16-bit RGB(A) PNG/TIFF as (H, W, 3) float RGB in [0, 255] (v / 257; alpha composited on white), stored
-    orientation."""
+def _read_16bit_colour(path: Path) -> np.ndarray | None:
+    """16-bit RGB(A) PNG/TIFF as (H, W, 3) float RGB in [0, 255] (v / 257; alpha composited on white), in whatever
+    orientation OpenCV gives (see ``_oriented_16bit_colour``); None when OpenCV cannot read it."""
     import cv2  # noqa: PLC0415
 
-    a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        a = None
     if a is None or a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise BadImageError(
-            f"{path}: cannot decode 16-bit colour image (OpenCV read {None if a is None else (a.dtype, a.shape)})"
-        )
+        return None
     x = a.astype(np.float64) / 257.0
     x = x[:, :, [2, 1, 0, 3][: x.shape[2]]]  # BGR(A) -> RGB(A)
     return _composite_on_white(x) if x.shape[2] == 4 else x
+
+
+def _transposed(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """``pixels`` (H, W[, 3]) uint8 turned as a viewer shows them for EXIF ``orientation`` (1: unchanged)."""
+    if orientation == 1:
+        return pixels
+    return np.asarray(Image.fromarray(pixels).transpose(_transpose_methods()[orientation]))
+
+
+def _oriented_16bit_colour(path: Path, displayed_high_byte: np.ndarray, orientation: int) -> np.ndarray:
+    """16-bit colour pixels (H, W, 3) uint8 (v / 257, rounded) in the displayed orientation.
+
+    OpenCV reads the 16 bits, but whether it applies the orientation depends on the format and its version (OpenCV
+    5.0's ``imdecode`` turns a TIFF by its tag and ignores a PNG's eXIf), so the pixels are
+    matched against ``displayed_high_byte``, Pillow's decode of the same file (its high byte, within 1 of v / 257,
+    2 once composited through an alpha channel):
+    as read, or turned by ``orientation``. Where OpenCV cannot read the file, Pillow's high byte is used, with a
+    warning. ``BadImageError`` when neither matches (the two libraries read different pictures)."""
+    x = _read_16bit_colour(path)
+    if x is None:
+        log.warning("%s: 16-bit colour read at its high byte (Pillow): OpenCV cannot read this file", path)
+        return displayed_high_byte
+    rgb = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    for candidate in (rgb, _transposed(rgb, orientation)):
+        if candidate.shape == displayed_high_byte.shape:
+            if np.abs(candidate.astype(np.int16) - displayed_high_byte).max() <= 2:  # 1, and 2 through alpha
+                return candidate
+    raise BadImageError(
+        f"{path}: OpenCV's 16-bit pixels {rgb.shape} are not Pillow's {displayed_high_byte.shape} of the same file "
+        f"in any orientation it could have applied (orientation {orientation})"
+    )
 
 
 def _to_8bit_rgb_or_gray(im) -> np.ndarray:
@@ -252,24 +298,25 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             reduction = _check_cap(path, im, max_pixels)
             colour16 = _is_16bit_colour(im)  # before getexif, which decodes a PNG and drops its tile list
             orientation = _orientation(im)
-            width, height = _displayed(im.size, orientation)
+            stored = _stored_size(im)
+            width, height = _displayed(stored, orientation)
             if reduction > 1:
                 im.draft(im.mode, (math.ceil(im.size[0] / reduction), math.ceil(im.size[1] / reduction)))
-            if colour16:
-                im.load()  # Pillow's full decode: refuses a truncated file, as for every other image
-                rgb = np.clip(np.rint(_read_16bit_colour(path)), 0, 255).astype(np.uint8)
-                if rgb.shape[:2] != im.size[::-1]:
-                    raise BadImageError(f"{path}: OpenCV and Pillow disagree on the size ({rgb.shape}, {im.size})")
-                pixels = rgb
-            else:
-                im.load()
-                pixels = _to_8bit_rgb_or_gray(im)
+            im.load()  # Pillow's full decode: refuses a truncated file, as for every other image
+            pixels = _to_8bit_rgb_or_gray(im)
+            # what the reader left to apply: Pillow's TIFF reader turns the pixels while loading and drops the tag
+            pixels = _transposed(pixels, _orientation(im) if orientation != 1 else 1)
+            if colour16:  # Pillow keeps only the high byte of 16-bit colour: OpenCV reads the 16 bits
+                pixels = _oriented_16bit_colour(path, pixels, orientation)
     except BadImageError:
         raise
     except _decode_errors() as e:
         raise BadImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
-    if orientation != 1:  # on the 8-bit pixels: the same transpose for every path
-        pixels = np.asarray(Image.fromarray(pixels).transpose(_transpose_methods()[orientation]))
+    if reduction == 1 and pixels.shape[:2] != (height, width):  # the orientation applied twice or not at all
+        raise BadImageError(
+            f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} pixels, but its header says {width}x{height} as "
+            f"displayed (orientation {orientation}): a reader this project does not know applied the orientation"
+        )
     if colour == "gray":
         if pixels.ndim == 3:
             pixels = np.asarray(Image.fromarray(pixels, "RGB").convert("L"))
