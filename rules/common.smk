@@ -7,12 +7,13 @@ import functools
 import json
 import re
 import sys
+from pathlib import Path
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from snakemake.logging import logger
 
-from retrieval.data.datasets import build_database_list, build_image_lists
+from retrieval.data.datasets import build_database_list, build_image_lists, warn_images_beside_jpg
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
@@ -279,6 +280,27 @@ def listed_images(ds, *sides, exclude=None):
     return watched(
         sorted({e["path"] for s in sides for e in lists[s] if e["path"] not in skip and os.path.exists(e["path"])})
     )
+
+
+def listed_state(ds, *sides, exclude=None):
+    """image_lists / database_list params: a digest of the byte size and mtime (ns) of every image listed_images
+    declares (None without the feature cache). A photo replaced in place by an older file (``cp -p``, a restore from
+    a backup) is older than the lists, so the mtime trigger misses it and the lists kept its old size; Snakemake's
+    params trigger sees the digest change."""
+    paths = listed_images(ds, *sides, exclude=exclude)
+    if not paths:
+        return None
+    return stable_hash([(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths], 16)
+
+
+def lists_state(wildcards):
+    """image_lists params: listed_state of the images dataset_source declares."""
+    ds = PLAN.canonical(wildcards.dataset)
+    if PLAN.distractor_base(ds) is not None or ds in DEMO_SPLITS:
+        return None
+    if PLAN.database_apart(ds):
+        return listed_state(ds, "query", exclude="db")
+    return listed_state(ds, "db", "query")
 
 
 def lists_plus(wildcards):
@@ -600,6 +622,7 @@ def _read_or_build_lists(ds):
     path = PLAN.lists_json(ds)
     lists = _if_fresh(path, lambda x: PLAN.folder_source(ds) + [e["path"] for s in ("db", "query") for e in x[s]])
     if lists is not None:
+        _warn_beside_jpg(ds)
         return lists
     try:
         lists, _ = build_image_lists(
@@ -631,9 +654,19 @@ def current_database(ds):
     return _DATABASES[ds]
 
 
+@functools.cache
+def _warn_beside_jpg(ds):
+    """The scan's warning about images put beside jpg/, also when the lists are reused (adding a file there changes
+    nothing the workflow watches): for a scanned database (listed apart, without image_list.txt)."""
+    root = Path(PLAN.dataset_dir(ds))
+    if PLAN.database_apart(ds) and root.is_dir() and not (root / "image_list.txt").is_file():
+        warn_images_beside_jpg(root)
+
+
 def _read_or_build_database(ds):
     db = _if_fresh(PLAN.database_json(ds), lambda x: PLAN.database_source(ds) + [e["path"] for e in x["db"]])
     if db is not None:
+        _warn_beside_jpg(ds)
         return db
     try:
         return build_database_list(PLAN.dataset_dir(ds), ds, config["on_bad_image"], config["max_image_pixels"])

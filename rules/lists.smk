@@ -23,6 +23,7 @@ rule database_list:
         on_bad_image=config["on_bad_image"],
         max_image_pixels=config["max_image_pixels"],
         preset=PRESET,
+        images=lambda w: listed_state(PLAN.canonical(w.dataset), "db"),  # a photo replaced by an older file
     script:
         "../workflow_scripts/database_list.py"
 
@@ -49,5 +50,6 @@ rule image_lists:
         max_image_pixels=config["max_image_pixels"],
         preset=PRESET,
         plus=lists_plus,
+        images=lists_state,
     script:
         "../workflow_scripts/image_lists.py"

@@ -254,6 +254,15 @@ def test_16bit_rgb_tiff_with_an_orientation_tag_is_turned_once(tmp_path, orienta
     np.testing.assert_array_equal(load_rgb(p), up)
 
 
+def test_a_multi_page_tiff_is_read_at_its_first_page_with_a_warning(tmp_path, caplog):
+    up = _original()
+    p = tmp_path / "scan.tif"
+    Image.fromarray(up).save(p, save_all=True, append_images=[Image.fromarray(255 - up)])
+    with caplog.at_level("WARNING"):
+        np.testing.assert_array_equal(load_rgb(p), up)
+    assert f"{p}: 2 pages (frames); the first is read" in caplog.text
+
+
 def _add_png_exif(path, orientation):
     """Insert an eXIf chunk (the tag only) before IDAT of an existing PNG."""
 

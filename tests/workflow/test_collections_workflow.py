@@ -3,6 +3,7 @@ settings that used to emit faiss's -1 ids (nprobe 1 over few images), re-ranked 
 
 import csv
 import json
+import os
 import re
 import shutil
 
@@ -10,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import TINY, copy_tree, load_json, snakemake
 from retrieval.data.datasets import build_image_lists
@@ -223,6 +225,28 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
     last = load_json(packs[-1])
     assert sorted(last["rows"]["name"]) == sorted(f"jpg/2024/{p.name}" for p in new) and last["extracted"] == 3
     assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+
+    # a photo replaced in place by an older file of another size (cp -p, a restore from a backup): older than the
+    # lists, so only the listed images' size/mtime digest (image_lists' params) has the lists made again; they kept
+    # the old size (a new user's trial)
+    victim = photos / jpgs[12].name
+    with Image.open(victim) as im:
+        im.resize((im.width // 2, im.height // 2)).save(victim)
+    os.utime(victim, ns=(10**18, 10**18))  # 2001: older than every output
+    assert "image_lists" in _job_stats(snakemake(wd, "-n", "results/coll_global.json", *base).stdout)
+    snakemake(wd, "results/coll_global.json", *base, timeout=1800)
+    lists = load_json(max((wd / "results" / "lists" / "coll").glob("*/lists.json"), key=lambda p: p.stat().st_mtime))
+    (entry,) = [e for e in lists["db"] if e["name"] == f"jpg/{victim.name}"]
+    assert (entry["width"], entry["height"]) == Image.open(victim).size
+    assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+    # a photo put beside jpg/ changes nothing the workflow watches: the reused database list still names it
+    shutil.copy(jpgs[13], photos.parent / "beside.jpg")
+    dry = snakemake(wd, "-n", "results/coll_global.json", *base)
+    assert "Nothing to be done" in dry.stdout
+    assert "1 image(s) beside jpg/ are not in the database, which is the images under jpg/: beside.jpg" in (
+        dry.stdout + dry.stderr
+    )
+    (photos.parent / "beside.jpg").unlink()
 
     # from scratch (a fresh working directory and cache) on the grown folder: the same stores and results
     fresh = tmp_path / "fresh"

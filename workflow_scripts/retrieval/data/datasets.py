@@ -389,18 +389,26 @@ def _warn_left_out(folder: Path, what: str, names: list[str]) -> None:
         log.warning("%s: %d %s: %s%s", folder, len(names), what, ", ".join(names[:10]), more)
 
 
+def warn_images_beside_jpg(root: Path) -> None:
+    """A warning naming the images put beside a ``jpg/`` folder, which a scan leaves out (the database is the images
+    under ``jpg/``): said rather than indexing fewer photos in silence. One ``iterdir`` of ``root``; the workflow
+    calls it also when it reuses a database list, as adding a file beside ``jpg/`` changes nothing it watches."""
+    if image_folder(root) == root:
+        return
+    beside = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+    _warn_left_out(root, "image(s) beside jpg/ are not in the database, which is the images under jpg/", beside)
+
+
 def _scan_images(root: Path) -> list[Path]:
     """Every image (by its suffix, any case: ``IMAGE_SUFFIXES``) under ``image_folder(root)``, subfolders included,
     hidden names skipped (sorted). Other files (raw formats, ``.jpe``), broken links and images put beside a
     ``jpg/`` folder are left out with a warning naming them."""
     base = image_folder(root)
-    if base != root:  # images put beside jpg/ are not scanned: say so rather than index fewer photos in silence
-        beside = sorted(
-            p.name
-            for p in root.iterdir()
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-        )
-        _warn_left_out(root, "image(s) beside jpg/ are not in the database, which is the images under jpg/", beside)
+    warn_images_beside_jpg(root)
     entries = [p for _, names in _walk(base) for p in names]
     broken = sorted(str(p.relative_to(base)) for p in entries if p.is_symlink() and not p.exists())
     _warn_left_out(base, "broken symbolic link(s) left out", broken)

@@ -22,6 +22,7 @@ Rules (issue 14, item 1):
   here. libheif applies the file's own rotation and mirroring (the ``irot`` / ``imir`` properties, which the HEIF
   format uses instead of EXIF orientation) and pillow-heif then reports EXIF orientation 1, so the picture is
   rotated once, as a viewer shows it.
+* A file of several pages or frames (a multi-page TIFF, an animated WebP) is read at its first, with a warning.
 * Every failure (missing, empty, truncated, not an image, over the cap) is a ``BadImageError`` (a ``ValueError``)
   whose message starts with the file's path; callers honour ``on_bad_image`` with it.
 """
@@ -302,6 +303,8 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             width, height = _displayed(stored, orientation)
             if reduction > 1:
                 im.draft(im.mode, (math.ceil(im.size[0] / reduction), math.ceil(im.size[1] / reduction)))
+            if getattr(im, "n_frames", 1) > 1:  # a multi-page TIFF, an animated WebP
+                log.warning("%s: %d pages (frames); the first is read", path, im.n_frames)
             im.load()  # Pillow's full decode: refuses a truncated file, as for every other image
             pixels = _to_8bit_rgb_or_gray(im)
             # what the reader left to apply: Pillow's TIFF reader turns the pixels while loading and drops the tag
