@@ -91,6 +91,7 @@ rule evaluate_ssp:
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {
             **PLAN.versions(w.dataset),
+            "demo_data": PLAN.demo_version(w.dataset, PLAN.fit_split(w.dataset), PLAN.ssp_split()),
             "ssp_local": PLAN.v_ssp_local(w.dataset),
             "anchors": PLAN.v_anchors(PLAN.fit_split(w.dataset)),
             "query_model": PLAN.v_query_model(PLAN.fit_split(w.dataset)),

@@ -140,6 +140,63 @@ def test_a_change_invalidates_its_stage_and_what_follows_only(overrides, changed
     assert invalidated(**overrides) == changed
 
 
+SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+
+# what each evaluation records (its jobs' params: versions, hyperparameters) and the version of its folder
+RECORDED = {
+    "global": (lambda p, ds: p.v_eval(ds), lambda p, ds: (p.versions(ds), p.global_hyperparameters(ds))),
+    "lw": (lambda p, ds: p.v_lw_eval(ds), lambda p, ds: (p.lw_versions(ds), p.lw_hyperparameters(ds))),
+    "asmk": (lambda p, ds: p.v_asmk_eval(ds), lambda p, ds: (p.asmk_versions(ds), p.global_hyperparameters(ds))),
+    "ames": (
+        lambda p, ds: p.v_eval_ames(ds, "ames"),
+        lambda p, ds: (p.ames_versions(ds, "ames"), p.ames_hyperparameters(ds, "ames")),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", RECORDED)
+@pytest.mark.parametrize(
+    "ds, overrides",
+    [
+        ("landmarks-mini", {"demo.seed": 1}),  # landmarks-mini's global ranking does not read the demo
+        ("landmarks-mini", {"demo.test.queries": 10}),
+        ("demo", {"unsupervised_fit": "demo"}),  # the same fit split as self
+        ("landmarks-mini", {"unsupervised_fit": "landmarks-mini"}),
+        ("demo-val", {"unsupervised_fit": "cross"}),  # cross falls back to the training split, as "training"
+        ("demo", {"knn.block": 7}),
+        ("landmarks-mini", {"threads": 3}),
+    ],
+)
+def test_what_an_evaluation_records_changes_only_with_its_version(kind, ds, overrides):
+    """An evaluation's recorded versions and hyperparameters are its jobs' params: a value among them that changes
+    while the version does not re-ran the job in place, overwriting its folder, and again on switching back (a new
+    user's trial: a demo.* key re-ran landmarks-mini's evaluations; unsupervised_fit: demo re-ran demo's)."""
+    if kind == "asmk" and "unsupervised_fit" in overrides and ds == "demo-val":
+        pytest.skip("cross is the same split either way")
+    base_cfg = configured(data_root=str(SHARED_DATASETS))
+    other_cfg = configured(data_root=str(SHARED_DATASETS), **overrides)
+    if "unsupervised_fit" in overrides and overrides["unsupervised_fit"] == "cross":
+        base_cfg = configured(data_root=str(SHARED_DATASETS), unsupervised_fit="training")
+    version, recorded = RECORDED[kind]
+    a, b = Plan(base_cfg), Plan(other_cfg)
+    if version(a, ds) == version(b, ds):
+        assert json.dumps(recorded(a, ds), sort_keys=True, default=str) == json.dumps(
+            recorded(b, ds), sort_keys=True, default=str
+        )
+
+
+def test_lw_records_the_space_it_re_ranks_in():
+    """Lw re-ranks global descriptors in the training split's fit space: its results name those artifacts (they
+    named only the baseline's, in the evaluated dataset's own space) and the fit split they were made in."""
+    plan = Plan(configured(data_root=str(SHARED_DATASETS)))
+    v, h = plan.lw_versions("demo"), plan.lw_hyperparameters("demo")
+    assert v["lw_space"] == "demo-train" and v["codebook_lw_space"] == plan.v_codebook("demo-train")
+    assert v["global_lw_space"] == plan.v_global("demo", "demo-train") != v["global"]
+    assert h["global"]["fit_split"] == "demo-train" and h["lw"]["training_split"] == "demo-train"
+    assert plan.versions("landmarks-mini")["demo_data"] is None
+    assert plan.lw_versions("landmarks-mini")["demo_data"] == plan.v_demo()  # learned on demo-train
+
+
 def test_precision_auto_is_part_of_no_version():
     """auto resolves per machine (the manifests record the hardware and the dtype): a configuration that leaves it
     at auto has the versions of one without the key."""

@@ -410,20 +410,27 @@ class Plan:
     def v_eval(self, ds):
         return stable_hash({"knn": self.v_knn(ds), "lists": self.v_lists(ds), "evaluate": self.config["evaluate"]})
 
+    def demo_version(self, *splits):
+        """``v_demo()`` when one of ``splits`` is a demo split (its images are generated), else None."""
+        return self.v_demo() if any(self.canonical(s) in DEMO_SPLITS for s in splits) else None
+
     def versions(self, ds):
-        """The results JSON's ``versions``: every artifact behind ``ds``'s global ranking, first stage to evaluation."""
+        """The results JSON's ``versions``: every artifact behind ``ds``'s global ranking, first stage to evaluation.
+
+        Only what the evaluation's own version covers: these are its jobs' params, and a value that changes while
+        the version does not re-ran the job in place (the demo's version in a landmarks-mini evaluation when a
+        ``demo.*`` key changed). ``demo_data`` is set when the dataset or its fit split is generated."""
         b = self.shortlist_backbone()
         source = self.config["shortlist"]["source"]
-        demo = self.canonical(ds) in DEMO_SPLITS or self.canonical(self.train) in DEMO_SPLITS
+        vlad_or_asmk = b is None and source not in ("import", "ames_nn")
         out = {
-            "demo_data": self.v_demo() if demo else None,
+            "demo_data": self.demo_version(ds, *([self.fit_split(ds)] if vlad_or_asmk else [])),
             "image_lists": self.v_lists(ds),
             "extract": self.v_local(ds),
         }
         if source == "asmk":
             out.update(
                 {
-                    "extract_training": self.v_local(self.train),
                     "asmk_codebook": self.v_asmk_codebook(self.fit_split(ds)),
                     "asmk_ivf": self.v_asmk_ivf(ds),
                     "asmk_search": self.v_asmk_search(ds),
@@ -642,12 +649,16 @@ class Plan:
             out["ssp"] = {"split": self.ssp_split(), "data": "database images, no labels"}
         return out
 
-    def global_hyperparameters(self, ds=None):
+    def global_hyperparameters(self, ds=None, space=None):
+        """The global ranking's settings, recorded by every evaluation: what its version covers, no more (they are
+        the jobs' params: ``unsupervised_fit`` itself is left out, as two modes with the same ``fit_split`` re-ran the
+        evaluation in place; fitted_on records it). ``space``: the fit split of descriptors used in another space
+        (Lw's), else ``fit_split(ds)``."""
         b = self.shortlist_backbone()
+        fit = space or (self.fit_split(ds) if ds else None)
         if self.config["shortlist"]["source"] == "asmk":
             return {  # nothing is fitted on the training split: ASMK's codebook is fitted on fit_split
-                "unsupervised_fit": self.config["unsupervised_fit"],
-                "fit_split": self.fit_split(ds) if ds else None,
+                "fit_split": fit,
                 "crop_queries": self.config["crop_queries"],
                 "shortlist": {"source": "asmk"},
                 "extract": self.extract_config(),
@@ -678,8 +689,7 @@ class Plan:
         # knn.block): these are evaluate_global's params, and a change to a key that does not change the ranking
         # re-ran it in place, and after it spatial verification and every re-ranker that reads its baseline
         return {
-            "unsupervised_fit": self.config["unsupervised_fit"],
-            "fit_split": self.fit_split(ds) if ds else None,
+            "fit_split": fit,
             "crop_queries": self.config["crop_queries"],
             "shortlist": {"source": "vlad"},
             "extract": self.extract_config(),
@@ -872,6 +882,9 @@ class Plan:
 
     def ames_versions(self, ds, method):
         out = self.versions(ds)
+        trained = () if self.ames_checkpoint(method) else (self.train,)
+        selected = (self.val,) if self.config["ames"]["select"] == "validation" else ()
+        out["demo_data"] = out["demo_data"] or self.demo_version(*trained, *selected)
         out.update(
             {
                 "ames_model": self.v_ames_model(),
@@ -939,6 +952,39 @@ class Plan:
 
     def v_superglobal(self, ds):
         return self._v_reranked(ds, **{"global": self.v_global(ds), "superglobal": self.config["superglobal"]})
+
+    def lw_versions(self, ds):
+        """evaluate_lw's ``versions``: the baseline's (``versions(ds)``), the global descriptors Lw re-ranks, in the
+        training split's fit space (its codebook and whitening), and Lw itself."""
+        space = self.lw_space()
+        out = self.versions(ds)
+        out["demo_data"] = out["demo_data"] or self.demo_version(self.train, space)
+        if self.config["shortlist"]["source"] == "vlad":
+            out.update(
+                {
+                    "lw_space": space,
+                    "extract_lw_space": self.v_local(space),
+                    "codebook_lw_space": self.v_codebook(space),
+                    "whiten_lw_space": self.v_whiten(space),
+                }
+            )
+        out.update(
+            {
+                "global_lw_space": self.v_global(ds, space),
+                "lw": self.v_lw(),
+                "evaluate": self.v_lw_eval(ds),
+                "global_evaluate": self.v_eval(ds),
+            }
+        )
+        return out
+
+    def lw_hyperparameters(self, ds):
+        """evaluate_lw's ``hyperparameters``: the global pipeline's in Lw's space (its fit split) and Lw's, with the
+        training split whose same-label pairs it was learned from."""
+        return {
+            "global": self.global_hyperparameters(ds, self.lw_space()),
+            "lw": {**self.config["lw"], "training_split": self.canonical(self.train)},
+        }
 
     def v_lw(self):
         return stable_hash(
