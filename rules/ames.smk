@@ -191,7 +191,7 @@ rule evaluate_ames:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=ranking_mem_mb(4000),
         runtime=30,
     params:
         grid=lambda w: (

@@ -121,7 +121,7 @@ rule evaluate_asmk:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=ranking_mem_mb(2000),
         runtime=30,
     params:
         check=lambda w: check_version(w, PLAN.v_asmk_eval(w.dataset)),

@@ -785,22 +785,48 @@ def pack_gpus(wildcards):
 _WARNED_FULL = set()
 
 
-def ranking_mem_mb(base):
-    """mem_mb of a job that holds a plain folder's or gnd.csv dataset's neighbours: ``base`` plus 32 bytes per
-    (query, column) pair, the peak measured for knn in a new user's trial (6,000 x 6,000: 1,200 MB; ids, similarities
-    and the search's blocks), the columns being the whole database with knn.k 0. A full ranking of such a folder
-    (every photo is a query) grows as N^2: with knn.k 0, above 10^8 pairs, a warning names knn.k where the metrics
-    allow a shortlist (no ground truth; revisitop's mAP needs every image ranked). Other datasets (GLDv2's lists
-    are not read here: 760k header reads): ``base``."""
+@functools.cache
+def _distractor_count():
+    """The distractors '{dataset}+1m' appends: the lines of revisitop1m.txt where it is on disk, else R1M's 1,000,000
+    (before the download)."""
+    listed = os.path.join(PLAN.dataset_dir(DISTRACTORS), f"{DISTRACTORS}.txt")
+    if not os.path.isfile(listed):
+        return 1_000_000
+    with open(listed, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _ranking_shape(ds):
+    """(queries, database images) of ``ds``'s full ranking where the plan reads them (a database listed apart, or
+    '{dataset}+1m': the base's lists and the distractors' count), else None."""
+    base = PLAN.distractor_base(ds)
+    if base is not None:
+        lists = current_lists(base)
+        return None if lists is None else (len(lists["query"]), len(lists["db"]) + _distractor_count())
+    if not PLAN.database_apart(ds):
+        return None
+    lists = current_lists(ds)
+    return None if lists is None else (len(lists["query"]), len(lists["db"]))
+
+
+def ranking_mem_mb(base, rankings=1):
+    """mem_mb of a job that holds a dataset's neighbours or full ranking (knn, and every evaluation): ``base`` plus
+    32 bytes per (query, column) pair and ranking held (``rankings``: ssp evaluates three query sets), the peak
+    measured for knn in a new user's trial (6,000 x 6,000: 1,200 MB; ids, similarities and the search's blocks) and
+    the README's figure for the evaluations (70 queries x 1M: about 2.3 GB). The columns are the whole database
+    with knn.k 0, else knn.k. Read at plan time for a plain folder or gnd.csv
+    dataset and for '{dataset}+1m' (whose evaluations asked a fixed 2000-4000 MB for about 2.3 GB, 7 GB for ssp);
+    other datasets get ``base`` (GLDv2's lists are not read here: 760k header reads). A plain folder's full ranking
+    grows as N^2: with knn.k 0, above 10^8 pairs, a warning names knn.k where the metrics allow a shortlist (no
+    ground truth)."""
 
     def mem_mb(wildcards):
-        ds = wildcards.dataset
-        if not PLAN.database_apart(ds):
+        ds = PLAN.canonical(wildcards.dataset)
+        shape = _ranking_shape(ds)
+        if shape is None:
             return base
-        lists = current_lists(ds)
-        if lists is None:
-            return base
-        n_q, n_db, k = len(lists["query"]), len(lists["db"]), config["knn"]["k"]
+        n_q, n_db = shape
+        k = config["knn"]["k"]
         cols = n_db if k == 0 else min(k, n_db)
         if k == 0 and n_q * cols > 1e8 and ds not in _WARNED_FULL and not PLAN.ranks_every_image(ds):
             _WARNED_FULL.add(ds)
@@ -810,7 +836,7 @@ def ranking_mem_mb(base):
                 "neighbours: set knn: {k: 1000} in a --configfile (or search new photos against it, which ranks "
                 "only them)"
             )
-        return int(base + 32 * n_q * cols / 1e6)
+        return int(base + rankings * 32 * n_q * cols / 1e6)
 
     return mem_mb
 

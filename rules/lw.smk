@@ -47,7 +47,7 @@ rule evaluate_lw:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=ranking_mem_mb(4000),
         runtime=30,
     params:
         check=lambda w: check_version(w, PLAN.v_lw_eval(w.dataset)),

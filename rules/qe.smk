@@ -22,7 +22,7 @@ rule evaluate_qe:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=ranking_mem_mb(4000),
         runtime=30,
     params:
         qe=lambda w: (check_version(w, PLAN.v_qe(w.dataset, w.method)), config["aqe"])[1],

@@ -77,7 +77,7 @@ rule evaluate_ssp:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=ranking_mem_mb(4000, rankings=3),  # three query sets
         runtime=30,
     params:
         check=lambda w: check_version(w, PLAN.v_ssp(w.dataset)),

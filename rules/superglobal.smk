@@ -21,7 +21,7 @@ rule evaluate_superglobal:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=ranking_mem_mb(4000),
         runtime=30,
     params:
         superglobal=lambda w: (check_version(w, PLAN.v_superglobal(w.dataset)), config["superglobal"])[1],

@@ -23,7 +23,7 @@ rule evaluate_sv:
     # the matrix products and top-2 of the matching run on these threads (the same inliers on any number: README, "Speed")
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=ranking_mem_mb(4000),
         runtime=60,
     params:
         sv=lambda w: (check_version(w, PLAN.v_sv(w.dataset)), config["sv"])[1],

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from conftest import with_overrides
-from retrieval.config_errors import coerce_scalars, describe_errors, in_default_form
+from retrieval.config_errors import coerce_scalars, describe_errors, duplicate_keys, in_default_form
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -28,6 +28,29 @@ def test_a_misspelt_key_is_named_with_its_path_and_the_closest_allowed_names():
     assert lines[0].startswith("invalid configuration (2 problem(s)") and len(lines) == 3
     assert "  extarct: unknown key; did you mean 'extract'?" in text
     assert "  extract.sfit: unknown key; did you mean 'sift'?" in text
+
+
+def test_a_key_in_another_case_and_a_dotted_key_get_what_was_meant():
+    config = _with(sv={**DEFAULT["sv"]})
+    config["extract"]["sift"]["K"] = 500
+    config["sv.threshold"] = 8.0
+    text = describe_errors(config, SCHEMA)
+    assert "  extract.sift.K: unknown key; did you mean 'k'?" in text
+    assert "  sv.threshold: unknown key; a dotted key is not read as nested: write sv: {threshold: ...}" in text
+
+
+def test_a_key_given_twice_in_a_configfile_is_named_with_its_line(tmp_path):
+    """YAML keeps the last of two equal keys: the first section's settings were dropped without a word (a new
+    user's trial: sv: {threshold: 8.0} then sv: {ratio: 0.7} ran with the default threshold). An anchor's merged
+    keys may be overridden."""
+    f = tmp_path / "mine.yaml"
+    f.write_text("sv: {threshold: 8.0}\nknn: {k: 10}\nsv: {ratio: 0.7}\nextract:\n  sift: {k: 500, k: 400}\n")
+    text = duplicate_keys([f])
+    assert text.startswith("invalid configuration (2 problem(s)): a key given twice in one section")
+    assert f"  {f}:3: key 'sv' given a second time" in text and f"  {f}:5: key 'k' given a second time" in text
+    ok = tmp_path / "anchors.yaml"
+    ok.write_text("base: &b {k: 10}\nknn:\n  <<: *b\n  k: 20\n")
+    assert duplicate_keys([ok, REPO / "config" / "config.yaml", tmp_path / "missing.yaml"]) == ""
 
 
 def test_wrong_types_and_ranges_name_the_key_and_text_from_the_command_line_gets_a_hint():

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import TINY, copy_tree, load_json, snakemake
+from conftest import SHARED, TINY, copy_tree, load_json, snakemake
 from retrieval.data.datasets import build_image_lists
 
 pytestmark = pytest.mark.workflow
@@ -422,3 +422,23 @@ def test_a_large_folder_gets_bounded_packs_and_memory_by_its_size(tmp_path):
     assert (
         got.returncode != 0 and "min_chunk_images (5) is above extract.max_chunk_images (2)" in got.stdout + got.stderr
     )
+
+
+@pytest.mark.skipif(not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared is absent")
+def test_a_dataset_with_the_million_distractors_asks_memory_for_its_ranking(tmp_path):
+    """'{dataset}+1m': every evaluation holds the full ranking (32 bytes a query and image, about 2.3 GB at 70 x 1M,
+    ssp's three query sets three times that), where they asked a fixed 2000-4000 MB (a new user's trial). The
+    distractors are counted from revisitop1m.txt at plan time (a dry run: no image is read)."""
+    data = tmp_path / "data"
+    (data / "revisitop1m").mkdir(parents=True)
+    (data / "landmarks-mini").symlink_to(SHARED / "datasets" / "landmarks-mini")
+    (data / "revisitop1m" / "revisitop1m.txt").write_text("".join(f"{i:07d}\n" for i in range(1_000_000)))
+    got = snakemake(tmp_path / "wd", "-n", "results/landmarks-mini+1m_sv.json", "--config", f"data_root={data}")
+    mem = {}
+    for block in re.split(r"\n\[|\n\n", got.stdout):
+        rule, m = re.search(r"^(?:local)?rule (\w+):", block, re.M), re.search(r"mem_mb=(\d+)", block)
+        if rule and m:
+            mem.setdefault(rule.group(1), set()).add(int(m.group(1)))
+    ranking = 16 * (85 + 1_000_000) * 32 // 10**6  # 16 queries x (85 images + 1M distractors), 512 MB
+    assert mem["evaluate_global"] == {2000 + ranking} and mem["evaluate_sv"] == {4000 + ranking}
+    assert mem["knn"] == {4000 + ranking}

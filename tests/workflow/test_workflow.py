@@ -184,6 +184,7 @@ def test_partial_rerun_and_switching_back(tiny_run, tmp_path):
         ("extract:\n  sift:\n    k: 0\n", r"0 is less than the minimum of 1"),
         ("whiten:\n  powr: 0.5\n", r"powr"),
         ("ames:\n  train:\n    grad_clip: .nan\n", r"ames\.train\.grad_clip: nan is not a finite number"),
+        ("sv: {threshold: 8.0}\nsv: {ratio: 0.7}\n", r"bad\.yaml:2: key 'sv' given a second time"),
     ],
 )
 def test_bad_config_is_rejected_before_any_job(tmp_path, override, pattern):
@@ -294,7 +295,7 @@ def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_pa
 @pytest.mark.skipif(
     not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared/datasets/landmarks-mini is absent"
 )
-def test_landmarks_mini_end_to_end(tiny_run):
+def test_landmarks_mini_end_to_end(tiny_run, tmp_path):
     snakemake(
         tiny_run,
         "results/landmarks-mini_global.json",
@@ -310,6 +311,22 @@ def test_landmarks_mini_end_to_end(tiny_run):
     assert res["fitted_on"]["codebook"]["split"] == "landmarks-mini"  # its own database images (self), no labels
     # far better than a random ranking (random Medium mAP on this set is about 11%)
     assert res["metrics"]["mAP"]["M"] > 20
+    # nothing behind it is generated: a demo key re-runs nothing, and the fit split named rather than "self" only
+    # publish, whose fitted_on records the mode (both re-ran its evaluation in place, under the same version)
+    (tmp_path / "seed.yaml").write_text("demo: {seed: 1}\n")
+    (tmp_path / "named.yaml").write_text("unsupervised_fit: landmarks-mini\n")
+    for change, planned in (("seed.yaml", {}), ("named.yaml", {"publish": 1})):
+        dry = snakemake(
+            tiny_run,
+            "-n",
+            "results/landmarks-mini_global.json",
+            "--configfile",
+            str(TINY),
+            str(tmp_path / change),
+            "--config",
+            f"data_root={SHARED / 'datasets'}",
+        )
+        assert job_stats(dry.stdout) == planned, (change, dry.stdout[-2000:])
 
 
 def test_revisitop_layout_with_pickle_and_alias(tiny_run, tmp_path):

@@ -40,8 +40,12 @@ def _line(error: jsonschema.ValidationError) -> str:
         lines = []
         for name in sorted(set(error.instance) - set(allowed)):
             where = f"{key}.{name}" if error.absolute_path else name
-            close = difflib.get_close_matches(str(name), allowed, n=2, cutoff=0.75)
+            close = [a for a in allowed if a.lower() == str(name).lower()]  # K for k: difflib sees no likeness
+            close = close or difflib.get_close_matches(str(name), allowed, n=2, cutoff=0.75)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            head, dot, tail = str(name).partition(".")
+            if not close and dot and head in allowed:  # "sv.threshold: 8.0" in a YAML file
+                hint = f"; a dotted key is not read as nested: write {head}: {{{tail}: ...}}"
             lines.append(f"  {where}: unknown key{hint} (allowed here: {', '.join(allowed)})")
         return "\n".join(lines)
     message = error.message
@@ -222,6 +226,50 @@ def _is_results_json(path: str | Path) -> bool:
     except (OSError, yaml.YAMLError, TypeError, UnicodeDecodeError):
         return False
     return {"artifacts", "metrics", "method"} <= keys or {"photos", "collection", "n_photos"} <= keys
+
+
+class _DuplicateKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, recording a mapping key given twice (PyYAML keeps the last one, silently)."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[int, str]] = []
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults": its keys may be overridden here
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue
+            if key in seen:
+                self.duplicates.append((key_node.start_mark.line + 1, str(key)))
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def duplicate_keys(configfiles: Sequence[str | Path]) -> str:
+    """The keys given twice in one mapping of a ``--configfile`` (``sv: {threshold: 8.0}`` then ``sv: {ratio:
+    0.7}``: YAML keeps the last, and the threshold was dropped without a word), one line each with the file and
+    line, under a header; ``""`` when there are none. Files that cannot be read are left to Snakemake."""
+    lines = []
+    for f in configfiles:
+        try:
+            loader = _DuplicateKeyLoader(Path(f).read_text())
+            try:
+                loader.get_single_data()
+            finally:
+                loader.dispose()
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        lines += [f"  {f}:{line}: key '{key}' given a second time" for line, key in loader.duplicates]
+    if not lines:
+        return ""
+    return (
+        f"invalid configuration ({len(lines)} problem(s)): a key given twice in one section; YAML keeps only the last,"
+        " dropping the first without a word: merge them into one\n" + "\n".join(lines)
+    )
 
 
 def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles: Sequence[str | Path] = ()) -> str:
