@@ -46,7 +46,8 @@ def nearest_neighbours(
     sample, adds the blocks and searches it (a truncated shortlist: k > 0), planned by ``scale.plan_ivfpq``: with
     ``nlist: auto`` a database too small to train it gets exact search (logged, and recorded in the file's
     ``ivfpq_fallback`` attribute); an explicit configuration it cannot train is refused with the numbers. Every
-    stored id is a database row (IVF-PQ's -1 "no result" never reaches the file)."""
+    stored id is a database row (IVF-PQ's -1 "no result" never reaches the file), and IVF-PQ's candidates are stored
+    with their exact similarities, best first."""
 
     q = read_global(query_path)
     q_none = featureless_rows(q) if len(q) else np.zeros(0, bool)
@@ -77,11 +78,13 @@ def nearest_neighbours(
             ids, sims = stream_topk(q, read, n_db, k_eff, block)
         elif search == "ivfpq":
             ids, stats = ivfpq_search(q, read, n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0)
+            # the candidates re-sorted by their exact similarity (faiss returns them in PQ-approximate order, so the
+            # stored shortlist was not best first: the re-rankers' fusion, tie-breaks and kept tail read it so)
             sims = _exact_similarities(d, q, ids)
-            if q_none.any() or db_none.any():  # as in exact search; an id faiss could not fill (-1) stays last
-                sims[(ids >= 0) & db_none[np.maximum(ids, 0)]] = NO_MATCH_SCORE
-                order = np.argsort(-sims, axis=1, kind="stable")
-                ids, sims = np.take_along_axis(ids, order, 1), np.take_along_axis(sims, order, 1)
+            sims[db_none[ids]] = NO_MATCH_SCORE  # as in exact search
+            order = np.argsort(-sims, axis=1, kind="stable")
+            ids, sims = np.take_along_axis(ids, order, 1), np.take_along_axis(sims, order, 1)
+            if q_none.any():
                 ids[q_none], sims[q_none] = default_order(db_none)[: ids.shape[1]], NO_MATCH_SCORE
             extra = {"ivfpq": json.dumps(stats)}
         else:
