@@ -23,10 +23,9 @@ from retrieval.methods.ames.rerank import (
     needed_pairs,
     protocol_shortlists,
     rerank,
-    similarity_along,
 )
 from retrieval.methods.ames.train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
-from retrieval.search.exact import topk_neighbours
+from retrieval.search.exact import similarity_along, topk_neighbours
 from retrieval.stages.ames import read_sv_inliers
 
 
@@ -346,6 +345,10 @@ def test_similarity_follows_a_reordered_shortlist():
     np.testing.assert_allclose(
         similarity_along(np.array([[4, 0, 3, 1, 2]]), ids, sims), [[0.9, 0.5, 0.3, 0.1, 0.7]], rtol=1e-6
     )
+    # an image that is not among the row's neighbours got a neighbour's similarity (or an IndexError)
+    for stranger in (5, 9):
+        with pytest.raises(ValueError, match=rf"shortlist row 0: image\(s\) \[{stranger}\] are not among"):
+            similarity_along(np.array([[4, 0, 3, 1, stranger]]), ids, sims)
 
 
 @pytest.mark.parametrize("junk_mode", ["none", "ames"])

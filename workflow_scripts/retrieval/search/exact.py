@@ -86,3 +86,22 @@ def stream_topk(
         order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
         best_s, best_i = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_i, order, 1)
     return rank_featureless_last(best_i, best_s, q_none, db_none, k)
+
+
+def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """The global similarities (Nq, m) float32 of ``shortlist`` (Nq, m) int, a re-ordering of the first-stage
+    neighbours ``ids`` (Nq, K) int with similarities ``sims`` (Nq, K) (a re-ranked shortlist: sv's, a search's).
+    ValueError naming the query row for an entry that is not among that row's ``ids`` (its similarity was another
+    image's, or an IndexError)."""
+    out = np.zeros(shortlist.shape, np.float32)
+    for i in range(ids.shape[0]):
+        order = np.argsort(ids[i], kind="stable")
+        pos = np.minimum(np.searchsorted(ids[i][order], shortlist[i]), len(order) - 1)
+        found = ids[i][order][pos] == shortlist[i]
+        if not found.all():
+            raise ValueError(
+                f"shortlist row {i}: image(s) {shortlist[i][~found][:5].tolist()} are not among its first-stage "
+                "neighbours"
+            )
+        out[i] = sims[i][order][pos]
+    return out

@@ -39,12 +39,11 @@ from retrieval.methods.ames.rerank import (
     needed_pairs,
     protocol_shortlists,
     rerank,
-    similarity_along,
 )
 from retrieval.methods.ames.store import StoreReader, decode, write_store
 from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames
 from retrieval.runtime import Manifest, atomic_path, load_npz, open_h5, read_json, resolve_device, write_json
-from retrieval.search.exact import topk_neighbours
+from retrieval.search.exact import similarity_along, topk_neighbours
 from retrieval.stores.global_store import read_featureless, read_global, read_neighbours, write_neighbours
 from retrieval.stores.local_store import open_local
 

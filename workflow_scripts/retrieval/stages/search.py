@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from retrieval.evaluation.report import retrieved_images
-from retrieval.methods.ames.rerank import similarity_along
 from retrieval.methods.sv import SVConfig, rerank_by_inliers, verify_shortlists
 from retrieval.runtime import Manifest, atomic_path, read_json, write_json
+from retrieval.search.exact import similarity_along
 from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
 

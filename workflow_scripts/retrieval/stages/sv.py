@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
-from retrieval.methods.ames.rerank import similarity_along
 from retrieval.methods.sv import SVConfig, rerank_by_inliers, verify_shortlists
 from retrieval.runtime import read_json
+from retrieval.search.exact import similarity_along
 from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
 

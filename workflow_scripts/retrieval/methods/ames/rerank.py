@@ -228,15 +228,6 @@ def rerank(
     return out
 
 
-def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """Global similarities of ``shortlist`` entries (a reordering of ``ids`` rows)."""
-    out = np.zeros(shortlist.shape, np.float32)
-    for i in range(ids.shape[0]):
-        order = np.argsort(ids[i])
-        out[i] = sims[i][order][np.searchsorted(ids[i][order], shortlist[i])]
-    return out
-
-
 def grid_rankings(
     shortlists: dict[str, np.ndarray],
     sims: dict[str, np.ndarray],
