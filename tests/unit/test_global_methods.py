@@ -1,5 +1,7 @@
 """SuperGlobal re-ranking, Lw and PCA whitening against direct computations."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -122,6 +124,36 @@ def test_positive_pairs_subsample_and_errors():
     assert len(positive_pairs(labels, 100, 0)) == 3 + 1  # unlabelled (-1) rows never pair
     sub = positive_pairs(labels, 2, 0)
     assert len(sub) == 2 and np.array_equal(sub, positive_pairs(labels, 2, 0))
+    assert positive_pairs(labels, 100, 0).tolist() == [[0, 1], [0, 2], [1, 2], [3, 4]]
+
+
+@pytest.mark.parametrize("max_pairs", [1, 7, 40, 10_000])
+def test_positive_pairs_are_a_seeded_subset_of_every_pair_without_building_them(max_pairs):
+    """The subset is the one drawn from the list of every pair (labels sorted, np.triu_indices order in each), built
+    pair by pair: one label of 20,000 images (200M pairs, 3.2 GB as int64 when all were built) costs megabytes."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(-1, 6, 80)
+    every = np.concatenate(
+        [
+            np.stack([rows[i], rows[j]], 1)
+            for rows in (np.flatnonzero(labels == lab) for lab in range(6))
+            for i, j in [np.triu_indices(len(rows), 1)]
+        ]
+    )
+    want = (
+        every
+        if len(every) <= max_pairs
+        else every[np.sort(np.random.default_rng(0).choice(len(every), max_pairs, replace=False))]
+    )
+    np.testing.assert_array_equal(positive_pairs(labels, max_pairs, 0), want)
+    tracemalloc.start()
+    big = positive_pairs(np.repeat(np.arange(2), [20_000, 3]), 50_000, 0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert big.shape == (50_000, 2) and (big[:, 0] < big[:, 1]).all() and peak < 100e6
+
+
+def test_lw_fit_errors():
     with pytest.raises(ValueError, match="matching pairs"):
         fit_lw_whitening(np.zeros((3, 2)), np.zeros((0, 2), int))
     with pytest.raises(ValueError, match="singular"):

@@ -6,16 +6,28 @@ import numpy as np
 
 
 def positive_pairs(labels: np.ndarray, max_pairs: int, seed: int) -> np.ndarray:
-    """All (i, j), i < j, of rows with the same label >= 0; a seeded random subset when more than max_pairs."""
+    """All (i, j), i < j, of rows with the same label >= 0, as an (n_pairs, 2) int64 array (labels in sorted order,
+    each label's pairs in ``np.triu_indices`` order); when there are more than ``max_pairs``, a seeded random subset
+    of that list, in its order. The subset is drawn as indices into the list and only those pairs are built: a
+    label with 20,000 images has 200M pairs (3.2 GB as int64), which were all built before subsampling."""
     labels = np.asarray(labels)
-    pairs = []
-    for lab in np.unique(labels[labels >= 0]):
-        rows = np.flatnonzero(labels == lab)
-        i, j = np.triu_indices(len(rows), k=1)
-        pairs.append(np.stack([rows[i], rows[j]], axis=1))
-    pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
-    if len(pairs) > max_pairs:
-        pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False))]
+    groups = [np.flatnonzero(labels == lab) for lab in np.unique(labels[labels >= 0])]
+    counts = np.array([len(g) * (len(g) - 1) // 2 for g in groups], np.int64)
+    total = int(counts.sum())
+    if total > max_pairs:
+        flat = np.sort(np.random.default_rng(seed).choice(total, max_pairs, replace=False)).astype(np.int64)
+    else:
+        flat = np.arange(total, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    which = np.searchsorted(starts, flat, side="right") - 1  # the label of each pair
+    pairs = np.empty((len(flat), 2), np.int64)
+    for g in np.unique(which):
+        rows, t = groups[g], flat[which == g] - starts[g]
+        n = len(rows)
+        first = np.arange(n - 1)
+        offsets = first * n - first * (first + 1) // 2  # where row i's pairs (i, i+1..n-1) begin
+        i = np.searchsorted(offsets, t, side="right") - 1
+        pairs[which == g] = np.stack([rows[i], rows[t - offsets[i] + i + 1]], axis=1)
     return pairs
 
 
