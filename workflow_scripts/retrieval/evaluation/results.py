@@ -244,7 +244,9 @@ def write_reranked_evaluation(
     images without features rank last (recorded as ``artifacts.knn``). ``extra_datasets``: more per-query arrays
     for the ranking file. ``csv_columns``: more neighbour-CSV columns, values per (query, database
     image) pair (see :func:`write_neighbours_csv`). ``flags`` replace the images-without-features fields computed from ``knn_path``.
-    ``ctx.baseline_json`` must be set (ValueError otherwise)."""
+    ``ctx.baseline_json`` must be set (ValueError otherwise): the global results file, recorded as
+    ``artifacts.baseline``; the baseline's metrics are computed here again from ``base_ids``, with this evaluation's
+    queries without features and the same bootstrap pairing, rather than read from it."""
     if ctx.baseline_json is None:
         raise ValueError(f"{method}: a re-ranked evaluation records its baseline, but the context has none")
     n_db = len(lists["db"])

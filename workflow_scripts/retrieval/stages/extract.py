@@ -14,6 +14,7 @@ import numpy as np
 
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
 from retrieval.features import sift
+from retrieval.features.reduced import extract_reduced
 from retrieval.runtime import Manifest, fault_point, read_json
 from retrieval.stores.ames_release import convert_rows, n_rows, read_rows, release_file
 from retrieval.stores.feature_cache import assemble_store
@@ -137,7 +138,7 @@ def extract_local_chunk(
         elif decoded.factor == (1.0, 1.0):
             row, g = run(decoded.pixels, e, crop)
         else:
-            row, g = _extract_reduced(run, decoded, e, crop, backbone)
+            row, g = extract_reduced(run, decoded, e, crop, backbone)
         rows.append(row)
         globals_.append(g)
         if i == (stop - start) // 2:
@@ -172,36 +173,6 @@ def extract_local_chunk(
         },
         global_desc=global_desc,
     )
-
-
-def _extract_reduced(run, decoded, entry: dict[str, Any], crop: list[int] | None, backbone: str):
-    """Features of a JPEG reduced while decoding, in full-image pixels: the box is scaled to the reduced pixels,
-    positions (and SIFT sizes, which are in pixels) are scaled back, the stored size is the full displayed size."""
-    fx, fy = decoded.factor
-    log.warning(
-        "%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)",
-        entry["path"],
-        decoded.width,
-        decoded.height,
-        decoded.pixels.shape[1],
-        decoded.pixels.shape[0],
-    )
-    small = None
-    if crop is not None:
-        x1, y1, x2, y2 = crop
-        small = [
-            int(x1 * fx),
-            int(y1 * fy),
-            max(int(x1 * fx) + 1, round(x2 * fx)),
-            max(int(y1 * fy) + 1, round(y2 * fy)),
-        ]
-    row, g = run(decoded.pixels, entry, small)
-    row = dict(row)
-    row["xy"] = (row["xy"] / np.array([fx, fy], np.float32)).astype(np.float32)
-    if backbone == "sift":
-        row["scale"] = (row["scale"] / fx).astype(np.float32)
-    row["image_size"] = np.array([decoded.width, decoded.height], np.int32)
-    return row, g
 
 
 def import_ames_chunk(

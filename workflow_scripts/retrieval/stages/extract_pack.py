@@ -14,8 +14,8 @@ import numpy as np
 
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
 from retrieval.features import sift
+from retrieval.features.reduced import extract_reduced
 from retrieval.runtime import fault_point, write_json
-from retrieval.stages.extract import _extract_reduced
 from retrieval.stores.feature_cache import (
     CacheError,
     crop_key,
@@ -145,7 +145,7 @@ def extract_pack(
             elif decoded.factor == (1.0, 1.0):
                 row, g = run(decoded.pixels, entry, None if crop is None else list(crop))
             else:
-                row, g = _extract_reduced(run, decoded, entry, None if crop is None else list(crop), backbone)
+                row, g = extract_reduced(run, decoded, entry, None if crop is None else list(crop), backbone)
             n_extracted += 1
         kept.append(i)
         shas.append(sha)
