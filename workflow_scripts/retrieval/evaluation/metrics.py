@@ -16,7 +16,11 @@ PROTOCOLS = ("E", "M", "H")
 
 
 def protocol_labels(g: dict[str, Sequence[int]], protocol: str) -> tuple[np.ndarray, np.ndarray]:
-    """(positives, ignored) database indices of one query under protocol E, M or H."""
+    """(positives, ignored) database indices (int64, sorted) of one query under protocol E, M or H, as revisitop
+    defines them (Radenović et al., CVPR 2018; ``compute_map`` of revisitop's example code): Easy counts easy
+    positives and ignores hard and junk, Medium counts easy and hard and ignores junk, Hard counts hard and ignores
+    easy and junk. ``g``: one ``gnd`` entry (``easy``, ``hard``, ``junk`` lists; absent keys are empty). ValueError
+    for another protocol name."""
     easy = np.asarray(g.get("easy", []), dtype=np.int64)
     hard = np.asarray(g.get("hard", []), dtype=np.int64)
     junk = np.asarray(g.get("junk", []), dtype=np.int64)
@@ -58,6 +62,9 @@ def _positions(ranking: np.ndarray, items: np.ndarray, n_db: int) -> np.ndarray:
 
 
 def check_orientation(ranks: np.ndarray, n_queries: int, n_db: int) -> None:
+    """ValueError unless ``ranks`` is (n_queries, n_ranked) with n_ranked <= n_db and every entry a database index
+    in [0, n_db): the project's rankings are query-major, revisitop's ``ranks`` are (n_db, n_queries), so a
+    transposed array is named as such."""
     if ranks.ndim != 2:
         raise ValueError(f"ranks must be 2-D (n_queries, n_ranked), got shape {ranks.shape}")
     if ranks.shape[0] != n_queries:
@@ -74,7 +81,11 @@ def check_orientation(ranks: np.ndarray, n_queries: int, n_db: int) -> None:
 def query_metrics(
     ranking: np.ndarray, positives: np.ndarray, ignored: np.ndarray, n_db: int, ks: Sequence[int]
 ) -> tuple[float, list[float]] | None:
-    """AP and modified P@k of one query, or None when it has no positives."""
+    """AP (a fraction, revisitop's trapezoidal ``compute_ap``) and mP@k (fractions, revisitop's modified precision:
+    at k, or at the last positive's rank when that comes first) of one query, or None when it has no positives.
+    ``ranking`` (n_ranked,) int: database indices, best first; ``positives`` / ``ignored`` from
+    :func:`protocol_labels` (the ignored are removed from the ranking before ranks are counted); ``ks``: the k of
+    mP@k."""
     if len(positives) == 0:
         return None
     pos = _positions(ranking, positives, n_db)
@@ -109,8 +120,12 @@ def evaluate_rankings(
     ks: Sequence[int] = (1, 5, 10),
     retrieved_nothing: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
-    """mAP and mP@k (in percent) for E, M, H, plus per-query AP (fractions; None where a query has no positive).
-    See NOTHING_RETRIEVED for ``retrieved_nothing``."""
+    """mAP and mP@k (in percent) for E, M, H, plus per-query AP (fractions; None where a query has no positive):
+    ``{"mAP": {E, M, H}, "mP@k": {...} for each k, "per_query_ap": {E, M, H: [...]}, "n_evaluated": {E, M, H}}``
+    (a protocol with no query to evaluate gets None). ``ranks`` (n_queries, n_ranked) int, database indices best
+    first (revisitop's mAP needs every image ranked; a truncated ranking counts unretrieved positives as missed);
+    ``gnd``: revisitop's per-query ``easy`` / ``hard`` / ``junk`` lists; ``ks``: the k of mP@k. ValueError from
+    :func:`check_orientation` for a ranking of another shape. See NOTHING_RETRIEVED for ``retrieved_nothing``."""
     ranks = np.asarray(ranks)
     check_orientation(ranks, len(gnd), n_db)
     out: dict[str, Any] = {"mAP": {}, **{f"mP@{k}": {} for k in ks}, "per_query_ap": {}, "n_evaluated": {}}

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from retrieval.features.backbones.detector import Detector, no_detector
-from retrieval.features.backbones.pooling import gem, rgem, sgem
+from retrieval.features.backbones.pooling import RELUP_ALPHA, gem, rgem, sgem
 from retrieval.features.backbones.resnet import RF, ResNet, cvnet_to_torchvision
 from retrieval.features.backbones.vit import PATCH, DinoV2, ViTConfig
 from retrieval.runtime import resolve_device, state_digest
@@ -134,7 +134,7 @@ class DeepExtractor:
             self.net = ResNet(
                 depth=int(m.pop("depth", 101)),
                 fc_dim=None if head == "none" else int(m.pop("fc_dim", 2048)),
-                relup_alpha=0.014 if cfg.pooling.get("relup") else None,
+                relup_alpha=RELUP_ALPHA if cfg.pooling.get("relup") else None,
                 width=int(m.pop("width", 64)),
             )
             if cfg.checkpoint is None:

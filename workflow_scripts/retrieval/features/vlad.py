@@ -14,6 +14,8 @@ from retrieval.featureless import featureless_rows
 
 
 def l2_normalise(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
+    """``x`` divided by its L2 norm along ``axis`` (plus ``eps``, so an all-zero row, an image without features,
+    stays zero); same shape, the input's float dtype."""
     return x / (np.linalg.norm(x, axis=axis, keepdims=True) + eps)
 
 

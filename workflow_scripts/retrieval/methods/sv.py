@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SVConfig:
+    """Spatial verification's settings (config ``sv``): the top ``num_rerank`` of each shortlist are verified with
+    the strongest ``q_desc`` / ``db_desc`` descriptors of each image; matches pass Lowe's ratio test (Lowe, IJCV
+    2004) at ``ratio``; RANSAC fits ``model`` with a reprojection ``threshold`` in pixels of the original image,
+    ``max_iters`` iterations at ``confidence`` (DELG's threshold, Cao et al., ECCV 2020); ``seed`` seeds OpenCV's
+    RANSAC (a process-wide seed: ``cv2.setRNGSeed``)."""
+
     num_rerank: int = 100
     q_desc: int = 1000  # descriptors per image used (strongest first; capped by what was extracted)
     db_desc: int = 1000
@@ -40,7 +46,9 @@ class SVConfig:
 
 
 def ratio_matches(q: np.ndarray, d: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matches (query index, database index) of L2-normalised descriptors that pass the ratio test.
+    """One-to-one matches (query indices, database indices), two (n_matches,) int64 arrays, of L2-normalised
+    descriptors ``q`` (n, D) and ``d`` (m, D) float that pass Lowe's ratio test (Lowe, IJCV 2004) at ``ratio``
+    (1.0: no test).
 
     Each query descriptor proposes its nearest database descriptor if its distance is below ``ratio`` times the
     distance to the second nearest; among proposals for the same database descriptor only the closest is kept.
@@ -139,7 +147,9 @@ def ratio_matches_many(
 def ransac_inliers(
     src: np.ndarray, dst: np.ndarray, model: str, threshold: float, max_iters: int, confidence: float
 ) -> int:
-    """Inliers of the best affine transform / homography mapping ``src`` to ``dst`` (0 when too few points)."""
+    """Inliers of the best affine transform / homography (OpenCV's RANSAC) mapping ``src`` to ``dst``, matched
+    keypoint positions (n, 2) in pixels: 0 when too few points (3 for affine, 4 for a homography). ``threshold``:
+    the reprojection error in pixels. ValueError for another ``model``."""
     src = np.ascontiguousarray(src, np.float32).reshape(-1, 1, 2)
     dst = np.ascontiguousarray(dst, np.float32).reshape(-1, 1, 2)
     if model == "affine":
@@ -158,12 +168,16 @@ def ransac_inliers(
 
 
 def verify_pair(qd: np.ndarray, qxy: np.ndarray, dd: np.ndarray, dxy: np.ndarray, cfg: SVConfig) -> int:
+    """Inliers between one query and one database image: descriptors ``qd`` (n, D) / ``dd`` (m, D) float32,
+    L2-normalised, and their keypoint positions ``qxy`` (n, 2) / ``dxy`` (m, 2) in pixels; ratio-tested one-to-one
+    matches, then RANSAC (:func:`ratio_matches`, :func:`ransac_inliers`)."""
     qi, di = ratio_matches(qd, dd, cfg.ratio)
     return ransac_inliers(qxy[qi], dxy[di], cfg.model, cfg.threshold, cfg.max_iters, cfg.confidence)
 
 
 def rerank_by_inliers(ids: np.ndarray, sims: np.ndarray, inliers: np.ndarray, k: int) -> np.ndarray:
-    """Re-sort the first ``k`` columns of each row by inliers (descending), global similarity breaking ties."""
+    """``ids`` (Nq, K) int with the first ``k`` columns of each row re-sorted by ``inliers`` (Nq, >= k) counts,
+    descending, the global similarity ``sims`` (Nq, K) breaking ties; the columns beyond ``k`` keep their order."""
     out = ids.copy()
     k = min(k, ids.shape[1], inliers.shape[1])
     for r in range(ids.shape[0]):
@@ -184,7 +198,11 @@ def _sv_setup(q_local, db_local, ids: np.ndarray, cfg: SVConfig):
 
 
 def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tuple[np.ndarray, dict[str, float]]:
-    """Inlier counts (Nq, k) for the top ``k = cfg.num_rerank`` of every shortlist.
+    """Inlier counts (Nq, k) int for the top ``k = cfg.num_rerank`` of every shortlist ``ids`` (Nq, K) int
+    (database rows), and ``{"pairs", "seconds", "reads_seconds", "q_desc", "db_desc"}`` (the descriptors used).
+
+    ``q_local`` / ``db_local``: open local stores (``descriptors`` (N, K, D), ``count`` (N,), ``xy`` (N, K, 2) in
+    pixels of the original image, strongest first). Seeds OpenCV's RANSAC process-wide (``cfg.seed``).
 
     ``q_local`` / ``db_local`` are open local stores; database rows are read once each, sorted, in blocks. Within a
     block, each query is matched against all its shortlisted images of the block at once (``ratio_matches_many``);

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 
 
 def gem(x: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C)."""
+    """GeM pooling (Radenović et al., TPAMI 2018): (B, C, H, W) float -> (B, C), the mean of x^p over the map to the
+    power 1/p (p 3: between average pooling, p 1, and max pooling, p -> infinity); values clamped at ``eps`` first,
+    so the p-th power of a non-positive activation is defined."""
     return x.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
 
 
@@ -30,5 +32,9 @@ def sgem(descs: list[torch.Tensor]) -> torch.Tensor:
     return F.normalize(torch.stack([F.normalize(d, dim=-1) for d in descs]).amax(dim=0), dim=-1)
 
 
-def relup(x: torch.Tensor, alpha: float = 0.014) -> torch.Tensor:
+RELUP_ALPHA = 0.014  # SuperGlobal's ReLU+ threshold (Shao et al., ICCV 2023, the official code)
+
+
+def relup(x: torch.Tensor, alpha: float = RELUP_ALPHA) -> torch.Tensor:
+    """ReLU+ (SuperGlobal): max(x, alpha), elementwise, any shape."""
     return x.clamp(min=alpha)

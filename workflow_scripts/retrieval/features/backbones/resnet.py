@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from retrieval.features.backbones.pooling import relup
+
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 RF = {"stride": 16, "size": 291, "padding": 145}  # the conv4 receptive field (CVNet's values, ResNet-101)
 
@@ -74,7 +76,7 @@ class ResNet(nn.Module):
 
     def _act(self, x: torch.Tensor, stage: int) -> torch.Tensor:
         if self.relup_alpha is not None and stage < 4:
-            return x.clamp(min=self.relup_alpha)
+            return relup(x, self.relup_alpha)
         return F.relu(x)
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -39,6 +39,11 @@ from retrieval.runtime import atomic_path
 
 @dataclass(frozen=True)
 class AmesConfig:
+    """AMES's architecture (Suma et al., ECCV 2024; the official ``AMES`` module): ``local_dim``-wide local
+    descriptors (768 for DINOv2, 1024 for CVNet, 128 for SIFT) projected to ``model_dim`` tokens, ``num_layers``
+    transformer layers of ``nhead`` heads and a ``dim_feedforward``-wide MLP; ``binarized``: the database side
+    through ITQ-initialised binary codes (``ames_binary``)."""
+
     local_dim: int = 768
     model_dim: int = 128
     nhead: int = 2
@@ -51,7 +56,10 @@ class AmesConfig:
 
 
 class Binarization(nn.Module):
-    """L2-normalise, centre, project by W (D x bits), then sign (eval) or erf relaxation (train)."""
+    """The binary model's descriptor codes (the official ``BinarizationLayer``): L2-normalise, centre by ``mean``
+    (D,), project by ``W`` (D, bits; ITQ's rotation of the PCA basis at initialisation), then the sign in eval
+    (+1 where the projection is >= 0; the official code maps 0 to 0) or, in training, ``erf(z / sqrt(2 sigma))``,
+    a smooth relaxation of it (``sigma`` the variance of that Gaussian CDF; small: nearly the sign)."""
 
     def __init__(self, dim: int, bits: int, sigma: float = 1e-6):
         super().__init__()
@@ -172,6 +180,13 @@ def _init_weights(m: nn.Module) -> None:
 
 
 class AMES(nn.Module):
+    """AMES's similarity of an image pair (Suma et al., "AMES: Asymmetric and Memory-Efficient Similarity
+    Estimation for Instance-level Retrieval", ECCV 2024; transcribed from the official code): both images' local
+    descriptors are projected to tokens by shared weights, a learned token is prepended to the query's and the
+    database image's tokens, the transformer mixes them, and a linear classifier of that token gives the logit.
+    The database side is computed once per image and stored (``project_db``); :func:`reference_forward` is the
+    frozen transcription the fast path is tested against."""
+
     def __init__(self, cfg: AmesConfig):
         super().__init__()
         self.cfg = cfg
@@ -220,6 +235,10 @@ class AMES(nn.Module):
         tgt_mask: Tensor | None = None,
         return_hidden: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits (B,) float of ``src_local`` (B, Nq, local_dim) query descriptors against ``tgt_local`` (B, Nd,
+        local_dim) database descriptors; the masks (B, Nq) / (B, Nd) bool are True for padding (as in the official
+        code; None: nothing padded). With ``return_hidden`` also the tokens (B, 1 + Nq + Nd, model_dim) after the
+        last layer. In eval the database tokens are rounded through float16, as stored."""
         if src_mask is None:
             src_mask = torch.zeros(src_local.shape[:2], dtype=torch.bool, device=src_local.device)
         if tgt_mask is None:
@@ -274,7 +293,11 @@ def save_checkpoint(path: str, model: AMES, provenance: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: int = 2) -> tuple[AMES, dict[str, Any]]:
-    """Load our checkpoints or the official ones (a dict with key ``state``), with ``weights_only=True``."""
+    """The model and its checkpoint dict from our checkpoints or the official ones (a dict with key ``state``;
+    ``module.`` prefixes dropped), read with ``weights_only=True``; the architecture from our ``config`` or, for an
+    official file, inferred from the state's shapes (``nhead``, which shapes do not show, given here: 2 as
+    released). FileNotFoundError / OSError for a missing file; ValueError naming the file for one that is not an
+    AMES checkpoint (unreadable, or code-running pickles refused unread, no ``state`` dict, no ``mtc_token``)."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     # torch's errors name neither the file nor the cause; an unpickling error is also what weights_only gives a file

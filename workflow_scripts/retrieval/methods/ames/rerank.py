@@ -352,6 +352,9 @@ class GridSweep:
         return d["tail"][k]
 
     def mean_ap(self, lam: float, gamma: float, k: int, mu: float = 0.0) -> dict[str, float | None]:
+        """``{"E", "M", "H"}`` mAP in percent at one grid point (``lam``, ``gamma``, ``num_rerank`` ``k``, geometric
+        weight ``mu``), None for a protocol without a query to evaluate; the same numbers as re-ranking and
+        evaluating each ranking (a unit test checks it). ValueError for ``k`` beyond the sweep's largest."""
         if k > self.max_k:
             raise ValueError(f"num_rerank {k} is beyond the largest this sweep was built for ({self.max_k})")
         out: dict[str, float | None] = {}
