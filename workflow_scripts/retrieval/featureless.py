@@ -102,7 +102,13 @@ def search_featured(
         ids[fq], sims[fq] = fd[sub_i], sub_s
     if not exclude_self:
         return rank_featureless_last(ids, sims, qf, dbf, k)
-    out_i, out_s = rank_featureless_last(ids, sims, qf, dbf, min(k + 1, n_db))
-    keep = out_i != np.arange(len(q))[:, None]
-    keep[keep.all(axis=1), -1] = False  # rows without the self match drop their last column
-    return out_i[keep].reshape(len(q), -1)[:, :k], out_s[keep].reshape(len(q), -1)[:, :k]
+    out_i, out_s = drop_self(*rank_featureless_last(ids, sims, qf, dbf, min(k + 1, n_db)), np.arange(len(q)))
+    return out_i[:, :k], out_s[:, :k]
+
+
+def drop_self(ids: np.ndarray, sims: np.ndarray, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours of database images searched against their own database: ``ids`` / ``sims`` (n, K) without each
+    row's own id ``row_ids`` (n,), or without the last column where the row does not hold it (n, K - 1)."""
+    keep = ids != np.asarray(row_ids)[:, None]
+    keep[keep.all(axis=1), -1] = False
+    return ids[keep].reshape(len(ids), -1), sims[keep].reshape(len(ids), -1)

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from retrieval.featureless import NO_MATCH_SCORE, featureless_rows, rank_featureless_last, search_featured
+from retrieval.featureless import NO_MATCH_SCORE, drop_self, featureless_rows, rank_featureless_last, search_featured
 from retrieval.stores.global_store import block_rows
 
 
@@ -35,11 +35,7 @@ def _faiss_topk(q: np.ndarray, x: np.ndarray, k: int, exclude_self: bool) -> tup
     k_eff = min(k + int(exclude_self), n_db)
     sims, ids = faiss.knn(q, x, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
     if exclude_self:
-        keep = ids != np.arange(len(q))[:, None]
-        # drop the self match where present, else the last column
-        keep[keep.all(axis=1), -1] = False
-        ids = ids[keep].reshape(len(q), k_eff - 1)
-        sims = sims[keep].reshape(len(q), k_eff - 1)
+        ids, sims = drop_self(ids, sims, np.arange(len(q)))
     return ids[:, :k].astype(np.int32), sims[:, :k].astype(np.float32)
 
 

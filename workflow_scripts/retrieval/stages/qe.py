@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
+from retrieval.featureless import drop_self
 from retrieval.features.vlad import l2_normalise
 from retrieval.methods.qe import expand_with
 from retrieval.runtime import read_json
@@ -88,9 +89,7 @@ def streamed_adba(db_path: str | Path, out_path: str | Path, k: int, alpha: floa
                     out[s : s + len(x)] = l2_normalise(x)
                     continue
                 ids, sims = stream_topk(x, read, n_db, k + 1, n_db)
-                keep = ids != np.arange(s, s + len(x))[:, None]
-                keep[keep.all(axis=1), -1] = False  # rows without the self match drop their last column
-                ids, sims = ids[keep].reshape(len(x), k), sims[keep].reshape(len(x), k)
+                ids, sims = drop_self(ids, sims, np.arange(s, s + len(x)))
                 for c in range(0, len(x), gather):
                     pool = read.rows(ids[c : c + gather])  # (gather, k, D): the neighbours' rows
                     out[s + c : s + c + len(pool)] = expand_with(x[c : c + gather], sims[c : c + gather], pool, alpha)
