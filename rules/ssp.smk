@@ -97,7 +97,11 @@ rule evaluate_ssp:
             "query_model": PLAN.v_query_model(PLAN.fit_split(w.dataset)),
             "evaluate": PLAN.v_ssp(w.dataset),
         },
-        hyperparameters=lambda w: {"global": PLAN.global_hyperparameters(w.dataset), "ssp": config["ssp"]},
+        hyperparameters=lambda w: {
+            "global": PLAN.global_hyperparameters(w.dataset),
+            "ssp": config["ssp"],
+            "training_split": PLAN.canonical(PLAN.ssp_split()),  # its anchors' and query model's images
+        },
         preset=PRESET,
     script:
         "../workflow_scripts/evaluate_ssp.py"

@@ -96,6 +96,12 @@ def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_
 
     m = evaluate_rankings(np.array([[0, 1, 2, 3], [0, 1, 2, 3]]), gt.gnd, 4)
     assert m["per_query_ap"]["M"] == [1.0, None] and m["n_evaluated"]["M"] == 1 and m["mAP"]["M"] == 100.0
+    # its own row listed as junk is what is done anyway: accepted, the same ground truth (it was refused as "its own
+    # positive")
+    (root / "gnd.csv").write_text(
+        "query,positive,kind\njpg/a.jpg,jpg/b.jpg,easy\njpg/a.jpg,jpg/a.jpg,junk\nqueries/q1.jpg,,\n"
+    )
+    assert build_image_lists(root, "mine")[1].gnd == gt.gnd
 
 
 def test_csv_query_with_only_junk_rows_is_named_in_the_log(tmp_path, caplog):
@@ -141,6 +147,10 @@ def test_csv_image_list_restricts_the_database(tmp_path):
         ("query,positive\nqueries/nope.jpg,jpg/a.jpg\n", r"gnd\.csv:2: query image 'queries/nope\.jpg' not found"),
         (
             "query,positive\njpg/a.jpg,jpg/a.jpg\n",
+            r"gnd\.csv:2: query 'jpg/a\.jpg' is listed as its own positive.*remove",
+        ),
+        (
+            "query,positive,kind\njpg/a.jpg,jpg/a.jpg,hard\n",
             r"gnd\.csv:2: query 'jpg/a\.jpg' is listed as its own positive.*remove",
         ),
         # a typo in a positive's name: the nearest database names
@@ -194,6 +204,7 @@ def test_csv_malformed_files_name_file_and_line(tmp_path, rows, match):
         ("query,x1,y1,x2,y2\nqueries/q9.jpg,1,2,30,40\n", r"query_boxes\.csv:2: query 'queries/q9\.jpg' has no row"),
         ("query,x1,y1,x2,y2\nqueries/q1.jpg,10,2,5,40\n", r"query_boxes\.csv:2: box .* x2 > x1"),
         ("query,x1,y1,x2,y2\nqueries/q1.jpg,a,2,5,40\n", r"query_boxes\.csv:2: box coordinates must be numbers"),
+        ("query,x1,y1,x2,y2\nqueries/q1.jpg,-5,2,30,inf\n", r"query_boxes\.csv:2: box .* not a finite number"),
         ("query,x1,y1,x2,y2\nqueries/q1.jpg,1,2,5\n", r"query_boxes\.csv:2: no value for y2 \(a box is x1,y1,x2,y2"),
         ("query,x1,y1\nqueries/q1.jpg,1,2\n", r"lacks column\(s\) \['x2', 'y2'\]; expected query,x1,y1,x2,y2$"),
     ],

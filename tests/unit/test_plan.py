@@ -195,6 +195,8 @@ def test_lw_records_the_space_it_re_ranks_in():
     assert h["global"]["fit_split"] == "demo-train" and h["lw"]["training_split"] == "demo-train"
     assert plan.versions("landmarks-mini")["demo_data"] is None
     assert plan.lw_versions("landmarks-mini")["demo_data"] == plan.v_demo()  # learned on demo-train
+    # AMES trained here records the split it was trained on, as the README's results table says (it was absent)
+    assert plan.ames_hyperparameters("landmarks-mini", "ames")["training_split"] == "demo-train"
 
 
 def test_precision_auto_is_part_of_no_version():

@@ -929,8 +929,10 @@ class Plan:
         if self.ames_checkpoint(method):
             out["checkpoint"] = os.path.abspath(self.ames_checkpoint(method))
             del out["train"]
-        elif method == "ames_binary":
-            out.update({"itq": a["itq"], "distill": a["distill"]})
+        else:  # trained (or, for ames_binary, distilled) here, on the training split's labels
+            out["training_split"] = self.canonical(self.train)
+            if method == "ames_binary":
+                out.update({"itq": a["itq"], "distill": a["distill"]})
         return out
 
     def _v_reranked(self, ds, **own):

@@ -182,7 +182,9 @@ def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[floa
             box = [float(row[c]) for c in ("x1", "y1", "x2", "y2")]
         except ValueError as e:
             raise ValueError(f"{where}: box coordinates must be numbers ({e})") from e
-        if not all(math.isfinite(v) for v in box) or not (box[2] > box[0] and box[3] > box[1]):
+        if not all(math.isfinite(v) for v in box):
+            raise ValueError(f"{where}: box {box} holds a value that is not a finite number (pixels)")
+        if not (box[2] > box[0] and box[3] > box[1]):
             raise ValueError(f"{where}: box {box} must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 (pixels)")
         boxes[q], first_line[q] = box, line
     return boxes
@@ -209,7 +211,8 @@ def read_gnd_csv(
     file (:class:`DiskNames`), whatever ``check_queries``.
 
     Raises ValueError naming ``path:line`` for: a missing/unknown column, an unknown ``kind``, a positive that
-    is not a database image, a query listed as its own positive, a (query, positive) pair given twice, a row of one
+    is not a database image, a query listed as its own positive (as its own junk it is accepted: that is what is
+    done anyway), a (query, positive) pair given twice, a row of one
     field (a query without positives is written ``query,``), text that is not UTF-8, a query
     image that does not exist (``check_queries``), a query declared without positives twice or with positives
     too, and for the boxes file's errors (:func:`read_query_boxes`).
@@ -267,6 +270,8 @@ def read_gnd_csv(
             raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
         p = relative_name(row["positive"], where)
         p = p if p in db_index else db_nfc.get(_nfc(p), p)
+        if p == q and kind == "junk":  # what is done anyway: a query that is a database image is its own junk
+            continue
         if p == q:
             raise ValueError(
                 f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway): remove this row"
