@@ -244,14 +244,70 @@ def _tiff_16bit_rgb(path, rgb16, orientation):
 
 @pytest.mark.parametrize("orientation", [3, 6])
 def test_16bit_rgb_tiff_with_an_orientation_tag_is_turned_once(tmp_path, orientation):
-    """The 16-bit colour path reads pixels with OpenCV (which ignores the tag) while Pillow's TIFF reader reports the
-    displayed size: the orientation is applied once, and the sizes compared as stored."""
+    """The 16-bit colour path reads pixels with OpenCV (whose imdecode turns a TIFF by its tag, as Pillow's TIFF
+    reader does, which also reports the displayed size): the orientation is applied once."""
     up = _original()
     p = tmp_path / f"rgb16_o{orientation}.tif"
     _tiff_16bit_rgb(p, _noisy16(_stored_for(up, orientation), np.random.default_rng(4)), orientation)
     assert Image.open(p).getexif().get(0x0112) == orientation
     assert image_header(p) == (up.shape[1], up.shape[0], orientation)
     np.testing.assert_array_equal(load_rgb(p), up)
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGBA"])
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_an_uncompressed_tiff_of_any_mode_is_turned_once(tmp_path, mode, orientation):
+    """Given a path, Pillow memory-maps an uncompressed TIFF by its displayed size: an L, RGBA or I;16 TIFF of
+    orientation 5-8 came out scrambled (and was then refused by the size check); read from a file object."""
+    up = _original()
+    if mode == "L":
+        up, want = _gray(up), _gray(up)
+    elif mode == "I;16":
+        g8 = _gray(up)
+        up, want = g8.astype(np.uint16) * 257, g8
+    else:
+        up = np.dstack([up, np.full(up.shape[:2], 255, np.uint8)])
+        want = up[:, :, :3]
+    p = tmp_path / f"{mode.replace(';', '')}_o{orientation}.tif"
+    _save_with_orientation(p, _stored_for(up, orientation), orientation)
+    with Image.open(p) as im:
+        assert im.mode == mode and im.info.get("compression", "raw") == "raw"
+    assert image_header(p) == (want.shape[1], want.shape[0], orientation)
+    got = load_gray(p) if want.ndim == 2 else load_rgb(p)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_camera_jpeg_with_an_embedded_preview_gives_no_pages_warning(tmp_path, caplog):
+    """Cameras write JPEGs with a preview image (MPF): Pillow opens them as MPO with 2 frames; that is not a
+    multi-page file worth a warning on every decode."""
+    up = _original()
+    p = tmp_path / "camera.jpg"
+    Image.fromarray(up).save(p, "MPO", save_all=True, append_images=[Image.fromarray(up[::2, ::2])], quality=98)
+    with Image.open(p) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    with caplog.at_level("WARNING"):
+        assert load_rgb(p).shape == up.shape
+    assert "pages" not in caplog.text
+
+
+def test_a_16bit_png_with_a_transparent_colour_keeps_its_orientation(tmp_path):
+    """A tRNS colour: OpenCV makes it transparent (composited on white) where Pillow keeps it, so the two decodes
+    differ there; the orientation is still the closer match (it was refused as different pictures)."""
+    up = _original()
+    stored = _stored_for(up, 6)
+    p = tmp_path / "trns16.png"
+    assert cv2.imwrite(str(p), (stored.astype(np.uint16) * 257)[:, :, ::-1])
+    key = stored[0, 0]
+    trns = struct.pack(">3H", *(int(v) * 257 for v in key))
+    chunk = struct.pack(">I", 6) + b"tRNS" + trns + struct.pack(">I", zlib.crc32(b"tRNS" + trns) & 0xFFFFFFFF)
+    data = p.read_bytes()
+    i = data.index(b"IDAT") - 4
+    p.write_bytes(data[:i] + chunk + data[i:])
+    _add_png_exif(p, 6)
+    got = load_rgb(p)
+    want = up.copy()
+    want[(up == key).all(axis=2)] = 255  # the transparent colour on white
+    np.testing.assert_array_equal(got, want)
 
 
 def test_a_multi_page_tiff_is_read_at_its_first_page_with_a_warning(tmp_path, caplog):
