@@ -15,8 +15,9 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 from retrieval.config_errors import coerce_scalars, describe_errors, duplicate_keys, in_default_form, non_finite
 
 # a key given twice in a --configfile: YAML keeps the last, dropping the first without a word
-if duplicate_keys(workflow.overwrite_configfiles):
-    raise WorkflowError(duplicate_keys(workflow.overwrite_configfiles))
+_twice = duplicate_keys(workflow.overwrite_configfiles)
+if _twice:
+    raise WorkflowError(_twice)
 
 # --config KEY=false arrives as text: read boolean keys' text as YAML would; 5.0 for an integer key is 5; every
 # section's keys in config.yaml's order and its numbers in config.yaml's type (20 for 20.0), whatever the

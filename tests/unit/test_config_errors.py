@@ -34,7 +34,9 @@ def test_a_key_in_another_case_and_a_dotted_key_get_what_was_meant():
     config = _with(sv={**DEFAULT["sv"]})
     config["extract"]["sift"]["K"] = 500
     config["sv.threshold"] = 8.0
+    config["ames.train.lr"] = 1e-4
     text = describe_errors(config, SCHEMA)
+    assert "  ames.train.lr: unknown key; a dotted key is not read as nested: write ames: {train: {lr: ...}}" in text
     assert "  extract.sift.K: unknown key; did you mean 'k'?" in text
     assert "  sv.threshold: unknown key; a dotted key is not read as nested: write sv: {threshold: ...}" in text
 
@@ -50,7 +52,14 @@ def test_a_key_given_twice_in_a_configfile_is_named_with_its_line(tmp_path):
     assert f"  {f}:3: key 'sv' given a second time" in text and f"  {f}:5: key 'k' given a second time" in text
     ok = tmp_path / "anchors.yaml"
     ok.write_text("base: &b {k: 10}\nknn:\n  <<: *b\n  k: 20\n")
-    assert duplicate_keys([ok, REPO / "config" / "config.yaml", tmp_path / "missing.yaml"]) == ""
+    # an anchor that merges another, merged after: PyYAML edits it in place before building it
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("base: &base {k: 10}\ndefaults: {inner: &i {<<: *base, k: 20}}\nknn: {<<: *i}\n")
+    assert duplicate_keys([ok, nested, REPO / "config" / "config.yaml", tmp_path / "missing.yaml"]) == ""
+    # JSON, as Snakemake reads a .json configfile (a tab-indented one is not YAML)
+    js = tmp_path / "mine.json"
+    js.write_text('{\n\t"sv": {"ratio": 0.7},\n\t"sv": {"threshold": 8.0}\n}\n')
+    assert f"  {js}: key 'sv' given a second time" in duplicate_keys([js])
 
 
 def test_wrong_types_and_ranges_name_the_key_and_text_from_the_command_line_gets_a_hint():

@@ -13,6 +13,7 @@ equal versions and parameters: :func:`coerce_scalars` (text booleans, whole floa
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -43,9 +44,12 @@ def _line(error: jsonschema.ValidationError) -> str:
             close = [a for a in allowed if a.lower() == str(name).lower()]  # K for k: difflib sees no likeness
             close = close or difflib.get_close_matches(str(name), allowed, n=2, cutoff=0.75)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            head, dot, tail = str(name).partition(".")
-            if not close and dot and head in allowed:  # "sv.threshold: 8.0" in a YAML file
-                hint = f"; a dotted key is not read as nested: write {head}: {{{tail}: ...}}"
+            parts = str(name).split(".")
+            if not close and len(parts) > 1 and parts[0] in allowed:  # "sv.threshold: 8.0" in a YAML file
+                nested = "..."
+                for part in reversed(parts[1:]):
+                    nested = f"{{{part}: {nested}}}"
+                hint = f"; a dotted key is not read as nested: write {parts[0]}: {nested}"
             lines.append(f"  {where}: unknown key{hint} (allowed here: {', '.join(allowed)})")
         return "\n".join(lines)
     message = error.message
@@ -234,19 +238,37 @@ class _DuplicateKeyLoader(yaml.SafeLoader):
     def __init__(self, stream) -> None:
         super().__init__(stream)
         self.duplicates: list[tuple[int, str]] = []
+        self._checked: set[int] = set()
 
-    def construct_mapping(self, node, deep=False):
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults": its keys may be overridden here
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)):
-                continue
-            if key in seen:
-                self.duplicates.append((key_node.start_mark.line + 1, str(key)))
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    def flatten_mapping(self, node) -> None:
+        # checked here, before PyYAML merges "<<: *anchor" keys into the node (in place, so a node built later
+        # would show an anchor's keys beside its own); merged keys may be overridden
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue
+                if key in seen:
+                    self.duplicates.append((key_node.start_mark.line + 1, str(key)))
+                seen.add(key)
+        super().flatten_mapping(node)
+
+
+def _json_duplicates(text: str) -> list[tuple[int, str]]:
+    """Keys given twice in one object of a JSON text (line numbers unknown: 0)."""
+    found: list[tuple[int, str]] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        found.extend((0, k) for i, k in enumerate(keys) if k in keys[:i])
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return found
 
 
 def duplicate_keys(configfiles: Sequence[str | Path]) -> str:
@@ -256,14 +278,19 @@ def duplicate_keys(configfiles: Sequence[str | Path]) -> str:
     lines = []
     for f in configfiles:
         try:
-            loader = _DuplicateKeyLoader(Path(f).read_text())
-            try:
-                loader.get_single_data()
-            finally:
-                loader.dispose()
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            text = Path(f).read_text()
+            if Path(f).suffix.lower() == ".json":  # as Snakemake reads it (YAML refuses a JSON indented by tabs)
+                duplicates = _json_duplicates(text)
+            else:
+                loader = _DuplicateKeyLoader(text)
+                try:
+                    loader.get_single_data()
+                finally:
+                    loader.dispose()
+                duplicates = loader.duplicates
+        except (OSError, yaml.YAMLError, UnicodeDecodeError, ValueError):
             continue
-        lines += [f"  {f}:{line}: key '{key}' given a second time" for line, key in loader.duplicates]
+        lines += [f"  {f}{f':{line}' if line else ''}: key '{key}' given a second time" for line, key in duplicates]
     if not lines:
         return ""
     return (
