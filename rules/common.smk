@@ -290,7 +290,7 @@ def listed_state(ds, *sides, exclude=None):
     paths = listed_images(ds, *sides, exclude=exclude)
     if not paths:
         return None
-    return stable_hash([(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths], 16)
+    return stable_hash([(p, st.st_size, st.st_mtime_ns) for p in paths for st in [os.stat(p)]], 16)
 
 
 def lists_state(wildcards):
@@ -658,9 +658,8 @@ def current_database(ds):
 def _warn_beside_jpg(ds):
     """The scan's warning about images put beside jpg/, also when the lists are reused (adding a file there changes
     nothing the workflow watches): for a scanned database (listed apart, without image_list.txt)."""
-    root = Path(PLAN.dataset_dir(ds))
-    if PLAN.database_apart(ds) and root.is_dir() and not (root / "image_list.txt").is_file():
-        warn_images_beside_jpg(root)
+    if PLAN.scans_folder(ds):
+        warn_images_beside_jpg(Path(PLAN.dataset_dir(ds)))
 
 
 def _read_or_build_database(ds):
@@ -801,6 +800,8 @@ def _ranking_shape(ds):
     '{dataset}+1m': the base's lists and the distractors' count), else None."""
     base = PLAN.distractor_base(ds)
     if base is not None:
+        if PLAN.canonical(base) in GLDV2_DOWNLOADABLE or not os.path.isdir(PLAN.dataset_dir(base)):
+            return None  # not there before its download or generation (and GLDv2's lists are not read here)
         lists = current_lists(base)
         return None if lists is None else (len(lists["query"]), len(lists["db"]) + _distractor_count())
     if not PLAN.database_apart(ds):

@@ -5,7 +5,7 @@ import pytest
 
 from retrieval.evaluation.metrics import evaluate_gldv2, evaluate_rankings
 from retrieval.evaluation.results import retrieved_nothing
-from retrieval.featureless import featureless_rows, rank_featureless_last, search_featured
+from retrieval.featureless import drop_self, featureless_rows, rank_featureless_last, search_featured
 from retrieval.features.vlad import apply_whitening, fit_pca_whitening, l2_normalise, vlad
 from retrieval.methods.ames.rerank import fused_score, rerank
 from retrieval.methods.qe import alpha_expand
@@ -150,3 +150,13 @@ def test_a_query_without_features_scores_ap_zero_not_by_its_database_order():
     gld = [{"easy": [0], "usage": "Private"}, {"easy": [0], "usage": "Private"}, {"easy": [1], "usage": "Public"}]
     g = evaluate_gldv2(ranks, gld, n_db, retrieved_nothing=nothing)
     assert g["per_query_ap"]["Private"] == [1.0, 0.0, None] and g["per_query_ap"]["Public"] == [None, None, 0.0]
+
+
+def test_drop_self_removes_each_rows_own_id_or_its_last_column():
+    ids = np.array([[3, 1, 2], [0, 2, 3]])
+    sims = np.array([[0.9, 0.8, 0.7], [0.6, 0.5, 0.4]], np.float32)
+    out_i, out_s = drop_self(ids, sims, np.array([1, 7]))  # row 0 holds its own id 1; row 1 does not hold 7
+    assert out_i.tolist() == [[3, 2], [0, 2]]
+    np.testing.assert_allclose(out_s, [[0.9, 0.7], [0.6, 0.5]])
+    empty_i, empty_s = drop_self(np.zeros((0, 4), np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+    assert empty_i.shape == (0, 3) and empty_s.shape == (0, 3)  # no rows (a reshape to -1 failed on them)

@@ -153,6 +153,10 @@ def test_csv_image_list_restricts_the_database(tmp_path):
             "query,positive,kind\njpg/a.jpg,jpg/a.jpg,hard\n",
             r"gnd\.csv:2: query 'jpg/a\.jpg' is listed as its own positive.*remove",
         ),
+        (  # a query outside the database as its own junk: not a database image, as any positive
+            "query,positive,kind\nqueries/q1.jpg,queries/q1.jpg,junk\n",
+            r"gnd\.csv:2: query 'queries/q1\.jpg' is listed as its own positive",
+        ),
         # a typo in a positive's name: the nearest database names
         (
             "query,positive\nqueries/q1.jpg,jpg/sub/dd.jpg\n",

@@ -111,4 +111,5 @@ def drop_self(ids: np.ndarray, sims: np.ndarray, row_ids: np.ndarray) -> tuple[n
     row's own id ``row_ids`` (n,), or without the last column where the row does not hold it (n, K - 1)."""
     keep = ids != np.asarray(row_ids)[:, None]
     keep[keep.all(axis=1), -1] = False
-    return ids[keep].reshape(len(ids), -1), sims[keep].reshape(len(ids), -1)
+    width = ids.shape[1] - 1
+    return ids[keep].reshape(len(ids), width), sims[keep].reshape(len(ids), width)

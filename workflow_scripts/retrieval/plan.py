@@ -960,8 +960,9 @@ class Plan:
         training split's fit space (its codebook and whitening), and Lw itself."""
         space = self.lw_space()
         out = self.versions(ds)
-        out["demo_data"] = out["demo_data"] or self.demo_version(self.train, space)
-        if self.config["shortlist"]["source"] == "vlad":
+        vlad = self.config["shortlist"]["source"] == "vlad"
+        out["demo_data"] = out["demo_data"] or self.demo_version(self.train, *([space] if vlad else []))
+        if vlad:
             out.update(
                 {
                     "lw_space": space,
@@ -1088,8 +1089,10 @@ class Plan:
         )
 
     def asmk_versions(self, ds):
+        base = self.versions(ds)
         return {
-            **self.versions(ds),
+            **base,
+            "demo_data": base["demo_data"] or self.demo_version(self.fit_split(ds)),  # its codebook's images
             "asmk_codebook": self.v_asmk_codebook(self.fit_split(ds)),
             "asmk_ivf": self.v_asmk_ivf(ds),
             "asmk_search": self.v_asmk_search(ds),

@@ -270,7 +270,7 @@ def read_gnd_csv(
             raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
         p = relative_name(row["positive"], where)
         p = p if p in db_index else db_nfc.get(_nfc(p), p)
-        if p == q and kind == "junk":  # what is done anyway: a query that is a database image is its own junk
+        if p == q and kind == "junk" and q in db_index:  # what is done anyway: a query in the database is its junk
             continue
         if p == q:
             raise ValueError(
