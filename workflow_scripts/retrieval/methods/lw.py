@@ -11,7 +11,10 @@ def positive_pairs(labels: np.ndarray, max_pairs: int, seed: int) -> np.ndarray:
     of that list, in its order. The subset is drawn as indices into the list and only those pairs are built: a
     label with 20,000 images has 200M pairs (3.2 GB as int64), which were all built before subsampling."""
     labels = np.asarray(labels)
-    groups = [np.flatnonzero(labels == lab) for lab in np.unique(labels[labels >= 0])]
+    labelled = np.flatnonzero(labels >= 0)
+    by_label = labelled[np.argsort(labels[labelled], kind="stable")]  # each label's rows ascending, labels sorted
+    _, first = np.unique(labels[by_label], return_index=True)
+    groups = np.split(by_label, first[1:]) if len(by_label) else []
     counts = np.array([len(g) * (len(g) - 1) // 2 for g in groups], np.int64)
     total = int(counts.sum())
     if total > max_pairs:
@@ -19,15 +22,16 @@ def positive_pairs(labels: np.ndarray, max_pairs: int, seed: int) -> np.ndarray:
     else:
         flat = np.arange(total, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)])
-    which = np.searchsorted(starts, flat, side="right") - 1  # the label of each pair
+    which = np.searchsorted(starts, flat, side="right") - 1  # the label of each pair (ascending: flat is sorted)
     pairs = np.empty((len(flat), 2), np.int64)
-    for g in np.unique(which):
-        rows, t = groups[g], flat[which == g] - starts[g]
+    present, begin = np.unique(which, return_index=True)
+    for g, lo, hi in zip(present, begin, [*begin[1:], len(flat)]):
+        rows, t = groups[g], flat[lo:hi] - starts[g]
         n = len(rows)
-        first = np.arange(n - 1)
-        offsets = first * n - first * (first + 1) // 2  # where row i's pairs (i, i+1..n-1) begin
+        i = np.arange(n - 1)
+        offsets = i * n - i * (i + 1) // 2  # where row i's pairs (i, i+1..n-1) begin
         i = np.searchsorted(offsets, t, side="right") - 1
-        pairs[which == g] = np.stack([rows[i], rows[t - offsets[i] + i + 1]], axis=1)
+        pairs[lo:hi] = np.stack([rows[i], rows[t - offsets[i] + i + 1]], axis=1)
     return pairs
 
 
