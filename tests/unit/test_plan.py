@@ -175,8 +175,6 @@ def test_what_an_evaluation_records_changes_only_with_its_version(kind, ds, over
     """An evaluation's recorded versions and hyperparameters are its jobs' params: a value among them that changes
     while the version does not re-ran the job in place, overwriting its folder, and again on switching back (a new
     user's trial: a demo.* key re-ran landmarks-mini's evaluations; unsupervised_fit: demo re-ran demo's)."""
-    if kind == "asmk" and "unsupervised_fit" in overrides and ds == "demo-val":
-        pytest.skip("cross is the same split either way")
     base_cfg = configured(data_root=str(SHARED_DATASETS))
     other_cfg = configured(data_root=str(SHARED_DATASETS), **overrides)
     if "unsupervised_fit" in overrides and overrides["unsupervised_fit"] == "cross":
