@@ -18,13 +18,21 @@ from retrieval.stages import qe as qe_stage
 from retrieval.stages import superglobal as superglobal_stage
 from retrieval.stages import whiten as whiten_stage
 from retrieval.stages.aggregate import aggregate_vlad, backbone_global
+from retrieval.stages.knn import nearest_neighbours
 from retrieval.stages.lw import streamed_lw
 from retrieval.stages.qe import streamed_adba, streamed_aqe
 from retrieval.stages.ssp import search_file
 from retrieval.stages.superglobal import superglobal_from_file
 from retrieval.stages.whiten import apply_pca_whitening_stage, fit_pca_whitening_stage
 from retrieval.stores import global_store
-from retrieval.stores.global_store import read_global, read_global_rows, write_global, write_neighbours
+from retrieval.stores.global_store import (
+    BlockReader,
+    open_global,
+    read_global,
+    read_global_rows,
+    write_global,
+    write_neighbours,
+)
 from retrieval.stores.local_store import write_local_chunk
 
 
@@ -197,6 +205,35 @@ def test_global_rows_are_read_in_the_order_asked_and_checked(tmp_path):
     read_global_rows(tmp_path / "bad.h5", [3, 5])  # the NaN row is not read
     with pytest.raises(ValueError, match=r"bad\.h5: global descriptors contain NaN"):
         read_global_rows(tmp_path / "bad.h5", [4])
+
+
+def test_the_block_reader_checks_blocks_marks_featureless_rows_and_counts_its_seconds(tmp_path):
+    x = _db_file(tmp_path / "db.h5", 50, 8)  # row 7 all zero
+    with open_global(tmp_path / "db.h5") as f:
+        read = BlockReader(tmp_path / "db.h5", f["descriptors"])
+        np.testing.assert_array_equal(read(0, 20), x[:20])
+        assert read.featureless.tolist() == [i == 7 for i in range(50)]
+        x[30] = 0.0  # a later block's zero row is not known before the block is read
+        assert read.seconds > 0
+        np.testing.assert_array_equal(read.rows(np.array([[49, 7]])), x[[[49, 7]]])
+    bad = x.copy()
+    bad[33, 2] = np.inf
+    write_global(tmp_path / "bad.h5", bad)
+    with open_global(tmp_path / "bad.h5") as f:
+        read = BlockReader(tmp_path / "bad.h5", f["descriptors"])
+        read(0, 30)
+        with pytest.raises(ValueError, match=r"bad\.h5: global descriptors contain NaN or infinite"):
+            read(30, 50)
+
+
+def test_knn_names_a_database_file_with_non_finite_values(tmp_path):
+    x = _db_file(tmp_path / "db.h5", 50, 8)
+    write_global(tmp_path / "q.h5", x[:3])
+    x[20, 1] = np.nan  # a NaN similarity sorts anywhere: the shortlist would be silently wrong
+    write_global(tmp_path / "db.h5", x)
+    with pytest.raises(ValueError, match=r"db\.h5: global descriptors contain NaN"):
+        nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "nn.h5", 10, "v")
+    assert not (tmp_path / "nn.h5").exists()
 
 
 def test_superglobal_reads_only_the_shortlisted_rows(tmp_path):

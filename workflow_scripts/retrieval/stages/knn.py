@@ -15,7 +15,7 @@ from retrieval.runtime import read_json
 from retrieval.search.exact import stream_topk
 from retrieval.search.ivfpq import ivfpq_search, plan_ivfpq
 from retrieval.stores.ames_release import read_nn
-from retrieval.stores.global_store import open_global, read_global, write_neighbours
+from retrieval.stores.global_store import BlockReader, open_global, read_global, write_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,8 @@ def nearest_neighbours(
         d = f["descriptors"]
         n_db = d.shape[0]
         k_eff = n_db if k == 0 else min(k, n_db)
-        db_none = np.zeros(n_db, bool)
-
-        def read(s: int, e: int) -> np.ndarray:
-            x = d[s:e]
-            db_none[s:e] = featureless_rows(x)  # every block passes here once at least
-            return x
+        read = BlockReader(db_path, d)  # checks each block finite and marks its rows without features
+        db_none = read.featureless  # complete once a search has passed over every block
 
         t0 = time.time()
         extra: dict[str, Any] = {}

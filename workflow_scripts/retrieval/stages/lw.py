@@ -16,7 +16,7 @@ from retrieval.features.vlad import apply_whitening
 from retrieval.methods.lw import fit_lw_whitening, positive_pairs
 from retrieval.runtime import Manifest, atomic_path, load_npz, read_json
 from retrieval.search.exact import stream_topk
-from retrieval.stores.global_store import check_dim, finite_rows, open_global, read_global, read_neighbours
+from retrieval.stores.global_store import BlockReader, check_dim, open_global, read_global, read_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +66,22 @@ def streamed_lw(
     256 MiB. Returns ids (Nq, N) int64 and similarities (Nq, N) float32 (a full ranking, best first), the seconds
     spent reading the file and those spent whitening the database (work done once per database). ValueError
     naming the file for a dimension that is not the queries'."""
-    reading = whitening = 0.0
+    whitening = 0.0
     with open_global(db_path) as f:
-        d = f["descriptors"]
-        check_dim(db_path, d.shape[1], q.shape[1])
+        check_dim(db_path, f["descriptors"].shape[1], q.shape[1])
+        reader = BlockReader(db_path, f["descriptors"])
 
         def read(s: int, e: int) -> np.ndarray:
-            nonlocal reading, whitening
-            tr = time.time()
-            x = finite_rows(db_path, d[s:e])
-            tw = time.time()
+            nonlocal whitening
+            x = reader(s, e)
+            tw = time.perf_counter()
             x = apply_whitening(x, w, power=0.0)
-            reading, whitening = reading + tw - tr, whitening + time.time() - tw
+            whitening += time.perf_counter() - tw
             return x
 
-        ids, sims = stream_topk(apply_whitening(q, w, power=0.0), read, len(d), len(d), len(d))
-    return ids, sims, reading, whitening
+        n = len(reader.featureless)
+        ids, sims = stream_topk(apply_whitening(q, w, power=0.0), read, n, n, n)
+    return ids, sims, reader.seconds, whitening
 
 
 def evaluate_lw_stage(ctx: EvaluationContext, query_global: str, db_global: str, lw_path: str, knn_path: str) -> None:

@@ -15,35 +15,14 @@ from retrieval.methods.qe import expand_with
 from retrieval.runtime import read_json
 from retrieval.search.exact import stream_topk
 from retrieval.stores.global_store import (
+    BlockReader,
     block_rows,
     check_dim,
-    finite_rows,
     global_writer,
     open_global,
     read_global,
-    read_global_rows,
     read_neighbours,
 )
-
-
-class _TimedReads:
-    """Rows of an open global-descriptor file, checked finite, and the seconds spent reading them: blocks
-    (``reads(s, e)``, what :func:`stream_topk` asks for) and scattered rows (``reads.rows(ids)``)."""
-
-    def __init__(self, path: str | Path, descriptors: Any):
-        self.path, self.descriptors, self.seconds = path, descriptors, 0.0
-
-    def __call__(self, s: int, e: int) -> np.ndarray:
-        tr = time.time()
-        x = finite_rows(self.path, self.descriptors[s:e])
-        self.seconds += time.time() - tr
-        return x
-
-    def rows(self, ids: np.ndarray) -> np.ndarray:
-        tr = time.time()
-        x = read_global_rows(self.path, ids)  # ids.shape + (D,)
-        self.seconds += time.time() - tr
-        return x
 
 
 def streamed_aqe(q: np.ndarray, db_path: str | Path, k: int, alpha: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -57,7 +36,7 @@ def streamed_aqe(q: np.ndarray, db_path: str | Path, k: int, alpha: float) -> tu
         d = f["descriptors"]
         n_db = len(d)
         check_dim(db_path, d.shape[1], q.shape[1])
-        read = _TimedReads(db_path, d)
+        read = BlockReader(db_path, d)
         k = min(k, n_db)
         qn = l2_normalise(np.asarray(q, np.float32))  # k = 0: as alpha_expand, the query itself
         if k > 0:
@@ -78,7 +57,7 @@ def streamed_adba(db_path: str | Path, out_path: str | Path, k: int, alpha: floa
     with open_global(db_path) as f:
         d = f["descriptors"]
         n_db, dim = (int(v) for v in d.shape)
-        read = _TimedReads(db_path, d)
+        read = BlockReader(db_path, d)
         k = max(0, min(k, n_db - 1))
         rows = block_rows(n_db, dim)
         gather = max(1, rows // max(k, 1))  # rows whose (gather, k, D) neighbours fit in a block

@@ -32,7 +32,7 @@ from retrieval.features.vlad import apply_whitening, vlad
 from retrieval.methods.ssp import Adapter, SSPTrainConfig, fit_pq_anchors, train_adapter
 from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, write_json
 from retrieval.search.exact import stream_topk
-from retrieval.stores.global_store import check_dim, finite_rows, open_global, read_global
+from retrieval.stores.global_store import BlockReader, check_dim, open_global, read_global
 from retrieval.stores.local_store import open_local
 
 log = logging.getLogger(__name__)
@@ -156,19 +156,13 @@ def search_file(
     in blocks of at most 256 MiB (a million 8192-d descriptors are 32 GB): name -> (ids (Nq, top) int64,
     similarities (Nq, top) float32), best first, and the number of database images without features. ValueError
     naming the file for a dimension that is not the queries'."""
-    featureless = 0
     with open_global(db_path) as f:
-        d = f["descriptors"]
         for q in runs.values():
-            check_dim(db_path, d.shape[1], q.shape[1])
-
-        def read(s: int, e: int) -> np.ndarray:
-            nonlocal featureless
-            x = finite_rows(db_path, d[s:e])
-            featureless += int(featureless_rows(x).sum())
-            return x
-
-        ids, sims = stream_topk(np.concatenate(list(runs.values())), read, len(d), top, len(d))
+            check_dim(db_path, f["descriptors"].shape[1], q.shape[1])
+        read = BlockReader(db_path, f["descriptors"])
+        n = len(read.featureless)
+        ids, sims = stream_topk(np.concatenate(list(runs.values())), read, n, top, n)
+    featureless = int(read.featureless.sum())
     bounds = np.cumsum([0] + [len(v) for v in runs.values()])
     return {k: (ids[a:b], sims[a:b]) for k, a, b in zip(runs, bounds[:-1], bounds[1:])}, featureless
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,6 +11,7 @@ import h5py
 import numpy as np
 
 from retrieval import SCHEMA_VERSION
+from retrieval.featureless import featureless_rows
 from retrieval.runtime import atomic_path, open_h5
 from retrieval.stores.local_store import read_row_runs
 
@@ -86,6 +88,32 @@ def read_global_rows(path: str | Path, rows: np.ndarray) -> np.ndarray:
     if rows.ndim == 1 and len(uniq) == len(rows) and bool((uniq == rows).all()):
         return x
     return x[inverse.reshape(rows.shape)]
+
+
+class BlockReader:
+    """The database side of a streamed search over an open global-descriptor file (``descriptors``, the file's
+    (N, D) dataset): ``reader(s, e)`` returns rows ``s:e`` float32, checked finite (ValueError naming the file), as
+    :func:`~retrieval.search.exact.stream_topk` and the IVF-PQ search ask for them; ``reader.rows(ids)`` the rows of
+    any ids (``ids.shape + (D,)``). Counted as they pass: ``seconds``, the wall seconds spent reading (a method's
+    cost report), and ``featureless``, (N,) bool, the all-zero rows (images without features, ``featureless.py``)
+    among the blocks read so far (all of them once a search has passed over the file)."""
+
+    def __init__(self, path: str | Path, descriptors: Any):
+        self.path, self.descriptors, self.seconds = path, descriptors, 0.0
+        self.featureless = np.zeros(len(descriptors), bool)
+
+    def __call__(self, s: int, e: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        x = finite_rows(self.path, self.descriptors[s:e])
+        self.seconds += time.perf_counter() - t0
+        self.featureless[s : s + len(x)] = featureless_rows(x)
+        return x
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        x = read_global_rows(self.path, ids)
+        self.seconds += time.perf_counter() - t0
+        return x
 
 
 def check_dim(path: str | Path, file_dim: int, query_dim: int) -> None:
