@@ -3,6 +3,7 @@
 #   snakemake --cores all results/{dataset}_{method}.json --config data_root=DIR
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -12,7 +13,14 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
-from retrieval.config_errors import coerce_scalars, describe_errors, duplicate_keys, in_default_form, non_finite
+from retrieval.config_errors import (
+    apply_moved_keys,
+    coerce_scalars,
+    describe_errors,
+    duplicate_keys,
+    in_default_form,
+    non_finite,
+)
 
 # a key given twice in a --configfile: YAML keeps the last, dropping the first without a word
 _twice = duplicate_keys(workflow.overwrite_configfiles)
@@ -24,7 +32,8 @@ if _twice:
 # --configfile files wrote (else restating a default moved versions or re-ran section-valued params)
 _read = coerce_scalars(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 with open(os.path.join(workflow.basedir, "config/config.yaml")) as _f:
-    _read = in_default_form(_read, yaml.safe_load(_f))
+    _defaults = yaml.safe_load(_f)
+_read = in_default_form(_read, _defaults)
 config.clear()
 config.update(_read)
 # data_root: DIR as a shell would read it (dataset_dirs entries are expanded where they are read)
@@ -44,6 +53,12 @@ if non_finite(config):
     raise WorkflowError(
         describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
     )
+# a key given by its older name (ames.bootstrap) is read as its current one (evaluate.bootstrap), with a warning
+try:
+    for _line in apply_moved_keys(config, _defaults):
+        logger.warning(_line)
+except ValueError as _e:
+    raise WorkflowError(str(_e)) from None
 
 
 include: "rules/common.smk"

@@ -204,7 +204,7 @@ rule evaluate_ames:
         fixed=config["ames"]["fixed"],
         validation_split=config["ames"]["validation_split"],
         junk_mode=config["ames"]["junk_mode"],
-        n_bootstrap=config["ames"]["bootstrap"],
+        n_bootstrap=config["evaluate"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: PLAN.ames_versions(w.dataset, w.method),

@@ -125,7 +125,7 @@ rule evaluate_asmk:
         runtime=30,
     params:
         check=lambda w: check_version(w, PLAN.v_asmk_eval(w.dataset)),
-        n_bootstrap=config["ames"]["bootstrap"],
+        n_bootstrap=config["evaluate"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: PLAN.asmk_versions(w.dataset),

@@ -51,7 +51,7 @@ rule evaluate_lw:
         runtime=30,
     params:
         check=lambda w: check_version(w, PLAN.v_lw_eval(w.dataset)),
-        n_bootstrap=config["ames"]["bootstrap"],
+        n_bootstrap=config["evaluate"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: PLAN.lw_versions(w.dataset),

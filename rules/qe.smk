@@ -27,7 +27,7 @@ rule evaluate_qe:
     params:
         qe=lambda w: (check_version(w, PLAN.v_qe(w.dataset, w.method)), config["aqe"])[1],
         dba=lambda w: config["adba"] if w.method == "adba" else None,
-        n_bootstrap=config["ames"]["bootstrap"],
+        n_bootstrap=config["evaluate"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {

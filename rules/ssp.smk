@@ -86,7 +86,7 @@ rule evaluate_ssp:
         light_sift=config["ssp"]["query_sift"],
         gallery_sift=config["extract"]["sift"],
         cost_images=config["ssp"]["cost_images"],
-        n_bootstrap=config["ames"]["bootstrap"],
+        n_bootstrap=config["evaluate"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {

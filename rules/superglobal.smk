@@ -25,7 +25,7 @@ rule evaluate_superglobal:
         runtime=30,
     params:
         superglobal=lambda w: (check_version(w, PLAN.v_superglobal(w.dataset)), config["superglobal"])[1],
-        n_bootstrap=config["ames"]["bootstrap"],
+        n_bootstrap=config["evaluate"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {

@@ -27,7 +27,7 @@ rule evaluate_sv:
         runtime=60,
     params:
         sv=lambda w: (check_version(w, PLAN.v_sv(w.dataset)), config["sv"])[1],
-        n_bootstrap=config["ames"]["bootstrap"],
+        n_bootstrap=config["evaluate"]["bootstrap"],
         ks=config["evaluate"]["ks"],
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {

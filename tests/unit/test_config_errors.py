@@ -1,11 +1,14 @@
 """Configuration errors in a line each (retrieval/config_errors.py), on the real schema and default configuration."""
 
+import copy
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import with_overrides
-from retrieval.config_errors import coerce_scalars, describe_errors, duplicate_keys, in_default_form
+from retrieval.config_errors import apply_moved_keys, coerce_scalars, describe_errors, duplicate_keys, in_default_form
+from retrieval.plan import Plan
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "config" / "schema.yaml"
@@ -248,3 +251,36 @@ def _leaves(x):
     if isinstance(x, list):
         return [v for i in x for v in _leaves(i)]
     return [x]
+
+
+def test_the_older_bootstrap_key_is_read_as_evaluate_bootstrap_and_keeps_the_versions():
+    # ames.bootstrap (before 2026-12-02) is still accepted by the schema, then moved with a warning
+    old = copy.deepcopy(DEFAULT)
+    old["ames"]["bootstrap"] = 500
+    assert describe_errors(old, SCHEMA) == ""
+    lines = apply_moved_keys(old, DEFAULT)
+    assert lines == [
+        "ames.bootstrap is the older name of evaluate.bootstrap: read as evaluate.bootstrap: 500 "
+        "(write evaluate.bootstrap in your configuration)"
+    ]
+    assert "bootstrap" not in old["ames"] and old["evaluate"]["bootstrap"] == 500
+    assert old == _with(**{"evaluate.bootstrap": 500})
+    # the same versions as the key written by its current name, other than the default's where a baseline is drawn
+    now, default = Plan(_with(**{"evaluate.bootstrap": 500})), Plan(copy.deepcopy(DEFAULT))
+    for name in ("v_qe", "v_eval_ames"):
+        assert getattr(Plan(old), name)("demo", "aqe" if name == "v_qe" else "ames") == getattr(now, name)(
+            "demo", "aqe" if name == "v_qe" else "ames"
+        )
+        assert getattr(now, name)("demo", "aqe" if name == "v_qe" else "ames") != getattr(default, name)(
+            "demo", "aqe" if name == "v_qe" else "ames"
+        )
+    assert now.v_eval("demo") == default.v_eval("demo")  # evaluate_global draws no bootstrap
+    # both names: the same value (or the current key at its default) is one setting, two values are refused
+    both = _with(**{"evaluate.bootstrap": 500})
+    both["ames"]["bootstrap"] = 500
+    assert len(apply_moved_keys(both, DEFAULT)) == 1 and both["evaluate"]["bootstrap"] == 500
+    clash = _with(**{"evaluate.bootstrap": 300})
+    clash["ames"]["bootstrap"] = 500
+    with pytest.raises(ValueError, match=r"ames.bootstrap: 500 and evaluate.bootstrap: 300 both given"):
+        apply_moved_keys(clash, DEFAULT)
+    assert apply_moved_keys(copy.deepcopy(DEFAULT), DEFAULT) == []

@@ -333,3 +333,38 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
         f"invalid configuration ({len(lines)} problem(s); config/config.yaml, then every --configfile, then "
         f"--config, merged in that order; config/{Path(schema_path).name} describes every key):\n" + "\n".join(lines)
     )
+
+
+# Keys that moved, older dotted name -> current one. The older name is still read (the schema keeps it, without a
+# default), so a configuration written for an earlier revision runs as it did.
+MOVED_KEYS = {"ames.bootstrap": "evaluate.bootstrap"}
+
+
+def apply_moved_keys(config: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Each older key of :data:`MOVED_KEYS` that ``config`` gives, moved in place to its current name (removed from
+    its old place). Returns a warning line per moved key. ValueError naming both keys when the configuration also
+    gives the current key another value than the older one (the current key is taken as given when it differs from
+    its default in ``defaults``, config/config.yaml)."""
+    lines = []
+    for old, new in MOVED_KEYS.items():
+        *old_parents, old_leaf = old.split(".")
+        holder = config
+        for part in old_parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or old_leaf not in holder:
+            continue
+        value = holder.pop(old_leaf)
+        *new_parents, new_leaf = new.split(".")
+        target = config
+        for part in new_parents:
+            target = target.setdefault(part, {})
+        given, default = target.get(new_leaf), _at(defaults, new)
+        if given is not None and not _same(given, default) and not _same(given, value):
+            raise ValueError(
+                f"{old}: {_short(value)} and {new}: {_short(given)} both given; {old} is the older name of {new}: give {new} only"
+            )
+        target[new_leaf] = value
+        lines.append(
+            f"{old} is the older name of {new}: read as {new}: {_short(value)} (write {new} in your configuration)"
+        )
+    return lines

@@ -407,8 +407,14 @@ class Plan:
             return stable_hash({"asmk": self.v_asmk_search(ds)})
         return stable_hash({"global": self.v_global(ds), "knn": self.knn_identity()})
 
+    def evaluate_settings(self):
+        """The ``evaluate`` section as the evaluations' versions hash it: ``ks`` and ``csv_top``. ``bootstrap`` is
+        hashed on its own by the evaluations with a baseline (``evaluate_global`` draws none), as it was when it
+        lived at ``ames.bootstrap``, so its move left every version as it was."""
+        return {k: v for k, v in self.config["evaluate"].items() if k != "bootstrap"}
+
     def v_eval(self, ds):
-        return stable_hash({"knn": self.v_knn(ds), "lists": self.v_lists(ds), "evaluate": self.config["evaluate"]})
+        return stable_hash({"knn": self.v_knn(ds), "lists": self.v_lists(ds), "evaluate": self.evaluate_settings()})
 
     def demo_version(self, *splits):
         """``v_demo()`` when one of ``splits`` is a demo split (its images are generated), else None."""
@@ -663,14 +669,14 @@ class Plan:
                 "shortlist": {"source": "asmk"},
                 "extract": self.extract_config(),
                 "asmk": self.config["asmk"],
-                "evaluate": self.config["evaluate"],
+                "evaluate": self.evaluate_settings(),
             }
         if self.config["shortlist"]["source"] == "ames_nn":
             return {
                 "crop_queries": self.config["crop_queries"],
                 "extract": self.extract_config(),
                 "shortlist": {k: self.config["shortlist"][k] for k in ("source", "import_dir", "nn_file")},
-                "evaluate": self.config["evaluate"],
+                "evaluate": self.evaluate_settings(),
             }
         if b is not None or self.config["shortlist"]["source"] == "import":
             sl = (
@@ -683,7 +689,7 @@ class Plan:
                 "extract": self.extract_config(),
                 "shortlist": sl,
                 "knn": self.knn_identity(),
-                "evaluate": self.config["evaluate"],
+                "evaluate": self.evaluate_settings(),
             }
         # no training_split (the global ranking fits nothing on it but through fit_split) and knn's identity (not
         # knn.block): these are evaluate_global's params, and a change to a key that does not change the ranking
@@ -697,7 +703,7 @@ class Plan:
             "aggregate": self.config["aggregate"],
             "whiten": self.config["whiten"],
             "knn": self.knn_identity(),
-            "evaluate": self.config["evaluate"],
+            "evaluate": self.evaluate_settings(),
         }
 
     def evaluation_path(self, ds, method):
@@ -860,7 +866,7 @@ class Plan:
 
     def v_eval_ames(self, ds, method):
         a = self.config["ames"]
-        keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "bootstrap", "fusion")
+        keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "fusion")
         val = self.v_logits(self.val, method) if a["select"] == "validation" else None
         own = {}
         if self.ames_geometry():  # absent otherwise: the versions of a configuration without geometry are unchanged
@@ -875,6 +881,7 @@ class Plan:
                 "validation": val,
                 "global": self.v_eval(ds),
                 **{k: a[k] for k in keys},
+                "bootstrap": self.config["evaluate"]["bootstrap"],
                 "csv_top": self.config["evaluate"]["csv_top"],
                 **own,
             }
@@ -943,8 +950,8 @@ class Plan:
                 **own,
                 "knn": self.v_knn(ds),
                 "lists": self.v_lists(ds),
-                "evaluate": self.config["evaluate"],
-                "bootstrap": self.config["ames"]["bootstrap"],
+                "evaluate": self.evaluate_settings(),
+                "bootstrap": self.config["evaluate"]["bootstrap"],
             }
         )
 
@@ -1033,8 +1040,8 @@ class Plan:
                 "light": self.v_ssp_local(ds),
                 "global": self.v_global(ds),
                 "lists": self.v_lists(ds),
-                "evaluate": self.config["evaluate"],
-                "bootstrap": self.config["ames"]["bootstrap"],
+                "evaluate": self.evaluate_settings(),
+                "bootstrap": self.config["evaluate"]["bootstrap"],
                 "cost_images": self.config["ssp"]["cost_images"],
             }
         )
@@ -1083,8 +1090,8 @@ class Plan:
             {
                 "asmk": self.v_asmk_search(ds),
                 "global": self.v_eval(ds),
-                "evaluate": self.config["evaluate"],
-                "bootstrap": self.config["ames"]["bootstrap"],
+                "evaluate": self.evaluate_settings(),
+                "bootstrap": self.config["evaluate"]["bootstrap"],
             }
         )
 
