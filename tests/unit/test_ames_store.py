@@ -1,14 +1,18 @@
-"""The AMES database store: packed binary codes and float16 tokens give the same logits as projecting the
-descriptors on the fly, its size is what it claims, and a store made for another model is refused."""
+"""The AMES database store (written by the ``ames_store`` stage, format in ``stores/ames.py``, payload in
+``methods/ames/payload.py``): packed binary codes and float16 tokens give the same logits as projecting the
+descriptors on the fly, its size is what it claims, and a store made for another model is refused; the logits file
+reads back as written."""
 
 import h5py
 import numpy as np
 import pytest
 
 from retrieval.methods.ames.model import AMES, AmesConfig, save_checkpoint
+from retrieval.methods.ames.payload import decode, encode, model_digest, payload_layout
 from retrieval.methods.ames.rerank import compute_logits
-from retrieval.methods.ames.store import StoreReader, write_store
+from retrieval.runtime import read_json
 from retrieval.stages.ames import ames_store_stage
+from retrieval.stores.ames import DbStore, read_logits, write_db_store, write_logits
 from retrieval.stores.local_store import open_local, write_local_chunk
 
 
@@ -45,15 +49,25 @@ def test_store_gives_the_logits_of_on_the_fly_projection(tmp_path, binarized):
         model.remap_local[0].W.data = torch.randn(16, 32)
     local = _local(tmp_path)
     store = tmp_path / "store.h5"
+    save_checkpoint(str(tmp_path / "model.pt"), model, {})
+    method = "ames_binary" if binarized else "ames"
+    ames_store_stage(tmp_path / "model.pt", local, store, tmp_path / "m.json", 10, method, "cpu", "v", {}, "cpu")
+    info = read_json(tmp_path / "m.json")["store"]
     with open_local(local) as f:
-        info = write_store(store, model, f, 10, "ames_binary" if binarized else "ames")
         dd, dc = f["descriptors"][:], f["count"][:]
     rng = np.random.default_rng(1)
     qd, qc = rng.normal(size=(2, 12, 16)).astype(np.float16), np.array([12, 6], np.int32)
     pairs = [np.array([0, 2, 4, 5]), np.array([1, 3, 6])]
     direct = compute_logits(model, qd, qc, lambda r: (dd[r], dc[r]), pairs, 10, 10, batch=3)
-    reader = StoreReader(store, model)
-    via_store = compute_logits(model, qd, qc, lambda r: reader(r, 10), pairs, 10, 10, batch=3, prepared=True)
+    payload = payload_layout(model)[0]
+    assert info["payload"] == payload == ("codes" if binarized else "tokens")
+    reader = DbStore(store, model_digest(model), payload)
+
+    def read(rows):
+        x, counts = reader.read(rows, 10)
+        return decode(model, x), counts
+
+    via_store = compute_logits(model, qd, qc, read, pairs, 10, 10, batch=3, prepared=True)
     for a, b in zip(direct, via_store):
         np.testing.assert_allclose(a, b, atol=1e-5)
     with h5py.File(store, "r") as f:
@@ -66,8 +80,8 @@ def test_store_gives_the_logits_of_on_the_fly_projection(tmp_path, binarized):
         np.testing.assert_array_equal(f["count"][:], np.minimum(dc, 10))
     reader.close()
     other = AMES(AmesConfig(local_dim=16, model_dim=32, nhead=2, num_layers=2, dim_feedforward=64, binarized=binarized))
-    with pytest.raises(ValueError, match="another model"):
-        StoreReader(store, other)
+    with pytest.raises(ValueError, match=r"store\.h5: prepared for another model"):
+        DbStore(store, model_digest(other), payload)
 
 
 def test_packed_bits_follow_the_sign_convention(tmp_path):
@@ -79,7 +93,8 @@ def test_packed_bits_follow_the_sign_convention(tmp_path):
     model.remap_local[0].W.data = torch.eye(16)[:, :8]  # the code is the sign of the first 8 coordinates
     local = _local(tmp_path)
     with open_local(local) as f:
-        write_store(tmp_path / "s.h5", model, f, 12, "ames_binary")
+        write_db_store(tmp_path / "s.h5", f, 12, lambda d: encode(model, d), payload="codes", width=1,
+                       method="ames_binary", model_digest=model_digest(model))  # fmt: skip
         x = f["descriptors"][0, :12].astype(np.float32)
     with h5py.File(tmp_path / "s.h5", "r") as f:
         bits = np.unpackbits(f["codes"][0], axis=-1)
@@ -99,3 +114,25 @@ def test_a_checkpoint_of_the_other_kind_is_refused_naming_the_key(tmp_path, bina
             "cpu", "v", {}, "cpu",
         )  # fmt: skip
     assert not (tmp_path / "store.h5").exists()
+
+
+def test_the_logits_file_reads_back_as_written_and_another_file_is_named(tmp_path):
+    pairs = [np.array([3, 0, 7], np.int32), np.array([], np.int32), np.array([5], np.int32)]
+    logits = [np.array([0.5, -1.0, 2.0], np.float32), np.array([], np.float32), np.array([np.float32(1e-3)])]
+    write_logits(tmp_path / "l.h5", pairs, logits, q_desc=8, dtype="bfloat16")
+    got_pairs, got_logits, attrs = read_logits(tmp_path / "l.h5")
+    for a, b in zip(got_pairs + got_logits, pairs + logits):
+        np.testing.assert_array_equal(a, b)
+    assert attrs["n_pairs"] == 4 and attrs["n_queries"] == 3 and attrs["q_desc"] == 8 and attrs["dtype"] == "bfloat16"
+    with pytest.raises(ValueError, match=r"store\.h5: not an AMES logits file"):
+        read_logits(_store_of_a_model(tmp_path))
+    with pytest.raises(ValueError, match=r"l\.h5: not an AMES database store"):
+        DbStore(tmp_path / "l.h5", "x", "tokens")
+
+
+def _store_of_a_model(tmp_path):
+    model = AMES(AmesConfig(local_dim=16, model_dim=16, nhead=2, num_layers=1, dim_feedforward=32)).eval()
+    with open_local(_local(tmp_path)) as f:
+        write_db_store(tmp_path / "store.h5", f, 4, lambda d: encode(model, d), payload="tokens", width=16,
+                       method="ames", model_digest=model_digest(model))  # fmt: skip
+    return tmp_path / "store.h5"

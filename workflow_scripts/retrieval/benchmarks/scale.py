@@ -24,8 +24,8 @@ import numpy as np
 
 from retrieval.methods.ames.infer import resolve_precision
 from retrieval.methods.ames.model import load_checkpoint
+from retrieval.methods.ames.payload import decode
 from retrieval.methods.ames.rerank import compute_logits
-from retrieval.methods.ames.store import decode
 from retrieval.runtime import write_json
 from retrieval.search.exact import stream_topk
 from retrieval.search.ivfpq import ivfpq_search, plan_ivfpq

@@ -26,6 +26,7 @@ from retrieval.evaluation.results import (
 )
 from retrieval.methods.ames.infer import resolve_precision
 from retrieval.methods.ames.model import AmesConfig, load_checkpoint, save_checkpoint
+from retrieval.methods.ames.payload import decode, encode, model_digest, payload_layout
 from retrieval.methods.ames.rerank import (
     GridSweep,
     compute_logits,
@@ -40,10 +41,10 @@ from retrieval.methods.ames.rerank import (
     protocol_shortlists,
     rerank,
 )
-from retrieval.methods.ames.store import StoreReader, decode, write_store
 from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames
 from retrieval.runtime import Manifest, atomic_path, load_npz, open_h5, read_json, resolve_device, write_json
 from retrieval.search.exact import similarity_along, topk_neighbours
+from retrieval.stores.ames import DbStore, read_logits, write_db_store, write_logits
 from retrieval.stores.global_store import read_featureless, read_global, read_neighbours, write_neighbours
 from retrieval.stores.local_store import open_local
 
@@ -272,7 +273,17 @@ def ames_store_stage(
     model.eval().to(device)
     t0 = time.time()
     with open_local(db_local) as f:
-        info = write_store(out_path, model, f, db_desc, method, device)
+        payload, width = payload_layout(model)
+        info = write_db_store(
+            out_path,
+            f,
+            db_desc,
+            lambda desc: encode(model, desc, device),
+            payload=payload,
+            width=width,
+            method=method,
+            model_digest=model_digest(model),
+        )
     m.write(
         manifest_path,
         outputs=[out_path],
@@ -311,7 +322,7 @@ def logits_stage(
     t0 = time.time()
     q_descriptors, q_counts = _load_local(query_local, q_desc)
     read_seconds = [time.time() - t0]
-    store = StoreReader(db_store, model, device)
+    store = DbStore(db_store, model_digest(model), payload_layout(model)[0])
     try:
 
         def reader(rows: np.ndarray):
@@ -336,42 +347,20 @@ def logits_stage(
     finally:
         store.close()
     seconds = time.time() - t0
-    width = max((len(p) for p in pairs), default=0)
-    pair_db = np.full((len(pairs), width), -1, np.int32)
-    pair_logit = np.full((len(pairs), width), np.nan, np.float32)
-    for i, (p, lg) in enumerate(zip(pairs, logits)):
-        pair_db[i, : len(p)], pair_logit[i, : len(p)] = p, lg
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h:
-        h.create_dataset("pair_db", data=pair_db)
-        h.create_dataset("logits", data=pair_logit)
-        h.attrs.update(
-            {
-                "schema_version": 1,
-                "kind": "ames_logits",
-                "version": version,
-                "q_desc": q_desc,
-                "db_desc": db_desc,
-                "max_rerank": max_rerank,
-                "junk_mode": junk_mode,
-                "device": device,
-                "dtype": str(dtype).removeprefix("torch."),
-                "n_pairs": int(sum(len(p) for p in pairs)),
-                "seconds": seconds,
-                "read_seconds": float(sum(read_seconds)),
-                "n_queries": len(pairs),
-            }
-        )
-
-
-def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
-
-    with open_h5(path) as h:
-        if h.attrs.get("kind") != "ames_logits":
-            raise ValueError(f"{path}: not an AMES logits file")
-        pair_db, logit = h["pair_db"][:], h["logits"][:]
-        attrs = dict(h.attrs)
-    keep = pair_db >= 0
-    return [r[k] for r, k in zip(pair_db, keep)], [r[k] for r, k in zip(logit, keep)], attrs
+    write_logits(
+        out_path,
+        pairs,
+        logits,
+        version=version,
+        q_desc=q_desc,
+        db_desc=db_desc,
+        max_rerank=max_rerank,
+        junk_mode=junk_mode,
+        device=device,
+        dtype=str(dtype).removeprefix("torch."),
+        seconds=seconds,
+        read_seconds=float(sum(read_seconds)),
+    )
 
 
 def read_sv_inliers(sv: dict[str, str], knn_path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
