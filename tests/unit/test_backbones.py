@@ -171,6 +171,21 @@ def test_resnet_torchvision_names_and_cvnet_mapping():
     assert (out["local"] < 0).any()  # taken before the ReLU
 
 
+def test_relup_changes_the_global_map_only_the_local_features_are_the_trained_networks():
+    # SuperGlobal's ReLU+ is a change to the global descriptor; AMES's CVNet local features (and its detector) are
+    # those of the network as trained. Until 2026-12-02 ReLU+ reached the local features too (25% relative change).
+    torch.manual_seed(0)
+    plain = ResNet(depth=50, width=8).eval()
+    plus = ResNet(depth=50, width=8, relup_alpha=0.014).eval()
+    plus.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        a, b = plain.forward_features(x), plus.forward_features(x)
+    torch.testing.assert_close(b["local"], a["local"], rtol=0, atol=0)
+    assert (b["local"] < 0).any()  # still before the activation
+    assert (b["global_map"] - a["global_map"]).norm() > 0.01 * a["global_map"].norm()
+
+
 def _image(seed=0, h=90, w=120):
     rng = np.random.default_rng(seed)
     return (rng.random((h, w, 3)) * 255).astype(np.uint8)

@@ -30,7 +30,7 @@ from retrieval.runtime import stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
 from retrieval.stores.imports import find_import
-from retrieval.versions import DECODER_VERSION, GENERATOR_VERSION
+from retrieval.versions import BACKBONE_VERSIONS, DECODER_VERSION, GENERATOR_VERSION
 
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
@@ -236,10 +236,21 @@ class Plan:
             out["exclude_landmarks"] = self._file_identity(g["exclude_landmarks"])
         return out
 
+    @staticmethod
+    def backbone_identity(backbone, backbone_config):
+        """A backbone's configuration as its extraction versions hash it: with the extractor's own version where
+        ``versions.BACKBONE_VERSIONS`` has one (the others' hashes are unchanged by it)."""
+        code = BACKBONE_VERSIONS.get(backbone)
+        return backbone_config if code is None else {**backbone_config, "extractor_version": code}
+
     def extract_config(self, backbone=None):
         cfg = self.config["extract"]
         backbone = backbone or cfg["backbone"]
-        return {"backbone": backbone, "n_chunks": cfg["n_chunks"], backbone: cfg[backbone]}
+        return {
+            "backbone": backbone,
+            "n_chunks": cfg["n_chunks"],
+            backbone: self.backbone_identity(backbone, cfg[backbone]),
+        }
 
     def v_local(self, ds, backbone=None):
         """Local descriptors of ``backbone`` (default: extract.backbone, the one sv and AMES read)."""
@@ -252,7 +263,7 @@ class Plan:
                 "extract": {
                     "backbone": backbone,
                     "n_chunks": self.config["extract"]["n_chunks"],
-                    backbone: backbone_config,
+                    backbone: self.backbone_identity(backbone, backbone_config),
                 },
             }
         )
@@ -1164,7 +1175,12 @@ class Plan:
             return False
 
     def cache_key(self, backbone, backbone_config):
-        return fcache.extraction_key(backbone, backbone_config, DECODER_VERSION, self.config["max_image_pixels"])
+        return fcache.extraction_key(
+            backbone,
+            self.backbone_identity(backbone, backbone_config),
+            DECODER_VERSION,
+            self.config["max_image_pixels"],
+        )
 
     def cache_dir(self, xv):
         return f"{FEATURES}/{xv}/packs"

@@ -12,3 +12,9 @@ GENERATOR_VERSION = (
 # 2: EXIF orientation applied, 16-bit/float scaled to 8 bits, alpha on white, pixel cap; 3: a TIFF's orientation
 # applied once (Pillow's TIFF reader and OpenCV turn TIFFs themselves)
 DECODER_VERSION = "3"
+
+
+# Bump a backbone's entry when its extraction gives other features for the same configuration; it enters that
+# backbone's extraction versions and feature-cache key only (SIFT's and DINOv2's stay as they were).
+# resnet 2: ReLU+ (pooling.relup, SuperGlobal's, for the global descriptor) no longer reaches the local descriptors
+BACKBONE_VERSIONS = {"resnet": "2"}

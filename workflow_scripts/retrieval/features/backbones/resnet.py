@@ -20,7 +20,8 @@ CVNet key (after removing ``encoder_q.``)  torchvision key
 =========================================  =========================================
 
 Both layouts put the stride on the 3x3 conv. ``relup``: ReLU+ (max(x, alpha)) on the residual outputs of stages
-1-3, as SuperGlobal does (its stage-1 inner-activation quirk is not reproduced).
+1-3, as SuperGlobal does (its stage-1 inner-activation quirk is not reproduced), for ``global_map`` only: ``local``
+comes from the network as trained, with plain ReLU (until 2026-12-02 ReLU+ reached it too).
 """
 
 from __future__ import annotations
@@ -74,22 +75,30 @@ class ResNet(nn.Module):
         self.local_dim, self.global_dim = w_in // 2, w_in
         self.fc = nn.Linear(w_in, fc_dim) if fc_dim else None
 
-    def _act(self, x: torch.Tensor, stage: int) -> torch.Tensor:
-        if self.relup_alpha is not None and stage < 4:
-            return relup(x, self.relup_alpha)
-        return F.relu(x)
-
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
+    def _stages(self, x: torch.Tensor, alpha: float | None, last: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Stages 1..``last`` from the stem's output: (the last conv4 block's output before its activation, the
+        output of stage ``last``), with ReLU+ of ``alpha`` on the residual outputs of stages 1-3 (None: ReLU)."""
         local = None
-        for stage in range(1, 5):
+        for stage in range(1, last + 1):
             blocks = getattr(self, f"layer{stage}")
             for j, blk in enumerate(blocks):
                 pre = blk.forward_pre(x)
                 if stage == 3 and j == len(blocks) - 1:
                     local = pre
-                x = self._act(pre, stage)
-        return {"local": local, "global_map": x}
+                x = relup(pre, alpha) if alpha is not None and stage < 4 else F.relu(pre)
+        return local, x
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x`` (B, 3, H, W) float32 normalised BGR -> ``local`` (B, 1024, H/16, W/16) and ``global_map``
+        (B, 2048, H/32, W/32) (ResNet-101 widths). ReLU+ is SuperGlobal's change to the *global* descriptor: with
+        ``relup_alpha`` set, ``global_map`` comes from a pass with ReLU+ and ``local`` from the network as trained
+        (plain ReLU, as AMES extracts CVNet's local features and trained its detector on them), one more pass of
+        stages 1-3. Without it, one pass gives both."""
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
+        local, global_map = self._stages(x, self.relup_alpha, 4)
+        if self.relup_alpha is not None:
+            local, _ = self._stages(x, None, 3)
+        return {"local": local, "global_map": global_map}
 
 
 def cvnet_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
