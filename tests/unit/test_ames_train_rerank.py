@@ -365,6 +365,10 @@ def test_grid_sweep_equals_evaluating_each_reranked_ranking(junk_mode):
         gnd.append({"easy": pick[:4].tolist(), "hard": pick[4:9].tolist(), "junk": pick[9:12].tolist()})
     gnd[0] = {"easy": [], "hard": [], "junk": [1]}  # no positives at all: not evaluated
     gnd[1] = {"easy": ids[1, :3].tolist(), "hard": [], "junk": ids[1, 3:5].tolist()}  # no hard ones: H undefined
+    # an image both positive and junk (a hand-written gnd.json): compute_map counts it and it shifts the positives
+    # after it; the grid ignored it (Medium 8.33 in the grid against 41.67 evaluated, a review's example)
+    gnd[3] = {"easy": ids[3, [1, 4, 30]].tolist(), "hard": ids[3, [7]].tolist(), "junk": ids[3, [1, 2, 7]].tolist()}
+    gnd[5] = {"easy": ids[5, [0, 6]].tolist(), "hard": ids[5, [3, 12]].tolist(), "junk": ids[5, [3, 5]].tolist()}
     sl = protocol_shortlists(ids, gnd, junk_mode)
     sm = {p: (sims if sl[p] is ids else similarity_along(sl[p], ids, sims)) for p in sl}
     pairs = needed_pairs(sl, 40)

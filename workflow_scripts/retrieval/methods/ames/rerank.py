@@ -277,7 +277,7 @@ class GridSweep:
 
     Only the first k shortlist entries move, so everything about the tail is fixed per (query, protocol, k): its
     positives keep their ranks, and the junk inside the top k is there whatever the order. Built once: per protocol
-    the labels (positive 1, ignored -1, other 0), global similarities and logits of the top ``max(ks)``, and per k
+    the labels (positive 1, ignored -1, both 2, other 0), global similarities and logits of the top ``max(ks)``, and per k
     (once, when first asked) the tail's share of each query's AP. A point then sorts the top k by the fused score
     (stable, as ``rerank``) and adds the top's trapezoids. Equal to ``evaluate_protocol_rankings(grid_rankings(...))``'s mAP
     (a test checks it, junk modes included). ``evidence``: per protocol, the geometric evidence (Nq, >= max(ks))
@@ -334,8 +334,11 @@ class GridSweep:
                     where[sl[i]] = np.arange(sl.shape[1])
                 pr, jr = where[positives], where[ignored]
                 pr, jr = np.sort(pr[pr >= 0]), np.sort(jr[jr >= 0])
-                d["labels"][i, pr[pr < d["kmax"]]] = 1
                 d["labels"][i, jr[jr < d["kmax"]]] = -1
+                top = pr[pr < d["kmax"]]
+                # a positive that is also ignored (a hand-written gnd.json): compute_map counts it, and it shifts
+                # the positives after it like any ignored image (label 2: both)
+                d["labels"][i, top] = np.where(d["labels"][i, top] == -1, 2, 1)
                 d["ranks"][i] = (pr, pr - np.searchsorted(jr, pr, side="left"))  # and with the ignored images removed
 
     @staticmethod
@@ -367,7 +370,7 @@ class GridSweep:
                 s = fused_score(d["g"][:, :k_], d["logit"][:, :k_], lam, gamma, mu, e)
                 order = orders[d["shortlist_id"]] = np.argsort(-s, axis=1, kind="stable")
             lab = np.take_along_axis(d["labels"][:, :k_], order, axis=1)
-            keep, pos = lab >= 0, lab == 1
+            keep, pos = (lab == 0) | (lab == 1), lab >= 1
             rank = np.cumsum(keep, axis=1) - keep  # rank among the kept entries (ignored images removed)
             j = np.cumsum(pos, axis=1) - pos  # positives ranked before
             top = np.where(pos, ap_terms(j, rank), 0.0).sum(axis=1)
