@@ -10,9 +10,10 @@ import pytest
 from retrieval.methods.ames.model import AMES, AmesConfig, save_checkpoint
 from retrieval.methods.ames.payload import decode, encode, model_digest, payload_layout
 from retrieval.methods.ames.rerank import compute_logits
-from retrieval.runtime import read_json
-from retrieval.stages.ames import ames_store_stage
+from retrieval.runtime import read_json, write_json
+from retrieval.stages.ames import ames_store_stage, logits_stage
 from retrieval.stores.ames import DbStore, read_logits, write_db_store, write_logits
+from retrieval.stores.global_store import write_neighbours
 from retrieval.stores.local_store import open_local, write_local_chunk
 
 
@@ -136,3 +137,36 @@ def _store_of_a_model(tmp_path):
         write_db_store(tmp_path / "store.h5", f, 4, lambda d: encode(model, d), payload="tokens", width=16,
                        method="ames", model_digest=model_digest(model))  # fmt: skip
     return tmp_path / "store.h5"
+
+
+def test_the_logits_stage_refuses_a_model_that_gives_nan_and_writes_nothing(tmp_path):
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = AMES(AmesConfig(local_dim=16, model_dim=16, nhead=2, num_layers=1, dim_feedforward=32)).eval()
+    local = _local(tmp_path)  # 7 images, used as queries and database
+    ids = np.tile(np.arange(7), (7, 1))
+    write_neighbours(tmp_path / "knn.h5", ids, np.ones((7, 7), np.float32), n_db=7)
+    write_json(tmp_path / "gnd.json", None)
+    args = (local, tmp_path / "store.h5", tmp_path / "knn.h5", tmp_path / "gnd.json", tmp_path / "logits.h5")
+    save_checkpoint(str(tmp_path / "good.pt"), model, {})
+    ames_store_stage(
+        tmp_path / "good.pt", local, tmp_path / "store.h5", tmp_path / "m.json", 8, "ames", "cpu", "v", {}, "cpu"
+    )
+    logits_stage(tmp_path / "good.pt", *args, 8, 8, 5, "none", 4, "cpu", "v", "float32")
+    pairs, logits, _ = read_logits(tmp_path / "logits.h5")
+    assert sum(map(len, pairs)) == 35 and all(np.isfinite(lg).all() for lg in logits)
+    (tmp_path / "logits.h5").unlink()
+    with torch.no_grad():  # a diverged training's weights: every logit NaN, and a NaN sorts anywhere in the fused score
+        next(p for n, p in model.named_parameters() if "classifier" in n or n.endswith("weight")).fill_(float("nan"))
+    save_checkpoint(str(tmp_path / "nan.pt"), model, {})
+    ames_store_stage(
+        tmp_path / "nan.pt", local, tmp_path / "store.h5", tmp_path / "m.json", 8, "ames", "cpu", "v", {}, "cpu"
+    )
+    with pytest.raises(ValueError, match=r"nan\.pt: the model gives \d+ non-finite logit\(s\) of 35 pairs"):
+        logits_stage(tmp_path / "nan.pt", *args, 8, 8, 5, "none", 4, "cpu", "v", "float32")
+    assert not (tmp_path / "logits.h5").exists()
+    # a logits file with a NaN among the scored pairs is named when read
+    write_logits(tmp_path / "bad.h5", [np.array([0, 1])], [np.array([0.5, np.nan], np.float32)])
+    with pytest.raises(ValueError, match=r"bad\.h5: 1 non-finite logit\(s\) among the scored pairs"):
+        read_logits(tmp_path / "bad.h5")

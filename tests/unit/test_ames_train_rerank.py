@@ -336,6 +336,9 @@ def test_bootstrap_difference():
     assert bootstrap_difference(base.tolist(), (base + d).tolist(), n=4000) == big
     small = bootstrap_difference(base[:100].tolist(), (base + d)[:100].tolist(), n=4000)
     assert small["ci95"][1] - small["ci95"][0] > 1.5 * (big["ci95"][1] - big["ci95"][0])
+    # per-query lists of other lengths were paired by position and the extra queries dropped without a word
+    with pytest.raises(ValueError, match="3 baseline APs against 2"):
+        bootstrap_difference([0.5, 0.5, 0.5], [0.6, 0.6])
 
 
 def test_similarity_follows_a_reordered_shortlist():

@@ -10,8 +10,8 @@ matches the others exactly: the rules here replace those accidents.
 * A database image without features ranks after every image with features, those among themselves in database
   order, with the score ``NO_MATCH_SCORE`` (-inf; written ``-inf`` in the neighbours CSV).
 * A query without features ranks the images with features in database order, then those without, every score
-  -inf: no evidence, no order but the database's. It is evaluated like any query (its AP is that of the database
-  order) and named in the results JSON (``queries_without_features``).
+  -inf: no evidence, no order but the database's. It is evaluated with AP 0 (and P@k 0) wherever it has positives,
+  not by that order (``metrics.NOTHING_RETRIEVED``), and named in the results JSON (``queries_without_features``).
 """
 
 from __future__ import annotations

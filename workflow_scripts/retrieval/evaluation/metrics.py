@@ -247,7 +247,12 @@ def needs_full_ranking(gnd: dict[str, Any] | None) -> bool:
 def bootstrap_difference(
     a: Sequence[float | None], b: Sequence[float | None], n: int = 10000, seed: int = 0
 ) -> dict[str, Any]:
-    """Mean paired difference b - a (in AP points x 100) over queries defined in both, with a 95% bootstrap CI."""
+    """Mean paired difference b - a (in AP points x 100) over queries defined in both, with a 95% percentile
+    bootstrap interval of ``n`` resamples of the queries (seeded). ``a``, ``b``: per-query AP of the baseline and
+    the method, query for query (None: not evaluated). ValueError when their lengths differ (a pairing by position
+    would pair other queries)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired bootstrap: {len(a)} baseline APs against {len(b)} (one per query in both)")
     pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
     if not pairs:
         return {"mean": None, "ci95": None, "n_queries": 0}

@@ -38,10 +38,12 @@ def positive_pairs(labels: np.ndarray, max_pairs: int, seed: int) -> np.ndarray:
 def fit_lw_whitening(x: np.ndarray, pairs: np.ndarray, ridge: float = 0.0) -> dict[str, np.ndarray]:
     """Supervised (Lw) whitening of Radenović et al. (TPAMI 2018) from matching pairs (i, j) of rows of x.
 
-    The mean is that of the pairs' first members; S is the covariance of the pair differences (plus ``ridge`` times
-    its mean eigenvalue on the diagonal when there are too few pairs); P = L^-1 with S = L L^T whitens the
-    intra-class variation; then the PCA of all P(x - mean) rotates it. Apply with power 0 (projection only):
-    the result whitens the matching-pair differences, P S P^T = I."""
+    The mean is that of the pairs' first members (as cirtorch's ``whitenlearn`` takes the mean over its query
+    indices: within a label of n images listed i < j, image k weighs n - 1 - k); S is the covariance of the pair
+    differences plus, always, ``ridge`` times its mean eigenvalue on the diagonal (``ridge`` 0: cirtorch's S, which
+    is singular with fewer pairs than dimensions); P = L^-1 with S = L L^T whitens the intra-class variation; then
+    the PCA of all P(x - mean) rotates it. Apply with power 0 (projection only): the result whitens the
+    matching-pair differences of the regularised S, P S P^T = I."""
     x = np.asarray(x, np.float64)
     d = x.shape[1]
     if len(pairs) < 2:

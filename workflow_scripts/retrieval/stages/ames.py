@@ -347,6 +347,12 @@ def logits_stage(
     finally:
         store.close()
     seconds = time.time() - t0
+    bad = sum(int((~np.isfinite(lg)).sum()) for lg in logits)
+    if bad:  # a NaN sorts to an arbitrary place in the fused score: the re-ranked order would be meaningless
+        raise ValueError(
+            f"{model_path}: the model gives {bad} non-finite logit(s) of {sum(len(p) for p in pairs)} pairs (NaN or "
+            f"infinite weights, or a diverged training); nothing was written to {out_path}"
+        )
     write_logits(
         out_path,
         pairs,

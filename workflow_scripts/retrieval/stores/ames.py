@@ -143,11 +143,14 @@ def write_logits(path: str | Path, pairs: Sequence[np.ndarray], logits: Sequence
 
 def read_logits(path: str | Path) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
     """A logits file as written: per query the database rows (m_i,) int32 and their logits (m_i,) float32, and the
-    attributes. ValueError naming the file when it is not a logits file."""
+    attributes. ValueError naming the file when it is not a logits file or a scored pair's logit is NaN or
+    infinite."""
     with open_h5(path) as h:
         if h.attrs.get("kind") != "ames_logits":
             raise ValueError(f"{path}: not an AMES logits file")
         pair_db, logit = h["pair_db"][:], h["logits"][:]
         attrs = dict(h.attrs)
     keep = pair_db >= 0
+    if not np.isfinite(logit[keep]).all():
+        raise ValueError(f"{path}: {int((~np.isfinite(logit[keep])).sum())} non-finite logit(s) among the scored pairs")
     return [r[k] for r, k in zip(pair_db, keep)], [r[k] for r, k in zip(logit, keep)], attrs
