@@ -322,7 +322,35 @@ PAPER_PROTOCOL = {
     ("ames", "batch_pairs"): 300,
     ("ames", "fusion"): "sigmoid",  # AMES's fusion of the raw logit (the CPU preset's promote is for real photos)
     ("ames", "geometry", "weight"): [0.0],  # AMES alone: no spatial verification fused into its score
+    # the CPU grid plus the published operating points and lambda 1 (the global order); fixed: DINOv2's point
+    ("ames", "lambda"): [0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.85, 0.9, 1.0],
+    ("ames", "gamma"): [0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.0],
+    ("ames", "validation_grid", "lambda"): [
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.35,
+        0.4,
+        0.5,
+        0.55,
+        0.6,
+        0.65,
+        0.7,
+        0.8,
+        0.85,
+        0.9,
+        1.0,
+    ],
+    ("ames", "validation_grid", "gamma"): [0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.0],
+    ("ames", "fixed", "lambda"): 0.5,
+    ("ames", "fixed", "gamma"): 0.2,
+    ("ames", "fixed", "num_rerank"): 1600,
+    ("ames", "fixed", "geometry_weight"): 0.0,
 }
+# AMES's tuned (lambda, gamma), reference/methods.md 1.5: DINOv2 full precision (new README), its binary model, CVNet,
+# CVNet binary, DINOv2 (old README)
+PUBLISHED_POINTS = [(0.5, 0.2), (0.35, 0.1), (0.85, 0.8), (0.65, 0.2), (0.55, 0.3)]
 
 
 def field_defaults(cls: type) -> dict[str, Any]:
@@ -389,6 +417,16 @@ def test_every_key_paper_yaml_sets_is_checked():
 
     assert [dotted(p) for p in leaves(load(CONFIG_DIR / "presets" / "paper.yaml")) if p not in checked] == []
     assert [dotted(p) for p, v in PAPER_PROTOCOL.items() if not same(get(PAPER, p), v)] == []
+    # every published operating point is on both grids, with lambda 1; the fixed point is DINOv2's at 1600
+    for grid in (PAPER["ames"], PAPER["ames"]["validation_grid"]):
+        assert (
+            all(lam in grid["lambda"] and g in grid["gamma"] for lam, g in PUBLISHED_POINTS) and 1.0 in grid["lambda"]
+        )
+        assert set(BASE["ames"]["lambda"]) <= set(grid["lambda"]) and set(BASE["ames"]["gamma"]) <= set(grid["gamma"])
+    fixed = PAPER["ames"]["fixed"]
+    assert (fixed["lambda"], fixed["gamma"]) == PUBLISHED_POINTS[0] and fixed["num_rerank"] == max(
+        PAPER["ames"]["num_rerank"]
+    )
     # the student is distilled on the teacher's schedule (the paper)
     train = field_defaults(PAPER_MIRRORS[0].load())
     assert PAPER["ames"]["distill"]["epochs"] == train["epochs"]
