@@ -245,6 +245,19 @@ def test_extraction_loads_saved_checkpoints_and_is_deterministic(tmp_path, backb
         torch.save({"model": _cvnet_names(ex.net.state_dict())}, tmp_path / "cvnet.pth")
         cv = DeepExtractor(DeepConfig.from_dict(backbone, {**cfg, "checkpoint": str(tmp_path / "cvnet.pth")}))
         np.testing.assert_array_equal(cv.extract(img)[1], loaded.extract(img)[1])
+        # GeM+ off: CVNet's own learned p (SuperGlobal's "modules off"), not a fixed 3 (until 2026-12-02)
+        off = {**cfg, "pooling": {**cfg["pooling"], "gemp": False}}
+        cvnet = _cvnet_names(ex.net.state_dict())
+        cvnet["encoder_q.head.pool.p"] = torch.tensor([4.2])
+        torch.save({"model": cvnet}, tmp_path / "cvnet_p.pth")
+        learned = DeepExtractor(DeepConfig.from_dict(backbone, {**off, "checkpoint": str(tmp_path / "cvnet_p.pth")}))
+        plain = DeepExtractor(DeepConfig.from_dict(backbone, {**off, "checkpoint": str(path)}))
+        assert learned.gem_p == pytest.approx(4.2) and learned.describe()["gem_p"] == pytest.approx(4.2)
+        assert plain.gem_p == 3.0
+        plain.gem_p = learned.gem_p  # the same weights pooled with 4.2: the same descriptor
+        np.testing.assert_array_equal(learned.extract(img)[1], plain.extract(img)[1])
+        plain.gem_p = 3.0  # (a small random network's map is nearly flat: p moves the descriptor by about 1e-5)
+        assert not np.array_equal(learned.extract(img)[1], plain.extract(img)[1])
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

@@ -17,4 +17,5 @@ DECODER_VERSION = "3"
 # Bump a backbone's entry when its extraction gives other features for the same configuration; it enters that
 # backbone's extraction versions and feature-cache key only (SIFT's and DINOv2's stay as they were).
 # resnet 2: ReLU+ (pooling.relup, SuperGlobal's, for the global descriptor) no longer reaches the local descriptors
+# and, with GeM+ off, a CVNet checkpoint's learned GeM p (head.pool.p) is pooled with, not 3
 BACKBONE_VERSIONS = {"resnet": "2"}

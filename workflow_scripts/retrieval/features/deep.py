@@ -8,7 +8,7 @@ each side becomes 14 * round(side / 14) (at least one patch). Positions are stor
 image (patch or receptive-field centres mapped back through the resize and the crop).
 
 Global descriptors: ``dinov2`` the L2-normalised CLS token averaged over scales and re-normalised; ``resnet`` GeM
-(p 3) or SuperGlobal's modules, each a switch with the paper's constant: ``gemp`` (GeM+ p 4.6), ``rgem`` (regional
+(a CVNet checkpoint's learned p, else 3) or SuperGlobal's modules, each a switch with the paper's constant: ``gemp`` (GeM+ p 4.6), ``rgem`` (regional
 GeM p 2.5, 5x5), ``sgem`` (max over scales instead of the mean), ``relup`` (ReLU+ 0.014); each scale's pooled vector
 is L2-normalised and passed through the 2048 -> 2048 head of CVNet checkpoints (``model.head: fc``).
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from retrieval.features.backbones.detector import Detector, no_detector
 from retrieval.features.backbones.pooling import RELUP_ALPHA, gem, rgem, sgem
-from retrieval.features.backbones.resnet import RF, ResNet, cvnet_to_torchvision
+from retrieval.features.backbones.resnet import RF, ResNet, cvnet_gem_p, cvnet_to_torchvision
 from retrieval.features.backbones.vit import PATCH, DinoV2, ViTConfig
 from retrieval.runtime import resolve_device, state_digest
 
@@ -142,6 +142,7 @@ class DeepExtractor:
                     "extract.resnet.checkpoint: give a torchvision or CVNet state-dict file (or 'random' for tests)"
                 )
             local_dim = self.net.local_dim
+        self.gem_p = 3.0  # GeM's exponent without GeM+: 3, or a CVNet checkpoint's learned one
         if cfg.checkpoint == "random":
             _random_init(self.net, cfg.seed)
             self.source = f"random (seed {cfg.seed})"
@@ -151,6 +152,7 @@ class DeepExtractor:
         elif cfg.checkpoint is not None:
             state = _read_state(cfg.checkpoint, cfg.backbone)
             if cfg.backbone == "resnet" and any(k.startswith(("encoder_q.", "stem.", "s1.")) for k in state):
+                self.gem_p = cvnet_gem_p(state) or self.gem_p  # CVNet's learned p, pooled with when gemp is off
                 state = cvnet_to_torchvision(state)
             self.source = str(cfg.checkpoint)
         if cfg.checkpoint != "random":
@@ -180,6 +182,7 @@ class DeepExtractor:
             "local_dim": self.local_dim,
             "global_dim": self.global_dim,
             "device": self.device,
+            **({"gem_p": self.gem_p} if self.cfg.backbone == "resnet" else {}),
         }
 
     # ------------------------------------------------------------------------------------------ one image
@@ -244,7 +247,7 @@ class DeepExtractor:
         x = out["global_map"]
         if p.get("rgem"):
             x = rgem(x, 2.5, 5)
-        g = F.normalize(gem(x, 4.6, 1e-8) if p.get("gemp") else gem(x, 3.0, 1e-6), dim=-1)
+        g = F.normalize(gem(x, 4.6, 1e-8) if p.get("gemp") else gem(x, self.gem_p, 1e-6), dim=-1)
         if self.net.fc is not None:
             g = self.net.fc(g)
         return F.normalize(g.float(), dim=-1)[0].cpu()

@@ -16,7 +16,7 @@ CVNet key (after removing ``encoder_q.``)  torchvision key
 ``s{i}.b{j}.f.c`` / ``.f.c_bn``            ``layer{i}.{j-1}.conv3`` / ``.bn3``
 ``s{i}.b{j}.proj`` / ``s{i}.b{j}.bn``      ``layer{i}.{j-1}.downsample.0`` / ``.downsample.1``
 ``head.fc``                                ``fc`` (the 2048 -> 2048 global head)
-``head.pool.p``                            dropped (GeM+ replaces the learned p)
+``head.pool.p``                            not a weight: the GeM exponent, :func:`cvnet_gem_p`
 =========================================  =========================================
 
 Both layouts put the stride on the 3x3 conv. ``relup``: ReLU+ (max(x, alpha)) on the residual outputs of stages
@@ -99,6 +99,15 @@ class ResNet(nn.Module):
         if self.relup_alpha is not None:
             local, _ = self._stages(x, None, 3)
         return {"local": local, "global_map": global_map}
+
+
+def cvnet_gem_p(state: dict[str, torch.Tensor]) -> float | None:
+    """CVNet's learned GeM exponent (``head.pool.p``, trainable, initialised at 3) from a CVNet (pycls) state dict,
+    None when it has none (a torchvision checkpoint). SuperGlobal pools with it when GeM+ is off."""
+    for key, v in state.items():
+        if key.removeprefix("module.").removeprefix("encoder_q.") == "head.pool.p":
+            return float(torch.as_tensor(v).reshape(-1)[0])
+    return None
 
 
 def cvnet_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
