@@ -123,3 +123,12 @@ def test_a_fixed_point_deeper_than_the_grid_gets_evidence_that_deep(tmp_path):
     )  # fmt: skip
     r = read_json(p / "ames.json")
     assert r["chosen"]["num_rerank"] == 4 and r["metrics"]["mAP"]["M"] == 100.0  # the inliers lift the positives
+    assert r["chosen"]["num_rerank_applied"] == 4
+    # a point deeper than the 4-image database: the whole shortlist is re-ranked, and the results say how deep
+    evaluate_ames_stage(
+        ctx, p / "logits.h5", p / "knn.h5", p / "grid.csv", "ames", {"num_rerank": [2], "lambda": [1.0], "gamma": [1.0]},
+        "fixed", {**fixed, "num_rerank": 100}, None, None, "none", geometry={"inliers_cap": 20, "weight": [0.0, 1.0]},
+        sv_paths={"json": p / "sv.json", "ranking": p / "sv_ranking.h5"},
+    )  # fmt: skip
+    deep = read_json(p / "ames.json")["chosen"]
+    assert deep["num_rerank"] == 100 and deep["num_rerank_applied"] == 4

@@ -720,6 +720,7 @@ def evaluate_ames_stage(
         w.writerows(rows)
     # the score each re-ranked image was sorted by (the Medium protocol's shortlist at the chosen point)
     k = min(chosen["num_rerank"], shortlists["M"].shape[1])
+    chosen["num_rerank_applied"] = int(k)  # a shortlist shorter than num_rerank (a small database) is re-ranked whole
     top = shortlists["M"][:, :k]
     fused = fused_score(
         sl_sims["M"][:, :k],
