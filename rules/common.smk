@@ -576,8 +576,10 @@ def search_inputs(wildcards):
     c, p = wildcards.collection, wildcards.photos
     inputs = {
         "knn": PLAN.search_knn_path(c, p),
-        "photos_lists": PLAN.lists_json(p),
-        "collection_lists": PLAN.lists_json(c),
+        # the database lists only (db.json where listed apart): a collection's ground truth (gnd.csv, query boxes)
+        # is not the search's input, so a mistake in it does not block a search, nor an edit re-run one
+        "photos_lists": PLAN.side_lists_json(p, "db"),
+        "collection_lists": PLAN.side_lists_json(c, "db"),
     }
     if config["search"]["rerank"] == "sv":
         inputs.update(photos_local=PLAN.local_store(p, "db"), collection_local=PLAN.local_store(c, "db"))
@@ -635,7 +637,10 @@ def _read_or_build_lists(ds):
         )
     except (OSError, ValueError) as e:
         # said once, while the DAG is built; the jobs that do not need the lists (the database side) still run
-        logger.warning(f"{ds}: the image lists cannot be built, and image_lists will stop on this: {e}")
+        logger.warning(
+            f"{ds}: the image lists cannot be built, and image_lists (the queries' side: evaluations, query "
+            f"extraction) will stop on this; the database side and searches against it do not need them: {e}"
+        )
         return None
     return lists
 

@@ -160,3 +160,18 @@ def test_drop_self_removes_each_rows_own_id_or_its_last_column():
     np.testing.assert_allclose(out_s, [[0.9, 0.7], [0.6, 0.5]])
     empty_i, empty_s = drop_self(np.zeros((0, 4), np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
     assert empty_i.shape == (0, 3) and empty_s.shape == (0, 3)  # no rows (a reshape to -1 failed on them)
+
+
+def test_tied_images_keep_database_order_in_a_shortlist_as_in_a_full_ranking():
+    """Identical copies (the same similarity to every query) were listed in faiss's heap order by a top-k search and
+    in database order by the full ranking (a new user's trial: a photo and its copy swapped between the collection's
+    ranking and a search against it)."""
+    q, db = _data(4, n_db=60)
+    db[[5, 21, 22, 40, 58]] = db[33]  # five copies of row 33
+    full, _ = stream_topk(q, lambda s, e: db[s:e], len(db), len(db), 1000)
+    for block in (7, 25, 1000):
+        ids, sims = stream_topk(q, lambda s, e: db[s:e], len(db), 20, block)
+        np.testing.assert_array_equal(ids, full[:, :20])
+        copies = [np.flatnonzero(np.isin(r, [5, 21, 22, 33, 40, 58])) for r in ids]
+        for r, c in zip(ids, copies):
+            assert r[c].tolist() == sorted(r[c].tolist())

@@ -134,6 +134,12 @@ def test_csv_image_list_restricts_the_database(tmp_path):
     "rows, match",
     [
         ("query,kind\nqueries/q1.jpg,easy\n", r"gnd\.csv:1: header .* lacks column\(s\) \['positive'\]"),
+        # no header line: the first row of data, quoted as written (it was lower-cased: 'jpg/sc_03.jpg' for SC_03.jpg)
+        (
+            "queries/Q1.jpg,jpg/SC_03.jpg,easy\n",
+            r"gnd\.csv:1: header \['queries/Q1\.jpg', 'jpg/SC_03\.jpg', 'easy'\] lacks column\(s\) \['query', 'positive'\]"
+            r".*reads as a row of data: add the header line query,positive above it",
+        ),
         ("query,positive,knid\nqueries/q1.jpg,jpg/a.jpg,easy\n", r"gnd\.csv:1: unknown column\(s\) \['knid'\]"),
         (
             "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q1.jpg,jpg/zz.jpg\n",

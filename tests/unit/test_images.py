@@ -36,7 +36,12 @@ def _jpeg_bytes():
     [
         ("truncated.jpg", _jpeg_bytes()[:300], "cannot decode image"),
         ("empty.jpg", b"", r"empty file \(0 bytes\)"),
-        ("notes.jpg", b"this is text, not an image", "cannot decode image"),
+        # said without the file object Pillow names (<_io.BufferedReader name=...>, a new user's trial)
+        (
+            "notes.jpg",
+            b"this is text, not an image",
+            r"cannot decode image \(UnidentifiedImageError: not an image, or a format",
+        ),
         ("missing.jpg", None, "image not found"),
     ],
 )

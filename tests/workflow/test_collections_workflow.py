@@ -180,6 +180,24 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
             assert abs(float(r["similarity"]) - float(global_similarity[(r["photo"], r["image"])])) <= 1.5e-6, r
 
 
+def test_a_collections_ground_truth_is_not_an_input_of_a_search(tiny_run, tmp_path):
+    """A search reads the collection's database lists only: a mistake in its gnd.csv (a new user's trial: kind
+    'hrad') made image_lists fail and stopped the search, and any gnd.csv edit re-ran every search."""
+    jpgs = _folder(tiny_run, tmp_path / "mine", "coll", 12)
+    _folder(tiny_run, tmp_path / "mine", "newp", 2)
+    (tmp_path / "mine" / "coll" / "gnd.csv").write_text(
+        f"query,positive,kind\njpg/{jpgs[0].name},jpg/{jpgs[1].name},hrad\n"
+    )
+    base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
+    out = snakemake(tmp_path, "-n", "results/search/coll/newp.html", *base)
+    planned = set(re.findall(r"^rule (\w+):", out.stdout, re.M))
+    assert {"database_list", "search_knn", "search_photos"} <= planned and "image_lists" not in planned, planned
+    assert "kind 'hrad' is not one of" in out.stdout + out.stderr  # still said, once, while the DAG is built
+    # the collection's own evaluation does need the ground truth: it is refused there, naming the line
+    out = snakemake(tmp_path, "-n", "results/coll_global.json", *base)
+    assert "rule image_lists:" in out.stdout
+
+
 def _job_stats(out):
     m = re.search(r"Job stats:\njob\s+count\n[-\s]+\n(.*?)\ntotal", out, re.S)
     return {} if m is None else {name: int(n) for name, n in (line.split() for line in m.group(1).strip().splitlines())}

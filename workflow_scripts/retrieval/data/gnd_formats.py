@@ -131,17 +131,25 @@ def _rows(
                 f"header {','.join(required + optional)}"
             )
         at = f"{path}:{reader.line_num}"
-        header = [h.strip().lower() for h in header]
+        written = [h.strip() for h in header]  # as the file writes it, for the messages
+        header = [h.lower() for h in written]
         while header and not header[-1]:  # a spreadsheet's trailing empty columns ("query,positive,kind,,")
             header.pop()
         missing = [c for c in required if c not in header]
         if missing:
             seps = [s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]]
+            # a first line of data (no header line at all): it names image files
+            data = not seps and any("." in h or "/" in h for h in header)  # column names hold neither
             raise ValueError(
-                f"{at}: header {header} lacks column(s) {missing}; expected "
+                f"{at}: header {written[: len(header)]} lacks column(s) {missing}; expected "
                 + f"{','.join(required)}"
                 + (f"[,{','.join(optional)}]" if optional else "")
                 + (f" (columns are separated by commas, this line by {seps[0]!r})" if seps else "")
+                + (
+                    f" (this line reads as a row of data: add the header line {','.join(required)} above it)"
+                    if data
+                    else ""
+                )
             )
         unknown = [c for c in header if c not in required + optional]
         if unknown and not extra_columns:

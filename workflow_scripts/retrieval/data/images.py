@@ -121,6 +121,14 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _reason(e: BaseException) -> str:
+    """A decoding error in a line: Pillow's "cannot identify image file" names the file object the image was read
+    from (``<_io.BufferedReader name=...>``), so it is said without it."""
+    if isinstance(e, UnidentifiedImageError):
+        return "UnidentifiedImageError: not an image, or a format Pillow cannot read"
+    return f"{type(e).__name__}: {e}"
+
+
 def _orientation(im) -> int:
     """The EXIF orientation tag (1-8); 1 when absent or not a valid value."""
     try:
@@ -201,7 +209,7 @@ def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
     except BadImageError:
         raise
     except _decode_errors() as e:
-        raise BadImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+        raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
 
 
 def _rawmode(im) -> str:
@@ -324,7 +332,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
     except BadImageError:
         raise
     except _decode_errors() as e:
-        raise BadImageError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
+        raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
     if reduction == 1 and pixels.shape[:2] != (height, width):  # the orientation applied twice or not at all
         raise BadImageError(
             f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} pixels, but its header says {width}x{height} as "

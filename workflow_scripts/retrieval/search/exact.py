@@ -47,7 +47,8 @@ def stream_topk(
 
     A full ranking (k >= n_db, what the revisitop metrics need) fills the (Nq, n_db) similarity matrix block by
     block and sorts it once (ties by database order): at 1M images and 70 queries 2x faster than merging per
-    block, and its memory is that matrix. A shortlist (k < n_db) keeps the running top k, merged per block.
+    block, and its memory is that matrix. A shortlist (k < n_db) keeps the running top k, merged per block, ties in
+    it by database order too (which of several images tied at the k-th similarity of a block is kept is faiss's).
 
     All-zero rows are images without features (featureless.py): a database row never outranks a row with
     features (similarity -inf, last in database order) and a query row gets the database order."""
@@ -79,7 +80,9 @@ def stream_topk(
         xs = x[rows] if none.any() else x
         sims, ids = faiss.knn(q, xs, min(k, len(rows)), metric=faiss.METRIC_INNER_PRODUCT)
         cand_s, cand_i = np.concatenate([best_s, sims], 1), np.concatenate([best_i, rows[ids] + s], 1)
-        order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+        # ties by database order, as the full ranking's (faiss returns tied images in its heap's order: two
+        # identical copies came out in another order than in the collection's own ranking)
+        order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
         best_s, best_i = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_i, order, 1)
     return rank_featureless_last(best_i, best_s, q_none, db_none, k)
 
