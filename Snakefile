@@ -55,7 +55,7 @@ if non_finite(config):
     )
 # a key given by its older name (ames.bootstrap) is read as its current one (evaluate.bootstrap), with a warning
 try:
-    for _line in apply_moved_keys(config, _defaults):
+    for _line in apply_moved_keys(config, _defaults, workflow.overwrite_configfiles):
         logger.warning(_line)
 except ValueError as _e:
     raise WorkflowError(str(_e)) from None

@@ -6,7 +6,7 @@ limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
 from retrieval.evaluation.results import EvaluationContext  # noqa: E402
-from retrieval.stages.ames import evaluate_ames_stage  # noqa: E402
+from retrieval.stages.ames_evaluate import evaluate_ames_stage  # noqa: E402
 
 inp = snakemake.input
 keys = ("logits", "knn", "lists", "gnd", "sv_json", "sv_ranking")

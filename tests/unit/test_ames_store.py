@@ -170,3 +170,27 @@ def test_the_logits_stage_refuses_a_model_that_gives_nan_and_writes_nothing(tmp_
     write_logits(tmp_path / "bad.h5", [np.array([0, 1])], [np.array([0.5, np.nan], np.float32)])
     with pytest.raises(ValueError, match=r"bad\.h5: 1 non-finite logit\(s\) among the scored pairs"):
         read_logits(tmp_path / "bad.h5")
+
+
+def test_non_finite_descriptors_are_named_in_their_file_not_blamed_on_the_model(tmp_path):
+    model = AMES(AmesConfig(local_dim=16, model_dim=16, nhead=2, num_layers=1, dim_feedforward=32)).eval()
+    save_checkpoint(str(tmp_path / "m.pt"), model, {})
+    local = _local(tmp_path)
+    with h5py.File(local, "r+") as f:
+        f["descriptors"][2, 1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"db\.h5: non-finite local descriptors in database row\(s\) \[2\]"):
+        ames_store_stage(
+            tmp_path / "m.pt", local, tmp_path / "s.h5", tmp_path / "m.json", 8, "ames", "cpu", "v", {}, "cpu"
+        )
+    assert not (tmp_path / "s.h5").exists()
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    good = _local(clean)
+    ames_store_stage(tmp_path / "m.pt", good, tmp_path / "s.h5", tmp_path / "m.json", 8, "ames", "cpu", "v", {}, "cpu")
+    write_neighbours(tmp_path / "knn.h5", np.tile(np.arange(7), (7, 1)), np.ones((7, 7), np.float32), n_db=7)
+    write_json(tmp_path / "gnd.json", None)
+    with pytest.raises(ValueError, match=r"db\.h5: non-finite local descriptors in query row\(s\) \[2\]"):
+        logits_stage(
+            tmp_path / "m.pt", local, tmp_path / "s.h5", tmp_path / "knn.h5", tmp_path / "gnd.json",
+            tmp_path / "l.h5", 8, 8, 5, "none", 4, "cpu", "v", "float32",
+        )  # fmt: skip

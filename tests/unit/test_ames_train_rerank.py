@@ -26,7 +26,7 @@ from retrieval.methods.ames.rerank import (
 )
 from retrieval.methods.ames.train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
 from retrieval.search.exact import similarity_along, topk_neighbours
-from retrieval.stages.ames import read_sv_inliers
+from retrieval.stages.ames_evaluate import read_sv_inliers
 
 
 def toy_neighbours():
@@ -388,6 +388,18 @@ def test_grid_sweep_equals_evaluating_each_reranked_ranking(junk_mode):
                     want = evaluate_protocol_rankings(ranked, gnd, n_db)["mAP"]
                     assert sweep.mean_ap(lam, gamma, k, mu) == pytest.approx(want, abs=1e-4), (k, lam, gamma, mu)
     assert sweep.mean_ap(0.3, 2.0, 20, 0.3) != sweep.mean_ap(0.3, 2.0, 20, 0.0)  # the evidence is read
+    # a truncated shortlist (knn.k 30): junk_mode ames moves the ignored images last *within* it, so an image both
+    # positive and junk lands inside the re-ranked top (label 2), which the full shortlist above never shows
+    short_ids, short_sims = ids[:, :30], sims[:, :30]
+    sl2 = protocol_shortlists(short_ids, gnd, junk_mode)
+    sm2 = {p: (short_sims if sl2[p] is short_ids else similarity_along(sl2[p], short_ids, short_sims)) for p in sl2}
+    pairs2 = needed_pairs(sl2, 30)
+    logits2 = [rng.normal(size=len(p)).astype(np.float32) for p in pairs2]
+    sweep2 = GridSweep(sl2, sm2, pairs2, logits2, gnd, n_db, ks=(22, 30))
+    for k in (22, 30):
+        for lam, gamma in ((0.0, 1.0), (0.4, 0.1), (1.0, 2.0)):
+            want = evaluate_protocol_rankings(grid_rankings(sl2, sm2, pairs2, logits2, lam, gamma, k), gnd, n_db)["mAP"]
+            assert sweep2.mean_ap(lam, gamma, k) == pytest.approx(want, abs=1e-4), (k, lam, gamma)
     with pytest.raises(ValueError, match="beyond the largest"):
         sweep.mean_ap(0.5, 0.5, 41)
     # queries without features score AP 0 at every point, as the evaluated ranking does (the grid and its oracle
@@ -448,7 +460,7 @@ def test_sv_inliers_must_come_from_the_same_shortlist(tmp_path):
 
 
 def test_entries_sv_did_not_verify_are_counted_and_warned(caplog):
-    from retrieval.stages import ames as stage  # noqa: PLC0415 (a private helper of the stage)
+    from retrieval.stages import ames_evaluate as stage  # noqa: PLC0415 (a private helper of the stage)
 
     ids = np.array([[7, 3, 9, 1, 4, 6]])
     inliers = np.array([[50, 0, 12, 3]])  # sv verified the global top 4
@@ -460,7 +472,7 @@ def test_entries_sv_did_not_verify_are_counted_and_warned(caplog):
 
 
 def test_a_tie_on_validation_goes_to_the_middle_of_the_tied_points():
-    from retrieval.stages import ames as stage  # noqa: PLC0415 (a private helper of the stage)
+    from retrieval.stages import ames_evaluate as stage  # noqa: PLC0415 (a private helper of the stage)
 
     lambdas, gammas, weights = [0.0, 0.1, 0.2, 0.3, 0.4], [0.1, 0.5, 1.0], [0.0, 0.3, 1.0]
     # the best score (90) holds on a tied region: lambda 0.1-0.4 at weight 1.0 and every gamma, plus one stray point

@@ -8,7 +8,7 @@ import numpy as np
 
 from retrieval.evaluation.results import EvaluationContext
 from retrieval.runtime import read_json, write_json
-from retrieval.stages.ames import evaluate_ames_stage
+from retrieval.stages.ames_evaluate import evaluate_ames_stage
 from retrieval.stores.global_store import write_neighbours
 
 

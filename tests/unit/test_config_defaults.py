@@ -348,7 +348,7 @@ PAPER_PROTOCOL = {
     ("ames", "fixed", "num_rerank"): 1600,
     ("ames", "fixed", "geometry_weight"): 0.0,
 }
-# AMES's tuned (lambda, gamma), reference/methods.md 1.5: DINOv2 full precision (new README), its binary model, CVNet,
+# AMES's tuned (lambda, gamma), ../shared/reference/methods.md section 1.5 (AMES's README): DINOv2 full precision (new README), its binary model, CVNet,
 # CVNet binary, DINOv2 (old README)
 PUBLISHED_POINTS = [(0.5, 0.2), (0.35, 0.1), (0.85, 0.8), (0.65, 0.2), (0.55, 0.3)]
 

@@ -253,7 +253,7 @@ def _leaves(x):
     return [x]
 
 
-def test_the_older_bootstrap_key_is_read_as_evaluate_bootstrap_and_keeps_the_versions():
+def test_the_older_bootstrap_key_is_read_as_evaluate_bootstrap_and_keeps_the_versions(tmp_path):
     # ames.bootstrap (before 2026-12-02) is still accepted by the schema, then moved with a warning
     old = copy.deepcopy(DEFAULT)
     old["ames"]["bootstrap"] = 500
@@ -275,12 +275,36 @@ def test_the_older_bootstrap_key_is_read_as_evaluate_bootstrap_and_keeps_the_ver
             "demo", "aqe" if name == "v_qe" else "ames"
         )
     assert now.v_eval("demo") == default.v_eval("demo")  # evaluate_global draws no bootstrap
-    # both names: the same value (or the current key at its default) is one setting, two values are refused
-    both = _with(**{"evaluate.bootstrap": 500})
-    both["ames"]["bootstrap"] = 500
-    assert len(apply_moved_keys(both, DEFAULT)) == 1 and both["evaluate"]["bootstrap"] == 500
-    clash = _with(**{"evaluate.bootstrap": 300})
-    clash["ames"]["bootstrap"] = 500
-    with pytest.raises(ValueError, match=r"ames.bootstrap: 500 and evaluate.bootstrap: 300 both given"):
-        apply_moved_keys(clash, DEFAULT)
+    # both names: the later file wins, as any later value does (a preset's evaluate.bootstrap, then a user's older
+    # file with ames.bootstrap, was refused as "both given"); one file giving two values is refused naming it
+    preset, mine, newer, one = (tmp_path / f"{n}.yaml" for n in ("preset", "mine", "newer", "one"))
+    preset.write_text("evaluate: {bootstrap: 200}\n")
+    mine.write_text("ames: {bootstrap: 500}\n")
+    newer.write_text("evaluate: {bootstrap: 10000}\n")
+    one.write_text("ames: {bootstrap: 500}\nevaluate: {bootstrap: 300}\n")
+
+    def merged(*files):
+        config = copy.deepcopy(DEFAULT)
+        for f in files:
+            for section, values in yaml.safe_load(f.read_text()).items():
+                config[section].update(values)
+        return config
+
+    config = merged(preset, mine)
+    lines = apply_moved_keys(config, DEFAULT, [preset, mine])
+    assert config["evaluate"]["bootstrap"] == 500 and "bootstrap" not in config["ames"]
+    assert lines == [
+        f"ames.bootstrap is the older name of evaluate.bootstrap: read as evaluate.bootstrap: 500 [in {mine}] "
+        "(write evaluate.bootstrap in your configuration)"
+    ]
+    config = merged(mine, newer)  # the current key given later, at the default's value: it wins, said
+    (line,) = apply_moved_keys(config, DEFAULT, [mine, newer])
+    assert config["evaluate"]["bootstrap"] == 10000 and "bootstrap" not in config["ames"]
+    assert f"which {newer} gives later: evaluate.bootstrap: 10000 is used" in line
+    with pytest.raises(ValueError, match=r"one\.yaml: gives both ames.bootstrap: 500 and evaluate.bootstrap: 300"):
+        apply_moved_keys(merged(one), DEFAULT, [one])
+    same = tmp_path / "same.yaml"
+    same.write_text("ames: {bootstrap: 500}\nevaluate: {bootstrap: 500}\n")
+    config = merged(same)
+    assert len(apply_moved_keys(config, DEFAULT, [same])) == 1 and config["evaluate"]["bootstrap"] == 500
     assert apply_moved_keys(copy.deepcopy(DEFAULT), DEFAULT) == []

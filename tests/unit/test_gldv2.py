@@ -17,7 +17,7 @@ from retrieval.evaluation.compare import compare_rows, render_markdown
 from retrieval.evaluation.metrics import evaluate_gldv2, evaluate_ground_truth, gldv2_average_precision
 from retrieval.evaluation.results import EvaluationContext, write_reranked_evaluation
 from retrieval.runtime import read_json, write_json
-from retrieval.stages.ames import evaluate_ames_stage
+from retrieval.stages.ames_evaluate import evaluate_ames_stage
 from retrieval.stages.evaluate import evaluate_global
 from retrieval.stores.global_store import write_neighbours
 

@@ -209,11 +209,14 @@ def test_global_rows_are_read_in_the_order_asked_and_checked(tmp_path):
 
 def test_the_block_reader_checks_blocks_marks_featureless_rows_and_counts_its_seconds(tmp_path):
     x = _db_file(tmp_path / "db.h5", 50, 8)  # row 7 all zero
+    x[30] = 0.0
+    write_global(tmp_path / "db.h5", x)
     with open_global(tmp_path / "db.h5") as f:
         read = BlockReader(tmp_path / "db.h5", f["descriptors"])
         np.testing.assert_array_equal(read(0, 20), x[:20])
-        assert read.featureless.tolist() == [i == 7 for i in range(50)]
-        x[30] = 0.0  # a later block's zero row is not known before the block is read
+        assert read.featureless.tolist() == [i == 7 for i in range(50)]  # row 30's block is not read yet
+        np.testing.assert_array_equal(read(20, 50), x[20:])
+        assert read.featureless.tolist() == [i in (7, 30) for i in range(50)]
         assert read.seconds > 0
         np.testing.assert_array_equal(read.rows(np.array([[49, 7]])), x[[[49, 7]]])
     bad = x.copy()

@@ -515,3 +515,20 @@ def test_gldv2_keys_version_only_gldv2_lists(tmp_path):
     for ds in ("demo", "demo-val", "demo-train", "mine", "roxford5k"):
         assert base.v_lists(ds) == present.v_lists(ds), ds
     assert base.v_lists("gld") != present.v_lists("gld") and base.v_lists("gldv2") != present.v_lists("gldv2")
+
+
+def test_a_backbones_extractor_version_moves_its_versions_only(monkeypatch):
+    """versions.BACKBONE_VERSIONS: resnet's extraction changed (ReLU+ kept out of the local features, CVNet's learned
+    GeM p); its local version and feature-cache key move, SIFT's and DINOv2's do not."""
+    cfg = configured(**{"extract.backbone": "resnet", "extract.resnet.checkpoint": "cvnet.pt"})
+    before = {
+        b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
+        for b in ("sift", "dinov2", "resnet")
+    }
+    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {})
+    after = {
+        b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
+        for b in ("sift", "dinov2", "resnet")
+    }
+    assert before["sift"] == after["sift"] and before["dinov2"] == after["dinov2"]
+    assert before["resnet"][0] != after["resnet"][0] and before["resnet"][1] != after["resnet"][1]

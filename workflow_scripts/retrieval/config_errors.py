@@ -340,11 +340,30 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
 MOVED_KEYS = {"ames.bootstrap": "evaluate.bootstrap"}
 
 
-def apply_moved_keys(config: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+def _loaded(configfiles: Sequence[str | Path]) -> list[tuple[str, Any]]:
+    """(path, content) of every readable --configfile, in order (unreadable ones were refused before)."""
+    files = []
+    for f in configfiles:
+        try:
+            files.append((str(f), yaml.safe_load(Path(f).read_text())))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+    return files
+
+
+def apply_moved_keys(
+    config: dict[str, Any], defaults: dict[str, Any], configfiles: Sequence[str | Path] = ()
+) -> list[str]:
     """Each older key of :data:`MOVED_KEYS` that ``config`` gives, moved in place to its current name (removed from
-    its old place). Returns a warning line per moved key. ValueError naming both keys when the configuration also
-    gives the current key another value than the older one (the current key is taken as given when it differs from
-    its default in ``defaults``, config/config.yaml)."""
+    its old place), the later of the two winning as any later value does: ``configfiles`` are the --configfile
+    paths in the order Snakemake merged them (a key no file sets came from --config, the latest). Returns a warning
+    line per older key. ValueError naming the file when one file gives both keys with two values. ``defaults``
+    (config/config.yaml) sets the current key only, the earliest of all."""
+    files = _loaded(configfiles)
+
+    def last_setter(key: str) -> int:
+        return max((i for i, (_, content) in enumerate(files) if _at(content, key) is not _ABSENT), default=-1)
+
     lines = []
     for old, new in MOVED_KEYS.items():
         *old_parents, old_leaf = old.split(".")
@@ -358,13 +377,25 @@ def apply_moved_keys(config: dict[str, Any], defaults: dict[str, Any]) -> list[s
         target = config
         for part in new_parents:
             target = target.setdefault(part, {})
-        given, default = target.get(new_leaf), _at(defaults, new)
-        if given is not None and not _same(given, default) and not _same(given, value):
+        given = target.get(new_leaf, _at(defaults, new))
+        i_old = last_setter(old)
+        i_old = len(files) if i_old < 0 else i_old  # not in a file: --config
+        i_new = last_setter(new)
+        where_old = f" [in {files[i_old][0]}]" if i_old < len(files) else ""
+        if i_new == i_old and not _same(given, value):
             raise ValueError(
-                f"{old}: {_short(value)} and {new}: {_short(given)} both given; {old} is the older name of {new}: give {new} only"
+                f"{files[i_old][0]}: gives both {old}: {_short(value)} and {new}: {_short(given)}; {old} is the older "
+                f"name of {new}: give {new} only"
             )
+        if i_new > i_old:  # the current key, given later, wins
+            lines.append(
+                f"{old}: {_short(value)}{where_old} is the older name of {new}, which {files[i_new][0]} gives later: "
+                f"{new}: {_short(given)} is used (write {new} only)"
+            )
+            continue
         target[new_leaf] = value
         lines.append(
-            f"{old} is the older name of {new}: read as {new}: {_short(value)} (write {new} in your configuration)"
+            f"{old} is the older name of {new}: read as {new}: {_short(value)}{where_old} (write {new} in your "
+            "configuration)"
         )
     return lines

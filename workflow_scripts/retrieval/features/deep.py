@@ -182,7 +182,8 @@ class DeepExtractor:
             "local_dim": self.local_dim,
             "global_dim": self.global_dim,
             "device": self.device,
-            **({"gem_p": self.gem_p} if self.cfg.backbone == "resnet" else {}),
+            # GeM's exponent where it is used (GeM+ off): 3, or a CVNet checkpoint's learned one
+            **({"gem_p": self.gem_p} if self.cfg.backbone == "resnet" and not self.cfg.pooling.get("gemp") else {}),
         }
 
     # ------------------------------------------------------------------------------------------ one image

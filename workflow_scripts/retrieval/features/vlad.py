@@ -3,9 +3,9 @@
 VLAD (Jégou et al. 2010) sums the residuals of each descriptor to its nearest codeword; each codeword's block is
 L2-normalised ("intra-normalisation", Arandjelović & Zisserman 2013), then the vector is power-normalised
 (signed power ``alpha``) and L2-normalised. PCA-whitening (learned on the split ``unsupervised_fit`` names: by
-default the evaluated collection's own database images, unsupervised, never its queries or labels; a training
-split with ``unsupervised_fit: demo``/``dataset``) projects to ``dim`` components divided by
-``eigenvalue ** power`` (0.5 = full whitening), then L2.
+default, ``self``, the evaluated collection's own database images, unsupervised, never its queries or labels; the
+training split with ``training``, the cross dataset with ``cross``, or a named dataset) projects to ``dim``
+components divided by ``eigenvalue ** power`` (0.5 = full whitening), then L2.
 """
 
 from __future__ import annotations

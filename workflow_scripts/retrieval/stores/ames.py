@@ -52,7 +52,8 @@ def write_db_store(
     the first ``k`` descriptors of every image (at most K0), ``encode``\\ d a block of ``block`` images at a time
     ((n, k, D) -> (n, k, ``width``)), written to ``path`` (atomically: nothing is left at ``path`` on failure) as
     ``payload`` ("codes": uint8 packed bits, ``width`` bytes a descriptor; "tokens": float16, ``width`` values),
-    padding zero. Returns {n, K, bytes_per_image, payload}."""
+    padding zero. Returns {n, K, bytes_per_image, payload}. ValueError naming the local store and the rows when a
+    descriptor is NaN or infinite."""
     if payload not in ("codes", "tokens"):
         raise ValueError(f"AMES store payload {payload!r}: 'codes' or 'tokens'")
     n = local["count"].shape[0]
@@ -63,7 +64,14 @@ def write_db_store(
         f.create_dataset("count", data=counts)
         d = f.create_dataset(payload, shape=(n, k, width), dtype=dtype, chunks=(1, k, width) if n else None)
         for s in range(0, n, block):
-            x = encode(local["descriptors"][s : s + block, :k])
+            desc = local["descriptors"][s : s + block, :k]
+            bad = np.flatnonzero(~np.isfinite(desc).all(axis=(1, 2)))
+            if len(bad):  # a NaN descriptor gives NaN logits from any model
+                raise ValueError(
+                    f"{getattr(local, 'filename', 'local store')}: non-finite local descriptors in database row(s) "
+                    f"{(bad + s)[:5].tolist()}"
+                )
+            x = encode(desc)
             x[~(np.arange(k)[None, :] < counts[s : s + block, None])] = 0
             d[s : s + len(x)] = x
         per_image = k * width * np.dtype(dtype).itemsize + 4

@@ -186,3 +186,10 @@ def read_featureless(path: str | Path, n_queries: int, n_db: int) -> tuple[np.nd
             f"{path}: featureless flags for {q.shape[0]} queries / {d.shape[0]} images, expected {n_queries} / {n_db}"
         )
     return q, d
+
+
+def featureless_queries(path: str | Path, n_queries: int, n_db: int) -> np.ndarray | None:
+    """(Nq,) bool, the queries a neighbours file records as without features, or None when there are none (what
+    the metrics take as ``retrieved_nothing``)."""
+    q_none = read_featureless(path, n_queries, n_db)[0]
+    return q_none if q_none.any() else None
