@@ -96,6 +96,7 @@ def stable_hash(obj: Any, length: int = 8) -> str:
 
 
 def file_sha1(path: str | os.PathLike, block: int = 1 << 22) -> str:
+    """SHA-1 hex digest of a file's bytes, read in blocks of ``block`` bytes (4 MiB): the checksum manifests record."""
     h = hashlib.sha1()
     with open(path, "rb") as f:
         while chunk := f.read(block):
@@ -146,6 +147,8 @@ class Progress:
         self.next = self.every
 
     def update(self, done: int) -> None:
+        """Log a progress line (done / total, percent, rate per second, seconds left) once ``done`` reaches the next
+        step (a ``steps``-th of the total) or the total; otherwise nothing."""
         if done >= self.next or done >= self.total:
             dt = time.time() - self.t0
             rate = done / dt if dt > 0 else float("inf")
@@ -216,6 +219,8 @@ def _runs_snakemake(argv: list[str]) -> bool:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as JSON (indent 2, a final newline), atomically; numpy integers, floats and arrays and
+    Paths are converted, anything else not serialisable raises TypeError and nothing is written."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
@@ -234,6 +239,8 @@ def _json_default(o: Any) -> Any:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON value in ``path``; ValueError naming the file for invalid JSON, FileNotFoundError / OSError when it
+    cannot be read."""
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:
@@ -276,6 +283,9 @@ def code_revision() -> str:
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of Python and of the installed distributions results depend on (numpy, opencv-python-headless,
+    faiss-cpu, h5py, scikit-image, pillow, pillow-heif, snakemake, torch, asmk), by distribution name; those not
+    installed are left out."""
 
     names = [
         "numpy",
@@ -348,6 +358,8 @@ class Manifest:
         self._t0 = time.time()
 
     def add_input(self, name: str, path: str | os.PathLike, version: str | None = None, checksum: bool = True) -> None:
+        """Record input ``name``: its path, ``version`` when given and, with ``checksum``, its SHA-1 when the path is a
+        file (a folder or a missing path is recorded without one)."""
         entry: dict[str, Any] = {"path": str(path)}
         if version is not None:
             entry["version"] = version
@@ -356,6 +368,9 @@ class Manifest:
         self.data["inputs"][name] = entry
 
     def write(self, path: str | os.PathLike, outputs: list[str | os.PathLike] | None = None, **extra: Any) -> None:
+        """Write the manifest to ``path`` (atomically), ``extra`` merged in first: the SHA-1 and size in bytes of each
+        of ``outputs`` that is a file (others are left out), package versions, code revision, host, hardware and the
+        timing (start in UTC, seconds since the manifest was created)."""
         self.data.update(extra)
         self.data["outputs"] = {
             str(p): {"sha1": file_sha1(p), "bytes": Path(p).stat().st_size}

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def bytes_per_image(method: str, n_desc: int, dim: int) -> int:
+    """Bytes per image the database side stores for re-ranking with ``n_desc`` descriptors of dimension ``dim``:
+    ``ames`` 256 per descriptor (128 float16 token values), ``ames_binary`` 16 (128 packed bits), ``sv`` 2 ``dim`` + 4
+    (the float16 descriptor and its position as two float16); plus a 4-byte count. KeyError for another method."""
     per = {"ames": 128 * 2, "ames_binary": 128 // 8, "sv": 2 * dim + 4}[method]
     return n_desc * per + 4
 
@@ -54,6 +57,16 @@ def descriptor_sweep_stage(
     versions: dict[str, Any],
     precision: str = "auto",
 ) -> None:
+    """The descriptor sweep of ``dataset`` (rule ``descriptor_sweep``): the global shortlist of ``knn_path`` re-ranked
+    with each of ``sv_counts`` database descriptors per image by spatial verification (``sv_cfg``) and with each of
+    ``ames_counts`` by every AMES model of ``model_paths`` (at the num_rerank, lambda, gamma and fusion chosen in its
+    ``ames_results`` JSON: the point without geometry when it fused sv), the queries fixed at ``q_desc`` descriptors
+    (AMES) / ``sv_cfg["q_desc"]`` (sv); AMES scores ``batch`` pairs at a time on ``device`` in ``precision``
+    (``ames.precision``). Writes E/M/H mAP, bytes per image (:func:`bytes_per_image`) and seconds per point to
+    ``out_json``, Medium mAP against descriptors and bytes to ``out_png``, and a Markdown table to ``out_md``.
+
+    ValueError naming the dataset without ground truth, and naming ``benchmark.descriptors.{sv,ames}`` for a count above
+    the descriptors the database stores."""
 
     ids, sims, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)

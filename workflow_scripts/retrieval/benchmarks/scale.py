@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 
 def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over queries of the fraction of the exact top k (``exact`` (Nq, k) ids) that the first k of ``approx``
+    (Nq, >= k) ids hold: recall@k."""
     k = exact.shape[1]
     return float(np.mean([len(np.intersect1d(a[:k], e)) / k for a, e in zip(approx, exact)]))
 
@@ -51,6 +53,7 @@ def source_recall(approx: np.ndarray, exact: np.ndarray, n_real: int) -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory so far in MiB: ``ru_maxrss`` / 1024 (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
@@ -114,6 +117,15 @@ def scale_benchmark(
     device: str,
     precision: str = "auto",
 ) -> dict[str, Any]:
+    """The scale benchmark (rule ``benchmark_scale``; ``cfg``: ``benchmark.scale``'s ``n_db``, ``block``, ``k``,
+    ``seed``, ``noise``, ``bit_flip``, ``ivfpq``, and ``rerank_queries`` / ``num_rerank`` for re-ranking): simulates an
+    ``n_db``-image database in ``work_dir`` from the real global descriptors and, with ``binary_store``, binary AMES
+    codes (:func:`simulate`); times exact streamed search and IVF-PQ (recall@k and source recall against exact search);
+    with a binary store, times binary AMES re-ranking of a few queries (``binary_model``, ``query_local``, ``q_desc`` /
+    ``db_desc`` descriptors, ``device``, ``precision``). Records the peak RSS after each phase, deletes the simulated
+    files (and ``work_dir`` when left empty), writes the summary to ``out_json`` and returns it.
+
+    ValueError naming the key when ``k`` is outside [1, ``n_db``] or the IVF-PQ settings would need a fallback."""
 
     n, block, k, seed = int(cfg["n_db"]), int(cfg["block"]), int(cfg["k"]), int(cfg["seed"])
     q, real = read_global(query_global), read_global(db_global)

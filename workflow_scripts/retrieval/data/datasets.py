@@ -60,6 +60,8 @@ DISTRACTOR_LIST = "revisitop1m.txt"
 
 
 def canonical_name(name: str) -> str:
+    """The name revisitop's files use for a dataset: ``roxford`` -> ``roxford5k``, ``rparis`` -> ``rparis6k``
+    (``ALIASES``); any other name unchanged."""
     return ALIASES.get(name, name)
 
 

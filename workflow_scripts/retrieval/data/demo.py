@@ -58,6 +58,12 @@ BACKGROUND_PHOTOS = ("brick", "grass", "gravel", "page", "text", "clock_motion")
 
 @dataclass(frozen=True)
 class LabelRule:
+    """Thresholds of the demo's revisitop labels (:func:`label_view`): ``junk`` when less than ``junk_below`` of the
+    instance is visible; ``easy`` when at least ``easy_visible`` is, the rotation is at most ``easy_max_rotation``
+    degrees, the tilt at most ``easy_max_tilt`` (corner displacement / instance side), the blur at most
+    ``easy_max_blur`` (Gaussian sigma, pixels) and the instance's short side at least ``easy_min_rel_size`` of the
+    image's; ``hard`` otherwise."""
+
     junk_below: float = 0.25  # visible fraction below which the instance is "barely visible"
     easy_visible: float = 0.7
     easy_max_rotation: float = 20.0  # degrees
@@ -68,6 +74,10 @@ class LabelRule:
 
 @dataclass(frozen=True)
 class SplitSize:
+    """One split's size: at most ``instances`` instances (fewer when the photos have fewer textured regions),
+    ``queries`` query images (0 for train), ``views`` database images of each instance and ``distractors`` database
+    images without one."""
+
     instances: int  # at most this many instances (fewer if the photos have fewer textured regions)
     queries: int  # query images (test/val; 0 for train)
     views: int  # images showing each instance
@@ -76,6 +86,14 @@ class SplitSize:
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """The demo generator (config ``demo``): ``seed``; the image sides in pixels (``image_long_side``,
+    ``image_short_side``; landscape or portrait); the side of an instance region in its source photo (``region_side``:
+    test photos; ``train_region_side``: validation photos, and a training collage's side); ``min_texture``, the
+    Laplacian's std below which a region is too flat; for database views ``shared_background`` (the fraction whose
+    background another image reuses: confusers), ``small_fraction``, ``small_size`` / ``normal_size`` (instance short
+    side / image short side) and ``background_contrast``; the sizes of ``test``, ``val`` and ``train``
+    (:class:`SplitSize`); the label thresholds ``labels`` (:class:`LabelRule`)."""
+
     seed: int = 0
     image_long_side: int = 480
     image_short_side: int = 360
@@ -94,6 +112,9 @@ class DemoConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "DemoConfig":
+        """The configuration from a plain mapping (config.yaml's ``demo``, or :meth:`to_dict`'s output): size pairs made
+        tuples, ``test`` / ``val`` / ``train`` made :class:`SplitSize` and ``labels`` a :class:`LabelRule`; TypeError
+        for a key that is not a field."""
         d = dict(d)
         for key in ("small_size", "normal_size"):
             if key in d:
@@ -106,6 +127,7 @@ class DemoConfig:
         return DemoConfig(**d)
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as nested plain dicts (:func:`dataclasses.asdict`), which :meth:`from_dict` reads back."""
         return asdict(self)
 
 
@@ -125,12 +147,17 @@ def load_photo(name: str) -> np.ndarray:
 
 
 def texture(patch: np.ndarray) -> float:
+    """How textured ``patch`` (H, W, 3) uint8 RGB is: the standard deviation of the float32 Laplacian of its grayscale;
+    a region below ``DemoConfig.min_texture`` is too flat to be an instance."""
     gray = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
     return float(cv2.Laplacian(gray, cv2.CV_32F).std())
 
 
 @dataclass
 class Instance:
+    """One instance: ``id`` (-1 until the instances are numbered), the ``photo`` it was cut from (``collage`` for a
+    training instance), its ``box`` (x1, y1, x2, y2) in that photo's pixels and its ``patch`` (H, W, 3) uint8 RGB."""
+
     id: int
     photo: str
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 in the source photo
@@ -283,6 +310,11 @@ def _contrast(canvas: np.ndarray, contrast: float) -> np.ndarray:
 
 @dataclass
 class View:
+    """How an image shows its instance (:func:`sample_view`, :func:`render`): ``rotation`` in degrees, perspective
+    ``tilt`` (each corner moved by up to ``tilt`` times the instance's side), ``rel_size`` (instance short side / image
+    short side), Gaussian ``blur`` sigma in pixels (applied above 0.3), ``truncate`` (centred near a border, partly out
+    of frame), ``occlude`` (one or two occluders over it), and the lighting's ``gain`` and ``gamma``."""
+
     rotation: float  # degrees
     tilt: float  # relative corner displacement
     rel_size: float  # instance short side / image short side
@@ -294,6 +326,10 @@ class View:
 
 
 def sample_view(rng: np.random.Generator, cfg: DemoConfig, query: bool) -> View:
+    """A random :class:`View` drawn from ``rng``. A query's (``query``) is mild: rotation ~ N(0, 5) degrees, tilt below
+    0.05, relative size 0.5-0.75, blur below 0.6, neither truncated nor occluded. A database image's rotation, tilt and
+    blur grow with a Beta(1.2, 1.6) severity; it is small (``cfg.small_size``) in ``cfg.small_fraction`` of views (else
+    ``cfg.normal_size``), truncated in 25% and occluded in 35% of them."""
     if query:
         return View(
             rotation=float(rng.normal(0, 5)),

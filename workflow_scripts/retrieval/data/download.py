@@ -62,6 +62,9 @@ SOURCES: dict[str, dict[str, Any]] = {
 
 
 class OfflineError(RuntimeError):
+    """The download host cannot be reached (the first request fails); the message says where to put the files by
+    hand."""
+
     pass
 
 
@@ -216,6 +219,10 @@ def verify_listed(target: Path, list_name: str, n_db: int) -> dict[str, int]:
 
 
 def verify_dataset(target: Path, name: str, n_db: int, n_queries: int) -> dict[str, int]:
+    """Check a revisitop dataset under ``target``: ``gnd_{name}.pkl`` lists ``n_db`` database and ``n_queries`` query
+    images, each present under ``jpg/`` and decodable (Pillow's verify). Returns {db, queries, exif_orientation_not_1:
+    the images whose EXIF orientation is not 1 (beyond 20: their count and the first 20)}. ValueError naming ``target``
+    for other counts or missing / undecodable images; load_ground_truth's errors for the pickle."""
 
     gt = load_ground_truth(target / f"gnd_{name}.pkl")
     if (gt.n_db, gt.n_queries) != (n_db, n_queries):

@@ -43,14 +43,19 @@ GLDV2_PARTS: dict[str, dict[str, Any]] = {
 
 
 def tar_url(base: str, split: str, i: int) -> str:
+    """The URL of tar part ``i`` of ``split``: ``{base}/{split}/images_{i:03d}.tar``."""
     return f"{base}/{split}/images_{i:03d}.tar"
 
 
 def md5_url(base: str, split: str, i: int) -> str:
+    """The URL of the official MD5 file of tar part ``i`` of ``split``:
+    ``{base}/md5sum/{split}/md5.images_{i:03d}.txt``."""
     return f"{base}/md5sum/{split}/md5.images_{i:03d}.txt"
 
 
 def file_md5(path: Path, block: int = 1 << 22) -> str:
+    """MD5 hex digest of a file's bytes (what the official checksum files hold), read in blocks of ``block`` bytes
+    (4 MiB)."""
     h = hashlib.md5()  # noqa: S324 - the official checksum files are MD5
     with open(path, "rb") as fh:
         while chunk := fh.read(block):

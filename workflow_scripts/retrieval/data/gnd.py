@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 
 class UnsafePickleError(ValueError):
+    """A ground-truth pickle referencing a global outside the allowed ones (numpy arrays, bytes), refused before
+    anything in it runs; the message names the file and the global."""
+
     pass
 
 
@@ -67,6 +70,13 @@ def restricted_pickle_load(path: str | Path) -> Any:
 
 @dataclass
 class GroundTruth:
+    """A dataset's ground truth in revisitop's structure: ``imlist`` database and ``qimlist`` query names (paths under
+    ``image_dir`` of the dataset folder); ``gnd``, one dict per query (``easy`` / ``hard`` / ``junk`` 0-based indices
+    into ``imlist``, ``bbx`` [x1, y1, x2, y2] in pixels or None, GLDv2's ``usage``); ``labels``, one instance id per
+    database image (-1: distractor) in training splits; ``source``, the file it was read from; ``protocol``, the metrics
+    that apply (revisitop E/M/H, or gldv2 mAP@100 Public/Private); ``subset``, set when it was restricted to the images
+    present."""
+
     imlist: list[str]
     qimlist: list[str]
     gnd: list[dict[str, Any]]
@@ -78,13 +88,17 @@ class GroundTruth:
 
     @property
     def n_db(self) -> int:
+        """The number of database images, ``len(imlist)``."""
         return len(self.imlist)
 
     @property
     def n_queries(self) -> int:
+        """The number of queries, ``len(qimlist)``."""
         return len(self.qimlist)
 
     def to_json(self) -> dict[str, Any]:
+        """The ``gnd.json`` form: ``imlist``, ``qimlist``, ``gnd``, then ``labels``, ``image_dir``, ``protocol`` and
+        ``subset`` only where they differ from their defaults; ``source`` is not written."""
         out: dict[str, Any] = {"imlist": self.imlist, "qimlist": self.qimlist, "gnd": self.gnd}
         if self.labels is not None:
             out["labels"] = self.labels

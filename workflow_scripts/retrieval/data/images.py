@@ -61,6 +61,9 @@ _WHITE = 255
 
 
 class BadImageError(ValueError):
+    """An image that cannot be used, the message naming the file: missing, empty, truncated, not an image, or over the
+    pixel cap (a JPEG only when it is over even at 1/8 scale)."""
+
     pass
 
 

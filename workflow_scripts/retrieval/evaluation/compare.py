@@ -76,6 +76,11 @@ def uses_random_weights(result: dict[str, Any]) -> bool:
 
 
 def render_markdown(dataset: str, rows: list[dict[str, Any]], random_weights: bool = False) -> str:
+    """The comparison of ``dataset`` as Markdown from :func:`compare_rows`: per method the headline metric's parts
+    (E/M/H mAP, or mAP@100 Public/Private), the paired difference to global-only with its 95% bootstrap interval,
+    milliseconds per query (first stage, reads, re-rank, total) and the seconds of work once per database; then the
+    query and database counts and the devices; a bold warning first when ``random_weights``. ``rows`` must not be empty:
+    the first sets the metric and the counts."""
     lines = [f"# {dataset}: methods on the same global shortlist", ""]
     if random_weights:
         lines += ["**RANDOM WEIGHTS (checkpoint: random): a test of the machinery, not a result to report.**", ""]

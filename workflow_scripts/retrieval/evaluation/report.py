@@ -56,6 +56,10 @@ def precision_key(results: dict[str, dict[str, Any]]) -> str | None:
 
 
 def metrics_table(results: dict[str, dict[str, Any]]) -> str:
+    """The HTML table of every method: the headline metric's parts (E/M/H mAP or GLDv2's mAP@100 Public/Private, in
+    percent), mP@k on the main protocol (:func:`precision_key`), the paired difference to the baseline with its 95% CI
+    and, for a method with ``chosen`` parameters, num_rerank, lambda, gamma, the geometric weight and the split they
+    were chosen on."""
     key, parts, main = headline_metric(results)
     pk = precision_key(results)
     rows = [
@@ -129,6 +133,9 @@ def grid_heatmaps(method: str, grid: Sequence[dict[str, Any]], column: str = "mA
 
 
 def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
+    """An ``<img>`` (embedded PNG) of the main protocol's metric against num_rerank for every method with a grid: at the
+    chosen lambda and gamma (at the geometric weight of :func:`grid_at`) and the grid's maximum per num_rerank
+    (an oracle), with the global baseline as a dotted line."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     key, _, main = headline_metric(results)
@@ -167,6 +174,9 @@ def map_vs_num_rerank(results: dict[str, dict[str, Any]]) -> str:
 
 
 def per_query_scatter(results: dict[str, dict[str, Any]]) -> str:
+    """An ``<img>`` (embedded PNG), one panel per method with per-query baseline APs: each query's AP under the method
+    (main protocol, fractions) against the baseline's, green above the diagonal, red below, the counts better and worse
+    in the title; "" when no method has them."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     _, _, main = headline_metric(results)
@@ -318,6 +328,12 @@ def write_report(
     n_queries: int,
     top: int,
 ) -> None:
+    """Write the self-contained HTML report of ``dataset`` to ``out_html`` (atomically): the metrics table
+    (with ground truth), grid heatmaps and the metric against num_rerank for the methods with a grid, per-query AP
+    scatters, the top ``top`` images of the first ``n_queries`` queries as ranked by the method best on the main
+    protocol (without metrics the last one listed), the training curves and the per-rule times. ``result_paths``,
+    ``ranking_paths`` (HDF5 with ``ranks``) and ``curves_paths``: per method; ``lists_path`` / ``gnd_path``: the image
+    lists and the ground-truth JSON (null: none)."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")

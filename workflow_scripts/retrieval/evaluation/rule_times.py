@@ -106,6 +106,8 @@ def rss_text(mb: float | None) -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows of :func:`rule_times` as a Markdown table (jobs, wall seconds, share of the total, longest job, CPU
+    seconds, peak RSS in MB) with a total row."""
     total = sum(r["seconds"] for r in rows)
     out = [
         "| rule | jobs | wall s (sum) | share | longest job s | CPU s | peak RSS MB |",

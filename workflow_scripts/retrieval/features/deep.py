@@ -49,6 +49,14 @@ BACKBONES = ("dinov2", "resnet")
 
 @dataclass(frozen=True)
 class DeepConfig:
+    """One deep extraction (config ``extract.dinov2`` / ``extract.resnet``): ``backbone`` dinov2 or resnet;
+    ``checkpoint`` a state-dict file, ``random`` (tests only) or None (dinov2 only: the torch hub cache); ``detector``
+    the AMES detector's state-dict file (None: each feature weighted by its L2 norm, the official fallback);
+    ``image_size`` the long side in pixels at scale 1; ``scales`` the resize factors; ``k`` the local descriptors kept
+    per image (strongest weight first, over all scales); ``device``; ``seed`` of ``checkpoint: random``; ``model``:
+    ``ViTConfig`` fields (dinov2) or depth / head / fc_dim / width (resnet); ``pooling``: the resnet global descriptor's
+    switches gemp, rgem, sgem, relup (SuperGlobal, Shao et al., ICCV 2023)."""
+
     backbone: str
     checkpoint: str | None = None
     detector: str | None = None
@@ -64,6 +72,8 @@ class DeepConfig:
 
     @classmethod
     def from_dict(cls, backbone: str, d: dict[str, Any]) -> "DeepConfig":
+        """The configuration of ``backbone`` from its config mapping ``d``, ``scales`` made a tuple of floats (default
+        (1.0,)); TypeError for a key that is not a field."""
         d = dict(d)
         d["scales"] = tuple(float(s) for s in d.get("scales", (1.0,)))
         return cls(backbone=backbone, **d)
@@ -105,6 +115,15 @@ def _random_init(module: torch.nn.Module, seed: int) -> None:
 
 
 class DeepExtractor:
+    """Local and global descriptors of one image with a deep backbone (:class:`DeepConfig`), one forward pass per scale:
+    DINOv2's patch tokens or the ResNet's (CVNet's) conv4 map through the AMES detector (Suma et al., ECCV 2024) for the
+    local ones, DINOv2's CLS token or the ResNet's GeM / SuperGlobal pooling for the global one.
+
+    Construction loads the network and the detector onto ``cfg.device``. ValueError for an unknown backbone, a resnet
+    without ``checkpoint``, or a file that is not a state dict of tensors; FileNotFoundError naming a missing checkpoint
+    or detector file; KeyError naming the source whose state dict does not match the network; RuntimeError when dinov2's
+    hub weights are neither cached nor downloadable, or an explicit CUDA device is not there (naming ``device_key``)."""
+
     def __init__(self, cfg: DeepConfig, device_key: str | None = None):
         """``device_key``: the configuration key of ``cfg.device``, named when that device is missing (default
         ``extract.{backbone}.device``)."""
@@ -174,6 +193,9 @@ class DeepExtractor:
             self.detector.eval().to(self.device)
 
     def describe(self) -> dict[str, Any]:
+        """What extracted the features (the local store's ``model`` attribute, and the log): backbone, weights source,
+        ``weights_digest`` of the network (:func:`~retrieval.runtime.state_digest`), detector file, local and global
+        dimensions, device and, for resnet, ``gem_p`` (GeM's exponent when GeM+ is off)."""
         return {
             "backbone": self.cfg.backbone,
             "weights": self.source,
@@ -205,6 +227,15 @@ class DeepExtractor:
 
     @torch.no_grad()
     def extract(self, bgr: np.ndarray, crop: list[int] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Local features and the global descriptor of one image, ``bgr`` (H, W, 3) uint8 in OpenCV's order, cropped
+        first to ``crop = [x1, y1, x2, y2]`` (pixels) when given.
+
+        Returns the local-store row, at most ``k`` features, strongest weight first over all scales (ties in scale, then
+        row-major position order): ``descriptors`` (n, D) float16 L2-normalised, ``xy`` (n, 2) float32 patch or
+        receptive-field centres in pixels of the full original image, ``scale`` (n,) float32 the scale factor each came
+        from, ``weight`` (n,) float32, ``orientation`` (n,) zeros, ``image_size`` (2,) int32 (width, height) of the full
+        image; and the global descriptor (G,) float32, L2-normalised: the per-scale vectors averaged and re-normalised,
+        or with ``pooling.sgem`` their maximum (SuperGlobal's scale-GeM)."""
         full_h, full_w = bgr.shape[:2]
         x0 = y0 = 0
         if crop is not None:
@@ -261,6 +292,9 @@ class DeepExtractor:
         return g.numpy().astype(np.float32)
 
     def empty(self, entry: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The row and global descriptor of an image that could not be read (``on_bad_image: skip``): no features
+        ((0, D) float16 descriptors), ``image_size`` from the list ``entry``'s width and height (0 when absent), and an
+        all-zero (G,) float32 global descriptor (an image without features, featureless.py)."""
         e = np.zeros((0,), np.float32)
         return (
             {

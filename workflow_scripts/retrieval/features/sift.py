@@ -16,6 +16,10 @@ DIM = 128
 
 @dataclass(frozen=True)
 class SiftConfig:
+    """SIFT extraction (config ``extract.sift``): ``k`` keypoints kept per image, strongest response first; ``max_side``
+    the long side in pixels images are downscaled to at most (after the query crop); OpenCV's ``contrast_threshold`` and
+    ``edge_threshold``; ``scale`` a further resize factor. ValueError when ``k`` < 1 (OpenCV reads 0 as "keep all")."""
+
     k: int = 1000  # descriptors kept per image, strongest response first (config.yaml extract.sift.k)
     max_side: int = 1024  # images (after the query crop) are downscaled so the long side is at most this
     contrast_threshold: float = 0.02

@@ -76,6 +76,9 @@ def ssp_loss(query: torch.Tensor, gallery: torch.Tensor, anchors: torch.Tensor, 
 
 
 class Adapter(torch.nn.Module):
+    """SSP's light-model head (Wu et al., 2024; the FC the official code calls ``whiten``): a Linear D -> D with bias,
+    initialised to the identity, then L2 normalisation."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.fc = torch.nn.Linear(dim, dim)
@@ -84,11 +87,18 @@ class Adapter(torch.nn.Module):
             self.fc.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, D) -> (n, D) float: ``fc(x)`` L2-normalised per row."""
         return F.normalize(self.fc(x), dim=-1)
 
 
 @dataclass(frozen=True)
 class SSPTrainConfig:
+    """The adapter's training (config ``ssp.train``; SSP's settings, Wu et al., 2024): SGD with Nesterov ``momentum``
+    and ``weight_decay``, the base ``lr`` scaled by ``batch_size`` / 256, ``warmup_epochs`` of linear warmup then cosine
+    decay over ``epochs``; ``tau``: the structure-similarity temperature; ``val_fraction``: the images held out to
+    choose the epoch kept; ``seed``: the held-out split and the batch order; ``patience``: early stopping
+    (0: every epoch)."""
+
     epochs: int = 100
     batch_size: int = 64
     lr: float = 1e-3

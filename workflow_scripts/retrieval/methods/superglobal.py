@@ -31,6 +31,12 @@ QUERY_POOLS = ("auto", "max", "mean")
 
 @dataclass(frozen=True)
 class SuperGlobalConfig:
+    """SuperGlobal's re-ranking (config ``superglobal``; Shao et al., ICCV 2023, the official code's defaults): the top
+    ``m`` of each shortlist (clamped to its length) re-ranked, each vector refined with its ``k`` nearest neighbours in
+    the list weighted by ``beta`` (MDescAug), the query expanded by pooling the first ``k + 1`` refined vectors
+    (``query_pool``: max as the official code, mean, or auto, resolved by :meth:`resolved`). ValueError naming the key
+    for any other ``query_pool``."""
+
     m: int = 400
     k: int = 9
     beta: float = 0.15

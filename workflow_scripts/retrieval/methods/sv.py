@@ -42,6 +42,7 @@ class SVConfig:
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict of their fields (:func:`dataclasses.asdict`)."""
         return asdict(self)
 
 

@@ -56,6 +56,8 @@ class ASMKConfig:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ASMKConfig:
+        """The parameters from the ``asmk`` config mapping: ``binary``, ``use_idf``, ``multiple_assignment``
+        (``{db, query}``), ``alpha``, ``similarity_threshold``; KeyError for a missing key."""
         ma = cfg["multiple_assignment"]
         return cls(
             binary=cfg["binary"],

@@ -114,9 +114,13 @@ class DbStore:
         self.payload, self.K = payload, int(self.f.attrs["K"])
 
     def read(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The payload of ``rows`` (sorted and unique: ValueError otherwise) cut to the first ``min(k, K)`` descriptors,
+        (n, min(k, K), width) uint8 codes or float16 tokens, and their stored ``count`` (n,) int32 (not cut to ``k``);
+        only those rows are read, as runs of consecutive rows."""
         return read_row_runs(self.f[self.payload], rows, min(k, self.K)), read_row_runs(self.f["count"], rows)
 
     def close(self) -> None:
+        """Close the HDF5 file (what leaving a ``with`` block does)."""
         self.f.close()
 
     def __enter__(self) -> "DbStore":

@@ -32,6 +32,8 @@ SPLIT_FILES = {"db": "gallery", "query": "query"}
 
 
 def release_file(directory: str | Path, dataset: str, desc: str, split: str) -> Path:
+    """The release file of ``split`` (``db`` or ``query``; KeyError otherwise):
+    ``{directory}/{dataset}/{desc}_gallery_local.hdf5`` or ``{desc}_query_local.hdf5``; not checked to exist."""
     return Path(directory) / dataset / f"{desc}_{SPLIT_FILES[split]}_local.hdf5"
 
 
@@ -113,6 +115,8 @@ def convert_rows(
 
 
 def nn_file(directory: str | Path, dataset: str, name: str) -> Path:
+    """The path ``{directory}/{dataset}/{name}`` of an AMES nearest-neighbour file (``nn_*.pkl``, read by
+    :func:`read_nn`); not checked to exist."""
     return Path(directory) / dataset / name
 
 

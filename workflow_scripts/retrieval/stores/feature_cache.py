@@ -48,6 +48,9 @@ HASH_BLOCK = 1 << 20
 
 
 class CacheError(ValueError):
+    """A feature cache that cannot be used as it is, the message naming the file: an unreadable or malformed pack
+    sidecar, or an image that changed between the plan and its pack job."""
+
     pass
 
 
@@ -65,6 +68,8 @@ def extraction_key(backbone: str, backbone_config: dict[str, Any], decoder: str,
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest (64 characters) of a file's bytes, read in blocks of ``HASH_BLOCK`` (1 MiB): the hash in a
+    row's key. FileNotFoundError / OSError when the file cannot be read."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -75,6 +80,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def crop_key(c: Any) -> tuple[int, ...] | None:
+    """A query box as a hashable key: ``c`` ([x1, y1, x2, y2] in pixels, any sequence of numbers) as a tuple of ints
+    (each through ``int``, which truncates), None for None."""
     return None if c is None else tuple(int(v) for v in c)
 
 
@@ -88,6 +95,8 @@ def stat_of(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def missing_key(name: str) -> str:
+    """The key of a listed image that is not on disk (``on_bad_image: skip``), in place of its SHA-256:
+    ``missing:{name}``."""
     return f"missing:{name}"
 
 
@@ -106,6 +115,9 @@ class CacheIndex:
     by_stat: dict[tuple[str, int, int, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
 
     def add(self, pack: str, meta: dict[str, Any]) -> None:
+        """Index pack ``pack`` from its sidecar ``meta``: each row by key (SHA-256, box) and by stat key (name, size,
+        mtime_ns, box), and each stat key's SHA-256. A key already indexed keeps its earlier pack (load_index adds the
+        oldest first)."""
         self.packs[pack] = meta
         rows = meta["rows"]
         for i, (sha, crop) in enumerate(zip(rows["sha256"], rows["crop"])):
@@ -117,6 +129,9 @@ class CacheIndex:
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """A pack's sidecar (``{pack}.json``) as a dict. CacheError naming the file when it cannot be read or parsed, its
+    ``format`` is not ``PACK_FORMAT`` or it has no ``rows``, or its list columns in ``rows`` are not all of one
+    length."""
     try:
         meta = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -169,14 +184,18 @@ class Plan:
     n_renamed: int = 0
 
     def packs(self, split: str) -> list[str]:
+        """The packs (cached and new) the rows of ``split`` read from, sorted by id."""
         return sorted({p for p, _ in self.rows[split]})
 
     @property
     def n_new(self) -> int:
+        """The number of new items, over all new packs."""
         return sum(len(v) for v in self.new_packs.values())
 
 
 def entry_crop(entry: dict[str, Any], split: str) -> tuple[int, ...] | None:
+    """The box a list entry is extracted with: for a query, its ``crop`` as :func:`crop_key` (None without one); for any
+    other split None (database images are not cropped)."""
     return crop_key(entry.get("crop")) if split == "query" else None
 
 
@@ -256,6 +275,8 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
+    """A new pack's id: 16 hex characters of the SHA-1 of the extraction key ``xv`` and its items' (path, size,
+    mtime_ns, crop), so a plan made at DAG-build time and the job name the same pack."""
     return _stable_hash(
         {"extraction": xv, "items": [[i["path"], i["size"], i["mtime_ns"], i["crop"]] for i in items]}, 16
     )

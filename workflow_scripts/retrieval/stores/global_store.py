@@ -28,6 +28,9 @@ def block_rows(block: int, dim: int) -> int:
 
 
 def write_global(path: str | Path, x: np.ndarray, **attrs: Any) -> None:
+    """Write global descriptors ``x`` (N, D), as float32, to dataset ``descriptors`` of a new file at ``path``
+    (atomically), with attributes ``schema_version``, ``kind = "global"``, ``dim`` and ``attrs``. Nothing is checked: an
+    array that is not 2-D is written as it is, with ``dim`` 0."""
     x = np.asarray(x, np.float32)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("descriptors", data=x)
@@ -110,6 +113,9 @@ class BlockReader:
         return x
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The rows ``ids`` (any shape, repeats allowed) as ``ids.shape + (D,)`` float32, through
+        :func:`read_global_rows` (which opens the file at ``path`` again); ValueError naming the file for rows beyond it
+        or non-finite values. Counted in ``seconds``; ``featureless`` is not updated."""
         t0 = time.perf_counter()
         x = read_global_rows(self.path, ids)
         self.seconds += time.perf_counter() - t0
@@ -164,6 +170,10 @@ def write_neighbours(
 
 
 def read_neighbours(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``ids`` (Nq, k) int32, ``sims`` (Nq, k) float32 and the attributes of a neighbours file
+    (:func:`write_neighbours`). ValueError naming the file when its ``kind`` is not ``neighbours`` or an id is outside
+    [0, ``n_db``); FileNotFoundError / ValueError from :func:`~retrieval.runtime.open_h5` for a missing or unreadable
+    file."""
     path = Path(path)
     with open_h5(path) as f:
         if f.attrs.get("kind") != "neighbours":

@@ -34,6 +34,11 @@ def find_import(import_dir: str | Path, dataset: str, split: str) -> Path:
 
 
 def read_import(path: str | Path, split: str) -> np.ndarray:
+    """Global descriptors of one split from an imported file (:func:`find_import`): ``.npy``; ``.h5`` / ``.hdf5`` (the
+    first of the datasets ``descriptors``, ``global``, ``features``); revisitop's ``.mat`` (``Q`` when ``split`` is
+    ``query``, else ``X``, one image per column; MATLAB v7.3 files through h5py). Returns (N, D) float32, every non-zero
+    row L2-normalised (all-zero rows stay zero). KeyError naming the file for a missing dataset or variable; ValueError
+    naming it for another suffix, an array that is not 2-D, or NaN / infinite values."""
     path = Path(path)
     if path.suffix == ".npy":
         x = np.load(path, allow_pickle=False)

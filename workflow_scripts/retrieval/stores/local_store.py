@@ -40,6 +40,10 @@ COUNT_FILL = -1  # a virtual 'count' reading -1 means a source was missing
 
 
 class StoreError(ValueError):
+    """A local-descriptor file or chunk set that cannot be used, the message naming the file: another kind or schema
+    version, missing datasets, missing or unreadable chunks and sources, row counts that do not agree, a row with more
+    than K descriptors."""
+
     pass
 
 

@@ -10,6 +10,10 @@ from torch import nn
 
 
 class Detector(nn.Module):
+    """AMES's local-feature detector (the official ``SpatialAttention2d``) on a (B, ``dim``, H, W) map: 1x1 ``conv1`` +
+    ``bn`` give the descriptors, ReLU -> 1x1 ``conv2`` -> Softplus their weights; loads the ``conv1.*``, ``bn.*``,
+    ``conv2.*`` weights of ``dinov2_detector.pt`` / ``cvnet_detector.pt``."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.conv1 = nn.Conv2d(dim, dim, 1)

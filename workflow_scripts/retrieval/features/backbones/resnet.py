@@ -39,6 +39,11 @@ RF = {"stride": 16, "size": 291, "padding": 145}  # the conv4 receptive field (C
 
 
 class Bottleneck(nn.Module):
+    """A ResNet bottleneck with torchvision's names: 1x1 ``conv1`` to ``w_b`` channels, 3x3 ``conv2`` (carrying the
+    ``stride``), 1x1 ``conv3`` to ``4 * w_b``, each followed by its BatchNorm, and a ``downsample`` projection (a 1x1
+    conv and a BatchNorm) when the stride or the width changes. No ``forward``: :meth:`forward_pre` gives the output
+    before the final ReLU."""
+
     def __init__(self, w_in: int, w_b: int, stride: int):
         super().__init__()
         w_out = 4 * w_b
@@ -58,6 +63,12 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    """The ResNet-50/101 trunk (``depth``) with torchvision's names, used through :meth:`forward_features`
+    (no ``forward``): ``fc_dim`` adds an ``fc`` Linear(2048, ``fc_dim``) head (CVNet's global head; None: none),
+    ``relup_alpha`` puts SuperGlobal's ReLU+ on stages 1-3 of the global map (None: ReLU), ``width`` is the stem's (64;
+    smaller for tiny test models). ``local_dim`` / ``global_dim``: 1024 / 2048 at width 64. ValueError for a depth other
+    than 50 or 101."""
+
     def __init__(self, depth: int = 101, fc_dim: int | None = None, relup_alpha: float | None = None, width: int = 64):
         super().__init__()
         if depth not in DEPTHS:

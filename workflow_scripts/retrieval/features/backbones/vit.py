@@ -29,6 +29,11 @@ HUB_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_{arch}/dinov2_{arch}{reg
 
 @dataclass(frozen=True)
 class ViTConfig:
+    """A DINOv2 ViT (Oquab et al. 2023): ``variant`` one of vits14, vitb14, vitl14, vitg14; ``registers`` the register
+    tokens (4 in the ``_reg4`` models, Darcet et al. 2024; 0: none); ``img_size`` the side in pixels the position
+    embeddings were trained at (518: a 37 x 37 grid); ``embed_dim`` / ``depth`` / ``heads`` override the variant's (tiny
+    test models; None: the variant's)."""
+
     variant: str = "vitb14"
     registers: int = 4
     img_size: int = 518  # the size the position embeddings were trained at
@@ -38,6 +43,8 @@ class ViTConfig:
     heads: int | None = None
 
     def dims(self) -> tuple[int, int, int, bool]:
+        """(embed dim, depth, heads, SwiGLU) of the variant, overrides applied; ValueError naming the variant when it is
+        not in VARIANTS."""
         if self.variant not in VARIANTS:
             raise ValueError(f"dinov2 variant {self.variant!r}: one of {sorted(VARIANTS)}")
         d, n, h, swiglu = VARIANTS[self.variant]
@@ -45,24 +52,33 @@ class ViTConfig:
 
     @property
     def hub_url(self) -> str:
+        """The official pretrained checkpoint's URL,
+        ``dinov2_{variant}_reg4_pretrain.pth`` whenever ``registers`` is non-zero, ``dinov2_{variant}_pretrain.pth``
+        otherwise."""
         return HUB_URL.format(arch=self.variant, reg="_reg4" if self.registers else "")
 
 
 class LayerScale(nn.Module):
+    """DINOv2's LayerScale (``ls1`` / ``ls2``): a per-channel ``gamma`` (D,), initialised to 1."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., D): ``x * gamma``."""
         return x * self.gamma
 
 
 class Mlp(nn.Module):
+    """DINOv2's MLP: ``fc1`` (D -> hidden), GELU, ``fc2`` (hidden -> D)."""
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D)."""
         return self.fc2(F.gelu(self.fc1(x)))
 
 
@@ -75,23 +91,31 @@ class SwiGLU(nn.Module):
         self.w12, self.w3 = nn.Linear(dim, 2 * hidden), nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D): ``w3(silu(a) * b)``, ``a`` and ``b`` the two halves of ``w12(x)``."""
         a, b = self.w12(x).chunk(2, dim=-1)
         return self.w3(F.silu(a) * b)
 
 
 class Attention(nn.Module):
+    """Multi-head self attention with DINOv2's names: a fused ``qkv`` projection, scaled dot-product attention over all
+    tokens (no mask) and the output ``proj``."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
 
 
 class Block(nn.Module):
+    """A pre-norm transformer block: ``x + ls1(attn(norm1(x)))``, then ``+ ls2(mlp(norm2(x)))``; LayerNorms with eps
+    1e-6, an MLP of hidden width 4 D (SwiGLU for ViT-g)."""
+
     def __init__(self, dim: int, heads: int, swiglu: bool):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
@@ -100,20 +124,28 @@ class Block(nn.Module):
         self.ls1, self.ls2 = LayerScale(dim), LayerScale(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D)."""
         x = x + self.ls1(self.attn(self.norm1(x)))
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
 class PatchEmbed(nn.Module):
+    """14 x 14 pixel patches to D-dim tokens: ``proj``, a Conv2d(3, D) of kernel and stride 14."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.proj = nn.Conv2d(3, dim, kernel_size=PATCH, stride=PATCH)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, (H // 14) * (W // 14), D) tokens, row-major over the patch grid."""
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class DinoV2(nn.Module):
+    """A DINOv2 ViT-S/B/L/g/14 (``cfg``: :class:`ViTConfig`) whose parameters are named as the official
+    ``dinov2_vit*14[_reg4]_pretrain.pth`` state dicts, used through :meth:`forward_features` (no ``forward``).
+    ``mask_token`` is held only so that those state dicts load with ``strict=True``: it is not used here."""
+
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         self.cfg = cfg

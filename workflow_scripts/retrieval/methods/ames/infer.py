@@ -75,6 +75,8 @@ class PreparedSide:
     m_acc: Tensor
 
     def take(self, idx: Tensor) -> PreparedSide:
+        """The state of the images ``idx`` selects (an int64 index or bool tensor over the N images), every field
+        indexed along its first dimension: with a repeated index, one row per pair."""
         return PreparedSide(*(t[idx] for t in (self.x, self.keep, self.cqkv, self.m_max, self.m_sum, self.m_acc)))
 
 

@@ -52,6 +52,7 @@ class AmesConfig:
     binarized: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dict of its fields (what :func:`save_checkpoint` stores under ``config``)."""
         return asdict(self)
 
 
@@ -68,9 +69,12 @@ class Binarization(nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
 
     def project(self, x: Tensor) -> Tensor:
+        """``x`` (..., D) descriptors -> (..., bits) projections before the sign: ``(normalise(x) - mean) @ W``."""
         return (F.normalize(x, p=2, dim=-1) - self.mean) @ self.W
 
     def forward(self, x: Tensor) -> Tensor:
+        """(..., D) descriptors -> (..., bits) codes in the projection's dtype: -1.0 / +1.0 in eval (+1 where the
+        projection is >= 0), ``erf(z / sqrt(2 sigma))`` in [-1, 1] while training."""
         z = self.project(x)
         if self.training:
             return torch.erf(z / math.sqrt(2 * self.sigma))
@@ -133,6 +137,11 @@ def _sdpa_float32(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = No
 
 
 class DecoderLayer(nn.Module):
+    """One AMES layer (Suma et al., ECCV 2024), named as the official checkpoints' ``decoder.layers.{i}``: post-norm
+    ``self_attn``, ``cross_attn`` (both ``d_model`` wide, ``nhead`` heads) and a ReLU feed-forward ``linear1`` ->
+    ``linear2`` of width ``dim_feedforward``, each with a residual and its LayerNorm (``norm1``-``norm3``); the
+    attention is computed per image block (``_block_attention``)."""
+
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, batch_first=True)
@@ -144,6 +153,8 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
 
     def feed_forward(self, x: Tensor) -> Tensor:
+        """``linear2(relu(linear1(x)))`` of (B, L, C) tokens, without the residual and the norm; the ReLU is in place
+        only when autograd is off (the same values either way)."""
         # in place only without autograd: linear1's output is a view of its 2-D product, and an in-place ReLU on a
         # view makes autograd's backward clear and copy the whole (B, L, dim_feedforward) tensor (about 6% of a
         # training step on the CPU); out of place the values and gradients are the same
@@ -157,6 +168,8 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
+    """AMES's ``num_layers`` :class:`DecoderLayer` in sequence (``decoder.layers`` of the official checkpoints)."""
+
     def __init__(self, cfg: AmesConfig):
         super().__init__()
         self.layers = nn.ModuleList(
@@ -164,6 +177,8 @@ class Decoder(nn.Module):
         )
 
     def forward(self, x: Tensor, n_q: int, q_keep: Tensor | None, d_keep: Tensor | None) -> Tensor:
+        """(B, 1+Q+T, C) tokens through every layer in turn: ``n_q`` query tokens follow the matching token; ``q_keep``
+        (B, Q) / ``d_keep`` (B, T) bool are True for real descriptors (both None: nothing padded)."""
         for layer in self.layers:
             x = layer(x, n_q, q_keep, d_keep)
         return x

@@ -35,6 +35,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """AMES training (config ``ames.train``; defaults as the official training of Suma et al., ECCV 2024, except the
+    additions that default to off): AdamW at ``lr`` and ``weight_decay`` with a cosine schedule over ``epochs`` (after
+    ``warmup_epochs`` of linear warmup; ``grad_clip`` on the gradient's global L2 norm, 0: off); batches of
+    ``batch_size`` images (``batch_size // 3`` triplets) from the top ``num_candidates`` neighbours of anchors with at
+    least ``min_pos`` positives and ``min_neg`` negatives there; descriptor counts drawn in [``min_desc``, ``q_desc``)
+    and [``min_desc``, ``db_desc``); ``beta``: the distillation weight; ``init``: ``default`` or ``mimetic`` (Trockman &
+    Kolter, ICML 2023, with the (alpha, beta) pairs ``mimetic_qk`` / ``mimetic_vo``); early stopping on a validation
+    split by ``patience`` / ``min_delta``, re-ranking its top ``validation_rerank``.
+
+    ValueError naming the ``ames.train`` key for a negative ``patience``, a negative or non-finite ``grad_clip``, a
+    ``validation_rerank`` below 1, an ``init`` other than default / mimetic, or a mimetic pair that is not two
+    numbers."""
+
     epochs: int = 15
     batch_size: int = 300  # images: batch_size // 3 triplets
     lr: float = 2e-4
@@ -75,6 +88,7 @@ class TrainConfig:
             object.__setattr__(self, key, value)
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dict of its fields (:func:`dataclasses.asdict`)."""
         return asdict(self)
 
 
