@@ -460,3 +460,18 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
             np.testing.assert_array_equal(f["ranks"][:], official)
         assert read_json(tmp_path / f"{method}.json")["query_pool"] == "max"
     assert result["timing"]["reads_seconds"] > 0 and result["n_db"] == len(x)
+
+
+def test_the_descriptor_sweep_names_a_truncated_shortlist(tmp_path):
+    """It took the shortlist's width for the database size: a knn.k shortlist failed deep in the metrics with
+    "indices outside 0..k-1" (a docstring pass found it)."""
+    from retrieval.benchmarks.descriptor_sweep import descriptor_sweep_stage  # noqa: PLC0415
+
+    ids = np.tile(np.arange(5), (2, 1))
+    write_neighbours(tmp_path / "knn.h5", ids, np.ones((2, 5), np.float32), n_db=12)
+    write_json(tmp_path / "gnd.json", {"gnd": [{"easy": [1], "hard": [], "junk": []}] * 2})
+    with pytest.raises(ValueError, match=r"knn\.h5: a shortlist of 5 of 12 images; .* need the full ranking"):
+        descriptor_sweep_stage(
+            {}, {}, "q.h5", "db.h5", tmp_path / "knn.h5", tmp_path / "gnd.json", "set", {}, [], [], 8, 4, "cpu",
+            tmp_path / "o.json", tmp_path / "o.png", tmp_path / "o.md", {},
+        )  # fmt: skip

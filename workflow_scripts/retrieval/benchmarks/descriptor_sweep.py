@@ -68,12 +68,17 @@ def descriptor_sweep_stage(
     ValueError naming the dataset without ground truth, and naming ``benchmark.descriptors.{sv,ames}`` for a count above
     the descriptors the database stores."""
 
-    ids, sims, _ = read_neighbours(knn_path)
+    ids, sims, attrs = read_neighbours(knn_path)
     gnd = read_json(gnd_path)
     if gnd is None:
         raise ValueError(f"{dataset}: the descriptor sweep needs ground truth ({gnd_path})")
     gnd = gnd["gnd"]
-    n_db = ids.shape[1]
+    n_db = int(attrs.get("n_db", ids.shape[1]))
+    if ids.shape[1] < n_db:  # the metrics rank every image: a truncated shortlist is refused here, naming it
+        raise ValueError(
+            f"{knn_path}: a shortlist of {ids.shape[1]} of {n_db} images; the descriptor sweep's revisitop metrics "
+            "need the full ranking (knn.k: 0, knn.search: exact)"
+        )
     base = evaluate_rankings(ids, gnd, n_db)["mAP"]
     rows: list[dict[str, Any]] = []
 
