@@ -83,3 +83,16 @@ def test_adapter_training_stops_when_the_held_out_loss_stops_falling():
     assert all(c["val_loss"] >= curves[best]["val_loss"] for c in curves[best + 1 :])
     _, all_curves, _ = train_adapter(gallery, gallery, anchors, SSPTrainConfig(**{**cfg.__dict__, "patience": 0}))
     assert len(all_curves) == 41 and all_curves[: len(curves)] == curves  # the same run, cut short
+
+
+def test_adapter_training_needs_an_image_on_each_side_of_the_hold_out():
+    """One image was all held out: no training step, and the mean of no losses (NaN) as the curve."""
+    rng = np.random.default_rng(6)
+    gallery = rng.normal(size=(40, 16)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    anchors = fit_pq_anchors(gallery, m=4, nbits=3, min_points_per_centroid=4)
+    cfg = SSPTrainConfig(epochs=2, batch_size=8, seed=0, val_fraction=0.9)
+    with pytest.raises(ValueError, match=r"SSP adapter: 1 training image\(s\); it needs at least 2"):
+        train_adapter(gallery[:1], gallery[:1], anchors, cfg)
+    _, curves, _ = train_adapter(gallery[:2], gallery[:2], anchors, cfg)  # 0.9 of 2 rounds to 2: one is kept to train
+    assert all(np.isfinite(c["train_loss"]) for c in curves[1:])

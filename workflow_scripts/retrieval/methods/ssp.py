@@ -119,12 +119,14 @@ def train_adapter(
     """SGD (Nesterov) with a linear warmup and cosine decay, lr scaled by batch/256 as SSP; the epoch with the lowest
     loss on a held-out fraction of the (unlabelled) training images is kept (epoch 0: the identity start). Training
     stops early after ``cfg.patience`` epochs without a lower held-out loss (the schedule stays that of
-    ``cfg.epochs``). Returns the model, per-epoch curves and the kept epoch."""
+    ``cfg.epochs``). Returns the model, per-epoch curves and the kept epoch. ValueError for fewer than 2 images."""
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     n, d = light.shape
+    if n < 2:
+        raise ValueError(f"SSP adapter: {n} training image(s); it needs at least 2 (one is held out to keep an epoch)")
     perm = torch.randperm(n, generator=g)
-    n_val = max(1, int(round(cfg.val_fraction * n)))
+    n_val = min(n - 1, max(1, int(round(cfg.val_fraction * n))))  # at least one image each side
     val, tr = perm[:n_val], perm[n_val:]
     xl, xg, a = torch.from_numpy(light).float(), torch.from_numpy(gallery).float(), torch.from_numpy(anchors).float()
     model = Adapter(d)
