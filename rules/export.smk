@@ -24,5 +24,13 @@ rule export_ames:
     params:
         desc=PLAN.export_desc(),
         version=lambda w: stable_hash({"local": PLAN.v_local(w.dataset), "knn": PLAN.v_knn(w.dataset)}),
+        input_versions=lambda w: {
+            "db": PLAN.v_local(w.dataset),
+            "query": PLAN.v_local(w.dataset),
+            "knn": PLAN.v_knn(w.dataset),
+            "lists": PLAN.v_lists(w.dataset),
+            "gnd": PLAN.v_lists(w.dataset),
+        },
+        preset=PRESET,
     script:
         "../workflow_scripts/export_ames.py"

@@ -17,4 +17,6 @@ export_ames(
     desc=snakemake.params.desc,
     version=snakemake.params.version,
     inputs={k: str(v) for k, v in snakemake.input.items()},
+    input_versions=snakemake.params.input_versions,
+    preset=snakemake.params.preset,
 )

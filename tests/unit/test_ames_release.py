@@ -1,6 +1,7 @@
 """AMES release files (flat, structured float16, structured packed bits) read into local-store rows."""
 
 import json
+import warnings
 
 import h5py
 import numpy as np
@@ -79,7 +80,9 @@ def test_nn_file_round_trip_and_validation(tmp_path):
     sims = -np.sort(-rng.random((3, 5)), axis=1).astype(np.float32)
     ids = np.stack([rng.permutation(7)[:5] for _ in range(3)])
     write_nn(tmp_path / "nn.pkl", ids, sims)
-    got_ids, got_sims = read_nn(tmp_path / "nn.pkl", 3, 7)
+    with warnings.catch_warnings():  # reading our own export warned "Detected pickle protocol 4" (a trial)
+        warnings.simplefilter("error")
+        got_ids, got_sims = read_nn(tmp_path / "nn.pkl", 3, 7)
     np.testing.assert_array_equal(got_ids, ids)
     np.testing.assert_allclose(got_sims, sims)
     # the released files store float64; ids as floats either way
@@ -137,3 +140,21 @@ def test_release_lists_give_sizes_without_the_images(tmp_path):
     (root / "test_gallery.txt").unlink()  # without sizes, a missing photo is an error naming it
     with pytest.raises(FileNotFoundError, match=r"a\.jpg"):
         build_image_lists(root, "roxford5k")
+
+
+def test_a_truncated_or_featureless_release_file_is_named(tmp_path):
+    """h5py's "truncated file: eof = ..." named no file (a researcher's trial with a cut copy)."""
+    rng = np.random.default_rng(2)
+    meta, desc, _ = _release(rng, n=40, k=64, d=64)
+    path = tmp_path / "sift_gallery_local.hdf5"
+    with h5py.File(path, "w") as f:
+        f["features"] = np.concatenate([meta, desc], axis=2)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for read in (lambda: n_rows(path), lambda: read_rows(path, 0, 3)):
+        with pytest.raises(ValueError, match=r"sift_gallery_local\.hdf5"):
+            read()
+    with h5py.File(tmp_path / "other.hdf5", "w") as f:
+        f["descriptors"] = np.zeros((2, 3))
+    for read in (lambda: n_rows(tmp_path / "other.hdf5"), lambda: read_rows(tmp_path / "other.hdf5", 0, 1)):
+        with pytest.raises(KeyError, match=r"other\.hdf5: no dataset 'features'"):
+            read()

@@ -154,8 +154,11 @@ def test_the_logits_stage_refuses_a_model_that_gives_nan_and_writes_nothing(tmp_
         tmp_path / "good.pt", local, tmp_path / "store.h5", tmp_path / "m.json", 8, "ames", "cpu", "v", {}, "cpu"
     )
     logits_stage(tmp_path / "good.pt", *args, 8, 8, 5, "none", 4, "cpu", "v", "float32")
-    pairs, logits, _ = read_logits(tmp_path / "logits.h5")
+    pairs, logits, attrs = read_logits(tmp_path / "logits.h5")
     assert sum(map(len, pairs)) == 35 and all(np.isfinite(lg).all() for lg in logits)
+    # the store's preparation, work once per database, reaches the evaluation's offline_seconds through the logits
+    with DbStore(tmp_path / "store.h5", model_digest(model), "tokens") as store:
+        assert store.seconds > 0 and attrs["store_seconds"] == store.seconds
     (tmp_path / "logits.h5").unlink()
     with torch.no_grad():  # a diverged training's weights: every logit NaN, and a NaN sorts anywhere in the fused score
         next(p for n, p in model.named_parameters() if "classifier" in n or n.endswith("weight")).fill_(float("nan"))

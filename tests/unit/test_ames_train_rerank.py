@@ -388,6 +388,12 @@ def test_grid_sweep_equals_evaluating_each_reranked_ranking(junk_mode):
                     want = evaluate_protocol_rankings(ranked, gnd, n_db)["mAP"]
                     assert sweep.mean_ap(lam, gamma, k, mu) == pytest.approx(want, abs=1e-4), (k, lam, gamma, mu)
     assert sweep.mean_ap(0.3, 2.0, 20, 0.3) != sweep.mean_ap(0.3, 2.0, 20, 0.0)  # the evidence is read
+    # junk_mode none: one shortlist, one re-ranked ranking shared by the protocols (it was re-ranked and stored three
+    # times, a researcher's trial); ames: one per protocol
+    shared_ev = {p: ev["M"] if sl[p] is sl["M"] else ev[p] for p in sl}  # as the stage builds it (_evidence)
+    for mu, evidence in ((0.0, None), (0.3, shared_ev)):
+        ranked = grid_rankings(sl, sm, pairs, logits, 0.3, 2.0, 20, mu, evidence)
+        assert (ranked["E"] is ranked["M"] is ranked["H"]) == (junk_mode == "none")
     # a truncated shortlist (knn.k 30): junk_mode ames moves the ignored images last *within* it, so an image both
     # positive and junk lands inside the re-ranked top (label 2), which the full shortlist above never shows
     short_ids, short_sims = ids[:, :30], sims[:, :30]

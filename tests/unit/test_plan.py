@@ -273,6 +273,18 @@ def test_paths_fill_the_rule_patterns():
         (lambda p: p.v_global("demo"), {"shortlist.source": "import", "shortlist.import_dir": ""}, "import_dir"),
         (lambda p: p.v_global("demo"), {"shortlist.source": "ames_nn", "shortlist.import_dir": ""}, "import_dir"),
         (lambda p: p.global_path("demo", "db"), {"shortlist.source": "ames_nn"}, "ames_nn"),
+        # a release folder without the training / validation splits' files: said what they are for and the way out
+        (
+            lambda p: p.v_global("demo-train"),
+            {"shortlist.source": "ames_nn", "shortlist.import_dir": "/nonexistent"},
+            "demo-train is training_split, whose shortlist AMES trains on: set ames.checkpoint.ames",
+        ),
+        (
+            lambda p: p.v_global("demo-val"),
+            {"shortlist.source": "ames_nn", "shortlist.import_dir": "/nonexistent"},
+            "or set ames.select: fixed",
+        ),
+        (lambda p: p.global_path("demo", "db"), {"shortlist.source": "ames_nn"}, "superglobal, lw, ssp and AMES"),
         (lambda p: p.shortlist_backbone(), {"shortlist.source": "backbone", "extract.backbone": "sift"}, "backbone"),
         (lambda p: p.v_anchors("demo"), {"shortlist.source": "asmk"}, "shortlist.source: vlad"),
         (

@@ -174,3 +174,15 @@ def test_the_precision_column_follows_evaluate_ks():
     assert precision_key({"global": r}) == "mP@10"
     assert precision_key({"global": {"metrics": None}}) is None
     assert "mP@" not in metrics_table({"global": {"metrics": {"mAP": {"E": 1.0, "M": 2.0, "H": 3.0}}}})
+
+
+def test_the_parameters_say_how_many_entries_were_re_ranked_when_the_shortlist_is_shorter():
+    """num_rerank 100 on an 85-image database re-ranks 85: the table said k=100 (a researcher's trial)."""
+    m = {"metrics": {"mAP": {"E": 1.0, "M": 2.0, "H": 3.0}}}
+    chosen = {"num_rerank": 100, "lambda": 0.5, "gamma": 0.2, "selected_on": "demo-val"}
+    short = metrics_table({"global": m, "ames": {**m, "chosen": {**chosen, "num_rerank_applied": 85}}})
+    assert "k=100 (85 re-ranked: the whole shortlist)" in short
+    full = metrics_table({"global": m, "ames": {**m, "chosen": {**chosen, "num_rerank_applied": 100}}})
+    assert "k=100, &lambda;=0.5" in full and "re-ranked" not in full
+    older = metrics_table({"global": m, "ames": {**m, "chosen": chosen}})  # a results file from before the key
+    assert "k=100, &lambda;=0.5" in older

@@ -424,6 +424,11 @@ def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tm
     assert sorted(outputs) == sorted(exported)  # (.snakemake_timestamp: Snakemake's mark on a directory output)
     for name, entry in outputs.items():
         assert entry["sha1"] == hashlib.sha1((folder / name).read_bytes()).hexdigest(), name
+    # and its inputs with their versions and the preset, as every manifest (they had paths only, preset null)
+    manifest = load_json(folder / "manifest.json")
+    assert manifest["preset"] == "tiny" and all("version" in e for e in manifest["inputs"].values())
+    assert manifest["inputs"]["knn"]["version"] == want["results/demo_global.json"]["versions"]["knn"]
+    assert "sha1" in manifest["inputs"]["knn"] and "sha1" not in manifest["inputs"]["db"]
     gt = load_ground_truth(folder / "gnd_demo.pkl")  # the restricted unpickler accepts it
     assert gt.n_db == n_db and gt.n_queries == n_q
 

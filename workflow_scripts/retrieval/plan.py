@@ -365,7 +365,19 @@ class Plan:
             )
         p = nn_file(sl["import_dir"], self.canonical(ds), sl["nn_file"])
         if not p.is_file():
-            raise PlanError(f"shortlist.source: ames_nn: {p} not found (shortlist.nn_file names it)")
+            why = ""
+            if self.canonical(ds) == self.canonical(self.train):
+                why = (
+                    f"; {ds} is training_split, whose shortlist AMES trains on: set ames.checkpoint.ames (and "
+                    f".ames_binary) to trained models, or give {ds}'s release files (results/export/ames/{ds} "
+                    "writes them)"
+                )
+            elif self.canonical(ds) == self.canonical(self.val):
+                why = (
+                    f"; {ds} is ames.validation_split, whose shortlist chooses the fusion point: give its release "
+                    f"files (results/export/ames/{ds} writes them), or set ames.select: fixed (the point ames.fixed)"
+                )
+            raise PlanError(f"shortlist.source: ames_nn: {p} not found (shortlist.nn_file names it){why}")
         return str(p)
 
     def _file_identity(self, p):
@@ -395,8 +407,8 @@ class Plan:
         if self.config["shortlist"]["source"] == "ames_nn":
             raise PlanError(
                 f"{ds}: this needs global descriptors, but shortlist.source: ames_nn imports only a shortlist; "
-                "global, sv, ames and ames_binary (with ames.checkpoint set) work from it, aqe, adba, "
-                "superglobal, whiten, ssp and AMES training need shortlist.source vlad, backbone or import"
+                "global, sv, asmk, ames and ames_binary (with ames.checkpoint set) work from it; aqe, adba, "
+                "superglobal, lw, ssp and AMES training need shortlist.source vlad, backbone or import"
             )
         if self.shortlist_backbone() is not None:
             return fill(GLOBAL_BACKBONE, dataset=ds, ver=self.v_global(ds), side=side)

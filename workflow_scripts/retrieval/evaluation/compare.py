@@ -113,7 +113,9 @@ def render_markdown(dataset: str, rows: list[dict[str, Any]], random_weights: bo
         "",
         f"{n['n_queries']} queries{also}, {n['n_db']} database images. Times are milliseconds per query on the machine "
         "that ran each rule (device: " + ", ".join(sorted({r["device"] for r in rows})) + "); the first stage is "
-        "the exact global search (asmk: its own inverted-file search of the query's local descriptors; building "
-        "the inverted file is its work once per database). Parameters of each method: its results JSON.",
+        "the search that made the shortlist, the knn file's (the exact global search by default, IVF-PQ's under "
+        "knn.search: ivfpq, 0 for a shortlist imported with shortlist.source: ames_nn; asmk: its own inverted-file "
+        "search of the query's local descriptors, building the inverted file its work once per database; ames: "
+        "preparing the database store, once per model). Parameters of each method: its results JSON.",
     ]
     return "\n".join(lines) + "\n"

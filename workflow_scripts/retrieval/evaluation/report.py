@@ -76,7 +76,14 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
         chosen = r.get("chosen")
         par = (
             (
-                f"k={chosen['num_rerank']}, &lambda;={chosen['lambda']}, &gamma;={chosen['gamma']}"
+                f"k={chosen['num_rerank']}"
+                # the entries actually re-ranked where the shortlist is shorter (a small database: all of it)
+                + (
+                    f" ({chosen['num_rerank_applied']} re-ranked: the whole shortlist)"
+                    if chosen.get("num_rerank_applied", chosen["num_rerank"]) < chosen["num_rerank"]
+                    else ""
+                )
+                + f", &lambda;={chosen['lambda']}, &gamma;={chosen['gamma']}"
                 + (f", &mu;={chosen['geometry_weight']} (sv inliers)" if "geometry_weight" in chosen else "")
                 + f" (chosen on {html.escape(str(chosen['selected_on']))})"
             )

@@ -354,4 +354,5 @@ def logits_stage(
         dtype=str(dtype).removeprefix("torch."),
         seconds=seconds,
         read_seconds=float(sum(read_seconds)),
+        store_seconds=store.seconds,  # preparing the database side, once (the ames_store job)
     )

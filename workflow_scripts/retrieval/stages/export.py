@@ -27,11 +27,14 @@ def export_ames(
     desc: str,
     version: str,
     inputs: dict[str, str],
+    input_versions: dict[str, str] | None = None,
+    preset: str | None = None,
 ) -> None:
     """This run's artifacts in the AMES release layout, one folder per dataset (``{data_root}/{dataset}/`` for
     AMES's code): ``{desc}_gallery_local.hdf5`` / ``{desc}_query_local.hdf5`` (structured float16), ``nn_{desc}.pkl``
     (torch tensor (2, Nq, K)), ``test_gallery.txt`` / ``test_query.txt`` (path, width, height) and, with ground
-    truth, ``gnd_{dataset}.pkl`` (revisitop's dict of lists and numpy arrays)."""
+    truth, ``gnd_{dataset}.pkl`` (revisitop's dict of lists and numpy arrays); ``manifest.json`` records the inputs
+    (``input_versions``; SHA-1s but for the local stores), the version and the ``preset``."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,8 +74,9 @@ def export_ames(
         with atomic_path(out / f"gnd_{dataset}.pkl") as tmp, open(tmp, "wb") as fh:
             pickle.dump(raw, fh, protocol=4)
         files[f"gnd_{dataset}.pkl"] = {"queries": len(raw["gnd"])}
-    m = Manifest("export_ames", version, {"dataset": dataset, "desc": desc}, None)
+    m = Manifest("export_ames", version, {"dataset": dataset, "desc": desc}, preset)
     for role, path in inputs.items():
-        m.add_input(role, path, checksum=False)
+        # the local stores (gigabytes at scale) by version only; the shortlist, lists and ground truth with SHA-1s
+        m.add_input(role, path, (input_versions or {}).get(role), checksum=role not in ("db", "query"))
     m.write(out / "manifest.json", outputs=[out / f for f in files], files=files)
     log.info("exported %s to %s: %s", dataset, out, ", ".join(files))

@@ -12,7 +12,8 @@ encode and decode) is ``methods/ames/payload.py``.
 ================  ====================  ===========================================================
 
 Attributes: ``kind = "ames_db"``, ``method``, ``K``, ``bits`` / ``model_dim``, ``model_digest`` (of the model's
-weights, checked against the model that reads it), ``bytes_per_image`` (payload + count). One image per HDF5 chunk,
+weights, checked against the model that reads it), ``bytes_per_image`` (payload + count), ``seconds`` (the time
+spent preparing it: work done once per database and model, which the evaluation reports as such). One image per HDF5 chunk,
 so re-ranking reads only the shortlisted rows (sorted, in blocks). A binary code is 16 bytes per descriptor for 128
 bits: 600 descriptors are 9.6 KB per image; the full-precision tokens are 256 bytes per descriptor.
 
@@ -25,6 +26,7 @@ their logits, NaN padding. Attributes: ``kind = "ames_logits"``, the settings th
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -56,6 +58,7 @@ def write_db_store(
     descriptor is NaN or infinite."""
     if payload not in ("codes", "tokens"):
         raise ValueError(f"AMES store payload {payload!r}: 'codes' or 'tokens'")
+    t0 = time.perf_counter()
     n = local["count"].shape[0]
     k = min(k, local["descriptors"].shape[1])
     dtype = np.uint8 if payload == "codes" else np.float16
@@ -84,6 +87,7 @@ def write_db_store(
                 "bits" if payload == "codes" else "model_dim": width * 8 if payload == "codes" else width,
                 "model_digest": model_digest,
                 "bytes_per_image": per_image,
+                "seconds": round(time.perf_counter() - t0, 3),  # the work done once per database and model
             }
         )
     return {"n": n, "K": k, "bytes_per_image": per_image, "payload": payload}
@@ -112,6 +116,7 @@ class DbStore:
             self.f.close()
             raise
         self.payload, self.K = payload, int(self.f.attrs["K"])
+        self.seconds = float(self.f.attrs.get("seconds", 0.0))  # 0 in a store written before it was recorded
 
     def read(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The payload of ``rows`` (sorted and unique: ValueError otherwise) cut to the first ``min(k, K)`` descriptors,

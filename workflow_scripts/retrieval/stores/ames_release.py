@@ -11,8 +11,9 @@ Metadata columns: x, y (DINOv2: patch centre as a fraction of the image size; CV
 mask (1 = padding, the only column the model reads), detector weight. Rows are in the order of the dataset's image
 lists (``test_gallery.txt`` / ``test_query.txt``, the order of revisitop's ``imlist`` / ``qimlist``). Padded rows
 must have zero-norm descriptors: a file whose padding carries descriptors has its mask column inverted or is
-corrupt, and is refused. Positions become pixels of the full image (``positions: auto`` treats values within
-[0, 1] as fractions), so ``sv`` can use them too; valid descriptors are kept strongest weight first.
+corrupt, and is refused. Positions become pixels of the full image (``positions: auto`` treats an image's positions
+as fractions when all lie within [-1, 1]), so ``sv`` can use them too; valid descriptors are kept strongest weight
+first.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from retrieval.runtime import atomic_path
+from retrieval.runtime import atomic_path, open_h5
 
 SPLIT_FILES = {"db": "gallery", "query": "query"}
 
@@ -41,10 +43,8 @@ def read_rows(path: str | Path, start: int, stop: int) -> tuple[np.ndarray, np.n
     """Metadata (n, K, 5) float32 and descriptors (n, K, D) float32 of rows [start, stop), and whether they were
     packed bits (whose zero padding unpacks to -1s, so it cannot be checked for zero norm)."""
     path = Path(path)
-    with h5py.File(path, "r") as f:
-        if "features" not in f:
-            raise KeyError(f"{path}: no dataset 'features' (AMES local-descriptor files hold one)")
-        d = f["features"]
+    with open_h5(path) as f:  # a truncated or non-HDF5 file is named (h5py's own error names none)
+        d = _features(path, f)
         block = d[start:stop]
     if block.dtype.names:
         if not {"metadata", "descriptor"} <= set(block.dtype.names):
@@ -61,10 +61,18 @@ def read_rows(path: str | Path, start: int, stop: int) -> tuple[np.ndarray, np.n
     return block[..., :5].astype(np.float32), block[..., 5:].astype(np.float32), False
 
 
+def _features(path: Path, f: Any) -> Any:
+    """The ``features`` dataset of an open release file; KeyError naming the file when it has none."""
+    if "features" not in f:
+        raise KeyError(f"{path}: no dataset 'features' (AMES local-descriptor files hold one)")
+    return f["features"]
+
+
 def n_rows(path: str | Path) -> tuple[int, int, int]:
-    """(N, K, D) of a release file."""
-    with h5py.File(path, "r") as f:
-        d = f["features"]
+    """(N, K, D) of a release file. FileNotFoundError / ValueError naming a missing or unreadable (truncated, not
+    HDF5) file, KeyError naming one without ``features``."""
+    with open_h5(path) as f:
+        d = _features(Path(path), f)
         if d.dtype.names:
             k, dim = d.dtype["descriptor"].shape
             return d.shape[0], k, dim * 8 if d.dtype["descriptor"].base == np.uint8 else dim
@@ -131,7 +139,9 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
     if not path.is_file():
         raise FileNotFoundError(f"nn file not found: {path}")
     try:
-        t = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle (AMES's, or this workflow's export) is not torch's zip format
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*", category=UserWarning)
+            t = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         try:  # AMES writes them with pickle.dump and reads them with pickle.load (src/utils/utils.py: pickle_load)
             with open(path, "rb") as fh:
