@@ -299,6 +299,17 @@ def duplicate_keys(configfiles: Sequence[str | Path]) -> str:
     )
 
 
+def _loaded(configfiles: Sequence[str | Path]) -> list[tuple[str, Any]]:
+    """(path, content) of every readable --configfile, in order (unreadable ones were refused before)."""
+    files = []
+    for f in configfiles:
+        try:
+            files.append((str(f), yaml.safe_load(Path(f).read_text())))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+    return files
+
+
 def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles: Sequence[str | Path] = ()) -> str:
     """Every schema violation of ``config``, one line each (an unknown key with the closest allowed names), under
     a header that says where the configuration comes from; ``""`` when there is none. ``configfiles`` (the
@@ -310,12 +321,7 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
     lines += non_finite(config)
     if not lines:
         return ""
-    files = []
-    for f in configfiles:
-        try:
-            files.append((str(f), yaml.safe_load(Path(f).read_text())))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            continue
+    files = _loaded(configfiles)
     lines = [_holder(ln, config, files) for ln in lines]
     named = [str(f) for f in configfiles if _is_results_json(f)]
     if (
@@ -338,17 +344,6 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
 # Keys that moved, older dotted name -> current one. The older name is still read (the schema keeps it, without a
 # default), so a configuration written for an earlier revision runs as it did.
 MOVED_KEYS = {"ames.bootstrap": "evaluate.bootstrap"}
-
-
-def _loaded(configfiles: Sequence[str | Path]) -> list[tuple[str, Any]]:
-    """(path, content) of every readable --configfile, in order (unreadable ones were refused before)."""
-    files = []
-    for f in configfiles:
-        try:
-            files.append((str(f), yaml.safe_load(Path(f).read_text())))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            continue
-    return files
 
 
 def apply_moved_keys(
