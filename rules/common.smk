@@ -637,9 +637,16 @@ def _read_or_build_lists(ds):
         )
     except (OSError, ValueError) as e:
         # said once, while the DAG is built; the jobs that do not need the lists (the database side) still run
+        apart = PLAN.database_apart(ds)  # a plain folder or gnd.csv: its database is listed by database_list
         logger.warning(
-            f"{ds}: the image lists cannot be built, and image_lists (the queries' side: evaluations, query "
-            f"extraction) will stop on this; the database side and searches against it do not need them: {e}"
+            f"{ds}: the image lists cannot be built, and image_lists will stop on this"
+            + (
+                " (the queries' side: evaluations, query extraction; the database side and searches against it do "
+                "not need them)"
+                if apart
+                else ""
+            )
+            + f": {e}"
         )
         return None
     return lists

@@ -303,6 +303,15 @@ def test_the_older_bootstrap_key_is_read_as_evaluate_bootstrap_and_keeps_the_ver
     assert f"which {newer} gives later: evaluate.bootstrap: 10000 is used" in line
     with pytest.raises(ValueError, match=r"one\.yaml: gives both ames.bootstrap: 500 and evaluate.bootstrap: 300"):
         apply_moved_keys(merged(one), DEFAULT, [one])
+    # --config is the latest of all (through Snakemake's API; nested --config values stay text on the command line)
+    config = merged(mine)
+    config["evaluate"]["bootstrap"] = 700  # set by --config: no file sets it
+    (line,) = apply_moved_keys(config, DEFAULT, [mine])
+    assert config["evaluate"]["bootstrap"] == 700 and "which --config gives later" in line
+    config = copy.deepcopy(DEFAULT)
+    config["ames"]["bootstrap"], config["evaluate"]["bootstrap"] = 500, 700  # both by --config
+    with pytest.raises(ValueError, match=r"--config: gives both ames.bootstrap: 500 and evaluate.bootstrap: 700"):
+        apply_moved_keys(config, DEFAULT, [])
     same = tmp_path / "same.yaml"
     same.write_text("ames: {bootstrap: 500}\nevaluate: {bootstrap: 500}\n")
     config = merged(same)

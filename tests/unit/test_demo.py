@@ -188,15 +188,17 @@ def test_generated_bytes_are_those_of_the_per_pixel_generator(tmp_path):
     assert h.hexdigest() == RENDER_DIGEST, "render / make_background changed their output (see TINY_DIGEST's comment)"
 
 
-def test_an_interrupted_generation_leaves_no_part_folder_and_older_ones_are_removed(tmp_path, monkeypatch):
-    """Ctrl-C during demo_data left results/demo_data/{v}.part (a new user's trial), removed only when the same version
-    ran again; a changed demo configuration left it there for good."""
+def test_an_interrupted_generation_leaves_no_part_folder_and_another_versions_is_left_alone(tmp_path, monkeypatch):
+    """Ctrl-C during demo_data left results/demo_data/{v}.part (a new user's trial); another version's ``.part`` may be
+    another run's, being written (Snakemake locks only the files a run writes): it stays."""
     from retrieval.stages import lists as lists_stage  # noqa: PLC0415
 
     root = tmp_path / "demo_data"
-    (root / "0ld0ld00.part" / "demo" / "jpg").mkdir(parents=True)  # another version's, interrupted earlier
+    (root / "0ld0ld00.part" / "demo" / "jpg").mkdir(parents=True)  # another version's, maybe another run's
+    (root / "abcd1234.part" / "demo").mkdir(parents=True)  # this version's, left by a run killed outright
 
     def interrupted(out, cfg, workers):
+        assert not Path(out).exists()  # this version's leftover was removed first
         (Path(out) / "demo-train" / "jpg").mkdir(parents=True)
         (Path(out) / "demo-train" / "jpg" / "a.jpg").write_bytes(b"partial")
         raise KeyboardInterrupt
@@ -204,13 +206,13 @@ def test_an_interrupted_generation_leaves_no_part_folder_and_older_ones_are_remo
     monkeypatch.setattr(lists_stage, "generate_demo", interrupted)
     with pytest.raises(KeyboardInterrupt):
         lists_stage.make_demo(root / "abcd1234", {}, "abcd1234", "tiny")
-    assert sorted(p.name for p in root.iterdir()) == []
+    assert sorted(p.name for p in root.iterdir()) == ["0ld0ld00.part"]
 
     def whole(out, cfg, workers):
         (Path(out) / "demo").mkdir(parents=True)
         return {"images": 0}
 
-    (root / "0ld0ld00.part").mkdir()
     monkeypatch.setattr(lists_stage, "generate_demo", whole)
     lists_stage.make_demo(root / "abcd1234", {}, "abcd1234", "tiny")
-    assert sorted(p.name for p in root.iterdir()) == ["abcd1234"] and (root / "abcd1234" / "manifest.json").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["0ld0ld00.part", "abcd1234"]
+    assert (root / "abcd1234" / "manifest.json").is_file()

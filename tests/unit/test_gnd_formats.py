@@ -138,7 +138,7 @@ def test_csv_image_list_restricts_the_database(tmp_path):
         (
             "queries/Q1.jpg,jpg/SC_03.jpg,easy\n",
             r"gnd\.csv:1: header \['queries/Q1\.jpg', 'jpg/SC_03\.jpg', 'easy'\] lacks column\(s\) \['query', 'positive'\]"
-            r".*reads as a row of data: add the header line query,positive above it",
+            r".*reads as a row of data: add the header line query,positive,kind above it",
         ),
         ("query,positive,knid\nqueries/q1.jpg,jpg/a.jpg,easy\n", r"gnd\.csv:1: unknown column\(s\) \['knid'\]"),
         (

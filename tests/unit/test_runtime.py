@@ -229,3 +229,16 @@ def test_open_h5_names_a_truncated_file_and_how_to_make_it_again(tmp_path):
         open_h5(path)
     with pytest.raises(FileNotFoundError, match="gone.h5"):
         open_h5(tmp_path / "gone.h5")
+
+
+def test_read_json_names_the_file_for_invalid_json_and_for_text_that_is_not_utf8(tmp_path):
+    from retrieval.runtime import read_json  # noqa: PLC0415
+
+    (tmp_path / "a.json").write_text('{"k": 1,}')
+    with pytest.raises(ValueError, match=r"a\.json: not valid JSON"):
+        read_json(tmp_path / "a.json")
+    (tmp_path / "b.json").write_bytes('{"k": "caf\u00e9"}'.encode("latin-1"))  # a bare UnicodeDecodeError before
+    with pytest.raises(ValueError, match=r"b\.json: not UTF-8 text"):
+        read_json(tmp_path / "b.json")
+    (tmp_path / "c.json").write_text('{"k": "café"}', encoding="utf-8")
+    assert read_json(tmp_path / "c.json") == {"k": "café"}

@@ -85,5 +85,5 @@ def test_rotated_query_and_images_without_features(tiny_run, tmp_path):
     strict = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}", "on_bad_image=error")
     out = snakemake(wd, "results/photos_global.json", *strict, check=False)
     text = out.stdout + out.stderr
-    assert out.returncode != 0 and text.count("the image lists cannot be built, and image_lists (the queries") == 1
+    assert out.returncode != 0 and text.count("the image lists cannot be built, and image_lists will stop on this") == 1
     assert "1 unreadable image(s)" in text and "unreadable.jpg: cannot decode" in text

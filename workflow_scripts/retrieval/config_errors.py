@@ -373,18 +373,22 @@ def apply_moved_keys(
         for part in new_parents:
             target = target.setdefault(part, {})
         given = target.get(new_leaf, _at(defaults, new))
+        # a key no file sets came from --config (the latest), or, for the current key at its default, from nowhere
         i_old = last_setter(old)
-        i_old = len(files) if i_old < 0 else i_old  # not in a file: --config
+        i_old = len(files) if i_old < 0 else i_old
         i_new = last_setter(new)
+        if i_new < 0 and not _same(given, _at(defaults, new)):
+            i_new = len(files)
         where_old = f" [in {files[i_old][0]}]" if i_old < len(files) else ""
         if i_new == i_old and not _same(given, value):
             raise ValueError(
-                f"{files[i_old][0]}: gives both {old}: {_short(value)} and {new}: {_short(given)}; {old} is the older "
+                f"{files[i_old][0] if i_old < len(files) else '--config'}: gives both {old}: {_short(value)} and {new}: {_short(given)}; {old} is the older "
                 f"name of {new}: give {new} only"
             )
         if i_new > i_old:  # the current key, given later, wins
             lines.append(
-                f"{old}: {_short(value)}{where_old} is the older name of {new}, which {files[i_new][0]} gives later: "
+                f"{old}: {_short(value)}{where_old} is the older name of {new}, which "
+                f"{files[i_new][0] if i_new < len(files) else '--config'} gives later: "
                 f"{new}: {_short(given)} is used (write {new} only)"
             )
             continue

@@ -369,13 +369,15 @@ class Plan:
             if self.canonical(ds) == self.canonical(self.train):
                 why = (
                     f"; {ds} is training_split, whose shortlist AMES trains on: set ames.checkpoint.ames (and "
-                    f".ames_binary) to trained models, or give {ds}'s release files (results/export/ames/{ds} "
-                    "writes them)"
+                    f".ames_binary) to trained models, or give {ds}'s release files (results/export/ames/{ds}, run "
+                    "under shortlist.source vlad or backbone, writes them as nn_{backbone}.pkl: name it in "
+                    "shortlist.nn_file)"
                 )
             elif self.canonical(ds) == self.canonical(self.val):
                 why = (
                     f"; {ds} is ames.validation_split, whose shortlist chooses the fusion point: give its release "
-                    f"files (results/export/ames/{ds} writes them), or set ames.select: fixed (the point ames.fixed)"
+                    f"files (results/export/ames/{ds}, run under shortlist.source vlad or backbone, writes them as "
+                    "nn_{backbone}.pkl), or set ames.select: fixed (the point ames.fixed)"
                 )
             raise PlanError(f"shortlist.source: ames_nn: {p} not found (shortlist.nn_file names it){why}")
         return str(p)

@@ -239,12 +239,14 @@ def _json_default(o: Any) -> Any:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """The JSON value in ``path``; ValueError naming the file for invalid JSON, FileNotFoundError / OSError when it
-    cannot be read."""
+    """The JSON value in ``path``; ValueError naming the file for invalid JSON or text that is not UTF-8,
+    FileNotFoundError / OSError when it cannot be read."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text, so not JSON ({e})") from e
 
 
 def read_utf8(path: str | os.PathLike) -> str:

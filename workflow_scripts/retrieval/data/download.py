@@ -221,7 +221,7 @@ def verify_listed(target: Path, list_name: str, n_db: int) -> dict[str, int]:
 def verify_dataset(target: Path, name: str, n_db: int, n_queries: int) -> dict[str, int]:
     """Check a revisitop dataset under ``target``: ``gnd_{name}.pkl`` lists ``n_db`` database and ``n_queries`` query
     images, each present under ``jpg/`` and decodable (Pillow's verify). Returns {db, queries, exif_orientation_not_1:
-    the images whose EXIF orientation is not 1 (beyond 20: their count and the first 20)}. ValueError naming ``target``
+    the images whose EXIF orientation is not 1 (all of them; the log names the first 20)}. ValueError naming ``target``
     for other counts or missing / undecodable images; load_ground_truth's errors for the pickle."""
 
     gt = load_ground_truth(target / f"gnd_{name}.pkl")

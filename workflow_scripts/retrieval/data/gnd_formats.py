@@ -146,7 +146,8 @@ def _rows(
                 + (f"[,{','.join(optional)}]" if optional else "")
                 + (f" (columns are separated by commas, this line by {seps[0]!r})" if seps else "")
                 + (
-                    f" (this line reads as a row of data: add the header line {','.join(required)} above it)"
+                    " (this line reads as a row of data: add the header line "
+                    f"{','.join((required + optional)[: max(len(required), len(header))])} above it)"
                     if data
                     else ""
                 )

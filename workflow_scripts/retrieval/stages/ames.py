@@ -338,7 +338,7 @@ def logits_stage(
     if bad:  # a NaN sorts to an arbitrary place in the fused score: the re-ranked order would be meaningless
         raise ValueError(
             f"{model_path}: the model gives {bad} non-finite logit(s) of {sum(len(p) for p in pairs)} pairs (NaN or "
-            f"infinite weights, or a diverged training; the descriptors were checked finite); nothing was written to "
+            f"infinite weights, or a diverged training; the descriptors are checked finite by stores written since 2026-12-02); nothing was written to "
             f"{out_path}"
         )
     write_logits(

@@ -18,14 +18,13 @@ log = logging.getLogger(__name__)
 
 def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, preset: str, workers: int = 1) -> None:
     """The demo's splits generated into ``out_dir`` (``results/demo_data/{version}``), written under
-    ``{version}.part`` and renamed when whole. A ``.part`` folder an interrupted run left (of any version: Snakemake
-    locks the working directory, so no other run is writing one) is removed first, and this job's own when it fails
-    or is interrupted."""
+    ``{version}.part`` and renamed when whole. This version's ``.part`` that an earlier run left (killed outright)
+    is removed first, and this job's own when it fails or is interrupted (Ctrl-C). Other versions' are left alone:
+    another run in the same directory may be writing one (Snakemake locks only the files a run writes)."""
     out_dir = Path(out_dir)
     m = Manifest("demo_data", version, demo_config, preset)
     tmp = out_dir.with_name(out_dir.name + ".part")
-    for stale in out_dir.parent.glob("*.part"):
-        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
         summary = generate_demo(tmp, DemoConfig.from_dict(demo_config), workers)
     except BaseException:  # KeyboardInterrupt and SystemExit included

@@ -43,7 +43,7 @@ def read_rows(path: str | Path, start: int, stop: int) -> tuple[np.ndarray, np.n
     """Metadata (n, K, 5) float32 and descriptors (n, K, D) float32 of rows [start, stop), and whether they were
     packed bits (whose zero padding unpacks to -1s, so it cannot be checked for zero norm)."""
     path = Path(path)
-    with open_h5(path) as f:  # a truncated or non-HDF5 file is named (h5py's own error names none)
+    with _open_release(path) as f:  # a truncated or non-HDF5 file is named (h5py's own error names none)
         d = _features(path, f)
         block = d[start:stop]
     if block.dtype.names:
@@ -61,6 +61,19 @@ def read_rows(path: str | Path, start: int, stop: int) -> tuple[np.ndarray, np.n
     return block[..., :5].astype(np.float32), block[..., 5:].astype(np.float32), False
 
 
+def _open_release(path: str | Path) -> Any:
+    """A release file opened read-only; ValueError naming an unreadable one (no rule writes it: copy or export it
+    again)."""
+    try:
+        return open_h5(path)
+    except ValueError as e:
+        cause = e.__cause__ or e
+        raise ValueError(
+            f"{path}: unreadable HDF5 file (truncated, or not HDF5: {cause}); copy the release file again, or "
+            "export it again (results/export/ames/{dataset})"
+        ) from e
+
+
 def _features(path: Path, f: Any) -> Any:
     """The ``features`` dataset of an open release file; KeyError naming the file when it has none."""
     if "features" not in f:
@@ -71,7 +84,7 @@ def _features(path: Path, f: Any) -> Any:
 def n_rows(path: str | Path) -> tuple[int, int, int]:
     """(N, K, D) of a release file. FileNotFoundError / ValueError naming a missing or unreadable (truncated, not
     HDF5) file, KeyError naming one without ``features``."""
-    with open_h5(path) as f:
+    with _open_release(path) as f:
         d = _features(Path(path), f)
         if d.dtype.names:
             k, dim = d.dtype["descriptor"].shape

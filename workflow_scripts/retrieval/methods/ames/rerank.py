@@ -240,13 +240,13 @@ def grid_rankings(
     evidence: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """The re-ranked ranking of each protocol at one grid point (``evidence``: per protocol, aligned with its
-    shortlist). Protocols that share a shortlist and its evidence (``junk_mode: none``) share one ranking, the same
+    shortlist). Protocols that share a shortlist, its similarities and evidence (``junk_mode: none``) share one ranking, the same
     array, re-ranked once (the writers store it once)."""
     out: dict[str, np.ndarray] = {}
     done: dict[tuple[int, int], np.ndarray] = {}
     for p in PROTOCOLS:
         ev = None if evidence is None else evidence[p]
-        key = (id(shortlists[p]), id(ev))
+        key = (id(shortlists[p]), id(sims[p]), id(ev))
         if key not in done:
             done[key] = rerank(
                 shortlists[p], sims[p], lookup_logits(pairs, logits, shortlists[p], k), lam, gamma, k, mu, ev
