@@ -233,6 +233,28 @@ def test_distillation_uses_the_teacher():
     assert curves0[0]["loss"] < curves[0]["loss"]  # beta x MSE is part of the loss
 
 
+def test_training_and_distillation_take_stores_with_fewer_descriptors_than_drawn():
+    # extraction kept 12 descriptors per image; the schedule draws up to 40 (as at re-ranking, capped by the store)
+    data = tiny_training_data()
+    long = TrainConfig(**{**TCFG.to_dict(), "q_desc": 40, "db_desc": 40, "min_desc": 20, "epochs": 1})
+    teacher, curves = train_ames(*data, CFG, long)
+    assert np.isfinite(curves[0]["loss"])
+    itq = fit_itq(data[0].reshape(-1, 16).astype(np.float32), bits=16, n_iter=5)
+    bcfg = AmesConfig(**{**CFG.to_dict(), "binarized": True})
+    _, distilled = train_ames(*data, bcfg, long, teacher=teacher, init_itq=itq)
+    assert distilled[0]["distill_mse"] > 0
+    # a store as long as the drawn counts trains the same model: the cap changes nothing there
+    same, _ = train_ames(*data, CFG, TrainConfig(**{**TCFG.to_dict(), "q_desc": 12, "db_desc": 12}))
+    again, _ = train_ames(*data, CFG, TCFG)
+    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), again.state_dict().values()))
+
+
+@pytest.mark.parametrize("key", ["q_desc", "db_desc"])
+def test_descriptor_counts_must_leave_room_to_draw(key):
+    with pytest.raises(ValueError, match=f"ames.train.{key}: expected more than ames.train.min_desc"):
+        TrainConfig(**{**TCFG.to_dict(), key: TCFG.min_desc})
+
+
 def test_fusion_hand_example():
     shortlist = np.array([[5, 3, 9, 1]])
     g = np.array([[0.9, 0.8, 0.7, 0.6]], np.float32)

@@ -802,10 +802,23 @@ class Plan:
         p = self.config["ames"].get("precision", "auto")
         return {} if p == "auto" else {"precision": p}
 
+    @staticmethod
+    def _check_desc_range(train, where):
+        """PlanError unless each step's descriptor counts can be drawn: ``min_desc`` below ``q_desc`` and ``db_desc``
+        (the training draws them in [min_desc, q_desc) and [min_desc, db_desc); TrainConfig checks it too, this
+        says so before the DAG runs). ``where`` names the configuration key that holds them."""
+        for key in ("q_desc", "db_desc"):
+            if train[key] <= train["min_desc"]:
+                raise PlanError(
+                    f"{where}.{key} ({train[key]}) must be more than {where}.min_desc ({train['min_desc']}): each "
+                    f"training step draws its descriptor count in [min_desc, {key})"
+                )
+
     def v_ames_model(self):
         a = self.config["ames"]
         if self.ames_checkpoint("ames"):
             return stable_hash({"checkpoint": self._file_identity(self.ames_checkpoint("ames"))})
+        self._check_desc_range(a["train"], "ames.train")
         key = {"local": self.v_local(self.train), "knn": self.v_knn_train(), "model": a["model"], "train": a["train"]}
         key.update(self._precision_key())
         val = self.train_validation()
@@ -826,6 +839,9 @@ class Plan:
     def v_ames_binary_model(self):
         if self.ames_checkpoint("ames_binary"):
             return stable_hash({"checkpoint": self._file_identity(self.ames_checkpoint("ames_binary"))})
+        distill = self.config["ames"]["distill"]
+        where = "ames.distill" if {"q_desc", "db_desc", "min_desc"} & set(distill) else "ames.train"
+        self._check_desc_range(self.distill_train_config(), where)
         key = {"teacher": self.v_ames_model(), "itq": self.v_itq(), "train": self.distill_train_config()}
         return stable_hash({**key, **self._precision_key()})
 

@@ -77,6 +77,14 @@ class TrainConfig:
             raise ValueError(f"ames.train.patience: expected >= 0, got {self.patience}")
         if not math.isfinite(self.grad_clip) or self.grad_clip < 0:
             raise ValueError(f"ames.train.grad_clip: expected >= 0 (0: off), got {self.grad_clip}")
+        if self.min_desc < 1:
+            raise ValueError(f"ames.train.min_desc: expected >= 1, got {self.min_desc}")
+        for key in ("q_desc", "db_desc"):
+            if getattr(self, key) <= self.min_desc:
+                raise ValueError(
+                    f"ames.train.{key}: expected more than ames.train.min_desc ({self.min_desc}; each step draws a "
+                    f"descriptor count in [min_desc, {key})), got {getattr(self, key)}"
+                )
         if self.validation_rerank < 1:
             raise ValueError(f"ames.train.validation_rerank: expected >= 1, got {self.validation_rerank}")
         if self.init not in ("default", "mimetic"):
@@ -174,9 +182,11 @@ def mimetic_init_(model: AMES, qk: tuple[float, float] = (0.7, 0.7), vo: tuple[f
 
 
 def _gather(desc: np.ndarray, counts: np.ndarray, rows: np.ndarray, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """First ``length`` descriptors of the given images, padded, with masks (True = padding)."""
+    """First ``length`` descriptors of the given images (fewer where the store holds fewer per image: ``desc`` is
+    (N, K, D), so (len(rows), min(length, K), D) float32), padded, with masks (len(rows), min(length, K)) bool, True
+    = padding."""
     x = torch.from_numpy(desc[rows, :length].astype(np.float32))
-    mask = torch.arange(length)[None, :] >= torch.from_numpy(counts[rows].astype(np.int64))[:, None]
+    mask = torch.arange(x.shape[1])[None, :] >= torch.from_numpy(counts[rows].astype(np.int64))[:, None]
     return x, mask
 
 
@@ -265,6 +275,7 @@ def train_ames(
             target = torch.cat([torch.ones(b), torch.zeros(b)]).to(device)
             q, qm = _gather(desc, counts, rows_q, ql)
             d, dm = _gather(desc, counts, rows_d, gl)
+            ql, gl = q.shape[1], d.shape[1]  # capped by what extraction kept, as at re-ranking
             q, qm, d, dm = q.to(device), qm.to(device), d.to(device), dm.to(device)
             with autocast:
                 logits, hidden = model(q, d, qm, dm, return_hidden=True)
