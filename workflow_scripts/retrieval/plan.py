@@ -30,7 +30,7 @@ from retrieval.runtime import stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
 from retrieval.stores.imports import find_import
-from retrieval.versions import BACKBONE_VERSIONS, DECODER_VERSION, GENERATOR_VERSION
+from retrieval.versions import BACKBONE_VERSIONS, DECODER_VERSION, FIT_VERSION, GENERATOR_VERSION
 
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
@@ -342,7 +342,7 @@ class Plan:
         return {"dim": w["dim"], "min_images_per_dim": w["min_images_per_dim"], "max_images": w["max_images"]}
 
     def v_whiten(self, space):
-        return stable_hash({"vlad": self.v_vlad(space, space), "whiten": self.whiten_identity()})
+        return stable_hash({"vlad": self.v_vlad(space, space), "whiten": self.whiten_identity(), "fit": FIT_VERSION})
 
     def whiten_path(self, space):
         return fill(WHITEN, dataset=space, ver=self.v_whiten(space))
@@ -1039,7 +1039,12 @@ class Plan:
 
     def v_lw(self):
         return stable_hash(
-            {"global": self.v_global(self.train), "lists": self.v_lists(self.train), "lw": self.config["lw"]}
+            {
+                "global": self.v_global(self.train),
+                "lists": self.v_lists(self.train),
+                "lw": self.config["lw"],
+                "fit": FIT_VERSION,
+            }
         )
 
     def v_lw_eval(self, ds):
@@ -1058,7 +1063,13 @@ class Plan:
             raise PlanError(
                 "ssp: the light query model maps into the VLAD gallery space; it needs shortlist.source: vlad"
             )
-        return stable_hash({"global": self.v_global(self.ssp_split(), space), "anchors": self.config["ssp"]["anchors"]})
+        return stable_hash(
+            {
+                "global": self.v_global(self.ssp_split(), space),
+                "anchors": self.config["ssp"]["anchors"],
+                "fit": FIT_VERSION,
+            }
+        )
 
     def v_query_model(self, space):
         return stable_hash(
@@ -1071,6 +1082,7 @@ class Plan:
                 "whiten": self.v_whiten(space),
                 "aggregate": self.config["aggregate"],
                 "power": self.config["whiten"]["power"],
+                "fit": FIT_VERSION,
             }
         )
 

@@ -19,3 +19,9 @@ DECODER_VERSION = "3"
 # resnet 2: ReLU+ (pooling.relup, SuperGlobal's, for the global descriptor) no longer reaches the local descriptors
 # and, with GeM+ off, a CVNet checkpoint's learned GeM p (head.pool.p) is pooled with, not 3
 BACKBONE_VERSIONS = {"resnet": "2"}
+
+
+# Bump when what the unsupervised and supervised fits learn from changes; it enters the versions of PCA-whitening,
+# Lw, SSP's anchors and SSP's query model (and, through them, what follows). 2: images without features (all-zero
+# global descriptors, featureless.py) are left out of the fits instead of entering them as zero vectors
+FIT_VERSION = "2"

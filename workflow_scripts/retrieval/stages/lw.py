@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
+from retrieval.featureless import featureless_rows
 from retrieval.features.vlad import apply_whitening
 from retrieval.methods.lw import fit_lw_whitening, positive_pairs
 from retrieval.runtime import Manifest, atomic_path, load_npz, read_json
@@ -39,6 +40,10 @@ def fit_lw_stage(
     labels = np.array([-1 if e.get("label") is None else e["label"] for e in read_json(lists_path)["db"]])
     if len(labels) != len(x):
         raise ValueError(f"{lists_path}: {len(labels)} database images but {global_path} has {len(x)} rows")
+    without = featureless_rows(x)  # no features, no evidence: a zero vector would enter pairs, mean and rotation
+    if without.any():
+        log.info("Lw whitening: %d of %d images have no features and are left out", without.sum(), len(x))
+        x, labels = x[~without], labels[~without]
     if (labels >= 0).sum() == 0:
         raise ValueError(
             f"{lists_path}: training split '{training_split}' has no labelled database images "
@@ -55,7 +60,13 @@ def fit_lw_stage(
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **w)
-    m.write(manifest_path, outputs=[out_path], n_pairs=len(pairs), n_training_vectors=len(x))
+    m.write(
+        manifest_path,
+        outputs=[out_path],
+        n_pairs=len(pairs),
+        n_training_vectors=len(x),
+        n_without_features=int(without.sum()),
+    )
 
 
 def streamed_lw(

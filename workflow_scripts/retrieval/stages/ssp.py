@@ -79,6 +79,10 @@ def anchors_stage(
     m = Manifest("anchors", version, cfg, preset, fitted_on=fitted_on)
     m.add_input("gallery_global", global_path)
     x = read_global(global_path)
+    without = featureless_rows(x)  # an all-zero row is no image's descriptor: it would pull a codeword to 0
+    if without.any():
+        log.info("SSP anchors: %d of %d images have no features and are left out", without.sum(), len(x))
+        x = x[~without]
     t0 = time.time()
     c = fit_pq_anchors(
         x,
@@ -97,6 +101,7 @@ def anchors_stage(
         outputs=[out_path],
         shape=list(c.shape),
         n_training_vectors=len(x),
+        n_without_features=int(without.sum()),
         seconds=round(time.time() - t0, 3),
     )
 
@@ -128,6 +133,10 @@ def train_query_stage(
         raise ValueError(f"{light_local} gives {light.shape} light descriptors, {gallery_global} holds {gallery.shape}")
     if a.shape[0] * a.shape[2] != gallery.shape[1]:
         raise ValueError(f"{anchors}: anchors {a.shape} do not split the {gallery.shape[1]}-d gallery space")
+    without = featureless_rows(light) | featureless_rows(gallery)  # either side without features: nothing to map
+    if without.any():
+        log.info("SSP adapter: %d of %d images have no features on a side and are left out", without.sum(), len(light))
+        light, gallery = light[~without], gallery[~without]
     t0 = time.time()
     model, curves, best = train_adapter(light, gallery, a, SSPTrainConfig(**cfg))
     log.info(
@@ -144,6 +153,7 @@ def train_query_stage(
         manifest_path,
         outputs=[out_model, out_curves],
         n_training_images=len(light),
+        n_without_features=int(without.sum()),
         best_epoch=best,
         seconds=round(time.time() - t0, 3),
     )
@@ -213,8 +223,15 @@ def evaluate_ssp_stage(
         "db_images_without_features": db_without_features,
     }
     if gnd is not None:
-        nothing = retrieved_nothing(lists, flags)
-        ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ctx.ks, nothing) for k, r in ranks.items()}
+        # each run's queries without features (AP 0, featureless.py) are its own: the gallery model may describe a
+        # query the light model finds nothing in, and the other way round
+        gallery_nothing = featureless_rows(q_gallery)
+        nothing = {
+            "ssp": retrieved_nothing(lists, flags),
+            "light_without_adapter": retrieved_nothing(lists, flags),
+            "symmetric_gallery": gallery_nothing if gallery_nothing.any() else None,
+        }
+        ev = {k: evaluate_ground_truth(r[0], gnd, n_db, ctx.ks, nothing[k]) for k, r in ranks.items()}
         evaluation, baseline = ev["ssp"], ("light_without_adapter", ev["light_without_adapter"])
         alongside = {
             "alongside": {k: {"metrics": headline(ev[k])} for k in ("light_without_adapter", "symmetric_gallery")}

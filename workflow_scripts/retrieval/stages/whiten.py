@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.featureless import featureless_rows
 from retrieval.features.vlad import apply_whitening as whiten
 from retrieval.features.vlad import fit_pca_whitening, identity_whitening, whitening_applies
 from retrieval.runtime import Manifest, atomic_path, load_npz
@@ -32,7 +33,9 @@ def fit_pca_whitening_stage(
     seed: int = 0,
 ) -> None:
     """PCA-whitening of the fit split's database VLADs, or none when there are too few images
-    (:func:`retrieval.features.vlad.whitening_applies`); at most ``max_images`` (a seeded subset) are used."""
+    (:func:`retrieval.features.vlad.whitening_applies`); at most ``max_images`` (a seeded subset) are used, and of
+    those only the images with features (an all-zero VLAD, an image without descriptors, would pull the mean to 0
+    and add a component along it; :mod:`retrieval.featureless`)."""
 
     m = Manifest("whiten", version, config, preset, fitted_on=training_split)
     m.add_input("vlad", vlad_path, version=vlad_version)
@@ -49,7 +52,13 @@ def fit_pca_whitening_stage(
             lo, hi = np.searchsorted(keep, [s, s + rows])
             if hi > lo:
                 x[lo:hi] = finite_rows(vlad_path, d[s : s + rows])[keep[lo:hi] - s]
+    without = featureless_rows(x)
+    if without.any():
+        log.info("PCA-whitening: %d of the %d sampled images have no features and are left out", without.sum(), len(x))
+        x = x[~without]
     applies, reason = whitening_applies(len(x), dim, min_images_per_dim)
+    if applies and len(x) < 2:
+        applies, reason = False, f"off: {len(x)} image(s) with features; the L2-normalised VLAD is used as it is"
     log.info("PCA-whitening fitted on %s: %s", training_split, reason)
     w = (
         {**fit_pca_whitening(x, dim), "applied": np.array(True), "reason": np.array(reason)}
@@ -59,7 +68,15 @@ def fit_pca_whitening_stage(
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **w)
-    m.write(manifest_path, outputs=[out_path], n_training_vectors=len(x), n_images=n, applied=applies, decision=reason)
+    m.write(
+        manifest_path,
+        outputs=[out_path],
+        n_training_vectors=len(x),
+        n_images=n,
+        n_without_features=int(without.sum()),
+        applied=applies,
+        decision=reason,
+    )
 
 
 def apply_pca_whitening_stage(
