@@ -25,7 +25,7 @@ from retrieval.methods.ames.rerank import (
     rerank,
 )
 from retrieval.methods.ames.train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
-from retrieval.search.exact import similarity_along, topk_neighbours
+from retrieval.search.exact import locate, similarity_along, topk_neighbours
 from retrieval.stages.ames_evaluate import read_sv_inliers
 
 
@@ -361,6 +361,15 @@ def test_bootstrap_difference():
     # per-query lists of other lengths were paired by position and the extra queries dropped without a word
     with pytest.raises(ValueError, match="3 baseline APs against 2"):
         bootstrap_difference([0.5, 0.5, 0.5], [0.6, 0.6])
+
+
+def test_locate_finds_entries_in_an_unsorted_shortlist():
+    ids = np.array([40, 7, 19, 3])
+    pos, found = locate(ids, np.array([3, 40, 8, 19, 100, 0]))
+    assert found.tolist() == [True, True, False, True, False, False]
+    assert ids[pos[found]].tolist() == [3, 40, 19]
+    pos, found = locate(np.array([], np.int64), np.array([1, 2]))
+    assert not found.any() and pos.shape == (2,)
 
 
 def test_similarity_follows_a_reordered_shortlist():

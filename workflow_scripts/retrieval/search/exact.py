@@ -87,6 +87,19 @@ def stream_topk(
     return rank_featureless_last(best_i, best_s, q_none, db_none, k)
 
 
+def locate(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each entry of ``wanted`` (m,) int sits in ``ids`` (K,) int (one query's shortlist, any order; a value
+    listed twice is found at its first place): positions (m,) int64 into ``ids`` (0 where absent) and whether it
+    was found (m,) bool. One sort of ``ids``, then a binary search per entry. The one look-up behind every value
+    read along a re-ordered shortlist (similarities, AMES's cached logits, sv's inliers)."""
+    ids, wanted = np.asarray(ids), np.asarray(wanted)
+    if len(ids) == 0:
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    order = np.argsort(ids, kind="stable")
+    pos = np.minimum(np.searchsorted(ids[order], wanted), len(ids) - 1)
+    return order[pos].astype(np.int64), ids[order][pos] == wanted
+
+
 def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
     """The global similarities (Nq, m) float32 of ``shortlist`` (Nq, m) int, a re-ordering of the first-stage
     neighbours ``ids`` (Nq, K) int with similarities ``sims`` (Nq, K) (a re-ranked shortlist: sv's, a search's).
@@ -94,13 +107,11 @@ def similarity_along(shortlist: np.ndarray, ids: np.ndarray, sims: np.ndarray) -
     image's, or an IndexError)."""
     out = np.zeros(shortlist.shape, np.float32)
     for i in range(ids.shape[0]):
-        order = np.argsort(ids[i], kind="stable")
-        pos = np.minimum(np.searchsorted(ids[i][order], shortlist[i]), len(order) - 1)
-        found = ids[i][order][pos] == shortlist[i]
+        pos, found = locate(ids[i], shortlist[i])
         if not found.all():
             raise ValueError(
                 f"shortlist row {i}: image(s) {shortlist[i][~found][:5].tolist()} are not among its first-stage "
                 "neighbours"
             )
-        out[i] = sims[i][order][pos]
+        out[i] = sims[i][pos]
     return out

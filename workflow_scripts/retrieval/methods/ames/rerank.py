@@ -23,6 +23,7 @@ import torch
 from retrieval.evaluation.metrics import PROTOCOLS, ap_terms, evaluate_rankings, protocol_labels
 from retrieval.methods.ames.infer import fast_dtype, prepare_side, score_prepared
 from retrieval.runtime import Progress
+from retrieval.search.exact import locate
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,8 @@ def lookup_logits(pairs: list[np.ndarray], logits: list[np.ndarray], shortlist: 
     k = min(k, shortlist.shape[1])
     out = np.zeros((shortlist.shape[0], k), np.float32)
     for i in range(shortlist.shape[0]):
-        pos = np.searchsorted(pairs[i], shortlist[i, :k])
-        if (pos >= len(pairs[i])).any() or (pairs[i][np.minimum(pos, len(pairs[i]) - 1)] != shortlist[i, :k]).any():
+        pos, found = locate(pairs[i], shortlist[i, :k])
+        if not found.all():
             raise KeyError(f"query {i}: a shortlisted image has no cached logit (cache made for a smaller num_rerank?)")
         out[i] = logits[i][pos]
     return out
@@ -182,11 +183,8 @@ def lookup_inliers(sv_ids: np.ndarray, inliers: np.ndarray, shortlist: np.ndarra
     out = np.zeros((shortlist.shape[0], k), np.int32)
     missing = 0
     for i in range(shortlist.shape[0]):
-        order = np.argsort(sv_ids[i, :k_sv], kind="stable")
-        verified = sv_ids[i, :k_sv][order]
-        pos = np.minimum(np.searchsorted(verified, shortlist[i, :k]), max(k_sv - 1, 0))
-        found = (verified[pos] == shortlist[i, :k]) if k_sv else np.zeros(k, bool)
-        out[i, found] = inliers[i, :k_sv][order][pos[found]]
+        pos, found = locate(sv_ids[i, :k_sv], shortlist[i, :k])
+        out[i, found] = inliers[i, pos[found]]
         missing += int((~found).sum())
     return out, missing
 
