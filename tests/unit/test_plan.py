@@ -268,6 +268,12 @@ def test_paths_fill_the_rule_patterns():
     "call, overrides, named",
     [
         (lambda p: p.evaluation_path("demo", "nosuch"), {}, "unknown method 'nosuch'"),
+        (lambda p: p.evaluation_path("demo", "SV"), {}, "unknown method 'SV' in demo_SV; did you mean 'sv'?"),
+        (
+            lambda p: p.evaluation_path("demo", "glboal"),
+            {},
+            "unknown method 'glboal' in demo_glboal; did you mean 'global'?",
+        ),
         (lambda p: p.evaluation_path("demo-train", "global"), {}, "training_split"),
         (lambda p: p.evaluation_path("revisitop1m", "global"), {}, "distractor set"),
         (lambda p: p.distractor_base("revisitop1m+1m"), {}, "roxford5k+1m"),

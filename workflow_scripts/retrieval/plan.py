@@ -735,7 +735,10 @@ class Plan:
         """The versioned evaluation JSON behind results/{ds}_{method}.json (a deprecated method name: its new one's)."""
         method = DEPRECATED_METHODS.get(method, method)
         if method not in METHODS:
-            raise PlanError(f"unknown method '{method}' in {ds}_{method}; available: {', '.join(METHODS)}")
+            known = {m.lower(): m for m in [*METHODS, *DEPRECATED_METHODS]}
+            near = known.get(method.lower()) or next(iter(difflib.get_close_matches(method, list(known), n=1)), None)
+            hint = f"; did you mean '{known.get(near, near)}'?" if near else ""
+            raise PlanError(f"unknown method '{method}' in {ds}_{method}{hint} (available: {', '.join(METHODS)})")
         self.check_evaluable(ds)
         if method in GLOBAL_DESCRIPTOR_METHODS and self.config["shortlist"]["source"] == "asmk":
             raise PlanError(

@@ -207,6 +207,22 @@ def box_line(path: Path, query: str) -> int | None:
     return None
 
 
+def _positives_listed(path: Path, query: str) -> set[str]:
+    """Every positive the rows of ``query`` (as typed) name in the gnd.csv at ``path``, for an error's hint; rows
+    that do not parse are passed over (the error being reported is about another one)."""
+    out = set()
+    try:
+        for _, row in _rows(path, ("query", "positive"), ("kind",)):
+            if row.get("query") == query and row.get("positive"):
+                try:
+                    out.add(relative_name(row["positive"], ""))
+                except ValueError:
+                    pass
+    except ValueError:
+        pass
+    return out
+
+
 def read_gnd_csv(
     path: str | Path, db_names: list[str], root: str | Path | None = None, check_queries: bool = True
 ) -> GroundTruth:
@@ -286,7 +302,8 @@ def read_gnd_csv(
                 f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway): remove this row"
             )
         if p not in db_index:
-            close = difflib.get_close_matches(p, list(db_index), n=2, cutoff=0.7)
+            listed = _positives_listed(path, row["query"])  # a name this query lists already is no hint: a duplicate
+            close = difflib.get_close_matches(p, [n for n in db_index if n not in listed], n=2, cutoff=0.7)
             raise ValueError(
                 f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
                 f"or every image under jpg/; names are paths relative to {root})"
