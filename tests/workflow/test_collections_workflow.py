@@ -381,6 +381,20 @@ def test_a_ground_truth_edit_leaves_the_database_side_alone(tiny_run, tmp_path):
     stats = _job_stats(snakemake(wd, "-n", "results/marked_global.json", *base).stdout)
     assert stats["database_list"] == 1 and stats["merge_local"] == 2, stats
 
+    # a boxes file added, then removed (a new user's trial): the lists' manifest records the files they were read
+    # from, so the plan builds them again and extracts the uncropped query in the same run (it read the cropped
+    # lists, planned no extraction, and the run stopped at the merge: "run snakemake again"). The query is new, so
+    # that its whole image is in no pack yet.
+    Image.open(jpgs[20]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "queries" / "flipped.jpg")
+    (root / "gnd.csv").write_text(good + f"queries/flipped.jpg,jpg/{jpgs[3].name}\n")
+    (root / "query_boxes.csv").write_text("query,x1,y1,x2,y2\nqueries/flipped.jpg,2,2,40,40\n")
+    snakemake(wd, "results/marked_global.json", *base, timeout=1800)
+    (root / "query_boxes.csv").unlink()
+    stats = _job_stats(snakemake(wd, "-n", "results/marked_global.json", *base).stdout)
+    assert stats.get("extract_pack") == 1 and "database_list" not in stats, stats
+    snakemake(wd, "results/marked_global.json", *base, timeout=1800)
+    assert "Nothing to be done" in snakemake(wd, "-n", "results/marked_global.json", *base).stdout
+
 
 @pytest.mark.parametrize("target", ["results/my photos_global.json", "results/search/demo/new photos.html"])
 def test_refused_folder_names_are_named_for_results_and_searches(tmp_path, target):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from retrieval.data.datasets import build_database_list, build_image_lists, with_distractors
 from retrieval.data.demo import DemoConfig, generate_demo
@@ -44,8 +44,11 @@ def make_database_list(
     preset: str,
     on_bad_image: str = "error",
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    sources: Sequence[str] = (),
 ) -> None:
-    """The database list of a plain folder or a gnd.csv dataset (``db.json``: see ``build_database_list``)."""
+    """The database list of a plain folder or a gnd.csv dataset (``db.json``: see ``build_database_list``).
+    ``sources``: the files it was listed from (image_list.txt or the scanned folders), recorded in the manifest so
+    that the workflow's plan sees one removed."""
     m = Manifest(
         "database_list",
         version,
@@ -55,7 +58,13 @@ def make_database_list(
     db = build_database_list(dataset_dir, dataset, on_bad_image, max_image_pixels)
     log.info("%s: %d database images", dataset, len(db["db"]))
     write_json(out_db, db)
-    m.write(out_manifest, outputs=[out_db], n_db=len(db["db"]), skipped_images=db.get("skipped", []))
+    m.write(
+        out_manifest,
+        outputs=[out_db],
+        n_db=len(db["db"]),
+        skipped_images=db.get("skipped", []),
+        sources=sorted(str(s) for s in sources),
+    )
 
 
 def make_image_lists(
@@ -71,9 +80,12 @@ def make_image_lists(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     gldv2: dict[str, Any] | None = None,
     database: str | Path | None = None,
+    sources: Sequence[str] = (),
 ) -> None:
     """``lists.json`` and ``gnd.json``; ``database``: the ``database_list`` rule's ``db.json`` where the database is
-    listed apart (its entries are used as they are)."""
+    listed apart (its entries are used as they are). ``sources``: the files the lists were read from (the rule's
+    ``source`` input: ground truth, boxes and list files, scanned folders), recorded in the manifest so that the
+    workflow's plan sees one removed (query_boxes.csv)."""
     m = Manifest(
         "image_lists",
         version,
@@ -100,6 +112,7 @@ def make_image_lists(
         n_db=len(lists["db"]),
         n_queries=len(lists["query"]),
         skipped_images=lists.get("skipped", []),
+        sources=sorted(str(s) for s in sources),
     )
 
 
