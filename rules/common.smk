@@ -13,7 +13,12 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from snakemake.logging import logger
 
-from retrieval.data.datasets import build_database_list, build_image_lists, warn_images_beside_jpg
+from retrieval.data.datasets import (
+    build_database_list,
+    build_image_lists,
+    list_files_present,
+    warn_images_beside_jpg,
+)
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
@@ -222,26 +227,15 @@ def dataset_source(wildcards):
             "distractor_lists": PLAN.lists_json(DISTRACTORS),
         }
     if ds in DEMO_SPLITS:
-        return {"source": lists_sources(ds)}
+        return {"source": [f"{PLAN.dataset_dir(ds)}/gnd.json"]}
     if PLAN.database_apart(ds):
         # the database list, its own rule's; the queries' files and the query images that are not database images
         return {
             "database": PLAN.database_json(ds),
-            "source": lists_sources(ds),
+            "source": watched(PLAN.query_source(ds)),
             "images": listed_images(ds, "query", exclude="db"),
         }
-    return {"source": lists_sources(ds), "images": listed_images(ds, "db", "query")}
-
-
-def lists_sources(ds):
-    """The files image_lists reads (its "source" input; the manifest records them): the demo generator's gnd.json,
-    the queries' files of a dataset whose database is listed apart, or the folder's sources. None for
-    '{dataset}+1m', whose lists are built from other lists."""
-    if PLAN.distractor_base(ds) is not None:
-        return None
-    if ds in DEMO_SPLITS:
-        return [f"{PLAN.dataset_dir(ds)}/gnd.json"]
-    return watched(PLAN.query_source(ds) if PLAN.database_apart(ds) else PLAN.folder_source(ds))
+    return {"source": watched(PLAN.folder_source(ds)), "images": listed_images(ds, "db", "query")}
 
 
 def database_source(wildcards):
@@ -620,19 +614,17 @@ def current_lists(ds):
     return _LISTS[ds]
 
 
-def _if_fresh(path, sources_of, manifest, sources):
+def _if_fresh(path, sources_of, manifest, ds):
     """The JSON at ``path`` when it exists, is newer than every file ``sources_of(its content)`` names and was built
-    from the same source files as ``sources`` (the set its ``manifest`` records, where it records one), else None.
-    A list file removed (query_boxes.csv, image_list.txt) leaves every remaining source older than the JSON: only
-    the recorded set shows that the lists were built with it (the plan then missed the uncropped query's features,
-    and the run stopped at the merge)."""
+    with the list files the dataset's folder holds now (``list_files`` of its ``manifest``, where it records them),
+    else None. A list file removed (query_boxes.csv, image_list.txt) leaves every remaining source older than the
+    JSON: the plan kept the cropped query, extracted nothing, and the run stopped at the merge."""
     if not os.path.isfile(path):
         return None
     content, t = read_json(path), os.path.getmtime(path)
-    if sources is not None and os.path.isfile(manifest):
-        recorded = read_json(manifest).get("sources")
-        if recorded is not None and sorted(recorded) != sorted(sources):
-            return None
+    recorded = read_json(manifest).get("list_files") if os.path.isfile(manifest) else None
+    if recorded is not None and recorded != list_files_present(PLAN.dataset_dir(ds)):
+        return None
     try:
         return content if all(os.path.getmtime(p) <= t for p in sources_of(content)) else None
     except FileNotFoundError:
@@ -645,7 +637,7 @@ def _read_or_build_lists(ds):
         path,
         lambda x: PLAN.folder_source(ds) + [e["path"] for s in ("db", "query") for e in x[s]],
         beside(path, "manifest.json"),
-        lists_sources(ds),
+        ds,
     )
     if lists is not None:
         _warn_beside_jpg(ds)
@@ -700,12 +692,8 @@ def _warn_beside_jpg(ds):
 
 def _read_or_build_database(ds):
     path = PLAN.database_json(ds)
-    sources = watched(PLAN.database_source(ds))
     db = _if_fresh(
-        path,
-        lambda x: PLAN.database_source(ds) + [e["path"] for e in x["db"]],
-        beside(path, "db.manifest.json"),
-        sources,
+        path, lambda x: PLAN.database_source(ds) + [e["path"] for e in x["db"]], beside(path, "db.manifest.json"), ds
     )
     if db is not None:
         _warn_beside_jpg(ds)

@@ -17,5 +17,4 @@ make_database_list(
     preset=snakemake.params.preset,
     on_bad_image=snakemake.params.on_bad_image,
     max_image_pixels=snakemake.params.max_image_pixels,
-    sources=list(snakemake.input.source),
 )

@@ -37,5 +37,4 @@ else:
         # settings (common.smk gldv2_identity), and a new param would re-run every existing dataset's lists
         gldv2=snakemake.config["gldv2"],
         database=snakemake.input.get("database"),
-        sources=list(snakemake.input.get("source", [])),
     )

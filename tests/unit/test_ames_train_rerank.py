@@ -243,10 +243,6 @@ def test_training_and_distillation_take_stores_with_fewer_descriptors_than_drawn
     bcfg = AmesConfig(**{**CFG.to_dict(), "binarized": True})
     _, distilled = train_ames(*data, bcfg, long, teacher=teacher, init_itq=itq)
     assert distilled[0]["distill_mse"] > 0
-    # a store as long as the drawn counts trains the same model: the cap changes nothing there
-    same, _ = train_ames(*data, CFG, TrainConfig(**{**TCFG.to_dict(), "q_desc": 12, "db_desc": 12}))
-    again, _ = train_ames(*data, CFG, TCFG)
-    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), again.state_dict().values()))
 
 
 @pytest.mark.parametrize("key", ["q_desc", "db_desc"])

@@ -14,6 +14,7 @@ from retrieval.data.datasets import (
     canonical_name,
     ground_truth_path,
     image_folders,
+    list_files_present,
     query_box,
     with_distractors,
 )
@@ -361,3 +362,14 @@ def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
     (d / "image_list.txt").write_text("# my list\njpg/barn_01.jpg\n\n\njpg/nope.jpg\n")
     with pytest.raises(FileNotFoundError, match=r"but not found: \['.*/jpg/nope.jpg \(line 5\)'\]"):
         build_database_list(d, "c")
+
+
+def test_list_files_present_names_the_files_that_decide_the_lists(tmp_path):
+    assert list_files_present(tmp_path / "absent") == []
+    (tmp_path / "jpg").mkdir()
+    for name in ("gnd.csv", "query_boxes.csv", "image_list.txt", "gnd_mine.pkl", "notes.txt", "README.md"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "query_list.txt").mkdir()  # a folder of that name is no list
+    assert list_files_present(tmp_path) == ["gnd.csv", "gnd_mine.pkl", "image_list.txt", "query_boxes.csv"]
+    (tmp_path / "query_boxes.csv").unlink()
+    assert "query_boxes.csv" not in list_files_present(tmp_path)

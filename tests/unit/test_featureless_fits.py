@@ -41,10 +41,13 @@ def test_whitening_is_fitted_on_the_images_with_features(tmp_path):
         np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6)
     manifest = read_json(tmp_path / "b.json")
     assert manifest["n_without_features"] == zero.sum() and manifest["n_training_vectors"] == len(x)
-    # nothing but images without features: no whitening, said so, not a crash
+    # nothing but images without features, or too few with features for the components: no whitening, said so
     write_global(tmp_path / "blank.h5", np.zeros((5, 8), np.float32))
     fit_pca_whitening_stage(tmp_path / "blank.h5", tmp_path / "c.npz", tmp_path / "c.json", **args)
     assert not bool(load_npz(tmp_path / "c.npz")["applied"])
+    write_global(tmp_path / "few.h5", np.concatenate([x[:4], np.zeros((6, 8), np.float32)]))
+    fit_pca_whitening_stage(tmp_path / "few.h5", tmp_path / "d.npz", tmp_path / "d.json", **args)
+    assert "4 image(s) with features, too few" in read_json(tmp_path / "d.json")["decision"]
 
 
 def test_lw_is_fitted_on_the_images_with_features(tmp_path):

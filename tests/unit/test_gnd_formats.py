@@ -206,7 +206,7 @@ def test_csv_malformed_files_name_file_and_line(tmp_path, rows, match):
 def test_a_misnamed_positive_is_not_offered_a_name_its_query_lists_already(tmp_path):
     # photos renamed on disk (a new user's trial): the nearest names were the query's other positives, a duplicate
     db = ("door_01.jpg", "door_04.jpg", "door_05.jpg", "door_07.jpg")
-    rows = "query,positive\nqueries/q1.jpg,jpg/door_04.jpg\nqueries/q1.jpg,jpg/door_02.jpg\nqueries/q1.jpg,jpg/door_05.jpg\n"
+    rows = "query,positive\nqueries/q1.jpg,jpg/door_04.jpg\nqueries/q1.jpg,jpg/door_02.jpg\n./queries/q1.jpg,jpg/door_05.jpg\n"
     root = _csv_dataset(tmp_path / "mine", rows, db=db)
     with pytest.raises(ValueError) as e:
         build_image_lists(root, "mine")

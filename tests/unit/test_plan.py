@@ -302,7 +302,7 @@ def test_paths_fill_the_rule_patterns():
         ),
         (lambda p: p.v_ames_model(), {"ames.validation_split": "demo-train"}, "ames.validation_split"),
         (lambda p: p.v_ames_model(), {"ames.train.min_desc": 128}, "ames.train.q_desc (128) must be more than"),
-        (lambda p: p.v_ames_binary_model(), {"ames.distill.db_desc": 5}, "ames.distill.db_desc (5) must be more"),
+        (lambda p: p.v_ames_binary_model(), {"ames.train.db_desc": 5}, "ames.train.db_desc (5) must be more"),
         (lambda p: p.v_lists("demo"), {"gldv2.exclude_landmarks": "/nonexistent.csv"}, "gldv2.exclude_landmarks"),
         (lambda p: p.extraction_of("demo", "00000000"), {}, "00000000"),
         (lambda p: p.v_eval_ames("demo", "ames"), {"ames.geometry": GEOMETRY, "sv.num_rerank": 50}, "sv.num_rerank"),

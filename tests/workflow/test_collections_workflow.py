@@ -394,6 +394,16 @@ def test_a_ground_truth_edit_leaves_the_database_side_alone(tiny_run, tmp_path):
     assert stats.get("extract_pack") == 1 and "database_list" not in stats, stats
     snakemake(wd, "results/marked_global.json", *base, timeout=1800)
     assert "Nothing to be done" in snakemake(wd, "-n", "results/marked_global.json", *base).stdout
+    # an image_list.txt that left a new photo out, removed: the scan lists the photo, extracted in the same run
+    Image.open(jpgs[21]).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(root / "jpg" / "upside.jpg")
+    listed = sorted(f"jpg/{p.name}" for p in (root / "jpg").glob("*.jpg") if p.name != "upside.jpg")
+    (root / "image_list.txt").write_text("\n".join(listed) + "\n")
+    snakemake(wd, "results/marked_global.json", *base, timeout=1800)
+    (root / "image_list.txt").unlink()
+    stats = _job_stats(snakemake(wd, "-n", "results/marked_global.json", *base).stdout)
+    assert stats.get("extract_pack") == 1 and stats["database_list"] == 1, stats
+    snakemake(wd, "results/marked_global.json", *base, timeout=1800)
+    assert load_json(wd / "results" / "marked_global.json")["n_db"] == len(listed) + 1
 
 
 @pytest.mark.parametrize("target", ["results/my photos_global.json", "results/search/demo/new photos.html"])

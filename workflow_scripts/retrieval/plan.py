@@ -737,7 +737,8 @@ class Plan:
         if method not in METHODS:
             known = {m.lower(): m for m in [*METHODS, *DEPRECATED_METHODS]}
             near = known.get(method.lower()) or next(iter(difflib.get_close_matches(method, list(known), n=1)), None)
-            hint = f"; did you mean '{known.get(near, near)}'?" if near else ""
+            near = DEPRECATED_METHODS.get(known.get(near, near), known.get(near, near)) if near else None
+            hint = f"; did you mean '{near}'?" if near else ""
             raise PlanError(f"unknown method '{method}' in {ds}_{method}{hint} (available: {', '.join(METHODS)})")
         self.check_evaluable(ds)
         if method in GLOBAL_DESCRIPTOR_METHODS and self.config["shortlist"]["source"] == "asmk":
@@ -842,9 +843,6 @@ class Plan:
     def v_ames_binary_model(self):
         if self.ames_checkpoint("ames_binary"):
             return stable_hash({"checkpoint": self._file_identity(self.ames_checkpoint("ames_binary"))})
-        distill = self.config["ames"]["distill"]
-        where = "ames.distill" if {"q_desc", "db_desc", "min_desc"} & set(distill) else "ames.train"
-        self._check_desc_range(self.distill_train_config(), where)
         key = {"teacher": self.v_ames_model(), "itq": self.v_itq(), "train": self.distill_train_config()}
         return stable_hash({**key, **self._precision_key()})
 

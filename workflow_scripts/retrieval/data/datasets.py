@@ -32,6 +32,7 @@ from typing import Any, Iterator
 
 from retrieval.data.gnd import GroundTruth, load_ground_truth
 from retrieval.data.gnd_formats import (
+    BOXES_CSV,
     GLDV2_SOLUTION,
     GLDV2_TRAIN_LISTS,
     GND_CSV,
@@ -120,6 +121,27 @@ def _warn_several_ground_truths(folder: str, states: tuple[tuple[str, int, int],
             return
     what = "%s: several ground truths; %s is used, %s ignored (remove what is not meant)"
     log.warning(what, folder, names[0], ", ".join(names[1:]))
+
+
+def list_files_present(dataset_dir: str | Path) -> list[str]:
+    """The names (sorted) of the files directly in ``dataset_dir`` that decide what its lists hold: every ground
+    truth :func:`ground_truth_path` chooses among (``gnd_*.pkl`` of any name), ``query_boxes.csv``,
+    ``image_list.txt``, ``query_list.txt`` and the distractors' list; [] for a folder that does not exist.
+
+    The lists' manifests record it, and the workflow's plan compares it with the folder's when it reuses the lists
+    it planned from: removing such a file leaves every remaining source older than the lists, so modification
+    times alone do not show that the lists were built with it."""
+    d = Path(dataset_dir)
+    if not d.is_dir():
+        return []
+    fixed = {"gnd.json", GND_CSV, BOXES_CSV, INSTRE_MAT, GLDV2_SOLUTION, *GLDV2_TRAIN_LISTS, DISTRACTOR_LIST}
+    fixed |= {"image_list.txt", "query_list.txt"}
+    with os.scandir(d) as entries:
+        return sorted(
+            e.name
+            for e in entries
+            if (e.name in fixed or (e.name.startswith("gnd_") and e.name.endswith(".pkl"))) and e.is_file()
+        )
 
 
 def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:

@@ -208,16 +208,17 @@ def box_line(path: Path, query: str) -> int | None:
 
 
 def _positives_listed(path: Path, query: str) -> set[str]:
-    """Every positive the rows of ``query`` (as typed) name in the gnd.csv at ``path``, for an error's hint; rows
-    that do not parse are passed over (the error being reported is about another one)."""
+    """Every positive (NFC) that the rows of ``query`` (a relative name; rows spelling it ``./q.jpg`` or with its
+    accents encoded otherwise count) name in the gnd.csv at ``path``, for an error's hint; a row that does not parse
+    is passed over, and reading stops at one the CSV reader refuses (the error being reported is another one)."""
     out = set()
     try:
         for _, row in _rows(path, ("query", "positive"), ("kind",)):
-            if row.get("query") == query and row.get("positive"):
-                try:
-                    out.add(relative_name(row["positive"], ""))
-                except ValueError:
-                    pass
+            try:
+                if row.get("positive") and _nfc(relative_name(row.get("query", ""), "")) == _nfc(query):
+                    out.add(_nfc(relative_name(row["positive"], "")))
+            except ValueError:
+                pass
     except ValueError:
         pass
     return out
@@ -302,8 +303,8 @@ def read_gnd_csv(
                 f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway): remove this row"
             )
         if p not in db_index:
-            listed = _positives_listed(path, row["query"])  # a name this query lists already is no hint: a duplicate
-            close = difflib.get_close_matches(p, [n for n in db_index if n not in listed], n=2, cutoff=0.7)
+            listed = _positives_listed(path, typed)  # a name this query lists already is no hint: a duplicate
+            close = difflib.get_close_matches(p, [n for n in db_index if _nfc(n) not in listed], n=2, cutoff=0.7)
             raise ValueError(
                 f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
                 f"or every image under jpg/; names are paths relative to {root})"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from retrieval.data.datasets import build_database_list, build_image_lists, with_distractors
+from retrieval.data.datasets import build_database_list, build_image_lists, list_files_present, with_distractors
 from retrieval.data.demo import DemoConfig, generate_demo
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from retrieval.runtime import Manifest, read_json, write_json
@@ -44,11 +44,10 @@ def make_database_list(
     preset: str,
     on_bad_image: str = "error",
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    sources: Sequence[str] = (),
 ) -> None:
-    """The database list of a plain folder or a gnd.csv dataset (``db.json``: see ``build_database_list``).
-    ``sources``: the files it was listed from (image_list.txt or the scanned folders), recorded in the manifest so
-    that the workflow's plan sees one removed."""
+    """The database list of a plain folder or a gnd.csv dataset (``db.json``: see ``build_database_list``); its
+    manifest records the folder's list files (:func:`list_files_present`), so that the workflow's plan sees one
+    removed."""
     m = Manifest(
         "database_list",
         version,
@@ -63,7 +62,7 @@ def make_database_list(
         outputs=[out_db],
         n_db=len(db["db"]),
         skipped_images=db.get("skipped", []),
-        sources=sorted(str(s) for s in sources),
+        list_files=list_files_present(dataset_dir),
     )
 
 
@@ -80,12 +79,10 @@ def make_image_lists(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     gldv2: dict[str, Any] | None = None,
     database: str | Path | None = None,
-    sources: Sequence[str] = (),
 ) -> None:
     """``lists.json`` and ``gnd.json``; ``database``: the ``database_list`` rule's ``db.json`` where the database is
-    listed apart (its entries are used as they are). ``sources``: the files the lists were read from (the rule's
-    ``source`` input: ground truth, boxes and list files, scanned folders), recorded in the manifest so that the
-    workflow's plan sees one removed (query_boxes.csv)."""
+    listed apart (its entries are used as they are). The manifest records the folder's list files
+    (:func:`list_files_present`), so that the workflow's plan sees one removed (query_boxes.csv)."""
     m = Manifest(
         "image_lists",
         version,
@@ -112,7 +109,7 @@ def make_image_lists(
         n_db=len(lists["db"]),
         n_queries=len(lists["query"]),
         skipped_images=lists.get("skipped", []),
-        sources=sorted(str(s) for s in sources),
+        list_files=list_files_present(dataset_dir),
     )
 
 

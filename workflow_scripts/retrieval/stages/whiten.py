@@ -57,8 +57,14 @@ def fit_pca_whitening_stage(
         log.info("PCA-whitening: %d of the %d sampled images have no features and are left out", without.sum(), len(x))
         x = x[~without]
     applies, reason = whitening_applies(len(x), dim, min_images_per_dim)
-    if applies and len(x) < 2:
-        applies, reason = False, f"off: {len(x)} image(s) with features; the L2-normalised VLAD is used as it is"
+    if applies and dim > min(len(x) - 1, x.shape[1]):  # min_images_per_dim near 0, or most images blank
+        applies, reason = (
+            False,
+            (
+                f"off: {len(x)} image(s) with features, too few for whiten.dim {dim} components (at least {dim + 1}); "
+                "the L2-normalised VLAD is used as it is"
+            ),
+        )
     log.info("PCA-whitening fitted on %s: %s", training_split, reason)
     w = (
         {**fit_pca_whitening(x, dim), "applied": np.array(True), "reason": np.array(reason)}
