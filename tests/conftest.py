@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.evaluation.results import EvaluationContext
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 TINY = REPO / "config" / "presets" / "tiny.yaml"
@@ -65,6 +67,27 @@ def tiny_ames(tiny_run) -> Path:
     """The tiny run, with results/demo_ames.json and results/demo_ames_binary.json added."""
     snakemake(tiny_run, "results/demo_ames.json", "results/demo_ames_binary.json", "--configfile", str(TINY))
     return tiny_run
+
+
+def evaluation_context(folder: Path, method: str, **fields):
+    """The EvaluationContext of an evaluation job whose files all lie in ``folder``: ``lists.json``, ``gnd.json``,
+    ``global.json`` as the baseline, and ``{method}.json``, ``{method}_ranking.h5``, ``{method}.csv`` as outputs;
+    dataset ``mine``, preset ``cpu``, the top 5 in the CSV. ``fields`` replace any of these."""
+    folder = Path(folder)
+    defaults = dict(
+        dataset="mine",
+        lists_path=folder / "lists.json",
+        gnd_path=folder / "gnd.json",
+        out_json=folder / f"{method}.json",
+        out_ranking=folder / f"{method}_ranking.h5",
+        out_csv=folder / f"{method}.csv",
+        csv_top=5,
+        versions={},
+        hyperparameters={},
+        preset="cpu",
+        baseline_json=folder / "global.json",
+    )
+    return EvaluationContext(**{**defaults, **fields})
 
 
 def load_json(path: Path):

@@ -6,7 +6,7 @@ import csv
 import h5py
 import numpy as np
 
-from retrieval.evaluation.results import EvaluationContext
+from conftest import evaluation_context
 from retrieval.runtime import read_json, write_json
 from retrieval.stages.ames_evaluate import evaluate_ames_stage
 from retrieval.stores.global_store import write_neighbours
@@ -41,9 +41,8 @@ def test_a_collection_without_ground_truth_is_re_ranked_at_the_validation_point(
     _dataset(tmp_path / "photos", ids, relevant, None)
     write_json(tmp_path / "global.json", {})
     p = tmp_path / "photos"
-    ctx = EvaluationContext(
-        dataset="photos", lists_path=p / "lists.json", gnd_path=p / "gnd.json", out_json=p / "ames.json",
-        out_ranking=p / "r.h5", out_csv=p / "n.csv", csv_top=4, versions={}, hyperparameters={}, preset="tiny",
+    ctx = evaluation_context(
+        p, "ames", dataset="photos", out_ranking=p / "r.h5", out_csv=p / "n.csv", csv_top=4, preset="tiny",
         baseline_json=tmp_path / "global.json",
     )  # fmt: skip
     v = tmp_path / "val"
@@ -81,10 +80,7 @@ def test_a_query_without_features_scores_zero_in_the_grid_as_in_the_metrics(tmp_
     for d in (p, v):  # query 0 has no features in both
         write_neighbours(d / "knn.h5", ids, sims, featureless=(np.array([True, False, False]), np.zeros(4, bool)))
     write_json(tmp_path / "global.json", {})
-    ctx = EvaluationContext(
-        dataset="set", lists_path=p / "lists.json", gnd_path=p / "gnd.json", out_json=p / "ames.json",
-        out_ranking=p / "r.h5", out_csv=p / "n.csv", csv_top=4, versions={}, hyperparameters={}, preset="tiny",
-    )  # fmt: skip
+    ctx = evaluation_context(p, "ames", dataset="set", csv_top=4, preset="tiny", baseline_json=None)
     val_paths = {"knn": v / "knn.h5", "gnd": v / "gnd.json", "lists": v / "lists.json", "logits": v / "logits.h5"}
     grid = {"num_rerank": [4], "lambda": [1.0, 0.0], "gamma": [1.0]}
     evaluate_ames_stage(
@@ -111,10 +107,7 @@ def test_a_fixed_point_deeper_than_the_grid_gets_evidence_that_deep(tmp_path):
     inliers = np.array([[0, 0, 40, 40], [0, 0, 40, 0], [0, 0, 0, 40]], np.int32)  # the relevant images verified
     with h5py.File(p / "sv_ranking.h5", "w") as h:
         h.create_dataset("inliers", data=inliers)
-    ctx = EvaluationContext(
-        dataset="set", lists_path=p / "lists.json", gnd_path=p / "gnd.json", out_json=p / "ames.json",
-        out_ranking=p / "r.h5", out_csv=p / "n.csv", csv_top=4, versions={}, hyperparameters={}, preset="tiny",
-    )  # fmt: skip
+    ctx = evaluation_context(p, "ames", dataset="set", csv_top=4, preset="tiny", baseline_json=None)
     fixed = {"lambda": 1.0, "gamma": 1.0, "num_rerank": 4, "geometry_weight": 1.0}
     evaluate_ames_stage(
         ctx, p / "logits.h5", p / "knn.h5", p / "grid.csv", "ames", {"num_rerank": [2], "lambda": [1.0], "gamma": [1.0]},

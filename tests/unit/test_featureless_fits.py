@@ -4,7 +4,7 @@ them out (PCA-whitening, Lw, SSP's anchors and adapter), and SSP's evaluation fl
 import numpy as np
 import torch
 
-from retrieval.evaluation.results import EvaluationContext
+from conftest import evaluation_context
 from retrieval.features.vlad import identity_whitening, l2_normalise
 from retrieval.methods.ssp import Adapter
 from retrieval.runtime import load_npz, read_json, write_json
@@ -122,20 +122,7 @@ def test_ssp_scores_each_run_with_its_own_queries_without_features(tmp_path):
     write_json(
         tmp_path / "global.json", {"per_query_ap": {p: {"names": ["q0", "q1", "q2"], "ap": [0.5] * 3} for p in "EMH"}}
     )
-    ctx = EvaluationContext(
-        dataset="mine",
-        lists_path=tmp_path / "lists.json",
-        gnd_path=tmp_path / "gnd.json",
-        out_json=tmp_path / "ssp.json",
-        out_ranking=tmp_path / "ssp_ranking.h5",
-        out_csv=tmp_path / "ssp.csv",
-        csv_top=3,
-        versions={},
-        hyperparameters={},
-        preset="cpu",
-        n_bootstrap=10,
-        baseline_json=tmp_path / "global.json",
-    )
+    ctx = evaluation_context(tmp_path, "ssp", csv_top=3, n_bootstrap=10)
     sift = {"k": 10}
     evaluate_ssp_stage(ctx, str(tmp_path / "light.h5"), str(tmp_path / "codebook.npz"), str(tmp_path / "whiten.npz"),
                        str(tmp_path / "adapter.pt"), str(tmp_path / "query.h5"), str(tmp_path / "db.h5"), 1.0, 0.5,

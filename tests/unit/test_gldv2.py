@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import evaluation_context
 from retrieval.data.datasets import build_image_lists
 from retrieval.data.gnd import load_ground_truth
 from retrieval.data.gnd_formats import gldv2_image, iter_gldv2_train, read_gldv2, read_gldv2_train
 from retrieval.evaluation.compare import compare_rows, render_markdown
 from retrieval.evaluation.metrics import evaluate_gldv2, evaluate_ground_truth, gldv2_average_precision
-from retrieval.evaluation.results import EvaluationContext, write_reranked_evaluation
+from retrieval.evaluation.results import write_reranked_evaluation
 from retrieval.runtime import read_json, write_json
 from retrieval.stages.ames_evaluate import evaluate_ames_stage
 from retrieval.stages.evaluate import evaluate_global
@@ -187,18 +188,8 @@ def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path
     write_json(tmp_path / "gnd.json", gt.to_json())
     ids = np.array([[3, 0, 1], [4, 2, 1], [2, 3, 0]])  # top 3 of 5 stored: enough for mAP@100 semantics here
     write_neighbours(tmp_path / "knn.h5", ids, np.ones(ids.shape, np.float32))
-    ctx = EvaluationContext(
-        dataset="gldv2",
-        lists_path=tmp_path / "lists.json",
-        gnd_path=tmp_path / "gnd.json",
-        out_json=tmp_path / "g.json",
-        out_ranking=tmp_path / "r.h5",
-        out_csv=tmp_path / "n.csv",
-        csv_top=3,
-        versions={},
-        hyperparameters={},
-        preset="tiny",
-        ks=[1, 5, 10],
+    ctx = evaluation_context(
+        tmp_path, "g", dataset="gldv2", csv_top=3, preset="tiny", ks=[1, 5, 10], baseline_json=None
     )
     evaluate_global(ctx, tmp_path / "knn.h5", {})
     r = read_json(tmp_path / "g.json")
@@ -331,20 +322,7 @@ def test_ames_on_gldv2_is_chosen_on_public_and_reported_on_private(tmp_path):
         h.attrs.update({"kind": "ames_logits", "max_rerank": 4, "seconds": 0.0, "n_pairs": 12})
     write_json(tmp_path / "global.json", {})
     grid = {"num_rerank": [4], "lambda": [0.0, 1.0], "gamma": [1.0]}
-    ctx = EvaluationContext(
-        dataset="gldv2",
-        lists_path=tmp_path / "lists.json",
-        gnd_path=tmp_path / "gnd.json",
-        out_json=tmp_path / "ames.json",
-        out_ranking=tmp_path / "r.h5",
-        out_csv=tmp_path / "n.csv",
-        csv_top=3,
-        versions={},
-        hyperparameters={},
-        preset="tiny",
-        n_bootstrap=100,
-        baseline_json=tmp_path / "global.json",
-    )
+    ctx = evaluation_context(tmp_path, "ames", dataset="gldv2", csv_top=3, preset="tiny", n_bootstrap=100)
     evaluate_ames_stage(
         ctx,
         tmp_path / "logits.h5",

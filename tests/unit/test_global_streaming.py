@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from retrieval.evaluation.results import EvaluationContext
+from conftest import evaluation_context
 from retrieval.featureless import featureless_rows
 from retrieval.features.vlad import apply_whitening, fit_pca_whitening, identity_whitening, l2_normalise, vlad
 from retrieval.methods.qe import alpha_expand
@@ -393,19 +393,7 @@ def _stage_inputs(tmp_path, n_db=400, n_q=3, d=64):
 
 
 def _ctx(tmp_path, method):
-    return EvaluationContext(
-        dataset="mine",
-        lists_path=tmp_path / "lists.json",
-        gnd_path=tmp_path / "gnd.json",
-        out_json=tmp_path / f"{method}.json",
-        out_ranking=tmp_path / f"{method}_ranking.h5",
-        out_csv=tmp_path / f"{method}.csv",
-        csv_top=5,
-        versions={},
-        hyperparameters={},
-        preset="cpu",
-        baseline_json=tmp_path / "global.json",
-    )
+    return evaluation_context(tmp_path, method)
 
 
 @pytest.mark.parametrize("method", ["aqe", "adba", "lw", "superglobal"])
