@@ -107,6 +107,26 @@ def beside(pattern: str, name: str) -> str:
     return pattern.rpartition("/")[0] + "/" + name
 
 
+def _method_hint(name, method):
+    """ "; did you mean ..." for a result name whose method (``method``, after its last underscore) is unknown: the
+    closest method name (any case; a deprecated one's new name), also over the splits at the name's earlier
+    underscores, since a misspelt ``ames_binary`` (``coll_ames_binray``) leaves ``binray`` after the last one; "" when
+    nothing is close."""
+    known = {m.lower(): m for m in [*METHODS, *DEPRECATED_METHODS]}
+    best = None  # (similarity, dataset part, method)
+    cuts = [i for i, c in enumerate(name) if c == "_"]
+    for i in cuts:
+        prefix, tail = name[:i], name[i + 1 :].lower()
+        for k, m in known.items():
+            score = 1.0 if k == tail else difflib.SequenceMatcher(None, tail, k).ratio()
+            if score >= 0.75 and (best is None or score > best[0]):
+                best = (score, prefix, DEPRECATED_METHODS.get(m, m))
+    if best is None:
+        return ""
+    _, prefix, m = best
+    return f"; did you mean '{m}'?" if name == f"{prefix}_{method}" else f"; did you mean '{prefix}_{m}'?"
+
+
 class PlanError(ValueError):
     """A configuration or a request the workflow cannot plan (rules/common.smk shows it as a WorkflowError)."""
 
@@ -735,10 +755,7 @@ class Plan:
         """The versioned evaluation JSON behind results/{ds}_{method}.json (a deprecated method name: its new one's)."""
         method = DEPRECATED_METHODS.get(method, method)
         if method not in METHODS:
-            known = {m.lower(): m for m in [*METHODS, *DEPRECATED_METHODS]}
-            near = known.get(method.lower()) or next(iter(difflib.get_close_matches(method, list(known), n=1)), None)
-            near = DEPRECATED_METHODS.get(known.get(near, near), known.get(near, near)) if near else None
-            hint = f"; did you mean '{near}'?" if near else ""
+            hint = _method_hint(f"{ds}_{method}", method)
             raise PlanError(f"unknown method '{method}' in {ds}_{method}{hint} (available: {', '.join(METHODS)})")
         self.check_evaluable(ds)
         if method in GLOBAL_DESCRIPTOR_METHODS and self.config["shortlist"]["source"] == "asmk":
