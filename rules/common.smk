@@ -16,7 +16,7 @@ from snakemake.logging import logger
 from retrieval.data.datasets import (
     build_database_list,
     build_image_lists,
-    list_files_present,
+    list_files_read,
     warn_images_beside_jpg,
 )
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
@@ -614,16 +614,19 @@ def current_lists(ds):
     return _LISTS[ds]
 
 
-def _if_fresh(path, sources_of, manifest, ds):
+def _if_fresh(path, sources_of, manifest, ds, database=False):
     """The JSON at ``path`` when it exists, is newer than every file ``sources_of(its content)`` names and was built
-    with the list files the dataset's folder holds now (``list_files`` of its ``manifest``, where it records them),
-    else None. A list file removed (query_boxes.csv, image_list.txt) leaves every remaining source older than the
+    with the list files it reads that the dataset's folder holds now (``list_files`` of its ``manifest``, where it
+    records them; ``database``: those of a database listed apart), else None. A list file removed (query_boxes.csv, image_list.txt) leaves every remaining source older than the
     JSON: the plan kept the cropped query, extracted nothing, and the run stopped at the merge."""
     if not os.path.isfile(path):
         return None
     content, t = read_json(path), os.path.getmtime(path)
     recorded = read_json(manifest).get("list_files") if os.path.isfile(manifest) else None
-    if recorded is not None and recorded != list_files_present(PLAN.dataset_dir(ds)):
+    try:
+        if recorded is not None and recorded != list_files_read(PLAN.dataset_dir(ds), ds, database):
+            return None
+    except ValueError:  # a ground truth of another name: building the lists says so
         return None
     try:
         return content if all(os.path.getmtime(p) <= t for p in sources_of(content)) else None
@@ -693,7 +696,11 @@ def _warn_beside_jpg(ds):
 def _read_or_build_database(ds):
     path = PLAN.database_json(ds)
     db = _if_fresh(
-        path, lambda x: PLAN.database_source(ds) + [e["path"] for e in x["db"]], beside(path, "db.manifest.json"), ds
+        path,
+        lambda x: PLAN.database_source(ds) + [e["path"] for e in x["db"]],
+        beside(path, "db.manifest.json"),
+        ds,
+        True,
     )
     if db is not None:
         _warn_beside_jpg(ds)

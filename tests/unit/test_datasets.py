@@ -14,7 +14,7 @@ from retrieval.data.datasets import (
     canonical_name,
     ground_truth_path,
     image_folders,
-    list_files_present,
+    list_files_read,
     query_box,
     with_distractors,
 )
@@ -364,12 +364,20 @@ def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
         build_database_list(d, "c")
 
 
-def test_list_files_present_names_the_files_that_decide_the_lists(tmp_path):
-    assert list_files_present(tmp_path / "absent") == []
+def test_list_files_read_names_the_list_files_the_format_reads(tmp_path):
+    assert list_files_read(tmp_path / "absent", "mine") == []
     (tmp_path / "jpg").mkdir()
-    for name in ("gnd.csv", "query_boxes.csv", "image_list.txt", "gnd_mine.pkl", "notes.txt", "README.md"):
+    # a plain folder reads image_list.txt and query_list.txt; a boxes file is not its format's
+    for name in ("image_list.txt", "query_boxes.csv", "notes.txt"):
         (tmp_path / name).write_text("x")
     (tmp_path / "query_list.txt").mkdir()  # a folder of that name is no list
-    assert list_files_present(tmp_path) == ["gnd.csv", "gnd_mine.pkl", "image_list.txt", "query_boxes.csv"]
+    assert list_files_read(tmp_path, "mine") == ["image_list.txt"]
+    assert list_files_read(tmp_path, "mine", database=True) == ["image_list.txt"]
+    # beside a gnd.csv: its boxes and database list, not query_list.txt
+    (tmp_path / "gnd.csv").write_text("x")
+    assert list_files_read(tmp_path, "mine") == ["gnd.csv", "image_list.txt", "query_boxes.csv"]
     (tmp_path / "query_boxes.csv").unlink()
-    assert "query_boxes.csv" not in list_files_present(tmp_path)
+    assert list_files_read(tmp_path, "mine") == ["gnd.csv", "image_list.txt"]
+    # a revisitop ground truth reads nothing beside it: a user's image_list.txt there changes nothing
+    (tmp_path / "gnd_mine.pkl").write_text("x")
+    assert list_files_read(tmp_path, "mine") == ["gnd_mine.pkl"]

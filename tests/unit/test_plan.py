@@ -277,6 +277,8 @@ def test_paths_fill_the_rule_patterns():
         (lambda p: p.evaluation_path("coll_ames", "binray"), {}, "did you mean 'coll_ames_binary'?"),
         (lambda p: p.evaluation_path("demo", "whiten2"), {}, "did you mean 'lw'?"),
         (lambda p: p.evaluation_path("demo", "qqqq"), {}, "unknown method 'qqqq' in demo_qqqq (available"),
+        (lambda p: p.evaluation_path("holiday_asmk", "2"), {}, "unknown method '2' in holiday_asmk_2 (available"),
+        (lambda p: p.evaluation_path("coll", "binary"), {}, "did you mean 'ames_binary'?"),
         (lambda p: p.evaluation_path("demo-train", "global"), {}, "training_split"),
         (lambda p: p.evaluation_path("revisitop1m", "global"), {}, "distractor set"),
         (lambda p: p.distractor_base("revisitop1m+1m"), {}, "roxford5k+1m"),

@@ -113,18 +113,21 @@ def _method_hint(name, method):
     underscores, since a misspelt ``ames_binary`` (``coll_ames_binray``) leaves ``binray`` after the last one; "" when
     nothing is close."""
     known = {m.lower(): m for m in [*METHODS, *DEPRECATED_METHODS]}
+    near = known.get(method.lower()) or next(iter(difflib.get_close_matches(method.lower(), list(known), n=1)), None)
+    if near:
+        return f"; did you mean '{DEPRECATED_METHODS.get(known.get(near, near), known.get(near, near))}'?"
+    # only a method that holds an underscore can have been split inside its own name
+    joined = [k for k in known if "_" in k]
     best = None  # (similarity, dataset part, method)
-    cuts = [i for i, c in enumerate(name) if c == "_"]
-    for i in cuts:
+    for i in [i for i, c in enumerate(name) if c == "_"]:
         prefix, tail = name[:i], name[i + 1 :].lower()
-        for k, m in known.items():
-            score = 1.0 if k == tail else difflib.SequenceMatcher(None, tail, k).ratio()
+        if "_" not in tail or not prefix:
+            continue
+        for k in joined:
+            score = difflib.SequenceMatcher(None, tail, k).ratio()
             if score >= 0.75 and (best is None or score > best[0]):
-                best = (score, prefix, DEPRECATED_METHODS.get(m, m))
-    if best is None:
-        return ""
-    _, prefix, m = best
-    return f"; did you mean '{m}'?" if name == f"{prefix}_{method}" else f"; did you mean '{prefix}_{m}'?"
+                best = (score, prefix, known[k])
+    return f"; did you mean '{best[1]}_{best[2]}'?" if best else ""
 
 
 class PlanError(ValueError):

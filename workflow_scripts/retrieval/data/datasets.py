@@ -123,25 +123,27 @@ def _warn_several_ground_truths(folder: str, states: tuple[tuple[str, int, int],
     log.warning(what, folder, names[0], ", ".join(names[1:]))
 
 
-def list_files_present(dataset_dir: str | Path) -> list[str]:
-    """The names (sorted) of the files directly in ``dataset_dir`` that decide what its lists hold: every ground
-    truth :func:`ground_truth_path` chooses among (``gnd_*.pkl`` of any name), ``query_boxes.csv``,
-    ``image_list.txt``, ``query_list.txt`` and the distractors' list; [] for a folder that does not exist.
+def list_files_read(dataset_dir: str | Path, name: str, database: bool = False) -> list[str]:
+    """The names (sorted) of the files directly in ``dataset_dir`` that the lists of dataset ``name`` are read from
+    besides its images, as ``Plan.folder_source`` watches them: the chosen ground truth (:func:`ground_truth_path`),
+    with ``query_boxes.csv`` and ``image_list.txt`` beside a ``gnd.csv``, or ``image_list.txt`` and
+    ``query_list.txt`` for a plain folder; with ``database``, only ``image_list.txt`` (what a database listed apart
+    reads). [] for a folder that does not exist; ValueError as :func:`ground_truth_path`.
 
     The lists' manifests record it, and the workflow's plan compares it with the folder's when it reuses the lists
     it planned from: removing such a file leaves every remaining source older than the lists, so modification
-    times alone do not show that the lists were built with it."""
+    times alone do not show that the lists were built with it. Files the format does not read are left out, so
+    adding one does not make every later plan build the lists again."""
     d = Path(dataset_dir)
     if not d.is_dir():
         return []
-    fixed = {"gnd.json", GND_CSV, BOXES_CSV, INSTRE_MAT, GLDV2_SOLUTION, *GLDV2_TRAIN_LISTS, DISTRACTOR_LIST}
-    fixed |= {"image_list.txt", "query_list.txt"}
-    with os.scandir(d) as entries:
-        return sorted(
-            e.name
-            for e in entries
-            if (e.name in fixed or (e.name.startswith("gnd_") and e.name.endswith(".pkl"))) and e.is_file()
-        )
+    if database:
+        return ["image_list.txt"] if (d / "image_list.txt").is_file() else []
+    gt = ground_truth_path(d, name)
+    if gt is not None and gt.name != GND_CSV:
+        return [gt.name]
+    beside = (BOXES_CSV, "image_list.txt") if gt is not None else ("image_list.txt", "query_list.txt")
+    return sorted(([gt.name] if gt is not None else []) + [n for n in beside if (d / n).is_file()])
 
 
 def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from retrieval.data.datasets import build_database_list, build_image_lists, list_files_present, with_distractors
+from retrieval.data.datasets import build_database_list, build_image_lists, list_files_read, with_distractors
 from retrieval.data.demo import DemoConfig, generate_demo
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS
 from retrieval.runtime import Manifest, read_json, write_json
@@ -46,14 +46,15 @@ def make_database_list(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> None:
     """The database list of a plain folder or a gnd.csv dataset (``db.json``: see ``build_database_list``); its
-    manifest records the folder's list files (:func:`list_files_present`), so that the workflow's plan sees one
-    removed."""
+    manifest records the list files it was read from (:func:`list_files_read`, taken before the listing), so that
+    the workflow's plan sees one removed."""
     m = Manifest(
         "database_list",
         version,
         {"dataset": dataset, "on_bad_image": on_bad_image, "max_image_pixels": max_image_pixels},
         preset,
     )
+    list_files = list_files_read(dataset_dir, dataset, database=True)  # before: a file removed meanwhile counts
     db = build_database_list(dataset_dir, dataset, on_bad_image, max_image_pixels)
     log.info("%s: %d database images", dataset, len(db["db"]))
     write_json(out_db, db)
@@ -62,7 +63,7 @@ def make_database_list(
         outputs=[out_db],
         n_db=len(db["db"]),
         skipped_images=db.get("skipped", []),
-        list_files=list_files_present(dataset_dir),
+        list_files=list_files,
     )
 
 
@@ -82,7 +83,8 @@ def make_image_lists(
 ) -> None:
     """``lists.json`` and ``gnd.json``; ``database``: the ``database_list`` rule's ``db.json`` where the database is
     listed apart (its entries are used as they are). The manifest records the folder's list files
-    (:func:`list_files_present`), so that the workflow's plan sees one removed (query_boxes.csv)."""
+    (:func:`list_files_read`, taken before the lists are built), so that the workflow's plan sees one removed
+    (query_boxes.csv)."""
     m = Manifest(
         "image_lists",
         version,
@@ -98,6 +100,7 @@ def make_image_lists(
     if database is not None:
         m.add_input("database", database)
     db = read_json(database) if database is not None else None
+    list_files = list_files_read(dataset_dir, dataset)  # before the build: a file removed meanwhile counts
     lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels, gldv2, db)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
@@ -109,7 +112,7 @@ def make_image_lists(
         n_db=len(lists["db"]),
         n_queries=len(lists["query"]),
         skipped_images=lists.get("skipped", []),
-        list_files=list_files_present(dataset_dir),
+        list_files=list_files,
     )
 
 

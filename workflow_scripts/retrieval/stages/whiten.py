@@ -57,7 +57,7 @@ def fit_pca_whitening_stage(
         log.info("PCA-whitening: %d of the %d sampled images have no features and are left out", without.sum(), len(x))
         x = x[~without]
     applies, reason = whitening_applies(len(x), dim, min_images_per_dim)
-    if applies and dim > min(len(x) - 1, x.shape[1]):  # min_images_per_dim near 0, or most images blank
+    if applies and len(x) - 1 < dim <= x.shape[1]:  # min_images_per_dim near 0, or most images blank
         applies, reason = (
             False,
             (
