@@ -24,7 +24,15 @@ from retrieval.methods.ames.rerank import (
     protocol_shortlists,
     rerank,
 )
-from retrieval.methods.ames.train import TrainConfig, fit_itq, mimetic_init_, sample_triplets, train_ames, valid_anchors
+from retrieval.methods.ames.train import (
+    TrainConfig,
+    _gather,
+    fit_itq,
+    mimetic_init_,
+    sample_triplets,
+    train_ames,
+    valid_anchors,
+)
 from retrieval.search.exact import locate, similarity_along, topk_neighbours
 from retrieval.stages.ames_evaluate import read_sv_inliers
 
@@ -243,6 +251,22 @@ def test_training_and_distillation_take_stores_with_fewer_descriptors_than_drawn
     bcfg = AmesConfig(**{**CFG.to_dict(), "binarized": True})
     _, distilled = train_ames(*data, bcfg, long, teacher=teacher, init_itq=itq)
     assert distilled[0]["distill_mse"] > 0
+
+
+def test_gathered_masks_mark_exactly_the_descriptors_beyond_each_count():
+    """Where the store holds the drawn length (the default configuration) the batch and its mask are the ones built
+    from the drawn length before the cap (``arange(length) >= count``), so the cap changes no trained model there."""
+    rng = np.random.default_rng(0)
+    desc = rng.normal(size=(6, 12, 4)).astype(np.float16)
+    counts = np.array([12, 0, 5, 9, 12, 1])
+    rows = np.array([3, 1, 0, 5, 3])
+    for length in (4, 9, 12):  # the store holds at least the drawn length
+        x, mask = _gather(desc, counts, rows, length)
+        np.testing.assert_array_equal(x.numpy(), desc[rows, :length].astype(np.float32))
+        np.testing.assert_array_equal(mask.numpy(), np.arange(length)[None, :] >= counts[rows][:, None])
+    x, mask = _gather(desc, counts, rows, 40)  # more drawn than held: capped at the 12 held
+    assert x.shape == (5, 12, 4) and mask.shape == (5, 12)
+    np.testing.assert_array_equal((~mask).sum(1).numpy(), counts[rows])
 
 
 @pytest.mark.parametrize("key", ["q_desc", "db_desc"])

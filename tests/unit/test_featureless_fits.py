@@ -9,7 +9,7 @@ from retrieval.features.vlad import identity_whitening, l2_normalise
 from retrieval.methods.ssp import Adapter
 from retrieval.runtime import load_npz, read_json, write_json
 from retrieval.stages.lw import fit_lw_stage
-from retrieval.stages.ssp import anchors_stage, evaluate_ssp_stage
+from retrieval.stages.ssp import anchors_stage, evaluate_ssp_stage, train_query_stage
 from retrieval.stages.whiten import fit_pca_whitening_stage
 from retrieval.stores.global_store import write_global
 from retrieval.stores.local_store import write_local_chunk
@@ -132,3 +132,63 @@ def test_ssp_scores_each_run_with_its_own_queries_without_features(tmp_path):
     assert out["per_query_ap"]["E"]["ap"] == [0.0, 1.0, 1.0]  # the light model found nothing in q0
     gallery = out["alongside"]["symmetric_gallery"]["metrics"]["mAP"]["E"]
     assert abs(gallery - 100 * 2 / 3) < 0.01  # q0 found by the gallery model, q1 not described by it: AP 0
+
+
+def _light_store(path, rows_desc, d):
+    """A light local store of one descriptor (or none: a row of None) per image."""
+    rows = []
+    for v in rows_desc:
+        m = 0 if v is None else 1
+        rows.append(
+            {
+                "descriptors": (np.zeros((0, d)) if v is None else v[None]).astype(np.float16),
+                "xy": np.zeros((m, 2), np.float32),
+                "scale": np.ones(m, np.float32),
+                "weight": np.ones(m, np.float32),
+                "orientation": np.zeros(m, np.float32),
+                "image_size": np.array([10, 10], np.int32),
+            }
+        )
+    write_local_chunk(path, rows, k=1, dim=d, backbone="sift", row_start=0, n_total=len(rows))
+
+
+def test_ssp_adapter_is_fitted_on_the_images_with_features_on_both_sides(tmp_path):
+    """Images whose light descriptor or gallery descriptor is empty are left out: the adapter trained with them in the
+    files is the one trained without them, to the bit."""
+    rng = np.random.default_rng(4)
+    d, n = 4, 48
+    gallery = l2_normalise(rng.normal(size=(n, d)).astype(np.float32))
+    light = l2_normalise((gallery + 0.3 * rng.normal(size=(n, d))).astype(np.float32))
+    np.savez(tmp_path / "codebook.npz", centroids=np.zeros((1, d), np.float32))  # VLAD of one word: the descriptor
+    np.savez(tmp_path / "whiten.npz", **identity_whitening(d, "test"))
+    np.save(tmp_path / "anchors.npy", rng.normal(size=(2, 8, 2)).astype(np.float32))
+    # padded: every 4th image has no light descriptor, every 5th no gallery descriptor (both are images with features
+    # only on the other side)
+    p_light, p_gallery, no_light, no_gallery = [], [], 0, 0
+    for i in range(n):
+        if i % 4 == 0:
+            p_light.append(None)
+            p_gallery.append(gallery[(i + 1) % n])
+            no_light += 1
+        if i % 5 == 0:
+            p_light.append(light[(i + 2) % n])
+            p_gallery.append(np.zeros(d, np.float32))
+            no_gallery += 1
+        p_light.append(light[i])
+        p_gallery.append(gallery[i])
+    cfg = {"epochs": 3, "batch_size": 16, "patience": 0, "warmup_epochs": 1}
+    for name, ls, gs in (("clean", list(light), gallery), ("padded", p_light, np.stack(p_gallery))):
+        _light_store(tmp_path / f"{name}_light.h5", ls, d)
+        write_global(tmp_path / f"{name}_gallery.h5", gs)
+        train_query_stage(str(tmp_path / f"{name}_light.h5"), str(tmp_path / "codebook.npz"),
+                          str(tmp_path / "whiten.npz"), str(tmp_path / f"{name}_gallery.h5"),
+                          str(tmp_path / "anchors.npy"), str(tmp_path / f"{name}.pt"), str(tmp_path / f"{name}_c.json"),
+                          str(tmp_path / f"{name}_m.json"), 1.0, 0.5, cfg, "v", "cpu", "s")  # fmt: skip
+    a = torch.load(tmp_path / "clean.pt", weights_only=True)["state"]
+    b = torch.load(tmp_path / "padded.pt", weights_only=True)["state"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
+    assert read_json(tmp_path / "clean_c.json") == read_json(tmp_path / "padded_c.json")
+    manifest = read_json(tmp_path / "padded_m.json")
+    assert manifest["n_without_features"] == no_light + no_gallery and manifest["n_training_images"] == n
