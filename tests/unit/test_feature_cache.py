@@ -324,3 +324,73 @@ def test_readers_refuse_a_store_whose_pack_lost_rows(tmp_path):
     write_local_chunk(cache / f"{pack}.h5", [row], k=64, dim=128, backbone="sift", row_start=0, n_total=1)
     with pytest.raises(StoreError, match=rf"{pack}.h5 has 1 rows, row 3 is mapped"):
         open_local(tmp_path / "db.h5")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_copy_from_a_damaged_pack_is_extracted_again_with_a_warning(tmp_path, caplog, damage):
+    """A photo copied under a new name is found by its hash in an earlier pack; when that pack's .h5 was damaged
+    after its job (a copy cut short, a file deleted by hand) the new pack's job extracts the photo instead of
+    failing with h5py's error, which names no file, and the row equals the extraction. The damaged pack itself is
+    named, with the remedy, where it is read: copying (read_pack_row) and assembling a store."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(3))
+    plan, _ = _run_plan(cache, _lists(root), n_chunks=1)
+    (old,) = plan.new_packs
+    shutil.copyfile(root / "jpg" / "p01.png", root / "jpg" / "q01.png")
+    if damage == "truncated":
+        with open(cache / f"{old}.h5", "r+b") as f:
+            f.truncate(2000)
+    else:
+        (cache / f"{old}.h5").unlink()
+    with pytest.raises(fc.CacheError, match=rf"{old}\.h5 .*delete .*{old}\.h5 and .*{old}\.json"):
+        fc.read_pack_row(cache / f"{old}.h5", 1)
+    with caplog.at_level("WARNING"):
+        plan, metas = _run_plan(cache, _lists(root))
+    assert plan.n_new == 1 and metas[0]["copied"] == 0 and metas[0]["extracted"] == 1
+    assert "q01.png: extracted instead of copied: feature cache: pack unreadable" in caplog.text
+    (new,) = plan.new_packs
+    lp = tmp_path / "lists.json"
+    lists = _lists(root)
+    lp.write_text(json.dumps({**lists, "db": [e for e in lists["db"] if e["name"] == "jpg/p01.png"]}))
+    extract_local_chunk(lp, "db", 0, 1, tmp_path / "fresh.h5", "sift", SIFT, "v")
+    with h5py.File(tmp_path / "fresh.h5", "r") as f:
+        m = int(f["count"][0])
+        row, _ = fc.read_pack_row(cache / f"{new}.h5", 0)
+        np.testing.assert_array_equal(row["descriptors"], f["descriptors"][0, :m])
+        np.testing.assert_array_equal(row["xy"], f["xy"][0, :m])
+    with pytest.raises(StoreError, match=rf"{old}\.h5 .*delete"):
+        _assemble(cache, _lists(root), "db", tmp_path / "db.h5")
+    # the remedy works: without the damaged pack, its photos are planned again and the store assembles
+    (cache / f"{old}.h5").unlink(missing_ok=True)
+    (cache / f"{old}.json").unlink()
+    plan, metas = _run_plan(cache, _lists(root), n_chunks=1)
+    assert plan.n_new == 3
+    assert _assemble(cache, _lists(root), "db", tmp_path / "db.h5")["n_rows"] == 4
+
+
+def test_a_photo_without_read_permission_is_planned_as_missing_and_again_once_readable(tmp_path, monkeypatch):
+    """A photo this process may not read (a shared drive's permissions; ``os.access`` stands in for it, since tests
+    may run as root): under error its job names it and why, under skip it gets an empty row whose reason says why,
+    and once readable (chmod keeps the mtime) it is planned and extracted again, not served its empty row."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(3))
+    locked = str(root / "jpg" / "p01.png")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: str(p) != locked and real_access(p, mode))
+    lists = _lists(root)
+    plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()
+    assert [it["size"] for it in items][1] == -1
+    with pytest.raises(ValueError, match=rf"{locked}: no permission to read it"):
+        extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    for p in cache.glob("*"):  # the other photos' pack, kept by the failed job: start again without it
+        p.unlink()
+    meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    assert meta["skipped"] == {"1": "no permission to read it"}
+    info = _assemble(cache, lists, "db", tmp_path / "db.h5", "skip")
+    assert info["skipped"] == [{"path": locked, "reason": "no permission to read it"}]
+    monkeypatch.setattr(os, "access", real_access)  # chmod a+r: same size and mtime
+    plan, metas = _run_plan(cache, _lists(root))
+    assert [it["path"] for v in plan.new_packs.values() for it in v] == [locked] and metas[0]["extracted"] == 1
+    assert not _assemble(cache, _lists(root), "db", tmp_path / "db2.h5")["skipped"]
+    assert _read(tmp_path / "db2.h5")["count"][1] > 0

@@ -379,6 +379,17 @@ def test_palette_with_transparency_and_alpha_are_composited_on_white(tmp_path):
     la = tmp_path / "la.png"
     Image.fromarray(np.dstack([g, np.full(g.shape, 255, np.uint8)]), "LA").save(la)
     np.testing.assert_array_equal(load_gray(la), g)
+    # a transparent colour of an 8-bit RGB or gray PNG (tRNS), as its 16-bit twin is read (OpenCV composites it)
+    rgb_t, gray_t = tmp_path / "rgb_t.png", tmp_path / "gray_t.png"
+    Image.fromarray(up).save(rgb_t, transparency=tuple(int(v) for v in up[0, 0]))
+    hit = (up == up[0, 0]).all(axis=2)
+    want = up.copy()
+    want[hit] = 255
+    np.testing.assert_array_equal(load_rgb(rgb_t), want)
+    Image.fromarray(g).save(gray_t, transparency=int(g[0, 0]))
+    want_g = g.copy()
+    want_g[g == g[0, 0]] = 255
+    np.testing.assert_array_equal(load_gray(gray_t), want_g)
 
 
 def test_over_the_pixel_cap_jpeg_is_reduced_other_formats_refused(tmp_path):
@@ -400,6 +411,79 @@ def test_over_the_pixel_cap_jpeg_is_reduced_other_formats_refused(tmp_path):
         load_gray(jpg, max_pixels=10)
     assert DEFAULT_MAX_IMAGE_PIXELS == 2 * Image.MAX_IMAGE_PIXELS  # Pillow's refusal limit
     assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's own setting is restored after each decode
+
+
+@pytest.mark.parametrize("w, h, cap", [(1001, 1001, 251_001), (1003, 999, 300_000), (999, 1003, 251_000)])
+def test_an_odd_sized_jpeg_over_the_cap_is_reduced_by_the_planned_factor(tmp_path, w, h, cap):
+    """Pillow's draft scale is min(w // rw, h // rh): asking for ceil sizes got no reduction for odd sizes (1001 // 501
+    = 1), a full decode over the cap. The pixels are the planned ceil(w / 2) x ceil(h / 2) and fit the cap."""
+    p = tmp_path / "odd.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
+    d = decode_image(p, "gray", max_pixels=cap)
+    assert d.pixels.shape == (-(-h // 2), -(-w // 2)) and d.pixels.size <= cap
+    assert (d.width, d.height) == (w, h)
+
+
+def test_a_camera_jpeg_with_a_preview_over_the_cap_is_reduced_like_a_jpeg(tmp_path):
+    """Pillow reports a camera JPEG with an embedded preview as MPO; it is decoded by libjpeg and reduced while
+    decoding as any JPEG is, not refused."""
+    up = _original(96, 128)
+    p = tmp_path / "camera.jpg"
+    Image.fromarray(up).save(p, "MPO", save_all=True, append_images=[Image.fromarray(up[::2, ::2])], quality=98)
+    cap = 96 * 128 // 3
+    d = decode_image(p, "rgb", max_pixels=cap)
+    assert d.pixels.shape == (48, 64, 3) and d.factor == (0.5, 0.5)
+    small = np.asarray(Image.fromarray(up).resize((64, 48), Image.Resampling.BOX))
+    assert np.abs(d.pixels.astype(int) - small).mean() < 4
+    assert image_header(p, max_pixels=cap) == (128, 96, 1)
+    with pytest.raises(BadImageError, match=r"camera\.jpg: .*even at 1/8"):
+        decode_image(p, max_pixels=10)
+
+
+def _tiff_with_a_damaged_next_page(path, pixels):
+    """A TIFF whose next-page offset points at an IFD holding only an orientation tag (no dimensions): Pillow opens it
+    and reads its first page, but counting its pages raises TypeError ("Missing dimensions")."""
+    Image.fromarray(pixels).save(path)
+    b = bytearray(path.read_bytes())
+    ifd0 = struct.unpack("<I", b[4:8])[0]
+    next_offset = ifd0 + 2 + 12 * struct.unpack("<H", b[ifd0 : ifd0 + 2])[0]
+    b[next_offset : next_offset + 4] = struct.pack("<I", len(b))
+    b += struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 1) + struct.pack("<I", 0)
+    path.write_bytes(bytes(b))
+
+
+def test_damaged_tiff_and_heic_files_are_named_not_crashed_on(tmp_path, caplog):
+    """Decoding errors Pillow and pillow-heif raise outside OSError / ValueError: a TIFF with a damaged next page
+    (TypeError while counting pages) is read at its first page with a warning naming it; a HEIC whose image size
+    box is damaged (libheif's RuntimeError) is a BadImageError naming the file, in one line, which extraction
+    honours under on_bad_image (skip: an empty row)."""
+    px = _original(40, 50)
+    tif = tmp_path / "scan.tif"
+    _tiff_with_a_damaged_next_page(tif, px)
+    with pytest.raises(TypeError):
+        with Image.open(tif) as im:
+            im.n_frames
+    with caplog.at_level("WARNING"):
+        np.testing.assert_array_equal(load_rgb(tif), px)
+    assert f"{tif}: the number of pages cannot be read (TypeError: Missing dimensions)" in caplog.text
+
+    heic = tmp_path / "phone.heic"
+    pillow_heif.from_pillow(Image.fromarray(px)).save(heic, quality=90)
+    b = bytearray(heic.read_bytes())
+    i = b.find(b"ispe")
+    b[i + 8 : i + 12] = struct.pack(">I", 0x5C000040)  # an absurd width
+    heic.write_bytes(bytes(b))
+    with pytest.raises(BadImageError, match=r"phone\.heic: cannot decode image \(RuntimeError: [^\n]*$") as e:
+        load_rgb(heic)
+    assert "\n" not in str(e.value)
+    lists = {"dataset": "mine", "root": str(tmp_path), "db": [{"name": "phone.heic", "path": str(heic)}]}
+    lp = tmp_path / "lists.json"
+    lp.write_text(json.dumps(lists))
+    with pytest.raises(ValueError, match=r"phone\.heic"):
+        extract_local_chunk(lp, "db", 0, 1, tmp_path / "f.h5", "sift", {"k": 16}, "v")
+    extract_local_chunk(lp, "db", 0, 1, tmp_path / "f.h5", "sift", {"k": 16}, "v", on_bad_image="skip")
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert int(f["count"][0]) == 0
 
 
 def test_a_decompression_bomb_is_named_and_skipped_in_the_image_lists(tmp_path, monkeypatch):

@@ -17,7 +17,8 @@ GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
 # (name, the configuration overlay): recorded by running rules/common.smk's functions under `snakemake -n` on the
 # default config/config.yaml with this overlay (and validated by the schema), for the demo splits; the values
 # re-recorded from Plan when a version constant of retrieval/versions.py changed (FIT_VERSION 2: every key that
-# follows the whitening, Lw or SSP's fits moved, nothing before them)
+# follows the whitening, Lw or SSP's fits moved, nothing before them; DECODER_VERSION 4: every key from the image
+# lists on, checked first to reproduce the file exactly at decoder version 3)
 GOLDEN_CASES = json.loads(GOLDEN.read_text())
 
 

@@ -12,12 +12,14 @@ Rules (issue 14, item 1):
   [0, 1] to [0, 255] (rounded, outside values clipped, NaN -> 0). Pillow itself would clamp 16-bit gray to 255
   (a 16-bit photo becomes white) and keep only the high byte of 16-bit RGB, so 16-bit RGB(A) PNG/TIFF pixels are
   read by OpenCV (``IMREAD_UNCHANGED``) instead.
-* **Transparency is composited on white** (palette images with a transparent colour, ``LA``, ``RGBA``, ``PA``):
+* **Transparency is composited on white** (``LA``, ``RGBA``, ``PA``, and a transparent colour of a palette, gray
+  or RGB image, a PNG's tRNS):
   what a browser or photo viewer shows on a white page. CMYK, YCbCr, LAB and bilevel images convert with Pillow.
 * **Size caps.** Pillow's decompression-bomb check is replaced by the project's cap ``max_pixels``
   (``max_image_pixels`` in the configuration; default 178,956,970, the size at which Pillow 13 refuses an image):
-  a JPEG above it is reduced while decoding (libjpeg's DCT scaling via ``Image.draft``, by 2, 4 or 8, the
-  smallest that fits), any other format above it is refused with ``BadImageError`` naming the file.
+  a JPEG (or MPO, a camera JPEG with an embedded preview) above it is reduced while decoding (libjpeg's DCT
+  scaling via ``Image.draft``, by 2, 4 or 8, the smallest that fits), any other format above it is refused with
+  ``BadImageError`` naming the file.
 * **HEIC / HEIF** (what iPhones write by default) is read through ``pillow-heif`` (libheif), registered with Pillow
   here. libheif applies the file's own rotation and mirroring (the ``irot`` / ``imir`` properties, which the HEIF
   format uses instead of EXIF orientation) and pillow-heif then reports EXIF orientation 1, so the picture is
@@ -55,6 +57,9 @@ ORIENTATION_TAG = 0x0112
 
 
 _DRAFT_REDUCTIONS = (2, 4, 8)  # the DCT scalings libjpeg offers
+
+# formats libjpeg decodes: a camera JPEG with an embedded preview is reported as MPO (Multi-Picture Object)
+_REDUCIBLE = ("JPEG", "MPO")
 
 
 _WHITE = 255
@@ -121,6 +126,8 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
         EOFError,
         struct.error,
         Image.DecompressionBombError,
+        TypeError,  # Pillow on a TIFF whose tags are damaged ("Missing dimensions")
+        RuntimeError,  # pillow-heif (libheif) on a damaged HEIC / HEIF
     )
 
 
@@ -129,7 +136,7 @@ def _reason(e: BaseException) -> str:
     from (``<_io.BufferedReader name=...>``), so it is said without it."""
     if isinstance(e, UnidentifiedImageError):
         return "UnidentifiedImageError: not an image, or a format Pillow cannot read"
-    return f"{type(e).__name__}: {e}"
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"  # one line: libheif's messages end in a newline
 
 
 def _orientation(im) -> int:
@@ -184,13 +191,17 @@ def _check_cap(path: Path, im, max_pixels: int) -> int:
     w, h = im.size
     if w * h <= max_pixels:
         return 1
-    if im.format == "JPEG":
+    if im.format in _REDUCIBLE:
         for r in _DRAFT_REDUCTIONS:
             if math.ceil(w / r) * math.ceil(h / r) <= max_pixels:
                 return r
     raise BadImageError(
         f"{path}: {w}x{h} = {w * h:,} pixels is over max_image_pixels = {max_pixels:,}"
-        + (" even at 1/8 scale" if im.format == "JPEG" else f" ({im.format}; only JPEGs can be reduced while decoding)")
+        + (
+            " even at 1/8 scale"
+            if im.format in _REDUCIBLE
+            else f" ({im.format}; only JPEGs can be reduced while decoding)"
+        )
     )
 
 
@@ -213,6 +224,19 @@ def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
         raise
     except _decode_errors() as e:
         raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
+
+
+def _warn_pages(path: Path, im) -> None:
+    """A warning for a file of several pages or frames (a multi-page TIFF, an animated WebP; not a camera JPEG with
+    an embedded preview, MPO: 2 frames), of which the first is read. A page count Pillow cannot read (a TIFF whose
+    next-page offset points at damaged tags) is warned about too; the first page is still decoded."""
+    try:
+        n = getattr(im, "n_frames", 1)
+    except _decode_errors() as e:
+        log.warning("%s: the number of pages cannot be read (%s); the first is read", path, _reason(e))
+        return
+    if n > 1 and im.format != "MPO":
+        log.warning("%s: %d pages (frames); the first is read", path, n)
 
 
 def _rawmode(im) -> str:
@@ -290,11 +314,12 @@ def _to_8bit_rgb_or_gray(im) -> np.ndarray:
         x = np.asarray(im).astype(np.float64) / 257.0
     elif mode == "F":
         x = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0) * 255.0
-    elif mode in ("1", "L"):
+    elif mode == "1" or (mode == "L" and "transparency" not in im.info):
         return np.asarray(im.convert("L"))
-    elif mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
+    elif mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode in ("P", "L", "RGB") and "transparency" in im.info):
+        # a transparent colour (a PNG's tRNS: a palette entry, a gray level or an RGB value) is transparency too
         x = _composite_on_white(np.asarray(im.convert("RGBA")).astype(np.float64))
-        if mode in ("LA", "La"):
+        if mode in ("LA", "La", "L"):
             x = x[:, :, 0]
     else:  # RGB, CMYK, P, YCbCr, LAB, HSV, RGBX
         return np.asarray(im.convert("RGB"))
@@ -322,10 +347,10 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             stored = _stored_size(im)
             width, height = _displayed(stored, orientation)
             if reduction > 1:
-                im.draft(im.mode, (math.ceil(im.size[0] / reduction), math.ceil(im.size[1] / reduction)))
-            # a multi-page TIFF, an animated WebP; not a camera JPEG with an embedded preview (MPO: 2 frames)
-            if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":
-                log.warning("%s: %d pages (frames); the first is read", path, im.n_frames)
+                # Pillow picks the scale min(w // rw, h // rh) rounded down to 1, 2, 4 or 8: asking for floor sizes
+                # gets exactly ``reduction`` (ceil sizes get less for odd sizes, e.g. 1001 // 501 = 1)
+                im.draft(im.mode, (max(1, im.size[0] // reduction), max(1, im.size[1] // reduction)))
+            _warn_pages(path, im)
             im.load()  # Pillow's full decode: refuses a truncated file, as for every other image
             pixels = _to_8bit_rgb_or_gray(im)
             # what the reader left to apply: Pillow's TIFF reader turns the pixels while loading and drops the tag
@@ -336,6 +361,11 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
         raise
     except _decode_errors() as e:
         raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
+    if pixels.shape[0] * pixels.shape[1] > max_pixels:  # libjpeg reduced less than planned
+        raise BadImageError(
+            f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} pixels, over max_image_pixels = {max_pixels:,} "
+            f"(a reduction by {reduction} was planned)"
+        )
     if reduction == 1 and pixels.shape[:2] != (height, width):  # the orientation applied twice or not at all
         raise BadImageError(
             f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} pixels, but its header says {width}x{height} as "

@@ -31,6 +31,12 @@ from retrieval.stores.local_store import write_local_chunk
 
 log = logging.getLogger(__name__)
 _NOT_FOUND = "image listed but not found: "
+_NOT_READABLE = "no permission to read it"
+
+
+def _absent_reason(path: str) -> str:
+    """Why a planned item without a size (stat_of: -1) has no bytes: missing, or present but not readable."""
+    return _NOT_READABLE if os.path.exists(path) else "image listed but not found"
 
 
 def _runner(backbone: str, backbone_config: dict[str, Any]):
@@ -74,7 +80,8 @@ def extract_pack(
     max_image_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Hash and extract the items of one pack (in order); a key already in the cache (the same bytes and box under
-    another name) has its row copied instead. Writes the .h5, then the sidecar. Returns counts and timings.
+    another name) has its row copied instead (extracted, with a warning naming the pack, when that pack's ``.h5`` is
+    damaged). Writes the .h5, then the sidecar. Returns counts and timings.
 
     Under ``on_bad_image: error`` a missing or unreadable image does not stop the job at once: the other items are
     still extracted, written to the cache as a pack of their own (named by a hash of those items, so the next plan
@@ -95,7 +102,8 @@ def extract_pack(
         crop = crop_key(it["crop"])
         if it["size"] < 0:
             if on_bad_image != "skip":
-                bad.append(f"{_NOT_FOUND}{it['path']}")
+                absent = _absent_reason(it["path"])
+                bad.append(f"{_NOT_FOUND}{it['path']}" if absent != _NOT_READABLE else f"{it['path']}: {absent}")
                 continue
             sha = missing_key(it["name"])
         else:
@@ -120,8 +128,14 @@ def extract_pack(
             log.error("%s", err)
             bad.append(err)
             continue
+        copied = None
         if hit is not None:
-            row, g = read_pack_row(out_h5.parent / f"{hit[0]}.h5", hit[1])
+            try:
+                copied = read_pack_row(out_h5.parent / f"{hit[0]}.h5", hit[1])
+            except CacheError as e:  # a damaged pack: this photo's row is extracted again instead
+                log.warning("%s: extracted instead of copied: %s", it["path"], e)
+        if copied is not None:
+            row, g = copied
             if reason is not None:
                 skipped[str(i)] = reason  # still without features: merge_local and the manifests say so
             n_copied += 1
@@ -138,7 +152,7 @@ def extract_pack(
                     log.warning("on_bad_image: skip: %s gets no features (%s)", it["path"], err)
                     skipped[str(i)] = str(err)
             else:
-                skipped[str(i)] = "image listed but not found"
+                skipped[str(i)] = _absent_reason(it["path"])
             entry = {"path": it["path"], "width": it.get("width", 0), "height": it.get("height", 0)}
             if decoded is None:
                 row, g = run(np.zeros((0, 0), np.uint8), entry, None if crop is None else list(crop))

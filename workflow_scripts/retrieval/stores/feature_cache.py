@@ -86,10 +86,14 @@ def crop_key(c: Any) -> tuple[int, ...] | None:
 
 
 def stat_of(path: str | os.PathLike) -> tuple[int, int]:
-    """(size, mtime_ns) of a file; (-1, -1) when it is missing."""
+    """(size, mtime_ns) of a file; (-1, -1) when it is missing or this process may not read it (no read permission,
+    ``os.access``): an unreadable photo is planned as a missing one, with no cached row keyed by its size and mtime,
+    so it is planned again once readable (``chmod`` leaves its mtime as it was)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        return -1, -1
+    if not os.access(path, os.R_OK):
         return -1, -1
     return int(st.st_size), int(st.st_mtime_ns)
 
@@ -287,19 +291,34 @@ def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
 
 def read_pack_row(path: Path, r: int) -> tuple[dict[str, Any], Any]:
     """Row ``r`` of a pack as the row dict write_local_chunk takes (descriptors trimmed to their count), and its
-    global descriptor (None for SIFT)."""
-    with h5py.File(path, "r") as f:
-        m = int(f["count"][r])
-        row = {
-            "descriptors": f["descriptors"][r, :m],
-            "xy": f["xy"][r, :m],
-            "scale": f["scale"][r, :m],
-            "weight": f["weight"][r, :m],
-            "orientation": f["orientation"][r, :m],
-            "image_size": f["image_size"][r],
-        }
-        g = f["global"][r] if "global" in f else None
+    global descriptor (None for SIFT). CacheError naming the pack when its ``.h5`` is missing, truncated, not HDF5 or
+    without the row (a pack damaged after its job ended: a full disk, a copy cut short, a file deleted by hand)."""
+    try:
+        with h5py.File(path, "r") as f:
+            m = int(f["count"][r])
+            row = {
+                "descriptors": f["descriptors"][r, :m],
+                "xy": f["xy"][r, :m],
+                "scale": f["scale"][r, :m],
+                "weight": f["weight"][r, :m],
+                "orientation": f["orientation"][r, :m],
+                "image_size": f["image_size"][r],
+            }
+            g = f["global"][r] if "global" in f else None
+    except (OSError, KeyError, IndexError, ValueError) as e:
+        raise CacheError(damaged_pack_message(path, e)) from e
     return row, g
+
+
+def damaged_pack_message(path: str | os.PathLike, e: BaseException) -> str:
+    """What to say of a pack ``.h5`` that cannot be read: its path, the reason, and the remedy (delete the pack and its
+    index, and the next run extracts those images again; every other pack is kept)."""
+    path = Path(path)
+    reason = " ".join(str(e).split()) or type(e).__name__
+    return (
+        f"feature cache: pack unreadable (missing, truncated or not HDF5): {path} ({reason}); delete "
+        f"{path.with_suffix('.h5')} and {path.with_suffix('.json')} and run again: only its images are extracted again"
+    )
 
 
 def pack_sidecar(
@@ -400,8 +419,8 @@ def assemble_store(
                     "n": f["count"].shape[0],
                     "skipped": json.loads(f.attrs.get("skipped", "[]")),
                 }
-        except OSError as e:
-            raise StoreError(f"pack unreadable (truncated or not HDF5): {path} ({e})") from e
+        except (OSError, KeyError) as e:
+            raise StoreError(damaged_pack_message(path, e)) from e
         if infos[name]["n"] != len(index.packs[name]["rows"]["sha256"]):
             raise StoreError(
                 f"{path}: {infos[name]['n']} rows but its index lists {len(index.packs[name]['rows']['sha256'])}"
