@@ -66,7 +66,7 @@ from retrieval.plan import (
     beside,
     fill,
 )
-from retrieval.runtime import read_json, stable_hash, write_json
+from retrieval.runtime import is_readable, read_json, stable_hash, write_json
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.local_store import missing_sources
 
@@ -275,16 +275,17 @@ def watched(paths):
 def listed_images(ds, *sides, exclude=None):
     """The images of the given sides of a dataset's current lists, when it uses the feature cache (none otherwise): a
     photo replaced in place (the folder's mtime unchanged) then gets its new size. ``exclude``: leave out the images
-    of that side. The database side of a dataset that lists it apart comes from its database list alone."""
+    of that side. The database side of a dataset that lists it apart comes from its database list alone. A photo
+    this process may not read is left out (Snakemake would fail recording its metadata): given read permission
+    (``chmod`` keeps its size and mtime) it joins the inputs, and the lists are built again and read it."""
     if not PLAN.uses_feature_cache(ds, config["extract"]["backbone"]):
         return []
     lists = planning_lists(ds) if sides == ("db",) else current_lists(ds)
     if lists is None:
         return []
     skip = {e["path"] for e in lists[exclude]} if exclude else set()
-    return watched(
-        sorted({e["path"] for s in sides for e in lists[s] if e["path"] not in skip and os.path.exists(e["path"])})
-    )
+    paths = {e["path"] for s in sides for e in lists[s] if e["path"] not in skip and os.path.exists(e["path"])}
+    return watched(sorted(p for p in paths if is_readable(p)))
 
 
 def listed_state(ds, *sides, exclude=None):
@@ -629,9 +630,16 @@ def _if_fresh(path, sources_of, manifest, ds, database=False):
     except ValueError:  # a ground truth of another name: building the lists says so
         return None
     try:
-        return content if all(os.path.getmtime(p) <= t for p in sources_of(content)) else None
-    except FileNotFoundError:
+        return content if all(_changed_at(p) <= t for p in sources_of(content)) else None
+    except OSError:  # a file gone, or in a folder without search permission
         return None
+
+
+def _changed_at(path):
+    """When ``path`` last changed, for _if_fresh: its mtime, and for a folder also its ctime, which a change of its
+    permissions moves (a scan that could not list it left its photos out; listable again, it is scanned again)."""
+    st = os.stat(path)
+    return max(st.st_mtime, st.st_ctime) if os.path.isdir(path) else st.st_mtime
 
 
 def _read_or_build_lists(ds):
@@ -771,7 +779,8 @@ def merge_images(wildcards):
     got = cached_merge(wildcards)
     if got is None or got[2] is None:
         return []
-    return watched(sorted({e["path"] for e in got[2][wildcards.side] if os.path.exists(e["path"])}))
+    paths = {e["path"] for e in got[2][wildcards.side] if os.path.exists(e["path"]) and is_readable(e["path"])}
+    return watched(sorted(paths))  # not a photo this process may not read: Snakemake would fail recording it
 
 
 def merge_cache_params(wildcards):

@@ -31,9 +31,13 @@ def with_overrides(config: dict, **overrides) -> dict:
     return config
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run Snakemake on this repository's Snakefile inside ``workdir``."""
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 900, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run Snakemake on this repository's Snakefile inside ``workdir``; ``prefix``: a command it runs under (e.g.
+    ``setpriv`` options)."""
     cmd = [
+        *prefix,
         sys.executable,
         "-m",
         "snakemake",

@@ -376,7 +376,7 @@ def test_a_photo_without_read_permission_is_planned_as_missing_and_again_once_re
     _folder(root, range(3))
     locked = str(root / "jpg" / "p01.png")
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: str(p) != locked and real_access(p, mode))
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: str(p) != locked and real_access(p, mode, **kw))
     lists = _lists(root)
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
     ((pack, items),) = plan.new_packs.items()

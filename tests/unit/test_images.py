@@ -16,12 +16,14 @@ from retrieval.data.datasets import build_image_lists
 from retrieval.data.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     BadImageError,
+    DecodedImage,
     decode_image,
     image_header,
     load_bgr,
     load_gray,
     load_rgb,
 )
+from retrieval.features.reduced import extract_reduced
 from retrieval.stages.extract import extract_local_chunk
 
 
@@ -392,6 +394,49 @@ def test_palette_with_transparency_and_alpha_are_composited_on_white(tmp_path):
     np.testing.assert_array_equal(load_gray(gray_t), want_g)
 
 
+def _gray_png(path, rows, bit_depth, trns):
+    """A gray PNG (colour type 0) of ``bit_depth`` 1, 2, 4, 8 or 16 with a tRNS gray sample, written by hand (Pillow
+    writes no 2- or 4-bit gray)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b""
+    for r in rows:
+        if bit_depth < 8:
+            bits = "".join(format(v, f"0{bit_depth}b") for v in r)
+            bits += "0" * (-len(bits) % 8)
+            raw += b"\0" + int(bits, 2).to_bytes(len(bits) // 8, "big")
+        else:
+            raw += b"\0" + b"".join(struct.pack(">H" if bit_depth == 16 else ">B", v) for v in r)
+    head = struct.pack(">IIBBBBB", len(rows[0]), len(rows), bit_depth, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", head)
+        + chunk(b"tRNS", struct.pack(">H", trns))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    "bit_depth, samples, trns, want",
+    [
+        (1, [0, 1, 1, 0], 1, [0, 255, 255, 0]),  # the level is white already: nothing to tell apart
+        (1, [0, 1, 1, 0], 0, [255, 255, 255, 255]),
+        (2, [0, 1, 2, 3], 1, [0, 255, 170, 255]),  # Pillow keeps the sample 1 and stretches the pixel to 85
+        (4, [0, 5, 10, 15], 5, [0, 255, 170, 255]),
+        (8, [0, 7, 100, 200], 7, [0, 255, 100, 200]),
+        (16, [0, 4096, 32768, 51400], 4096, [0, 255, 128, 200]),
+    ],
+)
+def test_a_gray_pngs_transparent_level_is_white_at_every_bit_depth(tmp_path, bit_depth, samples, trns, want):
+    p = tmp_path / f"gray{bit_depth}.png"
+    _gray_png(p, [samples, samples[::-1]], bit_depth, trns)
+    got = load_gray(p)
+    assert got[0].tolist() == want and got[1].tolist() == want[::-1]
+
+
 def test_over_the_pixel_cap_jpeg_is_reduced_other_formats_refused(tmp_path):
     up = _original(96, 128)
     jpg, png = tmp_path / "big.jpg", tmp_path / "big.png"
@@ -421,7 +466,38 @@ def test_an_odd_sized_jpeg_over_the_cap_is_reduced_by_the_planned_factor(tmp_pat
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
     d = decode_image(p, "gray", max_pixels=cap)
     assert d.pixels.shape == (-(-h // 2), -(-w // 2)) and d.pixels.size <= cap
-    assert (d.width, d.height) == (w, h)
+    assert (d.width, d.height) == (w, h) and d.scale == 2 and d.factor == (0.5, 0.5)
+
+
+def test_a_thin_jpeg_over_the_cap_is_reduced_as_pillow_can_or_refused_at_listing(tmp_path):
+    """Pillow's JPEG draft cannot reduce by more than the thin side: a 5 x 20000 JPEG is reduced by 4 when 8 is asked.
+    The cap check plans the scale Pillow applies, so the header accepts exactly what decoding then gives, and refuses
+    at listing time what no scale brings under the cap (it used to be accepted, then refused by the extraction)."""
+    p = tmp_path / "strip.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20000, 5), dtype=np.uint8)).save(p)
+    d = decode_image(p, "gray", max_pixels=20_000)
+    assert d.pixels.shape == (5000, 2) and d.scale == 4
+    assert image_header(p, max_pixels=20_000)[:2] == (5, 20000)
+    with pytest.raises(BadImageError, match=r"strip\.jpg: 5x20000 = 100,000 pixels is over max_image_pixels = 5,000"):
+        image_header(p, max_pixels=5_000)
+
+
+def test_reduced_keypoints_map_back_to_full_image_pixel_centres():
+    """Reduced pixel i is made from full-image pixels [i * s, (i + 1) * s): its centre is (i + 0.5) * s - 0.5, so the
+    first and last reduced pixels of a 1001-pixel-wide image reduced by 2 map to 0.5 and 1000.5, inside it (the old
+    factor, width / ceil(width / s), mapped the last to 998.0, its box and scale are mapped by 1 / s)."""
+    decoded = DecodedImage(np.zeros((300, 501), np.uint8), 1001, 600, 2)
+    seen = {}
+
+    def run(pixels, entry, box):
+        seen["box"] = box
+        row = {"xy": np.array([[0, 0], [500, 299]], np.float32), "scale": np.array([1.6, 3.2], np.float32)}
+        return row, "global"
+
+    row, g = extract_reduced(run, decoded, {"path": "p.jpg"}, [100, 40, 901, 560], "sift")
+    np.testing.assert_allclose(row["xy"], [[0.5, 0.5], [1000.5, 598.5]])
+    np.testing.assert_allclose(row["scale"], [3.2, 6.4])
+    assert seen["box"] == [50, 20, 450, 280] and g == "global" and row["image_size"].tolist() == [1001, 600]
 
 
 def test_a_camera_jpeg_with_a_preview_over_the_cap_is_reduced_like_a_jpeg(tmp_path):
@@ -436,25 +512,29 @@ def test_a_camera_jpeg_with_a_preview_over_the_cap_is_reduced_like_a_jpeg(tmp_pa
     small = np.asarray(Image.fromarray(up).resize((64, 48), Image.Resampling.BOX))
     assert np.abs(d.pixels.astype(int) - small).mean() < 4
     assert image_header(p, max_pixels=cap) == (128, 96, 1)
+    with pytest.raises(TypeError):  # a caller's mistake is not a bad image (the decode errors are kept narrow)
+        decode_image(p, max_pixels=None)
     with pytest.raises(BadImageError, match=r"camera\.jpg: .*even at 1/8"):
         decode_image(p, max_pixels=10)
 
 
 def _tiff_with_a_damaged_next_page(path, pixels):
-    """A TIFF whose next-page offset points at an IFD holding only an orientation tag (no dimensions): Pillow opens it
-    and reads its first page, but counting its pages raises TypeError ("Missing dimensions")."""
+    """A TIFF whose next-page offset points at an IFD holding only an orientation tag, 6 (no dimensions): Pillow
+    opens it and reads its first page, but counting its pages raises TypeError ("Missing dimensions") after it has
+    read the damaged page's tags."""
     Image.fromarray(pixels).save(path)
     b = bytearray(path.read_bytes())
     ifd0 = struct.unpack("<I", b[4:8])[0]
     next_offset = ifd0 + 2 + 12 * struct.unpack("<H", b[ifd0 : ifd0 + 2])[0]
     b[next_offset : next_offset + 4] = struct.pack("<I", len(b))
-    b += struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 1) + struct.pack("<I", 0)
+    b += struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 6) + struct.pack("<I", 0)
     path.write_bytes(bytes(b))
 
 
 def test_damaged_tiff_and_heic_files_are_named_not_crashed_on(tmp_path, caplog):
     """Decoding errors Pillow and pillow-heif raise outside OSError / ValueError: a TIFF with a damaged next page
-    (TypeError while counting pages) is read at its first page with a warning naming it; a HEIC whose image size
+    (TypeError while counting pages) is read at its first page, upright (not turned by the damaged page's
+    orientation), with a warning naming it; a HEIC whose image size
     box is damaged (libheif's RuntimeError) is a BadImageError naming the file, in one line, which extraction
     honours under on_bad_image (skip: an empty row)."""
     px = _original(40, 50)
@@ -465,6 +545,7 @@ def test_damaged_tiff_and_heic_files_are_named_not_crashed_on(tmp_path, caplog):
             im.n_frames
     with caplog.at_level("WARNING"):
         np.testing.assert_array_equal(load_rgb(tif), px)
+        assert image_header(tif) == (50, 40, 1)
     assert f"{tif}: the number of pages cannot be read (TypeError: Missing dimensions)" in caplog.text
 
     heic = tmp_path / "phone.heic"

@@ -292,6 +292,79 @@ def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_pa
     assert (counts[6:] == 0).all() and (counts[:6] > 0).all()
 
 
+def _without_root_file_access() -> tuple[str, ...] | None:
+    """A command prefix under which file permissions hold for this process: none for a user other than root; for
+    root, util-linux's setpriv dropping the capabilities that override them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH);
+    None when root has no setpriv."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    caps = "-dac_override,-dac_read_search"
+    return (setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}")
+
+
+def test_a_photo_without_read_permission_is_named_skipped_and_read_once_permitted(tiny_run, tmp_path, request):
+    """Photos on a shared drive this process may not read (a file chmod 000, and one in a folder without search
+    permission, with root's override dropped): the default run fails naming them and why; under skip they are listed
+    without features, with the reason; given permission back (chmod keeps sizes and mtimes) the next run lists and
+    extracts them, instead of keeping their empty rows."""
+    prefix = _without_root_file_access()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be made to hold")
+    wd = tmp_path / "wd"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    root = tmp_path / "mine" / "perm"
+    (root / "jpg" / "nox").mkdir(parents=True)
+    (root / "jpg" / "unlisted").mkdir()
+    good = sorted((tiny_run / "results" / "demo_data").glob("*/demo/jpg/*.jpg"))[:9]
+    names = [f"jpg/{p.name}" for p in good[:7]] + [f"jpg/nox/{good[7].name}", f"jpg/unlisted/{good[8].name}"]
+    for p, n in zip(good, names):
+        shutil.copy(p, root / n)
+    locked, hidden = root / names[3], root / names[7]
+    request.addfinalizer(lambda: [d.chmod(0o755) for d in (hidden.parent, root / "jpg" / "unlisted")])
+    locked.chmod(0)
+    hidden.parent.chmod(0o600)  # no search (x) permission: even its stat is refused
+    (root / "jpg" / "unlisted").chmod(0o300)  # no read permission: a scan cannot list it
+    cfg = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
+    for listed_by in ("image_list.txt", "a scan"):  # the default run fails naming both, either way
+        if listed_by == "image_list.txt":
+            (root / "image_list.txt").write_text("\n".join(names[:8]) + "\n")
+        else:
+            (root / "image_list.txt").unlink()
+        failed = snakemake(wd, "results/perm_global.json", *cfg, check=False, prefix=prefix)
+        out = failed.stdout + failed.stderr + "".join(p.read_text() for p in (wd / "logs").rglob("*.log"))
+        assert failed.returncode != 0, out
+        assert f"{locked}: no permission to read it" in out and f"{hidden}: no permission to read it" in out, out
+    assert f"{root / 'jpg' / 'unlisted'}: folder cannot be listed (Permission denied): its images are left out" in out
+
+    def run(on_bad_image):
+        snakemake(wd, "results/perm_global.json", *cfg, f"on_bad_image={on_bad_image}", prefix=prefix)
+        v = load_json(wd / "results" / "perm_global.json")["versions"]
+        lists = load_json(wd / "results" / "lists" / "perm" / v["image_lists"] / "manifest.json")
+        extract = load_json(wd / "results" / "local" / "perm" / v["extract"] / "db" / "manifest.json")
+        with h5py.File(wd / "results" / "local" / "perm" / v["extract"] / "db" / "local.h5", "r") as f:
+            counts = f["count"][:]
+        return lists["skipped_images"], extract["skipped_images"], counts
+
+    listed, extracted, counts = run("skip")
+    assert {s["path"] for s in listed} == {str(locked), str(hidden)}
+    assert sorted(extracted, key=lambda s: s["path"]) == [
+        {"path": str(p), "reason": "no permission to read it"} for p in sorted([locked, hidden])
+    ]
+    assert counts[3] == counts[7] == 0 and (np.delete(counts, [3, 7]) > 0).all()
+    mtimes = [p.stat().st_mtime_ns for p in (locked, hidden, hidden.parent)]
+    hidden.parent.chmod(0o755)
+    locked.chmod(0o644)
+    assert [p.stat().st_mtime_ns for p in (locked, hidden, hidden.parent)] == mtimes
+    listed, extracted, counts = run("skip")
+    assert listed == [] and extracted == [] and len(counts) == 8 and (counts > 0).all()
+    (root / "jpg" / "unlisted").chmod(0o755)  # the folder that could not be listed: scanned again, its photo joins
+    listed, extracted, counts = run("skip")
+    assert listed == [] and extracted == [] and len(counts) == 9 and (counts > 0).all()
+
+
 @pytest.mark.skipif(
     not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared/datasets/landmarks-mini is absent"
 )

@@ -475,3 +475,10 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, read eagerly (no pickles)."""
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def is_readable(path: str | os.PathLike, mode: int = os.R_OK) -> bool:
+    """Whether this process may read ``path`` (``os.access`` with ``mode``, for the effective user where the platform
+    checks it; ``os.R_OK | os.X_OK`` for a folder to list and enter): False for a file without read permission, and
+    for a missing one (callers tell the two apart)."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)

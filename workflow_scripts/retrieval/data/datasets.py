@@ -45,7 +45,7 @@ from retrieval.data.gnd_formats import (
     read_instre,
 )
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, image_header
-from retrieval.runtime import read_utf8
+from retrieval.runtime import is_readable, read_utf8
 from retrieval.stores.ames_release import read_release_list
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ def image_size(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[
     """(width, height) as displayed (EXIF orientation applied: query boxes are in these coordinates), from the file
     header; a missing file is a FileNotFoundError, an unreadable one or a non-JPEG over ``max_pixels`` a ValueError
     (``BadImageError``), each naming it."""
-    if not path.is_file():
+    if not _is_file(path):
         raise FileNotFoundError(f"image listed but not found: {path}")
     w, h, _ = image_header(path, max_pixels)
     return w, h
@@ -365,14 +365,19 @@ def image_folder(root: Path) -> Path:
 def image_folders(root: Path) -> list[Path]:
     """The scanned folder and every folder below it, hidden ones excluded, symbolic links to folders followed
     (sorted). Adding or removing an image changes the mtime of the folder that holds it, so these are what tells
-    that a scan is out of date."""
+    that a scan is out of date. A folder this process may not list and enter is left out (Snakemake refuses to
+    watch it; the scan warns about it): given permission, it joins them and the scan is made again."""
     base = image_folder(root)
-    return [base] + sorted(d for d, _ in _walk(base) if d != base)
+    below = (d for d, _ in _walk(base) if d != base)
+    return [base] + sorted(d for d in below if is_readable(d, os.R_OK | os.X_OK))
 
 
 def _alias_inside(path: Path, base: Path) -> bool:
     """A symbolic link to a file that the scan of ``base`` lists under its own name (inside, not hidden)."""
-    if not path.is_symlink():
+    try:
+        if not path.is_symlink():
+            return False
+    except PermissionError:  # in a folder without search permission: not known to be a link
         return False
     inside, real = os.path.realpath(base), os.path.realpath(path)
     if os.path.commonpath([real, inside]) != inside:
@@ -380,13 +385,49 @@ def _alias_inside(path: Path, base: Path) -> bool:
     return not any(part.startswith(".") for part in Path(os.path.relpath(real, inside)).parts)
 
 
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, and True for a path in a folder without search permission (its stat refused): it is there
+    as far as a listing can tell, and reading its header names it as unreadable (``no permission to read it``)."""
+    try:
+        return p.is_file()
+    except PermissionError:
+        return True
+
+
+def _is_dir(p: Path) -> bool:
+    """``p.is_dir()``; False where a folder without search permission refuses its stat."""
+    try:
+        return p.is_dir()
+    except PermissionError:
+        return False
+
+
+def _is_broken_link(p: Path) -> bool:
+    """A symbolic link whose target is missing; False where a folder without search permission refuses the check."""
+    try:
+        return p.is_symlink() and not p.exists()
+    except PermissionError:
+        return False
+
+
+_UNLISTABLE_SAID: set[str] = set()
+
+
+def _unlistable(e: OSError) -> None:
+    """os.walk's error handler: a folder it cannot list (no read permission) is named, its images left out, rather
+    than skipped in silence (os.walk's default); once per folder and process (a DAG build scans several times)."""
+    if e.filename not in _UNLISTABLE_SAID:
+        _UNLISTABLE_SAID.add(e.filename)
+        log.warning("%s: folder cannot be listed (%s): its images are left out", e.filename, e.strerror)
+
+
 def _walk(base: Path) -> Iterator[tuple[Path, list[Path]]]:
     """(folder, its non-hidden entries that are not folders) for ``base`` and every non-hidden folder below it,
     following symbolic links to folders outside ``base`` (each real folder once). A link to a folder inside ``base``
-    is not followed: that folder is scanned under its own name."""
+    is not followed: that folder is scanned under its own name. A folder that cannot be listed is warned about."""
     inside = os.path.realpath(base)
     seen: set[str] = set()
-    for top, dirs, files in os.walk(base, followlinks=True):
+    for top, dirs, files in os.walk(base, onerror=_unlistable, followlinks=True):
         real = os.path.realpath(top)
         if real in seen:
             dirs[:] = []
@@ -436,9 +477,9 @@ def _scan_images(root: Path) -> list[Path]:
     base = image_folder(root)
     warn_images_beside_jpg(root)
     entries = [p for _, names in _walk(base) for p in names]
-    broken = sorted(str(p.relative_to(base)) for p in entries if p.is_symlink() and not p.exists())
+    broken = sorted(str(p.relative_to(base)) for p in entries if _is_broken_link(p))
     _warn_left_out(base, "broken symbolic link(s) left out", broken)
-    files = [p for p in entries if p.is_file() and not _alias_inside(p, base)]
+    files = [p for p in entries if _is_file(p) and not _alias_inside(p, base)]
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     other = sorted(
         str(p.relative_to(base)) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES
@@ -452,13 +493,13 @@ def _check_present(paths: list[Path], what: str, source: Path | None = None) -> 
     file that listed them (``source``: the ground truth or a list), when given, and for a list file
     (``image_list.txt``, ``query_list.txt``) each path's line, read only when something is wrong."""
     where = f" in {source}" if source is not None else ""
-    folders = [p for p in paths if p.is_dir()]
+    folders = [p for p in paths if _is_dir(p)]
     if folders:
         more = f" (and {len(folders) - 5} more)" if len(folders) > 5 else ""
         lines = _list_lines(source)
         shown = [_with_line(p, lines) for p in folders[:5]]
         raise ValueError(f"{len(folders)} {what} path(s) listed{where} are folders, not images: {shown}{more}")
-    missing = [p for p in paths if not p.is_file()]
+    missing = [p for p in paths if not _is_file(p)]
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         lines = _list_lines(source)
@@ -660,7 +701,7 @@ def _size(
     skipped: list[dict[str, str]],
 ) -> tuple[int, int]:
     """An image's displayed size: from an AMES release list when the image is not on disk, else its header."""
-    if not p.is_file() and n in release.get(split, {}):
+    if not _is_file(p) and n in release.get(split, {}):
         return release[split][n]
     return _size_or_skip(p, n, split, max_pixels, on_bad_image, skipped)
 

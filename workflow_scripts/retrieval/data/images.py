@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import struct
 import warnings
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pillow_heif import register_heif_opener
+
+from retrieval.runtime import is_readable
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ _REDUCIBLE = ("JPEG", "MPO")
 
 _WHITE = 255
 
+NO_READ_PERMISSION = "no permission to read it"
+
 
 class BadImageError(ValueError):
     """An image that cannot be used, the message naming the file: missing, empty, truncated, not an image, or over the
@@ -77,16 +82,19 @@ class DecodedImage:
     """Pixels of an image as displayed: ``pixels`` uint8, (H, W) gray or (H, W, 3) in the requested channel order.
 
     ``width`` / ``height`` are the displayed size of the full image in pixels; the pixels are smaller only when a
-    JPEG over the pixel cap was reduced while decoding (``factor`` = pixels' width / width, 1/2, 1/4 or 1/8)."""
+    JPEG over the pixel cap was reduced while decoding by ``scale`` (2, 4 or 8; 1 otherwise): libjpeg's scaled IDCT
+    makes pixel i of the reduced image from full-image pixels [i * scale, (i + 1) * scale), so its
+    ceil(width / scale) x ceil(height / scale) pixels cover the full image, the last ones partly."""
 
     pixels: np.ndarray
     width: int
     height: int
+    scale: int = 1
 
     @property
     def factor(self) -> tuple[float, float]:
-        """(x, y) scale from full-image pixels to ``pixels``: 1.0 unless the JPEG was reduced."""
-        return self.pixels.shape[1] / self.width, self.pixels.shape[0] / self.height
+        """(x, y) scale from full-image pixels to ``pixels``: (1 / scale, 1 / scale); (1.0, 1.0) unless reduced."""
+        return 1.0 / self.scale, 1.0 / self.scale
 
 
 def _transpose_methods():
@@ -126,8 +134,6 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
         EOFError,
         struct.error,
         Image.DecompressionBombError,
-        TypeError,  # Pillow on a TIFF whose tags are damaged ("Missing dimensions")
-        RuntimeError,  # pillow-heif (libheif) on a damaged HEIC / HEIF
     )
 
 
@@ -161,11 +167,18 @@ def _warnings_named(path: Path) -> Iterator[None]:
 
 
 def _not_empty(path: Path) -> None:
-    """BadImageError for a missing or empty file (Pillow's message for 0 bytes, "cannot identify image file", hides
-    the cause: an interrupted copy or download)."""
-    if not path.is_file():
-        raise BadImageError(f"{path}: image not found")
-    if path.stat().st_size == 0:
+    """BadImageError for a missing, unreadable or empty file (Pillow's message for 0 bytes, "cannot identify image
+    file", hides the cause: an interrupted copy or download; a folder without search permission makes even
+    ``is_file`` raise)."""
+    try:
+        if not path.is_file():
+            raise BadImageError(f"{path}: image not found")
+        size = path.stat().st_size
+    except PermissionError as e:
+        raise BadImageError(f"{path}: {NO_READ_PERMISSION} ({e.strerror})") from e
+    if not is_readable(path):
+        raise BadImageError(f"{path}: {NO_READ_PERMISSION}")
+    if size == 0:
         raise BadImageError(f"{path}: empty file (0 bytes)")
 
 
@@ -186,15 +199,31 @@ def _stored_size(im) -> tuple[int, int]:
     return im.size
 
 
+def _draft_request(size: tuple[int, int], r: int) -> tuple[int, int]:
+    """The size to ask ``Image.draft`` for a reduction by ``r``: floor sizes, since Pillow's JPEG reader picks the
+    scale min(w // rw, h // rh) rounded down to 1, 2, 4 or 8 (ceil sizes get less for odd sizes: 1001 // 501 = 1)."""
+    return max(1, size[0] // r), max(1, size[1] // r)
+
+
+def _draft_scale(size: tuple[int, int], r: int) -> int:
+    """The scale (1, 2, 4 or 8) Pillow's JPEG ``draft`` applies for ``_draft_request(size, r)``: ``r``, or less for an
+    image thinner than ``r`` pixels (the rule of JpegImagePlugin.draft)."""
+    rw, rh = _draft_request(size, r)
+    got = min(size[0] // rw, size[1] // rh)
+    return next(s for s in (8, 4, 2, 1) if got >= s)
+
+
 def _check_cap(path: Path, im, max_pixels: int) -> int:
-    """The JPEG draft reduction (1, 2, 4 or 8) that brings ``im`` under ``max_pixels``; other formats over it refused."""
+    """The JPEG draft scale (1, 2, 4 or 8: the least that brings ``im`` under ``max_pixels``, as Pillow will apply
+    it, see ``_draft_scale``); other formats over the cap refused, and a JPEG over it at every scale."""
     w, h = im.size
     if w * h <= max_pixels:
         return 1
     if im.format in _REDUCIBLE:
         for r in _DRAFT_REDUCTIONS:
-            if math.ceil(w / r) * math.ceil(h / r) <= max_pixels:
-                return r
+            s = _draft_scale((w, h), r)
+            if s > 1 and math.ceil(w / s) * math.ceil(h / s) <= max_pixels:
+                return s
     raise BadImageError(
         f"{path}: {w}x{h} = {w * h:,} pixels is over max_image_pixels = {max_pixels:,}"
         + (
@@ -229,14 +258,31 @@ def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
 def _warn_pages(path: Path, im) -> None:
     """A warning for a file of several pages or frames (a multi-page TIFF, an animated WebP; not a camera JPEG with
     an embedded preview, MPO: 2 frames), of which the first is read. A page count Pillow cannot read (a TIFF whose
-    next-page offset points at damaged tags) is warned about too; the first page is still decoded."""
+    next-page offset points at damaged tags: ``TypeError: Missing dimensions``) is warned about too, and the first
+    page decoded as it is: Pillow has by then moved to the damaged page (its tags, orientation among them), so it is
+    sent back to the first."""
+    first = im.tell()
     try:
         n = getattr(im, "n_frames", 1)
-    except _decode_errors() as e:
+    except (*_decode_errors(), TypeError) as e:
         log.warning("%s: the number of pages cannot be read (%s); the first is read", path, _reason(e))
+        if im.tell() != first:
+            im.seek(first)
         return
     if n > 1 and im.format != "MPO":
         log.warning("%s: %d pages (frames); the first is read", path, n)
+
+
+def _load(path: Path, im) -> None:
+    """``im.load()``, with libheif's errors on a damaged HEIC / HEIF (pillow-heif raises RuntimeError, e.g. for an
+    image-size box of 1,543,503,936 x 64 pixels) as a ``BadImageError`` naming the file, for those formats only (a
+    RuntimeError elsewhere is a bug, not a bad image)."""
+    try:
+        im.load()
+    except RuntimeError as e:
+        if im.format not in ("HEIF", "AVIF"):
+            raise
+        raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
 
 
 def _rawmode(im) -> str:
@@ -307,19 +353,42 @@ def _oriented_16bit_colour(path: Path, displayed_high_byte: np.ndarray, orientat
     )
 
 
-def _to_8bit_rgb_or_gray(im) -> np.ndarray:
-    """A loaded Pillow image -> uint8 (H, W) for single-channel modes, else (H, W, 3) RGB."""
+def _transparent_level(im, raw: str, values: np.ndarray) -> np.ndarray | None:
+    """Where a gray image shows its transparent level (a PNG's tRNS gray sample), as a bool mask of ``values`` (the
+    image as numpy gives it); None without one. Pillow keeps the file's sample for 2- and 4-bit gray (rawmode
+    ``L;2`` / ``L;4``), whose pixels it stretches to 0-255, so the sample is stretched the same way here; 16-bit
+    samples are compared as stored; a bilevel image's is already 0 or 255."""
+    t = im.info.get("transparency")
+    if not isinstance(t, int):
+        return None
+    low = re.fullmatch(r"L;([124])", raw)
+    if low:
+        t = t * 255 // (2 ** int(low.group(1)) - 1)
+    if values.dtype == bool:
+        return values == (t != 0)
+    return values == t
+
+
+def _to_8bit_rgb_or_gray(im, raw: str = "") -> np.ndarray:
+    """A loaded Pillow image -> uint8 (H, W) for single-channel modes, else (H, W, 3) RGB; ``raw``: its rawmode, read
+    before loading (``_rawmode``). A transparent colour (a PNG's tRNS: a palette entry, an RGB value or a gray
+    level at any bit depth) is composited on white, as alpha is."""
     mode = im.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        x = np.asarray(im).astype(np.float64) / 257.0
-    elif mode == "F":
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "1", "L"):
+        values = np.asarray(im)
+        if mode in ("1", "L"):
+            x = np.asarray(im.convert("L")).copy()
+        else:
+            x = np.clip(np.rint(values.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+        clear = _transparent_level(im, raw, values)
+        if clear is not None:
+            x[clear] = _WHITE
+        return x
+    if mode == "F":
         x = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0) * 255.0
-    elif mode == "1" or (mode == "L" and "transparency" not in im.info):
-        return np.asarray(im.convert("L"))
-    elif mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode in ("P", "L", "RGB") and "transparency" in im.info):
-        # a transparent colour (a PNG's tRNS: a palette entry, a gray level or an RGB value) is transparency too
+    elif mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode in ("P", "RGB") and "transparency" in im.info):
         x = _composite_on_white(np.asarray(im.convert("RGBA")).astype(np.float64))
-        if mode in ("LA", "La", "L"):
+        if mode in ("LA", "La"):
             x = x[:, :, 0]
     else:  # RGB, CMYK, P, YCbCr, LAB, HSV, RGBX
         return np.asarray(im.convert("RGB"))
@@ -342,17 +411,16 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
         # scrambles an L, RGBA or I;16 TIFF of orientation 5-8
         with _warnings_named(path), no_pillow_bomb_check(), open(path, "rb") as fh, Image.open(fh) as im:
             reduction = _check_cap(path, im, max_pixels)
-            colour16 = _is_16bit_colour(im)  # before getexif, which decodes a PNG and drops its tile list
+            raw = _rawmode(im)  # before getexif, which decodes a PNG and drops its tile list
+            colour16 = _is_16bit_colour(im)
             orientation = _orientation(im)
             stored = _stored_size(im)
             width, height = _displayed(stored, orientation)
             if reduction > 1:
-                # Pillow picks the scale min(w // rw, h // rh) rounded down to 1, 2, 4 or 8: asking for floor sizes
-                # gets exactly ``reduction`` (ceil sizes get less for odd sizes, e.g. 1001 // 501 = 1)
-                im.draft(im.mode, (max(1, im.size[0] // reduction), max(1, im.size[1] // reduction)))
+                im.draft(im.mode, _draft_request(im.size, reduction))
             _warn_pages(path, im)
-            im.load()  # Pillow's full decode: refuses a truncated file, as for every other image
-            pixels = _to_8bit_rgb_or_gray(im)
+            _load(path, im)  # Pillow's full decode: refuses a truncated file, as for every other image
+            pixels = _to_8bit_rgb_or_gray(im, raw)
             # what the reader left to apply: Pillow's TIFF reader turns the pixels while loading and drops the tag
             pixels = _transposed(pixels, _orientation(im) if orientation != 1 else 1)
             if colour16:  # Pillow keeps only the high byte of 16-bit colour: OpenCV reads the 16 bits
@@ -361,10 +429,11 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
         raise
     except _decode_errors() as e:
         raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
-    if pixels.shape[0] * pixels.shape[1] > max_pixels:  # libjpeg reduced less than planned
+    planned = (math.ceil(height / reduction), math.ceil(width / reduction))
+    if reduction > 1 and pixels.shape[:2] != planned:  # libjpeg reduced otherwise than Pillow's rule says
         raise BadImageError(
-            f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} pixels, over max_image_pixels = {max_pixels:,} "
-            f"(a reduction by {reduction} was planned)"
+            f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} pixels where a reduction by {reduction} gives "
+            f"{planned[1]}x{planned[0]} (max_image_pixels = {max_pixels:,})"
         )
     if reduction == 1 and pixels.shape[:2] != (height, width):  # the orientation applied twice or not at all
         raise BadImageError(
@@ -379,7 +448,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             pixels = np.repeat(pixels[:, :, None], 3, axis=2)
         if colour == "bgr":
             pixels = pixels[:, :, ::-1]
-    return DecodedImage(np.ascontiguousarray(pixels), width, height)
+    return DecodedImage(np.ascontiguousarray(pixels), width, height, reduction)
 
 
 def load_gray(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:

@@ -24,9 +24,12 @@ def extract_reduced(
     """Features of a JPEG reduced while decoding (``decoded.factor`` (fx, fy) < 1: libjpeg's DCT scaling under
     ``max_image_pixels``), in full-image pixels: the query box ``crop`` [x1, y1, x2, y2] (full-image pixels) is
     scaled to the reduced pixels for ``run(pixels, entry, box)`` (the backbone's extraction of one image), then the
-    row's keypoint positions ``xy`` (K, 2) float32 (and SIFT's ``scale``, in pixels) are scaled back and its
+    row's keypoint positions ``xy`` (K, 2) float32 (and SIFT's ``scale``, in pixels) are mapped back and its
     ``image_size`` is the full displayed (width, height); the second value ``run`` returns passes through. Logs a
-    warning naming the file."""
+    warning naming the file.
+
+    Positions are pixel centres: reduced pixel i is made from full-image pixels [i * s, (i + 1) * s) (libjpeg's
+    scaled IDCT, s = 1 / factor), whose centre is (i + 0.5) * s - 0.5."""
     fx, fy = decoded.factor
     log.warning(
         "%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)",
@@ -47,7 +50,7 @@ def extract_reduced(
         ]
     row, g = run(decoded.pixels, entry, small)
     row = dict(row)
-    row["xy"] = (row["xy"] / np.array([fx, fy], np.float32)).astype(np.float32)
+    row["xy"] = ((row["xy"] + 0.5) / np.array([fx, fy], np.float32) - 0.5).astype(np.float32)
     if backbone == "sift":
         row["scale"] = (row["scale"] / fx).astype(np.float32)
     row["image_size"] = np.array([decoded.width, decoded.height], np.int32)

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
+from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, NO_READ_PERMISSION, BadImageError, decode_image
 from retrieval.features import sift
 from retrieval.features.reduced import extract_reduced
-from retrieval.runtime import fault_point, write_json
+from retrieval.runtime import fault_point, is_readable, write_json
 from retrieval.stores.feature_cache import (
     CacheError,
     crop_key,
@@ -31,12 +31,18 @@ from retrieval.stores.local_store import write_local_chunk
 
 log = logging.getLogger(__name__)
 _NOT_FOUND = "image listed but not found: "
-_NOT_READABLE = "no permission to read it"
 
 
 def _absent_reason(path: str) -> str:
-    """Why a planned item without a size (stat_of: -1) has no bytes: missing, or present but not readable."""
-    return _NOT_READABLE if os.path.exists(path) else "image listed but not found"
+    """Why a planned item without a size (stat_of: -1) has no bytes: missing, or there but not readable (no read
+    permission on it, or no search permission on a folder above it)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "image listed but not found"
+    except PermissionError:
+        return NO_READ_PERMISSION
+    return "image listed but not found" if is_readable(path) else NO_READ_PERMISSION
 
 
 def _runner(backbone: str, backbone_config: dict[str, Any]):
@@ -103,7 +109,7 @@ def extract_pack(
         if it["size"] < 0:
             if on_bad_image != "skip":
                 absent = _absent_reason(it["path"])
-                bad.append(f"{_NOT_FOUND}{it['path']}" if absent != _NOT_READABLE else f"{it['path']}: {absent}")
+                bad.append(f"{it['path']}: {absent}" if absent == NO_READ_PERMISSION else f"{_NOT_FOUND}{it['path']}")
                 continue
             sha = missing_key(it["name"])
         else:
@@ -113,6 +119,11 @@ def extract_pack(
             except FileNotFoundError as e:
                 raise FileNotFoundError(
                     f"image listed but not found: {it['path']} (removed while the workflow ran?)"
+                ) from e
+            except PermissionError as e:  # made unreadable after the plan, or a file system os.access misjudges
+                raise CacheError(
+                    f"{it['path']}: {NO_READ_PERMISSION} ({e.strerror}), though it was readable when the workflow "
+                    "planned this run; give it read permission or remove it, and run snakemake again"
                 ) from e
             t_hash += time.time() - th
             now = stat_of(it["path"])

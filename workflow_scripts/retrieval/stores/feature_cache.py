@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 from retrieval import SCHEMA_VERSION
-from retrieval.runtime import atomic_path, fault_point
+from retrieval.runtime import atomic_path, fault_point, is_readable
 from retrieval.stores.local_store import COUNT_FILL, StoreError, _check_attrs, _layouts, _verify_sources
 
 log = logging.getLogger(__name__)
@@ -87,13 +87,13 @@ def crop_key(c: Any) -> tuple[int, ...] | None:
 
 def stat_of(path: str | os.PathLike) -> tuple[int, int]:
     """(size, mtime_ns) of a file; (-1, -1) when it is missing or this process may not read it (no read permission,
-    ``os.access``): an unreadable photo is planned as a missing one, with no cached row keyed by its size and mtime,
+    ``runtime.is_readable``; or a folder on its path without search permission): an unreadable photo is planned as a missing one, with no cached row keyed by its size and mtime,
     so it is planned again once readable (``chmod`` leaves its mtime as it was)."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):  # PermissionError: a folder without search permission
         return -1, -1
-    if not os.access(path, os.R_OK):
+    if not is_readable(path):
         return -1, -1
     return int(st.st_size), int(st.st_mtime_ns)
 
