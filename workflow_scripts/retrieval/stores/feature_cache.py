@@ -39,7 +39,7 @@ import numpy as np
 
 from retrieval import SCHEMA_VERSION
 from retrieval.runtime import atomic_path, fault_point, is_readable
-from retrieval.stores.local_store import COUNT_FILL, StoreError, _check_attrs, _layouts, _verify_sources
+from retrieval.stores.local_store import COUNT_FILL, StoreError, _check_attrs, _layouts, _verify_sources, row_of
 
 log = logging.getLogger(__name__)
 
@@ -295,15 +295,7 @@ def read_pack_row(path: Path, r: int) -> tuple[dict[str, Any], Any]:
     without the row (a pack damaged after its job ended: a full disk, a copy cut short, a file deleted by hand)."""
     try:
         with h5py.File(path, "r") as f:
-            m = int(f["count"][r])
-            row = {
-                "descriptors": f["descriptors"][r, :m],
-                "xy": f["xy"][r, :m],
-                "scale": f["scale"][r, :m],
-                "weight": f["weight"][r, :m],
-                "orientation": f["orientation"][r, :m],
-                "image_size": f["image_size"][r],
-            }
+            row = row_of(f, r)
             g = f["global"][r] if "global" in f else None
     except (OSError, KeyError, IndexError, ValueError) as e:
         raise CacheError(damaged_pack_message(path, e)) from e

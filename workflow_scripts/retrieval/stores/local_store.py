@@ -354,6 +354,20 @@ def read_rows(
     return {name: read_row_runs(f[name], uniq)[inverse] for name in fields}
 
 
+def row_of(f: h5py.File, r: int) -> dict[str, np.ndarray]:
+    """Row ``r`` of an open local store, chunk or pack as the row dict write_local_chunk takes: its descriptors,
+    ``xy``, ``scale``, ``weight`` and ``orientation`` trimmed to its ``count``, and its ``image_size``."""
+    m = int(f["count"][r])
+    return {
+        "descriptors": f["descriptors"][r, :m],
+        "xy": f["xy"][r, :m],
+        "scale": f["scale"][r, :m],
+        "weight": f["weight"][r, :m],
+        "orientation": f["orientation"][r, :m],
+        "image_size": f["image_size"][r],
+    }
+
+
 def rows_from_chunks(
     chunk_paths: Sequence[str | Path], rows: Sequence[int]
 ) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
@@ -379,15 +393,7 @@ def rows_from_chunks(
             has_global = "global" in f
             for i in here:
                 r = int(wanted[i]) - start
-                m = int(f["count"][r])
-                out[i] = {
-                    "descriptors": f["descriptors"][r, :m],
-                    "xy": f["xy"][r, :m],
-                    "scale": f["scale"][r, :m],
-                    "weight": f["weight"][r, :m],
-                    "orientation": f["orientation"][r, :m],
-                    "image_size": f["image_size"][r],
-                }
+                out[i] = row_of(f, r)
                 globals_[i] = f["global"][r] if has_global else None
     missing = [int(wanted[i]) for i, o in enumerate(out) if o is None]
     if missing:
