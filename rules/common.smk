@@ -630,16 +630,9 @@ def _if_fresh(path, sources_of, manifest, ds, database=False):
     except ValueError:  # a ground truth of another name: building the lists says so
         return None
     try:
-        return content if all(_changed_at(p) <= t for p in sources_of(content)) else None
+        return content if all(os.path.getmtime(p) <= t for p in sources_of(content)) else None
     except OSError:  # a file gone, or in a folder without search permission
         return None
-
-
-def _changed_at(path):
-    """When ``path`` last changed, for _if_fresh: its mtime, and for a folder also its ctime, which a change of its
-    permissions moves (a scan that could not list it left its photos out; listable again, it is scanned again)."""
-    st = os.stat(path)
-    return max(st.st_mtime, st.st_ctime) if os.path.isdir(path) else st.st_mtime
 
 
 def _read_or_build_lists(ds):

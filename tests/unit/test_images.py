@@ -478,7 +478,9 @@ def test_a_thin_jpeg_over_the_cap_is_reduced_as_pillow_can_or_refused_at_listing
     d = decode_image(p, "gray", max_pixels=20_000)
     assert d.pixels.shape == (5000, 2) and d.scale == 4
     assert image_header(p, max_pixels=20_000)[:2] == (5, 20000)
-    with pytest.raises(BadImageError, match=r"strip\.jpg: 5x20000 = 100,000 pixels is over max_image_pixels = 5,000"):
+    with pytest.raises(
+        BadImageError, match=r"strip\.jpg: 5x20000 = 100,000 pixels is over max_image_pixels = 5,000 even at 1/4"
+    ):
         image_header(p, max_pixels=5_000)
 
 
@@ -495,9 +497,12 @@ def test_reduced_keypoints_map_back_to_full_image_pixel_centres():
         return row, "global"
 
     row, g = extract_reduced(run, decoded, {"path": "p.jpg"}, [100, 40, 901, 560], "sift")
-    np.testing.assert_allclose(row["xy"], [[0.5, 0.5], [1000.5, 598.5]])
+    np.testing.assert_allclose(row["xy"], [[0.5, 0.5], [1000.0, 598.5]])  # 1000.5 is beyond the last pixel, 1000
     np.testing.assert_allclose(row["scale"], [3.2, 6.4])
     assert seen["box"] == [50, 20, 450, 280] and g == "global" and row["image_size"].tolist() == [1001, 600]
+    # a deep backbone's positions are continuous (a patch centre at 14 j + 7): scaled by s alone
+    row, _ = extract_reduced(run, decoded, {"path": "p.jpg"}, None, "dinov2")
+    np.testing.assert_allclose(row["xy"], [[0, 0], [1000, 598]])
 
 
 def test_a_camera_jpeg_with_a_preview_over_the_cap_is_reduced_like_a_jpeg(tmp_path):
@@ -529,6 +534,40 @@ def _tiff_with_a_damaged_next_page(path, pixels):
     b[next_offset : next_offset + 4] = struct.pack("<I", len(b))
     b += struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1, 6) + struct.pack("<I", 0)
     path.write_bytes(bytes(b))
+
+
+def _set_tiff_tag(path, page, tag, kind=None, value=None):
+    """Overwrite the field type and/or the (short) value of ``tag`` in IFD ``page`` of a little-endian TIFF."""
+    b = bytearray(path.read_bytes())
+    ifd = struct.unpack("<I", b[4:8])[0]
+    for _ in range(page):
+        n = struct.unpack("<H", b[ifd : ifd + 2])[0]
+        ifd = struct.unpack("<I", b[ifd + 2 + 12 * n : ifd + 6 + 12 * n])[0]
+    for i in range(struct.unpack("<H", b[ifd : ifd + 2])[0]):
+        e = ifd + 2 + 12 * i
+        if struct.unpack("<H", b[e : e + 2])[0] == tag:
+            if kind is not None:
+                b[e + 2 : e + 4] = struct.pack("<H", kind)
+            if value is not None:
+                b[e + 8 : e + 10] = struct.pack("<H", value)
+    path.write_bytes(bytes(b))
+
+
+def test_a_tiff_with_damaged_tags_is_a_named_bad_image_or_read_at_its_first_page(tmp_path, caplog):
+    """Pillow raises TypeError and KeyError, not OSError, for damaged TIFF tags: a first page whose StripOffsets has
+    another type is a BadImageError naming the file (honoured by on_bad_image); a second page whose Compression is
+    unknown (KeyError while counting pages) leaves the first page read, with a warning naming the file."""
+    pages = [np.full((20, 30, 3), v, np.uint8) for v in (60, 180)]
+    offsets, compression = tmp_path / "offsets.tif", tmp_path / "compression.tif"
+    for p in (offsets, compression):
+        Image.fromarray(pages[0]).save(p, save_all=True, append_images=[Image.fromarray(pages[1])])
+    _set_tiff_tag(offsets, 0, 0x111, kind=5)  # StripOffsets as RATIONAL
+    _set_tiff_tag(compression, 1, 0x103, value=12345)
+    with pytest.raises(BadImageError, match=r"offsets\.tif: cannot decode image \(TypeError: "):
+        load_rgb(offsets)
+    with caplog.at_level("WARNING"):
+        np.testing.assert_array_equal(load_rgb(compression), pages[0])
+    assert f"{compression}: the number of pages cannot be read (KeyError: 12345)" in caplog.text
 
 
 def test_damaged_tiff_and_heic_files_are_named_not_crashed_on(tmp_path, caplog):

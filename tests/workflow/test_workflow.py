@@ -360,7 +360,14 @@ def test_a_photo_without_read_permission_is_named_skipped_and_read_once_permitte
     assert [p.stat().st_mtime_ns for p in (locked, hidden, hidden.parent)] == mtimes
     listed, extracted, counts = run("skip")
     assert listed == [] and extracted == [] and len(counts) == 8 and (counts > 0).all()
-    (root / "jpg" / "unlisted").chmod(0o755)  # the folder that could not be listed: scanned again, its photo joins
+    # the folder that could not be listed, listable again: a change of permissions moves no mtime, so the plan made
+    # while the DAG is built still holds the lists without its photo, and the run stops saying to run it again
+    # (folders' ctimes would tell, but any chmod or chown of a folder would then rebuild the lists at every plan)
+    (root / "jpg" / "unlisted").chmod(0o755)
+    failed = snakemake(wd, "results/perm_global.json", *cfg, "on_bad_image=skip", check=False, prefix=prefix)
+    out = failed.stdout + failed.stderr + "".join(p.read_text() for p in (wd / "logs").rglob("*.log"))
+    assert failed.returncode != 0 and f"{root / names[8]}']: they changed after the workflow planned" in out
+    assert "run snakemake again" in out
     listed, extracted, counts = run("skip")
     assert listed == [] and extracted == [] and len(counts) == 9 and (counts > 0).all()
 

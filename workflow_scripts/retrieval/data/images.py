@@ -227,7 +227,7 @@ def _check_cap(path: Path, im, max_pixels: int) -> int:
     raise BadImageError(
         f"{path}: {w}x{h} = {w * h:,} pixels is over max_image_pixels = {max_pixels:,}"
         + (
-            " even at 1/8 scale"
+            f" even at 1/{_draft_scale((w, h), 8)} scale (the most libjpeg can reduce a {w}x{h} JPEG)"
             if im.format in _REDUCIBLE
             else f" ({im.format}; only JPEGs can be reduced while decoding)"
         )
@@ -264,7 +264,7 @@ def _warn_pages(path: Path, im) -> None:
     first = im.tell()
     try:
         n = getattr(im, "n_frames", 1)
-    except (*_decode_errors(), TypeError) as e:
+    except (*_decode_errors(), TypeError, KeyError) as e:  # KeyError: a damaged Compression tag
         log.warning("%s: the number of pages cannot be read (%s); the first is read", path, _reason(e))
         if im.tell() != first:
             im.seek(first)
@@ -274,13 +274,18 @@ def _warn_pages(path: Path, im) -> None:
 
 
 def _load(path: Path, im) -> None:
-    """``im.load()``, with libheif's errors on a damaged HEIC / HEIF (pillow-heif raises RuntimeError, e.g. for an
-    image-size box of 1,543,503,936 x 64 pixels) as a ``BadImageError`` naming the file, for those formats only (a
-    RuntimeError elsewhere is a bug, not a bad image)."""
+    """``im.load()``, with the errors of a damaged file that are not OSError / ValueError as a ``BadImageError``
+    naming the file, for the formats that raise them only (elsewhere they are bugs, not bad images): libheif's
+    RuntimeError on a HEIC / HEIF (e.g. an image-size box of 1,543,503,936 x 64 pixels), and Pillow's TypeError or
+    KeyError on a TIFF whose tags are damaged (a StripOffsets tag of another type: ``'IFDRational' object cannot be
+    interpreted as an integer``)."""
     try:
         im.load()
-    except RuntimeError as e:
-        if im.format not in ("HEIF", "AVIF"):
+    except (RuntimeError, TypeError, KeyError) as e:
+        damaged = (
+            (RuntimeError,) if im.format in ("HEIF", "AVIF") else (TypeError, KeyError) if im.format == "TIFF" else ()
+        )
+        if not isinstance(e, damaged):
             raise
         raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
 

@@ -28,8 +28,10 @@ def extract_reduced(
     ``image_size`` is the full displayed (width, height); the second value ``run`` returns passes through. Logs a
     warning naming the file.
 
-    Positions are pixel centres: reduced pixel i is made from full-image pixels [i * s, (i + 1) * s) (libjpeg's
-    scaled IDCT, s = 1 / factor), whose centre is (i + 0.5) * s - 0.5."""
+    Reduced pixel i is made from full-image pixels [i * s, (i + 1) * s) (libjpeg's scaled IDCT, s = 1 / factor).
+    SIFT's positions are pixel centres (OpenCV: pixel i at i), mapped to (i + 0.5) * s - 0.5 and kept inside the
+    image (the last reduced pixel of an odd size covers one full-image pixel beyond it); the deep backbones' are
+    continuous coordinates (pixel i spans [i, i + 1): a DINOv2 patch centre at 14 j + 7), mapped by s alone."""
     fx, fy = decoded.factor
     log.warning(
         "%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)",
@@ -50,7 +52,12 @@ def extract_reduced(
         ]
     row, g = run(decoded.pixels, entry, small)
     row = dict(row)
-    row["xy"] = ((row["xy"] + 0.5) / np.array([fx, fy], np.float32) - 0.5).astype(np.float32)
+    f = np.array([fx, fy], np.float32)
+    if backbone == "sift":
+        top = np.array([decoded.width - 1, decoded.height - 1], np.float32)
+        row["xy"] = np.minimum((row["xy"] + 0.5) / f - 0.5, top).astype(np.float32)
+    else:
+        row["xy"] = (row["xy"] / f).astype(np.float32)
     if backbone == "sift":
         row["scale"] = (row["scale"] / fx).astype(np.float32)
     row["image_size"] = np.array([decoded.width, decoded.height], np.int32)
