@@ -12,7 +12,8 @@ GENERATOR_VERSION = (
 # 2: EXIF orientation applied, 16-bit/float scaled to 8 bits, alpha on white, pixel cap; 3: a TIFF's orientation
 # applied once (Pillow's TIFF reader and OpenCV turn TIFFs themselves); 4: a PNG's transparent colour or gray level
 # (tRNS) on white, odd-sized JPEGs over the cap reduced as planned (they were decoded in full), camera JPEGs (MPO)
-# reduced, a reduced JPEG's keypoints mapped back as pixel centres, a damaged TIFF page's orientation not applied
+# reduced, a reduced JPEG's keypoints mapped back by the exact scale (SIFT's as pixel centres), a damaged TIFF
+# page's orientation not applied
 DECODER_VERSION = "4"
 
 

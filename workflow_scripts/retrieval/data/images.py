@@ -18,8 +18,8 @@ Rules (issue 14, item 1):
 * **Size caps.** Pillow's decompression-bomb check is replaced by the project's cap ``max_pixels``
   (``max_image_pixels`` in the configuration; default 178,956,970, the size at which Pillow 13 refuses an image):
   a JPEG (or MPO, a camera JPEG with an embedded preview) above it is reduced while decoding (libjpeg's DCT
-  scaling via ``Image.draft``, by 2, 4 or 8, the smallest that fits), any other format above it is refused with
-  ``BadImageError`` naming the file.
+  scaling via ``Image.draft``, by 2, 4 or 8, the smallest that fits, at most what its thin side allows for an image
+  narrower than 8 pixels), any other format above it is refused with ``BadImageError`` naming the file.
 * **HEIC / HEIF** (what iPhones write by default) is read through ``pillow-heif`` (libheif), registered with Pillow
   here. libheif applies the file's own rotation and mirroring (the ``irot`` / ``imir`` properties, which the HEIF
   format uses instead of EXIF orientation) and pillow-heif then reports EXIF orientation 1, so the picture is

@@ -87,8 +87,9 @@ def crop_key(c: Any) -> tuple[int, ...] | None:
 
 def stat_of(path: str | os.PathLike) -> tuple[int, int]:
     """(size, mtime_ns) of a file; (-1, -1) when it is missing or this process may not read it (no read permission,
-    ``runtime.is_readable``; or a folder on its path without search permission): an unreadable photo is planned as a missing one, with no cached row keyed by its size and mtime,
-    so it is planned again once readable (``chmod`` leaves its mtime as it was)."""
+    ``runtime.is_readable``, or a folder on its path without search permission): an unreadable photo is planned as
+    a missing one, with no cached row keyed by its size and mtime, so it is planned again once readable (``chmod``
+    leaves its mtime as it was)."""
     try:
         st = os.stat(path)
     except (FileNotFoundError, PermissionError):  # PermissionError: a folder without search permission
