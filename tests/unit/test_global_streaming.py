@@ -266,6 +266,19 @@ def _assert_same_ranking_up_to_rounding(ids, sims, want_ids, want_sims, atol):
             assert np.isclose(true[int(ids[row, r])], want_sims[row, r], rtol=0, atol=atol), (row, r)
 
 
+def _assert_same_ids_up_to_rounding(ids, want_ids, want_sims, atol):
+    """Full rankings ``ids`` equal to ``want_ids`` (similarities ``want_sims``) but for near-ties: each row a
+    permutation of the same images, and where they differ the image ranked there has the reference's similarity of
+    that rank (to ``atol``)."""
+    _assert_same_ranking_up_to_rounding(
+        ids,
+        np.take_along_axis(want_sims, np.argsort(want_ids, 1), 1)[np.arange(len(ids))[:, None], ids],
+        want_ids,
+        want_sims,
+        atol,
+    )
+
+
 def test_aqe_streamed_over_the_file_equals_the_in_memory_expansion(tmp_path, monkeypatch):
     x = _db_file(tmp_path / "db.h5", 3000, 256)  # 3 MB
     q = l2_normalise(np.random.default_rng(1).normal(size=(4, 256)).astype(np.float32))
@@ -334,8 +347,9 @@ def test_ssp_searches_its_query_sets_in_one_pass_over_the_file(tmp_path, monkeyp
         assert featureless == 2 and list(ranks) == ["ssp", "light"]
         for name, q in runs.items():
             want_ids, want_sims = topk_neighbours(q, x, top)
-            np.testing.assert_array_equal(ranks[name][0], want_ids)
-            np.testing.assert_allclose(ranks[name][1], want_sims, atol=1e-6)
+            # the full ranking's BLAS and faiss round two images 2e-8 apart to one float on the AMD EPYC (ties,
+            # which the reference lists in database order): the same ranking up to rounding
+            _assert_same_ranking_up_to_rounding(ranks[name][0], ranks[name][1], want_ids, want_sims, atol=1e-6)
         assert peak < 1_500_000  # blocks of 100 KB and the (8, 3000) rankings, not the 3 MB database
 
 
@@ -413,11 +427,11 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
     ctx, files = _ctx(tmp_path, method), (str(tmp_path / "query.h5"), db, str(tmp_path / "knn.h5"))
     if method == "aqe":
         qe_stage.evaluate_qe_stage(ctx, *files, "aqe", {"k": 3, "alpha": 3.0}, None)
-        want = topk_neighbours(alpha_expand(q, x, 3, 3.0), x, len(x))[0]
+        want, want_sims = topk_neighbours(alpha_expand(q, x, 3, 3.0), x, len(x))
     elif method == "adba":
         qe_stage.evaluate_qe_stage(ctx, *files, "adba", {"k": 3, "alpha": 3.0}, {"k": 4, "alpha": 3.0})
         xa = alpha_expand(x, x, 4, 3.0, exclude_self=True)
-        want = topk_neighbours(alpha_expand(q, xa, 3, 3.0), xa, len(x))[0]
+        want, want_sims = topk_neighbours(alpha_expand(q, xa, 3, 3.0), xa, len(x))
         assert not list(tmp_path.glob(".*"))  # no augmented database is left beside the results
         assert read_json(tmp_path / "adba.json")["timing"]["offline_seconds"] > 0
     elif method == "lw":
@@ -428,17 +442,23 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
         }
         np.savez(tmp_path / "lw.npz", **w)
         lw_stage.evaluate_lw_stage(ctx, files[0], db, str(tmp_path / "lw.npz"), files[2])
-        want = topk_neighbours(apply_whitening(q, w, power=0.0), apply_whitening(x, w, power=0.0), len(x))[0]
+        want, want_sims = topk_neighbours(apply_whitening(q, w, power=0.0), apply_whitening(x, w, power=0.0), len(x))
     else:  # VLAD without PCA-whitening (its file says not applied): query_pool auto takes the mean
         np.savez(tmp_path / "whiten.npz", **identity_whitening(64, "too few images"))
         superglobal_stage.evaluate_superglobal_stage(
             ctx, *files, {"m": 20, "k": 4, "beta": 0.15, "query_pool": "auto"}, str(tmp_path / "whiten.npz")
         )
-        want = superglobal_rerank(q, x, ids, sims, SuperGlobalConfig(m=20, k=4, beta=0.15, query_pool="mean"))[0]
+        want, want_sims = (
+            superglobal_rerank(q, x, ids, sims, SuperGlobalConfig(m=20, k=4, beta=0.15, query_pool="mean"))[0],
+            None,
+        )
         official = superglobal_rerank(q, x, ids, sims, SuperGlobalConfig(m=20, k=4, beta=0.15, query_pool="max"))[0]
         assert not np.array_equal(want, official)  # the check below tells the poolings apart
     with h5py.File(tmp_path / f"{method}_ranking.h5") as f:
-        np.testing.assert_array_equal(f["ranks"][:], want)
+        if want_sims is None:  # re-ranked from the same shortlist: the same order
+            np.testing.assert_array_equal(f["ranks"][:], want)
+        else:  # the stage's BLAS against the reference's faiss: the same ranking up to rounding (near-ties)
+            _assert_same_ids_up_to_rounding(f["ranks"][:], want, want_sims, atol=1e-6)
     result = read_json(tmp_path / f"{method}.json")
     if method == "superglobal":
         assert result["query_pool"] == "mean"

@@ -125,3 +125,22 @@ def test_full_ranking_is_one_sort_of_every_similarity_whatever_the_block():
     # the top of the full ranking is the shortlist path's answer
     top, _ = stream_topk(q, lambda s, e: db[s:e], len(db), 20, 97)
     np.testing.assert_array_equal(top[:, :5], want[:, :5])
+
+
+def test_in_memory_neighbours_list_tied_copies_in_database_order():
+    # five identical copies among other images: faiss's heap gave them in its own order, so the in-memory top k
+    # (AMES's training pairs, aqe/adba) and the streamed search (a collection's shortlist) could disagree
+    rng = np.random.default_rng(5)
+    db = l2_normalise(rng.normal(size=(200, 16))).astype(np.float32)
+    copies = [3, 41, 77, 120, 199]
+    db[copies] = db[3]
+    q = np.concatenate([db[[3]], l2_normalise(db[[3]] + 0.01 * rng.normal(size=(1, 16)))]).astype(np.float32)
+    for k in (5, 12):
+        ids, sims = topk_neighbours(q, db, k)
+        np.testing.assert_array_equal(ids[:, :5], [copies, copies])
+        assert (sims[:, :5] == sims[:, :1]).all() and (np.diff(sims, axis=1) <= 0).all()
+        s_ids, _ = stream_topk(q, lambda s, e: db[s:e], len(db), k, block=64)
+        np.testing.assert_array_equal(ids, s_ids)
+    ids, _ = topk_neighbours(db, db, 6, exclude_self=True)  # database against itself: a copy's other copies first
+    for c in copies:
+        np.testing.assert_array_equal(ids[c, :4], [x for x in copies if x != c])

@@ -18,6 +18,8 @@ def topk_neighbours(
 
     ``exclude_self`` is for database-vs-database search (training pairs): row i never returns i. All-zero rows are
     images without features: never a match (featureless.py), they rank last in database order with similarity -inf.
+    Images tied in similarity are listed in database order (which of several images tied at the k-th similarity
+    is kept is faiss's choice), as :func:`stream_topk` lists them.
     """
 
     q = np.ascontiguousarray(queries, np.float32)
@@ -36,7 +38,10 @@ def _faiss_topk(q: np.ndarray, x: np.ndarray, k: int, exclude_self: bool) -> tup
     sims, ids = faiss.knn(q, x, k_eff, metric=faiss.METRIC_INNER_PRODUCT)
     if exclude_self:
         ids, sims = drop_self(ids, sims, np.arange(len(q)))
-    return ids[:, :k].astype(np.int32), sims[:, :k].astype(np.float32)
+    # ties by database order, as stream_topk's and the full ranking's: faiss gives tied images (identical copies)
+    # in its heap's order, so the in-memory neighbours (AMES's training pairs, aqe/adba) could list them otherwise
+    order = np.lexsort((ids[:, :k], -sims[:, :k]), axis=1)
+    return np.take_along_axis(ids[:, :k], order, 1).astype(np.int32), np.take_along_axis(sims[:, :k], order, 1)
 
 
 def stream_topk(
