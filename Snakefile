@@ -90,3 +90,12 @@ rule all:
     default_target: True
     input:
         "results/demo_global.json",
+
+
+# a published result older than a file it names (re-computed in place for another target) is named as stale
+onsuccess:
+    warn_stale_published()
+
+
+onerror:
+    warn_stale_published()

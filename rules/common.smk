@@ -19,6 +19,7 @@ from retrieval.data.datasets import (
     list_files_read,
     warn_images_beside_jpg,
 )
+from retrieval.evaluation.results import stale_published
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
@@ -894,3 +895,14 @@ def pack_mem_mb(wildcards):
     else:
         base, per_image = 4000, 2.0 * k / 700
     return int(base + per_image * len(job["items"]))
+
+
+def warn_stale_published():
+    """When a run ends: name every published result that a file it names was re-computed after (in place, for
+    another target), so nobody reads its old numbers as current (README, "A published file is as fresh as its last
+    request")."""
+    for published, artifact in stale_published("results"):
+        logger.warning(
+            f"{published} is older than {artifact}, which a later run re-computed in place: its numbers (and its "
+            f"ranking's indices) are from before; ask for it again (snakemake ... {published}) to bring it up to date"
+        )

@@ -1,6 +1,7 @@
 """The evaluation context: built once per job from the rule's snakemake object (what every evaluation stage and
 the results writer share), with the defaults of a rule that sets no ``ks``, ``n_bootstrap`` or ``baseline``."""
 
+import os
 import re
 from dataclasses import FrozenInstanceError
 from pathlib import Path
@@ -14,8 +15,10 @@ from retrieval.evaluation.results import (
     DEFAULT_KS,
     DEFAULT_N_BOOTSTRAP,
     EvaluationContext,
+    stale_published,
     write_reranked_evaluation,
 )
+from retrieval.runtime import write_json
 
 OUTPUTS = {"json": "e/sv.json", "ranking": "e/sv_ranking.h5", "csv": "e/sv_neighbours.csv", "manifest": "e/m.json"}
 PARAMS = {"csv_top": 7, "versions": {"extract": "abcd1234"}, "hyperparameters": {"sv": {}}, "preset": "cpu"}
@@ -90,3 +93,32 @@ def test_every_evaluation_rule_passes_the_configured_ks():
                 assert re.search(r'\bks=.*config\["evaluate"\]\["ks"\]', block), f"{smk.name}: {name} passes no ks"
                 assert 'config["evaluate"]["csv_top"]' in block, f"{smk.name}: {name} passes no csv_top"
     assert seen == scripts
+
+
+def test_a_published_result_older_than_a_file_it_names_is_stale(tmp_path, monkeypatch):
+    """A new user's trial: photos added, only global asked for again; the sv JSON published before still said n_db
+    168 beside lists of 218. A published result older than a file under its artifacts is named, with that file."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("lists.json", "knn.h5", "e/sv.json", "e/global.json"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text("{}")
+        os.utime(name, (1000, 1000))
+    sv = {"method": "sv", "artifacts": {"lists": "lists.json", "knn": "knn.h5", "evaluation": "e/sv.json"}}
+    write_json("results/mine_sv.json", sv)
+    write_json("results/mine_global.json", {"method": "global", "artifacts": {"evaluation": "e/global.json"}})
+    write_json("results/mine_compare.json", {"rows": []})  # not a published result
+    Path("results/broken.json").write_text("{")  # unreadable: passed over
+    write_json("results/other_sv.json", {"method": "sv", "artifacts": {"lists": "gone/lists.json"}})
+    for name in Path("results").iterdir():
+        os.utime(name, (2000, 2000))
+    assert stale_published("results") == []
+    os.utime("lists.json", (3000, 3000))  # re-computed in place by a later run for another target
+    assert stale_published("results") == [("results/mine_sv.json", "lists.json")]
+    os.utime("e/global.json", (3000, 3000))
+    assert stale_published(Path("results")) == [
+        ("results/mine_global.json", "e/global.json"),
+        ("results/mine_sv.json", "lists.json"),
+    ]
+    write_json("results/mine_sv.json", sv)  # asked for again: published anew
+    write_json("results/mine_global.json", {"method": "global", "artifacts": {"evaluation": "e/global.json"}})
+    assert stale_published("results") == []

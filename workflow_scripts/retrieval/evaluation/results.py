@@ -14,7 +14,7 @@ import numpy as np
 
 from retrieval.evaluation.metrics import bootstrap_difference, evaluate_ground_truth, headline
 from retrieval.featureless import rank_featureless_last
-from retrieval.runtime import atomic_path, write_json
+from retrieval.runtime import atomic_path, read_json, write_json
 from retrieval.stores.global_store import read_featureless
 
 log = logging.getLogger(__name__)
@@ -277,3 +277,30 @@ def write_reranked_evaluation(
             **(artifacts or {}),
         },
     )
+
+
+def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]]:
+    """The published results (``{results_dir}/{dataset}_{method}.json``, the copies ``publish`` makes) older than a
+    file they name under ``artifacts`` (the lists, the neighbours, the baseline's or their own evaluation): a later
+    run re-computed that file in place (photos, ``gnd.csv`` or ``query_boxes.csv`` edited; the versions hash none of
+    them) for another target, and the copy still holds the numbers, and the indices, of before. Returns
+    ``(published, newer artifact)`` pairs, sorted; files that are not published results (no ``method`` or
+    ``artifacts``), that cannot be read, and artifacts no longer on disk (another configuration's) are passed
+    over. Reads each JSON once: called when a run ends."""
+    out = []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            result, published = read_json(path), path.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if not isinstance(result, dict) or "method" not in result or not isinstance(result.get("artifacts"), dict):
+            continue
+        for name in sorted(v for v in result["artifacts"].values() if isinstance(v, str)):
+            try:
+                newer = Path(name).stat().st_mtime > published
+            except OSError:
+                continue
+            if newer:
+                out.append((str(path), name))
+                break
+    return out
