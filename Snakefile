@@ -20,6 +20,7 @@ from retrieval.config_errors import (
     duplicate_keys,
     in_default_form,
     non_finite,
+    preset_not_applied,
 )
 
 # a key given twice in a --configfile: YAML keeps the last, dropping the first without a word
@@ -53,6 +54,12 @@ if non_finite(config):
     raise WorkflowError(
         describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
     )
+# --config preset=tiny labels the run without applying config/presets/tiny.yaml
+_unapplied = preset_not_applied(
+    config, workflow.overwrite_configfiles, os.path.join(workflow.basedir, "config/presets")
+)
+if _unapplied:
+    logger.warning(_unapplied)
 # a key given by its older name (ames.bootstrap) is read as its current one (evaluate.bootstrap), with a warning
 try:
     for _line in apply_moved_keys(config, _defaults, workflow.overwrite_configfiles):

@@ -271,3 +271,18 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     (tmp_path / "text.pth").write_text("not a checkpoint")
     with pytest.raises(ValueError, match="text.pth"):
         DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "text.pth")}))
+
+
+def test_dinov2_without_weights_names_the_file_the_hub_cache_needs(tmp_path, monkeypatch):
+    """checkpoint null, offline and not cached: the message named the hub folder, where torch looks in its
+    checkpoints/ folder (a new user's trial); it now names the file torch would read."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(url, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError) as e:
+        DeepExtractor(DeepConfig.from_dict("dinov2", {"checkpoint": None, "model": TINY_VIT, "device": "cpu"}))
+    want = tmp_path / "hub" / "checkpoints" / ViTConfig(**TINY_VIT).hub_url.rsplit("/", 1)[-1]
+    assert f"(as {want})" in str(e.value) and "no network" in str(e.value)

@@ -7,7 +7,14 @@ import pytest
 import yaml
 
 from conftest import with_overrides
-from retrieval.config_errors import apply_moved_keys, coerce_scalars, describe_errors, duplicate_keys, in_default_form
+from retrieval.config_errors import (
+    apply_moved_keys,
+    coerce_scalars,
+    describe_errors,
+    duplicate_keys,
+    in_default_form,
+    preset_not_applied,
+)
 from retrieval.plan import Plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -317,3 +324,27 @@ def test_the_older_bootstrap_key_is_read_as_evaluate_bootstrap_and_keeps_the_ver
     config = merged(same)
     assert len(apply_moved_keys(config, DEFAULT, [same])) == 1 and config["evaluate"]["bootstrap"] == 500
     assert apply_moved_keys(copy.deepcopy(DEFAULT), DEFAULT) == []
+
+
+def test_a_misspelt_key_of_the_benchmarks_backbone_settings_is_named():
+    """benchmark.extract.dinov2 / .resnet take extract.dinov2's / .resnet's keys: a misspelt one passed planning and
+    the job failed after the demo's generation, with DeepConfig's TypeError."""
+    config = _with(benchmark={"extract": {"dinov2": {"chekpoint": "random", "image_size": 100}}})
+    config["benchmark"]["extract"]["resnet"] = {"checkpoint": "random", "modell": {"depth": 50}}
+    text = describe_errors(config, SCHEMA)
+    assert "(2 problem(s)" in text
+    assert "  benchmark.extract.dinov2.chekpoint: unknown key; did you mean 'checkpoint'? (allowed here: " in text
+    assert "  benchmark.extract.resnet.modell: unknown key; did you mean 'model'? (allowed here: " in text
+    ok = _with(benchmark={"extract": {"dinov2": {"checkpoint": "random", "image_size": 100, "device": "cpu"}}})
+    assert describe_errors(ok, SCHEMA) == ""
+
+
+def test_a_shipped_presets_name_without_its_file_is_warned_about(tmp_path):
+    """--config preset=tiny ran the CPU settings under the name tiny, without a word (a new user's trial)."""
+    presets = REPO / "config" / "presets"
+    warned = preset_not_applied(_with(preset="tiny"), [], presets)
+    assert "preset: tiny names config/presets/tiny.yaml, which no --configfile gave" in warned
+    assert preset_not_applied(_with(preset="tiny"), [str(presets / "tiny.yaml")], presets) == ""
+    assert preset_not_applied(_with(preset="paper"), [str(tmp_path / "mine.yaml")], presets) != ""
+    assert preset_not_applied(_with(preset="my-lab"), [], presets) == ""  # your own name
+    assert preset_not_applied(DEFAULT, [], presets) == ""  # cpu: config.yaml's own

@@ -545,10 +545,11 @@ def test_gldv2_keys_version_only_gldv2_lists(tmp_path):
     assert base.v_lists("gld") != present.v_lists("gld") and base.v_lists("gldv2") != present.v_lists("gldv2")
 
 
-def test_a_backbones_extractor_version_moves_its_versions_only(monkeypatch):
+def test_a_backbones_extractor_version_moves_its_versions_only(monkeypatch, tmp_path):
     """versions.BACKBONE_VERSIONS: resnet's extraction changed (ReLU+ kept out of the local features, CVNet's learned
     GeM p); its local version and feature-cache key move, SIFT's and DINOv2's do not."""
-    cfg = configured(**{"extract.backbone": "resnet", "extract.resnet.checkpoint": "cvnet.pt"})
+    (tmp_path / "cvnet.pt").write_bytes(b"weights")
+    cfg = configured(**{"extract.backbone": "resnet", "extract.resnet.checkpoint": str(tmp_path / "cvnet.pt")})
     before = {
         b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
         for b in ("sift", "dinov2", "resnet")
@@ -560,3 +561,38 @@ def test_a_backbones_extractor_version_moves_its_versions_only(monkeypatch):
     }
     assert before["sift"] == after["sift"] and before["dinov2"] == after["dinov2"]
     assert before["resnet"][0] != after["resnet"][0] and before["resnet"][1] != after["resnet"][1]
+
+
+@pytest.mark.parametrize("backbone", ["dinov2", "resnet"])
+def test_a_deep_backbones_weights_are_versioned_by_content_and_its_device_by_nothing(tmp_path, backbone):
+    """A new user's trial: new weights saved over the same checkpoint path re-used the old features (the path was
+    hashed, not the file), and naming the device `auto` already chose (cpu) extracted every photo again."""
+    ck, det = tmp_path / "model.pt", tmp_path / "detector.pt"
+    ck.write_bytes(b"seed 0 weights")
+    det.write_bytes(b"detector")
+    cfg = configured(**{"extract.backbone": backbone, f"extract.{backbone}.checkpoint": str(ck)})
+
+    def keys(**overrides):
+        c = with_overrides(cfg, **{f"extract.{backbone}.{k}": v for k, v in overrides.items()})
+        plan = Plan(c)
+        return plan.cache_key(backbone, c["extract"][backbone]), plan.v_local("demo", backbone)
+
+    first = keys()
+    assert keys(device="cpu") == first and keys(device="cuda") == first  # where it runs, not what it computes
+    ck.write_bytes(b"seed 1 weights")  # saved over the same path
+    os.utime(ck, ns=(1, 1))  # whatever its time says
+    second = keys()
+    assert second[0] != first[0] and second[1] != first[1]
+    moved = tmp_path / "elsewhere" / "renamed.pt"
+    moved.parent.mkdir()
+    ck.rename(moved)
+    assert keys(checkpoint=str(moved)) == second  # the same weights moved: nothing to extract again
+    with_detector = keys(checkpoint=str(moved), detector=str(det))
+    assert with_detector != second
+    det.write_bytes(b"another detector")
+    assert keys(checkpoint=str(moved), detector=str(det)) != with_detector
+    assert keys(checkpoint="random") != keys(checkpoint="random", seed=1)  # random weights: their seed
+    with pytest.raises(PlanError, match=rf"extract\.{backbone}\.checkpoint: .*model\.pt not found"):
+        keys(checkpoint=str(ck))
+    with pytest.raises(PlanError, match=rf"extract\.{backbone}\.detector: .* not found \(a folder"):
+        keys(checkpoint=str(moved), detector=str(tmp_path))

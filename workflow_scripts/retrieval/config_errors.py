@@ -52,6 +52,12 @@ def _line(error: jsonschema.ValidationError) -> str:
                 hint = f"; a dotted key is not read as nested: write {parts[0]}: {nested}"
             lines.append(f"  {where}: unknown key{hint} (allowed here: {', '.join(allowed)})")
         return "\n".join(lines)
+    if error.validator == "enum" and "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        # a section whose keys are another section's (benchmark.extract.dinov2 takes extract.dinov2's): listed by name
+        allowed = list(error.validator_value)
+        close = difflib.get_close_matches(error.instance, allowed, n=2, cutoff=0.75)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return f"  {key}.{error.instance}: unknown key{hint} (allowed here: {', '.join(allowed)})"
     message = error.message
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
         message = f"{_short(error.instance)} is not valid ({error.validator}: {_short(error.validator_value)})"
@@ -398,3 +404,20 @@ def apply_moved_keys(
             "configuration)"
         )
     return lines
+
+
+def preset_not_applied(config: dict[str, Any], configfiles: Sequence[str | Path], presets_dir: str | Path) -> str:
+    """A warning when ``config["preset"]`` is the name of a shipped preset (``{presets_dir}/{name}.yaml``) that no
+    ``--configfile`` gave (``--config preset=tiny``): the name is recorded in every manifest and result, the preset's
+    settings are not applied. ``""`` otherwise (a file of that name was given, or the name is your own)."""
+    name = config.get("preset")
+    shipped = Path(presets_dir) / f"{name}.yaml"
+    if not isinstance(name, str) or not shipped.is_file():
+        return ""
+    if any(Path(f).resolve() == shipped.resolve() for f in configfiles if Path(f).exists()):
+        return ""
+    return (
+        f"preset: {name} names config/presets/{name}.yaml, which no --configfile gave: its settings are not applied, "
+        f"only the name is recorded (and changing it re-runs every job in place); --configfile "
+        f"config/presets/{name}.yaml applies them"
+    )

@@ -26,7 +26,7 @@ from retrieval.data.datasets import (
     image_folders,
 )
 from retrieval.data.datasets import ground_truth_path as _ground_truth_path
-from retrieval.runtime import stable_hash
+from retrieval.runtime import file_sha1, stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
 from retrieval.stores.imports import find_import
@@ -132,6 +132,23 @@ def _method_hint(name, method):
 
 class PlanError(ValueError):
     """A configuration or a request the workflow cannot plan (rules/common.smk shows it as a WorkflowError)."""
+
+
+DEEP_BACKBONES = ("dinov2", "resnet")
+_WEIGHTS_SHA1: dict[tuple[str, int, int], str] = {}  # (real path, bytes, mtime ns) -> sha1, once per DAG build
+
+
+def _weights_sha1(key: str, path: str) -> str:
+    """The SHA-1 of a weights file (hashed once per process: about 0.4 s for DINOv2 ViT-B/14's 350 MB); PlanError
+    naming ``key`` where it is not a file."""
+    p = os.path.expanduser(path)
+    if not os.path.isfile(p):
+        raise PlanError(f"{key}: {path} not found" + (" (a folder: name the file in it)" if os.path.isdir(p) else ""))
+    st = os.stat(p)
+    ident = (os.path.realpath(p), st.st_size, st.st_mtime_ns)
+    if ident not in _WEIGHTS_SHA1:
+        _WEIGHTS_SHA1[ident] = file_sha1(p)
+    return _WEIGHTS_SHA1[ident]
 
 
 def ground_truth_path(d, ds):
@@ -262,9 +279,18 @@ class Plan:
     @staticmethod
     def backbone_identity(backbone, backbone_config):
         """A backbone's configuration as its extraction versions hash it: with the extractor's own version where
-        ``versions.BACKBONE_VERSIONS`` has one (the others' hashes are unchanged by it)."""
+        ``versions.BACKBONE_VERSIONS`` has one (the others' hashes are unchanged by it); for a deep backbone, its
+        ``checkpoint`` and ``detector`` files by their content (weights saved over the same path are new features;
+        the same file moved or copied is not), and not its ``device`` (where it runs, as ``ames.device``).
+        PlanError naming the key for a weights file that is not there."""
+        cfg = dict(backbone_config)
+        if backbone in DEEP_BACKBONES:
+            cfg.pop("device", None)
+            for key in ("checkpoint", "detector"):
+                if isinstance(cfg.get(key), str) and cfg[key] != "random":
+                    cfg[key] = {"sha1": _weights_sha1(f"extract.{backbone}.{key}", cfg[key])}
         code = BACKBONE_VERSIONS.get(backbone)
-        return backbone_config if code is None else {**backbone_config, "extractor_version": code}
+        return cfg if code is None else {**cfg, "extractor_version": code}
 
     def extract_config(self, backbone=None):
         cfg = self.config["extract"]

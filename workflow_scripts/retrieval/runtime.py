@@ -34,6 +34,10 @@ THREAD_ENV_VARS = (
 )
 
 
+# when this process imported the runtime: every entry point does so first, so it is the start of the job's work
+PROCESS_STARTED = time.time()
+_threads: int | None = None  # what limit_threads set: recorded in every manifest (faiss's k-means depends on it)
+
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MALLOC_MMAP_THRESHOLD = 256 << 20  # bytes; 32 MB (glibc's dynamic maximum) still left AMES logits 7 s in the kernel
@@ -72,10 +76,12 @@ def limit_threads(n: int) -> None:
     Call this first in an entry point: the environment variables only take effect for libraries not yet
     imported; libraries already imported are set through their own APIs.
     """
+    global _threads
     keep_freed_memory()
     if not {"ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"} & set(os.environ):  # oneDNN's names
         os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(ONEDNN_PRIMITIVE_CACHE_CAPACITY)
     n = max(1, int(n))
+    _threads = n
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(n)
     import cv2  # noqa: PLC0415 - imported here so the env vars above are set first
@@ -347,7 +353,17 @@ class Manifest:
         m.write(out_dir / "manifest.json", outputs=[...])
     """
 
-    def __init__(self, stage: str, version: str, config: dict[str, Any], preset: str | None = None, **extra: Any):
+    def __init__(
+        self,
+        stage: str,
+        version: str,
+        config: dict[str, Any],
+        preset: str | None = None,
+        started: float | None = None,
+        **extra: Any,
+    ):
+        """``started``: when the work began (seconds since the epoch; default now, for a manifest made before the
+        work)."""
         self.data: dict[str, Any] = {
             "stage": stage,
             "version": version,
@@ -357,7 +373,7 @@ class Manifest:
             "inputs": {},
             **extra,
         }
-        self._t0 = time.time()
+        self._t0 = time.time() if started is None else started
 
     def add_input(self, name: str, path: str | os.PathLike, version: str | None = None, checksum: bool = True) -> None:
         """Record input ``name``: its path, ``version`` when given and, with ``checksum``, its SHA-1 when the path is a
@@ -371,8 +387,9 @@ class Manifest:
 
     def write(self, path: str | os.PathLike, outputs: list[str | os.PathLike] | None = None, **extra: Any) -> None:
         """Write the manifest to ``path`` (atomically), ``extra`` merged in first: the SHA-1 and size in bytes of each
-        of ``outputs`` that is a file (others are left out), package versions, code revision, host, hardware and the
-        timing (start in UTC, seconds since the manifest was created)."""
+        of ``outputs`` that is a file (others are left out), package versions, code revision, host, hardware, the
+        thread count :func:`limit_threads` set (null where it was not called) and the timing (start in UTC, seconds
+        since the work began)."""
         self.data.update(extra)
         self.data["outputs"] = {
             str(p): {"sha1": file_sha1(p), "bytes": Path(p).stat().st_size}
@@ -383,6 +400,7 @@ class Manifest:
         self.data["code_revision"] = code_revision()
         self.data["host"] = platform.node()
         self.data["hardware"] = hardware()
+        self.data["threads"] = _threads
         self.data["timing"] = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self._t0)),
             "seconds": round(time.time() - self._t0, 3),
@@ -418,11 +436,12 @@ def setup_logging(log_path: str | os.PathLike | None) -> None:
 
 
 def write_rule_manifest(smk: Any, stage: str) -> None:
-    """Write ``smk.output.manifest`` for a rule from its Snakemake object: params as configuration, every input
-    with its version (the 8-hex directory in its path) and SHA-1, every other output with its checksum."""
+    """Write ``smk.output.manifest`` for a rule from its Snakemake object, once its work is done: params as
+    configuration, every input with its version (the 8-hex directory in its path) and SHA-1, every other output with
+    its checksum, its timing from the job's start (:data:`PROCESS_STARTED`)."""
 
     params = {k: v for k, v in smk.params.items()}
-    m = Manifest(stage, smk.wildcards.get("ver"), params, params.get("preset"))
+    m = Manifest(stage, smk.wildcards.get("ver"), params, params.get("preset"), started=PROCESS_STARTED)
     for name, path in smk.input.items():
         for i, p in enumerate([path] if isinstance(path, str) else list(path)):
             found = re.search(r"/([0-9a-f]{8})/", str(p))

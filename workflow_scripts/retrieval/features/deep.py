@@ -142,8 +142,8 @@ class DeepExtractor:
                 except Exception as e:  # noqa: BLE001
                     raise RuntimeError(
                         f"extract.dinov2.checkpoint is null and {vc.hub_url} is neither in the torch hub "
-                        f"cache ({torch.hub.get_dir()}) nor downloadable ({e}); set extract.dinov2.checkpoint "
-                        "to the .pth file"
+                        f"cache (as {Path(torch.hub.get_dir()) / 'checkpoints' / vc.hub_url.rsplit('/', 1)[-1]}) "
+                        f"nor downloadable ({e}); put the file there, or set extract.dinov2.checkpoint to it"
                     ) from e
                 self.source = vc.hub_url
             local_dim = self.net.embed_dim
