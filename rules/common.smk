@@ -791,6 +791,8 @@ def _write_pack_plan(xv, pack, job):
     where it runs (a SLURM job re-plans after sibling packs finished, when this pack would no longer be grouped the
     same way)."""
     path = _pack_plan_path(xv, pack)
+    if workflow.dryrun:  # no job runs: nothing to record (a dry run left plans of configurations never run)
+        return
     if not os.path.isfile(path):
         write_json(path, job)
 

@@ -441,6 +441,7 @@ def test_a_large_folder_gets_bounded_packs_and_memory_by_its_size(tmp_path):
     got = snakemake(tmp_path / "wd", "-n", "results/bigf_global.json", "--config", f"data_root={tmp_path / 'data'}")
     out = got.stdout + got.stderr
     assert "bigf: 10100 of 10100 images (and query boxes) to extract, in 11 job(s)" in out  # max_chunk_images 1000
+    assert not list((tmp_path / "wd").glob("results/features/*/plans/*.json"))  # a dry run records no pack plan
     mem = {}
     for block in re.split(r"\n\[|\n\n", out):  # a job: a timestamp line, its rule, its fields
         rule, m = re.search(r"^(?:local)?rule (\w+):", block, re.M), re.search(r"mem_mb=(\d+)", block)
