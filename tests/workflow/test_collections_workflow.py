@@ -235,8 +235,13 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
     stats = _job_stats(out)
     assert stats["extract_pack"] == 1 and "extract_local" not in stats, stats
     assert "coll: 3 of 27 images (and query boxes) to extract, in 1 job(s)" in out
-    # the pack alone, as a job whose DAG is built again where it runs (a SLURM job): found from its recorded plan
+    # the pack alone, as a job whose DAG is built again where it runs (a SLURM job): found from the plan its main
+    # process recorded (a run, not the dry run, records plans; here one that stops before the pack)
     (planned,) = re.findall(r"output: (results/features/\w+/packs/\w+\.h5)", out)
+    plan = wd / planned.replace("/packs/", "/plans/").replace(".h5", ".json")
+    assert not plan.exists()
+    snakemake(wd, "results/coll_global.json", "--omit-from", "extract_pack", *base)
+    assert plan.exists() and not (wd / planned).exists()
     snakemake(wd, planned, *base)
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
     packs = sorted((wd / "results" / "features").glob("*/packs/*.json"), key=lambda p: load_json(p)["created"])
