@@ -381,3 +381,22 @@ def test_list_files_read_names_the_list_files_the_format_reads(tmp_path):
     # a revisitop ground truth reads nothing beside it: a user's image_list.txt there changes nothing
     (tmp_path / "gnd_mine.pkl").write_text("x")
     assert list_files_read(tmp_path, "mine") == ["gnd_mine.pkl"]
+
+
+@pytest.mark.parametrize("misnamed", ["gnd.CSV", "gnd.csv.txt", "GND.json"])
+def test_a_misnamed_ground_truth_is_named_with_the_name_meant(tmp_path, caplog, misnamed):
+    """A ground truth saved as gnd.CSV or gnd.csv.txt (an editor's suffix) is not read (the folder is a plain one,
+    its results have no metrics): a warning names the file and the name meant, where there was none."""
+    root = tmp_path / "mine"
+    (root / "jpg").mkdir(parents=True)
+    for n in ("a", "b"):
+        Image.fromarray(np.full((30, 40, 3), 9, np.uint8)).save(root / "jpg" / f"{n}.jpg")
+    (root / misnamed).write_text("query,positive\njpg/a.jpg,jpg/b.jpg\n")
+    with caplog.at_level("WARNING"):
+        lists, gt = build_image_lists(root, "mine")
+    assert gt is None
+    meant = misnamed.lower()[: -len(".txt")] if misnamed.endswith(".txt") else misnamed.lower()
+    assert (
+        f"no ground truth is read, so the results have rankings and no metrics; found {misnamed}: did you mean "
+        f"{meant}?" in caplog.text
+    )

@@ -394,3 +394,33 @@ def test_disk_names_lists_each_folder_once(tmp_path, monkeypatch):
     got = [on_disk(f"jpg/{n}") for n in names]
     assert got == [unicodedata.normalize("NFD", f"jpg/{n}") for n in names] and len(calls) == 1
     assert on_disk("jpg/absent.jpg") == "jpg/absent.jpg" and on_disk("nofolder/x.jpg") == "nofolder/x.jpg"
+
+
+def test_a_folder_of_queries_scanned_into_the_database_is_warned(tmp_path, caplog):
+    """A gnd.csv dataset without jpg/ (a user's trial): the database is the whole folder, so queries/ is scanned into
+    it and each query ranks as a negative of the others; named in a warning, with the layout that was meant. Queries
+    that rows list as positives of one another (all-versus-all) are not."""
+    root = tmp_path / "flat"
+    for n in ("photos/a.jpg", "photos/b.jpg", "photos/c.jpg", "queries/q1.jpg", "queries/q2.jpg"):
+        _img(root / n)
+    (root / "gnd.csv").write_text("query,positive\nqueries/q1.jpg,photos/a.jpg\nqueries/q2.jpg,photos/b.jpg\n")
+    with caplog.at_level("WARNING"):
+        lists, gt = build_image_lists(root, "flat")
+    assert len(gt.imlist) == 5
+    assert "the database holds queries/, whose 2 images are all queries that no row lists" in caplog.text
+    assert "put the database photos under jpg/" in caplog.text
+    # the meant layout (photos under jpg/, queries beside it): no warning
+    caplog.clear()
+    (root / "photos").rename(root / "jpg")
+    (root / "gnd.csv").write_text("query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q2.jpg,jpg/b.jpg\n")
+    with caplog.at_level("WARNING"):
+        assert len(build_image_lists(root, "flat")[1].imlist) == 3
+    assert "the database holds" not in caplog.text
+    # queries that are positives of one another (in the database on purpose): no warning
+    (root / "jpg").rename(root / "photos")
+    (root / "gnd.csv").write_text(
+        "query,positive\nqueries/q1.jpg,photos/a.jpg\nqueries/q1.jpg,queries/q2.jpg\nqueries/q2.jpg,queries/q1.jpg\n"
+    )
+    with caplog.at_level("WARNING"):
+        build_image_lists(root, "flat")
+    assert "the database holds" not in caplog.text

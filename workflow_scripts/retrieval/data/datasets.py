@@ -95,7 +95,40 @@ def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
                 f"gnd_{canonical_name(name)}.pkl (revisitop's naming): rename the file, or name the folder after "
                 "it (or give gnd.json or gnd.csv)"
             )
+        near = _misnamed_ground_truths(str(d), d.stat().st_mtime_ns)
+        if near:
+            _warn_misnamed(str(d), near)
     return found[0] if found else None
+
+
+# the names a ground truth is read from (a revisitop pickle is named after its dataset: not guessed at)
+_GROUND_TRUTH_NAMES = ("gnd.json", GND_CSV, INSTRE_MAT)
+
+
+@functools.lru_cache(maxsize=256)
+def _misnamed_ground_truths(folder: str, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    """``(file, meant)`` for each file of a folder without a ground truth that looks meant as one: a name the
+    workflow reads in another case (``gnd.CSV``, ``GND.json``) or with a suffix added (``gnd.csv.txt``, as an editor
+    saves it). Listed once per folder state (``mtime_ns``), as :func:`_other_pickles`."""
+    out = []
+    for p in sorted(Path(folder).iterdir()):
+        low = p.name.lower()
+        meant = next((n for n in _GROUND_TRUTH_NAMES if low == n or low.startswith(n + ".")), None)
+        if meant is not None and p.is_file():
+            out.append((p.name, meant))
+    return tuple(out)
+
+
+@functools.cache
+def _warn_misnamed(folder: str, near: tuple[tuple[str, str], ...]) -> None:
+    """Once per folder and set of files: no ground truth is read, but a file looks meant as one."""
+    log.warning(
+        "%s: no ground truth is read, so the results have rankings and no metrics; found %s: did you mean %s? (the "
+        "names read are exactly gnd.json, gnd_<dataset>.pkl, gnd.csv, gnd_instre.mat)",
+        folder,
+        ", ".join(f for f, _ in near),
+        " or ".join(sorted({m for _, m in near})),
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -15,6 +15,7 @@ Every error names the file and, for CSV files, the line.
 
 from __future__ import annotations
 
+import collections
 import csv
 import difflib
 import io
@@ -345,7 +346,37 @@ def read_gnd_csv(
             ", ".join(in_db[:5]),
             ", ..." if len(in_db) > 5 else "",
         )
+    _warn_query_folder_in_database(path, list(db_names), queries, gnd, db_index)
     return GroundTruth(list(db_names), list(queries), gnd, None, str(path), image_dir="")
+
+
+def _warn_query_folder_in_database(
+    path: Path, db_names: list[str], queries: dict[str, int], gnd: list[dict[str, Any]], db_index: dict[str, int]
+) -> None:
+    """Warn when a folder holding queries only was scanned into the database (a ``queries/`` folder beside the photos
+    of a dataset without ``jpg/``): each query there then ranks as a negative of every other query, where no row
+    lists it, though it shows the same landmark as some (a user's trial: Medium 81.9 where the intended layout gave
+    98.6). A folder counts when it holds at least two database images, all of them queries that no row names as a
+    positive or junk image, and the database holds images elsewhere too."""
+    self_junk = {db_index[q] for q in queries if q in db_index}  # dropped as junk of its own query, not named
+    times = collections.Counter(i for g in gnd for k in KINDS for i in g[k])
+    named = {i for i, c in times.items() if c > (i in self_junk)}
+    by_folder: dict[str, list[str]] = {}
+    for n in db_names:
+        by_folder.setdefault(n.rpartition("/")[0], []).append(n)
+    for folder, names in by_folder.items():
+        if len(names) < 2 or len(names) == len(db_names):
+            continue
+        if all(n in queries and db_index[n] not in named for n in names):
+            log.warning(
+                "%s: the database holds %s, whose %d images are all queries that no row lists as a positive or junk: "
+                "each ranks as a negative of the other queries. The database is every image under jpg/ (the whole "
+                "folder when there is no jpg/) or image_list.txt: put the database photos under jpg/ and keep the "
+                "queries outside it, or list the database in image_list.txt",
+                path,
+                f"{folder}/" if folder else "the folder's top level",
+                len(names),
+            )
 
 
 def _mat_strings(cell: Any, where: str) -> list[str]:
