@@ -755,6 +755,7 @@ def feature_plan(ds, backbone, backbone_config):
             logger.info(
                 f"feature cache {PLAN.cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
                 f"in {len(plan.new_packs)} job(s){renamed}"
+                + (" (they run only for a store that is made again: the job list says which)" if plan.new_packs else "")
             )
         _PLANS[key] = (xv, plan, lists)
     return _PLANS[key]
