@@ -3,6 +3,8 @@
 # workflow_scripts/retrieval/plan.py (one Plan(config), PLAN below; unit-tested in tests/unit/test_plan.py): a stage's
 # version hashes its own configuration and the versions of its inputs, so changing one stage's configuration creates
 # new paths for it and everything downstream; earlier versions stay on disk.
+# The lists' freshness check (retrieval.data.datasets.fresh_lists) and the jobs' memory models (retrieval.job_memory)
+# are the package's too, unit-tested; what is here reads the configuration and the disk and logs.
 import functools
 import json
 import re
@@ -16,7 +18,7 @@ from snakemake.logging import logger
 from retrieval.data.datasets import (
     build_database_list,
     build_image_lists,
-    list_files_read,
+    fresh_lists,
     warn_images_beside_jpg,
 )
 from retrieval.evaluation.results import stale_published
@@ -67,6 +69,7 @@ from retrieval.plan import (
     beside,
     fill,
 )
+from retrieval import job_memory
 from retrieval.runtime import is_readable, read_json, stable_hash, write_json
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.local_store import missing_sources
@@ -616,32 +619,13 @@ def current_lists(ds):
     return _LISTS[ds]
 
 
-def _if_fresh(path, sources_of, manifest, ds, database=False):
-    """The JSON at ``path`` when it exists, is newer than every file ``sources_of(its content)`` names and was built
-    with the list files it reads that the dataset's folder holds now (``list_files`` of its ``manifest``, where it
-    records them; ``database``: those of a database listed apart), else None. A list file removed (query_boxes.csv, image_list.txt) leaves every remaining source older than the
-    JSON: the plan kept the cropped query, extracted nothing, and the run stopped at the merge."""
-    if not os.path.isfile(path):
-        return None
-    content, t = read_json(path), os.path.getmtime(path)
-    recorded = read_json(manifest).get("list_files") if os.path.isfile(manifest) else None
-    try:
-        if recorded is not None and recorded != list_files_read(PLAN.dataset_dir(ds), ds, database):
-            return None
-    except ValueError:  # a ground truth of another name: building the lists says so
-        return None
-    try:
-        return content if all(os.path.getmtime(p) <= t for p in sources_of(content)) else None
-    except OSError:  # a file gone, or in a folder without search permission
-        return None
-
-
 def _read_or_build_lists(ds):
     path = PLAN.lists_json(ds)
-    lists = _if_fresh(
+    lists = fresh_lists(
         path,
         lambda x: PLAN.folder_source(ds) + [e["path"] for s in ("db", "query") for e in x[s]],
         beside(path, "manifest.json"),
+        PLAN.dataset_dir(ds),
         ds,
     )
     if lists is not None:
@@ -697,12 +681,13 @@ def _warn_beside_jpg(ds):
 
 def _read_or_build_database(ds):
     path = PLAN.database_json(ds)
-    db = _if_fresh(
+    db = fresh_lists(
         path,
         lambda x: PLAN.database_source(ds) + [e["path"] for e in x["db"]],
         beside(path, "db.manifest.json"),
+        PLAN.dataset_dir(ds),
         ds,
-        True,
+        database=True,
     )
     if db is not None:
         _warn_beside_jpg(ds)
@@ -855,15 +840,12 @@ def _ranking_shape(ds):
 
 
 def ranking_mem_mb(base, rankings=1):
-    """mem_mb of a job that holds a dataset's neighbours or full ranking (knn, and every evaluation): ``base`` plus
-    32 bytes per (query, column) pair and ranking held (``rankings``: ssp evaluates three query sets), the peak
-    measured for knn in a new user's trial (6,000 x 6,000: 1,200 MB; ids, similarities and the search's blocks) and
-    the README's figure for the evaluations (70 queries x 1M: about 2.3 GB). The columns are the whole database
-    with knn.k 0, else knn.k. Read at plan time for a plain folder or gnd.csv
-    dataset and for '{dataset}+1m' (whose evaluations asked a fixed 2000-4000 MB for about 2.3 GB, 7 GB for ssp);
-    other datasets get ``base`` (GLDv2's lists are not read here: 760k header reads). A plain folder's full ranking
-    grows as N^2: with knn.k 0, above 10^8 pairs, a warning names knn.k where the metrics allow a shortlist (no
-    ground truth)."""
+    """mem_mb of a job that holds a dataset's neighbours or full ranking (knn, and every evaluation):
+    retrieval.job_memory.ranking_mem_mb of the sizes read at plan time for a plain folder or gnd.csv dataset and for
+    '{dataset}+1m' (whose evaluations asked a fixed 2000-4000 MB for about 2.3 GB, 7 GB for ssp); other datasets get
+    ``base`` (GLDv2's lists are not read here: 760k header reads). A plain folder's full ranking grows as N^2: with
+    knn.k 0, above FULL_RANKING_WARN_PAIRS, a warning names knn.k where the metrics allow a shortlist (no ground
+    truth)."""
 
     def mem_mb(wildcards):
         ds = PLAN.canonical(wildcards.dataset)
@@ -872,32 +854,25 @@ def ranking_mem_mb(base, rankings=1):
             return base
         n_q, n_db = shape
         k = config["knn"]["k"]
-        cols = n_db if k == 0 else min(k, n_db)
-        if k == 0 and n_q * cols > 1e8 and ds not in _WARNED_FULL and not PLAN.ranks_every_image(ds):
-            _WARNED_FULL.add(ds)
-            logger.warning(
-                f"{ds}: the full ranking of {n_q} queries x {n_db} images is {n_q * cols / 1e6:.0f}M pairs (about "
-                f"{32 * n_q * cols / 1e9:.1f} GB in knn); a collection without ground truth needs only its top "
-                "neighbours: set knn: {k: 1000} in a --configfile (or search new photos against it, which ranks "
-                "only them)"
-            )
-        return int(base + rankings * 32 * n_q * cols / 1e6)
+        pairs = job_memory.ranking_pairs(n_q, n_db, k)
+        if k == 0 and pairs > job_memory.FULL_RANKING_WARN_PAIRS and ds not in _WARNED_FULL:
+            if not PLAN.ranks_every_image(ds):
+                _WARNED_FULL.add(ds)
+                logger.warning(
+                    f"{ds}: the full ranking of {n_q} queries x {n_db} images is {pairs / 1e6:.0f}M pairs (about "
+                    f"{job_memory.BYTES_PER_RANKED_PAIR * pairs / 1e9:.1f} GB in knn); a collection without ground "
+                    "truth needs only its top neighbours: set knn: {k: 1000} in a --configfile (or search new "
+                    "photos against it, which ranks only them)"
+                )
+        return job_memory.ranking_mem_mb(base, n_q, n_db, k, rankings)
 
     return mem_mb
 
 
 def pack_mem_mb(wildcards):
-    """A pack job holds its rows until it writes them: measured about 0.3 MB per SIFT image at k 1000 (2,020 images
-    in one job: 82 to 665 MB), and K x dim x 2 bytes per image for a deep backbone (1.1 MB for DINOv2 at K 700),
-    beside the interpreter (and torch and the model). With extract.max_chunk_images (1000) a SIFT pack asks about
-    2.4 GB; the fixed 2000 MB it asked before was passed at about 6,500 images."""
+    """A pack job's mem_mb: retrieval.job_memory.pack_mem_mb of its planned photos and k."""
     job = planned_pack(wildcards)
-    k = int(job["config"].get("k", 1000))
-    if job["backbone"] == "sift":
-        base, per_image = 2000, 0.35 * k / 1000
-    else:
-        base, per_image = 4000, 2.0 * k / 700
-    return int(base + per_image * len(job["items"]))
+    return job_memory.pack_mem_mb(job["backbone"], int(job["config"].get("k", 1000)), len(job["items"]))
 
 
 def warn_stale_published():

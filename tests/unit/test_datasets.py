@@ -1,6 +1,7 @@
 """Image lists: query boxes, dataset layouts, and errors that name the missing file."""
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from retrieval.data.datasets import (
     build_database_list,
     build_image_lists,
     canonical_name,
+    fresh_lists,
     ground_truth_path,
     image_folders,
     list_files_read,
@@ -381,6 +383,49 @@ def test_list_files_read_names_the_list_files_the_format_reads(tmp_path):
     # a revisitop ground truth reads nothing beside it: a user's image_list.txt there changes nothing
     (tmp_path / "gnd_mine.pkl").write_text("x")
     assert list_files_read(tmp_path, "mine") == ["gnd_mine.pkl"]
+
+
+def test_fresh_lists_reuses_lists_only_while_their_sources_and_list_files_are_unchanged(tmp_path):
+    """The plan reuses lists.json only when no source is newer, none is gone and the list files it was built with
+    are the folder's; anything else (a damaged file included) means: build them again (None)."""
+    root = tmp_path / "mine"
+    (root / "jpg").mkdir(parents=True)
+    photo = root / "jpg" / "a.jpg"
+    photo.write_bytes(b"x")
+    (root / "image_list.txt").write_text("jpg/a.jpg\n")
+    lists, manifest = tmp_path / "lists.json", tmp_path / "manifest.json"
+    lists.write_text(json.dumps({"db": [{"path": str(photo)}], "query": []}))
+    manifest.write_text(json.dumps({"list_files": ["image_list.txt"]}))
+    t = os.path.getmtime(lists)
+    for p in (photo, root / "image_list.txt"):
+        os.utime(p, (t - 10, t - 10))
+
+    def sources(x):
+        return [str(root / "image_list.txt")] + [e["path"] for e in x["db"]]
+
+    def fresh():
+        return fresh_lists(lists, sources, manifest, root, "mine")
+
+    assert fresh() == {"db": [{"path": str(photo)}], "query": []}
+    os.utime(photo, (t + 10, t + 10))  # a photo replaced after the lists were written
+    assert fresh() is None
+    os.utime(photo, (t - 10, t - 10))
+    (root / "query_list.txt").write_text("jpg/a.jpg\n")  # a list file added: built with another set of them
+    assert fresh() is None
+    (root / "query_list.txt").unlink()
+    assert fresh() is not None
+    manifest.write_text(json.dumps({}))  # an older manifest without list_files: times decide
+    (root / "image_list.txt").unlink()
+    assert fresh() is None  # a source gone
+    (root / "image_list.txt").write_text("jpg/a.jpg\n")
+    os.utime(root / "image_list.txt", (t - 10, t - 10))
+    assert fresh() is not None
+    lists.write_text('{"db": [')  # damaged (an interrupted copy): built again, not an error naming nothing
+    assert fresh() is None
+    lists.write_text(json.dumps([1, 2]))  # not the lists' structure
+    assert fresh() is None
+    lists.unlink()
+    assert fresh() is None
 
 
 @pytest.mark.parametrize("misnamed", ["gnd.CSV", "gnd.csv.txt", "GND.json"])

@@ -10,7 +10,7 @@ PKG = ROOT / "workflow_scripts" / "retrieval"
 
 # Bottom to top. A module may import from its own layer or any layer below, never from above.
 LAYERS = [
-    ("runtime", "versions", "names", "featureless"),
+    ("runtime", "versions", "names", "featureless", "job_memory"),
     ("stores",),
     ("data",),
     ("features",),

@@ -28,7 +28,7 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from retrieval.data.gnd import GroundTruth, load_ground_truth
 from retrieval.data.gnd_formats import (
@@ -45,7 +45,7 @@ from retrieval.data.gnd_formats import (
     read_instre,
 )
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, image_header
-from retrieval.runtime import is_readable, read_utf8
+from retrieval.runtime import is_readable, read_json, read_utf8
 from retrieval.stores.ames_release import read_release_list
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,44 @@ def list_files_read(dataset_dir: str | Path, name: str, database: bool = False) 
         return [gt.name]
     beside = (BOXES_CSV, "image_list.txt") if gt is not None else ("image_list.txt", "query_list.txt")
     return sorted(([gt.name] if gt is not None else []) + [n for n in beside if (d / n).is_file()])
+
+
+def fresh_lists(
+    path: str | Path,
+    sources_of: Callable[[Any], list[str]],
+    manifest: str | Path,
+    dataset_dir: str | Path,
+    name: str,
+    database: bool = False,
+) -> Any | None:
+    """The JSON value in ``path`` (lists written by ``image_lists`` or ``database_list``) when it can still be used
+    as the lists of dataset ``name`` in ``dataset_dir``, else None (build them again):
+
+    * ``path`` exists and reads as JSON (a damaged file is built again, not an error);
+    * its modification time is at or after that of every file ``sources_of(value)`` names (the folder's sources and
+      the listed images); a file gone, or in a folder without search permission, counts as changed;
+    * the list files it was built with, ``list_files`` of its ``manifest`` where recorded, are those the folder
+      holds now (:func:`list_files_read`, ``database`` as there): removing ``query_boxes.csv`` or ``image_list.txt``
+      leaves every remaining source older than the lists, so times alone would keep the old lists (the plan kept a
+      cropped query, extracted nothing, and the run stopped at the merge).
+
+    The workflow calls it while it builds the DAG, so a dry run plans from the lists the jobs will write."""
+    try:
+        content, t = read_json(path), os.path.getmtime(path)
+        recorded = read_json(manifest).get("list_files") if os.path.isfile(manifest) else None
+    except (OSError, ValueError, AttributeError):  # absent, unreadable or damaged: built again
+        return None
+    try:
+        if recorded is not None and recorded != list_files_read(dataset_dir, name, database):
+            return None
+    except ValueError:  # a ground truth of another name: building the lists says so
+        return None
+    try:
+        return content if all(os.path.getmtime(p) <= t for p in sources_of(content)) else None
+    except OSError:
+        return None
+    except (KeyError, TypeError):  # not the lists' structure: built again
+        return None
 
 
 def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:
