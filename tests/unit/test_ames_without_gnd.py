@@ -125,3 +125,27 @@ def test_a_fixed_point_deeper_than_the_grid_gets_evidence_that_deep(tmp_path):
     )  # fmt: skip
     deep = read_json(p / "ames.json")["chosen"]
     assert deep["num_rerank"] == 100 and deep["num_rerank_applied"] == 4
+
+
+def test_a_fixed_point_gives_the_binary_model_its_own_lambda_and_gamma(tmp_path):
+    """select: fixed used ames.fixed's lambda / gamma for ames_binary too, so the paper preset evaluated the binary
+    student at DINOv2's point (0.50 / 0.20) instead of its own published one (0.35 / 0.10)."""
+    ids = np.array([[1, 2, 0, 3], [0, 1, 3, 2], [3, 2, 1, 0]])
+    relevant = [{0, 3}, {3}, {0}]
+    gnd = {"gnd": [{"easy": sorted(r), "hard": [], "junk": []} for r in relevant]}
+    _dataset(tmp_path / "set", ids, relevant, gnd)
+    p = tmp_path / "set"
+    # lambda 1: the global order (the positives late); lambda 0: the logits (the positives first)
+    fixed = {"lambda": 1.0, "gamma": 1.0, "num_rerank": 4, "geometry_weight": 0.0, "binary": {"lambda": 0.0}}
+    grid = {"num_rerank": [4], "lambda": [1.0, 0.0], "gamma": [1.0]}
+    chosen, m_ap = {}, {}
+    for method in ("ames", "ames_binary"):
+        ctx = evaluation_context(p, method, dataset="set", csv_top=4, preset="tiny", baseline_json=None)
+        evaluate_ames_stage(ctx, p / "logits.h5", p / "knn.h5", p / "grid.csv", method, grid, "fixed", fixed,
+                            None, None, "none")  # fmt: skip
+        r = read_json(p / f"{method}.json")
+        chosen[method], m_ap[method] = r["chosen"], r["metrics"]["mAP"]["M"]
+    assert (chosen["ames"]["lambda"], chosen["ames_binary"]["lambda"]) == (1.0, 0.0)
+    assert chosen["ames_binary"]["gamma"] == 1.0 and "binary" not in chosen["ames_binary"]
+    assert "geometry_weight" not in chosen["ames"]  # no geometric fusion: no weight reported
+    assert m_ap["ames_binary"] == 100.0 > m_ap["ames"]

@@ -71,6 +71,8 @@ def test_paper_preset_plans_the_ames_jobs(tmp_path):
         str(TINY.parents[2] / "config" / "presets" / "paper.yaml"),
     ).stdout
     assert {"train_ames", "train_ames_binary", "itq", "ames_logits"} <= set(job_stats(out))
+    # the result at the published point (select: fixed): no logits of the validation split to choose one on
+    assert job_stats(out)["ames_logits"] == 1 and "results/ames_logits/demo-val/" not in out
 
 
 def test_results_contract(tiny_run):
