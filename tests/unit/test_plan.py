@@ -596,3 +596,16 @@ def test_a_deep_backbones_weights_are_versioned_by_content_and_its_device_by_not
         keys(checkpoint=str(ck))
     with pytest.raises(PlanError, match=rf"extract\.{backbone}\.detector: .* not found \(a folder"):
         keys(checkpoint=str(moved), detector=str(tmp_path))
+
+
+def test_a_binary_fixed_point_moves_only_the_binary_evaluation():
+    """ames.fixed.binary is ames_binary's point: it must re-run ames_binary's evaluation and leave ames's alone (the
+    whole ames.fixed was hashed into both); without the key, both hash ames.fixed as before it existed."""
+    fixed = {"ames.select": "fixed"}
+    before = Plan(configured(**fixed))
+    after = Plan(configured(**fixed, **{"ames.fixed.binary": {"lambda": 0.35, "gamma": 0.1}}))
+    assert after.v_eval_ames("demo", "ames") == before.v_eval_ames("demo", "ames")
+    assert after.v_eval_ames("demo", "ames_binary") != before.v_eval_ames("demo", "ames_binary")
+    # a binary point equal to the shared one changes nothing that ames_binary computes
+    same = Plan(configured(**fixed, **{"ames.fixed.binary": {"lambda": 0.5, "gamma": 0.2}}))
+    assert same.v_eval_ames("demo", "ames_binary") == before.v_eval_ames("demo", "ames_binary")

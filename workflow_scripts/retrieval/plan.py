@@ -26,6 +26,7 @@ from retrieval.data.datasets import (
     image_folders,
 )
 from retrieval.data.datasets import ground_truth_path as _ground_truth_path
+from retrieval.methods.ames.operating_point import fixed_point
 from retrieval.runtime import file_sha1, stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
@@ -954,7 +955,7 @@ class Plan:
 
     def v_eval_ames(self, ds, method):
         a = self.config["ames"]
-        keys = ("num_rerank", "lambda", "gamma", "select", "fixed", "junk_mode", "fusion")
+        keys = ("num_rerank", "lambda", "gamma", "select", "junk_mode", "fusion")
         val = self.v_logits(self.val, method) if a["select"] == "validation" else None
         own = {}
         if self.ames_geometry():  # absent otherwise: the versions of a configuration without geometry are unchanged
@@ -969,6 +970,8 @@ class Plan:
                 "validation": val,
                 "global": self.v_eval(ds),
                 **{k: a[k] for k in keys},
+                # the method's own point: ames.fixed.binary moves ames_binary's evaluation only
+                "fixed": fixed_point(a["fixed"], method),
                 "bootstrap": self.config["evaluate"]["bootstrap"],
                 "csv_top": self.config["evaluate"]["csv_top"],
                 **own,

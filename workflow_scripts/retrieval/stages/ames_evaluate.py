@@ -25,6 +25,7 @@ from retrieval.evaluation.results import (
     without_features,
     write_results,
 )
+from retrieval.methods.ames.operating_point import fixed_point
 from retrieval.methods.ames.rerank import (
     GridSweep,
     evaluate_protocol_rankings,
@@ -233,19 +234,6 @@ def _write_neighbours_csv(fh, lists, ranking, ids, sims, top, fused, top_inliers
             w.writerow(row)
 
 
-def fixed_point(fixed: dict[str, Any], method: str, geometry: bool) -> dict[str, Any]:
-    """The operating point of ``select: fixed`` (config ``ames.fixed``): its lambda, gamma and num_rerank, for
-    ``ames_binary`` with lambda / gamma of ``fixed["binary"]`` where given (AMES publishes one point per model: DINOv2
-    0.50 / 0.20, its binary student 0.35 / 0.10), and ``geometry_weight`` only when the geometric fusion is on."""
-    chosen = {k: v for k, v in fixed.items() if k not in ("geometry_weight", "binary")}
-    if method == "ames_binary":
-        chosen.update(fixed.get("binary") or {})
-    chosen["selected_on"] = "fixed (configuration)"
-    if geometry:
-        chosen["geometry_weight"] = fixed.get("geometry_weight", 0.0)
-    return chosen
-
-
 def evaluate_ames_stage(
     ctx: EvaluationContext,
     logits_path: str | Path,
@@ -334,7 +322,11 @@ def evaluate_ames_stage(
             "validation_mAP": {p: chosen[f"mAP_{p}"] for p in PROTOCOLS},
         }
     else:
-        chosen = fixed_point(fixed, method, geo is not None)
+        chosen = fixed_point(fixed, method)
+        weight = chosen.pop("geometry_weight", 0.0)
+        chosen["selected_on"] = "fixed (configuration)"
+        if geo is not None:
+            chosen["geometry_weight"] = weight
     chosen["fusion"] = fusion
     t_sel = time.time()
     evidence = None
