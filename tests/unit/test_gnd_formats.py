@@ -140,7 +140,16 @@ def test_csv_image_list_restricts_the_database(tmp_path):
             r"gnd\.csv:1: header \['queries/Q1\.jpg', 'jpg/SC_03\.jpg', 'easy'\] lacks column\(s\) \['query', 'positive'\]"
             r".*reads as a row of data: add the header line query,positive,kind above it",
         ),
-        ("query,positive,knid\nqueries/q1.jpg,jpg/a.jpg,easy\n", r"gnd\.csv:1: unknown column\(s\) \['knid'\]"),
+        (
+            "query,positive,knid\nqueries/q1.jpg,jpg/a.jpg,easy\n",
+            r"gnd\.csv:1: unknown column\(s\) \['knid'\].*; did you mean 'kind' for 'knid'\?$",
+        ),
+        # a misspelt required column: the one it is closest to
+        (
+            "Query,postive\nqueries/q1.jpg,jpg/a.jpg\n",
+            r"gnd\.csv:1: header \['Query', 'postive'\] lacks column\(s\) \['positive'\].*did you mean 'positive' for "
+            r"'postive'\?$",
+        ),
         (
             "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q1.jpg,jpg/zz.jpg\n",
             r"gnd\.csv:3: positive 'jpg/zz\.jpg' is not a database image",

@@ -107,6 +107,19 @@ def _skipped_row(row: list[str]) -> bool:
     return not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#")
 
 
+def _misspelt_columns(header: list[str], known: tuple[str, ...]) -> str:
+    """A hint naming, for each header column that is not a known one, the absent known column it is closest to
+    ("; did you mean 'positive' for 'postive'?"), or "" when none is close (difflib's ratio at least 0.6)."""
+    absent = [c for c in known if c not in header]
+    pairs = []
+    for h in header:
+        if h and h not in known:
+            near = difflib.get_close_matches(h, absent, n=1, cutoff=0.6)
+            if near:
+                pairs.append(f"{near[0]!r} for {h!r}")
+    return f"; did you mean {', '.join(pairs)}?" if pairs else ""
+
+
 def _rows(
     path: Path,
     required: tuple[str, ...],
@@ -137,6 +150,7 @@ def _rows(
         while header and not header[-1]:  # a spreadsheet's trailing empty columns ("query,positive,kind,,")
             header.pop()
         missing = [c for c in required if c not in header]
+        typos = _misspelt_columns(header, required + optional)
         if missing:
             seps = [s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]]
             # a first line of data (no header line at all): it names image files
@@ -152,10 +166,11 @@ def _rows(
                     if data
                     else ""
                 )
+                + typos
             )
         unknown = [c for c in header if c not in required + optional]
         if unknown and not extra_columns:
-            raise ValueError(f"{at}: unknown column(s) {unknown}; allowed: {list(required + optional)}")
+            raise ValueError(f"{at}: unknown column(s) {unknown}; allowed: {list(required + optional)}{typos}")
         dup = sorted({c for c in header if header.count(c) > 1})
         if dup:
             raise ValueError(f"{at}: column(s) {dup} appear more than once")
