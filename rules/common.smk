@@ -438,8 +438,10 @@ def _check_shortlist(target, ds, k):
             return
     elif not PLAN.distractor_base(c):  # '{dataset}+1m': a million distractors and more
         lists = current_lists(ds)
-        if lists is None or k >= len(lists["db"]):
-            return  # image_lists will say what is wrong; or the top k is the whole database
+        if lists is None or k >= len(lists["db"]):  # image_lists will say what is wrong; or the top k is all of it
+            if lists is not None:
+                warn_whole_database(ds, k, len(lists["db"]))
+            return
         n_db = len(lists["db"])
     raise WorkflowError(
         f"{target}: knn.k is {k}, a shortlist of "
@@ -811,6 +813,7 @@ def pack_gpus(wildcards):
 
 
 _WARNED_FULL = set()
+_WARNED_WHOLE = set()  # datasets whose knn.k was named as covering the whole database
 
 
 @functools.cache
@@ -839,13 +842,25 @@ def _ranking_shape(ds):
     return None if lists is None else (len(lists["query"]), len(lists["db"]))
 
 
+def warn_whole_database(ds, k, n_db):
+    """Name, once a dataset, a knn.k at least its database size: the search caps it, so the ranking is the full one,
+    under knn.k's own version (a new user's trial set 1000 for 85 photos and got no word of either)."""
+    ds = PLAN.canonical(ds)
+    if 0 < k >= n_db and ds not in _WARNED_WHOLE:
+        _WARNED_WHOLE.add(ds)
+        logger.warning(
+            f"{ds}: knn.k is {k}, at least its {n_db} database images: every image is ranked, as with knn.k: 0, but "
+            "under knn.k's own version (knn and what follows it are computed again rather than shared with knn.k: 0)"
+        )
+
+
 def ranking_mem_mb(base, rankings=1):
     """mem_mb of a job that holds a dataset's neighbours or full ranking (knn, and every evaluation):
     retrieval.job_memory.ranking_mem_mb of the sizes read at plan time for a plain folder or gnd.csv dataset and for
     '{dataset}+1m' (whose evaluations asked a fixed 2000-4000 MB for about 2.3 GB, 7 GB for ssp); other datasets get
     ``base`` (GLDv2's lists are not read here: 760k header reads). A plain folder's full ranking grows as N^2: with
     knn.k 0, above FULL_RANKING_WARN_PAIRS, a warning names knn.k where the metrics allow a shortlist (no ground
-    truth)."""
+    truth); a knn.k at least the database size (capped, so a full ranking under another version) is named too."""
 
     def mem_mb(wildcards):
         ds = PLAN.canonical(wildcards.dataset)
@@ -864,6 +879,7 @@ def ranking_mem_mb(base, rankings=1):
                     "truth needs only its top neighbours: set knn: {k: 1000} in a --configfile (or search new "
                     "photos against it, which ranks only them)"
                 )
+        warn_whole_database(ds, k, n_db)
         return job_memory.ranking_mem_mb(base, n_q, n_db, k, rankings)
 
     return mem_mb

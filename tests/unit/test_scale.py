@@ -110,6 +110,23 @@ def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):
         nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "x.h5", 0, "v", search="ivfpq", ivfpq=cfg)
 
 
+def test_a_knn_k_above_the_database_stores_the_full_ranking_and_says_so(tmp_path, caplog):
+    rng = np.random.default_rng(3)
+    write_global(tmp_path / "db.h5", l2_normalise(rng.normal(size=(40, 8))).astype(np.float32))
+    write_global(tmp_path / "q.h5", l2_normalise(rng.normal(size=(3, 8))).astype(np.float32))
+    nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "full.h5", 0, "v")
+    with caplog.at_level("WARNING"):
+        nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "k.h5", 1000, "v")
+    assert "knn.k 1000 is at least the 40 database images" in caplog.text
+    full, k = read_neighbours(tmp_path / "full.h5"), read_neighbours(tmp_path / "k.h5")
+    np.testing.assert_array_equal(full[0], k[0])
+    assert k[2]["k"] == 40
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "s.h5", 39, "v")
+    assert "at least" not in caplog.text
+
+
 def test_full_ranking_is_one_sort_of_every_similarity_whatever_the_block():
     rng = np.random.default_rng(1)
     db = l2_normalise(rng.normal(size=(500, 8))).astype(np.float32)

@@ -493,3 +493,40 @@ def test_a_dataset_with_the_million_distractors_asks_memory_for_its_ranking(tmp_
     ranking = 16 * (85 + 1_000_000) * 32 // 10**6  # 16 queries x (85 images + 1M distractors), 512 MB
     assert mem["evaluate_global"] == {2000 + ranking} and mem["evaluate_sv"] == {4000 + ranking}
     assert mem["knn"] == {4000 + ranking}
+
+
+@pytest.mark.skipif(not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared is absent")
+def test_a_knn_k_covering_the_whole_database_is_named(tmp_path):
+    """knn.k 1000 on landmarks-mini's 85 images (a new user's trial): the search caps it, so the ranking is the full
+    one under knn.k's own version, and nothing said so. Named once while the DAG is built, for a dataset with ground
+    truth and for a plain folder; a k below the database size is a shortlist, refused for the first (the metrics
+    need every image) and not named for the second."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "landmarks-mini").symlink_to(SHARED / "datasets" / "landmarks-mini")
+    photos = data / "pf" / "jpg"
+    photos.mkdir(parents=True)
+    for i in range(5):
+        Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(photos / f"{i}.jpg")
+    k = tmp_path / "k.yaml"
+    for ds, n_db in (("landmarks-mini", 85), ("pf", 5)):
+        k.write_text("knn:\n  k: 1000\n")
+        out = snakemake(
+            tmp_path / "wd", "-n", f"results/{ds}_global.json", "--configfile", str(k), "--config", f"data_root={data}"
+        )
+        text = out.stdout + out.stderr
+        assert text.count(f"{ds}: knn.k is 1000, at least its {n_db} database images") == 1, text[-3000:]
+        k.write_text("knn:\n  k: 4\n")
+        out = snakemake(
+            tmp_path / "wd",
+            "-n",
+            f"results/{ds}_global.json",
+            "--configfile",
+            str(k),
+            "--config",
+            f"data_root={data}",
+            check=False,
+        )
+        text = out.stdout + out.stderr
+        assert "at least its" not in text
+        assert (out.returncode != 0 and "knn.k is 4, a shortlist of 4 of the 85" in text) == (ds == "landmarks-mini")

@@ -55,6 +55,8 @@ def nearest_neighbours(
         d = f["descriptors"]
         n_db = d.shape[0]
         k_eff = n_db if k == 0 else min(k, n_db)
+        if 0 < n_db <= k:
+            log.warning("knn.k %d is at least the %d database images: the full ranking is stored", k, n_db)
         read = BlockReader(db_path, d)  # checks each block finite and marks its rows without features
         db_none = read.featureless  # complete once a search has passed over every block
 
