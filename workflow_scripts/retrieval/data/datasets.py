@@ -325,7 +325,8 @@ def _raise_unreadable(skipped: list[dict[str, str]], root: Path, on_bad_image: s
     more = f"\n  (and {len(bad) - 20} more)" if len(bad) > 20 else ""
     raise ValueError(
         f"{len(bad)} unreadable image(s) in {root}:\n{shown}{more}\n"
-        "remove or replace them, or set on_bad_image: skip (they then get no features and never match)"
+        "remove or replace them, or set on_bad_image: skip (they then get no features and never match). Only the "
+        "headers were read here: a file cut short after its header is found only when extraction decodes it"
     )
 
 
