@@ -193,3 +193,37 @@ def test_a_codebook_without_enough_descriptors_says_why_and_which_setting(tmp_pa
     with pytest.raises(ValueError, match=r"codebook\.max_descriptors \(3\) is below codebook\.k \(4\): raise it"):
         fit_codebook(k=4, **{**args, "max_descriptors": 3})
     assert not (tmp_path / "cb.npz").exists()
+
+
+def test_the_few_images_warning_counts_only_images_with_features(tmp_path, caplog):
+    """30 images of which 25 are blank (no feature): the codebook is fitted on 5, whose residuals cancel as the
+    warning says; it counted every image (30, over FEW_FIT_IMAGES) and said nothing."""
+    rng = np.random.default_rng(0)
+    counts = [0] * 25 + [40] * 5
+    rows = [
+        {
+            "descriptors": rng.normal(size=(n, 4)).astype(np.float16),
+            "xy": np.zeros((n, 2)),
+            "scale": np.ones(n),
+            "weight": np.ones(n),
+            "orientation": np.zeros(n),
+            "image_size": np.array([8, 8]),
+        }
+        for n in counts
+    ]
+    chunk = tmp_path / "chunk_0.h5"
+    write_local_chunk(chunk, rows, k=40, dim=4, backbone="test", row_start=0, n_total=30)
+    merge_local_chunks([chunk], tmp_path / "local.h5", 30)
+    args = dict(local_path=tmp_path / "local.h5", niter=5, max_descriptors=1000, seed=0, version="v", config={})
+    args |= dict(preset="p", training_split="mostly-blank", local_version="l", k=4)
+    with caplog.at_level("WARNING"):
+        fit_codebook(out_path=tmp_path / "cb.npz", manifest_path=tmp_path / "m.json", **args)
+    assert "mostly-blank has only 5 images with local features (of 30)" in caplog.text
+    rows[:25] = [rows[-1]] * 25  # every image with features: 30 of them, no warning
+    write_local_chunk(chunk, rows, k=40, dim=4, backbone="test", row_start=0, n_total=30)
+    (tmp_path / "local.h5").unlink()
+    merge_local_chunks([chunk], tmp_path / "local.h5", 30)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        fit_codebook(out_path=tmp_path / "cb2.npz", manifest_path=tmp_path / "m2.json", **args)
+    assert "has only" not in caplog.text

@@ -48,14 +48,16 @@ def fit_codebook(
     if len(x) > max_descriptors:
         x = x[rng.choice(len(x), max_descriptors, replace=False)]
     log.info("codebook: k-means with k=%d on %d descriptors of %d images of %s", k, len(x), len(take), training_split)
-    if len(counts) < FEW_FIT_IMAGES:
+    n_fit = int((counts > 0).sum())  # images without features (blank, unreadable under skip) add nothing to the fit
+    if n_fit < FEW_FIT_IMAGES:
         log.warning(
-            "codebook: %s has only %d images. Each centroid is the mean of the descriptors assigned to it, so the "
+            "codebook: %s has only %d images with local features%s. Each centroid is the mean of the descriptors assigned to it, so the "
             "images' VLAD residuals cancel: with 2 images they are exactly opposite (similarity -1), with N about "
             "-1/(N-1) apart on average. Similarities of a collection this small read low; fit on more images "
             "(unsupervised_fit: training or a larger dataset's name)",
             training_split,
-            len(counts),
+            n_fit,
+            "" if n_fit == len(counts) else f" (of {len(counts)})",
         )
     if len(x) < k:
         total, n, elsewhere = (
