@@ -3,24 +3,19 @@
 # workflow_scripts/retrieval/plan.py (one Plan(config), PLAN below; unit-tested in tests/unit/test_plan.py): a stage's
 # version hashes its own configuration and the versions of its inputs, so changing one stage's configuration creates
 # new paths for it and everything downstream; earlier versions stay on disk.
-# The lists' freshness check (retrieval.data.datasets.fresh_lists) and the jobs' memory models (retrieval.job_memory)
-# are the package's too, unit-tested; what is here reads the configuration and the disk and logs.
+# The lists the DAG plans from, their freshness check, the full-ranking check of a target and the memory of the jobs
+# that hold a ranking are the package's too (retrieval.dag_lists.DagLists, DAG_LISTS below; retrieval.job_memory),
+# unit-tested; what is here adapts them to Snakemake's input functions.
 import functools
 import json
 import re
 import sys
-from pathlib import Path
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from snakemake.logging import logger
 
-from retrieval.data.datasets import (
-    build_database_list,
-    build_image_lists,
-    fresh_lists,
-    warn_images_beside_jpg,
-)
+from retrieval.dag_lists import DagLists
 from retrieval.evaluation.results import stale_published
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
@@ -128,6 +123,7 @@ for _key in ("compare", "report"):
     config[_key]["methods"] = _renamed_methods(_key)
 
 PLAN = _Planned(Plan(config))
+DAG_LISTS = _Planned(DagLists(PLAN._plan, config, logger.warning))  # the lists the DAG plans from, once a build
 # said while the Snakefile is read: planned later, it was ignored where the demo's results were already up to date
 for _name in config.get("dataset_dirs") or {}:
     if PLAN.canonical(_name) in DEMO_SPLITS:
@@ -406,49 +402,7 @@ def evaluation_json(wildcards):
 
 
 def check_full_ranking(ds, method):
-    """Refuse, while the DAG is built, a shortlist shorter than the database (knn.k) where the metrics are
-    revisitop's, which need every database image ranked: evaluate_global would refuse it only after every stage
-    before it (AMES's training included) had run. For ames and ames_binary the validation split is checked too
-    (the point is chosen, and training stopped early, on its metrics: a new user's trial trained on a truncated
-    demo-val ranking, then failed at its evaluate_global), and it must have ground truth. asmk ranks with its own
-    search; an imported ames_nn shortlist is not knn.k's. Where the lists cannot be built yet, image_lists says why."""
-    target = f"results/{ds}_{method}.json"
-    validated = method in ("ames", "ames_binary") and (
-        config["ames"]["select"] == "validation" or config["ames"]["train"].get("patience", 0) > 0
-    )
-    if validated:
-        PLAN.check_ground_truth(VAL, f"ames.validation_split ('{VAL}', for {target})")
-    k = config["knn"]["k"]
-    if k == 0 or method == "asmk" or config["shortlist"]["source"] in ("asmk", "ames_nn"):
-        return
-    _check_shortlist(target, ds, k)
-    if validated:
-        _check_shortlist(f"{target} (its ames.validation_split)", VAL, k)
-
-
-def _check_shortlist(target, ds, k):
-    if not PLAN.ranks_every_image(ds):
-        return
-    c = PLAN.canonical(ds)
-    n_db = None  # unknown, at least k + 1
-    # not generated yet (asked without building: a spurious "lists cannot be built" warning): its distractors
-    # alone are more than k?
-    if c in DEMO_SPLITS and (not os.path.isdir(PLAN.dataset_dir(c)) or current_lists(ds) is None):
-        if k >= config["demo"][{"demo": "test", "demo-val": "val", "demo-train": "train"}[c]]["distractors"]:
-            return
-    elif not PLAN.distractor_base(c):  # '{dataset}+1m': a million distractors and more
-        lists = current_lists(ds)
-        if lists is None or k >= len(lists["db"]):  # image_lists will say what is wrong; or the top k is all of it
-            if lists is not None:
-                warn_whole_database(ds, k, len(lists["db"]))
-            return
-        n_db = len(lists["db"])
-    raise WorkflowError(
-        f"{target}: knn.k is {k}, a shortlist of "
-        + (f"{k} of the {n_db} database images" if n_db else f"{k} images, fewer than the database")
-        + f", but {ds}'s revisitop metrics need every database image ranked. Set knn.k: 0 (and knn.search: exact); "
-        "a truncated shortlist is for a dataset without ground truth or with GLDv2's mAP@100"
-    )
+    DAG_LISTS.check_full_ranking(ds, method)
 
 
 def publish_inputs(wildcards):
@@ -608,108 +562,19 @@ _PLANS = {}
 _PACKS = {}  # (xv, pack) -> {"items", "backbone", "config"}: what a planned pack job extracts
 
 
-_LISTS = {}  # dataset -> current_lists(dataset), once per DAG build (its inputs and the cache plan both ask)
-
-
 def current_lists(ds):
-    """The dataset's lists as image_lists will write them: its lists.json when newer than every source and listed
-    image, else built here (the same function; header reads only). None when they cannot be built (bad input:
-    image_lists then fails with its own message)."""
-    ds = PLAN.canonical(ds)
-    if ds not in _LISTS:
-        _LISTS[ds] = _read_or_build_lists(ds)
-    return _LISTS[ds]
-
-
-def _read_or_build_lists(ds):
-    path = PLAN.lists_json(ds)
-    lists = fresh_lists(
-        path,
-        lambda x: PLAN.folder_source(ds) + [e["path"] for s in ("db", "query") for e in x[s]],
-        beside(path, "manifest.json"),
-        PLAN.dataset_dir(ds),
-        ds,
-    )
-    if lists is not None:
-        _warn_beside_jpg(ds)
-        return lists
-    try:
-        lists, _ = build_image_lists(
-            PLAN.dataset_dir(ds),
-            ds,
-            config["crop_queries"],
-            config["on_bad_image"],
-            config["max_image_pixels"],
-            config["gldv2"],
-        )
-    except (OSError, ValueError) as e:
-        # said once, while the DAG is built; the jobs that do not need the lists (the database side) still run
-        apart = PLAN.database_apart(ds)  # a plain folder or gnd.csv: its database is listed by database_list
-        logger.warning(
-            f"{ds}: the image lists cannot be built, and image_lists will stop on this"
-            + (
-                " (the queries' side: evaluations, query extraction; the database side and searches against it do "
-                "not need them)"
-                if apart
-                else ""
-            )
-            + f": {e}"
-        )
-        return None
-    return lists
-
-
-_DATABASES = {}  # dataset -> current_database(dataset), once per DAG build
+    """retrieval.dag_lists.DagLists.lists: the dataset's lists as image_lists will write them (None: bad input)."""
+    return DAG_LISTS.lists(ds)
 
 
 def current_database(ds):
-    """The database list of a dataset that lists it apart, as database_list will write it: its db.json when newer
-    than every source and listed image, else built here. None when it cannot be built (database_list then fails
-    with its own message). Unlike current_lists, a broken gnd.csv or query list does not reach it, so the database
-    side's inputs stay as they were while the ground truth is being fixed."""
-    ds = PLAN.canonical(ds)
-    if ds not in _DATABASES:
-        _DATABASES[ds] = _read_or_build_database(ds)
-    return _DATABASES[ds]
-
-
-@functools.cache
-def _warn_beside_jpg(ds):
-    """The scan's warning about images put beside jpg/, also when the lists are reused (adding a file there changes
-    nothing the workflow watches): for a scanned database (listed apart, without image_list.txt)."""
-    if PLAN.scans_folder(ds):
-        warn_images_beside_jpg(Path(PLAN.dataset_dir(ds)))
-
-
-def _read_or_build_database(ds):
-    path = PLAN.database_json(ds)
-    db = fresh_lists(
-        path,
-        lambda x: PLAN.database_source(ds) + [e["path"] for e in x["db"]],
-        beside(path, "db.manifest.json"),
-        PLAN.dataset_dir(ds),
-        ds,
-        database=True,
-    )
-    if db is not None:
-        _warn_beside_jpg(ds)
-        return db
-    try:
-        return build_database_list(PLAN.dataset_dir(ds), ds, config["on_bad_image"], config["max_image_pixels"])
-    except (OSError, ValueError) as e:
-        logger.warning(f"{ds}: the feature cache cannot plan the database before database_list runs ({e})")
-        return None
+    """retrieval.dag_lists.DagLists.database: the database list of a dataset that lists it apart."""
+    return DAG_LISTS.database(ds)
 
 
 def planning_lists(ds):
-    """The lists the feature cache plans from: the dataset's, or where they cannot be built (a broken gnd.csv) but
-    its database is listed apart, that database alone, so the database side keeps its inputs."""
-    lists = current_lists(ds)
-    if lists is None and PLAN.database_apart(ds):
-        db = current_database(ds)
-        if db is not None:
-            return {"db": db["db"], "query": []}
-    return lists
+    """retrieval.dag_lists.DagLists.planning: the lists the feature cache plans from."""
+    return DAG_LISTS.planning(ds)
 
 
 def feature_plan(ds, backbone, backbone_config):
@@ -812,75 +677,14 @@ def pack_gpus(wildcards):
     return 0 if planned_pack(wildcards)["backbone"] == "sift" else 1
 
 
-_WARNED_FULL = set()
-_WARNED_WHOLE = set()  # datasets whose knn.k was named as covering the whole database
-
-
-@functools.cache
-def _distractor_count():
-    """The distractors '{dataset}+1m' appends: the lines of revisitop1m.txt where it is on disk, else R1M's 1,000,000
-    (before the download)."""
-    listed = os.path.join(PLAN.dataset_dir(DISTRACTORS), f"{DISTRACTORS}.txt")
-    if not os.path.isfile(listed):
-        return 1_000_000
-    with open(listed, "rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
-def _ranking_shape(ds):
-    """(queries, database images) of ``ds``'s full ranking where the plan reads them (a database listed apart, or
-    '{dataset}+1m': the base's lists and the distractors' count), else None."""
-    base = PLAN.distractor_base(ds)
-    if base is not None:
-        if PLAN.canonical(base) in GLDV2_DOWNLOADABLE or not os.path.isdir(PLAN.dataset_dir(base)):
-            return None  # not there before its download or generation (and GLDv2's lists are not read here)
-        lists = current_lists(base)
-        return None if lists is None else (len(lists["query"]), len(lists["db"]) + _distractor_count())
-    if not PLAN.database_apart(ds):
-        return None
-    lists = current_lists(ds)
-    return None if lists is None else (len(lists["query"]), len(lists["db"]))
-
-
-def warn_whole_database(ds, k, n_db):
-    """Name, once a dataset, a knn.k at least its database size: the search caps it, so the ranking is the full one,
-    under knn.k's own version (a new user's trial set 1000 for 85 photos and got no word of either)."""
-    ds = PLAN.canonical(ds)
-    if 0 < k >= n_db and ds not in _WARNED_WHOLE:
-        _WARNED_WHOLE.add(ds)
-        logger.warning(
-            f"{ds}: knn.k is {k}, at least its {n_db} database images: every image is ranked, as with knn.k: 0, but "
-            "under knn.k's own version (knn and what follows it are computed again rather than shared with knn.k: 0)"
-        )
-
-
 def ranking_mem_mb(base, rankings=1):
     """mem_mb of a job that holds a dataset's neighbours or full ranking (knn, and every evaluation):
-    retrieval.job_memory.ranking_mem_mb of the sizes read at plan time for a plain folder or gnd.csv dataset and for
-    '{dataset}+1m' (whose evaluations asked a fixed 2000-4000 MB for about 2.3 GB, 7 GB for ssp); other datasets get
-    ``base`` (GLDv2's lists are not read here: 760k header reads). A plain folder's full ranking grows as N^2: with
-    knn.k 0, above FULL_RANKING_WARN_PAIRS, a warning names knn.k where the metrics allow a shortlist (no ground
-    truth); a knn.k at least the database size (capped, so a full ranking under another version) is named too."""
+    retrieval.dag_lists.DagLists.ranking_mem_mb, from the sizes read at plan time for a plain folder or gnd.csv
+    dataset and for '{dataset}+1m' (whose evaluations asked a fixed 2000-4000 MB for about 2.3 GB, 7 GB for ssp);
+    other datasets get ``base`` (GLDv2's lists are not read here: 760k header reads)."""
 
     def mem_mb(wildcards):
-        ds = PLAN.canonical(wildcards.dataset)
-        shape = _ranking_shape(ds)
-        if shape is None:
-            return base
-        n_q, n_db = shape
-        k = config["knn"]["k"]
-        pairs = job_memory.ranking_pairs(n_q, n_db, k)
-        if k == 0 and pairs > job_memory.FULL_RANKING_WARN_PAIRS and ds not in _WARNED_FULL:
-            if not PLAN.ranks_every_image(ds):
-                _WARNED_FULL.add(ds)
-                logger.warning(
-                    f"{ds}: the full ranking of {n_q} queries x {n_db} images is {pairs / 1e6:.0f}M pairs (about "
-                    f"{job_memory.BYTES_PER_RANKED_PAIR * pairs / 1e9:.1f} GB in knn); a collection without ground "
-                    "truth needs only its top neighbours: set knn: {k: 1000} in a --configfile (or search new "
-                    "photos against it, which ranks only them)"
-                )
-        warn_whole_database(ds, k, n_db)
-        return job_memory.ranking_mem_mb(base, n_q, n_db, k, rankings)
+        return DAG_LISTS.ranking_mem_mb(wildcards.dataset, base, rankings)
 
     return mem_mb
 

@@ -18,6 +18,7 @@ LAYERS = [
     ("evaluation",),
     ("methods",),
     ("plan",),
+    ("dag_lists",),
     ("stages",),
     ("benchmarks",),
 ]

@@ -1,0 +1,94 @@
+"""The lists the DAG plans from (retrieval/dag_lists.py), without Snakemake: built once a build, bad input warned of
+once and given as None, the database side kept through a broken gnd.csv, the full-ranking check and the memory of
+a ranking job with their warnings."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import with_overrides
+from retrieval import job_memory
+from retrieval.dag_lists import DagLists
+from retrieval.plan import Plan, PlanError
+
+BASE = json.loads((Path(__file__).parent / "data" / "plan_golden.json").read_text())["default"]["config"]
+
+
+def _photos(folder: Path, n: int) -> None:
+    (folder / "jpg").mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (32, 24), (i * 20, 0, 0)).save(folder / "jpg" / f"{i:02d}.jpg")
+
+
+def _dag(tmp_path, monkeypatch, **overrides) -> tuple[DagLists, list[str]]:
+    monkeypatch.chdir(tmp_path)  # results/ under the test's folder
+    config = with_overrides(BASE, data_root=str(tmp_path / "data"), **overrides)
+    warnings: list[str] = []
+    return DagLists(Plan(config), config, warnings.append), warnings
+
+
+def test_lists_are_built_once_a_build_and_bad_input_is_said_once(tmp_path, monkeypatch):
+    _photos(tmp_path / "data" / "coll", 6)
+    (tmp_path / "data" / "coll" / "gnd.csv").write_text("query,positive\njpg/00.jpg,jpg/01.jpg\n")
+    dag, warnings = _dag(tmp_path, monkeypatch)
+    lists = dag.lists("coll")
+    assert [e["name"] for e in lists["db"]] == [f"jpg/{i:02d}.jpg" for i in range(6)] and len(lists["query"]) == 1
+    assert dag.lists("coll") is lists and warnings == []  # the same object: built once
+    # a broken gnd.csv: None and one warning, however often asked; the database side keeps its lists
+    (tmp_path / "data" / "coll" / "gnd.csv").write_text("query,postive\njpg/00.jpg,jpg/01.jpg\n")
+    dag, warnings = _dag(tmp_path, monkeypatch)
+    assert dag.lists("coll") is None and dag.lists("coll") is None
+    assert len(warnings) == 1 and "coll: the image lists cannot be built" in warnings[0]
+    assert "the database side and searches against it do not need them" in warnings[0] and "'postive'" in warnings[0]
+    planning = dag.planning("coll")
+    assert [e["name"] for e in planning["db"]] == [f"jpg/{i:02d}.jpg" for i in range(6)] and planning["query"] == []
+
+
+def test_a_shortlist_shorter_than_a_ground_truth_database_is_refused_and_a_covering_one_named(tmp_path, monkeypatch):
+    _photos(tmp_path / "data" / "coll", 6)
+    (tmp_path / "data" / "coll" / "gnd.csv").write_text("query,positive\njpg/00.jpg,jpg/01.jpg\n")
+    _photos(tmp_path / "data" / "plain", 4)
+    dag, warnings = _dag(tmp_path, monkeypatch, **{"knn.k": 5})
+    with pytest.raises(PlanError, match=r"results/coll_global\.json: knn\.k is 5, a shortlist of 5 of the 6 database"):
+        dag.check_full_ranking("coll", "global")
+    dag.check_full_ranking("coll", "asmk")  # its own search: no shortlist of knn.k's
+    dag.check_full_ranking("plain", "global")  # no ground truth: a shortlist is what it needs
+    assert warnings == []
+    # k at least the database: the full ranking, under knn.k's own version; said once a dataset
+    dag, warnings = _dag(tmp_path, monkeypatch, **{"knn.k": 6})
+    dag.check_full_ranking("coll", "global")
+    dag.check_full_ranking("coll", "sv")
+    assert warnings == ["coll: knn.k is 6, at least its 6 database images: every image is ranked, as with knn.k: 0, "
+                        "but under knn.k's own version (knn and what follows it are computed again rather than "
+                        "shared with knn.k: 0)"]  # fmt: skip
+    assert dag.ranking_mem_mb("plain", 4000) == 4000 + 0  # 1 query x 4 images: no MB to add
+    assert len(warnings) == 2 and warnings[1].startswith("plain: knn.k is 6, at least its 4 database images")
+    dag.ranking_mem_mb("coll", 4000)
+    assert len(warnings) == 2
+
+
+def test_a_ranking_jobs_memory_follows_the_collection_and_a_large_full_ranking_is_named(tmp_path, monkeypatch):
+    _photos(tmp_path / "data" / "plain", 3)
+    dag, warnings = _dag(tmp_path, monkeypatch)
+    assert dag.ranking_shape("plain") == (3, 3)  # a plain folder: every image a query
+    assert dag.ranking_shape("demo") is None  # not listed apart: the rule's base request
+    assert dag.ranking_mem_mb("demo", 2000) == 2000 and warnings == []
+    # R1M's distractors counted from its list where it is on disk, else 1,000,000
+    assert dag.ranking_shape("plain+1m") == (3, 3 + 1_000_000)
+    (tmp_path / "data" / "revisitop1m").mkdir()
+    (tmp_path / "data" / "revisitop1m" / "revisitop1m.txt").write_text("a.jpg\nb.jpg\n\n")
+    dag, warnings = _dag(tmp_path, monkeypatch)
+    assert dag.ranking_shape("plain+1m") == (3, 5)
+    # above FULL_RANKING_WARN_PAIRS (lowered here to 3 x 3's 9 pairs), a folder without ground truth is told to
+    # take a shortlist, once; its memory follows job_memory's model of the ranking
+    monkeypatch.setattr(job_memory, "FULL_RANKING_WARN_PAIRS", 8)
+    dag, warnings = _dag(tmp_path, monkeypatch)
+    want = job_memory.ranking_mem_mb(4000, 3, 3, 0, 2)
+    assert dag.ranking_mem_mb("plain", 4000, 2) == want and dag.ranking_mem_mb("plain", 4000, 2) == want
+    assert warnings == [
+        "plain: the full ranking of 3 queries x 3 images is 0M pairs (about 0.0 GB in knn); a collection without "
+        "ground truth needs only its top neighbours: set knn: {k: 1000} in a --configfile (or search new photos "
+        "against it, which ranks only them)"
+    ]

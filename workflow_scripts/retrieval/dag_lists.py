@@ -1,0 +1,248 @@
+"""The image lists a DAG is planned from: read or built once per DAG build, for Snakemake's input functions.
+
+While Snakemake builds the DAG, several input functions need a dataset's lists: the feature cache's extraction plan
+(which photos are new), the inputs that name every listed image, the memory of the jobs that hold a ranking, and
+the check that a target's shortlist covers the database where the metrics need every image ranked. They get here
+what ``image_lists`` (and ``database_list``) will write: the lists file when it is fresh (``fresh_lists``: newer
+than every source and listed image), else the lists built the same way (header reads only). Bad input is said once,
+as a warning, and gives None: the job that builds the lists then fails with its own message, and the jobs that do
+not need them still run.
+
+The warnings go through ``warn`` (Snakemake's ``logger.warning`` in the workflow), the errors are
+:class:`~retrieval.plan.PlanError` (the workflow raises them as Snakemake's ``WorkflowError``). This is the
+workflow's own planning, not a library's: nothing outside knows this project's list files.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from retrieval import job_memory
+from retrieval.data.datasets import build_database_list, build_image_lists, fresh_lists, warn_images_beside_jpg
+from retrieval.plan import DEMO_SPLITS, DISTRACTORS, GLDV2_DOWNLOADABLE, Plan, PlanError, beside
+
+Lists = dict[str, Any]  # lists.json's structure: {"db": [...], "query": [...], ...}
+
+
+class DagLists:
+    """The lists of each dataset as the DAG plans from them, computed once per DAG build (one instance per build).
+
+    ``plan``: the run's :class:`~retrieval.plan.Plan`; ``config``: its configuration (``crop_queries``,
+    ``on_bad_image``, ``max_image_pixels``, ``gldv2``, ``knn``, ``ames``, ``demo``); ``warn``: called with each
+    warning's text (once per dataset and kind)."""
+
+    def __init__(self, plan: Plan, config: dict[str, Any], warn: Callable[[str], None]) -> None:
+        self.plan, self.config, self.warn = plan, config, warn
+        self._lists: dict[str, Lists | None] = {}
+        self._databases: dict[str, Lists | None] = {}
+        self._warned: set[tuple[str, str]] = set()
+
+    def _once(self, kind: str, ds: str, message: str) -> None:
+        if (kind, ds) not in self._warned:
+            self._warned.add((kind, ds))
+            self.warn(message)
+
+    # ---------------------------------------------------------------------------------------------------- the lists
+    def lists(self, ds: str) -> Lists | None:
+        """The dataset's lists as ``image_lists`` will write them: its lists.json when newer than every source and
+        listed image, else built here. None when they cannot be built (bad input, warned of once)."""
+        ds = self.plan.canonical(ds)
+        if ds not in self._lists:
+            self._lists[ds] = self._read_or_build_lists(ds)
+        return self._lists[ds]
+
+    def _read_or_build_lists(self, ds: str) -> Lists | None:
+        path = self.plan.lists_json(ds)
+        lists = fresh_lists(
+            path,
+            lambda x: self.plan.folder_source(ds) + [e["path"] for s in ("db", "query") for e in x[s]],
+            beside(path, "manifest.json"),
+            self.plan.dataset_dir(ds),
+            ds,
+        )
+        if lists is not None:
+            self._warn_beside_jpg(ds)
+            return lists
+        c = self.config
+        try:
+            lists, _ = build_image_lists(
+                self.plan.dataset_dir(ds), ds, c["crop_queries"], c["on_bad_image"], c["max_image_pixels"], c["gldv2"]
+            )
+        except (OSError, ValueError) as e:
+            # the jobs that do not need the lists (a database listed apart: its side) still run
+            apart = self.plan.database_apart(ds)  # a plain folder or gnd.csv: its database is listed by database_list
+            self.warn(
+                f"{ds}: the image lists cannot be built, and image_lists will stop on this"
+                + (
+                    " (the queries' side: evaluations, query extraction; the database side and searches against it "
+                    "do not need them)"
+                    if apart
+                    else ""
+                )
+                + f": {e}"
+            )
+            return None
+        return lists
+
+    def database(self, ds: str) -> Lists | None:
+        """The database list of a dataset that lists it apart, as ``database_list`` will write it: its db.json when
+        newer than every source and listed image, else built here. None when it cannot be built (``database_list``
+        then fails with its own message). Unlike :meth:`lists`, a broken gnd.csv or query list does not reach it,
+        so the database side's inputs stay as they were while the ground truth is being fixed."""
+        ds = self.plan.canonical(ds)
+        if ds not in self._databases:
+            self._databases[ds] = self._read_or_build_database(ds)
+        return self._databases[ds]
+
+    def _read_or_build_database(self, ds: str) -> Lists | None:
+        path = self.plan.database_json(ds)
+        db = fresh_lists(
+            path,
+            lambda x: self.plan.database_source(ds) + [e["path"] for e in x["db"]],
+            beside(path, "db.manifest.json"),
+            self.plan.dataset_dir(ds),
+            ds,
+            database=True,
+        )
+        if db is not None:
+            self._warn_beside_jpg(ds)
+            return db
+        try:
+            return build_database_list(
+                self.plan.dataset_dir(ds), ds, self.config["on_bad_image"], self.config["max_image_pixels"]
+            )
+        except (OSError, ValueError) as e:
+            self.warn(f"{ds}: the feature cache cannot plan the database before database_list runs ({e})")
+            return None
+
+    def _warn_beside_jpg(self, ds: str) -> None:
+        """The scan's warning about images put beside jpg/, also when the lists are reused (adding a file there
+        changes nothing the workflow watches): for a scanned database (listed apart, without image_list.txt)."""
+        if ("beside", ds) not in self._warned and self.plan.scans_folder(ds):
+            self._warned.add(("beside", ds))
+            warn_images_beside_jpg(Path(self.plan.dataset_dir(ds)))
+
+    def planning(self, ds: str) -> Lists | None:
+        """The lists the feature cache plans from: the dataset's, or where they cannot be built (a broken gnd.csv)
+        but its database is listed apart, that database alone, so the database side keeps its inputs."""
+        lists = self.lists(ds)
+        if lists is None and self.plan.database_apart(ds):
+            db = self.database(ds)
+            if db is not None:
+                return {"db": db["db"], "query": []}
+        return lists
+
+    # ------------------------------------------------------------------------------------------------ the rankings
+    @functools.cached_property
+    def distractor_count(self) -> int:
+        """The distractors '{dataset}+1m' appends: the lines of revisitop1m.txt where it is on disk, else R1M's
+        1,000,000 (before the download)."""
+        listed = os.path.join(self.plan.dataset_dir(DISTRACTORS), f"{DISTRACTORS}.txt")
+        if not os.path.isfile(listed):
+            return 1_000_000
+        with open(listed, "rb") as f:
+            return sum(1 for line in f if line.strip())
+
+    def ranking_shape(self, ds: str) -> tuple[int, int] | None:
+        """(queries, database images) of ``ds``'s full ranking where the plan reads them (a database listed apart,
+        or '{dataset}+1m': the base's lists and the distractors' count), else None."""
+        base = self.plan.distractor_base(ds)
+        if base is not None:
+            if self.plan.canonical(base) in GLDV2_DOWNLOADABLE or not os.path.isdir(self.plan.dataset_dir(base)):
+                return None  # not there before its download or generation (and GLDv2's lists are not read here)
+            lists = self.lists(base)
+            return None if lists is None else (len(lists["query"]), len(lists["db"]) + self.distractor_count)
+        if not self.plan.database_apart(ds):
+            return None
+        lists = self.lists(ds)
+        return None if lists is None else (len(lists["query"]), len(lists["db"]))
+
+    def ranking_mem_mb(self, ds: str, base: int, rankings: int = 1) -> int:
+        """mem_mb (MB) of a job that holds ``rankings`` of ``ds``'s neighbours or full rankings:
+        :func:`retrieval.job_memory.ranking_mem_mb` of the sizes read here, ``base`` where they are not. A full
+        ranking (knn.k 0) of a collection without ground truth above ``FULL_RANKING_WARN_PAIRS`` is warned of,
+        naming knn.k; so is a knn.k at least the database size."""
+        ds = self.plan.canonical(ds)
+        shape = self.ranking_shape(ds)
+        if shape is None:
+            return base
+        n_q, n_db = shape
+        k = self.config["knn"]["k"]
+        pairs = job_memory.ranking_pairs(n_q, n_db, k)
+        if k == 0 and pairs > job_memory.FULL_RANKING_WARN_PAIRS and not self.plan.ranks_every_image(ds):
+            self._once(
+                "full",
+                ds,
+                f"{ds}: the full ranking of {n_q} queries x {n_db} images is {pairs / 1e6:.0f}M pairs (about "
+                f"{job_memory.BYTES_PER_RANKED_PAIR * pairs / 1e9:.1f} GB in knn); a collection without ground "
+                "truth needs only its top neighbours: set knn: {k: 1000} in a --configfile (or search new "
+                "photos against it, which ranks only them)",
+            )
+        self.warn_whole_database(ds, k, n_db)
+        return job_memory.ranking_mem_mb(base, n_q, n_db, k, rankings)
+
+    def warn_whole_database(self, ds: str, k: int, n_db: int) -> None:
+        """Name, once a dataset, a knn.k at least its database size: the search caps it, so the ranking is the full
+        one, under knn.k's own version (a new user's trial set 1000 for 85 photos and got no word of either)."""
+        if 0 < k >= n_db:
+            ds = self.plan.canonical(ds)
+            self._once(
+                "whole",
+                ds,
+                f"{ds}: knn.k is {k}, at least its {n_db} database images: every image is ranked, as with knn.k: 0, "
+                "but under knn.k's own version (knn and what follows it are computed again rather than shared with "
+                "knn.k: 0)",
+            )
+
+    def check_full_ranking(self, ds: str, method: str) -> None:
+        """Refuse (PlanError), while the DAG is built, a shortlist shorter than the database (knn.k) where the
+        metrics are revisitop's, which need every database image ranked: evaluate_global would refuse it only after
+        every stage before it (AMES's training included) had run. For ames and ames_binary the validation split is
+        checked too (the point is chosen, and training stopped early, on its metrics: a new user's trial trained on
+        a truncated demo-val ranking, then failed at its evaluate_global), and it must have ground truth. asmk ranks
+        with its own search; an imported ames_nn shortlist is not knn.k's. Where the lists cannot be built yet,
+        image_lists says why."""
+        target = f"results/{ds}_{method}.json"
+        ames = self.config["ames"]
+        validated = method in ("ames", "ames_binary") and (
+            ames["select"] == "validation" or ames["train"].get("patience", 0) > 0
+        )
+        val = self.plan.val
+        if validated:
+            self.plan.check_ground_truth(val, f"ames.validation_split ('{val}', for {target})")
+        k = self.config["knn"]["k"]
+        if k == 0 or method == "asmk" or self.config["shortlist"]["source"] in ("asmk", "ames_nn"):
+            return
+        self._check_shortlist(target, ds, k)
+        if validated:
+            self._check_shortlist(f"{target} (its ames.validation_split)", val, k)
+
+    def _check_shortlist(self, target: str, ds: str, k: int) -> None:
+        if not self.plan.ranks_every_image(ds):
+            return
+        c = self.plan.canonical(ds)
+        n_db = None  # unknown, at least k + 1
+        if c in DEMO_SPLITS and (not os.path.isdir(self.plan.dataset_dir(c)) or self.lists(ds) is None):
+            # not generated yet (asked without building: a spurious "lists cannot be built" warning): its
+            # distractors alone are more than k?
+            split = {"demo": "test", "demo-val": "val", "demo-train": "train"}[c]
+            if k >= self.config["demo"][split]["distractors"]:
+                return
+        elif not self.plan.distractor_base(c):  # '{dataset}+1m': a million distractors and more
+            lists = self.lists(ds)
+            if lists is None:
+                return  # image_lists will say what is wrong
+            n_db = len(lists["db"])
+            if k >= n_db:  # the top k is the whole database
+                self.warn_whole_database(ds, k, n_db)
+                return
+        raise PlanError(
+            f"{target}: knn.k is {k}, a shortlist of "
+            + (f"{k} of the {n_db} database images" if n_db else f"{k} images, fewer than the database")
+            + f", but {ds}'s revisitop metrics need every database image ranked. Set knn.k: 0 (and knn.search: "
+            "exact); a truncated shortlist is for a dataset without ground truth or with GLDv2's mAP@100"
+        )
