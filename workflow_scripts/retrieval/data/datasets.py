@@ -39,6 +39,7 @@ from retrieval.data.gnd_formats import (
     INSTRE_MAT,
     DiskNames,
     box_line,
+    check_comment,
     read_gldv2,
     read_gldv2_train,
     read_gnd_csv,
@@ -417,9 +418,12 @@ def _read_list_lines(path: Path, root: Path) -> list[tuple[Path, int]]:
     on_disk = DiskNames(root)
     for i, ln in enumerate(read_utf8(path).splitlines(), start=1):
         ln = ln.strip()
-        if not ln or ln.startswith("#"):
+        if not ln:
             continue
         name = ln.split(",")[0].strip()
+        if ln.startswith("#"):
+            check_comment(root, name, f"{path}:{i}")
+            continue
         p = Path(name) if os.path.isabs(name) else root / on_disk(name)
         key = os.path.normpath(p)
         if key in first:
@@ -662,6 +666,8 @@ def build_image_lists(
             gt = None
             listed = root / "query_list.txt"
             q_paths = _read_list(listed, root) if listed.is_file() else [Path(e["path"]) for e in db]
+            if listed.is_file() and not q_paths:  # it failed later, naming the empty query store, not this file
+                raise ValueError(f"{listed}: names no query images (blank and # comment lines only)")
             q_names = [Path(os.path.relpath(p, root)).as_posix() for p in q_paths]
     else:
         skipped = []

@@ -102,6 +102,22 @@ class DiskNames:
         return "/".join(parts)
 
 
+def check_comment(root: Path, field: str, where: str) -> None:
+    """A ValueError (at ``where``, file:line) when a ``#`` comment line's first field names a file under ``root``: a
+    photo called ``#barn.jpg`` would otherwise be dropped from the list without a word (a new user's trial). The
+    message gives both readings: ``./#barn.jpg`` lists it, a space after ``#`` keeps the comment."""
+    name = field.strip()
+    try:
+        is_file = bool(name) and not os.path.isabs(name) and (Path(root) / name).is_file()
+    except (OSError, ValueError):  # a name the file system cannot hold
+        is_file = False
+    if is_file:
+        raise ValueError(
+            f"{where}: {name!r} reads as a comment (its line starts with #), but a file of that name is in {root}: "
+            f"write ./{name} to list it, or put a space after the # to keep the line a comment"
+        )
+
+
 def _skipped_row(row: list[str]) -> bool:
     """A blank line, or a comment (its first field starting with #)."""
     return not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#")
@@ -177,6 +193,8 @@ def _rows(
         for row in reader:
             line = reader.line_num
             if _skipped_row(row):
+                if row:
+                    check_comment(path.parent, row[0], f"{path}:{line}")
                 continue
             if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
                 raise ValueError(f"{path}:{line}: {len(row)} fields but the header has {len(header)}")
