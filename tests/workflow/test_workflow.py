@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import SHARED, TINY, copy_tree, load_json, snakemake
 from retrieval.data.gnd import load_ground_truth
@@ -268,7 +269,9 @@ def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_pa
     (root / "jpg" / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (root / "jpg" / "empty.jpg").write_bytes(b"")
     (root / "jpg" / "notes.jpg").write_text("not an image")
+    Image.new("RGB", (64, 48), (128, 128, 128)).save(root / "jpg" / "blank.jpg")  # decodes; no SIFT feature
     names = [f"jpg/{p.name}" for p in good] + ["jpg/truncated.jpg", "jpg/empty.jpg", "jpg/notes.jpg", "jpg/gone.jpg"]
+    names.append("jpg/blank.jpg")
     (root / "image_list.txt").write_text("\n".join(names) + "\n")
     cfg = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
     failed = snakemake(wd, "results/bad_global.json", *cfg, check=False)
@@ -281,7 +284,7 @@ def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_pa
     (root / "image_list.txt").write_text("\n".join(names) + "\n")
     snakemake(wd, "results/bad_global.json", *cfg, "on_bad_image=skip")
     res = load_json(wd / "results" / "bad_global.json")
-    assert res["metrics"] is None and res["n_db"] == 10
+    assert res["metrics"] is None and res["n_db"] == 11 and res["db_images_without_features"] == 5
     v = res["versions"]
     lists_man = load_json(wd / "results" / "lists" / "bad" / v["image_lists"] / "manifest.json")
     db_skipped = [s["name"] for s in lists_man["skipped_images"] if s["split"] == "db"]
@@ -289,6 +292,9 @@ def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_pa
     extract_man = load_json(wd / "results" / "local" / "bad" / v["extract"] / "db" / "manifest.json")
     skipped = sorted(Path(s["path"]).name for s in extract_man["skipped_images"])
     assert skipped == ["empty.jpg", "gone.jpg", "notes.jpg", "truncated.jpg"]
+    # the blank photo was read and found nothing: not skipped, but named with the others that got no features
+    assert extract_man["n_without_features"] == 5
+    assert extract_man["images_without_features"] == names[6:]
     with h5py.File(wd / "results" / "local" / "bad" / v["extract"] / "db" / "local.h5", "r") as f:
         counts = f["count"][:]
     assert (counts[6:] == 0).all() and (counts[:6] > 0).all()

@@ -202,6 +202,28 @@ def import_ames_chunk(
     )
 
 
+MAX_NAMED_WITHOUT_FEATURES = 1000  # the merge manifest names at most this many (a blank distractor set: a count)
+
+
+def _without_features(store: str | Path, entries: Sequence[dict[str, Any]], split: str) -> dict[str, Any]:
+    """The images of a merged store that got no local descriptors (its ``count`` 0: blank, tiny or featureless
+    photos, and those skipped as unreadable): ``{"n_without_features", "images_without_features"}`` (names in list
+    order, the first MAX_NAMED_WITHOUT_FEATURES), logged when there are any. They are never a match; a new user's
+    trial found a 1x1 photo only as a count in the results."""
+    with h5py.File(store, "r") as f:
+        rows = np.flatnonzero(f["count"][:] == 0)
+    names = [entries[int(i)]["name"] for i in rows[:MAX_NAMED_WITHOUT_FEATURES]]
+    if len(rows):
+        log.warning(
+            "%d image(s) of %s have no local features (never a match; the manifest names them): %s%s",
+            len(rows),
+            split,
+            names[:5],
+            " ..." if len(rows) > 5 else "",
+        )
+    return {"n_without_features": int(len(rows)), "images_without_features": names}
+
+
 def merge_local(
     chunk_paths: Sequence[str | Path],
     lists_path: str | Path,
@@ -242,7 +264,8 @@ def merge_local(
             info["n_chunks"],
             info["n_runs"],
         )
-        m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped)
+        none = _without_features(out_path, lists[split], split)
+        m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped, **none)
         return
     info = merge_local_chunks(chunk_paths, out_path, n, groups)
     if split == "db" and "parts" in lists and info["parts"] != [p["rows"] for p in lists["parts"]]:
@@ -262,4 +285,5 @@ def merge_local(
             split,
             [s["path"] for s in skipped[:5]],
         )
-    m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped)
+    none = _without_features(out_path, lists[split], split)
+    m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped, **none)
