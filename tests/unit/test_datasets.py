@@ -145,6 +145,28 @@ def test_files_of_other_formats_are_left_out_with_a_warning(tmp_path, caplog):
     assert "1 image(s) beside jpg/ are not in the database, which is the images under jpg/: loose.jpg" in caplog.text
 
 
+def test_query_photos_beside_jpg_are_not_warned_of_as_left_out(tmp_path, caplog):
+    """gnd.csv's (or query_list.txt's) queries kept beside jpg/ are where they belong: a new user's trial got '2
+    image(s) beside jpg/ are not in the database' for them. Another photo there is still named."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["a", "b"], [])
+    for name in ("q1.jpg", "q2.jpg", "stray.jpg"):
+        Image.fromarray(np.full((30, 40, 3), 60, np.uint8)).save(root / name)
+    (root / "gnd.csv").write_text("query,positive\nq1.jpg,jpg/a.jpg\n./q2.jpg,jpg/b.jpg\n")
+    with caplog.at_level("WARNING"):
+        _, gt = build_image_lists(root, "photos")
+    assert gt.qimlist == ["q1.jpg", "q2.jpg"]
+    assert "1 image(s) beside jpg/ are not in the database, which is the images under jpg/: stray.jpg" in caplog.text
+    (root / "gnd.csv").unlink()
+    (root / "query_list.txt").write_text("stray.jpg\n")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        build_image_lists(root, "photos")
+    assert (
+        "2 image(s) beside jpg/ are not in the database, which is the images under jpg/: q1.jpg, q2.jpg" in caplog.text
+    )
+
+
 def test_plain_folder_without_ground_truth(tmp_path):
     root = tmp_path / "photos"
     _write_dataset(root, ["x", "y", "z"], [])

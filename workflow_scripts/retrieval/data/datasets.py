@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -538,12 +539,28 @@ def warn_images_beside_jpg(root: Path) -> None:
     calls it also when it reuses a database list, as adding a file beside ``jpg/`` changes nothing it watches."""
     if image_folder(root) == root:
         return
+    queries = _named_in_query_files(root)
     beside = sorted(
         p.name
         for p in root.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file() and p.name not in queries
     )
     _warn_left_out(root, "image(s) beside jpg/ are not in the database, which is the images under jpg/", beside)
+
+
+def _named_in_query_files(root: Path) -> set[str]:
+    """Every comma-separated field of the folder's ``gnd.csv`` and ``query_list.txt``, as a path relative to it
+    (``./`` dropped): query photos kept beside ``jpg/`` are where they belong, and were warned of as left out of the
+    database (a new user's trial). A plain text read, never an error: the files' own readers judge them."""
+    names: set[str] = set()
+    for listed in (root / GND_CSV, root / "query_list.txt"):
+        try:
+            text = listed.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            names.update(posixpath.normpath(f.strip()) for f in line.split(",") if f.strip())
+    return names
 
 
 def _scan_images(root: Path) -> list[Path]:
