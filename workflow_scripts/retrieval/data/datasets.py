@@ -312,7 +312,8 @@ def _size_or_skip(
         return image_size(p, max_pixels)
     except (FileNotFoundError, ValueError) as e:
         if on_bad_image == "skip":
-            log.warning("skipping %s image %s: %s", split, p, e)
+            # the path, not the split: a searched photo is listed as its folder's database ("db image" misled)
+            log.warning("skipping %s (on_bad_image: skip; it gets no features): %s", p, e)
         skipped.append({"split": split, "name": n, "path": str(p), "reason": str(e)})
         return 0, 0
 
