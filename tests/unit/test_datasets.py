@@ -419,6 +419,16 @@ def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
     (d / "image_list.txt").write_text("# my list\njpg/barn_01.jpg\n\n\njpg/nope.jpg\n")
     with pytest.raises(FileNotFoundError, match=r"but not found: \['.*/jpg/nope.jpg \(line 5\)'\]"):
         build_database_list(d, "c")
+    # a typo: the closest name in its folder (a misspelt positive in gnd.csv had it, a list entry did not)
+    (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/barn_1.jpg\n")
+    with pytest.raises(FileNotFoundError, match=r"jpg/barn_1\.jpg \(line 2\); did you mean 'barn_01\.jpg'\?"):
+        build_database_list(d, "c")
+    (d / "image_list.txt").unlink()
+    (d / "gnd.csv").write_text("query,positive\njpg/barn_1.jpg,jpg/barn_01.jpg\n")
+    with pytest.raises(
+        FileNotFoundError, match=r"gnd\.csv:2: query image 'jpg/barn_1\.jpg' not found .*; did you mean"
+    ):
+        build_image_lists(d, "c")
 
 
 def test_list_files_read_names_the_list_files_the_format_reads(tmp_path):

@@ -41,6 +41,7 @@ from retrieval.data.gnd_formats import (
     DiskNames,
     box_line,
     check_comment,
+    nearest_sibling,
     read_gldv2,
     read_gldv2_train,
     read_gnd_csv,
@@ -597,7 +598,7 @@ def _check_present(paths: list[Path], what: str, source: Path | None = None) -> 
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         lines = _list_lines(source)
-        shown = [_with_line(p, lines) for p in missing[:5]]
+        shown = [_missing_with_line(p, lines) for p in missing[:5]]
         raise FileNotFoundError(f"{len(missing)} {what} image(s) listed{where} but not found: {shown}{more}")
 
 
@@ -615,6 +616,11 @@ def _list_lines(source: Path | None) -> dict[str, int]:
 def _with_line(path: Path, lines: dict[str, int]) -> str:
     line = lines.get(os.path.normpath(path))
     return str(path) if line is None else f"{path} (line {line})"
+
+
+def _missing_with_line(path: Path, lines: dict[str, int]) -> str:
+    """A missing image as :func:`_with_line` names it, with the closest name in its folder (a typo's fix)."""
+    return _with_line(path, lines) + nearest_sibling(path)
 
 
 def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:

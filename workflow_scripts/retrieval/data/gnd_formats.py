@@ -102,6 +102,17 @@ class DiskNames:
         return "/".join(parts)
 
 
+def nearest_sibling(path: Path) -> str:
+    """ "; did you mean 'barn_03.jpg'?" for a missing image whose folder holds a file of a close name (difflib's
+    ratio at least 0.7, hidden files left out), else "": a typo in a list file or gnd.csv is named with its fix."""
+    try:
+        entries = [e for e in os.listdir(path.parent) if not e.startswith(".")]
+    except OSError:
+        return ""
+    near = difflib.get_close_matches(path.name, entries, n=1, cutoff=0.7)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
 def check_comment(root: Path, field: str, where: str) -> None:
     """A ValueError (at ``where``, file:line) when a ``#`` comment line's first field names a file under ``root``: a
     photo called ``#barn.jpg`` would otherwise be dropped from the list without a word (a new user's trial). The
@@ -303,7 +314,7 @@ def read_gnd_csv(
         q = spelt[typed]
         if q not in queries:
             if check_queries and not (root / q).is_file():
-                raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}")
+                raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}{nearest_sibling(root / q)}")
             queries[q] = len(queries)
             labels.append({k: [] for k in KINDS})
         kind = (row.get("kind") or "").lower() or "easy"
