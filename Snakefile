@@ -23,10 +23,9 @@ from retrieval.config_errors import (
     preset_not_applied,
 )
 
-# a key given twice in a --configfile: YAML keeps the last, dropping the first without a word
+# a key given twice in a --configfile: YAML keeps the last, dropping the first without a word (said below, with the
+# schema's problems, so that one run names both: a misspelt key was named only after the duplicate was fixed)
 _twice = duplicate_keys(workflow.overwrite_configfiles)
-if _twice:
-    raise WorkflowError(_twice)
 
 # --config KEY=false arrives as text: read boolean keys' text as YAML would; 5.0 for an integer key is 5; every
 # section's keys in config.yaml's order and its numbers in config.yaml's type (20 for 20.0), whatever the
@@ -48,7 +47,9 @@ except WorkflowError:
     text = describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
     if not text:
         raise
-    raise WorkflowError(text) from None
+    raise WorkflowError("\n".join(t for t in (_twice, text) if t)) from None
+if _twice:
+    raise WorkflowError(_twice)
 # what the schema lets through (NaN and infinities) is refused the same way
 if non_finite(config):
     raise WorkflowError(

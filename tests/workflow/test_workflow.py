@@ -201,6 +201,18 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, pattern):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_duplicate_key_and_a_misspelt_one_are_named_in_one_run(tmp_path):
+    """The duplicate-key check stopped the run before the schema's, so a misspelt key in the same file was named only
+    on the next try (a new user's trial)."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sv: {threshold: 8.0}\nsv: {ratio: 0.7}\nserach: {k: 5}\n")
+    proc = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "bad.yaml:2: key 'sv' given a second time" in out
+    assert re.search(r"serach.*did you mean 'search'", out), out[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.mark.parametrize(
     "override, pattern",
     [
