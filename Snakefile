@@ -46,6 +46,8 @@ except WorkflowError:
     # Snakemake prints the whole schema and configuration after the first problem: say every problem in a line
     text = describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
     if not text:
+        if _twice:
+            raise WorkflowError(_twice) from None
         raise
     raise WorkflowError("\n".join(t for t in (_twice, text) if t)) from None
 if _twice:

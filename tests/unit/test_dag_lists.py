@@ -67,6 +67,11 @@ def test_a_shortlist_shorter_than_a_ground_truth_database_is_refused_and_a_cover
     assert len(warnings) == 2 and warnings[1].startswith("plain: knn.k is 6, at least its 4 database images")
     dag.ranking_mem_mb("coll", 4000)
     assert len(warnings) == 2
+    # an ASMK or imported shortlist does not use knn.k: nothing to say
+    dag, warnings = _dag(tmp_path, monkeypatch, **{"knn.k": 6, "shortlist.source": "asmk"})
+    dag.ranking_mem_mb("plain", 4000)
+    dag.check_full_ranking("coll", "global")
+    assert warnings == []
 
 
 def test_a_ranking_jobs_memory_follows_the_collection_and_a_large_full_ranking_is_named(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from retrieval.data.datasets import (
     image_folders,
     list_files_read,
     query_box,
+    warn_images_beside_jpg,
     with_distractors,
 )
 
@@ -157,7 +158,18 @@ def test_query_photos_beside_jpg_are_not_warned_of_as_left_out(tmp_path, caplog)
         _, gt = build_image_lists(root, "photos")
     assert gt.qimlist == ["q1.jpg", "q2.jpg"]
     assert "1 image(s) beside jpg/ are not in the database, which is the images under jpg/: stray.jpg" in caplog.text
+    # a quoted field, an absolute path in query_list.txt: the same photos
+    (root / "gnd.csv").write_text(f'query,positive\n"q1.jpg",jpg/a.jpg\n{root / "q2.jpg"},jpg/b.jpg\n')
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_images_beside_jpg(root)
+    assert "1 image(s) beside jpg/" in caplog.text and "stray.jpg" in caplog.text
     (root / "gnd.csv").unlink()
+    (root / "query_list.txt").write_text(f"{root / 'q1.jpg'}\nq2.jpg\n")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_images_beside_jpg(root)
+    assert "1 image(s) beside jpg/" in caplog.text and "stray.jpg" in caplog.text
     (root / "query_list.txt").write_text("stray.jpg\n")
     caplog.clear()
     with caplog.at_level("WARNING"):
@@ -423,6 +435,13 @@ def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
     (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/barn_1.jpg\n")
     with pytest.raises(FileNotFoundError, match=r"jpg/barn_1\.jpg \(line 2\); did you mean 'barn_01\.jpg'\?"):
         build_database_list(d, "c")
+    # a broken link under the listed name: no hint naming the missing file itself
+    (d / "jpg" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/gone.jpg\n")
+    with pytest.raises(FileNotFoundError) as e:
+        build_database_list(d, "c")
+    assert "jpg/gone.jpg (line 2)" in str(e.value) and "did you mean" not in str(e.value)
+    (d / "jpg" / "gone.jpg").unlink()
     (d / "image_list.txt").unlink()
     (d / "gnd.csv").write_text("query,positive\njpg/barn_1.jpg,jpg/barn_01.jpg\n")
     with pytest.raises(

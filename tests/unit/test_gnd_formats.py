@@ -144,6 +144,11 @@ def test_csv_image_list_restricts_the_database(tmp_path):
             "query,positive,knid\nqueries/q1.jpg,jpg/a.jpg,easy\n",
             r"gnd\.csv:1: unknown column\(s\) \['knid'\].*; did you mean 'kind' for 'knid'\?$",
         ),
+        # no header line: its file names are not offered as misspelt columns
+        (
+            "query1.jpg,positive1.jpg\n",
+            r"reads as a row of data: add the header line query,positive above it\)$",
+        ),
         # a misspelt required column: the one it is closest to
         (
             "Query,postive\nqueries/q1.jpg,jpg/a.jpg\n",

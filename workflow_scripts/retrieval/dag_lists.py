@@ -123,8 +123,8 @@ class DagLists:
         """The scan's warning about images put beside jpg/, also when the lists are reused (adding a file there
         changes nothing the workflow watches): for a scanned database (listed apart, without image_list.txt)."""
         if ("beside", ds) not in self._warned and self.plan.scans_folder(ds):
-            self._warned.add(("beside", ds))
             warn_images_beside_jpg(Path(self.plan.dataset_dir(ds)))
+            self._warned.add(("beside", ds))
 
     def planning(self, ds: str) -> Lists | None:
         """The lists the feature cache plans from: the dataset's, or where they cannot be built (a broken gnd.csv)
@@ -173,7 +173,8 @@ class DagLists:
         n_q, n_db = shape
         k = self.config["knn"]["k"]
         pairs = job_memory.ranking_pairs(n_q, n_db, k)
-        if k == 0 and pairs > job_memory.FULL_RANKING_WARN_PAIRS and not self.plan.ranks_every_image(ds):
+        full = k == 0 and pairs > job_memory.FULL_RANKING_WARN_PAIRS and ("full", ds) not in self._warned
+        if full and not self.plan.ranks_every_image(ds):  # (a gnd.json is parsed for its protocol: asked once)
             self._once(
                 "full",
                 ds,
@@ -188,7 +189,7 @@ class DagLists:
     def warn_whole_database(self, ds: str, k: int, n_db: int) -> None:
         """Name, once a dataset, a knn.k at least its database size: the search caps it, so the ranking is the full
         one, under knn.k's own version (a new user's trial set 1000 for 85 photos and got no word of either)."""
-        if 0 < k >= n_db:
+        if 0 < k >= n_db and self.config["shortlist"]["source"] not in ("asmk", "ames_nn"):  # knn.k unused there
             ds = self.plan.canonical(ds)
             self._once(
                 "whole",

@@ -24,10 +24,13 @@ beside it (read with the restricted unpickler).
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import logging
 import os
 import posixpath
+import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -541,27 +544,37 @@ def warn_images_beside_jpg(root: Path) -> None:
     calls it also when it reuses a database list, as adding a file beside ``jpg/`` changes nothing it watches."""
     if image_folder(root) == root:
         return
-    queries = _named_in_query_files(root)
-    beside = sorted(
+    beside = [
         p.name
         for p in root.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file() and p.name not in queries
-    )
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    ]
+    if beside:  # query photos are at home there: read the query files only when something is beside jpg/
+        queries = _named_in_query_files(root)
+        beside = sorted(n for n in beside if unicodedata.normalize("NFC", n) not in queries)
     _warn_left_out(root, "image(s) beside jpg/ are not in the database, which is the images under jpg/", beside)
 
 
 def _named_in_query_files(root: Path) -> set[str]:
-    """Every comma-separated field of the folder's ``gnd.csv`` and ``query_list.txt``, as a path relative to it
-    (``./`` dropped): query photos kept beside ``jpg/`` are where they belong, and were warned of as left out of the
-    database (a new user's trial). A plain text read, never an error: the files' own readers judge them."""
-    names: set[str] = set()
+    """Every field of the folder's ``gnd.csv`` (read as CSV) and every line of its ``query_list.txt``, as a path
+    relative to ``root`` (``./`` dropped, an absolute path made relative, accents in NFC): query photos kept beside
+    ``jpg/`` are where they belong, and were warned of as left out of the database (a new user's trial). A plain
+    text read, never an error: the files' own readers judge them."""
+    fields: list[str] = []
     for listed in (root / GND_CSV, root / "query_list.txt"):
         try:
             text = listed.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        for line in text.splitlines():
-            names.update(posixpath.normpath(f.strip()) for f in line.split(",") if f.strip())
+        if listed.name == GND_CSV:
+            fields += [f for row in csv.reader(io.StringIO(text)) for f in row]
+        else:
+            fields += [ln.split(",")[0] for ln in text.splitlines()]
+    names = set()
+    for f in (f.strip() for f in fields):
+        if f:
+            rel = os.path.relpath(f, root) if os.path.isabs(f) else f
+            names.add(unicodedata.normalize("NFC", posixpath.normpath(rel.replace(os.sep, "/"))))
     return names
 
 

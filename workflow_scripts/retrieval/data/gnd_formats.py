@@ -102,15 +102,28 @@ class DiskNames:
         return "/".join(parts)
 
 
+MAX_SIBLINGS_COMPARED = 5000  # a larger folder gets no hint (difflib: about 4 s per name at 100,000 files)
+
+
 def nearest_sibling(path: Path) -> str:
-    """ "; did you mean 'barn_03.jpg'?" for a missing image whose folder holds a file of a close name (difflib's
-    ratio at least 0.7, hidden files left out), else "": a typo in a list file or gnd.csv is named with its fix."""
+    """A hint ("; did you mean 'barn_03.jpg'?") for a missing image whose folder holds another file of the same
+    suffix and a close stem (difflib's ratio at least 0.8 on the stems, hidden files left out), else "": a typo in a
+    list file or gnd.csv is named with its fix. A folder of more than MAX_SIBLINGS_COMPARED such files gets none
+    (slow, and hashed names are close by chance)."""
     try:
-        entries = [e for e in os.listdir(path.parent) if not e.startswith(".")]
+        entries = os.listdir(path.parent)
     except OSError:
         return ""
-    near = difflib.get_close_matches(path.name, entries, n=1, cutoff=0.7)
-    return f"; did you mean {near[0]!r}?" if near else ""
+    suffix = path.suffix.lower()
+    stems = {
+        Path(e).stem: e
+        for e in entries
+        if e != path.name and not e.startswith(".") and Path(e).suffix.lower() == suffix
+    }
+    if not stems or len(stems) > MAX_SIBLINGS_COMPARED:
+        return ""
+    near = difflib.get_close_matches(path.stem, list(stems), n=1, cutoff=0.8)
+    return f"; did you mean {stems[near[0]]!r}?" if near else ""
 
 
 def check_comment(root: Path, field: str, where: str) -> None:
@@ -193,7 +206,7 @@ def _rows(
                     if data
                     else ""
                 )
-                + typos
+                + ("" if data else typos)  # a row of data holds file names, not misspelt columns
             )
         unknown = [c for c in header if c not in required + optional]
         if unknown and not extra_columns:
