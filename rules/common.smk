@@ -1,11 +1,11 @@
-# What must be Snakemake: wildcard constraints, resources, input functions of `wildcards`, the feature cache's
-# DAG-time plan and its logging, the version check. The version graph and the artifact paths are plain Python in
+# What must be Snakemake: wildcard constraints, resources, input functions of `wildcards`, the version check. The version graph and the artifact paths are plain Python in
 # workflow_scripts/retrieval/plan.py (one Plan(config), PLAN below; unit-tested in tests/unit/test_plan.py): a stage's
 # version hashes its own configuration and the versions of its inputs, so changing one stage's configuration creates
 # new paths for it and everything downstream; earlier versions stay on disk.
-# The lists the DAG plans from, their freshness check, the full-ranking check of a target and the memory of the jobs
-# that hold a ranking are the package's too (retrieval.dag_lists.DagLists, DAG_LISTS below; retrieval.job_memory),
-# unit-tested; what is here adapts them to Snakemake's input functions.
+# The lists the DAG plans from, their freshness check, the full-ranking check of a target, the memory of the jobs
+# that hold a ranking and the feature cache's DAG-time plan are the package's too (retrieval.dag_lists: DagLists and
+# PackPlans, DAG_LISTS and PACKS below; retrieval.job_memory), unit-tested; what is here adapts them to Snakemake's
+# input functions and logger.
 import functools
 import json
 import re
@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from snakemake.logging import logger
 
-from retrieval.dag_lists import DagLists
+from retrieval.dag_lists import DagLists, PackPlans
 from retrieval.evaluation.results import stale_published
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
@@ -65,8 +65,7 @@ from retrieval.plan import (
     fill,
 )
 from retrieval import job_memory
-from retrieval.runtime import is_readable, read_json, stable_hash, write_json
-from retrieval.stores import feature_cache as fcache
+from retrieval.runtime import is_readable, stable_hash
 from retrieval.stores.local_store import missing_sources
 
 
@@ -123,7 +122,9 @@ for _key in ("compare", "report"):
     config[_key]["methods"] = _renamed_methods(_key)
 
 PLAN = _Planned(Plan(config))
-DAG_LISTS = _Planned(DagLists(PLAN._plan, config, logger.warning))  # the lists the DAG plans from, once a build
+_dag_lists = DagLists(PLAN._plan, config, logger.warning)
+DAG_LISTS = _Planned(_dag_lists)  # the lists the DAG plans from, once a build
+PACKS = _Planned(PackPlans(_dag_lists, config, logger.info, lambda: workflow.dryrun))  # the feature cache's plan
 # said while the Snakefile is read: planned later, it was ignored where the demo's results were already up to date
 for _name in config.get("dataset_dirs") or {}:
     if PLAN.canonical(_name) in DEMO_SPLITS:
@@ -554,12 +555,9 @@ def search_inputs(wildcards):
 
 # ------------------------------------------------------------------------------ feature cache (incremental extraction)
 # Folder datasets take their local descriptors from a content-addressed cache (retrieval/feature_cache.py): the plan
-# is made here, at DAG-build time, from the dataset's current lists and the packs on disk, so a dry run shows the
-# extraction of the new or changed photos only. The generated demo splits, '{dataset}+1m', the R1M distractors and
+# is made at DAG-build time (retrieval/dag_lists.py: PackPlans), from the dataset's current lists and the packs on
+# disk, so a dry run shows the extraction of the new or changed photos only. The generated demo splits, '{dataset}+1m', the R1M distractors and
 # imported AMES descriptors keep the positional chunks (extract_local).
-
-_PLANS = {}
-_PACKS = {}  # (xv, pack) -> {"items", "backbone", "config"}: what a planned pack job extracts
 
 
 def current_lists(ds):
@@ -578,39 +576,8 @@ def planning_lists(ds):
 
 
 def feature_plan(ds, backbone, backbone_config):
-    """(xv, plan or None) of a dataset's extraction from the cache, made once per DAG build."""
-    xv = PLAN.cache_key(backbone, backbone_config)
-    key = (PLAN.canonical(ds), xv)
-    if key not in _PLANS:
-        lists = planning_lists(ds)
-        plan = None
-        if lists is not None:
-            ext = config["extract"]
-            plan = fcache.plan_extraction(
-                lists,
-                fcache.load_index(PLAN.cache_dir(xv)),
-                xv,
-                ext["n_chunks"],
-                ext["min_chunk_images"],
-                max_chunk_images=ext["max_chunk_images"],
-            )
-            for pack, items in plan.new_packs.items():
-                _PACKS[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
-                _write_pack_plan(xv, pack, _PACKS[(xv, pack)])
-            n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
-            renamed = (
-                f"; {plan.n_renamed} of them have the size and time of a cached file under another name (renamed or "
-                "moved?): hashed first, they are copied, not extracted, when their content is cached"
-                if plan.n_renamed
-                else ""
-            )
-            logger.info(
-                f"feature cache {PLAN.cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
-                f"in {len(plan.new_packs)} job(s){renamed}"
-                + (" (they run only for a store that is made again: the job list says which)" if plan.new_packs else "")
-            )
-        _PLANS[key] = (xv, plan, lists)
-    return _PLANS[key]
+    """retrieval.dag_lists.PackPlans.extraction: (xv, plan or None, lists) of a dataset's extraction from the cache."""
+    return PACKS.extraction(ds, backbone, backbone_config)
 
 
 def cached_merge(wildcards):
@@ -635,38 +602,9 @@ def merge_cache_params(wildcards):
     return None if got is None else {"xv": got[0], "dir": PLAN.cache_dir(got[0])}
 
 
-def _pack_plan_path(xv, pack):
-    return f"{FEATURES}/{xv}/plans/{pack}.json"
-
-
-def _write_pack_plan(xv, pack, job):
-    """Record what a planned pack extracts (content-addressed: its name hashes it), for a job whose DAG is built again
-    where it runs (a SLURM job re-plans after sibling packs finished, when this pack would no longer be grouped the
-    same way)."""
-    path = _pack_plan_path(xv, pack)
-    if workflow.dryrun:  # no job runs: nothing to record (a dry run left plans of configurations never run)
-        return
-    if not os.path.isfile(path):
-        write_json(path, job)
-
-
 def planned_pack(wildcards):
-    """What a pack job extracts: from this run's plan, else from the pack's sidecar when it exists (the same value,
-    so Snakemake sees its parameters unchanged; packs are immutable and take no declared inputs: the images they
-    were made from may since have moved), else from the plan recorded when it was planned."""
-    key = (wildcards.xv, wildcards.pack)
-    if key not in _PACKS:
-        sidecar = f"{PLAN.cache_dir(wildcards.xv)}/{wildcards.pack}.json"
-        if os.path.isfile(sidecar):
-            _PACKS[key] = fcache.pack_job(fcache.read_sidecar(sidecar))
-        elif os.path.isfile(_pack_plan_path(*key)):
-            _PACKS[key] = read_json(_pack_plan_path(*key))
-        else:
-            raise WorkflowError(
-                f"{PLAN.cache_dir(wildcards.xv)}/{wildcards.pack}.h5 is not a pack the current configuration "
-                "plans; request the top-level results/{dataset}_{method}.json targets"
-            )
-    return _PACKS[key]
+    """retrieval.dag_lists.PackPlans.pack: what a pack job extracts."""
+    return PACKS.pack(wildcards.xv, wildcards.pack)
 
 
 def pack_param(wildcards):

@@ -33,9 +33,9 @@ rule extract_local:
 
 
 # Folder datasets: the photos not yet in the feature cache (new, replaced, or never extracted with this configuration),
-# planned at DAG-build time (common.smk feature_plan) into extract.n_chunks packs of at least
-# extract.min_chunk_images photos each, and more packs where one would exceed extract.max_chunk_images; a job's
-# memory follows its pack's size (pack_mem_mb).
+# planned at DAG-build time (retrieval/dag_lists.py PackPlans, via common.smk feature_plan) into extract.n_chunks
+# packs of at least extract.min_chunk_images photos each, and more packs where one would exceed
+# extract.max_chunk_images; a job's memory follows its pack's size (pack_mem_mb).
 rule extract_pack:
     output:
         h5=f"{FEATURES}/{{xv}}/packs/{{pack}}.h5",

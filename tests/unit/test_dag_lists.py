@@ -2,18 +2,18 @@
 once and given as None, the database side kept through a broken gnd.csv, the full-ranking check and the memory of
 a ranking job with their warnings."""
 
-import json
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import with_overrides
 from retrieval import job_memory
-from retrieval.dag_lists import DagLists
+from retrieval.dag_lists import DagLists, PackPlans
 from retrieval.plan import Plan, PlanError
 
-BASE = json.loads((Path(__file__).parent / "data" / "plan_golden.json").read_text())["default"]["config"]
+BASE = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
 
 
 def _photos(folder: Path, n: int) -> None:
@@ -97,3 +97,29 @@ def test_a_ranking_jobs_memory_follows_the_collection_and_a_large_full_ranking_i
         "ground truth needs only its top neighbours: set knn: {k: 1000} in a --configfile (or search new photos "
         "against it, which ranks only them)"
     ]
+
+
+def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read_back(tmp_path, monkeypatch):
+    """A folder's extraction from an empty cache: every photo in packs of at least extract.min_chunk_images, planned
+    once a build and logged; each pack's job recorded (not in a dry run), so a build that no longer plans it (a
+    SLURM job's, after sibling packs finished) reads it back; a pack no configuration planned is refused."""
+    _photos(tmp_path / "data" / "coll", 7)
+    dag, _ = _dag(tmp_path, monkeypatch, **{"extract.n_chunks": 2, "extract.min_chunk_images": 3})
+    sift = dag.config["extract"]["sift"]
+    infos: list[str] = []
+    dry = PackPlans(dag, dag.config, infos.append, lambda: True)
+    xv, plan, lists = dry.extraction("coll", "sift", sift)
+    assert dry.extraction("coll", "sift", sift)[1] is plan and len(infos) == 1  # once a build
+    assert plan.n_new == 7 and len(plan.new_packs) == 2 and sorted(len(v) for v in plan.new_packs.values()) == [3, 4]
+    assert infos[0].endswith("coll: 7 of 7 images (and query boxes) to extract, in 2 job(s) (they run only for a "
+                             "store that is made again: the job list says which)")  # fmt: skip
+    pack = next(iter(plan.new_packs))
+    assert dry.pack(xv, pack)["items"] == plan.new_packs[pack] and dry.pack(xv, pack)["backbone"] == "sift"
+    assert not (tmp_path / PackPlans.plan_path(xv, pack)).exists()  # a dry run records nothing
+    run = PackPlans(dag, dag.config, infos.append, lambda: False)
+    run.extraction("coll", "sift", sift)
+    assert (tmp_path / PackPlans.plan_path(xv, pack)).is_file()
+    later = PackPlans(DagLists(dag.plan, dag.config, print), dag.config, infos.append, lambda: False)
+    assert later.pack(xv, pack) == run.pack(xv, pack)  # read back without planning
+    with pytest.raises(PlanError, match=r"0123456789abcdef\.h5 is not a pack the current configuration plans"):
+        later.pack(xv, "0123456789abcdef")

@@ -1,4 +1,5 @@
-"""The image lists a DAG is planned from: read or built once per DAG build, for Snakemake's input functions.
+"""The image lists a DAG is planned from, and the feature cache's plan made from them: once per DAG build, for
+Snakemake's input functions.
 
 While Snakemake builds the DAG, several input functions need a dataset's lists: the feature cache's extraction plan
 (which photos are new), the inputs that name every listed image, the memory of the jobs that hold a ranking, and
@@ -23,7 +24,9 @@ from typing import Any
 
 from retrieval import job_memory
 from retrieval.data.datasets import build_database_list, build_image_lists, fresh_lists, warn_images_beside_jpg
-from retrieval.plan import DEMO_SPLITS, DISTRACTORS, GLDV2_DOWNLOADABLE, Plan, PlanError, beside
+from retrieval.plan import DEMO_SPLITS, DISTRACTORS, FEATURES, GLDV2_DOWNLOADABLE, Plan, PlanError, beside
+from retrieval.runtime import read_json, write_json
+from retrieval.stores import feature_cache as fcache
 
 Lists = dict[str, Any]  # lists.json's structure: {"db": [...], "query": [...], ...}
 
@@ -247,3 +250,90 @@ class DagLists:
             + f", but {ds}'s revisitop metrics need every database image ranked. Set knn.k: 0 (and knn.search: "
             "exact); a truncated shortlist is for a dataset without ground truth or with GLDv2's mAP@100"
         )
+
+
+class PackPlans:
+    """The feature cache's extraction plan of each folder dataset, made once per DAG build from its lists
+    (:meth:`DagLists.planning`) and the packs on disk (``stores.feature_cache.plan_extraction``), so that a dry run
+    shows the extraction of the new or changed photos only; and what each planned pack job extracts.
+
+    ``info``: called with the plan's log line (Snakemake's ``logger.info``); ``dryrun``: whether this build runs no
+    job (a dry run records no pack plan: it left plans of configurations never run)."""
+
+    def __init__(
+        self, lists: DagLists, config: dict[str, Any], info: Callable[[str], None], dryrun: Callable[[], bool]
+    ) -> None:
+        self.lists, self.plan, self.config, self.info, self.dryrun = lists, lists.plan, config, info, dryrun
+        self._plans: dict[tuple[str, str], tuple[str, Any, Lists | None]] = {}
+        self._packs: dict[tuple[str, str], dict[str, Any]] = {}  # (xv, pack) -> {"items", "backbone", "config"}
+
+    def extraction(self, ds: str, backbone: str, backbone_config: dict[str, Any]) -> tuple[str, Any, Lists | None]:
+        """(xv, plan or None, lists or None) of a dataset's extraction from the cache, made once per DAG build; the
+        plan is None where the lists cannot be built (their job says why)."""
+        xv = self.plan.cache_key(backbone, backbone_config)
+        key = (self.plan.canonical(ds), xv)
+        if key not in self._plans:
+            lists = self.lists.planning(ds)
+            plan = None
+            if lists is not None:
+                ext = self.config["extract"]
+                plan = fcache.plan_extraction(
+                    lists,
+                    fcache.load_index(self.plan.cache_dir(xv)),
+                    xv,
+                    ext["n_chunks"],
+                    ext["min_chunk_images"],
+                    max_chunk_images=ext["max_chunk_images"],
+                )
+                for pack, items in plan.new_packs.items():
+                    self._packs[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
+                    self._record(xv, pack)
+                self.info(self._summary(ds, xv, plan, lists))
+            self._plans[key] = (xv, plan, lists)
+        return self._plans[key]
+
+    def _summary(self, ds: str, xv: str, plan: Any, lists: Lists) -> str:
+        n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
+        renamed = (
+            f"; {plan.n_renamed} of them have the size and time of a cached file under another name (renamed or "
+            "moved?): hashed first, they are copied, not extracted, when their content is cached"
+            if plan.n_renamed
+            else ""
+        )
+        return (
+            f"feature cache {self.plan.cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
+            f"in {len(plan.new_packs)} job(s){renamed}"
+            + (" (they run only for a store that is made again: the job list says which)" if plan.new_packs else "")
+        )
+
+    @staticmethod
+    def plan_path(xv: str, pack: str) -> str:
+        """Where a planned pack's job is recorded (``results/features/{xv}/plans/{pack}.json``)."""
+        return f"{FEATURES}/{xv}/plans/{pack}.json"
+
+    def _record(self, xv: str, pack: str) -> None:
+        """Record what a planned pack extracts (content-addressed: its name hashes it), for a job whose DAG is built
+        again where it runs (a SLURM job re-plans after sibling packs finished, when this pack would no longer be
+        grouped the same way)."""
+        path = self.plan_path(xv, pack)
+        if not self.dryrun() and not os.path.isfile(path):
+            write_json(path, self._packs[(xv, pack)])
+
+    def pack(self, xv: str, pack: str) -> dict[str, Any]:
+        """What a pack job extracts (``{"items", "backbone", "config"}``): from this build's plan, else from the
+        pack's sidecar when it exists (the same value, so Snakemake sees its parameters unchanged; packs are
+        immutable and take no declared inputs: the images they were made from may since have moved), else from the
+        plan recorded when it was planned. PlanError for a pack no configuration planned."""
+        key = (xv, pack)
+        if key not in self._packs:
+            sidecar = f"{self.plan.cache_dir(xv)}/{pack}.json"
+            if os.path.isfile(sidecar):
+                self._packs[key] = fcache.pack_job(fcache.read_sidecar(sidecar))
+            elif os.path.isfile(self.plan_path(xv, pack)):
+                self._packs[key] = read_json(self.plan_path(xv, pack))
+            else:
+                raise PlanError(
+                    f"{self.plan.cache_dir(xv)}/{pack}.h5 is not a pack the current configuration plans; request the "
+                    "top-level results/{dataset}_{method}.json targets"
+                )
+        return self._packs[key]
