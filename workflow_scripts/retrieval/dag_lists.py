@@ -53,10 +53,7 @@ class DagLists:
     def lists(self, ds: str) -> Lists | None:
         """The dataset's lists as ``image_lists`` will write them: its lists.json when newer than every source and
         listed image, else built here. None when they cannot be built (bad input, warned of once)."""
-        ds = self.plan.canonical(ds)
-        if ds not in self._lists:
-            self._lists[ds] = self._read_or_build_lists(ds)
-        return self._lists[ds]
+        return self._cached(self._lists, ds, self._read_or_build_lists)
 
     def _read_or_build_lists(self, ds: str) -> Lists | None:
         path = self.plan.lists_json(ds)
@@ -96,10 +93,14 @@ class DagLists:
         newer than every source and listed image, else built here. None when it cannot be built (``database_list``
         then fails with its own message). Unlike :meth:`lists`, a broken gnd.csv or query list does not reach it,
         so the database side's inputs stay as they were while the ground truth is being fixed."""
+        return self._cached(self._databases, ds, self._read_or_build_database)
+
+    def _cached(self, store: dict[str, Lists | None], ds: str, build: Callable[[str], Lists | None]) -> Lists | None:
+        """``build(ds)`` once a build (None, bad input, is kept too: it was said once)."""
         ds = self.plan.canonical(ds)
-        if ds not in self._databases:
-            self._databases[ds] = self._read_or_build_database(ds)
-        return self._databases[ds]
+        if ds not in store:
+            store[ds] = build(ds)
+        return store[ds]
 
     def _read_or_build_database(self, ds: str) -> Lists | None:
         path = self.plan.database_json(ds)
