@@ -217,6 +217,69 @@ def test_csv_malformed_files_name_file_and_line(tmp_path, rows, match):
         build_image_lists(root, "mine")
 
 
+def test_every_bad_line_of_gnd_csv_is_named_in_one_error(tmp_path):
+    # a hand-written file with several mistakes: one run names them all (each file:line), not the first alone
+    rows = (
+        "query,positive,kind\n"
+        "queries/q1.jpg,jpg/a.jpg,easy\n"
+        "queries/q1.jpg,jpg/bb.jpg,easy\n"  # 3: a typo in a positive
+        "queries/q1.jpg,jpg/c.jpg,medium\n"  # 4: an unknown kind
+        "queries/q2.jpg\n"  # 5: one field
+        "queries/q9.jpg,jpg/a.jpg\n"  # 6: a missing query ...
+        "queries/q9.jpg,jpg/b.jpg\n"  # ... named once
+        "queries/q2.jpg,jpg/b.jpg,hard\n"
+        "queries/q2.jpg,jpg/b.jpg,easy\n"  # 9: a pair given twice
+    )
+    root = _csv_dataset(tmp_path / "mine", rows)
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    message = str(e.value)
+    assert message.startswith(f"{root / 'gnd.csv'}: 5 bad lines (fix them all, then run again):\n")
+    named = [line.strip() for line in message.splitlines()[1:]]
+    assert [n.split(": ")[0].rsplit(":", 1)[1] for n in named] == ["3", "4", "5", "6", "9"]
+    assert "positive 'jpg/bb.jpg' is not a database image" in named[0] and "did you mean 'jpg/b.jpg'" in named[0]
+    assert "kind 'medium'" in named[1] and "1 field(s)" in named[2]
+    assert "query image 'queries/q9.jpg' not found" in named[3] and "already on line 8" in named[4]
+
+
+def test_a_gnd_csv_with_many_bad_lines_names_twenty_and_counts_the_rest(tmp_path):
+    # a whole folder renamed: every positive is wrong; 20 are named (with hints), the rest counted
+    rows = "query,positive\n" + "".join(f"queries/q1.jpg,jpg/x{i:03d}.jpg\n" for i in range(45))
+    root = _csv_dataset(tmp_path / "mine", rows)
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    message = str(e.value)
+    assert ": 45 bad lines" in message.splitlines()[0]
+    assert len(message.splitlines()) == 1 + 20 + 1 and message.endswith("(and 25 more)")
+    assert "gnd.csv:21: positive 'jpg/x019.jpg'" in message and "gnd.csv:22:" not in message
+
+
+def test_missing_query_images_alone_stay_a_file_not_found_error(tmp_path):
+    rows = "query,positive\nqueries/q7.jpg,jpg/a.jpg\nqueries/q8.jpg,jpg/a.jpg\nqueries/q1.jpg,jpg/b.jpg\n"
+    root = _csv_dataset(tmp_path / "mine", rows)
+    with pytest.raises(FileNotFoundError, match=r"gnd\.csv: 2 bad lines.*\n.*gnd\.csv:2: .*q7.*\n.*gnd\.csv:3: .*q8"):
+        build_image_lists(root, "mine")
+
+
+def test_every_bad_line_of_query_boxes_csv_is_named_in_one_error(tmp_path):
+    boxes = (
+        "query,x1,y1,x2,y2\n"
+        "queries/q1.jpg,1,2,x,40\n"  # 2: not a number
+        "queries/q2.jpg,30,2,10,40\n"  # 3: x2 < x1
+        "queries/q3.jpg,1,2,30,40\n"  # 4: not a query
+        "queries/q2.jpg,1,2,30,40,9\n"  # 5: a field too many
+    )
+    root = _csv_dataset(
+        tmp_path / "mine", "query,positive\nqueries/q1.jpg,jpg/a.jpg\nqueries/q2.jpg,jpg/b.jpg\n", boxes
+    )
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    named = str(e.value).splitlines()
+    assert named[0].endswith("query_boxes.csv: 4 bad lines (fix them all, then run again):")
+    assert ["query_boxes.csv:2: box coordinates" in named[1], "must be [x1, y1, x2, y2]" in named[2]] == [True, True]
+    assert "'queries/q3.jpg' has no row in gnd.csv" in named[3] and "6 fields but the header has 5" in named[4]
+
+
 def test_a_misnamed_positive_is_not_offered_a_name_its_query_lists_already(tmp_path):
     # photos renamed on disk (a new user's trial): the nearest names were the query's other positives, a duplicate
     db = ("door_01.jpg", "door_04.jpg", "door_05.jpg", "door_07.jpg")

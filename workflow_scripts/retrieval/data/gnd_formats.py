@@ -16,6 +16,7 @@ Every error names the file and, for CSV files, the line.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import difflib
 import io
@@ -142,6 +143,49 @@ def check_comment(root: Path, field: str, where: str) -> None:
         )
 
 
+MAX_LINES_NAMED = 20  # bad lines one error names, as image_lists names at most 20 unreadable images
+
+
+class LineErrors:
+    """The errors of a CSV file's rows, raised together once the whole file is read, so that one run names every
+    bad line (up to MAX_LINES_NAMED, and a count), not the first alone.
+
+    A single error is raised as it was found; several are one ValueError (FileNotFoundError when every one is a
+    missing file) headed ``{path}: {n} bad lines``, one line per error, each naming its ``file:line``.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.errors: list[ValueError | FileNotFoundError] = []
+
+    @property
+    def full(self) -> bool:
+        """As many errors as one message names: hints that cost a search (did you mean) are left out of later ones."""
+        return len(self.errors) >= MAX_LINES_NAMED
+
+    def add(self, error: ValueError | FileNotFoundError) -> None:
+        self.errors.append(error)
+
+    @contextlib.contextmanager
+    def row(self) -> Iterator[None]:
+        """Around one row's checks: an error they raise is kept, and reading goes on with the next row."""
+        try:
+            yield
+        except (ValueError, FileNotFoundError) as e:
+            self.errors.append(e)
+
+    def raise_if_any(self) -> None:
+        """Raise what was kept (nothing when no row was bad)."""
+        if not self.errors:
+            return
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        shown = "\n".join(f"  {e}" for e in self.errors[:MAX_LINES_NAMED])
+        more = f"\n  (and {len(self.errors) - MAX_LINES_NAMED} more)" if len(self.errors) > MAX_LINES_NAMED else ""
+        kind = FileNotFoundError if all(isinstance(e, FileNotFoundError) for e in self.errors) else ValueError
+        raise kind(f"{self.path}: {len(self.errors)} bad lines (fix them all, then run again):\n{shown}{more}")
+
+
 def _skipped_row(row: list[str]) -> bool:
     """A blank line, or a comment (its first field starting with #)."""
     return not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#")
@@ -166,12 +210,14 @@ def _rows(
     optional: tuple[str, ...],
     extra_columns: bool = False,
     short: str | None = None,
+    problems: LineErrors | None = None,
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV file (UTF-8) with a header line; blank lines and # comments are skipped, before the
     header too, and so are empty trailing columns (a spreadsheet's trailing commas). Missing (and unless
     ``extra_columns``, unknown) columns are errors naming them (with a hint when the header is one field holding ; or
     a tab), as is a row with more non-empty fields than the header, or (with ``short``, a hint appended to the
-    message) fewer than the required columns."""
+    message) fewer than the required columns. With ``problems``, a bad row is kept there and passed over (the
+    header's errors are raised at once: no row can be read without it)."""
     try:
         text = read_utf8(path)
     except OSError as e:
@@ -216,45 +262,77 @@ def _rows(
             raise ValueError(f"{at}: column(s) {dup} appear more than once")
         for row in reader:
             line = reader.line_num
-            if _skipped_row(row):
-                if row:
-                    check_comment(path.parent, row[0], f"{path}:{line}")
-                continue
-            if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
-                raise ValueError(f"{path}:{line}: {len(row)} fields but the header has {len(header)}")
-            if short is not None and len(row) < len(required):
-                raise ValueError(
-                    f"{path}:{line}: {len(row)} field(s) but {len(required)} columns are required; {short}"
-                )
-            yield line, {c: (row[i].strip() if i < len(row) else "") for i, c in enumerate(header)}
+            error = _row_error(path, line, row, header, required, short)
+            if error is not None:
+                if problems is None:
+                    raise error
+                problems.add(error)
+            elif not _skipped_row(row):
+                yield line, {c: (row[i].strip() if i < len(row) else "") for i, c in enumerate(header)}
+
+
+def _row_error(
+    path: Path, line: int, row: list[str], header: list[str], required: tuple[str, ...], short: str | None
+) -> ValueError | None:
+    """What is wrong with one row of a CSV file as a whole (its number of fields; a comment naming a file), or None."""
+    if _skipped_row(row):
+        try:
+            if row:
+                check_comment(path.parent, row[0], f"{path}:{line}")
+        except ValueError as e:
+            return e
+        return None
+    if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
+        return ValueError(f"{path}:{line}: {len(row)} fields but the header has {len(header)}")
+    if short is not None and len(row) < len(required):
+        return ValueError(f"{path}:{line}: {len(row)} field(s) but {len(required)} columns are required; {short}")
+    return None
 
 
 def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[float]]:
-    """``query_boxes.csv``: one box ``[x1, y1, x2, y2]`` per query (pixels of the image as displayed)."""
+    """``query_boxes.csv``: one box ``[x1, y1, x2, y2]`` per query (pixels of the image as displayed).
+
+    Raises ValueError naming ``path:line`` for each bad row, all of them in one error (:class:`LineErrors`)."""
     boxes: dict[str, list[float]] = {}
     first_line: dict[str, int] = {}
     by_nfc = {_nfc(q): q for q in queries}
-    for line, row in _rows(path, ("query", "x1", "y1", "x2", "y2"), ()):
-        where = f"{path}:{line}"
-        q = relative_name(row["query"], where)
-        q = q if q in queries else by_nfc.get(_nfc(q), q)  # the same name with its accents encoded otherwise
-        if q not in queries:
-            raise ValueError(f"{where}: query {q!r} has no row in {GND_CSV}")
-        if q in boxes:
-            raise ValueError(f"{where}: a second box for query {q!r} (the first is on line {first_line[q]})")
-        empty = [c for c in ("x1", "y1", "x2", "y2") if not row[c]]
-        if empty:
-            raise ValueError(f"{where}: no value for {', '.join(empty)} (a box is x1,y1,x2,y2 in pixels)")
-        try:
-            box = [float(row[c]) for c in ("x1", "y1", "x2", "y2")]
-        except ValueError as e:
-            raise ValueError(f"{where}: box coordinates must be numbers ({e})") from e
-        if not all(math.isfinite(v) for v in box):
-            raise ValueError(f"{where}: box {box} holds a value that is not a finite number (pixels)")
-        if not (box[2] > box[0] and box[3] > box[1]):
-            raise ValueError(f"{where}: box {box} must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 (pixels)")
-        boxes[q], first_line[q] = box, line
+    problems = LineErrors(path)
+    for line, row in _rows(path, ("query", "x1", "y1", "x2", "y2"), (), problems=problems):
+        with problems.row():
+            _box_row(path, line, row, queries, by_nfc, boxes, first_line)
+    problems.raise_if_any()
     return boxes
+
+
+def _box_row(
+    path: Path,
+    line: int,
+    row: dict[str, str],
+    queries: dict[str, int],
+    by_nfc: dict[str, str],
+    boxes: dict[str, list[float]],
+    first_line: dict[str, int],
+) -> None:
+    """Check one row of ``query_boxes.csv`` and add its box to ``boxes`` (ValueError naming ``path:line``)."""
+    where = f"{path}:{line}"
+    q = relative_name(row["query"], where)
+    q = q if q in queries else by_nfc.get(_nfc(q), q)  # the same name with its accents encoded otherwise
+    if q not in queries:
+        raise ValueError(f"{where}: query {q!r} has no row in {GND_CSV}")
+    if q in boxes:
+        raise ValueError(f"{where}: a second box for query {q!r} (the first is on line {first_line[q]})")
+    empty = [c for c in ("x1", "y1", "x2", "y2") if not row[c]]
+    if empty:
+        raise ValueError(f"{where}: no value for {', '.join(empty)} (a box is x1,y1,x2,y2 in pixels)")
+    try:
+        box = [float(row[c]) for c in ("x1", "y1", "x2", "y2")]
+    except ValueError as e:
+        raise ValueError(f"{where}: box coordinates must be numbers ({e})") from e
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{where}: box {box} holds a value that is not a finite number (pixels)")
+    if not (box[2] > box[0] and box[3] > box[1]):
+        raise ValueError(f"{where}: box {box} must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 (pixels)")
+    boxes[q], first_line[q] = box, line
 
 
 def box_line(path: Path, query: str) -> int | None:
@@ -282,6 +360,13 @@ def _positives_listed(path: Path, query: str) -> set[str]:
     return out
 
 
+def _close_positives(path: Path, typed: str, p: str, db_index: dict[str, int]) -> list[str]:
+    """Up to two database images close to the positive ``p`` that is not one, for a hint; a name the query ``typed``
+    lists already is no hint (it would be a duplicate)."""
+    listed = _positives_listed(path, typed)
+    return difflib.get_close_matches(p, [n for n in db_index if _nfc(n) not in listed], n=2, cutoff=0.7)
+
+
 def read_gnd_csv(
     path: str | Path, db_names: list[str], root: str | Path | None = None, check_queries: bool = True
 ) -> GroundTruth:
@@ -299,7 +384,9 @@ def read_gnd_csv(
     done anyway), a (query, positive) pair given twice, a row of one
     field (a query without positives is written ``query,``), text that is not UTF-8, a query
     image that does not exist (``check_queries``), a query declared without positives twice or with positives
-    too, and for the boxes file's errors (:func:`read_query_boxes`).
+    too, and for the boxes file's errors (:func:`read_query_boxes`). Every bad row is named in one error
+    (:class:`LineErrors`: up to MAX_LINES_NAMED and a count; a missing query image once, on its first row), and
+    ``query_boxes.csv`` is read once ``gnd.csv`` has none.
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
@@ -314,65 +401,73 @@ def read_gnd_csv(
     seen: dict[tuple[str, str], int] = {}
     first_positive: dict[str, int] = {}  # query -> line of its first positive
     declared_empty: dict[str, int] = {}  # query -> line of its row without a positive
+    problems = LineErrors(path)
+    missing_queries: set[str] = set()  # named once, on their first row
     for line, row in _rows(
         path,
         ("query", "positive"),
         ("kind",),
         short="a query without positives is written with a comma after it ('query,')",
+        problems=problems,
     ):
-        where = f"{path}:{line}"
-        typed = relative_name(row["query"], where)
-        if typed not in spelt:  # as on disk (or as the database lists it) when only its accents' encoding differs
-            spelt[typed] = typed if typed in db_index else db_nfc.get(_nfc(typed)) or on_disk(typed)
-        q = spelt[typed]
-        if q not in queries:
-            if check_queries and not (root / q).is_file():
-                raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}{nearest_sibling(root / q)}")
-            queries[q] = len(queries)
-            labels.append({k: [] for k in KINDS})
-        kind = (row.get("kind") or "").lower() or "easy"
-        if not row["positive"]:
-            if row.get("kind"):
-                raise ValueError(f"{where}: a kind ({row['kind']!r}) without a positive")
+        with problems.row():
+            where = f"{path}:{line}"
+            typed = relative_name(row["query"], where)
+            if typed not in spelt:  # as on disk (or as the database lists it) when only its accents' encoding differs
+                spelt[typed] = typed if typed in db_index else db_nfc.get(_nfc(typed)) or on_disk(typed)
+            q = spelt[typed]
+            if q in missing_queries:  # its first row named it
+                continue
+            if q not in queries:
+                if check_queries and not (root / q).is_file():
+                    missing_queries.add(q)
+                    hint = "" if problems.full else nearest_sibling(root / q)
+                    raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}{hint}")
+                queries[q] = len(queries)
+                labels.append({k: [] for k in KINDS})
+            kind = (row.get("kind") or "").lower() or "easy"
+            if not row["positive"]:
+                if row.get("kind"):
+                    raise ValueError(f"{where}: a kind ({row['kind']!r}) without a positive")
+                if q in declared_empty:
+                    raise ValueError(
+                        f"{where}: query {q!r} is already declared without positives on line {declared_empty[q]}"
+                    )
+                if q in first_positive:
+                    raise ValueError(
+                        f"{where}: a row without a positive for query {q!r}, which has a positive on line "
+                        f"{first_positive[q]}; remove this row"
+                    )
+                declared_empty[q] = line
+                continue
             if q in declared_empty:
                 raise ValueError(
-                    f"{where}: query {q!r} is already declared without positives on line {declared_empty[q]}"
+                    f"{where}: query {q!r} has a positive here but is declared without positives on line "
+                    f"{declared_empty[q]}; remove that row"
                 )
-            if q in first_positive:
+            if kind not in KINDS:
+                raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
+            p = relative_name(row["positive"], where)
+            p = p if p in db_index else db_nfc.get(_nfc(p), p)
+            if p == q and kind == "junk" and q in db_index:  # what is done anyway: a query in the database is its junk
+                continue
+            if p == q:
                 raise ValueError(
-                    f"{where}: a row without a positive for query {q!r}, which has a positive on line "
-                    f"{first_positive[q]}; remove this row"
+                    f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway): remove this row"
                 )
-            declared_empty[q] = line
-            continue
-        if q in declared_empty:
-            raise ValueError(
-                f"{where}: query {q!r} has a positive here but is declared without positives on line "
-                f"{declared_empty[q]}; remove that row"
-            )
-        if kind not in KINDS:
-            raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
-        p = relative_name(row["positive"], where)
-        p = p if p in db_index else db_nfc.get(_nfc(p), p)
-        if p == q and kind == "junk" and q in db_index:  # what is done anyway: a query in the database is its junk
-            continue
-        if p == q:
-            raise ValueError(
-                f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway): remove this row"
-            )
-        if p not in db_index:
-            listed = _positives_listed(path, typed)  # a name this query lists already is no hint: a duplicate
-            close = difflib.get_close_matches(p, [n for n in db_index if _nfc(n) not in listed], n=2, cutoff=0.7)
-            raise ValueError(
-                f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
-                f"or every image under jpg/; names are paths relative to {root})"
-                + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
-            )
-        if (q, p) in seen:
-            raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
-        seen[q, p] = line
-        first_positive.setdefault(q, line)
-        labels[queries[q]][kind].append(db_index[p])
+            if p not in db_index:
+                close = [] if problems.full else _close_positives(path, typed, p, db_index)
+                raise ValueError(
+                    f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
+                    f"or every image under jpg/; names are paths relative to {root})"
+                    + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
+                )
+            if (q, p) in seen:
+                raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
+            seen[q, p] = line
+            first_positive.setdefault(q, line)
+            labels[queries[q]][kind].append(db_index[p])
+    problems.raise_if_any()
     if not queries:
         raise ValueError(f"{path}: no rows after the header")
     boxes_path = path.parent / BOXES_CSV
