@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 from snakemake.logging import logger
 
 from retrieval.dag_lists import DagLists, PackPlans
-from retrieval.evaluation.results import stale_published
+from retrieval.evaluation.results import stale_message, stale_published
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
@@ -637,8 +637,5 @@ def warn_stale_published():
     """When a run ends: name every published result that a file it names was re-computed after (in place, for
     another target), so nobody reads its old numbers as current (README, "A published file is as fresh as its last
     request")."""
-    for published, artifact in stale_published("results"):
-        logger.warning(
-            f"{published} is older than {artifact}, which a later run re-computed in place: its numbers (and its "
-            f"ranking's indices) are from before; ask for it again (snakemake ... {published}) to bring it up to date"
-        )
+    for published, newer in stale_published("results"):
+        logger.warning(stale_message(published, newer))

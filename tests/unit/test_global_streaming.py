@@ -461,7 +461,7 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
             _assert_same_ids_up_to_rounding(f["ranks"][:], want, want_sims, atol=1e-6)
     result = read_json(tmp_path / f"{method}.json")
     if method == "superglobal":
-        assert result["query_pool"] == "mean"
+        assert result["query_pool"] == "mean" and result["num_rerank_applied"] == 20  # superglobal.m, recorded
         # a backbone's or imported descriptors (no whitening file): the official max
         superglobal_stage.evaluate_superglobal_stage(ctx, *files, {"m": 20, "k": 4, "beta": 0.15, "query_pool": "auto"})
         with h5py.File(tmp_path / f"{method}_ranking.h5") as f:

@@ -1,12 +1,14 @@
 """The HTML report reads each dataset's metric set: revisitop's E/M/H, or GLDv2's mAP@100 Public / Private."""
 
 import json
+import os
 
 import h5py
 import numpy as np
 from PIL import Image
 
 from retrieval.evaluation.report import _thumb, grid_at, metrics_table, precision_key, retrieved_images, write_report
+from retrieval.evaluation.results import stale_published
 from retrieval.stages.search import contact_sheet
 
 
@@ -86,7 +88,8 @@ def test_write_report_on_gldv2_results(tmp_path):
         files[m] = (str(tmp_path / f"{m}.json"), str(tmp_path / f"{m}.h5"))
     (tmp_path / "lists.json").write_text(json.dumps(lists))
     (tmp_path / "gnd.json").write_text(json.dumps(gnd))
-    out = tmp_path / "report.html"
+    out = tmp_path / "report" / "g.html"
+    out.parent.mkdir()
     write_report(
         out,
         "g",
@@ -104,6 +107,15 @@ def test_write_report_on_gldv2_results(tmp_path):
     assert "Top 2 retrieved by ames" in page  # the best Private mAP@100 is the one shown
     assert page.count("<img") >= 4  # grid, mAP vs num_rerank, per-query scatter, thumbnails
     assert "(green: positive, red: negative, grey: junk)" in page
+    # the files it was made from, in its head, for the stale check that ends every run (a new user's trial: a report
+    # kept "4 queries" after gnd.csv gained one and only the published results were asked for again)
+    os.utime(out, (2000, 2000))
+    for f in [*files.values(), ("lists.json", "gnd.json")]:
+        os.utime(tmp_path / f[0], (1000, 1000))
+        os.utime(tmp_path / f[1], (1000, 1000))
+    assert stale_published(tmp_path) == []
+    os.utime(tmp_path / "ames.json", (3000, 3000))  # results/{dataset}_ames.json published again
+    assert stale_published(tmp_path) == [(str(out), str(tmp_path / "ames.json"))]
     # a folder without ground truth: no colour legend for borders that are not drawn
     (tmp_path / "gnd.json").write_text("null")
     args = ({m: f[0] for m, f in files.items()}, {m: f[1] for m, f in files.items()}, {}, [])

@@ -15,6 +15,8 @@ from retrieval.evaluation.results import (
     DEFAULT_KS,
     DEFAULT_N_BOOTSTRAP,
     EvaluationContext,
+    rerank_depth,
+    stale_message,
     stale_published,
     write_reranked_evaluation,
 )
@@ -122,3 +124,44 @@ def test_a_published_result_older_than_a_file_it_names_is_stale(tmp_path, monkey
     write_json("results/mine_sv.json", sv)  # asked for again: published anew
     write_json("results/mine_global.json", {"method": "global", "artifacts": {"evaluation": "e/global.json"}})
     assert stale_published("results") == []
+
+
+def test_a_published_search_older_than_its_collections_lists_is_stale(tmp_path, monkeypatch):
+    """A new user's trial: a photo of the collection replaced and one added, only results/coll_global.json asked
+    for; results/search/coll/newph.json still gave the old photo's similarities and n_collection 34 against 35, and
+    the run's end named only the stale {dataset}_{method}.json files."""
+    monkeypatch.chdir(tmp_path)
+    made_from = {
+        "csv": "s/neighbours.csv",
+        "knn": "s/knn.h5",
+        "photos_lists": "p/db.json",
+        "collection_lists": "c/db.json",
+    }
+    for name in made_from.values():
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text("{}")
+        os.utime(name, (1000, 1000))
+    write_json("results/search/coll/newph.json", {"collection": "coll", "photos": "newph", "artifacts": made_from})
+    Path("results/search/coll/newph.html").write_text("<html></html>")  # published with it: not read
+    os.utime("results/search/coll/newph.json", (2000, 2000))
+    assert stale_published("results") == []
+    os.utime("c/db.json", (3000, 3000))  # the collection listed again in place (coll_global.json asked for)
+    assert stale_published("results") == [("results/search/coll/newph.json", "c/db.json")]
+    message = stale_message("results/search/coll/newph.json", "c/db.json")
+    assert message.startswith("results/search/coll/newph.json (.csv, .html) is older than c/db.json")
+    assert message.endswith("ask for it again (snakemake ... results/search/coll/newph.html) to bring it up to date")
+    assert "its numbers" in stale_message("results/mine_sv.json", "lists.json")
+    assert "what it shows is from before" in stale_message("results/report/mine.html", "results/mine_sv.json")
+
+
+def test_a_shortlist_shorter_than_the_re_rankers_setting_is_recorded_and_warned(caplog):
+    """A new user's trial: knn.k 10 had sv verify 10 images a query while its JSON said sv.num_rerank 100."""
+    with caplog.at_level("WARNING"):
+        assert rerank_depth("sv.num_rerank", 100, 10, 35) == 10  # knn.k caps it: said
+    assert "sv.num_rerank is 100, but the shortlist holds 10 neighbours a query (knn.k)" in caplog.text
+    assert "set knn.k to at least 100, or 0 for every image" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert rerank_depth("sv.num_rerank", 100, 35, 35) == 35  # a database smaller than the setting: all of it
+        assert rerank_depth("superglobal.m", 400, 1000, 5000) == 400
+    assert caplog.text == ""

@@ -162,6 +162,9 @@ def test_new_photos_searched_against_an_indexed_collection(tiny_run, tmp_path):
     # sv verified its top sv.num_rerank (100, capped at the collection), not only the 10 listed
     res = load_json(wd / "results" / "search" / "demo" / "newpics.json")
     assert res["k"] == 10 and res["sv"]["pairs"] == 3 * min(100, len(names)) > 30
+    # both sides' lists are named, so a later run that lists the collection again says this search is stale
+    assert (wd / res["artifacts"]["photos_lists"]).name == "db.json"  # a folder: its database list
+    assert (wd / res["artifacts"]["collection_lists"]).name == "lists.json"  # the demo's lists
     assert all(isinstance(t["inliers"], int) for n in res["neighbours"] for t in n["top"])
     # the JSON keeps the global similarity beside the inliers, as the CSV does (it held the inliers only)
     csv_top = {(r["photo"], r["image"]): float(r["similarity"]) for r in rows}
@@ -326,6 +329,8 @@ def test_a_deleted_feature_cache_is_extracted_again_for_a_job_that_reads_its_sto
     stats = _job_stats(run.stderr)  # a run logs to stderr, a dry run to stdout
     assert stats["extract_pack"] == 1 and stats["merge_local"] == 2 and stats["evaluate_sv"] == 1, stats
     assert "removed (it cannot be read); a job that reads it has them extracted again" in run.stdout + run.stderr
+    sv_result = load_json(wd / "results" / "coll_sv.json")  # the whole database verified, sv.num_rerank (100) capped
+    assert sv_result["num_rerank_applied"] == sv_result["n_db"] == 10 and "knn.k" not in run.stderr
     for split in ("db", "query"):
         after = _store(wd, "coll", split)
         for k in before[split]:

@@ -15,6 +15,7 @@ from PIL import Image
 
 from retrieval.data.images import BadImageError, decode_image
 from retrieval.evaluation.compare import metric_set
+from retrieval.evaluation.results import report_inputs_meta
 from retrieval.evaluation.rule_times import rss_text, summarise
 from retrieval.runtime import atomic_path, open_h5, read_json
 
@@ -393,7 +394,11 @@ def write_report(
     if benchmark_paths:
         parts += ["<h2>Per-rule times (Snakemake benchmark files)</h2>", benchmark_table(benchmark_paths)]
     page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(dataset) + " report</title>"
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        + report_inputs_meta([p for p in (*result_paths.values(), lists_path, gnd_path) if p])
+        + "<title>"
+        + html.escape(dataset)
+        + " report</title>"
         "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
         "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"
         + "\n".join(parts)

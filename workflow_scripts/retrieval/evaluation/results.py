@@ -4,10 +4,13 @@ contract), images without features ranked last."""
 from __future__ import annotations
 
 import csv
+import html
+import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -130,6 +133,27 @@ def write_ranking(path: str | Path, ranks: np.ndarray, n_db: int, extra: dict[st
         for name, arr in (extra or {}).items():
             f.create_dataset(name, data=arr)
         f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
+
+
+def rerank_depth(setting: str, requested: int, shortlist: int, n_db: int) -> int:
+    """How many images of each shortlist a re-ranker re-ranks: ``requested`` (the value of ``setting``, e.g.
+    ``sv.num_rerank``) capped by the shortlist's length ``shortlist`` (the neighbours file's columns). Recorded in
+    the results (``num_rerank_applied``) beside the setting; where the shortlist (``knn.k``) caps it below the
+    setting while the database (``n_db`` images) holds more, a warning says so (a new user's trial: knn.k 10 had sv
+    verify 10 images a query, and the JSON said sv.num_rerank 100 without a word). A database smaller than the
+    setting is re-ranked whole without one."""
+    applied = min(requested, shortlist)
+    if applied < requested and shortlist < n_db:
+        log.warning(
+            "%s is %d, but the shortlist holds %d neighbours a query (knn.k): only those are re-ranked "
+            "(num_rerank_applied %d in the results); set knn.k to at least %d, or 0 for every image",
+            setting,
+            requested,
+            shortlist,
+            applied,
+            requested,
+        )
+    return applied
 
 
 def cost_timing(
@@ -279,23 +303,67 @@ def write_reranked_evaluation(
     )
 
 
-def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]]:
-    """The published results (``{results_dir}/{dataset}_{method}.json``, the copies ``publish`` makes) older than a
-    file they name under ``artifacts`` (the lists, the neighbours, the baseline's or their own evaluation): a later
-    run re-computed that file in place (photos, ``gnd.csv`` or ``query_boxes.csv`` edited; the versions hash none of
-    them) for another target, and the copy still holds the numbers, and the indices, of before. Returns
-    ``(published, newer artifact)`` pairs, sorted; files that are not published results (no ``method`` or
-    ``artifacts``), that cannot be read, and artifacts no longer on disk (another configuration's) are passed
-    over. Reads each JSON once: called when a run ends."""
-    out = []
-    for path in sorted(Path(results_dir).glob("*.json")):
+REPORT_INPUTS_META = "retrieval-inputs"  # the report's <meta>: the files it was made from (read by stale_published)
+
+
+def report_inputs_meta(paths: Sequence[str]) -> str:
+    """The ``<meta>`` tag a report's head carries naming the files it was made from (sorted, JSON in an attribute),
+    so that :func:`stale_published` can tell a report older than one of them."""
+    names = html.escape(json.dumps(sorted(str(p) for p in paths)), quote=True)
+    return f"<meta name='{REPORT_INPUTS_META}' content='{names}'>"
+
+
+def _report_inputs(path: Path) -> list[str]:
+    """The files a report names in its head (:func:`report_inputs_meta`), or [] (an older report names none)."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536).decode("utf-8", "replace")
+    found = re.search(f"<meta name='{REPORT_INPUTS_META}' content='([^']*)'>", head)
+    try:
+        names = json.loads(html.unescape(found.group(1))) if found else []
+    except ValueError:
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _published(results_dir: Path) -> Iterator[tuple[Path, list[str]]]:
+    """(published file, the files it was made from) of every published file under ``results_dir``: the results
+    ``{dataset}_{method}.json`` and the searches ``search/{collection}/{photos}.json`` (their ``artifacts``), and the
+    reports ``report/{dataset}.html`` (their ``<meta>``). Files that are none of these, or cannot be read, are
+    passed over."""
+    for pattern, key in (("*.json", "method"), ("search/*/*.json", "collection")):
+        for path in sorted(results_dir.glob(pattern)):
+            try:
+                result = read_json(path)
+            except (OSError, ValueError):
+                continue
+            if isinstance(result, dict) and key in result and isinstance(result.get("artifacts"), dict):
+                yield path, sorted(v for v in result["artifacts"].values() if isinstance(v, str))
+    for path in sorted(results_dir.glob("report/*.html")):
         try:
-            result, published = read_json(path), path.stat().st_mtime
-        except (OSError, ValueError):
+            yield path, _report_inputs(path)
+        except OSError:
             continue
-        if not isinstance(result, dict) or "method" not in result or not isinstance(result.get("artifacts"), dict):
+
+
+def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]]:
+    """The published files older than a file they were made from: a later run re-computed that file in place
+    (photos, ``gnd.csv`` or ``query_boxes.csv`` edited; the versions hash none of them) for another target, and the
+    published file still holds the numbers, the indices or the neighbours of before. Published: the results
+    ``{dataset}_{method}.json`` (the copies ``publish`` makes; made from the files under their ``artifacts``: the
+    lists, the neighbours, the baseline's or their own evaluation), the searches ``search/{collection}/{photos}.json``
+    (``publish_search``'s; made from the search's files and both sides' lists) and the reports
+    ``report/{dataset}.html`` (made from the published results they show, the lists and the ground truth).
+
+    Returns ``(published, newer file)`` pairs, sorted within each kind; files that are not published files, that
+    cannot be read, and files no longer on disk (another configuration's) are passed over. Reads each published file
+    once: called when a run ends."""
+    out = []
+    for path, made_from in _published(Path(results_dir)):
+        try:
+            published = path.stat().st_mtime
+        except OSError:
             continue
-        for name in sorted(v for v in result["artifacts"].values() if isinstance(v, str)):
+        for name in made_from:
             try:
                 newer = Path(name).stat().st_mtime > published
             except OSError:
@@ -304,3 +372,19 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
                 out.append((str(path), name))
                 break
     return out
+
+
+def stale_message(published: str, newer: str) -> str:
+    """The warning for a pair of :func:`stale_published`: what is out of date, and the target that brings it up to
+    date (a search's .json stands for its .csv and .html, published with it)."""
+    if Path(published).parent.parent.name == "search":
+        stem = published.removesuffix(".json")
+        return (
+            f"{stem}.json (.csv, .html) is older than {newer}, which a later run re-computed in place: its neighbours "
+            f"are from before; ask for it again (snakemake ... {stem}.html) to bring it up to date"
+        )
+    what = "what it shows is" if published.endswith(".html") else "its numbers (and its ranking's indices) are"
+    return (
+        f"{published} is older than {newer}, which a later run re-computed in place: {what} from before; ask for it "
+        f"again (snakemake ... {published}) to bring it up to date"
+    )

@@ -193,7 +193,15 @@ def search_stage(
         "search": attrs.get("search"),
         "search_seconds": float(attrs.get("search_seconds", 0.0)),
         "rerank_seconds": round(seconds, 3),
-        "artifacts": {"csv": str(out_csv), "html": str(out_html), "knn": str(knn_path)},
+        # with both sides' lists: a later run that lists the collection again (photos added, removed, replaced) makes
+        # this search stale (retrieval.evaluation.results.stale_published), as it makes its knn file's inputs newer
+        "artifacts": {
+            "csv": str(out_csv),
+            "html": str(out_html),
+            "knn": str(knn_path),
+            "photos_lists": str(photos_lists),
+            "collection_lists": str(collection_lists),
+        },
         **extra,
         "neighbours": [
             {

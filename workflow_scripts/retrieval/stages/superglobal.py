@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
+from retrieval.evaluation.results import EvaluationContext, cost_timing, rerank_depth, write_reranked_evaluation
 from retrieval.methods.superglobal import SuperGlobalConfig, superglobal_rerank
 from retrieval.runtime import load_npz, read_json
 from retrieval.stores.global_store import check_dim, global_shape, read_global, read_global_rows, read_neighbours
@@ -61,13 +61,14 @@ def evaluate_superglobal_stage(
     lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     if ids.shape[0] != len(q) or n_db != len(lists["db"]):
         raise ValueError(f"{knn_path}: shape {ids.shape} does not match {query_global} / {db_global}")
+    applied = rerank_depth("superglobal.m", conf.m, ids.shape[1], n_db)
     t1 = time.time()
     ranking, scores, db_reads = superglobal_from_file(q, db_global, ids, sims, conf)
     t2 = time.time()
     log.info(
         "superglobal: %d queries, M=%d, K=%d, expanded query pooled by its %s (query_pool %s) in %.2f s",
         len(q),
-        min(conf.m, ids.shape[1]),
+        applied,
         conf.k,
         conf.query_pool,
         cfg.get("query_pool", "auto"),
@@ -83,5 +84,5 @@ def evaluate_superglobal_stage(
         gnd,
         knn_path,
         timing=cost_timing(len(q), reads=t1 - t0 + db_reads, rerank=t2 - t1 - db_reads),
-        extra={"query_pool": conf.query_pool},
+        extra={"query_pool": conf.query_pool, "num_rerank_applied": applied},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
+from retrieval.evaluation.results import EvaluationContext, cost_timing, rerank_depth, write_reranked_evaluation
 from retrieval.methods.sv import SVConfig, rerank_by_inliers, verify_shortlists
 from retrieval.runtime import read_json
 from retrieval.search.exact import similarity_along
@@ -30,6 +30,7 @@ def evaluate_sv_stage(
         if fq["descriptors"].shape[0] != ids.shape[0] or fd["descriptors"].shape[0] != n_db:
             raise ValueError(f"{query_local} / {db_local}: row counts do not match {ctx.lists_path}")
         inliers, timing = verify_shortlists(fq, fd, ids, conf)
+    applied = rerank_depth("sv.num_rerank", conf.num_rerank, ids.shape[1], n_db)
     ranking = rerank_by_inliers(ids, sims, inliers, conf.num_rerank)
     # the CSV's score column is the global similarity, listed in the verified order; inliers next to it
     write_reranked_evaluation(
@@ -50,5 +51,6 @@ def evaluate_sv_stage(
             db_desc=timing["db_desc"],
         ),
         extra_datasets={"inliers": inliers},
+        extra={"num_rerank_applied": applied},
         csv_columns={"inliers": (ids[:, : inliers.shape[1]], inliers)},
     )
