@@ -302,9 +302,7 @@ def test_an_empty_database_and_a_listed_folder_are_named_as_such(tmp_path):
         build_image_lists(root, "photos")
     (root / "jpg" / "sub").mkdir()
     (root / "image_list.txt").write_text("jpg/sub\n")
-    with pytest.raises(
-        ValueError, match=r"1 database path\(s\) listed in .*image_list\.txt are folders, not images: .*jpg/sub"
-    ):
+    with pytest.raises(ValueError, match=r"image_list\.txt:1: 'jpg/sub' is a folder, not an image$"):
         build_image_lists(root, "photos")
 
 
@@ -426,28 +424,51 @@ def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
     (d / "jpg").mkdir(parents=True)
     (d / "jpg" / "barn_01.jpg").write_bytes((SHARED / "jpg" / "barn_01.jpg").read_bytes())
     (d / "image_list.txt").write_text("# my list\njpg/barn_01.jpg\n\njpg\njpg/nope.jpg\n")
-    with pytest.raises(ValueError, match=r"image_list.txt are folders, not images: \['.*/c/jpg \(line 4\)'\]"):
+    with pytest.raises(
+        ValueError, match=r"image_list\.txt: 2 bad lines .*\n.*:4: 'jpg' is a folder, not an image\n.*:5: 'jpg/nope"
+    ):
         build_database_list(d, "c")
     (d / "image_list.txt").write_text("# my list\njpg/barn_01.jpg\n\n\njpg/nope.jpg\n")
-    with pytest.raises(FileNotFoundError, match=r"but not found: \['.*/jpg/nope.jpg \(line 5\)'\]"):
+    with pytest.raises(FileNotFoundError, match=r"image_list\.txt:5: 'jpg/nope\.jpg' not found$"):
         build_database_list(d, "c")
     # a typo: the closest name in its folder (a misspelt positive in gnd.csv had it, a list entry did not)
     (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/barn_1.jpg\n")
-    with pytest.raises(FileNotFoundError, match=r"jpg/barn_1\.jpg \(line 2\); did you mean 'barn_01\.jpg'\?"):
+    with pytest.raises(
+        FileNotFoundError, match=r"image_list\.txt:2: 'jpg/barn_1\.jpg' not found; did you mean 'jpg/barn_01\.jpg'\?"
+    ):
         build_database_list(d, "c")
     # a broken link under the listed name: no hint naming the missing file itself
     (d / "jpg" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/gone.jpg\n")
     with pytest.raises(FileNotFoundError) as e:
         build_database_list(d, "c")
-    assert "jpg/gone.jpg (line 2)" in str(e.value) and "did you mean" not in str(e.value)
+    assert "image_list.txt:2: 'jpg/gone.jpg' not found" in str(e.value) and "did you mean" not in str(e.value)
     (d / "jpg" / "gone.jpg").unlink()
     (d / "image_list.txt").unlink()
     (d / "gnd.csv").write_text("query,positive\njpg/barn_1.jpg,jpg/barn_01.jpg\n")
     with pytest.raises(
-        FileNotFoundError, match=r"gnd\.csv:2: query image 'jpg/barn_1\.jpg' not found .*; did you mean"
+        FileNotFoundError,
+        match=r"gnd\.csv:2: query image 'jpg/barn_1\.jpg' not found .*; did you mean 'jpg/barn_01\.jpg'",
     ):
         build_image_lists(d, "c")
+
+
+def test_every_bad_line_of_a_list_file_is_named_in_one_error_in_line_order(tmp_path):
+    """A new user's trial: a query_list.txt with a typo, a duplicate and a folder took three failed runs, the
+    duplicate on line 4 named before the typo on line 3."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["barn_01", "barn_02"], [])
+    (root / "query_list.txt").write_text("jpg/barn_01.jpg\n# my queries\njpg/barn_2.jpg\n./jpg/barn_01.jpg\njpg\n")
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "photos")
+    lines = str(e.value).splitlines()
+    assert lines[0] == f"{root / 'query_list.txt'}: 3 bad lines (fix them all, then run again):"
+    assert lines[1].endswith("query_list.txt:3: 'jpg/barn_2.jpg' not found; did you mean 'jpg/barn_02.jpg'?")
+    assert lines[2].endswith("query_list.txt:4: './jpg/barn_01.jpg' is already listed on line 1")
+    assert lines[3].endswith("query_list.txt:5: 'jpg' is a folder, not an image") and len(lines) == 4
+    # under on_bad_image: skip a missing photo is listed without features, as before: the duplicate alone is an error
+    with pytest.raises(ValueError, match=r"query_list\.txt:4: '\./jpg/barn_01\.jpg' is already listed on line 1$"):
+        build_image_lists(root, "photos", on_bad_image="skip")
 
 
 def test_list_files_read_names_the_list_files_the_format_reads(tmp_path):

@@ -149,6 +149,12 @@ def test_csv_image_list_restricts_the_database(tmp_path):
             "query1.jpg,positive1.jpg\n",
             r"reads as a row of data: add the header line query,positive above it\)$",
         ),
+        # a missing column and an unknown one no known one is close to: both in one message (they came one a run)
+        (
+            "query,positives,type\nqueries/q1.jpg,jpg/a.jpg,easy\n",
+            r"gnd\.csv:1: header .* lacks column\(s\) \['positive'\].*; unknown column\(s\) \['type'\] \(allowed: "
+            r".*\); did you mean 'positive' for 'positives'\?$",
+        ),
         # a misspelt required column: the one it is closest to
         (
             "Query,postive\nqueries/q1.jpg,jpg/a.jpg\n",
@@ -280,6 +286,17 @@ def test_every_bad_line_of_query_boxes_csv_is_named_in_one_error(tmp_path):
     assert "'queries/q3.jpg' has no row in gnd.csv" in named[3] and "6 fields but the header has 5" in named[4]
 
 
+def test_a_misnamed_positive_is_not_offered_its_own_query(tmp_path):
+    # a new user's trial: query jpg/barn_01.jpg, a bad positive offered 'jpg/barn_02.jpg' or 'jpg/barn_01.jpg', the
+    # query itself, which is refused as its own positive
+    root = _csv_dataset(tmp_path / "mine", "query,positive\njpg/a.jpg,jpg/aa.jpg\n")
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    message = str(e.value)
+    assert "positive 'jpg/aa.jpg' is not a database image" in message and "; did you mean 'jpg/" in message
+    assert "'jpg/a.jpg'" not in message.split("did you mean")[1]
+
+
 def test_a_misnamed_positive_is_not_offered_a_name_its_query_lists_already(tmp_path):
     # photos renamed on disk (a new user's trial): the nearest names were the query's other positives, a duplicate
     db = ("door_01.jpg", "door_04.jpg", "door_05.jpg", "door_07.jpg")
@@ -297,6 +314,12 @@ def test_a_misnamed_positive_is_not_offered_a_name_its_query_lists_already(tmp_p
     "boxes, match",
     [
         ("query,x1,y1,x2\nqueries/q1.jpg,1,2,3\n", r"query_boxes\.csv:1: .*lacks column\(s\) \['y2'\]"),
+        # COCO's x, y, width, height: named as such, not offered x2 for x (a new user's trial)
+        (
+            "query,x,y,w,h\nqueries/q1.jpg,1,2,3,4\n",
+            r"query_boxes\.csv:1: .*lacks column\(s\) .*; a box is given by its corners x1,y1,x2,y2 in pixels, not "
+            r"x,y,w,h: x2 = x \+ w, y2 = y \+ h$",
+        ),
         (
             "query,x1,y1,x2,y2\nqueries/q1.jpg,1,2,30,40\nqueries/q1.jpg,1,2,30,41\n",
             r"query_boxes\.csv:3: a second box for query 'queries/q1\.jpg' \(the first is on line 2\)",

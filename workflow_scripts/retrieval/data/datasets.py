@@ -42,6 +42,7 @@ from retrieval.data.gnd_formats import (
     GND_CSV,
     INSTRE_MAT,
     DiskNames,
+    LineErrors,
     box_line,
     check_comment,
     nearest_sibling,
@@ -232,10 +233,11 @@ def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:
     return base / f"{name}.jpg"
 
 
-def database_of_folder(root: Path) -> list[Path]:
-    """A folder's database images: ``image_list.txt`` (paths relative to the folder) or every image under ``jpg/``
-    (or the folder itself when it has no ``jpg/``)."""
-    return _read_list(root / "image_list.txt", root) if (root / "image_list.txt").is_file() else _scan_images(root)
+def database_of_folder(root: Path, check_present: bool = False) -> list[Path]:
+    """A folder's database images: ``image_list.txt`` (paths relative to the folder; ``check_present``: see
+    :func:`_read_list`) or every image under ``jpg/`` (or the folder itself when it has no ``jpg/``)."""
+    listed = root / "image_list.txt"
+    return _read_list(listed, root, check_present) if listed.is_file() else _scan_images(root)
 
 
 def database_apart(root: Path, gpath: Path | None) -> bool:
@@ -270,7 +272,9 @@ def _database_list(
     gpath = ground_truth_path(root, name)
     if not database_apart(root, gpath):
         raise ValueError(f"{root}: the database is named by {gpath or root / DISTRACTOR_LIST}, not listed apart")
-    paths = database_of_folder(root)
+    # beside gnd.csv a name without a suffix gets .jpg and an AMES release list may give the size of an image not on
+    # disk (below): the presence of those is checked after, by _check_present
+    paths = database_of_folder(root, check_present=on_bad_image == "error" and gpath is None)
     listed = root / "image_list.txt"
     if not paths:
         where = (
@@ -410,32 +414,44 @@ def _warn_unread_image_list(root: Path, gpath: Path, db_paths: list[Path]) -> No
         )
 
 
-def _read_list(path: Path, root: Path) -> list[Path]:
+def _read_list(path: Path, root: Path, check_present: bool = False) -> list[Path]:
     """The images of a list file (``image_list.txt``, ``query_list.txt``; UTF-8): one path per line (before any
     comma), relative to ``root`` (spelt as on disk when only its accents' Unicode normalisation differs) or
-    absolute; blank lines and ``#`` comments skipped. An image listed twice is a ValueError naming both lines."""
-    return [p for p, _ in _read_list_lines(path, root)]
+    absolute; blank lines and ``#`` comments skipped. An image listed twice is an error naming both lines, a comment
+    naming a file is one too (:func:`check_comment`), and with ``check_present`` (``on_bad_image: error``) so is a
+    line naming a folder or a file that does not exist (with the closest name in its folder). Every bad line is
+    named in one error, in line order (:class:`LineErrors`: ValueError, or FileNotFoundError when every one is a
+    missing file)."""
+    return [p for p, _ in _read_list_lines(path, root, check_present)]
 
 
-def _read_list_lines(path: Path, root: Path) -> list[tuple[Path, int]]:
+def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> list[tuple[Path, int]]:
     """:func:`_read_list` with each image's line number (1-based)."""
     out: list[tuple[Path, int]] = []
     first: dict[str, int] = {}
     on_disk = DiskNames(root)
+    problems = LineErrors(path)
     for i, ln in enumerate(read_utf8(path).splitlines(), start=1):
         ln = ln.strip()
         if not ln:
             continue
         name = ln.split(",")[0].strip()
-        if ln.startswith("#"):
-            check_comment(root, name, f"{path}:{i}")
-            continue
-        p = Path(name) if os.path.isabs(name) else root / on_disk(name)
-        key = os.path.normpath(p)
-        if key in first:
-            raise ValueError(f"{path}:{i}: {ln.split(',')[0]!r} is already listed on line {first[key]}")
-        first[key] = i
-        out.append((p, i))
+        with problems.row():
+            if ln.startswith("#"):
+                check_comment(root, name, f"{path}:{i}")
+                continue
+            p = Path(name) if os.path.isabs(name) else root / on_disk(name)
+            key = os.path.normpath(p)
+            if key in first:
+                raise ValueError(f"{path}:{i}: {ln.split(',')[0]!r} is already listed on line {first[key]}")
+            first[key] = i
+            if check_present and _is_dir(p):
+                raise ValueError(f"{path}:{i}: {name!r} is a folder, not an image")
+            if check_present and not _is_file(p):
+                hint = "" if problems.full else nearest_sibling(p, name)
+                raise FileNotFoundError(f"{path}:{i}: {name!r} not found{hint}")
+            out.append((p, i))
+    problems.raise_if_any()
     return out
 
 
@@ -702,7 +718,9 @@ def build_image_lists(
         else:
             gt = None
             listed = root / "query_list.txt"
-            q_paths = _read_list(listed, root) if listed.is_file() else [Path(e["path"]) for e in db]
+            q_paths = (
+                _read_list(listed, root, on_bad_image == "error") if listed.is_file() else [Path(e["path"]) for e in db]
+            )
             if listed.is_file() and not q_paths:  # it failed later, naming the empty query store, not this file
                 raise ValueError(f"{listed}: names no query images (blank and # comment lines only)")
             q_names = [Path(os.path.relpath(p, root)).as_posix() for p in q_paths]

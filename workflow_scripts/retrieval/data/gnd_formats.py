@@ -106,11 +106,12 @@ class DiskNames:
 MAX_SIBLINGS_COMPARED = 5000  # a larger folder gets no hint (difflib: about 4 s per name at 100,000 files)
 
 
-def nearest_sibling(path: Path) -> str:
+def nearest_sibling(path: Path, typed: str | None = None) -> str:
     """A hint ("; did you mean 'barn_03.jpg'?") for a missing image whose folder holds another file of the same
     suffix and a close stem (difflib's ratio at least 0.8 on the stems, hidden files left out), else "": a typo in a
-    list file or gnd.csv is named with its fix. A folder of more than MAX_SIBLINGS_COMPARED such files gets none
-    (slow, and hashed names are close by chance)."""
+    list file or gnd.csv is named with its fix. With ``typed`` (the name as the file wrote it, e.g.
+    ``queries/doge_5.jpg``) the fix is written the same way (``queries/doge_05.jpg``), else as the bare file name.
+    A folder of more than MAX_SIBLINGS_COMPARED such files gets none (slow, and hashed names are close by chance)."""
     try:
         entries = os.listdir(path.parent)
     except OSError:
@@ -124,7 +125,12 @@ def nearest_sibling(path: Path) -> str:
     if not stems or len(stems) > MAX_SIBLINGS_COMPARED:
         return ""
     near = difflib.get_close_matches(path.stem, list(stems), n=1, cutoff=0.8)
-    return f"; did you mean {stems[near[0]]!r}?" if near else ""
+    if not near:
+        return ""
+    fix = (
+        stems[near[0]] if typed is None else posixpath.join(posixpath.dirname(typed.replace("\\", "/")), stems[near[0]])
+    )
+    return f"; did you mean {fix!r}?"
 
 
 def check_comment(root: Path, field: str, where: str) -> None:
@@ -237,6 +243,15 @@ def _rows(
             header.pop()
         missing = [c for c in required if c not in header]
         typos = _misspelt_columns(header, required + optional)
+        unknown = [c for c in header if c not in required + optional]
+        if "x2" in required and ({"w", "h"} <= set(header) or {"width", "height"} <= set(header)):
+            # a box as x, y, width, height (COCO's way): not a misspelling of the corners' names
+            typos = "; a box is given by its corners x1,y1,x2,y2 in pixels, not x,y,w,h: x2 = x + w, y2 = y + h"
+        elif unknown and not extra_columns:  # the columns no known one is close to, named with the misspelt ones
+            absent = [c for c in required + optional if c not in header]
+            others = [c for c in unknown if not difflib.get_close_matches(c, absent, n=1, cutoff=0.6)]
+            if others and missing:
+                typos = f"; unknown column(s) {others} (allowed: {list(required + optional)})" + typos
         if missing:
             seps = [s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]]
             # a first line of data (no header line at all): it names image files
@@ -254,7 +269,6 @@ def _rows(
                 )
                 + ("" if data else typos)  # a row of data holds file names, not misspelt columns
             )
-        unknown = [c for c in header if c not in required + optional]
         if unknown and not extra_columns:
             raise ValueError(f"{at}: unknown column(s) {unknown}; allowed: {list(required + optional)}{typos}")
         dup = sorted({c for c in header if header.count(c) > 1})
@@ -360,10 +374,10 @@ def _positives_listed(path: Path, query: str) -> set[str]:
     return out
 
 
-def _close_positives(path: Path, typed: str, p: str, db_index: dict[str, int]) -> list[str]:
-    """Up to two database images close to the positive ``p`` that is not one, for a hint; a name the query ``typed``
-    lists already is no hint (it would be a duplicate)."""
-    listed = _positives_listed(path, typed)
+def _close_positives(path: Path, typed: str, q: str, p: str, db_index: dict[str, int]) -> list[str]:
+    """Up to two database images close to the positive ``p`` that is not one, for a hint; neither a name the query
+    ``typed`` lists already (it would be a duplicate) nor the query ``q`` itself (refused as its own positive) is."""
+    listed = _positives_listed(path, typed) | {_nfc(q)}
     return difflib.get_close_matches(p, [n for n in db_index if _nfc(n) not in listed], n=2, cutoff=0.7)
 
 
@@ -421,7 +435,7 @@ def read_gnd_csv(
             if q not in queries:
                 if check_queries and not (root / q).is_file():
                     missing_queries.add(q)
-                    hint = "" if problems.full else nearest_sibling(root / q)
+                    hint = "" if problems.full else nearest_sibling(root / q, q)
                     raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}{hint}")
                 queries[q] = len(queries)
                 labels.append({k: [] for k in KINDS})
@@ -456,7 +470,7 @@ def read_gnd_csv(
                     f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway): remove this row"
                 )
             if p not in db_index:
-                close = [] if problems.full else _close_positives(path, typed, p, db_index)
+                close = [] if problems.full else _close_positives(path, typed, q, p, db_index)
                 raise ValueError(
                     f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
                     f"or every image under jpg/; names are paths relative to {root})"
