@@ -282,6 +282,16 @@ def test_every_bad_line_of_query_boxes_csv_is_named_in_one_error(tmp_path):
         build_image_lists(root, "mine")
     named = str(e.value).splitlines()
     assert named[0].endswith("query_boxes.csv: 4 bad lines (fix them all, then run again):")
+    # a box wholly outside its image (60 x 50 pixels) is one of them (a new user's trial: it came a run later)
+    (root / "query_boxes.csv").write_text(boxes.replace("queries/q1.jpg,1,2,x,40", "queries/q1.jpg,70,2,90,40"))
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    outside = str(e.value).splitlines()
+    assert outside[0].endswith("query_boxes.csv: 4 bad lines (fix them all, then run again):")
+    assert outside[1].endswith(
+        "query_boxes.csv:2: query 'queries/q1.jpg': query box [70.0, 2.0, 90.0, 40.0] is empty inside a 60x50 image"
+    )
+    assert outside[2:] == named[2:]
     assert ["query_boxes.csv:2: box coordinates" in named[1], "must be [x1, y1, x2, y2]" in named[2]] == [True, True]
     assert "'queries/q3.jpg' has no row in gnd.csv" in named[3] and "6 fields but the header has 5" in named[4]
 

@@ -34,7 +34,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from retrieval.data.gnd import GroundTruth, load_ground_truth
+from retrieval.data.gnd import GroundTruth, load_ground_truth, query_box
 from retrieval.data.gnd_formats import (
     BOXES_CSV,
     GLDV2_SOLUTION,
@@ -369,19 +369,12 @@ def load_dataset_ground_truth(
     return load_ground_truth(gpath)
 
 
-def query_box(bbx: list[float], width: int, height: int) -> list[int]:
-    """The pixel box a query is cropped to.
-
-    Rule: each coordinate is rounded with Python's ``round`` (half to even), exactly as Pillow's
-    ``Image.crop`` does in revisitop's Python example, then clamped to the image (Pillow would pad the part
-    outside with black instead; the two agree whenever the box lies inside the image).
-    """
-    x1, y1, x2, y2 = (int(round(v)) for v in bbx)
-    x1, x2 = min(max(x1, 0), width), min(max(x2, 0), width)
-    y1, y2 = min(max(y1, 0), height), min(max(y2, 0), height)
-    if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"query box {bbx} is empty inside a {width}x{height} image")
-    return [x1, y1, x2, y2]
+def _size_or_none(path: Path, max_pixels: int) -> tuple[int, int] | None:
+    """:func:`image_size`, or None where it cannot be read (named where the image's size is read for the lists)."""
+    try:
+        return image_size(path, max_pixels)
+    except (OSError, ValueError):
+        return None
 
 
 def image_size(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[int, int]:
@@ -711,7 +704,14 @@ def build_image_lists(
         known = {e["path"]: (e["width"], e["height"]) for e in db}
         known_skipped = {x["path"]: [x] for x in skipped}
         if gpath is not None:
-            gt: GroundTruth | None = read_gnd_csv(gpath, db_names, root, check_queries=on_bad_image == "error")
+            gt: GroundTruth | None = read_gnd_csv(
+                gpath,
+                db_names,
+                root,
+                check_queries=on_bad_image == "error",
+                # every box checked against its image here, so a box outside it is named with the file's other errors
+                query_size=(lambda q: _size_or_none(root / q, max_pixels)) if crop_queries else None,
+            )
             q_names = list(gt.qimlist)
             q_paths = [image_file(root, n, gt.image_dir) for n in q_names]
             release = {"query": _release_sizes(root / "test_query.txt", q_names)}

@@ -265,3 +265,18 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
     else:
         raise ValueError(f"{path}: unknown ground-truth format (expected .json or .pkl)")
     return parse_ground_truth(raw, str(path))
+
+
+def query_box(bbx: list[float], width: int, height: int) -> list[int]:
+    """The pixel box a query is cropped to.
+
+    Rule: each coordinate is rounded with Python's ``round`` (half to even), exactly as Pillow's
+    ``Image.crop`` does in revisitop's Python example, then clamped to the image (Pillow would pad the part
+    outside with black instead; the two agree whenever the box lies inside the image).
+    """
+    x1, y1, x2, y2 = (int(round(v)) for v in bbx)
+    x1, x2 = min(max(x1, 0), width), min(max(x2, 0), width)
+    y1, y2 = min(max(y1, 0), height), min(max(y2, 0), height)
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"query box {bbx} is empty inside a {width}x{height} image")
+    return [x1, y1, x2, y2]

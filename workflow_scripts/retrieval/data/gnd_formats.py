@@ -26,11 +26,11 @@ import os
 import posixpath
 import unicodedata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from retrieval.data.gnd import GroundTruth
+from retrieval.data.gnd import GroundTruth, query_box
 from retrieval.runtime import read_utf8
 
 log = logging.getLogger(__name__)
@@ -303,17 +303,24 @@ def _row_error(
     return None
 
 
-def read_query_boxes(path: Path, queries: dict[str, int]) -> dict[str, list[float]]:
+QuerySize = Callable[[str], "tuple[int, int] | None"]  # a query's (width, height) as displayed, None: unknown
+
+
+def read_query_boxes(
+    path: Path, queries: dict[str, int], query_size: QuerySize | None = None
+) -> dict[str, list[float]]:
     """``query_boxes.csv``: one box ``[x1, y1, x2, y2]`` per query (pixels of the image as displayed).
 
-    Raises ValueError naming ``path:line`` for each bad row, all of them in one error (:class:`LineErrors`)."""
+    ``query_size``: a query's size, when the boxes are to be checked against their images (a box wholly outside
+    its image is empty once clamped, :func:`retrieval.data.gnd.query_box`). Raises ValueError naming ``path:line``
+    for each bad row, all of them in one error (:class:`LineErrors`)."""
     boxes: dict[str, list[float]] = {}
     first_line: dict[str, int] = {}
     by_nfc = {_nfc(q): q for q in queries}
     problems = LineErrors(path)
     for line, row in _rows(path, ("query", "x1", "y1", "x2", "y2"), (), problems=problems):
         with problems.row():
-            _box_row(path, line, row, queries, by_nfc, boxes, first_line)
+            _box_row(path, line, row, queries, by_nfc, boxes, first_line, query_size)
     problems.raise_if_any()
     return boxes
 
@@ -326,8 +333,10 @@ def _box_row(
     by_nfc: dict[str, str],
     boxes: dict[str, list[float]],
     first_line: dict[str, int],
+    query_size: QuerySize | None = None,
 ) -> None:
-    """Check one row of ``query_boxes.csv`` and add its box to ``boxes`` (ValueError naming ``path:line``)."""
+    """Check one row of ``query_boxes.csv`` (with ``query_size``, against its image too) and add its box to
+    ``boxes`` (ValueError naming ``path:line``)."""
     where = f"{path}:{line}"
     q = relative_name(row["query"], where)
     q = q if q in queries else by_nfc.get(_nfc(q), q)  # the same name with its accents encoded otherwise
@@ -346,6 +355,12 @@ def _box_row(
         raise ValueError(f"{where}: box {box} holds a value that is not a finite number (pixels)")
     if not (box[2] > box[0] and box[3] > box[1]):
         raise ValueError(f"{where}: box {box} must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1 (pixels)")
+    size = query_size(q) if query_size is not None else None
+    if size is not None and size[0] > 0:
+        try:
+            query_box(box, *size)
+        except ValueError as e:
+            raise ValueError(f"{where}: query {q!r}: {e}") from None
     boxes[q], first_line[q] = box, line
 
 
@@ -382,7 +397,11 @@ def _close_positives(path: Path, typed: str, q: str, p: str, db_index: dict[str,
 
 
 def read_gnd_csv(
-    path: str | Path, db_names: list[str], root: str | Path | None = None, check_queries: bool = True
+    path: str | Path,
+    db_names: list[str],
+    root: str | Path | None = None,
+    check_queries: bool = True,
+    query_size: QuerySize | None = None,
 ) -> GroundTruth:
     """Convert ``gnd.csv`` (and ``query_boxes.csv`` next to it, if present) to a :class:`GroundTruth`.
 
@@ -398,7 +417,8 @@ def read_gnd_csv(
     done anyway), a (query, positive) pair given twice, a row of one
     field (a query without positives is written ``query,``), text that is not UTF-8, a query
     image that does not exist (``check_queries``), a query declared without positives twice or with positives
-    too, and for the boxes file's errors (:func:`read_query_boxes`). Every bad row is named in one error
+    too, and for the boxes file's errors (:func:`read_query_boxes`; with ``query_size`` a box wholly outside its
+    image is one of them). Every bad row is named in one error
     (:class:`LineErrors`: up to MAX_LINES_NAMED and a count; a missing query image once, on its first row), and
     ``query_boxes.csv`` is read once ``gnd.csv`` has none.
     """
@@ -485,7 +505,7 @@ def read_gnd_csv(
     if not queries:
         raise ValueError(f"{path}: no rows after the header")
     boxes_path = path.parent / BOXES_CSV
-    boxes = read_query_boxes(boxes_path, queries) if boxes_path.is_file() else {}
+    boxes = read_query_boxes(boxes_path, queries, query_size) if boxes_path.is_file() else {}
     gnd = []
     for q, i in queries.items():
         g: dict[str, Any] = {k: sorted(labels[i][k]) for k in KINDS}
