@@ -46,6 +46,21 @@ def test_lists_are_built_once_a_build_and_bad_input_is_said_once(tmp_path, monke
     assert [e["name"] for e in planning["db"]] == [f"jpg/{i:02d}.jpg" for i in range(6)] and planning["query"] == []
 
 
+def test_a_database_that_cannot_be_listed_is_said_once_as_the_database_lists(tmp_path, monkeypatch):
+    """A folder of photos to search holding a text file named .jpg (a new user's trial) got the image lists' message
+    ("the queries' side: evaluations, ...; searches against it do not need them"), wrong for photos searched, and
+    the error thrice; now once, as what it is: database_list stops, and with it every job of the folder."""
+    _photos(tmp_path / "data" / "newph", 2)
+    (tmp_path / "data" / "newph" / "jpg" / "broken.jpg").write_text("not an image")
+    dag, warnings = _dag(tmp_path, monkeypatch)
+    assert dag.lists("newph") is None and dag.planning("newph") is None and dag.database("newph") is None
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "newph: the database list cannot be built, and database_list will stop on this (so will every job that needs "
+        "newph's images, a search of its photos too): 1 unreadable image(s)"
+    )
+    assert "broken.jpg: cannot decode" in warnings[0]
+
+
 def test_a_shortlist_shorter_than_a_ground_truth_database_is_refused_and_a_covering_one_named(tmp_path, monkeypatch):
     _photos(tmp_path / "data" / "coll", 6)
     (tmp_path / "data" / "coll" / "gnd.csv").write_text("query,positive\njpg/00.jpg,jpg/01.jpg\n")

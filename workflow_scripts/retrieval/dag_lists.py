@@ -75,6 +75,8 @@ class DagLists:
         except (OSError, ValueError) as e:
             # the jobs that do not need the lists (a database listed apart: its side) still run
             apart = self.plan.database_apart(ds)  # a plain folder or gnd.csv: its database is listed by database_list
+            if apart and self.database(ds) is None:
+                return None  # the database's own warning names the error: no job of ds runs (a search's photos too)
             self.warn(
                 f"{ds}: the image lists cannot be built, and image_lists will stop on this"
                 + (
@@ -120,7 +122,10 @@ class DagLists:
                 self.plan.dataset_dir(ds), ds, self.config["on_bad_image"], self.config["max_image_pixels"]
             )
         except (OSError, ValueError) as e:
-            self.warn(f"{ds}: the feature cache cannot plan the database before database_list runs ({e})")
+            self.warn(
+                f"{ds}: the database list cannot be built, and database_list will stop on this (so will every job that "
+                f"needs {ds}'s images, a search of its photos too): {e}"
+            )
             return None
 
     def _warn_beside_jpg(self, ds: str) -> None:
