@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from retrieval.data import gnd_formats
 from retrieval.data.datasets import build_image_lists
 from retrieval.data.gnd import load_ground_truth
 from retrieval.data.gnd_formats import DiskNames, read_gnd_csv, read_instre, relative_name
@@ -246,6 +247,39 @@ def test_every_bad_line_of_gnd_csv_is_named_in_one_error(tmp_path):
     assert "positive 'jpg/bb.jpg' is not a database image" in named[0] and "did you mean 'jpg/b.jpg'" in named[0]
     assert "kind 'medium'" in named[1] and "1 field(s)" in named[2]
     assert "query image 'queries/q9.jpg' not found" in named[3] and "already on line 8" in named[4]
+
+
+def test_a_bad_row_still_counts_for_the_rows_after_it(tmp_path):
+    # a review: a row that failed was not recorded, so what contradicts or repeats it came a run later
+    rows = (
+        "query,positive,kind\n"
+        "queries/q1.jpg,jpg/zz.jpg\n"  # 2: not a database image
+        "queries/q1.jpg,\n"  # 3: declared without positives, after a row with one
+        "queries/q2.jpg,jpg/a.jpg,medium\n"  # 4: an unknown kind
+        "queries/q2.jpg,jpg/a.jpg\n"  # 5: the same pair
+    )
+    root = _csv_dataset(tmp_path / "mine", rows, "query,x1,y1,x2,y2\nqueries/q1.jpg,1,2,x,4\nqueries/q1.jpg,1,2,3,4\n")
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    named = str(e.value).splitlines()[1:]
+    assert [n.split(": ")[0].rsplit(":", 1)[1] for n in named] == ["2", "3", "4", "5"]
+    assert "which has a positive on line 2" in named[1] and "is already on line 4" in named[3]
+    (root / "gnd.csv").write_text("query,positive\nqueries/q1.jpg,jpg/a.jpg\n")
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    assert "query_boxes.csv:3: a second box for query 'queries/q1.jpg' (the first is on line 2)" in str(e.value)
+
+
+def test_only_the_first_bad_positives_get_a_hint(tmp_path, monkeypatch):
+    # each hint searches the whole database (a review: 20 of them took minutes at 200,000 images)
+    calls = []
+    real = gnd_formats._close_positives
+    monkeypatch.setattr(gnd_formats, "_close_positives", lambda *a: calls.append(a) or real(*a))
+    rows = "query,positive\n" + "".join(f"queries/q1.jpg,jpg/b{i}.jpg\n" for i in range(12))
+    root = _csv_dataset(tmp_path / "mine", rows)
+    with pytest.raises(ValueError, match=r": 12 bad lines") as e:
+        build_image_lists(root, "mine")
+    assert len(calls) == gnd_formats.MAX_POSITIVE_HINTS and str(e.value).count("did you mean") == len(calls)
 
 
 def test_a_gnd_csv_with_many_bad_lines_names_twenty_and_counts_the_rest(tmp_path):

@@ -342,8 +342,9 @@ def _box_row(
     q = q if q in queries else by_nfc.get(_nfc(q), q)  # the same name with its accents encoded otherwise
     if q not in queries:
         raise ValueError(f"{where}: query {q!r} has no row in {GND_CSV}")
-    if q in boxes:
+    if q in first_line:
         raise ValueError(f"{where}: a second box for query {q!r} (the first is on line {first_line[q]})")
+    first_line[q] = line  # before its values are checked: a second box is one even where the first is bad
     empty = [c for c in ("x1", "y1", "x2", "y2") if not row[c]]
     if empty:
         raise ValueError(f"{where}: no value for {', '.join(empty)} (a box is x1,y1,x2,y2 in pixels)")
@@ -361,7 +362,7 @@ def _box_row(
             query_box(box, *size)
         except ValueError as e:
             raise ValueError(f"{where}: query {q!r}: {e}") from None
-    boxes[q], first_line[q] = box, line
+    boxes[q] = box
 
 
 def box_line(path: Path, query: str) -> int | None:
@@ -387,6 +388,10 @@ def _positives_listed(path: Path, query: str) -> set[str]:
     except ValueError:
         pass
     return out
+
+
+MAX_POSITIVE_HINTS = 5  # bad positives given the closest database names (difflib: 0.6 s a name at 20,000 images)
+MAX_POSITIVE_HINT_DB = 50_000  # a larger database gets none (9-14 s a name at 200,000)
 
 
 def _close_positives(path: Path, typed: str, q: str, p: str, db_index: dict[str, int]) -> list[str]:
@@ -437,6 +442,7 @@ def read_gnd_csv(
     declared_empty: dict[str, int] = {}  # query -> line of its row without a positive
     problems = LineErrors(path)
     missing_queries: set[str] = set()  # named once, on their first row
+    n_hinted = 0  # bad positives given a "did you mean" (each a search of the database: MAX_POSITIVE_HINTS)
     for line, row in _rows(
         path,
         ("query", "positive"),
@@ -479,27 +485,31 @@ def read_gnd_csv(
                     f"{where}: query {q!r} has a positive here but is declared without positives on line "
                     f"{declared_empty[q]}; remove that row"
                 )
-            if kind not in KINDS:
-                raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
             p = relative_name(row["positive"], where)
             p = p if p in db_index else db_nfc.get(_nfc(p), p)
             if p == q and kind == "junk" and q in db_index:  # what is done anyway: a query in the database is its junk
                 continue
+            # recorded before this row's checks, so that the rows after it are judged against it even when it is bad
+            # (every bad line is named in one run: a later "q1," row contradicts it, a later same pair repeats it)
+            first_positive.setdefault(q, line)
             if p == q:
                 raise ValueError(
                     f"{where}: query {q!r} is listed as its own positive (self-matches are ignored anyway): remove this row"
                 )
+            if (q, p) in seen:
+                raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
+            seen[q, p] = line
+            if kind not in KINDS:
+                raise ValueError(f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}")
             if p not in db_index:
-                close = [] if problems.full else _close_positives(path, typed, q, p, db_index)
+                hints = not problems.full and n_hinted < MAX_POSITIVE_HINTS and len(db_index) <= MAX_POSITIVE_HINT_DB
+                close = _close_positives(path, typed, q, p, db_index) if hints else []
+                n_hinted += hints
                 raise ValueError(
                     f"{where}: positive {p!r} is not a database image (the database is image_list.txt, "
                     f"or every image under jpg/; names are paths relative to {root})"
                     + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
                 )
-            if (q, p) in seen:
-                raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
-            seen[q, p] = line
-            first_positive.setdefault(q, line)
             labels[queries[q]][kind].append(db_index[p])
     problems.raise_if_any()
     if not queries:
