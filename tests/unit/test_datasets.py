@@ -395,6 +395,12 @@ def test_a_pickle_named_after_another_dataset_is_named_not_ignored(tmp_path):
     assert ground_truth_path(d, "roxford") == d / "gnd_roxford5k.pkl"  # the alias reads the canonical name
     (d / "gnd.csv").write_text("query,positive\n")  # another ground truth there: that one is read
     assert ground_truth_path(d, "oxford") == d / "gnd.csv"
+    # gnd.pkl (a new user's trial: rc 0, every image a query, metrics null, a "no ground truth" warning only)
+    p = tmp_path / "mine"
+    (p / "jpg").mkdir(parents=True)
+    (p / "gnd.pkl").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"mine: holds gnd\.pkl, but .* dataset 'mine' is read from gnd_mine\.pkl"):
+        ground_truth_path(p, "mine")
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets/landmarks-mini is absent")

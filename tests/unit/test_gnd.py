@@ -144,3 +144,31 @@ def test_a_query_twice_with_the_same_box_is_refused_and_other_keys_are_not_read(
     with caplog.at_level("WARNING"):
         load_ground_truth(p)
     assert "no query has a positive" in caplog.text
+
+
+def _as_json(d):
+    return {**d, "gnd": [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in g.items()} for g in d["gnd"]]}
+
+
+def test_a_hand_written_gnd_json_is_read_as_a_user_saves_it_and_its_traps_are_named(tmp_path, caplog):
+    """A new user's trial: a gnd.json saved by Notepad (byte-order mark) was refused; 'gnd' written as a dict was
+    named as "gnd[0]: expected a dict"; a query also in imlist lost AP to its self-match without a word."""
+    p = tmp_path / "gnd.json"
+    d = _as_json(revisitop_dict())
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(d).encode())
+    assert load_ground_truth(p).imlist == ["a", "b", "c"]
+    p.write_text(json.dumps({**d, "gnd": {"0": d["gnd"][0]}}))
+    with pytest.raises(ValueError, match=r"gnd\.json: 'gnd' must be a list, one entry per query; got dict$"):
+        load_ground_truth(p)
+    p.write_text(json.dumps({**d, "imlist": ["a", "b", "c", "q"]}))
+    with caplog.at_level("WARNING"):
+        load_ground_truth(p)
+    assert "1 queries are also database images (the same name in imlist)" in caplog.text and caplog.text.endswith(
+        "as gnd.csv does): q\n"
+    )
+    caplog.clear()
+    d["gnd"][0]["junk"] = [3]  # its own index as junk: ignored, as intended
+    p.write_text(json.dumps({**d, "imlist": ["a", "b", "c", "q"]}))
+    with caplog.at_level("WARNING"):
+        load_ground_truth(p)
+    assert "also database images" not in caplog.text

@@ -77,7 +77,8 @@ def ground_truth_path(dataset_dir: str | Path, name: str) -> Path | None:
     """The dataset's ground-truth file: the first of ``gnd.json``, ``gnd_{dataset}.pkl``, ``gnd.csv``,
     ``gnd_instre.mat``, GLDv2's files that exists, or None (a plain folder). When several exist, a warning names the
     one used and those ignored (a ``gnd.json`` left beside an edited ``gnd.csv`` wins over it). ValueError when
-    none exists but a ``gnd_*.pkl`` of another name does (``gnd_roxford5k.pkl`` in a folder ``oxford``)."""
+    none exists but a ``gnd_*.pkl`` of another name does (``gnd_roxford5k.pkl`` in a folder ``oxford``), or a
+    ``gnd.pkl``."""
     d = Path(dataset_dir)
     found = [
         c
@@ -140,9 +141,16 @@ def _warn_misnamed(folder: str, near: tuple[tuple[str, str], ...]) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _other_pickles(folder: str, mtime_ns: int) -> tuple[str, ...]:
-    """The ``gnd_*.pkl`` files of a folder, listed once per folder state (``mtime_ns``): a plan asks hundreds of
-    times, and a flat folder of 100k photos takes 0.1 s to list."""
-    return tuple(sorted(p.name for p in Path(folder).glob("gnd_*.pkl") if p.is_file()))
+    """The pickles of a folder named as a ground truth (``gnd_*.pkl``, and ``gnd.pkl`` or ``GND-x.pkl``: a new
+    user's ``gnd.pkl`` made the folder a plain one without a word), listed once per folder state (``mtime_ns``): a
+    plan asks hundreds of times, and a flat folder of 100k photos takes 0.1 s to list."""
+    return tuple(
+        sorted(
+            p.name
+            for p in Path(folder).iterdir()
+            if p.name.lower().startswith("gnd") and p.name.lower().endswith(".pkl") and p.is_file()
+        )
+    )
 
 
 @functools.cache
