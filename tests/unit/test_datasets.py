@@ -29,6 +29,10 @@ def test_query_box_rounds_like_pillow_and_clamps():
     # Python round() is half-to-even, as Pillow's crop uses: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2
     assert query_box([0.5, 1.5, 10.5, 20.5], 100, 100) == [0, 2, 10, 20]
     assert query_box([-3.2, -1, 120.7, 99.6], 100, 80) == [0, 0, 100, 80]
+    # fractions of the image (a new user's trial: [0.1, 0.2, 0.9, 0.8] cropped a query to one pixel, AP 0, silently)
+    with pytest.raises(ValueError, match=r"lies within \[0, 1\]: boxes are in pixels .*\(640x480\)$"):
+        query_box([0.1, 0.2, 0.9, 0.8], 640, 480)
+    assert query_box([0, 0, 1, 1], 2, 2) == [0, 0, 1, 1]  # an image of a few pixels: a one-pixel box may be meant
     with pytest.raises(ValueError, match="empty"):
         query_box([120, 10, 130, 20], 100, 100)
 

@@ -301,7 +301,15 @@ def query_box(bbx: list[float], width: int, height: int) -> list[int]:
     Rule: each coordinate is rounded with Python's ``round`` (half to even), exactly as Pillow's
     ``Image.crop`` does in revisitop's Python example, then clamped to the image (Pillow would pad the part
     outside with black instead; the two agree whenever the box lies inside the image).
+
+    Raises ValueError for a box empty inside the image, and for one within [0, 1] on an image larger than 8 pixels
+    (fractions of the image's size, as some tools write them: it cropped a query to about one pixel, silently).
     """
+    if max(bbx) <= 1.0 and max(width, height) > 8:  # x2 > x1 >= 0 within one pixel: fractions of the image's size
+        raise ValueError(
+            f"query box {list(bbx)} lies within [0, 1]: boxes are in pixels (x1, y1, x2, y2), not fractions of the "
+            f"image; multiply by its width and height ({width}x{height})"
+        )
     x1, y1, x2, y2 = (int(round(v)) for v in bbx)
     x1, x2 = min(max(x1, 0), width), min(max(x2, 0), width)
     y1, y2 = min(max(y1, 0), height), min(max(y2, 0), height)
