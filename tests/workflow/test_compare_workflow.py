@@ -20,6 +20,8 @@ def test_compare_table_holds_every_method_on_the_same_shortlist(compared):
     table = load_json(compared / "results" / "demo_compare.json")
     rows = {r["method"]: r for r in table["rows"]}
     assert list(rows) == METHODS and table["random_weights"] is False
+    # what it was made from, for the stale check that ends every run
+    assert table["artifacts"] == {**{f"result_{m}": f"results/demo_{m}.json" for m in METHODS}, "knn": table["knn"]}
     md = (compared / "results" / "demo_compare.md").read_text()
     knn = load_json(compared / "results" / "demo_global.json")["artifacts"]["knn"]
     for m in METHODS:

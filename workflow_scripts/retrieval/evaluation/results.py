@@ -327,16 +327,17 @@ def _report_inputs(path: Path) -> list[str]:
 
 def _published(results_dir: Path) -> Iterator[tuple[Path, list[str]]]:
     """(published file, the files it was made from) of every published file under ``results_dir``: the results
-    ``{dataset}_{method}.json`` and the searches ``search/{collection}/{photos}.json`` (their ``artifacts``), and the
-    reports ``report/{dataset}.html`` (their ``<meta>``). Files that are none of these, or cannot be read, are
-    passed over."""
-    for pattern, key in (("*.json", "method"), ("search/*/*.json", "collection")):
+    ``{dataset}_{method}.json``, the method tables ``{dataset}_compare.json`` and the searches
+    ``search/{collection}/{photos}.json`` (their ``artifacts``), and the reports ``report/{dataset}.html`` (their
+    ``<meta>``). Files that are none of these, or cannot be read, are passed over."""
+    for pattern, keys in (("*.json", ("method", "rows")), ("search/*/*.json", ("collection",))):
         for path in sorted(results_dir.glob(pattern)):
             try:
                 result = read_json(path)
             except (OSError, ValueError):
                 continue
-            if isinstance(result, dict) and key in result and isinstance(result.get("artifacts"), dict):
+            known = isinstance(result, dict) and any(k in result for k in keys)
+            if known and isinstance(result.get("artifacts"), dict):
                 yield path, sorted(v for v in result["artifacts"].values() if isinstance(v, str))
     for path in sorted(results_dir.glob("report/*.html")):
         try:
@@ -350,7 +351,8 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     (photos, ``gnd.csv`` or ``query_boxes.csv`` edited; the versions hash none of them) for another target, and the
     published file still holds the numbers, the indices or the neighbours of before. Published: the results
     ``{dataset}_{method}.json`` (the copies ``publish`` makes; made from the files under their ``artifacts``: the
-    lists, the neighbours, the baseline's or their own evaluation), the searches ``search/{collection}/{photos}.json``
+    lists, the neighbours, the baseline's or their own evaluation), the method tables ``{dataset}_compare.json``
+    (made from the published results they list), the searches ``search/{collection}/{photos}.json``
     (``publish_search``'s; made from the search's files and both sides' lists) and the reports
     ``report/{dataset}.html`` (made from the published results they show, the lists and the ground truth).
 
@@ -382,6 +384,12 @@ def stale_message(published: str, newer: str) -> str:
         return (
             f"{stem}.json (.csv, .html) is older than {newer}, which a later run re-computed in place: its neighbours "
             f"are from before; ask for it again (snakemake ... {stem}.html) to bring it up to date"
+        )
+    if published.endswith("_compare.json"):  # published with its .md
+        stem = published.removesuffix(".json")
+        return (
+            f"{stem}.json (.md) is older than {newer}, which a later run re-computed in place: its table is from "
+            f"before; ask for it again (snakemake ... {stem}.md) to bring it up to date"
         )
     what = "what it shows is" if published.endswith(".html") else "its numbers (and its ranking's indices) are"
     return (

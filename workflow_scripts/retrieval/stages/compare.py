@@ -21,6 +21,18 @@ def compare_stage(
         search = f.attrs.get("search_seconds")
     rows = compare_rows(results, None if search is None else float(search))
     random_weights = any(uses_random_weights(r) for r in results.values())
-    write_json(out_json, {"dataset": dataset, "knn": str(knn_path), "random_weights": random_weights, "rows": rows})
+    # artifacts: what the table was made from, so that a later run that publishes one of them again says this
+    # table is stale (retrieval.evaluation.results.stale_published)
+    artifacts = {**{f"result_{m}": str(p) for m, p in result_paths.items()}, "knn": str(knn_path)}
+    write_json(
+        out_json,
+        {
+            "dataset": dataset,
+            "knn": str(knn_path),
+            "random_weights": random_weights,
+            "rows": rows,
+            "artifacts": artifacts,
+        },
+    )
     with atomic_path(out_md) as tmp:
         Path(tmp).write_text(render_markdown(dataset, rows, random_weights))
