@@ -63,6 +63,12 @@ def test_missing_listed_image_is_named(tmp_path):
     (root / "jpg" / "b.jpg").unlink()
     with pytest.raises(FileNotFoundError, match=r"b\.jpg"):
         build_image_lists(root, "ds")
+    # the photo is there as a PNG (a new user's trial was offered another photo, 'lego_model_05.jpg'): that file
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(root / "jpg" / "b.png")
+    with pytest.raises(
+        FileNotFoundError, match=r"b\.jpg; did you mean 'b\.png' \(the same name with another suffix\)\?"
+    ):
+        build_image_lists(root, "ds")
 
 
 def test_a_ground_truth_left_beside_another_is_named_when_it_wins(tmp_path, caplog):

@@ -111,12 +111,21 @@ def nearest_sibling(path: Path, typed: str | None = None) -> str:
     suffix and a close stem (difflib's ratio at least 0.8 on the stems, hidden files left out), else "": a typo in a
     list file or gnd.csv is named with its fix. With ``typed`` (the name as the file wrote it, e.g.
     ``queries/doge_5.jpg``) the fix is written the same way (``queries/doge_05.jpg``), else as the bare file name.
-    A folder of more than MAX_SIBLINGS_COMPARED such files gets none (slow, and hashed names are close by chance)."""
+    A file of the same name with another suffix (``lego_02.png`` for ``lego_02.jpg``: revisitop's layout reads a
+    name without a suffix as .jpg) is named first, whatever the folder's size. A folder of more than MAX_SIBLINGS_COMPARED such files gets none (slow, and hashed names are close by chance)."""
     try:
         entries = os.listdir(path.parent)
     except OSError:
         return ""
     suffix = path.suffix.lower()
+
+    def fix_as(name: str) -> str:
+        return name if typed is None else posixpath.join(posixpath.dirname(typed.replace("\\", "/")), name)
+
+    # the same name with another suffix (lego_02.png where lego_02.jpg is read): that file, not a neighbour's
+    other = sorted(e for e in entries if Path(e).stem == path.stem and e != path.name and not e.startswith("."))
+    if other:
+        return f"; did you mean {fix_as(other[0])!r} (the same name with another suffix)?"
     stems = {
         Path(e).stem: e
         for e in entries
@@ -127,10 +136,7 @@ def nearest_sibling(path: Path, typed: str | None = None) -> str:
     near = difflib.get_close_matches(path.stem, list(stems), n=1, cutoff=0.8)
     if not near:
         return ""
-    fix = (
-        stems[near[0]] if typed is None else posixpath.join(posixpath.dirname(typed.replace("\\", "/")), stems[near[0]])
-    )
-    return f"; did you mean {fix!r}?"
+    return f"; did you mean {fix_as(stems[near[0]])!r}?"
 
 
 def check_comment(root: Path, field: str, where: str) -> None:
