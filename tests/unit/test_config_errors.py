@@ -40,6 +40,17 @@ def test_a_misspelt_key_is_named_with_its_path_and_the_closest_allowed_names():
     assert "  extract.sfit: unknown key; did you mean 'sift'?" in text
 
 
+def test_a_misspelt_value_of_a_list_of_choices_gets_the_closest_one():
+    # a new user's compare: {methods: [global, SV]}: a misspelt target gets a "did you mean", the same name here did not
+    text = describe_errors(_with(**{"compare.methods": ["global", "SV"], "ames.precision": "bfloat"}), SCHEMA)
+    assert "  compare.methods.1: 'SV' is not one of [" in text and "]; did you mean 'sv'?" in text
+    assert (
+        "  ames.precision: 'bfloat' is not one of ['auto', 'float32', 'bfloat16']; did you mean 'bfloat16' or 'float32'?"
+        in text
+    )
+    assert "did you mean" not in describe_errors(_with(**{"ames.precision": "half"}), SCHEMA)
+
+
 def test_a_key_in_another_case_and_a_dotted_key_get_what_was_meant():
     config = _with(sv={**DEFAULT["sv"]})
     config["extract"]["sift"]["K"] = 500

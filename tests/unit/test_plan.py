@@ -227,6 +227,11 @@ def test_unsupervised_fit_picks_the_fit_split():
     assert fit("cross", "demo") == BASE["training_split"]  # no pair: the training split
     assert fit("demo-val", "demo") == "demo-val"
     assert fit("roxford", "demo") == "roxford5k"
+    # a misspelt dataset folder gets the closest one (a new user's lmm for lm); a misspelt mode the mode
+    with pytest.raises(PlanError, match=r"unsupervised_fit: 'demo-vall' is not self, .*; did you mean 'demo-val'\?$"):
+        fit("demo-vall", "demo")
+    with pytest.raises(PlanError, match=r"; did you mean 'training'\?$"):
+        fit("trainig", "demo")
     # '{dataset}+1m' is fitted as its dataset: the distractors never fit anything
     assert fit("self", "roxford5k+1m") == "roxford5k"
     assert fit("cross", "rparis+1m") == "roxford5k"

@@ -59,6 +59,12 @@ def _line(error: jsonschema.ValidationError) -> str:
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"  {key}.{error.instance}: unknown key{hint} (allowed here: {', '.join(allowed)})"
     message = error.message
+    if error.validator == "enum" and isinstance(error.instance, str):  # a misspelt value: 'SV' for 'sv'
+        allowed = [str(a) for a in error.validator_value]
+        close = [a for a in allowed if a.lower() == error.instance.lower()]
+        close = close or difflib.get_close_matches(error.instance, allowed, n=2, cutoff=0.75)
+        if close:
+            message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
         message = f"{_short(error.instance)} is not valid ({error.validator}: {_short(error.validator_value)})"
     line = f"  {key}: {message}"

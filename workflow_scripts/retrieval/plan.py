@@ -360,7 +360,10 @@ class Plan:
         named = self.canonical(mode)
         known = named in DEMO_SPLITS or named in DOWNLOADABLE or named in GLDV2_DOWNLOADABLE
         if not known and not os.path.isdir(self.dataset_dir(named)):
+            root = self.config["data_root"]
+            folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             near = difflib.get_close_matches(str(mode).lower(), ["self", "training", "cross"], n=1)
+            near = near or difflib.get_close_matches(str(mode), folders + list(DEMO_SPLITS) + list(DOWNLOADABLE), n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise PlanError(
                 f"unsupervised_fit: {mode!r} is not self, training or cross, and no dataset folder "
