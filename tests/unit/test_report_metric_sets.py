@@ -124,6 +124,9 @@ def test_write_report_on_gldv2_results(tmp_path):
     assert "No ground truth: rankings only." in page and "green:" not in page
     # the last method listed is shown, not global (it hid the re-ranker asked for: a new user's trial)
     assert "Top 2 retrieved by ames (the last method listed: no metrics to choose by)" in page
+    # report.top above the database's size: the title says what is shown (it said "Top 50" over 36 images)
+    write_report(out, "g", *args, str(tmp_path / "lists.json"), str(tmp_path / "gnd.json"), 2, 50)
+    assert "Top 2 retrieved by ames" in out.read_text()
 
 
 def test_the_grid_is_read_at_the_chosen_geometric_weight():

@@ -380,7 +380,7 @@ def write_report(
     if gnd:
         parts += ["<h2>Per-query AP, baseline vs re-ranked</h2>", per_query_scatter(results)]
     parts += [
-        f"<h2>Top {top} retrieved by {html.escape(show)}"
+        f"<h2>Top {min(top, len(lists['db']))} retrieved by {html.escape(show)}"  # report.top above the database
         + (
             " (green: positive, red: negative, grey: junk)"
             if gnd
