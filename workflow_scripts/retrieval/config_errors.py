@@ -86,6 +86,12 @@ def _line(error: jsonschema.ValidationError) -> str:
             " (an empty value: a key with nothing after it, or nothing indented under it; give the value, or remove"
             " the key)"
         )
+    elif wanted == {"object"} and not isinstance(error.instance, (dict, str)):
+        # --config sv=5 (a number for a section): its keys go in a YAML file
+        line += (
+            f" (a section: set its keys, e.g. {key.rsplit('.', 1)[-1]}: {{key: value}}, in a YAML file passed with "
+            "--configfile)"
+        )
     elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
         line += (
             " (if it was given with --config: Snakemake reads a value there as a number, as True or False, or else"
