@@ -146,6 +146,10 @@ if config["extract"]["min_chunk_images"] > config["extract"]["max_chunk_images"]
         f"extract.min_chunk_images ({config['extract']['min_chunk_images']}) is above extract.max_chunk_images "
         f"({config['extract']['max_chunk_images']}): a pack cannot hold at least the one and at most the other"
     )
+# unsupervised_fit naming a dataset: checked before any job (planned in an input function, the error came wrapped
+# in Snakemake's InputFunctionException and its traceback)
+if config["unsupervised_fit"] not in ("self", "training", "cross"):
+    PLAN.fit_split(PLAN.train)
 TRAIN = PLAN.train
 VAL = PLAN.val
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"

@@ -427,6 +427,24 @@ def test_landmarks_mini_end_to_end(tiny_run, tmp_path):
             f"data_root={SHARED / 'datasets'}",
         )
         assert job_stats(dry.stdout) == planned, (change, dry.stdout[-2000:])
+    # a misspelt fit split is refused before any job, with the closest folder (a new user's trial got it wrapped in
+    # an InputFunctionException and its traceback)
+    (tmp_path / "misspelt.yaml").write_text("unsupervised_fit: landmarks-minii\n")
+    dry = snakemake(
+        tiny_run,
+        "-n",
+        "results/landmarks-mini_global.json",
+        "--configfile",
+        str(TINY),
+        str(tmp_path / "misspelt.yaml"),
+        "--config",
+        f"data_root={SHARED / 'datasets'}",
+        check=False,
+    )
+    text = dry.stdout + dry.stderr
+    assert dry.returncode != 0 and "InputFunctionException" not in text
+    assert "unsupervised_fit: 'landmarks-minii' is not self, training or cross" in text
+    assert "did you mean 'landmarks-mini'?" in text
 
 
 def test_revisitop_layout_with_pickle_and_alias(tiny_run, tmp_path):
