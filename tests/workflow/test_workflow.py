@@ -415,8 +415,12 @@ def test_landmarks_mini_end_to_end(tiny_run, tmp_path):
     # publish, whose fitted_on records the mode (both re-ran its evaluation in place, under the same version)
     (tmp_path / "seed.yaml").write_text("demo: {seed: 1}\n")
     (tmp_path / "named.yaml").write_text("unsupervised_fit: landmarks-mini\n")
-    for change, planned in (("seed.yaml", {}), ("named.yaml", {"publish": 1})):
-        dry = snakemake(
+    # a misspelt fit split is refused before any job, with the closest folder (a new user's trial got it wrapped in
+    # an InputFunctionException and its traceback)
+    (tmp_path / "misspelt.yaml").write_text("unsupervised_fit: landmarks-minii\n")
+
+    def dry_run(change, check=True):
+        return snakemake(
             tiny_run,
             "-n",
             "results/landmarks-mini_global.json",
@@ -425,22 +429,13 @@ def test_landmarks_mini_end_to_end(tiny_run, tmp_path):
             str(tmp_path / change),
             "--config",
             f"data_root={SHARED / 'datasets'}",
+            check=check,
         )
+
+    for change, planned in (("seed.yaml", {}), ("named.yaml", {"publish": 1})):
+        dry = dry_run(change)
         assert job_stats(dry.stdout) == planned, (change, dry.stdout[-2000:])
-    # a misspelt fit split is refused before any job, with the closest folder (a new user's trial got it wrapped in
-    # an InputFunctionException and its traceback)
-    (tmp_path / "misspelt.yaml").write_text("unsupervised_fit: landmarks-minii\n")
-    dry = snakemake(
-        tiny_run,
-        "-n",
-        "results/landmarks-mini_global.json",
-        "--configfile",
-        str(TINY),
-        str(tmp_path / "misspelt.yaml"),
-        "--config",
-        f"data_root={SHARED / 'datasets'}",
-        check=False,
-    )
+    dry = dry_run("misspelt.yaml", check=False)
     text = dry.stdout + dry.stderr
     assert dry.returncode != 0 and "InputFunctionException" not in text
     assert "unsupervised_fit: 'landmarks-minii' is not self, training or cross" in text
