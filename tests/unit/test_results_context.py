@@ -154,6 +154,54 @@ def test_a_published_search_older_than_its_collections_lists_is_stale(tmp_path, 
     assert "what it shows is from before" in stale_message("results/report/mine.html", "results/mine_sv.json")
 
 
+def test_a_published_result_is_stale_when_a_file_upstream_of_its_artifacts_was_re_computed(tmp_path, monkeypatch):
+    """A new user's trial: photos added to a collection, only a search asked for; it re-computed the collection's
+    global descriptors in place (not its knn file), and coll_global.json, n_db 30 against 37 photos, was not named.
+    What a file was made from is followed through the stages' manifests (inputs recorded per output)."""
+    monkeypatch.chdir(tmp_path)
+    files = ("results/knn/c/v1/knn.h5", "results/global/c/v2/db.h5", "results/lists/c/v3/db.json", "elsewhere/x.h5")
+    for name in files:
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text("")
+    write_json(  # knn.h5's manifest: its inputs, one nested in a list
+        "results/knn/c/v1/manifest.json",
+        {
+            "inputs": {"db": {"path": "results/global/c/v2/db.h5"}, "more": [{"path": "elsewhere/x.h5"}]},
+            "outputs": {"results/knn/c/v1/knn.h5": {}},
+        },
+    )
+    write_json(
+        "results/global/c/v2/db.manifest.json",
+        {"inputs": {"lists": {"path": "results/lists/c/v3/db.json"}}, "outputs": {"results/global/c/v2/db.h5": {}}},
+    )
+    write_json("results/lists/c/v3/db.manifest.json", {"inputs": {}, "outputs": {"results/lists/c/v3/db.json": {}}})
+    write_json("results/c_global.json", {"method": "global", "artifacts": {"knn": "results/knn/c/v1/knn.h5"}})
+    write_json("results/c_compare.json", {"rows": [], "artifacts": {"result_global": "results/c_global.json"}})
+    for name in files + ("results/knn/c/v1/manifest.json", "results/global/c/v2/db.manifest.json"):
+        os.utime(name, (1000, 1000))
+    os.utime("results/c_global.json", (2000, 2000))
+    os.utime("results/c_compare.json", (2500, 2500))
+    assert stale_published("results") == []
+    os.utime("results/lists/c/v3/db.json", (3000, 3000))  # two stages up: the collection listed again
+    assert stale_published("results") == [
+        ("results/c_compare.json", "results/lists/c/v3/db.json"),  # through the result it lists, then manifests
+        ("results/c_global.json", "results/lists/c/v3/db.json"),
+    ]
+    os.utime("results/global/c/v2/db.h5", (3000, 3000))  # one stage up: found first (breadth first)
+    assert stale_published("results")[1] == ("results/c_global.json", "results/global/c/v2/db.h5")
+    os.utime("results/lists/c/v3/db.json", (1000, 1000))
+    os.utime("results/global/c/v2/db.h5", (1000, 1000))
+    os.utime("elsewhere/x.h5", (3000, 3000))  # an input outside results/ counts; its own manifest is not looked for
+    assert stale_published("results")[1] == ("results/c_global.json", "elsewhere/x.h5")
+    os.utime("elsewhere/x.h5", (1000, 1000))
+    write_json(  # a manifest that does not name the file among its outputs is not the file's
+        "results/knn/c/v1/manifest.json",
+        {"inputs": {"db": {"path": "results/lists/c/v3/db.json"}}, "outputs": {"results/knn/c/v1/other.h5": {}}},
+    )
+    os.utime("results/lists/c/v3/db.json", (3000, 3000))
+    assert stale_published("results") == []
+
+
 def test_a_shortlist_shorter_than_the_re_rankers_setting_is_recorded_and_warned(caplog):
     """A new user's trial: knn.k 10 had sv verify 10 images a query while its JSON said sv.num_rerank 100."""
     with caplog.at_level("WARNING"):

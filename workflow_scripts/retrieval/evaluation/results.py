@@ -346,6 +346,31 @@ def _published(results_dir: Path) -> Iterator[tuple[Path, list[str]]]:
             continue
 
 
+def _manifest_inputs(path: Path) -> list[str]:
+    """The input files a stage's manifest records for ``path`` (``{stem}.manifest.json`` or ``manifest.json``
+    beside it, the one whose ``outputs`` name it; :class:`retrieval.runtime.Manifest`), or [] (no manifest, or not
+    readable: a root such as a database list, or a file of no stage)."""
+    for manifest in (path.parent / f"{path.stem}.manifest.json", path.parent / "manifest.json"):
+        try:
+            record = read_json(manifest)
+        except (OSError, ValueError):
+            continue
+        outputs = record.get("outputs") if isinstance(record, dict) else None
+        if not isinstance(outputs, dict) or not any(Path(o) == path for o in outputs):
+            continue
+        found: list[str] = []
+        stack: list[Any] = [record.get("inputs")]
+        while stack:  # inputs are {name: {"path": ...}} or lists of them, nested
+            item = stack.pop()
+            if isinstance(item, dict):
+                found += [v for k, v in item.items() if k == "path" and isinstance(v, str)]
+                stack += [v for k, v in item.items() if k != "path"]
+            elif isinstance(item, list):
+                stack += item
+        return sorted(found)
+    return []
+
+
 def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]]:
     """The published files older than a file they were made from: a later run re-computed that file in place
     (photos, ``gnd.csv`` or ``query_boxes.csv`` edited; the versions hash none of them) for another target, and the
@@ -356,23 +381,45 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     (``publish_search``'s; made from the search's files and both sides' lists) and the reports
     ``report/{dataset}.html`` (made from the published results they show, the lists and the ground truth).
 
+    "Made from" is transitive through the stages' manifests under ``results_dir``: a search that re-computed the
+    collection's global descriptors in place (photos added) leaves ``{collection}_global.json`` stale although its
+    knn file was not made again (a new user's trial: ``n_db`` 30 against 37 photos, not named). The files it names
+    come first, then their inputs, breadth first; the first newer one is returned.
+
     Returns ``(published, newer file)`` pairs, sorted within each kind; files that are not published files, that
     cannot be read, and files no longer on disk (another configuration's) are passed over. Reads each published file
-    once: called when a run ends."""
+    and each manifest once: called when a run ends."""
+    root = Path(results_dir).resolve()
+    published_files = list(_published(Path(results_dir)))
+    # file -> what it was made from: a published file's own list, else its manifest's inputs (memo)
+    inputs: dict[str, list[str]] = {str(path): made_from for path, made_from in published_files}
+
+    def upstream(name: str) -> list[str]:
+        if name not in inputs:
+            path = Path(name)
+            inputs[name] = _manifest_inputs(path) if path.resolve().is_relative_to(root) else []
+        return inputs[name]
+
     out = []
-    for path, made_from in _published(Path(results_dir)):
+    for path, made_from in published_files:
         try:
             published = path.stat().st_mtime
         except OSError:
             continue
-        for name in made_from:
+        queue, seen = list(made_from), set(made_from)
+        while queue:
+            name = queue.pop(0)
             try:
                 newer = Path(name).stat().st_mtime > published
-            except OSError:
-                continue
+            except OSError:  # gone (a temporary file, another configuration's): what it came from still counts
+                newer = False
             if newer:
                 out.append((str(path), name))
                 break
+            for parent in upstream(name):
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
     return out
 
 
