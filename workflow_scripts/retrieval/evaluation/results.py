@@ -397,7 +397,10 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     def upstream(name: str) -> list[str]:
         if name not in inputs:
             path = Path(name)
-            inputs[name] = _manifest_inputs(path) if path.resolve().is_relative_to(root) else []
+            try:  # never fails the run it ends: a link loop, an unreadable folder pass over the file
+                inputs[name] = _manifest_inputs(path) if path.resolve().is_relative_to(root) else []
+            except (OSError, RuntimeError, ValueError):
+                inputs[name] = []
         return inputs[name]
 
     out = []
