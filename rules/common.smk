@@ -641,5 +641,10 @@ def warn_stale_published():
     """When a run ends: name every published result that a file it names was re-computed after (in place, for
     another target), so nobody reads its old numbers as current (README, "A published file is as fresh as its last
     request")."""
-    for published, newer in stale_published("results"):
+    try:
+        stale = stale_published("results")
+    except Exception as e:  # a check at the end of a run never fails it (a malformed results file)
+        logger.warning(f"the check for stale published results failed ({type(e).__name__}: {e}); skipped")
+        return
+    for published, newer in stale:
         logger.warning(stale_message(published, newer))

@@ -191,9 +191,19 @@ def test_a_published_result_is_stale_when_a_file_upstream_of_its_artifacts_was_r
     assert stale_published("results")[1] == ("results/c_global.json", "results/global/c/v2/db.h5")
     os.utime("results/lists/c/v3/db.json", (1000, 1000))
     os.utime("results/global/c/v2/db.h5", (1000, 1000))
-    os.utime("elsewhere/x.h5", (3000, 3000))  # an input outside results/ counts; its own manifest is not looked for
-    assert stale_published("results")[1] == ("results/c_global.json", "elsewhere/x.h5")
-    os.utime("elsewhere/x.h5", (1000, 1000))
+    os.utime("elsewhere/x.h5", (3000, 3000))  # an input outside results/ is edited, not re-computed: not followed
+    assert stale_published("results") == []
+    write_json(  # an input recorded by its absolute path is followed like a relative one
+        "results/knn/c/v1/manifest.json",
+        {
+            "inputs": {"db": {"path": str(tmp_path / "results/global/c/v2/db.h5")}, "nul": {"path": "a\0b"}},
+            "outputs": {"results/knn/c/v1/knn.h5": {}},
+        },
+    )
+    os.utime("results/knn/c/v1/manifest.json", (1000, 1000))
+    os.utime("results/lists/c/v3/db.json", (3000, 3000))
+    assert stale_published("results")[1] == ("results/c_global.json", "results/lists/c/v3/db.json")
+    os.utime("results/lists/c/v3/db.json", (1000, 1000))
     write_json(  # a manifest that does not name the file among its outputs is not the file's
         "results/knn/c/v1/manifest.json",
         {"inputs": {"db": {"path": "results/lists/c/v3/db.json"}}, "outputs": {"results/knn/c/v1/other.h5": {}}},

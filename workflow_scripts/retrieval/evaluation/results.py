@@ -7,6 +7,7 @@ import csv
 import html
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,7 +357,8 @@ def _manifest_inputs(path: Path) -> list[str]:
         except (OSError, ValueError):
             continue
         outputs = record.get("outputs") if isinstance(record, dict) else None
-        if not isinstance(outputs, dict) or not any(Path(o) == path for o in outputs):
+        here = os.path.abspath(path)  # inputs are recorded relative or absolute
+        if not isinstance(outputs, dict) or not any(os.path.abspath(o) == here for o in outputs):
             continue
         found: list[str] = []
         stack: list[Any] = [record.get("inputs")]
@@ -381,7 +383,7 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     (``publish_search``'s; made from the search's files and both sides' lists) and the reports
     ``report/{dataset}.html`` (made from the published results they show, the lists and the ground truth).
 
-    "Made from" is transitive through the stages' manifests under ``results_dir``: a search that re-computed the
+    "Made from" is transitive through the stages' manifests, to the files under ``results_dir``: a search that re-computed the
     collection's global descriptors in place (photos added) leaves ``{collection}_global.json`` stale although its
     knn file was not made again (a new user's trial: ``n_db`` 30 against 37 photos, not named). The files it names
     come first, then their inputs, breadth first; the first newer one is returned.
@@ -395,13 +397,17 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     inputs: dict[str, list[str]] = {str(path): made_from for path, made_from in published_files}
 
     def upstream(name: str) -> list[str]:
+        """What ``name`` was made from, those files under ``results_dir`` only: a file outside it (``gnd.csv``, a
+        release file) is edited, not re-computed by a run, and an absolute path into another tree is not this one's."""
         if name not in inputs:
-            path = Path(name)
-            try:  # never fails the run it ends: a link loop, an unreadable folder pass over the file
-                inputs[name] = _manifest_inputs(path) if path.resolve().is_relative_to(root) else []
-            except (OSError, RuntimeError, ValueError):
-                inputs[name] = []
+            inputs[name] = [f for f in _manifest_inputs(Path(name)) if inside(f)] if inside(name) else []
         return inputs[name]
+
+    def inside(name: str) -> bool:
+        try:  # never fails the run it ends: a link loop, an unreadable folder or a NUL byte pass over the file
+            return Path(name).resolve().is_relative_to(root)
+        except (OSError, RuntimeError, ValueError):
+            return False
 
     out = []
     for path, made_from in published_files:
@@ -409,19 +415,19 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
             published = path.stat().st_mtime
         except OSError:
             continue
-        queue, seen = list(made_from), set(made_from)
+        queue, seen = list(made_from), {os.path.abspath(n) for n in made_from}
         while queue:
             name = queue.pop(0)
             try:
                 newer = Path(name).stat().st_mtime > published
-            except OSError:  # gone (a temporary file, another configuration's): what it came from still counts
+            except (OSError, ValueError):  # gone (a temporary file, another configuration's): its inputs still count
                 newer = False
             if newer:
                 out.append((str(path), name))
                 break
             for parent in upstream(name):
-                if parent not in seen:
-                    seen.add(parent)
+                if os.path.abspath(parent) not in seen:
+                    seen.add(os.path.abspath(parent))
                     queue.append(parent)
     return out
 
