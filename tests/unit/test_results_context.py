@@ -213,6 +213,9 @@ def test_a_published_result_is_stale_when_a_file_upstream_of_its_artifacts_was_r
     Path("results/loop").symlink_to("loop")  # a link loop among the named files is passed over, never raised
     write_json("results/c_global.json", {"method": "global", "artifacts": {"x": "results/loop/y.h5"}})
     assert stale_published("results") == [("results/c_compare.json", "results/c_global.json")]
+    Path("results/knn/c/v1/manifest.json").write_text("{")  # a malformed manifest: its file has no known inputs
+    write_json("results/c_global.json", {"method": "global", "artifacts": {"knn": "results/knn/c/v1/knn.h5"}})
+    assert stale_published("results") == [("results/c_compare.json", "results/c_global.json")]
 
 
 def test_a_shortlist_shorter_than_the_re_rankers_setting_is_recorded_and_warned(caplog):

@@ -388,9 +388,11 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     knn file was not made again (a new user's trial: ``n_db`` 30 against 37 photos, not named). The files it names
     come first, then their inputs, breadth first; the first newer one is returned.
 
-    Returns ``(published, newer file)`` pairs, sorted within each kind; files that are not published files, that
-    cannot be read, and files no longer on disk (another configuration's) are passed over. Reads each published file
-    and each manifest once: called when a run ends."""
+    Returns ``(published, newer file)`` pairs, sorted within each kind; files that are not published files, and
+    files that cannot be read, are passed over; a named file no longer on disk (a temporary one, another
+    configuration's) is not newer itself, but what its manifest names still counts. Reads each published file once
+    and each named file's manifest once (a ``manifest.json`` shared by several outputs once per output): called when
+    a run ends. Never raises for what it finds on disk (a link loop, a NUL byte in a path, a malformed manifest)."""
     root = Path(results_dir).resolve()
     published_files = list(_published(Path(results_dir)))
     # file -> what it was made from: a published file's own list, else its manifest's inputs (memo)
