@@ -4,6 +4,7 @@ and the inverted file kept in our HDF5 scoring exactly as the package's own inde
 import numpy as np
 import pytest
 
+from retrieval.runtime import write_json
 from retrieval.search.asmk import (
     ASMKConfig,
     ASMKIndex,
@@ -14,6 +15,9 @@ from retrieval.search.asmk import (
     read_ivf,
     write_ivf,
 )
+from retrieval.stages.asmk import asmk_search, build_asmk_ivf
+from retrieval.stores.global_store import read_featureless, read_neighbours
+from retrieval.stores.local_store import write_local_chunk
 
 D = 32
 
@@ -129,7 +133,7 @@ def test_ranking_ties_in_database_order_and_images_without_features_last():
 
 def test_a_query_without_descriptors_matches_nothing():
     c = _centroids()
-    index = _index(c, [c[:1] + 1, c[1:2] + 1], ASMKConfig())
+    index = _index(c, [c[:1] + 1, c[1:2] + 1], ASMKConfig().for_codebook(len(c)))
     assert (index.score(np.zeros((0, D), np.float32)) == 0).all()
 
 
@@ -155,3 +159,67 @@ def test_codebook_size_follows_the_descriptors_a_split_has():
     assert codebook_size(39 * 2, 8192) == 2
     with pytest.raises(ValueError, match="at least 39 per word"):
         codebook_size(50, 8192)
+
+
+def _local_store(path, per_image):
+    rows = [
+        {
+            "descriptors": x.astype(np.float16),
+            "xy": np.zeros((len(x), 2), np.float32),
+            "scale": np.ones(len(x), np.float32),
+            "weight": np.ones(len(x), np.float32),
+            "orientation": np.zeros(len(x), np.float32),
+            "image_size": np.array([10, 10], np.int32),
+        }
+        for x in per_image
+    ]
+    k = max(1, max(len(x) for x in per_image))
+    write_local_chunk(path, rows, k=k, dim=D, backbone="sift", row_start=0, n_total=len(rows))
+
+
+def test_a_multiple_assignment_beyond_a_small_codebook_is_capped_at_its_words(tmp_path, caplog):
+    """A collection's codebook of 4 words with asmk.multiple_assignment 5: faiss padded the fifth neighbour with word
+    -1, the inverted file was written with it and every search then failed on it. The stages cap the assignment at
+    the codebook (a warning names the key), score as multiple assignment 4 does, and record what they used; images
+    without descriptors are recorded in the knn file, so the results count them."""
+    rng = np.random.default_rng(5)
+    c = _centroids()
+    np.savez(tmp_path / "codebook.npz", centroids=c)
+    db = [c[i % 4] + rng.normal(size=(6, D)).astype(np.float32) for i in range(4)] + [np.zeros((0, D), np.float32)]
+    queries = [db[1][:3] + 0.1, np.zeros((0, D), np.float32)]
+    _local_store(tmp_path / "db.h5", db)
+    _local_store(tmp_path / "q.h5", queries)
+    write_json(
+        tmp_path / "lists.json",
+        {"query": [{"name": f"q{i}"} for i in range(2)], "db": [{"name": f"d{i}"} for i in range(5)]},
+    )
+    cfg = {
+        "binary": True,
+        "use_idf": False,
+        "multiple_assignment": {"db": 5, "query": 5},
+        "alpha": 3.0,
+        "similarity_threshold": 0.0,
+    }
+    with pytest.raises(ValueError, match="db multiple assignment 5 is beyond the codebook's 4 visual words"):
+        aggregate_images(c, db[0], np.zeros(6, np.int64), ASMKConfig.from_config(cfg))
+    with pytest.raises(ValueError, match="query multiple assignment 5 is beyond"):
+        ASMKIndex(c, aggregate_images(c, db[0], np.zeros(6, np.int64), ASMKConfig()), 1, ASMKConfig())
+    with caplog.at_level("WARNING"):
+        build_asmk_ivf(tmp_path / "db.h5", tmp_path / "codebook.npz", tmp_path / "ivf.h5", cfg, version="v")
+        asmk_search(
+            tmp_path / "q.h5", tmp_path / "ivf.h5", tmp_path / "codebook.npz", tmp_path / "lists.json",
+            tmp_path / "knn.h5", cfg, version="v",
+        )  # fmt: skip
+    assert "asmk.multiple_assignment.db 5 is beyond the 4 visual words" in caplog.text
+    assert "asmk.multiple_assignment.query 5" in caplog.text
+    capped = ASMKConfig(db_multiple_assignment=4, query_multiple_assignment=4)
+    arrays, _ = read_ivf(tmp_path / "ivf.h5", c, capped)
+    assert arrays["words"].min() >= 0
+    ids, sims, attrs = read_neighbours(tmp_path / "knn.h5")
+    expected = _index(c, db[:4], capped).score(queries[0].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(sims[0][:4], np.sort(expected)[::-1])
+    assert ids[0][-1] == 4 and np.isneginf(sims[0][-1])  # the database image without descriptors: no match
+    assert ids[1].tolist() == [0, 1, 2, 3, 4] and np.isneginf(sims[1]).all()  # the query without: as everywhere
+    assert (attrs["codebook_size"], attrs["db_multiple_assignment"], attrs["query_multiple_assignment"]) == (4, 4, 4)
+    q_none, db_none = read_featureless(tmp_path / "knn.h5", 2, 5)
+    assert q_none.tolist() == [False, True] and db_none.tolist() == [False] * 4 + [True]

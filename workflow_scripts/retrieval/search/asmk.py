@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,26 @@ class ASMKConfig:
             alpha=cfg["alpha"],
             similarity_threshold=cfg["similarity_threshold"],
         )
+
+    def for_codebook(self, k: int) -> ASMKConfig:
+        """These parameters on a codebook of ``k`` words: each multiple assignment at most ``k`` (faiss pads a
+        search for more neighbours than the index holds with word ``-1``, which the package would take for the last
+        word; a small collection's codebook can hold fewer words than ``asmk.multiple_assignment`` asks for)."""
+        return replace(
+            self,
+            db_multiple_assignment=min(self.db_multiple_assignment, int(k)),
+            query_multiple_assignment=min(self.query_multiple_assignment, int(k)),
+        )
+
+    def check_codebook(self, k: int, side: str) -> None:
+        """ValueError when ``side``'s (``db`` or ``query``) multiple assignment asks for more than the ``k`` words
+        there are (see :meth:`for_codebook`)."""
+        n = getattr(self, f"{side}_multiple_assignment")
+        if n > k:
+            raise ValueError(
+                f"{side} multiple assignment {n} is beyond the codebook's {k} visual words "
+                f"(ASMKConfig.for_codebook({k}) caps it)"
+            )
 
 
 def _codebook(centroids: np.ndarray):
@@ -135,7 +155,9 @@ def aggregate_images(
 
     desc: (M, D) float32; image_ids: (M,) int, non-decreasing. Returns ``codes`` (R, ceil(D/32)) uint32 (binary; bit
     order the package's: the first dimension in the highest bit) or (R, D) float32, ``words`` (R,) int32 and
-    ``images`` (R,) int32, one row per (image, word), images in order. Images without descriptors get no row."""
+    ``images`` (R,) int32, one row per (image, word), images in order. Images without descriptors get no row.
+    ValueError when ``cfg`` assigns database descriptors to more words than ``centroids`` holds (see :meth:`ASMKConfig.for_codebook`)."""
+    cfg.check_codebook(len(centroids), "db")
     _, kernel = _kernel(centroids, cfg)
     width = (desc.shape[1] + 31) // 32 if cfg.binary else desc.shape[1]
     if len(desc) == 0:
@@ -258,9 +280,11 @@ def read_ivf(path: str | Path, centroids: np.ndarray, cfg: ASMKConfig) -> tuple[
 class ASMKIndex:
     """Codebook, kernel and inverted file ready to score queries.
 
-    centroids: (k, D) float32; ivf_arrays: as :func:`aggregate_images`; n_images: database size."""
+    centroids: (k, D) float32; ivf_arrays: as :func:`aggregate_images`; n_images: database size. ValueError when
+    ``cfg`` assigns query descriptors to more words than ``centroids`` holds (see :meth:`ASMKConfig.for_codebook`)."""
 
     def __init__(self, centroids: np.ndarray, ivf_arrays: dict[str, np.ndarray], n_images: int, cfg: ASMKConfig):
+        cfg.check_codebook(len(centroids), "query")
         self.cfg = cfg
         self.codebook, self.kernel = _kernel(centroids, cfg)
         self.n_images = int(n_images)

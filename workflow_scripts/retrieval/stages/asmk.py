@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
+from retrieval.featureless import rank_featureless_last
 from retrieval.runtime import Manifest, atomic_path, read_json
 from retrieval.search.asmk import (
     ASMKConfig,
@@ -109,6 +110,26 @@ def load_centroids(path: str | Path) -> np.ndarray:
         return z["centroids"].astype(np.float32)
 
 
+def kernel_config(cfg: dict[str, Any], centroids: np.ndarray, codebook_path: str | Path) -> ASMKConfig:
+    """The ``asmk`` configuration on this codebook: a multiple assignment beyond its words (a small collection's
+    codebook is reduced to what its descriptors support) is capped at them, with a warning naming the key."""
+    asked = ASMKConfig.from_config(cfg)
+    conf = asked.for_codebook(len(centroids))
+    for side in ("db", "query"):
+        n = getattr(asked, f"{side}_multiple_assignment")
+        if n != getattr(conf, f"{side}_multiple_assignment"):
+            log.warning(
+                "asmk.multiple_assignment.%s %d is beyond the %d visual words of %s: each descriptor is assigned to "
+                "all %d",
+                side,
+                n,
+                len(centroids),
+                codebook_path,
+                len(centroids),
+            )
+    return conf
+
+
 def build_asmk_ivf(
     local_path: str | Path,
     codebook_path: str | Path,
@@ -119,8 +140,8 @@ def build_asmk_ivf(
 ) -> None:
     """The database's inverted file (see ``asmk_index.write_ivf``), aggregated ``block`` images at a time."""
 
-    conf = ASMKConfig.from_config(cfg)
     centroids = load_centroids(codebook_path)
+    conf = kernel_config(cfg, centroids, codebook_path)
     t0 = time.time()
     parts = []
     with open_local(local_path) as f:
@@ -162,10 +183,13 @@ def asmk_search(
 ) -> None:
     """Every query against the inverted file: the full ranking in the neighbours format (``ids``, ``sims`` = ASMK
     scores, ``-inf`` for database images without descriptors), with ``search_seconds`` (the query side:
-    quantisation, aggregation, inverted-file search and ranking), ``reads_seconds`` and ``build_seconds``."""
+    quantisation, aggregation, inverted-file search and ranking), ``reads_seconds``, ``build_seconds``, the
+    ``codebook_size`` and the multiple assignments used, and the images without features (``query_featureless``,
+    ``db_featureless``: a featureless query's row is then the database order, every score ``-inf``, as in every
+    other method's ranking; see featureless.py)."""
 
-    conf = ASMKConfig.from_config(cfg)
     centroids = load_centroids(codebook_path)
+    conf = kernel_config(cfg, centroids, codebook_path)
     arrays, attrs = read_ivf(ivf_path, centroids, conf)
     lists = read_json(lists_path)
     n_db = int(attrs["n_images"])
@@ -190,10 +214,15 @@ def asmk_search(
         t["search_seconds"],
         1000 * t["search_seconds"] / max(1, len(ids)),
     )
+    q_none = np.zeros(len(ids), bool)
+    q_none[t["queries_without_features"]] = True
+    db_none = arrays["n_words"] == 0
+    ids, sims = rank_featureless_last(ids, sims, q_none, db_none)
     write_neighbours(
         out_path,
         ids,
         sims,
+        featureless=(q_none, db_none),
         k=n_db,
         n_db=n_db,
         version=version,
@@ -202,6 +231,9 @@ def asmk_search(
         reads_seconds=t["reads_seconds"],
         build_seconds=float(attrs["build_seconds"]),
         queries_without_features=np.asarray(t["queries_without_features"], np.int64),
+        codebook_size=len(centroids),
+        db_multiple_assignment=conf.db_multiple_assignment,
+        query_multiple_assignment=conf.query_multiple_assignment,
     )
 
 
@@ -226,7 +258,11 @@ def evaluate_asmk(ctx: EvaluationContext, asmk_knn: str | Path, global_knn: str 
         first_stage_seconds=round(search, 6),
     )
     timing["ms_per_query"]["first_stage"] = round(1000 * search / max(1, n_q), 3)
-    empty = [int(i) for i in attrs.get("queries_without_features", [])]
+    used = {
+        key: int(attrs[key])
+        for key in ("codebook_size", "db_multiple_assignment", "query_multiple_assignment")
+        if key in attrs
+    }
     write_reranked_evaluation(
         ctx,
         "asmk",
@@ -237,7 +273,6 @@ def evaluate_asmk(ctx: EvaluationContext, asmk_knn: str | Path, global_knn: str 
         gnd,
         asmk_knn,
         timing=timing,
-        extra={"first_stage": {"method": "asmk", "knn": str(asmk_knn)}},
+        extra={"first_stage": {"method": "asmk", "knn": str(asmk_knn), **used}},
         artifacts={"baseline_knn": str(global_knn)},
-        flags={"queries_without_features": [lists["query"][i]["name"] for i in empty]},
     )
