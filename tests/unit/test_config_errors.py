@@ -48,6 +48,11 @@ def test_a_misspelt_value_of_a_list_of_choices_gets_the_closest_one():
         "  ames.precision: 'bfloat' is not one of ['auto', 'float32', 'bfloat16']; did you mean 'bfloat16' or 'float32'?"
         in text
     )
+    # ssp, a method but not one of the table's, says why (a new user's trial read the refusal as a bug)
+    text = describe_errors(_with(**{"compare.methods": ["global", "ssp"], "report.methods": ["ssp"]}), SCHEMA)
+    for key in ("compare.methods.1", "report.methods.0"):
+        assert f"  {key}: 'ssp' is not one of [" in text
+    assert text.count("; ssp is not compared on the global shortlist: its baseline is its light query") == 2
     assert "did you mean" not in describe_errors(_with(**{"ames.precision": "half"}), SCHEMA)
     # --config sv=5: a number for a section is told where a section's keys go
     text = describe_errors(_with(sv=5), SCHEMA)

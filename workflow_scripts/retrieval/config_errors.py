@@ -67,6 +67,11 @@ def _line(error: jsonschema.ValidationError) -> str:
             message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
         message = f"{_short(error.instance)} is not valid ({error.validator}: {_short(error.validator_value)})"
+    if error.validator == "enum" and error.instance == "ssp" and key.split(".")[0] in ("compare", "report"):
+        message += (
+            "; ssp is not compared on the global shortlist: its baseline is its light query descriptor without the "
+            "adapter (results/{dataset}_ssp.json holds that comparison)"
+        )
     line = f"  {key}: {message}"
     wanted = error.validator_value if error.validator == "type" else None
     wanted = {wanted} if isinstance(wanted, str) else set(wanted or [])

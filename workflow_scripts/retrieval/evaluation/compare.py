@@ -75,13 +75,36 @@ def uses_random_weights(result: dict[str, Any]) -> bool:
     return '"checkpoint": "random"' in json.dumps(result.get("hyperparameters", {}))
 
 
-def render_markdown(dataset: str, rows: list[dict[str, Any]], random_weights: bool = False) -> str:
+SHORTLIST_TITLES = {
+    "vlad": "the same global shortlist",
+    "backbone": "the same global shortlist (a deep backbone's global descriptor)",
+    "import": "the same global shortlist (imported global descriptors)",
+    "ames_nn": "the same shortlist (an AMES release file, shortlist.source: ames_nn)",
+    "asmk": "the same shortlist: the ASMK ranking (shortlist.source: asmk; the global row is that ranking)",
+}
+
+
+def shortlist_source(results: dict[str, dict[str, Any]]) -> str:
+    """``shortlist.source`` as the results record it (``hyperparameters.shortlist`` of ``global``, else
+    ``hyperparameters.global.shortlist`` of a re-ranker); ``vlad`` when none records it (older results)."""
+    for r in results.values():
+        hp = r.get("hyperparameters") or {}
+        for where in (hp, hp.get("global") or {}):
+            source = (where.get("shortlist") or {}).get("source")
+            if source:
+                return str(source)
+    return "vlad"
+
+
+def render_markdown(
+    dataset: str, rows: list[dict[str, Any]], random_weights: bool = False, shortlist: str = "vlad"
+) -> str:
     """The comparison of ``dataset`` as Markdown from :func:`compare_rows`: per method the headline metric's parts
     (E/M/H mAP, or mAP@100 Public/Private), the paired difference to global-only with its 95% bootstrap interval,
     milliseconds per query (first stage, reads, re-rank, total) and the seconds of work once per database; then the
     query and database counts and the devices; a bold warning first when ``random_weights``. ``rows`` must not be empty:
-    the first sets the metric and the counts."""
-    lines = [f"# {dataset}: methods on the same global shortlist", ""]
+    the first sets the metric and the counts. ``shortlist``: the ``shortlist.source`` they share (the title names it)."""
+    lines = [f"# {dataset}: methods on {SHORTLIST_TITLES.get(shortlist, SHORTLIST_TITLES['vlad'])}", ""]
     if random_weights:
         lines += ["**RANDOM WEIGHTS (checkpoint: random): a test of the machinery, not a result to report.**", ""]
     key = "mAP@100" if "mAP@100" in rows[0] else "mAP"
@@ -118,4 +141,9 @@ def render_markdown(dataset: str, rows: list[dict[str, Any]], random_weights: bo
         "search of the query's local descriptors, building the inverted file its work once per database; ames: "
         "preparing the database store, once per model). Parameters of each method: its results JSON.",
     ]
+    if shortlist == "asmk":
+        lines[-1] += (
+            " The global row is the ASMK ranking itself (its difference to global is 0 by construction); its "
+            "inverted file's cost once per database is on the asmk row."
+        )
     return "\n".join(lines) + "\n"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrieval.evaluation.compare import _check_same_shortlist, compare_rows, render_markdown, uses_random_weights
+from retrieval.evaluation.compare import (
+    _check_same_shortlist,
+    compare_rows,
+    render_markdown,
+    shortlist_source,
+    uses_random_weights,
+)
 from retrieval.runtime import atomic_path, open_h5, read_json, write_json
 
 
@@ -29,10 +35,11 @@ def compare_stage(
         {
             "dataset": dataset,
             "knn": str(knn_path),
+            "shortlist_source": shortlist_source(results),
             "random_weights": random_weights,
             "rows": rows,
             "artifacts": artifacts,
         },
     )
     with atomic_path(out_md) as tmp:
-        Path(tmp).write_text(render_markdown(dataset, rows, random_weights))
+        Path(tmp).write_text(render_markdown(dataset, rows, random_weights, shortlist_source(results)))
