@@ -504,6 +504,13 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     split = Plan(configured(data_root=str(tmp_path / "data"), training_split="demo-tran"))
     with pytest.raises(PlanError, match=r"^training_split: dataset 'demo-tran': .*did you mean 'demo-train'"):
         split.folder_source("demo-tran")
+    # so does SSP's anchor split (a new user's trial got the folder message without the key)
+    cfg = configured(data_root=str(tmp_path / "data"))
+    cfg["ssp"]["anchors"]["split"] = "landmarks-mni"
+    with pytest.raises(
+        PlanError, match=r"^ssp.anchors.split: dataset 'landmarks-mni': .*did you mean 'landmarks-mini'"
+    ):
+        Plan(cfg).folder_source("landmarks-mni")
 
 
 def test_ranks_every_image_follows_the_ground_truth_protocol(tmp_path):

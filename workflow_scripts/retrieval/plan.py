@@ -613,6 +613,8 @@ class Plan:
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             near = [] if moved else difflib.get_close_matches(ds, folders + known, n=2)
             role = {self.canonical(self.train): "training_split", self.canonical(self.val): "ames.validation_split"}
+            if self.config["ssp"]["anchors"]["split"]:
+                role.setdefault(self.canonical(self.config["ssp"]["anchors"]["split"]), "ssp.anchors.split")
             raise PlanError(
                 (f"{role[ds]}: " if ds in role else "")
                 + f"dataset '{ds}': folder {d} not found ("
