@@ -15,7 +15,7 @@ from retrieval.search.asmk import (
     read_ivf,
     write_ivf,
 )
-from retrieval.stages.asmk import asmk_search, build_asmk_ivf
+from retrieval.stages.asmk import asmk_search, build_asmk_ivf, fit_asmk_codebook
 from retrieval.stores.global_store import read_featureless, read_neighbours
 from retrieval.stores.local_store import write_local_chunk
 
@@ -223,3 +223,19 @@ def test_a_multiple_assignment_beyond_a_small_codebook_is_capped_at_its_words(tm
     assert (attrs["codebook_size"], attrs["db_multiple_assignment"], attrs["query_multiple_assignment"]) == (4, 4, 4)
     q_none, db_none = read_featureless(tmp_path / "knn.h5", 2, 5)
     assert q_none.tolist() == [False, True] and db_none.tolist() == [False] * 4 + [True]
+
+
+def test_a_collection_too_small_for_a_codebook_is_named_with_the_way_out(tmp_path):
+    """A folder of a few blank or tiny photos fitted on itself: the error names the store, the split and the key to
+    change (a new user's trial got '49 descriptors cannot make an ASMK codebook' and nothing else)."""
+    rng = np.random.default_rng(6)
+    _local_store(tmp_path / "db.h5", [rng.normal(size=(20, D)).astype(np.float32), np.zeros((0, D), np.float32)])
+    with pytest.raises(ValueError) as e:
+        fit_asmk_codebook(
+            tmp_path / "db.h5", tmp_path / "cb.npz", tmp_path / "m.json", k=8192, max_descriptors=1000, seed=0,
+            version="v", config={}, preset="test", training_split="three", local_version="l",
+        )  # fmt: skip
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path / 'db.h5'}: the ASMK codebook of three (2 images): 20 descriptors cannot")
+    assert message.endswith("(unsupervised_fit: training, or a dataset's name)")
+    assert not (tmp_path / "cb.npz").exists()

@@ -68,7 +68,13 @@ def fit_asmk_codebook(
     n_available = int(counts.sum())
     if len(x) > max_descriptors:
         x = x[np.sort(rng.choice(len(x), max_descriptors, replace=False))]
-    k_requested, k = k, codebook_size(len(x), k)
+    try:
+        k_requested, k = k, codebook_size(len(x), k)
+    except ValueError as e:  # a collection of a few blank or tiny photos fitted on itself
+        raise ValueError(
+            f"{local_path}: the ASMK codebook of {training_split} ({len(counts)} images): {e}; fit it on a larger "
+            "collection (unsupervised_fit: training, or a dataset's name)"
+        ) from None
     if k != k_requested:
         log.warning(
             "asmk codebook: %d descriptors of %s support %d words, not asmk.codebook.k %d (>= 39 per word)",
