@@ -110,9 +110,13 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
     # a state dict of something else: a bare KeyError 'mtc_token' (a new user's trial)
     torch.save({"state": {"foo": torch.zeros(2)}, "config": {}}, tmp_path / "other.pt")
     torch.save({"state": torch.zeros(2)}, tmp_path / "tensor_state.pt")
+    # a checkpoint cut short (an interrupted copy): torch said "OSError: [Errno 22] Invalid argument"
+    save_checkpoint(str(tmp_path / "whole.pt"), AMES(SMALL), {})
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:20_000])
     for name, why in (("notes.pt", "torch.load could not read it"), ("arrays.pt", "torch.load could not read it"),
                       ("dict.pt", "expected a dict with key 'state'"), ("other.pt", "no 'mtc_token'.*'foo'"),
-                      ("tensor_state.pt", "'state' is a Tensor")):  # fmt: skip
+                      ("tensor_state.pt", "'state' is a Tensor"),
+                      ("cut.pt", "a torch archive cut short or damaged, 20000 bytes .*: copy the file again")):  # fmt: skip
         with pytest.raises(ValueError, match=rf"{name}: not an AMES checkpoint \(.*{why}"):
             load_checkpoint(str(tmp_path / name))
     with pytest.raises(FileNotFoundError):

@@ -115,6 +115,17 @@ def test_nn_file_round_trip_and_validation(tmp_path):
     (tmp_path / "os.pkl").write_bytes(pickle.dumps(__import__("os").getcwd))  # a callable global: refused
     with pytest.raises(ValueError, match="is not allowed"):
         read_nn(tmp_path / "os.pkl", 3, 7)
+    # damaged files are named with their cause and the way out, not torch's advice to load with weights_only=False
+    # (a new user's truncated nn_sift.pkl) nor torch's own exception (a text file: KeyError 101; garbage: MemoryError)
+    (tmp_path / "cut.pkl").write_bytes((tmp_path / "nn.pkl").read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"cut.pkl: truncated \(200 bytes; .*copy the release file again") as e:
+        read_nn(tmp_path / "cut.pkl", 3, 7)
+    assert "weights_only` set to `False`" not in str(e.value)
+    for name, content in (("text.pkl", b"hello world\n" * 10), ("junk.pkl", b"\x80\x04\x95" + b"garbage" * 100)):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=rf"{name}: not a torch tensor") as e:
+            read_nn(tmp_path / name, 3, 7)
+        assert "file an issue" not in str(e.value)
 
 
 def test_release_lists_give_sizes_without_the_images(tmp_path):
@@ -153,8 +164,10 @@ def test_a_truncated_or_featureless_release_file_is_named(tmp_path):
     for read in (lambda: n_rows(path), lambda: read_rows(path, 0, 3)):
         with pytest.raises(
             ValueError, match=r"sift_gallery_local\.hdf5: unreadable HDF5 .*copy the release file again"
-        ):
+        ) as e:
             read()
+        # nothing chained tells the user to re-run a rule: none writes a release file (a new user's trial)
+        assert e.value.__cause__ is None and e.value.__suppress_context__
     with h5py.File(tmp_path / "other.hdf5", "w") as f:
         f["descriptors"] = np.zeros((2, 3))
     for read in (lambda: n_rows(tmp_path / "other.hdf5"), lambda: read_rows(tmp_path / "other.hdf5", 0, 1)):

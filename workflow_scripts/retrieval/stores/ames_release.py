@@ -71,7 +71,7 @@ def _open_release(path: str | Path) -> Any:
         raise ValueError(
             f"{path}: unreadable HDF5 file (truncated, or not HDF5: {cause}); copy the release file again, or "
             "export it again (results/export/ames/{dataset})"
-        ) from e
+        ) from None  # open_h5's message, chained, said to run again with -R: no rule writes a release file
 
 
 def _features(path: Path, f: Any) -> Any:
@@ -155,14 +155,19 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
         with warnings.catch_warnings():  # a plain pickle (AMES's, or this workflow's export) is not torch's zip format
             warnings.filterwarnings("ignore", message=".*pickle protocol.*", category=UserWarning)
             t = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+    except Exception as e:  # any unreadable content (a text file: KeyError; garbage: MemoryError)
         try:  # AMES writes them with pickle.dump and reads them with pickle.load (src/utils/utils.py: pickle_load)
             with open(path, "rb") as fh:
                 t = _TensorUnpickler(fh).load()
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as e2:
+        except Exception as e2:  # named below with the file, whatever the pickle's damage
+            if isinstance(e2, EOFError) or "truncated" in str(e2):
+                raise ValueError(
+                    f"{path}: truncated ({path.stat().st_size} bytes; its pickle ends early: an interrupted copy or "
+                    "download?): copy the release file again, or export it again (results/export/ames/{dataset})"
+                ) from None
             raise ValueError(
-                f"{path}: not a torch tensor that loads with weights_only=True ({e}) nor a plainly pickled one "
-                f"({e2}); AMES nn files are pickled torch tensors of shape (2, Nq, K)"
+                f"{path}: not a torch tensor that loads with weights_only=True ({torch_load_error(e)}) nor a plainly "
+                f"pickled one ({e2 or type(e2).__name__}); AMES nn files are pickled torch tensors of shape (2, Nq, K)"
             ) from e2
     if not torch.is_tensor(t):
         raise ValueError(f"{path}: holds a {type(t).__name__}, expected a torch tensor of shape (2, Nq, K)")
@@ -189,6 +194,16 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
         bad = np.flatnonzero((np.diff(sims, axis=1) > 1e-6).any(axis=1))
         raise ValueError(f"{path}: similarities of query rows {bad[:5].tolist()} are not sorted in descending order")
     return ids, sims.astype(np.float32)
+
+
+def torch_load_error(e: BaseException) -> str:
+    """The cause in a ``torch.load(..., weights_only=True)`` error, without torch's advice to load with
+    ``weights_only=False`` (never done here: such a file could run code) and its request to file an issue."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        return "refused by weights_only=True: " + " ".join(cause.split())
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 class _TensorUnpickler(pickle.Unpickler):

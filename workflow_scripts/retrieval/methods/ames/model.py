@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,12 @@ def save_checkpoint(path: str, model: AMES, provenance: dict[str, Any]) -> None:
         torch.save({"state": model.state_dict(), "config": model.cfg.to_dict(), "provenance": provenance}, fh)
 
 
+def cut_short_archive(path: str | Path) -> bool:
+    """True when ``path`` begins as a zip archive (torch.save's format) but is not a whole one: a truncated copy."""
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+
+
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: int = 2) -> tuple[AMES, dict[str, Any]]:
     """The model and its checkpoint dict from our checkpoints or the official ones (a dict with key ``state``;
     ``module.`` prefixes dropped), read with ``weights_only=True``; the architecture from our ``config`` or, for an
@@ -326,6 +333,11 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: 
             if isinstance(e, pickle.UnpicklingError)  # torch's message suggests weights_only=False: not here
             else f"{type(e).__name__}: {e}"
         )
+        if cut_short_archive(path):  # torch's OSError "Invalid argument" said nothing of it (a new user's trial)
+            detail = (
+                f"a torch archive cut short or damaged, {Path(path).stat().st_size} bytes without the zip directory "
+                "that ends one (an interrupted copy or download?): copy the file again"
+            )
         raise ValueError(f"{path}: not an AMES checkpoint (torch.load could not read it: {detail})") from None
     if not isinstance(ckpt, dict) or "state" not in ckpt:
         raise ValueError(f"{path}: not an AMES checkpoint (expected a dict with key 'state')")
