@@ -7,7 +7,15 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from retrieval.evaluation.report import _thumb, grid_at, metrics_table, precision_key, retrieved_images, write_report
+from retrieval.evaluation.report import (
+    _thumb,
+    grid_at,
+    metrics_table,
+    precision_key,
+    retrieved_images,
+    retrieved_names,
+    write_report,
+)
 from retrieval.evaluation.results import stale_published
 from retrieval.stages.search import contact_sheet
 
@@ -161,6 +169,26 @@ def test_an_unreadable_image_is_drawn_crossed_out_in_its_place(tmp_path, caplog)
     lists = {"query": [{"path": paths[1], "crop": None}], "db": [{"path": p} for p in paths]}
     page = retrieved_images(np.array([[1, 0, 2]]), lists, None, [0], 3)
     assert page.startswith("<img") and "base64" in page
+
+
+def test_the_retrieved_images_are_named_in_rank_order():
+    """The figure names no photo: a folder's report without ground truth could not be read (a new user's trial); the
+    table under it gives each query's top names in rank order, marked against the ground truth where there is one."""
+    lists = {
+        "query": [{"name": "q<0>"}, {"name": "q1"}],
+        "db": [{"name": f"barn_{i}.jpg"} for i in range(4)],
+    }
+    ranks = np.array([[2, 0, 3, 1], [1, 3, 0, 2]])
+    page = retrieved_names(ranks, lists, None, [0, 1], 3)
+    assert "<th>query</th><th>1</th><th>2</th><th>3</th></tr>" in page and "<th>4</th>" not in page
+    row = "<tr><td style='text-align:left'>q&lt;0&gt;</td>" + "".join(
+        f"<td style='text-align:left'>barn_{i}.jpg</td>" for i in (2, 0, 3)
+    )
+    assert row + "</tr>" in page
+    gnd = [{"easy": [0], "hard": [3], "junk": [2]}, {"easy": [1], "hard": [], "junk": []}]
+    page = retrieved_names(ranks, lists, gnd, [0], 4)
+    assert "barn_2.jpg (junk)</td><td style='text-align:left'>barn_0.jpg (+)" in page
+    assert "barn_3.jpg (+)</td><td style='text-align:left'>barn_1.jpg (-)</td></tr>" in page and "q1" not in page
 
 
 def test_the_search_sheet_shows_similarity_and_integer_inliers_and_names_featureless_photos(tmp_path):

@@ -31,6 +31,9 @@ def test_report_page(tiny_ames, tmp_path):
         m = load_json(tiny_ames / "results" / f"demo_{method}.json")["metrics"]["mAP"]
         row = re.search(rf"<tr><td>{method}</td><td>([\d.]+)</td><td>([\d.]+)</td><td>([\d.]+)</td>", page)
         assert row and [float(x) for x in row.groups()] == [round(m[p], 2) for p in "EMH"], method
+    # the retrieved photos by name, under the figure: the first query's row, in the shown method's order
+    lists = load_json(tiny_ames / load_json(tiny_ames / "results" / "demo_global.json")["artifacts"]["lists"])
+    assert f"<tr><td style='text-align:left'>{lists['query'][0]['name']}</td>" in page
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(pngs) >= 6
     for b in pngs:  # every figure decodes as a real, non-trivial image

@@ -307,6 +307,29 @@ def retrieved_images(
     return _img(_png(fig), "retrieved images")
 
 
+def retrieved_names(
+    ranks: np.ndarray, lists: dict[str, Any], gnd: list[dict[str, Any]] | None, queries: Sequence[int], top: int
+) -> str:
+    """The names under the thumbnails of :func:`retrieved_images`, as an HTML table: per query its name, then its top
+    ``top`` database names in rank order, each marked ``+`` positive, ``-`` negative or ``junk`` with ground truth
+    (a figure alone named no photo: a new user's report of a folder without ground truth could not be read)."""
+    top = min(top, ranks.shape[1])
+    head = "<tr><th>query</th>" + "".join(f"<th>{r}</th>" for r in range(1, top + 1)) + "</tr>"
+    rows = []
+    for q in queries:
+        g = gnd[q] if gnd else None
+        cells = []
+        for j in ranks[q, :top]:
+            name = html.escape(str(lists["db"][int(j)]["name"]))
+            if g is not None:
+                mark = "+" if j in g["easy"] or j in g.get("hard", ()) else "junk" if j in g.get("junk", ()) else "-"
+                name += f" ({mark})"
+            cells.append(f"<td style='text-align:left'>{name}</td>")
+        query = html.escape(str(lists["query"][q]["name"]))
+        rows.append(f"<tr><td style='text-align:left'>{query}</td>{''.join(cells)}</tr>")
+    return "<table class='retrieved'>" + head + "".join(rows) + "</table>"
+
+
 def benchmark_table(paths: Sequence[str]) -> str:
     """The per-rule table (:mod:`retrieval.evaluation.rule_times`) of the given ``benchmarks/<rule>/...`` files."""
     rows = summarise(paths, "benchmarks")
@@ -388,6 +411,8 @@ def write_report(
         )
         + "</h2>",
         retrieved_images(ranks, lists, gnd_list, queries, top),
+        "<p>The same rows by name (the database images in rank order):</p>",
+        retrieved_names(ranks, lists, gnd_list, queries, top),
     ]
     if curves_paths:
         parts += ["<h2>Training curves</h2>", training_curves({k: read_json(v) for k, v in curves_paths.items()})]
