@@ -125,7 +125,7 @@ def test_nn_file_round_trip_and_validation(tmp_path):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError, match=rf"{name}: not a torch tensor") as e:
             read_nn(tmp_path / name, 3, 7)
-        assert "file an issue" not in str(e.value)
+        assert "file an issue" not in str(e.value) and "()" not in str(e.value)  # an empty cause is named by type
 
 
 def test_release_lists_give_sizes_without_the_images(tmp_path):

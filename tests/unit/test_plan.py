@@ -18,7 +18,8 @@ GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
 # default config/config.yaml with this overlay (and validated by the schema), for the demo splits; the values
 # re-recorded from Plan when a version constant of retrieval/versions.py changed (FIT_VERSION 2: every key that
 # follows the whitening, Lw or SSP's fits moved, nothing before them; DECODER_VERSION 4: every key from the image
-# lists on, checked first to reproduce the file exactly at decoder version 3)
+# lists on, checked first to reproduce the file exactly at decoder version 3; ASMK_VERSION 2: the inverted file's
+# key and what follows it, ASMK's rankings and, under shortlist.source: asmk, the shortlist's)
 GOLDEN_CASES = json.loads(GOLDEN.read_text())
 
 

@@ -31,7 +31,7 @@ from retrieval.runtime import file_sha1, stable_hash
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
 from retrieval.stores.imports import find_import
-from retrieval.versions import BACKBONE_VERSIONS, DECODER_VERSION, FIT_VERSION, GENERATOR_VERSION
+from retrieval.versions import ASMK_VERSION, BACKBONE_VERSIONS, DECODER_VERSION, FIT_VERSION, GENERATOR_VERSION
 
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
@@ -1174,6 +1174,7 @@ class Plan:
                 "codebook": self.v_asmk_codebook(self.fit_split(ds)),
                 "binary": a["binary"],
                 "db_multiple_assignment": a["multiple_assignment"]["db"],
+                "asmk": ASMK_VERSION,
             }
         )
 

@@ -28,3 +28,10 @@ BACKBONE_VERSIONS = {"resnet": "2"}
 # Lw, SSP's anchors and SSP's query model (and, through them, what follows). 2: images without features (all-zero
 # global descriptors, featureless.py) are left out of the fits instead of entering them as zero vectors
 FIT_VERSION = "2"
+
+
+# Bump when ASMK's inverted file or search writes other content for the same configuration; it enters the inverted
+# file's version (and, through it, the search's and what follows). 2: a multiple assignment beyond the codebook's
+# words is capped at them (word -1 was written, and every search of the file failed), and the search records both
+# sides' images without features (a featureless query's row scored -inf; an older file left the evaluation with none)
+ASMK_VERSION = "2"

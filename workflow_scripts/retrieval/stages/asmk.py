@@ -116,23 +116,22 @@ def load_centroids(path: str | Path) -> np.ndarray:
         return z["centroids"].astype(np.float32)
 
 
-def kernel_config(cfg: dict[str, Any], centroids: np.ndarray, codebook_path: str | Path) -> ASMKConfig:
+def kernel_config(cfg: dict[str, Any], centroids: np.ndarray, codebook_path: str | Path, side: str) -> ASMKConfig:
     """The ``asmk`` configuration on this codebook: a multiple assignment beyond its words (a small collection's
-    codebook is reduced to what its descriptors support) is capped at them, with a warning naming the key."""
+    codebook is reduced to what its descriptors support) is capped at them, with a warning naming the key for the
+    ``side`` (``db`` or ``query``) this job assigns (each warning once per run)."""
     asked = ASMKConfig.from_config(cfg)
     conf = asked.for_codebook(len(centroids))
-    for side in ("db", "query"):
-        n = getattr(asked, f"{side}_multiple_assignment")
-        if n != getattr(conf, f"{side}_multiple_assignment"):
-            log.warning(
-                "asmk.multiple_assignment.%s %d is beyond the %d visual words of %s: each descriptor is assigned to "
-                "all %d",
-                side,
-                n,
-                len(centroids),
-                codebook_path,
-                len(centroids),
-            )
+    n = getattr(asked, f"{side}_multiple_assignment")
+    if n != getattr(conf, f"{side}_multiple_assignment"):
+        log.warning(
+            "asmk.multiple_assignment.%s %d is beyond the %d visual words of %s: each descriptor is assigned to all %d",
+            side,
+            n,
+            len(centroids),
+            codebook_path,
+            len(centroids),
+        )
     return conf
 
 
@@ -147,7 +146,7 @@ def build_asmk_ivf(
     """The database's inverted file (see ``asmk_index.write_ivf``), aggregated ``block`` images at a time."""
 
     centroids = load_centroids(codebook_path)
-    conf = kernel_config(cfg, centroids, codebook_path)
+    conf = kernel_config(cfg, centroids, codebook_path, "db")
     t0 = time.time()
     parts = []
     with open_local(local_path) as f:
@@ -195,7 +194,7 @@ def asmk_search(
     other method's ranking; see featureless.py)."""
 
     centroids = load_centroids(codebook_path)
-    conf = kernel_config(cfg, centroids, codebook_path)
+    conf = kernel_config(cfg, centroids, codebook_path, "query")
     arrays, attrs = read_ivf(ivf_path, centroids, conf)
     lists = read_json(lists_path)
     n_db = int(attrs["n_images"])

@@ -167,7 +167,7 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
                 ) from None
             raise ValueError(
                 f"{path}: not a torch tensor that loads with weights_only=True ({torch_load_error(e)}) nor a plainly "
-                f"pickled one ({e2 or type(e2).__name__}); AMES nn files are pickled torch tensors of shape (2, Nq, K)"
+                f"pickled one ({str(e2) or type(e2).__name__}); AMES nn files are pickled torch tensors of shape (2, Nq, K)"
             ) from e2
     if not torch.is_tensor(t):
         raise ValueError(f"{path}: holds a {type(t).__name__}, expected a torch tensor of shape (2, Nq, K)")
