@@ -272,3 +272,32 @@ write_rule_manifest(smk, "evaluate")
     made = Manifest("x", "v1", {})  # made before the work, as the stages do: timed from its creation
     made.write(tmp_path / "n.json")
     assert json.loads((tmp_path / "n.json").read_text())["timing"]["seconds"] < 1.0
+
+
+def test_every_torch_file_loader_names_the_cause_without_torchs_advice(tmp_path):
+    """A model or tensor file that torch cannot load, whoever loads it (a deep backbone's checkpoint here; AMES's
+    checkpoints and nn files in their tests): a copy cut short is named as one (torch said "OSError: [Errno 22]
+    Invalid argument"), a pickle of other objects as refused with its cause, without torch's advice to load it with
+    weights_only=False or to file an issue, and a text file as not a torch file."""
+    import pickle  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    from retrieval.features.deep import _read_state  # noqa: PLC0415
+
+    torch.save({"w": torch.zeros(64, 64)}, tmp_path / "whole.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:2000])
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"a": object()}, protocol=2))
+    (tmp_path / "text.pt").write_text("not a model\n")
+    for name, cause in (
+        ("cut.pt", r"a torch archive cut short or damaged, 2000 bytes .*: copy the file again\)$"),
+        (
+            "evil.pt",
+            r"refused by weights_only=True: Unsupported global: GLOBAL object was not an allowed global by default\. \(only",
+        ),
+        ("text.pt", r"not a torch file: its unpickler read Unsupported operand 110\)$"),
+    ):
+        with pytest.raises(ValueError, match=rf"{name}: not a loadable resnet state dict \({cause}") as e:
+            _read_state(str(tmp_path / name), "resnet")
+        assert not any(advice in str(e.value) for advice in ("set to `False`", "file an issue", "add_safe_globals"))
+    assert list(_read_state(str(tmp_path / "whole.pt"), "resnet")) == ["w"]

@@ -49,6 +49,11 @@ def test_asmk_results_contract_and_state_in_our_formats(asmk_run):
     t = res["timing"]["ms_per_query"]
     assert t["first_stage"] > 0 and t["rerank"] == 0 and res["timing"]["offline_seconds"] > 0
     assert res["hyperparameters"]["asmk"]["alpha"] == 3.0 and res["hyperparameters"]["global"]["fit_split"] == "demo"
+    # what was used, as the inverted file records it: the tiny preset's 64 words, assignments 1 and 5 (within them)
+    with h5py.File(asmk_run / res["artifacts"]["knn"], "r") as f:
+        words = int(f.attrs["codebook_size"])
+    assert res["first_stage"]["codebook_size"] == words == res["hyperparameters"]["asmk"]["codebook"]["k"]
+    assert (res["first_stage"]["db_multiple_assignment"], res["first_stage"]["query_multiple_assignment"]) == (1, 5)
     # nothing of ASMK is fitted on the training split: it is no hyperparameter, and changing it re-ran the
     # evaluation in place (a new user's trial)
     assert "training_split" not in res["hyperparameters"]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -488,6 +489,35 @@ def open_h5(path: str | os.PathLike):
             f"{path}: unreadable HDF5 file (truncated, or not HDF5: {e}); delete it and run again with "
             "-R <the rule that writes it> (the job's log names the rule)"
         ) from e
+
+
+def torch_load_problem(path: str | Path, e: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` raised ``e``, in a phrase that names the cause and the way out:
+    a zip archive (torch.save's format) cut short, where torch said ``OSError: [Errno 22] Invalid argument``; a file
+    that ``weights_only`` refused, with its cause but not torch's advice to load it with ``weights_only=False``
+    (never done here: such a file could run code), its request to file an issue or its allowlisting advice; else the exception's type and
+    first line (a text file: ``KeyError: 101``, or ``not a torch file`` where the unpickler met no pickle). Every loader of a model or tensor file names its file with it."""
+    try:
+        with open(path, "rb") as fh:
+            cut_short = fh.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+    except OSError:
+        cut_short = False
+    if cut_short:
+        return (
+            f"a torch archive cut short or damaged, {os.path.getsize(path)} bytes without the zip directory that ends "
+            "one (an interrupted copy or download?): copy the file again"
+        )
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        cause = " ".join(cause.split("Please use `torch.serialization", 1)[0].split())  # its allowlisting advice
+        if cause.startswith("Unsupported operand"):  # bytes that are no pickle at all (text, another format)
+            return f"not a torch file: its unpickler read {cause}"
+        return (
+            f"refused by weights_only=True: {cause} (only tensors and plain containers are read: anything else could "
+            "run code)"
+        )
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

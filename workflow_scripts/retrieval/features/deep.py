@@ -33,7 +33,7 @@ from retrieval.features.backbones.detector import Detector, no_detector
 from retrieval.features.backbones.pooling import RELUP_ALPHA, gem, rgem, sgem
 from retrieval.features.backbones.resnet import RF, ResNet, cvnet_gem_p, cvnet_to_torchvision
 from retrieval.features.backbones.vit import PATCH, DinoV2, ViTConfig
-from retrieval.runtime import resolve_device, state_digest
+from retrieval.runtime import resolve_device, state_digest, torch_load_problem
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _read_state(path: str, what: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - report the file whatever the unpickling error
-        raise ValueError(f"{p}: not a loadable {what} state dict ({e})") from e
+        raise ValueError(f"{p}: not a loadable {what} state dict ({torch_load_problem(p, e)})") from None
     for key in ("state", "model", "state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -263,11 +263,7 @@ def evaluate_asmk(ctx: EvaluationContext, asmk_knn: str | Path, global_knn: str 
         first_stage_seconds=round(search, 6),
     )
     timing["ms_per_query"]["first_stage"] = round(1000 * search / max(1, n_q), 3)
-    used = {
-        key: int(attrs[key])
-        for key in ("codebook_size", "db_multiple_assignment", "query_multiple_assignment")
-        if key in attrs
-    }
+    used = {key: int(attrs[key]) for key in ("codebook_size", "db_multiple_assignment", "query_multiple_assignment")}
     write_reranked_evaluation(
         ctx,
         "asmk",

@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from retrieval.runtime import atomic_path, open_h5
+from retrieval.runtime import atomic_path, open_h5, torch_load_problem
 
 SPLIT_FILES = {"db": "gallery", "query": "query"}
 
@@ -166,7 +166,7 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
                     "download?): copy the release file again, or export it again (results/export/ames/{dataset})"
                 ) from None
             raise ValueError(
-                f"{path}: not a torch tensor that loads with weights_only=True ({torch_load_error(e)}) nor a plainly "
+                f"{path}: not a torch tensor that loads with weights_only=True ({torch_load_problem(path, e)}) nor a plainly "
                 f"pickled one ({str(e2) or type(e2).__name__}); AMES nn files are pickled torch tensors of shape (2, Nq, K)"
             ) from e2
     if not torch.is_tensor(t):
@@ -194,16 +194,6 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
         bad = np.flatnonzero((np.diff(sims, axis=1) > 1e-6).any(axis=1))
         raise ValueError(f"{path}: similarities of query rows {bad[:5].tolist()} are not sorted in descending order")
     return ids, sims.astype(np.float32)
-
-
-def torch_load_error(e: BaseException) -> str:
-    """The cause in a ``torch.load(..., weights_only=True)`` error, without torch's advice to load with
-    ``weights_only=False`` (never done here: such a file could run code) and its request to file an issue."""
-    text = str(e)
-    if "WeightsUnpickler error:" in text:
-        cause = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
-        return "refused by weights_only=True: " + " ".join(cause.split())
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 class _TensorUnpickler(pickle.Unpickler):

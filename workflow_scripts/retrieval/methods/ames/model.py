@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from retrieval.runtime import atomic_path
+from retrieval.runtime import atomic_path, torch_load_problem
 
 
 @dataclass(frozen=True)
@@ -308,12 +307,6 @@ def save_checkpoint(path: str, model: AMES, provenance: dict[str, Any]) -> None:
         torch.save({"state": model.state_dict(), "config": model.cfg.to_dict(), "provenance": provenance}, fh)
 
 
-def cut_short_archive(path: str | Path) -> bool:
-    """True when ``path`` begins as a zip archive (torch.save's format) but is not a whole one: a truncated copy."""
-    with open(path, "rb") as fh:
-        return fh.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
-
-
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: int = 2) -> tuple[AMES, dict[str, Any]]:
     """The model and its checkpoint dict from our checkpoints or the official ones (a dict with key ``state``;
     ``module.`` prefixes dropped), read with ``weights_only=True``; the architecture from our ``config`` or, for an
@@ -327,17 +320,7 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", nhead: 
     except (RuntimeError, KeyError, EOFError, ValueError, OSError, pickle.UnpicklingError) as e:
         if isinstance(e, OSError) and not Path(path).is_file():
             raise
-        detail = (
-            "not a torch file, or one holding objects other than tensors and plain containers, refused unread as "
-            "they could run code"
-            if isinstance(e, pickle.UnpicklingError)  # torch's message suggests weights_only=False: not here
-            else f"{type(e).__name__}: {e}"
-        )
-        if cut_short_archive(path):  # torch's OSError "Invalid argument" said nothing of it (a new user's trial)
-            detail = (
-                f"a torch archive cut short or damaged, {Path(path).stat().st_size} bytes without the zip directory "
-                "that ends one (an interrupted copy or download?): copy the file again"
-            )
+        detail = torch_load_problem(path, e)
         raise ValueError(f"{path}: not an AMES checkpoint (torch.load could not read it: {detail})") from None
     if not isinstance(ckpt, dict) or "state" not in ckpt:
         raise ValueError(f"{path}: not an AMES checkpoint (expected a dict with key 'state')")
