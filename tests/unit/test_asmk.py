@@ -16,7 +16,7 @@ from retrieval.search.asmk import (
     write_ivf,
 )
 from retrieval.stages.asmk import asmk_search, build_asmk_ivf, fit_asmk_codebook
-from retrieval.stores.global_store import read_featureless, read_neighbours
+from retrieval.stores.global_store import read_featureless, read_first_stage, read_neighbours, write_neighbours
 from retrieval.stores.local_store import write_local_chunk
 
 D = 32
@@ -223,6 +223,19 @@ def test_a_multiple_assignment_beyond_a_small_codebook_is_capped_at_its_words(tm
     assert (attrs["codebook_size"], attrs["db_multiple_assignment"], attrs["query_multiple_assignment"]) == (4, 4, 4)
     q_none, db_none = read_featureless(tmp_path / "knn.h5", 2, 5)
     assert q_none.tolist() == [False, True] and db_none.tolist() == [False] * 4 + [True]
+    # what every results JSON reading this shortlist records as its first stage: the capped values, not the config's
+    assert read_first_stage(tmp_path / "knn.h5") == {
+        "method": "asmk",
+        "knn": str(tmp_path / "knn.h5"),
+        "codebook_size": 4,
+        "db_multiple_assignment": 4,
+        "query_multiple_assignment": 4,
+    }
+    write_neighbours(tmp_path / "vlad.h5", ids, sims, n_db=5, search="exact")
+    assert read_first_stage(tmp_path / "vlad.h5") is None
+    write_neighbours(tmp_path / "old.h5", ids, sims, n_db=5, search="asmk")  # an ASMK file without what it used
+    with pytest.raises(KeyError, match="old.h5: an ASMK ranking without codebook_size"):
+        read_first_stage(tmp_path / "old.h5")
 
 
 def test_a_collection_too_small_for_a_codebook_is_named_with_the_way_out(tmp_path):

@@ -124,6 +124,11 @@ def test_sv_reranks_an_asmk_shortlist(asmk_run, tmp_path):
     inl = h5py.File(wd / sv["artifacts"]["ranking"], "r")["inliers"][:]
     assert inl.shape == (glob["n_queries"], min(100, glob["n_db"])) and inl.max() > 0
     assert sv["versions"]["asmk_search"] == before["versions"]["asmk_search"]
+    # every method reading the ASMK shortlist records the words and assignments it was ranked with (global and sv
+    # had only the configuration's asmk.codebook.k, the most: a new user's trial); a VLAD shortlist records none
+    assert sv["first_stage"] == glob["first_stage"] == asmk["first_stage"]
+    assert glob["first_stage"]["codebook_size"] == 64 and glob["first_stage"]["knn"] == glob["artifacts"]["knn"]
+    assert "first_stage" not in load_json(asmk_run / "results" / "demo_global.json")
 
 
 def test_report_lists_asmk(asmk_run, tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 from retrieval.evaluation.metrics import bootstrap_difference, evaluate_ground_truth, headline
 from retrieval.featureless import rank_featureless_last
 from retrieval.runtime import atomic_path, read_json, write_json
-from retrieval.stores.global_store import read_featureless
+from retrieval.stores.global_store import read_featureless, read_first_stage
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,9 @@ def write_results(
     ``paired_difference`` (mean per-query AP difference x 100 with a 95% bootstrap interval of ``ctx.n_bootstrap``
     resamples, better / worse counts) and ``baseline_ap`` next to each query's AP. ``flags``: the images-without-
     features fields of :func:`without_features`. ``extra``: method-specific keys (AMES's ``chosen`` and ``grid``,
-    SSP's ``alongside``, ...), which may not replace a contract key."""
+    SSP's ``alongside``, ...), which may not replace a contract key. Where ``artifacts`` names a ``knn`` file that
+    ASMK ranked, ``first_stage`` records its codebook size and multiple assignments
+    (:func:`~retrieval.stores.global_store.read_first_stage`), for every method reading that shortlist."""
     dataset = ctx.dataset
     result: dict[str, Any] = {
         "dataset": dataset,
@@ -236,6 +238,10 @@ def write_results(
     if clash:
         raise ValueError(f"results of {method}: extra keys {sorted(clash)} would replace the contract's")
     result.update(extra or {})
+    if "knn" in artifacts:  # a shortlist ranked by ASMK (shortlist.source: asmk, or the asmk method) says so
+        first_stage = read_first_stage(artifacts["knn"])
+        if first_stage is not None:
+            result["first_stage"] = first_stage
     result.update(flags or {})
     result["hyperparameters"] = ctx.hyperparameters
     result["versions"] = ctx.versions

@@ -263,7 +263,6 @@ def evaluate_asmk(ctx: EvaluationContext, asmk_knn: str | Path, global_knn: str 
         first_stage_seconds=round(search, 6),
     )
     timing["ms_per_query"]["first_stage"] = round(1000 * search / max(1, n_q), 3)
-    used = {key: int(attrs[key]) for key in ("codebook_size", "db_multiple_assignment", "query_multiple_assignment")}
     write_reranked_evaluation(
         ctx,
         "asmk",
@@ -274,6 +273,5 @@ def evaluate_asmk(ctx: EvaluationContext, asmk_knn: str | Path, global_knn: str 
         gnd,
         asmk_knn,
         timing=timing,
-        extra={"first_stage": {"method": "asmk", "knn": str(asmk_knn), **used}},
         artifacts={"baseline_knn": str(global_knn)},
     )

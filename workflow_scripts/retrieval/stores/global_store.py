@@ -183,6 +183,26 @@ def read_neighbours(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
     return ids, sims, attrs
 
 
+FIRST_STAGE_ATTRS = ("codebook_size", "db_multiple_assignment", "query_multiple_assignment")
+
+
+def read_first_stage(path: str | Path) -> dict[str, Any] | None:
+    """What ranked a neighbours file when it is not a search of global descriptors: for an ASMK ranking (attribute
+    ``search`` = ``"asmk"``, written by ``asmk_search``) ``{"method": "asmk", "knn": path, "codebook_size",
+    "db_multiple_assignment", "query_multiple_assignment"}`` (ints: the words and assignments used, which can be
+    fewer than configured); ``None`` for any other file. FileNotFoundError / ValueError from
+    :func:`~retrieval.runtime.open_h5` for a missing or unreadable file; KeyError naming the file when an ASMK ranking
+    lacks one of these attributes."""
+    with open_h5(path) as f:
+        attrs = dict(f.attrs)
+    if attrs.get("search") != "asmk":
+        return None
+    missing = [a for a in FIRST_STAGE_ATTRS if a not in attrs]
+    if missing:
+        raise KeyError(f"{path}: an ASMK ranking without {', '.join(missing)}")
+    return {"method": "asmk", "knn": str(path), **{a: int(attrs[a]) for a in FIRST_STAGE_ATTRS}}
+
+
 def read_featureless(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np.ndarray]:
     """(query (Nq,) bool, db (n_db,) bool): the images without features a neighbours file records; none recorded
     (an imported shortlist, an older file) reads as all False."""
