@@ -131,6 +131,7 @@ rule evaluate_asmk:
         versions=lambda w: PLAN.asmk_versions(w.dataset),
         hyperparameters=lambda w: {
             "global": PLAN.global_hyperparameters(w.dataset),
+            **PLAN.local_hyperparameters(),
             "asmk": config["asmk"],
         },
         preset=PRESET,

@@ -57,6 +57,7 @@ rule descriptor_sweep:
         precision=config["ames"]["precision"],
         versions=lambda w: {
             **PLAN.versions(w.dataset),
+            **PLAN.local_versions(w.dataset),
             "ames_model": PLAN.v_ames_model(),
             "ames_binary_model": PLAN.v_ames_binary_model(),
         },

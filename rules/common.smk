@@ -216,8 +216,9 @@ def extraction_gpus(wildcards):
 
 
 def extraction_of(wildcards):
-    """(backbone, its configuration) of an extraction path {ver}: the local one, the shortlist's or SSP's light one."""
-    return PLAN.extraction_of(wildcards.dataset, wildcards.ver)
+    """(backbone, its configuration without device) of an extraction path {ver}: the local one, the shortlist's or
+    SSP's light one (Plan.extraction_params)."""
+    return PLAN.extraction_params(wildcards.dataset, wildcards.ver)
 
 
 def dataset_source(wildcards):

@@ -32,10 +32,15 @@ rule evaluate_sv:
         csv_top=config["evaluate"]["csv_top"],
         versions=lambda w: {
             **PLAN.versions(w.dataset),
+            **PLAN.local_versions(w.dataset),
             "evaluate": PLAN.v_sv(w.dataset),
             "global_evaluate": PLAN.v_eval(w.dataset),
         },
-        hyperparameters=lambda w: {"global": PLAN.global_hyperparameters(w.dataset), "sv": config["sv"]},
+        hyperparameters=lambda w: {
+            "global": PLAN.global_hyperparameters(w.dataset),
+            **PLAN.local_hyperparameters(),
+            "sv": config["sv"],
+        },
         preset=PRESET,
     script:
         "../workflow_scripts/evaluate_sv.py"

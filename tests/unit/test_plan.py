@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import with_overrides
@@ -590,8 +591,15 @@ def test_a_deep_backbones_weights_are_versioned_by_content_and_its_device_by_not
         plan = Plan(c)
         return plan.cache_key(backbone, c["extract"][backbone]), plan.v_local("demo", backbone)
 
+    def params(**overrides):  # what the extraction and merge jobs get as params (extraction_params)
+        c = with_overrides(cfg, **{f"extract.{backbone}.{k}": v for k, v in overrides.items()})
+        plan = Plan(c)
+        return plan.extraction_params("demo", plan.v_local("demo", backbone))
+
     first = keys()
     assert keys(device="cpu") == first and keys(device="cuda") == first  # where it runs, not what it computes
+    # nor the jobs' params: as one, the device re-ran every chunk and merge in place, and all after them (a trial)
+    assert params(device="cpu") == params() == params(device="cuda") and "device" not in params()[1]
     ck.write_bytes(b"seed 1 weights")  # saved over the same path
     os.utime(ck, ns=(1, 1))  # whatever its time says
     second = keys()
@@ -609,6 +617,12 @@ def test_a_deep_backbones_weights_are_versioned_by_content_and_its_device_by_not
         keys(checkpoint=str(ck))
     with pytest.raises(PlanError, match=rf"extract\.{backbone}\.detector: .* not found \(a folder"):
         keys(checkpoint=str(moved), detector=str(tmp_path))
+    with pytest.raises(PlanError, match=rf"extract\.{backbone}\.checkpoint: Random not found; did you mean random\?"):
+        keys(checkpoint="Random")
+    with pytest.raises(PlanError, match=rf"extract\.{backbone}\.checkpoint: None not found; did you mean null"):
+        keys(checkpoint="None")
+    with pytest.raises(PlanError, match=rf"extract\.{backbone}\.checkpoint is empty: name a weights file"):
+        keys(checkpoint="")
 
 
 def test_a_binary_fixed_point_moves_only_the_binary_evaluation():
@@ -622,3 +636,38 @@ def test_a_binary_fixed_point_moves_only_the_binary_evaluation():
     # a binary point equal to the shared one changes nothing that ames_binary computes
     same = Plan(configured(**fixed, **{"ames.fixed.binary": {"lambda": 0.5, "gamma": 0.2}}))
     assert same.v_eval_ames("demo", "ames_binary") == before.v_eval_ames("demo", "ames_binary")
+
+
+@NO_SHARED
+@pytest.mark.parametrize("source", ["backbone", "import"])
+def test_a_local_backbone_change_leaves_a_global_ranking_it_does_not_feed_alone(source, tmp_path):
+    """Under a resnet shortlist, switching the local backbone (what sv and AMES read) from sift to dinov2 re-ran
+    evaluate_global in place, its JSON published as stale, and again on switching back (a new user's trial): the
+    global evaluation recorded the local extraction. sv, AMES and ASMK, which read it, still record it."""
+    shortlist = (
+        {"shortlist.source": "backbone", "shortlist.backbone": "resnet", "extract.resnet.checkpoint": "random"}
+        if source == "backbone"
+        else {"shortlist.source": "import", "shortlist.import_dir": str(tmp_path)}
+    )
+    for ds_dir in ("landmarks-mini", "demo-train", "demo-val"):  # imported global descriptors (AMES reads its splits')
+        (tmp_path / ds_dir).mkdir()
+        for side in ("db", "query"):
+            np.save(tmp_path / ds_dir / f"{side}.npy", np.eye(4, dtype=np.float32))
+    base = configured(data_root=str(SHARED_DATASETS), **shortlist)
+    other = with_overrides(base, **{"extract.backbone": "dinov2", "extract.dinov2.checkpoint": "random"})
+    a, b = Plan(base), Plan(other)
+    ds = "landmarks-mini"
+    assert a.v_eval(ds) == b.v_eval(ds)
+    assert (a.versions(ds), a.global_hyperparameters(ds)) == (b.versions(ds), b.global_hyperparameters(ds))
+    assert "extract" not in a.versions(ds) and "extract" not in a.global_hyperparameters(ds)
+    for plan, backbone in ((a, "sift"), (b, "dinov2")):
+        assert plan.local_hyperparameters()["extract"]["backbone"] == backbone
+        assert plan.local_versions(ds) == {"extract": plan.v_local(ds)}
+        assert plan.ames_versions(ds, "ames")["extract"] == plan.v_local(ds)
+        assert plan.ames_hyperparameters(ds, "ames")["extract"]["backbone"] == backbone
+        assert plan.asmk_versions(ds)["extract"] == plan.v_local(ds)
+    assert a.v_sv(ds) != b.v_sv(ds) and a.v_eval_ames(ds, "ames") != b.v_eval_ames(ds, "ames")
+    # a VLAD shortlist reads the local descriptors: its global ranking records them, and sv adds nothing
+    vlad = Plan(configured(data_root=str(SHARED_DATASETS)))
+    assert vlad.versions(ds)["extract"] == vlad.v_local(ds) and vlad.local_hyperparameters() == {}
+    assert vlad.global_hyperparameters(ds)["extract"]["backbone"] == "sift"

@@ -68,7 +68,11 @@ def test_shortlist_and_local_descriptors_come_from_their_backbones(deep_run):
         g = f["descriptors"][:]
     assert g.shape[1] == 24 and np.allclose(np.linalg.norm(g, axis=1), 1, atol=1e-5)  # the CVNet-style fc head
     assert (wd / knn).is_file()
-    local = wd / f"results/local/demo/{res['versions']['extract']}/db/local.h5"
+    sv = load_json(wd / "results" / "demo_sv.json")
+    # the global ranking is the resnet's: it records no local extraction (which sv and AMES read, and record)
+    assert "extract" not in res["versions"] and "extract" not in res["hyperparameters"]
+    assert sv["hyperparameters"]["extract"]["backbone"] == "dinov2"
+    local = wd / f"results/local/demo/{sv['versions']['extract']}/db/local.h5"
     with h5py.File(local, "r") as f:
         assert f.attrs["backbone"] == "dinov2" and f["descriptors"].shape[1:] == (64, 32)
         assert f["global"].shape[1] == 32
@@ -84,7 +88,7 @@ def test_shortlist_and_local_descriptors_come_from_their_backbones(deep_run):
 def test_extraction_is_identical_across_runs(deep_run):
 
     wd, _ = deep_run
-    res = load_json(wd / "results" / "demo_global.json")
+    res = load_json(wd / "results" / "demo_sv.json")
     chunk = wd / f"results/local/demo/{res['versions']['extract']}/query/chunk_1.h5"
     lists = wd / f"results/lists/demo/{res['versions']['image_lists']}/lists.json"
     again = wd / "again.h5"
@@ -93,6 +97,21 @@ def test_extraction_is_identical_across_runs(deep_run):
         for name in ("descriptors", "xy", "weight", "global"):
             np.testing.assert_array_equal(a[name][:], b[name][:])
         assert "random (seed 0)" in a.attrs["model"]
+
+
+def test_the_local_backbone_and_the_device_re_run_nothing_they_do_not_change(deep_run, tmp_path):
+    """A new user's trial: switching the local backbone (read by sv and AMES) re-ran the resnet shortlist's
+    evaluate_global in place and published it as stale, on every switch; naming the device `auto` for `cpu` re-ran
+    every merge and all that follows (the device was a param of the extraction jobs, though in no version)."""
+    wd, _ = deep_run
+    sift = tmp_path / "sift.yaml"
+    sift.write_text(yaml.safe_dump({"extract": {"backbone": "sift"}}))
+    dry = snakemake(wd, "-n", "results/demo_global.json", "--configfile", str(TINY), str(wd / "deep.yaml"), str(sift))
+    assert "Nothing to be done" in dry.stdout, dry.stdout[-3000:]
+    auto = tmp_path / "auto.yaml"
+    auto.write_text(yaml.safe_dump({"extract": {b: {"device": "auto"} for b in ("dinov2", "resnet")}}))
+    dry = snakemake(wd, "-n", *TARGETS, "--configfile", str(TINY), str(wd / "deep.yaml"), str(auto))
+    assert "Nothing to be done" in dry.stdout, dry.stdout[-3000:]
 
 
 def test_random_weights_are_flagged_in_the_table(deep_run):

@@ -143,8 +143,15 @@ def _weights_sha1(key: str, path: str) -> str:
     """The SHA-1 of a weights file (hashed once per process: about 0.4 s for DINOv2 ViT-B/14's 350 MB); PlanError
     naming ``key`` where it is not a file."""
     p = os.path.expanduser(path)
+    if not path.strip():
+        raise PlanError(f"{key} is empty: name a weights file, or write null (none) or random (tests)")
     if not os.path.isfile(p):
-        raise PlanError(f"{key}: {path} not found" + (" (a folder: name the file in it)" if os.path.isdir(p) else ""))
+        hint = ""
+        if os.path.isdir(p):
+            hint = " (a folder: name the file in it)"
+        elif path.strip().lower() in ("random", "none", "null"):  # a keyword in another spelling
+            hint = f"; did you mean {'random' if path.strip().lower() == 'random' else 'null (no file)'}?"
+        raise PlanError(f"{key}: {path} not found{hint}")
     st = os.stat(p)
     ident = (os.path.realpath(p), st.st_size, st.st_mtime_ns)
     if ident not in _WEIGHTS_SHA1:
@@ -510,7 +517,7 @@ class Plan:
         out = {
             "demo_data": self.demo_version(ds, *([self.fit_split(ds)] if vlad_or_asmk else [])),
             "image_lists": self.v_lists(ds),
-            "extract": self.v_local(ds),
+            **(self.local_versions(ds) if self.ranked_by_local() else {}),
         }
         if source == "asmk":
             out.update(
@@ -735,6 +742,22 @@ class Plan:
             out["ssp"] = {"split": self.ssp_split(), "data": "database images, no labels"}
         return out
 
+    def ranked_by_local(self):
+        """Whether the first stage reads the local descriptors (extract.backbone's): a VLAD or ASMK shortlist; a
+        backbone's global descriptors, imported ones or an AMES nn file do not."""
+        return self.shortlist_backbone() is None and self.config["shortlist"]["source"] not in ("import", "ames_nn")
+
+    def local_versions(self, ds):
+        """The local descriptors' version, for an evaluation that reads them (sv, AMES, ASMK): ``{"extract": v}``."""
+        return {"extract": self.v_local(ds)}
+
+    def local_hyperparameters(self):
+        """The local extraction's settings for an evaluation that reads them (sv, AMES, ASMK) where the global
+        ranking's settings do not hold them already (:meth:`global_hyperparameters`): ``{"extract": ...}`` or ``{}``.
+        Under a backbone, imported or nn-file shortlist the global evaluation recorded the local extraction too, so
+        changing it alone re-ran that evaluation in place (a new user's trial)."""
+        return {} if self.ranked_by_local() else {"extract": self.extract_config()}
+
     def global_hyperparameters(self, ds=None, space=None):
         """The global ranking's settings, recorded by every evaluation: what its version covers, no more (they are
         the jobs' params: ``unsupervised_fit`` itself is left out, as two modes with the same ``fit_split`` re-ran the
@@ -754,7 +777,6 @@ class Plan:
         if self.config["shortlist"]["source"] == "ames_nn":
             return {
                 "crop_queries": self.config["crop_queries"],
-                "extract": self.extract_config(),
                 "shortlist": {k: self.config["shortlist"][k] for k in ("source", "import_dir", "nn_file")},
                 "evaluate": self.evaluate_settings(),
             }
@@ -766,7 +788,6 @@ class Plan:
             )
             return {
                 "crop_queries": self.config["crop_queries"],
-                "extract": self.extract_config(),
                 "shortlist": sl,
                 "knn": self.knn_identity(),
                 "evaluate": self.evaluate_settings(),
@@ -984,7 +1005,7 @@ class Plan:
         )
 
     def ames_versions(self, ds, method):
-        out = self.versions(ds)
+        out = {**self.versions(ds), **self.local_versions(ds)}
         trained = () if self.ames_checkpoint(method) else (self.train,)
         selected = (self.val,) if self.config["ames"]["select"] == "validation" else ()
         out["demo_data"] = out["demo_data"] or self.demo_version(*trained, *selected)
@@ -1026,7 +1047,7 @@ class Plan:
             "model",
             "train",
         )
-        out = {"global": self.global_hyperparameters(ds), **{k: a[k] for k in keys}}
+        out = {"global": self.global_hyperparameters(ds), **self.local_hyperparameters(), **{k: a[k] for k in keys}}
         if self.ames_geometry():
             out.update({"geometry": a["geometry"], "sv": self.config["sv"]})
         if self.ames_checkpoint(method):
@@ -1208,6 +1229,7 @@ class Plan:
         base = self.versions(ds)
         return {
             **base,
+            **self.local_versions(ds),
             "demo_data": base["demo_data"] or self.demo_version(self.fit_split(ds)),  # its codebook's images
             "asmk_codebook": self.v_asmk_codebook(self.fit_split(ds)),
             "asmk_ivf": self.v_asmk_ivf(ds),
@@ -1307,6 +1329,14 @@ class Plan:
 
     def search_knn_path(self, collection, photos):
         return fill(SEARCH_KNN, collection=collection, photos=photos, ver=self.v_search_knn(collection, photos))
+
+    def extraction_params(self, ds, ver):
+        """(backbone, its configuration without ``device``) of the extraction with version ``ver``: the extraction
+        and merge jobs' params. ``device`` (where a deep backbone runs) is in no version, so as a param it re-ran
+        every extraction chunk or merge in place, and all that follows, when it alone changed (``cpu`` for
+        ``auto``: a new user's trial); the extraction job reads it from the configuration."""
+        backbone, cfg = self.extraction_of(ds, ver)
+        return backbone, {k: v for k, v in cfg.items() if not (backbone in DEEP_BACKBONES and k == "device")}
 
     def extraction_of(self, ds, ver):
         """(backbone, its configuration) of the extraction with version ``ver``: the local one, the shortlist's or

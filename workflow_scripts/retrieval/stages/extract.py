@@ -37,6 +37,14 @@ def shared_query_rows(lists: dict[str, Any]) -> dict[int, int]:
     return {i: db_row[q["path"]] for i, q in enumerate(lists["query"]) if q.get("crop") is None and q["path"] in db_row}
 
 
+def device_of(backbone: str, config: dict[str, Any]) -> dict[str, str]:
+    """``{"device": extract.{backbone}.device}`` for a backbone that runs on a device (dinov2, resnet), else ``{}``:
+    merged into the configuration an extraction job gets as its params, which leave the device out (it is in no
+    version, and as a param it re-ran the extraction in place when it alone changed)."""
+    section = config["extract"].get(backbone)
+    return {"device": section["device"]} if isinstance(section, dict) and "device" in section else {}
+
+
 def extract_local_chunk(
     lists_path: str | Path,
     split: str,
