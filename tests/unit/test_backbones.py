@@ -242,7 +242,8 @@ def test_extraction_loads_saved_checkpoints_and_is_deterministic(tmp_path, backb
     np.testing.assert_array_equal(g4, loaded.extract(img)[1])  # the detector changes local descriptors only
     assert not np.array_equal(row4["descriptors"], loaded.extract(img)[0]["descriptors"])
     if backbone == "resnet":  # a CVNet checkpoint loads through the key mapping
-        torch.save({"model": _cvnet_names(ex.net.state_dict())}, tmp_path / "cvnet.pth")
+        # as CVNet saves it (pycls's checkpoint: the state dict under 'model_state', beside the epoch; it was refused)
+        torch.save({"epoch": 10, "model_state": _cvnet_names(ex.net.state_dict())}, tmp_path / "cvnet.pth")
         cv = DeepExtractor(DeepConfig.from_dict(backbone, {**cfg, "checkpoint": str(tmp_path / "cvnet.pth")}))
         np.testing.assert_array_equal(cv.extract(img)[1], loaded.extract(img)[1])
         # GeM+ off: CVNet's own learned p (SuperGlobal's "modules off"), not a fixed 3 (until 2026-12-02)
@@ -268,9 +269,26 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         DeepExtractor(DeepConfig.from_dict("dinov2", cfg))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "missing.pth")}))
-    (tmp_path / "text.pth").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="text.pth"):
-        DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "text.pth")}))
+    for text in ("not a checkpoint", "hello", "this is not a checkpoint"):  # torch: KeyError: 101, IndexError: pop...
+        (tmp_path / "text.pth").write_text(text)
+        with pytest.raises(
+            ValueError, match=r"text.pth: not a loadable dinov2 state dict \(not a torch file: it starts"
+        ):
+            DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "text.pth")}))
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pth: not a loadable dinov2 state dict \(an empty file"):
+        DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "empty.pth")}))
+    # the right names in other shapes (a wider model: a ViT-S file under variant vitb14): torch raised a RuntimeError
+    # listing every tensor, without the file; one line names the file and the first shapes
+    wider = DeepExtractor(
+        DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": "random", "model": {**TINY_VIT, "embed_dim": 64}})
+    )
+    torch.save(wider.net.state_dict(), tmp_path / "wider.pth")
+    with pytest.raises(
+        KeyError,
+        match=r"wider.pth: state dict does not match the DinoV2 configuration: \d+ tensors of another shape, e.g. cls_token \(1, 1, 64\) for \(1, 1, 32\)",
+    ):
+        DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "wider.pth")}))
 
 
 def test_dinov2_without_weights_names_the_file_the_hub_cache_needs(tmp_path, monkeypatch):

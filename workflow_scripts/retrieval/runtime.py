@@ -496,12 +496,20 @@ def torch_load_problem(path: str | Path, e: BaseException) -> str:
     a zip archive (torch.save's format) cut short, where torch said ``OSError: [Errno 22] Invalid argument``; a file
     that ``weights_only`` refused, with its cause but not torch's advice to load it with ``weights_only=False``
     (never done here: such a file could run code), its request to file an issue or its allowlisting advice; else the exception's type and
-    first line (a text file: ``KeyError: 101``, or ``not a torch file`` where the unpickler met no pickle). Every loader of a model or tensor file names its file with it."""
+    first line. A file that is neither a zip archive nor a pickle (text, an image, ...) or an empty one is named as
+    such before torch's exception is read (torch said ``KeyError: 101`` for a text file). Every loader of a model or tensor file names its file with it."""
     try:
         with open(path, "rb") as fh:
-            cut_short = fh.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+            head = fh.read(4)
+        cut_short = head == b"PK\x03\x04" and not zipfile.is_zipfile(path)
     except OSError:
-        cut_short = False
+        head, cut_short = None, False
+    if head == b"":
+        return "an empty file: copy it again"
+    if head is not None and not head.startswith((b"PK", b"\x80")):
+        # torch.save writes a zip archive (PK), older torch a pickle (protocol 2+: 0x80); the unpickler read text as
+        # opcodes and said KeyError: 101 or IndexError: pop from empty list
+        return f"not a torch file: it starts with {head!r}, where torch.save's zip archive starts with b'PK'"
     if cut_short:
         return (
             f"a torch archive cut short or damaged, {os.path.getsize(path)} bytes without the zip directory that ends "

@@ -79,6 +79,11 @@ class DeepConfig:
         return cls(backbone=backbone, **d)
 
 
+# where a checkpoint may hold its state dict: ours and torchvision's at the top; DINOv2 / AMES 'state', 'model' or
+# 'state_dict'; pycls's and CVNet's (core/checkpoint.py) 'model_state'
+STATE_KEYS = ("state", "model", "state_dict", "model_state")
+
+
 def _read_state(path: str, what: str) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
@@ -87,15 +92,32 @@ def _read_state(path: str, what: str) -> dict[str, torch.Tensor]:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - report the file whatever the unpickling error
         raise ValueError(f"{p}: not a loadable {what} state dict ({torch_load_problem(p, e)})") from None
-    for key in ("state", "model", "state_dict"):
+    for key in STATE_KEYS:
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{p}: expected a state dict of tensors (optionally under 'state', 'model' or 'state_dict')")
+        raise ValueError(
+            f"{p}: expected a state dict of tensors (optionally under {', '.join(repr(k) for k in STATE_KEYS)})"
+        )
     return obj
 
 
 def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``module``; KeyError naming ``source`` (the checkpoint) and the first keys that are
+    missing, unexpected or of another shape (torch listed every shape mismatch, hundreds of lines, without the
+    file: a ViT-S checkpoint under the default ``variant: vitb14``, a new user's trial)."""
+    expected = module.state_dict()
+    wrong = [
+        f"{k} {tuple(v.shape)} for {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if wrong:
+        raise KeyError(
+            f"{source}: state dict does not match the {type(module).__name__} configuration: {len(wrong)} tensors "
+            f"of another shape, e.g. {'; '.join(wrong[:3])} (the checkpoint's shape first: another model size or "
+            "variant?)"
+        )
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise KeyError(
