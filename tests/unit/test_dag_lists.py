@@ -89,6 +89,26 @@ def test_a_shortlist_shorter_than_a_ground_truth_database_is_refused_and_a_cover
     assert warnings == []
 
 
+def test_a_training_split_without_labels_is_refused_before_any_job(tmp_path, monkeypatch):
+    """Lw and AMES are fitted on the training split's labels: a plain folder named as training_split failed in lw_fit
+    after its extraction and aggregation (a new user's trial); it is refused while the DAG is built, naming the key.
+    A method fitted on nothing there, or AMES from a given checkpoint, does not need it."""
+    _photos(tmp_path / "data" / "plain", 4)
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="plain")
+    for method in ("lw", "ames", "ames_binary"):
+        with pytest.raises(PlanError, match=rf"training_split \('plain', for results/demo_{method}\.json\): dataset "
+                           r"'plain' has no ground truth .*its labels .* are what is fitted"):  # fmt: skip
+            dag.check_full_ranking("demo", method)
+    for method in ("global", "sv", "aqe", "superglobal", "asmk"):
+        dag.check_full_ranking("demo", method)
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"a released model")
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="plain", **{"ames.checkpoint.ames": str(model)})
+    dag.check_full_ranking("demo", "ames")  # used as it is: nothing is trained
+    with pytest.raises(PlanError, match="training_split"):
+        dag.check_full_ranking("demo", "ames_binary")  # distilled here: on the training split
+
+
 def test_a_ranking_jobs_memory_follows_the_collection_and_a_large_full_ranking_is_named(tmp_path, monkeypatch):
     _photos(tmp_path / "data" / "plain", 3)
     dag, warnings = _dag(tmp_path, monkeypatch)

@@ -292,6 +292,11 @@ def test_aqe_streamed_over_the_file_equals_the_in_memory_expansion(tmp_path, mon
         assert (ids[2, :-1] == np.delete(np.arange(len(x)), 7)).all()  # a featureless query: the database order
         assert ids[:, -1].tolist() == [7] * 4  # the featureless database image ranks last
         assert peak < 1_000_000  # blocks of 100 KB and the (4, 3000) ranking, not the 3 MB database
+        # as deep as a knn.k shortlist: the full ranking's first 50 (it was the full ranking whatever knn.k said)
+        top_ids, top_sims, _ = streamed_aqe(q, tmp_path / "db.h5", k, alpha, depth=50)
+        assert top_ids.shape == top_sims.shape == (4, 50)
+        np.testing.assert_array_equal(top_ids, ids[:, :50])
+        np.testing.assert_allclose(top_sims, sims[:, :50], atol=1e-6)
 
 
 def test_adba_augments_the_file_block_by_block_as_in_memory(tmp_path, monkeypatch):
@@ -333,6 +338,9 @@ def test_lw_whitens_and_searches_the_database_in_blocks(tmp_path, monkeypatch):
     np.testing.assert_allclose(sims, want_sims, atol=1e-5)
     assert reading > 0 and whitening > 0
     assert peak < 1_300_000  # whitened blocks of 100 KB and the (4, 3000) ranking, not the 3 MB database
+    top_ids, top_sims, _, _ = streamed_lw(q, tmp_path / "db.h5", w, depth=50)  # as deep as a knn.k shortlist
+    np.testing.assert_array_equal(top_ids, ids[:, :50])
+    np.testing.assert_allclose(top_sims, sims[:, :50], atol=1e-5)
 
 
 def test_ssp_searches_its_query_sets_in_one_pass_over_the_file(tmp_path, monkeypatch):
@@ -360,7 +368,7 @@ def test_adba_removes_its_augmented_database_when_the_search_fails(tmp_path, mon
     (tmp_path / ".adba.db_augmented.h5").write_bytes(b"left by a killed attempt")
     written = []
 
-    def failing_search(q, path, k, alpha):
+    def failing_search(q, path, k, alpha, depth):
         written.append(read_global(path).shape)  # the augmented database, written in place of the stale bytes
         raise RuntimeError("search failed")
 

@@ -215,7 +215,8 @@ class DagLists:
         checked too (the point is chosen, and training stopped early, on its metrics: a new user's trial trained on
         a truncated demo-val ranking, then failed at its evaluate_global), and it must have ground truth. asmk ranks
         with its own search; an imported ames_nn shortlist is not knn.k's. Where the lists cannot be built yet,
-        image_lists says why."""
+        image_lists says why. The training split of a method fitted on its labels (lw; ames and ames_binary without a
+        checkpoint) must have ground truth."""
         target = f"results/{ds}_{method}.json"
         ames = self.config["ames"]
         validated = method in ("ames", "ames_binary") and (
@@ -224,6 +225,11 @@ class DagLists:
         val = self.plan.val
         if validated:
             self.plan.check_ground_truth(val, f"ames.validation_split ('{val}', for {target})")
+        # fitted here on the training split's labels: Lw's pairs, AMES's training (not a given ames.checkpoint); a
+        # plain folder failed in lw_fit, after its extraction and aggregation (a new user's trial)
+        if method == "lw" or (method in ("ames", "ames_binary") and not self.plan.ames_checkpoint(method)):
+            train = self.plan.train
+            self.plan.check_ground_truth(train, f"training_split ('{train}', for {target})", labels=True)
         k = self.config["knn"]["k"]
         if k == 0 or method == "asmk" or self.config["shortlist"]["source"] in ("asmk", "ames_nn"):
             return

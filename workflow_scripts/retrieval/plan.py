@@ -653,12 +653,20 @@ class Plan:
         db = set(self.database_source(ds))
         return [p for p in self.folder_source(ds) if p not in db]
 
-    def check_ground_truth(self, ds, what):
-        """PlanError for a folder dataset without ground truth, which ``what`` (a target needing metrics) cannot use."""
+    def check_ground_truth(self, ds, what, labels=False):
+        """PlanError for a folder dataset without ground truth, which ``what`` (a target needing metrics; with
+        ``labels``, a split whose labels something is fitted on) cannot use."""
         c = self.distractor_base(self.canonical(ds)) or self.canonical(ds)
         if c in DEMO_SPLITS or c in DOWNLOADABLE or c in GLDV2_DOWNLOADABLE:
             return
         d = self.dataset_dir(c)
+        if os.path.isdir(d) and ground_truth_path(d, c) is None and labels:
+            raise PlanError(
+                f"{what}: dataset '{ds}' has no ground truth ({d} holds no gnd.json, gnd_{c}.pkl or gnd.csv), and "
+                "its labels (which database images show the same object) are what is fitted. Name a labelled split "
+                "(the default training_split: demo-train), or add a gnd.csv to the folder (see the README, 'Other "
+                "benchmarks and your own ground truth')"
+            )
         if os.path.isdir(d) and ground_truth_path(d, c) is None:
             raise PlanError(
                 f"{what} needs metrics, and dataset '{ds}' has no ground truth ({d} holds no gnd.json, "

@@ -70,11 +70,12 @@ def fit_lw_stage(
 
 
 def streamed_lw(
-    q: np.ndarray, db_path: str | Path, w: dict[str, np.ndarray]
+    q: np.ndarray, db_path: str | Path, w: dict[str, np.ndarray], depth: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """The queries ``q`` (Nq, D) and a global-descriptor file's database Lw-whitened (``w``: ``lw_fit``'s arrays,
     applied with power 0) and searched exhaustively, the database read, whitened and searched in blocks of at most
-    256 MiB. Returns ids (Nq, N) int64 and similarities (Nq, N) float32 (a full ranking, best first), the seconds
+    256 MiB. Returns ids (Nq, depth) int64 and similarities (Nq, depth) float32 (best first; ``depth`` None: the full
+    ranking, N), the seconds
     spent reading the file and those spent whitening the database (work done once per database). ValueError
     naming the file for a dimension that is not the queries'."""
     whitening = 0.0
@@ -91,13 +92,15 @@ def streamed_lw(
             return x
 
         n = len(reader.featureless)
-        ids, sims = stream_topk(apply_whitening(q, w, power=0.0), read, n, n, n)
+        depth = n if depth is None else min(depth, n)
+        ids, sims = stream_topk(apply_whitening(q, w, power=0.0), read, n, depth, n)
     return ids, sims, reader.seconds, whitening
 
 
 def evaluate_lw_stage(ctx: EvaluationContext, query_global: str, db_global: str, lw_path: str, knn_path: str) -> None:
     """Supervised Lw whitening (``lw_path``: the ``.npz`` of ``lw_fit``) of the global descriptors ``(n, D)``
-    float32, searched exhaustively and evaluated next to the global shortlist in ``knn_path`` (method ``lw``).
+    float32, searched exhaustively and evaluated next to the global shortlist in ``knn_path`` (method ``lw``); the
+    ranking is as long as that shortlist (``knn.k``; the full ranking under ``knn.k: 0``).
     The database is whitened and searched in blocks of at most 256 MiB, never held whole (a million 8192-d
     descriptors are 32 GB); whitening it is the work done once per database (``timing.offline_seconds``)."""
 
@@ -107,7 +110,7 @@ def evaluate_lw_stage(ctx: EvaluationContext, query_global: str, db_global: str,
     base_ids, _, _ = read_neighbours(knn_path)
     lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     t1 = time.time()
-    ids, sims, db_reads, whitening = streamed_lw(q, db_global, w)
+    ids, sims, db_reads, whitening = streamed_lw(q, db_global, w, depth=base_ids.shape[1])  # as long as knn.k's
     rerank = time.time() - t1 - db_reads - whitening
     write_reranked_evaluation(
         ctx,

@@ -25,13 +25,15 @@ from retrieval.stores.global_store import (
 )
 
 
-def streamed_aqe(q: np.ndarray, db_path: str | Path, k: int, alpha: float) -> tuple[np.ndarray, np.ndarray, float]:
+def streamed_aqe(
+    q: np.ndarray, db_path: str | Path, k: int, alpha: float, depth: int | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Alpha query expansion of queries ``q`` (Nq, D) float32 over a global-descriptor file, streamed: the top-k
-    search and the full ranking of the expanded queries each read the whole database in blocks of at most
+    search and the ranking of the expanded queries each read the whole database in blocks of at most
     256 MiB, the expansion only the neighbours' rows. The ranking equals ``alpha_expand`` then
-    ``topk_neighbours`` on the whole database in memory: ids (Nq, N) int64 and similarities (Nq, N) float32, best
-    first (a full ranking), and the seconds spent reading the file. ValueError naming the file for a dimension
-    that is not the queries'."""
+    ``topk_neighbours`` on the whole database in memory: ids (Nq, depth) int64 and similarities (Nq, depth) float32,
+    best first (``depth`` None: the full ranking, N), and the seconds spent reading the file. ValueError naming the
+    file for a dimension that is not the queries'."""
     with open_global(db_path) as f:
         d = f["descriptors"]
         n_db = len(d)
@@ -42,7 +44,8 @@ def streamed_aqe(q: np.ndarray, db_path: str | Path, k: int, alpha: float) -> tu
         if k > 0:
             nn, nn_sims = stream_topk(q, read, n_db, k, n_db)
             qn = expand_with(q, nn_sims, read.rows(nn), alpha)  # (Nq, k, D): only the neighbours' rows
-        ids, sims = stream_topk(qn, read, n_db, n_db, n_db)  # the expanded query searches the database again
+        depth = n_db if depth is None else min(depth, n_db)
+        ids, sims = stream_topk(qn, read, n_db, depth, n_db)  # the expanded query searches the database again
     return ids, sims, read.seconds
 
 
@@ -89,6 +92,8 @@ def evaluate_qe_stage(
     descriptors ``(n, D)`` float32 again, evaluated next to the global shortlist in ``knn_path``. Augmenting the
     database is the work done once per database (``timing.offline_seconds``).
 
+    The expanded queries' ranking is as long as the global shortlist's (``knn.k``; the full ranking under the
+    default ``knn.k: 0``): a folder searched with ``knn: {k: 1000}`` to bound memory got an N x N ranking here.
     Both stream the database file, so a million 8192-d descriptors (32 GB) are never held: ``aqe`` with
     :func:`streamed_aqe`; ``adba`` first writes the augmented database (:func:`streamed_adba`) to a hidden file
     beside ``ctx.out_json`` (``.{stem}.db_augmented.h5``, the database's size on disk, removed when the stage ends,
@@ -98,6 +103,7 @@ def evaluate_qe_stage(
     t0 = time.time()
     q = read_global(query_global)
     base_ids, _, _ = read_neighbours(knn_path)
+    depth = base_ids.shape[1]
     lists, gnd = read_json(ctx.lists_path), read_json(ctx.gnd_path)
     if dba_cfg is not None:
         out = Path(ctx.out_json)
@@ -107,13 +113,13 @@ def evaluate_qe_stage(
             t1 = time.time()
             streamed_adba(db_global, augmented, int(dba_cfg["k"]), float(dba_cfg["alpha"]))  # once per database
             t2 = time.time()
-            ids, sims, q_reads = streamed_aqe(q, augmented, int(qe_cfg["k"]), float(qe_cfg["alpha"]))
+            ids, sims, q_reads = streamed_aqe(q, augmented, int(qe_cfg["k"]), float(qe_cfg["alpha"]), depth)
         finally:
             augmented.unlink(missing_ok=True)
         reads, offline, rerank = t1 - t0 + q_reads, t2 - t1, time.time() - t2 - q_reads
     else:
         t1 = time.time()
-        ids, sims, db_reads = streamed_aqe(q, db_global, int(qe_cfg["k"]), float(qe_cfg["alpha"]))
+        ids, sims, db_reads = streamed_aqe(q, db_global, int(qe_cfg["k"]), float(qe_cfg["alpha"]), depth)
         reads, offline, rerank = t1 - t0 + db_reads, 0.0, time.time() - t1 - db_reads
     write_reranked_evaluation(
         ctx,
