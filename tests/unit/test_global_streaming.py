@@ -1,5 +1,6 @@
 """The global descriptors of a large database are written in blocks: the same rows as in memory, whatever the block."""
 
+import dataclasses
 import tracemalloc
 
 import h5py
@@ -442,6 +443,14 @@ def test_the_evaluation_stages_never_load_the_whole_database(tmp_path, monkeypat
         want, want_sims = topk_neighbours(alpha_expand(q, xa, 3, 3.0), xa, len(x))
         assert not list(tmp_path.glob(".*"))  # no augmented database is left beside the results
         assert read_json(tmp_path / "adba.json")["timing"]["offline_seconds"] > 0
+        assert read_json(tmp_path / "adba.json")["k_applied"] == {"aqe": 3, "adba": 4}
+        # a k beyond the database: all of it, recorded (the configuration's k alone did not say so)
+        n = len(x)
+        every = dataclasses.replace(
+            ctx, out_json=tmp_path / "all.json", out_ranking=tmp_path / "all.h5", out_csv=tmp_path / "all.csv"
+        )
+        qe_stage.evaluate_qe_stage(every, *files, "adba", {"k": 10 * n, "alpha": 3.0}, {"k": 10 * n, "alpha": 3.0})
+        assert read_json(tmp_path / "all.json")["k_applied"] == {"aqe": n, "adba": n - 1}
     elif method == "lw":
         w = {
             "mean": np.full(64, 0.01, np.float32),

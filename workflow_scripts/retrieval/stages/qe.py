@@ -121,6 +121,12 @@ def evaluate_qe_stage(
         t1 = time.time()
         ids, sims, db_reads = streamed_aqe(q, db_global, int(qe_cfg["k"]), float(qe_cfg["alpha"]), depth)
         reads, offline, rerank = t1 - t0 + db_reads, 0.0, time.time() - t1 - db_reads
+    n_db = len(lists["db"])
+    # the neighbours used, as sv and superglobal record num_rerank_applied: a k beyond a small database takes all of
+    # it (adba: all but the image itself), which the configuration alone did not say (a new user's trial)
+    applied = {"aqe": min(int(qe_cfg["k"]), n_db)}
+    if dba_cfg is not None:
+        applied["adba"] = max(0, min(int(dba_cfg["k"]), n_db - 1))
     write_reranked_evaluation(
         ctx,
         method,
@@ -131,4 +137,5 @@ def evaluate_qe_stage(
         gnd,
         knn_path,
         timing=cost_timing(len(q), reads=reads, rerank=rerank, offline=offline),
+        extra={"k_applied": applied},
     )
