@@ -38,6 +38,12 @@ def test_a_misspelt_key_is_named_with_its_path_and_the_closest_allowed_names():
     assert lines[0].startswith("invalid configuration (2 problem(s)") and len(lines) == 3
     assert "  extarct: unknown key; did you mean 'extract'?" in text
     assert "  extract.sfit: unknown key; did you mean 'sift'?" in text
+    # another method's name for a setting (a new user's trial wrote superglobal: {num_rerank: 0})
+    config = _with()
+    config["superglobal"]["num_rerank"] = 0
+    assert "  superglobal.num_rerank: unknown key; superglobal's is m (the images re-ranked: SuperGlobal's M)" in (
+        describe_errors(config, SCHEMA)
+    )
 
 
 def test_a_misspelt_value_of_a_list_of_choices_gets_the_closest_one():

@@ -22,6 +22,8 @@ import jsonschema
 import yaml
 
 MAX_VALUE_CHARS = 120
+# another method's name for a setting: superglobal's re-ranking depth is its M (the paper's), not num_rerank
+OTHER_NAMES = {("superglobal", "num_rerank"): "m (the images re-ranked: SuperGlobal's M)"}
 _NON_STRING_TYPES = {"integer", "number", "boolean", "object", "array", "null"}
 
 
@@ -44,6 +46,8 @@ def _line(error: jsonschema.ValidationError) -> str:
             close = [a for a in allowed if a.lower() == str(name).lower()]  # K for k: difflib sees no likeness
             close = close or difflib.get_close_matches(str(name), allowed, n=2, cutoff=0.75)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            other = OTHER_NAMES.get((key, str(name)))
+            hint = f"; {key}'s is {other}" if other and not close else hint
             parts = str(name).split(".")
             if not close and len(parts) > 1 and parts[0] in allowed:  # "sv.threshold: 8.0" in a YAML file
                 nested = "..."
