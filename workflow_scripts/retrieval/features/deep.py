@@ -165,8 +165,9 @@ class DeepExtractor:
                     raise RuntimeError(
                         f"extract.dinov2.checkpoint is null and {vc.hub_url} is neither in the torch hub "
                         f"cache (as {Path(torch.hub.get_dir()) / 'checkpoints' / vc.hub_url.rsplit('/', 1)[-1]}) "
-                        f"nor downloadable ({e}); put the file there, or set extract.dinov2.checkpoint to it"
-                    ) from e
+                        f"nor downloadable ({type(e).__name__}: {e}); put the file there, or set "
+                        "extract.dinov2.checkpoint to it"
+                    ) from None  # the cause is in the message: the chained socket errors buried it
                 self.source = vc.hub_url
             local_dim = self.net.embed_dim
         else:
