@@ -114,6 +114,28 @@ def test_the_local_backbone_and_the_device_re_run_nothing_they_do_not_change(dee
     assert "Nothing to be done" in dry.stdout, dry.stdout[-3000:]
 
 
+def test_a_folders_deep_packs_are_not_extracted_again_on_the_next_run(deep_run, tmp_path):
+    """A folder dataset's photos go through the feature cache's packs: the pack's sidecar recorded the device and
+    the plan (since the device left the params) did not, so every pack was extracted again on the next run, and all
+    that follows (a new user's trial); with the device changed there is nothing to do either."""
+    wd, _ = deep_run
+    lists = load_json(next((wd / "results" / "lists" / "demo").glob("*/lists.json")))
+    folder = tmp_path / "photos" / "few" / "jpg"
+    folder.mkdir(parents=True)
+    for i, e in enumerate(lists["db"][:4]):
+        (folder / f"p{i}.jpg").write_bytes((wd / e["path"]).read_bytes())
+    base = ("--configfile", str(TINY), str(wd / "deep.yaml"), "--config", f"data_root={tmp_path / 'photos'}")
+    targets = ("results/few_global.json", "results/few_sv.json")
+    snakemake(wd, *targets, *base)
+    assert list((wd / "results" / "features").glob("*/packs/*.json"))  # through the feature cache
+    again = snakemake(wd, "-n", *targets, *base)
+    assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
+    auto = tmp_path / "auto.yaml"
+    auto.write_text(yaml.safe_dump({"extract": {b: {"device": "auto"} for b in ("dinov2", "resnet")}}))
+    again = snakemake(wd, "-n", *targets, *base[:-2], str(auto), *base[-2:])
+    assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
+
+
 def test_random_weights_are_flagged_in_the_table(deep_run):
     wd, _ = deep_run
     assert load_json(wd / "results" / "demo_compare.json")["random_weights"] is True

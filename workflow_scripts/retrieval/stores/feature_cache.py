@@ -268,7 +268,10 @@ def plan_extraction(
 
 def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
     """What a pack's job was given (its items, backbone and configuration), rebuilt from its sidecar: the same value
-    the plan gave it, so Snakemake sees unchanged parameters for a pack that exists."""
+    the plan gave it, so Snakemake sees unchanged parameters for a pack that exists. The sidecar records the
+    ``device`` a deep backbone ran on, which the plan leaves out (it is in no version): it is dropped here, or every
+    pack made since, and every pack of an older sidecar, would be extracted again on the next run (a new user's trial
+    of the change that left it out)."""
     r = meta["rows"]
     items = [
         {"path": p, "name": n, "crop": c, "size": s, "mtime_ns": m, "width": w, "height": h}
@@ -276,7 +279,8 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
             r["path"], r["name"], r["crop"], r["size"], r["mtime_ns"], r["width"], r["height"]
         )
     ]
-    return {"items": items, "backbone": meta["backbone"], "config": meta["backbone_config"]}
+    config = {k: v for k, v in meta["backbone_config"].items() if k != "device"}
+    return {"items": items, "backbone": meta["backbone"], "config": config}
 
 
 def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
