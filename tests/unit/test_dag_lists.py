@@ -89,6 +89,19 @@ def test_a_shortlist_shorter_than_a_ground_truth_database_is_refused_and_a_cover
     assert warnings == []
 
 
+def test_ivfpq_without_a_shortlist_length_is_refused_before_any_job(tmp_path, monkeypatch):
+    """knn.search: ivfpq with the default knn.k 0 failed inside the knn job, after extraction, codebook and
+    whitening (a new user's trial); an ASMK shortlist uses no knn search and is not refused."""
+    _photos(tmp_path / "data" / "plain", 4)
+    dag, _ = _dag(tmp_path, monkeypatch, **{"knn.search": "ivfpq"})
+    for ds, method in (("plain", "global"), ("demo", "sv")):
+        with pytest.raises(PlanError, match=rf"results/{ds}_{method}\.json: knn\.search: ivfpq .* knn\.k is 0"):
+            dag.check_full_ranking(ds, method)
+    dag.check_full_ranking("plain", "asmk")
+    dag, _ = _dag(tmp_path, monkeypatch, **{"knn.search": "ivfpq", "shortlist.source": "asmk"})
+    dag.check_full_ranking("plain", "global")
+
+
 def test_a_training_split_without_labels_is_refused_before_any_job(tmp_path, monkeypatch):
     """Lw and AMES are fitted on the training split's labels: a plain folder named as training_split failed in lw_fit
     after its extraction and aggregation (a new user's trial); it is refused while the DAG is built, naming the key.

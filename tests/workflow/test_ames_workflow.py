@@ -5,6 +5,7 @@ import csv
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from conftest import TINY, copy_tree, load_json, snakemake
 from retrieval.methods.ames.infer import fast_dtype
@@ -190,3 +191,14 @@ def test_scale_benchmark_on_a_simulated_database(tiny_ames):
     assert list(after.values()) == sorted(after.values()) and after["rerank"] <= res["peak_rss_mb"]
     assert res["rerank"]["dtype"] == str(fast_dtype("cpu")).removeprefix("torch.")  # ames.precision: auto
     assert not list((tiny_ames / "results" / "benchmarks").glob("demo_scale.json.work/*.h5"))  # work files removed
+    assert res["rerank"]["queries"] == 2 and res["rerank"]["num_rerank"] == 10 and "recall@10" in res["ivfpq"]
+    # more than there is (a new user's trial: the JSON said 100 queries of 50 for 16 of 10, and a time per query
+    # divided by 100) and a shortlist below 10 (its "recall@10" was the recall at 5): what ran is recorded
+    more = tiny_ames / "more.yaml"
+    more.write_text(yaml.safe_dump({"benchmark": {"scale": {"k": 5, "num_rerank": 50, "rerank_queries": 1000}}}))
+    snakemake(tiny_ames, "results/benchmarks/demo_scale.json", "--configfile", str(TINY), str(more))
+    res = load_json(tiny_ames / "results" / "benchmarks" / "demo_scale.json")
+    n_queries = load_json(tiny_ames / "results" / "demo_global.json")["n_queries"]
+    assert (res["rerank"]["queries"], res["rerank"]["num_rerank"]) == (n_queries, 5)
+    assert (res["rerank"]["rerank_queries_requested"], res["rerank"]["num_rerank_requested"]) == (1000, 50)
+    assert "recall@5" in res["ivfpq"] and "recall@10" not in res["ivfpq"]

@@ -231,7 +231,15 @@ class DagLists:
             train = self.plan.train
             self.plan.check_ground_truth(train, f"training_split ('{train}', for {target})", labels=True)
         k = self.config["knn"]["k"]
-        if k == 0 or method == "asmk" or self.config["shortlist"]["source"] in ("asmk", "ames_nn"):
+        if method == "asmk" or self.config["shortlist"]["source"] in ("asmk", "ames_nn"):
+            return
+        if k == 0 and self.config["knn"]["search"] == "ivfpq":  # it failed in the knn job, after every stage before it
+            raise PlanError(
+                f"{target}: knn.search: ivfpq returns a top-k shortlist, and knn.k is 0 (the full ranking): set knn.k "
+                "(e.g. 1000) for a collection without ground truth, or knn.search: exact (the revisitop metrics need "
+                "the full ranking)"
+            )
+        if k == 0:
             return
         self._check_shortlist(target, ds, k)
         if validated:
