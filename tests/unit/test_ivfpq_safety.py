@@ -110,6 +110,21 @@ def test_impossible_explicit_settings_are_refused_with_the_numbers(cfg, n_db, d,
     assert "knn." not in str(err.value) and "nlist: auto" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "cfg, n_db, way, not_way",
+    [
+        # the codewords are the limit, not the 32 lists: lower nbits, not nlist (it advised lowering nlist)
+        ({"nlist": 32, "nbits": 8, "train": 100}, 5000, r"lower k\.nbits to at most 6; or raise k\.train", "nlist to"),
+        # the database is the limit: raising train cannot help (it advised it)
+        ({"nlist": 2000, "nbits": 4, "train": 50000}, 1000, r"lower k\.nlist to at most 1000", "raise"),
+    ],
+)
+def test_an_untrainable_setting_names_the_way_out_that_helps(cfg, n_db, way, not_way):
+    with pytest.raises(ValueError, match=way) as err:
+        plan_ivfpq(n_db, 16, {"m": 8, "nprobe": 4, **cfg}, "k")
+    assert not_way not in str(err.value)
+
+
 def test_neighbour_files_hold_only_database_ids(tmp_path):
     ids = np.array([[0, 3, -1]], np.int32)
     with pytest.raises(ValueError, match="-1 is not a database image"):

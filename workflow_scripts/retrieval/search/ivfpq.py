@@ -58,16 +58,22 @@ def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any], key: str = "knn.ivfpq") -
         nlist = int(cfg["nlist"])
         n_train = min(n_db, int(cfg["train"]))
         if nlist > n_db or n_train < nlist or n_train < codewords:
+            # the way out names what limits (it advised lowering an nlist that was not the limit, or raising a train
+            # beyond the database: a new user's trial)
+            ways = []
+            if nlist > n_train:
+                ways.append(f"lower {key}.nlist to at most {n_train}")
+            if codewords > n_train:
+                ways.append(f"lower {key}.nbits to at most {max(1, int(math.log2(n_train)))}")
+            if n_train < n_db and int(cfg["train"]) < n_db:
+                ways.append(f"raise {key}.train (up to the database's {n_db})")
+            if key == "knn.ivfpq":
+                ways.append("use nlist: auto (it falls back to exact search on small databases) or knn.search: exact")
             raise ValueError(
                 f"{key} cannot be trained on this database: nlist {nlist} lists and {codewords} "
                 f"codewords ({nbits} bits) from {n_train} training vectors (train {cfg['train']}, "
                 f"database {n_db}); faiss needs at least as many training vectors as lists and as "
-                f"codewords, and {MIN_POINTS_PER_CENTROID} per centroid to train well. "
-                + (
-                    "Use nlist: auto (it falls back to exact search on small databases) or knn.search: exact"
-                    if key == "knn.ivfpq"
-                    else f"Lower {key}.nlist (at most {min(n_db, n_train)}) or {key}.nbits, or raise {key}.train"
-                )
+                f"codewords, and {MIN_POINTS_PER_CENTROID} per centroid to train well: {'; or '.join(ways)}"
             )
         if n_train < MIN_POINTS_PER_CENTROID * max(nlist, codewords):
             log.warning(
@@ -78,6 +84,8 @@ def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any], key: str = "knn.ivfpq") -
                 codewords,
                 MIN_POINTS_PER_CENTROID,
             )
+    if int(cfg["nprobe"]) > nlist:  # every list is probed: exact, at IVF-PQ's cost (recorded as nlist)
+        log.info("%s.nprobe %d is above the %d lists: all %d are probed", key, int(cfg["nprobe"]), nlist, nlist)
     return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(int(cfg["nprobe"]), nlist), "n_train": n_train}
 
 
