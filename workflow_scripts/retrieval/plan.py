@@ -660,19 +660,20 @@ class Plan:
         if c in DEMO_SPLITS or c in DOWNLOADABLE or c in GLDV2_DOWNLOADABLE:
             return
         d = self.dataset_dir(c)
-        if os.path.isdir(d) and ground_truth_path(d, c) is None and labels:
+        if not os.path.isdir(d) or ground_truth_path(d, c) is not None:
+            return
+        if labels:
             raise PlanError(
                 f"{what}: dataset '{ds}' has no ground truth ({d} holds no gnd.json, gnd_{c}.pkl or gnd.csv), and "
                 "its labels (which database images show the same object) are what is fitted. Name a labelled split "
                 "(the default training_split: demo-train), or add a gnd.csv to the folder (see the README, 'Other "
                 "benchmarks and your own ground truth')"
             )
-        if os.path.isdir(d) and ground_truth_path(d, c) is None:
-            raise PlanError(
-                f"{what} needs metrics, and dataset '{ds}' has no ground truth ({d} holds no gnd.json, "
-                f"gnd_{c}.pkl or gnd.csv): its results have rankings and neighbour lists only. Add a gnd.csv (see "
-                "the README, 'Other benchmarks and your own ground truth'), or ask for the results one by one"
-            )
+        raise PlanError(
+            f"{what} needs metrics, and dataset '{ds}' has no ground truth ({d} holds no gnd.json, "
+            f"gnd_{c}.pkl or gnd.csv): its results have rankings and neighbour lists only. Add a gnd.csv (see "
+            "the README, 'Other benchmarks and your own ground truth'), or ask for the results one by one"
+        )
 
     def ranks_every_image(self, ds):
         """Whether the dataset's metrics are revisitop's, whose mAP needs every database image ranked (the demo
