@@ -87,9 +87,13 @@ def test_manifest_records_the_hardware_results_depend_on(tmp_path):
         "fma",
         "avx512f",
         "avx512_bf16",
+        "avx512_fp16",
         "avx512_vnni",
         "amx_bf16",
     }
+    # numpy's OpenBLAS is loaded with the package: its kernels are named (the demo's drift across Xeons came from
+    # faiss's OpenBLAS choosing other kernels on another CPU model)
+    assert any(b["prefix"] and "openblas" in b["prefix"] and b["architecture"] for b in hw["blas"]), hw["blas"]
     # recording it imports nothing heavy: a job that never loaded torch does not pay for it
     code = "import sys; from retrieval.runtime import hardware; h = hardware(); print('torch' in sys.modules, h.get('torch_threads'))"
     out = subprocess.run(
@@ -100,6 +104,20 @@ def test_manifest_records_the_hardware_results_depend_on(tmp_path):
         cwd=str(__import__("pathlib").Path(__file__).parents[2] / "workflow_scripts"),
     ).stdout
     assert out.split() == ["False", "None"]
+    # a forced kernel choice is recorded, and the libraries report the kernels it forced
+    code = (
+        "import faiss, json; from retrieval.runtime import hardware; h = hardware(); "
+        "print(json.dumps([h.get('openblas_coretype'), sorted(b['architecture'] for b in h['blas'])]))"
+    )
+    forced = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OPENBLAS_CORETYPE": "HASWELL"},
+        cwd=str(Path(__file__).parents[2] / "workflow_scripts"),
+    ).stdout
+    assert json.loads(forced) == ["HASWELL", ["Haswell", "Haswell"]]
 
 
 SIFT_FAULTS = """

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import h5py
 import numpy as np
+from threadpoolctl import threadpool_info
 
 if TYPE_CHECKING:  # only for annotations: importing this module never loads torch
     import torch
@@ -321,7 +322,13 @@ def hardware() -> dict[str, Any]:
     """What floating-point results depend on besides the code and configuration: the CPU's vector extensions
     (float32 kernels of torch, MKL/oneDNN and faiss take other summation orders on AVX-512 than on AVX2, so a seeded
     training or k-means can end elsewhere), the kernels the loaded libraries chose, and the thread count.
-    Libraries not already imported are not imported for this."""
+    Libraries not already imported are not imported for this.
+
+    ``blas``: each loaded OpenBLAS (numpy's, faiss's, OpenCV's) with the kernels it chose for this CPU
+    (threadpoolctl's ``architecture``, e.g. ``SkylakeX``, ``Haswell``, ``Prescott``). faiss-cpu's OpenBLAS 0.3.15
+    picks them from the CPU's model number, so two Xeons with the same flags can run other kernels: the demo's global
+    Medium mAP was 46.09 with its ``Prescott`` kernels and 46.45 with ``SkylakeX`` (same code and bytes in; README,
+    "The demo's drift"). ``openblas_coretype``: the ``OPENBLAS_CORETYPE`` environment variable that forces them."""
     flags: set[str] = set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -331,8 +338,17 @@ def hardware() -> dict[str, Any]:
     out: dict[str, Any] = {
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "cpu_flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"}),
+        "cpu_flags": sorted(
+            flags & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16"}
+        ),
+        "blas": [
+            {key: info.get(key) for key in ("prefix", "version", "architecture", "threading_layer")}
+            for info in sorted(threadpool_info(), key=lambda info: info["filepath"])
+            if info["user_api"] == "blas"
+        ],
     }
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        out["openblas_coretype"] = os.environ["OPENBLAS_CORETYPE"]
     torch = sys.modules.get("torch")
     if torch is not None:
         out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
