@@ -85,7 +85,7 @@ rule benchmark_scale:
         mem_mb=6000,
         runtime=120,
     params:
-        config=config["benchmark"]["scale"],
+        config=lambda w: PLAN.scale_benchmark_config(),
         q_desc=config["ames"]["q_desc"],
         db_desc=config["ames"]["db_desc"],
         device=config["ames"]["device"],

@@ -287,6 +287,14 @@ def test_paths_fill_the_rule_patterns():
         (lambda p: p.evaluation_path("demo", "qqqq"), {}, "unknown method 'qqqq' in demo_qqqq (available"),
         (lambda p: p.evaluation_path("holiday_asmk", "2"), {}, "unknown method '2' in holiday_asmk_2 (available"),
         (lambda p: p.evaluation_path("coll", "binary"), {}, "did you mean 'ames_binary'?"),
+        # a method cut at one of its own underscores (a new user's trial: demo_super_global was read as a dataset
+        # demo_super, and image_lists said where to put its photos)
+        (
+            lambda p: p.evaluation_path("demo_super", "global"),
+            {},
+            "results/demo_super_global.json: read as dataset 'demo_super' (no folder data/demo_super) and method "
+            "'global'; did you mean 'results/demo_superglobal.json'?",
+        ),
         (lambda p: p.evaluation_path("demo-train", "global"), {}, "training_split"),
         (lambda p: p.evaluation_path("revisitop1m", "global"), {}, "distractor set"),
         (lambda p: p.distractor_base("revisitop1m+1m"), {}, "roxford5k+1m"),
@@ -671,3 +679,34 @@ def test_a_local_backbone_change_leaves_a_global_ranking_it_does_not_feed_alone(
     vlad = Plan(configured(data_root=str(SHARED_DATASETS)))
     assert vlad.versions(ds)["extract"] == vlad.v_local(ds) and vlad.local_hyperparameters() == {}
     assert vlad.global_hyperparameters(ds)["extract"]["backbone"] == "sift"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"benchmark.scale.k": 2000, "benchmark.scale.n_db": 1000}, r"benchmark\.scale\.k: 2000 .* of 1000"),
+        ({"benchmark.scale.k": 0}, r"benchmark\.scale\.k: 0 "),
+        # 1,000 images cannot train 1024 lists: named before the binary model and store are made for it
+        (
+            {"benchmark.scale.n_db": 1000},
+            r"benchmark\.scale\.ivfpq cannot be trained .*lower benchmark\.scale\.ivfpq\.nlist",
+        ),
+        ({"benchmark.scale.n_db": 5000, "benchmark.scale.ivfpq.nlist": "auto"}, r"give explicit nlist and train"),
+    ],
+)
+def test_scale_benchmark_settings_are_refused_while_the_dag_is_built(overrides, pattern):
+    with pytest.raises(PlanError, match=pattern):
+        Plan(configured(**overrides)).scale_benchmark_config()
+    # the defaults pass, and m's division of the dimension is left to the job (not known here)
+    cfg = Plan(configured(**{"benchmark.scale.ivfpq.m": 7})).scale_benchmark_config()
+    assert cfg["n_db"] == 1_000_000 and cfg["ivfpq"]["m"] == 7
+
+
+def test_a_dataset_with_an_underscore_is_not_read_as_a_cut_method_name(tmp_path):
+    """The split hint is for folders that are not there: a collection named my_super with its photos evaluates, and a
+    name with nothing close (coll_x_global) is left to image_lists, which says where to put the photos."""
+    (tmp_path / "demo_super" / "jpg").mkdir(parents=True)
+    plan = Plan(configured(data_root=str(tmp_path)))
+    assert plan.evaluation_path("demo_super", "global").startswith("results/eval/demo_super/")
+    assert plan._split_hint("coll_x", "global") == ""
+    assert plan._split_hint("demo_ames", "binary") == "; did you mean 'results/demo_ames_binary.json'?"

@@ -85,7 +85,7 @@ def test_simulated_database_resamples_real_rows(tmp_path):
                 np.testing.assert_array_equal(a[key][:], b[key][:])
 
 
-def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):
+def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path, caplog):
 
     rng = np.random.default_rng(2)
     db = l2_normalise(rng.normal(size=(3000, 16))).astype(np.float32)
@@ -99,9 +99,12 @@ def test_knn_stage_streams_exactly_and_offers_ivfpq(tmp_path):
     np.testing.assert_array_equal(a, b)  # full rankings, identical whatever the block size
     assert a.shape == (8, 3000) and attrs["search"] == "exact" and attrs["search_seconds"] >= 0
     cfg = {"nlist": 16, "m": 8, "nbits": 8, "nprobe": 16, "train": 3000}
+    caplog.clear()
     nearest_neighbours(
         tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "ivf.h5", 20, "v", search="ivfpq", block=1000, ivfpq=cfg
     )
+    # 3,000 vectors for 256 codewords is below 39 per centroid: said once (the job planned twice, and said it twice)
+    assert sum("poorly trained" in r.getMessage() for r in caplog.records) == 1
     c, sc, cattrs = read_neighbours(tmp_path / "ivf.h5")
     assert c.shape == (8, 20) and "ivfpq" in cattrs
     assert recall_at_k(c[:, :10], a[:, :10]) >= 0.5

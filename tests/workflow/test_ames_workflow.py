@@ -202,3 +202,13 @@ def test_scale_benchmark_on_a_simulated_database(tiny_ames):
     assert (res["rerank"]["queries"], res["rerank"]["num_rerank"]) == (n_queries, 5)
     assert (res["rerank"]["rerank_queries_requested"], res["rerank"]["num_rerank_requested"]) == (1000, 50)
     assert "recall@5" in res["ivfpq"] and "recall@10" not in res["ivfpq"]
+    # k above the simulated database: refused while the DAG is built, naming the keys (the job refused it only after
+    # the extraction, the binary AMES model and its store); nothing runs, and the last result is kept
+    bad = tiny_ames / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"benchmark": {"scale": {"k": 30000}}}))
+    proc = snakemake(
+        tiny_ames, "results/benchmarks/demo_scale.json", "--configfile", str(TINY), str(bad), "-F", check=False
+    )
+    assert proc.returncode != 0
+    assert "benchmark.scale.k: 30000 neighbours asked of a database of 20000" in proc.stdout + proc.stderr
+    assert load_json(tiny_ames / "results" / "benchmarks" / "demo_scale.json") == res

@@ -28,6 +28,7 @@ from retrieval.data.datasets import (
 from retrieval.data.datasets import ground_truth_path as _ground_truth_path
 from retrieval.methods.ames.operating_point import fixed_point
 from retrieval.runtime import file_sha1, stable_hash
+from retrieval.search.ivfpq import plan_ivfpq
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
 from retrieval.stores.imports import find_import
@@ -396,6 +397,23 @@ class Plan:
                 "aggregate": self.config["aggregate"],
             }
         )
+
+    def scale_benchmark_config(self):
+        """``benchmark.scale``, checked while the DAG is built (rule benchmark_scale's params): ``k`` within [1,
+        ``n_db``] and IVF-PQ settings that train on ``n_db`` vectors (``plan_ivfpq`` without the dimension, which the
+        job checks). The job refused them too, but only after the extraction, the binary AMES model and its store.
+        PlanError naming the key."""
+        cfg = self.config["benchmark"]["scale"]
+        n, k = int(cfg["n_db"]), int(cfg["k"])
+        if not 1 <= k <= n:
+            raise PlanError(f"benchmark.scale.k: {k} neighbours asked of a database of {n} (benchmark.scale.n_db)")
+        try:
+            plan = plan_ivfpq(n, None, cfg["ivfpq"], "benchmark.scale.ivfpq")
+        except ValueError as e:
+            raise PlanError(str(e)) from None
+        if "fallback" in plan:
+            raise PlanError(f"benchmark.scale.ivfpq: {plan['fallback']}; give explicit nlist and train")
+        return cfg
 
     def whiten_identity(self):
         w = self.config["whiten"]
@@ -816,12 +834,39 @@ class Plan:
             "evaluate": self.evaluate_settings(),
         }
 
+    def _is_there(self, ds):
+        """Whether ``ds`` names a dataset the workflow can read or make: a demo split, a downloadable one, a
+        '{dataset}+1m' or a folder that exists."""
+        ds = self.canonical(ds)
+        made = ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE
+        return made or ds.endswith(PLUS) or os.path.isdir(self.dataset_dir(ds))
+
+    def _split_hint(self, ds, method):
+        """ "; did you mean 'results/{dataset}_{method}.json'?" where a known method name was cut at one of its
+        own underscores and the part before it is a dataset there is (``demo_super_global``: dataset ``demo_super``,
+        method ``global``, for ``demo`` and ``superglobal``); "" otherwise."""
+        best = None  # (similarity, dataset, method)
+        for i in [i for i, c in enumerate(ds) if c == "_"]:
+            prefix, joined = ds[:i], f"{ds[i + 1 :]}_{method}".lower()
+            for m in METHODS:
+                score = max(difflib.SequenceMatcher(None, joined, m).ratio(), float(joined.replace("_", "") == m))
+                if score >= 0.75 and (best is None or score > best[0]) and self._is_there(prefix):
+                    best = (score, prefix, m)
+        return f"; did you mean 'results/{best[1]}_{best[2]}.json'?" if best else ""
+
     def evaluation_path(self, ds, method):
         """The versioned evaluation JSON behind results/{ds}_{method}.json (a deprecated method name: its new one's)."""
         method = DEPRECATED_METHODS.get(method, method)
         if method not in METHODS:
             hint = _method_hint(f"{ds}_{method}", method)
             raise PlanError(f"unknown method '{method}' in {ds}_{method}{hint} (available: {', '.join(METHODS)})")
+        if "_" in ds and not self._is_there(ds):
+            hint = self._split_hint(ds, method)
+            if hint:  # a folder that is not there is otherwise image_lists's to name (where to put the photos)
+                raise PlanError(
+                    f"results/{ds}_{method}.json: read as dataset '{ds}' (no folder {self.dataset_dir(ds)}) and "
+                    f"method '{method}'{hint}"
+                )
         self.check_evaluable(ds)
         if method in GLOBAL_DESCRIPTOR_METHODS and self.config["shortlist"]["source"] == "asmk":
             raise PlanError(

@@ -183,7 +183,9 @@ def scale_benchmark(
         }
         log.info("exact search over %d: %.1f ms/query", n, 1000 * t_exact / len(q))
         rss["exact"] = round(peak_rss_mb(), 1)
-        ivf_ids, ivf = ivfpq_search(q, read, n, real.shape[1], cfg["ivfpq"], k, block, seed, "benchmark.scale.ivfpq")
+        ivf_ids, ivf = ivfpq_search(
+            q, read, n, real.shape[1], cfg["ivfpq"], k, block, seed, "benchmark.scale.ivfpq", plan=plan
+        )
         n_real = len(real)
         out["ivfpq"] = {
             **cfg["ivfpq"],

@@ -24,7 +24,7 @@ NLIST_PER_SQRT_N = 4
 MIN_POINTS_PER_CENTROID = 39
 
 
-def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any], key: str = "knn.ivfpq") -> dict[str, Any]:
+def plan_ivfpq(n_db: int, d: int | None, cfg: dict[str, Any], key: str = "knn.ivfpq") -> dict[str, Any]:
     """The IVF-PQ index a database of ``n_db`` vectors of dimension ``d`` gets from ``cfg`` (keys nlist, m, nbits,
     nprobe, train), or why it gets exact search instead.
 
@@ -34,11 +34,13 @@ def plan_ivfpq(n_db: int, d: int, cfg: dict[str, Any], key: str = "knn.ivfpq") -
     IVF-PQ cannot be trained sensibly and the plan is exact search, with the reason (``{"fallback": reason}``).
     An explicit nlist is kept as asked, trained on ``min(train, n_db)`` vectors; what faiss cannot do at all is
     refused with the numbers (ValueError): fewer training vectors than lists or than 2^nbits codewords, more lists
-    than database vectors, ``m`` not dividing ``d``. Fewer than 39 per centroid is allowed but logged.
+    than database vectors, ``m`` not dividing ``d``. Fewer than 39 per centroid is allowed but logged. ``d`` None:
+    the dimension is not known yet (the plan's check while the DAG is built); everything but ``m``'s division is
+    checked.
     Returns ``{"nlist", "m", "nbits", "nprobe", "n_train"}`` (plain ints) or ``{"fallback": str}``. ``key``: where
     ``cfg`` comes from in the configuration, named in the errors (``benchmark.scale.ivfpq`` for the scale benchmark)."""
     m, nbits = int(cfg["m"]), int(cfg["nbits"])
-    if d % m:
+    if d is not None and d % m:
         raise ValueError(
             f"{key}.m = {m} does not divide the descriptor dimension {d} (PQ splits each vector into "
             f"m equal sub-vectors); choose a divisor of {d}"
@@ -99,16 +101,18 @@ def ivfpq_search(
     block: int,
     seed: int,
     key: str = "knn.ivfpq",
+    plan: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Top-k database ids (Nq, k) int64 of queries q (Nq, d) from a faiss IVF-PQ index (inner product) planned by
-    :func:`plan_ivfpq` (a ``{"fallback"}`` plan is the caller's to handle; here it is a ValueError).
+    :func:`plan_ivfpq` (a ``{"fallback"}`` plan is the caller's to handle; here it is a ValueError). ``plan``: the
+    caller's own plan of ``cfg`` for this database, used as it is (planning again logged its warnings twice).
 
     faiss returns id -1 where the ``nprobe`` probed lists hold fewer than k vectors; such a query is searched again
     with nprobe doubled until its list is full (at nprobe = nlist every vector is probed, so k <= n_db always
     fills it). Every returned id is a database row; ``widened_queries`` in the stats counts the re-searched."""
     import faiss  # noqa: PLC0415
 
-    plan = plan_ivfpq(n_db, d, cfg, key)
+    plan = plan_ivfpq(n_db, d, cfg, key) if plan is None else plan
     if "fallback" in plan:
         raise ValueError(f"{key}: {plan['fallback']}")
     if not 1 <= k <= n_db:

@@ -75,7 +75,7 @@ def nearest_neighbours(
         if search == "exact":
             ids, sims = stream_topk(q, read, n_db, k_eff, block)
         elif search == "ivfpq":
-            ids, stats = ivfpq_search(q, read, n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0)
+            ids, stats = ivfpq_search(q, read, n_db, d.shape[1], ivfpq or {}, k_eff, block, seed=0, plan=plan)
             # the candidates re-sorted by their exact similarity (faiss returns them in PQ-approximate order, so the
             # stored shortlist was not best first: the re-rankers' fusion, tie-breaks and kept tail read it so)
             sims = _exact_similarities(d, q, ids)
