@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.methods.ssp import SSPTrainConfig, fit_pq_anchors, ssp_loss, structure_similarity, train_adapter
+from retrieval.methods.ssp import (
+    SSPTrainConfig,
+    fit_pq_anchors,
+    has_direction,
+    ssp_loss,
+    structure_similarity,
+    train_adapter,
+)
 
 
 def test_anchors_shape_and_clear_errors():
@@ -96,3 +103,51 @@ def test_adapter_training_needs_an_image_on_each_side_of_the_hold_out():
         train_adapter(gallery[:1], gallery[:1], anchors, cfg)
     _, curves, _ = train_adapter(gallery[:2], gallery[:2], anchors, cfg)  # 0.9 of 2 rounds to 2: one is kept to train
     assert all(np.isfinite(c["train_loss"]) for c in curves[1:])
+
+
+def test_zero_sub_vectors_are_left_out_of_the_loss():
+    """An unwhitened VLAD is exactly zero in the visual words no local feature fell in. Such a sub-vector has no
+    cosine to any anchor, and its L2 normalisation's gradient (1/1e-12 per unit) wrecked the adapter at its first
+    step on landmarks-mini (a new user's trial: a gradient norm of 5e10). Those terms are left out."""
+    rng = np.random.default_rng(7)
+    g = torch.nn.functional.normalize(torch.tensor(rng.normal(size=(8, 16)), dtype=torch.float32), dim=-1)
+    a = torch.tensor(rng.normal(size=(4, 5, 4)), dtype=torch.float32)
+    x = g.clone()
+    x[:3, 4:8] = 0  # sub-space 1 of three images: no local feature in its visual words
+    valid = has_direction(x, 4) & has_direction(g, 4)
+    assert valid.sum() == 8 * 4 - 3 and not valid[:3, 1].any()
+    q = (x + 0.05 * torch.tensor(rng.normal(size=(8, 16)), dtype=torch.float32) * (x != 0)).requires_grad_()
+    loss = ssp_loss(q, g, a, 0.1, valid)
+    loss.backward()
+    assert torch.isfinite(q.grad).all() and q.grad.abs().max() < 100 and (q.grad[:3, 4:8] == 0).all()
+    # the mean over the terms kept: the loss of the images without a zero sub-vector, and sub-spaces 0, 2, 3 of the rest
+    with torch.no_grad():
+        full = ssp_loss(q[3:], g[3:], a, 0.1) * 5 * 4
+        rest = sum(
+            ssp_loss(q[:3, 4 * m : 4 * m + 4], g[:3, 4 * m : 4 * m + 4], a[m : m + 1], 0.1) * 3 for m in (0, 2, 3)
+        )
+    assert float(loss.detach()) == pytest.approx(float((full + rest) / valid.sum()), rel=1e-5)
+    # without leaving them out, the zero sub-vectors' gradient is of the 1e12 order that wrecked the adapter
+    q0 = q.detach().clone().requires_grad_()
+    ssp_loss(q0, g, a, 0.1).backward()
+    assert q0.grad.abs().max() > 1e6
+
+
+def test_adapter_training_is_not_wrecked_by_zero_sub_vectors():
+    """The linear distortion of test_adapter_learns_a_linear_distortion_of_the_gallery_space, with a quarter of the
+    images zero in one sub-space on both sides (as a VLAD's empty visual word): the adapter still learns it."""
+    rng = np.random.default_rng(3)
+    gallery = rng.normal(size=(600, 16)).astype(np.float32)
+    gallery[:150, 4:8] = 0
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    distortion = np.eye(16) + 0.6 * rng.normal(size=(16, 16)) / 4
+    light = gallery @ np.linalg.inv(distortion).T.astype(np.float32)
+    light[:150, 4:8] = 0
+    light = (light / np.linalg.norm(light, axis=1, keepdims=True)).astype(np.float32)
+    anchors = fit_pq_anchors(gallery, m=4, nbits=3, min_points_per_centroid=10)
+    _, curves, best = train_adapter(
+        light, gallery, anchors, SSPTrainConfig(epochs=30, batch_size=32, lr=0.5, warmup_epochs=2, seed=0)
+    )
+    losses = [c["val_loss"] for c in curves]
+    assert np.isfinite(losses).all() and best > 0 and losses[best] < 0.6 * losses[0]
+    assert max(losses[1:]) < 1.5 * losses[0]  # no epoch thrown far above the identity start

@@ -32,7 +32,14 @@ from retrieval.search.ivfpq import plan_ivfpq
 from retrieval.stores import feature_cache as fcache
 from retrieval.stores.ames_release import nn_file
 from retrieval.stores.imports import find_import
-from retrieval.versions import ASMK_VERSION, BACKBONE_VERSIONS, DECODER_VERSION, FIT_VERSION, GENERATOR_VERSION
+from retrieval.versions import (
+    ASMK_VERSION,
+    BACKBONE_VERSIONS,
+    DECODER_VERSION,
+    FIT_VERSION,
+    GENERATOR_VERSION,
+    SSP_VERSION,
+)
 
 DEMO_SPLITS = ("demo", "demo-val", "demo-train")
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
@@ -1213,6 +1220,7 @@ class Plan:
                 "aggregate": self.config["aggregate"],
                 "power": self.config["whiten"]["power"],
                 "fit": FIT_VERSION,
+                "ssp": SSP_VERSION,
             }
         )
 

@@ -35,3 +35,9 @@ FIT_VERSION = "2"
 # words is capped at them (word -1 was written, and every search of the file failed), and the search records both
 # sides' images without features (a featureless query's row scored -inf; an older file left the evaluation with none)
 ASMK_VERSION = "2"
+
+
+# Bump when SSP's query model trains to other weights for the same configuration; it enters the query model's version
+# (and, through it, the SSP evaluation's). 2: sub-vectors without a direction (an unwhitened VLAD's empty visual
+# words) are left out of the loss; their normalisation's gradient wrecked the adapter at its first step
+SSP_VERSION = "2"
