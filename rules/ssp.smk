@@ -16,7 +16,7 @@ rule anchors:
         mem_mb=4000,
         runtime=30,
     params:
-        config=lambda w: (check_version(w, PLAN.v_anchors(w.space)), config["ssp"]["anchors"])[1],
+        config=lambda w: (check_version(w, PLAN.v_anchors(w.space)), PLAN.anchors_config())[1],
         fitted_on=lambda w: PLAN.ssp_split(),
         preset=PRESET,
     script:

@@ -710,3 +710,17 @@ def test_a_dataset_with_an_underscore_is_not_read_as_a_cut_method_name(tmp_path)
     assert plan.evaluation_path("demo_super", "global").startswith("results/eval/demo_super/")
     assert plan._split_hint("coll_x", "global") == ""
     assert plan._split_hint("demo_ames", "binary") == "; did you mean 'results/demo_ames_binary.json'?"
+
+
+def test_ssp_anchors_split_written_as_its_default_changes_nothing():
+    """ssp.anchors.split: null means the training split; writing it out (a new user's trial) re-ran the anchors, the
+    adapter's training and the evaluation. Another split is another version."""
+    default = Plan(configured())
+    spelled = Plan(configured(**{"ssp.anchors.split": "demo-train"}))
+    assert spelled.anchors_config() == default.anchors_config() and default.anchors_config()["split"] is None
+    assert spelled.v_anchors("demo") == default.v_anchors("demo")
+    assert spelled.v_query_model("demo") == default.v_query_model("demo") and spelled.v_ssp("demo") == default.v_ssp(
+        "demo"
+    )
+    other = Plan(configured(**{"ssp.anchors.split": "demo-val"}))
+    assert other.anchors_config()["split"] == "demo-val" and other.v_anchors("demo") != default.v_anchors("demo")

@@ -732,9 +732,9 @@ class Plan:
         self.distractor_base(ds)  # refuses '{DISTRACTORS}+1m' and '+1m+1m'
         if self.canonical(ds) == self.canonical(self.train):
             raise PlanError(
-                f"dataset '{ds}' is the training split (training_split: {self.train}): the labelled models (AMES and "
-                "its ITQ, Lw, SSP's query model) are trained on its labels, so its metrics would be inflated. Evaluate "
-                "another dataset or change training_split."
+                f"dataset '{ds}' is the training split (training_split: {self.train}): AMES and Lw are trained on its "
+                "labels, and AMES's ITQ and SSP's query model on its images, so its metrics would be inflated. "
+                "Evaluate another dataset or change training_split."
             )
 
     def fitted_on(self, ds, method="global"):
@@ -1193,6 +1193,15 @@ class Plan:
     def ssp_split(self):
         return self.config["ssp"]["anchors"]["split"] or self.train
 
+    def anchors_config(self):
+        """``ssp.anchors`` as its version and the anchors job's params see it: a ``split`` naming the training split
+        (or an alias of it) is written as its default, null (a new user's trial wrote the default out and re-ran
+        the anchors, the 140 s adapter training and the evaluation)."""
+        cfg = dict(self.config["ssp"]["anchors"])
+        if cfg["split"] and self.canonical(cfg["split"]) == self.canonical(self.train):
+            cfg["split"] = None
+        return cfg
+
     def v_anchors(self, space):
         """SSP's anchors in the gallery space ``space`` (the evaluated dataset's fit split): PQ codewords of the
         ssp split's database descriptors in that space."""
@@ -1203,7 +1212,7 @@ class Plan:
         return stable_hash(
             {
                 "global": self.v_global(self.ssp_split(), space),
-                "anchors": self.config["ssp"]["anchors"],
+                "anchors": self.anchors_config(),
                 "fit": FIT_VERSION,
             }
         )
