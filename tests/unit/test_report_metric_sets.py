@@ -229,3 +229,20 @@ def test_the_parameters_say_how_many_entries_were_re_ranked_when_the_shortlist_i
     assert "k=100, &lambda;=0.5" in full and "re-ranked" not in full
     older = metrics_table({"global": m, "ames": {**m, "chosen": chosen}})  # a results file from before the key
     assert "k=100, &lambda;=0.5" in older
+
+
+def test_a_method_without_a_chosen_point_shows_its_own_settings():
+    """The parameters column was empty for sv although its results record num_rerank, ratio, model, threshold (a new
+    user's trial); nested settings (the global pipeline's) are left out, and AMES keeps its chosen point."""
+    base = {"metrics": {"mAP": {"E": 90.0, "M": 80.5, "H": 60.0}}}
+    sv = {
+        "method": "sv",
+        "metrics": {"mAP": {"E": 91.0, "M": 81.5, "H": 61.0}},
+        "hyperparameters": {
+            "global": {"codebook": {"k": 64}},
+            "sv": {"num_rerank": 100, "ratio": 0.8, "model": "affine", "threshold": 20.0, "seed": 0},
+        },
+    }
+    html = metrics_table({"global": base, "sv": sv})
+    assert "<td>num_rerank=100, ratio=0.8, model=affine, threshold=20.0, seed=0</td>" in html
+    assert "codebook" not in html

@@ -56,11 +56,22 @@ def precision_key(results: dict[str, dict[str, Any]]) -> str | None:
     return None if not ks else "mP@10" if 10 in ks else f"mP@{max(ks)}"
 
 
+def own_settings(result: dict[str, Any], method: str) -> str:
+    """``k=v, ...`` (HTML-escaped) of the scalar settings a result records for its own method under
+    ``hyperparameters[method]`` (``results[...]["method"]`` where the table's row name differs); "" if none."""
+    own = (result.get("hyperparameters") or {}).get(result.get("method") or method)
+    if not isinstance(own, dict):
+        return ""
+    scalars = [(k, v) for k, v in own.items() if isinstance(v, (str, int, float, bool)) or v is None]
+    return html.escape(", ".join(f"{k}={v}" for k, v in scalars))
+
+
 def metrics_table(results: dict[str, dict[str, Any]]) -> str:
     """The HTML table of every method: the headline metric's parts (E/M/H mAP or GLDv2's mAP@100 Public/Private, in
     percent), mP@k on the main protocol (:func:`precision_key`), the paired difference to the baseline with its 95% CI
     and, for a method with ``chosen`` parameters, num_rerank, lambda, gamma, the geometric weight and the split they
-    were chosen on."""
+    were chosen on; for another, the scalar settings its results record under its own name in ``hyperparameters``
+    (sv's num_rerank, ratio, model, threshold...; the column was empty for them, a new user's trial)."""
     key, parts, main = headline_metric(results)
     pk = precision_key(results)
     rows = [
@@ -89,7 +100,7 @@ def metrics_table(results: dict[str, dict[str, Any]]) -> str:
                 + f" (chosen on {html.escape(str(chosen['selected_on']))})"
             )
             if chosen
-            else ""
+            else own_settings(r, method)
         )
         cells = [f"{mAP.get(p, float('nan')):.2f}" if mAP.get(p) is not None else "-" for p in parts]
         pk_value = m.get(pk, {}).get(main) if pk else None
