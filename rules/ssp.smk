@@ -30,6 +30,12 @@ rule train_query:
         whiten=lambda w: PLAN.whiten_path(w.space),
         gallery=lambda w: PLAN.global_path(PLAN.ssp_split(), "db", w.space),
         anchors=lambda w: PLAN.anchors_path(w.space),
+        # ssp.train.select: validation (the default): the validation split's light queries, database and ground truth
+        validation=lambda w: [
+            (PLAN.ssp_validation(w.space) or {})[k]
+            for k in ("light_query", "db", "gnd")
+            if PLAN.ssp_validation(w.space)
+        ],
     output:
         model=QUERY_MODEL,
         curves=beside(QUERY_MODEL, "curves.json"),

@@ -22,4 +22,6 @@ train_query_stage(
     version=snakemake.wildcards.ver,
     preset=snakemake.params.preset,
     fitted_on=snakemake.params.fitted_on,
+    # ssp.train.select: validation: the light queries, database and ground truth of the validation split, in order
+    validation=dict(zip(("light_query", "db", "gnd"), snakemake.input.validation)) or None,
 )

@@ -724,3 +724,23 @@ def test_ssp_anchors_split_written_as_its_default_changes_nothing():
     )
     other = Plan(configured(**{"ssp.anchors.split": "demo-val"}))
     assert other.anchors_config()["split"] == "demo-val" and other.v_anchors("demo") != default.v_anchors("demo")
+
+
+def test_ssp_validation_reads_the_validation_split_and_needs_its_ground_truth(tmp_path):
+    """ssp.train.select: validation (the default) chooses the adapter's kept epoch on the validation split's light
+    queries, its database in the gallery space and its ground truth: all three enter the query model's version.
+    A validation split without ground truth is refused naming the key; select: loss reads none of it."""
+    plan = Plan(configured())
+    v = plan.ssp_validation("demo")
+    assert v["split"] == "demo-val" and v["gnd"].startswith("results/lists/demo-val/")
+    assert v["light_query"] == plan.local_store("demo-val", "query", plan.v_ssp_local("demo-val"))
+    assert v["db"] == plan.global_path("demo-val", "db", "demo")
+    loss = Plan(configured(**{"ssp.train.select": "loss"}))
+    assert loss.ssp_validation("demo") is None and loss.v_query_model("demo") != plan.v_query_model("demo")
+    moved = Plan(configured(**{"ssp.query_sift.k": 64}))  # the validation queries' light features move too
+    assert moved.ssp_validation("demo")["light_query"] != v["light_query"]
+    (tmp_path / "plain" / "jpg").mkdir(parents=True)
+    (tmp_path / "plain" / "jpg" / "a.jpg").write_bytes(b"")
+    plain = Plan(configured(data_root=str(tmp_path), **{"ames.validation_split": "plain"}))
+    with pytest.raises(PlanError, match=r"ames\.validation_split \('plain', whose mAP ssp\.train\.select"):
+        plain.ssp_validation("demo")

@@ -1217,7 +1217,24 @@ class Plan:
             }
         )
 
+    def ssp_validation(self, space):
+        """ssp.train.select: validation: ``{"split", "light_query", "db", "gnd"}``, the validation split
+        (ames.validation_split) whose light queries, through the adapter, search its database in the gallery space
+        ``space`` to choose the kept epoch; None for select: loss. PlanError naming the key where the split has no
+        ground truth."""
+        if self.config["ssp"]["train"].get("select", "validation") != "validation":
+            return None
+        val = self.val
+        self.check_ground_truth(val, f"ames.validation_split ('{val}', whose mAP ssp.train.select: validation reads)")
+        return {
+            "split": self.canonical(val),
+            "light_query": self.local_store(val, "query", self.v_ssp_local(val)),
+            "db": self.global_path(val, "db", space),
+            "gnd": self.gnd_json(val),
+        }
+
     def v_query_model(self, space):
+        validation = self.ssp_validation(space)
         return stable_hash(
             {
                 "light": self.v_ssp_local(self.ssp_split()),
@@ -1230,6 +1247,18 @@ class Plan:
                 "power": self.config["whiten"]["power"],
                 "fit": FIT_VERSION,
                 "ssp": SSP_VERSION,
+                # the validation split's light queries, database and ground truth (select: validation)
+                **(
+                    {}
+                    if validation is None
+                    else {
+                        "validation": {
+                            "light": self.v_ssp_local(validation["split"]),
+                            "global": self.v_global(validation["split"], space),
+                            "lists": self.v_lists(validation["split"]),
+                        }
+                    }
+                ),
             }
         )
 

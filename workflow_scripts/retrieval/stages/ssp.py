@@ -106,6 +106,30 @@ def anchors_stage(
     )
 
 
+def validation_score(light_query: np.ndarray, db: np.ndarray, gnd: dict[str, Any]):
+    """``score(adapter) -> float``: the Medium mAP (percent) of a labelled validation split's light query
+    descriptors ``light_query`` (Nq, D) float32, through the adapter, searching its gallery database ``db`` (N, D)
+    float32 exactly (revisitop's protocol; ``gnd``: the lists stage's gnd.json). What ssp.train.select: validation
+    chooses the kept epoch by, the identity start included. ValueError for descriptors of two dimensions, or a
+    ground truth without a Medium protocol (GLDv2's)."""
+    if light_query.shape[1] != db.shape[1]:
+        raise ValueError(f"validation split: light queries {light_query.shape} and database {db.shape} differ")
+    if gnd.get("protocol") == "gldv2":
+        raise ValueError("ssp.train.select: validation needs a revisitop ground truth (E/M/H), not GLDv2's")
+    q = torch.from_numpy(np.ascontiguousarray(light_query, np.float32))
+    without = featureless_rows(light_query)
+    d = np.ascontiguousarray(db, np.float32)
+
+    def score(model: Adapter) -> float:
+        with torch.no_grad():
+            out = model(q).numpy()
+        out[without] = 0.0  # a query without features stays one, as in evaluate_ssp
+        ranks = np.argsort(-(out @ d.T), axis=1, kind="stable")
+        return float(evaluate_ground_truth(ranks, gnd, d.shape[0])["mAP"]["M"] or 0.0)
+
+    return score
+
+
 def train_query_stage(
     light_local: str,
     codebook: str,
@@ -121,7 +145,11 @@ def train_query_stage(
     version: str,
     preset: str,
     fitted_on: str,
+    validation: dict[str, str] | None = None,
 ) -> None:
+    """Rule train_query: the adapter of SSP's light query model (:func:`retrieval.methods.ssp.train_adapter`) on
+    the ``ssp_split``'s light and gallery descriptors, against the anchors. ``validation`` (``light_query``, ``db``,
+    ``gnd`` paths; ssp.train.select: validation): the labelled split whose Medium mAP chooses the kept epoch."""
 
     m = Manifest("train_query", version, cfg, preset, fitted_on=fitted_on)
     for name, p in (("light_local", light_local), ("gallery_global", gallery_global), ("anchors", anchors)):
@@ -137,13 +165,25 @@ def train_query_stage(
     if without.any():
         log.info("SSP adapter: %d of %d images have no features on a side and are left out", without.sum(), len(light))
         light, gallery = light[~without], gallery[~without]
+    score = None
+    if validation:  # ssp.train.select: validation (labelled queries of the validation split, in this gallery space)
+        for name in ("light_query", "db", "gnd"):
+            m.add_input(f"validation_{name}", validation[name], checksum=False)
+        score = validation_score(
+            light_global(validation["light_query"], codebook, whiten, alpha, power),
+            read_global(validation["db"]),
+            read_json(validation["gnd"]),
+        )
     t0 = time.time()
-    model, curves, best = train_adapter(light, gallery, a, SSPTrainConfig(**cfg))
+    model, curves, best = train_adapter(light, gallery, a, SSPTrainConfig(**cfg), score=score)
     log.info(
-        "SSP adapter: best held-out loss %.4f at epoch %d (identity start %.4f) in %.1f s",
-        curves[best]["val_loss"],
+        "SSP adapter: kept epoch %d (held-out loss %.4f, identity start %.4f%s) in %.1f s",
         best,
+        curves[best]["val_loss"],
         curves[0]["val_loss"],
+        ""
+        if score is None
+        else f"; validation Medium mAP {curves[best]['val_score']:.2f}, identity {curves[0]['val_score']:.2f}",
         time.time() - t0,
     )
     with atomic_path(out_model) as tmp, open(tmp, "wb") as fh:  # a handle: the same bytes for the same model
