@@ -105,7 +105,8 @@ rule evaluate_ssp:
         },
         hyperparameters=lambda w: {
             "global": PLAN.global_hyperparameters(w.dataset),
-            "ssp": config["ssp"],
+            # anchors.split as its version reads it (the training split written out is null)
+            "ssp": {**config["ssp"], "anchors": PLAN.anchors_config()},
             "training_split": PLAN.canonical(PLAN.ssp_split()),  # its anchors' and query model's images
         },
         preset=PRESET,

@@ -53,3 +53,12 @@ def test_too_many_codewords_for_the_training_split_is_a_clear_error(ssp_run, tmp
     proc = snakemake(ssp_run, "results/demo_ssp.json", "--configfile", str(TINY), str(cfg), check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "lower ssp.anchors.nbits" in out and "demo-train" in out
+
+
+def test_the_training_split_written_out_as_the_anchors_split_runs_nothing(ssp_run, tmp_path):
+    """ssp.anchors.split: null means the training split; writing its name (a new user's trial) re-ran the anchors,
+    the adapter and the evaluation, whose params carried the raw configuration (a re-check found the evaluation)."""
+    cfg = tmp_path / "spelled.yaml"
+    cfg.write_text("ssp: {anchors: {split: demo-train}}\n")
+    proc = snakemake(ssp_run, "-n", "results/demo_ssp.json", "--configfile", str(TINY), str(cfg))
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]

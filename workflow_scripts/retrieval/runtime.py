@@ -342,7 +342,10 @@ def hardware() -> dict[str, Any]:
             flags & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16"}
         ),
         "blas": [
-            {key: info.get(key) for key in ("prefix", "version", "architecture", "threading_layer")}
+            {
+                "library": os.path.basename(info["filepath"]),  # faiss-cpu and OpenCV each bundle a 0.3.15
+                **{key: info.get(key) for key in ("prefix", "version", "architecture", "threading_layer")},
+            }
             for info in sorted(threadpool_info(), key=lambda info: info["filepath"])
             if info["user_api"] == "blas"
         ],
