@@ -774,6 +774,11 @@ class Plan:
                 out["ames_selection"] = {"split": self.canonical(self.val), "data": "validation split's ground truth"}
         if method == "ssp":
             out["ssp"] = {"split": self.ssp_split(), "data": "database images, no labels"}
+            if self.config["ssp"]["train"].get("select", "validation") == "validation":
+                out["ssp_selection"] = {
+                    "split": self.canonical(self.val),
+                    "data": "validation split's ground truth (the adapter's kept epoch)",
+                }
         return out
 
     def ranked_by_local(self):
