@@ -98,7 +98,8 @@ def ssp_loss(
     kl = (target * (torch.log(target.clamp_min(1e-12)) - log_q)).sum(-1)
     if valid is None:
         return kl.mean()
-    # where() and not a product: a masked term's huge gradient times 0 would still be computed, and inf * 0 is NaN
+    # the terms left out count neither in the sum nor in the mean's denominator; their gradient is exactly 0 (the
+    # normalisation's Jacobian at a zero sub-vector is large but finite)
     return torch.where(valid, kl, torch.zeros_like(kl)).sum() / valid.sum().clamp_min(1)
 
 
