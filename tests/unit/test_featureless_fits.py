@@ -176,7 +176,7 @@ def test_ssp_adapter_is_fitted_on_the_images_with_features_on_both_sides(tmp_pat
             no_gallery += 1
         p_light.append(light[i])
         p_gallery.append(gallery[i])
-    cfg = {"epochs": 3, "batch_size": 16, "patience": 0, "warmup_epochs": 1}
+    cfg = {"epochs": 3, "batch_size": 16, "patience": 0, "warmup_epochs": 1, "select": "loss"}  # no validation split
     for name, ls, gs in (("clean", list(light), gallery), ("padded", p_light, np.stack(p_gallery))):
         _light_store(tmp_path / f"{name}_light.h5", ls, d)
         write_global(tmp_path / f"{name}_gallery.h5", gs)
