@@ -32,9 +32,10 @@ rule train_query:
         anchors=lambda w: PLAN.anchors_path(w.space),
         # ssp.train.select: validation (the default): the validation split's light queries, database and ground truth
         validation=lambda w: [
-            (PLAN.ssp_validation(w.space) or {})[k]
+            v[k]
+            for v in [PLAN.ssp_validation(w.space)]  # planned once (it reads the split's ground truth)
+            if v
             for k in ("light_query", "db", "gnd")
-            if PLAN.ssp_validation(w.space)
         ],
     output:
         model=QUERY_MODEL,

@@ -774,7 +774,7 @@ class Plan:
                 out["ames_selection"] = {"split": self.canonical(self.val), "data": "validation split's ground truth"}
         if method == "ssp":
             out["ssp"] = {"split": self.ssp_split(), "data": "database images, no labels"}
-            if self.config["ssp"]["train"].get("select", "validation") == "validation":
+            if self.config["ssp"]["train"]["select"] == "validation":
                 out["ssp_selection"] = {
                     "split": self.canonical(self.val),
                     "data": "validation split's ground truth (the adapter's kept epoch)",
@@ -1227,7 +1227,7 @@ class Plan:
         (ames.validation_split) whose light queries, through the adapter, search its database in the gallery space
         ``space`` to choose the kept epoch; None for select: loss. PlanError naming the key where the split has no
         ground truth."""
-        if self.config["ssp"]["train"].get("select", "validation") != "validation":
+        if self.config["ssp"]["train"]["select"] != "validation":
             return None
         val = self.val
         self.check_ground_truth(val, f"ames.validation_split ('{val}', whose mAP ssp.train.select: validation reads)")
