@@ -201,6 +201,11 @@ def test_a_results_json_read_as_a_configuration_file_is_said_so(tmp_path):
     result.write_text('{"dataset": "x", "method": "global", "metrics": null, "artifacts": {}}')
     text = describe_errors(config, SCHEMA, [mine, result, tmp_path / "absent.yaml"])
     assert text.splitlines()[1].startswith(f"  a results JSON ({result}) was read as a configuration file")
+    # its own keys are that one mistake: not listed one by one; a misspelt key of the user's own file still is
+    assert "(1 problem(s)" in text and "unknown key" not in text
+    mine.write_text("svv: {threshold: 9.0}\n")
+    text = describe_errors({**config, "svv": {"threshold": 9.0}}, SCHEMA, [mine, result])
+    assert "(2 problem(s)" in text and "svv: unknown key; did you mean 'sv'?" in text and "artifacts:" not in text
     # compare's table (other keys) is named by its place under results/
     table = tmp_path / "results" / "x_compare.json"
     table.parent.mkdir()

@@ -356,6 +356,9 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
         or {"artifacts", "metrics", "method"} <= set(config)
         or {"photos", "collection", "n_photos"} <= set(config)
     ):
+        # the results file's own keys are that one mistake, not 20 unknown keys: named once, in the first line
+        ours = tuple(f" [in {f}]" for f in named)
+        lines = [ln for ln in lines if not (ours and ln.endswith(ours))]
         lines.insert(
             0,
             f"  a results JSON ({', '.join(named) or 'one of the --configfile files'}) was read as a configuration "
