@@ -98,6 +98,26 @@ def test_adapter_training_stops_when_the_held_out_loss_stops_falling():
     assert len(all_curves) == 41 and all_curves[: len(curves)] == curves  # the same run, cut short
 
 
+def test_a_batch_above_the_training_images_scales_lr_by_the_batch_drawn(caplog):
+    """batch_size 1e6 on 180 training images is one batch of 180 per epoch: the same run as batch_size 180 (lr
+    scaled by 180/256, not by 1e6/256 = 3906x the base), said in a warning; patience not above the warmup is
+    warned of too."""
+    rng = np.random.default_rng(7)
+    gallery = rng.normal(size=(200, 16)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    light = gallery + 0.3 * rng.normal(size=gallery.shape).astype(np.float32)
+    anchors = fit_pq_anchors(gallery, m=4, nbits=3, min_points_per_centroid=10)
+    cfg = SSPTrainConfig(epochs=4, batch_size=180, lr=0.5, warmup_epochs=1, seed=0, patience=0, select="loss")
+    _, exact, _ = train_adapter(light, gallery, anchors, cfg)
+    assert "above the" not in caplog.text
+    _, huge, _ = train_adapter(light, gallery, anchors, SSPTrainConfig(**{**cfg.__dict__, "batch_size": 10**6}))
+    assert huge == exact and all(np.isfinite(c["train_loss"]) for c in huge[1:])
+    assert "ssp.train.batch_size 1000000 is above the 180 training images" in caplog.text
+    assert "lr 0.352" in caplog.text  # 0.5 x 180 / 256
+    train_adapter(light, gallery, anchors, SSPTrainConfig(**{**cfg.__dict__, "patience": 1}))
+    assert "ssp.train.patience 1 is not above warmup_epochs 1" in caplog.text
+
+
 def test_adapter_training_needs_an_image_on_each_side_of_the_hold_out():
     """One image was all held out: no training step, and the mean of no losses (NaN) as the curve."""
     rng = np.random.default_rng(6)

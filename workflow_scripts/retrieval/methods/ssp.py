@@ -178,11 +178,32 @@ def train_adapter(
     # the terms with a direction on both sides (ssp_loss): fixed by the inputs, whatever the adapter makes of them
     valid = has_direction(xl, a.shape[0]) & has_direction(xg, a.shape[0])
     model = Adapter(d)
-    lr = cfg.lr * cfg.batch_size / 256
+    # the linear scaling rule (Goyal et al. 2017, as SSP) on the batch actually drawn: a batch_size above the training
+    # images is one full batch, and scaling by the configured size gave lr 3.9 for batch_size 1e6
+    batch = min(cfg.batch_size, len(tr))
+    lr = cfg.lr * batch / 256
+    if batch < cfg.batch_size:
+        log.warning(
+            "ssp.train.batch_size %d is above the %d training images (after the held-out %d): one batch of %d per "
+            "epoch, lr %.3g (scaled by %d/256)",
+            cfg.batch_size,
+            len(tr),
+            n_val,
+            batch,
+            lr,
+            batch,
+        )
+    if 0 < cfg.patience <= cfg.warmup_epochs:
+        log.warning(
+            "ssp.train.patience %d is not above warmup_epochs %d: training can stop before the learning rate has "
+            "peaked (the defaults: patience 10, twice the warmup)",
+            cfg.patience,
+            cfg.warmup_epochs,
+        )
     opt = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
     )
-    steps_per_epoch = max(1, -(-len(tr) // cfg.batch_size))
+    steps_per_epoch = max(1, -(-len(tr) // batch))
     total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm)))
@@ -215,8 +236,8 @@ def train_adapter(
     for epoch in range(1, cfg.epochs + 1):
         order = tr[torch.randperm(len(tr), generator=g)]
         losses = []
-        for s in range(0, len(order), cfg.batch_size):
-            idx = order[s : s + cfg.batch_size]
+        for s in range(0, len(order), batch):
+            idx = order[s : s + batch]
             loss = ssp_loss(model(xl[idx]), xg[idx], a, cfg.tau, valid[idx])
             opt.zero_grad()
             loss.backward()
