@@ -73,6 +73,9 @@ def test_a_key_in_another_case_and_a_dotted_key_get_what_was_meant():
     text = describe_errors(config, SCHEMA)
     assert "  ames.train.lr: unknown key; a dotted key is not read as nested: write ames: {train: {lr: ...}}" in text
     assert "  extract.sift.K: unknown key; did you mean 'k'?" in text
+    # a short key with a letter doubled: difflib's ratio is 0.67, under the 0.75 used for longer names
+    config = _with(adba={"kk": 3, "alpha": 3.0})
+    assert "  adba.kk: unknown key; did you mean 'k'? (allowed here: alpha, k)" in describe_errors(config, SCHEMA)
     assert "  sv.threshold: unknown key; a dotted key is not read as nested: write sv: {threshold: ...}" in text
 
 

@@ -36,6 +36,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
 
 
+def _close(name: str, allowed: list[str]) -> list[str]:
+    """The allowed names a misspelt ``name`` most likely meant (at most 2): the same name in another case (``K`` for
+    ``k``: difflib sees no likeness), else difflib's closest at ratio 0.75, or 0.6 for a name of 3 characters or
+    fewer (``kk`` for ``k`` is 0.67)."""
+    same = [a for a in allowed if a.lower() == name.lower()]
+    return same or difflib.get_close_matches(name, allowed, n=2, cutoff=0.6 if len(name) <= 3 else 0.75)
+
+
 def _line(error: jsonschema.ValidationError) -> str:
     key = _key(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -43,8 +51,7 @@ def _line(error: jsonschema.ValidationError) -> str:
         lines = []
         for name in sorted(set(error.instance) - set(allowed)):
             where = f"{key}.{name}" if error.absolute_path else name
-            close = [a for a in allowed if a.lower() == str(name).lower()]  # K for k: difflib sees no likeness
-            close = close or difflib.get_close_matches(str(name), allowed, n=2, cutoff=0.75)
+            close = _close(str(name), allowed)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             other = OTHER_NAMES.get((key, str(name)))
             hint = f"; {key}'s is {other}" if other and not close else hint
@@ -59,14 +66,13 @@ def _line(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum" and "propertyNames" in error.schema_path and isinstance(error.instance, str):
         # a section whose keys are another section's (benchmark.extract.dinov2 takes extract.dinov2's): listed by name
         allowed = list(error.validator_value)
-        close = difflib.get_close_matches(error.instance, allowed, n=2, cutoff=0.75)
+        close = _close(error.instance, allowed)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"  {key}.{error.instance}: unknown key{hint} (allowed here: {', '.join(allowed)})"
     message = error.message
     if error.validator == "enum" and isinstance(error.instance, str):  # a misspelt value: 'SV' for 'sv'
         allowed = [str(a) for a in error.validator_value]
-        close = [a for a in allowed if a.lower() == error.instance.lower()]
-        close = close or difflib.get_close_matches(error.instance, allowed, n=2, cutoff=0.75)
+        close = _close(error.instance, allowed)
         if close:
             message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
