@@ -71,6 +71,10 @@ def test_a_shortlist_shorter_than_a_ground_truth_database_is_refused_and_a_cover
     dag.check_full_ranking("coll", "asmk")  # its own search: no shortlist of knn.k's
     dag.check_full_ranking("plain", "global")  # no ground truth: a shortlist is what it needs
     assert warnings == []
+    # with R1M's distractors (whose lists are not read while the DAG is built) the size is said in words
+    with pytest.raises(PlanError, match=r"a shortlist of 5 images, fewer than the database \(coll's images and the "
+                       r"1,001,001 revisitop1m distractors\)"):  # fmt: skip
+        dag.check_full_ranking("coll+1m", "global")
     # k at least the database: the full ranking, under knn.k's own version; said once a dataset
     dag, warnings = _dag(tmp_path, monkeypatch, **{"knn.k": 6})
     dag.check_full_ranking("coll", "global")

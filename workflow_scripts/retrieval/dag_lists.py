@@ -24,6 +24,7 @@ from typing import Any
 
 from retrieval import job_memory
 from retrieval.data.datasets import build_database_list, build_image_lists, fresh_lists, warn_images_beside_jpg
+from retrieval.data.download import SOURCES
 from retrieval.plan import DEMO_SPLITS, DISTRACTORS, FEATURES, GLDV2_DOWNLOADABLE, Plan, PlanError, beside
 from retrieval.runtime import read_json, write_json
 from retrieval.stores import feature_cache as fcache
@@ -264,9 +265,16 @@ class DagLists:
             if k >= n_db:  # the top k is the whole database
                 self.warn_whole_database(ds, k, n_db)
                 return
+        base = self.plan.distractor_base(c)
+        fewer = (
+            f"{k} images, fewer than the database ({base}'s images and the {SOURCES[DISTRACTORS]['n_db']:,} "
+            f"{DISTRACTORS} distractors)"
+            if base
+            else f"{k} images, fewer than the database"
+        )
         raise PlanError(
             f"{target}: knn.k is {k}, a shortlist of "
-            + (f"{k} of the {n_db} database images" if n_db else f"{k} images, fewer than the database")
+            + (f"{k} of the {n_db} database images" if n_db else fewer)
             + f", but {ds}'s revisitop metrics need every database image ranked. Set knn.k: 0 (and knn.search: "
             "exact); a truncated shortlist is for a dataset without ground truth or with GLDv2's mAP@100"
         )
