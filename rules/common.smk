@@ -632,6 +632,19 @@ def ranking_mem_mb(base, rankings=1):
     return mem_mb
 
 
+def knn_mem_mb(base, ranking=True):
+    """mem_mb of a job that searches a database's global descriptors (knn; search_knn with ranking False, its
+    ranking being the new photos' top k): the ranking's (ranking_mem_mb) or ``base``, plus an IVF-PQ search's
+    training sample and codes, from the database file's shape (retrieval.dag_lists.DagLists.ivfpq_mem_mb;
+    Snakemake evaluates this again once the file exists)."""
+
+    def mem_mb(wildcards, input):
+        held = DAG_LISTS.ranking_mem_mb(wildcards.dataset, base) if ranking else base
+        return held + DAG_LISTS.ivfpq_mem_mb(input.db)
+
+    return mem_mb
+
+
 def pack_mem_mb(wildcards):
     """A pack job's mem_mb: retrieval.job_memory.pack_mem_mb of its planned photos and k."""
     job = planned_pack(wildcards)

@@ -45,7 +45,7 @@ elif config["shortlist"]["source"] != "asmk":  # asmk: rule asmk_shortlist (rule
             ENV
         threads: config["threads"]
         resources:
-            mem_mb=ranking_mem_mb(4000),
+            mem_mb=knn_mem_mb(4000),
             runtime=30,
         params:
             preset=PRESET,

@@ -19,7 +19,7 @@ rule search_knn:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=knn_mem_mb(4000, ranking=False),
         runtime=30,
     params:
         k=lambda w: (check_version(w, PLAN.v_search_knn(w.collection, w.photos)), PLAN.search_depth())[1],

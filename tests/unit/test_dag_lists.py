@@ -4,6 +4,7 @@ a ranking job with their warnings."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -12,6 +13,7 @@ from conftest import with_overrides
 from retrieval import job_memory
 from retrieval.dag_lists import DagLists, PackPlans
 from retrieval.plan import Plan, PlanError
+from retrieval.stores.global_store import write_global
 
 BASE = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
 
@@ -175,3 +177,24 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     assert later.pack(xv, pack) == run.pack(xv, pack)  # read back without planning
     with pytest.raises(PlanError, match=r"0123456789abcdef\.h5 is not a pack the current configuration plans"):
         later.pack(xv, "0123456789abcdef")
+
+
+def test_an_ivfpq_search_asks_memory_for_its_training_sample(tmp_path, monkeypatch):
+    """knn's mem_mb ignored IVF-PQ's training set, (n_train, D) float32 and faiss's copy of it: 11 GB on a million
+    8192-d VLADs at the defaults. Added from the database file's shape; 0 for exact search, a fallback to exact
+    search, a plan that cannot train (the job says why) and a file not made yet."""
+    db = tmp_path / "db.h5"
+    write_global(db, np.random.default_rng(0).standard_normal((2000, 512)).astype(np.float32))
+    ivf = {"nlist": 4, "m": 8, "nbits": 4, "nprobe": 4, "train": 1500}
+    dag, _ = _dag(tmp_path, monkeypatch, **{"knn.search": "ivfpq", "knn.k": 10, "knn.ivfpq": ivf})
+    assert dag.ivfpq_mem_mb(db) == job_memory.ivfpq_mem_mb(1500, 512, 2000, 8) == 6  # 2.2 x 1500 x 512 x 4 B
+    assert dag.ivfpq_mem_mb(tmp_path / "not_yet.h5") == 0
+    dag, _ = _dag(tmp_path, monkeypatch, **{"knn.search": "ivfpq", "knn.k": 10, "knn.ivfpq": {**ivf, "m": 7}})
+    assert dag.ivfpq_mem_mb(db) == 0  # 7 does not divide 512: refused by the job, with the numbers
+    dag, _ = _dag(tmp_path, monkeypatch, **{"knn.search": "ivfpq", "knn.k": 10, "knn.ivfpq": {**ivf, "nlist": "auto"}})
+    assert dag.ivfpq_mem_mb(db) == 0  # 2,000 vectors: exact search instead
+    dag, _ = _dag(tmp_path, monkeypatch)
+    assert dag.ivfpq_mem_mb(db) == 0  # exact search
+    assert job_memory.ivfpq_mem_mb(156_000, 8192, 1_000_000, 32) == 11285
+    with pytest.raises(ValueError, match="sizes must be >= 0"):
+        job_memory.ivfpq_mem_mb(-1, 8, 8, 8)

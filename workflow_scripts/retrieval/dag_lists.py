@@ -27,7 +27,9 @@ from retrieval.data.datasets import build_database_list, build_image_lists, fres
 from retrieval.data.download import SOURCES
 from retrieval.plan import DEMO_SPLITS, DISTRACTORS, FEATURES, GLDV2_DOWNLOADABLE, Plan, PlanError, beside
 from retrieval.runtime import read_json, write_json
+from retrieval.search import ivfpq
 from retrieval.stores import feature_cache as fcache
+from retrieval.stores.global_store import global_shape
 
 Lists = dict[str, Any]  # lists.json's structure: {"db": [...], "query": [...], ...}
 
@@ -195,6 +197,30 @@ class DagLists:
             )
         self.warn_whole_database(ds, k, n_db)
         return job_memory.ranking_mem_mb(base, n_q, n_db, k, rankings)
+
+    def ivfpq_mem_mb(self, db_path: str | os.PathLike) -> int:
+        """MB an IVF-PQ search (``knn.search: ivfpq``) adds to a job searching the global descriptors ``db_path``:
+        :func:`retrieval.job_memory.ivfpq_mem_mb` of its training sample and codes, as ``plan_ivfpq`` plans them for
+        the file's (N, D); 0 for exact search, for a plan that falls back to exact search or cannot train (the job
+        says why), and for a file not made yet (Snakemake evaluates a job's resources again once its inputs are
+        there, before it runs or is submitted)."""
+        if self.config["knn"]["search"] != "ivfpq":
+            return 0
+        try:
+            n_db, d = global_shape(db_path)
+        except (OSError, ValueError, KeyError):
+            return 0
+        quiet = ivfpq.log.disabled  # its warnings are the job's to log, not the scheduler's
+        ivfpq.log.disabled = True
+        try:
+            plan = ivfpq.plan_ivfpq(n_db, d, self.config["knn"]["ivfpq"])
+        except ValueError:
+            return 0
+        finally:
+            ivfpq.log.disabled = quiet
+        if "fallback" in plan:
+            return 0
+        return job_memory.ivfpq_mem_mb(plan["n_train"], d, n_db, plan["m"])
 
     def warn_whole_database(self, ds: str, k: int, n_db: int) -> None:
         """Name, once a dataset, a knn.k at least its database size: the search caps it, so the ranking is the full
