@@ -179,6 +179,27 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
         later.pack(xv, "0123456789abcdef")
 
 
+def test_a_training_or_validation_split_that_cannot_be_listed_is_refused_naming_its_key(tmp_path, monkeypatch):
+    """A training split of a gnd.csv and no images got only the lists' warning, naming the folder, not the key, and
+    the dry run planned every job before it; now a PlanError names training_split (ames.validation_split for
+    AMES's). A listable split passes."""
+    (tmp_path / "data" / "empty").mkdir(parents=True)
+    (tmp_path / "data" / "empty" / "gnd.csv").write_text("query,positive\njpg/a.jpg,jpg/b.jpg\n")
+    _photos(tmp_path / "data" / "good", 4)
+    (tmp_path / "data" / "good" / "gnd.csv").write_text("query,positive\njpg/00.jpg,jpg/01.jpg\n")
+    dag, warnings = _dag(tmp_path, monkeypatch, training_split="empty")
+    for method in ("lw", "ames"):
+        with pytest.raises(PlanError, match=rf"training_split \('empty', for results/demo_{method}\.json\): the split's "
+                           r"image lists cannot be built"):  # fmt: skip
+            dag.check_full_ranking("demo", method)
+    assert len(warnings) == 1 and "holds no images" in warnings[0]  # the reason, said once
+    dag.check_full_ranking("demo", "sv")  # fitted on nothing there
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="good", **{"ames.validation_split": "empty"})
+    dag.check_full_ranking("demo", "lw")
+    with pytest.raises(PlanError, match=r"ames\.validation_split \('empty', for results/demo_ames\.json\)"):
+        dag.check_full_ranking("demo", "ames")
+
+
 def test_an_ivfpq_search_asks_memory_for_its_training_sample(tmp_path, monkeypatch):
     """knn's mem_mb ignored IVF-PQ's training set, (n_train, D) float32 and faiss's copy of it: 11 GB on a million
     8192-d VLADs at the defaults. Added from the database file's shape; 0 for exact search, a fallback to exact

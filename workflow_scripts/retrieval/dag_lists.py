@@ -257,6 +257,9 @@ class DagLists:
         if method == "lw" or (method in ("ames", "ames_binary") and not self.plan.ames_checkpoint(method)):
             train = self.plan.train
             self.plan.check_ground_truth(train, f"training_split ('{train}', for {target})", labels=True)
+            self._check_listable(train, f"training_split ('{train}', for {target})")
+        if validated:
+            self._check_listable(val, f"ames.validation_split ('{val}', for {target})")
         k = self.config["knn"]["k"]
         if method == "asmk" or self.config["shortlist"]["source"] in ("asmk", "ames_nn"):
             return
@@ -271,6 +274,20 @@ class DagLists:
         self._check_shortlist(target, ds, k)
         if validated:
             self._check_shortlist(f"{target} (its ames.validation_split)", val, k)
+
+    def _check_listable(self, ds: str, what: str) -> None:
+        """PlanError naming ``what`` (the key that names ``ds``) where a folder split's lists cannot be built: a
+        training split of a gnd.csv and no images got only the lists' warning, which named the folder but not the
+        key, and the dry run went on to plan every job before it (a new user's trial). Datasets whose lists are not
+        read here (the demo before it is generated, revisitop's and GLDv2's downloads) are left to image_lists."""
+        c = self.plan.canonical(ds)
+        if not self.plan.database_apart(c) or not os.path.isdir(self.plan.dataset_dir(c)):
+            return
+        if self.lists(c) is None:
+            raise PlanError(
+                f"{what}: the split's image lists cannot be built ({self.plan.dataset_dir(c)}; the warning above says "
+                "why): fix the folder, or name another split"
+            )
 
     def _check_shortlist(self, target: str, ds: str, k: int) -> None:
         if not self.plan.ranks_every_image(ds):
