@@ -17,5 +17,6 @@ nearest_neighbours(
     search=snakemake.params.search,
     block=snakemake.config["knn"]["block"],  # not a param: memory only, changing it re-runs nothing
     ivfpq=snakemake.params.ivfpq,
+    k_key=None,  # search.k or sv.num_rerank, not knn.k: above a small collection it is harmless
 )
 write_rule_manifest(snakemake, "search_knn")

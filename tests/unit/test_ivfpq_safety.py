@@ -45,6 +45,20 @@ def test_issue_case_400_images_nlist_64_nprobe_1_gives_only_database_ids(tmp_pat
     assert stats["widened_queries"] == 6 and stats["max_nprobe"] > 1
 
 
+def test_a_depth_above_the_database_is_warned_of_by_the_key_it_comes_from(tmp_path, caplog):
+    """knn.k above the database is warned of, naming knn.k; a search of new photos (search.k, or sv.num_rerank's 100
+    under search.rerank: sv) named knn.k, which the user never set (a new user's trial): there it is information."""
+    _data(tmp_path, 30)
+    caplog.set_level(logging.INFO)
+    nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "a.h5", 100, "v")
+    assert "knn.k 100 is at least the 30 database images" in caplog.text
+    caplog.clear()
+    nearest_neighbours(tmp_path / "q.h5", tmp_path / "db.h5", tmp_path / "b.h5", 100, "v", k_key=None)
+    assert "knn.k" not in caplog.text and "WARNING" not in caplog.text
+    assert "a depth of 100: all 30 collection images are ranked" in caplog.text
+    assert read_neighbours(tmp_path / "a.h5")[0].tolist() == read_neighbours(tmp_path / "b.h5")[0].tolist()
+
+
 def test_auto_nlist_follows_the_database_and_falls_back_on_small_ones(tmp_path, caplog):
     assert plan_ivfpq(1_000_000, 1024, {**AUTO, "m": 32}) == {
         "nlist": 4000,

@@ -40,6 +40,7 @@ def nearest_neighbours(
     search: str = "exact",
     block: int = 100_000,
     ivfpq: dict[str, Any] | None = None,
+    k_key: str | None = "knn.k",
 ) -> None:
     """k = 0 asks for the full ranking of the database, which the revisitop metrics need. The database is read in
     blocks of ``block`` rows: exact search merges each block's top k; ``ivfpq`` trains a compressed index on a
@@ -47,7 +48,9 @@ def nearest_neighbours(
     ``nlist: auto`` a database too small to train it gets exact search (logged, and recorded in the file's
     ``ivfpq_fallback`` attribute); an explicit configuration it cannot train is refused with the numbers. Every
     stored id is a database row (IVF-PQ's -1 "no result" never reaches the file), and IVF-PQ's candidates are stored
-    with their exact similarities, best first."""
+    with their exact similarities, best first. ``k_key``: the key ``k`` comes from, named in the warning when it is at
+    least the database; None for a search of new photos (``search.k`` or ``sv.num_rerank``: a depth above a small
+    collection is harmless there, and is logged as information)."""
 
     q = read_global(query_path)
     q_none = featureless_rows(q) if len(q) else np.zeros(0, bool)
@@ -55,8 +58,10 @@ def nearest_neighbours(
         d = f["descriptors"]
         n_db = d.shape[0]
         k_eff = n_db if k == 0 else min(k, n_db)
-        if 0 < n_db <= k:
-            log.warning("knn.k %d is at least the %d database images: the full ranking is stored", k, n_db)
+        if 0 < n_db <= k and k_key:
+            log.warning("%s %d is at least the %d database images: the full ranking is stored", k_key, k, n_db)
+        elif 0 < n_db <= k:
+            log.info("a depth of %d: all %d collection images are ranked", k, n_db)
         read = BlockReader(db_path, d)  # checks each block finite and marks its rows without features
         db_none = read.featureless  # complete once a search has passed over every block
 
