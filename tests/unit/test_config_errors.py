@@ -109,6 +109,19 @@ def test_wrong_types_and_ranges_name_the_key_and_text_from_the_command_line_gets
     assert len(text.splitlines()) == 3
 
 
+def test_text_from_a_configfile_is_not_told_to_use_a_configfile(tmp_path):
+    """`sv: {num_rerank: "ten"}` in a --configfile got the --config hint ("put nested keys in a YAML file and pass it
+    with --configfile"), what the user had done (a researcher's trial); the file is named and the hint is its own."""
+    mine = tmp_path / "bad.yaml"
+    mine.write_text('sv: {num_rerank: "ten"}\n')
+    config = _with(**{"sv.num_rerank": "ten"})
+    text = describe_errors(config, SCHEMA, [mine])
+    line = next(ln for ln in text.splitlines() if ln.startswith("  sv.num_rerank"))
+    assert "--config" not in line and f"[in {mine}]" in line
+    assert "(text in that file: give a number, true or false, without quotes)" in line
+    assert "(if it was given with --config" in describe_errors(config, SCHEMA)  # from the command line: as before
+
+
 def test_a_grid_axis_with_a_repeated_value_is_refused_naming_the_key():
     """A repeated grid value made a repeated grid row (the same point twice, counted twice among tied points)."""
     changes = {"ames.lambda": [0.5, 0.5], "ames.geometry.weight": [0.0, 1.0, 1.0], "ames.num_rerank": [25, 50]}

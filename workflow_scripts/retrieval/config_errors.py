@@ -108,12 +108,18 @@ def _line(error: jsonschema.ValidationError) -> str:
             "--configfile)"
         )
     elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
-        line += (
-            " (if it was given with --config: Snakemake reads a value there as a number, as True or False, or else"
-            " as text, and the values inside a nested --config KEY='{...}' stay text: put nested keys in a YAML"
-            " file and pass it with --configfile)"
-        )
+        line += _FROM_CONFIG_HINT
     return line
+
+
+# a text value where another type is wanted: the likely cause on the command line (replaced by _FROM_FILE_HINT where
+# a --configfile holds the value: a researcher's trial was told to do what it had done)
+_FROM_CONFIG_HINT = (
+    " (if it was given with --config: Snakemake reads a value there as a number, as True or False, or else"
+    " as text, and the values inside a nested --config KEY='{...}' stay text: put nested keys in a YAML"
+    " file and pass it with --configfile)"
+)
+_FROM_FILE_HINT = " (text in that file: give a number, true or false, without quotes)"
 
 
 def _yaml_number(value: float) -> str:
@@ -356,6 +362,9 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
         return ""
     files = _loaded(configfiles)
     lines = [_holder(ln, config, files) for ln in lines]
+    lines = [
+        ln.replace(_FROM_CONFIG_HINT, _FROM_FILE_HINT) if ln.endswith("]") and " [in " in ln else ln for ln in lines
+    ]
     named = [str(f) for f in configfiles if _is_results_json(f)]
     if (
         named
