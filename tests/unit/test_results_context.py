@@ -212,10 +212,33 @@ def test_a_published_result_is_stale_when_a_file_upstream_of_its_artifacts_was_r
     assert stale_published("results") == []
     Path("results/loop").symlink_to("loop")  # a link loop among the named files is passed over, never raised
     write_json("results/c_global.json", {"method": "global", "artifacts": {"x": "results/loop/y.h5"}})
-    assert stale_published("results") == [("results/c_compare.json", "results/c_global.json")]
+    assert stale_published("results") == []  # (a copy published again counts by what it names: below)
     Path("results/knn/c/v1/manifest.json").write_text("{")  # a malformed manifest: its file has no known inputs
     write_json("results/c_global.json", {"method": "global", "artifacts": {"knn": "results/knn/c/v1/knn.h5"}})
-    assert stale_published("results") == [("results/c_compare.json", "results/c_global.json")]
+    os.utime("results/knn/c/v1/knn.h5", (4000, 4000))  # newer than the table, older than the result just written
+    assert stale_published("results") == [("results/c_compare.json", "results/knn/c/v1/knn.h5")]
+
+
+def test_a_result_published_again_from_the_same_files_leaves_its_table_fresh(tmp_path, monkeypatch):
+    """A researcher's trial: sv.threshold 8, then back to the default; publish copied the default's sv JSON again,
+    newer than the method table and the report that show it, which were named stale although they showed its
+    numbers, and asking for them again did nothing. A published result counts by what it was made from: copied
+    again from its older evaluation it is not newer; published from an evaluation computed after the table, it is."""
+    monkeypatch.chdir(tmp_path)
+    for name, t in (("results/ev/a/sv.json", 1000), ("results/ev/b/sv.json", 1000)):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text("{}")
+        os.utime(name, (t, t))
+    write_json("results/c_sv.json", {"method": "sv", "artifacts": {"evaluation": "results/ev/a/sv.json"}})
+    write_json("results/c_compare.json", {"rows": [], "artifacts": {"result_sv": "results/c_sv.json"}})
+    os.utime("results/c_sv.json", (2000, 2000))
+    os.utime("results/c_compare.json", (2500, 2500))
+    assert stale_published("results") == []
+    os.utime("results/c_sv.json", (3000, 3000))  # published again, from the same evaluation (switching back)
+    assert stale_published("results") == []
+    write_json("results/c_sv.json", {"method": "sv", "artifacts": {"evaluation": "results/ev/b/sv.json"}})
+    os.utime("results/ev/b/sv.json", (2800, 2800))  # another configuration's, computed after the table
+    assert stale_published("results") == [("results/c_compare.json", "results/ev/b/sv.json")]
 
 
 def test_a_shortlist_shorter_than_the_re_rankers_setting_is_recorded_and_warned(caplog):
@@ -239,14 +262,18 @@ def test_a_method_table_older_than_a_result_it_lists_is_stale(tmp_path, monkeypa
     Path("k").mkdir()
     Path("k/knn.h5").write_text("")
     write_json("results/g_global.json", {"method": "global", "artifacts": {}})
-    write_json("results/g_sv.json", {"method": "sv", "artifacts": {}})
+    Path("k/sv.json").write_text("{}")  # sv's evaluation
+    write_json("results/g_sv.json", {"method": "sv", "artifacts": {"evaluation": "k/sv.json"}})
     write_json("results/g_compare.json", {"dataset": "g", "rows": [], "artifacts": made_from})
-    for name in ("k/knn.h5", "results/g_global.json", "results/g_sv.json"):
+    for name in ("k/knn.h5", "k/sv.json", "results/g_global.json", "results/g_sv.json"):
         os.utime(name, (1000, 1000))
     os.utime("results/g_compare.json", (2000, 2000))
     assert stale_published("results") == []
-    os.utime("results/g_sv.json", (3000, 3000))  # published again, the table not asked for
-    assert stale_published("results") == [("results/g_compare.json", "results/g_sv.json")]
+    # sv evaluated again in place (gnd.json edited) and published again, the table not asked for: named by the file
+    # re-computed (the copy's own time is not the signal: publish copies a result again when switching back)
+    os.utime("k/sv.json", (3000, 3000))
+    os.utime("results/g_sv.json", (3000, 3000))
+    assert stale_published("results") == [("results/g_compare.json", "k/sv.json")]
     assert stale_message("results/g_compare.json", "results/g_sv.json") == (
         "results/g_compare.json (.md) is older than results/g_sv.json, which a later run re-computed in place: its "
         "table is from before; ask for it again (snakemake ... results/g_compare.md) to bring it up to date"

@@ -417,6 +417,10 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
         except (OSError, RuntimeError, ValueError):
             return False
 
+    # a published result named by a table or a report counts by what it was made from, not by its copy's time:
+    # publish copies it again whenever another configuration's version is asked for, and switching back copied the
+    # same numbers again, which named the table and the report stale (a researcher's trial)
+    copies = {os.path.abspath(path) for path, _ in published_files}
     out = []
     for path, made_from in published_files:
         try:
@@ -427,7 +431,7 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
         while queue:
             name = queue.pop(0)
             try:
-                newer = Path(name).stat().st_mtime > published
+                newer = os.path.abspath(name) not in copies and Path(name).stat().st_mtime > published
             except (OSError, ValueError):  # gone (a temporary file, another configuration's): its inputs still count
                 newer = False
             if newer:
