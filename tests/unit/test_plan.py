@@ -507,6 +507,12 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     typo = Plan(configured(data_root=str(tmp_path / "data")))
     with pytest.raises(PlanError, match=r"landmarks_mini not found .*; did you mean 'landmarks-mini'\?$"):
         typo.folder_source("landmarks_mini")
+    # data_root itself mistyped ('dta' for 'data'): said, where the dataset's folder alone was named before
+    with pytest.raises(PlanError, match=r"\(data_root=\S+/dta, and data_root \S+/dta does not exist at all\)"):
+        Plan(configured(data_root=str(tmp_path / "dta"))).folder_source("newph")
+    with pytest.raises(PlanError) as present:
+        typo.folder_source("newph")
+    assert "does not exist at all" not in str(present.value)
     with pytest.raises(PlanError) as far:
         typo.folder_source("zzz")
     assert "did you mean" not in str(far.value)

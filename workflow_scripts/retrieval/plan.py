@@ -651,6 +651,8 @@ class Plan:
                 (f"{role[ds]}: " if ds in role else "")
                 + f"dataset '{ds}': folder {d} not found ("
                 + (f"dataset_dirs.{ds}" if moved else f"data_root={self.config['data_root']}")
+                # a mistyped data_root is the cause, not the dataset's folder (a new user's trial: 'dta' for 'data')
+                + ("" if moved or os.path.isdir(root) else f", and data_root {root} does not exist at all")
                 + f"); put the images in {d}/jpg/ (with gnd.csv, gnd.json or gnd_{ds}.pkl for metrics)"
                 + (
                     ", or correct the folder named in dataset_dirs"
