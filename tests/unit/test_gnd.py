@@ -115,6 +115,30 @@ def test_ground_truth_that_would_score_wrongly_is_refused_naming_query_and_key(t
     assert str(p) in str(e.value)
 
 
+def test_every_invalid_entry_is_named_in_one_error(tmp_path):
+    """A researcher's trial broke two entries (an image both easy and hard, an index outside imlist) and was told
+    of the first only, the second on the next failed run; every entry's first problem is said at once, the count
+    past 20 (from the gnd.json of 25 bad entries)."""
+    d = _with()
+    g = d["gnd"][0]
+    d["qimlist"] = ["q0", "q1", "q2"]
+    d["gnd"] = [{**g, "hard": [0]}, dict(g), {**g, "easy": [999]}]
+    p = tmp_path / "gnd.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError) as e:
+        load_ground_truth(p)
+    lines = str(e.value).splitlines()
+    assert lines[0] == f"{p}: 2 entries of 'gnd' are invalid (the first problem of each):"
+    assert "gnd[0] (query 'q0'): index 0 ('a') is both 'easy' and 'hard'" in lines[1]
+    assert "gnd[2] (query 'q2')['easy']: indices [999] outside imlist (0..2)" in lines[2] and len(lines) == 3
+    d["qimlist"] = [f"q{i}" for i in range(25)]
+    d["gnd"] = [{**g, "easy": [999]}] * 25
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"25 entries of 'gnd' are invalid") as e:
+        load_ground_truth(p)
+    assert len(str(e.value).splitlines()) == 22 and str(e.value).endswith("... and 5 more")
+
+
 def test_a_query_twice_with_the_same_box_is_refused_and_other_keys_are_not_read(tmp_path, caplog):
     d = _with()
     d["qimlist"], d["gnd"] = ["q", "q"], [d["gnd"][0], dict(d["gnd"][0])]

@@ -167,6 +167,50 @@ def _check_entry_keys(g: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where}: unknown key {key!r}; did you mean {near!r}? (read: {', '.join(ENTRY_KEYS)})")
 
 
+MAX_GND_PROBLEMS = 20  # entries named in one error; the rest counted
+
+
+def _parse_entry(
+    g: Any, i: int, qimlist: list[str], imlist: list[str], source: str, queries: dict[tuple[Any, ...], int]
+) -> dict[str, Any]:
+    """One ``gnd`` entry checked and read (``easy``/``hard``/``junk`` index lists, ``bbx``, GLDv2's ``usage``);
+    ``queries`` records each (query, box, labels) seen, to refuse a repeat. ValueError naming the entry."""
+    n = len(imlist)
+    where = f"{source}: gnd[{i}] (query '{qimlist[i]}')"
+    if not isinstance(g, dict):
+        raise ValueError(f"{where}: expected a dict")
+    _check_entry_keys(g, where)
+    entry: dict[str, Any] = {}
+    marked = dict(g)  # the entry's index lists by kind
+    if "ok" in g and "easy" not in g and "hard" not in g:  # cirtorch's Oxford5k/Paris6k: ok and junk
+        marked["easy"] = g["ok"]
+    for key in ("easy", "hard", "junk"):
+        idx = _as_int_list(marked.get(key, []), f"{where}['{key}']")
+        bad = [v for v in idx if not 0 <= v < n]
+        if bad:
+            raise ValueError(f"{where}['{key}']: indices {bad[:5]} outside imlist (0..{n - 1})")
+        if len(set(idx)) < len(idx):  # compute_map counts a repeat twice among the positives: AP off, or > 1
+            twice = next(v for k, v in enumerate(idx) if v in idx[:k])
+            raise ValueError(f"{where}['{key}']: index {twice} ({imlist[twice]!r}) listed twice; list each once")
+        entry[key] = idx
+    both = sorted(set(entry["easy"]) & set(entry["hard"]))
+    if both:
+        raise ValueError(
+            f"{where}: index {both[0]} ({imlist[both[0]]!r}) is both 'easy' and 'hard' (one label per image "
+            "and query; revisitop's files never overlap)"
+        )
+    entry["bbx"] = _box(g["bbx"], f"{where}['bbx']") if g.get("bbx") is not None else None
+    box = None if entry["bbx"] is None else tuple(entry["bbx"])
+    first = queries.setdefault((qimlist[i], box, *(tuple(sorted(entry[k])) for k in ("easy", "hard", "junk"))), i)
+    if first != i:  # the same photo with another box or other positives is another query (two objects)
+        raise ValueError(
+            f"{source}: query {qimlist[i]!r} is listed twice with the same box and labels (gnd[{first}], gnd[{i}])"
+        )
+    if "usage" in g:  # GLDv2: the query's Public / Private part of the solution
+        entry["usage"] = str(g["usage"])
+    return entry
+
+
 def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
     """Normalise and validate a revisitop-structured dict (from JSON or pickle). ValueError naming ``source``, the
     query and the key for: an index outside ``imlist`` or listed twice in one list, an image both easy and hard, a
@@ -193,41 +237,26 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
     gnd = []
     queries: dict[tuple[Any, ...], int] = {}
     read_ok = 0
+    problems: list[str] = []  # every entry's first problem, said in one error (one at a time took a run each)
     for i, g in enumerate(gnd_raw):
-        where = f"{source}: gnd[{i}] (query '{qimlist[i]}')"
-        if not isinstance(g, dict):
-            raise ValueError(f"{where}: expected a dict")
-        _check_entry_keys(g, where)
-        entry: dict[str, Any] = {}
-        marked = dict(g)  # the entry's index lists by kind
-        if "ok" in g and "easy" not in g and "hard" not in g:  # cirtorch's Oxford5k/Paris6k: ok and junk
-            marked["easy"] = g["ok"]
+        try:
+            entry = _parse_entry(g, i, qimlist, imlist, source, queries)
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        if "ok" in g and "easy" not in g and "hard" not in g:
             read_ok += 1
-        for key in ("easy", "hard", "junk"):
-            idx = _as_int_list(marked.get(key, []), f"{where}['{key}']")
-            bad = [v for v in idx if not 0 <= v < n]
-            if bad:
-                raise ValueError(f"{where}['{key}']: indices {bad[:5]} outside imlist (0..{n - 1})")
-            if len(set(idx)) < len(idx):  # compute_map counts a repeat twice among the positives: AP off, or > 1
-                twice = next(v for k, v in enumerate(idx) if v in idx[:k])
-                raise ValueError(f"{where}['{key}']: index {twice} ({imlist[twice]!r}) listed twice; list each once")
-            entry[key] = idx
-        both = sorted(set(entry["easy"]) & set(entry["hard"]))
-        if both:
-            raise ValueError(
-                f"{where}: index {both[0]} ({imlist[both[0]]!r}) is both 'easy' and 'hard' (one label per image "
-                "and query; revisitop's files never overlap)"
-            )
-        entry["bbx"] = _box(g["bbx"], f"{where}['bbx']") if g.get("bbx") is not None else None
-        box = None if entry["bbx"] is None else tuple(entry["bbx"])
-        first = queries.setdefault((qimlist[i], box, *(tuple(sorted(entry[k])) for k in ("easy", "hard", "junk"))), i)
-        if first != i:  # the same photo with another box or other positives is another query (two objects)
-            raise ValueError(
-                f"{source}: query {qimlist[i]!r} is listed twice with the same box and labels (gnd[{first}], gnd[{i}])"
-            )
-        if "usage" in g:  # GLDv2: the query's Public / Private part of the solution
-            entry["usage"] = str(g["usage"])
         gnd.append(entry)
+    if len(problems) == 1:
+        raise ValueError(problems[0])
+    if problems:
+        shown = problems[:MAX_GND_PROBLEMS]
+        more = len(problems) - len(shown)
+        raise ValueError(
+            f"{source}: {len(problems)} entries of 'gnd' are invalid (the first problem of each):\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else "")
+        )
     if read_ok:
         log.info(
             "%s: 'ok' read as the positives ('easy') in %d entries without 'easy' or 'hard', as cirtorch's "
