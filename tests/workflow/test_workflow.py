@@ -294,7 +294,9 @@ def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_pa
         out = failed.stdout + failed.stderr + "".join(p.read_text() for p in (wd / "logs").rglob("*.log"))
         assert failed.returncode != 0 and f"bad/jpg/{bad}: " in out, bad
     (root / "image_list.txt").write_text("\n".join(names) + "\n")
-    snakemake(wd, "results/bad_global.json", *cfg, "on_bad_image=skip")
+    ok = snakemake(wd, "results/bad_global.json", *cfg, "on_bad_image=skip")
+    # the warnings name the dataset (they said "image(s) of db", the same for a collection and a searched folder)
+    assert "5 image(s) of bad (db) have no local features" in ok.stdout + ok.stderr
     res = load_json(wd / "results" / "bad_global.json")
     assert res["metrics"] is None and res["n_db"] == 11 and res["db_images_without_features"] == 5
     v = res["versions"]

@@ -213,7 +213,7 @@ def import_ames_chunk(
 MAX_NAMED_WITHOUT_FEATURES = 1000  # the merge manifest names at most this many (a blank distractor set: a count)
 
 
-def _without_features(store: str | Path, entries: Sequence[dict[str, Any]], split: str) -> dict[str, Any]:
+def _without_features(store: str | Path, entries: Sequence[dict[str, Any]], where: str) -> dict[str, Any]:
     """The images of a merged store that got no local descriptors (its ``count`` 0: blank, tiny or featureless
     photos, and those skipped as unreadable): ``{"n_without_features", "images_without_features"}`` (names in list
     order, the first MAX_NAMED_WITHOUT_FEATURES), logged when there are any. They are never a match; a new user's
@@ -225,7 +225,7 @@ def _without_features(store: str | Path, entries: Sequence[dict[str, Any]], spli
         log.warning(
             "%d image(s) of %s have no local features (never a match; the manifest names them): %s%s",
             len(rows),
-            split,
+            where,
             names[:5],
             " ..." if len(rows) > 5 else "",
         )
@@ -254,6 +254,9 @@ def merge_local(
     m.add_input("lists", lists_path, version=lists_version)
     lists = read_json(lists_path)
     n = len(lists[split])
+    # the dataset named in the warnings: a run that indexes a collection and searches a folder of photos said
+    # "image(s) of db" for both (a new user's trial)
+    where = f"{lists['dataset']} ({split})" if lists.get("dataset") else split
     if cache is not None:
         info = assemble_store(lists, split, cache["dir"], chunk_paths, out_path, cache["xv"], on_bad_image)
         skipped = info.pop("skipped")
@@ -261,7 +264,7 @@ def merge_local(
             log.warning(
                 "%d image(s) of %s got no features (on_bad_image: skip): %s",
                 len(skipped),
-                split,
+                where,
                 [s["path"] for s in skipped[:5]],
             )
         log.info(
@@ -272,7 +275,7 @@ def merge_local(
             info["n_chunks"],
             info["n_runs"],
         )
-        none = _without_features(out_path, lists[split], split)
+        none = _without_features(out_path, lists[split], where)
         m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped, **none)
         return
     info = merge_local_chunks(chunk_paths, out_path, n, groups)
@@ -290,8 +293,8 @@ def merge_local(
         log.warning(
             "%d image(s) of %s got no features (on_bad_image: skip): %s",
             len(skipped),
-            split,
+            where,
             [s["path"] for s in skipped[:5]],
         )
-    none = _without_features(out_path, lists[split], split)
+    none = _without_features(out_path, lists[split], where)
     m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped, **none)
