@@ -93,6 +93,8 @@ def _with(entry=None, **top):
         (_with({"easy": [0, 0]}), r"gnd\[0\] \(query 'q'\)\['easy'\]: index 0 \('a'\) listed twice"),
         (_with({"hard": [2, 2]}), r"\['hard'\]: index 2 \('c'\) listed twice"),
         (_with({"easy": [0], "hard": [0, 2]}), r"index 0 \('a'\) is both 'easy' and 'hard'"),
+        # int(2.5) read a fractional index as image 2 (a researcher's trial: sv's Medium mAP moved by 1.5)
+        (_with({"easy": [0, 2.5]}), r"\['easy'\]: expected a list of integer indices; \[2\.5\] are not whole"),
         # misspelt keys dropped every positive without a word (metrics null, exit 0)
         (_with({"hrad": [1]}), r"unknown key 'hrad'; did you mean 'hard'\?"),
         (_with({"bbox": [0, 0, 5, 5]}), r"unknown key 'bbox'; did you mean 'bbx'\?"),
