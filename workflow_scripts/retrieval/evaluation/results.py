@@ -392,7 +392,9 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     "Made from" is transitive through the stages' manifests, to the files under ``results_dir``: a search that re-computed the
     collection's global descriptors in place (photos added) leaves ``{collection}_global.json`` stale although its
     knn file was not made again (a new user's trial: ``n_db`` 30 against 37 photos, not named). The files it names
-    come first, then their inputs, breadth first; the first newer one is returned.
+    come first, then their inputs, breadth first; the first newer one is returned. A published result named by a
+    table or a report is not compared by its own time (``publish`` copies it again whenever another configuration's
+    version is asked for: switching back named the table stale), only by what it was made from.
 
     Returns ``(published, newer file)`` pairs, sorted within each kind; files that are not published files, and
     files that cannot be read, are passed over; a named file no longer on disk (a temporary one, another
