@@ -86,6 +86,12 @@ def _with(entry=None, **top):
     return {"imlist": d["imlist"], "qimlist": d["qimlist"], "gnd": [{**g, **(entry or {})}], **top}
 
 
+def _drop(key, **top):
+    d = _with(**top)
+    del d[key]
+    return d
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [
@@ -105,6 +111,10 @@ def _with(entry=None, **top):
         (_with({"bbx": {"x1": 0}}), r"\['bbx'\]: expected 4 numbers"),
         (_with({"bbx": 12.5}), r"\['bbx'\]: expected 4 numbers .*12.5"),
         (_with({"bbx": [0, 0, "a", 5]}), r"\['bbx'\]: expected 4 numbers"),
+        # a missing or misspelt 'gnd' read as "'gnd' has 0 entries", as if the list were there and empty
+        (_drop("gnd"), r"missing key 'gnd' \(one entry per query of 'qimlist', 1 here\)$"),
+        (_drop("gnd", gnds=[{"easy": [0]}]), r"missing key 'gnd'.*; found 'gnds': is it a misspelling of 'gnd'\?"),
+        (_drop("qimlist", qimlists=["q"]), r"missing key 'qimlist'; found 'qimlists': is it a misspelling"),
         # a name twice in imlist: an index names one of two images
         (_with(imlist=["a", "b", "a"]), r"'imlist' lists 'a' twice \(imlist\[0\] and imlist\[2\]\)"),
     ],

@@ -33,6 +33,7 @@ _ALLOWED_GLOBALS = {
 
 
 PROTOCOL_NAMES = ("revisitop", "gldv2")
+TOP_KEYS = ("imlist", "qimlist", "gnd", "labels", "image_dir", "protocol", "subset")  # what parse_ground_truth reads
 ENTRY_KEYS = ("easy", "hard", "junk", "bbx", "usage")  # what a gnd[i] entry may hold ("usage": GLDv2's part)
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,13 @@ def _first_repeat(names: list[str], what: str, source: str) -> None:
         seen[name] = i
 
 
+def _near_top_key(raw: dict[Any, Any], key: str) -> str:
+    """``"; found 'gnds': is it a misspelling of 'gnd'?"``: text naming a key of ``raw`` one edit from the missing ``key``
+    (case aside), else ``""``."""
+    near = next((str(k) for k in raw if k not in TOP_KEYS and _one_edit(str(k).lower(), key)), None)
+    return f"; found {near!r}: is it a misspelling of {key!r}?" if near else ""
+
+
 def _one_edit(a: str, b: str) -> bool:
     """Whether ``a`` and ``b`` differ by at most one insertion, deletion, substitution or swap of neighbours."""
     if a == b:
@@ -229,13 +237,18 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
         raise ValueError(f"{source}: expected a dict with keys imlist, qimlist, gnd; got {type(raw).__name__}")
     for key in ("imlist", "qimlist"):
         if key not in raw:
-            raise ValueError(f"{source}: missing key '{key}'")
+            raise ValueError(f"{source}: missing key '{key}'{_near_top_key(raw, key)}")
     for key, what in (("imlist", "database image"), ("qimlist", "query"), ("gnd", "query")):
         if key in raw and not isinstance(raw[key], (list, tuple)):  # a dict {"0": {...}} read as gnd[0] "not a dict"
             raise ValueError(f"{source}: '{key}' must be a list, one entry per {what}; got {type(raw[key]).__name__}")
     imlist = [str(x) for x in raw["imlist"]]
     qimlist = [str(x) for x in raw["qimlist"]]
     _first_repeat(imlist, "imlist", source)  # a positive's index would name one of two images
+    if "gnd" not in raw and qimlist:  # it read as "'gnd' has 0 entries", as if the list were there and empty
+        raise ValueError(
+            f"{source}: missing key 'gnd' (one entry per query of 'qimlist', {len(qimlist)} here)"
+            f"{_near_top_key(raw, 'gnd')}"
+        )
     gnd_raw = raw.get("gnd", [])
     if len(gnd_raw) != len(qimlist):
         raise ValueError(f"{source}: 'gnd' has {len(gnd_raw)} entries but 'qimlist' has {len(qimlist)}")
