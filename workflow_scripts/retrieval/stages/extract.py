@@ -213,19 +213,23 @@ def import_ames_chunk(
 MAX_NAMED_WITHOUT_FEATURES = 1000  # the merge manifest names at most this many (a blank distractor set: a count)
 
 
-def _without_features(store: str | Path, entries: Sequence[dict[str, Any]], where: str) -> dict[str, Any]:
+def _without_features(
+    store: str | Path, entries: Sequence[dict[str, Any]], where: str, skipped: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
     """The images of a merged store that got no local descriptors (its ``count`` 0: blank, tiny or featureless
     photos, and those skipped as unreadable): ``{"n_without_features", "images_without_features"}`` (names in list
-    order, the first MAX_NAMED_WITHOUT_FEATURES), logged when there are any. They are never a match; a new user's
-    trial found a 1x1 photo only as a count in the results."""
+    order, the first MAX_NAMED_WITHOUT_FEATURES), logged when there are any, in one warning that counts the
+    ``skipped`` among them (two warnings named the same skipped file). They are never a match; a new user's trial
+    found a 1x1 photo only as a count in the results."""
     with h5py.File(store, "r") as f:
         rows = np.flatnonzero(f["count"][:] == 0)
     names = [entries[int(i)]["name"] for i in rows[:MAX_NAMED_WITHOUT_FEATURES]]
     if len(rows):
         log.warning(
-            "%d image(s) of %s have no local features (never a match; the manifest names them): %s%s",
+            "%d image(s) of %s have no local features (never a match; the manifest names them%s): %s%s",
             len(rows),
             where,
+            f"; {len(skipped)} of them skipped as unreadable, on_bad_image: skip" if skipped else "",
             names[:5],
             " ..." if len(rows) > 5 else "",
         )
@@ -260,13 +264,6 @@ def merge_local(
     if cache is not None:
         info = assemble_store(lists, split, cache["dir"], chunk_paths, out_path, cache["xv"], on_bad_image)
         skipped = info.pop("skipped")
-        if skipped:
-            log.warning(
-                "%d image(s) of %s got no features (on_bad_image: skip): %s",
-                len(skipped),
-                where,
-                [s["path"] for s in skipped[:5]],
-            )
         log.info(
             "%s %s: %d rows from %d feature-cache pack(s) in %d contiguous run(s)",
             lists["dataset"],
@@ -275,7 +272,7 @@ def merge_local(
             info["n_chunks"],
             info["n_runs"],
         )
-        none = _without_features(out_path, lists[split], where)
+        none = _without_features(out_path, lists[split], where, skipped)
         m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped, **none)
         return
     info = merge_local_chunks(chunk_paths, out_path, n, groups)
@@ -289,12 +286,5 @@ def merge_local(
     for p in chunk_paths:
         with h5py.File(p, "r") as f:
             skipped += json.loads(f.attrs.get("skipped", "[]"))
-    if skipped:
-        log.warning(
-            "%d image(s) of %s got no features (on_bad_image: skip): %s",
-            len(skipped),
-            where,
-            [s["path"] for s in skipped[:5]],
-        )
-    none = _without_features(out_path, lists[split], where)
+    none = _without_features(out_path, lists[split], where, skipped)
     m.write(manifest_path, outputs=[out_path, *chunk_paths], store=info, skipped_images=skipped, **none)
