@@ -255,6 +255,7 @@ def test_plain_folder_without_ground_truth_gets_neighbours(tiny_run, tmp_path):
     snakemake(wd, "results/photos_global.json", "--configfile", str(TINY), "--config", f"data_root={tmp_path / 'mine'}")
     res = load_json(wd / "results" / "photos_global.json")
     assert res["metrics"] is None and res["n_queries"] == 8 and res["n_db"] == 8
+    assert res["crop_queries"] is False  # no query has a box (it recorded the setting, true)
     with open(wd / res["artifacts"]["neighbours_csv"]) as fh:
         rows = list(csv.DictReader(fh))
     # every image is its own best match

@@ -205,7 +205,8 @@ def write_results(
         "preset": ctx.preset,
         "n_queries": len(lists["query"]),
         "n_db": len(lists["db"]),
-        "crop_queries": lists["crop_queries"],
+        # what was done, not the setting: a plain folder's queries have no box (it said true for them)
+        "crop_queries": any(q.get("crop") is not None for q in lists["query"]),
     }
     if gnd is None or evaluation is None:
         log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
