@@ -241,6 +241,37 @@ def test_a_result_published_again_from_the_same_files_leaves_its_table_fresh(tmp
     assert stale_published("results") == [("results/c_compare.json", "results/ev/b/sv.json")]
 
 
+def test_a_table_whose_row_shows_another_evaluation_than_its_published_result_is_stale(tmp_path, monkeypatch):
+    """Another configuration's sv, computed before the table, published again after it: no file is newer than the
+    table, which still showed the other numbers without a word. Its row records the evaluation it shows."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("results/ev/a/sv.json", "results/ev/b/sv.json", "results/ev/g.json"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text("{}")
+        os.utime(name, (1000, 1000))
+    write_json("results/c_global.json", {"method": "global", "artifacts": {"evaluation": "results/ev/g.json"}})
+    write_json("results/c_sv.json", {"method": "sv", "artifacts": {"evaluation": "results/ev/a/sv.json"}})
+    rows = [
+        {"method": "global", "evaluation": "results/ev/g.json"},
+        {"method": "sv", "evaluation": "results/ev/a/sv.json"},
+    ]
+    table = {"rows": rows, "artifacts": {"result_global": "results/c_global.json", "result_sv": "results/c_sv.json"}}
+    write_json("results/c_compare.json", table)
+    for name in ("results/c_global.json", "results/c_sv.json", "results/c_compare.json"):
+        os.utime(name, (2000, 2000))
+    assert stale_published("results") == []
+    write_json("results/c_sv.json", {"method": "sv", "artifacts": {"evaluation": "results/ev/b/sv.json"}})
+    os.utime("results/c_sv.json", (1500, 1500))  # no time says it: only the row's evaluation does
+    assert stale_published("results") == [("results/c_compare.json", "results/c_sv.json")]
+    message = stale_message("results/c_compare.json", "results/c_sv.json")
+    assert message.startswith("results/c_compare.json (.md) shows other numbers than results/c_sv.json holds now")
+    assert message.endswith("(snakemake ... results/c_compare.md) to bring it up to date")
+    write_json("results/c_sv.json", {"method": "sv", "artifacts": {"evaluation": "results/ev/a/sv.json"}})
+    assert stale_published("results") == []  # switched back: the table shows it again
+    Path("results/c_sv.json").unlink()  # a result gone: passed over, never raised
+    assert stale_published("results") == []
+
+
 def test_a_shortlist_shorter_than_the_re_rankers_setting_is_recorded_and_warned(caplog):
     """A new user's trial: knn.k 10 had sv verify 10 images a query while its JSON said sv.num_rerank 100."""
     with caplog.at_level("WARNING"):
@@ -274,7 +305,7 @@ def test_a_method_table_older_than_a_result_it_lists_is_stale(tmp_path, monkeypa
     os.utime("k/sv.json", (3000, 3000))
     os.utime("results/g_sv.json", (3000, 3000))
     assert stale_published("results") == [("results/g_compare.json", "k/sv.json")]
-    assert stale_message("results/g_compare.json", "results/g_sv.json") == (
-        "results/g_compare.json (.md) is older than results/g_sv.json, which a later run re-computed in place: its "
+    assert stale_message("results/g_compare.json", "k/sv.json") == (
+        "results/g_compare.json (.md) is older than k/sv.json, which a later run re-computed in place: its "
         "table is from before; ask for it again (snakemake ... results/g_compare.md) to bring it up to date"
     )

@@ -354,6 +354,29 @@ def _published(results_dir: Path) -> Iterator[tuple[Path, list[str]]]:
             continue
 
 
+def _table_disagrees(path: Path) -> str | None:
+    """The published result a method table ``{dataset}_compare.json`` lists whose evaluation is no longer the one
+    its row shows (another configuration's version published since, computed before the table, so no time says
+    so: the table and the result disagreed without a word), else None; None for any other file or one that cannot
+    be read."""
+    if not path.name.endswith("_compare.json"):
+        return None
+    try:
+        table = read_json(path)
+        rows, artifacts = table.get("rows"), table.get("artifacts")
+        for row in rows if isinstance(rows, list) and isinstance(artifacts, dict) else []:
+            result_path = artifacts.get(f"result_{row.get('method')}") if isinstance(row, dict) else None
+            if not isinstance(result_path, str) or "evaluation" not in row:
+                continue
+            result = read_json(result_path)
+            shown = result.get("artifacts", {}).get("evaluation") if isinstance(result, dict) else None
+            if shown != row["evaluation"]:
+                return result_path
+    except (OSError, ValueError, AttributeError):
+        return None
+    return None
+
+
 def _manifest_inputs(path: Path) -> list[str]:
     """The input files a stage's manifest records for ``path`` (``{stem}.manifest.json`` or ``manifest.json``
     beside it, the one whose ``outputs`` name it; :class:`retrieval.runtime.Manifest`), or [] (no manifest, or not
@@ -395,7 +418,9 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     knn file was not made again (a new user's trial: ``n_db`` 30 against 37 photos, not named). The files it names
     come first, then their inputs, breadth first; the first newer one is returned. A published result named by a
     table or a report is not compared by its own time (``publish`` copies it again whenever another configuration's
-    version is asked for: switching back named the table stale), only by what it was made from.
+    version is asked for: switching back named the table stale), only by what it was made from; a method table
+    whose row shows another evaluation than the result it lists now holds is named with that result
+    (:func:`_table_disagrees`: another configuration's version, computed before the table, published since).
 
     Returns ``(published, newer file)`` pairs, sorted within each kind; files that are not published files, and
     files that cannot be read, are passed over; a named file no longer on disk (a temporary one, another
@@ -430,6 +455,10 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
             published = path.stat().st_mtime
         except OSError:
             continue
+        other = _table_disagrees(path)
+        if other is not None:
+            out.append((str(path), other))
+            continue
         queue, seen = list(made_from), {os.path.abspath(n) for n in made_from}
         while queue:
             name = queue.pop(0)
@@ -458,6 +487,11 @@ def stale_message(published: str, newer: str) -> str:
         )
     if published.endswith("_compare.json"):  # published with its .md
         stem = published.removesuffix(".json")
+        if Path(newer).parent == Path(published).parent:  # a result it lists (copies are not compared by time)
+            return (
+                f"{stem}.json (.md) shows other numbers than {newer} holds now (another configuration's, published "
+                f"since): ask for it again (snakemake ... {stem}.md) to bring it up to date"
+            )
         return (
             f"{stem}.json (.md) is older than {newer}, which a later run re-computed in place: its table is from "
             f"before; ask for it again (snakemake ... {stem}.md) to bring it up to date"
