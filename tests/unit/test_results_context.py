@@ -15,6 +15,7 @@ from retrieval.evaluation.results import (
     DEFAULT_KS,
     DEFAULT_N_BOOTSTRAP,
     EvaluationContext,
+    report_inputs_meta,
     rerank_depth,
     stale_message,
     stale_published,
@@ -151,7 +152,7 @@ def test_a_published_search_older_than_its_collections_lists_is_stale(tmp_path, 
     assert message.startswith("results/search/coll/newph.json (.csv, .html) is older than c/db.json")
     assert message.endswith("ask for it again (snakemake ... results/search/coll/newph.html) to bring it up to date")
     assert "its numbers" in stale_message("results/mine_sv.json", "lists.json")
-    assert "what it shows is from before" in stale_message("results/report/mine.html", "results/mine_sv.json")
+    assert "what it shows is from before" in stale_message("results/report/mine.html", "results/lists/m/db.json")
 
 
 def test_a_published_result_is_stale_when_a_file_upstream_of_its_artifacts_was_re_computed(tmp_path, monkeypatch):
@@ -268,6 +269,19 @@ def test_a_table_whose_row_shows_another_evaluation_than_its_published_result_is
     assert message.endswith("(snakemake ... results/c_compare.md) to bring it up to date")
     write_json("results/c_sv.json", {"method": "sv", "artifacts": {"evaluation": "results/ev/a/sv.json"}})
     assert stale_published("results") == []  # switched back: the table shows it again
+    # a report records what it shows in its head: the same for it
+    shown = {"results/c_global.json": "results/ev/g.json", "results/c_sv.json": "results/ev/a/sv.json"}
+    Path("results/report").mkdir()
+    Path("results/report/c.html").write_text(f"<html><head>{report_inputs_meta(list(shown), shown)}</head></html>")
+    assert stale_published("results") == []
+    write_json("results/c_sv.json", {"method": "sv", "artifacts": {"evaluation": "results/ev/b/sv.json"}})
+    os.utime("results/c_sv.json", (1500, 1500))
+    assert stale_published("results") == [
+        ("results/c_compare.json", "results/c_sv.json"),
+        ("results/report/c.html", "results/c_sv.json"),
+    ]
+    message = stale_message("results/report/c.html", "results/c_sv.json")
+    assert message.startswith("results/report/c.html shows other numbers than results/c_sv.json holds now")
     Path("results/c_sv.json").unlink()  # a result gone: passed over, never raised
     assert stale_published("results") == []
 

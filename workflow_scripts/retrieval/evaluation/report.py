@@ -431,7 +431,10 @@ def write_report(
         parts += ["<h2>Per-rule times (Snakemake benchmark files)</h2>", benchmark_table(benchmark_paths)]
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        + report_inputs_meta([p for p in (*result_paths.values(), lists_path, gnd_path) if p])
+        + report_inputs_meta(
+            [p for p in (*result_paths.values(), lists_path, gnd_path) if p],
+            {p: results[m].get("artifacts", {}).get("evaluation") for m, p in result_paths.items()},
+        )
         + "<title>"
         + html.escape(dataset)
         + " report</title>"

@@ -312,24 +312,34 @@ def write_reranked_evaluation(
 
 
 REPORT_INPUTS_META = "retrieval-inputs"  # the report's <meta>: the files it was made from (read by stale_published)
+REPORT_SHOWN_META = "retrieval-shown"  # its <meta>: each published result's evaluation it shows
 
 
-def report_inputs_meta(paths: Sequence[str]) -> str:
-    """The ``<meta>`` tag a report's head carries naming the files it was made from (sorted, JSON in an attribute),
-    so that :func:`stale_published` can tell a report older than one of them."""
+def report_inputs_meta(paths: Sequence[str], shown: dict[str, str | None] | None = None) -> str:
+    """The ``<meta>`` tags a report's head carries: the files it was made from (sorted, JSON in an attribute), so
+    that :func:`stale_published` can tell a report older than one of them, and ``shown``, {published result: the
+    evaluation (``artifacts.evaluation``) it held}, so that it can tell a result published since from another."""
     names = html.escape(json.dumps(sorted(str(p) for p in paths)), quote=True)
-    return f"<meta name='{REPORT_INPUTS_META}' content='{names}'>"
+    tags = f"<meta name='{REPORT_INPUTS_META}' content='{names}'>"
+    if shown:
+        tags += f"<meta name='{REPORT_SHOWN_META}' content='{html.escape(json.dumps(shown), quote=True)}'>"
+    return tags
+
+
+def _report_meta(path: Path, name: str) -> Any:
+    """The JSON a report's head holds in its ``<meta name=name>`` (:func:`report_inputs_meta`), or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536).decode("utf-8", "replace")
+    found = re.search(f"<meta name='{name}' content='([^']*)'>", head)
+    try:
+        return json.loads(html.unescape(found.group(1))) if found else None
+    except ValueError:
+        return None
 
 
 def _report_inputs(path: Path) -> list[str]:
     """The files a report names in its head (:func:`report_inputs_meta`), or [] (an older report names none)."""
-    with open(path, "rb") as fh:
-        head = fh.read(65536).decode("utf-8", "replace")
-    found = re.search(f"<meta name='{REPORT_INPUTS_META}' content='([^']*)'>", head)
-    try:
-        names = json.loads(html.unescape(found.group(1))) if found else []
-    except ValueError:
-        return []
+    names = _report_meta(path, REPORT_INPUTS_META)
     return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
 
@@ -354,23 +364,32 @@ def _published(results_dir: Path) -> Iterator[tuple[Path, list[str]]]:
             continue
 
 
-def _table_disagrees(path: Path) -> str | None:
-    """The published result a method table ``{dataset}_compare.json`` lists whose evaluation is no longer the one
-    its row shows (another configuration's version published since, computed before the table, so no time says
-    so: the table and the result disagreed without a word), else None; None for any other file or one that cannot
-    be read."""
-    if not path.name.endswith("_compare.json"):
-        return None
-    try:
+def _shown(path: Path) -> dict[str, Any]:
+    """{published result: the evaluation it held} for what a method table (its rows' ``evaluation``, with its
+    ``artifacts``' ``result_{method}``) or a report (its ``<meta>``) shows; {} for any other file, or an older
+    table or report that records none."""
+    if path.name.endswith("_compare.json"):
         table = read_json(path)
         rows, artifacts = table.get("rows"), table.get("artifacts")
-        for row in rows if isinstance(rows, list) and isinstance(artifacts, dict) else []:
-            result_path = artifacts.get(f"result_{row.get('method')}") if isinstance(row, dict) else None
-            if not isinstance(result_path, str) or "evaluation" not in row:
-                continue
+        if not isinstance(rows, list) or not isinstance(artifacts, dict):
+            return {}
+        pairs = [(artifacts.get(f"result_{r.get('method')}"), r) for r in rows if isinstance(r, dict)]
+        return {p: r["evaluation"] for p, r in pairs if isinstance(p, str) and "evaluation" in r}
+    if path.suffix == ".html":
+        shown = _report_meta(path, REPORT_SHOWN_META)
+        return {p: e for p, e in shown.items() if isinstance(p, str)} if isinstance(shown, dict) else {}
+    return {}
+
+
+def _disagrees(path: Path) -> str | None:
+    """The published result a method table or a report shows whose evaluation is no longer the one it showed
+    (another configuration's version published since, computed before the table, so no time says so: they
+    disagreed without a word), else None; None for a file that cannot be read."""
+    try:
+        for result_path, evaluation in _shown(path).items():
             result = read_json(result_path)
-            shown = result.get("artifacts", {}).get("evaluation") if isinstance(result, dict) else None
-            if shown != row["evaluation"]:
+            now = result.get("artifacts", {}).get("evaluation") if isinstance(result, dict) else None
+            if now != evaluation:
                 return result_path
     except (OSError, ValueError, AttributeError):
         return None
@@ -418,9 +437,9 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     knn file was not made again (a new user's trial: ``n_db`` 30 against 37 photos, not named). The files it names
     come first, then their inputs, breadth first; the first newer one is returned. A published result named by a
     table or a report is not compared by its own time (``publish`` copies it again whenever another configuration's
-    version is asked for: switching back named the table stale), only by what it was made from; a method table
-    whose row shows another evaluation than the result it lists now holds is named with that result
-    (:func:`_table_disagrees`: another configuration's version, computed before the table, published since).
+    version is asked for: switching back named the table stale), only by what it was made from; a method table or
+    a report that shows another evaluation than a result it lists now holds is named with that result
+    (:func:`_disagrees`: another configuration's version, computed before it, published since).
 
     Returns ``(published, newer file)`` pairs, sorted within each kind; files that are not published files, and
     files that cannot be read, are passed over; a named file no longer on disk (a temporary one, another
@@ -455,7 +474,7 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
             published = path.stat().st_mtime
         except OSError:
             continue
-        other = _table_disagrees(path)
+        other = _disagrees(path)
         if other is not None:
             out.append((str(path), other))
             continue
@@ -495,6 +514,11 @@ def stale_message(published: str, newer: str) -> str:
         return (
             f"{stem}.json (.md) is older than {newer}, which a later run re-computed in place: its table is from "
             f"before; ask for it again (snakemake ... {stem}.md) to bring it up to date"
+        )
+    if published.endswith(".html") and Path(newer).parent == Path(published).parent.parent:  # a result it shows
+        return (
+            f"{published} shows other numbers than {newer} holds now (another configuration's, published since): "
+            f"ask for it again (snakemake ... {published}) to bring it up to date"
         )
     what = "what it shows is" if published.endswith(".html") else "its numbers (and its ranking's indices) are"
     return (
