@@ -15,6 +15,7 @@ from retrieval.runtime import (
     Progress,
     _runs_snakemake,
     atomic_path,
+    check_recorded,
     open_h5,
     resolve_device,
     write_json,
@@ -319,3 +320,33 @@ def test_every_torch_file_loader_names_the_cause_without_torchs_advice(tmp_path)
             _read_state(str(tmp_path / name), "resnet")
         assert not any(advice in str(e.value) for advice in ("set to `False`", "file an issue", "add_safe_globals"))
     assert list(_read_state(str(tmp_path / "whole.pt"), "resnet")) == ["w"]
+
+
+def test_an_exported_file_is_checked_against_its_exports_record(tmp_path):
+    """A new user's trial shuffled one image's descriptors in an exported HDF5 in place: it still read, and sv's
+    Medium mAP moved by 2.4 without a word. A file named in the export's manifest must have its recorded size and
+    SHA-1, also after the folder is moved (matched by file name)."""
+    made = tmp_path / "results" / "export" / "demo"
+    made.mkdir(parents=True)
+    (made / "nn_sift.pkl").write_bytes(b"abcdef" * 100)
+    (made / "other.txt").write_text("not exported")
+    Manifest("export_ames", "v1", {}).write(made / "manifest.json", outputs=[made / "nn_sift.pkl"])
+    moved = tmp_path / "release" / "demo"
+    moved.parent.mkdir()
+    made.rename(moved)
+    check_recorded(moved / "nn_sift.pkl")  # as exported
+    check_recorded(moved / "other.txt")  # not named in the record: not checked
+    data = bytearray((moved / "nn_sift.pkl").read_bytes())
+    data[300] ^= 1  # the same size, another byte
+    (moved / "nn_sift.pkl").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"nn_sift\.pkl: not the file its export recorded in .*manifest\.json \(SHA-1"):
+        check_recorded(moved / "nn_sift.pkl")
+    check_recorded(moved / "nn_sift.pkl", sha1=False)  # size only: a chunk that does not hash the whole file
+    (moved / "nn_sift.pkl").write_bytes(bytes(data[:-1]))
+    with pytest.raises(ValueError, match=r"\(599 bytes, recorded 600\): edited or damaged since"):
+        check_recorded(moved / "nn_sift.pkl", sha1=False)
+    record = json.loads((moved / "manifest.json").read_text())
+    (moved / "manifest.json").write_text(json.dumps({**record, "stage": "extract"}))  # not an export's: not read
+    check_recorded(moved / "nn_sift.pkl")
+    (moved / "manifest.json").write_text("{")  # unreadable: nothing to check against
+    check_recorded(moved / "nn_sift.pkl")

@@ -585,6 +585,14 @@ def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tm
     # methods that need global descriptors say so
     proc = snakemake(wd, "results/demo_aqe.json", "--configfile", str(TINY), str(fixed), str(cfg), check=False)
     assert proc.returncode != 0 and "imports only a shortlist" in proc.stdout + proc.stderr
+    # a file of the folder edited in place still reads: its export's record names it (it was used without a word)
+    gallery = folder / "sift_gallery_local.hdf5"
+    data = bytearray(gallery.read_bytes())
+    data[-100] ^= 1
+    gallery.write_bytes(bytes(data))
+    proc = snakemake(wd, "results/demo_sv.json", "--configfile", str(TINY), str(fixed), str(cfg), check=False)
+    said = proc.stdout + proc.stderr + "".join(p.read_text() for p in (wd / "logs").rglob("*.log"))
+    assert proc.returncode != 0 and f"{gallery}: not the file its export recorded in {folder / 'manifest.json'}" in said
 
 
 def test_compressed_search_is_a_shortlist_that_is_never_scored(tiny_run, tmp_path):

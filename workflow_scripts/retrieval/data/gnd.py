@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrieval.runtime import read_utf8
+from retrieval.runtime import check_recorded, read_utf8
 
 # Globals a revisitop-style pickle may reference: numpy array reconstruction, and the codec numpy's
 # protocol-2 pickles use for raw bytes. Anything else (os.system, eval, ...) is refused.
@@ -337,6 +337,7 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from e
     elif path.suffix in (".pkl", ".pickle"):
+        check_recorded(path)  # an exported folder's gnd_{dataset}.pkl: what its export wrote
         raw = restricted_pickle_load(path)
     else:
         raise ValueError(f"{path}: unknown ground-truth format (expected .json or .pkl)")

@@ -15,7 +15,7 @@ import numpy as np
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
 from retrieval.features import sift
 from retrieval.features.reduced import extract_reduced
-from retrieval.runtime import Manifest, fault_point, read_json
+from retrieval.runtime import Manifest, check_recorded, fault_point, read_json
 from retrieval.stores.ames_release import convert_rows, n_rows, read_rows, release_file
 from retrieval.stores.feature_cache import assemble_store
 from retrieval.stores.local_store import StoreError, merge_local_chunks, rows_from_chunks, write_local_chunk
@@ -193,6 +193,7 @@ def import_ames_chunk(
     path = release_file(cfg["dir"], lists["dataset"], cfg["desc"], split)
     if not path.is_file():
         raise FileNotFoundError(f"AMES release file not found: {path}")
+    check_recorded(path, sha1=start == 0)  # an exported folder's record: the whole file hashed once, by the first chunk
     n, _, dim = n_rows(path)
     if n != len(lists[split]):
         raise ValueError(f"{path}: {n} rows but the {split} list of {lists['dataset']} has {len(lists[split])} images")

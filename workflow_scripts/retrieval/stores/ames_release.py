@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from retrieval.runtime import atomic_path, open_h5, torch_load_problem
+from retrieval.runtime import atomic_path, check_recorded, open_h5, torch_load_problem
 
 SPLIT_FILES = {"db": "gallery", "query": "query"}
 
@@ -151,6 +151,7 @@ def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"nn file not found: {path}")
+    check_recorded(path)
     try:
         with warnings.catch_warnings():  # a plain pickle (AMES's, or this workflow's export) is not torch's zip format
             warnings.filterwarnings("ignore", message=".*pickle protocol.*", category=UserWarning)
@@ -266,7 +267,9 @@ def write_release_list(path: str | Path, entries: list[dict[str, Any]], root: st
 
 def read_release_list(path: str | Path) -> list[tuple[str, int, int]]:
     """(relative path, width, height) per line of ``test_gallery.txt`` / ``test_query.txt`` (first field the path,
-    last two the size)."""
+    last two the size). ValueError naming the file and line for a malformed line, or where an exported folder's
+    manifest records other bytes for it (:func:`~retrieval.runtime.check_recorded`)."""
+    check_recorded(path)
     out = []
     for i, line in enumerate(Path(path).read_text().splitlines()):
         if not line.strip():
