@@ -292,7 +292,8 @@ def test_paths_fill_the_rule_patterns():
         (
             lambda p: p.evaluation_path("demo_super", "global"),
             {},
-            "results/demo_super_global.json: read as dataset 'demo_super' (no folder data/demo_super) and method "
+            f"results/demo_super_global.json: read as dataset 'demo_super' (no folder {os.path.abspath('data')}"
+            "/demo_super) and method "
             "'global'; did you mean 'results/demo_superglobal.json'?",
         ),
         (lambda p: p.evaluation_path("demo-train", "global"), {}, "training_split"),
@@ -750,3 +751,19 @@ def test_ssp_validation_reads_the_validation_split_and_needs_its_ground_truth(tm
     plain = Plan(configured(data_root=str(tmp_path), **{"ames.validation_split": "plain"}))
     with pytest.raises(PlanError, match=r"ames\.validation_split \('plain', whose mAP ssp\.train\.select"):
         plain.ssp_validation("demo")
+
+
+def test_one_folder_spelt_two_ways_is_one_dataset_dir(tmp_path, monkeypatch):
+    """A new user's trial: data_root=../data and the same folder written absolute, or a trailing slash in
+    dataset_dirs, were two spellings in the rules' params and inputs, and each switch re-ran every job in place."""
+    (tmp_path / "data" / "lm").mkdir(parents=True)
+    (tmp_path / "main").mkdir()
+    monkeypatch.chdir(tmp_path / "main")
+    want = str(tmp_path / "data" / "lm")
+    for cfg in (
+        configured(data_root=str(tmp_path / "data")),
+        configured(data_root="../data"),
+        configured(data_root=str(tmp_path / "main" / ".." / "data") + "/"),
+        configured(dataset_dirs={"lm": want + "/"}),
+    ):
+        assert Plan(cfg).dataset_dir("lm") == want

@@ -213,7 +213,9 @@ class Plan:
                 raise PlanError(f"dataset_dirs.{ds}: the demo splits are generated under results/, not read")
             return f"{fill(DEMO_DATA, ver=self.v_demo())}/{ds}"
         own = {canonical(k): v for k, v in (self.config.get("dataset_dirs") or {}).items()}.get(ds)
-        return os.path.expanduser(own) if own else os.path.join(self.config["data_root"], ds)
+        # absolute and normal: `data_root=../data` and `/abs/data`, or a trailing slash in dataset_dirs, name one
+        # folder, and as two spellings they were changed params and inputs that re-ran every job in place
+        return os.path.abspath(os.path.expanduser(own) if own else os.path.join(self.config["data_root"], ds))
 
     def v_lists(self, ds):
         ds = self.canonical(ds)
@@ -622,7 +624,7 @@ class Plan:
     def folder_source(self, ds):
         d = self.dataset_dir(ds)
         gt = ground_truth_path(d, ds)
-        moved = d != os.path.join(self.config["data_root"], ds)  # named in dataset_dirs
+        moved = d != os.path.abspath(os.path.join(self.config["data_root"], ds))  # named in dataset_dirs
         listed_r1m = ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt"))
         if gt is None and moved and not listed_r1m and (ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE):
             raise PlanError(
