@@ -63,6 +63,10 @@ def test_a_misspelt_value_of_a_list_of_choices_gets_the_closest_one():
     # --config sv=5: a number for a section is told where a section's keys go
     text = describe_errors(_with(sv=5), SCHEMA)
     assert "  sv: 5 is not of type 'object' (a section: set its keys, e.g. sv: {key: value}, in a YAML file" in text
+    # text for a section (dataset_dirs: /data/lm) is told the same, not to write a number without quotes
+    text = describe_errors(_with(dataset_dirs="/data/lm"), SCHEMA)
+    assert "(a section: set its keys, e.g. dataset_dirs: {key: value}, in a YAML file" in text
+    assert "without quotes" not in text and "Snakemake reads a value" not in text
 
 
 def test_a_key_in_another_case_and_a_dotted_key_get_what_was_meant():

@@ -101,8 +101,9 @@ def _line(error: jsonschema.ValidationError) -> str:
             " (an empty value: a key with nothing after it, or nothing indented under it; give the value, or remove"
             " the key)"
         )
-    elif wanted == {"object"} and not isinstance(error.instance, (dict, str)):
-        # --config sv=5 (a number for a section): its keys go in a YAML file
+    elif wanted == {"object"} and not isinstance(error.instance, dict):
+        # --config sv=5 (a number for a section): its keys go in a YAML file; a path for dataset_dirs in a file was
+        # told to give "a number, true or false, without quotes" (a new user's trial)
         line += (
             f" (a section: set its keys, e.g. {key.rsplit('.', 1)[-1]}: {{key: value}}, in a YAML file passed with "
             "--configfile)"
