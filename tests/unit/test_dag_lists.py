@@ -198,6 +198,13 @@ def test_a_training_or_validation_split_that_cannot_be_listed_is_refused_naming_
     dag.check_full_ranking("demo", "lw")
     with pytest.raises(PlanError, match=r"ames\.validation_split \('empty', for results/demo_ames\.json\)"):
         dag.check_full_ranking("demo", "ames")
+    # a folder named by unsupervised_fit failed in database_list without naming the key (a new user's trial)
+    (tmp_path / "data" / "bare" / "jpg").mkdir(parents=True)
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="good", unsupervised_fit="bare")
+    with pytest.raises(PlanError, match=r"unsupervised_fit \('bare', for results/good_global\.json\): the split's"):
+        dag.check_full_ranking("good", "global")
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="good", unsupervised_fit="good")
+    dag.check_full_ranking("good", "global")
 
 
 def test_an_ivfpq_search_asks_memory_for_its_training_sample(tmp_path, monkeypatch):

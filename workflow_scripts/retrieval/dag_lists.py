@@ -245,6 +245,11 @@ class DagLists:
         image_lists says why. The training split of a method fitted on its labels (lw; ames and ames_binary without a
         checkpoint) must have ground truth."""
         target = f"results/{ds}_{method}.json"
+        mode = self.config["unsupervised_fit"]
+        if mode not in ("self", "training", "cross"):  # a named folder of photos that cannot be listed (empty): it
+            # failed in database_list without naming the key (a new user's trial)
+            fit = self.plan.fit_split(ds)
+            self._check_listable(fit, f"unsupervised_fit ('{mode}', for {target})")
         ames = self.config["ames"]
         validated = method in ("ames", "ames_binary") and (
             ames["select"] == "validation" or ames["train"].get("patience", 0) > 0
