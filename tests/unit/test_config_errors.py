@@ -63,6 +63,11 @@ def test_a_misspelt_value_of_a_list_of_choices_gets_the_closest_one():
     # --config sv=5: a number for a section is told where a section's keys go
     text = describe_errors(_with(sv=5), SCHEMA)
     assert "  sv: 5 is not of type 'object' (a section: set its keys, e.g. sv: {key: value}, in a YAML file" in text
+    # a value that is none of a key's forms: said what they are (it was "not valid under any of the given schemas")
+    text = describe_errors(_with(**{"knn.ivfpq.nlist": "abc"}), SCHEMA)
+    assert "  knn.ivfpq.nlist: 'abc' is none of the allowed forms: a whole number >= 1, or 'auto'" in text
+    text = describe_errors(_with(**{"knn.ivfpq.nlist": 0}), SCHEMA)
+    assert "  knn.ivfpq.nlist: 0 is none of the allowed forms: a whole number >= 1, or 'auto'" in text
     # text for a section (dataset_dirs: /data/lm) is told the same, not to write a number without quotes
     text = describe_errors(_with(dataset_dirs="/data/lm"), SCHEMA)
     assert "(a section: set its keys, e.g. dataset_dirs: {key: value}, in a YAML file" in text

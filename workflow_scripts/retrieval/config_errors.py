@@ -70,6 +70,10 @@ def _line(error: jsonschema.ValidationError) -> str:
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"  {key}.{error.instance}: unknown key{hint} (allowed here: {', '.join(allowed)})"
     message = error.message
+    if error.validator in ("oneOf", "anyOf") and isinstance(error.validator_value, list):
+        # it said only "'abc' is not valid under any of the given schemas" (a new user's trial: knn.ivfpq.nlist)
+        forms = ", or ".join(_describe_form(alt) for alt in error.validator_value if isinstance(alt, dict))
+        message = f"{_short(error.instance)} is none of the allowed forms: {forms}"
     if error.validator == "enum" and isinstance(error.instance, str):  # a misspelt value: 'SV' for 'sv'
         allowed = [str(a) for a in error.validator_value]
         close = _close(error.instance, allowed)
@@ -121,6 +125,29 @@ _FROM_CONFIG_HINT = (
     " file and pass it with --configfile)"
 )
 _FROM_FILE_HINT = " (text in that file: give a number, true or false, without quotes)"
+
+
+_TYPE_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "null": "null",
+    "array": "a list",
+    "object": "a section",
+}
+
+
+def _describe_form(alt: dict[str, Any]) -> str:
+    """One ``oneOf`` / ``anyOf`` alternative in words: ``a whole number >= 1``, ``'auto'``, ``a list``."""
+    if "enum" in alt:
+        return " or ".join(repr(v) for v in alt["enum"])
+    kind = alt.get("type", "any value")
+    words = " or ".join(_TYPE_WORDS.get(k, str(k)) for k in ([kind] if isinstance(kind, str) else kind))
+    for bound, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if bound in alt:
+            words += f" {sign} {alt[bound]}"
+    return words
 
 
 def _yaml_number(value: float) -> str:
