@@ -202,7 +202,8 @@ def extract_pack(
         )
     meta = _write_pack(out_h5, items, rows, global_desc, shas, skipped, counts, index_path=out_index, **write)
     log.info(
-        "pack %s: %d images, %d extracted, %d found in the cache under another name; %.1f s (hashing %.2f s)",
+        "pack %s: %d images, %d extracted, %d found in the cache by their bytes (renamed, moved or only touched); %.1f s "
+        "(hashing %.2f s)",
         out_h5.stem,
         len(items),
         n_extracted,
