@@ -232,6 +232,24 @@ def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path
     assert s0["metrics"]["mAP@100"]["Public"] == 0.0 and s0["baseline"]["metrics"]["mAP@100"]["Public"] == 0.0
 
 
+def test_an_mp_at_k_deeper_than_the_database_is_warned(tmp_path, caplog):
+    """A new user's trial: evaluate.ks [1, 500] on 85 images reported mP@500 without a word."""
+    root = _gldv2(tmp_path / "gldv2")
+    lists, gt = build_image_lists(root, "gldv2")
+    write_json(tmp_path / "lists.json", lists)
+    write_json(tmp_path / "gnd.json", {**gt.to_json(), "protocol": "revisitop"})  # mP@k is revisitop's
+    ids = np.array([[3, 0, 1, 2, 4], [4, 2, 1, 0, 3], [2, 3, 0, 1, 4]])
+    write_neighbours(tmp_path / "knn.h5", ids, np.ones(ids.shape, np.float32))
+    ctx = evaluation_context(tmp_path, "g", dataset="x", csv_top=3, preset="tiny", ks=[1, 5], baseline_json=None)
+    with caplog.at_level("WARNING"):
+        evaluate_global(ctx, tmp_path / "knn.h5", {})
+    assert "mP@" not in caplog.text  # 5 of 5 images: not past it
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        evaluate_global(replace(ctx, ks=[1, 6, 500]), tmp_path / "knn.h5", {})
+    assert "evaluate.ks: mP@6/500 reach(es) past the 5 database images of x" in caplog.text
+
+
 # ------------------------------------------------------------------------------------ the training split
 TRAIN = {
     "0a0b0c0d0e0f1011": 7,

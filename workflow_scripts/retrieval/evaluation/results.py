@@ -212,6 +212,14 @@ def write_results(
         log.warning("%s has no ground truth: writing rankings and neighbours only", dataset)
         result["metrics"] = None
     else:
+        deep = [k for k in ctx.ks if k > len(lists["db"])]
+        if deep and gnd.get("protocol") != "gldv2":  # reported without a word (a new user's trial: mP@500 of 85)
+            log.warning(
+                "evaluate.ks: mP@%s reach(es) past the %d database images of %s: the ranks beyond it count as misses",
+                "/".join(map(str, deep)),
+                len(lists["db"]),
+                dataset,
+            )
         names = [q["name"] for q in lists["query"]]
         subsets = list(evaluation["per_query_ap"])  # E/M/H, or GLDv2's Public/Private
         result["metrics"] = headline(evaluation)
