@@ -36,9 +36,10 @@ with open(os.path.join(workflow.basedir, "config/config.yaml")) as _f:
 _read = in_default_form(_read, _defaults)
 config.clear()
 config.update(_read)
-# data_root: DIR as a shell would read it (dataset_dirs entries are expanded where they are read)
-if isinstance(config.get("data_root"), str):
-    config["data_root"] = os.path.expanduser(config["data_root"])
+# data_root: DIR as a shell would read it, absolute and normal (dataset_dirs entries are made so where they are
+# read): the download rules' outputs are under it, and the datasets' folders are asked for absolute
+if isinstance(config.get("data_root"), str) and config["data_root"]:
+    config["data_root"] = os.path.abspath(os.path.expanduser(config["data_root"]))
 
 try:
     validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))

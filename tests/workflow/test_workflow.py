@@ -35,6 +35,17 @@ def test_lint_is_clean(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_a_dataset_not_on_disk_plans_its_download_whatever_the_spelling_of_data_root(tmp_path):
+    """Dataset folders are asked for absolute (one folder spelt two ways re-ran every job): the download rules'
+    outputs, under data_root, must be too, for the default relative data/ as for ../ spellings."""
+    (tmp_path / "wd").mkdir()
+    for root in (None, "data", "../wd/data/"):
+        extra = () if root is None else ("--config", f"data_root={root}")
+        out = snakemake(tmp_path / "wd", "-n", "results/roxford5k_global.json", *extra).stdout
+        assert job_stats(out)["download_revisitop"] == 1, root
+        assert f"output: {tmp_path / 'wd' / 'data' / 'roxford5k' / '.download_complete'}" in out, root
+
+
 def test_dry_run_plans_the_whole_dag(tmp_path):
     out = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(TINY)).stdout
     stats = job_stats(out)
