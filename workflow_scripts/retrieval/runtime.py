@@ -135,14 +135,14 @@ def check_recorded(path: str | os.PathLike, sha1: bool = True) -> None:
     if entry is None:
         return
     size = path.stat().st_size
-    differs = []
+    differs = None
     if "bytes" in entry and size != entry["bytes"]:
-        differs.append(f"{size} bytes, recorded {entry['bytes']}")
+        differs = f"{size} bytes, recorded {entry['bytes']}"
     elif sha1 and "sha1" in entry and (now := file_sha1(path)) != entry["sha1"]:
-        differs.append(f"SHA-1 {now}, recorded {entry['sha1']}")
+        differs = f"SHA-1 {now}, recorded {entry['sha1']}"
     if differs:
         raise ValueError(
-            f"{path}: not the file its export recorded in {manifest} ({differs[0]}): edited or damaged since; copy "
+            f"{path}: not the file its export recorded in {manifest} ({differs}): edited or damaged since; copy "
             "the folder again, or export it again (results/export/ames/{dataset})"
         )
 

@@ -505,7 +505,9 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
 
 def stale_message(published: str, newer: str) -> str:
     """The warning for a pair of :func:`stale_published`: what is out of date, and the target that brings it up to
-    date (a search's .json stands for its .csv and .html, published with it)."""
+    date (a search's .json stands for its .csv and .html, published with it). A table or a report paired with a
+    published result (``results/{dataset}_{method}.json``, which is never compared by time) is one that shows
+    another evaluation than that result holds now (:func:`_disagrees`), and is said so."""
     if Path(published).parent.parent.name == "search":
         stem = published.removesuffix(".json")
         return (
