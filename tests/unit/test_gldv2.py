@@ -247,7 +247,9 @@ def test_an_mp_at_k_deeper_than_the_database_is_warned(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("WARNING"):
         evaluate_global(replace(ctx, ks=[1, 6, 500]), tmp_path / "knn.h5", {})
-    assert "evaluate.ks: mP@6/500 reach(es) past the 5 database images of x" in caplog.text
+    assert "evaluate.ks: mP@6/500 reach(es) past the 5 database images of x, and equal(s) mP@5 there" in caplog.text
+    r = read_json(tmp_path / "g.json")
+    assert r["metrics"]["mP@6"] == r["metrics"]["mP@500"]  # what the warning says: revisitop's min(k, last rank)
 
 
 # ------------------------------------------------------------------------------------ the training split

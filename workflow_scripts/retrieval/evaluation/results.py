@@ -215,10 +215,12 @@ def write_results(
         deep = [k for k in ctx.ks if k > len(lists["db"])]
         if deep and gnd.get("protocol") != "gldv2":  # reported without a word (a new user's trial: mP@500 of 85)
             log.warning(
-                "evaluate.ks: mP@%s reach(es) past the %d database images of %s: the ranks beyond it count as misses",
+                "evaluate.ks: mP@%s reach(es) past the %d database images of %s, and equal(s) mP@%d there: "
+                "revisitop's precision at k stops at the rank of the last positive (compute_map's min(k, last rank))",
                 "/".join(map(str, deep)),
                 len(lists["db"]),
                 dataset,
+                len(lists["db"]),
             )
         names = [q["name"] for q in lists["query"]]
         subsets = list(evaluation["per_query_ap"])  # E/M/H, or GLDv2's Public/Private
