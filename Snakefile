@@ -15,6 +15,7 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 from retrieval.config_errors import (
     apply_moved_keys,
+    cap_descriptor_counts,
     coerce_scalars,
     describe_errors,
     duplicate_keys,
@@ -70,6 +71,9 @@ try:
         logger.warning(_line)
 except ValueError as _e:
     raise WorkflowError(str(_e)) from None
+# sv.q_desc and the like above what extraction keeps per image read what it keeps: said, and versioned as such
+for _line in cap_descriptor_counts(config, _defaults):
+    logger.warning(_line)
 
 
 include: "rules/common.smk"

@@ -9,6 +9,7 @@ import yaml
 from conftest import with_overrides
 from retrieval.config_errors import (
     apply_moved_keys,
+    cap_descriptor_counts,
     coerce_scalars,
     describe_errors,
     duplicate_keys,
@@ -403,3 +404,22 @@ def test_a_shipped_presets_name_without_its_file_is_warned_about(tmp_path):
     assert preset_not_applied(_with(preset="paper"), [str(tmp_path / "mine.yaml")], presets) != ""
     assert preset_not_applied(_with(preset="my-lab"), [], presets) == ""  # your own name
     assert preset_not_applied(DEFAULT, [], presets) == ""  # cpu: config.yaml's own
+
+
+def test_descriptor_counts_above_what_extraction_keeps_are_capped_and_a_given_one_is_named():
+    config = copy.deepcopy(DEFAULT)
+    config["sv"]["q_desc"] = 2000  # given: more than sift's k (1000)
+    config["ames"]["db_desc"] = 5000
+    lines = cap_descriptor_counts(config, DEFAULT)
+    assert config["sv"]["q_desc"] == 1000 and config["ames"]["db_desc"] == 1000
+    assert config["sv"]["db_desc"] == 1000 and config["ames"]["q_desc"] == DEFAULT["ames"]["q_desc"]  # untouched
+    assert len(lines) == 2 and lines[0].startswith("sv.q_desc (2000) is more than extract.sift.k (1000)")
+    assert "ames.db_desc (5000)" in lines[1]
+    # the capped configuration gives the versions of the value it reads: no re-run for the same numbers
+    same = copy.deepcopy(DEFAULT)
+    assert Plan(config).v_sv("demo") == Plan(same).v_sv("demo")
+    # a smaller k (the user's choice) caps the defaults without a word; the backbone in use decides
+    small = with_overrides(DEFAULT, **{"extract.sift.k": 300})
+    assert cap_descriptor_counts(small, DEFAULT) == [] and small["sv"]["q_desc"] == 300
+    other = with_overrides(DEFAULT, **{"extract.backbone": "dinov2", "sv.q_desc": 800})
+    assert cap_descriptor_counts(other, DEFAULT)[0].startswith("sv.q_desc (800) is more than extract.dinov2.k (700)")

@@ -50,6 +50,11 @@ def test_sv_results_contract(tiny_run, tmp_path):
     override.write_text("sv:\n  threshold: 8.0\n")
     out = snakemake(tiny_run, "-n", "results/demo_sv.json", "--configfile", str(TINY), str(override)).stdout
     assert "rule evaluate_sv" in out and "rule knn" not in out and "rule extract_local" not in out
+    # more query descriptors than extraction kept (tiny: 128) read the 128: nothing re-runs, and it is said
+    override.write_text("sv:\n  q_desc: 500\n")
+    run = snakemake(tiny_run, "-n", "results/demo_sv.json", "--configfile", str(TINY), str(override))
+    assert "rule evaluate_sv" not in run.stdout
+    assert "sv.q_desc (500) is more than extract.sift.k (128)" in run.stdout + run.stderr
 
 
 @pytest.mark.parametrize("method", ["aqe", "adba"])

@@ -488,3 +488,34 @@ def preset_not_applied(config: dict[str, Any], configfiles: Sequence[str | Path]
         f"only the name is recorded (and changing it re-runs every job in place); --configfile "
         f"config/presets/{name}.yaml applies them"
     )
+
+
+# the per-image descriptor counts that re-ranking reads from the local store: each at most what extraction kept
+READ_FROM_STORE = ("sv.q_desc", "sv.db_desc", "ames.q_desc", "ames.db_desc")
+
+
+def cap_descriptor_counts(config: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Each of :data:`READ_FROM_STORE` above ``extract.{backbone}.k`` (the descriptors extraction keeps per image,
+    strongest first) set to that ``k`` in place, as the store holds no more: the run computes what the capped value
+    computes, so its version, parameters and results say that value (a larger one re-ran the evaluation for the
+    same numbers, without a word). Returns a warning line per capped key that the configuration gave (one at its
+    ``defaults`` value, config/config.yaml's, is capped without a word: a smaller ``k`` is the user's choice). Keys
+    or a ``k`` that are absent or not integers are left to the schema's check."""
+    backbone = config.get("extract", {}).get("backbone")
+    kept = config.get("extract", {}).get(backbone, {}).get("k") if isinstance(backbone, str) else None
+    if not isinstance(kept, int) or isinstance(kept, bool):
+        return []
+    lines = []
+    for key in READ_FROM_STORE:
+        section, leaf = key.split(".")
+        holder = config.get(section)
+        value = holder.get(leaf) if isinstance(holder, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > kept:
+            holder[leaf] = kept
+            if value != _at(defaults, key):
+                lines.append(
+                    f"{key} ({value}) is more than extract.{backbone}.k ({kept}), the descriptors extraction keeps "
+                    f"per image: {kept} are read, as {key}: {kept} would (raise extract.{backbone}.k to read more; "
+                    "that re-extracts)"
+                )
+    return lines
