@@ -209,6 +209,8 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, pattern):
     # the problem in a line, not Snakemake's dump of the whole schema and configuration (4,000+ lines)
     out = proc.stdout + proc.stderr
     assert "invalid configuration (1 problem(s)" in out and len(out.splitlines()) < 30
+    # said in its own lines: not framed as a WorkflowError of the Snakefile with a stray "File ..., line N" after it
+    assert "WorkflowError" not in out and 'Snakefile", line' not in out
     assert not (tmp_path / "results").exists()
 
 
