@@ -514,6 +514,13 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     with pytest.raises(PlanError) as present:
         typo.folder_source("newph")
     assert "does not exist at all" not in str(present.value)
+    # a file where data_root or a dataset's folder is wanted is said to be a file (it read as "does not exist")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(PlanError, match=r"^data_root: \S+/afile is a file, not a folder; name the folder that holds"):
+        Plan(configured(data_root=str(tmp_path / "afile"))).folder_source("newph")
+    (tmp_path / "data" / "filed").write_text("x")
+    with pytest.raises(PlanError, match=r"^dataset 'filed': \S+/data/filed is a file, not a folder; put the images"):
+        typo.folder_source("filed")
     with pytest.raises(PlanError) as far:
         typo.folder_source("zzz")
     assert "did you mean" not in str(far.value)

@@ -641,8 +641,12 @@ class Plan:
             return [os.path.join(d, ".download_complete")]
         if moved and os.path.exists(d) and not os.path.isdir(d):
             raise PlanError(f"dataset_dirs.{ds}: {d} is a file; name the folder that holds the images (or its jpg/)")
+        root = self.config["data_root"]
+        if not moved and os.path.exists(root) and not os.path.isdir(root):  # said as missing before (a user's trial)
+            raise PlanError(f"data_root: {root} is a file, not a folder; name the folder that holds {ds}/")
+        if not moved and os.path.exists(d) and not os.path.isdir(d):
+            raise PlanError(f"dataset '{ds}': {d} is a file, not a folder; put the images in a folder {d}/jpg/")
         if not os.path.isdir(d):
-            root = self.config["data_root"]
             known = [n for n in (*DEMO_SPLITS, *DOWNLOADABLE, *GLDV2_DOWNLOADABLE) if n != ds]
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             near = [] if moved else difflib.get_close_matches(ds, folders + known, n=2)
