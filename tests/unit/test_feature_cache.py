@@ -250,8 +250,15 @@ def test_the_same_unreadable_bytes_under_another_name_stay_unreadable(tmp_path):
     packs = [cache / f"{p}.h5" for p in fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1).packs("db")]
     info = fc.assemble_store(lists, "db", cache, packs, tmp_path / "db.h5", XV, on_bad_image="skip")
     assert [s["path"] for s in info["skipped"]] == [str(second / "jpg" / "bad.png")]
-    with pytest.raises(StoreError, match="bad.png"):
+    with pytest.raises(StoreError) as refused:
         fc.assemble_store(lists, "db", cache, packs, tmp_path / "db2.h5", XV, on_bad_image="error")
+    # told of the new file, with the one its bytes were found unreadable under named as such (a user's trial read
+    # "[('.../second/jpg/bad.png', '.../first/jpg/p01.png: image file is truncated')]", blaming the other folder)
+    bad, first_bad = str(second / "jpg" / "bad.png"), str(first / "jpg" / "p01.png")
+    message = str(refused.value)
+    assert f"{tmp_path / 'db2.h5'}: 1 image(s) listed for it (db side) have no features" in message
+    assert f"): {bad}: " in message and f"(the same bytes as {first_bad}, found unreadable when" in message
+    assert f"{first_bad}: " not in message
 
 
 def test_a_bad_image_keeps_the_rest_of_its_job_in_the_cache(tmp_path):

@@ -365,6 +365,11 @@ def runs(mapping: Sequence[tuple[str, int]]) -> list[tuple[int, str, int, int]]:
     return [tuple(x) for x in out]
 
 
+def _told_of(path: str, reason: str) -> str:
+    """``reason`` (a skipped row's) as a line about ``path``: a decoder's message already starts with the file."""
+    return reason if reason.startswith(f"{path}: ") else f"{path}: {reason}"
+
+
 def assemble_store(
     lists: dict[str, Any],
     split: str,
@@ -394,14 +399,14 @@ def assemble_store(
     mapping = plan.rows[split]
     n = len(mapping)
     bad = [
-        (lists[split][i]["path"], index.packs[p]["skipped"][str(r)])
+        _told_of(lists[split][i]["path"], index.packs[p]["skipped"][str(r)])
         for i, (p, r) in enumerate(mapping)
         if str(r) in index.packs[p].get("skipped", {})
     ]
     if bad and on_bad_image != "skip":
         raise StoreError(
-            f"{len(bad)} image(s) of the {split} list have no features (unreadable when extracted under "
-            f"on_bad_image: skip): {bad[:5]}; fix them or set on_bad_image: skip"
+            f"{out_path}: {len(bad)} image(s) listed for it ({split} side) have no features (unreadable when "
+            f"extracted under on_bad_image: skip): {'; '.join(bad[:5])}; fix them or set on_bad_image: skip"
         )
     infos = {}
     for name in sorted({p for p, _ in mapping}):
