@@ -123,13 +123,21 @@ def test_text_from_a_configfile_is_not_told_to_use_a_configfile(tmp_path):
     """`sv: {num_rerank: "ten"}` in a --configfile got the --config hint ("put nested keys in a YAML file and pass it
     with --configfile"), what the user had done (a researcher's trial); the file is named and the hint is its own."""
     mine = tmp_path / "bad.yaml"
-    mine.write_text('sv: {num_rerank: "ten"}\n')
-    config = _with(**{"sv.num_rerank": "ten"})
+    mine.write_text('sv: {num_rerank: "10"}\n')
+    config = _with(**{"sv.num_rerank": "10"})
     text = describe_errors(config, SCHEMA, [mine])
     line = next(ln for ln in text.splitlines() if ln.startswith("  sv.num_rerank"))
     assert "--config" not in line and f"[in {mine}]" in line
     assert "(text in that file: give a number, true or false, without quotes)" in line
     assert "(if it was given with --config" in describe_errors(config, SCHEMA)  # from the command line: as before
+    # a word is text quoted or not: told what the key takes, not to remove quotes it may not have (a user's trial
+    # wrote `search: {k: ten}` and was told "without quotes")
+    mine.write_text("sv: {num_rerank: ten}\n")
+    for files in ([mine], []):
+        text = describe_errors(_with(**{"sv.num_rerank": "ten"}), SCHEMA, files)
+        line = next(ln for ln in text.splitlines() if ln.startswith("  sv.num_rerank"))
+        assert "'ten' is not of type 'integer' (give a whole number)" in line and "quotes" not in line
+        assert "--config" not in line
 
 
 def test_a_grid_axis_with_a_repeated_value_is_refused_naming_the_key():

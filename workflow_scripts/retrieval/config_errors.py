@@ -112,9 +112,20 @@ def _line(error: jsonschema.ValidationError) -> str:
             f" (a section: set its keys, e.g. {key.rsplit('.', 1)[-1]}: {{key: value}}, in a YAML file passed with "
             "--configfile)"
         )
-    elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
+    elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES and not _reads_as_text(error.instance):
         line += _FROM_CONFIG_HINT
+    elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
+        # a word ('ten') is text however it is given: told what to give, not to remove quotes (a user's trial)
+        line += f" (give {' or '.join(_TYPE_WORDS[w] for w in sorted(wanted & _NON_STRING_TYPES))})"
     return line
+
+
+def _reads_as_text(value: str) -> bool:
+    """Whether YAML reads ``value`` unquoted as text too (``ten``), not as a number, a boolean or null (``10``)."""
+    try:
+        return isinstance(yaml.safe_load(value), str)
+    except yaml.YAMLError:
+        return True
 
 
 # a text value where another type is wanted: the likely cause on the command line (replaced by _FROM_FILE_HINT where
