@@ -43,14 +43,9 @@ if isinstance(config.get("data_root"), str) and config["data_root"]:
     config["data_root"] = os.path.abspath(os.path.expanduser(config["data_root"]))
 
 
-def refuse_config(text):
-    """A configuration problem said in its own lines and exit status 1, before any job: a WorkflowError raised here
-    came framed by Snakemake's "WorkflowError in file Snakefile, line 54:" and a stray "File ... line 54" after it
-    (a new user's trial read those as part of the problem)."""
-    logger.error(text)
-    sys.exit(1)
-
-
+# a configuration problem is said in its own lines, exit status 1, before any job (sys.exit with the text; a
+# WorkflowError raised here came framed by Snakemake's "WorkflowError in file Snakefile, line 54:" and a stray
+# "File ... line 54" after it, which a new user's trial read as part of the problem)
 try:
     validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 except WorkflowError:
@@ -58,14 +53,14 @@ except WorkflowError:
     text = describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
     if not text:
         if _twice:
-            refuse_config(_twice)
+            sys.exit(_twice)
         raise
-    refuse_config("\n".join(t for t in (_twice, text) if t))
+    sys.exit("\n".join(t for t in (_twice, text) if t))
 if _twice:
-    refuse_config(_twice)
+    sys.exit(_twice)
 # what the schema lets through (NaN and infinities) is refused the same way
 if non_finite(config):
-    refuse_config(
+    sys.exit(
         describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
     )
 # --config preset=tiny labels the run without applying config/presets/tiny.yaml
@@ -79,7 +74,7 @@ try:
     for _line in apply_moved_keys(config, _defaults, workflow.overwrite_configfiles):
         logger.warning(_line)
 except ValueError as _e:
-    refuse_config(str(_e))
+    sys.exit(str(_e))
 # sv.q_desc and the like above what extraction keeps per image read what it keeps: said, and versioned as such
 for _line in cap_descriptor_counts(config, _defaults):
     logger.warning(_line)
