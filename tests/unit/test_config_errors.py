@@ -431,3 +431,11 @@ def test_descriptor_counts_above_what_extraction_keeps_are_capped_and_a_given_on
     assert cap_descriptor_counts(small, DEFAULT) == [] and small["sv"]["q_desc"] == 300
     other = with_overrides(DEFAULT, **{"extract.backbone": "dinov2", "sv.q_desc": 800})
     assert cap_descriptor_counts(other, DEFAULT)[0].startswith("sv.q_desc (800) is more than extract.dinov2.k (700)")
+
+
+def test_a_wrong_type_for_a_key_with_choices_is_one_problem_that_lists_them():
+    text = describe_errors(_with(on_bad_image=5), SCHEMA)
+    assert text.startswith("invalid configuration (1 problem(s)")
+    assert "  on_bad_image: 5 is not one of ['error', 'skip']" in text and "not of type" not in text
+    # a key without choices still says its type
+    assert "sv.ratio: 'x' is not of type 'number'" in describe_errors(_with(**{"sv.ratio": "x"}), SCHEMA)

@@ -395,6 +395,10 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    # a value of the wrong type for a key with a list of choices is one problem: the line that lists the choices
+    # (`on_bad_image: 5` was two, "not of type 'string'" and "not one of ['error', 'skip']"; a user's trial)
+    listed = {tuple(e.absolute_path) for e in errors if e.validator == "enum"}
+    errors = [e for e in errors if not (e.validator == "type" and tuple(e.absolute_path) in listed)]
     lines = "\n".join(_line(e) for e in errors).splitlines()  # one line per problem (unknown keys: one each)
     lines += non_finite(config)
     if not lines:
