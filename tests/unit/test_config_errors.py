@@ -437,5 +437,8 @@ def test_a_wrong_type_for_a_key_with_choices_is_one_problem_that_lists_them():
     text = describe_errors(_with(on_bad_image=5), SCHEMA)
     assert text.startswith("invalid configuration (1 problem(s)")
     assert "  on_bad_image: 5 is not one of ['error', 'skip']" in text and "not of type" not in text
+    # choices that are numbers keep the type line, which says to drop the quotes (`depth: "101"`)
+    depth = describe_errors(_with(**{"extract.resnet.model.depth": "101"}), SCHEMA)
+    assert "extract.resnet.model.depth: '101' is not of type 'integer'" in depth
     # a key without choices still says its type
     assert "sv.ratio: 'x' is not of type 'number'" in describe_errors(_with(**{"sv.ratio": "x"}), SCHEMA)

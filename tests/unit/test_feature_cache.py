@@ -257,8 +257,31 @@ def test_the_same_unreadable_bytes_under_another_name_stay_unreadable(tmp_path):
     bad, first_bad = str(second / "jpg" / "bad.png"), str(first / "jpg" / "p01.png")
     message = str(refused.value)
     assert f"{tmp_path / 'db2.h5'}: 1 image(s) listed for it (db side) have no features" in message
-    assert f"): {bad}: " in message and f"(the same bytes as {first_bad}, found unreadable when" in message
+    assert f"): {bad}: " in message and f"(the same bytes as {first_bad}, found unreadable there)" in message
     assert f"{first_bad}: " not in message
+    # a copy keeping name, size and time (cp -a) is matched without a pack job: its store tells of it the same way
+    third = tmp_path / "third"
+    shutil.copytree(first, third, copy_function=shutil.copy2)
+    lists3 = _lists(third)
+    packs3 = [cache / f"{p}.h5" for p in fc.plan_extraction(lists3, fc.load_index(cache), XV, 1, 1).packs("db")]
+    with pytest.raises(StoreError) as refused:
+        fc.assemble_store(lists3, "db", cache, packs3, tmp_path / "db3.h5", XV, on_bad_image="error")
+    third_bad = str(third / "jpg" / "p01.png")
+    assert f"): {third_bad}: " in str(refused.value) and f"{first_bad}: " not in str(refused.value)
+
+
+def test_a_skipped_reason_is_told_of_its_file_naming_the_first_it_was_found_under():
+    first = fc.skipped_reason_for("/a/x.jpg", "/a/x.jpg: image file is truncated", "/a/x.jpg")
+    assert first == "/a/x.jpg: image file is truncated"
+    copy = fc.skipped_reason_for("/b/y.jpg", first, "/a/x.jpg")
+    assert copy == "/b/y.jpg: image file is truncated (the same bytes as /a/x.jpg, found unreadable there)"
+    # a copy of that copy names the first file once; the file itself again, no note at all
+    assert fc.skipped_reason_for("/c/z.jpg", copy, "/b/y.jpg") == copy.replace("/b/y.jpg", "/c/z.jpg")
+    assert fc.skipped_reason_for("/a/x.jpg", copy, "/b/y.jpg") == first
+    # a reason without a path (a file listed but gone) is prefixed
+    assert fc.skipped_reason_for("/b/y.jpg", "image listed but not found", "/b/y.jpg") == (
+        "/b/y.jpg: image listed but not found"
+    )
 
 
 def test_a_bad_image_keeps_the_rest_of_its_job_in_the_cache(tmp_path):

@@ -397,7 +397,12 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     # a value of the wrong type for a key with a list of choices is one problem: the line that lists the choices
     # (`on_bad_image: 5` was two, "not of type 'string'" and "not one of ['error', 'skip']"; a user's trial)
-    listed = {tuple(e.absolute_path) for e in errors if e.validator == "enum"}
+    # (choices that are numbers keep the type line: `depth: "101"` is told to drop the quotes)
+    listed = {
+        tuple(e.absolute_path)
+        for e in errors
+        if e.validator == "enum" and all(isinstance(v, str) for v in e.validator_value)
+    }
     errors = [e for e in errors if not (e.validator == "type" and tuple(e.absolute_path) in listed)]
     lines = "\n".join(_line(e) for e in errors).splitlines()  # one line per problem (unknown keys: one each)
     lines += non_finite(config)

@@ -25,23 +25,13 @@ from retrieval.stores.feature_cache import (
     pack_id,
     pack_sidecar,
     read_pack_row,
+    skipped_reason_for,
     stat_of,
 )
 from retrieval.stores.local_store import write_local_chunk
 
 log = logging.getLogger(__name__)
 _NOT_FOUND = "image listed but not found: "
-
-
-def _reason_for(path: str, reason: str, cached_path: str) -> str:
-    """Why ``path`` has no features when its bytes are a cached row's that was skipped as ``reason`` under the name
-    ``cached_path``: the reason told of ``path`` (a decoder's message starts with the file it read), with the file the
-    bytes were found unreadable under; a search photo was named under a collection's file before."""
-    if cached_path == path:
-        return reason
-    if reason.startswith(f"{cached_path}: "):
-        reason = reason[len(cached_path) + 2 :]
-    return f"{path}: {reason} (the same bytes as {cached_path}, found unreadable when it was extracted)"
 
 
 def _absent_reason(path: str) -> str:
@@ -159,7 +149,7 @@ def extract_pack(
         if copied is not None:
             row, g = copied
             if reason is not None:  # still without features: merge_local and the manifests say so, of this file
-                skipped[str(i)] = _reason_for(it["path"], reason, index.packs[hit[0]]["rows"]["path"][hit[1]])
+                skipped[str(i)] = skipped_reason_for(it["path"], reason, index.packs[hit[0]]["rows"]["path"][hit[1]])
             n_copied += 1
         else:
             decoded = None

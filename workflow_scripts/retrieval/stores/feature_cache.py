@@ -365,9 +365,25 @@ def runs(mapping: Sequence[tuple[str, int]]) -> list[tuple[int, str, int, int]]:
     return [tuple(x) for x in out]
 
 
-def _told_of(path: str, reason: str) -> str:
-    """``reason`` (a skipped row's) as a line about ``path``: a decoder's message already starts with the file."""
-    return reason if reason.startswith(f"{path}: ") else f"{path}: {reason}"
+_SAME_BYTES = " (the same bytes as "
+
+
+def skipped_reason_for(path: str, reason: str, cached_path: str) -> str:
+    """Why ``path`` has no features when its row is a cached one skipped as ``reason`` under the name ``cached_path``
+    (the same bytes, or the same name, size and time): a line about ``path`` (a decoder's message starts with the
+    file it read), naming ``cached_path`` where it differs; a reason that already names another file is told once,
+    of the first. A search photo was named under a collection's file before (a user's trial)."""
+    if reason.startswith(f"{path}: "):
+        return reason
+    first = cached_path
+    if _SAME_BYTES in reason:  # a copy of a copy: the file they were first found unreadable under
+        reason, note = reason.split(_SAME_BYTES, 1)
+        first = note.split(", found unreadable", 1)[0]
+    if reason.startswith(f"{cached_path}: "):
+        reason = reason[len(cached_path) + 2 :]
+    if first == path:
+        return f"{path}: {reason}"
+    return f"{path}: {reason}{_SAME_BYTES}{first}, found unreadable there)"
 
 
 def assemble_store(
@@ -399,7 +415,9 @@ def assemble_store(
     mapping = plan.rows[split]
     n = len(mapping)
     bad = [
-        _told_of(lists[split][i]["path"], index.packs[p]["skipped"][str(r)])
+        skipped_reason_for(
+            lists[split][i]["path"], index.packs[p]["skipped"][str(r)], index.packs[p]["rows"]["path"][r]
+        )
         for i, (p, r) in enumerate(mapping)
         if str(r) in index.packs[p].get("skipped", {})
     ]
