@@ -125,31 +125,13 @@ PLAN = _Planned(Plan(config))
 _dag_lists = DagLists(PLAN._plan, config, logger.warning)
 DAG_LISTS = _Planned(_dag_lists)  # the lists the DAG plans from, once a build
 PACKS = _Planned(PackPlans(_dag_lists, config, logger.info, lambda: workflow.dryrun))  # the feature cache's plan
-# said while the Snakefile is read: planned later, it was ignored where the demo's results were already up to date
-for _name in config.get("dataset_dirs") or {}:
-    if PLAN.canonical(_name) in DEMO_SPLITS:
-        raise WorkflowError(f"dataset_dirs.{_name}: the demo splits are generated under results/, not read")
-# a ResNet without weights fails every extraction job: said before any job (it failed only when extraction ran)
-_deep = {config["extract"]["backbone"]} | (
-    {config["shortlist"]["backbone"] or config["extract"]["backbone"]}
-    if config["shortlist"]["source"] == "backbone"
-    else set()
-)
-if "resnet" in _deep and config["extract"]["resnet"]["checkpoint"] is None:
-    raise WorkflowError(
-        "extract.resnet.checkpoint: required with the resnet backbone (extract.backbone or shortlist.backbone): a "
-        "torchvision or CVNet state-dict file, e.g. CVPR2022_CVNet_R101.pt (or 'random' for tests)"
-    )
-# the feature cache's pack bounds: a minimum above the maximum would be overridden without a word
-if config["extract"]["min_chunk_images"] > config["extract"]["max_chunk_images"]:
-    raise WorkflowError(
-        f"extract.min_chunk_images ({config['extract']['min_chunk_images']}) is above extract.max_chunk_images "
-        f"({config['extract']['max_chunk_images']}): a pack cannot hold at least the one and at most the other"
-    )
-# unsupervised_fit naming a dataset: checked before any job (planned in an input function, the error came wrapped
-# in Snakemake's InputFunctionException and its traceback)
-if config["unsupervised_fit"] not in ("self", "training", "cross"):
-    PLAN.fit_split(PLAN.train)
+# the configuration's problems the schema cannot see, said while the Snakefile is read, all of them, in their own
+# lines and exit status 1 as the schema's are (a demo split in dataset_dirs was ignored where the demo's results were
+# up to date; a ResNet without weights failed every extraction job; min_chunk_images above max_chunk_images was
+# overridden without a word; an unsupervised_fit naming no dataset came in an InputFunctionException)
+_problems = PLAN.config_problems()
+if _problems:
+    sys.exit("\n".join(_problems))
 TRAIN = PLAN.train
 VAL = PLAN.val
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"

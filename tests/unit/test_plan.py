@@ -467,6 +467,32 @@ def test_an_unsupervised_fit_that_names_no_dataset_is_refused_naming_the_key(tmp
         Plan(configured(data_root=str(tmp_path), unsupervised_fit="selff")).fit_split("demo")
 
 
+def test_config_problems_are_all_named_at_once(tmp_path):
+    """The checks the schema cannot make: each failed on its own, later (a ResNet in every extraction job) or in
+    Snakemake's WorkflowError frame, so fixing one showed the next."""
+    bounds = {"extract.min_chunk_images": 100, "extract.max_chunk_images": 1000}  # config.yaml's (not in BASE)
+    assert Plan(configured(data_root=str(tmp_path), **bounds)).config_problems() == []
+    cfg = configured(
+        data_root=str(tmp_path),
+        dataset_dirs={"demo-val": str(tmp_path), "mine": str(tmp_path)},
+        unsupervised_fit="selff",
+        **{"extract.min_chunk_images": 5, "extract.max_chunk_images": 2},
+    )
+    cfg["shortlist"].update(source="backbone", backbone="resnet")
+    problems = Plan(cfg).config_problems()
+    assert [line.split(":")[0] for line in problems] == [
+        "dataset_dirs.demo-val",
+        "extract.resnet.checkpoint",
+        "extract.min_chunk_images (5) is above extract.max_chunk_images (2)",
+        "unsupervised_fit",
+    ]
+    assert "did you mean 'self'?" in problems[-1]
+    cfg["shortlist"]["source"] = "global"  # a resnet shortlist backbone that nothing extracts needs no weights
+    assert not any(p.startswith("extract.resnet") for p in Plan(cfg).config_problems())
+    equal = configured(data_root=str(tmp_path), **{"extract.min_chunk_images": 3, "extract.max_chunk_images": 3})
+    assert Plan(equal).config_problems() == []
+
+
 def test_a_table_of_metrics_is_refused_for_a_folder_without_ground_truth(tmp_path):
     """compare needs metrics: a folder without ground truth is refused before any job runs, naming what to add."""
     for name, gt in (("plain", None), ("csv", "gnd.csv")):

@@ -479,6 +479,7 @@ def test_a_large_folder_gets_bounded_packs_and_memory_by_its_size(tmp_path):
     assert (
         got.returncode != 0 and "min_chunk_images (5) is above extract.max_chunk_images (2)" in got.stdout + got.stderr
     )
+    assert "WorkflowError" not in got.stdout + got.stderr
 
 
 @pytest.mark.skipif(not (SHARED / "datasets" / "landmarks-mini").is_dir(), reason="../shared is absent")

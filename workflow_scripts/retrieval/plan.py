@@ -388,6 +388,36 @@ class Plan:
             )
         return named
 
+    def config_problems(self) -> list[str]:
+        """The configuration's problems that the schema cannot see, one line each, all of them (empty: none): a demo
+        split named in ``dataset_dirs``, a ResNet backbone without ``extract.resnet.checkpoint``,
+        ``extract.min_chunk_images`` above ``extract.max_chunk_images``, and an ``unsupervised_fit`` that names no
+        dataset. Checked once, before any job (each failed later, or was ignored where results were up to date)."""
+        cfg, problems = self.config, []
+        for name in cfg.get("dataset_dirs") or {}:
+            if canonical(name) in DEMO_SPLITS:
+                problems.append(f"dataset_dirs.{name}: the demo splits are generated under results/, not read")
+        deep = {cfg["extract"]["backbone"]}
+        if cfg["shortlist"]["source"] == "backbone":
+            deep.add(cfg["shortlist"]["backbone"] or cfg["extract"]["backbone"])
+        if "resnet" in deep and cfg["extract"]["resnet"]["checkpoint"] is None:
+            problems.append(
+                "extract.resnet.checkpoint: required with the resnet backbone (extract.backbone or shortlist.backbone):"
+                " a torchvision or CVNet state-dict file, e.g. CVPR2022_CVNet_R101.pt (or 'random' for tests)"
+            )
+        low, high = cfg["extract"]["min_chunk_images"], cfg["extract"]["max_chunk_images"]
+        if low > high:
+            problems.append(
+                f"extract.min_chunk_images ({low}) is above extract.max_chunk_images ({high}): a pack cannot hold at "
+                "least the one and at most the other"
+            )
+        if cfg["unsupervised_fit"] not in ("self", "training", "cross"):
+            try:
+                self.fit_split(self.train)
+            except PlanError as e:
+                problems.append(str(e))
+        return problems
+
     def lw_space(self):
         """Lw is learned on the training split's global descriptors, so it is applied in that split's space."""
         return self.fit_split(self.train)
