@@ -517,12 +517,15 @@ def compare_inputs(wildcards):
 
 
 def checked_search_dir(wildcards):
-    """The search's versioned folder; a WorkflowError naming the allowed characters for a refused folder name."""
+    """The search's versioned folder; a WorkflowError naming the allowed characters for a refused folder name, or the
+    photos' missing folder as photos to search (not told of ground truth for metrics)."""
     try:
         check_dataset_name(wildcards.collection)
         check_dataset_name(wildcards.photos)
     except ValueError as e:
         raise WorkflowError(str(e)) from None
+    if PLAN.canonical(wildcards.photos) not in DEMO_SPLITS:
+        PLAN.folder_source(PLAN.canonical(wildcards.photos), searched=True)  # a missing folder, said as photos
     return PLAN.search_dir(wildcards.collection, wildcards.photos)
 
 

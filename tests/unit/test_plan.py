@@ -529,6 +529,8 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     moved = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"mine": str(tmp_path / "nowhere")}))
     with pytest.raises(PlanError, match=r"folder .*nowhere not found \(dataset_dirs\.mine\)"):
         moved.folder_source("mine")
+    with pytest.raises(PlanError, match=r"photos to search 'nophotos': folder .*nophotos not found .*jpg/ \(no gro"):
+        plan.folder_source("nophotos", searched=True)
     # a near miss under data_root is suggested (a new user typed landmarks_mini for landmarks-mini)
     (tmp_path / "data" / "landmarks-mini").mkdir(parents=True)
     typo = Plan(configured(data_root=str(tmp_path / "data")))

@@ -200,6 +200,10 @@ def test_a_collections_ground_truth_is_not_an_input_of_a_search(tiny_run, tmp_pa
     # the collection's own evaluation does need the ground truth: it is refused there, naming the line
     out = snakemake(tmp_path, "-n", "results/coll_global.json", *base)
     assert "rule image_lists:" in out.stdout
+    # photos to search whose folder is missing are told where to put them, not of ground truth for metrics
+    out = snakemake(tmp_path, "-n", "results/search/coll/newq.html", *base, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "photos to search 'newq': folder" in text and "for metrics" not in text, text[-2000:]
 
 
 def _job_stats(out):

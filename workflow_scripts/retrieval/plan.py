@@ -651,7 +651,10 @@ class Plan:
     def log_path(self, stage, suffix=""):
         return f"logs/{stage}/{{dataset}}/{{ver}}{suffix}.log"
 
-    def folder_source(self, ds):
+    def folder_source(self, ds, searched=False):
+        """The files a folder dataset's lists depend on (its ground truth, a download marker, or its image folder);
+        a PlanError naming the folder, the key that placed it and the nearest names where it is missing or a file.
+        ``searched``: the dataset is photos to search, so a missing folder is not told about ground truth."""
         d = self.dataset_dir(ds)
         gt = ground_truth_path(d, ds)
         moved = d != os.path.abspath(os.path.join(self.config["data_root"], ds))  # named in dataset_dirs
@@ -685,11 +688,17 @@ class Plan:
                 role.setdefault(self.canonical(self.config["ssp"]["anchors"]["split"]), "ssp.anchors.split")
             raise PlanError(
                 (f"{role[ds]}: " if ds in role else "")
-                + f"dataset '{ds}': folder {d} not found ("
+                + ("photos to search" if searched else "dataset")
+                + f" '{ds}': folder {d} not found ("
                 + (f"dataset_dirs.{ds}" if moved else f"data_root={self.config['data_root']}")
                 # a mistyped data_root is the cause, not the dataset's folder (a new user's trial: 'dta' for 'data')
                 + ("" if moved or os.path.isdir(root) else f", and data_root {root} does not exist at all")
-                + f"); put the images in {d}/jpg/ (with gnd.csv, gnd.json or gnd_{ds}.pkl for metrics)"
+                # photos to search need no ground truth (a new user's trial was told of gnd files for metrics)
+                + (
+                    f"); put the photos in {d}/jpg/ (no ground truth needed)"
+                    if searched
+                    else f"); put the images in {d}/jpg/ (with gnd.csv, gnd.json or gnd_{ds}.pkl for metrics)"
+                )
                 + (
                     ", or correct the folder named in dataset_dirs"
                     if moved
