@@ -12,6 +12,7 @@ from PIL import Image
 from conftest import with_overrides
 from retrieval import job_memory
 from retrieval.dag_lists import DagLists, PackPlans
+from retrieval.data.datasets import build_database_list
 from retrieval.plan import Plan, PlanError
 from retrieval.stores.global_store import write_global
 
@@ -61,6 +62,28 @@ def test_a_database_that_cannot_be_listed_is_said_once_as_the_database_lists(tmp
         "newph's images, a search of its photos too): 1 unreadable image(s)"
     )
     assert "broken.jpg: cannot decode" in warnings[0]
+
+
+def test_a_file_left_out_of_a_plain_folder_is_said_once_a_build(tmp_path, monkeypatch, caplog):
+    """A plain folder is scanned for its lists and again for its database list: a .gif in a folder of photos to
+    search printed its "left out" line twice (a new user's trial). Once per build; a new build says it again, and
+    the scan outside the build still warns (each job's log)."""
+    _photos(tmp_path / "data" / "newph", 2)
+    (tmp_path / "data" / "newph" / "jpg" / "anim.gif").write_bytes(b"GIF89a")
+    left_out = "anim.gif"
+
+    def said() -> int:
+        return sum(left_out in r.getMessage() for r in caplog.records)
+
+    dag, warnings = _dag(tmp_path, monkeypatch)
+    with caplog.at_level("WARNING"):
+        assert dag.lists("newph") is not None and dag.database("newph") is not None
+        assert said() == 1 and warnings == []
+        dag2, _ = _dag(tmp_path, monkeypatch)
+        dag2.database("newph")
+        assert said() == 2
+        build_database_list(str(tmp_path / "data" / "newph"), "newph", "error", BASE["max_image_pixels"])
+        assert said() == 3  # the filter is gone after the build
 
 
 def test_a_shortlist_shorter_than_a_ground_truth_database_is_refused_and_a_covering_one_named(tmp_path, monkeypatch):

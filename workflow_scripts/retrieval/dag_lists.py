@@ -16,13 +16,16 @@ workflow's own planning, not a library's: nothing outside knows this project's l
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from retrieval import job_memory
+from retrieval.data import datasets
 from retrieval.data.datasets import build_database_list, build_image_lists, fresh_lists, warn_images_beside_jpg
 from retrieval.data.download import SOURCES
 from retrieval.plan import DEMO_SPLITS, DISTRACTORS, FEATURES, GLDV2_DOWNLOADABLE, Plan, PlanError, beside
@@ -46,11 +49,32 @@ class DagLists:
         self._lists: dict[str, Lists | None] = {}
         self._databases: dict[str, Lists | None] = {}
         self._warned: set[tuple[str, str]] = set()
+        self._scan_said: set[str] = set()
 
     def _once(self, kind: str, ds: str, message: str) -> None:
         if (kind, ds) not in self._warned:
             self._warned.add((kind, ds))
             self.warn(message)
+
+    @contextlib.contextmanager
+    def _scan_warnings_once(self):
+        """The folder scan's warnings (files left out, images beside jpg/) said once a build: a plain folder is
+        scanned for its lists and again for its database list, and a folder holding a .gif said "left out" twice
+        (a new user's trial). The scan's own warnings are unchanged outside this block (each job says them)."""
+
+        def first(record: logging.LogRecord) -> bool:
+            text = record.getMessage()
+            if text in self._scan_said:
+                return False
+            self._scan_said.add(text)
+            return True
+
+        scan_log = logging.getLogger(datasets.__name__)
+        scan_log.addFilter(first)
+        try:
+            yield
+        finally:
+            scan_log.removeFilter(first)
 
     # ---------------------------------------------------------------------------------------------------- the lists
     def lists(self, ds: str) -> Lists | None:
@@ -72,9 +96,15 @@ class DagLists:
             return lists
         c = self.config
         try:
-            lists, _ = build_image_lists(
-                self.plan.dataset_dir(ds), ds, c["crop_queries"], c["on_bad_image"], c["max_image_pixels"], c["gldv2"]
-            )
+            with self._scan_warnings_once():
+                lists, _ = build_image_lists(
+                    self.plan.dataset_dir(ds),
+                    ds,
+                    c["crop_queries"],
+                    c["on_bad_image"],
+                    c["max_image_pixels"],
+                    c["gldv2"],
+                )
         except (OSError, ValueError) as e:
             # the jobs that do not need the lists (a database listed apart: its side) still run
             apart = self.plan.database_apart(ds)  # a plain folder or gnd.csv: its database is listed by database_list
@@ -121,9 +151,10 @@ class DagLists:
             self._warn_beside_jpg(ds)
             return db
         try:
-            return build_database_list(
-                self.plan.dataset_dir(ds), ds, self.config["on_bad_image"], self.config["max_image_pixels"]
-            )
+            with self._scan_warnings_once():
+                return build_database_list(
+                    self.plan.dataset_dir(ds), ds, self.config["on_bad_image"], self.config["max_image_pixels"]
+                )
         except (OSError, ValueError) as e:
             self.warn(
                 f"{ds}: the database list cannot be built, and database_list will stop on this (so will every job that "
