@@ -531,6 +531,11 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
         moved.folder_source("mine")
     with pytest.raises(PlanError, match=r"photos to search 'nophotos': folder .*nophotos not found .*jpg/ \(no gro"):
         plan.folder_source("nophotos", searched=True)
+    (tmp_path / "data" / "afile").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data" / "afile").write_bytes(b"")
+    with pytest.raises(PlanError, match=r"^photos to search 'afile': .*afile is a file, not a folder"):
+        plan.folder_source("afile", searched=True)
+    (tmp_path / "data" / "afile").unlink()
     # a near miss under data_root is suggested (a new user typed landmarks_mini for landmarks-mini)
     (tmp_path / "data" / "landmarks-mini").mkdir(parents=True)
     typo = Plan(configured(data_root=str(tmp_path / "data")))

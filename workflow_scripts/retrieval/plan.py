@@ -678,7 +678,8 @@ class Plan:
         if not moved and os.path.exists(root) and not os.path.isdir(root):  # said as missing before (a user's trial)
             raise PlanError(f"data_root: {root} is a file, not a folder; name the folder that holds {ds}/")
         if not moved and os.path.exists(d) and not os.path.isdir(d):
-            raise PlanError(f"dataset '{ds}': {d} is a file, not a folder; put the images in a folder {d}/jpg/")
+            what = "photos to search" if searched else "dataset"
+            raise PlanError(f"{what} '{ds}': {d} is a file, not a folder; put the images in a folder {d}/jpg/")
         if not os.path.isdir(d):
             known = [n for n in (*DEMO_SPLITS, *DOWNLOADABLE, *GLDV2_DOWNLOADABLE) if n != ds]
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
