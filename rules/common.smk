@@ -524,8 +524,9 @@ def checked_search_dir(wildcards):
         check_dataset_name(wildcards.photos)
     except ValueError as e:
         raise WorkflowError(str(e)) from None
-    if PLAN.canonical(wildcards.photos) not in DEMO_SPLITS:
-        PLAN.folder_source(PLAN.canonical(wildcards.photos), searched=True)  # a missing folder, said as photos
+    photos = PLAN.canonical(wildcards.photos)
+    if photos not in DEMO_SPLITS and PLAN.distractor_base(photos) is None:  # '{dataset}+1m' has no folder of its own
+        PLAN.folder_source(photos, searched=True)  # a missing folder, said as photos
     return PLAN.search_dir(wildcards.collection, wildcards.photos)
 
 

@@ -204,6 +204,9 @@ def test_a_collections_ground_truth_is_not_an_input_of_a_search(tiny_run, tmp_pa
     out = snakemake(tmp_path, "-n", "results/search/coll/newq.html", *base, check=False)
     text = out.stdout + out.stderr
     assert out.returncode != 0 and "photos to search 'newq': folder" in text and "for metrics" not in text, text[-2000:]
+    # a '{dataset}+1m' of photos has no folder of its own: it plans as before (it was refused as a missing folder)
+    out = snakemake(tmp_path, "-n", "results/search/coll/coll+1m.csv", *base)
+    assert "photos to search" not in out.stdout + out.stderr and "rule search_knn:" in out.stdout
 
 
 def _job_stats(out):
