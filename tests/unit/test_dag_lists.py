@@ -14,6 +14,7 @@ from retrieval import job_memory
 from retrieval.dag_lists import DagLists, PackPlans
 from retrieval.data.datasets import build_database_list
 from retrieval.plan import Plan, PlanError
+from retrieval.stages.lists import make_database_list
 from retrieval.stores.global_store import write_global
 
 BASE = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
@@ -84,6 +85,20 @@ def test_a_file_left_out_of_a_plain_folder_is_said_once_a_build(tmp_path, monkey
         assert said() == 2
         build_database_list(str(tmp_path / "data" / "newph"), "newph", "error", BASE["max_image_pixels"])
         assert said() == 3  # the filter is gone after the build
+    # a fresh db.json reused while the lists are built: the images beside jpg/ said once too (it was twice)
+    Image.new("RGB", (32, 24)).save(tmp_path / "data" / "newph" / "beside.jpg")
+    plan = Plan(with_overrides(BASE, data_root=str(tmp_path / "data")))
+    dbj = Path(plan.database_json("newph"))
+    dbj.parent.mkdir(parents=True, exist_ok=True)
+    make_database_list(
+        str(tmp_path / "data" / "newph"), "newph", str(dbj), str(dbj.parent / "db.manifest.json"), "v", "cpu"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        dag, _ = _dag(tmp_path, monkeypatch)
+        dag.database("newph")
+        dag.lists("newph")
+        assert sum("beside.jpg" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_a_shortlist_shorter_than_a_ground_truth_database_is_refused_and_a_covering_one_named(tmp_path, monkeypatch):

@@ -531,6 +531,9 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
         moved.folder_source("mine")
     with pytest.raises(PlanError, match=r"photos to search 'nophotos': folder .*nophotos not found .*jpg/ \(no gro"):
         plan.folder_source("nophotos", searched=True)
+    trains = Plan(configured(data_root=str(tmp_path / "data"), training_split="nophotos"))
+    with pytest.raises(PlanError, match=r"^training_split: dataset 'nophotos': .*for metrics"):
+        trains.folder_source("nophotos", searched=True)  # searched, but a training split needs its ground truth
     (tmp_path / "data" / "afile").parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "data" / "afile").write_bytes(b"")
     with pytest.raises(PlanError, match=r"^photos to search 'afile': .*afile is a file, not a folder"):

@@ -166,7 +166,8 @@ class DagLists:
         """The scan's warning about images put beside jpg/, also when the lists are reused (adding a file there
         changes nothing the workflow watches): for a scanned database (listed apart, without image_list.txt)."""
         if ("beside", ds) not in self._warned and self.plan.scans_folder(ds):
-            warn_images_beside_jpg(Path(self.plan.dataset_dir(ds)))
+            with self._scan_warnings_once():  # a scan in this build may have said it already
+                warn_images_beside_jpg(Path(self.plan.dataset_dir(ds)))
             self._warned.add(("beside", ds))
 
     def planning(self, ds: str) -> Lists | None:

@@ -656,6 +656,8 @@ class Plan:
         a PlanError naming the folder, the key that placed it and the nearest names where it is missing or a file.
         ``searched``: the dataset is photos to search, so a missing folder is not told about ground truth."""
         d = self.dataset_dir(ds)
+        if searched and self.canonical(ds) in (self.canonical(self.train), self.canonical(self.val)):
+            searched = False  # photos that are also a training or validation split need their ground truth
         gt = ground_truth_path(d, ds)
         moved = d != os.path.abspath(os.path.join(self.config["data_root"], ds))  # named in dataset_dirs
         listed_r1m = ds == DISTRACTORS and os.path.isfile(os.path.join(d, f"{DISTRACTORS}.txt"))
