@@ -128,7 +128,8 @@ PACKS = _Planned(PackPlans(_dag_lists, config, logger.info, lambda: workflow.dry
 # the configuration's problems the schema cannot see, said while the Snakefile is read, all of them, in their own
 # lines and exit status 1 as the schema's are (a demo split in dataset_dirs was ignored where the demo's results were
 # up to date; a ResNet without weights failed every extraction job; min_chunk_images above max_chunk_images was
-# overridden without a word; an unsupervised_fit naming no dataset came in an InputFunctionException)
+# overridden without a word; an unsupervised_fit naming no dataset, a shortlist or local-feature source without what
+# it reads, came in an InputFunctionException)
 _problems = PLAN.config_problems()
 if _problems:
     sys.exit("\n".join(_problems))

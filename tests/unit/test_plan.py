@@ -810,3 +810,35 @@ def test_one_folder_spelt_two_ways_is_one_dataset_dir(tmp_path, monkeypatch):
         configured(dataset_dirs={"lm": want + "/"}),
     ):
         assert Plan(cfg).dataset_dir("lm") == want
+
+
+def test_a_shortlist_or_local_source_without_what_it_reads_is_a_config_problem(tmp_path):
+    """shortlist.source backbone over sift, import or ames_nn without import_dir, ames_import without its dir: each
+    came alone in Snakemake's InputFunctionException frame, once a job reading it was planned."""
+    bounds = {"extract.min_chunk_images": 100, "extract.max_chunk_images": 1000}  # config.yaml's (not in BASE)
+    cfg = configured(
+        data_root=str(tmp_path), **bounds, **{"extract.backbone": "ames_import", "shortlist.source": "backbone"}
+    )
+    problems = Plan(cfg).config_problems()
+    assert [line.split(":")[0] for line in problems] == ["shortlist.source", "extract.ames_import.dir"]
+    assert "needs a deep backbone" in problems[0] and "gallery_local.hdf5" in problems[1]
+    for source, held in (("import", "db.npy and query.npy"), ("ames_nn", "{dataset}/nn_dinov2.pkl")):
+        cfg = configured(data_root=str(tmp_path), **bounds, **{"shortlist.source": source})
+        (problem,) = Plan(cfg).config_problems()
+        assert problem.startswith(f"shortlist.import_dir: required with shortlist.source: {source}") and held in problem
+        cfg["shortlist"]["import_dir"] = str(tmp_path)  # its files are checked per dataset, while jobs are planned
+        assert Plan(cfg).config_problems() == []
+    cfg = configured(
+        data_root=str(tmp_path), **bounds, **{"extract.backbone": "dinov2", "shortlist.source": "backbone"}
+    )
+    assert Plan(cfg).config_problems() == []
+
+
+def test_an_unsupervised_fit_named_in_dataset_dirs_names_that_key(tmp_path):
+    """A missing folder placed by dataset_dirs was said with data_root, which did not place it."""
+    bounds = {"extract.min_chunk_images": 100, "extract.max_chunk_images": 1000}  # config.yaml's (not in BASE)
+    where = {"dataset_dirs": {"fitset": str(tmp_path / "x")}}
+    cfg = configured(data_root=str(tmp_path), unsupervised_fit="fitset", **where, **bounds)
+    (problem,) = Plan(cfg).config_problems()
+    assert f"no dataset folder {tmp_path / 'x'} exists (dataset_dirs.fitset)" in problem
+    assert "data_root" not in problem

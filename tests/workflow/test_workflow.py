@@ -245,6 +245,18 @@ def test_a_resnet_without_weights_is_refused_before_any_job(tmp_path, override, 
     assert not (tmp_path / "results").exists()
 
 
+def test_sources_without_what_they_read_are_refused_together_before_any_job(tmp_path):
+    """A shortlist backbone that has no global descriptor and ames_import without its folder: each came alone, in
+    Snakemake's InputFunctionException frame, so fixing one showed the next."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("extract:\n  backbone: ames_import\nshortlist:\n  source: backbone\n")
+    proc = snakemake(tmp_path, "-n", "results/demo_sv.json", "--configfile", str(cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "shortlist.source: backbone needs a deep backbone" in out, out[-2000:]
+    assert "extract.ames_import.dir: required with extract.backbone: ames_import" in out
+    assert "InputFunctionException" not in out and "WorkflowError" not in out, out[-2000:]
+
+
 def test_unknown_method_training_split_and_missing_dataset_are_named(tmp_path):
     proc = snakemake(tmp_path, "-n", "results/demo_nosuch.json", check=False)
     assert proc.returncode != 0 and "unknown method 'nosuch'" in proc.stdout + proc.stderr

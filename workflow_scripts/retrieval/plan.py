@@ -378,21 +378,27 @@ class Plan:
         known = named in DEMO_SPLITS or named in DOWNLOADABLE or named in GLDV2_DOWNLOADABLE
         if not known and not os.path.isdir(self.dataset_dir(named)):
             root = self.config["data_root"]
+            moved = any(canonical(k) == named for k in self.config.get("dataset_dirs") or {})
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             near = difflib.get_close_matches(str(mode).lower(), ["self", "training", "cross"], n=1)
             near = near or difflib.get_close_matches(str(mode), folders + list(DEMO_SPLITS) + list(DOWNLOADABLE), n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise PlanError(
                 f"unsupervised_fit: {mode!r} is not self, training or cross, and no dataset folder "
-                f"{self.dataset_dir(named)} exists (data_root={self.config['data_root']}){hint}"
+                f"{self.dataset_dir(named)} exists ("
+                + (f"dataset_dirs.{named}" if moved else f"data_root={self.config['data_root']}")
+                + f"){hint}"
             )
         return named
 
     def config_problems(self) -> list[str]:
         """The configuration's problems that the schema cannot see, one line each, all of them (empty: none): a demo
         split named in ``dataset_dirs``, a ResNet backbone without ``extract.resnet.checkpoint``,
-        ``extract.min_chunk_images`` above ``extract.max_chunk_images``, and an ``unsupervised_fit`` that names no
-        dataset. Checked once, before any job (each failed later, or was ignored where results were up to date)."""
+        ``extract.min_chunk_images`` above ``extract.max_chunk_images``, an ``unsupervised_fit`` that names no
+        dataset, ``shortlist.source: backbone`` without a deep backbone, ``shortlist.source`` import or ames_nn
+        without ``shortlist.import_dir``, and ``extract.backbone: ames_import`` without ``extract.ames_import.dir``.
+        Checked once, before any job (each failed later, or was ignored where results were up to date). Problems
+        that concern some targets only (AMES's shortlist against ``sv.num_rerank``) are said when those are planned."""
         cfg, problems = self.config, []
         for name in cfg.get("dataset_dirs") or {}:
             if canonical(name) in DEMO_SPLITS:
@@ -416,6 +422,25 @@ class Plan:
                 self.fit_split(self.train)
             except PlanError as e:
                 problems.append(str(e))
+        # the shortlist and the local features every method starts from: a source or backbone without what it reads
+        # (each came alone, in Snakemake's InputFunctionException frame, once a job that needs it was planned)
+        try:
+            self.shortlist_backbone()
+        except PlanError as e:
+            problems.append(str(e))
+        source = cfg["shortlist"]["source"]
+        if source in ("import", "ames_nn") and not cfg["shortlist"]["import_dir"]:
+            held = "{dataset}/" + cfg["shortlist"]["nn_file"]
+            if source == "import":
+                held = "{dataset}/db.npy and query.npy, .h5 or .hdf5, or {dataset}/{dataset}.mat"
+            problems.append(
+                f"shortlist.import_dir: required with shortlist.source: {source} (the folder holding {held})"
+            )
+        if cfg["extract"]["backbone"] == "ames_import" and not cfg["extract"]["ames_import"]["dir"]:
+            problems.append(
+                "extract.ames_import.dir: required with extract.backbone: ames_import (the AMES release folder "
+                "holding {dataset}/{desc}_gallery_local.hdf5 and {desc}_query_local.hdf5)"
+            )
         return problems
 
     def lw_space(self):
