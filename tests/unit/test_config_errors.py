@@ -14,6 +14,7 @@ from retrieval.config_errors import (
     describe_errors,
     duplicate_keys,
     in_default_form,
+    name_holders,
     preset_not_applied,
 )
 from retrieval.plan import Plan
@@ -442,3 +443,25 @@ def test_a_wrong_type_for_a_key_with_choices_is_one_problem_that_lists_them():
     assert "extract.resnet.model.depth: '101' is not of type 'integer'" in depth
     # a key without choices still says its type
     assert "sv.ratio: 'x' is not of type 'number'" in describe_errors(_with(**{"sv.ratio": "x"}), SCHEMA)
+
+
+def test_a_config_problem_names_the_file_that_set_its_key(tmp_path):
+    """Plan.config_problems' lines came without the [in file.yaml] the schema's lines carry."""
+    mine, later = tmp_path / "mine.yaml", tmp_path / "later.yaml"
+    mine.write_text("unsupervised_fit: selff\nextract: {min_chunk_images: 5, max_chunk_images: 2}\n")
+    later.write_text("extract: {max_chunk_images: 2}\nshortlist: {source: backbone}\n")
+    config = _with(
+        unsupervised_fit="selff",
+        **{"extract.min_chunk_images": 5, "extract.max_chunk_images": 2, "extract.backbone": "sift"},
+        **{"shortlist.source": "backbone"},
+    )
+    config["data_root"] = str(tmp_path)
+    problems = Plan(config).config_problems()
+    named = name_holders(problems, config, [mine, later])
+    by_key = {line.split(":")[0].split(" (")[0]: line for line in named}
+    assert by_key["unsupervised_fit"].endswith(f" [in {mine}]")
+    assert by_key["extract.min_chunk_images"].endswith(f" [in {mine}]")  # the key that leads the line
+    assert by_key["shortlist.source"].endswith(f" [in {later}]")
+    assert name_holders(problems, config, []) == problems  # from --config or config.yaml: no file named
+    config["unsupervised_fit"] = "other"  # a value not the file's (given with --config after it): not named
+    assert name_holders(["unsupervised_fit: x"], config, [mine]) == ["unsupervised_fit: x"]

@@ -254,6 +254,7 @@ def test_sources_without_what_they_read_are_refused_together_before_any_job(tmp_
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "shortlist.source: backbone needs a deep backbone" in out, out[-2000:]
     assert "extract.ames_import.dir: required with extract.backbone: ames_import" in out
+    assert re.search(r"shortlist\.source: backbone needs a deep backbone.*\[in .*bad\.yaml\]", out)  # its file
     assert "InputFunctionException" not in out and "WorkflowError" not in out, out[-2000:]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -286,16 +287,29 @@ def _same(a: Any, b: Any) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-def _holder(line: str, config: dict[str, Any], files: list[tuple[str, Any]]) -> str:
-    """``line`` ("  a.b.c: ...") with the last --configfile that sets ``a.b.c`` to the value in effect named, where
-    one does (a value from --config or config/config.yaml is not named: the header says where those come from)."""
-    key = line.strip().split(":", 1)[0]
+def _holder(line: str, config: dict[str, Any], files: list[tuple[str, Any]], key: str | None = None) -> str:
+    """``line`` ("  a.b.c: ...") with the last --configfile that sets ``a.b.c`` (or ``key``) to the value in effect
+    named, where one does (a value from --config or config/config.yaml is not named: the header says where those
+    come from)."""
+    key = key or line.strip().split(":", 1)[0]
     value = _at(config, key)
     for name, content in reversed(files):
         got = _at(content, key)
         if got is not _ABSENT:
             return f"{line} [in {name}]" if _same(got, value) else line
     return line
+
+
+def name_holders(lines: Sequence[str], config: dict[str, Any], configfiles: Sequence[str | Path]) -> list[str]:
+    """Problem lines that begin with a dotted key (``unsupervised_fit: ...``, ``extract.min_chunk_images (5) is
+    ...``), each with the last ``--configfile`` that sets that key to the value in effect named (`` [in mine.yaml]``),
+    as the schema's lines are; a line whose key no file sets is left as it is."""
+    files = _loaded(configfiles)
+    out = []
+    for line in lines:
+        m = re.match(r"\s*([A-Za-z0-9_][A-Za-z0-9_.+\-]*)", line)
+        out.append(_holder(line, config, files, m.group(1)) if m and files else line)
+    return out
 
 
 def _is_results_json(path: str | Path) -> bool:
