@@ -820,12 +820,13 @@ def test_a_shortlist_or_local_source_without_what_it_reads_is_a_config_problem(t
         data_root=str(tmp_path), **bounds, **{"extract.backbone": "ames_import", "shortlist.source": "backbone"}
     )
     problems = Plan(cfg).config_problems()
-    assert [line.split(":")[0] for line in problems] == ["shortlist.source", "extract.ames_import.dir"]
-    assert "needs a deep backbone" in problems[0] and "gallery_local.hdf5" in problems[1]
+    assert [line.split(":")[0] for line in problems] == ["shortlist.source", "extract.backbone"]
+    assert "needs a deep backbone" in problems[0] and "needs extract.ames_import.dir" in problems[1]
+    assert "gallery_local.hdf5" in problems[1]
     for source, held in (("import", "db.npy and query.npy"), ("ames_nn", "{dataset}/nn_dinov2.pkl")):
         cfg = configured(data_root=str(tmp_path), **bounds, **{"shortlist.source": source})
         (problem,) = Plan(cfg).config_problems()
-        assert problem.startswith(f"shortlist.import_dir: required with shortlist.source: {source}") and held in problem
+        assert problem.startswith(f"shortlist.source: {source} needs shortlist.import_dir") and held in problem
         cfg["shortlist"]["import_dir"] = str(tmp_path)  # its files are checked per dataset, while jobs are planned
         assert Plan(cfg).config_problems() == []
     cfg = configured(

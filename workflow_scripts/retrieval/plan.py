@@ -433,12 +433,10 @@ class Plan:
             held = "{dataset}/" + cfg["shortlist"]["nn_file"]
             if source == "import":
                 held = "{dataset}/db.npy and query.npy, .h5 or .hdf5, or {dataset}/{dataset}.mat"
-            problems.append(
-                f"shortlist.import_dir: required with shortlist.source: {source} (the folder holding {held})"
-            )
+            problems.append(f"shortlist.source: {source} needs shortlist.import_dir (the folder holding {held})")
         if cfg["extract"]["backbone"] == "ames_import" and not cfg["extract"]["ames_import"]["dir"]:
             problems.append(
-                "extract.ames_import.dir: required with extract.backbone: ames_import (the AMES release folder "
+                "extract.backbone: ames_import needs extract.ames_import.dir (the AMES release folder "
                 "holding {dataset}/{desc}_gallery_local.hdf5 and {desc}_query_local.hdf5)"
             )
         return problems
