@@ -482,13 +482,13 @@ def test_config_problems_are_all_named_at_once(tmp_path):
     problems = Plan(cfg).config_problems()
     assert [line.split(":")[0] for line in problems] == [
         "dataset_dirs.demo-val",
-        "extract.resnet.checkpoint",
+        "shortlist.backbone",
         "extract.min_chunk_images (5) is above extract.max_chunk_images (2)",
         "unsupervised_fit",
     ]
     assert "did you mean 'self'?" in problems[-1]
     cfg["shortlist"]["source"] = "global"  # a resnet shortlist backbone that nothing extracts needs no weights
-    assert not any(p.startswith("extract.resnet") for p in Plan(cfg).config_problems())
+    assert not any("resnet" in p for p in Plan(cfg).config_problems())
     equal = configured(data_root=str(tmp_path), **{"extract.min_chunk_images": 3, "extract.max_chunk_images": 3})
     assert Plan(equal).config_problems() == []
 

@@ -229,8 +229,8 @@ def test_a_duplicate_key_and_a_misspelt_one_are_named_in_one_run(tmp_path):
 @pytest.mark.parametrize(
     "override, pattern",
     [
-        ("extract:\n  backbone: resnet\n", r"extract\.resnet\.checkpoint: required with the resnet backbone"),
-        ("shortlist:\n  source: backbone\n  backbone: resnet\n", r"extract\.resnet\.checkpoint: required"),
+        ("extract:\n  backbone: resnet\n", r"extract\.backbone: resnet needs extract\.resnet\.checkpoint.*\[in "),
+        ("shortlist:\n  source: backbone\n  backbone: resnet\n", r"shortlist\.backbone: resnet needs extract\.resnet"),
     ],
 )
 def test_a_resnet_without_weights_is_refused_before_any_job(tmp_path, override, pattern):

@@ -407,9 +407,10 @@ class Plan:
         if cfg["shortlist"]["source"] == "backbone":
             deep.add(cfg["shortlist"]["backbone"] or cfg["extract"]["backbone"])
         if "resnet" in deep and cfg["extract"]["resnet"]["checkpoint"] is None:
-            problems.append(
-                "extract.resnet.checkpoint: required with the resnet backbone (extract.backbone or shortlist.backbone):"
-                " a torchvision or CVNet state-dict file, e.g. CVPR2022_CVNet_R101.pt (or 'random' for tests)"
+            chose = "extract.backbone" if cfg["extract"]["backbone"] == "resnet" else "shortlist.backbone"
+            problems.append(  # led by the key the user set, so that its file is named (name_holders)
+                f"{chose}: resnet needs extract.resnet.checkpoint, a torchvision or CVNet state-dict file, e.g. "
+                "CVPR2022_CVNet_R101.pt (or 'random' for tests)"
             )
         low, high = cfg["extract"]["min_chunk_images"], cfg["extract"]["max_chunk_images"]
         if low > high:
