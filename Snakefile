@@ -50,7 +50,12 @@ try:
     validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 except WorkflowError:
     # Snakemake prints the whole schema and configuration after the first problem: say every problem in a line
-    text = describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
+    text = describe_errors(
+        config,
+        os.path.join(workflow.basedir, "config/schema.yaml"),
+        workflow.overwrite_configfiles,
+        dict(workflow.config_settings.config),
+    )
     if not text:
         if _twice:
             sys.exit(_twice)
@@ -61,7 +66,12 @@ if _twice:
 # what the schema lets through (NaN and infinities) is refused the same way
 if non_finite(config):
     sys.exit(
-        describe_errors(config, os.path.join(workflow.basedir, "config/schema.yaml"), workflow.overwrite_configfiles)
+        describe_errors(
+            config,
+            os.path.join(workflow.basedir, "config/schema.yaml"),
+            workflow.overwrite_configfiles,
+            dict(workflow.config_settings.config),
+        )
     )
 # --config preset=tiny labels the run without applying config/presets/tiny.yaml
 _unapplied = preset_not_applied(

@@ -133,7 +133,8 @@ PACKS = _Planned(PackPlans(_dag_lists, config, logger.info, lambda: workflow.dry
 # it reads, came in an InputFunctionException)
 _problems = PLAN.config_problems()
 if _problems:
-    sys.exit("\n".join(name_holders(_problems, config, workflow.overwrite_configfiles)))
+    _overrides = dict(workflow.config_settings.config)  # --config alone: its values name no file
+    sys.exit("\n".join(name_holders(_problems, config, workflow.overwrite_configfiles, _overrides)))
 TRAIN = PLAN.train
 VAL = PLAN.val
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"

@@ -460,8 +460,14 @@ def test_a_config_problem_names_the_file_that_set_its_key(tmp_path):
     named = name_holders(problems, config, [mine, later])
     by_key = {line.split(":")[0].split(" (")[0]: line for line in named}
     assert by_key["unsupervised_fit"].endswith(f" [in {mine}]")
-    assert by_key["extract.min_chunk_images"].endswith(f" [in {mine}]")  # the key that leads the line
-    assert by_key["shortlist.source"].endswith(f" [in {later}]")
+    # each key the line names: min from mine.yaml, max from later.yaml (helper-92: the file that set max went unnamed)
+    assert by_key["extract.min_chunk_images"].endswith(f" [in {mine}, {later}]")
+    assert by_key["shortlist.source"].endswith(f" [in {later}]")  # extract.backbone sift is config.yaml's
     assert name_holders(problems, config, []) == problems  # from --config or config.yaml: no file named
+    # given with --config, which wins over every file: no file named, even one that sets the same value
+    (fit,) = [p for p in problems if p.startswith("unsupervised_fit")]
+    assert name_holders([fit], config, [mine], {"unsupervised_fit": "selff"}) == [fit]
     config["unsupervised_fit"] = "other"  # a value not the file's (given with --config after it): not named
     assert name_holders(["unsupervised_fit: x"], config, [mine]) == ["unsupervised_fit: x"]
+    # a word of the prose that is also a top-level key (demo, search) is not looked up
+    assert name_holders(["dataset_dirs.x: the demo splits"], _with(), [mine]) == ["dataset_dirs.x: the demo splits"]

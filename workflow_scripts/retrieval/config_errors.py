@@ -287,28 +287,44 @@ def _same(a: Any, b: Any) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-def _holder(line: str, config: dict[str, Any], files: list[tuple[str, Any]], key: str | None = None) -> str:
-    """``line`` ("  a.b.c: ...") with the last --configfile that sets ``a.b.c`` (or ``key``) to the value in effect
-    named, where one does (a value from --config or config/config.yaml is not named: the header says where those
-    come from)."""
-    key = key or line.strip().split(":", 1)[0]
+def _file_of(key: str, config: dict[str, Any], files: list[tuple[str, Any]], overrides: Any = None) -> str | None:
+    """The last --configfile that sets ``key`` to the value in effect, or None: none sets it, a later file sets
+    another value, or ``overrides`` (the ``--config`` values, which win over every file) give it."""
+    if overrides and _at(overrides, key) is not _ABSENT:
+        return None
     value = _at(config, key)
     for name, content in reversed(files):
         got = _at(content, key)
         if got is not _ABSENT:
-            return f"{line} [in {name}]" if _same(got, value) else line
-    return line
+            return name if _same(got, value) else None
+    return None
 
 
-def name_holders(lines: Sequence[str], config: dict[str, Any], configfiles: Sequence[str | Path]) -> list[str]:
-    """Problem lines that begin with a dotted key (``unsupervised_fit: ...``, ``extract.min_chunk_images (5) is
-    ...``), each with the last ``--configfile`` that sets that key to the value in effect named (`` [in mine.yaml]``),
-    as the schema's lines are; a line whose key no file sets is left as it is."""
+def _holder(line: str, config: dict[str, Any], files: list[tuple[str, Any]], overrides: Any = None) -> str:
+    """``line`` ("  a.b.c: ...") with the last --configfile that sets ``a.b.c`` to the value in effect named, where
+    one does (a value from --config or config/config.yaml is not named: the header says where those come from)."""
+    name = _file_of(line.strip().split(":", 1)[0], config, files, overrides)
+    return f"{line} [in {name}]" if name else line
+
+
+def name_holders(
+    lines: Sequence[str], config: dict[str, Any], configfiles: Sequence[str | Path], overrides: Any = None
+) -> list[str]:
+    """Problem lines that name configuration keys (``extract.min_chunk_images (5) is above
+    extract.max_chunk_images (2)``), each ending with the ``--configfile`` files that set those keys to the values in
+    effect (`` [in a.yaml, b.yaml]``), as the schema's lines name theirs. A key given with ``--config``
+    (``overrides``) or set by no file names none; a line that names no such file is left as it is."""
     files = _loaded(configfiles)
     out = []
     for line in lines:
-        m = re.match(r"\s*([A-Za-z0-9_][A-Za-z0-9_.+\-]*)", line)
-        out.append(_holder(line, config, files, m.group(1)) if m and files else line)
+        named: list[str] = []
+        keys = re.findall(r"(?<![\w./{-])([A-Za-z_]\w*(?:\.[\w+\-]+)+)", line)  # dotted: not a word of the prose
+        for key in [line.strip().split(":", 1)[0].split(" ")[0], *keys]:  # and the key that leads the line
+            if key.split(".")[0] in config and _at(config, key) is not _ABSENT:
+                name = _file_of(key, config, files, overrides)
+                if name and name not in named:
+                    named.append(name)
+        out.append(f"{line} [in {', '.join(named)}]" if named else line)
     return out
 
 
@@ -402,7 +418,9 @@ def _loaded(configfiles: Sequence[str | Path]) -> list[tuple[str, Any]]:
     return files
 
 
-def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles: Sequence[str | Path] = ()) -> str:
+def describe_errors(
+    config: dict[str, Any], schema_path: str | Path, configfiles: Sequence[str | Path] = (), overrides: Any = None
+) -> str:
     """Every schema violation of ``config``, one line each (an unknown key with the closest allowed names), under
     a header that says where the configuration comes from; ``""`` when there is none. ``configfiles`` (the
     ``--configfile`` paths) name the file a results JSON read as a configuration came from."""
@@ -423,7 +441,7 @@ def describe_errors(config: dict[str, Any], schema_path: str | Path, configfiles
     if not lines:
         return ""
     files = _loaded(configfiles)
-    lines = [_holder(ln, config, files) for ln in lines]
+    lines = [_holder(ln, config, files, overrides) for ln in lines]
     lines = [
         ln.replace(_FROM_CONFIG_HINT, _FROM_FILE_HINT) if ln.endswith("]") and " [in " in ln else ln for ln in lines
     ]

@@ -139,6 +139,15 @@ def _method_hint(name, method):
     return f"; did you mean '{best[1]}_{best[2]}'?" if best else ""
 
 
+def _unset(value) -> bool:
+    """A path setting left out: null, empty, or the text ``null`` / ``none`` / ``~`` that a nested ``--config``
+    value stays as (not a file or folder of that name)."""
+    if value is None:
+        return True
+    text = str(value).strip()
+    return text == "" or (text.lower() in ("null", "none", "~") and not os.path.exists(text))
+
+
 class PlanError(ValueError):
     """A configuration or a request the workflow cannot plan (rules/common.smk shows it as a WorkflowError)."""
 
@@ -348,7 +357,7 @@ class Plan:
         if b in ("sift", "ames_import"):
             raise PlanError(
                 "shortlist.source: backbone needs a deep backbone (shortlist.backbone or extract.backbone: "
-                "dinov2 | resnet); sift has no global descriptor, use shortlist.source: vlad"
+                f"dinov2 | resnet); {b} has no global descriptor, use shortlist.source: vlad"
             )
         return b
 
@@ -381,7 +390,9 @@ class Plan:
             moved = any(canonical(k) == named for k in self.config.get("dataset_dirs") or {})
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             near = difflib.get_close_matches(str(mode).lower(), ["self", "training", "cross"], n=1)
-            near = near or difflib.get_close_matches(str(mode), folders + list(DEMO_SPLITS) + list(DOWNLOADABLE), n=1)
+            named_dirs = list(self.config.get("dataset_dirs") or {})
+            candidates = folders + named_dirs + list(DEMO_SPLITS) + list(DOWNLOADABLE)
+            near = near or difflib.get_close_matches(str(mode), candidates, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise PlanError(
                 f"unsupervised_fit: {mode!r} is not self, training or cross, and no dataset folder "
@@ -406,7 +417,7 @@ class Plan:
         deep = {cfg["extract"]["backbone"]}
         if cfg["shortlist"]["source"] == "backbone":
             deep.add(cfg["shortlist"]["backbone"] or cfg["extract"]["backbone"])
-        if "resnet" in deep and cfg["extract"]["resnet"]["checkpoint"] is None:
+        if "resnet" in deep and _unset(cfg["extract"]["resnet"]["checkpoint"]):
             chose = "extract.backbone" if cfg["extract"]["backbone"] == "resnet" else "shortlist.backbone"
             problems.append(  # led by the key the user set, so that its file is named (name_holders)
                 f"{chose}: resnet needs extract.resnet.checkpoint, a torchvision or CVNet state-dict file, e.g. "
@@ -430,12 +441,12 @@ class Plan:
         except PlanError as e:
             problems.append(str(e))
         source = cfg["shortlist"]["source"]
-        if source in ("import", "ames_nn") and not cfg["shortlist"]["import_dir"]:
+        if source in ("import", "ames_nn") and _unset(cfg["shortlist"]["import_dir"]):
             held = "{dataset}/" + cfg["shortlist"]["nn_file"]
             if source == "import":
                 held = "{dataset}/db.npy and query.npy, .h5 or .hdf5, or {dataset}/{dataset}.mat"
             problems.append(f"shortlist.source: {source} needs shortlist.import_dir (the folder holding {held})")
-        if cfg["extract"]["backbone"] == "ames_import" and not cfg["extract"]["ames_import"]["dir"]:
+        if cfg["extract"]["backbone"] == "ames_import" and _unset(cfg["extract"]["ames_import"]["dir"]):
             problems.append(
                 "extract.backbone: ames_import needs extract.ames_import.dir (the AMES release folder "
                 "holding {dataset}/{desc}_gallery_local.hdf5 and {desc}_query_local.hdf5)"
