@@ -256,6 +256,12 @@ def test_sources_without_what_they_read_are_refused_together_before_any_job(tmp_
     # each names the file that set the key leading its line: the user's choice, not the key left out
     assert re.search(r"extract\.backbone: ames_import needs extract\.ames_import\.dir.*\[in .*bad\.yaml\]", out)
     assert re.search(r"shortlist\.source: backbone needs a deep backbone.*\[in .*bad\.yaml\]", out)
+    # a value given with --config wins over every file: no file named, though the file gives the same value
+    cfg.write_text("unsupervised_fit: nosuch\n")
+    args = ("--configfile", str(cfg), "--config", "unsupervised_fit=nosuch")
+    proc = snakemake(tmp_path, "-n", "results/demo_sv.json", *args, check=False)
+    (line,) = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("unsupervised_fit:")]
+    assert proc.returncode == 1 and "[in " not in line, line
     assert "InputFunctionException" not in out and "WorkflowError" not in out, out[-2000:]
 
 

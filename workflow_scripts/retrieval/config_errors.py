@@ -423,7 +423,8 @@ def describe_errors(
 ) -> str:
     """Every schema violation of ``config``, one line each (an unknown key with the closest allowed names), under
     a header that says where the configuration comes from; ``""`` when there is none. ``configfiles`` (the
-    ``--configfile`` paths) name the file a results JSON read as a configuration came from."""
+    ``--configfile`` paths) name the file a results JSON read as a configuration came from, and the file that set
+    each problem's key; ``overrides`` (the ``--config`` values alone) name none, as they win over every file."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])

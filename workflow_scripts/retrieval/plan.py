@@ -387,10 +387,10 @@ class Plan:
         known = named in DEMO_SPLITS or named in DOWNLOADABLE or named in GLDV2_DOWNLOADABLE
         if not known and not os.path.isdir(self.dataset_dir(named)):
             root = self.config["data_root"]
-            moved = any(canonical(k) == named for k in self.config.get("dataset_dirs") or {})
+            named_dirs = list(self.config.get("dataset_dirs") or {})
+            moved = any(canonical(k) == named for k in named_dirs)
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             near = difflib.get_close_matches(str(mode).lower(), ["self", "training", "cross"], n=1)
-            named_dirs = list(self.config.get("dataset_dirs") or {})
             candidates = folders + named_dirs + list(DEMO_SPLITS) + list(DOWNLOADABLE)
             near = near or difflib.get_close_matches(str(mode), candidates, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
