@@ -863,3 +863,15 @@ def test_an_unsupervised_fit_named_in_dataset_dirs_names_that_key(tmp_path):
     cfg["unsupervised_fit"] = "fitest"  # a dataset_dirs name mistyped: the nearest offered
     (problem,) = Plan(cfg).config_problems()
     assert "did you mean 'fitset'?" in problem
+
+
+def test_a_mistyped_unsupervised_fit_is_said_whatever_the_training_split(tmp_path):
+    """The name was checked through fit_split(training_split): an invalid training_split ('revisitop1m+1m') was said
+    in its place, and the mistyped name only once that was fixed (helper-92's trial)."""
+    bounds = {"extract.min_chunk_images": 100, "extract.max_chunk_images": 1000}  # config.yaml's (not in BASE)
+    cfg = configured(data_root=str(tmp_path), unsupervised_fit="demo-trian", training_split="revisitop1m+1m", **bounds)
+    (problem,) = Plan(cfg).config_problems()
+    assert problem.startswith("unsupervised_fit: 'demo-trian'") and "did you mean 'demo-train'?" in problem
+    cfg["unsupervised_fit"] = "demo-train"
+    assert Plan(cfg).config_problems() == []  # a training_split nothing reads is said by the targets that read it
+    assert Plan(cfg).fit_split("demo") == "demo-train"
