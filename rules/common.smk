@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from snakemake.logging import logger
 
-from retrieval.config_errors import name_holders
+from retrieval.config_errors import name_holders, problems_text
 from retrieval.dag_lists import DagLists, PackPlans
 from retrieval.evaluation.results import stale_message, stale_published
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
@@ -134,7 +134,7 @@ PACKS = _Planned(PackPlans(_dag_lists, config, logger.info, lambda: workflow.dry
 _problems = PLAN.config_problems()
 if _problems:
     _overrides = dict(workflow.config_settings.config)  # --config alone: its values name no file
-    sys.exit("\n".join(name_holders(_problems, config, workflow.overwrite_configfiles, _overrides)))
+    sys.exit(problems_text(name_holders(_problems, config, workflow.overwrite_configfiles, _overrides)))
 TRAIN = PLAN.train
 VAL = PLAN.val
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"

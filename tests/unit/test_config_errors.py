@@ -16,6 +16,7 @@ from retrieval.config_errors import (
     in_default_form,
     name_holders,
     preset_not_applied,
+    problems_text,
 )
 from retrieval.plan import Plan
 
@@ -471,3 +472,12 @@ def test_a_config_problem_names_the_file_that_set_its_key(tmp_path):
     assert name_holders(["unsupervised_fit: x"], config, [mine]) == ["unsupervised_fit: x"]
     # a word of the prose that is also a top-level key (demo, search) is not looked up
     assert name_holders(["dataset_dirs.x: the demo splits"], _with(), [mine]) == ["dataset_dirs.x: the demo splits"]
+
+
+def test_the_checks_the_schema_cannot_make_come_under_the_schemas_header():
+    """One form for every configuration problem: a header with the count, each problem indented under it."""
+    assert problems_text([]) == ""
+    text = problems_text(["a.b: x [in m.yaml]", "c: y"])
+    head, *rest = text.split("\n")
+    assert head.startswith("invalid configuration (2 problem(s) the schema cannot see;") and head.endswith(":")
+    assert rest == ["  a.b: x [in m.yaml]", "  c: y"]

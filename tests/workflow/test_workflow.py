@@ -260,7 +260,7 @@ def test_sources_without_what_they_read_are_refused_together_before_any_job(tmp_
     cfg.write_text("unsupervised_fit: nosuch\n")
     args = ("--configfile", str(cfg), "--config", "unsupervised_fit=nosuch")
     proc = snakemake(tmp_path, "-n", "results/demo_sv.json", *args, check=False)
-    (line,) = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("unsupervised_fit:")]
+    (line,) = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.lstrip().startswith("unsupervised_fit:")]
     assert proc.returncode == 1 and "[in " not in line, line
     assert "InputFunctionException" not in out and "WorkflowError" not in out, out[-2000:]
 
@@ -485,6 +485,9 @@ def test_landmarks_mini_end_to_end(tiny_run, tmp_path):
     assert dry.returncode != 0 and "InputFunctionException" not in text
     assert "unsupervised_fit: 'landmarks-minii' is not self, training or cross" in text
     assert "did you mean 'landmarks-mini'?" in text
+    # under the header the schema's problems have, indented as theirs (they came as bare lines)
+    assert "invalid configuration (1 problem(s) the schema cannot see;" in text
+    assert "\n  unsupervised_fit: 'landmarks-minii'" in text
 
 
 def test_revisitop_layout_with_pickle_and_alias(tiny_run, tmp_path):

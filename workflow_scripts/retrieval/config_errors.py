@@ -328,6 +328,18 @@ def name_holders(
     return out
 
 
+def problems_text(lines: Sequence[str]) -> str:
+    """The checks the schema cannot make (``Plan.config_problems``, each line already ending with its files), under
+    the header the schema's problems have, each line indented as theirs: one form for every configuration problem
+    (until 2026-12-05 these came as bare lines, which read as a log rather than a refusal). "" for none."""
+    if not lines:
+        return ""
+    return (
+        f"invalid configuration ({len(lines)} problem(s) the schema cannot see; config/config.yaml, then every "
+        "--configfile, then --config, merged in that order):\n" + "\n".join(f"  {line}" for line in lines)
+    )
+
+
 def _is_results_json(path: str | Path) -> bool:
     """Whether a --configfile is one of the workflow's results: a JSON file under a ``results`` folder, or one with
     a method's or a search's keys."""
