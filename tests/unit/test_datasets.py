@@ -448,11 +448,17 @@ def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"image_list\.txt:5: 'jpg/nope\.jpg' not found$"):
         build_database_list(d, "c")
     # a typo: the closest name in its folder (a misspelt positive in gnd.csv had it, a list entry did not)
-    (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/barn_1.jpg\n")
+    (d / "image_list.txt").write_text("jpg/barn_1.jpg\n")
     with pytest.raises(
-        FileNotFoundError, match=r"image_list\.txt:2: 'jpg/barn_1\.jpg' not found; did you mean 'jpg/barn_01\.jpg'\?"
+        FileNotFoundError, match=r"image_list\.txt:1: 'jpg/barn_1\.jpg' not found; did you mean 'jpg/barn_01\.jpg'\?"
     ):
         build_database_list(d, "c")
+    # ... but never a name the file already lists, on any line (taking the hint made a duplicate; helper-93's trial)
+    for listing in ("jpg/barn_01.jpg\njpg/barn_1.jpg\n", "jpg/barn_1.jpg\n./jpg/barn_01.jpg\n"):
+        (d / "image_list.txt").write_text(listing)
+        with pytest.raises(FileNotFoundError) as e:
+            build_database_list(d, "c")
+        assert "'jpg/barn_1.jpg' not found" in str(e.value) and "did you mean" not in str(e.value), listing
     # a broken link under the listed name: no hint naming the missing file itself
     (d / "jpg" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/gone.jpg\n")

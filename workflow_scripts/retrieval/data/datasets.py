@@ -432,7 +432,17 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
     first: dict[str, int] = {}
     on_disk = DiskNames(root)
     problems = LineErrors(path)
-    for i, ln in enumerate(read_utf8(path).splitlines(), start=1):
+    lines = read_utf8(path).splitlines()
+    listed: set[str] | None = None  # every image the file names (made once a hint is wanted): never a hint's fix
+
+    def named_here() -> set[str]:
+        nonlocal listed
+        if listed is None:
+            names = (ln.strip().split(",")[0].strip() for ln in lines if ln.strip() and not ln.strip().startswith("#"))
+            listed = {os.path.normpath(n if os.path.isabs(n) else root / on_disk(n)) for n in names}
+        return listed
+
+    for i, ln in enumerate(lines, start=1):
         ln = ln.strip()
         if not ln:
             continue
@@ -449,7 +459,7 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
             if check_present and _is_dir(p):
                 raise ValueError(f"{path}:{i}: {name!r} is a folder, not an image")
             if check_present and not _is_file(p):
-                hint = "" if problems.full else nearest_sibling(p, name)
+                hint = "" if problems.full else nearest_sibling(p, name, named_here())
                 raise FileNotFoundError(f"{path}:{i}: {name!r} not found{hint}")
             out.append((p, i))
     problems.raise_if_any()

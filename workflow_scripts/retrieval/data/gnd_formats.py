@@ -106,17 +106,21 @@ class DiskNames:
 MAX_SIBLINGS_COMPARED = 5000  # a larger folder gets no hint (difflib: about 4 s per name at 100,000 files)
 
 
-def nearest_sibling(path: Path, typed: str | None = None) -> str:
+def nearest_sibling(path: Path, typed: str | None = None, listed: set[str] | frozenset[str] = frozenset()) -> str:
     """A hint ("; did you mean 'barn_03.jpg'?") for a missing image whose folder holds another file of the same
     suffix and a close stem (difflib's ratio at least 0.8 on the stems, hidden files left out), else "": a typo in a
     list file or gnd.csv is named with its fix. With ``typed`` (the name as the file wrote it, e.g.
     ``queries/doge_5.jpg``) the fix is written the same way (``queries/doge_05.jpg``), else as the bare file name.
     A file of the same name with another suffix (``lego_02.png`` for ``lego_02.jpg``: revisitop's layout reads a
-    name without a suffix as .jpg) is named first, whatever the folder's size. A folder of more than MAX_SIBLINGS_COMPARED such files gets none (slow, and hashed names are close by chance)."""
+    name without a suffix as .jpg) is named first, whatever the folder's size. A folder of more than MAX_SIBLINGS_COMPARED such files gets none (slow, and hashed names are close by chance).
+    ``listed``: paths (``os.path.normpath``) the list file already names, never offered (taking the hint made a
+    duplicate line)."""
     try:
         entries = os.listdir(path.parent)
     except OSError:
         return ""
+    if listed:
+        entries = [e for e in entries if os.path.normpath(path.parent / e) not in listed]
     suffix = path.suffix.lower()
 
     def fix_as(name: str) -> str:
