@@ -572,3 +572,13 @@ def test_a_misnamed_ground_truth_is_named_with_the_name_meant(tmp_path, caplog, 
         f"no ground truth is read, so the results have rankings and no metrics; found {misnamed}: did you mean "
         f"{meant}?" in caplog.text
     )
+
+
+def test_an_empty_image_path_in_gnd_csv_names_its_column(tmp_path):
+    """'gnd.csv:2: empty image path' did not say which of the row's names was missing (helper-93's trial)."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["barn_01", "barn_02"], ["q"])
+    for row in (",jpg/barn_01.jpg", "  ,jpg/barn_01.jpg,hard"):
+        (root / "gnd.csv").write_text(f"query,positive,kind\njpg/q.jpg,jpg/barn_02.jpg,easy\n{row}\n")
+        with pytest.raises(ValueError, match=r"gnd\.csv:3: empty image path in column 'query'$"):
+            build_image_lists(root, "photos")

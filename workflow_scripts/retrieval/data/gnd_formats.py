@@ -47,12 +47,13 @@ INSTRE_MAT = "gnd_instre.mat"
 KINDS = ("easy", "hard", "junk")
 
 
-def relative_name(value: str, where: str) -> str:
+def relative_name(value: str, where: str, column: str = "") -> str:
     """A path relative to the dataset folder, normalised (``./a//b.jpg`` -> ``a/b.jpg``); absolute paths and
-    paths leaving the folder are refused with ``where`` (file:line) in the message."""
+    paths leaving the folder are refused with ``where`` (file:line) in the message, an empty one with ``column``
+    (the CSV column it was read from, where there is one)."""
     v = value.strip().replace("\\", "/")
     if not v:
-        raise ValueError(f"{where}: empty image path")
+        raise ValueError(f"{where}: empty image path" + (f" in column '{column}'" if column else ""))
     if v.startswith("/") or (len(v) > 1 and v[1] == ":"):
         raise ValueError(f"{where}: {value!r} is absolute; paths are relative to the dataset folder")
     n = posixpath.normpath(v)
@@ -348,7 +349,7 @@ def _box_row(
     """Check one row of ``query_boxes.csv`` (with ``query_size``, against its image too) and add its box to
     ``boxes`` (ValueError naming ``path:line``)."""
     where = f"{path}:{line}"
-    q = relative_name(row["query"], where)
+    q = relative_name(row["query"], where, "query")
     q = q if q in queries else by_nfc.get(_nfc(q), q)  # the same name with its accents encoded otherwise
     if q not in queries:
         raise ValueError(f"{where}: query {q!r} has no row in {GND_CSV}")
@@ -462,7 +463,7 @@ def read_gnd_csv(
     ):
         with problems.row():
             where = f"{path}:{line}"
-            typed = relative_name(row["query"], where)
+            typed = relative_name(row["query"], where, "query")
             if typed not in spelt:  # as on disk (or as the database lists it) when only its accents' encoding differs
                 spelt[typed] = typed if typed in db_index else db_nfc.get(_nfc(typed)) or on_disk(typed)
             q = spelt[typed]
@@ -495,7 +496,7 @@ def read_gnd_csv(
                     f"{where}: query {q!r} has a positive here but is declared without positives on line "
                     f"{declared_empty[q]}; remove that row"
                 )
-            p = relative_name(row["positive"], where)
+            p = relative_name(row["positive"], where, "positive")
             p = p if p in db_index else db_nfc.get(_nfc(p), p)
             if p == q and kind == "junk" and q in db_index:  # what is done anyway: a query in the database is its junk
                 continue
