@@ -2,6 +2,7 @@
 once and given as None, the database side kept through a broken gnd.csv, the full-ranking check and the memory of
 a ranking job with their warnings."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,18 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     assert plan.n_new == 7 and len(plan.new_packs) == 2 and sorted(len(v) for v in plan.new_packs.values()) == [3, 4]
     assert infos[0].endswith("coll: 7 of 7 images (and query boxes) to extract, in 2 job(s) (they run only for a "
                              "store that is made again: the job list says which)")  # fmt: skip
+    # photos the plan finds probably renamed or copied (a cp -r of a cached folder) are said to be copied, not
+    # extracted, once hashed (helper-93's trial read "16 of 16 to extract" as extracting them again)
+    guess = dataclasses.replace(plan, n_renamed=1, n_copied=5)
+    assert (
+        dry._summary("coll", xv, guess, lists)
+        .split(" job(s)")[1]
+        .startswith(
+            "; 1 of them have the size and time of a cached file under another name (renamed or moved?); 5 the name "
+            "and size of a cached file, with another time (a copied folder?): hashed first, they are copied, not "
+            "extracted, when their content is cached (they run only"
+        )
+    )
     pack = next(iter(plan.new_packs))
     assert dry.pack(xv, pack)["items"] == plan.new_packs[pack] and dry.pack(xv, pack)["backbone"] == "sift"
     assert not (tmp_path / PackPlans.plan_path(xv, pack)).exists()  # a dry run records nothing

@@ -143,7 +143,16 @@ def test_adding_removing_replacing_and_moving_photos(tmp_path):
     shutil.copyfile(moved / "jpg" / "p00.png", moved / "jpg" / "q00.png")
     plan, metas = _run_plan(cache, _lists(moved))
     assert plan.n_new == 1 and metas[0]["extracted"] == 0 and metas[0]["copied"] == 1
-    assert plan.n_renamed == 0  # a copy has a new mtime: the plan cannot tell it from a new photo
+    # a new name and a new mtime: the plan cannot tell it from a new photo
+    assert plan.n_renamed == 0 and plan.n_copied == 0
+
+    # the folder copied as `cp -r` copies it (new mtimes): planned, counted as probably copied (helper-93's trial read
+    # "16 of 16 images to extract" as extracting them again), then copied from the cache by their jobs
+    copy = tmp_path / "copy" / "mine3"
+    shutil.copytree(moved, copy, copy_function=shutil.copyfile)
+    plan, metas = _run_plan(cache, _lists(copy))
+    assert plan.n_new == 10 and plan.n_copied == 10 and plan.n_renamed == 0
+    assert sum(m["extracted"] for m in metas) == 0 and sum(m["copied"] for m in metas) == 10
 
     # a photo renamed within the collection (size and mtime kept): planned, counted as probably renamed, copied
     (moved / "jpg" / "p06.png").rename(moved / "jpg" / "r06.png")

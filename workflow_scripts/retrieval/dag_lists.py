@@ -402,10 +402,16 @@ class PackPlans:
 
     def _summary(self, ds: str, xv: str, plan: Any, lists: Lists) -> str:
         n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
+        likely = []
+        if plan.n_renamed:
+            likely.append(
+                f"{plan.n_renamed} of them have the size and time of a cached file under another name (renamed or moved?)"
+            )
+        if plan.n_copied:
+            likely.append(f"{plan.n_copied} the name and size of a cached file, with another time (a copied folder?)")
         renamed = (
-            f"; {plan.n_renamed} of them have the size and time of a cached file under another name (renamed or "
-            "moved?): hashed first, they are copied, not extracted, when their content is cached"
-            if plan.n_renamed
+            f"; {'; '.join(likely)}: hashed first, they are copied, not extracted, when their content is cached"
+            if likely
             else ""
         )
         return (

@@ -187,6 +187,9 @@ class Plan:
     # new items with the size and mtime of a cached file under another name (a photo renamed or moved within the
     # collection): probably copied by their job once hashed, not extracted; counted for the plan's log line
     n_renamed: int = 0
+    # the others with the name and size of a cached file but another mtime (a folder copied with ``cp -r``, which
+    # gives its files new times): as probably copied by their job; counted for the log line too (helper-93's trial)
+    n_copied: int = 0
 
     def packs(self, split: str) -> list[str]:
         """The packs (cached and new) the rows of ``split`` read from, sorted by id."""
@@ -260,10 +263,11 @@ def plan_extraction(
             for r, it in enumerate(part):
                 where[(it["path"], crop_key(it["crop"]))] = (pack, r)
     rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
-    n_renamed = sum(
-        it["crop"] is None and it["size"] >= 0 and (it["size"], it["mtime_ns"]) in cached_stats for it in items
-    )
-    return Plan(rows=rows, new_packs=new_packs, n_renamed=n_renamed)
+    whole = [it for it in items if it["crop"] is None and it["size"] >= 0]
+    renamed = [(it["size"], it["mtime_ns"]) in cached_stats for it in whole]
+    cached_names = {(name, size) for name, size, _ in index.stat_sha}
+    n_copied = sum(not r and (it["name"], it["size"]) in cached_names for it, r in zip(whole, renamed))
+    return Plan(rows=rows, new_packs=new_packs, n_renamed=sum(renamed), n_copied=n_copied)
 
 
 def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
