@@ -582,3 +582,7 @@ def test_an_empty_image_path_in_gnd_csv_names_its_column(tmp_path):
         (root / "gnd.csv").write_text(f"query,positive,kind\njpg/q.jpg,jpg/barn_02.jpg,easy\n{row}\n")
         with pytest.raises(ValueError, match=r"gnd\.csv:3: empty image path in column 'query'$"):
             build_image_lists(root, "photos")
+    (root / "gnd.csv").write_text("query,positive\njpg/q.jpg,jpg/barn_02.jpg\n")
+    (root / "query_boxes.csv").write_text("query,x1,y1,x2,y2\njpg/q.jpg,1,1,20,20\n ,1,1,20,20\n")
+    with pytest.raises(ValueError, match=r"query_boxes\.csv:3: empty image path in column 'query'$"):
+        build_image_lists(root, "photos")

@@ -148,11 +148,15 @@ def test_adding_removing_replacing_and_moving_photos(tmp_path):
 
     # the folder copied as `cp -r` copies it (new mtimes): planned, counted as probably copied (helper-93's trial read
     # "16 of 16 images to extract" as extracting them again), then copied from the cache by their jobs
+    _run_plan(cache, _lists(moved, {"jpg/p00.png": [8, 8, 64, 64]}))  # a query crop, cached too
     copy = tmp_path / "copy" / "mine3"
     shutil.copytree(moved, copy, copy_function=shutil.copyfile)
-    plan, metas = _run_plan(cache, _lists(copy))
-    assert plan.n_new == 10 and plan.n_copied == 10 and plan.n_renamed == 0
-    assert sum(m["extracted"] for m in metas) == 0 and sum(m["copied"] for m in metas) == 10
+    # a crop counts where the same crop is cached (helper-94: crops were left out though their jobs copy them); one
+    # cached only uncropped, or only as another crop, is extracted and not counted
+    crops = {"jpg/p00.png": [8, 8, 64, 64], "jpg/p01.png": [0, 0, 32, 32]}
+    plan, metas = _run_plan(cache, _lists(copy, crops))
+    assert plan.n_new == 12 and plan.n_copied == 11 and plan.n_renamed == 0
+    assert sum(m["extracted"] for m in metas) == 1 and sum(m["copied"] for m in metas) == 11
 
     # a photo renamed within the collection (size and mtime kept): planned, counted as probably renamed, copied
     (moved / "jpg" / "p06.png").rename(moved / "jpg" / "r06.png")

@@ -408,7 +408,10 @@ class PackPlans:
                 f"{plan.n_renamed} of them have the size and time of a cached file under another name (renamed or moved?)"
             )
         if plan.n_copied:
-            likely.append(f"{plan.n_copied} the name and size of a cached file, with another time (a copied folder?)")
+            likely.append(
+                f"{plan.n_copied} {'others' if plan.n_renamed else 'of them'} have the name and size of a cached file, "
+                "with another time (a copied folder?)"
+            )
         renamed = (
             f"; {'; '.join(likely)}: hashed first, they are copied, not extracted, when their content is cached"
             if likely

@@ -496,7 +496,7 @@ def read_gnd_csv(
                     f"{where}: query {q!r} has a positive here but is declared without positives on line "
                     f"{declared_empty[q]}; remove that row"
                 )
-            p = relative_name(row["positive"], where, "positive")
+            p = relative_name(row["positive"], where)
             p = p if p in db_index else db_nfc.get(_nfc(p), p)
             if p == q and kind == "junk" and q in db_index:  # what is done anyway: a query in the database is its junk
                 continue

@@ -187,8 +187,9 @@ class Plan:
     # new items with the size and mtime of a cached file under another name (a photo renamed or moved within the
     # collection): probably copied by their job once hashed, not extracted; counted for the plan's log line
     n_renamed: int = 0
-    # the others with the name and size of a cached file but another mtime (a folder copied with ``cp -r``, which
-    # gives its files new times): as probably copied by their job; counted for the log line too (helper-93's trial)
+    # the others (query crops too) with the name and size of a file cached with their box, but another mtime (a
+    # folder copied with ``cp -r``, which gives its files new times): probably copied by their job; counted for the
+    # log line too (helper-93's trial)
     n_copied: int = 0
 
     def packs(self, split: str) -> list[str]:
@@ -263,10 +264,18 @@ def plan_extraction(
             for r, it in enumerate(part):
                 where[(it["path"], crop_key(it["crop"]))] = (pack, r)
     rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
-    whole = [it for it in items if it["crop"] is None and it["size"] >= 0]
-    renamed = [(it["size"], it["mtime_ns"]) in cached_stats for it in whole]
-    cached_names = {(name, size) for name, size, _ in index.stat_sha}
-    n_copied = sum(not r and (it["name"], it["size"]) in cached_names for it, r in zip(whole, renamed))
+    renamed = [it["crop"] is None and it["size"] >= 0 and (it["size"], it["mtime_ns"]) in cached_stats for it in items]
+    # (name, size) -> the contents cached under them; an item counts as probably copied where one of them is cached
+    # with the item's own box (none, or its crop): a file cached only as a query's crop is extracted uncropped
+    shas: dict[tuple[str, int], set[str]] = {}
+    for (name, size, _), sha in index.stat_sha.items():
+        shas.setdefault((name, size), set()).add(sha)
+    n_copied = sum(
+        not r
+        and it["size"] >= 0
+        and any((sha, crop_key(it["crop"])) in index.by_key for sha in shas.get((it["name"], it["size"]), ()))
+        for it, r in zip(items, renamed)
+    )
     return Plan(rows=rows, new_packs=new_packs, n_renamed=sum(renamed), n_copied=n_copied)
 
 
