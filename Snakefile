@@ -22,7 +22,10 @@ from retrieval.config_errors import (
     in_default_form,
     non_finite,
     preset_not_applied,
+    problems_text,
+    name_holders,
 )
+from retrieval.plan import problems_beside_schema
 
 # a key given twice in a --configfile: YAML keeps the last, dropping the first without a word (said below, with the
 # schema's problems, so that one run names both: a misspelt key was named only after the duplicate was fixed)
@@ -60,7 +63,16 @@ except WorkflowError:
         if _twice:
             sys.exit(_twice)
         raise
-    sys.exit("\n".join(t for t in (_twice, text) if t))
+    # the checks the schema cannot make, said in the same run where the refused values let them run
+    _more = problems_text(
+        name_holders(
+            problems_beside_schema(config, text),
+            config,
+            workflow.overwrite_configfiles,
+            dict(workflow.config_settings.config),
+        )
+    )
+    sys.exit("\n".join(t for t in (_twice, text, _more) if t))
 if _twice:
     sys.exit(_twice)
 # what the schema lets through (NaN and infinities) is refused the same way

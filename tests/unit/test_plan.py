@@ -12,7 +12,7 @@ import pytest
 
 from conftest import with_overrides
 from retrieval import plan as p
-from retrieval.plan import Plan, PlanError
+from retrieval.plan import Plan, PlanError, problems_beside_schema
 
 GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
 # (name, the configuration overlay): recorded by running rules/common.smk's functions under `snakemake -n` on the
@@ -875,3 +875,18 @@ def test_a_mistyped_unsupervised_fit_is_said_whatever_the_training_split(tmp_pat
     cfg["unsupervised_fit"] = "demo-train"
     assert Plan(cfg).config_problems() == []  # a training_split nothing reads is said by the targets that read it
     assert Plan(cfg).fit_split("demo") == "demo-train"
+
+
+def test_the_checks_beside_a_schema_refusal_leave_out_what_it_names(tmp_path):
+    """problems_beside_schema: the checks said in the run the schema refuses, less those naming a key the schema's
+    lines name; none where a refused value stops them."""
+    bounds = {"extract.min_chunk_images": 5, "extract.max_chunk_images": 2}
+    cfg = configured(data_root=str(tmp_path), unsupervised_fit="selff", **bounds)
+    both = problems_beside_schema(cfg, "invalid configuration (1 problem(s)):\n  sv.num_rerank: -3 is less than 1")
+    assert [line.split(" ")[0] for line in both] == ["extract.min_chunk_images", "unsupervised_fit:"]
+    # a key the line names (not only its leading one), or the section holding it
+    for said in ("  extract.max_chunk_images: -1 is less than 1", "  extract: None is not of type 'object'"):
+        (line,) = problems_beside_schema(cfg, said)
+        assert line.startswith("unsupervised_fit:"), said
+    cfg["unsupervised_fit"] = 5  # a value of the wrong type stops the checks: the schema's line names it
+    assert problems_beside_schema(cfg, "  unsupervised_fit: 5 is not of type 'string'") == []

@@ -226,6 +226,26 @@ def test_a_duplicate_key_and_a_misspelt_one_are_named_in_one_run(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_the_schemas_problems_and_the_other_checks_are_named_in_one_run(tmp_path):
+    """A schema problem was said first and alone: the checks the schema cannot make came only on the next try. A
+    check whose key the schema's lines already name is not said twice."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sv: {num_rerank: -3}\nunsupervised_fit: selff\nextract: {min_chunk_images: 5000, n_chunks: 0}\n")
+    proc = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "invalid configuration (2 problem(s); " in out, out[-2000:]
+    assert re.search(r"\n  sv\.num_rerank: -3 is less than the minimum of 1 \[in .*bad\.yaml\]", out)
+    assert "invalid configuration (2 problem(s) the schema cannot see;" in out
+    assert re.search(r"\n  extract\.min_chunk_images \(5000\) is above extract\.max_chunk_images \(1000\)", out)
+    assert re.search(r"\n  unsupervised_fit: 'selff' is not self, training or cross.*did you mean 'self'\?", out)
+    cfg.write_text("unsupervised_fit: selff\nextract: {min_chunk_images: 5000, max_chunk_images: -1}\n")
+    proc = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert "extract.max_chunk_images: -1" in out and "unsupervised_fit: 'selff'" in out
+    assert "is above extract.max_chunk_images" not in out  # its key is named by the schema's line already
+    assert "WorkflowError" not in out and not (tmp_path / "results").exists()
+
+
 @pytest.mark.parametrize(
     "override, pattern",
     [

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -1547,3 +1548,22 @@ class Plan:
             f"{ver} is not the version the current configuration gives for the local descriptors of "
             f"{ds}; request the top-level results/{{dataset}}_{{method}}.json targets"
         )
+
+
+def problems_beside_schema(config: dict[str, Any], said: str) -> list[str]:
+    """:meth:`Plan.config_problems` for a configuration the schema refused, so that one run names every problem (a
+    schema problem was said first and alone, the others only once it was fixed). ``said``: the schema's lines; a
+    problem naming a key they name (leading its line, or a dotted key in it; a section of it, or a key within) is
+    left out, and where a refused value stops the checks (a value of the wrong type) none are said (the schema's
+    lines name it)."""
+    try:
+        lines = Plan(config).config_problems()
+    except (KeyError, TypeError, ValueError, AttributeError, OSError):
+        return []
+    named = set(re.findall(r"^\s+([\w.+\-]+):", said, re.M))  # the keys leading the schema's lines
+    out = []
+    for line in lines:
+        keys = {line.split(":", 1)[0].split(" ")[0], *re.findall(r"(?<![\w./{-])([A-Za-z_]\w*(?:\.[\w+\-]+)+)", line)}
+        if not any(k == n or n.startswith(k + ".") or k.startswith(n + ".") for k in keys for n in named):
+            out.append(line)
+    return out
