@@ -48,55 +48,56 @@ if isinstance(config.get("data_root"), str) and config["data_root"]:
 
 # a configuration problem is said in its own lines, exit status 1, before any job (sys.exit with the text; a
 # WorkflowError raised here came framed by Snakemake's "WorkflowError in file Snakefile, line 54:" and a stray
-# "File ... line 54" after it, which a new user's trial read as part of the problem)
+# "File ... line 54" after it, which a new user's trial read as part of the problem). Every kind in one run: a
+# duplicate key, the schema's problems (or NaN and infinities, which the schema lets through), a key given by both its
+# names, and the checks the schema cannot make (each kind stopped the run alone, the others named only once it was
+# fixed: helper-95's trial)
+_said = [_twice] if _twice else []
 try:
     validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+    _schema_failed = False
 except WorkflowError:
+    _schema_failed = True
+if _schema_failed or non_finite(config):
     # Snakemake prints the whole schema and configuration after the first problem: say every problem in a line
-    text = describe_errors(
+    _text = describe_errors(
         config,
         os.path.join(workflow.basedir, "config/schema.yaml"),
         workflow.overwrite_configfiles,
         dict(workflow.config_settings.config),
     )
-    if not text:
-        if _twice:
-            sys.exit(_twice)
-        raise
-    # the checks the schema cannot make, said in the same run where the refused values let them run
-    _more = problems_text(
-        name_holders(
-            problems_beside_schema(config, text),
-            config,
-            workflow.overwrite_configfiles,
-            dict(workflow.config_settings.config),
-        )
-    )
-    sys.exit("\n".join(t for t in (_twice, text, _more) if t))
-if _twice:
-    sys.exit(_twice)
-# what the schema lets through (NaN and infinities) is refused the same way
-if non_finite(config):
-    sys.exit(
-        describe_errors(
-            config,
-            os.path.join(workflow.basedir, "config/schema.yaml"),
-            workflow.overwrite_configfiles,
-            dict(workflow.config_settings.config),
-        )
-    )
+    if _schema_failed and not _text and not _said:
+        validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))  # Snakemake's own words
+    _said += [_text] if _text else []
 # --config preset=tiny labels the run without applying config/presets/tiny.yaml
 _unapplied = preset_not_applied(
     config, workflow.overwrite_configfiles, os.path.join(workflow.basedir, "config/presets")
 )
-if _unapplied:
+if _unapplied and not _said:
     logger.warning(_unapplied)
 # a key given by its older name (ames.bootstrap) is read as its current one (evaluate.bootstrap), with a warning
+_moved, _both = [], []
 try:
-    for _line in apply_moved_keys(config, _defaults, workflow.overwrite_configfiles):
-        logger.warning(_line)
+    _moved = apply_moved_keys(config, _defaults, workflow.overwrite_configfiles)
 except ValueError as _e:
-    sys.exit(str(_e))
+    _both = [str(_e)]
+except (TypeError, AttributeError, KeyError):  # a section of the wrong type, which the schema's lines name
+    if not _said:
+        raise
+if _said or _both:
+    # the checks the schema cannot make, said in the same run where the refused values let them run
+    _more = problems_text(
+        _both
+        + name_holders(
+            problems_beside_schema(config, "\n".join(_said)),
+            config,
+            workflow.overwrite_configfiles,
+            dict(workflow.config_settings.config),
+        )
+    )
+    sys.exit("\n".join(_said + ([_more] if _more else [])))
+for _line in _moved:
+    logger.warning(_line)
 # sv.q_desc and the like above what extraction keeps per image read what it keeps: said, and versioned as such
 for _line in cap_descriptor_counts(config, _defaults):
     logger.warning(_line)

@@ -859,6 +859,10 @@ def test_an_unsupervised_fit_named_in_dataset_dirs_names_that_key(tmp_path):
     (problem,) = Plan(cfg).config_problems()
     assert f"no dataset folder {tmp_path / 'x'} exists (dataset_dirs.fitset)" in problem
     assert "data_root" not in problem
+    assert "did you mean" not in problem  # it offered the name given (helper-95's trial)
+    cfg["unsupervised_fit"] = "fitest"  # nor a dataset_dirs name whose folder is missing too
+    (problem,) = Plan(cfg).config_problems()
+    assert "did you mean" not in problem
     (tmp_path / "x").mkdir()
     cfg["unsupervised_fit"] = "fitest"  # a dataset_dirs name mistyped: the nearest offered
     (problem,) = Plan(cfg).config_problems()

@@ -244,6 +244,19 @@ def test_the_schemas_problems_and_the_other_checks_are_named_in_one_run(tmp_path
     assert "extract.max_chunk_images: -1" in out and "unsupervised_fit: 'selff'" in out
     assert "is above extract.max_chunk_images" not in out  # its key is named by the schema's line already
     assert "WorkflowError" not in out and not (tmp_path / "results").exists()
+    # a duplicate key, NaN, a key given by both its names: each stopped the run alone (helper-95's trial)
+    cfg.write_text(
+        "sv: {ratio: 0.7}\nsv: {ratio: 0.8, threshold: .nan}\names: {bootstrap: 300}\nevaluate: {bootstrap: 500}\n"
+        "extract: {min_chunk_images: 500, max_chunk_images: 200}\n"
+    )
+    proc = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "bad.yaml:2: key 'sv' given a second time" in out, out[-2000:]
+    assert "\n  sv.threshold: nan is not a finite number" in out
+    assert "invalid configuration (2 problem(s) the schema cannot see;" in out
+    assert re.search(r"\n  .*bad\.yaml: gives both ames\.bootstrap: 300 and evaluate\.bootstrap: 500", out)
+    assert "\n  extract.min_chunk_images (500) is above extract.max_chunk_images (200)" in out
+    assert "Traceback" not in out and "WorkflowError" not in out
 
 
 @pytest.mark.parametrize(

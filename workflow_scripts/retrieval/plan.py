@@ -398,7 +398,14 @@ class Plan:
             moved = any(canonical(k) == named for k in named_dirs)
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             near = difflib.get_close_matches(str(mode).lower(), ["self", "training", "cross"], n=1)
-            candidates = folders + named_dirs + list(DEMO_SPLITS) + list(DOWNLOADABLE)
+            # a dataset_dirs name is offered only where its folder exists, and never the name given (helper-95: "no
+            # dataset folder ... (dataset_dirs.gone); did you mean 'gone'?")
+            placed = [
+                k
+                for k in named_dirs
+                if canonical(k) not in (named, *DEMO_SPLITS) and os.path.isdir(self.dataset_dir(k))
+            ]
+            candidates = folders + placed + list(DEMO_SPLITS) + list(DOWNLOADABLE)
             near = near or difflib.get_close_matches(str(mode), candidates, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise PlanError(
