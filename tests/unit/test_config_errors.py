@@ -1,6 +1,7 @@
 """Configuration errors in a line each (retrieval/config_errors.py), on the real schema and default configuration."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import yaml
 
 from conftest import with_overrides
 from retrieval.config_errors import (
+    _PATTERN_WORDS,
     apply_moved_keys,
     cap_descriptor_counts,
     coerce_scalars,
@@ -481,3 +483,17 @@ def test_the_checks_the_schema_cannot_make_come_under_the_schemas_header():
     head, *rest = text.split("\n")
     assert head.startswith("invalid configuration (2 problem(s) the schema cannot see;") and head.endswith(":")
     assert rest == ["  a.b: x [in m.yaml]", "  c: y"]
+
+
+def test_a_pattern_is_said_in_words_and_a_list_for_one_value_is_named():
+    """jsonschema quoted the regex ('my lab' does not match '^[A-Za-z0-9]...'), and a list where one number goes got
+    no hint (helper-95's trial)."""
+    config = _with(preset="my lab", **{"sv.num_rerank": [10, 10], "ames.device": "gpu"})
+    text = describe_errors(config, SCHEMA)
+    assert "  preset: 'my lab' is not a name: letters, digits and . _ + - only, starting with a letter or digit" in text
+    assert "  ames.device: 'gpu' is not a device: auto, cpu, cuda or cuda:N" in text
+    assert "  sv.num_rerank: [10, 10] is not of type 'integer' (one value here, not a list)" in text
+    assert "does not match" not in text
+    # every pattern of the schema has its words
+    patterns = set(re.findall(r"pattern: \"([^\"]*)\"", SCHEMA.read_text()))
+    assert {yaml.safe_load(f'"{p}"') for p in patterns} <= set(_PATTERN_WORDS) and patterns

@@ -80,6 +80,8 @@ def _line(error: jsonschema.ValidationError) -> str:
         close = _close(error.instance, allowed)
         if close:
             message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    if error.validator == "pattern" and error.validator_value in _PATTERN_WORDS:  # a raw regex (helper-95's trial)
+        message = f"{_short(error.instance)} is not {_PATTERN_WORDS[error.validator_value]}"
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
         message = f"{_short(error.instance)} is not valid ({error.validator}: {_short(error.validator_value)})"
     if error.validator == "enum" and error.instance == "ssp" and key.split(".")[0] in ("compare", "report"):
@@ -113,6 +115,8 @@ def _line(error: jsonschema.ValidationError) -> str:
             f" (a section: set its keys, e.g. {key.rsplit('.', 1)[-1]}: {{key: value}}, in a YAML file passed with "
             "--configfile)"
         )
+    elif isinstance(error.instance, list) and wanted and "array" not in wanted:
+        line += " (one value here, not a list)"  # sv.num_rerank: [10, 10], where ames.num_rerank is a grid
     elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES and not _reads_as_text(error.instance):
         line += _FROM_CONFIG_HINT
     elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
@@ -137,6 +141,14 @@ _FROM_CONFIG_HINT = (
     " file and pass it with --configfile)"
 )
 _FROM_FILE_HINT = " (text in that file: give a number, true or false, without quotes)"
+
+
+# the schema's patterns in words (jsonschema quotes the regex)
+_PATTERN_WORDS = {
+    r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$": "a name: letters, digits and . _ + - only, starting with a letter or digit",
+    r"^[A-Za-z0-9][A-Za-z0-9._\-]*$": "a name: letters, digits and . _ - only, starting with a letter or digit",
+    r"^(auto|cpu|cuda(:[0-9]+)?)$": "a device: auto, cpu, cuda or cuda:N (N the GPU's index)",
+}
 
 
 _TYPE_WORDS = {
