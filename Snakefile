@@ -25,7 +25,7 @@ from retrieval.config_errors import (
     problems_text,
     name_holders,
 )
-from retrieval.plan import problems_beside_schema
+from retrieval.plan import not_named_by, problems_beside_schema
 
 # a key given twice in a --configfile: YAML keeps the last, dropping the first without a word (said below, with the
 # schema's problems, so that one run names both: a misspelt key was named only after the duplicate was fixed)
@@ -69,12 +69,6 @@ if _schema_failed or non_finite(config):
     if _schema_failed and not _text and not _said:
         validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))  # Snakemake's own words
     _said += [_text] if _text else []
-# --config preset=tiny labels the run without applying config/presets/tiny.yaml
-_unapplied = preset_not_applied(
-    config, workflow.overwrite_configfiles, os.path.join(workflow.basedir, "config/presets")
-)
-if _unapplied and not _said:
-    logger.warning(_unapplied)
 # a key given by its older name (ames.bootstrap) is read as its current one (evaluate.bootstrap), with a warning
 _moved, _both = [], []
 try:
@@ -85,9 +79,10 @@ except (TypeError, AttributeError, KeyError):  # a section of the wrong type, wh
     if not _said:
         raise
 if _said or _both:
-    # the checks the schema cannot make, said in the same run where the refused values let them run
+    # the checks the schema cannot make, said in the same run where the refused values let them run; a key is
+    # refused once (the schema's line, not also "gives both": helper-96's review)
     _more = problems_text(
-        _both
+        not_named_by(_both, "\n".join(_said))
         + name_holders(
             problems_beside_schema(config, "\n".join(_said)),
             config,
@@ -96,6 +91,12 @@ if _said or _both:
         )
     )
     sys.exit("\n".join(_said + ([_more] if _more else [])))
+# --config preset=tiny labels the run without applying config/presets/tiny.yaml (said only where the run goes on)
+_unapplied = preset_not_applied(
+    config, workflow.overwrite_configfiles, os.path.join(workflow.basedir, "config/presets")
+)
+if _unapplied:
+    logger.warning(_unapplied)
 for _line in _moved:
     logger.warning(_line)
 # sv.q_desc and the like above what extraction keeps per image read what it keeps: said, and versioned as such

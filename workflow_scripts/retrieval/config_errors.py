@@ -462,7 +462,9 @@ def describe_errors(
     }
     errors = [e for e in errors if not (e.validator == "type" and tuple(e.absolute_path) in listed)]
     lines = "\n".join(_line(e) for e in errors).splitlines()  # one line per problem (unknown keys: one each)
-    lines += non_finite(config)
+    # NaN where the schema already named the key (`ames.bootstrap: nan is not of type 'integer'`): said once
+    keyed = {ln.split(":", 1)[0] for ln in lines}
+    lines += [ln for ln in non_finite(config) if ln.split(":", 1)[0] not in keyed]
     if not lines:
         return ""
     files = _loaded(configfiles)

@@ -400,11 +400,7 @@ class Plan:
             near = difflib.get_close_matches(str(mode).lower(), ["self", "training", "cross"], n=1)
             # a dataset_dirs name is offered only where its folder exists, and never the name given (helper-95: "no
             # dataset folder ... (dataset_dirs.gone); did you mean 'gone'?")
-            placed = [
-                k
-                for k in named_dirs
-                if canonical(k) not in (named, *DEMO_SPLITS) and os.path.isdir(self.dataset_dir(k))
-            ]
+            placed = [k for k in named_dirs if canonical(k) not in (named, *DEMO_SPLITS) and self._placed_dir(k)]
             candidates = folders + placed + list(DEMO_SPLITS) + list(DOWNLOADABLE)
             near = near or difflib.get_close_matches(str(mode), candidates, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
@@ -415,6 +411,14 @@ class Plan:
                 + f"){hint}"
             )
         return named
+
+    def _placed_dir(self, name) -> bool:
+        """Whether ``dataset_dirs.{name}`` names an existing folder (False for a name that cannot be planned, such as
+        'revisitop1m+1m', which the schema or another check names)."""
+        try:
+            return os.path.isdir(self.dataset_dir(name))
+        except PlanError:
+            return False
 
     def config_problems(self) -> list[str]:
         """The configuration's problems that the schema cannot see, one line each, all of them (empty: none): a demo
@@ -1557,16 +1561,9 @@ class Plan:
         )
 
 
-def problems_beside_schema(config: dict[str, Any], said: str) -> list[str]:
-    """:meth:`Plan.config_problems` for a configuration the schema refused, so that one run names every problem (a
-    schema problem was said first and alone, the others only once it was fixed). ``said``: the schema's lines; a
-    problem naming a key they name (leading its line, or a dotted key in it; a section of it, or a key within) is
-    left out, and where a refused value stops the checks (a value of the wrong type) none are said (the schema's
-    lines name it)."""
-    try:
-        lines = Plan(config).config_problems()
-    except (KeyError, TypeError, ValueError, AttributeError, OSError):
-        return []
+def not_named_by(lines: list[str], said: str) -> list[str]:
+    """``lines`` less those naming a key that the schema's lines in ``said`` name (leading its line, or a dotted key
+    in it; a section of it, or a key within): a key is refused once."""
     named = set(re.findall(r"^\s+([\w.+\-]+):", said, re.M))  # the keys leading the schema's lines
     out = []
     for line in lines:
@@ -1574,3 +1571,14 @@ def problems_beside_schema(config: dict[str, Any], said: str) -> list[str]:
         if not any(k == n or n.startswith(k + ".") or k.startswith(n + ".") for k in keys for n in named):
             out.append(line)
     return out
+
+
+def problems_beside_schema(config: dict[str, Any], said: str) -> list[str]:
+    """:meth:`Plan.config_problems` for a configuration the schema refused, so that one run names every problem (a
+    schema problem was said first and alone, the others only once it was fixed). ``said``: the schema's lines; a
+    problem naming a key they name is left out (:func:`not_named_by`), and where a refused value stops the checks (a
+    value of the wrong type) none are said (the schema's lines name it)."""
+    try:
+        return not_named_by(Plan(config).config_problems(), said)
+    except (KeyError, TypeError, ValueError, AttributeError, OSError):
+        return []
