@@ -21,11 +21,12 @@ from retrieval.config_errors import (
     duplicate_keys,
     in_default_form,
     non_finite,
+    name_holders,
+    not_named_by,
     preset_not_applied,
     problems_text,
-    name_holders,
 )
-from retrieval.plan import not_named_by, problems_beside_schema
+from retrieval.plan import problems_beside_schema
 
 # a key given twice in a --configfile: YAML keeps the last, dropping the first without a word (said below, with the
 # schema's problems, so that one run names both: a misspelt key was named only after the duplicate was fixed)
@@ -82,12 +83,15 @@ if _said or _both:
     # the checks the schema cannot make, said in the same run where the refused values let them run; a key is
     # refused once (the schema's line, not also "gives both": helper-96's review)
     _more = problems_text(
-        not_named_by(_both, "\n".join(_said))
-        + name_holders(
-            problems_beside_schema(config, "\n".join(_said)),
-            config,
-            workflow.overwrite_configfiles,
-            dict(workflow.config_settings.config),
+        not_named_by(
+            _both
+            + name_holders(
+                problems_beside_schema(config),
+                config,
+                workflow.overwrite_configfiles,
+                dict(workflow.config_settings.config),
+            ),
+            "\n".join(_said),
         )
     )
     sys.exit("\n".join(_said + ([_more] if _more else [])))

@@ -17,6 +17,7 @@ from retrieval.config_errors import (
     duplicate_keys,
     in_default_form,
     name_holders,
+    not_named_by,
     preset_not_applied,
     problems_text,
 )
@@ -505,3 +506,20 @@ def test_a_nan_the_schema_already_refuses_is_said_once():
     lines = text.splitlines()[1:]
     assert [ln.split(":")[0] for ln in lines] == ["  sv.num_rerank", "  sv.threshold"], lines
     assert "not of type 'integer'" in lines[0] and lines[1] == "  sv.threshold: inf is not a finite number"
+
+
+def test_a_line_naming_a_key_the_schema_names_is_left_out():
+    """not_named_by: a key is refused once. A line goes where a key it names (leading it, or dotted within it) leads a
+    schema line, or is that key's section or within it; 'gives both ames.bootstrap ...' beside the schema's line for
+    ames.bootstrap named the key twice (helper-96's review)."""
+    lines = [
+        "extract.min_chunk_images (5) is above extract.max_chunk_images (2): ... [in mine.yaml]",
+        "unsupervised_fit: 'selff' is not self, training or cross ... [in /abs/mine.yaml]",
+    ]
+    assert not_named_by(lines, "invalid configuration (1 problem(s)):\n  sv.num_rerank: -3 is less than 1") == lines
+    for said in ("  extract.max_chunk_images: -1 is less than 1", "  extract: None is not of type 'object'"):
+        assert not_named_by(lines, said) == lines[1:], said
+    assert not_named_by(lines, "  unsupervised_fit: 5 is not of type 'string'") == lines[:1]
+    both = "/x/d.yaml: gives both ames.bootstrap: 50 and evaluate.bootstrap: 500; give evaluate.bootstrap only"
+    assert not_named_by([both], "  ames.bootstrap: 50 is less than the minimum of 100 [in d.yaml]") == []
+    assert not_named_by([both], "") == [both]

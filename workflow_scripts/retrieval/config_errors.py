@@ -319,6 +319,25 @@ def _holder(line: str, config: dict[str, Any], files: list[tuple[str, Any]], ove
     return f"{line} [in {name}]" if name else line
 
 
+def line_keys(line: str) -> list[str]:
+    """The configuration keys a problem line names: the word leading it (``unsupervised_fit``, ``extract.min_chunk_images``)
+    and every dotted key in it (``extract.max_chunk_images``; not a word of the prose, nor a file name after a
+    slash). Candidates only: the callers look them up."""
+    dotted = re.findall(r"(?<![\w./{-])([A-Za-z_]\w*(?:\.[\w+\-]+)+)", line)
+    return [line.strip().split(":", 1)[0].split(" ")[0], *dotted]
+
+
+def not_named_by(lines: Sequence[str], said: str) -> list[str]:
+    """``lines`` less those naming (:func:`line_keys`) a key that leads one of the schema's lines in ``said``, a
+    section holding it or a key within it: a key is refused once."""
+    named = set(re.findall(r"^\s+([\w.+\-]+):", said, re.M))
+    return [
+        line
+        for line in lines
+        if not any(k == n or n.startswith(k + ".") or k.startswith(n + ".") for k in line_keys(line) for n in named)
+    ]
+
+
 def name_holders(
     lines: Sequence[str], config: dict[str, Any], configfiles: Sequence[str | Path], overrides: Any = None
 ) -> list[str]:
@@ -330,8 +349,7 @@ def name_holders(
     out = []
     for line in lines:
         named: list[str] = []
-        keys = re.findall(r"(?<![\w./{-])([A-Za-z_]\w*(?:\.[\w+\-]+)+)", line)  # dotted: not a word of the prose
-        for key in [line.strip().split(":", 1)[0].split(" ")[0], *keys]:  # and the key that leads the line
+        for key in line_keys(line):
             if key.split(".")[0] in config and _at(config, key) is not _ABSENT:
                 name = _file_of(key, config, files, overrides)
                 if name and name not in named:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -1561,24 +1560,12 @@ class Plan:
         )
 
 
-def not_named_by(lines: list[str], said: str) -> list[str]:
-    """``lines`` less those naming a key that the schema's lines in ``said`` name (leading its line, or a dotted key
-    in it; a section of it, or a key within): a key is refused once."""
-    named = set(re.findall(r"^\s+([\w.+\-]+):", said, re.M))  # the keys leading the schema's lines
-    out = []
-    for line in lines:
-        keys = {line.split(":", 1)[0].split(" ")[0], *re.findall(r"(?<![\w./{-])([A-Za-z_]\w*(?:\.[\w+\-]+)+)", line)}
-        if not any(k == n or n.startswith(k + ".") or k.startswith(n + ".") for k in keys for n in named):
-            out.append(line)
-    return out
-
-
-def problems_beside_schema(config: dict[str, Any], said: str) -> list[str]:
+def problems_beside_schema(config: dict[str, Any]) -> list[str]:
     """:meth:`Plan.config_problems` for a configuration the schema refused, so that one run names every problem (a
-    schema problem was said first and alone, the others only once it was fixed). ``said``: the schema's lines; a
-    problem naming a key they name is left out (:func:`not_named_by`), and where a refused value stops the checks (a
-    value of the wrong type) none are said (the schema's lines name it)."""
+    schema problem was said first and alone, the others only once it was fixed); [] where a refused value stops
+    the checks (a value of the wrong type: the schema's lines name it). The Snakefile leaves out the lines naming a
+    key the schema's lines name (``config_errors.not_named_by``)."""
     try:
-        return not_named_by(Plan(config).config_problems(), said)
+        return Plan(config).config_problems()
     except (KeyError, TypeError, ValueError, AttributeError, OSError):
         return []

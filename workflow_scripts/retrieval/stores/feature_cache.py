@@ -267,9 +267,12 @@ def plan_extraction(
     renamed = [it["crop"] is None and it["size"] >= 0 and (it["size"], it["mtime_ns"]) in cached_stats for it in items]
     # (name, size) -> the contents cached under them; an item counts as probably copied where one of them is cached
     # with the item's own box (none, or its crop): a file cached only as a query's crop is extracted uncropped
+    # (looked up only for the items planned: a build with nothing new does not walk a large cache's memo)
+    wanted = {(it["name"], it["size"]) for it, r in zip(items, renamed) if not r and it["size"] >= 0}
     shas: dict[tuple[str, int], set[str]] = {}
-    for (name, size, _), sha in index.stat_sha.items():
-        shas.setdefault((name, size), set()).add(sha)
+    for (name, size, _), sha in index.stat_sha.items() if wanted else ():
+        if (name, size) in wanted:
+            shas.setdefault((name, size), set()).add(sha)
     n_copied = sum(
         not r
         and it["size"] >= 0
