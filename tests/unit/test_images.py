@@ -24,7 +24,7 @@ from retrieval.data.images import (
     load_rgb,
 )
 from retrieval.features.reduced import extract_reduced
-from retrieval.stages.extract import extract_local_chunk
+from retrieval.stages.extract import _store_name, extract_local_chunk
 
 
 def _jpeg_bytes():
@@ -714,3 +714,12 @@ def test_a_reduced_jpeg_keeps_full_image_coordinates(tmp_path):
     xyf = out["full"][1][: out["full"][0]]
     d = np.linalg.norm(xy[:10, None, :] - xyf[None], axis=2).min(axis=1)
     assert np.median(d) < 3
+
+
+def test_the_featureless_warning_names_a_folder_without_queries_by_its_name_alone():
+    """A collection or a folder of photos to search has all its images on the db side: "(db)" misled (a user's trial)."""
+    with_gnd = {"dataset": "demo", "db": [{"name": "a"}], "query": [{"name": "q"}]}
+    folder = {"dataset": "newq", "db": [{"name": "a"}], "query": []}
+    assert _store_name(with_gnd, "db") == "demo (db)" and _store_name(with_gnd, "query") == "demo (query)"
+    assert _store_name(folder, "db") == "newq"
+    assert _store_name({"db": []}, "db") == "db"

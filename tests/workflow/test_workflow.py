@@ -371,11 +371,12 @@ def test_bad_images_error_by_default_and_are_recorded_with_skip(tiny_run, tmp_pa
         assert failed.returncode != 0 and f"bad/jpg/{bad}: " in out, bad
     (root / "image_list.txt").write_text("\n".join(names) + "\n")
     ok = snakemake(wd, "results/bad_global.json", *cfg, "on_bad_image=skip")
-    # the warnings name the dataset (they said "image(s) of db", the same for a collection and a searched folder)
-    # in one warning that counts the skipped (a second warning named the same files again)
+    # the warnings name the dataset (they said "image(s) of db", the same for a collection and a searched folder;
+    # a folder without queries is named alone) in one warning that counts the skipped (a second warning named the
+    # same files again)
     said = ok.stdout + ok.stderr
     assert (
-        "5 image(s) of bad (db) have no local features (never a match; the manifest names them; 4 of them skipped as "
+        "5 image(s) of bad have no local features (never a match; the manifest names them; 4 of them skipped as "
         "unreadable, on_bad_image: skip)" in said
     )
     assert "got no features" not in said

@@ -211,6 +211,18 @@ def import_ames_chunk(
     )
 
 
+def _store_name(lists: dict[str, Any], split: str) -> str:
+    """How the warnings name a store: ``{dataset} ({split})`` for a dataset with queries, the dataset's name alone for a
+    folder without them (a collection, or photos to search, whose images are all on the ``db`` side): a run that
+    indexed a collection and searched a folder of photos said "image(s) of db" for both, then "photos (db)" for the
+    searched folder (new users' trials)."""
+    if not lists.get("dataset"):
+        return split
+    if split == "db" and not lists.get("query"):
+        return str(lists["dataset"])
+    return f"{lists['dataset']} ({split})"
+
+
 MAX_NAMED_WITHOUT_FEATURES = 1000  # the merge manifest names at most this many (a blank distractor set: a count)
 
 
@@ -259,9 +271,7 @@ def merge_local(
     m.add_input("lists", lists_path, version=lists_version)
     lists = read_json(lists_path)
     n = len(lists[split])
-    # the dataset named in the warnings: a run that indexes a collection and searches a folder of photos said
-    # "image(s) of db" for both (a new user's trial)
-    where = f"{lists['dataset']} ({split})" if lists.get("dataset") else split
+    where = _store_name(lists, split)
     if cache is not None:
         info = assemble_store(lists, split, cache["dir"], chunk_paths, out_path, cache["xv"], on_bad_image)
         skipped = info.pop("skipped")
