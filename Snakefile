@@ -25,6 +25,8 @@ from retrieval.config_errors import (
     not_named_by,
     preset_not_applied,
     problems_text,
+    refused_keys,
+    with_defaults,
 )
 from retrieval.plan import problems_beside_schema
 
@@ -86,7 +88,8 @@ if _said or _both:
         not_named_by(
             _both
             + name_holders(
-                problems_beside_schema(config),
+                # the refused values set back to their defaults, so the checks run on the others
+                problems_beside_schema(with_defaults(config, refused_keys("\n".join(_said)), _defaults)),
                 config,
                 workflow.overwrite_configfiles,
                 dict(workflow.config_settings.config),

@@ -20,6 +20,8 @@ from retrieval.config_errors import (
     not_named_by,
     preset_not_applied,
     problems_text,
+    refused_keys,
+    with_defaults,
 )
 from retrieval.plan import Plan
 
@@ -523,3 +525,26 @@ def test_a_line_naming_a_key_the_schema_names_is_left_out():
     both = "/x/d.yaml: gives both ames.bootstrap: 50 and evaluate.bootstrap: 500; give evaluate.bootstrap only"
     assert not_named_by([both], "  ames.bootstrap: 50 is less than the minimum of 100 [in d.yaml]") == []
     assert not_named_by([both], "") == [both]
+
+
+def test_refused_values_go_back_to_their_defaults_and_nothing_else_moves():
+    """with_defaults: the keys the schema refused are set back to config.yaml's values (removed where it has none; a
+    section of the wrong type as a whole; a list by its list), so the other checks can run; the input is not changed."""
+    defaults = {"unsupervised_fit": "self", "sv": {"ratio": 0.8, "model": "affine"}, "evaluate": {"ks": [1, 5]}}
+    config = {
+        "unsupervised_fit": 5,
+        "sv": {"ratio": "x", "model": "homography", "ratoi": 1},
+        "evaluate": {"ks": [1, "y"]},
+    }
+    said = "invalid configuration (4 problem(s)):\n  unsupervised_fit: 5 ...\n  sv.ratio: 'x' ...\n  sv.ratoi: unknown key\n"
+    said += "  evaluate.ks.1: 'y' is not of type 'integer'\n"
+    keys = refused_keys(said)
+    assert keys == {"unsupervised_fit", "sv.ratio", "sv.ratoi", "evaluate.ks.1"}
+    fixed = with_defaults(config, keys, defaults)
+    assert fixed == {
+        "unsupervised_fit": "self",
+        "sv": {"ratio": 0.8, "model": "homography"},
+        "evaluate": {"ks": [1, 5]},
+    }
+    assert config["unsupervised_fit"] == 5 and config["sv"]["ratoi"] == 1  # a copy
+    assert with_defaults({"sv": 5, "bogus": 1}, {"sv", "bogus"}, defaults) == {"sv": defaults["sv"]}

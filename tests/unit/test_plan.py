@@ -12,6 +12,7 @@ import pytest
 
 from conftest import with_overrides
 from retrieval import plan as p
+from retrieval.config_errors import refused_keys, with_defaults
 from retrieval.plan import Plan, PlanError, problems_beside_schema
 
 GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
@@ -891,6 +892,9 @@ def test_the_checks_beside_a_schema_refusal_are_all_made_where_they_can_be(tmp_p
     assert [line.split(" ")[0] for line in both] == ["extract.min_chunk_images", "unsupervised_fit:"]
     cfg["unsupervised_fit"] = 5  # a value of the wrong type stops the checks: the schema's line names it
     assert problems_beside_schema(cfg) == []
+    # ... unless it is set back to its default first (the Snakefile does: with_defaults), so the others are said
+    (line,) = problems_beside_schema(with_defaults(cfg, refused_keys("  unsupervised_fit: 5 is not of type"), BASE))
+    assert line.startswith("extract.min_chunk_images (5) is above extract.max_chunk_images (2)")
     cfg = configured(data_root=str(tmp_path), unsupervised_fit="nosuch", **{**bounds, "extract.max_chunk_images": 9})
     cfg["dataset_dirs"] = {"revisitop1m+1m": str(tmp_path)}
     (line,) = problems_beside_schema(cfg)

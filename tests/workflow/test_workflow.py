@@ -250,6 +250,10 @@ def test_the_schemas_problems_and_the_other_checks_are_named_in_one_run(tmp_path
     out = _refusal(tmp_path, "unsupervised_fit: selff\nextract: {min_chunk_images: 5000, max_chunk_images: -1}\n")
     assert "extract.max_chunk_images: -1" in out and "unsupervised_fit: 'selff'" in out
     assert "is above extract.max_chunk_images" not in out  # its key is named by the schema's line already
+    # a value of the wrong type stopped the other checks: it is set back to its default for them
+    out = _refusal(tmp_path, "unsupervised_fit: 5\nextract: {min_chunk_images: 5000}\n")
+    assert "\n  unsupervised_fit: 5 is not of type 'string'" in out, out[-2000:]
+    assert "\n  extract.min_chunk_images (5000) is above extract.max_chunk_images (1000)" in out
     assert not (tmp_path / "results").exists()
     # a duplicate key, NaN, a key given by both its names: each stopped the run alone (helper-95's trial)
     out = _refusal(

@@ -12,7 +12,9 @@ equal versions and parameters: :func:`coerce_scalars` (text booleans, whole floa
 
 from __future__ import annotations
 
+import copy
 import difflib
+import itertools
 import json
 import math
 import re
@@ -327,10 +329,36 @@ def line_keys(line: str) -> list[str]:
     return [line.strip().split(":", 1)[0].split(" ")[0], *dotted]
 
 
+def refused_keys(said: str) -> set[str]:
+    """The keys leading the indented lines of the problem blocks in ``said`` (``  sv.ratio: '2' is not of type
+    'number'`` -> ``sv.ratio``): the keys the schema's lines already refuse."""
+    return set(re.findall(r"^\s+([\w.+\-]+):", said, re.M))
+
+
+def with_defaults(config: dict[str, Any], keys: Sequence[str] | set[str], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with each dotted key of ``keys`` set back to its value in ``defaults`` (removed where it
+    has none; a list item by its list; a section of the wrong type as a whole), so that the checks the schema cannot
+    make run on the other keys: a refused value (``unsupervised_fit: 5``) stopped them all."""
+    out = copy.deepcopy(config)
+    for key in keys:
+        parts = list(itertools.takewhile(lambda p: not p.isdigit(), key.split(".")))
+        node, fallback = out, defaults
+        for i, part in enumerate(parts):
+            value = fallback.get(part, _ABSENT) if isinstance(fallback, dict) else _ABSENT
+            if i == len(parts) - 1 or not isinstance(node.get(part), dict):
+                if value is _ABSENT:
+                    node.pop(part, None)
+                else:
+                    node[part] = copy.deepcopy(value)
+                break
+            node, fallback = node[part], value
+    return out
+
+
 def not_named_by(lines: Sequence[str], said: str) -> list[str]:
     """``lines`` less those naming (:func:`line_keys`) a key that leads one of the schema's lines in ``said``, a
     section holding it or a key within it: a key is refused once."""
-    named = set(re.findall(r"^\s+([\w.+\-]+):", said, re.M))
+    named = refused_keys(said)
     return [
         line
         for line in lines

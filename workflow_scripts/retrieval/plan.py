@@ -1563,8 +1563,9 @@ class Plan:
 def problems_beside_schema(config: dict[str, Any]) -> list[str]:
     """:meth:`Plan.config_problems` for a configuration the schema refused, so that one run names every problem (a
     schema problem was said first and alone, the others only once it was fixed); [] where a refused value stops
-    the checks (a value of the wrong type: the schema's lines name it). The Snakefile leaves out the lines naming a
-    key the schema's lines name (``config_errors.not_named_by``)."""
+    the checks (a value of the wrong type: the schema's lines name it), which the Snakefile avoids by setting the
+    refused values back to their defaults first (``config_errors.with_defaults``); it also leaves out the lines
+    naming a key the schema's lines name (``config_errors.not_named_by``)."""
     try:
         return Plan(config).config_problems()
     except (KeyError, TypeError, ValueError, AttributeError, OSError):
