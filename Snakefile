@@ -8,6 +8,14 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+# config.yaml not valid YAML (an edit of the file the README says to copy): Snakemake's own message named neither the
+# file nor the line, and pointed at this Snakefile
+try:
+    with open(os.path.join(workflow.basedir, "config/config.yaml"), encoding="utf-8") as _f:
+        yaml.safe_load(_f)
+except yaml.YAMLError as _e:
+    sys.exit(f"config/config.yaml is not valid YAML: {_e}")
+
 
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 

@@ -899,3 +899,16 @@ def test_the_checks_beside_a_schema_refusal_are_all_made_where_they_can_be(tmp_p
     cfg["dataset_dirs"] = {"revisitop1m+1m": str(tmp_path)}
     (line,) = problems_beside_schema(cfg)
     assert line.startswith("unsupervised_fit: 'nosuch' is not self, training or cross")
+
+
+def test_a_folder_named_like_a_distractor_target_is_said_not_to_be_read(tmp_path):
+    """'x+1m' is dataset 'x' with the R1M distractors: a folder named 'x+1m' got "dataset 'x': folder ... not found",
+    nothing saying why it was not read (helper-98's trial)."""
+    (tmp_path / "x+1m" / "jpg").mkdir(parents=True)
+    plan = Plan(configured(data_root=str(tmp_path)))
+    assert plan.distractor_base("x+1m") == "x"
+    with pytest.raises(PlanError, match=r"'x\+1m' is read as 'x' with the revisitop1m distractors appended, so the fo"):
+        plan.folder_source("x")
+    with pytest.raises(PlanError) as missing:
+        plan.folder_source("y")
+    assert "+1m" not in str(missing.value)

@@ -7,6 +7,8 @@ import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -266,6 +268,27 @@ def test_the_schemas_problems_and_the_other_checks_are_named_in_one_run(tmp_path
     assert "invalid configuration (2 problem(s) the schema cannot see;" in out
     assert re.search(r"\n  .*bad\.yaml: gives both ames\.bootstrap: 300 and evaluate\.bootstrap: 500", out)
     assert "\n  extract.min_chunk_images (500) is above extract.max_chunk_images (200)" in out
+
+
+def test_a_config_yaml_that_is_not_yaml_is_named_with_its_line(tmp_path):
+    """An edit of config/config.yaml (the file the README says to copy) that broke its YAML got Snakemake's "Config file
+    is not valid JSON or YAML", naming neither the file nor the line, framed as an error of the Snakefile's line 12
+    (helper-98's trial)."""
+    repo = Path(__file__).resolve().parents[2]
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    for name in ("Snakefile", "rules", "config"):
+        (shutil.copytree if (repo / name).is_dir() else shutil.copy)(repo / name, proj / name)
+    (proj / "workflow_scripts").symlink_to(repo / "workflow_scripts")
+    lines = (proj / "config" / "config.yaml").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("niter:"))
+    lines[at] = "  niter: [20, 30"
+    (proj / "config" / "config.yaml").write_text("\n".join(lines) + "\n")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(proj / "Snakefile"), "-d", str(tmp_path / "wd"), "-n"]
+    proc = subprocess.run([*cmd, "--cores", "1", "results/demo_global.json"], capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "config/config.yaml is not valid YAML:" in out, out[-2000:]
+    assert f'config.yaml", line {at + 1}, column' in out and "Traceback" not in out
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,10 @@ from typing import Sequence
 DATASET_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+\-]*"
 
 
-ALLOWED_CHARACTERS = "ASCII letters (a-z, A-Z), digits, '.', '_', '+' and '-', starting with a letter or a digit"
+ALLOWED_CHARACTERS = (
+    "ASCII letters (a-z, A-Z), digits, '.', '_', '+' and '-', starting with a letter or a digit (a name ending in "
+    "'+1m' is the dataset before it with the revisitop1m distractors appended)"
+)
 
 
 def check_dataset_name(name: str) -> str:

@@ -760,6 +760,13 @@ class Plan:
                     else ", or set --config data_root=DIR, or name the folder in dataset_dirs"
                 )
                 + (f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else "")
+                # a folder named 'x+1m' is not that dataset: the suffix appends the distractors to 'x' (helper-98)
+                + (
+                    f"; '{ds}{PLUS}' is read as '{ds}' with the {DISTRACTORS} distractors appended, so the folder "
+                    f"{os.path.join(root, ds + PLUS)} is not read: rename it without '{PLUS}'"
+                    if not moved and os.path.isdir(os.path.join(root, ds + PLUS))
+                    else ""
+                )
             )
         # gnd.csv (with its boxes and database list) or a plain folder (its lists); where the database is a scan of
         # the folder, every folder below it too: adding or removing an image changes the mtime of the folder holding it
