@@ -208,7 +208,19 @@ def test_an_exception_that_ends_a_job_is_written_to_its_log_file(tmp_path):
     text = log.read_text()
     assert "the job failed:" in text and "Traceback" in text
     assert "ValueError: invalid literal for int() with base 10: 'five'" in text
-    assert out.stderr.count("Traceback") == 1  # stderr keeps Python's own traceback, once
+    # a refusal of input (ValueError, OSError) is said on stderr in its own words, with where its traceback is (a
+    # user's trial read ten lines of traceback above "FileNotFoundError: ... not found" as a crash)
+    assert out.stderr == f"ValueError: invalid literal for int() with base 10: 'five'\n(its traceback is in {log})\n"
+    # any other exception is a bug: stderr keeps Python's own traceback, once
+    code = f"from retrieval.runtime import setup_logging; setup_logging({str(log)!r}); len(5)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2] / "workflow_scripts",
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and out.stderr.count("Traceback") == 1 and "TypeError" in out.stderr
+    assert "Traceback" in log.read_text()
 
 
 def test_only_snakemake_processes_count_as_the_run_a_fault_kills():

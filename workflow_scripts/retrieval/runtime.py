@@ -463,10 +463,25 @@ class Manifest:
         write_json(path, self.data)
 
 
+# Exceptions that are said to the console in their own words, the traceback going to the job's log only: the
+# errors the project raises for input it refuses (a missing or unreadable file, a bad row of a ground-truth file, a
+# value out of range: ValueError and its subclasses such as BadImageError, StoreError and PlanError, and OSError
+# such as FileNotFoundError), whose message names the file, line or key. A user's trial read the ten lines of
+# traceback above "FileNotFoundError: ... gnd.json but not found" as a crash. Other types (TypeError, IndexError,
+# ...) are the project's bugs and keep Python's traceback on the console too. An exception class may also set
+# ``said_alone = True`` (download.OfflineError).
+SAID_ALONE = (ValueError, OSError)
+
+
+def _said_alone(exc_type: type) -> bool:
+    return issubclass(exc_type, SAID_ALONE) or bool(getattr(exc_type, "said_alone", False))
+
+
 def setup_logging(log_path: str | os.PathLike | None) -> None:
     """Send Python logging (INFO) to the rule's log file and stderr. An exception that ends the job is written to
-    the log file too, with its traceback (stderr gets Python's own): Snakemake's failure message points at that
-    file, which was otherwise empty when a job failed before logging anything."""
+    the log file too, with its traceback: Snakemake's failure message points at that file, which was otherwise empty
+    when a job failed before logging anything. On stderr a refusal of input (:data:`SAID_ALONE`) is said in one
+    line, ``{type}: {message}``, and where its traceback is; any other exception gets Python's traceback."""
 
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
@@ -482,6 +497,9 @@ def setup_logging(log_path: str | os.PathLike | None) -> None:
                         __name__, logging.ERROR, __file__, 0, "the job failed:", None, (exc_type, exc, tb)
                     )
                 )
+                if _said_alone(exc_type):
+                    print(f"{exc_type.__name__}: {exc}\n(its traceback is in {log_path})", file=sys.stderr)
+                    return
             default_hook(exc_type, exc, tb)
 
         sys.excepthook = log_uncaught

@@ -65,7 +65,7 @@ class OfflineError(RuntimeError):
     """The download host cannot be reached (the first request fails); the message says where to put the files by
     hand."""
 
-    pass
+    said_alone = True  # its message is the whole story: no traceback on the console (runtime.setup_logging)
 
 
 def _where_to_put(name: str, target: Path, source: dict[str, Any]) -> str:
