@@ -71,6 +71,35 @@ def test_missing_listed_image_is_named(tmp_path):
         build_image_lists(root, "ds")
 
 
+def test_a_missing_image_of_a_gnd_json_is_never_offered_a_name_the_lists_hold(tmp_path):
+    """helper-97's trial: a deleted imlist image was offered another imlist name (a duplicate once taken), a renamed
+    qimlist entry one of its own positives."""
+    root = tmp_path / "ds"
+    gnd = [{"easy": [0], "hard": [], "junk": [], "bbx": None}, {"easy": [2], "hard": [], "junk": [], "bbx": None}]
+    _write_dataset(root, ["barn_01", "barn_02", "tower_01"], ["barn_11", "tower_11"], gnd)
+    (root / "jpg" / "barn_01.jpg").unlink()
+    with pytest.raises(FileNotFoundError) as e:
+        build_image_lists(root, "ds")
+    assert "barn_01.jpg" in str(e.value) and "did you mean" not in str(e.value)  # barn_02 is in imlist
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(root / "jpg" / "barn_03.jpg")
+    with pytest.raises(FileNotFoundError, match=r"barn_01\.jpg; did you mean 'barn_03\.jpg'\?"):
+        build_image_lists(root, "ds")
+    (root / "jpg" / "barn_03.jpg").rename(root / "jpg" / "barn_01.jpg")
+    # a query: never its own positive (tower_01 for tower_12), nor another query; a database image it is not a
+    # positive of may be a query
+    (root / "jpg" / "tower_11.jpg").unlink()
+    meta = json.loads((root / "gnd.json").read_text())
+    meta["qimlist"] = ["barn_11", "tower_1"]
+    (root / "gnd.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError) as e:
+        build_image_lists(root, "ds")
+    assert "tower_1.jpg" in str(e.value) and "did you mean" not in str(e.value)
+    meta["gnd"][1]["easy"] = [1]  # barn_02 its positive: tower_01 is offered
+    (root / "gnd.json").write_text(json.dumps(meta))
+    with pytest.raises(FileNotFoundError, match=r"tower_1\.jpg; did you mean 'tower_01\.jpg'\?"):
+        build_image_lists(root, "ds")
+
+
 def test_a_ground_truth_left_beside_another_is_named_when_it_wins(tmp_path, caplog):
     """A gnd.json left beside an edited gnd.csv is the one used (the documented order): a warning names both, and
     an image the JSON lists that is missing is named with the file that listed it."""
@@ -467,12 +496,23 @@ def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
     assert "image_list.txt:2: 'jpg/gone.jpg' not found" in str(e.value) and "did you mean" not in str(e.value)
     (d / "jpg" / "gone.jpg").unlink()
     (d / "image_list.txt").unlink()
-    (d / "gnd.csv").write_text("query,positive\njpg/barn_1.jpg,jpg/barn_01.jpg\n")
+    (d / "jpg" / "other.jpg").write_bytes((SHARED / "jpg" / "barn_02.jpg").read_bytes())
+    (d / "gnd.csv").write_text("query,positive\njpg/barn_1.jpg,jpg/other.jpg\n")
     with pytest.raises(
         FileNotFoundError,
         match=r"gnd\.csv:2: query image 'jpg/barn_1\.jpg' not found .*; did you mean 'jpg/barn_01\.jpg'",
     ):
         build_image_lists(d, "c")
+    # ... but never one of the query's own positives, on any of its rows (taking it made the query its own positive:
+    # helper-97's trial)
+    for rows in (
+        "jpg/barn_1.jpg,jpg/barn_01.jpg\n",
+        "jpg/barn_1.jpg,jpg/other.jpg\njpg/barn_1.jpg,jpg/barn_01.jpg,hard\n",
+    ):
+        (d / "gnd.csv").write_text("query,positive,kind\n" + rows)
+        with pytest.raises(FileNotFoundError) as e:
+            build_image_lists(d, "c")
+        assert "query image 'jpg/barn_1.jpg' not found" in str(e.value) and "did you mean" not in str(e.value), rows
 
 
 def test_every_bad_line_of_a_list_file_is_named_in_one_error_in_line_order(tmp_path):

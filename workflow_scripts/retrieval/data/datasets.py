@@ -623,10 +623,17 @@ def _scan_images(root: Path) -> list[Path]:
     return images
 
 
-def _check_present(paths: list[Path], what: str, source: Path | None = None) -> None:
+def _check_present(
+    paths: list[Path],
+    what: str,
+    source: Path | None = None,
+    listed: Callable[[Path], set[str]] | None = None,
+) -> None:
     """ValueError for listed paths that are folders, FileNotFoundError for those that are not files; both name the
     file that listed them (``source``: the ground truth or a list), when given, and for a list file
-    (``image_list.txt``, ``query_list.txt``) each path's line, read only when something is wrong."""
+    (``image_list.txt``, ``query_list.txt``) each path's line, read only when something is wrong. ``listed(path)``:
+    the paths (``os.path.normpath``) a missing path's "did you mean" never offers (names its list already holds, a
+    query's own positives: taking such a hint made a duplicate or a query its own positive, a user's trial)."""
     where = f" in {source}" if source is not None else ""
     folders = [p for p in paths if _is_dir(p)]
     if folders:
@@ -638,8 +645,26 @@ def _check_present(paths: list[Path], what: str, source: Path | None = None) -> 
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         lines = _list_lines(source)
-        shown = [_missing_with_line(p, lines) for p in missing[:5]]
+        shown = [_missing_with_line(p, lines, listed(p) if listed else frozenset()) for p in missing[:5]]
         raise FileNotFoundError(f"{len(missing)} {what} image(s) listed{where} but not found: {shown}{more}")
+
+
+def _query_hint_excludes(
+    q_paths: list[Path], db: list[dict[str, Any]], gt: GroundTruth | None
+) -> Callable[[Path], set[str]]:
+    """What a missing query's "did you mean" never offers: the other queries, and the query's own positives (easy
+    and hard; a query may be a database image, but not its own positive)."""
+    queries = {os.path.normpath(p) for p in q_paths}
+    index = {os.path.normpath(p): i for i, p in enumerate(q_paths)}
+
+    def excluded(path: Path) -> set[str]:
+        i = index.get(os.path.normpath(path))
+        if gt is None or i is None or i >= len(gt.gnd):
+            return queries
+        own = [int(j) for k in ("easy", "hard") for j in gt.gnd[i].get(k, [])]
+        return queries | {os.path.normpath(db[j]["path"]) for j in own if 0 <= j < len(db)}
+
+    return excluded
 
 
 def _list_lines(source: Path | None) -> dict[str, int]:
@@ -658,9 +683,10 @@ def _with_line(path: Path, lines: dict[str, int]) -> str:
     return str(path) if line is None else f"{path} (line {line})"
 
 
-def _missing_with_line(path: Path, lines: dict[str, int]) -> str:
-    """A missing image as :func:`_with_line` names it, with the closest name in its folder (a typo's fix)."""
-    return _with_line(path, lines) + nearest_sibling(path)
+def _missing_with_line(path: Path, lines: dict[str, int], listed: set[str] | frozenset[str] = frozenset()) -> str:
+    """A missing image as :func:`_with_line` names it, with the closest name in its folder not in ``listed`` (a
+    typo's fix)."""
+    return _with_line(path, lines) + nearest_sibling(path, listed=listed)
 
 
 def _release_sizes(path: Path, names: list[str]) -> dict[str, tuple[int, int]]:
@@ -761,10 +787,12 @@ def build_image_lists(
             if not db_paths:
                 raise ValueError(f"{root / DISTRACTOR_LIST}: names no images")
         if on_bad_image == "error":
+            in_db = {os.path.normpath(p) for p in db_paths + q_paths}  # names the lists hold, never offered
             _check_present(
                 [p for p, n in zip(db_paths, db_names) if n not in release["db"]] if release else db_paths,
                 "database",
                 gpath or root / DISTRACTOR_LIST,
+                lambda p: in_db,
             )
         db = []
         for i, (n, p) in enumerate(zip(db_names, db_paths)):
@@ -778,6 +806,7 @@ def build_image_lists(
             [p for p, n in zip(q_paths, q_names) if n not in release.get("query", {}) and str(p) not in known],
             "query",
             gpath if gt is not None else next((p for p in [root / "query_list.txt"] if p.is_file()), None),
+            _query_hint_excludes(q_paths, db, gt),
         )
 
     queries = []

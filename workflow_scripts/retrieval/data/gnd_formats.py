@@ -144,6 +144,15 @@ def nearest_sibling(path: Path, typed: str | None = None, listed: set[str] | fro
     return f"; did you mean {fix_as(stems[near[0]])!r}?"
 
 
+def _positive_path(root: Path, positive: str, where: str) -> str:
+    """The path (``os.path.normpath``) a row's positive names, for a missing query's hint to leave out; "" where the
+    row has none or names it badly (that row's own error is said once the query is found)."""
+    try:
+        return os.path.normpath(root / relative_name(positive, where)) if positive else ""
+    except ValueError:
+        return ""
+
+
 def check_comment(root: Path, field: str, where: str) -> None:
     """A ValueError (at ``where``, file:line) when a ``#`` comment line's first field names a file under ``root``: a
     photo called ``#barn.jpg`` would otherwise be dropped from the list without a word (a new user's trial). The
@@ -452,7 +461,7 @@ def read_gnd_csv(
     first_positive: dict[str, int] = {}  # query -> line of its first positive
     declared_empty: dict[str, int] = {}  # query -> line of its row without a positive
     problems = LineErrors(path)
-    missing_queries: set[str] = set()  # named once, on their first row
+    missing_queries: dict[str, set[str]] = {}  # named once, on their first row -> their positives' paths
     n_hinted = 0  # bad positives given a "did you mean" (each a search of the database: MAX_POSITIVE_HINTS)
     for line, row in _rows(
         path,
@@ -467,13 +476,17 @@ def read_gnd_csv(
             if typed not in spelt:  # as on disk (or as the database lists it) when only its accents' encoding differs
                 spelt[typed] = typed if typed in db_index else db_nfc.get(_nfc(typed)) or on_disk(typed)
             q = spelt[typed]
-            if q in missing_queries:  # its first row named it
+            if q in missing_queries:  # its first row named it; its positives are kept out of that row's hint
+                missing_queries[q].add(_positive_path(root, row["positive"], where))
                 continue
             if q not in queries:
                 if check_queries and not (root / q).is_file():
-                    missing_queries.add(q)
-                    hint = "" if problems.full else nearest_sibling(root / q, q)
-                    raise FileNotFoundError(f"{where}: query image {q!r} not found under {root}{hint}")
+                    # the hint is added once every row is read: it never offers one of the query's own positives
+                    # (helper-97's trial was offered a positive of the same query, which made it its own positive)
+                    missing_queries[q] = {_positive_path(root, row["positive"], where)}
+                    error = FileNotFoundError(f"{where}: query image {q!r} not found under {root}")
+                    error.hinted_query = None if problems.full else q  # type: ignore[attr-defined]
+                    raise error
                 queries[q] = len(queries)
                 labels.append({k: [] for k in KINDS})
             kind = (row.get("kind") or "").lower() or "easy"
@@ -522,6 +535,12 @@ def read_gnd_csv(
                     + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
                 )
             labels[queries[q]][kind].append(db_index[p])
+    for i, error in enumerate(problems.errors):
+        q = getattr(error, "hinted_query", None)
+        if q is not None:
+            problems.errors[i] = FileNotFoundError(
+                f"{error}{nearest_sibling(root / q, q, missing_queries[q] | {os.path.normpath(root / x) for x in queries})}"
+            )
     problems.raise_if_any()
     if not queries:
         raise ValueError(f"{path}: no rows after the header")
