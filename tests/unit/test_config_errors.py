@@ -548,3 +548,10 @@ def test_refused_values_go_back_to_their_defaults_and_nothing_else_moves():
     }
     assert config["unsupervised_fit"] == 5 and config["sv"]["ratoi"] == 1  # a copy
     assert with_defaults({"sv": 5, "bogus": 1}, {"sv", "bogus"}, defaults) == {"sv": defaults["sv"]}
+
+
+def test_an_exclusive_bound_is_said_as_the_side_the_value_must_be_on():
+    """jsonschema's "0.0 is less than or equal to the minimum of 0" read as if 0 were allowed (helper-97's trial)."""
+    text = describe_errors(_with(**{"sv.ratio": 0.0, "sv.confidence": 1.5}), SCHEMA)
+    assert "  sv.ratio: 0.0 must be above 0\n" in text + "\n" and "  sv.confidence: 1.5 must be below 1" in text
+    assert "or equal to the" not in text

@@ -82,6 +82,10 @@ def _line(error: jsonschema.ValidationError) -> str:
         close = _close(error.instance, allowed)
         if close:
             message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    if error.validator in ("exclusiveMinimum", "exclusiveMaximum"):  # "is less than or equal to the minimum of 0"
+        # read as if 0 were allowed (helper-97's trial): said as the bound the value must pass
+        side = "above" if error.validator == "exclusiveMinimum" else "below"
+        message = f"{_short(error.instance)} must be {side} {error.validator_value}"
     if error.validator == "pattern" and error.validator_value in _PATTERN_WORDS:  # a raw regex (helper-95's trial)
         message = f"{_short(error.instance)} is not {_PATTERN_WORDS[error.validator_value]}"
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
