@@ -62,6 +62,16 @@ def evaluate_superglobal_stage(
     if ids.shape[0] != len(q) or n_db != len(lists["db"]):
         raise ValueError(f"{knn_path}: shape {ids.shape} does not match {query_global} / {db_global}")
     applied = rerank_depth("superglobal.m", conf.m, ids.shape[1], n_db)
+    # a shortlisted vector is refined with at most the other m - 1 (refine_database): a larger k ran without a word
+    # and the results recorded only the configured one (helper-97's trial), where aqe records its k_applied
+    k_applied = min(conf.k, max(applied - 1, 0))
+    if k_applied < conf.k:
+        log.warning(
+            "superglobal.k %d is at least the %d images re-ranked (superglobal.m): each is refined with the other %d",
+            conf.k,
+            applied,
+            k_applied,
+        )
     t1 = time.time()
     ranking, scores, db_reads = superglobal_from_file(q, db_global, ids, sims, conf)
     t2 = time.time()
@@ -84,5 +94,5 @@ def evaluate_superglobal_stage(
         gnd,
         knn_path,
         timing=cost_timing(len(q), reads=t1 - t0 + db_reads, rerank=t2 - t1 - db_reads),
-        extra={"query_pool": conf.query_pool, "num_rerank_applied": applied},
+        extra={"query_pool": conf.query_pool, "num_rerank_applied": applied, "k_applied": k_applied},
     )
