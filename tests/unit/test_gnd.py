@@ -101,6 +101,11 @@ def _drop(key, **top):
         (_with({"easy": [0], "hard": [0, 2]}), r"index 0 \('a'\) is both 'easy' and 'hard'"),
         # int(2.5) read a fractional index as image 2 (a researcher's trial: sv's Medium mAP moved by 1.5)
         (_with({"easy": [0, 2.5]}), r"\['easy'\]: expected a list of integer indices; \[2\.5\] are not whole"),
+        # booleans and text were read as index 1, "12" as [1, 2] (helper-99's trial: AP moved, exit 0)
+        (_with({"easy": [True]}), r"\['easy'\]: expected a list of integer indices; \[True\] are not numbers"),
+        (_with({"easy": ["1"]}), r"\['easy'\]: expected a list of integer indices; \['1'\] are not numbers"),
+        (_with({"easy": "12"}), r"\['easy'\]: expected a list of integer indices, got '12'"),
+        (_with({"easy": 1}), r"\['easy'\]: expected a list of integer indices, got 1"),
         # misspelt keys dropped every positive without a word (metrics null, exit 0)
         (_with({"hrad": [1]}), r"unknown key 'hrad'; did you mean 'hard'\?"),
         (_with({"bbox": [0, 0, 5, 5]}), r"unknown key 'bbox'; did you mean 'bbx'\?"),

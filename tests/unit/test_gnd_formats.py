@@ -445,6 +445,18 @@ def test_instre_malformed(tmp_path):
     _instre(root, ok=[[1]], bbx=[[1, 1, 5, 5]], fields=("pos", "box"))
     with pytest.raises(ValueError, match=r"fields ok and bbx, has \['pos', 'box'\]"):
         read_instre(root / "gnd_instre.mat")
+    # the checks gnd.json gets: an index twice counted one positive twice (E mAP 108.33), a fraction was read as the
+    # index below it, a name twice in imlist was taken (helper-99's trial)
+    for ok, pattern in (
+        ([1, 1], r"ok lists 1 \('INSTRE-S1/01a_book/001\.jpg'\) twice"),
+        ([2.5], r"ok: .*\[2\.5\] are not whole"),
+    ):
+        _instre(root, ok=[ok], bbx=[[1, 1, 5, 5]])
+        with pytest.raises(ValueError, match=r"gnd_instre\.mat: gnd\[0\] \(query .*\): " + pattern):
+            read_instre(root / "gnd_instre.mat")
+    _instre(root, ok=[[1]], bbx=[[1, 1, 5, 5]], imlist=["a.jpg", "b.jpg", "a.jpg"])
+    with pytest.raises(ValueError, match=r"gnd_instre\.mat: .*'a\.jpg'.*twice"):
+        read_instre(root / "gnd_instre.mat")
     (root / "gnd_instre.mat").write_bytes(b"not a mat file")
     with pytest.raises(ValueError, match=r"gnd_instre\.mat: not a readable MATLAB file"):
         read_instre(root / "gnd_instre.mat")

@@ -10,10 +10,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import numbers
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from retrieval.runtime import check_recorded, read_utf8
 
@@ -114,12 +117,25 @@ class GroundTruth:
         return out
 
 
-def _as_int_list(x: Any, where: str) -> list[int]:
+def as_int_list(x: Any, where: str) -> list[int]:
+    """Integer indices from a list, tuple or array (a whole float such as 2.0 is that index). ValueError naming
+    ``where`` for anything else: a string ("12" was read as [1, 2]), a bare number, booleans or strings among the
+    values (True and "1" were read as index 1: a new user's trial saw AP move without a word)."""
+    if hasattr(x, "ndim") and x.ndim > 1 and sum(d > 1 for d in x.shape) <= 1:  # a row or column (MATLAB's (1, n))
+        x = x.ravel()
+    if isinstance(x, (str, bytes, dict)) or (hasattr(x, "ndim") and x.ndim != 1 and x.size):
+        raise ValueError(f"{where}: expected a list of integer indices, got {x!r:.80}")
     try:
         raw = list(x.tolist() if hasattr(x, "tolist") else x)
+    except TypeError as e:
+        raise ValueError(f"{where}: expected a list of integer indices, got {x!r:.80}") from e
+    odd = [v for v in raw if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)]
+    if odd:
+        raise ValueError(f"{where}: expected a list of integer indices; {odd[:5]} are not numbers")
+    try:
         values = [int(v) for v in raw]
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: expected a list of integer indices") from e
+    except (TypeError, ValueError, OverflowError) as e:  # NaN, infinity
+        raise ValueError(f"{where}: expected a list of integer indices; {raw[:5]} are not all whole numbers") from e
     # int(2.5) is 2: a fractional index named another image without a word (a researcher's trial: 2.5 among the
     # positives moved sv's Medium mAP by 1.5); 2.0 is the index 2, as JSON or a float array may write it
     fractional = [v for v, i in zip(raw, values) if isinstance(v, float) and v != i]
@@ -199,7 +215,7 @@ def _parse_entry(
     if "ok" in g and "easy" not in g and "hard" not in g:  # cirtorch's Oxford5k/Paris6k: ok and junk
         marked["easy"] = g["ok"]
     for key in ("easy", "hard", "junk"):
-        idx = _as_int_list(marked.get(key, []), f"{where}['{key}']")
+        idx = as_int_list(marked.get(key, []), f"{where}['{key}']")
         bad = [v for v in idx if not 0 <= v < n]
         if bad:
             raise ValueError(f"{where}['{key}']: indices {bad[:5]} outside imlist (0..{n - 1})")
@@ -288,7 +304,7 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
         log.warning("%s: no query has a positive ('easy' or 'hard'): every metric will be null", source)
     labels = raw.get("labels")
     if labels is not None:
-        labels = _as_int_list(labels, f"{source}['labels']")
+        labels = as_int_list(labels, f"{source}['labels']")
         if len(labels) != n:
             raise ValueError(f"{source}: 'labels' has {len(labels)} entries but 'imlist' has {n}")
     image_dir = raw.get("image_dir", "jpg")

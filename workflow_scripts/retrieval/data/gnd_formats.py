@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from retrieval.data.gnd import GroundTruth, query_box
+from retrieval.data.gnd import GroundTruth, as_int_list, parse_ground_truth, query_box
 from retrieval.runtime import read_utf8
 
 log = logging.getLogger(__name__)
@@ -648,15 +648,21 @@ def read_instre(path: str | Path) -> GroundTruth:
     gnd = []
     for i, s in enumerate(structs):
         where = f"{path}: gnd[{i}] (query {qimlist[i]!r})"
-        ok = np.asarray(s["ok"]).ravel().astype(np.int64)
-        bad = ok[(ok < 1) | (ok > n)]
-        if bad.size:
-            raise ValueError(f"{where}: ok holds {bad[:5].tolist()} outside 1..{n} (1-based indices into imlist)")
+        # the checks gnd.json gets (a fraction, a boolean, an index twice): ok = [1 1] counted one positive twice, an
+        # E mAP of 108 (a new user's trial), and 2.5 was read as 2
+        ok = as_int_list(np.asarray(s["ok"]), f"{where}: ok")
+        bad = [v for v in ok if not 1 <= v <= n]
+        if bad:
+            raise ValueError(f"{where}: ok holds {bad[:5]} outside 1..{n} (1-based indices into imlist)")
+        twice = next((v for k, v in enumerate(ok) if v in ok[:k]), None)
+        if twice is not None:
+            raise ValueError(f"{where}: ok lists {twice} ({imlist[twice - 1]!r}) twice; list each once")
         bbx = [float(v) for v in np.asarray(s["bbx"]).ravel()]
         if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):
             raise ValueError(f"{where}: bbx {bbx} is not [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
-        gnd.append({"easy": sorted((ok - 1).tolist()), "hard": [], "junk": [], "bbx": bbx})
-    return GroundTruth(imlist, qimlist, gnd, None, str(path), image_dir="")
+        gnd.append({"easy": sorted(v - 1 for v in ok), "hard": [], "junk": [], "bbx": bbx})
+    # a name twice in imlist, a query twice with the same box and positives: gnd.json's checks
+    return parse_ground_truth({"imlist": imlist, "qimlist": qimlist, "gnd": gnd, "image_dir": ""}, str(path))
 
 
 GLDV2_SOLUTION = "retrieval_solution_v2.1.csv"
