@@ -173,3 +173,22 @@ def test_a_truncated_or_featureless_release_file_is_named(tmp_path):
     for read in (lambda: n_rows(tmp_path / "other.hdf5"), lambda: read_rows(tmp_path / "other.hdf5", 0, 1)):
         with pytest.raises(KeyError, match=r"other\.hdf5: no dataset 'features'"):
             read()
+
+
+def test_an_exported_ground_truth_keeps_where_its_names_are_relative_to(tmp_path):
+    """gnd.csv names images relative to the folder ('jpg/a.jpg', 'queries/q.jpg'): the exported pickle read them
+    under jpg/ again ('jpg/jpg/a.jpg'; helper-99's trial). A revisitop-layout ground truth is exported as before."""
+    import pickle  # noqa: PLC0415
+
+    from retrieval.data.gnd import load_ground_truth  # noqa: PLC0415
+    from retrieval.stages.export import release_ground_truth  # noqa: PLC0415
+
+    entry = {"easy": [0], "hard": [], "junk": [1], "bbx": [1.0, 2.0, 30.0, 40.0]}
+    csv_form = {"imlist": ["jpg/a.jpg", "jpg/b.jpg"], "qimlist": ["queries/q.jpg"], "gnd": [entry], "image_dir": ""}
+    for given, image_dir in ((csv_form, ""), ({**csv_form, "imlist": ["a", "b"], "image_dir": "jpg"}, "jpg")):
+        given = {k: v for k, v in given.items() if not (k == "image_dir" and v == "jpg")}  # gnd.json omits the default
+        (tmp_path / "gnd_x.pkl").write_bytes(pickle.dumps(release_ground_truth(given), protocol=4))
+        gt = load_ground_truth(tmp_path / "gnd_x.pkl")
+        assert gt.image_dir == image_dir and gt.imlist == given["imlist"] and gt.qimlist == ["queries/q.jpg"]
+        assert gt.gnd[0]["easy"] == [0] and gt.gnd[0]["junk"] == [1] and gt.gnd[0]["bbx"] == [1.0, 2.0, 30.0, 40.0]
+    assert "image_dir" not in release_ground_truth({"imlist": [], "qimlist": [], "gnd": []})  # revisitop's own keys

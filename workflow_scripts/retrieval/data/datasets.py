@@ -555,7 +555,7 @@ def _walk(base: Path) -> Iterator[tuple[Path, list[Path]]]:
 
 
 # files a dataset folder holds besides its images: not worth a warning when a scan leaves them out
-_DATASET_FILE_SUFFIXES = (".csv", ".txt", ".json", ".pkl", ".mat", ".md", ".yaml", ".yml", ".h5")
+_DATASET_FILE_SUFFIXES = (".csv", ".txt", ".json", ".pkl", ".mat", ".md", ".yaml", ".yml", ".h5", ".hdf5")
 
 
 def _warn_left_out(folder: Path, what: str, names: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +15,28 @@ from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
 
 log = logging.getLogger(__name__)
+
+
+def release_ground_truth(gnd: dict[str, Any]) -> dict[str, Any]:
+    """revisitop's pickled dict (``gnd_{dataset}.pkl``) from a ``gnd.json``-form dict: ``imlist``, ``qimlist`` and
+    ``gnd`` entries of int64 arrays ``easy`` / ``hard`` / ``junk`` and a float64 ``bbx`` (or None), what AMES's code
+    reads; and ``image_dir`` where names are not relative to ``jpg/`` (gnd.csv's ``jpg/a.jpg``, ``queries/q.jpg``,
+    relative to the folder: without it the import read them under ``jpg/`` again, ``jpg/jpg/a.jpg``, and every
+    thumbnail of the report was crossed out, a new user's trial)."""
+    raw: dict[str, Any] = {
+        "imlist": gnd["imlist"],
+        "qimlist": gnd["qimlist"],
+        "gnd": [
+            {
+                **{k: np.asarray(g[k], np.int64) for k in ("easy", "hard", "junk")},
+                "bbx": None if g.get("bbx") is None else np.asarray(g["bbx"], np.float64),
+            }
+            for g in gnd["gnd"]
+        ],
+    }
+    if gnd.get("image_dir", "jpg") != "jpg":
+        raw["image_dir"] = gnd["image_dir"]
+    return raw
 
 
 def export_ames(
@@ -60,17 +83,7 @@ def export_ames(
     files[f"nn_{desc}.pkl"] = {"shape": [2, *ids.shape], "full_ranking": bool(ids.shape[1] == len(lists["db"]))}
     gnd = read_json(gnd_path)
     if gnd is not None:
-        raw = {
-            "imlist": gnd["imlist"],
-            "qimlist": gnd["qimlist"],
-            "gnd": [
-                {
-                    **{k: np.asarray(g[k], np.int64) for k in ("easy", "hard", "junk")},
-                    "bbx": None if g.get("bbx") is None else np.asarray(g["bbx"], np.float64),
-                }
-                for g in gnd["gnd"]
-            ],
-        }
+        raw = release_ground_truth(gnd)
         with atomic_path(out / f"gnd_{dataset}.pkl") as tmp, open(tmp, "wb") as fh:
             pickle.dump(raw, fh, protocol=4)
         files[f"gnd_{dataset}.pkl"] = {"queries": len(raw["gnd"])}
