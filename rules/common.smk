@@ -184,7 +184,18 @@ def ames_release_input(wildcards):
     cfg = config["extract"]["ames_import"]
     if not cfg["dir"]:
         raise WorkflowError("extract.backbone: ames_import needs extract.ames_import.dir")
-    return [str(release_file(cfg["dir"], PLAN.canonical(wildcards.dataset), cfg["desc"], wildcards.side))]
+    path = release_file(cfg["dir"], PLAN.canonical(wildcards.dataset), cfg["desc"], wildcards.side)
+    if not path.is_file():
+        # Snakemake's MissingInputException named the file only, not the key that chose it (helper-99's trial)
+        others = (
+            sorted({p.name.split("_")[0] for p in path.parent.glob("*_local.hdf5")}) if path.parent.is_dir() else []
+        )
+        raise WorkflowError(
+            f"extract.ames_import: {path} not found (desc: {cfg['desc']}, dir: {cfg['dir']})"
+            + (f"; the folder holds the descriptors {others}: set extract.ames_import.desc" if others else "")
+            + ("" if path.parent.is_dir() else f"; the folder {path.parent} does not exist")
+        )
+    return [str(path)]
 
 
 def shared_db_chunks(wildcards):

@@ -628,3 +628,18 @@ def test_an_empty_image_path_in_gnd_csv_names_its_column(tmp_path):
     (root / "query_boxes.csv").write_text("query,x1,y1,x2,y2\njpg/q.jpg,1,1,20,20\n ,1,1,20,20\n")
     with pytest.raises(ValueError, match=r"query_boxes\.csv:3: empty image path in column 'query'$"):
         build_image_lists(root, "photos")
+
+
+def test_a_list_written_on_windows_reads_its_backslashes_as_separators(tmp_path):
+    """jpg\\barn_01.jpg in image_list.txt was "not found" with no hint, where gnd.csv and query_boxes.csv read the
+    same path (helper-99's trial)."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["barn_01", "barn_02", "q"], [])
+    (root / "image_list.txt").write_text("jpg\\barn_01.jpg\r\n.\\jpg\\barn_02.jpg\r\n")
+    (root / "query_list.txt").write_text("jpg\\q.jpg\n")
+    lists, _ = build_image_lists(root, "photos")
+    assert [e["name"] for e in lists["db"]] == ["jpg/barn_01.jpg", "jpg/barn_02.jpg"]
+    assert [e["name"] for e in lists["query"]] == ["jpg/q.jpg"]
+    (root / "image_list.txt").write_text("jpg\\barn_01.jpg\njpg/barn_01.jpg\n")  # one image, two spellings
+    with pytest.raises(ValueError, match=r"image_list\.txt:2: 'jpg/barn_01\.jpg' is already listed on line 1"):
+        build_image_lists(root, "photos")

@@ -401,3 +401,22 @@ def test_compare_table_uses_the_dataset_metric_set():
     r["n_evaluated_queries"] = {"E": 2, "M": 2, "H": 0}
     md = render_markdown("instre", compare_rows({"global": r}, None))
     assert "\n2 queries (the means score fewer: H 0), 9 database images." in md
+
+
+def test_a_truncated_shortlist_names_its_own_file_and_the_way_out(tmp_path):
+    """An imported nn_*.pkl of K < the database was refused naming the knn file and the knn settings, which do not
+    apply to an import (helper-99's trial); a searched shortlist still names knn.k."""
+    root = _gldv2(tmp_path / "gldv2")
+    lists, gt = build_image_lists(root, "gldv2")
+    write_json(tmp_path / "lists.json", lists)
+    write_json(tmp_path / "gnd.json", {**gt.to_json(), "protocol": "revisitop"})
+    ids = np.array([[3, 0], [4, 2], [2, 3]])
+    ctx = evaluation_context(tmp_path, "g", dataset="x", csv_top=3, preset="tiny", ks=[1], baseline_json=None)
+    write_neighbours(tmp_path / "knn.h5", ids, np.ones(ids.shape, np.float32), n_db=5)
+    with pytest.raises(ValueError, match=r"knn\.h5: rankings hold 2 of 5 images; .*\(set knn\.k: 0"):
+        evaluate_global(ctx, tmp_path / "knn.h5", {})
+    write_neighbours(
+        tmp_path / "knn.h5", ids, np.ones(ids.shape, np.float32), n_db=5, search="imported", source="/r/nn_sift.pkl"
+    )
+    with pytest.raises(ValueError, match=r"^/r/nn_sift\.pkl \(imported as .*knn\.h5\): rankings hold 2 of 5 .*K = the"):
+        evaluate_global(ctx, tmp_path / "knn.h5", {})

@@ -41,3 +41,34 @@ def test_bad_files_name_themselves(tmp_path):
     savemat(tmp_path / "db_only.mat", {"X": np.zeros((3, 2))})
     with pytest.raises(KeyError, match="'Q'"):
         read_import(tmp_path / "db_only.mat", "query")
+
+
+def test_files_that_are_not_numeric_arrays_are_named_and_a_transposed_one_is_hinted(tmp_path):
+    """numpy's "Object arrays cannot be loaded when allow_pickle=False" and "...load it unsafely" named no file; a
+    (D, N) array was said as D descriptors; an imported query of another dimension failed in knn's matmul naming
+    nothing (helper-99's trial)."""
+    from retrieval.runtime import write_json  # noqa: PLC0415
+    from retrieval.stages.imports import import_global_stage  # noqa: PLC0415
+    from retrieval.stages.knn import nearest_neighbours  # noqa: PLC0415
+    from retrieval.stores.global_store import write_global  # noqa: PLC0415
+
+    np.save(tmp_path / "objects.npy", np.array([np.zeros(2), np.zeros(3)], dtype=object), allow_pickle=True)
+    (tmp_path / "text.npy").write_text("not an array\n")
+    for name in ("objects.npy", "text.npy"):
+        with pytest.raises(ValueError, match=rf"{name}: not a numeric \.npy array .*np\.save") as e:
+            read_import(tmp_path / name, "db")
+        assert "unsafely" not in str(e.value)
+    np.save(tmp_path / "words.npy", np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match=r"words\.npy: descriptors must be numbers, got an array of <U1"):
+        read_import(tmp_path / "words.npy", "db")
+    lists = tmp_path / "lists.json"
+    write_json(lists, {"db": [{"name": f"{i}.jpg"} for i in range(3)], "query": []})
+    np.save(tmp_path / "turned.npy", np.ones((8, 3), np.float32))  # (D, N)
+    with pytest.raises(ValueError, match=r"turned\.npy: 8 db descriptors but .* 3 images; the array is 8 x 3: trans"):
+        import_global_stage(tmp_path / "turned.npy", lists, "db", tmp_path / "db.h5", "v")
+    write_global(tmp_path / "db.h5", np.eye(3, 4, dtype=np.float32))
+    write_global(tmp_path / "query.h5", np.eye(2, 5, dtype=np.float32))
+    with pytest.raises(
+        ValueError, match=r"db\.h5: database descriptors of dimension 4, queries \(.*query\.h5\) of dim"
+    ):
+        nearest_neighbours(tmp_path / "query.h5", tmp_path / "db.h5", tmp_path / "knn.h5", 0, "v")

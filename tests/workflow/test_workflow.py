@@ -677,6 +677,17 @@ def test_export_in_the_ames_layout_reads_back_to_identical_results(tiny_ames, tm
     )
     proc = snakemake(wd, *targets, "--configfile", str(TINY), str(fixed), str(cfg))
     assert "rule train_ames" not in proc.stdout and "rule knn:" not in proc.stdout
+    # another desc than the folder's files: the key is named, with what the folder holds (it was Snakemake's
+    # MissingInputException naming the file only: helper-99's trial)
+    other = tmp_path / "other_desc.yaml"
+    other.write_text(yaml.safe_dump({"extract": {"ames_import": {"desc": "dinov2"}}}))
+    proc = snakemake(
+        wd, "-n", "-F", targets[1], "--configfile", str(TINY), str(fixed), str(cfg), str(other), check=False
+    )
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "MissingInputException" not in said, said[-2000:]
+    assert re.search(r"extract\.ames_import: \S*dinov2_(gallery|query)_local\.hdf5 not found \(desc: dinov2", said)
+    assert "the folder holds the descriptors ['sift']: set extract.ames_import.desc" in said
     for t in targets:
         got = load_json(wd / t)
         assert got["metrics"] == want[t]["metrics"], t

@@ -426,6 +426,13 @@ def _read_list(path: Path, root: Path, check_present: bool = False) -> list[Path
     return [p for p, _ in _read_list_lines(path, root, check_present)]
 
 
+def _list_name(name: str) -> str:
+    """A list file's path as read: a relative one's backslashes are separators (``jpg\\a.jpg``, a list written on
+    Windows), as in ``gnd.csv`` and ``query_boxes.csv`` (a new user's trial: the same three files behaved
+    differently)."""
+    return name if os.path.isabs(name) else name.replace("\\", "/")
+
+
 def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> list[tuple[Path, int]]:
     """:func:`_read_list` with each image's line number (1-based)."""
     out: list[tuple[Path, int]] = []
@@ -438,7 +445,11 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
     def named_here() -> set[str]:
         nonlocal listed
         if listed is None:
-            names = (ln.strip().split(",")[0].strip() for ln in lines if ln.strip() and not ln.strip().startswith("#"))
+            names = (
+                _list_name(ln.strip().split(",")[0].strip())
+                for ln in lines
+                if ln.strip() and not ln.strip().startswith("#")
+            )
             listed = {os.path.normpath(n if os.path.isabs(n) else root / on_disk(n)) for n in names}
         return listed
 
@@ -451,6 +462,7 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
             if ln.startswith("#"):
                 check_comment(root, name, f"{path}:{i}")
                 continue
+            name = _list_name(name)
             p = Path(name) if os.path.isabs(name) else root / on_disk(name)
             key = os.path.normpath(p)
             if key in first:
@@ -600,7 +612,7 @@ def _named_in_query_files(root: Path) -> set[str]:
     names = set()
     for f in (f.strip() for f in fields):
         if f:
-            rel = os.path.relpath(f, root) if os.path.isabs(f) else f
+            rel = os.path.relpath(f, root) if os.path.isabs(f) else _list_name(f)
             names.add(unicodedata.normalize("NFC", posixpath.normpath(rel.replace(os.sep, "/"))))
     return names
 

@@ -30,17 +30,24 @@ def evaluate_global(ctx: EvaluationContext, knn_path: str | Path, provenance: di
     be computed from a shortlist shorter than the database."""
 
     t0 = time.time()
-    ids, sims, _ = read_neighbours(knn_path)
+    ids, sims, attrs = read_neighbours(knn_path)
     lists = read_json(ctx.lists_path)
     gnd = read_json(ctx.gnd_path)
     n_db = len(lists["db"])
     if ids.shape[0] != len(lists["query"]):
         raise ValueError(f"{knn_path}: {ids.shape[0]} rows but {len(lists['query'])} queries in {ctx.lists_path}")
     if needs_full_ranking(gnd) and ids.shape[1] != n_db:
+        # an imported shortlist: its file is the cause, and the knn settings do not apply (helper-99's trial)
+        imported = attrs.get("search") == "imported"
         raise ValueError(
-            f"{knn_path}: rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full "
-            "ranking (set knn.k: 0 and knn.search: exact); a truncated shortlist is never scored as if "
-            "the missing images ranked last"
+            (f"{attrs.get('source')} (imported as {knn_path})" if imported else f"{knn_path}")
+            + f": rankings hold {ids.shape[1]} of {n_db} images; revisitop mAP needs the full ranking ("
+            + (
+                "export the shortlist with every database image, K = the database size"
+                if imported
+                else "set knn.k: 0 and knn.search: exact"
+            )
+            + "); a truncated shortlist is never scored as if the missing images ranked last"
         )
     ids, sims, flags = without_features(knn_path, lists, ids, sims)
     write_ranking(ctx.out_ranking, ids, n_db)

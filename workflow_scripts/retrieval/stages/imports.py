@@ -16,5 +16,7 @@ def import_global_stage(
     x = read_import(src, split)
     n = len(read_json(lists_path)[split])
     if len(x) != n:
-        raise ValueError(f"{src}: {len(x)} {split} descriptors but the image list {lists_path} has {n} images")
+        # a (D, N) array read as D descriptors (helper-99's trial): rows must be images
+        turned = f"; the array is {x.shape[0]} x {x.shape[1]}: transposed? one row per image" if x.shape[1] == n else ""
+        raise ValueError(f"{src}: {len(x)} {split} descriptors but the image list {lists_path} has {n} images{turned}")
     write_global(out_path, x, method="imported", source=str(src), version=version)

@@ -15,7 +15,7 @@ from retrieval.runtime import read_json
 from retrieval.search.exact import stream_topk
 from retrieval.search.ivfpq import ivfpq_search, plan_ivfpq
 from retrieval.stores.ames_release import read_nn
-from retrieval.stores.global_store import BlockReader, open_global, read_global, write_neighbours
+from retrieval.stores.global_store import BlockReader, check_dim, open_global, read_global, write_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ def nearest_neighbours(
     q_none = featureless_rows(q) if len(q) else np.zeros(0, bool)
     with open_global(db_path) as f:
         d = f["descriptors"]
+        if len(q):  # numpy's "matmul: ... size 1024 is different from 512" named neither file (helper-99's trial)
+            check_dim(db_path, d.shape[1], q.shape[1], query_path)
         n_db = d.shape[0]
         k_eff = n_db if k == 0 else min(k, n_db)
         if 0 < n_db <= k and k_key:

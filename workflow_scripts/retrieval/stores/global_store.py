@@ -122,10 +122,12 @@ class BlockReader:
         return x
 
 
-def check_dim(path: str | Path, file_dim: int, query_dim: int) -> None:
-    """ValueError naming the database file when the queries' dimension differs from its descriptors'."""
+def check_dim(path: str | Path, file_dim: int, query_dim: int, query_path: str | Path | None = None) -> None:
+    """ValueError naming the database file (and ``query_path``, when given) when the queries' dimension differs from
+    its descriptors'."""
     if file_dim != query_dim:
-        raise ValueError(f"{path}: database descriptors of dimension {file_dim}, queries of dimension {query_dim}")
+        of = f" ({query_path})" if query_path is not None else ""
+        raise ValueError(f"{path}: database descriptors of dimension {file_dim}, queries{of} of dimension {query_dim}")
 
 
 def global_shape(path: str | Path) -> tuple[int, int]:

@@ -41,7 +41,13 @@ def read_import(path: str | Path, split: str) -> np.ndarray:
     naming it for another suffix, an array that is not 2-D, or NaN / infinite values."""
     path = Path(path)
     if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:  # numpy's words name no file, and one of them suggests an unsafe load
+            raise ValueError(
+                f"{path}: not a numeric .npy array (it holds Python objects, or is not a .npy file: {e.__class__.__name__});"
+                " save a 2-D float array, np.save(path, np.asarray(x, np.float32))"
+            ) from None
     elif path.suffix in (".h5", ".hdf5"):
         with h5py.File(path, "r") as f:
             name = next((n for n in ("descriptors", "global", "features") if n in f), None)
@@ -71,7 +77,10 @@ def read_import(path: str | Path, split: str) -> np.ndarray:
 
 
 def _check(x: np.ndarray, path: Path) -> np.ndarray:
-    x = np.asarray(x, np.float32)
+    try:
+        x = np.asarray(x, np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: descriptors must be numbers, got an array of {np.asarray(x).dtype}") from None
     if x.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D array of descriptors, got shape {x.shape}")
     if not np.isfinite(x).all():
