@@ -294,12 +294,17 @@ smk = SimpleNamespace(
     wildcards=Wildcards(fromdict={{"ver": "0123abcd"}}),
 )
 write_rule_manifest(smk, "evaluate")
+smk.params = Params(fromdict={{"check": None}})  # an import rule: no preset param; the configuration's
+smk.config = {{"preset": "tiny"}}
+smk.output = OutputFiles(fromdict={{"out": {str(tmp_path / "out.txt")!r}, "manifest": {str(tmp_path / "i.json")!r}}})
+write_rule_manifest(smk, "import_global")
 """
     root = Path(__file__).parents[2] / "workflow_scripts"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(root), env={**os.environ, "PYTHONPATH": str(root)})
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["timing"]["seconds"] >= 1.5 and m["threads"] == 1 and m["version"] == "0123abcd"
-    assert list(m["outputs"]) == [str(tmp_path / "out.txt")]
+    assert list(m["outputs"]) == [str(tmp_path / "out.txt")] and m["preset"] == "cpu"
+    assert json.loads((tmp_path / "i.json").read_text())["preset"] == "tiny"  # it said null (helper-99's trial)
     made = Manifest("x", "v1", {})  # made before the work, as the stages do: timed from its creation
     made.write(tmp_path / "n.json")
     assert json.loads((tmp_path / "n.json").read_text())["timing"]["seconds"] < 1.0

@@ -511,10 +511,13 @@ def setup_logging(log_path: str | os.PathLike | None) -> None:
 def write_rule_manifest(smk: Any, stage: str) -> None:
     """Write ``smk.output.manifest`` for a rule from its Snakemake object, once its work is done: params as
     configuration, every input with its version (the 8-hex directory in its path) and SHA-1, every other output with
-    its checksum, its timing from the job's start (:data:`PROCESS_STARTED`)."""
+    its checksum, its timing from the job's start (:data:`PROCESS_STARTED`); the preset from the params, else from the
+    configuration (the import rules have no preset param, and their manifests said null: a new user's trial; a new
+    param would have re-run every existing import)."""
 
     params = {k: v for k, v in smk.params.items()}
-    m = Manifest(stage, smk.wildcards.get("ver"), params, params.get("preset"), started=PROCESS_STARTED)
+    preset = params.get("preset", (getattr(smk, "config", None) or {}).get("preset"))
+    m = Manifest(stage, smk.wildcards.get("ver"), params, preset, started=PROCESS_STARTED)
     for name, path in smk.input.items():
         for i, p in enumerate([path] if isinstance(path, str) else list(path)):
             found = re.search(r"/([0-9a-f]{8})/", str(p))
