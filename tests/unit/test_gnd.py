@@ -213,3 +213,12 @@ def test_a_hand_written_gnd_json_is_read_as_a_user_saves_it_and_its_traps_are_na
     with caplog.at_level("WARNING"):
         load_ground_truth(p)
     assert "also database images" not in caplog.text
+
+
+def test_a_torch_archive_given_as_ground_truth_is_named_as_one(tmp_path):
+    """torch.save's zip archive was refused as "A load persistent id instruction was encountered ..." (helper-99)."""
+    import torch  # noqa: PLC0415
+
+    torch.save({"imlist": ["a"], "qimlist": [], "gnd": []}, tmp_path / "gnd_x.pkl")
+    with pytest.raises(ValueError, match=r"gnd_x\.pkl: a torch\.save archive, not a pickle: save the ground truth wi"):
+        load_ground_truth(tmp_path / "gnd_x.pkl")

@@ -72,3 +72,19 @@ def test_files_that_are_not_numeric_arrays_are_named_and_a_transposed_one_is_hin
         ValueError, match=r"db\.h5: database descriptors of dimension 4, queries \(.*query\.h5\) of dim"
     ):
         nearest_neighbours(tmp_path / "query.h5", tmp_path / "db.h5", tmp_path / "knn.h5", 0, "v")
+
+
+def test_a_file_shadowed_by_another_is_named_once(tmp_path, caplog):
+    """db.npy beside db.h5: the .npy was read without a word (helper-99's trial)."""
+    d = tmp_path / "ds"
+    d.mkdir()
+    np.save(d / "db.npy", np.eye(2, dtype=np.float32))
+    with caplog.at_level("WARNING"):
+        assert find_import(tmp_path, "ds", "db") == d / "db.npy"
+    assert caplog.text == ""
+    with h5py.File(d / "db.h5", "w") as f:
+        f["descriptors"] = np.eye(2, dtype=np.float32)
+    with caplog.at_level("WARNING"):
+        for _ in range(3):  # the plan asks once per job
+            assert find_import(tmp_path, "ds", "db") == d / "db.npy"
+    assert caplog.text.count(f"{d / 'db.npy'} is read; {d / 'db.h5'} ignored") == 1

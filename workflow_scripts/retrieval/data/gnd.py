@@ -71,6 +71,12 @@ def restricted_pickle_load(path: str | Path) -> Any:
         except UnsafePickleError:
             raise
         except Exception as e:  # truncated or garbled file: name it
+            f.seek(0)
+            if f.read(2) == b"PK":  # torch.save's zip archive: unpickling says "A load persistent id instruction ..."
+                raise ValueError(
+                    f"{path}: a torch.save archive, not a pickle: save the ground truth with pickle.dump (revisitop's "
+                    "dict of lists and numpy arrays)"
+                ) from None
             raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
 
 

@@ -12,6 +12,7 @@ Rows are L2-normalised on import (the shortlist is an inner-product search); the
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import h5py
@@ -19,14 +20,25 @@ import numpy as np
 
 SUFFIXES = (".npy", ".h5", ".hdf5")
 
+log = logging.getLogger(__name__)
+_WARNED: set[Path] = set()
+
 
 def find_import(import_dir: str | Path, dataset: str, split: str) -> Path:
     """The file holding ``split`` of ``dataset`` under ``import_dir``; a clear error lists what was looked for."""
     d = Path(import_dir) / dataset
     tried = [d / f"{split}{s}" for s in SUFFIXES] + [d / f"{dataset}.mat"]
-    for p in tried:
-        if p.is_file():
-            return p
+    found = [p for p in tried if p.is_file()]
+    if found:
+        if len(found) > 1 and found[0] not in _WARNED:  # used without a word (a user's trial: db.npy beside db.h5)
+            _WARNED.add(found[0])  # the plan asks once per job: said once per process
+            log.warning(
+                "%s is read; %s ignored (the order: %s)",
+                found[0],
+                ", ".join(map(str, found[1:])),
+                " ".join(SUFFIXES + (".mat",)),
+            )
+        return found[0]
     raise FileNotFoundError(
         f"shortlist.source import: no global descriptors for {dataset} {split}; looked for "
         + ", ".join(str(p) for p in tried)
