@@ -187,9 +187,8 @@ def ames_release_input(wildcards):
     path = release_file(cfg["dir"], PLAN.canonical(wildcards.dataset), cfg["desc"], wildcards.side)
     if not path.is_file():
         # Snakemake's MissingInputException named the file only, not the key that chose it (helper-99's trial)
-        others = (
-            sorted({p.name.split("_")[0] for p in path.parent.glob("*_local.hdf5")}) if path.parent.is_dir() else []
-        )
+        tail = path.name[len(cfg["desc"]) :]  # _gallery_local.hdf5 or _query_local.hdf5: this side's files
+        others = sorted(p.name[: -len(tail)] for p in path.parent.glob(f"*{tail}")) if path.parent.is_dir() else []
         raise WorkflowError(
             f"extract.ames_import: {path} not found (desc: {cfg['desc']}, dir: {cfg['dir']})"
             + (f"; the folder holds the descriptors {others}: set extract.ames_import.desc" if others else "")

@@ -640,6 +640,10 @@ def test_a_list_written_on_windows_reads_its_backslashes_as_separators(tmp_path)
     lists, _ = build_image_lists(root, "photos")
     assert [e["name"] for e in lists["db"]] == ["jpg/barn_01.jpg", "jpg/barn_02.jpg"]
     assert [e["name"] for e in lists["query"]] == ["jpg/q.jpg"]
+    # a file whose name holds a backslash (legal here) is read as named
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(root / "jpg" / "odd\\name.jpg")
+    (root / "image_list.txt").write_text("jpg/odd\\name.jpg\n")
+    assert [e["name"] for e in build_image_lists(root, "photos")[0]["db"]] == ["jpg/odd\\name.jpg"]
     (root / "image_list.txt").write_text("jpg\\barn_01.jpg\njpg/barn_01.jpg\n")  # one image, two spellings
     with pytest.raises(ValueError, match=r"image_list\.txt:2: 'jpg/barn_01\.jpg' is already listed on line 1"):
         build_image_lists(root, "photos")

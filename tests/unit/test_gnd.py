@@ -222,3 +222,13 @@ def test_a_torch_archive_given_as_ground_truth_is_named_as_one(tmp_path):
     torch.save({"imlist": ["a"], "qimlist": [], "gnd": []}, tmp_path / "gnd_x.pkl")
     with pytest.raises(ValueError, match=r"gnd_x\.pkl: a torch\.save archive, not a pickle: save the ground truth wi"):
         load_ground_truth(tmp_path / "gnd_x.pkl")
+
+
+def test_a_fractional_numpy_scalar_in_a_pickle_is_refused(tmp_path):
+    """np.float32(2.5) is not a Python float: its fraction was cut to index 2 (helper-100's review)."""
+    raw = _with({"easy": [np.float32(2.5)]})
+    (tmp_path / "gnd_x.pkl").write_bytes(pickle.dumps(raw))
+    with pytest.raises(
+        ValueError, match=r"\[.easy.\]: expected a list of integer indices; \[np\.float32\(2\.5\)\] are not whole"
+    ):
+        load_ground_truth(tmp_path / "gnd_x.pkl")

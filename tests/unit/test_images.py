@@ -720,6 +720,7 @@ def test_the_featureless_warning_names_a_folder_without_queries_by_its_name_alon
     """A collection or a folder of photos to search has all its images on the db side: "(db)" misled (a user's trial)."""
     with_gnd = {"dataset": "demo", "db": [{"name": "a"}], "query": [{"name": "q"}]}
     folder = {"dataset": "newq", "db": [{"name": "a"}], "query": []}
-    assert _store_name(with_gnd, "db") == "demo (db)" and _store_name(with_gnd, "query") == "demo (query)"
+    assert _store_name(with_gnd, "db") == "demo" and _store_name(with_gnd, "query") == "demo (query)"
     assert _store_name(folder, "db") == "newq"
+    assert _store_name({"dataset": "mine", "db": []}, "db") == "mine"  # db.json: whether it has queries is not said
     assert _store_name({"db": []}, "db") == "db"

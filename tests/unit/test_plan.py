@@ -912,3 +912,8 @@ def test_a_folder_named_like_a_distractor_target_is_said_not_to_be_read(tmp_path
     with pytest.raises(PlanError) as missing:
         plan.folder_source("y")
     assert "+1m" not in str(missing.value)
+    # a name close enough to be offered by "did you mean" is not offered as well as said to be renamed (helper-100)
+    (tmp_path / "mydata+1m" / "jpg").mkdir(parents=True)
+    with pytest.raises(PlanError) as e:
+        plan.folder_source("mydata")
+    assert "did you mean" not in str(e.value) and "'mydata+1m' is read as 'mydata' with" in str(e.value)

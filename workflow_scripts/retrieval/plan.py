@@ -737,7 +737,8 @@ class Plan:
         if not os.path.isdir(d):
             known = [n for n in (*DEMO_SPLITS, *DOWNLOADABLE, *GLDV2_DOWNLOADABLE) if n != ds]
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
-            near = [] if moved else difflib.get_close_matches(ds, folders + known, n=2)
+            plus_folder = not moved and os.path.isdir(os.path.join(root, ds + PLUS))  # said below, not offered
+            near = [] if moved else difflib.get_close_matches(ds, [f for f in folders if f != ds + PLUS] + known, n=2)
             role = {self.canonical(self.train): "training_split", self.canonical(self.val): "ames.validation_split"}
             if self.config["ssp"]["anchors"]["split"]:
                 role.setdefault(self.canonical(self.config["ssp"]["anchors"]["split"]), "ssp.anchors.split")
@@ -764,7 +765,7 @@ class Plan:
                 + (
                     f"; '{ds}{PLUS}' is read as '{ds}' with the {DISTRACTORS} distractors appended, so the folder "
                     f"{os.path.join(root, ds + PLUS)} is not read: rename it without '{PLUS}'"
-                    if not moved and os.path.isdir(os.path.join(root, ds + PLUS))
+                    if plus_folder
                     else ""
                 )
             )

@@ -426,11 +426,13 @@ def _read_list(path: Path, root: Path, check_present: bool = False) -> list[Path
     return [p for p, _ in _read_list_lines(path, root, check_present)]
 
 
-def _list_name(name: str) -> str:
+def _list_name(name: str, root: Path | None = None) -> str:
     """A list file's path as read: a relative one's backslashes are separators (``jpg\\a.jpg``, a list written on
     Windows), as in ``gnd.csv`` and ``query_boxes.csv`` (a new user's trial: the same three files behaved
-    differently)."""
-    return name if os.path.isabs(name) else name.replace("\\", "/")
+    differently), unless a file of that very name is under ``root`` (a backslash is a legal character there)."""
+    if os.path.isabs(name) or "\\" not in name or (root is not None and (root / name).exists()):
+        return name
+    return name.replace("\\", "/")
 
 
 def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> list[tuple[Path, int]]:
@@ -446,7 +448,7 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
         nonlocal listed
         if listed is None:
             names = (
-                _list_name(ln.strip().split(",")[0].strip())
+                _list_name(ln.strip().split(",")[0].strip(), root)
                 for ln in lines
                 if ln.strip() and not ln.strip().startswith("#")
             )
@@ -462,7 +464,7 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
             if ln.startswith("#"):
                 check_comment(root, name, f"{path}:{i}")
                 continue
-            name = _list_name(name)
+            name = _list_name(name, root)
             p = Path(name) if os.path.isabs(name) else root / on_disk(name)
             key = os.path.normpath(p)
             if key in first:
@@ -612,7 +614,7 @@ def _named_in_query_files(root: Path) -> set[str]:
     names = set()
     for f in (f.strip() for f in fields):
         if f:
-            rel = os.path.relpath(f, root) if os.path.isabs(f) else _list_name(f)
+            rel = os.path.relpath(f, root) if os.path.isabs(f) else _list_name(f, root)
             names.add(unicodedata.normalize("NFC", posixpath.normpath(rel.replace(os.sep, "/"))))
     return names
 
@@ -661,20 +663,32 @@ def _check_present(
         raise FileNotFoundError(f"{len(missing)} {what} image(s) listed{where} but not found: {shown}{more}")
 
 
+def _held_by(paths: list[Path]) -> Callable[[Path], set[str]]:
+    """``paths`` (``os.path.normpath``) as :func:`_check_present`'s ``listed``: the set is made on the first call only,
+    when an image is missing (a million-image list costs nothing when all are there)."""
+    held: list[set[str]] = []
+
+    def listed(_: Path) -> set[str]:
+        if not held:
+            held.append({os.path.normpath(p) for p in paths})
+        return held[0]
+
+    return listed
+
+
 def _query_hint_excludes(
     q_paths: list[Path], db: list[dict[str, Any]], gt: GroundTruth | None
 ) -> Callable[[Path], set[str]]:
     """What a missing query's "did you mean" never offers: the other queries, and the query's own positives (easy
     and hard; a query may be a database image, but not its own positive)."""
-    queries = {os.path.normpath(p) for p in q_paths}
-    index = {os.path.normpath(p): i for i, p in enumerate(q_paths)}
+    queries = _held_by(q_paths)
 
     def excluded(path: Path) -> set[str]:
-        i = index.get(os.path.normpath(path))
+        i = next((k for k, p in enumerate(q_paths) if os.path.normpath(p) == os.path.normpath(path)), None)
         if gt is None or i is None or i >= len(gt.gnd):
-            return queries
+            return queries(path)
         own = [int(j) for k in ("easy", "hard") for j in gt.gnd[i].get(k, [])]
-        return queries | {os.path.normpath(db[j]["path"]) for j in own if 0 <= j < len(db)}
+        return queries(path) | {os.path.normpath(db[j]["path"]) for j in own if 0 <= j < len(db)}
 
     return excluded
 
@@ -799,12 +813,11 @@ def build_image_lists(
             if not db_paths:
                 raise ValueError(f"{root / DISTRACTOR_LIST}: names no images")
         if on_bad_image == "error":
-            in_db = {os.path.normpath(p) for p in db_paths + q_paths}  # names the lists hold, never offered
             _check_present(
                 [p for p, n in zip(db_paths, db_names) if n not in release["db"]] if release else db_paths,
                 "database",
                 gpath or root / DISTRACTOR_LIST,
-                lambda p: in_db,
+                _held_by(db_paths + q_paths),  # names the lists hold, never offered
             )
         db = []
         for i, (n, p) in enumerate(zip(db_names, db_paths)):

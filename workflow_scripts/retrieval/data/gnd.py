@@ -144,7 +144,7 @@ def as_int_list(x: Any, where: str) -> list[int]:
         raise ValueError(f"{where}: expected a list of integer indices; {raw[:5]} are not all whole numbers") from e
     # int(2.5) is 2: a fractional index named another image without a word (a researcher's trial: 2.5 among the
     # positives moved sv's Medium mAP by 1.5); 2.0 is the index 2, as JSON or a float array may write it
-    fractional = [v for v, i in zip(raw, values) if isinstance(v, float) and v != i]
+    fractional = [v for v, i in zip(raw, values) if v != i]  # np.float32(2.5) too, which is not a Python float
     if fractional:
         raise ValueError(f"{where}: expected a list of integer indices; {fractional[:5]} are not whole numbers")
     return values

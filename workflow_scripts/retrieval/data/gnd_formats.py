@@ -654,8 +654,8 @@ def read_instre(path: str | Path) -> GroundTruth:
         bad = [v for v in ok if not 1 <= v <= n]
         if bad:
             raise ValueError(f"{where}: ok holds {bad[:5]} outside 1..{n} (1-based indices into imlist)")
-        twice = next((v for k, v in enumerate(ok) if v in ok[:k]), None)
-        if twice is not None:
+        twice = next((v for k, v in enumerate(ok) if v in ok[:k]), None) if len(set(ok)) < len(ok) else None
+        if twice is not None:  # said 1-based, as the file writes it (parse_ground_truth's would be 0-based)
             raise ValueError(f"{where}: ok lists {twice} ({imlist[twice - 1]!r}) twice; list each once")
         bbx = [float(v) for v in np.asarray(s["bbx"]).ravel()]
         if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):

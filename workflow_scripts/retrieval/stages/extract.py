@@ -212,15 +212,14 @@ def import_ames_chunk(
 
 
 def _store_name(lists: dict[str, Any], split: str) -> str:
-    """How the warnings name a store: ``{dataset} ({split})`` for a dataset with queries, the dataset's name alone for a
-    folder without them (a collection, or photos to search, whose images are all on the ``db`` side): a run that
-    indexed a collection and searched a folder of photos said "image(s) of db" for both, then "photos (db)" for the
-    searched folder (new users' trials)."""
+    """How the warnings name a store: the dataset's name for its database (a collection's, or the photos searched
+    against one), ``{dataset} (query)`` for its queries: a run that indexed a collection and searched a folder of
+    photos said "image(s) of db" for both, then "photos (db)" for the searched folder (new users' trials). A
+    database listed apart (``db.json``) does not say whether the dataset has queries, so the database side is
+    named the same way whatever it has."""
     if not lists.get("dataset"):
         return split
-    if split == "db" and not lists.get("query"):
-        return str(lists["dataset"])
-    return f"{lists['dataset']} ({split})"
+    return f"{lists['dataset']} (query)" if split == "query" else str(lists["dataset"])
 
 
 MAX_NAMED_WITHOUT_FEATURES = 1000  # the merge manifest names at most this many (a blank distractor set: a count)

@@ -67,7 +67,8 @@ def evaluate_superglobal_stage(
     k_applied = min(conf.k, max(applied - 1, 0))
     if k_applied < conf.k:
         log.warning(
-            "superglobal.k %d is at least the %d images re-ranked (superglobal.m): each is refined with the other %d",
+            "superglobal.k %d is at least the %d images re-ranked (superglobal.m, or the shortlist where it is shorter): "
+            "each is refined with the other %d",
             conf.k,
             applied,
             k_applied,
@@ -94,5 +95,5 @@ def evaluate_superglobal_stage(
         gnd,
         knn_path,
         timing=cost_timing(len(q), reads=t1 - t0 + db_reads, rerank=t2 - t1 - db_reads),
-        extra={"query_pool": conf.query_pool, "num_rerank_applied": applied, "k_applied": k_applied},
+        extra={"query_pool": conf.query_pool, "num_rerank_applied": applied, "k_applied": {"superglobal": k_applied}},
     )

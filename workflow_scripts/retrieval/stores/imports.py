@@ -55,7 +55,7 @@ def read_import(path: str | Path, split: str) -> np.ndarray:
     if path.suffix == ".npy":
         try:
             x = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:  # numpy's words name no file, and one of them suggests an unsafe load
+        except (ValueError, EOFError) as e:  # numpy's words name no file, and one of them suggests an unsafe load
             raise ValueError(
                 f"{path}: not a numeric .npy array (it holds Python objects, or is not a .npy file: {e.__class__.__name__});"
                 " save a 2-D float array, np.save(path, np.asarray(x, np.float32))"
