@@ -420,3 +420,18 @@ def test_a_truncated_shortlist_names_its_own_file_and_the_way_out(tmp_path):
     )
     with pytest.raises(ValueError, match=r"^/r/nn_sift\.pkl \(imported as .*knn\.h5\): rankings hold 2 of 5 .*K = the"):
         evaluate_global(ctx, tmp_path / "knn.h5", {})
+
+
+def test_every_bad_solution_line_is_named_in_one_run_and_usage_is_read_in_any_case(tmp_path):
+    """One bad line per run, and 'private' refused where gnd.csv reads 'Hard' (helper-99's trial)."""
+    bad = SOLUTION.replace("Ignored", "Secret").replace("f0e1d2c3b4a59687,Private", "eeeeeeeeeeeeeeee,Private", 1)
+    root = _gldv2(tmp_path / "bad", images=False, solution=bad)
+    with pytest.raises(ValueError) as e:
+        read_gldv2(root)
+    lines = str(e.value).splitlines()
+    assert lines[0].endswith("retrieval_solution_v2.1.csv: 2 bad lines (fix them all, then run again):")
+    assert "csv:3: Usage 'Secret'" in lines[1] and "csv:4: image id(s) ['eeeeeeeeeeeeeeee']" in lines[2]
+    root = _gldv2(
+        tmp_path / "cased", images=False, solution=SOLUTION.replace("Private", "private").replace("Public", "PUBLIC")
+    )
+    assert [g["usage"] for g in read_gldv2(root).gnd] == ["Public", "Private", "Private"]

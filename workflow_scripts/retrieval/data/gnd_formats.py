@@ -681,13 +681,16 @@ def _gldv2_ids(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (GLDv2 layout: index.csv, test.csv, {GLDV2_SOLUTION})")
     ids: dict[str, int] = {}
-    for line, row in _rows(path, ("id",), (), extra_columns=True):
-        i = row["id"]
-        if len(i) < 3 or not i.isalnum():
-            raise ValueError(f"{path}:{line}: id {i!r} is not an image id (letters and digits, at least 3)")
-        if i in ids:
-            raise ValueError(f"{path}:{line}: duplicate id {i!r} (first on line {ids[i]})")
-        ids[i] = line
+    problems = LineErrors(path)  # every bad line in one run (they came one per run: a new user's trial)
+    for line, row in _rows(path, ("id",), (), extra_columns=True, problems=problems):
+        with problems.row():
+            i = row["id"]
+            if len(i) < 3 or not i.isalnum():
+                raise ValueError(f"{path}:{line}: id {i!r} is not an image id (letters and digits, at least 3)")
+            if i in ids:
+                raise ValueError(f"{path}:{line}: duplicate id {i!r} (first on line {ids[i]})")
+            ids[i] = line
+    problems.raise_if_any()
     return list(ids)
 
 
@@ -714,22 +717,27 @@ def read_gldv2(root: str | Path, present_only: bool = False) -> GroundTruth:
         raise FileNotFoundError(f"{sol_path}: not found (the GLDv2 retrieval solution, from the dataset's page)")
     solution: dict[str, tuple[str, list[int]]] = {}
     first: dict[str, int] = {}
-    for line, row in _rows(sol_path, ("id", "images", "usage"), ()):
-        where = f"{sol_path}:{line}"
-        q, usage = row["id"], row["usage"]
-        if q not in test_set:
-            raise ValueError(f"{where}: id {q!r} is not in test.csv")
-        if q in solution:
-            raise ValueError(f"{where}: duplicate id {q!r} (first on line {first[q]})")
-        if usage not in GLDV2_USAGE:
-            raise ValueError(f"{where}: Usage {usage!r} is not one of {list(GLDV2_USAGE)}")
-        images = [] if row["images"] in ("", "None") else row["images"].split()
-        if usage != "Ignored" and not images:
-            raise ValueError(f"{where}: a {usage} query without relevant images")
-        unknown = [i for i in images if i not in index_pos]
-        if unknown:
-            raise ValueError(f"{where}: image id(s) {unknown[:3]} are not in index.csv")
-        solution[q], first[q] = (usage, [index_pos[i] for i in images]), line
+    usages = {u.lower(): u for u in GLDV2_USAGE}  # in any case, as gnd.csv reads its kinds ('private' was refused)
+    problems = LineErrors(sol_path)  # every bad line in one run
+    for line, row in _rows(sol_path, ("id", "images", "usage"), (), problems=problems):
+        with problems.row():
+            where = f"{sol_path}:{line}"
+            q, usage = row["id"], usages.get(row["usage"].lower(), row["usage"])
+            if q not in test_set:
+                raise ValueError(f"{where}: id {q!r} is not in test.csv")
+            if q in first:
+                raise ValueError(f"{where}: duplicate id {q!r} (first on line {first[q]})")
+            first[q] = line
+            if usage not in GLDV2_USAGE:
+                raise ValueError(f"{where}: Usage {usage!r} is not one of {list(GLDV2_USAGE)}")
+            images = [] if row["images"] in ("", "None") else row["images"].split()
+            if usage != "Ignored" and not images:
+                raise ValueError(f"{where}: a {usage} query without relevant images")
+            unknown = [i for i in images if i not in index_pos]
+            if unknown:
+                raise ValueError(f"{where}: image id(s) {unknown[:3]} are not in index.csv")
+            solution[q] = (usage, [index_pos[i] for i in images])
+    problems.raise_if_any()
     missing = [q for q in test if q not in solution]
     if missing:
         raise ValueError(f"{sol_path}: {len(missing)} test.csv id(s) have no row, e.g. {missing[:3]}")
