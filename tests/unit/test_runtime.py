@@ -193,32 +193,32 @@ def test_limit_threads_keeps_every_shapes_onednn_kernel():
     assert misses(ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024") > 2000  # a value the environment sets is kept
 
 
+def _failing_job(log: Path, statement: str) -> subprocess.CompletedProcess:
+    """A job's entry point in a fresh process: setup_logging(log), then ``statement``, which raises."""
+    code = f"from retrieval.runtime import setup_logging; setup_logging({str(log)!r}); {statement}"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2] / "workflow_scripts",
+        capture_output=True,
+        text=True,
+    )
+
+
 def test_an_exception_that_ends_a_job_is_written_to_its_log_file(tmp_path):
     """A job that failed before logging anything left an empty log, the file Snakemake's message points at (a new
     user's trial: a TypeError deep in evaluate_sv); the traceback now goes to the log as well as to stderr."""
     log = tmp_path / "logs" / "job.log"
-    code = f"from retrieval.runtime import setup_logging; setup_logging({str(log)!r}); int('five')"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[2] / "workflow_scripts",
-        capture_output=True,
-        text=True,
-    )
+    out = _failing_job(log, "int('five')")
     assert out.returncode == 1
     text = log.read_text()
     assert "the job failed:" in text and "Traceback" in text
     assert "ValueError: invalid literal for int() with base 10: 'five'" in text
-    # a refusal of input (ValueError, OSError) is said on stderr in its own words, with where its traceback is (a
-    # user's trial read ten lines of traceback above "FileNotFoundError: ... not found" as a crash)
+    # a ValueError or OSError (what the project raises for input it refuses) is said on stderr in its own words, with
+    # where its traceback is (a user's trial read ten lines of traceback above "FileNotFoundError: ... not found" as
+    # a crash)
     assert out.stderr == f"ValueError: invalid literal for int() with base 10: 'five'\n(its traceback is in {log})\n"
     # any other exception is a bug: stderr keeps Python's own traceback, once
-    code = f"from retrieval.runtime import setup_logging; setup_logging({str(log)!r}); len(5)"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[2] / "workflow_scripts",
-        capture_output=True,
-        text=True,
-    )
+    out = _failing_job(log, "len(5)")
     assert out.returncode == 1 and out.stderr.count("Traceback") == 1 and "TypeError" in out.stderr
     assert "Traceback" in log.read_text()
 
