@@ -15,6 +15,8 @@ try:
         yaml.safe_load(_f)
 except yaml.YAMLError as _e:
     sys.exit(f"config/config.yaml is not valid YAML: {_e}")
+except UnicodeDecodeError as _e:  # a comment saved in Latin-1: a traceback from inside yaml (helper-101)
+    sys.exit(f"config/config.yaml is not UTF-8 text (byte {_e.start}: {_e.reason}); save it as UTF-8")
 
 
 configfile: os.path.join(workflow.basedir, "config/config.yaml")

@@ -431,7 +431,11 @@ def test_every_bad_solution_line_is_named_in_one_run_and_usage_is_read_in_any_ca
     lines = str(e.value).splitlines()
     assert lines[0].endswith("retrieval_solution_v2.1.csv: 2 bad lines (fix them all, then run again):")
     assert "csv:3: Usage 'Secret'" in lines[1] and "csv:4: image id(s) ['eeeeeeeeeeeeeeee']" in lines[2]
-    root = _gldv2(
-        tmp_path / "cased", images=False, solution=SOLUTION.replace("Private", "private").replace("Public", "PUBLIC")
-    )
+    cased = SOLUTION.replace("Private", "private").replace("Public", "PUBLIC").replace("None", "none")
+    root = _gldv2(tmp_path / "cased", images=False, solution=cased)
     assert [g["usage"] for g in read_gldv2(root).gnd] == ["Public", "Private", "Private"]
+    # a test id without a row came on the run after the bad lines (helper-101): in the same error now
+    root = _gldv2(tmp_path / "both", images=False, solution="\n".join(bad.splitlines()[:4]) + "\n")
+    with pytest.raises(ValueError) as e:
+        read_gldv2(root)
+    assert ": 3 bad lines" in str(e.value).splitlines()[0] and "1 test.csv id(s) have no row" in str(e.value)

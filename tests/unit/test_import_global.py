@@ -58,6 +58,10 @@ def test_files_that_are_not_numeric_arrays_are_named_and_a_transposed_one_is_hin
         with pytest.raises(ValueError, match=rf"{name}: not a numeric \.npy array .*np\.save") as e:
             read_import(tmp_path / name, "db")
         assert "unsafely" not in str(e.value)
+    for name, array in (("complex.npy", np.ones((2, 2), np.complex64)), ("flags.npy", np.ones((2, 2), bool))):
+        np.save(tmp_path / name, array)  # the imaginary part was dropped, booleans read as 0/1 (helper-101)
+        with pytest.raises(ValueError, match=rf"{name}: descriptors must be real numbers, got an array of"):
+            read_import(tmp_path / name, "db")
     np.save(tmp_path / "words.npy", np.array([["a", "b"]]))
     with pytest.raises(ValueError, match=r"words\.npy: descriptors must be numbers, got an array of <U1"):
         read_import(tmp_path / "words.npy", "db")
@@ -66,10 +70,15 @@ def test_files_that_are_not_numeric_arrays_are_named_and_a_transposed_one_is_hin
     np.save(tmp_path / "turned.npy", np.ones((8, 3), np.float32))  # (D, N)
     with pytest.raises(ValueError, match=r"turned\.npy: 8 db descriptors but .* 3 images; the array is 8 x 3: trans"):
         import_global_stage(tmp_path / "turned.npy", lists, "db", tmp_path / "db.h5", "v")
-    write_global(tmp_path / "db.h5", np.eye(3, 4, dtype=np.float32))
-    write_global(tmp_path / "query.h5", np.eye(2, 5, dtype=np.float32))
+    savemat(tmp_path / "ds.mat", {"X": np.ones((3, 8))})  # stored one image per row: said as stored (helper-101)
+    with pytest.raises(ValueError, match=r"ds\.mat: 8 db .* it is stored 3 x 8: transposed\? a \.mat holds one image"):
+        import_global_stage(tmp_path / "ds.mat", lists, "db", tmp_path / "db.h5", "v")
+    write_global(tmp_path / "db.h5", np.eye(3, 4, dtype=np.float32), source="/imp/db.npy")
+    write_global(tmp_path / "query.h5", np.eye(2, 5, dtype=np.float32), source="/imp/query.npy")
     with pytest.raises(
-        ValueError, match=r"db\.h5: database descriptors of dimension 4, queries \(.*query\.h5\) of dim"
+        ValueError,
+        match=r"db\.h5 \(imported from /imp/db\.npy\): database descriptors of dimension 4, queries \(.*query\.h5, "
+        r"imported from /imp/query\.npy\) of dimension 5",
     ):
         nearest_neighbours(tmp_path / "query.h5", tmp_path / "db.h5", tmp_path / "knn.h5", 0, "v")
 

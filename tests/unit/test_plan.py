@@ -917,3 +917,6 @@ def test_a_folder_named_like_a_distractor_target_is_said_not_to_be_read(tmp_path
     with pytest.raises(PlanError) as e:
         plan.folder_source("mydata")
     assert "did you mean" not in str(e.value) and "'mydata+1m' is read as 'mydata' with" in str(e.value)
+    with pytest.raises(PlanError) as e:  # a target 'mydata+1M' (not the +1m suffix) is not offered 'mydata+1m'
+        plan.folder_source("mydata+1M")
+    assert "did you mean" not in str(e.value)

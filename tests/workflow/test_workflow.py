@@ -289,6 +289,14 @@ def test_a_config_yaml_that_is_not_yaml_is_named_with_its_line(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "config/config.yaml is not valid YAML:" in out, out[-2000:]
     assert f'config.yaml", line {at + 1}, column' in out and "Traceback" not in out
+    # a comment saved in Latin-1: a traceback from inside yaml (helper-101)
+    (proj / "config" / "config.yaml").write_bytes(
+        (repo / "config" / "config.yaml").read_bytes() + "# café\n".encode("latin-1")
+    )
+    proc = subprocess.run([*cmd, "--cores", "1", "results/demo_global.json"], capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "config/config.yaml is not UTF-8 text (byte " in out, out[-2000:]
+    assert "Traceback" not in out
 
 
 @pytest.mark.parametrize(

@@ -738,7 +738,12 @@ class Plan:
             known = [n for n in (*DEMO_SPLITS, *DOWNLOADABLE, *GLDV2_DOWNLOADABLE) if n != ds]
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             plus_folder = not moved and os.path.isdir(os.path.join(root, ds + PLUS))  # said below, not offered
-            near = [] if moved else difflib.get_close_matches(ds, [f for f in folders if f != ds + PLUS] + known, n=2)
+            # a name ending in +1m is read as another dataset with the distractors: never offered (helper-100, 101)
+            near = (
+                []
+                if moved
+                else difflib.get_close_matches(ds, [f for f in folders if not f.lower().endswith(PLUS)] + known, n=2)
+            )
             role = {self.canonical(self.train): "training_split", self.canonical(self.val): "ames.validation_split"}
             if self.config["ssp"]["anchors"]["split"]:
                 role.setdefault(self.canonical(self.config["ssp"]["anchors"]["split"]), "ssp.anchors.split")

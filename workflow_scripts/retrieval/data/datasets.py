@@ -679,15 +679,15 @@ def _held_by(paths: list[Path]) -> Callable[[Path], set[str]]:
 def _query_hint_excludes(
     q_paths: list[Path], db: list[dict[str, Any]], gt: GroundTruth | None
 ) -> Callable[[Path], set[str]]:
-    """What a missing query's "did you mean" never offers: the other queries, and the query's own positives (easy
-    and hard; a query may be a database image, but not its own positive)."""
+    """What a missing query's "did you mean" never offers: the other queries, and the query's own positives and junk
+    (a query may be a database image, but not one its own lists name)."""
     queries = _held_by(q_paths)
 
     def excluded(path: Path) -> set[str]:
         i = next((k for k, p in enumerate(q_paths) if os.path.normpath(p) == os.path.normpath(path)), None)
         if gt is None or i is None or i >= len(gt.gnd):
             return queries(path)
-        own = [int(j) for k in ("easy", "hard") for j in gt.gnd[i].get(k, [])]
+        own = [int(j) for k in ("easy", "hard", "junk") for j in gt.gnd[i].get(k, [])]
         return queries(path) | {os.path.normpath(db[j]["path"]) for j in own if 0 <= j < len(db)}
 
     return excluded

@@ -17,6 +17,11 @@ def import_global_stage(
     n = len(read_json(lists_path)[split])
     if len(x) != n:
         # a (D, N) array read as D descriptors (helper-99's trial): rows must be images
-        turned = f"; the array is {x.shape[0]} x {x.shape[1]}: transposed? one row per image" if x.shape[1] == n else ""
+        if x.shape[1] != n:
+            turned = ""
+        elif Path(src).suffix == ".mat":  # read as its transpose: said as stored (helper-101)
+            turned = f"; it is stored {x.shape[1]} x {x.shape[0]}: transposed? a .mat holds one image per column"
+        else:
+            turned = f"; the array is {x.shape[0]} x {x.shape[1]}: transposed? one row per image"
         raise ValueError(f"{src}: {len(x)} {split} descriptors but the image list {lists_path} has {n} images{turned}")
     write_global(out_path, x, method="imported", source=str(src), version=version)

@@ -89,6 +89,9 @@ def read_import(path: str | Path, split: str) -> np.ndarray:
 
 
 def _check(x: np.ndarray, path: Path) -> np.ndarray:
+    kind = np.asarray(x).dtype.kind
+    if kind in "bc":  # booleans read as 0/1, complex numbers lost their imaginary part without a word (helper-101)
+        raise ValueError(f"{path}: descriptors must be real numbers, got an array of {np.asarray(x).dtype}")
     try:
         x = np.asarray(x, np.float32)
     except (TypeError, ValueError):
