@@ -77,8 +77,8 @@ def test_files_that_are_not_numeric_arrays_are_named_and_a_transposed_one_is_hin
     write_global(tmp_path / "query.h5", np.eye(2, 5, dtype=np.float32), source="/imp/query.npy")
     with pytest.raises(
         ValueError,
-        match=r"db\.h5 \(imported from /imp/db\.npy\): database descriptors of dimension 4, queries \(.*query\.h5, "
-        r"imported from /imp/query\.npy\) of dimension 5",
+        match=r"db\.h5 \(imported from /imp/db\.npy\): database descriptors of dimension 4, queries \(.*query\.h5 "
+        r"\(imported from /imp/query\.npy\)\) of dimension 5",
     ):
         nearest_neighbours(tmp_path / "query.h5", tmp_path / "db.h5", tmp_path / "knn.h5", 0, "v")
 

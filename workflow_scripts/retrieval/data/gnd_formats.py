@@ -535,12 +535,12 @@ def read_gnd_csv(
                     + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
                 )
             labels[queries[q]][kind].append(db_index[p])
+    found: set[str] | None = None  # the queries found, never offered: made once, where a hint is wanted
     for i, error in enumerate(problems.errors):
         q = getattr(error, "hinted_query", None)
         if q is not None:
-            problems.errors[i] = FileNotFoundError(
-                f"{error}{nearest_sibling(root / q, q, missing_queries[q] | {os.path.normpath(root / x) for x in queries})}"
-            )
+            found = {os.path.normpath(root / x) for x in queries} if found is None else found
+            problems.errors[i] = FileNotFoundError(f"{error}{nearest_sibling(root / q, q, missing_queries[q] | found)}")
     problems.raise_if_any()
     if not queries:
         raise ValueError(f"{path}: no rows after the header")

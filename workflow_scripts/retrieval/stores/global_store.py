@@ -122,12 +122,25 @@ class BlockReader:
         return x
 
 
+def _named(path: str | Path) -> str:
+    """A global-descriptor file as an error names it: with the file it was imported from (its ``source``), which is
+    the one the user gave (helper-101: the workflow's copies alone were named)."""
+    try:
+        with open_h5(path) as f:
+            source = f.attrs.get("source")
+    except (OSError, ValueError):
+        source = None
+    return f"{path} (imported from {source})" if source else str(path)
+
+
 def check_dim(path: str | Path, file_dim: int, query_dim: int, query_path: str | Path | None = None) -> None:
-    """ValueError naming the database file (and ``query_path``, when given) when the queries' dimension differs from
-    its descriptors'."""
+    """ValueError naming the database file (and ``query_path``, when given), each with the file it was imported from
+    where it was, when the queries' dimension differs from its descriptors'."""
     if file_dim != query_dim:
-        of = f" ({query_path})" if query_path is not None else ""
-        raise ValueError(f"{path}: database descriptors of dimension {file_dim}, queries{of} of dimension {query_dim}")
+        of = f" ({_named(query_path)})" if query_path is not None else ""
+        raise ValueError(
+            f"{_named(path)}: database descriptors of dimension {file_dim}, queries{of} of dimension {query_dim}"
+        )
 
 
 def global_shape(path: str | Path) -> tuple[int, int]:
