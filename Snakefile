@@ -40,9 +40,10 @@ from retrieval.config_errors import (
 )
 from retrieval.plan import problems_beside_schema
 
-# a key given twice in a --configfile: YAML keeps the last, dropping the first without a word (said below, with the
-# schema's problems, so that one run names both: a misspelt key was named only after the duplicate was fixed)
-_twice = duplicate_keys(workflow.overwrite_configfiles)
+# a key given twice in config/config.yaml or a --configfile: YAML keeps the last, dropping the first without a word
+# (said below, with the schema's problems, so that one run names both: a misspelt key was named only after the
+# duplicate was fixed)
+_twice = duplicate_keys([os.path.join(workflow.basedir, "config/config.yaml")] + list(workflow.overwrite_configfiles))
 
 # --config KEY=false arrives as text: read boolean keys' text as YAML would; 5.0 for an integer key is 5; every
 # section's keys in config.yaml's order and its numbers in config.yaml's type (20 for 20.0), whatever the

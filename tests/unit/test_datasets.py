@@ -647,3 +647,27 @@ def test_a_list_written_on_windows_reads_its_backslashes_as_separators(tmp_path)
     (root / "image_list.txt").write_text("jpg\\barn_01.jpg\njpg/barn_01.jpg\n")  # one image, two spellings
     with pytest.raises(ValueError, match=r"image_list\.txt:2: 'jpg/barn_01\.jpg' is already listed on line 1"):
         build_image_lists(root, "photos")
+
+
+def test_a_windows_absolute_path_in_a_list_is_named_as_one(tmp_path):
+    """C:\\photos\\barn_01.jpg in image_list.txt was reported as "not found" under the dataset's folder, with nothing
+    saying it is a Windows path (helper-101). Every such line is named, with the drive or server; a file of that very
+    name under the folder is still read as named."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["barn_01", "barn_02", "q"], [])
+    (root / "query_list.txt").write_text("jpg/q.jpg\n")
+    (root / "image_list.txt").write_text(
+        "C:\\photos\\jpg\\barn_01.jpg\njpg/barn_02.jpg\n\\\\nas\\share\\b.jpg\nd:/x.jpg\n"
+    )
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "photos")
+    text = str(e.value)
+    assert (
+        r"image_list.txt:1: 'C:\\photos\\jpg\\barn_01.jpg' is a Windows path (on C:), which names no file here" in text
+    )
+    assert r"image_list.txt:3: '\\\\nas\\share\\b.jpg' is a Windows path (on \\nas)" in text
+    assert "image_list.txt:4: 'd:/x.jpg' is a Windows path (on d:)" in text and ":2:" not in text
+    assert f"write the images' paths relative to {root}" in text
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(root / "C:\\x.jpg")  # a legal name here
+    (root / "image_list.txt").write_text("C:\\x.jpg\n")
+    assert [e["name"] for e in build_image_lists(root, "photos")[0]["db"]] == ["C:\\x.jpg"]

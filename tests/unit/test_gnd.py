@@ -225,10 +225,9 @@ def test_a_torch_archive_given_as_ground_truth_is_named_as_one(tmp_path):
 
 
 def test_a_fractional_numpy_scalar_in_a_pickle_is_refused(tmp_path):
-    """np.float32(2.5) is not a Python float: its fraction was cut to index 2 (helper-100's review)."""
+    """np.float32(2.5) is not a Python float: its fraction was cut to index 2 (helper-100's review). The message shows
+    the number, not numpy's ``np.float32(2.5)`` (helper-101)."""
     raw = _with({"easy": [np.float32(2.5)]})
     (tmp_path / "gnd_x.pkl").write_bytes(pickle.dumps(raw))
-    with pytest.raises(
-        ValueError, match=r"\[.easy.\]: expected a list of integer indices; \[np\.float32\(2\.5\)\] are not whole"
-    ):
+    with pytest.raises(ValueError, match=r"\[.easy.\]: expected a list of integer indices; \[2\.5\] are not whole"):
         load_ground_truth(tmp_path / "gnd_x.pkl")

@@ -396,7 +396,7 @@ def test_read_gnd_csv_without_file_checks(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ INSTRE
-def _instre(root: Path, ok, bbx, qimlist=None, imlist=None, fields=("ok", "bbx")):
+def _instre(root: Path, ok, bbx, qimlist=None, imlist=None, fields=("ok", "bbx"), ok_dtype=np.float64):
     from scipy.io import savemat  # noqa: PLC0415
 
     imlist = imlist or ["INSTRE-S1/01a_book/001.jpg", "INSTRE-S1/01a_book/002.jpg", "INSTRE-S2/02_cup/001.jpg"]
@@ -404,7 +404,7 @@ def _instre(root: Path, ok, bbx, qimlist=None, imlist=None, fields=("ok", "bbx")
     dtype = [(f, object) for f in fields]
     gnd = np.zeros((1, len(qimlist)), dtype=dtype)
     for i in range(len(qimlist)):
-        gnd[0, i][fields[0]] = np.asarray(ok[i], np.float64).reshape(1, -1)
+        gnd[0, i][fields[0]] = np.asarray(ok[i], ok_dtype).reshape(1, -1)
         gnd[0, i][fields[1]] = np.asarray(bbx[i], np.float64).reshape(1, -1)
     cell = lambda xs: np.array([[np.array([x]) for x in xs]], dtype=object).reshape(1, -1)  # noqa: E731
     root.mkdir(parents=True, exist_ok=True)
@@ -454,6 +454,15 @@ def test_instre_malformed(tmp_path):
         _instre(root, ok=[ok], bbx=[[1, 1, 5, 5]])
         with pytest.raises(ValueError, match=r"gnd_instre\.mat: gnd\[0\] \(query .*\): " + pattern):
             read_instre(root / "gnd_instre.mat")
+    # a MATLAB logical (true where a database image is positive) is not a list of indices: scipy reads it as uint8
+    # by default, so ok = [true false true] was read as the indices 1, 0, 1 (helper-101)
+    _instre(root, ok=[[True, False, True]], bbx=[[1, 1, 5, 5]], ok_dtype=np.bool_)
+    with pytest.raises(
+        ValueError, match=r"gnd_instre\.mat: gnd\[0\] \(query .*\): ok: .*\[True, False, True\] are not numbers"
+    ):
+        read_instre(root / "gnd_instre.mat")
+    _instre(root, ok=[[3, 1]], bbx=[[1, 1, 5, 5]], ok_dtype=np.int32)  # integer classes are indices
+    assert read_instre(root / "gnd_instre.mat").gnd[0]["easy"] == [0, 2]
     _instre(root, ok=[[1]], bbx=[[1, 1, 5, 5]], imlist=["a.jpg", "b.jpg", "a.jpg"])
     with pytest.raises(ValueError, match=r"gnd_instre\.mat: .*'a\.jpg'.*twice"):
         read_instre(root / "gnd_instre.mat")

@@ -297,6 +297,19 @@ def test_a_config_yaml_that_is_not_yaml_is_named_with_its_line(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "config/config.yaml is not UTF-8 text (byte " in out, out[-2000:]
     assert "Traceback" not in out
+    # a section given twice in config.yaml itself (helper-101: only --configfile files were read for it), and the
+    # same file named again with --configfile is said once
+    text = (repo / "config" / "config.yaml").read_text()
+    (proj / "config" / "config.yaml").write_text(text + "knn: {k: 50}\n")
+    config_yaml = proj / "config" / "config.yaml"
+    said = f"{config_yaml}:{len(text.splitlines()) + 1}: key 'knn' given a second time"
+    for again in ([], ["--configfile", str(config_yaml)]):
+        proc = subprocess.run(
+            [*cmd, "--cores", "1", "results/demo_global.json", *again], capture_output=True, text=True
+        )
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and said in out, out[-2000:]
+        assert out.count("given a second time") == 1
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import difflib
 import itertools
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -454,11 +455,16 @@ def _json_duplicates(text: str) -> list[tuple[int, str]]:
 
 
 def duplicate_keys(configfiles: Sequence[str | Path]) -> str:
-    """The keys given twice in one mapping of a ``--configfile`` (``sv: {threshold: 8.0}`` then ``sv: {ratio:
-    0.7}``: YAML keeps the last, and the threshold was dropped without a word), one line each with the file and
-    line, under a header; ``""`` when there are none. Files that cannot be read are left to Snakemake."""
+    """The keys given twice in one mapping of ``config/config.yaml`` or a ``--configfile`` (``sv: {threshold: 8.0}``
+    then ``sv: {ratio: 0.7}``: YAML keeps the last, and the threshold was dropped without a word), one line each
+    with the file and line, under a header; ``""`` when there are none. A file named twice (``--configfile
+    config/config.yaml``) is read once. Files that cannot be read are left to Snakemake."""
     lines = []
+    read: set[str] = set()
     for f in configfiles:
+        if os.path.realpath(f) in read:
+            continue
+        read.add(os.path.realpath(f))
         try:
             text = Path(f).read_text()
             if Path(f).suffix.lower() == ".json":  # as Snakemake reads it (YAML refuses a JSON indented by tabs)

@@ -435,6 +435,16 @@ def _list_name(name: str, root: Path | None = None) -> str:
     return name.replace("\\", "/")
 
 
+def _windows_absolute(name: str) -> str:
+    """The drive (``C:``) or ``\\\\server`` of a Windows absolute path (``C:\\photos\\a.jpg``, ``D:/a.jpg``,
+    ``\\\\nas\\share\\a.jpg``), else "": such a line, from a list written on Windows, names no file on this machine."""
+    if len(name) > 2 and name[0].isascii() and name[0].isalpha() and name[1] == ":" and name[2] in "\\/":
+        return name[:2]
+    if name.startswith("\\\\") and len(name) > 2:
+        return "\\\\" + name[2:].replace("/", "\\").split("\\")[0]
+    return ""
+
+
 def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> list[tuple[Path, int]]:
     """:func:`_read_list` with each image's line number (1-based)."""
     out: list[tuple[Path, int]] = []
@@ -464,6 +474,12 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
             if ln.startswith("#"):
                 check_comment(root, name, f"{path}:{i}")
                 continue
+            drive = _windows_absolute(name)
+            if drive and not (root / name).exists():
+                raise ValueError(
+                    f"{path}:{i}: {name!r} is a Windows path (on {drive}), which names no file here: write the "
+                    f"images' paths relative to {root} (or as absolute paths on this machine)"
+                )
             name = _list_name(name, root)
             p = Path(name) if os.path.isabs(name) else root / on_disk(name)
             key = os.path.normpath(p)

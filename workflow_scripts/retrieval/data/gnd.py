@@ -123,6 +123,12 @@ class GroundTruth:
         return out
 
 
+def _plain(values: list) -> list:
+    """Values as a message shows them: numpy scalars as the Python numbers they hold (``2.5``, not
+    ``np.float32(2.5)``)."""
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
 def as_int_list(x: Any, where: str) -> list[int]:
     """Integer indices from a list, tuple or array (a whole float such as 2.0 is that index). ValueError naming
     ``where`` for anything else: a string ("12" was read as [1, 2]), a bare number, booleans or strings among the
@@ -137,16 +143,18 @@ def as_int_list(x: Any, where: str) -> list[int]:
         raise ValueError(f"{where}: expected a list of integer indices, got {x!r:.80}") from e
     odd = [v for v in raw if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)]
     if odd:
-        raise ValueError(f"{where}: expected a list of integer indices; {odd[:5]} are not numbers")
+        raise ValueError(f"{where}: expected a list of integer indices; {_plain(odd[:5])} are not numbers")
     try:
         values = [int(v) for v in raw]
     except (TypeError, ValueError, OverflowError) as e:  # NaN, infinity
-        raise ValueError(f"{where}: expected a list of integer indices; {raw[:5]} are not all whole numbers") from e
+        raise ValueError(
+            f"{where}: expected a list of integer indices; {_plain(raw[:5])} are not all whole numbers"
+        ) from e
     # int(2.5) is 2: a fractional index named another image without a word (a researcher's trial: 2.5 among the
     # positives moved sv's Medium mAP by 1.5); 2.0 is the index 2, as JSON or a float array may write it
     fractional = [v for v, i in zip(raw, values) if v != i]  # np.float32(2.5) too, which is not a Python float
     if fractional:
-        raise ValueError(f"{where}: expected a list of integer indices; {fractional[:5]} are not whole numbers")
+        raise ValueError(f"{where}: expected a list of integer indices; {_plain(fractional[:5])} are not whole numbers")
     return values
 
 

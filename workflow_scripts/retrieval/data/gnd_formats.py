@@ -628,7 +628,9 @@ def read_instre(path: str | Path) -> GroundTruth:
 
     path = Path(path)
     try:
-        mat = loadmat(path, squeeze_me=False, struct_as_record=True)
+        # mat_dtype: each array in its MATLAB class, so a logical ok is read as booleans (refused: not indices)
+        # where scipy's default reads it as uint8, [true false true] as the indices 1, 0, 1
+        mat = loadmat(path, squeeze_me=False, struct_as_record=True, mat_dtype=True)
     except Exception as e:  # scipy raises several types for a non-.mat or truncated file
         raise ValueError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from e
     for key in ("imlist", "qimlist", "gnd"):
