@@ -662,12 +662,16 @@ def test_a_windows_absolute_path_in_a_list_is_named_as_one(tmp_path):
     with pytest.raises(ValueError) as e:
         build_image_lists(root, "photos")
     text = str(e.value)
-    assert (
-        r"image_list.txt:1: 'C:\\photos\\jpg\\barn_01.jpg' is a Windows path (on C:), which names no file here" in text
-    )
-    assert r"image_list.txt:3: '\\\\nas\\share\\b.jpg' is a Windows path (on \\nas)" in text
+    # the line as written (a repr doubled every backslash: helper-103)
+    assert r"image_list.txt:1: 'C:\photos\jpg\barn_01.jpg' is a Windows path (on C:), which names no file" in text
+    assert r"image_list.txt:3: '\\nas\share\b.jpg' is a Windows path (on \\nas)" in text
     assert "image_list.txt:4: 'd:/x.jpg' is a Windows path (on d:)" in text and ":2:" not in text
     assert f"write the images' paths relative to {root}" in text
     Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(root / "C:\\x.jpg")  # a legal name here
     (root / "image_list.txt").write_text("C:\\x.jpg\n")
     assert [e["name"] for e in build_image_lists(root, "photos")[0]["db"]] == ["C:\\x.jpg"]
+    # x.jpg in a folder called "a:" (helper-103: refused by the first version of this check)
+    (root / "a:").mkdir()
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(root / "a:" / "x.jpg")
+    (root / "image_list.txt").write_text("a:\\x.jpg\n")
+    assert [e["name"] for e in build_image_lists(root, "photos")[0]["db"]] == ["a:/x.jpg"]

@@ -224,6 +224,21 @@ def test_a_torch_archive_given_as_ground_truth_is_named_as_one(tmp_path):
         load_ground_truth(tmp_path / "gnd_x.pkl")
 
 
+@pytest.mark.parametrize(
+    "entry, said",
+    [
+        ({"easy": np.int64(2)}, r"\['easy'\]: expected a list of integer indices, got 2$"),
+        ({"easy": np.str_("12")}, r"\['easy'\]: expected a list of integer indices, got '12'$"),
+        ({"bbx": [np.float32(5.0), "x", 2, 9]}, r"expected 4 numbers \[x1, y1, x2, y2\], got \[5\.0, 'x', 2, 9\]$"),
+    ],
+)
+def test_numpy_values_in_a_pickle_are_shown_as_numbers(tmp_path, entry, said):
+    """A bare scalar, a string and a box were printed in numpy's form, ``np.int64(2)`` (helper-103)."""
+    (tmp_path / "gnd_x.pkl").write_bytes(pickle.dumps(_with(entry)))
+    with pytest.raises(ValueError, match=said):
+        load_ground_truth(tmp_path / "gnd_x.pkl")
+
+
 def test_a_fractional_numpy_scalar_in_a_pickle_is_refused(tmp_path):
     """np.float32(2.5) is not a Python float: its fraction was cut to index 2 (helper-100's review). The message shows
     the number, not numpy's ``np.float32(2.5)`` (helper-101)."""

@@ -458,8 +458,11 @@ def test_instre_malformed(tmp_path):
     # by default, so ok = [true false true] was read as the indices 1, 0, 1 (helper-101)
     _instre(root, ok=[[True, False, True]], bbx=[[1, 1, 5, 5]], ok_dtype=np.bool_)
     with pytest.raises(
-        ValueError, match=r"gnd_instre\.mat: gnd\[0\] \(query .*\): ok: .*\[True, False, True\] are not numbers"
+        ValueError, match=r"gnd_instre\.mat: gnd\[0\] \(query .*\): ok is a MATLAB logical .* save find\(ok\)"
     ):
+        read_instre(root / "gnd_instre.mat")
+    _instre(root, ok=[[True]], bbx=[[1, 1, 5, 5]], ok_dtype=np.bool_)  # read as the index 0 before, without a word
+    with pytest.raises(ValueError, match=r"ok is a MATLAB logical"):
         read_instre(root / "gnd_instre.mat")
     _instre(root, ok=[[3, 1]], bbx=[[1, 1, 5, 5]], ok_dtype=np.int32)  # integer classes are indices
     assert read_instre(root / "gnd_instre.mat").gnd[0]["easy"] == [0, 2]

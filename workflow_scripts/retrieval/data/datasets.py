@@ -440,8 +440,9 @@ def _windows_absolute(name: str) -> str:
     ``\\\\nas\\share\\a.jpg``), else "": such a line, from a list written on Windows, names no file on this machine."""
     if len(name) > 2 and name[0].isascii() and name[0].isalpha() and name[1] == ":" and name[2] in "\\/":
         return name[:2]
-    if name.startswith("\\\\") and len(name) > 2:
-        return "\\\\" + name[2:].replace("/", "\\").split("\\")[0]
+    parts = name[2:].replace("/", "\\").split("\\")
+    if name.startswith("\\\\") and len(parts) > 2 and parts[0] and parts[1]:  # \\server\share\...
+        return "\\\\" + parts[0]
     return ""
 
 
@@ -475,12 +476,13 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
                 check_comment(root, name, f"{path}:{i}")
                 continue
             drive = _windows_absolute(name)
+            name = _list_name(name, root)
+            # (a legal name here is read: a file called "C:\x.jpg", or x.jpg in a folder called "a:")
             if drive and not (root / name).exists():
                 raise ValueError(
-                    f"{path}:{i}: {name!r} is a Windows path (on {drive}), which names no file here: write the "
-                    f"images' paths relative to {root} (or as absolute paths on this machine)"
+                    f"{path}:{i}: '{ln.split(',')[0].strip()}' is a Windows path (on {drive}), which names no file "
+                    f"here: write the images' paths relative to {root} (or as absolute paths on this machine)"
                 )
-            name = _list_name(name, root)
             p = Path(name) if os.path.isabs(name) else root / on_disk(name)
             key = os.path.normpath(p)
             if key in first:

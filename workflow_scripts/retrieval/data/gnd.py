@@ -129,6 +129,17 @@ def _plain(values: list) -> list:
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` with numpy scalars, alone or in a list or tuple, as the Python values they hold (``2``, not
+    ``np.int64(2)``), cut to ``limit`` characters."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    elif isinstance(value, (list, tuple)):
+        value = type(value)(_plain(list(value)))
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def as_int_list(x: Any, where: str) -> list[int]:
     """Integer indices from a list, tuple or array (a whole float such as 2.0 is that index). ValueError naming
     ``where`` for anything else: a string ("12" was read as [1, 2]), a bare number, booleans or strings among the
@@ -136,11 +147,11 @@ def as_int_list(x: Any, where: str) -> list[int]:
     if hasattr(x, "ndim") and x.ndim > 1 and sum(d > 1 for d in x.shape) <= 1:  # a row or column (MATLAB's (1, n))
         x = x.ravel()
     if isinstance(x, (str, bytes, dict)) or (hasattr(x, "ndim") and x.ndim != 1 and x.size):
-        raise ValueError(f"{where}: expected a list of integer indices, got {x!r:.80}")
+        raise ValueError(f"{where}: expected a list of integer indices, got {_shown(x)}")
     try:
         raw = list(x.tolist() if hasattr(x, "tolist") else x)
     except TypeError as e:
-        raise ValueError(f"{where}: expected a list of integer indices, got {x!r:.80}") from e
+        raise ValueError(f"{where}: expected a list of integer indices, got {_shown(x)}") from e
     odd = [v for v in raw if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)]
     if odd:
         raise ValueError(f"{where}: expected a list of integer indices; {_plain(odd[:5])} are not numbers")
@@ -161,11 +172,11 @@ def as_int_list(x: Any, where: str) -> list[int]:
 def _box(value: Any, where: str) -> list[float]:
     """``[x1, y1, x2, y2]`` (pixels, float) from a list, tuple or array of 4 numbers; ValueError naming ``where``."""
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
-        raise ValueError(f"{where}: expected 4 numbers [x1, y1, x2, y2], got {value!r}")
+        raise ValueError(f"{where}: expected 4 numbers [x1, y1, x2, y2], got {_shown(value)}")
     try:
         bbx = [float(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected 4 numbers [x1, y1, x2, y2], got {value!r}") from None
+        raise ValueError(f"{where}: expected 4 numbers [x1, y1, x2, y2], got {_shown(value)}") from None
     if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):
         raise ValueError(f"{where}: expected [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {bbx}")
     return bbx

@@ -652,6 +652,11 @@ def read_instre(path: str | Path) -> GroundTruth:
         where = f"{path}: gnd[{i}] (query {qimlist[i]!r})"
         # the checks gnd.json gets (a fraction, a boolean, an index twice): ok = [1 1] counted one positive twice, an
         # E mAP of 108 (a new user's trial), and 2.5 was read as 2
+        if np.asarray(s["ok"]).dtype == np.bool_:
+            raise ValueError(
+                f"{where}: ok is a MATLAB logical (a true or false per image), not indices: ok holds the positives' "
+                "1-based indices into imlist; save find(ok) instead"
+            )
         ok = as_int_list(np.asarray(s["ok"]), f"{where}: ok")
         bad = [v for v in ok if not 1 <= v <= n]
         if bad:
