@@ -214,12 +214,15 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
         .split(" job(s)")[1]
         .startswith(
             "; 1 of them have the size and time of a cached file under another name (renamed or moved?); 5 others have the name "
-            "and size of a cached file, with another time (a copied folder?): hashed first, they are copied, not "
+            "and size of a cached file, with another time (touched, or a copied folder?): hashed first, they are copied, not "
             "extracted, when their content is cached (they run only"
         )
     )
     alone = dry._summary("coll", xv, dataclasses.replace(plan, n_copied=5), lists)
-    assert "job(s); 5 of them have the name and size of a cached file, with another time (a copied folder?): " in alone
+    assert (
+        "job(s); 5 of them have the name and size of a cached file, with another time (touched, or a copied folder?): "
+        in alone
+    )
     pack = next(iter(plan.new_packs))
     assert dry.pack(xv, pack)["items"] == plan.new_packs[pack] and dry.pack(xv, pack)["backbone"] == "sift"
     assert not (tmp_path / PackPlans.plan_path(xv, pack)).exists()  # a dry run records nothing

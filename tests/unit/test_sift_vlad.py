@@ -227,3 +227,12 @@ def test_the_few_images_warning_counts_only_images_with_features(tmp_path, caplo
     with caplog.at_level("WARNING"):
         fit_codebook(out_path=tmp_path / "cb2.npz", manifest_path=tmp_path / "m2.json", **args)
     assert "has only" not in caplog.text
+    # one image: the rule for N images (-1/(N-1)) does not apply to it (helper-104); its residuals sum to about zero
+    write_local_chunk(chunk, rows[-1:], k=40, dim=4, backbone="test", row_start=0, n_total=1)
+    (tmp_path / "local.h5").unlink()
+    merge_local_chunks([chunk], tmp_path / "local.h5", 1)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        fit_codebook(out_path=tmp_path / "cb3.npz", manifest_path=tmp_path / "m3.json", **args)
+    assert "has only 1 images with local features. " in caplog.text
+    assert "one image's sum to about zero on every word" in caplog.text and "-1/(N-1)" not in caplog.text

@@ -410,7 +410,7 @@ class PackPlans:
         if plan.n_copied:
             likely.append(
                 f"{plan.n_copied} {'others' if plan.n_renamed else 'of them'} have the name and size of a cached file, "
-                "with another time (a copied folder?)"
+                "with another time (touched, or a copied folder?)"
             )
         renamed = (
             f"; {'; '.join(likely)}: hashed first, they are copied, not extracted, when their content is cached"

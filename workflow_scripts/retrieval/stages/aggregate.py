@@ -52,12 +52,15 @@ def fit_codebook(
     if n_fit < FEW_FIT_IMAGES:
         log.warning(
             "codebook: %s has only %d images with local features%s. Each centroid is the mean of the descriptors assigned to it, so the "
-            "images' VLAD residuals cancel: with 2 images they are exactly opposite (similarity -1), with N about "
-            "-1/(N-1) apart on average. Similarities of a collection this small read low; fit on more images "
+            "images' VLAD residuals cancel: %s. Similarities of a collection this small read low; fit on more images "
             "(unsupervised_fit: training or a larger dataset's name)",
             training_split,
             n_fit,
             "" if n_fit == len(counts) else f" (of {len(counts)})",
+            # one image: its own residuals sum to zero on every word (helper-104: the N-image rule read oddly)
+            "one image's sum to about zero on every word, so its VLAD is little more than rounding"
+            if n_fit == 1
+            else "with 2 images they are exactly opposite (similarity -1), with N about -1/(N-1) apart on average",
         )
     if len(x) < k:
         total, n, elsewhere = (
