@@ -234,5 +234,5 @@ def test_the_few_images_warning_counts_only_images_with_features(tmp_path, caplo
     caplog.clear()
     with caplog.at_level("WARNING"):
         fit_codebook(out_path=tmp_path / "cb3.npz", manifest_path=tmp_path / "m3.json", **args)
-    assert "has only 1 images with local features. " in caplog.text
+    assert "has only 1 image with local features. " in caplog.text
     assert "one image's sum to about zero on every word" in caplog.text and "-1/(N-1)" not in caplog.text

@@ -51,11 +51,12 @@ def fit_codebook(
     n_fit = int((counts > 0).sum())  # images without features (blank, unreadable under skip) add nothing to the fit
     if n_fit < FEW_FIT_IMAGES:
         log.warning(
-            "codebook: %s has only %d images with local features%s. Each centroid is the mean of the descriptors assigned to it, so the "
+            "codebook: %s has only %d %s with local features%s. Each centroid is the mean of the descriptors assigned to it, so the "
             "images' VLAD residuals cancel: %s. Similarities of a collection this small read low; fit on more images "
             "(unsupervised_fit: training or a larger dataset's name)",
             training_split,
             n_fit,
+            "image" if n_fit == 1 else "images",
             "" if n_fit == len(counts) else f" (of {len(counts)})",
             # one image: its own residuals sum to zero on every word (helper-104: the N-image rule read oddly)
             "one image's sum to about zero on every word, so its VLAD is little more than rounding"
