@@ -1,8 +1,12 @@
 """ASMK through the asmk package: the selective kernel on hand-worked cases, matching images above unrelated ones,
 and the inverted file kept in our HDF5 scoring exactly as the package's own index."""
 
+from pathlib import Path
+
+import jsonschema
 import numpy as np
 import pytest
+import yaml
 
 from retrieval.runtime import write_json
 from retrieval.search.asmk import (
@@ -65,6 +69,21 @@ def test_single_word_score_is_the_thresholded_cubed_hamming_similarity():
     ).score(q[None])
     np.testing.assert_allclose(strict, np.where(sim >= 0.5, sim**3, 0.0), rtol=1e-6, atol=1e-7)
     assert (strict < got).any()
+
+
+def test_a_negative_tau_is_refused_in_the_config_and_the_schema():
+    """The package scores u**alpha without sign(u): with tau < 0 a negative similarity scored NaN (alpha 2.5) or
+    positive (alpha 2); tau is therefore limited to [0, 1], by ASMKConfig and by the schema (helper-106)."""
+    with pytest.raises(ValueError, match=r"asmk.similarity_threshold: -0.5 is outside \[0, 1\]"):
+        ASMKConfig(similarity_threshold=-0.5)
+    ASMKConfig(similarity_threshold=0.0)
+    ASMKConfig(similarity_threshold=1.0)
+    repo = Path(__file__).resolve().parents[2]
+    schema = yaml.safe_load((repo / "config" / "schema.yaml").read_text())
+    node = schema["properties"]["asmk"]["properties"]["similarity_threshold"]
+    with pytest.raises(jsonschema.ValidationError, match="less than the minimum of 0"):
+        jsonschema.validate(-0.5, node)
+    jsonschema.validate(0.0, node)
 
 
 def test_images_sharing_descriptors_score_above_unrelated_ones():

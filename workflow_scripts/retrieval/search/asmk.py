@@ -3,7 +3,10 @@ selective match kernels for image search", ICCV 2013; IJCV 2016), as a first sta
 
 The maths runs in the ``asmk`` package (PyPI 0.1.1, a packaging of Jenicek & Tolias's reference implementation):
 its faiss k-means codebook, multiple assignment, per-word aggregation of residuals binarised by sign, and the
-selective kernel ``sigma_alpha(u) = sign(u) |u|^alpha if u > tau else 0`` over the inverted file (IVF). The
+selective kernel over the inverted file (IVF). The paper's kernel is ``sigma_alpha(u) = sign(u) |u|^alpha if u > tau
+else 0``; the package computes ``u^alpha if u >= tau else 0`` (``functional.asmk_kernel``). For ``tau >= 0`` the two
+agree except at ``u = tau`` exactly; a negative ``u`` raised to a fractional alpha is NaN, so
+``asmk.similarity_threshold`` (tau) is limited to [0, 1] (ValueError from ``ASMKConfig`` otherwise). The
 package's pickle cache is not used: the codebook is kept as ``.npz`` (``centroids``) and the inverted file as HDF5
 (``kind = asmk_ivf``: one row per (image, visual word) aggregated residual), and the package's objects are rebuilt
 from them through its own ``initialize_from_state`` / ``index`` entry points, so a reloaded index scores exactly as
@@ -11,7 +14,8 @@ the one the package built.
 
 Score of query image q against database image x (the package's ``IVF.search`` with idf off):
 ``S(q, x) = sum_{c in C(q) & C(x)} sigma_alpha(b(Q_c) . b(X_c)) / sqrt(|C(q)| |C(x)|)`` where ``b`` is the
-binarised aggregated residual, its similarity ``1 - 2 h / D`` (``h`` the Hamming distance, ``D`` bits) and ``C(.)``
+binarised aggregated residual, its similarity ``1 - 2 h / D`` (``h`` the Hamming distance; ``D`` the packed width,
+32 ceil(d / 32) bits for d-dimensional residuals, which is d for SIFT's 128) and ``C(.)``
 the image's visual words.
 """
 
@@ -45,7 +49,9 @@ class ASMKConfig:
     float residuals and the dot product. db_multiple_assignment / query_multiple_assignment: nearest visual
     words each descriptor is assigned to (the package: 1 for the database, 5 for the queries). alpha: the
     selective kernel's exponent; similarity_threshold: tau, similarities below it count 0. use_idf: the
-    package's squared-log idf weights (off in its defaults)."""
+    package's squared-log idf weights (off in its defaults). ValueError for a tau outside [0, 1]: the package
+    raises a similarity to alpha without its sign (module docstring), so a negative tau would let negative
+    similarities through as NaN or as positive scores."""
 
     binary: bool = True
     use_idf: bool = False
@@ -53,6 +59,13 @@ class ASMKConfig:
     query_multiple_assignment: int = 5
     alpha: float = 3.0
     similarity_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.similarity_threshold <= 1.0:
+            raise ValueError(
+                f"asmk.similarity_threshold: {self.similarity_threshold} is outside [0, 1] (the asmk package "
+                "raises a word similarity to alpha without its sign, so a negative one would score NaN or positive)"
+            )
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ASMKConfig:
