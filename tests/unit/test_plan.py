@@ -620,20 +620,28 @@ def test_gldv2_keys_version_only_gldv2_lists(tmp_path):
 
 def test_a_backbones_extractor_version_moves_its_versions_only(monkeypatch, tmp_path):
     """versions.BACKBONE_VERSIONS: resnet's extraction changed (ReLU+ kept out of the local features, CVNet's learned
-    GeM p); its local version and feature-cache key move, SIFT's and DINOv2's do not."""
+    GeM p); its local version and feature-cache key move, SIFT's and DINOv2's do not. And SIFT's own version moves
+    SIFT's alone (keypoints mapped back to pixel centres after a resize)."""
     (tmp_path / "cvnet.pt").write_bytes(b"weights")
     cfg = configured(**{"extract.backbone": "resnet", "extract.resnet.checkpoint": str(tmp_path / "cvnet.pt")})
     before = {
         b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
         for b in ("sift", "dinov2", "resnet")
     }
-    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {})
+    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {k: v for k, v in p.BACKBONE_VERSIONS.items() if k != "resnet"})
     after = {
         b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
         for b in ("sift", "dinov2", "resnet")
     }
     assert before["sift"] == after["sift"] and before["dinov2"] == after["dinov2"]
     assert before["resnet"][0] != after["resnet"][0] and before["resnet"][1] != after["resnet"][1]
+    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {"resnet": "2"})
+    no_sift = {
+        b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
+        for b in ("sift", "dinov2", "resnet")
+    }
+    assert no_sift["resnet"] == before["resnet"] and no_sift["dinov2"] == before["dinov2"]
+    assert no_sift["sift"][0] != before["sift"][0] and no_sift["sift"][1] != before["sift"][1]
 
 
 @pytest.mark.parametrize("backbone", ["dinov2", "resnet"])

@@ -81,6 +81,21 @@ def test_downscaling_maps_back_to_original_pixels():
     assert (out["xy"][:, 0] <= 600).all() and (out["xy"][:, 1] <= 400).all()
 
 
+def test_downscaled_positions_are_pixel_centres_of_the_original():
+    """An image made of 3 x 3 blocks of one grey level resizes (INTER_AREA, factor 1/3) to exactly the small image,
+    so its keypoints are the small image's, and small pixel i is centred on full pixel 3 i + 1 = (i + 0.5) * 3 - 0.5.
+    Mapping back by xy / s put every keypoint 1 px up and left of that (helper-106)."""
+    small = textured(100, 150, seed=2)
+    big = np.repeat(np.repeat(small, 3, axis=0), 3, axis=1)
+    direct = extract_sift(small, SiftConfig(k=300))
+    resized = extract_sift(big, SiftConfig(k=300, max_side=150))
+    assert len(direct["xy"]) > 50
+    np.testing.assert_array_equal(resized["descriptors"], direct["descriptors"])
+    np.testing.assert_allclose(resized["xy"], (direct["xy"] + 0.5) * 3 - 0.5, atol=1e-3)
+    np.testing.assert_allclose(resized["scale"], direct["scale"] * 3, rtol=1e-6)
+    np.testing.assert_array_equal(resized["image_size"], [450, 300])
+
+
 def test_vlad_normalisation():
     rng = np.random.default_rng(0)
     c = rng.normal(size=(4, 8)).astype(np.float32)

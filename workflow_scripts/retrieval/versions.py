@@ -18,10 +18,12 @@ DECODER_VERSION = "4"
 
 
 # Bump a backbone's entry when its extraction gives other features for the same configuration; it enters that
-# backbone's extraction versions and feature-cache key only (SIFT's and DINOv2's stay as they were).
+# backbone's extraction versions and feature-cache key only (DINOv2's stay as they were).
 # resnet 2: ReLU+ (pooling.relup, SuperGlobal's, for the global descriptor) no longer reaches the local descriptors
 # and, with GeM+ off, a CVNet checkpoint's learned GeM p (head.pool.p) is pooled with, not 3
-BACKBONE_VERSIONS = {"resnet": "2"}
+# sift 2: keypoints of a downscaled image (sift.max_side, sift.scale) are mapped back as pixel centres,
+# (x + 0.5) / f - 0.5, not x / f (up to 0.5 / f - 0.5 px off); images at their own size are unchanged
+BACKBONE_VERSIONS = {"resnet": "2", "sift": "2"}
 
 
 # Bump when what the unsupervised and supervised fits learn from changes; it enters the versions of PCA-whitening,

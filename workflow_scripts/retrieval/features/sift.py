@@ -1,7 +1,8 @@
 """The ``sift`` backbone: OpenCV SIFT keypoints with RootSIFT descriptors, the strongest K by response.
 
 Positions and scales are returned in pixels of the full original image: a query cropped to its box gets the
-box offset added back, and any resize is undone.
+box offset added back, and any resize is undone (positions as pixel centres: resized pixel i at (i + 0.5) / f - 0.5,
+f the axis's resize factor).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = Non
     s = min(1.0, cfg.max_side / max(h, w)) * cfg.scale
     if s != 1.0:
         gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    # the factors the resize applied per axis (the size was rounded)
+    f = np.array([gray.shape[1] / w, gray.shape[0] / h], np.float32)
     # nfeatures=k: OpenCV keeps the k strongest keypoints (and every keypoint tied with the k-th response) before
     # computing descriptors, so only those are described (21% less time per demo image, 33% per real photo); the
     # selection below is then the same as over all keypoints
@@ -88,7 +91,13 @@ def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = Non
     # orientations one entry per orientation, same position and response), so the order does not depend on the
     # order OpenCV returns keypoints in (its k-best filter reorders them)
     order = np.lexsort((angle, pts[:, 0], pts[:, 1], -response))[: cfg.k]
-    xy = pts[order] / s + np.array([x0, y0], np.float32)
+    xy = pts[order]
+    if s != 1.0:
+        # OpenCV's positions are pixel centres (pixel i at i); resized pixel i covers full pixels [i / f, (i + 1) / f)
+        # (INTER_AREA), so its centre is at (i + 0.5) / f - 0.5 (xy / f was up to 0.5 / f - 0.5 px off: 1 px at a
+        # third of the size; helper-106)
+        xy = (xy + 0.5) / f - 0.5
+    xy = xy + np.array([x0, y0], np.float32)
     return {
         "descriptors": rootsift(desc[order]).astype(np.float16),
         "xy": xy.astype(np.float32),
