@@ -232,6 +232,14 @@ def test_extraction_loads_saved_checkpoints_and_is_deterministic(tmp_path, backb
     torch.nn.init.normal_(det.bn.running_mean)
     torch.save({"state": det.state_dict()}, tmp_path / "detector.pt")
     loaded = DeepExtractor(DeepConfig.from_dict(backbone, {**cfg, "checkpoint": str(path)}))
+    # torchvision's names mean torchvision's RGB-trained weights (a review: they were given BGR, CVNet's order);
+    # DINOv2 takes RGB whatever its weights; random weights keep BGR
+    assert loaded.rgb and loaded.describe()["channels"] == "rgb" and ex.rgb == (backbone == "dinov2")
+    if backbone == "resnet":
+        bgr_tensor = ex._tensor(img)
+        torch.testing.assert_close(loaded._tensor(img), bgr_tensor.flip(1), rtol=0, atol=0)
+        ex.rgb = True  # the same weights in the same order: the same output
+        row, g = ex.extract(img, crop=[10, 5, 110, 85])
     row3, g3 = loaded.extract(img, crop=[10, 5, 110, 85])
     np.testing.assert_array_equal(row["descriptors"], row3["descriptors"])
     np.testing.assert_array_equal(g, g3)
@@ -245,7 +253,11 @@ def test_extraction_loads_saved_checkpoints_and_is_deterministic(tmp_path, backb
         # as CVNet saves it (pycls's checkpoint: the state dict under 'model_state', beside the epoch; it was refused)
         torch.save({"epoch": 10, "model_state": _cvnet_names(ex.net.state_dict())}, tmp_path / "cvnet.pth")
         cv = DeepExtractor(DeepConfig.from_dict(backbone, {**cfg, "checkpoint": str(tmp_path / "cvnet.pth")}))
-        np.testing.assert_array_equal(cv.extract(img)[1], loaded.extract(img)[1])
+        assert not cv.rgb and cv.describe()["channels"] == "bgr"  # CVNet (pycls) was trained on BGR
+        ex.rgb = False
+        np.testing.assert_array_equal(cv.extract(img)[1], ex.extract(img)[1])
+        # read as RGB the same weights give other features (the tiny random net's global vector hardly moves)
+        assert not np.array_equal(cv.extract(img)[0]["descriptors"], loaded.extract(img)[0]["descriptors"])
         # GeM+ off: CVNet's own learned p (SuperGlobal's "modules off"), not a fixed 3 (until 2026-12-02)
         off = {**cfg, "pooling": {**cfg["pooling"], "gemp": False}}
         cvnet = _cvnet_names(ex.net.state_dict())

@@ -628,14 +628,15 @@ def test_a_backbones_extractor_version_moves_its_versions_only(monkeypatch, tmp_
         b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
         for b in ("sift", "dinov2", "resnet")
     }
-    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {k: v for k, v in p.BACKBONE_VERSIONS.items() if k != "resnet"})
+    original = dict(p.BACKBONE_VERSIONS)
+    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {k: v for k, v in original.items() if k != "resnet"})
     after = {
         b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
         for b in ("sift", "dinov2", "resnet")
     }
     assert before["sift"] == after["sift"] and before["dinov2"] == after["dinov2"]
     assert before["resnet"][0] != after["resnet"][0] and before["resnet"][1] != after["resnet"][1]
-    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {"resnet": "2"})
+    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {k: v for k, v in original.items() if k != "sift"})
     no_sift = {
         b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
         for b in ("sift", "dinov2", "resnet")

@@ -2,7 +2,8 @@
 strongest K by weight over all scales, and a global descriptor per image, both from one forward pass per scale.
 
 Pre-processing as AMES/CVNet: OpenCV-order BGR in [0, 1], mean (0.406, 0.456, 0.485) and std (0.225, 0.224, 0.229)
-in BGR order (DINOv2 takes the channels flipped to RGB); the image (after the query crop) is resized so that its
+in BGR order, the channels then flipped to RGB for the weights trained on RGB (DINOv2's and a ResNet checkpoint with
+torchvision's names; a CVNet checkpoint, trained on BGR, keeps BGR); the image (after the query crop) is resized so that its
 long side is ``image_size`` times the scale, INTER_AREA when shrinking and INTER_LINEAR when enlarging; for the ViT
 each side becomes 14 * round(side / 14) (at least one patch). Positions are stored in pixels of the full original
 image (patch or receptive-field centres mapped back through the resize and the crop).
@@ -185,6 +186,9 @@ class DeepExtractor:
                 )
             local_dim = self.net.local_dim
         self.gem_p = 3.0  # GeM's exponent without GeM+: 3, or a CVNet checkpoint's learned one
+        # the channel order the weights were trained on: DINOv2's and torchvision's RGB, CVNet's (pycls) BGR; random
+        # weights keep BGR (tests)
+        self.rgb = cfg.backbone == "dinov2"
         if cfg.checkpoint == "random":
             _random_init(self.net, cfg.seed)
             self.source = f"random (seed {cfg.seed})"
@@ -196,6 +200,8 @@ class DeepExtractor:
             if cfg.backbone == "resnet" and any(k.startswith(("encoder_q.", "stem.", "s1.")) for k in state):
                 self.gem_p = cvnet_gem_p(state) or self.gem_p  # CVNet's learned p, pooled with when gemp is off
                 state = cvnet_to_torchvision(state)
+            elif cfg.backbone == "resnet":
+                self.rgb = True  # torchvision's names: its ImageNet weights were trained on RGB (BGR until resnet 3)
             self.source = str(cfg.checkpoint)
         if cfg.checkpoint != "random":
             if cfg.backbone == "resnet" and self.net.fc is None:
@@ -218,7 +224,8 @@ class DeepExtractor:
     def describe(self) -> dict[str, Any]:
         """What extracted the features (the local store's ``model`` attribute, and the log): backbone, weights source,
         ``weights_digest`` of the network (:func:`~retrieval.runtime.state_digest`), detector file, local and global
-        dimensions, device and, for resnet, ``gem_p`` (GeM's exponent when GeM+ is off)."""
+        dimensions, device, ``channels`` (``rgb`` or ``bgr``: the order the network is given) and, for resnet,
+        ``gem_p`` (GeM's exponent when GeM+ is off)."""
         return {
             "backbone": self.cfg.backbone,
             "weights": self.source,
@@ -227,6 +234,7 @@ class DeepExtractor:
             "local_dim": self.local_dim,
             "global_dim": self.global_dim,
             "device": self.device,
+            "channels": "rgb" if self.rgb else "bgr",
             # GeM's exponent where it is used (GeM+ off): 3, or a CVNet checkpoint's learned one
             **({"gem_p": self.gem_p} if self.cfg.backbone == "resnet" and not self.cfg.pooling.get("gemp") else {}),
         }
@@ -244,7 +252,7 @@ class DeepExtractor:
 
     def _tensor(self, img: np.ndarray) -> torch.Tensor:
         x = (img.astype(np.float32) / 255.0 - MEAN_BGR) / STD_BGR
-        if self.cfg.backbone == "dinov2":
+        if self.rgb:
             x = x[:, :, ::-1]  # RGB
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
 
