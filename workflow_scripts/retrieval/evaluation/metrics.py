@@ -16,7 +16,8 @@ PROTOCOLS = ("E", "M", "H")
 
 
 def protocol_labels(g: dict[str, Sequence[int]], protocol: str) -> tuple[np.ndarray, np.ndarray]:
-    """(positives, ignored) database indices (int64, sorted) of one query under protocol E, M or H, as revisitop
+    """(positives, ignored) database indices (int64; a union of two lists sorted and unique, a single list in its
+    ``gnd`` order) of one query under protocol E, M or H, as revisitop
     defines them (Radenović et al., CVPR 2018; ``compute_map`` of revisitop's example code): Easy counts easy
     positives and ignores hard and junk, Medium counts easy and hard and ignores junk, Hard counts hard and ignores
     easy and junk. ``g``: one ``gnd`` entry (``easy``, ``hard``, ``junk`` lists; absent keys are empty). ValueError

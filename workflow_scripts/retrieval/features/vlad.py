@@ -17,7 +17,8 @@ from retrieval.featureless import featureless_rows
 
 def l2_normalise(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
     """``x`` divided by its L2 norm along ``axis`` (plus ``eps``, so an all-zero row, an image without features,
-    stays zero); same shape, the input's float dtype."""
+    stays zero); same shape, the input's float dtype. For float32 or float64 input: in float16 the default ``eps``
+    rounds to 0 and an all-zero row gives NaN."""
     return x / (np.linalg.norm(x, axis=axis, keepdims=True) + eps)
 
 

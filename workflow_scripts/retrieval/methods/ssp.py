@@ -121,7 +121,8 @@ class Adapter(torch.nn.Module):
 
 @dataclass(frozen=True)
 class SSPTrainConfig:
-    """The adapter's training (config ``ssp.train``; SSP's settings, Wu et al., 2024): SGD with Nesterov ``momentum``
+    """The adapter's training (config ``ssp.train``; the optimiser is SSP's, Wu et al., 2024; the epoch count, early
+    stopping and the held-out choice of the kept epoch are this workflow's): SGD with Nesterov ``momentum``
     and ``weight_decay``, the base ``lr`` scaled by ``batch_size`` / 256, ``warmup_epochs`` of linear warmup then cosine
     decay over ``epochs``; ``tau``: the structure-similarity temperature; ``val_fraction``: the images held out to
     choose the epoch kept; ``seed``: the held-out split and the batch order; ``patience``: early stopping

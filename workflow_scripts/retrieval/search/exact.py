@@ -14,7 +14,8 @@ from retrieval.stores.global_store import block_rows
 def topk_neighbours(
     queries: np.ndarray, db: np.ndarray, k: int, exclude_self: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product search: ids (Nq, k) int32 and sims (Nq, k) float32, best first.
+    """Exact inner-product search: ids (Nq, k') int32 and sims (Nq, k') float32, best first, with k' = min(k, n_db)
+    (n_db - 1 with ``exclude_self``); ValueError when the query and database dimensions differ.
 
     ``exclude_self`` is for database-vs-database search (training pairs): row i never returns i. All-zero rows are
     images without features: never a match (featureless.py), they rank last in database order with similarity -inf.

@@ -45,8 +45,8 @@ class TrainConfig:
     split by ``patience`` / ``min_delta``, re-ranking its top ``validation_rerank``.
 
     ValueError naming the ``ames.train`` key for a negative ``patience``, a negative or non-finite ``grad_clip``, a
-    ``validation_rerank`` below 1, an ``init`` other than default / mimetic, or a mimetic pair that is not two
-    numbers."""
+    ``min_desc`` below 1, a ``q_desc`` or ``db_desc`` not above ``min_desc``, a ``validation_rerank`` below 1, an
+    ``init`` other than default / mimetic, or a mimetic pair that is not two finite numbers."""
 
     epochs: int = 15
     batch_size: int = 300  # images: batch_size // 3 triplets
@@ -90,9 +90,13 @@ class TrainConfig:
         if self.init not in ("default", "mimetic"):
             raise ValueError(f"ames.train.init: '{self.init}' is not one of default, mimetic")
         for key in ("mimetic_qk", "mimetic_vo"):
-            value = tuple(float(v) for v in getattr(self, key))
-            if len(value) != 2:
-                raise ValueError(f"ames.train.{key}: expected [alpha, beta], got {list(value)}")
+            given = getattr(self, key)
+            try:
+                value = tuple(float(v) for v in given)
+            except (TypeError, ValueError):  # not a sequence, or an entry that is not a number
+                value = None
+            if value is None or len(value) != 2 or not all(map(math.isfinite, value)):
+                raise ValueError(f"ames.train.{key}: expected [alpha, beta], two numbers, got {given!r}")
             object.__setattr__(self, key, value)
 
     def to_dict(self) -> dict[str, Any]:
