@@ -228,7 +228,10 @@ def write_nn(path: str | Path, ids: np.ndarray, sims: np.ndarray) -> None:
 
 def write_release_local(store: h5py.File, out_path: str | Path, block: int = 1024) -> dict[str, int]:
     """Our local store in AMES's structured layout: ``features`` (N,) with ``metadata`` float32 (K, 5) = x, y (pixels),
-    scale, mask (1 = padding), weight, and ``descriptor`` float16 (K, D), padding rows zero."""
+    scale, mask (1 = padding), weight, and ``descriptor`` float16 (K, D), padding rows zero. The scale column is the
+    store's ``scale`` (SIFT's keypoint size in pixels, a deep backbone's scale factor), not the pyramid-level index
+    AMES's extraction writes there; AMES's model reads only the mask column, and :func:`convert_rows` reads
+    this one back as written."""
 
     n, k, d = store["descriptors"].shape
     dtype = np.dtype([("metadata", np.float32, (k, 5)), ("descriptor", np.float16, (k, d))])
