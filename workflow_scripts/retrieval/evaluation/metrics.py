@@ -38,6 +38,7 @@ def average_precision(pos_ranks: np.ndarray, n_positives: int) -> float:
     """Trapezoidal AP from the sorted 0-based ranks of the retrieved positives (junk already removed).
 
     Positives that were never retrieved (truncated rankings) contribute nothing; ``n_positives`` counts all.
+    ValueError when ``n_positives`` < 1 (revisitop skips such a query; its callers do too).
     """
     if n_positives <= 0:
         raise ValueError("average_precision needs at least one positive")
@@ -201,7 +202,8 @@ def evaluate_gldv2(
     index images) and ``usage`` (Public or Private; Ignored queries are not in the lists). Returns the shape of
     :func:`evaluate_rankings`: ``{"mAP@100": {"Public", "Private"}, "per_query_ap": {usage: [AP or None for the
     other usage's queries]}, "n_evaluated": {usage: n}}``. A usage without queries has mAP None. See
-    NOTHING_RETRIEVED for ``retrieved_nothing``."""
+    NOTHING_RETRIEVED for ``retrieved_nothing``. ValueError naming the query for a ``usage`` other than Public or
+    Private, or for ``ranks`` whose shape does not fit the queries and the database (``check_orientation``)."""
     ranks = np.asarray(ranks)
     check_orientation(ranks, len(gnd), n_db)
     key = f"mAP@{k}"

@@ -52,7 +52,8 @@ def vlad(desc: np.ndarray, centroids: np.ndarray, alpha: float = 0.5) -> np.ndar
 
 
 def fit_pca_whitening(x: np.ndarray, dim: int) -> dict[str, np.ndarray]:
-    """PCA of the rows of x: mean (D,), projection (dim, D) with orthonormal rows, eigenvalues (dim,) descending."""
+    """PCA of the rows of x (N, D): mean (D,), projection (dim, D) with orthonormal rows, eigenvalues (dim,)
+    descending, all float64. ValueError when ``dim`` exceeds min(N - 1, D)."""
     x = np.asarray(x, np.float64)
     n, d = x.shape
     if dim > min(n - 1, d):

@@ -43,7 +43,8 @@ def fit_lw_whitening(x: np.ndarray, pairs: np.ndarray, ridge: float = 0.0) -> di
     differences plus, always, ``ridge`` times its mean eigenvalue on the diagonal (``ridge`` 0: cirtorch's S, which
     is singular with fewer pairs than dimensions); P = L^-1 with S = L L^T whitens the intra-class variation; then
     the PCA of all P(x - mean) rotates it. Apply with power 0 (projection only): the result whitens the
-    matching-pair differences of the regularised S, P S P^T = I."""
+    matching-pair differences of the regularised S, P S P^T = I. ValueError for fewer than 2 pairs, or for a
+    singular S (fewer independent pair differences than dimensions and ``ridge`` 0: raise ``lw.ridge``)."""
     x = np.asarray(x, np.float64)
     d = x.shape[1]
     if len(pairs) < 2:

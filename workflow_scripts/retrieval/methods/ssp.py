@@ -38,7 +38,9 @@ def fit_pq_anchors(
     min_points_per_centroid: int = 39,
     source: str = "training data",
 ) -> np.ndarray:
-    """Codewords (m, 2^nbits, d/m) of a faiss product quantizer trained on the rows of x."""
+    """Codewords (m, 2^nbits, d/m) float32 of a faiss product quantizer trained on the rows of x (n, d). ValueError
+    naming ``ssp.anchors`` and ``source`` when ``m`` does not divide d, or when n is below
+    ``min_points_per_centroid`` x 2^nbits."""
     import faiss  # noqa: PLC0415
 
     x = np.ascontiguousarray(x, np.float32)

@@ -57,7 +57,9 @@ def stream_topk(
     it by database order too (which of several images tied at the k-th similarity of a block is kept is faiss's).
 
     All-zero rows are images without features (featureless.py): a database row never outranks a row with
-    features (similarity -inf, last in database order) and a query row gets the database order."""
+    features (similarity -inf, last in database order) and a query row gets the database order.
+
+    Returns ids (Nq, min(k, n_db)) int64 and sims (Nq, min(k, n_db)) float32, best first."""
     import faiss  # noqa: PLC0415
 
     q = np.ascontiguousarray(q, np.float32)

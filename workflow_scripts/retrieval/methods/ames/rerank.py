@@ -151,7 +151,9 @@ def compute_logits(
 
 
 def lookup_logits(pairs: list[np.ndarray], logits: list[np.ndarray], shortlist: np.ndarray, k: int) -> np.ndarray:
-    """Logits (Nq, k) of the first k entries of each query's shortlist (k is clamped to the shortlist length)."""
+    """Logits (Nq, k) float32 of the first k entries of each query's ``shortlist`` (Nq, K) (k is clamped to K), from
+    the per-query cached ``pairs[i]`` (database ids) and ``logits[i]``. KeyError naming the query when a shortlisted
+    image has no cached logit (a cache made for a smaller ``num_rerank``)."""
     k = min(k, shortlist.shape[1])
     out = np.zeros((shortlist.shape[0], k), np.float32)
     for i in range(shortlist.shape[0]):

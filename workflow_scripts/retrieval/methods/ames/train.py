@@ -138,7 +138,8 @@ def sample_triplets(
 def fit_itq(x: np.ndarray, bits: int = 128, n_iter: int = 50, seed: int = 0) -> dict[str, np.ndarray]:
     """ITQ (Gong & Lazebnik 2011) on L2-normalised descriptors: PCA to ``bits`` dims, then the orthogonal rotation
     minimising the quantisation error. Returns ``mean`` (D,) and ``W`` (D, bits) with sign((x - mean) @ W) the code.
-    The data are centred for the PCA; the binarisation layer subtracts ``mean`` before ``W``."""
+    The data are centred for the PCA; the binarisation layer subtracts ``mean`` before ``W``. ValueError when the
+    descriptor dimension D is below ``bits`` or there are at most ``bits`` descriptors."""
     x = np.asarray(x, np.float64)
     x = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
     if x.shape[1] < bits:
@@ -218,7 +219,10 @@ def train_ames(
     ``dtype`` bfloat16: mixed precision (``torch.autocast``): the matrix products of the forward and backward passes
     in bfloat16, the weights, optimiser state, loss and (on the CPU) the trained model's attention kernels in float32
     (a distillation teacher, run without gradients, keeps them in bfloat16); no loss
-    scaling is needed with bfloat16's float32 exponent range."""
+    scaling is needed with bfloat16's float32 exponent range.
+
+    ValueError for a binary model without ``init_itq``, or when no anchor has ``cfg.min_pos`` positives and
+    ``cfg.min_neg`` negatives among its ``cfg.num_candidates`` neighbours."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = AMES(model_cfg)
