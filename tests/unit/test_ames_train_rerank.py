@@ -217,7 +217,7 @@ def test_mimetic_init_sets_the_attention_products():
     with pytest.raises(ValueError, match="mimetic_qk"):
         TrainConfig(mimetic_qk=(0.7,))
     # not numbers, not a pair, not finite: each named by its key (a review: float() raised without it)
-    for bad in (("a", 1), 0.5, (0.7, float("nan"))):
+    for bad in (("a", 1), 0.5, (0.7, float("nan")), "12", {"a": 1, "b": 2}):
         with pytest.raises(ValueError, match=r"ames.train.mimetic_vo: expected \[alpha, beta\], two numbers"):
             TrainConfig(mimetic_vo=bad)
     assert TrainConfig(mimetic_vo=[0.3, "0.2"]).mimetic_vo == (0.3, 0.2)

@@ -221,7 +221,8 @@ def test_extraction_loads_saved_checkpoints_and_is_deterministic(tmp_path, backb
     assert len(row["descriptors"]) == 20 and (np.diff(row["weight"]) <= 0).all()
     np.testing.assert_allclose(np.linalg.norm(row["descriptors"].astype(np.float32), axis=1), 1, atol=2e-3)
     np.testing.assert_allclose(np.linalg.norm(g), 1, atol=1e-5)
-    assert (row["xy"][:, 0] >= 10).all() and (row["xy"][:, 0] <= 110).all() and (row["xy"][:, 1] >= 5).all()
+    # inside the crop [10, 110) x [5, 85): pixel 10 spans [9.5, 10.5) in the ResNet's pixel-centre convention
+    assert (row["xy"][:, 0] >= 9.5).all() and (row["xy"][:, 0] <= 110).all() and (row["xy"][:, 1] >= 4.5).all()
     assert set(np.unique(row["scale"]).tolist()) <= set(np.float32(cfg["scales"]).tolist())
     assert tuple(row["image_size"]) == (120, 90)
     # the weights saved in the official layout (a plain state dict, or under 'state') load and give the same output
@@ -271,6 +272,52 @@ def test_extraction_loads_saved_checkpoints_and_is_deterministic(tmp_path, backb
         np.testing.assert_array_equal(learned.extract(img)[1], plain.extract(img)[1])
         plain.gem_p = 3.0  # (a small random network's map is nearly flat: p moves the descriptor by about 1e-5)
         assert not np.array_equal(learned.extract(img)[1], plain.extract(img)[1])
+
+
+def test_resnet_channel_order_follows_the_weights_and_can_be_set(tmp_path):
+    """auto: CVNet's names -> BGR (pycls trained on BGR); torchvision's names -> RGB (torchvision's ImageNet weights),
+    unless the fc is square, CVNet's 2048 -> 2048 head renamed by cvnet_to_torchvision (a review: such a file was
+    given RGB); ``channels: rgb | bgr`` overrides; random weights keep BGR."""
+    cfg = {
+        "checkpoint": "random",
+        "model": {"depth": 50, "width": 4, "head": "fc", "fc_dim": 128},  # global_dim 128: a square head
+        "image_size": 96,
+        "scales": [1.0],
+        "k": 10,
+        "device": "cpu",
+    }
+    ex = DeepExtractor(DeepConfig.from_dict("resnet", cfg))
+    assert not ex.rgb
+    state = ex.net.state_dict()
+    torch.save(_cvnet_names(state), tmp_path / "cvnet.pth")
+    torch.save(cvnet_to_torchvision(_cvnet_names(state)), tmp_path / "renamed.pth")
+    classifier = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    torch.save({**classifier, "fc.weight": torch.zeros(1000, 128), "fc.bias": torch.zeros(1000)}, tmp_path / "tv.pth")
+    head_none = {**cfg, "model": {**cfg["model"], "head": "none"}}
+
+    def channels(path, c=None, base=cfg):
+        d = {**base, "checkpoint": str(tmp_path / path), **({"channels": c} if c else {})}
+        return DeepExtractor(DeepConfig.from_dict("resnet", d)).describe()["channels"]
+
+    assert channels("cvnet.pth") == "bgr" and channels("renamed.pth") == "bgr"
+    assert channels("tv.pth", base=head_none) == "rgb"  # torchvision's classifier is dropped with head: none
+    assert channels("tv.pth", "bgr", base=head_none) == "bgr" and channels("cvnet.pth", "rgb") == "rgb"
+    with pytest.raises(ValueError, match="extract.resnet.channels: 'RGB' is not one of auto, rgb, bgr"):
+        DeepConfig.from_dict("resnet", {**cfg, "channels": "RGB"})
+
+
+def test_resnet_positions_are_pixel_centres_mapped_through_the_resize():
+    """Receptive-field centre j sits on pixel 16 j (pixel i at i, as SIFT's); through a resize by s it is stored at
+    (16 j + 0.5) / s - 0.5 plus the crop's offset (16 j / s until resnet 3: 0.9-2.3 px off on a phone photo)."""
+    cfg = {"checkpoint": "random", "model": {"depth": 50, "width": 4, "head": "none"}, "k": 10_000, "device": "cpu"}
+    img = _image(h=150, w=200)
+    for size, scale in ((100, 1.0), (400, 0.7071)):
+        ex = DeepExtractor(DeepConfig.from_dict("resnet", {**cfg, "image_size": size, "scales": [scale]}))
+        row, _ = ex.extract(img, crop=[20, 10, 180, 130])
+        _, sx, sy = ex._resize(img[10:130, 20:180], scale)
+        xs, ys = np.unique(row["xy"][:, 0]), np.unique(row["xy"][:, 1])
+        np.testing.assert_allclose(xs, (16 * np.arange(len(xs)) + 0.5) / sx - 0.5 + 20, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(ys, (16 * np.arange(len(ys)) + 0.5) / sy - 0.5 + 10, rtol=0, atol=1e-4)
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

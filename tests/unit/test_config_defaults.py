@@ -295,6 +295,7 @@ PAPER_MIRRORS = [
             "backbone": "the backbone's name, no default",
             "model": "the architecture: ViTConfig below",
             "pooling": "resnet only",
+            "channels": "resnet only (DINOv2 always takes RGB)",
         },
     ),
     Mirror(

@@ -178,6 +178,11 @@ def test_map_at_100_equals_the_official_loop_public_private_apart():
     assert (
         evaluate_gldv2(full, gnd["gnd"], n_db)["mAP@100"] == evaluate_gldv2(full[:, :100], gnd["gnd"], n_db)["mAP@100"]
     )
+    # a query without relevant images is named (the metric's own ValueError did not say which)
+    empty = [dict(g) for g in gnd["gnd"]]
+    empty[2]["easy"] = []
+    with pytest.raises(ValueError, match=r"gnd\[2\]: a (Public|Private) query without relevant index images"):
+        evaluate_gldv2(ranks, empty, n_db)
 
 
 def test_evaluate_global_reports_gldv2_metrics_from_a_top_100_shortlist(tmp_path):

@@ -21,7 +21,9 @@ GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
 # re-recorded from Plan when a version constant of retrieval/versions.py changed (FIT_VERSION 2: every key that
 # follows the whitening, Lw or SSP's fits moved, nothing before them; DECODER_VERSION 4: every key from the image
 # lists on, checked first to reproduce the file exactly at decoder version 3; ASMK_VERSION 2: the inverted file's
-# key and what follows it, ASMK's rankings and, under shortlist.source: asmk, the shortlist's)
+# key and what follows it, ASMK's rankings and, under shortlist.source: asmk, the shortlist's; BACKBONE_VERSIONS
+# sift 2: an extractor_version under extract.sift and every SIFT-derived key, nothing else; resnet 3: no key, the
+# recorded overlays do not extract with resnet)
 GOLDEN_CASES = json.loads(GOLDEN.read_text())
 
 

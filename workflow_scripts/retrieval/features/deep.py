@@ -6,7 +6,9 @@ in BGR order, the channels then flipped to RGB for the weights trained on RGB (D
 torchvision's names; a CVNet checkpoint, trained on BGR, keeps BGR); the image (after the query crop) is resized so that its
 long side is ``image_size`` times the scale, INTER_AREA when shrinking and INTER_LINEAR when enlarging; for the ViT
 each side becomes 14 * round(side / 14) (at least one patch). Positions are stored in pixels of the full original
-image (patch or receptive-field centres mapped back through the resize and the crop).
+image (patch or receptive-field centres mapped back through the resize and the crop): the ResNet's receptive-field
+centres as pixel centres (pixel i at i, SIFT's convention), DINOv2's patch centres in continuous coordinates (14 j + 7
+at scale 1; 0.5 px from the other convention).
 
 Global descriptors: ``dinov2`` the L2-normalised CLS token averaged over scales and re-normalised; ``resnet`` GeM
 (a CVNet checkpoint's learned p, else 3) or SuperGlobal's modules, each a switch with the paper's constant: ``gemp`` (GeM+ p 4.6), ``rgem`` (regional
@@ -56,7 +58,9 @@ class DeepConfig:
     ``image_size`` the long side in pixels at scale 1; ``scales`` the resize factors; ``k`` the local descriptors kept
     per image (strongest weight first, over all scales); ``device``; ``seed`` of ``checkpoint: random``; ``model``:
     ``ViTConfig`` fields (dinov2) or depth / head / fc_dim / width (resnet); ``pooling``: the resnet global descriptor's
-    switches gemp, rgem, sgem, relup (SuperGlobal, Shao et al., ICCV 2023)."""
+    switches gemp, rgem, sgem, relup (SuperGlobal, Shao et al., ICCV 2023); ``channels`` (resnet): the channel order
+    the network is given, ``rgb``, ``bgr`` or ``auto`` (:class:`DeepExtractor`). ValueError for another
+    ``channels``."""
 
     backbone: str
     checkpoint: str | None = None
@@ -70,6 +74,11 @@ class DeepConfig:
         default_factory=dict
     )  # variant / registers (dinov2), depth / head (resnet), tiny sizes
     pooling: dict[str, Any] = field(default_factory=dict)  # resnet switches: gemp, rgem, sgem, relup
+    channels: str = "auto"  # resnet: auto | rgb | bgr (DINOv2 always takes RGB)
+
+    def __post_init__(self) -> None:
+        if self.channels not in ("auto", "rgb", "bgr"):
+            raise ValueError(f"extract.{self.backbone}.channels: '{self.channels}' is not one of auto, rgb, bgr")
 
     @classmethod
     def from_dict(cls, backbone: str, d: dict[str, Any]) -> "DeepConfig":
@@ -201,8 +210,20 @@ class DeepExtractor:
                 self.gem_p = cvnet_gem_p(state) or self.gem_p  # CVNet's learned p, pooled with when gemp is off
                 state = cvnet_to_torchvision(state)
             elif cfg.backbone == "resnet":
-                self.rgb = True  # torchvision's names: its ImageNet weights were trained on RGB (BGR until resnet 3)
+                # torchvision's names: torchvision's ImageNet weights, trained on RGB (given BGR until resnet 3),
+                # unless the fc is square, CVNet's 2048 -> 2048 head (torchvision's classifier is 1000 x 2048): a
+                # CVNet checkpoint renamed (cvnet_to_torchvision)
+                fc = state.get("fc.weight")
+                self.rgb = fc is None or fc.ndim != 2 or fc.shape[0] != fc.shape[1]
             self.source = str(cfg.checkpoint)
+        if cfg.backbone == "resnet" and cfg.channels != "auto":
+            self.rgb = cfg.channels == "rgb"
+        elif cfg.backbone == "resnet" and self.rgb:
+            log.info(
+                "resnet: %s has torchvision's names and no CVNet head: given RGB, as torchvision's ImageNet weights "
+                "were trained (extract.resnet.channels: bgr for BGR-trained weights)",
+                cfg.checkpoint,
+            )
         if cfg.checkpoint != "random":
             if cfg.backbone == "resnet" and self.net.fc is None:
                 state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # a classifier head is not used
@@ -263,7 +284,8 @@ class DeepExtractor:
 
         Returns the local-store row, at most ``k`` features, strongest weight first over all scales (ties in scale, then
         row-major position order): ``descriptors`` (n, D) float16 L2-normalised, ``xy`` (n, 2) float32 patch or
-        receptive-field centres in pixels of the full original image, ``scale`` (n,) float32 the scale factor each came
+        receptive-field centres in pixels of the full original image (resnet: pixel centres, pixel i at i, as
+        SIFT's; dinov2: continuous coordinates, pixel i spanning [i, i + 1), as AMES's normalised positions), ``scale`` (n,) float32 the scale factor each came
         from, ``weight`` (n,) float32, ``orientation`` (n,) zeros, ``image_size`` (2,) int32 (width, height) of the full
         image; and the global descriptor (G,) float32, L2-normalised: the per-scale vectors averaged and re-normalised,
         or with ``pooling.sgem`` their maximum (SuperGlobal's scale-GeM)."""
@@ -283,11 +305,15 @@ class DeepExtractor:
             weights.append(wgt[0, 0].reshape(-1).float().cpu())
             ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
             if self.cfg.backbone == "dinov2":
-                cx, cy = PATCH * jj + PATCH / 2, PATCH * ii + PATCH / 2
+                # continuous coordinates (pixel i spans [i, i + 1)): patch j's centre at 14 j + 7, scaled back by s
+                cx, cy = (PATCH * jj + PATCH / 2) / sx, (PATCH * ii + PATCH / 2) / sy
             else:
+                # pixel centres as SIFT's (pixel i at i): the receptive field's centre is pixel 16 j + off (off 0),
+                # mapped back as (i + 0.5) / s - 0.5 (i / s until resnet 3, a review: 0.9-2.3 px off per scale)
                 off = (RF["size"] - 1) / 2 - RF["padding"]
-                cx, cy = RF["stride"] * jj + off, RF["stride"] * ii + off
-            xys.append(np.stack([cx.ravel() / sx, cy.ravel() / sy], axis=1))
+                cx = (RF["stride"] * jj + off + 0.5) / sx - 0.5
+                cy = (RF["stride"] * ii + off + 0.5) / sy - 0.5
+            xys.append(np.stack([cx.ravel(), cy.ravel()], axis=1))
             scales.append(np.full(h * w, scale, np.float32))
             globals_.append(self._global(out))
         desc, weight = torch.cat(descs).numpy(), torch.cat(weights).numpy()

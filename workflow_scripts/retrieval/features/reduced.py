@@ -29,9 +29,9 @@ def extract_reduced(
     warning naming the file.
 
     Reduced pixel i is made from full-image pixels [i * s, (i + 1) * s) (libjpeg's scaled IDCT, s = 1 / factor).
-    SIFT's positions are pixel centres (OpenCV: pixel i at i), mapped to (i + 0.5) * s - 0.5 and kept inside the
-    image (the last reduced pixel of an odd size covers one full-image pixel beyond it); the deep backbones' are
-    continuous coordinates (pixel i spans [i, i + 1): a DINOv2 patch centre at 14 j + 7), mapped by s alone."""
+    SIFT's and the ResNet's positions are pixel centres (OpenCV: pixel i at i), mapped to (i + 0.5) * s - 0.5 (SIFT's
+    kept inside the image: the last reduced pixel of an odd size covers one full-image pixel beyond it); DINOv2's are
+    continuous coordinates (pixel i spans [i, i + 1): a patch centre at 14 j + 7), mapped by s alone."""
     fx, fy = decoded.factor
     log.warning(
         "%s: %dx%d pixels over max_image_pixels, decoded at %dx%d (JPEG draft mode)",
@@ -56,6 +56,8 @@ def extract_reduced(
     if backbone == "sift":
         top = np.array([decoded.width - 1, decoded.height - 1], np.float32)
         row["xy"] = np.minimum((row["xy"] + 0.5) / f - 0.5, top).astype(np.float32)
+    elif backbone == "resnet":  # pixel centres too (as the extraction maps them; not clamped there either)
+        row["xy"] = ((row["xy"] + 0.5) / f - 0.5).astype(np.float32)
     else:
         row["xy"] = (row["xy"] / f).astype(np.float32)
     if backbone == "sift":

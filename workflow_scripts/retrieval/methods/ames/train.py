@@ -91,8 +91,8 @@ class TrainConfig:
             raise ValueError(f"ames.train.init: '{self.init}' is not one of default, mimetic")
         for key in ("mimetic_qk", "mimetic_vo"):
             given = getattr(self, key)
-            try:
-                value = tuple(float(v) for v in given)
+            try:  # a sequence of two numbers; not text or a mapping, whose characters or keys would be iterated
+                value = None if isinstance(given, (str, bytes, dict)) else tuple(float(v) for v in given)
             except (TypeError, ValueError):  # not a sequence, or an entry that is not a number
                 value = None
             if value is None or len(value) != 2 or not all(map(math.isfinite, value)):
