@@ -236,14 +236,17 @@ def test_every_bad_line_of_gnd_csv_is_named_in_one_error(tmp_path):
         "queries/q9.jpg,jpg/b.jpg\n"  # ... named once
         "queries/q2.jpg,jpg/b.jpg,hard\n"
         "queries/q2.jpg,jpg/b.jpg,easy\n"  # 9: a pair given twice
+        "queries/q9.jpg,jpg/c.jpg,esay\n"  # 10: the missing query's row names its own mistake (helper-105)
     )
     root = _csv_dataset(tmp_path / "mine", rows)
     with pytest.raises(ValueError) as e:
         build_image_lists(root, "mine")
     message = str(e.value)
-    assert message.startswith(f"{root / 'gnd.csv'}: 5 bad lines (fix them all, then run again):\n")
+    assert message.startswith(f"{root / 'gnd.csv'}: 6 bad lines (fix them all, then run again):\n")
     named = [line.strip() for line in message.splitlines()[1:]]
-    assert [n.split(": ")[0].rsplit(":", 1)[1] for n in named] == ["3", "4", "5", "6", "9"]
+    assert [n.split(": ")[0].rsplit(":", 1)[1] for n in named] == ["3", "4", "5", "6", "9", "10"]
+    assert "kind 'esay' is not one of ['easy', 'hard', 'junk']; did you mean 'easy'?" in named[5]
+    assert "did you mean" not in named[1]  # 'medium' is close to none of them
     assert "positive 'jpg/bb.jpg' is not a database image" in named[0] and "did you mean 'jpg/b.jpg'" in named[0]
     assert "kind 'medium'" in named[1] and "1 field(s)" in named[2]
     assert "query image 'queries/q9.jpg' not found" in named[3] and "already on line 8" in named[4]
