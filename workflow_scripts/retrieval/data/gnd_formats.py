@@ -146,7 +146,8 @@ def nearest_sibling(path: Path, typed: str | None = None, listed: set[str] | fro
 
 def _positive_path(root: Path, positive: str, where: str) -> str:
     """The path (``os.path.normpath``) a row's positive names, for a missing query's hint to leave out; "" where the
-    row has none or names it badly (that row's own error is said once the query is found)."""
+    row has none or names it badly (that row's positive is checked once the query is found: its hint needs the
+    query; a bad kind is named at once)."""
     try:
         return os.path.normpath(root / relative_name(positive, where)) if positive else ""
     except ValueError:
