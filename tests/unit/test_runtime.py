@@ -71,11 +71,17 @@ def test_progress_logs_every_tenth_and_the_end_once_each():
             self.lines.append(fmt % args)
 
     rec = Rec()
-    p = Progress(rec, "logits", 95, "pairs")
+    p = Progress(rec, "logits", 95, "pairs", min_interval=0)
     for done in range(1, 96):
         p.update(done)
     assert len(rec.lines) == 11 and rec.lines[-1].startswith("logits: 95/95 pairs (100%)")
     assert rec.lines[0].startswith("logits: 9/95")
+    # a loop faster than min_interval (the default 1 s) writes its end alone (ten lines in 6 ms, a new user's trial)
+    fast = Rec()
+    p = Progress(fast, "spatial verification", 20, "database images")
+    for done in range(1, 21):
+        p.update(done)
+    assert [line.split(" (")[0] for line in fast.lines] == ["spatial verification: 20/20 database images"]
 
 
 def test_manifest_records_the_hardware_results_depend_on(tmp_path):

@@ -181,19 +181,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 class Progress:
-    """Progress lines for long loops, into the rule's log: about every tenth of the work (and at the end)."""
+    """Progress lines for long loops, into the rule's log: about every tenth of the work, at most one line per
+    ``min_interval`` seconds (a short loop of 20 images wrote ten lines in 6 ms, a new user's trial), and at the end."""
 
-    def __init__(self, logger: Any, what: str, total: int, unit: str = "items", steps: int = 10):
+    def __init__(
+        self, logger: Any, what: str, total: int, unit: str = "items", steps: int = 10, min_interval: float = 1.0
+    ):
         self.logger, self.what, self.total, self.unit = logger, what, max(int(total), 1), unit
         self.every = max(self.total // steps, 1)
-        self.t0 = time.time()
+        self.t0 = self.last = time.time()
         self.next = self.every
+        self.min_interval = min_interval
 
     def update(self, done: int) -> None:
         """Log a progress line (done / total, percent, rate per second, seconds left) once ``done`` reaches the next
-        step (a ``steps``-th of the total) or the total; otherwise nothing."""
-        if done >= self.next or done >= self.total:
-            dt = time.time() - self.t0
+        step (a ``steps``-th of the total) and ``min_interval`` seconds have passed since the last line, or reaches
+        the total; otherwise nothing."""
+        now = time.time()
+        if done >= self.total or (done >= self.next and now - self.last >= self.min_interval):
+            self.last = now
+            dt = now - self.t0
             rate = done / dt if dt > 0 else float("inf")
             eta = (self.total - done) / rate if rate > 0 else 0.0
             self.logger.info(
