@@ -626,25 +626,23 @@ def test_a_backbones_extractor_version_moves_its_versions_only(monkeypatch, tmp_
     SIFT's alone (keypoints mapped back to pixel centres after a resize)."""
     (tmp_path / "cvnet.pt").write_bytes(b"weights")
     cfg = configured(**{"extract.backbone": "resnet", "extract.resnet.checkpoint": str(tmp_path / "cvnet.pt")})
-    before = {
-        b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
-        for b in ("sift", "dinov2", "resnet")
-    }
     original = dict(p.BACKBONE_VERSIONS)
-    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {k: v for k, v in original.items() if k != "resnet"})
-    after = {
-        b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
-        for b in ("sift", "dinov2", "resnet")
-    }
-    assert before["sift"] == after["sift"] and before["dinov2"] == after["dinov2"]
-    assert before["resnet"][0] != after["resnet"][0] and before["resnet"][1] != after["resnet"][1]
-    monkeypatch.setattr(p, "BACKBONE_VERSIONS", {k: v for k, v in original.items() if k != "sift"})
-    no_sift = {
-        b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
-        for b in ("sift", "dinov2", "resnet")
-    }
-    assert no_sift["resnet"] == before["resnet"] and no_sift["dinov2"] == before["dinov2"]
-    assert no_sift["sift"][0] != before["sift"][0] and no_sift["sift"][1] != before["sift"][1]
+
+    def keys(without=None):  # each backbone's (local version, feature-cache key), one backbone's version left out
+        monkeypatch.setattr(p, "BACKBONE_VERSIONS", {k: v for k, v in original.items() if k != without})
+        return {
+            b: (Plan(copy.deepcopy(cfg)).v_local("demo", b), Plan(copy.deepcopy(cfg)).cache_key(b, cfg["extract"][b]))
+            for b in ("sift", "dinov2", "resnet")
+        }
+
+    before = keys()
+    for moved in ("resnet", "sift"):
+        after = keys(without=moved)
+        for b in ("sift", "dinov2", "resnet"):
+            if b == moved:
+                assert after[b][0] != before[b][0] and after[b][1] != before[b][1], b
+            else:
+                assert after[b] == before[b], (moved, b)
 
 
 @pytest.mark.parametrize("backbone", ["dinov2", "resnet"])
