@@ -302,6 +302,11 @@ def test_resnet_channel_order_follows_the_weights_and_can_be_set(tmp_path):
     assert channels("cvnet.pth") == "bgr" and channels("renamed.pth") == "bgr"
     assert channels("tv.pth", base=head_none) == "rgb"  # torchvision's classifier is dropped with head: none
     assert channels("tv.pth", "bgr", base=head_none) == "bgr" and channels("cvnet.pth", "rgb") == "rgb"
+    # torchvision's classifier under the default head: fc is named as such, with the setting to use (helper-108)
+    with pytest.raises(
+        KeyError, match=r"fc.weight \(1000, 128\) for \(128, 128\).*set extract.resnet.model.head: none"
+    ):
+        channels("tv.pth")
     with pytest.raises(ValueError, match="extract.resnet.channels: 'RGB' is not one of auto, rgb, bgr"):
         DeepConfig.from_dict("resnet", {**cfg, "channels": "RGB"})
 

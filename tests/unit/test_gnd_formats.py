@@ -237,16 +237,22 @@ def test_every_bad_line_of_gnd_csv_is_named_in_one_error(tmp_path):
         "queries/q2.jpg,jpg/b.jpg,hard\n"
         "queries/q2.jpg,jpg/b.jpg,easy\n"  # 9: a pair given twice
         "queries/q9.jpg,jpg/c.jpg,esay\n"  # 10: the missing query's row names its own mistake (helper-105)
+        "queries/q8.jpg,jpg/a.jpg,hrad\n"  # 11: a missing query's first row: both said (helper-108)
+        "queries/q8.jpg,,bad\n"  # 12: a kind without a positive is said as such, as for a found query
+        "queries/q2.jpg,jpg/c.jpg,hardneg\n"  # 13: a negative's label is not offered a positive's kind
     )
     root = _csv_dataset(tmp_path / "mine", rows)
     with pytest.raises(ValueError) as e:
         build_image_lists(root, "mine")
     message = str(e.value)
-    assert message.startswith(f"{root / 'gnd.csv'}: 6 bad lines (fix them all, then run again):\n")
+    assert message.startswith(f"{root / 'gnd.csv'}: 9 bad lines (fix them all, then run again):\n")
     named = [line.strip() for line in message.splitlines()[1:]]
-    assert [n.split(": ")[0].rsplit(":", 1)[1] for n in named] == ["3", "4", "5", "6", "9", "10"]
+    assert [n.split(": ")[0].rsplit(":", 1)[1] for n in named] == ["3", "4", "5", "6", "9", "10", "11", "12", "13"]
     assert "kind 'esay' is not one of ['easy', 'hard', 'junk']; did you mean 'easy'?" in named[5]
-    assert "did you mean" not in named[1]  # 'medium' is close to none of them
+    assert "query image 'queries/q8.jpg' not found" in named[6]
+    assert named[6].endswith("; and its kind 'hrad' is not one of ['easy', 'hard', 'junk']; did you mean 'hard'?")
+    assert named[7].endswith("a kind ('bad') without a positive")
+    assert "did you mean" not in named[1] and "did you mean" not in named[8]  # 'medium', 'hardneg': no typo
     assert "positive 'jpg/bb.jpg' is not a database image" in named[0] and "did you mean 'jpg/b.jpg'" in named[0]
     assert "kind 'medium'" in named[1] and "1 field(s)" in named[2]
     assert "query image 'queries/q9.jpg' not found" in named[3] and "already on line 8" in named[4]

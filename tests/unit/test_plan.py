@@ -494,6 +494,12 @@ def test_config_problems_are_all_named_at_once(tmp_path):
     assert not any("resnet" in p for p in Plan(cfg).config_problems())
     equal = configured(data_root=str(tmp_path), **{"extract.min_chunk_images": 3, "extract.max_chunk_images": 3})
     assert Plan(equal).config_problems() == []
+    # the extraction benchmark of a resnet without its settings (the job failed with KeyError: 'resnet')
+    timed = configured(data_root=str(tmp_path), **bounds, **{"benchmark.extract.backbone": "resnet"})
+    (line,) = Plan(timed).config_problems()
+    assert line.startswith("benchmark.extract.backbone: resnet needs benchmark.extract.resnet, its settings")
+    timed["benchmark"]["extract"]["resnet"] = {"checkpoint": "random", "model": {"depth": 50}}
+    assert Plan(timed).config_problems() == []
 
 
 def test_a_table_of_metrics_is_refused_for_a_folder_without_ground_truth(tmp_path):

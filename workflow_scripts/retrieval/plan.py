@@ -424,7 +424,8 @@ class Plan:
         split named in ``dataset_dirs``, a ResNet backbone without ``extract.resnet.checkpoint``,
         ``extract.min_chunk_images`` above ``extract.max_chunk_images``, an ``unsupervised_fit`` that names no
         dataset, ``shortlist.source: backbone`` without a deep backbone, ``shortlist.source`` import or ames_nn
-        without ``shortlist.import_dir``, and ``extract.backbone: ames_import`` without ``extract.ames_import.dir``.
+        without ``shortlist.import_dir``, ``extract.backbone: ames_import`` without ``extract.ames_import.dir``, and
+        ``benchmark.extract.backbone: resnet`` without ``benchmark.extract.resnet``.
         Checked once, before any job (each failed later, or was ignored where results were up to date). Problems
         that concern some targets only (AMES's shortlist against ``sv.num_rerank``) are said when those are planned."""
         cfg, problems = self.config, []
@@ -467,6 +468,12 @@ class Plan:
             problems.append(
                 "extract.backbone: ames_import needs extract.ames_import.dir (the AMES release folder "
                 "holding {dataset}/{desc}_gallery_local.hdf5 and {desc}_query_local.hdf5)"
+            )
+        timed = cfg.get("benchmark", {}).get("extract", {})
+        if timed.get("backbone") == "resnet" and not timed.get("resnet"):  # the job failed with KeyError: 'resnet'
+            problems.append(
+                "benchmark.extract.backbone: resnet needs benchmark.extract.resnet, its settings (keys as "
+                "extract.resnet, e.g. {checkpoint: random, model: {depth: 50}})"
             )
         return problems
 

@@ -478,12 +478,13 @@ def read_gnd_csv(
                 spelt[typed] = typed if typed in db_index else db_nfc.get(_nfc(typed)) or on_disk(typed)
             q = spelt[typed]
             kind = (row.get("kind") or "").lower() or "easy"
+            # a kind's own mistake is named in this run even on a missing query's rows (helper-105: a kind typed
+            # 'esay' there was named only once the query's name was mended)
+            kind_problem = _kind_problem(where, row, kind)
             if q in missing_queries:  # its first row named it; its positives are kept out of that row's hint
                 missing_queries[q].add(_positive_path(root, row["positive"], where))
-                # the row's own mistake is still named in this run (helper-105: a kind typed 'esay' on a missing
-                # query's second row was named only once the query's name was mended)
-                if kind not in KINDS:
-                    raise ValueError(_bad_kind(where, row.get("kind")))
+                if kind_problem:
+                    raise ValueError(kind_problem)
                 continue
             if q not in queries:
                 if check_queries and not (root / q).is_file():
@@ -492,12 +493,15 @@ def read_gnd_csv(
                     missing_queries[q] = {_positive_path(root, row["positive"], where)}
                     error = FileNotFoundError(f"{where}: query image {q!r} not found under {root}")
                     error.hinted_query = None if problems.full else q  # type: ignore[attr-defined]
+                    error.also = kind_problem and kind_problem.removeprefix(f"{where}: ")  # type: ignore[attr-defined]
+                    if error.hinted_query is None and error.also:  # type: ignore[attr-defined]
+                        error = FileNotFoundError(f"{error}; and its {error.also}")  # type: ignore[attr-defined]
                     raise error
                 queries[q] = len(queries)
                 labels.append({k: [] for k in KINDS})
             if not row["positive"]:
-                if row.get("kind"):
-                    raise ValueError(f"{where}: a kind ({row['kind']!r}) without a positive")
+                if kind_problem:
+                    raise ValueError(kind_problem)
                 if q in declared_empty:
                     raise ValueError(
                         f"{where}: query {q!r} is already declared without positives on line {declared_empty[q]}"
@@ -528,8 +532,8 @@ def read_gnd_csv(
             if (q, p) in seen:
                 raise ValueError(f"{where}: the pair ({q!r}, {p!r}) is already on line {seen[q, p]}")
             seen[q, p] = line
-            if kind not in KINDS:
-                raise ValueError(_bad_kind(where, row.get("kind")))
+            if kind_problem:
+                raise ValueError(kind_problem)
             if p not in db_index:
                 hints = not problems.full and n_hinted < MAX_POSITIVE_HINTS and len(db_index) <= MAX_POSITIVE_HINT_DB
                 close = _close_positives(path, typed, q, p, db_index) if hints else []
@@ -545,7 +549,9 @@ def read_gnd_csv(
         q = getattr(error, "hinted_query", None)
         if q is not None:
             found = {os.path.normpath(root / x) for x in queries} if found is None else found
-            problems.errors[i] = FileNotFoundError(f"{error}{nearest_sibling(root / q, q, missing_queries[q] | found)}")
+            also = f"; and its {error.also}" if getattr(error, "also", None) else ""
+            hint = nearest_sibling(root / q, q, missing_queries[q] | found)
+            problems.errors[i] = FileNotFoundError(f"{error}{hint}{also}")
     problems.raise_if_any()
     if not queries:
         raise ValueError(f"{path}: no rows after the header")
@@ -581,10 +587,19 @@ def read_gnd_csv(
     return GroundTruth(list(db_names), list(queries), gnd, None, str(path), image_dir="")
 
 
-def _bad_kind(where: str, kind: str | None) -> str:
-    """The message for a ``kind`` that is not easy, hard or junk, with the closest of them where one is close."""
-    close = difflib.get_close_matches(str(kind).lower(), KINDS, n=1, cutoff=0.5)
-    return f"{where}: kind {kind!r} is not one of {list(KINDS)}" + (f"; did you mean {close[0]!r}?" if close else "")
+def _kind_problem(where: str, row: dict[str, str], kind: str) -> str | None:
+    """The message for a row's ``kind`` (``kind``: as read, lower case, ``easy`` when empty), or None when it is fine:
+    a kind without a positive, or one that is not easy, hard or junk, then with the closest of them where one is a
+    likely typo (cutoff 0.75: ``esay``, ``hrad``, ``jnk`` get one; ``bad`` or ``hardneg``, a negative's label, are
+    not offered ``hard``, a positive's)."""
+    if not row.get("positive") and row.get("kind"):
+        return f"{where}: a kind ({row['kind']!r}) without a positive"
+    if kind in KINDS:
+        return None
+    close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.75)
+    return f"{where}: kind {row.get('kind')!r} is not one of {list(KINDS)}" + (
+        f"; did you mean {close[0]!r}?" if close else ""
+    )
 
 
 def _warn_query_folder_in_database(

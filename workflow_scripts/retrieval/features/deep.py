@@ -2,8 +2,9 @@
 strongest K by weight over all scales, and a global descriptor per image, both from one forward pass per scale.
 
 Pre-processing as AMES/CVNet: OpenCV-order BGR in [0, 1], mean (0.406, 0.456, 0.485) and std (0.225, 0.224, 0.229)
-in BGR order, the channels then flipped to RGB for the weights trained on RGB (DINOv2's and a ResNet checkpoint with
-torchvision's names; a CVNet checkpoint, trained on BGR, keeps BGR); the image (after the query crop) is resized so that its
+in BGR order, the channels then flipped to RGB for the weights trained on RGB: DINOv2's, and a ResNet's as
+``channels`` says (``auto``: RGB for torchvision-named weights unless their fc is square, CVNet's 2048 -> 2048 head
+renamed; BGR for CVNet's and random weights); the image (after the query crop) is resized so that its
 long side is ``image_size`` times the scale, INTER_AREA when shrinking and INTER_LINEAR when enlarging; for the ViT
 each side becomes 14 * round(side / 14) (at least one patch). Positions are stored in pixels of the full original
 image (patch or receptive-field centres mapped back through the resize and the crop): the ResNet's receptive-field
@@ -123,10 +124,16 @@ def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) 
         if k in expected and v.shape != expected[k].shape
     ]
     if wrong:
+        only_fc = all(w.startswith("fc.") for w in wrong)  # a classifier (torchvision's 1000 x 2048) under head: fc
         raise KeyError(
             f"{source}: state dict does not match the {type(module).__name__} configuration: {len(wrong)} tensors "
-            f"of another shape, e.g. {'; '.join(wrong[:3])} (the checkpoint's shape first: another model size or "
-            "variant?)"
+            f"of another shape, e.g. {'; '.join(wrong[:3])} (the checkpoint's shape first: "
+            + (
+                "its fc is not CVNet's global head, a classifier such as torchvision's ImageNet one? set "
+                "extract.resnet.model.head: none to pool conv5 without it)"
+                if only_fc
+                else "another model size or variant?)"
+            )
         )
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -215,6 +222,13 @@ class DeepExtractor:
                 # CVNet checkpoint renamed (cvnet_to_torchvision)
                 fc = state.get("fc.weight")
                 self.rgb = fc is None or fc.ndim != 2 or fc.shape[0] != fc.shape[1]
+                if not self.rgb and cfg.channels == "auto":
+                    log.info(
+                        "resnet: %s has torchvision's names and a square fc, taken for CVNet's 2048 -> 2048 head "
+                        "renamed: given BGR, as CVNet was trained (extract.resnet.channels: rgb for RGB-trained "
+                        "weights)",
+                        cfg.checkpoint,
+                    )
             self.source = str(cfg.checkpoint)
         if cfg.backbone == "resnet" and cfg.channels != "auto":
             self.rgb = cfg.channels == "rgb"
