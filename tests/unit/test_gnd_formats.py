@@ -250,7 +250,9 @@ def test_every_bad_line_of_gnd_csv_is_named_in_one_error(tmp_path):
     assert [n.split(": ")[0].rsplit(":", 1)[1] for n in named] == ["3", "4", "5", "6", "9", "10", "11", "12", "13"]
     assert "kind 'esay' is not one of ['easy', 'hard', 'junk']; did you mean 'easy'?" in named[5]
     assert "query image 'queries/q8.jpg' not found" in named[6]
-    assert named[6].endswith("; and its kind 'hrad' is not one of ['easy', 'hard', 'junk']; did you mean 'hard'?")
+    assert named[6].endswith(
+        ". Also on this row: kind 'hrad' is not one of ['easy', 'hard', 'junk']; did you mean 'hard'?"
+    )
     assert named[7].endswith("a kind ('bad') without a positive")
     assert "did you mean" not in named[1] and "did you mean" not in named[8]  # 'medium', 'hardneg': no typo
     assert "positive 'jpg/bb.jpg' is not a database image" in named[0] and "did you mean 'jpg/b.jpg'" in named[0]

@@ -495,7 +495,7 @@ def read_gnd_csv(
                     error.hinted_query = None if problems.full else q  # type: ignore[attr-defined]
                     error.also = kind_problem and kind_problem.removeprefix(f"{where}: ")  # type: ignore[attr-defined]
                     if error.hinted_query is None and error.also:  # type: ignore[attr-defined]
-                        error = FileNotFoundError(f"{error}; and its {error.also}")  # type: ignore[attr-defined]
+                        error = FileNotFoundError(_also(str(error), error.also))  # type: ignore[attr-defined]
                     raise error
                 queries[q] = len(queries)
                 labels.append({k: [] for k in KINDS})
@@ -549,9 +549,9 @@ def read_gnd_csv(
         q = getattr(error, "hinted_query", None)
         if q is not None:
             found = {os.path.normpath(root / x) for x in queries} if found is None else found
-            also = f"; and its {error.also}" if getattr(error, "also", None) else ""
             hint = nearest_sibling(root / q, q, missing_queries[q] | found)
-            problems.errors[i] = FileNotFoundError(f"{error}{hint}{also}")
+            also = getattr(error, "also", None)
+            problems.errors[i] = FileNotFoundError(_also(f"{error}{hint}", also) if also else f"{error}{hint}")
     problems.raise_if_any()
     if not queries:
         raise ValueError(f"{path}: no rows after the header")
@@ -585,6 +585,11 @@ def read_gnd_csv(
         )
     _warn_query_folder_in_database(path, list(db_names), queries, gnd, db_index)
     return GroundTruth(list(db_names), list(queries), gnd, None, str(path), image_dir="")
+
+
+def _also(message: str, problem: str) -> str:
+    """``message`` (a missing query's) followed by the same row's other ``problem`` as a sentence of its own."""
+    return f"{message}{' ' if message.endswith(('?', '.')) else '. '}Also on this row: {problem}"
 
 
 def _kind_problem(where: str, row: dict[str, str], kind: str) -> str | None:

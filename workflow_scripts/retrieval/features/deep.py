@@ -224,9 +224,9 @@ class DeepExtractor:
                 self.rgb = fc is None or fc.ndim != 2 or fc.shape[0] != fc.shape[1]
                 if not self.rgb and cfg.channels == "auto":
                     log.info(
-                        "resnet: %s has torchvision's names and a square fc, taken for CVNet's 2048 -> 2048 head "
-                        "renamed: given BGR, as CVNet was trained (extract.resnet.channels: rgb for RGB-trained "
-                        "weights)",
+                        "resnet: %s has torchvision's names and a square fc, taken for a CVNet checkpoint renamed "
+                        "(CVNet's global head is 2048 -> 2048): given BGR, as CVNet was trained "
+                        "(extract.resnet.channels: rgb for RGB-trained weights)",
                         cfg.checkpoint,
                     )
             self.source = str(cfg.checkpoint)
