@@ -23,7 +23,8 @@ DECODER_VERSION = "4"
 # and, with GeM+ off, a CVNet checkpoint's learned GeM p (head.pool.p) is pooled with, not 3
 # sift 2: keypoints of a downscaled image (sift.max_side, sift.scale) are mapped back as pixel centres,
 # (x + 0.5) / f - 0.5, not x / f (up to 0.5 / f - 0.5 px off); images at their own size are unchanged
-# resnet 3: a checkpoint with torchvision's names (trained on RGB) is given RGB; it was given BGR, CVNet's order
+# resnet 3: a checkpoint with torchvision's names (trained on RGB) is given RGB (it was given BGR, CVNet's order), and
+# positions of a resized image are mapped back as pixel centres, as SIFT's
 BACKBONE_VERSIONS = {"resnet": "3", "sift": "2"}
 
 

@@ -203,7 +203,8 @@ def evaluate_gldv2(
     :func:`evaluate_rankings`: ``{"mAP@100": {"Public", "Private"}, "per_query_ap": {usage: [AP or None for the
     other usage's queries]}, "n_evaluated": {usage: n}}``. A usage without queries has mAP None. See
     NOTHING_RETRIEVED for ``retrieved_nothing``. ValueError naming the query for a ``usage`` other than Public or
-    Private or for an empty ``easy``, or for ``ranks`` whose shape does not fit the queries and the database (``check_orientation``)."""
+    Private or for an empty ``easy``, or for ``ranks`` whose shape does not fit the queries and the database
+    (``check_orientation``)."""
     ranks = np.asarray(ranks)
     check_orientation(ranks, len(gnd), n_db)
     key = f"mAP@{k}"

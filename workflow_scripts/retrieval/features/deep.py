@@ -37,6 +37,7 @@ from retrieval.features.backbones.detector import Detector, no_detector
 from retrieval.features.backbones.pooling import RELUP_ALPHA, gem, rgem, sgem
 from retrieval.features.backbones.resnet import RF, ResNet, cvnet_gem_p, cvnet_to_torchvision
 from retrieval.features.backbones.vit import PATCH, DinoV2, ViTConfig
+from retrieval.features.positions import pixel_centres_back
 from retrieval.runtime import resolve_device, state_digest, torch_load_problem
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ class DeepExtractor:
             self.detector.eval().to(self.device)
 
     def describe(self) -> dict[str, Any]:
-        """What extracted the features (the local store's ``model`` attribute, and the log): backbone, weights source,
+        """What extracted the features (the feature-cache pack's ``model`` attribute, and the log): backbone, weights source,
         ``weights_digest`` of the network (:func:`~retrieval.runtime.state_digest`), detector file, local and global
         dimensions, device, ``channels`` (``rgb`` or ``bgr``: the order the network is given) and, for resnet,
         ``gem_p`` (GeM's exponent when GeM+ is off)."""
@@ -299,8 +300,8 @@ class DeepExtractor:
         Returns the local-store row, at most ``k`` features, strongest weight first over all scales (ties in scale, then
         row-major position order): ``descriptors`` (n, D) float16 L2-normalised, ``xy`` (n, 2) float32 patch or
         receptive-field centres in pixels of the full original image (resnet: pixel centres, pixel i at i, as
-        SIFT's; dinov2: continuous coordinates, pixel i spanning [i, i + 1), as AMES's normalised positions), ``scale`` (n,) float32 the scale factor each came
-        from, ``weight`` (n,) float32, ``orientation`` (n,) zeros, ``image_size`` (2,) int32 (width, height) of the full
+        SIFT's; dinov2: continuous coordinates, pixel i spanning [i, i + 1), as AMES's normalised positions),
+        ``scale`` (n,) float32 the scale factor each came from, ``weight`` (n,) float32, ``orientation`` (n,) zeros, ``image_size`` (2,) int32 (width, height) of the full
         image; and the global descriptor (G,) float32, L2-normalised: the per-scale vectors averaged and re-normalised,
         or with ``pooling.sgem`` their maximum (SuperGlobal's scale-GeM)."""
         full_h, full_w = bgr.shape[:2]
@@ -325,8 +326,8 @@ class DeepExtractor:
                 # pixel centres as SIFT's (pixel i at i): the receptive field's centre is pixel 16 j + off (off 0),
                 # mapped back as (i + 0.5) / s - 0.5 (i / s until resnet 3, a review: 0.9-2.3 px off per scale)
                 off = (RF["size"] - 1) / 2 - RF["padding"]
-                cx = (RF["stride"] * jj + off + 0.5) / sx - 0.5
-                cy = (RF["stride"] * ii + off + 0.5) / sy - 0.5
+                cx = pixel_centres_back(RF["stride"] * jj + off, sx)
+                cy = pixel_centres_back(RF["stride"] * ii + off, sy)
             xys.append(np.stack([cx.ravel(), cy.ravel()], axis=1))
             scales.append(np.full(h * w, scale, np.float32))
             globals_.append(self._global(out))

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from retrieval.data.images import DecodedImage
+from retrieval.features.positions import pixel_centres_back
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ def extract_reduced(
     f = np.array([fx, fy], np.float32)
     if backbone == "sift":
         top = np.array([decoded.width - 1, decoded.height - 1], np.float32)
-        row["xy"] = np.minimum((row["xy"] + 0.5) / f - 0.5, top).astype(np.float32)
+        row["xy"] = np.minimum(pixel_centres_back(row["xy"], f), top)
     elif backbone == "resnet":  # pixel centres too (as the extraction maps them; not clamped there either)
-        row["xy"] = ((row["xy"] + 0.5) / f - 0.5).astype(np.float32)
+        row["xy"] = pixel_centres_back(row["xy"], f)
     else:
         row["xy"] = (row["xy"] / f).astype(np.float32)
     if backbone == "sift":

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from retrieval.features.positions import pixel_centres_back
+
 DIM = 128
 
 
@@ -91,12 +93,7 @@ def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = Non
     # orientations one entry per orientation, same position and response), so the order does not depend on the
     # order OpenCV returns keypoints in (its k-best filter reorders them)
     order = np.lexsort((angle, pts[:, 0], pts[:, 1], -response))[: cfg.k]
-    xy = pts[order]
-    if s != 1.0:
-        # OpenCV's positions are pixel centres (pixel i at i); resized pixel i covers full pixels [i / f, (i + 1) / f)
-        # (INTER_AREA), so its centre is at (i + 0.5) / f - 0.5 (xy / f was up to 0.5 / f - 0.5 px off: 1 px at a
-        # third of the size; helper-106)
-        xy = (xy + 0.5) / f - 0.5
+    xy = pts[order] if s == 1.0 else pixel_centres_back(pts[order], f)  # (x / s until SIFT 2; helper-106)
     xy = xy + np.array([x0, y0], np.float32)
     return {
         "descriptors": rootsift(desc[order]).astype(np.float16),
