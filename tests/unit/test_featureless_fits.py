@@ -73,7 +73,15 @@ def test_lw_is_fitted_on_the_images_with_features(tmp_path):
 def test_ssp_anchors_are_fitted_on_the_images_with_features(tmp_path):
     x = l2_normalise(np.random.default_rng(2).normal(size=(300, 8)).astype(np.float32))
     padded, zero = _with_zero_rows(x, every=2)
-    cfg = {"m": 2, "nbits": 3, "niter": 10, "nredo": 1, "seed": 0, "min_points_per_centroid": 1}
+    cfg = {
+        "m": 2,
+        "nbits": 3,
+        "niter": 10,
+        "nredo": 1,
+        "seed": 0,
+        "min_points_per_centroid": 1,
+        "max_points_per_centroid": 1000,
+    }
     for name, xs in (("clean", x), ("padded", padded)):
         write_global(tmp_path / f"{name}.h5", xs)
         anchors_stage(

@@ -1,5 +1,6 @@
 """SSP pieces: PQ anchors, the structure similarity, the KL loss and the adapter's training."""
 
+import faiss
 import numpy as np
 import pytest
 import torch
@@ -25,6 +26,24 @@ def test_anchors_shape_and_clear_errors():
         fit_pq_anchors(x, m=5, nbits=3)
     with pytest.raises(ValueError, match="lower ssp.anchors.nbits"):
         fit_pq_anchors(x, m=4, nbits=8, min_points_per_centroid=39, source="demo-train")
+
+
+def test_anchors_sample_as_ssp_does(monkeypatch):
+    """SSP's anchor script samples at most 1000 rows per codeword (faiss's default is 256): the k-means must see
+    every row up to that bound, and a lower bound must reach faiss."""
+    made = []
+    real = faiss.ProductQuantizer
+    monkeypatch.setattr(faiss, "ProductQuantizer", lambda *a: made.append(real(*a)) or made[-1])
+    x = np.random.default_rng(1).normal(size=(1500, 8)).astype(np.float32)
+    default = fit_pq_anchors(x, m=2, nbits=1, min_points_per_centroid=1)
+    assert made[-1].cp.max_points_per_centroid == 1000
+    # 1500 rows, 2 codewords: up to 2000 rows are used, so the default is all of them
+    np.testing.assert_array_equal(
+        default, fit_pq_anchors(x, m=2, nbits=1, min_points_per_centroid=1, max_points_per_centroid=10**6)
+    )
+    assert not np.array_equal(
+        default, fit_pq_anchors(x, m=2, nbits=1, min_points_per_centroid=1, max_points_per_centroid=100)
+    )
 
 
 def test_structure_similarity_against_direct_computation():

@@ -37,10 +37,15 @@ def fit_pq_anchors(
     seed: int = 0,
     min_points_per_centroid: int = 39,
     source: str = "training data",
+    max_points_per_centroid: int = 1000,
 ) -> np.ndarray:
     """Codewords (m, 2^nbits, d/m) float32 of a faiss product quantizer trained on the rows of x (n, d). ValueError
     naming ``ssp.anchors`` and ``source`` when ``m`` does not divide d, or when n is below
-    ``min_points_per_centroid`` x 2^nbits."""
+    ``min_points_per_centroid`` x 2^nbits.
+
+    k-means per sub-space: ``niter`` iterations, the best of ``nredo`` runs, on at most ``max_points_per_centroid`` x
+    2^nbits rows (faiss samples them; its own default is 256): SSP's ``Anchor_points_generation.py`` sets 10, 2 and
+    1000, so 256,000 rows per sub-space at nbits 8."""
     import faiss  # noqa: PLC0415
 
     x = np.ascontiguousarray(x, np.float32)
@@ -57,6 +62,7 @@ def fit_pq_anchors(
     pq = faiss.ProductQuantizer(d, m, nbits)
     pq.cp.niter, pq.cp.nredo, pq.cp.seed = niter, nredo, seed
     pq.cp.min_points_per_centroid = 1  # checked above; faiss would only warn
+    pq.cp.max_points_per_centroid = max_points_per_centroid
     pq.train(x)
     return faiss.vector_to_array(pq.centroids).reshape(m, 2**nbits, d // m).copy()
 

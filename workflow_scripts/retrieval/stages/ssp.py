@@ -93,6 +93,7 @@ def anchors_stage(
         int(cfg["seed"]),
         int(cfg["min_points_per_centroid"]),
         source=f"{global_path} ({fitted_on})",
+        max_points_per_centroid=int(cfg["max_points_per_centroid"]),
     )
     with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, c)
