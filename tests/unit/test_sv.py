@@ -9,6 +9,7 @@ import pytest
 
 from retrieval.methods.sv import (
     SVConfig,
+    pixel_thresholds,
     ransac_inliers,
     ratio_matches,
     ratio_matches_many,
@@ -113,6 +114,40 @@ def _local_row(desc, xy, side):
         "orientation": np.zeros(m, np.float32),
         "image_size": np.array([side, side], np.int32),
     }
+
+
+def test_the_threshold_is_in_pixels_of_the_image_as_features_are_extracted():
+    """DELG's 20 px refer to images of at most 1024 px, the size SIFT extracts at: a 4032-px photo's threshold in
+    its own pixels is 20 x 4032 / 1024; smaller images, and rows without a size, keep 20."""
+    sizes = np.array([[4032, 3024], [3024, 4032], [640, 480], [1024, 700], [0, 0]])
+    np.testing.assert_allclose(pixel_thresholds(SVConfig(), sizes), [78.75, 78.75, 20, 20, 20])
+    np.testing.assert_allclose(pixel_thresholds(SVConfig(threshold_side=None), sizes), [20] * 5)
+    np.testing.assert_allclose(pixel_thresholds(SVConfig(threshold=10, threshold_side=2016), sizes)[:3], [20, 20, 10])
+
+
+def test_a_high_resolution_photo_keeps_its_inliers(tmp_path):
+    """The same view at 1000 px and at 4000 px (positions x4, the localisation noise x4 too, as when SIFT finds
+    them on the image downscaled to 1024): both must keep about the same inliers. With the threshold in original
+    pixels (``threshold_side: None``, the behaviour before 2026-12-06) the 4000-px copy loses most of them."""
+    rng = np.random.default_rng(21)
+    n = 300
+    desc = _unit(rng.normal(size=(n, 128)))
+    xy = rng.uniform(0, 1000, size=(n, 2))
+    noise = rng.normal(0, 6, size=(n, 2))  # pixels at the resolution the features come from
+    q = [_local_row(desc, xy, side=1000)]
+    db = [_local_row(desc, xy + noise, side=1000), _local_row(desc, 4 * (xy + noise), side=4000)]
+    write_local_chunk(tmp_path / "q.h5", q, k=n, dim=128, backbone="sift", row_start=0, n_total=1)
+    write_local_chunk(tmp_path / "db.h5", db, k=n, dim=128, backbone="sift", row_start=0, n_total=2)
+    ids = np.array([[0, 1]])
+    got = {}
+    for side in (1024, None):
+        cfg = SVConfig(num_rerank=2, threshold=20.0, threshold_side=side)
+        with open_local(tmp_path / "q.h5") as fq, open_local(tmp_path / "db.h5") as fd:
+            got[side], _ = verify_shortlists(fq, fd, ids, cfg)
+            np.testing.assert_array_equal(got[side], verify_shortlists_reference(fq, fd, ids, cfg)[0])
+    small, large = got[1024][0]
+    assert small > 0.8 * n and abs(int(large) - int(small)) < 0.05 * n
+    assert got[None][0, 0] == small and got[None][0, 1] < 0.6 * small
 
 
 def test_verify_shortlists_gives_the_inliers_of_the_previous_implementation(tmp_path):

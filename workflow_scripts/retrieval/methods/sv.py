@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import cv2
@@ -27,16 +27,18 @@ log = logging.getLogger(__name__)
 class SVConfig:
     """Spatial verification's settings (config ``sv``): the top ``num_rerank`` of each shortlist are verified with
     the strongest ``q_desc`` / ``db_desc`` descriptors of each image; matches pass Lowe's ratio test (Lowe, IJCV
-    2004) at ``ratio``; RANSAC fits ``model`` with a reprojection ``threshold`` in pixels of the original image,
-    ``max_iters`` iterations at ``confidence`` (DELG's threshold, Cao et al., ECCV 2020); ``seed`` seeds OpenCV's
-    RANSAC (a process-wide seed: ``cv2.setRNGSeed``)."""
+    2004) at ``ratio``; RANSAC fits ``model`` with a reprojection ``threshold`` in pixels (DELG's 20, Cao et al.,
+    ECCV 2020, on revisitop's images of at most 1024 px) of the database image downscaled to a long side of at
+    most ``threshold_side`` (None: of the original image; see :func:`pixel_thresholds`), ``max_iters`` iterations
+    at ``confidence``; ``seed`` seeds OpenCV's RANSAC (a process-wide seed: ``cv2.setRNGSeed``)."""
 
     num_rerank: int = 100
     q_desc: int = 1000  # descriptors per image used (strongest first; capped by what was extracted)
     db_desc: int = 1000
     ratio: float = 0.8  # Lowe's ratio on descriptor distances (1.0: off)
     model: str = "affine"  # affine | homography
-    threshold: float = 20.0  # RANSAC reprojection threshold in pixels of the original image (DELG: 20)
+    threshold: float = 20.0  # RANSAC reprojection threshold in pixels at threshold_side (DELG: 20)
+    threshold_side: int | None = 1024  # its pixels: those of the image downscaled to this long side (SIFT's max_side)
     max_iters: int = 1000
     confidence: float = 0.999
     seed: int = 0
@@ -168,10 +170,24 @@ def ransac_inliers(
     return 0 if mask is None else int(mask.sum())
 
 
+def pixel_thresholds(cfg: SVConfig, image_size: np.ndarray) -> np.ndarray:
+    """RANSAC's threshold (n,) float64 in pixels of each original database image of ``image_size`` (n, 2) int
+    (width, height): ``cfg.threshold`` times ``long side / cfg.threshold_side`` for an image whose long side is
+    above ``threshold_side``, else ``cfg.threshold`` (also for a size of 0, an image without features, and for
+    ``threshold_side`` None). Keypoint positions are in original pixels, while SIFT finds them, and the affine
+    model's misfit on a 3-D scene grows, at the resolution it extracts at (``extract.sift.max_side``, 1024): a
+    4032-px phone photo would otherwise get 20 original pixels, about 5 of the ones its features come from."""
+    long_side = np.asarray(image_size, np.float64).reshape(-1, 2).max(axis=1)
+    if cfg.threshold_side is None:
+        return np.full(len(long_side), cfg.threshold)
+    return cfg.threshold * np.maximum(1.0, long_side / cfg.threshold_side)
+
+
 def verify_pair(qd: np.ndarray, qxy: np.ndarray, dd: np.ndarray, dxy: np.ndarray, cfg: SVConfig) -> int:
     """Inliers between one query and one database image: descriptors ``qd`` (n, D) / ``dd`` (m, D) float32,
     L2-normalised, and their keypoint positions ``qxy`` (n, 2) / ``dxy`` (m, 2) in pixels; ratio-tested one-to-one
-    matches, then RANSAC (:func:`ratio_matches`, :func:`ransac_inliers`)."""
+    matches, then RANSAC (:func:`ratio_matches`, :func:`ransac_inliers`) with ``cfg.threshold`` in the pixels of
+    ``dxy`` (the callers pass :func:`pixel_thresholds`' value for the database image)."""
     qi, di = ratio_matches(qd, dd, cfg.ratio)
     return ransac_inliers(qxy[qi], dxy[di], cfg.model, cfg.threshold, cfg.max_iters, cfg.confidence)
 
@@ -203,7 +219,8 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
     (database rows), and ``{"pairs", "seconds", "reads_seconds", "q_desc", "db_desc"}`` (the descriptors used).
 
     ``q_local`` / ``db_local``: open local stores (``descriptors`` (N, K, D), ``count`` (N,), ``xy`` (N, K, 2) in
-    pixels of the original image, strongest first). Seeds OpenCV's RANSAC process-wide (``cfg.seed``).
+    pixels of the original image, strongest first; the database's ``image_size`` (N, 2) sets each image's RANSAC
+    threshold, :func:`pixel_thresholds`). Seeds OpenCV's RANSAC process-wide (``cfg.seed``).
 
     ``q_local`` / ``db_local`` are open local stores; database rows are read once each, sorted, in blocks. Within a
     block, each query is matched against all its shortlisted images of the block at once (``ratio_matches_many``);
@@ -232,6 +249,7 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
         d_descriptors = read_row_runs(db_local["descriptors"], rows, dk).astype(np.float32)
         d_count = np.minimum(read_row_runs(db_local["count"], rows), dk).astype(np.int64)
         d_xy = read_row_runs(db_local["xy"], rows, dk)
+        d_threshold = pixel_thresholds(cfg, read_row_runs(db_local["image_size"], rows))
         reads += time.time() - tr
         by_query: dict[int, list[int]] = {}
         for j, row in enumerate(rows):
@@ -249,7 +267,7 @@ def verify_shortlists(q_local, db_local, ids: np.ndarray, cfg: SVConfig) -> tupl
             for r, c in slots[int(row)]:
                 qi, di = matches[(r, j)]
                 inliers[r, c] = ransac_inliers(
-                    q_xy[r, qi], d_xy[j, di], cfg.model, cfg.threshold, cfg.max_iters, cfg.confidence
+                    q_xy[r, qi], d_xy[j, di], cfg.model, d_threshold[j], cfg.max_iters, cfg.confidence
                 )
             progress.update(s + j + 1)
     seconds = time.time() - t0
@@ -284,13 +302,14 @@ def verify_shortlists_reference(
         d_descriptors = db_local["descriptors"][rows, :dk]
         d_count = db_local["count"][rows]
         d_xy = db_local["xy"][rows, :dk]
+        d_cfg = [replace(cfg, threshold=t) for t in pixel_thresholds(cfg, db_local["image_size"][rows])]
         reads += time.time() - tr
         for j, row in enumerate(rows):
             dn = int(min(d_count[j], dk))
             for r, c in slots[int(row)]:
                 qn = int(min(q_count[r], qk))
                 inliers[r, c] = verify_pair(
-                    q_descriptors[r, :qn], q_xy[r, :qn], d_descriptors[j, :dn], d_xy[j, :dn], cfg
+                    q_descriptors[r, :qn], q_xy[r, :qn], d_descriptors[j, :dn], d_xy[j, :dn], d_cfg[j]
                 )
             progress.update(s + j + 1)
     seconds = time.time() - t0
