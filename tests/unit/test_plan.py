@@ -498,6 +498,11 @@ def test_config_problems_are_all_named_at_once(tmp_path):
     timed = configured(data_root=str(tmp_path), **bounds, **{"benchmark.extract.backbone": "resnet"})
     (line,) = Plan(timed).config_problems()
     assert line.startswith("benchmark.extract.backbone: resnet needs benchmark.extract.resnet, its settings")
+    # SSP's anchors sampling fewer vectors per codeword than they require (the anchors job failed on it)
+    sampled = configured(data_root=str(tmp_path), **bounds)
+    sampled["ssp"]["anchors"].update(min_points_per_centroid=39, max_points_per_centroid=20)
+    (line,) = Plan(sampled).config_problems()
+    assert line.startswith("ssp.anchors.max_points_per_centroid (20) is below ssp.anchors.min_points_per_centroid (39)")
     timed["benchmark"]["extract"]["resnet"] = {"checkpoint": "random", "model": {"depth": 50}}
     assert Plan(timed).config_problems() == []
 

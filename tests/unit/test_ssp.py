@@ -41,6 +41,10 @@ def test_anchors_sample_as_ssp_does(monkeypatch):
     np.testing.assert_array_equal(
         default, fit_pq_anchors(x, m=2, nbits=1, min_points_per_centroid=1, max_points_per_centroid=10**6)
     )
+    with pytest.raises(
+        ValueError, match="max_points_per_centroid .5. is below ssp.anchors.min_points_per_centroid .39."
+    ):
+        fit_pq_anchors(x, m=2, nbits=1, max_points_per_centroid=5)
     assert not np.array_equal(
         default, fit_pq_anchors(x, m=2, nbits=1, min_points_per_centroid=1, max_points_per_centroid=100)
     )

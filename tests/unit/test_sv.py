@@ -123,9 +123,13 @@ def test_the_threshold_is_in_pixels_of_the_image_as_features_are_extracted():
     np.testing.assert_allclose(pixel_thresholds(SVConfig(), sizes), [78.75, 78.75, 20, 20, 20])
     np.testing.assert_allclose(pixel_thresholds(SVConfig(threshold_side=None), sizes), [20] * 5)
     np.testing.assert_allclose(pixel_thresholds(SVConfig(threshold=10, threshold_side=2016), sizes)[:3], [20, 20, 10])
+    for bad in ({"threshold_side": 0}, {"threshold": 0.0}):
+        with pytest.raises(ValueError, match=f"sv.{next(iter(bad))} must be"):
+            SVConfig(**bad)
 
 
-def test_a_high_resolution_photo_keeps_its_inliers(tmp_path):
+@pytest.mark.parametrize("model", ["affine", "homography"])
+def test_a_high_resolution_photo_keeps_its_inliers(tmp_path, model):
     """The same view at 1000 px and at 4000 px (positions x4, the localisation noise x4 too, as when SIFT finds
     them on the image downscaled to 1024): both must keep about the same inliers. With the threshold in original
     pixels (``threshold_side: None``, the behaviour before 2026-12-06) the 4000-px copy loses most of them."""
@@ -141,7 +145,7 @@ def test_a_high_resolution_photo_keeps_its_inliers(tmp_path):
     ids = np.array([[0, 1]])
     got = {}
     for side in (1024, None):
-        cfg = SVConfig(num_rerank=2, threshold=20.0, threshold_side=side)
+        cfg = SVConfig(num_rerank=2, model=model, threshold=20.0, threshold_side=side)
         with open_local(tmp_path / "q.h5") as fq, open_local(tmp_path / "db.h5") as fd:
             got[side], _ = verify_shortlists(fq, fd, ids, cfg)
             np.testing.assert_array_equal(got[side], verify_shortlists_reference(fq, fd, ids, cfg)[0])

@@ -422,7 +422,8 @@ class Plan:
     def config_problems(self) -> list[str]:
         """The configuration's problems that the schema cannot see, one line each, all of them (empty: none): a demo
         split named in ``dataset_dirs``, a ResNet backbone without ``extract.resnet.checkpoint``,
-        ``extract.min_chunk_images`` above ``extract.max_chunk_images``, an ``unsupervised_fit`` that names no
+        ``extract.min_chunk_images`` above ``extract.max_chunk_images`` (or ``ssp.anchors``' max points per centroid
+        below its min), an ``unsupervised_fit`` that names no
         dataset, ``shortlist.source: backbone`` without a deep backbone, ``shortlist.source`` import or ames_nn
         without ``shortlist.import_dir``, ``extract.backbone: ames_import`` without ``extract.ames_import.dir``, and
         ``benchmark.extract.backbone: resnet`` without ``benchmark.extract.resnet``.
@@ -446,6 +447,13 @@ class Plan:
             problems.append(
                 f"extract.min_chunk_images ({low}) is above extract.max_chunk_images ({high}): a pack cannot hold at "
                 "least the one and at most the other"
+            )
+        anchors = cfg["ssp"]["anchors"]
+        if anchors["max_points_per_centroid"] < anchors["min_points_per_centroid"]:  # SSP's job failed on it
+            problems.append(
+                f"ssp.anchors.max_points_per_centroid ({anchors['max_points_per_centroid']}) is below "
+                f"ssp.anchors.min_points_per_centroid ({anchors['min_points_per_centroid']}): k-means would sample "
+                "fewer vectors per codeword than the split is required to have"
             )
         if cfg["unsupervised_fit"] not in ("self", "training", "cross"):
             try:  # the name alone: a training_split the fit does not read was said in its place (helper-92's trial)

@@ -41,7 +41,7 @@ def fit_pq_anchors(
 ) -> np.ndarray:
     """Codewords (m, 2^nbits, d/m) float32 of a faiss product quantizer trained on the rows of x (n, d). ValueError
     naming ``ssp.anchors`` and ``source`` when ``m`` does not divide d, or when n is below
-    ``min_points_per_centroid`` x 2^nbits.
+    ``min_points_per_centroid`` x 2^nbits, or when ``max_points_per_centroid`` is below it.
 
     k-means per sub-space: ``niter`` iterations, the best of ``nredo`` runs, on at most ``max_points_per_centroid`` x
     2^nbits rows (faiss samples them; its own default is 256): SSP's ``Anchor_points_generation.py`` sets 10, 2 and
@@ -52,6 +52,12 @@ def fit_pq_anchors(
     n, d = x.shape
     if d % m:
         raise ValueError(f"ssp.anchors.m = {m} must divide the descriptor dimension {d} of {source}")
+    if max_points_per_centroid < min_points_per_centroid:
+        raise ValueError(
+            f"ssp.anchors.max_points_per_centroid ({max_points_per_centroid}) is below "
+            f"ssp.anchors.min_points_per_centroid ({min_points_per_centroid}): k-means would sample fewer vectors per "
+            f"codeword than the split is required to have"
+        )
     need = min_points_per_centroid * 2**nbits
     if n < need:
         raise ValueError(

@@ -38,10 +38,16 @@ class SVConfig:
     ratio: float = 0.8  # Lowe's ratio on descriptor distances (1.0: off)
     model: str = "affine"  # affine | homography
     threshold: float = 20.0  # RANSAC reprojection threshold in pixels at threshold_side (DELG: 20)
-    threshold_side: int | None = 1024  # its pixels: those of the image downscaled to this long side (SIFT's max_side)
+    threshold_side: int | None = 1024  # its pixels: those of the image downscaled to this long side (a fixed size)
     max_iters: int = 1000
     confidence: float = 0.999
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.threshold > 0:
+            raise ValueError(f"sv.threshold must be above 0 pixels, got {self.threshold}")
+        if self.threshold_side is not None and not self.threshold_side >= 1:
+            raise ValueError(f"sv.threshold_side must be at least 1 pixel or null, got {self.threshold_side}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict of their fields (:func:`dataclasses.asdict`)."""
@@ -174,9 +180,11 @@ def pixel_thresholds(cfg: SVConfig, image_size: np.ndarray) -> np.ndarray:
     """RANSAC's threshold (n,) float64 in pixels of each original database image of ``image_size`` (n, 2) int
     (width, height): ``cfg.threshold`` times ``long side / cfg.threshold_side`` for an image whose long side is
     above ``threshold_side``, else ``cfg.threshold`` (also for a size of 0, an image without features, and for
-    ``threshold_side`` None). Keypoint positions are in original pixels, while SIFT finds them, and the affine
-    model's misfit on a 3-D scene grows, at the resolution it extracts at (``extract.sift.max_side``, 1024): a
-    4032-px phone photo would otherwise get 20 original pixels, about 5 of the ones its features come from."""
+    ``threshold_side`` None). ``threshold_side`` is a fixed reference size, DELG's (revisitop's images are at most
+    1024 px), not read from the extraction: it equals SIFT's default ``extract.sift.max_side``, so with the defaults
+    the threshold is in pixels of the image SIFT finds its keypoints on, whose localisation error, like the affine
+    model's misfit on a 3-D scene, grows with the original's size; a 4032-px phone photo would otherwise get 20
+    original pixels, about 5 of those its features come from."""
     long_side = np.asarray(image_size, np.float64).reshape(-1, 2).max(axis=1)
     if cfg.threshold_side is None:
         return np.full(len(long_side), cfg.threshold)
