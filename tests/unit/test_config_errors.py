@@ -137,7 +137,7 @@ def test_text_from_a_configfile_is_not_told_to_use_a_configfile(tmp_path):
     text = describe_errors(config, SCHEMA, [mine])
     line = next(ln for ln in text.splitlines() if ln.startswith("  sv.num_rerank"))
     assert "--config" not in line and f"[in {mine}]" in line
-    assert "(text in that file: give a number, true or false, without quotes)" in line
+    assert "(text in that file: give the value without quotes; YAML reads a quoted one as text)" in line
     assert "(if it was given with --config" in describe_errors(config, SCHEMA)  # from the command line: as before
     # a word is text quoted or not: told what the key takes, not to remove quotes it may not have (a user's trial
     # wrote `search: {k: ten}` and was told "without quotes")
@@ -557,3 +557,17 @@ def test_an_exclusive_bound_is_said_as_the_side_the_value_must_be_on():
     text = describe_errors(_with(**{"sv.ratio": 0.0, "sv.confidence": 1.5}), SCHEMA)
     assert "  sv.ratio: 0.0 must be above 0\n" in text + "\n" and "  sv.confidence: 1.5 must be below 1" in text
     assert "or equal to the" not in text
+
+
+def test_a_fraction_or_a_boolean_for_a_whole_number_or_null_is_told_what_to_give(tmp_path):
+    """`sv.threshold_side: 512.5` and `true` had no hint, and `true` was echoed as Python's `True`; a quoted "null" in
+    a file was told to give "a number, true or false" (a new user's trial)."""
+    for value, shown in ((512.5, "512.5"), (True, "true")):
+        text = describe_errors(_with(**{"sv.threshold_side": value}), SCHEMA)
+        line = next(ln for ln in text.splitlines() if ln.startswith("  sv.threshold_side"))
+        assert line == f"  sv.threshold_side: {shown} is not of type 'integer', 'null' (give a whole number or null)"
+    mine = tmp_path / "bad.yaml"
+    mine.write_text('sv: {threshold_side: "null"}\n')
+    text = describe_errors(_with(**{"sv.threshold_side": "null"}), SCHEMA, [mine])
+    line = next(ln for ln in text.splitlines() if ln.startswith("  sv.threshold_side"))
+    assert "give the value without quotes" in line and "true or false" not in line and f"[in {mine}]" in line

@@ -96,9 +96,11 @@ def _line(error: jsonschema.ValidationError) -> str:
             "; ssp is not compared on the global shortlist: its baseline is its light query descriptor without the "
             "adapter (results/{dataset}_ssp.json holds that comparison)"
         )
-    line = f"  {key}: {message}"
     wanted = error.validator_value if error.validator == "type" else None
     wanted = {wanted} if isinstance(wanted, str) else set(wanted or [])
+    if wanted and isinstance(error.instance, bool):  # jsonschema writes Python's True; the file says true
+        message = message.replace(repr(error.instance), str(error.instance).lower(), 1)
+    line = f"  {key}: {message}"
     if isinstance(error.instance, str) and wanted == {"integer"} and _exponent_form(error.instance):
         value = float(error.instance)
         write = f"write {int(value)}" if value.is_integer() else "write a whole number"
@@ -126,8 +128,9 @@ def _line(error: jsonschema.ValidationError) -> str:
         line += " (one value here, not a list)"  # sv.num_rerank: [10, 10], where ames.num_rerank is a grid
     elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES and not _reads_as_text(error.instance):
         line += _FROM_CONFIG_HINT
-    elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES:
-        # a word ('ten') is text however it is given: told what to give, not to remove quotes (a user's trial)
+    elif isinstance(error.instance, (str, bool, int, float)) and wanted & _NON_STRING_TYPES:
+        # a word ('ten') is text however it is given: told what to give, not to remove quotes (a user's trial); so is
+        # a fraction or true for a whole number or null (sv.threshold_side: 512.5 had no hint, a new user's trial)
         line += f" (give {' or '.join(_TYPE_WORDS[w] for w in sorted(wanted & _NON_STRING_TYPES))})"
     return line
 
@@ -147,7 +150,7 @@ _FROM_CONFIG_HINT = (
     " as text, and the values inside a nested --config KEY='{...}' stay text: put nested keys in a YAML"
     " file and pass it with --configfile)"
 )
-_FROM_FILE_HINT = " (text in that file: give a number, true or false, without quotes)"
+_FROM_FILE_HINT = " (text in that file: give the value without quotes; YAML reads a quoted one as text)"
 
 
 # the schema's patterns in words (jsonschema quotes the regex)
