@@ -31,7 +31,7 @@ rule descriptor_sweep:
         ames_result="results/{dataset}_ames.json",
         ames_binary_result="results/{dataset}_ames_binary.json",
         query=lambda w: PLAN.local_store(w.dataset, "query"),
-        db=lambda w: PLAN.local_store(w.dataset, "db"),
+        db=lambda w: PLAN.descriptor_sweep_store(w.dataset),
         knn=lambda w: PLAN.knn_path(w.dataset),
         gnd=lambda w: PLAN.gnd_json(w.dataset),
     output:

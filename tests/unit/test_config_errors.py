@@ -58,6 +58,14 @@ def test_a_misspelt_value_of_a_list_of_choices_gets_the_closest_one():
     # a new user's compare: {methods: [global, SV]}: a misspelt target gets a "did you mean", the same name here did not
     text = describe_errors(_with(**{"compare.methods": ["global", "SV"], "ames.precision": "bfloat"}), SCHEMA)
     assert "  compare.methods.1: 'SV' is not one of [" in text and "]; did you mean 'sv'?" in text
+    # whiten, lw's deprecated name the schema still accepts, is not offered (helper-114's trial)
+    assert "'ames_binary', 'asmk']; did you mean" in text and "whiten" not in text
+    assert "did you mean 'whiten'" not in describe_errors(_with(**{"report.methods": ["whitn"]}), SCHEMA)
+    # a quoted number is told of its quotes, not offered itself as the near name ("did you mean '101'?")
+    config = _with()
+    config["extract"]["resnet"]["model"]["depth"] = "101"
+    quoted = describe_errors(config, SCHEMA)
+    assert "extract.resnet.model.depth: '101' is not one of [50, 101]" in quoted and "did you mean" not in quoted
     assert (
         "  ames.precision: 'bfloat' is not one of ['auto', 'float32', 'bfloat16']; did you mean 'bfloat16' or 'float32'?"
         in text

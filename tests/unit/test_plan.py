@@ -345,6 +345,20 @@ def test_bad_requests_raise_plan_error_naming_the_key(call, overrides, named):
     assert isinstance(e.value, ValueError)
 
 
+def test_the_descriptor_sweep_is_refused_while_planned_above_what_extraction_keeps():
+    # the sweep's job refused it, after the demo, extraction and AMES training had run (helper-114's trial)
+    plan = Plan(configured(**{"benchmark.descriptors.sv": [16, 1001], "extract.sift.k": 1000}))
+    with pytest.raises(PlanError, match=r"^benchmark\.descriptors\.sv: \[1001\] .* at most 1000 \(extract\.sift\.k\)"):
+        plan.descriptor_sweep_store("demo")
+    ames = Plan(configured(**{"benchmark.descriptors.ames": [700], "extract.backbone": "dinov2"}))
+    assert ames.descriptor_sweep_store("demo") == ames.local_store("demo", "db")  # dinov2 keeps 700
+    with pytest.raises(PlanError, match=r"^benchmark\.descriptors\.ames: \[701\] .*\(extract\.dinov2\.k\)"):
+        Plan(configured(**{"benchmark.descriptors.ames": [701], "extract.backbone": "dinov2"})).descriptor_sweep_store(
+            "demo"
+        )
+    assert plan.local_store("demo", "db") == Plan(copy.deepcopy(BASE)).descriptor_sweep_store("demo")
+
+
 def test_the_deprecated_method_whiten_is_lw():
     plan = Plan(copy.deepcopy(BASE))
     assert plan.evaluation_path("demo", "whiten") == plan.evaluation_path("demo", "lw")

@@ -150,16 +150,20 @@ def test_descriptor_sweep_matches_the_published_points(tiny_ames, tmp_path):
         assert [got[(method, count)][f"mAP_{p}"] for p in "EMH"] == pytest.approx(want, abs=1e-3), method
     assert (tiny_ames / "results" / "benchmarks" / "demo_descriptors.png").stat().st_size > 1000
     assert "| ames_binary | 32 | 516 |" in (tiny_ames / "results" / "benchmarks" / "demo_descriptors.md").read_text()
-    # a count above what extraction stored is refused naming the key (it was skipped with a log line, and a sweep of
-    # only such counts wrote an empty table), before any verification
+    # a count above what extraction keeps is refused naming the key (it was skipped with a log line, and a sweep of
+    # only such counts wrote an empty table), while the DAG is built: no job runs, the earlier sweep is kept (the
+    # sweep's job refused it after every job before it, helper-114's trial)
     wd = copy_tree(tiny_ames, tmp_path / "wd")
+    before = (wd / "results" / "benchmarks" / "demo_descriptors.json").read_bytes()
     override = tmp_path / "sweep.yaml"
     override.write_text("benchmark:\n  descriptors:\n    sv: [8, 5000]\n")
     failed = snakemake(
-        wd, "results/benchmarks/demo_descriptors.json", "--configfile", str(TINY), str(override), check=False
+        wd, "results/benchmarks/demo_descriptors.json", "-F", "--configfile", str(TINY), str(override), check=False
     )
-    log = "".join(f.read_text() for f in (wd / "logs").rglob("*.log") if "descriptor" in str(f))
-    assert failed.returncode != 0 and "benchmark.descriptors.sv: [5000] descriptors per image asked" in log
+    said = "benchmark.descriptors.sv: [5000] descriptors per image asked, but extraction keeps at most 128"
+    assert failed.returncode != 0 and said in failed.stderr + failed.stdout
+    assert "Select jobs to execute" not in failed.stderr + failed.stdout
+    assert (wd / "results" / "benchmarks" / "demo_descriptors.json").read_bytes() == before
 
 
 def test_database_side_is_stored_once_as_packed_bits_or_fp16_tokens(tiny_ames):

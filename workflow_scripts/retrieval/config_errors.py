@@ -79,8 +79,13 @@ def _line(error: jsonschema.ValidationError) -> str:
         forms = ", or ".join(_describe_form(alt) for alt in error.validator_value if isinstance(alt, dict))
         message = f"{_short(error.instance)} is none of the allowed forms: {forms}"
     if error.validator == "enum" and isinstance(error.instance, str):  # a misspelt value: 'SV' for 'sv'
-        allowed = [str(a) for a in error.validator_value]
-        close = _close(error.instance, allowed)
+        # a deprecated name the schema still accepts (x-deprecated: compare.methods' whiten) is not offered
+        old = set(error.schema.get("x-deprecated", []))
+        if old:
+            message = f"{_short(error.instance)} is not one of {[a for a in error.validator_value if a not in old]}"
+        allowed = [str(a) for a in error.validator_value if a not in old]
+        # the value itself, quoted ('101' for 101): the quotes are the mistake, said on the line below, not a near name
+        close = [c for c in _close(error.instance, allowed) if c != error.instance]
         if close:
             message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
     if error.validator in ("exclusiveMinimum", "exclusiveMaximum"):  # "is less than or equal to the minimum of 0"

@@ -692,6 +692,22 @@ class Plan:
         """The merged local descriptors of one side (``db`` or ``query``): extract.backbone's, or those of version ``ver`` (another extraction)."""
         return fill(LOCAL, dataset=ds, ver=ver or self.v_local(ds), side=side)
 
+    def descriptor_sweep_store(self, ds):
+        """The database's local store the descriptor sweep (``benchmark.descriptors``) reads. PlanError, while the
+        DAG is built, when a count there is above what extraction keeps per image (``extract.{backbone}.k``): the
+        sweep's own job refused it only after every job before it (demo, extraction, AMES training) had run. A
+        store narrower than k (an import whose files hold fewer) is still refused by that job."""
+        backbone = self.config["extract"]["backbone"]
+        k = int(self.config["extract"][backbone]["k"])
+        for key, counts in self.config["benchmark"]["descriptors"].items():
+            above = [int(c) for c in counts if c > k]
+            if above:
+                raise PlanError(
+                    f"benchmark.descriptors.{key}: {above} descriptors per image asked, but extraction keeps at most "
+                    f"{k} (extract.{backbone}.k): ask at most {k}, or raise extract.{backbone}.k"
+                )
+        return self.local_store(ds, "db")
+
     def chunk_paths(self, ds, ver, side):
         return [fill(CHUNK, dataset=ds, ver=ver, side=side, chunk=c) for c in range(self.config["extract"]["n_chunks"])]
 
