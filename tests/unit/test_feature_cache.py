@@ -198,9 +198,11 @@ def test_bad_input_names_the_file(tmp_path):
     # a photo changed between the plan and the job
     _photo(root / "jpg" / "p01.png", 50)
     os.utime(root / "jpg" / "p01.png", ns=(1, 1))
-    with pytest.raises(fc.CacheError, match="p01.png changed while the workflow ran"):
+    with pytest.raises(fc.CacheError, match=r"(?s)p01.png changed after the workflow planned this job .*other 2 "):
         extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
     assert not (cache / f"{pack}.json").exists()  # no sidecar: the pack is not part of the cache
+    # the other two are (the job stopped at the changed photo, losing them)
+    assert [m["rows"]["name"] for m in fc.load_index(cache).packs.values()] == [["jpg/p00.png", "jpg/p02.png"]]
     # a listed photo that is missing: an error naming it, or under on_bad_image: skip an empty row
     (root / "jpg" / "p02.png").unlink()
     plan = fc.plan_extraction(lists, fc.load_index(cache), XV, 1, 1)
@@ -208,7 +210,7 @@ def test_bad_input_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="p02.png"):
         extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
     meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
-    assert meta["rows"]["sha256"][2] == "missing:jpg/p02.png"
+    assert dict(zip(meta["rows"]["name"], meta["rows"]["sha256"]))["jpg/p02.png"] == "missing:jpg/p02.png"
     info = _assemble(cache, lists, "db", tmp_path / "db.h5", "skip")
     assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p02.png")]
     assert _read(tmp_path / "db.h5")["count"][2] == 0
@@ -272,10 +274,15 @@ def test_the_same_unreadable_bytes_under_another_name_stay_unreadable(tmp_path):
     assert f"{tmp_path / 'db2.h5'}: 1 image(s) listed for it (db side) have no features" in message
     assert f"): {bad}: " in message and f"(the same bytes as {first_bad}, found unreadable there)" in message
     assert f"{first_bad}: " not in message
-    # a copy keeping name, size and time (cp -a) is matched without a pack job: its store tells of it the same way
+    # a copy keeping name, size and time (cp -a) has another inode: its job hashes it and copies the row, and its
+    # store tells of it the same way (it was matched without a job, by name, size and mtime)
     third = tmp_path / "third"
     shutil.copytree(first, third, copy_function=shutil.copy2)
     lists3 = _lists(third)
+    plan = fc.plan_extraction(lists3, fc.load_index(cache), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()
+    meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    assert meta["copied"] == 2 and meta["extracted"] == 0
     packs3 = [cache / f"{p}.h5" for p in fc.plan_extraction(lists3, fc.load_index(cache), XV, 1, 1).packs("db")]
     with pytest.raises(StoreError) as refused:
         fc.assemble_store(lists3, "db", cache, packs3, tmp_path / "db3.h5", XV, on_bad_image="error")
@@ -337,6 +344,95 @@ def test_a_bad_image_keeps_the_rest_of_its_job_in_the_cache(tmp_path):
     ((pack, items),) = plan.new_packs.items()
     with pytest.raises(ValueError, match="no other image of this job was extracted"):
         extract_pack(items, tmp_path / "c2" / f"{pack}.h5", tmp_path / "c2" / f"{pack}.json", XV, "sift", SIFT)
+
+
+def _same_stats(root, names, seeds, ns=10**18):
+    """BMP photos (size fixed by their dimensions) of the given seeds, every one with the same mtime."""
+    (root / "jpg").mkdir(parents=True, exist_ok=True)
+    for name, seed in zip(names, seeds):
+        _photo(root / "jpg" / name, seed)
+        os.utime(root / "jpg" / name, ns=(ns, ns))
+
+
+def _fresh_store(tmp_path, lists, tag):
+    _run_plan(tmp_path / f"fresh_{tag}", lists)
+    _assemble(tmp_path / f"fresh_{tag}", lists, "db", tmp_path / f"fresh_{tag}.h5")
+    return _read(tmp_path / f"fresh_{tag}.h5")
+
+
+def test_photos_sharing_name_size_and_mtime_keep_their_own_features(tmp_path):
+    """helper-115's trial: frames of two clips under the same names, sizes and times were served the first clip's
+    features (the stat memo was name, size and mtime), and two photos that swapped names kept each other's."""
+    cache, clip_a, clip_b = tmp_path / "features", tmp_path / "clipA", tmp_path / "clipB"
+    names = ["frame_0.bmp", "frame_1.bmp", "frame_2.bmp"]
+    _same_stats(clip_a, names, [1, 2, 3])
+    _same_stats(clip_b, names, [7, 8, 9])
+    _run_plan(cache, _lists(clip_a))
+    plan, metas = _run_plan(cache, _lists(clip_b))
+    assert plan.n_new == 3 and plan.n_same_stat == 3 and sum(m["extracted"] for m in metas) == 3
+    _assemble(cache, _lists(clip_b), "db", tmp_path / "b.h5")
+    got, want = _read(tmp_path / "b.h5"), _fresh_store(tmp_path, _lists(clip_b), "b")
+    for k in FIELDS:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    # two photos of one folder swap names (rename keeps size and mtime): both planned, hashed, copied from the cache
+    jpg = clip_a / "jpg"
+    jpg.joinpath("frame_0.bmp").rename(jpg / "t.bmp")
+    jpg.joinpath("frame_1.bmp").rename(jpg / "frame_0.bmp")
+    jpg.joinpath("t.bmp").rename(jpg / "frame_1.bmp")
+    plan, metas = _run_plan(cache, _lists(clip_a))
+    assert plan.n_new == 2 and sum(m["copied"] for m in metas) == 2 and sum(m["extracted"] for m in metas) == 0
+    _assemble(cache, _lists(clip_a), "db", tmp_path / "a.h5")
+    got, want = _read(tmp_path / "a.h5"), _fresh_store(tmp_path, _lists(clip_a), "a")
+    for k in FIELDS:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    # nothing changed since: nothing planned
+    assert fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1).n_new == 0
+    # an edit in place keeping the size, its mtime restored (exiftool -P): its ctime moved, so it is hashed again
+    _same_stats(clip_a, ["frame_2.bmp"], [42])
+    plan, metas = _run_plan(cache, _lists(clip_a))
+    assert [it["name"] for v in plan.new_packs.values() for it in v] == ["jpg/frame_2.bmp"]
+    assert [m["extracted"] for m in metas] == [1]
+
+
+def test_a_sidecar_without_inodes_serves_no_stat_lookup(tmp_path):
+    """Packs written before the inode and ctime were recorded: their photos are hashed once more by a job, which
+    copies their rows (nothing extracted), and planned from the new pack after that."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(3))
+    _run_plan(cache, _lists(root))
+    sidecars = sorted(cache.glob("*.json"))
+    for sidecar in sidecars:
+        meta = json.loads(sidecar.read_text())
+        assert all(isinstance(v, int) for k in ("ino", "ctime_ns") for v in meta["rows"][k])
+        for k in ("ino", "ctime_ns"):
+            del meta["rows"][k]
+        sidecar.write_text(json.dumps(meta))
+    assert fc.pack_job(meta)["items"][0].keys() == {"path", "name", "crop", "size", "mtime_ns", "width", "height"}
+    plan, metas = _run_plan(cache, _lists(root))
+    assert plan.n_new == 3 and plan.n_same_stat == 3 and plan.n_renamed == 0 and plan.n_copied == 0
+    assert sum(m["copied"] for m in metas) == 3 and sum(m["extracted"] for m in metas) == 0
+    assert fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1).n_new == 0
+
+
+def test_a_photo_gone_since_the_plan_keeps_the_rest_of_its_pack(tmp_path):
+    """helper-115's trial: an interrupted pack re-run by --rerun-incomplete after a photo was renamed stopped at the
+    old name ("removed while the workflow ran?") and lost the pack; the next run extracted every photo again."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(4))
+    plan = fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()
+    (root / "jpg" / "p02.png").rename(root / "jpg" / "r02.png")
+    pattern = r"(?s)^image listed but not found: \S+p02\.png \(there when the workflow planned this job: .*"
+    pattern += (
+        r"--rerun-incomplete.*1 image\(s\) of 4 in this job changed since .*other 3 image\(s\).*run snakemake again"
+    )
+    for mode in ("error", "skip"):
+        with pytest.raises(FileNotFoundError, match=pattern):
+            extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image=mode)
+    plan, metas = _run_plan(cache, _lists(root))
+    # the other three are kept: only the renamed photo is extracted (its old name's bytes were never hashed)
+    assert [it["name"] for v in plan.new_packs.values() for it in v] == ["jpg/r02.png"]
+    assert [m["extracted"] for m in metas] == [1]
 
 
 def test_a_copy_keeps_reading_the_pack_made_for_it(tmp_path):

@@ -407,9 +407,15 @@ class PackPlans:
             likely.append(
                 f"{plan.n_renamed} of them have the size and time of a cached file under another name (renamed or moved?)"
             )
+        if plan.n_same_stat:
+            likely.append(
+                f"{plan.n_same_stat} {'others' if likely else 'of them'} have the name, size and time of a cached file, "
+                "but another inode or ctime (a copy made with cp -a, a photo swapped in, or a pack cached before "
+                "2026-12-06)"
+            )
         if plan.n_copied:
             likely.append(
-                f"{plan.n_copied} {'others' if plan.n_renamed else 'of them'} have the name and size of a cached file, "
+                f"{plan.n_copied} {'others' if likely else 'of them'} have the name and size of a cached file, "
                 "with another time (touched, or a copied folder?)"
             )
         renamed = (

@@ -20,6 +20,7 @@ from retrieval.stores.feature_cache import (
     CacheError,
     crop_key,
     file_sha256,
+    item_stat,
     load_index,
     missing_key,
     pack_id,
@@ -32,6 +33,10 @@ from retrieval.stores.local_store import write_local_chunk
 
 log = logging.getLogger(__name__)
 _NOT_FOUND = "image listed but not found: "
+_SINCE_PLANNED = (
+    "removed, renamed or changed while the workflow ran, or before an interrupted run was resumed with "
+    "--rerun-incomplete, which re-runs a pack as it was first planned"
+)
 
 
 def _absent_reason(path: str) -> str:
@@ -94,7 +99,9 @@ def extract_pack(
     still extracted, written to the cache as a pack of their own (named by a hash of those items, so the next plan
     finds them and extracts only what is left), and then ``BadImageError`` (a ``ValueError``) is raised, starting
     with the first bad file's path and naming every bad file of the pack (``FileNotFoundError`` when every bad
-    image is a missing file)."""
+    image is a missing file). A photo removed, renamed, changed (size, mtime, inode or ctime) or made unreadable
+    since the plan is such a bad item under either mode, its message saying so: ``FileNotFoundError`` when all of
+    them are gone, ``CacheError`` when only changed photos are bad (the next run plans them as they are)."""
     max_image_pixels = max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
     out_h5, out_index = Path(out_h5), Path(out_index)
     t0 = time.time()
@@ -104,6 +111,7 @@ def extract_pack(
     kept: list[int] = []  # items with a row (all of them unless a bad image stops the job)
     bad: list[str] = []  # under on_bad_image: error, what was wrong with each bad image
     n_copied = n_extracted = 0
+    stale = 0  # bad items that only changed since the plan: the next run plans them as they are
     t_hash = 0.0
     for i, it in enumerate(items):
         crop = crop_key(it["crop"])
@@ -114,25 +122,31 @@ def extract_pack(
                 continue
             sha = missing_key(it["name"])
         else:
+            # a photo removed, renamed, replaced or made unreadable since the plan (while the workflow ran, or before
+            # a --rerun-incomplete re-ran an interrupted pack with the plan of its first run): named with the others
+            # at the end, and the rest of the pack is kept (it stopped the job at once, losing the pack's work)
             th = time.time()
             try:
                 sha = file_sha256(it["path"])
-            except FileNotFoundError as e:
-                raise FileNotFoundError(
-                    f"image listed but not found: {it['path']} (removed while the workflow ran?)"
-                ) from e
+            except FileNotFoundError:
+                bad.append(f"{_NOT_FOUND}{it['path']} (there when the workflow planned this job: {_SINCE_PLANNED})")
+                stale += 1
+                continue
             except PermissionError as e:  # made unreadable after the plan, or a file system os.access misjudges
-                raise CacheError(
+                bad.append(
                     f"{it['path']}: {NO_READ_PERMISSION} ({e.strerror}), though it was readable when the workflow "
-                    "planned this run; give it read permission or remove it, and run snakemake again"
-                ) from e
-            t_hash += time.time() - th
-            now = stat_of(it["path"])
-            if now != (it["size"], it["mtime_ns"]):
-                raise CacheError(
-                    f"{it['path']} changed while the workflow ran (size, mtime {now}, planned "
-                    f"{(it['size'], it['mtime_ns'])}); run snakemake again"
+                    "planned this job; give it read permission or remove it"
                 )
+                continue
+            t_hash += time.time() - th
+            now, planned = stat_of(it["path"]), item_stat(it)
+            if any(p is not None and n != p for n, p in zip(now, planned)):
+                bad.append(
+                    f"{it['path']} changed after the workflow planned this job (size, mtime_ns, inode, ctime_ns "
+                    f"{now}, planned {planned}): {_SINCE_PLANNED}"
+                )
+                stale += 1
+                continue
         hit = index.by_key.get((sha, crop))
         reason = None if hit is None else index.packs[hit[0]].get("skipped", {}).get(str(hit[1]))
         if reason is not None and on_bad_image != "skip":  # the same bytes were unreadable under another name
@@ -196,6 +210,13 @@ def extract_pack(
             _write_pack(out_h5.parent / f"{pack}.h5", good, rows, global_desc, shas, {}, counts, **write)
             note = f"the features of the other {len(good)} image(s) of this job are kept in the feature cache ({pack})"
         error = FileNotFoundError if all(b.startswith(_NOT_FOUND) for b in bad) else BadImageError
+        if stale == len(bad):
+            error = FileNotFoundError if error is FileNotFoundError else CacheError
+            raise error(
+                "\n".join(bad)
+                + f"\n({len(bad)} image(s) of {len(items)} in this job changed since the workflow planned it; {note}: "
+                "run snakemake again, which plans the folder as it is now)"
+            )
         raise error(
             "\n".join(bad)
             + f"\n({len(bad)} bad image(s) of {len(items)} in this job; {note}: remove or replace the file(s), or set "

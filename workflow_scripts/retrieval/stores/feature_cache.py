@@ -8,9 +8,14 @@ after it (a pack without its sidecar is not part of the cache). Each row of a pa
 * the SHA-256 of the image file's bytes, and the query box the image was cropped to (``None`` for a database image
   or an uncropped query): the row's **key**. A database image and an uncropped query of the same pixels share a
   key, so they are extracted once; the same photo in another folder or dataset is found again.
-* the file's name in its dataset (relative to the dataset folder), size and modification time: its **stat key**, a
-  memo of the hash (as git's index and rsync use one): a file whose stat key is known is not read again to plan.
-  Moving or renaming the dataset folder keeps names, sizes and mtimes, so nothing is extracted again.
+* the file's name in its dataset (relative to the dataset folder), size, modification time, inode number and
+  ctime: its **stat key**, a memo of the hash (as git's index keeps one, with the same fields): a file whose stat key
+  is known is not read again to plan. Moving or renaming the dataset folder (on one file system) keeps all five, so
+  nothing is extracted again. The inode and ctime tell apart two files that share the rest: the same name, size and
+  time in two folders (frames of two clips), or two photos of one folder that swapped names; with name, size and
+  mtime alone one was served the other's features (helper-115's trial). A copy (``cp -a`` included) has a new inode,
+  so its job hashes it and copies the cached row. Rows of sidecars written before the inode and ctime were recorded
+  serve no stat lookup: their photos are hashed once more and their rows copied.
 
 Planning (:func:`plan_extraction`) maps every row of a dataset's lists to a cached ``(pack, row)`` or to a new
 item; new items are split into ``n_chunks`` packs (never smaller than ``min_chunk_images``, and more packs where one
@@ -85,18 +90,37 @@ def crop_key(c: Any) -> tuple[int, ...] | None:
     return None if c is None else tuple(int(v) for v in c)
 
 
-def stat_of(path: str | os.PathLike) -> tuple[int, int]:
-    """(size, mtime_ns) of a file; (-1, -1) when it is missing or this process may not read it (no read permission,
+MISSING_STAT = (-1, -1, -1, -1)
+
+
+def stat_of(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """(size in bytes, mtime_ns, inode number, ctime_ns) of a file, the stat key's fields besides its name;
+    ``MISSING_STAT`` (-1s) when it is missing or this process may not read it (no read permission,
     ``runtime.is_readable``, or a folder on its path without search permission): an unreadable photo is planned as
-    a missing one, with no cached row keyed by its size and mtime, so it is planned again once readable (``chmod``
-    leaves its mtime as it was)."""
+    a missing one, with no cached row keyed by its stat, so it is planned again once readable."""
     try:
         st = os.stat(path)
     except (FileNotFoundError, PermissionError):  # PermissionError: a folder without search permission
-        return -1, -1
+        return MISSING_STAT
     if not is_readable(path):
-        return -1, -1
-    return int(st.st_size), int(st.st_mtime_ns)
+        return MISSING_STAT
+    return int(st.st_size), int(st.st_mtime_ns), int(st.st_ino), int(st.st_ctime_ns)
+
+
+def item_stat(item: dict[str, Any]) -> tuple[int, int, int | None, int | None]:
+    """An item's (or a sidecar row's) (size, mtime_ns, ino, ctime_ns) as planned; ino and ctime None for one planned
+    before they were recorded (they then match no file)."""
+    return int(item["size"]), int(item["mtime_ns"]), item.get("ino"), item.get("ctime_ns")
+
+
+def _row_stats(rows: dict[str, list[Any]]) -> list[tuple[str, int, int, int | None, int | None]]:
+    """The stat keys (name, size, mtime_ns, ino, ctime_ns) of a sidecar's rows (None where not recorded)."""
+    n = len(rows["name"])
+    ino, ctime = rows.get("ino") or [None] * n, rows.get("ctime_ns") or [None] * n
+    return [
+        (nm, int(sz), int(mt), i, c)
+        for nm, sz, mt, i, c in zip(rows["name"], rows["size"], rows["mtime_ns"], ino, ctime)
+    ]
 
 
 def missing_key(name: str) -> str:
@@ -110,27 +134,39 @@ def missing_key(name: str) -> str:
 
 @dataclass
 class CacheIndex:
-    """What the sidecars of a cache folder say: key -> (pack, row), stat key -> SHA-256, and each pack's sidecar."""
+    """What the sidecars of a cache folder say: key -> (pack, row), stat key (name, size, mtime_ns, ino, ctime_ns) ->
+    SHA-256, and each pack's sidecar."""
 
     by_key: dict[tuple[str, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
-    stat_sha: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    stat_sha: dict[tuple[Any, ...], str] = field(default_factory=dict)
     packs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # (name, size, mtime, box) -> the row made for that very file: preferred over another pack holding the same key
-    # (a copy indexed elsewhere), so a dataset keeps reading the packs it was planned with
-    by_stat: dict[tuple[str, int, int, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
+    # (stat key, box) -> the row made for that very file: preferred over another pack holding the same key (a copy
+    # indexed elsewhere), so a dataset keeps reading the packs it was planned with
+    by_stat: dict[tuple[Any, ...], tuple[str, int]] = field(default_factory=dict)
+    # (name, size, mtime_ns) of every row, older sidecars' included: only for the plan's log line (what a new item
+    # probably is), never to serve a row
+    loose: dict[tuple[str, int, int], str] = field(default_factory=dict)
 
     def add(self, pack: str, meta: dict[str, Any]) -> None:
-        """Index pack ``pack`` from its sidecar ``meta``: each row by key (SHA-256, box) and by stat key (name, size,
-        mtime_ns, box), and each stat key's SHA-256. A key already indexed keeps its earlier pack (load_index adds the
-        oldest first)."""
+        """Index pack ``pack`` from its sidecar ``meta``: each row by key (SHA-256, box) and by stat key and box, and
+        each stat key's SHA-256 (not a row's without a recorded inode and ctime, an older sidecar's: it matches no
+        file). A key already indexed keeps its earlier pack (load_index adds the oldest first)."""
         self.packs[pack] = meta
         rows = meta["rows"]
         for i, (sha, crop) in enumerate(zip(rows["sha256"], rows["crop"])):
             self.by_key.setdefault((sha, crop_key(crop)), (pack, i))
-        for i, (name, size, mtime, crop) in enumerate(zip(rows["name"], rows["size"], rows["mtime_ns"], rows["crop"])):
-            self.by_stat.setdefault((name, int(size), int(mtime), crop_key(crop)), (pack, i))
-        for sha, name, size, mtime in zip(rows["sha256"], rows["name"], rows["size"], rows["mtime_ns"]):
-            self.stat_sha.setdefault((name, int(size), int(mtime)), sha)
+        for i, (stat, crop) in enumerate(zip(_row_stats(rows), rows["crop"])):
+            if stat[3] is not None:
+                self.by_stat.setdefault((*stat, crop_key(crop)), (pack, i))
+        self.add_stats(rows)
+
+    def add_stats(self, rows: dict[str, list[Any]]) -> None:
+        """The stat memo of a sidecar's rows: stat key -> SHA-256 (rows without an inode and ctime left out), and
+        every row's (name, size, mtime_ns) -> SHA-256 in ``loose``."""
+        for sha, stat in zip(rows["sha256"], _row_stats(rows)):
+            self.loose.setdefault(stat[:3], sha)
+            if stat[3] is not None:
+                self.stat_sha.setdefault(stat, sha)
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
@@ -169,9 +205,7 @@ def load_index(pack_dir: str | os.PathLike, only: Iterable[str] | None = None) -
         if keep is None or pack in keep:
             idx.add(pack, meta)
         else:
-            rows = meta["rows"]
-            for sha, name, size, mtime in zip(rows["sha256"], rows["name"], rows["size"], rows["mtime_ns"]):
-                idx.stat_sha.setdefault((name, int(size), int(mtime)), sha)
+            idx.add_stats(meta["rows"])
     return idx
 
 
@@ -191,6 +225,9 @@ class Plan:
     # folder copied with ``cp -r``, which gives its files new times): probably copied by their job; counted for the
     # log line too (helper-93's trial)
     n_copied: int = 0
+    # the others with the name, size and mtime of a cached file, but another inode or ctime (a copy made with
+    # ``cp -a``, a photo swapped in under the same name, or a pack recorded before inodes were): hashed by their job
+    n_same_stat: int = 0
 
     def packs(self, split: str) -> list[str]:
         """The packs (cached and new) the rows of ``split`` read from, sorted by id."""
@@ -224,14 +261,15 @@ def plan_extraction(
     about 0.3 MB per SIFT image, 1.1 MB per DINOv2 one)."""
     todo: dict[tuple[str, tuple[int, ...] | None], dict[str, Any]] = {}
     pending: dict[str, list[Any]] = {}
-    cached_stats = {(size, mtime) for _, size, mtime in index.stat_sha}
+    cached_stats = {key[1:] for key in index.loose}  # (size, mtime): a rename keeps both
     for split in splits:
         out: list[Any] = []
         for e in lists[split]:
             crop = entry_crop(e, split)
-            size, mtime = stat_of(e["path"])
-            sha = missing_key(e["name"]) if size < 0 else index.stat_sha.get((e["name"], size, mtime))
-            hit = index.by_stat.get((e["name"], size, mtime, crop))
+            size, mtime, ino, ctime = stat_of(e["path"])
+            stat = (e["name"], size, mtime, ino, ctime)
+            sha = missing_key(e["name"]) if size < 0 else index.stat_sha.get(stat)
+            hit = index.by_stat.get((*stat, crop))
             if hit is None and sha is not None:
                 hit = index.by_key.get((sha, crop))
             if hit is not None:
@@ -245,6 +283,8 @@ def plan_extraction(
                     "crop": None if crop is None else list(crop),
                     "size": size,
                     "mtime_ns": mtime,
+                    "ino": ino,
+                    "ctime_ns": ctime,
                     "width": int(e.get("width", 0)),
                     "height": int(e.get("height", 0)),
                 }
@@ -264,13 +304,18 @@ def plan_extraction(
             for r, it in enumerate(part):
                 where[(it["path"], crop_key(it["crop"]))] = (pack, r)
     rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
-    renamed = [it["crop"] is None and it["size"] >= 0 and (it["size"], it["mtime_ns"]) in cached_stats for it in items]
+    same = [it["size"] >= 0 and (it["name"], it["size"], it["mtime_ns"]) in index.loose for it in items]
+    renamed = [
+        not m and it["crop"] is None and it["size"] >= 0 and (it["size"], it["mtime_ns"]) in cached_stats
+        for it, m in zip(items, same)
+    ]
+    renamed = [r or m for r, m in zip(renamed, same)]  # counted apart below; left out of the copies' count
     # (name, size) -> the contents cached under them; an item counts as probably copied where one of them is cached
     # with the item's own box (none, or its crop): a file cached only as a query's crop is extracted uncropped
     # (looked up only for the items planned: a build with nothing new does not walk a large cache's memo)
     wanted = {(it["name"], it["size"]) for it, r in zip(items, renamed) if not r and it["size"] >= 0}
     shas: dict[tuple[str, int], set[str]] = {}
-    for (name, size, _), sha in index.stat_sha.items() if wanted else ():
+    for (name, size, _), sha in index.loose.items() if wanted else ():
         if (name, size) in wanted:
             shas.setdefault((name, size), set()).add(sha)
     n_copied = sum(
@@ -279,7 +324,8 @@ def plan_extraction(
         and any((sha, crop_key(it["crop"])) in index.by_key for sha in shas.get((it["name"], it["size"]), ()))
         for it, r in zip(items, renamed)
     )
-    return Plan(rows=rows, new_packs=new_packs, n_renamed=sum(renamed), n_copied=n_copied)
+    n_same = sum(same)
+    return Plan(rows=rows, new_packs=new_packs, n_renamed=sum(renamed) - n_same, n_copied=n_copied, n_same_stat=n_same)
 
 
 def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
@@ -295,16 +341,26 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
             r["path"], r["name"], r["crop"], r["size"], r["mtime_ns"], r["width"], r["height"]
         )
     ]
+    if "ino" in r:  # recorded since 2026-12-06: in the plan's order of fields, so the parameters compare equal
+        items = [
+            {
+                **{k: it[k] for k in ("path", "name", "crop", "size", "mtime_ns")},
+                "ino": i,
+                "ctime_ns": c,
+                "width": it["width"],
+                "height": it["height"],
+            }
+            for it, i, c in zip(items, r["ino"], r["ctime_ns"])
+        ]
     config = {k: v for k, v in meta["backbone_config"].items() if k != "device"}
     return {"items": items, "backbone": meta["backbone"], "config": config}
 
 
 def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
     """A new pack's id: 16 hex characters of the SHA-1 of the extraction key ``xv`` and its items' (path, size,
-    mtime_ns, crop), so a plan made at DAG-build time and the job name the same pack."""
-    return _stable_hash(
-        {"extraction": xv, "items": [[i["path"], i["size"], i["mtime_ns"], i["crop"]] for i in items]}, 16
-    )
+    mtime_ns, inode, ctime_ns, crop), so a plan made at DAG-build time and the job name the same pack (and a photo
+    swapped under the same name, size and mtime gets another pack)."""
+    return _stable_hash({"extraction": xv, "items": [[i["path"], *item_stat(i), i["crop"]] for i in items]}, 16)
 
 
 # ------------------------------------------------------------------------------------------- pack rows
@@ -357,6 +413,8 @@ def pack_sidecar(
             "name": [it["name"] for it in items],
             "size": [it["size"] for it in items],
             "mtime_ns": [it["mtime_ns"] for it in items],
+            "ino": [it.get("ino") for it in items],
+            "ctime_ns": [it.get("ctime_ns") for it in items],
             "path": [it["path"] for it in items],
             "width": [it["width"] for it in items],
             "height": [it["height"] for it in items],
