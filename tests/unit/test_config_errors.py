@@ -579,3 +579,23 @@ def test_a_fraction_or_a_boolean_for_a_whole_number_or_null_is_told_what_to_give
     text = describe_errors(_with(**{"sv.threshold_side": "null"}), SCHEMA, [mine])
     line = next(ln for ln in text.splitlines() if ln.startswith("  sv.threshold_side"))
     assert "give the value without quotes" in line and "true or false" not in line and f"[in {mine}]" in line
+
+
+def test_a_number_where_a_folder_name_goes_is_told_how_to_give_it_as_text(tmp_path):
+    """`--config data_root=2024` (a folder named by digits) was refused as "not of type 'string'" without a hint (a
+    new user's trial); in a file the remedy is quotes."""
+    text = describe_errors(_with(data_root=2024), SCHEMA)
+    line = next(ln for ln in text.splitlines() if ln.startswith("  data_root"))
+    assert line == (
+        "  data_root: 2024 is not of type 'string' (text wanted: with --config Snakemake reads 2024 as a number, so "
+        "write a folder as ./2024; in a YAML file put it in quotes)"
+    )
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("data_root: 2024\n")
+    text = describe_errors(_with(data_root=2024), SCHEMA, [mine])
+    line = next(ln for ln in text.splitlines() if ln.startswith("  data_root"))
+    assert line == (
+        f"  data_root: 2024 is not of type 'string' (text wanted: in that file put it in quotes, as '2024'; YAML "
+        f"reads it unquoted as a number) [in {mine}]"
+    )
+    assert "text wanted" not in describe_errors(_with(data_root=True), SCHEMA)  # true is not a number to quote

@@ -35,6 +35,9 @@ def test_query_box_rounds_like_pillow_and_clamps():
     assert query_box([0, 0, 1, 1], 2, 2) == [0, 0, 1, 1]  # an image of a few pixels: a one-pixel box may be meant
     with pytest.raises(ValueError, match="empty"):
         query_box([120, 10, 130, 20], 100, 100)
+    # wholly at negative coordinates: outside the image, not fractions of it (helper-115's trial was told of fractions)
+    with pytest.raises(ValueError, match=r"^query box \[-200, -100, -10, -5\] is empty inside a 640x360 image$"):
+        query_box([-200, -100, -10, -5], 640, 360)
 
 
 def test_query_box_matches_pillow_crop():

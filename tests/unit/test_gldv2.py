@@ -444,3 +444,21 @@ def test_every_bad_solution_line_is_named_in_one_run_and_usage_is_read_in_any_ca
     with pytest.raises(ValueError) as e:
         read_gldv2(root)
     assert ": 3 bad lines" in str(e.value).splitlines()[0] and "1 test.csv id(s) have no row" in str(e.value)
+
+
+def test_a_ground_truth_without_any_positive_is_warned(tmp_path, caplog):
+    """A new user's trial: a gnd.csv in which no query has a positive gave null metrics and a silent success."""
+    root = _gldv2(tmp_path / "gldv2")
+    lists, gt = build_image_lists(root, "gldv2")
+    write_json(tmp_path / "lists.json", lists)
+    gnd = {**gt.to_json(), "protocol": "revisitop"}
+    gnd["gnd"] = [{**g, "easy": [], "hard": []} for g in gnd["gnd"]]
+    write_json(tmp_path / "gnd.json", gnd)
+    ids = np.array([[3, 0, 1, 2, 4], [4, 2, 1, 0, 3], [2, 3, 0, 1, 4]])
+    write_neighbours(tmp_path / "knn.h5", ids, np.ones(ids.shape, np.float32))
+    ctx = evaluation_context(tmp_path, "g", dataset="x", csv_top=3, preset="tiny", ks=[1, 5], baseline_json=None)
+    with caplog.at_level("WARNING"):
+        evaluate_global(ctx, tmp_path / "knn.h5", {})
+    assert "x: no query has a positive in its ground truth under any protocol (E/M/H), so every mAP" in caplog.text
+    r = read_json(tmp_path / "g.json")
+    assert r["n_evaluated_queries"] == {"E": 0, "M": 0, "H": 0} and r["metrics"]["mAP"]["M"] is None

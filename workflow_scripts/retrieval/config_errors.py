@@ -133,6 +133,9 @@ def _line(error: jsonschema.ValidationError) -> str:
         line += " (one value here, not a list)"  # sv.num_rerank: [10, 10], where ames.num_rerank is a grid
     elif isinstance(error.instance, str) and wanted & _NON_STRING_TYPES and not _reads_as_text(error.instance):
         line += _FROM_CONFIG_HINT
+    elif wanted == {"string"} and isinstance(error.instance, (int, float)) and not isinstance(error.instance, bool):
+        # --config data_root=2024: a folder named by digits, read as a number (a new user's trial had no hint)
+        line += _NUMBER_FOR_TEXT_HINT.format(value=error.instance)
     elif isinstance(error.instance, (str, bool, int, float)) and wanted & _NON_STRING_TYPES:
         # a word ('ten') is text however it is given: told what to give, not to remove quotes (a user's trial); so is
         # a fraction or true for a whole number or null (sv.threshold_side: 512.5 had no hint, a new user's trial)
@@ -156,6 +159,15 @@ _FROM_CONFIG_HINT = (
     " file and pass it with --configfile)"
 )
 _FROM_FILE_HINT = " (text in that file: give the value without quotes; YAML reads a quoted one as text)"
+# a number where text is wanted (replaced by _QUOTE_IN_FILE_HINT where a --configfile holds it)
+_NUMBER_FOR_TEXT_HINT = (
+    " (text wanted: with --config Snakemake reads {value} as a number, so write a folder as ./{value}; in a YAML"
+    " file put it in quotes)"
+)
+_NUMBER_FOR_TEXT = re.compile(
+    r" \(text wanted: with --config Snakemake reads (\S+) as a number, .*; in a YAML file put it in quotes\)"
+)
+_QUOTE_IN_FILE_HINT = r" (text wanted: in that file put it in quotes, as '\1'; YAML reads it unquoted as a number)"
 
 
 # the schema's patterns in words (jsonschema quotes the regex)
@@ -534,7 +546,10 @@ def describe_errors(
     files = _loaded(configfiles)
     lines = [_holder(ln, config, files, overrides) for ln in lines]
     lines = [
-        ln.replace(_FROM_CONFIG_HINT, _FROM_FILE_HINT) if ln.endswith("]") and " [in " in ln else ln for ln in lines
+        _NUMBER_FOR_TEXT.sub(_QUOTE_IN_FILE_HINT, ln.replace(_FROM_CONFIG_HINT, _FROM_FILE_HINT))
+        if ln.endswith("]") and " [in " in ln
+        else ln
+        for ln in lines
     ]
     named = [str(f) for f in configfiles if _is_results_json(f)]
     if (

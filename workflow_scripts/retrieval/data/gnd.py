@@ -395,7 +395,9 @@ def query_box(bbx: list[float], width: int, height: int) -> list[int]:
     Raises ValueError for a box empty inside the image, and for one within [0, 1] on an image larger than 8 pixels
     (fractions of the image's size, as some tools write them: it cropped a query to about one pixel, silently).
     """
-    if max(bbx) <= 1.0 and max(width, height) > 8:  # x2 > x1 >= 0 within one pixel: fractions of the image's size
+    # x2 > x1 >= 0 within one pixel: fractions of the image's size (a box at negative coordinates is not: it is told
+    # it lies outside the image, below; helper-115's trial was told of fractions)
+    if min(bbx) >= 0.0 and max(bbx) <= 1.0 and max(width, height) > 8:
         raise ValueError(
             f"query box {list(bbx)} lies within [0, 1]: boxes are in pixels (x1, y1, x2, y2), not fractions of the "
             f"image; multiply by its width and height ({width}x{height})"

@@ -222,6 +222,14 @@ def write_results(
                 dataset,
                 len(lists["db"]),
             )
+        if not any(evaluation["n_evaluated"].values()):  # every metric null: a new user's trial saw a silent success
+            log.warning(
+                "%s: no query has a positive in its ground truth under any protocol (%s), so every mAP and mP@k is "
+                "null (n_evaluated_queries 0); queries without a positive are left out, as revisitop's compute_map "
+                "does",
+                dataset,
+                "/".join(evaluation["n_evaluated"]),
+            )
         names = [q["name"] for q in lists["query"]]
         subsets = list(evaluation["per_query_ap"])  # E/M/H, or GLDv2's Public/Private
         result["metrics"] = headline(evaluation)
