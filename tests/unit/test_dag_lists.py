@@ -220,9 +220,7 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     )
     # a cp -a copy, a photo swapped in under a cached name, size and mtime, a pack cached before inodes were recorded
     same = dry._summary("coll", xv, dataclasses.replace(plan, n_same_stat=2, n_copied=5), lists)
-    assert (
-        "job(s); 2 of them have the name, size and time of a cached file, but another inode or ctime (a copy " in same
-    )
+    assert "job(s); 2 of them have the name, size and time of a cached file, but another inode (a copy made " in same
     assert "2026-12-06); 5 others have the name and size" in same
     alone = dry._summary("coll", xv, dataclasses.replace(plan, n_copied=5), lists)
     assert (

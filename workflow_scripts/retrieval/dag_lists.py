@@ -410,7 +410,7 @@ class PackPlans:
         if plan.n_same_stat:
             likely.append(
                 f"{plan.n_same_stat} {'others' if likely else 'of them'} have the name, size and time of a cached file, "
-                "but another inode or ctime (a copy made with cp -a, a photo swapped in, or a pack cached before "
+                "but another inode (a copy made with cp -a, a photo swapped in, or a pack cached before "
                 "2026-12-06)"
             )
         if plan.n_copied:

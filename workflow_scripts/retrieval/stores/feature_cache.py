@@ -8,14 +8,16 @@ after it (a pack without its sidecar is not part of the cache). Each row of a pa
 * the SHA-256 of the image file's bytes, and the query box the image was cropped to (``None`` for a database image
   or an uncropped query): the row's **key**. A database image and an uncropped query of the same pixels share a
   key, so they are extracted once; the same photo in another folder or dataset is found again.
-* the file's name in its dataset (relative to the dataset folder), size, modification time, inode number and
-  ctime: its **stat key**, a memo of the hash (as git's index keeps one, with the same fields): a file whose stat key
-  is known is not read again to plan. Moving or renaming the dataset folder (on one file system) keeps all five, so
-  nothing is extracted again. The inode and ctime tell apart two files that share the rest: the same name, size and
-  time in two folders (frames of two clips), or two photos of one folder that swapped names; with name, size and
-  mtime alone one was served the other's features (helper-115's trial). A copy (``cp -a`` included) has a new inode,
-  so its job hashes it and copies the cached row. Rows of sidecars written before the inode and ctime were recorded
-  serve no stat lookup: their photos are hashed once more and their rows copied.
+* the file's name in its dataset (relative to the dataset folder), size, modification time and inode number: its
+  **stat key**, a memo of the hash (as git's index keeps one): a file whose stat key is known is not read again to
+  plan. Moving or renaming the dataset folder (on one file system) keeps all four, so nothing is extracted again.
+  The inode tells apart two files that share the rest: the same name, size and time in two folders (frames of two
+  clips), or two photos of one folder that swapped names; with name, size and mtime alone one was served the
+  other's features (helper-115's trial). A copy (``cp -a`` included) has a new inode, so its job hashes it and
+  copies the cached row; a hard link is the same file. Not the ctime, which git's index also checks: ``chmod``,
+  ``chown``, an ACL or a new hard link (a ``cp -al`` backup) move it, and each would hash the photo again, copy its
+  row into a new pack and re-run everything after the store (helper-116's trial). Rows of sidecars written before
+  the inode was recorded serve no stat lookup: their photos are hashed once more and their rows copied.
 
 Planning (:func:`plan_extraction`) maps every row of a dataset's lists to a cached ``(pack, row)`` or to a new
 item; new items are split into ``n_chunks`` packs (never smaller than ``min_chunk_images``, and more packs where one
@@ -90,11 +92,11 @@ def crop_key(c: Any) -> tuple[int, ...] | None:
     return None if c is None else tuple(int(v) for v in c)
 
 
-MISSING_STAT = (-1, -1, -1, -1)
+MISSING_STAT = (-1, -1, -1)
 
 
-def stat_of(path: str | os.PathLike) -> tuple[int, int, int, int]:
-    """(size in bytes, mtime_ns, inode number, ctime_ns) of a file, the stat key's fields besides its name;
+def stat_of(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(size in bytes, mtime_ns, inode number) of a file, the stat key's fields besides its name;
     ``MISSING_STAT`` (-1s) when it is missing or this process may not read it (no read permission,
     ``runtime.is_readable``, or a folder on its path without search permission): an unreadable photo is planned as
     a missing one, with no cached row keyed by its stat, so it is planned again once readable."""
@@ -104,23 +106,19 @@ def stat_of(path: str | os.PathLike) -> tuple[int, int, int, int]:
         return MISSING_STAT
     if not is_readable(path):
         return MISSING_STAT
-    return int(st.st_size), int(st.st_mtime_ns), int(st.st_ino), int(st.st_ctime_ns)
+    return int(st.st_size), int(st.st_mtime_ns), int(st.st_ino)
 
 
-def item_stat(item: dict[str, Any]) -> tuple[int, int, int | None, int | None]:
-    """An item's (or a sidecar row's) (size, mtime_ns, ino, ctime_ns) as planned; ino and ctime None for one planned
-    before they were recorded (they then match no file)."""
-    return int(item["size"]), int(item["mtime_ns"]), item.get("ino"), item.get("ctime_ns")
+def item_stat(item: dict[str, Any]) -> tuple[int, int, int | None]:
+    """An item's (or a sidecar row's) (size, mtime_ns, ino) as planned; ino None for one planned before it was
+    recorded (it then matches no file)."""
+    return int(item["size"]), int(item["mtime_ns"]), item.get("ino")
 
 
-def _row_stats(rows: dict[str, list[Any]]) -> list[tuple[str, int, int, int | None, int | None]]:
-    """The stat keys (name, size, mtime_ns, ino, ctime_ns) of a sidecar's rows (None where not recorded)."""
-    n = len(rows["name"])
-    ino, ctime = rows.get("ino") or [None] * n, rows.get("ctime_ns") or [None] * n
-    return [
-        (nm, int(sz), int(mt), i, c)
-        for nm, sz, mt, i, c in zip(rows["name"], rows["size"], rows["mtime_ns"], ino, ctime)
-    ]
+def _row_stats(rows: dict[str, list[Any]]) -> list[tuple[str, int, int, int | None]]:
+    """The stat keys (name, size, mtime_ns, ino) of a sidecar's rows (ino None where not recorded)."""
+    ino = rows.get("ino") or [None] * len(rows["name"])
+    return [(nm, int(sz), int(mt), i) for nm, sz, mt, i in zip(rows["name"], rows["size"], rows["mtime_ns"], ino)]
 
 
 def missing_key(name: str) -> str:
@@ -134,7 +132,7 @@ def missing_key(name: str) -> str:
 
 @dataclass
 class CacheIndex:
-    """What the sidecars of a cache folder say: key -> (pack, row), stat key (name, size, mtime_ns, ino, ctime_ns) ->
+    """What the sidecars of a cache folder say: key -> (pack, row), stat key (name, size, mtime_ns, ino) ->
     SHA-256, and each pack's sidecar."""
 
     by_key: dict[tuple[str, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
@@ -149,7 +147,7 @@ class CacheIndex:
 
     def add(self, pack: str, meta: dict[str, Any]) -> None:
         """Index pack ``pack`` from its sidecar ``meta``: each row by key (SHA-256, box) and by stat key and box, and
-        each stat key's SHA-256 (not a row's without a recorded inode and ctime, an older sidecar's: it matches no
+        each stat key's SHA-256 (not a row's without a recorded inode, an older sidecar's: it matches no
         file). A key already indexed keeps its earlier pack (load_index adds the oldest first)."""
         self.packs[pack] = meta
         rows = meta["rows"]
@@ -161,7 +159,7 @@ class CacheIndex:
         self.add_stats(rows)
 
     def add_stats(self, rows: dict[str, list[Any]]) -> None:
-        """The stat memo of a sidecar's rows: stat key -> SHA-256 (rows without an inode and ctime left out), and
+        """The stat memo of a sidecar's rows: stat key -> SHA-256 (rows without an inode left out), and
         every row's (name, size, mtime_ns) -> SHA-256 in ``loose``."""
         for sha, stat in zip(rows["sha256"], _row_stats(rows)):
             self.loose.setdefault(stat[:3], sha)
@@ -225,7 +223,7 @@ class Plan:
     # folder copied with ``cp -r``, which gives its files new times): probably copied by their job; counted for the
     # log line too (helper-93's trial)
     n_copied: int = 0
-    # the others with the name, size and mtime of a cached file, but another inode or ctime (a copy made with
+    # the others with the name, size and mtime of a cached file, but another inode (a copy made with
     # ``cp -a``, a photo swapped in under the same name, or a pack recorded before inodes were): hashed by their job
     n_same_stat: int = 0
 
@@ -266,8 +264,8 @@ def plan_extraction(
         out: list[Any] = []
         for e in lists[split]:
             crop = entry_crop(e, split)
-            size, mtime, ino, ctime = stat_of(e["path"])
-            stat = (e["name"], size, mtime, ino, ctime)
+            size, mtime, ino = stat_of(e["path"])
+            stat = (e["name"], size, mtime, ino)
             sha = missing_key(e["name"]) if size < 0 else index.stat_sha.get(stat)
             hit = index.by_stat.get((*stat, crop))
             if hit is None and sha is not None:
@@ -284,7 +282,6 @@ def plan_extraction(
                     "size": size,
                     "mtime_ns": mtime,
                     "ino": ino,
-                    "ctime_ns": ctime,
                     "width": int(e.get("width", 0)),
                     "height": int(e.get("height", 0)),
                 }
@@ -346,11 +343,10 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
             {
                 **{k: it[k] for k in ("path", "name", "crop", "size", "mtime_ns")},
                 "ino": i,
-                "ctime_ns": c,
                 "width": it["width"],
                 "height": it["height"],
             }
-            for it, i, c in zip(items, r["ino"], r["ctime_ns"])
+            for it, i in zip(items, r["ino"])
         ]
     config = {k: v for k, v in meta["backbone_config"].items() if k != "device"}
     return {"items": items, "backbone": meta["backbone"], "config": config}
@@ -358,9 +354,17 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
 
 def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
     """A new pack's id: 16 hex characters of the SHA-1 of the extraction key ``xv`` and its items' (path, size,
-    mtime_ns, inode, ctime_ns, crop), so a plan made at DAG-build time and the job name the same pack (and a photo
-    swapped under the same name, size and mtime gets another pack)."""
-    return _stable_hash({"extraction": xv, "items": [[i["path"], *item_stat(i), i["crop"]] for i in items]}, 16)
+    mtime_ns, crop, and the inode where the plan recorded it), so a plan made at DAG-build time and the job name the
+    same pack (and a photo swapped in under the same name, size and mtime gets another pack)."""
+    return _stable_hash(
+        {
+            "extraction": xv,
+            "items": [
+                [i["path"], i["size"], i["mtime_ns"], i["crop"], *([i["ino"]] if "ino" in i else [])] for i in items
+            ],
+        },
+        16,
+    )
 
 
 # ------------------------------------------------------------------------------------------- pack rows
@@ -413,8 +417,9 @@ def pack_sidecar(
             "name": [it["name"] for it in items],
             "size": [it["size"] for it in items],
             "mtime_ns": [it["mtime_ns"] for it in items],
-            "ino": [it.get("ino") for it in items],
-            "ctime_ns": [it.get("ctime_ns") for it in items],
+            # a pack planned before the inode was recorded (its plan under plans/) keeps its items as planned, so
+            # pack_job gives back the parameters Snakemake recorded (helper-116's review)
+            **({"ino": [it["ino"] for it in items]} if all("ino" in it for it in items) else {}),
             "path": [it["path"] for it in items],
             "width": [it["width"] for it in items],
             "height": [it["height"] for it in items],
