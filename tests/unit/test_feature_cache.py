@@ -441,6 +441,16 @@ def test_a_photo_gone_since_the_plan_keeps_the_rest_of_its_pack(tmp_path):
     # the other three are kept: only the renamed photo is extracted (its old name's bytes were never hashed)
     assert [it["name"] for v in plan.new_packs.values() for it in v] == ["jpg/r02.png"]
     assert [m["extracted"] for m in metas] == [1]
+    # a job that sees another inode for the same bytes, size and mtime (another mount's numbering: CIFS noserverino,
+    # FUSE without use_ino) is not refused: its rows are keyed by the bytes it hashes
+    plan = fc.plan_extraction(_lists(root), fc.load_index(tmp_path / "other"), XV, 1, 1)
+    ((other, planned),) = plan.new_packs.items()
+    shutil.copy2(root / "jpg" / "p03.png", tmp_path / "p03.png")
+    os.replace(tmp_path / "p03.png", root / "jpg" / "p03.png")  # same bytes and mtime, a new inode
+    meta = extract_pack(
+        planned, tmp_path / "other" / f"{other}.h5", tmp_path / "other" / f"{other}.json", XV, "sift", SIFT
+    )
+    assert meta["extracted"] == 4
 
 
 def test_a_copy_keeps_reading_the_pack_made_for_it(tmp_path):

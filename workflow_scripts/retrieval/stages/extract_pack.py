@@ -99,7 +99,7 @@ def extract_pack(
     still extracted, written to the cache as a pack of their own (named by a hash of those items, so the next plan
     finds them and extracts only what is left), and then ``BadImageError`` (a ``ValueError``) is raised, starting
     with the first bad file's path and naming every bad file of the pack (``FileNotFoundError`` when every bad
-    image is a missing file). A photo removed, renamed, changed (size, mtime or inode) or made unreadable
+    image is a missing file). A photo removed, renamed, changed (size or mtime) or made unreadable
     since the plan is such a bad item under either mode, its message saying so: ``FileNotFoundError`` when all of
     them are gone, ``CacheError`` when only changed photos are bad (the next run plans them as they are)."""
     max_image_pixels = max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
@@ -139,11 +139,14 @@ def extract_pack(
                 )
                 continue
             t_hash += time.time() - th
-            now, planned = stat_of(it["path"]), item_stat(it)
-            if any(p is not None and n != p for n, p in zip(now, planned)):
+            # size and mtime, not the inode: a SLURM job may see the file through another mount than the planning
+            # did, and some (CIFS with noserverino, FUSE without use_ino) number inodes per mount; the row is keyed
+            # by the bytes hashed here either way
+            now, planned = stat_of(it["path"])[:2], item_stat(it)[:2]
+            if now != planned:
                 bad.append(
-                    f"{it['path']} changed after the workflow planned this job (size, mtime_ns, inode "
-                    f"{now}, planned {planned}): {_SINCE_PLANNED}"
+                    f"{it['path']} changed after the workflow planned this job (size, mtime_ns {now}, planned "
+                    f"{planned}): {_SINCE_PLANNED}"
                 )
                 stale += 1
                 continue
