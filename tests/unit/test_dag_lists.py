@@ -222,6 +222,8 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     same = dry._summary("coll", xv, dataclasses.replace(plan, n_same_stat=2, n_copied=5), lists)
     assert "job(s); 2 of them have the name, size and time of a cached file, but another inode (a copy made " in same
     assert "2026-12-06); 5 others have the name and size" in same
+    one = dry._summary("coll", xv, dataclasses.replace(plan, n_renamed=2, n_same_stat=1), lists)
+    assert "(renamed or moved?); 1 other has the name, size and time" in one  # "1 others have" (helper-117)
     alone = dry._summary("coll", xv, dataclasses.replace(plan, n_copied=5), lists)
     assert (
         "job(s); 5 of them have the name and size of a cached file, with another time (touched, or a copied folder?): "

@@ -360,6 +360,11 @@ class DagLists:
         )
 
 
+def _others(n: int, after: list[str]) -> str:
+    """'of them have' for the log line's first count, 'others have' (or 'other has' for one) after another."""
+    return ("other has" if n == 1 else "others have") if after else "of them have"
+
+
 class PackPlans:
     """The feature cache's extraction plan of each folder dataset, made once per DAG build from its lists
     (:meth:`DagLists.planning`) and the packs on disk (``stores.feature_cache.plan_extraction``), so that a dry run
@@ -409,13 +414,13 @@ class PackPlans:
             )
         if plan.n_same_stat:
             likely.append(
-                f"{plan.n_same_stat} {'others' if likely else 'of them'} have the name, size and time of a cached file, "
+                f"{plan.n_same_stat} {_others(plan.n_same_stat, likely)} the name, size and time of a cached file, "
                 "but another inode (a copy made with cp -a, a photo swapped in, or a pack cached before "
                 "2026-12-06)"
             )
         if plan.n_copied:
             likely.append(
-                f"{plan.n_copied} {'others' if likely else 'of them'} have the name and size of a cached file, "
+                f"{plan.n_copied} {_others(plan.n_copied, likely)} the name and size of a cached file, "
                 "with another time (touched, or a copied folder?)"
             )
         renamed = (
