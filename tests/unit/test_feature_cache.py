@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from retrieval.stages import extract_pack as extract_pack_module
 from retrieval.stages.extract import extract_local_chunk
 from retrieval.stages.extract_pack import extract_pack
 from retrieval.stores import feature_cache as fc
@@ -551,3 +552,27 @@ def test_a_photo_without_read_permission_is_planned_as_missing_and_again_once_re
     assert [it["path"] for v in plan.new_packs.values() for it in v] == [locked] and metas[0]["extracted"] == 1
     assert not _assemble(cache, _lists(root), "db", tmp_path / "db2.h5")["skipped"]
     assert _read(tmp_path / "db2.h5")["count"][1] > 0
+
+
+def test_a_photo_unreadable_since_the_plan_is_named_and_the_rest_kept(tmp_path, monkeypatch):
+    """A file system that says "readable" at the plan and refuses the read in the job (root-squashed mounts), or a
+    photo whose permission was taken after the plan: named, under skip too, and the pack's other photos kept (the
+    job stopped at once, losing them)."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(3))
+    plan = fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()
+    refused = str(root / "jpg" / "p01.png")
+
+    def sha(path):
+        if str(path) == refused:
+            raise PermissionError(13, "Permission denied")
+        return fc.file_sha256(path)
+
+    monkeypatch.setattr(extract_pack_module, "file_sha256", sha)
+    for mode in ("error", "skip"):
+        with pytest.raises(
+            ValueError, match=r"(?s)p01\.png: no permission to read it \(Permission denied\), though .*other 2"
+        ):
+            extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image=mode)
+    assert [m["rows"]["name"] for m in fc.load_index(cache).packs.values()] == [["jpg/p00.png", "jpg/p02.png"]]
