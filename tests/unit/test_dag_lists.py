@@ -3,6 +3,7 @@ once and given as None, the database side kept through a broken gnd.csv, the ful
 a ranking job with their warnings."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,30 @@ def test_a_training_split_without_labels_is_refused_before_any_job(tmp_path, mon
         dag.check_full_ranking("demo", "ames_binary")  # distilled here: on the training split
 
 
+def test_a_training_split_whose_ground_truth_has_no_labels_is_refused_before_any_job(tmp_path, monkeypatch):
+    """helper-118's trial: a gnd.json without 'labels' named as training_split failed in lw_fit after extraction,
+    the codebook and the whitening; a gnd.csv holds no labels at all. With 'labels' the split is taken."""
+    root = tmp_path / "data" / "labelled"
+    _photos(root, 4)
+    gnd = {"imlist": ["jpg/p0.jpg", "jpg/p1.jpg"], "qimlist": [], "gnd": []}
+    (root / "gnd.json").write_text(json.dumps(gnd))
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="labelled")
+    for method in ("lw", "ames"):
+        with pytest.raises(PlanError, match=rf"training_split \('labelled', for results/demo_{method}\.json\): "
+                           r"dataset 'labelled' has ground truth \(gnd\.json\) but no database labels .* "
+                           r"give a gnd\.json with 'labels'"):  # fmt: skip
+            dag.check_full_ranking("demo", method)
+    dag.check_full_ranking("demo", "sv")  # fitted on nothing there
+    (root / "gnd.json").write_text(json.dumps({**gnd, "labels": [0, 0]}))
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="labelled")
+    dag.check_full_ranking("demo", "lw")
+    (root / "gnd.json").unlink()
+    (root / "gnd.csv").write_text("query,positive,kind\njpg/p2.jpg,jpg/p0.jpg,easy\n")
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="labelled")
+    with pytest.raises(PlanError, match=r"has ground truth \(gnd\.csv\) but no database labels"):
+        dag.check_full_ranking("demo", "ames")
+
+
 def test_a_ranking_jobs_memory_follows_the_collection_and_a_large_full_ranking_is_named(tmp_path, monkeypatch):
     _photos(tmp_path / "data" / "plain", 3)
     dag, warnings = _dag(tmp_path, monkeypatch)
@@ -242,24 +267,27 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
 
 
 def test_a_training_or_validation_split_that_cannot_be_listed_is_refused_naming_its_key(tmp_path, monkeypatch):
-    """A training split of a gnd.csv and no images got only the lists' warning, naming the folder, not the key, and
-    the dry run planned every job before it; now a PlanError names training_split (ames.validation_split for
-    AMES's). A listable split passes."""
+    """A split of a gnd.csv and no images got only the lists' warning, naming the folder, not the key, and the dry
+    run planned every job before it; now a PlanError names the key: ames.validation_split, or training_split, whose
+    gnd.csv is refused first for holding no labels. A listable split passes."""
     (tmp_path / "data" / "empty").mkdir(parents=True)
     (tmp_path / "data" / "empty" / "gnd.csv").write_text("query,positive\njpg/a.jpg,jpg/b.jpg\n")
     _photos(tmp_path / "data" / "good", 4)
-    (tmp_path / "data" / "good" / "gnd.csv").write_text("query,positive\njpg/00.jpg,jpg/01.jpg\n")
+    (tmp_path / "data" / "good" / "gnd.json").write_text(
+        json.dumps({"imlist": ["00", "01", "02"], "qimlist": ["03"], "gnd": [{"easy": [0]}], "labels": [0, 0, 1]})
+    )
     dag, warnings = _dag(tmp_path, monkeypatch, training_split="empty")
     for method in ("lw", "ames"):
-        with pytest.raises(PlanError, match=rf"training_split \('empty', for results/demo_{method}\.json\): the split's "
-                           r"image lists cannot be built"):  # fmt: skip
+        with pytest.raises(PlanError, match=rf"training_split \('empty', for results/demo_{method}\.json\): dataset "
+                           r"'empty' has ground truth \(gnd\.csv\) but no database labels"):  # fmt: skip
             dag.check_full_ranking("demo", method)
-    assert len(warnings) == 1 and "holds no images" in warnings[0]  # the reason, said once
     dag.check_full_ranking("demo", "sv")  # fitted on nothing there
-    dag, _ = _dag(tmp_path, monkeypatch, training_split="good", **{"ames.validation_split": "empty"})
+    dag, warnings = _dag(tmp_path, monkeypatch, training_split="good", **{"ames.validation_split": "empty"})
     dag.check_full_ranking("demo", "lw")
-    with pytest.raises(PlanError, match=r"ames\.validation_split \('empty', for results/demo_ames\.json\)"):
+    with pytest.raises(PlanError, match=r"ames\.validation_split \('empty', for results/demo_ames\.json\): the split's "
+                       r"image lists cannot be built"):  # fmt: skip
         dag.check_full_ranking("demo", "ames")
+    assert len(warnings) == 1 and "holds no images" in warnings[0]  # the reason, said once
     # a folder named by unsupervised_fit failed in database_list without naming the key (a new user's trial)
     (tmp_path / "data" / "bare" / "jpg").mkdir(parents=True)
     dag, _ = _dag(tmp_path, monkeypatch, training_split="good", unsupervised_fit="bare")

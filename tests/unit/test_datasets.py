@@ -678,3 +678,38 @@ def test_a_windows_absolute_path_in_a_list_is_named_as_one(tmp_path):
     Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(root / "a:" / "x.jpg")
     (root / "image_list.txt").write_text("a:\\x.jpg\n")
     assert [e["name"] for e in build_image_lists(root, "photos")[0]["db"]] == ["a:/x.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # a second spelling of a database image was a second entry, ranked beside the first and counted as a negative
+        (lambda m: m["imlist"].append("a.jpg"), r"imlist\[0\] 'a' and imlist\[2\] 'a\.jpg' are one image"),
+        (lambda m: m["imlist"].append("./b"), r"imlist\[1\] 'b' and imlist\[2\] '\./b' are one image"),
+        # the same query twice under two spellings, with the same box and lists, was scored twice
+        (
+            lambda m: (m["qimlist"].append("q.jpg"), m["gnd"].append(dict(m["gnd"][0]))),
+            r"qimlist\[0\] 'q' and qimlist\[1\] 'q\.jpg' are one image .* with the same box and lists",
+        ),
+    ],
+)
+def test_one_image_under_two_spellings_of_a_gnd_json_is_refused(tmp_path, edit, message):
+    """helper-118's trial: 'lego_model_02' and 'lego_model_02.jpg' in one imlist failed at the merge with a misleading
+    message, then gave AP 0.76 for 1.0 on the re-run, with no warning."""
+    root = tmp_path / "ds"
+    _write_dataset(root, ["a", "b"], ["q"], [{"easy": [0], "hard": [], "junk": [], "bbx": [1, 1, 20, 20]}])
+    meta = json.loads((root / "gnd.json").read_text())
+    edit(meta)
+    if len(meta["gnd"]) < len(meta["qimlist"]):
+        meta["gnd"].append({"easy": [1], "hard": [], "junk": []})
+    (root / "gnd.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=message) as e:
+        build_image_lists(root, "ds")
+    assert str(root / "gnd.json") in str(e.value)
+    # the same photo as a second query with another box is another query (two objects): accepted
+    meta = json.loads((root / "gnd.json").read_text())
+    meta["imlist"], meta["qimlist"] = ["a", "b"], ["q", "q.jpg"]
+    meta["gnd"] = [meta["gnd"][0], {**meta["gnd"][0], "bbx": [2, 2, 30, 25]}]
+    (root / "gnd.json").write_text(json.dumps(meta))
+    lists, _ = build_image_lists(root, "ds")
+    assert [q["name"] for q in lists["query"]] == ["q", "q.jpg"]

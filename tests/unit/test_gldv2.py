@@ -462,3 +462,26 @@ def test_a_ground_truth_without_any_positive_is_warned(tmp_path, caplog):
     assert "x: no query has a positive in its ground truth under any protocol (E/M/H), so every mAP" in caplog.text
     r = read_json(tmp_path / "g.json")
     assert r["n_evaluated_queries"] == {"E": 0, "M": 0, "H": 0} and r["metrics"]["mAP"]["M"] is None
+
+
+def test_a_missing_image_is_named_by_its_line_of_index_or_test_csv_with_the_partial_download_setting(tmp_path):
+    """helper-118's trial: an index image missing from disk was said to be listed in the solution file (where its id
+    was not), with no line and nothing on present_only, the README's setting for a partial download."""
+    root = _gldv2(tmp_path / "gldv2", skip=(INDEX[1],))
+    with pytest.raises(FileNotFoundError) as e:
+        build_image_lists(root, "gldv2")
+    message = str(e.value)
+    assert f"1 database image(s) listed in {root.resolve() / 'index.csv'} but not found" in message
+    assert f"{gldv2_image('index', INDEX[1])} (line 3)" in message
+    assert message.endswith(
+        "a partial download? gldv2: {present_only: true} keeps the images on disk and the "
+        "ground truth of those (README, 'Google Landmarks v2')"
+    )
+    root = _gldv2(tmp_path / "gldv2b", skip=(TEST[2],))
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"1 query image\(s\) listed in .*test\.csv but not found: .*a1b2c3d4e5f60718\.jpg \(line 4\)",
+    ):
+        build_image_lists(root, "gldv2")
+    lists, _ = build_image_lists(root, "gldv2", gldv2={"present_only": True})  # the setting named works
+    assert len(lists["query"]) == 2

@@ -116,6 +116,9 @@ def _drop(key, **top):
         (_with({"bbx": {"x1": 0}}), r"\['bbx'\]: expected 4 numbers"),
         (_with({"bbx": 12.5}), r"\['bbx'\]: expected 4 numbers .*12.5"),
         (_with({"bbx": [0, 0, "a", 5]}), r"\['bbx'\]: expected 4 numbers"),
+        # an infinite coordinate failed in int() in the lists' input function, naming no file (helper-118)
+        (_with({"bbx": [0, 0, float("inf"), 5]}), r"\['bbx'\]: expected 4 finite numbers .*\[0\.0, 0\.0, inf, 5\.0\]"),
+        (_with({"bbx": [float("-inf"), 0, 5, 5]}), r"\['bbx'\]: expected 4 finite numbers"),
         # a missing or misspelt 'gnd' read as "'gnd' has 0 entries", as if the list were there and empty
         (_drop("gnd"), r"missing key 'gnd' \(one entry per query of 'qimlist', 1 here\)$"),
         (_drop("gnd", gnds=[{"easy": [0]}]), r"missing key 'gnd'.*; found 'gnds': is it a misspelling of 'gnd'\?"),

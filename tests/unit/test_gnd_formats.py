@@ -477,6 +477,9 @@ def test_instre_malformed(tmp_path):
         read_instre(root / "gnd_instre.mat")
     _instre(root, ok=[[3, 1]], bbx=[[1, 1, 5, 5]], ok_dtype=np.int32)  # integer classes are indices
     assert read_instre(root / "gnd_instre.mat").gnd[0]["easy"] == [0, 2]
+    _instre(root, ok=[[1]], bbx=[[1, 1, np.inf, 5]])  # int(inf) failed later, naming no file (helper-118)
+    with pytest.raises(ValueError, match=r"gnd_instre\.mat: gnd\[0\] .*bbx \[1\.0, 1\.0, inf, 5\.0\] .* not a finite"):
+        read_instre(root / "gnd_instre.mat")
     _instre(root, ok=[[1]], bbx=[[1, 1, 5, 5]], imlist=["a.jpg", "b.jpg", "a.jpg"])
     with pytest.raises(ValueError, match=r"gnd_instre\.mat: .*'a\.jpg'.*twice"):
         read_instre(root / "gnd_instre.mat")

@@ -26,6 +26,7 @@ from retrieval.data.datasets import (
     image_folders,
 )
 from retrieval.data.datasets import ground_truth_path as _ground_truth_path
+from retrieval.data.gnd import holds_labels
 from retrieval.methods.ames.operating_point import fixed_point
 from retrieval.runtime import file_sha1, stable_hash
 from retrieval.search.ivfpq import plan_ivfpq
@@ -831,7 +832,17 @@ class Plan:
         if c in DEMO_SPLITS or c in DOWNLOADABLE or c in GLDV2_DOWNLOADABLE:
             return
         d = self.dataset_dir(c)
-        if not os.path.isdir(d) or ground_truth_path(d, c) is not None:
+        gpath = ground_truth_path(d, c) if os.path.isdir(d) else None
+        if labels and gpath is not None and not holds_labels(gpath):
+            # it failed in lw_fit or train_ames, after extraction, the codebook and the whitening (helper-118)
+            raise PlanError(
+                f"{what}: dataset '{ds}' has ground truth ({gpath.name}) but no database labels (which images show "
+                "the same object), and its labels are what is fitted. gnd.csv, INSTRE's .mat and GLDv2's retrieval "
+                "solution hold none: give a gnd.json with 'labels', one instance id per 'imlist' image (-1: a "
+                "distractor; see the README, 'Other benchmarks and your own ground truth'), or name a labelled split "
+                "(the default training_split: demo-train)"
+            )
+        if not os.path.isdir(d) or gpath is not None:
             return
         if labels:
             raise PlanError(

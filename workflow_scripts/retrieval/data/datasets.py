@@ -45,6 +45,7 @@ from retrieval.data.gnd_formats import (
     LineErrors,
     box_line,
     check_comment,
+    gldv2_image_lines,
     nearest_sibling,
     read_gldv2,
     read_gldv2_train,
@@ -56,6 +57,8 @@ from retrieval.runtime import is_readable, read_json, read_utf8
 from retrieval.stores.ames_release import read_release_list
 
 log = logging.getLogger(__name__)
+
+GLDV2_LISTS = ("index.csv", "test.csv")  # GLDv2's image lists, beside its retrieval solution
 
 
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
@@ -318,6 +321,35 @@ def _database_list(
         out["on_bad_image"] = "skip"
         out["skipped"] = skipped
     return out, skipped
+
+
+def _same_image_twice(gt: GroundTruth, db_paths: list[Path], q_paths: list[Path]) -> None:
+    """ValueError naming the ground truth and both entries when two ``imlist`` names resolve to one file
+    (``lego_01`` and ``lego_01.jpg``, or ``./lego_01``), or two ``qimlist`` names do with the same box and lists.
+    parse_ground_truth compares the names as written; a second spelling made the image a second database entry,
+    ranked beside the first and counted as a negative (a researcher's trial: AP 0.76 for 1.0, no warning)."""
+    first: dict[str, int] = {}
+    for i, p in enumerate(db_paths):
+        j = first.setdefault(os.path.normpath(p), i)
+        if j != i:
+            raise ValueError(
+                f"{gt.source}: imlist[{j}] {gt.imlist[j]!r} and imlist[{i}] {gt.imlist[i]!r} are one image ({p}); "
+                "list each database image once"
+            )
+    seen: dict[tuple[Any, ...], int] = {}
+    for i, p in enumerate(q_paths):
+        g = gt.gnd[i]
+        key = (
+            os.path.normpath(p),
+            g["bbx"] and tuple(g["bbx"]),
+            *(tuple(sorted(g[k])) for k in ("easy", "hard", "junk")),
+        )
+        j = seen.setdefault(key, i)
+        if j != i:
+            raise ValueError(
+                f"{gt.source}: qimlist[{j}] {gt.qimlist[j]!r} and qimlist[{i}] {gt.qimlist[i]!r} are one image ({p}) "
+                "with the same box and lists: the query would be scored twice; list it once"
+            )
 
 
 def _size_or_skip(
@@ -660,10 +692,12 @@ def _check_present(
     what: str,
     source: Path | None = None,
     listed: Callable[[Path], set[str]] | None = None,
+    hint: str = "",
 ) -> None:
     """ValueError for listed paths that are folders, FileNotFoundError for those that are not files; both name the
     file that listed them (``source``: the ground truth or a list), when given, and for a list file
-    (``image_list.txt``, ``query_list.txt``) each path's line, read only when something is wrong. ``listed(path)``:
+    (``image_list.txt``, ``query_list.txt``, GLDv2's ``index.csv`` / ``test.csv``) each path's line, read only when
+    something is wrong; ``hint`` ends the missing images' message. ``listed(path)``:
     the paths (``os.path.normpath``) a missing path's "did you mean" never offers (names its list already holds, a
     query's own positives: taking such a hint made a duplicate or a query its own positive, a user's trial)."""
     where = f" in {source}" if source is not None else ""
@@ -678,7 +712,7 @@ def _check_present(
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         lines = _list_lines(source)
         shown = [_missing_with_line(p, lines, listed(p) if listed else frozenset()) for p in missing[:5]]
-        raise FileNotFoundError(f"{len(missing)} {what} image(s) listed{where} but not found: {shown}{more}")
+        raise FileNotFoundError(f"{len(missing)} {what} image(s) listed{where} but not found: {shown}{more}{hint}")
 
 
 def _held_by(paths: list[Path]) -> Callable[[Path], set[str]]:
@@ -712,11 +746,14 @@ def _query_hint_excludes(
 
 
 def _list_lines(source: Path | None) -> dict[str, int]:
-    """Each path of a list file (``image_list.txt``, ``query_list.txt``, relative to its folder) and its line
-    number; {} for any other source (a ground truth names images by index, not by line)."""
-    if source is None or source.name not in ("image_list.txt", "query_list.txt") or not source.is_file():
+    """Each path of a list file (``image_list.txt``, ``query_list.txt``, relative to its folder; GLDv2's
+    ``index.csv`` and ``test.csv``) and its line number; {} for any other source (a ground truth names images by
+    index, not by line)."""
+    if source is None or source.name not in ("image_list.txt", "query_list.txt", *GLDV2_LISTS) or not source.is_file():
         return {}
     try:
+        if source.name in GLDV2_LISTS:
+            return {os.path.normpath(source.parent / n): i for n, i in gldv2_image_lines(source).items()}
         return {os.path.normpath(p): i for p, i in _read_list_lines(source, source.parent)}
     except (OSError, ValueError):
         return {}
@@ -777,6 +814,15 @@ def build_image_lists(
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     gpath = ground_truth_path(root, name)
+    # GLDv2: a missing image is named by its line of index.csv / test.csv (the solution file was named, helper-118),
+    # with the way to use a partial download
+    gldv2_solution = gpath is not None and gpath.name == GLDV2_SOLUTION
+    partial_hint = (
+        "; a partial download? gldv2: {present_only: true} keeps the images on disk and the ground truth of those "
+        "(README, 'Google Landmarks v2')"
+        if gpath is not None and gpath.name in (GLDV2_SOLUTION, *GLDV2_TRAIN_LISTS)
+        else ""
+    )
     release: dict[str, dict[str, tuple[int, int]]] = {}
     known: dict[str, tuple[int, int]] = {}  # path -> size of the database images listed apart
     known_skipped: dict[str, list[dict[str, str]]] = {}
@@ -818,6 +864,7 @@ def build_image_lists(
         if gt is not None:
             db_paths = [image_file(root, n, gt.image_dir) for n in gt.imlist]
             q_paths = [image_file(root, n, gt.image_dir) for n in gt.qimlist]
+            _same_image_twice(gt, db_paths, q_paths)
             _warn_unread_image_list(root, gpath, db_paths)
             db_names, q_names = list(gt.imlist), list(gt.qimlist)
             release = {
@@ -834,8 +881,9 @@ def build_image_lists(
             _check_present(
                 [p for p, n in zip(db_paths, db_names) if n not in release["db"]] if release else db_paths,
                 "database",
-                gpath or root / DISTRACTOR_LIST,
+                root / "index.csv" if gldv2_solution else gpath or root / DISTRACTOR_LIST,
                 _held_by(db_paths + q_paths),  # names the lists hold, never offered
+                partial_hint,
             )
         db = []
         for i, (n, p) in enumerate(zip(db_names, db_paths)):
@@ -848,8 +896,11 @@ def build_image_lists(
         _check_present(
             [p for p, n in zip(q_paths, q_names) if n not in release.get("query", {}) and str(p) not in known],
             "query",
-            gpath if gt is not None else next((p for p in [root / "query_list.txt"] if p.is_file()), None),
+            (root / "test.csv" if gldv2_solution else gpath)
+            if gt is not None
+            else next((p for p in [root / "query_list.txt"] if p.is_file()), None),
             _query_hint_excludes(q_paths, db, gt),
+            partial_hint,
         )
 
     queries = []

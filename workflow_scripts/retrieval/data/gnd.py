@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import numbers
 import pickle
 from dataclasses import dataclass, field
@@ -177,6 +178,8 @@ def _box(value: Any, where: str) -> list[float]:
         bbx = [float(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
     except (TypeError, ValueError):
         raise ValueError(f"{where}: expected 4 numbers [x1, y1, x2, y2], got {_shown(value)}") from None
+    if not all(map(math.isfinite, bbx)):  # int(inf) failed in the lists' input function, naming no file
+        raise ValueError(f"{where}: expected 4 finite numbers [x1, y1, x2, y2] (pixels), got {bbx}")
     if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):
         raise ValueError(f"{where}: expected [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {bbx}")
     return bbx
@@ -372,17 +375,35 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ground truth not found: {path}")
+    return parse_ground_truth(load_ground_truth_raw(path), str(path))
+
+
+def holds_labels(path: str | Path) -> bool:
+    """Whether a ground-truth file gives database ``labels`` (what Lw and AMES are fitted on): a ``gnd.json`` or
+    revisitop pickle with a ``labels`` list, or GLDv2's training lists; not ``gnd.csv``, INSTRE's ``.mat`` or GLDv2's
+    retrieval solution. A file that cannot be read counts as labelled: the lists stage names its problem."""
+    path = Path(path)
+    if path.name in ("train_clean.csv", "train_750k.txt"):
+        return True
+    try:
+        raw = load_ground_truth_raw(path)
+    except Exception:  # noqa: BLE001 -- unreadable: the lists stage names the file and its problem
+        return path.suffix not in (".csv", ".mat")
+    return isinstance(raw, dict) and raw.get("labels") is not None
+
+
+def load_ground_truth_raw(path: Path) -> Any:
+    """The unvalidated content of ``gnd.json`` or a revisitop ``gnd_*.pkl`` (restricted unpickler). ValueError for
+    invalid JSON or another format."""
     if path.suffix == ".json":
         try:
-            raw = json.loads(read_utf8(path))  # a byte-order mark (as Notepad saves UTF-8) dropped
+            return json.loads(read_utf8(path))  # a byte-order mark (as Notepad saves UTF-8) dropped
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from e
-    elif path.suffix in (".pkl", ".pickle"):
+    if path.suffix in (".pkl", ".pickle"):
         check_recorded(path)  # an exported folder's gnd_{dataset}.pkl: what its export wrote
-        raw = restricted_pickle_load(path)
-    else:
-        raise ValueError(f"{path}: unknown ground-truth format (expected .json or .pkl)")
-    return parse_ground_truth(raw, str(path))
+        return restricted_pickle_load(path)
+    raise ValueError(f"{path}: unknown ground-truth format (expected .json or .pkl)")
 
 
 def query_box(bbx: list[float], width: int, height: int) -> list[int]:

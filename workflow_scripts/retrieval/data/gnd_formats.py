@@ -696,6 +696,8 @@ def read_instre(path: str | Path) -> GroundTruth:
         if twice is not None:  # said 1-based, as the file writes it (parse_ground_truth's would be 0-based)
             raise ValueError(f"{where}: ok lists {twice} ({imlist[twice - 1]!r}) twice; list each once")
         bbx = [float(v) for v in np.asarray(s["bbx"]).ravel()]
+        if not all(map(math.isfinite, bbx)):  # int(inf) failed later, naming no file (helper-118)
+            raise ValueError(f"{where}: bbx {bbx} holds a value that is not a finite number (pixels)")
         if len(bbx) != 4 or not (bbx[2] > bbx[0] and bbx[3] > bbx[1]):
             raise ValueError(f"{where}: bbx {bbx} is not [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
         gnd.append({"easy": sorted(v - 1 for v in ok), "hard": [], "junk": [], "bbx": bbx})
@@ -730,6 +732,13 @@ def _gldv2_ids(path: Path) -> list[str]:
             ids[i] = line
     problems.raise_if_any()
     return list(ids)
+
+
+def gldv2_image_lines(path: Path) -> dict[str, int]:
+    """Each image of GLDv2's ``index.csv`` / ``test.csv`` as :func:`gldv2_image` names it (``index/a/b/c/{id}.jpg``,
+    relative to the file's folder) and its line number, for naming a missing image by its line."""
+    part = path.stem  # index | test
+    return {gldv2_image(part, row["id"]): line for line, row in _rows(path, ("id",), (), extra_columns=True)}
 
 
 def read_gldv2(root: str | Path, present_only: bool = False) -> GroundTruth:
