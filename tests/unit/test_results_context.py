@@ -320,6 +320,7 @@ def test_a_method_table_older_than_a_result_it_lists_is_stale(tmp_path, monkeypa
     os.utime("results/g_sv.json", (3000, 3000))
     assert stale_published("results") == [("results/g_compare.json", "k/sv.json")]
     assert stale_message("results/g_compare.json", "k/sv.json") == (
-        "results/g_compare.json (.md) is older than k/sv.json, which a later run re-computed in place: its "
+        "results/g_compare.json (.md) is older than k/sv.json, which changed since (re-computed in place by a "
+        "later run, or edited): its "
         "table is from before; ask for it again (snakemake ... results/g_compare.md) to bring it up to date"
     )

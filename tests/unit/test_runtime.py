@@ -262,7 +262,8 @@ def test_open_h5_names_a_truncated_file_and_how_to_make_it_again(tmp_path):
         assert f["ids"].shape == (100000,)
     with open(path, "r+b") as fh:
         fh.truncate(1000)
-    with pytest.raises(ValueError, match=r"knn\.h5: unreadable HDF5 file \(truncated.*-R <the rule"):
+    # the remedy that works: -R with the path (a plain run after deleting it found nothing to do, helper-119)
+    with pytest.raises(ValueError, match=rf"knn\.h5: unreadable HDF5 file \(truncated.*add -R {path} after your"):
         open_h5(path)
     with pytest.raises(FileNotFoundError, match="gone.h5"):
         open_h5(tmp_path / "gone.h5")

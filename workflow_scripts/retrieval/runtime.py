@@ -561,16 +561,24 @@ def state_digest(module: torch.nn.Module) -> str:
 def open_h5(path: str | os.PathLike):
     """An HDF5 file opened read-only (``h5py.File``; use as a context manager). A file that is not there raises
     FileNotFoundError, and one h5py cannot open (truncated by a full disk or a killed copy, or not HDF5) a ValueError
-    naming it and saying how to make it again: h5py's own message names no file."""
+    naming it and saying how to make it again (:func:`make_again`): h5py's own message names no file."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        raise ValueError(
-            f"{path}: unreadable HDF5 file (truncated, or not HDF5: {e}); delete it and run again with "
-            "-R <the rule that writes it> (the job's log names the rule)"
-        ) from e
+        raise ValueError(f"{path}: unreadable HDF5 file (truncated, or not HDF5: {e}); {make_again(path)}") from e
+
+
+def make_again(path: str | os.PathLike) -> str:
+    """How to make a damaged workflow file again: ``-R`` with its path re-runs the job that writes it and what uses
+    it. A plain run does not: Snakemake makes no deleted file again while what used it is up to date, and a failed
+    job's own outputs are removed (a new user's trial deleted a damaged knn file as told, then got "Nothing to be
+    done" with the results naming files that were gone)."""
+    return (
+        f"make it again: add -R {path} after your target (snakemake --cores all results/... -R {path}); Snakemake "
+        "re-runs the job that writes it and what uses it"
+    )
 
 
 def torch_load_problem(path: str | Path, e: BaseException) -> str:

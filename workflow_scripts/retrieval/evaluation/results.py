@@ -521,7 +521,7 @@ def stale_message(published: str, newer: str) -> str:
     if Path(published).parent.parent.name == "search":
         stem = published.removesuffix(".json")
         return (
-            f"{stem}.json (.csv, .html) is older than {newer}, which a later run re-computed in place: its neighbours "
+            f"{stem}.json (.csv, .html) is older than {newer}, which changed since (re-computed in place by a later run, or edited): its neighbours "
             f"are from before; ask for it again (snakemake ... {stem}.html) to bring it up to date"
         )
     if published.endswith("_compare.json"):  # published with its .md
@@ -532,7 +532,7 @@ def stale_message(published: str, newer: str) -> str:
                 f"since): ask for it again (snakemake ... {stem}.md) to bring it up to date"
             )
         return (
-            f"{stem}.json (.md) is older than {newer}, which a later run re-computed in place: its table is from "
+            f"{stem}.json (.md) is older than {newer}, which changed since (re-computed in place by a later run, or edited): its table is from "
             f"before; ask for it again (snakemake ... {stem}.md) to bring it up to date"
         )
     if published.endswith(".html") and Path(newer).parent == Path(published).parent.parent:  # a result it shows
@@ -542,6 +542,6 @@ def stale_message(published: str, newer: str) -> str:
         )
     what = "what it shows is" if published.endswith(".html") else "its numbers (and its ranking's indices) are"
     return (
-        f"{published} is older than {newer}, which a later run re-computed in place: {what} from before; ask for it "
+        f"{published} is older than {newer}, which changed since (re-computed in place by a later run, or edited): {what} from before; ask for it "
         f"again (snakemake ... {published}) to bring it up to date"
     )

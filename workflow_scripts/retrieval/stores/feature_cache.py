@@ -383,14 +383,17 @@ def read_pack_row(path: Path, r: int) -> tuple[dict[str, Any], Any]:
     return row, g
 
 
-def damaged_pack_message(path: str | os.PathLike, e: BaseException) -> str:
+def damaged_pack_message(path: str | os.PathLike, e: BaseException, store: str | os.PathLike | None = None) -> str:
     """What to say of a pack ``.h5`` that cannot be read: its path, the reason, and the remedy (delete the pack and its
-    index, and the next run extracts those images again; every other pack is kept)."""
+    index, and the next run extracts those images again; every other pack is kept). ``store``: the merged store
+    being made from it, which the run must then be told to make again (``-R``): a plain run finds nothing to do
+    while what used the store is up to date (a new user's trial)."""
     path = Path(path)
     reason = " ".join(str(e).split()) or type(e).__name__
+    again = "run again" if store is None else f"run again with -R {store} after your target"
     return (
         f"feature cache: pack unreadable (missing, truncated or not HDF5): {path} ({reason}); delete "
-        f"{path.with_suffix('.h5')} and {path.with_suffix('.json')} and run again: only its images are extracted again"
+        f"{path.with_suffix('.h5')} and {path.with_suffix('.json')} and {again}: only its images are extracted again"
     )
 
 
@@ -519,7 +522,7 @@ def assemble_store(
                     "skipped": json.loads(f.attrs.get("skipped", "[]")),
                 }
         except (OSError, KeyError) as e:
-            raise StoreError(damaged_pack_message(path, e)) from e
+            raise StoreError(damaged_pack_message(path, e, out_path)) from e
         if infos[name]["n"] != len(index.packs[name]["rows"]["sha256"]):
             raise StoreError(
                 f"{path}: {infos[name]['n']} rows but its index lists {len(index.packs[name]['rows']['sha256'])}"

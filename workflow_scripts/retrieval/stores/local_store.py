@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from retrieval import SCHEMA_VERSION
-from retrieval.runtime import atomic_path, fault_point
+from retrieval.runtime import atomic_path, fault_point, make_again
 
 ROW_FIELDS = ("descriptors", "count", "xy", "scale", "weight", "orientation", "image_size")
 
@@ -313,7 +313,7 @@ def open_local(path: str | Path) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise StoreError(f"{path}: not a readable HDF5 file ({e})") from e
+        raise StoreError(f"{path}: not a readable HDF5 file ({e}); {make_again(path)}") from e
     try:
         _check_attrs(f, str(path))
         if f.attrs.get("virtual"):
