@@ -103,6 +103,8 @@ def _drop(key, **top):
         (_with({"easy": [0, 2.5]}), r"\['easy'\]: expected a list of integer indices; \[2\.5\] are not whole"),
         # booleans and text were read as index 1, "12" as [1, 2] (helper-99's trial: AP moved, exit 0)
         (_with({"easy": [True]}), r"\['easy'\]: expected a list of integer indices; \[True\] are not numbers"),
+        # a boolean mask per database image: the way to give indices (helper-118)
+        (_with({"easy": [False, True, False]}), r"are not numbers; a mask of booleans\? .*numpy\.flatnonzero"),
         (_with({"easy": ["1"]}), r"\['easy'\]: expected a list of integer indices; \['1'\] are not numbers"),
         (_with({"easy": "12"}), r"\['easy'\]: expected a list of integer indices, got '12'"),
         (_with({"easy": 1}), r"\['easy'\]: expected a list of integer indices, got 1"),

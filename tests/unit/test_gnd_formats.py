@@ -486,6 +486,11 @@ def test_instre_malformed(tmp_path):
     (root / "gnd_instre.mat").write_bytes(b"not a mat file")
     with pytest.raises(ValueError, match=r"gnd_instre\.mat: not a readable MATLAB file"):
         read_instre(root / "gnd_instre.mat")
+    # MATLAB's -v7.3 (HDF5, as MATLAB writes its header): scipy's own advice was to use an HDF reader (helper-118)
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Sun Dec  6 12:00:00 2026 HDF5 schema 1.00 ."
+    (root / "gnd_instre.mat").write_bytes(header.ljust(116) + bytes(8) + b"\x00\x02IM" + bytes(384))
+    with pytest.raises(ValueError, match=r"gnd_instre\.mat: a MATLAB v7\.3 file .* save\(.*'-v7'\)"):
+        read_instre(root / "gnd_instre.mat")
 
 
 def test_a_box_wholly_outside_its_query_names_the_boxes_file_and_line(tmp_path):

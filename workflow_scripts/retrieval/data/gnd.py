@@ -155,7 +155,11 @@ def as_int_list(x: Any, where: str) -> list[int]:
         raise ValueError(f"{where}: expected a list of integer indices, got {_shown(x)}") from e
     odd = [v for v in raw if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)]
     if odd:
-        raise ValueError(f"{where}: expected a list of integer indices; {_plain(odd[:5])} are not numbers")
+        mask = all(isinstance(v, (bool, np.bool_)) for v in raw)  # a boolean mask, one per image (helper-118)
+        raise ValueError(
+            f"{where}: expected a list of integer indices; {_plain(odd[:5])} are not numbers"
+            + ("; a mask of booleans? give the indices where it is true (numpy.flatnonzero(mask))" if mask else "")
+        )
     try:
         values = [int(v) for v in raw]
     except (TypeError, ValueError, OverflowError) as e:  # NaN, infinity

@@ -662,6 +662,11 @@ def read_instre(path: str | Path) -> GroundTruth:
         # mat_dtype: each array in its MATLAB class, so a logical ok is read as booleans (refused: not indices)
         # where scipy's default reads it as uint8, [true false true] as the indices 1, 0, 1
         mat = loadmat(path, squeeze_me=False, struct_as_record=True, mat_dtype=True)
+    except NotImplementedError as e:  # scipy reads MATLAB files up to v7; -v7.3 files are HDF5 (helper-118)
+        raise ValueError(
+            f"{path}: a MATLAB v7.3 file (HDF5), which scipy does not read: save it again in MATLAB with "
+            "save('gnd_instre.mat', 'imlist', 'qimlist', 'gnd', '-v7')"
+        ) from e
     except Exception as e:  # scipy raises several types for a non-.mat or truncated file
         raise ValueError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from e
     for key in ("imlist", "qimlist", "gnd"):
