@@ -365,6 +365,9 @@ def _others(n: int, after: list[str]) -> str:
     return ("other has" if n == 1 else "others have") if after else "of them have"
 
 
+NAMED_NEW = 5  # photos to extract named in the plan's log line
+
+
 class PackPlans:
     """The feature cache's extraction plan of each folder dataset, made once per DAG build from its lists
     (:meth:`DagLists.planning`) and the packs on disk (``stores.feature_cache.plan_extraction``), so that a dry run
@@ -428,10 +431,14 @@ class PackPlans:
             if likely
             else ""
         )
+        # which photos: after an edit, "1 of 101" named none (the pack's .json only did; helper-119's trial)
+        names = sorted({it["name"] for items in plan.new_packs.values() for it in items})
+        more = f" and {len(names) - NAMED_NEW} more" if len(names) > NAMED_NEW else ""
         return (
             f"feature cache {self.plan.cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
             f"in {len(plan.new_packs)} job(s){renamed}"
             + (" (they run only for a store that is made again: the job list says which)" if plan.new_packs else "")
+            + (f"; new or changed: {', '.join(names[:NAMED_NEW])}{more}" if names else "")
         )
 
     @staticmethod
