@@ -572,6 +572,9 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     typo = Plan(configured(data_root=str(tmp_path / "data")))
     with pytest.raises(PlanError, match=r"landmarks_mini not found .*; did you mean 'landmarks-mini'\?$"):
         typo.folder_source("landmarks_mini")
+    # the name in another case: difflib offered nothing for it (helper-118: results/CSVDS_global.json for csvds/)
+    with pytest.raises(PlanError, match=r"LANDMARKS-MINI not found .*; did you mean 'landmarks-mini'\?$"):
+        typo.folder_source("LANDMARKS-MINI")
     # data_root itself mistyped ('dta' for 'data'): said, where the dataset's folder alone was named before
     with pytest.raises(PlanError, match=r"\(data_root=\S+/dta, and data_root \S+/dta does not exist at all\)"):
         Plan(configured(data_root=str(tmp_path / "dta"))).folder_source("newph")

@@ -771,10 +771,12 @@ class Plan:
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             plus_folder = not moved and os.path.isdir(os.path.join(root, ds + PLUS))  # said below, not offered
             # a name ending in +1m is read as another dataset with the distractors: never offered (helper-100, 101)
+            offered = [f for f in folders if not f.lower().endswith(PLUS)] + known
             near = (
                 []
                 if moved
-                else difflib.get_close_matches(ds, [f for f in folders if not f.lower().endswith(PLUS)] + known, n=2)
+                # the name in another case first: difflib scores 'CSVDS' against 'csvds' 0 (helper-118)
+                else [f for f in offered if f.lower() == ds.lower()] or difflib.get_close_matches(ds, offered, n=2)
             )
             role = {self.canonical(self.train): "training_split", self.canonical(self.val): "ames.validation_split"}
             if self.config["ssp"]["anchors"]["split"]:
