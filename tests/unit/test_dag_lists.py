@@ -4,6 +4,7 @@ a ranking job with their warnings."""
 
 import dataclasses
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,20 @@ def test_a_training_split_whose_ground_truth_has_no_labels_is_refused_before_any
     dag, _ = _dag(tmp_path, monkeypatch, training_split="labelled")
     with pytest.raises(PlanError, match=r"has ground truth \(gnd\.csv\) but no database labels"):
         dag.check_full_ranking("demo", "ames")
+    # the demo's evaluated splits and the downloads' retrieval ground truth hold none either, on disk or not yet
+    # downloaded (helper-120: training_split=roxford5k passed, and failed in lw_fit after its download and extraction)
+    for split, held in (("demo-val", "generated"), ("roxford5k", "downloaded"), ("gldv2", "downloaded")):
+        dag, _ = _dag(tmp_path, monkeypatch, training_split=split)
+        with pytest.raises(PlanError, match=rf"dataset '{split}' has ground truth \({held}\) but no database labels"):
+            dag.check_full_ranking("demo", "lw")
+    (tmp_path / "data" / "roxford5k" / "jpg").mkdir(parents=True)
+    with open(tmp_path / "data" / "roxford5k" / "gnd_roxford5k.pkl", "wb") as fh:
+        pickle.dump({"imlist": ["a"], "qimlist": [], "gnd": []}, fh)
+    dag, _ = _dag(tmp_path, monkeypatch, training_split="roxford5k")
+    with pytest.raises(PlanError, match=r"has ground truth \(gnd_roxford5k\.pkl\) but no database labels"):
+        dag.check_full_ranking("demo", "ames")
+    for split in ("demo-train", "gldv2-train"):  # labelled
+        _dag(tmp_path, monkeypatch, training_split=split)[0].check_full_ranking("demo", "lw")
 
 
 def test_a_ranking_jobs_memory_follows_the_collection_and_a_large_full_ranking_is_named(tmp_path, monkeypatch):

@@ -829,29 +829,37 @@ class Plan:
 
     def check_ground_truth(self, ds, what, labels=False):
         """PlanError for a folder dataset without ground truth, which ``what`` (a target needing metrics; with
-        ``labels``, a split whose labels something is fitted on) cannot use."""
+        ``labels``, a split whose labels something is fitted on) cannot use: with ``labels``, also one whose ground
+        truth holds no labels (the demo's evaluated splits, revisitop's and GLDv2's retrieval ground truth, gnd.csv,
+        INSTRE's .mat, a gnd.json without ``labels``); demo-train and gldv2-train hold them."""
         c = self.distractor_base(self.canonical(ds)) or self.canonical(ds)
-        if c in DEMO_SPLITS or c in DOWNLOADABLE or c in GLDV2_DOWNLOADABLE:
+        if labels and c in ("demo-train", "gldv2-train"):
+            return
+        generated = c in DEMO_SPLITS or c in DOWNLOADABLE or c in GLDV2_DOWNLOADABLE
+        if generated and not labels:
             return
         d = self.dataset_dir(c)
-        gpath = ground_truth_path(d, c) if os.path.isdir(d) else None
-        if labels and gpath is not None and not holds_labels(gpath):
-            # it failed in lw_fit or train_ames, after extraction, the codebook and the whitening (helper-118)
+        gpath = ground_truth_path(d, c) if os.path.isdir(d) and c not in DEMO_SPLITS else None
+        # a download's ground truth (revisitop's pickles, GLDv2's retrieval solution) holds no labels, on disk or not;
+        # a labelled gnd.json put in its folder is read (it failed in lw_fit or train_ames, after extraction, the
+        # codebook and the whitening: helper-118, helper-120)
+        if labels and (gpath is not None or generated) and not (gpath is not None and holds_labels(gpath)):
+            held = gpath.name if gpath is not None else ("generated" if c in DEMO_SPLITS else "downloaded")
             raise PlanError(
-                f"{what}: dataset '{ds}' has ground truth ({gpath.name}) but no database labels (which images show "
-                "the same object), and its labels are what is fitted. gnd.csv, INSTRE's .mat and GLDv2's retrieval "
-                "solution hold none: give a gnd.json with 'labels', one instance id per 'imlist' image (-1: a "
-                "distractor; see the README, 'Other benchmarks and your own ground truth'), or name a labelled split "
-                "(the default training_split: demo-train)"
+                f"{what}: dataset '{ds}' has ground truth ({held}) but no database labels (which images show "
+                "the same object), and its labels are what is fitted. The demo's evaluated splits, revisitop's and "
+                "GLDv2's retrieval ground truth, gnd.csv and INSTRE's .mat hold none: give a gnd.json with 'labels', "
+                "one instance id per 'imlist' image (-1: a distractor; see the README, 'Labels, for a training "
+                "split'), or name a labelled split (demo-train, the default, or gldv2-train)"
             )
-        if not os.path.isdir(d) or gpath is not None:
+        if generated or not os.path.isdir(d) or gpath is not None:
             return
         if labels:
             raise PlanError(
                 f"{what}: dataset '{ds}' has no ground truth ({d} holds no gnd.json, gnd_{c}.pkl or gnd.csv), and "
                 "its labels (which database images show the same object) are what is fitted. Name a labelled split "
-                "(the default training_split: demo-train), or add a gnd.csv to the folder (see the README, 'Other "
-                "benchmarks and your own ground truth')"
+                "(the default training_split: demo-train), or add a gnd.json with 'labels' to the folder (see the "
+                "README, 'Labels, for a training split')"
             )
         raise PlanError(
             f"{what} needs metrics, and dataset '{ds}' has no ground truth ({d} holds no gnd.json, "

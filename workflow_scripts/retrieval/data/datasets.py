@@ -325,12 +325,13 @@ def _database_list(
 
 def _same_image_twice(gt: GroundTruth, db_paths: list[Path], q_paths: list[Path]) -> None:
     """ValueError naming the ground truth and both entries when two ``imlist`` names resolve to one file
-    (``lego_01`` and ``lego_01.jpg``, or ``./lego_01``), or two ``qimlist`` names do with the same box and lists.
-    parse_ground_truth compares the names as written; a second spelling made the image a second database entry,
-    ranked beside the first and counted as a negative (a researcher's trial: AP 0.76 for 1.0, no warning)."""
-    first: dict[str, int] = {}
+    (``lego_01`` and ``lego_01.jpg``, ``./lego_01``, a symbolic or hard link to it, another case on a
+    case-insensitive file system), or two ``qimlist`` names do with the same box and lists. parse_ground_truth
+    compares the names as written; a second spelling made the image a second database entry, ranked beside the
+    first and counted as a negative (a researcher's trial: AP 0.76 for 1.0, no warning)."""
+    first: dict[Any, int] = {}
     for i, p in enumerate(db_paths):
-        j = first.setdefault(os.path.normpath(p), i)
+        j = first.setdefault(_file_key(p), i)
         if j != i:
             raise ValueError(
                 f"{gt.source}: imlist[{j}] {gt.imlist[j]!r} and imlist[{i}] {gt.imlist[i]!r} are one image ({p}); "
@@ -340,7 +341,7 @@ def _same_image_twice(gt: GroundTruth, db_paths: list[Path], q_paths: list[Path]
     for i, p in enumerate(q_paths):
         g = gt.gnd[i]
         key = (
-            os.path.normpath(p),
+            _file_key(p),
             g["bbx"] and tuple(g["bbx"]),
             *(tuple(sorted(g[k])) for k in ("easy", "hard", "junk")),
         )
@@ -350,6 +351,16 @@ def _same_image_twice(gt: GroundTruth, db_paths: list[Path], q_paths: list[Path]
                 f"{gt.source}: qimlist[{j}] {gt.qimlist[j]!r} and qimlist[{i}] {gt.qimlist[i]!r} are one image ({p}) "
                 "with the same box and lists: the query would be scored twice; list it once"
             )
+
+
+def _file_key(path: Path) -> Any:
+    """What makes two paths one image: the file's (device, inode) where it exists (links, and names in another case
+    on a case-insensitive file system, are one file), else its normalised path."""
+    try:
+        st = os.stat(path)
+    except OSError:  # missing: named by the presence check
+        return os.path.normcase(os.path.normpath(path))
+    return (st.st_dev, st.st_ino)
 
 
 def _size_or_skip(
