@@ -245,7 +245,7 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     assert dry.extraction("coll", "sift", sift)[1] is plan and len(infos) == 1  # once a build
     assert plan.n_new == 7 and len(plan.new_packs) == 2 and sorted(len(v) for v in plan.new_packs.values()) == [3, 4]
     assert infos[0].endswith("coll: 7 of 7 images (and query boxes) to extract, in 2 job(s) (they run only for a "
-                             "store that is made again: the job list says which); new or changed: jpg/00.jpg, "
+                             "store that is made again: the job list says which); of them: jpg/00.jpg, "
                              "jpg/01.jpg, jpg/02.jpg, jpg/03.jpg, jpg/04.jpg and 2 more")  # fmt: skip
     # photos the plan finds probably renamed or copied (a cp -r of a cached folder) are said to be copied, not
     # extracted, once hashed (helper-93's trial read "16 of 16 to extract" as extracting them again)

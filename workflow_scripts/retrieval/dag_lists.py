@@ -438,7 +438,7 @@ class PackPlans:
             f"feature cache {self.plan.cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
             f"in {len(plan.new_packs)} job(s){renamed}"
             + (" (they run only for a store that is made again: the job list says which)" if plan.new_packs else "")
-            + (f"; new or changed: {', '.join(names[:NAMED_NEW])}{more}" if names else "")
+            + (f"; of them: {', '.join(names[:NAMED_NEW])}{more}" if names else "")
         )
 
     @staticmethod
