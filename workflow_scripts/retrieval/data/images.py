@@ -231,6 +231,8 @@ def _check_cap(path: Path, im, max_pixels: int) -> int:
             if im.format in _REDUCIBLE
             else f" ({im.format}; only JPEGs can be reduced while decoding)"
         )
+        # a readable file: the cap is a setting (a stitched panorama's 20000 x 10000 TIFF is over the default; helper-121)
+        + "; raise max_image_pixels (--config max_image_pixels=N) if the memory allows, or reduce the image"
     )
 
 
