@@ -324,43 +324,49 @@ def _database_list(
 
 
 def _same_image_twice(gt: GroundTruth, db_paths: list[Path], q_paths: list[Path]) -> None:
-    """ValueError naming the ground truth and both entries when two ``imlist`` names resolve to one file
-    (``lego_01`` and ``lego_01.jpg``, ``./lego_01``, a symbolic or hard link to it, another case on a
-    case-insensitive file system), or two ``qimlist`` names do with the same box and lists. parse_ground_truth
-    compares the names as written; a second spelling made the image a second database entry, ranked beside the
-    first and counted as a negative (a researcher's trial: AP 0.76 for 1.0, no warning)."""
-    first: dict[Any, int] = {}
-    for i, p in enumerate(db_paths):
-        j = first.setdefault(_file_key(p), i)
-        if j != i:
-            raise ValueError(
-                f"{gt.source}: imlist[{j}] {gt.imlist[j]!r} and imlist[{i}] {gt.imlist[i]!r} are one image ({p}); "
-                "list each database image once"
-            )
-    seen: dict[tuple[Any, ...], int] = {}
-    for i, p in enumerate(q_paths):
-        g = gt.gnd[i]
-        key = (
-            _file_key(p),
-            g["bbx"] and tuple(g["bbx"]),
-            *(tuple(sorted(g[k])) for k in ("easy", "hard", "junk")),
-        )
-        j = seen.setdefault(key, i)
-        if j != i:
-            raise ValueError(
-                f"{gt.source}: qimlist[{j}] {gt.qimlist[j]!r} and qimlist[{i}] {gt.qimlist[i]!r} are one image ({p}) "
-                "with the same box and lists: the query would be scored twice; list it once"
-            )
+    """ValueError naming the ground truth and both entries when two ``imlist`` names resolve to one path
+    (``lego_01`` and ``lego_01.jpg``, or ``./lego_01``), or two ``qimlist`` names do with the same box and lists.
+    parse_ground_truth compares the names as written; a second spelling made the image a second database entry,
+    ranked beside the first and counted as a negative (a researcher's trial: AP 0.76 for 1.0, no warning). Two
+    paths to one file (a symbolic or hard link, another case on a case-insensitive file system) are warned about,
+    not refused: a benchmark may link duplicates to one stored copy, each entry labelled as it should be."""
+    _repeats(gt, "imlist", [()] * len(db_paths), db_paths, "; list each database image once")
+    lists = [(g["bbx"] and tuple(g["bbx"]), *(tuple(sorted(g[k])) for k in ("easy", "hard", "junk"))) for g in gt.gnd]
+    _repeats(
+        gt, "qimlist", lists, q_paths, " with the same box and lists: the query would be scored twice; list it once"
+    )
 
 
-def _file_key(path: Path) -> Any:
-    """What makes two paths one image: the file's (device, inode) where it exists (links, and names in another case
-    on a case-insensitive file system, are one file), else its normalised path."""
-    try:
-        st = os.stat(path)
-    except OSError:  # missing: named by the presence check
-        return os.path.normcase(os.path.normpath(path))
-    return (st.st_dev, st.st_ino)
+def _repeats(gt: GroundTruth, key: str, extra: list[tuple[Any, ...]], paths: list[Path], advice: str) -> None:
+    """For :func:`_same_image_twice`: ValueError for two entries of ``gt``'s ``key`` list (``imlist`` / ``qimlist``)
+    with one normalised path and the same ``extra`` (a query's box and lists), a warning for two with one file
+    (device, inode) on other paths."""
+    names = getattr(gt, key)
+    by_path: dict[tuple[Any, ...], int] = {}
+    by_file: dict[tuple[Any, ...], int] = {}
+    for i, p in enumerate(paths):
+        j = by_path.setdefault((os.path.normcase(os.path.normpath(p)), *extra[i]), i)
+        if j != i:
+            raise ValueError(
+                f"{gt.source}: {key}[{j}] {names[j]!r} and {key}[{i}] {names[i]!r} are one image ({p}){advice}"
+            )
+        try:
+            st = os.stat(p)
+        except OSError:  # missing: named by the presence check
+            continue
+        j = by_file.setdefault((st.st_dev, st.st_ino, *extra[i]), i)
+        if j != i:
+            log.warning(
+                "%s: %s[%d] %r and %s[%d] %r are one file (a link, or a name in another case): scored as two images; "
+                "if they are meant as one, list it once",
+                gt.source,
+                key,
+                j,
+                names[j],
+                key,
+                i,
+                names[i],
+            )
 
 
 def _size_or_skip(
