@@ -150,7 +150,16 @@ def test_a_published_search_older_than_its_collections_lists_is_stale(tmp_path, 
     assert stale_published("results") == [("results/search/coll/newph.json", "c/db.json")]
     message = stale_message("results/search/coll/newph.json", "c/db.json")
     assert message.startswith("results/search/coll/newph.json (.csv, .html) is older than c/db.json")
-    assert message.endswith("ask for it again (snakemake ... results/search/coll/newph.html) to bring it up to date")
+    assert message.endswith(
+        "ask for it again (snakemake ... results/search/coll/newph.html) to bring it up to date (if that finds "
+        "nothing to do, c/db.json was changed outside the workflow: add -R c/db.json after the target)"
+    )
+    # a file that is not an input of publish (a ranking's CSV saved from a spreadsheet): asking again does nothing,
+    # -R with it does (helper-122's trial got the same warning after every run)
+    assert stale_message("results/mine_sv.json", "results/eval/mine/v/sv_neighbours.csv").endswith(
+        "(if that finds nothing to do, results/eval/mine/v/sv_neighbours.csv was changed outside the workflow: add -R "
+        "results/eval/mine/v/sv_neighbours.csv after the target)"
+    )
     assert "its numbers" in stale_message("results/mine_sv.json", "lists.json")
     assert "what it shows is from before" in stale_message("results/report/mine.html", "results/lists/m/db.json")
 
@@ -322,5 +331,6 @@ def test_a_method_table_older_than_a_result_it_lists_is_stale(tmp_path, monkeypa
     assert stale_message("results/g_compare.json", "k/sv.json") == (
         "results/g_compare.json (.md) is older than k/sv.json, which changed since (re-computed in place by a "
         "later run, or edited): its "
-        "table is from before; ask for it again (snakemake ... results/g_compare.md) to bring it up to date"
+        "table is from before; ask for it again (snakemake ... results/g_compare.md) to bring it up to date (if "
+        "that finds nothing to do, k/sv.json was changed outside the workflow: add -R k/sv.json after the target)"
     )

@@ -522,7 +522,7 @@ def stale_message(published: str, newer: str) -> str:
         stem = published.removesuffix(".json")
         return (
             f"{stem}.json (.csv, .html) is older than {newer}, which changed since (re-computed in place by a later run, or edited): its neighbours "
-            f"are from before; ask for it again (snakemake ... {stem}.html) to bring it up to date"
+            f"are from before; ask for it again (snakemake ... {stem}.html) to bring it up to date{_or_rerun(newer)}"
         )
     if published.endswith("_compare.json"):  # published with its .md
         stem = published.removesuffix(".json")
@@ -533,7 +533,7 @@ def stale_message(published: str, newer: str) -> str:
             )
         return (
             f"{stem}.json (.md) is older than {newer}, which changed since (re-computed in place by a later run, or edited): its table is from "
-            f"before; ask for it again (snakemake ... {stem}.md) to bring it up to date"
+            f"before; ask for it again (snakemake ... {stem}.md) to bring it up to date{_or_rerun(newer)}"
         )
     if published.endswith(".html") and Path(newer).parent == Path(published).parent.parent:  # a result it shows
         return (
@@ -543,5 +543,13 @@ def stale_message(published: str, newer: str) -> str:
     what = "what it shows is" if published.endswith(".html") else "its numbers (and its ranking's indices) are"
     return (
         f"{published} is older than {newer}, which changed since (re-computed in place by a later run, or edited): {what} from before; ask for it "
-        f"again (snakemake ... {published}) to bring it up to date"
+        f"again (snakemake ... {published}) to bring it up to date{_or_rerun(newer)}"
     )
+
+
+def _or_rerun(newer: str) -> str:
+    """The second remedy of a stale published file: where asking again finds nothing to do (``newer`` changed
+    outside the workflow, e.g. a ranking's CSV saved from a spreadsheet, which is not an input of ``publish``; a
+    new user's trial got the same warning after every run), ``-R`` with ``newer`` makes it again, and what
+    follows."""
+    return f" (if that finds nothing to do, {newer} was changed outside the workflow: add -R {newer} after the target)"
