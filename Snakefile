@@ -159,4 +159,4 @@ onsuccess:
 
 
 onerror:
-    warn_stale_published(failed=True)
+    warn_stale_published()

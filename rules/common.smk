@@ -650,18 +650,14 @@ def pack_mem_mb(wildcards):
     return job_memory.pack_mem_mb(job["backbone"], int(job["config"].get("k", 1000)), len(job["items"]))
 
 
-def warn_stale_published(failed=False):
+def warn_stale_published():
     """When a run ends: name every published result that a file it names was re-computed after (in place, for
     another target), so nobody reads its old numbers as current (README, "A published file is as fresh as its last
-    request"). ``failed``: the run ended with an error, which may be a damaged file's, named with its own remedy."""
+    request")."""
     try:
         stale = stale_published("results")
     except Exception as e:  # a check at the end of a run never fails it (a malformed results file)
         logger.warning(f"the check for stale published results failed ({type(e).__name__}: {e}); skipped")
         return
     for published, newer in stale:
-        # after a failed job, asking again re-runs the same reader: a damaged file's own message says what to do
-        logger.warning(
-            stale_message(published, newer)
-            + (" (if a job above failed reading that file, do first what its error says)" if failed else "")
-        )
+        logger.warning(stale_message(published, newer))

@@ -843,7 +843,8 @@ class Plan:
         # a download's ground truth (revisitop's pickles, GLDv2's retrieval solution) holds no labels, on disk or not;
         # a labelled gnd.json put in its folder is read (it failed in lw_fit or train_ames, after extraction, the
         # codebook and the whitening: helper-118, helper-120)
-        if labels and (gpath is not None or generated) and not (gpath is not None and holds_labels(gpath)):
+        labelled = gpath is not None and (gpath.name in GLDV2_TRAIN_LISTS or holds_labels(gpath))
+        if labels and (gpath is not None or generated) and not labelled:
             held = gpath.name if gpath is not None else ("generated" if c in DEMO_SPLITS else "downloaded")
             raise PlanError(
                 f"{what}: dataset '{ds}' has ground truth ({held}) but no database labels (which images show "

@@ -383,16 +383,16 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
 
 
 def holds_labels(path: str | Path) -> bool:
-    """Whether a ground-truth file gives database ``labels`` (what Lw and AMES are fitted on): a ``gnd.json`` or
-    revisitop pickle with a ``labels`` list, or GLDv2's training lists; not ``gnd.csv``, INSTRE's ``.mat`` or GLDv2's
-    retrieval solution. A file that cannot be read counts as labelled: the lists stage names its problem."""
+    """Whether a ``gnd.json`` or revisitop pickle gives database ``labels`` (what Lw and AMES are fitted on); False
+    for any other file (``gnd.csv``, INSTRE's ``.mat``, GLDv2's retrieval solution hold none). A file that cannot be
+    read counts as labelled: the lists stage names its problem."""
     path = Path(path)
-    if path.name in ("train_clean.csv", "train_750k.txt"):
-        return True
+    if path.suffix not in (".json", ".pkl", ".pickle"):
+        return False
     try:
         raw = load_ground_truth_raw(path)
     except Exception:  # noqa: BLE001 -- unreadable: the lists stage names the file and its problem
-        return path.suffix not in (".csv", ".mat")
+        return True
     return isinstance(raw, dict) and raw.get("labels") is not None
 
 

@@ -513,6 +513,9 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     return out
 
 
+CHANGED = "which changed since (re-computed in place by a later run, or edited)"  # the warning cannot tell which
+
+
 def stale_message(published: str, newer: str) -> str:
     """The warning for a pair of :func:`stale_published`: what is out of date, and the target that brings it up to
     date (a search's .json stands for its .csv and .html, published with it). A table or a report paired with a
@@ -521,8 +524,8 @@ def stale_message(published: str, newer: str) -> str:
     if Path(published).parent.parent.name == "search":
         stem = published.removesuffix(".json")
         return (
-            f"{stem}.json (.csv, .html) is older than {newer}, which changed since (re-computed in place by a later run, or edited): its neighbours "
-            f"are from before; ask for it again (snakemake ... {stem}.html) to bring it up to date{_or_rerun(newer)}"
+            f"{stem}.json (.csv, .html) is older than {newer}, {CHANGED}: its neighbours are from before; ask for it "
+            f"again (snakemake ... {stem}.html) to bring it up to date{_or_rerun(newer)}"
         )
     if published.endswith("_compare.json"):  # published with its .md
         stem = published.removesuffix(".json")
@@ -532,8 +535,8 @@ def stale_message(published: str, newer: str) -> str:
                 f"since): ask for it again (snakemake ... {stem}.md) to bring it up to date"
             )
         return (
-            f"{stem}.json (.md) is older than {newer}, which changed since (re-computed in place by a later run, or edited): its table is from "
-            f"before; ask for it again (snakemake ... {stem}.md) to bring it up to date{_or_rerun(newer)}"
+            f"{stem}.json (.md) is older than {newer}, {CHANGED}: its table is from before; ask for it again "
+            f"(snakemake ... {stem}.md) to bring it up to date{_or_rerun(newer)}"
         )
     if published.endswith(".html") and Path(newer).parent == Path(published).parent.parent:  # a result it shows
         return (
@@ -542,14 +545,14 @@ def stale_message(published: str, newer: str) -> str:
         )
     what = "what it shows is" if published.endswith(".html") else "its numbers (and its ranking's indices) are"
     return (
-        f"{published} is older than {newer}, which changed since (re-computed in place by a later run, or edited): {what} from before; ask for it "
-        f"again (snakemake ... {published}) to bring it up to date{_or_rerun(newer)}"
+        f"{published} is older than {newer}, {CHANGED}: {what} from before; ask for it again (snakemake ... "
+        f"{published}) to bring it up to date{_or_rerun(newer)}"
     )
 
 
 def _or_rerun(newer: str) -> str:
     """The second remedy of a stale published file: where asking again finds nothing to do (``newer`` changed
     outside the workflow, e.g. a ranking's CSV saved from a spreadsheet, which is not an input of ``publish``; a
-    new user's trial got the same warning after every run), ``-R`` with ``newer`` makes it again, and what
-    follows."""
+    new user's trial got the same warning after every run; or damaged, when a job above failed reading it), ``-R``
+    with ``newer`` makes it again, and what follows."""
     return f" (if that finds nothing to do, {newer} was changed outside the workflow: add -R {newer} after the target)"
