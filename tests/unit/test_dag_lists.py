@@ -17,6 +17,7 @@ from retrieval import job_memory
 from retrieval.dag_lists import DagLists, PackPlans
 from retrieval.data.datasets import build_database_list
 from retrieval.plan import Plan, PlanError
+from retrieval.stages.extract_pack import extract_pack
 from retrieval.stages.lists import make_database_list
 from retrieval.stores.global_store import write_global
 
@@ -265,6 +266,13 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     assert "2026-12-06); 5 others have the name and size" in same
     one = dry._summary("coll", xv, dataclasses.replace(plan, n_renamed=2, n_same_stat=1), lists)
     assert "(renamed or moved?); 1 other has the name, size and time" in one  # "1 others have" (helper-117)
+    # photos overwritten in place (hashed while planning: other bytes) are told apart, before the likely copies
+    over = dry._summary("coll", xv, dataclasses.replace(plan, n_rewritten=1, n_renamed=2), lists)
+    assert (
+        "job(s); 1 of them have the name, size, time and inode of a cached file, with other bytes (overwritten in "
+        "place); 2 others have the size and time of a cached file under another name (renamed or moved?): hashed "
+        "first, they are copied" in over
+    )
     alone = dry._summary("coll", xv, dataclasses.replace(plan, n_copied=5), lists)
     assert (
         "job(s); 5 of them have the name and size of a cached file, with another time (touched, or a copied folder?): "
@@ -280,6 +288,19 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     assert later.pack(xv, pack) == run.pack(xv, pack)  # read back without planning
     with pytest.raises(PlanError, match=r"0123456789abcdef\.h5 is not a pack the current configuration plans"):
         later.pack(xv, "0123456789abcdef")
+    # the packs extracted, a photo chmod-ed (its ctime moved): a dry run's plan hashes it, finds it cached, and
+    # keeps the hash in the packs folder's memo, so the next plan reads no file
+    cache = tmp_path / dag.plan.cache_dir(xv)
+    for p, items in plan.new_packs.items():
+        extract_pack(items, cache / f"{p}.h5", cache / f"{p}.json", xv, "sift", sift)
+    photo = tmp_path / "data" / "coll" / "jpg" / "03.jpg"
+    old = photo.stat().st_ctime_ns
+    while photo.stat().st_ctime_ns == old:  # the ctime's tick is the kernel's (a few ms)
+        photo.chmod(0o600 if photo.stat().st_mode & 0o044 else 0o644)
+    again = PackPlans(DagLists(dag.plan, dag.config, print), dag.config, infos.append, lambda: True)
+    assert again.extraction("coll", "sift", sift)[1].n_new == 0 and infos[-1].endswith("0 of 7 images (and query "
+                                                                                      "boxes) to extract, in 0 job(s)")  # fmt: skip
+    assert [json.loads(line)[0] for line in (cache / "verified_stats.jsonl").read_text().splitlines()] == ["jpg/03.jpg"]
 
 
 def test_a_training_or_validation_split_that_cannot_be_listed_is_refused_naming_its_key(tmp_path, monkeypatch):

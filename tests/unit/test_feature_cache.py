@@ -399,6 +399,103 @@ def test_photos_sharing_name_size_and_mtime_keep_their_own_features(tmp_path):
     assert fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1).n_new == 0
 
 
+def _overwrite_in_place(dst, src):
+    """Write ``src``'s bytes over ``dst`` (same length) in the same inode, and set ``dst``'s old mtime back: what
+    ``cp -p src dst`` onto an existing file, ``unzip -o`` or ``shutil.copy2`` leave."""
+    before = os.stat(dst)
+    data = src.read_bytes()
+    assert len(data) == before.st_size
+    with open(dst, "r+b") as f:
+        f.write(data)
+    os.utime(dst, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(dst)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def test_a_photo_overwritten_in_place_with_its_size_time_and_inode_is_extracted_again(tmp_path, monkeypatch):
+    """helper-121's trial: a second clip's frame copied with ``cp -p`` over the first clip's (same name, size, mtime
+    and inode) was searched with the old frame's features. Its ctime moved: the plan hashes it, finds other bytes
+    and extracts it; the hash is kept, so the next plan reads no file."""
+    cache, clip_a, clip_b = tmp_path / "features", tmp_path / "clipA", tmp_path / "clipB"
+    names = ["frame_0.bmp", "frame_1.bmp", "frame_2.bmp"]
+    _same_stats(clip_a, names, [1, 2, 3])
+    _same_stats(clip_b, names, [7, 8, 9])
+    _run_plan(cache, _lists(clip_a))
+    _overwrite_in_place(clip_a / "jpg" / "frame_1.bmp", clip_b / "jpg" / "frame_1.bmp")
+    index = fc.load_index(cache)
+    plan = fc.plan_extraction(_lists(clip_a), index, XV, 2, 1)
+    assert plan.n_new == 1 and plan.n_rewritten == 1 and plan.n_same_stat == plan.n_renamed == plan.n_copied == 0
+    ((pack, items),) = plan.new_packs.items()
+    assert [it["name"] for it in items] == ["jpg/frame_1.bmp"]
+    assert fc.record_verified(cache, index) == 1 and fc.record_verified(cache, index) == 0
+    meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
+    assert meta["extracted"] == 1 and meta["rows"]["ctime_ns"] == [os.stat(items[0]["path"]).st_ctime_ns]
+    _assemble(cache, _lists(clip_a), "db", tmp_path / "a.h5")
+    got, want = _read(tmp_path / "a.h5"), _fresh_store(tmp_path, _lists(clip_a), "a")
+    for k in FIELDS:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    # planned again: the new row's ctime is the file's, so nothing is read (no hashing) and nothing planned
+    monkeypatch.setattr(fc, "file_sha256", lambda path: pytest.fail(f"hashed {path}"))
+    again = fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1)
+    assert again.n_new == 0 and again.rows == fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1).rows
+
+
+def test_what_moves_only_the_ctime_is_hashed_once_and_keeps_the_rows(tmp_path, monkeypatch, caplog):
+    """chmod, chown, an ACL, a hard link (a ``cp -al`` backup) move the ctime and nothing else: hashed by the plan,
+    the same bytes keep the same pack rows (a ctime *key* copied them into a new pack and re-ran everything after
+    the store: helper-116); the hashes are kept in the memo, so the next plan hashes nothing, and a memo line cut
+    short only costs its file a hash. Rows recorded before the ctime was are trusted by their stat key, as before."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, range(4))
+    first, _ = _run_plan(cache, _lists(root))
+    jpg = root / "jpg"
+    os.chmod(jpg / "p00.png", 0o600)
+    os.link(jpg / "p01.png", tmp_path / "backup.png")
+    hashed: list[str] = []
+    real = fc.file_sha256
+    monkeypatch.setattr(fc, "file_sha256", lambda path: hashed.append(os.path.basename(path)) or real(path))
+    index = fc.load_index(cache)
+    plan = fc.plan_extraction(_lists(root), index, XV, 2, 1)
+    assert plan.n_new == plan.n_rewritten == 0 and plan.rows == first.rows and sorted(hashed) == ["p00.png", "p01.png"]
+    assert fc.record_verified(cache, index) == 2
+    hashed.clear()
+    assert fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1).rows == first.rows and hashed == []
+    # a memo whose last line was cut short (a plan killed while appending): that file alone is hashed again
+    memo = cache / fc.VERIFIED
+    memo.write_text(memo.read_text()[:-20])
+    assert len(fc.read_verified(cache)) == 1
+    index = fc.load_index(cache)
+    assert fc.plan_extraction(_lists(root), index, XV, 2, 1).rows == first.rows and len(hashed) == 1
+    assert fc.record_verified(cache, index) == 1 and len(fc.read_verified(cache)) == 2
+    # the ctime moved again: hashed again, and the memo keeps the newest ctime's entry only (an older one never
+    # matches again); a memo that cannot be written (a read-only shared cache) is a warning, not a failed plan
+    old = os.stat(jpg / "p00.png").st_ctime_ns
+    while os.stat(jpg / "p00.png").st_ctime_ns == old:  # the ctime's tick is the kernel's (a few ms)
+        os.chmod(jpg / "p00.png", 0o644 if os.stat(jpg / "p00.png").st_mode & 0o044 == 0 else 0o600)
+    index = fc.load_index(cache)
+    hashed.clear()
+    assert fc.plan_extraction(_lists(root), index, XV, 2, 1).rows == first.rows and hashed == ["p00.png"]
+    assert fc.record_verified(cache, index) == 1 and len(memo.read_text().splitlines()) == 2
+    assert fc.read_verified(cache)[("jpg/p00.png", *fc.stat_of(jpg / "p00.png"))] == real(jpg / "p00.png")
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(fc, "atomic_path", refused)
+    index.fresh = {("jpg/p02.png", 1, 2, 3, 4): "x"}
+    with caplog.at_level("WARNING"):
+        assert fc.record_verified(cache, index) == 0
+    assert "cannot record the photos hashed while planning in " in caplog.text and "Permission denied" in caplog.text
+    # a pack recorded before the ctime was: its rows are trusted by name, size, mtime and inode (nothing hashed)
+    memo.unlink()
+    for sidecar in cache.glob("*.json"):
+        meta = json.loads(sidecar.read_text())
+        del meta["rows"]["ctime_ns"]
+        sidecar.write_text(json.dumps(meta))
+    hashed.clear()
+    assert fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1).rows == first.rows and hashed == []
+
+
 def test_a_sidecar_without_inodes_serves_no_stat_lookup(tmp_path):
     """Packs written before the inode was recorded: their photos are hashed once more by a job, which copies their
     rows (nothing extracted), and planned from the new pack after that."""
@@ -416,15 +513,20 @@ def test_a_sidecar_without_inodes_serves_no_stat_lookup(tmp_path):
     assert plan.n_new == 3 and plan.n_same_stat == 3 and plan.n_renamed == 0 and plan.n_copied == 0
     assert sum(m["copied"] for m in metas) == 3 and sum(m["extracted"] for m in metas) == 0
     assert fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1).n_new == 0
-    # a pack planned before (its recorded plan's items without an inode) and run now: its sidecar gives back the
-    # items as planned, the parameters Snakemake recorded, and its id is the one that plan named (helper-116)
+    # a pack planned before (its recorded plan's items without an inode, or with one and no ctime) and run now: its
+    # sidecar gives back the items as planned, the parameters Snakemake recorded, and its id is the one that plan
+    # named (helper-116)
     plan = fc.plan_extraction(_lists(root), fc.load_index(tmp_path / "empty"), XV, 1, 1)
     ((pack, items),) = plan.new_packs.items()
-    old = [{k: v for k, v in it.items() if k != "ino"} for it in items]
-    meta = extract_pack(old, tmp_path / "old.h5", tmp_path / "old.json", XV, "sift", SIFT)
-    assert "ino" not in meta["rows"] and fc.pack_job(meta)["items"] == old
+    assert list(items[0]) == ["path", "name", "crop", "size", "mtime_ns", "ino", "ctime_ns", "width", "height"]
+    ids = {fc.pack_id(XV, items)}
+    for i, gone in enumerate([("ino", "ctime_ns"), ("ctime_ns",)]):
+        old = [{k: v for k, v in it.items() if k not in gone} for it in items]
+        meta = extract_pack(old, tmp_path / f"old{i}.h5", tmp_path / f"old{i}.json", XV, "sift", SIFT)
+        assert not set(gone) & set(meta["rows"]) and fc.pack_job(meta)["items"] == old
+        ids.add(fc.pack_id(XV, old))
     assert fc.pack_job(fc.pack_sidecar(items, ["x"] * 3, XV, pack, "sift", SIFT, {}))["items"] == items
-    assert fc.pack_id(XV, old) != pack == fc.pack_id(XV, items)
+    assert len(ids) == 3 and pack == fc.pack_id(XV, items)
 
 
 def test_a_photo_gone_since_the_plan_keeps_the_rest_of_its_pack(tmp_path):

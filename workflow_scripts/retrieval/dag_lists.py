@@ -393,14 +393,13 @@ class PackPlans:
             plan = None
             if lists is not None:
                 ext = self.config["extract"]
+                index = fcache.load_index(self.plan.cache_dir(xv))
                 plan = fcache.plan_extraction(
-                    lists,
-                    fcache.load_index(self.plan.cache_dir(xv)),
-                    xv,
-                    ext["n_chunks"],
-                    ext["min_chunk_images"],
-                    max_chunk_images=ext["max_chunk_images"],
+                    lists, index, xv, ext["n_chunks"], ext["min_chunk_images"], max_chunk_images=ext["max_chunk_images"]
                 )
+                # what the plan hashed where a ctime had moved, kept for the next plan (a dry run too: it is a memo
+                # of the files' bytes, not a plan)
+                fcache.record_verified(self.plan.cache_dir(xv), index)
                 for pack, items in plan.new_packs.items():
                     self._packs[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
                     self._record(xv, pack)
@@ -410,20 +409,29 @@ class PackPlans:
 
     def _summary(self, ds: str, xv: str, plan: Any, lists: Lists) -> str:
         n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
-        likely = []
+        likely: list[str] = []
+        # hashed while planning: known to hold other bytes, so not among the likely copies below
+        over = (
+            f"; {plan.n_rewritten} of them have the name, size, time and inode of a cached file, with other bytes "
+            "(overwritten in place)"
+            if plan.n_rewritten
+            else ""
+        )
+        told = [over] if over else []
         if plan.n_renamed:
             likely.append(
-                f"{plan.n_renamed} of them have the size and time of a cached file under another name (renamed or moved?)"
+                f"{plan.n_renamed} {_others(plan.n_renamed, told)} the size and time of a cached "
+                "file under another name (renamed or moved?)"
             )
         if plan.n_same_stat:
             likely.append(
-                f"{plan.n_same_stat} {_others(plan.n_same_stat, likely)} the name, size and time of a cached file, "
+                f"{plan.n_same_stat} {_others(plan.n_same_stat, told + likely)} the name, size and time of a cached file, "
                 "but another inode (a copy made with cp -a, a photo swapped in, or a pack cached before "
                 "2026-12-06)"
             )
         if plan.n_copied:
             likely.append(
-                f"{plan.n_copied} {_others(plan.n_copied, likely)} the name and size of a cached file, "
+                f"{plan.n_copied} {_others(plan.n_copied, told + likely)} the name and size of a cached file, "
                 "with another time (touched, or a copied folder?)"
             )
         renamed = (
@@ -436,7 +444,7 @@ class PackPlans:
         more = f" and {len(names) - NAMED_NEW} more" if len(names) > NAMED_NEW else ""
         return (
             f"feature cache {self.plan.cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
-            f"in {len(plan.new_packs)} job(s){renamed}"
+            f"in {len(plan.new_packs)} job(s){over}{renamed}"
             + (" (they run only for a store that is made again: the job list says which)" if plan.new_packs else "")
             + (f"; of them: {', '.join(names[:NAMED_NEW])}{more}" if names else "")
         )

@@ -14,10 +14,16 @@ after it (a pack without its sidecar is not part of the cache). Each row of a pa
   The inode tells apart two files that share the rest: the same name, size and time in two folders (frames of two
   clips), or two photos of one folder that swapped names; with name, size and mtime alone one was served the
   other's features (helper-115's trial). A copy (``cp -a`` included) has a new inode, so its job hashes it and
-  copies the cached row; a hard link is the same file. Not the ctime, which git's index also checks: ``chmod``,
-  ``chown``, an ACL or a new hard link (a ``cp -al`` backup) move it, and each would hash the photo again, copy its
-  row into a new pack and re-run everything after the store (helper-116's trial). Rows of sidecars written before
-  the inode was recorded serve no stat lookup: their photos are hashed once more and their rows copied.
+  copies the cached row; a hard link is the same file. Rows of sidecars written before the inode was recorded
+  serve no stat lookup: their photos are hashed once more and their rows copied.
+* the file's ctime (``st_ctime_ns``), which every write moves and no ordinary program sets back: a file overwritten in
+  place keeps its inode, and ``cp -p``, ``unzip -o`` or ``shutil.copy2`` keep size and mtime too (helper-121's
+  trial). Where the ctime is not the recorded one, the plan hashes the file (as git's index re-reads a file whose
+  ctime moved): the same bytes are the cached row (``chmod``, ``chown``, an ACL, a new hard link: nothing else
+  changes, helper-116's measurement of a ctime *key* re-ran 14 jobs for 12 photos), other bytes are a new item.
+  What the hash found is kept in the packs folder's ``verified_stats.jsonl`` memo (stat key, ctime, SHA-256), so a
+  ``chmod -R`` costs one hashing pass, not one per plan. Rows recorded before the ctime was (2026-12-06) are
+  trusted by their stat key, as before.
 
 Planning (:func:`plan_extraction`) maps every row of a dataset's lists to a cached ``(pack, row)`` or to a new
 item; new items are split into ``n_chunks`` packs (never smaller than ``min_chunk_images``, and more packs where one
@@ -92,11 +98,12 @@ def crop_key(c: Any) -> tuple[int, ...] | None:
     return None if c is None else tuple(int(v) for v in c)
 
 
-MISSING_STAT = (-1, -1, -1)
+MISSING_STAT = (-1, -1, -1, -1)
 
 
-def stat_of(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(size in bytes, mtime_ns, inode number) of a file, the stat key's fields besides its name;
+def stat_of(path: str | os.PathLike) -> tuple[int, int, int, int]:
+    """(size in bytes, mtime_ns, inode number, ctime_ns) of a file: the stat key's fields besides its name, and the
+    ctime that tells whether the file was written since it was hashed;
     ``MISSING_STAT`` (-1s) when it is missing or this process may not read it (no read permission,
     ``runtime.is_readable``, or a folder on its path without search permission): an unreadable photo is planned as
     a missing one, with no cached row keyed by its stat, so it is planned again once readable."""
@@ -106,7 +113,7 @@ def stat_of(path: str | os.PathLike) -> tuple[int, int, int]:
         return MISSING_STAT
     if not is_readable(path):
         return MISSING_STAT
-    return int(st.st_size), int(st.st_mtime_ns), int(st.st_ino)
+    return int(st.st_size), int(st.st_mtime_ns), int(st.st_ino), int(st.st_ctime_ns)
 
 
 def item_stat(item: dict[str, Any]) -> tuple[int, int, int | None]:
@@ -115,10 +122,15 @@ def item_stat(item: dict[str, Any]) -> tuple[int, int, int | None]:
     return int(item["size"]), int(item["mtime_ns"]), item.get("ino")
 
 
-def _row_stats(rows: dict[str, list[Any]]) -> list[tuple[str, int, int, int | None]]:
-    """The stat keys (name, size, mtime_ns, ino) of a sidecar's rows (ino None where not recorded)."""
+def _row_stats(rows: dict[str, list[Any]]) -> list[tuple[tuple[str, int, int, int | None], int | None]]:
+    """The stat keys (name, size, mtime_ns, ino) of a sidecar's rows (ino None where not recorded), each with its
+    ctime_ns (None where not recorded)."""
     ino = rows.get("ino") or [None] * len(rows["name"])
-    return [(nm, int(sz), int(mt), i) for nm, sz, mt, i in zip(rows["name"], rows["size"], rows["mtime_ns"], ino)]
+    ctime = rows.get("ctime_ns") or [None] * len(rows["name"])
+    return [
+        ((nm, int(sz), int(mt), i), c)
+        for nm, sz, mt, i, c in zip(rows["name"], rows["size"], rows["mtime_ns"], ino, ctime)
+    ]
 
 
 def missing_key(name: str) -> str:
@@ -133,17 +145,21 @@ def missing_key(name: str) -> str:
 @dataclass
 class CacheIndex:
     """What the sidecars of a cache folder say: key -> (pack, row), stat key (name, size, mtime_ns, ino) ->
-    SHA-256, and each pack's sidecar."""
+    {ctime_ns (None where not recorded): SHA-256}, and each pack's sidecar; and the packs folder's memo of files
+    hashed where their ctime had moved (``verified``: (*stat key, ctime_ns) -> SHA-256), with what this process
+    added to it (``fresh``, for :func:`record_verified`)."""
 
     by_key: dict[tuple[str, tuple[int, ...] | None], tuple[str, int]] = field(default_factory=dict)
-    stat_sha: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    stat_sha: dict[tuple[Any, ...], dict[int | None, str]] = field(default_factory=dict)
     packs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # (stat key, box) -> the row made for that very file: preferred over another pack holding the same key (a copy
-    # indexed elsewhere), so a dataset keeps reading the packs it was planned with
-    by_stat: dict[tuple[Any, ...], tuple[str, int]] = field(default_factory=dict)
+    # (stat key, box) -> {SHA-256: the row made for that very file}: preferred over another pack holding the same key
+    # (a copy indexed elsewhere), so a dataset keeps reading the packs it was planned with
+    by_stat: dict[tuple[Any, ...], dict[str, tuple[str, int]]] = field(default_factory=dict)
     # (name, size, mtime_ns) of every row, older sidecars' included: only for the plan's log line (what a new item
     # probably is), never to serve a row
     loose: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    verified: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    fresh: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     def add(self, pack: str, meta: dict[str, Any]) -> None:
         """Index pack ``pack`` from its sidecar ``meta``: each row by key (SHA-256, box) and by stat key and box, and
@@ -153,18 +169,40 @@ class CacheIndex:
         rows = meta["rows"]
         for i, (sha, crop) in enumerate(zip(rows["sha256"], rows["crop"])):
             self.by_key.setdefault((sha, crop_key(crop)), (pack, i))
-        for i, (stat, crop) in enumerate(zip(_row_stats(rows), rows["crop"])):
+        for i, ((stat, _), sha, crop) in enumerate(zip(_row_stats(rows), rows["sha256"], rows["crop"])):
             if stat[3] is not None:
-                self.by_stat.setdefault((*stat, crop_key(crop)), (pack, i))
+                self.by_stat.setdefault((*stat, crop_key(crop)), {}).setdefault(sha, (pack, i))
         self.add_stats(rows)
 
     def add_stats(self, rows: dict[str, list[Any]]) -> None:
-        """The stat memo of a sidecar's rows: stat key -> SHA-256 (rows without an inode left out), and
+        """The stat memo of a sidecar's rows: stat key -> {ctime_ns: SHA-256} (rows without an inode left out), and
         every row's (name, size, mtime_ns) -> SHA-256 in ``loose``."""
-        for sha, stat in zip(rows["sha256"], _row_stats(rows)):
+        for sha, (stat, ctime) in zip(rows["sha256"], _row_stats(rows)):
             self.loose.setdefault(stat[:3], sha)
             if stat[3] is not None:
-                self.stat_sha.setdefault(stat, sha)
+                self.stat_sha.setdefault(stat, {}).setdefault(ctime, sha)
+
+    def sha_of(self, stat: tuple[str, int, int, int], ctime: int, path: str) -> tuple[str | None, bool]:
+        """(SHA-256 or None, rewritten) of the file at ``path`` with stat key ``stat`` and ctime ``ctime``, without
+        reading it where the cache recorded it with this ctime (or with none: a row recorded before the ctime was,
+        trusted as before); where the ctime moved, from the ``verified`` memo, else hashed now and added to it.
+        None where the stat key is not cached (or the file cannot be read now: its job names it); ``rewritten``
+        where the hash is none of the stat key's recorded ones (the file was overwritten in place)."""
+        recorded = self.stat_sha.get(stat)
+        if not recorded:
+            return None, False
+        if ctime in recorded:
+            return recorded[ctime], False
+        if None in recorded:
+            return recorded[None], False
+        sha = self.verified.get((*stat, ctime))
+        if sha is None:
+            try:
+                sha = file_sha256(path)
+            except OSError:
+                return None, False
+            self.verified[(*stat, ctime)] = self.fresh[(*stat, ctime)] = sha
+        return sha, sha not in recorded.values()
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
@@ -197,7 +235,7 @@ def load_index(pack_dir: str | os.PathLike, only: Iterable[str] | None = None) -
                 continue
             metas.append((p.stem, read_sidecar(p)))
     metas.sort(key=lambda x: (x[1]["created"], x[0]))
-    idx = CacheIndex()
+    idx = CacheIndex(verified=read_verified(pack_dir))
     keep = None if only is None else set(only)
     for pack, meta in metas:
         if keep is None or pack in keep:
@@ -205,6 +243,55 @@ def load_index(pack_dir: str | os.PathLike, only: Iterable[str] | None = None) -
         else:
             idx.add_stats(meta["rows"])
     return idx
+
+
+VERIFIED = "verified_stats.jsonl"  # in the packs folder: files hashed where their ctime had moved
+
+
+def read_verified(pack_dir: str | os.PathLike) -> dict[tuple[Any, ...], str]:
+    """The packs folder's memo of files hashed by a plan where their ctime had moved: (name, size, mtime_ns, ino,
+    ctime_ns) -> SHA-256, one JSON list per line of ``{pack_dir}/verified_stats.jsonl`` (about 150 bytes a file);
+    {} without one. A line that does not parse (a file edited or cut short) is skipped: the memo only saves hashing,
+    and such a file is hashed again."""
+    out: dict[tuple[Any, ...], str] = {}
+    try:
+        text = (Path(pack_dir) / VERIFIED).read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return out
+    for line in text.splitlines():
+        try:
+            name, size, mtime, ino, ctime, sha = json.loads(line)
+            out[(str(name), int(size), int(mtime), int(ino), int(ctime))] = str(sha)
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def record_verified(pack_dir: str | os.PathLike, index: CacheIndex) -> int:
+    """Add what ``index``'s plans hashed (``index.fresh``) to the packs folder's memo, keeping one entry per stat key,
+    the newest ctime's (a file's ctime only moves forward, so an older one never matches again); the memo is
+    replaced atomically (two plans at once: the last one's is kept, and the other's files are hashed again by a
+    later plan). Returns the number of entries added; 0, with a warning, where the folder is not writable (a shared
+    read-only cache: such files are hashed at every plan)."""
+    if not index.fresh:
+        return 0
+    memo = read_verified(pack_dir)
+    memo.update(index.fresh)
+    newest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for key in memo:
+        if key[:4] not in newest or key[4] > newest[key[:4]][4]:
+            newest[key[:4]] = key
+    path = Path(pack_dir) / VERIFIED
+    try:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(
+                "".join(json.dumps([*k, memo[k]], separators=(",", ":")) + "\n" for k in newest.values())
+            )
+    except OSError as e:
+        log.warning("feature cache: cannot record the photos hashed while planning in %s (%s)", path, e)
+        return 0
+    n, index.fresh = len(index.fresh), {}
+    return n
 
 
 # ----------------------------------------------------------------------------------------------- planning
@@ -226,6 +313,9 @@ class Plan:
     # the others with the name, size and mtime of a cached file, but another inode (a copy made with
     # ``cp -a``, a photo swapped in under the same name, or a pack recorded before inodes were): hashed by their job
     n_same_stat: int = 0
+    # the others whose name, size, mtime and inode are a cached file's, with other bytes (hashed while planning, as
+    # their ctime had moved): overwritten in place (``cp -p`` onto the file, ``unzip -o``)
+    n_rewritten: int = 0
 
     def packs(self, split: str) -> list[str]:
         """The packs (cached and new) the rows of ``split`` read from, sorted by id."""
@@ -259,15 +349,21 @@ def plan_extraction(
     about 0.3 MB per SIFT image, 1.1 MB per DINOv2 one)."""
     todo: dict[tuple[str, tuple[int, ...] | None], dict[str, Any]] = {}
     pending: dict[str, list[Any]] = {}
+    rewritten: set[str] = set()  # paths overwritten in place: new items, counted apart in the log line
     cached_stats = {key[1:] for key in index.loose}  # (size, mtime): a rename keeps both
     for split in splits:
         out: list[Any] = []
         for e in lists[split]:
             crop = entry_crop(e, split)
-            size, mtime, ino = stat_of(e["path"])
+            size, mtime, ino, ctime = stat_of(e["path"])
             stat = (e["name"], size, mtime, ino)
-            sha = missing_key(e["name"]) if size < 0 else index.stat_sha.get(stat)
-            hit = index.by_stat.get((*stat, crop))
+            if size < 0:
+                sha = missing_key(e["name"])
+            else:
+                sha, changed = index.sha_of(stat, ctime, e["path"])
+                if changed:
+                    rewritten.add(e["path"])
+            hit = None if sha is None else index.by_stat.get((*stat, crop), {}).get(sha)
             if hit is None and sha is not None:
                 hit = index.by_key.get((sha, crop))
             if hit is not None:
@@ -282,6 +378,7 @@ def plan_extraction(
                     "size": size,
                     "mtime_ns": mtime,
                     "ino": ino,
+                    "ctime_ns": ctime,
                     "width": int(e.get("width", 0)),
                     "height": int(e.get("height", 0)),
                 }
@@ -301,12 +398,16 @@ def plan_extraction(
             for r, it in enumerate(part):
                 where[(it["path"], crop_key(it["crop"]))] = (pack, r)
     rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
-    same = [it["size"] >= 0 and (it["name"], it["size"], it["mtime_ns"]) in index.loose for it in items]
+    over = [it["path"] in rewritten for it in items]
+    same = [
+        not o and it["size"] >= 0 and (it["name"], it["size"], it["mtime_ns"]) in index.loose
+        for it, o in zip(items, over)
+    ]
     renamed = [
         not m and it["crop"] is None and it["size"] >= 0 and (it["size"], it["mtime_ns"]) in cached_stats
         for it, m in zip(items, same)
     ]
-    renamed = [r or m for r, m in zip(renamed, same)]  # counted apart below; left out of the copies' count
+    renamed = [r or m or o for r, m, o in zip(renamed, same, over)]  # counted apart; left out of the copies' count
     # (name, size) -> the contents cached under them; an item counts as probably copied where one of them is cached
     # with the item's own box (none, or its crop): a file cached only as a query's crop is extracted uncropped
     # (looked up only for the items planned: a build with nothing new does not walk a large cache's memo)
@@ -321,8 +422,15 @@ def plan_extraction(
         and any((sha, crop_key(it["crop"])) in index.by_key for sha in shas.get((it["name"], it["size"]), ()))
         for it, r in zip(items, renamed)
     )
-    n_same = sum(same)
-    return Plan(rows=rows, new_packs=new_packs, n_renamed=sum(renamed) - n_same, n_copied=n_copied, n_same_stat=n_same)
+    n_same, n_over = sum(same), sum(over)
+    return Plan(
+        rows=rows,
+        new_packs=new_packs,
+        n_renamed=sum(renamed) - n_same - n_over,
+        n_copied=n_copied,
+        n_same_stat=n_same,
+        n_rewritten=n_over,
+    )
 
 
 def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
@@ -339,14 +447,16 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
         )
     ]
     if "ino" in r:  # recorded since 2026-12-06: in the plan's order of fields, so the parameters compare equal
+        ctime = r.get("ctime_ns")  # recorded since a later change the same day
         items = [
             {
                 **{k: it[k] for k in ("path", "name", "crop", "size", "mtime_ns")},
                 "ino": i,
+                **({} if ctime is None else {"ctime_ns": ctime[j]}),
                 "width": it["width"],
                 "height": it["height"],
             }
-            for it, i in zip(items, r["ino"])
+            for j, (it, i) in enumerate(zip(items, r["ino"]))
         ]
     config = {k: v for k, v in meta["backbone_config"].items() if k != "device"}
     return {"items": items, "backbone": meta["backbone"], "config": config}
@@ -354,13 +464,15 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
 
 def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
     """A new pack's id: 16 hex characters of the SHA-1 of the extraction key ``xv`` and its items' (path, size,
-    mtime_ns, crop, and the inode where the plan recorded it), so a plan made at DAG-build time and the job name the
-    same pack (and a photo swapped in under the same name, size and mtime gets another pack)."""
+    mtime_ns, crop, and the inode and ctime_ns where the plan recorded them), so a plan made at DAG-build time and
+    the job name the same pack (and a photo swapped in under the same name, size and mtime, or overwritten in place,
+    gets another pack)."""
     return _stable_hash(
         {
             "extraction": xv,
             "items": [
-                [i["path"], i["size"], i["mtime_ns"], i["crop"], *([i["ino"]] if "ino" in i else [])] for i in items
+                [i["path"], i["size"], i["mtime_ns"], i["crop"], *[i[k] for k in ("ino", "ctime_ns") if k in i]]
+                for i in items
             ],
         },
         16,
@@ -423,6 +535,7 @@ def pack_sidecar(
             # a pack planned before the inode was recorded (its plan under plans/) keeps its items as planned, so
             # pack_job gives back the parameters Snakemake recorded (helper-116's review)
             **({"ino": [it["ino"] for it in items]} if all("ino" in it for it in items) else {}),
+            **({"ctime_ns": [it["ctime_ns"] for it in items]} if all("ctime_ns" in it for it in items) else {}),
             "path": [it["path"] for it in items],
             "width": [it["width"] for it in items],
             "height": [it["height"] for it in items],
