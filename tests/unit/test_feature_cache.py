@@ -420,7 +420,9 @@ def test_a_photo_overwritten_in_place_with_its_size_time_and_inode_is_extracted_
     names = ["frame_0.bmp", "frame_1.bmp", "frame_2.bmp"]
     _same_stats(clip_a, names, [1, 2, 3])
     _same_stats(clip_b, names, [7, 8, 9])
-    _run_plan(cache, _lists(clip_a))
+    first, _ = _run_plan(cache, _lists(clip_a))
+    original = tmp_path / "frame_1.orig"
+    shutil.copyfile(clip_a / "jpg" / "frame_1.bmp", original)
     _overwrite_in_place(clip_a / "jpg" / "frame_1.bmp", clip_b / "jpg" / "frame_1.bmp")
     index = fc.load_index(cache)
     plan = fc.plan_extraction(_lists(clip_a), index, XV, 2, 1)
@@ -435,9 +437,15 @@ def test_a_photo_overwritten_in_place_with_its_size_time_and_inode_is_extracted_
     for k in FIELDS:
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
     # planned again: the new row's ctime is the file's, so nothing is read (no hashing) and nothing planned
+    real = fc.file_sha256
     monkeypatch.setattr(fc, "file_sha256", lambda path: pytest.fail(f"hashed {path}"))
     again = fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1)
-    assert again.n_new == 0 and again.rows == fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1).rows
+    assert again.n_new == 0 and again.rows["db"][1][0] == pack and again.rows["db"][::2] == first.rows["db"][::2]
+    # the old bytes written back in place: hashed, found in the pack first made for this file, nothing extracted
+    monkeypatch.setattr(fc, "file_sha256", real)
+    _overwrite_in_place(clip_a / "jpg" / "frame_1.bmp", original)
+    back = fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1)
+    assert back.n_new == 0 and back.rows == first.rows
 
 
 def test_what_moves_only_the_ctime_is_hashed_once_and_keeps_the_rows(tmp_path, monkeypatch, caplog):
