@@ -221,7 +221,12 @@ class CacheIndex:
         have = self.stat_sha.get(stat)
         if have is None:
             return None, False
-        recorded = {have[0]: have[1]} if isinstance(have, tuple) else have
+        if isinstance(have, tuple):  # the usual case, without building a dict per photo
+            if have[0] == ctime or have[0] is None:
+                return have[1], False
+            recorded = {have[0]: have[1]}
+        else:
+            recorded = have
         if ctime in recorded:
             return recorded[ctime], False
         if None in recorded:
