@@ -602,8 +602,18 @@ def merge_images(wildcards):
 
 
 def merge_cache_params(wildcards):
+    """merge_local's cache parameters: the cache, and where a photo is served another cached row than its own (one
+    overwritten in place with bytes cached elsewhere, or written back), a digest of those rows: the packs read may
+    be the same, and the store would not be merged again (helper-123's trial). Absent otherwise, so a store merged
+    before it existed is not merged again."""
     got = cached_merge(wildcards)
-    return None if got is None else {"xv": got[0], "dir": PLAN.cache_dir(got[0])}
+    if got is None:
+        return None
+    out = {"xv": got[0], "dir": PLAN.cache_dir(got[0])}
+    moved = got[1].displaced.get(wildcards.side) if got[1] is not None else None
+    if moved:
+        out["rows_served"] = stable_hash(moved, 16)
+    return out
 
 
 def planned_pack(wildcards):

@@ -19,6 +19,7 @@ from retrieval.data.datasets import build_database_list
 from retrieval.plan import Plan, PlanError
 from retrieval.stages.extract_pack import extract_pack
 from retrieval.stages.lists import make_database_list
+from retrieval.stores.feature_cache import CacheError
 from retrieval.stores.global_store import write_global
 
 BASE = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
@@ -273,6 +274,12 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
         "place); 2 others have the size and time of a cached file under another name (renamed or moved?): hashed "
         "first, they are copied" in over
     )
+    served = dry._summary("coll", xv, dataclasses.replace(plan, displaced={"db": [(2, ("p", 0))]}), lists)
+    assert served.endswith(
+        "job(s); 1 photo(s) with other bytes than their cached row's, cached under another name or before (overwritten "
+        "in place, or written back), served that row: jpg/02.jpg (they run only for a store that is made again: the "
+        "job list says which); of them: jpg/00.jpg, jpg/01.jpg, jpg/02.jpg, jpg/03.jpg, jpg/04.jpg and 2 more"
+    )
     alone = dry._summary("coll", xv, dataclasses.replace(plan, n_copied=5), lists)
     assert (
         "job(s); 5 of them have the name and size of a cached file, with another time (touched, or a copied folder?): "
@@ -298,9 +305,21 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     while photo.stat().st_ctime_ns == old:  # the ctime's tick is the kernel's (a few ms)
         photo.chmod(0o600 if photo.stat().st_mode & 0o044 else 0o644)
     again = PackPlans(DagLists(dag.plan, dag.config, print), dag.config, infos.append, lambda: True)
-    assert again.extraction("coll", "sift", sift)[1].n_new == 0 and infos[-1].endswith("0 of 7 images (and query "
-                                                                                      "boxes) to extract, in 0 job(s)")  # fmt: skip
+    assert again.extraction("coll", "sift", sift)[1].n_new == 0
+    assert infos[-1].endswith(
+        "0 of 7 images (and query boxes) to extract, in 0 job(s); 1 photo(s) hashed while planning, their ctime having "
+        f"moved (a chmod or a hard link keeps their rows; recorded in {dag.plan.cache_dir(xv)}/verified_stats.jsonl)"
+    )
     assert [json.loads(line)[0] for line in (cache / "verified_stats.jsonl").read_text().splitlines()] == ["jpg/03.jpg"]
+    # a damaged pack index fails the plan, and is said as a warning too: Snakemake drops an input function's error
+    # where the job's output exists, and found "nothing to be done" with the photos' changes unseen (helper-123)
+    next(cache.glob("*.json")).write_text("{garbage")
+    said: list[str] = []
+    broken = PackPlans(DagLists(dag.plan, dag.config, said.append), dag.config, infos.append, lambda: True)
+    with pytest.raises(CacheError, match="unreadable pack index"):
+        broken.extraction("coll", "sift", sift)
+    assert len(said) == 1 and said[0].startswith("feature cache: unreadable pack index ")
+    assert said[0].endswith("; until then changes to coll's photos are not seen")
 
 
 def test_a_training_or_validation_split_that_cannot_be_listed_is_refused_naming_its_key(tmp_path, monkeypatch):

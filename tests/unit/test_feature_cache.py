@@ -445,7 +445,17 @@ def test_a_photo_overwritten_in_place_with_its_size_time_and_inode_is_extracted_
     monkeypatch.setattr(fc, "file_sha256", real)
     _overwrite_in_place(clip_a / "jpg" / "frame_1.bmp", original)
     back = fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1)
-    assert back.n_new == 0 and back.rows == first.rows
+    assert back.n_new == 0 and back.rows == first.rows and back.n_verified == 1
+    # served a row that is not the file's newest own one: the merge's parameters change though its packs may not
+    # (helper-123's trial: the store kept the overwritten bytes' features), and stay so on the next plan
+    assert back.displaced == {s: [(1, first.rows[s][1])] for s in ("db", "query")} and again.displaced == {}
+    assert fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1).displaced == back.displaced
+    # overwritten with the bytes of another photo of the same folder (cached in the packs its store already reads):
+    # nothing to extract, and that row is served, as displaced
+    _overwrite_in_place(clip_a / "jpg" / "frame_0.bmp", clip_a / "jpg" / "frame_2.bmp")
+    same = fc.plan_extraction(_lists(clip_a), fc.load_index(cache), XV, 2, 1)
+    assert same.n_new == 0 and same.rows["db"][0] == first.rows["db"][2]
+    assert same.displaced["db"] == [(0, first.rows["db"][2]), (1, first.rows["db"][1])]
 
 
 def test_what_moves_only_the_ctime_is_hashed_once_and_keeps_the_rows(tmp_path, monkeypatch, caplog):
@@ -465,6 +475,7 @@ def test_what_moves_only_the_ctime_is_hashed_once_and_keeps_the_rows(tmp_path, m
     index = fc.load_index(cache)
     plan = fc.plan_extraction(_lists(root), index, XV, 2, 1)
     assert plan.n_new == plan.n_rewritten == 0 and plan.rows == first.rows and sorted(hashed) == ["p00.png", "p01.png"]
+    assert plan.displaced == {} and plan.n_verified == 2  # the stores are not merged again
     assert fc.record_verified(cache, index) == 2
     hashed.clear()
     assert fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1).rows == first.rows and hashed == []
@@ -494,6 +505,27 @@ def test_what_moves_only_the_ctime_is_hashed_once_and_keeps_the_rows(tmp_path, m
     with caplog.at_level("WARNING"):
         assert fc.record_verified(cache, index) == 0
     assert "cannot record the photos hashed while planning in " in caplog.text and "Permission denied" in caplog.text
+    # a memo that cannot be read or parsed never fails a plan (a failed plan let Snakemake find "nothing to be done"
+    # with the photos' changes unseen, helper-123): a folder in its place, a number JSON reads as inf, deep nesting
+    monkeypatch.undo()
+    monkeypatch.setattr(fc, "file_sha256", lambda path: hashed.append(os.path.basename(path)) or real(path))
+    kept = memo.read_text()
+    memo.write_text(kept + '["a",1,2,3,1e400,"x"]\nInfinity\n' + "[" * 100000 + "\n")
+    assert fc.read_verified(cache) == fc.read_verified(cache) and len(fc.read_verified(cache)) == 2
+    memo.unlink()
+    memo.mkdir()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        index = fc.load_index(cache)
+        assert fc.plan_extraction(_lists(root), index, XV, 2, 1).rows == first.rows
+        assert fc.record_verified(cache, index) == 0
+    assert f"memo {memo} unreadable (" in caplog.text and "cannot record the photos hashed" in caplog.text
+    memo.rmdir()
+    memo.write_text(kept + json.dumps(["jpg/gone.png", 1, 2, 3, 4, "x"]) + "\n")
+    index = fc.load_index(cache)
+    index.fresh = {("jpg/p03.png", *fc.stat_of(jpg / "p03.png")): real(jpg / "p03.png")}
+    assert fc.record_verified(cache, index) == 1  # and the entry of a stat key no pack holds is dropped
+    assert sorted(k[0] for k in fc.read_verified(cache)) == ["jpg/p00.png", "jpg/p01.png", "jpg/p03.png"]
     # a pack recorded before the ctime was: its rows are trusted by name, size, mtime and inode (nothing hashed)
     memo.unlink()
     for sidecar in cache.glob("*.json"):
@@ -502,6 +534,22 @@ def test_what_moves_only_the_ctime_is_hashed_once_and_keeps_the_rows(tmp_path, m
         sidecar.write_text(json.dumps(meta))
     hashed.clear()
     assert fc.plan_extraction(_lists(root), fc.load_index(cache), XV, 2, 1).rows == first.rows and hashed == []
+
+
+def test_rows_recorded_before_the_ctime_are_trusted_only_without_a_newer_row(tmp_path, monkeypatch):
+    """A stat key with a row recorded before the ctime was (trusted) and one recorded with it (the same photo cached
+    again, as a cropped query): where the ctime moved the file is hashed (the older row alone let an overwrite
+    through: helper-123's reading)."""
+    photo = tmp_path / "p.png"
+    _photo(photo, 0)
+    size, mtime, ino, ctime = fc.stat_of(photo)
+    row = {"sha256": ["a"], "crop": [None], "name": ["p.png"], "size": [size], "mtime_ns": [mtime], "ino": [ino]}
+    index = fc.CacheIndex()
+    index.add_stats(row)
+    assert index.sha_of(("p.png", size, mtime, ino), ctime + 1, str(photo)) == ("a", False)  # trusted, not read
+    index.add_stats({**row, "crop": [[0, 0, 8, 8]], "ctime_ns": [ctime]})
+    assert index.sha_of(("p.png", size, mtime, ino), ctime, str(photo)) == ("a", False)
+    assert index.sha_of(("p.png", size, mtime, ino), ctime + 1, str(photo)) == (fc.file_sha256(photo), True)
 
 
 def test_a_sidecar_without_inodes_serves_no_stat_lookup(tmp_path):

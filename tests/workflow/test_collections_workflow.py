@@ -312,6 +312,66 @@ def test_growing_folder_extracts_only_its_new_photos_and_equals_a_fresh_run(tiny
     )
 
 
+def _overwrite_in_place(dst, data):
+    """``data`` (as long as ``dst``) written into ``dst``'s inode with its old times set back: what ``cp -p`` onto an
+    existing file or ``unzip -o`` leave."""
+    st = dst.stat()
+    assert len(data) == st.st_size
+    with open(dst, "r+b") as f:
+        f.write(data)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (dst.stat().st_ino, dst.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+
+
+def _ranking(wd, ds, method="global"):
+    result = load_json(wd / "results" / f"{ds}_{method}.json")
+    with h5py.File(wd / result["artifacts"]["ranking"], "r") as f:
+        return {k: f[k][:] for k in f}, (wd / result["artifacts"]["neighbours_csv"]).read_text()
+
+
+def test_photos_overwritten_in_place_are_searched_as_they_now_are(tiny_run, tmp_path):
+    """A photo overwritten in place keeps its name, size, mtime and inode: until 2026-12-06 it was searched with its
+    old features. Its ctime moved, so the plan hashes it: a chmod -R (the same bytes) runs nothing; the bytes of
+    another photo of the collection (in the packs its stores already read) have the stores merged again through
+    the rows they serve (helper-123's trial found "nothing to be done"); the old bytes written back too. The
+    ranking equals a fresh run's on the changed folder, and the first one's once the photo is back."""
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    jpgs = _folder(tiny_run, tmp_path / "data", "coll", 8)
+    photos = tmp_path / "data" / "coll" / "jpg"
+    a, b = sorted((photos / p.name for p in jpgs), key=lambda p: p.stat().st_size)[-1:-3:-1]
+    b.write_bytes(b.read_bytes().ljust(a.stat().st_size, b"\0"))  # b the size of a (a JPEG ignores the tail)
+    base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}")
+    snakemake(wd, "results/coll_global.json", *base, timeout=1800)
+    first = _ranking(wd, "coll")
+    for p in photos.iterdir():
+        p.chmod(0o600)
+    out = snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+    assert "Nothing to be done" in out and "8 photo(s) hashed while planning" in out
+    assert "photo(s) hashed" not in snakemake(wd, "-n", "results/coll_global.json", *base).stdout  # kept
+
+    original = a.read_bytes()
+    _overwrite_in_place(a, b.read_bytes())
+    out = snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+    assert "coll: 0 of 8 images" in out and f"served that row: jpg/{a.name}" in out
+    assert _job_stats(out)["merge_local"] == 2 and "extract_pack" not in _job_stats(out)
+    snakemake(wd, "results/coll_global.json", *base, timeout=1800)
+    rows = list(csv.reader(_ranking(wd, "coll")[1].splitlines()))
+    assert {r[2] for r in rows if r[0] == str(a) and float(r[3]) > 0.9999} == {str(a), str(b)}
+    assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    snakemake(fresh, "results/coll_global.json", *base, timeout=1800)
+    got, want = _ranking(wd, "coll"), _ranking(fresh, "coll")
+    assert got[1] == want[1] and all(np.array_equal(got[0][k], want[0][k]) for k in want[0])
+
+    _overwrite_in_place(a, original)  # written back: the row first extracted for it, served again
+    snakemake(wd, "results/coll_global.json", *base, timeout=1800)
+    got = _ranking(wd, "coll")
+    assert got[1] == first[1] and all(np.array_equal(got[0][k], first[0][k]) for k in first[0])
+    assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+
+
 def test_a_deleted_feature_cache_is_extracted_again_for_a_job_that_reads_its_stores(tiny_run, tmp_path):
     """`rm -r results/features/{x}` (README: always safe) leaves merged stores that read deleted packs, and Snakemake
     keeps an output whose missing inputs it could make again: a later job reading the store failed on every run

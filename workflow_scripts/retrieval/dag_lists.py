@@ -393,7 +393,13 @@ class PackPlans:
             plan = None
             if lists is not None:
                 ext = self.config["extract"]
-                index = fcache.load_index(self.plan.cache_dir(xv))
+                try:
+                    index = fcache.load_index(self.plan.cache_dir(xv))
+                except fcache.CacheError as e:
+                    # Snakemake drops the error of an input function whose job's output exists, and found "nothing
+                    # to be done" with the photos' changes unseen (helper-123's trial): said here in every case
+                    self.lists.warn(f"{e}; until then changes to {ds}'s photos are not seen")
+                    raise
                 plan = fcache.plan_extraction(
                     lists, index, xv, ext["n_chunks"], ext["min_chunk_images"], max_chunk_images=ext["max_chunk_images"]
                 )
@@ -439,6 +445,18 @@ class PackPlans:
             if likely
             else ""
         )
+        if plan.n_verified:  # the time a large chmod -R costs a build (helper-123)
+            renamed += (
+                f"; {plan.n_verified} photo(s) hashed while planning, their ctime having moved (a chmod or a hard link "
+                f"keeps their rows; recorded in {self.plan.cache_dir(xv)}/{fcache.VERIFIED})"
+            )
+        served = sorted({lists[s][i]["name"] for s, moved in plan.displaced.items() for i, _ in moved})
+        if served:  # nothing to extract, and yet the stores are merged again: say why
+            renamed += (
+                f"; {len(served)} photo(s) with other bytes than their cached row's, cached under another name or "
+                f"before (overwritten in place, or written back), served that row: {', '.join(served[:NAMED_NEW])}"
+                + (f" and {len(served) - NAMED_NEW} more" if len(served) > NAMED_NEW else "")
+            )
         # which photos: after an edit, "1 of 101" named none (the pack's .json only did; helper-119's trial)
         names = sorted({it["name"] for items in plan.new_packs.values() for it in items})
         more = f" and {len(names) - NAMED_NEW} more" if len(names) > NAMED_NEW else ""

@@ -212,10 +212,21 @@ class CacheIndex:
             else:
                 have.setdefault(ctime, sha)
 
+    def own_row(self, stat: tuple[Any, ...], crop: tuple[int, ...] | None) -> tuple[str, int] | None:
+        """The row the stat key alone names for ``crop``: the one recorded with its newest ctime (rows without one
+        count as oldest); None where the stat key has none."""
+        have = self.stat_sha.get(stat)
+        if have is None:
+            return None
+        if isinstance(have, tuple):
+            return self.stat_row(stat, crop, have[1])
+        newest = max(have, key=lambda c: -1 if c is None else c)
+        return self.stat_row(stat, crop, have[newest])
+
     def sha_of(self, stat: tuple[str, int, int, int], ctime: int, path: str) -> tuple[str | None, bool]:
         """(SHA-256 or None, rewritten) of the file at ``path`` with stat key ``stat`` and ctime ``ctime``, without
-        reading it where the cache recorded it with this ctime (or with none: a row recorded before the ctime was,
-        trusted as before); where the ctime moved, from the ``verified`` memo, else hashed now and added to it.
+        reading it where the cache recorded it with this ctime (or only without one: rows recorded before the ctime
+        was, trusted as before); where the ctime moved, from the ``verified`` memo, else hashed now and added to it.
         None where the stat key is not cached (or the file cannot be read now: its job names it); ``rewritten``
         where the hash is none of the stat key's recorded ones (the file was overwritten in place)."""
         have = self.stat_sha.get(stat)
@@ -229,7 +240,7 @@ class CacheIndex:
             recorded = have
         if ctime in recorded:
             return recorded[ctime], False
-        if None in recorded:
+        if set(recorded) == {None}:  # (a dict: older rows of several crops) none recorded with a ctime
             return recorded[None], False
         sha = self.verified.get((*stat, ctime))
         if sha is None:
@@ -287,25 +298,32 @@ VERIFIED = "verified_stats.jsonl"  # in the packs folder: files hashed where the
 def read_verified(pack_dir: str | os.PathLike) -> dict[tuple[Any, ...], str]:
     """The packs folder's memo of files hashed by a plan where their ctime had moved: (name, size, mtime_ns, ino,
     ctime_ns) -> SHA-256, one JSON list per line of ``{pack_dir}/verified_stats.jsonl`` (about 150 bytes a file);
-    {} without one. A line that does not parse (a file edited or cut short) is skipped: the memo only saves hashing,
-    and such a file is hashed again."""
+    {} without one, or with a warning where it cannot be read (a folder in its place, no permission). A line that
+    does not parse (a file edited or cut short) is skipped: the memo only saves hashing, and such a file is hashed
+    again; a plan never fails on it."""
     out: dict[tuple[Any, ...], str] = {}
+    path = Path(pack_dir) / VERIFIED
     try:
-        text = (Path(pack_dir) / VERIFIED).read_text()
-    except (FileNotFoundError, UnicodeDecodeError):
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return out
+    except OSError as e:  # a folder in its place, no read permission: planned without it (helper-123's trial)
+        log.warning("feature cache: memo %s unreadable (%s): photos whose ctime moved are hashed again", path, e)
         return out
     for line in text.splitlines():
         try:
             name, size, mtime, ino, ctime, sha = json.loads(line)
             out[(str(name), int(size), int(mtime), int(ino), int(ctime))] = str(sha)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError, RecursionError):  # 1e400, Infinity, [[[[...
             continue
     return out
 
 
 def record_verified(pack_dir: str | os.PathLike, index: CacheIndex) -> int:
     """Add what ``index``'s plans hashed (``index.fresh``) to the packs folder's memo, keeping one entry per stat key,
-    the newest ctime's (a file's ctime only moves forward, so an older one never matches again); the memo is
+    the newest ctime's (a file's ctime only moves forward, so an older one never matches again), and none for a
+    stat key no pack holds any more (``index`` must be the whole folder's, as ``load_index`` without ``only``
+    makes it); the memo is
     replaced atomically (two plans at once: the last one's is kept, and the other's files are hashed again by a
     later plan). Returns the number of entries added; 0, with a warning, where the folder is not writable (a shared
     read-only cache: such files are hashed at every plan)."""
@@ -315,6 +333,8 @@ def record_verified(pack_dir: str | os.PathLike, index: CacheIndex) -> int:
     memo.update(index.fresh)
     newest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for key in memo:
+        if key[:4] not in index.stat_sha:  # its rows' packs deleted: it can never be looked up again
+            continue
         if key[:4] not in newest or key[4] > newest[key[:4]][4]:
             newest[key[:4]] = key
     path = Path(pack_dir) / VERIFIED
@@ -352,6 +372,13 @@ class Plan:
     # the others whose name, size, mtime and inode are a cached file's, with other bytes (hashed while planning, as
     # their ctime had moved): overwritten in place (``cp -p`` onto the file, ``unzip -o``)
     n_rewritten: int = 0
+    # split -> [(list row, (pack, row))] of the cached rows a file is served that are not the row its stat key alone
+    # names (:meth:`CacheIndex.own_row`): a photo overwritten in place with bytes cached elsewhere, or written back
+    # to older bytes. Its store must be merged again though it reads the same packs (helper-123's trial): the
+    # merge takes their digest as a parameter. Empty where nothing was overwritten (a chmod keeps every own row).
+    displaced: dict[str, list[tuple[int, tuple[str, int]]]] = field(default_factory=dict)
+    # photos hashed while planning, their ctime having moved (not found in the memo)
+    n_verified: int = 0
 
     def packs(self, split: str) -> list[str]:
         """The packs (cached and new) the rows of ``split`` read from, sorted by id."""
@@ -386,10 +413,12 @@ def plan_extraction(
     todo: dict[tuple[str, tuple[int, ...] | None], dict[str, Any]] = {}
     pending: dict[str, list[Any]] = {}
     rewritten: set[str] = set()  # paths overwritten in place: new items, counted apart in the log line
+    displaced: dict[str, list[tuple[int, tuple[str, int]]]] = {}
+    n_fresh = len(index.fresh)
     cached_stats = {key[1:] for key in index.loose}  # (size, mtime): a rename keeps both
     for split in splits:
         out: list[Any] = []
-        for e in lists[split]:
+        for i, e in enumerate(lists[split]):
             crop = entry_crop(e, split)
             size, mtime, ino, ctime = stat_of(e["path"])
             stat = (e["name"], size, mtime, ino)
@@ -404,6 +433,8 @@ def plan_extraction(
                 hit = index.by_key.get((sha, crop))
             if hit is not None:
                 out.append(("hit", hit))
+                if size >= 0 and hit != index.own_row(stat, crop):
+                    displaced.setdefault(split, []).append((i, hit))
                 continue
             k = (e["path"], crop)
             if k not in todo:
@@ -466,6 +497,8 @@ def plan_extraction(
         n_copied=n_copied,
         n_same_stat=n_same,
         n_rewritten=n_over,
+        displaced=displaced,
+        n_verified=len(index.fresh) - n_fresh,
     )
 
 
