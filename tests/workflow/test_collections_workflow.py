@@ -353,7 +353,7 @@ def test_photos_overwritten_in_place_are_searched_as_they_now_are(tiny_run, tmp_
     original = a.read_bytes()
     _overwrite_in_place(a, b.read_bytes())
     out = snakemake(wd, "-n", "results/coll_global.json", *base).stdout
-    assert "coll: 0 of 8 images" in out and f"served that row: jpg/{a.name}" in out
+    assert "coll: 0 of 8 images" in out and f"are served those rows: jpg/{a.name}" in out
     assert _job_stats(out)["merge_local"] == 2 and "extract_pack" not in _job_stats(out)
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
     rows = list(csv.reader(_ranking(wd, "coll")[1].splitlines()))

@@ -398,22 +398,23 @@ class PackPlans:
                 except fcache.CacheError as e:
                     # Snakemake drops the error of an input function whose job's output exists, and found "nothing
                     # to be done" with the photos' changes unseen (helper-123's trial): said here in every case
-                    self.lists.warn(f"{e}; until then changes to {ds}'s photos are not seen")
+                    # (once: every input function that asks for the plan tries again)
+                    self.lists._once("cache", ds, f"{e}; until then changes to {ds}'s photos are not seen")
                     raise
                 plan = fcache.plan_extraction(
                     lists, index, xv, ext["n_chunks"], ext["min_chunk_images"], max_chunk_images=ext["max_chunk_images"]
                 )
                 # what the plan hashed where a ctime had moved, kept for the next plan (a dry run too: it is a memo
                 # of the files' bytes, not a plan)
-                fcache.record_verified(self.plan.cache_dir(xv), index)
+                recorded = fcache.record_verified(self.plan.cache_dir(xv), index) == plan.n_verified
                 for pack, items in plan.new_packs.items():
                     self._packs[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
                     self._record(xv, pack)
-                self.info(self._summary(ds, xv, plan, lists))
+                self.info(self._summary(ds, xv, plan, lists, recorded))
             self._plans[key] = (xv, plan, lists)
         return self._plans[key]
 
-    def _summary(self, ds: str, xv: str, plan: Any, lists: Lists) -> str:
+    def _summary(self, ds: str, xv: str, plan: Any, lists: Lists, recorded: bool = True) -> str:
         n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})
         likely: list[str] = []
         # hashed while planning: known to hold other bytes, so not among the likely copies below
@@ -445,18 +446,26 @@ class PackPlans:
             if likely
             else ""
         )
-        if plan.n_verified:  # the time a large chmod -R costs a build (helper-123)
-            renamed += (
-                f"; {plan.n_verified} photo(s) hashed while planning, their ctime having moved (a chmod or a hard link "
-                f"keeps their rows; recorded in {self.plan.cache_dir(xv)}/{fcache.VERIFIED})"
-            )
+        memo = f"{self.plan.cache_dir(xv)}/{fcache.VERIFIED}"
+        hashed = (
+            f"; {plan.n_verified} photo(s) hashed while planning, their ctime having moved (a chmod or a hard link "
+            + (
+                f"keeps their rows; recorded in {memo})"
+                if recorded
+                else f"keeps their rows; not recorded: {memo} could not be written, see the warning)"
+            )  # fmt: skip
+            if plan.n_verified  # the time a large chmod -R costs a build (helper-123)
+            else ""
+        )
+        # nothing to extract for them, and yet their stores are merged again: said why, after the photos to extract
         served = sorted({lists[s][i]["name"] for s, moved in plan.displaced.items() for i, _ in moved})
-        if served:  # nothing to extract, and yet the stores are merged again: say why
-            renamed += (
-                f"; {len(served)} photo(s) with other bytes than their cached row's, cached under another name or "
-                f"before (overwritten in place, or written back), served that row: {', '.join(served[:NAMED_NEW])}"
-                + (f" and {len(served) - NAMED_NEW} more" if len(served) > NAMED_NEW else "")
-            )
+        displaced = (
+            f"; {len(served)} photo(s) hold bytes the cache has under another name or from before (overwritten in "
+            f"place, or written back) and are served those rows: {', '.join(served[:NAMED_NEW])}"
+            + (f" and {len(served) - NAMED_NEW} more" if len(served) > NAMED_NEW else "")
+            if served
+            else ""
+        )
         # which photos: after an edit, "1 of 101" named none (the pack's .json only did; helper-119's trial)
         names = sorted({it["name"] for items in plan.new_packs.values() for it in items})
         more = f" and {len(names) - NAMED_NEW} more" if len(names) > NAMED_NEW else ""
@@ -465,6 +474,8 @@ class PackPlans:
             f"in {len(plan.new_packs)} job(s){over}{renamed}"
             + (" (they run only for a store that is made again: the job list says which)" if plan.new_packs else "")
             + (f"; of them: {', '.join(names[:NAMED_NEW])}{more}" if names else "")
+            + displaced
+            + hashed
         )
 
     @staticmethod

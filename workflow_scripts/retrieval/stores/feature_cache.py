@@ -295,7 +295,7 @@ def load_index(pack_dir: str | os.PathLike, only: Iterable[str] | None = None) -
 VERIFIED = "verified_stats.jsonl"  # in the packs folder: files hashed where their ctime had moved
 
 
-def read_verified(pack_dir: str | os.PathLike) -> dict[tuple[Any, ...], str]:
+def read_verified(pack_dir: str | os.PathLike, quiet: bool = False) -> dict[tuple[Any, ...], str]:
     """The packs folder's memo of files hashed by a plan where their ctime had moved: (name, size, mtime_ns, ino,
     ctime_ns) -> SHA-256, one JSON list per line of ``{pack_dir}/verified_stats.jsonl`` (about 150 bytes a file);
     {} without one, or with a warning where it cannot be read (a folder in its place, no permission). A line that
@@ -308,7 +308,8 @@ def read_verified(pack_dir: str | os.PathLike) -> dict[tuple[Any, ...], str]:
     except FileNotFoundError:
         return out
     except OSError as e:  # a folder in its place, no read permission: planned without it (helper-123's trial)
-        log.warning("feature cache: memo %s unreadable (%s): photos whose ctime moved are hashed again", path, e)
+        if not quiet:  # (quiet: read again to be rewritten, already said)
+            log.warning("feature cache: memo %s unreadable (%s): photos whose ctime moved are hashed again", path, e)
         return out
     for line in text.splitlines():
         try:
@@ -329,7 +330,7 @@ def record_verified(pack_dir: str | os.PathLike, index: CacheIndex) -> int:
     read-only cache: such files are hashed at every plan)."""
     if not index.fresh:
         return 0
-    memo = read_verified(pack_dir)
+    memo = read_verified(pack_dir, quiet=True)
     memo.update(index.fresh)
     newest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for key in memo:
