@@ -340,7 +340,9 @@ def test_photos_overwritten_in_place_are_searched_as_they_now_are(tiny_run, tmp_
     jpgs = _folder(tiny_run, tmp_path / "data", "coll", 8)
     photos = tmp_path / "data" / "coll" / "jpg"
     a, b = sorted((photos / p.name for p in jpgs), key=lambda p: p.stat().st_size)[-1:-3:-1]
-    b.write_bytes(b.read_bytes().ljust(a.stat().st_size, b"\0"))  # b the size of a (a JPEG ignores the tail)
+    with Image.open(b) as im:  # b smaller in pixels, padded to a's size in bytes (a JPEG ignores the tail)
+        im.resize((im.width * 3 // 4, im.height * 3 // 4)).save(b, quality=90)
+    b.write_bytes(b.read_bytes().ljust(a.stat().st_size, b"\0"))
     base = ("--configfile", str(TINY), "--config", f"data_root={tmp_path / 'data'}")
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
     first = _ranking(wd, "coll")
@@ -351,10 +353,15 @@ def test_photos_overwritten_in_place_are_searched_as_they_now_are(tiny_run, tmp_
     assert "photo(s) hashed" not in snakemake(wd, "-n", "results/coll_global.json", *base).stdout  # kept
 
     original = a.read_bytes()
+    original_copy = tmp_path / "a_original.jpg"
+    original_copy.write_bytes(original)
     _overwrite_in_place(a, b.read_bytes())
     out = snakemake(wd, "-n", "results/coll_global.json", *base).stdout
     assert "coll: 0 of 8 images" in out and f"are served those rows: jpg/{a.name}" in out
     assert _job_stats(out)["merge_local"] == 2 and "extract_pack" not in _job_stats(out)
+    with Image.open(b) as im, Image.open(original_copy) as old:
+        resized = f"{a} ({im.width} x {im.height}, listed as {old.width} x {old.height})"
+    assert f"coll: 1 photo(s) overwritten in place have another pixel size than the lists read: {resized}" in out
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
     rows = list(csv.reader(_ranking(wd, "coll")[1].splitlines()))
     assert {r[2] for r in rows if r[0] == str(a) and float(r[3]) > 0.9999} == {str(a), str(b)}

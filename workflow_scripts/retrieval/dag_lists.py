@@ -411,8 +411,33 @@ class PackPlans:
                     self._packs[(xv, pack)] = {"items": items, "backbone": backbone, "config": backbone_config}
                     self._record(xv, pack)
                 self.info(self._summary(ds, xv, plan, lists, recorded))
+                self._warn_resized(ds, plan, lists)
             self._plans[key] = (xv, plan, lists)
         return self._plans[key]
+
+    def _warn_resized(self, ds: str, plan: Any, lists: Lists) -> None:
+        """A warning naming the photos overwritten in place whose pixel size is not the one the lists read: their
+        digest is of sizes and mtimes, which such a photo keeps, so the lists (and a query box clipped to the image)
+        keep the old size (helper-124's trial); ``touch`` has them read again. Only those photos' headers are read."""
+        if not plan.overwritten:
+            return
+        listed = {e["path"]: (e.get("width", 0), e.get("height", 0)) for s in ("db", "query") for e in lists[s]}
+        resized = []
+        for path in plan.overwritten:
+            try:
+                now = datasets.image_size(Path(path), self.config["max_image_pixels"])
+            except (OSError, ValueError):  # its job names it
+                continue
+            if path in listed and tuple(listed[path]) != tuple(now):
+                resized.append(f"{path} ({now[0]} x {now[1]}, listed as {listed[path][0]} x {listed[path][1]})")
+        if resized:
+            self.lists._once(
+                "resized",
+                ds,
+                f"{ds}: {len(resized)} photo(s) overwritten in place have another pixel size than the lists read: "
+                f"{'; '.join(resized[:NAMED_NEW])}{' and more' if len(resized) > NAMED_NEW else ''}; the lists keep "
+                "the old size (and a query box is clipped to it): touch them to have the lists read again",
+            )
 
     def _summary(self, ds: str, xv: str, plan: Any, lists: Lists, recorded: bool = True) -> str:
         n = len({(e["path"], str(e.get("crop"))) for s in ("db", "query") for e in lists[s]})

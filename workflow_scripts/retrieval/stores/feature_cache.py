@@ -380,6 +380,8 @@ class Plan:
     displaced: dict[str, list[tuple[int, tuple[str, int]]]] = field(default_factory=dict)
     # photos hashed while planning, their ctime having moved (not found in the memo)
     n_verified: int = 0
+    # the paths of the photos overwritten in place (``n_rewritten``'s, and those served displaced rows), sorted
+    overwritten: list[str] = field(default_factory=list)
 
     def packs(self, split: str) -> list[str]:
         """The packs (cached and new) the rows of ``split`` read from, sorted by id."""
@@ -500,6 +502,7 @@ def plan_extraction(
         n_rewritten=n_over,
         displaced=displaced,
         n_verified=len(index.fresh) - n_fresh,
+        overwritten=sorted(rewritten | {lists[s][i]["path"] for s, moved in displaced.items() for i, _ in moved}),
     )
 
 
