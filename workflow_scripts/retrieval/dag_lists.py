@@ -51,7 +51,8 @@ class DagLists:
         self._warned: set[tuple[str, str]] = set()
         self._scan_said: set[str] = set()
 
-    def _once(self, kind: str, ds: str, message: str) -> None:
+    def warn_once(self, kind: str, ds: str, message: str) -> None:
+        """``warn`` with ``message``, the first time a build says this ``kind`` of warning of dataset ``ds``."""
         if (kind, ds) not in self._warned:
             self._warned.add((kind, ds))
             self.warn(message)
@@ -219,7 +220,7 @@ class DagLists:
         pairs = job_memory.ranking_pairs(n_q, n_db, k)
         full = k == 0 and pairs > job_memory.FULL_RANKING_WARN_PAIRS and ("full", ds) not in self._warned
         if full and not self.plan.ranks_every_image(ds):  # (a gnd.json is parsed for its protocol: asked once)
-            self._once(
+            self.warn_once(
                 "full",
                 ds,
                 f"{ds}: the full ranking of {n_q} queries x {n_db} images is {pairs / 1e6:.0f}M pairs (about "
@@ -259,7 +260,7 @@ class DagLists:
         one, under knn.k's own version (a new user's trial set 1000 for 85 photos and got no word of either)."""
         if 0 < k >= n_db and self.config["shortlist"]["source"] not in ("asmk", "ames_nn"):  # knn.k unused there
             ds = self.plan.canonical(ds)
-            self._once(
+            self.warn_once(
                 "whole",
                 ds,
                 f"{ds}: knn.k is {k}, at least its {n_db} database images: every image is ranked, as with knn.k: 0, "
@@ -399,7 +400,7 @@ class PackPlans:
                     # Snakemake drops the error of an input function whose job's output exists, and found "nothing
                     # to be done" with the photos' changes unseen (helper-123's trial): said here in every case
                     # (once: every input function that asks for the plan tries again)
-                    self.lists._once("cache", ds, f"{e}; until then changes to {ds}'s photos are not seen")
+                    self.lists.warn_once("cache", ds, f"{e}; until then changes to {ds}'s photos are not seen")
                     raise
                 plan = fcache.plan_extraction(
                     lists, index, xv, ext["n_chunks"], ext["min_chunk_images"], max_chunk_images=ext["max_chunk_images"]
@@ -431,7 +432,7 @@ class PackPlans:
             if path in listed and tuple(listed[path]) != tuple(now):
                 resized.append(f"{path} ({now[0]} x {now[1]}, listed as {listed[path][0]} x {listed[path][1]})")
         if resized:
-            self.lists._once(
+            self.lists.warn_once(
                 "resized",
                 ds,
                 f"{ds}: {len(resized)} photo(s) overwritten in place have another pixel size than the lists read: "
@@ -478,7 +479,7 @@ class PackPlans:
                 f"keeps their rows; recorded in {memo})"
                 if recorded
                 else f"keeps their rows; not recorded: {memo} could not be written, see the warning)"
-            )  # fmt: skip
+            )
             if plan.n_verified  # the time a large chmod -R costs a build (helper-123)
             else ""
         )
