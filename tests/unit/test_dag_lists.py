@@ -270,8 +270,8 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     # photos overwritten in place (hashed while planning: other bytes) are told apart, before the likely copies
     over = dry._summary("coll", xv, dataclasses.replace(plan, n_rewritten=1, n_renamed=2), lists)
     assert (
-        "job(s); 1 of them have the name, size, time and inode of a cached file, with other bytes (overwritten in "
-        "place); 2 others have the size and time of a cached file under another name (renamed or moved?): hashed "
+        "job(s); 1 of them have the name, size, time and inode of a cached file, with other bytes: overwritten in "
+        "place; 2 others have the size and time of a cached file under another name (renamed or moved?): hashed "
         "first, they are copied" in over
     )
     served = dry._summary("coll", xv, dataclasses.replace(plan, displaced={"db": [(2, ("p", 0))]}), lists)
@@ -281,9 +281,10 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
         "name or from before (overwritten in place, or written back) and are served those rows: jpg/02.jpg"
     )
     unsaved = dry._summary("coll", xv, dataclasses.replace(plan, n_verified=3), lists, recorded=False)
-    assert unsaved.endswith("; 3 photo(s) hashed while planning, their ctime having moved (a chmod or a hard link keeps "
-                            f"their rows; not recorded: {dag.plan.cache_dir(xv)}/verified_stats.jsonl could not be "
-                            "written, see the warning)")  # fmt: skip
+    assert unsaved.endswith(
+        f"; 3 photo(s) hashed while planning, their ctime having moved (not recorded: {dag.plan.cache_dir(xv)}/"
+        "verified_stats.jsonl could not be written, see the warning)"
+    )
     alone = dry._summary("coll", xv, dataclasses.replace(plan, n_copied=5), lists)
     assert (
         "job(s); 5 of them have the name and size of a cached file, with another time (touched, or a copied folder?): "
@@ -312,7 +313,7 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     assert again.extraction("coll", "sift", sift)[1].n_new == 0
     assert infos[-1].endswith(
         "0 of 7 images (and query boxes) to extract, in 0 job(s); 1 photo(s) hashed while planning, their ctime having "
-        f"moved (a chmod or a hard link keeps their rows; recorded in {dag.plan.cache_dir(xv)}/verified_stats.jsonl)"
+        f"moved (recorded in {dag.plan.cache_dir(xv)}/verified_stats.jsonl)"
     )
     assert [json.loads(line)[0] for line in (cache / "verified_stats.jsonl").read_text().splitlines()] == ["jpg/03.jpg"]
     # a damaged pack index fails the plan, and is said as a warning too: Snakemake drops an input function's error

@@ -365,7 +365,9 @@ def test_photos_overwritten_in_place_are_searched_as_they_now_are(tiny_run, tmp_
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
     rows = list(csv.reader(_ranking(wd, "coll")[1].splitlines()))
     assert {r[2] for r in rows if r[0] == str(a) and float(r[3]) > 0.9999} == {str(a), str(b)}
-    assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+    dry = snakemake(wd, "-n", "results/coll_global.json", *base)
+    assert "Nothing to be done" in dry.stdout  # and the lists' old size still named (helper-125: said once only)
+    assert f"have another pixel size than the lists read: {resized}" in dry.stdout + dry.stderr
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     snakemake(fresh, "results/coll_global.json", *base, timeout=1800)
@@ -376,7 +378,8 @@ def test_photos_overwritten_in_place_are_searched_as_they_now_are(tiny_run, tmp_
     snakemake(wd, "results/coll_global.json", *base, timeout=1800)
     got = _ranking(wd, "coll")
     assert got[1] == first[1] and all(np.array_equal(got[0][k], first[0][k]) for k in first[0])
-    assert "Nothing to be done" in snakemake(wd, "-n", "results/coll_global.json", *base).stdout
+    dry = snakemake(wd, "-n", "results/coll_global.json", *base)
+    assert "Nothing to be done" in dry.stdout and "another pixel size" not in dry.stdout + dry.stderr
 
 
 def test_a_deleted_feature_cache_is_extracted_again_for_a_job_that_reads_its_stores(tiny_run, tmp_path):

@@ -445,8 +445,8 @@ class PackPlans:
         likely: list[str] = []
         # hashed while planning: known to hold other bytes, so not among the likely copies below
         over = (
-            f"; {plan.n_rewritten} of them have the name, size, time and inode of a cached file, with other bytes "
-            "(overwritten in place)"
+            f"; {plan.n_rewritten} of them have the name, size, time and inode of a cached file, with other bytes: "
+            "overwritten in place"
             if plan.n_rewritten
             else ""
         )
@@ -474,12 +474,8 @@ class PackPlans:
         )
         memo = f"{self.plan.cache_dir(xv)}/{fcache.VERIFIED}"
         hashed = (
-            f"; {plan.n_verified} photo(s) hashed while planning, their ctime having moved (a chmod or a hard link "
-            + (
-                f"keeps their rows; recorded in {memo})"
-                if recorded
-                else f"keeps their rows; not recorded: {memo} could not be written, see the warning)"
-            )
+            f"; {plan.n_verified} photo(s) hashed while planning, their ctime having moved "
+            + (f"(recorded in {memo})" if recorded else f"(not recorded: {memo} could not be written, see the warning)")
             if plan.n_verified  # the time a large chmod -R costs a build (helper-123)
             else ""
         )

@@ -223,33 +223,33 @@ class CacheIndex:
         newest = max(have, key=lambda c: -1 if c is None else c)
         return self.stat_row(stat, crop, have[newest])
 
-    def sha_of(self, stat: tuple[str, int, int, int], ctime: int, path: str) -> tuple[str | None, bool]:
-        """(SHA-256 or None, rewritten) of the file at ``path`` with stat key ``stat`` and ctime ``ctime``, without
-        reading it where the cache recorded it with this ctime (or only without one: rows recorded before the ctime
-        was, trusted as before); where the ctime moved, from the ``verified`` memo, else hashed now and added to it.
-        None where the stat key is not cached (or the file cannot be read now: its job names it); ``rewritten``
-        where the hash is none of the stat key's recorded ones (the file was overwritten in place)."""
+    def sha_of(self, stat: tuple[str, int, int, int], ctime: int, path: str) -> tuple[str | None, str]:
+        """(SHA-256 or None, how it is known) of the file at ``path`` with stat key ``stat`` and ctime ``ctime``:
+        ``"recorded"`` without reading it, where the cache recorded it with this ctime (or with none, a row recorded
+        before the ctime was, trusted as before, and the only one of its stat key); where the ctime moved, from the
+        ``verified`` memo, else hashed now and added to it: ``"verified"`` where the hash is one of the stat key's
+        recorded ones (a chmod, a hard link, older bytes written back), ``"rewritten"`` where it is none of them
+        (overwritten in place). (None, ``"recorded"``) where the stat key is not cached, or the file cannot be read
+        now (its job names it)."""
         have = self.stat_sha.get(stat)
         if have is None:
-            return None, False
+            return None, "recorded"
         if isinstance(have, tuple):  # the usual case, without building a dict per photo
             if have[0] == ctime or have[0] is None:
-                return have[1], False
+                return have[1], "recorded"
             recorded = {have[0]: have[1]}
-        else:
+        else:  # several ctimes (overwritten in place before, or a row from before the ctime and one with it)
             recorded = have
         if ctime in recorded:
-            return recorded[ctime], False
-        if set(recorded) == {None}:  # (a dict: older rows of several crops) none recorded with a ctime
-            return recorded[None], False
+            return recorded[ctime], "recorded"
         sha = self.verified.get((*stat, ctime))
         if sha is None:
             try:
                 sha = file_sha256(path)
             except OSError:
-                return None, False
+                return None, "recorded"
             self.verified[(*stat, ctime)] = self.fresh[(*stat, ctime)] = sha
-        return sha, sha not in recorded.values()
+        return sha, "verified" if sha in recorded.values() else "rewritten"
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
@@ -380,7 +380,8 @@ class Plan:
     displaced: dict[str, list[tuple[int, tuple[str, int]]]] = field(default_factory=dict)
     # photos hashed while planning, their ctime having moved (not found in the memo)
     n_verified: int = 0
-    # the paths of the photos overwritten in place (``n_rewritten``'s, and those served displaced rows), sorted
+    # the paths of the photos overwritten in place, sorted: ``n_rewritten``'s, those served displaced rows, and those
+    # whose stat key holds rows of several ctimes (overwritten since first cached: the lists may keep their old size)
     overwritten: list[str] = field(default_factory=list)
 
     def packs(self, split: str) -> list[str]:
@@ -416,6 +417,8 @@ def plan_extraction(
     todo: dict[tuple[str, tuple[int, ...] | None], dict[str, Any]] = {}
     pending: dict[str, list[Any]] = {}
     rewritten: set[str] = set()  # paths overwritten in place: new items, counted apart in the log line
+    verified: set[str] = set()  # paths hashed (or looked up in the memo) where their ctime moved: known bytes
+    several: set[str] = set()  # paths whose stat key has rows of several ctimes: overwritten in place since cached
     displaced: dict[str, list[tuple[int, tuple[str, int]]]] = {}
     n_fresh = len(index.fresh)
     cached_stats = {key[1:] for key in index.loose}  # (size, mtime): a rename keeps both
@@ -428,15 +431,19 @@ def plan_extraction(
             if size < 0:
                 sha = missing_key(e["name"])
             else:
-                sha, changed = index.sha_of(stat, ctime, e["path"])
-                if changed:
-                    rewritten.add(e["path"])
+                sha, how = index.sha_of(stat, ctime, e["path"])
+                if how != "recorded":
+                    (rewritten if how == "rewritten" else verified).add(e["path"])
+                if isinstance(index.stat_sha.get(stat), dict):
+                    several.add(e["path"])
             hit = None if sha is None else index.stat_row(stat, crop, sha)
             if hit is None and sha is not None:
                 hit = index.by_key.get((sha, crop))
             if hit is not None:
                 out.append(("hit", hit))
-                if size >= 0 and hit != index.own_row(stat, crop):
+                # (only where the ctime moved: a new query box whose crop is cached under a copy is no overwrite)
+                moved = e["path"] in verified or e["path"] in rewritten
+                if moved and hit != index.own_row(stat, crop):
                     displaced.setdefault(split, []).append((i, hit))
                 continue
             k = (e["path"], crop)
@@ -469,15 +476,16 @@ def plan_extraction(
                 where[(it["path"], crop_key(it["crop"]))] = (pack, r)
     rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
     over = [it["path"] in rewritten for it in items]
+    known = [it["path"] in verified for it in items]  # hashed, with known bytes: not a copy with another inode
     same = [
-        not o and it["size"] >= 0 and (it["name"], it["size"], it["mtime_ns"]) in index.loose
-        for it, o in zip(items, over)
+        not o and not k and it["size"] >= 0 and (it["name"], it["size"], it["mtime_ns"]) in index.loose
+        for it, o, k in zip(items, over, known)
     ]
     renamed = [
         not m and it["crop"] is None and it["size"] >= 0 and (it["size"], it["mtime_ns"]) in cached_stats
         for it, m in zip(items, same)
     ]
-    renamed = [r or m or o for r, m, o in zip(renamed, same, over)]  # counted apart; left out of the copies' count
+    renamed = [r or m or o or k for r, m, o, k in zip(renamed, same, over, known)]  # counted apart; not copies
     # (name, size) -> the contents cached under them; an item counts as probably copied where one of them is cached
     # with the item's own box (none, or its crop): a file cached only as a query's crop is extracted uncropped
     # (looked up only for the items planned: a build with nothing new does not walk a large cache's memo)
@@ -492,17 +500,19 @@ def plan_extraction(
         and any((sha, crop_key(it["crop"])) in index.by_key for sha in shas.get((it["name"], it["size"]), ()))
         for it, r in zip(items, renamed)
     )
-    n_same, n_over = sum(same), sum(over)
+    n_same, n_over, n_known = sum(same), sum(over), sum(known)
     return Plan(
         rows=rows,
         new_packs=new_packs,
-        n_renamed=sum(renamed) - n_same - n_over,
+        n_renamed=sum(renamed) - n_same - n_over - n_known,
         n_copied=n_copied,
         n_same_stat=n_same,
         n_rewritten=n_over,
         displaced=displaced,
         n_verified=len(index.fresh) - n_fresh,
-        overwritten=sorted(rewritten | {lists[s][i]["path"] for s, moved in displaced.items() for i, _ in moved}),
+        overwritten=sorted(
+            rewritten | several | {lists[s][i]["path"] for s, moved in displaced.items() for i, _ in moved}
+        ),
     )
 
 
