@@ -419,6 +419,7 @@ def plan_extraction(
     rewritten: set[str] = set()  # paths overwritten in place: new items, counted apart in the log line
     verified: set[str] = set()  # paths hashed (or looked up in the memo) where their ctime moved: known bytes
     several: set[str] = set()  # paths whose stat key has rows of several ctimes: overwritten in place since cached
+    # (or, rarely, given a query box after a chmod: its header is then read at each plan, and found unchanged)
     displaced: dict[str, list[tuple[int, tuple[str, int]]]] = {}
     n_fresh = len(index.fresh)
     cached_stats = {key[1:] for key in index.loose}  # (size, mtime): a rename keeps both
