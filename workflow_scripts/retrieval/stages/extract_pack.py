@@ -105,7 +105,7 @@ def extract_pack(
     max_image_pixels = max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS
     out_h5, out_index = Path(out_h5), Path(out_index)
     t0 = time.time()
-    index = load_index(out_h5.parent)
+    index = load_index(out_h5.parent, memo=False)  # rows looked up by their bytes: the planning's memo unused
     run, k, dim, colour, extra, global_dim = _runner(backbone, backbone_config)
     rows, globals_, shas, skipped = [], [], [], {}
     kept: list[int] = []  # items with a row (all of them unless a bad image stops the job)

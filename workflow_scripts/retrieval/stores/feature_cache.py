@@ -270,10 +270,11 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_index(pack_dir: str | os.PathLike, only: Iterable[str] | None = None) -> CacheIndex:
+def load_index(pack_dir: str | os.PathLike, only: Iterable[str] | None = None, memo: bool = True) -> CacheIndex:
     """The index of every complete pack in ``pack_dir`` (those with a sidecar), oldest first so that a key held by
     several packs always resolves to the same one; ``only``: restrict the key lookup to these packs (the stat
-    memo still comes from all)."""
+    memo still comes from all); ``memo``: read the packs folder's ``verified_stats.jsonl`` (what planning needs;
+    a pack job, which looks rows up by their bytes only, does not parse it)."""
     pack_dir = Path(pack_dir)
     metas = []
     if pack_dir.is_dir():
@@ -282,7 +283,7 @@ def load_index(pack_dir: str | os.PathLike, only: Iterable[str] | None = None) -
                 continue
             metas.append((p.stem, read_sidecar(p)))
     metas.sort(key=lambda x: (x[1]["created"], x[0]))
-    idx = CacheIndex(verified=read_verified(pack_dir))
+    idx = CacheIndex(verified=read_verified(pack_dir) if memo else {})
     keep = None if only is None else set(only)
     for pack, meta in metas:
         if keep is None or pack in keep:
