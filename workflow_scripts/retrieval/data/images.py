@@ -24,6 +24,13 @@ Rules (issue 14, item 1):
   here. libheif applies the file's own rotation and mirroring (the ``irot`` / ``imir`` properties, which the HEIF
   format uses instead of EXIF orientation) and pillow-heif then reports EXIF orientation 1, so the picture is
   rotated once, as a viewer shows it.
+* **Colour management: pixels in sRGB.** An embedded ICC profile (a JPEG's APP2, a PNG's iCCP, a TIFF's, WebP's
+  or HEIC's) that is not sRGB's is applied with LittleCMS (``PIL.ImageCms``, perceptual intent) to give the sRGB
+  pixels a colour-managed viewer shows: Display P3 (iPhones), Adobe RGB (cameras set to it), ProPhoto RGB (raw
+  converters), a gray profile's tone curve, and a CMYK profile (print files) in place of Pillow's naive CMYK
+  conversion. A profile described as sRGB is taken as what the pixels already are (applying it only rounds). A
+  profile that cannot be read, or whose colour space is not the pixels' (an RGB profile on a gray image), is
+  warned about, naming the file, and not applied: the pixels are read as sRGB, as before.
 * A file of several pages or frames (a multi-page TIFF, an animated WebP) is read at its first, with a warning.
 * Every failure (missing, empty, truncated, not an image, over the cap) is a ``BadImageError`` (a ``ValueError``)
   whose message starts with the file's path; callers honour ``on_bad_image`` with it.
@@ -31,6 +38,8 @@ Rules (issue 14, item 1):
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import math
 import re
@@ -42,7 +51,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from retrieval.runtime import is_readable
@@ -292,6 +301,103 @@ def _load(path: Path, im) -> None:
         raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
 
 
+_SRGB = ImageCms.createProfile("sRGB")  # LittleCMS's built-in IEC 61966-2-1 sRGB
+
+# an ICC profile's colour space (header bytes 16-19) -> the pixels it applies to: decoded (H, W, 3) RGB, (H, W) gray,
+# or the Pillow image's own CMYK, before any conversion
+_PROFILE_PIXELS = {"RGB ": "rgb", "GRAY": "gray", "CMYK": "cmyk"}
+
+# "sRGB IEC61966-2.1" (most cameras and editors), "sRGB built-in", "sRGB2014", "IEC 61966-2.1 Default RGB colour space
+# - sRGB"; not scRGB (linear)
+_SRGB_NAMES = re.compile(r"(?<![a-z])sRGB", re.IGNORECASE)
+
+
+def embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
+    """The ICC profile of an open Pillow image that decoding applies: ``(profile bytes, "rgb" | "gray" | "cmyk")``,
+    the pixels it is for; None where the image has none, where it is described as sRGB (the pixels are already
+    sRGB), or where it cannot be read or is for other pixels than the image's (a warning naming ``path``)."""
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return None
+    if not isinstance(icc, bytes):
+        icc = bytes(icc)
+    space = icc[16:20].decode("latin-1") if len(icc) >= 128 else ""
+    pixels = _PROFILE_PIXELS.get(space)
+    try:
+        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        log.warning("%s: its embedded ICC profile cannot be read (%s); pixels read as sRGB", path, _reason(e))
+        return None
+    if _SRGB_NAMES.search(description):
+        return None
+    mode = im.mode
+    if pixels == "cmyk":
+        fits = mode == "CMYK"
+    elif pixels == "gray":
+        fits = _single_channel(mode)
+    else:  # RGB, or a profile of another colour space (Lab, XYZ, a device link): unknown here
+        fits = pixels == "rgb" and not _single_channel(mode) and mode not in ("CMYK", "LAB", "HSV")
+    if not fits:
+        log.warning(
+            "%s: its embedded ICC profile (%r) is for %s pixels, the image's are %s; not applied (pixels read as sRGB)",
+            path,
+            description,
+            space.strip() or "unknown",
+            mode,
+        )
+        return None
+    return icc, pixels
+
+
+def _single_channel(mode: str) -> bool:
+    """Whether Pillow ``mode`` decodes to (H, W) gray here (``_to_8bit_rgb_or_gray``)."""
+    return mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "1", "L", "LA", "La", "F")
+
+
+@functools.lru_cache(maxsize=8)
+def _to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform:
+    """A LittleCMS transform from the profile ``icc`` to sRGB, for Pillow ``mode`` (RGB or CMYK) to RGB; a
+    collection's photos share a few profiles, and building one takes milliseconds."""
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    return ImageCms.buildTransform(profile, _SRGB, mode, "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL)
+
+
+@functools.lru_cache(maxsize=8)
+def _gray_to_srgb(icc: bytes) -> np.ndarray:
+    """A gray profile's 256 levels in sRGB, uint8 (256,): LittleCMS's transform of each level, unoptimised (its
+    optimised 8-bit gray-to-RGB table is up to 10 levels off in the shadows for a linear gray profile)."""
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    transform = ImageCms.buildTransform(
+        profile, _SRGB, "L", "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL, flags=ImageCms.Flags.NOOPTIMIZE
+    )
+    levels = Image.fromarray(np.arange(256, dtype=np.uint8)[None, :], "L")
+    return np.asarray(ImageCms.applyTransform(levels, transform).convert("L"))[0].copy()
+
+
+def _apply_profile(path: Path, icc: bytes, mode: str, im):
+    """``im`` (Pillow ``mode``: RGB, L or CMYK) through ``icc`` to sRGB: an RGB image, for L the 256 levels' sRGB
+    gray (uint8 (256,)); LittleCMS's refusal of a profile it read (a lookup table it cannot use) is warned about and
+    ``None`` returned (pixels read as sRGB)."""
+    try:
+        return _gray_to_srgb(icc) if mode == "L" else ImageCms.applyTransform(im, _to_srgb(icc, mode))
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        log.warning("%s: its embedded ICC profile cannot be applied (%s); pixels read as sRGB", path, _reason(e))
+        return None
+
+
+def _managed(path: Path, profile: tuple[bytes, str] | None, pixels: np.ndarray) -> np.ndarray:
+    """Decoded uint8 pixels ((H, W) gray or (H, W, 3) RGB) in sRGB through an RGB or gray ``profile``
+    (``embedded_profile``); a gray image stays gray (sRGB's gray of its levels: R = G = B, so luma is exact)."""
+    if profile is None or profile[1] == "cmyk":
+        return pixels
+    icc, kind = profile
+    if kind == "gray":
+        levels = _apply_profile(path, icc, "L", None)
+        return pixels if levels is None else levels[pixels]
+    out = _apply_profile(path, icc, "RGB", Image.fromarray(pixels, "RGB"))
+    return pixels if out is None else np.asarray(out)
+
+
 def _rawmode(im) -> str:
     args = im.tile[0].args if im.tile else ""
     return args if isinstance(args, str) else str(args[0]) if args else ""
@@ -427,11 +533,16 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
                 im.draft(im.mode, _draft_request(im.size, reduction))
             _warn_pages(path, im)
             _load(path, im)  # Pillow's full decode: refuses a truncated file, as for every other image
-            pixels = _to_8bit_rgb_or_gray(im, raw)
             # what the reader left to apply: Pillow's TIFF reader turns the pixels while loading and drops the tag
-            pixels = _transposed(pixels, _orientation(im) if orientation != 1 else 1)
+            left = _orientation(im) if orientation != 1 else 1
+            profile = embedded_profile(path, im)
+            cmyk = profile is not None and profile[1] == "cmyk"
+            srgb = _apply_profile(path, profile[0], "CMYK", im) if cmyk else None
+            pixels = np.asarray(srgb) if srgb is not None else _to_8bit_rgb_or_gray(im, raw)
+            pixels = _transposed(pixels, left)
             if colour16:  # Pillow keeps only the high byte of 16-bit colour: OpenCV reads the 16 bits
                 pixels = _oriented_16bit_colour(path, pixels, orientation)
+            pixels = _managed(path, profile, pixels)
     except BadImageError:
         raise
     except _decode_errors() as e:

@@ -1,0 +1,205 @@
+"""Embedded ICC profiles are applied: decoded pixels are the sRGB a colour-managed viewer shows.
+
+The profiles are written here from the ICC.1 v2 layout (header, tag table, matrix / TRC and lut8 tags), and the
+expected pixels come from the colorimetry formulas (sRGB's transfer curve, CIE Lab to XYZ), not from LittleCMS, so
+a transform in the wrong direction, applied twice or not at all fails."""
+
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrieval.data.images import decode_image, load_gray, load_rgb
+
+D50 = (0.9642, 1.0, 0.8249)
+# sRGB's primaries adapted to D50 (Bradford), as in LittleCMS's built-in sRGB and the sRGB IEC61966-2.1 profile
+SRGB_D50 = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+
+
+def _s15(x):
+    return struct.pack(">i", round(x * 65536))
+
+
+def _desc(text):  # textDescriptionType: ASCII, then empty Unicode and ScriptCode parts
+    a = text.encode("ascii") + b"\0"
+    return b"desc" + bytes(4) + struct.pack(">I", len(a)) + a + bytes(8) + bytes(3) + bytes(67)
+
+
+def _xyz(x, y, z):
+    return b"XYZ " + bytes(4) + _s15(x) + _s15(y) + _s15(z)
+
+
+def _gamma(g):  # curveType with one entry: a pure power curve, u8Fixed8
+    return b"curv" + bytes(4) + struct.pack(">IH", 1, round(g * 256)) + bytes(2)
+
+
+def _profile(space, pcs, device_class, tags):
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    header = bytearray(128)
+    header[0:4] = struct.pack(">I", offset + len(data))
+    header[8:12] = bytes([2, 0x10, 0, 0])  # version 2.1
+    header[12:16], header[16:20], header[20:24], header[36:40] = device_class, space, pcs, b"acsp"
+    header[68:80] = b"".join(_s15(v) for v in D50)
+    return bytes(header) + struct.pack(">I", len(tags)) + table + data
+
+
+def rgb_profile(name, gamma, colorants=SRGB_D50):
+    r, g, b = colorants
+    tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"rXYZ", _xyz(*r)), (b"gXYZ", _xyz(*g))]
+    tags += [(b"bXYZ", _xyz(*b)), (b"rTRC", _gamma(gamma)), (b"gTRC", _gamma(gamma)), (b"bTRC", _gamma(gamma))]
+    return _profile(b"RGB ", b"XYZ ", b"mntr", tags)
+
+
+def gray_profile(name, gamma):
+    return _profile(
+        b"GRAY", b"XYZ ", b"mntr", [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"kTRC", _gamma(gamma))]
+    )
+
+
+def _ink_lab(c, m, y, k):
+    """A press-like CMYK (each 0 or 1) -> CIE Lab D50: cyan Lab(55, -37, -50), a neutral black."""
+    lightness = 100 * (1 - 0.45 * c) * (1 - 0.5 * m) * (1 - 0.1 * y) * (1 - 0.9 * k)
+    return lightness, (-37 * c + 70 * m) * (1 - k), (-50 * c - 5 * m + 90 * y) * (1 - k)
+
+
+def cmyk_profile(name):
+    """A lut8 (mft1) A2B0 to Lab with a 2-point grid: the 16 corners of ``_ink_lab``, first channel slowest."""
+    identity = bytes(range(256))
+    grid = b""
+    for corner in np.ndindex(2, 2, 2, 2):
+        lightness, a, b = _ink_lab(*corner)
+        grid += bytes([round(lightness * 255 / 100), round(a + 128), round(b + 128)])
+    matrix = b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    lut = b"mft1" + bytes(4) + bytes([4, 3, 2, 0]) + matrix + identity * 4 + grid + identity * 3
+    return _profile(b"CMYK", b"Lab ", b"prtr", [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"A2B0", lut)])
+
+
+def srgb_encode(linear):
+    """IEC 61966-2-1's transfer curve: linear [0, 1] -> 8-bit sRGB values (float)."""
+    linear = np.clip(linear, 0, 1)
+    return 255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def lab_to_srgb(lightness, a, b):
+    """CIE Lab (D50) -> 8-bit sRGB, through XYZ and sRGB's D50-adapted primaries."""
+    fy = (lightness + 16) / 116
+    f = np.array([fy + a / 500, fy, fy - b / 200])
+    xyz = np.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * np.array(D50)
+    return srgb_encode(np.linalg.solve(np.array(SRGB_D50).T, xyz))
+
+
+def _pixels():
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("suffix, kw", [(".png", {}), (".tif", {}), (".webp", {"lossless": True})])
+def test_an_rgb_profile_is_applied_to_give_srgb(tmp_path, suffix, kw, caplog):
+    """Pixels tagged as linear RGB (sRGB's primaries, gamma 1.0) are sRGB-encoded: 50 -> 122, not 50."""
+    x = _pixels()
+    p = tmp_path / f"linear{suffix}"
+    Image.fromarray(x).save(p, icc_profile=rgb_profile("Linear RGB", 1.0), **kw)
+    with caplog.at_level("WARNING"):
+        got = load_rgb(p).astype(int)
+    assert caplog.text == ""
+    expected = srgb_encode(x / 255.0)
+    assert np.abs(got - expected).max() <= 1
+    assert np.abs(got - x).mean() > 30  # read as sRGB, the photo is far darker
+
+
+def test_a_wide_gamut_profile_is_not_read_as_srgb(tmp_path):
+    """Adobe RGB (1998)'s primaries with its gamma 2.2: a mid green in Adobe RGB is a deeper green than the same
+    values in sRGB, and gray stays gray (the white points agree)."""
+    adobe_d50 = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+    x = np.array([[[60, 160, 60], [128, 128, 128]]], np.uint8)
+    p = tmp_path / "adobe.png"
+    Image.fromarray(x).save(p, icc_profile=rgb_profile("Adobe RGB (1998)", 563 / 256, adobe_d50))
+    got = load_rgb(p).astype(int)
+    linear = (x / 255.0) ** (563 / 256)
+    expected = srgb_encode(np.linalg.solve(np.array(SRGB_D50).T, (linear @ np.array(adobe_d50)).reshape(-1, 3).T).T)
+    assert np.abs(got.reshape(-1, 3) - expected).max() <= 2
+    assert got[0, 0, 1] - got[0, 0, 0] > 100 - 10  # deeper: the sRGB read's difference is 100
+    assert np.ptp(got[0, 1]) <= 1
+
+
+def test_a_gray_profile_is_applied_and_the_image_stays_gray(tmp_path):
+    gray = np.arange(0, 256, dtype=np.uint8).reshape(16, 16)
+    p = tmp_path / "linear_gray.png"
+    Image.fromarray(gray, "L").save(p, icc_profile=gray_profile("Linear gray", 1.0))
+    got = decode_image(p, "gray").pixels
+    assert got.shape == gray.shape
+    assert np.abs(got.astype(int) - srgb_encode(gray / 255.0)).max() <= 1
+    assert (load_rgb(p)[:, :, 0] == got).all()
+
+
+def test_a_cmyk_profile_replaces_the_naive_conversion(tmp_path):
+    """A CMYK JPEG (a print file) with its profile: pure cyan is the profile's Lab(55, -37, -50), about (0, 151,
+    218), not the (0, 255, 255) of Pillow's naive conversion; no ink is white."""
+    cmyk = np.zeros((16, 16, 4), np.uint8)
+    cmyk[:, 8:, 0] = 255
+    p = tmp_path / "print.jpg"
+    Image.fromarray(cmyk, "CMYK").save(p, icc_profile=cmyk_profile("Test press CMYK"), quality=100)
+    got = load_rgb(p).astype(int)
+    assert np.abs(got[:, :8] - 255).max() <= 2
+    cyan = got[4:12, 10:14].reshape(-1, 3).mean(axis=0)
+    assert np.abs(cyan - lab_to_srgb(*_ink_lab(1, 0, 0, 0))).max() <= 3
+    naive = np.asarray(Image.open(p).convert("RGB")).astype(int)
+    assert np.abs(naive[4:12, 10:14] - [0, 255, 255]).max() <= 3
+
+
+def test_the_profile_is_applied_with_the_orientation_and_on_white(tmp_path):
+    """EXIF orientation 6 and a profile together: turned once and transformed once; a transparent pixel is the
+    white a viewer shows (white is white in the profile)."""
+    x = _pixels()
+    rgba = np.dstack([x, np.full(x.shape[:2], 255, np.uint8)])
+    rgba[0, 0, 3] = 0
+    p = tmp_path / "turned.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgba, "RGBA").save(p, exif=exif, icc_profile=rgb_profile("Linear RGB", 1.0))
+    got = load_rgb(p).astype(int)
+    upright = np.rot90(srgb_encode(x / 255.0), -1)
+    assert got.shape == upright.shape
+    opaque = np.ones(got.shape[:2], bool)
+    opaque[0, -1] = False  # stored (0, 0), turned 90 clockwise
+    assert np.abs(got[opaque] - upright[opaque]).max() <= 1
+    assert (got[0, -1] == 255).all()
+
+
+def test_an_srgb_profile_leaves_the_pixels_as_they_are(tmp_path, caplog):
+    """A profile described as sRGB (what most cameras embed) is what the pixels are: not applied, no rounding."""
+    x = _pixels()
+    p = tmp_path / "camera.png"
+    # a gamma-1.0 curve, to see that it is not applied: the description decides
+    Image.fromarray(x).save(p, icc_profile=rgb_profile("sRGB IEC61966-2.1", 1.0))
+    with caplog.at_level("WARNING"):
+        assert (load_rgb(p) == x).all()
+    assert caplog.text == ""
+
+
+def test_a_damaged_profile_is_named_and_the_pixels_read_as_srgb(tmp_path, caplog):
+    x = _pixels()
+    p = tmp_path / "damaged.png"
+    Image.fromarray(x).save(p, icc_profile=b"\0\0\0\x80" + b"not a profile" * 20)
+    with caplog.at_level("WARNING"):
+        assert (load_rgb(p) == x).all()
+    assert f"{p}: its embedded ICC profile cannot be read" in caplog.text
+    assert "pixels read as sRGB" in caplog.text
+
+
+def test_a_profile_for_other_pixels_is_named_and_not_applied(tmp_path, caplog):
+    """An RGB profile on a gray image (an editor kept the profile when it made the image gray) is not applied."""
+    gray = (np.arange(16 * 16) % 256).astype(np.uint8).reshape(16, 16)
+    p = tmp_path / "grayed.png"
+    Image.fromarray(gray, "L").save(p, icc_profile=rgb_profile("Display P3", 1.0))
+    with caplog.at_level("WARNING"):
+        assert (load_gray(p) == gray).all()
+    assert f"{p}: its embedded ICC profile ('Display P3') is for RGB pixels, the image's are L; not applied" in (
+        caplog.text
+    )
