@@ -4,11 +4,13 @@ The profiles are written here from the ICC.1 v2 layout (header, tag table, matri
 expected pixels come from the colorimetry formulas (sRGB's transfer curve, CIE Lab to XYZ), not from LittleCMS, so
 a transform in the wrong direction, applied twice or not at all fails."""
 
+import io
 import struct
+import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from retrieval.data.images import decode_image, load_gray, load_rgb
 
@@ -21,8 +23,8 @@ def _s15(x):
     return struct.pack(">i", round(x * 65536))
 
 
-def _desc(text):  # textDescriptionType: ASCII, then empty Unicode and ScriptCode parts
-    a = text.encode("ascii") + b"\0"
+def _desc(text):  # textDescriptionType: ASCII (bytes: as given), then empty Unicode and ScriptCode parts
+    a = (text if isinstance(text, bytes) else text.encode("ascii")) + b"\0"
     return b"desc" + bytes(4) + struct.pack(">I", len(a)) + a + bytes(8) + bytes(3) + bytes(67)
 
 
@@ -32,6 +34,14 @@ def _xyz(x, y, z):
 
 def _gamma(g):  # curveType with one entry: a pure power curve, u8Fixed8
     return b"curv" + bytes(4) + struct.pack(">IH", 1, round(g * 256)) + bytes(2)
+
+
+def _table(values):  # curveType with a table: 16-bit samples of the curve on [0, 1]
+    return (
+        b"curv"
+        + bytes(4)
+        + struct.pack(f">I{len(values)}H", len(values), *np.round(np.asarray(values) * 65535).astype(int))
+    )
 
 
 def _profile(space, pcs, device_class, tags):
@@ -50,9 +60,11 @@ def _profile(space, pcs, device_class, tags):
 
 
 def rgb_profile(name, gamma, colorants=SRGB_D50):
+    """A matrix / TRC RGB profile; ``gamma`` a power or a curveType tag (``_table``)."""
     r, g, b = colorants
+    trc = gamma if isinstance(gamma, bytes) else _gamma(gamma)
     tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(*D50)), (b"rXYZ", _xyz(*r)), (b"gXYZ", _xyz(*g))]
-    tags += [(b"bXYZ", _xyz(*b)), (b"rTRC", _gamma(gamma)), (b"gTRC", _gamma(gamma)), (b"bTRC", _gamma(gamma))]
+    tags += [(b"bXYZ", _xyz(*b)), (b"rTRC", trc), (b"gTRC", trc), (b"bTRC", trc)]
     return _profile(b"RGB ", b"XYZ ", b"mntr", tags)
 
 
@@ -172,15 +184,36 @@ def test_the_profile_is_applied_with_the_orientation_and_on_white(tmp_path):
     assert (got[0, -1] == 255).all()
 
 
-def test_an_srgb_profile_leaves_the_pixels_as_they_are(tmp_path, caplog):
-    """A profile described as sRGB (what most cameras embed) is what the pixels are: not applied, no rounding."""
+def srgb_decode(encoded):
+    """IEC 61966-2-1's transfer curve inverted: [0, 1] -> linear [0, 1]."""
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+
+
+def test_an_srgb_profile_leaves_the_pixels_as_they_are_whatever_its_name(tmp_path, caplog):
+    """A profile that is sRGB's (sRGB's primaries and its curve as a 1024-entry table, as the IEC61966-2.1 profile
+    cameras embed holds it) is what the pixels are: not applied, not even rounded, under any name."""
     x = _pixels()
-    p = tmp_path / "camera.png"
-    # a gamma-1.0 curve, to see that it is not applied: the description decides
-    Image.fromarray(x).save(p, icc_profile=rgb_profile("sRGB IEC61966-2.1", 1.0))
-    with caplog.at_level("WARNING"):
-        assert (load_rgb(p) == x).all()
+    srgb_curve = _table(srgb_decode(np.linspace(0, 1, 1024)))
+    for name in ("sRGB IEC61966-2.1", "Camera RGB", ""):
+        p = tmp_path / f"camera{len(name)}.png"
+        Image.fromarray(x).save(p, icc_profile=rgb_profile(name, srgb_curve))
+        with caplog.at_level("WARNING"):
+            assert (load_rgb(p) == x).all()
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize("name", [b"GIMP built-in Linear sRGB", b"sRGB-elle-V2-g10", b"Linear s\xc3RGB"])
+def test_a_profile_named_after_srgb_is_applied_where_it_is_not_srgb(tmp_path, name, caplog):
+    """Linear-light profiles named after sRGB (GIMP's, Elle Stone's) and one whose description Pillow cannot read
+    (a Latin-1 byte in a v2 ``desc``): applied, not taken as sRGB by their names (helper-126: similarity 0.424
+    against 0.962 for the same photo, the profile ignored)."""
+    x = _pixels()
+    p = tmp_path / "linear.png"
+    Image.fromarray(x).save(p, icc_profile=rgb_profile(name, 1.0))
+    with caplog.at_level("WARNING"):
+        got = load_rgb(p).astype(int)
+    assert caplog.text == ""
+    assert np.abs(got - srgb_encode(x / 255.0)).max() <= 1
 
 
 def test_a_damaged_profile_is_named_and_the_pixels_read_as_srgb(tmp_path, caplog):
@@ -203,3 +236,46 @@ def test_a_profile_for_other_pixels_is_named_and_not_applied(tmp_path, caplog):
     assert f"{p}: its embedded ICC profile ('Display P3') is for RGB pixels, the image's are L; not applied" in (
         caplog.text
     )
+
+
+def _png_with_chunk(pixels, chunk_type, body):
+    """A PNG of ``pixels`` with one more chunk after IHDR, laid out by hand (Pillow writes no damaged chunk)."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    data = buf.getvalue()
+    chunk = struct.pack(">I", len(body)) + chunk_type + body + struct.pack(">I", zlib.crc32(chunk_type + body))
+    return data[:33] + chunk + data[33:]  # 8-byte signature + 25-byte IHDR chunk
+
+
+def test_a_profile_pillow_could_not_read_is_named(tmp_path, caplog):
+    """A PNG's iCCP whose compressed profile is corrupt (Pillow keeps ``icc_profile: None``; a JPEG's APP2
+    segments that do not add up are kept the same way): warned, not passed over in silence (helper-126)."""
+    x = _pixels()
+    p = tmp_path / "corrupt_iccp.png"
+    p.write_bytes(_png_with_chunk(x, b"iCCP", b"prof\0\0" + b"not zlib data"))
+    with caplog.at_level("WARNING"):
+        assert (load_rgb(p) == x).all()
+    assert f"{p}: its embedded ICC profile is damaged (incomplete or corrupt); pixels read as sRGB" in caplog.text
+
+
+def test_a_cmyk_image_whose_profile_cannot_be_used_gets_pillows_conversion(tmp_path, caplog):
+    cmyk = np.zeros((8, 8, 4), np.uint8)
+    cmyk[:, :, 0] = 255
+    p = tmp_path / "print.jpg"
+    Image.fromarray(cmyk, "CMYK").save(p, icc_profile=cmyk_profile("Test press CMYK")[:300], quality=100)
+    with caplog.at_level("WARNING"):
+        got = load_rgb(p).astype(int)
+    assert np.abs(got - [0, 255, 255]).max() <= 3
+    assert f"{p}: its embedded ICC profile cannot be" in caplog.text
+    assert "Pillow's CMYK conversion used" in caplog.text
+
+
+def test_lab_pixels_with_a_lab_profile_are_converted_without_a_warning(tmp_path, caplog):
+    lab = np.zeros((8, 8, 3), np.uint8)
+    lab[:, :, 0] = 128
+    p = tmp_path / "lab.tif"
+    Image.fromarray(lab, "LAB").save(p, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes())
+    with caplog.at_level("WARNING"):
+        got = load_rgb(p)
+    assert caplog.text == ""
+    assert np.ptp(got) <= 1 and 100 < got.mean() < 140  # a mid gray

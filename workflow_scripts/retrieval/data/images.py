@@ -28,9 +28,10 @@ Rules (issue 14, item 1):
   or HEIC's) that is not sRGB's is applied with LittleCMS (``PIL.ImageCms``, perceptual intent) to give the sRGB
   pixels a colour-managed viewer shows: Display P3 (iPhones), Adobe RGB (cameras set to it), ProPhoto RGB (raw
   converters), a gray profile's tone curve, and a CMYK profile (print files) in place of Pillow's naive CMYK
-  conversion. A profile described as sRGB is taken as what the pixels already are (applying it only rounds). A
-  profile that cannot be read, or whose colour space is not the pixels' (an RGB profile on a gray image), is
-  warned about, naming the file, and not applied: the pixels are read as sRGB, as before.
+  conversion. A profile whose transform to sRGB moves no probed colour by more than one level is sRGB's, whatever
+  its name, and is not applied (applying it would only round). A profile that is damaged, cannot be used, or whose
+  colour space is not the pixels' (an RGB profile on a gray image) is warned about, naming the file, and not
+  applied: the pixels are read as sRGB (a CMYK image's through Pillow's conversion), as before.
 * A file of several pages or frames (a multi-page TIFF, an animated WebP) is read at its first, with a warning.
 * Every failure (missing, empty, truncated, not an image, over the cap) is a ``BadImageError`` (a ``ValueError``)
   whose message starts with the file's path; callers honour ``on_bad_image`` with it.
@@ -307,43 +308,69 @@ _SRGB = ImageCms.createProfile("sRGB")  # LittleCMS's built-in IEC 61966-2-1 sRG
 # or the Pillow image's own CMYK, before any conversion
 _PROFILE_PIXELS = {"RGB ": "rgb", "GRAY": "gray", "CMYK": "cmyk"}
 
-# "sRGB IEC61966-2.1" (most cameras and editors), "sRGB built-in", "sRGB2014", "IEC 61966-2.1 Default RGB colour space
-# - sRGB"; not scRGB (linear)
-_SRGB_NAMES = re.compile(r"(?<![a-z])sRGB", re.IGNORECASE)
+
+def _fallback(mode: str) -> str:
+    """What decoding does with an image of Pillow ``mode`` whose profile is not applied, for the warnings."""
+    return "Pillow's CMYK conversion used" if mode == "CMYK" else "pixels read as sRGB"
+
+
+@functools.lru_cache(maxsize=8)
+def _open_profile(icc: bytes) -> ImageCms.ImageCmsProfile:
+    """LittleCMS's reading of profile bytes; raises ``ImageCms.PyCMSError`` or ``OSError`` where they are not one."""
+    return ImageCms.ImageCmsProfile(io.BytesIO(icc))
+
+
+def _description(icc: bytes) -> str:
+    """A profile's description for messages; '' where Pillow cannot read it (a non-ASCII byte in a v2 ``desc``
+    makes ``getProfileDescription`` fail while the profile itself is usable)."""
+    try:
+        return ImageCms.getProfileDescription(_open_profile(icc)).strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return ""
 
 
 def embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
     """The ICC profile of an open Pillow image that decoding applies: ``(profile bytes, "rgb" | "gray" | "cmyk")``,
-    the pixels it is for; None where the image has none, where it is described as sRGB (the pixels are already
-    sRGB), or where it cannot be read or is for other pixels than the image's (a warning naming ``path``)."""
+    the pixels it is for. None where the image has none, where the profile is sRGB's (its transform to sRGB moves
+    no probed colour by more than one level: the pixels are already sRGB, whatever the profile is called), or, with
+    a warning naming ``path``, where it is damaged, cannot be used, or is for other pixels than the image's."""
+    if "icc_profile" in im.info and im.info["icc_profile"] is None:  # Pillow's mark of a profile it could not read
+        log.warning("%s: its embedded ICC profile is damaged (incomplete or corrupt); %s", path, _fallback(im.mode))
+        return None
     icc = im.info.get("icc_profile")
     if not icc:
         return None
-    if not isinstance(icc, bytes):
-        icc = bytes(icc)
-    space = icc[16:20].decode("latin-1") if len(icc) >= 128 else ""
-    pixels = _PROFILE_PIXELS.get(space)
+    icc = bytes(icc)
     try:
-        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+        _open_profile(icc)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
-        log.warning("%s: its embedded ICC profile cannot be read (%s); pixels read as sRGB", path, _reason(e))
+        log.warning("%s: its embedded ICC profile cannot be read (%s); %s", path, _reason(e), _fallback(im.mode))
         return None
-    if _SRGB_NAMES.search(description):
-        return None
+    space = icc[16:20].decode("latin-1")
+    pixels = _PROFILE_PIXELS.get(space)
     mode = im.mode
     if pixels == "cmyk":
         fits = mode == "CMYK"
     elif pixels == "gray":
         fits = _single_channel(mode)
-    else:  # RGB, or a profile of another colour space (Lab, XYZ, a device link): unknown here
+    else:  # RGB, or a profile of another colour space (Lab, XYZ): unknown here
         fits = pixels == "rgb" and not _single_channel(mode) and mode not in ("CMYK", "LAB", "HSV")
+    if space == "Lab " and mode == "LAB":  # Lab pixels, which Pillow converts to sRGB itself
+        return None
+    try:
+        if fits and _is_srgb(icc, pixels):
+            return None
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
+        log.warning("%s: its embedded ICC profile cannot be used (%s); %s", path, _reason(e), _fallback(mode))
+        return None
     if not fits:
         log.warning(
-            "%s: its embedded ICC profile (%r) is for %s pixels, the image's are %s; not applied (pixels read as sRGB)",
+            "%s: its embedded ICC profile (%r) is for %s pixels, the image's are %s; not applied (%s)",
             path,
-            description,
+            _description(icc),
             space.strip() or "unknown",
             mode,
+            _fallback(mode),
         )
         return None
     return icc, pixels
@@ -358,7 +385,7 @@ def _single_channel(mode: str) -> bool:
 def _to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform:
     """A LittleCMS transform from the profile ``icc`` to sRGB, for Pillow ``mode`` (RGB or CMYK) to RGB; a
     collection's photos share a few profiles, and building one takes milliseconds."""
-    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    profile = _open_profile(icc)
     return ImageCms.buildTransform(profile, _SRGB, mode, "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL)
 
 
@@ -366,12 +393,36 @@ def _to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform:
 def _gray_to_srgb(icc: bytes) -> np.ndarray:
     """A gray profile's 256 levels in sRGB, uint8 (256,): LittleCMS's transform of each level, unoptimised (its
     optimised 8-bit gray-to-RGB table is up to 10 levels off in the shadows for a linear gray profile)."""
-    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    profile = _open_profile(icc)
     transform = ImageCms.buildTransform(
         profile, _SRGB, "L", "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL, flags=ImageCms.Flags.NOOPTIMIZE
     )
     levels = Image.fromarray(np.arange(256, dtype=np.uint8)[None, :], "L")
     return np.asarray(ImageCms.applyTransform(levels, transform).convert("L"))[0].copy()
+
+
+# every 8-bit level of each channel at 17 steps (4,913 colours) and the 256 grays
+_PROBE = np.concatenate(
+    [
+        np.stack(np.meshgrid(*[np.linspace(0, 255, 17).round()] * 3, indexing="ij"), axis=-1).reshape(-1, 3),
+        np.repeat(np.arange(256)[:, None], 3, axis=1),
+    ]
+).astype(np.uint8)[None]
+
+
+@functools.lru_cache(maxsize=8)
+def _is_srgb(icc: bytes, kind: str) -> bool:
+    """Whether an RGB or gray profile is sRGB's: its transform to sRGB moves no probed colour (``_PROBE``; a gray
+    profile: each of its 256 levels) by more than one 8-bit level. Cameras and editors embed sRGB under many names
+    (``sRGB IEC61966-2.1``, ``sRGB2014``, ``sRGB built-in``) and name other profiles after it (GIMP's ``Linear
+    sRGB``), so the content decides; a CMYK profile never is. Raises ``ImageCms.PyCMSError`` where no transform can
+    be built from the profile."""
+    if kind == "cmyk":
+        return False
+    if kind == "gray":
+        return int(np.abs(_gray_to_srgb(icc).astype(int) - np.arange(256)).max()) <= 1
+    moved = np.asarray(ImageCms.applyTransform(Image.fromarray(_PROBE, "RGB"), _to_srgb(icc, "RGB")))
+    return int(np.abs(moved.astype(int) - _PROBE).max()) <= 1
 
 
 def _apply_profile(path: Path, icc: bytes, mode: str, im):
@@ -381,7 +432,7 @@ def _apply_profile(path: Path, icc: bytes, mode: str, im):
     try:
         return _gray_to_srgb(icc) if mode == "L" else ImageCms.applyTransform(im, _to_srgb(icc, mode))
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
-        log.warning("%s: its embedded ICC profile cannot be applied (%s); pixels read as sRGB", path, _reason(e))
+        log.warning("%s: its embedded ICC profile cannot be applied (%s); %s", path, _reason(e), _fallback(mode))
         return None
 
 
