@@ -426,10 +426,9 @@ def _is_srgb(icc: bytes, kind: str) -> bool:
 
 
 def _apply_profile(path: Path, icc: bytes, mode: str, im):
-    """``im`` (Pillow ``mode``: RGB, L or CMYK) through ``icc`` to sRGB: an RGB image (RGB: ``im`` itself,
-    transformed in place), for L the 256 levels' sRGB
-    gray (uint8 (256,)); LittleCMS's refusal of a profile it read (a lookup table it cannot use) is warned about and
-    ``None`` returned (pixels read as sRGB)."""
+    """``im`` (Pillow ``mode``: RGB, L or CMYK) through ``icc`` to sRGB: an RGB image (for RGB ``im`` itself,
+    transformed in place), for L the 256 levels' sRGB gray (uint8 (256,)). LittleCMS's refusal of a profile it read
+    (a lookup table it cannot use) is warned about and ``None`` returned (pixels read as sRGB)."""
     try:
         if mode == "L":
             return _gray_to_srgb(icc)
