@@ -12,7 +12,7 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from retrieval.data.datasets import build_image_lists
+from retrieval.data.datasets import build_image_lists, database_of_folder
 from retrieval.data.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     BadImageError,
@@ -149,6 +149,21 @@ def test_exif_orientation_of_a_camera_jpeg(tmp_path):
     err = np.abs(rgb - up).mean()
     assert err < 5  # JPEG noise only
     assert np.abs(np.rot90(rgb, 2) - up).mean() > 10 * err  # the wrong way up is far off
+
+
+def test_avif_jfif_and_jpe_files_are_listed_and_read_upright(tmp_path):
+    """AV1 stills (Pillow's AVIF reader, EXIF orientation 6 as Pillow writes it) and JPEGs named .jfif / .JPE are
+    images of a scanned folder, decoded as displayed."""
+    upright = _original()
+    (tmp_path / "jpg").mkdir()
+    _save_with_orientation(tmp_path / "jpg" / "turned.avif", _stored_for(upright, 6), 6, quality=100)
+    Image.fromarray(upright).save(tmp_path / "jpg" / "saved.jfif", "JPEG", quality=100)
+    Image.fromarray(upright).save(tmp_path / "jpg" / "OLD.JPE", "JPEG", quality=100)
+    listed = database_of_folder(tmp_path)
+    assert sorted(p.name for p in listed) == ["OLD.JPE", "saved.jfif", "turned.avif"]
+    for p in listed:
+        assert image_header(p)[:2] == (upright.shape[1], upright.shape[0])
+        assert np.abs(load_rgb(p).astype(int) - upright).mean() < 15  # lossy 4:2:0 (7.3); mirrored 68, turned 112
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])

@@ -64,7 +64,8 @@ GLDV2_LISTS = ("index.csv", "test.csv")  # GLDv2's image lists, beside its retri
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif")
+# .jfif / .jpe: JPEGs as some browsers and Windows tools name them; .avif: AV1 stills (Pillow's own reader)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif")
 
 
 DISTRACTOR_LIST = "revisitop1m.txt"
@@ -688,7 +689,7 @@ def _named_in_query_files(root: Path) -> set[str]:
 
 def _scan_images(root: Path) -> list[Path]:
     """Every image (by its suffix, any case: ``IMAGE_SUFFIXES``) under ``image_folder(root)``, subfolders included,
-    hidden names skipped (sorted). Other files (raw formats, ``.jpe``), broken links and images put beside a
+    hidden names skipped (sorted). Other files (raw formats, ``.jxl``), broken links and images put beside a
     ``jpg/`` folder are left out with a warning naming them."""
     base = image_folder(root)
     warn_images_beside_jpg(root)
