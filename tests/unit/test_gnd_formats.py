@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from retrieval.data import gnd_formats
-from retrieval.data.datasets import build_image_lists
+from retrieval.data.datasets import build_image_lists, image_file
 from retrieval.data.gnd import load_ground_truth
 from retrieval.data.gnd_formats import DiskNames, read_gnd_csv, read_instre, relative_name
 from retrieval.evaluation.metrics import evaluate_rankings
@@ -611,3 +611,29 @@ def test_a_folder_of_queries_scanned_into_the_database_is_warned(tmp_path, caplo
     with caplog.at_level("WARNING"):
         build_image_lists(root, "flat")
     assert "the database holds" not in caplog.text
+
+
+def test_a_positive_the_database_leaves_out_is_said_to_be_there(tmp_path):
+    """A positive that is a file of a format not read here (a raw photo): no "did you mean" another photo
+    (helper-127 was offered 'jpg/DSC_0003.JPG' for 'jpg/DSC_0100.dng'), but where the file went."""
+    root = _csv_dataset(tmp_path / "mine", "query,positive\nqueries/q1.jpg,jpg/b.dng\n", queries=("queries/q1.jpg",))
+    (root / "jpg" / "b.dng").write_bytes(b"raw")
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    message = str(e.value)
+    assert "gnd.csv:2: positive 'jpg/b.dng' is not a database image, though the file is there" in message
+    assert "in a format read here" in message and "did you mean" not in message
+
+
+def test_a_query_of_another_suffix_is_found_by_its_name(tmp_path):
+    """A gnd.csv query named with a suffix the folder scan does not read (a GIF) is the file named, not
+    'q.gif.jpg' (helper-127: "listed in gnd.csv but not found: [...doges_04.gif.jpg]"); a revisitop-style name
+    without a suffix still gets .jpg."""
+    root = _csv_dataset(tmp_path / "mine", "query,positive\nqueries/q.gif,jpg/b.jpg\n", queries=())
+    (root / "queries").mkdir()
+    Image.fromarray(np.full((50, 60, 3), 90, np.uint8)).save(root / "queries" / "q.gif")
+    lists, gt = build_image_lists(root, "mine")
+    assert gt.qimlist == ["queries/q.gif"]
+    assert [Path(q["path"]).name for q in lists["query"]] == ["q.gif"]
+    assert image_file(root, "all_souls_000013") == root / "jpg" / "all_souls_000013.jpg"
+    assert image_file(root, "b.v2") == root / "jpg" / "b.v2.jpg"  # no such file: a revisitop name with a dot

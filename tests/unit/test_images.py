@@ -151,19 +151,37 @@ def test_exif_orientation_of_a_camera_jpeg(tmp_path):
     assert np.abs(np.rot90(rgb, 2) - up).mean() > 10 * err  # the wrong way up is far off
 
 
-def test_avif_jfif_and_jpe_files_are_listed_and_read_upright(tmp_path):
-    """AV1 stills (Pillow's AVIF reader, EXIF orientation 6 as Pillow writes it) and JPEGs named .jfif / .JPE are
-    images of a scanned folder, decoded as displayed."""
+def test_avif_jfif_jpe_and_hif_files_are_listed_and_read_upright(tmp_path):
+    """AV1 stills (Pillow's AVIF reader, EXIF orientation 6 as Pillow writes it), JPEGs named .jfif / .JPE and a
+    camera's HEIF named .HIF are images of a scanned folder, decoded as displayed."""
     upright = _original()
     (tmp_path / "jpg").mkdir()
     _save_with_orientation(tmp_path / "jpg" / "turned.avif", _stored_for(upright, 6), 6, quality=100)
     Image.fromarray(upright).save(tmp_path / "jpg" / "saved.jfif", "JPEG", quality=100)
     Image.fromarray(upright).save(tmp_path / "jpg" / "OLD.JPE", "JPEG", quality=100)
+    pillow_heif.from_pillow(Image.fromarray(upright)).save(tmp_path / "jpg" / "DSCF0001.HIF", quality=95)
     listed = database_of_folder(tmp_path)
-    assert sorted(p.name for p in listed) == ["OLD.JPE", "saved.jfif", "turned.avif"]
+    assert sorted(p.name for p in listed) == ["DSCF0001.HIF", "OLD.JPE", "saved.jfif", "turned.avif"]
     for p in listed:
         assert image_header(p)[:2] == (upright.shape[1], upright.shape[0])
         assert np.abs(load_rgb(p).astype(int) - upright).mean() < 15  # lossy 4:2:0 (7.3); mirrored 68, turned 112
+
+
+@pytest.mark.parametrize("suffix", ["heic", "avif"])
+def test_a_truncated_heif_or_avif_is_said_to_be_one(tmp_path, suffix):
+    """A HEIC or AVIF cut short before its boxes can be read: named as a damaged HEIF/AVIF file, with libheif's
+    reason for a HEIC, not as "not an image, or a format Pillow cannot read" (which suggested the format was not
+    supported: helper-127)."""
+    p = tmp_path / f"IMG_0001.{suffix}"
+    Image.fromarray(_original()).save(p, quality=90)
+    p.write_bytes(p.read_bytes()[:100])
+    with pytest.raises(BadImageError) as e:
+        image_header(p)
+    message = str(e.value)
+    assert message.startswith(f"{p}: cannot decode image (a HEIF/AVIF file (brand ")
+    assert "damaged or truncated" in message and "UnidentifiedImageError" not in message
+    if suffix == "heic":
+        assert "meta" in message  # libheif: No 'meta' box
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])

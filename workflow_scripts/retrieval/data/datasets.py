@@ -64,8 +64,23 @@ GLDV2_LISTS = ("index.csv", "test.csv")  # GLDv2's image lists, beside its retri
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
 
 
-# .jfif / .jpe: JPEGs as some browsers and Windows tools name them; .avif: AV1 stills (Pillow's own reader)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif")
+# .jfif / .jpe: JPEGs as some browsers and Windows tools name them; .hif: HEIF as Fujifilm, Sony and Canon cameras
+# name it; .avif: AV1 stills (Pillow's own reader)
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".heic",
+    ".heif",
+    ".hif",
+    ".avif",
+)
 
 
 DISTRACTOR_LIST = "revisitop1m.txt"
@@ -237,10 +252,15 @@ def fresh_lists(
 
 
 def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:
-    """revisitop names carry no extension: ``jpg/{name}.jpg``; names that already end in one are kept.
-    ``image_dir`` is the subfolder names are relative to ("" for the dataset folder itself)."""
+    """revisitop names carry no extension: ``jpg/{name}.jpg``; names that already end in an image suffix are kept,
+    and so is a name ending in another suffix (``.gif``, ``.dng``) that is a file where ``{name}.jpg`` is not (a
+    gnd.csv query ``q.gif`` was looked for as ``q.gif.jpg``: helper-127). ``image_dir`` is the subfolder names
+    are relative to ("" for the dataset folder itself)."""
     base = dataset_dir / image_dir if image_dir else dataset_dir
-    if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+    suffix = Path(name).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return base / name
+    if suffix and (base / name).is_file() and not (base / f"{name}.jpg").exists():
         return base / name
     return base / f"{name}.jpg"
 

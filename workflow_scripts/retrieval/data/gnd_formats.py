@@ -534,6 +534,13 @@ def read_gnd_csv(
             seen[q, p] = line
             if kind_problem:
                 raise ValueError(kind_problem)
+            if p not in db_index and (root / p).is_file():  # a file the database leaves out: no other photo to offer
+                raise ValueError(
+                    f"{where}: positive {p!r} is not a database image, though the file is there: the database is "
+                    "image_list.txt, or every image under jpg/ in a format read here (a file of another suffix, "
+                    "such as a raw format, is left out with a warning in the database_list log, and so is a "
+                    "hidden name)"
+                )
             if p not in db_index:
                 hints = not problems.full and n_hinted < MAX_POSITIVE_HINTS and len(db_index) <= MAX_POSITIVE_HINT_DB
                 close = _close_positives(path, typed, q, p, db_index) if hints else []

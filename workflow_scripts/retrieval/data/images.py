@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
@@ -147,12 +148,37 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def _reason(e: BaseException) -> str:
+# ISO base media file brands of HEIF and AVIF stills and sequences (the ftyp box's major brand)
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+
+
+def _reason(e: BaseException, path: Path | None = None) -> str:
     """A decoding error in a line: Pillow's "cannot identify image file" names the file object the image was read
-    from (``<_io.BufferedReader name=...>``), so it is said without it."""
+    from (``<_io.BufferedReader name=...>``), so it is said without it; for a HEIF or AVIF file (by its ``ftyp``
+    box) it is said as one, with libheif's reason (a truncated HEIC read as "not an image" suggested HEIC was not
+    supported: helper-127)."""
     if isinstance(e, UnidentifiedImageError):
-        return "UnidentifiedImageError: not an image, or a format Pillow cannot read"
+        container = _heif_reason(path) if path is not None else None
+        return container or "UnidentifiedImageError: not an image, or a format Pillow cannot read"
     return f"{type(e).__name__}: {' '.join(str(e).split())}"  # one line: libheif's messages end in a newline
+
+
+def _heif_reason(path: Path) -> str | None:
+    """Why a file whose ``ftyp`` box names a HEIF / AVIF brand cannot be opened, from libheif; None for any other
+    file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return None
+    if len(head) < 12 or head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS:
+        return None
+    brand = head[8:12].decode("ascii")
+    try:
+        pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
+    except Exception as e:  # noqa: BLE001 -- libheif's reason, whatever it raises, only to be said
+        return f"a HEIF/AVIF file (brand {brand}) that cannot be read, damaged or truncated: {' '.join(str(e).split())}"
+    return f"a HEIF/AVIF file (brand {brand}) that Pillow cannot open, damaged or truncated"
 
 
 def _orientation(im) -> int:
@@ -264,7 +290,7 @@ def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
     except BadImageError:
         raise
     except _decode_errors() as e:
-        raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
+        raise BadImageError(f"{path}: cannot decode image ({_reason(e, path)})") from e
 
 
 def _warn_pages(path: Path, im) -> None:
@@ -299,7 +325,7 @@ def _load(path: Path, im) -> None:
         )
         if not isinstance(e, damaged):
             raise
-        raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
+        raise BadImageError(f"{path}: cannot decode image ({_reason(e, path)})") from e
 
 
 _SRGB = ImageCms.createProfile("sRGB")  # LittleCMS's built-in IEC 61966-2-1 sRGB
@@ -608,7 +634,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
     except BadImageError:
         raise
     except _decode_errors() as e:
-        raise BadImageError(f"{path}: cannot decode image ({_reason(e)})") from e
+        raise BadImageError(f"{path}: cannot decode image ({_reason(e, path)})") from e
     planned = (math.ceil(height / reduction), math.ceil(width / reduction))
     if reduction > 1 and pixels.shape[:2] != planned:  # libjpeg reduced otherwise than Pillow's rule says
         raise BadImageError(
