@@ -8,6 +8,7 @@ import io
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
@@ -279,3 +280,90 @@ def test_lab_pixels_with_a_lab_profile_are_converted_without_a_warning(tmp_path,
         got = load_rgb(p)
     assert caplog.text == ""
     assert np.ptp(got) <= 1 and 100 < got.mean() < 140  # a mid gray
+
+
+LINEAR = rgb_profile("Linear RGB", 1.0)
+
+
+def test_an_rgb_png_with_a_transparent_colour_is_white_there_and_managed_elsewhere(tmp_path):
+    """A tRNS colour is matched on the stored values, before the profile moves them (helper-128: applied first, the
+    transparent pixel decoded as (56, 79, 96), not white)."""
+    x = np.full((8, 8, 3), 60, np.uint8)
+    x[0, 0] = (10, 20, 30)
+    p = tmp_path / "trns.png"
+    Image.fromarray(x).save(p, transparency=(10, 20, 30), icc_profile=LINEAR)
+    got = load_rgb(p).astype(int)
+    assert (got[0, 0] == 255).all()
+    assert np.abs(got[1:, 1:] - srgb_encode(60 / 255.0)).max() <= 1
+
+
+def test_a_16bit_rgb_png_with_a_profile_is_managed_after_its_scaling(tmp_path):
+    """16-bit RGB (read by OpenCV, Pillow keeps only the high byte) with an iCCP chunk: managed (helper-128: without
+    the 16-bit path's own step the profile was dropped, error 73)."""
+    rng = np.random.default_rng(4)
+    x16 = rng.integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+    ok, png = cv2.imencode(".png", x16[:, :, ::-1])
+    assert ok
+    data = png.tobytes()
+    body = b"Linear RGB\0\0" + zlib.compress(LINEAR)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    p = tmp_path / "deep.png"
+    p.write_bytes(data[:33] + chunk + data[33:])
+    assert Image.open(p).info["icc_profile"] == LINEAR
+    got = load_rgb(p).astype(int)
+    eight = np.rint(x16 / 257.0)
+    assert np.abs(got - srgb_encode(eight / 255.0)).max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["LA", "I;16"])
+def test_gray_modes_with_alpha_or_16_bits_take_a_gray_profile(tmp_path, mode, caplog):
+    """LA (composited on white) and 16-bit gray decode to gray here, so a gray profile is theirs (helper-128: a
+    mode list that forgot them warned of a mismatch and left them unmanaged)."""
+    levels = np.arange(0, 256, 4, dtype=np.uint8).reshape(8, 8)
+    if mode == "LA":
+        im = Image.fromarray(np.dstack([levels, np.full_like(levels, 255)]), "LA")
+    else:
+        im = Image.fromarray(levels.astype(np.uint16) * 257)
+        assert im.mode == "I;16"
+    p = tmp_path / f"gray_{mode.replace(';', '')}.png"
+    im.save(p, icc_profile=gray_profile("Linear gray", 1.0))
+    with caplog.at_level("WARNING"):
+        got = decode_image(p, "gray").pixels.astype(int)
+    assert caplog.text == ""
+    assert np.abs(got - srgb_encode(levels / 255.0)).max() <= 1
+
+
+def test_a_camera_jpeg_turned_by_its_exif_tag_is_managed_in_place(tmp_path):
+    """The common case: a JPEG with an embedded profile and EXIF orientation 6, managed on Pillow's own pixels and
+    turned once."""
+    x = np.kron(_pixels()[:6, :8], np.ones((8, 8, 1), np.uint8))  # 48 x 64 blocks of one colour: JPEG keeps them
+    p = tmp_path / "IMG_0001.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.ascontiguousarray(np.rot90(x, 1))).save(p, exif=exif, icc_profile=LINEAR, quality=100)
+    got = load_rgb(p).astype(int)
+    assert got.shape == x.shape
+    centres = (slice(4, None, 8), slice(4, None, 8))  # each block's middle, away from the codec's edges
+    assert np.abs(got[centres] - srgb_encode(x[centres] / 255.0)).mean() < 3
+    assert np.abs(got[centres] - x[centres]).mean() > 30
+
+
+def test_a_heic_with_a_profile_is_managed(tmp_path):
+    x = np.kron(_pixels()[:6, :8], np.ones((8, 8, 1), np.uint8))
+    p = tmp_path / "IMG_0002.heic"
+    Image.fromarray(x).save(p, icc_profile=LINEAR, quality=95)
+    got = load_rgb(p).astype(int)
+    centres = (slice(4, None, 8), slice(4, None, 8))
+    assert np.abs(got[centres] - srgb_encode(x[centres] / 255.0)).mean() < 3
+    assert np.abs(got[centres] - x[centres]).mean() > 30
+
+
+def test_an_srgb_profile_on_a_gray_image_is_passed_over_quietly(tmp_path, caplog):
+    """Some tools keep sRGB's profile on a gray JPEG: nothing to apply, and no mismatch warning per file."""
+    srgb_curve = _table(srgb_decode(np.linspace(0, 1, 1024)))
+    gray = (np.arange(16 * 16) % 256).astype(np.uint8).reshape(16, 16)
+    p = tmp_path / "gray_srgb.png"
+    Image.fromarray(gray, "L").save(p, icc_profile=rgb_profile("sRGB IEC61966-2.1", srgb_curve))
+    with caplog.at_level("WARNING"):
+        assert (load_gray(p) == gray).all()
+    assert caplog.text == ""

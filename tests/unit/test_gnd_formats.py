@@ -622,7 +622,22 @@ def test_a_positive_the_database_leaves_out_is_said_to_be_there(tmp_path):
         build_image_lists(root, "mine")
     message = str(e.value)
     assert "gnd.csv:2: positive 'jpg/b.dng' is not a database image, though the file is there" in message
-    assert "in a format read here" in message and "did you mean" not in message
+    assert ".dng is not an image format read here" in message and "did you mean" not in message
+
+
+def test_a_positive_of_an_image_suffix_left_out_keeps_its_hint_and_a_long_name_its_line(tmp_path):
+    """The file-is-there message is for formats the scan does not read: a JPEG that image_list.txt leaves out (or
+    names without its suffix) keeps the "did you mean" (helper-128); a name too long for the file system is still
+    a line error, not an OSError."""
+    root = _csv_dataset(tmp_path / "mine", "query,positive\nqueries/q1.jpg,jpg/a.jpg\n", queries=("queries/q1.jpg",))
+    (root / "image_list.txt").write_text("jpg/a\njpg/b.jpg\n")
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    assert "positive 'jpg/a.jpg' is not a database image (the database is" in str(e.value)
+    (root / "image_list.txt").unlink()
+    (root / "gnd.csv").write_text(f"query,positive\nqueries/q1.jpg,jpg/{'x' * 300}.dng\n")
+    with pytest.raises(ValueError, match=r"gnd\.csv:2: positive 'jpg/x+\.dng' is not a database image \("):
+        build_image_lists(root, "mine")
 
 
 def test_a_query_of_another_suffix_is_found_by_its_name(tmp_path):
@@ -637,3 +652,6 @@ def test_a_query_of_another_suffix_is_found_by_its_name(tmp_path):
     assert [Path(q["path"]).name for q in lists["query"]] == ["q.gif"]
     assert image_file(root, "all_souls_000013") == root / "jpg" / "all_souls_000013.jpg"
     assert image_file(root, "b.v2") == root / "jpg" / "b.v2.jpg"  # no such file: a revisitop name with a dot
+    (root / "jpg" / "c.v2").write_bytes(b"not read")
+    _img(root / "jpg" / "c.v2.jpg")
+    assert image_file(root, "c.v2") == root / "jpg" / "c.v2.jpg"  # both: revisitop's rule, as before

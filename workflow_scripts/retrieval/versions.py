@@ -13,7 +13,8 @@ GENERATOR_VERSION = (
 # applied once (Pillow's TIFF reader and OpenCV turn TIFFs themselves); 4: a PNG's transparent colour or gray level
 # (tRNS) on white, odd-sized JPEGs over the cap reduced as planned (they were decoded in full), camera JPEGs (MPO)
 # reduced, a reduced JPEG's keypoints mapped back by the exact scale (SIFT's as pixel centres), a damaged TIFF
-# page's orientation not applied; 5: an embedded ICC profile other than sRGB is applied (pixels in sRGB)
+# page's orientation not applied; 5: an embedded ICC profile other than sRGB's is applied (pixels in sRGB), camera raw
+# files are refused (their first TIFF directory, a preview, was read as the photo)
 DECODER_VERSION = "5"
 
 

@@ -52,7 +52,7 @@ from retrieval.data.gnd_formats import (
     read_gnd_csv,
     read_instre,
 )
-from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, image_header
+from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_SUFFIXES, image_header
 from retrieval.runtime import is_readable, read_json, read_utf8
 from retrieval.stores.ames_release import read_release_list
 
@@ -62,25 +62,6 @@ GLDV2_LISTS = ("index.csv", "test.csv")  # GLDv2's image lists, beside its retri
 
 
 ALIASES = {"roxford": "roxford5k", "rparis": "rparis6k"}
-
-
-# .jfif / .jpe: JPEGs as some browsers and Windows tools name them; .hif: HEIF as Fujifilm, Sony and Canon cameras
-# name it; .avif: AV1 stills (Pillow's own reader)
-IMAGE_SUFFIXES = (
-    ".jpg",
-    ".jpeg",
-    ".jpe",
-    ".jfif",
-    ".png",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".heic",
-    ".heif",
-    ".hif",
-    ".avif",
-)
 
 
 DISTRACTOR_LIST = "revisitop1m.txt"
@@ -260,7 +241,9 @@ def image_file(dataset_dir: Path, name: str, image_dir: str = "jpg") -> Path:
     suffix = Path(name).suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return base / name
-    if suffix and (base / name).is_file() and not (base / f"{name}.jpg").exists():
+    # os.path.isfile: False, not an OSError, for a name too long or a folder without search permission; a stat for
+    # names of another suffix only (revisitop's and GLDv2's have none)
+    if suffix and os.path.isfile(base / name) and not os.path.isfile(base / f"{name}.jpg"):
         return base / name
     return base / f"{name}.jpg"
 

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from retrieval.data.gnd import GroundTruth, as_int_list, parse_ground_truth, query_box
+from retrieval.data.images import IMAGE_SUFFIXES
 from retrieval.runtime import read_utf8
 
 log = logging.getLogger(__name__)
@@ -534,12 +535,14 @@ def read_gnd_csv(
             seen[q, p] = line
             if kind_problem:
                 raise ValueError(kind_problem)
-            if p not in db_index and (root / p).is_file():  # a file the database leaves out: no other photo to offer
+            # a file of a format the folder scan leaves out (a raw photo): where it went, not another photo's name;
+            # os.path.isfile is False, not an OSError, for a name too long
+            if p not in db_index and Path(p).suffix.lower() not in IMAGE_SUFFIXES and os.path.isfile(root / p):
                 raise ValueError(
-                    f"{where}: positive {p!r} is not a database image, though the file is there: the database is "
-                    "image_list.txt, or every image under jpg/ in a format read here (a file of another suffix, "
-                    "such as a raw format, is left out with a warning in the database_list log, and so is a "
-                    "hidden name)"
+                    f"{where}: positive {p!r} is not a database image, though the file is there: "
+                    f"{Path(p).suffix or 'a name without a suffix'} is not an image format read here (the folder "
+                    "scan leaves such files out, with a warning in the database_list log; convert it to JPEG or "
+                    "TIFF)"
                 )
             if p not in db_index:
                 hints = not problems.full and n_hinted < MAX_POSITIVE_HINTS and len(db_index) <= MAX_POSITIVE_HINT_DB

@@ -24,14 +24,17 @@ Rules (issue 14, item 1):
   here. libheif applies the file's own rotation and mirroring (the ``irot`` / ``imir`` properties, which the HEIF
   format uses instead of EXIF orientation) and pillow-heif then reports EXIF orientation 1, so the picture is
   rotated once, as a viewer shows it.
-* **Colour management: pixels in sRGB.** An embedded ICC profile (a JPEG's APP2, a PNG's iCCP, a TIFF's, WebP's
-  or HEIC's) that is not sRGB's is applied with LittleCMS (``PIL.ImageCms``, perceptual intent) to give the sRGB
-  pixels a colour-managed viewer shows: Display P3 (iPhones), Adobe RGB (cameras set to it), ProPhoto RGB (raw
-  converters), a gray profile's tone curve, and a CMYK profile (print files) in place of Pillow's naive CMYK
-  conversion. A profile whose transform to sRGB moves no probed colour by more than one level is sRGB's, whatever
-  its name, and is not applied (applying it would only round). A profile that is damaged, cannot be used, or whose
-  colour space is not the pixels' (an RGB profile on a gray image) is warned about, naming the file, and not
-  applied: the pixels are read as sRGB (a CMYK image's through Pillow's conversion), as before.
+* **Colour management: pixels in sRGB.** An embedded ICC profile (a JPEG's APP2, a PNG's iCCP, a TIFF's, WebP's,
+  HEIC's or AVIF's) that is not sRGB's is applied with LittleCMS (``PIL.ImageCms``, relative colorimetric intent)
+  to give the sRGB pixels a colour-managed viewer shows: Display P3 (iPhones), Adobe RGB (cameras set to it),
+  ProPhoto RGB (raw converters), a gray profile's tone curve, and a CMYK profile (print files) in place of
+  Pillow's naive CMYK conversion. A profile whose transform to sRGB moves no probed colour by more than one level
+  is sRGB's, whatever its name, and is not applied (applying it would only round). A profile that is damaged,
+  cannot be used, or whose colour space is not the pixels' (an RGB profile on a gray image; not sRGB's, which is
+  passed over) is warned about, naming the file, and not applied: the pixels are read as sRGB (a CMYK image's
+  through Pillow's conversion), as before.
+* **Camera raw files are refused** (``RAW_SUFFIXES``: ``.dng``, ``.nef``, ``.cr2`` ...): they are TIFF-based, and
+  Pillow would read their first directory, a preview of about 160 x 120 pixels, as if it were the photo.
 * A file of several pages or frames (a multi-page TIFF, an animated WebP) is read at its first, with a warning.
 * Every failure (missing, empty, truncated, not an image, over the cap) is a ``BadImageError`` (a ``ValueError``)
   whose message starts with the file's path; callers honour ``on_bad_image`` with it.
@@ -53,7 +56,7 @@ from typing import Iterator
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError, features
 from pillow_heif import register_heif_opener
 
 from retrieval.runtime import is_readable
@@ -79,6 +82,30 @@ _REDUCIBLE = ("JPEG", "MPO")
 _WHITE = 255
 
 NO_READ_PERMISSION = "no permission to read it"
+
+# the suffixes (lower case) of files a folder scan lists as images. .jfif / .jpe: JPEGs as some browsers and Windows
+# tools name them; .hif: HEIF as Fujifilm, Sony and Canon cameras name it; .avif: AV1 stills (Pillow's own reader)
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".heic",
+    ".heif",
+    ".hif",
+    ".avif",
+)
+
+# camera raw formats: TIFF-based, so Pillow would read their first directory, a small preview, as the photo
+RAW_SUFFIXES = (
+    ".dng", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf", ".pef", ".srw",
+    ".x3f", ".3fr", ".erf", ".kdc", ".mef", ".mos", ".mrw", ".iiq", ".rwl", ".raw",
+)  # fmt: skip
 
 
 class BadImageError(ValueError):
@@ -149,7 +176,9 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
 
 
 # ISO base media file brands of HEIF and AVIF stills and sequences (the ftyp box's major brand)
-_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+_HEIF_BRANDS = (
+    b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1", b"avif", b"avis"
+)  # fmt: skip
 
 
 def _reason(e: BaseException, path: Path | None = None) -> str:
@@ -174,6 +203,8 @@ def _heif_reason(path: Path) -> str | None:
     if len(head) < 12 or head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS:
         return None
     brand = head[8:12].decode("ascii")
+    if brand in ("avif", "avis") and not features.check("avif"):
+        return f"an AVIF file (brand {brand}), which this Pillow cannot read: it was built without AVIF support"
     try:
         pillow_heif.open_heif(path, convert_hdr_to_8bit=True)
     except Exception as e:  # noqa: BLE001 -- libheif's reason, whatever it raises, only to be said
@@ -205,11 +236,17 @@ def _warnings_named(path: Path) -> Iterator[None]:
 def _not_empty(path: Path) -> None:
     """BadImageError for a missing, unreadable or empty file (Pillow's message for 0 bytes, "cannot identify image
     file", hides the cause: an interrupted copy or download; a folder without search permission makes even
-    ``is_file`` raise)."""
+    ``is_file`` raise), and for a camera raw file (``RAW_SUFFIXES``)."""
     try:
         if not path.is_file():
             raise BadImageError(f"{path}: image not found")
         size = path.stat().st_size
+        if path.suffix.lower() in RAW_SUFFIXES:  # after the checks above: a missing raw file is said to be missing
+            raise BadImageError(
+                f"{path}: a camera raw file ({path.suffix}), not read here: its first image is a preview of a few "
+                "hundred pixels, not the photo; convert it to JPEG or TIFF first (a raw converter, e.g. darktable "
+                "or dcraw)"
+            )
     except PermissionError as e:
         raise BadImageError(f"{path}: {NO_READ_PERMISSION} ({e.strerror})") from e
     if not is_readable(path):
@@ -330,6 +367,11 @@ def _load(path: Path, im) -> None:
 
 _SRGB = ImageCms.createProfile("sRGB")  # LittleCMS's built-in IEC 61966-2-1 sRGB
 
+# the colours the pixels mean (ICC relative colorimetric): a camera's matrix / TRC profile gives the same under
+# every intent, while a profile's perceptual tables are its maker's rendering choice (sRGB's v4 "preference"
+# profile would move sRGB pixels, and LittleCMS adds black-point compensation to v4 perceptual transforms)
+_INTENT = ImageCms.Intent.RELATIVE_COLORIMETRIC
+
 # an ICC profile's colour space (header bytes 16-19) -> the pixels it applies to: decoded (H, W, 3) RGB, (H, W) gray,
 # or the Pillow image's own CMYK, before any conversion
 _PROFILE_PIXELS = {"RGB ": "rgb", "GRAY": "gray", "CMYK": "cmyk"}
@@ -355,7 +397,7 @@ def _description(icc: bytes) -> str:
         return ""
 
 
-def embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
+def _embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
     """The ICC profile of an open Pillow image that decoding applies: ``(profile bytes, "rgb" | "gray" | "cmyk")``,
     the pixels it is for. None where the image has none, where the profile is sRGB's (its transform to sRGB moves
     no probed colour by more than one level: the pixels are already sRGB, whatever the profile is called), or, with
@@ -389,6 +431,8 @@ def embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
         log.warning("%s: its embedded ICC profile cannot be used (%s); %s", path, _reason(e), _fallback(mode))
         return None
+    if not fits and pixels in ("rgb", "gray") and _is_srgb_quietly(icc, pixels):
+        return None  # sRGB's profile left on a gray image (as some tools save one): nothing to apply, nothing to say
     if not fits:
         log.warning(
             "%s: its embedded ICC profile (%r) is for %s pixels, the image's are %s; not applied (%s)",
@@ -402,9 +446,21 @@ def embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
     return icc, pixels
 
 
+def _is_srgb_quietly(icc: bytes, kind: str) -> bool:
+    """``_is_srgb``, False where no transform can be built (a mismatched profile is warned about anyway)."""
+    try:
+        return _is_srgb(icc, kind)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return False
+
+
+# Pillow modes decoded to (H, W) gray here (``_to_8bit_rgb_or_gray``); the others to (H, W, 3) RGB
+_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "1", "L", "LA", "La", "F")
+
+
 def _single_channel(mode: str) -> bool:
     """Whether Pillow ``mode`` decodes to (H, W) gray here (``_to_8bit_rgb_or_gray``)."""
-    return mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "1", "L", "LA", "La", "F")
+    return mode in _GRAY_MODES
 
 
 @functools.lru_cache(maxsize=8)
@@ -412,7 +468,7 @@ def _to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform:
     """A LittleCMS transform from the profile ``icc`` to sRGB, for Pillow ``mode`` (RGB or CMYK) to RGB; a
     collection's photos share a few profiles, and building one takes milliseconds."""
     profile = _open_profile(icc)
-    return ImageCms.buildTransform(profile, _SRGB, mode, "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL)
+    return ImageCms.buildTransform(profile, _SRGB, mode, "RGB", renderingIntent=_INTENT)
 
 
 @functools.lru_cache(maxsize=8)
@@ -421,10 +477,12 @@ def _gray_to_srgb(icc: bytes) -> np.ndarray:
     optimised 8-bit gray-to-RGB table is up to 10 levels off in the shadows for a linear gray profile)."""
     profile = _open_profile(icc)
     transform = ImageCms.buildTransform(
-        profile, _SRGB, "L", "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL, flags=ImageCms.Flags.NOOPTIMIZE
+        profile, _SRGB, "L", "RGB", renderingIntent=_INTENT, flags=ImageCms.Flags.NOOPTIMIZE
     )
     levels = Image.fromarray(np.arange(256, dtype=np.uint8)[None, :], "L")
-    return np.asarray(ImageCms.applyTransform(levels, transform).convert("L"))[0].copy()
+    table = np.asarray(ImageCms.applyTransform(levels, transform).convert("L"))[0].copy()
+    table.setflags(write=False)  # cached: shared by every image with this profile
+    return table
 
 
 # every 8-bit level of each channel at 17 steps (4,913 colours) and the 256 grays
@@ -451,7 +509,7 @@ def _is_srgb(icc: bytes, kind: str) -> bool:
     return int(np.abs(moved.astype(int) - _PROBE).max()) <= 1
 
 
-def _apply_profile(path: Path, icc: bytes, mode: str, im):
+def _apply_profile(path: Path, icc: bytes, mode: str, im: Image.Image | None) -> Image.Image | np.ndarray | None:
     """``im`` (Pillow ``mode``: RGB, L or CMYK) through ``icc`` to sRGB: an RGB image (for RGB ``im`` itself,
     transformed in place), for L the 256 levels' sRGB gray (uint8 (256,)). LittleCMS's refusal of a profile it read
     (a lookup table it cannot use) is warned about and ``None`` returned (pixels read as sRGB)."""
@@ -469,7 +527,7 @@ def _apply_profile(path: Path, icc: bytes, mode: str, im):
 
 def _managed(path: Path, profile: tuple[bytes, str] | None, pixels: np.ndarray) -> np.ndarray:
     """Decoded uint8 pixels ((H, W) gray or (H, W, 3) RGB) in sRGB through an RGB or gray ``profile``
-    (``embedded_profile``); a gray image stays gray (sRGB's gray of its levels: R = G = B, so luma is exact)."""
+    (``_embedded_profile``); a gray image stays gray (sRGB's gray of its levels: R = G = B, so luma is exact)."""
     if profile is None:
         return pixels
     icc, kind = profile
@@ -617,7 +675,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             _load(path, im)  # Pillow's full decode: refuses a truncated file, as for every other image
             # what the reader left to apply: Pillow's TIFF reader turns the pixels while loading and drops the tag
             left = _orientation(im) if orientation != 1 else 1
-            profile = embedded_profile(path, im)
+            profile = _embedded_profile(path, im)
             # a CMYK image's profile needs its inks, and an 8-bit RGB image's (a camera JPEG) is applied to Pillow's
             # pixels, without two copies of them (a third of the time for a 12-megapixel JPEG); the other images'
             # after their conversion to 8-bit RGB or gray (a transparent colour is matched before it)
