@@ -236,23 +236,28 @@ def _warnings_named(path: Path) -> Iterator[None]:
 def _not_empty(path: Path) -> None:
     """BadImageError for a missing, unreadable or empty file (Pillow's message for 0 bytes, "cannot identify image
     file", hides the cause: an interrupted copy or download; a folder without search permission makes even
-    ``is_file`` raise), and for a camera raw file (``RAW_SUFFIXES``)."""
+    ``is_file`` raise)."""
     try:
         if not path.is_file():
             raise BadImageError(f"{path}: image not found")
         size = path.stat().st_size
-        if path.suffix.lower() in RAW_SUFFIXES:  # after the checks above: a missing raw file is said to be missing
-            raise BadImageError(
-                f"{path}: a camera raw file ({path.suffix}), not read here: its first image is a preview of a few "
-                "hundred pixels, not the photo; convert it to JPEG or TIFF first (a raw converter, e.g. darktable "
-                "or dcraw)"
-            )
     except PermissionError as e:
         raise BadImageError(f"{path}: {NO_READ_PERMISSION} ({e.strerror})") from e
     if not is_readable(path):
         raise BadImageError(f"{path}: {NO_READ_PERMISSION}")
     if size == 0:
         raise BadImageError(f"{path}: empty file (0 bytes)")
+
+
+def _not_raw(path: Path) -> None:
+    """BadImageError for a camera raw file (``RAW_SUFFIXES``), checked after ``_not_empty`` so that a missing one is
+    said to be missing: Pillow would read its first TIFF directory, a preview, as the photo."""
+    if path.suffix.lower() in RAW_SUFFIXES:
+        raise BadImageError(
+            f"{path}: a camera raw file ({path.suffix}), not read here: its first image is a preview of a few "
+            "hundred pixels, not the photo; convert it to JPEG or TIFF first (a raw converter, e.g. darktable or "
+            "dcraw)"
+        )
 
 
 def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
@@ -316,6 +321,7 @@ def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
 
     path = Path(path)
     _not_empty(path)
+    _not_raw(path)
     try:
         # from a file object: given a path, Pillow memory-maps an uncompressed TIFF by its displayed size, which
         # scrambles an L, RGBA or I;16 TIFF of orientation 5-8
@@ -425,14 +431,13 @@ def _embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
         fits = pixels == "rgb" and not _single_channel(mode) and mode not in ("CMYK", "LAB", "HSV")
     if space == "Lab " and mode == "LAB":  # Lab pixels, which Pillow converts to sRGB itself
         return None
-    try:
-        if fits and _is_srgb(icc, pixels):
+    try:  # sRGB's profile is passed over quietly, on the pixels it is for or left on a gray image by some tools
+        if pixels in ("rgb", "gray") and _is_srgb(icc, pixels):
             return None
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as e:
-        log.warning("%s: its embedded ICC profile cannot be used (%s); %s", path, _reason(e), _fallback(mode))
-        return None
-    if not fits and pixels in ("rgb", "gray") and _is_srgb_quietly(icc, pixels):
-        return None  # sRGB's profile left on a gray image (as some tools save one): nothing to apply, nothing to say
+        if fits:
+            log.warning("%s: its embedded ICC profile cannot be used (%s); %s", path, _reason(e), _fallback(mode))
+            return None
     if not fits:
         log.warning(
             "%s: its embedded ICC profile (%r) is for %s pixels, the image's are %s; not applied (%s)",
@@ -444,14 +449,6 @@ def _embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
         )
         return None
     return icc, pixels
-
-
-def _is_srgb_quietly(icc: bytes, kind: str) -> bool:
-    """``_is_srgb``, False where no transform can be built (a mismatched profile is warned about anyway)."""
-    try:
-        return _is_srgb(icc, kind)
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
-        return False
 
 
 # Pillow modes decoded to (H, W) gray here (``_to_8bit_rgb_or_gray``); the others to (H, W, 3) RGB
@@ -659,6 +656,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
         raise ValueError(f"colour must be gray, rgb or bgr, not {colour!r}")
     path = Path(path)
     _not_empty(path)
+    _not_raw(path)
     try:
         # from a file object: given a path, Pillow memory-maps an uncompressed TIFF by its displayed size, which
         # scrambles an L, RGBA or I;16 TIFF of orientation 5-8
