@@ -24,7 +24,7 @@ GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
 # key and what follows it, ASMK's rankings and, under shortlist.source: asmk, the shortlist's; BACKBONE_VERSIONS
 # sift 2: an extractor_version under extract.sift and every SIFT-derived key, nothing else; resnet 3: no key, the
 # recorded overlays do not extract with resnet; DECODER_VERSION 5: every key from the image lists on, v_demo and the
-# configuration answers unchanged)
+# configuration answers unchanged; DECODER_VERSION 6: the same keys as 5)
 GOLDEN_CASES = json.loads(GOLDEN.read_text())
 
 

@@ -14,8 +14,9 @@ GENERATOR_VERSION = (
 # (tRNS) on white, odd-sized JPEGs over the cap reduced as planned (they were decoded in full), camera JPEGs (MPO)
 # reduced, a reduced JPEG's keypoints mapped back by the exact scale (SIFT's as pixel centres), a damaged TIFF
 # page's orientation not applied; 5: an embedded ICC profile other than sRGB's is applied (pixels in sRGB), camera raw
-# files are refused (their first TIFF directory, a preview, was read as the photo)
-DECODER_VERSION = "5"
+# files are refused (their first TIFF directory, a preview, was read as the photo); 6: a HEIF's or AVIF's colour code
+# points (nclx: Display P3, BT.2020, PQ, HLG) are converted to sRGB
+DECODER_VERSION = "6"
 
 
 # Bump a backbone's entry when its extraction gives other features for the same configuration; it enters that

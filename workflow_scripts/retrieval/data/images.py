@@ -33,6 +33,11 @@ Rules (issue 14, item 1):
   cannot be used, or whose colour space is not the pixels' (an RGB profile on a gray image; not sRGB's, which is
   passed over) is warned about, naming the file, and not applied: the pixels are read as sRGB (a CMYK image's
   through Pillow's conversion), as before.
+* **Colour code points: pixels in sRGB too.** A HEIF or AVIF without an ICC profile may describe its colour by
+  H.273 code points (its ``nclx`` box: primaries and transfer function), as camera HEIF (Canon's HDR PQ, Sony's HLG)
+  and most AVIF encoders do: Display P3, BT.2020, gamma, PQ and HLG are converted to sRGB
+  (``retrieval.data.colour``: HDR reference white as SDR white, highlights compressed); sRGB's code points change
+  nothing, and ones not converted are warned about, naming the file (pixels read as sRGB).
 * **Camera raw files are refused** (``RAW_SUFFIXES``: ``.dng``, ``.nef``, ``.cr2`` ...): they are TIFF-based, and
   Pillow would read their first directory, a preview of about 160 x 120 pixels, as if it were the photo.
 * A file of several pages or frames (a multi-page TIFF, an animated WebP) is read at its first, with a warning.
@@ -59,6 +64,7 @@ import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError, features
 from pillow_heif import register_heif_opener
 
+from retrieval.data.colour import CodedColour, coded_to_srgb, is_srgb, unsupported
 from retrieval.runtime import is_readable
 
 log = logging.getLogger(__name__)
@@ -451,6 +457,39 @@ def _embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
     return icc, pixels
 
 
+def _coded_colour(path: Path, im) -> CodedColour | None:
+    """The ``nclx`` colour description (H.273 code points, ``retrieval.data.colour``) of a HEIF or AVIF image
+    without an ICC profile (a profile takes precedence, as in both formats), where decoding converts it: None where
+    there is none or it is sRGB's, and, with a warning naming ``path``, where it cannot be read or converted.
+    pillow-heif reports a HEIF's; Pillow's AVIF reader reports none, so an AVIF's is read with libheif, which parses
+    AVIF boxes without decoding the AV1 image."""
+    if im.info.get("icc_profile") or "icc_profile" in im.info and im.info["icc_profile"] is None:
+        return None
+    if im.format == "AVIF":
+        try:
+            nclx = pillow_heif.open_heif(path, convert_hdr_to_8bit=True).info.get("nclx_profile")
+        except Exception as e:  # noqa: BLE001 -- libheif's reason, whatever it raises, only to be said
+            log.warning("%s: its colour description cannot be read (%s); pixels read as sRGB", path, _reason(e))
+            return None
+    else:
+        nclx = im.info.get("nclx_profile")
+    if not nclx:
+        return None
+    try:
+        coded = CodedColour.from_nclx(nclx)
+    except (KeyError, TypeError, ValueError) as e:
+        log.warning("%s: its colour description (nclx) is incomplete (%s); pixels read as sRGB", path, _reason(e))
+        return None
+    if is_srgb(coded):
+        return None
+    reason = unsupported(coded)
+    if reason is not None:
+        log.warning("%s: its colour description (%s) is not applied: %s; pixels read as sRGB", path, coded.describe(),
+                    reason)  # fmt: skip
+        return None
+    return coded
+
+
 # Pillow modes decoded to (H, W) gray here (``_to_8bit_rgb_or_gray``); the others to (H, W, 3) RGB
 _GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "1", "L", "LA", "La", "F")
 
@@ -674,6 +713,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             # what the reader left to apply: Pillow's TIFF reader turns the pixels while loading and drops the tag
             left = _orientation(im) if orientation != 1 else 1
             profile = _embedded_profile(path, im)
+            coded = _coded_colour(path, im)  # a HEIF's or AVIF's code points, where it has no ICC profile
             # a CMYK image's profile needs its inks, and an 8-bit RGB image's (a camera JPEG) is applied to Pillow's
             # pixels, without two copies of them (a third of the time for a 12-megapixel JPEG); the other images'
             # after their conversion to 8-bit RGB or gray (a transparent colour is matched before it)
@@ -687,6 +727,8 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             if colour16:  # Pillow keeps only the high byte of 16-bit colour: OpenCV reads the 16 bits
                 pixels = _oriented_16bit_colour(path, pixels, orientation)
             pixels = _managed(path, profile, pixels)
+            if coded is not None:
+                pixels = coded_to_srgb(pixels, coded)
     except BadImageError:
         raise
     except _decode_errors() as e:

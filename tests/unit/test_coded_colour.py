@@ -1,0 +1,230 @@
+"""HEIF and AVIF colour described by code points (nclx, H.273) rather than an ICC profile: converted to the sRGB a
+viewer shows. The expected pixels come from published matrices and the standards' formulas written out here, not
+from the module under test."""
+
+import io
+import logging
+
+import numpy as np
+import pillow_heif
+import pytest
+from PIL import Image
+from test_colour_profiles import rgb_profile
+
+from retrieval.data import colour
+from retrieval.data.images import decode_image
+
+# linear sRGB -> linear Display P3 and -> linear BT.2020 (both D65), as published (e.g. ITU-R BT.2087 for BT.2020)
+SRGB_TO_P3 = np.array([[0.8225, 0.1774, 0.0000], [0.0332, 0.9669, 0.0000], [0.0171, 0.0724, 0.9108]])
+SRGB_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+
+
+def srgb_to_linear(e):
+    e = np.asarray(e, dtype=np.float64)
+    return np.where(e <= 0.04045, e / 12.92, ((e + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(v):
+    v = np.clip(v, 0, 1)
+    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
+
+
+def pq_encode(nits):  # SMPTE ST 2084 inverse EOTF
+    m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+    y = (np.asarray(nits, dtype=np.float64) / 10000) ** m1
+    return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+
+
+def hlg_oetf(scene):  # BT.2100 HLG OETF
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    scene = np.asarray(scene, dtype=np.float64)
+    return np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - b, 1e-12)) + c)
+
+
+def patches():
+    """(64, 64, 3) uint8 sRGB: 8 x 8 flat patches whose linear levels stay below the HDR knee (0.8), and their
+    (8, 8, 3) colours."""
+    rng = np.random.default_rng(3)
+    colours = rng.integers(20, 228, size=(8, 8, 3)).astype(np.uint8)
+    return np.repeat(np.repeat(colours, 8, axis=0), 8, axis=1), colours
+
+
+def centres(pixels):
+    return pixels[4::8, 4::8].astype(int)
+
+
+def assert_close_in_light(decoded, colours):
+    """Decoded patch centres against the intended sRGB colours: within 1.5 levels on average, and within 3% of white
+    in linear light everywhere (8-bit HDR codes are coarse: a step of PQ near 100 cd/m^2 is about 4% of the light,
+    and a dark channel of a saturated colour, a difference of large BT.2020 components, can be 20 levels off in
+    sRGB's steep shadows, 0.007 in light)."""
+    assert np.abs(decoded - colours).mean() < 1.5
+    assert np.abs(srgb_to_linear(decoded / 255) - srgb_to_linear(colours / 255)).max() < 0.03
+
+
+def save_heif(path, coded, primaries, transfer):
+    """Lossless (RGB kept as RGB, matrix 0), so the file holds exactly ``coded``."""
+    Image.fromarray(coded).save(
+        path, format="HEIF", quality=-1, chroma=444, matrix_coefficients=0, color_primaries=primaries,
+        transfer_characteristics=transfer,
+    )  # fmt: skip
+
+
+def test_the_matrices_are_the_standards():
+    srgb = colour.rgb_to_xyz(colour.SRGB_XY, colour.D65)
+    iec = [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]  # IEC 61966-2-1
+    np.testing.assert_allclose(srgb, iec, atol=2e-4)
+    bt2020 = colour.rgb_to_xyz(((0.708, 0.292), (0.170, 0.797), (0.131, 0.046)), colour.D65)
+    np.testing.assert_allclose(bt2020[1], [0.2627, 0.6780, 0.0593], atol=1e-4)  # BT.2020's luma weights
+    d65_to_d50 = [[1.0478, 0.0229, -0.0501], [0.0295, 0.9905, -0.0170], [-0.0092, 0.0150, 0.7521]]  # Lindbloom
+    np.testing.assert_allclose(colour.bradford(colour.D65, (0.3457, 0.3585)), d65_to_d50, atol=3e-4)
+    np.testing.assert_allclose(colour.bradford(colour.D65, colour.D65), np.eye(3), atol=1e-12)
+
+
+def test_the_transfer_functions_are_the_standards():
+    np.testing.assert_allclose(colour.pq_eotf(pq_encode([0.0, 100.0, 203.0, 1000.0, 10000.0])),
+                               [0.0, 100.0, 203.0, 1000.0, 10000.0], rtol=1e-9, atol=1e-9)  # fmt: skip
+    assert colour.pq_eotf(0.58) == pytest.approx(203, rel=0.01)  # BT.2408: reference white at 58% PQ
+    scene = np.array([0.0, 0.01, 1 / 12, 0.3, 1.0])
+    np.testing.assert_allclose(colour.hlg_inverse_oetf(hlg_oetf(scene)), scene, atol=1e-9)
+    # BT.2408: HLG reference white is 75% signal, 203 cd/m^2 on a 1,000 cd/m^2 display (gray: Ys = E)
+    e = colour.hlg_inverse_oetf(0.75)
+    assert colour.HLG_PEAK_NITS * e**colour.HLG_SYSTEM_GAMMA == pytest.approx(203, rel=0.01)
+    v = np.linspace(0, 20, 2001)
+    k = colour.highlight_knee(v)
+    assert np.array_equal(k[v <= 0.8], v[v <= 0.8]) and (np.diff(k) > 0).all() and k.max() < 1
+    just_above = (colour.highlight_knee(np.array([0.8 + 1e-6])) - 0.8) / 1e-6
+    assert just_above[0] == pytest.approx(1, abs=1e-4)  # slope 1 where the knee starts: no crease
+    assert colour.highlight_knee(np.array([1.0, 2.0]))[0] == pytest.approx(0.9)  # reference white
+
+
+def test_srgb_code_points_change_nothing(tmp_path):
+    """Most AVIF and HEIF encoders write BT.709 primaries with sRGB's curve: the pixels are decoded as stored."""
+    px, _ = patches()
+    p = tmp_path / "srgb.heic"
+    save_heif(p, px, 1, 13)
+    assert np.array_equal(decode_image(p).pixels, px)
+
+
+def test_display_p3_code_points_are_converted_to_srgb(tmp_path):
+    px, colours = patches()
+    p3 = linear_to_srgb(srgb_to_linear(px / 255) @ SRGB_TO_P3.T)  # the same colours coded in Display P3
+    p = tmp_path / "p3.heic"
+    save_heif(p, np.rint(p3 * 255).astype(np.uint8), 12, 13)
+    decoded = centres(decode_image(p).pixels)
+    assert np.abs(decoded - colours).max() <= 2  # the 8-bit P3 coding rounds once, the conversion once
+    read_as_srgb = np.rint(p3 * 255)[4::8, 4::8]
+    assert np.abs(read_as_srgb - colours).max() > 10  # what decoding without the code points gave
+
+
+def test_pq_bt2020_is_tone_mapped_with_reference_white_as_sdr_white(tmp_path):
+    """Canon's HDR PQ HEIF: BT.2020 primaries, PQ. Colours at or below reference white come back as the SDR photo
+    has them (within PQ's 8-bit steps); read as sRGB they are flat and gray."""
+    px, colours = patches()
+    nits = srgb_to_linear(px / 255) @ SRGB_TO_BT2020.T * colour.REFERENCE_WHITE_NITS
+    coded = np.rint(pq_encode(nits) * 255).astype(np.uint8)
+    p = tmp_path / "hdr.hif"
+    save_heif(p, coded, 9, 16)
+    assert_close_in_light(centres(decode_image(p).pixels), colours)
+    assert np.abs(colours - centres(coded)).mean() > 20  # PQ codes shown as sRGB: flat and gray
+
+
+def test_hlg_bt2020_goes_through_the_ootf(tmp_path):
+    px, colours = patches()
+    display = srgb_to_linear(px / 255) @ SRGB_TO_BT2020.T * colour.REFERENCE_WHITE_NITS / colour.HLG_PEAK_NITS
+    yd = display @ np.array([0.2627, 0.6780, 0.0593])
+    scene = display / np.maximum(yd, 1e-12)[..., None] ** (1 - 1 / colour.HLG_SYSTEM_GAMMA)  # inverse OOTF
+    p = tmp_path / "hlg.heic"
+    save_heif(p, np.rint(hlg_oetf(scene) * 255).astype(np.uint8), 9, 18)
+    assert_close_in_light(centres(decode_image(p).pixels), colours)
+
+
+def test_hdr_highlights_are_compressed_not_clipped():
+    """Above reference white PQ levels stay distinct (a bright sky keeps its clouds), in order, below 255; the knee
+    starts at 0.8 in linear light, so reference white is near white but not clipped with them."""
+    levels = np.rint(pq_encode(np.array([203.0, 400.0, 800.0, 10000.0])) * 255).astype(np.uint8)
+    px = np.repeat(levels[:, None], 3, axis=1)[None]
+    c = colour.CodedColour(9, 16, ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046)), colour.D65)
+    out = colour.coded_to_srgb(px, c)[0, :, 0].astype(int)
+    assert (np.diff(out[:3]) > 0).all() and out[2] < 255 and 240 <= out[0] < 250 and out[3] == 255
+
+
+def _avif_with_code_points(pixels, primaries, transfer):
+    b = io.BytesIO()
+    Image.fromarray(pixels).save(b, format="AVIF", quality=100, subsampling="4:4:4")
+    data = bytearray(b.getvalue())
+    at = data.find(b"colrnclx")
+    assert at > 0, "Pillow's AVIF writer wrote no nclx box"
+    data[at + 8 : at + 12] = primaries.to_bytes(2, "big") + transfer.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_an_avifs_code_points_are_read_with_libheif(tmp_path):
+    """Pillow's AVIF reader reports no nclx; the code points are read from the file's boxes."""
+    px, colours = patches()
+    p3 = np.rint(linear_to_srgb(srgb_to_linear(px / 255) @ SRGB_TO_P3.T) * 255).astype(np.uint8)
+    p = tmp_path / "p3.avif"
+    p.write_bytes(_avif_with_code_points(p3, 12, 13))
+    assert pillow_heif.open_heif(p).info["nclx_profile"]["color_primaries"] == 12
+    plain = tmp_path / "plain.avif"
+    plain.write_bytes(_avif_with_code_points(p3, 1, 13))
+    as_stored = centres(decode_image(plain).pixels)
+    decoded = decode_image(p).pixels
+    p3_coded = colour.CodedColour(12, 13, ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060)), colour.D65)
+    assert np.array_equal(decoded, colour.coded_to_srgb(decode_image(plain).pixels, p3_coded))  # the same pixels
+    assert np.abs(centres(decoded) - colours).mean() < np.abs(as_stored - colours).mean() / 3  # (AV1 is lossy)
+
+
+def test_a_transfer_not_converted_is_named_and_the_pixels_read_as_srgb(tmp_path, caplog):
+    px, _ = patches()
+    p = tmp_path / "log.heic"
+    save_heif(p, px, 9, 10)  # transfer 10: logarithmic (100:1)
+    with caplog.at_level(logging.WARNING):
+        pixels = decode_image(p).pixels
+    assert np.array_equal(pixels, px)
+    assert f"{p}: its colour description (colour primaries 9, transfer 10) is not applied" in caplog.text
+
+
+def test_an_icc_profile_takes_precedence_over_code_points(tmp_path):
+    """An AVIF holding both colour boxes (libavif writes an nclx beside a given profile): the profile is applied, the
+    code points (here PQ) are not, as the AVIF specification says."""
+    px, _ = patches()
+    icc = rgb_profile("Gamma 1.8 RGB", 1.8)
+
+    def avif(primaries, transfer):
+        b = io.BytesIO()
+        Image.fromarray(px).save(b, format="AVIF", quality=100, subsampling="4:4:4", icc_profile=icc)
+        data = bytearray(b.getvalue())
+        at = data.find(b"colrnclx")
+        data[at + 8 : at + 12] = primaries.to_bytes(2, "big") + transfer.to_bytes(2, "big")
+        return bytes(data)
+
+    (tmp_path / "both.avif").write_bytes(avif(9, 16))
+    (tmp_path / "profile.avif").write_bytes(avif(1, 13))
+    both = decode_image(tmp_path / "both.avif").pixels
+    assert np.array_equal(both, decode_image(tmp_path / "profile.avif").pixels)
+    assert np.abs(both.astype(int) - np.asarray(Image.open(tmp_path / "both.avif"))).mean() > 5  # the profile applied
+
+
+def test_gray_takes_only_the_transfer():
+    c = colour.CodedColour(9, 4, ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046)), colour.D65)  # gamma 2.2
+    gray = np.arange(256, dtype=np.uint8)[None]
+    out = colour.coded_to_srgb(gray, c)[0].astype(int)
+    expected = np.rint(linear_to_srgb((np.arange(256) / 255) ** 2.2) * 255)
+    assert np.abs(out - expected).max() <= 1 and out.shape == (256,)
+
+
+def test_primaries_that_are_no_gamut_are_unsupported():
+    c = colour.CodedColour(22, 13, ((0.3, 0.3), (0.3, 0.3), (0.15, 0.06)), colour.D65)
+    assert "do not span a gamut" in colour.unsupported(c)
+    with pytest.raises(ValueError):
+        colour.coded_to_srgb(np.zeros((2, 2, 3), np.uint8), c)
+
+
+def test_a_white_other_than_d65_is_adapted_and_stays_neutral():
+    """DCI-P3 (primaries 11) has a greenish theatre white (0.314, 0.351): adapted by Bradford, as ICC relative
+    colorimetric does, its white and grays stay neutral in sRGB (unadapted, its white would be (242, 255, 238))."""
+    dci = colour.CodedColour(11, 13, ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060)), (0.314, 0.351))
+    grays = np.repeat(np.array([255, 180, 100, 30], np.uint8)[:, None], 3, axis=1)[None]
+    out = colour.coded_to_srgb(grays, dci)[0].astype(int)
+    assert (out.max(axis=1) - out.min(axis=1)).max() <= 1 and out[0].min() >= 254
