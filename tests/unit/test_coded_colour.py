@@ -139,6 +139,19 @@ def test_hlg_bt2020_goes_through_the_ootf(tmp_path):
     assert_close_in_light(centres(decode_image(p).pixels), colours)
 
 
+@pytest.mark.parametrize("transfer", [16, 18, 4])
+def test_unspecified_primaries_are_bt709s(tmp_path, transfer):
+    """Primaries 2 (unspecified), for which libheif reports every chromaticity as 0: converted as BT.709's (1), not
+    refused (helper-129: `chromaticity (0.0, 0.0) is not a colour` failed the whole search)."""
+    px, _ = patches()
+    save_heif(tmp_path / "unspecified.heic", px, 2, transfer)
+    save_heif(tmp_path / "bt709.heic", px, 1, transfer)
+    assert pillow_heif.open_heif(tmp_path / "unspecified.heic").info["nclx_profile"]["color_primary_red_x"] == 0
+    unspecified = decode_image(tmp_path / "unspecified.heic").pixels
+    assert np.array_equal(unspecified, decode_image(tmp_path / "bt709.heic").pixels)
+    assert not np.array_equal(unspecified, px)  # the transfer applied (the file is lossless)
+
+
 def test_hdr_highlights_are_compressed_not_clipped():
     """Above reference white PQ levels stay distinct (a bright sky keeps its clouds), in order, below 255; the knee
     starts at 0.8 in linear light, so reference white is near white but not clipped with them."""

@@ -13,10 +13,12 @@ written out below (pure numpy):
   (4), 2.8 (5) and linear (8); PQ (16, SMPTE ST 2084) to absolute luminance; HLG (18, ARIB STD-B67) through
   BT.2100's inverse OETF and its OOTF for a 1,000 cd/m^2 display (system gamma 1.2 on the scene luminance).
 * **HDR reference white.** PQ and HLG luminance is divided by 203 cd/m^2, the HDR reference (diffuse) white of ITU-R
-  BT.2408, which becomes SDR white; brighter highlights are compressed per channel into the top of the range by
-  a soft knee (``highlight_knee``: identity below 0.8 linear, then a rational approach to 1, continuous in value
-  and slope: reference white at 0.9, twice it at 0.97), not clipped, so a sky keeps some of its clouds. This is this project's tone mapping, the simplest that keeps
-  diffuse surfaces where an SDR photo of them has them; BT.2408's and BT.2446's are display-oriented variants.
+  BT.2408, which becomes SDR white; the top of the range is then compressed per channel by a soft knee
+  (``highlight_knee``: identity up to 0.8 linear, sRGB level 231, then a rational approach to 1, continuous in
+  value and slope: reference white at 0.9, level 243; twice it at 0.97, level 252), not clipped, so a sky keeps
+  some of its clouds. Surfaces darker than 0.8 of reference white come out where an SDR photo of the scene has
+  them; a bright saturated colour moves towards white (per channel, as an SDR camera's clipping does). This is
+  this project's tone mapping, the simplest with those properties; BT.2408's and BT.2446's are display-oriented.
 * **Primaries.** RGB to CIE XYZ from the primaries' and white's chromaticities (SMPTE RP 177), Bradford chromatic
   adaptation where the white is not D65, then XYZ to linear sRGB; negative (out-of-gamut) values clip to 0 and,
   for SDR transfers, values above 1 to 1 (ICC relative colorimetric, as LittleCMS does for profiles).
@@ -67,12 +69,16 @@ class CodedColour:
 
     @classmethod
     def from_nclx(cls, nclx: dict) -> CodedColour:
-        """From pillow-heif's ``info["nclx_profile"]`` (libheif's reading: codes and ``color_primary_*_x/y``)."""
-        xy = tuple(
-            (float(nclx[f"color_primary_{c}_x"]), float(nclx[f"color_primary_{c}_y"])) for c in ("red", "green", "blue")
-        )
+        """From pillow-heif's ``info["nclx_profile"]`` (libheif's reading: codes and ``color_primary_*_x/y``). BT.709's
+        and unspecified primaries (1, 2) take sRGB's chromaticities: libheif reports zeros for code 2."""
+        primaries = int(nclx["color_primaries"])
+        transfer = int(nclx["transfer_characteristics"])
+        if primaries in SRGB_PRIMARIES:
+            return cls(primaries, transfer, SRGB_XY, D65)
+        rgb = ("red", "green", "blue")
+        xy = tuple((float(nclx[f"color_primary_{c}_x"]), float(nclx[f"color_primary_{c}_y"])) for c in rgb)
         white = (float(nclx["color_primary_white_x"]), float(nclx["color_primary_white_y"]))
-        return cls(int(nclx["color_primaries"]), int(nclx["transfer_characteristics"]), xy, white)
+        return cls(primaries, transfer, xy, white)
 
     def describe(self) -> str:
         """For messages: ``colour primaries 9, transfer 16 (PQ)``."""

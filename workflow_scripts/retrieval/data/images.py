@@ -37,7 +37,8 @@ Rules (issue 14, item 1):
   H.273 code points (its ``nclx`` box: primaries and transfer function), as camera HEIF (Canon's HDR PQ, Sony's HLG)
   and most AVIF encoders do: Display P3, BT.2020, gamma, PQ and HLG are converted to sRGB
   (``retrieval.data.colour``: HDR reference white as SDR white, highlights compressed); sRGB's code points change
-  nothing, and ones not converted are warned about, naming the file (pixels read as sRGB).
+  nothing, and ones not converted are warned about, naming the file (pixels read as sRGB); reserved codes, which
+  libheif itself refuses to open a HEIF with, make it a ``BadImageError`` as before.
 * **Camera raw files are refused** (``RAW_SUFFIXES``: ``.dng``, ``.nef``, ``.cr2`` ...): they are TIFF-based, and
   Pillow would read their first directory, a preview of about 160 x 120 pixels, as if it were the photo.
 * A file of several pages or frames (a multi-page TIFF, an animated WebP) is read at its first, with a warning.
@@ -490,6 +491,17 @@ def _coded_colour(path: Path, im) -> CodedColour | None:
     return coded
 
 
+def _coded_to_srgb(path: Path, pixels: np.ndarray, coded: CodedColour) -> np.ndarray:
+    """``pixels`` converted from ``coded`` to sRGB; a conversion that fails is warned about, naming ``path``, and the
+    pixels are read as sRGB: the code points never refuse an image its pixels could be read from."""
+    try:
+        return coded_to_srgb(pixels, coded)
+    except (ValueError, FloatingPointError) as e:
+        log.warning("%s: its colour description (%s) cannot be applied (%s); pixels read as sRGB", path,
+                    coded.describe(), _reason(e))  # fmt: skip
+        return pixels
+
+
 # Pillow modes decoded to (H, W) gray here (``_to_8bit_rgb_or_gray``); the others to (H, W, 3) RGB
 _GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "1", "L", "LA", "La", "F")
 
@@ -728,7 +740,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
                 pixels = _oriented_16bit_colour(path, pixels, orientation)
             pixels = _managed(path, profile, pixels)
             if coded is not None:
-                pixels = coded_to_srgb(pixels, coded)
+                pixels = _coded_to_srgb(path, pixels, coded)
     except BadImageError:
         raise
     except _decode_errors() as e:
