@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pillow_heif
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 from test_colour_profiles import rgb_profile
 
 from retrieval.data import colour
@@ -241,3 +241,62 @@ def test_a_white_other_than_d65_is_adapted_and_stays_neutral():
     grays = np.repeat(np.array([255, 180, 100, 30], np.uint8)[:, None], 3, axis=1)[None]
     out = colour.coded_to_srgb(grays, dci)[0].astype(int)
     assert (out.max(axis=1) - out.min(axis=1)).max() <= 1 and out[0].min() >= 254
+
+
+# linear sRGB -> linear Adobe RGB (1998), both D65, as published (sRGB's green and red are inside Adobe's gamut)
+SRGB_TO_ADOBE = np.array([[0.7152, 0.2848, 0.0000], [0.0000, 1.0000, 0.0000], [0.0000, 0.0412, 0.9588]])
+
+
+def exif_marked(colour_space, index=None, orientation=1):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x8769] = {0xA001: colour_space, **({0xA005: {0x0001: index}} if index else {})}
+    return exif.tobytes()
+
+
+def adobe_coded(px):
+    return np.rint(np.clip(srgb_to_linear(px / 255) @ SRGB_TO_ADOBE.T, 0, 1) ** (256 / 563) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("colour_space", "index", "name"),
+    [(0xFFFF, "R03", "_DSC0001.JPG"), (2, None, "x.tif")],
+)
+def test_adobe_rgb_marked_in_exif_is_converted(tmp_path, colour_space, index, name):
+    """A camera set to Adobe RGB writes its JPEGs without a profile, marked in EXIF (DCF: ColorSpace uncalibrated and
+    interoperability index R03; some cameras ColorSpace 2): converted from Adobe RGB (1998), not read as sRGB.
+    Within 3 levels of the intended colours for a (lossless) TIFF, whose 8-bit Adobe codes round once; a JPEG's
+    YCbCr rounding, amplified where a saturated colour's dark channel is a difference of Adobe components, within 1.5
+    on average. (Pillow writes a TIFF's interoperability IFD where its reader does not find it, so R03 is tested in
+    the JPEG, where cameras write it.)"""
+    px, colours = patches()
+    p = tmp_path / name
+    kw = {"quality": 100, "subsampling": 0} if name.endswith(".JPG") else {}
+    Image.fromarray(adobe_coded(px)).save(p, exif=exif_marked(colour_space, index), **kw)
+    error = np.abs(centres(decode_image(p).pixels) - colours)
+    assert error.mean() < 1.5 and (name.endswith(".JPG") or error.max() <= 3)
+    assert np.abs(centres(adobe_coded(px)) - colours).max() > 20  # what reading them as sRGB gave
+
+
+@pytest.mark.parametrize(("colour_space", "index"), [(1, "R98"), (0xFFFF, None), (0xFFFF, "R98"), (1, "R03")])
+def test_other_exif_colour_marks_change_nothing(tmp_path, colour_space, index):
+    """sRGB (1, DCF's R98), or uncalibrated without DCF's Adobe RGB index: the pixels as stored."""
+    px, _ = patches()
+    p = tmp_path / "photo.tif"
+    Image.fromarray(px).save(p, exif=exif_marked(colour_space, index))
+    assert np.array_equal(decode_image(p).pixels, px)
+
+
+def test_a_profile_takes_precedence_over_the_exif_mark(tmp_path):
+    px, _ = patches()
+    p = tmp_path / "photo.jpg"
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(px).save(p, quality=100, subsampling=0, exif=exif_marked(0xFFFF, "R03"), icc_profile=srgb)
+    assert np.array_equal(decode_image(p).pixels, np.asarray(Image.open(p).convert("RGB")))
+
+
+def test_the_published_adobe_matrix_is_the_one_computed():
+    computed = np.linalg.inv(colour.rgb_to_xyz(colour.ADOBE_RGB_XY, colour.D65)) @ colour.rgb_to_xyz(
+        colour.SRGB_XY, colour.D65
+    )
+    np.testing.assert_allclose(computed, SRGB_TO_ADOBE, atol=2e-4)

@@ -24,6 +24,9 @@ written out below (pure numpy):
   for SDR transfers, values above 1 to 1 (ICC relative colorimetric, as LittleCMS does for profiles).
 * **Encoding.** sRGB's curve, rounded to 8 bits.
 
+Adobe RGB (1998) (``ADOBE_RGB``: its primaries, D65, a pure power of 563 / 256) is described the same way, for the
+JPEGs of cameras set to it, which mark it in EXIF rather than embed a profile.
+
 Code points read as sRGB already (BT.709 or unspecified primaries with an sRGB-like transfer) change nothing
 (``is_srgb``); unknown primaries or transfers are reported by ``unsupported`` for the caller to warn about.
 """
@@ -52,20 +55,30 @@ KNEE = 0.8  # linear sRGB level above which HDR highlights are compressed
 D65 = (0.3127, 0.3290)
 SRGB_XY = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06))
 
+# Adobe RGB (1998) Color Image Encoding (Adobe, 2005), sections 4.2 and 4.3.1.2: its primaries, D65 white, and
+# codes that are linear light raised to 1 / (563 / 256); what a camera set to Adobe RGB records, often without a
+# profile (images.py reads its EXIF mark)
+ADOBE_RGB_XY = ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06))
+ADOBE_RGB_GAMMA = 563 / 256
+
 _BLOCK = 1 << 20  # pixels converted at a time: bounds the float32 temporaries (about 12 bytes a pixel each)
 
 
 @dataclass(frozen=True)
 class CodedColour:
-    """An ``nclx`` colour description: H.273 code points and the chromaticities they stand for.
+    """A colour description by primaries and transfer: an ``nclx`` box's H.273 code points and the chromaticities
+    they stand for, or a named encoding (``ADOBE_RGB``).
 
     ``primaries_xy``: ((x, y) of red, green, blue); ``white_xy``: (x, y) of the white; ``primaries`` and
-    ``transfer``: the H.273 ColourPrimaries and TransferCharacteristics codes."""
+    ``transfer``: the H.273 ColourPrimaries and TransferCharacteristics codes (None for a named encoding: its
+    chromaticities, and ``gamma``, the pure power its codes are raised to, say it all); ``name``: for messages."""
 
-    primaries: int
-    transfer: int
+    primaries: int | None
+    transfer: int | None
     primaries_xy: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
     white_xy: tuple[float, float]
+    gamma: float | None = None
+    name: str = ""
 
     @classmethod
     def from_nclx(cls, nclx: dict) -> CodedColour:
@@ -81,7 +94,9 @@ class CodedColour:
         return cls(primaries, transfer, xy, white)
 
     def describe(self) -> str:
-        """For messages: ``colour primaries 9, transfer 16 (PQ)``."""
+        """For messages: ``colour primaries 9, transfer 16 (PQ)``, or the encoding's name."""
+        if self.name:
+            return self.name
         name = TRANSFER_NAMES.get(self.transfer)
         return f"colour primaries {self.primaries}, transfer {self.transfer}" + (f" ({name})" if name else "")
 
@@ -94,7 +109,10 @@ def is_srgb(c: CodedColour) -> bool:
 def unsupported(c: CodedColour) -> str | None:
     """Why ``c`` cannot be converted (a transfer not listed in the module docstring, or chromaticities that are
     not a triangle around their white); None where it can."""
-    if c.transfer not in SRGB_TRANSFERS and c.transfer not in GAMMA_TRANSFERS and c.transfer not in (PQ, HLG):
+    if c.transfer is None:
+        if not (c.gamma is not None and c.gamma > 0):
+            return f"no transfer: gamma {c.gamma}"
+    elif c.transfer not in SRGB_TRANSFERS and c.transfer not in GAMMA_TRANSFERS and c.transfer not in (PQ, HLG):
         return f"transfer characteristics {c.transfer} is not one converted here"
     if c.primaries not in SRGB_PRIMARIES:
         try:
@@ -179,10 +197,13 @@ def highlight_knee(v: np.ndarray, knee: float = KNEE) -> np.ndarray:
     return np.where(v <= knee, v, knee + head * t / (1.0 + t)).astype(v.dtype)
 
 
-def _linear_table(transfer: int) -> np.ndarray:
+def _linear_table(c: CodedColour) -> np.ndarray:
     """The 256 8-bit codes in linear light, float64 (256,): relative to SDR white for SDR transfers, to BT.2408's
     reference white for PQ; HLG's scene light before its OOTF (``_hlg_display``)."""
     e = np.arange(256) / 255.0
+    transfer = c.transfer
+    if transfer is None:
+        return e**c.gamma
     if transfer in SRGB_TRANSFERS:
         return srgb_decode(e)
     if transfer in GAMMA_TRANSFERS:
@@ -218,7 +239,7 @@ def coded_to_srgb(pixels: np.ndarray, c: CodedColour) -> np.ndarray:
     if reason is not None:
         raise ValueError(reason)
     hdr = c.transfer in (PQ, HLG)
-    table = _linear_table(c.transfer).astype(np.float32)
+    table = _linear_table(c).astype(np.float32)
     encode = _encode_table()
     gray = pixels.ndim == 2
     matrix = None if gray or c.primaries in SRGB_PRIMARIES else to_srgb_matrix(c).astype(np.float32)
@@ -235,3 +256,6 @@ def coded_to_srgb(pixels: np.ndarray, c: CodedColour) -> np.ndarray:
         v = highlight_knee(v) if hdr else np.minimum(v, 1.0, out=v)
         out[start : start + _BLOCK] = encode[np.rint(v * _ENCODE_STEPS).astype(np.int32)]
     return out.reshape(pixels.shape)
+
+
+ADOBE_RGB = CodedColour(None, None, ADOBE_RGB_XY, D65, gamma=ADOBE_RGB_GAMMA, name="Adobe RGB (1998)")

@@ -38,7 +38,9 @@ Rules (issue 14, item 1):
   and most AVIF encoders do: Display P3, BT.2020, gamma, PQ and HLG are converted to sRGB
   (``retrieval.data.colour``: HDR reference white as SDR white, highlights compressed); sRGB's code points change
   nothing, and ones not converted are warned about, naming the file (pixels read as sRGB); reserved codes, which
-  libheif itself refuses to open a HEIF with, make it a ``BadImageError`` as before.
+  libheif itself refuses to open a HEIF with, make it a ``BadImageError`` as before. A JPEG or TIFF that a camera
+  marked Adobe RGB in EXIF without a profile (ColorSpace uncalibrated and interoperability index ``R03``, DCF's way,
+  or ColorSpace 2) is converted from Adobe RGB (1998) the same way.
 * **Camera raw files are refused** (``RAW_SUFFIXES``: ``.dng``, ``.nef``, ``.cr2`` ...): they are TIFF-based, and
   Pillow would read their first directory, a preview of about 160 x 120 pixels, as if it were the photo.
 * A file of several pages or frames (a multi-page TIFF, an animated WebP) is read at its first, with a warning.
@@ -65,7 +67,7 @@ import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError, features
 from pillow_heif import register_heif_opener
 
-from retrieval.data.colour import CodedColour, coded_to_srgb, is_srgb, unsupported
+from retrieval.data.colour import ADOBE_RGB, CodedColour, coded_to_srgb, is_srgb, unsupported
 from retrieval.runtime import is_readable
 
 log = logging.getLogger(__name__)
@@ -458,14 +460,41 @@ def _embedded_profile(path: str | Path, im) -> tuple[bytes, str] | None:
     return icc, pixels
 
 
+# EXIF's ColorSpace tag (in the Exif IFD) and the interoperability index (tag 1 of the Interoperability IFD)
+_EXIF_IFD, _INTEROP_IFD, _COLOR_SPACE, _INTEROP_INDEX = 0x8769, 0xA005, 0xA001, 0x0001
+_UNCALIBRATED = 0xFFFF  # ColorSpace: not sRGB (1)
+_MARKED = ("JPEG", "MPO", "TIFF")  # the formats cameras write EXIF colour marks in
+
+
+def _marked_adobe_rgb(im) -> bool:
+    """Whether a camera marked the image Adobe RGB in EXIF instead of embedding a profile, as DCF 2.0 has it for its
+    option colour space: ColorSpace 0xFFFF (uncalibrated) with the interoperability index ``R03``; or ColorSpace 2,
+    which some cameras write for Adobe RGB (outside the EXIF standard). False for a damaged EXIF block."""
+    try:
+        exif = im.getexif()
+        space = exif.get_ifd(_EXIF_IFD).get(_COLOR_SPACE)
+        if space == 2:
+            return True
+        if space != _UNCALIBRATED:
+            return False
+        index = exif.get_ifd(_INTEROP_IFD).get(_INTEROP_INDEX)
+    except (TypeError, ValueError, KeyError, OSError, struct.error):
+        return False
+    if isinstance(index, bytes):
+        index = index.decode("latin-1")
+    return isinstance(index, str) and index.strip("\x00 ") == "R03"
+
+
 def _coded_colour(path: Path, im) -> CodedColour | None:
-    """The ``nclx`` colour description (H.273 code points, ``retrieval.data.colour``) of a HEIF or AVIF image
-    without an ICC profile (a profile takes precedence, as in both formats), where decoding converts it: None where
-    there is none or it is sRGB's, and, with a warning naming ``path``, where it cannot be read or converted.
-    pillow-heif reports a HEIF's; Pillow's AVIF reader reports none, so an AVIF's is read with libheif, which parses
-    AVIF boxes without decoding the AV1 image."""
+    """The colour description of an image without an ICC profile (a profile takes precedence) that decoding
+    converts (``retrieval.data.colour``): a HEIF's or AVIF's ``nclx`` code points, or Adobe RGB marked in a JPEG's
+    or TIFF's EXIF (``_marked_adobe_rgb``). None where there is none or it is sRGB's, and, with a warning naming
+    ``path``, where it cannot be read or converted. pillow-heif reports a HEIF's code points; Pillow's AVIF reader
+    reports none, so an AVIF's are read with libheif, which parses AVIF boxes without decoding the AV1 image."""
     if im.info.get("icc_profile") or "icc_profile" in im.info and im.info["icc_profile"] is None:
         return None
+    if im.format in _MARKED:
+        return ADOBE_RGB if im.mode not in ("CMYK", "LAB") and _marked_adobe_rgb(im) else None
     if im.format == "AVIF":
         try:
             nclx = pillow_heif.open_heif(path, convert_hdr_to_8bit=True).info.get("nclx_profile")
