@@ -15,7 +15,8 @@ GENERATOR_VERSION = (
 # reduced, a reduced JPEG's keypoints mapped back by the exact scale (SIFT's as pixel centres), a damaged TIFF
 # page's orientation not applied; 5: an embedded ICC profile other than sRGB's is applied (pixels in sRGB), camera raw
 # files are refused (their first TIFF directory, a preview, was read as the photo); 6: a HEIF's or AVIF's colour code
-# points (nclx: Display P3, BT.2020, PQ, HLG) are converted to sRGB, and so is Adobe RGB marked in EXIF (R03)
+# points (nclx: Display P3, BT.2020, PQ, HLG) are converted to sRGB, and so is Adobe RGB marked in EXIF (R03, or
+# ColorSpace 2)
 DECODER_VERSION = "6"
 
 

@@ -83,7 +83,8 @@ class CodedColour:
     @classmethod
     def from_nclx(cls, nclx: dict) -> CodedColour:
         """From pillow-heif's ``info["nclx_profile"]`` (libheif's reading: codes and ``color_primary_*_x/y``). BT.709's
-        and unspecified primaries (1, 2) take sRGB's chromaticities: libheif reports zeros for code 2."""
+        and unspecified primaries (1, 2) take sRGB's chromaticities: libheif reports zeros for code 2. Raises KeyError
+        for a missing key, TypeError or ValueError for a value that is not a number."""
         primaries = int(nclx["color_primaries"])
         transfer = int(nclx["transfer_characteristics"])
         if primaries in SRGB_PRIMARIES:
@@ -234,7 +235,10 @@ def coded_to_srgb(pixels: np.ndarray, c: CodedColour) -> np.ndarray:
     """8-bit pixels in ``c``'s primaries and transfer -> 8-bit sRGB as a viewer shows them (module docstring).
 
     ``pixels``: uint8 (H, W, 3) RGB, or (H, W) gray (only the transfer applies: the primaries' white is gray).
-    Returns a new uint8 array of the same shape. Raises ValueError for what ``unsupported`` names."""
+    Returns a new uint8 array of the same shape. Raises ValueError for what ``unsupported`` names, or for pixels
+    that are not uint8 (H, W) or (H, W, 3)."""
+    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
+        raise ValueError(f"pixels must be uint8 (H, W) or (H, W, 3), not {pixels.dtype} {pixels.shape}")
     reason = unsupported(c)
     if reason is not None:
         raise ValueError(reason)

@@ -469,15 +469,18 @@ _MARKED = ("JPEG", "MPO", "TIFF")  # the formats cameras write EXIF colour marks
 def _marked_adobe_rgb(im) -> bool:
     """Whether a camera marked the image Adobe RGB in EXIF instead of embedding a profile, as DCF 2.0 has it for its
     option colour space: ColorSpace 0xFFFF (uncalibrated) with the interoperability index ``R03``; or ColorSpace 2,
-    which some cameras write for Adobe RGB (outside the EXIF standard). False for a damaged EXIF block."""
+    which some cameras write for Adobe RGB (outside the EXIF standard). False for a damaged EXIF block, and Pillow's
+    warnings about one are not repeated here (they would name the photo at every decode; version 5 read no sub-IFD)."""
     try:
-        exif = im.getexif()
-        space = exif.get_ifd(_EXIF_IFD).get(_COLOR_SPACE)
-        if space == 2:
-            return True
-        if space != _UNCALIBRATED:
-            return False
-        index = exif.get_ifd(_INTEROP_IFD).get(_INTEROP_INDEX)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exif = im.getexif()
+            space = exif.get_ifd(_EXIF_IFD).get(_COLOR_SPACE)
+            if space == 2:
+                return True
+            if space != _UNCALIBRATED:
+                return False
+            index = exif.get_ifd(_INTEROP_IFD).get(_INTEROP_INDEX)
     except (TypeError, ValueError, KeyError, OSError, struct.error):
         return False
     if isinstance(index, bytes):
@@ -486,15 +489,17 @@ def _marked_adobe_rgb(im) -> bool:
 
 
 def _coded_colour(path: Path, im) -> CodedColour | None:
-    """The colour description of an image without an ICC profile (a profile takes precedence) that decoding
+    """The colour description of an image without an ICC profile (a profile takes precedence, even one that is
+    damaged or cannot be used: the pixels are then read as sRGB, with its warning) that decoding
     converts (``retrieval.data.colour``): a HEIF's or AVIF's ``nclx`` code points, or Adobe RGB marked in a JPEG's
     or TIFF's EXIF (``_marked_adobe_rgb``). None where there is none or it is sRGB's, and, with a warning naming
     ``path``, where it cannot be read or converted. pillow-heif reports a HEIF's code points; Pillow's AVIF reader
     reports none, so an AVIF's are read with libheif, which parses AVIF boxes without decoding the AV1 image."""
     if im.info.get("icc_profile") or "icc_profile" in im.info and im.info["icc_profile"] is None:
         return None
-    if im.format in _MARKED:
-        return ADOBE_RGB if im.mode not in ("CMYK", "LAB") and _marked_adobe_rgb(im) else None
+    if im.format in _MARKED:  # colour images only: an Adobe RGB profile on a gray image is not applied either
+        colour = im.mode not in ("CMYK", "LAB") and not _single_channel(im.mode)
+        return ADOBE_RGB if colour and _marked_adobe_rgb(im) else None
     if im.format == "AVIF":
         try:
             nclx = pillow_heif.open_heif(path, convert_hdr_to_8bit=True).info.get("nclx_profile")
@@ -754,7 +759,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             # what the reader left to apply: Pillow's TIFF reader turns the pixels while loading and drops the tag
             left = _orientation(im) if orientation != 1 else 1
             profile = _embedded_profile(path, im)
-            coded = _coded_colour(path, im)  # a HEIF's or AVIF's code points, where it has no ICC profile
+            coded = _coded_colour(path, im)  # HEIF/AVIF code points or Adobe RGB marked in EXIF, without a profile
             # a CMYK image's profile needs its inks, and an 8-bit RGB image's (a camera JPEG) is applied to Pillow's
             # pixels, without two copies of them (a third of the time for a 12-megapixel JPEG); the other images'
             # after their conversion to 8-bit RGB or gray (a transparent colour is matched before it)
