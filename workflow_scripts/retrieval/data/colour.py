@@ -1,5 +1,6 @@
-"""Coded colour to sRGB: the pixels of a HEIF or AVIF file that describes its colour by code points (the ``nclx``
-colour box, ITU-T H.273 / ISO/IEC 23091-2) rather than an ICC profile, as a colour-managed viewer shows them.
+"""Colour described by primaries and a transfer function, converted to sRGB as a colour-managed viewer shows it: the
+pixels of a HEIF or AVIF file that describes its colour by code points (the ``nclx`` colour box, ITU-T H.273 /
+ISO/IEC 23091-2) rather than an ICC profile, and of a camera JPEG marked Adobe RGB in EXIF (``ADOBE_RGB``, below).
 
 Camera HEIF (``.HIF``: Canon's HDR PQ, Sony's HLG stills) and most AVIF encoders write ``nclx``: colour primaries
 (BT.709 = sRGB's, Display P3, BT.2020), a transfer function (sRGB's curve, a gamma, PQ or HLG) and the YCbCr matrix
