@@ -21,6 +21,7 @@ from retrieval.data.datasets import (
     warn_images_beside_jpg,
     with_distractors,
 )
+from retrieval.stages.lists import make_database_list, make_image_lists
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "landmarks-mini"
 
@@ -728,3 +729,30 @@ def test_a_link_to_a_listed_photo_is_warned_about_and_scored_as_listed(tmp_path,
     lists, _ = build_image_lists(root, "ds")
     assert [e["name"] for e in lists["db"]] == ["a", "b", "link_a"]
     assert "imlist[0] 'a' and imlist[2] 'link_a' are one file (a link, or a name in another case)" in caplog.text
+
+
+def test_thumbnails_in_a_folder_are_named_once_each_side(tmp_path, caplog):
+    """A folder holding thumbnails (shorter side under 160 pixels, EXIF's thumbnail size) gets a warning naming them,
+    from the stage that lists them, each file once (a folder's queries are its own photos): the database by
+    database_list, where the lists are made from its list; by image_lists where it lists the folder itself. Photos of
+    160 pixels and more are not named."""
+    jpg = tmp_path / "coll" / "jpg"
+    jpg.mkdir(parents=True)
+    for name, size in [("thumb.jpg", (96, 72)), ("tall.jpg", (120, 400)), ("photo.jpg", (640, 480)),
+                       ("edge.jpg", (213, 160))]:  # fmt: skip
+        Image.new("RGB", size, (90, 120, 150)).save(jpg / name)
+    with caplog.at_level("WARNING"):
+        make_database_list(tmp_path / "coll", "coll", tmp_path / "db.json", tmp_path / "db.m.json", "v", "cpu")
+    said = [r.getMessage() for r in caplog.records if "thumbnails?" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("coll: 2 image(s) smaller than 160 pixels on their shorter side")
+    assert "thumb.jpg (96 x 72)" in said[0] and "tall.jpg (120 x 400)" in said[0]
+    assert "photo.jpg" not in said[0] and "edge.jpg" not in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # the collection's lists from its database list: not named again
+        make_image_lists(tmp_path / "coll", "coll", True, tmp_path / "lists.json", tmp_path / "gnd.json",
+                         tmp_path / "l.m.json", "v", "cpu", database=tmp_path / "db.json")  # fmt: skip
+    assert not [r for r in caplog.records if "thumbnails?" in r.getMessage()]
+    with caplog.at_level("WARNING"):  # a folder listed at once: its own thumbnails
+        make_image_lists(tmp_path / "coll", "coll", True, tmp_path / "lists2.json", tmp_path / "gnd2.json",
+                         tmp_path / "l2.m.json", "v", "cpu")  # fmt: skip
+    assert sum("coll: 2 image(s) smaller than 160" in r.getMessage() for r in caplog.records) == 1

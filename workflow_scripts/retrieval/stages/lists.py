@@ -15,6 +15,40 @@ from retrieval.runtime import Manifest, read_json, write_json
 
 log = logging.getLogger(__name__)
 
+# EXIF thumbnails are 160 x 120: below this shorter side a photo is a thumbnail, and SIFT (the default settings)
+# finds a few hundred features at most where it keeps 1000 of a photo (landmarks-mini photos scaled down, medians of
+# 30: 287 at 160 pixels, 129 at 96, 68 at 64)
+SMALL_SIDE = 160
+
+
+def small_images(entries: list[dict[str, Any]], side: int = SMALL_SIDE) -> list[str]:
+    """``"path (W x H)"`` of the list entries (``path``, ``width``, ``height`` in displayed pixels) whose shorter side
+    is below ``side`` pixels; entries without a size (skipped images) are not counted."""
+    out = []
+    for e in entries:
+        w, h = e.get("width"), e.get("height")
+        if isinstance(w, int) and isinstance(h, int) and min(w, h) < side:
+            out.append(f"{e['path']} ({w} x {h})")
+    return out
+
+
+def warn_small_images(dataset: str, entries: list[dict[str, Any]]) -> None:
+    """Warn, naming the first five, of the list ``entries`` that are thumbnails (``small_images``): they get a ranking
+    like any other, from few local features (a new user's 96-pixel thumbnail did not find its own photo at rank 1)."""
+    small = small_images(entries)
+    if small:
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        log.warning(
+            "%s: %d image(s) smaller than %d pixels on their shorter side (thumbnails?): their local features are "
+            "few (SIFT finds about 290 in a 160-pixel photo, where it keeps 1000 of a full one), so their rankings "
+            "are unreliable: %s%s",
+            dataset,
+            len(small),
+            SMALL_SIDE,
+            ", ".join(small[:5]),
+            more,
+        )
+
 
 def make_demo(out_dir: str | Path, demo_config: dict[str, Any], version: str, preset: str, workers: int = 1) -> None:
     """The demo's splits generated into ``out_dir`` (``results/demo_data/{version}``), written under
@@ -57,6 +91,7 @@ def make_database_list(
     list_files = list_files_read(dataset_dir, dataset, database=True)  # before: a file removed meanwhile counts
     db = build_database_list(dataset_dir, dataset, on_bad_image, max_image_pixels)
     log.info("%s: %d database images", dataset, len(db["db"]))
+    warn_small_images(dataset, db["db"])
     write_json(out_db, db)
     m.write(
         out_manifest,
@@ -102,6 +137,10 @@ def make_image_lists(
     db = read_json(database) if database is not None else None
     list_files = list_files_read(dataset_dir, dataset)  # before the build: a file removed meanwhile counts
     lists, gt = build_image_lists(dataset_dir, dataset, crop_queries, on_bad_image, max_image_pixels, gldv2, db)
+    # each file once: the database's (named by database_list where it listed them), then queries that are not in it
+    in_db = {e["path"] for e in lists["db"]}
+    queries = [q for q in lists["query"] if q["path"] not in in_db]
+    warn_small_images(dataset, (lists["db"] if db is None else []) + queries)
     if gt is not None:
         m.add_input("ground_truth", gt.source)
     write_json(out_lists, lists)
