@@ -34,6 +34,7 @@ Code points read as sRGB already (BT.709 or unspecified primaries with an sRGB-l
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -228,8 +229,13 @@ def _hlg_display(scene: np.ndarray, luma: np.ndarray | None) -> np.ndarray:
 _ENCODE_STEPS = 65535  # linear light is rounded to 1 / 65535 before sRGB's curve (at most 0.05 of an 8-bit level)
 
 
+@functools.cache
 def _encode_table() -> np.ndarray:
-    return np.rint(srgb_encode(np.arange(_ENCODE_STEPS + 1) / _ENCODE_STEPS) * 255).astype(np.uint8)
+    """sRGB's 8-bit code of each of the ``_ENCODE_STEPS + 1`` linear levels, uint8, read-only: built once (a few
+    milliseconds), not per image."""
+    table = np.rint(srgb_encode(np.arange(_ENCODE_STEPS + 1) / _ENCODE_STEPS) * 255).astype(np.uint8)
+    table.setflags(write=False)
+    return table
 
 
 def coded_to_srgb(pixels: np.ndarray, c: CodedColour) -> np.ndarray:
