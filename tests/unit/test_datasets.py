@@ -175,18 +175,18 @@ def test_query_box_outside_the_image_names_the_file_and_query(tmp_path, caplog):
 
 
 def test_files_of_other_formats_are_left_out_with_a_warning(tmp_path, caplog):
-    """A raw .CR2 (not read here) is not listed, and the log names it; any case of a known suffix is listed."""
+    """A JPEG XL (not read here) is not listed, and the log names it; any case of a known suffix is listed."""
     root = tmp_path / "photos"
     _write_dataset(root, ["x"], [])
     (root / "jpg" / "x.jpg").rename(root / "jpg" / "X.JPEG")
-    (root / "jpg" / "IMG_0001.CR2").write_bytes(b"\0" * 64)
+    (root / "jpg" / "IMG_0001.jxl").write_bytes(b"\0" * 64)
     (root / "jpg" / "notes.txt").write_text("a dataset's own file: no warning")
     (root / "jpg" / "sift_gallery_local.hdf5").write_bytes(b"")  # an AMES export's descriptors: no warning either
     Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(root / "loose.jpg")  # beside jpg/: not scanned
     with caplog.at_level("WARNING"):
         lists, _ = build_image_lists(root, "photos")
     assert [e["name"] for e in lists["db"]] == ["jpg/X.JPEG"]
-    assert "1 file(s) left out" in caplog.text and "IMG_0001.CR2" in caplog.text and "notes.txt" not in caplog.text
+    assert "1 file(s) left out" in caplog.text and "IMG_0001.jxl" in caplog.text and "notes.txt" not in caplog.text
     assert ".hdf5" not in caplog.text
     assert "1 image(s) beside jpg/ are not in the database, which is the images under jpg/: loose.jpg" in caplog.text
 

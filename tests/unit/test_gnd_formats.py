@@ -614,15 +614,41 @@ def test_a_folder_of_queries_scanned_into_the_database_is_warned(tmp_path, caplo
 
 
 def test_a_positive_the_database_leaves_out_is_said_to_be_there(tmp_path):
-    """A positive that is a file of a format not read here (a raw photo): no "did you mean" another photo
-    (helper-127 was offered 'jpg/DSC_0003.JPG' for 'jpg/DSC_0100.dng'), but where the file went."""
-    root = _csv_dataset(tmp_path / "mine", "query,positive\nqueries/q1.jpg,jpg/b.dng\n", queries=("queries/q1.jpg",))
-    (root / "jpg" / "b.dng").write_bytes(b"raw")
+    """A positive that is a file of a format not read here (JPEG XL): no "did you mean" another photo (helper-127
+    was offered 'jpg/DSC_0003.JPG' for 'jpg/DSC_0100.dng', when raw files were not read), but where the file went."""
+    root = _csv_dataset(tmp_path / "mine", "query,positive\nqueries/q1.jpg,jpg/b.jxl\n", queries=("queries/q1.jpg",))
+    (root / "jpg" / "b.jxl").write_bytes(b"jxl")
     with pytest.raises(ValueError) as e:
         build_image_lists(root, "mine")
     message = str(e.value)
-    assert "gnd.csv:2: positive 'jpg/b.dng' is not a database image, though the file is there" in message
-    assert ".dng is not an image format read here" in message and "did you mean" not in message
+    assert "gnd.csv:2: positive 'jpg/b.jxl' is not a database image, though the file is there" in message
+    assert ".jxl is not an image format read here" in message and "did you mean" not in message
+
+
+def test_a_raw_file_beside_its_jpeg_is_left_out_and_a_positive_naming_it_is_sent_to_the_jpeg(tmp_path, caplog):
+    """RAW+JPEG: DSC_0001.NEF beside DSC_0001.JPG is the same photo, listed once, as the JPEG (the raw file is never
+    read: its bytes here are no raw file), with a warning naming it; a gnd.csv positive naming the raw file is told
+    the JPEG's name."""
+    rows = "query,positive\nqueries/q1.jpg,jpg/a.jpg\n"
+    root = _csv_dataset(tmp_path / "mine", rows, db=("a.jpg", "DSC_0001.JPG"), queries=("queries/q1.jpg",))
+    (root / "jpg" / "DSC_0001.NEF").write_bytes(b"not read")
+    (root / "jpg" / "sub").mkdir()
+    (root / "jpg" / "sub" / "DSC_0001.nef").write_bytes(b"no JPEG of its name in its folder: listed, and unreadable")
+    with pytest.raises(ValueError, match=r"sub/DSC_0001\.nef: LibRaw cannot read it as a camera raw file"):
+        build_image_lists(root, "mine")
+    (root / "jpg" / "sub" / "DSC_0001.nef").unlink()
+    with caplog.at_level("WARNING"):
+        lists, _ = build_image_lists(root, "mine")
+    assert [e["name"] for e in lists["db"]] == ["jpg/DSC_0001.JPG", "jpg/a.jpg"]
+    assert "1 camera raw file(s) left out: the JPEG / HEIF of the same name beside each is listed" in caplog.text
+    assert "DSC_0001.NEF" in caplog.text
+    (root / "gnd.csv").write_text("query,positive\nqueries/q1.jpg,jpg/DSC_0001.NEF\n")
+    with pytest.raises(ValueError) as e:
+        build_image_lists(root, "mine")
+    assert (
+        "gnd.csv:2: positive 'jpg/DSC_0001.NEF' is a camera raw file that the folder scan leaves out, since the same "
+        "photo as the camera's JPEG / HEIF, 'jpg/DSC_0001.JPG', is beside it and listed: name that one"
+    ) in str(e.value)
 
 
 def test_a_positive_of_an_image_suffix_left_out_keeps_its_hint_and_a_long_name_its_line(tmp_path):
@@ -635,8 +661,8 @@ def test_a_positive_of_an_image_suffix_left_out_keeps_its_hint_and_a_long_name_i
         build_image_lists(root, "mine")
     assert "positive 'jpg/a.jpg' is not a database image (the database is" in str(e.value)
     (root / "image_list.txt").unlink()
-    (root / "gnd.csv").write_text(f"query,positive\nqueries/q1.jpg,jpg/{'x' * 300}.dng\n")
-    with pytest.raises(ValueError, match=r"gnd\.csv:2: positive 'jpg/x+\.dng' is not a database image \("):
+    (root / "gnd.csv").write_text(f"query,positive\nqueries/q1.jpg,jpg/{'x' * 300}.jxl\n")
+    with pytest.raises(ValueError, match=r"gnd\.csv:2: positive 'jpg/x+\.jxl' is not a database image \("):
         build_image_lists(root, "mine")
 
 

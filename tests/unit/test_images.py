@@ -761,15 +761,3 @@ def test_the_featureless_warning_names_a_folder_without_queries_by_its_name_alon
     assert _store_name(folder, "db") == "newq"
     assert _store_name({"dataset": "mine", "db": []}, "db") == "mine"  # db.json: whether it has queries is not said
     assert _store_name({"db": []}, "db") == "db"
-
-
-def test_a_camera_raw_file_is_refused_not_read_as_its_preview(tmp_path):
-    """A NEF / DNG is TIFF-based: Pillow reads its first directory, a preview of about 160 x 120 pixels, as if it
-    were the photo (helper-128: a gnd.csv query DSC_0001.NEF was listed at 160 x 120 without a word)."""
-    preview = tmp_path / "DSC_0001.NEF"
-    Image.fromarray(np.zeros((120, 160, 3), np.uint8)).save(preview, "TIFF")
-    for read in (image_header, load_gray):
-        with pytest.raises(BadImageError, match=r"DSC_0001\.NEF: a camera raw file \(\.NEF\), not read here"):
-            read(preview)
-    with pytest.raises(BadImageError, match=r"missing\.dng: image not found"):
-        image_header(tmp_path / "missing.dng")

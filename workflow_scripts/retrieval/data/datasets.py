@@ -52,7 +52,7 @@ from retrieval.data.gnd_formats import (
     read_gnd_csv,
     read_instre,
 )
-from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_SUFFIXES, image_header
+from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_SUFFIXES, RAW_SUFFIXES, image_header
 from retrieval.runtime import is_readable, read_json, read_utf8
 from retrieval.stores.ames_release import read_release_list
 
@@ -705,7 +705,22 @@ def _scan_images(root: Path) -> list[Path]:
         str(p.relative_to(base)) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES
     )
     _warn_left_out(base, f"file(s) left out, not an image format read here ({' '.join(IMAGE_SUFFIXES)})", other)
-    return images
+    paired = raw_beside_rendered(images)
+    _warn_left_out(
+        base,
+        "camera raw file(s) left out: the JPEG / HEIF of the same name beside each is listed (a RAW+JPEG camera "
+        "writes both of one photo)",
+        sorted(str(p.relative_to(base)) for p in paired),
+    )
+    return [p for p in images if p not in paired]
+
+
+def raw_beside_rendered(images: list[Path]) -> set[Path]:
+    """The camera raw files (``RAW_SUFFIXES``) among ``images`` that have a rendered image (any other suffix) of the
+    same name, case aside, in the same folder: ``DSC_0001.NEF`` beside ``DSC_0001.JPG``, as a camera set to RAW+JPEG
+    writes them. Listing both would put every such photo in the database twice."""
+    rendered = {(p.parent, p.stem.casefold()) for p in images if p.suffix.lower() not in RAW_SUFFIXES}
+    return {p for p in images if p.suffix.lower() in RAW_SUFFIXES and (p.parent, p.stem.casefold()) in rendered}
 
 
 def _check_present(

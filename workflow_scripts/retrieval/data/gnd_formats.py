@@ -25,13 +25,13 @@ import math
 import os
 import posixpath
 import unicodedata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from retrieval.data.gnd import GroundTruth, as_int_list, parse_ground_truth, query_box
-from retrieval.data.images import IMAGE_SUFFIXES
+from retrieval.data.images import IMAGE_SUFFIXES, RAW_SUFFIXES
 from retrieval.runtime import read_utf8
 
 log = logging.getLogger(__name__)
@@ -416,6 +416,20 @@ MAX_POSITIVE_HINTS = 5  # bad positives given the closest database names (diffli
 MAX_POSITIVE_HINT_DB = 50_000  # a larger database gets none (9-14 s a name at 200,000)
 
 
+def _rendered_sibling(name: str, db_index: dict[str, int]) -> str | None:
+    """The database name of the rendered photo (``DSC_0001.JPG``) beside a camera raw file's name (``DSC_0001.NEF``),
+    which a folder scan lists in its place (``datasets.raw_beside_rendered``); None for any other name."""
+    path = PurePosixPath(name)
+    if path.suffix.lower() not in RAW_SUFFIXES:
+        return None
+    stem = path.stem.casefold()
+    for other in db_index:
+        o = PurePosixPath(other)
+        if o.parent == path.parent and o.stem.casefold() == stem and o.suffix.lower() not in RAW_SUFFIXES:
+            return other
+    return None
+
+
 def _close_positives(path: Path, typed: str, q: str, p: str, db_index: dict[str, int]) -> list[str]:
     """Up to two database images close to the positive ``p`` that is not one, for a hint; neither a name the query
     ``typed`` lists already (it would be a duplicate) nor the query ``q`` itself (refused as its own positive) is."""
@@ -543,6 +557,12 @@ def read_gnd_csv(
                     f"{Path(p).suffix or 'a name without a suffix'} is not an image format read here (the folder "
                     "scan leaves such files out, with a warning in the database_list log; convert it to JPEG or "
                     "TIFF)"
+                )
+            rendered = _rendered_sibling(p, db_index) if p not in db_index else None
+            if rendered is not None:
+                raise ValueError(
+                    f"{where}: positive {p!r} is a camera raw file that the folder scan leaves out, since the same "
+                    f"photo as the camera's JPEG / HEIF, {rendered!r}, is beside it and listed: name that one"
                 )
             if p not in db_index:
                 hints = not problems.full and n_hinted < MAX_POSITIVE_HINTS and len(db_index) <= MAX_POSITIVE_HINT_DB

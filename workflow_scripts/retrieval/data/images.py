@@ -41,8 +41,11 @@ Rules (issue 14, item 1):
   libheif itself refuses to open a HEIF with, make it a ``BadImageError`` as before. A JPEG or TIFF that a camera
   marked Adobe RGB in EXIF without a profile (ColorSpace uncalibrated and interoperability index ``R03``, DCF's way,
   or ColorSpace 2) is converted from Adobe RGB (1998) the same way.
-* **Camera raw files are refused** (``RAW_SUFFIXES``: ``.dng``, ``.nef``, ``.cr2`` ...): they are TIFF-based, and
-  Pillow would read their first directory, a preview of about 160 x 120 pixels, as if it were the photo.
+* **Camera raw files** (``RAW_SUFFIXES``: ``.dng``, ``.nef``, ``.cr2`` ...) are read through LibRaw
+  (``retrieval.data.raw``): the camera's own full-size preview when it has one, else a half-size demosaic with the
+  camera's white balance, in sRGB, turned by the raw's orientation. A file LibRaw cannot read (a TIFF named
+  ``.NEF``, which Pillow would read as its small first directory) is a ``BadImageError``. The pixel cap applies to
+  what it gives.
 * A file of several pages or frames (a multi-page TIFF, an animated WebP) is read at its first, with a warning.
 * Every failure (missing, empty, truncated, not an image, over the cap) is a ``BadImageError`` (a ``ValueError``)
   whose message starts with the file's path; callers honour ``on_bad_image`` with it.
@@ -68,6 +71,8 @@ from PIL import Image, ImageCms, UnidentifiedImageError, features
 from pillow_heif import register_heif_opener
 
 from retrieval.data.colour import ADOBE_RGB, CodedColour, coded_to_srgb, is_srgb, unsupported
+from retrieval.data.orientation import transposed
+from retrieval.data.raw import RawError, raw_header, read_raw
 from retrieval.runtime import is_readable
 
 log = logging.getLogger(__name__)
@@ -92,8 +97,15 @@ _WHITE = 255
 
 NO_READ_PERMISSION = "no permission to read it"
 
+# camera raw formats, read through LibRaw (``retrieval.data.raw``): the camera's own preview, or a half-size demosaic
+RAW_SUFFIXES = (
+    ".dng", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf", ".pef", ".srw",
+    ".x3f", ".3fr", ".erf", ".kdc", ".mef", ".mos", ".mrw", ".iiq", ".rwl", ".raw",
+)  # fmt: skip
+
 # the suffixes (lower case) of files a folder scan lists as images. .jfif / .jpe: JPEGs as some browsers and Windows
-# tools name them; .hif: HEIF as Fujifilm, Sony and Canon cameras name it; .avif: AV1 stills (Pillow's own reader)
+# tools name them; .hif: HEIF as Fujifilm, Sony and Canon cameras name it; .avif: AV1 stills (Pillow's own reader);
+# then the camera raw formats
 IMAGE_SUFFIXES = (
     ".jpg",
     ".jpeg",
@@ -108,13 +120,7 @@ IMAGE_SUFFIXES = (
     ".heif",
     ".hif",
     ".avif",
-)
-
-# camera raw formats: TIFF-based, so Pillow would read their first directory, a small preview, as the photo
-RAW_SUFFIXES = (
-    ".dng", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf", ".pef", ".srw",
-    ".x3f", ".3fr", ".erf", ".kdc", ".mef", ".mos", ".mrw", ".iiq", ".rwl", ".raw",
-)  # fmt: skip
+) + RAW_SUFFIXES
 
 
 class BadImageError(ValueError):
@@ -142,21 +148,6 @@ class DecodedImage:
     def factor(self) -> tuple[float, float]:
         """(x, y) scale from full-image pixels to ``pixels``: (1 / scale, 1 / scale); (1.0, 1.0) unless reduced."""
         return 1.0 / self.scale, 1.0 / self.scale
-
-
-def _transpose_methods():
-
-    t = Image.Transpose
-    # the mapping of PIL.ImageOps.exif_transpose (EXIF 2.3, tag 0x0112)
-    return {
-        2: t.FLIP_LEFT_RIGHT,
-        3: t.ROTATE_180,
-        4: t.FLIP_TOP_BOTTOM,
-        5: t.TRANSPOSE,
-        6: t.ROTATE_270,
-        7: t.TRANSVERSE,
-        8: t.ROTATE_90,
-    }
 
 
 @contextmanager
@@ -258,15 +249,25 @@ def _not_empty(path: Path) -> None:
         raise BadImageError(f"{path}: empty file (0 bytes)")
 
 
-def _not_raw(path: Path) -> None:
-    """BadImageError for a camera raw file (``RAW_SUFFIXES``), checked after ``_not_empty`` so that a missing one is
-    said to be missing: Pillow would read its first TIFF directory, a preview, as the photo."""
-    if path.suffix.lower() in RAW_SUFFIXES:
-        raise BadImageError(
-            f"{path}: a camera raw file ({path.suffix}), not read here: its first image is a preview of a few "
-            "hundred pixels, not the photo; convert it to JPEG or TIFF first (a raw converter, e.g. darktable or "
-            "dcraw)"
-        )
+def _is_raw(path: Path) -> bool:
+    return path.suffix.lower() in RAW_SUFFIXES
+
+
+def _raw_header(path: Path, max_pixels: int) -> tuple[int, int, int]:
+    """``image_header`` of a camera raw file (``retrieval.data.raw``): the size ``decode_image`` will give."""
+    try:
+        layout = raw_header(str(path), max_pixels)
+    except RawError as e:
+        raise BadImageError(f"{path}: {e}") from e
+    return layout.width, layout.height, layout.orientation
+
+
+def _read_raw(path: Path, max_pixels: int) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of a camera raw file as displayed (``retrieval.data.raw``); BadImageError naming it."""
+    try:
+        return read_raw(str(path), max_pixels)
+    except RawError as e:
+        raise BadImageError(f"{path}: {e}") from e
 
 
 def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
@@ -330,7 +331,8 @@ def image_header(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -
 
     path = Path(path)
     _not_empty(path)
-    _not_raw(path)
+    if _is_raw(path):
+        return _raw_header(path, max_pixels)
     try:
         # from a file object: given a path, Pillow memory-maps an uncompressed TIFF by its displayed size, which
         # scrambles an L, RGBA or I;16 TIFF of orientation 5-8
@@ -652,13 +654,6 @@ def _read_16bit_colour(path: Path) -> np.ndarray | None:
     return _composite_on_white(x) if x.shape[2] == 4 else x
 
 
-def _transposed(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """``pixels`` (H, W[, 3]) uint8 turned as a viewer shows them for EXIF ``orientation`` (1: unchanged)."""
-    if orientation == 1:
-        return pixels
-    return np.asarray(Image.fromarray(pixels).transpose(_transpose_methods()[orientation]))
-
-
 def _oriented_16bit_colour(path: Path, displayed_high_byte: np.ndarray, orientation: int) -> np.ndarray:
     """16-bit colour pixels (H, W, 3) uint8 (v / 257, rounded) in the displayed orientation.
 
@@ -675,7 +670,7 @@ def _oriented_16bit_colour(path: Path, displayed_high_byte: np.ndarray, orientat
         return displayed_high_byte
     rgb = np.clip(np.rint(x), 0, 255).astype(np.uint8)
     best = None
-    for candidate in (rgb, _transposed(rgb, orientation)):
+    for candidate in (rgb, transposed(rgb, orientation)):
         if candidate.shape == displayed_high_byte.shape:
             err = float(np.abs(candidate.astype(np.int16) - displayed_high_byte).mean())
             if best is None or err < best[0]:
@@ -741,7 +736,8 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
         raise ValueError(f"colour must be gray, rgb or bgr, not {colour!r}")
     path = Path(path)
     _not_empty(path)
-    _not_raw(path)
+    if _is_raw(path):
+        return _as_colour(_read_raw(path, max_pixels), colour, 1)
     try:
         # from a file object: given a path, Pillow memory-maps an uncompressed TIFF by its displayed size, which
         # scrambles an L, RGBA or I;16 TIFF of orientation 5-8
@@ -769,7 +765,7 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             ):
                 srgb = _apply_profile(path, profile[0], im.mode, im)
                 source, profile = (im if srgb is None else srgb), None
-            pixels = _transposed(_to_8bit_rgb_or_gray(source, raw), left)
+            pixels = transposed(_to_8bit_rgb_or_gray(source, raw), left)
             if colour16:  # Pillow keeps only the high byte of 16-bit colour: OpenCV reads the 16 bits
                 pixels = _oriented_16bit_colour(path, pixels, orientation)
             pixels = _managed(path, profile, pixels)
@@ -790,6 +786,12 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             f"{path}: decoded {pixels.shape[1]}x{pixels.shape[0]} pixels, but its header says {width}x{height} as "
             f"displayed (orientation {orientation}): a reader this project does not know applied the orientation"
         )
+    decoded = _as_colour(pixels, colour, reduction)
+    return DecodedImage(decoded.pixels, width, height, reduction)
+
+
+def _as_colour(pixels: np.ndarray, colour: str, reduction: int) -> DecodedImage:
+    """``pixels`` (uint8 (H, W) or (H, W, 3) RGB) in ``colour``, as a DecodedImage of their own size."""
     if colour == "gray":
         if pixels.ndim == 3:
             pixels = np.asarray(Image.fromarray(pixels, "RGB").convert("L"))
@@ -798,7 +800,8 @@ def decode_image(path: str | Path, colour: str = "rgb", max_pixels: int = DEFAUL
             pixels = np.repeat(pixels[:, :, None], 3, axis=2)
         if colour == "bgr":
             pixels = pixels[:, :, ::-1]
-    return DecodedImage(np.ascontiguousarray(pixels), width, height, reduction)
+    h, w = pixels.shape[:2]
+    return DecodedImage(np.ascontiguousarray(pixels), w * reduction, h * reduction, reduction)
 
 
 def load_gray(path: str | Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:

@@ -1,0 +1,202 @@
+"""Camera raw files through LibRaw (``retrieval.data.raw``): DNGs written here from a known picture (a Bayer mosaic of
+its linear RGB, with or without an embedded preview), read back through ``decode_image`` and ``image_header``."""
+
+import io
+
+import numpy as np
+import pytest
+import rawpy
+import tifffile
+from PIL import Image
+
+from retrieval.data.images import BadImageError, decode_image, image_header
+from retrieval.data.orientation import transposed
+from retrieval.data.raw import FLIP_TO_ORIENTATION, RawError, half_size, preview_pixels, preview_size, read_raw
+
+WHITE = 60000  # the DNG's white level
+NEUTRAL = (0.5, 1.0, 0.7)  # the raw channels' values for white, relative to green (a warm light)
+
+
+def _picture(h: int = 96, w: int = 128) -> np.ndarray:
+    """uint8 (h, w, 3) sRGB: red, green and blue vertical bands over a horizontal ramp, so that both a turn and a
+    mix-up of the CFA's colours show."""
+    rgb = np.zeros((h, w, 3), np.uint8)
+    ramp = np.linspace(40, 230, h).astype(np.uint8)[:, None]
+    for c in range(3):
+        rgb[:, c * w // 3 : (c + 1) * w // 3, c] = ramp
+    rgb[: h // 8] = 255  # a white band on top: which way is up
+    return rgb
+
+
+def _linear(rgb: np.ndarray) -> np.ndarray:
+    x = rgb.astype(np.float64) / 255
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def _srational(values) -> list[int]:
+    return [v for x in values for v in (round(x * 10000), 10000)]
+
+
+# XYZ (D65) -> linear sRGB: a camera whose raw channels are linear sRGB
+_XYZ_TO_SRGB = [3.2406, -1.5372, -0.4986, -0.9689, 1.8758, 0.0415, 0.0557, -0.2040, 1.0570]
+
+
+def write_dng(path, rgb: np.ndarray, orientation: int = 1, preview: np.ndarray | None = None) -> None:
+    """A DNG of ``rgb`` (uint8 sRGB): its linear values as an RGGB mosaic (16 bits, white level 60000), the camera's
+    colour matrix that of linear sRGB, its channels' response to white ``NEUTRAL`` (the white balance as shot, which
+    the reader must undo), EXIF ``orientation``; with ``preview`` (uint8 RGB, as
+    stored), that as IFD 0's uncompressed preview and the mosaic in its SubIFD, as cameras write DNGs."""
+    lin = _linear(rgb)
+    h, w = lin.shape[:2]
+    cfa = np.empty((h, w), np.uint16)
+    for (dy, dx), c in zip(((0, 0), (0, 1), (1, 0), (1, 1)), (0, 1, 1, 2)):
+        cfa[dy::2, dx::2] = np.round(lin[dy::2, dx::2, c] * NEUTRAL[c] * WHITE)
+    dng = [
+        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
+        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
+        (50708, "s", 0, "Test Camera", True),  # UniqueCameraModel
+        (274, "H", 1, orientation, True),
+    ]
+    raw = [
+        (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
+        (33422, "B", 4, (0, 1, 1, 2), True),  # CFAPattern: RGGB
+        (50721, "2i", 9, _srational(_XYZ_TO_SRGB), True),  # ColorMatrix1
+        (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
+        (50728, "2I", 3, _srational(NEUTRAL), True),  # AsShotNeutral
+        (50714, "H", 1, 0, True),  # BlackLevel
+        (50717, "H", 1, WHITE, True),  # WhiteLevel
+    ]
+    if preview is None:
+        tifffile.imwrite(path, cfa, photometric=32803, subfiletype=0, extratags=dng + raw)
+        return
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(preview, photometric="rgb", subfiletype=1, subifds=1, extratags=dng)
+        tw.write(cfa, photometric=32803, subfiletype=0, extratags=raw)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(np.float64).ravel(), b.astype(np.float64).ravel())[0, 1])
+
+
+def test_a_raw_file_without_preview_is_demosaiced_at_half_size_turned_and_in_its_colours(tmp_path):
+    """LibRaw's half-size demosaic: the picture at half size, turned by the raw's orientation (6: a quarter turn
+    clockwise), its colours where they were, and the header's size the decoded one."""
+    rgb = _picture()
+    path = tmp_path / "DSC_0001.dng"
+    write_dng(path, rgb, orientation=6)
+    decoded = decode_image(path, "rgb")
+    expected = transposed(rgb[::2, ::2].copy(), 6)  # (64, 48, 3)
+    assert decoded.pixels.shape == expected.shape and decoded.scale == 1
+    assert (decoded.width, decoded.height) == (48, 64) == image_header(path)[:2]
+    assert image_header(path)[2] == 6
+    assert _corr(decoded.pixels, expected) > 0.95
+    assert _corr(decoded.pixels, transposed(rgb[::2, ::2].copy(), 8)) < 0.5  # the other quarter turn is not it
+    # the bands keep their colours: each band's own channel is its brightest (a CFA read as BGGR would swap R and B)
+    lower = transposed(decoded.pixels, 8)[8:]  # back to the stored orientation, below the white band
+    for c in range(3):
+        band = lower[:, c * 64 // 3 + 2 : (c + 1) * 64 // 3 - 2].reshape(-1, 3).mean(axis=0)
+        assert band.argmax() == c and band[c] > 3 * np.delete(band, c).max(), band
+    white = lower[:4].reshape(-1, 3).mean(axis=0)  # white stays white: the camera's white balance was applied
+    assert white.min() > 0.9 * white.max(), white
+    gray = decode_image(path, "gray")
+    assert gray.pixels.shape == (64, 48)
+    assert np.array_equal(decode_image(path, "bgr").pixels, decoded.pixels[:, :, ::-1])
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_librawS_flip_is_the_exif_orientation_of_the_mapping(tmp_path, orientation):
+    """LibRaw turns its demosaic by ``flip``; a preview is turned by ``FLIP_TO_ORIENTATION[flip]`` through the EXIF
+    mapping. For every EXIF orientation the two must agree, or previews and demosaics of one camera would be turned
+    differently."""
+    rgb = _picture(64, 96)
+    upright, turned = tmp_path / "o1.dng", tmp_path / f"o{orientation}.dng"
+    write_dng(upright, rgb, orientation=1)
+    write_dng(turned, rgb, orientation=orientation)
+    with rawpy.imread(str(turned)) as raw:
+        assert FLIP_TO_ORIENTATION[raw.sizes.flip] == orientation
+    assert np.array_equal(read_raw(str(turned)), transposed(read_raw(str(upright)), orientation))
+
+
+def test_a_full_size_preview_is_read_as_the_photo_turned_like_the_demosaic(tmp_path):
+    """A preview at least as large as the half-size demosaic is the camera's rendering: its pixels exactly, turned by
+    the raw's orientation, the same way up as the demosaic would be."""
+    rgb = _picture()
+    preview = rgb.copy()
+    preview[-4:] = 7  # a mark only the preview has
+    with_preview, without = tmp_path / "IMG_0002.dng", tmp_path / "IMG_0003.dng"
+    write_dng(with_preview, rgb, orientation=8, preview=preview)
+    write_dng(without, rgb, orientation=8)
+    decoded = decode_image(with_preview, "rgb")
+    assert np.array_equal(decoded.pixels, transposed(preview, 8))
+    assert image_header(with_preview) == (96, 128, 8)
+    demosaic = decode_image(without, "rgb").pixels
+    assert _corr(decoded.pixels[::2, ::2], demosaic) > 0.95
+
+
+def test_a_preview_smaller_than_the_demosaic_is_not_used(tmp_path):
+    """A thumbnail (here a quarter of the sensor's side, half the demosaic's) would read the photo at fewer pixels
+    than the demosaic gives: the demosaic is read."""
+    rgb = _picture()
+    path = tmp_path / "small_preview.dng"
+    write_dng(path, rgb, preview=np.zeros((24, 32, 3), np.uint8))
+    decoded = decode_image(path, "rgb")
+    assert decoded.pixels.shape == (48, 64, 3) and image_header(path) == (64, 48, 1)
+    assert _corr(decoded.pixels, rgb[::2, ::2]) > 0.95
+
+
+def test_odd_sensor_sizes_give_the_size_the_header_says(tmp_path):
+    """``half_size`` is LibRaw's rounding (up): the header of a 77 x 51 mosaic says what its demosaic is."""
+    path = tmp_path / "odd.dng"
+    write_dng(path, _picture(51, 77), orientation=6)
+    assert decode_image(path).pixels.shape == (39, 26, 3)
+    assert image_header(path) == (26, 39, 6)
+    assert half_size(77, 51) == (39, 26) and half_size(100, 50, pixel_aspect=0.5) == (50, 50)
+    assert half_size(100, 50, pixel_aspect=2.0) == (100, 25)
+
+
+def test_a_jpeg_preview_is_decoded_and_a_damaged_one_refused():
+    """Cameras' previews are JPEGs (Canon, Nikon): decoded by Pillow, its size from its header; bytes that do not
+    decode are a RawError (the caller names the file)."""
+    rgb = _picture()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=95)
+    thumb = rawpy.Thumbnail(rawpy.ThumbFormat.JPEG, buf.getvalue())
+    assert preview_size(thumb) == (128, 96)
+    assert np.array_equal(preview_pixels(thumb), np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+    with pytest.raises(RawError, match="embedded preview does not decode"):
+        preview_pixels(rawpy.Thumbnail(rawpy.ThumbFormat.JPEG, buf.getvalue()[:600]))
+    with pytest.raises(RawError, match="embedded preview is not an image"):
+        preview_size(rawpy.Thumbnail(rawpy.ThumbFormat.JPEG, b"not a jpeg"))
+
+
+def test_files_libraw_cannot_read_are_bad_images_naming_the_file(tmp_path):
+    """A TIFF named .NEF (Pillow would have read it as the photo: helper-128), bytes that are no raw file, a
+    truncated DNG (listed from its header, refused when decoded) and a missing file: each a BadImageError naming the
+    file, which ``on_bad_image`` handles like any unreadable image."""
+    tiff = tmp_path / "DSC_0001.NEF"
+    Image.fromarray(np.zeros((120, 160, 3), np.uint8)).save(tiff, "TIFF")
+    junk = tmp_path / "IMG_0004.CR2"
+    junk.write_bytes(b"\0" * 64)
+    for path in (tiff, junk):
+        for read in (image_header, decode_image):
+            with pytest.raises(BadImageError, match=rf"{path.name}: LibRaw cannot read it as a camera raw file"):
+                read(path)
+    whole = tmp_path / "whole.dng"
+    write_dng(whole, _picture())
+    truncated = tmp_path / "truncated.dng"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert image_header(truncated) == (64, 48, 1)
+    with pytest.raises(BadImageError, match=r"truncated\.dng: LibRaw cannot demosaic it \(LibRawIOError"):
+        decode_image(truncated)
+    with pytest.raises(BadImageError, match=r"missing\.dng: image not found"):
+        image_header(tmp_path / "missing.dng")
+
+
+def test_the_pixel_cap_applies_to_what_a_raw_file_gives(tmp_path):
+    """``max_image_pixels`` is checked against the preview or the demosaic, before the demosaic is made."""
+    path = tmp_path / "big.dng"
+    write_dng(path, _picture())
+    assert decode_image(path, max_pixels=64 * 48).pixels.shape == (48, 64, 3)
+    for read in (image_header, decode_image):
+        with pytest.raises(BadImageError, match=r"big\.dng: its demosaic is 64x48 = 3,072 pixels, over max_image_pix"):
+            read(path, max_pixels=64 * 48 - 1)

@@ -1,0 +1,178 @@
+"""Camera raw files (``.dng``, ``.nef``, ``.cr2``, ``.arw`` ...) as photos, read through LibRaw (the ``rawpy``
+package): a well-kept reader of some 1,200 cameras' formats, where our own code would only be a worse copy.
+
+What a raw file gives (``read_raw``, uint8 (H, W, 3) RGB as displayed):
+
+* **The camera's own rendering** when the file carries one at least as large as the alternative below: the
+  embedded preview (a JPEG in Canon's, Nikon's, Pentax's, Fujifilm's and most cameras' DNGs, at or near the
+  sensor's size; an uncompressed RGB preview in some DNGs). It is the picture the camera would have written as its
+  JPEG (white balance, tone curve, lens corrections), so a raw photo matches the JPEGs of a collection as the
+  camera's JPEG would.
+* **LibRaw's half-size demosaic** otherwise (no preview, or a small one: Sony's 1616 x 1080, a phone DNG's
+  thumbnail): one RGB pixel per 2 x 2 Bayer quad, so no interpolation and a quarter of the sensor's pixels (a
+  24-megapixel raw gives 3000 x 2000, more than extraction keeps), the camera's white balance, sRGB primaries and
+  curve, 8 bits, LibRaw's automatic brightness (the 99th percentile to white, as dcraw).
+
+The preview is used when its longer side is at least the demosaic's (half the sensor's), so a raw file is never
+read at fewer pixels than the demosaic would give. Either way the pixels are turned by the raw's orientation
+(LibRaw's ``flip``, from the file's EXIF); a preview is stored as the sensor is, so its own EXIF, when it has any,
+is not read. ``raw_header`` gives the same size without decoding (the preview's size from its header, or the
+demosaic's from LibRaw's sizes), for the lists.
+
+Errors: ``RawError`` (a ``ValueError``) for a file LibRaw cannot read (not a raw file, an unsupported camera, a
+damaged file) or a preview that cannot be decoded; the caller names the file.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import rawpy
+from PIL import Image, UnidentifiedImageError
+
+from retrieval.data.orientation import transposed
+
+# LibRaw's ``flip`` (dcraw's: bit 4 transposes, bit 2 flips vertically, bit 1 horizontally, applied in that order)
+# as the EXIF orientation (1-8) that shows the stored pixels the same way: dcraw maps EXIF orientation o to
+# "50132467"[o & 7], whose inverse is this
+FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+
+
+class RawError(ValueError):
+    """A camera raw file that cannot be read: not a raw file LibRaw knows, damaged, or a preview that does not
+    decode. The message gives LibRaw's (or Pillow's) reason, not the file: the caller names it."""
+
+
+@dataclass(frozen=True)
+class RawLayout:
+    """What ``read_raw`` will give for one file, from its metadata: ``width`` x ``height`` pixels as displayed,
+    ``orientation`` (EXIF 1-8) applied to the stored pixels, ``source`` ``"preview"`` or ``"demosaic"``."""
+
+    width: int
+    height: int
+    orientation: int
+    source: str
+
+
+def _open(path: str):
+    try:
+        return rawpy.imread(path)
+    except (rawpy.LibRawError, OSError) as e:
+        raise RawError(f"LibRaw cannot read it as a camera raw file ({_libraw_reason(e)})") from e
+
+
+def _libraw_reason(e: BaseException) -> str:
+    """LibRaw's message in a line: rawpy passes it as bytes (``b'Unsupported file format or not RAW file'``)."""
+    msg = e.args[0] if e.args else ""
+    if isinstance(msg, bytes):
+        msg = msg.decode("utf-8", "replace")
+    return f"{type(e).__name__}: {' '.join(str(msg).split())}"
+
+
+def half_size(width: int, height: int, pixel_aspect: float = 1.0) -> tuple[int, int]:
+    """(width, height) of LibRaw's half-size demosaic of a ``width`` x ``height`` sensor area, stored orientation:
+    ceil of each half (LibRaw's ``(size + 1) >> 1``), then stretched as LibRaw's ``stretch`` does for pixels that are
+    not square (``pixel_aspect`` < 1 lengthens the height, > 1 the width, rounded half up)."""
+    w, h = (width + 1) >> 1, (height + 1) >> 1
+    if pixel_aspect < 1.0:
+        h = int(h / pixel_aspect + 0.5)
+    elif pixel_aspect > 1.0:
+        w = int(w * pixel_aspect + 0.5)
+    return w, h
+
+
+def _thumb(raw):
+    """The embedded preview (rawpy's ``Thumbnail``: ``format`` JPEG with bytes, or BITMAP with a uint8 (H, W, 3)
+    array), or None when the file has none LibRaw can give."""
+    try:
+        return raw.extract_thumb()
+    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+        return None
+    except rawpy.LibRawError as e:  # a preview whose bytes are not there (a truncated file): no preview
+        if isinstance(e, (rawpy.LibRawIOError, rawpy.LibRawDataError)):
+            return None
+        raise RawError(f"its embedded preview cannot be read ({_libraw_reason(e)})") from e
+
+
+def preview_size(thumb) -> tuple[int, int]:
+    """(width, height) of a rawpy ``Thumbnail`` as stored, from a JPEG's header or a bitmap's shape. Raises
+    ``RawError`` for bytes that are not an image."""
+    if thumb.format == rawpy.ThumbFormat.BITMAP:
+        return int(thumb.data.shape[1]), int(thumb.data.shape[0])
+    try:
+        with Image.open(io.BytesIO(thumb.data)) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise RawError(f"its embedded preview is not an image ({type(e).__name__}: {e})") from e
+
+
+def preview_pixels(thumb) -> np.ndarray:
+    """The pixels of a rawpy ``Thumbnail``, uint8 (H, W, 3) RGB as stored (a JPEG's own EXIF orientation is not
+    applied: see the module docstring). Raises ``RawError`` for a preview that does not decode (truncated)."""
+    if thumb.format == rawpy.ThumbFormat.BITMAP:
+        a = np.asarray(thumb.data, dtype=np.uint8)
+        return np.repeat(a, 3, axis=2) if a.ndim == 3 and a.shape[2] == 1 else a[:, :, :3]
+    try:
+        with Image.open(io.BytesIO(thumb.data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise RawError(f"its embedded preview does not decode ({type(e).__name__}: {e})") from e
+
+
+def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def _layout(raw, thumb) -> RawLayout:
+    s = raw.sizes
+    orientation = FLIP_TO_ORIENTATION.get(int(s.flip), 1)
+    demosaic = half_size(int(s.width), int(s.height), float(s.pixel_aspect))
+    if thumb is not None:
+        preview = preview_size(thumb)
+        if max(preview) >= max(demosaic):
+            return RawLayout(*_displayed(preview, orientation), orientation, "preview")
+    return RawLayout(*_displayed(demosaic, orientation), orientation, "demosaic")
+
+
+def _layout_within(raw, thumb, max_pixels: int | None) -> RawLayout:
+    layout = _layout(raw, thumb)
+    if max_pixels is not None and layout.width * layout.height > max_pixels:
+        raise RawError(
+            f"its {layout.source} is {layout.width}x{layout.height} = {layout.width * layout.height:,} pixels, over "
+            f"max_image_pixels = {max_pixels:,}; raise max_image_pixels (--config max_image_pixels=N) if the memory "
+            "allows"
+        )
+    return layout
+
+
+def raw_header(path: str, max_pixels: int | None = None) -> RawLayout:
+    """What ``read_raw(path)`` gives, from the file's metadata and its preview's header (no demosaic). Raises
+    ``RawError``, also for pixels over ``max_pixels``."""
+    with _open(path) as raw:
+        return _layout_within(raw, _thumb(raw), max_pixels)
+
+
+def read_raw(path: str, max_pixels: int | None = None) -> np.ndarray:
+    """The photo of a camera raw file: uint8 (H, W, 3) RGB as displayed (see the module docstring), of the size
+    ``raw_header`` gives. Raises ``RawError``, also for pixels over ``max_pixels`` (checked before the demosaic)."""
+    with _open(path) as raw:
+        thumb = _thumb(raw)
+        layout = _layout_within(raw, thumb, max_pixels)
+        if layout.source == "preview":
+            pixels = transposed(preview_pixels(thumb), layout.orientation)
+        else:
+            try:
+                # user_flip left to LibRaw: it turns the demosaic by the same flip
+                pixels = raw.postprocess(
+                    half_size=True, use_camera_wb=True, output_color=rawpy.ColorSpace.sRGB, output_bps=8
+                )
+            except rawpy.LibRawError as e:
+                raise RawError(f"LibRaw cannot demosaic it ({_libraw_reason(e)})") from e
+    if pixels.shape[:2] != (layout.height, layout.width):  # LibRaw's sizes and its output disagree
+        raise RawError(
+            f"LibRaw gave {pixels.shape[1]}x{pixels.shape[0]} pixels where its sizes say {layout.width}x"
+            f"{layout.height} ({layout.source})"
+        )
+    return np.ascontiguousarray(pixels)
