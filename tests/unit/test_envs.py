@@ -13,9 +13,10 @@ CONDA_NAME = {
     "snakemake": "snakemake-minimal",
     "matplotlib": "matplotlib-base",
 }
-PIP_ONLY = {"pytest", "ruff", "snakefmt"}  # test and lint tools: not in the environments the rules run in
-# from PyPI in the environments' pip section, with the same pins (not on conda-forge; pillow-heif: its wheel bundles libheif)
-PIP_IN_CONDA = {"asmk", "pyaml", "pillow-heif"}
+PIP_ONLY = {"pytest", "ruff", "snakefmt", "tifffile"}  # test and lint tools (tifffile writes the tests' DNGs)
+# from PyPI in the environments' pip section, with the same pins (not on conda-forge; pillow-heif and rawpy: their
+# wheels bundle libheif and LibRaw)
+PIP_IN_CONDA = {"asmk", "pyaml", "pillow-heif", "rawpy"}
 
 
 def pip_pins() -> dict[str, str]:
