@@ -2,6 +2,7 @@
 its linear RGB, with or without an embedded preview), read back through ``decode_image`` and ``image_header``."""
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 
 from retrieval.data.images import BadImageError, decode_image, image_header
 from retrieval.data.orientation import transposed
-from retrieval.data.raw import FLIP_TO_ORIENTATION, RawError, half_size, preview_pixels, preview_size, read_raw
+from retrieval.data.raw import FLIP_TO_ORIENTATION, RawError, demosaic_size, preview_pixels, preview_size, read_raw
 
 WHITE = 60000  # the DNG's white level
 NEUTRAL = (0.5, 1.0, 0.7)  # the raw channels' values for white, relative to green (a warm light)
@@ -41,37 +42,69 @@ def _srational(values) -> list[int]:
 _XYZ_TO_SRGB = [3.2406, -1.5372, -0.4986, -0.9689, 1.8758, 0.0415, 0.0557, -0.2040, 1.0570]
 
 
-def write_dng(path, rgb: np.ndarray, orientation: int = 1, preview: np.ndarray | None = None) -> None:
-    """A DNG of ``rgb`` (uint8 sRGB): its linear values as an RGGB mosaic (16 bits, white level 60000), the camera's
-    colour matrix that of linear sRGB, its channels' response to white ``NEUTRAL`` (the white balance as shot, which
-    the reader must undo), EXIF ``orientation``; with ``preview`` (uint8 RGB, as
-    stored), that as IFD 0's uncompressed preview and the mosaic in its SubIFD, as cameras write DNGs."""
-    lin = _linear(rgb)
+# Fujifilm's X-Trans 6 x 6 colour filter (0 red, 1 green, 2 blue)
+XTRANS = np.array(
+    [
+        [1, 1, 0, 1, 1, 2],
+        [1, 1, 2, 1, 1, 0],
+        [2, 0, 1, 0, 2, 1],
+        [1, 1, 2, 1, 1, 0],
+        [1, 1, 0, 1, 1, 2],
+        [0, 2, 1, 2, 0, 1],
+    ]
+)
+
+
+def write_dng(
+    path, rgb: np.ndarray, orientation: int = 1, preview: np.ndarray | None = None, layout: str = "bayer"
+) -> None:
+    """A DNG of ``rgb`` (uint8 sRGB): its linear values (16 bits, white level 60000), the camera's colour matrix that
+    of linear sRGB, its channels' response to white ``NEUTRAL`` (the white balance as shot, which the reader must
+    undo), EXIF ``orientation``. ``layout``: ``bayer`` an RGGB mosaic, ``xtrans`` Fujifilm's 6 x 6 mosaic,
+    ``linear`` three values per pixel (a linear DNG, as Apple ProRAW), ``mono`` the green channel alone (a
+    monochrome sensor: LinearRaw with one sample). With ``preview`` (uint8 RGB, as stored), that as IFD 0's
+    uncompressed preview and the raw data in its SubIFD, as cameras write DNGs."""
+    lin = _linear(rgb) * np.asarray(NEUTRAL) * WHITE
     h, w = lin.shape[:2]
-    cfa = np.empty((h, w), np.uint16)
-    for (dy, dx), c in zip(((0, 0), (0, 1), (1, 0), (1, 1)), (0, 1, 1, 2)):
-        cfa[dy::2, dx::2] = np.round(lin[dy::2, dx::2, c] * NEUTRAL[c] * WHITE)
     dng = [
         (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
         (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
         (50708, "s", 0, "Test Camera", True),  # UniqueCameraModel
         (274, "H", 1, orientation, True),
     ]
-    raw = [
-        (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
-        (33422, "B", 4, (0, 1, 1, 2), True),  # CFAPattern: RGGB
+    colour = [
         (50721, "2i", 9, _srational(_XYZ_TO_SRGB), True),  # ColorMatrix1
         (50778, "H", 1, 21, True),  # CalibrationIlluminant1: D65
         (50728, "2I", 3, _srational(NEUTRAL), True),  # AsShotNeutral
-        (50714, "H", 1, 0, True),  # BlackLevel
-        (50717, "H", 1, WHITE, True),  # WhiteLevel
     ]
+    levels = [(50714, "H", 1, 0, True), (50717, "H", 1, WHITE, True)]  # BlackLevel, WhiteLevel
+    if layout in ("bayer", "xtrans"):
+        pattern = np.array([[0, 1], [1, 2]]) if layout == "bayer" else XTRANS
+        ph, pw = pattern.shape
+        channel = np.tile(pattern, (h // ph + 1, w // pw + 1))[:h, :w]
+        data = np.round(np.take_along_axis(lin, channel[:, :, None], axis=2)[:, :, 0]).astype(np.uint16)
+        photometric = 32803  # CFA
+        extra = [(33421, "H", 2, (ph, pw), True), (33422, "B", pattern.size, tuple(pattern.ravel()), True)]
+        raw = extra + colour + levels
+    elif layout == "linear":
+        data, photometric, raw = np.round(lin).astype(np.uint16), 34892, colour + levels  # LinearRaw
+    elif layout == "mono":
+        data, photometric, raw = np.round(lin[:, :, 1]).astype(np.uint16), "minisblack", levels
+    else:
+        raise ValueError(layout)
     if preview is None:
-        tifffile.imwrite(path, cfa, photometric=32803, subfiletype=0, extratags=dng + raw)
-        return
-    with tifffile.TiffWriter(path) as tw:
-        tw.write(preview, photometric="rgb", subfiletype=1, subifds=1, extratags=dng)
-        tw.write(cfa, photometric=32803, subfiletype=0, extratags=raw)
+        tifffile.imwrite(path, data, photometric=photometric, subfiletype=0, extratags=dng + raw)
+    else:
+        with tifffile.TiffWriter(path) as tw:
+            tw.write(preview, photometric="rgb", subfiletype=1, subifds=1, extratags=dng)
+            tw.write(data, photometric=photometric, subfiletype=0, extratags=raw)
+    if layout == "mono":  # tifffile writes LinearRaw with three samples only: the tag set to it afterwards
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0] if preview is None else tf.pages[0].pages[0]
+            offset = page.tags[262].valueoffset  # PhotometricInterpretation
+        with open(path, "r+b") as fh:
+            fh.seek(offset)
+            fh.write(struct.pack("<H", 34892))
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -142,16 +175,21 @@ def test_a_preview_smaller_than_the_demosaic_is_not_used(tmp_path):
     decoded = decode_image(path, "rgb")
     assert decoded.pixels.shape == (48, 64, 3) and image_header(path) == (64, 48, 1)
     assert _corr(decoded.pixels, rgb[::2, ::2]) > 0.95
+    # a preview of half the sensor's size (Sony's 1616 x 1080 of a 12-megapixel sensor) matches the demosaic's
+    # pixels and is the camera's rendering: it is read
+    half = np.full((48, 64, 3), 77, np.uint8)
+    write_dng(path, rgb, preview=half)
+    assert np.array_equal(decode_image(path).pixels, half) and image_header(path) == (64, 48, 1)
 
 
 def test_odd_sensor_sizes_give_the_size_the_header_says(tmp_path):
-    """``half_size`` is LibRaw's rounding (up): the header of a 77 x 51 mosaic says what its demosaic is."""
+    """``demosaic_size`` is LibRaw's rounding (up): the header of a 77 x 51 mosaic says what its demosaic is."""
     path = tmp_path / "odd.dng"
     write_dng(path, _picture(51, 77), orientation=6)
     assert decode_image(path).pixels.shape == (39, 26, 3)
     assert image_header(path) == (26, 39, 6)
-    assert half_size(77, 51) == (39, 26) and half_size(100, 50, pixel_aspect=0.5) == (50, 50)
-    assert half_size(100, 50, pixel_aspect=2.0) == (100, 25)
+    assert demosaic_size(77, 51) == (39, 26) and demosaic_size(100, 50, pixel_aspect=0.5) == (50, 50)
+    assert demosaic_size(100, 50, pixel_aspect=2.0) == (100, 25) and demosaic_size(77, 51, mosaic=False) == (77, 51)
 
 
 def test_a_jpeg_preview_is_decoded_and_a_damaged_one_refused():
@@ -171,8 +209,8 @@ def test_a_jpeg_preview_is_decoded_and_a_damaged_one_refused():
 
 def test_files_libraw_cannot_read_are_bad_images_naming_the_file(tmp_path):
     """A TIFF named .NEF (Pillow would have read it as the photo: helper-128), bytes that are no raw file, a
-    truncated DNG (listed from its header, refused when decoded) and a missing file: each a BadImageError naming the
-    file, which ``on_bad_image`` handles like any unreadable image."""
+    truncated DNG without a preview and a missing file: each a BadImageError naming the file, which ``on_bad_image``
+    handles like any unreadable image. A truncated DNG whose full-size preview is whole is read from it."""
     tiff = tmp_path / "DSC_0001.NEF"
     Image.fromarray(np.zeros((120, 160, 3), np.uint8)).save(tiff, "TIFF")
     junk = tmp_path / "IMG_0004.CR2"
@@ -185,9 +223,15 @@ def test_files_libraw_cannot_read_are_bad_images_naming_the_file(tmp_path):
     write_dng(whole, _picture())
     truncated = tmp_path / "truncated.dng"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    assert image_header(truncated) == (64, 48, 1)
-    with pytest.raises(BadImageError, match=r"truncated\.dng: LibRaw cannot demosaic it \(LibRawIOError"):
-        decode_image(truncated)
+    for read in (image_header, decode_image):
+        with pytest.raises(BadImageError, match=r"truncated\.dng: LibRaw cannot read its raw data \(LibRawIOError"):
+            read(truncated)
+    # the same truncation with the camera's full-size preview before the raw data: the photo is the preview
+    with_preview = tmp_path / "with_preview.dng"
+    write_dng(with_preview, _picture(), preview=_picture())
+    cut = tmp_path / "cut.dng"
+    cut.write_bytes(with_preview.read_bytes()[: with_preview.stat().st_size - 4000])
+    assert np.array_equal(decode_image(cut).pixels, _picture()) and image_header(cut) == (128, 96, 1)
     with pytest.raises(BadImageError, match=r"missing\.dng: image not found"):
         image_header(tmp_path / "missing.dng")
 
@@ -200,3 +244,25 @@ def test_the_pixel_cap_applies_to_what_a_raw_file_gives(tmp_path):
     for read in (image_header, decode_image):
         with pytest.raises(BadImageError, match=r"big\.dng: its demosaic is 64x48 = 3,072 pixels, over max_image_pix"):
             read(path, max_pixels=64 * 48 - 1)
+
+
+@pytest.mark.parametrize(
+    "layout, shape",
+    [("xtrans", (65, 49, 3)), ("linear", (130, 97, 3)), ("mono", (130, 97, 3))],
+)
+def test_x_trans_linear_and_monochrome_raw_files_give_the_size_the_header_says(tmp_path, layout, shape):
+    """Fujifilm's X-Trans mosaic is halved like a Bayer one; a linear DNG (Apple ProRAW: already demosaiced) and a
+    monochrome sensor have no mosaic to halve, so LibRaw gives them at full size (a first version predicted half
+    and refused every ProRAW), a monochrome one as gray RGB; each turned by its orientation, the header's size."""
+    rgb = _picture(97, 130)
+    path = tmp_path / f"{layout}.dng"
+    write_dng(path, rgb, orientation=6, layout=layout)
+    decoded = decode_image(path, "rgb").pixels
+    assert decoded.shape == shape and image_header(path) == (shape[1], shape[0], 6)
+    stored = transposed(decoded, 8)
+    reference = rgb[::2, ::2] if layout == "xtrans" else rgb
+    if layout == "mono":
+        assert np.array_equal(decoded[:, :, 0], decoded[:, :, 2])
+        assert _corr(stored[:, :, 0], reference[:, :, 1]) > 0.95
+    else:
+        assert _corr(stored, reference[: stored.shape[0], : stored.shape[1]]) > 0.9

@@ -9,15 +9,19 @@ What a raw file gives (``read_raw``, uint8 (H, W, 3) RGB as displayed):
   JPEG (white balance, tone curve, lens corrections), so a raw photo matches the JPEGs of a collection as the
   camera's JPEG would.
 * **LibRaw's half-size demosaic** otherwise (no preview, or a small one: Sony's 1616 x 1080, a phone DNG's
-  thumbnail): one RGB pixel per 2 x 2 Bayer quad, so no interpolation and a quarter of the sensor's pixels (a
-  24-megapixel raw gives 3000 x 2000, more than extraction keeps), the camera's white balance, sRGB primaries and
-  curve, 8 bits, LibRaw's automatic brightness (the 99th percentile to white, as dcraw).
+  thumbnail): one RGB pixel per 2 x 2 Bayer quad (or per 6 x 6 X-Trans block's share), so no interpolation and a
+  quarter of the sensor's pixels (a 24-megapixel raw gives 3000 x 2000, more than extraction keeps), the camera's
+  white balance, sRGB primaries and curve, 8 bits, LibRaw's automatic brightness (the 99th percentile to white,
+  as dcraw). Data with no mosaic to halve (a linear DNG such as Apple ProRAW, Foveon, a monochrome sensor) is
+  rendered at its full size the same way; a monochrome sensor's as gray RGB.
 
-The preview is used when its longer side is at least the demosaic's (half the sensor's), so a raw file is never
-read at fewer pixels than the demosaic would give. Either way the pixels are turned by the raw's orientation
+The preview is used when its longer side is at least half the sensor's (the half-size demosaic's, for a mosaic),
+so a raw file is never read at fewer pixels than a mosaic's demosaic would give (a linear DNG with such a preview
+is read from it, though LibRaw would render it at full size). Either way the pixels are turned by the raw's orientation
 (LibRaw's ``flip``, from the file's EXIF); a preview is stored as the sensor is, so its own EXIF, when it has any,
 is not read. ``raw_header`` gives the same size without decoding (the preview's size from its header, or the
-demosaic's from LibRaw's sizes), for the lists.
+demosaic's from LibRaw's sizes: rawpy tells whether the data is a mosaic only after reading it, about 0.14 s for a
+24-megapixel DNG, so a raw file without a large preview is read once for its header).
 
 Errors: ``RawError`` (a ``ValueError``) for a file LibRaw cannot read (not a raw file, an unsupported camera, a
 damaged file) or a preview that cannot be decoded; the caller names the file.
@@ -71,16 +75,25 @@ def _libraw_reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {' '.join(str(msg).split())}"
 
 
-def half_size(width: int, height: int, pixel_aspect: float = 1.0) -> tuple[int, int]:
-    """(width, height) of LibRaw's half-size demosaic of a ``width`` x ``height`` sensor area, stored orientation:
-    ceil of each half (LibRaw's ``(size + 1) >> 1``), then stretched as LibRaw's ``stretch`` does for pixels that are
-    not square (``pixel_aspect`` < 1 lengthens the height, > 1 the width, rounded half up)."""
-    w, h = (width + 1) >> 1, (height + 1) >> 1
+def demosaic_size(width: int, height: int, pixel_aspect: float = 1.0, mosaic: bool = True) -> tuple[int, int]:
+    """(width, height) of LibRaw's ``half_size`` output for a ``width`` x ``height`` sensor area, stored orientation:
+    for a colour filter array (``mosaic``) the ceil of each half (LibRaw's ``(size + 1) >> 1``), for data with no
+    mosaic to halve the size itself; then stretched as LibRaw's ``stretch`` does for pixels that are not square
+    (``pixel_aspect`` < 1 lengthens the height, > 1 the width, rounded half up)."""
+    w, h = ((width + 1) >> 1, (height + 1) >> 1) if mosaic else (width, height)
     if pixel_aspect < 1.0:
         h = int(h / pixel_aspect + 0.5)
     elif pixel_aspect > 1.0:
         w = int(w * pixel_aspect + 0.5)
     return w, h
+
+
+def is_mosaic(raw) -> bool:
+    """Whether a rawpy ``RawPy``'s data is a colour filter array (a Bayer 2 x 2 pattern, Fujifilm's X-Trans 6 x 6),
+    which LibRaw's ``half_size`` halves; linear DNGs (already demosaiced: Apple ProRAW, a DNG converter's linear
+    output), Foveon's three layers and monochrome sensors (a 1 x 1 pattern) are given at their full size."""
+    pattern = raw.raw_pattern
+    return raw.raw_type == rawpy.RawType.Flat and pattern is not None and pattern.size > 1
 
 
 def _thumb(raw):
@@ -126,13 +139,21 @@ def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
 
 
 def _layout(raw, thumb) -> RawLayout:
+    """The preview when its longer side is at least half the sensor's (a mosaic's half-size demosaic, which such a
+    preview matches or beats), read from metadata alone; otherwise the demosaic, whose size needs to know whether
+    the data is a mosaic (``is_mosaic``), which rawpy tells only after reading the raw data (LibRaw's ``unpack``)."""
     s = raw.sizes
     orientation = FLIP_TO_ORIENTATION.get(int(s.flip), 1)
-    demosaic = half_size(int(s.width), int(s.height), float(s.pixel_aspect))
+    width, height, aspect = int(s.width), int(s.height), float(s.pixel_aspect)
     if thumb is not None:
         preview = preview_size(thumb)
-        if max(preview) >= max(demosaic):
+        if max(preview) >= max(demosaic_size(width, height, aspect)):
             return RawLayout(*_displayed(preview, orientation), orientation, "preview")
+    try:
+        mosaic = is_mosaic(raw)
+    except rawpy.LibRawError as e:  # a truncated file: its raw data is not all there
+        raise RawError(f"LibRaw cannot read its raw data ({_libraw_reason(e)})") from e
+    demosaic = demosaic_size(width, height, aspect, mosaic)
     return RawLayout(*_displayed(demosaic, orientation), orientation, "demosaic")
 
 
@@ -170,6 +191,8 @@ def read_raw(path: str, max_pixels: int | None = None) -> np.ndarray:
                 )
             except rawpy.LibRawError as e:
                 raise RawError(f"LibRaw cannot demosaic it ({_libraw_reason(e)})") from e
+            if pixels.ndim == 3 and pixels.shape[2] == 1:  # a monochrome sensor: gray as RGB, like a gray JPEG
+                pixels = np.repeat(pixels, 3, axis=2)
     if pixels.shape[:2] != (layout.height, layout.width):  # LibRaw's sizes and its output disagree
         raise RawError(
             f"LibRaw gave {pixels.shape[1]}x{pixels.shape[0]} pixels where its sizes say {layout.width}x"
