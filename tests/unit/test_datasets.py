@@ -21,7 +21,7 @@ from retrieval.data.datasets import (
     warn_images_beside_jpg,
     with_distractors,
 )
-from retrieval.stages.lists import make_database_list, make_image_lists
+from retrieval.stages.lists import make_database_list, make_image_lists, small_images
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "landmarks-mini"
 
@@ -181,13 +181,15 @@ def test_files_of_other_formats_are_left_out_with_a_warning(tmp_path, caplog):
     (root / "jpg" / "x.jpg").rename(root / "jpg" / "X.JPEG")
     (root / "jpg" / "IMG_0001.jxl").write_bytes(b"\0" * 64)
     (root / "jpg" / "notes.txt").write_text("a dataset's own file: no warning")
+    for sidecar in ("X.xmp", "X.JPEG.xmp", "IMG_0002.AAE", "x.pp3", "x.dop"):  # photo software's: no warning
+        (root / "jpg" / sidecar).write_text("<x:xmpmeta/>")
     (root / "jpg" / "sift_gallery_local.hdf5").write_bytes(b"")  # an AMES export's descriptors: no warning either
     Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(root / "loose.jpg")  # beside jpg/: not scanned
     with caplog.at_level("WARNING"):
         lists, _ = build_image_lists(root, "photos")
     assert [e["name"] for e in lists["db"]] == ["jpg/X.JPEG"]
     assert "1 file(s) left out" in caplog.text and "IMG_0001.jxl" in caplog.text and "notes.txt" not in caplog.text
-    assert ".hdf5" not in caplog.text
+    assert ".hdf5" not in caplog.text and ".xmp" not in caplog.text and ".AAE" not in caplog.text
     assert "1 image(s) beside jpg/ are not in the database, which is the images under jpg/: loose.jpg" in caplog.text
 
 
@@ -729,6 +731,18 @@ def test_a_link_to_a_listed_photo_is_warned_about_and_scored_as_listed(tmp_path,
     lists, _ = build_image_lists(root, "ds")
     assert [e["name"] for e in lists["db"]] == ["a", "b", "link_a"]
     assert "imlist[0] 'a' and imlist[2] 'link_a' are one file (a link, or a name in another case)" in caplog.text
+
+
+def test_images_skipped_as_unreadable_are_not_called_thumbnails():
+    """Under on_bad_image: skip an unreadable image's entry is 0 x 0: it is named as unreadable, not as a thumbnail
+    too (helper-131 saw 'smaller than 160 pixels ... (0 x 0)')."""
+    entries = [
+        {"path": "bad.dng", "width": 0, "height": 0},
+        {"path": "thumb.jpg", "width": 96, "height": 72},
+        {"path": "photo.jpg", "width": 640, "height": 480},
+        {"path": "unsized.jpg"},
+    ]
+    assert small_images(entries) == ["thumb.jpg (96 x 72)"]
 
 
 def test_thumbnails_in_a_folder_are_named_once_each_side(tmp_path, caplog):

@@ -10,9 +10,18 @@ import rawpy
 import tifffile
 from PIL import Image
 
-from retrieval.data.images import BadImageError, decode_image, image_header
+from retrieval.data.datasets import build_database_list
+from retrieval.data.images import BadImageError, decode_image, image_header, no_pillow_bomb_check
 from retrieval.data.orientation import transposed
-from retrieval.data.raw import FLIP_TO_ORIENTATION, RawError, demosaic_size, preview_pixels, preview_size, read_raw
+from retrieval.data.raw import (
+    FLIP_TO_ORIENTATION,
+    RawError,
+    demosaic_size,
+    has_raw_signature,
+    preview_pixels,
+    preview_size,
+    read_raw,
+)
 
 WHITE = 60000  # the DNG's white level
 NEUTRAL = (0.5, 1.0, 0.7)  # the raw channels' values for white, relative to green (a warm light)
@@ -208,17 +217,19 @@ def test_a_jpeg_preview_is_decoded_and_a_damaged_one_refused():
 
 
 def test_files_libraw_cannot_read_are_bad_images_naming_the_file(tmp_path):
-    """A TIFF named .NEF (Pillow would have read it as the photo: helper-128), bytes that are no raw file, a
+    """A TIFF named .NEF (Pillow would have read it as the photo: helper-128), bytes that are no raw file (no raw
+    format's signature), a
     truncated DNG without a preview and a missing file: each a BadImageError naming the file, which ``on_bad_image``
     handles like any unreadable image. A truncated DNG whose full-size preview is whole is read from it."""
     tiff = tmp_path / "DSC_0001.NEF"
     Image.fromarray(np.zeros((120, 160, 3), np.uint8)).save(tiff, "TIFF")
     junk = tmp_path / "IMG_0004.CR2"
     junk.write_bytes(b"\0" * 64)
-    for path in (tiff, junk):
-        for read in (image_header, decode_image):
-            with pytest.raises(BadImageError, match=rf"{path.name}: LibRaw cannot read it as a camera raw file"):
-                read(path)
+    for read in (image_header, decode_image):
+        with pytest.raises(BadImageError, match=r"DSC_0001\.NEF: LibRaw cannot read it as a camera raw file"):
+            read(tiff)
+        with pytest.raises(BadImageError, match=r"IMG_0004\.CR2: not a camera raw file: its first bytes are those of"):
+            read(junk)
     whole = tmp_path / "whole.dng"
     write_dng(whole, _picture())
     truncated = tmp_path / "truncated.dng"
@@ -266,3 +277,61 @@ def test_x_trans_linear_and_monochrome_raw_files_give_the_size_the_header_says(t
         assert _corr(stored[:, :, 0], reference[:, :, 1]) > 0.95
     else:
         assert _corr(stored, reference[: stored.shape[0], : stored.shape[1]]) > 0.9
+
+
+def test_a_file_without_a_raw_signature_is_not_read_as_a_headerless_dump(tmp_path):
+    """LibRaw takes a headerless file whose size is one it knows (307,200 bytes: a 640 x 480 dump of some camera) for
+    that camera's raw data: random bytes named .raw decoded to 640 x 480 of noise, without a word (helper-131). Only
+    files that start as a raw format read here are handed to LibRaw."""
+    noise = tmp_path / "x.raw"
+    noise.write_bytes(b"\x07" + np.random.default_rng(0).integers(0, 256, 307_199, dtype=np.uint8).tobytes())
+    for read in (image_header, decode_image):
+        with pytest.raises(BadImageError, match=r"x\.raw: not a camera raw file"):
+            read(noise)
+    heads = [b"II*\0", b"MM\0*", b"IIRO", b"IIU\0", b"IIII", b"FUJIFILMCCD-RAW ", b"II\x1a\0\0\0HEAPCCDR", b"FOVb"]
+    assert all(has_raw_signature(h + bytes(16)) for h in heads)
+    assert has_raw_signature(b"\0\0\0\x18ftypcrx " + bytes(8)) and not has_raw_signature(
+        b"\0\0\0\x18ftypheic" + bytes(8)
+    )
+    assert not has_raw_signature(b"\xff\xd8\xff\xe0" + bytes(12))  # a JPEG named .CR2
+
+
+def test_a_preview_over_the_pixel_cap_gives_way_to_the_demosaic_and_a_bomb_is_named(tmp_path):
+    """A preview over ``max_image_pixels`` is passed over for the demosaic when that fits (a JPEG of the same size
+    would be reduced while decoding); a JPEG preview whose header claims 30000 x 30000 (a damaged file) made Pillow
+    raise its DecompressionBombError, which named no file and stopped the workflow's listing (helper-131): it is now
+    a preview over the cap, read as the demosaic, or a RawError where Pillow's own check is on."""
+    rgb = _picture()
+    path = tmp_path / "capped.dng"
+    write_dng(path, rgb, preview=rgb)
+    decoded = decode_image(path, max_pixels=96 * 128 - 1)
+    assert decoded.pixels.shape == (48, 64, 3) and image_header(path, max_pixels=96 * 128 - 1) == (64, 48, 1)
+    assert np.array_equal(decode_image(path, max_pixels=96 * 128).pixels, rgb)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG")
+    jpeg = bytearray(buf.getvalue())
+    sof = jpeg.index(b"\xff\xc0")  # baseline SOF0: length (2), precision (1), height (2), width (2)
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", 30000, 30000)
+    bomb = rawpy.Thumbnail(rawpy.ThumbFormat.JPEG, bytes(jpeg))
+    with pytest.raises(RawError, match="embedded preview is not an image \\(DecompressionBombError"):
+        preview_size(bomb)
+    with no_pillow_bomb_check():
+        assert preview_size(bomb) == (30000, 30000)
+
+
+def test_only_a_camera_jpeg_or_heif_pairs_with_a_raw_file_of_its_name(tmp_path, caplog):
+    """RAW+JPEG (or RAW+HEIF) is what a camera writes: the raw file beside a JPEG or HEIF of its name, case aside,
+    is left out and named; beside a PNG of its name (an export, an edit) it is listed, as is a raw file alone."""
+    jpg = tmp_path / "coll" / "jpg"
+    jpg.mkdir(parents=True)
+    rgb = _picture()
+    for name in ("A.jpg", "C.png", "d.jpg"):
+        Image.fromarray(rgb).save(jpg / name)
+    for name in ("A.NEF", "C.dng", "D.ARW", "E.dng"):
+        write_dng(jpg / name, rgb)
+    with caplog.at_level("WARNING"):
+        db = build_database_list(tmp_path / "coll", "coll")
+    assert [e["name"] for e in db["db"]] == ["jpg/A.jpg", "jpg/C.dng", "jpg/C.png", "jpg/E.dng", "jpg/d.jpg"]
+    said = [r.getMessage() for r in caplog.records if "camera raw file(s) left out" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("writes both of one photo): A.NEF, D.ARW")
+    assert {e["name"]: (e["width"], e["height"]) for e in db["db"]}["jpg/E.dng"] == (64, 48)

@@ -52,7 +52,13 @@ from retrieval.data.gnd_formats import (
     read_gnd_csv,
     read_instre,
 )
-from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, IMAGE_SUFFIXES, RAW_SUFFIXES, image_header
+from retrieval.data.images import (
+    CAMERA_RENDERED_SUFFIXES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_SUFFIXES,
+    RAW_SUFFIXES,
+    image_header,
+)
 from retrieval.runtime import is_readable, read_json, read_utf8
 from retrieval.stores.ames_release import read_release_list
 
@@ -640,7 +646,11 @@ def _walk(base: Path) -> Iterator[tuple[Path, list[Path]]]:
 
 
 # files a dataset folder holds besides its images: not worth a warning when a scan leaves them out
+# a dataset's own files (ground truth, lists, notes, an AMES export's descriptors) and the sidecars photo software
+# writes beside photos (.xmp: Lightroom, darktable; .pp3: RawTherapee; .dop: DxO; .aae: iPhone edits): left out
+# without a warning
 _DATASET_FILE_SUFFIXES = (".csv", ".txt", ".json", ".pkl", ".mat", ".md", ".yaml", ".yml", ".h5", ".hdf5")
+_SIDECAR_SUFFIXES = (".xmp", ".pp3", ".dop", ".aae")
 
 
 def _warn_left_out(folder: Path, what: str, names: list[str]) -> None:
@@ -702,7 +712,9 @@ def _scan_images(root: Path) -> list[Path]:
     files = [p for p in entries if _is_file(p) and not _alias_inside(p, base)]
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     other = sorted(
-        str(p.relative_to(base)) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES
+        str(p.relative_to(base))
+        for p in files
+        if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES + _SIDECAR_SUFFIXES
     )
     _warn_left_out(base, f"file(s) left out, not an image format read here ({' '.join(IMAGE_SUFFIXES)})", other)
     paired = raw_beside_rendered(images)
@@ -716,10 +728,11 @@ def _scan_images(root: Path) -> list[Path]:
 
 
 def raw_beside_rendered(images: list[Path]) -> set[Path]:
-    """The camera raw files (``RAW_SUFFIXES``) among ``images`` that have a rendered image (any other suffix) of the
-    same name, case aside, in the same folder: ``DSC_0001.NEF`` beside ``DSC_0001.JPG``, as a camera set to RAW+JPEG
-    writes them. Listing both would put every such photo in the database twice."""
-    rendered = {(p.parent, p.stem.casefold()) for p in images if p.suffix.lower() not in RAW_SUFFIXES}
+    """The camera raw files (``RAW_SUFFIXES``) among ``images`` that have a JPEG or HEIF
+    (``CAMERA_RENDERED_SUFFIXES``) of the same name, case aside, in the same folder: ``DSC_0001.NEF`` beside
+    ``DSC_0001.JPG``, as a camera set to RAW+JPEG writes them. Listing both would put every such photo in the
+    database twice. A PNG or TIFF of the same name (an export, an edit) does not pair."""
+    rendered = {(p.parent, p.stem.casefold()) for p in images if p.suffix.lower() in CAMERA_RENDERED_SUFFIXES}
     return {p for p in images if p.suffix.lower() in RAW_SUFFIXES and (p.parent, p.stem.casefold()) in rendered}
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from retrieval.data.gnd import GroundTruth, as_int_list, parse_ground_truth, query_box
-from retrieval.data.images import IMAGE_SUFFIXES, RAW_SUFFIXES
+from retrieval.data.images import CAMERA_RENDERED_SUFFIXES, IMAGE_SUFFIXES, RAW_SUFFIXES
 from retrieval.runtime import read_utf8
 
 log = logging.getLogger(__name__)
@@ -425,7 +425,7 @@ def _rendered_sibling(name: str, db_index: dict[str, int]) -> str | None:
     stem = path.stem.casefold()
     for other in db_index:
         o = PurePosixPath(other)
-        if o.parent == path.parent and o.stem.casefold() == stem and o.suffix.lower() not in RAW_SUFFIXES:
+        if o.parent == path.parent and o.stem.casefold() == stem and o.suffix.lower() in CAMERA_RENDERED_SUFFIXES:
             return other
     return None
 

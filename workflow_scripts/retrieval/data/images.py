@@ -122,6 +122,9 @@ IMAGE_SUFFIXES = (
     ".avif",
 ) + RAW_SUFFIXES
 
+# what a camera writes beside its raw file in RAW+JPEG (or RAW+HEIF) mode: a folder scan lists that, not the raw
+CAMERA_RENDERED_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".heic", ".heif", ".hif")
+
 
 class BadImageError(ValueError):
     """An image that cannot be used, the message naming the file: missing, empty, truncated, not an image, or over the
@@ -256,18 +259,25 @@ def _is_raw(path: Path) -> bool:
 def _raw_header(path: Path, max_pixels: int) -> tuple[int, int, int]:
     """``image_header`` of a camera raw file (``retrieval.data.raw``): the size ``decode_image`` will give."""
     try:
-        layout = raw_header(str(path), max_pixels)
-    except RawError as e:
-        raise BadImageError(f"{path}: {e}") from e
+        with _warnings_named(path), no_pillow_bomb_check():  # the cap is raw.py's, on what it will give
+            layout = raw_header(str(path), max_pixels)
+    except (RawError, *_decode_errors()) as e:
+        raise BadImageError(f"{path}: {_raw_reason(e)}") from e
     return layout.width, layout.height, layout.orientation
 
 
 def _read_raw(path: Path, max_pixels: int) -> np.ndarray:
     """uint8 (H, W, 3) RGB of a camera raw file as displayed (``retrieval.data.raw``); BadImageError naming it."""
     try:
-        return read_raw(str(path), max_pixels)
-    except RawError as e:
-        raise BadImageError(f"{path}: {e}") from e
+        with _warnings_named(path), no_pillow_bomb_check():
+            return read_raw(str(path), max_pixels)
+    except (RawError, *_decode_errors()) as e:
+        raise BadImageError(f"{path}: {_raw_reason(e)}") from e
+
+
+def _raw_reason(e: BaseException) -> str:
+    """raw.py's own reason as it is; anything else it let through (a Pillow error it did not expect) with its type."""
+    return str(e) if isinstance(e, RawError) else f"cannot decode camera raw file ({_reason(e)})"
 
 
 def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:

@@ -60,7 +60,35 @@ class RawLayout:
     source: str
 
 
+# the first bytes of the raw formats read here: TIFF (DNG, NEF, CR2, ARW, PEF, SRW, 3FR, ERF, KDC, MEF, MOS, ...),
+# Olympus's ORF, Panasonic's and Leica's RW2 / RWL / RAW, Phase One's IIQ, Minolta's MRW, Sigma's X3F
+_RAW_MAGIC = (b"II*\0", b"MM\0*", b"IIRO", b"IIRS", b"MMOR", b"IIU\0", b"IIII", b"\0MRM", b"FOVb")
+
+
+def has_raw_signature(head: bytes) -> bool:
+    """Whether ``head`` (a file's first 16 bytes or more) starts as a camera raw format read here does (above; also
+    Fujifilm's RAF, Canon's CRW and CR3). LibRaw itself also takes a file without a header for a raw dump of some
+    camera when its size is one it knows (307,200 bytes: 640 x 480), so any file of such a size, a pixel dump named
+    ``.raw``, would be read as a photo of noise: such files are refused instead."""
+    return (
+        head[:4] in _RAW_MAGIC
+        or head.startswith(b"FUJIFILM")  # RAF
+        or (head[:2] == b"II" and head[6:14] == b"HEAPCCDR")  # CRW
+        or (head[4:8] == b"ftyp" and head[8:11] == b"crx")  # CR3 (ISO base media, brand crx)
+    )
+
+
 def _open(path: str):
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as e:
+        raise RawError(f"cannot read it ({e.strerror})") from e
+    if not has_raw_signature(head):
+        raise RawError(
+            "not a camera raw file: its first bytes are those of no raw format read here (TIFF-based, ORF, RW2, RAF, "
+            "CRW, CR3, IIQ, MRW, X3F); rename it if it is another image format, or remove it"
+        )
     try:
         return rawpy.imread(path)
     except (rawpy.LibRawError, OSError) as e:
@@ -117,7 +145,7 @@ def preview_size(thumb) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(thumb.data)) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise RawError(f"its embedded preview is not an image ({type(e).__name__}: {e})") from e
 
 
@@ -130,7 +158,7 @@ def preview_pixels(thumb) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(thumb.data)) as im:
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise RawError(f"its embedded preview does not decode ({type(e).__name__}: {e})") from e
 
 
@@ -138,49 +166,46 @@ def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
-def _layout(raw, thumb) -> RawLayout:
+def _layout(raw, thumb, max_pixels: int | None) -> RawLayout:
     """The preview when its longer side is at least half the sensor's (a mosaic's half-size demosaic, which such a
-    preview matches or beats), read from metadata alone; otherwise the demosaic, whose size needs to know whether
-    the data is a mosaic (``is_mosaic``), which rawpy tells only after reading the raw data (LibRaw's ``unpack``)."""
+    preview matches or beats) and it is within ``max_pixels``, read from metadata alone; otherwise the demosaic,
+    whose size needs to know whether the data is a mosaic (``is_mosaic``), which rawpy tells only after reading the
+    raw data (LibRaw's ``unpack``). Raises ``RawError`` for a demosaic over ``max_pixels``."""
     s = raw.sizes
     orientation = FLIP_TO_ORIENTATION.get(int(s.flip), 1)
     width, height, aspect = int(s.width), int(s.height), float(s.pixel_aspect)
     if thumb is not None:
         preview = preview_size(thumb)
-        if max(preview) >= max(demosaic_size(width, height, aspect)):
+        large = max(preview) >= max(demosaic_size(width, height, aspect))
+        if large and (max_pixels is None or preview[0] * preview[1] <= max_pixels):
             return RawLayout(*_displayed(preview, orientation), orientation, "preview")
     try:
         mosaic = is_mosaic(raw)
     except rawpy.LibRawError as e:  # a truncated file: its raw data is not all there
         raise RawError(f"LibRaw cannot read its raw data ({_libraw_reason(e)})") from e
-    demosaic = demosaic_size(width, height, aspect, mosaic)
-    return RawLayout(*_displayed(demosaic, orientation), orientation, "demosaic")
-
-
-def _layout_within(raw, thumb, max_pixels: int | None) -> RawLayout:
-    layout = _layout(raw, thumb)
-    if max_pixels is not None and layout.width * layout.height > max_pixels:
+    w, h = demosaic_size(width, height, aspect, mosaic)
+    if max_pixels is not None and w * h > max_pixels:
         raise RawError(
-            f"its {layout.source} is {layout.width}x{layout.height} = {layout.width * layout.height:,} pixels, over "
-            f"max_image_pixels = {max_pixels:,}; raise max_image_pixels (--config max_image_pixels=N) if the memory "
-            "allows"
+            f"its demosaic is {w}x{h} = {w * h:,} pixels, over max_image_pixels = {max_pixels:,}; raise "
+            "max_image_pixels (--config max_image_pixels=N) if the memory allows"
         )
-    return layout
+    return RawLayout(*_displayed((w, h), orientation), orientation, "demosaic")
 
 
 def raw_header(path: str, max_pixels: int | None = None) -> RawLayout:
-    """What ``read_raw(path)`` gives, from the file's metadata and its preview's header (no demosaic). Raises
-    ``RawError``, also for pixels over ``max_pixels``."""
+    """What ``read_raw(path, max_pixels)`` gives, from the file's metadata and its preview's header (no demosaic).
+    Raises ``RawError``, also for a demosaic over ``max_pixels`` (a preview over it is passed over)."""
     with _open(path) as raw:
-        return _layout_within(raw, _thumb(raw), max_pixels)
+        return _layout(raw, _thumb(raw), max_pixels)
 
 
 def read_raw(path: str, max_pixels: int | None = None) -> np.ndarray:
     """The photo of a camera raw file: uint8 (H, W, 3) RGB as displayed (see the module docstring), of the size
-    ``raw_header`` gives. Raises ``RawError``, also for pixels over ``max_pixels`` (checked before the demosaic)."""
+    ``raw_header`` gives. Raises ``RawError``, also for a demosaic over ``max_pixels`` (checked before it is made; a
+    preview over it is passed over)."""
     with _open(path) as raw:
         thumb = _thumb(raw)
-        layout = _layout_within(raw, thumb, max_pixels)
+        layout = _layout(raw, thumb, max_pixels)
         if layout.source == "preview":
             pixels = transposed(preview_pixels(thumb), layout.orientation)
         else:

@@ -23,11 +23,12 @@ SMALL_SIDE = 160
 
 def small_images(entries: list[dict[str, Any]], side: int = SMALL_SIDE) -> list[str]:
     """``"path (W x H)"`` of the list entries (``path``, ``width``, ``height`` in displayed pixels) whose shorter side
-    is below ``side`` pixels; entries without a size (skipped images) are not counted."""
+    is below ``side`` pixels; entries without a size (skipped images: no size, or 0 x 0 under ``on_bad_image:
+    skip``, named as unreadable already) are not counted."""
     out = []
     for e in entries:
         w, h = e.get("width"), e.get("height")
-        if isinstance(w, int) and isinstance(h, int) and min(w, h) < side:
+        if isinstance(w, int) and isinstance(h, int) and 0 < min(w, h) < side:
             out.append(f"{e['path']} ({w} x {h})")
     return out
 
