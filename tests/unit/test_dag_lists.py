@@ -70,6 +70,31 @@ def test_a_database_that_cannot_be_listed_is_said_once_as_the_database_lists(tmp
     assert "broken.jpg: cannot decode" in warnings[0]
 
 
+def test_an_unexpected_error_while_listing_is_said_not_left_to_snakemake(tmp_path, monkeypatch):
+    """Snakemake takes an input function's exception for "no producer" and keeps an existing output: a raw file's
+    preview that made Pillow raise DecompressionBombError (not an OSError or ValueError) while the database was
+    listed gave "Nothing to be done", silently, and every later change to the folder went unseen (helper-131).
+    Every exception is now said once with its type and given as None, for the job to raise with its traceback."""
+    _photos(tmp_path / "data" / "coll", 3)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("retrieval.data.datasets.image_header", boom)
+    dag, warnings = _dag(tmp_path, monkeypatch)
+    assert dag.database("coll") is None and dag.lists("coll") is None and dag.planning("coll") is None
+    assert len(warnings) == 1 and warnings[0].startswith("coll: the database list cannot be built")
+    assert warnings[0].endswith(": RuntimeError: boom")
+    _photos(tmp_path / "data" / "gt2", 2)  # a dataset whose ground truth names both sides: its lists
+    (tmp_path / "data" / "gt2" / "gnd.json").write_text(
+        json.dumps({"imlist": ["00", "01"], "qimlist": ["00"], "gnd": [{"easy": [1], "hard": [], "junk": []}]})
+    )
+    assert dag.lists("gt2") is None
+    assert warnings[-1].startswith("gt2: the image lists cannot be built") and warnings[-1].endswith(
+        "RuntimeError: boom"
+    )
+
+
 def test_a_file_left_out_of_a_plain_folder_is_said_once_a_build(tmp_path, monkeypatch, caplog):
     """A plain folder is scanned for its lists and again for its database list: a .gif in a folder of photos to
     search printed its "left out" line twice (a new user's trial). Once per build; a new build says it again, and

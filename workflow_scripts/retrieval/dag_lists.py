@@ -106,7 +106,10 @@ class DagLists:
                     c["max_image_pixels"],
                     c["gldv2"],
                 )
-        except (OSError, ValueError) as e:
+        # every exception, not only bad input's (OSError, ValueError): Snakemake takes an input function's exception
+        # for "no producer" and keeps an existing output, so an unexpected one (Pillow's DecompressionBombError from a
+        # raw file's preview, helper-131) left "nothing to be done" and every later change to the photos unseen
+        except Exception as e:  # noqa: BLE001 -- said here; image_lists raises it again, with the file
             # the jobs that do not need the lists (a database listed apart: its side) still run
             apart = self.plan.database_apart(ds)  # a plain folder or gnd.csv: its database is listed by database_list
             if apart and self.database(ds) is None:
@@ -119,7 +122,7 @@ class DagLists:
                     if apart
                     else ""
                 )
-                + f": {e}"
+                + f": {_said(e)}"
             )
             return None
         return lists
@@ -156,10 +159,10 @@ class DagLists:
                 return build_database_list(
                     self.plan.dataset_dir(ds), ds, self.config["on_bad_image"], self.config["max_image_pixels"]
                 )
-        except (OSError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 -- every exception, as in _read_or_build_lists
             self.warn(
                 f"{ds}: the database list cannot be built, and database_list will stop on this (so will every job that "
-                f"needs {ds}'s images, a search of its photos too): {e}"
+                f"needs {ds}'s images, a search of its photos too): {_said(e)}"
             )
             return None
 
@@ -361,6 +364,12 @@ class DagLists:
         )
 
 
+def _said(e: BaseException) -> str:
+    """An error for a warning: bad input's own message (OSError, ValueError: ours name the file), anything else with
+    its type, which is then the only clue."""
+    return str(e) if isinstance(e, (OSError, ValueError)) else f"{type(e).__name__}: {e}"
+
+
 def _others(n: int, after: list[str]) -> str:
     """'of them have' for the log line's first count, 'others have' (or 'other has' for one) after another."""
     return ("other has" if n == 1 else "others have") if after else "of them have"
@@ -402,9 +411,23 @@ class PackPlans:
                     # (once: every input function that asks for the plan tries again)
                     self.lists.warn_once("cache", ds, f"{e}; until then changes to {ds}'s photos are not seen")
                     raise
-                plan = fcache.plan_extraction(
-                    lists, index, xv, ext["n_chunks"], ext["min_chunk_images"], max_chunk_images=ext["max_chunk_images"]
-                )
+                try:
+                    plan = fcache.plan_extraction(
+                        lists,
+                        index,
+                        xv,
+                        ext["n_chunks"],
+                        ext["min_chunk_images"],
+                        max_chunk_images=ext["max_chunk_images"],
+                    )
+                except Exception as e:  # noqa: BLE001 -- said (Snakemake would drop it, as above), then raised
+                    self.lists.warn_once(
+                        "plan",
+                        ds,
+                        f"{ds}: the extraction cannot be planned ({_said(e)}); until then changes to "
+                        f"{ds}'s photos are not seen",
+                    )
+                    raise
                 # what the plan hashed where a ctime had moved, kept for the next plan (a dry run too: it is a memo
                 # of the files' bytes, not a plan)
                 recorded = fcache.record_verified(self.plan.cache_dir(xv), index) == plan.n_verified
