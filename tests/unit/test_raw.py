@@ -16,6 +16,7 @@ from retrieval.data.orientation import transposed
 from retrieval.data.raw import (
     FLIP_TO_ORIENTATION,
     RawError,
+    _thumb,
     demosaic_size,
     has_raw_signature,
     preview_pixels,
@@ -65,14 +66,23 @@ XTRANS = np.array(
 
 
 def write_dng(
-    path, rgb: np.ndarray, orientation: int = 1, preview: np.ndarray | None = None, layout: str = "bayer"
-) -> None:
+    path,
+    rgb: np.ndarray,
+    orientation: int = 1,
+    preview: np.ndarray | None = None,
+    layout: str = "bayer",
+    preview_format: str = "jpeg",
+    extra_tags: tuple = (),
+) -> np.ndarray | None:
     """A DNG of ``rgb`` (uint8 sRGB): its linear values (16 bits, white level 60000), the camera's colour matrix that
     of linear sRGB, its channels' response to white ``NEUTRAL`` (the white balance as shot, which the reader must
     undo), EXIF ``orientation``. ``layout``: ``bayer`` an RGGB mosaic, ``xtrans`` Fujifilm's 6 x 6 mosaic,
     ``linear`` three values per pixel (a linear DNG, as Apple ProRAW), ``mono`` the green channel alone (a
-    monochrome sensor: LinearRaw with one sample). With ``preview`` (uint8 RGB, as stored), that as IFD 0's
-    uncompressed preview and the raw data in its SubIFD, as cameras write DNGs."""
+    monochrome sensor: LinearRaw with one sample). With ``preview`` (uint8 RGB, as stored), that as IFD 0's preview
+    and the raw data in its SubIFD, as cameras write DNGs: a JPEG (quality 95; ``preview_format="bitmap"``:
+    uncompressed), written by Pillow into the strip of an uncompressed page, whose tags are then set to JPEG
+    (tifffile writes JPEG only through imagecodecs). Returns the preview's pixels as a decoder sees them (the JPEG
+    decoded by Pillow), or None without one."""
     lin = _linear(rgb) * np.asarray(NEUTRAL) * WHITE
     h, w = lin.shape[:2]
     dng = [
@@ -101,6 +111,7 @@ def write_dng(
         data, photometric, raw = np.round(lin[:, :, 1]).astype(np.uint16), "minisblack", levels
     else:
         raise ValueError(layout)
+    raw = raw + list(extra_tags)
     if preview is None:
         tifffile.imwrite(path, data, photometric=photometric, subfiletype=0, extratags=dng + raw)
     else:
@@ -110,10 +121,31 @@ def write_dng(
     if layout == "mono":  # tifffile writes LinearRaw with three samples only: the tag set to it afterwards
         with tifffile.TiffFile(path) as tf:
             page = tf.pages[0] if preview is None else tf.pages[0].pages[0]
-            offset = page.tags[262].valueoffset  # PhotometricInterpretation
+            _set_tags(path, page, {262: 34892})  # PhotometricInterpretation
+    if preview is None or preview_format == "bitmap":
+        return None if preview is None else preview
+    buf = io.BytesIO()
+    Image.fromarray(preview).save(buf, "JPEG", quality=95)
+    jpeg = buf.getvalue()
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages[0]
+        strip, room = page.dataoffsets[0], page.databytecounts[0]
+        assert len(page.dataoffsets) == 1 and len(jpeg) <= room, "the preview's JPEG must fit its one strip"
+        _set_tags(path, page, {259: 7, 262: 6, 279: len(jpeg)})  # Compression JPEG, YCbCr, StripByteCounts
+    with open(path, "r+b") as fh:
+        fh.seek(strip)
+        fh.write(jpeg)
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+
+
+def _set_tags(path, page, values: dict[int, int]) -> None:
+    """Overwrite single-valued integer tags of ``page`` (a tifffile page of ``path``) in place."""
+    for code, value in values.items():
+        tag = page.tags[code]
+        fmt = {3: "<H", 4: "<I"}[tag.dtype]
         with open(path, "r+b") as fh:
-            fh.seek(offset)
-            fh.write(struct.pack("<H", 34892))
+            fh.seek(tag.valueoffset)
+            fh.write(struct.pack(fmt, value))
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -166,10 +198,10 @@ def test_a_full_size_preview_is_read_as_the_photo_turned_like_the_demosaic(tmp_p
     preview = rgb.copy()
     preview[-4:] = 7  # a mark only the preview has
     with_preview, without = tmp_path / "IMG_0002.dng", tmp_path / "IMG_0003.dng"
-    write_dng(with_preview, rgb, orientation=8, preview=preview)
+    seen = write_dng(with_preview, rgb, orientation=8, preview=preview)
     write_dng(without, rgb, orientation=8)
     decoded = decode_image(with_preview, "rgb")
-    assert np.array_equal(decoded.pixels, transposed(preview, 8))
+    assert np.array_equal(decoded.pixels, transposed(seen, 8))
     assert image_header(with_preview) == (96, 128, 8)
     demosaic = decode_image(without, "rgb").pixels
     assert _corr(decoded.pixels[::2, ::2], demosaic) > 0.95
@@ -187,8 +219,12 @@ def test_a_preview_smaller_than_the_demosaic_is_not_used(tmp_path):
     # a preview of half the sensor's size (Sony's 1616 x 1080 of a 12-megapixel sensor) matches the demosaic's
     # pixels and is the camera's rendering: it is read
     half = np.full((48, 64, 3), 77, np.uint8)
-    write_dng(path, rgb, preview=half)
-    assert np.array_equal(decode_image(path).pixels, half) and image_header(path) == (64, 48, 1)
+    seen = write_dng(path, rgb, preview=half)
+    assert np.array_equal(decode_image(path).pixels, seen) and image_header(path) == (64, 48, 1)
+    # an uncompressed preview is passed over: LibRaw gives one of more than 8 bits turned and brightened already,
+    # which rawpy cannot tell from this one (helper-132)
+    write_dng(path, rgb, orientation=6, preview=rgb, preview_format="bitmap")
+    assert decode_image(path).pixels.shape == (64, 48, 3) and image_header(path) == (48, 64, 6)
 
 
 def test_odd_sensor_sizes_give_the_size_the_header_says(tmp_path):
@@ -239,10 +275,10 @@ def test_files_libraw_cannot_read_are_bad_images_naming_the_file(tmp_path):
             read(truncated)
     # the same truncation with the camera's full-size preview before the raw data: the photo is the preview
     with_preview = tmp_path / "with_preview.dng"
-    write_dng(with_preview, _picture(), preview=_picture())
+    seen = write_dng(with_preview, _picture(), preview=_picture())
     cut = tmp_path / "cut.dng"
     cut.write_bytes(with_preview.read_bytes()[: with_preview.stat().st_size - 4000])
-    assert np.array_equal(decode_image(cut).pixels, _picture()) and image_header(cut) == (128, 96, 1)
+    assert np.array_equal(decode_image(cut).pixels, seen) and image_header(cut) == (128, 96, 1)
     with pytest.raises(BadImageError, match=r"missing\.dng: image not found"):
         image_header(tmp_path / "missing.dng")
 
@@ -303,10 +339,10 @@ def test_a_preview_over_the_pixel_cap_gives_way_to_the_demosaic_and_a_bomb_is_na
     a preview over the cap, read as the demosaic, or a RawError where Pillow's own check is on."""
     rgb = _picture()
     path = tmp_path / "capped.dng"
-    write_dng(path, rgb, preview=rgb)
+    seen = write_dng(path, rgb, preview=rgb)
     decoded = decode_image(path, max_pixels=96 * 128 - 1)
     assert decoded.pixels.shape == (48, 64, 3) and image_header(path, max_pixels=96 * 128 - 1) == (64, 48, 1)
-    assert np.array_equal(decode_image(path, max_pixels=96 * 128).pixels, rgb)
+    assert np.array_equal(decode_image(path, max_pixels=96 * 128).pixels, seen)
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "JPEG")
     jpeg = bytearray(buf.getvalue())
@@ -335,3 +371,47 @@ def test_only_a_camera_jpeg_or_heif_pairs_with_a_raw_file_of_its_name(tmp_path, 
     said = [r.getMessage() for r in caplog.records if "camera raw file(s) left out" in r.getMessage()]
     assert len(said) == 1 and said[0].endswith("writes both of one photo): A.NEF, D.ARW")
     assert {e["name"]: (e["width"], e["height"]) for e in db["db"]}["jpg/E.dng"] == (64, 48)
+
+
+def test_the_demosaic_has_srgb_s_curve(tmp_path):
+    """rawpy's default output curve is BT.709's (2.222, 4.5): 18% gray came out at 105, where sRGB (what the pixels
+    are taken to be, and what a JPEG of the scene holds) puts it at 118 (helper-132)."""
+    rgb = np.full((64, 96, 3), 118, np.uint8)  # sRGB's 18% gray
+    rgb[:8] = 255  # white, for LibRaw's automatic brightness to keep white at white
+    path = tmp_path / "gray.dng"
+    write_dng(path, rgb)
+    decoded = decode_image(path).pixels.astype(np.float64)
+    assert np.abs(decoded[8:] - 118).max() <= 1 and decoded[:4].min() >= 254
+
+
+def test_a_raw_file_libraw_turns_by_45_degrees_gets_its_rendered_size(tmp_path):
+    """Fujifilm's SuperCCD (a DNG of CFALayout 2 here) is turned by 45 degrees by LibRaw, whose sizes then say a height
+    one less than the width: the header's size is the rendering's, made for it (it was listed at the predicted half
+    size and refused at extraction: helper-132)."""
+    path = tmp_path / "superccd.dng"
+    write_dng(path, _picture(), extra_tags=((50711, "H", 1, 2, True),))  # CFALayout: staggered, 45 degrees
+    decoded = decode_image(path).pixels
+    assert image_header(path)[:2] == (decoded.shape[1], decoded.shape[0]) and decoded.shape[:2] != (48, 64)
+
+
+class _PreviewLibRawCannotGive:
+    """A raw file as rawpy would have it opened, whose preview rawpy cannot give (HEVC in a CR3 shot in HEIF mode,
+    JPEG XL: ``NotImplementedError('thumb type: 4')``), or gives uncompressed."""
+
+    def __init__(self, error: BaseException | None = None, thumb=None):
+        self.error, self.thumb = error, thumb
+
+    def extract_thumb(self):
+        if self.error is not None:
+            raise self.error
+        return self.thumb
+
+
+def test_previews_other_than_jpeg_are_passed_over():
+    """An HEVC or JPEG XL preview made rawpy raise NotImplementedError, which escaped the listing unnamed; an
+    uncompressed one may come turned and brightened: both are passed over for the demosaic (helper-132)."""
+    assert _thumb(_PreviewLibRawCannotGive(NotImplementedError("thumb type: 4"))) is None
+    bitmap = rawpy.Thumbnail(rawpy.ThumbFormat.BITMAP, np.zeros((4, 4, 3), np.uint8))
+    assert _thumb(_PreviewLibRawCannotGive(thumb=bitmap)) is None
+    jpeg = rawpy.Thumbnail(rawpy.ThumbFormat.JPEG, b"\xff\xd8")
+    assert _thumb(_PreviewLibRawCannotGive(thumb=jpeg)) is jpeg

@@ -3,16 +3,18 @@ package): a well-kept reader of some 1,200 cameras' formats, where our own code 
 
 What a raw file gives (``read_raw``, uint8 (H, W, 3) RGB as displayed):
 
-* **The camera's own rendering** when the file carries one at least as large as the alternative below: the
-  embedded preview (a JPEG in Canon's, Nikon's, Pentax's, Fujifilm's and most cameras' DNGs, at or near the
-  sensor's size; an uncompressed RGB preview in some DNGs). It is the picture the camera would have written as its
-  JPEG (white balance, tone curve, lens corrections), so a raw photo matches the JPEGs of a collection as the
-  camera's JPEG would.
+* **The camera's own rendering** when the file carries one large enough (below): the embedded JPEG preview (in
+  Canon's, Nikon's, Pentax's, Fujifilm's and most cameras' DNGs, at or near the sensor's size). It is the picture
+  the camera would have written as its JPEG (white balance, tone curve, lens corrections), so a raw photo matches
+  the JPEGs of a collection as the camera's JPEG would. Other previews (uncompressed, HEVC, JPEG XL) are passed
+  over (``_thumb``).
 * **LibRaw's half-size demosaic** otherwise (no preview, or a small one: Sony's 1616 x 1080, a phone DNG's
   thumbnail): one RGB pixel per 2 x 2 Bayer quad (or per 6 x 6 X-Trans block's share), so no interpolation and a
   quarter of the sensor's pixels (a 24-megapixel raw gives 3000 x 2000, more than extraction keeps), the camera's
-  white balance, sRGB primaries and curve, 8 bits, LibRaw's automatic brightness (the 99th percentile to white,
-  as dcraw). Data with no mosaic to halve (a linear DNG such as Apple ProRAW, Foveon, a monochrome sensor) is
+  white balance, sRGB primaries and curve (rawpy's default curve is BT.709's), 8 bits, LibRaw's automatic
+  brightness (the 99th percentile to white, as dcraw). Fujifilm's SuperCCD, which LibRaw turns by 45 degrees, is
+  rendered once more for its header's size. Not applied: a DNG's opcodes (GainMap's lens shading), its
+  BaselineExposure and DefaultCrop. Data with no mosaic to halve (a linear DNG such as Apple ProRAW, Foveon, a monochrome sensor) is
   rendered at its full size the same way; a monochrome sensor's as gray RGB.
 
 The preview is used when its longer side is at least half the sensor's (the half-size demosaic's, for a mosaic),
@@ -125,23 +127,25 @@ def is_mosaic(raw) -> bool:
 
 
 def _thumb(raw):
-    """The embedded preview (rawpy's ``Thumbnail``: ``format`` JPEG with bytes, or BITMAP with a uint8 (H, W, 3)
-    array), or None when the file has none LibRaw can give."""
+    """The embedded JPEG preview (rawpy's ``Thumbnail``, ``format`` JPEG, ``data`` its bytes), or None when the file
+    has none LibRaw can give. Other previews are passed over: LibRaw gives an uncompressed one of more than 8 bits
+    already turned by the raw's flip and brightened (its ``kodak_thumb_loader``), which rawpy cannot tell from an
+    8-bit one (helper-132: turned twice and washed out), and raises ``NotImplementedError`` for an HEVC (a CR3 shot
+    in HEIF mode) or JPEG XL one."""
     try:
-        return raw.extract_thumb()
-    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+        thumb = raw.extract_thumb()
+    except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError, NotImplementedError):
         return None
     except rawpy.LibRawError as e:  # a preview whose bytes are not there (a truncated file): no preview
         if isinstance(e, (rawpy.LibRawIOError, rawpy.LibRawDataError)):
             return None
         raise RawError(f"its embedded preview cannot be read ({_libraw_reason(e)})") from e
+    return thumb if thumb.format == rawpy.ThumbFormat.JPEG else None
 
 
 def preview_size(thumb) -> tuple[int, int]:
-    """(width, height) of a rawpy ``Thumbnail`` as stored, from a JPEG's header or a bitmap's shape. Raises
-    ``RawError`` for bytes that are not an image."""
-    if thumb.format == rawpy.ThumbFormat.BITMAP:
-        return int(thumb.data.shape[1]), int(thumb.data.shape[0])
+    """(width, height) of a rawpy JPEG ``Thumbnail`` as stored, from its header. Raises ``RawError`` for bytes that
+    are not an image."""
     try:
         with Image.open(io.BytesIO(thumb.data)) as im:
             return im.size
@@ -150,11 +154,8 @@ def preview_size(thumb) -> tuple[int, int]:
 
 
 def preview_pixels(thumb) -> np.ndarray:
-    """The pixels of a rawpy ``Thumbnail``, uint8 (H, W, 3) RGB as stored (a JPEG's own EXIF orientation is not
+    """The pixels of a rawpy JPEG ``Thumbnail``, uint8 (H, W, 3) RGB as stored (its own EXIF orientation is not
     applied: see the module docstring). Raises ``RawError`` for a preview that does not decode (truncated)."""
-    if thumb.format == rawpy.ThumbFormat.BITMAP:
-        a = np.asarray(thumb.data, dtype=np.uint8)
-        return np.repeat(a, 3, axis=2) if a.ndim == 3 and a.shape[2] == 1 else a[:, :, :3]
     try:
         with Image.open(io.BytesIO(thumb.data)) as im:
             return np.asarray(im.convert("RGB"))
@@ -164,6 +165,25 @@ def preview_pixels(thumb) -> np.ndarray:
 
 def _displayed(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def _render(raw) -> np.ndarray:
+    """LibRaw's half-size rendering (see the module docstring), turned by its flip: uint8 (H, W, 1 or 3). sRGB's
+    curve (2.4, 12.92), not rawpy's default BT.709 one (2.222, 4.5: 18% gray at 105 instead of sRGB's 118)."""
+    return raw.postprocess(
+        half_size=True,
+        use_camera_wb=True,
+        output_color=rawpy.ColorSpace.sRGB,
+        gamma=(2.4, 12.92),
+        output_bps=8,
+    )
+
+
+def _fuji_rotated(sizes) -> bool:
+    """Whether LibRaw will turn the data by 45 degrees (Fujifilm's SuperCCD, ``fuji_width``; a DNG of CFALayout 2),
+    which its sizes show as a height one less than the width (LibRaw's identify): the rendering's size is then known
+    only by making it."""
+    return int(sizes.height) == int(sizes.width) - 1
 
 
 def _layout(raw, thumb, max_pixels: int | None) -> RawLayout:
@@ -181,6 +201,9 @@ def _layout(raw, thumb, max_pixels: int | None) -> RawLayout:
             return RawLayout(*_displayed(preview, orientation), orientation, "preview")
     try:
         mosaic = is_mosaic(raw)
+        if _fuji_rotated(s):  # made here, then again by read_raw: such sensors have at most 12 megapixels
+            rendered = _render(raw).shape
+            return RawLayout(rendered[1], rendered[0], orientation, "demosaic")
     except rawpy.LibRawError as e:  # a truncated file: its raw data is not all there
         raise RawError(f"LibRaw cannot read its raw data ({_libraw_reason(e)})") from e
     w, h = demosaic_size(width, height, aspect, mosaic)
@@ -211,9 +234,7 @@ def read_raw(path: str, max_pixels: int | None = None) -> np.ndarray:
         else:
             try:
                 # user_flip left to LibRaw: it turns the demosaic by the same flip
-                pixels = raw.postprocess(
-                    half_size=True, use_camera_wb=True, output_color=rawpy.ColorSpace.sRGB, output_bps=8
-                )
+                pixels = _render(raw)
             except rawpy.LibRawError as e:
                 raise RawError(f"LibRaw cannot demosaic it ({_libraw_reason(e)})") from e
             if pixels.ndim == 3 and pixels.shape[2] == 1:  # a monochrome sensor: gray as RGB, like a gray JPEG
