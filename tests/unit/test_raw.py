@@ -356,20 +356,30 @@ def test_a_preview_over_the_pixel_cap_gives_way_to_the_demosaic_and_a_bomb_is_na
 
 
 def test_only_a_camera_jpeg_or_heif_pairs_with_a_raw_file_of_its_name(tmp_path, caplog):
-    """RAW+JPEG (or RAW+HEIF) is what a camera writes: the raw file beside a JPEG or HEIF of its name, case aside,
-    is left out and named; beside a PNG of its name (an export, an edit) it is listed, as is a raw file alone."""
+    """RAW+JPEG (or RAW+HEIF) is what a camera writes: the raw file beside a JPEG or HEIF of its name, case aside
+    (a Pixel's names up to their ``.RAW-``), is left out and named; beside a PNG of its name (an export, an edit)
+    it is listed, as is a raw file alone."""
     jpg = tmp_path / "coll" / "jpg"
     jpg.mkdir(parents=True)
     rgb = _picture()
-    for name in ("A.jpg", "C.png", "d.jpg"):
+    pixel = "PXL_20231010_101112345"  # a Pixel's RAW+JPEG: the names differ after .RAW-
+    for name in ("A.jpg", "C.png", "d.jpg", f"{pixel}.RAW-01.MP.COVER.jpg"):
         Image.fromarray(rgb).save(jpg / name)
-    for name in ("A.NEF", "C.dng", "D.ARW", "E.dng"):
+    for name in ("A.NEF", "C.dng", "D.ARW", "E.dng", f"{pixel}.RAW-02.ORIGINAL.dng", "PXL_2.RAW-02.ORIGINAL.dng"):
         write_dng(jpg / name, rgb)
     with caplog.at_level("WARNING"):
         db = build_database_list(tmp_path / "coll", "coll")
-    assert [e["name"] for e in db["db"]] == ["jpg/A.jpg", "jpg/C.dng", "jpg/C.png", "jpg/E.dng", "jpg/d.jpg"]
+    assert [e["name"] for e in db["db"]] == [
+        "jpg/A.jpg",
+        "jpg/C.dng",
+        "jpg/C.png",
+        "jpg/E.dng",
+        "jpg/PXL_2.RAW-02.ORIGINAL.dng",
+        f"jpg/{pixel}.RAW-01.MP.COVER.jpg",
+        "jpg/d.jpg",
+    ]
     said = [r.getMessage() for r in caplog.records if "camera raw file(s) left out" in r.getMessage()]
-    assert len(said) == 1 and said[0].endswith("writes both of one photo): A.NEF, D.ARW")
+    assert len(said) == 1 and said[0].endswith(f"writes both of one photo): A.NEF, D.ARW, {pixel}.RAW-02.ORIGINAL.dng")
     assert {e["name"]: (e["width"], e["height"]) for e in db["db"]}["jpg/E.dng"] == (64, 48)
 
 

@@ -58,6 +58,7 @@ from retrieval.data.images import (
     IMAGE_SUFFIXES,
     RAW_SUFFIXES,
     image_header,
+    raw_pair_key,
 )
 from retrieval.runtime import is_readable, read_json, read_utf8
 from retrieval.stores.ames_release import read_release_list
@@ -731,9 +732,10 @@ def raw_beside_rendered(images: list[Path]) -> set[Path]:
     """The camera raw files (``RAW_SUFFIXES``) among ``images`` that have a JPEG or HEIF
     (``CAMERA_RENDERED_SUFFIXES``) of the same name, case aside, in the same folder: ``DSC_0001.NEF`` beside
     ``DSC_0001.JPG``, as a camera set to RAW+JPEG writes them. Listing both would put every such photo in the
-    database twice. A PNG or TIFF of the same name (an export, an edit) does not pair."""
-    rendered = {(p.parent, p.stem.casefold()) for p in images if p.suffix.lower() in CAMERA_RENDERED_SUFFIXES}
-    return {p for p in images if p.suffix.lower() in RAW_SUFFIXES and (p.parent, p.stem.casefold()) in rendered}
+    database twice. A PNG or TIFF of the same name (an export, an edit) does not pair. Names meet as
+    ``images.raw_pair_key`` has them (a Pixel's ``.RAW-01.MP.COVER.jpg`` and ``.RAW-02.ORIGINAL.dng`` too)."""
+    rendered = {raw_pair_key(p) for p in images if p.suffix.lower() in CAMERA_RENDERED_SUFFIXES}
+    return {p for p in images if p.suffix.lower() in RAW_SUFFIXES and raw_pair_key(p) in rendered}
 
 
 def _check_present(

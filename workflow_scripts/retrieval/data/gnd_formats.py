@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from retrieval.data.gnd import GroundTruth, as_int_list, parse_ground_truth, query_box
-from retrieval.data.images import CAMERA_RENDERED_SUFFIXES, IMAGE_SUFFIXES, RAW_SUFFIXES
+from retrieval.data.images import CAMERA_RENDERED_SUFFIXES, IMAGE_SUFFIXES, RAW_SUFFIXES, raw_pair_key
 from retrieval.runtime import read_utf8
 
 log = logging.getLogger(__name__)
@@ -422,10 +422,10 @@ def _rendered_sibling(name: str, db_index: dict[str, int]) -> str | None:
     path = PurePosixPath(name)
     if path.suffix.lower() not in RAW_SUFFIXES:
         return None
-    stem = path.stem.casefold()
+    key = raw_pair_key(path)
     for other in db_index:
         o = PurePosixPath(other)
-        if o.parent == path.parent and o.stem.casefold() == stem and o.suffix.lower() in CAMERA_RENDERED_SUFFIXES:
+        if o.suffix.lower() in CAMERA_RENDERED_SUFFIXES and raw_pair_key(o) == key:
             return other
     return None
 

@@ -62,7 +62,7 @@ import struct
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterator
 
 import numpy as np
@@ -124,6 +124,18 @@ IMAGE_SUFFIXES = (
 
 # what a camera writes beside its raw file in RAW+JPEG (or RAW+HEIF) mode: a folder scan lists that, not the raw
 CAMERA_RENDERED_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".heic", ".heif", ".hif")
+
+# Google Pixel's RAW+JPEG names: PXL_20231010_123456789.RAW-01.MP.COVER.jpg beside ...RAW-02.ORIGINAL.dng
+_PIXEL_PAIR = re.compile(r"^(.+)\.raw-\d+\..+$")
+
+
+def raw_pair_key(path: PurePath) -> tuple[str, str]:
+    """(folder, name) under which a camera's raw file and its JPEG / HEIF of one photo meet: the name without its
+    suffix, case aside (``DSC_0001.NEF``, ``DSC_0001.JPG``), and, for a Pixel's pair, without what follows ``.RAW-``
+    (``PXL_..._123.RAW-01.MP.COVER.jpg``, ``PXL_..._123.RAW-02.ORIGINAL.dng``)."""
+    stem = path.stem.casefold()
+    pixel = _PIXEL_PAIR.match(stem)
+    return str(path.parent), pixel.group(1) if pixel else stem
 
 
 class BadImageError(ValueError):
