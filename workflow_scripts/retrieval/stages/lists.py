@@ -40,9 +40,10 @@ def warn_small_images(dataset: str, entries: list[dict[str, Any]]) -> None:
     if small:
         more = f" and {len(small) - 5} more" if len(small) > 5 else ""
         log.warning(
-            "%s: %d image(s) smaller than %d pixels on their shorter side (thumbnails?): their local features are "
-            "few (SIFT finds about 290 in a 160-pixel photo, where it keeps 1000 of a full one), so their rankings "
-            "are unreliable: %s%s",
+            "%s: %d image(s) smaller than %d pixels on their shorter side (thumbnails?): too little detail to "
+            "describe them reliably (SIFT, the default backbone, finds about 290 local features in a 160-pixel "
+            "photo, where it keeps 1000 of a full one; a deep backbone enlarges them), so their rankings are "
+            "unreliable: %s%s",
             dataset,
             len(small),
             SMALL_SIDE,
