@@ -186,11 +186,12 @@ def _fuji_rotated(sizes) -> bool:
     return int(sizes.height) == int(sizes.width) - 1
 
 
-def _layout(raw, thumb, max_pixels: int | None) -> RawLayout:
+def _layout(raw, thumb, max_pixels: int | None) -> tuple[RawLayout, np.ndarray | None]:
     """The preview when its longer side is at least half the sensor's (a mosaic's half-size demosaic, which such a
     preview matches or beats) and it is within ``max_pixels``, read from metadata alone; otherwise the demosaic,
     whose size needs to know whether the data is a mosaic (``is_mosaic``), which rawpy tells only after reading the
-    raw data (LibRaw's ``unpack``). Raises ``RawError`` for a demosaic over ``max_pixels``."""
+    raw data (LibRaw's ``unpack``). Raises ``RawError`` for a demosaic over ``max_pixels``. The second item is the
+    rendering where the size needed it (SuperCCD), so that ``read_raw`` does not make it twice; else None."""
     s = raw.sizes
     orientation = FLIP_TO_ORIENTATION.get(int(s.flip), 1)
     width, height, aspect = int(s.width), int(s.height), float(s.pixel_aspect)
@@ -198,28 +199,31 @@ def _layout(raw, thumb, max_pixels: int | None) -> RawLayout:
         preview = preview_size(thumb)
         large = max(preview) >= max(demosaic_size(width, height, aspect))
         if large and (max_pixels is None or preview[0] * preview[1] <= max_pixels):
-            return RawLayout(*_displayed(preview, orientation), orientation, "preview")
+            return RawLayout(*_displayed(preview, orientation), orientation, "preview"), None
+    rendered = None
     try:
-        mosaic = is_mosaic(raw)
-        if _fuji_rotated(s):  # made here, then again by read_raw: such sensors have at most 12 megapixels
-            rendered = _render(raw).shape
-            return RawLayout(rendered[1], rendered[0], orientation, "demosaic")
+        if _fuji_rotated(s):  # such sensors have at most 12 megapixels: made for its size, and kept
+            rendered = _render(raw)
+            h, w = rendered.shape[:2]
+        else:
+            w, h = demosaic_size(width, height, aspect, is_mosaic(raw))
     except rawpy.LibRawError as e:  # a truncated file: its raw data is not all there
         raise RawError(f"LibRaw cannot read its raw data ({_libraw_reason(e)})") from e
-    w, h = demosaic_size(width, height, aspect, mosaic)
+    if rendered is not None:  # LibRaw's output is turned already
+        w, h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     if max_pixels is not None and w * h > max_pixels:
         raise RawError(
             f"its demosaic is {w}x{h} = {w * h:,} pixels, over max_image_pixels = {max_pixels:,}; raise "
             "max_image_pixels (--config max_image_pixels=N) if the memory allows"
         )
-    return RawLayout(*_displayed((w, h), orientation), orientation, "demosaic")
+    return RawLayout(*_displayed((w, h), orientation), orientation, "demosaic"), rendered
 
 
 def raw_header(path: str, max_pixels: int | None = None) -> RawLayout:
     """What ``read_raw(path, max_pixels)`` gives, from the file's metadata and its preview's header (no demosaic).
     Raises ``RawError``, also for a demosaic over ``max_pixels`` (a preview over it is passed over)."""
     with _open(path) as raw:
-        return _layout(raw, _thumb(raw), max_pixels)
+        return _layout(raw, _thumb(raw), max_pixels)[0]
 
 
 def read_raw(path: str, max_pixels: int | None = None) -> np.ndarray:
@@ -228,9 +232,11 @@ def read_raw(path: str, max_pixels: int | None = None) -> np.ndarray:
     preview over it is passed over)."""
     with _open(path) as raw:
         thumb = _thumb(raw)
-        layout = _layout(raw, thumb, max_pixels)
+        layout, rendered = _layout(raw, thumb, max_pixels)
         if layout.source == "preview":
             pixels = transposed(preview_pixels(thumb), layout.orientation)
+        elif rendered is not None:
+            pixels = rendered
         else:
             try:
                 # user_flip left to LibRaw: it turns the demosaic by the same flip
