@@ -65,7 +65,7 @@ from retrieval.plan import (
     beside,
     fill,
 )
-from retrieval import job_memory
+from retrieval import input_errors, job_memory
 from retrieval.runtime import is_readable, stable_hash
 from retrieval.stores.local_store import missing_sources
 
@@ -87,7 +87,10 @@ class _Planned:
             try:
                 return attr(*args, **kwargs)
             except PlanError as e:
-                raise WorkflowError(str(e)) from None
+                err = WorkflowError(str(e))
+                if getattr(e, input_errors.SAID, False):  # warned of already (dag_lists): not again by its wrapper
+                    input_errors.mark_said(err)
+                raise err from None
 
         return call
 
@@ -243,6 +246,7 @@ def database_source(wildcards):
     """The files a database listed apart depends on: image_list.txt or the scanned folders, and its images."""
     ds = PLAN.canonical(wildcards.dataset)
     if not PLAN.database_apart(ds):
+        PLAN.folder_source(ds)  # a folder gone is said as such (it said "named by its ground truth")
         raise WorkflowError(f"dataset '{ds}': its database is named by its ground truth, not listed apart")
     return {"source": watched(PLAN.database_source(ds)), "images": listed_images(ds, "db")}
 

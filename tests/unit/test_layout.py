@@ -18,7 +18,7 @@ LAYERS = [
     ("evaluation",),
     ("methods",),
     ("plan",),
-    ("dag_lists",),
+    ("dag_lists", "input_errors"),
     ("stages",),
     ("benchmarks",),
 ]

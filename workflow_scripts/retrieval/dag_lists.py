@@ -28,6 +28,7 @@ from retrieval import job_memory
 from retrieval.data import datasets
 from retrieval.data.datasets import build_database_list, build_image_lists, fresh_lists, warn_images_beside_jpg
 from retrieval.data.download import SOURCES
+from retrieval.input_errors import describe, mark_said
 from retrieval.plan import DEMO_SPLITS, DISTRACTORS, FEATURES, GLDV2_DOWNLOADABLE, Plan, PlanError, beside
 from retrieval.runtime import read_json, write_json
 from retrieval.search import ivfpq
@@ -122,7 +123,7 @@ class DagLists:
                     if apart
                     else ""
                 )
-                + f": {_said(e)}"
+                + f": {describe(e)}"
             )
             return None
         return lists
@@ -162,7 +163,7 @@ class DagLists:
         except Exception as e:  # noqa: BLE001 -- every exception, as in _read_or_build_lists
             self.warn(
                 f"{ds}: the database list cannot be built, and database_list will stop on this (so will every job that "
-                f"needs {ds}'s images, a search of its photos too): {_said(e)}"
+                f"needs {ds}'s images, a search of its photos too): {describe(e)}"
             )
             return None
 
@@ -364,12 +365,6 @@ class DagLists:
         )
 
 
-def _said(e: BaseException) -> str:
-    """An error for a warning: bad input's own message (OSError, ValueError: ours name the file), anything else with
-    its type, which is then the only clue."""
-    return str(e) if isinstance(e, (OSError, ValueError)) else f"{type(e).__name__}: {e}"
-
-
 def _others(n: int, after: list[str]) -> str:
     """'of them have' for the log line's first count, 'others have' (or 'other has' for one) after another."""
     return ("other has" if n == 1 else "others have") if after else "of them have"
@@ -410,6 +405,7 @@ class PackPlans:
                     # to be done" with the photos' changes unseen (helper-123's trial): said here in every case
                     # (once: every input function that asks for the plan tries again)
                     self.lists.warn_once("cache", ds, f"{e}; until then changes to {ds}'s photos are not seen")
+                    mark_said(e)
                     raise
                 try:
                     plan = fcache.plan_extraction(
@@ -424,9 +420,10 @@ class PackPlans:
                     self.lists.warn_once(
                         "plan",
                         ds,
-                        f"{ds}: the extraction cannot be planned ({_said(e)}); until then changes to "
+                        f"{ds}: the extraction cannot be planned ({describe(e)}); until then changes to "
                         f"{ds}'s photos are not seen",
                     )
+                    mark_said(e)
                     raise
                 # what the plan hashed where a ctime had moved, kept for the next plan (a dry run too: it is a memo
                 # of the files' bytes, not a plan)
