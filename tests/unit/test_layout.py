@@ -223,3 +223,25 @@ def test_readme_layout_names_every_module():
     assert not missing, "modules missing from the README's Layout section: " + ", ".join(missing)
     # the check itself: a module under the wrong folder is not on the map
     assert not on_map(Path("stores/metrics.py"), lines) and on_map(Path("evaluation/metrics.py"), lines)
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation but '-' and '_' dropped, spaces as '-'."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def test_readme_contents_lists_every_section_with_its_anchor():
+    """The README's Contents names every ## and ### heading, in order, each linking to its heading's anchor: a
+    section added, renamed or moved without the Contents fails here."""
+    text = (ROOT / "README.md").read_text()
+    headings, inside = [], False
+    for line in text.splitlines():
+        inside ^= line.startswith("```")
+        m = None if inside else re.match(r"^(##|###) (.*)$", line)
+        if m and m.group(2) != "Contents":
+            headings.append(("  " if m.group(1) == "###" else "") + f"- [{m.group(2)}](#{_anchor(m.group(2))})")
+    contents = text.split("## Contents\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert contents == headings
+    assert _anchor("Query expansion and database augmentation (`aqe`, `adba`)") == (
+        "query-expansion-and-database-augmentation-aqe-adba"
+    )
