@@ -246,7 +246,6 @@ def database_source(wildcards):
     """The files a database listed apart depends on: image_list.txt or the scanned folders, and its images."""
     ds = PLAN.canonical(wildcards.dataset)
     if not PLAN.database_apart(ds):
-        PLAN.folder_source(ds)  # a folder gone is said as such (it said "named by its ground truth")
         raise WorkflowError(f"dataset '{ds}': its database is named by its ground truth, not listed apart")
     return {"source": watched(PLAN.database_source(ds)), "images": listed_images(ds, "db")}
 

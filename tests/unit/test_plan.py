@@ -958,3 +958,19 @@ def test_a_folder_named_like_a_distractor_target_is_said_not_to_be_read(tmp_path
     with pytest.raises(PlanError) as e:  # a target 'mydata+1M' (not the +1m suffix) is not offered 'mydata+1m'
         plan.folder_source("mydata+1M")
     assert "did you mean" not in str(e.value)
+
+
+def test_the_database_side_of_a_folder_moved_away_is_named_not_switched(tmp_path):
+    """A plain folder's database side reads its own db.json; with the folder moved away it switched to lists.json (a
+    file never made for a collection only searched), and a search asked for again ran with every thumbnail crossed
+    out, exit status 0 (helper-133). The folder is named as not found; a dataset a rule downloads is not refused."""
+    (tmp_path / "coll" / "jpg").mkdir(parents=True)
+    plan = Plan(configured(data_root=str(tmp_path)))
+    listed = plan.side_lists_json("coll", "db")
+    assert listed == plan.database_json("coll") and listed.endswith("/db.json")
+    (tmp_path / "coll").rename(tmp_path / "elsewhere")
+    with pytest.raises(PlanError, match=f"folder {tmp_path / 'coll'} not found"):
+        plan.side_lists_json("coll", "db")
+    assert plan.side_lists_json("coll", "query") == plan.lists_json("coll")  # its queries' side: the lists
+    assert plan.side_lists_json("roxford5k", "db") == plan.lists_json("roxford5k")  # downloaded by its rule
+    assert plan.side_lists_json("demo", "db") == plan.lists_json("demo")

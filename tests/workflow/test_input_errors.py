@@ -1,20 +1,23 @@
-"""An input function's error that Snakemake drops (snakemake#3953) is said: retrieval/input_errors.py, run by the
-pinned Snakemake on small Snakefiles of the issue's shape, and installed over every rule of this workflow."""
+"""An input function's error that Snakemake drops (snakemake#3953) is said when the run ends: retrieval/input_errors.py,
+run by the pinned Snakemake on small Snakefiles of the issue's shape, and over this workflow's rules."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
-from conftest import REPO, snakemake
+from conftest import REPO, SHARED, TINY, snakemake
 
 pytestmark = pytest.mark.workflow
 
-# the issue's example: `final` needs out.txt; `make` (which makes it) has an input function that raises
+LANDMARKS = SHARED / "datasets" / "landmarks-mini" / "jpg"
+
+# the issue's example: `final` needs `mid`, which needs a file `make_*` makes, whose input function raises
 SNAKEFILE = """\
 import sys
 sys.path.insert(0, {scripts!r})
@@ -23,6 +26,7 @@ from retrieval import input_errors
 
 
 def f(wildcards):
+    print("f called", file=sys.stderr)
     raise RuntimeError("boom in f")
 
 
@@ -36,14 +40,23 @@ def unpacked(wildcards):
 
 rule all:
     input:
-        "final_{{which}}.txt".format(which={which!r}),
+        "final_{which}.txt",
 
 
 rule final:
     input:
-        "out_{{which}}.txt",
+        "mid_{{which}}.txt",
     output:
         "final_{{which}}.txt",
+    shell:
+        "touch {{output}}"
+
+
+rule mid:
+    input:
+        "out_{{which}}.txt",
+    output:
+        "mid_{{which}}.txt",
     shell:
         "touch {{output}}"
 
@@ -75,21 +88,52 @@ rule make_unpacked:
         "touch {{output}}"
 
 
+# two jobs whose input function raises the same error (for p=a and p=b)
+rule twice:
+    input:
+        "pair_a.txt",
+        "pair_b.txt",
+    output:
+        "final_twice.txt",
+    shell:
+        "touch {{output}}"
+
+
+rule pair:
+    input:
+        "src_{{p}}.txt",
+    output:
+        "pair_{{p}}.txt",
+    shell:
+        "touch {{output}}"
+
+
+rule src:
+    input:
+        f,
+    output:
+        "src_{{p}}.txt",
+    shell:
+        "touch {{output}}"
+
+
 if {wrap}:
-    print("wrapped", input_errors.say_input_errors(workflow.rules, logger.warning))
+    print("wrapped", input_errors.say_input_errors(workflow.rules, logger))
 """
 
 
-def _run(tmp_path, which, wrap=True, said_already=False, present=True):
-    wd = tmp_path / f"{which}_{wrap}_{said_already}_{present}"
+def _run(tmp_path, which, wrap=True, said_already=False, present=("out", "mid", "final")):
+    """Run the Snakefile above for ``final_{which}.txt`` with the files ``present`` already made (oldest first)."""
+    wd = tmp_path / f"{which}_{wrap}_{said_already}_{'_'.join(present)}"
     wd.mkdir()
     (wd / "Snakefile").write_text(
         SNAKEFILE.format(scripts=str(REPO / "workflow_scripts"), which=which, wrap=wrap, said_already=said_already)
     )
-    if present:
-        (wd / f"out_{which}.txt").touch()
-        (wd / f"final_{which}.txt").touch()
-        os.utime(wd / f"out_{which}.txt", (1, 1))  # older than final: up to date
+    for age, stem in enumerate(present):
+        name = stem if stem.endswith(".txt") else f"{stem}_{which}.txt"
+        (wd / name).touch()
+        t = 1_000_000 + age
+        os.utime(wd / name, (t, t))
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "1", "-d", str(wd), "-s", str(wd / "Snakefile")],
         capture_output=True,
@@ -104,71 +148,94 @@ def test_the_pinned_snakemake_still_drops_the_error(tmp_path):
     upgrade fixes snakemake#3953, this fails and the workaround can go)."""
     proc, out = _run(tmp_path, "plain", wrap=False)
     assert proc.returncode == 0 and "Nothing to be done" in out
-    assert "boom" not in out
+    assert "f called" in out and "boom" not in out
 
 
 @pytest.mark.parametrize(
     "which, said",
     [
-        ("plain", "rule make: its inputs cannot be named: RuntimeError: boom in f."),
-        ("named", "rule make_named: its inputs cannot be named: bad key in named."),
-        ("unpacked", "rule make_unpacked: its inputs cannot be named: no such folder: x/."),
+        ("plain", "rule make: an input function failed, and Snakemake dropped the error"),
+        ("named", "rule make_named: an input function failed, and Snakemake dropped the error"),
+        ("unpacked", "rule make_unpacked: an input function failed, and Snakemake dropped the error"),
     ],
 )
-def test_a_dropped_error_is_said_once_with_the_file_snakemake_kept(tmp_path, which, said):
+def test_a_dropped_error_is_said_once_when_the_run_ends(tmp_path, which, said):
     proc, out = _run(tmp_path, which)
-    assert "wrapped 3" in out  # a function, a named one, an unpack(...): every input function of the rules
+    assert "wrapped 4" in out  # a function (twice), a named one, an unpack(...): every input function of the rules
     assert proc.returncode == 0 and "Nothing to be done" in out  # Snakemake's own handling is unchanged
     assert out.count(said) == 1, out
-    assert f"the rule's file is present (out_{which}.txt)" in out and "snakemake#3953" in out
+    error = {"plain": "RuntimeError: boom in f", "named": "bad key in named", "unpacked": "no such folder: x/"}[which]
+    line = next(line for line in out.splitlines() if said in line)
+    assert error in line and "snakemake#3953" in line and "This run did not resolve it." in line
+    assert out.index(said) > out.index("Nothing to be done")  # the last word of the run
+
+
+def test_an_error_dropped_one_job_further_up_is_said(tmp_path):
+    """out_plain.txt missing, mid_plain.txt present: `make`'s error travels up to `mid`'s job and is dropped there."""
+    proc, out = _run(tmp_path, "plain", present=("mid", "final"))
+    assert proc.returncode == 0 and "Nothing to be done" in out
+    assert out.count("rule make: an input function failed") == 1 and "boom in f" in out
+
+
+def test_an_error_said_often_by_its_function_is_said_once(tmp_path):
+    """The same error raised by two jobs (the wildcards p=a and p=b) is one line: the first job's."""
+    proc, out = _run(tmp_path, "twice", present=("pair_a.txt", "pair_b.txt", "final"))
+    assert proc.returncode == 0 and "Nothing to be done" in out
+    assert out.count("f called") == 2  # the check itself: the function did raise more than once
+    assert out.count("boom in f") == 1 and "rule src (p=a): an input function failed" in out
 
 
 def test_an_error_snakemake_reports_is_not_said_twice(tmp_path):
-    """Where the rule's file is missing, Snakemake stops with the error itself: no warning beside it."""
-    proc, out = _run(tmp_path, "plain", present=False)
-    assert proc.returncode == 1 and "boom in f" in out
-    assert "its inputs cannot be named" not in out
+    """With no file present Snakemake stops with the error itself: nothing is added after it."""
+    proc, out = _run(tmp_path, "plain", present=())
+    assert proc.returncode == 1 and "InputFunctionException in rule make" in out and "boom in f" in out
+    assert "an input function failed" not in out
 
 
 def test_an_error_warned_of_already_is_not_said_again(tmp_path):
     """dag_lists says its own errors (better worded) and marks them: the wrapper leaves those alone."""
     proc, out = _run(tmp_path, "unpacked", said_already=True)
     assert proc.returncode == 0 and "Nothing to be done" in out
-    assert "its inputs cannot be named" not in out
+    assert "an input function failed" not in out
 
 
-def test_the_workflow_wraps_every_input_function_after_its_rules(tmp_path):
-    """The workflow's Snakefile installs the wrapper once every rule is defined (an include after it would leave its
-    rules' errors unsaid); a dry run of the main job says nothing of it (no input function fails)."""
+def test_the_workflow_installs_it_after_its_last_rule():
+    """An include after the call would leave its rules' input functions unwrapped."""
     text = (REPO / "Snakefile").read_text()
     call = text.index("input_errors.say_input_errors(workflow.rules")
     assert call > text.rindex("include:") and call > text.rindex("\nrule ")
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
-        + ["results/demo_ames.json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "its inputs cannot be named" not in proc.stdout + proc.stderr
 
 
-def test_a_collections_folder_gone_is_named_as_gone(tmp_path):
-    """The real workflow: a plain folder's database list is made, then the folder is moved away. Asking for the list
-    again names the folder as not found (database_list said "its database is named by its ground truth"), and, the
-    list being present, the warning says Snakemake would keep it."""
-    photos = tmp_path / "data" / "coll"
-    photos.mkdir(parents=True)
-    for i in range(3):
-        Image.new("RGB", (64, 48), (40 * i, 90, 160)).save(photos / f"{i}.jpg")
+@pytest.mark.skipif(not LANDMARKS.is_dir(), reason="../shared/datasets/landmarks-mini is not beside the repository")
+def test_a_collection_moved_away_is_said_or_refused_and_its_results_kept(tmp_path):
+    """The real workflow, on a folder with gnd.json evaluated and searched with new photos; asked again: nothing to
+    do and nothing said. With the folder moved away, its evaluation's files are present and Snakemake drops the error
+    naming it: the run says it at its end, once. The search stops on the error itself (nothing added to it) and is
+    not run again: it was, with every thumbnail crossed out and exit status 0 (helper-133)."""
+    data = tmp_path / "data"
+    stems = sorted(p.stem for p in LANDMARKS.glob("*.jpg"))[:9]
+    (data / "coll" / "jpg").mkdir(parents=True)
+    (data / "newp" / "jpg").mkdir(parents=True)
+    for stem in stems[:8]:
+        shutil.copy(LANDMARKS / f"{stem}.jpg", data / "coll" / "jpg" / f"{stem}.jpg")
+    shutil.copy(LANDMARKS / f"{stems[8]}.jpg", data / "newp" / "jpg" / "new.jpg")
+    gnd = {"imlist": stems[1:8], "qimlist": stems[:1], "gnd": [{"easy": [0, 1], "hard": [], "junk": []}]}
+    (data / "coll" / "gnd.json").write_text(json.dumps(gnd))
     wd = tmp_path / "wd"
-    base = ("--config", f"data_root={tmp_path / 'data'}")
-    snakemake(wd, "results/search/coll/coll.html", "--until", "database_list", *base)
-    (db,) = sorted((wd / "results" / "lists" / "coll").glob("*/db.json"))
-    photos.rename(tmp_path / "moved")
-    proc = snakemake(wd, str(db.relative_to(wd)), *base, check=False)
+    config = ("--configfile", str(TINY), "--config", f"data_root={data}")
+    evaluated, searched = "results/coll_global.json", "results/search/coll/newp.html"
+    snakemake(wd, evaluated, searched, *config)
+    made = {t: (wd / t).stat().st_mtime_ns for t in (evaluated, searched)}
+    again = snakemake(wd, evaluated, searched, *config)
+    assert "Nothing to be done" in again.stderr and "an input function failed" not in again.stdout + again.stderr
+    (data / "coll").rename(tmp_path / "moved")
+    proc = snakemake(wd, evaluated, *config)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 1 and f"folder {photos} not found" in out, out[-3000:]
-    assert "named by its ground truth" not in out
-    assert f"the rule's file is present ({db.relative_to(wd)})" in out
+    assert "Nothing to be done" in out
+    said = [line for line in out.splitlines() if "an input function failed" in line]
+    assert len(said) == 1 and f"folder {data / 'coll'} not found" in said[0], out[-3000:]
+    proc = snakemake(wd, searched, *config, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and f"folder {data / 'coll'} not found" in out
+    assert "an input function failed" not in out
+    assert {t: (wd / t).stat().st_mtime_ns for t in (evaluated, searched)} == made

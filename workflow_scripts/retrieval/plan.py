@@ -683,8 +683,16 @@ class Plan:
 
     def side_lists_json(self, ds, side):
         """The lists a stage of one side reads: the database list where it is listed apart (so a ground-truth edit
-        does not reach the database side), else the dataset's lists."""
-        return self.database_json(ds) if side == "db" and self.database_apart(ds) else self.lists_json(ds)
+        does not reach the database side), else the dataset's lists. A PlanError naming the folder where a dataset of
+        the user's has none (it is moved away): a collection searched only has no lists.json, and asking for it ran
+        the search again with every thumbnail crossed out (helper-133)."""
+        if side == "db" and self.database_apart(ds):
+            return self.database_json(ds)
+        c = self.canonical(ds)
+        if side == "db" and c not in DEMO_SPLITS and self.distractor_base(c) is None:
+            if not os.path.isdir(self.dataset_dir(c)):
+                self.folder_source(c)  # raises for a folder of the user's; a download's marker otherwise
+        return self.lists_json(ds)
 
     def gnd_json(self, ds):
         return fill(GND, dataset=ds, ver=self.v_lists(ds))
