@@ -974,3 +974,7 @@ def test_the_database_side_of_a_folder_moved_away_is_named_not_switched(tmp_path
     assert plan.side_lists_json("coll", "query") == plan.lists_json("coll")  # its queries' side: the lists
     assert plan.side_lists_json("roxford5k", "db") == plan.lists_json("roxford5k")  # downloaded by its rule
     assert plan.side_lists_json("demo", "db") == plan.lists_json("demo")
+    # a link whose folder moved names its target (it read as if nothing were there)
+    (tmp_path / "coll").symlink_to(tmp_path / "gone")
+    with pytest.raises(PlanError, match=f"a symbolic link to {tmp_path / 'gone'}, which does not exist"):
+        plan.side_lists_json("coll", "db")

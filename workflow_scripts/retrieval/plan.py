@@ -793,6 +793,8 @@ class Plan:
                 (f"{role[ds]}: " if ds in role else "")
                 + ("photos to search" if searched else "dataset")
                 + f" '{ds}': folder {d} not found ("
+                # a link whose folder moved: its target named (it read as if nothing were there, helper-133)
+                + (f"a symbolic link to {os.readlink(d)}, which does not exist; " if os.path.islink(d) else "")
                 + (f"dataset_dirs.{ds}" if moved else f"data_root={self.config['data_root']}")
                 # a mistyped data_root is the cause, not the dataset's folder (a new user's trial: 'dta' for 'data')
                 + ("" if moved or os.path.isdir(root) else f", and data_root {root} does not exist at all")
