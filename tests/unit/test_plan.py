@@ -974,7 +974,28 @@ def test_the_database_side_of_a_folder_moved_away_is_named_not_switched(tmp_path
     assert plan.side_lists_json("coll", "query") == plan.lists_json("coll")  # its queries' side: the lists
     assert plan.side_lists_json("roxford5k", "db") == plan.lists_json("roxford5k")  # downloaded by its rule
     assert plan.side_lists_json("demo", "db") == plan.lists_json("demo")
+    with pytest.raises(PlanError, match=f"folder {tmp_path / 'coll'} not found"):  # with the distractors (helper-134)
+        plan.side_lists_json("coll+1m", "db")
+    assert plan.side_lists_json("demo+1m", "db") == plan.lists_json("demo+1m")
     # a link whose folder moved names its target (it read as if nothing were there)
     (tmp_path / "coll").symlink_to(tmp_path / "gone")
     with pytest.raises(PlanError, match=f"a symbolic link to {tmp_path / 'gone'}, which does not exist"):
         plan.side_lists_json("coll", "db")
+
+
+def test_a_gnd_csv_renamed_moves_the_lists_version_an_edit_does_not(tmp_path):
+    """A gnd.csv renamed (`gnd (1).csv`) or removed left the folder's version as it was, and its evaluations were
+    written again without metrics over the ones with (helper-134). Whether the ground truth is a gnd.csv is part of
+    the lists' version; its rows are not (an edit leaves the database side alone)."""
+    folder = tmp_path / "gc"
+    (folder / "jpg").mkdir(parents=True)
+    (folder / "gnd.csv").write_text("query,image,kind\na.jpg,b.jpg,easy\n")
+    plan = Plan(configured(data_root=str(tmp_path)))
+    with_csv = plan.v_lists("gc")
+    (folder / "gnd.csv").write_text("query,image,kind\na.jpg,c.jpg,easy\n")
+    assert plan.v_lists("gc") == with_csv
+    evaluated = plan.v_eval("gc")
+    (folder / "gnd.csv").rename(folder / "gnd (1).csv")
+    assert plan.v_lists("gc") != with_csv and plan.v_eval("gc") != evaluated  # the evaluations go beside
+    (folder / "gnd (1).csv").rename(folder / "gnd.csv")
+    assert plan.v_lists("gc") == with_csv and plan.v_eval("gc") == evaluated  # and are found again

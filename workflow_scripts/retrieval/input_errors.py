@@ -9,7 +9,7 @@ job's file is present. So a refusal that names the bad file or key (a dataset's 
 unseen.
 
 :func:`say_input_errors` wraps every input function of the workflow's rules. An error one raises is noted (and
-raised again unchanged: Snakemake's handling is as before); Snakemake's own error messages are noted too (a
+raised again unchanged: Snakemake's handling is as before); Snakemake's own warnings and errors are noted too (a
 ``logging`` handler on its logger), and when the process ends, each noted input-function error that no message of
 Snakemake's carried is said on stderr, once, with its rule and wildcards. An error Snakemake reported is not said
 twice, and one that dropped under another rule's file is said all the same.
@@ -34,12 +34,25 @@ _raised: dict[str, str] = {}  # an input function's error (its first line) -> wh
 _reported: list[str] = []  # the error messages Snakemake logged in this process
 
 
+MAX_SAID = 2000  # characters of an error's message said at the end (a message can be a whole file)
+
+
+def _text(e: BaseException) -> str:
+    """``str(e)``, or its repr where ``__str__`` itself raises (the error is said rather than replaced)."""
+    try:
+        return str(e)
+    except Exception:  # noqa: BLE001 -- a broken __str__ must not hide the error it belongs to
+        return repr(e)
+
+
 def describe(e: BaseException) -> str:
     """An error for a warning: bad input's own message (OSError, ValueError and Snakemake's WorkflowError: ours name
-    the file or key), anything else with its type, which is then the only clue."""
-    if isinstance(e, (OSError, ValueError)) or type(e).__name__ == "WorkflowError":
-        return str(e)
-    return f"{type(e).__name__}: {e}"
+    the file or key), anything else with its type, which is then the only clue (the type alone for an empty
+    message)."""
+    text = _text(e)
+    if (isinstance(e, (OSError, ValueError)) or type(e).__name__ == "WorkflowError") and text:
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def mark_said(e: BaseException) -> BaseException:
@@ -49,9 +62,10 @@ def mark_said(e: BaseException) -> BaseException:
 
 
 def _key(e: BaseException) -> str:
-    """What of ``e`` Snakemake's report of it would hold: its message's first non-empty line, else its type."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
+    """What of ``e`` Snakemake's report of it would hold: its message's longest line (Snakemake indents the lines of
+    a message; the first can be as common as 'Error:'), else its type."""
+    lines = [line.strip() for line in _text(e).splitlines() if line.strip()]
+    return max(lines, key=len) if lines else type(e).__name__
 
 
 def said(fn: Callable[..., Any], rule: str, passed: tuple[type[BaseException], ...] = ()) -> Callable[..., Any]:
@@ -76,7 +90,7 @@ def said(fn: Callable[..., Any], rule: str, passed: tuple[type[BaseException], .
                 _raised[key] = (
                     f"rule {rule}{f' ({where})' if where else ''}: an input function failed, and Snakemake dropped "
                     f"the error (snakemake#3953: it went on with files already on disk, and said nothing): "
-                    f"{describe(e)}. This run did not resolve it."
+                    f"{_clipped(describe(e))}. This run did not resolve it."
                 )
             raise
 
@@ -84,11 +98,20 @@ def said(fn: Callable[..., Any], rule: str, passed: tuple[type[BaseException], .
     return call
 
 
+def _clipped(text: str) -> str:
+    """``text``, its middle left out past MAX_SAID characters."""
+    if len(text) <= MAX_SAID:
+        return text
+    half = MAX_SAID // 2
+    return f"{text[:half]} [... {len(text) - 2 * half} characters ...] {text[-half:]}"
+
+
 class _Reported(logging.Handler):
-    """Notes each error message Snakemake logs (``print_exception`` logs at ERROR)."""
+    """Notes each warning and error message Snakemake logs: ``print_exception`` logs at ERROR; an input function's
+    error it skips for another rule that makes the file (``ruleorder``) at WARNING, with the error."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -250,8 +250,23 @@ class Plan:
                 **decoder,
                 **scanned,
                 **self._gldv2_lists(ds),
+                **self._gnd_csv(ds),
             }
         )
+
+    def _gnd_csv(self, ds):
+        """``{"ground_truth": "gnd.csv"}`` for a folder whose ground truth is a gnd.csv, else nothing. Without it a
+        gnd.csv renamed or removed gave the folder the same version, and its evaluations were written again, without
+        metrics, over the ones with (helper-134); now they go beside them. (A gnd.json or pickle removed from a
+        scanned folder moves its version through ``image_suffixes``.)"""
+        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
+            return {}
+        d = self.dataset_dir(ds)
+        try:
+            gt = ground_truth_path(d, ds) if os.path.isdir(d) else None
+        except PlanError:  # a pickle of another name: said where the folder's files are read (folder_source)
+            return {}
+        return {"ground_truth": "gnd.csv"} if gt is not None and gt.name == "gnd.csv" else {}
 
     def _gldv2_lists(self, ds):
         """gldv2_identity for a dataset in GLDv2's format (gldv2, gldv2-train, a folder with its CSV files); nothing
@@ -689,9 +704,9 @@ class Plan:
         if side == "db" and self.database_apart(ds):
             return self.database_json(ds)
         c = self.canonical(ds)
-        if side == "db" and c not in DEMO_SPLITS and self.distractor_base(c) is None:
-            if not os.path.isdir(self.dataset_dir(c)):
-                self.folder_source(c)  # raises for a folder of the user's; a download's marker otherwise
+        c = self.distractor_base(c) or c  # 'coll+1m': coll's folder (helper-134)
+        if side == "db" and c not in DEMO_SPLITS and not os.path.isdir(self.dataset_dir(c)):
+            self.folder_source(c)  # raises for a folder of the user's; a download's marker otherwise
         return self.lists_json(ds)
 
     def gnd_json(self, ds):
