@@ -979,8 +979,9 @@ def test_the_database_side_of_a_folder_moved_away_is_named_not_switched(tmp_path
     assert plan.side_lists_json("demo+1m", "db") == plan.lists_json("demo+1m")
     # a link whose folder moved names its target (it read as if nothing were there)
     (tmp_path / "coll").symlink_to(tmp_path / "gone")
-    with pytest.raises(PlanError, match=f"a symbolic link to {tmp_path / 'gone'}, which does not exist"):
+    with pytest.raises(PlanError, match=f"a symbolic link to {tmp_path / 'gone'}, which does not exist") as e:
         plan.side_lists_json("coll", "db")
+    assert "point the link at the folder that holds them" in str(e.value) and "put the images" not in str(e.value)
 
 
 def test_a_gnd_csv_renamed_moves_the_lists_version_an_edit_does_not(tmp_path):

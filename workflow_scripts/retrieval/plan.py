@@ -815,7 +815,9 @@ class Plan:
                 + ("" if moved or os.path.isdir(root) else f", and data_root {root} does not exist at all")
                 # photos to search need no ground truth (a new user's trial was told of gnd files for metrics)
                 + (
-                    f"); put the photos in {d}/jpg/ (no ground truth needed)"
+                    "); point the link at the folder that holds them"  # its jpg/ cannot be made while it dangles
+                    if os.path.islink(d)
+                    else f"); put the photos in {d}/jpg/ (no ground truth needed)"
                     if searched
                     else f"); put the images in {d}/jpg/ (with gnd.csv, gnd.json or gnd_{ds}.pkl for metrics)"
                 )
