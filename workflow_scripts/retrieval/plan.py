@@ -254,16 +254,22 @@ class Plan:
             }
         )
 
+    def _folder_ground_truth(self, ds):
+        """The ground-truth file of a dataset in a folder of the user's, or None (a plain folder; the demo splits,
+        the datasets a rule downloads and R1M, whose files are not the user's). Raises PlanError as
+        ``ground_truth_path``."""
+        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
+            return None
+        d = self.dataset_dir(ds)
+        return ground_truth_path(d, ds) if os.path.isdir(d) else None
+
     def _gnd_csv(self, ds):
         """``{"ground_truth": "gnd.csv"}`` for a folder whose ground truth is a gnd.csv, else nothing. Without it a
         gnd.csv renamed or removed gave the folder the same version, and its evaluations were written again, without
         metrics, over the ones with (helper-134); now they go beside them. (A gnd.json or pickle removed from a
         scanned folder moves its version through ``image_suffixes``.)"""
-        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
-            return {}
-        d = self.dataset_dir(ds)
         try:
-            gt = ground_truth_path(d, ds) if os.path.isdir(d) else None
+            gt = self._folder_ground_truth(ds)
         except PlanError:  # a pickle of another name: said where the folder's files are read (folder_source)
             return {}
         return {"ground_truth": "gnd.csv"} if gt is not None and gt.name == "gnd.csv" else {}
@@ -274,10 +280,7 @@ class Plan:
         identity = self.gldv2_identity()
         if not identity or ds in GLDV2_DOWNLOADABLE:
             return identity
-        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds == DISTRACTORS:
-            return {}
-        d = self.dataset_dir(ds)
-        gt = ground_truth_path(d, ds) if os.path.isdir(d) else None
+        gt = self._folder_ground_truth(ds)
         return identity if gt is not None and gt.name in (GLDV2_SOLUTION, *GLDV2_TRAIN_LISTS) else {}
 
     def database_apart(self, ds):
