@@ -30,10 +30,8 @@ from typing import Any, TextIO
 
 SAID = "_retrieval_said"  # an attribute set on an exception already warned of (dag_lists' own, better worded)
 
-_raised: dict[str, str] = {}  # an input function's error (its first line) -> what to say if Snakemake did not
-_reported: list[str] = []  # the error messages Snakemake logged in this process
-
-
+_raised: dict[str, str] = {}  # an input function's error (its _key) -> what to say if Snakemake did not report it
+_reported: list[str] = []  # the warnings and errors Snakemake logged in this process
 MAX_SAID = 2000  # characters of an error's message said at the end (a message can be a whole file)
 
 
@@ -70,7 +68,7 @@ def _key(e: BaseException) -> str:
 
 def said(fn: Callable[..., Any], rule: str, passed: tuple[type[BaseException], ...] = ()) -> Callable[..., Any]:
     """``fn`` (an input function of rule ``rule``) that notes the error it raises, with the rule and wildcards (the
-    first of each message), then raises the same exception.
+    first call's, for each error), then raises the same exception.
 
     ``passed``: exception types that are Snakemake's signals, not errors (``IncompleteCheckpointException``), raised
     without a note, as is an exception marked by :func:`mark_said`. The wrapper has ``fn``'s signature
