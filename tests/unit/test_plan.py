@@ -1000,3 +1000,24 @@ def test_a_gnd_csv_renamed_moves_the_lists_version_an_edit_does_not(tmp_path):
     assert plan.v_lists("gc") != with_csv and plan.v_eval("gc") != evaluated  # the evaluations go beside
     (folder / "gnd (1).csv").rename(folder / "gnd.csv")
     assert plan.v_lists("gc") == with_csv and plan.v_eval("gc") == evaluated  # and are found again
+
+
+def test_a_gnd_json_removed_beside_image_list_moves_the_lists_version(tmp_path):
+    """A gnd.json removed (or renamed gnd.json.bak) from a folder listed by image_list.txt left its version as it
+    was: the folder is not scanned, so the image suffixes did not move it, and its evaluations were written again
+    without metrics over the ones with. The ground truth's file name is part of the version; putting the file back
+    finds the earlier evaluations, and a pickle left beside it reads as another ground truth."""
+    folder = tmp_path / "gj"
+    (folder / "jpg").mkdir(parents=True)
+    (folder / "image_list.txt").write_text("jpg/a.jpg\njpg/b.jpg\n")
+    (folder / "gnd.json").write_text("{}")
+    plan = Plan(configured(data_root=str(tmp_path)))
+    with_json, evaluated = plan.v_lists("gj"), plan.v_eval("gj")
+    (folder / "gnd.json").rename(folder / "gnd.json.bak")
+    without = plan.v_lists("gj")
+    assert without != with_json and plan.v_eval("gj") != evaluated
+    (folder / "gnd_gj.pkl").write_bytes(b"")
+    assert plan.v_lists("gj") not in (with_json, without)
+    (folder / "gnd_gj.pkl").unlink()
+    (folder / "gnd.json.bak").rename(folder / "gnd.json")
+    assert plan.v_lists("gj") == with_json and plan.v_eval("gj") == evaluated

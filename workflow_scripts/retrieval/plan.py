@@ -250,7 +250,7 @@ class Plan:
                 **decoder,
                 **scanned,
                 **self._gldv2_lists(ds),
-                **self._gnd_csv(ds),
+                **self._ground_truth_name(ds),
             }
         )
 
@@ -263,16 +263,17 @@ class Plan:
         d = self.dataset_dir(ds)
         return ground_truth_path(d, ds) if os.path.isdir(d) else None
 
-    def _gnd_csv(self, ds):
-        """``{"ground_truth": "gnd.csv"}`` for a folder whose ground truth is a gnd.csv, else nothing. Without it a
-        gnd.csv renamed or removed gave the folder the same version, and its evaluations were written again, without
-        metrics, over the ones with (helper-134); now they go beside them. (A gnd.json or pickle removed from a
-        scanned folder moves its version through ``image_suffixes``.)"""
+    def _ground_truth_name(self, ds):
+        """``{"ground_truth": <file name>}`` for a folder of the user's with a ground-truth file (gnd.json, the
+        pickle, gnd.csv, ...), else nothing. Without it a ground truth renamed or removed gave the folder the same
+        version, and its evaluations were written again, without metrics, over the ones with: a gnd.csv (helper-134),
+        and a gnd.json beside image_list.txt (2026-12-07). Now they go beside them. The file's contents are not
+        hashed: an edited gnd.csv leaves the database side alone."""
         try:
             gt = self._folder_ground_truth(ds)
         except PlanError:  # a pickle of another name: said where the folder's files are read (folder_source)
             return {}
-        return {"ground_truth": "gnd.csv"} if gt is not None and gt.name == "gnd.csv" else {}
+        return {"ground_truth": gt.name} if gt is not None else {}
 
     def _gldv2_lists(self, ds):
         """gldv2_identity for a dataset in GLDv2's format (gldv2, gldv2-train, a folder with its CSV files); nothing
