@@ -168,6 +168,11 @@ def test_a_dropped_error_is_said_once_when_the_run_ends(tmp_path, which, said):
     line = next(line for line in out.splitlines() if said in line)
     assert error in line and "snakemake#3953" in line and "This run did not resolve it." in line
     assert out.index(said) > out.index("Nothing to be done")  # the last word of the run
+    # and in the run's log file, read where a run on a cluster or in the background is looked at later
+    logs = list((tmp_path.glob("*/.snakemake/log/*.snakemake.log")))
+    assert len(logs) == 1, logs
+    log = logs[0].read_text()
+    assert log.count(said) == 1 and error in log and log.index(said) > log.index("Nothing to be done"), log
 
 
 def test_an_error_dropped_one_job_further_up_is_said(tmp_path):
@@ -190,6 +195,7 @@ def test_an_error_snakemake_reports_is_not_said_twice(tmp_path):
     proc, out = _run(tmp_path, "plain", present=())
     assert proc.returncode == 1 and "InputFunctionException in rule make" in out and "boom in f" in out
     assert "an input function failed" not in out
+    assert not any("an input function failed" in f.read_text() for f in tmp_path.glob("*/.snakemake/log/*.log"))
 
 
 def test_an_error_warned_of_already_is_not_said_again(tmp_path):
@@ -261,34 +267,46 @@ def test_the_workflow_installs_it_after_its_last_rule():
 
 @pytest.mark.skipif(not LANDMARKS.is_dir(), reason="../shared/datasets/landmarks-mini is not beside the repository")
 def test_a_collection_moved_away_is_said_or_refused_and_its_results_kept(tmp_path):
-    """The real workflow, on a folder with gnd.json evaluated and searched with new photos; asked again: nothing to
-    do and nothing said. With the folder moved away, its evaluation's files are present and Snakemake drops the error
-    naming it: the run says it at its end, once. The search stops on the error itself (nothing added to it) and is
-    not run again: it was, with every thumbnail crossed out and exit status 0 (helper-133)."""
+    """The real workflow, on a folder with gnd.json evaluated and searched with new photos, and a folder listed by
+    image_list.txt (no ground truth) evaluated; asked again: nothing to do and nothing said. With the folders moved
+    away:
+    - the gnd.json folder's evaluation and search stop on the error naming it, nothing added to it (the ground
+      truth's name is part of its lists' version, so its evaluation is asked of a new version); the search was run
+      again with every thumbnail crossed out and exit status 0 (helper-133);
+    - the image_list.txt folder keeps its version, its evaluation's files are present, and Snakemake drops the error
+      naming the folder: the run says it at its end, once, on stderr and in its log file.
+    """
     data = tmp_path / "data"
     stems = sorted(p.stem for p in LANDMARKS.glob("*.jpg"))[:9]
-    (data / "coll" / "jpg").mkdir(parents=True)
-    (data / "newp" / "jpg").mkdir(parents=True)
+    for name in ("coll", "lst", "newp"):
+        (data / name / "jpg").mkdir(parents=True)
     for stem in stems[:8]:
         shutil.copy(LANDMARKS / f"{stem}.jpg", data / "coll" / "jpg" / f"{stem}.jpg")
+        shutil.copy(LANDMARKS / f"{stem}.jpg", data / "lst" / "jpg" / f"{stem}.jpg")
     shutil.copy(LANDMARKS / f"{stems[8]}.jpg", data / "newp" / "jpg" / "new.jpg")
     gnd = {"imlist": stems[1:8], "qimlist": stems[:1], "gnd": [{"easy": [0, 1], "hard": [], "junk": []}]}
     (data / "coll" / "gnd.json").write_text(json.dumps(gnd))
+    (data / "lst" / "image_list.txt").write_text("".join(f"jpg/{stem}.jpg\n" for stem in stems[:8]))
     wd = tmp_path / "wd"
     config = ("--configfile", str(TINY), "--config", f"data_root={data}")
-    evaluated, searched = "results/coll_global.json", "results/search/coll/newp.html"
-    snakemake(wd, evaluated, searched, *config)
-    made = {t: (wd / t).stat().st_mtime_ns for t in (evaluated, searched)}
-    again = snakemake(wd, evaluated, searched, *config)
+    evaluated, searched, listed = "results/coll_global.json", "results/search/coll/newp.html", "results/lst_global.json"
+    snakemake(wd, evaluated, searched, listed, *config)
+    made = {t: (wd / t).stat().st_mtime_ns for t in (evaluated, searched, listed)}
+    again = snakemake(wd, evaluated, searched, listed, *config)
     assert "Nothing to be done" in again.stderr and "an input function failed" not in again.stdout + again.stderr
     (data / "coll").rename(tmp_path / "moved")
-    proc = snakemake(wd, evaluated, *config)
+    (data / "lst").rename(tmp_path / "moved_lst")
+    for target in (evaluated, searched):
+        proc = snakemake(wd, target, *config, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and f"folder {data / 'coll'} not found" in out, out[-3000:]
+        assert "an input function failed" not in out
+    logs = set((wd / ".snakemake" / "log").glob("*.log"))
+    proc = snakemake(wd, listed, *config)
     out = proc.stdout + proc.stderr
     assert "Nothing to be done" in out
     said = [line for line in out.splitlines() if "an input function failed" in line]
-    assert len(said) == 1 and f"folder {data / 'coll'} not found" in said[0], out[-3000:]
-    proc = snakemake(wd, searched, *config, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1 and f"folder {data / 'coll'} not found" in out
-    assert "an input function failed" not in out
-    assert {t: (wd / t).stat().st_mtime_ns for t in (evaluated, searched)} == made
+    assert len(said) == 1 and f"folder {data / 'lst'} not found" in said[0], out[-3000:]
+    (log,) = set((wd / ".snakemake" / "log").glob("*.log")) - logs
+    assert log.read_text().count(said[0]) == 1
+    assert {t: (wd / t).stat().st_mtime_ns for t in (evaluated, searched, listed)} == made

@@ -11,7 +11,8 @@ unseen.
 :func:`say_input_errors` wraps every input function of the workflow's rules. An error one raises is noted (and
 raised again unchanged: Snakemake's handling is as before); Snakemake's own warnings and errors are noted too (a
 ``logging`` handler on its logger), and when the process ends, each noted input-function error that no message of
-Snakemake's carried is said on stderr, once, with its rule and wildcards. An error Snakemake reported is not said
+Snakemake's carried is said on stderr, once, with its rule and wildcards, and appended to the run's log file
+(``.snakemake/log/``). An error Snakemake reported is not said
 twice, and one that dropped under another rule's file is said all the same.
 
 This adapts Snakemake, not the retrieval: the rules' input items are Snakemake's (a function, or for ``unpack`` an
@@ -24,6 +25,7 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -32,6 +34,8 @@ SAID = "_retrieval_said"  # an attribute set on an exception already warned of (
 
 _raised: dict[str, str] = {}  # an input function's error (its _key) -> what to say if Snakemake did not report it
 _reported: list[str] = []  # the warnings and errors Snakemake logged in this process
+_logfiles: dict[str, None] = {}  # Snakemake's log files (.snakemake/log/...) open when an error was noted, in order
+_logger: list[logging.Logger] = []  # Snakemake's logger, once installed
 MAX_SAID = 2000  # characters of an error's message said at the end (a message can be a whole file)
 
 
@@ -85,6 +89,7 @@ def said(fn: Callable[..., Any], rule: str, passed: tuple[type[BaseException], .
             if not getattr(e, SAID, False) and key not in _raised:
                 wildcards = dict(args[0].items()) if args and hasattr(args[0], "items") else {}
                 where = ", ".join(f"{k}={v}" for k, v in wildcards.items())
+                _note_logfiles()
                 _raised[key] = (
                     f"rule {rule}{f' ({where})' if where else ''}: an input function failed, and Snakemake dropped "
                     f"the error (snakemake#3953: it went on with files already on disk, and said nothing): "
@@ -94,6 +99,15 @@ def said(fn: Callable[..., Any], rule: str, passed: tuple[type[BaseException], .
 
     call.__said__ = True  # type: ignore[attr-defined]
     return call
+
+
+def _note_logfiles() -> None:
+    """Note the files Snakemake's logger writes to now: the run's ``.snakemake/log/*.snakemake.log`` (a dry run has
+    none). By the time the process ends Snakemake has closed and removed its handlers, so they are noted here."""
+    for logger in _logger:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                _logfiles[handler.baseFilename] = None
 
 
 def _clipped(text: str) -> str:
@@ -125,9 +139,19 @@ def dropped() -> list[str]:
 
 
 def say_dropped(stream: TextIO | None = None) -> None:
-    """Write :func:`dropped` to ``stream`` (stderr), a line each; registered to run at exit."""
-    for text in dropped():
+    """Write :func:`dropped` to ``stream`` (stderr), a line each, and append them to the run's Snakemake log files
+    (noted while the run had them open) that still exist, where a run on a cluster or in the background is read
+    later; registered to run at exit. A log file that cannot be written is passed over (the lines are on stderr)."""
+    lines = dropped()
+    for text in lines:
         print(text, file=stream or sys.stderr)
+    for path in _logfiles if lines else ():
+        try:
+            if os.path.isfile(path):
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write("".join(f"{text}\n" for text in lines))
+        except OSError:
+            pass
 
 
 def say_input_errors(rules: Iterable[Any], logger: logging.Logger, passed: tuple[type[BaseException], ...] = ()) -> int:
@@ -160,5 +184,6 @@ def say_input_errors(rules: Iterable[Any], logger: logging.Logger, passed: tuple
                 raise TypeError(f"rule {rule.name}: input item {i} is callable as a {type(item).__name__}")
     if not any(isinstance(h, _Reported) for h in logger.handlers):
         logger.addHandler(_Reported())
+        _logger[:] = [logger]
         atexit.register(say_dropped)
     return n
