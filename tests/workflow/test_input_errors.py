@@ -310,3 +310,33 @@ def test_a_collection_moved_away_is_said_or_refused_and_its_results_kept(tmp_pat
     (log,) = set((wd / ".snakemake" / "log").glob("*.log")) - logs
     assert log.read_text().count(said[0]) == 1
     assert {t: (wd / t).stat().st_mtime_ns for t in (evaluated, searched, listed)} == made
+
+
+DRIVE_TWICE = """\
+import sys
+from snakemake.cli import main
+
+for _ in range(2):
+    try:
+        main(["--cores", "1", "-d", sys.argv[1], "-s", sys.argv[1] + "/Snakefile"])
+    except SystemExit as e:
+        print("exit", e.code, file=sys.stderr)
+"""
+
+
+def test_two_runs_in_one_process_say_the_error_once_and_log_it_in_both(tmp_path):
+    """Snakemake's API run twice in one Python process (a notebook, a driver script) parses the Snakefile twice: the
+    error was said twice at exit (helper-134). It is said once, and written to each run's log file."""
+    proc, out = _run(tmp_path, "plain")  # makes the folder, and a first log file
+    wd = next(p for p in tmp_path.iterdir() if p.is_dir())
+    for log in (wd / ".snakemake" / "log").glob("*.log"):
+        log.unlink()
+    (tmp_path / "drive.py").write_text(DRIVE_TWICE)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "drive.py"), str(wd)], capture_output=True, text=True, timeout=120
+    )
+    out = proc.stdout + proc.stderr
+    assert out.count("exit 0") == 2 and out.count("Nothing to be done") == 2, out
+    assert out.count("rule make: an input function failed") == 1, out
+    logs = sorted((wd / ".snakemake" / "log").glob("*.log"))
+    assert len(logs) == 2 and all(log.read_text().count("boom in f") == 1 for log in logs), logs

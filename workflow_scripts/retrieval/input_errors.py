@@ -35,7 +35,8 @@ SAID = "_retrieval_said"  # an attribute set on an exception already warned of (
 _raised: dict[str, str] = {}  # an input function's error (its _key) -> what to say if Snakemake did not report it
 _reported: list[str] = []  # the warnings and errors Snakemake logged in this process
 _logfiles: dict[str, None] = {}  # Snakemake's log files (.snakemake/log/...) open when an error was noted, in order
-_logger: list[logging.Logger] = []  # Snakemake's logger, once installed
+_logger: list[logging.Logger] = []  # Snakemake's logger(s) the handler was installed on
+_at_exit: list[bool] = []  # [True] once say_dropped is registered to run at exit
 MAX_SAID = 2000  # characters of an error's message said at the end (a message can be a whole file)
 
 
@@ -86,10 +87,11 @@ def said(fn: Callable[..., Any], rule: str, passed: tuple[type[BaseException], .
             raise
         except Exception as e:
             key = _key(e)
+            if not getattr(e, SAID, False):
+                _note_logfiles()  # each run's: a second run in one process (Snakemake's API) has its own
             if not getattr(e, SAID, False) and key not in _raised:
                 wildcards = dict(args[0].items()) if args and hasattr(args[0], "items") else {}
                 where = ", ".join(f"{k}={v}" for k, v in wildcards.items())
-                _note_logfiles()
                 _raised[key] = (
                     f"rule {rule}{f' ({where})' if where else ''}: an input function failed, and Snakemake dropped "
                     f"the error (snakemake#3953: it went on with files already on disk, and said nothing): "
@@ -184,6 +186,9 @@ def say_input_errors(rules: Iterable[Any], logger: logging.Logger, passed: tuple
                 raise TypeError(f"rule {rule.name}: input item {i} is callable as a {type(item).__name__}")
     if not any(isinstance(h, _Reported) for h in logger.handlers):
         logger.addHandler(_Reported())
-        _logger[:] = [logger]
+    if logger not in _logger:
+        _logger.append(logger)
+    if not _at_exit:  # once a process: two runs of the Snakefile in one (Snakemake's API) said each line twice
         atexit.register(say_dropped)
+        _at_exit.append(True)
     return n
