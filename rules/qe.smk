@@ -38,7 +38,8 @@ rule evaluate_qe:
         hyperparameters=lambda w: {
             "global": PLAN.global_hyperparameters(w.dataset),
             "aqe": config["aqe"],
-            "adba": config["adba"] if w.method == "adba" else None,
+            # aqe's results name no adba settings (they read as if they fed it: a researcher's trial)
+            **({"adba": config["adba"]} if w.method == "adba" else {}),
         },
         preset=PRESET,
     script:

@@ -366,6 +366,13 @@ def test_bootstrap_difference():
     out = bootstrap_difference(a, b, n=2000)
     assert out["n_queries"] == 4 and out["mean"] == pytest.approx(10.0)
     assert out["improved"] == 3 and out["worse"] == 0
+    assert out["n_bootstrap"] == 2000  # the interval's resamples (evaluate.bootstrap), recorded with it
+    assert bootstrap_difference([None], [0.5], n=300) == {
+        "mean": None,
+        "ci95": None,
+        "n_queries": 0,
+        "n_bootstrap": 300,
+    }
     # the interval is the bootstrap of the mean: inside the observed differences, narrower than their range
     assert 0.0 <= out["ci95"][0] < 10.0 < out["ci95"][1] <= 20.0
     # identical differences: no uncertainty at all

@@ -255,13 +255,14 @@ def bootstrap_difference(
 ) -> dict[str, Any]:
     """Mean paired difference b - a (in AP points x 100) over queries defined in both, with a 95% percentile
     bootstrap interval of ``n`` resamples of the queries (seeded). ``a``, ``b``: per-query AP of the baseline and
-    the method, query for query (None: not evaluated). ValueError when their lengths differ (a pairing by position
-    would pair other queries)."""
+    the method, query for query (None: not evaluated). Returns ``mean``, ``ci95`` (``[lo, hi]``), ``n_queries``,
+    ``improved``, ``worse`` and ``n_bootstrap`` (``n``: the interval depends on it, and the results JSON records
+    it nowhere else). ValueError when their lengths differ (a pairing by position would pair other queries)."""
     if len(a) != len(b):
         raise ValueError(f"paired bootstrap: {len(a)} baseline APs against {len(b)} (one per query in both)")
     pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
     if not pairs:
-        return {"mean": None, "ci95": None, "n_queries": 0}
+        return {"mean": None, "ci95": None, "n_queries": 0, "n_bootstrap": n}
     d = 100.0 * (np.array([y for _, y in pairs]) - np.array([x for x, _ in pairs]))
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
@@ -272,4 +273,5 @@ def bootstrap_difference(
         "n_queries": len(d),
         "improved": int((d > 0).sum()),
         "worse": int((d < 0).sum()),
+        "n_bootstrap": n,
     }
