@@ -605,6 +605,10 @@ def test_a_sidecar_without_inodes_serves_no_stat_lookup(tmp_path):
         ids.add(fc.pack_id(XV, old))
     assert fc.pack_job(fc.pack_sidecar(items, ["x"] * 3, XV, pack, "sift", SIFT, {}))["items"] == items
     assert len(ids) == 3 and pack == fc.pack_id(XV, items)
+    # one file that another dataset names otherwise (its own folder's `q2.jpg`, a collection's `queries/q2.jpg`) is
+    # another pack: a pack records its items' names, and one id with two contents was rewritten by each (helper-135)
+    other = [{**it, "name": f"queries/{it['name']}"} for it in items]
+    assert fc.pack_id(XV, other) != pack
 
 
 def test_a_photo_gone_since_the_plan_keeps_the_rest_of_its_pack(tmp_path):

@@ -614,3 +614,30 @@ def test_a_knn_k_covering_the_whole_database_is_named(tmp_path):
         text = out.stdout + out.stderr
         assert "at least its" not in text
         assert (out.returncode != 0 and "knn.k is 4, a shortlist of 4 of the 85" in text) == (ds == "landmarks-mini")
+
+
+def test_one_photo_named_two_ways_by_two_datasets_gets_a_pack_for_each(tiny_run, tmp_path):
+    """A gnd.csv collection whose queries/ folder is also a dataset of photos to search (dataset_dirs): the same
+    file is `queries/q2.jpg` to the one and `q2.jpg` to the other. A pack's id hashed the path and not the name, so
+    the two planned one pack with two contents: each run rewrote it for one of them, the store of the other then
+    found its image in no pack, and asking for both failed on every run (helper-135). Each name now has its pack."""
+    jpgs = _folder(tiny_run, tmp_path / "mine", "coll", 10)
+    queries = tmp_path / "mine" / "coll" / "queries"
+    queries.mkdir()
+    shutil.copy(jpgs[0], queries / "q1.jpg")
+    gnd = tmp_path / "mine" / "coll" / "gnd.csv"
+    gnd.write_text(f"query,positive\nqueries/q1.jpg,jpg/{jpgs[0].name}\n")
+    dirs = tmp_path / "dirs.yaml"
+    dirs.write_text(yaml.safe_dump({"dataset_dirs": {"qs": str(queries)}}))
+    base = ("--configfile", str(TINY), str(dirs), "--config", f"data_root={tmp_path / 'mine'}")
+    targets = ("results/coll_global.json", "results/search/coll/qs.html")
+    snakemake(tmp_path, *targets, *base)
+    shutil.copy(jpgs[1], queries / "q2.jpg")  # a new photo, a query of the collection and a photo to search
+    with gnd.open("a") as f:
+        f.write(f"queries/q2.jpg,jpg/{jpgs[1].name}\n")
+    snakemake(tmp_path, *targets, *base)  # failed: '1 image(s) are in no extracted pack'
+    again = snakemake(tmp_path, *targets, *base)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]  # re-ran 7 jobs each time
+    search = load_json(tmp_path / "results" / "search" / "coll" / "qs.json")
+    firsts = {n["photo"].rsplit("/", 1)[1]: n["top"][0]["image"] for n in search["neighbours"]}
+    assert firsts["q2.jpg"].endswith(f"jpg/{jpgs[1].name}") and firsts["q1.jpg"].endswith(f"jpg/{jpgs[0].name}")

@@ -549,14 +549,25 @@ def pack_job(meta: dict[str, Any]) -> dict[str, Any]:
 
 def pack_id(xv: str, items: Sequence[dict[str, Any]]) -> str:
     """A new pack's id: 16 hex characters of the SHA-1 of the extraction key ``xv`` and its items' (path, size,
-    mtime_ns, crop, and the inode and ctime_ns where the plan recorded them), so a plan made at DAG-build time and
-    the job name the same pack (and a photo swapped in under the same name, size and mtime, or overwritten in place,
-    gets another pack)."""
+    mtime_ns, crop, name in its dataset, and the inode and ctime_ns where the plan recorded them), so a plan made at
+    DAG-build time and the job name the same pack (and a photo swapped in under the same name, size and mtime, or
+    overwritten in place, gets another pack). The name is hashed because a pack records it (the stat key a later
+    plan finds the row by): one file that two datasets name differently (a collection's ``queries/q2.jpg``, and
+    ``q2.jpg`` of its queries folder searched as photos) was one pack id with two contents, rewritten by each
+    dataset's plan in turn (helper-135). Packs made before keep their ids (a plan finds a pack by its sidecar, not
+    by its id)."""
     return _stable_hash(
         {
             "extraction": xv,
             "items": [
-                [i["path"], i["size"], i["mtime_ns"], i["crop"], *[i[k] for k in ("ino", "ctime_ns") if k in i]]
+                [
+                    i["path"],
+                    i["size"],
+                    i["mtime_ns"],
+                    i["crop"],
+                    *[i[k] for k in ("ino", "ctime_ns") if k in i],
+                    i["name"],
+                ]
                 for i in items
             ],
         },
