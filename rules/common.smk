@@ -17,7 +17,7 @@ from snakemake.logging import logger
 
 from retrieval.config_errors import name_holders, problems_text
 from retrieval.dag_lists import DagLists, PackPlans
-from retrieval.evaluation.results import stale_message, stale_published
+from retrieval.evaluation.results import RETIRE as STALE_RETIRE, stale_message, stale_published
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
@@ -674,3 +674,5 @@ def warn_stale_published():
         return
     for published, newer in stale:
         logger.warning(stale_message(published, newer))
+    if stale:  # asking again was the only remedy named, and a moved folder refuses it (helper-135)
+        logger.warning(f"({STALE_RETIRE})")

@@ -191,6 +191,12 @@ def test_files_of_other_formats_are_left_out_with_a_warning(tmp_path, caplog):
     assert "1 file(s) left out" in caplog.text and "IMG_0001.jxl" in caplog.text and "notes.txt" not in caplog.text
     assert ".hdf5" not in caplog.text and ".xmp" not in caplog.text and ".AAE" not in caplog.text
     assert "1 image(s) beside jpg/ are not in the database, which is the images under jpg/: loose.jpg" in caplog.text
+    # a name ending in a space is quoted: `a.jpg ` read as if a .jpg were left out (helper-135)
+    (root / "jpg" / "IMG_0001.jxl").rename(root / "jpg" / "a.jpg ")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        build_image_lists(root, "photos")
+    assert "1 file(s) left out, not an image format read here" in caplog.text and ": 'a.jpg '" in caplog.text
 
 
 def test_query_photos_beside_jpg_are_not_warned_of_as_left_out(tmp_path, caplog):

@@ -78,6 +78,18 @@ def test_csv_comments_before_the_header_and_trailing_empty_columns_are_accepted(
         "# my landmarks\n\nquery,positive,kind,,\nqueries/q1.jpg,jpg/a.jpg,easy,,\nqueries/q2.jpg,jpg/b.jpg,hard,\n",
     )
     assert build_image_lists(sheet, "sheet")[1].gnd == build_image_lists(plain, "plain")[1].gnd
+    # Excel's separator line above the header (`sep=,`; Excel hides it): read past; it was refused as a header
+    # lacking its columns (helper-135)
+    excel = _csv_dataset(
+        tmp_path / "excel",
+        "sep=,\r\nquery,positive,kind\r\nqueries/q1.jpg,jpg/a.jpg,easy\r\nqueries/q2.jpg,jpg/b.jpg,hard\r\n",
+    )
+    assert build_image_lists(excel, "excel")[1].gnd == build_image_lists(plain, "plain")[1].gnd
+    semi = _csv_dataset(tmp_path / "semi", "sep=;\nquery;positive\nqueries/q1.jpg;jpg/a.jpg\n")
+    with pytest.raises(
+        ValueError, match=r"gnd.csv:1: 'sep=;' declares ';' as the separator; columns are separated by commas"
+    ):
+        build_image_lists(semi, "semi")
 
 
 def test_csv_query_in_database_drops_self_match_and_query_without_positives(tmp_path, caplog):

@@ -655,10 +655,13 @@ _SIDECAR_SUFFIXES = (".xmp", ".pp3", ".dop", ".aae")
 
 
 def _warn_left_out(folder: Path, what: str, names: list[str]) -> None:
-    """One warning naming the files a scan leaves out: ``{folder}: {n} {what}: a, b, ... (k more)``."""
+    """One warning naming the files a scan leaves out: ``{folder}: {n} {what}: a, b, ... (k more)``; a name with
+    spaces at either end, or a character that does not print, is quoted (``'a.jpg '`` read as ``a.jpg``, left out
+    as if a .jpg were refused: helper-135)."""
     if names:
         more = f", ... ({len(names) - 10} more)" if len(names) > 10 else ""
-        log.warning("%s: %d %s: %s%s", folder, len(names), what, ", ".join(names[:10]), more)
+        shown = [repr(n) if n != n.strip() or not n.isprintable() else n for n in names[:10]]
+        log.warning("%s: %d %s: %s%s", folder, len(names), what, ", ".join(shown), more)
 
 
 def warn_images_beside_jpg(root: Path) -> None:

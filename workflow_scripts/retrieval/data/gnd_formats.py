@@ -241,7 +241,8 @@ def _rows(
     problems: LineErrors | None = None,
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV file (UTF-8) with a header line; blank lines and # comments are skipped, before the
-    header too, and so are empty trailing columns (a spreadsheet's trailing commas). Missing (and unless
+    header too, and so are Excel's separator line ``sep=,`` above it (another separator declared there is an error
+    naming it) and empty trailing columns (a spreadsheet's trailing commas). Missing (and unless
     ``extra_columns``, unknown) columns are errors naming them (with a hint when the header is one field holding ; or
     a tab), as is a row with more non-empty fields than the header, or (with ``short``, a hint appended to the
     message) fewer than the required columns. With ``problems``, a bad row is kept there and passed over (the
@@ -253,6 +254,15 @@ def _rows(
     with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh)
         header = next((r for r in reader if not _skipped_row(r)), None)
+        declared = None if header is None else ",".join(header).strip()
+        if declared is not None and declared.lower().startswith("sep=") and len(declared) == 5:
+            # Excel's separator line (`sep=,`, written first by some exports; Excel reads it and hides it)
+            if declared[4] != ",":
+                raise ValueError(
+                    f"{path}:{reader.line_num}: {declared!r} declares {declared[4]!r} as the separator; columns are "
+                    "separated by commas here: save it as CSV with commas and delete that line"
+                )
+            header = next((r for r in reader if not _skipped_row(r)), None)
         if header is None:
             raise ValueError(
                 f"{path}: no header line (the file is empty, or blank and # lines only); the first line must be the "

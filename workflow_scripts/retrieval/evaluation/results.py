@@ -514,6 +514,11 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
 
 
 CHANGED = "which changed since (re-computed in place by a later run, or edited)"  # the warning cannot tell which
+# said once after the stale files: asking again cannot make a file whose dataset folder is gone ("did you mean")
+RETIRE = (
+    "a stale published file whose dataset or photos folder was moved or removed cannot be brought up to date (asking "
+    "for it again names the missing folder): delete it, and it is no longer checked"
+)
 
 
 def stale_message(published: str, newer: str) -> str:
