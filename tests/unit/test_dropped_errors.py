@@ -59,3 +59,10 @@ def test_a_wrapped_function_keeps_its_signature_and_notes_its_error_once():
             if k not in before:
                 del ie._raised[k]
         ie._reported.clear()
+
+
+def test_the_error_is_ended_as_one_sentence():
+    """A message ending in "did you mean 'gc'?" read `'gc'?. This run did not resolve it.` (helper-138)."""
+    assert ie._ended("folder x not found; did you mean 'gc'?") == "folder x not found; did you mean 'gc'?"
+    assert ie._ended("folder x not found") == "folder x not found."
+    assert ie._ended("done.") == "done."

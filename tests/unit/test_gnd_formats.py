@@ -85,6 +85,16 @@ def test_csv_comments_before_the_header_and_trailing_empty_columns_are_accepted(
         "sep=,\r\nquery,positive,kind\r\nqueries/q1.jpg,jpg/a.jpg,easy\r\nqueries/q2.jpg,jpg/b.jpg,hard\r\n",
     )
     assert build_image_lists(excel, "excel")[1].gnd == build_image_lists(plain, "plain")[1].gnd
+    # padded to the sheet's width (LibreOffice, Google Sheets), or followed by a space: a comma too (helper-138)
+    for line in ("sep=,,", "sep=,,,,", "sep=, "):
+        padded = _csv_dataset(
+            tmp_path / f"pad{len(line)}{line[-1]}",
+            f"{line}\nquery,positive,kind\nqueries/q1.jpg,jpg/a.jpg,easy\nqueries/q2.jpg,jpg/b.jpg,hard\n",
+        )
+        assert build_image_lists(padded, "padded")[1].gnd == build_image_lists(plain, "plain")[1].gnd, line
+    tab = _csv_dataset(tmp_path / "tab", "sep=\t\nquery\tpositive\nqueries/q1.jpg\tjpg/a.jpg\n")
+    with pytest.raises(ValueError, match=r"gnd.csv:1: 'sep=\\t' declares '\\t' as the separator"):
+        build_image_lists(tab, "tab")
     semi = _csv_dataset(tmp_path / "semi", "sep=;\nquery;positive\nqueries/q1.jpg;jpg/a.jpg\n")
     with pytest.raises(
         ValueError, match=r"gnd.csv:1: 'sep=;' declares ';' as the separator; columns are separated by commas"
@@ -537,6 +547,17 @@ def test_text_files_in_another_encoding_are_named_by_line_and_a_byte_order_mark_
     assert [e["name"] for e in lists["db"]] == ["jpg/a.jpg", "jpg/b.jpg"] and gt.gnd[0]["easy"] == [0]
     (root / "image_list.txt").write_bytes("jpg/a.jpg\njpg/caf\xe9.jpg\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"image_list\.txt:2: not UTF-8 text \(byte 0xe9 at column 8\)"):
+        build_image_lists(root, "bom")
+    # UTF-16 with its byte-order mark (Excel's "Unicode Text", Notepad's "Unicode"): the mark says what it is, and
+    # it was refused as not UTF-8 at byte 0xff (helper-138)
+    for codec in ("utf-16", "utf-16-be"):
+        bom = "\ufeff" if codec == "utf-16-be" else ""
+        (root / "gnd.csv").write_bytes(f"{bom}query,positive\r\nqueries/q1.jpg,jpg/a.jpg\r\n".encode(codec))
+        (root / "image_list.txt").write_bytes(f"{bom}jpg/a.jpg\njpg/b.jpg\n".encode(codec))
+        lists, gt = build_image_lists(root, "bom")
+        assert [e["name"] for e in lists["db"]] == ["jpg/a.jpg", "jpg/b.jpg"] and gt.gnd[0]["easy"] == [0], codec
+    (root / "gnd.csv").write_bytes(b"\xff\xfeq\x00\x00\xd8")  # a lone surrogate: not UTF-16
+    with pytest.raises(ValueError, match=r"gnd\.csv: starts as UTF-16 text but does not decode"):
         build_image_lists(root, "bom")
 
 

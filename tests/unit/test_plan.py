@@ -1021,3 +1021,9 @@ def test_a_gnd_json_removed_beside_image_list_moves_the_lists_version(tmp_path):
     (folder / "gnd_gj.pkl").unlink()
     (folder / "gnd.json.bak").rename(folder / "gnd.json")
     assert plan.v_lists("gj") == with_json and plan.v_eval("gj") == evaluated
+    # the folder moved away is neither: it had the version of the folder without its ground truth, whose evaluations
+    # (made by the rename above) were then published in place of the ones with metrics, exit status 0 (helper-138)
+    folder.rename(tmp_path / "away")
+    assert plan.v_lists("gj") not in (with_json, without)
+    (tmp_path / "away").rename(folder)
+    assert plan.v_lists("gj") == with_json

@@ -95,7 +95,7 @@ def said(fn: Callable[..., Any], rule: str, passed: tuple[type[BaseException], .
                 _raised[key] = (
                     f"rule {rule}{f' ({where})' if where else ''}: an input function failed, and Snakemake dropped "
                     f"the error (snakemake#3953: it went on with files already on disk, and said nothing): "
-                    f"{_clipped(describe(e))}. This run did not resolve it."
+                    f"{_ended(_clipped(describe(e)))} This run did not resolve it."
                 )
             raise
 
@@ -110,6 +110,12 @@ def _note_logfiles() -> None:
         for handler in logger.handlers:
             if isinstance(handler, logging.FileHandler):
                 _logfiles[handler.baseFilename] = None
+
+
+def _ended(text: str) -> str:
+    """``text`` ended as a sentence: a full stop added unless it ends in one, or in ``?`` or ``!`` (a message ending
+    in a "did you mean 'x'?" read ``'x'?.``, helper-138)."""
+    return text if text.rstrip().endswith((".", "?", "!")) else f"{text}."
 
 
 def _clipped(text: str) -> str:

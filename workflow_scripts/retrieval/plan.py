@@ -250,7 +250,7 @@ class Plan:
                 **decoder,
                 **scanned,
                 **self._gldv2_lists(ds),
-                **self._ground_truth_name(ds),
+                **self._folder_state(ds),
             }
         )
 
@@ -263,12 +263,22 @@ class Plan:
         d = self.dataset_dir(ds)
         return ground_truth_path(d, ds) if os.path.isdir(d) else None
 
-    def _ground_truth_name(self, ds):
-        """``{"ground_truth": <file name>}`` for a folder of the user's with a ground-truth file (gnd.json, the
-        pickle, gnd.csv, ...), else nothing. Without it a ground truth renamed or removed gave the folder the same
-        version, and its evaluations were written again, without metrics, over the ones with: a gnd.csv (helper-134),
-        and a gnd.json beside image_list.txt (2026-12-07). Now they go beside them. The file's contents are not
-        hashed: an edited gnd.csv leaves the database side alone."""
+    def _folder_state(self, ds):
+        """What of a user's folder its lists' version holds beyond its path: ``{"ground_truth": <file name>}`` for a
+        folder with a ground-truth file (gnd.json, the pickle, gnd.csv, ...), ``{"folder": "missing"}`` for one that
+        is not there, else nothing (the demo splits, the datasets a rule downloads and R1M: their files are not the
+        user's). The file's contents are not hashed: an edited gnd.csv leaves the database side alone.
+
+        Without the name, a ground truth renamed or removed gave the folder the same version, and its evaluations were
+        written again, without metrics, over the ones with: a gnd.csv (helper-134), and a gnd.json beside
+        image_list.txt (2026-12-07). Without the missing mark, a folder moved away had the version of the same folder
+        without its ground truth, and where that version had been evaluated (a rename and back) its published
+        results were replaced by those without metrics, exit status 0 (helper-138); a moved folder's version is now
+        one no run has made, so whatever needs its lists stops on the error naming the folder."""
+        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
+            return {}
+        if not os.path.isdir(self.dataset_dir(ds)):
+            return {"folder": "missing"}
         try:
             gt = self._folder_ground_truth(ds)
         except PlanError:  # a pickle of another name: said where the folder's files are read (folder_source)

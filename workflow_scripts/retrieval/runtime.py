@@ -301,10 +301,18 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def read_utf8(path: str | os.PathLike) -> str:
     """The text of a file a user writes (image lists, ``gnd.csv``, ``query_boxes.csv``), decoded as UTF-8 with a
-    leading byte-order mark dropped (as Excel and Notepad save "UTF-8"). Raises ValueError naming ``path:line`` and
-    the byte for text in another encoding (a CSV saved as Latin-1 or Windows-1252), FileNotFoundError when the file
-    is missing."""
+    leading byte-order mark dropped (as Excel and Notepad save "UTF-8"); a file that starts with a UTF-16 byte-order
+    mark (Excel's "Unicode Text", Notepad's "Unicode") is decoded as UTF-16: its mark says what it is. Raises
+    ValueError naming ``path:line`` and the byte for text in another encoding (a CSV saved as Latin-1 or
+    Windows-1252), or a UTF-16 file that does not decode, FileNotFoundError when the file is missing."""
     raw = Path(path).read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{path}: starts as UTF-16 text but does not decode ({e.reason}); save it as UTF-8"
+            ) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

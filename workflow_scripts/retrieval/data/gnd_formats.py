@@ -232,6 +232,19 @@ def _misspelt_columns(header: list[str], known: tuple[str, ...]) -> str:
     return f"; did you mean {', '.join(pairs)}?" if pairs else ""
 
 
+def _declared_separator(fields: list[str]) -> str | None:
+    """The separator a spreadsheet's first line declares (``sep=,``, as Excel writes and reads it), from that line's
+    fields as read with commas, or None for any other line. ``sep=,`` padded with commas to the sheet's width
+    (``sep=,,``, written back by LibreOffice or Google Sheets) or followed by spaces is a comma; ``sep=;`` or
+    ``sep=<tab>`` (one field, the tab kept) names that character."""
+    first = fields[0].lower()
+    if len(fields) > 1 and first.strip() == "sep=" and not "".join(fields[1:]).strip():
+        return ","
+    if len(fields) == 1 and first.startswith("sep=") and len(first.rstrip("\r\n ")) == 5:
+        return fields[0][4]
+    return None
+
+
 def _rows(
     path: Path,
     required: tuple[str, ...],
@@ -254,13 +267,12 @@ def _rows(
     with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh)
         header = next((r for r in reader if not _skipped_row(r)), None)
-        declared = None if header is None else ",".join(header).strip()
-        if declared is not None and declared.lower().startswith("sep=") and len(declared) == 5:
-            # Excel's separator line (`sep=,`, written first by some exports; Excel reads it and hides it)
-            if declared[4] != ",":
+        separator = None if header is None else _declared_separator(header)
+        if separator is not None:  # Excel's separator line (`sep=,`; Excel reads it and hides it)
+            if separator != ",":
                 raise ValueError(
-                    f"{path}:{reader.line_num}: {declared!r} declares {declared[4]!r} as the separator; columns are "
-                    "separated by commas here: save it as CSV with commas and delete that line"
+                    f"{path}:{reader.line_num}: {'sep=' + separator!r} declares {separator!r} as the separator; "
+                    "columns are separated by commas here: save it as CSV with commas and delete that line"
                 )
             header = next((r for r in reader if not _skipped_row(r)), None)
         if header is None:
