@@ -984,6 +984,24 @@ def test_the_database_side_of_a_folder_moved_away_is_named_not_switched(tmp_path
     assert "point the link at the folder that holds them" in str(e.value) and "put the images" not in str(e.value)
 
 
+def test_a_folder_read_before_is_told_as_moved_not_offered_another_name(tmp_path, monkeypatch):
+    """A folder moved away was offered the nearest other folder ('ilg' for 'il', helper-138), whose results the hint
+    would have computed. Where its lists were made here before, the message says so and offers no other name."""
+    (tmp_path / "data" / "ilg" / "jpg").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)  # the working directory, whose results/ Snakemake writes
+    plan = Plan(configured(data_root=str(tmp_path / "data")))
+    with pytest.raises(PlanError, match=r"; did you mean 'ilg'\?$"):  # a new name: a typo, perhaps
+        plan.folder_source("il")
+    (tmp_path / "results" / "lists" / "il").mkdir(parents=True)
+    with pytest.raises(PlanError) as e:
+        plan.folder_source("il")
+    assert "did you mean" not in str(e.value), str(e.value)
+    assert str(e.value).endswith(
+        "; it was read here before (results/lists/il/): moved or renamed? Its results are kept, and are found again "
+        "if it comes back to this place"
+    )
+
+
 def test_a_gnd_csv_renamed_moves_the_lists_version_an_edit_does_not(tmp_path):
     """A gnd.csv renamed (`gnd (1).csv`) or removed left the folder's version as it was, and its evaluations were
     written again without metrics over the ones with (helper-134). Whether the ground truth is a gnd.csv is part of

@@ -809,9 +809,12 @@ class Plan:
             plus_folder = not moved and os.path.isdir(os.path.join(root, ds + PLUS))  # said below, not offered
             # a name ending in +1m is read as another dataset with the distractors: never offered (helper-100, 101)
             offered = [f for f in folders if not f.lower().endswith(PLUS)] + known
+            # listed here before: the folder moved or was renamed, and another dataset's name is no hint (helper-138
+            # was offered 'ilg' for a moved 'il': taking it would evaluate another collection)
+            before = os.path.isdir(os.path.dirname(os.path.dirname(fill(LISTS, dataset=ds, ver="0" * 8))))
             near = (
                 []
-                if moved
+                if moved or before
                 # the name in another case first: difflib scores 'CSVDS' against 'csvds' 0 (helper-118)
                 else [f for f in offered if f.lower() == ds.lower()] or difflib.get_close_matches(ds, offered, n=2)
             )
@@ -841,6 +844,12 @@ class Plan:
                     else ", or set --config data_root=DIR, or name the folder in dataset_dirs"
                 )
                 + (f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else "")
+                + (
+                    f"; it was read here before (results/lists/{ds}/): moved or renamed? Its results are kept, and "
+                    "are found again if it comes back to this place"
+                    if before
+                    else ""
+                )
                 # a folder named 'x+1m' is not that dataset: the suffix appends the distractors to 'x' (helper-98)
                 + (
                     f"; '{ds}{PLUS}' is read as '{ds}' with the {DISTRACTORS} distractors appended, so the folder "
