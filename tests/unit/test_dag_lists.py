@@ -272,7 +272,7 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     assert dry.extraction("coll", "sift", sift)[1] is plan and len(infos) == 1  # once a build
     assert plan.n_new == 7 and len(plan.new_packs) == 2 and sorted(len(v) for v in plan.new_packs.values()) == [3, 4]
     assert infos[0].endswith("coll: 7 of 7 images (and query boxes) to extract, in 2 job(s) (they run only for a "
-                             "store that is made again: the job list says which); of them: jpg/00.jpg, "
+                             "store that is made again: the job list says which); the images to extract: jpg/00.jpg, "
                              "jpg/01.jpg, jpg/02.jpg, jpg/03.jpg, jpg/04.jpg and 2 more")  # fmt: skip
     # photos the plan finds probably renamed or copied (a cp -r of a cached folder) are said to be copied, not
     # extracted, once hashed (helper-93's trial read "16 of 16 to extract" as extracting them again)
@@ -281,7 +281,7 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
         dry._summary("coll", xv, guess, lists)
         .split(" job(s)")[1]
         .startswith(
-            "; 1 of them have the size and time of a cached file under another name (renamed or moved?); 5 others have the name "
+            "; 1 of them have the size and time of a cached file under another name (renamed, moved, or another dataset's name for it?); 5 others have the name "
             "and size of a cached file, with another time (touched, or a copied folder?): hashed first, they are copied, not "
             "extracted, when their content is cached (they run only"
         )
@@ -291,17 +291,19 @@ def test_the_feature_cache_plan_is_made_once_recorded_outside_a_dry_run_and_read
     assert "job(s); 2 of them have the name, size and time of a cached file, but another inode (a copy made " in same
     assert "2026-12-06); 5 others have the name and size" in same
     one = dry._summary("coll", xv, dataclasses.replace(plan, n_renamed=2, n_same_stat=1), lists)
-    assert "(renamed or moved?); 1 other has the name, size and time" in one  # "1 others have" (helper-117)
+    assert (
+        "(renamed, moved, or another dataset's name for it?); 1 other has the name, size and time" in one
+    )  # "1 others have" (helper-117)
     # photos overwritten in place (hashed while planning: other bytes) are told apart, before the likely copies
     over = dry._summary("coll", xv, dataclasses.replace(plan, n_rewritten=1, n_renamed=2), lists)
     assert (
         "job(s); 1 of them have the name, size, time and inode of a cached file, with other bytes: overwritten in "
-        "place; 2 others have the size and time of a cached file under another name (renamed or moved?): hashed "
+        "place; 2 others have the size and time of a cached file under another name (renamed, moved, or another dataset's name for it?): hashed "
         "first, they are copied" in over
     )
     served = dry._summary("coll", xv, dataclasses.replace(plan, displaced={"db": [(2, ("p", 0))]}), lists)
     assert served.endswith(  # after the photos to extract, which it is not one of (helper-124)
-        "job(s) (they run only for a store that is made again: the job list says which); of them: jpg/00.jpg, "
+        "job(s) (they run only for a store that is made again: the job list says which); the images to extract: jpg/00.jpg, "
         "jpg/01.jpg, jpg/02.jpg, jpg/03.jpg, jpg/04.jpg and 2 more; 1 photo(s) hold bytes the cache has under another "
         "name or from before (overwritten in place, or written back) and are served those rows: jpg/02.jpg"
     )

@@ -367,6 +367,24 @@ def test_an_image_listed_twice_is_named_with_both_lines(tmp_path):
         build_image_lists(root, "photos")
 
 
+def test_one_file_listed_under_two_paths_is_warned_of(tmp_path, caplog):
+    """A link to the folder and the folder itself, or two hard links, in one image_list.txt: two images, each the
+    other's first match, and nothing said (helper-137). Warned of naming both lines, as a gnd.json's are."""
+    root = tmp_path / "photos"
+    _write_dataset(root, ["a", "b"], [])
+    (tmp_path / "link").symlink_to(root)
+    os.link(root / "jpg" / "b.jpg", root / "jpg" / "b2.jpg")
+    (root / "image_list.txt").write_text(f"jpg/a.jpg\n{tmp_path / 'link' / 'jpg' / 'a.jpg'}\njpg/b.jpg\njpg/b2.jpg\n")
+    with caplog.at_level("WARNING"):
+        lists, _ = build_image_lists(root, "photos")
+    assert len(lists["db"]) == 4  # listed as written: a collection may link duplicates to one stored copy
+    assert (
+        f"image_list.txt:2: '{tmp_path / 'link' / 'jpg' / 'a.jpg'}' and line 1's 'jpg/a.jpg' are one file"
+        in caplog.text
+    )
+    assert "image_list.txt:4: 'jpg/b2.jpg' and line 3's 'jpg/b.jpg' are one file" in caplog.text
+
+
 def test_a_comment_line_naming_a_photo_is_refused_with_both_readings(tmp_path):
     """A photo called '#barn.jpg' in a list file or gnd.csv read as a comment and vanished without a word (a new
     user's trial: 3 database images of 4, a query dropped); a line naming a file there is refused with the two ways

@@ -769,3 +769,16 @@ def test_a_photo_unreadable_since_the_plan_is_named_and_the_rest_kept(tmp_path, 
         ):
             extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image=mode)
     assert [m["rows"]["name"] for m in fc.load_index(cache).packs.values()] == [["jpg/p00.png", "jpg/p02.png"]]
+
+
+def test_a_new_query_box_on_a_cached_photo_is_new_not_a_copy(tmp_path):
+    """A query box added to a cached photo: a crop the cache does not hold, extracted. The plan's log line counted it
+    as a file with another inode (a copy made with cp -a), hashed first to be copied (helper-137)."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, [1, 2])
+    _run_plan(cache, _lists(root))
+    plan, metas = _run_plan(cache, _lists(root, {"jpg/p01.png": [8, 8, 100, 80]}))
+    assert plan.n_new == 1 and plan.n_same_stat == plan.n_renamed == plan.n_copied == 0
+    assert sum(m["extracted"] for m in metas) == 1
+    # the same box again: nothing new
+    assert fc.plan_extraction(_lists(root, {"jpg/p01.png": [8, 8, 100, 80]}), fc.load_index(cache), XV, 1, 1).n_new == 0

@@ -474,7 +474,7 @@ class PackPlans:
         if plan.n_renamed:
             likely.append(
                 f"{plan.n_renamed} {_others(plan.n_renamed, told)} the size and time of a cached "
-                "file under another name (renamed or moved?)"
+                "file under another name (renamed, moved, or another dataset's name for it?)"
             )
         if plan.n_same_stat:
             likely.append(
@@ -515,7 +515,7 @@ class PackPlans:
             f"feature cache {self.plan.cache_dir(xv)}: {ds}: {plan.n_new} of {n} images (and query boxes) to extract, "
             f"in {len(plan.new_packs)} job(s){over}{renamed}"
             + (" (they run only for a store that is made again: the job list says which)" if plan.new_packs else "")
-            + (f"; of them: {', '.join(names[:NAMED_NEW])}{more}" if names else "")
+            + (f"; the images to extract: {', '.join(names[:NAMED_NEW])}{more}" if names else "")
             + displaced
             + hashed
         )

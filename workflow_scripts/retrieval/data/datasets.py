@@ -480,7 +480,8 @@ def _read_list(path: Path, root: Path, check_present: bool = False) -> list[Path
     comma), relative to ``root`` (spelt as on disk when only its accents' Unicode normalisation differs) or
     absolute; blank lines and ``#`` comments skipped. An image listed twice is an error naming both lines, a comment
     naming a file is one too (:func:`check_comment`), and with ``check_present`` (``on_bad_image: error``) so is a
-    line naming a folder or a file that does not exist (with the closest name in its folder). Every bad line is
+    line naming a folder or a file that does not exist (with the closest name in its folder); two paths to one file
+    (a link) are then warned of (:func:`_one_file_twice`). Every bad line is
     named in one error, in line order (:class:`LineErrors`: ValueError, or FileNotFoundError when every one is a
     missing file)."""
     return [p for p, _ in _read_list_lines(path, root, check_present)]
@@ -506,10 +507,32 @@ def _windows_absolute(name: str) -> str:
     return ""
 
 
+def _one_file_twice(path: Path, i: int, name: str, p: Path, seen: dict[tuple[int, int], tuple[int, str]]) -> None:
+    """A warning when line ``i`` of the list ``path`` (``name``, at ``p``) reaches a file an earlier line reached
+    (``seen``: (device, inode) -> line and name, updated): a link, a hard link, another case on a case-insensitive
+    file system. Not refused, as in a gnd.json: a collection may link duplicates to one stored copy."""
+    try:
+        st = os.stat(p)
+    except OSError:  # named by the presence check
+        return
+    j, first = seen.setdefault((st.st_dev, st.st_ino), (i, name))
+    if j != i:
+        log.warning(
+            "%s:%d: %r and line %d's %r are one file (a link, or a name in another case): listed as two images, "
+            "each the other's first match; if they are meant as one, list it once",
+            path,
+            i,
+            name,
+            j,
+            first,
+        )
+
+
 def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> list[tuple[Path, int]]:
     """:func:`_read_list` with each image's line number (1-based)."""
     out: list[tuple[Path, int]] = []
     first: dict[str, int] = {}
+    same_file: dict[tuple[int, int], tuple[int, str]] = {}  # (device, inode) -> its first line and name
     on_disk = DiskNames(root)
     problems = LineErrors(path)
     lines = read_utf8(path).splitlines()
@@ -553,6 +576,8 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
             if check_present and not _is_file(p):
                 hint = "" if problems.full else nearest_sibling(p, name, named_here())
                 raise FileNotFoundError(f"{path}:{i}: {name!r} not found{hint}")
+            if check_present:  # two paths to one file: warned of, as a gnd.json's are (helper-137 saw none)
+                _one_file_twice(path, i, name, p, same_file)
             out.append((p, i))
     problems.raise_if_any()
     return out

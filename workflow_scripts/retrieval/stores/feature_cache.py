@@ -479,8 +479,17 @@ def plan_extraction(
     rows = {s: [x if tag == "hit" else where[x] for tag, x in pending[s]] for s in splits}
     over = [it["path"] in rewritten for it in items]
     known = [it["path"] in verified for it in items]  # hashed, with known bytes: not a copy with another inode
+    # the name, size and time of a cached file: a copy with another inode, unless the item is a crop the cache does
+    # not hold for that file (a new query box: new, not a copy; helper-137 saw it told as a cp -a)
     same = [
-        not o and not k and it["size"] >= 0 and (it["name"], it["size"], it["mtime_ns"]) in index.loose
+        not o
+        and not k
+        and it["size"] >= 0
+        and (it["name"], it["size"], it["mtime_ns"]) in index.loose
+        and (
+            it["crop"] is None
+            or (index.loose[(it["name"], it["size"], it["mtime_ns"])], crop_key(it["crop"])) in index.by_key
+        )
         for it, o, k in zip(items, over, known)
     ]
     renamed = [
