@@ -782,3 +782,29 @@ def test_a_new_query_box_on_a_cached_photo_is_new_not_a_copy(tmp_path):
     assert sum(m["extracted"] for m in metas) == 1
     # the same box again: nothing new
     assert fc.plan_extraction(_lists(root, {"jpg/p01.png": [8, 8, 100, 80]}), fc.load_index(cache), XV, 1, 1).n_new == 0
+
+
+def test_two_copies_new_in_one_pack_are_extracted_once(tmp_path):
+    """Two copies (or hard links) of one photo, both new: the job extracted each (helper-137). The second is copied
+    from the first's row; a copy of a file skipped as unreadable is skipped with the same reason."""
+    cache, root = tmp_path / "features", tmp_path / "mine"
+    _folder(root, [1, 2])
+    shutil.copy(root / "jpg" / "p01.png", root / "jpg" / "p03.png")
+    os.link(root / "jpg" / "p02.png", root / "jpg" / "p04.png")
+    plan, metas = _run_plan(cache, _lists(root), n_chunks=1)
+    assert plan.n_new == 4 and [(m["extracted"], m["copied"]) for m in metas] == [(2, 2)]
+    _assemble(cache, _lists(root), "db", tmp_path / "db.h5")
+    got = _read(tmp_path / "db.h5")
+    assert got["count"][0] > 0 and got["count"][1] > 0
+    for k in FIELDS:  # p03 is p01's row, p04 p02's
+        np.testing.assert_array_equal(got[k][2], got[k][0], err_msg=k)
+        np.testing.assert_array_equal(got[k][3], got[k][1], err_msg=k)
+    bad = tmp_path / "bad"
+    (bad / "jpg").mkdir(parents=True)
+    (bad / "jpg" / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    shutil.copy(bad / "jpg" / "a.jpg", bad / "jpg" / "b.jpg")
+    plan = fc.plan_extraction(_lists(bad), fc.load_index(cache), XV, 1, 1)
+    ((pack, items),) = plan.new_packs.items()
+    meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    assert (meta["extracted"], meta["copied"]) == (1, 1)
+    assert sorted(meta["skipped"]) == ["0", "1"] and meta["skipped"]["0"] == meta["skipped"]["1"]

@@ -93,7 +93,8 @@ def extract_pack(
 ) -> dict[str, Any]:
     """Hash and extract the items of one pack (in order); a key already in the cache (the same bytes and box under
     another name) has its row copied instead (extracted, with a warning naming the pack, when that pack's ``.h5`` is
-    damaged). Writes the .h5, then the sidecar. Returns counts and timings.
+    damaged), and so does a key met earlier in this job (two copies or links of one photo, both new: each was
+    extracted, helper-137). Writes the .h5, then the sidecar. Returns counts and timings.
 
     Under ``on_bad_image: error`` a missing or unreadable image does not stop the job at once: the other items are
     still extracted, written to the cache as a pack of their own (named by a hash of those items, so the next plan
@@ -109,6 +110,7 @@ def extract_pack(
     run, k, dim, colour, extra, global_dim = _runner(backbone, backbone_config)
     rows, globals_, shas, skipped = [], [], [], {}
     kept: list[int] = []  # items with a row (all of them unless a bad image stops the job)
+    made: dict[tuple[str, Any], int] = {}  # (SHA-256, crop) -> its row in ``rows``: a duplicate in the job is copied
     bad: list[str] = []  # under on_bad_image: error, what was wrong with each bad image
     n_copied = n_extracted = 0
     stale = 0  # bad items that only changed since the plan: the next run plans them as they are
@@ -150,6 +152,16 @@ def extract_pack(
                 )
                 stale += 1
                 continue
+        earlier = made.get((sha, crop)) if it["size"] >= 0 else None
+        if earlier is not None:  # the same bytes (and box) earlier in this job: a copy or a link, extracted once
+            if str(kept[earlier]) in skipped:
+                skipped[str(i)] = skipped[str(kept[earlier])]
+            kept.append(i)
+            shas.append(sha)
+            rows.append(rows[earlier])
+            globals_.append(globals_[earlier])
+            n_copied += 1
+            continue
         hit = index.by_key.get((sha, crop))
         reason = None if hit is None else index.packs[hit[0]].get("skipped", {}).get(str(hit[1]))
         if reason is not None and on_bad_image != "skip":  # the same bytes were unreadable under another name
@@ -194,6 +206,7 @@ def extract_pack(
         shas.append(sha)
         rows.append(row)
         globals_.append(g)
+        made.setdefault((sha, crop), len(rows) - 1)
         if i == len(items) // 2:
             fault_point("extract")
         if (i + 1) % 100 == 0 or i + 1 == len(items):
