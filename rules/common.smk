@@ -17,7 +17,7 @@ from snakemake.logging import logger
 
 from retrieval.config_errors import name_holders, problems_text
 from retrieval.dag_lists import DagLists, PackPlans
-from retrieval.evaluation.results import RETIRE as STALE_RETIRE, stale_message, stale_published
+from retrieval.evaluation.results import RETIRE as STALE_RETIRE, published_datasets, stale_message, stale_published
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
@@ -119,9 +119,17 @@ def _renamed_methods(key):
             + ", ".join(f"'{m}' is now '{DEPRECATED_METHODS[m]}'" for m in old)
             + " (old name deprecated)"
         )
-    return [DEPRECATED_METHODS.get(m, m) for m in methods]
+    new = [DEPRECATED_METHODS.get(m, m) for m in methods]
+    for m in old:  # the schema's uniqueItems saw two names: one row, folded in silence (a new user's trial)
+        if new.count(DEPRECATED_METHODS[m]) > 1:
+            _renamed_twice.append(
+                f"{key}.methods: '{m}' is '{DEPRECATED_METHODS[m]}' (its old name), which the list names already: "
+                "list each method once"
+            )
+    return new
 
 
+_renamed_twice = []  # config problems: a method listed under its old and new name
 for _key in ("compare", "report"):
     config[_key]["methods"] = _renamed_methods(_key)
 
@@ -134,7 +142,7 @@ PACKS = _Planned(PackPlans(_dag_lists, config, logger.info, lambda: workflow.dry
 # up to date; a ResNet without weights failed every extraction job; min_chunk_images above max_chunk_images was
 # overridden without a word; an unsupervised_fit naming no dataset, a shortlist or local-feature source without what
 # it reads, came in an InputFunctionException)
-_problems = PLAN.config_problems()
+_problems = _renamed_twice + PLAN.config_problems()
 if _problems:
     _overrides = dict(workflow.config_settings.config)  # --config alone: its values name no file
     sys.exit(problems_text(name_holders(_problems, config, workflow.overwrite_configfiles, _overrides)))
@@ -674,5 +682,15 @@ def warn_stale_published():
         return
     for published, newer in stale:
         logger.warning(stale_message(published, newer))
-    if stale:  # asking again was the only remedy named, and a moved folder refuses it (helper-135)
+    # asking again was the only remedy named, and a moved folder refuses it (helper-135); said only where a stale
+    # file's folder is gone (after every stale warning, it read as if something had moved: helper-139)
+    if any(_folder_gone(published) for published, _ in stale):
         logger.warning(f"({STALE_RETIRE})")
+
+
+def _folder_gone(published):
+    """Whether a published file's dataset (a search's collection or photos) is a user's folder that is missing."""
+    try:
+        return any(PLAN.folder_missing(n) for n in published_datasets(published, [*METHODS, "compare"]))
+    except WorkflowError:
+        return False

@@ -13,6 +13,7 @@ import pytest
 from conftest import with_overrides
 from retrieval import plan as p
 from retrieval.config_errors import refused_keys, with_defaults
+from retrieval.evaluation.results import published_datasets
 from retrieval.plan import Plan, PlanError, problems_beside_schema
 
 GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
@@ -287,6 +288,11 @@ def test_paths_fill_the_rule_patterns():
             "unknown method 'glboal' in demo_glboal; did you mean 'global'?",
         ),
         (lambda p: p.evaluation_path("coll_ames", "binray"), {}, "did you mean 'coll_ames_binary'?"),
+        (  # the table of methods, misspelt (helper-139: offered nothing)
+            lambda p: p.evaluation_path("landmarks-mini", "compar"),
+            {},
+            "in landmarks-mini_compar; did you mean 'results/landmarks-mini_compare.md' (the table of every method)?",
+        ),
         (lambda p: p.evaluation_path("demo", "whiten2"), {}, "did you mean 'lw'?"),
         (lambda p: p.evaluation_path("demo", "qqqq"), {}, "unknown method 'qqqq' in demo_qqqq (available"),
         (lambda p: p.evaluation_path("holiday_asmk", "2"), {}, "unknown method '2' in holiday_asmk_2 (available"),
@@ -1045,3 +1051,18 @@ def test_a_gnd_json_removed_beside_image_list_moves_the_lists_version(tmp_path):
     assert plan.v_lists("gj") not in (with_json, without)
     (tmp_path / "away").rename(folder)
     assert plan.v_lists("gj") == with_json
+
+
+def test_a_published_files_datasets_and_whether_their_folder_is_gone(tmp_path):
+    """After the stale-file warnings, the remedy for one whose folder moved (delete it) is said only where a stale
+    file's dataset folder is gone (helper-135 asked for it; helper-139 saw it after every stale warning)."""
+    methods = [*p.METHODS, "compare"]
+    assert published_datasets("results/x_ames_binary.json", methods) == ["x"]
+    assert published_datasets("results/my_coll_compare.json", methods) == ["my_coll"]
+    assert published_datasets("results/report/coll.html", methods) == ["coll"]
+    assert published_datasets("results/search/coll/newp.json", methods) == ["coll", "newp"]
+    assert published_datasets("results/nounderscore.json", methods) == []
+    (tmp_path / "coll" / "jpg").mkdir(parents=True)
+    plan = Plan(configured(data_root=str(tmp_path)))
+    assert not plan.folder_missing("coll") and plan.folder_missing("newp") and plan.folder_missing("newp+1m")
+    assert not any(plan.folder_missing(d) for d in ("demo", "roxford5k", "revisitop1m", "coll+1m"))

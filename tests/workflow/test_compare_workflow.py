@@ -121,3 +121,19 @@ def test_the_old_method_name_whiten_is_an_alias_of_lw(compared):
         "compare={'methods': ['global', 'whiten']}",
     )
     assert "compare.methods: 'whiten' is now 'lw'" in proc.stdout + proc.stderr  # a dry run logs to stdout
+    # listed under both names: one row, folded in silence, where a method listed twice is refused (a new user's trial)
+    proc = snakemake(
+        compared,
+        "-n",
+        "results/demo_compare.md",
+        "--configfile",
+        str(TINY),
+        "--config",
+        "compare={'methods': ['global', 'lw', 'whiten']}",
+        check=False,
+    )
+    assert (
+        proc.returncode == 1
+        and "compare.methods: 'whiten' is 'lw' (its old name), which the list names already"
+        in (proc.stdout + proc.stderr)
+    )

@@ -126,6 +126,9 @@ def _method_hint(name, method):
     near = known.get(method.lower()) or next(iter(difflib.get_close_matches(method.lower(), list(known), n=1)), None)
     if near:
         return f"; did you mean '{DEPRECATED_METHODS.get(known.get(near, near), known.get(near, near))}'?"
+    if difflib.get_close_matches(method.lower(), ["compare"], n=1, cutoff=0.75):  # the table of methods, no method
+        dataset = name[: -len(method) - 1]
+        return f"; did you mean 'results/{dataset}_compare.md' (the table of every method)?"
     # only a method that holds an underscore can have been split inside its own name
     joined = [k for k in known if "_" in k]
     best = None  # (similarity, dataset part, method)
@@ -277,13 +280,25 @@ class Plan:
         one no run has made, so whatever needs its lists stops on the error naming the folder."""
         if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
             return {}
-        if not os.path.isdir(self.dataset_dir(ds)):
+        if self.folder_missing(ds):
             return {"folder": "missing"}
         try:
             gt = self._folder_ground_truth(ds)
         except PlanError:  # a pickle of another name: said where the folder's files are read (folder_source)
             return {}
         return {"ground_truth": gt.name} if gt is not None else {}
+
+    def folder_missing(self, ds):
+        """Whether ``ds`` (for ``{dataset}+1m``, its base) is a user's folder that is not there: False for the demo
+        splits, the datasets a rule downloads and R1M, whose folders are not the user's. Raises PlanError for a
+        malformed ``+1m`` name."""
+        ds = self.canonical(ds)
+        base = self.distractor_base(ds)
+        if base is not None:
+            return self.folder_missing(base)
+        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
+            return False
+        return not os.path.isdir(self.dataset_dir(ds))
 
     def _gldv2_lists(self, ds):
         """gldv2_identity for a dataset in GLDv2's format (gldv2, gldv2-train, a folder with its CSV files); nothing

@@ -18,6 +18,7 @@ import numpy as np
 
 from retrieval.evaluation.metrics import bootstrap_difference, evaluate_ground_truth, headline
 from retrieval.featureless import rank_featureless_last
+from retrieval.names import split_result_name
 from retrieval.runtime import atomic_path, read_json, write_json
 from retrieval.stores.global_store import read_featureless, read_first_stage
 
@@ -519,6 +520,23 @@ RETIRE = (
     "a stale published file whose dataset or photos folder was moved or removed cannot be brought up to date (asking "
     "for it again names the missing folder): delete it, and it is no longer checked"
 )
+
+
+def published_datasets(published: str, methods: Sequence[str]) -> list[str]:
+    """The datasets a published file is of: ``results/{dataset}_{method}.json`` (``methods``: the known ones, for
+    :func:`retrieval.names.split_result_name`; a table is ``{dataset}_compare``), ``results/report/{dataset}.html``,
+    and a search's collection and photos, ``results/search/{collection}/{photos}.json``; [] for a name it cannot
+    read."""
+    parts = os.path.normpath(published).split(os.sep)
+    stem = os.path.splitext(parts[-1])[0]
+    if len(parts) >= 3 and parts[-3] == "search":
+        return [parts[-2], stem]
+    if len(parts) >= 2 and parts[-2] == "report":
+        return [stem]
+    try:
+        return [split_result_name(stem, methods)[0]]
+    except ValueError:
+        return []
 
 
 def stale_message(published: str, newer: str) -> str:
