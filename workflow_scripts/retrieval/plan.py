@@ -180,6 +180,12 @@ def _weights_sha1(key: str, path: str) -> str:
     return _WEIGHTS_SHA1[ident]
 
 
+def _users(ds):
+    """Whether canonical dataset ``ds`` is read from a folder of the user's: not a demo split (generated), a dataset
+    a rule downloads (revisitop's, GLDv2's) or the R1M distractors, whose files are not the user's."""
+    return not (ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS)
+
+
 def ground_truth_path(d, ds):
     """:func:`retrieval.data.datasets.ground_truth_path`, its ValueError (a ``gnd_*.pkl`` of another name) a
     PlanError: shown as a WorkflowError, not an input function's traceback."""
@@ -261,7 +267,7 @@ class Plan:
         """The ground-truth file of a dataset in a folder of the user's, or None (a plain folder; the demo splits,
         the datasets a rule downloads and R1M, whose files are not the user's). Raises PlanError as
         ``ground_truth_path``."""
-        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
+        if not _users(ds):
             return None
         d = self.dataset_dir(ds)
         return ground_truth_path(d, ds) if os.path.isdir(d) else None
@@ -278,8 +284,6 @@ class Plan:
         without its ground truth, and where that version had been evaluated (a rename and back) its published
         results were replaced by those without metrics, exit status 0 (helper-138); a moved folder's version is now
         one no run has made, so whatever needs its lists stops on the error naming the folder."""
-        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
-            return {}
         if self.folder_missing(ds):
             return {"folder": "missing"}
         try:
@@ -296,9 +300,7 @@ class Plan:
         base = self.distractor_base(ds)
         if base is not None:
             return self.folder_missing(base)
-        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
-            return False
-        return not os.path.isdir(self.dataset_dir(ds))
+        return _users(ds) and not os.path.isdir(self.dataset_dir(ds))
 
     def _gldv2_lists(self, ds):
         """gldv2_identity for a dataset in GLDv2's format (gldv2, gldv2-train, a folder with its CSV files); nothing
@@ -314,9 +316,7 @@ class Plan:
         queries and ground truth: a plain folder or a gnd.csv dataset (its database is image_list.txt or the scanned
         folder). Editing gnd.csv, query_boxes.csv or query_list.txt then leaves the database side as it is."""
         ds = self.canonical(ds)
-        if ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE or ds == DISTRACTORS:
-            return False
-        if self.distractor_base(ds) is not None:
+        if not _users(ds) or self.distractor_base(ds) is not None:
             return False
         d = self.dataset_dir(ds)
         return os.path.isdir(d) and database_apart(Path(d), ground_truth_path(d, ds))
@@ -732,10 +732,9 @@ class Plan:
         the search again with every thumbnail crossed out (helper-133)."""
         if side == "db" and self.database_apart(ds):
             return self.database_json(ds)
-        c = self.canonical(ds)
-        c = self.distractor_base(c) or c  # 'coll+1m': coll's folder (helper-134)
-        if side == "db" and c not in DEMO_SPLITS and not os.path.isdir(self.dataset_dir(c)):
-            self.folder_source(c)  # raises for a folder of the user's; a download's marker otherwise
+        if side == "db" and self.folder_missing(ds):  # for 'coll+1m', coll's folder (helper-134)
+            c = self.canonical(ds)
+            self.folder_source(self.distractor_base(c) or c)  # raises, naming the folder
         return self.lists_json(ds)
 
     def gnd_json(self, ds):
