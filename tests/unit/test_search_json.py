@@ -32,7 +32,7 @@ def test_a_photo_without_features_gets_null_scores_in_strict_json(tmp_path):
     assert res["photos_without_features"] == ["new/jpg/blank.jpg"]
     first, blank = res["neighbours"]
     assert [n["image"] for n in first["top"]] == ["coll/jpg/d2.jpg", "coll/jpg/d0.jpg", "coll/jpg/d1.jpg"]
-    assert [n["similarity"] for n in first["top"]] == [0.8999999761581421, 0.5, 0.25]
+    assert [n["similarity"] for n in first["top"]] == [0.9, 0.5, 0.25]
     assert [n["similarity"] for n in blank["top"]] == [None, None, None]
 
 
@@ -46,3 +46,12 @@ def test_a_verified_neighbour_keeps_its_similarity_and_no_match_is_null_for_both
     }
     assert _json_neighbour("a.jpg", -np.inf, 0.0) == {"image": "a.jpg", "similarity": None, "inliers": None}
     assert _json_neighbour("a.jpg", np.float32(0.25), None) == {"image": "a.jpg", "similarity": 0.25}
+
+
+def test_the_similarity_is_written_to_the_csv_s_six_decimals():
+    """An exact copy's similarity is 1 + 2**-23 in float32 after the dot product's rounding; the JSON printed it as
+    1.0000001192092896 where the CSV wrote 1.000000 (a new user's trial)."""
+    just_over = np.nextafter(np.float32(1), np.float32(2))
+    assert float(just_over) == 1.0000001192092896
+    assert _json_neighbour("a.jpg", just_over, None) == {"image": "a.jpg", "similarity": 1.0}
+    assert _json_neighbour("a.jpg", np.float32(0.1234567), None)["similarity"] == 0.123457

@@ -103,9 +103,11 @@ def _json_neighbour(image: str, similarity: float, inliers: float | None) -> dic
     """A neighbour as JSON has it: ``image``, the global ``similarity`` and, re-ranked by spatial verification,
     ``inliers`` (an integer). No match (a photo without features scores -inf against everything) gives null for
     both, as JSON has no infinity (strict parsers refuse it); under ``sv`` the entry once held ``inliers: 0`` only,
-    which read as a match with no inliers."""
+    which read as a match with no inliers. The similarity is rounded to 6 decimals, as the CSV writes it: float32
+    holds about 7 significant digits, and the float64 it widens to printed an exact copy's 1.0 as
+    1.0000001192092896 (a new user's trial)."""
     match = bool(np.isfinite(similarity))
-    out: dict[str, Any] = {"image": image, "similarity": float(similarity) if match else None}
+    out: dict[str, Any] = {"image": image, "similarity": round(float(similarity), 6) if match else None}
     if inliers is not None:
         out["inliers"] = int(inliers) if match else None
     return out
