@@ -17,7 +17,13 @@ from snakemake.logging import logger
 
 from retrieval.config_errors import name_holders, problems_text
 from retrieval.dag_lists import DagLists, PackPlans
-from retrieval.evaluation.results import RETIRE as STALE_RETIRE, published_datasets, stale_message, stale_published
+from retrieval.evaluation.results import (
+    RETIRE as STALE_RETIRE,
+    published_datasets,
+    run_options,
+    stale_message,
+    stale_published,
+)
 from retrieval.names import DATASET_PATTERN, check_dataset_name, split_result_name
 from retrieval.plan import (
     AMES_BINARY_MODEL,
@@ -686,6 +692,8 @@ def warn_stale_published():
     # file's folder is gone (after every stale warning, it read as if something had moved: helper-139)
     if any(_folder_gone(published) for published, _ in stale):
         logger.warning(f"({STALE_RETIRE})")
+    if stale and (options := run_options(workflow.overwrite_configfiles, dict(workflow.config_settings.config or {}))):
+        logger.warning(options)
 
 
 def _folder_gone(published):

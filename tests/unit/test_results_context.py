@@ -17,6 +17,7 @@ from retrieval.evaluation.results import (
     EvaluationContext,
     report_inputs_meta,
     rerank_depth,
+    run_options,
     stale_message,
     stale_published,
     write_reranked_evaluation,
@@ -334,3 +335,13 @@ def test_a_method_table_older_than_a_result_it_lists_is_stale(tmp_path, monkeypa
         "table is from before; ask for it again (snakemake ... results/g_compare.md) to bring it up to date (if "
         "that finds nothing to do, k/sv.json was changed outside the workflow: add -R k/sv.json after the target)"
     )
+
+
+def test_the_stale_warnings_name_the_options_that_make_the_file_again():
+    """`snakemake ... {published}` under the defaults made another file, or named the folder as missing where the
+    run's --config gave data_root: the run's own --configfile and --config are named, quoted for a shell."""
+    line = run_options(["my photos.yaml", "b.yaml"], {"data_root": "../d", "sv": {"threshold": 8}})
+    assert line.startswith("(`snakemake ...` above: with this run's --configfile 'my photos.yaml' --configfile b.yaml ")
+    assert "--config data_root=../d 'sv={threshold: 8}';" in line
+    assert run_options(["a.yaml"], {}).count("--config") == 1
+    assert run_options([], {}) == run_options([], None) == ""

@@ -426,6 +426,11 @@ def test_a_deleted_feature_cache_is_extracted_again_for_a_job_that_reads_its_sto
     # the remedy for a stale file whose folder is gone is said only where one is (helper-139: it read as if
     # something had moved)
     assert "whose dataset or photos folder was moved or removed" not in run.stderr
+    # `snakemake ...` of that warning: with this run's options, which it names (without data_root the folder is
+    # not found)
+    assert f"(`snakemake ...` above: with this run's --configfile {TINY} --config data_root={tmp_path / 'data'};" in (
+        run.stderr
+    )
 
 
 def test_a_ground_truth_edit_leaves_the_database_side_alone(tiny_run, tmp_path):

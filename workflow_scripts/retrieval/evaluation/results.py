@@ -9,12 +9,14 @@ import json
 import logging
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import h5py
 import numpy as np
+import yaml
 
 from retrieval.evaluation.metrics import bootstrap_difference, evaluate_ground_truth, headline
 from retrieval.featureless import rank_featureless_last
@@ -520,6 +522,30 @@ RETIRE = (
     "a stale published file whose dataset or photos folder was moved or removed cannot be brought up to date (asking "
     "for it again names the missing folder): delete it, and it is no longer checked"
 )
+
+
+def run_options(configfiles: Sequence[str | Path], overrides: dict[str, Any] | None) -> str:
+    """Said after the stale warnings of a run given ``--configfile`` files or ``--config`` values (``overrides``,
+    Snakemake's parsed ``--config``): the ``snakemake ...`` of :func:`stale_message` repeats them, since without
+    them the file is made under the defaults (a ``data_root`` left out names the dataset folder as missing). ``""``
+    for a run with neither. The values are written as ``--config`` takes them (``key=value``, YAML for a mapping)."""
+    options = [f"--configfile {shlex.quote(str(f))}" for f in configfiles]
+    if overrides:
+        pairs = (f"{k}={_flow_yaml(v)}" for k, v in overrides.items())
+        options.append("--config " + " ".join(shlex.quote(p) for p in pairs))
+    if not options:
+        return ""
+    return (
+        f"(`snakemake ...` above: with this run's {' '.join(options)}; without them the file is made with the "
+        "defaults instead)"
+    )
+
+
+def _flow_yaml(value: Any) -> str:
+    """A --config value as YAML on one line (``{b: 1}``), or the scalar as it was given."""
+    if isinstance(value, (dict, list)):
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return str(value)
 
 
 def published_datasets(published: str, methods: Sequence[str]) -> list[str]:
