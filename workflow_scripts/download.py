@@ -1,11 +1,19 @@
 """Rule download_revisitop: fetch ROxford5k / RParis6k / revisitop1m images and their lists (resumable, verified)."""
 
+import os
+
 from retrieval.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
 from retrieval.data.download import download_revisitop  # noqa: E402
 
+# the workflow's lists of this dataset exist: it was read here before, from a folder no longer there (warned of)
+_lists = os.path.join("results", "lists", snakemake.wildcards.dataset)
+
 download_revisitop(
-    snakemake.wildcards.dataset, snakemake.params.data_root, keep_archives=snakemake.params.keep_archives
+    snakemake.wildcards.dataset,
+    snakemake.params.data_root,
+    keep_archives=snakemake.params.keep_archives,
+    read_before=_lists + os.sep if os.path.isdir(_lists) else None,
 )

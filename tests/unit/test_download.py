@@ -242,3 +242,13 @@ def test_verification_names_images_whose_exif_orientation_is_not_1(tmp_path, cap
         counts = verify_dataset(root, "toy", 2, 1)
     assert counts["exif_orientation_not_1"] == ["b (orientation 6)"]
     assert "b (orientation 6)" in caplog.text
+
+
+def test_a_revisitop_dataset_read_here_before_is_told_as_moved(tmp_path, caplog):
+    """The same for ROxford5k: its lists exist (results/lists/roxford5k/), its folder does not."""
+    unreachable = {"roxford5k": {**SOURCES["roxford5k"], "gnd": "http://127.0.0.1:9/gnd_roxford5k.pkl"}}
+    with pytest.raises(OfflineError) as e:
+        download_revisitop("roxford5k", tmp_path, sources=unreachable, read_before="results/lists/roxford5k/")
+    assert "roxford5k was read here before (results/lists/roxford5k/)" in str(e.value)
+    assert "name its folder in dataset_dirs.roxford5k" in str(e.value) and "gnd_roxford5k.pkl" in str(e.value)
+    assert any("downloading it again" in r.getMessage() for r in caplog.records)

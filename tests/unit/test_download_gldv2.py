@@ -109,3 +109,18 @@ def test_offline_fails_at_once_naming_where_to_put_the_files(tmp_path):
     msg = str(e.value)
     assert str(tmp_path / "gldv2-train" / "train_clean.csv") in msg and str(tmp_path / "gldv2-train" / "train") in msg
     assert "images_499.tar" in msg and "present_only" in msg
+
+
+def test_a_dataset_read_here_before_is_told_as_moved_before_it_is_downloaded_again(tmp_path, caplog):
+    """Moving a downloaded dataset's folder planned its download again, with no word of the copy the lists were
+    made from (about 500 GB for GLDv2); offline, the message said only where to put the files."""
+    with pytest.raises(OfflineError) as e:
+        download_gldv2("gldv2", tmp_path, base="http://127.0.0.1:9", read_before="results/lists/gldv2/")
+    note = f"gldv2 was read here before (results/lists/gldv2/), but {tmp_path / 'gldv2'} holds no complete download"
+    assert note in str(e.value) and "dataset_dirs.gldv2" in str(e.value)
+    assert str(e.value).index(note) < str(e.value).index("present_only")  # then where to put the files
+    assert any(note in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    caplog.clear()
+    with pytest.raises(OfflineError) as e:
+        download_gldv2("gldv2", tmp_path, base="http://127.0.0.1:9")
+    assert "read here before" not in str(e.value) and not caplog.records

@@ -90,6 +90,20 @@ def _where_to_put(name: str, target: Path, source: dict[str, Any]) -> str:
     )
 
 
+def read_before_note(name: str, target: Path, read_before: str | None) -> str:
+    """What a download says where the dataset's lists were made here before (``read_before``: that folder, e.g.
+    ``results/lists/roxford5k/``; None when they were not): the folder it was read from is no longer at ``target``
+    (moved, renamed, or data_root changed), and downloading it again is rarely what is wanted (ROxford5k's and
+    RParis6k's images are 1.8 and 2.5 GB). "" for None."""
+    if read_before is None:
+        return ""
+    return (
+        f"{name} was read here before ({read_before}), but {target} holds no complete download now: moved, renamed, or "
+        f"data_root changed? To use the copy you have, stop this run and name its folder in dataset_dirs.{name} "
+        f"(or move it back to {target})"
+    )
+
+
 def fetch(url: str, dest: Path, timeout: float = 30.0, block: int = 1 << 20) -> Path:
     """Download ``url`` to ``dest``, resuming a previous ``dest.part``; the final name appears only when complete."""
     if dest.is_file():
@@ -237,13 +251,19 @@ def download_revisitop(
     sources: dict[str, dict[str, Any]] | None = None,
     timeout: float = 30.0,
     keep_archives: bool = True,
+    read_before: str | None = None,
 ) -> dict[str, Any]:
-    """Fetch, extract and verify one dataset under ``{data_root}/{name}``; ``.download_complete`` is written last."""
+    """Fetch, extract and verify one dataset under ``{data_root}/{name}``; ``.download_complete`` is written last.
+    ``read_before``: the workflow's lists folder of the dataset where it exists (:func:`read_before_note`: warned
+    of before downloading, and added to an OfflineError's message). Raises OfflineError (naming where to put the
+    files) when the host cannot be reached."""
     sources = sources or SOURCES
     if name not in sources:
         raise ValueError(f"no download source for dataset {name!r} (known: {sorted(sources)})")
     src = sources[name]
     target = Path(data_root) / name
+    if note := read_before_note(name, target, read_before):
+        log.warning("%s; downloading it again", note)
     target.mkdir(parents=True, exist_ok=True)
     cache = target / "_download"
     cache.mkdir(exist_ok=True)
@@ -252,7 +272,11 @@ def download_revisitop(
         urllib.request.urlopen(urllib.request.Request(probe, method="HEAD"), timeout=min(timeout, 10)).close()
     except (urllib.error.URLError, OSError) as e:
         # from None: the message holds the reason; the chained URLError traceback buried it in 60 lines
-        raise OfflineError(f"cannot reach {probe} ({e}). Offline? {_where_to_put(name, target, src)}") from None
+        raise OfflineError(
+            f"cannot reach {probe} ({e}). Offline? "
+            + (f"{note}; or " if note else "")
+            + _where_to_put(name, target, src)
+        ) from None
     if "list" in src:
         meta_path = fetch(src["list"], target / Path(src["list"]).name, timeout)
         extract = extract_tree

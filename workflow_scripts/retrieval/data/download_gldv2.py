@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from retrieval.data.download import OfflineError, extract_tree, fetch
+from retrieval.data.download import OfflineError, extract_tree, fetch, read_before_note
 from retrieval.runtime import write_json
 
 log = logging.getLogger(__name__)
@@ -92,22 +92,30 @@ def download_gldv2(
     base: str = BASE,
     timeout: float = 30.0,
     keep_archives: bool = False,
+    read_before: str | None = None,
 ) -> dict[str, Any]:
     """Fetch, verify (MD5) and extract ``gldv2`` or ``gldv2-train`` under ``{data_root}/{name}``; the summary
     ``.download_complete`` is written last. ``parts``: the first N tar parts of each split (None: all).
     Raises OfflineError (naming where to put the files) when the host cannot be reached, ValueError when a part's
-    MD5 differs (the part is deleted so the next run fetches it again)."""
+    MD5 differs (the part is deleted so the next run fetches it again). ``read_before``: the workflow's lists folder
+    of the dataset where it exists (:func:`retrieval.data.download.read_before_note`)."""
     if name not in GLDV2_PARTS:
         raise ValueError(f"no GLDv2 download for {name!r} (known: {sorted(GLDV2_PARTS)})")
     spec = GLDV2_PARTS[name]
     target = Path(data_root) / name
+    if note := read_before_note(name, target, read_before):
+        log.warning("%s; downloading it again", note)
     cache = target / "_download"
     cache.mkdir(parents=True, exist_ok=True)
     probe = f"{base}/{spec['metadata'][0]}"
     try:
         urllib.request.urlopen(urllib.request.Request(probe, method="HEAD"), timeout=min(timeout, 10)).close()
     except (urllib.error.URLError, OSError) as e:
-        raise OfflineError(f"cannot reach {probe} ({e}). Offline? {_where_to_put(name, target, base)}") from None
+        raise OfflineError(
+            f"cannot reach {probe} ({e}). Offline? "
+            + (f"{note}; or " if note else "")
+            + _where_to_put(name, target, base)
+        ) from None
     for m in spec["metadata"]:
         fetch(f"{base}/{m}", target / Path(m).name, timeout)
     counts: dict[str, int] = {}
