@@ -25,7 +25,8 @@ GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
 # key and what follows it, ASMK's rankings and, under shortlist.source: asmk, the shortlist's; BACKBONE_VERSIONS
 # sift 2: an extractor_version under extract.sift and every SIFT-derived key, nothing else; resnet 3: no key, the
 # recorded overlays do not extract with resnet; DECODER_VERSION 5: every key from the image lists on, v_demo and the
-# configuration answers unchanged; DECODER_VERSION 6: the same keys as 5)
+# configuration answers unchanged; DECODER_VERSION 6: the same keys as 5; search_space under shortlist.source: asmk,
+# the collection's space since 2026-12-07: the asmk cases' search_space, v_search_knn, v_search and search_dir)
 GOLDEN_CASES = json.loads(GOLDEN.read_text())
 
 
@@ -251,6 +252,17 @@ def test_unsupervised_fit_moves_the_codebook_but_not_the_local_descriptors():
     assert training.codebook_path(training.fit_split("demo")).startswith("results/codebook/demo-train/")
     assert self_.global_path("demo", "db").startswith("results/global/demo/demo/")
     assert training.global_path("demo", "db").startswith("results/global/demo/demo-train/")
+
+
+@pytest.mark.parametrize("source", ["vlad", "asmk"])
+def test_new_photos_are_described_in_the_collection_s_space(source):
+    """Under shortlist.source: asmk the photos searched against a collection were aggregated with a codebook and
+    whitening fitted on themselves, and compared with the collection's VLADs (6 of 30 photos found their original
+    first, 28 of 30 under vlad, helper-141): the search ranks by the VLAD under both sources."""
+    plan = Plan(configured(**{"shortlist.source": source}))
+    assert plan.search_space("demo") == "demo"
+    assert plan.global_path("demo-val", "db", plan.search_space("demo")).startswith("results/global/demo-val/demo/")
+    assert plan.global_path("demo", "db", plan.search_space("demo")).startswith("results/global/demo/demo/")
 
 
 def test_paths_fill_the_rule_patterns():

@@ -1576,8 +1576,12 @@ class Plan:
         }
 
     def search_space(self, collection):
-        """New photos are described in the collection's space (its codebook and whitening), never in their own."""
-        return self.fit_split(collection) if self.config["shortlist"]["source"] == "vlad" else None
+        """New photos are described in the collection's space (its codebook and whitening), never in their own: where
+        the global descriptors are VLAD, under ``shortlist.source`` ``vlad`` and ``asmk`` (the search ranks by the
+        VLAD under both; under ``asmk`` the photos were aggregated with a codebook and whitening fitted on
+        themselves, and found their own original first 6 times in 30, helper-141); None for a backbone's or
+        imported descriptors, which have no space."""
+        return self.fit_split(collection) if self.config["shortlist"]["source"] in ("vlad", "asmk") else None
 
     def search_depth(self):
         """How many neighbours ``search_knn`` fetches per new photo: ``search.k``, or ``sv.num_rerank`` when that is
