@@ -599,3 +599,35 @@ def test_a_number_where_a_folder_name_goes_is_told_how_to_give_it_as_text(tmp_pa
         f"reads it unquoted as a number) [in {mine}]"
     )
     assert "text wanted" not in describe_errors(_with(data_root=True), SCHEMA)  # true is not a number to quote
+
+
+def test_a_split_is_a_dataset_s_name_not_a_path_or_a_number(tmp_path):
+    """`training_split: ./mytrain` (or an absolute path) went on to a MissingInputException naming
+    results/global/./mytrain/... and no key, and `--config training_split=5` was told to write ./5, which led there
+    (helper-140): a split is refused as a path, with the dataset_dirs that names one, and a number is told to be
+    quoted twice."""
+    for key in ("training_split", "ames.validation_split", "ssp.anchors.split", "unsupervised_fit"):
+        text = describe_errors(_with(**{key: "../data/my_train"}), SCHEMA)
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"  {key}:"))
+        assert line == (
+            f"  {key}: '../data/my_train' is not a name: letters, digits and . _ + - only, starting with a letter or "
+            "digit (a dataset's name, not its path: put the folder in data_root, or name it in dataset_dirs, e.g. "
+            "dataset_dirs: {my_train: ../data/my_train}, and give my_train here)"
+        )
+    line = next(ln for ln in describe_errors(_with(training_split=5), SCHEMA).splitlines() if "training_split" in ln)
+    assert "so write it as '\"5\"' (--config training_split='\"5\"'); in a YAML file put it in quotes)" in line
+    assert "./5" not in line
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("training_split: 5\n")
+    line = describe_errors(_with(training_split=5), SCHEMA, [mine]).splitlines()[-1]
+    assert "in that file put it in quotes, as '5'" in line
+
+
+def test_null_for_a_choice_that_has_none_is_offered_none(tmp_path):
+    """`search: {rerank: null}` was told "None is not one of ['none', 'sv']": Python's word, and no hint (helper-141);
+    from --config the nested value is the text 'null'."""
+    for value, shown in ((None, "null"), ("null", "'null'")):
+        line = describe_errors(_with(**{"search.rerank": value}), SCHEMA).splitlines()[-1]
+        assert line.startswith(f"  search.rerank: {shown} is not one of ['none', 'sv']; did you mean 'none'?")
+    line = describe_errors(_with(**{"knn.search": None}), SCHEMA).splitlines()[-1]
+    assert "None" not in line and "did you mean 'none'" not in line

@@ -94,6 +94,12 @@ def _line(error: jsonschema.ValidationError) -> str:
         message = f"{_short(error.instance)} must be {side} {error.validator_value}"
     if error.validator == "pattern" and error.validator_value in _PATTERN_WORDS:  # a raw regex (helper-95's trial)
         message = f"{_short(error.instance)} is not {_PATTERN_WORDS[error.validator_value]}"
+    if error.validator == "enum" and error.instance in (None, "null", "~"):  # None: jsonschema's word for null
+        message = (
+            f"{'null' if error.instance is None else repr(error.instance)} is not one of {list(error.validator_value)}"
+        )
+        if "none" in error.validator_value:  # search.rerank: null for none (helper-141)
+            message += "; did you mean 'none'? (YAML reads null, ~ and an empty value as no value, none as text)"
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
         message = f"{_short(error.instance)} is not valid ({error.validator}: {_short(error.validator_value)})"
     if error.validator == "enum" and error.instance == "ssp" and key.split(".")[0] in ("compare", "report"):
@@ -106,6 +112,14 @@ def _line(error: jsonschema.ValidationError) -> str:
     if wanted and isinstance(error.instance, bool):  # jsonschema writes Python's True; the file says true
         message = message.replace(repr(error.instance), str(error.instance).lower(), 1)
     line = f"  {key}: {message}"
+    if error.validator == "pattern" and _names_a_dataset(error.schema) and "/" in str(error.instance):
+        # training_split: ./mytrain went on to a MissingInputException naming results/global/./mytrain/...
+        # (helper-140): a split is a dataset's name, its folder placed by data_root or dataset_dirs
+        name = os.path.basename(os.path.normpath(str(error.instance))) or "mine"
+        line += (
+            f" (a dataset's name, not its path: put the folder in data_root, or name it in dataset_dirs, "
+            f"e.g. dataset_dirs: {{{name}: {error.instance}}}, and give {name} here)"
+        )
     if isinstance(error.instance, str) and wanted == {"integer"} and _exponent_form(error.instance):
         value = float(error.instance)
         write = f"write {int(value)}" if value.is_integer() else "write a whole number"
@@ -135,7 +149,8 @@ def _line(error: jsonschema.ValidationError) -> str:
         line += _FROM_CONFIG_HINT
     elif wanted == {"string"} and isinstance(error.instance, (int, float)) and not isinstance(error.instance, bool):
         # --config data_root=2024: a folder named by digits, read as a number (a new user's trial had no hint)
-        line += _NUMBER_FOR_TEXT_HINT.format(value=error.instance)
+        hint = _NUMBER_FOR_NAME_HINT if _names_a_dataset(error.schema) else _NUMBER_FOR_TEXT_HINT
+        line += hint.format(value=error.instance, key=key)
     elif isinstance(error.instance, (str, bool, int, float)) and wanted & _NON_STRING_TYPES:
         # a word ('ten') is text however it is given: told what to give, not to remove quotes (a user's trial); so is
         # a fraction or true for a whole number or null (sv.threshold_side: 512.5 had no hint, a new user's trial)
@@ -164,6 +179,11 @@ _NUMBER_FOR_TEXT_HINT = (
     " (text wanted: with --config Snakemake reads {value} as a number, so write a folder as ./{value}; in a YAML"
     " file put it in quotes)"
 )
+# the same for a dataset's name (training_split: 2024), which ./2024 is not (helper-140 followed that hint)
+_NUMBER_FOR_NAME_HINT = (
+    " (text wanted: with --config Snakemake reads {value} as a number, so write it as '\"{value}\"' (--config "
+    "{key}='\"{value}\"'); in a YAML file put it in quotes)"
+)
 _NUMBER_FOR_TEXT = re.compile(
     r" \(text wanted: with --config Snakemake reads (\S+) as a number, .*; in a YAML file put it in quotes\)"
 )
@@ -176,6 +196,12 @@ _PATTERN_WORDS = {
     r"^[A-Za-z0-9][A-Za-z0-9._\-]*$": "a name: letters, digits and . _ - only, starting with a letter or digit",
     r"^(auto|cpu|cuda(:[0-9]+)?)$": "a device: auto, cpu, cuda or cuda:N (N the GPU's index)",
 }
+
+
+def _names_a_dataset(schema: Any) -> bool:
+    """Whether a key's schema asks for a name (``training_split``, ``unsupervised_fit``, ...): its pattern is one
+    of :data:`_PATTERN_WORDS`' names."""
+    return isinstance(schema, dict) and _PATTERN_WORDS.get(schema.get("pattern", ""), "").startswith("a name")
 
 
 _TYPE_WORDS = {
