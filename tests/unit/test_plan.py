@@ -26,7 +26,8 @@ GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
 # sift 2: an extractor_version under extract.sift and every SIFT-derived key, nothing else; resnet 3: no key, the
 # recorded overlays do not extract with resnet; DECODER_VERSION 5: every key from the image lists on, v_demo and the
 # configuration answers unchanged; DECODER_VERSION 6: the same keys as 5; search_space under shortlist.source: asmk,
-# the collection's space since 2026-12-07: the asmk cases' search_space, v_search_knn, v_search and search_dir)
+# the collection's space since 2026-12-07: the asmk cases' search_space, v_search_knn, v_search and search_dir;
+# knn.k out of the search's version: every case's v_search_knn, v_search and search_dir)
 GOLDEN_CASES = json.loads(GOLDEN.read_text())
 
 
@@ -263,6 +264,21 @@ def test_new_photos_are_described_in_the_collection_s_space(source):
     assert plan.search_space("demo") == "demo"
     assert plan.global_path("demo-val", "db", plan.search_space("demo")).startswith("results/global/demo-val/demo/")
     assert plan.global_path("demo", "db", plan.search_space("demo")).startswith("results/global/demo/demo/")
+
+
+def test_a_search_moves_with_knn_s_search_settings_not_with_its_k():
+    """search_knn fetches search.k (or sv.num_rerank) neighbours: knn.k, the evaluations' shortlist depth, re-ran
+    the search for byte-identical files (helper-141); knn.search and its IVF-PQ settings change what it finds."""
+    base = Plan(copy.deepcopy(BASE))
+    deeper = Plan(configured(**{"knn.k": 1000}))
+    assert deeper.v_knn("demo") != base.v_knn("demo")
+    assert deeper.v_search_knn("demo", "demo-val") == base.v_search_knn("demo", "demo-val")
+    assert deeper.search_dir("demo", "demo-val") == base.search_dir("demo", "demo-val")
+    compressed = Plan(configured(**{"knn.search": "ivfpq"}))
+    assert compressed.v_search_knn("demo", "demo-val") != base.v_search_knn("demo", "demo-val")
+    assert Plan(configured(**{"search.k": 30})).v_search_knn("demo", "demo-val") != base.v_search_knn(
+        "demo", "demo-val"
+    )
 
 
 def test_paths_fill_the_rule_patterns():

@@ -1597,7 +1597,9 @@ class Plan:
                 "query": self.v_global(photos, space),
                 "db": self.v_global(collection, space),
                 "k": self.search_depth(),
-                "knn": self.knn_identity(),
+                # knn's search settings, not its k: the depth is search_depth (changing knn.k re-ran the search for
+                # byte-identical files, helper-141)
+                "knn": {key: v for key, v in self.knn_identity().items() if key != "k"},
             }
         )
 
