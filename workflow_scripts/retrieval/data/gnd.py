@@ -374,6 +374,19 @@ def _warn_self_matches(imlist: list[str], qimlist: list[str], gnd: list[dict[str
         )
 
 
+def check_validation_positives(gnd: list[dict[str, Any]], source: str | Path, key: str, split: str) -> None:
+    """ValueError where no query of a validation split's ground truth (``gnd``: revisitop's per-query dicts, read from
+    ``source``) has a positive ('easy' or 'hard'): its mAP, which ``key`` (e.g. ``ames.validation_split``) chooses
+    by, is undefined. AMES's training scored such a split 0.0 every epoch and its evaluation chose the grid point
+    by ties of null (helper-140); an evaluated dataset without positives is only warned of, as its metrics are
+    reported null."""
+    if not any(g.get("easy") or g.get("hard") for g in gnd):
+        raise ValueError(
+            f"{source}: {key} '{split}': none of its {len(gnd)} queries has a positive ('easy' or 'hard'), so its "
+            f"mAP, which {key} chooses by, is undefined: give its queries positives, or choose another {key}"
+        )
+
+
 def load_ground_truth(path: str | Path) -> GroundTruth:
     """Read ``gnd.json`` or a revisitop ``gnd_*.pkl`` (restricted unpickler) into a validated GroundTruth."""
     path = Path(path)

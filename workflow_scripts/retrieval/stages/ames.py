@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from retrieval.data.gnd import check_validation_positives
 from retrieval.evaluation.metrics import (
     PROTOCOLS,
 )
@@ -23,7 +24,7 @@ from retrieval.methods.ames.rerank import (
     needed_pairs,
     protocol_shortlists,
 )
-from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames
+from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames, valid_anchors
 from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, resolve_device, write_json
 from retrieval.search.exact import similarity_along, topk_neighbours
 from retrieval.stores.ames import DbStore, write_db_store, write_logits
@@ -64,6 +65,7 @@ def make_validator(
     device: str = "cpu",
     fusion: str = "sigmoid",
     precision: str = "auto",
+    split: str = "the validation split",
 ):
     """``validate(model) -> float``: the best Medium mAP over the ``lambdas x gammas`` fusion grid at ``num_rerank`` on
     a validation split (its global shortlist re-ranked with the model's logits), as the evaluation selects a point
@@ -73,6 +75,7 @@ def make_validator(
     dtype = resolve_precision(precision, device)
     ids, sims, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)["gnd"]
+    check_validation_positives(gnd, gnd_path, "ames.validation_split", split)
     lists = read_json(lists_path)
     n_db = len(lists["db"])
     nothing = featureless_queries(
@@ -127,6 +130,37 @@ def fit_itq_stage(
     m.write(manifest_path, outputs=[out_path], n_training_descriptors=len(x))
 
 
+def check_training_anchors(
+    lists_path: str | Path,
+    training_split: str,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    sims: np.ndarray,
+    tcfg: TrainConfig,
+) -> None:
+    """ValueError naming the split, its lists and the keys when no training image can be an anchor (``min_pos``
+    same-label and ``min_neg`` other images among its ``num_candidates`` nearest): before the model is built, where
+    train_ames said "training: no anchor ..." with neither (helper-140's splits of unique or all -1 labels).
+    ``labels``: (N,) int, -1 unlabelled; ``ids``, ``sims``: the split's kNN (N, k)."""
+    if len(valid_anchors(ids, sims, labels, tcfg.num_candidates, tcfg.min_pos, tcfg.min_neg)):
+        return
+    labelled = labels[labels >= 0]
+    shared = int((np.unique(labelled, return_counts=True)[1] >= 2).sum()) if len(labelled) else 0
+    why = (
+        "no image is labelled (gnd.json 'labels': -1 for all)"
+        if not len(labelled)
+        else f"no two of its {len(labelled)} labelled images share a label"
+        if not shared
+        else f"{shared} label(s) are shared, but no image has its same-label and other images among its nearest"
+    )
+    raise ValueError(
+        f"{lists_path}: training split '{training_split}' gives AMES no training anchor: {why} (an anchor needs "
+        f"ames.train.min_pos={tcfg.min_pos} same-label and ames.train.min_neg={tcfg.min_neg} other images among its "
+        f"ames.train.num_candidates={tcfg.num_candidates} nearest); give several images of each object one label, "
+        "or choose another training_split"
+    )
+
+
 def train_stage(
     local_path: str | Path,
     lists_path: str | Path,
@@ -168,6 +202,7 @@ def train_stage(
         raise ValueError(f"{lists_path}: training split '{training_split}' has no labels (gnd.json 'labels')")
     labels = np.array([e["label"] for e in lists["db"]])
     ids, sims, _ = read_neighbours(knn_path)
+    check_training_anchors(lists_path, training_split, labels, ids, sims, tcfg)
     cfg = AmesConfig(local_dim=int(desc.shape[2]), binarized=binarized, **model_cfg)
     teacher = load_checkpoint(teacher_path)[0] if teacher_path else None
     itq = load_npz(itq_path) if itq_path else None
@@ -189,6 +224,7 @@ def train_stage(
             device=device,
             fusion=v.get("fusion", "sigmoid"),
             precision=precision,
+            split=v.get("split", "the validation split"),
         )
         m.add_input("validation_knn", v["knn"])
     model, curves = train_ames(

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
+from retrieval.data.gnd import check_validation_positives
 from retrieval.evaluation.metrics import (
     GLDV2_USAGES,
     PROTOCOLS,
@@ -301,6 +302,7 @@ def evaluate_ames_stage(
     elif select == "validation":
         v_ids, v_sims, _ = read_neighbours(val_paths["knn"])
         v_gnd, v_lists = read_json(val_paths["gnd"]), read_json(val_paths["lists"])
+        check_validation_positives(v_gnd["gnd"], val_paths["gnd"], "ames.validation_split", str(validation_split))
         v_pairs, v_logits, _ = read_logits(val_paths["logits"])
         v_logits = fusion_logits(v_logits, fusion)
         if geo is not None:

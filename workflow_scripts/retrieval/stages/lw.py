@@ -50,6 +50,12 @@ def fit_lw_stage(
             "(Lw whitening learns from same-label pairs)"
         )
     pairs = positive_pairs(labels, int(cfg["max_pairs"]), int(cfg["seed"]))
+    if len(pairs) < 2:  # fit_lw_whitening's own error named neither the split nor its file (helper-140)
+        raise ValueError(
+            f"{lists_path}: training split '{training_split}' gives Lw whitening {len(pairs)} same-label pair(s) of "
+            f"its {(labels >= 0).sum()} labelled images with features; it needs at least 2: give several images of "
+            "each object one label (gnd.json 'labels'), or choose another training_split"
+        )
     log.info(
         "Lw whitening: %d matching pairs of %d labelled images, dimension %d",
         len(pairs),
