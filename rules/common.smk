@@ -468,9 +468,14 @@ def evaluate_ames_inputs(wildcards):
         "baseline": PLAN.baseline_path(ds),
     }
     if config["ames"]["select"] == "validation":
-        if PLAN.canonical(VAL) in (PLAN.canonical(ds), PLAN.canonical(TRAIN)):
+        if PLAN.same_data(VAL, ds) or PLAN.same_data(VAL, TRAIN):  # by folder too (helper-140: an alias)
             raise WorkflowError(
                 f"ames.validation_split '{VAL}' must differ from the evaluated dataset '{ds}' and the training split"
+                + (
+                    ""
+                    if PLAN.canonical(VAL) in (PLAN.canonical(ds), PLAN.canonical(TRAIN))
+                    else f" (it reads {PLAN.dataset_dir(VAL)})"
+                )
             )
         inputs.update(
             {

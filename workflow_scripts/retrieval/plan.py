@@ -206,6 +206,20 @@ class Plan:
     def canonical(self, ds):
         return canonical(ds)
 
+    def same_data(self, a, b):
+        """Whether datasets ``a`` and ``b`` read the same images: one canonical name, or two names of one folder
+        (``dataset_dirs: {lmalias: .../lm}`` beside ``lm``; a '+1m' dataset by its base's). The checks that keep
+        the evaluated dataset, the training split and the validation split apart compared names only: helper-140
+        evaluated its training split under another name with no word (Medium 77.86 against 74.30)."""
+        a, b = self.canonical(a), self.canonical(b)
+        a, b = self.distractor_base(a) or a, self.distractor_base(b) or b
+        if a == b:
+            return True
+        try:
+            return os.path.realpath(self.dataset_dir(a)) == os.path.realpath(self.dataset_dir(b))
+        except PlanError:  # a name dataset_dir refuses is said where it is read
+            return False
+
     def distractor_base(self, ds):
         """The dataset under '{dataset}+1m' (its queries and ground truth, its database first), or None."""
         ds = self.canonical(ds)
@@ -962,9 +976,15 @@ class Plan:
                 f"appended instead, e.g. roxford5k{PLUS}"
             )
         self.distractor_base(ds)  # refuses '{DISTRACTORS}+1m' and '+1m+1m'
-        if self.canonical(ds) == self.canonical(self.train):
+        if self.same_data(ds, self.train):
             raise PlanError(
-                f"dataset '{ds}' is the training split (training_split: {self.train}): AMES and Lw are trained on its "
+                f"dataset '{ds}' is the training split (training_split: {self.train}"
+                + (
+                    ""
+                    if self.canonical(ds) == self.canonical(self.train)
+                    else f", the same folder, {self.dataset_dir(ds)}"
+                )
+                + "): AMES and Lw are trained on its "
                 "labels, and AMES's ITQ and SSP's query model on its images, so its metrics would be inflated. "
                 "Evaluate another dataset or change training_split."
             )
@@ -1157,8 +1177,15 @@ class Plan:
         a = self.config["ames"]
         if a["train"].get("patience", 0) <= 0:
             return None
-        if self.canonical(self.val) == self.canonical(self.train):
-            raise PlanError(f"ames.validation_split '{self.val}' must differ from the training split (early stopping)")
+        if self.same_data(self.val, self.train):
+            raise PlanError(
+                f"ames.validation_split '{self.val}' must differ from the training split (early stopping)"
+                + (
+                    ""
+                    if self.canonical(self.val) == self.canonical(self.train)
+                    else f": both read {self.dataset_dir(self.val)}"
+                )
+            )
         return {
             "split": self.val,
             "q_desc": a["q_desc"],
