@@ -13,6 +13,7 @@ from retrieval.features.backbones.pooling import gem, relup, rgem, sgem
 from retrieval.features.backbones.resnet import ResNet, cvnet_to_torchvision
 from retrieval.features.backbones.vit import DinoV2, ViTConfig
 from retrieval.features.deep import DeepConfig, DeepExtractor
+from retrieval.runtime import _said_alone
 
 TINY_VIT = {"variant": "vitb14", "registers": 4, "img_size": 56, "embed_dim": 32, "depth": 2, "heads": 2}
 
@@ -163,7 +164,7 @@ def test_resnet_torchvision_names_and_cvnet_mapping():
     assert not any(k.startswith("layer3.6") for k in keys)  # ResNet-50: 6 blocks in conv4
     mapped = cvnet_to_torchvision(_cvnet_names(net.state_dict()))
     assert set(mapped) == keys
-    with pytest.raises(KeyError, match="without a mapping"):
+    with pytest.raises(ValueError, match="without a mapping"):
         cvnet_to_torchvision({"encoder_q.s1.b1.zz.weight": torch.zeros(1)})
     out = net.eval().forward_features(torch.randn(1, 3, 64, 80))
     assert out["local"].shape == (1, 64, 4, 5) and out["global_map"].shape == (1, 128, 2, 3)  # width 4: 4*4*4, 4*8*4
@@ -304,7 +305,7 @@ def test_resnet_channel_order_follows_the_weights_and_can_be_set(tmp_path):
     assert channels("tv.pth", "bgr", base=head_none) == "bgr" and channels("cvnet.pth", "rgb") == "rgb"
     # torchvision's classifier under the default head: fc is named as such, with the setting to use (helper-108)
     with pytest.raises(
-        KeyError, match=r"fc.weight \(1000, 128\) for \(128, 128\).*set extract.resnet.model.head: none"
+        ValueError, match=r"fc.weight \(1000, 128\) for \(128, 128\).*set extract.resnet.model.head: none"
     ):
         channels("tv.pth")
     with pytest.raises(ValueError, match="extract.resnet.channels: 'RGB' is not one of auto, rgb, bgr"):
@@ -329,8 +330,14 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save({"blocks.0.nope": torch.zeros(1)}, bad)
     cfg = {"checkpoint": str(bad), "model": TINY_VIT, "device": "cpu"}
-    with pytest.raises(KeyError, match="bad.pth"):
+    with pytest.raises(ValueError, match="bad.pth") as e:  # a ValueError: one line on the console, not a traceback
         DeepExtractor(DeepConfig.from_dict("dinov2", cfg))
+    assert _said_alone(type(e.value)) and str(e.value).startswith(str(bad))  # KeyError quoted its message
+    # another architecture's weights (a ResNet file under dinov2, helper-140): named with the keys
+    resnet = DeepExtractor(DeepConfig.from_dict("resnet", {"checkpoint": "random", "model": {"depth": 50, "width": 4}}))
+    torch.save(resnet.net.state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(ValueError, match=r"resnet.pth: state dict does not match the DinoV2 configuration; missing"):
+        DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "resnet.pth")}))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "missing.pth")}))
     for text in ("not a checkpoint", "hello", "this is not a checkpoint"):  # torch: KeyError: 101, IndexError: pop...
@@ -349,7 +356,7 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     )
     torch.save(wider.net.state_dict(), tmp_path / "wider.pth")
     with pytest.raises(
-        KeyError,
+        ValueError,
         match=r"wider.pth: state dict does not match the DinoV2 configuration: \d+ tensors of another shape, e.g. cls_token \(1, 1, 64\) for \(1, 1, 32\)",
     ):
         DeepExtractor(DeepConfig.from_dict("dinov2", {**cfg, "checkpoint": str(tmp_path / "wider.pth")}))

@@ -115,8 +115,9 @@ def _read_state(path: str, what: str) -> dict[str, torch.Tensor]:
 
 
 def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``module``; KeyError naming ``source`` (the checkpoint) and the first keys that are
-    missing, unexpected or of another shape (torch listed every shape mismatch, hundreds of lines, without the
+    """Load ``state`` into ``module``; ValueError naming ``source`` (the checkpoint) and the first keys that are
+    missing, unexpected or of another shape (a KeyError until 2026-12-07, which a job printed as a whole traceback
+    ending in the quoted message, helper-140) (torch listed every shape mismatch, hundreds of lines, without the
     file: a ViT-S checkpoint under the default ``variant: vitb14``, a new user's trial)."""
     expected = module.state_dict()
     wrong = [
@@ -126,7 +127,7 @@ def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) 
     ]
     if wrong:
         only_fc = all(w.startswith("fc.") for w in wrong)  # a classifier (torchvision's 1000 x 2048) under head: fc
-        raise KeyError(
+        raise ValueError(
             f"{source}: state dict does not match the {type(module).__name__} configuration: {len(wrong)} tensors "
             f"of another shape, e.g. {'; '.join(wrong[:3])} (the checkpoint's shape first: "
             + (
@@ -138,7 +139,7 @@ def _load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) 
         )
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise KeyError(
+        raise ValueError(
             f"{source}: state dict does not match the {type(module).__name__} configuration; "
             f"missing {missing[:6]}, unexpected {unexpected[:6]}"
         )
@@ -161,7 +162,7 @@ class DeepExtractor:
 
     Construction loads the network and the detector onto ``cfg.device``. ValueError for an unknown backbone, a resnet
     without ``checkpoint``, or a file that is not a state dict of tensors; FileNotFoundError naming a missing checkpoint
-    or detector file; KeyError naming the source whose state dict does not match the network; RuntimeError when dinov2's
+    or detector file; ValueError naming the source whose state dict does not match the network; RuntimeError when dinov2's
     hub weights are neither cached nor downloadable, or an explicit CUDA device is not there (naming ``device_key``)."""
 
     def __init__(self, cfg: DeepConfig, device_key: str | None = None):

@@ -122,7 +122,7 @@ def cvnet_gem_p(state: dict[str, torch.Tensor]) -> float | None:
 
 
 def cvnet_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a CVNet (pycls) state dict to this module's names; unknown keys are an error naming them."""
+    """Rename a CVNet (pycls) state dict to this module's names; unknown keys are a ValueError naming them."""
     out, unknown = {}, []
     for key, v in state.items():
         k = key.removeprefix("module.").removeprefix("encoder_q.")
@@ -157,5 +157,5 @@ def cvnet_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
         else:
             unknown.append(key)
     if unknown:
-        raise KeyError(f"CVNet checkpoint: keys without a mapping: {unknown[:8]}")
+        raise ValueError(f"CVNet checkpoint: keys without a mapping: {unknown[:8]}")
     return out
