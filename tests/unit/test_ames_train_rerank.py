@@ -120,6 +120,21 @@ TCFG = TrainConfig(
 )
 
 
+def test_a_batch_of_no_whole_triplets_and_a_warmup_as_long_as_training_are_warned_of(caplog):
+    """batch_size 5 trained 1 triplet a step, and warmup_epochs 10 with 2 epochs never reached the learning rate,
+    both without a word (helper-140)."""
+    data = tiny_training_data()
+    train_ames(*data, CFG, dataclasses.replace(TCFG, epochs=1, batch_size=5, warmup_epochs=2))
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("ames.train.batch_size 5 is not a multiple of 3 (a triplet's images): 1 triplet(s) per step, the "
+               "batch's other 2 image(s) unused" in m for m in said)  # fmt: skip
+    assert any("ames.train.warmup_epochs 2 is not below epochs 1: " in m and "reaches 0.5 of ames.train.lr" in m
+               for m in said)  # fmt: skip
+    caplog.clear()
+    train_ames(*data, CFG, dataclasses.replace(TCFG, epochs=1))  # 24 images, warmup 0.5: nothing to say
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_training_is_deterministic_and_learns():
     data = tiny_training_data()
     m1, c1 = train_ames(*data, CFG, TCFG)

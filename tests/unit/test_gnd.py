@@ -108,6 +108,12 @@ def _drop(key, **top):
         (_with({"easy": ["1"]}), r"\['easy'\]: expected a list of integer indices; \['1'\] are not numbers"),
         (_with({"easy": "12"}), r"\['easy'\]: expected a list of integer indices, got '12'"),
         (_with({"easy": 1}), r"\['easy'\]: expected a list of integer indices, got 1"),
+        # labels are instance ids, not indices (helper-140 was told "integer indices")
+        (_with(labels=["a", "b", "c", "d"]), r"\['labels'\]: expected a list of integer instance ids \(one per imlist"),
+        (
+            _with(labels=[0, 0.5, 1, 1]),
+            r"\['labels'\]: expected a list of integer instance ids .*\[0\.5\] are not whole",
+        ),
         # misspelt keys dropped every positive without a word (metrics null, exit 0)
         (_with({"hrad": [1]}), r"unknown key 'hrad'; did you mean 'hard'\?"),
         (_with({"bbox": [0, 0, 5, 5]}), r"unknown key 'bbox'; did you mean 'bbx'\?"),

@@ -141,36 +141,35 @@ def _shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def as_int_list(x: Any, where: str) -> list[int]:
+def as_int_list(x: Any, where: str, what: str = "integer indices") -> list[int]:
     """Integer indices from a list, tuple or array (a whole float such as 2.0 is that index). ValueError naming
     ``where`` for anything else: a string ("12" was read as [1, 2]), a bare number, booleans or strings among the
-    values (True and "1" were read as index 1: a new user's trial saw AP move without a word)."""
+    values (True and "1" were read as index 1: a new user's trial saw AP move without a word). ``what`` names the
+    values in the message (``labels`` are instance ids, not indices: helper-140)."""
     if hasattr(x, "ndim") and x.ndim > 1 and sum(d > 1 for d in x.shape) <= 1:  # a row or column (MATLAB's (1, n))
         x = x.ravel()
     if isinstance(x, (str, bytes, dict)) or (hasattr(x, "ndim") and x.ndim != 1 and x.size):
-        raise ValueError(f"{where}: expected a list of integer indices, got {_shown(x)}")
+        raise ValueError(f"{where}: expected a list of {what}, got {_shown(x)}")
     try:
         raw = list(x.tolist() if hasattr(x, "tolist") else x)
     except TypeError as e:
-        raise ValueError(f"{where}: expected a list of integer indices, got {_shown(x)}") from e
+        raise ValueError(f"{where}: expected a list of {what}, got {_shown(x)}") from e
     odd = [v for v in raw if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)]
     if odd:
         mask = all(isinstance(v, (bool, np.bool_)) for v in raw)  # a boolean mask, one per image (helper-118)
         raise ValueError(
-            f"{where}: expected a list of integer indices; {_plain(odd[:5])} are not numbers"
+            f"{where}: expected a list of {what}; {_plain(odd[:5])} are not numbers"
             + ("; a mask of booleans? give the indices where it is true (numpy.flatnonzero(mask))" if mask else "")
         )
     try:
         values = [int(v) for v in raw]
     except (TypeError, ValueError, OverflowError) as e:  # NaN, infinity
-        raise ValueError(
-            f"{where}: expected a list of integer indices; {_plain(raw[:5])} are not all whole numbers"
-        ) from e
+        raise ValueError(f"{where}: expected a list of {what}; {_plain(raw[:5])} are not all whole numbers") from e
     # int(2.5) is 2: a fractional index named another image without a word (a researcher's trial: 2.5 among the
     # positives moved sv's Medium mAP by 1.5); 2.0 is the index 2, as JSON or a float array may write it
     fractional = [v for v, i in zip(raw, values) if v != i]  # np.float32(2.5) too, which is not a Python float
     if fractional:
-        raise ValueError(f"{where}: expected a list of integer indices; {_plain(fractional[:5])} are not whole numbers")
+        raise ValueError(f"{where}: expected a list of {what}; {_plain(fractional[:5])} are not whole numbers")
     return values
 
 
@@ -336,7 +335,7 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
         log.warning("%s: no query has a positive ('easy' or 'hard'): every metric will be null", source)
     labels = raw.get("labels")
     if labels is not None:
-        labels = as_int_list(labels, f"{source}['labels']")
+        labels = as_int_list(labels, f"{source}['labels']", "integer instance ids (one per imlist image, -1 for none)")
         if len(labels) != n:
             raise ValueError(f"{source}: 'labels' has {len(labels)} entries but 'imlist' has {n}")
     image_dir = raw.get("image_dir", "jpg")

@@ -244,6 +244,22 @@ def train_ames(
             f"(num_candidates={cfg.num_candidates}, min_pos={cfg.min_pos}, min_neg={cfg.min_neg})"
         )
     per_batch = max(1, cfg.batch_size // 3)
+    if cfg.batch_size % 3:  # accepted silently, a researcher's batch of 5 trained 1 triplet a step (helper-140)
+        log.warning(
+            "ames.train.batch_size %d is not a multiple of 3 (a triplet's images): %d triplet(s) per step, the "
+            "batch's other %d image(s) unused",
+            cfg.batch_size,
+            per_batch,
+            cfg.batch_size - 3 * per_batch,
+        )
+    if cfg.warmup_epochs >= cfg.epochs > 0:  # the learning rate never peaked, with no word (helper-140)
+        log.warning(
+            "ames.train.warmup_epochs %g is not below epochs %d: the learning rate rises for the whole training "
+            "and reaches %.2g of ames.train.lr at most",
+            cfg.warmup_epochs,
+            cfg.epochs,
+            cfg.epochs / cfg.warmup_epochs,
+        )
     steps_per_epoch = math.ceil(len(anchors) / per_batch)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
