@@ -321,6 +321,7 @@ PAPER_PROTOCOL = {
     ("ames", "num_rerank"): [100, 400, 1600],
     ("ames", "junk_mode"): "ames",
     ("ames", "batch_pairs"): 300,
+    ("ames", "precision"): "float32",  # the official code's (auto: bfloat16 where the hardware has it, helper-142)
     ("ames", "fusion"): "sigmoid",  # AMES's fusion of the raw logit (the CPU preset's promote is for real photos)
     ("ames", "geometry", "weight"): [0.0],  # AMES alone: no spatial verification fused into its score
     # the CPU grid plus the published operating points and lambda 1 (the global order); fixed: DINOv2's point
