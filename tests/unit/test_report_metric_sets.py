@@ -25,6 +25,8 @@ def gldv2_result(method, public, private, baseline=None):
         "dataset": "g",
         "method": method,
         "preset": "cpu",
+        "n_queries": 3,
+        "n_db": 4,
         "metrics": {"mAP@100": {"Public": public, "Private": private}},
         "per_query_ap": {
             "Public": {"query": ["q0", "q1", "q2"], "ap": [0.5, None, None]},

@@ -339,9 +339,12 @@ def test_a_method_table_older_than_a_result_it_lists_is_stale(tmp_path, monkeypa
 
 def test_the_stale_warnings_name_the_options_that_make_the_file_again():
     """`snakemake ... {published}` under the defaults made another file, or named the folder as missing where the
-    run's --config gave data_root: the run's own --configfile and --config are named, quoted for a shell."""
+    run's --config gave data_root: the run's own --configfile and --config are named, quoted for a shell, as a
+    reminder of what the file may have been made with."""
     line = run_options(["my photos.yaml", "b.yaml"], {"data_root": "../d", "sv": {"threshold": 8}})
-    assert line.startswith("(`snakemake ...` above: with this run's --configfile 'my photos.yaml' --configfile b.yaml ")
-    assert "--config data_root=../d 'sv={threshold: 8}';" in line
+    assert line.startswith(
+        "(`snakemake ...` above: with the options each file was made with, which this run cannot tell; this run's "
+        "were --configfile 'my photos.yaml' --configfile b.yaml --config data_root=../d 'sv={threshold: 8}'. "
+    )  # a reminder, not the remedy: a table made with another --configfile planned AMES's training (helper-143)
     assert run_options(["a.yaml"], {}).count("--config") == 1
     assert run_options([], {}) == run_options([], None) == ""

@@ -15,7 +15,7 @@ from PIL import Image
 
 from retrieval.data.images import BadImageError, decode_image
 from retrieval.evaluation.compare import metric_set
-from retrieval.evaluation.results import report_inputs_meta
+from retrieval.evaluation.results import read_published, report_inputs_meta
 from retrieval.evaluation.rule_times import rss_text, summarise
 from retrieval.runtime import atomic_path, open_h5, read_json
 
@@ -379,7 +379,7 @@ def write_report(
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    results = {m: read_json(p) for m, p in result_paths.items()}
+    results = {m: read_published(p, m) for m, p in result_paths.items()}
     lists, gnd = read_json(lists_path), read_json(gnd_path)
     gnd_list = gnd["gnd"] if gnd else None
     key, _, main = headline_metric(results)

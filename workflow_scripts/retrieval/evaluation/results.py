@@ -332,6 +332,44 @@ def write_reranked_evaluation(
     )
 
 
+# what every published result holds (the README's "Results" contract) and the compare table and the report read
+PUBLISHED_KEYS = ("dataset", "method", "metrics", "n_queries", "n_db")
+
+
+def read_published(path: str | Path, method: str) -> dict[str, Any]:
+    """A published ``results/{dataset}_{method}.json`` as the compare table and the report read it, checked against
+    what it claims to be. ValueError naming ``path`` and the way to make it again (``-R path``; asking for it again
+    finds nothing to do, its evaluation being up to date) when it is not JSON, lacks a key of
+    :data:`PUBLISHED_KEYS`, is another method's result (a copy of ``_aqe.json`` at ``_sv.json`` was shown as the
+    ``sv`` row), or differs from the versioned evaluation it names (``artifacts.evaluation``, of which ``publish``
+    writes a copy with ``fitted_on``): a hand-edited Medium of 12.34 was shown, beside a mean difference outside its
+    own interval (helper-143). An evaluation no longer on disk is not compared."""
+    remedy = f"make it again: add -R {path} after your target (snakemake --cores all ... -R {path})"
+    try:
+        result = read_json(path)
+    except ValueError as e:
+        raise ValueError(f"{e}; {remedy}") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"{path}: not a published result (a JSON {type(result).__name__}); {remedy}")
+    missing = [k for k in PUBLISHED_KEYS if k not in result]
+    if missing:
+        raise ValueError(f"{path}: not a whole published result, {', '.join(missing)} missing; {remedy}")
+    if result["method"] != method:
+        raise ValueError(f"{path}: holds the results of method '{result['method']}', not '{method}'; {remedy}")
+    evaluation = (result.get("artifacts") or {}).get("evaluation")
+    if isinstance(evaluation, str) and os.path.isfile(evaluation):
+        published = {k: v for k, v in result.items() if k != "fitted_on"}
+        published["artifacts"] = {k: v for k, v in result["artifacts"].items() if k != "evaluation"}
+        source = read_json(evaluation)
+        if published != source:
+            changed = sorted(k for k in set(published) | set(source) if published.get(k) != source.get(k))
+            raise ValueError(
+                f"{path}: differs from the evaluation it names, {evaluation} ({', '.join(changed[:5])}): edited, or "
+                f"another file copied over it? {remedy}"
+            )
+    return result
+
+
 REPORT_INPUTS_META = "retrieval-inputs"  # the report's <meta>: the files it was made from (read by stale_published)
 REPORT_SHOWN_META = "retrieval-shown"  # its <meta>: each published result's evaluation it shows
 
@@ -526,9 +564,11 @@ RETIRE = (
 
 def run_options(configfiles: Sequence[str | Path], overrides: dict[str, Any] | None) -> str:
     """Said after the stale warnings of a run given ``--configfile`` files or ``--config`` values (``overrides``,
-    Snakemake's parsed ``--config``): the ``snakemake ...`` of :func:`stale_message` repeats them, since without
-    them the file is made under the defaults (a ``data_root`` left out names the dataset folder as missing). ``""``
-    for a run with neither. The values are written as ``--config`` takes them (``key=value``, YAML for a mapping)."""
+    Snakemake's parsed ``--config``): the ``snakemake ...`` of :func:`stale_message` stands for the options a file was
+    made with, which no file records; this run's are named as a reminder, not as the remedy (a table made with
+    another --configfile, asked for with this run's, planned AMES's training: helper-143), since without options
+    the file is made under the defaults (a ``data_root`` left out names the dataset folder as missing). ``""`` for a
+    run with neither. The values are written as ``--config`` takes them (``key=value``, YAML for a mapping)."""
     options = [f"--configfile {shlex.quote(str(f))}" for f in configfiles]
     if overrides:
         pairs = (f"{k}={_flow_yaml(v)}" for k, v in overrides.items())
@@ -536,8 +576,9 @@ def run_options(configfiles: Sequence[str | Path], overrides: dict[str, Any] | N
     if not options:
         return ""
     return (
-        f"(`snakemake ...` above: with this run's {' '.join(options)}; without them the file is made with the "
-        "defaults instead)"
+        "(`snakemake ...` above: with the options each file was made with, which this run cannot tell; this run's "
+        f"were {' '.join(options)}. Asked for with other options, a file is made with their settings, with none "
+        "under the defaults)"
     )
 
 

@@ -11,14 +11,15 @@ from retrieval.evaluation.compare import (
     shortlist_source,
     uses_random_weights,
 )
-from retrieval.runtime import atomic_path, open_h5, read_json, write_json
+from retrieval.evaluation.results import read_published
+from retrieval.runtime import atomic_path, open_h5, write_json
 
 
 def compare_stage(
     result_paths: dict[str, str], knn_path: str | Path, dataset: str, out_json: str | Path, out_md: str | Path
 ) -> None:
 
-    results = {m: read_json(p) for m, p in result_paths.items()}
+    results = {m: read_published(p, m) for m, p in result_paths.items()}
     for m, r in results.items():
         if r.get("metrics") is None:
             raise ValueError(f"{result_paths[m]}: no metrics (dataset without ground truth); nothing to compare")

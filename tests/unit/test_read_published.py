@@ -1,0 +1,70 @@
+"""The compare table and the report read the published results/{dataset}_{method}.json: a copy that publish makes
+of the versioned evaluation. A hand-edited one (Medium 12.34 with a mean difference outside its own interval),
+another method's copied over it, or one missing a key went into both outputs, or failed with a bare KeyError
+(helper-143); each is now refused naming the file and the -R that makes it again."""
+
+import json
+
+import pytest
+
+from retrieval.evaluation.results import read_published
+from retrieval.runtime import write_json
+
+
+def _published(tmp_path, method="sv", **changes):
+    evaluation = tmp_path / "eval" / f"{method}.json"
+    evaluation.parent.mkdir(exist_ok=True)
+    result = {
+        "dataset": "lm",
+        "method": method,
+        "metrics": {"mAP": {"E": 100.0, "M": 97.77, "H": 91.91}},
+        "paired_difference": {"M": {"mean": 0.4, "ci95": [-3.95, 4.43]}},
+        "n_queries": 16,
+        "n_db": 85,
+        "hyperparameters": {"sv": {"threshold": 20.0}},
+        "versions": {"sv": "abc"},
+        "artifacts": {"lists": "results/lists/lm/v/lists.json", "ranking": "r.h5"},
+    }
+    write_json(evaluation, result)
+    published = {**result, "artifacts": {**result["artifacts"], "evaluation": str(evaluation)}, "fitted_on": {}}
+    published.update(changes)
+    path = tmp_path / f"lm_{method}.json"
+    write_json(path, published)
+    return path, evaluation
+
+
+def test_a_published_result_equal_to_its_evaluation_is_read(tmp_path):
+    path, _ = _published(tmp_path)
+    assert read_published(path, "sv")["metrics"]["mAP"]["M"] == 97.77
+
+
+def test_an_edited_published_result_is_refused_naming_what_differs(tmp_path):
+    path, evaluation = _published(tmp_path, metrics={"mAP": {"E": 100.0, "M": 12.34, "H": 91.91}})
+    with pytest.raises(ValueError) as e:
+        read_published(path, "sv")
+    assert str(e.value) == (
+        f"{path}: differs from the evaluation it names, {evaluation} (metrics): edited, or another file copied over "
+        f"it? make it again: add -R {path} after your target (snakemake --cores all ... -R {path})"
+    )
+    evaluation.unlink()  # the evaluation gone (deleted by hand): nothing to compare with, read as it is
+    assert read_published(path, "sv")["metrics"]["mAP"]["M"] == 12.34
+
+
+def test_another_method_s_result_or_a_partial_one_is_refused(tmp_path):
+    aqe, _ = _published(tmp_path, method="aqe")
+    sv = tmp_path / "lm_sv.json"
+    sv.write_bytes(aqe.read_bytes())  # aqe's copied over sv's
+    with pytest.raises(ValueError, match=rf"{sv}: holds the results of method 'aqe', not 'sv'; make it again: add -R"):
+        read_published(sv, "sv")
+    path, _ = _published(tmp_path)
+    partial = json.loads(path.read_text())
+    del partial["n_db"]
+    path.write_text(json.dumps(partial))
+    with pytest.raises(ValueError, match=rf"{path}: not a whole published result, n_db missing; make it again"):
+        read_published(path, "sv")
+    path.write_text(path.read_text()[:40])  # truncated: read_json's message, with the remedy
+    with pytest.raises(ValueError, match=rf"{path}: not valid JSON .*; make it again: add -R {path} after your target"):
+        read_published(path, "sv")
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"not a published result \(a JSON list\)"):
+        read_published(path, "sv")
