@@ -4,11 +4,12 @@ another method's copied over it, or one missing a key went into both outputs, or
 (helper-143); each is now refused naming the file and the -R that makes it again."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from retrieval.evaluation.results import read_published
-from retrieval.runtime import write_json
+from retrieval.evaluation.results import EvaluationContext, read_published
+from retrieval.runtime import Manifest, write_json
 
 
 def _published(tmp_path, method="sv", **changes):
@@ -68,3 +69,33 @@ def test_another_method_s_result_or_a_partial_one_is_refused(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"not a published result \(a JSON list\)"):
         read_published(path, "sv")
+
+
+class _Named(dict):
+    """Snakemake's Namedlist as an evaluation's entry point reads it: attributes and get()."""
+
+    __getattr__ = dict.__getitem__
+
+
+def test_an_evaluation_refuses_the_workflow_s_copy_of_the_ground_truth_edited(tmp_path):
+    """helper-143 moved a hard positive to junk in results/lists/{dataset}/{v}/gnd.json: every evaluation read it
+    (global Hard 86.30 to 93.69) without a word, though image_lists' manifest records its SHA-1."""
+    lists, gnd = tmp_path / "lists.json", tmp_path / "gnd.json"
+    write_json(lists, {"db": [], "query": []})
+    write_json(gnd, {"gnd": [{"easy": [0], "hard": [1], "junk": []}]})
+    Manifest("image_lists", "v", {}, "cpu").write(tmp_path / "manifest.json", outputs=[lists, gnd])
+    smk = SimpleNamespace(
+        input=_Named(lists=str(lists), gnd=str(gnd)),
+        output=_Named(json="o.json", ranking="o.h5", csv="o.csv"),
+        params=_Named(csv_top=5, versions={}, hyperparameters={}, preset="cpu"),
+        wildcards=_Named(dataset="lm"),
+    )
+    assert EvaluationContext.from_snakemake(smk).gnd_path == str(gnd)
+    write_json(gnd, {"gnd": [{"easy": [0], "hard": [], "junk": [1]}]})
+    with pytest.raises(ValueError) as e:
+        EvaluationContext.from_snakemake(smk)
+    assert str(e.value).startswith(f"{gnd}: not the file its image_lists recorded in {tmp_path / 'manifest.json'} (")
+    assert str(e.value).endswith(
+        "edited or damaged since; it is the workflow's copy, read from the dataset's folder: edit the dataset's own "
+        f"ground truth (gnd.json, gnd.csv, ...) instead, and make this copy again: add -R {gnd} after your target"
+    )

@@ -112,24 +112,27 @@ def file_sha1(path: str | os.PathLike, block: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def check_recorded(path: str | os.PathLike, sha1: bool = True) -> None:
-    """Check a file of an exported folder against what its export recorded: the ``manifest.json`` beside it, written
-    by ``export_ames`` (``outputs``: SHA-1 and size in bytes per file, matched here by file name, so a moved or
-    copied folder is checked too). ValueError naming the file, the manifest and what differs where its size (and,
-    with ``sha1``, its SHA-1) is not the recorded one: an HDF5 edited in place, or a damaged copy, still reads, and
-    was used without a word (a new user's trial: one image's descriptors shuffled moved sv's Medium mAP by 2.4). A
-    file without such a manifest (AMES's own release files) or not named in it is not checked."""
+EXPORT_REMEDY = "copy the folder again, or export it again (results/export/ames/{dataset})"
+
+
+def check_recorded(
+    path: str | os.PathLike, sha1: bool = True, stage: str = "export_ames", remedy: str = EXPORT_REMEDY
+) -> None:
+    """Check a file against what the stage that wrote it recorded: the ``manifest.json`` beside it, written by
+    ``stage`` (``outputs``: SHA-1 and size in bytes per file, matched here by file name, so a moved or copied folder
+    is checked too; ``export_ames``'s folders, and ``image_lists``' ``lists.json`` and ``gnd.json``). ValueError
+    naming the file, the manifest, what differs and ``remedy`` where its size (and, with ``sha1``, its SHA-1) is
+    not the recorded one: an HDF5 edited in place, or a damaged copy, still reads, and was used without a word (a
+    new user's trial: one image's descriptors shuffled moved sv's Medium mAP by 2.4; helper-143 edited the
+    workflow's copy of the ground truth, and every evaluation read it: global Hard 86.30 to 93.69). A file without
+    such a manifest (AMES's own release files), of another stage's, or not named in it is not checked."""
     path = Path(path)
     manifest = path.parent / "manifest.json"
     try:
         record = read_json(manifest)
     except (OSError, ValueError):
         return
-    if (
-        not isinstance(record, dict)
-        or record.get("stage") != "export_ames"
-        or not isinstance(record.get("outputs"), dict)
-    ):
+    if not isinstance(record, dict) or record.get("stage") != stage or not isinstance(record.get("outputs"), dict):
         return
     entry = next((v for k, v in record["outputs"].items() if Path(k).name == path.name and isinstance(v, dict)), None)
     if entry is None:
@@ -141,9 +144,9 @@ def check_recorded(path: str | os.PathLike, sha1: bool = True) -> None:
     elif sha1 and "sha1" in entry and (now := file_sha1(path)) != entry["sha1"]:
         differs = f"SHA-1 {now}, recorded {entry['sha1']}"
     if differs:
+        who = "export" if stage == "export_ames" else stage
         raise ValueError(
-            f"{path}: not the file its export recorded in {manifest} ({differs}): edited or damaged since; copy "
-            "the folder again, or export it again (results/export/ames/{dataset})"
+            f"{path}: not the file its {who} recorded in {manifest} ({differs}): edited or damaged since; {remedy}"
         )
 
 

@@ -21,13 +21,20 @@ import yaml
 from retrieval.evaluation.metrics import bootstrap_difference, evaluate_ground_truth, headline
 from retrieval.featureless import rank_featureless_last
 from retrieval.names import split_result_name
-from retrieval.runtime import atomic_path, read_json, write_json
+from retrieval.runtime import atomic_path, check_recorded, read_json, write_json
 from retrieval.stores.global_store import read_featureless, read_first_stage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KS = (1, 5, 10)  # evaluate_ground_truth's, for a rule that sets no evaluate.ks
 DEFAULT_N_BOOTSTRAP = 10000
+
+
+# the remedy for a lists.json or gnd.json of the workflow's that is not what image_lists wrote
+LISTS_REMEDY = (
+    "it is the workflow's copy, read from the dataset's folder: edit the dataset's own ground truth (gnd.json, "
+    "gnd.csv, ...) instead, and make this copy again: add -R {path} after your target"
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,11 @@ class EvaluationContext:
         """From an evaluation rule's ``snakemake`` object: inputs ``lists``, ``gnd`` (and ``baseline`` where the
         rule compares with the global results), outputs ``json``, ``ranking``, ``csv``, the ``dataset`` wildcard,
         params ``csv_top``, ``versions``, ``hyperparameters``, ``preset`` (and ``ks``, ``n_bootstrap`` where the
-        rule sets them; the defaults otherwise). A missing required name raises AttributeError."""
+        rule sets them; the defaults otherwise). A missing required name raises AttributeError; a ``lists`` or
+        ``gnd`` file that is not what ``image_lists`` recorded in its manifest, ValueError (``check_recorded``)."""
         params, inputs = smk.params, smk.input
+        for path in (inputs.lists, inputs.gnd):  # the workflow's copies, as image_lists wrote them (helper-143)
+            check_recorded(path, stage="image_lists", remedy=LISTS_REMEDY.format(path=path))
         return cls(
             dataset=smk.wildcards.dataset,
             lists_path=inputs.lists,
