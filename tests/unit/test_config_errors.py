@@ -170,8 +170,8 @@ def test_an_empty_section_or_value_is_named_as_empty_and_method_lists_are_unique
     """A new user's "sv:" with nothing under it read "sv: None is not of type 'object'"; --config data_root= the
     same for a string. A method listed twice in compare or report made a row twice."""
     text = describe_errors(_with(sv=None, data_root=None, **{"compare.methods": ["global", "sv", "sv"]}), SCHEMA)
-    assert "  sv: None is not of type 'object' (an empty value: a key with nothing after it" in text
-    assert "  data_root: None is not of type 'string' (an empty value" in text
+    assert "  sv: null is not of type 'object' (an empty value: a key with nothing after it" in text
+    assert "  data_root: null is not of type 'string' (an empty value" in text
     assert "  compare.methods: ['global', 'sv', 'sv'] has non-unique elements" in text
 
 
@@ -529,7 +529,7 @@ def test_a_line_naming_a_key_the_schema_names_is_left_out():
         "unsupervised_fit: 'selff' is not self, training or cross ... [in /abs/mine.yaml]",
     ]
     assert not_named_by(lines, "invalid configuration (1 problem(s)):\n  sv.num_rerank: -3 is less than 1") == lines
-    for said in ("  extract.max_chunk_images: -1 is less than 1", "  extract: None is not of type 'object'"):
+    for said in ("  extract.max_chunk_images: -1 is less than 1", "  extract: null is not of type 'object'"):
         assert not_named_by(lines, said) == lines[1:], said
     assert not_named_by(lines, "  unsupervised_fit: 5 is not of type 'string'") == lines[:1]
     both = "/x/d.yaml: gives both ames.bootstrap: 50 and evaluate.bootstrap: 500; give evaluate.bootstrap only"

@@ -6,10 +6,13 @@ another method's copied over it, or one missing a key went into both outputs, or
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from retrieval.evaluation.results import EvaluationContext, read_published
-from retrieval.runtime import Manifest, write_json
+from retrieval.runtime import Manifest, read_lists, write_json
+from retrieval.stages.search import search_stage
+from retrieval.stores.global_store import write_neighbours
 
 
 def _published(tmp_path, method="sv", **changes):
@@ -99,3 +102,25 @@ def test_an_evaluation_refuses_the_workflow_s_copy_of_the_ground_truth_edited(tm
         "edited or damaged since; it is the workflow's copy, read from the dataset's folder: edit the dataset's own "
         f"ground truth (gnd.json, gnd.csv, ...) instead, and make this copy again: add -R {gnd} after your target"
     )
+
+
+def test_every_stage_reads_the_lists_through_their_record(tmp_path):
+    """helper-144 renamed an image in the workflow's lists.json: the merge, aggregation, kNN and search read it (the
+    search listed a file that does not exist) while only the evaluations refused it. read_lists, which the stages
+    use, checks the file against image_lists' manifest; a db.json (database_list's, its own manifest) is read."""
+    lists, gnd, db = tmp_path / "lists.json", tmp_path / "gnd.json", tmp_path / "db.json"
+    write_json(lists, {"db": [{"path": "jpg/barn_01.jpg"}], "query": []})
+    write_json(gnd, None)
+    write_json(db, {"db": [{"path": "jpg/barn_01.jpg"}]})
+    Manifest("image_lists", "v", {}, "cpu").write(tmp_path / "manifest.json", outputs=[lists, gnd])
+    assert read_lists(lists)["db"][0]["path"] == "jpg/barn_01.jpg" and read_lists(gnd) is None
+    write_json(lists, {"db": [{"path": "jpg/barn_0X.jpg"}], "query": []})
+    with pytest.raises(ValueError, match=rf"{lists}: not the file its image_lists recorded .* add -R {lists} after"):
+        read_lists(lists)
+    write_neighbours(tmp_path / "knn.h5", np.zeros((1, 1), np.int32), np.ones((1, 1), np.float32), n_db=1,
+                     search="exact", search_seconds=0.0)  # fmt: skip
+    with pytest.raises(ValueError, match="not the file its image_lists recorded"):
+        search_stage(str(tmp_path / "knn.h5"), str(lists), str(lists), None, None, *(["x"] * 4), "c", "p", "none", 3,
+                     None, 3, 10, "v", {}, {})  # fmt: skip
+    write_json(db, {"db": []})  # not named by that manifest: read as it is
+    assert read_lists(db) == {"db": []}

@@ -111,6 +111,8 @@ def _line(error: jsonschema.ValidationError) -> str:
     wanted = {wanted} if isinstance(wanted, str) else set(wanted or [])
     if wanted and isinstance(error.instance, bool):  # jsonschema writes Python's True; the file says true
         message = message.replace(repr(error.instance), str(error.instance).lower(), 1)
+    if wanted and error.instance is None:  # and None for null (--config training_split=, helper-144)
+        message = message.replace("None", "null", 1)
     line = f"  {key}: {message}"
     if error.validator == "pattern" and _names_a_dataset(error.schema) and "/" in str(error.instance):
         # training_split: ./mytrain went on to a MissingInputException naming results/global/./mytrain/...

@@ -150,6 +150,23 @@ def check_recorded(
         )
 
 
+# the remedy for a lists.json or gnd.json of the workflow's that is not what image_lists wrote
+LISTS_REMEDY = (
+    "it is the workflow's copy, read from the dataset's folder: edit the dataset's own ground truth (gnd.json, "
+    "gnd.csv, ...) instead, and make this copy again: add -R {path} after your target"
+)
+
+
+def read_lists(path: str | os.PathLike) -> Any:
+    """The JSON of a ``lists.json`` (or ``gnd.json``) that ``image_lists`` wrote, checked first against the SHA-1 and
+    size its manifest records (:func:`check_recorded`; a ``db.json`` or a file without that manifest is read as it
+    is). ValueError naming the file and :data:`LISTS_REMEDY` for one edited since: helper-144 renamed an image in
+    the workflow's ``lists.json``, and the merge, aggregation, kNN and search read it (the search listed a file
+    that does not exist) while only the evaluations refused it."""
+    check_recorded(path, stage="image_lists", remedy=LISTS_REMEDY.format(path=path))
+    return read_json(path)
+
+
 def _umask() -> int:
     """The process's umask (read by setting it and restoring it at once; there is no read-only call)."""
     mask = os.umask(0o022)

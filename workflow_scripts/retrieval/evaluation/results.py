@@ -21,20 +21,13 @@ import yaml
 from retrieval.evaluation.metrics import bootstrap_difference, evaluate_ground_truth, headline
 from retrieval.featureless import rank_featureless_last
 from retrieval.names import split_result_name
-from retrieval.runtime import atomic_path, check_recorded, read_json, write_json
+from retrieval.runtime import LISTS_REMEDY, atomic_path, check_recorded, read_json, write_json
 from retrieval.stores.global_store import read_featureless, read_first_stage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KS = (1, 5, 10)  # evaluate_ground_truth's, for a rule that sets no evaluate.ks
 DEFAULT_N_BOOTSTRAP = 10000
-
-
-# the remedy for a lists.json or gnd.json of the workflow's that is not what image_lists wrote
-LISTS_REMEDY = (
-    "it is the workflow's copy, read from the dataset's folder: edit the dataset's own ground truth (gnd.json, "
-    "gnd.csv, ...) instead, and make this copy again: add -R {path} after your target"
-)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from retrieval.methods.ames.rerank import (
     protocol_shortlists,
 )
 from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames, valid_anchors
-from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, resolve_device, write_json
+from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, read_lists, resolve_device, write_json
 from retrieval.search.exact import similarity_along, topk_neighbours
 from retrieval.stores.ames import DbStore, write_db_store, write_logits
 from retrieval.stores.global_store import featureless_queries, read_global, read_neighbours, write_neighbours
@@ -76,7 +76,7 @@ def make_validator(
     ids, sims, _ = read_neighbours(knn_path)
     gnd = read_json(gnd_path)["gnd"]
     check_validation_positives(gnd, gnd_path, "ames.validation_split", split)
-    lists = read_json(lists_path)
+    lists = read_lists(lists_path)
     n_db = len(lists["db"])
     nothing = featureless_queries(
         knn_path, len(lists["query"]), len(lists["db"])
@@ -197,7 +197,7 @@ def train_stage(
     )
     tcfg = TrainConfig(**train_cfg)
     desc, counts = _load_local(local_path, max(tcfg.q_desc, tcfg.db_desc))
-    lists = read_json(lists_path)
+    lists = read_lists(lists_path)
     if any("label" not in e for e in lists["db"]):
         raise ValueError(f"{lists_path}: training split '{training_split}' has no labels (gnd.json 'labels')")
     labels = np.array([e["label"] for e in lists["db"]])

@@ -39,7 +39,7 @@ from retrieval.methods.ames.rerank import (
     protocol_shortlists,
     rerank,
 )
-from retrieval.runtime import atomic_path, open_h5, read_json
+from retrieval.runtime import atomic_path, open_h5, read_json, read_lists
 from retrieval.search.exact import similarity_along
 from retrieval.stores.ames import read_logits
 from retrieval.stores.global_store import featureless_queries, read_neighbours
@@ -301,7 +301,7 @@ def evaluate_ames_stage(
         }
     elif select == "validation":
         v_ids, v_sims, _ = read_neighbours(val_paths["knn"])
-        v_gnd, v_lists = read_json(val_paths["gnd"]), read_json(val_paths["lists"])
+        v_gnd, v_lists = read_lists(val_paths["gnd"]), read_lists(val_paths["lists"])
         check_validation_positives(v_gnd["gnd"], val_paths["gnd"], "ames.validation_split", str(validation_split))
         v_pairs, v_logits, _ = read_logits(val_paths["logits"])
         v_logits = fusion_logits(v_logits, fusion)

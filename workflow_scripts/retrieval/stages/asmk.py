@@ -13,7 +13,7 @@ import numpy as np
 
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
 from retrieval.featureless import rank_featureless_last
-from retrieval.runtime import Manifest, atomic_path, read_json
+from retrieval.runtime import Manifest, atomic_path, read_json, read_lists
 from retrieval.search.asmk import (
     ASMKConfig,
     ASMKIndex,
@@ -196,7 +196,7 @@ def asmk_search(
     centroids = load_centroids(codebook_path)
     conf = kernel_config(cfg, centroids, codebook_path, "query")
     arrays, attrs = read_ivf(ivf_path, centroids, conf)
-    lists = read_json(lists_path)
+    lists = read_lists(lists_path)
     n_db = int(attrs["n_images"])
     if n_db != len(lists["db"]):
         raise ValueError(f"{ivf_path}: {n_db} database images, {lists_path} lists {len(lists['db'])}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.runtime import Manifest, atomic_path, read_json
+from retrieval.runtime import Manifest, atomic_path, read_json, read_lists
 from retrieval.stores.ames_release import write_nn, write_release_list, write_release_local
 from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
@@ -61,7 +61,7 @@ def export_ames(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lists = read_json(lists_path)
+    lists = read_lists(lists_path)
     if not lists["query"]:
         raise ValueError(
             f"{dataset}: no queries to export (the export is of an evaluated dataset: lists, local "

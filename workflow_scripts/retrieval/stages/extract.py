@@ -15,7 +15,7 @@ import numpy as np
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
 from retrieval.features import sift
 from retrieval.features.reduced import extract_reduced
-from retrieval.runtime import Manifest, check_recorded, fault_point, read_json
+from retrieval.runtime import Manifest, check_recorded, fault_point, read_lists
 from retrieval.stores.ames_release import convert_rows, n_rows, read_rows, release_file
 from retrieval.stores.feature_cache import assemble_store
 from retrieval.stores.local_store import StoreError, merge_local_chunks, rows_from_chunks, write_local_chunk
@@ -69,7 +69,7 @@ def extract_local_chunk(
         raise ValueError(
             f"extract.backbone: unknown backbone {backbone!r} (available: sift, dinov2, resnet, ames_import)"
         )
-    lists = read_json(lists_path)
+    lists = read_lists(lists_path)
     entries = lists[split]
     start, stop = chunk_rows(len(entries), chunk, n_chunks)
     if backbone == "ames_import":
@@ -268,7 +268,7 @@ def merge_local(
 
     m = Manifest("extract", version, config, preset, split=split)
     m.add_input("lists", lists_path, version=lists_version)
-    lists = read_json(lists_path)
+    lists = read_lists(lists_path)
     n = len(lists[split])
     where = _store_name(lists, split)
     if cache is not None:

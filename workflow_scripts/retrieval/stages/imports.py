@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrieval.runtime import read_json
+from retrieval.runtime import read_lists
 from retrieval.stores.global_store import write_global
 from retrieval.stores.imports import read_import
 
@@ -14,7 +14,7 @@ def import_global_stage(
 ) -> None:
 
     x = read_import(src, split)
-    n = len(read_json(lists_path)[split])
+    n = len(read_lists(lists_path)[split])
     if len(x) != n:
         # a (D, N) array read as D descriptors (helper-99's trial): rows must be images
         if x.shape[1] != n:

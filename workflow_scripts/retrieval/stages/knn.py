@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from retrieval.featureless import NO_MATCH_SCORE, default_order, featureless_rows
-from retrieval.runtime import read_json
+from retrieval.runtime import read_lists
 from retrieval.search.exact import stream_topk
 from retrieval.search.ivfpq import ivfpq_search, plan_ivfpq
 from retrieval.stores.ames_release import read_nn
@@ -122,7 +122,7 @@ def nearest_neighbours(
 def import_nn(nn_path: str | Path, lists_path: str | Path, out_path: str | Path, version: str) -> None:
     """An AMES ``nn_*.pkl`` shortlist as our neighbours file, after checking it against the image lists."""
 
-    lists = read_json(lists_path)
+    lists = read_lists(lists_path)
     n_db = len(lists["db"])
     ids, sims = read_nn(nn_path, len(lists["query"]), n_db)
     log.info(

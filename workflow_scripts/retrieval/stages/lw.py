@@ -15,7 +15,7 @@ from retrieval.evaluation.results import EvaluationContext, cost_timing, write_r
 from retrieval.featureless import featureless_rows
 from retrieval.features.vlad import apply_whitening
 from retrieval.methods.lw import fit_lw_whitening, positive_pairs
-from retrieval.runtime import Manifest, atomic_path, load_npz, read_json
+from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, read_lists
 from retrieval.search.exact import stream_topk
 from retrieval.stores.global_store import BlockReader, check_dim, open_global, read_global, read_neighbours
 
@@ -37,7 +37,7 @@ def fit_lw_stage(
     m = Manifest("lw_whiten", version, cfg, preset, fitted_on=training_split)
     m.add_input("global", global_path, version=global_version)
     x = read_global(global_path)
-    labels = np.array([-1 if e.get("label") is None else e["label"] for e in read_json(lists_path)["db"]])
+    labels = np.array([-1 if e.get("label") is None else e["label"] for e in read_lists(lists_path)["db"]])
     if len(labels) != len(x):
         raise ValueError(f"{lists_path}: {len(labels)} database images but {global_path} has {len(x)} rows")
     without = featureless_rows(x)  # no features, no evidence: a zero vector would enter pairs, mean and rotation

@@ -19,7 +19,7 @@ import numpy as np
 
 from retrieval.evaluation.report import retrieved_images
 from retrieval.methods.sv import SVConfig, rerank_by_inliers, verify_shortlists
-from retrieval.runtime import Manifest, atomic_path, read_json, write_json
+from retrieval.runtime import Manifest, atomic_path, read_lists, write_json
 from retrieval.search.exact import similarity_along
 from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
@@ -147,7 +147,7 @@ def search_stage(
     if rerank == "sv" and sv_cfg is None:
         raise ValueError("search.rerank: sv needs the sv section of the configuration")
     ids, sims, attrs = read_neighbours(knn_path)
-    q_list, db_list = read_json(photos_lists)["db"], read_json(collection_lists)["db"]
+    q_list, db_list = read_lists(photos_lists)["db"], read_lists(collection_lists)["db"]
     if ids.shape[0] != len(q_list) or int(attrs["n_db"]) != len(db_list):
         raise ValueError(
             f"{knn_path}: {ids.shape[0]} x {attrs['n_db']} neighbours but {len(q_list)} photos in "
