@@ -25,7 +25,7 @@ from retrieval.methods.ames.rerank import (
     protocol_shortlists,
 )
 from retrieval.methods.ames.train import TrainConfig, fit_itq, train_ames, valid_anchors
-from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, read_lists, resolve_device, write_json
+from retrieval.runtime import Manifest, atomic_path, load_npz, read_lists, resolve_device, write_json
 from retrieval.search.exact import similarity_along, topk_neighbours
 from retrieval.stores.ames import DbStore, write_db_store, write_logits
 from retrieval.stores.global_store import featureless_queries, read_global, read_neighbours, write_neighbours
@@ -74,7 +74,7 @@ def make_validator(
     fusion_logits([], fusion)  # an unknown fusion fails before training starts
     dtype = resolve_precision(precision, device)
     ids, sims, _ = read_neighbours(knn_path)
-    gnd = read_json(gnd_path)["gnd"]
+    gnd = read_lists(gnd_path)["gnd"]
     check_validation_positives(gnd, gnd_path, "ames.validation_split", split)
     lists = read_lists(lists_path)
     n_db = len(lists["db"])
@@ -337,7 +337,7 @@ def logits_stage(
     dtype = resolve_precision(precision, device)
     model, _ = load_checkpoint(str(model_path))  # its kind was checked by ames_store, whose store it reads
     ids, _, _ = read_neighbours(knn_path)
-    gnd = read_json(gnd_path)
+    gnd = read_lists(gnd_path)
     pairs = needed_pairs(protocol_shortlists(ids, gnd["gnd"] if gnd else None, junk_mode), max_rerank)
     t0 = time.time()
     q_descriptors, q_counts = _load_local(query_local, q_desc)

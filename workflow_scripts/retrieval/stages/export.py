@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.runtime import Manifest, atomic_path, read_json, read_lists
+from retrieval.runtime import Manifest, atomic_path, read_lists
 from retrieval.stores.ames_release import write_nn, write_release_list, write_release_local
 from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
@@ -81,7 +81,7 @@ def export_ames(
     ids, sims, attrs = read_neighbours(knn_path)
     write_nn(out / f"nn_{desc}.pkl", ids, sims)
     files[f"nn_{desc}.pkl"] = {"shape": [2, *ids.shape], "full_ranking": bool(ids.shape[1] == len(lists["db"]))}
-    gnd = read_json(gnd_path)
+    gnd = read_lists(gnd_path)
     if gnd is not None:
         raw = release_ground_truth(gnd)
         with atomic_path(out / f"gnd_{dataset}.pkl") as tmp, open(tmp, "wb") as fh:
