@@ -5,7 +5,7 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.stages.extract import device_of, extract_local_chunk  # noqa: E402
+from retrieval.stages.extract import extract_local_chunk, job_backbone_config  # noqa: E402
 
 extract_local_chunk(
     lists_path=snakemake.input.lists,
@@ -14,8 +14,8 @@ extract_local_chunk(
     n_chunks=snakemake.params.n_chunks,
     out_path=snakemake.output[0],
     backbone=snakemake.params.backbone,
-    # device from the configuration, not params: it is in no version, and as a param it re-ran extraction in place
-    backbone_config={**snakemake.params.backbone_config, **device_of(snakemake.params.backbone, snakemake.config)},
+    # device and weights paths from the configuration, not params: they are in no version (Plan.extraction_params)
+    backbone_config=job_backbone_config(snakemake.params.backbone, snakemake.params.backbone_config, snakemake.config),
     version=snakemake.wildcards.ver,
     on_bad_image=snakemake.params.on_bad_image,
     max_image_pixels=snakemake.params.max_image_pixels,

@@ -15,6 +15,8 @@ from retrieval import plan as p
 from retrieval.config_errors import refused_keys, with_defaults
 from retrieval.evaluation.results import published_datasets
 from retrieval.plan import Plan, PlanError, problems_beside_schema
+from retrieval.runtime import file_sha1
+from retrieval.stages.extract import job_backbone_config
 
 GOLDEN = Path(__file__).parent / "data" / "plan_golden.json"
 # (name, the configuration overlay): recorded by running rules/common.smk's functions under `snakemake -n` on the
@@ -764,6 +766,10 @@ def test_a_deep_backbones_weights_are_versioned_by_content_and_its_device_by_not
     moved.parent.mkdir()
     ck.rename(moved)
     assert keys(checkpoint=str(moved)) == second  # the same weights moved: nothing to extract again
+    # nor re-run in place: the path was a param, and the same file named relatively and then absolutely re-ran 11
+    # jobs (a new user's trial)
+    assert params(checkpoint=os.path.relpath(moved)) == params(checkpoint=str(moved))
+    assert params(checkpoint=str(moved))[1]["checkpoint"] == {"sha1": file_sha1(moved)}
     with_detector = keys(checkpoint=str(moved), detector=str(det))
     assert with_detector != second
     det.write_bytes(b"another detector")
@@ -779,6 +785,25 @@ def test_a_deep_backbones_weights_are_versioned_by_content_and_its_device_by_not
         keys(checkpoint="None")
     with pytest.raises(PlanError, match=rf"extract\.{backbone}\.checkpoint is empty: name a weights file"):
         keys(checkpoint="")
+
+
+@pytest.mark.parametrize("backbone", ["dinov2", "resnet"])
+def test_an_extraction_job_runs_with_the_configured_weights_file_and_device(tmp_path, backbone):
+    """The jobs' params give a weights file by its SHA-1; the job loads the path the configuration names, with the
+    device, and refuses a file saved over since the plan (it would extract new weights into the old version)."""
+    ck = tmp_path / "model.pt"
+    ck.write_bytes(b"seed 0 weights")
+    cfg = configured(
+        **{"extract.backbone": backbone, f"extract.{backbone}.checkpoint": str(ck), f"extract.{backbone}.device": "cpu"}
+    )
+    plan = Plan(cfg)
+    b, params = plan.extraction_params("demo", plan.v_local("demo", backbone))
+    job = job_backbone_config(b, params, cfg)
+    assert job == {**cfg["extract"][backbone]}  # what the extractor got when the params held the path and device
+    assert job_backbone_config("sift", {"k": 5}, cfg) == {"k": 5}
+    ck.write_bytes(b"seed 1 weights")
+    with pytest.raises(ValueError, match=rf"extract\.{backbone}\.checkpoint: .*model\.pt is not the file this job"):
+        job_backbone_config(b, params, cfg)
 
 
 def test_a_binary_fixed_point_moves_only_the_binary_evaluation():

@@ -6,9 +6,11 @@ import re
 import h5py
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from conftest import TINY, load_json, snakemake
+from retrieval.features.deep import DeepConfig, DeepExtractor
 from retrieval.stages.extract import extract_local_chunk
 
 pytestmark = pytest.mark.workflow
@@ -134,6 +136,34 @@ def test_a_folders_deep_packs_are_not_extracted_again_on_the_next_run(deep_run, 
     auto.write_text(yaml.safe_dump({"extract": {b: {"device": "auto"} for b in ("dinov2", "resnet")}}))
     again = snakemake(wd, "-n", *targets, *base[:-2], str(auto), *base[-2:])
     assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
+
+
+def test_a_weights_file_named_another_way_re_runs_nothing_and_new_weights_re_extract(deep_run, tmp_path):
+    """A new user's trial: the same checkpoint named relatively, then absolutely, re-ran 11 jobs in place (the path
+    was the extraction jobs' param, though only the file's content is in a version); weights saved over the same
+    path must still be extracted again."""
+    wd, _ = deep_run
+    lists = load_json(next((wd / "results" / "lists" / "demo").glob("*/lists.json")))
+    folder = tmp_path / "photos" / "ck" / "jpg"
+    folder.mkdir(parents=True)
+    for i, e in enumerate(lists["db"][:3]):
+        (folder / f"p{i}.jpg").write_bytes((wd / e["path"]).read_bytes())
+    net = DeepExtractor(DeepConfig.from_dict("dinov2", {**DEEP["extract"]["dinov2"], "checkpoint": "random"})).net
+    (wd / "weights").mkdir(exist_ok=True)
+    torch.save(net.state_dict(), wd / "weights" / "vit.pt")
+
+    def run(path, *args):
+        weights = tmp_path / f"weights-{len(list(tmp_path.glob('weights-*')))}.yaml"
+        weights.write_text(yaml.safe_dump({"extract": {"dinov2": {"checkpoint": path}}}))
+        files = ("--configfile", str(TINY), str(wd / "deep.yaml"), str(weights))
+        return snakemake(wd, *args, "results/ck_sv.json", *files, "--config", f"data_root={tmp_path / 'photos'}")
+
+    run("weights/vit.pt")
+    again = run(str(wd / "weights" / "vit.pt"), "-n")
+    assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
+    torch.save({k: v + 1 for k, v in net.state_dict().items()}, wd / "weights" / "vit.pt")  # new weights, same path
+    again = run("weights/vit.pt", "-n")
+    assert "rule extract_pack:" in again.stdout and "rule evaluate_sv:" in again.stdout, again.stdout[-3000:]
 
 
 def test_random_weights_are_flagged_in_the_table(deep_run):

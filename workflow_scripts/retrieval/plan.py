@@ -1701,12 +1701,17 @@ class Plan:
         return fill(SEARCH_KNN, collection=collection, photos=photos, ver=self.v_search_knn(collection, photos))
 
     def extraction_params(self, ds, ver):
-        """(backbone, its configuration without ``device``) of the extraction with version ``ver``: the extraction
-        and merge jobs' params. ``device`` (where a deep backbone runs) is in no version, so as a param it re-ran
-        every extraction chunk or merge in place, and all that follows, when it alone changed (``cpu`` for
-        ``auto``: a new user's trial); the extraction job reads it from the configuration."""
+        """(backbone, its configuration as versioned) of the extraction with version ``ver``: the extraction and
+        merge jobs' params. For a deep backbone, ``device`` is left out and the ``checkpoint`` and ``detector``
+        files are ``{"sha1": ...}`` (:meth:`backbone_identity`): neither the device nor the path a file is named by
+        is in a version, so as params they re-ran every extraction chunk or merge in place, and all that followed,
+        when only they changed (``cpu`` for ``auto``, or a relative path written absolutely: new users' trials).
+        The extraction job reads them from the configuration (``stages.extract.job_backbone_config``)."""
         backbone, cfg = self.extraction_of(ds, ver)
-        return backbone, {k: v for k, v in cfg.items() if not (backbone in DEEP_BACKBONES and k == "device")}
+        if backbone not in DEEP_BACKBONES:
+            return backbone, cfg
+        ident = self.backbone_identity(backbone, cfg)
+        return backbone, {k: ident[k] for k in cfg if k != "device"}
 
     def extraction_of(self, ds, ver):
         """(backbone, its configuration) of the extraction with version ``ver``: the local one, the shortlist's or

@@ -15,7 +15,7 @@ import numpy as np
 from retrieval.data.images import DEFAULT_MAX_IMAGE_PIXELS, BadImageError, decode_image
 from retrieval.features import sift
 from retrieval.features.reduced import extract_reduced
-from retrieval.runtime import Manifest, check_recorded, fault_point, read_lists
+from retrieval.runtime import Manifest, check_recorded, fault_point, file_sha1, read_lists
 from retrieval.stores.ames_release import convert_rows, n_rows, read_rows, release_file
 from retrieval.stores.feature_cache import assemble_store
 from retrieval.stores.local_store import StoreError, merge_local_chunks, rows_from_chunks, write_local_chunk
@@ -37,12 +37,28 @@ def shared_query_rows(lists: dict[str, Any]) -> dict[int, int]:
     return {i: db_row[q["path"]] for i, q in enumerate(lists["query"]) if q.get("crop") is None and q["path"] in db_row}
 
 
-def device_of(backbone: str, config: dict[str, Any]) -> dict[str, str]:
-    """``{"device": extract.{backbone}.device}`` for a backbone that runs on a device (dinov2, resnet), else ``{}``:
-    merged into the configuration an extraction job gets as its params, which leave the device out (it is in no
-    version, and as a param it re-ran the extraction in place when it alone changed)."""
+def job_backbone_config(backbone: str, params_config: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The backbone configuration an extraction job runs with: its params (``Plan.extraction_params``), with what
+    they leave out taken from the workflow's configuration: ``extract.{backbone}.device`` for a deep backbone, and
+    for every weights file the params give as ``{"sha1": ...}``, the path ``extract.{backbone}.{key}`` names.
+    ValueError naming the key where that file's SHA-1 is no longer the planned one (saved over since the
+    workflow planned the job: run again, and the new weights get their own version)."""
     section = config["extract"].get(backbone)
-    return {"device": section["device"]} if isinstance(section, dict) and "device" in section else {}
+    out = dict(params_config)
+    if not isinstance(section, dict):
+        return out
+    if "device" in section:
+        out["device"] = section["device"]
+    for key, value in params_config.items():
+        if isinstance(value, dict) and set(value) == {"sha1"}:
+            path = str(Path(section[key]).expanduser())
+            if file_sha1(path) != value["sha1"]:
+                raise ValueError(
+                    f"extract.{backbone}.{key}: {section[key]} is not the file this job was planned with (SHA-1 "
+                    f"{value['sha1']}); it was saved over meanwhile: run the workflow again"
+                )
+            out[key] = section[key]
+    return out
 
 
 def extract_local_chunk(

@@ -90,9 +90,12 @@ def extract_pack(
     backbone_config: dict[str, Any],
     on_bad_image: str = "error",
     max_image_pixels: int | None = None,
+    run_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Hash and extract the items of one pack (in order); a key already in the cache (the same bytes and box under
-    another name) has its row copied instead (extracted, with a warning naming the pack, when that pack's ``.h5`` is
+    """Hash and extract the items of one pack (in order), with ``run_config`` (default ``backbone_config``, the
+    configuration as planned, which the sidecar records: a deep backbone's weights files by their SHA-1; the
+    extractor gets their paths and the device in ``run_config``, ``stages.extract.job_backbone_config``); a key
+    already in the cache (the same bytes and box under another name) has its row copied instead (extracted, with a warning naming the pack, when that pack's ``.h5`` is
     damaged), and so does a key met earlier in this job (two copies or links of one photo, both new: each was
     extracted, helper-137). Writes the .h5, then the sidecar. Returns counts and timings.
 
@@ -107,7 +110,10 @@ def extract_pack(
     out_h5, out_index = Path(out_h5), Path(out_index)
     t0 = time.time()
     index = load_index(out_h5.parent, memo=False)  # rows looked up by their bytes: the planning's memo unused
-    run, k, dim, colour, extra, global_dim = _runner(backbone, backbone_config)
+    run_config = backbone_config if run_config is None else run_config
+    run, k, dim, colour, extra, global_dim = _runner(backbone, run_config)
+    # the sidecar records the configuration as planned (pack_job gives it back as the job's params), and the device
+    backbone_config = {**backbone_config, **({"device": run_config["device"]} if "device" in run_config else {})}
     rows, globals_, shas, skipped = [], [], [], {}
     kept: list[int] = []  # items with a row (all of them unless a bad image stops the job)
     made: dict[tuple[str, Any], int] = {}  # (SHA-256, crop) -> its row in ``rows``: a duplicate in the job is copied
