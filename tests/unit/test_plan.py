@@ -624,6 +624,13 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     trains = Plan(configured(data_root=str(tmp_path / "data"), training_split="nophotos"))
     with pytest.raises(PlanError, match=r"^training_split: dataset 'nophotos': .*for metrics"):
         trains.folder_source("nophotos", searched=True)  # searched, but a training split needs its ground truth
+    # with the distractors: the base's folder is what is missing, and the key still named (helper-144)
+    trains = Plan(configured(data_root=str(tmp_path / "data"), training_split="nophotos+1m"))
+    with pytest.raises(PlanError, match=r"^training_split: dataset 'nophotos': folder .*nophotos not found"):
+        trains.folder_source("nophotos")
+    validates = Plan(configured(data_root=str(tmp_path / "data"), **{"ames.validation_split": "nophotos+1m"}))
+    with pytest.raises(PlanError, match=r"^ames.validation_split: dataset 'nophotos': folder"):
+        validates.folder_source("nophotos")
     (tmp_path / "data" / "afile").parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "data" / "afile").write_bytes(b"")
     with pytest.raises(PlanError, match=r"^photos to search 'afile': .*afile is a file, not a folder"):

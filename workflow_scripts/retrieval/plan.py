@@ -846,9 +846,17 @@ class Plan:
                 # the name in another case first: difflib scores 'CSVDS' against 'csvds' 0 (helper-118)
                 else [f for f in offered if f.lower() == ds.lower()] or difflib.get_close_matches(ds, offered, n=2)
             )
-            role = {self.canonical(self.train): "training_split", self.canonical(self.val): "ames.validation_split"}
-            if self.config["ssp"]["anchors"]["split"]:
-                role.setdefault(self.canonical(self.config["ssp"]["anchors"]["split"]), "ssp.anchors.split")
+            # the key naming the dataset, or a '+1m' dataset over it (helper-144: training_split=lm+1m, lm missing)
+            role = {}
+            for key, name in (
+                ("training_split", self.train),
+                ("ames.validation_split", self.val),
+                ("ssp.anchors.split", self.config["ssp"]["anchors"]["split"]),
+            ):
+                if name:
+                    c = self.canonical(name)
+                    role.setdefault(c, key)
+                    role.setdefault(self.distractor_base(c) or c, key)
             raise PlanError(
                 (f"{role[ds]}: " if ds in role else "")
                 + ("photos to search" if searched else "dataset")
