@@ -581,6 +581,13 @@ def test_a_split_is_kept_apart_from_the_evaluated_dataset_by_its_folder_not_only
     ):
         val.train_validation()
     assert Plan(copy.deepcopy(BASE)).same_data("roxford", "roxford5k")  # an alias of the name
+    # a split whose photos folder is a link to the evaluated dataset's (helper-144): the same photos
+    (tmp_path / "lmtrain").mkdir()
+    (tmp_path / "lmtrain" / "jpg").symlink_to(tmp_path / "lm" / "jpg")
+    linked = Plan(configured(data_root=str(tmp_path), training_split="lmtrain"))
+    with pytest.raises(PlanError, match=rf"training_split: lmtrain, the same folder, {tmp_path / 'lm' / 'jpg'}\)"):
+        linked.check_evaluable("lm")
+    linked.check_evaluable("other")
 
 
 def test_a_table_of_metrics_is_refused_for_a_folder_without_ground_truth(tmp_path):

@@ -213,12 +213,24 @@ class Plan:
         evaluated its training split under another name with no word (Medium 77.86 against 74.30)."""
         a, b = self.canonical(a), self.canonical(b)
         a, b = self.distractor_base(a) or a, self.distractor_base(b) or b
-        if a == b:
-            return True
+        return a == b or self.shared_folder(a, b) is not None
+
+    def shared_folder(self, a, b):
+        """The folder two differently named datasets ``a`` and ``b`` both read, or None: their folder (a name in
+        ``dataset_dirs``, a symbolic link), or their photos' ``jpg/`` (a link from one to the other's, which
+        helper-144 found taken as other data)."""
+        a, b = self.canonical(a), self.canonical(b)
+        a, b = self.distractor_base(a) or a, self.distractor_base(b) or b
         try:
-            return os.path.realpath(self.dataset_dir(a)) == os.path.realpath(self.dataset_dir(b))
+            da, db = self.dataset_dir(a), self.dataset_dir(b)
         except PlanError:  # a name dataset_dir refuses is said where it is read
-            return False
+            return None
+        if os.path.realpath(da) == os.path.realpath(db):
+            return da
+        ja, jb = os.path.join(da, "jpg"), os.path.join(db, "jpg")
+        if os.path.isdir(ja) and os.path.realpath(ja) == os.path.realpath(jb):
+            return os.path.realpath(ja)
+        return None
 
     def distractor_base(self, ds):
         """The dataset under '{dataset}+1m' (its queries and ground truth, its database first), or None."""
@@ -990,7 +1002,7 @@ class Plan:
                 + (
                     ""
                     if self.canonical(ds) == self.canonical(self.train)
-                    else f", the same folder, {self.dataset_dir(ds)}"
+                    else f", the same folder, {self.shared_folder(ds, self.train)}"
                 )
                 + "): AMES and Lw are trained on its "
                 "labels, and AMES's ITQ and SSP's query model on its images, so its metrics would be inflated. "
@@ -1191,7 +1203,7 @@ class Plan:
                 + (
                     ""
                     if self.canonical(self.val) == self.canonical(self.train)
-                    else f": both read {self.dataset_dir(self.val)}"
+                    else f": both read {self.shared_folder(self.val, self.train)}"
                 )
             )
         return {
