@@ -171,14 +171,19 @@ def test_verify_shortlists_gives_the_inliers_of_the_previous_implementation(tmp_
         return out
 
     for name, n, seed in (("q.h5", 3, 6), ("db.h5", 12, 7)):
-        write_local_chunk(tmp_path / name, rows(n, seed), k=60, dim=128, backbone="sift", row_start=0, n_total=n)
-    ids = np.stack([rng.permutation(12) for _ in range(3)])
+        made = rows(n, seed)
+        if name == "db.h5":  # one image without features, in every shortlist
+            made[5] = _local_row(np.zeros((0, 128), np.float32), np.zeros((0, 2), np.float32), side=500)
+        write_local_chunk(tmp_path / name, made, k=60, dim=128, backbone="sift", row_start=0, n_total=n)
+    ids = np.stack([np.concatenate([[5], rng.permutation([i for i in range(12) if i != 5])]) for _ in range(3)])
     cfg = SVConfig(num_rerank=10, q_desc=50, db_desc=40, threshold=5.0)
     with open_local(tmp_path / "q.h5") as fq, open_local(tmp_path / "db.h5") as fd:
         new, info = verify_shortlists(fq, fd, ids, cfg)
         old, _ = verify_shortlists_reference(fq, fd, ids, cfg)
+        # the pairs verified: both images with features (a featureless one's pairs are not, helper-144)
+        both = (fq["count"][:] > 0)[:, None] & (fd["count"][:][ids[:, :10]] > 0)
     np.testing.assert_array_equal(new, old)
-    assert new.shape == (3, 10) and new.max() >= 10 and info["pairs"] == 30
+    assert new.shape == (3, 10) and new.max() >= 10 and info["pairs"] == both.sum() == 27 and not new[:, 0].any()
 
 
 def test_verify_shortlists_gives_the_same_inliers_on_one_and_two_threads(tmp_path):
