@@ -357,6 +357,12 @@ def test_paths_fill_the_rule_patterns():
         (lambda p: p.global_path("demo", "db"), {"shortlist.source": "ames_nn"}, "superglobal, lw, ssp and AMES"),
         (lambda p: p.shortlist_backbone(), {"shortlist.source": "backbone", "extract.backbone": "sift"}, "backbone"),
         (lambda p: p.v_anchors("demo"), {"shortlist.source": "asmk"}, "shortlist.source: vlad"),
+        # SIFT queries through a DINOv2 codebook failed in train_query with numpy's shape error (helper-145)
+        (
+            lambda p: p.v_anchors("demo"),
+            {"extract.backbone": "dinov2", "extract.dinov2.checkpoint": "random"},
+            "needs extract.backbone: sift (here dinov2)",
+        ),
         (
             lambda p: p.ames_model_path("ames"),
             {"ames.checkpoint.ames": "/nonexistent/model.pt"},

@@ -1493,6 +1493,14 @@ class Plan:
             raise PlanError(
                 "ssp: the light query model maps into the VLAD gallery space; it needs shortlist.source: vlad"
             )
+        if self.config["extract"]["backbone"] != "sift":
+            # the light model's half-resolution SIFT went through a codebook of another backbone's descriptors and
+            # failed in train_query with numpy's shape error, after every extraction (helper-145)
+            raise PlanError(
+                "ssp: the light query model is half-resolution SIFT (ssp.query_sift) through the gallery's VLAD "
+                "codebook, which is fitted on extract.backbone's local descriptors; it needs extract.backbone: sift "
+                f"(here {self.config['extract']['backbone']})"
+            )
         return stable_hash(
             {
                 "global": self.v_global(self.ssp_split(), space),
