@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from retrieval.data.download import OfflineError
 from retrieval.features.backbones.detector import Detector, no_detector
 from retrieval.features.backbones.pooling import gem, relup, rgem, sgem
 from retrieval.features.backbones.resnet import ResNet, cvnet_to_torchvision
@@ -371,8 +372,9 @@ def test_dinov2_without_weights_names_the_file_the_hub_cache_needs(tmp_path, mon
         raise OSError("no network")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(OfflineError) as e:  # said in one line, as a refusal, not with a traceback (helper-145)
         DeepExtractor(DeepConfig.from_dict("dinov2", {"checkpoint": None, "model": TINY_VIT, "device": "cpu"}))
+    assert _said_alone(type(e.value))
     want = tmp_path / "hub" / "checkpoints" / ViTConfig(**TINY_VIT).hub_url.rsplit("/", 1)[-1]
     assert f"(as {want})" in str(e.value) and "OSError: no network" in str(e.value)
     assert e.value.__cause__ is None and e.value.__suppress_context__  # not printed after torch's socket errors

@@ -66,6 +66,9 @@ def test_a_misspelt_value_of_a_list_of_choices_gets_the_closest_one():
     config["extract"]["resnet"]["model"]["depth"] = "101"
     quoted = describe_errors(config, SCHEMA)
     assert "extract.resnet.model.depth: '101' is not one of [50, 101]" in quoted and "did you mean" not in quoted
+    # null in YAML's word, not Python's None (helper-145)
+    nulled = describe_errors(_with(**{"shortlist.backbone": "sift"}), SCHEMA)
+    assert "  shortlist.backbone: 'sift' is not one of ['dinov2', 'resnet', null]" in nulled, nulled
     assert (
         "  ames.precision: 'bfloat' is not one of ['auto', 'float32', 'bfloat16']; did you mean 'bfloat16' or 'float32'?"
         in text

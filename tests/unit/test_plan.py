@@ -797,6 +797,9 @@ def test_a_deep_backbones_weights_are_versioned_by_content_and_its_device_by_not
     assert keys(checkpoint="random") != keys(checkpoint="random", seed=1)  # random weights: their seed
     with pytest.raises(PlanError, match=rf"extract\.{backbone}\.checkpoint: .*model\.pt not found"):
         keys(checkpoint=str(ck))
+    # a relative path: where it was read from (helper-145 had put the file beside its config file)
+    with pytest.raises(PlanError, match=r"nothere\.pt not found \(read from the working directory: /\S*/nothere\.pt\)"):
+        keys(checkpoint="nothere.pt")
     with pytest.raises(PlanError, match=rf"extract\.{backbone}\.detector: .* not found \(a folder"):
         keys(checkpoint=str(moved), detector=str(tmp_path))
     with pytest.raises(PlanError, match=rf"extract\.{backbone}\.checkpoint: Random not found; did you mean random\?"):

@@ -332,11 +332,14 @@ def test_every_torch_file_loader_names_the_cause_without_torchs_advice(tmp_path)
     (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:2000])
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"a": object()}, protocol=2))
     (tmp_path / "text.pt").write_text("not a model\n")
+    np.savez(tmp_path / "arrays.npz", a=np.zeros(3))  # torch said "[enforce fail at inline_container.cc:180] ..."
     for name, cause in (
+        ("arrays.npz", r"a zip archive without torch.save's data.pkl \(it holds a.npy: a NumPy .npz\?\)\)$"),
         ("cut.pt", r"a torch archive cut short or damaged, 2000 bytes .*: copy the file again\)$"),
         (
             "evil.pt",
-            r"refused by weights_only=True: Unsupported global: GLOBAL object was not an allowed global by default\. \(only",
+            r"refused by weights_only=True: Unsupported global: GLOBAL object was not an allowed global by default\. \(only"
+            r".* save its state dict alone",
         ),
         ("text.pt", r"not a torch file: it starts with b'not ', where torch.save's zip archive starts with b'PK'\)$"),
     ):
@@ -344,6 +347,12 @@ def test_every_torch_file_loader_names_the_cause_without_torchs_advice(tmp_path)
             _read_state(str(tmp_path / name), "resnet")
         assert not any(advice in str(e.value) for advice in ("set to `False`", "file an issue", "add_safe_globals"))
     assert list(_read_state(str(tmp_path / "whole.pt"), "resnet")) == ["w"]
+    # a state dict under a key not looked in: the keys found are named (helper-145)
+    torch.save({"weights": {"w": torch.zeros(2)}, "epoch": 3}, tmp_path / "nested.pt")
+    with pytest.raises(
+        ValueError, match=r"nested\.pt: expected a state dict .*top level holds 'weights' \(dict\), 'epoch'"
+    ):
+        _read_state(str(tmp_path / "nested.pt"), "resnet")
 
 
 def test_an_exported_file_is_checked_against_its_exports_record(tmp_path):

@@ -35,6 +35,11 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def _yaml_list(values) -> str:
+    """Allowed values as a list in YAML's spelling: ``['dinov2', 'resnet', null]`` (Python wrote ``None``)."""
+    return "[" + ", ".join("null" if v is None else repr(v) for v in values) + "]"
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
@@ -81,8 +86,10 @@ def _line(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum" and isinstance(error.instance, str):  # a misspelt value: 'SV' for 'sv'
         # a deprecated name the schema still accepts (x-deprecated: compare.methods' whiten) is not offered
         old = set(error.schema.get("x-deprecated", []))
-        if old:
-            message = f"{_short(error.instance)} is not one of {[a for a in error.validator_value if a not in old]}"
+        # in YAML's words: null, not Python's None (helper-145: shortlist.backbone's ['dinov2', 'resnet', None])
+        message = (
+            f"{_short(error.instance)} is not one of {_yaml_list(a for a in error.validator_value if a not in old)}"
+        )
         allowed = [str(a) for a in error.validator_value if a not in old]
         # the value itself, quoted ('101' for 101): the quotes are the mistake, said on the line below, not a near name
         close = [c for c in _close(error.instance, allowed) if c != error.instance]
@@ -95,9 +102,7 @@ def _line(error: jsonschema.ValidationError) -> str:
     if error.validator == "pattern" and error.validator_value in _PATTERN_WORDS:  # a raw regex (helper-95's trial)
         message = f"{_short(error.instance)} is not {_PATTERN_WORDS[error.validator_value]}"
     if error.validator == "enum" and error.instance in (None, "null", "~"):  # None: jsonschema's word for null
-        message = (
-            f"{'null' if error.instance is None else repr(error.instance)} is not one of {list(error.validator_value)}"
-        )
+        message = f"{'null' if error.instance is None else repr(error.instance)} is not one of {_yaml_list(error.validator_value)}"
         if "none" in error.validator_value:  # search.rerank: null for none (helper-141)
             message += "; did you mean 'none'? (YAML reads null, ~ and an empty value as no value, none as text)"
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration

@@ -160,6 +160,13 @@ DEEP_BACKBONES = ("dinov2", "resnet")
 _WEIGHTS_SHA1: dict[tuple[str, int, int], str] = {}  # (real path, bytes, mtime ns) -> sha1, once per DAG build
 
 
+def _looked_at(path: str) -> str:
+    """For a relative path not found: where it was looked for (relative paths are read from the working directory,
+    not the folder of the configuration file that names them: helper-145 wrote one beside its config file)."""
+    p = os.path.expanduser(path)
+    return "" if os.path.isabs(p) else f" (read from the working directory: {os.path.abspath(p)})"
+
+
 def _weights_sha1(key: str, path: str) -> str:
     """The SHA-1 of a weights file (hashed once per process: about 0.4 s for DINOv2 ViT-B/14's 350 MB); PlanError
     naming ``key`` where it is not a file."""
@@ -172,7 +179,7 @@ def _weights_sha1(key: str, path: str) -> str:
             hint = " (a folder: name the file in it)"
         elif path.strip().lower() in ("random", "none", "null"):  # a keyword in another spelling
             hint = f"; did you mean {'random' if path.strip().lower() == 'random' else 'null (no file)'}?"
-        raise PlanError(f"{key}: {path} not found{hint}")
+        raise PlanError(f"{key}: {path} not found{hint or _looked_at(path)}")
     st = os.stat(p)
     ident = (os.path.realpath(p), st.st_size, st.st_mtime_ns)
     if ident not in _WEIGHTS_SHA1:
@@ -1188,7 +1195,7 @@ class Plan:
         if p and os.path.isdir(os.path.expanduser(p)):
             raise PlanError(f"ames.checkpoint.{method}: {p} is a folder; name the model file in it (model.pt)")
         if p and not os.path.isfile(os.path.expanduser(p)):
-            raise PlanError(f"ames.checkpoint.{method}: {p} not found")
+            raise PlanError(f"ames.checkpoint.{method}: {p} not found{_looked_at(p)}")
         return os.path.abspath(os.path.expanduser(p)) if p else p
 
     def train_validation(self):

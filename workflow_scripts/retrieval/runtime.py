@@ -633,6 +633,17 @@ def torch_load_problem(path: str | Path, e: BaseException) -> str:
             f"a torch archive cut short or damaged, {os.path.getsize(path)} bytes without the zip directory that ends "
             "one (an interrupted copy or download?): copy the file again"
         )
+    if head == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (OSError, zipfile.BadZipFile):
+            names = None
+        if names is not None and not any(n.endswith("/data.pkl") for n in names):
+            # an .npz (or another zip) where torch said "[enforce fail at inline_container.cc:180] . file in archive
+            # is not in a subdirectory: a.npy" (helper-145)
+            kind = "a NumPy .npz?" if names and all(n.endswith(".npy") for n in names) else "not torch.save's"
+            return f"a zip archive without torch.save's data.pkl (it holds {', '.join(names[:3]) or 'nothing'}: {kind})"
     text = str(e)
     if "WeightsUnpickler error:" in text:
         cause = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
@@ -641,7 +652,8 @@ def torch_load_problem(path: str | Path, e: BaseException) -> str:
             return f"not a torch file: its unpickler read {cause}"
         return (
             f"refused by weights_only=True: {cause} (only tensors and plain containers are read: anything else could "
-            "run code)"
+            "run code; where you trust the file, load it once with the code that wrote it and save its state dict "
+            "alone: torch.save(checkpoint['model'], 'weights.pth'))"
         )
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from retrieval.data.download import OfflineError
 from retrieval.features.backbones.detector import Detector, no_detector
 from retrieval.features.backbones.pooling import RELUP_ALPHA, gem, rgem, sgem
 from retrieval.features.backbones.resnet import RF, ResNet, cvnet_gem_p, cvnet_to_torchvision
@@ -108,8 +109,17 @@ def _read_state(path: str, what: str) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        # what it holds instead: the keys that are not tensors (helper-145's dict under another key was not named)
+        found = (
+            "; its top level holds "
+            + ", ".join(
+                f"{k!r} ({type(v).__name__})" for k, v in list(obj.items())[:6] if not isinstance(v, torch.Tensor)
+            )
+            if isinstance(obj, dict)
+            else f"; it holds a {type(obj).__name__}"
+        )
         raise ValueError(
-            f"{p}: expected a state dict of tensors (optionally under {', '.join(repr(k) for k in STATE_KEYS)})"
+            f"{p}: expected a state dict of tensors (optionally under {', '.join(repr(k) for k in STATE_KEYS)}){found}"
         )
     return obj
 
@@ -162,8 +172,9 @@ class DeepExtractor:
 
     Construction loads the network and the detector onto ``cfg.device``. ValueError for an unknown backbone, a resnet
     without ``checkpoint``, or a file that is not a state dict of tensors; FileNotFoundError naming a missing checkpoint
-    or detector file; ValueError naming the source whose state dict does not match the network; RuntimeError when dinov2's
-    hub weights are neither cached nor downloadable, or an explicit CUDA device is not there (naming ``device_key``)."""
+    or detector file; ValueError naming the source whose state dict does not match the network;
+    ``download.OfflineError`` (a RuntimeError, said without a traceback) when dinov2's hub weights are neither cached
+    nor downloadable; RuntimeError when an explicit CUDA device is not there (naming ``device_key``)."""
 
     def __init__(self, cfg: DeepConfig, device_key: str | None = None):
         """``device_key``: the configuration key of ``cfg.device``, named when that device is missing (default
@@ -181,7 +192,8 @@ class DeepExtractor:
                 try:
                     state = torch.hub.load_state_dict_from_url(vc.hub_url, map_location="cpu", weights_only=True)
                 except Exception as e:  # noqa: BLE001
-                    raise RuntimeError(
+                    # said in its own words, without a traceback: a refusal, not a crash (helper-145)
+                    raise OfflineError(
                         f"extract.dinov2.checkpoint is null and {vc.hub_url} is neither in the torch hub "
                         f"cache (as {Path(torch.hub.get_dir()) / 'checkpoints' / vc.hub_url.rsplit('/', 1)[-1]}) "
                         f"nor downloadable ({type(e).__name__}: {e}); put the file there, or set "
