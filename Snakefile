@@ -38,7 +38,7 @@ from retrieval.config_errors import (
     refused_keys,
     with_defaults,
 )
-from retrieval.plan import problems_beside_schema
+from retrieval.plan import Plan, PlanError, problems_beside_schema
 
 # a key given twice in config/config.yaml or a --configfile: YAML keeps the last, dropping the first without a word
 # (said below, with the schema's problems, so that one run names both: a misspelt key was named only after the
@@ -109,6 +109,19 @@ if _said or _both:
         )
     )
     sys.exit("\n".join(_said + ([_more] if _more else [])))
+# the configuration's problems the schema cannot see, said while the Snakefile is read, all of them, in their own
+# lines and exit status 1 as the schema's are (a demo split in dataset_dirs was ignored where the demo's results were
+# up to date; a ResNet without weights failed every extraction job; min_chunk_images above max_chunk_images was
+# overridden without a word; an unsupervised_fit naming no dataset, a shortlist or local-feature source without what
+# it reads, came in an InputFunctionException); before the warnings of a run that goes on (they came before the
+# refusal, helper-146)
+try:
+    _problems = Plan(config).config_problems()
+except PlanError as _e:  # a value the checks could not read past: said as they are
+    _problems = [str(_e)]
+if _problems:
+    _overrides = dict(workflow.config_settings.config)  # --config alone: its values name no file
+    sys.exit(problems_text(name_holders(_problems, config, workflow.overwrite_configfiles, _overrides)))
 # --config preset=tiny labels the run without applying config/presets/tiny.yaml (said only where the run goes on)
 _unapplied = preset_not_applied(
     config, workflow.overwrite_configfiles, os.path.join(workflow.basedir, "config/presets")

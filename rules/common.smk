@@ -15,7 +15,6 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from snakemake.logging import logger
 
-from retrieval.config_errors import name_holders, problems_text
 from retrieval.dag_lists import DagLists, PackPlans
 from retrieval.evaluation.results import (
     RETIRE as STALE_RETIRE,
@@ -125,17 +124,10 @@ def _renamed_methods(key):
             + ", ".join(f"'{m}' is now '{DEPRECATED_METHODS[m]}'" for m in old)
             + " (old name deprecated)"
         )
-    new = [DEPRECATED_METHODS.get(m, m) for m in methods]
-    for m in old:  # the schema's uniqueItems saw two names: one row, folded in silence (a new user's trial)
-        if new.count(DEPRECATED_METHODS[m]) > 1:
-            _renamed_twice.append(
-                f"{key}.methods: '{m}' is '{DEPRECATED_METHODS[m]}' (its old name), which the list names already: "
-                "list each method once"
-            )
-    return new
+    # a method under both names is refused before (Plan.config_problems, in the Snakefile)
+    return [DEPRECATED_METHODS.get(m, m) for m in methods]
 
 
-_renamed_twice = []  # config problems: a method listed under its old and new name
 for _key in ("compare", "report"):
     config[_key]["methods"] = _renamed_methods(_key)
 
@@ -143,15 +135,6 @@ PLAN = _Planned(Plan(config))
 _dag_lists = DagLists(PLAN._plan, config, logger.warning)
 DAG_LISTS = _Planned(_dag_lists)  # the lists the DAG plans from, once a build
 PACKS = _Planned(PackPlans(_dag_lists, config, logger.info, lambda: workflow.dryrun))  # the feature cache's plan
-# the configuration's problems the schema cannot see, said while the Snakefile is read, all of them, in their own
-# lines and exit status 1 as the schema's are (a demo split in dataset_dirs was ignored where the demo's results were
-# up to date; a ResNet without weights failed every extraction job; min_chunk_images above max_chunk_images was
-# overridden without a word; an unsupervised_fit naming no dataset, a shortlist or local-feature source without what
-# it reads, came in an InputFunctionException)
-_problems = _renamed_twice + PLAN.config_problems()
-if _problems:
-    _overrides = dict(workflow.config_settings.config)  # --config alone: its values name no file
-    sys.exit(problems_text(name_holders(_problems, config, workflow.overwrite_configfiles, _overrides)))
 TRAIN = PLAN.train
 VAL = PLAN.val
 ENV = f"../envs/retrieval-{config['software_env']}.yaml"

@@ -331,6 +331,23 @@ def test_a_resnet_without_weights_is_refused_before_any_job(tmp_path, override, 
     assert not (tmp_path / "results").exists()
 
 
+def test_a_refusal_beyond_the_schema_comes_without_the_warnings_of_a_run_that_goes_on(tmp_path):
+    """helper-146: a run refused by a check the schema cannot make printed the unapplied preset's and an older key's
+    warnings first; and a method listed under both names was not said beside the schema's problems."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("extract: {max_chunk_images: 50}\names: {bootstrap: 500}\nreport: {methods: [global, lw, whiten]}\n")
+    proc = snakemake(
+        tmp_path, "-n", "results/demo_global.json", "--configfile", str(cfg), "--config", "preset=tiny", check=False
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "extract.min_chunk_images (100) is above extract.max_chunk_images (50)" in out
+    assert "report.methods: 'whiten' is 'lw' (its old name), which the list names already" in out, out[-2000:]
+    assert "names config/presets/tiny.yaml" not in out and "older name" not in out, out[-2000:]
+    cfg.write_text("sv: {ratio: 0.0}\nreport: {methods: [global, lw, whiten]}\n")  # beside a schema problem
+    out = snakemake(tmp_path, "-n", "results/demo_global.json", "--configfile", str(cfg), check=False).stderr
+    assert "sv.ratio: 0.0 must be above 0" in out and "'whiten' is 'lw' (its old name)" in out, out[-2000:]
+
+
 def test_sources_without_what_they_read_are_refused_together_before_any_job(tmp_path):
     """A shortlist backbone that has no global descriptor and ames_import without its folder: each came alone, in
     Snakemake's InputFunctionException frame, so fixing one showed the next."""

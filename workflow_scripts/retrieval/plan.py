@@ -505,9 +505,18 @@ class Plan:
         dataset, ``shortlist.source: backbone`` without a deep backbone, ``shortlist.source`` import or ames_nn
         without ``shortlist.import_dir``, ``extract.backbone: ames_import`` without ``extract.ames_import.dir``, and
         ``benchmark.extract.backbone: resnet`` without ``benchmark.extract.resnet``.
+        A method that ``compare.methods`` or ``report.methods`` lists under its old and its new name.
         Checked once, before any job (each failed later, or was ignored where results were up to date). Problems
         that concern some targets only (AMES's shortlist against ``sv.num_rerank``) are said when those are planned."""
         cfg, problems = self.config, []
+        for key in ("compare", "report"):  # a method under its old and new name: one row, folded in silence
+            methods = cfg[key]["methods"]
+            for m in dict.fromkeys(m for m in methods if m in DEPRECATED_METHODS):
+                if DEPRECATED_METHODS[m] in methods:
+                    problems.append(
+                        f"{key}.methods: '{m}' is '{DEPRECATED_METHODS[m]}' (its old name), which the list names "
+                        "already: list each method once"
+                    )
         for name in cfg.get("dataset_dirs") or {}:
             if canonical(name) in DEMO_SPLITS:
                 problems.append(f"dataset_dirs.{name}: the demo splits are generated under results/, not read")
