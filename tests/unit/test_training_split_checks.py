@@ -69,7 +69,7 @@ def test_ames_takes_a_split_with_anchors():
     check_training_anchors("lists.json", "s", labels, ids, sims, TrainConfig(num_candidates=10, min_pos=2, min_neg=2))
 
 
-def test_a_validation_split_without_positives_is_refused_before_training(tmp_path):
+def test_a_validation_split_without_positives_is_refused_before_training(tmp_path, caplog):
     """ames.validation_split whose queries have junk only: training scored it 0.0 every epoch and the evaluation
     chose the fusion point among ties of null (helper-140). The validator (built before the first epoch) and the
     evaluation's choice both read check_validation_positives."""
@@ -85,4 +85,10 @@ def test_a_validation_split_without_positives_is_refused_before_training(tmp_pat
         "'hard'), so its mAP, which ames.validation_split chooses by, is undefined: give its queries positives, or "
         "choose another ames.validation_split"
     )
+    caplog.clear()
     check_validation_positives([{"easy": [], "hard": [4], "junk": []}], "g", "ames.validation_split", "v")
+    # accepted, with a warning: a choice made on one query's mAP (helper-140)
+    assert "ames.validation_split 'v': only 1 of its queries has a positive" in caplog.text
+    caplog.clear()
+    check_validation_positives([{"easy": [i], "hard": [], "junk": []} for i in range(5)], "g", "k", "v")
+    assert "only" not in caplog.text

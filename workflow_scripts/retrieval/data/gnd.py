@@ -41,6 +41,7 @@ TOP_KEYS = ("imlist", "qimlist", "gnd", "labels", "image_dir", "protocol", "subs
 ENTRY_KEYS = ("easy", "hard", "junk", "bbx", "usage")  # what a gnd[i] entry may hold ("usage": GLDv2's part)
 
 log = logging.getLogger(__name__)
+MIN_VALIDATION_QUERIES = 5  # a validation split's queries with positives under which its choice is warned of
 
 
 class UnsafePickleError(ValueError):
@@ -379,10 +380,21 @@ def check_validation_positives(gnd: list[dict[str, Any]], source: str | Path, ke
     by, is undefined. AMES's training scored such a split 0.0 every epoch and its evaluation chose the grid point
     by ties of null (helper-140); an evaluated dataset without positives is only warned of, as its metrics are
     reported null."""
-    if not any(g.get("easy") or g.get("hard") for g in gnd):
+    n = sum(1 for g in gnd if g.get("easy") or g.get("hard"))
+    if not n:
         raise ValueError(
             f"{source}: {key} '{split}': none of its {len(gnd)} queries has a positive ('easy' or 'hard'), so its "
             f"mAP, which {key} chooses by, is undefined: give its queries positives, or choose another {key}"
+        )
+    if n < MIN_VALIDATION_QUERIES:  # accepted without a word before (helper-140's one-query split)
+        log.warning(
+            "%s '%s': only %d of its queries %s a positive; what it chooses (an epoch, a fusion point) follows the "
+            "mAP of so few queries, a step of 1/%d per query: give it more (the default demo-val has 20, revisitop's 70)",
+            key,
+            split,
+            n,
+            "has" if n == 1 else "have",
+            n,
         )
 
 
