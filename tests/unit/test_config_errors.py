@@ -617,6 +617,9 @@ def test_a_split_is_a_dataset_s_name_not_a_path_or_a_number(tmp_path):
             "digit (a dataset's name, not its path: put the folder in data_root, or name it in dataset_dirs, e.g. "
             "dataset_dirs: {my_train: ../data/my_train}, and give my_train here)"
         )
+    # a name with a trailing slash: the name meant, not a dataset_dirs entry of that name (helper-144)
+    text = describe_errors(_with(training_split="demo-train/"), SCHEMA)
+    assert text.endswith("(a dataset's name takes no trailing /: write demo-train)") and "dataset_dirs" not in text
     line = next(ln for ln in describe_errors(_with(training_split=5), SCHEMA).splitlines() if "training_split" in ln)
     assert "so write it as '\"5\"' (--config training_split='\"5\"'); in a YAML file put it in quotes)" in line
     assert "./5" not in line

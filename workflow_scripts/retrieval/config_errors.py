@@ -123,10 +123,14 @@ def _line(error: jsonschema.ValidationError) -> str:
         # training_split: ./mytrain went on to a MissingInputException naming results/global/./mytrain/...
         # (helper-140): a split is a dataset's name, its folder placed by data_root or dataset_dirs
         name = os.path.basename(os.path.normpath(str(error.instance))) or "mine"
-        line += (
-            f" (a dataset's name, not its path: put the folder in data_root, or name it in dataset_dirs, "
-            f"e.g. dataset_dirs: {{{name}: {error.instance}}}, and give {name} here)"
-        )
+        if str(error.instance).rstrip("/") == name and re.fullmatch(error.validator_value, name):
+            # a name with a trailing slash (shell completion's): the name meant, not a dataset_dirs entry (helper-144)
+            line += f" (a dataset's name takes no trailing /: write {name})"
+        else:
+            line += (
+                f" (a dataset's name, not its path: put the folder in data_root, or name it in dataset_dirs, "
+                f"e.g. dataset_dirs: {{{name}: {error.instance}}}, and give {name} here)"
+            )
     if isinstance(error.instance, str) and wanted == {"integer"} and _exponent_form(error.instance):
         value = float(error.instance)
         write = f"write {int(value)}" if value.is_integer() else "write a whole number"
