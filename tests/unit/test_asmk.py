@@ -269,5 +269,7 @@ def test_a_collection_too_small_for_a_codebook_is_named_with_the_way_out(tmp_pat
         )  # fmt: skip
     message = str(e.value)
     assert message.startswith(f"{tmp_path / 'db.h5'}: the ASMK codebook of three (2 images): 20 descriptors cannot")
-    assert message.endswith("(unsupervised_fit: training, or a dataset's name)")
+    assert message.endswith(
+        "(unsupervised_fit: training, or a dataset's name; for the training split's own fit, a larger training_split)"
+    )
     assert not (tmp_path / "cb.npz").exists()

@@ -53,7 +53,8 @@ def fit_codebook(
         log.warning(
             "codebook: %s has only %d %s with local features%s. Each centroid is the mean of the descriptors assigned to it, so the "
             "images' VLAD residuals cancel: %s. Similarities of a collection this small read low; fit on more images "
-            "(unsupervised_fit: training or a larger dataset's name)",
+            "(unsupervised_fit: training or a larger dataset's name; for the training split's own fit, a larger "
+            "training_split)",
             training_split,
             n_fit,
             "image" if n_fit == 1 else "images",
@@ -67,7 +68,8 @@ def fit_codebook(
         total, n, elsewhere = (
             int(counts.sum()),
             len(counts),
-            "fit on a larger dataset (unsupervised_fit: training or a dataset's name)",
+            "fit on a larger dataset (unsupervised_fit: training or a dataset's name; for the training split's own "
+            "fit, a larger training_split)",
         )
         if total == 0:
             fix = (

@@ -73,7 +73,8 @@ def fit_asmk_codebook(
     except ValueError as e:  # a collection of a few blank or tiny photos fitted on itself
         raise ValueError(
             f"{local_path}: the ASMK codebook of {training_split} ({len(counts)} images): {e}; fit it on a larger "
-            "collection (unsupervised_fit: training, or a dataset's name)"
+            "collection (unsupervised_fit: training, or a dataset's name; for the training split's own fit, a larger "
+            "training_split)"
         ) from None
     if k != k_requested:
         log.warning(
