@@ -7,9 +7,10 @@ from retrieval.runtime import setup_logging
 setup_logging(snakemake.log[0])
 
 from retrieval.data.download import download_revisitop  # noqa: E402
+from retrieval.plan import lists_root  # noqa: E402
 
 # the workflow's lists of this dataset exist: it was read here before, from a folder no longer there (warned of)
-_lists = os.path.join("results", "lists", snakemake.wildcards.dataset)
+_lists = lists_root(snakemake.wildcards.dataset)
 
 download_revisitop(
     snakemake.wildcards.dataset,

@@ -160,6 +160,12 @@ DEEP_BACKBONES = ("dinov2", "resnet")
 _WEIGHTS_SHA1: dict[tuple[str, int, int], str] = {}  # (real path, bytes, mtime ns) -> sha1, once per DAG build
 
 
+def lists_root(ds: str) -> str:
+    """The folder of every version of dataset ``ds``'s lists (``results/lists/{ds}``): where it exists, the dataset
+    was read here before (a folder now missing was moved or renamed, said as such)."""
+    return os.path.dirname(os.path.dirname(fill(LISTS, dataset=ds, ver="0" * 8)))
+
+
 def _looked_at(path: str) -> str:
     """For a relative path not found: where it was looked for (relative paths are read from the working directory,
     not the folder of the configuration file that names them: helper-145 wrote one beside its config file)."""
@@ -867,7 +873,7 @@ class Plan:
             offered = [f for f in folders if not f.lower().endswith(PLUS)] + known
             # listed here before: the folder moved or was renamed, and another dataset's name is no hint (helper-138
             # was offered 'ilg' for a moved 'il': taking it would evaluate another collection)
-            before = os.path.isdir(os.path.dirname(os.path.dirname(fill(LISTS, dataset=ds, ver="0" * 8))))
+            before = os.path.isdir(lists_root(ds))
             near = (
                 []
                 if moved or before

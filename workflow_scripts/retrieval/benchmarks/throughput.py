@@ -16,6 +16,7 @@ from retrieval.methods.ames.infer import fast_dtype, prepare_side, score_prepare
 from retrieval.methods.ames.model import AMES, AmesConfig, reference_forward
 from retrieval.methods.ames.rerank import GridSweep, evaluate_protocol_rankings, grid_rankings, protocol_shortlists
 from retrieval.methods.sv import SVConfig, verify_shortlists, verify_shortlists_reference
+from retrieval.runtime import package_versions, read_json, resolve_device, write_json
 from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
 
@@ -286,3 +287,46 @@ def extraction_throughput(
         "seconds": round(seconds, 3),
         "images_per_second": round(n / seconds, 3),
     }
+
+
+def ames_benchmark(
+    cfg: dict[str, Any],
+    out_path: str,
+    sv_inputs: dict[str, str] | None = None,
+    sv_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Rule benchmark_ames: :func:`ames_throughput` at ``cfg["sizes"]`` on ``cfg["device"]`` (``benchmark.ames``),
+    :func:`grid_cost`, and with ``cfg["sv_dataset"]`` :func:`sv_throughput` on ``sv_inputs`` (``sv_query``,
+    ``sv_db``, ``sv_knn`` paths) with ``sv_config``; written as JSON to ``out_path`` with the configuration and
+    package versions, and returned. The grid's whole cost against one point's adds the logits of
+    ``grid_queries x grid_num_rerank`` pairs at the rate measured for ``grid_logits_size`` (both paths compute them
+    once): ``grid_over_single_point = (logits + grid) / (logits + one point)``, in seconds. RuntimeError naming
+    ``benchmark.ames.device`` for a CUDA device that is not there."""
+    device = resolve_device(cfg["device"], "benchmark.ames.device")
+    out = ames_throughput(cfg["sizes"], cfg["local_dim"], cfg["batch"], cfg["repeats"], device)
+    grid = grid_cost(cfg["grid_queries"], cfg["grid_db"], cfg["grid_num_rerank"], cfg["grid_points"])
+    pairs = cfg["grid_queries"] * cfg["grid_num_rerank"]
+    size = [r for r in out["sizes"] if [r["q_desc"], r["db_desc"]] == list(cfg["grid_logits_size"])]
+    if size:
+        logits_s = pairs / size[0]["fast_pairs_per_s"]
+        grid["logits_seconds_estimated"] = logits_s
+        grid["grid_over_single_point"] = (logits_s + grid["grid_seconds"]) / (logits_s + grid["single_point_seconds"])
+    result: dict[str, Any] = {"ames": out, "grid": grid}
+    if cfg["sv_dataset"]:
+        sv_inputs = sv_inputs or {}
+        result["sv"] = {
+            "dataset": cfg["sv_dataset"],
+            **sv_throughput(sv_inputs["sv_query"], sv_inputs["sv_db"], sv_inputs["sv_knn"], sv_config),
+        }
+    result = {**result, "config": cfg, "packages": package_versions()}
+    write_json(out_path, result)
+    return result
+
+
+def extraction_benchmark(lists_path: str, cfg: dict[str, Any], out_path: str) -> dict[str, Any]:
+    """Rule benchmark_extract: :func:`extraction_throughput` of ``cfg["backbone"]`` on the first ``cfg["images"]``
+    database images of ``lists_path`` (the demo's real-size photos), written as JSON to ``out_path`` and returned."""
+    paths = [e["path"] for e in read_json(lists_path)["db"][: cfg["images"]]]
+    result = extraction_throughput(paths, cfg["backbone"], cfg[cfg["backbone"]], cfg["repeats"])
+    write_json(out_path, result)
+    return result
