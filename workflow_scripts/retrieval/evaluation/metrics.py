@@ -35,7 +35,8 @@ def protocol_labels(g: dict[str, Sequence[int]], protocol: str) -> tuple[np.ndar
 
 
 def average_precision(pos_ranks: np.ndarray, n_positives: int) -> float:
-    """Trapezoidal AP from the sorted 0-based ranks of the retrieved positives (junk already removed).
+    """Trapezoidal AP (revisitop's ``compute_ap``, Radenović et al., CVPR 2018) from ``pos_ranks`` (p,) int, the
+    sorted 0-based ranks of the retrieved positives with the junk removed; a float in [0, 1] (:func:`ap_terms`).
 
     Positives that were never retrieved (truncated rankings) contribute nothing; ``n_positives`` counts all.
     ValueError when ``n_positives`` < 1 (revisitop skips such a query; its callers do too).

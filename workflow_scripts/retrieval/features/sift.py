@@ -35,7 +35,9 @@ class SiftConfig:
 
 
 def rootsift(desc: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """RootSIFT (Arandjelović & Zisserman 2012): L1-normalise, then element-wise square root (unit L2 norm)."""
+    """RootSIFT (Arandjelović & Zisserman, CVPR 2012) of SIFT descriptors ``desc`` (n, 128), any numeric dtype:
+    (n, 128) float32, each row L1-normalised (plus ``eps``), then square-rooted element-wise, so unit L2 norm (an
+    all-zero row stays zero)."""
     desc = np.asarray(desc, dtype=np.float32)
     desc = desc / (np.abs(desc).sum(axis=1, keepdims=True) + eps)
     return np.sqrt(np.maximum(desc, 0.0))
@@ -55,7 +57,13 @@ def empty_features(cfg: SiftConfig, entry: dict) -> dict[str, np.ndarray]:
 
 
 def extract_sift(gray: np.ndarray, cfg: SiftConfig, crop: list[int] | None = None) -> dict[str, np.ndarray]:
-    """Local features of one grayscale image (H, W) uint8, optionally cropped to ``crop = [x1, y1, x2, y2]``."""
+    """Local features of one grayscale image ``gray`` (H, W) uint8, optionally cropped to ``crop = [x1, y1, x2, y2]``
+    (pixels of ``gray``, x2 and y2 exclusive), reduced by ``min(1, max_side / longer side) * scale`` (INTER_AREA)
+    before OpenCV's SIFT. Returns at most ``cfg.k`` (K) keypoints, strongest response first (ties by y, x, then
+    orientation): ``descriptors`` (K, 128) float16 RootSIFT, ``xy`` (K, 2) float32 positions in pixels of the
+    full, uncropped image (pixel centres mapped back through the reduction), ``scale`` (K,) float32 SIFT size in
+    those pixels, ``weight`` (K,) float32 response, ``orientation`` (K,) float32 degrees, ``image_size`` (2,) int32
+    (width, height) of the full image. No keypoint: K = 0."""
     full_h, full_w = gray.shape[:2]
     x0 = y0 = 0
     if crop is not None:

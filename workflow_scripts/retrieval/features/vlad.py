@@ -23,7 +23,9 @@ def l2_normalise(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarra
 
 
 def train_codebook(x: np.ndarray, k: int, niter: int = 20, seed: int = 0) -> np.ndarray:
-    """k-means centroids (k, D) of the rows of x, with faiss."""
+    """k-means centroids (k, D) float32 of the rows of ``x`` (N, D), any float dtype (cast to float32), with faiss's
+    ``Kmeans`` (``niter`` iterations, seeded, at most 1000 training points per centroid: faiss samples above that).
+    ValueError when N < k."""
     import faiss  # noqa: PLC0415
 
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -35,7 +37,11 @@ def train_codebook(x: np.ndarray, k: int, niter: int = 20, seed: int = 0) -> np.
 
 
 def vlad(desc: np.ndarray, centroids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """VLAD of one image's descriptors (n, D) over centroids (k, D): intra-, power- and L2-normalised (k*D,)."""
+    """VLAD of one image's descriptors ``desc`` (n, D) over ``centroids`` (k, D), both cast to float32: (k*D,)
+    float32, the residuals to each descriptor's nearest centroid summed per centroid (Jégou et al., CVPR 2010),
+    each centroid's block L2-normalised (intra-normalisation, Arandjelović & Zisserman, CVPR 2013; an empty block
+    stays zero), then signed power ``sign(v) |v| ** alpha`` (``alpha`` 0.5: the signed square root, Jégou et al.,
+    TPAMI 2012; 1: none) and L2. An image without descriptors (n = 0) gives the zero vector."""
     k, d = centroids.shape
     if len(desc) == 0:
         return np.zeros(k * d, np.float32)
@@ -52,8 +58,9 @@ def vlad(desc: np.ndarray, centroids: np.ndarray, alpha: float = 0.5) -> np.ndar
 
 
 def fit_pca_whitening(x: np.ndarray, dim: int) -> dict[str, np.ndarray]:
-    """PCA of the rows of x (N, D): mean (D,), projection (dim, D) with orthonormal rows, eigenvalues (dim,)
-    descending, all float64. ValueError when ``dim`` exceeds min(N - 1, D)."""
+    """PCA of the rows of x (N, D), computed in float64: mean (D,), projection (dim, D) with orthonormal rows (each
+    component's sign fixed: its largest-magnitude coordinate positive), eigenvalues (dim,) descending, all returned
+    as float32. ValueError when ``dim`` exceeds min(N - 1, D)."""
     x = np.asarray(x, np.float64)
     n, d = x.shape
     if dim > min(n - 1, d):

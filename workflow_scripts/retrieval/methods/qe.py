@@ -15,8 +15,11 @@ from retrieval.search.exact import topk_neighbours
 
 
 def alpha_expand(x: np.ndarray, pool: np.ndarray, k: int, alpha: float, exclude_self: bool = False) -> np.ndarray:
-    """Each row of ``x`` expanded with its top-``k`` rows of ``pool`` (``exclude_self``: x is pool). A zero row (an
-    image without features, featureless.py) stays zero: its "neighbours" are the database order, not evidence."""
+    """alpha-QE / alpha-DBA (Radenović et al., TPAMI 2018; deep-image-retrieval's ``--aqe`` / ``--adba``): each row of
+    ``x`` (n, D) float32, L2-normalised, expanded with its top-``k`` rows of ``pool`` (N, D) by cosine similarity
+    (``exclude_self``: x is pool, and row i never finds itself), as :func:`expand_with`: (n, D) float32,
+    L2-normalised. ``k`` 0: ``x`` re-normalised. A zero row (an image without features, featureless.py) stays
+    zero: its "neighbours" are the database order, not evidence."""
     if k <= 0:
         return l2_normalise(np.asarray(x, np.float32))
     ids, sims = topk_neighbours(x, pool, k, exclude_self=exclude_self)
@@ -38,7 +41,9 @@ def expand_with(x: np.ndarray, sims: np.ndarray, neighbours: np.ndarray, alpha: 
 def expand(
     q: np.ndarray, db: np.ndarray, qe: dict[str, Any] | None, dba: dict[str, Any] | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Database augmentation (if given), then query expansion against the augmented database."""
+    """Database augmentation (``dba``: ``{"k", "alpha"}``, or None) of the database ``db`` (N, D) against itself, then
+    query expansion (``qe``: ``{"k", "alpha"}``, or None) of the queries ``q`` (n, D) against the augmented
+    database, as deep-image-retrieval orders them: (q', db'), float32, L2-normalised rows (:func:`alpha_expand`)."""
     if dba is not None:
         db = alpha_expand(db, db, int(dba["k"]), float(dba["alpha"]), exclude_self=True)
     if qe is not None:

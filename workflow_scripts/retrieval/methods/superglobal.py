@@ -55,7 +55,11 @@ class SuperGlobalConfig:
 
 
 def refine_database(x: np.ndarray, k: int, beta: float) -> np.ndarray:
-    """MDescAug on one shortlist: rows of ``x`` (M, C) refined with their k nearest other rows of x."""
+    """MDescAug (SuperGlobal, Shao et al., ICCV 2023, the official ``MDescAug``) on one shortlist: the rows of ``x``
+    (M, C) float32, L2-normalised, each refined with its ``k`` nearest other rows n_i by similarity s_i:
+    ``(x + sum_i beta s_i n_i) / (1 + sum_i beta s_i)``, not re-normalised (``beta`` 0.15: the official code's
+    weight of a neighbour against the row's own 1). (M, C) float32; ``k`` is clamped to M - 1, and 0 returns a
+    copy."""
     m = len(x)
     k = min(k, m - 1)
     if k <= 0:
@@ -68,8 +72,10 @@ def refine_database(x: np.ndarray, k: int, beta: float) -> np.ndarray:
 
 
 def rerank_query(q: np.ndarray, shortlist_x: np.ndarray, cfg: SuperGlobalConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Order (M,) of the shortlist rows and their final scores (M,) for one query vector q (C,). ValueError for
-    ``cfg.query_pool`` ``auto`` (resolve it first: :meth:`SuperGlobalConfig.resolved`)."""
+    """RerankwMDA (SuperGlobal, Shao et al., ICCV 2023, steps 2-4 of the module docstring) for one query vector
+    ``q`` (C,) float32 and its shortlist's vectors ``shortlist_x`` (M, C) float32, both L2-normalised: the order
+    (M,) int64 of the shortlist rows, best first, and their final scores (M,) float32, ``(q . d' + q* . d') / 2``.
+    ValueError for ``cfg.query_pool`` ``auto`` (resolve it first: :meth:`SuperGlobalConfig.resolved`)."""
     if cfg.query_pool == "auto":
         raise ValueError("superglobal.query_pool: auto must be resolved (SuperGlobalConfig.resolved) before re-ranking")
     refined = refine_database(shortlist_x, cfg.k, cfg.beta)

@@ -342,9 +342,13 @@ def rank_by_score(scores: np.ndarray, db_has_features: np.ndarray) -> tuple[np.n
 
 
 def search_queries(
-    index: ASMKIndex, q_local, db_has_features: np.ndarray, block: int = 64
+    index: ASMKIndex, q_local: h5py.File, db_has_features: np.ndarray, block: int = 64
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Score every query of an open local store ``q_local`` against the index and rank the database.
+    """ASMK search (Tolias et al., ICCV 2013; the ``asmk`` package's kernel): score every query of an open local
+    store ``q_local`` (``descriptors`` (n_q, K, D) float16, ``count`` (n_q,)), read ``block`` queries at a time,
+    against the index (:meth:`ASMKIndex.score`: the selective match kernel summed over shared visual words), and
+    rank the database (:func:`rank_by_score`; ``db_has_features`` (n_db,) bool). A query without descriptors
+    scores 0 everywhere.
 
     Returns ids (n_q, n_db) int32, sims (n_q, n_db) float32 and timing: ``reads_seconds`` (query descriptors read
     from the store), ``search_seconds`` (quantisation, aggregation and the inverted-file search: the query side),

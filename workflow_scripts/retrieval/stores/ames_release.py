@@ -102,7 +102,15 @@ def convert_rows(
     row_start: int,
     packed: bool = False,
 ) -> list[dict[str, np.ndarray]]:
-    """Rows of the local store from release rows (entries: the image-list entries of the same images)."""
+    """Rows of the local store (the row dicts :func:`~retrieval.stores.local_store.write_local_chunk` takes) from
+    release rows read from ``path``: ``meta`` (n, K, 5) float (x, y, scale index, mask, weight; the module
+    docstring) and ``desc`` (n, K, D) float (unpacked to -1/+1 where the file held ``packed`` sign bits), for the
+    images ``entries`` (their image-list entries: ``width``, ``height``, ``path``), store rows from
+    ``row_start``. Per image: the valid entries (mask 0), strongest weight first, at most ``k``; positions in
+    pixels of the full image, read as fractions of its size under ``positions: normalised``, or under ``auto``
+    where every coordinate lies in [-1, 1], else as pixels; descriptors L2-normalised unless already unit norm,
+    stored float16. ValueError naming the file, row and image where padded entries (mask 1) carry descriptors of
+    non-zero norm (an inverted mask column, or a corrupt file; not checked for packed bits)."""
     rows = []
     for i, (m, x, e) in enumerate(zip(meta, desc, entries)):
         valid = m[:, 3] == 0
@@ -144,7 +152,12 @@ def nn_file(directory: str | Path, dataset: str, name: str) -> Path:
 def read_nn(path: str | Path, n_queries: int, n_db: int) -> tuple[np.ndarray, np.ndarray]:
     """The shortlist of an AMES ``nn_*.pkl``: a pickled torch tensor ``(2, Nq, K)``, ``[0]`` similarities sorted
     descending, ``[1]`` database indices stored as floats. Read with ``weights_only=True``; validated against the
-    dataset's query and database counts. Returns ids (Nq, K) int64 and similarities (Nq, K) float32."""
+    dataset's query and database counts. Returns ids (Nq, K) int64 and similarities (Nq, K) float32.
+    FileNotFoundError for a missing file; ValueError naming the file for: an export file changed since its
+    export's record (``runtime.check_recorded``), a truncated pickle, a file that is neither a torch tensor nor a
+    plainly pickled one, another object than a tensor, a shape other than (2, Nq, K), another query count than
+    ``n_queries``, indices that are not whole numbers (the two rows swapped?) or outside ``0 .. n_db - 1``, an
+    image listed twice for one query, similarities not in descending order."""
 
     import torch  # noqa: PLC0415
 

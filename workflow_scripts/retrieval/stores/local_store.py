@@ -71,8 +71,13 @@ def write_local_chunk(
     extra_attrs: dict[str, Any] | None = None,
     global_desc: np.ndarray | None = None,
 ) -> None:
-    """Write one chunk atomically. Each row: descriptors (n_i, D), xy (n_i, 2), scale, weight, orientation (n_i,),
-    image_size (2,), with n_i <= K already sorted strongest first."""
+    """Write one chunk atomically (a temporary name, renamed when complete): rows ``row_start`` to ``row_start + len(rows)``
+    of a store of ``n_total`` images, in the layout the module docstring gives (padded to ``k`` per image, float16
+    descriptors of width ``dim``, one image per HDF5 chunk). Each row: ``descriptors`` (n_i, D), ``xy`` (n_i, 2)
+    pixels, ``scale``, ``weight``, ``orientation`` (n_i,), ``image_size`` (2,) (width, height), with n_i <= K
+    already sorted strongest first; ``global_desc`` (n, G) float32 for a deep backbone; ``extra_attrs`` more file
+    attributes. StoreError naming the file for a row with more than ``k`` descriptors, or global descriptors
+    whose row count is not the rows'."""
     n = len(rows)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         dsets = {}
@@ -131,7 +136,13 @@ def _check_attrs(f: h5py.File, path: str) -> None:
 def merge_local_chunks(
     chunk_paths: Sequence[str | Path], out_path: str | Path, n_expected: int, groups: Sequence[int] | None = None
 ) -> dict[str, Any]:
-    """Write a virtual HDF5 over the chunks (in the given order) after checking they tile 0..n_expected.
+    """Write a virtual HDF5 over the chunks (in the given order) after checking they tile 0..n_expected, and return
+    ``{n_rows, n_chunks, parts, K, dim, global_dim, backbone, extract_seconds, descriptors_total}`` (rows, chunks,
+    rows per part, descriptors per image, their width, the global width (0: none), the backbone, the chunks'
+    summed extraction seconds, the descriptors over all rows). StoreError naming the file for: no chunk, a chunk
+    missing, unreadable or of another kind or schema, chunks that do not tile their part's rows (a gap, an
+    overlap, another total), chunks of different K, width, global width or backbone, or a virtual view that
+    reads fill values.
 
     ``groups``: the chunks come in consecutive parts of these many chunks, each part extracted from its own image
     list (``{dataset}+1m``: the dataset's chunks, then the distractors'); each part tiles its own rows and the
@@ -347,8 +358,10 @@ def read_row_runs(dataset: h5py.Dataset, rows: np.ndarray | Sequence[int], cols:
 def read_rows(
     f: h5py.File, rows: np.ndarray | Sequence[int], fields: Sequence[str] = ("descriptors", "count")
 ) -> dict[str, np.ndarray]:
-    """Read rows in sorted order, as runs of consecutive rows (:func:`read_row_runs`), and return them in the
-    requested order (repeats allowed)."""
+    """``fields`` of ``rows`` (n,) int of an open local store ``f``, read in sorted order as runs of consecutive rows
+    (:func:`read_row_runs`) and returned in the requested order (repeats allowed): per field an array (n, ...) of
+    the store's dtype and trailing shape (``descriptors`` (n, K, D) float16, ``count`` (n,) int32, ``xy`` (n, K, 2)
+    float32, ...)."""
     rows = np.asarray(rows, dtype=np.int64)
     uniq, inverse = np.unique(rows, return_inverse=True)
     return {name: read_row_runs(f[name], uniq)[inverse] for name in fields}

@@ -28,6 +28,9 @@ class Detector(nn.Module):
 
 
 def no_detector(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official fallback without a detector: the raw feature, weighted by its L2 norm (stored normalised)."""
+    """AMES's extraction without a detector (the official code's fallback, Suma et al., ECCV 2024: the raw feature
+    as descriptor, its L2 norm as weight): a feature map ``x`` (B, C, H, W) float -> descriptors (B, C, H, W), the
+    feature L2-normalised over C (stored so), and weights (B, 1, H, W), its L2 norm; :class:`Detector`'s output
+    pair."""
     norm = x.norm(dim=1, keepdim=True)
     return x / norm.clamp_min(1e-15), norm

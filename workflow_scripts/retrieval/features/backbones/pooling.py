@@ -20,7 +20,11 @@ def gem(x: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
 
 
 def rgem(x: torch.Tensor, p: float = 2.5, size: int = 5) -> torch.Tensor:
-    """Regional GeM: same shape as x. R is (1/size^2 * sum_window x^p)^(1/p), via an Lp-pool of a scaled input."""
+    """Regional GeM (SuperGlobal, Shao et al., ICCV 2023, the official ``rgem`` module): a feature map ``x`` (B, C,
+    H, W) float (non-negative, after a ReLU) -> the same shape, ``x / 2 + R(x) / 2`` with R the p-mean over the
+    ``size`` x ``size`` window around each position, ``(1/size^2 sum_window x^p)^(1/p)`` (``p`` 2.5, ``size`` 5:
+    the paper's), stride 1, reflection padding (replication where the map is not wider than the padding), computed
+    as an Lp-pool of the input scaled by ``size^(-2/p)``."""
     pad = size // 2
     mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"  # reflection needs a map wider than the padding
     r = F.lp_pool2d(F.pad(x, (pad, pad, pad, pad), mode=mode) / (size * size) ** (1.0 / p), p, size, stride=1)
@@ -28,7 +32,9 @@ def rgem(x: torch.Tensor, p: float = 2.5, size: int = 5) -> torch.Tensor:
 
 
 def sgem(descs: list[torch.Tensor]) -> torch.Tensor:
-    """Scale-GeM with p -> infinity over per-scale descriptors (each (B, C))."""
+    """Scale-GeM with p -> infinity (SuperGlobal, Shao et al., ICCV 2023): per-scale global descriptors ``descs``
+    (a list of S tensors, each (B, C) float) -> (B, C), the element-wise maximum of the L2-normalised descriptors
+    over the scales, L2-normalised again."""
     return F.normalize(torch.stack([F.normalize(d, dim=-1) for d in descs]).amax(dim=0), dim=-1)
 
 

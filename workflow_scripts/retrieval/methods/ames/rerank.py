@@ -218,8 +218,12 @@ def rerank(
     mu: float = 0.0,
     evidence: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Re-sort the first k entries of each row by ``fused_score`` (``evidence`` (Nq, >= k) aligned with
-    ``shortlist``, read when ``mu`` is not 0)."""
+    """AMES's re-ranking (Suma et al., ECCV 2024) at one point (``lam``, ``gamma``, ``k`` = ``num_rerank``, ``mu``):
+    the shortlist ``shortlist`` (Nq, K) int of database ids with its global similarities ``global_sim`` (Nq, K)
+    float32 and AMES's logits ``logits`` (Nq, >= k) float32, aligned with it; the first ``k`` entries of each row
+    (clamped to K and to the logits' width) re-sorted by :func:`fused_score`, descending and stable, the rest kept
+    in global order. Returns (Nq, K), ``shortlist``'s dtype. ``evidence`` (Nq, >= k) float in [0, 1], aligned with
+    ``shortlist``, is read when ``mu`` is not 0; ValueError from :func:`fused_score` when it is then None."""
     k = min(k, shortlist.shape[1], logits.shape[1])
     s = fused_score(global_sim[:, :k], logits[:, :k], lam, gamma, mu, None if evidence is None else evidence[:, :k])
     order = np.argsort(-s, axis=1, kind="stable")
@@ -231,16 +235,19 @@ def rerank(
 def grid_rankings(
     shortlists: dict[str, np.ndarray],
     sims: dict[str, np.ndarray],
-    pairs,
-    logits,
+    pairs: list[np.ndarray],
+    logits: list[np.ndarray],
     lam: float,
     gamma: float,
     k: int,
     mu: float = 0.0,
     evidence: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The re-ranked ranking of each protocol at one grid point (``evidence``: per protocol, aligned with its
-    shortlist). Protocols that share a shortlist, its similarities and evidence (``junk_mode: none``) share one ranking, the same
+    """The re-ranked ranking (:func:`rerank`) of each protocol (``PROTOCOLS``: easy, medium, hard) at one grid point:
+    ``shortlists`` and ``sims`` per protocol ((Nq, K) int ids, (Nq, K) float32 similarities), the logits looked up
+    from the per-query cache ``pairs[i]`` (database ids) / ``logits[i]`` (float32, aligned) by
+    :func:`lookup_logits` (KeyError naming a query whose shortlisted image has no cached logit), ``evidence`` per
+    protocol aligned with its shortlist. Protocols that share a shortlist, its similarities and evidence (``junk_mode: none``) share one ranking, the same
     array, re-ranked once (the writers store it once)."""
     out: dict[str, np.ndarray] = {}
     done: dict[tuple[int, int], np.ndarray] = {}
