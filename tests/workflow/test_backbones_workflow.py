@@ -116,16 +116,20 @@ def test_the_local_backbone_and_the_device_re_run_nothing_they_do_not_change(dee
     assert "Nothing to be done" in dry.stdout, dry.stdout[-3000:]
 
 
+def _photo_folder(wd, dataset_dir, n):
+    """A folder dataset of the demo's first ``n`` database photos (``{dataset_dir}/jpg/p{i}.jpg``)."""
+    lists = load_json(next((wd / "results" / "lists" / "demo").glob("*/lists.json")))
+    (dataset_dir / "jpg").mkdir(parents=True)
+    for i, e in enumerate(lists["db"][:n]):
+        (dataset_dir / "jpg" / f"p{i}.jpg").write_bytes((wd / e["path"]).read_bytes())
+
+
 def test_a_folders_deep_packs_are_not_extracted_again_on_the_next_run(deep_run, tmp_path):
     """A folder dataset's photos go through the feature cache's packs: the pack's sidecar recorded the device and
     the plan (since the device left the params) did not, so every pack was extracted again on the next run, and all
     that follows (a new user's trial); with the device changed there is nothing to do either."""
     wd, _ = deep_run
-    lists = load_json(next((wd / "results" / "lists" / "demo").glob("*/lists.json")))
-    folder = tmp_path / "photos" / "few" / "jpg"
-    folder.mkdir(parents=True)
-    for i, e in enumerate(lists["db"][:4]):
-        (folder / f"p{i}.jpg").write_bytes((wd / e["path"]).read_bytes())
+    _photo_folder(wd, tmp_path / "photos" / "few", 4)
     base = ("--configfile", str(TINY), str(wd / "deep.yaml"), "--config", f"data_root={tmp_path / 'photos'}")
     targets = ("results/few_global.json", "results/few_sv.json")
     snakemake(wd, *targets, *base)
@@ -143,11 +147,7 @@ def test_a_weights_file_named_another_way_re_runs_nothing_and_new_weights_re_ext
     was the extraction jobs' param, though only the file's content is in a version); weights saved over the same
     path must still be extracted again."""
     wd, _ = deep_run
-    lists = load_json(next((wd / "results" / "lists" / "demo").glob("*/lists.json")))
-    folder = tmp_path / "photos" / "ck" / "jpg"
-    folder.mkdir(parents=True)
-    for i, e in enumerate(lists["db"][:3]):
-        (folder / f"p{i}.jpg").write_bytes((wd / e["path"]).read_bytes())
+    _photo_folder(wd, tmp_path / "photos" / "ck", 3)
     net = DeepExtractor(DeepConfig.from_dict("dinov2", {**DEEP["extract"]["dinov2"], "checkpoint": "random"})).net
     (wd / "weights").mkdir(exist_ok=True)
     torch.save(net.state_dict(), wd / "weights" / "vit.pt")
