@@ -69,6 +69,14 @@ def test_a_misspelt_value_of_a_list_of_choices_gets_the_closest_one():
     # null in YAML's word, not Python's None (helper-145)
     nulled = describe_errors(_with(**{"shortlist.backbone": "sift"}), SCHEMA)
     assert "  shortlist.backbone: 'sift' is not one of ['dinov2', 'resnet', null]" in nulled, nulled
+    # a value of another type is one line too, in YAML's words (it was two, the second with None and True: helper-147)
+    for value, said in ((5, "5"), (True, "true"), (["dinov2"], "['dinov2']")):
+        one = describe_errors(_with(**{"shortlist.backbone": value}), SCHEMA)
+        assert one.splitlines()[1:] == [f"  shortlist.backbone: {said} is not one of ['dinov2', 'resnet', null]"], one
+    for text_value in ("None", "null"):  # Python's word; the text a nested --config gives
+        one = describe_errors(_with(**{"shortlist.backbone": text_value}), SCHEMA)
+        assert f"'{text_value}' is not one of ['dinov2', 'resnet', null]; did you mean null?" in one
+    assert "a nested --config gives its values as text" in one
     assert (
         "  ames.precision: 'bfloat' is not one of ['auto', 'float32', 'bfloat16']; did you mean 'bfloat16' or 'float32'?"
         in text

@@ -35,6 +35,13 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def _yaml_value(value: Any) -> str:
+    """A value as YAML writes it: null, true, false; anything else as :func:`_short`."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return _short(value)
+
+
 def _yaml_list(values) -> str:
     """Allowed values as a list in YAML's spelling: ``['dinov2', 'resnet', null]`` (Python wrote ``None``)."""
     return "[" + ", ".join("null" if v is None else repr(v) for v in values) + "]"
@@ -83,28 +90,35 @@ def _line(error: jsonschema.ValidationError) -> str:
         # it said only "'abc' is not valid under any of the given schemas" (a new user's trial: knn.ivfpq.nlist)
         forms = ", or ".join(_describe_form(alt) for alt in error.validator_value if isinstance(alt, dict))
         message = f"{_short(error.instance)} is none of the allowed forms: {forms}"
-    if error.validator == "enum" and isinstance(error.instance, str):  # a misspelt value: 'SV' for 'sv'
+    if error.validator == "enum":
         # a deprecated name the schema still accepts (x-deprecated: compare.methods' whiten) is not offered
         old = set(error.schema.get("x-deprecated", []))
-        # in YAML's words: null, not Python's None (helper-145: shortlist.backbone's ['dinov2', 'resnet', None])
-        message = (
-            f"{_short(error.instance)} is not one of {_yaml_list(a for a in error.validator_value if a not in old)}"
-        )
-        allowed = [str(a) for a in error.validator_value if a not in old]
-        # the value itself, quoted ('101' for 101): the quotes are the mistake, said on the line below, not a near name
-        close = [c for c in _close(error.instance, allowed) if c != error.instance]
-        if close:
-            message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        allowed = [a for a in error.validator_value if a not in old]
+        # in YAML's words: null, true, not Python's None, True (helper-145, helper-147: shortlist.backbone's
+        # ['dinov2', 'resnet', None])
+        message = f"{_yaml_value(error.instance)} is not one of {_yaml_list(allowed)}"
+        if isinstance(error.instance, str):  # a misspelt value: 'SV' for 'sv'
+            # the value itself, quoted ('101' for 101): the quotes are the mistake, said on the line below
+            close = [c for c in _close(error.instance, [str(a) for a in allowed]) if c != error.instance]
+            if "none" in allowed and error.instance in ("null", "~"):
+                close = ["none"]
+            if None in allowed and error.instance.lower() in ("none", "null", "~"):
+                # Python's word, or the text a nested --config gives ('null' for null: helper-147)
+                message += "; did you mean null?" + (
+                    " (a nested --config gives its values as text: put null in a YAML file passed with --configfile)"
+                    if error.instance == "null"
+                    else ""
+                )
+            elif close:
+                message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
     if error.validator in ("exclusiveMinimum", "exclusiveMaximum"):  # "is less than or equal to the minimum of 0"
         # read as if 0 were allowed (helper-97's trial): said as the bound the value must pass
         side = "above" if error.validator == "exclusiveMinimum" else "below"
         message = f"{_short(error.instance)} must be {side} {error.validator_value}"
     if error.validator == "pattern" and error.validator_value in _PATTERN_WORDS:  # a raw regex (helper-95's trial)
         message = f"{_short(error.instance)} is not {_PATTERN_WORDS[error.validator_value]}"
-    if error.validator == "enum" and error.instance in (None, "null", "~"):  # None: jsonschema's word for null
-        message = f"{'null' if error.instance is None else repr(error.instance)} is not one of {_yaml_list(error.validator_value)}"
-        if "none" in error.validator_value:  # search.rerank: null for none (helper-141)
-            message += "; did you mean 'none'? (YAML reads null, ~ and an empty value as no value, none as text)"
+    if error.validator == "enum" and error.instance is None and "none" in error.validator_value:
+        message += "; did you mean 'none'? (YAML reads null, ~ and an empty value as no value, none as text)"
     if len(message) > 2 * MAX_VALUE_CHARS:  # messages that quote a whole sub-configuration
         message = f"{_short(error.instance)} is not valid ({error.validator}: {_short(error.validator_value)})"
     if error.validator == "enum" and error.instance == "ssp" and key.split(".")[0] in ("compare", "report"):
@@ -571,7 +585,7 @@ def describe_errors(
     listed = {
         tuple(e.absolute_path)
         for e in errors
-        if e.validator == "enum" and all(isinstance(v, str) for v in e.validator_value)
+        if e.validator == "enum" and all(isinstance(v, str) or v is None for v in e.validator_value)
     }
     errors = [e for e in errors if not (e.validator == "type" and tuple(e.absolute_path) in listed)]
     lines = "\n".join(_line(e) for e in errors).splitlines()  # one line per problem (unknown keys: one each)

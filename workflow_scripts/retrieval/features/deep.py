@@ -196,8 +196,9 @@ class DeepExtractor:
                     raise OfflineError(
                         f"extract.dinov2.checkpoint is null and {vc.hub_url} is neither in the torch hub "
                         f"cache (as {Path(torch.hub.get_dir()) / 'checkpoints' / vc.hub_url.rsplit('/', 1)[-1]}) "
-                        f"nor downloadable ({type(e).__name__}: {e}); put the file there, or set "
-                        "extract.dinov2.checkpoint to it"
+                        f"nor downloadable ({type(e).__name__}: {e}); set extract.dinov2.checkpoint to the file "
+                        "(versioned by its content), or put it there (trusted to be that URL's file: replacing it "
+                        "later re-extracts nothing)"
                     ) from None  # the cause is in the message: the chained socket errors buried it
                 self.source = vc.hub_url
             local_dim = self.net.embed_dim
