@@ -594,6 +594,13 @@ def test_a_split_is_kept_apart_from_the_evaluated_dataset_by_its_folder_not_only
     with pytest.raises(PlanError, match=rf"training_split: lmtrain, the same folder, {tmp_path / 'lm' / 'jpg'}\)"):
         linked.check_evaluable("lm")
     linked.check_evaluable("other")
+    # a plain folder's photos are its root: a split whose jpg/ links there reads them too (helper-147)
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flattrain").mkdir()
+    (tmp_path / "flattrain" / "jpg").symlink_to(tmp_path / "flat")
+    flat = Plan(configured(data_root=str(tmp_path), training_split="flattrain"))
+    with pytest.raises(PlanError, match=rf"training_split: flattrain, the same folder, {tmp_path / 'flat'}\)"):
+        flat.check_evaluable("flat")
 
 
 def test_a_table_of_metrics_is_refused_for_a_folder_without_ground_truth(tmp_path):
@@ -800,6 +807,8 @@ def test_a_deep_backbones_weights_are_versioned_by_content_and_its_device_by_not
     # a relative path: where it was read from (helper-145 had put the file beside its config file)
     with pytest.raises(PlanError, match=r"nothere\.pt not found \(read from the working directory: /\S*/nothere\.pt\)"):
         keys(checkpoint="nothere.pt")
+    with pytest.raises(PlanError, match=r"~/nothere\.pt not found \(as /\S*/nothere\.pt\)"):
+        keys(checkpoint="~/nothere.pt")
     with pytest.raises(PlanError, match=rf"extract\.{backbone}\.detector: .* not found \(a folder"):
         keys(checkpoint=str(moved), detector=str(tmp_path))
     with pytest.raises(PlanError, match=rf"extract\.{backbone}\.checkpoint: Random not found; did you mean random\?"):

@@ -339,7 +339,7 @@ def test_every_torch_file_loader_names_the_cause_without_torchs_advice(tmp_path)
         (
             "evil.pt",
             r"refused by weights_only=True: Unsupported global: GLOBAL object was not an allowed global by default\. \(only"
-            r".* save its state dict alone",
+            r".* save the state dict alone: torch.save\(model.state_dict\(\)",
         ),
         ("text.pt", r"not a torch file: it starts with b'not ', where torch.save's zip archive starts with b'PK'\)$"),
     ):

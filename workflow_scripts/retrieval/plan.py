@@ -170,6 +170,8 @@ def _looked_at(path: str) -> str:
     """For a relative path not found: where it was looked for (relative paths are read from the working directory,
     not the folder of the configuration file that names them: helper-145 wrote one beside its config file)."""
     p = os.path.expanduser(path)
+    if p != path:  # ~ expanded (helper-147: said nothing)
+        return f" (as {p})"
     return "" if os.path.isabs(p) else f" (read from the working directory: {os.path.abspath(p)})"
 
 
@@ -230,8 +232,8 @@ class Plan:
 
     def shared_folder(self, a, b):
         """The folder two differently named datasets ``a`` and ``b`` both read, or None: their folder (a name in
-        ``dataset_dirs``, a symbolic link), or their photos' ``jpg/`` (a link from one to the other's, which
-        helper-144 found taken as other data)."""
+        ``dataset_dirs``, a symbolic link), or their photos (``jpg/``, or the folder itself where it has none: a
+        ``jpg/`` linked to the other's photos, which helper-144 found taken as other data)."""
         a, b = self.canonical(a), self.canonical(b)
         a, b = self.distractor_base(a) or a, self.distractor_base(b) or b
         try:
@@ -240,10 +242,12 @@ class Plan:
             return None
         if os.path.realpath(da) == os.path.realpath(db):
             return da
-        ja, jb = os.path.join(da, "jpg"), os.path.join(db, "jpg")
-        if os.path.isdir(ja) and os.path.realpath(ja) == os.path.realpath(jb):
-            return os.path.realpath(ja)
-        return None
+        # each one's photos: its jpg/, else its root (a plain folder's photos; helper-147 linked a split's jpg/ to
+        # one, and only jpg/ against jpg/ was compared)
+        pa, pb = (
+            os.path.realpath(os.path.join(d, "jpg") if os.path.isdir(os.path.join(d, "jpg")) else d) for d in (da, db)
+        )
+        return pa if pa == pb else None
 
     def distractor_base(self, ds):
         """The dataset under '{dataset}+1m' (its queries and ground truth, its database first), or None."""

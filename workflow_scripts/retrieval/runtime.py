@@ -652,8 +652,8 @@ def torch_load_problem(path: str | Path, e: BaseException) -> str:
             return f"not a torch file: its unpickler read {cause}"
         return (
             f"refused by weights_only=True: {cause} (only tensors and plain containers are read: anything else could "
-            "run code; where you trust the file, load it once with the code that wrote it and save its state dict "
-            "alone: torch.save(checkpoint['model'], 'weights.pth'))"
+            "run code; where you trust the file, load it once with the code that wrote it and save the state dict "
+            "alone: torch.save(model.state_dict(), 'weights.pth'), or from a checkpoint dict its state dict entry)"
         )
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
