@@ -18,7 +18,10 @@ from snakemake.logging import logger
 from retrieval.dag_lists import DagLists, PackPlans
 from retrieval.evaluation.results import (
     RETIRE as STALE_RETIRE,
+    output_gone,
+    outputs_gone_message,
     published_datasets,
+    published_outputs_gone,
     run_options,
     stale_message,
     stale_published,
@@ -406,10 +409,20 @@ def check_full_ranking(ds, method):
     DAG_LISTS.check_full_ranking(ds, method)
 
 
+_GONE_SAID = set()  # published results named as naming removed files, once a DAG build
+
+
 def publish_inputs(wildcards):
-    """The versioned evaluation, and for VLAD global descriptors the whitening file whose decision it records."""
+    """The versioned evaluation, and for VLAD global descriptors the whitening file whose decision it records. A
+    published result that names evaluation files Snakemake removed after a failed job is said, with the remedy:
+    Snakemake then finds nothing to do for it (helper-149)."""
     ds, method = result_name(wildcards)
     check_full_ranking(ds, method)
+    published = f"results/{wildcards.result}.json"
+    gone = output_gone(published) if os.path.isfile(published) else None
+    if gone is not None and published not in _GONE_SAID:
+        _GONE_SAID.add(published)
+        logger.warning(outputs_gone_message(published, gone))
     inputs = {"evaluation": PLAN.evaluation_path(ds, method)}
     if config["shortlist"]["source"] == "vlad" and method != "asmk":
         space = PLAN.lw_space() if method == "lw" else PLAN.fit_split(ds)
@@ -668,19 +681,29 @@ def pack_mem_mb(wildcards):
 def warn_stale_published():
     """When a run ends: name every published result that a file it names was re-computed after (in place, for
     another target), so nobody reads its old numbers as current (README, "A published file is as fresh as its last
-    request")."""
+    request"), and every one whose evaluation files Snakemake removed after a failed job (helper-149)."""
     try:
         stale = stale_published("results")
     except Exception as e:  # a check at the end of a run never fails it (a malformed results file)
         logger.warning(f"the check for stale published results failed ({type(e).__name__}: {e}); skipped")
         return
+    try:
+        gone = published_outputs_gone("results")
+    except Exception as e:  # as above
+        logger.warning(f"the check for published results naming removed files failed ({type(e).__name__}: {e})")
+        gone = []
     for published, newer in stale:
-        logger.warning(stale_message(published, newer))
+        if published not in dict(gone):
+            logger.warning(stale_message(published, newer))
+    for published, missing in gone:
+        logger.warning(outputs_gone_message(published, missing))
     # asking again was the only remedy named, and a moved folder refuses it (helper-135); said only where a stale
     # file's folder is gone (after every stale warning, it read as if something had moved: helper-139)
     if any(_folder_gone(published) for published, _ in stale):
         logger.warning(f"({STALE_RETIRE})")
-    if stale and (options := run_options(workflow.overwrite_configfiles, dict(workflow.config_settings.config or {}))):
+    if (stale or gone) and (
+        options := run_options(workflow.overwrite_configfiles, dict(workflow.config_settings.config or {}))
+    ):
         logger.warning(options)
 
 

@@ -15,6 +15,8 @@ from retrieval.evaluation.results import (
     DEFAULT_KS,
     DEFAULT_N_BOOTSTRAP,
     EvaluationContext,
+    outputs_gone_message,
+    published_outputs_gone,
     report_inputs_meta,
     rerank_depth,
     run_options,
@@ -126,6 +128,28 @@ def test_a_published_result_older_than_a_file_it_names_is_stale(tmp_path, monkey
     write_json("results/mine_sv.json", sv)  # asked for again: published anew
     write_json("results/mine_global.json", {"method": "global", "artifacts": {"evaluation": "e/global.json"}})
     assert stale_published("results") == []
+
+
+def test_a_published_result_whose_evaluation_files_were_removed_is_named_with_the_remedy(tmp_path, monkeypatch):
+    """helper-149: a refused SLURM submission made Snakemake remove evaluate_sv's outputs; the published copy stayed,
+    naming them, and asking for it again found nothing to do. It is named, with -R on the gone file."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("e/sv.json", "e/sv_ranking.h5", "e/sv.csv", "lists.json"):
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text("{}")
+    own = {"evaluation": "e/sv.json", "ranking": "e/sv_ranking.h5", "neighbours_csv": "e/sv.csv"}
+    write_json("results/mine_sv.json", {"method": "sv", "artifacts": {"lists": "lists.json", **own}})
+    write_json("results/mine_compare.json", {"rows": [], "artifacts": {"result_sv": "results/gone.json"}})
+    Path("results/broken.json").write_text("{")
+    assert published_outputs_gone("results") == []
+    os.remove("e/sv_ranking.h5")
+    os.remove("e/sv.json")
+    assert published_outputs_gone("results") == [("results/mine_sv.json", "e/sv.json")]  # the evaluation first
+    said = outputs_gone_message("results/mine_sv.json", "e/sv.json")
+    assert said.endswith("(snakemake ... results/mine_sv.json -R e/sv.json)") and "which is gone" in said
+    os.remove("lists.json")  # an input, not the job's own output: the stale check's business
+    Path("e/sv.json").write_text("{}")
+    assert published_outputs_gone("results") == [("results/mine_sv.json", "e/sv_ranking.h5")]
 
 
 def test_a_published_search_older_than_its_collections_lists_is_stale(tmp_path, monkeypatch):

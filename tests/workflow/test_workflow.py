@@ -383,6 +383,23 @@ def test_unknown_method_training_split_and_missing_dataset_are_named(tmp_path):
     assert proc.returncode != 0 and "benchmark.ames.sv_dataset: dataset 'nosuch'" in proc.stdout + proc.stderr
 
 
+def test_a_published_result_whose_evaluation_was_removed_is_said_with_the_remedy_that_works(tiny_run, tmp_path):
+    """helper-149: a refused SLURM submission made Snakemake remove an evaluation's files; the published copy stayed,
+    naming them, and the next run said only "Nothing to be done". It is now said, and -R on the file restores it."""
+    wd = copy_tree(tiny_run, tmp_path / "wd")
+    evaluation = load_json(wd / "results" / "demo_global.json")["artifacts"]["evaluation"]
+    (wd / evaluation).unlink()  # as Snakemake removes a failed job's outputs
+    again = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY))
+    said = f"results/demo_global.json names {evaluation}, which is gone"
+    out = again.stdout + again.stderr
+    assert "Nothing to be done" in out and said in out, out[-2000:]
+    snakemake(wd, "results/demo_global.json", "-R", evaluation, "--configfile", str(TINY))
+    assert (wd / evaluation).is_file()
+    assert load_json(wd / evaluation)["metrics"] == load_json(wd / "results" / "demo_global.json")["metrics"]
+    after = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY))
+    assert "which is gone" not in after.stdout + after.stderr
+
+
 def test_plain_folder_without_ground_truth_gets_neighbours(tiny_run, tmp_path):
     """An engineer's folder of photos: rankings and a neighbour CSV by path, no metrics."""
     wd = tmp_path / "wd"

@@ -557,6 +557,51 @@ def stale_published(results_dir: str | Path = "results") -> list[tuple[str, str]
     return out
 
 
+# the files a published result names that its own evaluation job wrote (with the evaluation JSON it copies)
+OWN_OUTPUTS = ("evaluation", "ranking", "neighbours_csv")
+
+
+def published_outputs_gone(results_dir: str | Path = "results") -> list[tuple[str, str]]:
+    """(published result, the first of its evaluation job's files it names that is gone) for every published
+    ``{dataset}_{method}.json`` under ``results_dir`` whose ``artifacts`` name an evaluation, ranking or neighbour
+    CSV no longer on disk. Snakemake removes the outputs of a job that failed (a refused SLURM submission, a time
+    limit), keeps the published copy, and then finds nothing to do for it: a deleted intermediate is not made
+    again while what used it is up to date (helper-149). Files that cannot be read are passed over; never raises
+    for what it finds on disk."""
+    found = ((str(path), output_gone(path)) for path in sorted(Path(results_dir).glob("*.json")))
+    return [(path, gone) for path, gone in found if gone is not None]
+
+
+def output_gone(published: str | Path) -> str | None:
+    """The first of the evaluation, ranking and neighbour CSV that the published result ``published`` names and
+    that is no longer on disk, or None (also for a file that is not a readable published result)."""
+    try:
+        result = read_json(published)
+    except (OSError, ValueError):
+        return None
+    artifacts = result.get("artifacts") if isinstance(result, dict) and "method" in result else None
+    if not isinstance(artifacts, dict):
+        return None
+    for key in OWN_OUTPUTS:
+        name = artifacts.get(key)
+        try:
+            if isinstance(name, str) and not os.path.exists(name):
+                return name
+        except (OSError, ValueError):  # a NUL byte in a path
+            continue
+    return None
+
+
+def outputs_gone_message(published: str, gone: str) -> str:
+    """The warning for a pair of :func:`published_outputs_gone`, with the remedy that works: ``-R`` with the gone
+    file runs its job again, and ``publish`` after it (asking for the published file again finds nothing to do)."""
+    return (
+        f"{published} names {gone}, which is gone (Snakemake removes the files of a job that failed, and then finds "
+        f"nothing to do for the published copy): make it again with -R {gone} after the target (snakemake ... "
+        f"{published} -R {gone})"
+    )
+
+
 CHANGED = "which changed since (re-computed in place by a later run, or edited)"  # the warning cannot tell which
 # said once after the stale files: asking again cannot make a file whose dataset folder is gone ("did you mean")
 RETIRE = (
