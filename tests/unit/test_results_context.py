@@ -177,12 +177,12 @@ def test_a_published_search_older_than_its_collections_lists_is_stale(tmp_path, 
     assert message.startswith("results/search/coll/newph.json (.csv, .html) is older than c/db.json")
     assert message.endswith(
         "ask for it again (snakemake ... results/search/coll/newph.html) to bring it up to date (if that finds "
-        "nothing to do, c/db.json was changed outside the workflow: add -R c/db.json after the target)"
+        "nothing to do, c/db.json was changed outside the workflow, or the run that made it failed before publishing: add -R c/db.json after the target)"
     )
     # a file that is not an input of publish (a ranking's CSV saved from a spreadsheet): asking again does nothing,
     # -R with it does (helper-122's trial got the same warning after every run)
     assert stale_message("results/mine_sv.json", "results/eval/mine/v/sv_neighbours.csv").endswith(
-        "(if that finds nothing to do, results/eval/mine/v/sv_neighbours.csv was changed outside the workflow: add -R "
+        "(if that finds nothing to do, results/eval/mine/v/sv_neighbours.csv was changed outside the workflow, or the run that made it failed before publishing: add -R "
         "results/eval/mine/v/sv_neighbours.csv after the target)"
     )
     assert "its numbers" in stale_message("results/mine_sv.json", "lists.json")
@@ -357,7 +357,7 @@ def test_a_method_table_older_than_a_result_it_lists_is_stale(tmp_path, monkeypa
         "results/g_compare.json (.md) is older than k/sv.json, which changed since (re-computed in place by a "
         "later run, or edited): its "
         "table is from before; ask for it again (snakemake ... results/g_compare.md) to bring it up to date (if "
-        "that finds nothing to do, k/sv.json was changed outside the workflow: add -R k/sv.json after the target)"
+        "that finds nothing to do, k/sv.json was changed outside the workflow, or the run that made it failed before publishing: add -R k/sv.json after the target)"
     )
 
 

@@ -691,6 +691,10 @@ def stale_message(published: str, newer: str) -> str:
 def _or_rerun(newer: str) -> str:
     """The second remedy of a stale published file: where asking again finds nothing to do (``newer`` changed
     outside the workflow, e.g. a ranking's CSV saved from a spreadsheet, which is not an input of ``publish``; a
-    new user's trial got the same warning after every run; or damaged, when a job above failed reading it), ``-R``
-    with ``newer`` makes it again, and what follows."""
-    return f" (if that finds nothing to do, {newer} was changed outside the workflow: add -R {newer} after the target)"
+    new user's trial got the same warning after every run; or damaged, when a job above failed reading it; or made
+    by a run that failed before its publish step, helper-149), ``-R`` with ``newer`` makes it again, and what
+    follows."""
+    return (
+        f" (if that finds nothing to do, {newer} was changed outside the workflow, or the run that made it failed "
+        f"before publishing: add -R {newer} after the target)"
+    )
