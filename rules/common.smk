@@ -412,6 +412,22 @@ def check_full_ranking(ds, method):
 _GONE_SAID = set()  # published results named as naming removed files, once a DAG build
 
 
+def planned_output_gone(published, ds, method):
+    """Whether the published result ``published`` of ``ds`` and ``method`` names an evaluation file that is gone
+    and that this configuration's evaluation would make (its folder; another version's published result is
+    published again anyway, its input having changed), and this run was not asked to make it again (-R)."""
+    gone = output_gone(published) if os.path.isfile(published) else None
+    if gone is None:
+        return False
+    try:
+        planned = PLAN.evaluation_path(ds, method)
+    except WorkflowError:  # said where the evaluation is planned
+        return False
+    forced = {os.path.normpath(str(f)) for f in workflow.dag_settings.forcerun or ()}
+    same = os.path.normpath(os.path.dirname(gone)) == os.path.normpath(os.path.dirname(planned))
+    return same and not ({os.path.normpath(gone), os.path.normpath(planned)} & forced)
+
+
 def publish_inputs(wildcards):
     """The versioned evaluation, and for VLAD global descriptors the whitening file whose decision it records. A
     published result that names evaluation files Snakemake removed after a failed job is said, with the remedy:
@@ -419,10 +435,9 @@ def publish_inputs(wildcards):
     ds, method = result_name(wildcards)
     check_full_ranking(ds, method)
     published = f"results/{wildcards.result}.json"
-    gone = output_gone(published) if os.path.isfile(published) else None
-    if gone is not None and published not in _GONE_SAID:
+    if published not in _GONE_SAID and planned_output_gone(published, ds, method):
         _GONE_SAID.add(published)
-        logger.warning(outputs_gone_message(published, gone))
+        logger.warning(outputs_gone_message(published, output_gone(published)))
     inputs = {"evaluation": PLAN.evaluation_path(ds, method)}
     if config["shortlist"]["source"] == "vlad" and method != "asmk":
         space = PLAN.lw_space() if method == "lw" else PLAN.fit_split(ds)
@@ -470,7 +485,7 @@ def evaluate_ames_inputs(wildcards):
                 + (
                     ""
                     if PLAN.canonical(VAL) in (PLAN.canonical(ds), PLAN.canonical(TRAIN))
-                    else f" (it reads {PLAN.dataset_dir(VAL)})"
+                    else f" (both read {PLAN.shared_folder(VAL, ds) or PLAN.shared_folder(VAL, TRAIN)})"
                 )
             )
         inputs.update(
@@ -688,7 +703,7 @@ def warn_stale_published():
         logger.warning(f"the check for stale published results failed ({type(e).__name__}: {e}); skipped")
         return
     try:
-        gone = published_outputs_gone("results")
+        gone = [(p, g) for p, g in published_outputs_gone("results") if _planned_gone(p)]
     except Exception as e:  # as above
         logger.warning(f"the check for published results naming removed files failed ({type(e).__name__}: {e})")
         gone = []
@@ -705,6 +720,16 @@ def warn_stale_published():
         options := run_options(workflow.overwrite_configfiles, dict(workflow.config_settings.config or {}))
     ):
         logger.warning(options)
+
+
+def _planned_gone(published):
+    """planned_output_gone for a published result by its path: one of another configuration, or whose name or plan
+    cannot be read, is not said (a user who deleted old evaluations would hear of them after every run)."""
+    try:
+        ds, method = split_result_name(os.path.basename(published).removesuffix(".json"), METHODS)
+        return planned_output_gone(published, ds, method)
+    except Exception:  # noqa: BLE001 -- a check at the end of a run never fails it
+        return False
 
 
 def _folder_gone(published):

@@ -836,6 +836,12 @@ def test_an_extraction_job_runs_with_the_configured_weights_file_and_device(tmp_
     ck.write_bytes(b"seed 1 weights")
     with pytest.raises(ValueError, match=rf"extract\.{backbone}\.checkpoint: .*model\.pt is not the file this job"):
         job_backbone_config(b, params, cfg)
+    ck.unlink()  # moved away while a job waited: the key named, not a bare FileNotFoundError (a review)
+    with pytest.raises(ValueError, match=rf"extract\.{backbone}\.checkpoint: .*model\.pt is not the file this job"):
+        job_backbone_config(b, params, cfg)
+    cfg["extract"][backbone]["checkpoint"] = None  # the key changed meanwhile: not a TypeError
+    with pytest.raises(ValueError, match=rf"extract\.{backbone}\.checkpoint: None is not the file this job"):
+        job_backbone_config(b, params, cfg)
 
 
 def test_a_binary_fixed_point_moves_only_the_binary_evaluation():

@@ -393,7 +393,8 @@ def test_a_published_result_whose_evaluation_was_removed_is_said_with_the_remedy
     said = f"results/demo_global.json names {evaluation}, which is gone"
     out = again.stdout + again.stderr
     assert "Nothing to be done" in out and said in out, out[-2000:]
-    snakemake(wd, "results/demo_global.json", "-R", evaluation, "--configfile", str(TINY))
+    remedy = snakemake(wd, "results/demo_global.json", "-R", evaluation, "--configfile", str(TINY))
+    assert "which is gone" not in remedy.stdout + remedy.stderr  # not told to do what it does
     assert (wd / evaluation).is_file()
     assert load_json(wd / evaluation)["metrics"] == load_json(wd / "results" / "demo_global.json")["metrics"]
     after = snakemake(wd, "results/demo_global.json", "--configfile", str(TINY))

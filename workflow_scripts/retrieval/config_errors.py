@@ -44,7 +44,7 @@ def _yaml_value(value: Any) -> str:
 
 def _yaml_list(values) -> str:
     """Allowed values as a list in YAML's spelling: ``['dinov2', 'resnet', null]`` (Python wrote ``None``)."""
-    return "[" + ", ".join("null" if v is None else repr(v) for v in values) + "]"
+    return "[" + ", ".join(_yaml_value(v) for v in values) + "]"
 
 
 def _short(value: Any) -> str:

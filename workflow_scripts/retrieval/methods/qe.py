@@ -43,7 +43,8 @@ def expand(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Database augmentation (``dba``: ``{"k", "alpha"}``, or None) of the database ``db`` (N, D) against itself, then
     query expansion (``qe``: ``{"k", "alpha"}``, or None) of the queries ``q`` (n, D) against the augmented
-    database, as deep-image-retrieval orders them: (q', db'), float32, L2-normalised rows (:func:`alpha_expand`)."""
+    database, as deep-image-retrieval orders them: (q', db'), each expanded one float32 with L2-normalised rows
+    (:func:`alpha_expand`), the other returned as given."""
     if dba is not None:
         db = alpha_expand(db, db, int(dba["k"]), float(dba["alpha"]), exclude_self=True)
     if qe is not None:

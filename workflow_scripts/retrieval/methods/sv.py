@@ -291,7 +291,8 @@ def verify_shortlists_reference(
     q_local, db_local, ids: np.ndarray, cfg: SVConfig
 ) -> tuple[np.ndarray, dict[str, float]]:
     """The previous implementation of ``verify_shortlists`` (one matrix product and ``argpartition`` per pair),
-    frozen: the benchmark's reference for the batched one. Same arguments and results."""
+    frozen: the benchmark's reference for the batched one. Same arguments and inlier counts; its ``pairs`` is every
+    pair, Nq x k (the batched one's counts only pairs whose images both have features)."""
     cv2.setRNGSeed(cfg.seed)
     k = min(cfg.num_rerank, ids.shape[1])
     nq = ids.shape[0]

@@ -41,8 +41,8 @@ def job_backbone_config(backbone: str, params_config: dict[str, Any], config: di
     """The backbone configuration an extraction job runs with: its params (``Plan.extraction_params``), with what
     they leave out taken from the workflow's configuration: ``extract.{backbone}.device`` for a deep backbone, and
     for every weights file the params give as ``{"sha1": ...}``, the path ``extract.{backbone}.{key}`` names.
-    ValueError naming the key where that file's SHA-1 is no longer the planned one (saved over since the
-    workflow planned the job: run again, and the new weights get their own version)."""
+    ValueError naming the key where the configuration no longer names a file of the planned SHA-1 (saved over,
+    moved or renamed since the workflow planned the job: run again, and new weights get their own version)."""
     section = config["extract"].get(backbone)
     out = dict(params_config)
     if not isinstance(section, dict):
@@ -51,13 +51,15 @@ def job_backbone_config(backbone: str, params_config: dict[str, Any], config: di
         out["device"] = section["device"]
     for key, value in params_config.items():
         if isinstance(value, dict) and set(value) == {"sha1"}:
-            path = str(Path(section[key]).expanduser())
-            if file_sha1(path) != value["sha1"]:
+            named = section.get(key)
+            path = Path(named).expanduser() if isinstance(named, str) else None
+            if path is None or not path.is_file() or file_sha1(path) != value["sha1"]:
+                # saved over, moved, or the key changed while the job waited (a queued SLURM job, say)
                 raise ValueError(
-                    f"extract.{backbone}.{key}: {section[key]} is not the file this job was planned with (SHA-1 "
-                    f"{value['sha1']}); it was saved over meanwhile: run the workflow again"
+                    f"extract.{backbone}.{key}: {named} is not the file this job was planned with (SHA-1 "
+                    f"{value['sha1']}); it was saved over, moved or renamed meanwhile: run the workflow again"
                 )
-            out[key] = section[key]
+            out[key] = named
     return out
 
 

@@ -125,8 +125,8 @@ def sample_triplets(
 ) -> np.ndarray:
     """One epoch of AMES's training triplets (the official ``TripletSampler``, Suma et al., ECCV 2024): every valid
     anchor of ``anchors`` (n,) int (:func:`valid_anchors`) once, in ``rng``'s random order, with one positive (same
-    label) and one negative (another label) among its first ``num_candidates`` global neighbours ``ids`` (N, >= k)
-    int with similarity ``sims`` (N, >= k) float above 0, each drawn with probability proportional to sim^3 (hard
+    label) and one negative (another label) among its first ``num_candidates`` global neighbours ``ids``
+    (N, >= num_candidates) int with similarity ``sims`` (N, >= num_candidates) float above 0, each drawn with probability proportional to sim^3 (hard
     mining). ``labels`` (N,) int. Returns (n, 3) int64 rows (anchor, positive, negative) of database ids."""
     out = np.zeros((len(anchors), 3), np.int64)
     for row, a in enumerate(rng.permutation(anchors)):
