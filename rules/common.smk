@@ -412,13 +412,11 @@ def check_full_ranking(ds, method):
 _GONE_SAID = set()  # published results named as naming removed files, once a DAG build
 
 
-def planned_output_gone(published, ds, method):
-    """Whether the published result ``published`` of ``ds`` and ``method`` names an evaluation file that is gone
-    and that this configuration's evaluation would make (its folder; another version's published result is
-    published again anyway, its input having changed), and this run was not asked to make it again (-R)."""
-    gone = output_gone(published) if os.path.isfile(published) else None
-    if gone is None:
-        return False
+def planned_output_gone(gone, ds, method):
+    """Whether ``gone``, an evaluation file a published result of ``ds`` and ``method`` names and that is gone
+    (retrieval.evaluation.results.output_gone), is one this configuration's evaluation would make (its folder;
+    another version's published result is published again anyway, its input having changed), and this run was not
+    asked to make it again (-R)."""
     try:
         planned = PLAN.evaluation_path(ds, method)
     except WorkflowError:  # said where the evaluation is planned
@@ -435,9 +433,11 @@ def publish_inputs(wildcards):
     ds, method = result_name(wildcards)
     check_full_ranking(ds, method)
     published = f"results/{wildcards.result}.json"
-    if published not in _GONE_SAID and planned_output_gone(published, ds, method):
-        _GONE_SAID.add(published)
-        logger.warning(outputs_gone_message(published, output_gone(published)))
+    if published not in _GONE_SAID:
+        _GONE_SAID.add(published)  # read once a DAG build
+        gone = output_gone(published) if os.path.isfile(published) else None
+        if gone is not None and planned_output_gone(gone, ds, method):
+            logger.warning(outputs_gone_message(published, gone))
     inputs = {"evaluation": PLAN.evaluation_path(ds, method)}
     if config["shortlist"]["source"] == "vlad" and method != "asmk":
         space = PLAN.lw_space() if method == "lw" else PLAN.fit_split(ds)
@@ -703,7 +703,7 @@ def warn_stale_published():
         logger.warning(f"the check for stale published results failed ({type(e).__name__}: {e}); skipped")
         return
     try:
-        gone = [(p, g) for p, g in published_outputs_gone("results") if _planned_gone(p)]
+        gone = [(p, g) for p, g in published_outputs_gone("results") if _planned_gone(p, g)]
     except Exception as e:  # as above
         logger.warning(f"the check for published results naming removed files failed ({type(e).__name__}: {e})")
         gone = []
@@ -722,12 +722,12 @@ def warn_stale_published():
         logger.warning(options)
 
 
-def _planned_gone(published):
+def _planned_gone(published, gone):
     """planned_output_gone for a published result by its path: one of another configuration, or whose name or plan
     cannot be read, is not said (a user who deleted old evaluations would hear of them after every run)."""
     try:
         ds, method = split_result_name(os.path.basename(published).removesuffix(".json"), METHODS)
-        return planned_output_gone(published, ds, method)
+        return planned_output_gone(gone, ds, method)
     except Exception:  # noqa: BLE001 -- a check at the end of a run never fails it
         return False
 
