@@ -416,14 +416,25 @@ def planned_output_gone(gone, ds, method):
     """Whether ``gone``, an evaluation file a published result of ``ds`` and ``method`` names and that is gone
     (retrieval.evaluation.results.output_gone), is one this configuration's evaluation would make (its folder;
     another version's published result is published again anyway, its input having changed), and this run was not
-    asked to make it again (-R)."""
+    asked to make it again (-R naming the file or the rule that makes it, or -F)."""
     try:
         planned = PLAN.evaluation_path(ds, method)
     except WorkflowError:  # said where the evaluation is planned
         return False
-    forced = {os.path.normpath(str(f)) for f in workflow.dag_settings.forcerun or ()}
     same = os.path.normpath(os.path.dirname(gone)) == os.path.normpath(os.path.dirname(planned))
-    return same and not ({os.path.normpath(gone), os.path.normpath(planned)} & forced)
+    return same and not _forced(gone, planned)
+
+
+def _forced(*paths):
+    """Whether this run makes any of ``paths`` again whatever their state: -F, or -R naming one of them or a rule
+    that makes one (Snakemake's forcerun takes both)."""
+    if workflow.dag_settings.forceall:
+        return True
+    named = [str(f) for f in workflow.dag_settings.forcerun or ()]
+    files = {os.path.normpath(f) for f in named if not workflow.is_rule(f)}
+    rules = [workflow.get_rule(f) for f in named if workflow.is_rule(f)]
+    wanted = {os.path.normpath(p) for p in paths}
+    return bool(wanted & files) or any(r.is_producer(p) for r in rules for p in wanted)
 
 
 def publish_inputs(wildcards):
