@@ -35,6 +35,19 @@ def test_lw_refuses_a_split_without_two_same_label_pairs_naming_it(tmp_path):
     assert (tmp_path / "w.npz").is_file()
 
 
+def test_lw_from_fewer_pairs_than_dimensions_is_fitted_with_a_warning(tmp_path, caplog):
+    """Fewer pairs than dimensions leave directions the ridge alone decides: said, not silent."""
+    with caplog.at_level("WARNING", logger="retrieval.stages.lw"):
+        _lw(tmp_path, [0, 0, 0, 1, 2])  # 3 pairs, dimension 6
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and "training split 'mytrain' gives 3 same-label pairs for dimension 6" in said[0]
+    assert "lw.ridge (0.1 x the mean eigenvalue) alone sets the other 3" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="retrieval.stages.lw"):
+        _lw(tmp_path, [0, 0, 0, 0, 1, 1])  # 7 pairs: enough
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def _knn(labels, k):
     """Every image's k nearest others, by a similarity that favours its own label."""
     n = len(labels)

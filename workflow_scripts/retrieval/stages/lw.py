@@ -62,6 +62,20 @@ def fit_lw_stage(
         (labels >= 0).sum(),
         x.shape[1],
     )
+    if len(pairs) < x.shape[1]:  # accepted silently before (the ridge makes S invertible)
+        log.warning(
+            "Lw whitening: %s: training split '%s' gives %d same-label pairs for dimension %d: their differences span "
+            "at most %d of the %d directions, and lw.ridge (%g x the mean eigenvalue) alone sets the other %d, so Lw "
+            "is little more than PCA whitening there. More images per label in the training split fit them from data",
+            lists_path,
+            training_split,
+            len(pairs),
+            x.shape[1],
+            len(pairs),
+            x.shape[1],
+            float(cfg["ridge"]),
+            x.shape[1] - len(pairs),
+        )
     w = fit_lw_whitening(x, pairs, float(cfg["ridge"]))
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
