@@ -34,6 +34,8 @@ rule backbone_global:
         manifest=beside(GLOBAL_BACKBONE, "{side}.manifest.json"),
     log:
         "logs/backbone_global/{dataset}/{ver}/{side}.log",
+    benchmark:
+        "benchmarks/backbone_global/{dataset}/{ver}/{side}.tsv"
     conda:
         ENV
     threads: 1
@@ -58,6 +60,8 @@ rule import_global:
         manifest=beside(GLOBAL_IMPORT, "{side}.manifest.json"),
     log:
         "logs/import_global/{dataset}/{ver}/{side}.log",
+    benchmark:
+        "benchmarks/import_global/{dataset}/{ver}/{side}.tsv"
     conda:
         ENV
     threads: 1

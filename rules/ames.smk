@@ -9,6 +9,8 @@ rule knn_train:
         manifest=beside(KNN_TRAIN, "manifest.json"),
     log:
         "logs/knn_train/{ver}.log",
+    benchmark:
+        "benchmarks/knn_train/{ver}.tsv"
     conda:
         ENV
     threads: config["threads"]
@@ -30,6 +32,8 @@ rule itq:
         manifest=beside(ITQ, "manifest.json"),
     log:
         "logs/itq/{ver}.log",
+    benchmark:
+        "benchmarks/itq/{ver}.tsv"
     conda:
         ENV
     threads: config["threads"]
@@ -185,6 +189,8 @@ rule evaluate_ames:
         manifest=beside(EVAL, "{method}.manifest.json"),
     log:
         "logs/evaluate_ames/{dataset}/{ver}/{method}.log",
+    benchmark:
+        "benchmarks/evaluate_ames/{dataset}/{ver}/{method}.tsv"
     wildcard_constraints:
         method="ames|ames_binary",
     conda:

@@ -117,6 +117,8 @@ rule evaluate_asmk:
         manifest=beside(EVAL, "asmk.manifest.json"),
     log:
         "logs/evaluate_asmk/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/evaluate_asmk/{dataset}/{ver}.tsv"
     conda:
         ENV
     threads: 1

@@ -9,6 +9,8 @@ rule compare:
         md="results/{dataset}_compare.md",
     log:
         "logs/compare/{dataset}.log",
+    benchmark:
+        "benchmarks/compare/{dataset}.tsv"
     localrule: True
     conda:
         ENV

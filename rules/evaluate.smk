@@ -13,6 +13,8 @@ rule evaluate_global:
         manifest=beside(EVAL, "global.manifest.json"),
     log:
         "logs/evaluate_global/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/evaluate_global/{dataset}/{ver}.tsv"
     conda:
         ENV
     threads: 1

@@ -15,6 +15,8 @@ rule export_ames:
         directory("results/export/ames/{dataset}"),
     log:
         "logs/export_ames/{dataset}.log",
+    benchmark:
+        "benchmarks/export_ames/{dataset}.tsv"
     conda:
         ENV
     threads: 1

@@ -12,6 +12,8 @@ rule database_list:
         manifest=beside(DB_LIST, "db.manifest.json"),
     log:
         PLAN.log_path("database_list"),
+    benchmark:
+        "benchmarks/database_list/{dataset}/{ver}.tsv"
     conda:
         ENV
     threads: 1
@@ -37,6 +39,8 @@ rule image_lists:
         manifest=beside(LISTS, "manifest.json"),
     log:
         PLAN.log_path("image_lists"),
+    benchmark:
+        "benchmarks/image_lists/{dataset}/{ver}.tsv"
     conda:
         ENV
     threads: 1

@@ -43,6 +43,8 @@ rule evaluate_lw:
         manifest=beside(EVAL, "lw.manifest.json"),
     log:
         "logs/evaluate_lw/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/evaluate_lw/{dataset}/{ver}.tsv"
     conda:
         ENV
     threads: config["threads"]

@@ -16,6 +16,8 @@ rule evaluate_qe:
         manifest=beside(EVAL, "{method}.manifest.json"),
     log:
         "logs/evaluate_qe/{dataset}/{ver}/{method}.log",
+    benchmark:
+        "benchmarks/evaluate_qe/{dataset}/{ver}/{method}.tsv"
     wildcard_constraints:
         method="aqe|adba",
     conda:

@@ -8,6 +8,8 @@ rule report:
         html="results/report/{dataset}.html",
     log:
         "logs/report/{dataset}.log",
+    benchmark:
+        "benchmarks/report/{dataset}.tsv"
     conda:
         ENV
     threads: 1

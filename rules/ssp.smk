@@ -9,6 +9,8 @@ rule anchors:
         manifest=beside(ANCHORS, "manifest.json"),
     log:
         "logs/anchors/{space}/{ver}.log",
+    benchmark:
+        "benchmarks/anchors/{space}/{ver}.tsv"
     conda:
         ENV
     threads: config["threads"]
@@ -80,6 +82,8 @@ rule evaluate_ssp:
         manifest=beside(EVAL, "ssp.manifest.json"),
     log:
         "logs/evaluate_ssp/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/evaluate_ssp/{dataset}/{ver}.tsv"
     conda:
         ENV
     threads: 1

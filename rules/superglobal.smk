@@ -17,6 +17,8 @@ rule evaluate_superglobal:
         manifest=beside(EVAL, "superglobal.manifest.json"),
     log:
         "logs/evaluate_superglobal/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/evaluate_superglobal/{dataset}/{ver}.tsv"
     conda:
         ENV
     threads: config["threads"]

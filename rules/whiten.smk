@@ -10,6 +10,8 @@ rule whiten_fit:
         manifest=beside(WHITEN, "manifest.json"),
     log:
         "logs/whiten_fit/{dataset}/{ver}.log",
+    benchmark:
+        "benchmarks/whiten_fit/{dataset}/{ver}.tsv"
     conda:
         ENV
     threads: config["threads"]
@@ -34,6 +36,8 @@ rule whiten_apply:
         manifest=beside(GLOBAL, "{side}.manifest.json"),
     log:
         "logs/whiten_apply/{dataset}/{space}/{ver}/{side}.log",
+    benchmark:
+        "benchmarks/whiten_apply/{dataset}/{space}/{ver}/{side}.tsv"
     conda:
         ENV
     threads: 1
