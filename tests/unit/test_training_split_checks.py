@@ -36,15 +36,17 @@ def test_lw_refuses_a_split_without_two_same_label_pairs_naming_it(tmp_path):
 
 
 def test_lw_from_fewer_pairs_than_dimensions_is_fitted_with_a_warning(tmp_path, caplog):
-    """Fewer pairs than dimensions leave directions the ridge alone decides: said, not silent."""
+    """Pair differences spanning fewer directions than the dimension leave the rest to the ridge: said, not silent.
+    A label of n images spans n - 1 directions whatever its C(n, 2) pairs (helper-151: the pair count overstated)."""
     with caplog.at_level("WARNING", logger="retrieval.stages.lw"):
-        _lw(tmp_path, [0, 0, 0, 1, 2])  # 3 pairs, dimension 6
+        _lw(tmp_path, [0, 0, 0, 0, 1, 1, 2])  # 7 pairs (6 + 1), 7 images in 3 labels: span 4 of dimension 6
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(said) == 1 and "training split 'mytrain' gives 3 same-label pairs for dimension 6" in said[0]
-    assert "lw.ridge (0.1 x the mean eigenvalue) alone sets the other 3" in said[0]
+    assert len(said) == 1 and "'mytrain' gives 7 same-label pairs of 7 images in 3 labels for dimension 6" in said[0]
+    assert "span at most 4 of the 6 directions" in said[0]
+    assert "lw.ridge (0.1 x the mean eigenvalue) alone sets the other 2" in said[0]
     caplog.clear()
     with caplog.at_level("WARNING", logger="retrieval.stages.lw"):
-        _lw(tmp_path, [0, 0, 0, 0, 1, 1])  # 7 pairs: enough
+        _lw(tmp_path, [0] * 4 + [1] * 4)  # span 6: every direction from data
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 

@@ -62,19 +62,25 @@ def fit_lw_stage(
         (labels >= 0).sum(),
         x.shape[1],
     )
-    if len(pairs) < x.shape[1]:  # accepted silently before (the ridge makes S invertible)
+    labelled = labels[labels >= 0]
+    # the differences of a label's n images span at most n - 1 directions (helper-151: not the pair count)
+    span = len(labelled) - len(np.unique(labelled))
+    if span < x.shape[1]:  # accepted silently before (the ridge makes S invertible)
         log.warning(
-            "Lw whitening: %s: training split '%s' gives %d same-label pairs for dimension %d: their differences span "
-            "at most %d of the %d directions, and lw.ridge (%g x the mean eigenvalue) alone sets the other %d, so Lw "
-            "is little more than PCA whitening there. More images per label in the training split fit them from data",
+            "Lw whitening: %s: training split '%s' gives %d same-label pairs of %d images in %d labels for dimension "
+            "%d: their differences span at most %d of the %d directions (images minus labels), and lw.ridge (%g x the "
+            "mean eigenvalue) alone sets the other %d, so Lw is little more than PCA whitening there. More images "
+            "per label, or more labels, in the training split fit them from data",
             lists_path,
             training_split,
             len(pairs),
+            len(labelled),
+            len(np.unique(labelled)),
             x.shape[1],
-            len(pairs),
+            span,
             x.shape[1],
             float(cfg["ridge"]),
-            x.shape[1] - len(pairs),
+            x.shape[1] - span,
         )
     w = fit_lw_whitening(x, pairs, float(cfg["ridge"]))
     with atomic_path(out_path) as tmp:
