@@ -1,7 +1,8 @@
 """Rule backbone_global: the shortlist backbone's global descriptors of one split, from its extraction."""
 
-from retrieval.runtime import setup_logging, write_rule_manifest
+from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
+limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
 from retrieval.stages.aggregate import backbone_global  # noqa: E402

@@ -1,7 +1,8 @@
 """Rule compare: one table of every method on the same global shortlist (metrics, paired difference, cost)."""
 
-from retrieval.runtime import setup_logging
+from retrieval.runtime import limit_threads, setup_logging
 
+limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
 from retrieval.stages.compare import compare_stage  # noqa: E402

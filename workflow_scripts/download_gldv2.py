@@ -2,8 +2,9 @@
 
 import os
 
-from retrieval.runtime import setup_logging
+from retrieval.runtime import limit_threads, setup_logging
 
+limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
 from retrieval.data.download_gldv2 import download_gldv2  # noqa: E402

@@ -1,7 +1,8 @@
 """Rule export_ames: this run's local descriptors, shortlist and lists in the AMES release layout."""
 
-from retrieval.runtime import setup_logging
+from retrieval.runtime import limit_threads, setup_logging
 
+limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
 from retrieval.stages.export import export_ames  # noqa: E402

@@ -1,7 +1,8 @@
 """Rule import_global: global descriptors computed elsewhere, checked against the image list and normalised."""
 
-from retrieval.runtime import setup_logging, write_rule_manifest
+from retrieval.runtime import limit_threads, setup_logging, write_rule_manifest
 
+limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
 from retrieval.stages.imports import import_global_stage  # noqa: E402

@@ -260,3 +260,17 @@ def test_a_module_imported_from_its_package_is_checked_as_itself():
     assert {"retrieval.job_memory", "retrieval.input_errors", "retrieval.data.datasets"} <= dag
     extract = {t for t, _, _ in imports(PKG / "stages" / "extract.py", "retrieval.stages.extract")}
     assert "retrieval.features.sift" in extract and "retrieval.features" not in extract
+
+
+def test_every_entry_point_caps_its_threads_first():
+    """Each rule's entry point calls limit_threads before anything else runs (helper-151: seven did not, so their
+    manifests recorded threads: null and their libraries took every core)."""
+    scripts = sorted((ROOT / "workflow_scripts").glob("*.py"))
+    assert len(scripts) > 40
+    late = []
+    for path in scripts:
+        calls = [ln for ln in path.read_text().splitlines() if ln and not ln[0].isspace() and "(" in ln]
+        calls = [ln for ln in calls if not ln.startswith(("from ", "import ", '"""', "#", "def ", "class "))]
+        if not calls or not calls[0].startswith("limit_threads("):
+            late.append(path.name)
+    assert not late, f"entry points whose first call is not limit_threads: {late}"
