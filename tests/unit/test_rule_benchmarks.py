@@ -1,5 +1,5 @@
 """Every rule that runs a job writes a Snakemake benchmark file under benchmarks/{rule}/: `make rule-times` names a
-row by that folder, and a rule without one was missing from the per-rule table (16 of the main job's 59 steps)."""
+row by that folder, and a rule without one was missing from the per-rule table (15 of the main job's 59 steps)."""
 
 import re
 from pathlib import Path
