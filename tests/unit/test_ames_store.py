@@ -54,6 +54,7 @@ def test_store_gives_the_logits_of_on_the_fly_projection(tmp_path, binarized):
     method = "ames_binary" if binarized else "ames"
     ames_store_stage(tmp_path / "model.pt", local, store, tmp_path / "m.json", 10, method, "cpu", "v", {}, "cpu")
     info = read_json(tmp_path / "m.json")["store"]
+    assert read_json(tmp_path / "m.json")["inputs"]["db_local"] == {"path": str(local)}  # what it read, named
     with open_local(local) as f:
         dd, dc = f["descriptors"][:], f["count"][:]
     rng = np.random.default_rng(1)

@@ -172,10 +172,14 @@ def test_database_side_is_stored_once_as_packed_bits_or_fp16_tokens(tiny_ames):
         logits = tiny_ames / res["artifacts"]["logits"]
         db_input = load_json(logits.with_name(f"{method}.manifest.json"))["inputs"]["db"]["path"]
         assert db_input.startswith("results/ames_store/demo/") and db_input.endswith(f"{method}.h5")
+        store_inputs = load_json((tiny_ames / db_input).with_name(f"{method}.manifest.json"))["inputs"]
+        assert store_inputs["db_local"]["path"].startswith("results/local/demo/")  # what it read (helper-153)
         with h5py.File(tiny_ames / db_input, "r") as f:
             assert f[payload].shape == (res["n_db"], 32, width)  # tiny preset: db_desc 32; 128 bits = 16 bytes
             assert f.attrs["bytes_per_image"] == 32 * width * f[payload].dtype.itemsize + 4
         assert res["timing"]["reads_measured"] is True and res["timing"]["ms_per_query"]["reads"] > 0
+    itq = load_json(tiny_ames / f"results/itq/{res['versions']['itq']}/manifest.json")
+    assert itq["inputs"]["local"]["path"].startswith("results/local/demo-train/")  # it recorded no input
 
 
 def test_scale_benchmark_on_a_simulated_database(tiny_ames):

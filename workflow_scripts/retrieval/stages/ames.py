@@ -119,6 +119,7 @@ def fit_itq_stage(
 ) -> None:
 
     m = Manifest("itq", version, cfg, preset, fitted_on=training_split)
+    m.add_input("local", local_path, checksum=False)  # by path (its version in it): a large store is not hashed again
     desc, counts = _load_local(local_path)
     rng = np.random.default_rng(cfg["seed"])
     x = np.concatenate([d[:c] for d, c in zip(desc, counts)]).astype(np.float32)
@@ -289,6 +290,7 @@ def ames_store_stage(
     device = resolve_device(device)
     m = Manifest("ames_store", version, config, preset)
     m.add_input("model", model_path, checksum=False)
+    m.add_input("db_local", db_local, checksum=False)  # the local store it reads, by path, as the model
     model = _model_for(model_path, method)
     model.eval().to(device)
     t0 = time.time()

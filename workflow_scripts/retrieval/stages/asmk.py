@@ -144,7 +144,7 @@ def build_asmk_ivf(
     version: str,
     block: int = 256,
 ) -> None:
-    """The database's inverted file (see ``asmk_index.write_ivf``), aggregated ``block`` images at a time."""
+    """The database's inverted file (see ``retrieval.search.asmk.write_ivf``), aggregated ``block`` images at a time."""
 
     centroids = load_centroids(codebook_path)
     conf = kernel_config(cfg, centroids, codebook_path, "db")
