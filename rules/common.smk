@@ -412,17 +412,24 @@ def check_full_ranking(ds, method):
 _GONE_SAID = set()  # published results named as naming removed files, once a DAG build
 
 
-def planned_output_gone(gone, ds, method):
-    """Whether ``gone``, an evaluation file a published result of ``ds`` and ``method`` names and that is gone
-    (retrieval.evaluation.results.output_gone), is one this configuration's evaluation would make (its folder;
-    another version's published result is published again anyway, its input having changed), and this run was not
-    asked to make it again (-R naming the file or the rule that makes it, or -F)."""
+def planned_output_gone(gone, ds, method, published):
+    """Whether ``gone``, an evaluation file that ``published``, the published result of ``ds`` and ``method``, names
+    and that is gone (retrieval.evaluation.results.output_gone), is one this configuration's evaluation would make
+    (its folder; another version's published result is published again anyway, its input having changed), and this
+    run was not asked to make it again (-R naming the file or the rule that makes it, -F, or -f with the published
+    result as a target, whose forced copy needs the evaluation again)."""
     try:
         planned = PLAN.evaluation_path(ds, method)
     except WorkflowError:  # said where the evaluation is planned
         return False
     same = os.path.normpath(os.path.dirname(gone)) == os.path.normpath(os.path.dirname(planned))
-    return same and not _forced(gone, planned)
+    return same and not _forced(gone, planned) and not _forced_target(published)
+
+
+def _forced_target(path):
+    """Whether -f (--forcetargets) makes ``path``, one of this run's targets, again."""
+    targets = {os.path.normpath(str(t)) for t in workflow.dag_settings.targets or ()}
+    return bool(workflow.dag_settings.forcetargets) and os.path.normpath(path) in targets
 
 
 def _forced(*paths):
@@ -447,7 +454,7 @@ def publish_inputs(wildcards):
     if published not in _GONE_SAID:
         _GONE_SAID.add(published)  # read once a DAG build
         gone = output_gone(published) if os.path.isfile(published) else None
-        if gone is not None and planned_output_gone(gone, ds, method):
+        if gone is not None and planned_output_gone(gone, ds, method, published):
             logger.warning(outputs_gone_message(published, gone))
     inputs = {"evaluation": PLAN.evaluation_path(ds, method)}
     if config["shortlist"]["source"] == "vlad" and method != "asmk":
@@ -738,7 +745,7 @@ def _planned_gone(published, gone):
     cannot be read, is not said (a user who deleted old evaluations would hear of them after every run)."""
     try:
         ds, method = split_result_name(os.path.basename(published).removesuffix(".json"), METHODS)
-        return planned_output_gone(gone, ds, method)
+        return planned_output_gone(gone, ds, method, published)
     except Exception:  # noqa: BLE001 -- a check at the end of a run never fails it
         return False
 
