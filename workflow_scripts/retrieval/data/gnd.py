@@ -229,6 +229,32 @@ def _check_entry_keys(g: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where}: unknown key {key!r}; did you mean {near!r}? (read: {', '.join(ENTRY_KEYS)})")
 
 
+def _warn_missing_kinds(gnd_raw: list[Any], qimlist: list[str], source: str) -> None:
+    """Warn of entries without an ``easy``, ``hard`` or ``junk`` key that other entries have: read as an empty list,
+    so a deleted ``hard`` turned that query's hard positives into negatives without a word (helper-154: Medium 97.74
+    to 94.92). A key no entry has (a ground truth without junk) is not said; nor are cirtorch's ``ok`` entries."""
+    entries = {
+        i: g
+        for i, g in enumerate(gnd_raw)
+        if isinstance(g, dict) and not ("ok" in g and "easy" not in g and "hard" not in g)
+    }
+    for key in ("easy", "hard", "junk"):
+        have = sum(key in g for g in entries.values())
+        lack = [qimlist[i] for i, g in entries.items() if key not in g]
+        if have and lack:
+            log.warning(
+                "%s: %d entries of 'gnd' have no '%s' key, which %d others have: read as none (%s%s); write '%s': [] "
+                "where that is meant",
+                source,
+                len(lack),
+                key,
+                have,
+                ", ".join(lack[:5]),
+                ", ..." if len(lack) > 5 else "",
+                key,
+            )
+
+
 MAX_GND_PROBLEMS = 20  # entries named in one error; the rest counted
 
 
@@ -332,8 +358,20 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
             read_ok,
         )
     _warn_self_matches(imlist, qimlist, gnd, source)
+    _warn_missing_kinds(gnd_raw, qimlist, source)
     if gnd and not any(g["easy"] or g["hard"] for g in gnd):
         log.warning("%s: no query has a positive ('easy' or 'hard'): every metric will be null", source)
+    else:
+        none = [qimlist[i] for i, g in enumerate(gnd) if not g["easy"] and not g["hard"]]
+        if none:  # as gnd.csv's junk-only queries: said, in case a list was deleted or misplaced (helper-154)
+            log.warning(
+                "%s: %d queries have no positive ('easy' or 'hard') in any protocol (AP null, left out of the means): "
+                "%s%s",
+                source,
+                len(none),
+                ", ".join(none[:5]),
+                ", ..." if len(none) > 5 else "",
+            )
     labels = raw.get("labels")
     if labels is not None:
         labels = as_int_list(labels, f"{source}['labels']", "integer instance ids (one per imlist image, -1 for none)")
