@@ -8,17 +8,18 @@ import pytest
 from retrieval.data.gnd import check_validation_positives
 from retrieval.features.vlad import l2_normalise
 from retrieval.methods.ames.train import TrainConfig
+from retrieval.methods.lw import pair_span
 from retrieval.runtime import write_json
 from retrieval.stages.ames import check_training_anchors, make_validator
 from retrieval.stages.lw import fit_lw_stage
 from retrieval.stores.global_store import write_global, write_neighbours
 
 
-def _lw(tmp_path, labels):
+def _lw(tmp_path, labels, max_pairs=1000):
     x = l2_normalise(np.random.default_rng(0).normal(size=(len(labels), 6)).astype(np.float32))
     write_global(tmp_path / "g.h5", x)
     write_json(tmp_path / "lists.json", {"db": [{"label": int(v)} for v in labels]})
-    cfg = {"max_pairs": 1000, "seed": 0, "ridge": 0.1}
+    cfg = {"max_pairs": max_pairs, "seed": 0, "ridge": 0.1}
     fit_lw_stage(tmp_path / "g.h5", tmp_path / "lists.json", tmp_path / "w.npz", tmp_path / "m.json", cfg, "v", "cpu",
                  "mytrain", "g")  # fmt: skip
 
@@ -37,17 +38,34 @@ def test_lw_refuses_a_split_without_two_same_label_pairs_naming_it(tmp_path):
 
 def test_lw_from_fewer_pairs_than_dimensions_is_fitted_with_a_warning(tmp_path, caplog):
     """Pair differences spanning fewer directions than the dimension leave the rest to the ridge: said, not silent.
-    A label of n images spans n - 1 directions whatever its C(n, 2) pairs (helper-151: the pair count overstated)."""
+    A label of n images spans n - 1 directions whatever its C(n, 2) pairs (helper-151: the pair count overstated),
+    and the span is that of the pairs lw.max_pairs kept (helper-154: the whole split's overstated it)."""
     with caplog.at_level("WARNING", logger="retrieval.stages.lw"):
-        _lw(tmp_path, [0, 0, 0, 0, 1, 1, 2])  # 7 pairs (6 + 1), 7 images in 3 labels: span 4 of dimension 6
+        _lw(tmp_path, [0, 0, 0, 0, 1, 1, 2])  # 7 pairs (6 + 1) of 6 images in 2 labels: span 4 of dimension 6
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(said) == 1 and "'mytrain' gives 7 same-label pairs of 7 images in 3 labels for dimension 6" in said[0]
-    assert "span at most 4 of the 6 directions" in said[0]
+    assert len(said) == 1 and "'mytrain' gives 7 same-label pairs (of 6 images in 2 labels) for dimension 6" in said[0]
+    assert "span at most 4 of the 6 directions" in said[0] and "More images per label" in said[0]
     assert "lw.ridge (0.1 x the mean eigenvalue) alone sets the other 2" in said[0]
     caplog.clear()
     with caplog.at_level("WARNING", logger="retrieval.stages.lw"):
         _lw(tmp_path, [0] * 4 + [1] * 4)  # span 6: every direction from data
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    with caplog.at_level("WARNING", logger="retrieval.stages.lw"):
+        _lw(tmp_path, [0] * 4 + [1] * 4, max_pairs=3)  # 3 of the 12 pairs kept: at most 3 directions
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and "gives 3 same-label pairs" in said[0] and "the other 3" in said[0]
+    assert "lw.max_pairs (3) kept only these: raise it" in said[0]
+
+
+def test_pair_span_counts_images_minus_the_groups_the_pairs_link():
+    assert pair_span(np.array([[0, 1], [0, 2], [1, 2]])) == 2  # a label of 3: C(3, 2) pairs, 2 directions
+    assert pair_span(np.array([[0, 1], [2, 3]])) == 2  # two groups
+    assert pair_span(np.array([[0, 1], [1, 2], [2, 3], [5, 6]])) == 4  # a chain of 4 and a pair
+    assert pair_span(np.zeros((0, 2), np.int64)) == 0
+    rng = np.random.default_rng(0)  # the bound is the rank for random descriptors
+    x = rng.normal(size=(8, 20))
+    pairs = np.array([[0, 1], [1, 2], [0, 2], [4, 5], [6, 7], [5, 6]])
+    assert np.linalg.matrix_rank(x[pairs[:, 0]] - x[pairs[:, 1]]) == pair_span(pairs) == 5
 
 
 def _knn(labels, k):

@@ -35,6 +35,25 @@ def positive_pairs(labels: np.ndarray, max_pairs: int, seed: int) -> np.ndarray:
     return pairs
 
 
+def pair_span(pairs: np.ndarray) -> int:
+    """An upper bound on the rank of the pair differences x_i - x_j over ``pairs`` (P, 2) int64: the images the pairs
+    use minus the connected groups they form (a group of n images linked by any number of pairs spans at most n - 1
+    directions; all C(n, 2) pairs of a label span n - 1). Exact for descriptors in general position."""
+    parent: dict[int, int] = {}
+
+    def root(a: int) -> int:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]  # path halving
+            a = parent[a]
+        return a
+
+    for i, j in np.asarray(pairs, np.int64).reshape(-1, 2).tolist():
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[ri] = rj
+    return len(parent) - sum(1 for a in parent if root(a) == a)
+
+
 def fit_lw_whitening(x: np.ndarray, pairs: np.ndarray, ridge: float = 0.0) -> dict[str, np.ndarray]:
     """Supervised (Lw) whitening of Radenović et al. (TPAMI 2018) from matching pairs (i, j) of rows of x.
 

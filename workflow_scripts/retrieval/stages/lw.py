@@ -14,7 +14,7 @@ import numpy as np
 from retrieval.evaluation.results import EvaluationContext, cost_timing, write_reranked_evaluation
 from retrieval.featureless import featureless_rows
 from retrieval.features.vlad import apply_whitening
-from retrieval.methods.lw import fit_lw_whitening, positive_pairs
+from retrieval.methods.lw import fit_lw_whitening, pair_span, positive_pairs
 from retrieval.runtime import Manifest, atomic_path, load_npz, read_json, read_lists
 from retrieval.search.exact import stream_topk
 from retrieval.stores.global_store import BlockReader, check_dim, open_global, read_global, read_neighbours
@@ -62,25 +62,28 @@ def fit_lw_stage(
         (labels >= 0).sum(),
         x.shape[1],
     )
-    labelled = labels[labels >= 0]
-    # the differences of a label's n images span at most n - 1 directions (helper-151: not the pair count)
-    span = len(labelled) - len(np.unique(labelled))
+    span = pair_span(pairs)  # the directions the kept pairs can fix (helper-151, 154: not the pair count)
     if span < x.shape[1]:  # accepted silently before (the ridge makes S invertible)
+        used = np.unique(pairs)
+        sizes = np.unique(labels[labels >= 0], return_counts=True)[1]
+        capped = int((sizes * (sizes - 1) // 2).sum()) > len(pairs)  # lw.max_pairs drew a subset
         log.warning(
-            "Lw whitening: %s: training split '%s' gives %d same-label pairs of %d images in %d labels for dimension "
-            "%d: their differences span at most %d of the %d directions (images minus labels), and lw.ridge (%g x the "
-            "mean eigenvalue) alone sets the other %d, so Lw is little more than PCA whitening there. More images "
-            "per label, or more labels, in the training split fit them from data",
+            "Lw whitening: %s: training split '%s' gives %d same-label pairs (of %d images in %d labels) for "
+            "dimension %d: their differences span at most %d of the %d directions (the images they use minus the groups they link), and lw.ridge "
+            "(%g x the mean eigenvalue) alone sets the other %d, so Lw is little more than PCA whitening there. %s",
             lists_path,
             training_split,
             len(pairs),
-            len(labelled),
-            len(np.unique(labelled)),
+            len(used),
+            len(np.unique(labels[used])),
             x.shape[1],
             span,
             x.shape[1],
             float(cfg["ridge"]),
             x.shape[1] - span,
+            f"lw.max_pairs ({cfg['max_pairs']}) kept only these: raise it, or add images per label"
+            if capped
+            else "More images per label, or more labels, in the training split fit them from data",
         )
     w = fit_lw_whitening(x, pairs, float(cfg["ridge"]))
     with atomic_path(out_path) as tmp:
