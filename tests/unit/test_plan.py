@@ -664,6 +664,15 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     # the name in another case: difflib offered nothing for it (helper-118: results/CSVDS_global.json for csvds/)
     with pytest.raises(PlanError, match=r"LANDMARKS-MINI not found .*; did you mean 'landmarks-mini'\?$"):
         typo.folder_source("LANDMARKS-MINI")
+    # data_root naming the dataset's own folder: told to name its parent (helper-154 was told to nest jpg/ deeper)
+    (tmp_path / "data" / "landmarks-mini" / "jpg").mkdir()
+    inside = Plan(configured(data_root=str(tmp_path / "data" / "landmarks-mini")))
+    with pytest.raises(PlanError) as own:
+        inside.folder_source("landmarks-mini")
+    assert f"is itself a dataset's folder (it holds jpg/); data_root is the folder above the datasets: --config " \
+        f"data_root={tmp_path / 'data'}" in str(own.value) and "put the images" not in str(own.value)  # fmt: skip
+    with pytest.raises(PlanError, match=r"data_root=\S+/data \(that folder's dataset is then 'landmarks-mini'\)$"):
+        inside.folder_source("other")
     # data_root itself mistyped ('dta' for 'data'): said, where the dataset's folder alone was named before
     with pytest.raises(PlanError, match=r"\(data_root=\S+/dta, and data_root \S+/dta does not exist at all\)"):
         Plan(configured(data_root=str(tmp_path / "dta"))).folder_source("newph")

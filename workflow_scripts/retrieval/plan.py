@@ -869,6 +869,15 @@ class Plan:
         if not moved and os.path.exists(d) and not os.path.isdir(d):
             what = "photos to search" if searched else "dataset"
             raise PlanError(f"{what} '{ds}': {d} is a file, not a folder; put the images in a folder {d}/jpg/")
+        if not os.path.isdir(d) and not moved and os.path.isdir(os.path.join(root, "jpg")):
+            # data_root named a dataset's own folder: the generic advice nested the photos one level deeper (helper-154)
+            parent = os.path.dirname(os.path.normpath(root)) or "."
+            own = os.path.basename(os.path.normpath(os.path.abspath(root)))
+            raise PlanError(
+                f"dataset '{ds}': folder {d} not found: data_root={root} is itself a dataset's folder (it holds jpg/); "
+                f"data_root is the folder above the datasets: --config data_root={parent}"
+                + ("" if own == ds else f" (that folder's dataset is then '{own}')")
+            )
         if not os.path.isdir(d):
             known = [n for n in (*DEMO_SPLITS, *DOWNLOADABLE, *GLDV2_DOWNLOADABLE) if n != ds]
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
