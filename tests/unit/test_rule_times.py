@@ -26,9 +26,13 @@ def test_sums_jobs_per_rule_and_sorts_by_wall_time(tmp_path):
     (tmp_path / "knn.tsv").write_text(HEADER + "1.0\t0:00:01\t-\t1\t1\t1\t0\t0\t90\t1.0\n")
     # a job shorter than Snakemake's first sample: NA in every resource column
     (tmp_path / "publish.tsv").write_text(HEADER + "0.5\t0:00:00\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n")
+    # a sample of the shell that starts the job's Python (helper-154: 2 MB and 0.0 CPU s printed for real jobs)
+    (tmp_path / "evaluate_global.tsv").write_text(HEADER + "0.4\t0:00:00\t2.11\t8.9\t0.6\t1.0\t0\t0\t0\t0.00\n")
     rows = rule_times(tmp_path)
-    assert [r["rule"] for r in rows] == ["extract_local", "train_ames", "knn", "publish"]
-    assert (rows[3]["cpu_seconds"], rows[3]["max_rss_mb"]) == (0.0, None)  # never sampled: no peak, not 0 MB
+    assert [r["rule"] for r in rows] == ["extract_local", "train_ames", "knn", "publish", "evaluate_global"]
+    assert (rows[3]["cpu_seconds"], rows[3]["max_rss_mb"]) == (None, None)  # never sampled: no peak, not 0 MB
+    assert (rows[4]["cpu_seconds"], rows[4]["max_rss_mb"]) == (None, None)  # the shell's sample: as unsampled
+    assert rows[2]["cpu_seconds"] == 1.0  # CPU sampled without a peak: kept
     assert rows[2]["max_rss_mb"] is None
     ex = rows[0]
     assert (ex["jobs"], ex["seconds"], ex["longest_job_seconds"], ex["cpu_seconds"], ex["max_rss_mb"]) == (
@@ -39,8 +43,9 @@ def test_sums_jobs_per_rule_and_sorts_by_wall_time(tmp_path):
         120,
     )
     table = markdown(rows)
-    assert "| extract_local | 2 | 40.0 | 65% | 30.0 | 34.0 | 120 |" in table and "| total | 5 | 62.0 |" in table
-    assert "| publish | 1 | 0.5 | 1% | 0.5 | 0.0 | - |" in table
+    assert "| extract_local | 2 | 40.0 | 64% | 30.0 | 34.0 | 120 |" in table and "| total | 6 | 62.4 |" in table
+    assert "| publish | 1 | 0.5 | 1% | 0.5 | - | - |" in table
+    assert "| evaluate_global | 1 | 0.4 | 1% | 0.4 | - | - |" in table
 
 
 def test_a_file_that_is_not_a_benchmark_is_named(tmp_path):

@@ -16,7 +16,7 @@ from PIL import Image
 from retrieval.data.images import BadImageError, decode_image
 from retrieval.evaluation.compare import metric_set
 from retrieval.evaluation.results import read_published, report_inputs_meta
-from retrieval.evaluation.rule_times import rss_text, summarise
+from retrieval.evaluation.rule_times import cpu_text, rss_text, summarise
 from retrieval.runtime import atomic_path, open_h5, read_json
 
 log = logging.getLogger(__name__)
@@ -353,7 +353,7 @@ def benchmark_table(paths: Sequence[str]) -> str:
         out.append(
             f"<tr><td>{html.escape(r['rule'])}</td><td>{r['jobs']}</td><td>{r['seconds']:.1f}</td>"
             f"<td>{100 * r['seconds'] / max(total, 1e-9):.0f}%</td><td>{r['longest_job_seconds']:.1f}</td>"
-            f"<td>{r['cpu_seconds']:.1f}</td><td>{rss_text(r['max_rss_mb'])}</td></tr>"
+            f"<td>{cpu_text(r['cpu_seconds'])}</td><td>{rss_text(r['max_rss_mb'])}</td></tr>"
         )
     return "<table>" + "".join(out) + "</table>"
 

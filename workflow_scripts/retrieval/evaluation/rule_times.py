@@ -20,6 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
+# Snakemake samples a job's process tree every few seconds; a job that ends soon after its first sample can be
+# caught as the shell that starts its Python (2-7 MB and 0 CPU seconds in the benchmark file, helper-154). Every
+# entry point's Python holds numpy and h5py (37 MB), so a peak below this is the shell's: left out, as unsampled.
+WRAPPER_RSS_MB = 20.0
+
 
 def rule_times(root: str | Path, since: float | None = None) -> list[dict[str, Any]]:
     """Per rule (the first folder under ``root``): jobs, wall seconds summed and the longest job, CPU seconds,
@@ -71,7 +76,9 @@ def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, A
                 try:
                     s = float(rec["s"])
                     # a job that ends before Snakemake's first sample has NA (or -) in every resource column
-                    cpu, rss = _measured(rec.get("cpu_time")) or 0.0, _measured(rec.get("max_rss"))
+                    cpu, rss = _measured(rec.get("cpu_time")), _measured(rec.get("max_rss"))
+                    if rss is not None and rss < WRAPPER_RSS_MB:  # the sample caught the shell, not the job's Python
+                        cpu, rss = None, None
                 except ValueError as e:
                     raise ValueError(f"{path}, line {line}: {e}") from None
                 rule = path.relative_to(root).parts[0].removesuffix(".tsv")
@@ -82,14 +89,15 @@ def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, A
                         "jobs": 0,
                         "seconds": 0.0,
                         "longest_job_seconds": 0.0,
-                        "cpu_seconds": 0.0,
+                        "cpu_seconds": None,  # None: no job of the rule was sampled (as max_rss_mb)
                         "max_rss_mb": None,  # None: no job of the rule lasted until Snakemake's first sample
                     },
                 )
                 r["jobs"] += 1
                 r["seconds"] += s
                 r["longest_job_seconds"] = max(r["longest_job_seconds"], s)
-                r["cpu_seconds"] += cpu
+                if cpu is not None:
+                    r["cpu_seconds"] = (r["cpu_seconds"] or 0.0) + cpu
                 if rss is not None:
                     r["max_rss_mb"] = max(r["max_rss_mb"] or 0.0, rss)
     return sorted(rows.values(), key=lambda r: -r["seconds"])
@@ -97,6 +105,11 @@ def summarise(paths: Iterable[str | Path], root: str | Path) -> list[dict[str, A
 
 def _measured(value: str | None) -> float | None:
     return None if value in (None, "", "-", "NA") else float(value)
+
+
+def cpu_text(seconds: float | None) -> str:
+    """CPU seconds as the tables print them: ``-`` when no job of the rule was sampled, not 0."""
+    return "-" if seconds is None else f"{seconds:.1f}"
 
 
 def rss_text(mb: float | None) -> str:
@@ -116,11 +129,11 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         out.append(
             f"| {r['rule']} | {r['jobs']} | {r['seconds']:.1f} | {100 * r['seconds'] / max(total, 1e-9):.0f}% | "
-            f"{r['longest_job_seconds']:.1f} | {r['cpu_seconds']:.1f} | {rss_text(r['max_rss_mb'])} |"
+            f"{r['longest_job_seconds']:.1f} | {cpu_text(r['cpu_seconds'])} | {rss_text(r['max_rss_mb'])} |"
         )
     out.append(
         f"| total | {sum(r['jobs'] for r in rows)} | {total:.1f} | 100% | | "
-        f"{sum(r['cpu_seconds'] for r in rows):.1f} | |"
+        f"{sum(r['cpu_seconds'] or 0.0 for r in rows):.1f} | |"
     )
     return "\n".join(out) + "\n"
 
