@@ -229,6 +229,11 @@ def _check_entry_keys(g: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where}: unknown key {key!r}; did you mean {near!r}? (read: {', '.join(ENTRY_KEYS)})")
 
 
+def _first_names(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` names, comma-separated, with ``, ...`` where there are more: the warnings' lists."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def _warn_missing_kinds(gnd_raw: list[Any], qimlist: list[str], source: str) -> None:
     """Warn of entries without an ``easy``, ``hard`` or ``junk`` key that other entries have: read as an empty list,
     so a deleted ``hard`` turned that query's hard positives into negatives without a word (helper-154: Medium 97.74
@@ -243,14 +248,13 @@ def _warn_missing_kinds(gnd_raw: list[Any], qimlist: list[str], source: str) -> 
         lack = [qimlist[i] for i, g in entries.items() if key not in g]
         if have and lack:
             log.warning(
-                "%s: %d entries of 'gnd' have no '%s' key, which %d others have: read as none (%s%s); write '%s': [] "
+                "%s: %d entries of 'gnd' have no '%s' key, which %d others have: read as none (%s); write '%s': [] "
                 "where that is meant",
                 source,
                 len(lack),
                 key,
                 have,
-                ", ".join(lack[:5]),
-                ", ..." if len(lack) > 5 else "",
+                _first_names(lack),
                 key,
             )
 
@@ -366,11 +370,10 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
         if none:  # as gnd.csv's junk-only queries: said, in case a list was deleted or misplaced (helper-154)
             log.warning(
                 "%s: %d queries have no positive ('easy' or 'hard') in any protocol (AP null, left out of the means): "
-                "%s%s",
+                "%s",
                 source,
                 len(none),
-                ", ".join(none[:5]),
-                ", ..." if len(none) > 5 else "",
+                _first_names(none),
             )
     labels = raw.get("labels")
     if labels is not None:
@@ -404,11 +407,10 @@ def _warn_self_matches(imlist: list[str], qimlist: list[str], gnd: list[dict[str
         log.warning(
             "%s: %d queries are also database images (the same name in imlist) and their own image is in none of "
             "their lists: each ranks itself first as a negative, which lowers its AP; list its own index under 'junk' "
-            "to ignore the self-match (as gnd.csv does): %s%s",
+            "to ignore the self-match (as gnd.csv does): %s",
             source,
             len(selfs),
-            ", ".join(selfs[:5]),
-            ", ..." if len(selfs) > 5 else "",
+            _first_names(selfs),
         )
 
 
