@@ -416,31 +416,25 @@ def planned_output_gone(gone, ds, method, published):
     """Whether ``gone``, an evaluation file that ``published``, the published result of ``ds`` and ``method``, names
     and that is gone (retrieval.evaluation.results.output_gone), is one this configuration's evaluation would make
     (its folder; another version's published result is published again anyway, its input having changed), and this
-    run was not asked to make it again (-R naming the file or the rule that makes it, -F, or -f with the published
-    result as a target, whose forced copy needs the evaluation again)."""
+    run was not asked to make either again (a forced published copy needs the evaluation again)."""
     try:
         planned = PLAN.evaluation_path(ds, method)
     except WorkflowError:  # said where the evaluation is planned
         return False
     same = os.path.normpath(os.path.dirname(gone)) == os.path.normpath(os.path.dirname(planned))
-    return same and not _forced(gone, planned) and not _forced_target(published)
-
-
-def _forced_target(path):
-    """Whether -f (--forcetargets) makes ``path``, one of this run's targets, again."""
-    targets = {os.path.normpath(str(t)) for t in workflow.dag_settings.targets or ()}
-    return bool(workflow.dag_settings.forcetargets) and os.path.normpath(path) in targets
+    return same and not _forced(gone, planned, published)
 
 
 def _forced(*paths):
-    """Whether this run makes any of ``paths`` again whatever their state: -F, or -R naming one of them or a rule
-    that makes one (Snakemake's forcerun takes both)."""
-    if workflow.dag_settings.forceall:
+    """Whether this run makes any of ``paths`` again whatever their state (Snakemake's own settings): -F; -R naming
+    one of them or a rule that makes one; -f with one of them as a target."""
+    dag = workflow.dag_settings
+    wanted = {os.path.normpath(p) for p in paths}
+    if dag.forceall or (dag.forcetargets and wanted & {os.path.normpath(str(t)) for t in dag.targets or ()}):
         return True
-    named = [str(f) for f in workflow.dag_settings.forcerun or ()]
+    named = [str(f) for f in dag.forcerun or ()]
     files = {os.path.normpath(f) for f in named if not workflow.is_rule(f)}
     rules = [workflow.get_rule(f) for f in named if workflow.is_rule(f)]
-    wanted = {os.path.normpath(p) for p in paths}
     return bool(wanted & files) or any(r.is_producer(p) for r in rules for p in wanted)
 
 

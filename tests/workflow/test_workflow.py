@@ -394,7 +394,7 @@ def test_a_published_result_whose_evaluation_was_removed_is_said_with_the_remedy
     out = again.stdout + again.stderr
     assert "Nothing to be done" in out and said in out, out[-2000:]
     # the rule that makes it, everything, or the published copy (which needs the evaluation again) made again
-    for forced in (["-R", "evaluate_global"], ["-F"], ["-f"]):
+    for forced in (["-R", "evaluate_global"], ["-F"], ["-f"], ["-R", "results/demo_global.json"], ["-R", "publish"]):
         dry = snakemake(wd, "-n", "results/demo_global.json", *forced, "--configfile", str(TINY))
         assert "evaluate_global" in dry.stdout and "which is gone" not in dry.stdout + dry.stderr, forced
     remedy = snakemake(wd, "results/demo_global.json", "-R", evaluation, "--configfile", str(TINY))
