@@ -69,8 +69,9 @@ def fit_lw_stage(
         capped = int((sizes * (sizes - 1) // 2).sum()) > len(pairs)  # lw.max_pairs drew a subset
         log.warning(
             "Lw whitening: %s: training split '%s' gives %d same-label pairs (of %d images in %d labels) for "
-            "dimension %d: their differences span at most %d of the %d directions (the images they use minus the groups they link), and lw.ridge "
-            "(%g x the mean eigenvalue) alone sets the other %d, so Lw is little more than PCA whitening there. %s",
+            "dimension %d: their differences span at most %d of the %d directions (the images they use minus the "
+            "groups they link), and lw.ridge (%g x the mean eigenvalue) alone sets the other %d, so Lw is little more "
+            "than PCA whitening there. %s",
             lists_path,
             training_split,
             len(pairs),
