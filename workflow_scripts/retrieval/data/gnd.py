@@ -229,7 +229,7 @@ def _check_entry_keys(g: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where}: unknown key {key!r}; did you mean {near!r}? (read: {', '.join(ENTRY_KEYS)})")
 
 
-def _first_names(names: list[str], shown: int = 5) -> str:
+def first_names(names: list[str], shown: int = 5) -> str:
     """The first ``shown`` names, comma-separated, with ``, ...`` where there are more: the warnings' lists."""
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
@@ -254,7 +254,7 @@ def _warn_missing_kinds(gnd_raw: list[Any], qimlist: list[str], source: str) -> 
                 len(lack),
                 key,
                 have,
-                _first_names(lack),
+                first_names(lack),
                 key,
             )
 
@@ -373,7 +373,7 @@ def parse_ground_truth(raw: Any, source: str) -> GroundTruth:
                 "%s",
                 source,
                 len(none),
-                _first_names(none),
+                first_names(none),
             )
     labels = raw.get("labels")
     if labels is not None:
@@ -410,7 +410,7 @@ def _warn_self_matches(imlist: list[str], qimlist: list[str], gnd: list[dict[str
             "to ignore the self-match (as gnd.csv does): %s",
             source,
             len(selfs),
-            _first_names(selfs),
+            first_names(selfs),
         )
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from retrieval.data.gnd import GroundTruth, as_int_list, parse_ground_truth, query_box
+from retrieval.data.gnd import GroundTruth, as_int_list, first_names, parse_ground_truth, query_box
 from retrieval.data.images import CAMERA_RENDERED_SUFFIXES, IMAGE_SUFFIXES, RAW_SUFFIXES, raw_pair_key
 from retrieval.runtime import read_utf8
 
@@ -619,21 +619,19 @@ def read_gnd_csv(
     junk_only = [q for q, i in queries.items() if labels[i]["junk"] and not labels[i]["easy"] + labels[i]["hard"]]
     if junk_only:  # as revisitop would: no positive in any protocol; said, in case a kind was mistyped
         log.warning(
-            "%s: %d queries have only junk rows, so no positive in any protocol (AP null, left out of the means): %s%s",
+            "%s: %d queries have only junk rows, so no positive in any protocol (AP null, left out of the means): %s",
             path,
             len(junk_only),
-            ", ".join(junk_only[:5]),
-            ", ..." if len(junk_only) > 5 else "",
+            first_names(junk_only),
         )
     in_db = [q for q in queries if q in db_index]
     if in_db:
         log.info(
-            "%s: %d of %d queries are also database images (their self-matches are junk): %s%s",
+            "%s: %d of %d queries are also database images (their self-matches are junk): %s",
             path,
             len(in_db),
             len(queries),
-            ", ".join(in_db[:5]),
-            ", ..." if len(in_db) > 5 else "",
+            first_names(in_db),
         )
     _warn_query_folder_in_database(path, list(db_names), queries, gnd, db_index)
     return GroundTruth(list(db_names), list(queries), gnd, None, str(path), image_dir="")
