@@ -1,6 +1,6 @@
 """Where the workflow's time goes: a per-rule table from Snakemake's ``benchmark:`` files.
 
-Every slow rule declares ``benchmark: "benchmarks/{rule}/..."`` (see rules/*.smk); Snakemake writes there a TSV with
+Every rule that runs a job declares ``benchmark: "benchmarks/{rule}/..."`` (see rules/*.smk); Snakemake writes there a TSV with
 a header (``s``, ``h:m:s``, ``max_rss``, ..., ``cpu_time``) and one row per run. This module sums them per rule.
 
     python -m retrieval.evaluation.rule_times ../benchmarks [--all]     (from workflow_scripts/; or `make rule-times`)
