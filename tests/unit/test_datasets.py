@@ -189,6 +189,7 @@ def test_files_of_other_formats_are_left_out_with_a_warning(tmp_path, caplog):
         lists, _ = build_image_lists(root, "photos")
     assert [e["name"] for e in lists["db"]] == ["jpg/X.JPEG"]
     assert "1 file(s) left out" in caplog.text and "IMG_0001.jxl" in caplog.text and "notes.txt" not in caplog.text
+    assert "convert a photo to one to index it): IMG_0001.jxl" in caplog.text  # the remedy (helper-164)
     assert ".hdf5" not in caplog.text and ".xmp" not in caplog.text and ".AAE" not in caplog.text
     assert "1 image(s) beside jpg/ are not in the database, which is the images under jpg/: loose.jpg" in caplog.text
     # a name ending in a space is quoted: `a.jpg ` read as if a .jpg were left out (helper-135)
@@ -348,8 +349,14 @@ def test_an_empty_database_and_a_listed_folder_are_named_as_such(tmp_path):
     (root / "jpg").mkdir(parents=True)
     with pytest.raises(
         FileNotFoundError, match=r"no images to index or search: .*photos/jpg holds no images \(files ending"
-    ):
+    ) as e:
         build_image_lists(root, "photos")
+    assert str(e.value).endswith(f"; put images under {root / 'jpg'}, or list them in image_list.txt")
+    # without jpg/ the folder itself is scanned, and said to be (helper-164: told of jpg/ alone)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with pytest.raises(FileNotFoundError, match=rf"put images in {bare} \(or in a jpg/ folder there\), or list them"):
+        build_image_lists(bare, "bare")
     (root / "image_list.txt").write_text("# nothing yet\n")
     with pytest.raises(FileNotFoundError, match=r"no images to index or search: .*image_list\.txt lists no images"):
         build_image_lists(root, "photos")

@@ -304,10 +304,7 @@ def _database_list(
             if listed.is_file()
             else f"{image_folder(root)} holds no images (files ending in {', '.join(IMAGE_SUFFIXES)}, any case)"
         )
-        raise FileNotFoundError(
-            f"{gpath or root}: no images to index or search: {where}; put images under {root / 'jpg'} or list them in "
-            "image_list.txt"
-        )
+        raise FileNotFoundError(f"{gpath or root}: no images to index or search: {where}; {where_images_go(root)}")
     # names relative to the folder; a list may also give absolute paths or paths outside it (../other/x.jpg)
     names = [Path(os.path.relpath(p, root)).as_posix() for p in paths]
     release: dict[str, dict[str, tuple[int, int]]] = {}
@@ -428,9 +425,7 @@ def load_dataset_ground_truth(
     if gpath.name == GND_CSV:
         db = database_of_folder(root)
         if not db:
-            raise FileNotFoundError(
-                f"{gpath}: the database is empty (put images under {root / 'jpg'} or list them in image_list.txt)"
-            )
+            raise FileNotFoundError(f"{gpath}: the database is empty ({where_images_go(root)})")
         return read_gnd_csv(gpath, [p.relative_to(root).as_posix() for p in db], root, check_queries=check_files)
     if gpath.name == INSTRE_MAT:
         return read_instre(gpath)
@@ -586,6 +581,15 @@ def _read_list_lines(path: Path, root: Path, check_present: bool = False) -> lis
 def image_folder(root: Path) -> Path:
     """Where a plain folder dataset's images are scanned: ``root/jpg`` when it exists, else ``root``."""
     return root / "jpg" if (root / "jpg").is_dir() else root
+
+
+def where_images_go(root: Path) -> str:
+    """The remedy of an empty database: where its images are read from (``jpg/`` where it exists, else the folder
+    itself or a ``jpg/`` made in it: a user who put photos in the folder was told of ``jpg/`` alone, helper-164),
+    or an ``image_list.txt``."""
+    if image_folder(root) == root:
+        return f"put images in {root} (or in a jpg/ folder there), or list them in image_list.txt"
+    return f"put images under {root / 'jpg'}, or list them in image_list.txt"
 
 
 def image_folders(root: Path) -> list[Path]:
@@ -745,7 +749,12 @@ def _scan_images(root: Path) -> list[Path]:
         for p in files
         if p.suffix.lower() not in IMAGE_SUFFIXES + _DATASET_FILE_SUFFIXES + _SIDECAR_SUFFIXES
     )
-    _warn_left_out(base, f"file(s) left out, not an image format read here ({' '.join(IMAGE_SUFFIXES)})", other)
+    _warn_left_out(
+        base,
+        f"file(s) left out, not an image format read here ({' '.join(IMAGE_SUFFIXES)}: convert a photo to one to index "
+        "it)",
+        other,
+    )
     paired = raw_beside_rendered(images)
     _warn_left_out(
         base,
