@@ -1191,3 +1191,36 @@ def test_a_published_files_datasets_and_whether_their_folder_is_gone(tmp_path):
     plan = Plan(configured(data_root=str(tmp_path)))
     assert not plan.folder_missing("coll") and plan.folder_missing("newp") and plan.folder_missing("newp+1m")
     assert not any(plan.folder_missing(d) for d in ("demo", "roxford5k", "revisitop1m", "coll+1m"))
+
+
+def test_a_folder_read_before_from_elsewhere_names_the_setting_that_reads_it(tmp_path, monkeypatch):
+    """A run without the earlier runs' --config data_root was told "moved or renamed?" of a folder that was where it
+    had been read (helper-164). The newest lists' root is named, and where it is there, the setting that reads it."""
+    (tmp_path / "data" / "coll" / "jpg").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    for ver, root, mtime in (("0" * 8, "/elsewhere/coll", 1), ("1" * 8, str(tmp_path / "data" / "coll"), 2)):
+        lists = tmp_path / "results" / "lists" / "coll" / ver / "lists.json"
+        lists.parent.mkdir(parents=True)
+        lists.write_text(json.dumps({"dataset": "coll", "root": root, "db": [], "query": []}))
+        os.utime(lists, (mtime, mtime))  # the newest by mtime is the one named
+    plan = Plan(configured(data_root=str(tmp_path / "nowhere")))
+    with pytest.raises(PlanError) as e:
+        plan.folder_source("coll")
+    assert str(e.value).endswith(
+        f"; it was read here before from {tmp_path / 'data' / 'coll'} (results/lists/coll/), which is there: "
+        f"--config data_root={tmp_path / 'data'} reads it again"
+    ), str(e.value)
+    # named another way in dataset_dirs, that setting is the one to give
+    plan = Plan(configured(data_root=str(tmp_path / "data"), dataset_dirs={"coll": str(tmp_path / "gone")}))
+    with pytest.raises(PlanError) as e:
+        plan.folder_source("coll")
+    assert f"dataset_dirs: {{coll: {tmp_path / 'data' / 'coll'}}} in a --configfile reads it again" in str(e.value)
+    # gone from there too: where it was, and the question
+    (tmp_path / "data" / "coll" / "jpg").rmdir()
+    (tmp_path / "data" / "coll").rmdir()
+    plan = Plan(configured(data_root=str(tmp_path / "data")))
+    with pytest.raises(PlanError) as e:
+        plan.folder_source("coll")
+    assert f"read here before from {tmp_path / 'data' / 'coll'} (results/lists/coll/): moved or renamed?" in str(
+        e.value
+    )

@@ -166,6 +166,48 @@ def lists_root(ds: str) -> str:
     return os.path.dirname(os.path.dirname(fill(LISTS, dataset=ds, ver="0" * 8)))
 
 
+def earlier_root(ds: str) -> str | None:
+    """The folder dataset ``ds`` was last read from in this working directory: the ``root`` of its newest
+    ``lists.json`` (by mtime), read from the file's first 64 KiB (``root`` is its second key; a GLDv2 list runs to
+    hundreds of MB), or None where there is none or it cannot be read. For the message of a folder not found: a run
+    without the ``--config data_root=...`` of the earlier ones was told "moved or renamed?" (helper-164)."""
+    listed = []
+    for f in Path(lists_root(ds)).glob("*/lists.json"):
+        try:
+            listed.append((f.stat().st_mtime_ns, f))
+        except OSError:
+            continue
+    for _, f in sorted(listed, reverse=True):
+        try:
+            with open(f, encoding="utf-8") as fh:
+                head = fh.read(65536)
+            at = head.index('"root":') + len('"root":')
+            root, _ = json.JSONDecoder().raw_decode(head[at:].lstrip())
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(root, str) and root:
+            return root
+    return None
+
+
+def _read_before(ds: str, d: str, moved: bool) -> str:
+    """The end of the message of a folder ``d`` not found for ``ds``, whose lists were made here before: where from,
+    and the setting that reads that folder again where it is still there."""
+    earlier = earlier_root(ds)
+    where = f" from {earlier}" if earlier else ""
+    if earlier and os.path.isdir(earlier) and os.path.normpath(earlier) != os.path.normpath(os.path.abspath(d)):
+        setting = (
+            f"--config data_root={os.path.dirname(earlier)}"
+            if os.path.basename(earlier) == ds and not moved  # dataset_dirs names it: data_root would not apply
+            else f"dataset_dirs: {{{ds}: {earlier}}} in a --configfile"
+        )
+        return f"; it was read here before{where} (results/lists/{ds}/), which is there: {setting} reads it again"
+    return (
+        f"; it was read here before{where} (results/lists/{ds}/): moved or renamed? Its results are kept, and are "
+        "found again if it comes back to this place"
+    )
+
+
 def _looked_at(path: str) -> str:
     """For a relative path not found: where it was looked for (relative paths are read from the working directory,
     not the folder of the configuration file that names them: helper-145 wrote one beside its config file)."""
@@ -927,12 +969,7 @@ class Plan:
                     else ", or set --config data_root=DIR, or name the folder in dataset_dirs"
                 )
                 + (f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else "")
-                + (
-                    f"; it was read here before (results/lists/{ds}/): moved or renamed? Its results are kept, and "
-                    "are found again if it comes back to this place"
-                    if before
-                    else ""
-                )
+                + (_read_before(ds, d, moved) if before else "")
                 # a folder named 'x+1m' is not that dataset: the suffix appends the distractors to 'x' (helper-98)
                 + (
                     f"; '{ds}{PLUS}' is read as '{ds}' with the {DISTRACTORS} distractors appended, so the folder "
