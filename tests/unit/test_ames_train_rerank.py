@@ -239,7 +239,7 @@ def test_mimetic_init_sets_the_attention_products():
 
 
 def test_mimetic_init_learns_to_match_where_the_default_does_not():
-    # positives share (noisy copies of) their instance's descriptors: a pure matching task. In the same 80 steps the
+    # positives share (noisy copies of) their instance's descriptors: a pure matching task. In the same 320 steps the
     # mimetic start fits it (this is what the demo's re-ranker needed); torch's default start barely moves
     data = tiny_training_data(n_inst=40, per=4)
     cfg = TrainConfig(**{**TCFG.to_dict(), "epochs": 16})

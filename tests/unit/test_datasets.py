@@ -527,6 +527,13 @@ def test_a_listed_folder_or_missing_image_is_named_with_its_line(tmp_path):
         with pytest.raises(FileNotFoundError) as e:
             build_database_list(d, "c")
         assert "'jpg/barn_1.jpg' not found" in str(e.value) and "did you mean" not in str(e.value), listing
+    # beside a gnd.csv too (helper-166: its list's check offered line 1's image for line 2)
+    (d / "gnd.csv").write_text("query,positive\nq.jpg,jpg/barn_01.jpg\n")
+    (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/barn_1.jpg\n")
+    with pytest.raises(FileNotFoundError) as e:
+        build_database_list(d, "c")
+    assert "barn_1.jpg (line 2)" in str(e.value) and "did you mean" not in str(e.value), str(e.value)
+    (d / "gnd.csv").unlink()
     # a broken link under the listed name: no hint naming the missing file itself
     (d / "jpg" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     (d / "image_list.txt").write_text("jpg/barn_01.jpg\njpg/gone.jpg\n")

@@ -318,6 +318,7 @@ def _database_list(
             [p for p, n in zip(paths, names) if n not in release.get("db", {})],
             "database",
             listed if listed.is_file() else None,
+            _held_by(paths),  # a name the list already holds is never offered (helper-166: a duplicate line)
         )
     skipped: list[dict[str, str]] = []
     db = []
