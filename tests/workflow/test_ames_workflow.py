@@ -82,6 +82,15 @@ def test_training_curves_and_manifests(tiny_ames):
     man = load_json(tiny_ames / f"results/ames_model/{v['ames_model']}/manifest.json")
     assert man["fitted_on"] == "demo-train" and man["device"] == "cpu"
     assert man["validation_split"] == "demo-val" and man["kept"]["kept"]
+    # every input the model's version hashes is named (the local store by path; the small files with their SHA-1)
+    inputs = man["inputs"]
+    assert inputs["local"]["path"].startswith("results/local/demo-train/") and "sha1" not in inputs["local"]
+    assert {"lists", "knn", "validation_knn", "validation_gnd", "validation_lists"} <= set(inputs)
+    assert all("sha1" in inputs[k] for k in ("lists", "knn", "validation_knn", "validation_gnd", "validation_lists"))
+    assert inputs["validation_query"]["path"].startswith("results/local/demo-val/")
+    binary = load_json(tiny_ames / f"results/ames_binary_model/{v['ames_binary_model']}/manifest.json")["inputs"]
+    assert binary["teacher"]["path"].endswith(f"ames_model/{v['ames_model']}/model.pt")
+    assert binary["itq"]["path"].startswith(f"results/itq/{v['itq']}/") and "sha1" in binary["itq"]
     assert "validation" not in student[0]  # the student distils for its epochs, no early stopping
 
 

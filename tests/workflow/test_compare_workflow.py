@@ -56,6 +56,7 @@ def test_lw_is_fitted_on_the_training_pairs(compared):
     manifest = load_json(compared / f"results/lw/{res['versions']['lw']}/manifest.json")
     # the tiny training split: 10 instances x 5 views -> 10 * C(5, 2) same-label pairs
     assert manifest["n_pairs"] == 100 and manifest["fitted_on"] == "demo-train"
+    assert manifest["inputs"]["lists"]["path"].startswith("results/lists/demo-train/")  # the labels it paired
     assert res["hyperparameters"]["lw"]["ridge"] == 1.0
     sg = load_json(compared / "results" / "demo_superglobal.json")
     assert sg["hyperparameters"]["superglobal"] == {"m": 400, "k": 9, "beta": 0.15, "query_pool": "auto"}

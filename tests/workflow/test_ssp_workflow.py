@@ -35,6 +35,8 @@ def test_ssp_result_contract(ssp_run):
     assert anchors.shape == (8, 8, 4)  # tiny preset: m 8 sub-spaces of the 32-d whitened space, 2^3 codewords
     manifest = load_json(ssp_run / f"results/query_model/demo/{v['query_model']}/manifest.json")
     assert manifest["fitted_on"] == "demo-train"
+    assert {"codebook", "whiten"} <= set(manifest["inputs"])  # the light descriptors' codebook and whitening
+    assert all("sha1" in manifest["inputs"][k] for k in ("codebook", "whiten"))
     curves = load_json(ssp_run / f"results/query_model/demo/{v['query_model']}/curves.json")
     losses = [c["val_loss"] for c in curves["curves"]]
     # ssp.train.select: validation: the epoch with the best validation Medium mAP is kept (the earliest of equal ones;

@@ -196,6 +196,13 @@ def train_stage(
         fitted_on=training_split,
         device=device,
     )
+    m.add_input("local", local_path, checksum=False)  # by path (its version in it): a large store is not hashed again
+    m.add_input("lists", lists_path)
+    m.add_input("knn", knn_path)
+    if teacher_path:
+        m.add_input("teacher", teacher_path)
+    if itq_path:
+        m.add_input("itq", itq_path)
     tcfg = TrainConfig(**train_cfg)
     desc, counts = _load_local(local_path, max(tcfg.q_desc, tcfg.db_desc))
     lists = read_lists(lists_path)
@@ -227,7 +234,10 @@ def train_stage(
             precision=precision,
             split=v.get("split", "the validation split"),
         )
-        m.add_input("validation_knn", v["knn"])
+        for name in ("query", "db"):
+            m.add_input(f"validation_{name}", v[name], checksum=False)
+        for name in ("knn", "gnd", "lists"):
+            m.add_input(f"validation_{name}", v[name])
     model, curves = train_ames(
         desc,
         counts,
@@ -248,7 +258,6 @@ def train_stage(
         {"trained_on": training_split, "version": version, "teacher": teacher_path, "train": train_cfg},
     )
     write_json(out_curves, curves)
-    m.add_input("knn", knn_path)
     kept = next((c for c in curves if c.get("kept")), curves[-1] if curves else None)
     m.write(
         manifest_path,

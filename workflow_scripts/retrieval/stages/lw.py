@@ -36,6 +36,7 @@ def fit_lw_stage(
 
     m = Manifest("lw_whiten", version, cfg, preset, fitted_on=training_split)
     m.add_input("global", global_path, version=global_version)
+    m.add_input("lists", lists_path)
     x = read_global(global_path)
     labels = np.array([-1 if e.get("label") is None else e["label"] for e in read_lists(lists_path)["db"]])
     if len(labels) != len(x):

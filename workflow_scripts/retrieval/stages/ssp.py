@@ -155,6 +155,8 @@ def train_query_stage(
     m = Manifest("train_query", version, cfg, preset, fitted_on=fitted_on)
     for name, p in (("light_local", light_local), ("gallery_global", gallery_global), ("anchors", anchors)):
         m.add_input(name, p, checksum=False)
+    m.add_input("codebook", codebook)
+    m.add_input("whiten", whiten)
     light = light_global(light_local, codebook, whiten, alpha, power)
     gallery = read_global(gallery_global)
     a = np.load(anchors, allow_pickle=False)
