@@ -530,6 +530,7 @@ def test_sv_inliers_must_come_from_the_same_shortlist(tmp_path):
     with h5py.File(ranking, "w") as f:
         f.create_dataset("ranks", data=np.zeros((2, 3), np.int32))
         f.create_dataset("inliers", data=np.array([[9, 0, 4], [1, 2, 3]], np.int32))
+        f.attrs["kind"] = "ranking"
     sv_json = tmp_path / "sv.json"
     sv_json.write_text(json.dumps({"artifacts": {"knn": str(knn)}, "timing": {"rerank_seconds": 1.5}}))
     inliers, timing = read_sv_inliers({"json": str(sv_json), "ranking": str(ranking)}, knn)
@@ -539,7 +540,13 @@ def test_sv_inliers_must_come_from_the_same_shortlist(tmp_path):
         read_sv_inliers({"json": str(sv_json), "ranking": str(ranking)}, other)
     with h5py.File(ranking, "w") as f:
         f.create_dataset("ranks", data=np.zeros((2, 3), np.int32))
-    with pytest.raises(ValueError, match="sv_ranking.h5: no 'inliers'"):
+        f.attrs["kind"] = "ranking"
+    with pytest.raises(ValueError, match="sv_ranking.h5: a ranking file without 'inliers' .not an evaluate_sv"):
+        read_sv_inliers({"json": str(sv_json), "ranking": str(ranking)}, knn)
+    with h5py.File(ranking, "w") as f:  # another HDF5 file in its place: an array of that name is not enough
+        f.create_dataset("inliers", data=np.zeros((2, 3), np.int32))
+        f.attrs["kind"] = "neighbours"
+    with pytest.raises(ValueError, match="sv_ranking.h5: not a ranking file .kind='neighbours'"):
         read_sv_inliers({"json": str(sv_json), "ranking": str(ranking)}, knn)
 
 

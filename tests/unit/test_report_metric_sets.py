@@ -3,7 +3,6 @@
 import json
 import os
 
-import h5py
 import numpy as np
 from PIL import Image
 
@@ -16,7 +15,7 @@ from retrieval.evaluation.report import (
     retrieved_names,
     write_report,
 )
-from retrieval.evaluation.results import stale_published
+from retrieval.evaluation.results import stale_published, write_ranking
 from retrieval.stages.search import contact_sheet
 
 
@@ -93,8 +92,7 @@ def test_write_report_on_gldv2_results(tmp_path):
     files = {}
     for m, r in results.items():
         (tmp_path / f"{m}.json").write_text(json.dumps(r))
-        with h5py.File(tmp_path / f"{m}.h5", "w") as f:
-            f["ranks"] = np.array([[0, 1], [1, 0], [1, 0]], np.int32)
+        write_ranking(tmp_path / f"{m}.h5", np.array([[0, 1], [1, 0], [1, 0]]), 2)
         files[m] = (str(tmp_path / f"{m}.json"), str(tmp_path / f"{m}.h5"))
     (tmp_path / "lists.json").write_text(json.dumps(lists))
     (tmp_path / "gnd.json").write_text(json.dumps(gnd))

@@ -7,6 +7,7 @@ from dataclasses import FrozenInstanceError
 from pathlib import Path
 from types import SimpleNamespace
 
+import h5py
 import numpy as np
 import pytest
 from snakemake.iocontainers import InputFiles, OutputFiles, Params, Wildcards
@@ -17,11 +18,13 @@ from retrieval.evaluation.results import (
     EvaluationContext,
     outputs_gone_message,
     published_outputs_gone,
+    read_ranking,
     report_inputs_meta,
     rerank_depth,
     run_options,
     stale_message,
     stale_published,
+    write_ranking,
     write_reranked_evaluation,
 )
 from retrieval.runtime import write_json
@@ -372,3 +375,19 @@ def test_the_stale_warnings_name_the_options_that_make_the_file_again():
     )  # a reminder, not the remedy: a table made with another --configfile planned AMES's training (helper-143)
     assert run_options(["a.yaml"], {}).count("--config") == 1
     assert run_options([], {}) == run_options([], None) == ""
+
+
+def test_a_ranking_file_is_read_by_its_kind_and_arrays(tmp_path):
+    path = tmp_path / "sv_ranking.h5"
+    write_ranking(path, np.array([[2, 0, 1]]), 3, {"inliers": np.array([[5, 0, 9]], np.int32)})
+    got = read_ranking(path, ("ranks", "inliers"))
+    assert got["ranks"].dtype == np.int32 and got["ranks"].tolist() == [[2, 0, 1]]
+    assert got["inliers"].tolist() == [[5, 0, 9]]
+    with pytest.raises(ValueError, match="sv_ranking.h5: a ranking file without 'scores'$"):
+        read_ranking(path, ("scores",))
+    with h5py.File(path, "a") as f:  # a neighbours file has no 'ranks'; one given in a ranking's place is named
+        f.attrs["kind"] = "neighbours"
+    with pytest.raises(ValueError, match="not a ranking file .kind='neighbours'; evaluate_. writes"):
+        read_ranking(path)
+    with pytest.raises(FileNotFoundError):
+        read_ranking(tmp_path / "absent.h5")

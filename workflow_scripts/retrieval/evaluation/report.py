@@ -15,9 +15,9 @@ from PIL import Image
 
 from retrieval.data.images import BadImageError, decode_image
 from retrieval.evaluation.compare import metric_set
-from retrieval.evaluation.results import read_published, report_inputs_meta
+from retrieval.evaluation.results import read_published, read_ranking, report_inputs_meta
 from retrieval.evaluation.rule_times import cpu_text, rss_text, summarise
-from retrieval.runtime import atomic_path, open_h5, read_json
+from retrieval.runtime import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
@@ -391,8 +391,7 @@ def write_report(
     # without metrics none is best: the last method listed (report.methods runs from global to the re-rankers), which
     # the heading says; the first (global) hid the re-ranker a user asked for
     show = max(scored, key=scored.get) if scored else list(results)[-1]
-    with open_h5(ranking_paths[show]) as f:
-        ranks = f["ranks"][:]
+    ranks = read_ranking(ranking_paths[show])["ranks"]
     queries = list(range(min(n_queries, len(lists["query"]))))
     parts = [
         f"<h1>Retrieval report: {html.escape(dataset)}</h1>",

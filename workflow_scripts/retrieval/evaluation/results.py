@@ -21,7 +21,7 @@ import yaml
 from retrieval.evaluation.metrics import bootstrap_difference, evaluate_ground_truth, headline
 from retrieval.featureless import rank_featureless_last
 from retrieval.names import split_result_name
-from retrieval.runtime import LISTS_REMEDY, atomic_path, check_recorded, read_json, write_json
+from retrieval.runtime import LISTS_REMEDY, atomic_path, check_recorded, open_h5, read_json, write_json
 from retrieval.stores.global_store import read_featureless, read_first_stage
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,23 @@ def write_ranking(path: str | Path, ranks: np.ndarray, n_db: int, extra: dict[st
         for name, arr in (extra or {}).items():
             f.create_dataset(name, data=arr)
         f.attrs.update({"schema_version": 1, "kind": "ranking", "n_db": n_db, "layout": "(n_queries, n_db)"})
+
+
+def read_ranking(path: str | Path, arrays: Sequence[str] = ("ranks",), writer: str = "") -> dict[str, np.ndarray]:
+    """The named ``arrays`` of a ranking file (:func:`write_ranking`; ``ranks (n_queries, n_db)`` int32 and a
+    re-ranker's extra arrays, such as evaluate_sv's ``inliers``). ValueError naming the file when its ``kind`` is
+    not ``ranking`` (another of the workflow's HDF5 files given in its place) or it lacks one of ``arrays`` (then
+    naming ``writer``, the rule whose ranking was expected, where given); FileNotFoundError / ValueError from
+    :func:`~retrieval.runtime.open_h5` for a missing or unreadable file."""
+    with open_h5(path) as f:
+        kind = f.attrs.get("kind")
+        if kind != "ranking":
+            raise ValueError(f"{path}: not a ranking file (kind={kind!r}; evaluate_* writes *_ranking.h5)")
+        missing = [a for a in arrays if a not in f]
+        if missing:
+            named = f" (not an {writer} ranking)" if writer else ""
+            raise ValueError(f"{path}: a ranking file without {', '.join(repr(a) for a in missing)}{named}")
+        return {a: f[a][:] for a in arrays}
 
 
 def rerank_depth(setting: str, requested: int, shortlist: int, n_db: int) -> int:

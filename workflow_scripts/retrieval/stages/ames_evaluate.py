@@ -22,6 +22,7 @@ from retrieval.evaluation.metrics import (
 from retrieval.evaluation.results import (
     EvaluationContext,
     cost_timing,
+    read_ranking,
     retrieved_nothing,
     without_features,
     write_results,
@@ -39,7 +40,7 @@ from retrieval.methods.ames.rerank import (
     protocol_shortlists,
     rerank,
 )
-from retrieval.runtime import atomic_path, open_h5, read_json, read_lists
+from retrieval.runtime import atomic_path, read_json, read_lists
 from retrieval.search.exact import similarity_along
 from retrieval.stores.ames import read_logits
 from retrieval.stores.global_store import featureless_queries, read_neighbours
@@ -56,11 +57,7 @@ def read_sv_inliers(sv: dict[str, str], knn_path: str | Path) -> tuple[np.ndarra
     verified = res.get("artifacts", {}).get("knn")
     if verified is None or Path(verified).resolve() != Path(knn_path).resolve():
         raise ValueError(f"{sv['json']}: spatial verification re-ranked {verified}, AMES re-ranks {knn_path}")
-    with open_h5(sv["ranking"]) as f:
-        if "inliers" not in f:
-            raise ValueError(f"{sv['ranking']}: no 'inliers' dataset (not an evaluate_sv ranking)")
-        inliers = f["inliers"][:]
-    return inliers, res.get("timing", {})
+    return read_ranking(sv["ranking"], ("inliers",), "evaluate_sv")["inliers"], res.get("timing", {})
 
 
 def _evidence(shortlists, ids, inliers, cap, k) -> dict[str, np.ndarray]:
