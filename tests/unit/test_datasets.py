@@ -17,6 +17,7 @@ from retrieval.data.datasets import (
     ground_truth_path,
     image_folders,
     list_files_read,
+    load_dataset_ground_truth,
     query_box,
     warn_images_beside_jpg,
     with_distractors,
@@ -357,6 +358,14 @@ def test_an_empty_database_and_a_listed_folder_are_named_as_such(tmp_path):
     bare.mkdir()
     with pytest.raises(FileNotFoundError, match=rf"put images in {bare} \(or in a jpg/ folder there\), or list them"):
         build_image_lists(bare, "bare")
+    # a gnd.csv beside no images (its reader is reached this way beside a distractor list): the same remedy
+    (bare / "gnd.csv").write_text("query,positive\nq.jpg,a.jpg\n")
+    with pytest.raises(FileNotFoundError) as e:
+        load_dataset_ground_truth(bare, bare / "gnd.csv")
+    assert (
+        str(e.value) == f"{bare / 'gnd.csv'}: the database is empty (put images in {bare} (or in a jpg/ folder "
+        "there), or list them in image_list.txt)"
+    )
     (root / "image_list.txt").write_text("# nothing yet\n")
     with pytest.raises(FileNotFoundError, match=r"no images to index or search: .*image_list\.txt lists no images"):
         build_image_lists(root, "photos")
