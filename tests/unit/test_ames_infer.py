@@ -46,7 +46,10 @@ def test_prepared_scores_equal_the_official_masked_forward(cfg):
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
-def test_bfloat16_path_within_two_percent():
+@pytest.mark.parametrize("amx", [False, True])
+def test_bfloat16_path_within_two_percent(monkeypatch, amx):
+    # both attention kernels of the bfloat16 path, whatever this CPU has: the matrix-product form (no AMX) and fused
+    monkeypatch.setattr(infer, "_AMX", amx)
     torch.manual_seed(1)
     cfg = AmesConfig(local_dim=64, model_dim=128, nhead=2, num_layers=5, dim_feedforward=256)
     model = AMES(cfg).eval()
@@ -60,6 +63,31 @@ def test_bfloat16_path_within_two_percent():
     assert bf.dtype == torch.float32
     assert float((bf - ref).abs().max()) <= 0.02 * float(ref.abs().max())
     assert not torch.equal(bf, score_prepared(model, qs, ds))  # bfloat16 was really used
+
+
+def test_matmul_attention_is_the_fused_kernels_function():
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(3, 2, n, 16, generator=g) * 2 for n in (7, 11, 11))
+    keep = torch.ones(3, 1, 1, 11, dtype=torch.bool)
+    keep[1, ..., 4:] = False  # padded keys of one pair
+    keep[2, ..., :10] = False  # one key left
+    for mask in (None, keep):
+        want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        torch.testing.assert_close(infer.matmul_attention(q, k, v, mask), want, atol=1e-6, rtol=1e-5)
+        got = infer.matmul_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.02)
+    # a one-key row is that key's value, exactly
+    torch.testing.assert_close(infer.matmul_attention(q, k, v, keep)[2], v[2, :, 10:].expand(2, 7, 16))
+
+
+def test_attention_kernel_follows_dtype_device_and_amx(monkeypatch):
+    bf, f32 = torch.zeros(1, 1, 2, 4, dtype=torch.bfloat16), torch.zeros(1, 1, 2, 4)
+    monkeypatch.setattr(infer, "_AMX", False)
+    assert infer.attention_kernel(bf) is infer.matmul_attention
+    assert infer.attention_kernel(f32) is torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(infer, "_AMX", True)  # AMX's tiles run the fused kernel's products (the 5x goal met there)
+    assert infer.attention_kernel(bf) is torch.nn.functional.scaled_dot_product_attention
 
 
 def test_fast_dtype_follows_the_hardware(monkeypatch):

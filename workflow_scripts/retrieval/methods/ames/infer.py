@@ -16,13 +16,16 @@ where one query meets many database images and one database image meets several 
 
 Precision: float32, or bfloat16 matrix products (``torch.autocast``) where the hardware executes them natively
 (``fast_dtype``: AVX-512 BF16 / AMX on the CPU, bf16-capable GPUs); the logits agree with float32 to about 1e-6
-on the float32 path and to about 1% on the bfloat16 path (tests/unit/test_ames_infer.py).
+on the float32 path and to about 1% on the bfloat16 path (tests/unit/test_ames_infer.py). The attention of the
+per-pair blocks is torch's fused kernel, or in bfloat16 on a CPU without AMX two matrix products and a softmax
+(``attention_kernel``: faster there).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +95,43 @@ def _merge(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(n, s, h * dh)
 
 
+def _has_amx() -> bool:
+    """Whether this CPU has AMX tiles (torch's run-time check; False where torch has no such check)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+_AMX = _has_amx()
+
+
+def matmul_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+    """softmax(q k^T / sqrt(dh)) v (Vaswani et al. 2017), the same function as ``F.scaled_dot_product_attention``
+    with a boolean mask, as two batched matrix products and torch's softmax, all in the inputs' dtype.
+
+    q: (..., Lq, dh), k and v: (..., Lk, dh); attn_mask: None or bool broadcastable to (..., Lq, Lk), True where a
+    key is attended to. Every row must keep at least one key (AMES's rows always keep the MTC); a row with none gives
+    NaN. Returns (..., Lq, dh) in q's dtype. In bfloat16 the scores are rounded to bfloat16 before the softmax
+    (which accumulates in float32); the logits stay within 2% of float32 (tests/unit/test_ames_infer.py)."""
+    s = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
+    if attn_mask is not None:
+        s.masked_fill_(~attn_mask, float("-inf"))
+    return torch.matmul(torch.softmax(s, -1), v)
+
+
+def attention_kernel(q: Tensor) -> Callable[..., Tensor]:
+    """The attention of the per-pair blocks for queries ``q``: :func:`matmul_attention` for bfloat16 on a CPU
+    without AMX, torch's fused ``scaled_dot_product_attention`` elsewhere.
+
+    Measured with torch 2.13 on 2 cores of an AMD EPYC with AVX-512 BF16 and no AMX (README "Speed"): torch's CPU
+    flash-attention kernel computes its exponentials in float32 (``torch.exp`` ran at 1.15 G/s a core there in
+    float32, 2.0 G/s in bfloat16) and took about 5 ms for a one-row query (the MTC) of 16 pairs, so the
+    matrix-product form gave 1.18-1.21x the pairs/s of the whole bfloat16 forward at 600/600 and 128/128
+    descriptors. In float32 it was slower (0.64x at 600/600), and with AMX the fused kernel's tiles met the 5x goal
+    while this form is unmeasured there: both keep the fused kernel, as the GPU does."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and not _AMX:
+        return matmul_attention
+    return F.scaled_dot_product_attention
+
+
 def _mask(keep: Tensor) -> Tensor | None:
     """SDPA boolean mask (N, 1, 1, S) from key validity, or None when nothing is padded (the faster kernel)."""
     return None if bool(keep.all()) else keep[:, None, None, :]
@@ -152,13 +192,13 @@ def _attention(
     if qkv is None:
         qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)  # (B, L, 3C)
     q, k, v = (t.view(b, length, h, c // h).transpose(1, 2) for t in qkv.split(c, -1))  # (B, h, L, dh), strided
-    sdpa = F.scaled_dot_product_attention
+    sdpa = attention_kernel(q)
     lo, hi = (slice(0, n_q + 1), keys.q_mtc), (slice(n_q, length), keys.mtc_d)
     kq, kd = (hi, lo) if cross else (lo, hi)
     o_q = sdpa(q[:, :, :n_q], k[:, :, kq[0]], v[:, :, kq[0]], attn_mask=kq[1])
     o_m = sdpa(q[:, :, n_q : n_q + 1], k, v, attn_mask=keys.all)
     o_d = sdpa(q[:, :, n_q + 1 :], k[:, :, kd[0]], v[:, :, kd[0]], attn_mask=kd[1])
-    # the CPU and CUDA kernels return (B, h, S, dh) views of (B, S, h, dh) memory: transposing back is free
+    # the fused CPU and CUDA kernels return (B, h, S, dh) views of (B, S, h, dh) memory: transposing back is free
     out = torch.cat([o_q.transpose(1, 2), o_m.transpose(1, 2), o_d.transpose(1, 2)], 1).reshape(b, length, c)
     return attn.out_proj(out)
 
@@ -203,7 +243,7 @@ def _last_layer_mtc(model: AMES, x: Tensor, keys: _Keys) -> Tensor:
     mtc = x[:, n_q : n_q + 1]
     q = F.linear(mtc, w[:c], bias[:c]).view(b, 1, h, c // h).transpose(1, 2)  # (B, h, 1, dh)
     k, v = (t.view(b, length, h, c // h).transpose(1, 2) for t in F.linear(x, w[c:], bias[c:]).split(c, -1))
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys.all)
+    o = attention_kernel(q)(q, k, v, attn_mask=keys.all)
     m = layer.norm2(mtc + ca.out_proj(o.transpose(1, 2).reshape(b, 1, c)))
     return layer.norm3(m + layer.feed_forward(m))[:, 0]
 
