@@ -220,13 +220,17 @@ def _first_mtc(model: AMES, qs: PreparedSide, ds: PreparedSide) -> Tensor:
     return layer.norm1(model.mtc_token + sa.out_proj(o.reshape(-1, 1, c)))
 
 
-def _first_cross(model: AMES, mtc: Tensor, qs: PreparedSide, ds: PreparedSide, keys: _Keys) -> Tensor:
-    """(B, Q+1+T, C) states after layer 1 (cross attention from the prepared projections, norm2, FFN, norm3)."""
+def _first_cross(
+    model: AMES, mtc: Tensor, qs: PreparedSide, ds: PreparedSide, keys: _Keys, dtype: torch.dtype
+) -> Tensor:
+    """(B, Q+1+T, C) states after layer 1 (cross attention from the prepared projections, norm2, FFN, norm3); its
+    attention in ``dtype``, as the later layers' (whose projections autocast makes bfloat16)."""
     layer = model.decoder.layers[0]
     ca = layer.cross_attn
     x = torch.cat([qs.x, mtc.to(qs.x.dtype), ds.x], 1)
-    mq = F.linear(mtc, ca.in_proj_weight, ca.in_proj_bias).to(qs.cqkv.dtype)  # (B, 1, 3C)
-    qkv = torch.cat([qs.cqkv, mq, ds.cqkv], 1)  # the prepared projections, laid out as one sequence
+    mq = F.linear(mtc, ca.in_proj_weight, ca.in_proj_bias).to(dtype)  # (B, 1, 3C)
+    # the prepared projections (float32), laid out as one sequence
+    qkv = torch.cat([qs.cqkv.to(dtype), mq, ds.cqkv.to(dtype)], 1)
     x = layer.norm2(x + _attention(ca, x, keys, cross=True, qkv=qkv))
     return layer.norm3(x + layer.feed_forward(x))
 
@@ -256,7 +260,7 @@ def score_prepared(model: AMES, qs: PreparedSide, ds: PreparedSide, dtype: torch
     keys = _Keys(qs.keep, ds.keep)
     n_q = keys.n_q
     with torch.autocast(qs.x.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-        x = _first_cross(model, _first_mtc(model, qs, ds), qs, ds, keys)
+        x = _first_cross(model, _first_mtc(model, qs, ds), qs, ds, keys, dtype)
         for layer in layers[1:-1]:
             x = layer.norm1(x + _attention(layer.self_attn, x, keys, cross=False))
             x = layer.norm2(x + _attention(layer.cross_attn, x, keys, cross=True))
