@@ -79,6 +79,13 @@ def test_matmul_attention_is_the_fused_kernels_function():
         torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.02)
     # a one-key row is that key's value, exactly
     torch.testing.assert_close(infer.matmul_attention(q, k, v, keep)[2], v[2, :, 10:].expand(2, 7, 16))
+    # 601 keys are padded to 608 inside (the padding masked out): the same function, with and without a mask
+    k, v = (torch.randn(3, 2, 601, 16, generator=g) for _ in range(2))
+    keep = torch.ones(3, 1, 1, 601, dtype=torch.bool)
+    keep[1, ..., 300:] = False
+    for mask in (None, keep):
+        want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        torch.testing.assert_close(infer.matmul_attention(q, k, v, mask), want, atol=1e-6, rtol=1e-5)
 
 
 def test_attention_kernel_follows_dtype_device_and_amx(monkeypatch):

@@ -110,10 +110,19 @@ def matmul_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
     q: (..., Lq, dh), k and v: (..., Lk, dh); attn_mask: None or bool broadcastable to (..., Lq, Lk), True where a
     key is attended to. Every row must keep at least one key (AMES's rows always keep the MTC); a row with none gives
     NaN. Returns (..., Lq, dh) in q's dtype. In bfloat16 the scores are rounded to bfloat16 before the softmax
-    (which accumulates in float32); the logits stay within 2% of float32 (tests/unit/test_ames_infer.py)."""
+    (which accumulates in float32); the logits stay within 2% of float32 (tests/unit/test_ames_infer.py).
+
+    Keys are padded with zeros to a multiple of 16 where that widens the scores by at most 1/64 (601 keys to 608;
+    not 129 to 144), their scores set to -inf, which is exact: torch 2.13's bfloat16 softmax over 16 x 2 x 600 rows
+    took 8.7 ms at 601 keys and 5.7 ms at 608 on the AVX-512 BF16 EPYC, where at 129 keys (0.27 ms) 144 took 0.64."""
+    n_k = k.shape[-2]
+    pad = -n_k % 16
+    if q.shape[-2] > 1 and 0 < pad * 64 <= n_k:  # (the docstring says why) exact: the padded keys are masked out
+        k, v = F.pad(k, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
     s = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
     if attn_mask is not None:
-        s.masked_fill_(~attn_mask, float("-inf"))
+        s[..., :n_k].masked_fill_(~attn_mask, float("-inf"))
+    s[..., n_k:] = float("-inf")
     return torch.matmul(torch.softmax(s, -1), v)
 
 
