@@ -107,6 +107,7 @@ def test_a_fixed_point_deeper_than_the_grid_gets_evidence_that_deep(tmp_path):
     inliers = np.array([[0, 0, 40, 40], [0, 0, 40, 0], [0, 0, 0, 40]], np.int32)  # the relevant images verified
     with h5py.File(p / "sv_ranking.h5", "w") as h:
         h.create_dataset("inliers", data=inliers)
+        h.attrs["kind"] = "ranking"
     ctx = evaluation_context(p, "ames", dataset="set", csv_top=4, preset="tiny", baseline_json=None)
     fixed = {"lambda": 1.0, "gamma": 1.0, "num_rerank": 4, "geometry_weight": 1.0}
     evaluate_ames_stage(
