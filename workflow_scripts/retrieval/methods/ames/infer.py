@@ -133,9 +133,10 @@ def attention_kernel(q: Tensor) -> Callable[..., Tensor]:
     Measured with torch 2.13 on 2 cores of an AMD EPYC with AVX-512 BF16 and no AMX (README "Speed"): torch's CPU
     flash-attention kernel computes its exponentials in float32 (``torch.exp`` ran at 1.15 G/s a core there in
     float32, 2.0 G/s in bfloat16) and took about 5 ms for a one-row query (the MTC) of 16 pairs, so the
-    matrix-product form gave 1.18-1.21x the pairs/s of the whole bfloat16 forward at 600/600 and 128/128
-    descriptors. In float32 it was slower (0.64x at 600/600), and with AMX the fused kernel's tiles met the 5x goal
-    while this form is unmeasured there: both keep the fused kernel, as the GPU does."""
+    matrix-product form gave 1.15-1.27x the pairs/s of the whole bfloat16 forward at 600/600, 128/128 and 256/128
+    descriptors (1.15-1.38x with :func:`matmul_attention`'s padding). In float32 it was slower (0.64x at
+    600/600), and with AMX the fused kernel's tiles met the 5x goal while this form is unmeasured there: both keep
+    the fused kernel, as the GPU does."""
     if q.device.type == "cpu" and q.dtype == torch.bfloat16 and not _AMX:
         return matmul_attention
     return F.scaled_dot_product_attention
