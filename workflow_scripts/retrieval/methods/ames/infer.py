@@ -16,7 +16,8 @@ where one query meets many database images and one database image meets several 
 
 Precision: float32, or bfloat16 matrix products (``torch.autocast``) where the hardware executes them natively
 (``fast_dtype``: AVX-512 BF16 / AMX on the CPU, bf16-capable GPUs); the logits agree with float32 to about 1e-6
-on the float32 path and to about 1% on the bfloat16 path (tests/unit/test_ames_infer.py). The attention of the
+on the float32 path and to about 1% on the bfloat16 path (measured; tests/unit/test_ames_infer.py asserts 1e-5 and
+2%). The attention of the
 per-pair blocks is torch's fused kernel, or in bfloat16 on a CPU without AMX two matrix products and a softmax
 (``attention_kernel``: faster there).
 """
@@ -35,8 +36,9 @@ from retrieval.methods.ames.model import AMES
 
 
 def fast_dtype(device: str | torch.device) -> torch.dtype:
-    """bfloat16 where matrix products in it run natively (CPU with AVX-512 BF16 or AMX, detected at run time; a GPU
-    of compute capability >= 8.0), float32 elsewhere (emulated bfloat16 is slower than float32)."""
+    """bfloat16 where matrix products in it run natively (a CPU with AVX-512 BF16 or AMX and an AVX512 torch CPU
+    capability, detected at run time; a GPU of compute capability >= 8.0), float32 elsewhere (emulated bfloat16 is
+    slower than float32)."""
     dev = torch.device(device)
     if dev.type == "cuda":
         # native only (compute capability >= 8): is_bf16_supported() also counts emulation on older GPUs
@@ -112,12 +114,14 @@ def matmul_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
     NaN. Returns (..., Lq, dh) in q's dtype. In bfloat16 the scores are rounded to bfloat16 before the softmax
     (which accumulates in float32); the logits stay within 2% of float32 (tests/unit/test_ames_infer.py).
 
-    Keys are padded with zeros to a multiple of 16 where that widens the scores by at most 1/64 (601 keys to 608;
-    not 129 to 144), their scores set to -inf, which is exact: torch 2.13's bfloat16 softmax over 16 x 2 x 600 rows
-    took 8.7 ms at 601 keys and 5.7 ms at 608 on the AVX-512 BF16 EPYC, where at 129 keys (0.27 ms) 144 took 0.64."""
+    Where more than one query row attends, keys are padded with zeros to a multiple of 16 if that widens the scores
+    by at most 1/64 (601 keys to 608; not 129 to 144), their scores set to -inf, which is exact: torch 2.13's
+    bfloat16 softmax over 16 x 2 x 600 rows took 8.7 ms at 601 keys and 5.7 ms at 608 on the AVX-512 BF16 EPYC,
+    where at 129 keys (0.27 ms) 144 took 0.64. A one-row query (the MTC) is not padded: its softmax is short, and
+    padding would copy all its keys and values."""
     n_k = k.shape[-2]
     pad = -n_k % 16
-    if q.shape[-2] > 1 and 0 < pad * 64 <= n_k:  # (the docstring says why) exact: the padded keys are masked out
+    if q.shape[-2] > 1 and 0 < pad * 64 <= n_k:  # the docstring says why; exact: the padded keys are masked out
         k, v = F.pad(k, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
     s = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
     if attn_mask is not None:
@@ -149,7 +153,8 @@ def _mask(keep: Tensor) -> Tensor | None:
 
 @torch.no_grad()
 def prepare_side(model: AMES, tok: Tensor, pad: Tensor) -> PreparedSide:
-    """Layer 1's self attention and cross-attention projections of N images' tokens, in float32.
+    """Layer 1's self attention and cross-attention projections of N images' tokens, in float32 (called outside
+    autocast, as ``compute_logits`` and the benchmark do; ``score_prepared`` runs the per-pair work in its dtype).
 
     tok: (N, S, C) projected tokens (``model.project`` / ``project_db``, or an AMES database store's tokens);
     pad: (N, S) bool, True for padding (as in the official code). Independent of the other image of any pair.
@@ -209,6 +214,7 @@ def _attention(
     o_m = sdpa(q[:, :, n_q : n_q + 1], k, v, attn_mask=keys.all)
     o_d = sdpa(q[:, :, n_q + 1 :], k[:, :, kd[0]], v[:, :, kd[0]], attn_mask=kd[1])
     # the fused CPU and CUDA kernels return (B, h, S, dh) views of (B, S, h, dh) memory: transposing back is free
+    # (matmul_attention's outputs are contiguous (B, h, S, dh): the cat below copies them once)
     out = torch.cat([o_q.transpose(1, 2), o_m.transpose(1, 2), o_d.transpose(1, 2)], 1).reshape(b, length, c)
     return attn.out_proj(out)
 
