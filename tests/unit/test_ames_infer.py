@@ -55,7 +55,7 @@ def test_bfloat16_path_within_two_percent(monkeypatch, amx):
     model = AMES(cfg).eval()
     for p in model.parameters():
         p.data += 0.05 * torch.randn_like(p)
-    src, sm, tgt, tm = _pairs(cfg, 6, 40, 50)
+    src, sm, tgt, tm = _pairs(cfg, 6, 78, 78)  # 79 keys a row: matmul_attention pads them to 80
     with torch.no_grad():
         ref = reference_forward(model, src, sm, tgt, tm)
         qs, ds = prepare_side(model, model.project(src), sm), prepare_side(model, model.project_db(tgt), tm)
