@@ -120,6 +120,13 @@ def test_generation_is_deterministic_and_labels_are_consistent(tmp_path):
     assert {i["photo"] for i in train["instances"]} == {"collage"}
 
 
+def _same_split(a: Path, b: Path, split: str) -> None:
+    ga = json.loads((a / split / "gnd.json").read_text())
+    assert ga == json.loads((b / split / "gnd.json").read_text())
+    for name in ga["imlist"] + ga["qimlist"]:
+        assert (a / split / "jpg" / f"{name}.jpg").read_bytes() == (b / split / "jpg" / f"{name}.jpg").read_bytes()
+
+
 def test_test_split_does_not_depend_on_the_training_split(tmp_path):
     other = DemoConfig.from_dict(
         {
@@ -130,14 +137,27 @@ def test_test_split_does_not_depend_on_the_training_split(tmp_path):
     )
     generate_demo(tmp_path / "a", TINY)
     generate_demo(tmp_path / "b", other)
-    ga = json.loads((tmp_path / "a" / "demo" / "gnd.json").read_text())
-    assert ga == json.loads((tmp_path / "b" / "demo" / "gnd.json").read_text())
-    for name in ga["imlist"] + ga["qimlist"]:
-        assert (tmp_path / "a" / "demo" / "jpg" / f"{name}.jpg").read_bytes() == (
-            tmp_path / "b" / "demo" / "jpg" / f"{name}.jpg"
-        ).read_bytes()
+    _same_split(tmp_path / "a", tmp_path / "b", "demo")
     tb = json.loads((tmp_path / "b" / "demo-train" / "gnd.json").read_text())
     assert len(tb["imlist"]) == 2 * 3 + 2
+
+
+def test_test_split_and_training_images_do_not_depend_on_the_validation_split(tmp_path):
+    other = DemoConfig.from_dict(
+        {
+            **{k: v for k, v in TINY.to_dict().items() if k not in ("labels",)},
+            "val": {"instances": 1, "queries": 1, "views": 3, "distractors": 2},
+        }
+    )
+    generate_demo(tmp_path / "a", TINY)
+    generate_demo(tmp_path / "b", other)
+    _same_split(tmp_path / "a", tmp_path / "b", "demo")
+    # the training split's images too; its instance ids (labels) follow the validation split's, numbered after them
+    train = [sorted((tmp_path / d / "demo-train" / "jpg").glob("*.jpg")) for d in ("a", "b")]
+    assert [p.name for p in train[0]] == [p.name for p in train[1]] and len(train[0]) == 3 * 2 + 1
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(*train))
+    vb = json.loads((tmp_path / "b" / "demo-val" / "gnd.json").read_text())
+    assert len(vb["imlist"]) == 1 * 3 + 2 and len(vb["qimlist"]) == 1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
