@@ -17,9 +17,8 @@ where one query meets many database images and one database image meets several 
 Precision: float32, or bfloat16 matrix products (``torch.autocast``) where the hardware executes them natively
 (``fast_dtype``: AVX-512 BF16 / AMX on the CPU, bf16-capable GPUs); the logits agree with float32 to about 1e-6
 on the float32 path and to about 1% on the bfloat16 path (measured; tests/unit/test_ames_infer.py asserts 1e-5 and
-2%). The attention of the
-per-pair blocks is torch's fused kernel, or in bfloat16 on a CPU without AMX two matrix products and a softmax
-(``attention_kernel``: faster there).
+2%). The attention of the per-pair blocks is torch's fused kernel, or in bfloat16 on a CPU without AMX two matrix
+products and a softmax (``attention_kernel``: faster there).
 """
 
 from __future__ import annotations
@@ -35,6 +34,14 @@ from torch import Tensor
 from retrieval.methods.ames.model import AMES
 
 
+def _has_amx() -> bool:
+    """Whether this CPU has AMX tiles (torch's run-time check; False where torch has no such check)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+_AMX = _has_amx()
+
+
 def fast_dtype(device: str | torch.device) -> torch.dtype:
     """bfloat16 where matrix products in it run natively (a CPU with AVX-512 BF16 or AMX and an AVX512 torch CPU
     capability, detected at run time; a GPU of compute capability >= 8.0), float32 elsewhere (emulated bfloat16 is
@@ -44,7 +51,7 @@ def fast_dtype(device: str | torch.device) -> torch.dtype:
         # native only (compute capability >= 8): is_bf16_supported() also counts emulation on older GPUs
         return torch.bfloat16 if torch.cuda.get_device_capability(dev)[0] >= 8 else torch.float32
     cap = torch.backends.cpu.get_cpu_capability()
-    native = torch.cpu._is_avx512_bf16_supported() or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    native = torch.cpu._is_avx512_bf16_supported() or _has_amx()
     return torch.bfloat16 if native and cap.startswith("AVX512") else torch.float32
 
 
@@ -95,14 +102,6 @@ def _merge(x: Tensor) -> Tensor:
     """(N, h, S, dh) -> (N, S, h * dh)."""
     n, h, s, dh = x.shape
     return x.transpose(1, 2).reshape(n, s, h * dh)
-
-
-def _has_amx() -> bool:
-    """Whether this CPU has AMX tiles (torch's run-time check; False where torch has no such check)."""
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-
-
-_AMX = _has_amx()
 
 
 def matmul_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
