@@ -138,7 +138,7 @@ def attention_kernel(q: Tensor) -> Callable[..., Tensor]:
     float32, 2.0 G/s in bfloat16) and took about 5 ms for a one-row query (the MTC) of 16 pairs, so the
     matrix-product form gave 1.15-1.27x the pairs/s of the whole bfloat16 forward at 600/600, 128/128 and 256/128
     descriptors (1.15-1.38x with :func:`matmul_attention`'s padding). In float32 it was slower (0.64x at
-    600/600), and with AMX the fused kernel's tiles met the 5x goal (bfloat16 products with a float32 softmax were
+    600/600, without the jobs' allocator settings), and with AMX the fused kernel's tiles met the 5x goal (bfloat16 products with a float32 softmax were
     2-5x slower there; this form is unmeasured there): both keep the fused kernel, as the GPU does."""
     if q.device.type == "cpu" and q.dtype == torch.bfloat16 and not _AMX:
         return matmul_attention
