@@ -95,6 +95,33 @@ def test_attention_kernel_follows_dtype_device_and_amx(monkeypatch):
     assert infer.attention_kernel(f32) is torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(infer, "_AMX", True)  # AMX's tiles run the fused kernel's products (the 5x goal met there)
     assert infer.attention_kernel(bf) is torch.nn.functional.scaled_dot_product_attention
+    # forced (the throughput benchmark times the kernel auto does not choose), whatever the dtype and CPU
+    assert infer.attention_kernel(bf, "matmul") is infer.matmul_attention
+    assert infer.attention_kernel(f32, "matmul") is infer.matmul_attention
+    monkeypatch.setattr(infer, "_AMX", False)
+    assert infer.attention_kernel(bf, "fused") is torch.nn.functional.scaled_dot_product_attention
+    with pytest.raises(ValueError, match="attention kernel 'flash' is not one of auto, fused, matmul"):
+        infer.attention_kernel(bf, "flash")
+
+
+def test_score_prepared_with_each_kernel_forced():
+    torch.manual_seed(2)
+    cfg = AmesConfig(local_dim=24, model_dim=32, nhead=2, num_layers=3, dim_feedforward=64)
+    model = AMES(cfg).eval()
+    for p in model.parameters():
+        p.data += 0.2 * torch.randn_like(p)
+    src, sm, tgt, tm = _pairs(cfg, 5, 9, 13)
+    with torch.no_grad():
+        ref = reference_forward(model, src, sm, tgt, tm)
+        qs, ds = prepare_side(model, model.project(src), sm), prepare_side(model, model.project_db(tgt), tm)
+        for kernel in ("fused", "matmul"):  # float32: the same function to float rounding
+            torch.testing.assert_close(score_prepared(model, qs, ds, kernel=kernel), ref, atol=1e-5, rtol=1e-5)
+        bf = {k: score_prepared(model, qs, ds, torch.bfloat16, k) for k in ("fused", "matmul")}
+        with pytest.raises(ValueError, match="'flash'"):
+            score_prepared(model, qs, ds, kernel="flash")
+    for out in bf.values():
+        assert float((out - ref).abs().max()) <= 0.02 * float(ref.abs().max())
+    assert not torch.equal(bf["fused"], bf["matmul"])  # the kernel really changed (other roundings)
 
 
 def test_fast_dtype_follows_the_hardware(monkeypatch):

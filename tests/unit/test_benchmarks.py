@@ -32,8 +32,14 @@ def test_small_throughput_run_agrees_with_reference():
     if out["fast_dtype"] == "bfloat16":  # native bfloat16: its path is timed too, and it is the one reported
         assert 0 < row["prepared_bf16_max_relative_logit_difference"] < 0.02 and out["bf16_gemm_peak_gflops"] > 0
         assert row["speedup"] == row["prepared_bf16_speedup"]
+        # the attention kernel the workflow does not choose is timed beside it, on the same pairs
+        other = {"fused": "matmul", "matmul": "fused"}[out["bf16_attention_kernel"]]
+        assert 0 < row[f"prepared_bf16_{other}_max_relative_logit_difference"] < 0.02
+        assert row[f"prepared_bf16_{other}_speedup"] > 0
+        assert f"prepared_bf16_{out['bf16_attention_kernel']}_speedup" not in row
     else:
         assert "prepared_bf16_speedup" not in row and row["speedup"] == row["prepared_speedup"]
+        assert out["bf16_attention_kernel"] is None and not any(k.startswith("prepared_bf16") for k in row)
         assert row["max_abs_logit_difference"] < 1e-5
     g = grid_cost(4, 30, 10, 10)
     assert g["points"] == 10 and g["grid_seconds"] > 0

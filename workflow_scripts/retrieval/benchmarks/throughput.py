@@ -12,7 +12,7 @@ from torch import Tensor
 
 from retrieval.data.images import load_bgr
 from retrieval.features.deep import DeepConfig, DeepExtractor
-from retrieval.methods.ames.infer import fast_dtype, prepare_side, score_prepared
+from retrieval.methods.ames.infer import attention_kernel, fast_dtype, matmul_attention, prepare_side, score_prepared
 from retrieval.methods.ames.model import AMES, AmesConfig, reference_forward
 from retrieval.methods.ames.rerank import GridSweep, evaluate_protocol_rankings, grid_rankings, protocol_shortlists
 from retrieval.methods.sv import SVConfig, verify_shortlists, verify_shortlists_reference
@@ -89,7 +89,9 @@ def ames_throughput(
     * ``prepared``: ``ames_infer`` as ``compute_logits`` runs it for ``batch`` pairs of one query: the query
       prepared once for the batch and every database image prepared inside the timed call (no sharing of database
       images between queries is credited), then ``score_prepared`` in float32 and, where ``fast_dtype`` says the
-      hardware runs it natively, in bfloat16 (``prepared_bf16``).
+      hardware runs it natively, in bfloat16 (``prepared_bf16``, with the attention kernel the workflow chooses,
+      ``attention_kernel``), and in bfloat16 with the kernel it does not choose (``prepared_bf16_fused`` or
+      ``prepared_bf16_matmul``), so the choice is checked on each machine.
     Logit differences are against the reference; FLOP/s use the block form's useful FLOPs (``ames_flops``).
     """
 
@@ -106,6 +108,9 @@ def ames_throughput(
     peak = gemm_peak(device)
     fast = fast_dtype(device)
     peak_bf16 = gemm_peak(device, dtype=torch.bfloat16) if fast == torch.bfloat16 else None
+    chosen = attention_kernel(torch.zeros(1, dtype=torch.bfloat16, device=device))
+    chosen_name = "matmul" if chosen is matmul_attention else "fused"
+    other = "fused" if chosen_name == "matmul" else "matmul"
     rows = []
     for n_q, n_t in sizes:
         src = torch.randn(1, n_q, local_dim, device=device).expand(batch, -1, -1)  # one query, as re-ranking runs
@@ -115,9 +120,9 @@ def ames_throughput(
         q_tok, d_tok = model.project(src), model.project_db(tgt)
         same = torch.zeros(batch, dtype=torch.long, device=device)
 
-        def prepared(dtype: torch.dtype) -> Tensor:
+        def prepared(dtype: torch.dtype, kernel: str = "auto") -> Tensor:
             qs = prepare_side(model, q_tok[:1], sm[:1]).take(same)
-            return score_prepared(model, qs, prepare_side(model, d_tok, tm), dtype)
+            return score_prepared(model, qs, prepare_side(model, d_tok, tm), dtype, kernel)
 
         fns = {
             "reference": lambda: reference_forward(model, src, sm, tgt, tm),
@@ -126,6 +131,7 @@ def ames_throughput(
         }
         if fast == torch.bfloat16:
             fns["prepared_bf16"] = lambda: prepared(torch.bfloat16)
+            fns[f"prepared_bf16_{other}"] = lambda: prepared(torch.bfloat16, other)
         t = _time_interleaved(fns, repeats)
         ref = reference_forward(model, src, sm, tgt, tm)
         useful = ames_flops(n_q, n_t, cfg, masked=False)
@@ -164,6 +170,7 @@ def ames_throughput(
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "fast_dtype": str(fast).removeprefix("torch."),
+        "bf16_attention_kernel": chosen_name if fast == torch.bfloat16 else None,
         "gemm_peak_gflops": peak / 1e9,
         "bf16_gemm_peak_gflops": None if peak_bf16 is None else peak_bf16 / 1e9,
         "local_dim": local_dim,

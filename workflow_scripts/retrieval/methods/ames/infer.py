@@ -129,20 +129,28 @@ def matmul_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
     return torch.matmul(torch.softmax(s, -1), v)
 
 
-def attention_kernel(q: Tensor) -> Callable[..., Tensor]:
-    """The attention of the per-pair blocks for queries ``q``: :func:`matmul_attention` for bfloat16 on a CPU
-    without AMX, torch's fused ``scaled_dot_product_attention`` elsewhere.
+KERNELS = ("auto", "fused", "matmul")
+
+
+def attention_kernel(q: Tensor, kernel: str = "auto") -> Callable[..., Tensor]:
+    """The attention of the per-pair blocks for queries ``q``. ``kernel`` ``auto``: :func:`matmul_attention` for
+    bfloat16 on a CPU without AMX, torch's fused ``scaled_dot_product_attention`` elsewhere; ``fused`` or
+    ``matmul`` forces one (the throughput benchmark times the one ``auto`` does not choose). Raises ValueError for
+    another ``kernel``.
 
     Measured with torch 2.13 on 2 cores of an AMD EPYC with AVX-512 BF16 and no AMX (README "Speed"): torch's CPU
     flash-attention kernel computes its exponentials in float32 (``torch.exp`` ran at 1.15 G/s a core there in
     float32, 2.0 G/s in bfloat16) and took about 5 ms for a one-row query (the MTC) of 16 pairs, so the
     matrix-product form gave 1.15-1.27x the pairs/s of the whole bfloat16 forward at 600/600, 128/128 and 256/128
     descriptors (1.15-1.38x with :func:`matmul_attention`'s padding). In float32 it was slower (0.64x at
-    600/600, without the jobs' allocator settings), and with AMX the fused kernel's tiles met the 5x goal (bfloat16 products with a float32 softmax were
-    2-5x slower there; this form is unmeasured there): both keep the fused kernel, as the GPU does."""
-    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and not _AMX:
-        return matmul_attention
-    return F.scaled_dot_product_attention
+    600/600, without the jobs' allocator settings). With AMX the fused kernel is faster: the benchmark target on 2
+    cores of a Xeon with AMX gave this form 0.89x the fused path's pairs/s at 600/600 and 0.82x at 128/128
+    (2026-12-08). Both keep the fused kernel, as the GPU does."""
+    if kernel not in KERNELS:
+        raise ValueError(f"attention kernel '{kernel}' is not one of {', '.join(KERNELS)}")
+    if kernel == "auto":
+        kernel = "matmul" if q.device.type == "cpu" and q.dtype == torch.bfloat16 and not _AMX else "fused"
+    return matmul_attention if kernel == "matmul" else F.scaled_dot_product_attention
 
 
 def _mask(keep: Tensor) -> Tensor | None:
@@ -182,11 +190,13 @@ def prepare_side(model: AMES, tok: Tensor, pad: Tensor) -> PreparedSide:
 
 
 class _Keys:
-    """Key masks of a batch of pairs in the layout [query tokens, MTC, database tokens] (each key set a slice)."""
+    """Key masks of a batch of pairs in the layout [query tokens, MTC, database tokens] (each key set a slice), and
+    the attention kernel (``attention_kernel``'s ``kernel``) their blocks use."""
 
-    def __init__(self, q_keep: Tensor, d_keep: Tensor):
+    def __init__(self, q_keep: Tensor, d_keep: Tensor, kernel: str = "auto"):
         one = q_keep.new_ones((q_keep.shape[0], 1))
         self.n_q = q_keep.shape[1]
+        self.kernel = kernel
         self.q_mtc = _mask(torch.cat([q_keep, one], 1))  # keys [query, MTC]
         self.mtc_d = _mask(torch.cat([one, d_keep], 1))  # keys [MTC, database]
         self.all = _mask(torch.cat([q_keep, one, d_keep], 1))
@@ -206,7 +216,7 @@ def _attention(
     if qkv is None:
         qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)  # (B, L, 3C)
     q, k, v = (t.view(b, length, h, c // h).transpose(1, 2) for t in qkv.split(c, -1))  # (B, h, L, dh), strided
-    sdpa = attention_kernel(q)
+    sdpa = attention_kernel(q, keys.kernel)
     lo, hi = (slice(0, n_q + 1), keys.q_mtc), (slice(n_q, length), keys.mtc_d)
     kq, kd = (hi, lo) if cross else (lo, hi)
     o_q = sdpa(q[:, :, :n_q], k[:, :, kq[0]], v[:, :, kq[0]], attn_mask=kq[1])
@@ -262,17 +272,21 @@ def _last_layer_mtc(model: AMES, x: Tensor, keys: _Keys) -> Tensor:
     mtc = x[:, n_q : n_q + 1]
     q = F.linear(mtc, w[:c], bias[:c]).view(b, 1, h, c // h).transpose(1, 2)  # (B, h, 1, dh)
     k, v = (t.view(b, length, h, c // h).transpose(1, 2) for t in F.linear(x, w[c:], bias[c:]).split(c, -1))
-    o = attention_kernel(q)(q, k, v, attn_mask=keys.all)
+    o = attention_kernel(q, keys.kernel)(q, k, v, attn_mask=keys.all)
     m = layer.norm2(mtc + ca.out_proj(o.transpose(1, 2).reshape(b, 1, c)))
     return layer.norm3(m + layer.feed_forward(m))[:, 0]
 
 
 @torch.no_grad()
-def score_prepared(model: AMES, qs: PreparedSide, ds: PreparedSide, dtype: torch.dtype = torch.float32) -> Tensor:
+def score_prepared(
+    model: AMES, qs: PreparedSide, ds: PreparedSide, dtype: torch.dtype = torch.float32, kernel: str = "auto"
+) -> Tensor:
     """Logits (B,) float32 of B pairs (row b of ``qs`` with row b of ``ds``); the same function as
-    ``AMES.score_tokens`` on the unprepared tokens. ``dtype`` bfloat16 runs the per-pair matrix products in it."""
+    ``AMES.score_tokens`` on the unprepared tokens. ``dtype`` bfloat16 runs the per-pair matrix products in it;
+    ``kernel`` is the blocks' attention (``attention_kernel``; ``auto`` in the workflow). Raises ValueError for an
+    unknown ``kernel`` (from the first block)."""
     layers = model.decoder.layers
-    keys = _Keys(qs.keep, ds.keep)
+    keys = _Keys(qs.keep, ds.keep, kernel)
     n_q = keys.n_q
     with torch.autocast(qs.x.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         x = _first_cross(model, _first_mtc(model, qs, ds), qs, ds, keys, dtype)
