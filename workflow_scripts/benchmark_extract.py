@@ -5,6 +5,6 @@ from retrieval.runtime import limit_threads, setup_logging
 limit_threads(snakemake.threads)
 setup_logging(snakemake.log[0])
 
-from retrieval.benchmarks.throughput import extraction_benchmark  # noqa: E402
+from retrieval.benchmarks.extraction import extraction_benchmark  # noqa: E402
 
 extraction_benchmark(snakemake.input.lists, snakemake.params.config, snakemake.output[0])

@@ -10,13 +10,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from retrieval.data.images import load_bgr
-from retrieval.features.deep import DeepConfig, DeepExtractor
 from retrieval.methods.ames.infer import attention_kernel, fast_dtype, matmul_attention, prepare_side, score_prepared
 from retrieval.methods.ames.model import AMES, AmesConfig, reference_forward
 from retrieval.methods.ames.rerank import GridSweep, evaluate_protocol_rankings, grid_rankings, protocol_shortlists
 from retrieval.methods.sv import SVConfig, verify_shortlists, verify_shortlists_reference
-from retrieval.runtime import package_versions, read_json, resolve_device, write_json
+from retrieval.runtime import package_versions, resolve_device, write_json
 from retrieval.stores.global_store import read_neighbours
 from retrieval.stores.local_store import open_local
 
@@ -264,38 +262,6 @@ def grid_cost(n_queries: int, n_db: int, k: int, n_points: int, seed: int = 0) -
     }
 
 
-def extraction_throughput(
-    image_paths: list[str], backbone: str, backbone_config: dict[str, Any], repeats: int = 1
-) -> dict[str, Any]:
-    """Images per second of deep extraction (decode, resize, forward, detector, top-k, global) on real images, one
-    image at a time as the extraction rule runs; the first image is a warm-up and not timed."""
-
-    ex = DeepExtractor(DeepConfig.from_dict(backbone, backbone_config), f"benchmark.extract.{backbone}.device")
-    ex.extract(load_bgr(image_paths[0]))
-    sync = torch.cuda.synchronize if ex.device.startswith("cuda") else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        for p in image_paths:
-            ex.extract(load_bgr(p))
-    sync()
-    seconds = time.perf_counter() - t0
-    n = repeats * len(image_paths)
-    return {
-        "backbone": backbone,
-        "model": backbone_config.get("model"),
-        "weights": ex.source,
-        "image_size": backbone_config.get("image_size"),
-        "scales": backbone_config.get("scales"),
-        "device": ex.device,
-        "device_name": torch.cuda.get_device_name(0) if ex.device.startswith("cuda") else "cpu",
-        "threads": torch.get_num_threads(),
-        "images": n,
-        "seconds": round(seconds, 3),
-        "images_per_second": round(n / seconds, 3),
-    }
-
-
 def ames_benchmark(
     cfg: dict[str, Any],
     out_path: str,
@@ -326,14 +292,5 @@ def ames_benchmark(
             **sv_throughput(sv_inputs["sv_query"], sv_inputs["sv_db"], sv_inputs["sv_knn"], sv_config),
         }
     result = {**result, "config": cfg, "packages": package_versions()}
-    write_json(out_path, result)
-    return result
-
-
-def extraction_benchmark(lists_path: str, cfg: dict[str, Any], out_path: str) -> dict[str, Any]:
-    """Rule benchmark_extract: :func:`extraction_throughput` of ``cfg["backbone"]`` on the first ``cfg["images"]``
-    database images of ``lists_path`` (the demo's real-size photos), written as JSON to ``out_path`` and returned."""
-    paths = [e["path"] for e in read_json(lists_path)["db"][: cfg["images"]]]
-    result = extraction_throughput(paths, cfg["backbone"], cfg[cfg["backbone"]], cfg["repeats"])
     write_json(out_path, result)
     return result
