@@ -390,8 +390,8 @@ def result_name(wildcards):
     with a message naming the new one, and published under the name that was asked for."""
     try:
         ds, method = split_result_name(wildcards.result, METHODS + tuple(DEPRECATED_METHODS))
-    except ValueError as e:
-        raise WorkflowError(str(e)) from None
+    except ValueError as e:  # no method (results/demo.json), or a name no dataset can have
+        raise WorkflowError(PLAN.result_is_dataset(wildcards.result) or str(e)) from None
     if method in DEPRECATED_METHODS:
         logger.warning(
             f"results/{wildcards.result}.json: method '{method}' is deprecated, now '{DEPRECATED_METHODS[method]}' "

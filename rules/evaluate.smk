@@ -40,8 +40,9 @@ rule publish:
     log:
         "logs/publish/{result}.log",
     wildcard_constraints:
-        # {dataset}_{method}, split by retrieval/names.py (datasets may hold '_'); {dataset}_compare is compare's
-        result=r"(?![^/]*_compare\.json$)[^/]+_[^/]+",
+        # {dataset}_{method}, split by retrieval/names.py (datasets may hold '_'); {dataset}_compare is compare's. A
+        # name without '_' matches too, so that results/demo.json is told how a result is named (not "No rule")
+        result=r"(?![^/]*_compare\.json$)[^/]+",
     localrule: True
     conda:
         ENV

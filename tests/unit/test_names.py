@@ -30,7 +30,7 @@ def test_result_names_split_at_the_longest_known_method(name, want):
         ("_x_global", "first character"),
         ("a'b_sv", "not allowed.*ASCII letters \\(a-z, A-Z\\), digits"),
         ("café_global", r"\['é'\] are not allowed; a dataset name holds ASCII letters"),
-        ("global", r"\{dataset\}_\{method\}"),
+        ("global", r"^results/global\.json: a result is named results/\{dataset\}_\{method\}\.json"),
     ],
 )
 def test_unusable_names_are_refused_naming_the_allowed_characters(name, pattern):

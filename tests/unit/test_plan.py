@@ -5,6 +5,7 @@ file recorded from rules/common.smk before the graph moved here (the same versio
 import copy
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -930,6 +931,20 @@ def test_a_dataset_with_an_underscore_is_not_read_as_a_cut_method_name(tmp_path)
     assert plan.evaluation_path("demo_super", "global").startswith("results/eval/demo_super/")
     assert plan._split_hint("coll_x", "global") == ""
     assert plan._split_hint("demo_ames", "binary") == "; did you mean 'results/demo_ames_binary.json'?"
+
+
+def test_a_result_that_names_a_dataset_and_no_method_says_how_results_are_named(tmp_path):
+    # a new user's trial (helper-174): results/my_photos.json said "unknown method 'photos' in my_photos"
+    (tmp_path / "my_photos" / "jpg").mkdir(parents=True)
+    plan = Plan(configured(data_root=str(tmp_path)))
+    want = "results/my_photos.json: 'my_photos' is a dataset, and a result names its method after it: "
+    with pytest.raises(PlanError, match=re.escape(want + "results/my_photos_{method}.json (results/my_photos_global")):
+        plan.evaluation_path("my", "photos")
+    assert plan.result_is_dataset("demo").startswith("results/demo.json: 'demo' is a dataset")  # made, not a folder
+    # not a dataset, or not a name a dataset can have: the caller's own message
+    assert plan.result_is_dataset("their_photos") is None and plan.result_is_dataset("my photos") is None
+    with pytest.raises(PlanError, match="unknown method 'photos' in their_photos"):
+        plan.evaluation_path("their", "photos")
 
 
 def test_ssp_anchors_split_written_as_its_default_changes_nothing():

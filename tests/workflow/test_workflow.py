@@ -372,6 +372,11 @@ def test_sources_without_what_they_read_are_refused_together_before_any_job(tmp_
 def test_unknown_method_training_split_and_missing_dataset_are_named(tmp_path):
     proc = snakemake(tmp_path, "-n", "results/demo_nosuch.json", check=False)
     assert proc.returncode != 0 and "unknown method 'nosuch'" in proc.stdout + proc.stderr
+    # no method at all: how a result is named, not Snakemake's "No rule to produce" (helper-174)
+    for name, said in [("demo", "'demo' is a dataset"), ("gc", "a result is named results/{dataset}_{method}.json")]:
+        proc = snakemake(tmp_path, "-n", f"results/{name}.json", check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and said in out and "MissingRuleException" not in out, out[-2000:]
     proc = snakemake(tmp_path, "-n", "results/demo-train_global.json", check=False)
     assert proc.returncode != 0 and "training split" in proc.stdout + proc.stderr
     proc = snakemake(tmp_path, "-n", "results/nowhere_global.json", check=False)

@@ -42,6 +42,8 @@ def split_result_name(name: str, methods: Sequence[str]) -> tuple[str, str]:
         if name.endswith("_" + method) and len(name) > len(method) + 1:
             return check_dataset_name(name[: -len(method) - 1]), method
     if "_" not in name:
-        raise ValueError(f"{name!r}: a result is named {{dataset}}_{{method}}")
+        raise ValueError(
+            f"results/{name}.json: a result is named results/{{dataset}}_{{method}}.json (demo_global.json, say)"
+        )
     dataset, method = name.rsplit("_", 1)
     return check_dataset_name(dataset), method

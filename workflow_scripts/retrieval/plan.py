@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from retrieval.data.datasets import (
 from retrieval.data.datasets import ground_truth_path as _ground_truth_path
 from retrieval.data.gnd import holds_labels
 from retrieval.methods.ames.operating_point import fixed_point
+from retrieval.names import DATASET_PATTERN
 from retrieval.runtime import file_sha1, stable_hash
 from retrieval.search.ivfpq import plan_ivfpq
 from retrieval.stores import feature_cache as fcache
@@ -1190,12 +1192,23 @@ class Plan:
             "evaluate": self.evaluate_settings(),
         }
 
-    def _is_there(self, ds):
+    def is_there(self, ds):
         """Whether ``ds`` names a dataset the workflow can read or make: a demo split, a downloadable one, a
         '{dataset}+1m' or a folder that exists."""
         ds = self.canonical(ds)
         made = ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE
         return made or ds.endswith(PLUS) or os.path.isdir(self.dataset_dir(ds))
+
+    def result_is_dataset(self, name):
+        """For a target ``results/{name}.json`` that names a dataset the workflow can read or make and no method
+        (``my_photos``, read as dataset ``my`` and method ``photos``; ``demo``): the message saying how a result is
+        named; None for any other name."""
+        if not re.fullmatch(DATASET_PATTERN, name) or not self.is_there(name):
+            return None
+        return (
+            f"results/{name}.json: '{name}' is a dataset, and a result names its method after it: "
+            f"results/{name}_{{method}}.json (results/{name}_global.json, say), the method one of {', '.join(METHODS)}"
+        )
 
     def _split_hint(self, ds, method):
         """ "; did you mean 'results/{dataset}_{method}.json'?" where a known method name was cut at one of its
@@ -1206,7 +1219,7 @@ class Plan:
             prefix, joined = ds[:i], f"{ds[i + 1 :]}_{method}".lower()
             for m in METHODS:
                 score = max(difflib.SequenceMatcher(None, joined, m).ratio(), float(joined.replace("_", "") == m))
-                if score >= 0.75 and (best is None or score > best[0]) and self._is_there(prefix):
+                if score >= 0.75 and (best is None or score > best[0]) and self.is_there(prefix):
                     best = (score, prefix, m)
         return f"; did you mean 'results/{best[1]}_{best[2]}.json'?" if best else ""
 
@@ -1214,9 +1227,12 @@ class Plan:
         """The versioned evaluation JSON behind results/{ds}_{method}.json (a deprecated method name: its new one's)."""
         method = DEPRECATED_METHODS.get(method, method)
         if method not in METHODS:
+            named = self.result_is_dataset(f"{ds}_{method}")
+            if named:
+                raise PlanError(named)
             hint = _method_hint(f"{ds}_{method}", method)
             raise PlanError(f"unknown method '{method}' in {ds}_{method}{hint} (available: {', '.join(METHODS)})")
-        if "_" in ds and not self._is_there(ds):
+        if "_" in ds and not self.is_there(ds):
             hint = self._split_hint(ds, method)
             if hint:  # a folder that is not there is otherwise image_lists's to name (where to put the photos)
                 raise PlanError(

@@ -320,7 +320,7 @@ def _rows(
             raise ValueError(f"{at}: column(s) {dup} appear more than once")
         for row in reader:
             line = reader.line_num
-            error = _row_error(path, line, row, header, required, short)
+            error = _row_error(path, line, row, header, required, short, optional)
             if error is not None:
                 if problems is None:
                     raise error
@@ -330,9 +330,16 @@ def _rows(
 
 
 def _row_error(
-    path: Path, line: int, row: list[str], header: list[str], required: tuple[str, ...], short: str | None
+    path: Path,
+    line: int,
+    row: list[str],
+    header: list[str],
+    required: tuple[str, ...],
+    short: str | None,
+    optional: tuple[str, ...] = (),
 ) -> ValueError | None:
-    """What is wrong with one row of a CSV file as a whole (its number of fields; a comment naming a file), or None."""
+    """What is wrong with one row of a CSV file as a whole (its number of fields, with the header line that would
+    name them where the header lacks optional columns; a comment naming a file), or None."""
     if _skipped_row(row):
         try:
             if row:
@@ -341,7 +348,15 @@ def _row_error(
             return e
         return None
     if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
-        return ValueError(f"{path}:{line}: {len(row)} fields but the header has {len(header)}")
+        n = len(row) - len(header)
+        absent = [c for c in required + optional if c not in header]
+        hint = ""
+        if 0 < n <= len(absent):  # a column the header left out (query,positive above rows with a kind)
+            what = f"the extra field is {absent[0]}" if n == 1 else f"the extra fields are {', '.join(absent[:n])}"
+            hint = f"; if {what}, the header line is {','.join(header + absent[:n])}"
+        return ValueError(
+            f"{path}:{line}: {len(row)} fields but the header has {len(header)} ({','.join(header)}){hint}"
+        )
     if short is not None and len(row) < len(required):
         return ValueError(f"{path}:{line}: {len(row)} field(s) but {len(required)} columns are required; {short}")
     return None
