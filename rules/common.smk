@@ -584,7 +584,8 @@ def checked_search_dir(wildcards):
         raise WorkflowError(str(e)) from None
     photos = PLAN.canonical(wildcards.photos)
     if photos not in DEMO_SPLITS and PLAN.distractor_base(photos) is None:  # '{dataset}+1m' has no folder of its own
-        PLAN.folder_source(photos, searched=True)  # a missing folder, said as photos
+        # a missing folder, said as photos; the collection is no hint for a misspelt photos folder (helper-174)
+        PLAN.folder_source(photos, searched=True, not_offered=(PLAN.canonical(wildcards.collection),))
     return PLAN.search_dir(wildcards.collection, wildcards.photos)
 
 

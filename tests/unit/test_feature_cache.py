@@ -2,6 +2,7 @@
 assembled store, checked against a fresh positional extraction."""
 
 import json
+import logging
 import os
 import shutil
 
@@ -190,7 +191,7 @@ def test_assembled_store_equals_a_fresh_positional_extraction(tmp_path):
         assert f.attrs["layout"] == "cache" and f["descriptors"].is_virtual
 
 
-def test_bad_input_names_the_file(tmp_path):
+def test_bad_input_names_the_file(tmp_path, caplog):
     cache, root = tmp_path / "features", tmp_path / "mine"
     _folder(root, range(3))
     lists = _lists(root)
@@ -210,8 +211,12 @@ def test_bad_input_names_the_file(tmp_path):
     ((pack, items),) = plan.new_packs.items()
     with pytest.raises(FileNotFoundError, match="p02.png"):
         extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT)
-    meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
+    with caplog.at_level(logging.INFO, logger="retrieval"):
+        meta = extract_pack(items, cache / f"{pack}.h5", cache / f"{pack}.json", XV, "sift", SIFT, on_bad_image="skip")
     assert dict(zip(meta["rows"]["name"], meta["rows"]["sha256"]))["jpg/p02.png"] == "missing:jpg/p02.png"
+    # the job's summary does not count the skipped photo as extracted (it read "1 images, 1 extracted": helper-174)
+    assert f"pack {pack}: 2 images, 0 extracted, 1 found in the cache" in caplog.text
+    assert "1 without features (unreadable or missing; on_bad_image: skip)" in caplog.text
     info = _assemble(cache, lists, "db", tmp_path / "db.h5", "skip")
     assert [s["path"] for s in info["skipped"]] == [str(root / "jpg" / "p02.png")]
     assert _read(tmp_path / "db.h5")["count"][2] == 0

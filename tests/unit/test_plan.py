@@ -665,6 +665,14 @@ def test_dataset_dirs_name_a_folder_outside_data_root(tmp_path):
     # the name in another case: difflib offered nothing for it (helper-118: results/CSVDS_global.json for csvds/)
     with pytest.raises(PlanError, match=r"LANDMARKS-MINI not found .*; did you mean 'landmarks-mini'\?$"):
         typo.folder_source("LANDMARKS-MINI")
+    # photos searched against a collection: the collection is never offered for a misspelt photos folder (helper-174
+    # was offered 'new_photos' or 'my_photos' for new_photo, searched against my_photos)
+    (tmp_path / "data" / "my_photos").mkdir()
+    (tmp_path / "data" / "new_photos").mkdir()
+    with pytest.raises(PlanError, match=r"new_photo not found .*; did you mean 'new_photos'\?$"):
+        typo.folder_source("new_photo", searched=True, not_offered=("my_photos",))
+    with pytest.raises(PlanError, match=r"; did you mean 'new_photos' or 'my_photos'\?$"):
+        typo.folder_source("new_photo", searched=True)
     # data_root naming the dataset's own folder: told to name its parent (helper-154 was told to nest jpg/ deeper)
     (tmp_path / "data" / "landmarks-mini" / "jpg").mkdir()
     inside = Plan(configured(data_root=str(tmp_path / "data" / "landmarks-mini")))

@@ -882,10 +882,12 @@ class Plan:
     def log_path(self, stage, suffix=""):
         return f"logs/{stage}/{{dataset}}/{{ver}}{suffix}.log"
 
-    def folder_source(self, ds, searched=False):
+    def folder_source(self, ds, searched=False, not_offered=()):
         """The files a folder dataset's lists depend on (its ground truth, a download marker, or its image folder);
         a PlanError naming the folder, the key that placed it and the nearest names where it is missing or a file.
-        ``searched``: the dataset is photos to search, so a missing folder is not told about ground truth."""
+        ``searched``: the dataset is photos to search, so a missing folder is not told about ground truth;
+        ``not_offered``: names never offered as the nearest (the collection a misspelt photos folder is searched
+        against)."""
         d = self.dataset_dir(ds)
         if searched and self.canonical(ds) in (self.canonical(self.train), self.canonical(self.val)):
             searched = False  # photos that are also a training or validation split need their ground truth
@@ -927,7 +929,7 @@ class Plan:
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir()) if os.path.isdir(root) else []
             plus_folder = not moved and os.path.isdir(os.path.join(root, ds + PLUS))  # said below, not offered
             # a name ending in +1m is read as another dataset with the distractors: never offered (helper-100, 101)
-            offered = [f for f in folders if not f.lower().endswith(PLUS)] + known
+            offered = [f for f in folders + known if not f.lower().endswith(PLUS) and f not in not_offered]
             # listed here before: the folder moved or was renamed, and another dataset's name is no hint (helper-138
             # was offered 'ilg' for a moved 'il': taking it would evaluate another collection)
             before = os.path.isdir(lists_root(ds))

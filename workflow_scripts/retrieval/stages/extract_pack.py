@@ -118,7 +118,7 @@ def extract_pack(
     kept: list[int] = []  # items with a row (all of them unless a bad image stops the job)
     made: dict[tuple[str, Any], int] = {}  # (SHA-256, crop) -> its row in ``rows``: a duplicate in the job is copied
     bad: list[str] = []  # under on_bad_image: error, what was wrong with each bad image
-    n_copied = n_extracted = 0
+    n_copied = n_extracted = n_unreadable = 0
     stale = 0  # bad items that only changed since the plan: the next run plans them as they are
     t_hash = 0.0
     for i, it in enumerate(items):
@@ -208,6 +208,7 @@ def extract_pack(
             else:
                 row, g = extract_reduced(run, decoded, entry, None if crop is None else list(crop), backbone)
             n_extracted += 1
+            n_unreadable += decoded is None
         kept.append(i)
         shas.append(sha)
         rows.append(row)
@@ -246,12 +247,13 @@ def extract_pack(
         )
     meta = _write_pack(out_h5, items, rows, global_desc, shas, skipped, counts, index_path=out_index, **write)
     log.info(
-        "pack %s: %d images, %d extracted, %d found in the cache by their bytes (renamed, moved or only touched); %.1f s "
-        "(hashing %.2f s)",
+        "pack %s: %d images, %d extracted, %d found in the cache by their bytes (renamed, moved or only touched)%s; "
+        "%.1f s (hashing %.2f s)",
         out_h5.stem,
         len(items),
-        n_extracted,
+        n_extracted - n_unreadable,
         n_copied,
+        f", {n_unreadable} without features (unreadable or missing; on_bad_image: skip)" if n_unreadable else "",
         seconds,
         t_hash,
     )
