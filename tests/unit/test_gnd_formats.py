@@ -241,6 +241,11 @@ def test_csv_image_list_restricts_the_database(tmp_path):
         ("# mine\nquery;positive;kind\n", r"gnd\.csv:2: header .* lacks column.*separated by commas, this line by ';'"),
         ("query\tpositive\n", r"gnd\.csv:1: header .* lacks column.*this line by '\\t'"),
         # trailing empty columns are ignored, a non-empty extra field is not
+        (  # a trailing empty field (a spreadsheet's) is not counted as one more column (helper-175)
+            "query,positive\nqueries/q1.jpg,jpg/a.jpg,hard,\n",
+            r"gnd\.csv:2: 4 fields but the header has 2 \(query,positive\); if the extra field is kind, the header line "
+            r"is query,positive,kind$",
+        ),
         (  # two extra fields, one optional column: no guess
             "query,positive,,\nqueries/q1.jpg,jpg/a.jpg,,x\n",
             r"gnd\.csv:2: 4 fields but the header has 2 \(query,positive\)$",

@@ -951,6 +951,9 @@ def test_a_result_that_names_a_dataset_and_no_method_says_how_results_are_named(
     assert plan.result_is_dataset("demo").startswith("results/demo.json: 'demo' is a dataset")  # made, not a folder
     # not a dataset, or not a name a dataset can have: the caller's own message
     assert plan.result_is_dataset("their_photos") is None and plan.result_is_dataset("my photos") is None
+    # with the distractors: a dataset where its base is (helper-175: any name ending in +1m was called one)
+    assert plan.result_is_dataset("my_photos+1m").startswith("results/my_photos+1m.json: 'my_photos+1m' is a dataset")
+    assert plan.result_is_dataset("nosuch+1m") is None and plan.result_is_dataset("+1m") is None
     with pytest.raises(PlanError, match="unknown method 'photos' in their_photos"):
         plan.evaluation_path("their", "photos")
 

@@ -1205,7 +1205,10 @@ class Plan:
         """For a target ``results/{name}.json`` that names a dataset the workflow can read or make and no method
         (``my_photos``, read as dataset ``my`` and method ``photos``; ``demo``): the message saying how a result is
         named; None for any other name."""
-        if not re.fullmatch(DATASET_PATTERN, name) or not self.is_there(name):
+        if not re.fullmatch(DATASET_PATTERN, name):
+            return None
+        base = name[: -len(PLUS)] if name.endswith(PLUS) else name  # 'x+1m' is there where x is
+        if not base or not self.is_there(base):
             return None
         return (
             f"results/{name}.json: '{name}' is a dataset, and a result names its method after it: "

@@ -1,5 +1,6 @@
 """Deep extraction's throughput (rule benchmark_extract), apart from ``throughput``'s AMES, sv and grid timings so
-that those import no image decoding or backbone (they run where only torch, h5py and OpenCV are installed)."""
+that those import no image decoding or backbone (they run where torch, h5py, OpenCV and threadpoolctl are installed,
+without Snakemake, faiss, asmk or pillow-heif)."""
 
 from __future__ import annotations
 

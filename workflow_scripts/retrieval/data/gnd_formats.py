@@ -348,7 +348,10 @@ def _row_error(
             return e
         return None
     if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
-        n = len(row) - len(header)
+        filled = len(row)  # up to the last non-empty field: a spreadsheet's trailing empty ones are not columns
+        while filled > len(header) and not row[filled - 1].strip():
+            filled -= 1
+        n = filled - len(header)
         absent = [c for c in required + optional if c not in header]
         hint = ""
         if 0 < n <= len(absent):  # a column the header left out (query,positive above rows with a kind)

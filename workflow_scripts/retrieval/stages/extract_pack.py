@@ -223,6 +223,8 @@ def extract_pack(
         global_desc = np.stack(globals_) if globals_ else np.zeros((0, global_dim), np.float32)
     seconds = time.time() - t0
     write = dict(xv=xv, backbone=backbone, backbone_config=backbone_config, k=k, dim=dim, extra=extra)
+    # the sidecar's "extracted" counts the rows the extractor produced, an unreadable photo's empty row included (the
+    # log line below counts it apart)
     counts = dict(extracted=n_extracted, copied=n_copied, seconds=round(seconds, 3), hash_seconds=round(t_hash, 3))
     if bad:
         # keep what was computed: the good items become a pack of their own, which the next plan finds
