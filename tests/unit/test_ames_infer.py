@@ -92,9 +92,13 @@ def test_attention_kernel_follows_dtype_device_and_amx(monkeypatch):
     bf, f32 = torch.zeros(1, 1, 2, 4, dtype=torch.bfloat16), torch.zeros(1, 1, 2, 4)
     monkeypatch.setattr(infer, "_AMX", False)
     assert infer.attention_kernel(bf) is infer.matmul_attention
+    # the same choice by name, as the throughput benchmark reads it (no tensor needed; a GPU always fused)
+    assert infer.auto_kernel("cpu", torch.bfloat16) == "matmul" and infer.auto_kernel("cpu", torch.float32) == "fused"
+    assert infer.auto_kernel("cuda", torch.bfloat16) == "fused"
     assert infer.attention_kernel(f32) is torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(infer, "_AMX", True)  # AMX's tiles run the fused kernel's products (the 5x goal met there)
     assert infer.attention_kernel(bf) is torch.nn.functional.scaled_dot_product_attention
+    assert infer.auto_kernel("cpu", torch.bfloat16) == "fused"
     # forced (the throughput benchmark times the kernel auto does not choose), whatever the dtype and CPU
     assert infer.attention_kernel(bf, "matmul") is infer.matmul_attention
     assert infer.attention_kernel(f32, "matmul") is infer.matmul_attention

@@ -1195,20 +1195,19 @@ class Plan:
         }
 
     def is_there(self, ds):
-        """Whether ``ds`` names a dataset the workflow can read or make: a demo split, a downloadable one, a
-        '{dataset}+1m' or a folder that exists."""
+        """Whether ``ds`` names a dataset the workflow can read or make: a demo split, a downloadable one, a folder
+        that exists, or '{dataset}+1m' where its dataset is one of those."""
         ds = self.canonical(ds)
+        if ds.endswith(PLUS):
+            return bool(ds[: -len(PLUS)]) and self.is_there(ds[: -len(PLUS)])
         made = ds in DEMO_SPLITS or ds in DOWNLOADABLE or ds in GLDV2_DOWNLOADABLE
-        return made or ds.endswith(PLUS) or os.path.isdir(self.dataset_dir(ds))
+        return made or os.path.isdir(self.dataset_dir(ds))
 
     def result_is_dataset(self, name):
         """For a target ``results/{name}.json`` that names a dataset the workflow can read or make and no method
         (``my_photos``, read as dataset ``my`` and method ``photos``; ``demo``): the message saying how a result is
         named; None for any other name."""
-        if not re.fullmatch(DATASET_PATTERN, name):
-            return None
-        base = name[: -len(PLUS)] if name.endswith(PLUS) else name  # 'x+1m' is there where x is
-        if not base or not self.is_there(base):
+        if not re.fullmatch(DATASET_PATTERN, name) or not self.is_there(name):
             return None
         return (
             f"results/{name}.json: '{name}' is a dataset, and a result names its method after it: "

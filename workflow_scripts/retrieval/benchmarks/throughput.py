@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from retrieval.methods.ames.infer import attention_kernel, fast_dtype, matmul_attention, prepare_side, score_prepared
+from retrieval.methods.ames.infer import auto_kernel, fast_dtype, prepare_side, score_prepared
 from retrieval.methods.ames.model import AMES, AmesConfig, reference_forward
 from retrieval.methods.ames.rerank import GridSweep, evaluate_protocol_rankings, grid_rankings, protocol_shortlists
 from retrieval.methods.sv import SVConfig, verify_shortlists, verify_shortlists_reference
@@ -106,8 +106,7 @@ def ames_throughput(
     peak = gemm_peak(device)
     fast = fast_dtype(device)
     peak_bf16 = gemm_peak(device, dtype=torch.bfloat16) if fast == torch.bfloat16 else None
-    chosen = attention_kernel(torch.zeros(1, dtype=torch.bfloat16, device=device))
-    chosen_name = "matmul" if chosen is matmul_attention else "fused"
+    chosen_name = auto_kernel(device, torch.bfloat16)
     other = "fused" if chosen_name == "matmul" else "matmul"
     rows = []
     for n_q, n_t in sizes:

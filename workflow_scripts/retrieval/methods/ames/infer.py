@@ -132,6 +132,12 @@ def matmul_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None =
 KERNELS = ("auto", "fused", "matmul")
 
 
+def auto_kernel(device: str | torch.device, dtype: torch.dtype) -> str:
+    """``attention_kernel``'s ``auto`` choice for tensors of ``dtype`` on ``device``: ``"matmul"`` for bfloat16 on
+    a CPU without AMX, ``"fused"`` elsewhere (why: :func:`attention_kernel`)."""
+    return "matmul" if torch.device(device).type == "cpu" and dtype == torch.bfloat16 and not _AMX else "fused"
+
+
 def attention_kernel(q: Tensor, kernel: str = "auto") -> Callable[..., Tensor]:
     """The attention of the per-pair blocks for queries ``q``. ``kernel`` ``auto``: :func:`matmul_attention` for
     bfloat16 on a CPU without AMX, torch's fused ``scaled_dot_product_attention`` elsewhere; ``fused`` or
@@ -144,12 +150,12 @@ def attention_kernel(q: Tensor, kernel: str = "auto") -> Callable[..., Tensor]:
     matrix-product form gave 1.15-1.27x the pairs/s of the whole bfloat16 forward at 600/600, 128/128 and 256/128
     descriptors (1.15-1.38x with :func:`matmul_attention`'s padding). In float32 it was slower (0.64x at
     600/600, without the jobs' allocator settings). With AMX the fused kernel is faster: the benchmark target on 2
-    cores of a Xeon with AMX gave this form 0.89x the fused path's pairs/s at 600/600 and 0.82x at 128/128
-    (2026-12-08). Both keep the fused kernel, as the GPU does."""
+    cores of a Xeon with AMX gave this form 0.85-0.89x the fused path's pairs/s at 600/600 and 0.80-0.82x at
+    128/128 in two runs (2026-12-08). Both keep the fused kernel, as the GPU does."""
     if kernel not in KERNELS:
         raise ValueError(f"attention kernel '{kernel}' is not one of {', '.join(KERNELS)}")
     if kernel == "auto":
-        kernel = "matmul" if q.device.type == "cpu" and q.dtype == torch.bfloat16 and not _AMX else "fused"
+        kernel = auto_kernel(q.device, q.dtype)
     return matmul_attention if kernel == "matmul" else F.scaled_dot_product_attention
 
 
